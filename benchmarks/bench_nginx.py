@@ -1,0 +1,144 @@
+"""drumfire vs wrk vs aiohttp against a local nginx answering a fixed OSRM-shaped JSON.
+
+nginx (one worker) stands in for an infinitely fast routing server, so this
+measures the clients.  All tools run in the same minute, on the same URL list,
+alternately, ``--rounds`` times; the report gives requests/s per round, the
+median, the ratio to wrk's median, the client's CPU per request (user+sys of the
+client process / requests) and the server's CPU use.
+
+* wrk: ``-t1 -c8`` for a fixed ``--wrk-duration`` (default 10 s), rotating over
+  the same paths; requests/s as wrk reports it (no process start, no CSV).
+* drumfire: ``drumfire run`` with its defaults as a child process; requests/s =
+  rows / wall time of the whole process (start-up, CSV in and out included).
+* aiohttp: ``benchmarks/aiohttp_client.py -c 8``, measured the same way.
+
+Usage::
+
+    python benchmarks/bench_nginx.py [--requests 200000] [--rounds 3]
+        [--tools wrk,drumfire,aiohttp] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import _common as c
+
+URL_PATH = c.OSRM_PATH_TEMPLATE
+EXTRACTS = ["duration=routes[0].duration"]
+FIELD = "routes.0.duration"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=200_000, help="rows / distinct URLs (200000)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--tools", default=",".join(c.ALL_TOOLS), help="subset of wrk,drumfire,aiohttp")
+    p.add_argument("--wrk-duration", type=float, default=10.0, help="seconds per wrk run (10)")
+    p.add_argument("--aiohttp-concurrency", type=int, default=8)
+    p.add_argument(
+        "--drumfire-cmd",
+        default=None,
+        help="command that starts the drumfire CLI (default: this checkout's src)",
+    )
+    p.add_argument(
+        "--run-timeout", type=float, default=600.0, help="kill a client run after this (600 s)"
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    p.add_argument("--keep", type=Path, default=None, help="keep inputs/outputs in this dir")
+    args = p.parse_args(argv)
+    c.exit_on_signals()
+    tools = requested = c.parse_tools(args.tools)
+    if not 1 <= args.requests <= 5_000_000 or not 1 <= args.rounds <= 20:
+        p.error("--requests must be in 1..5000000 and --rounds in 1..20")
+
+    drumfire_cmd = c.drumfire_command(args.drumfire_cmd)
+    if "drumfire" in tools:
+        ok, why = c.drumfire_available(drumfire_cmd)
+        if not ok:
+            last = why.splitlines()[-1] if why else ""
+            print(f"drumfire CLI not usable ({last}); see --tools", file=sys.stderr)
+            return 2
+
+    machine = c.machine_info()
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
+
+    with tempfile.TemporaryDirectory(prefix="drumfire-bench-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = c.random_coordinate_rows(args.requests, args.seed)
+        input_csv = work / "input.csv"
+        paths_file = work / "paths.txt"
+        c.write_rows_csv(input_csv, rows)
+        c.write_paths_file(paths_file, c.rows_to_paths(rows, URL_PATH))
+        del rows
+        print(f"input: {args.requests} rows, distinct paths, {input_csv}")
+
+        with c.nginx_server() as server:
+            template = server.base_url + URL_PATH
+            pids = server.server_pids()
+            print(f"nginx on {server.base_url} (pids {pids}), {len(c.OSRM_LIKE_BODY)} B body")
+
+            if "wrk" in tools:  # warm-up: page cache, nginx worker, CPU frequency
+                c.run_wrk(server.base_url, paths_file, duration_s=2, workdir=work)
+
+            py_env = c.python_env([c.SRC_DIR])
+
+            def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
+                out = work / f"out_{tool}.csv"
+                if tool == "drumfire":
+                    argv = c.drumfire_argv(drumfire_cmd, csv_in, template, EXTRACTS, out)
+                else:
+                    argv = c.aiohttp_argv(csv_in, template, FIELD, out, args.aiohttp_concurrency)
+                return c.measure_client(tool, argv, out, n, pids, env=py_env, timeout_s=timeout_s)
+
+            tools = c.preflight(tools, client, input_csv, work)
+            if not tools:
+                print("no tool left to measure", file=sys.stderr)
+                return 1
+            runners = {
+                "wrk": lambda: c.measure_wrk(
+                    server.base_url, paths_file, args.wrk_duration, work, pids
+                ),
+                "drumfire": lambda: client("drumfire", input_csv, args.requests, args.run_timeout),
+                "aiohttp": lambda: client("aiohttp", input_csv, args.requests, args.run_timeout),
+            }
+            results = c.run_rounds(tools, args.rounds, runners)
+
+    summary = c.summarize(results)
+    print()
+    print(
+        f"nginx, {args.requests} requests per client run, {args.rounds} rounds, "
+        f"wrk -t1 -c8 -d{args.wrk_duration:g}s"
+    )
+    print(c.format_table(summary, args.rounds))
+    if args.json:
+        c.write_json(
+            args.json,
+            {
+                "benchmark": "nginx",
+                "machine": machine,
+                "config": {
+                    "requests": args.requests,
+                    "rounds": args.rounds,
+                    "tools": tools,
+                    "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
+                    "aiohttp_concurrency": args.aiohttp_concurrency,
+                    "drumfire_cmd": drumfire_cmd,
+                    "body_bytes": len(c.OSRM_LIKE_BODY),
+                },
+                "summary": summary,
+                "rounds": {t: [m.as_dict() for m in ms] for t, ms in results.items()},
+            },
+        )
+        print(f"figures written to {args.json}")
+    complete = set(summary) == set(requested)
+    return 0 if complete and all(s["all_ok"] for s in summary.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Running a batch from the command line: loop, signals, progress, flushing.
+
+The CLI and ``drumfire demo`` share this; the Python API has its own drivers
+in ``_api``. Exit statuses: 0 every row got a result, 130 after SIGINT,
+143 after SIGTERM (completed rows flushed either way).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.console import Console
+
+from ._api import Job
+from ._http import Response
+from ._loop import new_event_loop
+from ._progress import Progress, format_summary
+from ._result import Stats
+from ._sinks import Sink
+from ._sources import Source
+
+__all__ = ["execute"]
+
+FLUSH_EVERY = 1.0  # seconds: the most completed work a crash can lose
+
+
+def execute(
+    job: Job,
+    source: Source,
+    sink: Sink,
+    *,
+    quiet: bool = False,
+    output_label: str | None = None,
+    parse: Callable[[Response], Mapping[str, Any]] | None = None,
+    console: Console | None = None,
+) -> tuple[Stats, int]:
+    """Run the batch to the end (or to a signal); return its stats and exit status."""
+    console = console or Console(stderr=True)
+    show = not quiet and console.is_terminal
+    clock = time.perf_counter
+    progress = Progress(console, clock)
+    last_flush = [clock()]
+
+    def on_tick(stats: Stats) -> None:
+        now = clock()
+        if now - last_flush[0] >= FLUSH_EVERY:
+            sink.flush()
+            last_flush[0] = now
+        if show:
+            progress.update(stats)
+
+    engine = job.engine(source, sink.write, parse=parse, on_tick=on_tick, clock=clock)
+    loop = new_event_loop()
+    got: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if got:  # a second signal: stop waiting for in-flight requests
+            engine.stop(grace=0)
+            engine._cancel_all()
+            return
+        got.append(signum)
+        engine.stop(grace=2.0)
+
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not supported here
+        if show:
+            with progress:
+                stats = loop.run_until_complete(engine.run(source.items, source.total))
+        else:
+            stats = loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        sink.close()
+        if source.close is not None:
+            source.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        loop.close()
+    if not quiet:
+        console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
+    if got:
+        return stats, 128 + got[0]
+    return stats, 0

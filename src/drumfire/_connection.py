@@ -1,0 +1,166 @@
+"""One HTTP/1.1 connection: the only place that owns connection state.
+
+States and what moves a connection between them::
+
+    CONNECTING --connection_made--> IDLE --send()--> BUSY --response--> IDLE
+         |                           |                 |   (keep-alive)
+         |                           |                 +--response, no keep-alive--> CLOSED
+         +--connect error----------->+--peer closes / abort() / close()------------> CLOSED
+
+The connection moves bytes between its transport and a sans-I/O
+:class:`~drumfire._http.ResponseReader`, and reports to its owner (the engine)
+through three calls: ``on_connected``, ``on_response`` and ``on_failure``.
+It creates no task and no timer; deadlines are checked by the owner's
+periodic sweep (one timer for all connections instead of one per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from ._errors import ProtocolError, RequestError, reason_for
+from ._http import Response, ResponseReader
+
+if TYPE_CHECKING:
+    from ._request import Origin
+
+__all__ = ["BUSY", "CLOSED", "CONNECTING", "IDLE", "Connection", "Owner"]
+
+CONNECTING, IDLE, BUSY, CLOSED = "connecting", "idle", "busy", "closed"
+
+
+class Owner(Protocol):
+    def on_connected(self, conn: Connection) -> None: ...
+    def on_response(self, conn: Connection, job: Any, response: Response) -> None: ...
+    def on_failure(self, conn: Connection, job: Any, reason: str, detail: str) -> None: ...
+    def on_closed(self, conn: Connection) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """An HTTP/1.1 client connection carrying one request at a time."""
+
+    def __init__(self, owner: Owner, origin: Origin, max_body: int) -> None:
+        self.owner = owner
+        self.origin = origin
+        self.state = CONNECTING
+        self.transport: asyncio.Transport | None = None
+        self.reader = ResponseReader(max_body)
+        self.job: Any = None  # the request in flight, or the one waiting for the connect
+        self.deadline = 0.0  # clock time by which the current phase must end
+        self.served = 0  # responses received: >0 means a reused connection
+        self.connecting: asyncio.Future[Any] | None = None
+
+    # -- owner side ----------------------------------------------------------
+
+    def send(self, job: Any, data: bytes, head: bool, deadline: float) -> None:
+        """Write one request on an IDLE connection; the response comes back via the owner."""
+        assert self.transport is not None
+        self.job = job
+        self.deadline = deadline
+        self.state = BUSY
+        self.reader.expect(head)
+        self.transport.write(data)
+
+    def abort(self, reason: str, detail: str = "") -> None:
+        """Give up on the connection (timeout, cancel); the job in it is reported failed."""
+        job, self.job = self.job, None
+        if self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+        self._closed()
+        if job is not None:
+            self.owner.on_failure(self, job, reason, detail)
+
+    def close(self) -> None:
+        """Close an idle connection quietly."""
+        if self.transport is not None:
+            self.transport.close()
+        self._closed()
+
+    def _closed(self) -> None:
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.owner.on_closed(self)
+
+    def connect_done(self, fut: asyncio.Future[Any]) -> None:
+        """Done-callback of the connect attempt: report a failure if there was one."""
+        self.connecting = None
+        if fut.cancelled() or self.state == CLOSED:
+            return
+        exc = fut.exception()
+        if exc is None:
+            return
+        job, self.job = self.job, None
+        self._closed()
+        if job is not None:
+            self.owner.on_failure(self, job, reason_for(exc, connecting=True), _describe(exc))
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, hence no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
+        if self.state == CLOSED:  # given up on while connecting
+            self.transport.abort()
+            return
+        self.state = IDLE
+        self.owner.on_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state != BUSY:
+            # Bytes nobody asked for: the connection can no longer be trusted.
+            if self.state == IDLE:
+                self.close()
+            return
+        try:
+            response = self.reader.feed(data)
+        except RequestError as exc:
+            self.abort(exc.reason, str(exc))
+            return
+        if response is not None:
+            self._complete(response)
+
+    def _complete(self, response: Response) -> None:
+        job, self.job = self.job, None
+        self.served += 1
+        if response.keep_alive:
+            self.state = IDLE
+        else:
+            self.close()
+        self.owner.on_response(self, job, response)
+
+    def eof_received(self) -> bool | None:
+        # Let the transport close; connection_lost does the bookkeeping.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state != BUSY or self.job is None:
+            self._closed()
+            return
+        try:
+            response = self.reader.eof()
+        except ProtocolError as perr:
+            job, self.job = self.job, None
+            self._closed()
+            self.owner.on_failure(self, job, "protocol", str(perr))
+            return
+        if response is not None:
+            self._complete(response)
+            return
+        job, self.job = self.job, None
+        self._closed()
+        self.owner.on_failure(self, job, reason_for(exc), _describe(exc) or "connection closed")
+
+    @property
+    def received_any(self) -> bool:
+        """Whether any byte of the current response has arrived."""
+        return bool(self.reader.started)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = str(exc) or type(exc).__name__
+    return text[:200]

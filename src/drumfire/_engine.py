@@ -1,0 +1,535 @@
+"""The engine: rows in, one result per row out, as fast as the server answers.
+
+Everything is driven by callbacks from connections; there is no asyncio Task
+per request. ``_pump`` starts requests while the concurrency limit allows,
+each completion calls ``_pump`` again, and one periodic timer (``_tick``)
+enforces deadlines and reports progress.
+
+A row's life::
+
+    input item --prepare--> Job --dispatch--> Connection --response/failure-->
+        retry?  --yes--> wait (backoff / Retry-After) --> dispatch again
+                --no---> Result --> (reorder buffer if ordered) --> on_result
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from ._connection import IDLE, Connection
+from ._extract import Extractor
+from ._http import Response
+from ._request import Origin, Prepared, RequestPlan
+from ._result import Result, Stats
+from ._settings import Retry, Timeouts
+
+__all__ = ["Engine", "InputProblem"]
+
+_RETRY_ANY_METHOD = frozenset({429, 503})  # the server says it did not process the request
+
+
+class InputProblem:
+    """A source item that could not be read as a row; becomes an ``input`` error row."""
+
+    __slots__ = ("line", "message")
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"InputProblem(line={self.line}, {self.message!r})"
+
+
+#: What a source yields: (1-based row number, the row or a problem).
+Item = tuple[int, "Mapping[str, Any] | InputProblem"]
+
+
+class Job:
+    """One row in flight (slotted: there are up to ``concurrency`` + retries alive)."""
+
+    __slots__ = ("attempts", "free_retry", "id", "prepared", "row", "seq", "start")
+
+    def __init__(self, seq: int, id_: str, row: Mapping[str, Any], prepared: Prepared) -> None:
+        self.seq = seq
+        self.id = id_
+        self.row = row
+        self.prepared = prepared
+        self.attempts = 0
+        self.start = 0.0
+        self.free_retry = True  # one immediate re-send after a stale keep-alive connection
+
+
+class Pool:
+    """Idle keep-alive connections per origin, and the count of open ones.
+
+    At most ``limit`` connections are open at once: when a new origin needs a
+    connection and the limit is reached, an idle connection to another origin
+    is closed first. So a run never holds more sockets than its concurrency.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.idle: dict[Origin, list[Connection]] = {}
+        self.open = 0
+
+    def take(self, origin: Origin) -> Connection | None:
+        stack = self.idle.get(origin)
+        while stack:
+            conn = stack.pop()
+            if conn.state == IDLE:
+                return conn
+        return None
+
+    def give(self, conn: Connection) -> None:
+        stack = self.idle.get(conn.origin)
+        if stack is None:
+            stack = self.idle[conn.origin] = []
+        stack.append(conn)
+
+    def make_room(self) -> None:
+        """Close idle connections (to any origin) until one more may be opened."""
+        for stack in self.idle.values():
+            while stack and self.open >= self.limit:
+                stack.pop(0).close()
+            if self.open < self.limit:
+                return
+
+    def close_all(self) -> None:
+        for stack in self.idle.values():
+            while stack:
+                stack.pop().close()
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse ``Retry-After`` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    wall = time.time() if now is None else now
+    return max(0.0, when.timestamp() - wall)
+
+
+class Engine:
+    """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face."""
+
+    def __init__(
+        self,
+        plan: RequestPlan,
+        on_result: Callable[[Result], None],
+        *,
+        extractor: Extractor | None = None,
+        parse: Callable[[Response], Mapping[str, Any]] | None = None,
+        keep: Sequence[str] = (),
+        id_column: str | None = None,
+        concurrency: int = 8,
+        retry: Retry | None = None,
+        timeouts: Timeouts | None = None,
+        max_body: int = 64 * 1024 * 1024,
+        verify: bool = True,
+        ordered: bool = False,
+        order_window: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        rng: random.Random | None = None,
+        on_tick: Callable[[Stats], None] | None = None,
+        tick_interval: float = 0.1,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.plan = plan
+        self.on_result = on_result
+        self.extractor = extractor if extractor else None
+        self.parse = parse
+        self.keep = tuple(keep)
+        self.id_column = id_column
+        self.concurrency = concurrency
+        self.retry = retry or Retry()
+        self.timeouts = timeouts or Timeouts()
+        self.max_body = max_body
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.on_tick = on_tick
+        self.tick_interval = tick_interval
+        self.ordered = ordered
+        self.order_window = order_window or max(1024, 64 * concurrency)
+        self._ssl: ssl.SSLContext | None = None
+        self._verify = verify
+        self.pool = Pool(concurrency)
+        self.stats = Stats(clock)
+        self._items: Iterator[Item] = iter(())
+        self._exhausted = False
+        self._seq = 0
+        self._inflight = 0
+        self._waiting = 0  # jobs sleeping before a retry
+        self._ready: deque[Job] = deque()  # retries whose wait is over
+        self._busy: set[Connection] = set()
+        self._held: dict[int, Result] = {}
+        self._next_emit = 0
+        self._stopping = False
+        self._paused = False
+        self._done: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failure: BaseException | None = None
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self, items: Iterator[Item], total: int | None = None) -> Stats:
+        """Process every item; return when each has produced its result."""
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        self._items = items
+        self.stats = Stats(self.clock, total)
+        self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
+        try:
+            self._pump()
+            await self._done
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.pool.close_all()
+            for conn in list(self._busy):
+                conn.abort("cancelled")
+            self.stats.finished = self.clock()
+        if self._failure is not None:
+            raise self._failure
+        return self.stats
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Start no new row; give in-flight ones ``grace`` seconds, then cancel them."""
+        if self._stopping or self._loop is None:
+            return
+        self._stopping = True
+        self.stats.stopped = True
+        self._exhausted = True
+        self._loop.call_later(grace, self._cancel_all)
+        self._check_done()
+
+    def pause(self, paused: bool) -> None:
+        """Hold off starting new rows (a consumer is behind); resume with False."""
+        self._paused = paused
+        if not paused and self._loop is not None:
+            self._loop.call_soon(self._pump)
+
+    def _cancel_all(self) -> None:
+        for conn in list(self._busy):
+            conn.abort("cancelled", "stopped before the response came")
+        while self._ready:
+            self._give_up(self._ready.popleft(), None, "cancelled")
+        self._check_done()
+
+    def _sweep_interval(self) -> float:
+        return max(
+            0.005, min(self.tick_interval, self.timeouts.total / 10, self.timeouts.connect / 10)
+        )
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for conn in [c for c in self._busy if c.deadline < now]:
+            conn.abort("timeout", "no complete answer in time")
+        if self.on_tick is not None:
+            self.stats.concurrency = self._inflight
+            try:
+                self.on_tick(self.stats)
+            except Exception as exc:  # a broken display must not hang the run
+                self._fail(exc)
+                return
+        assert self._loop is not None
+        self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    # -- starting requests ---------------------------------------------------
+
+    def _next_job(self) -> Job | None:
+        if self._ready:
+            return self._ready.popleft()
+        if self._exhausted:
+            return None
+        if self.ordered and self._seq >= self._next_emit + self.order_window:
+            return None  # the oldest row holds the window; wait for it
+        while True:
+            try:
+                line, row = next(self._items)
+            except StopIteration:
+                self._exhausted = True
+                return None
+            seq = self._seq
+            self._seq += 1
+            if isinstance(row, InputProblem):
+                self._emit(
+                    Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}"), seq
+                )
+                continue
+            id_ = self._row_id(row, line)
+            try:
+                prepared = self.plan.prepare(row)
+            except KeyError as exc:
+                self._emit(
+                    Result(
+                        id_,
+                        None,
+                        0.0,
+                        0,
+                        f"template: row {line} has no column {exc.args[0]!r}",
+                        None,
+                        self._kept(row),
+                    ),
+                    seq,
+                )
+                continue
+            except ValueError as exc:
+                self._emit(
+                    Result(
+                        id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self._kept(row)
+                    ),
+                    seq,
+                )
+                continue
+            return Job(seq, id_, row, prepared)
+
+    def _row_id(self, row: Mapping[str, Any], line: int) -> str:
+        col = self.id_column
+        if col is not None:
+            value = row.get(col)
+            if value is not None and value != "":
+                return value if type(value) is str else str(value)
+        return str(line)
+
+    def _pump(self) -> None:
+        try:
+            while self._inflight < self.concurrency and not self._paused:
+                job = self._next_job()
+                if job is None:
+                    break
+                self._dispatch(job)
+        except Exception as exc:  # a broken source or sink ends the run with its error
+            self._fail(exc)
+            return
+        self._check_done()
+
+    def _dispatch(self, job: Job) -> None:
+        self._inflight += 1
+        job.attempts += 1
+        origin = job.prepared.origin
+        conn = self.pool.take(origin)
+        job.start = now = self.clock()
+        if conn is not None:
+            self._busy.add(conn)
+            conn.send(
+                job, job.prepared.data, job.prepared.method == "HEAD", now + self.timeouts.total
+            )
+            return
+        self.pool.make_room()
+        conn = Connection(self, origin, self.max_body)
+        conn.job = job
+        conn.deadline = now + self.timeouts.connect
+        self.pool.open += 1
+        self._busy.add(conn)
+        assert self._loop is not None
+        scheme, host, port = origin
+        ctx = self._ssl_context() if scheme == "https" else None
+        fut = asyncio.ensure_future(
+            self._loop.create_connection(
+                lambda: conn, host, port, ssl=ctx, server_hostname=host if ctx else None
+            )
+        )
+        conn.connecting = fut
+        fut.add_done_callback(conn.connect_done)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            ctx = ssl.create_default_context()
+            if not self._verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._ssl = ctx
+        return self._ssl
+
+    # -- connection callbacks (Owner protocol) --------------------------------
+
+    def on_connected(self, conn: Connection) -> None:
+        job = conn.job
+        if job is None:
+            self.pool.give(conn)
+            return
+        conn.send(
+            job,
+            job.prepared.data,
+            job.prepared.method == "HEAD",
+            self.clock() + self.timeouts.total,
+        )
+
+    def on_closed(self, conn: Connection) -> None:
+        self.pool.open -= 1
+        self._busy.discard(conn)
+
+    def on_response(self, conn: Connection, job: Job, response: Response) -> None:
+        self._inflight -= 1
+        if conn.state == IDLE:
+            self._busy.discard(conn)
+            self.pool.give(conn)
+        status = response.status
+        if (
+            status in self.retry.statuses
+            and self._budget_left(job)
+            and (status in _RETRY_ANY_METHOD or self._may_resend(job))
+        ):
+            self._retry_later(job, retry_after_seconds(response.header("retry-after")))
+        else:
+            self._finish(job, response)
+        self._pump()
+
+    def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
+        self._inflight -= 1
+        if reason == "cancelled":
+            self._give_up(job, None, "cancelled")
+        elif (
+            reason == "reset"
+            and conn.served
+            and job.free_retry
+            and not conn.received_any
+            and self._may_resend(job)
+            and not self._stopping
+        ):
+            # A kept-alive connection the server had already closed: re-send at
+            # once, without using the retry budget (urllib3 and aiohttp do the same).
+            # The attempt still counts in ``attempts``.
+            job.free_retry = False
+            self._ready.append(job)
+        elif (
+            self._budget_left(job)
+            and not self._stopping
+            and (reason == "connect" or self._may_resend(job))
+        ):
+            self._retry_later(job, None)
+        else:
+            self._give_up(job, None, reason)
+        self._pump()
+
+    def _budget_left(self, job: Job) -> bool:
+        used = job.attempts - (0 if job.free_retry else 1)
+        return used <= self.retry.retries
+
+    def _may_resend(self, job: Job) -> bool:
+        return job.prepared.idempotent or self.retry.unsafe
+
+    def _retry_later(self, job: Job, retry_after: float | None) -> None:
+        if self._stopping:
+            self._give_up(job, None, "cancelled")
+            return
+        delay = self.retry.delay(job.attempts, retry_after, self.rng)
+        if delay <= 0:
+            self._ready.append(job)
+            return
+        self._waiting += 1
+        assert self._loop is not None
+        self._loop.call_later(delay, self._wake, job)
+
+    def _wake(self, job: Job) -> None:
+        self._waiting -= 1
+        if self._stopping:
+            self._give_up(job, None, "cancelled")
+            self._check_done()
+            return
+        self._ready.append(job)
+        self._pump()
+
+    # -- finishing rows ------------------------------------------------------
+
+    def _kept(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        if not self.keep:
+            return None
+        return {c: row.get(c) for c in self.keep}
+
+    def _give_up(self, job: Job, status: int | None, reason: str) -> None:
+        elapsed = (self.clock() - job.start) * 1000.0 if job.start else 0.0
+        self._emit(
+            Result(job.id, status, elapsed, job.attempts, reason, None, self._kept(job.row)),
+            job.seq,
+        )
+
+    def _finish(self, job: Job, response: Response) -> None:
+        elapsed = (self.clock() - job.start) * 1000.0
+        status = response.status
+        error = ""
+        fields: dict[str, Any] | None = None
+        if self.extractor is not None:
+            body = response.body
+            try:
+                document = orjson.loads(body) if body else None
+            except orjson.JSONDecodeError:
+                document = None
+                if 200 <= status < 300:
+                    error = "json"
+            else:
+                if (
+                    document is None
+                    and 200 <= status < 300
+                    and status != 204
+                    and job.prepared.method != "HEAD"
+                ):
+                    error = "json"
+            fields = (
+                self.extractor.apply(document)
+                if document is not None
+                else dict.fromkeys(self.extractor.names)
+            )
+        if self.parse is not None:
+            try:
+                parsed = self.parse(response)
+            except Exception as exc:
+                error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
+            else:
+                fields = {**fields, **parsed} if fields else dict(parsed)
+        self._emit(
+            Result(job.id, status, elapsed, job.attempts, error, fields, self._kept(job.row)),
+            job.seq,
+        )
+
+    def _emit(self, result: Result, seq: int) -> None:
+        self.stats.add(result)
+        if not self.ordered:
+            self.on_result(result)
+            return
+        if seq != self._next_emit:
+            self._held[seq] = result
+            return
+        self.on_result(result)
+        self._next_emit += 1
+        held = self._held
+        while held:
+            nxt = held.pop(self._next_emit, None)
+            if nxt is None:
+                break
+            self.on_result(nxt)
+            self._next_emit += 1
+
+    def _check_done(self) -> None:
+        if (
+            self._exhausted
+            and self._inflight == 0
+            and self._waiting == 0
+            and not self._ready
+            and self._done is not None
+            and not self._done.done()
+        ):
+            self._done.set_result(None)

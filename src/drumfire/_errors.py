@@ -1,0 +1,122 @@
+"""One exception tree for drumfire, and the mapping from low-level errors to row reasons.
+
+::
+
+    DrumfireError
+    ├── UsageError            bad options, templates or input found before the run (exit 2)
+    │   ├── TemplateError     a template names a column the input lacks, or is malformed
+    │   └── InputError        the input cannot be opened or its header is unusable
+    └── RequestError          one request failed; in a batch this becomes a row, never a raise
+        ├── ConnectError      "connect"   refused, unreachable, DNS
+        ├── ResetError        "reset"     the peer closed or reset the connection
+        ├── TimeoutError_     "timeout"   connect or total timeout
+        ├── TLSError          "tls"       handshake or certificate failure
+        ├── ProtocolError     "protocol"  malformed or truncated HTTP
+        └── BodyTooLarge      "body_too_large"
+
+In a batch run nothing here escapes to the caller except :class:`UsageError`;
+every per-request problem is recorded as a short, stable reason string in the
+result row (see :data:`REASONS`).
+"""
+
+from __future__ import annotations
+
+import ssl
+
+__all__ = [
+    "REASONS",
+    "BodyTooLarge",
+    "ConnectError",
+    "DrumfireError",
+    "InputError",
+    "ProtocolError",
+    "RequestError",
+    "ResetError",
+    "TLSError",
+    "TemplateError",
+    "TimeoutError_",
+    "UsageError",
+    "reason_for",
+]
+
+#: Every reason a row's ``error`` column can hold.
+REASONS = (
+    "connect",
+    "reset",
+    "timeout",
+    "tls",
+    "protocol",
+    "body_too_large",
+    "json",
+    "parse",
+    "input",
+    "template",
+    "cancelled",
+)
+
+
+class DrumfireError(Exception):
+    """Base of every exception drumfire raises."""
+
+
+class UsageError(DrumfireError):
+    """A problem with options, templates or input, found before the first request."""
+
+
+class TemplateError(UsageError):
+    pass
+
+
+class InputError(UsageError):
+    pass
+
+
+class RequestError(DrumfireError):
+    """One request failed. ``reason`` is the stable short name written to the row."""
+
+    reason = "error"
+
+
+class ConnectError(RequestError):
+    reason = "connect"
+
+
+class ResetError(RequestError):
+    reason = "reset"
+
+
+class TimeoutError_(RequestError):
+    reason = "timeout"
+
+
+class TLSError(RequestError):
+    reason = "tls"
+
+
+class ProtocolError(RequestError):
+    reason = "protocol"
+
+
+class BodyTooLarge(RequestError):
+    reason = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body larger than {limit} bytes")
+        self.limit = limit
+
+
+def reason_for(exc: BaseException | None, *, connecting: bool = False) -> str:
+    """Map an exception from the transport to a row reason.
+
+    ``connecting`` says whether the connection was still being opened, where
+    any OSError means the server could not be reached.
+    """
+    if isinstance(exc, RequestError):
+        return exc.reason
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if connecting:
+        return "connect"
+    return "reset"

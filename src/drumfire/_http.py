@@ -1,0 +1,273 @@
+"""HTTP/1.1 framing without I/O.
+
+This module turns request parts into bytes and bytes from one connection into
+:class:`Response` objects. It imports no asyncio and owns no socket, so every
+engine (and every unit test, with canned bytes) uses the same code; the
+connection module only moves bytes between a transport and a
+:class:`ResponseReader`.
+
+Parsing is delegated to httptools (llhttp, the parser Node.js uses); this module
+adds what llhttp leaves to its caller: HEAD responses (RFC 9110 §9.3.2: no body
+whatever Content-Length says), bodies delimited by connection close
+(RFC 9112 §6.3 rule 8), content decoding with a size cap, and the
+"unexpected bytes after a response" case.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+import httptools
+import orjson
+
+from ._errors import BodyTooLarge, ProtocolError
+
+__all__ = ["Response", "ResponseReader", "encode_request_head"]
+
+_LAST = re.compile(rb"max\s*=\s*1(?!\d)", re.IGNORECASE)
+
+
+class Response:
+    """One HTTP response: status, raw header pairs, decoded body bytes.
+
+    Header names are kept as sent (bytes); use :meth:`header` for a
+    case-insensitive lookup.
+    """
+
+    __slots__ = ("body", "headers", "keep_alive", "status")
+
+    def __init__(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def json(self) -> Any:
+        """The body decoded as JSON (raises ``orjson.JSONDecodeError``)."""
+        return orjson.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+def encode_request_head(
+    method: str, target: str, host: str, headers: list[tuple[str, str]]
+) -> bytes:
+    """The request line and header block, up to and including the blank line.
+
+    Callers that send the same headers for every request precompute the header
+    block once (see ``_request.RequestPlan``); this function is the general
+    form used for that precomputation and for tests.
+    """
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _Decoder:
+    """Incremental gzip/deflate decoding that refuses to grow past ``limit`` bytes."""
+
+    __slots__ = ("_obj", "_raw_ok", "_size", "limit")
+
+    def __init__(self, encoding: bytes, limit: int) -> None:
+        enc = encoding.strip().lower()
+        if enc in (b"gzip", b"x-gzip"):
+            wbits = 16 + zlib.MAX_WBITS
+        elif enc == b"deflate":
+            wbits = zlib.MAX_WBITS
+        else:
+            raise ProtocolError(f"unsupported content-encoding {enc.decode('latin-1')!r}")
+        self._obj = zlib.decompressobj(wbits)
+        # "deflate" is zlib-wrapped by the RFC but raw in some servers (RFC 9110 §8.4.1.2).
+        self._raw_ok = enc == b"deflate"
+        self._size = 0
+        self.limit = limit
+
+    def decode(self, data: bytes) -> bytes:
+        try:
+            # max_length bounds the output of one call: a decompression bomb
+            # stops at the cap instead of filling memory.
+            out = self._obj.decompress(data, self.limit - self._size + 1)
+        except zlib.error as exc:
+            if not (self._raw_ok and self._size == 0):
+                raise ProtocolError(f"bad compressed body: {exc}") from None
+            self._raw_ok = False
+            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.decode(data)
+        self._raw_ok = False
+        self._size += len(out)
+        if self._size > self.limit or self._obj.unconsumed_tail:
+            raise BodyTooLarge(self.limit)
+        return out
+
+
+class ResponseReader:
+    """Bytes from one connection in, at most one complete :class:`Response` out at a time.
+
+    Usage: call :meth:`expect` before sending each request, then :meth:`feed`
+    with every chunk received until it returns a response; call :meth:`eof`
+    when the peer closes. HTTP pipelining is not used, so only one response is
+    outstanding; bytes beyond it make the connection non-reusable.
+    """
+
+    __slots__ = (
+        "_body",
+        "_chunks",
+        "_decoder",
+        "_done",
+        "_encoding",
+        "_head",
+        "_headers",
+        "_headers_done",
+        "_last",
+        "_parser",
+        "_size",
+        "_until_close",
+        "max_body",
+        "started",
+    )
+
+    def __init__(self, max_body: int = 64 * 1024 * 1024) -> None:
+        self.max_body = max_body
+        self._parser: Any = httptools.HttpResponseParser(self)
+        self._reset(False)
+
+    def _reset(self, head: bool) -> None:
+        self._head = head
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._encoding: bytes | None = None
+        self._decoder: _Decoder | None = None
+        self._headers_done = False
+        self._until_close = False
+        self._last = False
+        self._done: Response | None = None
+        self.started = False
+
+    def expect(self, head: bool = False) -> None:
+        """Prepare for the response to a request; ``head`` for a HEAD request."""
+        self._reset(head)
+
+    # -- httptools callbacks -------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        size = len(name)
+        if size == 16 and name.lower() == b"content-encoding":
+            self._encoding = value if value.strip().lower() not in (b"identity", b"") else None
+        elif size == 10 and name.lower() == b"keep-alive" and _LAST.search(value):
+            # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
+            # after this response without saying "Connection: close"; don't reuse it.
+            self._last = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        if self._encoding is not None:
+            self._decoder = _Decoder(self._encoding, self.max_body)
+        if self._head:
+            # llhttp would wait for Content-Length bytes that never come.
+            self._finish()
+            return
+        status = self._parser.get_status_code()
+        if not self._has_length() and status >= 200 and status not in (204, 304):
+            self._until_close = True
+
+    def _has_length(self) -> bool:
+        for name, value in self._headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                return True
+            if lname == b"transfer-encoding" and b"chunked" in value.lower():
+                return True
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if self._decoder is not None:
+            body = self._decoder.decode(body)
+        self._size += len(body)
+        if self._size > self.max_body:
+            raise BodyTooLarge(self.max_body)
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._done is None:
+            self._finish()
+
+    def _finish(self) -> None:
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        keep_alive = not (self._until_close or self._last) and bool(
+            self._parser.should_keep_alive()
+        )
+        self._done = Response(self._parser.get_status_code(), self._headers, body, keep_alive)
+
+    # -- public --------------------------------------------------------------
+
+    def feed(self, data: bytes) -> Response | None:
+        """Parse ``data``; return the response once it is complete.
+
+        Raises :class:`ProtocolError` on malformed input and
+        :class:`BodyTooLarge` past ``max_body``.
+        """
+        if self._done is not None:
+            # Bytes after a complete response without a request outstanding:
+            # the connection cannot be trusted for another request.
+            self._done.keep_alive = False
+            return None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise ProtocolError("unexpected protocol upgrade") from None
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, (BodyTooLarge, ProtocolError)):
+                raise cause from None
+            if self._done is not None and self._head:
+                # The HEAD response was complete; what followed is not ours.
+                self._done.keep_alive = False
+                self._parser = httptools.HttpResponseParser(self)
+                return self._done
+            raise ProtocolError(f"malformed response: {exc}") from None
+        done = self._done
+        if done is not None:
+            if self._head:
+                # httptools cannot be told a response had no body; start afresh.
+                self._parser = httptools.HttpResponseParser(self)
+            return done
+        return None
+
+    def eof(self) -> Response | None:
+        """The peer closed: return a close-delimited response, or None.
+
+        Raises :class:`ProtocolError` when a response was cut short.
+        """
+        if self._done is not None:
+            return None
+        if self._until_close and self._headers_done:
+            self._finish()
+            assert self._done is not None
+            self._done.keep_alive = False
+            return self._done
+        if self.started:
+            raise ProtocolError("connection closed mid-response")
+        return None

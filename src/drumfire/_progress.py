@@ -1,0 +1,114 @@
+"""The live progress line and the end-of-run summary (stderr, via rich).
+
+The engine calls :meth:`Progress.update` from its periodic tick; the display
+redraws at most every ``interval`` seconds, so its cost does not grow with
+the request rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from ._result import Stats
+
+__all__ = ["Progress", "format_summary"]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+class Progress:
+    """done/total, rows/s over the last few seconds, ETA, failures by reason, concurrency."""
+
+    def __init__(
+        self, console: Console, clock: Callable[[], float], interval: float = 0.1, label: str = ""
+    ) -> None:
+        self.console = console
+        self.clock = clock
+        self.interval = interval
+        self.label = label
+        self._live: Live | None = None
+        self._last = -1e9
+        self._window: deque[tuple[float, int]] = deque()
+
+    def __enter__(self) -> Progress:
+        self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def rate(self, now: float, done: int) -> float:
+        """Rows per second over roughly the last five seconds."""
+        window = self._window
+        window.append((now, done))
+        while len(window) > 2 and now - window[0][0] > 5.0:
+            window.popleft()
+        t0, d0 = window[0]
+        return (done - d0) / (now - t0) if now > t0 else 0.0
+
+    def render(self, stats: Stats, now: float) -> Text:
+        rate = self.rate(now, stats.done)
+        line = Text()
+        if self.label:
+            line.append(f"{self.label} ", style="bold")
+        if stats.total:
+            pct = 100.0 * stats.done / stats.total if stats.total else 0.0
+            line.append(f"{stats.done:,}/{stats.total:,} ({pct:.1f}%)", style="bold")
+        else:
+            line.append(f"{stats.done:,} rows", style="bold")
+        line.append(f"  {rate:,.0f} rows/s")
+        if stats.total and rate > 0 and stats.done < stats.total:
+            line.append(f"  ETA {_duration((stats.total - stats.done) / rate)}")
+        line.append(f"  in flight {stats.concurrency}")
+        if stats.reasons:
+            parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
+            line.append(f"  failed: {parts}", style="yellow")
+        if stats.stopped:
+            line.append("  stopping…", style="red")
+        return line
+
+    def update(self, stats: Stats) -> None:
+        now = self.clock()
+        if now - self._last < self.interval or self._live is None:
+            return
+        self._last = now
+        self._live.update(self.render(stats, now), refresh=True)
+
+
+def format_summary(stats: Stats, output: str | None = None) -> str:
+    """The end-of-run summary as plain text lines."""
+    s = stats.summary()
+    lat = s["latency_ms"]
+    lines = [
+        f"drumfire: {s['rows']:,} rows in {s['wall_s']:.2f} s — {s['rows_per_s']:,.0f} rows/s"
+        + (" (stopped early)" if s["stopped"] else ""),
+        f"  ok {s['ok']:,} · failed {s['failed']:,}"
+        + (
+            " (" + ", ".join(f"{k}: {v:,}" for k, v in s["failures"].items()) + ")"
+            if s["failures"]
+            else ""
+        )
+        + f" · requests sent {s['requests']:,}",
+        f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
+        f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms",
+    ]
+    if output:
+        lines.append(f"  results: {output}")
+    return "\n".join(lines)

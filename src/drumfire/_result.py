@@ -1,0 +1,137 @@
+"""Result rows and the running statistics of a batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from hdrh.histogram import HdrHistogram
+
+__all__ = ["Result", "Stats"]
+
+#: Columns every output row starts with, in this order.
+BASE_COLUMNS = ("id", "status", "elapsed_ms", "attempts", "error")
+
+
+class Result(NamedTuple):
+    """One output row: the outcome of one input row.
+
+    ``status`` is the HTTP status of the last attempt, or None when no
+    response came. ``error`` is "" on success, else a short stable reason
+    (``timeout``, ``connect``, ``reset``, ``protocol``, ``json``...), possibly
+    followed by ``": detail"`` for input and parse errors. ``fields`` holds the
+    extracted values, ``kept`` the input columns asked for with ``keep``.
+    """
+
+    id: str
+    status: int | None
+    elapsed_ms: float
+    attempts: int
+    error: str
+    fields: dict[str, Any] | None = None
+    kept: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx response with no error."""
+        return not self.error and self.status is not None and 200 <= self.status < 300
+
+    @property
+    def reason(self) -> str:
+        """The short reason this row failed, "" if it did not (``http 503`` for a status)."""
+        if self.error:
+            return self.error.partition(":")[0]
+        if self.status is not None and not 200 <= self.status < 300:
+            return f"http {self.status}"
+        return ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The flat output row: base columns, extracted fields, kept columns."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "elapsed_ms": self.elapsed_ms,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+        if self.fields:
+            out.update(self.fields)
+        if self.kept:
+            out.update(self.kept)
+        return out
+
+
+class Stats:
+    """Counters and a latency histogram, updated once per finished row.
+
+    ``clock`` is injected (``time.perf_counter`` in a run) so that rate and
+    ETA logic can be tested without sleeping.
+    """
+
+    def __init__(self, clock: Callable[[], float], total: int | None = None) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.finished: float | None = None
+        self.total = total
+        self.done = 0
+        self.ok = 0
+        self.requests = 0  # attempts made, retries included
+        self.reasons: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.latency = HdrHistogram(1, 3_600_000_000, 3)  # microseconds, up to an hour
+        self.concurrency = 0
+        self.stopped = False
+
+    def add(self, result: Result) -> None:
+        self.done += 1
+        self.requests += result.attempts
+        status = result.status
+        if status is not None:
+            self.statuses[status] += 1
+        if result.error:
+            self.reasons[result.error.partition(":")[0]] += 1
+        elif status is not None and 200 <= status < 300:
+            self.ok += 1
+        else:
+            self.reasons[f"http {status}"] += 1
+        if result.attempts:
+            self.latency.record_value(max(1, int(result.elapsed_ms * 1000)))
+
+    @property
+    def failed(self) -> int:
+        return self.done - self.ok
+
+    @property
+    def wall(self) -> float:
+        end = self.finished if self.finished is not None else self.clock()
+        return max(end - self.started, 1e-9)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.wall
+
+    def percentile_ms(self, pct: float) -> float:
+        if self.latency.get_total_count() == 0:
+            return 0.0
+        return float(self.latency.get_value_at_percentile(pct)) / 1000.0
+
+    def summary(self) -> dict[str, Any]:
+        """A plain dict of the figures, for ``--json`` and the Python API."""
+        return {
+            "rows": self.done,
+            "ok": self.ok,
+            "failed": self.failed,
+            "requests": self.requests,
+            "failures": dict(self.reasons.most_common()),
+            "status": {str(k): v for k, v in sorted(self.statuses.items())},
+            "wall_s": round(self.wall, 3),
+            "rows_per_s": round(self.rate, 1),
+            "latency_ms": {
+                "p50": self.percentile_ms(50),
+                "p90": self.percentile_ms(90),
+                "p99": self.percentile_ms(99),
+                "max": float(self.latency.get_max_value()) / 1000.0,
+            },
+            "stopped": self.stopped,
+        }

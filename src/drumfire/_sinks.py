@@ -1,0 +1,162 @@
+"""Output sinks: CSV, JSON Lines (file or stdout).
+
+Rows are written as they complete into a 1 MiB buffer and flushed by the run
+at least once a second (and at the end), so a crash loses at most about the
+last second of completed rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+
+from ._errors import UsageError
+from ._result import BASE_COLUMNS, Result
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "CsvSink",
+    "JsonlSink",
+    "ListSink",
+    "Sink",
+    "open_sink",
+    "output_format_for",
+]
+
+OUTPUT_FORMATS = ("csv", "jsonl")
+
+
+class Sink(Protocol):
+    def write(self, result: Result) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def output_format_for(path: str, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in OUTPUT_FORMATS:
+            raise UsageError(
+                f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})"
+            )
+        return fmt
+    if path == "-":
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv", ".txt", ""):
+        return "csv"
+    if suffix == ".parquet":
+        raise UsageError("Parquet output is not available yet; write .csv or .jsonl")
+    raise UsageError(f"cannot tell the output format of {path!r}; say --output-format")
+
+
+def _cell(value: Any) -> Any:
+    if value is None or type(value) in (str, int, float):
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    return orjson.dumps(value).decode()
+
+
+class CsvSink:
+    """CSV with the base columns, then extracted fields, then kept columns."""
+
+    def __init__(self, stream: IO[str], fields: Sequence[str], keep: Sequence[str]) -> None:
+        self._stream = stream
+        self._writer = csv.writer(stream, lineterminator="\n")
+        self._fields = tuple(fields)
+        self._keep = tuple(keep)
+        self._writer.writerow([*BASE_COLUMNS, *self._fields, *self._keep])
+
+    def write(self, result: Result) -> None:
+        row: list[Any] = [
+            result.id,
+            result.status,
+            round(result.elapsed_ms, 3),
+            result.attempts,
+            result.error,
+        ]
+        fields = result.fields
+        if self._fields:
+            if fields is None:
+                row.extend([None] * len(self._fields))
+            else:
+                row.extend([_cell(fields.get(f)) for f in self._fields])
+        if self._keep:
+            kept = result.kept or {}
+            row.extend([_cell(kept.get(k)) for k in self._keep])
+        self._writer.writerow(row)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+        if self._stream is not sys.stdout:
+            self._stream.close()
+
+
+class JsonlSink:
+    """One JSON object per line, keys in the same order as the CSV columns."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def write(self, result: Result) -> None:
+        d = result.as_dict()
+        d["elapsed_ms"] = round(result.elapsed_ms, 3)
+        self._stream.write(
+            orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        )
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+        if self._stream is not sys.stdout.buffer:
+            self._stream.close()
+
+
+def open_sink(
+    path: str, fmt: str | None, fields: Sequence[str], keep: Sequence[str], *, append: bool = False
+) -> Sink:
+    """Open the output; raise :class:`UsageError` if it cannot be written."""
+    fmt = output_format_for(path, fmt)
+    mode = "a" if append else "w"
+    try:
+        if fmt == "csv":
+            if path == "-":
+                text: IO[str] = sys.stdout
+            else:
+                text = open(path, mode, encoding="utf-8", newline="", buffering=1 << 20)  # noqa: SIM115
+            return CsvSink(text, fields, keep)
+        if path == "-":
+            binary: IO[bytes] = sys.stdout.buffer
+        else:
+            binary = open(path, mode + "b", buffering=1 << 20)  # noqa: SIM115
+        return JsonlSink(binary)
+    except OSError as exc:
+        raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
+
+
+class ListSink:
+    """Collects results in memory (tests, small API runs)."""
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def write(self, result: Result) -> None:
+        self.results.append(result)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

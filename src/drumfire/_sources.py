@@ -1,0 +1,304 @@
+"""Input sources: CSV/TSV with a header, JSON Lines, a text file of URLs, stdin.
+
+Every source is streamed (one row at a time from a buffered file) and yields
+``(row_number, row)`` where row_number counts data rows from 1 and row is a
+mapping, or an :class:`~drumfire._engine.InputProblem` for a row that cannot be
+read — so a bad row becomes an error row, not a crash or a silent gap.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ._engine import InputProblem, Item
+from ._errors import InputError
+
+__all__ = ["FORMATS", "Source", "count_rows", "open_source", "rows_source"]
+
+FORMATS = ("csv", "tsv", "jsonl", "text")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".txt": "text",
+    ".urls": "text",
+    ".list": "text",
+}
+
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+@dataclass
+class Source:
+    """An opened input: its columns (when known before reading) and its items."""
+
+    items: Iterator[Item]
+    columns: frozenset[str] | None
+    fmt: str
+    total: int | None = None
+    close: Any = None
+
+
+def format_for(path: str, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise InputError(f"unknown input format {fmt!r} (choose from {', '.join(FORMATS)})")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix in (".gz",):
+        suffix = Path(path[:-3]).suffix.lower()
+    found = _EXTENSIONS.get(suffix)
+    if found is None:
+        raise InputError(
+            f"cannot tell the format of {path!r} from its extension; "
+            f"say --format {{{','.join(FORMATS)}}}"
+        )
+    return found
+
+
+def _sniff(first: str) -> str:
+    text = first.lstrip("\ufeff").lstrip()
+    if text.startswith("{"):
+        return "jsonl"
+    if text.startswith(("http://", "https://")):
+        return "text"
+    return "tsv" if "\t" in text and "," not in text else "csv"
+
+
+def open_source(path: str, fmt: str | None = None, encoding: str = "utf-8") -> Source:
+    """Open ``path`` (or ``-`` for stdin) as a streamed source.
+
+    Raises :class:`InputError` for a missing or unreadable file or an unusable
+    header: problems found before the first request.
+    """
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    total: int | None = None
+    if path == "-":
+        stream: IO[str] = io.TextIOWrapper(
+            sys.stdin.buffer, encoding=enc, errors="strict", newline=""
+        )
+        if fmt is None:
+            first = stream.readline()
+            fmt = _sniff(first)
+            stream = _Prepend(first, stream)  # type: ignore[assignment]
+    else:
+        fmt = format_for(path, fmt)
+        try:
+            if path.endswith(".gz"):
+                import gzip
+
+                stream = gzip.open(path, "rt", encoding=enc, newline="")  # noqa: SIM115
+            else:
+                stream = open(path, encoding=enc, newline="", buffering=1 << 20)  # noqa: SIM115
+                total = count_rows(path, header=fmt in ("csv", "tsv"))
+        except FileNotFoundError:
+            raise InputError(f"input file {path!r} does not exist") from None
+        except IsADirectoryError:
+            raise InputError(f"input {path!r} is a directory") from None
+        except (OSError, LookupError) as exc:
+            raise InputError(f"cannot read input {path!r}: {exc}") from None
+    try:
+        if fmt in ("csv", "tsv"):
+            return _csv_source(stream, "\t" if fmt == "tsv" else ",", fmt, total)
+        if fmt == "jsonl":
+            return Source(_jsonl_items(stream), None, fmt, total, stream.close)
+        return Source(_text_items(stream), frozenset({"url"}), fmt, total, stream.close)
+    except BaseException:
+        stream.close()
+        raise
+
+
+class _Prepend:
+    """A text stream with one line already read put back in front."""
+
+    def __init__(self, first: str, rest: IO[str]) -> None:
+        self._first: str | None = first
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[str]:
+        if self._first:
+            yield self._first
+        self._first = None
+        yield from self._rest
+
+    def readline(self) -> str:
+        if self._first is not None:
+            line, self._first = self._first, None
+            return line
+        return self._rest.readline()
+
+    def close(self) -> None:
+        self._rest.close()
+
+
+def count_rows(path: str, header: bool) -> int | None:
+    """Count data lines cheaply (newlines in binary), for the progress display's total.
+
+    An estimate for CSV with quoted line breaks; None if the file is not a
+    regular file.
+    """
+    try:
+        if not os.path.isfile(path):
+            return None
+        n = 0
+        last = b"\n"
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                n += chunk.count(b"\n") - chunk.count(b"\n\n") - chunk.count(b"\n\r\n")
+                last = chunk[-1:]
+        if last != b"\n":
+            n += 1
+        return max(0, n - 1) if header else n
+    except OSError:
+        return None
+
+
+def _csv_source(stream: IO[str], delimiter: str, fmt: str, total: int | None) -> Source:
+    reader = csv.reader(stream, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise InputError(f"cannot read the header line: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"the input is not valid text in this encoding ({exc.reason}); say --encoding"
+        ) from None
+    if header is None:
+        raise InputError("the input is empty: expected a header line naming the columns")
+    header = [h.strip() for h in header]
+    if any(not h for h in header):
+        raise InputError(f"the header line has an empty column name: {header!r}")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise InputError(f"the header line names columns more than once: {', '.join(dupes)}")
+    return Source(_csv_items(reader, header), frozenset(header), fmt, total, stream.close)
+
+
+def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
+    width = len(header)
+    n = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            n += 1
+            yield n, InputProblem(reader.line_num, f"malformed CSV: {exc}")
+            continue
+        except UnicodeDecodeError as exc:
+            n += 1
+            yield n, InputProblem(reader.line_num + 1, f"undecodable bytes ({exc.reason})")
+            return
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # blank line
+        n += 1
+        if len(fields) != width:
+            yield n, InputProblem(reader.line_num, f"expected {width} fields, found {len(fields)}")
+            continue
+        yield n, dict(zip(header, fields, strict=True))
+
+
+def _jsonl_items(stream: IO[str]) -> Iterator[Item]:
+    n = 0
+    line_no = 0
+    it = iter(stream)
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            yield n + 1, InputProblem(line_no + 1, f"undecodable bytes ({exc.reason})")
+            return
+        line_no += 1
+        if not line.strip():
+            continue
+        n += 1
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield n, InputProblem(line_no, f"not JSON: {exc}")
+            continue
+        if type(value) is not dict:
+            yield n, InputProblem(line_no, f"not a JSON object but {type(value).__name__}")
+            continue
+        yield n, value
+
+
+def _text_items(stream: IO[str]) -> Iterator[Item]:
+    n = 0
+    line_no = 0
+    it = iter(stream)
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            yield n + 1, InputProblem(line_no + 1, f"undecodable bytes ({exc.reason})")
+            return
+        line_no += 1
+        url = line.strip()
+        if not url or url.startswith("#"):
+            continue
+        n += 1
+        yield n, {"url": url}
+
+
+def rows_source(rows: Any) -> Source:
+    """A source over Python objects: dicts, strings (URLs), or a pandas DataFrame."""
+    total: int | None = None
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame
+        columns = frozenset(str(c) for c in rows.columns)
+        total = len(rows)
+        return Source(_frame_items(rows), columns, "frame", total)
+    try:
+        total = len(rows)
+    except TypeError:
+        total = None
+    it = iter(rows)
+    try:
+        first = next(it)
+    except StopIteration:
+        return Source(iter(()), frozenset(), "rows", 0)
+    if isinstance(first, str):
+        keys = frozenset({"url"})
+    elif isinstance(first, Mapping):
+        keys = frozenset(str(k) for k in first)
+    else:
+        raise InputError(f"rows must be mappings or URL strings, not {type(first).__name__}")
+    return Source(_object_items(first, it), keys, "rows", total)
+
+
+def _object_items(first: Any, rest: Iterator[Any]) -> Iterator[Item]:
+    for n, row in enumerate(_chain(first, rest), 1):
+        if isinstance(row, str):
+            yield n, {"url": row}
+        elif isinstance(row, Mapping):
+            yield n, row
+        else:
+            yield n, InputProblem(n, f"row is a {type(row).__name__}, not a mapping")
+
+
+def _chain(first: Any, rest: Iterable[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _frame_items(frame: Any) -> Iterator[Item]:
+    columns = [str(c) for c in frame.columns]
+    for n, values in enumerate(frame.itertuples(index=False, name=None), 1):
+        yield n, dict(zip(columns, values, strict=True))

@@ -1,0 +1,372 @@
+"""The ``drumfire`` command: a thin layer over the library.
+
+It parses options into the library's value objects, maps
+:class:`~drumfire.UsageError` to exit status 2 with a one-line message, and
+leaves everything else to ``_batch.execute``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import orjson
+
+from ._api import make_job
+from ._errors import UsageError
+from ._extract import parse_extract_options
+from ._settings import Retry
+from ._sinks import open_sink
+from ._sources import FORMATS, open_source
+
+__all__ = ["main"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"drumfire: error: {message}", err=True)
+    sys.exit(2)
+
+
+def parse_size(text: str) -> int:
+    """``10M``, ``512k``, ``1G`` or a byte count."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size like 64M")
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+    return int(float(m.group(1)) * factor)
+
+
+def _split_columns(values: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+def _data_option(data: str | None) -> str | bytes | None:
+    if data is not None and data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}")
+    return data
+
+
+def load_parse_function(spec: str) -> Callable[..., Any]:
+    """``path/to/file.py:function`` → the function (for ``--parse``)."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"--parse {spec!r}: write FILE.py:FUNCTION")
+    import importlib.util
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--parse: {path!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"drumfire_parse_{file.stem}", file)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"--parse: cannot load {path!r}")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"--parse: {path!r} failed to load: {type(exc).__name__}: {exc}") from None
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise UsageError(f"--parse: {path!r} has no function {name!r}")
+    return func  # type: ignore[no-any-return]
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="drumfire")
+def main() -> None:
+    """Send a very large batch of HTTP requests as fast as the server answers,
+    keep every result, and tell how fast that was."""
+
+
+@main.command("run", context_settings=CONTEXT)
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "-u",
+    "--url",
+    default="{url}",
+    show_default=True,
+    help="URL template; {column} is replaced by the row's value.",
+)
+@click.option(
+    "-X", "--method", default=None, help="Method (template). Default GET, or POST with --data."
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Request header (template); repeatable.",
+)
+@click.option("-d", "--data", default=None, help="Request body (template); @FILE reads a file.")
+@click.option(
+    "-e",
+    "--extract",
+    multiple=True,
+    metavar="NAME=EXPR",
+    help="JMESPath expression over the JSON body; repeatable.",
+)
+@click.option(
+    "--parse",
+    "parse_spec",
+    default=None,
+    metavar="FILE.py:FUNCTION",
+    help="A function (response) -> dict whose fields join the row.",
+)
+@click.option(
+    "--id",
+    "id_column",
+    default=None,
+    metavar="COLUMN",
+    help="Column holding the row id [default: 'id' if present, else the row number].",
+)
+@click.option(
+    "--keep",
+    multiple=True,
+    metavar="COLUMN",
+    help="Input column(s) to copy to the output; repeatable or comma-separated.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    help="Output file (.csv or .jsonl), or - for standard output.",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Input format [default: from the extension].",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(["csv", "jsonl"]),
+    default=None,
+    help="Output format [default: from the extension].",
+)
+@click.option("--encoding", default="utf-8", show_default=True, help="Input text encoding.")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 100_000),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once (= open connections).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
+)
+@click.option(
+    "--retry-unsafe",
+    is_flag=True,
+    help="Also re-send non-idempotent requests (POST, PATCH) that may have reached the server.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.001),
+    default=30.0,
+    show_default=True,
+    help="Seconds for one attempt, from sending to the last byte.",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0.001),
+    default=10.0,
+    show_default=True,
+    help="Seconds to open a connection.",
+)
+@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option(
+    "--max-body",
+    default="64M",
+    show_default=True,
+    help="Largest response body accepted (after decompression).",
+)
+@click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the summary figures as JSON to this file.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
+def run_command(
+    input_path: str,
+    url: str,
+    method: str | None,
+    headers: tuple[str, ...],
+    data: str | None,
+    extract: tuple[str, ...],
+    parse_spec: str | None,
+    id_column: str | None,
+    keep: tuple[str, ...],
+    output: str,
+    input_format: str | None,
+    output_format: str | None,
+    encoding: str,
+    concurrency: int,
+    retries: int,
+    retry_unsafe: bool,
+    timeout: float,
+    connect_timeout: float,
+    insecure: bool,
+    max_body: str,
+    ordered: bool,
+    summary_json: str | None,
+    quiet: bool,
+) -> None:
+    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, a text
+    file of URLs, or - for stdin) and write one result row per input row.
+
+    \b
+    Example:
+      drumfire run routes.csv \\
+        --url 'http://127.0.0.1:5000/route/v1/driving/{lon1},{lat1};{lon2},{lat2}' \\
+        -e code=code -e 'duration=routes[0].duration' -o results.csv
+    """
+    from ._batch import execute
+
+    try:
+        pairs = parse_extract_options(extract)
+        keep_columns = _split_columns(keep)
+        job = make_job(
+            url,
+            method=method,
+            headers=list(headers),
+            data=_data_option(data),
+            extract=dict(pairs),
+            keep=keep_columns,
+            id=id_column,
+            concurrency=concurrency,
+            retry=Retry(retries=retries, unsafe=retry_unsafe),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            verify=not insecure,
+            max_body=parse_size(max_body),
+            ordered=ordered,
+        )
+        job.extractor()  # compile expressions now: a bad one is a usage error
+        parse = load_parse_function(parse_spec) if parse_spec else None
+        source = open_source(input_path, input_format, encoding)
+        try:
+            job.check(job.plan(), source)
+            sink = open_sink(output, output_format, [n for n, _ in pairs], keep_columns)
+        except BaseException:
+            if source.close is not None:
+                source.close()
+            raise
+    except UsageError as exc:
+        _fail(str(exc))
+    except click.BadParameter as exc:
+        _fail(exc.format_message())
+    stats, code = execute(
+        job, source, sink, quiet=quiet, parse=parse, output_label=None if output == "-" else output
+    )
+    if summary_json:
+        Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))
+    sys.exit(code)
+
+
+@main.command("serve", context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("-p", "--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to every answer."
+)
+@click.option(
+    "--jitter",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Up to this many seconds more, at random.",
+)
+def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
+    """Run the demo server: OSRM-shaped /route/v1/driving/..., /quote, /echo, /status/N."""
+    from .demo.server import run_server
+
+    run_server(host, port, latency=latency, jitter=jitter)
+
+
+@main.command("demo", context_settings=CONTEXT)
+@click.option(
+    "-n",
+    "--rows",
+    type=click.IntRange(1, 10_000_000),
+    default=20_000,
+    show_default=True,
+    help="Rows in the sample input.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default="drumfire-demo",
+    show_default=True,
+    help="Where to write the sample input and the results.",
+)
+@click.option(
+    "--latency",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds the demo server adds to every answer.",
+)
+@click.option("-c", "--concurrency", type=click.IntRange(1, 100_000), default=8, show_default=True)
+def demo_command(rows: int, directory: str, latency: float, concurrency: int) -> None:
+    """Start the demo server, write a sample input, run the main job, show the results."""
+    from ._batch import execute
+    from .demo.server import DemoServer, write_sample_routes
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    routes = folder / "routes.csv"
+    results = folder / "results.csv"
+    write_sample_routes(routes, rows)
+    with DemoServer(latency=latency) as server:
+        url = server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}?overview=false"
+        click.echo(f"demo server: {server.base_url}", err=True)
+        click.echo(f"input: {routes} ({rows:,} origin-destination pairs)", err=True)
+        click.echo(
+            f"running: drumfire run {routes} --url '{url}' -e code=code "
+            f"-e 'duration=routes[0].duration' -e 'distance=routes[0].distance' "
+            f"-c {concurrency} -o {results}\n",
+            err=True,
+        )
+        job = make_job(
+            url,
+            extract={
+                "code": "code",
+                "duration": "routes[0].duration",
+                "distance": "routes[0].distance",
+            },
+            concurrency=concurrency,
+        )
+        source = open_source(str(routes))
+        sink = open_sink(str(results), None, ["code", "duration", "distance"], [])
+        _, code = execute(job, source, sink, output_label=str(results))
+    if code == 0:
+        with results.open(encoding="utf-8") as f:
+            head = [next(f, "").rstrip("\n") for _ in range(4)]
+        click.echo("\nfirst rows of " + str(results) + ":\n  " + "\n  ".join(head), err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
