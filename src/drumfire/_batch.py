@@ -19,12 +19,40 @@ from ._http import Response
 from ._loop import new_event_loop
 from ._progress import Progress, format_summary
 from ._result import Stats
+from ._resume import DuplicateCounter
 from ._sinks import Sink
 from ._sources import Source
 
-__all__ = ["execute"]
+__all__ = ["ensure_fd_limit", "execute"]
 
 FLUSH_EVERY = 1.0  # seconds: the most completed work a crash can lose
+
+
+def ensure_fd_limit(concurrency: int, spare: int = 64) -> str | None:
+    """Raise the soft open-files limit to fit ``concurrency`` sockets plus ``spare``.
+
+    Returns a warning when the hard limit does not allow it (the run goes on;
+    connects beyond the limit fail as ``connect`` rows and are retried).
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    need = concurrency + spare
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return None
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target >= need:
+        return None
+    return (
+        f"-c {concurrency} needs about {need} open files but the limit is {target} "
+        f"(hard limit {hard}); raise it with 'ulimit -n {need}' or lower -c"
+    )
 
 
 def execute(
@@ -36,6 +64,7 @@ def execute(
     output_label: str | None = None,
     parse: Callable[[Response], Mapping[str, Any]] | None = None,
     console: Console | None = None,
+    skip: Callable[[str], bool] | None = None,
 ) -> tuple[Stats, int]:
     """Run the batch to the end (or to a signal); return its stats and exit status."""
     console = console or Console(stderr=True)
@@ -52,7 +81,18 @@ def execute(
         if show:
             progress.update(stats)
 
-    engine = job.engine(source, sink.write, parse=parse, on_tick=on_tick, clock=clock)
+    fds = ensure_fd_limit(job.concurrency)
+    if fds is not None:
+        console.print(f"drumfire: warning: {fds}", highlight=False)
+    engine = job.engine(
+        source,
+        sink.write,
+        parse=parse,
+        on_tick=on_tick,
+        clock=clock,
+        skip=skip,
+        duplicates=DuplicateCounter(),
+    )
     loop = new_event_loop()
     got: list[int] = []
 

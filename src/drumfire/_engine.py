@@ -30,6 +30,7 @@ from ._extract import Extractor
 from ._http import Response
 from ._request import Origin, Prepared, RequestPlan
 from ._result import Result, Stats
+from ._resume import DuplicateCounter
 from ._settings import Retry, Timeouts
 
 __all__ = ["Engine", "InputProblem"]
@@ -148,6 +149,8 @@ class Engine:
         rng: random.Random | None = None,
         on_tick: Callable[[Stats], None] | None = None,
         tick_interval: float = 0.1,
+        skip: Callable[[str], bool] | None = None,
+        duplicates: DuplicateCounter | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -166,6 +169,8 @@ class Engine:
         self.on_tick = on_tick
         self.tick_interval = tick_interval
         self.ordered = ordered
+        self.skip = skip  # --resume: rows whose result the output already holds
+        self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * concurrency)
         self._ssl: ssl.SSLContext | None = None
         self._verify = verify
@@ -178,7 +183,7 @@ class Engine:
         self._waiting = 0  # jobs sleeping before a retry
         self._ready: deque[Job] = deque()  # retries whose wait is over
         self._busy: set[Connection] = set()
-        self._held: dict[int, Result] = {}
+        self._held: dict[int, Result | None] = {}
         self._next_emit = 0
         self._stopping = False
         self._paused = False
@@ -280,6 +285,12 @@ class Engine:
                 )
                 continue
             id_ = self._row_id(row, line)
+            if self.duplicates is not None and self.duplicates.add(id_):
+                self.stats.duplicates += 1
+            if self.skip is not None and self.skip(id_):
+                self.stats.skipped += 1
+                self._skip_seq(seq)
+                continue
             try:
                 prepared = self.plan.prepare(row)
             except KeyError as exc:
@@ -505,6 +516,26 @@ class Engine:
             job.seq,
         )
 
+    def _skip_seq(self, seq: int) -> None:
+        """A row with no result to write (resumed): keep the reorder buffer moving."""
+        if not self.ordered:
+            return
+        if seq == self._next_emit:
+            self._next_emit += 1
+            self._release_held()
+        else:
+            self._held[seq] = None
+
+    def _release_held(self) -> None:
+        held = self._held
+        while held:
+            if self._next_emit not in held:
+                break
+            nxt = held.pop(self._next_emit)
+            if nxt is not None:
+                self.on_result(nxt)
+            self._next_emit += 1
+
     def _emit(self, result: Result, seq: int) -> None:
         self.stats.add(result)
         if not self.ordered:
@@ -515,13 +546,7 @@ class Engine:
             return
         self.on_result(result)
         self._next_emit += 1
-        held = self._held
-        while held:
-            nxt = held.pop(self._next_emit, None)
-            if nxt is None:
-                break
-            self.on_result(nxt)
-            self._next_emit += 1
+        self._release_held()
 
     def _check_done(self) -> None:
         if (

@@ -82,6 +82,8 @@ class Stats:
         self.latency = HdrHistogram(1, 3_600_000_000, 3)  # microseconds, up to an hour
         self.concurrency = 0
         self.stopped = False
+        self.skipped = 0  # rows already in the output (--resume)
+        self.duplicates = 0  # rows whose id was seen before in this input
 
     def add(self, result: Result) -> None:
         self.done += 1
@@ -134,4 +136,6 @@ class Stats:
                 "max": float(self.latency.get_max_value()) / 1000.0,
             },
             "stopped": self.stopped,
+            "skipped": self.skipped,
+            "duplicate_ids": self.duplicates,
         }

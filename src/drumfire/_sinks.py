@@ -8,6 +8,7 @@ last second of completed rows.
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,12 +68,16 @@ def _cell(value: Any) -> Any:
 class CsvSink:
     """CSV with the base columns, then extracted fields, then kept columns."""
 
-    def __init__(self, stream: IO[str], fields: Sequence[str], keep: Sequence[str]) -> None:
+    def __init__(
+        self, stream: IO[str], fields: Sequence[str], keep: Sequence[str], header: bool = True
+    ) -> None:
         self._stream = stream
         self._writer = csv.writer(stream, lineterminator="\n")
         self._fields = tuple(fields)
         self._keep = tuple(keep)
-        self._writer.writerow([*BASE_COLUMNS, *self._fields, *self._keep])
+        self.columns = [*BASE_COLUMNS, *self._fields, *self._keep]
+        if header:
+            self._writer.writerow(self.columns)
 
     def write(self, result: Result) -> None:
         row: list[Any] = [
@@ -124,19 +129,42 @@ class JsonlSink:
             self._stream.close()
 
 
+def _check_csv_header(path: str, columns: list[str]) -> None:
+    with open(path, encoding="utf-8", newline="") as f:
+        found = next(csv.reader(f), [])
+    if found != columns:
+        raise UsageError(
+            f"--resume: the columns of {path!r} ({','.join(found)}) differ from this run's "
+            f"({','.join(columns)}); use the same --extract and --keep options"
+        )
+
+
 def open_sink(
-    path: str, fmt: str | None, fields: Sequence[str], keep: Sequence[str], *, append: bool = False
+    path: str,
+    fmt: str | None,
+    fields: Sequence[str],
+    keep: Sequence[str],
+    *,
+    append: bool = False,
 ) -> Sink:
-    """Open the output; raise :class:`UsageError` if it cannot be written."""
+    """Open the output; raise :class:`UsageError` if it cannot be written.
+
+    ``append`` (for ``--resume``) adds to an existing file, writing the CSV
+    header only when the file is new or empty, and checking it otherwise.
+    """
     fmt = output_format_for(path, fmt)
+    existing = append and path != "-" and os.path.exists(path) and os.path.getsize(path) > 0
     mode = "a" if append else "w"
     try:
         if fmt == "csv":
+            columns = [*BASE_COLUMNS, *fields, *keep]
+            if existing:
+                _check_csv_header(path, columns)
             if path == "-":
                 text: IO[str] = sys.stdout
             else:
                 text = open(path, mode, encoding="utf-8", newline="", buffering=1 << 20)  # noqa: SIM115
-            return CsvSink(text, fields, keep)
+            return CsvSink(text, fields, keep, header=not existing)
         if path == "-":
             binary: IO[bytes] = sys.stdout.buffer
         else:

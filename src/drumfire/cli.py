@@ -19,8 +19,9 @@ import orjson
 from ._api import make_job
 from ._errors import UsageError
 from ._extract import parse_extract_options
+from ._resume import load_done_ids
 from ._settings import Retry
-from ._sinks import open_sink
+from ._sinks import open_sink, output_format_for
 from ._sources import FORMATS, open_source
 
 __all__ = ["main"]
@@ -201,6 +202,11 @@ def main() -> None:
 )
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep the rows already in OUTPUT (repairing a torn last line) and send only the rest.",
+)
+@click.option(
     "--summary-json",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
@@ -229,6 +235,7 @@ def run_command(
     insecure: bool,
     max_body: str,
     ordered: bool,
+    resume: bool,
     summary_json: str | None,
     quiet: bool,
 ) -> None:
@@ -264,10 +271,17 @@ def run_command(
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
         parse = load_parse_function(parse_spec) if parse_spec else None
+        done = None
+        if resume:
+            if output == "-":
+                raise UsageError("--resume needs an output file (-o PATH), not standard output")
+            done, _ = load_done_ids(output, output_format_for(output, output_format))
         source = open_source(input_path, input_format, encoding)
         try:
             job.check(job.plan(), source)
-            sink = open_sink(output, output_format, [n for n, _ in pairs], keep_columns)
+            sink = open_sink(
+                output, output_format, [n for n, _ in pairs], keep_columns, append=resume
+            )
         except BaseException:
             if source.close is not None:
                 source.close()
@@ -277,7 +291,13 @@ def run_command(
     except click.BadParameter as exc:
         _fail(exc.format_message())
     stats, code = execute(
-        job, source, sink, quiet=quiet, parse=parse, output_label=None if output == "-" else output
+        job,
+        source,
+        sink,
+        quiet=quiet,
+        parse=parse,
+        output_label=None if output == "-" else output,
+        skip=done.take if done is not None else None,
     )
     if summary_json:
         Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))
