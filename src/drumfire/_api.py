@@ -44,7 +44,9 @@ class Job:
     extract: tuple[tuple[str, str], ...] = ()
     keep: tuple[str, ...] = ()
     id: str | None = None
-    concurrency: int = 8
+    concurrency: int | None = None  # None: adaptive
+    max_concurrency: int = 512
+    rate: float | None = None  # requests per second, at most
     retry: Retry = field(default_factory=Retry)
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify: bool = True
@@ -93,6 +95,8 @@ class Job:
             keep=self.keep,
             id_column=id_column,
             concurrency=self.concurrency,
+            max_concurrency=self.max_concurrency,
+            rate=self.rate,
             retry=self.retry,
             timeouts=self.timeouts,
             max_body=self.max_body,
@@ -111,7 +115,9 @@ def make_job(
     extract: Mapping[str, str] | None = None,
     keep: Sequence[str] = (),
     id: str | None = None,
-    concurrency: int = 8,
+    concurrency: int | None = None,
+    max_concurrency: int = 512,
+    rate: float | None = None,
     retries: int = 3,
     timeout: float = 30.0,
     connect_timeout: float = 10.0,
@@ -136,6 +142,8 @@ def make_job(
         keep=tuple(keep),
         id=id,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
+        rate=rate,
         retry=retry or Retry(retries=retries),
         timeouts=Timeouts(connect=min(connect_timeout, timeout), total=timeout),
         verify=verify,
@@ -156,7 +164,9 @@ _DOC_ARGS = """
         keep: input columns copied to each result.
         id: the column that holds the row id (default ``id`` if present, else
             the 1-based row number).
-        concurrency: requests in flight at once.
+        concurrency: requests in flight at once; None (the default) adapts it
+            to the server, up to ``max_concurrency``.
+        rate: at most this many requests started per second.
         retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
 """
 

@@ -81,7 +81,7 @@ def execute(
         if show:
             progress.update(stats)
 
-    fds = ensure_fd_limit(job.concurrency)
+    fds = ensure_fd_limit(job.concurrency or job.max_concurrency)
     if fds is not None:
         console.print(f"drumfire: warning: {fds}", highlight=False)
     engine = job.engine(

@@ -28,6 +28,7 @@ import orjson
 from ._connection import IDLE, Connection
 from ._extract import Extractor
 from ._http import Response
+from ._limits import AdaptiveLimit, FixedLimit, RateMeter
 from ._request import Origin, Prepared, RequestPlan
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
@@ -138,7 +139,9 @@ class Engine:
         parse: Callable[[Response], Mapping[str, Any]] | None = None,
         keep: Sequence[str] = (),
         id_column: str | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = 8,
+        max_concurrency: int = 512,
+        rate: float | None = None,
         retry: Retry | None = None,
         timeouts: Timeouts | None = None,
         max_body: int = 64 * 1024 * 1024,
@@ -152,15 +155,25 @@ class Engine:
         skip: Callable[[str], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
     ) -> None:
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        # None: adaptive (the default of the CLI); a number: fixed.
+        self.limiter: FixedLimit | AdaptiveLimit = (
+            FixedLimit(concurrency)
+            if concurrency is not None
+            else AdaptiveLimit(initial=min(8, max_concurrency), maximum=max_concurrency)
+        )
+        self.rate = RateMeter(rate) if rate else None
+        self._hold_until = 0.0  # a Retry-After pauses every new start until then
+        self._pump_timer: asyncio.TimerHandle | None = None
+        most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
         self.on_result = on_result
         self.extractor = extractor if extractor else None
         self.parse = parse
         self.keep = tuple(keep)
         self.id_column = id_column
-        self.concurrency = concurrency
+        self.concurrency = most
         self.retry = retry or Retry()
         self.timeouts = timeouts or Timeouts()
         self.max_body = max_body
@@ -171,10 +184,10 @@ class Engine:
         self.ordered = ordered
         self.skip = skip  # --resume: rows whose result the output already holds
         self.duplicates = duplicates
-        self.order_window = order_window or max(1024, 64 * concurrency)
+        self.order_window = order_window or max(1024, 64 * most)
         self._ssl: ssl.SSLContext | None = None
         self._verify = verify
-        self.pool = Pool(concurrency)
+        self.pool = Pool(most)
         self.stats = Stats(clock)
         self._items: Iterator[Item] = iter(())
         self._exhausted = False
@@ -207,6 +220,8 @@ class Engine:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+            if self._pump_timer is not None:
+                self._pump_timer.cancel()
             self.pool.close_all()
             for conn in list(self._busy):
                 conn.abort("cancelled")
@@ -249,6 +264,7 @@ class Engine:
             conn.abort("timeout", "no complete answer in time")
         if self.on_tick is not None:
             self.stats.concurrency = self._inflight
+            self.stats.limit = self.limiter.limit
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run
@@ -326,16 +342,38 @@ class Engine:
         return str(line)
 
     def _pump(self) -> None:
+        limiter, rate = self.limiter, self.rate
         try:
-            while self._inflight < self.concurrency and not self._paused:
+            while self._inflight < limiter.limit and not self._paused:
+                if rate is not None or self._hold_until:
+                    now = self.clock()
+                    wait = max(rate.wait(now) if rate else 0.0, self._hold_until - now)
+                    if wait > 0:
+                        if not self._ready and self._exhausted:
+                            break
+                        self._pump_later(wait)
+                        break
+                    self._hold_until = 0.0
                 job = self._next_job()
                 if job is None:
                     break
+                if rate is not None:
+                    rate.take(self.clock())
                 self._dispatch(job)
         except Exception as exc:  # a broken source or sink ends the run with its error
             self._fail(exc)
             return
         self._check_done()
+
+    def _pump_later(self, delay: float) -> None:
+        if self._pump_timer is not None or self._loop is None:
+            return
+
+        def fire() -> None:
+            self._pump_timer = None
+            self._pump()
+
+        self._pump_timer = self._loop.call_later(delay, fire)
 
     def _dispatch(self, job: Job) -> None:
         self._inflight += 1
@@ -399,6 +437,16 @@ class Engine:
             self._busy.discard(conn)
             self.pool.give(conn)
         status = response.status
+        now = self.clock()
+        overload = status == 429 or status == 503
+        self.limiter.sample(now, now - job.start, overload)
+        if overload:
+            delay = retry_after_seconds(response.header("retry-after"))
+            if delay:
+                # Honour Retry-After for the whole run, not only this row.
+                self._hold_until = max(
+                    self._hold_until, now + min(delay, self.retry.max_retry_after)
+                )
         if (
             status in self.retry.statuses
             and self._budget_left(job)
@@ -411,6 +459,9 @@ class Engine:
 
     def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
         self._inflight -= 1
+        if reason == "timeout":
+            now = self.clock()
+            self.limiter.sample(now, now - job.start, True)
         if reason == "cancelled":
             self._give_up(job, None, "cancelled")
         elif (

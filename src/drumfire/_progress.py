@@ -76,7 +76,7 @@ class Progress:
         line.append(f"  {rate:,.0f} rows/s")
         if stats.total and rate > 0 and stats.done < stats.total:
             line.append(f"  ETA {_duration((stats.total - stats.done) / rate)}")
-        line.append(f"  in flight {stats.concurrency}")
+        line.append(f"  in flight {stats.concurrency}/{stats.limit}")
         if stats.reasons:
             parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
             line.append(f"  failed: {parts}", style="yellow")

@@ -80,7 +80,8 @@ class Stats:
         self.reasons: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.latency = HdrHistogram(1, 3_600_000_000, 3)  # microseconds, up to an hour
-        self.concurrency = 0
+        self.concurrency = 0  # requests in flight at the last tick
+        self.limit = 0  # the concurrency limit at the last tick
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input

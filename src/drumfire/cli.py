@@ -19,6 +19,7 @@ import orjson
 from ._api import make_job
 from ._errors import UsageError
 from ._extract import parse_extract_options
+from ._limits import parse_rate
 from ._resume import load_done_ids
 from ._settings import Retry
 from ._sinks import open_sink, output_format_for
@@ -57,6 +58,15 @@ def _data_option(data: str | None) -> str | bytes | None:
         except OSError as exc:
             _fail(f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}")
     return data
+
+
+def _rate_option(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise UsageError(f"--rate: {exc}") from None
 
 
 def load_parse_function(spec: str) -> Callable[..., Any]:
@@ -163,9 +173,21 @@ def main() -> None:
     "-c",
     "--concurrency",
     type=click.IntRange(1, 100_000),
-    default=8,
+    default=None,
+    help="Requests in flight at once (= open connections) [default: adaptive].",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 100_000),
+    default=512,
     show_default=True,
-    help="Requests in flight at once (= open connections).",
+    help="Cap for the adaptive concurrency.",
+)
+@click.option(
+    "--rate",
+    default=None,
+    metavar="RATE",
+    help="Start at most RATE requests per second (500, 500/s, 100/min).",
 )
 @click.option(
     "--retries",
@@ -227,7 +249,9 @@ def run_command(
     input_format: str | None,
     output_format: str | None,
     encoding: str,
-    concurrency: int,
+    concurrency: int | None,
+    max_concurrency: int,
+    rate: str | None,
     retries: int,
     retry_unsafe: bool,
     timeout: float,
@@ -262,6 +286,8 @@ def run_command(
             keep=keep_columns,
             id=id_column,
             concurrency=concurrency,
+            max_concurrency=max_concurrency,
+            rate=_rate_option(rate),
             retry=Retry(retries=retries, unsafe=retry_unsafe),
             timeout=timeout,
             connect_timeout=connect_timeout,

@@ -1,0 +1,157 @@
+"""Limits as small strategies: how many requests may be in flight, and when the next may start.
+
+Each strategy answers one question, in the manner of aiometer's meters:
+
+- a concurrency limit (:class:`FixedLimit`, :class:`AdaptiveLimit`) says how many
+  requests may be in flight, and learns from each completed one;
+- a rate meter (:class:`RateMeter`, GCRA) says when the next request may start.
+
+The engine composes them: it starts a request while ``inflight < limit.limit``
+and ``rate.wait(now) == 0``. All take an injected clock value, so they are
+tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["AdaptiveLimit", "FixedLimit", "RateMeter", "parse_rate"]
+
+
+class FixedLimit:
+    """``-c N``: always N."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def sample(self, now: float, latency: float, overload: bool) -> None:
+        """Nothing to learn."""
+
+    def __repr__(self) -> str:
+        return f"FixedLimit({self.limit})"
+
+
+@dataclass
+class AdaptiveLimit:
+    """Concurrency that follows the server: a gradient limiter with AIMD on overload.
+
+    In the spirit of Netflix's concurrency-limits (Gradient2) and TCP:
+
+    * **slow start**: while latency stays near the best seen, double the limit
+      each window (a window is ``limit`` completions, about one round trip of
+      every connection);
+    * **congestion avoidance**: after the first sign of congestion, grow by
+      one per window while latency holds;
+    * **back off** multiplicatively (x0.75, at most once per window) on a
+      timeout, 429 or 503, or when the window's mean latency exceeds
+      ``tolerance`` x the best (the queue is building on the server);
+    * the best latency slowly forgets (``decay``) so a server that got
+      slower for good does not pin the limit at its floor.
+    """
+
+    initial: int = 8
+    minimum: int = 1
+    maximum: int = 512
+    tolerance: float = 2.0
+    backoff: float = 0.75
+    decay: float = 0.02
+
+    def __post_init__(self) -> None:
+        self.limit = max(self.minimum, min(self.initial, self.maximum))
+        self._slow_start = True
+        self._best = math.inf
+        self._sum = 0.0
+        self._n = 0
+        self._count = 0
+        self._overloaded = False
+        self._last_rate = 0.0
+        self._window_start: float | None = None
+
+    def sample(self, now: float, latency: float, overload: bool) -> None:
+        """Learn from one completed request (``latency`` in seconds)."""
+        if self._window_start is None:
+            self._window_start = now
+        self._count += 1
+        if overload:
+            self._overloaded = True
+        else:
+            self._sum += latency
+            self._n += 1
+        if (overload and self._slow_start) or self._count >= max(self.limit, 4):
+            self._end_window(now)
+
+    def _end_window(self, now: float) -> None:
+        mean = self._sum / self._n if self._n else math.inf
+        elapsed = max(now - (self._window_start or now), 1e-9)
+        rate = self._n / elapsed
+        if self._n:
+            # Forget the best latency slowly, then learn from this window.
+            self._best = min(self._best * (1 + self.decay), mean) if self._best < math.inf else mean
+        queueing = mean > self._best * self.tolerance
+        if self._overloaded or queueing:
+            self._slow_start = False
+            self.limit = max(self.minimum, int(self.limit * self.backoff))
+        elif self._slow_start:
+            self.limit = min(self.maximum, self.limit * 2)
+        elif rate >= self._last_rate * 0.95 or mean <= self._best * 1.2:
+            self.limit = min(self.maximum, self.limit + 1)
+        self._last_rate = rate
+        self._sum = 0.0
+        self._n = 0
+        self._count = 0
+        self._overloaded = False
+        self._window_start = now
+
+
+class RateMeter:
+    """A smooth start-rate cap (GCRA): at most one start every ``1/rate`` seconds.
+
+    No bursts: a pause does not bank credit beyond ``burst`` starts.
+    """
+
+    __slots__ = ("_tat", "burst", "interval")
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self.burst = max(1, burst)
+        self._tat = -math.inf  # theoretical arrival time of the next start
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next start is allowed (0: now)."""
+        tat = max(self._tat, now)
+        allowed_at = tat - (self.burst - 1) * self.interval
+        return max(0.0, allowed_at - now)
+
+    def take(self, now: float) -> None:
+        """Record a start made at ``now``."""
+        self._tat = max(self._tat, now - (self.burst - 1) * self.interval) + self.interval
+
+
+_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+def parse_rate(text: str) -> float:
+    """``500``, ``500/s``, ``100/min``, ``3000/h`` → requests per second."""
+    value, _, unit = text.strip().partition("/")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a rate like 500, 500/s or 100/min") from None
+    unit = unit.strip().lower() or "s"
+    if unit not in _UNITS or number <= 0:
+        raise ValueError(f"{text!r} is not a rate like 500, 500/s or 100/min")
+    return number / _UNITS[unit]
