@@ -34,7 +34,7 @@ from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._settings import Retry, Timeouts
 
-__all__ = ["Engine", "InputProblem"]
+__all__ = ["WAIT", "Engine", "InputProblem", "row_id"]
 
 _RETRY_ANY_METHOD = frozenset({429, 503})  # the server says it did not process the request
 
@@ -54,6 +54,19 @@ class InputProblem:
 
 #: What a source yields: (1-based row number, the row or a problem).
 Item = tuple[int, "Mapping[str, Any] | InputProblem"]
+
+#: A source item meaning "no row yet, but more may come" (worker processes fed
+#: through a pipe); the engine waits for :meth:`Engine.wake`.
+WAIT: Item = (0, InputProblem(0, "waiting for rows"))
+
+
+def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
+    """The row's id: its ``column`` value if set and non-empty, else its row number."""
+    if column is not None:
+        value = row.get(column)
+        if value is not None and value != "":
+            return value if type(value) is str else str(value)
+    return str(line)
 
 
 class Job:
@@ -204,6 +217,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
+        self.emitting = -1
 
     # -- running -------------------------------------------------------------
 
@@ -239,6 +253,11 @@ class Engine:
         self._exhausted = True
         self._loop.call_later(grace, self._cancel_all)
         self._check_done()
+
+    def wake(self) -> None:
+        """More input is available after a ``WAIT`` item."""
+        if self._done is not None:  # before run() there is nothing to pump yet
+            self._pump()
 
     def pause(self, paused: bool) -> None:
         """Hold off starting new rows (a consumer is behind); resume with False."""
@@ -289,10 +308,13 @@ class Engine:
             return None  # the oldest row holds the window; wait for it
         while True:
             try:
-                line, row = next(self._items)
+                item = next(self._items)
             except StopIteration:
                 self._exhausted = True
                 return None
+            if item is WAIT:
+                return None
+            line, row = item
             seq = self._seq
             self._seq += 1
             if isinstance(row, InputProblem):
@@ -334,12 +356,7 @@ class Engine:
             return Job(seq, id_, row, prepared)
 
     def _row_id(self, row: Mapping[str, Any], line: int) -> str:
-        col = self.id_column
-        if col is not None:
-            value = row.get(col)
-            if value is not None and value != "":
-                return value if type(value) is str else str(value)
-        return str(line)
+        return row_id(row, line, self.id_column)
 
     def _pump(self) -> None:
         limiter, rate = self.limiter, self.rate
@@ -589,6 +606,7 @@ class Engine:
 
     def _emit(self, result: Result, seq: int) -> None:
         self.stats.add(result)
+        self.emitting = seq  # for drivers that put results in order elsewhere
         if not self.ordered:
             self.on_result(result)
             return

@@ -60,6 +60,20 @@ def _data_option(data: str | None) -> str | bytes | None:
     return data
 
 
+def _processes_option(text: str, url: str) -> int:
+    if text.strip().lower() == "auto":
+        from ._parallel import auto_processes
+
+        return auto_processes(url)
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"--processes {text!r}: give a number or 'auto'") from None
+    if not 1 <= n <= 256:
+        raise UsageError(f"--processes {n}: choose between 1 and 256")
+    return n
+
+
 def _rate_option(text: str | None) -> float | None:
     if text is None:
         return None
@@ -177,6 +191,14 @@ def main() -> None:
     help="Requests in flight at once (= open connections) [default: adaptive].",
 )
 @click.option(
+    "-p",
+    "--processes",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Worker processes, each with its own event loop and connections.",
+)
+@click.option(
     "--max-concurrency",
     type=click.IntRange(1, 100_000),
     default=512,
@@ -250,6 +272,7 @@ def run_command(
     output_format: str | None,
     encoding: str,
     concurrency: int | None,
+    processes: str,
     max_concurrency: int,
     rate: str | None,
     retries: int,
@@ -296,6 +319,7 @@ def run_command(
             ordered=ordered,
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
+        nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
         done = None
         if resume:
@@ -316,15 +340,25 @@ def run_command(
         _fail(str(exc))
     except click.BadParameter as exc:
         _fail(exc.format_message())
-    stats, code = execute(
-        job,
-        source,
-        sink,
-        quiet=quiet,
-        parse=parse,
-        output_label=None if output == "-" else output,
-        skip=done.take if done is not None else None,
-    )
+    label = None if output == "-" else output
+    skip = done.take if done is not None else None
+    if nprocs > 1:
+        from ._parallel import execute_parallel
+
+        stats, code = execute_parallel(
+            job,
+            source,
+            sink,
+            nprocs,
+            quiet=quiet,
+            output_label=label,
+            parse_spec=parse_spec,
+            skip=skip,
+        )
+    else:
+        stats, code = execute(
+            job, source, sink, quiet=quiet, parse=parse, output_label=label, skip=skip
+        )
     if summary_json:
         Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))
     sys.exit(code)

@@ -1,0 +1,342 @@
+"""Several worker processes, each with its own event loop and connection pool.
+
+The parent reads the input and writes the output; it hands rows to workers in
+chunks and gets results back in batches, both as orjson bytes over a pipe (one
+message per chunk, not one pickled object per row)::
+
+    parent: source --chunks--> worker 1..N (Engine on uvloop) --result batches--> parent: sink
+
+Each worker keeps about two chunks queued, so the parent reads the input only
+as fast as the workers consume it (memory stays flat). Results are put back in
+input order by the parent when ``--ordered`` is set, so output rows are the
+same whatever the number of processes.
+
+Wire format (orjson):
+
+- parent → worker: ``[[seq, line, row | null, problem | null], ...]``, or ``b"END"``
+  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C);
+- worker → parent: ``[[seq, id, status, elapsed_ms, attempts, error, fields, kept], ...]``,
+  then ``b"DONE"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from ._api import Job
+from ._engine import WAIT, InputProblem, Item, row_id
+from ._loop import new_event_loop
+from ._progress import Progress, format_summary
+from ._result import Result, Stats
+from ._resume import DuplicateCounter
+from ._sinks import Sink
+from ._sources import Source
+
+__all__ = ["auto_processes", "execute_parallel"]
+
+CHUNK = 256  # rows per message to a worker
+QUEUED_CHUNKS = 2  # chunks a worker holds beyond what is in flight
+RESULT_BATCH = 256  # results per message back, or whatever is ready at each flush
+FLUSH_EVERY = 1.0
+
+
+def auto_processes(url_template: str) -> int:
+    """``-p auto``: one process per core, less one when the server shares the machine.
+
+    On a 2-core machine with the server on it, one process: a second would
+    take the CPU the server needs.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    local = any(h in url_template for h in ("://127.", "://localhost", "://[::1]", "://0.0.0.0"))
+    if local:
+        return max(1, min(cores - 1, cores // 2)) if cores > 2 else 1
+    return max(1, min(cores, 16))
+
+
+# -- worker ---------------------------------------------------------------------
+
+
+def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    parse = None
+    if parse_spec:
+        from .cli import load_parse_function
+
+        parse = load_parse_function(parse_spec)
+    loop = new_event_loop()
+    queued: deque[list[Any]] = deque()
+    seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq
+    state = {"end": False, "local": 0}
+    out: list[list[Any]] = []
+
+    def items() -> Iterator[Item]:
+        while True:
+            if queued:
+                seq, line, row, problem = queued.popleft()
+                seqs[state["local"]] = seq
+                state["local"] += 1
+                yield line, (InputProblem(line, problem) if problem is not None else row)
+            elif state["end"]:
+                return
+            else:
+                yield WAIT
+
+    def flush() -> None:
+        if out:
+            conn.send_bytes(orjson.dumps(out))
+            out.clear()
+
+    def on_result(result: Result) -> None:
+        out.append([seqs.pop(engine.emitting), *result])
+        if len(out) >= RESULT_BATCH:
+            flush()
+
+    def on_tick(_: Stats) -> None:
+        flush()
+
+    engine = job.engine(
+        _WorkerSource(), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
+    )
+
+    def receive(message: bytes | None) -> None:
+        if message is None:  # the parent went away
+            state["end"] = True
+            engine.stop(grace=0)
+        elif message == b"END":
+            state["end"] = True
+        elif message == b"STOP":
+            state["end"] = True
+            engine.stop(grace=2.0)
+        else:
+            queued.extend(orjson.loads(message))
+        engine.wake()
+
+    def reader() -> None:
+        # A thread, because the event loop's add_reader makes the pipe
+        # non-blocking and Connection.recv_bytes cannot handle partial reads.
+        # One hand-off per chunk of rows, not per row.
+        while True:
+            try:
+                message: bytes | None = conn.recv_bytes()
+            except (EOFError, OSError):
+                message = None
+            try:
+                loop.call_soon_threadsafe(receive, message)
+            except RuntimeError:  # the loop is closed: the run is over
+                return
+            if message is None or message in (b"END", b"STOP"):
+                return
+
+    thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)
+    thread.start()
+    try:
+        loop.run_until_complete(engine.run(items()))
+        flush()
+        conn.send_bytes(b"DONE")
+    finally:
+        loop.close()
+        conn.close()
+
+
+class _WorkerSource(Source):
+    def __init__(self) -> None:
+        super().__init__(iter(()), None, "worker")
+
+
+# -- parent ---------------------------------------------------------------------
+
+
+class _Worker:
+    __slots__ = ("conn", "done", "outstanding", "process")
+
+    def __init__(self, conn: Connection, process: Any) -> None:
+        self.conn = conn
+        self.process = process
+        self.outstanding = 0  # rows sent, results not yet back
+        self.done = False
+
+
+def execute_parallel(
+    job: Job,
+    source: Source,
+    sink: Sink,
+    processes: int,
+    *,
+    quiet: bool = False,
+    output_label: str | None = None,
+    parse_spec: str | None = None,
+    console: Console | None = None,
+    skip: Callable[[str], bool] | None = None,
+) -> tuple[Stats, int]:
+    """Run the batch over ``processes`` workers; same results and exit statuses as ``execute``."""
+    console = console or Console(stderr=True)
+    show = not quiet and console.is_terminal
+    clock = time.perf_counter
+    stats = Stats(clock, source.total)
+    id_column = job.check(job.plan(), source)
+    duplicates = DuplicateCounter()
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    ctx: Any = multiprocessing.get_context(method)
+    # Each worker gets its share of the limits; the parent puts rows in order.
+    share = dataclasses.replace(
+        job,
+        ordered=False,
+        rate=job.rate / processes if job.rate else None,
+        max_concurrency=max(1, job.max_concurrency // processes),
+        concurrency=-(-job.concurrency // processes) if job.concurrency else None,
+    )
+    workers: list[_Worker] = []
+    for _ in range(processes):
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker, args=(child_end, share, parse_spec), daemon=True)
+        proc.start()
+        child_end.close()
+        workers.append(_Worker(parent_end, proc))
+
+    held: dict[int, Result | None] = {}
+    next_emit = [0]
+    got_signal: list[int] = []
+
+    def deliver(seq: int, result: Result | None) -> None:
+        if result is not None:
+            stats.add(result)
+        if not job.ordered:
+            if result is not None:
+                sink.write(result)
+            return
+        held[seq] = result
+        while next_emit[0] in held:
+            r = held.pop(next_emit[0])
+            if r is not None:
+                sink.write(r)
+            next_emit[0] += 1
+
+    items = source.items
+    seq_counter = [0]
+    exhausted = [False]
+    window = 64 * job.max_concurrency + CHUNK * QUEUED_CHUNKS * processes
+
+    def next_chunk() -> list[list[Any]]:
+        chunk: list[list[Any]] = []
+        while len(chunk) < CHUNK and not exhausted[0]:
+            if job.ordered and seq_counter[0] - next_emit[0] >= window:
+                break
+            try:
+                line, row = next(items)
+            except StopIteration:
+                exhausted[0] = True
+                break
+            seq = seq_counter[0]
+            seq_counter[0] += 1
+            if isinstance(row, InputProblem):
+                chunk.append([seq, line, None, row.message])
+                continue
+            id_ = row_id(row, line, id_column)
+            if duplicates.add(id_):
+                stats.duplicates += 1
+            if skip is not None and skip(id_):
+                stats.skipped += 1
+                deliver(seq, None)
+                continue
+            chunk.append([seq, line, row, None])
+        return chunk
+
+    def feed(worker: _Worker) -> None:
+        while not worker.done and worker.outstanding < CHUNK * QUEUED_CHUNKS:
+            chunk = next_chunk()
+            if chunk:
+                worker.conn.send_bytes(orjson.dumps(chunk))
+                worker.outstanding += len(chunk)
+            if exhausted[0]:
+                break
+            if not chunk:
+                return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        got_signal.append(signum)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    progress = Progress(console, clock)
+    stopping = False
+    ended: set[int] = set()
+    last_flush = clock()
+    try:
+        if show:
+            progress.__enter__()
+        for w in workers:
+            feed(w)
+        while not all(w.done for w in workers):
+            if got_signal and not stopping:
+                stopping = True
+                stats.stopped = True
+                exhausted[0] = True
+                for w in workers:
+                    if not w.done:
+                        w.conn.send_bytes(b"STOP")
+                        ended.add(id(w))
+            if exhausted[0]:
+                for w in workers:
+                    if id(w) not in ended and not w.done:
+                        w.conn.send_bytes(b"END")
+                        ended.add(id(w))
+            ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
+            for w in workers:
+                if w.conn not in ready:
+                    continue
+                try:
+                    message = w.conn.recv_bytes()
+                except EOFError:
+                    w.done = True
+                    continue
+                if message == b"DONE":
+                    w.done = True
+                    continue
+                batch = orjson.loads(message)
+                w.outstanding -= len(batch)
+                for seq, id_, status, elapsed, attempts, error, fields, kept in batch:
+                    deliver(seq, Result(id_, status, elapsed, attempts, error, fields, kept))
+                if not stopping:
+                    feed(w)
+            now = clock()
+            if now - last_flush >= FLUSH_EVERY:
+                sink.flush()
+                last_flush = now
+            if show:
+                stats.concurrency = sum(w.outstanding for w in workers)
+                progress.update(stats)
+    finally:
+        if show:
+            progress.__exit__(None, None, None)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for w in workers:
+            w.conn.close()
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+        stats.finished = clock()
+        sink.close()
+        if source.close is not None:
+            source.close()
+    if not quiet:
+        console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
+    if got_signal:
+        return stats, 128 + got_signal[0]
+    return stats, 0
