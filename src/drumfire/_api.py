@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._engine import Engine
-from ._errors import TemplateError
+from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._http import Response
 from ._loop import new_event_loop
 from ._request import RequestPlan
-from ._result import Result
+from ._result import BASE_COLUMNS, Result
 from ._settings import Retry, Timeouts
 from ._sources import Source, rows_source
 
@@ -58,6 +58,16 @@ class Job:
         return RequestPlan(self.url, method=self.method, headers=headers, data=self.data)
 
     def extractor(self) -> Extractor:
+        """The compiled expressions; raises UsageError for a bad one or a name clash."""
+        taken = set(BASE_COLUMNS)
+        for name in [n for n, _ in self.extract] + list(self.keep):
+            if name in taken:
+                what = "a column every row has" if name in BASE_COLUMNS else "used twice"
+                raise UsageError(
+                    f"output column {name!r} is {what}; choose another name "
+                    "for -e NAME=... or --keep"
+                )
+            taken.add(name)
         return Extractor(self.extract)
 
     def check(self, plan: RequestPlan, source: Source) -> str | None:
@@ -112,7 +122,7 @@ def make_job(
     method: str | None = None,
     headers: Mapping[str, str] | Sequence[str] | None = None,
     data: str | bytes | None = None,
-    extract: Mapping[str, str] | None = None,
+    extract: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     keep: Sequence[str] = (),
     id: str | None = None,
     concurrency: int | None = None,
@@ -138,7 +148,7 @@ def make_job(
         method=method,
         headers=header_items,
         data=data,
-        extract=tuple((extract or {}).items()),
+        extract=tuple(extract.items() if isinstance(extract, Mapping) else (extract or ())),
         keep=tuple(keep),
         id=id,
         concurrency=concurrency,

@@ -15,6 +15,7 @@ A row's life::
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import random
 import ssl
@@ -81,7 +82,9 @@ class Job:
         self.prepared = prepared
         self.attempts = 0
         self.start = 0.0
-        self.free_retry = True  # one immediate re-send after a stale keep-alive connection
+        # One immediate re-send, on a new connection, after a kept-alive one
+        # turned out to be closed; it does not use the retry budget.
+        self.free_retry = True
 
 
 class Pool:
@@ -130,12 +133,14 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # asctime form: HTTP dates are always GMT (RFC 9110 §5.6.7)
+        when = when.replace(tzinfo=datetime.UTC)
     wall = time.time() if now is None else now
     return max(0.0, when.timestamp() - wall)
 
@@ -208,6 +213,7 @@ class Engine:
         self._inflight = 0
         self._waiting = 0  # jobs sleeping before a retry
         self._ready: deque[Job] = deque()  # retries whose wait is over
+        self._sleeping: dict[Job, asyncio.TimerHandle] = {}  # retries still waiting
         self._busy: set[Connection] = set()
         self._held: dict[int, Result | None] = {}
         self._next_emit = 0
@@ -251,6 +257,12 @@ class Engine:
         self._stopping = True
         self.stats.stopped = True
         self._exhausted = True
+        # Rows sleeping before a retry (perhaps for a long Retry-After) end now.
+        for job, handle in list(self._sleeping.items()):
+            handle.cancel()
+            self._waiting -= 1
+            self._give_up(job, None, "cancelled")
+        self._sleeping.clear()
         self._loop.call_later(grace, self._cancel_all)
         self._check_done()
 
@@ -396,7 +408,9 @@ class Engine:
         self._inflight += 1
         job.attempts += 1
         origin = job.prepared.origin
-        conn = self.pool.take(origin)
+        # The free re-send after a stale connection goes on a new one: the
+        # other idle connections may be just as stale.
+        conn = self.pool.take(origin) if job.free_retry else None
         job.start = now = self.clock()
         if conn is not None:
             self._busy.add(conn)
@@ -521,9 +535,10 @@ class Engine:
             return
         self._waiting += 1
         assert self._loop is not None
-        self._loop.call_later(delay, self._wake, job)
+        self._sleeping[job] = self._loop.call_later(delay, self._wake, job)
 
     def _wake(self, job: Job) -> None:
+        self._sleeping.pop(job, None)
         self._waiting -= 1
         if self._stopping:
             self._give_up(job, None, "cancelled")

@@ -65,12 +65,23 @@ def compile_expression(expr: str) -> Getter:
     """Compile one JMESPath expression; raise :class:`UsageError` if malformed."""
     try:
         parsed = jmespath.compile(expr)
-    except (jmespath.exceptions.ParseError, jmespath.exceptions.LexerError) as exc:
-        raise UsageError(f"bad --extract expression {expr!r}: {exc}") from None
+    except jmespath.exceptions.JMESPathError as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"bad --extract expression {expr!r}: {first}") from None
     steps = _steps(dict(parsed.parsed))
     if steps is not None:
         return _walker(steps)
-    return parsed.search
+    search = parsed.search
+
+    def guarded(value: Any) -> Any:
+        # A function or comparison over a body of another shape (length() of an
+        # error body) yields None for that field, as a missing key does.
+        try:
+            return search(value)
+        except (jmespath.exceptions.JMESPathError, TypeError, ValueError):
+            return None
+
+    return guarded
 
 
 class Extractor:

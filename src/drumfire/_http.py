@@ -83,7 +83,7 @@ def encode_request_head(
 class _Decoder:
     """Incremental gzip/deflate decoding that refuses to grow past ``limit`` bytes."""
 
-    __slots__ = ("_obj", "_raw_ok", "_size", "limit")
+    __slots__ = ("_fed", "_obj", "_pending", "_size", "limit")
 
     def __init__(self, encoding: bytes, limit: int) -> None:
         enc = encoding.strip().lower()
@@ -94,27 +94,45 @@ class _Decoder:
         else:
             raise ProtocolError(f"unsupported content-encoding {enc.decode('latin-1')!r}")
         self._obj = zlib.decompressobj(wbits)
-        # "deflate" is zlib-wrapped by the RFC but raw in some servers (RFC 9110 §8.4.1.2).
-        self._raw_ok = enc == b"deflate"
+        # "deflate" is zlib-wrapped by the RFC but raw in some servers (RFC 9110 §8.4.1.2):
+        # hold the first two bytes until the zlib header check can tell which.
+        self._pending: bytes | None = b"" if enc == b"deflate" else None
         self._size = 0
+        self._fed = False
         self.limit = limit
 
+    @property
+    def finished(self) -> bool:
+        """The compressed stream ended properly (or no body was sent at all)."""
+        return self._obj.eof or not self._fed
+
     def decode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._fed = True
+        if self._pending is not None:
+            data = self._pending + data
+            if len(data) < 2:
+                self._pending = data
+                return b""
+            self._pending = None
+            b0, b1 = data[0], data[1]
+            if not ((b0 & 0x0F) == 8 and (b0 * 256 + b1) % 31 == 0):
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
             # max_length bounds the output of one call: a decompression bomb
             # stops at the cap instead of filling memory.
             out = self._obj.decompress(data, self.limit - self._size + 1)
         except zlib.error as exc:
-            if not (self._raw_ok and self._size == 0):
-                raise ProtocolError(f"bad compressed body: {exc}") from None
-            self._raw_ok = False
-            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self.decode(data)
-        self._raw_ok = False
+            raise ProtocolError(f"bad compressed body: {exc}") from None
         self._size += len(out)
         if self._size > self.limit or self._obj.unconsumed_tail:
             raise BodyTooLarge(self.limit)
         return out
+
+
+class _Surplus(Exception):
+    """Bytes beyond the response we asked for: stop parsing, don't reuse the connection."""
 
 
 class ResponseReader:
@@ -135,6 +153,7 @@ class ResponseReader:
         "_head",
         "_headers",
         "_headers_done",
+        "_interim",
         "_last",
         "_parser",
         "_size",
@@ -158,6 +177,7 @@ class ResponseReader:
         self._headers_done = False
         self._until_close = False
         self._last = False
+        self._interim = False
         self._done: Response | None = None
         self.started = False
 
@@ -168,6 +188,8 @@ class ResponseReader:
     # -- httptools callbacks -------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._done is not None:
+            raise _Surplus
         self.started = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -181,6 +203,12 @@ class ResponseReader:
             self._last = True
 
     def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # An interim response (100 Continue, 103 Early Hints): clients skip
+            # it and wait for the final one (RFC 9110 §15.2). 101 raises Upgrade.
+            self._interim = True
+            return
         self._headers_done = True
         if self._encoding is not None:
             self._decoder = _Decoder(self._encoding, self.max_body)
@@ -188,7 +216,6 @@ class ResponseReader:
             # llhttp would wait for Content-Length bytes that never come.
             self._finish()
             return
-        status = self._parser.get_status_code()
         if not self._has_length() and status >= 200 and status not in (204, 304):
             self._until_close = True
 
@@ -202,6 +229,8 @@ class ResponseReader:
         return False
 
     def on_body(self, body: bytes) -> None:
+        if self._done is not None:  # a body after a HEAD response: not ours
+            raise _Surplus
         if self._decoder is not None:
             body = self._decoder.decode(body)
         self._size += len(body)
@@ -210,10 +239,16 @@ class ResponseReader:
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._reset(self._head)
+            self.started = True
+            return
         if self._done is None:
             self._finish()
 
     def _finish(self) -> None:
+        if self._decoder is not None and not self._decoder.finished:
+            raise ProtocolError("truncated compressed body")
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         keep_alive = not (self._until_close or self._last) and bool(
@@ -239,14 +274,17 @@ class ResponseReader:
         except httptools.HttpParserUpgrade:
             raise ProtocolError("unexpected protocol upgrade") from None
         except httptools.HttpParserError as exc:
+            done = self._done
+            if done is not None:
+                # The response was complete; what followed is not ours (garbage,
+                # an unasked-for response, a body after HEAD). Keep the response,
+                # drop the connection.
+                done.keep_alive = False
+                self._parser = httptools.HttpResponseParser(self)
+                return done
             cause = exc.__context__
             if isinstance(cause, (BodyTooLarge, ProtocolError)):
                 raise cause from None
-            if self._done is not None and self._head:
-                # The HEAD response was complete; what followed is not ours.
-                self._done.keep_alive = False
-                self._parser = httptools.HttpResponseParser(self)
-                return self._done
             raise ProtocolError(f"malformed response: {exc}") from None
         done = self._done
         if done is not None:

@@ -234,7 +234,7 @@ class RequestPlan:
     def _find_static_origin(self) -> None:
         src = self.url.source
         if self.url.is_static:
-            self._static_origin, target = split_url(src)
+            self._static_origin, target = split_url(self.url.render({}))
             self._target_template = Template(target.replace("{", "{{").replace("}", "}}"))
             return
         # If the part before the first placeholder already holds the whole

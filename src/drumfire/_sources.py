@@ -8,8 +8,8 @@ read — so a bad row becomes an error row, not a crash or a silent gap.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -77,70 +77,94 @@ def _sniff(first: str) -> str:
     return "tsv" if "\t" in text and "," not in text else "csv"
 
 
+_BAD = "\ufffe\ufffe"  # stands for an undecodable line inside the CSV reader
+
+
 def open_source(path: str, fmt: str | None = None, encoding: str = "utf-8") -> Source:
     """Open ``path`` (or ``-`` for stdin) as a streamed source.
 
+    The file is read as bytes and decoded line by line, so an undecodable line
+    becomes one error row naming its line, and the rows around it go on.
     Raises :class:`InputError` for a missing or unreadable file or an unusable
     header: problems found before the first request.
     """
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    total: int | None = None
-    if path == "-":
-        stream: IO[str] = io.TextIOWrapper(
-            sys.stdin.buffer, encoding=enc, errors="strict", newline=""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding!r} (--encoding)") from None
+    if codec.startswith(("utf-16", "utf-32")):
+        raise InputError(
+            f"--encoding {encoding}: only ASCII-compatible encodings are "
+            "supported (UTF-8, Latin-1, cp1252...); convert the file to UTF-8"
         )
+    total: int | None = None
+    raw: IO[bytes]
+    if path == "-":
+        raw = sys.stdin.buffer
         if fmt is None:
-            first = stream.readline()
-            fmt = _sniff(first)
-            stream = _Prepend(first, stream)  # type: ignore[assignment]
+            first = raw.readline()
+            fmt = _sniff(first.decode(codec, "replace"))
+            raw = _Prepend(first, raw)  # type: ignore[assignment]
     else:
         fmt = format_for(path, fmt)
         try:
             if path.endswith(".gz"):
                 import gzip
 
-                stream = gzip.open(path, "rt", encoding=enc, newline="")  # noqa: SIM115
+                raw = gzip.open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115
             else:
-                stream = open(path, encoding=enc, newline="", buffering=1 << 20)  # noqa: SIM115
+                raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
                 total = count_rows(path, header=fmt in ("csv", "tsv"))
         except FileNotFoundError:
             raise InputError(f"input file {path!r} does not exist") from None
         except IsADirectoryError:
             raise InputError(f"input {path!r} is a directory") from None
-        except (OSError, LookupError) as exc:
-            raise InputError(f"cannot read input {path!r}: {exc}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from None
+    close = raw.close
     try:
         if fmt in ("csv", "tsv"):
-            return _csv_source(stream, "\t" if fmt == "tsv" else ",", fmt, total)
+            lines = _decoded(raw, codec, _BAD + "\n")
+            return _csv_source(lines, "\t" if fmt == "tsv" else ",", fmt, total, close)
         if fmt == "jsonl":
-            return Source(_jsonl_items(stream), None, fmt, total, stream.close)
-        return Source(_text_items(stream), frozenset({"url"}), fmt, total, stream.close)
+            return Source(_jsonl_items(raw, codec), None, fmt, total, close)
+        return Source(
+            _text_items(_decoded(raw, codec, None)), frozenset({"url"}), fmt, total, close
+        )
     except BaseException:
-        stream.close()
+        raw.close()
         raise
 
 
-class _Prepend:
-    """A text stream with one line already read put back in front."""
+def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None]:
+    """Decode line by line (dropping a UTF-8 BOM); an undecodable line becomes ``bad``."""
+    first = True
+    for line in raw:
+        if first:
+            first = False
+            if codec == "utf-8" and line.startswith(codecs.BOM_UTF8):
+                line = line[3:]
+        try:
+            yield line.decode(codec)
+        except UnicodeDecodeError:
+            yield bad
 
-    def __init__(self, first: str, rest: IO[str]) -> None:
-        self._first: str | None = first
+
+class _Prepend:
+    """A binary stream with one line already read put back in front."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        self._first: bytes | None = first
         self._rest = rest
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[bytes]:
         if self._first:
             yield self._first
         self._first = None
         yield from self._rest
 
-    def readline(self) -> str:
-        if self._first is not None:
-            line, self._first = self._first, None
-            return line
-        return self._rest.readline()
-
     def close(self) -> None:
-        self._rest.close()
+        pass  # stdin stays open
 
 
 def count_rows(path: str, header: bool) -> int | None:
@@ -165,25 +189,29 @@ def count_rows(path: str, header: bool) -> int | None:
         return None
 
 
-def _csv_source(stream: IO[str], delimiter: str, fmt: str, total: int | None) -> Source:
-    reader = csv.reader(stream, delimiter=delimiter, strict=True)
+def _csv_source(
+    lines: Iterator[str | None], delimiter: str, fmt: str, total: int | None, close: Any
+) -> Source:
+    reader = csv.reader(
+        (x if x is not None else _BAD + "\n" for x in lines), delimiter=delimiter, strict=True
+    )
     try:
         header = next(reader, None)
+        while header is not None and (not header or header == [""]):
+            header = next(reader, None)  # leading blank lines
     except csv.Error as exc:
         raise InputError(f"cannot read the header line: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"the input is not valid text in this encoding ({exc.reason}); say --encoding"
-        ) from None
     if header is None:
         raise InputError("the input is empty: expected a header line naming the columns")
+    if header == [_BAD]:
+        raise InputError("the header line is not valid text in this encoding; say --encoding")
     header = [h.strip() for h in header]
     if any(not h for h in header):
         raise InputError(f"the header line has an empty column name: {header!r}")
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise InputError(f"the header line names columns more than once: {', '.join(dupes)}")
-    return Source(_csv_items(reader, header), frozenset(header), fmt, total, stream.close)
+    return Source(_csv_items(reader, header), frozenset(header), fmt, total, close)
 
 
 def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
@@ -198,39 +226,34 @@ def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
             n += 1
             yield n, InputProblem(reader.line_num, f"malformed CSV: {exc}")
             continue
-        except UnicodeDecodeError as exc:
-            n += 1
-            yield n, InputProblem(reader.line_num + 1, f"undecodable bytes ({exc.reason})")
-            return
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # blank line
         n += 1
+        if len(fields) == 1 and fields[0] == _BAD:
+            yield n, InputProblem(reader.line_num, "undecodable bytes (say --encoding)")
+            continue
         if len(fields) != width:
             yield n, InputProblem(reader.line_num, f"expected {width} fields, found {len(fields)}")
             continue
         yield n, dict(zip(header, fields, strict=True))
 
 
-def _jsonl_items(stream: IO[str]) -> Iterator[Item]:
+def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
     n = 0
-    line_no = 0
-    it = iter(stream)
-    while True:
-        try:
-            line = next(it)
-        except StopIteration:
-            return
-        except UnicodeDecodeError as exc:
-            yield n + 1, InputProblem(line_no + 1, f"undecodable bytes ({exc.reason})")
-            return
-        line_no += 1
+    for line_no, line in enumerate(raw, 1):
+        if line_no == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[3:]
         if not line.strip():
             continue
         n += 1
         try:
-            value = orjson.loads(line)
+            # orjson reads UTF-8 bytes directly; other encodings are decoded first.
+            value = orjson.loads(line if codec == "utf-8" else line.decode(codec))
         except orjson.JSONDecodeError as exc:
             yield n, InputProblem(line_no, f"not JSON: {exc}")
+            continue
+        except UnicodeDecodeError:
+            yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
             continue
         if type(value) is not dict:
             yield n, InputProblem(line_no, f"not a JSON object but {type(value).__name__}")
@@ -238,19 +261,13 @@ def _jsonl_items(stream: IO[str]) -> Iterator[Item]:
         yield n, value
 
 
-def _text_items(stream: IO[str]) -> Iterator[Item]:
+def _text_items(lines: Iterator[str | None]) -> Iterator[Item]:
     n = 0
-    line_no = 0
-    it = iter(stream)
-    while True:
-        try:
-            line = next(it)
-        except StopIteration:
-            return
-        except UnicodeDecodeError as exc:
-            yield n + 1, InputProblem(line_no + 1, f"undecodable bytes ({exc.reason})")
-            return
-        line_no += 1
+    for line_no, line in enumerate(lines, 1):
+        if line is None:
+            n += 1
+            yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
+            continue
         url = line.strip()
         if not url or url.startswith("#"):
             continue

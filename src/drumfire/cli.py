@@ -305,7 +305,7 @@ def run_command(
             method=method,
             headers=list(headers),
             data=_data_option(data),
-            extract=dict(pairs),
+            extract=pairs,
             keep=keep_columns,
             id=id_column,
             concurrency=concurrency,

@@ -445,7 +445,7 @@ _CLOSE: Final = b"Connection: close\r\n"
 _NO_BODY: Final = frozenset({204, 304})
 
 
-def _encode(reply: _Reply, keep_alive: bool) -> bytes:
+def _encode(reply: _Reply, keep_alive: bool, head_request: bool = False) -> bytes:
     head = _STATUS_LINES[reply.status]
     conn = _KEEP_ALIVE if keep_alive else _CLOSE
     if reply.status in _NO_BODY:
@@ -455,7 +455,8 @@ def _encode(reply: _Reply, keep_alive: bool) -> bytes:
         len(reply.body),
         conn,
         reply.headers,
-        reply.body,
+        # A HEAD answer has the GET answer's headers and no content (RFC 9110 §9.3.2).
+        b"" if head_request else reply.body,
     )
 
 
@@ -575,7 +576,7 @@ class _HttpProtocol(asyncio.Protocol):
         else:
             body = b"".join(self._body)
             reply = _dispatch(state, method.decode("latin-1"), self._url, self._headers, body)
-            payload = _encode(reply, keep_alive)
+            payload = _encode(reply, keep_alive, head_request=method == b"HEAD")
             delay = state.delay(reply.delay)
         if delay <= 0.0 and not self._pending:
             self._write(payload, not keep_alive)

@@ -1,0 +1,342 @@
+"""``drumfire run`` and ``drumfire demo`` as a user runs them: a subprocess, real files,
+real servers on 127.0.0.1, real signals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import Action, ScriptedServer, refused_port, respond
+
+from drumfire.demo import DemoServer, route_answer, write_sample_routes
+
+ROUTE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
+BASE_COLUMNS = ["id", "status", "elapsed_ms", "attempts", "error"]
+CLI = [sys.executable, "-m", "drumfire.cli"]
+
+
+def drumfire(
+    *args: str | Path, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def expected(row: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    return route_answer(
+        float(row["lon1"]), float(row["lat1"]), float(row["lon2"]), float(row["lat2"])
+    )
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("drumfire: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def routes(tmp_path: Path) -> Path:
+    return write_sample_routes(tmp_path / "routes.csv", 300, seed=11)
+
+
+# -- inputs and outputs ----------------------------------------------------------------------
+
+
+def test_csv_in_csv_out(demo_server: DemoServer, routes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    proc = drumfire(
+        "run", routes, "--url", demo_server.base_url + ROUTE,
+        "-e", "code=code", "-e", "duration=routes[0].duration", "-c", "8", "-o", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert "drumfire: 300 rows" in proc.stderr
+    assert f"results: {out}" in proc.stderr
+    with out.open(newline="", encoding="utf-8") as fh:
+        assert next(csv.reader(fh)) == [*BASE_COLUMNS, "code", "duration"]
+    results = {r["id"]: r for r in read_rows(out)}
+    inputs = read_rows(routes)
+    assert len(read_rows(out)) == len(inputs) == len(results) == 300
+    for row in inputs:
+        status, body = expected(row)
+        result = results[row["id"]]
+        assert (result["status"], result["error"], result["attempts"]) == (str(status), "", "1")
+        assert result["code"] == body["code"]
+        if status == 200:
+            assert float(result["duration"]) == body["routes"][0]["duration"]
+        else:
+            assert result["duration"] == ""
+
+
+def test_jsonl_out(demo_server: DemoServer, routes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    proc = drumfire(
+        "run", routes, "--url", demo_server.base_url + ROUTE,
+        "-e", "code=code", "-e", "distance=routes[0].distance", "-q", "-o", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # -q: no summary
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 300
+    assert Counter(r["id"] for r in records) == Counter(str(i) for i in range(1, 301))
+    inputs = {row["id"]: row for row in read_rows(routes)}
+    for record in records:
+        assert list(record) == [*BASE_COLUMNS, "code", "distance"]
+        status, body = expected(inputs[record["id"]])
+        assert (record["status"], record["error"], record["code"]) == (status, "", body["code"])
+        if status == 200:
+            assert record["distance"] == body["routes"][0]["distance"]
+        else:
+            assert record["distance"] is None
+
+
+def test_stdin_to_stdout(demo_server: DemoServer, routes: Path) -> None:
+    proc = drumfire(
+        "run", "-", "--url", demo_server.base_url + ROUTE, "-e", "code=code", "-o", "-",
+        stdin=routes.read_text(encoding="utf-8"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = read_csv(proc.stdout)
+    assert len(results) == 300
+    assert {r["id"] for r in results} == {str(i) for i in range(1, 301)}
+    assert all(r["code"] in ("Ok", "NoRoute") and r["error"] == "" for r in results)
+    assert "drumfire: 300 rows" in proc.stderr  # the summary goes to stderr, not the data
+
+
+def test_keep_id_and_ordered(demo_server: DemoServer, routes: Path, tmp_path: Path) -> None:
+    inputs = read_rows(routes)
+    source = tmp_path / "keyed.csv"
+    with source.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["key", "label", "lon1", "lat1", "lon2", "lat2", "id"])
+        for row in inputs:
+            key = f"k{int(row['id']) * 7 % 1000:03d}"
+            label = f"label, {row['id']}"
+            writer.writerow([key, label, row["lon1"], row["lat1"], row["lon2"], row["lat2"], "x"])
+    out = tmp_path / "out.csv"
+    proc = drumfire(
+        "run", source, "--url", demo_server.base_url + ROUTE, "--id", "key",
+        "--keep", "label,lon1", "--ordered", "-c", "16", "-o", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with out.open(newline="", encoding="utf-8") as fh:
+        assert next(csv.reader(fh)) == ["id", *BASE_COLUMNS[1:], "label", "lon1"]
+        rows = list(csv.reader(fh))
+    assert [r[0] for r in rows] == [f"k{int(row['id']) * 7 % 1000:03d}" for row in inputs]
+    assert [r[5] for r in rows] == [f"label, {row['id']}" for row in inputs]
+    assert [r[6] for r in rows] == [row["lon1"] for row in inputs]
+
+
+def test_keeping_a_column_named_like_an_output_column_is_refused(
+    demo_server: DemoServer, routes: Path, tmp_path: Path
+) -> None:
+    proc = drumfire(
+        "run", routes, "--url", demo_server.base_url + ROUTE, "--keep", "id", "-o",
+        tmp_path / "out.csv",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "'id'" in proc.stderr
+
+
+def test_some_rows_failing_still_exits_0(demo_server: DemoServer, tmp_path: Path) -> None:
+    with refused_port() as port:
+        urls = tmp_path / "urls.txt"
+        urls.write_text(
+            "\n".join(
+                [demo_server.url("/status/200"), demo_server.url("/status/500")] * 5
+                + [f"http://127.0.0.1:{port}/nothing"] * 3
+            )
+            + "\n"
+        )
+        out = tmp_path / "out.csv"
+        proc = drumfire("run", urls, "--retries", "0", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    results = read_rows(out)
+    assert len(results) == 13
+    assert Counter((r["status"], r["error"]) for r in results) == {
+        ("200", ""): 5,
+        ("500", ""): 5,
+        ("", "connect"): 3,
+    }
+    assert "failed 8" in proc.stderr
+
+
+# -- usage errors: exit 2, one line ----------------------------------------------------------
+
+
+def test_template_naming_a_missing_column(routes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    proc = drumfire("run", routes, "--url", "http://127.0.0.1:9/{lon1}/{nope}", "-o", out)
+    assert_usage_error(proc, "'nope'")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option", ["--keep=nope", "--id=nope", "--header=X-A: {nope}", "--data={nope}"]
+)
+def test_other_options_naming_a_missing_column(routes: Path, option: str) -> None:
+    proc = drumfire("run", routes, "--url", "http://127.0.0.1:9/{lon1}", option, "-o", "-")
+    assert_usage_error(proc, "'nope'")
+    assert proc.stdout == ""
+
+
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "d=routes[0",
+        "x=[?",
+        "=code",
+        "d=",
+        "a.b.c",
+    ],
+)
+def test_malformed_extract_expression(routes: Path, expr: str) -> None:
+    proc = drumfire("run", routes, "--url", "http://127.0.0.1:9/{lon1}", "-e", expr)
+    assert_usage_error(proc, "--extract")
+
+
+def test_malformed_extract_expression_still_exits_2(routes: Path) -> None:
+    proc = drumfire("run", routes, "--url", "http://127.0.0.1:9/{lon1}", "-e", "d=routes[0")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("drumfire: error: bad --extract expression 'routes[0'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_input_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    proc = drumfire("run", missing, "--url", "http://127.0.0.1:9/{lon1}")
+    assert_usage_error(proc, str(missing))
+
+
+@pytest.mark.parametrize("where", ["missing-dir/out.csv", "."], ids=["no-dir", "a-dir"])
+def test_unwritable_output(routes: Path, tmp_path: Path, where: str) -> None:
+    out = tmp_path / where
+    proc = drumfire("run", routes, "--url", "http://127.0.0.1:9/{lon1}", "-o", out)
+    assert_usage_error(proc, "cannot write output")
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+
+def _wait_for_lines(path: Path, lines: int, proc: subprocess.Popen[str]) -> None:
+    for _ in range(200):  # up to 10 s
+        if path.exists() and path.read_bytes().count(b"\n") >= lines:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not get {lines} lines")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_the_run_keeping_whole_rows(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    routes = write_sample_routes(tmp_path / "routes.csv", 2000)
+    out = tmp_path / "out.csv"
+    with DemoServer(latency=0.3) as srv:
+        proc = subprocess.Popen(
+            [*CLI, "run", str(routes), "--url", srv.base_url + ROUTE, "-e", "code=code",
+             "-c", "4", "-o", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            _wait_for_lines(out, 2, proc)  # the run is under way: it flushes once a second
+            proc.send_signal(signum)
+            stdout, stderr = proc.communicate(timeout=8)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == code, stderr
+    assert stdout == ""
+    assert "drumfire:" in stderr
+    assert "stopped early" in stderr
+    text = out.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == [*BASE_COLUMNS, "code"]
+    assert all(len(r) == 6 for r in rows)
+    ids = [r[0] for r in rows[1:]]
+    assert 4 <= len(ids) < 2000
+    assert len(set(ids)) == len(ids)
+    assert set(ids) <= {str(i) for i in range(1, 2001)}
+    assert all(r[4] in ("", "cancelled") for r in rows[1:])
+    assert f"drumfire: {len(ids):,} rows" in stderr
+
+
+def test_sigint_while_rows_wait_for_retry_after(tmp_path: Path) -> None:
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        return respond(503, b"", [("Retry-After", "6")])
+
+    urls = tmp_path / "urls.txt"
+    with ScriptedServer(handler) as srv:
+        urls.write_text("".join(srv.url(f"/{i}") + "\n" for i in range(4)))
+        proc = subprocess.Popen(
+            [*CLI, "run", str(urls), "-c", "4", "-o", str(tmp_path / "out.csv")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            for _ in range(200):
+                if len(srv.requests) >= 4:
+                    break
+                time.sleep(0.05)
+            time.sleep(0.3)
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=9)
+            took = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 130
+    assert took < 4.0  # 2 s grace for in-flight requests, and there are none
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+def test_demo_command(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    proc = drumfire("demo", "-n", "500", "--dir", folder)
+    assert proc.returncode == 0, proc.stderr
+    results = read_rows(folder / "results.csv")
+    assert len(results) == 500
+    assert {r["id"] for r in results} == {str(i) for i in range(1, 501)}
+    assert all(r["error"] == "" and r["code"] in ("Ok", "NoRoute") for r in results)
+    assert len(read_rows(folder / "routes.csv")) == 500
+    assert "first rows of" in proc.stderr

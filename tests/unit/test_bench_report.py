@@ -1,0 +1,256 @@
+"""The report built from recorded figures: keys, order, text, HTML; the fast response path."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pytest
+
+from drumfire._http import Response
+from drumfire.bench import BenchReport
+from drumfire.bench._fastconn import BenchConnection, inspect_head
+from drumfire.bench._recorder import Recorder
+from drumfire.bench._report import build_report
+from drumfire.bench._runner import RunData
+
+REQUIRED = ("requests", "duration_s", "rps", "latency_ms", "status", "errors")
+LATENCY_KEYS = ("mean", "p50", "p90", "p99", "p999", "max")
+
+
+def _report(n: int = 2000, open_model: bool = False) -> BenchReport:
+    rec = Recorder(start=0.0)
+    for i in range(n):  # 3 s of answers taking 2..98 ms, and a few 400 ms more
+        t = i * 2.8 / n
+        rec.response(t + 0.002 + (i % 97) / 1000.0 + (0.4 if i % 500 == 0 else 0), t, 200)
+    rec.response(2.5, 2.49, 404)
+    rec.failure(2.6, "timeout")
+    rec.failure(2.7, "reset")
+    rec.failure(2.8, "timeout")
+    rec.finish(3.0)
+    from drumfire.bench._recorder import new_histogram
+
+    queue = new_histogram() if open_model else None
+    if queue is not None:
+        queue.record_value(1, n)
+    data = RunData(
+        recorder=rec,
+        begin=-1.0,
+        measure_start=0.0,
+        finish=3.0,
+        sent=n + 4,
+        first_send=0.0,
+        last_send=2.99,
+        queue=queue,
+        lag_max=0.0,
+        lag_sum=0.0,
+        late=0,
+        backlog_max=0,
+        loop_lag_max=0.0,
+        connections=8,
+        stopped=False,
+    )
+    settings: dict[str, Any] = {
+        "url": "http://127.0.0.1:9/x?q=<b>&y=1",
+        "concurrency": 8,
+        "rate": "700/s" if open_model else None,
+        "rate_fixed": 700.0 if open_model else None,
+        "warmup_s": 0.0,
+        "duration_s": 3.0,
+        "method": "GET",
+    }
+    return build_report(data, settings, "700/s" if open_model else None)
+
+
+def test_report_keys_values_and_order() -> None:
+    report = _report()
+    d = report.to_dict()
+    assert list(d)[: len(REQUIRED)] == list(REQUIRED)
+    assert list(d["latency_ms"])[: len(LATENCY_KEYS)] == list(LATENCY_KEYS)
+    assert d["requests"] == 2004
+    assert d["status"] == {"200": 2000, "404": 1}
+    assert d["errors"] == {"timeout": 2, "reset": 1}
+    assert d["ok"] == 2000
+    assert d["failed"] == 4
+    assert d["duration_s"] == pytest.approx(3.0)
+    assert d["rps"] == pytest.approx(2004 / 3.0, rel=1e-3)
+    lat = d["latency_ms"]
+    assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert lat["max"] == pytest.approx(447.0, abs=0.01)  # exact, not a histogram bucket
+    assert lat["average"] == lat["mean"]
+    assert lat["max_minus_average"] == pytest.approx(lat["max"] - lat["mean"], abs=1e-3)
+    assert [s["t"] for s in d["timeline"]] == [0, 1, 2]
+    assert sum(s["requests"] for s in d["timeline"]) == 2004
+    pct = [p for p, _ in d["distribution"]]
+    ms = [v for _, v in d["distribution"]]
+    assert pct == sorted(pct)
+    assert ms == sorted(ms)
+    assert ms[-1] == lat["max"]
+    assert sum(b["count"] for b in d["histogram"]) == 2001
+    # JSON round trip.
+    assert orjson.loads(report.to_json())["latency_ms"] == lat
+
+
+def test_summary_text() -> None:
+    text = _report().summary_text()
+    assert "requests   2,004" in text
+    assert "p99.9" in text
+    assert "max minus average" in text
+    assert "404: 1" in text
+    assert "timeout: 2" in text
+    assert text.count("|") >= 8  # the small distribution
+
+
+def test_html_is_self_contained_and_escaped() -> None:
+    for report in (_report(), _report(open_model=True)):
+        page = report.to_html()
+        assert page.startswith("<!DOCTYPE html>")
+        assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+        assert "<script" not in page
+        assert "@import" not in page
+        assert page.count("<svg") == 4
+        assert "&lt;b&gt;" in page and "<b>" not in page
+        assert report._repr_html_().startswith('<div class="dfb">')
+
+
+def test_empty_report() -> None:
+    rec = Recorder(start=0.0)
+    rec.finish(1.0)
+    data = RunData(rec, 0.0, 0.0, 1.0, 0, 0.0, 0.0, None, 0.0, 0.0, 0, 0, 0.0, 1, False)
+    report = build_report(data, {"concurrency": 1}, None)
+    assert report.requests == 0
+    assert report.latency_ms["p99"] == 0.0
+    assert "no request was measured" in report.warnings[0]
+    assert "No answered request" in report.to_html()
+    assert report.summary_text()
+
+
+# -- the fast response path ----------------------------------------------------------
+
+
+NGINX = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 04:48:02 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (NGINX[:-4], (200, 5)),
+        (b"HTTP/1.1 503 Service Unavailable\r\ncontent-length:  12", (503, 12)),
+        (b"HTTP/1.1 404\r\nContent-Length: 0", (404, 0)),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 5", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5, max=1", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -5", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5x", (0, -1)),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 0", (0, -1)),
+        (b"HTTP/1.1 100 Continue\r\nContent-Length: 0", (0, -1)),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0", (0, -1)),
+        (b"HTTP/1.1 200 OK\r\nServer: x", (0, -1)),
+    ],
+)
+def test_inspect_head(head: bytes, expected: tuple[int, int]) -> None:
+    assert inspect_head(head) == expected
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.heads: dict[bytes, tuple[int, int]] = {}
+        self.events: list[tuple[str, Any]] = []
+
+    def on_connected(self, conn: Any) -> None:
+        self.events.append(("connected", None))
+
+    def on_status(self, conn: Any, job: Any, status: int) -> None:
+        self.events.append(("fast", status))
+
+    def on_response(self, conn: Any, job: Any, response: Response) -> None:
+        self.events.append(("full", response.status))
+
+    def on_failure(self, conn: Any, job: Any, reason: str, detail: str) -> None:
+        self.events.append(("failure", reason))
+
+    def on_closed(self, conn: Any) -> None:
+        self.events.append(("closed", None))
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> Any:
+        return None
+
+
+def _conn() -> tuple[BenchConnection, Owner]:
+    owner = Owner()
+    conn = BenchConnection(owner, ("http", "h", 80), 1 << 20)
+    conn.connection_made(Transport())  # type: ignore[arg-type]
+    return conn, owner
+
+
+def test_fast_path_and_fallbacks_agree() -> None:
+    conn, owner = _conn()
+    conn.send(1.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(NGINX + b"hello")
+    assert owner.events[-1] == ("fast", 200)
+    assert conn.state == "idle"
+    # Split over two chunks: the full parser takes it.
+    conn.send(2.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(NGINX[:30])
+    conn.data_received(NGINX[30:] + b"hello")
+    assert owner.events[-1] == ("full", 200)
+    assert conn.state == "idle"
+    # Chunked: the full parser.
+    conn.send(3.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert owner.events[-1] == ("full", 201)
+    # The fast path again, after the full parser was used.
+    conn.send(4.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(NGINX.replace(b"200 OK", b"503 Busy") + b"hello")
+    assert owner.events[-1] == ("fast", 503)
+    # HEAD: the full parser (no body whatever Content-Length says).
+    conn.send(5.0, b"HEAD / HTTP/1.1\r\n\r\n", True, 9.0)
+    conn.data_received(NGINX)
+    assert owner.events[-1] == ("full", 200)
+    # Connection: close -> full parser, connection closed.
+    conn.send(6.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    assert ("closed", None) in owner.events
+    assert owner.events[-1] == ("full", 200)
+
+
+def test_cut_short_after_fast_answers_is_a_protocol_error() -> None:
+    conn, owner = _conn()
+    conn.send(1.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(NGINX + b"hello")
+    conn.send(2.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(NGINX + b"he")  # 3 bytes missing: not fast, the reader waits
+    conn.connection_lost(None)
+    assert owner.events[-1] == ("failure", "protocol")
+
+
+def test_stale_connection_is_recognised() -> None:
+    conn, owner = _conn()
+    conn.send(1.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    conn.data_received(NGINX + b"hello")
+    conn.send(2.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
+    assert conn.served == 1
+    assert not conn.received_any
+    conn.connection_lost(ConnectionResetError())
+    assert owner.events[-1] == ("failure", "reset")

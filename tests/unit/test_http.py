@@ -1,0 +1,570 @@
+"""The sans-I/O HTTP layer (drumfire._http) on canned bytes."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import orjson
+import pytest
+
+from drumfire._errors import BodyTooLarge, ProtocolError
+from drumfire._http import Response, ResponseReader, encode_request_head
+
+PAYLOAD = b'{"code":"Ok","routes":[{"duration":12.5}]}' * 40
+
+
+def response_bytes(
+    body: bytes = b"", *headers: bytes, status: bytes = b"200 OK", version: bytes = b"HTTP/1.1"
+) -> bytes:
+    """A response with a Content-Length for ``body`` and the extra header lines."""
+    head = b"".join(h + b"\r\n" for h in headers)
+    return (
+        version + b" " + status + b"\r\n" + head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+
+
+def chunked_bytes(*chunks: bytes, trailer: bytes = b"") -> bytes:
+    out = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]
+    out.extend(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+    out.append(b"0\r\n" + trailer + b"\r\n")
+    return b"".join(out)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    obj = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return obj.compress(data) + obj.flush()
+
+
+def feed_pieces(reader: ResponseReader, data: bytes, size: int) -> list[Response]:
+    """Feed ``data`` in pieces of ``size`` bytes; every response returned, in order."""
+    out = []
+    for i in range(0, len(data), size):
+        got = reader.feed(data[i : i + size])
+        if got is not None:
+            out.append(got)
+    return out
+
+
+def read_one(data: bytes, *, head: bool = False, max_body: int = 1 << 20) -> Response:
+    reader = ResponseReader(max_body=max_body)
+    reader.expect(head=head)
+    got = reader.feed(data)
+    assert got is not None
+    return got
+
+
+# -- Content-Length ------------------------------------------------------------------
+
+
+def test_content_length_body_in_one_feed() -> None:
+    r = read_one(response_bytes(b"hello", b"X-Thing: 1"))
+    assert r.status == 200
+    assert r.body == b"hello"
+    assert r.keep_alive is True
+    assert r.headers == [(b"X-Thing", b"1"), (b"Content-Length", b"5")]
+    assert repr(r) == "<Response 200 5 bytes>"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_content_length_body_in_pieces(size: int) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    data = response_bytes(PAYLOAD)
+    got = feed_pieces(reader, data, size)
+    assert len(got) == 1
+    assert got[0].body == PAYLOAD
+
+
+def test_nothing_returned_until_the_last_byte() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    data = response_bytes(b"abcdef")
+    assert reader.feed(data[:-1]) is None
+    assert reader.started
+    got = reader.feed(data[-1:])
+    assert got is not None
+    assert got.body == b"abcdef"
+
+
+def test_empty_content_length_body() -> None:
+    r = read_one(response_bytes(b""))
+    assert r.body == b""
+    assert r.keep_alive is True
+
+
+def test_several_responses_on_one_reader() -> None:
+    reader = ResponseReader()
+    for i in range(5):
+        reader.expect()
+        body = b"x" * i
+        got = reader.feed(response_bytes(body, b"X-N: %d" % i))
+        assert got is not None
+        assert got.body == body
+        assert got.header("x-n") == str(i)
+        assert got.keep_alive
+
+
+# -- chunked -------------------------------------------------------------------------
+
+
+def test_chunked_body() -> None:
+    r = read_one(chunked_bytes(b"hello", b" ", b"world"))
+    assert r.body == b"hello world"
+    assert r.keep_alive is True
+
+
+def test_chunked_body_with_trailer() -> None:
+    r = read_one(chunked_bytes(b"abc", trailer=b"X-Trailer: yes\r\n"))
+    assert r.body == b"abc"
+
+
+def test_chunk_split_across_feeds() -> None:
+    data = chunked_bytes(b"0123456789", b"abcdefghij")
+    # split inside the size line, inside the chunk data and inside the CRLFs
+    cut1 = data.index(b"0123") + 4
+    cut2 = data.index(b"abcdefghij") - 1
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(data[:cut1]) is None
+    assert reader.feed(data[cut1:cut2]) is None
+    got = reader.feed(data[cut2:])
+    assert got is not None
+    assert got.body == b"0123456789abcdefghij"
+
+
+def test_chunked_byte_by_byte() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    data = chunked_bytes(b"hello", b"x" * 300, b"!")
+    got = feed_pieces(reader, data, 1)
+    assert [g.body for g in got] == [b"hello" + b"x" * 300 + b"!"]
+
+
+def test_chunked_gzip() -> None:
+    comp = gzip.compress(PAYLOAD)
+    data = chunked_bytes(comp[:10], comp[10:50], comp[50:]).replace(
+        b"Transfer-Encoding", b"Content-Encoding: gzip\r\nTransfer-Encoding"
+    )
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, data, 5)
+    assert [g.body for g in got] == [PAYLOAD]
+
+
+# -- content encodings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        (b"gzip", gzip.compress),
+        (b"x-gzip", gzip.compress),
+        (b"GZIP", gzip.compress),
+        (b"deflate", zlib.compress),
+        (b"deflate", raw_deflate),
+    ],
+    ids=["gzip", "x-gzip", "GZIP", "deflate-zlib", "deflate-raw"],
+)
+@pytest.mark.parametrize("size", [None, 2, 13])
+def test_compressed_bodies(encoding: bytes, compress: object, size: int | None) -> None:
+    assert callable(compress)
+    data = response_bytes(compress(PAYLOAD), b"Content-Encoding: " + encoding)
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, data, size or len(data))
+    assert len(got) == 1
+    assert got[0].body == PAYLOAD
+    # the raw header is kept as sent
+    assert got[0].header("content-encoding") == encoding.decode()
+
+
+def test_raw_deflate_fed_byte_by_byte() -> None:
+    data = response_bytes(raw_deflate(PAYLOAD), b"Content-Encoding: deflate")
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, data, 1)
+    assert [g.body for g in got] == [PAYLOAD]
+
+
+def test_identity_encoding_is_not_decoded() -> None:
+    r = read_one(response_bytes(b"plain", b"Content-Encoding: identity"))
+    assert r.body == b"plain"
+
+
+def test_unsupported_encoding_is_a_protocol_error() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError, match="unsupported content-encoding 'br'"):
+        reader.feed(response_bytes(b"xyz", b"Content-Encoding: br"))
+
+
+def test_corrupt_gzip_is_a_protocol_error() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError, match="bad compressed body"):
+        reader.feed(response_bytes(b"this is not gzip", b"Content-Encoding: gzip"))
+
+
+@pytest.mark.parametrize("framing", ["content-length", "close"])
+def test_truncated_gzip_stream_is_a_protocol_error(framing: str) -> None:
+    comp = gzip.compress(PAYLOAD)[:-12]
+    reader = ResponseReader()
+    reader.expect()
+    if framing == "content-length":
+        with pytest.raises(ProtocolError):
+            reader.feed(response_bytes(comp, b"Content-Encoding: gzip"))
+    else:
+        assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + comp) is None
+        with pytest.raises(ProtocolError):
+            reader.eof()
+
+
+# -- size limits ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [None, 100, 1])
+def test_decompression_bomb_stops_at_max_body(size: int | None) -> None:
+    bomb = gzip.compress(b"\0" * 20_000_000)
+    assert len(bomb) < 30_000
+    data = response_bytes(bomb, b"Content-Encoding: gzip")
+    reader = ResponseReader(max_body=10_000)
+    reader.expect()
+    with pytest.raises(BodyTooLarge) as info:
+        feed_pieces(reader, data, size or len(data))
+    assert info.value.limit == 10_000
+    assert info.value.reason == "body_too_large"
+
+
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
+def test_decoded_size_exactly_at_max_body_is_accepted(encoding: bytes) -> None:
+    comp = gzip.compress(PAYLOAD) if encoding == b"gzip" else zlib.compress(PAYLOAD)
+    data = response_bytes(comp, b"Content-Encoding: " + encoding)
+    assert read_one(data, max_body=len(PAYLOAD)).body == PAYLOAD
+    with pytest.raises(BodyTooLarge):
+        read_one(data, max_body=len(PAYLOAD) - 1)
+
+
+def test_plain_body_over_max_body() -> None:
+    assert read_one(response_bytes(b"x" * 100), max_body=100).body == b"x" * 100
+    with pytest.raises(BodyTooLarge, match="larger than 100 bytes"):
+        read_one(response_bytes(b"x" * 101), max_body=100)
+
+
+def test_chunked_body_over_max_body_in_pieces() -> None:
+    reader = ResponseReader(max_body=50)
+    reader.expect()
+    with pytest.raises(BodyTooLarge):
+        feed_pieces(reader, chunked_bytes(*[b"y" * 20] * 5), 7)
+
+
+def test_close_delimited_body_over_max_body() -> None:
+    reader = ResponseReader(max_body=10)
+    reader.expect()
+    assert reader.feed(b"HTTP/1.1 200 OK\r\n\r\n12345") is None
+    with pytest.raises(BodyTooLarge):
+        reader.feed(b"678901")
+
+
+# -- responses without a body --------------------------------------------------------
+
+
+def test_head_response_has_no_body_despite_content_length() -> None:
+    reader = ResponseReader()
+    reader.expect(head=True)
+    got = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n")
+    assert got is not None
+    assert got.body == b""
+    assert got.header("Content-Length") == "12345"
+    assert got.keep_alive is True
+    # the next response on the same reader parses normally
+    reader.expect()
+    nxt = reader.feed(response_bytes(b"second", b"X-N: 2"))
+    assert nxt is not None
+    assert nxt.body == b"second"
+    assert nxt.header("x-n") == "2"
+    assert nxt.keep_alive
+
+
+def test_head_response_byte_by_byte_then_a_chunked_response() -> None:
+    reader = ResponseReader()
+    reader.expect(head=True)
+    got = feed_pieces(reader, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1)
+    assert [(g.status, g.body) for g in got] == [(200, b"")]
+    reader.expect()
+    got = feed_pieces(reader, chunked_bytes(b"abc"), 1)
+    assert [g.body for g in got] == [b"abc"]
+
+
+def test_head_response_then_eof_is_not_a_second_response() -> None:
+    reader = ResponseReader()
+    reader.expect(head=True)
+    assert reader.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n") is not None
+    assert reader.eof() is None
+
+
+def test_bytes_after_a_head_response_in_a_later_feed() -> None:
+    reader = ResponseReader()
+    reader.expect(head=True)
+    got = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    assert got is not None
+    assert reader.feed(b"hello") is None
+    assert got.keep_alive is False
+
+
+def test_bytes_after_a_head_response_in_the_same_feed() -> None:
+    reader = ResponseReader()
+    reader.expect(head=True)
+    got = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    assert got is not None
+    assert got.body == b""
+    assert got.keep_alive is False
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status: int) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    got = reader.feed(b"HTTP/1.1 %d Whatever\r\n\r\n" % status)
+    assert got is not None
+    assert got.status == status
+    assert got.body == b""
+    assert got.keep_alive is True
+
+
+def test_304_with_content_length_has_no_body() -> None:
+    got = read_one(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n")
+    assert got.body == b""
+    assert got.keep_alive
+
+
+def test_interim_1xx_response_is_skipped() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    got = reader.feed(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + response_bytes(b"final")
+    )
+    assert got is not None
+    assert got.status == 200
+    assert got.body == b"final"
+
+
+# -- connection close and eof() ------------------------------------------------------
+
+
+def test_close_delimited_body_finished_by_eof() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nhello ") is None
+    assert reader.feed(b"world") is None
+    got = reader.eof()
+    assert got is not None
+    assert got.body == b"hello world"
+    assert got.keep_alive is False
+    assert got.header("x-a") == "1"
+
+
+def test_close_delimited_empty_body() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(b"HTTP/1.0 200 OK\r\n\r\n") is None
+    got = reader.eof()
+    assert got is not None
+    assert got.body == b""
+    assert not got.keep_alive
+
+
+def test_close_delimited_gzip_body() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    data = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(PAYLOAD)
+    assert feed_pieces(reader, data, 11) == []
+    got = reader.eof()
+    assert got is not None
+    assert got.body == PAYLOAD
+
+
+def test_eof_mid_body_is_a_protocol_error() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc") is None
+    with pytest.raises(ProtocolError, match="closed mid-response"):
+        reader.eof()
+
+
+def test_eof_mid_chunked_body_is_a_protocol_error() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    data = chunked_bytes(b"abcdef")
+    assert reader.feed(data[:-5]) is None
+    with pytest.raises(ProtocolError):
+        reader.eof()
+
+
+def test_eof_mid_head_is_a_protocol_error() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Le") is None
+    with pytest.raises(ProtocolError):
+        reader.eof()
+
+
+def test_eof_before_any_byte_is_none() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.started is False
+    assert reader.eof() is None
+
+
+def test_eof_after_a_complete_response_is_none() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(response_bytes(b"ok")) is not None
+    assert reader.eof() is None
+    reader.expect()
+    assert reader.eof() is None
+
+
+# -- malformed input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/1.1 99999 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_malformed_response_is_a_protocol_error(data: bytes) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError):
+        reader.feed(data)
+
+
+def test_protocol_error_reason() -> None:
+    assert ProtocolError("x").reason == "protocol"
+
+
+# -- keep-alive ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "keep_alive"),
+    [
+        (b"HTTP/1.1", [], True),
+        (b"HTTP/1.1", [b"Connection: close"], False),
+        (b"HTTP/1.1", [b"connection: Close"], False),
+        (b"HTTP/1.1", [b"Connection: keep-alive"], True),
+        (b"HTTP/1.0", [], False),
+        (b"HTTP/1.0", [b"Connection: keep-alive"], True),
+        (b"HTTP/1.1", [b"Keep-Alive: timeout=5, max=1"], False),
+        (b"HTTP/1.1", [b"Keep-Alive: max=1"], False),
+        (b"HTTP/1.1", [b"keep-alive: MAX = 1"], False),
+        (b"HTTP/1.1", [b"Keep-Alive: timeout=5, max=10"], True),
+        (b"HTTP/1.1", [b"Keep-Alive: timeout=5, max=512"], True),
+        (b"HTTP/1.1", [b"Keep-Alive: max=100"], True),
+        (b"HTTP/1.1", [b"Keep-Alive: timeout=1"], True),
+    ],
+)
+def test_keep_alive(version: bytes, headers: list[bytes], keep_alive: bool) -> None:
+    got = read_one(response_bytes(b"body", *headers, version=version))
+    assert got.keep_alive is keep_alive
+
+
+def test_max_1_does_not_leak_into_the_next_response() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    first = reader.feed(response_bytes(b"a", b"Keep-Alive: max=1"))
+    assert first is not None
+    assert not first.keep_alive
+    # A new connection would be used in practice, but the reader state must reset.
+    reader.expect()
+    second = reader.feed(response_bytes(b"b", b"Keep-Alive: max=5"))
+    assert second is not None
+    assert second.keep_alive
+
+
+def test_extra_bytes_in_a_later_feed_make_the_connection_unusable() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    got = reader.feed(response_bytes(b"abc"))
+    assert got is not None
+    assert got.keep_alive
+    assert reader.feed(b"unexpected") is None
+    assert got.keep_alive is False
+
+
+def test_garbage_after_a_complete_response_in_the_same_feed() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    got = reader.feed(response_bytes(b"abc") + b"junk")
+    assert got is not None
+    assert got.body == b"abc"
+    assert got.keep_alive is False
+
+
+def test_second_response_in_the_same_feed() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    got = reader.feed(response_bytes(b"abc") + response_bytes(b"", b"X-Second: 1"))
+    assert got is not None
+    assert got.body == b"abc"
+    assert got.headers == [(b"Content-Length", b"3")]
+    assert got.keep_alive is False
+
+
+# -- Response --------------------------------------------------------------------------
+
+
+def test_header_lookup_is_case_insensitive_and_returns_the_first() -> None:
+    r = Response(
+        200,
+        [(b"Content-Type", b"application/json"), (b"X-Dup", b"1"), (b"x-dup", b"2")],
+        b"{}",
+        True,
+    )
+    assert r.header("content-type") == "application/json"
+    assert r.header("CONTENT-TYPE") == "application/json"
+    assert r.header("X-DUP") == "1"
+    assert r.header("missing") is None
+
+
+def test_header_values_are_latin1() -> None:
+    r = Response(200, [(b"X-Name", "caf\xe9".encode("latin-1"))], b"", True)
+    assert r.header("x-name") == "caf\xe9"
+
+
+def test_json_and_text() -> None:
+    r = read_one(response_bytes(b'{"a": [1, 2.5, null], "b": "\xc3\xa9"}'))
+    assert r.json() == {"a": [1, 2.5, None], "b": "\xe9"}
+    assert r.text == '{"a": [1, 2.5, null], "b": "\xe9"}'
+    bad = Response(200, [], b"not json \xff", True)
+    with pytest.raises(orjson.JSONDecodeError):
+        bad.json()
+    assert bad.text == "not json \ufffd"
+
+
+# -- encode_request_head -------------------------------------------------------------
+
+
+def test_encode_request_head() -> None:
+    assert encode_request_head("GET", "/a?b=1", "example.com:8080", []) == (
+        b"GET /a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"
+    )
+    assert encode_request_head(
+        "POST", "/", "h", [("Content-Type", "application/json"), ("X-A", "caf\xe9")]
+    ) == (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nX-A: caf\xe9\r\n\r\n")
+
+
+def test_encode_request_head_matches_request_plan() -> None:
+    from drumfire._request import USER_AGENT, RequestPlan
+
+    prepared = RequestPlan("http://example.com:8080/x?y=1").prepare({})
+    assert prepared.data == encode_request_head(
+        "GET", "/x?y=1", "example.com:8080", [("User-Agent", USER_AGENT), ("Accept", "*/*")]
+    )

@@ -1,0 +1,462 @@
+"""Templates and the request plan (drumfire._request)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drumfire._errors import TemplateError, UsageError
+from drumfire._request import USER_AGENT, RequestPlan, Template, host_header, split_url
+
+UA = f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n".encode()
+
+
+# -- Template ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "columns", "row", "expected"),
+    [
+        ("plain text", (), {}, "plain text"),
+        ("", (), {}, ""),
+        ("{a}", ("a",), {"a": "x"}, "x"),
+        ("/r/{a},{b};{a}", ("a", "b", "a"), {"a": "1", "b": "2"}, "/r/1,2;1"),
+        ("{{a}}", (), {}, "{a}"),
+        ("{{{a}}}", ("a",), {"a": "x"}, "{x}"),
+        ("x}}y{{z", (), {}, "x}y{z"),
+        ('{{"k": {v}}}', ("v",), {"v": 1}, '{"k": 1}'),
+        ("{ a }", (" a ",), {" a ": "s"}, "s"),
+    ],
+)
+def test_template_render(
+    source: str, columns: tuple[str, ...], row: dict[str, Any], expected: str
+) -> None:
+    t = Template(source)
+    assert t.columns == columns
+    assert t.is_static is (not columns)
+    assert t.render(row) == expected
+    assert repr(t) == f"Template({source!r})"
+
+
+@pytest.mark.parametrize(
+    "source", ["{", "}", "{}", "a{b", "a}b", "{a{b}", "{{}", "}}}", "{}}", "x{", "{a}}"]
+)
+def test_malformed_templates(source: str) -> None:
+    with pytest.raises(TemplateError, match="malformed template"):
+        Template(source)
+
+
+def test_template_error_is_a_usage_error() -> None:
+    assert issubclass(TemplateError, UsageError)
+
+
+@pytest.mark.parametrize("source", ["{a.b}", "{0}", "{a[0]}", "{a:>10}", "{a!r}", "{__class__}"])
+def test_no_format_tricks_placeholder_is_a_literal_column_name(source: str) -> None:
+    t = Template(source)
+    name = source[1:-1]
+    assert t.columns == (name,)
+    assert t.render({name: "V"}) == "V"
+    with pytest.raises(KeyError):
+        t.render({"a": "unused"})
+
+
+@pytest.mark.parametrize("value", ["{x}", "{0}", "{}", "{{", "}", "{a.__class__}", "%s"])
+def test_values_are_inserted_verbatim(value: str) -> None:
+    assert Template("[{v}]").render({"v": value}) == f"[{value}]"
+
+
+@given(st.text())
+def test_any_value_is_inserted_verbatim(value: str) -> None:
+    assert Template("a{v}b{{c}}").render({"v": value}) == f"a{value}b{{c}}"
+
+
+@given(st.text())
+def test_any_text_escaped_is_static_and_renders_to_itself(text: str) -> None:
+    t = Template(text.replace("{", "{{").replace("}", "}}"))
+    assert t.is_static
+    assert t.render({}) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (12, "12"),
+        (-3, "-3"),
+        (1.5, "1.5"),
+        (None, ""),
+        (True, "true"),
+        (False, "false"),
+        ({"a": [1, None]}, '{"a":[1,null]}'),
+        ([1, "x"], '[1,"x"]'),
+        ("", ""),
+        ("caf\xe9", "caf\xe9"),
+    ],
+)
+def test_non_str_values(value: Any, text: str) -> None:
+    assert Template("{v}").render({"v": value}) == text
+
+
+def test_missing_column_raises_key_error_naming_it() -> None:
+    with pytest.raises(KeyError, match="lat"):
+        Template("{lon},{lat}").render({"lon": "1"})
+
+
+def test_template_check() -> None:
+    t = Template("http://h/{a}/{b}")
+    t.check({"a", "b", "c"})
+    with pytest.raises(TemplateError, match=r"column 'b'.*columns: a, c"):
+        t.check({"a", "c"})
+    with pytest.raises(TemplateError, match="columns: none"):
+        t.check(set())
+
+
+# -- URLs and Host -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "target"),
+    [
+        ("http://example.com", ("http", "example.com", 80), "/"),
+        ("http://example.com/a?b=1", ("http", "example.com", 80), "/a?b=1"),
+        ("HTTP://Example.COM:8080/a", ("http", "example.com", 8080), "/a"),
+        ("https://example.com/a#frag", ("https", "example.com", 443), "/a"),
+        ("http://[::1]:5000/x", ("http", "::1", 5000), "/x"),
+    ],
+)
+def test_split_url(url: str, origin: tuple[str, str, int], target: str) -> None:
+    assert split_url(url) == (origin, target)
+
+
+@pytest.mark.parametrize("url", ["ftp://h/", "h/path", "http:///path", "http://h:99999/"])
+def test_split_url_rejects(url: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        split_url(url)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        (("http", "h", 80), "h"),
+        (("http", "h", 8080), "h:8080"),
+        (("https", "h", 443), "h"),
+        (("https", "h", 80), "h:80"),
+        (("http", "h", 443), "h:443"),
+        (("http", "::1", 80), "[::1]"),
+        (("http", "::1", 81), "[::1]:81"),
+    ],
+)
+def test_host_header(origin: tuple[str, str, int], host: str) -> None:
+    assert host_header(origin) == host
+
+
+# -- RequestPlan.prepare ---------------------------------------------------------------
+
+
+def test_get_with_static_origin_exact_bytes() -> None:
+    plan = RequestPlan("http://example.com/route/{a},{b}?steps=false")
+    p = plan.prepare({"a": "1.5", "b": "2"})
+    assert p.origin == ("http", "example.com", 80)
+    assert p.method == "GET"
+    assert p.idempotent is True
+    assert p.data == (
+        b"GET /route/1.5,2?steps=false HTTP/1.1\r\nHost: example.com\r\n" + UA + b"\r\n"
+    )
+
+
+def test_non_default_port_in_host_header() -> None:
+    p = RequestPlan("http://127.0.0.1:5000/x/{v}").prepare({"v": 1})
+    assert p.origin == ("http", "127.0.0.1", 5000)
+    assert p.data.startswith(b"GET /x/1 HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [("http://h:80/", b"h"), ("https://h:443/", b"h"), ("https://h/", b"h")],
+)
+def test_default_port_omitted(url: str, host: bytes) -> None:
+    p = RequestPlan(url).prepare({})
+    assert b"\r\nHost: " + host + b"\r\n" in p.data
+
+
+def test_https_origin() -> None:
+    p = RequestPlan("https://api.example.com/v1?q={q}").prepare({"q": "x"})
+    assert p.origin == ("https", "api.example.com", 443)
+    assert p.data.startswith(b"GET /v1?q=x HTTP/1.1\r\nHost: api.example.com\r\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "row", "origin", "start"),
+    [
+        (
+            "http://{host}/x/{a}",
+            {"host": "h2:81", "a": "q"},
+            ("http", "h2", 81),
+            b"GET /x/q HTTP/1.1\r\nHost: h2:81\r\n",
+        ),
+        (
+            "http://{host}:{port}/x",
+            {"host": "h3", "port": 8443},
+            ("http", "h3", 8443),
+            b"GET /x HTTP/1.1\r\nHost: h3:8443\r\n",
+        ),
+        (
+            "{url}",
+            {"url": "https://h4/a b?c=d"},
+            ("https", "h4", 443),
+            b"GET /a%20b?c=d HTTP/1.1\r\nHost: h4\r\n",
+        ),
+        (
+            "{scheme}://h5/",
+            {"scheme": "https"},
+            ("https", "h5", 443),
+            b"GET / HTTP/1.1\r\nHost: h5\r\n",
+        ),
+    ],
+)
+def test_dynamic_origin(
+    url: str, row: dict[str, Any], origin: tuple[str, str, int], start: bytes
+) -> None:
+    plan = RequestPlan(url)
+    p = plan.prepare(row)
+    assert p.origin == origin
+    assert p.data.startswith(start)
+
+
+def test_dynamic_origin_differs_per_row_and_caches_header_block_per_origin() -> None:
+    plan = RequestPlan("{url}")
+    a = plan.prepare({"url": "http://a/1"})
+    b = plan.prepare({"url": "http://b:8/2"})
+    a2 = plan.prepare({"url": "http://a/3"})
+    assert (a.origin, b.origin, a2.origin) == (
+        ("http", "a", 80),
+        ("http", "b", 8),
+        ("http", "a", 80),
+    )
+    assert b"Host: a\r\n" in a.data
+    assert b"Host: b:8\r\n" in b.data
+    assert b"Host: a\r\n" in a2.data
+
+
+def test_dynamic_origin_bad_url_is_value_error() -> None:
+    plan = RequestPlan("{url}")
+    with pytest.raises(ValueError, match="only http"):
+        plan.prepare({"url": "ftp://x/"})
+    with pytest.raises(ValueError, match="only http"):
+        plan.prepare({"url": "not a url"})
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        ("a b", b"a%20b"),
+        ("caf\xe9", b"caf%C3%A9"),
+        ("x\r\nHost: evil", b"x%0D%0AHost:%20evil"),
+        ("tab\there", b"tab%09here"),
+        ('q"<>\\^`{|}', b"q%22%3C%3E%5C%5E%60%7B%7C%7D"),
+        ("already%20encoded", b"already%20encoded"),
+        ("a,b;c:d@e", b"a,b;c:d@e"),
+    ],
+)
+def test_unsafe_characters_are_percent_encoded_in_the_target(value: str, encoded: bytes) -> None:
+    p = RequestPlan("http://h/p/{v}").prepare({"v": value})
+    head = p.data.split(b"\r\n", 1)[0]
+    assert head == b"GET /p/" + encoded + b" HTTP/1.1"
+
+
+@given(st.text())
+def test_request_line_is_always_one_clean_line(value: str) -> None:
+    p = RequestPlan("http://h/p?q={v}").prepare({"v": value})
+    line, rest = p.data.split(b"\r\n", 1)
+    assert line.startswith(b"GET /p?q=")
+    assert line.endswith(b" HTTP/1.1")
+    target = line[4:-9]
+    assert all(0x21 <= c <= 0x7E for c in target)
+    assert rest.startswith(b"Host: h\r\n")
+
+
+def test_literal_braces_in_a_static_url() -> None:
+    p = RequestPlan("http://h/a{{b}}").prepare({})
+    assert p.data.startswith(b"GET /a%7Bb%7D HTTP/1.1\r\n")
+
+
+def test_literal_braces_in_a_templated_url() -> None:
+    p = RequestPlan("http://h/a{{b}}/{v}").prepare({"v": "{c}"})
+    assert p.data.startswith(b"GET /a%7Bb%7D/%7Bc%7D HTTP/1.1\r\n")
+
+
+def test_header_templates() -> None:
+    plan = RequestPlan(
+        "http://h/", headers=["X-Id: {id}", "Authorization: Bearer {token}", "X-Static: s"]
+    )
+    p = plan.prepare({"id": 7, "token": "t0k"})
+    assert p.data == (
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Id: 7\r\nAuthorization: Bearer t0k\r\n"
+        b"X-Static: s\r\n" + UA + b"\r\n"
+    )
+    assert plan.columns == {"id", "token"}
+
+
+def test_header_name_template() -> None:
+    p = RequestPlan("http://h/", headers=[("X-{n}", "v")]).prepare({"n": "Name"})
+    assert b"\r\nX-Name: v\r\n" in p.data
+
+
+def test_headers_as_mapping_override_defaults() -> None:
+    p = RequestPlan(
+        "http://h/", headers={"User-Agent": "me/1", "accept": "application/json"}
+    ).prepare({})
+    assert (
+        p.data
+        == b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: me/1\r\naccept: application/json\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["a\r\nEvil: x", "a\nb", "a\rb"])
+def test_header_value_with_line_break_after_substitution(value: str) -> None:
+    plan = RequestPlan("http://h/", headers=["X-A: {v}"])
+    with pytest.raises(ValueError, match="line break"):
+        plan.prepare({"v": value})
+
+
+@pytest.mark.parametrize("name", ["X-A: b", "X\r\nB"])
+def test_header_name_with_colon_or_line_break_after_substitution(name: str) -> None:
+    plan = RequestPlan("http://h/", headers=[("{n}", "v")])
+    with pytest.raises(ValueError, match="bad name"):
+        plan.prepare({"n": name})
+
+
+@pytest.mark.parametrize("header", ["NoColon", ": value", "   : v"])
+def test_malformed_header_option(header: str) -> None:
+    with pytest.raises(TemplateError, match="Name: value"):
+        RequestPlan("http://h/", headers=[header])
+
+
+def test_post_json_body() -> None:
+    plan = RequestPlan("http://h/api", data='{{"id": {id}, "name": "{name}"}}')
+    p = plan.prepare({"id": 3, "name": "caf\xe9"})
+    body = '{"id": 3, "name": "caf\xe9"}'.encode()
+    assert p.method == "POST"
+    assert p.idempotent is False
+    assert p.data == (
+        b"POST /api HTTP/1.1\r\nHost: h\r\n"
+        + UA
+        + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    assert plan.columns == {"id", "name"}
+
+
+@pytest.mark.parametrize("data", ["[{v}]", "  {{}}"])
+def test_json_content_type_for_array_or_leading_space(data: str) -> None:
+    p = RequestPlan("http://h/", data=data).prepare({"v": 1})
+    assert b"\r\nContent-Type: application/json\r\n" in p.data
+
+
+def test_post_form_body() -> None:
+    p = RequestPlan("http://h/", data="a={a}&b=2").prepare({"a": "x"})
+    assert b"\r\nContent-Type: application/x-www-form-urlencoded\r\n" in p.data
+    assert p.data.endswith(b"\r\nContent-Length: 7\r\n\r\na=x&b=2")
+
+
+def test_bytes_body_is_sent_as_is() -> None:
+    p = RequestPlan("http://h/", data=b'{"raw": "{x}"}').prepare({})
+    assert p.data.endswith(b'Content-Length: 14\r\n\r\n{"raw": "{x}"}')
+    assert b"application/json" in p.data
+
+
+def test_explicit_content_type_is_kept() -> None:
+    p = RequestPlan("http://h/", data="{{}}", headers=["Content-Type: text/plain"]).prepare({})
+    assert p.data.count(b"Content-Type") == 1
+    assert b"\r\nContent-Type: text/plain\r\n" in p.data
+
+
+def test_empty_body_methods_send_content_length_zero() -> None:
+    for method in ("POST", "PUT", "PATCH"):
+        p = RequestPlan("http://h/", method=method).prepare({})
+        assert p.data.endswith(b"\r\nContent-Length: 0\r\n\r\n")
+    for method in ("GET", "DELETE", "HEAD", "OPTIONS"):
+        p = RequestPlan("http://h/", method=method).prepare({})
+        assert b"Content-Length" not in p.data
+
+
+@pytest.mark.parametrize(
+    ("method", "data", "expected"),
+    [
+        (None, None, "GET"),
+        (None, "x", "POST"),
+        ("", None, "GET"),
+        ("put", None, "PUT"),
+        ("Delete", None, "DELETE"),
+        ("GET", "x", "GET"),
+        ("head", None, "HEAD"),
+    ],
+)
+def test_method_defaults(method: str | None, data: str | None, expected: str) -> None:
+    p = RequestPlan("http://h/", method=method, data=data).prepare({})
+    assert p.method == expected
+    assert p.data.startswith(expected.encode() + b" / HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize(
+    ("method", "idempotent"),
+    [
+        ("GET", True),
+        ("HEAD", True),
+        ("PUT", True),
+        ("DELETE", True),
+        ("OPTIONS", True),
+        ("POST", False),
+        ("PATCH", False),
+    ],
+)
+def test_idempotent_flag(method: str, idempotent: bool) -> None:
+    assert RequestPlan("http://h/", method=method).prepare({}).idempotent is idempotent
+    templated = RequestPlan("http://h/", method="{m}").prepare({"m": method.lower()})
+    assert templated.method == method
+    assert templated.idempotent is idempotent
+
+
+def test_method_template() -> None:
+    plan = RequestPlan("http://h/{p}", method="{verb}")
+    assert plan.columns == {"p", "verb"}
+    p = plan.prepare({"p": "x", "verb": "patch"})
+    assert p.method == "PATCH"
+    assert p.data.startswith(b"PATCH /x HTTP/1.1\r\n")
+
+
+def test_unsupported_static_method_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="unsupported method 'FETCH'"):
+        RequestPlan("http://h/", method="fetch")
+
+
+def test_unsupported_templated_method_is_a_value_error() -> None:
+    plan = RequestPlan("http://h/", method="{m}")
+    with pytest.raises(ValueError, match="unsupported method 'CONNECT'"):
+        plan.prepare({"m": "connect"})
+
+
+def test_missing_column_at_prepare_is_key_error() -> None:
+    with pytest.raises(KeyError):
+        RequestPlan("http://h/{a}").prepare({"b": 1})
+
+
+def test_plan_check_names_the_missing_column() -> None:
+    plan = RequestPlan("http://h/{a}", headers=["X-B: {b}"], data="c={c}", method="{m}")
+    assert plan.columns == {"a", "b", "c", "m"}
+    plan.check({"a", "b", "c", "m"})
+    for missing in ("a", "b", "c", "m"):
+        with pytest.raises(TemplateError, match=f"column '{missing}'"):
+            plan.check({"a", "b", "c", "m"} - {missing})
+
+
+def test_malformed_url_template_is_a_template_error() -> None:
+    with pytest.raises(TemplateError):
+        RequestPlan("http://h/{unclosed")
+
+
+def test_static_unsupported_url_raises_at_construction() -> None:
+    with pytest.raises(ValueError, match="only http"):
+        RequestPlan("ftp://h/x")

@@ -1,0 +1,219 @@
+"""Output sinks (drumfire._sinks)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+
+from drumfire._errors import UsageError
+from drumfire._result import BASE_COLUMNS, Result
+from drumfire._sinks import CsvSink, JsonlSink, ListSink, open_sink, output_format_for
+
+OK = Result(
+    "r1",
+    200,
+    12.34567,
+    1,
+    "",
+    {"duration": 3.5, "code": "Ok", "geo": {"a": [1, 2]}, "flag": True, "none": None},
+    {"lon": "24.9", "extra": ["x"]},
+)
+FAILED = Result("r2", None, 30000.0, 4, "timeout", None, {"lon": "25.0", "extra": None})
+FIELDS = ["duration", "code", "geo", "flag", "none"]
+KEEP = ["lon", "extra"]
+
+
+def csv_rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_base_columns() -> None:
+    assert BASE_COLUMNS == ("id", "status", "elapsed_ms", "attempts", "error")
+
+
+def test_csv_sink_column_order_and_cells() -> None:
+    out = io.StringIO()
+    sink = CsvSink(out, FIELDS, KEEP)
+    sink.write(OK)
+    sink.write(FAILED)
+    sink.flush()
+    header, ok, failed = csv_rows(out.getvalue())
+    assert header == [*BASE_COLUMNS, *FIELDS, *KEEP]
+    assert ok == [
+        "r1",
+        "200",
+        "12.346",
+        "1",
+        "",
+        "3.5",
+        "Ok",
+        '{"a":[1,2]}',
+        "true",
+        "",
+        "24.9",
+        '["x"]',
+    ]
+    assert failed == ["r2", "", "30000.0", "4", "timeout", "", "", "", "", "", "25.0", ""]
+    assert out.getvalue().count("\r") == 0
+
+
+def test_csv_sink_bool_false_and_missing_keys() -> None:
+    out = io.StringIO()
+    sink = CsvSink(out, ["a", "b"], ["k"])
+    sink.write(Result("1", 200, 1.0, 1, "", {"a": False}, None))
+    assert csv_rows(out.getvalue())[1] == ["1", "200", "1.0", "1", "", "false", "", ""]
+
+
+def test_csv_sink_without_fields_or_keep() -> None:
+    out = io.StringIO()
+    sink = CsvSink(out, [], [])
+    sink.write(Result("1", 404, 0.5, 2, "", {"ignored": 1}, {"ignored": 2}))
+    assert csv_rows(out.getvalue()) == [list(BASE_COLUMNS), ["1", "404", "0.5", "2", ""]]
+
+
+def test_csv_sink_quotes_awkward_values() -> None:
+    out = io.StringIO()
+    sink = CsvSink(out, ["t"], [])
+    sink.write(Result("a,b", 200, 1.0, 1, 'parse: x "y"\nz', {"t": "line1\nline2"}))
+    assert csv_rows(out.getvalue())[1] == [
+        "a,b",
+        "200",
+        "1.0",
+        "1",
+        'parse: x "y"\nz',
+        "line1\nline2",
+    ]
+
+
+def test_csv_sink_close_closes_its_stream() -> None:
+    out = io.StringIO()
+    sink = CsvSink(out, [], [])
+    sink.close()
+    assert out.closed
+
+
+def test_jsonl_sink_key_order_and_values() -> None:
+    out = io.BytesIO()
+    sink = JsonlSink(out)
+    sink.write(OK)
+    sink.write(FAILED)
+    sink.flush()
+    lines = out.getvalue().splitlines()
+    first = orjson.loads(lines[0])
+    assert list(first) == [*BASE_COLUMNS, *FIELDS, *KEEP]
+    assert first == {
+        "id": "r1",
+        "status": 200,
+        "elapsed_ms": 12.346,
+        "attempts": 1,
+        "error": "",
+        "duration": 3.5,
+        "code": "Ok",
+        "geo": {"a": [1, 2]},
+        "flag": True,
+        "none": None,
+        "lon": "24.9",
+        "extra": ["x"],
+    }
+    second = orjson.loads(lines[1])
+    assert second == {
+        "id": "r2",
+        "status": None,
+        "elapsed_ms": 30000.0,
+        "attempts": 4,
+        "error": "timeout",
+        "lon": "25.0",
+        "extra": None,
+    }
+    assert out.getvalue().endswith(b"\n")
+    sink.close()
+    assert out.closed
+
+
+def test_list_sink() -> None:
+    sink = ListSink()
+    sink.write(OK)
+    sink.flush()
+    sink.close()
+    assert sink.results == [OK]
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [
+        ("-", "csv"),
+        ("out.csv", "csv"),
+        ("OUT.CSV", "csv"),
+        ("out", "csv"),
+        ("out.txt", "csv"),
+        ("out.jsonl", "jsonl"),
+        ("out.ndjson", "jsonl"),
+        ("out.json", "jsonl"),
+    ],
+)
+def test_output_format_from_path(path: str, fmt: str) -> None:
+    assert output_format_for(path, None) == fmt
+
+
+def test_explicit_output_format() -> None:
+    assert output_format_for("out.csv", "jsonl") == "jsonl"
+    with pytest.raises(UsageError, match="unknown output format 'xml'"):
+        output_format_for("out.csv", "xml")
+
+
+def test_unknown_output_extension() -> None:
+    with pytest.raises(UsageError, match="--output-format"):
+        output_format_for("out.xls", None)
+
+
+def test_parquet_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="Parquet"):
+        open_sink(str(tmp_path / "out.parquet"), None, [], [])
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.parametrize(("name", "cls"), [("o.csv", CsvSink), ("o.jsonl", JsonlSink)])
+def test_open_sink_writes_a_file(tmp_path: Path, name: str, cls: type) -> None:
+    path = tmp_path / name
+    sink = open_sink(str(path), None, ["f"], ["k"])
+    assert isinstance(sink, cls)
+    sink.write(Result("1", 200, 1.0, 1, "", {"f": 1}, {"k": "v"}))
+    sink.close()
+    text = path.read_text(encoding="utf-8")
+    if cls is CsvSink:
+        assert text == "id,status,elapsed_ms,attempts,error,f,k\n1,200,1.0,1,,1,v\n"
+    else:
+        assert orjson.loads(text) == {
+            "id": "1",
+            "status": 200,
+            "elapsed_ms": 1.0,
+            "attempts": 1,
+            "error": "",
+            "f": 1,
+            "k": "v",
+        }
+
+
+def test_open_sink_append(tmp_path: Path) -> None:
+    path = tmp_path / "o.jsonl"
+    for i in range(2):
+        sink = open_sink(str(path), None, [], [], append=True)
+        sink.write(Result(str(i), 200, 1.0, 1, ""))
+        sink.close()
+    assert [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()] == ["0", "1"]
+
+
+@pytest.mark.parametrize("name", ["o.csv", "o.jsonl"])
+def test_unwritable_path_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError, match="cannot write output"):
+        open_sink(str(tmp_path / "no-such-dir" / name), None, [], [])
+
+
+def test_directory_as_output_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(UsageError, match="cannot write output"):
+        open_sink(str(tmp_path / "d.csv"), None, [], [])

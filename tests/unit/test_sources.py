@@ -1,0 +1,453 @@
+"""Input sources (drumfire._sources) on temporary files."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drumfire._engine import InputProblem
+from drumfire._errors import InputError, UsageError
+from drumfire._sources import Source, count_rows, format_for, open_source, rows_source
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def read_all(path: str, **kwargs: Any) -> tuple[Source, list[tuple[int, Any]]]:
+    source = open_source(path, **kwargs)
+    try:
+        return source, list(source.items)
+    finally:
+        if source.close is not None:
+            source.close()
+
+
+def rows(items: list[tuple[int, Any]]) -> list[Any]:
+    return [row for _, row in items]
+
+
+def problems(items: list[tuple[int, Any]]) -> list[tuple[int, int, str]]:
+    return [(n, p.line, p.message) for n, p in items if isinstance(p, InputProblem)]
+
+
+# -- CSV / TSV -----------------------------------------------------------------------
+
+
+def test_csv_with_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", b'lon,lat,name\n24.9,60.1,a\n25.0,60.2,"b, c"\n')
+    source, items = read_all(path)
+    assert source.fmt == "csv"
+    assert source.columns == frozenset({"lon", "lat", "name"})
+    assert source.total == 2
+    assert items == [
+        (1, {"lon": "24.9", "lat": "60.1", "name": "a"}),
+        (2, {"lon": "25.0", "lat": "60.2", "name": "b, c"}),
+    ]
+
+
+def test_csv_header_names_are_stripped(tmp_path: Path) -> None:
+    source, items = read_all(write(tmp_path, "in.csv", b" a , b\n1,2\n"))
+    assert source.columns == frozenset({"a", "b"})
+    assert rows(items) == [{"a": "1", "b": "2"}]
+
+
+@pytest.mark.parametrize("ext", [".tsv", ".tab"])
+def test_tsv(tmp_path: Path, ext: str) -> None:
+    source, items = read_all(write(tmp_path, "in" + ext, b"a\tb\n1,5\t2\n"))
+    assert source.fmt == "tsv"
+    assert rows(items) == [{"a": "1,5", "b": "2"}]
+
+
+def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
+    data = b"\xef\xbb\xbfid,url\r\n1,http://a\r\n\r\n2,http://b\r\n  \r\n3,http://c"
+    source, items = read_all(write(tmp_path, "in.csv", data))
+    assert source.columns == frozenset({"id", "url"})
+    assert items == [
+        (1, {"id": "1", "url": "http://a"}),
+        (2, {"id": "2", "url": "http://b"}),
+        (3, {"id": "3", "url": "http://c"}),
+    ]
+
+
+def test_quoted_newline_in_a_field(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.csv", b'a,b\n"line1\nline2",x\n3,4\n'))
+    assert rows(items) == [{"a": "line1\nline2", "b": "x"}, {"a": "3", "b": "4"}]
+
+
+def test_wrong_field_count_is_a_problem_naming_the_line(tmp_path: Path) -> None:
+    data = b"a,b\n1,2\n\n3\n5,6,7\n8,9\n"
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert [n for n, _ in items] == [1, 2, 3, 4]
+    assert items[0] == (1, {"a": "1", "b": "2"})
+    assert items[3] == (4, {"a": "8", "b": "9"})
+    assert problems(items) == [
+        (2, 4, "expected 2 fields, found 1"),
+        (3, 5, "expected 2 fields, found 3"),
+    ]
+    assert "line=4" in repr(items[1][1])
+
+
+def test_unbalanced_quote_is_a_problem(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.csv", b'a,b\n1,"2\n3,4\n'))
+    assert len(items) == 1
+    ((n, line, message),) = problems(items)
+    assert n == 1
+    assert line == 3
+    assert "malformed CSV" in message
+
+
+def test_stray_quote_is_a_problem_and_reading_continues(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.csv", b'a,b\n"x"y,2\n3,4\n'))
+    assert len(items) == 2
+    assert problems(items)[0][:2] == (1, 2)
+    assert items[1] == (2, {"a": "3", "b": "4"})
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="empty"):
+        open_source(write(tmp_path, "in.csv", b""))
+
+
+@pytest.mark.parametrize("data", [b"\n", b"\r\n", b"\n\n"])
+def test_only_blank_lines_is_empty(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(InputError, match="empty"):
+        open_source(write(tmp_path, "in.csv", data))
+
+
+def test_leading_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.csv", b"\n\r\na,b\n1,2\n"))
+    assert rows(items) == [{"a": "1", "b": "2"}]
+
+
+def test_duplicate_header_names(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="more than once: a"):
+        open_source(write(tmp_path, "in.csv", b"a,b,a\n1,2,3\n"))
+
+
+def test_empty_header_name(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="empty column name"):
+        open_source(write(tmp_path, "in.csv", b"a,,b\n1,2,3\n"))
+
+
+def test_header_with_unbalanced_quote(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        open_source(write(tmp_path, "in.csv", b'"a,b\n'))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        open_source(str(tmp_path / "nope.csv"))
+
+
+def test_directory(tmp_path: Path) -> None:
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(InputError, match="directory"):
+        open_source(str(tmp_path / "dir.csv"))
+
+
+def test_input_error_is_a_usage_error() -> None:
+    assert issubclass(InputError, UsageError)
+
+
+def test_latin1_input_needs_an_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", "name,n\ncaf\xe9,1\nna\xefve,2\n".encode("latin-1"))
+    # Read as UTF-8, each undecodable line is one error row naming its line.
+    _, items = read_all(path)
+    assert [(n, p.line) for n, p in items if isinstance(p, InputProblem)] == [(1, 2), (2, 3)]
+    assert all("encoding" in p.message for _, p in items if isinstance(p, InputProblem))
+    _, items = read_all(path, encoding="latin-1")
+    assert rows(items) == [{"name": "caf\xe9", "n": "1"}, {"name": "na\xefve", "n": "2"}]
+
+
+def test_unknown_encoding(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown encoding"):
+        open_source(write(tmp_path, "in.csv", b"a\n1\n"), encoding="no-such-codec")
+
+
+def test_gzipped_csv(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv.gz", gzip.compress(b"a,b\n1,2\n"))
+    source, items = read_all(path)
+    assert source.fmt == "csv"
+    assert rows(items) == [{"a": "1", "b": "2"}]
+
+
+# -- JSON Lines ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".jsonl", ".ndjson", ".json"])
+def test_jsonl(tmp_path: Path, ext: str) -> None:
+    data = b'{"a": 1, "b": {"c": [1]}}\n\n  \n{"a": "x"}\r\n'
+    source, items = read_all(write(tmp_path, "in" + ext, data))
+    assert source.fmt == "jsonl"
+    assert source.columns is None
+    assert items == [(1, {"a": 1, "b": {"c": [1]}}), (2, {"a": "x"})]
+
+
+def test_jsonl_problems(tmp_path: Path) -> None:
+    data = b'{"a": 1}\nnot json\n[1, 2]\n"str"\n{"b": 2}\n'
+    _, items = read_all(write(tmp_path, "in.jsonl", data))
+    assert [n for n, _ in items] == [1, 2, 3, 4, 5]
+    assert items[0] == (1, {"a": 1})
+    assert items[4] == (5, {"b": 2})
+    found = problems(items)
+    assert [(n, line) for n, line, _ in found] == [(2, 2), (3, 3), (4, 4)]
+    assert found[0][2].startswith("not JSON")
+    assert found[1][2] == "not a JSON object but list"
+    assert found[2][2] == "not a JSON object but str"
+
+
+def test_jsonl_blank_lines_keep_line_numbers(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.jsonl", b"\n\n{}\n\nnope\n"))
+    assert items[0] == (1, {})
+    assert problems(items)[0][:2] == (2, 5)
+
+
+def test_jsonl_undecodable_line_is_one_problem(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.jsonl", b'{"a": 1}\n\xff\xfe\n{"b": 2}\n'))
+    assert items[0] == (1, {"a": 1})
+    assert problems(items)[0][:2] == (2, 2)
+    assert items[2] == (3, {"b": 2})
+
+
+def test_csv_undecodable_row_after_the_first_block(tmp_path: Path) -> None:
+    data = b"a,b\n" + b"1,2\n" * 5000 + b"\xff,3\n" + b"4,5\n" * 10
+    _, items = read_all(write(tmp_path, "big.csv", data))
+    assert len(items) == 5011
+    assert problems(items)[0][:2] == (5001, 5002)
+
+
+# -- text URL lists ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".txt", ".urls", ".list"])
+def test_text_url_list(tmp_path: Path, ext: str) -> None:
+    data = b"# a comment\nhttp://a/1\n\n   \n  https://b/2  \r\n  # indented comment\nhttp://c/3"
+    source, items = read_all(write(tmp_path, "in" + ext, data))
+    assert source.fmt == "text"
+    assert source.columns == frozenset({"url"})
+    assert items == [
+        (1, {"url": "http://a/1"}),
+        (2, {"url": "https://b/2"}),
+        (3, {"url": "http://c/3"}),
+    ]
+
+
+# -- formats ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.csv", "csv"),
+        ("A.CSV", "csv"),
+        ("a.tsv", "tsv"),
+        ("a.tab", "tsv"),
+        ("a.jsonl", "jsonl"),
+        ("a.ndjson", "jsonl"),
+        ("a.json", "jsonl"),
+        ("a.txt", "text"),
+        ("a.urls", "text"),
+        ("a.list", "text"),
+        ("a.csv.gz", "csv"),
+        ("dir.d/a.jsonl.gz", "jsonl"),
+    ],
+)
+def test_format_from_extension(name: str, fmt: str) -> None:
+    assert format_for(name, None) == fmt
+
+
+@pytest.mark.parametrize("name", ["a.xyz", "a", "a.gz", "a.parquet", "a.csv.bak"])
+def test_unknown_extension(name: str) -> None:
+    with pytest.raises(InputError, match="--format"):
+        format_for(name, None)
+
+
+def test_explicit_format_wins(tmp_path: Path) -> None:
+    source, items = read_all(write(tmp_path, "in.dat", b"a\tb\n1\t2\n"), fmt="tsv")
+    assert source.fmt == "tsv"
+    assert rows(items) == [{"a": "1", "b": "2"}]
+    with pytest.raises(InputError, match="unknown input format"):
+        open_source(write(tmp_path, "in.csv", b"a\n"), fmt="xml")
+
+
+def test_unknown_extension_on_a_real_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot tell the format"):
+        open_source(write(tmp_path, "in.xyz", b"a\n1\n"))
+
+
+# -- count_rows ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "with_header", "without_header"),
+    [
+        (b"", 0, 0),
+        (b"a\n", 0, 1),
+        (b"a\n1\n2\n", 2, 3),
+        (b"a\n1\n2", 2, 3),
+        (b"a\r\n1\r\n2\r\n", 2, 3),
+        (b"a\n1\n\n2\n", 2, 3),
+        (b"a\r\n1\r\n\r\n2\r\n", 2, 3),
+    ],
+)
+def test_count_rows(tmp_path: Path, data: bytes, with_header: int, without_header: int) -> None:
+    path = write(tmp_path, "c.csv", data)
+    assert count_rows(path, header=True) == with_header
+    assert count_rows(path, header=False) == without_header
+
+
+def test_count_rows_not_a_file(tmp_path: Path) -> None:
+    assert count_rows(str(tmp_path / "missing.csv"), header=True) is None
+    assert count_rows(str(tmp_path), header=True) is None
+
+
+# -- rows_source -----------------------------------------------------------------------
+
+
+def test_rows_source_dicts() -> None:
+    data = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    source = rows_source(data)
+    assert source.fmt == "rows"
+    assert source.columns == frozenset({"a", "b"})
+    assert source.total == 2
+    assert list(source.items) == [(1, data[0]), (2, data[1])]
+
+
+def test_rows_source_strings() -> None:
+    source = rows_source(["http://a/", "http://b/"])
+    assert source.columns == frozenset({"url"})
+    assert list(source.items) == [(1, {"url": "http://a/"}), (2, {"url": "http://b/"})]
+
+
+def test_rows_source_generator_has_no_total() -> None:
+    def gen() -> Iterator[dict[str, int]]:
+        for i in range(3):
+            yield {"i": i}
+
+    source = rows_source(gen())
+    assert source.total is None
+    assert source.columns == frozenset({"i"})
+    assert list(source.items) == [(1, {"i": 0}), (2, {"i": 1}), (3, {"i": 2})]
+
+
+def test_rows_source_empty() -> None:
+    source = rows_source([])
+    assert source.total == 0
+    assert list(source.items) == []
+    assert rows_source(iter([])).total == 0
+
+
+def test_rows_source_bad_first_row() -> None:
+    with pytest.raises(InputError, match="not int"):
+        rows_source([1, 2])
+
+
+def test_rows_source_bad_later_row_is_a_problem() -> None:
+    items = list(rows_source([{"a": 1}, 5, "http://x"]).items)
+    assert items[0] == (1, {"a": 1})
+    assert isinstance(items[1][1], InputProblem)
+    assert items[1][0] == 2
+    assert "int" in items[1][1].message
+    assert items[2] == (3, {"url": "http://x"})
+
+
+def test_rows_source_pandas() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    source = rows_source(frame)
+    assert source.fmt == "frame"
+    assert source.total == 2
+    assert source.columns == frozenset({"a", "b"})
+    assert [(n, dict(r)) for n, r in source.items] == [
+        (1, {"a": 1, "b": "x"}),
+        (2, {"a": 2, "b": "y"}),
+    ]
+
+
+def test_rows_source_frame_like_object() -> None:
+    """Duck-typed like a DataFrame (to_dict, columns, itertuples): no pandas needed."""
+
+    class Frame:
+        columns = ("a", 0)
+
+        def to_dict(self) -> None:  # only its presence matters
+            raise AssertionError
+
+        def __len__(self) -> int:
+            return 2
+
+        def itertuples(self, index: bool, name: None) -> Iterator[tuple[Any, ...]]:
+            assert index is False
+            assert name is None
+            yield from [(1, "x"), (2, "y")]
+
+    source = rows_source(Frame())
+    assert source.columns == frozenset({"a", "0"})
+    assert source.total == 2
+    assert list(source.items) == [(1, {"a": 1, "0": "x"}), (2, {"a": 2, "0": "y"})]
+
+
+# -- arbitrary bytes never crash a source -----------------------------------------------
+
+
+def _consume(path: str) -> None:
+    try:
+        source = open_source(path)
+    except InputError:
+        return
+    try:
+        for item in source.items:
+            assert isinstance(item, tuple)
+            n, row = item
+            assert type(n) is int
+            assert n >= 1
+            assert isinstance(row, Mapping | InputProblem)
+    finally:
+        source.close()
+
+
+BYTES = st.one_of(
+    st.binary(max_size=200),
+    st.lists(
+        st.sampled_from(
+            [
+                b"a",
+                b",",
+                b"\t",
+                b'"',
+                b"\n",
+                b"\r",
+                b"{",
+                b"}",
+                b"\xff",
+                b"\xef\xbb\xbf",
+                b"\x00",
+                b'{"a":1}',
+                b"[1]",
+                b" ",
+                b":",
+                b"\xc3\xa9",
+            ]
+        ),
+        max_size=40,
+    ).map(b"".join),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=BYTES, ext=st.sampled_from([".csv", ".tsv", ".jsonl", ".txt"]))
+def test_arbitrary_bytes_never_crash(tmp_path: Path, data: bytes, ext: str) -> None:
+    path = tmp_path / ("fuzz" + ext)
+    path.write_bytes(data)
+    _consume(str(path))
