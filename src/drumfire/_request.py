@@ -91,13 +91,18 @@ class Template:
             return self._fmt.format()
         return self._fmt.format(*[_text(row[c]) for c in self.columns])
 
-    def check(self, available: set[str] | frozenset[str]) -> None:
-        """Raise :class:`TemplateError` if a placeholder names a column not in ``available``."""
+    def check(self, available: set[str] | frozenset[str], label: str | None = None) -> None:
+        """Raise :class:`TemplateError` if a placeholder names a column not in ``available``.
+
+        ``label`` replaces the template's text in the message (header values may
+        hold credentials and are never printed).
+        """
         for column in self.columns:
             if column not in available:
                 known = ", ".join(sorted(available)) or "none"
+                what = label or f"template {self.source!r}"
                 raise TemplateError(
-                    f"template {self.source!r} uses column {column!r}, which the input "
+                    f"{what} uses column {column!r}, which the input "
                     f"does not have (columns: {known})"
                 )
 
@@ -226,8 +231,12 @@ class RequestPlan:
 
     def check(self, available: set[str] | frozenset[str]) -> None:
         """Raise :class:`TemplateError` when a template names a column not in ``available``."""
-        for t in (self.url, self.method, *[x for pair in self.headers for x in pair]):
-            t.check(available)
+        self.url.check(available)
+        self.method.check(available)
+        for name, value in self.headers:
+            name.check(available)
+            # The value may hold credentials: name the header, never print the value.
+            value.check(available, label=f"the value of header {name.source!r}")
         if self._body_template is not None:
             self._body_template.check(available)
 
