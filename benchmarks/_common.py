@@ -289,6 +289,13 @@ def proc_cpu_seconds(pids: Iterable[int]) -> float:
     return total / _CLK_TCK
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (``/proc/stat``; steal included)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its live descendants."""
     children: dict[int, list[int]] = {}
@@ -699,6 +706,7 @@ class Measurement:
     server_cpu_s: float
     ok: bool
     detail: str = ""
+    machine_busy_s: float = 0.0
     latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -709,10 +717,17 @@ class Measurement:
     def server_cpu_pct(self) -> float:
         return 100.0 * self.server_cpu_s / self.wall_s if self.wall_s else 0.0
 
+    @property
+    def other_cpu_pct(self) -> float:
+        """CPU used by anything but client and server during the run (100 % = one core)."""
+        other = self.machine_busy_s - self.client_cpu_s - self.server_cpu_s
+        return max(0.0, 100.0 * other / self.wall_s) if self.wall_s else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["client_cpu_us_per_request"] = round(self.client_cpu_us_per_request, 2)
         d["server_cpu_pct"] = round(self.server_cpu_pct, 1)
+        d["other_cpu_pct"] = round(self.other_cpu_pct, 1)
         return d
 
 
@@ -727,9 +742,10 @@ def measure_wrk(
 ) -> Measurement:
     """One wrk run.  ``allow_errors``: non-2xx answers and socket errors (a server
     that closes keep-alive connections) are only reported, not a failure."""
-    before = proc_cpu_seconds(server_pids)
+    before, busy = proc_cpu_seconds(server_pids), system_busy_seconds()
     res = run_wrk(base_url, paths_file, duration_s=duration_s, workdir=workdir)
     server_cpu = proc_cpu_seconds(server_pids) - before
+    busy = system_busy_seconds() - busy
     errors = res.non_2xx + sum(res.socket_errors.values())
     detail = ""
     if errors:
@@ -746,6 +762,7 @@ def measure_wrk(
         server_cpu_s=server_cpu,
         ok=errors == 0 or allow_errors,
         detail=detail,
+        machine_busy_s=busy * res.duration_s / res.run.wall_s,  # wrk's start-up excluded
         latency_ms={"avg": res.latency_avg_ms, **res.latency_percentiles_ms},
     )
 
@@ -769,9 +786,10 @@ def measure_client(
     are only counted in ``detail``, and the client's non-zero exit is tolerated.
     """
     output_csv.unlink(missing_ok=True)
-    before = proc_cpu_seconds(server_pids)
+    before, busy = proc_cpu_seconds(server_pids), system_busy_seconds()
     run = run_measured(argv, env=env, timeout_s=timeout_s)
     server_cpu = proc_cpu_seconds(server_pids) - before
+    busy = system_busy_seconds() - busy
     exit_info = f"exit {run.returncode}: " + (run.stderr or run.stdout).strip()[-300:]
     ok, detail = True, ""
     if run.timed_out:
@@ -801,6 +819,7 @@ def measure_client(
         server_cpu_s=server_cpu,
         ok=ok,
         detail=detail,
+        machine_busy_s=busy,
     )
 
 
@@ -864,23 +883,42 @@ def run_rounds(
     rounds: int,
     runners: Mapping[str, Callable[[], Measurement]],
     *,
+    max_other_cpu_pct: float | None = None,
+    retries: int = 2,
     pause_s: float = 1.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, list[Measurement]]:
-    """Run every tool once per round; the order rotates each round to spread drift."""
+    """Run every tool once per round; the order rotates each round to spread drift.
+
+    On a shared machine, a measurement during which other processes used more
+    than ``max_other_cpu_pct`` of a core is disturbed: it is run again (up to
+    ``retries`` times, after a pause); the last try is kept either way.
+    """
     results: dict[str, list[Measurement]] = {t: [] for t in tools}
     for r in range(rounds):
         order = list(tools[r % len(tools) :]) + list(tools[: r % len(tools)])
         for tool in order:
-            m = runners[tool]()
+            for attempt in range(retries + 1):
+                m = runners[tool]()
+                disturbed = max_other_cpu_pct is not None and m.other_cpu_pct > max_other_cpu_pct
+                if not m.ok:
+                    flag = f"  FAILED: {m.detail}"
+                else:
+                    flag = f"  note: {m.detail}" * bool(m.detail)
+                if disturbed:
+                    again = attempt < retries
+                    flag += "  (disturbed: run again)" if again else "  (disturbed: kept)"
+                log(
+                    f"round {r + 1}/{rounds} {tool:<9} {m.requests_per_s:>10,.0f} req/s"
+                    f"  wall {m.wall_s:6.2f}s"
+                    f"  client CPU {m.client_cpu_us_per_request:6.1f} µs/req"
+                    f"  server CPU {m.server_cpu_pct:5.1f}%"
+                    f"  other CPU {m.other_cpu_pct:5.1f}%{flag}"
+                )
+                time.sleep(pause_s * (1 + 4 * disturbed))
+                if not disturbed:
+                    break
             results[tool].append(m)
-            flag = f"  FAILED: {m.detail}" if not m.ok else f"  note: {m.detail}" * bool(m.detail)
-            log(
-                f"round {r + 1}/{rounds} {tool:<9} {m.requests_per_s:>10,.0f} req/s"
-                f"  wall {m.wall_s:6.2f}s  client CPU {m.client_cpu_us_per_request:6.1f} µs/req"
-                f"  server CPU {m.server_cpu_pct:5.1f}%{flag}"
-            )
-            time.sleep(pause_s)
     return results
 
 
@@ -896,6 +934,7 @@ def summarize(results: Mapping[str, list[Measurement]]) -> dict[str, dict[str, A
             ),
             "max_client_rss_mib": round(max(m.client_maxrss_kib for m in ms) / 1024, 1),
             "median_server_cpu_pct": round(statistics.median(m.server_cpu_pct for m in good), 1),
+            "max_other_cpu_pct": round(max(m.other_cpu_pct for m in ms), 1),
             "all_ok": all(m.ok for m in ms),
             "errors": [m.detail for m in ms if not m.ok],
             "notes": sorted({m.detail for m in ms if m.ok and m.detail}),
@@ -919,6 +958,7 @@ def format_table(summary: Mapping[str, Mapping[str, Any]], rounds: int) -> str:
         "client CPU µs/req",
         "client max RSS MiB",
         "server CPU %",
+        "other CPU % (max)",
     ]
     lines = []
     for tool, s in summary.items():
@@ -934,6 +974,7 @@ def format_table(summary: Mapping[str, Mapping[str, Any]], rounds: int) -> str:
                 f"{s['median_client_cpu_us_per_request']:.1f}",
                 f"{s['max_client_rss_mib']:.0f}",
                 f"{s['median_server_cpu_pct']:.0f}",
+                f"{s['max_other_cpu_pct']:.0f}",
             ]
         )
     widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(headers)]

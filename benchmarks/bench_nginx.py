@@ -47,10 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--run-timeout", type=float, default=600.0, help="kill a client run after this (600 s)"
     )
+    p.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=30.0,
+        help="re-run (twice at most) a measurement during which other processes used more "
+        "than this %% of a core (30; -1 to never re-run)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     p.add_argument("--keep", type=Path, default=None, help="keep inputs/outputs in this dir")
     args = p.parse_args(argv)
+    if args.max_other_cpu < 0:
+        args.max_other_cpu = None
     c.exit_on_signals()
     tools = requested = c.parse_tools(args.tools)
     if not 1 <= args.requests <= 5_000_000 or not 1 <= args.rounds <= 20:
@@ -107,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                 "drumfire": lambda: client("drumfire", input_csv, args.requests, args.run_timeout),
                 "aiohttp": lambda: client("aiohttp", input_csv, args.requests, args.run_timeout),
             }
-            results = c.run_rounds(tools, args.rounds, runners)
+            results = c.run_rounds(
+                tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu
+            )
 
     summary = c.summarize(results)
     print()
@@ -126,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     "requests": args.requests,
                     "rounds": args.rounds,
                     "tools": tools,
+                    "max_other_cpu_pct": args.max_other_cpu,
                     "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
                     "aiohttp_concurrency": args.aiohttp_concurrency,
                     "drumfire_cmd": drumfire_cmd,

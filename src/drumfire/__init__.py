@@ -26,9 +26,14 @@ from ._http import Response
 from ._result import Result, Stats
 from ._settings import Retry, Timeouts
 
+# ``drumfire.bench(...)`` is the load-test function; the subpackage stays
+# importable as ``drumfire.bench`` through sys.modules (``from drumfire.bench import ...``).
+from .bench import BenchReport, bench
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "BenchReport",
     "BodyTooLarge",
     "ConnectError",
     "DrumfireError",
@@ -48,6 +53,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "arun",
+    "bench",
     "make_job",
     "run",
     "run_all",

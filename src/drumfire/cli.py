@@ -448,5 +448,15 @@ def demo_command(rows: int, directory: str, latency: float, concurrency: int) ->
     sys.exit(code)
 
 
+def _register_optional_commands() -> None:
+    from .bench.cli import bench_command
+    from .compare.cli import compare_command
+
+    main.add_command(bench_command)
+    main.add_command(compare_command)
+
+
+_register_optional_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -110,7 +110,8 @@ def test_html_is_self_contained_and_escaped() -> None:
         assert "<script" not in page
         assert "@import" not in page
         assert page.count("<svg") == 4
-        assert "&lt;b&gt;" in page and "<b>" not in page
+        assert "&lt;b&gt;" in page
+        assert "<b>" not in page
         assert report._repr_html_().startswith('<div class="dfb">')
 
 
@@ -161,6 +162,7 @@ def test_inspect_head(head: bytes, expected: tuple[int, int]) -> None:
 class Owner:
     def __init__(self) -> None:
         self.heads: dict[bytes, tuple[int, int]] = {}
+        self.loop = None
         self.events: list[tuple[str, Any]] = []
 
     def on_connected(self, conn: Any) -> None:
@@ -218,7 +220,9 @@ def test_fast_path_and_fallbacks_agree() -> None:
     assert conn.state == "idle"
     # Chunked: the full parser.
     conn.send(3.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
-    conn.data_received(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    conn.data_received(
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
     assert owner.events[-1] == ("full", 201)
     # The fast path again, after the full parser was used.
     conn.send(4.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
@@ -254,3 +258,36 @@ def test_stale_connection_is_recognised() -> None:
     assert not conn.received_any
     conn.connection_lost(ConnectionResetError())
     assert owner.events[-1] == ("failure", "reset")
+
+
+def test_closed_loop_short_cut_resends_counts_and_stops() -> None:
+    from drumfire.bench._fastconn import Loop
+
+    clock_now = [10.0]
+    rec = Recorder(start=10.0)
+    owner = Owner()
+    loop = Loop(lambda: clock_now[0], b"GET /again HTTP/1.1\r\n\r\n", 3, 5.0, rec)
+    loop.until = 20.0
+    owner.loop = loop  # type: ignore[assignment]
+    conn = BenchConnection(owner, ("http", "h", 80), 1 << 20)
+    transport = Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.send(10.0, b"GET /first HTTP/1.1\r\n\r\n", False, 15.0)
+    for i in range(1, 5):
+        clock_now[0] = 10.0 + i * 0.01
+        conn.data_received(NGINX + b"hello")
+    # Three re-sends by the short cut (the limit), then the runner's turn.
+    assert (
+        transport.written == [b"GET /first HTTP/1.1\r\n\r\n"] + [b"GET /again HTTP/1.1\r\n\r\n"] * 3
+    )
+    assert loop.sent == 3
+    assert owner.events[-1] == ("fast", 200)
+    assert conn.state == "idle"
+    assert rec.requests == 3  # the 4th answer went to the runner, which records it
+    assert conn.served == 4
+    # Past ``until`` the short cut stops too.
+    loop.until, loop.limit = 0.0, 100
+    conn.send(11.0, b"GET /x HTTP/1.1\r\n\r\n", False, 15.0)
+    conn.data_received(NGINX + b"hello")
+    assert loop.sent == 3
+    assert owner.events[-1] == ("fast", 200)

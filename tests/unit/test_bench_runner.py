@@ -16,7 +16,7 @@ import pytest
 
 from drumfire.bench._recorder import Recorder
 from drumfire.bench._report import build_report
-from drumfire.bench._runner import Runner, RunData
+from drumfire.bench._runner import RunData, Runner
 from drumfire.bench._schedule import Schedule, parse_rate
 
 ORIGIN = ("http", "127.0.0.1", 8080)

@@ -1,0 +1,20 @@
+"""``drumfire bench``: measure a service under load, honestly, from Python.
+
+>>> from drumfire.bench import bench
+>>> report = bench("http://127.0.0.1:8080/", concurrency=16, duration="30s")
+>>> report.rps, report.latency_ms["p99"]
+>>> report = bench("http://127.0.0.1:8080/", rate=200, duration="1m")  # open model
+>>> report.save_html("report.html"); report.to_dict()
+
+The closed model keeps ``concurrency`` connections busy; the open model
+(``rate=``) sends on a fixed schedule and measures each request from the
+moment it was due, so time spent queued behind a stalled server is counted
+(no coordinated omission). See ``docs/bench.md``.
+"""
+
+from ._api import abench, bench
+from ._report import BenchReport
+from ._runner import BenchError
+from ._schedule import parse_duration, parse_rate
+
+__all__ = ["BenchError", "BenchReport", "abench", "bench", "parse_duration", "parse_rate"]

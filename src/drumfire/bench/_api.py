@@ -1,0 +1,396 @@
+"""``drumfire.bench.bench()`` and ``abench()``: options in, a :class:`BenchReport` out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import math
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._engine import InputProblem
+from .._errors import TemplateError, UsageError
+from .._loop import loop_name, new_event_loop
+from .._request import RequestPlan
+from .._sources import Source, open_source, rows_source
+from ._report import BenchReport, build_report
+from ._runner import Runner, Target
+from ._schedule import RateProfile, Schedule, parse_duration, parse_rate
+
+__all__ = ["DEFAULT_DURATION", "abench", "bench"]
+
+DEFAULT_DURATION = 10.0  # seconds, when neither a count nor a duration is given
+DEFAULT_CLOSED_CONCURRENCY = 8
+DEFAULT_OPEN_CONCURRENCY = 64
+
+Headers = list[str] | list[tuple[str, str]] | Mapping[str, str] | None
+
+
+@dataclass
+class _Plan:
+    targets: list[Target]
+    settings: dict[str, Any]
+    runner_args: dict[str, Any]
+    rate_text: str | None
+
+
+def _literal_url(url: str) -> str:
+    return url.replace("{", "%7B").replace("}", "%7D")
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _literal_headers(headers: Headers) -> Headers:
+    if headers is None:
+        return None
+    if isinstance(headers, Mapping):
+        return {_escape(str(k)): _escape(str(v)) for k, v in headers.items()}
+    out: list[tuple[str, str]] = []
+    for item in headers:
+        if isinstance(item, tuple):
+            out.append((_escape(item[0]), _escape(item[1])))
+            continue
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise TemplateError(f"header {item!r} is not in the form 'Name: value'")
+        out.append((_escape(name.strip()), _escape(value.strip())))
+    return out
+
+
+def _load_targets(plan: RequestPlan, source: Source) -> tuple[list[Target], int, str]:
+    """Every row prepared once: (targets, rows skipped, the first problem)."""
+    targets: list[Target] = []
+    skipped = 0
+    first = ""
+    try:
+        if source.columns is not None:
+            plan.check(source.columns)
+        for line, row in source.items:
+            if isinstance(row, InputProblem):
+                skipped += 1
+                first = first or f"line {row.line}: {row.message}"
+                continue
+            try:
+                prepared = plan.prepare(row)
+            except KeyError as exc:
+                skipped += 1
+                first = first or f"row {line} has no column {exc.args[0]!r}"
+                continue
+            except ValueError as exc:
+                skipped += 1
+                first = first or f"row {line}: {exc}"
+                continue
+            targets.append((prepared.origin, prepared.data, prepared.method == "HEAD"))
+    finally:
+        if source.close is not None:
+            source.close()
+    return targets, skipped, first
+
+
+def _plan(
+    url: str | None,
+    *,
+    rows: Any,
+    input: str | None,
+    input_format: str | None,
+    method: str | None,
+    headers: Headers,
+    data: str | bytes | None,
+    concurrency: int | None,
+    rate: str | float | None,
+    requests: int | None,
+    duration: str | float | None,
+    warmup: str | float,
+    timeout: float,
+    connect_timeout: float,
+    shuffle: bool,
+    seed: int | None,
+    verify: bool,
+    max_body: int,
+) -> _Plan:
+    if rows is not None and input is not None:
+        raise UsageError("give rows or an input file, not both")
+    if requests is not None and requests < 1:
+        raise UsageError("the request count (-n) must be at least 1")
+    if concurrency is not None and concurrency < 1:
+        raise UsageError("the concurrency (-c) must be at least 1")
+    if timeout <= 0 or connect_timeout <= 0:
+        raise UsageError("timeouts must be more than 0 seconds")
+    warm = parse_duration(warmup, "--warmup")
+    length = parse_duration(duration, "-z/--duration") if duration is not None else None
+    if length is not None and length <= 0:
+        raise UsageError("the duration (-z) must be more than 0")
+    profile: RateProfile | None = parse_rate(rate) if rate is not None else None
+    if length is None and requests is None and (profile is None or math.isinf(profile.length)):
+        length = DEFAULT_DURATION
+    if profile is not None and not math.isinf(profile.length) and length is None:
+        length = profile.length if requests is None else None
+    schedule = Schedule(profile, warm, length) if profile is not None else None
+    conc = concurrency or (
+        DEFAULT_OPEN_CONCURRENCY if profile is not None else DEFAULT_CLOSED_CONCURRENCY
+    )
+
+    skipped = 0
+    if rows is None and input is None:
+        if not url:
+            raise UsageError("give a URL, or an input file with a URL template")
+        body = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            plan = RequestPlan(
+                _literal_url(url), method=method, headers=_literal_headers(headers), data=body
+            )
+            prepared = plan.prepare({})
+        except ValueError as exc:  # a bad URL
+            raise UsageError(str(exc)) from None
+        targets: list[Target] = [(prepared.origin, prepared.data, prepared.method == "HEAD")]
+    else:
+        template = url or "{url}"
+        try:
+            plan = RequestPlan(template, method=method, headers=headers, data=data)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        source = rows_source(rows) if rows is not None else open_source(str(input), input_format)
+        targets, skipped, problem = _load_targets(plan, source)
+        if not targets:
+            what = f"input {input!r}" if input is not None else "the rows"
+            raise UsageError(
+                f"no usable row in {what}" + (f" (first problem: {problem})" if problem else "")
+            )
+    settings: dict[str, Any] = {
+        "url": url if rows is None and input is None else None,
+        "url_template": (url or "{url}") if rows is not None or input is not None else None,
+        "input": input,
+        "targets": len(targets),
+        "rows_skipped": skipped,
+        "shuffle": shuffle,
+        "method": method or ("POST" if data is not None else "GET"),
+        "model": "open" if profile is not None else "closed",
+        "concurrency": conc,
+        "rate": profile.text if profile is not None else None,
+        "rate_fixed": profile.fixed if profile is not None else None,
+        "requests": requests,
+        "duration_s": length,
+        "warmup_s": warm,
+        "timeout_s": timeout,
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+    args: dict[str, Any] = {
+        "concurrency": conc,
+        "schedule": schedule,
+        "requests": requests,
+        "duration": length,
+        "warmup": warm,
+        "timeout": timeout,
+        "connect_timeout": connect_timeout,
+        "max_body": max_body,
+        "verify": verify,
+        "shuffle": shuffle,
+        "seed": seed,
+    }
+    return _Plan(targets, settings, args, profile.text if profile is not None else None)
+
+
+async def _run(
+    plan: _Plan,
+    *,
+    quiet: bool,
+    clock: Callable[[], float],
+    on_runner: Callable[[Runner], None] | None = None,
+) -> BenchReport:
+    view = None
+    if not quiet:
+        from ._live import LiveView
+
+        view = LiveView(clock, plan.settings)
+    runner = Runner(
+        plan.targets,
+        clock=clock,
+        on_tick=view.update if view is not None else None,
+        **plan.runner_args,
+    )
+    if on_runner is not None:
+        on_runner(runner)
+    settings = dict(plan.settings)
+    settings["loop"] = loop_name(asyncio.get_running_loop())
+    if view is not None:
+        with view:
+            data = await runner.run()
+    else:
+        data = await runner.run()
+    report = build_report(data, settings, plan.rate_text)
+    schedule = plan.runner_args["schedule"]
+    if report.rate is not None and schedule is not None:
+        report.rate["asked_curve"] = _rate_curve(schedule, plan.settings["warmup_s"], report)
+    return report
+
+
+def _rate_curve(schedule: Schedule, warmup: float, report: BenchReport) -> list[list[float]]:
+    """The asked rate every quarter second of the measured run, for the chart."""
+    asked = report.settings.get("duration_s")
+    end = min(report.duration_s, asked) if asked else report.duration_s
+    points: list[list[float]] = []
+    steps = min(math.ceil(end * 4), 4 * 3600)
+    for i in range(steps + 1):
+        t = min(i / 4, end)
+        points.append([round(t, 3), round(schedule.rate_at(warmup + t), 3)])
+    return points
+
+
+async def abench(
+    url: str | None = None,
+    *,
+    rows: Any = None,
+    input: str | None = None,
+    input_format: str | None = None,
+    method: str | None = None,
+    headers: Headers = None,
+    data: str | bytes | None = None,
+    concurrency: int | None = None,
+    rate: str | float | None = None,
+    requests: int | None = None,
+    duration: str | float | None = None,
+    warmup: str | float = 0,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a per-request timeout, not the call's
+    connect_timeout: float = 10.0,
+    shuffle: bool = False,
+    seed: int | None = None,
+    verify: bool = True,
+    max_body: int = 64 * 1024 * 1024,
+    quiet: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BenchReport:
+    """:func:`bench` on the running event loop (``await drumfire.bench.abench(...)``)."""
+    plan = _plan(
+        url, rows=rows, input=input, input_format=input_format, method=method,
+        headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
+        duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
+        shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
+    )  # fmt: skip
+    return await _run(plan, quiet=quiet, clock=clock)
+
+
+def bench(
+    url: str | None = None,
+    *,
+    rows: Any = None,
+    input: str | None = None,
+    input_format: str | None = None,
+    method: str | None = None,
+    headers: Headers = None,
+    data: str | bytes | None = None,
+    concurrency: int | None = None,
+    rate: str | float | None = None,
+    requests: int | None = None,
+    duration: str | float | None = None,
+    warmup: str | float = 0,
+    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+    shuffle: bool = False,
+    seed: int | None = None,
+    verify: bool = True,
+    max_body: int = 64 * 1024 * 1024,
+    quiet: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BenchReport:
+    """Load ``url`` (or every row of ``rows``/``input`` through the URL template) and measure.
+
+    Closed model by default: ``concurrency`` connections (8), each sending its next
+    request as soon as the last answer came. With ``rate`` (requests/s; ``"100:1000"``
+    for a ramp over the run, ``"100@10s,500@20s"`` for stages) the open model:
+    requests are due on a fixed schedule whatever the server does, queue for at most
+    ``concurrency`` connections (64), and their latency counts from when they were
+    due. The run stops after ``requests`` measured requests or ``duration``
+    (``"30s"``, ``"2m"`` or seconds; 10 s if neither is given); the ``warmup``
+    before it is not measured.
+
+    Works with or without a running event loop (in a notebook it runs on a
+    background thread). Raises :class:`~drumfire.UsageError` for bad options and
+    :class:`~drumfire.bench.BenchError` when no connection can be opened.
+
+    >>> report = bench("http://127.0.0.1:8080/", concurrency=16, duration="10s")
+    >>> report.latency_ms["p99"], report.rps
+    """
+    plan = _plan(
+        url, rows=rows, input=input, input_format=input_format, method=method,
+        headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
+        duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
+        shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
+    )  # fmt: skip
+    return run_plan(plan, quiet=quiet, clock=clock)
+
+
+def run_plan(
+    plan: _Plan,
+    *,
+    quiet: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
+    handle_signals: bool = False,
+) -> BenchReport:
+    """Run on a fresh uvloop: in this thread, or in a helper thread if a loop is running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_here(plan, quiet=quiet, clock=clock, handle_signals=handle_signals)
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(_run_here(plan, quiet=quiet, clock=clock, handle_signals=False))
+        except BaseException as exc:  # handed to the caller's thread
+            box.append(exc)
+
+    thread = threading.Thread(target=work, name="drumfire-bench", daemon=True)
+    thread.start()
+    thread.join()
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    assert isinstance(result, BenchReport)
+    return result
+
+
+def _run_here(
+    plan: _Plan, *, quiet: bool, clock: Callable[[], float], handle_signals: bool
+) -> BenchReport:
+    loop = new_event_loop()
+    runners: list[Runner] = []
+    got: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not runners:
+            return
+        if got:  # a second signal: stop waiting for the requests in flight
+            runners[0].stop(grace=0.0)
+            return
+        got.append(signum)
+        runners[0].stop(grace=2.0)
+
+    try:
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(signum, on_signal, signum)
+        return loop.run_until_complete(
+            _run(plan, quiet=quiet, clock=clock, on_runner=runners.append)
+        )
+    finally:
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(signum)
+        try:
+            # Let cancelled connects and closing transports finish before the loop goes.
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()

@@ -1,0 +1,288 @@
+"""The benchmark report: figures, a plain-text summary, JSON and the HTML page."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._recorder import Recorder
+from ._runner import RunData
+
+__all__ = ["PERCENTILES", "BenchReport", "build_report"]
+
+#: The percentiles of ``latency_ms`` (key, percentile).
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
+
+
+def _r(value: float, digits: int = 3) -> float:
+    return round(float(value), digits)
+
+
+@dataclass
+class BenchReport:
+    """What ``drumfire bench`` measured.
+
+    The JSON form (:meth:`to_dict`) starts with ``requests``, ``duration_s``,
+    ``rps``, ``latency_ms`` (``mean``, ``p50``, ``p90``, ``p99``, ``p999``,
+    ``max``, ...), ``status`` (code as a string → count) and ``errors``
+    (reason → count). Latencies are of answered requests (any status), in
+    milliseconds; requests that got no answer are counted in ``errors``.
+    """
+
+    requests: int
+    duration_s: float
+    rps: float
+    latency_ms: dict[str, float]
+    status: dict[str, int]
+    errors: dict[str, int]
+    ok: int
+    failed: int
+    model: str  # "closed" or "open"
+    rate: dict[str, Any] | None
+    timeline: list[dict[str, Any]]
+    distribution: list[list[float]]  # [percentile, ms] pairs, for the percentile chart
+    histogram: list[dict[str, Any]]  # latency buckets: lo_ms, hi_ms, count
+    settings: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False
+    hdr: str = ""  # the latency HdrHistogram (µs), compressed and base64-encoded
+
+    # -- conversions ------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (what ``--json`` writes), keys in a stable order."""
+        return {
+            "requests": self.requests,
+            "duration_s": self.duration_s,
+            "rps": self.rps,
+            "latency_ms": dict(self.latency_ms),
+            "status": dict(self.status),
+            "errors": dict(self.errors),
+            "ok": self.ok,
+            "failed": self.failed,
+            "model": self.model,
+            "rate": dict(self.rate) if self.rate is not None else None,
+            "warnings": list(self.warnings),
+            "stopped": self.stopped,
+            "settings": dict(self.settings),
+            "timeline": [dict(s) for s in self.timeline],
+            "distribution": [list(p) for p in self.distribution],
+            "histogram": [dict(b) for b in self.histogram],
+            "hdr": self.hdr,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_json() + b"\n")
+
+    def to_html(self) -> str:
+        """A self-contained HTML page (inline CSS and SVG, no script, no network)."""
+        from ._html import render_page
+
+        return render_page(self)
+
+    def save_html(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_html(), encoding="utf-8")
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from ._html import render_fragment
+
+        return render_fragment(self)
+
+    def __str__(self) -> str:
+        return self.summary_text()
+
+    # -- text --------------------------------------------------------------------
+
+    def summary_text(self, width: int = 40) -> str:
+        """The terminal summary: throughput, latency percentiles, a small distribution."""
+        lat = self.latency_ms
+        s = self.settings
+        target = s.get("url") or s.get("input") or ""
+        if self.model == "open":
+            how = f"open model, rate {self.rate['asked'] if self.rate else '?'}, " + (
+                f"at most {s.get('concurrency')} connections"
+            )
+        else:
+            how = f"closed model, {s.get('concurrency')} connections"
+        lines = [
+            f"drumfire bench {target}",
+            f"  {how}" + (f", warm-up {s['warmup_s']:g} s" if s.get("warmup_s") else ""),
+            "",
+            f"  requests   {self.requests:,} in {self.duration_s:.2f} s"
+            + (" (stopped early)" if self.stopped else ""),
+            f"  throughput {self.rps:,.1f} requests/s",
+        ]
+        if self.rate is not None:
+            r = self.rate
+            lines.append(
+                f"  sent       {r['sent_per_s']:,.1f} requests/s (asked {r['asked']}); "
+                f"wait for a connection p99 {r['queue_ms']['p99']:.2f} ms, "
+                f"max backlog {r['backlog_max']:,}"
+            )
+        lines += [
+            "",
+            "  latency    mean {mean:.3f} ms   stdev {stdev:.3f} ms".format(**lat),
+            "             p50 {p50:.3f}   p90 {p90:.3f}   p99 {p99:.3f}   "
+            "p99.9 {p999:.3f}   max {max:.3f} ms".format(**lat),
+            "             average {average:.3f} ms   max minus average "
+            "{max_minus_average:.3f} ms".format(**lat),
+        ]
+        if self.histogram:
+            lines += ["", "  latency distribution (ms)"]
+            top = max(b["count"] for b in self.histogram) or 1
+            for b in self.histogram:
+                bar = "■" * (math.ceil(width * b["count"] / top) if b["count"] else 0)
+                lines.append(f"  {b['hi_ms']:>11.3f} [{b['count']:>9,}] |{bar}")
+        codes = ", ".join(f"{k}: {v:,}" for k, v in self.status.items()) or "none"
+        lines += ["", f"  status     {codes}"]
+        if self.errors:
+            lines.append("  errors     " + ", ".join(f"{k}: {v:,}" for k, v in self.errors.items()))
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        return "\n".join(lines)
+
+
+# -- building -------------------------------------------------------------------
+
+
+def _distribution(recorder: Recorder) -> tuple[list[list[float]], list[dict[str, Any]]]:
+    """Percentile curve points and log-spaced latency buckets from the histogram."""
+    hist = recorder.histogram
+    total = hist.get_total_count()
+    if total == 0:
+        return [], []
+    values: list[int] = []
+    cumulative: list[int] = []
+    for item in hist.get_recorded_iterator():
+        values.append(min(int(item.value_iterated_to), recorder.max_us))
+        cumulative.append(int(item.total_count_to_this_value))
+    # Percentile curve: levels 1 - 10^-x, denser towards the tail, up to the last sample.
+    points: list[list[float]] = []
+    top = math.log10(total) if total > 1 else 1.0
+    steps = 60
+    for i in range(steps + 1):
+        x = top * i / steps
+        pct = 100.0 * (1.0 - 10.0**-x)
+        rank = max(1, math.ceil(pct / 100.0 * total))
+        idx = bisect.bisect_left(cumulative, rank)
+        points.append([round(pct, 6), values[min(idx, len(values) - 1)] / 1000.0])
+    points.append([100.0, recorder.max_us / 1000.0])
+    # Buckets: log-spaced between min and max.
+    lo = max(recorder.min_us, 1)
+    hi = max(recorder.max_us, lo + 1)
+    n = 12 if hi / lo > 4 else 8
+    edges = [lo * (hi / lo) ** (i / n) for i in range(n + 1)]
+    counts = [0] * n
+    prev = 0
+    for value, cum in zip(values, cumulative, strict=True):
+        count = cum - prev
+        prev = cum
+        j = bisect.bisect_left(edges, value) - 1
+        counts[min(max(j, 0), n - 1)] += count
+    buckets = [
+        {"lo_ms": _r(edges[i] / 1000.0), "hi_ms": _r(edges[i + 1] / 1000.0), "count": counts[i]}
+        for i in range(n)
+    ]
+    return points, buckets
+
+
+def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None) -> BenchReport:
+    rec = run.recorder
+    hist = rec.histogram
+    answered = rec.answered
+    requests = answered + sum(rec.errors.values())
+    duration = max(run.finish - run.measure_start, 1e-9)
+    mean = rec.sum_us / answered / 1000.0 if answered else 0.0
+    latency: dict[str, float] = {"mean": _r(mean)}
+    for key, pct in PERCENTILES:
+        latency[key] = _r(rec.percentile_ms(pct))
+    latency["max"] = _r(rec.max_us / 1000.0)
+    latency["min"] = _r(rec.min_us / 1000.0)
+    latency["stdev"] = _r(hist.get_stddev() / 1000.0) if answered else 0.0
+    latency["average"] = latency["mean"]
+    latency["max_minus_average"] = _r(latency["max"] - latency["mean"])
+    status = {str(k): v for k, v in sorted(rec.status.items())}
+    errors = dict(sorted(rec.errors.items(), key=lambda kv: -kv[1]))
+    ok = sum(v for k, v in rec.status.items() if k < 400)
+    warnings: list[str] = []
+    rate: dict[str, Any] | None = None
+    if run.queue is not None:
+        span = run.last_send - run.first_send
+        sent_rate = (run.sent - 1) / span if run.sent > 1 and span > 0 else 0.0
+        queue = run.queue
+        has = queue.get_total_count() > 0
+
+        def q(pct: float) -> float:
+            return _r(min(queue.get_value_at_percentile(pct), queue.get_max_value()) / 1000.0)
+
+        rate = {
+            "asked": rate_asked,
+            "sent_per_s": _r(sent_rate, 1),
+            "queue_ms": {
+                "p50": q(50) if has else 0.0,
+                "p99": q(99) if has else 0.0,
+                "max": _r(queue.get_max_value() / 1000.0) if has else 0.0,
+            },
+            "backlog_max": run.backlog_max,
+            "client_lag_ms": {
+                "mean": _r(run.lag_sum / run.sent * 1000.0) if run.sent else 0.0,
+                "max": _r(run.lag_max * 1000.0),
+            },
+            "late_sends": run.late,
+        }
+        fixed = settings.get("rate_fixed")
+        late_share = run.late / run.sent if run.sent else 0.0
+        if fixed and run.sent > 10 and sent_rate < 0.95 * fixed:
+            if run.backlog_max > 1 and late_share < 0.01:
+                warnings.append(
+                    f"could not keep the asked rate: sent {sent_rate:,.1f}/s of {fixed:g}/s; "
+                    f"all {settings.get('concurrency')} connections were busy (backlog up to "
+                    f"{run.backlog_max:,}): the server is slower than the rate with this -c"
+                )
+            else:
+                warnings.append(
+                    f"could not keep the asked rate: sent {sent_rate:,.1f}/s of {fixed:g}/s; "
+                    "the client itself fell behind (its sends were late by up to "
+                    f"{run.lag_max * 1000:.0f} ms)"
+                )
+        elif late_share > 0.01:
+            warnings.append(
+                f"{100 * late_share:.1f} % of the sends were more than 1 ms late through the "
+                f"client's own fault (up to {run.lag_max * 1000:.1f} ms; short of CPU?): "
+                "the latencies include that lateness"
+            )
+    if run.loop_lag_max > 0.1:
+        warnings.append(
+            f"the client's event loop stalled for up to {run.loop_lag_max * 1000:.0f} ms: "
+            "it may have been short of CPU"
+        )
+    if requests == 0:
+        warnings.append("no request was measured")
+    distribution, histogram = _distribution(rec)
+    return BenchReport(
+        requests=requests,
+        duration_s=_r(duration, 4),
+        rps=_r(requests / duration, 1),
+        latency_ms=latency,
+        status=status,
+        errors=errors,
+        ok=ok,
+        failed=requests - ok,
+        model="open" if run.queue is not None else "closed",
+        rate=rate,
+        timeline=[s.to_dict() for s in rec.timeline],
+        distribution=distribution,
+        histogram=histogram,
+        settings={**settings, "connections_opened": run.connections},
+        warnings=warnings,
+        stopped=run.stopped,
+        hdr=hist.encode().decode("ascii") if hist.get_total_count() else "",
+    )

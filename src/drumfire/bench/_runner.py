@@ -1,0 +1,629 @@
+"""The load generator: drumfire's connections driven by a closed or an open model.
+
+Like the batch engine it is callback-driven: no asyncio Task per request and
+no timer per request. Connections report to the runner (``on_response``,
+``on_failure``, ...), each report records the outcome and calls ``_pump``,
+which starts as many requests as the model allows; one periodic ``_tick``
+enforces deadlines, closes the seconds of the timeline and feeds the live view.
+
+Closed model (``rate is None``): ``concurrency`` connections, each sending its
+next request as soon as the last answer came. Latency = answer - send.
+
+Open model (``rate``): request *i* is due at ``start + schedule.due(i)``
+whatever the server does. Due requests wait in an implicit FIFO (the indices
+between the next one to send and the last one due) for a free connection, at
+most ``concurrency`` in flight. Latency = answer - due time (or - send time
+for a request sent a little early), so time spent queued behind a stalled
+server counts: no coordinated omission. One wake-up timer is armed for the
+next due request only while a connection is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import ssl
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hdrh.histogram import HdrHistogram
+
+from .._connection import BUSY, CONNECTING, IDLE, Connection
+from .._errors import DrumfireError
+from .._http import Response
+from .._request import Origin
+from ._fastconn import BenchConnection, Loop
+from ._recorder import HIGHEST_US, Recorder, new_histogram
+from ._schedule import Schedule
+
+__all__ = ["BenchError", "RunData", "Runner", "Target"]
+
+#: What is sent: (origin, request bytes, is it a HEAD request).
+Target = tuple[Origin, bytes, bool]
+
+#: A request due within this many seconds is sent now rather than after another wake-up
+#: (event-loop timers fire up to about half a millisecond early or late).
+SEND_AHEAD = 0.001
+#: The wake-up timer is armed this long before the next request is due.
+WAKE_AHEAD = 0.0005
+#: A send later than this through the client's own fault is counted as late.
+LATE = 0.001
+#: A failed connect holds its slot this long before the next attempt (a dead server
+#: must not turn the run into a connect loop).
+CONNECT_COOLDOWN = 0.01
+
+
+class BenchError(DrumfireError):
+    """The run could not start (no connection could be opened)."""
+
+
+@dataclass
+class RunData:
+    """What a run measured, before it is turned into a report."""
+
+    recorder: Recorder
+    begin: float  # clock time the run began (after connecting)
+    measure_start: float  # ... and the measurement (after warm-up)
+    finish: float  # clock time the measurement ended
+    sent: int  # measured requests sent (or given up on before sending)
+    first_send: float
+    last_send: float
+    queue: HdrHistogram | None  # open model: due -> sent of every measured send, µs
+    lag_max: float  # open model: the longest a send was late through the client's fault, s
+    lag_sum: float  # ... and the sum of that lateness over all sends
+    late: int  # sends late by more than LATE through the client's fault
+    backlog_max: int
+    loop_lag_max: float  # seconds the periodic tick fired late, at most
+    connections: int  # connections opened during the run, preconnected ones included
+    stopped: bool
+
+
+class Runner:
+    """One benchmark run on the running event loop (see :func:`drumfire.bench.abench`)."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        concurrency: int,
+        schedule: Schedule | None = None,
+        requests: int | None = None,
+        duration: float | None = None,
+        warmup: float = 0.0,
+        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        max_body: int = 64 * 1024 * 1024,
+        verify: bool = True,
+        shuffle: bool = False,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        on_tick: Callable[[Runner], None] | None = None,
+        tick_interval: float = 0.1,
+    ) -> None:
+        if not targets:
+            raise ValueError("no target to send")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if (
+            requests is None
+            and duration is None
+            and (schedule is None or math.isinf(schedule.length))
+        ):
+            raise ValueError("give a request count, a duration, or a finite rate profile")
+        self.targets = list(targets)
+        self.concurrency = concurrency
+        self.schedule = schedule
+        self.limit = requests
+        self.duration = duration
+        self.warmup = warmup
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_body = max_body
+        self.verify = verify
+        self.shuffle = shuffle
+        self.rng = random.Random(seed)
+        self.clock = clock
+        self.on_tick = on_tick
+        self.tick_interval = tick_interval
+        if shuffle:
+            self.rng.shuffle(self.targets)
+        # Closed model with every target on one origin: on_status may re-send directly.
+        self._one_origin = schedule is None and len({t[0] for t in self.targets}) == 1
+        self._k = 0
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._conns: set[Connection] = set()
+        self._pending: dict[Connection, Target] = {}
+        self.heads: dict[bytes, tuple[int, int]] = {}  # see _fastconn.inspect_head
+        self.recorder = Recorder(0.0)
+        # Measured sends are counted in ``counter``; with one target in the closed
+        # model it is also the connections' short cut (``loop``, see _fastconn.Loop).
+        self.counter = Loop(
+            clock, self.targets[0][1], requests or sys.maxsize, timeout, self.recorder
+        )
+        single = schedule is None and len(set(self.targets)) == 1 and not self.targets[0][2]
+        self.loop: Loop | None = self.counter if single else None
+        self._open = 0
+        self.opened = 0
+        self.inflight = 0
+        self.first_send = 0.0
+        self.last_send = 0.0
+        self.exhausted = False
+        self.stopped = False
+        self.begin = 0.0
+        self.measure_start = math.inf
+        self.end = math.inf
+        # open model
+        self._next = 0
+        self._next_due = math.inf
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = math.inf
+        self._freed_at = 0.0
+        self.queue: HdrHistogram | None = None
+        self.lag_max = 0.0
+        self.lag_sum = 0.0
+        self.late = 0
+        self._stopped_at = 0.0
+        self.backlog = 0
+        self.backlog_max = 0
+        self.loop_lag_max = 0.0
+        self._tick_due = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._end_handle: asyncio.TimerHandle | None = None
+        self._grace_handle: asyncio.TimerHandle | None = None
+        self._warm_handle: asyncio.TimerHandle | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._failure: BaseException | None = None
+        self._pump: Callable[[float], None] = (
+            self._pump_closed if schedule is None else self._pump_open
+        )
+
+    @property
+    def open_model(self) -> bool:
+        return self.schedule is not None
+
+    # -- running -----------------------------------------------------------------
+
+    async def run(self) -> RunData:
+        """Connect, run the load, wait for the last answer; return what was measured."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        try:
+            await self._preconnect()
+            now = self.clock()
+            self.start(now)
+            self._tick_handle = loop.call_later(self.tick_interval, self._tick)
+            if self.schedule is None and not math.isinf(self.end):
+                # Closed model: stop sending at the end. (The open model stops once the
+                # next request is due after the end, and still sends the backlog.)
+                self._end_handle = loop.call_later(max(self.end - now, 0.0), self._at_end)
+            if self.loop is not None and self.warmup > 0:
+                self._warm_handle = loop.call_later(self.warmup, self._warmed)
+            self._pump(now)
+            await self._done
+        finally:
+            handles = (self._tick_handle, self._end_handle, self._grace_handle, self._wake)
+            for handle in (*handles, self._warm_handle):
+                if handle is not None:
+                    handle.cancel()
+            self._close_all()
+        if self._failure is not None:
+            raise self._failure
+        return self.result()
+
+    def result(self) -> RunData:
+        """Close the measurement and return what it measured."""
+        rec = self.recorder
+        now = self.clock()
+        # The measured window: up to the last answer, and at least to the end of the
+        # time the run was asked to cover (the duration; under the open model the due
+        # time of the first request it did not send; the moment it was stopped).
+        if self.stopped:
+            window = self._stopped_at
+        elif self.schedule is not None:
+            window = min(self.end, self._next_due)
+        else:
+            window = self.end if now >= self.end else self.measure_start
+        finish = max(rec.last, window, self.measure_start)
+        rec.finish(finish)
+        return RunData(
+            recorder=rec,
+            begin=self.begin,
+            measure_start=self.measure_start,
+            finish=finish,
+            sent=self.sent,
+            first_send=self.first_send,
+            last_send=self.last_send,
+            queue=self.queue,
+            lag_max=self.lag_max,
+            lag_sum=self.lag_sum,
+            late=self.late,
+            backlog_max=self.backlog_max,
+            loop_lag_max=self.loop_lag_max,
+            connections=self.opened,
+            stopped=self.stopped,
+        )
+
+    def start(self, now: float) -> None:
+        """Set the clocks of the run beginning ``now`` (``run`` calls it once connected)."""
+        self.begin = now
+        self.measure_start = now + self.warmup
+        self.end = self.measure_start + self.duration if self.duration is not None else math.inf
+        if self.schedule is not None:
+            self.end = min(self.end, now + self.schedule.length)
+            self.queue = new_histogram()
+            self._next_due = now + self.schedule.due(0)
+        self.recorder = self.counter.recorder = Recorder(self.measure_start)
+        self._tick_due = now + self.tick_interval
+        if self.loop is not None and self.warmup <= 0:
+            self.loop.until = self.end
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Send nothing more; give the requests in flight ``grace`` seconds, then cancel them."""
+        if self._loop is None:
+            return
+        if self.stopped:
+            if grace <= 0:
+                self._cancel_all()
+            return
+        self.stopped = True
+        self._stopped_at = self.clock()
+        self.end = min(self.end, self._stopped_at)  # also ends on_status's short cut
+        self.counter.until = -math.inf
+        self.exhausted = True
+        self._grace_handle = self._loop.call_later(grace, self._cancel_all)
+        self._check_done()
+
+    def _cancel_all(self) -> None:
+        for conn in list(self._conns):
+            if conn.state in (BUSY, CONNECTING):
+                conn.abort("cancelled", "stopped before the answer came")
+        self._check_done()
+
+    def _close_all(self) -> None:
+        for conn in list(self._conns):
+            if conn.state == IDLE:
+                conn.close()
+            else:
+                conn.job = None  # the run is over: nobody to report to
+                conn.abort("cancelled")
+        self._idle.clear()
+        self._pending.clear()
+
+    def _check_done(self) -> None:
+        done = self._done
+        if self.exhausted and self.inflight == 0 and done is not None and not done.done():
+            done.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _warmed(self) -> None:
+        """The warm-up is over: the closed model's short cut may start measuring."""
+        if self.loop is not None and not self.stopped and not self.exhausted:
+            self.loop.until = self.end
+
+    @property
+    def sent(self) -> int:
+        """Measured requests sent (or, under the open model, given up on unsent)."""
+        return self.counter.sent
+
+    @sent.setter
+    def sent(self, value: int) -> None:
+        self.counter.sent = value
+
+    def _at_end(self) -> None:
+        self.counter.until = -math.inf
+        if not self.exhausted:
+            self.exhausted = True
+            self._check_done()
+
+    # -- connections ---------------------------------------------------------------
+
+    async def _preconnect(self) -> None:
+        """Open the connections before the clock starts, as wrk does."""
+        origin = self.targets[0][0]
+        n = self.concurrency
+        if self.limit is not None and self.warmup <= 0 and self.schedule is None:
+            n = min(n, max(self.limit, 1))
+        conns = [self._connect(origin, None) for _ in range(n)]
+        futures = [c.connecting for c in conns if c.connecting is not None]
+        if futures:
+            await asyncio.wait(futures, timeout=self.connect_timeout)
+        problem: BaseException | None = None
+        for conn, fut in zip(conns, futures, strict=False):
+            if conn.state == CONNECTING:
+                conn.abort("timeout")
+                problem = problem or TimeoutError("no connection within the connect timeout")
+            elif fut.done() and not fut.cancelled() and fut.exception() is not None:
+                problem = problem or fut.exception()
+        if not any(c.state == IDLE for c in conns):
+            _, host, port = origin
+            detail = str(problem) if problem is not None else "connection closed"
+            raise BenchError(f"cannot connect to {host}:{port}: {detail}")
+
+    def _connect(self, origin: Origin, target: Target | None, job: float = -1.0) -> Connection:
+        assert self._loop is not None
+        conn = BenchConnection(self, origin, self.max_body)
+        self._open += 1
+        self.opened += 1
+        self._conns.add(conn)
+        conn.deadline = self.clock() + self.connect_timeout
+        if target is not None:
+            conn.job = job
+            self._pending[conn] = target
+        scheme, host, port = origin
+        ctx = self._ssl_context() if scheme == "https" else None
+        fut = asyncio.ensure_future(
+            self._loop.create_connection(
+                lambda: conn, host, port, ssl=ctx, server_hostname=host if ctx else None
+            )
+        )
+        conn.connecting = fut
+        fut.add_done_callback(conn.connect_done)
+        return conn
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            ctx = ssl.create_default_context()
+            if not self.verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._ssl = ctx
+        return self._ssl
+
+    def _send(self, job: float, deadline: float) -> None:
+        """Send the next target on an idle connection to its origin, or open one."""
+        k = self._k
+        target = self.targets[k]
+        k += 1
+        if k == len(self.targets):
+            k = 0
+            if self.shuffle:
+                self.rng.shuffle(self.targets)
+        self._k = k
+        self.inflight += 1
+        origin = target[0]
+        stack = self._idle.get(origin)
+        while stack:
+            conn = stack.pop()
+            if conn.state == IDLE:
+                conn.send(job, target[1], target[2], deadline)
+                return
+        if self._open >= self.concurrency:
+            self._make_room()
+        self._connect(origin, target, job).deadline = deadline
+
+    def _make_room(self) -> None:
+        """Close an idle connection (to another origin) so that one more may open."""
+        for stack in self._idle.values():
+            while stack and self._open >= self.concurrency:
+                stack.pop(0).close()
+            if self._open < self.concurrency:
+                return
+
+    # -- Owner protocol (called by the connections) ------------------------------------
+
+    def on_connected(self, conn: Connection) -> None:
+        target = self._pending.pop(conn, None)
+        if target is None or conn.job is None:
+            self._give(conn)
+            return
+        conn.send(conn.job, target[1], target[2], conn.deadline)
+
+    def on_closed(self, conn: Connection) -> None:
+        self._open -= 1
+        self._conns.discard(conn)
+        self._pending.pop(conn, None)
+
+    def on_response(self, conn: Connection, job: float, response: Response) -> None:
+        self.on_status(conn, job, response.status)
+
+    def on_status(self, conn: Connection, job: float, status: int) -> None:
+        now = self.clock()
+        if (
+            self._one_origin
+            and conn.state == IDLE
+            and self.measure_start <= now < self.end
+            and self.sent != self.limit
+        ):
+            # The closed model's usual step, short-cut: the connection that just
+            # answered sends the next request at once, and only then is the answer
+            # recorded, while the server works on the next one.
+            self.sent += 1
+            self.last_send = now
+            k = self._k
+            targets = self.targets
+            target = targets[k]
+            k += 1
+            if k == len(targets):
+                k = 0
+                if self.shuffle:
+                    self.rng.shuffle(targets)
+            self._k = k
+            conn.send(now, target[1], target[2], now + self.timeout)
+            if job >= 0.0:
+                self.recorder.response(now, job, status)
+            return
+        if job >= 0.0:
+            self.recorder.response(now, job, status)
+        if self.inflight == self.concurrency:
+            self._freed_at = now
+        self.inflight -= 1
+        if conn.state == IDLE:
+            stack = self._idle.get(conn.origin)
+            if stack is None:
+                self._idle[conn.origin] = [conn]
+            else:
+                stack.append(conn)
+        self._pump(now)
+
+    def on_failure(self, conn: Connection, job: float, reason: str, detail: str) -> None:
+        now = self.clock()
+        if self.inflight == self.concurrency:
+            self._freed_at = now
+        self.inflight -= 1
+        if reason == "reset" and conn.served and not conn.received_any and not self.stopped:
+            # A kept-alive connection the server had closed: not the server's answer
+            # to this request. Send it again at once; its time keeps running.
+            self._resend(job, now)
+            return
+        if job >= 0.0 and reason != "cancelled":
+            self.recorder.failure(now, reason)
+        if reason == "connect" and not self.exhausted:
+            assert self._loop is not None
+            self._loop.call_later(CONNECT_COOLDOWN, self._pump_later)
+            return
+        self._pump(now)
+
+    def _resend(self, job: float, now: float) -> None:
+        start = job if job >= 0.0 else now
+        try:
+            self._send(job, max(start + self.timeout, now + 0.001))
+        except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
+            self._fail(exc)
+
+    def _pump_later(self) -> None:
+        self._pump(self.clock())
+
+    def _give(self, conn: Connection) -> None:
+        stack = self._idle.get(conn.origin)
+        if stack is None:
+            self._idle[conn.origin] = [conn]
+        else:
+            stack.append(conn)
+
+    # -- the two models ------------------------------------------------------------------
+
+    def _pump_closed(self, now: float) -> None:
+        """Closed model: fill every free slot at once."""
+        if not self.exhausted and now >= self.end:
+            self.exhausted = True
+        if self.exhausted:
+            self._check_done()
+            return
+        try:
+            while self.inflight < self.concurrency:
+                if now >= self.measure_start:
+                    if self.sent == self.limit:
+                        self.exhausted = True
+                        break
+                    if not self.sent:
+                        self.first_send = now
+                    self.sent += 1
+                    self.last_send = now
+                    self._send(now, now + self.timeout)
+                else:
+                    self._send(-1.0, now + self.timeout)
+        except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
+            self._fail(exc)
+            return
+        self._check_done()
+
+    def _pump_open(self, now: float, from_timer: bool = False) -> None:
+        """Open model: send every request that is due, while a connection is free."""
+        schedule = self.schedule
+        assert schedule is not None
+        begin = self.begin
+        try:
+            while not self.exhausted and self.inflight < self.concurrency:
+                due = self._next_due
+                if due > now + SEND_AHEAD:
+                    self._arm(due)
+                    break
+                if due >= self.end:
+                    self.exhausted = True
+                    break
+                counted = due >= self.measure_start
+                if counted and self.sent == self.limit:
+                    self.exhausted = True
+                    break
+                self._next += 1
+                self._next_due = begin + schedule.due(self._next)
+                if not counted:  # warm-up
+                    if due + self.timeout > now:
+                        self._send(-1.0, min(due, now) + self.timeout)
+                    continue
+                if not self.sent:
+                    self.first_send = now
+                self.sent += 1
+                self.last_send = now
+                if due + self.timeout <= now:
+                    # It waited its whole timeout for a connection: given up unsent.
+                    self.recorder.failure(now, "timeout")
+                    continue
+                wait = now - due
+                assert self.queue is not None
+                if wait > 0:
+                    self.queue.record_value(min(max(int(wait * 1e6), 1), HIGHEST_US))
+                    # Lateness the client alone caused: since it was due, or since a
+                    # connection came free, whichever is later.
+                    late = now - max(due, self._freed_at)
+                    if late > 0.0:
+                        self.lag_sum += late
+                        if late > self.lag_max:
+                            self.lag_max = late
+                        if late > LATE:
+                            self.late += 1
+                    self._send(due, due + self.timeout)
+                else:
+                    self.queue.record_value(1)
+                    self._send(now, now + self.timeout)
+        except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
+            self._fail(exc)
+            return
+        if self._next_due >= self.end:
+            self.exhausted = True
+        self._check_done()
+
+    def _arm(self, due: float) -> None:
+        """Wake up shortly before ``due`` (one timer for the whole run)."""
+        if self._wake is not None:
+            if self._wake_at <= due:
+                return
+            self._wake.cancel()
+        assert self._loop is not None
+        self._wake_at = due
+        delay = max(due - WAKE_AHEAD - self.clock(), 0.0)
+        self._wake = self._loop.call_later(delay, self._on_wake)
+
+    def _on_wake(self) -> None:
+        self._wake = None
+        self._wake_at = math.inf
+        self._pump_open(self.clock(), True)
+
+    # -- the periodic tick -------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self.clock()
+        late = now - self._tick_due
+        if late > self.loop_lag_max and now >= self.measure_start:
+            self.loop_lag_max = late
+        for conn in [c for c in self._conns if c.state != IDLE and c.deadline < now]:
+            conn.abort("timeout", "no complete answer in time")
+        self.recorder.roll(now)
+        if self.schedule is not None and not self.exhausted:
+            due = self.schedule.count_before(min(now, self.end) - self.begin + 1e-9)
+            self.backlog = max(due - self._next, 0)
+            if self.backlog > self.backlog_max and now >= self.measure_start:
+                self.backlog_max = self.backlog
+        else:
+            self.backlog = 0
+        if self.schedule is None and not self.exhausted and now >= self.end:
+            self.exhausted = True
+        self._pump(now)
+        if self.on_tick is not None:
+            try:
+                self.on_tick(self)
+            except Exception as exc:  # a broken display must not hang the run
+                self._fail(exc)
+                return
+        assert self._loop is not None
+        self._tick_due = now + self.tick_interval
+        self._tick_handle = self._loop.call_later(self.tick_interval, self._tick)

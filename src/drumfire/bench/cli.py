@@ -1,0 +1,249 @@
+"""``drumfire bench``: the click command (registered on the ``drumfire`` group)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from .._errors import UsageError
+from .._sources import FORMATS
+from ._api import _plan, run_plan
+from ._runner import BenchError
+
+__all__ = ["bench_command"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"drumfire bench: error: {message}", err=True)
+    sys.exit(code)
+
+
+class _OneLineErrors(click.Command):
+    """Usage errors as one line and exit status 2, also when run from the group."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            _fail(exc.format_message().replace("\n", " "))
+
+
+def _data_option(data: str | None) -> str | bytes | None:
+    if data is not None and data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}")
+    return data
+
+
+def _check_output(path: str | None, option: str) -> None:
+    if path is None:
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        _fail(f"{option} {path!r}: the directory {str(parent)!r} does not exist")
+
+
+@click.command("bench", cls=_OneLineErrors, context_settings=CONTEXT)
+@click.argument("url", required=False)
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    default=None,
+    metavar="FILE",
+    help="Rows (CSV/TSV, JSON Lines, text of URLs, - for stdin) to rotate over.",
+)
+@click.option(
+    "-u",
+    "--url",
+    "url_template",
+    default=None,
+    metavar="TEMPLATE",
+    help="URL template for --input rows; {column} is replaced [default: {url}].",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Input format [default: from the extension].",
+)
+@click.option("--shuffle", is_flag=True, help="Visit the input rows in random order.")
+@click.option("--seed", type=int, default=None, help="Seed for --shuffle.")
+@click.option("-X", "--method", default=None, help="Method. Default GET, or POST with --data.")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Request header; repeatable (a template with --input).",
+)
+@click.option(
+    "-d", "--data", default=None, help="Request body; @FILE reads a file (a template with --input)."
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Connections [default: 8; with --rate, at most 64].",
+)
+@click.option(
+    "-r",
+    "--rate",
+    default=None,
+    metavar="RATE",
+    help="Open model: requests/s due on a fixed schedule (200), a ramp over the run "
+    "(100:1000), or stages (100@10s,500@20s).",
+)
+@click.option(
+    "-n",
+    "--requests",
+    type=click.IntRange(1),
+    default=None,
+    metavar="COUNT",
+    help="Stop after COUNT measured requests.",
+)
+@click.option(
+    "-z",
+    "--duration",
+    default=None,
+    metavar="DURATION",
+    help="Stop after this long (10s, 2m, 1m30s) [default: 10s unless -n].",
+)
+@click.option(
+    "--warmup",
+    default="0",
+    metavar="DURATION",
+    help="Send load this long first, without measuring it.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.001),
+    default=10.0,
+    show_default=True,
+    help="Seconds a request may take (from its due time under --rate).",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0.001),
+    default=10.0,
+    show_default=True,
+    help="Seconds to open a connection.",
+)
+@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    metavar="PATH",
+    help="Write the report as JSON.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    default=None,
+    metavar="PATH",
+    help="Write the report as a self-contained HTML page.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No live view (the summary is still printed).")
+def bench_command(
+    url: str | None,
+    input_path: str | None,
+    url_template: str | None,
+    input_format: str | None,
+    shuffle: bool,
+    seed: int | None,
+    method: str | None,
+    headers: tuple[str, ...],
+    data: str | None,
+    concurrency: int | None,
+    rate: str | None,
+    requests: int | None,
+    duration: str | None,
+    warmup: str,
+    timeout: float,
+    connect_timeout: float,
+    insecure: bool,
+    json_path: str | None,
+    html_path: str | None,
+    quiet: bool,
+) -> None:
+    """Measure a service under load: throughput, latency percentiles, errors.
+
+    Closed model by default (-c connections, each sending again as soon as
+    its answer came); --rate for the open model, where latency counts from
+    when each request was due, so a stalling server cannot hide.
+
+    \b
+    Examples:
+      drumfire bench http://127.0.0.1:8080/predictions/model -X POST \\
+        -d '{"data": "def quicksort():"}' -c 16 -z 30s
+      drumfire bench --input queries.jsonl \\
+        --url 'http://127.0.0.1:9200/idx/_search?q={q}' --rate 500 -z 1m --html report.html
+    """
+    if input_path is not None:
+        if url is not None and url_template is not None:
+            _fail("give the URL template once: as URL or as --url")
+        template = url_template or url
+        single = None
+    else:
+        if url_template is not None:
+            if url is not None:
+                _fail("give the URL once: as URL or as --url")
+            _fail("--url is a template for --input rows; for one URL, give it as URL")
+        if url is None:
+            _fail("give a URL, or --input FILE with a --url template (see --help)")
+        template = None
+        single = url
+    _check_output(json_path, "--json")
+    _check_output(html_path, "--html")
+    try:
+        plan = _plan(
+            single if single is not None else template,
+            rows=None,
+            input=input_path,
+            input_format=input_format,
+            method=method,
+            headers=list(headers),
+            data=_data_option(data),
+            concurrency=concurrency,
+            rate=rate,
+            requests=requests,
+            duration=duration,
+            warmup=warmup,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            shuffle=shuffle,
+            seed=seed,
+            verify=not insecure,
+            max_body=64 * 1024 * 1024,
+        )
+    except UsageError as exc:
+        _fail(str(exc))
+    try:
+        report = run_plan(plan, quiet=quiet, handle_signals=True)
+    except BenchError as exc:
+        _fail(str(exc), 1)
+    click.echo(report.summary_text())
+    if json_path:
+        report.save_json(json_path)
+        click.echo(f"  json: {json_path}")
+    if html_path:
+        report.save_html(html_path)
+        click.echo(f"  html: {html_path}")
+    sys.exit(130 if report.stopped else 0)

@@ -1,0 +1,181 @@
+"""The ``drumfire compare`` command (registered on the main group by :mod:`drumfire.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+import orjson
+from rich.console import Console
+
+from .._errors import UsageError
+from .._extract import parse_extract_options
+from .._sources import FORMATS
+from ._report import StrategyReport
+from ._runner import DEFAULT_CONCURRENCY, STRATEGY_NAMES, compare
+
+__all__ = ["compare_command"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"drumfire: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command("compare", context_settings=CONTEXT)
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "-u",
+    "--url",
+    default="{url}",
+    show_default=True,
+    help="URL template; {column} is replaced by the row's value.",
+)
+@click.option(
+    "-e",
+    "--extract",
+    multiple=True,
+    metavar="NAME=EXPR",
+    help="JMESPath expression over the JSON body; repeatable. Compared across strategies.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Requests in flight, for every strategy where concurrency applies.",
+)
+@click.option(
+    "-s",
+    "--strategies",
+    default=None,
+    metavar="A,B,...",
+    help="Strategies to run, comma-separated [default: all]: " + ", ".join(STRATEGY_NAMES) + ".",
+)
+@click.option(
+    "-n", "--limit", type=click.IntRange(1), default=None, help="Use only the first N rows."
+)
+@click.option(
+    "-r",
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Run every strategy this many times, round after round; report each one's median run.",
+)
+@click.option(
+    "--id",
+    "id_column",
+    default=None,
+    metavar="COLUMN",
+    help="Column holding the row id [default: 'id' if present, else the row number].",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Input format [default: from the extension].",
+)
+@click.option("--encoding", default="utf-8", show_default=True, help="Input text encoding.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the report as JSON to this file.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the report as a self-contained HTML page (bar chart and table).",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(0.1),
+    default=None,
+    help="Stop a strategy that takes longer than this and report it as failed.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the table.")
+def compare_command(
+    input_path: str,
+    url: str,
+    extract: tuple[str, ...],
+    concurrency: int,
+    strategies: str | None,
+    limit: int | None,
+    repeat: int,
+    id_column: str | None,
+    input_format: str | None,
+    encoding: str,
+    json_path: str | None,
+    html_path: str | None,
+    max_seconds: float | None,
+    quiet: bool,
+) -> None:
+    """Send the rows of INPUT with each of the founding document's strategies and with
+    drumfire, check that they all got the same results, and compare their speed, client CPU
+    and memory.
+
+    Each strategy runs in its own fresh process, one after the other. The strategies other
+    than drumfire need the optional extra: pip install 'drumfire[compare]'. Exit status: 0
+    when every strategy that ran produced the same rows, 1 when one did not or failed, 2 for
+    a usage error.
+
+    \b
+    Example:
+      drumfire compare routes.csv \\
+        --url 'http://127.0.0.1:5000/route/v1/driving/{lon1},{lat1};{lon2},{lat2}' \\
+        -e 'duration=routes[0].duration' --json compare.json --html compare.html
+    """
+    err = Console(stderr=True)
+    out = Console()
+
+    def progress(name: str, report: StrategyReport | None) -> None:
+        if quiet:
+            return
+        if report is None:
+            err.print(f"running {name} …", highlight=False)
+            return
+        if report.skipped:
+            line = f"  skipped: {report.skipped}"
+        elif report.error:
+            line = f"  failed: {report.error}"
+        else:
+            line = f"  {report.rps or 0:,.0f} req/s, {report.wall_s or 0:.2f} s"
+        err.print(line, highlight=False, markup=False)
+
+    try:
+        pairs = parse_extract_options(extract)
+        report = compare(
+            input_path,
+            url,
+            extract=pairs,
+            strategies=strategies,
+            concurrency=concurrency,
+            limit=limit,
+            repeat=repeat,
+            id=id_column,
+            input_format=input_format,
+            encoding=encoding,
+            strategy_timeout=max_seconds,
+            on_progress=progress,
+        )
+    except UsageError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # a URL template that is not http(s)://host/...
+        _fail(str(exc))
+    report.print(out)
+    if json_path:
+        Path(json_path).write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
+    if html_path:
+        Path(html_path).write_text(report.to_html(), encoding="utf-8")
+    failed = any(s.error for s in report.strategies)
+    sys.exit(0 if report.all_match and not failed and report.ran else 1)

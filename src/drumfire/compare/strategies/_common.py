@@ -1,0 +1,123 @@
+"""What every strategy shares: the row and outcome shapes, and drumfire's own finishing step.
+
+Every strategy renders URLs with drumfire's :class:`~drumfire._request.Template` (the same
+substitution as ``drumfire run``) and turns a status and body into extracted fields with
+:func:`finish`, which follows the engine's rules exactly: the body is decoded as JSON whatever
+the status (so a 400 ``NoRoute`` still yields ``code``), a body that is not JSON gives ``None``
+for every field and, on a 2xx answer, the ``json`` error. JSON is decoded with orjson
+everywhere, so the table measures the HTTP clients, not the JSON decoders.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from ..._extract import Extractor
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "HEADERS",
+    "ID_KEY",
+    "RETRIES",
+    "TIMEOUT",
+    "Outcome",
+    "Row",
+    "StrategyFunc",
+    "child_peaks",
+    "cpu_count",
+    "failed",
+    "finish",
+    "maxrss_kb",
+    "note_child",
+    "split",
+]
+
+#: The key under which the runner stores each row's comparison key (its 1-based position).
+ID_KEY = "__drumfire_compare_id__"
+
+#: Per-attempt timeouts, drumfire's defaults.
+TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+#: Retries after a connection failure, drumfire's default.
+RETRIES = 3
+#: Sent by the strategies whose library would otherwise ask for gzip (requests, aiohttp), so
+#: that every strategy sends the same request as drumfire and urllib3, which ask for no
+#: compression. A server such as OSRM honours ``gzip`` and compresses every answer, which costs
+#: CPU on both sides and, on a local server, buys nothing.
+HEADERS = {"Accept-Encoding": "identity"}
+
+Row = dict[str, Any]
+#: ``(id, status, fields, error)``: status None when no response came; error "" on success.
+Outcome = tuple[str, int | None, dict[str, Any] | None, str]
+StrategyFunc = Callable[[Sequence[Row], str, Sequence[tuple[str, str]], int], list[Outcome]]
+
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+def finish(
+    extractor: Extractor, id_: str, status: int, body: bytes
+) -> tuple[str, int, dict[str, Any] | None, str]:
+    """A response as an outcome row, with the engine's extraction rules."""
+    if not extractor:
+        return id_, status, None, ""
+    error = ""
+    try:
+        document = _loads(body) if body else None
+    except _JSONDecodeError:
+        document = None
+        if 200 <= status < 300:
+            error = "json"
+    else:
+        if document is None and 200 <= status < 300 and status != 204:
+            error = "json"
+    fields = extractor.apply(document) if document is not None else dict.fromkeys(extractor.names)
+    return id_, status, fields, error
+
+
+def failed(id_: str, exc: BaseException) -> Outcome:
+    """A row that got no response: the exception's type and message as its error."""
+    text = str(exc).replace("\n", " ")
+    return id_, None, None, f"{type(exc).__name__}: {text}"[:300]
+
+
+def maxrss_kb() -> int:
+    """This process's peak resident set size in KiB (macOS reports bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+#: Peak RSS (KiB) of each child process a strategy used, by pid; read by the worker.
+child_peaks: dict[int, int] = {}
+
+
+def note_child(pid: int, peak_kb: int) -> None:
+    """Record a child process's peak RSS as it reports it (peaks only grow)."""
+    child_peaks[pid] = max(child_peaks.get(pid, 0), peak_kb)
+
+
+def split(items: Sequence[Row], parts: int) -> list[Sequence[Row]]:
+    """``items`` cut into ``parts`` contiguous slices of near-equal length (none empty)."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    out: list[Sequence[Row]] = []
+    start = 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,509 @@
+"""``drumfire bench`` against real servers on 127.0.0.1: the demo server, and a server of
+our own that freezes for a while every few seconds (the coordinated-omission case).
+
+Timing claims are generous (the machine may be shared); every run is a few seconds
+at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from drumfire import UsageError
+from drumfire.bench import BenchError, BenchReport, abench, bench
+from drumfire.bench.cli import bench_command
+from drumfire.demo.server import DemoServer
+
+LATENCY_KEYS = ("mean", "p50", "p90", "p99", "p999", "max")
+
+
+# -- a server that stalls ------------------------------------------------------------
+
+
+class StallServer:
+    """HTTP/1.1 keep-alive server that freezes ``freeze`` s in every ``period`` s.
+
+    Freezes are the windows [period - freeze, period) + k*period after start (so a
+    run that starts with the server does not start frozen): a request that arrives
+    in one is answered when it ends. It records every request's path and the
+    server-side time from its arrival to its answer (what a tool measuring from the
+    send time sees), and the most connections open at once. ``/status/NNN``
+    answers that status; ``/hang`` never answers.
+    """
+
+    def __init__(self, period: float = 2.0, freeze: float = 0.0) -> None:
+        self.period = period
+        self.freeze = freeze
+        self.paths: list[bytes] = []
+        self.service: list[float] = []
+        self.open = 0
+        self.max_open = 0
+        self.t0 = 0.0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._transports: set[asyncio.Transport] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def frozen_until(self, now: float) -> float:
+        if self.freeze <= 0:
+            return now
+        phase = (now - self.t0) % self.period
+        if phase >= self.period - self.freeze:
+            return now + (self.period - phase)
+        return now
+
+    def start(self) -> StallServer:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        server = self
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                self.transport = transport
+                self.buf = b""
+                server._transports.add(transport)
+                server.open += 1
+                server.max_open = max(server.max_open, server.open)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                server.open -= 1
+                server._transports.discard(self.transport)
+
+            def data_received(self, data: bytes) -> None:
+                self.buf += data
+                while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+                    head, self.buf = self.buf[:end], self.buf[end + 4 :]
+                    m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+                    if m:
+                        self.buf = self.buf[int(m.group(1)) :]
+                    path = head.split(b" ", 2)[1]
+                    arrival = time.perf_counter()
+                    server.paths.append(path)
+                    if path == b"/hang":
+                        continue
+                    status = int(path[8:11]) if path.startswith(b"/status/") else 200
+                    delay = server.frozen_until(arrival) - arrival
+                    if delay > 0:
+                        loop.call_later(delay, self.reply, arrival, status)
+                    else:
+                        self.reply(arrival, status)
+
+            def reply(self, arrival: float, status: int) -> None:
+                server.service.append(time.perf_counter() - arrival)
+                if not self.transport.is_closing():
+                    self.transport.write(
+                        b"HTTP/1.1 %d X\r\nContent-Length: 2\r\n"
+                        b"Content-Type: text/plain\r\n\r\nok" % status
+                    )
+
+        async def serve() -> asyncio.Server:
+            return await loop.create_server(Proto, "127.0.0.1", 0)
+
+        srv = loop.run_until_complete(serve())
+        self.port = srv.sockets[0].getsockname()[1]
+        self.t0 = time.perf_counter()
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            srv.close()
+            for t in list(self._transports):
+                t.abort()
+            loop.run_until_complete(srv.wait_closed())
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+    def close(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoServer]:
+    with DemoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def stall() -> Iterator[StallServer]:
+    server = StallServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _check_report(report: BenchReport) -> dict[str, Any]:
+    d = report.to_dict()
+    for key in ("requests", "duration_s", "rps", "latency_ms", "status", "errors"):
+        assert key in d
+    lat = d["latency_ms"]
+    assert all(key in lat for key in LATENCY_KEYS)
+    assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert all(isinstance(k, str) for k in d["status"])
+    assert d["requests"] == sum(d["status"].values()) + sum(d["errors"].values())
+    return d
+
+
+# -- stop conditions, models ----------------------------------------------------------
+
+
+def test_count_stops_at_exactly_n(demo: DemoServer) -> None:
+    report = bench(demo.url("/json"), requests=777, concurrency=5)
+    d = _check_report(report)
+    assert d["requests"] == 777
+    assert d["status"] == {"200": 777}
+    assert d["errors"] == {}
+    assert d["model"] == "closed"
+    assert 0 < d["latency_ms"]["p50"] < 100
+
+
+def test_duration_stops_near_the_duration(demo: DemoServer) -> None:
+    started = time.perf_counter()
+    report = bench(demo.url("/json"), duration="1s", concurrency=4)
+    took = time.perf_counter() - started
+    d = _check_report(report)
+    assert 1.0 <= d["duration_s"] < 1.3
+    assert took < 4.0
+    assert d["requests"] > 100
+    assert [s["t"] for s in d["timeline"]][:1] == [0]
+
+
+def test_warmup_requests_are_not_counted(stall: StallServer) -> None:
+    report = bench(stall.base_url + "/w", rate=100, duration="1s", warmup="0.5s", concurrency=4)
+    d = _check_report(report)
+    assert d["requests"] == pytest.approx(100, abs=2)
+    assert len(stall.paths) == pytest.approx(150, abs=3)  # 50 warm-up + 100 measured
+    assert d["settings"]["warmup_s"] == 0.5
+    # and with a count, in the closed model
+    before = len(stall.paths)
+    report = bench(stall.base_url + "/w", requests=200, warmup=0.3, concurrency=2)
+    assert report.requests == 200
+    assert len(stall.paths) - before > 200
+
+
+def test_closed_model_keeps_c_connections_busy() -> None:
+    with DemoServer(latency=0.05) as slow:
+        four = bench(slow.url("/json"), concurrency=4, duration=1.0)
+        eight = bench(slow.url("/json"), concurrency=8, duration=1.0)
+    # Each connection waits ~50 ms per answer: at most 4 / 0.05 = 80 requests/s.
+    assert 55 <= four.rps <= 82
+    assert 110 <= eight.rps <= 164
+    assert four.latency_ms["p50"] >= 50
+    assert four.settings["connections_opened"] == 4
+
+
+def test_connections_stay_within_c_under_rate(stall: StallServer) -> None:
+    report = bench(stall.base_url + "/", rate=300, duration=0.5, concurrency=3)
+    assert report.settings["concurrency"] == 3
+    assert stall.max_open <= 3
+
+
+def test_open_model_keeps_the_rate(demo: DemoServer) -> None:
+    report = bench(demo.url("/json"), rate=200, duration="4s", concurrency=4)
+    d = _check_report(report)
+    assert d["model"] == "open"
+    assert d["requests"] == pytest.approx(800, abs=2)
+    assert d["rps"] == pytest.approx(200, rel=0.05)
+    assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
+    assert d["rate"]["asked"] == "200/s"
+    assert not [w for w in d["warnings"] if "could not keep" in w]
+    per_second = [s["rps"] for s in d["timeline"] if s["span_s"] >= 0.9]
+    assert len(per_second) >= 3
+    assert statistics.median(per_second) == pytest.approx(200, rel=0.05)
+
+
+def test_open_model_count(demo: DemoServer) -> None:
+    report = bench(demo.url("/json"), rate=500, requests=300, concurrency=4)
+    assert report.requests == 300
+    assert report.duration_s == pytest.approx(0.6, abs=0.1)
+
+
+def test_ramp(demo: DemoServer) -> None:
+    report = bench(demo.url("/json"), rate="50:250", duration=2.0, concurrency=4)
+    # (50 + 250) / 2 * 2 s = 300 requests
+    assert report.requests == pytest.approx(300, abs=2)
+    assert report.rate is not None
+    curve = report.rate["asked_curve"]
+    assert curve[0] == [0.0, 50.0]
+    assert curve[-1][1] == pytest.approx(250.0, rel=0.02)
+
+
+def test_freeze_shows_in_the_open_model() -> None:
+    """200/s over 4 connections, the server frozen 0.5 s in every 2 s (at 1.5 s and 3.5 s)."""
+    server = StallServer(period=2.0, freeze=0.5).start()
+    try:
+        report = bench(server.base_url + "/", rate=200, duration="5s", concurrency=4)
+    finally:
+        server.close()
+    d = _check_report(report)
+    assert d["requests"] == pytest.approx(1000, abs=3)
+    assert d["errors"] == {}
+    assert d["rps"] == pytest.approx(200, rel=0.05)
+    assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
+    # A quarter of the time frozen: the requests due then waited up to 0.5 s.
+    assert d["latency_ms"]["p90"] >= 100
+    assert 400 <= d["latency_ms"]["max"] <= 700
+    assert d["rate"]["queue_ms"]["max"] >= 300
+    assert d["rate"]["backlog_max"] >= 20
+    # What a tool timing from the send would see: the server's own view, ~1 ms at p90.
+    service = sorted(server.service)
+    assert service[int(0.9 * len(service))] < 0.005
+    slow = [s for s in server.service if s > 0.05]
+    assert len(slow) <= 4 * 3  # only the requests in flight when a freeze began
+    # The timeline shows the freezes as latency spikes.
+    p99s = [s["p99_ms"] for s in d["timeline"] if s["requests"]]
+    assert max(p99s) >= 300
+    assert min(p99s) < 50
+
+
+def test_open_model_sends_the_backlog_left_at_the_end() -> None:
+    """The run ends while the server is frozen: the queued requests still count."""
+    server = StallServer(period=1.0, freeze=0.5).start()  # frozen from 0.5 s to 1.0 s
+    try:
+        report = bench(server.base_url + "/", rate=100, duration=0.9, concurrency=4)
+    finally:
+        server.close()
+    d = _check_report(report)
+    assert d["requests"] == 90
+    assert d["errors"] == {}
+    assert d["latency_ms"]["max"] >= 400
+    assert d["duration_s"] >= 0.95  # up to the last answer, after the freeze
+
+
+def test_status_codes_and_errors_are_counted(stall: StallServer) -> None:
+    report = bench(stall.base_url + "/status/503", requests=50, concurrency=2)
+    d = _check_report(report)
+    assert d["status"] == {"503": 50}
+    assert d["failed"] == 50
+    assert d["ok"] == 0
+    report = bench(stall.base_url + "/hang", requests=3, concurrency=3, timeout=0.3)
+    d = _check_report(report)
+    assert d["errors"] == {"timeout": 3}
+    assert d["status"] == {}
+    assert d["latency_ms"]["max"] == 0.0
+
+
+def test_no_server_is_an_error() -> None:
+    with contextlib.closing(__import__("socket").socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BenchError, match="cannot connect"):
+        bench(f"http://127.0.0.1:{port}/", requests=1)
+
+
+def test_rows_rotate_in_order_or_shuffled(stall: StallServer) -> None:
+    rows = [{"q": "a"}, {"q": "b"}, {"q": "c"}]
+    bench(stall.base_url + "/s?q={q}", rows=rows, requests=6, concurrency=1)
+    assert stall.paths == [b"/s?q=a", b"/s?q=b", b"/s?q=c"] * 2
+    del stall.paths[:]
+    bench(stall.base_url + "/s?q={q}", rows=rows, requests=30, concurrency=1, shuffle=True)
+    assert sorted(stall.paths) == sorted([b"/s?q=a", b"/s?q=b", b"/s?q=c"] * 10)
+    assert stall.paths[:15] != [b"/s?q=a", b"/s?q=b", b"/s?q=c"] * 5
+
+
+def test_input_file_with_method_headers_body(tmp_path: Path, demo: DemoServer) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"q": "x"}\n{"q": "y"}\nnot json\n')
+    report = bench(
+        demo.url("/echo?q={q}"),
+        input=str(queries),
+        method="POST",
+        headers=["X-Query: {q}"],
+        data='{{"query": "{q}"}}',
+        requests=20,
+        concurrency=2,
+    )
+    assert report.status == {"200": 20}
+    assert report.settings["targets"] == 2
+    assert report.settings["rows_skipped"] == 1
+    with pytest.raises(UsageError, match="no usable row"):
+        bench(demo.url("/echo?q={nope}"), input=str(queries), requests=1)
+
+
+def test_single_url_body_is_literal(stall: StallServer) -> None:
+    # Braces in a single URL's body are not template placeholders.
+    report = bench(
+        stall.base_url + "/p", method="POST", data='{"data": "def quicksort():"}', requests=3
+    )
+    assert report.status == {"200": 3}
+
+
+def test_bench_inside_a_running_loop(demo: DemoServer) -> None:
+    async def main() -> tuple[BenchReport, BenchReport]:
+        inside = bench(demo.url("/json"), requests=50)  # a notebook cell
+        awaited = await abench(demo.url("/json"), requests=50)
+        return inside, awaited
+
+    inside, awaited = asyncio.run(main())
+    assert inside.requests == awaited.requests == 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"duration": "soon"}, "duration"),
+        ({"rate": "fast"}, "rate"),
+        ({"rate": "100:200", "requests": 5}, "needs a duration"),
+        ({"requests": 0}, "at least 1"),
+        ({"concurrency": 0}, "at least 1"),
+        ({"warmup": "-1s"}, "warmup"),
+    ],
+)
+def test_usage_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        bench("http://127.0.0.1:9/", **kwargs)
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def test_cli_json_and_html(tmp_path: Path, demo: DemoServer) -> None:
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    args = [demo.url("/json"), "-n", "300", "-c", "3"]
+    args += ["--json", str(out_json), "--html", str(out_html)]
+    result = CliRunner().invoke(bench_command, args)
+    assert result.exit_code == 0, result.output
+    assert "requests   300" in result.output
+    assert "latency distribution" in result.output
+    d = orjson.loads(out_json.read_bytes())
+    assert list(d)[:6] == ["requests", "duration_s", "rps", "latency_ms", "status", "errors"]
+    assert d["requests"] == 300
+    assert list(d["latency_ms"])[:6] == list(LATENCY_KEYS)
+    page = out_html.read_text()
+    assert "<svg" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+
+
+def test_cli_input_and_rate(tmp_path: Path, stall: StallServer) -> None:
+    rows = tmp_path / "q.csv"
+    rows.write_text("q\none\ntwo\n")
+    args = ["--input", str(rows), "--url", stall.base_url + "/?q={q}"]
+    args += ["--rate", "100", "-z", "0.5s", "-q"]
+    result = CliRunner().invoke(bench_command, args)
+    assert result.exit_code == 0, result.output
+    assert "open model" in result.output
+    assert set(stall.paths) == {b"/?q=one", b"/?q=two"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give a URL"),
+        (["http://127.0.0.1:9/", "-z", "soon"], "duration"),
+        (["http://127.0.0.1:9/", "--rate", "x"], "rate"),
+        (["http://127.0.0.1:9/", "-c", "0"], "-c"),
+        (["http://127.0.0.1:9/", "--bogus"], "No such option"),
+        (["--input", "/nonexistent.csv"], "does not exist"),
+        (["http://127.0.0.1:9/", "--json", "/nonexistent/dir/r.json"], "does not exist"),
+    ],
+)
+def test_cli_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(bench_command, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("drumfire bench: error:")
+    assert message in lines[0]
+
+
+def test_cli_connect_failure_exits_1() -> None:
+    with contextlib.closing(__import__("socket").socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(bench_command, [f"http://127.0.0.1:{port}/", "-n", "1"])
+    assert result.exit_code == 1
+    assert "cannot connect" in result.output
+
+
+def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    code = "from drumfire.bench.cli import bench_command; bench_command()"
+    args = [demo.url("/json"), "-z", "30s", "-c", "2", "--json", str(out)]
+    served = demo.requests_served
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while demo.requests_served < served + 1000:  # wait for the run to be going
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output
+    assert "(stopped early)" in output
+    d = orjson.loads(out.read_bytes())
+    assert d["stopped"] is True
+    assert d["requests"] > 0
+    assert d["duration_s"] < 10
+
+
+# -- the HTML page in a real browser ----------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt install)")
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    with DemoServer(latency=0.002, jitter=0.004) as server:
+        report = bench(server.url("/json"), rate=300, duration=2.0, concurrency=8)
+    page = tmp_path / "report.html"
+    report.save_html(page)
+    shot = tmp_path / "shot.png"
+    argv = [
+        shutil.which("chromium") or "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,1400",
+        page.as_uri(),
+    ]
+    subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1200, 1400)
+    # A blank or broken page compresses to a few kB; charts and text do not.
+    assert len(data) > 40_000
