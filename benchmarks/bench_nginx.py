@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         "--drumfire-cmd",
         default=None,
         help="command that starts the drumfire CLI (default: this checkout's src)",
+    )
+    p.add_argument(
+        "--drumfire-args",
+        default="",
+        help="extra drumfire run options, e.g. '-c 8' (default: none, drumfire's defaults)",
     )
     p.add_argument(
         "--run-timeout", type=float, default=600.0, help="kill a client run after this (600 s)"
@@ -100,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
                 out = work / f"out_{tool}.csv"
                 if tool == "drumfire":
-                    argv = c.drumfire_argv(drumfire_cmd, csv_in, template, EXTRACTS, out)
+                    argv = c.drumfire_argv(
+                        drumfire_cmd,
+                        csv_in,
+                        template,
+                        EXTRACTS,
+                        out,
+                        shlex.split(args.drumfire_args),
+                    )
                 else:
                     argv = c.aiohttp_argv(csv_in, template, FIELD, out, args.aiohttp_concurrency)
                 return c.measure_client(tool, argv, out, n, pids, env=py_env, timeout_s=timeout_s)
@@ -124,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"nginx, {args.requests} requests per client run, {args.rounds} rounds, "
-        f"wrk -t1 -c8 -d{args.wrk_duration:g}s"
+        f"wrk -t1 -c8 -d{args.wrk_duration:g}s, aiohttp -c {args.aiohttp_concurrency}, "
+        f"drumfire {args.drumfire_args or 'defaults'}"
     )
     print(c.format_table(summary, args.rounds))
     if args.json:
@@ -141,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
                     "aiohttp_concurrency": args.aiohttp_concurrency,
                     "drumfire_cmd": drumfire_cmd,
+                    "drumfire_args": args.drumfire_args,
                     "body_bytes": len(c.OSRM_LIKE_BODY),
                 },
                 "summary": summary,

@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         help="command that starts the drumfire CLI (default: this checkout's src)",
     )
     p.add_argument("--osrm-threads", type=int, default=2, help="osrm-routed -t (2)")
+    p.add_argument(
+        "--drumfire-args",
+        default="",
+        help="extra drumfire run options, e.g. '-c 8' (default: none, drumfire's defaults)",
+    )
     p.add_argument(
         "--run-timeout", type=float, default=600.0, help="kill a client run after this (600 s)"
     )
@@ -116,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
                 out = work / f"out_{tool}.csv"
                 if tool == "drumfire":
-                    argv = c.drumfire_argv(drumfire_cmd, csv_in, template, EXTRACTS, out)
+                    argv = c.drumfire_argv(
+                        drumfire_cmd,
+                        csv_in,
+                        template,
+                        EXTRACTS,
+                        out,
+                        shlex.split(args.drumfire_args),
+                    )
                 else:
                     argv = c.aiohttp_argv(csv_in, template, FIELD, out, args.aiohttp_concurrency)
                 return c.measure_client(
@@ -149,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"OSRM, {args.pairs} requests per client run, {args.rounds} rounds, "
-        f"wrk -t1 -c8 -d{args.wrk_duration:g}s"
+        f"wrk -t1 -c8 -d{args.wrk_duration:g}s, aiohttp -c {args.aiohttp_concurrency}, "
+        f"drumfire {args.drumfire_args or 'defaults'}"
     )
     print(c.format_table(summary, args.rounds))
     if args.json:
@@ -166,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
                     "aiohttp_concurrency": args.aiohttp_concurrency,
                     "drumfire_cmd": drumfire_cmd,
+                    "drumfire_args": args.drumfire_args,
                     "drumfire_extracts": EXTRACTS,
                 },
                 "summary": summary,

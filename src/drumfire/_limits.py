@@ -44,7 +44,7 @@ class AdaptiveLimit:
       each window (a window is ``limit`` completions, about one round trip of
       every connection);
     * **congestion avoidance**: after the first sign of congestion, grow by
-      one per window while latency holds;
+      one per window while latency holds or throughput still rises;
     * **back off** multiplicatively (x0.75, at most once per window) on a
       timeout, 429 or 503, or when the window's mean latency exceeds
       ``tolerance`` x the best (the queue is building on the server);
@@ -57,7 +57,7 @@ class AdaptiveLimit:
     maximum: int = 512
     tolerance: float = 2.0
     backoff: float = 0.75
-    decay: float = 0.02
+    decay: float = 0.005
 
     def __post_init__(self) -> None:
         self.limit = max(self.minimum, min(self.initial, self.maximum))
@@ -96,7 +96,8 @@ class AdaptiveLimit:
             self.limit = max(self.minimum, int(self.limit * self.backoff))
         elif self._slow_start:
             self.limit = min(self.maximum, self.limit * 2)
-        elif rate >= self._last_rate * 0.95 or mean <= self._best * 1.2:
+        elif mean <= self._best * 1.25 or rate > self._last_rate * 1.05:
+            # Latency holds, or more connections still bring more throughput.
             self.limit = min(self.maximum, self.limit + 1)
         self._last_rate = rate
         self._sum = 0.0
@@ -128,8 +129,13 @@ class RateMeter:
         return max(0.0, allowed_at - now)
 
     def take(self, now: float) -> None:
-        """Record a start made at ``now``."""
-        self._tat = max(self._tat, now - (self.burst - 1) * self.interval) + self.interval
+        """Record a start made at ``now``.
+
+        One interval of slack: a start made late (timers fire a little after
+        their time) does not push the whole schedule back, so the rate over a
+        run stays exact; the cost is that after a pause two starts may go at once.
+        """
+        self._tat = max(self._tat, now - self.burst * self.interval) + self.interval
 
 
 _UNITS = {

@@ -262,8 +262,8 @@ class RequestPlan:
     def _header_block(self, origin: Origin, row: Mapping[str, Any] | None) -> bytes:
         lines = [f"Host: {host_header(origin)}"]
         for name_t, value_t in self.headers:
-            name = name_t.render(row) if row is not None else name_t.source
-            value = value_t.render(row) if row is not None else value_t.source
+            name = name_t.render(row if row is not None else {})
+            value = value_t.render(row if row is not None else {})
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
                 raise ValueError(f"header {name!r} has a line break or bad name after substitution")
             lines.append(f"{name}: {value}")

@@ -69,17 +69,42 @@ class CsvSink:
     """CSV with the base columns, then extracted fields, then kept columns."""
 
     def __init__(
-        self, stream: IO[str], fields: Sequence[str], keep: Sequence[str], header: bool = True
+        self,
+        stream: IO[str],
+        fields: Sequence[str],
+        keep: Sequence[str],
+        header: bool = True,
+        learn: bool = False,
     ) -> None:
         self._stream = stream
         self._writer = csv.writer(stream, lineterminator="\n")
         self._fields = tuple(fields)
         self._keep = tuple(keep)
         self.columns = [*BASE_COLUMNS, *self._fields, *self._keep]
-        if header:
+        # learn: take extra field names from the first answered row (--parse).
+        self._pending_header = header and learn
+        self._early: list[Result] = []
+        if header and not learn:
             self._writer.writerow(self.columns)
 
+    def learn_fields(self, result: Result) -> None:
+        """With a parse function the field names are known only from the first answer."""
+        if result.fields and not self._fields:
+            self._fields = tuple(result.fields)
+            self.columns = [*BASE_COLUMNS, *self._fields, *self._keep]
+
     def write(self, result: Result) -> None:
+        if self._pending_header:
+            if result.fields is None and result.status is None:
+                self._early.append(result)
+                if len(self._early) < 1000:
+                    return
+            self.learn_fields(result)
+            self._pending_header = False
+            self._writer.writerow(self.columns)
+            early, self._early = self._early, []
+            for r in early:
+                self.write(r)
         row: list[Any] = [
             result.id,
             result.status,
@@ -146,6 +171,7 @@ def open_sink(
     keep: Sequence[str],
     *,
     append: bool = False,
+    learn: bool = False,
 ) -> Sink:
     """Open the output; raise :class:`UsageError` if it cannot be written.
 
@@ -164,7 +190,7 @@ def open_sink(
                 text: IO[str] = sys.stdout
             else:
                 text = open(path, mode, encoding="utf-8", newline="", buffering=1 << 20)  # noqa: SIM115
-            return CsvSink(text, fields, keep, header=not existing)
+            return CsvSink(text, fields, keep, header=not existing, learn=learn and not fields)
         if path == "-":
             binary: IO[bytes] = sys.stdout.buffer
         else:

@@ -10,7 +10,7 @@ import pytest
 
 from drumfire._http import Response
 from drumfire.bench import BenchReport
-from drumfire.bench._fastconn import BenchConnection, inspect_head
+from drumfire.bench._fastconn import BenchConnection, Loop, inspect_head
 from drumfire.bench._recorder import Recorder
 from drumfire.bench._report import build_report
 from drumfire.bench._runner import RunData
@@ -162,7 +162,7 @@ def test_inspect_head(head: bytes, expected: tuple[int, int]) -> None:
 class Owner:
     def __init__(self) -> None:
         self.heads: dict[bytes, tuple[int, int]] = {}
-        self.loop = None
+        self.loop: Loop | None = None
         self.events: list[tuple[str, Any]] = []
 
     def on_connected(self, conn: Any) -> None:
@@ -261,14 +261,12 @@ def test_stale_connection_is_recognised() -> None:
 
 
 def test_closed_loop_short_cut_resends_counts_and_stops() -> None:
-    from drumfire.bench._fastconn import Loop
-
     clock_now = [10.0]
     rec = Recorder(start=10.0)
     owner = Owner()
     loop = Loop(lambda: clock_now[0], b"GET /again HTTP/1.1\r\n\r\n", 3, 5.0, rec)
     loop.until = 20.0
-    owner.loop = loop  # type: ignore[assignment]
+    owner.loop = loop
     conn = BenchConnection(owner, ("http", "h", 80), 1 << 20)
     transport = Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]

@@ -243,6 +243,7 @@ def percentile_chart(report: BenchReport, width: int = 1100, height: int = 360) 
     body.append(f.path(pts, BLUE, 2.5))
     lat = report.latency_ms
     marks = [("p50", 50.0, GREEN), ("p90", 90.0, AMBER), ("p99", 99.0, RED), ("p99.9", 99.9, RED)]
+    mx, my = f.px(xmax), f.py(lat["max"])
     for name, pct, color in marks:
         key = name.replace(".", "")
         x = _percentile_x(pct)
@@ -250,13 +251,16 @@ def percentile_chart(report: BenchReport, width: int = 1100, height: int = 360) 
             continue
         ms = lat[key]
         cx, cy = f.px(x), f.py(ms)
+        # Above the point, unless the max's label (above-left of the max) is near.
+        below = mx - cx < 200 and abs(my - cy) < 24
+        ty = cy + 22 if below else cy - 9
         body.append(
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="#fff" stroke="{color}" '
             f'stroke-width="2.5"><title>{name}: {_fmt_ms(ms)}</title></circle>'
-            f'<text x="{cx + 8:.1f}" y="{cy - 9:.1f}" class="mark" fill="{color}">'
+            f'<text x="{cx + 8:.1f}" y="{ty:.1f}" class="mark" fill="{color}">'
             f"{name} {_e(_fmt_ms(ms))}</text>"
         )
-    cx, cy = f.px(xmax), f.py(lat["max"])
+    cx, cy = mx, my
     body.append(
         f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{INK}"><title>max: '
         f"{_fmt_ms(lat['max'])}</title></circle>"

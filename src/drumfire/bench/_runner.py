@@ -45,10 +45,11 @@ __all__ = ["BenchError", "RunData", "Runner", "Target"]
 Target = tuple[Origin, bytes, bool]
 
 #: A request due within this many seconds is sent now rather than after another wake-up
-#: (event-loop timers fire up to about half a millisecond early or late).
+#: (it is then timed from its send, not from its due time).
 SEND_AHEAD = 0.001
-#: The wake-up timer is armed this long before the next request is due.
-WAKE_AHEAD = 0.0005
+#: The wake-up timer is armed this long before the next request is due: uvloop's timers
+#: have a millisecond's resolution, and one that fires late would delay the send.
+WAKE_AHEAD = 0.001
 #: A send later than this through the client's own fault is counted as late.
 LATE = 0.001
 #: A failed connect holds its slot this long before the next attempt (a dead server

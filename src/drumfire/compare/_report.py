@@ -99,7 +99,7 @@ def machine_info() -> dict[str, Any]:
         cpus = os.cpu_count() or 1
     try:
         load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover - not available
+    except (OSError, AttributeError):  # pragma: no cover - not available
         load = None
     return {
         "cpus": cpus,
