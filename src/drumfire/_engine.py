@@ -484,9 +484,13 @@ class Engine:
             and (status in _RETRY_ANY_METHOD or self._may_resend(job))
         ):
             self._retry_later(job, retry_after_seconds(response.header("retry-after")))
+            self._pump()
         else:
-            self._finish(job, response)
-        self._pump()
+            # Put the next request on the wire first (it takes this connection, the
+            # most recently idle), then extract and write this row: the server
+            # works on the next answer while the client does its share.
+            self._pump()
+            self._finish(job, response, now)
 
     def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
         self._inflight -= 1
@@ -561,8 +565,8 @@ class Engine:
             job.seq,
         )
 
-    def _finish(self, job: Job, response: Response) -> None:
-        elapsed = (self.clock() - job.start) * 1000.0
+    def _finish(self, job: Job, response: Response, now: float) -> None:
+        elapsed = (now - job.start) * 1000.0
         status = response.status
         error = ""
         fields: dict[str, Any] | None = None

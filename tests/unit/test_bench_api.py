@@ -50,10 +50,6 @@ def test_single_url_is_literal() -> None:
     assert b"Content-Length: 28\r\n" in data
 
 
-@pytest.mark.xfail(
-    reason="RequestPlan sends a static header's escaped braces doubled ({{): _request.py",
-    strict=False,
-)
 def test_single_url_header_with_braces_is_literal() -> None:
     (target,) = plan(headers=['X-Json: {"a": 1}']).targets
     assert b'X-Json: {"a": 1}\r\n' in target[1]
