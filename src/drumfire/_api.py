@@ -52,6 +52,7 @@ class Job:
     verify: bool = True
     max_body: int = 64 * 1024 * 1024
     ordered: bool = False
+    follow_redirects: int = 0  # most redirects followed per row; 0: none
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
@@ -112,6 +113,7 @@ class Job:
             max_body=self.max_body,
             verify=self.verify,
             ordered=self.ordered,
+            follow_redirects=self.follow_redirects,
             **kwargs,
         )
 
@@ -135,6 +137,7 @@ def make_job(
     max_body: int = 64 * 1024 * 1024,
     ordered: bool = False,
     retry: Retry | None = None,
+    follow_redirects: bool | int = False,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:
@@ -159,6 +162,8 @@ def make_job(
         verify=verify,
         max_body=max_body,
         ordered=ordered,
+        # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
+        follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
     )
 
 
@@ -178,6 +183,7 @@ _DOC_ARGS = """
             to the server, up to ``max_concurrency``.
         rate: at most this many requests started per second.
         retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
+        follow_redirects: True (up to 10 hops) or the most hops to follow.
 """
 
 

@@ -30,7 +30,7 @@ from ._connection import IDLE, Connection
 from ._extract import Extractor
 from ._http import Response
 from ._limits import AdaptiveLimit, FixedLimit, RateMeter
-from ._request import Origin, Prepared, RequestPlan
+from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._settings import Retry, Timeouts
@@ -73,7 +73,7 @@ def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
 class Job:
     """One row in flight (slotted: there are up to ``concurrency`` + retries alive)."""
 
-    __slots__ = ("attempts", "free_retry", "id", "prepared", "row", "seq", "start")
+    __slots__ = ("attempts", "free_retry", "hops", "id", "prepared", "row", "seq", "start")
 
     def __init__(self, seq: int, id_: str, row: Mapping[str, Any], prepared: Prepared) -> None:
         self.seq = seq
@@ -85,6 +85,7 @@ class Job:
         # One immediate re-send, on a new connection, after a kept-alive one
         # turned out to be closed; it does not use the retry budget.
         self.free_retry = True
+        self.hops = 0  # redirects followed: like the free re-send, not counted as retries
 
 
 class Pool:
@@ -172,6 +173,7 @@ class Engine:
         tick_interval: float = 0.1,
         skip: Callable[[str], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
+        follow_redirects: int = 0,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -200,6 +202,7 @@ class Engine:
         self.on_tick = on_tick
         self.tick_interval = tick_interval
         self.ordered = ordered
+        self.follow_redirects = follow_redirects  # most redirects to follow per row; 0: none
         self.skip = skip  # --resume: rows whose result the output already holds
         self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * most)
@@ -478,6 +481,31 @@ class Engine:
                 self._hold_until = max(
                     self._hold_until, now + min(delay, self.retry.max_retry_after)
                 )
+        if 300 <= status < 400 and self.follow_redirects:
+            location = response.header("location")
+            if location is not None:
+                if job.hops >= self.follow_redirects:
+                    self._pump()
+                    self._emit(
+                        Result(
+                            job.id,
+                            status,
+                            (now - job.start) * 1000.0,
+                            job.attempts,
+                            "too_many_redirects",
+                            None,
+                            self._kept(job.row),
+                        ),
+                        job.seq,
+                    )
+                    return
+                nxt = redirect(job.prepared, status, location)
+                if nxt is not None:
+                    job.prepared = nxt
+                    job.hops += 1
+                    self._ready.append(job)
+                    self._pump()
+                    return
         if (
             status in self.retry.statuses
             and self._budget_left(job)
@@ -523,7 +551,7 @@ class Engine:
         self._pump()
 
     def _budget_left(self, job: Job) -> bool:
-        used = job.attempts - (0 if job.free_retry else 1)
+        used = job.attempts - (0 if job.free_retry else 1) - job.hops
         return used <= self.retry.retries
 
     def _may_resend(self, job: Job) -> bool:

@@ -52,6 +52,7 @@ REASONS = (
     "input",
     "template",
     "cancelled",
+    "too_many_redirects",
 )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import orjson
 
@@ -325,3 +325,51 @@ def _header_pairs(
             raise TemplateError(f"header {item!r} is not in the form 'Name: value'")
         pairs.append((name.strip(), value.strip()))
     return pairs
+
+
+#: Headers that carry credentials: dropped when a redirect leaves the origin.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
+    """The request to send after a ``status`` redirect to ``location``, or None.
+
+    Follows what browsers and requests do (RFC 9110 §15.4): 303 turns any
+    method but HEAD into GET, 301/302 turn POST into GET, both without the
+    body; 307/308 repeat the method and body. ``Authorization``, ``Cookie`` and
+    ``Proxy-Authorization`` are dropped when the new URL has another origin.
+    """
+    if status not in _REDIRECTS or not location:
+        return None
+    head, _, body = prepared.data.partition(b"\r\n\r\n")
+    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    base = f"{prepared.origin[0]}://{host_header(prepared.origin)}{target}"
+    try:
+        origin, new_target = split_url(urljoin(base, location.strip()))
+    except ValueError:
+        return None
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, body = "GET", b""
+        drop_body = True
+    else:
+        drop_body = False
+    cross = origin != prepared.origin
+    kept: list[str] = []
+    for line in lines[1:]:
+        name = line.partition(":")[0].strip().lower()
+        if name in ("host", "content-length"):
+            continue
+        if cross and name in CREDENTIAL_HEADERS:
+            continue
+        if drop_body and name == "content-type":
+            continue
+        kept.append(line)
+    block = "\r\n".join([f"{method} {new_target} HTTP/1.1", f"Host: {host_header(origin)}", *kept])
+    data = block.encode("utf-8", "surrogateescape") + b"\r\n"
+    if body or (method in _BODY_METHODS and not drop_body):
+        data += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        data += b"\r\n"
+    return Prepared(origin, data, method, method in IDEMPOTENT_METHODS)

@@ -246,6 +246,19 @@ def main() -> None:
 )
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
+    "--follow-redirects",
+    "follow_redirects",
+    is_flag=True,
+    help="Follow 301/302/303/307/308 (credentials dropped on a cross-origin hop).",
+)
+@click.option(
+    "--max-redirects",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="Most redirects followed per row with --follow-redirects.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Keep the rows already in OUTPUT (repairing a torn last line) and send only the rest.",
@@ -282,6 +295,8 @@ def run_command(
     insecure: bool,
     max_body: str,
     ordered: bool,
+    follow_redirects: bool,
+    max_redirects: int,
     resume: bool,
     summary_json: str | None,
     quiet: bool,
@@ -317,6 +332,7 @@ def run_command(
             verify=not insecure,
             max_body=parse_size(max_body),
             ordered=ordered,
+            follow_redirects=max_redirects if follow_redirects else 0,
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
         nprocs = _processes_option(processes, url)
