@@ -66,7 +66,7 @@ class AdaptiveLimit:
         self._sum = 0.0
         self._n = 0
         self._count = 0
-        self._overloaded = False
+        self._last_cut = -math.inf
         self._last_rate = 0.0
         self._window_start: float | None = None
 
@@ -74,13 +74,22 @@ class AdaptiveLimit:
         """Learn from one completed request (``latency`` in seconds)."""
         if self._window_start is None:
             self._window_start = now
-        self._count += 1
         if overload:
-            self._overloaded = True
-        else:
-            self._sum += latency
-            self._n += 1
-        if (overload and self._slow_start) or self._count >= max(self.limit, 4):
+            # Cut at once, as TCP does on a loss, but at most once per round trip:
+            # the requests already in flight were sent before the cut and their
+            # 503s say nothing new. Waiting for the window's end lets instant 503s
+            # (and their retries) pile up while the server is full.
+            rtt = self._best if self._best < math.inf else latency
+            if now - self._last_cut >= rtt:
+                self._last_cut = now
+                self._slow_start = False
+                self.limit = max(self.minimum, int(self.limit * self.backoff))
+                self._restart(now)
+            return
+        self._count += 1
+        self._sum += latency
+        self._n += 1
+        if self._count >= max(self.limit, 4):
             self._end_window(now)
 
     def _end_window(self, now: float) -> None:
@@ -91,7 +100,8 @@ class AdaptiveLimit:
             # Forget the best latency slowly, then learn from this window.
             self._best = min(self._best * (1 + self.decay), mean) if self._best < math.inf else mean
         queueing = mean > self._best * self.tolerance
-        if self._overloaded or queueing:
+        if queueing and now - self._last_cut >= self._best:
+            self._last_cut = now
             self._slow_start = False
             self.limit = max(self.minimum, int(self.limit * self.backoff))
         elif self._slow_start:
@@ -100,10 +110,12 @@ class AdaptiveLimit:
             # Latency holds, or more connections still bring more throughput.
             self.limit = min(self.maximum, self.limit + 1)
         self._last_rate = rate
+        self._restart(now)
+
+    def _restart(self, now: float) -> None:
         self._sum = 0.0
         self._n = 0
         self._count = 0
-        self._overloaded = False
         self._window_start = now
 
 

@@ -286,6 +286,11 @@ class _State:
         self.rng = random.Random(seed)
         self.served = 0
         self.quote_counter = 0
+        # capacity: answers in preparation at once; beyond it, 503 at once (a
+        # server that admits N requests at a time, for the adaptive limiter).
+        self.capacity: int | None = None
+        self.busy = 0
+        self.rejected = 0
         self.connections: set[_HttpProtocol] = set()
 
     def delay(self, extra: float) -> float:
@@ -467,12 +472,13 @@ _JSON_KEEP_ALIVE: Final = _encode(_Reply(200, JSON_DOCUMENT), True)
 class _Slot:
     """One response position on a connection, so pipelined answers leave in request order."""
 
-    __slots__ = ("close", "data", "handle")
+    __slots__ = ("close", "counted", "data", "handle")
 
     def __init__(self, close: bool) -> None:
         self.close = close
         self.data: bytes | None = None
         self.handle: asyncio.TimerHandle | None = None
+        self.counted = False  # holds one of the server's capacity places
 
 
 class _HttpProtocol(asyncio.Protocol):
@@ -501,6 +507,8 @@ class _HttpProtocol(asyncio.Protocol):
         for slot in self._pending:
             if slot.handle is not None:
                 slot.handle.cancel()
+                if slot.counted:
+                    self._state.busy -= 1
         self._pending.clear()
         self._transport = None
 
@@ -573,11 +581,23 @@ class _HttpProtocol(asyncio.Protocol):
         if method == b"GET" and self._url == b"/json" and keep_alive:
             payload = _JSON_KEEP_ALIVE
             delay = state.delay(0.0) if state.latency or state.jitter else 0.0
+        elif state.capacity is not None and state.busy >= state.capacity:
+            state.rejected += 1
+            reply = _error(503, "Overloaded", f"at most {state.capacity} requests at a time")
+            payload = _encode(reply, keep_alive)
+            delay = 0.0
         else:
             body = b"".join(self._body)
             reply = _dispatch(state, method.decode("latin-1"), self._url, self._headers, body)
             payload = _encode(reply, keep_alive, head_request=method == b"HEAD")
             delay = state.delay(reply.delay)
+            if delay > 0.0 and state.capacity is not None:
+                state.busy += 1
+                slot = _Slot(not keep_alive)
+                slot.counted = True
+                self._pending.append(slot)
+                slot.handle = self._loop.call_later(delay, self._release, slot, payload)
+                return
         if delay <= 0.0 and not self._pending:
             self._write(payload, not keep_alive)
             return
@@ -589,6 +609,11 @@ class _HttpProtocol(asyncio.Protocol):
             slot.handle = self._loop.call_later(delay, self._deliver, slot, payload)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _release(self, slot: _Slot, payload: bytes) -> None:
+        self._state.busy -= 1
+        slot.counted = False
+        self._deliver(slot, payload)
 
     def _deliver(self, slot: _Slot, payload: bytes) -> None:
         slot.handle = None
@@ -720,16 +745,23 @@ class DemoServer:
         jitter: float = 0.0,
         seed: int = 0,
         use_uvloop: bool = True,
+        capacity: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._state = _State(latency, jitter, seed)
+        self._state.capacity = capacity
         self._use_uvloop = use_uvloop
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+
+    @property
+    def rejected(self) -> int:
+        """Requests answered 503 because ``capacity`` requests were in preparation."""
+        return self._state.rejected
 
     @property
     def latency(self) -> float:
