@@ -40,16 +40,17 @@ class AdaptiveLimit:
 
     In the spirit of Netflix's concurrency-limits (Gradient2) and TCP:
 
-    * **slow start**: while latency stays near the best seen, double the limit
-      each window (a window is ``limit`` completions, about one round trip of
-      every connection);
+    * **slow start**: while throughput rises and latency stays near the best
+      seen, double the limit each window (a window is ``limit`` completions,
+      at least 32, about one round trip of every connection);
     * **congestion avoidance**: after the first sign of congestion, grow by
       one per window while latency holds or throughput still rises;
-    * **back off** multiplicatively (x0.75, at most once per window) on a
-      timeout, 429 or 503, or when the window's mean latency exceeds
-      ``tolerance`` x the best (the queue is building on the server);
-    * the best latency slowly forgets (``decay``) so a server that got
-      slower for good does not pin the limit at its floor.
+    * **back off** multiplicatively (x0.75) at once on a timeout, 429 or 503,
+      at most once per round trip; and gently (x0.9) when the window's mean
+      latency exceeds ``tolerance`` x the best while throughput no longer
+      rises (requests queue on the server and buy nothing);
+    * the best latency slowly forgets (``decay`` per second) so a server that
+      got slower for good does not pin the limit at its floor.
     """
 
     initial: int = 8
@@ -57,7 +58,7 @@ class AdaptiveLimit:
     maximum: int = 512
     tolerance: float = 2.0
     backoff: float = 0.75
-    decay: float = 0.005
+    decay: float = 0.05  # per second
 
     def __post_init__(self) -> None:
         self.limit = max(self.minimum, min(self.initial, self.maximum))
@@ -89,7 +90,7 @@ class AdaptiveLimit:
         self._count += 1
         self._sum += latency
         self._n += 1
-        if self._count >= max(self.limit, 4):
+        if self._count >= max(self.limit, 32):  # enough completions for a steady rate
             self._end_window(now)
 
     def _end_window(self, now: float) -> None:
@@ -98,16 +99,31 @@ class AdaptiveLimit:
         rate = self._n / elapsed
         if self._n:
             # Forget the best latency slowly, then learn from this window.
-            self._best = min(self._best * (1 + self.decay), mean) if self._best < math.inf else mean
+            # (per second, not per window: windows last milliseconds on a fast server)
+            self._best = (
+                min(self._best * (1 + self.decay * elapsed), mean)
+                if self._best < math.inf
+                else mean
+            )
         queueing = mean > self._best * self.tolerance
-        if queueing and now - self._last_cut >= self._best:
-            self._last_cut = now
-            self._slow_start = False
-            self.limit = max(self.minimum, int(self.limit * self.backoff))
-        elif self._slow_start:
-            self.limit = min(self.maximum, self.limit * 2)
-        elif mean <= self._best * 1.25 or rate > self._last_rate * 1.05:
-            # Latency holds, or more connections still bring more throughput.
+        gaining = rate > self._last_rate * 1.05  # beyond window-to-window noise
+        if self._slow_start:
+            if queueing or not gaining:
+                # Doubling stopped paying (requests queue, or throughput did not
+                # rise): go back to the last limit (TCP's ssthresh) and creep up.
+                self._slow_start = False
+                self.limit = max(self.minimum, self.limit // 2)
+            elif self.limit * 2 >= self.maximum:
+                self.limit = self.maximum  # the cap: nothing left to discover
+                self._slow_start = False
+            else:
+                self.limit *= 2
+        elif queueing and not gaining:
+            # Past the knee: requests wait on the server and buy no throughput.
+            # A batch wants throughput, so latency alone is no reason to cut.
+            self.limit = max(self.minimum, int(self.limit * 0.9))
+        elif gaining or mean <= self._best * 1.25:
+            # More connections still bring more throughput, or latency holds.
             self.limit = min(self.maximum, self.limit + 1)
         self._last_rate = rate
         self._restart(now)

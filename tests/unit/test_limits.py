@@ -21,7 +21,7 @@ def drive(limit: AdaptiveLimit, latency_at: object, overload_at: object, rounds:
     now = 0.0
     seen = []
     for _ in range(rounds):
-        for _ in range(max(limit.limit, 4)):
+        for _ in range(max(limit.limit, 32)):  # one window of the controller
             lat = latency_at(limit.limit)  # type: ignore[operator]
             now += lat / max(limit.limit, 1)
             limit.sample(now, lat, overload_at(limit.limit))  # type: ignore[operator]
