@@ -17,17 +17,23 @@ import click
 import orjson
 
 from ._api import make_job
+from ._cli_common import (
+    CONTEXT,
+    encoding_option,
+    format_option,
+    insecure_option,
+    read_data,
+    url_option,
+)
 from ._errors import UsageError
 from ._extract import parse_extract_options
 from ._limits import parse_rate
 from ._resume import load_done_ids
 from ._settings import Retry
 from ._sinks import open_sink, output_format_for
-from ._sources import FORMATS, open_source
+from ._sources import open_source
 
 __all__ = ["main"]
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str) -> NoReturn:
@@ -49,15 +55,6 @@ def _split_columns(values: Sequence[str]) -> list[str]:
     for value in values:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out
-
-
-def _data_option(data: str | None) -> str | bytes | None:
-    if data is not None and data.startswith("@"):
-        try:
-            return Path(data[1:]).read_bytes()
-        except OSError as exc:
-            _fail(f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}")
-    return data
 
 
 def _processes_option(text: str, url: str) -> int:
@@ -116,13 +113,7 @@ def main() -> None:
 
 @main.command("run", context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
-@click.option(
-    "-u",
-    "--url",
-    default="{url}",
-    show_default=True,
-    help="URL template; {column} is replaced by the row's value.",
-)
+@url_option
 @click.option(
     "-X", "--method", default=None, help="Method (template). Default GET, or POST with --data."
 )
@@ -169,20 +160,14 @@ def main() -> None:
     show_default=True,
     help="Output file (.csv or .jsonl), or - for standard output.",
 )
-@click.option(
-    "--format",
-    "input_format",
-    type=click.Choice(FORMATS),
-    default=None,
-    help="Input format [default: from the extension].",
-)
+@format_option
 @click.option(
     "--output-format",
     type=click.Choice(["csv", "jsonl"]),
     default=None,
     help="Output format [default: from the extension].",
 )
-@click.option("--encoding", default="utf-8", show_default=True, help="Input text encoding.")
+@encoding_option
 @click.option(
     "-c",
     "--concurrency",
@@ -237,7 +222,7 @@ def main() -> None:
     show_default=True,
     help="Seconds to open a connection.",
 )
-@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@insecure_option
 @click.option(
     "--max-body",
     default="64M",
@@ -319,7 +304,7 @@ def run_command(
             url,
             method=method,
             headers=list(headers),
-            data=_data_option(data),
+            data=read_data(data),
             extract=pairs,
             keep=keep_columns,
             id=id_column,

@@ -8,14 +8,13 @@ from typing import Any, NoReturn
 
 import click
 
+from .._cli_common import CONTEXT, insecure_option, read_data
 from .._errors import UsageError
 from .._sources import FORMATS
 from ._api import _plan, run_plan
 from ._runner import BenchError
 
 __all__ = ["bench_command"]
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -37,15 +36,6 @@ class _OneLineErrors(click.Command):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
             _fail(exc.format_message().replace("\n", " "))
-
-
-def _data_option(data: str | None) -> str | bytes | None:
-    if data is not None and data.startswith("@"):
-        try:
-            return Path(data[1:]).read_bytes()
-        except OSError as exc:
-            _fail(f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}")
-    return data
 
 
 def _check_output(path: str | None, option: str) -> None:
@@ -145,7 +135,7 @@ def _check_output(path: str | None, option: str) -> None:
     show_default=True,
     help="Seconds to open a connection.",
 )
-@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@insecure_option
 @click.option(
     "--json",
     "json_path",
@@ -220,7 +210,7 @@ def bench_command(
             input_format=input_format,
             method=method,
             headers=list(headers),
-            data=_data_option(data),
+            data=read_data(data),
             concurrency=concurrency,
             rate=rate,
             requests=requests,

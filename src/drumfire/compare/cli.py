@@ -10,15 +10,13 @@ import click
 import orjson
 from rich.console import Console
 
+from .._cli_common import CONTEXT, encoding_option, format_option, url_option
 from .._errors import UsageError
 from .._extract import parse_extract_options
-from .._sources import FORMATS
 from ._report import StrategyReport
 from ._runner import DEFAULT_CONCURRENCY, STRATEGY_NAMES, compare
 
 __all__ = ["compare_command"]
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str) -> NoReturn:
@@ -28,13 +26,7 @@ def _fail(message: str) -> NoReturn:
 
 @click.command("compare", context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
-@click.option(
-    "-u",
-    "--url",
-    default="{url}",
-    show_default=True,
-    help="URL template; {column} is replaced by the row's value.",
-)
+@url_option
 @click.option(
     "-e",
     "--extract",
@@ -75,14 +67,8 @@ def _fail(message: str) -> NoReturn:
     metavar="COLUMN",
     help="Column holding the row id [default: 'id' if present, else the row number].",
 )
-@click.option(
-    "--format",
-    "input_format",
-    type=click.Choice(FORMATS),
-    default=None,
-    help="Input format [default: from the extension].",
-)
-@click.option("--encoding", default="utf-8", show_default=True, help="Input text encoding.")
+@format_option
+@encoding_option
 @click.option(
     "--json",
     "json_path",
