@@ -124,9 +124,17 @@ class Pool:
                 return
 
     def close_all(self) -> None:
+        """End of run: drop every idle connection at once.
+
+        An abort, not a close: a TLS close is a shutdown exchange that needs
+        the event loop, which the caller is about to stop; for TCP both end
+        in the same RST (see ``Connection.close``).
+        """
         for stack in self.idle.values():
             while stack:
-                stack.pop().close()
+                conn = stack.pop()
+                if conn.state == IDLE:
+                    conn.abort("cancelled")
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -249,6 +257,9 @@ class Engine:
             for conn in list(self._busy):
                 conn.abort("cancelled")
             self.stats.finished = self.clock()
+            # One turn of the loop, so the transports' close callbacks run
+            # before a caller closes the loop.
+            await asyncio.sleep(0)
         if self._failure is not None:
             raise self._failure
         return self.stats
