@@ -409,8 +409,14 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     show_default=True,
     help="Seconds the demo server adds to every answer.",
 )
-@click.option("-c", "--concurrency", type=click.IntRange(1, 100_000), default=8, show_default=True)
-def demo_command(rows: int, directory: str, latency: float, concurrency: int) -> None:
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Fixed concurrency [default: adaptive, as drumfire run].",
+)
+def demo_command(rows: int, directory: str, latency: float, concurrency: int | None) -> None:
     """Start the demo server, write a sample input, run the main job, show the results."""
     from ._batch import execute
     from .demo.server import DemoServer, write_sample_routes
@@ -427,7 +433,8 @@ def demo_command(rows: int, directory: str, latency: float, concurrency: int) ->
         click.echo(
             f"running: drumfire run {routes} --url '{url}' -e code=code "
             f"-e 'duration=routes[0].duration' -e 'distance=routes[0].distance' "
-            f"-c {concurrency} -o {results}\n",
+            + (f"-c {concurrency} " if concurrency else "")
+            + f"-o {results}\n",
             err=True,
         )
         job = make_job(
