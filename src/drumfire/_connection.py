@@ -71,6 +71,7 @@ class Connection(asyncio.Protocol):
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
         if self.transport is not None:
+            _reset_on_close(self.transport)  # abort() alone still ends with a FIN
             self.transport.abort()
         self._closed()
         if job is not None:
@@ -87,12 +88,7 @@ class Connection(asyncio.Protocol):
         """
         transport = self.transport
         if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-                except OSError:
-                    pass
+            _reset_on_close(transport)
             transport.close()
         self._closed()
 
@@ -174,6 +170,16 @@ class Connection(asyncio.Protocol):
     def received_any(self) -> bool:
         """Whether any byte of the current response has arrived."""
         return bool(self.reader.started)
+
+
+def _reset_on_close(transport: asyncio.BaseTransport) -> None:
+    """Make the coming close send RST (SO_LINGER 0): no TIME_WAIT on this side."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
 
 
 def _describe(exc: BaseException | None) -> str:

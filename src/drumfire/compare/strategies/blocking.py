@@ -94,7 +94,7 @@ def requests_futures(
     rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """``FuturesSession`` with ``concurrency`` workers and an adapter pool of that size."""
-    from requests_futures.sessions import FuturesSession  # type: ignore[import-untyped]
+    from requests_futures.sessions import FuturesSession  # type: ignore[import-untyped,unused-ignore]
 
     template, extractor = Template(url), Extractor(extract)
     out: list[Outcome] = []
