@@ -17,7 +17,9 @@ periodic sweep (one timer for all connections instead of one per request).
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+import ssl
 import struct
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -55,6 +57,18 @@ class Connection(asyncio.Protocol):
         self.connecting: asyncio.Future[Any] | None = None
 
     # -- owner side ----------------------------------------------------------
+
+    def open(self, loop: asyncio.AbstractEventLoop, verify: bool = True) -> None:
+        """Start connecting to ``origin`` (TLS for https); the owner hears of the outcome."""
+        scheme, host, port = self.origin
+        ctx = client_ssl_context(verify) if scheme == "https" else None
+        fut = asyncio.ensure_future(
+            loop.create_connection(
+                lambda: self, host, port, ssl=ctx, server_hostname=host if ctx else None
+            )
+        )
+        self.connecting = fut
+        fut.add_done_callback(self.connect_done)
 
     def send(self, job: Any, data: bytes, head: bool, deadline: float) -> None:
         """Write one request on an IDLE connection; the response comes back via the owner."""
@@ -170,6 +184,16 @@ class Connection(asyncio.Protocol):
     def received_any(self) -> bool:
         """Whether any byte of the current response has arrived."""
         return bool(self.reader.started)
+
+
+@functools.cache
+def client_ssl_context(verify: bool) -> ssl.SSLContext:
+    """One client TLS context per setting, shared (contexts are thread-safe to use)."""
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def _reset_on_close(transport: asyncio.BaseTransport) -> None:

@@ -18,7 +18,6 @@ import asyncio
 import datetime
 import email.utils
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -214,7 +213,6 @@ class Engine:
         self.skip = skip  # --resume: rows whose result the output already holds
         self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * most)
-        self._ssl: ssl.SSLContext | None = None
         self._verify = verify
         self.pool = Pool(most)
         self.stats = Stats(clock)
@@ -439,24 +437,7 @@ class Engine:
         self.pool.open += 1
         self._busy.add(conn)
         assert self._loop is not None
-        scheme, host, port = origin
-        ctx = self._ssl_context() if scheme == "https" else None
-        fut = asyncio.ensure_future(
-            self._loop.create_connection(
-                lambda: conn, host, port, ssl=ctx, server_hostname=host if ctx else None
-            )
-        )
-        conn.connecting = fut
-        fut.add_done_callback(conn.connect_done)
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            ctx = ssl.create_default_context()
-            if not self._verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
-        return self._ssl
+        conn.open(self._loop, self._verify)
 
     # -- connection callbacks (Owner protocol) --------------------------------
 

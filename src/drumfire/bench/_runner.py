@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -177,7 +176,6 @@ class Runner:
         self._end_handle: asyncio.TimerHandle | None = None
         self._grace_handle: asyncio.TimerHandle | None = None
         self._warm_handle: asyncio.TimerHandle | None = None
-        self._ssl: ssl.SSLContext | None = None
         self._failure: BaseException | None = None
         self._pump: Callable[[float], None] = (
             self._pump_closed if schedule is None else self._pump_open
@@ -359,25 +357,8 @@ class Runner:
         if target is not None:
             conn.job = job
             self._pending[conn] = target
-        scheme, host, port = origin
-        ctx = self._ssl_context() if scheme == "https" else None
-        fut = asyncio.ensure_future(
-            self._loop.create_connection(
-                lambda: conn, host, port, ssl=ctx, server_hostname=host if ctx else None
-            )
-        )
-        conn.connecting = fut
-        fut.add_done_callback(conn.connect_done)
+        conn.open(self._loop, self.verify)
         return conn
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            ctx = ssl.create_default_context()
-            if not self.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
-        return self._ssl
 
     def _send(self, job: float, deadline: float) -> None:
         """Send the next target on an idle connection to its origin, or open one."""
