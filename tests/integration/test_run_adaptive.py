@@ -41,3 +41,21 @@ def test_fixed_high_concurrency_wastes_far_more() -> None:
     assert ok_adaptive == 1500
     assert ok_fixed <= ok_adaptive
     assert extra_fixed > 10 * extra_adaptive
+
+
+def test_latency_bound_server_adaptive_grows_to_the_cap() -> None:
+    # A server that answers in 50 ms whatever the load (capacity far above the cap):
+    # throughput grows with concurrency, so the default should climb to --max-concurrency.
+    with DemoServer(latency=0.05, capacity=100_000) as server:
+        results = list(run(routes(6000), server.base_url + ROUTE, max_concurrency=256))
+        peak = server.peak_busy
+        assert server.rejected == 0
+    assert len(results) == 6000
+    assert all(r.error == "" for r in results)
+    assert peak >= 200  # near the cap of 256; a fixed default of 8 would show 8
+
+
+def test_fixed_concurrency_is_exact() -> None:
+    with DemoServer(latency=0.02, capacity=100_000) as server:
+        list(run(routes(400), server.base_url + ROUTE, concurrency=16))
+        assert server.peak_busy == 16

@@ -290,6 +290,7 @@ class _State:
         # server that admits N requests at a time, for the adaptive limiter).
         self.capacity: int | None = None
         self.busy = 0
+        self.peak_busy = 0  # most answers in preparation at once (with capacity set)
         self.rejected = 0
         self.connections: set[_HttpProtocol] = set()
 
@@ -593,6 +594,8 @@ class _HttpProtocol(asyncio.Protocol):
             delay = state.delay(reply.delay)
             if delay > 0.0 and state.capacity is not None:
                 state.busy += 1
+                if state.busy > state.peak_busy:
+                    state.peak_busy = state.busy
                 slot = _Slot(not keep_alive)
                 slot.counted = True
                 self._pending.append(slot)
@@ -757,6 +760,11 @@ class DemoServer:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+
+    @property
+    def peak_busy(self) -> int:
+        """The most requests in preparation at once (counted when ``capacity`` is set)."""
+        return self._state.peak_busy
 
     @property
     def rejected(self) -> int:
