@@ -466,30 +466,20 @@ class Engine:
         now = self.clock()
         overload = status == 429 or status == 503
         self.limiter.sample(now, now - job.start, overload)
-        if overload:
-            delay = retry_after_seconds(response.header("retry-after"))
-            if delay:
-                # Honour Retry-After for the whole run, not only this row.
-                self._hold_until = max(
-                    self._hold_until, now + min(delay, self.retry.max_retry_after)
-                )
+        retryable = status in self.retry.statuses
+        read = retryable or overload
+        retry_after = retry_after_seconds(response.header("retry-after")) if read else None
+        if overload and retry_after:
+            # Honour Retry-After for the whole run, not only this row.
+            self._hold_until = max(
+                self._hold_until, now + min(retry_after, self.retry.max_retry_after)
+            )
         if 300 <= status < 400 and self.follow_redirects:
             location = response.header("location")
             if location is not None:
                 if job.hops >= self.follow_redirects:
                     self._pump()
-                    self._emit(
-                        Result(
-                            job.id,
-                            status,
-                            (now - job.start) * 1000.0,
-                            job.attempts,
-                            "too_many_redirects",
-                            None,
-                            self._kept(job.row),
-                        ),
-                        job.seq,
-                    )
+                    self._give_up(job, status, "too_many_redirects")
                     return
                 nxt = redirect(job.prepared, status, location)
                 if nxt is not None:
@@ -499,11 +489,11 @@ class Engine:
                     self._pump()
                     return
         if (
-            status in self.retry.statuses
+            retryable
             and self._budget_left(job)
             and (status in _RETRY_ANY_METHOD or self._may_resend(job))
         ):
-            self._retry_later(job, retry_after_seconds(response.header("retry-after")))
+            self._retry_later(job, retry_after)
             self._pump()
         else:
             # Put the next request on the wire first (it takes this connection, the
