@@ -18,6 +18,7 @@ Contents:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import dataclasses
@@ -999,3 +1000,51 @@ def format_table(summary: Mapping[str, Mapping[str, Any]], rounds: int) -> str:
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options bench_nginx.py and bench_osrm.py share."""
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--tools", default=",".join(ALL_TOOLS), help="subset of wrk,drumfire,aiohttp")
+    p.add_argument("--wrk-duration", type=float, default=10.0, help="seconds per wrk run (10)")
+    p.add_argument("--aiohttp-concurrency", type=int, default=8)
+    p.add_argument(
+        "--drumfire-cmd",
+        default=None,
+        help="command that starts the drumfire CLI (default: this checkout's src)",
+    )
+    p.add_argument(
+        "--drumfire-args",
+        default="",
+        help="extra drumfire run options, e.g. '-c 8' (default: none, drumfire's defaults)",
+    )
+    p.add_argument(
+        "--run-timeout", type=float, default=600.0, help="kill a client run after this (600 s)"
+    )
+    p.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=30.0,
+        help="re-run (twice at most) a measurement during which other processes used more "
+        "than this %% of a core (30; -1 to never re-run)",
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    p.add_argument("--keep", type=Path, default=None, help="keep inputs/outputs in this dir")
+
+
+def start(args: argparse.Namespace) -> list[str]:
+    """After parsing: normalise the shared options, install signal handling; the tools."""
+    if args.max_other_cpu < 0:
+        args.max_other_cpu = None
+    exit_on_signals()
+    return parse_tools(args.tools)
+
+
+def drumfire_usable(cmd: Sequence[str]) -> bool:
+    """Whether the drumfire CLI starts; says why not on stderr."""
+    ok, why = drumfire_available(cmd)
+    if not ok:
+        last = why.splitlines()[-1] if why else ""
+        print(f"drumfire CLI not usable ({last}); see --tools", file=sys.stderr)
+    return ok

@@ -47,51 +47,18 @@ def _server_pids(server: Any) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=20_000, help="rows / URLs (20000)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--tools", default=",".join(c.ALL_TOOLS), help="subset of wrk,drumfire,aiohttp")
-    p.add_argument("--wrk-duration", type=float, default=10.0, help="seconds per wrk run (10)")
-    p.add_argument("--aiohttp-concurrency", type=int, default=8)
-    p.add_argument(
-        "--drumfire-cmd",
-        default=None,
-        help="command that starts the drumfire CLI (default: this checkout's src)",
-    )
+    c.add_common_arguments(p)
     p.add_argument("--osrm-threads", type=int, default=2, help="osrm-routed -t (2)")
-    p.add_argument(
-        "--drumfire-args",
-        default="",
-        help="extra drumfire run options, e.g. '-c 8' (default: none, drumfire's defaults)",
-    )
-    p.add_argument(
-        "--run-timeout", type=float, default=600.0, help="kill a client run after this (600 s)"
-    )
-    p.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=30.0,
-        help="re-run (twice at most) a measurement during which other processes used more "
-        "than this %% of a core (30; -1 to never re-run)",
-    )
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
-    p.add_argument("--keep", type=Path, default=None, help="keep inputs/outputs in this dir")
     args = p.parse_args(argv)
-    if args.max_other_cpu < 0:
-        args.max_other_cpu = None
-    c.exit_on_signals()
-    tools = requested = c.parse_tools(args.tools)
+    tools = requested = c.start(args)
     if not 1 <= args.pairs <= 1_000_000 or not 1 <= args.rounds <= 20:
         p.error("--pairs must be in 1..1000000 and --rounds in 1..20")
 
     from drumfire._testing.osrm import OsrmServer, ensure_osrm, random_pairs
 
     drumfire_cmd = c.drumfire_command(args.drumfire_cmd)
-    if "drumfire" in tools:
-        ok, why = c.drumfire_available(drumfire_cmd)
-        if not ok:
-            last = why.splitlines()[-1] if why else ""
-            print(f"drumfire CLI not usable ({last}); see --tools", file=sys.stderr)
-            return 2
+    if "drumfire" in tools and not c.drumfire_usable(drumfire_cmd):
+        return 2
 
     machine = c.machine_info()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))

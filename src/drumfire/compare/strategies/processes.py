@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..._extract import Extractor
@@ -73,10 +73,15 @@ def multiprocessing_pool(
 ) -> list[Outcome]:
     """``Pool(concurrency, initializer=...)``, each process with its own urllib3 pool."""
     processes = max(1, min(concurrency, len(rows)))
-    out: list[Outcome] = []
     pool = mp.Pool(processes, initializer=_init, initargs=(url, list(extract)))
+    return _gather(pool, pool.imap(_chunk, _chunks(rows, processes)))
+
+
+def _gather(pool: Any, results: Iterable[Any]) -> list[Outcome]:
+    """Collect each child's (pid, peak RSS, outcomes), then close the pool whatever happens."""
+    out: list[Outcome] = []
     try:
-        for pid, peak, outcomes in pool.imap(_chunk, _chunks(rows, processes)):
+        for pid, peak, outcomes in results:
             note_child(pid, peak)
             out.extend(outcomes)
         pool.close()
@@ -109,16 +114,5 @@ def multiprocessing_asyncio(
         (share, url, list(extract), max(1, base + (1 if i < extra else 0)))
         for i, share in enumerate(shares)
     ]
-    out: list[Outcome] = []
     pool = mp.Pool(len(tasks))
-    try:
-        for pid, peak, outcomes in pool.imap(_async_share, tasks, chunksize=1):
-            note_child(pid, peak)
-            out.extend(outcomes)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-    return out
+    return _gather(pool, pool.imap(_async_share, tasks, chunksize=1))
