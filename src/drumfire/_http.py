@@ -71,9 +71,9 @@ def encode_request_head(
 ) -> bytes:
     """The request line and header block, up to and including the blank line.
 
-    Callers that send the same headers for every request precompute the header
-    block once (see ``_request.RequestPlan``); this function is the general
-    form used for that precomputation and for tests.
+    The plain reference form of a request head. ``_request.RequestPlan`` builds
+    the same bytes its own way (the header block once per origin, the request
+    line per row); the unit tests hold the two equal.
     """
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
