@@ -131,6 +131,66 @@ class _Decoder:
         return out
 
 
+#: (status, headers, Content-Length, keep-alive) of a header block the quick path takes.
+HeadInfo = tuple[int, tuple[tuple[bytes, bytes], ...], int, bool]
+_HEADS_KEPT = 256  # distinct header blocks remembered (answers differ mostly by Date)
+
+
+def inspect_head(head: bytes) -> HeadInfo | None:
+    """What the quick path needs from a header block, or None to leave it to the full path.
+
+    ``head`` runs from the status line to the blank line included. It is parsed
+    by httptools as in the full path (so both agree on what is valid); the quick
+    path then takes only plain answers: HTTP/1.1, a final status with a body,
+    one Content-Length, no Transfer-Encoding or Content-Encoding, no
+    ``Connection`` other than keep-alive.
+    """
+    if not head.startswith(b"HTTP/1.1 "):
+        return None
+    probe = _HeadProbe()
+    parser = httptools.HttpResponseParser(probe)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserError:
+        return None
+    if not probe.complete:
+        return None
+    status = parser.get_status_code()
+    if status < 200 or status in (204, 304) or not parser.should_keep_alive():
+        return None
+    length = -1
+    keep_alive = True
+    for name, value in probe.headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            if length >= 0 or not value.strip().isdigit():
+                return None
+            length = int(value)
+        elif lname in (b"transfer-encoding", b"content-encoding"):
+            return None
+        elif lname == b"connection" and value.strip().lower() != b"keep-alive":
+            return None
+        elif lname == b"keep-alive" and _LAST.search(value):
+            keep_alive = False
+    if length < 0:
+        return None
+    return status, tuple(probe.headers), length, keep_alive
+
+
+class _HeadProbe:
+    __slots__ = ("complete", "headers")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
 class _Surplus(Exception):
     """Bytes beyond the response we asked for: stop parsing, don't reuse the connection."""
 
@@ -158,12 +218,14 @@ class ResponseReader:
         "_parser",
         "_size",
         "_until_close",
+        "heads",
         "max_body",
         "started",
     )
 
     def __init__(self, max_body: int = 64 * 1024 * 1024) -> None:
         self.max_body = max_body
+        self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
         self._parser: Any = httptools.HttpResponseParser(self)
         self._reset(False)
 
@@ -269,6 +331,22 @@ class ResponseReader:
             # the connection cannot be trusted for another request.
             self._done.keep_alive = False
             return None
+        if not self.started and not self._head:
+            # The quick path: one whole plain answer in this chunk (the usual case).
+            end = data.find(b"\r\n\r\n") + 4
+            if end > 4:
+                head = data[:end]
+                heads = self.heads
+                try:
+                    info = heads[head]
+                except KeyError:
+                    if len(heads) >= _HEADS_KEPT:
+                        heads.clear()
+                    info = heads[head] = inspect_head(head)
+                if info is not None and len(data) - end == info[2] <= self.max_body:
+                    self.started = True
+                    self._done = Response(info[0], list(info[1]), data[end:], info[3])
+                    return self._done
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:

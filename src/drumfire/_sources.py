@@ -192,9 +192,8 @@ def count_rows(path: str, header: bool) -> int | None:
 def _csv_source(
     lines: Iterator[str | None], delimiter: str, fmt: str, total: int | None, close: Any
 ) -> Source:
-    reader = csv.reader(
-        (x if x is not None else _BAD + "\n" for x in lines), delimiter=delimiter, strict=True
-    )
+    # ``lines`` stands an undecodable line for _BAD (see open_source), never None.
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         while header is not None and (not header or header == [""]):
@@ -219,23 +218,27 @@ def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
     n = 0
     while True:
         try:
-            fields = next(reader)
-        except StopIteration:
+            for fields in reader:
+                # The usual row first: as many fields as the header, and (for a
+                # one-column file) not blank and not an undecodable line.
+                if len(fields) == width and (width > 1 or fields[0] != _BAD and fields[0].strip()):
+                    n += 1
+                    yield n, dict(zip(header, fields))
+                    continue
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # blank line
+                n += 1
+                if len(fields) == 1 and fields[0] == _BAD:
+                    yield n, InputProblem(reader.line_num, "undecodable bytes (say --encoding)")
+                else:
+                    yield n, InputProblem(
+                        reader.line_num, f"expected {width} fields, found {len(fields)}"
+                    )
             return
         except csv.Error as exc:
+            # The reader goes on with the next line after a malformed one.
             n += 1
             yield n, InputProblem(reader.line_num, f"malformed CSV: {exc}")
-            continue
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue  # blank line
-        n += 1
-        if len(fields) == 1 and fields[0] == _BAD:
-            yield n, InputProblem(reader.line_num, "undecodable bytes (say --encoding)")
-            continue
-        if len(fields) != width:
-            yield n, InputProblem(reader.line_num, f"expected {width} fields, found {len(fields)}")
-            continue
-        yield n, dict(zip(header, fields, strict=True))
 
 
 def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
