@@ -53,6 +53,7 @@ class Job:
     max_body: int = 64 * 1024 * 1024
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
+    pipeline: int = 16  # most GET requests per connection when the client is CPU-bound
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
@@ -114,6 +115,7 @@ class Job:
             verify=self.verify,
             ordered=self.ordered,
             follow_redirects=self.follow_redirects,
+            pipeline=self.pipeline,
             **kwargs,
         )
 
@@ -138,6 +140,7 @@ def make_job(
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
+    pipeline: int = 16,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:
@@ -164,6 +167,7 @@ def make_job(
         ordered=ordered,
         # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
         follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
+        pipeline=pipeline,
     )
 
 
@@ -184,6 +188,8 @@ _DOC_ARGS = """
         rate: at most this many requests started per second.
         retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
+        pipeline: the most GET requests queued on one connection once this
+            process's CPU limits the run (1: never pipeline). See the CLI.
 """
 
 

@@ -17,6 +17,7 @@ periodic sweep (one timer for all connections instead of one per request).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import socket
 import ssl
@@ -40,10 +41,18 @@ class Owner(Protocol):
     def on_response(self, conn: Connection, job: Any, response: Response) -> None: ...
     def on_failure(self, conn: Connection, job: Any, reason: str, detail: str) -> None: ...
     def on_closed(self, conn: Connection) -> None: ...
+    def on_unanswered(self, conn: Connection, job: Any) -> None: ...
+    def flush_later(self, conn: Connection) -> None: ...
 
 
 class Connection(asyncio.Protocol):
-    """An HTTP/1.1 client connection carrying one request at a time."""
+    """An HTTP/1.1 client connection: one request at a time, or several pipelined.
+
+    ``job`` is the oldest request in flight; :meth:`pipeline` queues more behind
+    it (``behind``). When the connection ends before they are answered, those
+    behind the oldest are handed back through ``on_unanswered``: the server
+    never answered them, so the owner sends them again elsewhere.
+    """
 
     def __init__(self, owner: Owner, origin: Origin, max_body: int) -> None:
         self.owner = owner
@@ -55,6 +64,8 @@ class Connection(asyncio.Protocol):
         self.deadline = 0.0  # clock time by which the current phase must end
         self.served = 0  # responses received: >0 means a reused connection
         self.connecting: asyncio.Future[Any] | None = None
+        self.behind: collections.deque[tuple[Any, float]] = collections.deque()
+        self.unsent: list[bytes] = []  # pipelined requests waiting for flush()
 
     # -- owner side ----------------------------------------------------------
 
@@ -79,6 +90,32 @@ class Connection(asyncio.Protocol):
         self.reader.expect(head)
         self.transport.write(data)
 
+    def pipeline(self, job: Any, data: bytes, deadline: float) -> None:
+        """Write one more request on a BUSY connection, behind those in flight.
+
+        Only for requests that are safe to send twice and have no body; the
+        owner decides when (after the connection has answered once).
+        """
+        assert self.transport is not None
+        assert self.state == BUSY
+        self.behind.append((job, deadline))
+        self.reader.expect(False)
+        if not self.unsent:
+            self.owner.flush_later(self)
+        self.unsent.append(data)
+
+    def flush(self) -> None:
+        """Write the pipelined requests gathered since the last flush, in one call."""
+        unsent = self.unsent
+        if unsent and self.transport is not None and self.state == BUSY:
+            self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+        unsent.clear()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent on this connection and not answered yet."""
+        return (self.job is not None) + len(self.behind)
+
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the job in it is reported failed."""
         job, self.job = self.job, None
@@ -90,6 +127,13 @@ class Connection(asyncio.Protocol):
         self._closed()
         if job is not None:
             self.owner.on_failure(self, job, reason, detail)
+        self._hand_back()
+
+    def _hand_back(self) -> None:
+        """The connection is gone: requests queued behind the oldest were never answered."""
+        behind = self.behind
+        while behind:
+            self.owner.on_unanswered(self, behind.popleft()[0])
 
     def close(self) -> None:
         """Close the connection now, with a reset rather than a FIN.
@@ -105,6 +149,7 @@ class Connection(asyncio.Protocol):
             _reset_on_close(transport)
             transport.close()
         self._closed()
+        self._hand_back()
 
     def _closed(self) -> None:
         if self.state != CLOSED:
@@ -142,20 +187,28 @@ class Connection(asyncio.Protocol):
                 self.close()
             return
         try:
-            response = self.reader.feed(data)
+            responses = self.reader.feed_all(data)
         except RequestError as exc:
             self.abort(exc.reason, str(exc))
             return
-        if response is not None:
+        for response in responses:
             self._complete(response)
 
     def _complete(self, response: Response) -> None:
-        job, self.job = self.job, None
+        job = self.job
         self.served += 1
-        if response.keep_alive:
-            self.state = IDLE
+        if self.behind:
+            self.job, self.deadline = self.behind.popleft()
+            if not response.keep_alive:
+                self.close()  # hands back the rest; the oldest, too:
+                self.owner.on_unanswered(self, self.job)
+                self.job = None
         else:
-            self.close()
+            self.job = None
+            if response.keep_alive:
+                self.state = IDLE
+            else:
+                self.close()
         self.owner.on_response(self, job, response)
 
     def eof_received(self) -> bool | None:
@@ -165,6 +218,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != BUSY or self.job is None:
             self._closed()
+            self._hand_back()
             return
         try:
             response = self.reader.eof()
@@ -172,13 +226,17 @@ class Connection(asyncio.Protocol):
             job, self.job = self.job, None
             self._closed()
             self.owner.on_failure(self, job, "protocol", str(perr))
+            self._hand_back()
             return
         if response is not None:
             self._complete(response)
+            self._closed()
+            self._hand_back()
             return
         job, self.job = self.job, None
         self._closed()
         self.owner.on_failure(self, job, reason_for(exc), _describe(exc) or "connection closed")
+        self._hand_back()
 
     @property
     def received_any(self) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ._connection import IDLE, Connection
+from ._connection import BUSY, IDLE, Connection
 from ._extract import Extractor
 from ._http import Response
 from ._limits import AdaptiveLimit, FixedLimit, RateMeter
@@ -37,6 +37,7 @@ from ._settings import Retry, Timeouts
 __all__ = ["WAIT", "Engine", "InputProblem", "row_id"]
 
 _RETRY_ANY_METHOD = frozenset({429, 503})  # the server says it did not process the request
+_new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
 
 
 class InputProblem:
@@ -181,6 +182,8 @@ class Engine:
         skip: Callable[[str], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
+        pipeline: int = 16,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -215,6 +218,20 @@ class Engine:
         self.order_window = order_window or max(1024, 64 * most)
         self._verify = verify
         self.pool = Pool(most)
+        # Pipelining (see _tick and _pipeline_onto): when this process's CPU is
+        # the bottleneck, stop opening connections and queue up to ``pipeline``
+        # GET requests on each open one, which saves system calls and wake-ups.
+        self.pipeline = max(1, pipeline)
+        self.cpu_clock = cpu_clock
+        self.pipelining = False
+        self._conn_cap = most
+        self._capacity = float("inf")  # most requests in flight the connections can take
+        self._depth = 1  # requests per unit of the adaptive limit (pipeline when pipelining)
+        self._cpu_mark = (0.0, 0.0)
+        self._cpu_streak = 0
+        self._pump_soon = False
+        self._unflushed: list[Connection] = []
+        self._answered: Connection | None = None  # the connection that answered last
         self.stats = Stats(clock)
         self._items: Iterator[Item] = iter(())
         self._exhausted = False
@@ -243,6 +260,7 @@ class Engine:
         self._items = items
         self.stats = Stats(self.clock, total)
         self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
+        self._cpu_mark = (self.clock(), self.cpu_clock())
         try:
             self._pump()
             await self._done
@@ -305,6 +323,8 @@ class Engine:
         now = self.clock()
         for conn in [c for c in self._busy if c.deadline < now]:
             conn.abort("timeout", "no complete answer in time")
+        if self.pipeline > 1:
+            self._watch_cpu(now)
         if self.on_tick is not None:
             self.stats.concurrency = self._inflight
             self.stats.limit = self.limiter.limit
@@ -315,6 +335,42 @@ class Engine:
                 return
         assert self._loop is not None
         self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
+
+    #: CPU share of one core above which the client is the bottleneck, and below
+    #: which it is no longer; each must hold for CPU_TICKS sweeps in a row.
+    CPU_BOUND, CPU_FREE, CPU_TICKS = 0.85, 0.5, 3
+
+    def _watch_cpu(self, now: float) -> None:
+        """Turn pipelining on while this process's own CPU limits the run.
+
+        On a fast local server the client spends a core on system calls and
+        bookkeeping while the server idles; more connections cannot help, but
+        several requests per write and several answers per read can. On a slow
+        or remote server the client idles, and nothing changes.
+        """
+        wall0, cpu0 = self._cpu_mark
+        cpu = self.cpu_clock()
+        if now - wall0 < 0.05:
+            return
+        self._cpu_mark = (now, cpu)
+        busy = (cpu - cpu0) / (now - wall0)
+        switch = busy < self.CPU_FREE if self.pipelining else busy >= self.CPU_BOUND
+        self._cpu_streak = self._cpu_streak + 1 if switch else 0
+        if self._cpu_streak < self.CPU_TICKS:
+            return
+        self._cpu_streak = 0
+        self.pipelining = not self.pipelining
+        if self.pipelining:
+            self._conn_cap = max(1, self.pool.open)
+            self._capacity = self._conn_cap * self.pipeline
+            # The adaptive limit now counts connections' worth of requests: each
+            # carries up to ``pipeline``. A fixed -c stays requests in flight.
+            self._depth = self.pipeline if isinstance(self.limiter, AdaptiveLimit) else 1
+        else:
+            self._conn_cap = self.pool.limit
+            self._capacity = float("inf")
+            self._depth = 1
+        self._pump()
 
     def _fail(self, exc: BaseException) -> None:
         self._failure = exc
@@ -385,7 +441,11 @@ class Engine:
     def _pump(self) -> None:
         limiter, rate = self.limiter, self.rate
         try:
-            while self._inflight < limiter.limit and not self._paused:
+            while (
+                self._inflight < limiter.limit * self._depth
+                and self._inflight < self._capacity
+                and not self._paused
+            ):
                 if rate is not None or self._hold_until:
                     now = self.clock()
                     wait = max(rate.wait(now) if rate else 0.0, self._hold_until - now)
@@ -430,6 +490,11 @@ class Engine:
                 job, job.prepared.data, job.prepared.method == "HEAD", now + self.timeouts.total
             )
             return
+        if self.pool.open >= self._conn_cap and job.free_retry:
+            busy = self._pipeline_onto(job)
+            if busy is not None:
+                busy.pipeline(job, job.prepared.data, now + self.timeouts.total)
+                return
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body)
         conn.job = job
@@ -439,7 +504,78 @@ class Engine:
         assert self._loop is not None
         conn.open(self._loop, self._verify)
 
+    def _pipeline_onto(self, job: Job) -> Connection | None:
+        """The busy connection with the fewest requests queued that may take ``job``.
+
+        Pipelined: GET requests without a body, on connections that have
+        answered before (so the server keeps connections alive), behind
+        anything but a HEAD request.
+        """
+        prepared = job.prepared
+        if prepared.method != "GET" or not prepared.data.endswith(b"\r\n\r\n"):
+            return None
+        most = self.pipeline - 1
+        hint = self._answered
+        if (
+            hint is not None
+            and hint.state == BUSY
+            and len(hint.behind) < most
+            and hint.origin == prepared.origin
+            and hint.job is not None
+            and hint.job.prepared.method == "GET"
+        ):
+            return hint  # the connection that just answered has room: the usual case
+        best: Connection | None = None
+        for conn in self._busy:
+            queued = len(conn.behind)
+            if (
+                queued < most
+                and conn.state == BUSY
+                and conn.served
+                and conn.origin == prepared.origin
+                and conn.job is not None
+                and conn.job.prepared.method == "GET"
+                and (best is None or queued < len(best.behind))
+            ):
+                best = conn
+                if not queued:
+                    break
+        return best
+
     # -- connection callbacks (Owner protocol) --------------------------------
+
+    def on_unanswered(self, conn: Connection, job: Job) -> None:
+        """A pipelined request the connection lost before its answer: send it again.
+
+        The server did not answer it (it closed the connection, or the request
+        ahead of it failed), so this does not count as an attempt.
+        """
+        self._inflight -= 1
+        job.attempts -= 1
+        if self._stopping:
+            self._give_up(job, None, "cancelled")
+            self._check_done()
+            return
+        self._ready.appendleft(job)
+        if not self._pump_soon and self._loop is not None:
+            self._pump_soon = True
+            self._loop.call_soon(self._pump_later_soon)
+
+    def flush_later(self, conn: Connection) -> None:
+        """Pipelined requests are written once per loop turn, together (Owner protocol)."""
+        if not self._unflushed:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+        self._unflushed.append(conn)
+
+    def _flush(self) -> None:
+        unflushed, self._unflushed = self._unflushed, []
+        for conn in unflushed:
+            conn.flush()
+
+    def _pump_later_soon(self) -> None:
+        self._pump_soon = False
+        self._pump()
 
     def on_connected(self, conn: Connection) -> None:
         job = conn.job
@@ -459,14 +595,22 @@ class Engine:
 
     def on_response(self, conn: Connection, job: Job, response: Response) -> None:
         self._inflight -= 1
-        if conn.state == IDLE:
+        state = conn.state
+        if state == IDLE:
             self._busy.discard(conn)
             self.pool.give(conn)
+        elif state == BUSY:
+            self._answered = conn
         status = response.status
         now = self.clock()
         overload = status == 429 or status == 503
         self.limiter.sample(now, now - job.start, overload)
         retryable = status in self.retry.statuses
+        if not (retryable or overload or self.follow_redirects):
+            # The usual answer: nothing to retry, wait for or follow.
+            self._pump()
+            self._finish(job, response, now)
+            return
         read = retryable or overload
         retry_after = retry_after_seconds(response.header("retry-after")) if read else None
         if overload and retry_after:
@@ -609,7 +753,18 @@ class Engine:
             else:
                 fields = {**fields, **parsed} if fields else dict(parsed)
         self._emit(
-            Result(job.id, status, elapsed, job.attempts, error, fields, self._kept(job.row)),
+            _new_result(
+                Result,
+                (
+                    job.id,
+                    status,
+                    elapsed,
+                    job.attempts,
+                    error,
+                    fields,
+                    self._kept(job.row) if self.keep else None,
+                ),
+            ),
             job.seq,
         )
 

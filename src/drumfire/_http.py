@@ -166,9 +166,9 @@ def inspect_head(head: bytes) -> HeadInfo | None:
             if length >= 0 or not value.strip().isdigit():
                 return None
             length = int(value)
-        elif lname in (b"transfer-encoding", b"content-encoding"):
-            return None
-        elif lname == b"connection" and value.strip().lower() != b"keep-alive":
+        elif lname in (b"transfer-encoding", b"content-encoding") or (
+            lname == b"connection" and value.strip().lower() != b"keep-alive"
+        ):
             return None
         elif lname == b"keep-alive" and _LAST.search(value):
             keep_alive = False
@@ -196,25 +196,28 @@ class _Surplus(Exception):
 
 
 class ResponseReader:
-    """Bytes from one connection in, at most one complete :class:`Response` out at a time.
+    """Bytes from one connection in, complete :class:`Response` objects out, in order.
 
-    Usage: call :meth:`expect` before sending each request, then :meth:`feed`
-    with every chunk received until it returns a response; call :meth:`eof`
-    when the peer closes. HTTP pipelining is not used, so only one response is
-    outstanding; bytes beyond it make the connection non-reusable.
+    Usage: call :meth:`expect` before sending each request, then :meth:`feed_all`
+    (or :meth:`feed`) with every chunk received; call :meth:`eof` when the peer
+    closes. Several requests may be outstanding (HTTP pipelining, RFC 9112
+    §9.3.2) as long as none is a HEAD request; their responses come back in
+    order. Bytes beyond the responses expected make the connection
+    non-reusable: the last response gets ``keep_alive = False``.
     """
 
     __slots__ = (
-        "_body",
         "_chunks",
         "_decoder",
         "_done",
         "_encoding",
+        "_expected",
         "_head",
         "_headers",
         "_headers_done",
         "_interim",
         "_last",
+        "_out",
         "_parser",
         "_size",
         "_until_close",
@@ -227,9 +230,13 @@ class ResponseReader:
         self.max_body = max_body
         self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
         self._parser: Any = httptools.HttpResponseParser(self)
+        self._expected = 0  # responses still owed: requests sent and not answered
+        self._out: list[Response] = []
+        self._done: Response | None = None  # the last response returned
         self._reset(False)
 
     def _reset(self, head: bool) -> None:
+        """Per-response state, for the next response on the wire."""
         self._head = head
         self._headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
@@ -240,17 +247,26 @@ class ResponseReader:
         self._until_close = False
         self._last = False
         self._interim = False
-        self._done: Response | None = None
         self.started = False
 
     def expect(self, head: bool = False) -> None:
-        """Prepare for the response to a request; ``head`` for a HEAD request."""
-        self._reset(head)
+        """One more request sent; ``head`` for a HEAD request (never pipelined)."""
+        if self._expected == 0:
+            self._reset(head)
+            self._done = None
+        elif head or self._head:
+            raise ValueError("a HEAD request cannot be pipelined")
+        self._expected += 1
+
+    @property
+    def outstanding(self) -> int:
+        """Responses still expected."""
+        return self._expected
 
     # -- httptools callbacks -------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._done is not None:
+        if self._expected == 0:
             raise _Surplus
         self.started = True
 
@@ -291,7 +307,7 @@ class ResponseReader:
         return False
 
     def on_body(self, body: bytes) -> None:
-        if self._done is not None:  # a body after a HEAD response: not ours
+        if self._expected == 0:  # a body after a HEAD response: not ours
             raise _Surplus
         if self._decoder is not None:
             body = self._decoder.decode(body)
@@ -305,7 +321,7 @@ class ResponseReader:
             self._reset(self._head)
             self.started = True
             return
-        if self._done is None:
+        if self._expected:
             self._finish()
 
     def _finish(self) -> None:
@@ -316,74 +332,108 @@ class ResponseReader:
         keep_alive = not (self._until_close or self._last) and bool(
             self._parser.should_keep_alive()
         )
-        self._done = Response(self._parser.get_status_code(), self._headers, body, keep_alive)
+        self._answer(Response(self._parser.get_status_code(), self._headers, body, keep_alive))
+        if not self._head:
+            self._reset(False)
+
+    def _answer(self, response: Response) -> None:
+        self._out.append(response)
+        self._done = response
+        self._expected -= 1
 
     # -- public --------------------------------------------------------------
 
     def feed(self, data: bytes) -> Response | None:
-        """Parse ``data``; return the response once it is complete.
+        """:meth:`feed_all` for one outstanding request: its response, or None."""
+        out = self.feed_all(data)
+        return out[0] if out else None
+
+    def feed_all(self, data: bytes) -> list[Response]:
+        """Parse ``data``; return the responses it completed, oldest first.
 
         Raises :class:`ProtocolError` on malformed input and
         :class:`BodyTooLarge` past ``max_body``.
         """
-        if self._done is not None:
-            # Bytes after a complete response without a request outstanding:
-            # the connection cannot be trusted for another request.
-            self._done.keep_alive = False
-            return None
+        out: list[Response] = []
+        self._out = out
+        if self._expected == 0:
+            # Bytes with no request outstanding: the connection cannot be
+            # trusted for another request.
+            if self._done is not None:
+                self._done.keep_alive = False
+            return out
         if not self.started and not self._head:
-            # The quick path: one whole plain answer in this chunk (the usual case).
-            end = data.find(b"\r\n\r\n") + 4
-            if end > 4:
-                head = data[:end]
-                heads = self.heads
-                try:
-                    info = heads[head]
-                except KeyError:
-                    if len(heads) >= _HEADS_KEPT:
-                        heads.clear()
-                    info = heads[head] = inspect_head(head)
-                if info is not None and len(data) - end == info[2] <= self.max_body:
-                    self.started = True
-                    self._done = Response(info[0], list(info[1]), data[end:], info[3])
-                    return self._done
+            data = self._quick(data)
+            if not data or self._expected == 0:
+                if data and self._done is not None:
+                    self._done.keep_alive = False  # more than was asked for
+                return out
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             raise ProtocolError("unexpected protocol upgrade") from None
         except httptools.HttpParserError as exc:
             done = self._done
-            if done is not None:
-                # The response was complete; what followed is not ours (garbage,
-                # an unasked-for response, a body after HEAD). Keep the response,
+            if done is not None and self._expected == 0:
+                # Every response was complete; what followed is not ours (garbage,
+                # an unasked-for response, a body after HEAD). Keep the responses,
                 # drop the connection.
                 done.keep_alive = False
                 self._parser = httptools.HttpResponseParser(self)
-                return done
+                return out
             cause = exc.__context__
             if isinstance(cause, (BodyTooLarge, ProtocolError)):
                 raise cause from None
             raise ProtocolError(f"malformed response: {exc}") from None
-        done = self._done
-        if done is not None:
-            if self._head:
-                # httptools cannot be told a response had no body; start afresh.
-                self._parser = httptools.HttpResponseParser(self)
-            return done
-        return None
+        if out and self._head:
+            # httptools cannot be told a response had no body; start afresh.
+            self._parser = httptools.HttpResponseParser(self)
+        return out
+
+    def _quick(self, data: bytes) -> bytes:
+        """Take whole plain answers from the front of ``data``; return the rest.
+
+        The usual answer (see :func:`inspect_head`) comes whole in one chunk:
+        a byte search and a cached look-up replace httptools' callbacks.
+        """
+        heads = self.heads
+        pos = 0
+        size = len(data)
+        while self._expected:
+            end = data.find(b"\r\n\r\n", pos) + 4
+            if end < 4:
+                break
+            head = data[pos:end]
+            try:
+                info = heads[head]
+            except KeyError:
+                if len(heads) >= _HEADS_KEPT:
+                    heads.clear()
+                info = heads[head] = inspect_head(head)
+            if info is None:
+                break
+            stop = end + info[2]
+            if stop > size or info[2] > self.max_body:
+                break
+            self._answer(Response(info[0], list(info[1]), data[end:stop], info[3]))
+            pos = stop
+            if not info[3]:
+                break  # the server closes after this one
+        return data[pos:] if pos else data
 
     def eof(self) -> Response | None:
         """The peer closed: return a close-delimited response, or None.
 
         Raises :class:`ProtocolError` when a response was cut short.
         """
-        if self._done is not None:
+        if self._expected == 0:
             return None
         if self._until_close and self._headers_done:
+            self._out = []
             self._finish()
-            assert self._done is not None
-            self._done.keep_alive = False
-            return self._done
+            done = self._out[0]
+            done.keep_alive = False
+            return done
         if self.started:
             raise ProtocolError("connection closed mid-response")
         return None

@@ -329,15 +329,16 @@ class RequestPlan:
             data = head + b"\r\n"
         return Prepared(origin, data, method, method in IDEMPOTENT_METHODS)
 
-
     def _prepare_fast(self, row: Mapping[str, Any]) -> Prepared:
         """prepare() when only the request target varies: the same bytes, fewer steps."""
-        assert self._fast is not None and self._target_template is not None
+        assert self._fast is not None
+        assert self._target_template is not None
         start, tail, origin, method, idempotent = self._fast
         target = self._target_template.render(row)
         if _UNSAFE_TARGET.search(target) is not None:
             target = quote(target, safe=_SAFE_CHARS)
-        return _new_prepared(Prepared, (origin, (start + target).encode() + tail, method, idempotent))
+        data = (start + target).encode() + tail
+        return _new_prepared(Prepared, (origin, data, method, idempotent))
 
 
 def _header_pairs(

@@ -57,6 +57,9 @@ def output_format_for(path: str, fmt: str | None) -> str:
     raise UsageError(f"cannot tell the output format of {path!r}; say --output-format")
 
 
+_PLAIN = frozenset({str, int, float, type(None)})  # written as they are
+
+
 def _cell(value: Any) -> Any:
     if value is None or type(value) in (str, int, float):
         return value
@@ -105,21 +108,17 @@ class CsvSink:
             early, self._early = self._early, []
             for r in early:
                 self.write(r)
-        row: list[Any] = [
-            result.id,
-            result.status,
-            round(result.elapsed_ms, 3),
-            result.attempts,
-            result.error,
-        ]
-        fields = result.fields
+        id_, status, elapsed, attempts, error, fields, kept = result
+        row: list[Any] = [id_, status, round(elapsed, 3), attempts, error]
         if self._fields:
             if fields is None:
                 row.extend([None] * len(self._fields))
             else:
-                row.extend([_cell(fields.get(f)) for f in self._fields])
+                for f in self._fields:
+                    value = fields.get(f)
+                    row.append(value if type(value) in _PLAIN else _cell(value))
         if self._keep:
-            kept = result.kept or {}
+            kept = kept or {}
             row.extend([_cell(kept.get(k)) for k in self._keep])
         self._writer.writerow(row)
 

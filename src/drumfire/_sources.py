@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -124,7 +124,7 @@ def open_source(path: str, fmt: str | None = None, encoding: str = "utf-8") -> S
     close = raw.close
     try:
         if fmt in ("csv", "tsv"):
-            lines = _decoded(raw, codec, _BAD + "\n")
+            lines = cast(Iterator[str], _decoded(raw, codec, _BAD + "\n"))
             return _csv_source(lines, "\t" if fmt == "tsv" else ",", fmt, total, close)
         if fmt == "jsonl":
             return Source(_jsonl_items(raw, codec), None, fmt, total, close)
@@ -190,7 +190,7 @@ def count_rows(path: str, header: bool) -> int | None:
 
 
 def _csv_source(
-    lines: Iterator[str | None], delimiter: str, fmt: str, total: int | None, close: Any
+    lines: Iterator[str], delimiter: str, fmt: str, total: int | None, close: Any
 ) -> Source:
     # ``lines`` stands an undecodable line for _BAD (see open_source), never None.
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -221,9 +221,11 @@ def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
             for fields in reader:
                 # The usual row first: as many fields as the header, and (for a
                 # one-column file) not blank and not an undecodable line.
-                if len(fields) == width and (width > 1 or fields[0] != _BAD and fields[0].strip()):
+                if len(fields) == width and (
+                    width > 1 or (fields[0] != _BAD and fields[0].strip())
+                ):
                     n += 1
-                    yield n, dict(zip(header, fields))
+                    yield n, dict(zip(header, fields, strict=True))
                     continue
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue  # blank line
@@ -231,8 +233,11 @@ def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
                 if len(fields) == 1 and fields[0] == _BAD:
                     yield n, InputProblem(reader.line_num, "undecodable bytes (say --encoding)")
                 else:
-                    yield n, InputProblem(
-                        reader.line_num, f"expected {width} fields, found {len(fields)}"
+                    yield (
+                        n,
+                        InputProblem(
+                            reader.line_num, f"expected {width} fields, found {len(fields)}"
+                        ),
                     )
             return
         except csv.Error as exc:

@@ -191,6 +191,15 @@ def main() -> None:
     help="Cap for the adaptive concurrency.",
 )
 @click.option(
+    "--pipeline",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="Once drumfire's own CPU limits the run (a fast local server), send up to N "
+    "GET requests on a connection before their answers (HTTP pipelining); 1 turns it off.",
+)
+@click.option(
     "--rate",
     default=None,
     metavar="RATE",
@@ -272,6 +281,7 @@ def run_command(
     concurrency: int | None,
     processes: str,
     max_concurrency: int,
+    pipeline: int,
     rate: str | None,
     retries: int,
     retry_unsafe: bool,
@@ -318,6 +328,7 @@ def run_command(
             max_body=parse_size(max_body),
             ordered=ordered,
             follow_redirects=max_redirects if follow_redirects else 0,
+            pipeline=pipeline,
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
         nprocs = _processes_option(processes, url)

@@ -407,6 +407,12 @@ class Runner:
     def on_response(self, conn: Connection, job: float, response: Response) -> None:
         self.on_status(conn, job, response.status)
 
+    def on_unanswered(self, conn: Connection, job: float) -> None:
+        raise AssertionError("bench never pipelines")  # pragma: no cover
+
+    def flush_later(self, conn: Connection) -> None:
+        raise AssertionError("bench never pipelines")  # pragma: no cover
+
     def on_status(self, conn: Connection, job: float, status: int) -> None:
         now = self.clock()
         if (
