@@ -66,6 +66,9 @@ class Connection(asyncio.Protocol):
         self.connecting: asyncio.Future[Any] | None = None
         self.behind: collections.deque[tuple[Any, float]] = collections.deque()
         self.unsent: list[bytes] = []  # pipelined requests waiting for flush()
+        # Requests the server will still answer here (its last "Keep-Alive: max"),
+        # counting those in flight; None: it did not say.
+        self.left: int | None = None
 
     # -- owner side ----------------------------------------------------------
 
@@ -115,6 +118,17 @@ class Connection(asyncio.Protocol):
     def in_flight(self) -> int:
         """Requests sent on this connection and not answered yet."""
         return (self.job is not None) + len(self.behind)
+
+    @property
+    def may_pipeline(self) -> bool:
+        """Room for one more request behind those in flight, as far as the server said.
+
+        A server that announced it closes after K more answers gets at most K
+        requests: more would be read by nobody, and a close with unread data
+        is a reset, which may cost the last answer too.
+        """
+        left = self.left
+        return left is None or len(self.behind) + 2 <= left
 
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the job in it is reported failed."""
@@ -197,6 +211,8 @@ class Connection(asyncio.Protocol):
     def _complete(self, response: Response) -> None:
         job = self.job
         self.served += 1
+        if response.left is not None:
+            self.left = response.left
         if self.behind:
             self.job, self.deadline = self.behind.popleft()
             if not response.keep_alive:

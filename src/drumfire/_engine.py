@@ -339,6 +339,7 @@ class Engine:
     #: CPU share of one core above which the client is the bottleneck, and below
     #: which it is no longer; each must hold for CPU_TICKS sweeps in a row.
     CPU_BOUND, CPU_FREE, CPU_TICKS = 0.85, 0.5, 3
+    CPU_SPAN = 0.05  # seconds: the shortest span a CPU share is measured over
 
     def _watch_cpu(self, now: float) -> None:
         """Turn pipelining on while this process's own CPU limits the run.
@@ -350,7 +351,7 @@ class Engine:
         """
         wall0, cpu0 = self._cpu_mark
         cpu = self.cpu_clock()
-        if now - wall0 < 0.05:
+        if now - wall0 < self.CPU_SPAN:
             return
         self._cpu_mark = (now, cpu)
         busy = (cpu - cpu0) / (now - wall0)
@@ -493,6 +494,7 @@ class Engine:
         if self.pool.open >= self._conn_cap and job.free_retry:
             busy = self._pipeline_onto(job)
             if busy is not None:
+                self.stats.pipelined += 1
                 busy.pipeline(job, job.prepared.data, now + self.timeouts.total)
                 return
         self.pool.make_room()
@@ -520,6 +522,7 @@ class Engine:
             hint is not None
             and hint.state == BUSY
             and len(hint.behind) < most
+            and hint.may_pipeline
             and hint.origin == prepared.origin
             and hint.job is not None
             and hint.job.prepared.method == "GET"
@@ -532,6 +535,7 @@ class Engine:
                 queued < most
                 and conn.state == BUSY
                 and conn.served
+                and conn.may_pipeline
                 and conn.origin == prepared.origin
                 and conn.job is not None
                 and conn.job.prepared.method == "GET"

@@ -26,7 +26,13 @@ from ._errors import BodyTooLarge, ProtocolError
 
 __all__ = ["Response", "ResponseReader", "encode_request_head"]
 
-_LAST = re.compile(rb"max\s*=\s*1(?!\d)", re.IGNORECASE)
+_MAX = re.compile(rb"max\s*=\s*(\d{1,9})", re.IGNORECASE)
+
+
+def _answers_left(keep_alive: bytes) -> int | None:
+    """From ``Keep-Alive: timeout=5, max=K``: how many answers may follow this one (K-1)."""
+    found = _MAX.search(keep_alive)
+    return int(found.group(1)) - 1 if found else None
 
 
 class Response:
@@ -36,15 +42,23 @@ class Response:
     case-insensitive lookup.
     """
 
-    __slots__ = ("body", "headers", "keep_alive", "status")
+    __slots__ = ("body", "headers", "keep_alive", "left", "status")
 
     def __init__(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+        left: int | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.keep_alive = keep_alive
+        # Answers the server said (Keep-Alive: max=K) it will still give on this
+        # connection after this one; None when it did not say.
+        self.left = left
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -131,8 +145,9 @@ class _Decoder:
         return out
 
 
-#: (status, headers, Content-Length, keep-alive) of a header block the quick path takes.
-HeadInfo = tuple[int, tuple[tuple[bytes, bytes], ...], int, bool]
+#: (status, headers, Content-Length, keep-alive, answers left) of a header block the
+#: quick path takes.
+HeadInfo = tuple[int, tuple[tuple[bytes, bytes], ...], int, bool, int | None]
 _HEADS_KEPT = 256  # distinct header blocks remembered (answers differ mostly by Date)
 
 
@@ -159,7 +174,7 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     if status < 200 or status in (204, 304) or not parser.should_keep_alive():
         return None
     length = -1
-    keep_alive = True
+    left: int | None = None
     for name, value in probe.headers:
         lname = name.lower()
         if lname == b"content-length":
@@ -170,11 +185,11 @@ def inspect_head(head: bytes) -> HeadInfo | None:
             lname == b"connection" and value.strip().lower() != b"keep-alive"
         ):
             return None
-        elif lname == b"keep-alive" and _LAST.search(value):
-            keep_alive = False
+        elif lname == b"keep-alive":
+            left = _answers_left(value)
     if length < 0:
         return None
-    return status, tuple(probe.headers), length, keep_alive
+    return status, tuple(probe.headers), length, left is None or left > 0, left
 
 
 class _HeadProbe:
@@ -217,6 +232,7 @@ class ResponseReader:
         "_headers_done",
         "_interim",
         "_last",
+        "_left",
         "_out",
         "_parser",
         "_size",
@@ -246,6 +262,7 @@ class ResponseReader:
         self._headers_done = False
         self._until_close = False
         self._last = False
+        self._left: int | None = None
         self._interim = False
         self.started = False
 
@@ -275,10 +292,11 @@ class ResponseReader:
         size = len(name)
         if size == 16 and name.lower() == b"content-encoding":
             self._encoding = value if value.strip().lower() not in (b"identity", b"") else None
-        elif size == 10 and name.lower() == b"keep-alive" and _LAST.search(value):
+        elif size == 10 and name.lower() == b"keep-alive":
             # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
             # after this response without saying "Connection: close"; don't reuse it.
-            self._last = True
+            self._left = _answers_left(value)
+            self._last = self._left == 0
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -332,7 +350,8 @@ class ResponseReader:
         keep_alive = not (self._until_close or self._last) and bool(
             self._parser.should_keep_alive()
         )
-        self._answer(Response(self._parser.get_status_code(), self._headers, body, keep_alive))
+        status = self._parser.get_status_code()
+        self._answer(Response(status, self._headers, body, keep_alive, self._left))
         if not self._head:
             self._reset(False)
 
@@ -415,7 +434,7 @@ class ResponseReader:
             stop = end + info[2]
             if stop > size or info[2] > self.max_body:
                 break
-            self._answer(Response(info[0], list(info[1]), data[end:stop], info[3]))
+            self._answer(Response(info[0], list(info[1]), data[end:stop], info[3], info[4]))
             pos = stop
             if not info[3]:
                 break  # the server closes after this one

@@ -109,6 +109,11 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
         f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms",
     ]
+    if s["pipelined"]:
+        lines.append(
+            f"  pipelined: {s['pipelined']:,} requests went behind others on a busy "
+            "connection (drumfire's CPU was the limit)"
+        )
     if s["skipped"]:
         lines.append(f"  resumed: {s['skipped']:,} rows were already in the output")
     if s["duplicate_ids"]:

@@ -89,6 +89,7 @@ class Stats:
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
+        self.pipelined = 0  # requests sent behind others on a busy connection
 
     def add(self, result: Result) -> None:
         self.done += 1
@@ -158,4 +159,5 @@ class Stats:
             "stopped": self.stopped,
             "skipped": self.skipped,
             "duplicate_ids": self.duplicates,
+            "pipelined": self.pipelined,
         }

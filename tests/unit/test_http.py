@@ -568,3 +568,96 @@ def test_encode_request_head_matches_request_plan() -> None:
     assert prepared.data == encode_request_head(
         "GET", "/x?y=1", "example.com:8080", [("User-Agent", USER_AGENT), ("Accept", "*/*")]
     )
+
+
+# -- pipelining and the quick path -------------------------------------------------
+
+
+def pipelined(reader: ResponseReader, count: int) -> None:
+    for _ in range(count):
+        reader.expect()
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_pipelined_responses_come_back_in_order_however_split(size: int) -> None:
+    # Plain answers (the quick path) and chunked or gzipped ones (httptools) mixed.
+    wire = [
+        response_bytes(b'{"n":0}', b"Content-Type: application/json"),
+        chunked_bytes(b'{"n":', b"1}"),
+        response_bytes(b'{"n":2}'),
+        response_bytes(gzip.compress(b'{"n":3}'), b"Content-Encoding: gzip"),
+        response_bytes(b'{"n":4}', b"Keep-Alive: timeout=5, max=9"),
+    ]
+    reader = ResponseReader()
+    pipelined(reader, len(wire))
+    data = b"".join(wire)
+    got: list[Response] = []
+    for i in range(0, len(data), size):
+        got.extend(reader.feed_all(data[i : i + size]))
+    assert [orjson.loads(r.body)["n"] for r in got] == [0, 1, 2, 3, 4]
+    assert all(r.keep_alive for r in got)
+    assert [r.left for r in got] == [None, None, None, None, 8]
+    assert reader.outstanding == 0
+
+
+def test_quick_path_gives_the_same_response_as_the_full_parser() -> None:
+    data = response_bytes(PAYLOAD, b"Server: nginx", b"Content-Type: application/json")
+    quick = ResponseReader()
+    quick.expect()
+    full = ResponseReader()
+    full.expect()
+    a = quick.feed(data)  # one chunk: the quick path
+    b = feed_pieces(full, data, 5)[0]  # byte runs: httptools
+    assert a is not None
+    assert (a.status, a.headers, a.body, a.keep_alive) == (b.status, b.headers, b.body, True)
+    assert quick.heads  # the header block was inspected once and remembered
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"Connection: close",
+        b"Transfer-Encoding: chunked",
+        b"Content-Encoding: gzip",
+        b"Keep-Alive: timeout=5, max=1",
+    ],
+)
+def test_quick_path_leaves_unusual_answers_to_the_full_parser(extra: bytes) -> None:
+    from drumfire._http import inspect_head
+
+    data = response_bytes(b"abc", extra)
+    info = inspect_head(data[: data.index(b"\r\n\r\n") + 4])
+    if extra.startswith(b"Keep-Alive"):
+        assert info is not None
+        assert (info[3], info[4]) == (False, 0)  # the server closes after this answer
+    else:
+        assert info is None
+
+
+def test_bytes_beyond_the_pipelined_responses_spoil_the_connection() -> None:
+    reader = ResponseReader()
+    pipelined(reader, 2)
+    got = reader.feed_all(response_bytes(b"a") + response_bytes(b"b") + response_bytes(b"c"))
+    assert [r.body for r in got] == [b"a", b"b"]
+    assert not got[-1].keep_alive
+
+
+def test_a_head_request_is_never_pipelined() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ValueError, match="HEAD"):
+        reader.expect(head=True)
+    reader = ResponseReader()
+    reader.expect(head=True)
+    with pytest.raises(ValueError, match="HEAD"):
+        reader.expect()
+
+
+def test_a_close_mid_pipeline_is_reported_for_the_oldest_only() -> None:
+    reader = ResponseReader()
+    pipelined(reader, 3)
+    got = reader.feed_all(response_bytes(b"a") + b"HTTP/1.1 200 OK\r\nContent-Le")
+    assert [r.body for r in got] == [b"a"]
+    assert reader.outstanding == 2
+    with pytest.raises(ProtocolError, match="mid-response"):
+        reader.eof()

@@ -1,0 +1,162 @@
+"""HTTP pipelining: the engine queues GET requests on busy connections once its own
+CPU limits the run. Here a CPU clock that runs as fast as the wall clock makes the
+engine believe it is CPU-bound, so pipelining starts within a few sweeps, and real
+servers on 127.0.0.1 answer: a scripted raw-socket server (closing after N answers
+like osrm-routed, or resetting connections) and a real osrm-routed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from servers import Action, ScriptedServer, reset, respond
+
+from drumfire import Result, Retry
+from drumfire._api import make_job
+from drumfire._engine import Engine
+from drumfire._result import Stats
+from drumfire._sources import rows_source
+from drumfire._testing.osrm import OsrmServer, random_pairs, route_path
+
+FAST = Retry(retries=3, backoff=0.01)
+
+
+def run_engine(
+    rows: list[dict[str, str]],
+    url: str,
+    *,
+    cpu_bound: bool = True,
+    **kwargs: Any,
+) -> tuple[list[Result], Stats, Engine]:
+    kwargs.setdefault("retry", FAST)
+    kwargs.setdefault("timeout", 5.0)
+    job = make_job(url, **kwargs)
+    source = rows_source(rows)
+    results: list[Result] = []
+    # CPU time that passes as fast as wall time: a client using a whole core.
+    cpu: Callable[[], float] = time.perf_counter if cpu_bound else (lambda: 0.0)
+    engine = job.engine(source, results.append, cpu_clock=cpu, tick_interval=0.005)
+    engine.CPU_TICKS = 1
+    engine.CPU_SPAN = 0.005
+    stats = asyncio.run(engine.run(source.items, source.total))
+    return results, stats, engine
+
+
+def by_id(results: list[Result]) -> dict[str, Result]:
+    counts = Counter(r.id for r in results)
+    assert all(n == 1 for n in counts.values()), counts.most_common(3)
+    return {r.id: r for r in results}
+
+
+def rows(n: int) -> list[dict[str, str]]:
+    return [{"id": f"r{i}", "n": str(i)} for i in range(n)]
+
+
+def echo_n(index: int, method: str, target: str, headers: dict[str, str], body: bytes) -> Action:
+    # The answer names the request it answers: a mix-up would show in the rows.
+    return respond(200, {"n": int(target.rsplit("/", 1)[1]), "method": method})
+
+
+def check_answers(results: list[Result], n: int) -> dict[str, Result]:
+    got = by_id(results)
+    assert set(got) == {f"r{i}" for i in range(n)}
+    for rid, r in got.items():
+        assert (r.status, r.error) == (200, ""), r
+        assert r.fields == {"n": int(rid[1:])}, r  # each answer went to its own row
+    return got
+
+
+def test_pipelined_answers_reach_their_rows_through_silent_closes() -> None:
+    # Like osrm-routed: every connection closes after its 40th answer, which says
+    # "Keep-Alive: max=1"; the requests queued behind it are sent again elsewhere.
+    n = 3000
+    with ScriptedServer(echo_n, max_requests=40, keep_alive_header=True) as server:
+        results, stats, engine = run_engine(rows(n), server.url("/item/{n}"), extract={"n": "n"})
+        served = len(server.requests)
+    got = check_answers(results, n)
+    assert engine.pipelining
+    assert stats.pipelined > 0
+    # Re-sent requests the server never answered do not count as attempts.
+    assert all(r.attempts == 1 for r in got.values())
+    assert stats.requests == n
+    assert served >= n  # some queued requests were read by the server but not answered
+
+
+def test_requests_queued_behind_a_reset_are_sent_again() -> None:
+    n = 1500
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        if index % 97 == 50:
+            return reset()
+        return echo_n(index, method, target, headers, body)
+
+    with ScriptedServer(handler) as server:
+        results, stats, _ = run_engine(rows(n), server.url("/item/{n}"), extract={"n": "n"})
+    got = check_answers(results, n)
+    assert stats.pipelined > 0
+    # The row whose request met the reset used a retry; the ones queued behind it
+    # were never answered and went again without counting.
+    assert Counter(r.attempts for r in got.values()).keys() <= {1, 2}
+    assert stats.requests == sum(r.attempts for r in got.values())
+
+
+def test_post_requests_are_never_pipelined() -> None:
+    n = 400
+    with ScriptedServer(echo_n) as server:
+        results, stats, _ = run_engine(
+            rows(n), server.url("/item/{n}"), method="POST", data='{{"x": {n}}}', extract={"n": "n"}
+        )
+    check_answers(results, n)
+    assert stats.pipelined == 0
+
+
+def test_no_pipelining_while_the_cpu_is_not_the_limit() -> None:
+    n = 400
+    with ScriptedServer(echo_n) as server:
+        results, stats, engine = run_engine(
+            rows(n), server.url("/item/{n}"), cpu_bound=False, extract={"n": "n"}
+        )
+    check_answers(results, n)
+    assert not engine.pipelining
+    assert stats.pipelined == 0
+
+
+def test_pipeline_1_turns_it_off() -> None:
+    n = 400
+    with ScriptedServer(echo_n) as server:
+        results, stats, _ = run_engine(
+            rows(n), server.url("/item/{n}"), pipeline=1, extract={"n": "n"}
+        )
+    check_answers(results, n)
+    assert stats.pipelined == 0
+
+
+@pytest.mark.osrm
+def test_pipelined_run_against_osrm_matches_direct_queries(osrm_server: OsrmServer) -> None:
+    from test_run_osrm import direct_answers
+
+    pairs = random_pairs(1500, seed=11)
+    url = osrm_server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}?overview=false"
+    results, stats, _ = run_engine(
+        pairs,
+        url,
+        extract={"code": "code", "duration": "routes[0].duration"},
+        concurrency=None,
+        max_concurrency=4,
+    )
+    assert stats.pipelined > 0
+    got = by_id(results)
+    answers, _ = direct_answers(osrm_server.port, [route_path(p) for p in pairs])
+    for pair, (status, body) in zip(pairs, answers, strict=True):
+        row = got[pair["id"]]
+        assert (row.status, row.error, row.attempts) == (status, "", 1), (pair, row)
+        assert row.fields is not None
+        assert row.fields["code"] == body["code"]
+        expected = body["routes"][0]["duration"] if body.get("routes") else None
+        assert row.fields["duration"] == expected
