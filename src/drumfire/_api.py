@@ -189,7 +189,7 @@ _DOC_ARGS = """
         retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this
-            process's CPU limits the run (1: never pipeline). See the CLI.
+            engine's CPU limits the run (1: never pipeline). See the CLI.
 """
 
 

@@ -84,14 +84,24 @@ class Connection(asyncio.Protocol):
         self.connecting = fut
         fut.add_done_callback(self.connect_done)
 
-    def send(self, job: Any, data: bytes, head: bool, deadline: float) -> None:
-        """Write one request on an IDLE connection; the response comes back via the owner."""
+    def send(
+        self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False
+    ) -> None:
+        """Write one request on an IDLE connection; the response comes back via the owner.
+
+        ``later``: write it with the owner's next flush (see :meth:`pipeline`).
+        """
         assert self.transport is not None
         self.job = job
         self.deadline = deadline
         self.state = BUSY
         self.reader.expect(head)
-        self.transport.write(data)
+        if later:
+            if not self.unsent:
+                self.owner.flush_later(self)
+            self.unsent.append(data)
+        else:
+            self.transport.write(data)
 
     def pipeline(self, job: Any, data: bytes, deadline: float) -> None:
         """Write one more request on a BUSY connection, behind those in flight.

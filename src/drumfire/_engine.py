@@ -183,7 +183,7 @@ class Engine:
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
         pipeline: int = 16,
-        cpu_clock: Callable[[], float] = time.process_time,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -198,6 +198,7 @@ class Engine:
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
+        self._prepare = plan.preparer()
         self.on_result = on_result
         self.extractor = extractor if extractor else None
         self.parse = parse
@@ -218,7 +219,8 @@ class Engine:
         self.order_window = order_window or max(1024, 64 * most)
         self._verify = verify
         self.pool = Pool(most)
-        # Pipelining (see _tick and _pipeline_onto): when this process's CPU is
+        # Pipelining (see _tick and _pipeline_onto): when the CPU of the thread
+        # running this engine (its event loop; not a server in the same process) is
         # the bottleneck, stop opening connections and queue up to ``pipeline``
         # GET requests on each open one, which saves system calls and wake-ups.
         self.pipeline = max(1, pipeline)
@@ -342,7 +344,7 @@ class Engine:
     CPU_SPAN = 0.05  # seconds: the shortest span a CPU share is measured over
 
     def _watch_cpu(self, now: float) -> None:
-        """Turn pipelining on while this process's own CPU limits the run.
+        """Turn pipelining on while the engine's own CPU (its thread's) limits the run.
 
         On a fast local server the client spends a core on system calls and
         bookkeeping while the server idles; more connections cannot help, but
@@ -403,7 +405,12 @@ class Engine:
                     Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}"), seq
                 )
                 continue
-            id_ = self._row_id(row, line)
+            # row_id(), inlined: this runs once per row.
+            column = self.id_column
+            if column is not None and (value := row.get(column)) is not None and value != "":
+                id_ = value if type(value) is str else str(value)
+            else:
+                id_ = str(line)
             if self.duplicates is not None and self.duplicates.add(id_):
                 self.stats.duplicates += 1
             if self.skip is not None and self.skip(id_):
@@ -411,7 +418,7 @@ class Engine:
                 self._skip_seq(seq)
                 continue
             try:
-                prepared = self.plan.prepare(row)
+                prepared = self._prepare(row)
             except KeyError as exc:
                 self._emit(
                     Result(
@@ -435,9 +442,6 @@ class Engine:
                 )
                 continue
             return Job(seq, id_, row, prepared)
-
-    def _row_id(self, row: Mapping[str, Any], line: int) -> str:
-        return row_id(row, line, self.id_column)
 
     def _pump(self) -> None:
         limiter, rate = self.limiter, self.rate
@@ -488,7 +492,11 @@ class Engine:
         if conn is not None:
             self._busy.add(conn)
             conn.send(
-                job, job.prepared.data, job.prepared.method == "HEAD", now + self.timeouts.total
+                job,
+                job.prepared.data,
+                job.prepared.method == "HEAD",
+                now + self.timeouts.total,
+                self.pipelining,  # then all writes of a loop turn go out together
             )
             return
         if self.pool.open >= self._conn_cap and job.free_retry:
@@ -807,7 +815,8 @@ class Engine:
 
     def _check_done(self) -> None:
         if (
-            self._exhausted
+            self._inflight == 0
+            and self._exhausted
             and self._inflight == 0
             and self._waiting == 0
             and not self._ready

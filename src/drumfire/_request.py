@@ -10,7 +10,7 @@ escaped by us, so a value can never be interpreted.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -296,8 +296,6 @@ class RequestPlan:
         Raises KeyError (missing column) or ValueError (bad URL, method or
         header after substitution); the engine turns both into error rows.
         """
-        if self._fast is not None:
-            return self._prepare_fast(row)
         if self.method.is_static:
             method = self.method.source
         else:
@@ -328,6 +326,10 @@ class RequestPlan:
         else:
             data = head + b"\r\n"
         return Prepared(origin, data, method, method in IDEMPOTENT_METHODS)
+
+    def preparer(self) -> Callable[[Mapping[str, Any]], Prepared]:
+        """:meth:`prepare`, or its shorter twin when this plan allows it (same bytes)."""
+        return self._prepare_fast if self._fast is not None else self.prepare
 
     def _prepare_fast(self, row: Mapping[str, Any]) -> Prepared:
         """prepare() when only the request target varies: the same bytes, fewer steps."""

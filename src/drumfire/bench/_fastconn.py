@@ -108,7 +108,10 @@ class BenchConnection(Connection):
         # reset (and fed) when the fast path declines, which keeps send() cheap.
         self.fresh = True
 
-    def send(self, job: Any, data: bytes, head: bool, deadline: float) -> None:
+    def send(
+        self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False
+    ) -> None:
+        # ``later`` (the run engine's pipelining) never comes from the bench runner.
         transport = self.transport
         assert transport is not None
         self.job = job
