@@ -93,8 +93,7 @@ def test_requests_queued_behind_a_reset_are_sent_again() -> None:
     def handler(
         index: int, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> Action:
-        # Reset some connections, never twice on the same request: a row meets at
-        # most one reset, so each row ends with one or two attempts.
+        # Reset some connections, never twice on the same request.
         if index % 97 == 50 and target not in was_reset:
             was_reset.add(target)
             return reset()
@@ -104,9 +103,9 @@ def test_requests_queued_behind_a_reset_are_sent_again() -> None:
         results, stats, _ = run_engine(rows(n), server.url("/item/{n}"), extract={"n": "n"})
     got = check_answers(results, n)
     assert stats.pipelined > 0
-    # The row whose request met the reset used a retry; the ones queued behind it
-    # were never answered and went again without counting.
-    assert Counter(r.attempts for r in got.values()).keys() <= {1, 2}
+    # A reset can also swallow answers already sent on that connection, so a row may
+    # need more than one retry; none fails, and attempts add up to the requests sent.
+    assert any(r.attempts > 1 for r in got.values())
     assert stats.requests == sum(r.attempts for r in got.values())
 
 
