@@ -84,9 +84,7 @@ class Connection(asyncio.Protocol):
         self.connecting = fut
         fut.add_done_callback(self.connect_done)
 
-    def send(
-        self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False
-    ) -> None:
+    def send(self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False) -> None:
         """Write one request on an IDLE connection; the response comes back via the owner.
 
         ``later``: write it with the owner's next flush (see :meth:`pipeline`).
@@ -97,9 +95,7 @@ class Connection(asyncio.Protocol):
         self.state = BUSY
         self.reader.expect(head)
         if later:
-            if not self.unsent:
-                self.owner.flush_later(self)
-            self.unsent.append(data)
+            self._write_later(data)
         else:
             self.transport.write(data)
 
@@ -113,6 +109,9 @@ class Connection(asyncio.Protocol):
         assert self.state == BUSY
         self.behind.append((job, deadline))
         self.reader.expect(False)
+        self._write_later(data)
+
+    def _write_later(self, data: bytes) -> None:
         if not self.unsent:
             self.owner.flush_later(self)
         self.unsent.append(data)
@@ -123,11 +122,6 @@ class Connection(asyncio.Protocol):
         if unsent and self.transport is not None and self.state == BUSY:
             self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
         unsent.clear()
-
-    @property
-    def in_flight(self) -> int:
-        """Requests sent on this connection and not answered yet."""
-        return (self.job is not None) + len(self.behind)
 
     @property
     def may_pipeline(self) -> bool:
@@ -223,18 +217,14 @@ class Connection(asyncio.Protocol):
         self.served += 1
         if response.left is not None:
             self.left = response.left
-        if self.behind:
+        if not response.keep_alive:
+            self.job = None
+            self.close()  # hands back whatever was queued behind
+        elif self.behind:
             self.job, self.deadline = self.behind.popleft()
-            if not response.keep_alive:
-                self.close()  # hands back the rest; the oldest, too:
-                self.owner.on_unanswered(self, self.job)
-                self.job = None
         else:
             self.job = None
-            if response.keep_alive:
-                self.state = IDLE
-            else:
-                self.close()
+            self.state = IDLE
         self.owner.on_response(self, job, response)
 
     def eof_received(self) -> bool | None:
@@ -255,9 +245,7 @@ class Connection(asyncio.Protocol):
             self._hand_back()
             return
         if response is not None:
-            self._complete(response)
-            self._closed()
-            self._hand_back()
+            self._complete(response)  # not keep-alive: closes and hands back
             return
         job, self.job = self.job, None
         self._closed()

@@ -231,7 +231,6 @@ class Engine:
         self._depth = 1  # requests per unit of the adaptive limit (pipeline when pipelining)
         self._cpu_mark = (0.0, 0.0)
         self._cpu_streak = 0
-        self._pump_soon = False
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
         self.stats = Stats(clock)
@@ -405,12 +404,7 @@ class Engine:
                     Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}"), seq
                 )
                 continue
-            # row_id(), inlined: this runs once per row.
-            column = self.id_column
-            if column is not None and (value := row.get(column)) is not None and value != "":
-                id_ = value if type(value) is str else str(value)
-            else:
-                id_ = str(line)
+            id_ = row_id(row, line, self.id_column)
             if self.duplicates is not None and self.duplicates.add(id_):
                 self.stats.duplicates += 1
             if self.skip is not None and self.skip(id_):
@@ -524,35 +518,32 @@ class Engine:
         prepared = job.prepared
         if prepared.method != "GET" or not prepared.data.endswith(b"\r\n\r\n"):
             return None
-        most = self.pipeline - 1
+        origin = prepared.origin
         hint = self._answered
-        if (
-            hint is not None
-            and hint.state == BUSY
-            and len(hint.behind) < most
-            and hint.may_pipeline
-            and hint.origin == prepared.origin
-            and hint.job is not None
-            and hint.job.prepared.method == "GET"
-        ):
+        if hint is not None and self._may_queue(hint, origin):
             return hint  # the connection that just answered has room: the usual case
         best: Connection | None = None
         for conn in self._busy:
-            queued = len(conn.behind)
-            if (
-                queued < most
-                and conn.state == BUSY
-                and conn.served
-                and conn.may_pipeline
-                and conn.origin == prepared.origin
-                and conn.job is not None
-                and conn.job.prepared.method == "GET"
-                and (best is None or queued < len(best.behind))
+            if self._may_queue(conn, origin) and (
+                best is None or len(conn.behind) < len(best.behind)
             ):
                 best = conn
-                if not queued:
+                if not conn.behind:
                     break
         return best
+
+    def _may_queue(self, conn: Connection, origin: Origin) -> bool:
+        """Whether ``conn`` may take one more GET behind those it carries."""
+        head = conn.job
+        return (
+            conn.state == BUSY
+            and len(conn.behind) < self.pipeline - 1
+            and conn.served > 0
+            and conn.may_pipeline
+            and conn.origin == origin
+            and head is not None
+            and head.prepared.method == "GET"
+        )
 
     # -- connection callbacks (Owner protocol) --------------------------------
 
@@ -569,9 +560,7 @@ class Engine:
             self._check_done()
             return
         self._ready.appendleft(job)
-        if not self._pump_soon and self._loop is not None:
-            self._pump_soon = True
-            self._loop.call_soon(self._pump_later_soon)
+        self._pump_later(0.0)
 
     def flush_later(self, conn: Connection) -> None:
         """Pipelined requests are written once per loop turn, together (Owner protocol)."""
@@ -584,10 +573,6 @@ class Engine:
         unflushed, self._unflushed = self._unflushed, []
         for conn in unflushed:
             conn.flush()
-
-    def _pump_later_soon(self) -> None:
-        self._pump_soon = False
-        self._pump()
 
     def on_connected(self, conn: Connection) -> None:
         job = conn.job
@@ -817,7 +802,6 @@ class Engine:
         if (
             self._inflight == 0
             and self._exhausted
-            and self._inflight == 0
             and self._waiting == 0
             and not self._ready
             and self._done is not None

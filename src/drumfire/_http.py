@@ -163,7 +163,7 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     if not head.startswith(b"HTTP/1.1 "):
         return None
     probe = _HeadProbe()
-    parser = httptools.HttpResponseParser(probe)
+    parser = probe.parser = httptools.HttpResponseParser(probe)
     try:
         parser.feed_data(head)
     except httptools.HttpParserError:
@@ -171,7 +171,7 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     if not probe.complete:
         return None
     status = parser.get_status_code()
-    if status < 200 or status in (204, 304) or not parser.should_keep_alive():
+    if status < 200 or status in (204, 304) or not probe.keep_alive:
         return None
     length = -1
     left: int | None = None
@@ -193,17 +193,21 @@ def inspect_head(head: bytes) -> HeadInfo | None:
 
 
 class _HeadProbe:
-    __slots__ = ("complete", "headers")
+    __slots__ = ("complete", "headers", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
+        self.keep_alive = False
+        self.parser: Any = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.complete = True
+        # Asked now: once an empty body completes the message, llhttp says False.
+        self.keep_alive = bool(self.parser.should_keep_alive())
 
 
 class _Surplus(Exception):
@@ -231,7 +235,6 @@ class ResponseReader:
         "_headers",
         "_headers_done",
         "_interim",
-        "_last",
         "_left",
         "_out",
         "_parser",
@@ -261,7 +264,6 @@ class ResponseReader:
         self._decoder: _Decoder | None = None
         self._headers_done = False
         self._until_close = False
-        self._last = False
         self._left: int | None = None
         self._interim = False
         self.started = False
@@ -296,7 +298,6 @@ class ResponseReader:
             # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
             # after this response without saying "Connection: close"; don't reuse it.
             self._left = _answers_left(value)
-            self._last = self._left == 0
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -347,7 +348,7 @@ class ResponseReader:
             raise ProtocolError("truncated compressed body")
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        keep_alive = not (self._until_close or self._last) and bool(
+        keep_alive = not (self._until_close or self._left == 0) and bool(
             self._parser.should_keep_alive()
         )
         status = self._parser.get_status_code()

@@ -661,3 +661,19 @@ def test_a_close_mid_pipeline_is_reported_for_the_oldest_only() -> None:
     assert reader.outstanding == 2
     with pytest.raises(ProtocolError, match="mid-response"):
         reader.eof()
+
+
+def test_quick_path_takes_an_empty_body_too() -> None:
+    # llhttp says "not keep-alive" once an empty body has completed the message;
+    # the head is judged before that.
+    from drumfire._http import inspect_head
+
+    info = inspect_head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert info is not None
+    assert (info[0], info[2], info[3]) == (404, 0, True)
+    reader = ResponseReader()
+    reader.expect()
+    response = reader.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert response is not None
+    assert (response.status, response.body, response.keep_alive) == (404, b"", True)
+    assert reader.heads  # through the quick path

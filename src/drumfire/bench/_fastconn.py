@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._connection import BUSY, IDLE, Connection, Owner
+from .._http import inspect_head as _inspect_head
 
 if TYPE_CHECKING:
     from .._request import Origin
@@ -34,34 +35,22 @@ class BenchOwner(Owner, Protocol):
     def on_status(self, conn: Connection, job: Any, status: int) -> None: ...
 
 
-_LENGTH = b"\r\ncontent-length:"
 _HEADS_KEPT = 256  # distinct header blocks remembered (answers differ mostly by Date)
 
 
 def inspect_head(head: bytes) -> tuple[int, int]:
     """(status, Content-Length) of a header block the fast path may take, else (0, -1).
 
-    Declined: not HTTP/1.1, no Content-Length, any Transfer-Encoding,
-    ``Connection: close`` or ``Keep-Alive`` (the word "close" anywhere, to be
-    safe), and statuses whose responses have no body or are not final.
+    ``head`` ends before the blank line. The judgement is the run engine's
+    (:func:`drumfire._http.inspect_head`: plain HTTP/1.1 answers with one
+    Content-Length), and stricter in one point: any ``Keep-Alive`` header is
+    declined, since the closed-model short cut does not count a server's
+    ``max``.
     """
-    if not head.startswith(b"HTTP/1.1 "):
+    info = _inspect_head(head + b"\r\n\r\n")
+    if info is None or info[4] is not None:
         return 0, -1
-    low = head.lower()
-    at = low.find(_LENGTH)
-    if at < 0 or b"close" in low or b"transfer-encoding" in low or b"\r\nkeep-alive:" in low:
-        return 0, -1
-    if low.find(_LENGTH, at + 1) >= 0:
-        return 0, -1  # two Content-Length headers: let the full parser judge
-    stop = low.find(b"\r", at + 17)
-    value = (low[at + 17 : stop] if stop > 0 else low[at + 17 :]).strip(b" \t")
-    code = head[9:12]
-    if not value.isdigit() or not code.isdigit() or head[12:13] not in (b" ", b"\r", b""):
-        return 0, -1
-    status, length = int(code), int(value)
-    if status < 200 or status in (204, 304):
-        return 0, -1
-    return status, length
+    return info[0], info[2]
 
 
 class Loop:
@@ -108,9 +97,7 @@ class BenchConnection(Connection):
         # reset (and fed) when the fast path declines, which keeps send() cheap.
         self.fresh = True
 
-    def send(
-        self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False
-    ) -> None:
+    def send(self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False) -> None:
         # ``later`` (the run engine's pipelining) never comes from the bench runner.
         transport = self.transport
         assert transport is not None
