@@ -53,7 +53,7 @@ class Job:
     max_body: int = 64 * 1024 * 1024
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
-    pipeline: int = 16  # most GET requests per connection when the client is CPU-bound
+    pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
@@ -140,7 +140,7 @@ def make_job(
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
-    pipeline: int = 16,
+    pipeline: int = 64,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:

@@ -9,7 +9,7 @@ States and what moves a connection between them::
 
 The connection moves bytes between its transport and a sans-I/O
 :class:`~drumfire._http.ResponseReader`, and reports to its owner (the engine)
-through three calls: ``on_connected``, ``on_response`` and ``on_failure``.
+through ``on_connected``, ``on_responses`` and ``on_failure``.
 It creates no task and no timer; deadlines are checked by the owner's
 periodic sweep (one timer for all connections instead of one per request).
 """
@@ -38,7 +38,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 
 class Owner(Protocol):
     def on_connected(self, conn: Connection) -> None: ...
-    def on_response(self, conn: Connection, job: Any, response: Response) -> None: ...
+    def on_responses(self, conn: Connection, answered: list[tuple[Any, Response]]) -> None: ...
     def on_failure(self, conn: Connection, job: Any, reason: str, detail: str) -> None: ...
     def on_closed(self, conn: Connection) -> None: ...
     def on_unanswered(self, conn: Connection, job: Any) -> None: ...
@@ -209,8 +209,31 @@ class Connection(asyncio.Protocol):
         except RequestError as exc:
             self.abort(exc.reason, str(exc))
             return
+        if not responses:
+            return
+        if all(r.keep_alive for r in responses):
+            # The usual case: hand them over together, the connection's state
+            # already moved on.
+            self._answered(responses)
+        else:
+            for response in responses:
+                self._complete(response)
+
+    def _answered(self, responses: list[Response]) -> None:
+        """Responses on a connection that stays open: one call to the owner for all."""
+        behind = self.behind
+        answered: list[tuple[Any, Response]] = []
         for response in responses:
-            self._complete(response)
+            answered.append((self.job, response))
+            if response.left is not None:
+                self.left = response.left
+            if behind:
+                self.job, self.deadline = behind.popleft()
+            else:
+                self.job = None
+                self.state = IDLE
+        self.served += len(responses)
+        self.owner.on_responses(self, answered)
 
     def _complete(self, response: Response) -> None:
         job = self.job
@@ -225,7 +248,7 @@ class Connection(asyncio.Protocol):
         else:
             self.job = None
             self.state = IDLE
-        self.owner.on_response(self, job, response)
+        self.owner.on_responses(self, [(job, response)])
 
     def eof_received(self) -> bool | None:
         # Let the transport close; connection_lost does the bookkeeping.

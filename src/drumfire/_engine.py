@@ -182,7 +182,7 @@ class Engine:
         skip: Callable[[str], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
-        pipeline: int = 16,
+        pipeline: int = 64,
         cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         if concurrency is not None and concurrency < 1:
@@ -233,6 +233,8 @@ class Engine:
         self._cpu_streak = 0
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
+        # Statuses that may need more than writing the row (see _settle).
+        self._special = frozenset(self.retry.statuses) | _RETRY_ANY_METHOD
         self.stats = Stats(clock)
         self._items: Iterator[Item] = iter(())
         self._exhausted = False
@@ -341,6 +343,9 @@ class Engine:
     #: which it is no longer; each must hold for CPU_TICKS sweeps in a row.
     CPU_BOUND, CPU_FREE, CPU_TICKS = 0.85, 0.5, 3
     CPU_SPAN = 0.05  # seconds: the shortest span a CPU share is measured over
+    #: Connections kept while pipelining: a few deep queues mean few, large
+    #: reads and writes (fewer system calls and callbacks per request).
+    PIPELINE_CONNECTIONS = 4
 
     def _watch_cpu(self, now: float) -> None:
         """Turn pipelining on while the engine's own CPU (its thread's) limits the run.
@@ -363,7 +368,7 @@ class Engine:
         self._cpu_streak = 0
         self.pipelining = not self.pipelining
         if self.pipelining:
-            self._conn_cap = max(1, self.pool.open)
+            self._conn_cap = max(1, min(self.pool.open, self.PIPELINE_CONNECTIONS))
             self._capacity = self._conn_cap * self.pipeline
             # The adaptive limit now counts connections' worth of requests: each
             # carries up to ``pipeline``. A fixed -c stays requests in flight.
@@ -482,6 +487,9 @@ class Engine:
         # The free re-send after a stale connection goes on a new one: the
         # other idle connections may be just as stale.
         conn = self.pool.take(origin) if job.free_retry else None
+        while conn is not None and self.pool.open > self._conn_cap:
+            conn.close()  # pipelining: fewer connections, deeper queues
+            conn = self.pool.take(origin)
         job.start = now = self.clock()
         if conn is not None:
             self._busy.add(conn)
@@ -590,24 +598,43 @@ class Engine:
         self.pool.open -= 1
         self._busy.discard(conn)
 
-    def on_response(self, conn: Connection, job: Job, response: Response) -> None:
-        self._inflight -= 1
+    def on_responses(self, conn: Connection, answered: list[tuple[Job, Response]]) -> None:
+        """Answers read in one go from ``conn``, oldest first (Owner protocol)."""
+        self._inflight -= len(answered)
         state = conn.state
         if state == IDLE:
             self._busy.discard(conn)
-            self.pool.give(conn)
+            if self.pool.open > self._conn_cap:
+                conn.close()  # pipelining: fewer connections, deeper queues
+            else:
+                self.pool.give(conn)
         elif state == BUSY:
             self._answered = conn
-        status = response.status
         now = self.clock()
-        overload = status == 429 or status == 503
-        self.limiter.sample(now, now - job.start, overload)
+        sample = self.limiter.sample
+        special = self._special
+        follow = self.follow_redirects
+        usual: list[tuple[Job, Response]] = []
+        for job, response in answered:
+            status = response.status
+            overload = status == 429 or status == 503
+            sample(now, now - job.start, overload)
+            if follow or status in special:
+                self._settle(job, response, overload, now)
+            else:
+                usual.append((job, response))  # nothing to retry, wait for or follow
+        # Put the next requests on the wire first (the first takes this connection,
+        # the most recently idle), then extract and write these rows: the server
+        # works on the next answers while the client does its share.
+        self._pump()
+        finish = self._finish
+        for job, response in usual:
+            finish(job, response, now)
+
+    def _settle(self, job: Job, response: Response, overload: bool, now: float) -> None:
+        """An answer that may mean a retry, a wait or a redirect."""
+        status = response.status
         retryable = status in self.retry.statuses
-        if not (retryable or overload or self.follow_redirects):
-            # The usual answer: nothing to retry, wait for or follow.
-            self._pump()
-            self._finish(job, response, now)
-            return
         read = retryable or overload
         retry_after = retry_after_seconds(response.header("retry-after")) if read else None
         if overload and retry_after:

@@ -193,7 +193,7 @@ def main() -> None:
 @click.option(
     "--pipeline",
     type=click.IntRange(1, 256),
-    default=16,
+    default=64,
     show_default=True,
     metavar="N",
     help="Once drumfire's own CPU limits the run (a fast local server), send up to N "

@@ -140,6 +140,34 @@ def test_pipeline_1_turns_it_off() -> None:
     assert stats.pipelined == 0
 
 
+def test_pipelining_keeps_a_few_connections_with_deep_queues() -> None:
+    # Started with 32 connections; once pipelining, the surplus closes as it falls
+    # idle and the rest carry the requests (fewer, larger reads and writes).
+    n = 4000
+    seen: list[tuple[bool, int]] = []
+    with ScriptedServer(echo_n) as server:
+        job = make_job(server.url("/item/{n}"), extract={"n": "n"}, retry=FAST, concurrency=32)
+        source = rows_source(rows(n))
+        results: list[Result] = []
+        engine = job.engine(
+            source,
+            results.append,
+            cpu_clock=time.perf_counter,
+            tick_interval=0.005,
+            on_tick=lambda _: seen.append((engine.pipelining, engine.pool.open)),
+        )
+        engine.CPU_TICKS = 1
+        engine.CPU_SPAN = 0.005
+        stats = asyncio.run(engine.run(source.items, source.total))
+    check_answers(results, n)
+    assert stats.pipelined > 0
+    assert max(opened for _, opened in seen) > Engine.PIPELINE_CONNECTIONS
+    assert engine._conn_cap <= Engine.PIPELINE_CONNECTIONS
+    assert engine.pool.open == 0  # all closed at the end of the run
+    # While pipelining, no new connection opens, and the surplus goes.
+    assert any(on and opened <= Engine.PIPELINE_CONNECTIONS for on, opened in seen)
+
+
 @pytest.mark.osrm
 def test_pipelined_run_against_osrm_matches_direct_queries(osrm_server: OsrmServer) -> None:
     from test_run_osrm import direct_answers

@@ -171,8 +171,9 @@ class Owner:
     def on_status(self, conn: Any, job: Any, status: int) -> None:
         self.events.append(("fast", status))
 
-    def on_response(self, conn: Any, job: Any, response: Response) -> None:
-        self.events.append(("full", response.status))
+    def on_responses(self, conn: Any, answered: list[tuple[Any, Response]]) -> None:
+        for _job, response in answered:
+            self.events.append(("full", response.status))
 
     def on_failure(self, conn: Any, job: Any, reason: str, detail: str) -> None:
         self.events.append(("failure", reason))

@@ -404,8 +404,9 @@ class Runner:
         self._conns.discard(conn)
         self._pending.pop(conn, None)
 
-    def on_response(self, conn: Connection, job: float, response: Response) -> None:
-        self.on_status(conn, job, response.status)
+    def on_responses(self, conn: Connection, answered: list[tuple[float, Response]]) -> None:
+        for job, response in answered:  # one: bench never pipelines
+            self.on_status(conn, job, response.status)
 
     def on_unanswered(self, conn: Connection, job: float) -> None:
         raise AssertionError("bench never pipelines")  # pragma: no cover
