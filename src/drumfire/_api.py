@@ -24,7 +24,7 @@ from ._loop import new_event_loop
 from ._request import RequestPlan
 from ._result import BASE_COLUMNS, Result
 from ._settings import Retry, Timeouts
-from ._sources import Source, rows_source
+from ._sources import TEXT_FORMATS, Source, rows_source
 
 __all__ = ["Job", "arun", "run", "run_all"]
 
@@ -116,6 +116,7 @@ class Job:
             ordered=self.ordered,
             follow_redirects=self.follow_redirects,
             pipeline=self.pipeline,
+            text_rows=source.fmt in TEXT_FORMATS,
             **kwargs,
         )
 

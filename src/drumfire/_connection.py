@@ -99,17 +99,21 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.write(data)
 
-    def pipeline(self, job: Any, data: bytes, deadline: float) -> None:
-        """Write one more request on a BUSY connection, behind those in flight.
+    def pipeline(self, queued: list[tuple[Any, float]], data: list[bytes]) -> None:
+        """Write more requests on a BUSY connection, behind those in flight.
 
-        Only for requests that are safe to send twice and have no body; the
-        owner decides when (after the connection has answered once).
+        ``queued`` holds (job, deadline) pairs and ``data`` their requests. Only for
+        requests that are safe to send twice and have no body; the owner decides
+        when (after the connection has answered once). They go out with the
+        owner's next flush.
         """
         assert self.transport is not None
         assert self.state == BUSY
-        self.behind.append((job, deadline))
-        self.reader.expect(False)
-        self._write_later(data)
+        self.behind.extend(queued)
+        self.reader.expect(False, len(queued))
+        if not self.unsent:
+            self.owner.flush_later(self)
+        self.unsent.extend(data)
 
     def _write_later(self, data: bytes) -> None:
         if not self.unsent:
@@ -123,16 +127,16 @@ class Connection(asyncio.Protocol):
             self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
         unsent.clear()
 
-    @property
-    def may_pipeline(self) -> bool:
-        """Room for one more request behind those in flight, as far as the server said.
+    def room(self, depth: int) -> int:
+        """How many more requests may queue here, for at most ``depth`` in flight.
 
         A server that announced it closes after K more answers gets at most K
         requests: more would be read by nobody, and a close with unread data
         is a reset, which may cost the last answer too.
         """
         left = self.left
-        return left is None or len(self.behind) + 2 <= left
+        most = depth if left is None or left > depth else left
+        return most - 1 - len(self.behind)
 
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the job in it is reported failed."""

@@ -184,6 +184,7 @@ class Engine:
         follow_redirects: int = 0,
         pipeline: int = 64,
         cpu_clock: Callable[[], float] = time.thread_time,
+        text_rows: bool = False,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -198,7 +199,7 @@ class Engine:
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
-        self._prepare = plan.preparer()
+        self._prepare = plan.preparer(text_rows)
         self.on_result = on_result
         self.extractor = extractor if extractor else None
         self.parse = parse
@@ -459,6 +460,17 @@ class Engine:
                         self._pump_later(wait)
                         break
                     self._hold_until = 0.0
+                elif self.pipelining:
+                    # The usual case while pipelining: fill the connection that
+                    # just answered (else the one with most room), many requests
+                    # in one step.
+                    room = int(min(limiter.limit * self._depth, self._capacity) - self._inflight)
+                    conn = self._answered
+                    if conn is not None and self._fill(conn, room):
+                        continue
+                    conn = self._answered = self._roomiest()
+                    if conn is not None and self._fill(conn, room):
+                        continue
                 job = self._next_job()
                 if job is None:
                     break
@@ -493,6 +505,8 @@ class Engine:
         job.start = now = self.clock()
         if conn is not None:
             self._busy.add(conn)
+            if self.pipelining:
+                self._answered = conn  # the next rows may queue behind this one
             conn.send(
                 job,
                 job.prepared.data,
@@ -505,7 +519,7 @@ class Engine:
             busy = self._pipeline_onto(job)
             if busy is not None:
                 self.stats.pipelined += 1
-                busy.pipeline(job, job.prepared.data, now + self.timeouts.total)
+                busy.pipeline([(job, now + self.timeouts.total)], [job.prepared.data])
                 return
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body)
@@ -515,6 +529,59 @@ class Engine:
         self._busy.add(conn)
         assert self._loop is not None
         conn.open(self._loop, self._verify)
+
+    def _fill(self, conn: Connection, most: int) -> int:
+        """Queue up to ``most`` new GET requests on ``conn``; return how many rows started.
+
+        A row that cannot go there (not a plain GET, another origin, a re-send
+        that wants a new connection) is dispatched the usual way and ends the fill.
+        """
+        head = conn.job
+        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
+            return 0
+        room = min(conn.room(self.pipeline), most)
+        if room <= 0:
+            return 0
+        origin = conn.origin
+        now = self.clock()
+        deadline = now + self.timeouts.total
+        queued: list[tuple[Job, float]] = []
+        data: list[bytes] = []
+        started = 0
+        while len(queued) < room:
+            job = self._next_job()
+            if job is None:
+                break
+            prepared = job.prepared
+            if (
+                prepared.origin != origin
+                or prepared.method != "GET"
+                or not job.free_retry
+                or not prepared.data.endswith(b"\r\n\r\n")
+            ):
+                self._dispatch(job)
+                started = 1
+                break
+            job.attempts += 1
+            job.start = now
+            queued.append((job, deadline))
+            data.append(prepared.data)
+        if queued:
+            self._inflight += len(queued)
+            self.stats.pipelined += len(queued)
+            conn.pipeline(queued, data)
+        return len(queued) + started
+
+    def _roomiest(self) -> Connection | None:
+        """The busy connection that may take the most requests, if any may."""
+        best: Connection | None = None
+        most = 0
+        depth = self.pipeline
+        for conn in self._busy:
+            room = conn.room(depth)
+            if room > most and conn.state == BUSY and conn.served:
+                best, most = conn, room
+        return best
 
     def _pipeline_onto(self, job: Job) -> Connection | None:
         """The busy connection with the fewest requests queued that may take ``job``.
@@ -545,9 +612,8 @@ class Engine:
         head = conn.job
         return (
             conn.state == BUSY
-            and len(conn.behind) < self.pipeline - 1
             and conn.served > 0
-            and conn.may_pipeline
+            and conn.room(self.pipeline) > 0
             and conn.origin == origin
             and head is not None
             and head.prepared.method == "GET"
@@ -627,9 +693,8 @@ class Engine:
         # the most recently idle), then extract and write these rows: the server
         # works on the next answers while the client does its share.
         self._pump()
-        finish = self._finish
-        for job, response in usual:
-            finish(job, response, now)
+        if usual:
+            self._finish_all(usual, now)
 
     def _settle(self, job: Job, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""
@@ -744,53 +809,65 @@ class Engine:
         )
 
     def _finish(self, job: Job, response: Response, now: float) -> None:
-        elapsed = (now - job.start) * 1000.0
-        status = response.status
-        error = ""
-        fields: dict[str, Any] | None = None
-        if self.extractor is not None:
-            body = response.body
-            try:
-                document = orjson.loads(body) if body else None
-            except orjson.JSONDecodeError:
-                document = None
-                if 200 <= status < 300:
-                    error = "json"
-            else:
-                if (
-                    document is None
-                    and 200 <= status < 300
-                    and status != 204
-                    and job.prepared.method != "HEAD"
-                ):
-                    error = "json"
-            fields = (
-                self.extractor.apply(document)
-                if document is not None
-                else dict.fromkeys(self.extractor.names)
-            )
-        if self.parse is not None:
-            try:
-                parsed = self.parse(response)
-            except Exception as exc:
-                error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
-            else:
-                fields = {**fields, **parsed} if fields else dict(parsed)
-        self._emit(
-            _new_result(
+        self._finish_all([(job, response)], now)
+
+    def _finish_all(self, answered: list[tuple[Job, Response]], now: float) -> None:
+        """Rows answered at ``now``: decode, extract, count and hand each on."""
+        extractor = self.extractor
+        apply = extractor.apply if extractor is not None else None
+        names = extractor.names if extractor is not None else ()
+        parse = self.parse
+        keep = self.keep
+        ordered = self.ordered
+        add = self.stats.add
+        on_result = self.on_result
+        loads = orjson.loads
+        for job, response in answered:
+            status = response.status
+            error = ""
+            fields: dict[str, Any] | None = None
+            if apply is not None:
+                body = response.body
+                try:
+                    document = loads(body) if body else None
+                except orjson.JSONDecodeError:
+                    document = None
+                    if 200 <= status < 300:
+                        error = "json"
+                else:
+                    if (
+                        document is None
+                        and 200 <= status < 300
+                        and status != 204
+                        and job.prepared.method != "HEAD"
+                    ):
+                        error = "json"
+                fields = apply(document) if document is not None else dict.fromkeys(names)
+            if parse is not None:
+                try:
+                    parsed = parse(response)
+                except Exception as exc:
+                    error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
+                else:
+                    fields = {**fields, **parsed} if fields else dict(parsed)
+            result = _new_result(
                 Result,
                 (
                     job.id,
                     status,
-                    elapsed,
+                    (now - job.start) * 1000.0,
                     job.attempts,
                     error,
                     fields,
-                    self._kept(job.row) if self.keep else None,
+                    self._kept(job.row) if keep else None,
                 ),
-            ),
-            job.seq,
-        )
+            )
+            if ordered:
+                self._emit(result, job.seq)
+            else:  # _emit, inlined for the usual case
+                add(result)
+                self.emitting = job.seq
+                on_result(result)
 
     def _skip_seq(self, seq: int) -> None:
         """A row with no result to write (resumed): keep the reorder buffer moving."""

@@ -268,14 +268,16 @@ class ResponseReader:
         self._interim = False
         self.started = False
 
-    def expect(self, head: bool = False) -> None:
-        """One more request sent; ``head`` for a HEAD request (never pipelined)."""
+    def expect(self, head: bool = False, count: int = 1) -> None:
+        """``count`` more requests sent; ``head`` for a HEAD request (never pipelined)."""
         if self._expected == 0:
+            if head and count > 1:
+                raise ValueError("a HEAD request cannot be pipelined")
             self._reset(head)
             self._done = None
         elif head or self._head:
             raise ValueError("a HEAD request cannot be pipelined")
-        self._expected += 1
+        self._expected += count
 
     @property
     def outstanding(self) -> int:

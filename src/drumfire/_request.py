@@ -9,6 +9,7 @@ escaped by us, so a value can never be interpreted.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -40,7 +41,7 @@ def _text(value: Any) -> str:
 class Template:
     """A text with ``{column}`` placeholders, compiled once and rendered per row."""
 
-    __slots__ = ("_fmt", "columns", "source")
+    __slots__ = ("_fmt", "_get", "columns", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -80,6 +81,8 @@ class Template:
                 i = j
         self._fmt = "".join(fmt)
         self.columns = tuple(columns)
+        # Several columns: one C call fetches them all (see render_text).
+        self._get = operator.itemgetter(*columns) if len(columns) > 1 else None
 
     @property
     def is_static(self) -> bool:
@@ -89,6 +92,16 @@ class Template:
         """Insert the row's values. Raises KeyError naming a missing column."""
         values = [row[c] for c in self.columns]
         return self._fmt.format(*[v if type(v) is str else _text(v) for v in values])
+
+    def render_text(self, row: Mapping[str, Any]) -> str:
+        """:meth:`render` for rows whose values are all ``str`` (CSV, TSV, text input).
+
+        The same text in fewer steps: no value needs converting.
+        """
+        get = self._get
+        if get is None:
+            return self.render(row)
+        return self._fmt.format(*get(row))
 
     def check(self, available: set[str] | frozenset[str], label: str | None = None) -> None:
         """Raise :class:`TemplateError` if a placeholder names a column not in ``available``.
@@ -219,7 +232,7 @@ class RequestPlan:
         self._target_template: Template | None = None
         self._find_static_origin()
         # The usual plan (one origin, a fixed method and headers, no body) has
-        # a shorter way through prepare(): see _prepare_fast.
+        # a shorter way through prepare(): see preparer().
         self._fast: tuple[str, bytes, Origin, str, bool] | None = None
         if (
             self._static_origin is not None
@@ -327,20 +340,29 @@ class RequestPlan:
             data = head + b"\r\n"
         return Prepared(origin, data, method, method in IDEMPOTENT_METHODS)
 
-    def preparer(self) -> Callable[[Mapping[str, Any]], Prepared]:
-        """:meth:`prepare`, or its shorter twin when this plan allows it (same bytes)."""
-        return self._prepare_fast if self._fast is not None else self.prepare
+    def preparer(self, text_rows: bool = False) -> Callable[[Mapping[str, Any]], Prepared]:
+        """:meth:`prepare`, or a shorter twin when this plan allows it (same bytes).
 
-    def _prepare_fast(self, row: Mapping[str, Any]) -> Prepared:
-        """prepare() when only the request target varies: the same bytes, fewer steps."""
-        assert self._fast is not None
+        ``text_rows``: every row value is a ``str`` (CSV, TSV, text input).
+        """
+        if self._fast is None:
+            return self.prepare
         assert self._target_template is not None
         start, tail, origin, method, idempotent = self._fast
-        target = self._target_template.render(row)
-        if _UNSAFE_TARGET.search(target) is not None:
-            target = quote(target, safe=_SAFE_CHARS)
-        data = (start + target).encode() + tail
-        return _new_prepared(Prepared, (origin, data, method, idempotent))
+        template = self._target_template
+        render = template.render_text if text_rows else template.render
+        unsafe = _UNSAFE_TARGET.search
+
+        def prepare_fast(row: Mapping[str, Any]) -> Prepared:
+            """prepare() when only the request target varies: the same bytes, fewer steps."""
+            target = render(row)
+            if unsafe(target) is not None:
+                target = quote(target, safe=_SAFE_CHARS)
+            return _new_prepared(
+                Prepared, (origin, (start + target).encode() + tail, method, idempotent)
+            )
+
+        return prepare_fast
 
 
 def _header_pairs(

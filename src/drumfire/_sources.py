@@ -22,9 +22,10 @@ import orjson
 from ._engine import InputProblem, Item
 from ._errors import InputError
 
-__all__ = ["FORMATS", "Source", "count_rows", "open_source", "rows_source"]
+__all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
 
 FORMATS = ("csv", "tsv", "jsonl", "text")
+TEXT_FORMATS = frozenset({"csv", "tsv", "text"})  # every row value is a str
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",

@@ -651,6 +651,18 @@ def test_a_head_request_is_never_pipelined() -> None:
     reader.expect(head=True)
     with pytest.raises(ValueError, match="HEAD"):
         reader.expect()
+    with pytest.raises(ValueError, match="HEAD"):
+        ResponseReader().expect(head=True, count=2)
+
+
+def test_several_requests_announced_at_once() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    reader.expect(count=3)
+    assert reader.outstanding == 4
+    got = reader.feed_all(b"".join(response_bytes(b"%d" % i) for i in range(4)))
+    assert [r.body for r in got] == [b"0", b"1", b"2", b"3"]
+    assert reader.outstanding == 0
 
 
 def test_a_close_mid_pipeline_is_reported_for_the_oldest_only() -> None:

@@ -470,5 +470,12 @@ def test_the_short_preparer_gives_the_same_bytes_as_prepare() -> None:
     assert fast != plan.prepare  # this plan takes the short way
     for row in ({"a": "1", "b": "2", "c": "x y"}, {"a": 1, "b": None, "c": "é<>"}):
         assert fast(row) == plan.prepare(row)
+    text = plan.preparer(text_rows=True)  # for rows of str only (CSV, text input)
+    for row in ({"a": "1", "b": "2", "c": "x y"}, {"a": "{b}", "b": "", "c": "é<>%"}):
+        assert text(row) == plan.prepare(row)
+    with pytest.raises(KeyError, match="'c'"):
+        text({"a": "1", "b": "2"})
+    one = RequestPlan("http://127.0.0.1:8080/v/{a}")  # one column
+    assert one.preparer(text_rows=True)({"a": "x"}) == one.prepare({"a": "x"})
     templated = RequestPlan("http://127.0.0.1:8080/{a}", headers=["X-Key: {a}"])
     assert templated.preparer() == templated.prepare
