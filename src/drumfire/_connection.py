@@ -213,13 +213,15 @@ class Connection(asyncio.Protocol):
         except RequestError as exc:
             self.abort(exc.reason, str(exc))
             return
-        if not responses:
-            return
-        if all(r.keep_alive for r in responses):
+        if len(responses) == 1:
+            self._complete(responses[0])
+        elif not responses:
+            return  # an answer is still on its way
+        elif all(r.keep_alive for r in responses):
             # The usual case: hand them over together, the connection's state
             # already moved on.
             self._answered(responses)
-        else:
+        else:  # the last one closes the connection
             for response in responses:
                 self._complete(response)
 

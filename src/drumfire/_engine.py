@@ -474,9 +474,10 @@ class Engine:
                 job = self._next_job()
                 if job is None:
                     break
+                if not self._dispatch(job):
+                    break  # an answer will pump again
                 if rate is not None:
                     rate.take(self.clock())
-                self._dispatch(job)
         except Exception as exc:  # a broken source or sink ends the run with its error
             self._fail(exc)
             return
@@ -492,9 +493,8 @@ class Engine:
 
         self._pump_timer = self._loop.call_later(delay, fire)
 
-    def _dispatch(self, job: Job) -> None:
-        self._inflight += 1
-        job.attempts += 1
+    def _dispatch(self, job: Job) -> bool:
+        """Start ``job`` on a connection; False if it must wait for one (back in _ready)."""
         origin = job.prepared.origin
         # The free re-send after a stale connection goes on a new one: the
         # other idle connections may be just as stale.
@@ -504,6 +504,8 @@ class Engine:
             conn = self.pool.take(origin)
         job.start = now = self.clock()
         if conn is not None:
+            self._inflight += 1
+            job.attempts += 1
             self._busy.add(conn)
             if self.pipelining:
                 self._answered = conn  # the next rows may queue behind this one
@@ -514,13 +516,23 @@ class Engine:
                 now + self.timeouts.total,
                 self.pipelining,  # then all writes of a loop turn go out together
             )
-            return
+            return True
         if self.pool.open >= self._conn_cap and job.free_retry:
             busy = self._pipeline_onto(job)
             if busy is not None:
+                self._inflight += 1
+                job.attempts += 1
                 self.stats.pipelined += 1
                 busy.pipeline([(job, now + self.timeouts.total)], [job.prepared.data])
-                return
+                return True
+            if self.pipelining and self._inflight:
+                # No connection may take it yet (those open are still connecting,
+                # or carry a non-GET): wait for an answer rather than open one past
+                # the cap, which would only be closed again when it falls idle.
+                self._ready.appendleft(job)
+                return False
+        self._inflight += 1
+        job.attempts += 1
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body)
         conn.job = job
@@ -529,6 +541,7 @@ class Engine:
         self._busy.add(conn)
         assert self._loop is not None
         conn.open(self._loop, self._verify)
+        return True
 
     def _fill(self, conn: Connection, most: int) -> int:
         """Queue up to ``most`` new GET requests on ``conn``; return how many rows started.
@@ -559,8 +572,7 @@ class Engine:
                 or not job.free_retry
                 or not prepared.data.endswith(b"\r\n\r\n")
             ):
-                self._dispatch(job)
-                started = 1
+                started = 1 if self._dispatch(job) else 0
                 break
             job.attempts += 1
             job.start = now
