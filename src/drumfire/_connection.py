@@ -242,18 +242,14 @@ class Connection(asyncio.Protocol):
         self.owner.on_responses(self, answered)
 
     def _complete(self, response: Response) -> None:
-        job = self.job
+        if response.keep_alive:
+            self._answered([response])
+            return
+        job, self.job = self.job, None
         self.served += 1
         if response.left is not None:
             self.left = response.left
-        if not response.keep_alive:
-            self.job = None
-            self.close()  # hands back whatever was queued behind
-        elif self.behind:
-            self.job, self.deadline = self.behind.popleft()
-        else:
-            self.job = None
-            self.state = IDLE
+        self.close()  # hands back whatever was queued behind
         self.owner.on_responses(self, [(job, response)])
 
     def eof_received(self) -> bool | None:

@@ -61,6 +61,11 @@ Item = tuple[int, "Mapping[str, Any] | InputProblem"]
 WAIT: Item = (0, InputProblem(0, "waiting for rows"))
 
 
+def _pipelinable(prepared: Prepared) -> bool:
+    """A GET without a body: safe to queue behind other requests and to send again."""
+    return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
+
+
 def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
     """The row's id: its ``column`` value if set and non-empty, else its row number."""
     if column is not None:
@@ -549,10 +554,7 @@ class Engine:
         A row that cannot go there (not a plain GET, another origin, a re-send
         that wants a new connection) is dispatched the usual way and ends the fill.
         """
-        head = conn.job
-        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
-            return 0
-        room = min(conn.room(self.pipeline), most)
+        room = min(self._room(conn), most)
         if room <= 0:
             return 0
         origin = conn.origin
@@ -566,12 +568,7 @@ class Engine:
             if job is None:
                 break
             prepared = job.prepared
-            if (
-                prepared.origin != origin
-                or prepared.method != "GET"
-                or not job.free_retry
-                or not prepared.data.endswith(b"\r\n\r\n")
-            ):
+            if prepared.origin != origin or not job.free_retry or not _pipelinable(prepared):
                 started = 1 if self._dispatch(job) else 0
                 break
             job.attempts += 1
@@ -588,10 +585,9 @@ class Engine:
         """The busy connection that may take the most requests, if any may."""
         best: Connection | None = None
         most = 0
-        depth = self.pipeline
         for conn in self._busy:
-            room = conn.room(depth)
-            if room > most and conn.state == BUSY and conn.served:
+            room = self._room(conn)
+            if room > most:
                 best, most = conn, room
         return best
 
@@ -603,7 +599,7 @@ class Engine:
         anything but a HEAD request.
         """
         prepared = job.prepared
-        if prepared.method != "GET" or not prepared.data.endswith(b"\r\n\r\n"):
+        if not _pipelinable(prepared):
             return None
         origin = prepared.origin
         hint = self._answered
@@ -620,16 +616,19 @@ class Engine:
         return best
 
     def _may_queue(self, conn: Connection, origin: Origin) -> bool:
-        """Whether ``conn`` may take one more GET behind those it carries."""
+        """Whether ``conn`` may take one more GET to ``origin`` behind those it carries."""
+        return conn.origin == origin and self._room(conn) > 0
+
+    def _room(self, conn: Connection) -> int:
+        """How many more GET requests ``conn`` may queue (≤ 0: none).
+
+        Only a busy connection that has answered before (so the server keeps
+        connections alive) and carries a GET (never behind a HEAD) takes more.
+        """
         head = conn.job
-        return (
-            conn.state == BUSY
-            and conn.served > 0
-            and conn.room(self.pipeline) > 0
-            and conn.origin == origin
-            and head is not None
-            and head.prepared.method == "GET"
-        )
+        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
+            return 0
+        return conn.room(self.pipeline)
 
     # -- connection callbacks (Owner protocol) --------------------------------
 
@@ -745,7 +744,7 @@ class Engine:
             # most recently idle), then extract and write this row: the server
             # works on the next answer while the client does its share.
             self._pump()
-            self._finish(job, response, now)
+            self._finish_all([(job, response)], now)
 
     def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
         self._inflight -= 1
@@ -819,9 +818,6 @@ class Engine:
             Result(job.id, status, elapsed, job.attempts, reason, None, self._kept(job.row)),
             job.seq,
         )
-
-    def _finish(self, job: Job, response: Response, now: float) -> None:
-        self._finish_all([(job, response)], now)
 
     def _finish_all(self, answered: list[tuple[Job, Response]], now: float) -> None:
         """Rows answered at ``now``: decode, extract, count and hand each on."""
