@@ -81,13 +81,17 @@ def _sniff(first: str) -> str:
 _BAD = "\ufffe\ufffe"  # stands for an undecodable line inside the CSV reader
 
 
-def open_source(path: str, fmt: str | None = None, encoding: str = "utf-8") -> Source:
+def open_source(
+    path: str, fmt: str | None = None, encoding: str = "utf-8", *, count: bool = True
+) -> Source:
     """Open ``path`` (or ``-`` for stdin) as a streamed source.
 
     The file is read as bytes and decoded line by line, so an undecodable line
     becomes one error row naming its line, and the rows around it go on.
     Raises :class:`InputError` for a missing or unreadable file or an unusable
-    header: problems found before the first request.
+    header: problems found before the first request. ``count``: count the
+    rows of a regular file first, for the progress display's total (a read of
+    the whole file; the command line skips it when nothing is displayed).
     """
     try:
         codec = codecs.lookup(encoding).name
@@ -115,7 +119,8 @@ def open_source(path: str, fmt: str | None = None, encoding: str = "utf-8") -> S
                 raw = gzip.open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115
             else:
                 raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
-                total = count_rows(path, header=fmt in ("csv", "tsv"))
+                if count:
+                    total = count_rows(path, header=fmt in ("csv", "tsv"))
         except FileNotFoundError:
             raise InputError(f"input file {path!r} does not exist") from None
         except IsADirectoryError:

@@ -210,8 +210,6 @@ def test_other_options_naming_a_missing_column(routes: Path, option: str) -> Non
     assert proc.stdout == ""
 
 
-
-
 @pytest.mark.parametrize(
     "expr",
     [
@@ -340,3 +338,72 @@ def test_demo_command(tmp_path: Path) -> None:
     assert all(r["error"] == "" and r["code"] in ("Ok", "NoRoute") for r in results)
     assert len(read_rows(folder / "routes.csv")) == 500
     assert "first rows of" in proc.stderr
+
+
+def test_bench_and_compare_load_only_when_used() -> None:
+    # `drumfire run` counts its own start-up in its throughput: importing the
+    # command line must not import the bench and compare commands (the
+    # ``drumfire.bench()`` function of the Python API is light and stays)...
+    probe = (
+        "import sys, drumfire.cli; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('drumfire.bench.cli', 'drumfire.compare'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert proc.stdout.strip() == "[]"
+    # ...yet both are listed and work.
+    listing = drumfire("--help")
+    assert listing.returncode == 0
+    assert "bench" in listing.stdout
+    assert "compare" in listing.stdout
+    for command in ("bench", "compare"):
+        proc = drumfire(command, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert f" {command} [OPTIONS]" in proc.stdout.splitlines()[0]
+
+
+def test_progress_on_a_terminal_shows_the_total(routes: Path, tmp_path: Path) -> None:
+    # Counting the rows first is skipped only when nothing is displayed.
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        with DemoServer(latency=0.02) as slow:  # about 0.6 s: the display draws
+            proc = subprocess.run(
+                [
+                    *CLI,
+                    "run",
+                    str(routes),
+                    "--url",
+                    slow.base_url + ROUTE,
+                    "-c",
+                    "10",
+                    "-o",
+                    str(tmp_path / "out.csv"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=slave,
+                timeout=30,
+                check=False,
+            )
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child's side is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"/300 (" in shown, shown[-500:]

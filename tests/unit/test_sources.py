@@ -305,6 +305,17 @@ def test_count_rows(tmp_path: Path, data: bytes, with_header: int, without_heade
     assert count_rows(path, header=False) == without_header
 
 
+def test_open_source_counts_only_when_asked(tmp_path: Path) -> None:
+    # The command line skips the counting pass when no progress display shows
+    # a total: the rows read are the same either way.
+    path = write(tmp_path, "in.csv", b"a\n1\n2\n3\n")
+    counted, counted_items = read_all(path)
+    uncounted, uncounted_items = read_all(path, count=False)
+    assert counted.total == 3
+    assert uncounted.total is None
+    assert uncounted_items == counted_items
+
+
 def test_count_rows_not_a_file(tmp_path: Path) -> None:
     assert count_rows(str(tmp_path / "missing.csv"), header=True) is None
     assert count_rows(str(tmp_path), header=True) is None
