@@ -209,3 +209,14 @@ def test_extractor_bad_expression() -> None:
 )
 def test_extractor_type_errors_give_none(expr: str, doc: dict[str, Any]) -> None:
     assert Extractor({"n": expr}).apply(doc) == {"n": None}
+
+
+def test_generated_code_takes_any_key_and_name() -> None:
+    # Keys and names go into generated code as repr() literals: quotes,
+    # backslashes, newlines and braces stay plain data.
+    doc = {"it's": {'x"y\\z': [{"a\nb}": 7}]}, "{g0}": 1}
+    expr = '"it\'s"."x\\"y\\\\z"[0]."a\\nb}"'
+    assert jmespath.search(expr, doc) == 7
+    assert compile_expression(expr)(doc) == 7
+    names = {"it's": expr, 'x"}\\': '"{g0}"', "{document}": "missing"}
+    assert Extractor(names).apply(doc) == {"it's": 7, 'x"}\\': 1, "{document}": None}
