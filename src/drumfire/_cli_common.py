@@ -15,6 +15,7 @@ from ._sources import FORMATS
 
 __all__ = [
     "CONTEXT",
+    "connect_timeout_option",
     "encoding_option",
     "format_option",
     "insecure_option",
@@ -40,6 +41,13 @@ format_option = click.option(
 )
 encoding_option = click.option(
     "--encoding", default="utf-8", show_default=True, help="Input text encoding."
+)
+connect_timeout_option = click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0.001),
+    default=10.0,
+    show_default=True,
+    help="Seconds to open a connection.",
 )
 insecure_option = click.option(
     "-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."

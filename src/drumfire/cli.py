@@ -20,6 +20,7 @@ from rich.console import Console
 from ._api import make_job
 from ._cli_common import (
     CONTEXT,
+    connect_timeout_option,
     encoding_option,
     format_option,
     insecure_option,
@@ -250,13 +251,7 @@ def main() -> None:
     show_default=True,
     help="Seconds for one attempt, from sending to the last byte.",
 )
-@click.option(
-    "--connect-timeout",
-    type=click.FloatRange(0.001),
-    default=10.0,
-    show_default=True,
-    help="Seconds to open a connection.",
-)
+@connect_timeout_option
 @insecure_option
 @click.option(
     "--max-body",

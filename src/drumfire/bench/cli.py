@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .._cli_common import CONTEXT, insecure_option, read_data
+from .._cli_common import CONTEXT, connect_timeout_option, insecure_option, read_data
 from .._errors import UsageError
 from .._sources import FORMATS
 from ._api import _plan, run_plan
@@ -128,13 +128,7 @@ def _check_output(path: str | None, option: str) -> None:
     show_default=True,
     help="Seconds a request may take (from its due time under --rate).",
 )
-@click.option(
-    "--connect-timeout",
-    type=click.FloatRange(0.001),
-    default=10.0,
-    show_default=True,
-    help="Seconds to open a connection.",
-)
+@connect_timeout_option
 @insecure_option
 @click.option(
     "--json",
