@@ -998,6 +998,56 @@ def format_table(summary: Mapping[str, Mapping[str, Any]], rounds: int) -> str:
     return "\n".join(out)
 
 
+def report(
+    benchmark: str,
+    size: tuple[str, int],
+    args: argparse.Namespace,
+    results: Mapping[str, list[Measurement]],
+    *,
+    machine: Mapping[str, Any],
+    tools: Sequence[str],
+    requested: Sequence[str],
+    config: Mapping[str, Any],
+) -> int:
+    """Print the table (and write ``--json``) for one benchmark; return its exit status.
+
+    ``size`` is the run's size, e.g. ``("requests", 200000)``; ``config`` adds the
+    benchmark's own settings to those every benchmark has. The status is 0 when
+    every requested tool ran and every run was clean, else 1.
+    """
+    summary = summarize(results)
+    print()
+    print(
+        f"{benchmark}, {size[1]} requests per client run, {args.rounds} rounds, "
+        f"wrk -t1 -c8 -d{args.wrk_duration:g}s, aiohttp -c {args.aiohttp_concurrency}, "
+        f"drumfire {args.drumfire_args or 'defaults'}"
+    )
+    print(format_table(summary, args.rounds))
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "benchmark": benchmark.lower(),
+                "machine": dict(machine),
+                "config": {
+                    size[0]: size[1],
+                    "rounds": args.rounds,
+                    "tools": list(tools),
+                    "max_other_cpu_pct": args.max_other_cpu,
+                    "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
+                    "aiohttp_concurrency": args.aiohttp_concurrency,
+                    **config,
+                    "drumfire_args": args.drumfire_args,
+                },
+                "summary": summary,
+                "rounds": {t: [m.as_dict() for m in ms] for t, ms in results.items()},
+            },
+        )
+        print(f"figures written to {args.json}")
+    complete = set(summary) == set(requested)
+    return 0 if complete and all(s["all_ok"] for s in summary.values()) else 1
+
+
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 

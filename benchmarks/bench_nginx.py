@@ -100,38 +100,16 @@ def main(argv: list[str] | None = None) -> int:
                 tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu
             )
 
-    summary = c.summarize(results)
-    print()
-    print(
-        f"nginx, {args.requests} requests per client run, {args.rounds} rounds, "
-        f"wrk -t1 -c8 -d{args.wrk_duration:g}s, aiohttp -c {args.aiohttp_concurrency}, "
-        f"drumfire {args.drumfire_args or 'defaults'}"
+    return c.report(
+        "nginx",
+        ("requests", args.requests),
+        args,
+        results,
+        machine=machine,
+        tools=tools,
+        requested=requested,
+        config={"drumfire_cmd": drumfire_cmd, "body_bytes": len(c.OSRM_LIKE_BODY)},
     )
-    print(c.format_table(summary, args.rounds))
-    if args.json:
-        c.write_json(
-            args.json,
-            {
-                "benchmark": "nginx",
-                "machine": machine,
-                "config": {
-                    "requests": args.requests,
-                    "rounds": args.rounds,
-                    "tools": tools,
-                    "max_other_cpu_pct": args.max_other_cpu,
-                    "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
-                    "aiohttp_concurrency": args.aiohttp_concurrency,
-                    "drumfire_cmd": drumfire_cmd,
-                    "drumfire_args": args.drumfire_args,
-                    "body_bytes": len(c.OSRM_LIKE_BODY),
-                },
-                "summary": summary,
-                "rounds": {t: [m.as_dict() for m in ms] for t, ms in results.items()},
-            },
-        )
-        print(f"figures written to {args.json}")
-    complete = set(summary) == set(requested)
-    return 0 if complete and all(s["all_ok"] for s in summary.values()) else 1
 
 
 if __name__ == "__main__":

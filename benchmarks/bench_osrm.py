@@ -125,38 +125,16 @@ def main(argv: list[str] | None = None) -> int:
                 tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu
             )
 
-    summary = c.summarize(results)
-    print()
-    print(
-        f"OSRM, {args.pairs} requests per client run, {args.rounds} rounds, "
-        f"wrk -t1 -c8 -d{args.wrk_duration:g}s, aiohttp -c {args.aiohttp_concurrency}, "
-        f"drumfire {args.drumfire_args or 'defaults'}"
+    return c.report(
+        "OSRM",
+        ("pairs", args.pairs),
+        args,
+        results,
+        machine=machine,
+        tools=tools,
+        requested=requested,
+        config={"drumfire_cmd": drumfire_cmd, "drumfire_extracts": EXTRACTS},
     )
-    print(c.format_table(summary, args.rounds))
-    if args.json:
-        c.write_json(
-            args.json,
-            {
-                "benchmark": "osrm",
-                "machine": machine,
-                "config": {
-                    "pairs": args.pairs,
-                    "rounds": args.rounds,
-                    "tools": tools,
-                    "max_other_cpu_pct": args.max_other_cpu,
-                    "wrk": f"-t1 -c8 -d{args.wrk_duration:g}s",
-                    "aiohttp_concurrency": args.aiohttp_concurrency,
-                    "drumfire_cmd": drumfire_cmd,
-                    "drumfire_args": args.drumfire_args,
-                    "drumfire_extracts": EXTRACTS,
-                },
-                "summary": summary,
-                "rounds": {t: [m.as_dict() for m in ms] for t, ms in results.items()},
-            },
-        )
-        print(f"figures written to {args.json}")
-    complete = set(summary) == set(requested)
-    return 0 if complete and all(s["all_ok"] for s in summary.values()) else 1
 
 
 if __name__ == "__main__":
