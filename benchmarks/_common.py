@@ -998,6 +998,46 @@ def format_table(summary: Mapping[str, Mapping[str, Any]], rounds: int) -> str:
     return "\n".join(out)
 
 
+def client_runner(
+    work: Path,
+    drumfire_cmd: Sequence[str],
+    template: str,
+    extracts: Sequence[str],
+    field: str,
+    args: argparse.Namespace,
+    pids: Sequence[int],
+    *,
+    allow_failed_rows: bool = False,
+) -> Callable[[str, Path, int, float], Measurement]:
+    """``client(tool, csv_in, n, timeout_s)``: one measured run of drumfire or aiohttp.
+
+    drumfire runs with ``--drumfire-args``, extracting ``extracts``; the aiohttp
+    client extracts ``field``. Both write ``work/out_TOOL.csv``.
+    """
+    py_env = python_env([SRC_DIR])
+
+    def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> Measurement:
+        out = work / f"out_{tool}.csv"
+        if tool == "drumfire":
+            argv = drumfire_argv(
+                drumfire_cmd, csv_in, template, extracts, out, shlex.split(args.drumfire_args)
+            )
+        else:
+            argv = aiohttp_argv(csv_in, template, field, out, args.aiohttp_concurrency)
+        return measure_client(
+            tool,
+            argv,
+            out,
+            n,
+            pids,
+            env=py_env,
+            timeout_s=timeout_s,
+            allow_failed_rows=allow_failed_rows,
+        )
+
+    return client
+
+
 def report(
     benchmark: str,
     size: tuple[str, int],

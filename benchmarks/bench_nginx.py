@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -68,22 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             if "wrk" in tools:  # warm-up: page cache, nginx worker, CPU frequency
                 c.run_wrk(server.base_url, paths_file, duration_s=2, workdir=work)
 
-            py_env = c.python_env([c.SRC_DIR])
-
-            def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
-                out = work / f"out_{tool}.csv"
-                if tool == "drumfire":
-                    argv = c.drumfire_argv(
-                        drumfire_cmd,
-                        csv_in,
-                        template,
-                        EXTRACTS,
-                        out,
-                        shlex.split(args.drumfire_args),
-                    )
-                else:
-                    argv = c.aiohttp_argv(csv_in, template, FIELD, out, args.aiohttp_concurrency)
-                return c.measure_client(tool, argv, out, n, pids, env=py_env, timeout_s=timeout_s)
+            client = c.client_runner(work, drumfire_cmd, template, EXTRACTS, FIELD, args, pids)
 
             tools = c.preflight(tools, client, input_csv, work)
             if not tools:

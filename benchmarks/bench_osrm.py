@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -84,31 +83,16 @@ def main(argv: list[str] | None = None) -> int:
             if "wrk" in tools:  # warm-up: page cache, OSRM data, CPU frequency
                 c.run_wrk(base_url, paths_file, duration_s=2, workdir=work)
 
-            py_env = c.python_env([c.SRC_DIR])
-
-            def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
-                out = work / f"out_{tool}.csv"
-                if tool == "drumfire":
-                    argv = c.drumfire_argv(
-                        drumfire_cmd,
-                        csv_in,
-                        template,
-                        EXTRACTS,
-                        out,
-                        shlex.split(args.drumfire_args),
-                    )
-                else:
-                    argv = c.aiohttp_argv(csv_in, template, FIELD, out, args.aiohttp_concurrency)
-                return c.measure_client(
-                    tool,
-                    argv,
-                    out,
-                    n,
-                    pids,
-                    env=py_env,
-                    timeout_s=timeout_s,
-                    allow_failed_rows=True,  # about half the pairs answer 400 NoRoute
-                )
+            client = c.client_runner(
+                work,
+                drumfire_cmd,
+                template,
+                EXTRACTS,
+                FIELD,
+                args,
+                pids,
+                allow_failed_rows=True,  # about half the pairs answer 400 NoRoute
+            )
 
             tools = c.preflight(tools, client, input_csv, work)
             if not tools:

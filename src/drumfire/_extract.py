@@ -91,7 +91,7 @@ class Extractor:
     ``apply(document)`` gives ``{name: value}`` for every expression, in order.
     """
 
-    __slots__ = ("_getters", "apply", "names")
+    __slots__ = ("apply", "names")
 
     def __init__(self, fields: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
         items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
@@ -101,8 +101,8 @@ class Extractor:
                 raise UsageError(f"--extract name {name!r} is given twice")
             seen.add(name)
         self.names = tuple(name for name, _ in items)
-        self._getters = tuple(compile_expression(expr) for _, expr in items)
-        self.apply: Callable[[Any], dict[str, Any]] = _applier(self.names, self._getters)
+        getters = tuple(compile_expression(expr) for _, expr in items)
+        self.apply: Callable[[Any], dict[str, Any]] = _applier(self.names, getters)
 
     def __bool__(self) -> bool:
         return bool(self.names)
