@@ -688,18 +688,25 @@ class Engine:
         elif state == BUSY:
             self._answered = conn
         now = self.clock()
-        sample = self.limiter.sample
         special = self._special
         follow = self.follow_redirects
         usual: list[tuple[Job, Response]] = []
+        waited = 0.0  # the latencies of the answers that were not overload signals
+        calm = 0
         for job, response in answered:
             status = response.status
             overload = status == 429 or status == 503
-            sample(now, now - job.start, overload)
+            if overload:
+                self.limiter.sample(now, now - job.start, True)
+            else:
+                waited += now - job.start
+                calm += 1
             if follow or status in special:
                 self._settle(job, response, overload, now)
             else:
                 usual.append((job, response))  # nothing to retry, wait for or follow
+        if calm:
+            self.limiter.sample_all(now, waited, calm)
         # Put the next requests on the wire first (the first takes this connection,
         # the most recently idle), then extract and write these rows: the server
         # works on the next answers while the client does its share.
@@ -827,9 +834,8 @@ class Engine:
         parse = self.parse
         keep = self.keep
         ordered = self.ordered
-        add = self.stats.add
-        on_result = self.on_result
         loads = orjson.loads
+        done: list[Result] = []
         for job, response in answered:
             status = response.status
             error = ""
@@ -872,8 +878,12 @@ class Engine:
             )
             if ordered:
                 self._emit(result, job.seq)
-            else:  # _emit, inlined for the usual case
-                add(result)
+            else:
+                done.append(result)
+        if done:  # _emit, inlined for the usual case: count them all, then hand each on
+            self.stats.add_all(done)
+            on_result = self.on_result
+            for (job, _response), result in zip(answered, done, strict=True):
                 self.emitting = job.seq
                 on_result(result)
 

@@ -30,6 +30,9 @@ class FixedLimit:
     def sample(self, now: float, latency: float, overload: bool) -> None:
         """Nothing to learn."""
 
+    def sample_all(self, now: float, latency_sum: float, count: int) -> None:
+        """Nothing to learn."""
+
     def __repr__(self) -> str:
         return f"FixedLimit({self.limit})"
 
@@ -91,6 +94,20 @@ class AdaptiveLimit:
         self._sum += latency
         self._n += 1
         if self._count >= max(self.limit, 32):  # enough completions for a steady rate
+            self._end_window(now)
+
+    def sample_all(self, now: float, latency_sum: float, count: int) -> None:
+        """:meth:`sample` for ``count`` requests answered together, none overloaded.
+
+        ``latency_sum``: their latencies added up. The window may end only after
+        all of them (they completed at the same ``now``).
+        """
+        if self._window_start is None:
+            self._window_start = now
+        self._count += count
+        self._sum += latency_sum
+        self._n += count
+        if self._count >= max(self.limit, 32):
             self._end_window(now)
 
     def _end_window(self, now: float) -> None:

@@ -111,6 +111,30 @@ class Stats:
             pending = self._pending
             pending[us] = pending.get(us, 0) + 1
 
+    def add_all(self, results: list[Result]) -> None:
+        """:meth:`add` for many rows at once, the usual row (200, no error) in fewer steps."""
+        pending = self._pending
+        get = pending.get
+        add = self.add
+        ok = requests = 0
+        for result in results:
+            _id, status, elapsed_ms, attempts, error, _fields, _kept = result
+            if status != 200 or error or not attempts:
+                add(result)
+                continue
+            ok += 1
+            requests += attempts
+            us = int(elapsed_ms * 1000) or 1
+            shift = us.bit_length() - 12
+            if shift > 0:
+                us = us >> shift << shift
+            pending[us] = get(us, 0) + 1
+        if ok:
+            self.done += ok
+            self.ok += ok
+            self.requests += requests
+            self.statuses[200] += ok
+
     @property
     def latency(self) -> HdrHistogram:
         """Latency in microseconds of every row that made a request."""

@@ -109,7 +109,7 @@ class CsvSink:
             for r in early:
                 self.write(r)
         id_, status, elapsed, attempts, error, fields, kept = result
-        row: list[Any] = [id_, status, round(elapsed, 3), attempts, error]
+        row: list[Any] = [id_, status, f"{elapsed:.3f}", attempts, error]
         if self._fields:
             if fields is None:
                 row.extend([None] * len(self._fields))

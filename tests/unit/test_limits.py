@@ -53,6 +53,24 @@ def test_backs_off_when_latency_queues() -> None:
     assert max(seen[-100:]) <= 40
 
 
+def test_sample_all_learns_as_many_samples_at_once() -> None:
+    # Answers read together complete at the same time: one call for all of them
+    # moves the limit as the same samples one by one do.
+    one, many = AdaptiveLimit(initial=8, maximum=256), AdaptiveLimit(initial=8, maximum=256)
+    now = 0.0
+    for _ in range(40):
+        batch = [0.01 + 0.001 * k for k in range(max(one.limit, 32))]
+        now += 0.02
+        for latency in batch:
+            one.sample(now, latency, False)
+        many.sample_all(now, sum(batch), len(batch))
+        assert many.limit == one.limit
+    assert one.limit > 32  # it did learn: slow start doubled the limit
+    fixed = FixedLimit(8)
+    fixed.sample_all(1.0, 0.5, 50)
+    assert fixed.limit == 8
+
+
 def test_rate_meter_spaces_starts_evenly() -> None:
     meter = RateMeter(100.0)
     now = 0.0

@@ -272,6 +272,33 @@ def test_percentiles_are_ordered(latencies: list[float]) -> None:
     assert p[-1] == pytest.approx(max(latencies), rel=0.002, abs=0.002)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([200, 200, 200, 201, 204, 400, 404, 503, None]),
+            st.sampled_from(["", "", "", "timeout", "json", "input: line 3: bad"]),
+            st.integers(0, 4),
+            st.floats(0.0, 100_000.0),
+        ),
+        max_size=40,
+    )
+)
+def test_add_all_counts_as_add_does(rows: list[tuple[int | None, str, int, float]]) -> None:
+    # add_all takes the usual row (200, no error) by a shorter path: same figures.
+    results = [Result(str(i), s, ms, a, e) for i, (s, e, a, ms) in enumerate(rows)]
+    one, many = Stats(FakeClock()), Stats(FakeClock())
+    for result in results:
+        one.add(result)
+    many.add_all(results[:7])
+    many.add_all(results[7:])
+    assert many.summary() == one.summary()
+    assert many.statuses == one.statuses
+    assert [many.percentile_ms(q) for q in (50, 99, 100)] == [
+        one.percentile_ms(q) for q in (50, 99, 100)
+    ]
+
+
 # -- format_summary ----------------------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ def test_csv_sink_column_order_and_cells() -> None:
         "24.9",
         '["x"]',
     ]
-    assert failed == ["r2", "", "30000.0", "4", "timeout", "", "", "", "", "", "25.0", ""]
+    assert failed == ["r2", "", "30000.000", "4", "timeout", "", "", "", "", "", "25.0", ""]
     assert out.getvalue().count("\r") == 0
 
 
@@ -65,14 +65,14 @@ def test_csv_sink_bool_false_and_missing_keys() -> None:
     out = io.StringIO()
     sink = CsvSink(out, ["a", "b"], ["k"])
     sink.write(Result("1", 200, 1.0, 1, "", {"a": False}, None))
-    assert csv_rows(out.getvalue())[1] == ["1", "200", "1.0", "1", "", "false", "", ""]
+    assert csv_rows(out.getvalue())[1] == ["1", "200", "1.000", "1", "", "false", "", ""]
 
 
 def test_csv_sink_without_fields_or_keep() -> None:
     out = io.StringIO()
     sink = CsvSink(out, [], [])
     sink.write(Result("1", 404, 0.5, 2, "", {"ignored": 1}, {"ignored": 2}))
-    assert csv_rows(out.getvalue()) == [list(BASE_COLUMNS), ["1", "404", "0.5", "2", ""]]
+    assert csv_rows(out.getvalue()) == [list(BASE_COLUMNS), ["1", "404", "0.500", "2", ""]]
 
 
 def test_csv_sink_quotes_awkward_values() -> None:
@@ -82,7 +82,7 @@ def test_csv_sink_quotes_awkward_values() -> None:
     assert csv_rows(out.getvalue())[1] == [
         "a,b",
         "200",
-        "1.0",
+        "1.000",
         "1",
         'parse: x "y"\nz',
         "line1\nline2",
@@ -185,7 +185,7 @@ def test_open_sink_writes_a_file(tmp_path: Path, name: str, cls: type) -> None:
     sink.close()
     text = path.read_text(encoding="utf-8")
     if cls is CsvSink:
-        assert text == "id,status,elapsed_ms,attempts,error,f,k\n1,200,1.0,1,,1,v\n"
+        assert text == "id,status,elapsed_ms,attempts,error,f,k\n1,200,1.000,1,,1,v\n"
     else:
         assert orjson.loads(text) == {
             "id": "1",
