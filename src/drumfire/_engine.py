@@ -183,7 +183,7 @@ class Engine:
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
         on_tick: Callable[[Stats], None] | None = None,
-        tick_interval: float = 0.1,
+        tick_interval: float = 0.05,
         skip: Callable[[str], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
@@ -347,7 +347,7 @@ class Engine:
 
     #: CPU share of one core above which the client is the bottleneck, and below
     #: which it is no longer; each must hold for CPU_TICKS sweeps in a row.
-    CPU_BOUND, CPU_FREE, CPU_TICKS = 0.85, 0.5, 3
+    CPU_BOUND, CPU_FREE, CPU_TICKS = 0.85, 0.5, 2
     CPU_SPAN = 0.05  # seconds: the shortest span a CPU share is measured over
     #: Connections kept while pipelining: a few deep queues mean few, large
     #: reads and writes (fewer system calls and callbacks per request).
