@@ -274,6 +274,13 @@ class RequestPlan:
             self._body_template.check(available)
 
     def _find_static_origin(self) -> None:
+        """Note the origin when the template fixes it; a bad one is a usage error now."""
+        try:
+            self._split_static_origin()
+        except ValueError as exc:  # every row would fail the same way
+            raise TemplateError(f"--url: {exc}") from None
+
+    def _split_static_origin(self) -> None:
         src = self.url.source
         if self.url.is_static:
             self._static_origin, target = split_url(self.url.render({}))

@@ -201,6 +201,13 @@ def test_template_naming_a_missing_column(routes: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_bad_port_in_the_url_is_a_usage_error(routes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    proc = drumfire("run", routes, "--url", "http://127.0.0.1:80x/{lon1}", "-o", out)
+    assert_usage_error(proc, "--url", "bad port")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "option", ["--keep=nope", "--id=nope", "--header=X-A: {nope}", "--data={nope}"]
 )

@@ -458,8 +458,24 @@ def test_malformed_url_template_is_a_template_error() -> None:
 
 
 def test_static_unsupported_url_raises_at_construction() -> None:
-    with pytest.raises(ValueError, match="only http"):
+    with pytest.raises(TemplateError, match="only http"):
         RequestPlan("ftp://h/x")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:abc/{x}", "bad port"),
+        ("http://127.0.0.1:99999/route/{x}", "bad port"),
+        ("ftp://h/{x}", "only http"),
+        ("http:///{x}", "no host"),
+    ],
+)
+def test_a_bad_fixed_origin_is_a_usage_error(url: str, message: str) -> None:
+    # The part before the first placeholder fixes the origin: a bad one would
+    # fail every row, so it stops the run before the first request.
+    with pytest.raises(TemplateError, match=message):
+        RequestPlan(url)
 
 
 def test_the_short_preparer_gives_the_same_bytes_as_prepare() -> None:
