@@ -605,12 +605,12 @@ def drumfire_command(override: str | None = None) -> list[str]:
     """How to start the drumfire CLI.
 
     Default: this checkout's ``src`` through the same entry point as the
-    ``drumfire`` console script (``drumfire.cli:main``), so the benchmark always
+    ``drumfire`` console script (``drumfire.cli:entry``), so the benchmark always
     measures the working tree, not some older installed copy.
     """
     if override:
         return shlex.split(override)
-    return [sys.executable, "-c", "import sys; from drumfire.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "from drumfire.cli import entry; entry()"]
 
 
 def drumfire_available(cmd: Sequence[str]) -> tuple[bool, str]:

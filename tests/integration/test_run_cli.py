@@ -371,6 +371,47 @@ def test_bench_and_compare_load_only_when_used() -> None:
         assert f" {command} [OPTIONS]" in proc.stdout.splitlines()[0]
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_run_skips_the_interpreter_teardown_but_nothing_else(
+    demo_server: DemoServer, routes: Path, tmp_path: Path, fail: bool
+) -> None:
+    # entry() ends `run` with os._exit once its files are closed: atexit
+    # handlers (the teardown) do not run, yet every row is written, stdout is
+    # flushed and the exit status is kept. Other commands exit the usual way.
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}{ROUTE}" if fail else demo_server.base_url + ROUTE
+        _check_quick_exit(routes, url, fail)
+
+
+def _check_quick_exit(routes: Path, url: str, fail: bool) -> None:
+    probe = (
+        "import atexit, sys; atexit.register(print, 'teardown', file=sys.stderr); "
+        "from drumfire.cli import entry; sys.argv[0] = 'drumfire'; entry()"
+    )
+    args = ["run", routes, "--url", url, "-e", "code=code", "--retries", "0", "-o", "-"]
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, args)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "teardown" not in proc.stderr
+    rows = read_csv(proc.stdout)
+    assert len(rows) == 300
+    assert {r["error"] for r in rows} == ({"connect"} if fail else {""})
+    usage = subprocess.run(
+        [sys.executable, "-c", probe, "run", str(routes), "--url", "http://x/{nope}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert usage.returncode == 2
+    assert "teardown" in usage.stderr  # a usage error exits the usual way
+    version = subprocess.run(
+        [sys.executable, "-c", probe, "--version"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert version.returncode == 0
+    assert "teardown" in version.stderr
+
+
 def test_progress_on_a_terminal_shows_the_total(routes: Path, tmp_path: Path) -> None:
     # Counting the rows first is skipped only when nothing is displayed.
     import os
