@@ -274,6 +274,9 @@ class Engine:
             self._pump()
             await self._done
         finally:
+            # Whatever ended the run (the last row, a failure), the aborts below
+            # must not start rows on new connections.
+            self._exhausted = self._stopping = True
             if self._timer is not None:
                 self._timer.cancel()
             if self._pump_timer is not None:
@@ -348,7 +351,9 @@ class Engine:
     #: CPU share of one core above which the client is the bottleneck, and below
     #: which it is no longer; each must hold for CPU_TICKS sweeps in a row.
     CPU_BOUND, CPU_FREE, CPU_TICKS = 0.85, 0.5, 2
-    CPU_SPAN = 0.05  # seconds: the shortest span a CPU share is measured over
+    # Seconds: the shortest span a CPU share is measured over. Below the 50 ms sweep:
+    # timers fire up to a millisecond early, and a skipped sweep delays the switch.
+    CPU_SPAN = 0.04
     #: Connections kept while pipelining: a few deep queues mean few, large
     #: reads and writes (fewer system calls and callbacks per request).
     PIPELINE_CONNECTIONS = 4
@@ -386,7 +391,8 @@ class Engine:
         self._pump()
 
     def _fail(self, exc: BaseException) -> None:
-        self._failure = exc
+        if self._failure is None:  # the first error is the one to report
+            self._failure = exc
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
@@ -880,12 +886,18 @@ class Engine:
                 self._emit(result, job.seq)
             else:
                 done.append(result)
-        if done:  # _emit, inlined for the usual case: count them all, then hand each on
-            self.stats.add_all(done)
+        if done:  # _emit, inlined for the usual case: hand each on, then count them
             on_result = self.on_result
-            for (job, _response), result in zip(answered, done, strict=True):
-                self.emitting = job.seq
-                on_result(result)
+            handed = 0
+            try:
+                for (job, _response), result in zip(answered, done, strict=True):
+                    self.emitting = job.seq
+                    on_result(result)
+                    handed += 1
+            except Exception as exc:  # a broken sink or consumer ends the run with its error
+                self._fail(exc)
+            finally:
+                self.stats.add_all(done if handed == len(done) else done[:handed])
 
     def _skip_seq(self, seq: int) -> None:
         """A row with no result to write (resumed): keep the reorder buffer moving."""
@@ -910,15 +922,19 @@ class Engine:
     def _emit(self, result: Result, seq: int) -> None:
         self.stats.add(result)
         self.emitting = seq  # for drivers that put results in order elsewhere
-        if not self.ordered:
+        try:
+            if not self.ordered:
+                self.on_result(result)
+                return
+            if seq != self._next_emit:
+                self._held[seq] = result
+                return
             self.on_result(result)
-            return
-        if seq != self._next_emit:
-            self._held[seq] = result
-            return
-        self.on_result(result)
-        self._next_emit += 1
-        self._release_held()
+            self._next_emit += 1
+            self._release_held()
+        except Exception as exc:  # a broken sink or consumer ends the run with its error
+            # (from a connection's or a timer's callback it would only be logged)
+            self._fail(exc)
 
     def _check_done(self) -> None:
         if (

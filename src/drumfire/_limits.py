@@ -100,7 +100,9 @@ class AdaptiveLimit:
         """:meth:`sample` for ``count`` requests answered together, none overloaded.
 
         ``latency_sum``: their latencies added up. The window may end only after
-        all of them (they completed at the same ``now``).
+        all of them (they completed at the same ``now``). The engine feeds the
+        overloaded answers of the same read first, one by one: after a cut,
+        these count towards the new window.
         """
         if self._window_start is None:
             self._window_start = now

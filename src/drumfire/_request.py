@@ -278,7 +278,7 @@ class RequestPlan:
         try:
             self._split_static_origin()
         except ValueError as exc:  # every row would fail the same way
-            raise TemplateError(f"--url: {exc}") from None
+            raise TemplateError(str(exc)) from None
 
     def _split_static_origin(self) -> None:
         src = self.url.source

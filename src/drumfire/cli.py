@@ -398,7 +398,9 @@ def run_command(
     if summary_json:
         Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))
     global _quick_exit
-    _quick_exit = True  # every file is closed: see entry()
+    # Every file is closed (see entry()); a --parse module is user code whose
+    # atexit handlers and open files must see the usual shutdown.
+    _quick_exit = parse_spec is None
     sys.exit(code)
 
 
@@ -504,8 +506,11 @@ def entry() -> None:
     left to do but free memory and modules one by one: about 50 ms after a big
     run, which ``drumfire run`` would count in its own throughput. The exit
     status is the same; stdout and stderr are flushed first. Other commands
-    (and ``main`` called in-process, as by tests) exit the usual way.
+    (and ``main`` called in-process, as by tests) exit the usual way, and so
+    does ``run --parse``, which loads user code.
     """
+    global _quick_exit
+    _quick_exit = False
     try:
         main()
     except SystemExit as exc:

@@ -204,7 +204,7 @@ def test_template_naming_a_missing_column(routes: Path, tmp_path: Path) -> None:
 def test_a_bad_port_in_the_url_is_a_usage_error(routes: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     proc = drumfire("run", routes, "--url", "http://127.0.0.1:80x/{lon1}", "-o", out)
-    assert_usage_error(proc, "--url", "bad port")
+    assert_usage_error(proc, "127.0.0.1:80x", "bad port")
     assert not out.exists()
 
 
@@ -404,6 +404,20 @@ def _check_quick_exit(routes: Path, url: str, fail: bool) -> None:
     )  # fmt: skip
     assert usage.returncode == 2
     assert "teardown" in usage.stderr  # a usage error exits the usual way
+    # --parse loads user code: its atexit handlers and files see the usual shutdown.
+    parser = routes.parent / "parser.py"
+    parser.write_text(
+        "import atexit, sys\n"
+        "atexit.register(print, 'parser teardown', file=sys.stderr)\n"
+        "def parse(response):\n    return {'n': len(response.body)}\n"
+    )
+    parsed = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, args), "--parse", f"{parser}:parse"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert parsed.returncode == 0, parsed.stderr
+    assert "parser teardown" in parsed.stderr
+    assert len(read_csv(parsed.stdout)) == 300
     version = subprocess.run(
         [sys.executable, "-c", probe, "--version"],
         capture_output=True, text=True, timeout=60, check=False,

@@ -658,3 +658,55 @@ def test_demo_server_sends_no_body_in_a_head_response(demo_server: DemoServer) -
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 ")
     assert rest.startswith(b"HTTP/1.1 200 OK\r\n")  # the next answer, not a body
+
+
+# -- a consumer that fails -------------------------------------------------------------------
+
+
+class SinkBroke(Exception):
+    pass
+
+
+def run_engine_until_it_raises(url: str, rows: list[dict[str, str]], **kwargs: Any) -> int:
+    """Run an engine whose result consumer raises at its 6th row; return the rows it took."""
+    from drumfire._api import make_job
+    from drumfire._sources import rows_source
+
+    taken: list[Result] = []
+
+    def on_result(result: Result) -> None:
+        if len(taken) == 5:
+            raise SinkBroke("disk full")
+        taken.append(result)
+
+    job = make_job(url, **kwargs)
+    source = rows_source(rows)
+    engine = job.engine(source, on_result)
+    with pytest.raises(SinkBroke, match="disk full"):
+        asyncio.run(asyncio.wait_for(engine.run(source.items, source.total), 30))
+    return len(taken)
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_a_consumer_that_raises_on_an_answer_ends_the_run(
+    demo_server: DemoServer, ordered: bool
+) -> None:
+    # A broken sink (disk full) or consumer ends the run with its error. The
+    # answers are handed on from a connection's callback, where an exception
+    # would only be logged by the event loop and the rows after it lost.
+    rows = route_rows(300)
+    taken = run_engine_until_it_raises(
+        demo_server.base_url + ROUTE, rows, concurrency=8, ordered=ordered
+    )
+    assert taken == 5
+
+
+def test_a_consumer_that_raises_on_a_timed_out_row_ends_the_run() -> None:
+    # Rows that time out are handed on from the engine's timer: the run must end
+    # with the error, not wait forever for a sweep that no longer comes.
+    with ScriptedServer(lambda *_: stall(5.0, b"")) as srv:
+        taken = run_engine_until_it_raises(
+            srv.url("/x"), [{"id": str(i)} for i in range(20)], concurrency=20,
+            timeout=0.3, retries=0,
+        )  # fmt: skip
+    assert taken == 5
