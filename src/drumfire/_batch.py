@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from . import _readahead as readahead
 from ._api import Job
 from ._http import Response
 from ._loop import new_event_loop
@@ -65,8 +66,13 @@ def execute(
     parse: Callable[[Response], Mapping[str, Any]] | None = None,
     console: Console | None = None,
     skip: Callable[[str], bool] | None = None,
+    read_ahead: bool = False,
 ) -> tuple[Stats, int]:
-    """Run the batch to the end (or to a signal); return its stats and exit status."""
+    """Run the batch to the end (or to a signal); return its stats and exit status.
+
+    ``read_ahead``: read and prepare the rows in a child process where that
+    helps (see :mod:`drumfire._readahead`).
+    """
     console = console or Console(stderr=True)
     show = not quiet and console.is_terminal
     clock = time.perf_counter
@@ -81,6 +87,9 @@ def execute(
         if show:
             progress.update(stats)
 
+    # Once the engine's own CPU limits the run, the rest of the input is read
+    # and prepared in a child process.
+    reader = readahead.Starter() if read_ahead and readahead.available() else None
     fds = ensure_fd_limit(job.concurrency or job.max_concurrency)
     if fds is not None:
         console.print(f"drumfire: warning: {fds}", highlight=False)
@@ -92,6 +101,7 @@ def execute(
         clock=clock,
         skip=skip,
         duplicates=DuplicateCounter(),
+        on_cpu_bound=reader,
     )
     loop = new_event_loop()
     got: list[int] = []
@@ -116,6 +126,8 @@ def execute(
         else:
             stats = loop.run_until_complete(engine.run(source.items, source.total))
     finally:
+        if reader is not None:
+            reader.close()
         sink.close()
         if source.close is not None:
             source.close()

@@ -21,7 +21,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -59,6 +59,10 @@ Item = tuple[int, "Mapping[str, Any] | InputProblem"]
 #: A source item meaning "no row yet, but more may come" (worker processes fed
 #: through a pipe); the engine waits for :meth:`Engine.wake`.
 WAIT: Item = (0, InputProblem(0, "waiting for rows"))
+
+
+#: What :meth:`Engine._make` returns for a row whose result the output already holds.
+SKIPPED = object()
 
 
 def _pipelinable(prepared: Prepared) -> bool:
@@ -189,6 +193,7 @@ class Engine:
         follow_redirects: int = 0,
         pipeline: int = 64,
         cpu_clock: Callable[[], float] = time.thread_time,
+        on_cpu_bound: Callable[[Engine], None] | None = None,
         text_rows: bool = False,
     ) -> None:
         if concurrency is not None and concurrency < 1:
@@ -231,6 +236,8 @@ class Engine:
         # GET requests on each open one, which saves system calls and wake-ups.
         self.pipeline = max(1, pipeline)
         self.cpu_clock = cpu_clock
+        # Called once, when the engine's own CPU first limits the run (see _watch_cpu).
+        self.on_cpu_bound = on_cpu_bound
         self.pipelining = False
         self._conn_cap = most
         self._capacity = float("inf")  # most requests in flight the connections can take
@@ -308,6 +315,15 @@ class Engine:
         self._loop.call_later(grace, self._cancel_all)
         self._check_done()
 
+    def hand_over_items(self, take: Callable[[Iterator[Item]], Iterator[Any]]) -> None:
+        """Let ``take`` read the rest of the items; the engine reads what it returns.
+
+        ``take`` may return prepared entries as well as items (see
+        :mod:`drumfire._readahead` and :meth:`_next_job`).
+        """
+        if not self._exhausted:
+            self._items = take(self._items)
+
     def wake(self) -> None:
         """More input is available after a ``WAIT`` item."""
         if self._done is not None:  # before run() there is nothing to pump yet
@@ -379,6 +395,9 @@ class Engine:
         self._cpu_streak = 0
         self.pipelining = not self.pipelining
         if self.pipelining:
+            if self.on_cpu_bound is not None:
+                hook, self.on_cpu_bound = self.on_cpu_bound, None  # the first time only
+                hook(self)
             self._conn_cap = max(1, min(self.pool.open, self.PIPELINE_CONNECTIONS))
             self._capacity = self._conn_cap * self.pipeline
             # The adaptive limit now counts connections' worth of requests: each
@@ -413,46 +432,51 @@ class Engine:
                 return None
             if item is WAIT:
                 return None
-            line, row = item
+            # A source item, or what _make made of one in a read-ahead process.
+            made = self._make(item) if type(item) is tuple else item
+            if type(made) is int:  # duplicate ids the read-ahead process saw
+                self.stats.duplicates += made
+                continue
             seq = self._seq
             self._seq += 1
-            if isinstance(row, InputProblem):
-                self._emit(
-                    Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}"), seq
-                )
-                continue
-            id_ = row_id(row, line, self.id_column)
-            if self.duplicates is not None and self.duplicates.add(id_):
-                self.stats.duplicates += 1
-            if self.skip is not None and self.skip(id_):
+            if type(made) is Job:
+                made.seq = seq
+                return made
+            if made is SKIPPED:
                 self.stats.skipped += 1
                 self._skip_seq(seq)
                 continue
-            try:
-                prepared = self._prepare(row)
-            except KeyError as exc:
-                self._emit(
-                    Result(
-                        id_,
-                        None,
-                        0.0,
-                        0,
-                        f"template: row {line} has no column {exc.args[0]!r}",
-                        None,
-                        self._kept(row),
-                    ),
-                    seq,
-                )
-                continue
-            except ValueError as exc:
-                self._emit(
-                    Result(
-                        id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self._kept(row)
-                    ),
-                    seq,
-                )
-                continue
-            return Job(seq, id_, row, prepared)
+            self._emit(cast(Result, made), seq)  # an input or template error
+
+    def _make(self, item: Item) -> Job | Result | object:
+        """What a source item becomes: a job, an error row, or SKIPPED (--resume).
+
+        Needs no event loop and no network: a read-ahead process runs it too
+        (its jobs get their ``seq`` from the engine that takes them).
+        """
+        line, row = item
+        if isinstance(row, InputProblem):
+            return Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}")
+        id_ = row_id(row, line, self.id_column)
+        if self.duplicates is not None and self.duplicates.add(id_):
+            self.stats.duplicates += 1
+        if self.skip is not None and self.skip(id_):
+            return SKIPPED
+        try:
+            prepared = self._prepare(row)
+        except KeyError as exc:
+            return Result(
+                id_,
+                None,
+                0.0,
+                0,
+                f"template: row {line} has no column {exc.args[0]!r}",
+                None,
+                self._kept(row),
+            )
+        except ValueError as exc:
+            return Result(id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self._kept(row))
+        return Job(-1, id_, row, prepared)
 
     def _pump(self) -> None:
         limiter, rate = self.limiter, self.rate

@@ -228,6 +228,13 @@ def main() -> None:
     "GET requests on a connection before their answers (HTTP pipelining); 1 turns it off.",
 )
 @click.option(
+    "--read-ahead/--no-read-ahead",
+    default=True,
+    show_default=True,
+    help="Read the input and prepare the requests in a second process (Linux, 2+ CPUs, "
+    "-p 1); it yields its CPU to anything else once drumfire's own CPU limits the run.",
+)
+@click.option(
     "--rate",
     default=None,
     metavar="RATE",
@@ -304,6 +311,7 @@ def run_command(
     processes: str,
     max_concurrency: int,
     pipeline: int,
+    read_ahead: bool,
     rate: str | None,
     retries: int,
     retry_unsafe: bool,
@@ -393,7 +401,14 @@ def run_command(
         )
     else:
         stats, code = execute(
-            job, source, sink, quiet=quiet, parse=parse, output_label=label, skip=skip
+            job,
+            source,
+            sink,
+            quiet=quiet,
+            parse=parse,
+            output_label=label,
+            skip=skip,
+            read_ahead=read_ahead,
         )
     if summary_json:
         Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))

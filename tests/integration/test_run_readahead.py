@@ -1,0 +1,281 @@
+"""The read-ahead child process (``drumfire._readahead``) against the demo server.
+
+The engine is made to believe it is CPU-bound at once (a CPU clock that runs as
+fast as the wall clock), so it starts pipelining and hands the rest of its input
+to a forked child within a few milliseconds. Every test compares the rows with
+those of the same run read in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drumfire import InputError, Result
+from drumfire._api import make_job
+from drumfire._batch import execute
+from drumfire._engine import Engine
+from drumfire._readahead import ReadAhead, Starter, available
+from drumfire._result import Stats
+from drumfire._resume import DuplicateCounter
+from drumfire._sinks import CsvSink
+from drumfire._sources import open_source, rows_source
+from drumfire.demo import DemoServer, route_answer, write_sample_routes
+
+pytestmark = pytest.mark.skipif(not available(), reason="read-ahead needs Linux and 2+ CPUs")
+
+ROUTE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
+
+
+def route_rows(n: int) -> list[Any]:
+    rows: list[Any] = []
+    for i in range(n):
+        rows.append(
+            {
+                "id": f"r{i}",
+                "lon1": f"{24.90 + (i % 97) / 1000:.6f}",
+                "lat1": f"{60.15 + (i % 89) / 2000:.6f}",
+                "lon2": f"{24.91 + (i % 83) / 1000:.6f}",
+                "lat2": f"{60.16 + (i % 79) / 2000:.6f}",
+            }
+        )
+    # What the child must pass on as rows of their own, in their places:
+    rows[1500] = ["not", "a", "mapping"]  # an input problem
+    del rows[1700]["lon2"]  # a template error
+    rows[1900]["id"] = rows[1800]["id"]  # a duplicate id
+    return rows
+
+
+def run_engine(
+    url: str, rows: Any, *, read_ahead: bool, **kwargs: Any
+) -> tuple[list[Result], Stats, Starter | None]:
+    skip: Callable[[str], bool] | None = kwargs.pop("skip", None)
+    job = make_job(url, **kwargs)
+    source = rows_source(rows)
+    results: list[Result] = []
+    starter = Starter() if read_ahead else None
+    engine = job.engine(
+        source,
+        results.append,
+        cpu_clock=time.perf_counter,  # "a whole core": CPU-bound from the first sweep
+        tick_interval=0.005,
+        on_cpu_bound=starter,
+        skip=skip,
+        duplicates=DuplicateCounter(),
+    )
+    engine.CPU_TICKS = 1
+    engine.CPU_SPAN = 0.004
+    try:
+        stats = asyncio.run(asyncio.wait_for(engine.run(source.items, source.total), 60))
+    finally:
+        if starter is not None:
+            starter.close()
+    return results, stats, starter
+
+
+def rows_of(results: list[Result]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r.id, r.status, r.attempts, r.error, sorted((r.fields or {}).items()), r.kept)
+        for r in results
+    )
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_read_ahead_gives_the_same_rows(demo_server: DemoServer, ordered: bool) -> None:
+    rows = route_rows(3000)
+    skipped = {f"r{i}" for i in range(2000, 2100)}
+    kwargs: dict[str, Any] = {
+        "extract": {"code": "code", "duration": "routes[0].duration"},
+        "keep": ["lon1"],
+        "ordered": ordered,
+    }
+    url = demo_server.base_url + ROUTE
+    ahead, ahead_stats, starter = run_engine(
+        url, rows, read_ahead=True, skip=skipped.__contains__, **kwargs
+    )
+    inline, inline_stats, _ = run_engine(
+        url, rows, read_ahead=False, skip=skipped.__contains__, **kwargs
+    )
+    assert starter is not None
+    assert starter.reader is not None, "the engine never handed its input over"
+    assert rows_of(ahead) == rows_of(inline)
+    assert len(ahead) == 3000 - 100
+    for stats in (ahead_stats, inline_stats):
+        assert (stats.duplicates, stats.skipped) == (1, 100)
+    errors = {r.id: r.error for r in ahead if r.error}
+    assert errors["1501"].startswith("input: line 1501: row is a list")
+    assert "has no column 'lon2'" in errors["r1700"]
+    ok = next(r for r in ahead if r.id == "r42")
+    status, doc = route_answer(*(float(rows[42][c]) for c in ("lon1", "lat1", "lon2", "lat2")))
+    assert ok.status == status
+    assert ok.fields is not None
+    assert ok.fields["code"] == doc["code"]
+    assert ok.kept == {"lon1": rows[42]["lon1"]}
+    if ordered:
+        assert [r.id for r in ahead] == [r.id for r in inline]
+
+
+def test_the_child_is_reaped(demo_server: DemoServer) -> None:
+    _, _, starter = run_engine(demo_server.base_url + ROUTE, route_rows(2000), read_ahead=True)
+    assert starter is not None
+    assert starter.reader is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(starter.reader.pid, os.WNOHANG)
+
+
+def test_an_input_failing_in_the_child_ends_the_run_with_its_error(
+    demo_server: DemoServer,
+) -> None:
+    def rows() -> Iterator[dict[str, str]]:
+        yield from route_rows(2000)[:1000]
+        raise OSError("the disk went away")
+
+    with pytest.raises(InputError, match="reading the input failed: OSError: the disk went away"):
+        run_engine(demo_server.base_url + ROUTE, rows(), read_ahead=True)
+
+
+def test_a_child_that_dies_ends_the_run(demo_server: DemoServer) -> None:
+    # A child killed from outside (the OOM killer): the run ends with an error,
+    # it does not wait forever for rows that will not come.
+    parent = os.getpid()
+
+    def rows() -> Iterator[dict[str, str]]:
+        yield from route_rows(2000)[:500]
+        if os.getpid() == parent:  # no hand-over happened: fail the test, not pytest
+            raise RuntimeError("the engine read every row itself")
+        os._exit(3)  # in the child: dies at row 500, with no word to the parent
+
+    with pytest.raises(InputError, match="ended before the end of the input"):
+        run_engine(demo_server.base_url + ROUTE, rows(), read_ahead=True)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[ReadAhead]:
+    """Any CPU share counts as CPU-bound: the read-ahead starts at the first sweep.
+
+    The list receives each read-ahead started.
+    """
+    monkeypatch.setattr(Engine, "CPU_BOUND", 0.0)
+    monkeypatch.setattr(Engine, "CPU_TICKS", 1)
+    started: list[ReadAhead] = []
+    init = ReadAhead.__init__
+
+    def spy(self: ReadAhead, *args: Any) -> None:
+        init(self, *args)
+        started.append(self)
+
+    monkeypatch.setattr(ReadAhead, "__init__", spy)
+    return started
+
+
+def execute_on_routes(
+    demo_server: DemoServer, path: Path, n: int, out: io.StringIO
+) -> tuple[Stats, int]:
+    """execute() as `drumfire run` calls it, on ``n`` sample routes; CSV rows into ``out``."""
+    source = open_source(str(write_sample_routes(path, n, seed=3)), count=False)
+    sink = CsvSink(out, ["code"], [])
+    sink.close = lambda: None  # type: ignore[method-assign]  # keep the text to read
+    job = make_job(demo_server.base_url + ROUTE, extract={"code": "code"})
+    return execute(job, source, sink, quiet=True, read_ahead=True)
+
+
+def test_the_command_line_path_hands_over_and_writes_every_row(
+    demo_server: DemoServer, tmp_path: Path, started: list[ReadAhead]
+) -> None:
+    out = io.StringIO()
+    stats, code = execute_on_routes(demo_server, tmp_path / "routes.csv", 20_000, out)
+    assert code == 0
+    assert len(started) == 1
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 + 20_000
+    assert len({line.split(",", 1)[0] for line in lines[1:]}) == 20_000
+    assert stats.done == 20_000
+
+
+def test_ctrl_c_with_a_read_ahead_child(
+    demo_server: DemoServer, tmp_path: Path, started: list[ReadAhead]
+) -> None:
+    # SIGINT reaches the parent mid-run (the child ignores it anyway): exit
+    # status 130, every row written once, and the child, blocked on a full
+    # pipe, is ended and reaped.
+    import threading
+
+    out = io.StringIO()
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        stats, code = execute_on_routes(demo_server, tmp_path / "routes.csv", 200_000, out)
+    finally:
+        timer.cancel()
+    assert code == 130
+    assert stats.stopped
+    ids = [line.split(",", 1)[0] for line in out.getvalue().splitlines()[1:]]
+    assert 0 < len(ids) < 200_000
+    assert len(set(ids)) == len(ids) == stats.done
+    assert len(started) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(started[0].pid, os.WNOHANG)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def test_resume_after_sigkill_with_a_read_ahead_child(tmp_path: Path) -> None:
+    # `drumfire run` with the read-ahead forced on at the first sweep, killed
+    # with SIGKILL mid-run: the child, blocked on its pipe, exits by itself
+    # (its next write fails), and --resume then completes every row once.
+    force = (
+        "from drumfire._engine import Engine; Engine.CPU_BOUND = 0.0; Engine.CPU_TICKS = 1; "
+        "from drumfire.cli import entry; entry()"
+    )
+    routes = write_sample_routes(tmp_path / "routes.csv", 30_000, seed=5)
+    out = tmp_path / "out.csv"
+    with DemoServer(latency=0.005) as slow:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", force, "run", str(routes), "--url", slow.base_url + ROUTE,
+             "-e", "code=code", "-o", str(out), "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        children: list[int] = []
+        while not children and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            children = children_of(proc.pid)
+        assert children, "no read-ahead child appeared"
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+            # The orphan is re-parented (to init or a subreaper) and reaped there;
+            # a zombie that is still ours counts as gone.
+            stat = Path(f"/proc/{children[0]}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            assert not Path(f"/proc/{children[0]}").exists(), "the child outlived its parent"
+    with DemoServer() as fast:
+        done = subprocess.run(
+            [sys.executable, "-m", "drumfire.cli", "run", str(routes), "--url",
+             fast.base_url + ROUTE, "-e", "code=code", "-o", str(out), "--resume", "-q"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ids = [line.split(",", 1)[0] for line in out.read_text().splitlines()[1:]]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 30_001)]
