@@ -397,7 +397,11 @@ class Engine:
         if self.pipelining:
             if self.on_cpu_bound is not None:
                 hook, self.on_cpu_bound = self.on_cpu_bound, None  # the first time only
-                hook(self)
+                try:
+                    hook(self)
+                except Exception as exc:  # not from the timer: it would stop the sweeps
+                    self._fail(exc)
+                    return
             self._conn_cap = max(1, min(self.pool.open, self.PIPELINE_CONNECTIONS))
             self._capacity = self._conn_cap * self.pipeline
             # The adaptive limit now counts connections' worth of requests: each

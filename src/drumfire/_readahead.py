@@ -20,17 +20,23 @@ engine is never CPU-bound, and no child is started.
 * **Priority.** The child runs at ``SCHED_IDLE``: only on CPU time nobody else
   wants. So the server is never pushed onto the engine's core: at normal
   priority, or ``nice 10``, the engine was preempted 6 000-10 000 times per
-  200 000 rows against nginx (2.08-2.10 s), at ``SCHED_IDLE`` 2 000-4 000
+  200 000 rows against nginx (2.08-2.10 s), at ``SCHED_IDLE`` 1 500-4 000
   times (1.98-2.00 s). The child only started because the client was
   CPU-bound while the machine had CPU to spare; if other processes later take
   every core, the child gets little CPU and the run slows down.
+* **Never blocking the engine.** The parent reads the pipe without blocking;
+  with no whole chunk at hand the engine waits (deadlines, flushing and
+  Ctrl-C go on) and is woken when the pipe has more.
 * **Ending.** Ctrl-C goes to the process group: the child ignores it and the
   parent decides. :meth:`ReadAhead.close` closes the pipe and kills and reaps
-  the child, which holds nothing but the input it reads. If the parent dies
-  (``kill -9``), the child's next write fails and it exits.
+  the child, which holds nothing but the input it reads. The child dies with
+  its parent (``PR_SET_PDEATHSIG``), even while blocked reading stdin, and
+  closes its copies of the parent's sockets at once, so a connection the
+  parent closes is closed for the server too.
 * **Failures.** An error while reading the input in the child (an I/O error,
   a corrupt gzip stream) ends the run with an :class:`~drumfire.InputError`
-  naming it.
+  naming it. If the pipe or the fork cannot be made, the engine goes on
+  reading in-process.
 
 Linux only (``fork``, ``SCHED_IDLE``) and only with 2 or more CPUs;
 ``drumfire run --no-read-ahead`` turns it off.
@@ -38,16 +44,19 @@ Linux only (``fork``, ``SCHED_IDLE``) and only with 2 or more CPUs;
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import pickle
 import signal
+import stat
 import struct
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._engine import SKIPPED, Job
+from ._engine import SKIPPED, WAIT, Job
 from ._errors import InputError
 from ._request import Prepared
 
@@ -59,6 +68,9 @@ __all__ = ["ReadAhead", "Starter", "available"]
 CHUNK_ROWS = 512  # entries per message: about 35 kB of pickle for OSRM-like rows
 PIPE_BYTES = 1 << 20  # the pipe's capacity: the child may run ~15 chunks ahead
 _HEADER = struct.Struct("<I")
+_HELD = {signal.SIGINT, signal.SIGTERM}
+_PR_SET_PDEATHSIG = 1
+_WAITING: list[Any] = [WAIT]
 _new_prepared = tuple.__new__
 
 
@@ -74,30 +86,55 @@ class ReadAhead:
 
     ``items`` is the rest of the engine's source (see
     :meth:`Engine.hand_over_items`); iterate the read-ahead once in its place.
-    The child is a fork of this process taken from inside an event-loop
-    callback: it never returns to the loop, and ends with ``os._exit``.
+    Create it from inside the engine's event loop: the child is a fork of this
+    process taken there, never returns to the loop, and ends with ``os._exit``.
+    The parent never blocks on the pipe: with no whole chunk at hand, the
+    engine gets ``WAIT`` and is woken when the pipe has more.
+
+    Raises :class:`OSError` when the pipe or the fork cannot be made (the
+    caller goes on reading in-process).
     """
 
     def __init__(self, engine: Engine, items: Iterator[Item]) -> None:
+        self._engine = engine
+        self._loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
         try:
-            import fcntl
-
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except (ImportError, AttributeError, OSError):
-            pass  # a smaller pipe only means more turns
-        self.pid = os.fork()
-        if self.pid == 0:  # the child
-            code = 0
+            _enlarge(write_fd)
+            parent = os.getpid()
+            # A Ctrl-C between the fork and the child's own handlers would run
+            # the parent's handler in the child, which writes to the loop's
+            # wake-up socket the two share: hold the signals until then.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
             try:
-                os.close(read_fd)
-                _serve(engine, items, write_fd)
-            except BaseException:  # the child must never return into the caller
-                code = 1
+                with warnings.catch_warnings():
+                    # 3.12+ warns of fork() with threads running: the child
+                    # touches no lock of theirs (only its input and the pipe).
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:  # the child
+                    code = 0
+                    try:
+                        os.close(read_fd)
+                        _detach(parent, write_fd)
+                        _serve(engine, items, write_fd)
+                    except BaseException:  # the child must never return into the caller
+                        code = 1
+                    finally:
+                        os._exit(code)
             finally:
-                os._exit(code)
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        except BaseException:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        self.pid = pid
         os.close(write_fd)
-        self._stream = os.fdopen(read_fd, "rb", buffering=PIPE_BYTES)
+        os.set_blocking(read_fd, False)
+        self._fd = read_fd
+        self._buffer = bytearray()
+        self._eof = False
+        self._watching = False
         self._closed = False
 
     def __iter__(self) -> Iterator[Job | Any]:
@@ -106,15 +143,13 @@ class ReadAhead:
         return itertools.chain.from_iterable(self._chunks())
 
     def _chunks(self) -> Iterator[list[Job | Any]]:
-        stream = self._stream
-        loads = pickle.loads
-        unpack = _HEADER.unpack
-        size = _HEADER.size
         while True:
-            head = stream.read(size)
-            if len(head) < size:
-                raise InputError("the read-ahead process ended before the end of the input")
-            entries, duplicates, failure = loads(stream.read(unpack(head)[0]))
+            message = self._message()
+            if message is None:  # no whole chunk yet: wait for the pipe
+                self._watch()
+                yield _WAITING
+                continue
+            entries, duplicates, failure = message
             items: list[Job | Any] = [
                 Job(-1, e[0], e[2], _new_prepared(Prepared, e[1]))
                 if type(e) is tuple
@@ -124,12 +159,48 @@ class ReadAhead:
                 for e in entries
             ]
             if duplicates:
-                items.insert(0, duplicates)
+                items.append(duplicates)  # counted once the rows before it are taken
             yield items
             if failure is not None:
                 if failure:
                     raise InputError(failure)
                 return  # the end of the input
+
+    def _message(self) -> Any:
+        """The next whole message from the child, or None if it has not arrived yet."""
+        buffer = self._buffer
+        size = _HEADER.size
+        while True:
+            if len(buffer) >= size:
+                end = size + _HEADER.unpack_from(buffer)[0]
+                if len(buffer) >= end:
+                    blob = buffer[size:end]
+                    del buffer[:end]
+                    return pickle.loads(blob)
+            if self._eof:
+                raise InputError("the read-ahead process ended before the end of the input")
+            try:
+                data = os.read(self._fd, PIPE_BYTES)
+            except BlockingIOError:
+                return None
+            if data:
+                buffer += data
+            else:
+                self._eof = True
+
+    def _watch(self) -> None:
+        if not self._watching:
+            self._watching = True
+            self._loop.add_reader(self._fd, self._readable)
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+
+    def _readable(self) -> None:
+        self._unwatch()
+        self._engine.wake()
 
     def _signal(self, signum: int) -> None:
         try:
@@ -142,7 +213,9 @@ class ReadAhead:
         if self._closed:
             return
         self._closed = True
-        self._stream.close()
+        if not self._loop.is_closed():
+            self._unwatch()
+        os.close(self._fd)
         self._signal(signal.SIGKILL)
         try:
             os.waitpid(self.pid, 0)
@@ -158,10 +231,15 @@ class Starter:
 
     def __init__(self) -> None:
         self.reader: ReadAhead | None = None
+        self.error: OSError | None = None  # why no child could be started
 
     def __call__(self, engine: Engine) -> None:
         def take(items: Iterator[Item]) -> Iterator[Any]:
-            self.reader = ReadAhead(engine, items)
+            try:
+                self.reader = ReadAhead(engine, items)
+            except OSError as exc:  # out of file descriptors or processes
+                self.error = exc
+                return items  # the engine goes on reading them itself
             return iter(self.reader)
 
         engine.hand_over_items(take)
@@ -173,12 +251,6 @@ class Starter:
 
 def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
     """The child: prepare every item, send the entries in chunks, then the end."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass  # it then runs at the parent's priority
     stats = engine.stats
     make = engine._make
     keep = engine.keep
@@ -207,8 +279,53 @@ def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
             if len(entries) >= CHUNK_ROWS:
                 send(None)
     except Exception as exc:  # an unreadable input: the parent ends the run with it
-        failure = f"reading the input failed: {type(exc).__name__}: {exc}"[:500]
+        failure = f"reading or preparing the input failed: {type(exc).__name__}: {exc}"[:500]
     send(failure)
+
+
+def _detach(parent: int, write_fd: int) -> None:
+    """The child's first steps: its own signals and priority, none of the parent's sockets."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)  # the event loop's, shared with the parent
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+    try:  # die with the parent, even while blocked reading stdin or a FIFO
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(0)  # the parent died before prctl
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # it then runs at the parent's priority
+    # Copies of the parent's sockets (its connections, the loop's wake-up
+    # pair) would keep them open after the parent closes them: a server
+    # would see no FIN or RST until the child ends. Standard output and
+    # error may be a pipe someone waits on: the child writes to neither.
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != write_fd:
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.close(fd)
+            except OSError:
+                pass
+
+
+def _enlarge(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # a smaller pipe only means more turns
 
 
 def _write_all(fd: int, data: bytes) -> None:

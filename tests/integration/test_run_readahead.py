@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -60,6 +61,7 @@ def run_engine(
     url: str, rows: Any, *, read_ahead: bool, **kwargs: Any
 ) -> tuple[list[Result], Stats, Starter | None]:
     skip: Callable[[str], bool] | None = kwargs.pop("skip", None)
+    on_tick: Callable[[Stats], None] | None = kwargs.pop("on_tick", None)
     job = make_job(url, **kwargs)
     source = rows_source(rows)
     results: list[Result] = []
@@ -72,6 +74,7 @@ def run_engine(
         on_cpu_bound=starter,
         skip=skip,
         duplicates=DuplicateCounter(),
+        on_tick=on_tick,
     )
     engine.CPU_TICKS = 1
     engine.CPU_SPAN = 0.004
@@ -140,8 +143,48 @@ def test_an_input_failing_in_the_child_ends_the_run_with_its_error(
         yield from route_rows(2000)[:1000]
         raise OSError("the disk went away")
 
-    with pytest.raises(InputError, match="reading the input failed: OSError: the disk went away"):
+    with pytest.raises(InputError, match="the input failed: OSError: the disk went away"):
         run_engine(demo_server.base_url + ROUTE, rows(), read_ahead=True)
+
+
+def test_a_slow_child_does_not_block_the_engine(demo_server: DemoServer) -> None:
+    # The child stalls for a second mid-input: the engine waits for the pipe
+    # without blocking its loop, so its sweeps (deadlines, flushing, the
+    # progress display) go on every few milliseconds meanwhile.
+    parent = os.getpid()
+
+    def rows() -> Iterator[dict[str, str]]:
+        for i, row in enumerate(route_rows(2000)):
+            if i == 1000 and os.getpid() != parent:
+                time.sleep(1.0)
+            yield row
+
+    ticks: list[float] = []
+    results, _, starter = run_engine(
+        demo_server.base_url + ROUTE, rows(), read_ahead=True,
+        on_tick=lambda _: ticks.append(time.monotonic()),
+    )  # fmt: skip
+    assert starter is not None
+    assert starter.reader is not None
+    assert len(results) == 2000
+    assert ticks[-1] - ticks[0] >= 1.0  # the stall happened during the run
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5
+
+
+def test_no_child_when_the_fork_fails(
+    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of processes or file descriptors: the engine goes on reading itself.
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    rows = route_rows(2000)
+    results, _, starter = run_engine(demo_server.base_url + ROUTE, rows, read_ahead=True)
+    assert starter is not None
+    assert starter.reader is None
+    assert isinstance(starter.error, OSError)
+    assert len(results) == 2000
 
 
 def test_a_child_that_dies_ends_the_run(demo_server: DemoServer) -> None:
@@ -207,16 +250,27 @@ def test_ctrl_c_with_a_read_ahead_child(
 ) -> None:
     # SIGINT reaches the parent mid-run (the child ignores it anyway): exit
     # status 130, every row written once, and the child, blocked on a full
-    # pipe, is ended and reaped.
+    # pipe, is ended and reaped. Meanwhile the child holds none of the
+    # parent's sockets (its connections, the loop's wake-up pair).
     import threading
 
+    child_sockets: list[list[str]] = []
+
+    def look_then_interrupt() -> None:
+        fds = Path(f"/proc/{started[0].pid}/fd") if started else None
+        if fds is not None:
+            links = [os.readlink(fd) for fd in fds.iterdir()]
+            child_sockets.append([link for link in links if link.startswith("socket:")])
+        os.kill(os.getpid(), signal.SIGINT)
+
     out = io.StringIO()
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer = threading.Timer(0.5, look_then_interrupt)
     timer.start()
     try:
         stats, code = execute_on_routes(demo_server, tmp_path / "routes.csv", 200_000, out)
     finally:
         timer.cancel()
+    assert child_sockets == [[]]
     assert code == 130
     assert stats.stopped
     ids = [line.split(",", 1)[0] for line in out.getvalue().splitlines()[1:]]
@@ -235,6 +289,56 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def test_the_child_dies_with_its_parent_while_reading_stdin(tmp_path: Path) -> None:
+    # Input from a pipe that stays open: the child blocks reading it, writes
+    # nothing, and would never notice the parent's death but for the
+    # parent-death signal.
+    force = (
+        "from drumfire._engine import Engine; Engine.CPU_BOUND = 0.0; Engine.CPU_TICKS = 1; "
+        "from drumfire.cli import entry; entry()"
+    )
+    with DemoServer() as demo:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", force, "run", "-", "--format", "csv", "--url",
+             demo.base_url + ROUTE, "-o", str(tmp_path / "out.csv"), "-q"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert proc.stdin is not None
+        proc.stdin.write(b"id,lon1,lat1,lon2,lat2\n")
+        proc.stdin.write(b"".join(b"%d,24.94,60.17,24.95,60.18\n" % i for i in range(3000)))
+        proc.stdin.flush()
+        children = wait_for_children(proc)
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert gone(children[0]), "the child outlived its parent"
+        proc.stdin.close()
+
+
+def wait_for_children(proc: subprocess.Popen[bytes]) -> list[int]:
+    deadline = time.monotonic() + 20
+    children: list[int] = []
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        children = children_of(proc.pid)
+    assert children, "no read-ahead child appeared"
+    return children
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether ``pid`` ends within ``within`` seconds (a zombie counts as ended)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_resume_after_sigkill_with_a_read_ahead_child(tmp_path: Path) -> None:
     # `drumfire run` with the read-ahead forced on at the first sweep, killed
     # with SIGKILL mid-run: the child, blocked on its pipe, exits by itself
@@ -251,25 +355,11 @@ def test_resume_after_sigkill_with_a_read_ahead_child(tmp_path: Path) -> None:
              "-e", "code=code", "-o", str(out), "-q"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 20
-        children: list[int] = []
-        while not children and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-            children = children_of(proc.pid)
-        assert children, "no read-ahead child appeared"
+        children = wait_for_children(proc)
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
-            # The orphan is re-parented (to init or a subreaper) and reaped there;
-            # a zombie that is still ours counts as gone.
-            stat = Path(f"/proc/{children[0]}/stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                break
-            time.sleep(0.05)
-        else:
-            assert not Path(f"/proc/{children[0]}").exists(), "the child outlived its parent"
+        assert gone(children[0]), "the child outlived its parent"
     with DemoServer() as fast:
         done = subprocess.run(
             [sys.executable, "-m", "drumfire.cli", "run", str(routes), "--url",
