@@ -192,6 +192,39 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     return status, tuple(probe.headers), length, left is None or left > 0, left
 
 
+#: How servers spell the lines whose values vary between answers (a block
+#: spelling them otherwise is looked up whole).
+_LENGTH_LINES = (b"\r\nContent-Length: ", b"\r\ncontent-length: ")
+_KEEP_ALIVE_LINES = (b"\r\nKeep-Alive: ", b"\r\nkeep-alive: ")
+
+#: A header block's shape: status, headers, and the positions of the
+#: Content-Length and Keep-Alive headers in them (-1: none).
+_Shape = tuple[int, tuple[tuple[bytes, bytes], ...], int, int]
+
+
+def _value_at(head: bytes, lines: tuple[bytes, ...]) -> tuple[int, int] | None:
+    """Where the value of the one header spelled as in ``lines`` lies in ``head``."""
+    for line in lines:
+        start = head.find(line)
+        if start >= 0:
+            start += len(line)
+            stop = head.find(b"\r\n", start)
+            if head.find(line, stop) >= 0:
+                return None  # twice: leave it to the full inspection
+            return start, stop
+    return None
+
+
+def _shape_of(info: HeadInfo | None) -> _Shape | None:
+    """``info`` with the positions of its varying headers in place of their values."""
+    if info is None:
+        return None
+    status, headers, _length, _keep_alive, _left = info
+    names = [name.lower() for name, _ in headers]
+    alive = names.index(b"keep-alive") if b"keep-alive" in names else -1
+    return status, headers, names.index(b"content-length"), alive
+
+
 class _HeadProbe:
     __slots__ = ("complete", "headers", "keep_alive", "parser")
 
@@ -242,12 +275,14 @@ class ResponseReader:
         "_until_close",
         "heads",
         "max_body",
+        "shapes",
         "started",
     )
 
     def __init__(self, max_body: int = 64 * 1024 * 1024) -> None:
         self.max_body = max_body
         self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
+        self.shapes: dict[bytes, _Shape | None] = {}  # the same, by shape (see _shaped)
         self._parser: Any = httptools.HttpResponseParser(self)
         self._expected = 0  # responses still owed: requests sent and not answered
         self._out: list[Response] = []
@@ -431,7 +466,7 @@ class ResponseReader:
             except KeyError:
                 if len(heads) >= _HEADS_KEPT:
                     heads.clear()
-                info = heads[head] = inspect_head(head)
+                info = heads[head] = self._shaped(head)
             if info is None:
                 break
             stop = end + info[2]
@@ -442,6 +477,47 @@ class ResponseReader:
             if not info[3]:
                 break  # the server closes after this one
         return data[pos:] if pos else data
+
+    def _shaped(self, head: bytes) -> HeadInfo | None:
+        """:func:`inspect_head`, from a block seen before but for its varying values.
+
+        Answers differ in their Content-Length (OSRM's routes, any API's) and
+        often in ``Keep-Alive: max=N``, which counts down on each connection
+        (osrm-routed). The block with those two values cut out is the key of
+        ``shapes``: httptools parses each shape once instead of each answer.
+        """
+        length_at = _value_at(head, _LENGTH_LINES)
+        if length_at is None:
+            return inspect_head(head)
+        start, stop = length_at
+        digits = head[start:stop]
+        if not digits.isdigit() or len(digits) > 15:
+            return inspect_head(head)
+        alive_at = _value_at(head, _KEEP_ALIVE_LINES)
+        if alive_at is None:
+            key = head[:start] + head[stop:]
+        elif alive_at[0] < start:
+            key = head[: alive_at[0]] + head[alive_at[1] : start] + head[stop:]
+        else:
+            key = head[:start] + head[stop : alive_at[0]] + head[alive_at[1] :]
+        shapes = self.shapes
+        try:
+            shape = shapes[key]
+        except KeyError:
+            if len(shapes) >= _HEADS_KEPT:
+                shapes.clear()
+            shape = shapes[key] = _shape_of(inspect_head(head))
+        if shape is None:
+            return None
+        status, headers, length_index, alive_index = shape
+        changed = list(headers)
+        changed[length_index] = (headers[length_index][0], digits)
+        left = None
+        if alive_at is not None and alive_index >= 0:
+            value = head[alive_at[0] : alive_at[1]]
+            changed[alive_index] = (headers[alive_index][0], value)
+            left = _answers_left(value)
+        return status, tuple(changed), int(digits), left is None or left > 0, left
 
     def eof(self) -> Response | None:
         """The peer closed: return a close-delimited response, or None.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from typing import Any
 
 import orjson
 import pytest
@@ -689,3 +690,86 @@ def test_quick_path_takes_an_empty_body_too() -> None:
     assert response is not None
     assert (response.status, response.body, response.keep_alive) == (404, b"", True)
     assert reader.heads  # through the quick path
+
+
+def osrm_like(body: bytes, left: int, status: bytes = b"200 OK", spelling: bytes = b"") -> bytes:
+    """osrm-routed's answer: its Keep-Alive ``max`` counts down on each connection."""
+    alive = spelling or b"Keep-Alive"
+    return response_bytes(
+        body,
+        b"Access-Control-Allow-Origin: *",
+        b"Content-Type: application/json; charset=UTF-8",
+        b"Connection: keep-alive",
+        alive + b": timeout=5, max=%d" % left,
+        status=status,
+    )
+
+
+def test_quick_path_inspects_each_shape_once_whatever_the_length_and_keep_alive_max(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every answer differs in Content-Length and Keep-Alive max: the quick path
+    # parses the header block once per shape (here a 200 and a 400) and still
+    # gives what the full parser gives, down to the last answer (max=1: close).
+    import drumfire._http as http
+
+    calls: list[bytes] = []
+    inspect = http.inspect_head
+
+    def counting(head: bytes) -> Any:
+        calls.append(head)
+        return inspect(head)
+
+    monkeypatch.setattr(http, "inspect_head", counting)
+    wire = [
+        osrm_like(b'{"code":"Ok","n":%s}' % (b"7" * (i % 13)), 20 - i)
+        if i % 3
+        else osrm_like(b'{"code":"NoRoute"}', 20 - i, status=b"400 Bad Request")
+        for i in range(20)
+    ]
+    quick = ResponseReader()
+    for data in wire:
+        quick.expect()
+        full = ResponseReader()
+        full.expect()
+        a = quick.feed(data)
+        b = feed_pieces(full, data, 7)[0]
+        assert a is not None
+        assert (a.status, a.headers, a.body, a.keep_alive, a.left) == (
+            b.status,
+            b.headers,
+            b.body,
+            b.keep_alive,
+            b.left,
+        )
+    assert len(calls) == 2
+    assert a.left == 0
+    assert not a.keep_alive
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # two Content-Length lines: not for the quick path, and the full parser decides
+        osrm_like(b"abc", 5).replace(
+            b"Content-Length: 3", b"Content-Length: 3\r\nContent-Length: 3"
+        ),
+        # lower-case spellings, and a Keep-Alive without max
+        osrm_like(b"abc", 5, spelling=b"keep-alive").replace(b"Content-Length", b"content-length"),
+        osrm_like(b"abc", 5).replace(b", max=5", b""),
+        # Keep-Alive before Content-Length, and a length with leading zeros
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: max=9\r\nContent-Length: 003\r\n\r\nabc",
+    ],
+)
+def test_quick_path_by_shape_agrees_with_the_full_parser(data: bytes) -> None:
+    outcomes = []
+    for pieces in (len(data), 5):
+        reader = ResponseReader()
+        reader.expect()
+        reader.expect()  # twice: the second answer is read by shape
+        try:
+            got = feed_pieces(reader, data + data, pieces)
+            outcomes.append([(r.status, r.headers, r.body, r.keep_alive, r.left) for r in got])
+        except ProtocolError as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes[0] == outcomes[1]
