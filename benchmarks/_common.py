@@ -1132,7 +1132,17 @@ def start(args: argparse.Namespace) -> list[str]:
 
 
 def drumfire_usable(cmd: Sequence[str]) -> bool:
-    """Whether the drumfire CLI starts; says why not on stderr."""
+    """Whether the drumfire CLI starts; says why not on stderr.
+
+    This checkout's ``src`` is byte-compiled first. An installed drumfire has
+    its ``.pyc`` files (pip writes them; a first run of an editable install
+    does), but with ``PYTHONDONTWRITEBYTECODE`` set, as on the machine of
+    docs/benchmarks.md, every run would compile the changed modules again:
+    about 40 ms of start-up that no user pays.
+    """
+    import compileall
+
+    compileall.compile_dir(str(SRC_DIR / "drumfire"), quiet=1)
     ok, why = drumfire_available(cmd)
     if not ok:
         last = why.splitlines()[-1] if why else ""
