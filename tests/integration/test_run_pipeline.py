@@ -196,3 +196,22 @@ def test_pipelined_run_against_osrm_matches_direct_queries(osrm_server: OsrmServ
         assert row.fields["code"] == body["code"]
         expected = body["routes"][0]["duration"] if body.get("routes") else None
         assert row.fields["duration"] == expected
+
+
+@pytest.mark.parametrize(
+    ("share", "sweeps"), [(1.0, 1), (0.96, 1), (0.9, 2), (0.86, 2), (0.8, None)]
+)
+def test_how_many_sweeps_start_pipelining(share: float, sweeps: int | None) -> None:
+    # 85 % of a core for 2 sweeps in a row, or 95 % for one, is CPU-bound.
+    wall = [0.0]
+    job = make_job("http://127.0.0.1:9/{n}")
+    source = rows_source([{"n": "1"}])
+    engine = job.engine(source, [].append, cpu_clock=lambda: wall[0] * share)
+    started = None
+    for sweep in range(1, 6):
+        wall[0] += 0.05
+        engine._watch_cpu(wall[0])
+        if engine.pipelining:
+            started = sweep
+            break
+    assert started == sweeps
