@@ -199,7 +199,11 @@ _KEEP_ALIVE_LINES = (b"\r\nKeep-Alive: ", b"\r\nkeep-alive: ")
 
 #: A header block's shape: status, headers, and the positions of the
 #: Content-Length and Keep-Alive headers in them (-1: none).
-_Shape = tuple[int, tuple[tuple[bytes, bytes], ...], int, int]
+_Shape = tuple[int, tuple[tuple[bytes, bytes], ...], int, int, int | None, bool]
+
+#: A header value the quick path may take without httptools: visible ASCII and
+#: inner spaces (no control byte, no bare CR or LF, nothing to trim).
+_PLAIN_VALUE = re.compile(rb"(?:[!-~](?:[ -~]*[!-~])?)?")
 
 
 def _value_at(head: bytes, lines: tuple[bytes, ...]) -> tuple[int, int] | None:
@@ -216,13 +220,20 @@ def _value_at(head: bytes, lines: tuple[bytes, ...]) -> tuple[int, int] | None:
 
 
 def _shape_of(info: HeadInfo | None) -> _Shape | None:
-    """``info`` with the positions of its varying headers in place of their values."""
+    """``info`` with the positions of its varying headers; None leaves the block alone.
+
+    A block with several Keep-Alive headers (spelled differently) is left to
+    the full parser: which one counts is its business.
+    """
     if info is None:
         return None
-    status, headers, _length, _keep_alive, _left = info
+    status, headers, _length, keep_alive, left = info
     names = [name.lower() for name, _ in headers]
-    alive = names.index(b"keep-alive") if b"keep-alive" in names else -1
-    return status, headers, names.index(b"content-length"), alive
+    alives = names.count(b"keep-alive")
+    if alives > 1:
+        return None
+    alive = names.index(b"keep-alive") if alives else -1
+    return status, headers, names.index(b"content-length"), alive, left, keep_alive
 
 
 class _HeadProbe:
@@ -509,15 +520,17 @@ class ResponseReader:
             shape = shapes[key] = _shape_of(inspect_head(head))
         if shape is None:
             return None
-        status, headers, length_index, alive_index = shape
+        status, headers, length_index, alive_index, left, keep_alive = shape
         changed = list(headers)
         changed[length_index] = (headers[length_index][0], digits)
-        left = None
-        if alive_at is not None and alive_index >= 0:
+        if alive_at is not None:  # else its value is part of the key: as cached
             value = head[alive_at[0] : alive_at[1]]
+            if alive_index < 0 or not _PLAIN_VALUE.fullmatch(value):
+                return inspect_head(head)
             changed[alive_index] = (headers[alive_index][0], value)
             left = _answers_left(value)
-        return status, tuple(changed), int(digits), left is None or left > 0, left
+            keep_alive = left is None or left > 0
+        return status, tuple(changed), int(digits), keep_alive, left
 
     def eof(self) -> Response | None:
         """The peer closed: return a close-delimited response, or None.
