@@ -133,6 +133,7 @@ class ReadAhead:
         os.set_blocking(read_fd, False)
         self._fd = read_fd
         self._buffer = bytearray()
+        self._taken = 0  # where the first message not yet taken starts
         self._eof = False
         self._watching = False
         self._closed = False
@@ -167,18 +168,26 @@ class ReadAhead:
                 return  # the end of the input
 
     def _message(self) -> Any:
-        """The next whole message from the child, or None if it has not arrived yet."""
+        """The next whole message from the child, or None if it has not arrived yet.
+
+        One read may bring many messages: they are taken from ``_taken`` on,
+        and the buffer is compacted only before the next read (when what is
+        left is at most part of one message), not after each message.
+        """
         buffer = self._buffer
         size = _HEADER.size
         while True:
-            if len(buffer) >= size:
-                end = size + _HEADER.unpack_from(buffer)[0]
+            start = self._taken
+            if len(buffer) - start >= size:
+                end = start + size + _HEADER.unpack_from(buffer, start)[0]
                 if len(buffer) >= end:
-                    blob = buffer[size:end]
-                    del buffer[:end]
-                    return pickle.loads(blob)
+                    self._taken = end
+                    return pickle.loads(buffer[start + size : end])
             if self._eof:
                 raise InputError("the read-ahead process ended before the end of the input")
+            if start:
+                del buffer[:start]
+                self._taken = 0
             try:
                 data = os.read(self._fd, PIPE_BYTES)
             except BlockingIOError:
