@@ -34,7 +34,7 @@ from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._settings import Retry, Timeouts
 
-__all__ = ["WAIT", "Engine", "InputProblem", "row_id"]
+__all__ = ["INPUT_ERROR_ID", "WAIT", "Engine", "InputProblem", "row_id"]
 
 _RETRY_ANY_METHOD = frozenset({429, 503})  # the server says it did not process the request
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
@@ -68,6 +68,12 @@ SKIPPED = object()
 def _pipelinable(prepared: Prepared) -> bool:
     """A GET without a body: safe to queue behind other requests and to send again."""
     return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
+
+
+#: The id of an ``input: line N: ...`` row: no real row has it (a row without an
+#: id value takes its row number), so ``--resume`` never mistakes one for the
+#: other; such a row is known by the line in its error instead.
+INPUT_ERROR_ID = ""
 
 
 def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
@@ -189,6 +195,7 @@ class Engine:
         on_tick: Callable[[Stats], None] | None = None,
         tick_interval: float = 0.05,
         skip: Callable[[str], bool] | None = None,
+        skip_problem: Callable[[int], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
         pipeline: int = 64,
@@ -226,6 +233,7 @@ class Engine:
         self.ordered = ordered
         self.follow_redirects = follow_redirects  # most redirects to follow per row; 0: none
         self.skip = skip  # --resume: rows whose result the output already holds
+        self.skip_problem = skip_problem  # --resume: input lines whose error row it holds
         self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * most)
         self._verify = verify
@@ -463,7 +471,9 @@ class Engine:
         """
         line, row = item
         if isinstance(row, InputProblem):
-            return Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}")
+            if self.skip_problem is not None and self.skip_problem(row.line):
+                return SKIPPED
+            return Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {row.line}: {row.message}")
         id_ = row_id(row, line, self.id_column)
         if self.duplicates is not None and self.duplicates.add(id_):
             self.stats.duplicates += 1

@@ -183,6 +183,7 @@ def execute_parallel(
     parse_spec: str | None = None,
     console: Console | None = None,
     skip: Callable[[str], bool] | None = None,
+    skip_problem: Callable[[int], bool] | None = None,
 ) -> tuple[Stats, int]:
     """Run the batch over ``processes`` workers; same results and exit statuses as ``execute``."""
     console = console or Console(stderr=True)
@@ -245,7 +246,11 @@ def execute_parallel(
             seq = seq_counter[0]
             seq_counter[0] += 1
             if isinstance(row, InputProblem):
-                chunk.append([seq, line, None, row.message])
+                if skip_problem is not None and skip_problem(row.line):
+                    stats.skipped += 1  # --resume: its error row is in the output
+                    deliver(seq, None)
+                    continue
+                chunk.append([seq, row.line, None, row.message])  # the line the error names
                 continue
             id_ = row_id(row, line, id_column)
             if duplicates.add(id_):

@@ -7,8 +7,9 @@ the request rate.
 
 from __future__ import annotations
 
+import shlex
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -16,7 +17,7 @@ from rich.text import Text
 
 from ._result import Stats
 
-__all__ = ["Progress", "format_summary"]
+__all__ = ["Progress", "format_summary", "rerun_command"]
 
 
 def _duration(seconds: float) -> str:
@@ -43,6 +44,8 @@ class Progress:
         self._live: Live | None = None
         self._last = -1e9
         self._window: deque[tuple[float, int]] = deque()
+        #: Rows the output already held (--resume): done/total starts there.
+        self.resumed = 0
 
     def __enter__(self) -> Progress:
         self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
@@ -65,17 +68,22 @@ class Progress:
 
     def render(self, stats: Stats, now: float) -> Text:
         rate = self.rate(now, stats.done)
+        # Rows already in the output count as done from the start (--resume);
+        # the rate counts only the rows of this run.
+        done = stats.done + max(stats.skipped, self.resumed)
+        if stats.total:
+            done = min(done, stats.total)
         line = Text()
         if self.label:
             line.append(f"{self.label} ", style="bold")
         if stats.total:
-            pct = 100.0 * stats.done / stats.total if stats.total else 0.0
-            line.append(f"{stats.done:,}/{stats.total:,} ({pct:.1f}%)", style="bold")
+            pct = 100.0 * done / stats.total if stats.total else 0.0
+            line.append(f"{done:,}/{stats.total:,} ({pct:.1f}%)", style="bold")
         else:
-            line.append(f"{stats.done:,} rows", style="bold")
+            line.append(f"{done:,} rows", style="bold")
         line.append(f"  {rate:,.0f} rows/s")
-        if stats.total and rate > 0 and stats.done < stats.total:
-            line.append(f"  ETA {_duration((stats.total - stats.done) / rate)}")
+        if stats.total and rate > 0 and done < stats.total:
+            line.append(f"  ETA {_duration((stats.total - done) / rate)}")
         line.append(f"  in flight {stats.concurrency}/{stats.limit}")
         if stats.reasons:
             parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
@@ -123,3 +131,20 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
     if output:
         lines.append(f"  results: {output}")
     return "\n".join(lines)
+
+
+def rerun_command(argv: Sequence[str], add: str) -> str:
+    """The ``drumfire run`` command in ``argv`` as a shell line, with option ``add``.
+
+    ``--overwrite`` is left out (the point is to keep what the output holds),
+    and so is ``add`` when the command already has it. Without a ``run``
+    command in ``argv`` (``main()`` called in-process), a sentence instead.
+    """
+    args = list(argv)
+    if "run" not in args:
+        return f"the same command with {add}"
+    kept = [a for a in args if a != "--overwrite"]
+    name = add.split("=", 1)[0]
+    if not any(a == name or a.startswith(name + "=") for a in kept):
+        kept.append(add)
+    return "drumfire " + shlex.join(kept)

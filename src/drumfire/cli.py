@@ -18,7 +18,7 @@ import click
 import orjson
 from rich.console import Console
 
-from ._api import make_job
+from ._api import Job, make_job
 from ._cli_common import (
     CONTEXT,
     connect_timeout_option,
@@ -31,10 +31,13 @@ from ._cli_common import (
 from ._errors import UsageError
 from ._extract import parse_extract_options
 from ._limits import parse_rate
-from ._resume import load_done_ids
+from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from ._progress import rerun_command
+from ._result import Stats
+from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
 from ._settings import Retry
 from ._sinks import open_sink, output_format_for
-from ._sources import open_source
+from ._sources import Source, open_source
 
 __all__ = ["entry", "main"]
 
@@ -284,12 +287,39 @@ def main() -> None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Keep the rows already in OUTPUT (repairing a torn last line) and send only the rest.",
+    help="Keep the rows already in OUTPUT (repairing a torn last line) and send only the rest; "
+    "rows recorded as cancelled are sent again.",
+)
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[LIST]",
+    help="--resume, and also send again the rows of OUTPUT that ended with these reasons or "
+    f"statuses (comma-separated; 5xx for a class) [default: {RETRY_FAILED_DEFAULT}, "
+    "transport being connect,reset,timeout,tls,protocol]. Their old rows are removed.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace OUTPUT if it already holds rows (without it, that needs --resume).",
+)
+@click.option(
+    "--fail-on-error",
+    "fail_on_error",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[LIST]",
+    help="Exit with status 3 when a row ended with an error [default: any error], or with "
+    "one of LIST (reasons and statuses, as --retry-failed).",
 )
 @click.option(
     "--summary-json",
-    type=click.Path(dir_okay=False, writable=True),
     default=None,
+    metavar="PATH",
     help="Also write the summary figures as JSON to this file.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
@@ -323,6 +353,9 @@ def run_command(
     follow_redirects: bool,
     max_redirects: int,
     resume: bool,
+    retry_failed: str | None,
+    overwrite: bool,
+    fail_on_error: str | None,
     summary_json: str | None,
     quiet: bool,
 ) -> None:
@@ -335,8 +368,6 @@ def run_command(
         --url 'http://127.0.0.1:5000/route/v1/driving/{lon1},{lat1};{lon2},{lat2}' \\
         -e code=code -e 'duration=routes[0].duration' -o results.csv
     """
-    from ._batch import execute
-
     try:
         pairs = parse_extract_options(extract)
         keep_columns = _split_columns(keep)
@@ -363,60 +394,178 @@ def run_command(
         job.extractor()  # compile expressions now: a bad one is a usage error
         nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
-        done = None
-        if resume:
-            if output == "-":
-                raise UsageError("--resume needs an output file (-o PATH), not standard output")
-            done, _ = load_done_ids(output, output_format_for(output, output_format))
+        again = (
+            Selection(retry_failed or RETRY_FAILED_DEFAULT, "--retry-failed")
+            if retry_failed is not None
+            else None
+        )
+        failing = (
+            Selection(fail_on_error or "errors", "--fail-on-error")
+            if fail_on_error is not None
+            else None
+        )
+        resuming = "--retry-failed" if again is not None else "--resume" if resume else None
+        if resuming is not None and overwrite:
+            raise UsageError(
+                f"{resuming} keeps the rows of OUTPUT, --overwrite drops them: choose one"
+            )
+        if resuming is not None and output == "-":
+            raise UsageError(f"{resuming} needs an output file (-o PATH), not standard output")
+        out_fmt = output_format_for(output, output_format)
+        if summary_json:
+            check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and Console(stderr=True).is_terminal
         source = open_source(input_path, input_format, encoding, count=displayed)
+        lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
-            sink = open_sink(
-                output, output_format, [n for n, _ in pairs], keep_columns, append=resume
-            )
+            # One writer: the lock is held from before the output is read until the end.
+            lock = OutputLock.acquire(output) if output != "-" else None
+            if lock is not None and resuming is None:
+                lock.refuse_or_truncate(overwrite)
+
+            def resend(record: Record) -> bool:
+                _, status, error = record
+                if error == "cancelled":
+                    return True
+                return again is not None and again.matches(error, status)
+
+            resumed = scan_output(output, out_fmt, resend) if resuming else None
+            fields = [n for n, _ in pairs]
+            sink = open_sink(output, output_format, fields, keep_columns, append=True)
+            if resumed is not None and resumed.dropped and lock is not None:
+                sink.close()  # nothing written yet: the file already has its header
+                lock.rewrite(out_fmt, resend)
+                sink = open_sink(output, output_format, fields, keep_columns, append=True)
+            guarded = GuardedSink(sink, output, lock)
+            try:
+                guarded.flush()  # a full disk shows now, before the first request
+            except FileProblem as exc:
+                raise UsageError(str(exc)) from None
         except BaseException:
             if source.close is not None:
                 source.close()
+            if lock is not None:
+                lock.discard_if_unused()
+                lock.close()
             raise
     except UsageError as exc:
         _fail(str(exc))
     except click.BadParameter as exc:
         _fail(exc.format_message())
-    label = None if output == "-" else output
-    skip = done.take if done is not None else None
-    if nprocs > 1:
-        from ._parallel import execute_parallel
-
-        stats, code = execute_parallel(
-            job,
-            source,
-            sink,
-            nprocs,
-            quiet=quiet,
-            output_label=label,
-            parse_spec=parse_spec,
-            skip=skip,
-        )
-    else:
-        stats, code = execute(
-            job,
-            source,
-            sink,
-            quiet=quiet,
-            parse=parse,
-            output_label=label,
-            skip=skip,
-            read_ahead=read_ahead,
-        )
-    if summary_json:
-        Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))
+    stats, code = _run(
+        job, source, guarded, nprocs, quiet, output, parse, parse_spec, read_ahead, resumed
+    )
+    if lock is not None:
+        lock.close()
+    if stats is not None:
+        code = _finish(stats, code, output, summary_json, failing, quiet)
     global _quick_exit
     # Every file is closed (see entry()); a --parse module is user code whose
     # atexit handlers and open files must see the usual shutdown.
     _quick_exit = parse_spec is None
     sys.exit(code)
+
+
+def _run(
+    job: Job,
+    source: Source,
+    sink: GuardedSink,
+    nprocs: int,
+    quiet: bool,
+    output: str,
+    parse: Callable[..., Any] | None,
+    parse_spec: str | None,
+    read_ahead: bool,
+    resumed: Resumed | None,
+) -> tuple[Stats | None, int]:
+    """Run the batch; a file problem met on the way is one line and exit status 1."""
+    from ._batch import execute
+
+    label = None if output == "-" else output
+    skip = resumed.done.take if resumed is not None else None
+    skip_problem = resumed.problems.__contains__ if resumed is not None else None
+    try:
+        if nprocs > 1:
+            from ._parallel import execute_parallel
+
+            stats, code = execute_parallel(
+                job,
+                source,
+                sink,
+                nprocs,
+                quiet=quiet,
+                output_label=label,
+                parse_spec=parse_spec,
+                skip=skip,
+                skip_problem=skip_problem,
+            )
+        else:
+            stats, code = execute(
+                job,
+                source,
+                sink,
+                quiet=quiet,
+                parse=parse,
+                output_label=label,
+                skip=skip,
+                read_ahead=read_ahead,
+                skip_problem=skip_problem,
+                resumed=resumed.kept if resumed is not None else 0,
+            )
+    except FileProblem as exc:
+        click.echo(f"drumfire: error: {exc}", err=True)
+        return None, 1
+    return stats, code
+
+
+def _finish(
+    stats: Stats,
+    code: int,
+    output: str,
+    summary_json: str | None,
+    failing: Selection | None,
+    quiet: bool,
+) -> int:
+    """The summary file, the hints after the summary, and the exit status for scripts."""
+    if summary_json:
+        try:
+            Path(summary_json).write_bytes(
+                orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2)
+            )
+        except OSError as exc:
+            click.echo(
+                f"drumfire: error: cannot write --summary-json {summary_json!r}: "
+                f"{exc.strerror or exc}",
+                err=True,
+            )
+            return 1
+    argv = sys.argv[1:]
+    if code in (130, 143):
+        if not quiet and output != "-":
+            click.echo(f"  resume with: {rerun_command(argv, '--resume')}", err=True)
+        return code
+    if not quiet and output != "-":
+        failed = Selection(RETRY_FAILED_DEFAULT, "--retry-failed").count(
+            stats.reasons, stats.statuses
+        )
+        if failed:
+            click.echo(
+                f"  re-send the failed rows with: {rerun_command(argv, '--retry-failed')}",
+                err=True,
+            )
+    if code == 0 and failing is not None:
+        n = failing.count(stats.reasons, stats.statuses)
+        if n:
+            if not quiet:
+                click.echo(
+                    f"drumfire: {n:,} rows ended with an outcome --fail-on-error names: "
+                    "exit status 3",
+                    err=True,
+                )
+            return 3
+    return code
 
 
 @main.command("serve", context_settings=CONTEXT)
