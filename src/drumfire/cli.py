@@ -427,7 +427,7 @@ def run_command(
 
             def resend(record: Record) -> bool:
                 _, status, error = record
-                if error == "cancelled":
+                if error.partition(":")[0] == "cancelled":
                     return True
                 return again is not None and again.matches(error, status)
 
@@ -438,6 +438,12 @@ def run_command(
                 sink.close()  # nothing written yet: the file already has its header
                 lock.rewrite(out_fmt, resend)
                 sink = open_sink(output, output_format, fields, keep_columns, append=True)
+                if not quiet:
+                    click.echo(
+                        f"drumfire: {resumed.dropped:,} rows of {output} will be sent again "
+                        "(cancelled" + (", or chosen by --retry-failed" if again else "") + ")",
+                        err=True,
+                    )
             guarded = GuardedSink(sink, output, lock)
             try:
                 guarded.flush()  # a full disk shows now, before the first request
