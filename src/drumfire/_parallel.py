@@ -140,7 +140,8 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
                 loop.call_soon_threadsafe(receive, message)
             except RuntimeError:  # the loop is closed: the run is over
                 return
-            if message is None or message in (b"END", b"STOP"):
+            # Not after END: a STOP (Ctrl-C) may still come while rows wait for a retry.
+            if message is None or message == b"STOP":
                 return
 
     thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)

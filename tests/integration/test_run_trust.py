@@ -98,13 +98,17 @@ def stopped_run(tmp_path: Path) -> Iterator[tuple[Path, Path, ScriptedServer, th
 # -- resume finishes the job -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("signum", "processes"), [(signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGINT, "2")]
+)
 def test_resume_sends_the_cancelled_rows_again(
-    stopped_run: tuple[Path, Path, ScriptedServer, threading.Event], signum: signal.Signals
+    stopped_run: tuple[Path, Path, ScriptedServer, threading.Event],
+    signum: signal.Signals,
+    processes: str,
 ) -> None:
     urls, out, srv, healed = stopped_run
     # -c 1: rows 1-6 are answered, row 7 waits 30 s for its retry (Retry-After).
-    proc = start("run", urls, "-c", "1", "-e", "n=n", "-o", out)
+    proc = start("run", urls, "-c", "1", "-p", processes, "-e", "n=n", "-o", out)
     try:
         wait_until(lambda: "/7" in targets(srv) and lines_in(out) >= 7, proc)
         proc.send_signal(signum)
