@@ -169,7 +169,8 @@ class OutputLock:
 
     def rewrite(self, fmt: str, resend: Callable[[Record], bool]) -> None:
         """Keep only the rows ``resend`` does not pick: a new file renamed over the old."""
-        folder, name = os.path.split(os.path.abspath(self.path))
+        target = os.path.realpath(self.path)  # through a symbolic link, not over it
+        folder, name = os.path.split(target)
         try:
             tmp_fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".resume", dir=folder)
         except OSError as exc:
@@ -182,7 +183,7 @@ class OutputLock:
             with os.fdopen(tmp_fd, "wb", buffering=1 << 20, closefd=False) as out:
                 write_kept(self.path, fmt, resend, out)
             os.fsync(tmp_fd)
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except BaseException as exc:
             os.close(tmp_fd)
             with contextlib.suppress(OSError):

@@ -118,3 +118,18 @@ def test_summary_path_checks(tmp_path: Path) -> None:
         check_summary_path(str(tmp_path))
     with pytest.raises(UsageError, match="No such file"):
         check_summary_path(str(tmp_path / "nope" / "s.json"))
+
+
+def test_rewrite_through_a_symbolic_link_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(b'{"id":"1","error":""}\n{"id":"2","error":"cancelled"}\n')
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    lock = OutputLock.acquire(str(link))
+    assert lock is not None
+    try:
+        lock.rewrite("jsonl", lambda record: record[2] == "cancelled")
+    finally:
+        lock.close()
+    assert link.is_symlink()
+    assert real.read_bytes() == b'{"id":"1","error":""}\n'
