@@ -33,7 +33,6 @@ import fcntl
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -169,6 +168,8 @@ class OutputLock:
 
     def rewrite(self, fmt: str, resend: Callable[[Record], bool]) -> None:
         """Keep only the rows ``resend`` does not pick: a new file renamed over the old."""
+        import tempfile  # only here: it costs `drumfire run` start-up otherwise
+
         target = os.path.realpath(self.path)  # through a symbolic link, not over it
         folder, name = os.path.split(target)
         try:
