@@ -351,9 +351,9 @@ def test_a_full_disk_found_before_the_first_request_exits_2(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_full_disk_under_way_is_one_line_and_exit_1(tmp_path: Path, processes: str) -> None:
-    # Over 1 MiB of rows: the output buffer overflows mid-run, not at the end.
+    # About 1.5 MB of rows: more than the 1 MiB output buffer, which overflows under way.
     with DemoServer() as srv:
-        routes = write_sample_routes(tmp_path / "routes.csv", 3000)
+        routes = write_sample_routes(tmp_path / "routes.csv", 12_000)
         proc = drumfire("run", routes, "--url", srv.base_url + ROUTE, "-p", processes,
                         "--keep", "lon1,lat1,lon2,lat2", "--output-format", "jsonl",
                         "-o", "/dev/full")  # fmt: skip
