@@ -189,7 +189,8 @@ def main() -> None:
     "--output",
     default="-",
     show_default=True,
-    help="Output file (.csv or .jsonl), or - for standard output.",
+    help="Output file (.csv or .jsonl), or - for standard output. A file that already "
+    "holds rows needs --resume, --retry-failed or --overwrite.",
 )
 @format_option
 @click.option(
@@ -298,8 +299,8 @@ def main() -> None:
     default=None,
     metavar="[LIST]",
     help="--resume, and also send again the rows of OUTPUT that ended with these reasons or "
-    f"statuses (comma-separated; 5xx for a class) [default: {RETRY_FAILED_DEFAULT}, "
-    "transport being connect,reset,timeout,tls,protocol]. Their old rows are removed.",
+    f"statuses (comma-separated; 5xx for a class) [default: {RETRY_FAILED_DEFAULT}; "
+    "transport = connect,reset,timeout,tls,protocol]. Their old rows are removed.",
 )
 @click.option(
     "--overwrite",
