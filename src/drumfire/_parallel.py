@@ -185,6 +185,7 @@ def execute_parallel(
     console: Console | None = None,
     skip: Callable[[str], bool] | None = None,
     skip_problem: Callable[[int], bool] | None = None,
+    resumed: int = 0,
 ) -> tuple[Stats, int]:
     """Run the batch over ``processes`` workers; same results and exit statuses as ``execute``."""
     console = console or Console(stderr=True)
@@ -279,6 +280,7 @@ def execute_parallel(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(console, clock)
+    progress.resumed = resumed  # --resume: done/total starts at the rows already written
     stopping = False
     ended: set[int] = set()
     last_flush = clock()

@@ -507,6 +507,7 @@ def _run(
                 parse_spec=parse_spec,
                 skip=skip,
                 skip_problem=skip_problem,
+                resumed=resumed.kept if resumed is not None else 0,
             )
         else:
             stats, code = execute(

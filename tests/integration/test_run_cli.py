@@ -471,7 +471,10 @@ def test_progress_on_a_terminal_shows_the_total(routes: Path, tmp_path: Path) ->
     assert b"/300 (" in shown, shown[-500:]
 
 
-def test_progress_of_a_resumed_run_starts_at_the_rows_done(routes: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_progress_of_a_resumed_run_starts_at_the_rows_done(
+    routes: Path, tmp_path: Path, processes: str
+) -> None:
     import os
     import pty
     import re
@@ -486,7 +489,7 @@ def test_progress_of_a_resumed_run_starts_at_the_rows_done(routes: Path, tmp_pat
         with DemoServer(latency=0.02) as slow:  # about 1 s for the last 100: the display draws
             proc = subprocess.run(
                 [*CLI, "run", str(routes), "--url", slow.base_url + ROUTE, "-c", "2",
-                 "-o", str(out), "--resume"],
+                 "-p", processes, "-o", str(out), "--resume"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
                 timeout=30, check=False,
             )  # fmt: skip
