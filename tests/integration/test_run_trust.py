@@ -219,7 +219,8 @@ def test_input_error_rows_take_no_real_id_and_resume_keeps_each_once(
     lines.append(json.dumps({"id": "3", "lon1": "24.94", "lat1": "60.17", "lon2": "24.95",
                              "lat2": "60.16"}))  # fmt: skip
     source = tmp_path / "in.jsonl"
-    source.write_text("\n".join(lines) + "\n")
+    # A blank line first: the errors name the file's lines (4, 14...), whatever -p.
+    source.write_text("\n" + "\n".join(lines) + "\n")
     out = tmp_path / "out.csv"
     summary = tmp_path / "s.json"
     url = demo_server.base_url + ROUTE
@@ -233,8 +234,8 @@ def test_input_error_rows_take_no_real_id_and_resume_keeps_each_once(
     real = [r["id"] for r in result if not r["error"].startswith("input:")]
     errors = [r for r in result if r["error"].startswith("input:")]
     assert Counter(real) == Counter([str(i) for i in range(1, 41) if i % 10 != 3] + ["3"])
-    assert sorted(r["error"].split(":")[1] for r in errors) == [" line 13", " line 23",
-                                                                " line 3", " line 33"]  # fmt: skip
+    assert sorted(r["error"].split(":")[1] for r in errors) == [" line 14", " line 24",
+                                                                " line 34", " line 4"]  # fmt: skip
     assert all(r["id"] == "" for r in errors)  # no real row has an empty id
     assert all(r["status"] == "200" for r in result if r["id"] == "3")
 
