@@ -38,6 +38,7 @@ from rich.console import Console
 
 from ._api import Job
 from ._engine import WAIT, InputProblem, Item, row_id
+from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
 from ._progress import Progress, format_summary
 from ._result import Result, Stats
@@ -72,8 +73,19 @@ def auto_processes(url_template: str) -> int:
 # -- worker ---------------------------------------------------------------------
 
 
-def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
+def _worker(
+    conn: Connection,
+    job: Job,
+    parse_spec: str | None,
+    parent: int,
+    inherited: tuple[int, ...] = (),
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # Die with the parent, however it ends (kill -9 included): the kernel's
+    # parent-death signal, and end of file on the pipe, which this worker sees
+    # only once it holds no copy of the parent's ends (a fork copies them all).
+    die_with_parent(parent)
+    close_inherited(inherited)
     parse = None
     if parse_spec:
         from .cli import load_parse_function
@@ -202,9 +214,17 @@ def execute_parallel(
         concurrency=-(-job.concurrency // processes) if job.concurrency else None,
     )
     workers: list[_Worker] = []
+    parent = os.getpid()
     for _ in range(processes):
         parent_end, child_end = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker, args=(child_end, share, parse_spec), daemon=True)
+        # A forked worker inherits the parent's end of its own pipe and of the
+        # pipes of the workers before it; it closes them (spawn inherits none).
+        inherited = (
+            (*(w.conn.fileno() for w in workers), parent_end.fileno()) if method == "fork" else ()
+        )
+        proc = ctx.Process(
+            target=_worker, args=(child_end, share, parse_spec, parent, inherited), daemon=True
+        )
         proc.start()
         child_end.close()
         workers.append(_Worker(parent_end, proc))
