@@ -436,7 +436,15 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     """Run the demo server: OSRM-shaped /route/v1/driving/..., /quote, /echo, /status/N."""
     from .demo.server import run_server
 
-    run_server(host, port, latency=latency, jitter=jitter)
+    shown = f"[{host}]" if ":" in host else host
+
+    def ready(bound: int) -> None:
+        click.echo(f"drumfire: demo server listening on http://{shown}:{bound} (Ctrl-C to stop)")
+
+    try:
+        run_server(host, port, latency=latency, jitter=jitter, ready=ready)
+    except OSError as exc:  # a busy port, an address not on this machine, a privileged port
+        _fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
 
 
 @main.command("demo", context_settings=CONTEXT)
