@@ -19,7 +19,7 @@ from typing import Any
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
-from ._http import Response
+from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
 from ._request import RequestPlan
 from ._result import BASE_COLUMNS, Result
@@ -51,6 +51,7 @@ class Job:
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify: bool = True
     max_body: int = 64 * 1024 * 1024
+    max_header_size: int = MAX_HEADER  # most bytes in a response's header block
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
     pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
@@ -112,6 +113,7 @@ class Job:
             retry=self.retry,
             timeouts=self.timeouts,
             max_body=self.max_body,
+            max_header=self.max_header_size,
             verify=self.verify,
             ordered=self.ordered,
             follow_redirects=self.follow_redirects,
@@ -138,6 +140,7 @@ def make_job(
     connect_timeout: float = 10.0,
     verify: bool = True,
     max_body: int = 64 * 1024 * 1024,
+    max_header_size: int = MAX_HEADER,
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
@@ -165,6 +168,7 @@ def make_job(
         timeouts=Timeouts(connect=min(connect_timeout, timeout), total=timeout),
         verify=verify,
         max_body=max_body,
+        max_header_size=max_header_size,
         ordered=ordered,
         # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
         follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
@@ -188,6 +192,8 @@ _DOC_ARGS = """
             to the server, up to ``max_concurrency``.
         rate: at most this many requests started per second.
         retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
+        max_header_size: the most bytes a response's header block may have
+            (64 KiB); past it the row ends with ``header_too_large``.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this
             engine's CPU limits the run (1: never pipeline). See the CLI.

@@ -25,7 +25,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._errors import ProtocolError, RequestError, reason_for
-from ._http import Response, ResponseReader
+from ._http import MAX_HEADER, Response, ResponseReader
 
 if TYPE_CHECKING:
     from ._request import Origin
@@ -54,12 +54,14 @@ class Connection(asyncio.Protocol):
     never answered them, so the owner sends them again elsewhere.
     """
 
-    def __init__(self, owner: Owner, origin: Origin, max_body: int) -> None:
+    def __init__(
+        self, owner: Owner, origin: Origin, max_body: int, max_header: int = MAX_HEADER
+    ) -> None:
         self.owner = owner
         self.origin = origin
         self.state = CONNECTING
         self.transport: asyncio.Transport | None = None
-        self.reader = ResponseReader(max_body)
+        self.reader = ResponseReader(max_body, max_header)
         self.job: Any = None  # the request in flight, or the one waiting for the connect
         self.deadline = 0.0  # clock time by which the current phase must end
         self.served = 0  # responses received: >0 means a reused connection

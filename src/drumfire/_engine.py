@@ -27,7 +27,7 @@ import orjson
 
 from ._connection import BUSY, IDLE, Connection
 from ._extract import Extractor
-from ._http import Response
+from ._http import MAX_HEADER, Response
 from ._limits import AdaptiveLimit, FixedLimit, RateMeter
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
@@ -181,6 +181,7 @@ class Engine:
         retry: Retry | None = None,
         timeouts: Timeouts | None = None,
         max_body: int = 64 * 1024 * 1024,
+        max_header: int = MAX_HEADER,
         verify: bool = True,
         ordered: bool = False,
         order_window: int | None = None,
@@ -219,6 +220,7 @@ class Engine:
         self.retry = retry or Retry()
         self.timeouts = timeouts or Timeouts()
         self.max_body = max_body
+        self.max_header = max_header
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_tick = on_tick
@@ -576,7 +578,7 @@ class Engine:
         self._inflight += 1
         job.attempts += 1
         self.pool.make_room()
-        conn = Connection(self, origin, self.max_body)
+        conn = Connection(self, origin, self.max_body, self.max_header)
         conn.job = job
         conn.deadline = now + self.timeouts.connect
         self.pool.open += 1

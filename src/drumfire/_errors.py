@@ -12,6 +12,7 @@
         ├── TimeoutError_     "timeout"   connect or total timeout
         ├── TLSError          "tls"       handshake or certificate failure
         ├── ProtocolError     "protocol"  malformed or truncated HTTP
+        │   └── HeaderTooLarge "header_too_large"  a header block over the cap
         └── BodyTooLarge      "body_too_large"
 
 In a batch run nothing here escapes to the caller except :class:`UsageError`;
@@ -28,6 +29,7 @@ __all__ = [
     "BodyTooLarge",
     "ConnectError",
     "DrumfireError",
+    "HeaderTooLarge",
     "InputError",
     "ProtocolError",
     "RequestError",
@@ -47,6 +49,7 @@ REASONS = (
     "tls",
     "protocol",
     "body_too_large",
+    "header_too_large",
     "json",
     "parse",
     "input",
@@ -96,6 +99,18 @@ class TLSError(RequestError):
 
 class ProtocolError(RequestError):
     reason = "protocol"
+
+
+class HeaderTooLarge(ProtocolError):
+    """The response's header block grew past the cap (``--max-header-size``)."""
+
+    reason = "header_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"response header block over {limit} bytes (raise it with --max-header-size)"
+        )
+        self.limit = limit
 
 
 class BodyTooLarge(RequestError):

@@ -39,6 +39,16 @@ from ._sources import open_source
 __all__ = ["entry", "main"]
 
 
+def _header_size_option(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"--max-header-size: {exc.format_message()}") from None
+    if size < 1024:
+        raise click.BadParameter(f"--max-header-size {text!r}: at least 1K")
+    return size
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"drumfire: error: {message}", err=True)
     sys.exit(2)
@@ -267,6 +277,12 @@ def main() -> None:
     show_default=True,
     help="Largest response body accepted (after decompression).",
 )
+@click.option(
+    "--max-header-size",
+    default="64K",
+    show_default=True,
+    help="Largest response header block accepted; past it the row ends with header_too_large.",
+)
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
     "--follow-redirects",
@@ -319,6 +335,7 @@ def run_command(
     connect_timeout: float,
     insecure: bool,
     max_body: str,
+    max_header_size: str,
     ordered: bool,
     follow_redirects: bool,
     max_redirects: int,
@@ -356,6 +373,7 @@ def run_command(
             connect_timeout=connect_timeout,
             verify=not insecure,
             max_body=parse_size(max_body),
+            max_header_size=_header_size_option(max_header_size),
             ordered=ordered,
             follow_redirects=max_redirects if follow_redirects else 0,
             pipeline=pipeline,
