@@ -19,18 +19,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import os
 import socket
 import ssl
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ._errors import ProtocolError, RequestError, reason_for
+from ._errors import ProtocolError, RequestError, UsageError, reason_for
 from ._http import MAX_HEADER, Response, ResponseReader
 
 if TYPE_CHECKING:
     from ._request import Origin
 
-__all__ = ["BUSY", "CLOSED", "CONNECTING", "IDLE", "Connection", "Owner"]
+__all__ = ["BUSY", "CLOSED", "CONNECTING", "IDLE", "TLS", "Connection", "Owner"]
 
 CONNECTING, IDLE, BUSY, CLOSED = "connecting", "idle", "busy", "closed"
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -74,10 +76,18 @@ class Connection(asyncio.Protocol):
 
     # -- owner side ----------------------------------------------------------
 
-    def open(self, loop: asyncio.AbstractEventLoop, verify: bool = True) -> None:
-        """Start connecting to ``origin`` (TLS for https); the owner hears of the outcome."""
+    def open(self, loop: asyncio.AbstractEventLoop, verify: bool | TLS = True) -> None:
+        """Start connecting to ``origin`` (TLS for https); the owner hears of the outcome.
+
+        ``verify``: whether to verify certificates, or the whole :class:`TLS` setting.
+        """
         scheme, host, port = self.origin
-        ctx = client_ssl_context(verify) if scheme == "https" else None
+        if scheme != "https":
+            ctx = None
+        elif isinstance(verify, bool):
+            ctx = client_ssl_context(verify)
+        else:
+            ctx = verify.context()
         fut = asyncio.ensure_future(
             loop.create_connection(
                 lambda: self, host, port, ssl=ctx, server_hostname=host if ctx else None
@@ -285,13 +295,62 @@ class Connection(asyncio.Protocol):
         return bool(self.reader.started)
 
 
+@dataclass(frozen=True, slots=True)
+class TLS:
+    """The client's TLS setting: immutable, picklable (it crosses to worker processes).
+
+    ``cacert``: a PEM file of the certificate authorities to trust, in place of
+    the system's (as curl ``--cacert`` and requests' ``verify=PATH``).
+    ``cert`` and ``key``: a client certificate and its private key (PEM; the
+    key may be in ``cert``), as curl ``--cert``/``--key``.
+    """
+
+    verify: bool = True
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """The shared client context for this setting (built once, then cached)."""
+        return client_ssl_context(self.verify, self.cacert, self.cert, self.key)
+
+    def check(self) -> None:
+        """Build the context now; a file that cannot be used is a :class:`UsageError`.
+
+        The message names the option and the path (never the file's contents).
+        """
+        if self.key is not None and self.cert is None:
+            raise UsageError("--key needs --cert (the client certificate it belongs to)")
+        for option, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key)):
+            if path is not None and not os.path.isfile(path):
+                raise UsageError(f"{option} {path}: no such file")
+        try:
+            ssl.create_default_context(cafile=self.cacert) if self.cacert else None
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--cacert {self.cacert}: no usable PEM certificate ({exc})") from None
+        try:
+            self.context()
+        except (OSError, ssl.SSLError) as exc:
+            which = f"--cert {self.cert}" + (f" / --key {self.key}" if self.key else "")
+            raise UsageError(
+                f"{which}: no usable PEM certificate and private key ({exc})"
+            ) from None
+
+
 @functools.cache
-def client_ssl_context(verify: bool) -> ssl.SSLContext:
+def client_ssl_context(
+    verify: bool = True,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+) -> ssl.SSLContext:
     """One client TLS context per setting, shared (contexts are thread-safe to use)."""
-    ctx = ssl.create_default_context()
+    ctx = ssl.create_default_context(cafile=cacert)
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
     return ctx
 
 

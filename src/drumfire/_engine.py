@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import orjson
 
-from ._connection import BUSY, IDLE, Connection
+from ._connection import BUSY, IDLE, TLS, Connection
 from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._limits import AdaptiveLimit, FixedLimit, RateMeter
@@ -182,7 +182,7 @@ class Engine:
         timeouts: Timeouts | None = None,
         max_body: int = 64 * 1024 * 1024,
         max_header: int = MAX_HEADER,
-        verify: bool = True,
+        verify: bool | TLS = True,
         ordered: bool = False,
         order_window: int | None = None,
         clock: Callable[[], float] = time.perf_counter,

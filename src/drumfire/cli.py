@@ -39,6 +39,12 @@ from ._sources import open_source
 __all__ = ["entry", "main"]
 
 
+def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | None:
+    if key is not None and cert is None:
+        raise UsageError("--key needs --cert (the client certificate it belongs to)")
+    return (cert, key) if cert is not None and key is not None else cert
+
+
 def _header_size_option(text: str) -> int:
     try:
         size = parse_size(text)
@@ -272,6 +278,19 @@ def main() -> None:
 @connect_timeout_option
 @insecure_option
 @click.option(
+    "--cacert",
+    metavar="FILE",
+    default=None,
+    help="Verify servers against the CA certificates in FILE (PEM) instead of the system's.",
+)
+@click.option(
+    "--cert",
+    metavar="FILE",
+    default=None,
+    help="Client certificate (PEM) to present; its key too unless --key is given.",
+)
+@click.option("--key", metavar="FILE", default=None, help="Private key (PEM) of --cert.")
+@click.option(
     "--max-body",
     default="64M",
     show_default=True,
@@ -334,6 +353,9 @@ def run_command(
     timeout: float,
     connect_timeout: float,
     insecure: bool,
+    cacert: str | None,
+    cert: str | None,
+    key: str | None,
     max_body: str,
     max_header_size: str,
     ordered: bool,
@@ -371,7 +393,8 @@ def run_command(
             retry=Retry(retries=retries, unsafe=retry_unsafe),
             timeout=timeout,
             connect_timeout=connect_timeout,
-            verify=not insecure,
+            verify=False if insecure else (cacert or True),
+            cert=_client_cert(cert, key),
             max_body=parse_size(max_body),
             max_header_size=_header_size_option(max_header_size),
             ordered=ordered,
