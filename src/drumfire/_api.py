@@ -59,6 +59,9 @@ class Job:
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
     pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
+    # Stop when the first N connection attempts all fail to connect (0: never);
+    # ``drumfire run`` sets 50 unless --keep-going.
+    unreachable_after: int = 0
 
     def tls(self) -> TLS | bool:
         """The TLS setting for the connections (a plain bool when only ``verify`` is set)."""
@@ -129,6 +132,7 @@ class Job:
             follow_redirects=self.follow_redirects,
             pipeline=self.pipeline,
             text_rows=source.fmt in TEXT_FORMATS,
+            unreachable_after=self.unreachable_after,
             **kwargs,
         )
 

@@ -153,6 +153,9 @@ class Connection(asyncio.Protocol):
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the job in it is reported failed."""
         job, self.job = self.job, None
+        if reason == "timeout" and self.transport is None and self.state != CLOSED:
+            _scheme, host, port = self.origin
+            detail = f"no connection to {host}:{port} within the connect timeout"
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
         if self.transport is not None:
@@ -201,7 +204,12 @@ class Connection(asyncio.Protocol):
         job, self.job = self.job, None
         self._closed()
         if job is not None:
-            self.owner.on_failure(self, job, reason_for(exc, connecting=True), _describe(exc))
+            reason = reason_for(exc, connecting=True)
+            detail = _describe(exc)
+            if reason == "connect":  # name the place: a run may have many origins
+                _scheme, host, port = self.origin
+                detail = f"{detail} to {host}:{port}"
+            self.owner.on_failure(self, job, reason, detail)
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -365,7 +373,16 @@ def _reset_on_close(transport: asyncio.BaseTransport) -> None:
 
 
 def _describe(exc: BaseException | None) -> str:
+    """A short, readable message for the summary's example of a failure."""
     if exc is None:
         return ""
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed
+        # certificate (_ssl.c:1006)" says it twice, and where in C.
+        text = f"certificate verify failed: {exc.verify_message}"
+    elif isinstance(exc, ssl.SSLError) and exc.reason:
+        text = exc.reason.lower().replace("_", " ")  # "tlsv13 alert certificate required"
+        text = text.replace("tlsv13 alert ", "").replace("sslv3 alert ", "")
+    else:
+        text = str(exc) or type(exc).__name__
     return text[:200]

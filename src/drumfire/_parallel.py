@@ -14,9 +14,12 @@ same whatever the number of processes.
 Wire format (orjson):
 
 - parent → worker: ``[[seq, line, row | null, problem | null], ...]``, or ``b"END"``
-  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C);
+  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C), or ``b"UNREACHABLE"``
+  (stop now: another worker found the target unreachable);
 - worker → parent: ``[[seq, id, status, elapsed_ms, attempts, error, fields, kept], ...]``,
-  then ``b"DONE"``.
+  ``{"examples": {reason: message}, "unreachable": str | null}`` when either
+  changed (the summary's failure examples; the target found unreachable, which
+  stops every worker), then ``b"DONE"``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from ._api import Job
 from ._engine import WAIT, InputProblem, Item, row_id
 from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
-from ._progress import Progress, format_summary
+from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink
@@ -109,7 +112,14 @@ def _worker(
             else:
                 yield WAIT
 
+    told = [0, False]  # failure examples and "unreachable" already sent to the parent
+
     def flush() -> None:
+        stats = engine.stats
+        if len(stats.examples) != told[0] or (stats.unreachable is not None) != told[1]:
+            told[:] = [len(stats.examples), stats.unreachable is not None]
+            message = {"examples": stats.examples, "unreachable": stats.unreachable}
+            conn.send_bytes(orjson.dumps(message))
         if out:
             conn.send_bytes(orjson.dumps(out))
             out.clear()
@@ -135,6 +145,11 @@ def _worker(
         elif message == b"STOP":
             state["end"] = True
             engine.stop(grace=2.0)
+        elif message == b"UNREACHABLE":  # another worker found the target unreachable
+            state["end"] = True
+            if engine.stats.unreachable is None:
+                engine.stats.unreachable = "found by another worker"  # the parent has it
+            engine.stop(grace=0)
         else:
             queued.extend(orjson.loads(message))
         engine.wake()
@@ -152,7 +167,7 @@ def _worker(
                 loop.call_soon_threadsafe(receive, message)
             except RuntimeError:  # the loop is closed: the run is over
                 return
-            if message is None or message in (b"END", b"STOP"):
+            if message is None or message in (b"END", b"STOP", b"UNREACHABLE"):
                 return
 
     thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)
@@ -302,13 +317,14 @@ def execute_parallel(
         for w in workers:
             feed(w)
         while not all(w.done for w in workers):
-            if got_signal and not stopping:
+            if (got_signal or stats.unreachable is not None) and not stopping:
                 stopping = True
                 stats.stopped = True
                 exhausted[0] = True
+                halt = b"STOP" if got_signal else b"UNREACHABLE"
                 for w in workers:
                     if not w.done:
-                        w.conn.send_bytes(b"STOP")
+                        w.conn.send_bytes(halt)
                         ended.add(id(w))
             if exhausted[0]:
                 for w in workers:
@@ -328,6 +344,12 @@ def execute_parallel(
                     w.done = True
                     continue
                 batch = orjson.loads(message)
+                if type(batch) is dict:
+                    for reason, example in batch["examples"].items():
+                        stats.examples.setdefault(reason, example)
+                    if stats.unreachable is None:
+                        stats.unreachable = batch["unreachable"]
+                    continue
                 w.outstanding -= len(batch)
                 for seq, id_, status, elapsed, attempts, error, fields, kept in batch:
                     deliver(seq, Result(id_, status, elapsed, attempts, error, fields, kept))
@@ -359,4 +381,8 @@ def execute_parallel(
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     if got_signal:
         return stats, 128 + got_signal[0]
+    unreachable = format_unreachable(stats)
+    if unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
+        return stats, 1
     return stats, 0

@@ -12,11 +12,15 @@ from collections.abc import Callable
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from ._result import Stats
 
-__all__ = ["Progress", "format_summary"]
+__all__ = ["Progress", "format_summary", "format_unreachable"]
+
+#: Failure reasons the summary gives an example message for, most frequent first.
+EXAMPLES_SHOWN = 5
 
 
 def _duration(seconds: float) -> str:
@@ -109,6 +113,15 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
         f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms",
     ]
+    examples = list(s["failure_examples"].items())[:EXAMPLES_SHOWN]
+    if examples:
+        # The detail behind each short reason, with a hint at the usual cause.
+        lines.append("  why (one example per reason, most frequent first):")
+        # (escaped: the summary is printed as rich markup, the message is the server's)
+        lines.extend(
+            f"    {reason} ×{s['failures'][reason]:,}: {escape(example)}"
+            for reason, example in examples
+        )
     if s["pipelined"]:
         lines.append(
             f"  pipelined: {s['pipelined']:,} requests went behind others on a busy "
@@ -123,3 +136,13 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
     if output:
         lines.append(f"  results: {output}")
     return "\n".join(lines)
+
+
+def format_unreachable(stats: Stats) -> str | None:
+    """The one line that says the run stopped because its target cannot be reached."""
+    if stats.unreachable is None:
+        return None
+    return (
+        f"drumfire: error: target unreachable: {stats.unreachable}; stopped, the rows not "
+        "sent are left for --resume (--keep-going sends every row regardless)"
+    )

@@ -7,6 +7,7 @@ leaves everything else to ``_batch.execute``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -37,6 +38,11 @@ from ._sinks import open_sink, output_format_for
 from ._sources import open_source
 
 __all__ = ["entry", "main"]
+
+
+#: Connection attempts that must all fail to connect, none succeeding, before
+#: ``run`` calls its target unreachable and stops (unless --keep-going).
+UNREACHABLE_AFTER = 50
 
 
 def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | None:
@@ -291,6 +297,12 @@ def main() -> None:
 )
 @click.option("--key", metavar="FILE", default=None, help="Private key (PEM) of --cert.")
 @click.option(
+    "--keep-going",
+    is_flag=True,
+    help=f"Send every row even when the first {UNREACHABLE_AFTER} connection attempts all "
+    "fail to connect (by default the run then stops, exit 1: the target is unreachable).",
+)
+@click.option(
     "--max-body",
     default="64M",
     show_default=True,
@@ -356,6 +368,7 @@ def run_command(
     cacert: str | None,
     cert: str | None,
     key: str | None,
+    keep_going: bool,
     max_body: str,
     max_header_size: str,
     ordered: bool,
@@ -402,6 +415,8 @@ def run_command(
             pipeline=pipeline,
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
+        if not keep_going:  # a dead target ends the run early (see the README)
+            job = dataclasses.replace(job, unreachable_after=UNREACHABLE_AFTER)
         nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
         done = None

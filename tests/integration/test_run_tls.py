@@ -230,3 +230,25 @@ def test_the_python_api_takes_verify_path_and_cert_pair(
     assert [(r.status, r.error, r.fields) for r in results] == [
         (200, "", {"client": "drumfire-client"})
     ]
+
+
+def test_a_self_signed_server_is_explained_and_not_unreachable(
+    tmp_path: Path, tls_server: str
+) -> None:
+    # More rows than the unreachable threshold: a TLS failure means the server
+    # is there, so the run sends every row; the summary says why they failed.
+    source = tmp_path / "urls.txt"
+    source.write_text("".join(f"{tls_server}/x/{i}\n" for i in range(60)))
+    out = tmp_path / "out.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "drumfire.cli", "run", str(source), "-o", str(out),
+         "--retries", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "unreachable" not in done.stderr
+    with out.open(newline="") as f:
+        assert [r["error"] for r in csv.DictReader(f)] == ["tls"] * 60
+    assert (
+        "tls ×60: certificate verify failed: self-signed certificate "
+        "(use --cacert FILE, or -k to skip verification)"
+    ) in done.stderr
