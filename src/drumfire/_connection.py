@@ -383,6 +383,10 @@ def _describe(exc: BaseException | None) -> str:
     elif isinstance(exc, ssl.SSLError) and exc.reason:
         text = exc.reason.lower().replace("_", " ")  # "tlsv13 alert certificate required"
         text = text.replace("tlsv13 alert ", "").replace("sslv3 alert ", "")
+    elif isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and exc.errno:
+        # The same words whatever the loop: asyncio says "Connect call failed
+        # ('127.0.0.1', 9)" where uvloop says "Connection refused".
+        text = f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
     else:
         text = str(exc) or type(exc).__name__
     return text[:200]
