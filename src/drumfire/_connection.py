@@ -156,8 +156,14 @@ class Connection(asyncio.Protocol):
         if reason == "timeout" and self.transport is None and self.state != CLOSED:
             _scheme, host, port = self.origin
             detail = f"no connection to {host}:{port} within the connect timeout"
-        if self.connecting is not None and not self.connecting.done():
-            self.connecting.cancel()
+        connecting = self.connecting
+        if connecting is not None:
+            if not connecting.done():
+                connecting.cancel()
+            elif not connecting.cancelled():
+                # Failed, its callback not run yet: the loop may close first, and an
+                # exception nobody retrieved is logged ("Task exception was never retrieved").
+                connecting.exception()
         if self.transport is not None:
             _reset_on_close(self.transport)  # abort() alone still ends with a FIN
             self.transport.abort()
@@ -196,10 +202,10 @@ class Connection(asyncio.Protocol):
     def connect_done(self, fut: asyncio.Future[Any]) -> None:
         """Done-callback of the connect attempt: report a failure if there was one."""
         self.connecting = None
-        if fut.cancelled() or self.state == CLOSED:
+        if fut.cancelled():
             return
-        exc = fut.exception()
-        if exc is None:
+        exc = fut.exception()  # retrieved even when given up on: no "never retrieved" log
+        if exc is None or self.state == CLOSED:
             return
         job, self.job = self.job, None
         self._closed()

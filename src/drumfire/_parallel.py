@@ -174,8 +174,11 @@ def _worker(
     thread.start()
     try:
         loop.run_until_complete(engine.run(items()))
-        flush()
-        conn.send_bytes(b"DONE")
+        try:
+            flush()
+            conn.send_bytes(b"DONE")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the parent is gone: nobody is left to tell
     finally:
         loop.close()
         conn.close()
@@ -197,6 +200,14 @@ class _Worker:
         self.process = process
         self.outstanding = 0  # rows sent, results not yet back
         self.done = False
+
+
+def _tell(worker: _Worker, message: bytes) -> None:
+    """Send END or a stop; a worker that already ended (its DONE not read yet) needs none."""
+    try:
+        worker.conn.send_bytes(message)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def execute_parallel(
@@ -324,12 +335,12 @@ def execute_parallel(
                 halt = b"STOP" if got_signal else b"UNREACHABLE"
                 for w in workers:
                     if not w.done:
-                        w.conn.send_bytes(halt)
+                        _tell(w, halt)
                         ended.add(id(w))
             if exhausted[0]:
                 for w in workers:
                     if id(w) not in ended and not w.done:
-                        w.conn.send_bytes(b"END")
+                        _tell(w, b"END")
                         ended.add(id(w))
             ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
             for w in workers:
@@ -349,6 +360,8 @@ def execute_parallel(
                         stats.examples.setdefault(reason, example)
                     if stats.unreachable is None:
                         stats.unreachable = batch["unreachable"]
+                    if stats.unreachable is not None:
+                        exhausted[0] = True  # no more rows to anyone: the run stops
                     continue
                 w.outstanding -= len(batch)
                 for seq, id_, status, elapsed, attempts, error, fields, kept in batch:
