@@ -252,3 +252,29 @@ def test_a_self_signed_server_is_explained_and_not_unreachable(
         "tls ×60: certificate verify failed: self-signed certificate "
         "(use --cacert FILE, or -k to skip verification)"
     ) in done.stderr
+
+
+def test_bench_takes_the_same_tls_options(
+    tmp_path: Path, mtls: tuple[str, Path, Path, Path]
+) -> None:
+    # drumfire bench shares the client TLS context: --cacert and --cert/--key too.
+    url, server_cert, client_cert, client_key = mtls
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "drumfire.cli", "bench", url + "/x", "-n", "20", "-c", "2",
+         "-q", "--cacert", str(server_cert), "--cert", str(client_cert), "--key",
+         str(client_key), "--json", str(report)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())
+    assert figures["errors"] == {}
+    assert figures["status"] == {"200": figures["requests"]}
+    missing = subprocess.run(
+        [sys.executable, "-m", "drumfire.cli", "bench", url + "/x", "-n", "1",
+         "--cacert", str(tmp_path / "nothing.pem")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "--cacert" in missing.stderr
+    assert missing.stderr.count("\n") == 1
