@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._connection import TLS
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
-from ._http import Response
+from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
 from ._request import RequestPlan
 from ._result import BASE_COLUMNS, Result
@@ -50,10 +51,23 @@ class Job:
     retry: Retry = field(default_factory=Retry)
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify: bool = True
+    cacert: str | None = None  # CA certificates to trust (PEM), instead of the system's
+    cert: str | None = None  # a client certificate (PEM)
+    key: str | None = None  # its private key (PEM), if not in ``cert``
     max_body: int = 64 * 1024 * 1024
+    max_header_size: int = MAX_HEADER  # most bytes in a response's header block
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
     pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
+    # Stop when the first N connection attempts all fail to connect (0: never);
+    # ``drumfire run`` sets 50 unless --keep-going.
+    unreachable_after: int = 0
+
+    def tls(self) -> TLS | bool:
+        """The TLS setting for the connections (a plain bool when only ``verify`` is set)."""
+        if self.cacert is None and self.cert is None and self.key is None:
+            return self.verify
+        return TLS(self.verify, self.cacert, self.cert, self.key)
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
@@ -112,11 +126,13 @@ class Job:
             retry=self.retry,
             timeouts=self.timeouts,
             max_body=self.max_body,
-            verify=self.verify,
+            max_header=self.max_header_size,
+            verify=self.tls(),
             ordered=self.ordered,
             follow_redirects=self.follow_redirects,
             pipeline=self.pipeline,
             text_rows=source.fmt in TEXT_FORMATS,
+            unreachable_after=self.unreachable_after,
             **kwargs,
         )
 
@@ -136,8 +152,10 @@ def make_job(
     retries: int = 3,
     timeout: float = 30.0,
     connect_timeout: float = 10.0,
-    verify: bool = True,
+    verify: bool | str = True,
+    cert: str | tuple[str, str] | None = None,
     max_body: int = 64 * 1024 * 1024,
+    max_header_size: int = MAX_HEADER,
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
@@ -150,6 +168,13 @@ def make_job(
         header_items = tuple((str(k), str(v)) for k, v in headers.items())
     else:
         header_items = tuple(headers)
+    # As requests: verify=False, True, or the path of the CA certificates to
+    # trust; cert= a client certificate file, or a (certificate, key) pair.
+    cacert = verify if isinstance(verify, str) else None
+    cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
+    tls = TLS(bool(verify), cacert, cert_file, key_file)
+    if cacert is not None or cert_file is not None:
+        tls.check()  # an unusable file is a usage error before the first request
     return Job(
         url=url,
         method=method,
@@ -163,8 +188,12 @@ def make_job(
         rate=rate,
         retry=retry or Retry(retries=retries),
         timeouts=Timeouts(connect=min(connect_timeout, timeout), total=timeout),
-        verify=verify,
+        verify=bool(verify),
+        cacert=cacert,
+        cert=cert_file,
+        key=key_file,
         max_body=max_body,
+        max_header_size=max_header_size,
         ordered=ordered,
         # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
         follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
@@ -187,7 +216,14 @@ _DOC_ARGS = """
         concurrency: requests in flight at once; None (the default) adapts it
             to the server, up to ``max_concurrency``.
         rate: at most this many requests started per second.
-        retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
+        retries, timeout, connect_timeout, max_body, ordered: see the CLI.
+        verify: True (the default: verify certificates against the system's
+            CAs), False (``--insecure``), or the path of a PEM file of the CA
+            certificates to trust instead (``--cacert``), as in requests.
+        cert: a client certificate (PEM, key included), or a
+            ``(certificate, key)`` pair of paths (``--cert``/``--key``).
+        max_header_size: the most bytes a response's header block may have
+            (64 KiB); past it the row ends with ``header_too_large``.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this
             engine's CPU limits the run (1: never pipeline). See the CLI.

@@ -18,7 +18,7 @@ from . import _readahead as readahead
 from ._api import Job
 from ._http import Response
 from ._loop import new_event_loop
-from ._progress import Progress, format_summary
+from ._progress import Progress, format_summary, format_unreachable
 from ._result import Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink
@@ -149,4 +149,8 @@ def execute(
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     if got:
         return stats, 128 + got[0]
+    unreachable = format_unreachable(stats)
+    if unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
+        return stats, 1
     return stats, 0

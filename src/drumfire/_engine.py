@@ -25,9 +25,10 @@ from typing import Any, cast
 
 import orjson
 
-from ._connection import BUSY, IDLE, Connection
+from ._connection import BUSY, IDLE, TLS, Connection
+from ._errors import explain
 from ._extract import Extractor
-from ._http import Response
+from ._http import MAX_HEADER, Response
 from ._limits import AdaptiveLimit, FixedLimit, RateMeter
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
@@ -187,7 +188,8 @@ class Engine:
         retry: Retry | None = None,
         timeouts: Timeouts | None = None,
         max_body: int = 64 * 1024 * 1024,
-        verify: bool = True,
+        max_header: int = MAX_HEADER,
+        verify: bool | TLS = True,
         ordered: bool = False,
         order_window: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -202,6 +204,7 @@ class Engine:
         cpu_clock: Callable[[], float] = time.thread_time,
         on_cpu_bound: Callable[[Engine], None] | None = None,
         text_rows: bool = False,
+        unreachable_after: int = 0,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -226,6 +229,7 @@ class Engine:
         self.retry = retry or Retry()
         self.timeouts = timeouts or Timeouts()
         self.max_body = max_body
+        self.max_header = max_header
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_tick = on_tick
@@ -237,6 +241,11 @@ class Engine:
         self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * most)
         self._verify = verify
+        # Stop the run when this many connection attempts failed to connect
+        # and none ever connected (0: never; the CLI's default is 50).
+        self.unreachable_after = unreachable_after
+        self._unreached = 0  # connection attempts that failed to connect so far
+        self._reached = False  # a connection was made (or a server answered, even TLS)
         self.pool = Pool(most)
         # Pipelining (see _tick and _pipeline_onto): when the CPU of the thread
         # running this engine (its event loop; not a server in the same process) is
@@ -586,7 +595,7 @@ class Engine:
         self._inflight += 1
         job.attempts += 1
         self.pool.make_room()
-        conn = Connection(self, origin, self.max_body)
+        conn = Connection(self, origin, self.max_body, self.max_header)
         conn.job = job
         conn.deadline = now + self.timeouts.connect
         self.pool.open += 1
@@ -707,6 +716,7 @@ class Engine:
             conn.flush()
 
     def on_connected(self, conn: Connection) -> None:
+        self._reached = True
         job = conn.job
         if job is None:
             self.pool.give(conn)
@@ -802,6 +812,19 @@ class Engine:
 
     def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
         self._inflight -= 1
+        examples = self.stats.examples
+        if detail and reason not in examples and reason != "cancelled":
+            examples[reason] = explain(reason, detail)
+        if (
+            self.unreachable_after
+            and not self._reached
+            and (self.stats.unreachable is not None or self._unreachable(conn, reason, detail))
+        ):
+            # The run stops: the target is unreachable. Rows still failing to
+            # connect are cancelled, as those never sent are: --resume sends them.
+            self._give_up(job, None, "cancelled")
+            self._pump()
+            return
         if reason == "timeout":
             now = self.clock()
             self.limiter.sample(now, now - job.start, True)
@@ -829,6 +852,28 @@ class Engine:
         else:
             self._give_up(job, None, reason)
         self._pump()
+
+    def _unreachable(self, conn: Connection, reason: str, detail: str) -> bool:
+        """Count a failed connect; stop the run when the first ``unreachable_after`` all failed.
+
+        A connection that never got made (refused, no such host, no route,
+        connect timeout) counts; anything else (a TLS failure, a reset, an
+        answer) means the server is there, and counting stops for the run.
+        """
+        if conn.transport is not None or reason not in ("connect", "timeout"):
+            if reason != "cancelled":
+                self._reached = True
+            return False
+        self._unreached += 1
+        if self._unreached < self.unreachable_after or self._stopping:
+            return False
+        _scheme, host, port = conn.origin
+        self.stats.unreachable = (
+            f"{host}:{port}: the first {self._unreached} connection attempts all failed "
+            f"(the last: {reason}: {detail or 'no connection'})"
+        )
+        self.stop(grace=0)
+        return True
 
     def _budget_left(self, job: Job) -> bool:
         used = job.attempts - (0 if job.free_retry else 1) - job.hops

@@ -22,9 +22,15 @@ from typing import Any
 import httptools
 import orjson
 
-from ._errors import BodyTooLarge, ProtocolError
+from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError
 
-__all__ = ["Response", "ResponseReader", "encode_request_head"]
+__all__ = ["MAX_HEADER", "Response", "ResponseReader", "encode_request_head"]
+
+#: The default cap on a response's header block (status line and headers): 64 KiB.
+#: h11 stops at 16 KiB, Node.js at 16 KiB, curl at 100 KiB per header, Go at
+#: 1 MiB. 64 KiB holds any sane answer, and 512 connections' worth of it is
+#: 32 MiB: the cap is what keeps a hostile or broken server from filling memory.
+MAX_HEADER = 64 * 1024
 
 _MAX = re.compile(rb"max\s*=\s*(\d{1,9})", re.IGNORECASE)
 
@@ -276,6 +282,8 @@ class ResponseReader:
         "_encoding",
         "_expected",
         "_head",
+        "_head_fed",
+        "_head_size",
         "_headers",
         "_headers_done",
         "_interim",
@@ -286,12 +294,17 @@ class ResponseReader:
         "_until_close",
         "heads",
         "max_body",
+        "max_header",
         "shapes",
         "started",
     )
 
-    def __init__(self, max_body: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_body: int = 64 * 1024 * 1024, max_header: int = MAX_HEADER) -> None:
         self.max_body = max_body
+        # The header block is bounded too: httptools gathers a header's name and
+        # value until the line ends, so a server that never ends one would
+        # otherwise grow the buffer without limit.
+        self.max_header = max_header
         self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
         self.shapes: dict[bytes, _Shape | None] = {}  # the same, by shape (see _shaped)
         self._parser: Any = httptools.HttpResponseParser(self)
@@ -304,6 +317,8 @@ class ResponseReader:
         """Per-response state, for the next response on the wire."""
         self._head = head
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0  # bytes of the headers parsed so far
+        self._head_fed = 0  # bytes fed since the header block began, while it lasts
         self._chunks: list[bytes] = []
         self._size = 0
         self._encoding: bytes | None = None
@@ -340,6 +355,9 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         size = len(name)
+        self._head_size += size + len(value) + 4  # "Name: value\r\n"
+        if self._head_size > self.max_header:
+            raise HeaderTooLarge(self.max_header)
         if size == 16 and name.lower() == b"content-encoding":
             self._encoding = value if value.strip().lower() not in (b"identity", b"") else None
         elif size == 10 and name.lower() == b"keep-alive":
@@ -348,6 +366,7 @@ class ResponseReader:
             self._left = _answers_left(value)
 
     def on_headers_complete(self) -> None:
+        self._head_fed = 0
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             # An interim response (100 Continue, 103 Early Hints): clients skip
@@ -436,6 +455,8 @@ class ResponseReader:
                 if data and self._done is not None:
                     self._done.keep_alive = False  # more than was asked for
                 return out
+        if not self._headers_done:
+            self._head_fed += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -456,6 +477,10 @@ class ResponseReader:
         if out and self._head:
             # httptools cannot be told a response had no body; start afresh.
             self._parser = httptools.HttpResponseParser(self)
+        if self._head_fed > self.max_header and not self._headers_done and self._expected:
+            # A header block still open past the cap (one endless header line, say):
+            # what httptools holds of it is bounded by the cap and this one read.
+            raise HeaderTooLarge(self.max_header)
         return out
 
     def _quick(self, data: bytes) -> bytes:
@@ -471,6 +496,8 @@ class ResponseReader:
             end = data.find(b"\r\n\r\n", pos) + 4
             if end < 4:
                 break
+            if end - pos > self.max_header:
+                break  # the full path refuses it
             head = data[pos:end]
             try:
                 info = heads[head]

@@ -14,9 +14,12 @@ same whatever the number of processes.
 Wire format (orjson):
 
 - parent → worker: ``[[seq, line, row | null, problem | null], ...]``, or ``b"END"``
-  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C);
+  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C), or ``b"UNREACHABLE"``
+  (stop now: another worker found the target unreachable);
 - worker → parent: ``[[seq, id, status, elapsed_ms, attempts, error, fields, kept], ...]``,
-  then ``b"DONE"``.
+  ``{"examples": {reason: message}, "unreachable": str | null}`` when either
+  changed (the summary's failure examples; the target found unreachable, which
+  stops every worker), then ``b"DONE"``.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from rich.console import Console
 
 from ._api import Job
 from ._engine import WAIT, InputProblem, Item, row_id
+from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
-from ._progress import Progress, format_summary
+from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink
@@ -72,8 +76,19 @@ def auto_processes(url_template: str) -> int:
 # -- worker ---------------------------------------------------------------------
 
 
-def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
+def _worker(
+    conn: Connection,
+    job: Job,
+    parse_spec: str | None,
+    parent: int,
+    inherited: tuple[int, ...] = (),
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # Die with the parent, however it ends (kill -9 included): the kernel's
+    # parent-death signal, and end of file on the pipe, which this worker sees
+    # only once it holds no copy of the parent's ends (a fork copies them all).
+    die_with_parent(parent)
+    close_inherited(inherited)
     parse = None
     if parse_spec:
         from .cli import load_parse_function
@@ -97,7 +112,14 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
             else:
                 yield WAIT
 
+    told = [0, False]  # failure examples and "unreachable" already sent to the parent
+
     def flush() -> None:
+        stats = engine.stats
+        if len(stats.examples) != told[0] or (stats.unreachable is not None) != told[1]:
+            told[:] = [len(stats.examples), stats.unreachable is not None]
+            message = {"examples": stats.examples, "unreachable": stats.unreachable}
+            conn.send_bytes(orjson.dumps(message))
         if out:
             conn.send_bytes(orjson.dumps(out))
             out.clear()
@@ -123,6 +145,11 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
         elif message == b"STOP":
             state["end"] = True
             engine.stop(grace=2.0)
+        elif message == b"UNREACHABLE":  # another worker found the target unreachable
+            state["end"] = True
+            if engine.stats.unreachable is None:
+                engine.stats.unreachable = "found by another worker"  # the parent has it
+            engine.stop(grace=0)
         else:
             queued.extend(orjson.loads(message))
         engine.wake()
@@ -141,15 +168,18 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
             except RuntimeError:  # the loop is closed: the run is over
                 return
             # Not after END: a STOP (Ctrl-C) may still come while rows wait for a retry.
-            if message is None or message == b"STOP":
+            if message is None or message in (b"STOP", b"UNREACHABLE"):
                 return
 
     thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)
     thread.start()
     try:
         loop.run_until_complete(engine.run(items()))
-        flush()
-        conn.send_bytes(b"DONE")
+        try:
+            flush()
+            conn.send_bytes(b"DONE")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the parent is gone: nobody is left to tell
     finally:
         loop.close()
         conn.close()
@@ -171,6 +201,14 @@ class _Worker:
         self.process = process
         self.outstanding = 0  # rows sent, results not yet back
         self.done = False
+
+
+def _tell(worker: _Worker, message: bytes) -> None:
+    """Send END or a stop; a worker that already ended (its DONE not read yet) needs none."""
+    try:
+        worker.conn.send_bytes(message)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def execute_parallel(
@@ -205,9 +243,17 @@ def execute_parallel(
         concurrency=-(-job.concurrency // processes) if job.concurrency else None,
     )
     workers: list[_Worker] = []
+    parent = os.getpid()
     for _ in range(processes):
         parent_end, child_end = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker, args=(child_end, share, parse_spec), daemon=True)
+        # A forked worker inherits the parent's end of its own pipe and of the
+        # pipes of the workers before it; it closes them (spawn inherits none).
+        inherited = (
+            (*(w.conn.fileno() for w in workers), parent_end.fileno()) if method == "fork" else ()
+        )
+        proc = ctx.Process(
+            target=_worker, args=(child_end, share, parse_spec, parent, inherited), daemon=True
+        )
         proc.start()
         child_end.close()
         workers.append(_Worker(parent_end, proc))
@@ -290,18 +336,19 @@ def execute_parallel(
         for w in workers:
             feed(w)
         while not all(w.done for w in workers):
-            if got_signal and not stopping:
+            if (got_signal or stats.unreachable is not None) and not stopping:
                 stopping = True
                 stats.stopped = True
                 exhausted[0] = True
+                halt = b"STOP" if got_signal else b"UNREACHABLE"
                 for w in workers:
                     if not w.done:
-                        w.conn.send_bytes(b"STOP")
+                        _tell(w, halt)
                         ended.add(id(w))
             if exhausted[0]:
                 for w in workers:
                     if id(w) not in ended and not w.done:
-                        w.conn.send_bytes(b"END")
+                        _tell(w, b"END")
                         ended.add(id(w))
             ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
             for w in workers:
@@ -316,6 +363,14 @@ def execute_parallel(
                     w.done = True
                     continue
                 batch = orjson.loads(message)
+                if type(batch) is dict:
+                    for reason, example in batch["examples"].items():
+                        stats.examples.setdefault(reason, example)
+                    if stats.unreachable is None:
+                        stats.unreachable = batch["unreachable"]
+                    if stats.unreachable is not None:
+                        exhausted[0] = True  # no more rows to anyone: the run stops
+                    continue
                 w.outstanding -= len(batch)
                 for seq, id_, status, elapsed, attempts, error, fields, kept in batch:
                     deliver(seq, Result(id_, status, elapsed, attempts, error, fields, kept))
@@ -347,4 +402,8 @@ def execute_parallel(
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     if got_signal:
         return stats, 128 + got_signal[0]
+    unreachable = format_unreachable(stats)
+    if unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
+        return stats, 1
     return stats, 0

@@ -13,11 +13,15 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from ._result import Stats
 
-__all__ = ["Progress", "format_summary", "rerun_command"]
+__all__ = ["Progress", "format_summary", "format_unreachable", "rerun_command"]
+
+#: Failure reasons the summary gives an example message for, most frequent first.
+EXAMPLES_SHOWN = 5
 
 
 def _duration(seconds: float) -> str:
@@ -117,6 +121,15 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
         f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms",
     ]
+    examples = list(s["failure_examples"].items())[:EXAMPLES_SHOWN]
+    if examples:
+        # The detail behind each short reason, with a hint at the usual cause.
+        lines.append("  why (one example per reason, most frequent first):")
+        # (escaped: the summary is printed as rich markup, the message is the server's)
+        lines.extend(
+            f"    {reason} ×{s['failures'][reason]:,}: {escape(example)}"
+            for reason, example in examples
+        )
     if s["pipelined"]:
         lines.append(
             f"  pipelined: {s['pipelined']:,} requests went behind others on a busy "
@@ -148,3 +161,13 @@ def rerun_command(argv: Sequence[str], add: str) -> str:
     if not any(a == name or a.startswith(name + "=") for a in kept):
         kept.append(add)
     return "drumfire " + shlex.join(kept)
+
+
+def format_unreachable(stats: Stats) -> str | None:
+    """The one line that says the run stopped because its target cannot be reached."""
+    if stats.unreachable is None:
+        return None
+    return (
+        f"drumfire: error: target unreachable: {stats.unreachable}; stopped, the rows not "
+        "sent are left for --resume (--keep-going sends every row regardless)"
+    )

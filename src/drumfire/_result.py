@@ -90,6 +90,13 @@ class Stats:
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
         self.pipelined = 0  # requests sent behind others on a busy connection
+        # One example message per transport failure reason (the first seen), hint
+        # included: the row keeps the short reason, the summary shows what it was.
+        # (Rows like "parse: ..." or "input: line N: ..." carry their own detail.)
+        self.examples: dict[str, str] = {}
+        # Set when the run stopped because no connection could be made
+        # (``host:port: the last error``); see Engine.unreachable_after.
+        self.unreachable: str | None = None
 
     def add(self, result: Result) -> None:
         self.done += 1
@@ -184,4 +191,10 @@ class Stats:
             "skipped": self.skipped,
             "duplicate_ids": self.duplicates,
             "pipelined": self.pipelined,
+            "failure_examples": {
+                reason: self.examples[reason]
+                for reason, _ in self.reasons.most_common()
+                if reason in self.examples
+            },
+            "unreachable": self.unreachable,
         }

@@ -7,6 +7,7 @@ leaves everything else to ``_batch.execute``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -40,6 +41,27 @@ from ._sinks import open_sink, output_format_for
 from ._sources import Source, open_source
 
 __all__ = ["entry", "main"]
+
+
+#: Connection attempts that must all fail to connect, none succeeding, before
+#: ``run`` calls its target unreachable and stops (unless --keep-going).
+UNREACHABLE_AFTER = 50
+
+
+def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | None:
+    if key is not None and cert is None:
+        raise UsageError("--key needs --cert (the client certificate it belongs to)")
+    return (cert, key) if cert is not None and key is not None else cert
+
+
+def _header_size_option(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"--max-header-size: {exc.format_message()}") from None
+    if size < 1024:
+        raise click.BadParameter(f"--max-header-size {text!r}: at least 1K")
+    return size
 
 
 def _fail(message: str) -> NoReturn:
@@ -266,10 +288,35 @@ def main() -> None:
 @connect_timeout_option
 @insecure_option
 @click.option(
+    "--cacert",
+    metavar="FILE",
+    default=None,
+    help="Verify servers against the CA certificates in FILE (PEM) instead of the system's.",
+)
+@click.option(
+    "--cert",
+    metavar="FILE",
+    default=None,
+    help="Client certificate (PEM) to present; its key too unless --key is given.",
+)
+@click.option("--key", metavar="FILE", default=None, help="Private key (PEM) of --cert.")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help=f"Send every row even when the first {UNREACHABLE_AFTER} connection attempts all "
+    "fail to connect (by default the run then stops, exit 1: the target is unreachable).",
+)
+@click.option(
     "--max-body",
     default="64M",
     show_default=True,
     help="Largest response body accepted (after decompression).",
+)
+@click.option(
+    "--max-header-size",
+    default="64K",
+    show_default=True,
+    help="Largest response header block accepted; past it the row ends with header_too_large.",
 )
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
@@ -349,7 +396,12 @@ def run_command(
     timeout: float,
     connect_timeout: float,
     insecure: bool,
+    cacert: str | None,
+    cert: str | None,
+    key: str | None,
+    keep_going: bool,
     max_body: str,
+    max_header_size: str,
     ordered: bool,
     follow_redirects: bool,
     max_redirects: int,
@@ -386,13 +438,17 @@ def run_command(
             retry=Retry(retries=retries, unsafe=retry_unsafe),
             timeout=timeout,
             connect_timeout=connect_timeout,
-            verify=not insecure,
+            verify=False if insecure else (cacert or True),
+            cert=_client_cert(cert, key),
             max_body=parse_size(max_body),
+            max_header_size=_header_size_option(max_header_size),
             ordered=ordered,
             follow_redirects=max_redirects if follow_redirects else 0,
             pipeline=pipeline,
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
+        if not keep_going:  # a dead target ends the run early (see the README)
+            job = dataclasses.replace(job, unreachable_after=UNREACHABLE_AFTER)
         nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
         again = (
@@ -593,7 +649,15 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     """Run the demo server: OSRM-shaped /route/v1/driving/..., /quote, /echo, /status/N."""
     from .demo.server import run_server
 
-    run_server(host, port, latency=latency, jitter=jitter)
+    shown = f"[{host}]" if ":" in host else host
+
+    def ready(bound: int) -> None:
+        click.echo(f"drumfire: demo server listening on http://{shown}:{bound} (Ctrl-C to stop)")
+
+    try:
+        run_server(host, port, latency=latency, jitter=jitter, ready=ready)
+    except OSError as exc:  # a busy port, an address not on this machine, a privileged port
+        _fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
 
 
 @main.command("demo", context_settings=CONTEXT)

@@ -389,6 +389,8 @@ def _check_quick_exit(routes: Path, url: str, fail: bool) -> None:
         "from drumfire.cli import entry; sys.argv[0] = 'drumfire'; entry()"
     )
     args = ["run", routes, "--url", url, "-e", "code=code", "--retries", "0", "-o", "-"]
+    if fail:  # every row, although the target is unreachable
+        args.append("--keep-going")
     proc = subprocess.run(
         [sys.executable, "-c", probe, *map(str, args)],
         capture_output=True, text=True, timeout=60, check=False,

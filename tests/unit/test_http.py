@@ -806,3 +806,59 @@ def test_quick_path_by_shape_agrees_with_the_full_parser(first: bytes, second: b
         except ProtocolError as exc:
             outcomes.append([type(exc).__name__])
     assert outcomes[0] == outcomes[1]
+
+
+# -- the header block cap (issue 14) -------------------------------------------------
+
+
+@pytest.mark.parametrize("piece", [1, 100, 4096, 1 << 20])
+def test_a_header_block_over_the_cap_is_refused(piece: int) -> None:
+    from drumfire._errors import HeaderTooLarge
+
+    data = response_bytes(b"ok", *(b"X-Filler-%d: %s" % (i, b"v" * 100) for i in range(100)))
+    reader = ResponseReader(max_header=4096)
+    reader.expect()
+    with pytest.raises(HeaderTooLarge) as info:
+        feed_pieces(reader, data, piece)
+    assert info.value.reason == "header_too_large"
+    assert "4096" in str(info.value)
+
+
+@pytest.mark.parametrize("piece", [1000, 65536])
+def test_an_endless_header_line_stops_at_the_cap(piece: int) -> None:
+    # One header whose value never ends: httptools would gather it whole. The
+    # reader stops once the block is past the cap, having taken at most the cap
+    # and one read more.
+    from drumfire._errors import HeaderTooLarge
+
+    reader = ResponseReader(max_header=16 * 1024)
+    reader.expect()
+    fed = 0
+    data = b"HTTP/1.1 200 OK\r\nX-Big: "
+    refused = None
+    while fed < 100 * 1024 * 1024 and refused is None:
+        try:
+            reader.feed_all(data)
+        except HeaderTooLarge as exc:
+            refused = exc
+        fed += len(data)
+        data = b"a" * piece
+    assert refused is not None
+    assert fed <= 16 * 1024 + 2 * piece
+
+
+def test_a_header_block_under_the_cap_is_read_by_both_paths() -> None:
+    extra = tuple(b"X-Filler-%d: %s" % (i, b"v" * 100) for i in range(30))
+    data = response_bytes(b"ok", *extra)
+    for piece in (len(data), 7):  # the quick path (whole), the full parser (in pieces)
+        reader = ResponseReader(max_header=len(data))
+        reader.expect()
+        got = feed_pieces(reader, data, piece)
+        assert [(r.status, r.body, len(r.headers)) for r in got] == [(200, b"ok", 31)]
+
+
+def test_the_cap_counts_each_response_of_a_pipeline_on_its_own() -> None:
+    one = response_bytes(b"ok", b"X-Filler: " + b"v" * 3000)
+    reader = ResponseReader(max_header=4000)
+    reader.expect(count=3)
+    assert [r.body for r in reader.feed_all(one * 3)] == [b"ok"] * 3

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._connection import TLS
 from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
@@ -113,7 +114,7 @@ def _plan(
     connect_timeout: float,
     shuffle: bool,
     seed: int | None,
-    verify: bool,
+    verify: bool | TLS,
     max_body: int,
 ) -> _Plan:
     if rows is not None and input is not None:
