@@ -1080,3 +1080,17 @@ def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
     else:
         data += b"\r\n"
     return Prepared(origin, data, method, method in IDEMPOTENT_METHODS)
+
+
+def json_body(obj: Any, header_names: Sequence[str]) -> tuple[str | bytes, list[tuple[str, str]]]:
+    """``--json`` / ``json=``: the body and the headers it adds, as curl 7.82's ``--json``.
+
+    A str is a JSON body template, bytes are sent as they are, anything else
+    (a dict or list holding placeholders) goes through :func:`json_template`.
+    ``Content-Type`` and ``Accept`` become ``application/json`` unless
+    ``header_names`` already has them.
+    """
+    body = obj if isinstance(obj, str | bytes) else json_template(obj)
+    names = {n.strip().lower() for n in header_names}
+    added = [(n, "application/json") for n in ("Content-Type", "Accept") if n.lower() not in names]
+    return body, added
