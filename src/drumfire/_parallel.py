@@ -72,7 +72,7 @@ def auto_processes(url_template: str) -> int:
 # -- worker ---------------------------------------------------------------------
 
 
-def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
+def _worker(conn: Connection, job: Job, parse_spec: str | None, fmt: str = "worker") -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     parse = None
     if parse_spec:
@@ -111,7 +111,7 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
         flush()
 
     engine = job.engine(
-        _WorkerSource(), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
+        _WorkerSource(fmt), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
     )
 
     def receive(message: bytes | None) -> None:
@@ -155,8 +155,9 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
 
 
 class _WorkerSource(Source):
-    def __init__(self) -> None:
-        super().__init__(iter(()), None, "worker")
+    def __init__(self, fmt: str) -> None:
+        # The input's format: CSV cells are text, read as the text input path reads them.
+        super().__init__(iter(()), None, fmt)
 
 
 # -- parent ---------------------------------------------------------------------
@@ -204,7 +205,9 @@ def execute_parallel(
     workers: list[_Worker] = []
     for _ in range(processes):
         parent_end, child_end = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker, args=(child_end, share, parse_spec), daemon=True)
+        proc = ctx.Process(
+            target=_worker, args=(child_end, share, parse_spec, source.fmt), daemon=True
+        )
         proc.start()
         child_end.close()
         workers.append(_Worker(parent_end, proc))

@@ -156,9 +156,11 @@ def test_a_json_lines_value_keeps_its_json_type(batch: list[Any]) -> None:
         assert orjson.loads(by_row[str(i)].body) == {"v": value, "s": str(i)}
 
 
-def test_a_csv_file_through_the_command_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_csv_file_through_the_command_line(tmp_path: Path, processes: str) -> None:
     # The text-input path (CSV cells are strings) and the CLI's --json, with
-    # values that broke requests before issue 13.
+    # values that broke requests before issue 13; worker processes (-p 2) read
+    # the cells the same way.
     nasty = [
         "a&b=c",
         "x#y",
@@ -187,7 +189,7 @@ def test_a_csv_file_through_the_command_line(tmp_path: Path) -> None:
     with ScriptedServer(echo) as server:
         proc = subprocess.run(
             [
-                *CLI, "run", str(rows), "-q", "-o", str(out), "-c", "4",
+                *CLI, "run", str(rows), "-q", "-o", str(out), "-c", "4", "-p", processes,
                 "-u", server.base_url + "/p/{v}?q={v}&id={id}",
                 "--json", '{"v": "{v}", "n": {n}}',
             ],
