@@ -689,6 +689,7 @@ class RequestPlan:
         self._static_origin: Origin | None = None
         self._target: _Fill | None = None  # the request-target, when the origin is static
         self._whole: _Fill | None = None  # the whole URL, when it is not
+        self._url_column: str | None = None  # the template is only {column}: a URL
         self._cut_hash = False  # a {+x} value may bring a fragment: cut it off
         self._compile_url()
         # The usual plan (one origin, a fixed method and headers, no body) has
@@ -803,6 +804,8 @@ class RequestPlan:
         end = _AFTER_AUTHORITY.search(prefix, scheme_end + 3) if scheme_end != -1 else None
         if end is None:
             self._whole = _Fill(literals, columns, encoders)
+            if literals == ["", ""]:  # only a whole URL ({url}, the URL-list input)
+                self._url_column = columns[0]
             return
         origin, _, auth = _split(prefix[: end.start()] + "/")
         self._set_static_origin(origin, auth)
@@ -888,8 +891,15 @@ class RequestPlan:
             if self._cut_hash:
                 target = target.partition("#")[0]
         else:
-            assert self._whole is not None
-            origin, target, auth = _split(self._whole.render(row, text_rows))
+            column = self._url_column
+            if column is not None:
+                url = row[column]
+                if type(url) is not str:
+                    url = _text(url)
+            else:
+                assert self._whole is not None
+                url = self._whole.render(row, text_rows)
+            origin, target, auth = _split(url)
             if self._explicit_auth:
                 auth = None
         if self._static_headers and auth is None:
@@ -934,7 +944,11 @@ class RequestPlan:
         ``text_rows``: every row value is a ``str`` (CSV, TSV, text input).
         """
         if self._fast is None:
-            return functools.partial(self.prepare, text_rows=True) if text_rows else self.prepare
+            # Text rows read differently only where a JSON value goes (see _json_cell).
+            places = self._body_template.places if self._body_template is not None else None
+            if text_rows and places and "value" in places:
+                return functools.partial(self.prepare, text_rows=True)
+            return self.prepare
         fill = self._target
         assert fill is not None
         start, tail, origin, method, idempotent = self._fast
