@@ -43,7 +43,7 @@ import orjson
 from ._errors import TemplateError
 from ._settings import IDEMPOTENT_METHODS, METHODS
 
-__all__ = ["Origin", "Prepared", "RequestPlan", "Template", "json_template"]
+__all__ = ["Origin", "Prepared", "RequestPlan", "Template", "json_body", "json_template"]
 
 USER_AGENT = "drumfire/0.1"
 
@@ -90,7 +90,7 @@ def _parse(source: str) -> tuple[list[str], list[str], list[bool]]:
                 name = name[1:]
             if end == -1 or "{" in name or not name:
                 raise TemplateError(
-                    f"malformed template {source!r}: '{{' at position {i} does not open "
+                    f"'{{' at position {i} does not open "
                     "a {column} placeholder (write '{{' for a literal brace)"
                 )
             literals.append("".join(buf))
@@ -101,8 +101,7 @@ def _parse(source: str) -> tuple[list[str], list[str], list[bool]]:
         elif ch == "}":
             if not source.startswith("}}", i):
                 raise TemplateError(
-                    f"malformed template {source!r}: lone '}}' at position {i} "
-                    "(write '}}}}' for a literal brace)"
+                    f"lone '}}' at position {i} (write '}}}}' for a literal brace)"
                 )
             buf.append("}")
             i += 2
@@ -210,6 +209,9 @@ def _parse_json(source: str) -> tuple[list[str], list[str], list[str]]:
     return literals, columns, places
 
 
+_NAME_LIKE = re.compile(r"[\w .-]{1,64}").fullmatch
+
+
 def _format_string(literals: Sequence[str]) -> str:
     """Literal texts joined by positional fields, their braces escaped for str.format."""
     parts = [literals[0].replace("{", "{{").replace("}", "}}")]
@@ -230,7 +232,7 @@ class Template:
 
     __slots__ = ("_fmt", "_get", "columns", "literals", "places", "raw", "source")
 
-    def __init__(self, source: str, *, json: bool = False) -> None:
+    def __init__(self, source: str, *, json: bool = False, label: str | None = None) -> None:
         self.source = source
         self.places: tuple[str, ...] | None
         if json:
@@ -238,7 +240,11 @@ class Template:
             self.places = tuple(places)
             raw = [p == "raw" for p in places]
         else:
-            literals, columns, raw = _parse(source)
+            try:
+                literals, columns, raw = _parse(source)
+            except TemplateError as exc:
+                # label: a header value, which may hold a credential and is never printed
+                raise TemplateError(f"malformed template {label or repr(source)}: {exc}") from None
             self.places = None
         self.literals = tuple(literals)
         self.columns = tuple(columns)
@@ -276,9 +282,13 @@ class Template:
             if column not in available:
                 known = ", ".join(sorted(available)) or "none"
                 what = label or f"template {self.source!r}"
+                # With a label, the name is shown only if it looks like one: text
+                # between braces in a header value may be a secret, not a column.
+                name = repr(column) if label is None or _NAME_LIKE(column) else "a column"
+                if name != "a column":
+                    name = f"column {name}"
                 raise TemplateError(
-                    f"{what} uses column {column!r}, which the input "
-                    f"does not have (columns: {known})"
+                    f"{what} uses {name}, which the input does not have (columns: {known})"
                 )
 
     def __repr__(self) -> str:
@@ -654,7 +664,9 @@ class RequestPlan:
                 f"(supported: {', '.join(sorted(METHODS))})"
             )
         pairs = _header_pairs(headers)
-        self.headers = [(Template(n), Template(v)) for n, v in pairs]
+        self.headers = [
+            (Template(n), Template(v, label=f"in the value of header {n!r}")) for n, v in pairs
+        ]
         self._check_static_headers()
         lower = {n.lower() for n, _ in pairs}
         self._explicit_auth = "authorization" in lower

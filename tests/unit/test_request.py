@@ -836,3 +836,20 @@ def test_a_malformed_header_option_is_not_echoed(header: str) -> None:
 def test_a_header_value_may_hold_tabs_and_non_ascii() -> None:
     p = RequestPlan("http://h/", headers=["X-A: {v}"]).prepare({"v": "a\tb \xe9"})
     assert "\r\nX-A: a\tb \xe9\r\n".encode() in p.data
+
+
+def test_a_malformed_header_value_template_is_not_echoed() -> None:
+    with pytest.raises(TemplateError, match="malformed template in the value of header 'X-J'") as e:
+        RequestPlan("http://h/", headers=["X-J: {s3cret"])
+    assert "s3cret" not in str(e.value)
+    plan = RequestPlan("http://h/", headers=['X-J: {"tok": "s3cret"}', "X-K: {key}"])
+    with pytest.raises(TemplateError, match="header 'X-J' uses a column, which") as e:
+        plan.check({"key"})
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(TemplateError, match="header 'X-K' uses column 'key', which"):
+        RequestPlan("http://h/", headers=["X-K: {key}"]).check({"a"})
+
+
+def test_a_lone_closing_brace_message_says_how_to_write_one() -> None:
+    with pytest.raises(TemplateError, match=r"lone '\}' at position 1 \(write '\}\}' for"):
+        Template("a}b")
