@@ -58,7 +58,10 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool | dict | list):
-        return orjson.dumps(value).decode()
+        try:
+            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # keys orjson cannot write (tuples): Python's own text
+            return str(value)
     return str(value)
 
 
@@ -100,9 +103,7 @@ def _parse(source: str) -> tuple[list[str], list[str], list[bool]]:
             i = end + 1
         elif ch == "}":
             if not source.startswith("}}", i):
-                raise TemplateError(
-                    f"lone '}}' at position {i} (write '}}}}' for a literal brace)"
-                )
+                raise TemplateError(f"lone '}}' at position {i} (write '}}}}' for a literal brace)")
             buf.append("}")
             i += 2
         else:
@@ -652,6 +653,11 @@ class RequestPlan:
         headers: list[str] | list[tuple[str, str]] | Mapping[str, str] | None = None,
         data: str | bytes | None = None,
     ) -> None:
+        if data is not None and not isinstance(data, str | bytes):
+            raise TemplateError(
+                f"the body must be text or bytes, not {type(data).__name__} "
+                "(for a JSON object, use json= or --json)"
+            )
         self.url = Template(url)
         self.method = Template(
             method.upper()

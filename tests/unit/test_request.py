@@ -853,3 +853,16 @@ def test_a_malformed_header_value_template_is_not_echoed() -> None:
 def test_a_lone_closing_brace_message_says_how_to_write_one() -> None:
     with pytest.raises(TemplateError, match=r"lone '\}' at position 1 \(write '\}\}' for"):
         Template("a}b")
+
+
+def test_a_body_that_is_not_text_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="use json= or --json"):
+        RequestPlan("http://h/", data={"a": 1})  # type: ignore[arg-type]
+
+
+def test_odd_python_values_never_escape_as_type_errors() -> None:
+    row = {"v": {(1, 2): "tuple key", 3: [float("nan")]}}
+    p = RequestPlan("http://h/p/{v}").prepare(row)
+    assert p.data.startswith(b"GET /p/%7B%281%2C%202%29%3A%20")  # str() of the dict
+    with pytest.raises(ValueError, match="the body"):
+        RequestPlan("http://h/", data='{"v": {v}}').prepare({"v": {(1, 2): object()}})
