@@ -579,15 +579,14 @@ def _url_places(literals: Sequence[str]) -> tuple[list[str], tuple[int, int] | N
 
 
 def _url_encoder(place: str, raw: bool, column: str) -> Callable[[str], str]:
-    if place in ("url", "userinfo") and raw:
-        return _verbatim
+    """The encoder for a placeholder at ``place`` (see :func:`_url_places`)."""
     if place == "url":
-        return _verbatim  # cleaned with the whole URL by _split
-    if place == "host":
-        return _verbatim if raw else _host_value(column)
+        return _verbatim  # a URL or its start: cleaned with the whole URL by _split
     if raw:
-        return _reserved_value
-    return _query_value if place == "query" else _path_value
+        return _verbatim if place in ("host", "userinfo") else _reserved_value
+    if place == "host":
+        return _host_value(column)
+    return _query_value if place == "query" else _path_value  # userinfo: as a path segment
 
 
 class Prepared(NamedTuple):
