@@ -338,3 +338,32 @@ def test_a_json_template_that_can_never_be_json_is_a_usage_error(
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert message in proc.stderr
+
+
+def test_json_and_data_together_is_a_usage_error_and_json_file_is_sent_as_is(
+    tmp_path: Path,
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,v\n1,a\n", encoding="utf-8")
+    proc = subprocess.run(
+        [*CLI, "run", str(rows), "-q", "-u", "http://127.0.0.1:9/x", "--json", "{}", "-d", "a"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "drumfire: error: the body is given twice: use --data (data=) or --json (json=)"
+    )
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"raw": "{v}"}')  # a file is bytes, sent as they are
+    with ScriptedServer(echo) as server:
+        proc = subprocess.run(
+            [*CLI, "run", str(rows), "-q", "-u", server.base_url + "/x", "--json", f"@{body}",
+             "-H", "Accept: text/plain"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        [request] = server.requests
+    assert request.method == "POST"
+    assert request.body == b'{"raw": "{v}"}'
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept"] == "text/plain"  # an explicit -H wins
