@@ -657,7 +657,8 @@ class RequestPlan:
                 f"the body must be text or bytes, not {type(data).__name__} "
                 "(for a JSON object, use json= or --json)"
             )
-        self.url = Template(url)
+        self._url_shown = repr(_shown(url))  # its user info hidden, for messages
+        self.url = Template(url, label=self._url_shown)
         self.method = Template(
             method.upper()
             if method and "{" not in method
@@ -856,7 +857,7 @@ class RequestPlan:
 
     def check(self, available: set[str] | frozenset[str]) -> None:
         """Raise :class:`TemplateError` when a template names a column not in ``available``."""
-        self.url.check(available)
+        self.url.check(available, label=f"template {self._url_shown}")
         self.method.check(available)
         for name, value in self.headers:
             name.check(available)

@@ -867,3 +867,13 @@ def test_odd_python_values_never_escape_as_type_errors() -> None:
     assert p.data.startswith(b"GET /p/%7B%281%2C%202%29%3A%20")  # str() of the dict
     with pytest.raises(ValueError, match="the body"):
         RequestPlan("http://h/", data='{"v": {v}}').prepare({"v": {(1, 2): object()}})
+
+
+def test_url_template_messages_hide_the_password() -> None:
+    with pytest.raises(TemplateError, match=r"malformed template 'http://\*\*\*@h/\{a'") as e:
+        RequestPlan("http://me:s3cret@h/{a")
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(TemplateError, match=r"template 'http://\*\*\*@h/\{a\}' uses column 'a'"):
+        RequestPlan("http://me:s3cret@h/{a}").check({"b"})
+    with pytest.raises(TemplateError, match=r"template 'http://h/\{a\}' uses column 'a'"):
+        RequestPlan("http://h/{a}").check({"b"})
