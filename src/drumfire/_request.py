@@ -774,9 +774,13 @@ class RequestPlan:
                 try:
                     orjson.loads(dummy)
                 except orjson.JSONDecodeError as exc:
-                    what = "the body" if t.is_static else "the body template"
+                    what = (
+                        "the body"
+                        if t.is_static
+                        else "the body template (read with null for each value placeholder)"
+                    )
                     raise TemplateError(
-                        f"{what} is sent as JSON (Content-Type {media_type}) but is not "
+                        f"{what} is sent as JSON (Content-Type {media_type}) but cannot be "
                         f"valid JSON: {exc}"
                     ) from None
             return

@@ -322,8 +322,8 @@ def test_a_templated_header_that_would_break_the_request_is_an_error_row() -> No
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        ('{"a": {n} {m}}', "is not valid JSON"),
-        ('{"a": 1,}', "is not valid JSON"),
+        ('{"a": {n} {m}}', "cannot be valid JSON"),
+        ('{"a": 1,}', "cannot be valid JSON"),
     ],
 )
 def test_a_json_template_that_can_never_be_json_is_a_usage_error(

@@ -745,7 +745,7 @@ def test_any_text_in_a_json_string_arrives_as_that_string(value: str) -> None:
     "template", ['{"a": {n} {m}}', '{"a": 1,}', '{"a": "{n}}', "[1, 2", '{"a": 1{n}}']
 )
 def test_a_json_template_that_cannot_be_json_is_a_template_error(template: str) -> None:
-    with pytest.raises(TemplateError, match=r"is sent as JSON .* but is not valid JSON"):
+    with pytest.raises(TemplateError, match=r"is sent as JSON .* but cannot be valid JSON"):
         RequestPlan("http://h/", data=template)
 
 
