@@ -30,7 +30,7 @@ does not open a placeholder is literal (see :func:`_parse_json`).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import operator
 import re
@@ -473,7 +473,7 @@ def _basic_auth(username: str | None, password: str | None) -> str | None:
     if not username and not password:
         return None
     pair = f"{unquote(username or '')}:{unquote(password or '')}"
-    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return "Basic " + binascii.b2a_base64(pair.encode("utf-8"), newline=False).decode("ascii")
 
 
 def _split(url: str) -> tuple[Origin, str, str | None]:
