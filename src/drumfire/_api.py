@@ -22,7 +22,7 @@ from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
-from ._request import RequestPlan
+from ._request import RequestPlan, json_body
 from ._result import BASE_COLUMNS, Result
 from ._settings import Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source, rows_source
@@ -160,6 +160,7 @@ def make_job(
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
     pipeline: int = 64,
+    json: Any = None,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:
@@ -175,6 +176,12 @@ def make_job(
     tls = TLS(bool(verify), cacert, cert_file, key_file)
     if cacert is not None or cert_file is not None:
         tls.check()  # an unusable file is a usage error before the first request
+    if json is not None:  # curl's --json: the body, Content-Type and Accept
+        if data is not None:
+            raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
+        names = [h[0] if isinstance(h, tuple) else h.partition(":")[0] for h in header_items]
+        data, added = json_body(json, names)
+        header_items = (*header_items, *added)
     return Job(
         url=url,
         method=method,
@@ -208,6 +215,10 @@ _DOC_ARGS = """
             to ``{url}`` (rows that are URLs).
         method, headers, data: templates too; the method defaults to GET, or
             POST when ``data`` is given.
+        json: a JSON body, as ``--json``: a dict or list whose strings may hold
+            placeholders (a string that is exactly ``"{column}"`` becomes the
+            value itself), or a JSON template string. Sets ``Content-Type`` and
+            ``Accept`` to ``application/json``; POST unless ``method`` says.
         extract: ``{name: JMESPath expression}`` evaluated over every JSON body.
         parse: a function ``(response) -> dict`` whose fields join the row.
         keep: input columns copied to each result.

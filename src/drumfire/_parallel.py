@@ -82,6 +82,7 @@ def _worker(
     parse_spec: str | None,
     parent: int,
     inherited: tuple[int, ...] = (),
+    fmt: str = "worker",
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # Die with the parent, however it ends (kill -9 included): the kernel's
@@ -133,7 +134,7 @@ def _worker(
         flush()
 
     engine = job.engine(
-        _WorkerSource(), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
+        _WorkerSource(fmt), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
     )
 
     def receive(message: bytes | None) -> None:
@@ -186,8 +187,9 @@ def _worker(
 
 
 class _WorkerSource(Source):
-    def __init__(self) -> None:
-        super().__init__(iter(()), None, "worker")
+    def __init__(self, fmt: str) -> None:
+        # The input's format: CSV cells are text, read as the text input path reads them.
+        super().__init__(iter(()), None, fmt)
 
 
 # -- parent ---------------------------------------------------------------------
@@ -252,7 +254,9 @@ def execute_parallel(
             (*(w.conn.fileno() for w in workers), parent_end.fileno()) if method == "fork" else ()
         )
         proc = ctx.Process(
-            target=_worker, args=(child_end, share, parse_spec, parent, inherited), daemon=True
+            target=_worker,
+            args=(child_end, share, parse_spec, parent, inherited, source.fmt),
+            daemon=True,
         )
         proc.start()
         child_end.close()

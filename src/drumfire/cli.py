@@ -180,6 +180,14 @@ def main() -> None:
 )
 @click.option("-d", "--data", default=None, help="Request body (template); @FILE reads a file.")
 @click.option(
+    "--json",
+    "json_data",
+    default=None,
+    metavar="BODY",
+    help="JSON request body (template); @FILE reads a file. Like curl's --json: "
+    "Content-Type and Accept become application/json, the method POST.",
+)
+@click.option(
     "-e",
     "--extract",
     multiple=True,
@@ -377,6 +385,7 @@ def run_command(
     method: str | None,
     headers: tuple[str, ...],
     data: str | None,
+    json_data: str | None,
     extract: tuple[str, ...],
     parse_spec: str | None,
     id_column: str | None,
@@ -429,6 +438,7 @@ def run_command(
             method=method,
             headers=list(headers),
             data=read_data(data),
+            json=read_data(json_data),
             extract=pairs,
             keep=keep_columns,
             id=id_column,
