@@ -96,13 +96,83 @@ def test_wrong_field_count_is_a_problem_naming_the_line(tmp_path: Path) -> None:
     assert "line=4" in repr(items[1][1])
 
 
-def test_unbalanced_quote_is_a_problem(tmp_path: Path) -> None:
+def test_unbalanced_quote_is_a_problem_and_the_rows_after_it_come_back(tmp_path: Path) -> None:
     _, items = read_all(write(tmp_path, "in.csv", b'a,b\n1,"2\n3,4\n'))
-    assert len(items) == 1
-    ((n, line, message),) = problems(items)
-    assert n == 1
-    assert line == 3
-    assert "malformed CSV" in message
+    assert problems(items) == [(1, 2, "unterminated quote")]
+    assert items[1] == (2, {"a": "3", "b": "4"})
+
+
+def test_unterminated_quote_on_line_3_of_500_loses_one_row(tmp_path: Path) -> None:
+    lines = [b"id,v\n"] + [b"%d,v%d\n" % (i, i) for i in range(1, 500)]
+    lines[2] = b'2,"oops\n'  # line 3
+    source, items = read_all(write(tmp_path, "in.csv", b"".join(lines)))
+    assert problems(items) == [(2, 3, "unterminated quote")]
+    good = rows(items)
+    assert len(items) == 499
+    assert [r["id"] for r in good if isinstance(r, dict)] == [
+        str(i) for i in range(1, 500) if i != 2
+    ]
+    assert source.total == 499
+
+
+def test_a_quote_open_past_the_line_limit_is_cut_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("drumfire._sources.QUOTE_MAX_LINES", 5)
+    # Line 4 opens a quote; line 12 would close it (taking 8 lines) but the
+    # limit cuts it at 5, so lines 5.. are rows again, 12 one of them.
+    lines = [b"id,v\n"] + [b"%d,v%d\n" % (i, i) for i in range(1, 20)]
+    lines[3] = b'3,"opens\n'
+    lines[11] = b'11,"closed"\n'
+    _, items = read_all(write(tmp_path, "in.csv", b"".join(lines)))
+    assert problems(items) == [(3, 4, "unterminated quote")]
+    assert [r["id"] for r in rows(items) if isinstance(r, dict)] == [
+        str(i) for i in range(1, 20) if i != 3
+    ]
+    assert {"id": "11", "v": "closed"} in rows(items)
+
+
+def test_a_long_quoted_field_within_the_limits_is_one_field(tmp_path: Path) -> None:
+    text = "\n".join(f"paragraph {i}" for i in range(900))
+    data = f'id,text\n1,"{text}"\n2,x\n'.encode()
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert rows(items) == [{"id": "1", "text": text}, {"id": "2", "text": "x"}]
+
+
+def test_a_quote_over_the_byte_limit_is_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("drumfire._sources.QUOTE_MAX_BYTES", 100)
+    data = b'id,v\n1,"' + b"x" * 60 + b"\n" + b"y" * 60 + b'"\n2,z\n'
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    # Line 3 ("yyy...") is read again: one field, not two; then the row 2.
+    assert problems(items) == [
+        (1, 2, "unterminated quote"),
+        (2, 3, "expected 2 fields, found 1"),
+    ]
+    assert items[2] == (3, {"id": "2", "v": "z"})
+
+
+def test_the_opening_line_is_the_one_whose_quote_stays_open(tmp_path: Path) -> None:
+    # The record begins on line 2 with a quoted field that closes on line 3,
+    # where a second quote opens and never closes.
+    data = b'a,b\n"x\ny","open\n5,6\n'
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert problems(items) == [(1, 3, "unterminated quote")]
+    assert items[1] == (2, {"a": "5", "b": "6"})
+
+
+def test_line_numbers_after_an_unterminated_quote(tmp_path: Path) -> None:
+    data = b'a,b\n1,"x\n2,2\n3\n4,4\n'
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert problems(items) == [(1, 2, "unterminated quote"), (3, 4, "expected 2 fields, found 1")]
+    assert rows(items)[-1] == {"a": "4", "b": "4"}
+
+
+def test_tsv_unterminated_quote(tmp_path: Path) -> None:
+    _, items = read_all(write(tmp_path, "in.tsv", b'a\tb\n"1\t2\n3\t4\n'))
+    assert problems(items) == [(1, 2, "unterminated quote")]
+    assert items[1] == (2, {"a": "3", "b": "4"})
 
 
 def test_stray_quote_is_a_problem_and_reading_continues(tmp_path: Path) -> None:
@@ -314,6 +384,30 @@ def test_open_source_counts_only_when_asked(tmp_path: Path) -> None:
     assert counted.total == 3
     assert uncounted.total is None
     assert uncounted_items == counted_items
+
+
+@pytest.mark.parametrize(
+    ("data", "rows_"),
+    [
+        (b'a,b\n"x\ny",1\n2,3\n', 2),
+        (b'a,b\n"x""\n\ny",1\n2,"3"\n', 2),
+        (b'a,b\n"1\n2\n3",4', 1),
+        (b'a,b\n"x",1\n\n"y",2\n', 2),
+    ],
+)
+def test_count_rows_counts_records_not_lines(tmp_path: Path, data: bytes, rows_: int) -> None:
+    path = write(tmp_path, "q.csv", data)
+    assert count_rows(path, header=True, quoted=True) == rows_
+    source, items = read_all(path)
+    assert source.total == rows_ == len(items)
+
+
+def test_count_rows_across_blocks(tmp_path: Path) -> None:
+    # A quoted field that spans the 4 MiB block boundary.
+    big = b"x\n" * (3 << 20)
+    data = b'a,b\n1,"' + big + b'"\n2,3\n'
+    path = write(tmp_path, "big.csv", data)
+    assert count_rows(path, header=True, quoted=True) == 2
 
 
 def test_count_rows_not_a_file(tmp_path: Path) -> None:

@@ -1,0 +1,68 @@
+"""Rows that reach the user whole (issue 13): input errors that lose nothing, ``--parse``
+fields in CSV, response headers and encodings, the Python API's fields and DataFrames.
+
+Each test runs drumfire against a real server on 127.0.0.1 and checks the rows that came back.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+from drumfire.demo import DemoServer
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+
+
+def drumfire(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# -- an unterminated quote loses one row, not the rest of the file ----------------------
+
+
+def test_unterminated_quote_on_line_3_of_500(demo_server: DemoServer, tmp_path: Path) -> None:
+    lines = ["id,code"] + [f"r{i},200" for i in range(1, 501)]
+    lines[2] = 'r2,"200'  # line 3 opens a quote that never closes
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    proc = drumfire("run", source, "--url", demo_server.base_url + "/status/{code}", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(out)
+    assert len(rows) == 500
+    errors = [r for r in rows if r["error"]]
+    assert [e["error"] for e in errors] == ["input: line 3: unterminated quote"]
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 499
+    assert {r["status"] for r in good} == {"200"}
+    assert sorted(r["id"] for r in good) == sorted(f"r{i}" for i in range(1, 501) if i != 2)
+
+
+def test_progress_total_counts_rows_not_lines(tmp_path: Path) -> None:
+    # A CSV whose cells hold line breaks: the count pass behind the progress
+    # total must count its 3 rows, not its 7 lines.
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,"a\nb\nc"\n2,"d\ne"\n3,f\n')
+    probe = (
+        "import sys; from drumfire._sources import open_source; "
+        "s = open_source(sys.argv[1]); print(s.total, sum(1 for _ in s.items))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(source)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert proc.stdout.split() == ["3", "3"]
+
