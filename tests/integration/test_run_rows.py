@@ -11,12 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from servers import refused_port
+
+import drumfire
 from drumfire.demo import DemoServer
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
 
 
-def drumfire(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -36,7 +40,7 @@ def test_unterminated_quote_on_line_3_of_500(demo_server: DemoServer, tmp_path: 
     source = tmp_path / "in.csv"
     source.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.csv"
-    proc = drumfire("run", source, "--url", demo_server.base_url + "/status/{code}", "-o", out)
+    proc = cli("run", source, "--url", demo_server.base_url + "/status/{code}", "-o", out)
     assert proc.returncode == 0, proc.stderr
     rows = read_csv(out)
     assert len(rows) == 500
@@ -66,3 +70,60 @@ def test_progress_total_counts_rows_not_lines(tmp_path: Path) -> None:
     )
     assert proc.stdout.split() == ["3", "3"]
 
+
+# -- Result.fields on every row; run_all keeps a DataFrame's index --------------------
+
+
+def test_fields_is_a_mapping_on_failed_rows(demo_server: DemoServer) -> None:
+    with refused_port() as port:
+        rows = [
+            {"id": "ok", "url": demo_server.base_url + "/json"},
+            {"id": "refused", "url": f"http://127.0.0.1:{port}/json"},
+            {"id": "no-column"},
+        ]
+        results = {
+            r.id: r
+            for r in drumfire.run(
+                rows, "{url}", extract={"code": "code"}, retries=0, concurrency=2
+            )
+        }
+    # The README's own loop: r.fields["code"] on every row.
+    assert {k: (r.error.partition(":")[0], r.fields["code"]) for k, r in results.items()} == {
+        "ok": ("", "Ok"),
+        "refused": ("connect", None),
+        "no-column": ("template", None),
+    }
+
+
+def test_run_all_keeps_the_index_and_an_integer_status(demo_server: DemoServer) -> None:
+    pd = pytest.importorskip("pandas")
+    with refused_port() as port:
+        df = pd.DataFrame(
+            {
+                "url": [
+                    demo_server.base_url + "/status/200",
+                    f"http://127.0.0.1:{port}/x",
+                    demo_server.base_url + "/status/404",
+                ]
+            },
+            index=pd.Index(["a", "b", "c"], name="key"),
+        )
+        frame = drumfire.run_all(df, "{url}", extract={"s": "status"}, retries=0)
+    assert list(frame.index) == ["a", "b", "c"]
+    assert frame.index.name == "key"
+    assert str(frame["status"].dtype) == "Int64"
+    assert frame["status"].tolist()[0] == 200
+    assert frame["status"].isna().tolist() == [False, True, False]
+    assert frame.loc["c", "status"] == 404
+    assert frame.loc["b", "error"] == "connect"
+    assert frame["s"].tolist()[0] == 200
+    assert pd.isna(frame.loc["b", "s"])
+    # the input and the result line up by label
+    assert frame.join(df).loc["b", "url"].endswith(f":{port}/x")
+
+
+def test_run_all_on_an_empty_frame() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = drumfire.run_all(pd.DataFrame({"url": []}), "{url}")
+    assert list(frame.columns[:5]) == ["id", "status", "elapsed_ms", "attempts", "error"]
+    assert len(frame) == 0
