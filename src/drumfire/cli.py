@@ -60,6 +60,26 @@ def _split_columns(values: Sequence[str]) -> list[str]:
     return out
 
 
+def _parse_columns_option(
+    values: Sequence[str], parse_spec: str | None, pairs: Sequence[tuple[str, str]], keep: list[str]
+) -> list[str] | None:
+    """``--parse-columns`` as a list (None when not given); checked against the other columns."""
+    from ._result import BASE_COLUMNS
+    from ._sinks import PARSE_EXTRA
+
+    names = _split_columns(values)
+    if not values:
+        return None
+    if parse_spec is None:
+        raise UsageError("--parse-columns needs --parse")
+    taken = {*BASE_COLUMNS, PARSE_EXTRA, *(n for n, _ in pairs), *keep}
+    for name in names:
+        if name in taken:
+            raise UsageError(f"--parse-columns: {name!r} is already an output column")
+        taken.add(name)
+    return names
+
+
 def _processes_option(text: str, url: str) -> int:
     if text.strip().lower() == "auto":
         from ._parallel import auto_processes
@@ -167,6 +187,14 @@ def main() -> None:
     default=None,
     metavar="FILE.py:FUNCTION",
     help="A function (response) -> dict whose fields join the row.",
+)
+@click.option(
+    "--parse-columns",
+    "parse_columns",
+    multiple=True,
+    metavar="NAME",
+    help="The --parse fields that get CSV columns, in order (default: the first answer's); "
+    "others go to parse_extra.",
 )
 @click.option(
     "--id",
@@ -301,6 +329,7 @@ def run_command(
     data: str | None,
     extract: tuple[str, ...],
     parse_spec: str | None,
+    parse_columns: tuple[str, ...],
     id_column: str | None,
     keep: tuple[str, ...],
     output: str,
@@ -363,6 +392,7 @@ def run_command(
         job.extractor()  # compile expressions now: a bad one is a usage error
         nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
+        declared = _parse_columns_option(parse_columns, parse_spec, pairs, keep_columns)
         done = None
         if resume:
             if output == "-":
@@ -374,7 +404,13 @@ def run_command(
         try:
             job.check(job.plan(), source)
             sink = open_sink(
-                output, output_format, [n for n, _ in pairs], keep_columns, append=resume
+                output,
+                output_format,
+                [n for n, _ in pairs],
+                keep_columns,
+                append=resume,
+                learn=parse_spec is not None,
+                parse_columns=declared,
             )
         except BaseException:
             if source.close is not None:
