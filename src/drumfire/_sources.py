@@ -136,7 +136,8 @@ def open_source(
         if fmt in ("csv", "tsv"):
             delimiter = "\t" if fmt == "tsv" else ","
             state = _Records()
-            lines = _guarded(raw, codec, delimiter, state)
+            groups = _guarded(raw, codec, delimiter, state, stream=path == "-")
+            lines = itertools.chain.from_iterable(groups)
             return _csv_source(lines, delimiter, fmt, total, close, state)
         if fmt == "jsonl":
             return Source(_jsonl_items(raw, codec), None, fmt, total, close)
@@ -200,30 +201,75 @@ class _Records:
         return line_num - self.shift
 
 
-def _guarded(raw: IO[bytes], codec: str, delimiter: str, state: _Records) -> Iterator[str]:
-    """The decoded lines of ``raw`` for the CSV reader, guarded against runaway quotes.
+#: Bytes of input read at a time for the CSV reader (see _guarded).
+_BLOCK = 1 << 16
 
-    An undecodable line becomes ``_BAD``. While the reader asks for more lines
-    without completing a record (a quoted field spans lines), those lines are
-    kept; past :data:`QUOTE_MAX_LINES` / :data:`QUOTE_MAX_BYTES`, or at the end
-    of the input, the reader is made to drop the record (see ``_RUNAWAY``) and
-    the lines after the one where the quote opened are read again.
+
+def _guarded(
+    raw: IO[bytes], codec: str, delimiter: str, state: _Records, *, stream: bool = False
+) -> Iterator[list[str]]:
+    """The decoded lines of ``raw`` for the CSV reader, in lists, guarded against runaway quotes.
+
+    Feed it through ``itertools.chain.from_iterable``. Between records, the
+    lines up to the next one holding a quote character are handed over
+    together, decoded at once and split at their newlines: no record among
+    them can span lines. A line with a quote, and the lines after it until
+    the reader completes a record, go one at a time (an undecodable one as
+    ``_BAD``). While the reader asks for more lines without completing a
+    record (a quoted field spans lines), those lines are kept; past
+    :data:`QUOTE_MAX_LINES` / :data:`QUOTE_MAX_BYTES`, or at the end of the
+    input, the reader is made to drop the record (see ``_RUNAWAY``) and the
+    lines after the one where the quote opened are read again. ``stream``
+    (standard input): hand rows over as soon as their line arrives.
     """
     bad = _BAD + "\n"
-    source: Iterator[bytes] = iter(raw)
-    first = next(source, None)
-    if first is None:
-        return
-    if codec == "utf-8" and first.startswith(codecs.BOM_UTF8):
-        first = first[3:]
-    source = itertools.chain((first,), source)
+    blocks = _line_blocks(raw, stream)
+    block = next(blocks, b"")
+    if codec == "utf-8" and block.startswith(codecs.BOM_UTF8):
+        block = block[3:]
+    pos = 0  # the first byte of ``block`` not handed over
+    slow_until = 0  # lines before this offset go one at a time (an undecodable one among them)
     pulled = 0  # lines handed to the reader: its line_num
-    prev = b""  # the last line handed over
+    prev = b""  # the last line handed over one at a time
     start_at = 0  # the first line of the record in ``held`` (in pulled lines)
     held: list[bytes] = []  # that record's lines
     size = 0
     while True:
-        for data in source:
+        if pos >= len(block):
+            block = next(blocks, b"")
+            pos = slow_until = 0
+            if block:
+                continue
+            if pulled == state.done:
+                return  # the input ended between records
+            # The input ended inside a quoted field.
+            if start_at != state.done + 1:
+                start_at = state.done + 1
+                held = [prev]
+        else:
+            ran_away = False
+            if pulled == state.done and pos >= slow_until:
+                # Between records: the lines before the next quote, all at once.
+                quote = block.find(b'"', pos)
+                end = len(block) if quote < 0 else block.rfind(b"\n", pos, quote) + 1
+                if end > pos:
+                    try:
+                        text = block[pos:end].decode(codec)
+                    except UnicodeDecodeError:
+                        slow_until = end
+                    else:
+                        lines = text.split("\n")
+                        if not lines[-1]:
+                            lines.pop()  # after the last newline
+                        pulled += len(lines)
+                        pos = end
+                        yield lines
+                        continue
+            # One line.
+            newline = block.find(b"\n", pos)
+            end = len(block) if newline < 0 else newline + 1
+            data = block[pos:end]
+            pos = end
             pulled += 1
             if pulled - state.done > 1:
                 # The reader is still in a record: the one begun after its last.
@@ -235,29 +281,44 @@ def _guarded(raw: IO[bytes], codec: str, delimiter: str, state: _Records) -> Ite
                 size += len(data)
                 if len(held) > QUOTE_MAX_LINES or size > QUOTE_MAX_BYTES:
                     pulled -= 1  # this line is not handed over
-                    break
-            prev = data
-            try:
-                yield data.decode(codec)
-            except UnicodeDecodeError:
-                yield bad
-        else:
-            if pulled == state.done:
-                return  # the input ended between records
-            # The input ended inside a quoted field.
-            if start_at != state.done + 1:
-                start_at = state.done + 1
-                held = [prev]
-        lines = held
-        opened = _quote_opener([line.decode(codec, "replace") for line in lines], delimiter)
+                    ran_away = True
+            if not ran_away:
+                prev = data
+                try:
+                    yield [data.decode(codec)]
+                except UnicodeDecodeError:
+                    yield [bad]
+                continue
+        # A quote ran away: the reader drops its record on the stand-in line,
+        # then reads again the lines after the one where the quote opened.
+        opened = _quote_opener([line.decode(codec, "replace") for line in held], delimiter)
         state.opened = start_at - state.shift + opened
-        # The stand-in line, then the lines after the opening one again.
         pulled += 1
         state.shift += pulled - start_at - opened
-        yield _RUNAWAY
-        source = itertools.chain(lines[opened + 1 :], source)
+        block = b"".join(held[opened + 1 :]) + block[pos:]
+        pos = slow_until = 0
         start_at = 0
         held = []
+        yield [_RUNAWAY]
+
+
+def _line_blocks(raw: IO[bytes], stream: bool) -> Iterator[bytes]:
+    """``raw`` in blocks of whole lines (the last may lack its newline).
+
+    ``stream``: each block as soon as some whole line has arrived (standard
+    input may be a slow producer).
+    """
+    read = raw.read1 if stream and hasattr(raw, "read1") else raw.read
+    tail = b""
+    while chunk := read(_BLOCK):
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            tail += chunk
+            continue
+        yield tail + chunk[: cut + 1]
+        tail = chunk[cut + 1 :]
+    if tail:
+        yield tail
 
 
 def _quote_opener(lines: list[str], delimiter: str) -> int:
@@ -307,6 +368,13 @@ class _Prepend:
             yield self._first
         self._first = None
         yield from self._rest
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._first:
+            first, self._first = self._first, None
+            return first
+        self._first = None
+        return self._rest.read1(size)  # type: ignore[attr-defined, no-any-return]
 
     def close(self) -> None:
         pass  # stdin stays open
