@@ -11,10 +11,12 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import io
 import itertools
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,101 +207,127 @@ class _Records:
 _BLOCK = 1 << 16
 
 
+#: Lines of a block holding a quote handed over at a time (see _guarded): the
+#: most a quoted field can run past QUOTE_MAX_LINES before it is cut.
+_STEP = 32
+
+
 def _guarded(
     raw: IO[bytes], codec: str, delimiter: str, state: _Records, *, stream: bool = False
-) -> Iterator[list[str]]:
-    """The decoded lines of ``raw`` for the CSV reader, in lists, guarded against runaway quotes.
+) -> Iterator[Iterable[str]]:
+    """The decoded lines of ``raw`` for the CSV reader, in groups, guarded against
+    runaway quotes. Feed it through ``itertools.chain.from_iterable``.
 
-    Feed it through ``itertools.chain.from_iterable``. Between records, the
-    lines up to the next one holding a quote character are handed over
-    together, decoded at once and split at their newlines: no record among
-    them can span lines. A line with a quote, and the lines after it until
-    the reader completes a record, go one at a time (an undecodable one as
-    ``_BAD``). While the reader asks for more lines without completing a
-    record (a quoted field spans lines), those lines are kept; past
-    :data:`QUOTE_MAX_LINES` / :data:`QUOTE_MAX_BYTES`, or at the end of the
-    input, the reader is made to drop the record (see ``_RUNAWAY``) and the
-    lines after the one where the quote opened are read again. ``stream``
-    (standard input): hand rows over as soon as their line arrives.
+    Each block of whole lines (64 KiB) is decoded at once; one without a
+    quote character is handed over as a ``StringIO`` split at ``\\n`` only,
+    line endings kept, so the reader sees exactly the lines it would see one
+    by one, at C speed. A block with a quote goes :data:`_STEP` lines at a
+    time, one that does not decode line by line (an undecodable line as
+    ``_BAD``). After each group, the reader's last completed record
+    (``state.done``) tells whether it is inside a quoted field that goes on:
+    then its lines so far are kept, and once they pass
+    :data:`QUOTE_MAX_LINES` or :data:`QUOTE_MAX_BYTES`, or the input ends,
+    the reader is made to drop the record (see ``_RUNAWAY``) and the lines
+    after the one where the quote opened are read again. ``stream``
+    (standard input): hand lines over as soon as they arrive.
     """
-    bad = _BAD + "\n"
     blocks = _line_blocks(raw, stream)
-    block = next(blocks, b"")
-    if codec == "utf-8" and block.startswith(codecs.BOM_UTF8):
-        block = block[3:]
-    pos = 0  # the first byte of ``block`` not handed over
-    slow_until = 0  # lines before this offset go one at a time (an undecodable one among them)
+    first = True
     pulled = 0  # lines handed to the reader: its line_num
-    prev = b""  # the last line handed over one at a time
-    start_at = 0  # the first line of the record in ``held`` (in pulled lines)
-    held: list[bytes] = []  # that record's lines
+    start_at = 0  # the open record's first line, in the reader's count (0: none)
+    held: list[str] = []  # that record's lines so far
     size = 0
+    todo: deque[list[str]] = deque()  # groups of lines to hand over next
     while True:
-        if pos >= len(block):
-            block = next(blocks, b"")
-            pos = slow_until = 0
-            if block:
-                continue
-            if pulled == state.done:
-                return  # the input ended between records
-            # The input ended inside a quoted field.
-            if start_at != state.done + 1:
-                start_at = state.done + 1
-                held = [prev]
+        text: str | None = None
+        unit: Iterable[str]
+        if todo:
+            unit = todo.popleft()
+            count = len(unit)
         else:
-            ran_away = False
-            if pulled == state.done and pos >= slow_until:
-                # Between records: the lines before the next quote, all at once.
-                quote = block.find(b'"', pos)
-                end = len(block) if quote < 0 else block.rfind(b"\n", pos, quote) + 1
-                if end > pos:
-                    try:
-                        text = block[pos:end].decode(codec)
-                    except UnicodeDecodeError:
-                        slow_until = end
-                    else:
-                        lines = text.split("\n")
-                        if not lines[-1]:
-                            lines.pop()  # after the last newline
-                        pulled += len(lines)
-                        pos = end
-                        yield lines
-                        continue
-            # One line.
-            newline = block.find(b"\n", pos)
-            end = len(block) if newline < 0 else newline + 1
-            data = block[pos:end]
-            pos = end
-            pulled += 1
-            if pulled - state.done > 1:
-                # The reader is still in a record: the one begun after its last.
-                if start_at != state.done + 1:
-                    start_at = state.done + 1
-                    held = [prev]
-                    size = len(prev)
-                held.append(data)
-                size += len(data)
-                if len(held) > QUOTE_MAX_LINES or size > QUOTE_MAX_BYTES:
-                    pulled -= 1  # this line is not handed over
-                    ran_away = True
-            if not ran_away:
-                prev = data
+            data = next(blocks, None)
+            if data is None:
+                if pulled == state.done:
+                    return  # the input ended between records
+                unit = ()  # it ended inside a quoted field
+                count = 0
+            else:
+                if first:
+                    first = False
+                    if codec == "utf-8" and data.startswith(codecs.BOM_UTF8):
+                        data = data[3:]
                 try:
-                    yield [data.decode(codec)]
+                    text = data.decode(codec)
                 except UnicodeDecodeError:
-                    yield [bad]
+                    lines = [_decode_line(line, codec) for line in io.BytesIO(data)]
+                    todo.extend([line] for line in lines)
+                    continue
+                if '"' in text:
+                    lines = _split_lines(text)
+                    todo.extend(lines[i : i + _STEP] for i in range(0, len(lines), _STEP))
+                    continue
+                if pulled == state.done:
+                    # Between records and no quote: every line is a record, so
+                    # the reader needs no line endings (a list is quickest).
+                    unit = text.split("\n")
+                    if not unit[-1]:
+                        unit.pop()  # after the last newline
+                    count = len(unit)
+                else:
+                    unit = io.StringIO(text, newline="\n")
+                    count = text.count("\n") + (not text.endswith("\n"))
+        if start_at and count:
+            # Inside a record that goes on: would these lines take it past the limits?
+            lines = unit if isinstance(unit, list) else _split_lines(text)
+            more = sum(map(len, lines))
+            if len(held) + count > QUOTE_MAX_LINES or size + more > QUOTE_MAX_BYTES:
+                todo.appendleft(list(lines))  # not handed over
+                count = 0
+        if count:
+            begin = pulled
+            pulled += count
+            yield unit
+            # The reader wants the line after these: is it inside a record?
+            if pulled == state.done:
+                if start_at:
+                    start_at = 0
+                    held = []
                 continue
-        # A quote ran away: the reader drops its record on the stand-in line,
-        # then reads again the lines after the one where the quote opened.
-        opened = _quote_opener([line.decode(codec, "replace") for line in held], delimiter)
+            lines = unit if isinstance(unit, list) else _split_lines(text)
+            record = state.done + 1
+            if start_at != record:  # it began among these lines
+                start_at = record
+                held = list(lines[record - begin - 1 :])
+                size = sum(map(len, held))
+            else:
+                held.extend(lines)
+                size += sum(map(len, lines))
+            if len(held) <= QUOTE_MAX_LINES and size <= QUOTE_MAX_BYTES:
+                continue
+        # A quote ran away (or the input ended inside it): the reader drops its
+        # record on the stand-in line, then reads again the lines after the one
+        # where the quote opened.
+        opened = _quote_opener(held, delimiter)
         state.opened = start_at - state.shift + opened
         pulled += 1
         state.shift += pulled - start_at - opened
-        block = b"".join(held[opened + 1 :]) + block[pos:]
-        pos = slow_until = 0
+        again = held[opened + 1 :]
+        todo.extendleft(reversed([again[i : i + _STEP] for i in range(0, len(again), _STEP)]))
         start_at = 0
         held = []
-        yield [_RUNAWAY]
+        yield (_RUNAWAY,)
+
+
+def _split_lines(text: str | None) -> list[str]:
+    """``text`` split after each ``\\n`` (only), endings kept."""
+    return io.StringIO(text or "", newline="\n").readlines()
+
+
+def _decode_line(line: bytes, codec: str) -> str:
+    try:
+        return line.decode(codec)
+    except UnicodeDecodeError:
+        return _BAD + "\n"
 
 
 def _line_blocks(raw: IO[bytes], stream: bool) -> Iterator[bytes]:
@@ -380,6 +408,9 @@ class _Prepend:
         pass  # stdin stays open
 
 
+_NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
+
+
 def count_rows(path: str, header: bool, quoted: bool = False) -> int | None:
     """Count the rows cheaply (newlines in binary), for the progress display's total.
 
@@ -403,13 +434,23 @@ def count_rows(path: str, header: bool, quoted: bool = False) -> int | None:
                 if not quoted or (not inside and b'"' not in chunk):
                     n += lines
                     continue
-                parts = chunk.split(b'"')
-                # Even parts lie outside quotes (odd ones, when the block starts
-                # inside); "" inside a quoted field toggles twice.
-                outside = b'"'.join(parts[1 if inside else 0 :: 2])
+                # Only quotes and newlines matter, and a pair of quotes side by
+                # side ("" in a quoted cell, or a "" cell) leaves the state as it
+                # was: drop them, then split at the quotes left.
+                parts = chunk.translate(None, _NOT_QUOTE_OR_NEWLINE).replace(b'""', b"").split(b'"')
+                # Even parts lie outside quotes (odd ones, when the block starts inside).
+                within = b"".join(parts[0 if inside else 1 :: 2]).count(b"\n")
+                if within:  # line breaks in quoted cells: count the lines outside them
+                    parts = chunk.split(b'"')
+                    outside = b'"'.join(parts[1 if inside else 0 :: 2])
+                    lines = (
+                        outside.count(b"\n")
+                        - outside.count(b"\n\n")
+                        - outside.count(b"\n\r\n")
+                    )
                 if len(parts) % 2 == 0:
                     inside = not inside
-                n += outside.count(b"\n") - outside.count(b"\n\n") - outside.count(b"\n\r\n")
+                n += lines
         if inside:
             # A quote that never closes: drumfire reads on after it (see _guarded),
             # so the lines are the better estimate.

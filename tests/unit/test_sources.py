@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,7 @@ def test_a_quote_open_past_the_line_limit_is_cut_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("drumfire._sources.QUOTE_MAX_LINES", 5)
+    monkeypatch.setattr("drumfire._sources._STEP", 1)  # checked after every line
     # Line 4 opens a quote; line 12 would close it (taking 8 lines) but the
     # limit cuts it at 5, so lines 5.. are rows again, 12 one of them.
     lines = [b"id,v\n"] + [b"%d,v%d\n" % (i, i) for i in range(1, 20)]
@@ -132,6 +135,17 @@ def test_a_quote_open_past_the_line_limit_is_cut_there(
     assert {"id": "11", "v": "closed"} in rows(items)
 
 
+def test_a_quote_closed_far_away_is_cut_at_the_limit(tmp_path: Path) -> None:
+    # A stray quote on line 3, and another 1,500 lines later that would close it.
+    lines = [b"id,v\n"] + [b"%d,v%d\n" % (i, i) for i in range(1, 2001)]
+    lines[2] = b'2,"stray\n'
+    lines[1502] = b'1502,"x"\n'
+    _, items = read_all(write(tmp_path, "in.csv", b"".join(lines)))
+    assert problems(items) == [(2, 3, "unterminated quote")]
+    ids = [r["id"] for r in rows(items) if isinstance(r, dict)]
+    assert ids == [str(i) for i in range(1, 2001) if i != 2]
+
+
 def test_a_long_quoted_field_within_the_limits_is_one_field(tmp_path: Path) -> None:
     text = "\n".join(f"paragraph {i}" for i in range(900))
     data = f'id,text\n1,"{text}"\n2,x\n'.encode()
@@ -143,6 +157,7 @@ def test_a_quote_over_the_byte_limit_is_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("drumfire._sources.QUOTE_MAX_BYTES", 100)
+    monkeypatch.setattr("drumfire._sources._STEP", 1)  # checked after every line
     data = b'id,v\n1,"' + b"x" * 60 + b"\n" + b"y" * 60 + b'"\n2,z\n'
     _, items = read_all(write(tmp_path, "in.csv", data))
     # Line 3 ("yyy...") is read again: one field, not two; then the row 2.
@@ -556,3 +571,54 @@ def test_arbitrary_bytes_never_crash(tmp_path: Path, data: bytes, ext: str) -> N
     path = tmp_path / ("fuzz" + ext)
     path.write_bytes(data)
     _consume(str(path))
+
+
+# -- what the CSV reader gets, whatever the blocks ---------------------------------------
+
+FIELD = st.text(alphabet=st.sampled_from(list('ab,"\n\r é')), max_size=8)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    table=st.lists(st.lists(FIELD, min_size=2, max_size=2), min_size=1, max_size=12),
+    block=st.sampled_from([1, 3, 7, 64, 1 << 16]),
+    step=st.sampled_from([1, 2, 32]),
+)
+def test_written_csv_reads_back_exactly(
+    tmp_path: Path, table: list[list[str]], block: int, step: int
+) -> None:
+    # Whatever csv.writer writes (quotes, line breaks in cells...) comes back
+    # as the same rows, however the input is cut into blocks and groups.
+    out = io.StringIO()
+    writer = csv.writer(out)  # "\r\n" line ends: cells with \r or \n are quoted
+    writer.writerow(["a", "b"])
+    writer.writerows(table)
+    path = write(tmp_path, "w.csv", out.getvalue().encode())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("drumfire._sources._BLOCK", block)
+        mp.setattr("drumfire._sources._STEP", step)
+        _, items = read_all(path)
+    assert problems(items) == []
+    assert rows(items) == [{"a": x, "b": y} for x, y in table]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.lists(st.sampled_from([b"1,2\n", b'"x\n', b'3,"y"\n', b"\n", b'a"b,c\n']), max_size=30),
+    block=st.sampled_from([1, 5, 1 << 16]),
+)
+def test_blocks_do_not_change_what_is_read(tmp_path: Path, data: list[bytes], block: int) -> None:
+    # Quotes that run past 3 lines are cut; the blocks the input is read in
+    # change nothing in the items.
+    path = write(tmp_path, "b.csv", b"a,b\n" + b"".join(data))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("drumfire._sources.QUOTE_MAX_LINES", 3)
+        mp.setattr("drumfire._sources._STEP", 1)
+        _, reference = read_all(path)
+        mp.setattr("drumfire._sources._BLOCK", block)
+        _, items = read_all(path)
+    assert [(n, repr(r)) for n, r in items] == [(n, repr(r)) for n, r in reference]
