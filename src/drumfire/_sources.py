@@ -166,7 +166,7 @@ def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None
 
 
 #: A quoted CSV field may run over at most this many physical lines, or this
-#: many bytes, before it counts as an unterminated quote: its record becomes one
+#: many characters of text, before it counts as an unterminated quote: its record becomes one
 #: ``input: line N: unterminated quote`` row and reading goes on at the line
 #: after the one where the quote opened. A quote still open at the end of the
 #: input is one too.
@@ -218,12 +218,13 @@ def _guarded(
     """The decoded lines of ``raw`` for the CSV reader, in groups, guarded against
     runaway quotes. Feed it through ``itertools.chain.from_iterable``.
 
-    Each block of whole lines (64 KiB) is decoded at once; one without a
-    quote character is handed over as a ``StringIO`` split at ``\\n`` only,
-    line endings kept, so the reader sees exactly the lines it would see one
-    by one, at C speed. A block with a quote goes :data:`_STEP` lines at a
-    time, one that does not decode line by line (an undecodable line as
-    ``_BAD``). After each group, the reader's last completed record
+    Each block of whole lines (64 KiB) is decoded at once. One without a
+    quote character is handed over whole: split at ``\\n`` when the reader is
+    between records (then every line is a record), else as a ``StringIO``
+    split at ``\\n`` only with the line endings kept, so the reader sees
+    exactly the lines it would see one by one, at C speed. A block with a
+    quote goes :data:`_STEP` lines at a time, one that does not decode line
+    by line (an undecodable line as ``_BAD``). After each group, the reader's last completed record
     (``state.done``) tells whether it is inside a quoted field that goes on:
     then its lines so far are kept, and once they pass
     :data:`QUOTE_MAX_LINES` or :data:`QUOTE_MAX_BYTES`, or the input ends,
