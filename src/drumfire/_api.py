@@ -23,7 +23,7 @@ from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
 from ._request import RequestPlan, json_body
-from ._result import BASE_COLUMNS, Result
+from ._result import BASE_COLUMNS, BlankFields, Result
 from ._settings import Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source, rows_source
 
@@ -257,9 +257,10 @@ async def arun(
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
+    blank = BlankFields(tuple(name for name, _ in job.extract))
 
     def on_result(result: Result) -> None:
-        backlog.append(result)
+        backlog.append(blank(result))
         wake.set()
         if len(backlog) >= _BACKLOG_HIGH and engine is not None:
             engine.pause(True)
@@ -313,9 +314,10 @@ def run(
     # the flag telling the consumer to resume, so neither side can wait forever.
     paused = [False]
     state: dict[str, Any] = {}
+    blank = BlankFields(tuple(name for name, _ in job.extract))
 
     def on_result(result: Result) -> None:
-        out.put(result)
+        out.put(blank(result))
         if not paused[0] and out.qsize() >= _BACKLOG_HIGH:
             paused[0] = True
             engine.pause(True)
@@ -384,10 +386,13 @@ def run_all(
     """Run a batch and return every row: a list of flat dicts, or a pandas
     DataFrame when ``as_frame`` is true (the default when ``rows`` is one).
 
-    Results come in input order.
+    Results come in input order. A DataFrame made from a DataFrame keeps its
+    index (row i of the result answers row i of the input), and ``status``
+    is a nullable integer column (``Int64``: ``<NA>`` where no response came).
     """
+    frame_in = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     if as_frame is None:
-        as_frame = hasattr(rows, "to_dict") and hasattr(rows, "columns")
+        as_frame = frame_in
     kwargs.setdefault("ordered", True)
     records = [r.as_dict() for r in run(rows, url, **kwargs)]
     if not as_frame:
@@ -396,4 +401,13 @@ def run_all(
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("as_frame=True needs pandas: pip install 'drumfire[pandas]'") from exc
-    return pd.DataFrame.from_records(records)
+    if records:
+        frame = pd.DataFrame.from_records(records)
+    else:
+        frame = pd.DataFrame(columns=list(BASE_COLUMNS))
+    frame["status"] = frame["status"].astype("Int64")
+    index = getattr(rows, "index", None) if frame_in else None
+    if index is not None and kwargs["ordered"] and len(frame) == len(index):
+        # In input order, one result per row: the input's labels fit.
+        frame.index = index
+    return frame

@@ -956,6 +956,8 @@ class Engine:
                     error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
                 else:
                     fields = {**fields, **parsed} if fields else dict(parsed)
+            if response.error:  # a body that could not be decoded (encoding: ...)
+                error = response.error
             result = _new_result(
                 Result,
                 (

@@ -37,7 +37,7 @@ from ._progress import rerun_command
 from ._result import Stats
 from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
 from ._settings import Retry
-from ._sinks import open_sink, output_format_for
+from ._sinks import Sink, open_sink, output_format_for
 from ._sources import Source, open_source
 
 __all__ = ["entry", "main"]
@@ -83,6 +83,26 @@ def _split_columns(values: Sequence[str]) -> list[str]:
     for value in values:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out
+
+
+def _parse_columns_option(
+    values: Sequence[str], parse_spec: str | None, pairs: Sequence[tuple[str, str]], keep: list[str]
+) -> list[str] | None:
+    """``--parse-columns`` as a list (None when not given); checked against the other columns."""
+    from ._result import BASE_COLUMNS
+    from ._sinks import PARSE_EXTRA
+
+    names = _split_columns(values)
+    if not values:
+        return None
+    if parse_spec is None:
+        raise UsageError("--parse-columns needs --parse")
+    taken = {*BASE_COLUMNS, PARSE_EXTRA, *(n for n, _ in pairs), *keep}
+    for name in names:
+        if name in taken:
+            raise UsageError(f"--parse-columns: {name!r} is already an output column")
+        taken.add(name)
+    return names
 
 
 def _processes_option(text: str, url: str) -> int:
@@ -200,6 +220,14 @@ def main() -> None:
     default=None,
     metavar="FILE.py:FUNCTION",
     help="A function (response) -> dict whose fields join the row.",
+)
+@click.option(
+    "--parse-columns",
+    "parse_columns",
+    multiple=True,
+    metavar="NAME",
+    help="The --parse fields that get CSV columns, in order (default: the first answer's); "
+    "others go to parse_extra.",
 )
 @click.option(
     "--id",
@@ -388,6 +416,7 @@ def run_command(
     json_data: str | None,
     extract: tuple[str, ...],
     parse_spec: str | None,
+    parse_columns: tuple[str, ...],
     id_column: str | None,
     keep: tuple[str, ...],
     output: str,
@@ -461,6 +490,7 @@ def run_command(
             job = dataclasses.replace(job, unreachable_after=UNREACHABLE_AFTER)
         nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
+        declared = _parse_columns_option(parse_columns, parse_spec, pairs, keep_columns)
         again = (
             Selection(retry_failed or RETRY_FAILED_DEFAULT, "--retry-failed")
             if retry_failed is not None
@@ -500,11 +530,23 @@ def run_command(
 
             resumed = scan_output(output, out_fmt, resend) if resuming else None
             fields = [n for n, _ in pairs]
-            sink = open_sink(output, output_format, fields, keep_columns, append=True)
+
+            def open_output() -> Sink:
+                return open_sink(
+                    output,
+                    output_format,
+                    fields,
+                    keep_columns,
+                    append=True,
+                    learn=parse_spec is not None,
+                    parse_columns=declared,
+                )
+
+            sink = open_output()
             if resumed is not None and resumed.dropped and lock is not None:
                 sink.close()  # nothing written yet: the file already has its header
                 lock.rewrite(out_fmt, resend)
-                sink = open_sink(output, output_format, fields, keep_columns, append=True)
+                sink = open_output()
                 if not quiet:
                     click.echo(
                         f"drumfire: {resumed.dropped:,} rows of {output} will be sent again "
