@@ -98,7 +98,7 @@ def _worker(
     loop = new_event_loop()
     queued: deque[list[Any]] = deque()
     seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq
-    state = {"end": False, "local": 0}
+    state = {"end": False, "gone": False, "local": 0}
     out: list[list[Any]] = []
 
     def items() -> Iterator[Item]:
@@ -115,14 +115,25 @@ def _worker(
 
     told = [0, False]  # failure examples and "unreachable" already sent to the parent
 
+    def send(data: bytes) -> None:
+        if state["gone"]:
+            return
+        try:
+            conn.send_bytes(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The parent closed its end (it stopped on a file problem, or died):
+            # nobody reads the results any more, so stop sending rows at once.
+            state["gone"] = state["end"] = True
+            engine.stop(grace=0)
+
     def flush() -> None:
         stats = engine.stats
         if len(stats.examples) != told[0] or (stats.unreachable is not None) != told[1]:
             told[:] = [len(stats.examples), stats.unreachable is not None]
             message = {"examples": stats.examples, "unreachable": stats.unreachable}
-            conn.send_bytes(orjson.dumps(message))
+            send(orjson.dumps(message))
         if out:
-            conn.send_bytes(orjson.dumps(out))
+            send(orjson.dumps(out))
             out.clear()
 
     def on_result(result: Result) -> None:
@@ -176,11 +187,8 @@ def _worker(
     thread.start()
     try:
         loop.run_until_complete(engine.run(items()))
-        try:
-            flush()
-            conn.send_bytes(b"DONE")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the parent is gone: nobody is left to tell
+        flush()
+        send(b"DONE")  # a parent that is gone is not told
     finally:
         loop.close()
         conn.close()
