@@ -136,6 +136,11 @@ def _jsonl_ids(path: str) -> Iterator[str]:
 
 def load_done_ids(path: str, fmt: str) -> tuple[DoneIds, bool]:
     """Repair ``path`` and read its ids; returns (ids, whether a header exists)."""
+    if fmt in ("parquet", "sqlite"):  # typed outputs: their own modules read them
+        from ._parquet import load_parquet_ids
+        from ._sqlite import load_sqlite_ids
+
+        return load_parquet_ids(path) if fmt == "parquet" else load_sqlite_ids(path)
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return DoneIds(iter(())), False
     repair_tail(path)

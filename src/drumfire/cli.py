@@ -186,12 +186,13 @@ def main() -> None:
     "--output",
     default="-",
     show_default=True,
-    help="Output file (.csv or .jsonl), or - for standard output.",
+    help="Output file (.csv, .jsonl, .parquet directory, .sqlite/.db or "
+    "sqlite:///PATH?table=NAME), or - for standard output.",
 )
 @format_option
 @click.option(
     "--output-format",
-    type=click.Choice(["csv", "jsonl"]),
+    type=click.Choice(["csv", "jsonl", "parquet", "sqlite"]),
     default=None,
     help="Output format [default: from the extension].",
 )

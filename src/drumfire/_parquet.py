@@ -1,0 +1,321 @@
+"""Parquet output and input, with pyarrow (the ``[parquet]`` extra), imported only when used.
+
+Output is a *dataset directory* (``results.parquet/part-00000.parquet``,
+``part-00001.parquet``...), not one file: a Parquet file can be read only once
+its footer is written, so one file kept open for the whole run would be lost
+entirely to a ``kill -9``. Each flush of the run (about once a second, and
+when a part reaches :data:`MAX_PART_ROWS` rows) writes the rows completed
+since the last one as one part — one row group — under a temporary name
+(``.part-00000.parquet.tmp``, which Parquet readers skip) and renames it into
+place, so every part present is complete and a crash loses at most about the
+last second of rows, as for CSV and JSON Lines. ``pandas.read_parquet``,
+``pyarrow.dataset``, polars, DuckDB and Spark read such a directory as one
+table. ``--resume`` reads the ``id`` column of the parts and adds new ones.
+
+Column types: see :mod:`drumfire._columns`. Values that do not fit the type
+their column took from the first rows are written as null and kept whole in
+``_unfit.jsonl`` in the same directory (one JSON object per value: id, column,
+value), which Parquet readers skip too.
+
+Input is read record batch by record batch (:meth:`pyarrow.parquet.ParquetFile.iter_batches`),
+so memory holds one batch, never the file; values keep their types (an int64
+column gives ``int`` values, rendered ``3`` in a template).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from ._columns import UNFIT, column_kind, convert, learn_names
+from ._engine import Item
+from ._errors import InputError, UsageError
+from ._result import BASE_COLUMNS, Result
+
+__all__ = ["MAX_PART_ROWS", "ParquetSink", "load_parquet_ids", "open_parquet_source"]
+
+#: A part is written as soon as it holds this many rows, flush or not (bounded memory).
+MAX_PART_ROWS = 100_000
+#: Rows per record batch when reading an input.
+BATCH_ROWS = 8192
+_PART = re.compile(r"part-(\d+)\.parquet")
+_UNFIT = "_unfit.jsonl"
+EXTRA = "pip install 'drumfire[parquet]'"
+
+
+def require_pyarrow(what: str) -> tuple[Any, Any]:
+    """``(pyarrow, pyarrow.parquet)``, or a one-line :class:`UsageError` naming the extra."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"{what}: Parquet needs pyarrow: {EXTRA}") from None
+    return pa, pq
+
+
+def _parts(directory: str) -> list[tuple[int, str]]:
+    """The complete parts of a dataset directory, in order: ``(number, path)``."""
+    found = []
+    for name in os.listdir(directory):
+        m = _PART.fullmatch(name)
+        if m:
+            found.append((int(m.group(1)), os.path.join(directory, name)))
+    return sorted(found)
+
+
+def _is_ours(name: str) -> bool:
+    return bool(_PART.fullmatch(name)) or name == _UNFIT or name.endswith(".parquet.tmp")
+
+
+class ParquetSink:
+    """Writes results as typed Parquet parts in a dataset directory (see the module docstring)."""
+
+    def __init__(
+        self,
+        directory: str,
+        fields: Sequence[str],
+        keep: Sequence[str],
+        *,
+        append: bool = False,
+        learn: bool = False,
+    ) -> None:
+        self._pa, self._pq = require_pyarrow(f"output {directory!r}")
+        self._dir = directory
+        self._fields = list(fields)
+        self._keep = list(keep)
+        self._learn = learn and not self._fields
+        self._rows: list[Result] = []
+        self._schema: Any = None
+        self._kinds: list[str] = []
+        self._next = 0
+        self.unfit = 0
+        self._unfit_first = ""
+        self._open(append)
+
+    def _open(self, append: bool) -> None:
+        path = self._dir
+        if os.path.isfile(path):
+            if append:
+                raise UsageError(
+                    f"--resume: {path!r} is a single file; drumfire writes Parquet output "
+                    "as a directory of part files"
+                )
+            os.remove(path)  # as a CSV output is overwritten
+        if not os.path.isdir(path):
+            os.mkdir(path)
+            return
+        entries = os.listdir(path)
+        for name in entries:
+            if name.endswith(".parquet.tmp"):  # a part a crash left unfinished
+                os.remove(os.path.join(path, name))
+        if not append:
+            foreign = sorted(n for n in entries if not _is_ours(n))
+            if foreign:
+                raise UsageError(
+                    f"output {path!r} is a directory holding other files ({foreign[0]}...); "
+                    "choose a new name"
+                )
+            for name in entries:
+                if _is_ours(name) and os.path.exists(os.path.join(path, name)):
+                    os.remove(os.path.join(path, name))
+            return
+        parts = _parts(path)
+        if not parts:
+            return
+        self._next = parts[-1][0] + 1
+        try:
+            schema = self._pq.read_schema(parts[0][1])
+        except (OSError, self._pa.ArrowException) as exc:
+            raise UsageError(f"--resume: cannot read {parts[0][1]!r}: {exc}") from None
+        names = list(schema.names)
+        if self._learn and names[: len(BASE_COLUMNS)] == list(BASE_COLUMNS):
+            self._fields = names[len(BASE_COLUMNS) : len(names) - len(self._keep)]
+            self._learn = False
+        columns = [*BASE_COLUMNS, *self._fields, *self._keep]
+        if names != columns:
+            raise UsageError(
+                f"--resume: the columns of {path!r} ({','.join(names)}) differ from this "
+                f"run's ({','.join(columns)}); use the same --extract and --keep options"
+            )
+        self._schema = schema
+        self._kinds = [_kind_of(self._pa, schema.field(n).type) for n in columns[5:]]
+
+    def _decide(self, rows: list[Result]) -> None:
+        pa = self._pa
+        if self._learn:
+            self._fields = learn_names(rows)
+            self._learn = False
+        self._kinds = [column_kind((r.fields or {}).get(n) for r in rows) for n in self._fields]
+        self._kinds += [column_kind((r.kept or {}).get(n) for r in rows) for n in self._keep]
+        types = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
+        self._schema = pa.schema(
+            [
+                ("id", pa.string()),
+                ("status", pa.int32()),
+                ("elapsed_ms", pa.float64()),
+                ("attempts", pa.int32()),
+                ("error", pa.string()),
+                *(
+                    (name, types.get(kind, pa.string()))
+                    for name, kind in zip([*self._fields, *self._keep], self._kinds, strict=True)
+                ),
+            ]
+        )
+
+    def write(self, result: Result) -> None:
+        self._rows.append(result)
+        if len(self._rows) >= MAX_PART_ROWS:
+            self._write_part()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._write_part()
+
+    def _write_part(self) -> None:
+        pa = self._pa
+        rows, self._rows = self._rows, []
+        if self._schema is None:
+            self._decide(rows)
+        columns = [
+            pa.array([r.id for r in rows], pa.string()),
+            pa.array([r.status for r in rows], pa.int32()),
+            pa.array([r.elapsed_ms for r in rows], pa.float64()),
+            pa.array([r.attempts for r in rows], pa.int32()),
+            pa.array([r.error for r in rows], pa.string()),
+        ]
+        unfit: list[bytes] = []
+        names = [*self._fields, *self._keep]
+        nfields = len(self._fields)
+        schema = self._schema
+        for i, (name, kind) in enumerate(zip(names, self._kinds, strict=True)):
+            values = []
+            for r in rows:
+                holder = r.fields if i < nfields else r.kept
+                value = holder.get(name) if holder else None
+                cell = convert(value, kind)
+                if cell is UNFIT:
+                    cell = None
+                    self.unfit += 1
+                    self._unfit_first = self._unfit_first or name
+                    unfit.append(
+                        orjson.dumps(
+                            {"id": r.id, "column": name, "value": value},
+                            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+                            default=str,
+                        )
+                    )
+                values.append(cell)
+            columns.append(pa.array(values, schema.field(5 + i).type))
+        table = pa.Table.from_arrays(columns, schema=schema)
+        name = f"part-{self._next:05d}.parquet"
+        self._next += 1
+        final = os.path.join(self._dir, name)
+        temp = os.path.join(self._dir, f".{name}.tmp")
+        try:
+            if unfit:  # before the part: a crash between them repeats an entry, loses none
+                with open(os.path.join(self._dir, _UNFIT), "ab") as f:
+                    f.writelines(unfit)
+            self._pq.write_table(table, temp)
+            os.replace(temp, final)
+        except OSError as exc:
+            raise UsageError(f"cannot write output {final!r}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.flush()
+        if self.unfit:
+            print(
+                f"drumfire: warning: {self.unfit} value(s) did not fit the type of their column "
+                f"(first in {self._unfit_first!r}); they are null there and kept whole in "
+                f"{os.path.join(self._dir, _UNFIT)}",
+                file=sys.stderr,
+            )
+
+
+def _kind_of(pa: Any, dtype: Any) -> str:
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_integer(dtype):
+        return "int64"
+    if pa.types.is_floating(dtype):
+        return "float64"
+    return "string"
+
+
+def load_parquet_ids(path: str) -> tuple[Any, bool]:
+    """The ids already in a Parquet output directory, for ``--resume``."""
+    from ._resume import DoneIds
+
+    if not os.path.exists(path):
+        return DoneIds(iter(())), False
+    pa, pq = require_pyarrow("--resume")
+    if not os.path.isdir(path):
+        raise UsageError(
+            f"--resume: {path!r} is a single file; drumfire writes Parquet output "
+            "as a directory of part files"
+        )
+    parts = [p for _, p in _parts(path)]
+
+    def ids() -> Iterator[str]:
+        for part in parts:
+            f = pq.ParquetFile(part)
+            if "id" not in f.schema_arrow.names:
+                raise UsageError(f"--resume: {part!r} has no 'id' column")
+            for batch in f.iter_batches(batch_size=65536, columns=["id"], use_threads=False):
+                for value in batch.column(0).to_pylist():
+                    yield str(value)
+
+    try:
+        return DoneIds(ids()), bool(parts)
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+
+
+def open_parquet_source(path: str) -> Any:
+    """A streamed :class:`~drumfire._sources.Source` over a Parquet file or dataset directory."""
+    from ._sources import Source
+
+    if path == "-":
+        raise InputError("Parquet input cannot be read from standard input; give its path")
+    pa, pq = require_pyarrow(f"input {path!r}")
+    if os.path.isdir(path):
+        files = sorted(
+            os.path.join(path, n)
+            for n in os.listdir(path)
+            if n.endswith(".parquet") and not n.startswith((".", "_"))
+        )
+        if not files:
+            raise InputError(f"input {path!r} is a directory with no .parquet files")
+    elif os.path.exists(path):
+        files = [path]
+    else:
+        raise InputError(f"input file {path!r} does not exist")
+    try:
+        opened = [pq.ParquetFile(f) for f in files]
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read input {path!r} as Parquet: {exc}") from None
+    columns = opened[0].schema_arrow.names
+    total = sum(f.metadata.num_rows for f in opened)
+
+    def close() -> None:
+        for f in opened:
+            f.close()
+
+    return Source(_items(opened, path, pa), frozenset(columns), "parquet", total, close)
+
+
+def _items(files: list[Any], path: str, pa: Any) -> Iterator[Item]:
+    n = 0
+    try:
+        for f in files:
+            # use_threads=False: the read-ahead process is a fork, and batches are small.
+            for batch in f.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read input {path!r} after row {n}: {exc}") from None
