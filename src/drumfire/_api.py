@@ -19,12 +19,13 @@ from typing import Any
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
+from ._files import Output, prepare
 from ._http import Response
 from ._loop import new_event_loop
 from ._request import RequestPlan
 from ._result import BASE_COLUMNS, Result
 from ._settings import Retry, Timeouts
-from ._sources import TEXT_FORMATS, Source, rows_source
+from ._sources import TEXT_FORMATS, Source
 
 __all__ = ["Job", "arun", "run", "run_all"]
 
@@ -194,8 +195,11 @@ _DOC_ARGS = """
 """
 
 
-def _source_and_job(rows: Any, url: str, kwargs: dict[str, Any]) -> tuple[Source, Job]:
-    return rows_source(rows), make_job(url, **kwargs)
+def _source_and_job(
+    rows: Any, url: str, kwargs: dict[str, Any], learn: bool = False
+) -> tuple[Source, Job, Output]:
+    # A file path as rows, and output=/resume=: see _files.
+    return prepare(rows, url, kwargs, learn)
 
 
 async def arun(
@@ -206,7 +210,7 @@ async def arun(
     **kwargs: Any,
 ) -> AsyncIterator[Result]:
     """Run a batch on the running event loop; yield each :class:`Result` as it completes."""
-    source, job = _source_and_job(rows, url, kwargs)
+    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
@@ -217,7 +221,11 @@ async def arun(
         if len(backlog) >= _BACKLOG_HIGH and engine is not None:
             engine.pause(True)
 
-    engine = job.engine(source, on_result, parse=parse)
+    try:
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+    except BaseException:
+        output.close()
+        raise
     task = asyncio.ensure_future(engine.run(source.items, source.total))
     task.add_done_callback(lambda _: wake.set())
     try:
@@ -237,6 +245,7 @@ async def arun(
         if not task.done():
             engine.stop(grace=0)
             await asyncio.wait([task])
+        output.close()
         if source.close is not None:
             source.close()
 
@@ -259,7 +268,7 @@ def run(
     Templates are checked against the rows' columns before this returns, so a
     missing column raises :class:`drumfire.TemplateError` at once.
     """
-    source, job = _source_and_job(rows, url, kwargs)
+    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
     # consumer before it asks for a resume; both orders end unpaused or with
@@ -273,7 +282,11 @@ def run(
             paused[0] = True
             engine.pause(True)
 
-    engine = job.engine(source, on_result, parse=parse)  # raises TemplateError here
+    try:  # raises TemplateError here
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+    except BaseException:
+        output.close()
+        raise
     loop = new_event_loop()
 
     def work() -> None:
@@ -284,6 +297,10 @@ def run(
             state["error"] = exc
         finally:
             loop.close()
+            try:
+                output.close()
+            except BaseException as exc:  # handed to the consumer thread
+                state.setdefault("error", exc)
             if source.close is not None:
                 source.close()
             out.put(_END)
