@@ -60,10 +60,18 @@ def _quote(name: str) -> str:
 
 
 def _cell(value: Any) -> Any:
+    """A value for an INTEGER or REAL column (SQLite keeps a text value there too)."""
     if value is None or type(value) in (str, int, float, bytes):
         return value
     if type(value) is bool:
         return int(value)
+    return json_text(value)
+
+
+def _text_cell(value: Any) -> Any:
+    """A value for a TEXT column: JSON text for anything but a string, as in Parquet."""
+    if value is None or type(value) is str:
+        return value
     return json_text(value)
 
 
@@ -99,6 +107,7 @@ class SqliteSink:
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
         self._insert: str | None = None
+        self._cells: list[Any] = []  # _cell or _text_cell, for each extracted and kept column
         self._conn = _connect(self._path)
         try:
             existing = _table_columns(self._conn, self._table)
@@ -116,6 +125,9 @@ class SqliteSink:
                         "use the same --extract and --keep options"
                     )
                 self._insert = self._insert_sql(columns)
+                info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})")
+                declared = [row[2].upper() for row in info][len(BASE_COLUMNS) :]
+                self._cells = [_text_cell if t == "TEXT" else _cell for t in declared]
         except sqlite3.Error as exc:
             self._conn.close()
             raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
@@ -146,6 +158,8 @@ class SqliteSink:
         for name in self._keep:
             kind = column_kind((r.kept or {}).get(name) for r in rows)
             declared.append((name, _DECLARED.get(kind, "TEXT")))
+        extra = declared[len(BASE_COLUMNS) :]
+        self._cells = [_text_cell if t == "TEXT" else _cell for _, t in extra]
         body = ", ".join(f"{_quote(n)} {t}" for n, t in declared)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self._table)} ({body})")
         self._insert = self._insert_sql([n for n, _ in declared])
@@ -167,6 +181,7 @@ class SqliteSink:
                 self._create(rows)
                 fields, keep = self._fields, self._keep
             assert self._insert is not None
+            cells, nf = self._cells, len(fields)
             conn.executemany(
                 self._insert,
                 (
@@ -176,8 +191,11 @@ class SqliteSink:
                         r.elapsed_ms,
                         r.attempts,
                         r.error,
-                        *(_cell((r.fields or {}).get(n)) for n in fields),
-                        *(_cell((r.kept or {}).get(n)) for n in keep),
+                        *(
+                            c((r.fields or {}).get(n))
+                            for c, n in zip(cells[:nf], fields, strict=True)
+                        ),
+                        *(c((r.kept or {}).get(n)) for c, n in zip(cells[nf:], keep, strict=True)),
                     )
                     for r in rows
                 ),
