@@ -45,6 +45,12 @@ MAX_PART_ROWS = 100_000
 BATCH_ROWS = 8192
 _PART = re.compile(r"part-(\d+)\.parquet")
 _UNFIT = "_unfit.jsonl"
+_REPLACES = b"drumfire.replaces"  # in a compacted part's schema metadata: the parts it holds
+#: At the end of a run, its parts under this many rows are merged (see ParquetSink._compact).
+COMPACT_BELOW = 50_000
+#: The most rows in a merged part, and in one of its row groups.
+COMPACT_ROWS = 1_000_000
+ROW_GROUP_ROWS = 128 * 1024
 EXTRA = "pip install 'drumfire[parquet]'"
 
 
@@ -58,14 +64,34 @@ def require_pyarrow(what: str) -> tuple[Any, Any]:
     return pa, pq
 
 
-def _parts(directory: str) -> list[tuple[int, str]]:
-    """The complete parts of a dataset directory, in order: ``(number, path)``."""
+def _parts(directory: str, pq: Any = None, *, finish: bool = False) -> list[tuple[int, str]]:
+    """The complete parts of a dataset directory, in order: ``(number, path)``.
+
+    With ``pq`` (pyarrow.parquet), parts that a compacted part replaces (see
+    :meth:`ParquetSink._compact`) are left out, and with ``finish`` deleted:
+    a crash between the compacted part's rename and those deletions then
+    neither loses nor repeats a row.
+    """
     found = []
     for name in os.listdir(directory):
         m = _PART.fullmatch(name)
         if m:
             found.append((int(m.group(1)), os.path.join(directory, name)))
-    return sorted(found)
+    found.sort()
+    if pq is None:
+        return found
+    replaced: set[str] = set()
+    for _, path in found:
+        metadata = pq.read_schema(path).metadata or {}
+        names = metadata.get(_REPLACES, b"").decode()
+        replaced.update(n for n in names.split(",") if n)
+    if not replaced:
+        return found
+    if finish:
+        for name in replaced:
+            if os.path.exists(os.path.join(directory, name)):
+                os.remove(os.path.join(directory, name))
+    return [(n, p) for n, p in found if os.path.basename(p) not in replaced]
 
 
 def _is_ours(name: str) -> bool:
@@ -93,6 +119,7 @@ class ParquetSink:
         self._schema: Any = None
         self._kinds: list[str] = []
         self._next = 0
+        self._written: list[tuple[str, int]] = []  # this run's parts: (name, rows)
         self.unfit = 0
         self._unfit_first = ""
         self._open(append)
@@ -124,7 +151,10 @@ class ParquetSink:
                 if _is_ours(name) and os.path.exists(os.path.join(path, name)):
                     os.remove(os.path.join(path, name))
             return
-        parts = _parts(path)
+        try:
+            parts = _parts(path, self._pq, finish=True)
+        except (OSError, self._pa.ArrowException) as exc:
+            raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
         if not parts:
             return
         self._next = parts[-1][0] + 1
@@ -214,6 +244,7 @@ class ParquetSink:
         table = pa.Table.from_arrays(columns, schema=schema)
         name = f"part-{self._next:05d}.parquet"
         self._next += 1
+        self._written.append((name, len(rows)))
         final = os.path.join(self._dir, name)
         temp = os.path.join(self._dir, f".{name}.tmp")
         try:
@@ -225,8 +256,59 @@ class ParquetSink:
         except OSError as exc:
             raise UsageError(f"cannot write output {final!r}: {exc.strerror or exc}") from None
 
+    def _compact(self) -> None:
+        """Merge this run's small parts, so a slow run leaves a few files, not one a second.
+
+        Consecutive parts under :data:`COMPACT_BELOW` rows are rewritten, one
+        at a time (memory holds one row group), into a new part of at most
+        :data:`COMPACT_ROWS` rows whose metadata names the parts it replaces;
+        it is renamed into place, then those are deleted. A crash before the
+        rename leaves the small parts; after it, :func:`_parts` ignores (and
+        on the next open deletes) the replaced ones.
+        """
+        groups: list[list[tuple[str, int]]] = [[]]
+        for name, rows in self._written:
+            group = groups[-1]
+            if rows >= COMPACT_BELOW or sum(r for _, r in group) + rows > COMPACT_ROWS:
+                groups.append([])
+                group = groups[-1]
+            if rows < COMPACT_BELOW:
+                group.append((name, rows))
+        self._written = []
+        for group in groups:
+            if len(group) > 1:
+                self._merge([name for name, _ in group])
+
+    def _merge(self, names: list[str]) -> None:
+        pa, pq = self._pa, self._pq
+        name = f"part-{self._next:05d}.parquet"
+        self._next += 1
+        final = os.path.join(self._dir, name)
+        temp = os.path.join(self._dir, f".{name}.tmp")
+        schema = self._schema.with_metadata({_REPLACES: ",".join(names).encode()})
+        pending: list[Any] = []
+        count = 0
+        try:
+            with pq.ParquetWriter(temp, schema) as writer:
+                for part in names:
+                    table = pq.read_table(os.path.join(self._dir, part)).cast(schema)
+                    pending.append(table)
+                    count += table.num_rows
+                    if count >= ROW_GROUP_ROWS:
+                        writer.write_table(pa.concat_tables(pending), row_group_size=count)
+                        pending, count = [], 0
+                if pending:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=count)
+            os.replace(temp, final)
+            for part in names:
+                os.remove(os.path.join(self._dir, part))
+        except (OSError, pa.ArrowException) as exc:
+            raise UsageError(f"cannot write output {final!r}: {exc}") from None
+
     def close(self) -> None:
         self.flush()
+        if self._schema is not None:
+            self._compact()
         if self.unfit:
             print(
                 f"drumfire: warning: {self.unfit} value(s) did not fit the type of their column "
@@ -258,7 +340,10 @@ def load_parquet_ids(path: str) -> tuple[Any, bool]:
             f"--resume: {path!r} is a single file; drumfire writes Parquet output "
             "as a directory of part files"
         )
-    parts = [p for _, p in _parts(path)]
+    try:
+        parts = [p for _, p in _parts(path, pq)]
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
 
     def ids() -> Iterator[str]:
         for part in parts:
@@ -283,11 +368,17 @@ def open_parquet_source(path: str) -> Any:
         raise InputError("Parquet input cannot be read from standard input; give its path")
     pa, pq = require_pyarrow(f"input {path!r}")
     if os.path.isdir(path):
+        try:
+            ours = {p for _, p in _parts(path)}
+            live = {p for _, p in _parts(path, pq)}  # without parts a compacted one replaces
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"cannot read input {path!r} as Parquet: {exc}") from None
         files = sorted(
             os.path.join(path, n)
             for n in os.listdir(path)
             if n.endswith(".parquet") and not n.startswith((".", "_"))
         )
+        files = [f for f in files if f in live or f not in ours]
         if not files:
             raise InputError(f"input {path!r} is a directory with no .parquet files")
     elif os.path.exists(path):

@@ -72,8 +72,10 @@ def test_parquet_parts_typed_columns_and_unfit_values(tmp_path: Path) -> None:
     sink.flush()  # the schema is decided here, from these rows
     sink.write(result(4, {"n": 2.5, "x": 7, "ok": "yes", "obj": [1]}, {"lon": "3"}))
     sink.write(result(5, {"n": 5.0, "x": None, "ok": False, "obj": "s"}, {"lon": "4"}))
-    sink.close()
+    sink.flush()
     assert sorted(os.listdir(out)) == ["_unfit.jsonl", "part-00000.parquet", "part-00001.parquet"]
+    sink.close()  # the small parts merged into one
+    assert sorted(os.listdir(out)) == ["_unfit.jsonl", "part-00002.parquet"]
     table = ds.dataset(str(out)).to_table()
     assert table.schema.names == [
         "id",
@@ -141,6 +143,27 @@ def test_parquet_resume_keeps_the_schema_and_numbers_parts_on(tmp_path: Path) ->
     assert os.listdir(out) == []
 
 
+def test_a_crash_during_compaction_neither_loses_nor_repeats_rows(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    sink = ParquetSink(str(out), ["n"], [])
+    for i in range(5):
+        sink.write(result(i, {"n": i}))
+        sink.flush()
+    saved = {p.name: p.read_bytes() for p in out.iterdir()}
+    sink.close()
+    assert os.listdir(out) == ["part-00005.parquet"]
+    assert pq.ParquetFile(out / "part-00005.parquet").metadata.num_rows == 5
+    for name, data in saved.items():  # as if killed after the rename, before the deletions
+        (out / name).write_bytes(data)
+    done, _ = load_done_ids(str(out), "parquet")
+    assert len(done) == 5
+    source = open_source(str(out))
+    assert sorted(row["id"] for _, row in source.items) == [f"r{i}" for i in range(5)]
+    source.close()
+    ParquetSink(str(out), ["n"], [], append=True).close()
+    assert os.listdir(out) == ["part-00005.parquet"]
+
+
 def test_parquet_learns_parse_fields_and_refuses_a_foreign_directory(tmp_path: Path) -> None:
     out = tmp_path / "out.parquet"
     sink = open_sink(str(out), None, [], [], learn=True)
@@ -196,7 +219,7 @@ def test_a_parquet_output_directory_is_an_input(tmp_path: Path) -> None:
     sink.close()
     source = open_source(str(out))
     assert source.total == 3
-    assert [row["id"] for _, row in source.items] == ["r0", "r1", "r2"]  # type: ignore[index]
+    assert [row["id"] for _, row in source.items] == ["r0", "r1", "r2"]
 
 
 def test_sqlite_typed_table_and_resume(tmp_path: Path) -> None:
