@@ -37,7 +37,13 @@ from ._engine import Item
 from ._errors import InputError, UsageError
 from ._result import BASE_COLUMNS, Result
 
-__all__ = ["MAX_PART_ROWS", "ParquetSink", "load_parquet_ids", "open_parquet_source"]
+__all__ = [
+    "MAX_PART_ROWS",
+    "ParquetSink",
+    "load_parquet_ids",
+    "open_parquet_source",
+    "results_table",
+]
 
 #: A part is written as soon as it holds this many rows, flush or not (bounded memory).
 MAX_PART_ROWS = 100_000
@@ -50,7 +56,7 @@ _REPLACES = b"drumfire.replaces"  # in a compacted part's schema metadata: the p
 COMPACT_BELOW = 50_000
 #: The most rows in a merged part, and in one of its row groups.
 COMPACT_ROWS = 1_000_000
-ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_ROWS = 64 * 1024
 EXTRA = "pip install 'drumfire[parquet]'"
 
 
@@ -103,14 +109,14 @@ class ParquetSink:
 
     def __init__(
         self,
-        directory: str,
+        directory: str | None,
         fields: Sequence[str],
         keep: Sequence[str],
         *,
         append: bool = False,
         learn: bool = False,
     ) -> None:
-        self._pa, self._pq = require_pyarrow(f"output {directory!r}")
+        self._pa, self._pq = require_pyarrow(f"output {directory!r}" if directory else "Arrow")
         self._dir = directory
         self._fields = list(fields)
         self._keep = list(keep)
@@ -122,10 +128,12 @@ class ParquetSink:
         self._written: list[tuple[str, int]] = []  # this run's parts: (name, rows)
         self.unfit = 0
         self._unfit_first = ""
-        self._open(append)
+        if directory is not None:  # None: only to build tables (results_table)
+            self._open(append)
 
     def _open(self, append: bool) -> None:
         path = self._dir
+        assert path is not None
         if os.path.isfile(path):
             if append:
                 raise UsageError(
@@ -207,10 +215,28 @@ class ParquetSink:
             self._write_part()
 
     def _write_part(self) -> None:
-        pa = self._pa
         rows, self._rows = self._rows, []
         if self._schema is None:
             self._decide(rows)
+        table, unfit = self._table(rows)
+        name = f"part-{self._next:05d}.parquet"
+        self._next += 1
+        self._written.append((name, len(rows)))
+        assert self._dir is not None
+        final = os.path.join(self._dir, name)
+        temp = os.path.join(self._dir, f".{name}.tmp")
+        try:
+            if unfit:  # before the part: a crash between them repeats an entry, loses none
+                with open(os.path.join(self._dir, _UNFIT), "ab") as f:
+                    f.writelines(unfit)
+            self._pq.write_table(table, temp)
+            os.replace(temp, final)
+        except OSError as exc:
+            raise UsageError(f"cannot write output {final!r}: {exc.strerror or exc}") from None
+
+    def _table(self, rows: list[Result]) -> tuple[Any, list[bytes]]:
+        """The rows as an Arrow table of this output's schema, and the unfit values' lines."""
+        pa = self._pa
         columns = [
             pa.array([r.id for r in rows], pa.string()),
             pa.array([r.status for r in rows], pa.int32()),
@@ -241,20 +267,7 @@ class ParquetSink:
                     )
                 values.append(cell)
             columns.append(pa.array(values, schema.field(5 + i).type))
-        table = pa.Table.from_arrays(columns, schema=schema)
-        name = f"part-{self._next:05d}.parquet"
-        self._next += 1
-        self._written.append((name, len(rows)))
-        final = os.path.join(self._dir, name)
-        temp = os.path.join(self._dir, f".{name}.tmp")
-        try:
-            if unfit:  # before the part: a crash between them repeats an entry, loses none
-                with open(os.path.join(self._dir, _UNFIT), "ab") as f:
-                    f.writelines(unfit)
-            self._pq.write_table(table, temp)
-            os.replace(temp, final)
-        except OSError as exc:
-            raise UsageError(f"cannot write output {final!r}: {exc.strerror or exc}") from None
+        return pa.Table.from_arrays(columns, schema=schema), unfit
 
     def _compact(self) -> None:
         """Merge this run's small parts, so a slow run leaves a few files, not one a second.
@@ -281,6 +294,7 @@ class ParquetSink:
 
     def _merge(self, names: list[str]) -> None:
         pa, pq = self._pa, self._pq
+        assert self._dir is not None
         name = f"part-{self._next:05d}.parquet"
         self._next += 1
         final = os.path.join(self._dir, name)
@@ -291,7 +305,9 @@ class ParquetSink:
         try:
             with pq.ParquetWriter(temp, schema) as writer:
                 for part in names:
-                    table = pq.read_table(os.path.join(self._dir, part)).cast(schema)
+                    # One thread: a thread pool's malloc arenas cost more RSS than time saved.
+                    path = os.path.join(self._dir, part)
+                    table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
                     pending.append(table)
                     count += table.num_rows
                     if count >= ROW_GROUP_ROWS:
@@ -309,13 +325,27 @@ class ParquetSink:
         self.flush()
         if self._schema is not None:
             self._compact()
-        if self.unfit:
+        if self.unfit and self._dir is not None:
             print(
                 f"drumfire: warning: {self.unfit} value(s) did not fit the type of their column "
                 f"(first in {self._unfit_first!r}); they are null there and kept whole in "
                 f"{os.path.join(self._dir, _UNFIT)}",
                 file=sys.stderr,
             )
+
+
+def results_table(
+    results: list[Result], fields: Sequence[str], keep: Sequence[str], *, learn: bool = False
+) -> Any:
+    """A pyarrow Table of ``results``, built column by column (no dict per row).
+
+    The types follow the Parquet output's rules, decided here from every row,
+    so no value is unfit: a column whose rows disagree is string (JSON text).
+    """
+    builder = ParquetSink(None, fields, keep, learn=learn)
+    builder._decide(results)
+    table, _ = builder._table(results)
+    return table
 
 
 def _kind_of(pa: Any, dtype: Any) -> str:
