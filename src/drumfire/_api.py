@@ -20,6 +20,7 @@ from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._files import Output, prepare
+from ._frames import frame_kind, run_all_frame
 from ._http import Response
 from ._loop import new_event_loop
 from ._request import RequestPlan
@@ -354,8 +355,12 @@ def run_all(
     """Run a batch and return every row: a list of flat dicts, or a pandas
     DataFrame when ``as_frame`` is true (the default when ``rows`` is one).
 
-    Results come in input order.
+    Results come in input order. A pyarrow Table or a polars DataFrame gives
+    the same kind back, with typed columns (see the README's "Formats").
     """
+    kind = frame_kind(rows)
+    if kind is not None:  # Arrow and polars: see _frames
+        return run_all_frame(rows, kind, url, as_frame, kwargs)
     if as_frame is None:
         as_frame = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     kwargs.setdefault("ordered", True)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InputError, UsageError
+from ._frames import frame_kind, frame_source
 from ._result import Result, Stats
 from ._resume import load_done_ids
 from ._sinks import Sink, open_sink, output_format_for
@@ -50,6 +51,9 @@ def open_rows(rows: Any, kwargs: dict[str, Any]) -> Source:
         return open_source(path, input_format, encoding)
     if input_format is not None:
         raise UsageError("input_format= applies only when rows is a file path")
+    kind = frame_kind(rows)
+    if kind is not None:  # a pyarrow Table or a polars DataFrame
+        return frame_source(rows, kind)
     return rows_source(rows)
 
 

@@ -309,3 +309,27 @@ def test_a_read_ahead_child_reads_the_parquet_input(
     assert sorted(r.id for r in results) == sorted(f"r{i}" for i in range(20_000))
     got = {r.id: r.fields for r in results}
     assert got["r19999"] == {"q": {"n": "19999", "x": "4999.75", "f": "false"}}
+
+
+def test_run_all_gives_back_an_arrow_table_or_a_polars_frame(demo_server: DemoServer) -> None:
+    url = demo_server.base_url + "/echo?n={n}"
+    table = pa.table({"id": ["a", "b", "c"], "n": pa.array([1, 2, None], pa.int64())})
+    got = drumfire.run_all(table, url, extract={"q": "query.n", "m": "method"}, keep=["n"])
+    assert isinstance(got, pa.Table)
+    types = {f.name: str(f.type) for f in got.schema}
+    assert types == {
+        "id": "string", "status": "int32", "elapsed_ms": "double", "attempts": "int32",
+        "error": "string", "q": "string", "m": "string", "n": "int64",
+    }  # fmt: skip
+    assert got.column("id").to_pylist() == ["a", "b", "c"]  # input order
+    assert got.column("q").to_pylist() == ["1", "2", ""]
+    assert got.column("n").to_pylist() == [1, 2, None]
+    batch = drumfire.run_all(table.to_batches()[0], url)
+    assert isinstance(batch, pa.Table)
+    assert batch.num_rows == 3
+    pl = pytest.importorskip("polars")
+    frame = drumfire.run_all(pl.from_arrow(table), url, extract={"q": "query.n"})
+    assert isinstance(frame, pl.DataFrame)
+    assert frame["id"].to_list() == ["a", "b", "c"]
+    assert str(frame.schema["status"]) == "Int32"
+    assert frame["q"].to_list() == ["1", "2", ""]
