@@ -176,7 +176,10 @@ def make_job(
 
 _DOC_ARGS = """
     Args:
-        rows: dicts (one per request), URL strings, or a pandas DataFrame.
+        rows: dicts (one per request), URL strings, a pandas DataFrame, a
+            pyarrow Table or a polars DataFrame, or the path of an input file
+            (a ``pathlib.Path``, or a ``str`` naming an existing file; read as
+            ``drumfire run`` reads INPUT, with ``input_format=``, ``encoding=``).
         url: URL template; ``{column}`` is replaced by the row's value. Defaults
             to ``{url}`` (rows that are URLs).
         method, headers, data: templates too; the method defaults to GET, or
@@ -193,6 +196,9 @@ _DOC_ARGS = """
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this
             engine's CPU limits the run (1: never pipeline). See the CLI.
+        output: a file (str or Path) that each result is written to as it
+            completes, as ``-o`` (``output_format=`` as ``--output-format``).
+        resume: keep the rows already in ``output`` and send only the others.
 """
 
 

@@ -91,7 +91,11 @@ def convert(value: Any, kind: str) -> Any:
 
 
 def learn_names(results: Sequence[Result]) -> list[str]:
-    """Field names from a ``--parse`` function's rows, in order of first appearance."""
+    """Field names from a ``--parse`` function's rows, in order of first appearance.
+
+    The typed outputs hold their first rows back until one has fields (or
+    100,000 rows wait, or the run ends), as the CSV header waits for them.
+    """
     names: dict[str, None] = {}
     for r in results:
         if r.fields:

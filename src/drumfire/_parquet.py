@@ -210,9 +210,12 @@ class ParquetSink:
         if len(self._rows) >= MAX_PART_ROWS:
             self._write_part()
 
-    def flush(self) -> None:
-        if self._rows:
-            self._write_part()
+    def flush(self, final: bool = False) -> None:
+        if not self._rows:
+            return
+        if self._learn and not final and not any(r.fields for r in self._rows):
+            return  # --parse: no field names yet (only failures so far); see learn_names
+        self._write_part()
 
     def _write_part(self) -> None:
         rows, self._rows = self._rows, []
@@ -322,7 +325,7 @@ class ParquetSink:
             raise UsageError(f"cannot write output {final!r}: {exc}") from None
 
     def close(self) -> None:
-        self.flush()
+        self.flush(final=True)
         if self._schema is not None:
             self._compact()
         if self.unfit and self._dir is not None:

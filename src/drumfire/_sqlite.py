@@ -169,9 +169,11 @@ class SqliteSink:
         if len(self._rows) >= 100_000:  # bounded memory between flushes
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
         if not self._rows:
             return
+        if self._learn and not final and not any(r.fields for r in self._rows):
+            return  # --parse: no field names yet (only failures so far); see learn_names
         rows, self._rows = self._rows, []
         fields, keep = self._fields, self._keep
         try:
@@ -206,7 +208,7 @@ class SqliteSink:
 
     def close(self) -> None:
         try:
-            self.flush()
+            self.flush(final=True)
         finally:
             self._conn.close()
 

@@ -265,3 +265,21 @@ def test_the_core_does_not_import_pyarrow() -> None:
     code = "import sys, drumfire, drumfire.cli, drumfire._batch; print('pyarrow' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.sqlite"])
+def test_parse_fields_are_learnt_after_a_start_of_failures(tmp_path: Path, name: str) -> None:
+    out = str(tmp_path / name)
+    sink = open_sink(out, None, [], [], learn=True)
+    sink.write(result(1, None))  # a failure: no fields to learn from
+    sink.flush()  # held back, not written with no field columns
+    sink.write(result(2, {"km": 2.5}))
+    sink.close()
+    if name.endswith(".parquet"):
+        table = ds.dataset(out).to_table()
+        assert table.schema.names[5:] == ["km"]
+        assert table.column("km").to_pylist() == [None, 2.5]
+    else:
+        conn = sqlite3.connect(out)
+        assert conn.execute("SELECT id, km FROM results").fetchall() == [("r1", None), ("r2", 2.5)]
+        conn.close()
