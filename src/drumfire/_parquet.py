@@ -54,9 +54,12 @@ _UNFIT = "_unfit.jsonl"
 _REPLACES = b"drumfire.replaces"  # in a compacted part's schema metadata: the parts it holds
 #: At the end of a run, its parts under this many rows are merged (see ParquetSink._compact).
 COMPACT_BELOW = 50_000
-#: The most rows in a merged part, and in one of its row groups.
+#: The most rows in a merged part.
 COMPACT_ROWS = 1_000_000
-ROW_GROUP_ROWS = 64 * 1024
+#: A merged part's row groups: each small part as it is, or several put together up to
+#: this many rows. Bigger row groups cost more memory (the writer holds one whole) than
+#: they save readers; measured in docs/benchmarks.md.
+ROW_GROUP_ROWS = 8192
 EXTRA = "pip install 'drumfire[parquet]'"
 
 
@@ -241,11 +244,11 @@ class ParquetSink:
         """The rows as an Arrow table of this output's schema, and the unfit values' lines."""
         pa = self._pa
         columns = [
-            pa.array([r.id for r in rows], pa.string()),
-            pa.array([r.status for r in rows], pa.int32()),
-            pa.array([r.elapsed_ms for r in rows], pa.float64()),
-            pa.array([r.attempts for r in rows], pa.int32()),
-            pa.array([r.error for r in rows], pa.string()),
+            _array(pa, [r.id for r in rows], pa.string()),
+            _array(pa, [r.status for r in rows], pa.int32()),
+            _array(pa, [r.elapsed_ms for r in rows], pa.float64()),
+            _array(pa, [r.attempts for r in rows], pa.int32()),
+            _array(pa, [r.error for r in rows], pa.string()),
         ]
         unfit: list[bytes] = []
         names = [*self._fields, *self._keep]
@@ -269,7 +272,7 @@ class ParquetSink:
                         )
                     )
                 values.append(cell)
-            columns.append(pa.array(values, schema.field(5 + i).type))
+            columns.append(_array(pa, values, schema.field(5 + i).type))
         return pa.Table.from_arrays(columns, schema=schema), unfit
 
     def _compact(self) -> None:
@@ -335,6 +338,36 @@ class ParquetSink:
                 f"{os.path.join(self._dir, _UNFIT)}",
                 file=sys.stderr,
             )
+
+
+def _array(pa: Any, values: list[Any], dtype: Any) -> Any:
+    """An Arrow array of ``values`` (None: null) of type ``dtype``: string, bool, int or float.
+
+    Built from a string builder or NumPy buffers rather than ``pa.array``,
+    which imports pandas on first use when it is installed: about 50 MB of
+    resident memory for a run that has no use for it.
+    """
+    try:
+        import numpy as np
+
+        builder_type = pa.lib.StringBuilder
+    except (ImportError, AttributeError):  # pragma: no cover - other pyarrow builds
+        return pa.array(values, dtype)
+    if pa.types.is_string(dtype):
+        builder = builder_type()
+        builder.append_values(values)
+        return builder.finish()
+    n = len(values)
+    valid = np.fromiter((v is not None for v in values), dtype=np.bool_, count=n)
+    nulls = n - int(np.count_nonzero(valid))
+    if nulls:
+        values = [0 if v is None else v for v in values]
+    if pa.types.is_boolean(dtype):
+        data = pa.py_buffer(np.packbits(np.array(values, dtype=np.bool_), bitorder="little"))
+    else:
+        data = pa.py_buffer(np.array(values, dtype=dtype.to_pandas_dtype()))
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(dtype, n, [validity, data], null_count=nulls)
 
 
 def results_table(

@@ -17,7 +17,7 @@ import pytest
 
 from drumfire._columns import UNFIT, column_kind, convert
 from drumfire._errors import InputError, UsageError
-from drumfire._parquet import ParquetSink
+from drumfire._parquet import ParquetSink, _array
 from drumfire._result import Result
 from drumfire._resume import load_done_ids
 from drumfire._sinks import open_sink
@@ -283,3 +283,37 @@ def test_parse_fields_are_learnt_after_a_start_of_failures(tmp_path: Path, name:
         conn = sqlite3.connect(out)
         assert conn.execute("SELECT id, km FROM results").fetchall() == [("r1", None), ("r2", 2.5)]
         conn.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        (["a", None, "é", ""], pa.string()),
+        ([200, None, 404], pa.int32()),
+        ([1, 2], pa.int32()),
+        ([1.5, None, 0.0], pa.float64()),
+        ([True, None, False, True, True, False, False, False, True], pa.bool_()),
+        ([1 << 62, None, -5], pa.int64()),
+        ([], pa.int64()),
+    ],
+)
+def test_arrays_built_without_pa_array_hold_the_same_values(values: list[Any], dtype: Any) -> None:
+    array = _array(pa, values, dtype)
+    array.validate(full=True)
+    assert array.type == dtype
+    assert array.equals(pa.array(values, dtype))
+
+
+def test_writing_parquet_does_not_import_pandas(tmp_path: Path) -> None:
+    # pa.array would (about 50 MB of memory in a run that has no use for it).
+    code = (
+        "import sys\n"
+        "from drumfire._parquet import ParquetSink\n"
+        "from drumfire._result import Result\n"
+        f"s = ParquetSink({str(tmp_path / 'o.parquet')!r}, ['x'], [])\n"
+        "s.write(Result('1', None, 1.0, 0, 'connect', None))\n"
+        "s.write(Result('2', 200, 1.0, 1, '', {'x': 1}))\n"
+        "s.close(); print('pandas' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
