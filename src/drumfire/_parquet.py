@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -278,12 +279,11 @@ class ParquetSink:
     def _compact(self) -> None:
         """Merge this run's small parts, so a slow run leaves a few files, not one a second.
 
-        Consecutive parts under :data:`COMPACT_BELOW` rows are rewritten, one
-        at a time (memory holds one row group), into a new part of at most
-        :data:`COMPACT_ROWS` rows whose metadata names the parts it replaces;
-        it is renamed into place, then those are deleted. A crash before the
-        rename leaves the small parts; after it, :func:`_parts` ignores (and
-        on the next open deletes) the replaced ones.
+        Consecutive parts under :data:`COMPACT_BELOW` rows are rewritten into
+        a new part of at most :data:`COMPACT_ROWS` rows (see :func:`merge_parts`),
+        in a child process: its memory then never adds to the run's peak, and
+        a merge that fails (or is interrupted) leaves the parts as they were,
+        with a warning.
         """
         groups: list[list[tuple[str, int]]] = [[]]
         for name, rows in self._written:
@@ -294,38 +294,28 @@ class ParquetSink:
             if rows < COMPACT_BELOW:
                 group.append((name, rows))
         self._written = []
-        for group in groups:
-            if len(group) > 1:
-                self._merge([name for name, _ in group])
-
-    def _merge(self, names: list[str]) -> None:
-        pa, pq = self._pa, self._pq
-        assert self._dir is not None
-        name = f"part-{self._next:05d}.parquet"
-        self._next += 1
-        final = os.path.join(self._dir, name)
-        temp = os.path.join(self._dir, f".{name}.tmp")
-        schema = self._schema.with_metadata({_REPLACES: ",".join(names).encode()})
-        pending: list[Any] = []
-        count = 0
+        merges = [[name for name, _ in group] for group in groups if len(group) > 1]
+        if not merges or self._dir is None:
+            return
+        job = orjson.dumps({"directory": self._dir, "merges": merges, "first": self._next})
+        self._next += len(merges)
         try:
-            with pq.ParquetWriter(temp, schema) as writer:
-                for part in names:
-                    # One thread: a thread pool's malloc arenas cost more RSS than time saved.
-                    path = os.path.join(self._dir, part)
-                    table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
-                    pending.append(table)
-                    count += table.num_rows
-                    if count >= ROW_GROUP_ROWS:
-                        writer.write_table(pa.concat_tables(pending), row_group_size=count)
-                        pending, count = [], 0
-                if pending:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=count)
-            os.replace(temp, final)
-            for part in names:
-                os.remove(os.path.join(self._dir, part))
-        except (OSError, pa.ArrowException) as exc:
-            raise UsageError(f"cannot write output {final!r}: {exc}") from None
+            proc = subprocess.run(
+                [sys.executable, "-c", "from drumfire._parquet import merge_main; merge_main()"],
+                input=job,
+                capture_output=True,
+                check=False,
+            )
+            failed = proc.returncode != 0
+            detail = (proc.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        except OSError as exc:
+            failed, detail = True, str(exc)
+        if failed:
+            print(
+                f"drumfire: warning: could not merge the small parts of {self._dir!r} "
+                f"(they are complete as they are): {detail}",
+                file=sys.stderr,
+            )
 
     def close(self) -> None:
         self.flush(final=True)
@@ -338,6 +328,47 @@ class ParquetSink:
                 f"{os.path.join(self._dir, _UNFIT)}",
                 file=sys.stderr,
             )
+
+
+def merge_parts(directory: str, names: list[str], number: int) -> None:
+    """Rewrite the parts ``names`` of ``directory`` as one part, ``part-{number}``.
+
+    Read one at a time without a thread pool (its malloc arenas cost more
+    memory than the time they save), written in row groups of at least
+    :data:`ROW_GROUP_ROWS` rows. The new part's metadata names the parts it
+    replaces; it is renamed into place, then those are deleted. A crash
+    before the rename leaves the small parts; after it, :func:`_parts`
+    ignores (and on the next open deletes) the replaced ones.
+    """
+    pa, pq = require_pyarrow("merge")
+    name = f"part-{number:05d}.parquet"
+    final = os.path.join(directory, name)
+    temp = os.path.join(directory, f".{name}.tmp")
+    schema = pq.read_schema(os.path.join(directory, names[0]))
+    schema = schema.with_metadata({_REPLACES: ",".join(names).encode()})
+    pending: list[Any] = []
+    count = 0
+    with pq.ParquetWriter(temp, schema) as writer:
+        for part in names:
+            path = os.path.join(directory, part)
+            table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
+            pending.append(table)
+            count += table.num_rows
+            if count >= ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(pending), row_group_size=count)
+                pending, count = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=count)
+    os.replace(temp, final)
+    for part in names:
+        os.remove(os.path.join(directory, part))
+
+
+def merge_main() -> None:
+    """The merging child process: a JSON job on stdin (see :meth:`ParquetSink._compact`)."""
+    job = orjson.loads(sys.stdin.buffer.read())
+    for i, names in enumerate(job["merges"]):
+        merge_parts(job["directory"], names, job["first"] + i)
 
 
 def _array(pa: Any, values: list[Any], dtype: Any) -> Any:

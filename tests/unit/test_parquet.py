@@ -317,3 +317,18 @@ def test_writing_parquet_does_not_import_pandas(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_a_failed_merge_leaves_the_parts_and_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.parquet"
+    sink = ParquetSink(str(out), ["n"], [])
+    for i in range(3):
+        sink.write(result(i, {"n": i}))
+        sink.flush()
+    (out / "part-00001.parquet").write_bytes(b"not parquet")  # the merging child fails on it
+    sink.close()
+    assert "could not merge the small parts" in capsys.readouterr().err
+    names = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    assert names == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
