@@ -129,10 +129,9 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
     source = open_rows(rows, kwargs)
     try:
         job = make_job(url, **kwargs)
-        if output.path is not None:
-            job.check(job.plan(), source)  # a template error before the output is touched
-            job.extractor()
-            output.open(job, learn)
+        job.check(job.plan(), source)  # a template error before the output is touched
+        job.extractor()
+        output.open(job, learn)
     except BaseException:
         if source.close is not None:
             source.close()

@@ -264,6 +264,10 @@ def test_api_string_that_is_not_a_file(tmp_path: Path) -> None:
         drumfire.run_all("http://127.0.0.1:9/x", "{url}")
     with pytest.raises(drumfire.UsageError, match="needs output="):
         drumfire.run_all(["http://127.0.0.1:9/x"], resume=True)
+    routes = write_sample_routes(tmp_path / "routes.csv", 3)
+    with pytest.raises(drumfire.TemplateError, match="nope"):  # and the file is closed
+        drumfire.run(routes, "http://127.0.0.1:9/{nope}", output=tmp_path / "o.db")
+    assert not (tmp_path / "o.db").exists()
 
 
 def test_without_pyarrow_one_line_names_the_extra(tmp_path: Path) -> None:
