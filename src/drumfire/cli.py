@@ -327,8 +327,8 @@ def run_command(
     summary_json: str | None,
     quiet: bool,
 ) -> None:
-    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, a text
-    file of URLs, or - for stdin) and write one result row per input row.
+    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, Parquet, a
+    text file of URLs, or - for stdin) and write one result row per input row.
 
     \b
     Example:
