@@ -19,8 +19,6 @@ from typing import Any
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
-from ._files import Output, prepare
-from ._frames import frame_kind, run_all_frame
 from ._http import Response
 from ._loop import new_event_loop
 from ._request import RequestPlan
@@ -204,8 +202,10 @@ _DOC_ARGS = """
 
 def _source_and_job(
     rows: Any, url: str, kwargs: dict[str, Any], learn: bool = False
-) -> tuple[Source, Job, Output]:
-    # A file path as rows, and output=/resume=: see _files.
+) -> tuple[Source, Job, Any]:
+    # A file path as rows, Arrow and polars, and output=/resume=: see _files.
+    from ._files import prepare
+
     return prepare(rows, url, kwargs, learn)
 
 
@@ -361,12 +361,12 @@ def run_all(
     """Run a batch and return every row: a list of flat dicts, or a pandas
     DataFrame when ``as_frame`` is true (the default when ``rows`` is one).
 
-    Results come in input order. A pyarrow Table or a polars DataFrame gives
-    the same kind back, with typed columns (see the README's "Formats").
+    Results come in input order.
     """
-    kind = frame_kind(rows)
-    if kind is not None:  # Arrow and polars: see _frames
-        return run_all_frame(rows, kind, url, as_frame, kwargs)
+    from ._frames import frame_kind, run_all_frame
+
+    if frame_kind(rows) is not None:  # a pyarrow Table or polars DataFrame: the same kind back
+        return run_all_frame(rows, frame_kind(rows), url, as_frame, kwargs)
     if as_frame is None:
         as_frame = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     kwargs.setdefault("ordered", True)

@@ -41,8 +41,10 @@ from ._result import BASE_COLUMNS, Result
 __all__ = [
     "MAX_PART_ROWS",
     "ParquetSink",
+    "drop_parquet_rows",
     "load_parquet_ids",
     "open_parquet_source",
+    "parquet_records",
     "results_table",
 ]
 
@@ -455,6 +457,57 @@ def load_parquet_ids(path: str) -> tuple[Any, bool]:
         return DoneIds(ids()), bool(parts)
     except (OSError, pa.ArrowException) as exc:
         raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+
+
+#: What an output row says about itself for a resume: (id, status, error).
+Record = tuple[str, "int | None", str]
+
+
+def parquet_records(path: str) -> Iterator[Record]:
+    """``(id, status, error)`` of every row of a Parquet output directory, part by part."""
+    pa, pq = require_pyarrow("--resume")
+    try:
+        for _, part in _parts(path, pq):
+            f = pq.ParquetFile(part)
+            for batch in f.iter_batches(
+                batch_size=65536, columns=["id", "status", "error"], use_threads=False
+            ):
+                ids, statuses, errors = (c.to_pylist() for c in batch.columns)
+                for id_, status, error in zip(ids, statuses, errors, strict=True):
+                    yield str(id_), status, error or ""
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+
+
+def drop_parquet_rows(path: str, resend: Any) -> int:
+    """Remove the rows ``resend(record)`` picks (to be sent again); return how many.
+
+    Each part holding such rows is rewritten without them under a temporary
+    name and renamed over itself, so every part stays complete whatever stops
+    the rewrite (a row dropped is one the resume sends again).
+    """
+    pa, pq = require_pyarrow("--resume")
+    dropped = 0
+    try:
+        for _, part in _parts(path, pq, finish=True):
+            table = pq.ParquetFile(part).read(use_threads=False)
+            records = zip(
+                table.column("id").to_pylist(),
+                table.column("status").to_pylist(),
+                table.column("error").to_pylist(),
+                strict=True,
+            )
+            keep = [not resend((str(i), s, e or "")) for i, s, e in records]
+            gone = keep.count(False)
+            if not gone:
+                continue
+            temp = os.path.join(path, "." + os.path.basename(part) + ".tmp")
+            pq.write_table(table.filter(pa.array(keep, pa.bool_())), temp)
+            os.replace(temp, part)
+            dropped += gone
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"--resume: cannot rewrite {path!r}: {exc}") from None
+    return dropped
 
 
 def open_parquet_source(path: str) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -29,7 +29,13 @@ from ._columns import BOOL, FLOAT, INT, column_kind, json_text, learn_names
 from ._errors import UsageError
 from ._result import BASE_COLUMNS, Result
 
-__all__ = ["SqliteSink", "load_sqlite_ids", "sqlite_target"]
+__all__ = [
+    "SqliteSink",
+    "drop_sqlite_rows",
+    "load_sqlite_ids",
+    "sqlite_records",
+    "sqlite_target",
+]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DECLARED = {BOOL: "INTEGER", INT: "INTEGER", FLOAT: "REAL"}
@@ -238,5 +244,52 @@ def load_sqlite_ids(output: str) -> tuple[Any, bool]:
         return DoneIds(ids()), True
     except sqlite3.Error as exc:
         raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+    finally:
+        conn.close()
+
+
+#: What an output row says about itself for a resume: (id, status, error).
+Record = tuple[str, "int | None", str]
+
+
+def sqlite_records(output: str) -> Iterator[Record]:
+    """``(id, status, error)`` of every row of the output table."""
+    path, table = sqlite_target(output)
+    if not os.path.exists(path):
+        return
+    conn = sqlite3.connect(path)
+    try:
+        if not _table_columns(conn, table):
+            return
+        query = f"SELECT id, status, error FROM {_quote(table)}"
+        for id_, status, error in conn.execute(query):
+            yield str(id_), status if type(status) is int else None, error or ""
+    except sqlite3.Error as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def drop_sqlite_rows(output: str, resend: Callable[[Record], bool]) -> int:
+    """Delete the rows ``resend(record)`` picks (to be sent again), in one transaction."""
+    path, table = sqlite_target(output)
+    if not os.path.exists(path):
+        return 0
+    conn = _connect(path)
+    try:
+        if not _table_columns(conn, table):
+            return 0
+        rows = conn.execute(f"SELECT rowid, id, status, error FROM {_quote(table)}")
+        gone = [
+            (rowid,)
+            for rowid, id_, status, error in rows
+            if resend((str(id_), status if type(status) is int else None, error or ""))
+        ]
+        conn.execute("BEGIN")
+        conn.executemany(f"DELETE FROM {_quote(table)} WHERE rowid = ?", gone)
+        conn.execute("COMMIT")
+        return len(gone)
+    except sqlite3.Error as exc:
+        raise UsageError(f"--resume: cannot rewrite {path!r}: {exc}") from None
     finally:
         conn.close()

@@ -332,3 +332,28 @@ def test_a_failed_merge_leaves_the_parts_and_warns(
     assert "could not merge the small parts" in capsys.readouterr().err
     names = sorted(n for n in os.listdir(out) if not n.startswith("."))
     assert names == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.sqlite"])
+def test_records_and_dropping_rows_to_send_again(tmp_path: Path, name: str) -> None:
+    # For a resume that sends some rows again (cancelled ones, say): what each row
+    # says about itself, and removing the chosen ones from the output.
+    from drumfire._parquet import drop_parquet_rows, parquet_records
+    from drumfire._sqlite import drop_sqlite_rows, sqlite_records
+
+    out = str(tmp_path / name)
+    sink = open_sink(out, None, ["n"], [])
+    sink.write(result(1, {"n": 1}))
+    sink.write(Result("r2", None, 5.0, 1, "cancelled", None))
+    sink.flush()
+    sink.write(Result("r3", 503, 5.0, 4, "", None))
+    sink.close()
+    records, drop = (
+        (parquet_records, drop_parquet_rows)
+        if name.endswith(".parquet")
+        else (sqlite_records, drop_sqlite_rows)
+    )
+    assert sorted(records(out)) == [("r1", 200, ""), ("r2", None, "cancelled"), ("r3", 503, "")]
+    assert drop(out, lambda r: r[2] == "cancelled" or r[1] == 503) == 2
+    assert list(records(out)) == [("r1", 200, "")]
+    assert drop(out, lambda r: False) == 0
