@@ -365,8 +365,9 @@ def run_all(
     """
     from ._frames import frame_kind, run_all_frame
 
-    if frame_kind(rows) is not None:  # a pyarrow Table or polars DataFrame: the same kind back
-        return run_all_frame(rows, frame_kind(rows), url, as_frame, kwargs)
+    kind = frame_kind(rows)
+    if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
+        return run_all_frame(rows, kind, url, as_frame, kwargs)
     if as_frame is None:
         as_frame = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     kwargs.setdefault("ordered", True)
