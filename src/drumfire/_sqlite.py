@@ -173,7 +173,7 @@ class SqliteSink:
     def write(self, result: Result) -> None:
         self._rows.append(result)
         if len(self._rows) >= 100_000:  # bounded memory between flushes
-            self.flush()
+            self.flush(final=True)  # final: no more waiting for --parse field names
 
     def flush(self, final: bool = False) -> None:
         if not self._rows:
