@@ -25,7 +25,7 @@ from ._loop import new_event_loop
 from ._request import RequestPlan, json_body
 from ._result import BASE_COLUMNS, BlankFields, Result
 from ._settings import Retry, Timeouts
-from ._sources import TEXT_FORMATS, Source, rows_source
+from ._sources import TEXT_FORMATS, Source
 
 __all__ = ["Job", "arun", "run", "run_all"]
 
@@ -210,7 +210,10 @@ def make_job(
 
 _DOC_ARGS = """
     Args:
-        rows: dicts (one per request), URL strings, or a pandas DataFrame.
+        rows: dicts (one per request), URL strings, a pandas DataFrame, a
+            pyarrow Table or a polars DataFrame, or the path of an input file
+            (a ``pathlib.Path``, or a ``str`` naming an existing file; read as
+            ``drumfire run`` reads INPUT, with ``input_format=``, ``encoding=``).
         url: URL template; ``{column}`` is replaced by the row's value. Defaults
             to ``{url}`` (rows that are URLs).
         method, headers, data: templates too; the method defaults to GET, or
@@ -238,11 +241,19 @@ _DOC_ARGS = """
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this
             engine's CPU limits the run (1: never pipeline). See the CLI.
+        output: a file (str or Path) that each result is written to as it
+            completes, as ``-o`` (``output_format=`` as ``--output-format``).
+        resume: keep the rows already in ``output`` and send only the others.
 """
 
 
-def _source_and_job(rows: Any, url: str, kwargs: dict[str, Any]) -> tuple[Source, Job]:
-    return rows_source(rows), make_job(url, **kwargs)
+def _source_and_job(
+    rows: Any, url: str, kwargs: dict[str, Any], learn: bool = False
+) -> tuple[Source, Job, Any]:
+    # A file path as rows, Arrow and polars, and output=/resume=: see _files.
+    from ._files import prepare
+
+    return prepare(rows, url, kwargs, learn)
 
 
 async def arun(
@@ -253,7 +264,7 @@ async def arun(
     **kwargs: Any,
 ) -> AsyncIterator[Result]:
     """Run a batch on the running event loop; yield each :class:`Result` as it completes."""
-    source, job = _source_and_job(rows, url, kwargs)
+    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
@@ -265,7 +276,11 @@ async def arun(
         if len(backlog) >= _BACKLOG_HIGH and engine is not None:
             engine.pause(True)
 
-    engine = job.engine(source, on_result, parse=parse)
+    try:
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+    except BaseException:
+        output.close()
+        raise
     task = asyncio.ensure_future(engine.run(source.items, source.total))
     task.add_done_callback(lambda _: wake.set())
     try:
@@ -285,6 +300,7 @@ async def arun(
         if not task.done():
             engine.stop(grace=0)
             await asyncio.wait([task])
+        output.close()
         if source.close is not None:
             source.close()
 
@@ -307,7 +323,7 @@ def run(
     Templates are checked against the rows' columns before this returns, so a
     missing column raises :class:`drumfire.TemplateError` at once.
     """
-    source, job = _source_and_job(rows, url, kwargs)
+    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
     # consumer before it asks for a resume; both orders end unpaused or with
@@ -322,7 +338,11 @@ def run(
             paused[0] = True
             engine.pause(True)
 
-    engine = job.engine(source, on_result, parse=parse)  # raises TemplateError here
+    try:  # raises TemplateError here
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+    except BaseException:
+        output.close()
+        raise
     loop = new_event_loop()
 
     def work() -> None:
@@ -333,6 +353,10 @@ def run(
             state["error"] = exc
         finally:
             loop.close()
+            try:
+                output.close()
+            except BaseException as exc:  # handed to the consumer thread
+                state.setdefault("error", exc)
             if source.close is not None:
                 source.close()
             out.put(_END)
@@ -390,6 +414,11 @@ def run_all(
     index (row i of the result answers row i of the input), and ``status``
     is a nullable integer column (``Int64``: ``<NA>`` where no response came).
     """
+    from ._frames import frame_kind, run_all_frame
+
+    kind = frame_kind(rows)
+    if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
+        return run_all_frame(rows, kind, url, as_frame, kwargs)
     frame_in = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     if as_frame is None:
         as_frame = frame_in

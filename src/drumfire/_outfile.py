@@ -23,7 +23,10 @@
   every later row vanish without a word).
 
 Only regular files are locked and checked: ``/dev/null``, ``/dev/full``, a
-FIFO or standard output are written as they are.
+FIFO or standard output are written as they are. The typed outputs lock a
+file of their own: a Parquet dataset directory its ``.drumfire.lock``, a
+SQLite output its database file; their sinks replace and resume the rows
+themselves (:meth:`OutputLock.rewrite` and ``--overwrite`` ask them to).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import DrumfireError, UsageError
-from ._resume import Record, write_kept
-from ._sinks import Sink
+from ._resume import Record, holds_rows, write_kept
+from ._sinks import TABLE_FORMATS, Sink
 
 __all__ = ["FileProblem", "GuardedSink", "OutputLock", "check_summary_path"]
 
@@ -104,7 +107,30 @@ class OutputLock:
         self.path = path
         self.fd = fd
         self.created = created  # this run made the file (remove it if it stays empty)
+        self.output = path  # the -o value: differs from path for the typed outputs
+        self.fmt = ""  # set for the typed outputs (parquet, sqlite)
         _HELD.add(fd)
+
+    @classmethod
+    def acquire_output(cls, output: str, fmt: str) -> OutputLock | None:
+        """:meth:`acquire` for ``-o output`` written in ``fmt``."""
+        if fmt not in TABLE_FORMATS:
+            return cls.acquire(output)
+        if fmt == "parquet":
+            try:
+                os.makedirs(output, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
+            from ._parquet import LOCK_NAME
+
+            lock = cls.acquire(os.path.join(output, LOCK_NAME))
+        else:
+            from ._sqlite import sqlite_target
+
+            lock = cls.acquire(sqlite_target(output)[0])
+        if lock is not None:
+            lock.output, lock.fmt = output, fmt
+        return lock
 
     @classmethod
     def acquire(cls, path: str) -> OutputLock | None:
@@ -151,7 +177,17 @@ class OutputLock:
         return os.fstat(self.fd).st_size
 
     def refuse_or_truncate(self, overwrite: bool) -> None:
-        """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``."""
+        """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``.
+
+        A typed output is replaced by its sink (opened without ``append``).
+        """
+        if self.fmt:
+            if not overwrite and holds_rows(self.output, self.fmt):
+                raise UsageError(
+                    f"output {self.output!r} already holds results; add --resume to complete "
+                    "it (--retry-failed to also re-send failed rows), or --overwrite to replace it"
+                )
+            return
         if self.size() == 0:
             return
         if not overwrite:
@@ -168,6 +204,16 @@ class OutputLock:
 
     def rewrite(self, fmt: str, resend: Callable[[Record], bool]) -> None:
         """Keep only the rows ``resend`` does not pick: a new file renamed over the old."""
+        if self.fmt == "parquet":  # part by part, each renamed over itself
+            from ._parquet import drop_parquet_rows
+
+            drop_parquet_rows(self.output, resend)
+            return
+        if self.fmt == "sqlite":  # one transaction
+            from ._sqlite import drop_sqlite_rows
+
+            drop_sqlite_rows(self.output, resend)
+            return
         import tempfile  # only here: it costs `drumfire run` start-up otherwise
 
         target = os.path.realpath(self.path)  # through a symbolic link, not over it
@@ -238,9 +284,9 @@ class GuardedSink:
         self._lock = lock
         self.failed: FileProblem | None = None
 
-    def _problem(self, why: str) -> FileProblem:
+    def _problem(self, why: str, message: str | None = None) -> FileProblem:
         if self.failed is None:
-            self.failed = FileProblem(f"cannot write output {self._what}: {why}")
+            self.failed = FileProblem(message or f"cannot write output {self._what}: {why}")
             if self._stdout:
                 # Python would report the same broken pipe again when it exits.
                 with contextlib.suppress(OSError):
@@ -256,6 +302,8 @@ class GuardedSink:
             self._sink.write(result)
         except OSError as exc:
             raise self._problem(exc.strerror or str(exc)) from None
+        except UsageError as exc:  # the typed sinks say what failed in one line
+            raise self._problem("", str(exc)) from None
 
     def _check(self) -> None:
         if self._lock is not None:
@@ -271,14 +319,20 @@ class GuardedSink:
             self._sink.flush()
         except OSError as exc:
             raise self._problem(exc.strerror or str(exc)) from None
+        except UsageError as exc:
+            raise self._problem("", str(exc)) from None
         self._check()
 
     def close(self) -> None:
         already = self.failed is not None
         try:
             self._sink.close()
-        except OSError as exc:
-            problem = self._problem(exc.strerror or str(exc))
+        except (OSError, UsageError) as exc:
+            problem = (
+                self._problem("", str(exc))
+                if isinstance(exc, UsageError)
+                else self._problem(exc.strerror or str(exc))
+            )
             if not already:
                 raise problem from None
             return

@@ -25,6 +25,7 @@ from typing import IO, Any
 import orjson
 
 from ._errors import REASONS, UsageError
+from ._sinks import TABLE_FORMATS
 
 __all__ = [
     "RETRY_FAILED_DEFAULT",
@@ -205,7 +206,22 @@ class Resumed:
 
 
 def _records(path: str, fmt: str) -> Iterator[tuple[Record, Any]]:
+    if fmt == "parquet":  # typed outputs: their own modules read them
+        from ._parquet import parquet_records
+
+        if not os.path.isdir(path):
+            return iter(())
+        return ((record, None) for record in parquet_records(path))
+    if fmt == "sqlite":
+        from ._sqlite import sqlite_records
+
+        return ((record, None) for record in sqlite_records(path))
     return _csv_records(path) if fmt == "csv" else _jsonl_records(path)
+
+
+def holds_rows(path: str, fmt: str) -> bool:
+    """Whether a Parquet or SQLite output already holds a row."""
+    return next(_records(path, fmt), None) is not None
 
 
 def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resumed:
@@ -215,16 +231,17 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
     is not drumfire output.
     """
     empty = Resumed(DoneIds(iter(())), frozenset(), 0, 0)
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return empty
-    repair_tail(path)
-    if os.path.getsize(path) == 0:
-        return empty
+    if fmt not in TABLE_FORMATS:
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            return empty
+        repair_tail(path)
+        if os.path.getsize(path) == 0:
+            return empty
     problems: set[int] = set()
     counts = [0, 0]  # kept, dropped
 
     def kept_ids() -> Iterator[str]:
-        first = fmt == "csv"
+        first = fmt == "csv"  # typed outputs have no header row
         for record, _raw in _records(path, fmt):
             if first:  # the CSV header
                 first = False
@@ -266,6 +283,11 @@ def write_kept(path: str, fmt: str, resend: Callable[[Record], bool], out: IO[by
 
 def load_done_ids(path: str, fmt: str) -> tuple[DoneIds, bool]:
     """Repair ``path`` and read its ids; returns (ids, whether a header exists)."""
+    if fmt in ("parquet", "sqlite"):  # typed outputs: their own modules read them
+        from ._parquet import load_parquet_ids
+        from ._sqlite import load_sqlite_ids
+
+        return load_parquet_ids(path) if fmt == "parquet" else load_sqlite_ids(path)
     resumed = scan_output(path, fmt, lambda record: False)
     return resumed.done, os.path.exists(path) and os.path.getsize(path) > 0
 

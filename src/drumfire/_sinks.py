@@ -29,7 +29,8 @@ __all__ = [
     "output_format_for",
 ]
 
-OUTPUT_FORMATS = ("csv", "jsonl")
+OUTPUT_FORMATS = ("csv", "jsonl", "parquet", "sqlite")
+TABLE_FORMATS = ("parquet", "sqlite")  # typed outputs, in their own modules
 
 
 class Sink(Protocol):
@@ -45,6 +46,8 @@ def output_format_for(path: str, fmt: str | None) -> str:
                 f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})"
             )
         return fmt
+    if path.startswith("sqlite:"):
+        return "sqlite"
     if path == "-":
         return "csv"
     suffix = Path(path).suffix.lower()
@@ -52,8 +55,10 @@ def output_format_for(path: str, fmt: str | None) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv", ".txt", ""):
         return "csv"
-    if suffix == ".parquet":
-        raise UsageError("Parquet output is not available yet; write .csv or .jsonl")
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".sqlite", ".sqlite3", ".db"):
+        return "sqlite"
     raise UsageError(f"cannot tell the output format of {path!r}; say --output-format")
 
 
@@ -236,6 +241,8 @@ def open_sink(
     resuming a CSV with learned ones takes them from its header.
     """
     fmt = output_format_for(path, fmt)
+    if fmt in TABLE_FORMATS:
+        return _open_table_sink(path, fmt, fields, keep, append=append, learn=learn)
     existing = append and path != "-" and os.path.exists(path) and os.path.getsize(path) > 0
     mode = "a" if append else "w"
     try:
@@ -266,6 +273,23 @@ def open_sink(
         else:
             binary = open(path, mode + "b", buffering=1 << 20)  # noqa: SIM115
         return JsonlSink(binary)
+    except OSError as exc:
+        raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
+
+
+def _open_table_sink(
+    path: str, fmt: str, fields: Sequence[str], keep: Sequence[str], *, append: bool, learn: bool
+) -> Sink:
+    if path == "-":
+        raise UsageError(f"{fmt} output needs a path (-o results.{fmt}), not standard output")
+    try:
+        if fmt == "parquet":
+            from ._parquet import ParquetSink
+
+            return ParquetSink(path, fields, keep, append=append, learn=learn)
+        from ._sqlite import SqliteSink
+
+        return SqliteSink(path, fields, keep, append=append, learn=learn)
     except OSError as exc:
         raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
 

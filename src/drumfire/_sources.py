@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -29,7 +29,7 @@ from ._errors import InputError
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
 
-FORMATS = ("csv", "tsv", "jsonl", "text")
+FORMATS = ("csv", "tsv", "jsonl", "text", "parquet")
 TEXT_FORMATS = frozenset({"csv", "tsv", "text"})  # every row value is a str
 _EXTENSIONS = {
     ".csv": "csv",
@@ -41,6 +41,8 @@ _EXTENSIONS = {
     ".txt": "text",
     ".urls": "text",
     ".list": "text",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 
 csv.field_size_limit(64 * 1024 * 1024)
@@ -107,6 +109,10 @@ def open_source(
             f"--encoding {encoding}: only ASCII-compatible encodings are "
             "supported (UTF-8, Latin-1, cp1252...); convert the file to UTF-8"
         )
+    if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
+        from ._parquet import open_parquet_source
+
+        return cast(Source, open_parquet_source(path))
     total: int | None = None
     raw: IO[bytes]
     if path == "-":

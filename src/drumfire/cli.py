@@ -37,7 +37,7 @@ from ._progress import rerun_command
 from ._result import Stats
 from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
 from ._settings import Retry
-from ._sinks import Sink, open_sink, output_format_for
+from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
 
 __all__ = ["entry", "main"]
@@ -247,13 +247,14 @@ def main() -> None:
     "--output",
     default="-",
     show_default=True,
-    help="Output file (.csv or .jsonl), or - for standard output. A file that already "
+    help="Output file (.csv, .jsonl, .parquet directory, .sqlite/.db or "
+    "sqlite:///PATH?table=NAME), or - for standard output. A file that already "
     "holds rows needs --resume, --retry-failed or --overwrite.",
 )
 @format_option
 @click.option(
     "--output-format",
-    type=click.Choice(["csv", "jsonl"]),
+    type=click.Choice(["csv", "jsonl", "parquet", "sqlite"]),
     default=None,
     help="Output format [default: from the extension].",
 )
@@ -450,8 +451,8 @@ def run_command(
     summary_json: str | None,
     quiet: bool,
 ) -> None:
-    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, a text
-    file of URLs, or - for stdin) and write one result row per input row.
+    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, Parquet, a
+    text file of URLs, or - for stdin) and write one result row per input row.
 
     \b
     Example:
@@ -518,9 +519,11 @@ def run_command(
         try:
             job.check(job.plan(), source)
             # One writer: the lock is held from before the output is read until the end.
-            lock = OutputLock.acquire(output) if output != "-" else None
+            lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
             if lock is not None and resuming is None:
                 lock.refuse_or_truncate(overwrite)
+            # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
+            append = not (overwrite and out_fmt in TABLE_FORMATS)
 
             def resend(record: Record) -> bool:
                 _, status, error = record
@@ -537,7 +540,7 @@ def run_command(
                     output_format,
                     fields,
                     keep_columns,
-                    append=True,
+                    append=append,
                     learn=parse_spec is not None,
                     parse_columns=declared,
                 )

@@ -170,10 +170,10 @@ def test_unknown_output_extension() -> None:
         output_format_for("out.xls", None)
 
 
-def test_parquet_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="Parquet"):
-        open_sink(str(tmp_path / "out.parquet"), None, [], [])
-    assert not (tmp_path / "out.parquet").exists()
+def test_typed_formats_from_extension() -> None:  # written by _parquet and _sqlite
+    assert output_format_for("out.parquet", None) == "parquet"
+    assert output_format_for("out.db", None) == "sqlite"
+    assert output_format_for("sqlite:///out.x?table=t", None) == "sqlite"
 
 
 @pytest.mark.parametrize(("name", "cls"), [("o.csv", CsvSink), ("o.jsonl", JsonlSink)])
