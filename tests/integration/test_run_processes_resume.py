@@ -89,16 +89,19 @@ def test_parse_option_errors_exit_2(tmp_path: Path) -> None:
         assert proc.stderr.count("\n") == 1
 
 
-def test_rate_cap_is_accurate(server: DemoServer, tmp_path: Path) -> None:
+def test_rate_cap_is_accurate(server: DemoServer, tmp_path: Path, timing_claims: bool) -> None:
     routes = write_sample_routes(tmp_path / "routes.csv", 600)
     summary = tmp_path / "s.json"
     proc = drumfire("run", routes, "--url", server.base_url + ROUTE, "--rate", "200/s",
                     "-o", tmp_path / "o.csv", "-q", "--summary-json", summary)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(summary.read_text())
-    # 600 starts at 200/s take 3 s (the first is at t=0); within a few percent.
+    # 600 starts at 200/s take 3 s (the first is at t=0): never faster (a loaded
+    # machine can only make it slower); within a few percent with --timing.
     assert figures["rows"] == 600
-    assert figures["rows_per_s"] == pytest.approx(200, rel=0.05)
+    assert figures["rows_per_s"] <= 200 * 1.05
+    if timing_claims:
+        assert figures["rows_per_s"] == pytest.approx(200, rel=0.05)
 
 
 def test_rate_cap_across_processes(server: DemoServer, tmp_path: Path) -> None:
@@ -120,9 +123,10 @@ def ids_in(path: Path, fmt: str) -> list[str]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-@pytest.mark.parametrize("kill_after", [0.3, 0.8, 1.5])
-def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after: float) -> None:
-    # A slow server so the run is mid-flight when killed; then resume against a fast one.
+@pytest.mark.parametrize("kill_after_lines", [1, 400, 1000])
+def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after_lines: int) -> None:
+    # A slow server so the run is mid-flight when killed (once the output has that
+    # many lines: it flushes once a second); then resume against a fast one.
     routes = write_sample_routes(tmp_path / "routes.csv", 1500)
     out = tmp_path / f"out.{fmt}"
     with DemoServer(latency=0.01) as slow:
@@ -131,7 +135,11 @@ def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after: float) -> No
              slow.base_url + ROUTE, "-e", "code=code", "-c", "8", "-o", str(out), "-q"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        time.sleep(kill_after)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= kill_after_lines:
+                break
+            time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     # Simulate the torn write a kill can leave behind.
