@@ -123,26 +123,24 @@ def ids_in(path: Path, fmt: str) -> list[str]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-@pytest.mark.parametrize("kill_after_lines", [1, 2, 500])
-def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after_lines: int) -> None:
-    # A slow server (at most 8 / 0.02 s = 400 rows/s) so the run is mid-flight when
-    # killed, once the output has that many lines (it flushes once a second: at the
-    # start, the first or the second flush); then resume against a fast one.
+@pytest.mark.parametrize("kill_after", [1, 300, 900])
+def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after: int) -> None:
+    # A slow server so the run is mid-flight when killed: once the server has
+    # answered that many of the 1,500 rows (before and after the first flush, at
+    # 1 s); then resume against a fast one.
     routes = write_sample_routes(tmp_path / "routes.csv", 1500)
     out = tmp_path / f"out.{fmt}"
-    with DemoServer(latency=0.02) as slow:
+    with DemoServer(latency=0.01) as slow:
         proc = subprocess.Popen(
             [sys.executable, "-m", "drumfire.cli", "run", str(routes), "--url",
              slow.base_url + ROUTE, "-e", "code=code", "-c", "8", "-o", str(out), "-q"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.exists() and out.read_bytes().count(b"\n") >= kill_after_lines:
-                break
-            time.sleep(0.01)
-        if proc.poll() is None:  # else it ended, and poll() reaped it
-            os.kill(proc.pid, signal.SIGKILL)
+        while slow.requests_served < kill_after and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended before it was killed"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     # Simulate the torn write a kill can leave behind.
     with out.open("ab") as f:
