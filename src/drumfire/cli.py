@@ -34,6 +34,7 @@ from ._extract import parse_extract_options
 from ._limits import parse_rate
 from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
 from ._progress import rerun_command
+from ._request import _shown
 from ._result import Stats
 from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
 from ._settings import Retry
@@ -639,6 +640,27 @@ def _run(
     return stats, code
 
 
+def _hide_secrets(argv: Sequence[str]) -> list[str]:
+    """``argv`` for a command to paste: header values and URL user info shown as ``***``.
+
+    Header values are never echoed (they hold tokens), so the hint has the user put them back.
+    """
+    shown: list[str] = []
+    header_next = False
+    for arg in argv:
+        if header_next or (arg.startswith(("--header=", "-H")) and arg != "-H"):
+            prefix = "" if header_next else arg[: 9 if arg.startswith("--header=") else 2]
+            name, colon, _ = arg[len(prefix) :].partition(":")
+            arg = f"{prefix}{name}: ***" if colon else f"{prefix}***"
+            header_next = False
+        elif arg in ("-H", "--header"):
+            header_next = True
+        elif "://" in arg:
+            arg = _shown(arg)
+        shown.append(arg)
+    return shown
+
+
 def _finish(
     stats: Stats,
     code: int,
@@ -660,10 +682,11 @@ def _finish(
                 err=True,
             )
             return 1
-    argv = sys.argv[1:]
+    argv = _hide_secrets(sys.argv[1:])
+    hidden = " (header values and URL user info shown as ***)" if argv != sys.argv[1:] else ""
     if code in (130, 143):
         if not quiet and output != "-":
-            click.echo(f"  resume with: {rerun_command(argv, '--resume')}", err=True)
+            click.echo(f"  resume with: {rerun_command(argv, '--resume')}{hidden}", err=True)
         return code
     if not quiet and output != "-":
         failed = Selection(RETRY_FAILED_DEFAULT, "--retry-failed").count(
@@ -671,7 +694,7 @@ def _finish(
         )
         if failed:
             click.echo(
-                f"  re-send the failed rows with: {rerun_command(argv, '--retry-failed')}",
+                f"  re-send the failed rows with: {rerun_command(argv, '--retry-failed')}{hidden}",
                 err=True,
             )
     if code == 0 and failing is not None:
