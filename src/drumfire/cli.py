@@ -55,13 +55,14 @@ def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | N
     return (cert, key) if cert is not None and key is not None else cert
 
 
-def _header_size_option(text: str) -> int:
+def _size_option(option: str, text: str, minimum: int = 0) -> int:
+    """A size option's value; a bad one is one line naming the option."""
     try:
         size = parse_size(text)
     except click.BadParameter as exc:
-        raise click.BadParameter(f"--max-header-size: {exc.format_message()}") from None
-    if size < 1024:
-        raise click.BadParameter(f"--max-header-size {text!r}: at least 1K")
+        raise UsageError(f"{option}: {exc.message}") from None
+    if size < minimum:
+        raise UsageError(f"{option} {text!r}: at least {minimum // 1024}K")
     return size
 
 
@@ -481,8 +482,8 @@ def run_command(
             connect_timeout=connect_timeout,
             verify=False if insecure else (cacert or True),
             cert=_client_cert(cert, key),
-            max_body=parse_size(max_body),
-            max_header_size=_header_size_option(max_header_size),
+            max_body=_size_option("--max-body", max_body),
+            max_header_size=_size_option("--max-header-size", max_header_size, 1024),
             ordered=ordered,
             follow_redirects=max_redirects if follow_redirects else 0,
             pipeline=pipeline,
