@@ -55,13 +55,15 @@ def _literal_headers(headers: Headers) -> Headers:
     if isinstance(headers, Mapping):
         return {_escape(str(k)): _escape(str(v)) for k, v in headers.items()}
     out: list[tuple[str, str]] = []
-    for item in headers:
+    items: list[str | tuple[str, str]] = list(headers)
+    for number, item in enumerate(items, 1):
         if isinstance(item, tuple):
             out.append((_escape(item[0]), _escape(item[1])))
             continue
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
-            raise TemplateError(f"header {item!r} is not in the form 'Name: value'")
+            # Never the text itself (it may be a credential missing its name), as `run` says it.
+            raise TemplateError(f"header {number} is not in the form 'Name: value'")
         out.append((_escape(name.strip()), _escape(value.strip())))
     return out
 
