@@ -18,7 +18,7 @@ from .._connection import TLS
 from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
-from .._request import RequestPlan
+from .._request import RequestPlan, _shown
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
@@ -169,8 +169,9 @@ def _plan(
                 f"no usable row in {what}" + (f" (first problem: {problem})" if problem else "")
             )
     settings: dict[str, Any] = {
-        "url": url if rows is None and input is None else None,
-        "url_template": (url or "{url}") if rows is not None or input is not None else None,
+        # Shown in every report: a password in the URL's user info becomes ***.
+        "url": _shown(url) if url is not None and rows is None and input is None else None,
+        "url_template": _shown(url or "{url}") if rows is not None or input is not None else None,
         "input": input,
         "targets": len(targets),
         "rows_skipped": skipped,
