@@ -223,10 +223,15 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[ReadAhead]:
 
 
 def execute_on_routes(
-    demo_server: DemoServer, path: Path, n: int, out: io.StringIO
+    demo_server: DemoServer, path: Path, n: int, out: io.StringIO, written: bool = False
 ) -> tuple[Stats, int]:
-    """execute() as `drumfire run` calls it, on ``n`` sample routes; CSV rows into ``out``."""
-    source = open_source(str(write_sample_routes(path, n, seed=3)), count=False)
+    """execute() as `drumfire run` calls it, on ``n`` sample routes; CSV rows into ``out``.
+
+    ``written``: ``path`` already holds them (write_sample_routes(path, n, seed=3)).
+    """
+    if not written:
+        write_sample_routes(path, n, seed=3)
+    source = open_source(str(path), count=False)
     sink = CsvSink(out, ["code"], [])
     sink.close = lambda: None  # type: ignore[method-assign]  # keep the text to read
     job = make_job(demo_server.base_url + ROUTE, extract={"code": "code"})
@@ -257,20 +262,39 @@ def test_ctrl_c_with_a_read_ahead_child(
 
     child_sockets: list[list[str]] = []
 
+    # Events, not a timer: the input is written before the run starts, and the
+    # interrupt waits for the read-ahead child (it starts at the first sweep), as a
+    # 0.5 s timer started before the 200,000 rows were written failed on a busy machine.
+    over = threading.Event()
+
     def look_then_interrupt() -> None:
+        for _ in range(1200):  # up to 60 s
+            if started or over.is_set():
+                break
+            time.sleep(0.05)
+        if over.is_set():
+            return
         fds = Path(f"/proc/{started[0].pid}/fd") if started else None
         if fds is not None:
-            links = [os.readlink(fd) for fd in fds.iterdir()]
-            child_sockets.append([link for link in links if link.startswith("socket:")])
+            # The child closes the sockets a fork gave it as it starts: wait for that.
+            for _ in range(200):  # up to 10 s
+                links = [os.readlink(fd) for fd in fds.iterdir()]
+                sockets = [link for link in links if link.startswith("socket:")]
+                if not sockets:
+                    break
+                time.sleep(0.05)
+            child_sockets.append(sockets)
         os.kill(os.getpid(), signal.SIGINT)
 
     out = io.StringIO()
-    timer = threading.Timer(0.5, look_then_interrupt)
-    timer.start()
+    routes = write_sample_routes(tmp_path / "routes.csv", 200_000, seed=3)
+    watcher = threading.Thread(target=look_then_interrupt)
+    watcher.start()
     try:
-        stats, code = execute_on_routes(demo_server, tmp_path / "routes.csv", 200_000, out)
+        stats, code = execute_on_routes(demo_server, routes, 200_000, out, written=True)
     finally:
-        timer.cancel()
+        over.set()
+        watcher.join()
     assert child_sockets == [[]]
     assert code == 130
     assert stats.stopped
