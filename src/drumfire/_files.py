@@ -84,7 +84,7 @@ class Output:
         fmt = output_format_for(self.path, self.fmt)
         # As ``drumfire run -o``: one writer, and resume sends the cancelled rows again
         # and does not write an input-error row it already holds.
-        self._lock = OutputLock.acquire_output(self.path, fmt)
+        self._lock = None if self.path == "-" else OutputLock.acquire_output(self.path, fmt)
         try:
             if self.resume:
                 resumed = scan_output(self.path, fmt, _cancelled)

@@ -81,3 +81,15 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path: Path) -> None:
         finally:
             release.set()
             assert [r.error for r in first] == [""]
+
+
+def test_output_dash_is_standard_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As ``-o -``: rows go to standard output, and no file named '-' appears."""
+    monkeypatch.chdir(tmp_path)
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        got = list(drumfire.run([srv.url("/1")], output="-"))
+    assert [r.error for r in got] == [""]
+    assert not (tmp_path / "-").exists()
+    assert capsys.readouterr().out.startswith("id,status,elapsed_ms,attempts,error\n1,200,")
