@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
+from ._outfile import OutputLock
 from ._result import Result, Stats
-from ._resume import load_done_ids
+from ._resume import Record, scan_output
 from ._sinks import Sink, open_sink, output_format_for
 from ._sources import Source, open_source, rows_source
 
@@ -72,6 +73,8 @@ class Output:
             raise UsageError("resume=True needs output= (the file to resume)")
         self.sink: Sink | None = None
         self.skip: Callable[[str], bool] | None = None
+        self.skip_problem: Callable[[int], bool] | None = None
+        self._lock: OutputLock | None = None
         self._last = 0.0
 
     def open(self, job: Job, learn: bool) -> None:
@@ -79,23 +82,33 @@ class Output:
         if self.path is None:
             return
         fmt = output_format_for(self.path, self.fmt)
-        if self.resume:
-            done, _ = load_done_ids(self.path, fmt)
-            self.skip = done.take
-        self.sink = open_sink(
-            self.path,
-            fmt,
-            [name for name, _ in job.extract],
-            list(job.keep),
-            append=self.resume,
-            learn=learn,
-        )
+        # As ``drumfire run -o``: one writer, and resume sends the cancelled rows again
+        # and does not write an input-error row it already holds.
+        self._lock = None if self.path == "-" else OutputLock.acquire_output(self.path, fmt)
+        try:
+            if self.resume:
+                resumed = scan_output(self.path, fmt, _cancelled)
+                if resumed.dropped and self._lock is not None:
+                    self._lock.rewrite(fmt, _cancelled)
+                self.skip = resumed.done.take
+                self.skip_problem = resumed.problems.__contains__
+            self.sink = open_sink(
+                self.path,
+                fmt,
+                [name for name, _ in job.extract],
+                list(job.keep),
+                append=self.resume,
+                learn=learn,
+            )
+        except BaseException:
+            self._close_lock()
+            raise
         self._last = time.monotonic()
 
     def engine_kwargs(self) -> dict[str, Any]:
         if self.sink is None:
             return {}
-        return {"skip": self.skip, "on_tick": self._on_tick}
+        return {"skip": self.skip, "skip_problem": self.skip_problem, "on_tick": self._on_tick}
 
     def wrap(self, on_result: Callable[[Result], None]) -> Callable[[Result], None]:
         """``on_result`` that first writes the result to the output."""
@@ -116,9 +129,22 @@ class Output:
             self._last = now
 
     def close(self) -> None:
-        if self.sink is not None:
-            sink, self.sink = self.sink, None
-            sink.close()
+        try:
+            if self.sink is not None:
+                sink, self.sink = self.sink, None
+                sink.close()
+        finally:
+            self._close_lock()
+
+    def _close_lock(self) -> None:
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.close()
+
+
+def _cancelled(record: Record) -> bool:
+    """A row to send again on resume: one recorded as ``cancelled``."""
+    return record[2].partition(":")[0] == "cancelled"
 
 
 def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:

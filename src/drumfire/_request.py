@@ -603,8 +603,9 @@ _new_prepared = tuple.__new__  # Prepared(...) without NamedTuple's Python-level
 
 # RFC 9110 §5.6.2: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# RFC 9110 §5.5: CR, LF and NUL in a field value are invalid and dangerous.
-_bad_header_value = re.compile(r"[\r\n\x00]").search
+# RFC 9110 §5.5: a field value is visible characters, spaces and tabs; servers answer 400
+# to any other control character, so it is refused here instead (the tab stays).
+_bad_header_value = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
 
 
 def _media_type(value: str) -> str:
@@ -742,7 +743,10 @@ class RequestPlan:
                     "and !#$%&'*+-.^_`|~ only)"
                 )
             if value.is_static and _bad_header_value(value.render({})) is not None:
-                raise TemplateError(f"header {name.source!r}: its value holds a line break or NUL")
+                raise TemplateError(
+                    f"header {name.source!r}: its value holds a line break, NUL or other "
+                    "control character"
+                )
 
     def _compile_body(self, data: str, media_type: str | None) -> None:
         if media_type is not None and _is_json_type(media_type):
@@ -882,7 +886,8 @@ class RequestPlan:
                 raise ValueError(f"header name {name_t.source!r} is not a token after substitution")
             if not value_t.is_static and _bad_header_value(value) is not None:
                 raise ValueError(
-                    f"the value of header {name!r} has a line break or NUL after substitution"
+                    f"the value of header {name!r} has a line break, NUL or other control "
+                    "character after substitution"
                 )
             lines.append(f"{name}: {value}")
         lines.extend(f"{n}: {v}" for n, v in self._extra)

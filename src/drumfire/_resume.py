@@ -177,6 +177,32 @@ def _jsonl_records(path: str) -> Iterator[tuple[Record, bytes]]:
             yield (str(value["id"]), status, error if type(error) is str else ""), line
 
 
+def _refuse_foreign(path: str, fmt: str) -> None:
+    """Refuse a CSV or JSON Lines file whose first line is not drumfire's, touching nothing.
+
+    Only a whole first line is judged (a run killed before its first newline left a
+    torn line, which the repair removes).
+    """
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20)
+    if not first.endswith(b"\n") or not first.strip():
+        return
+    if fmt == "csv":
+        header = next(csv.reader([first.decode("utf-8", "replace")]), [])
+        if header and header[0] == "id":
+            return
+        why = "its first column is not 'id'"
+    else:
+        try:
+            value = orjson.loads(first)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict) and "id" in value:
+            return
+        why = "its first line is not a JSON object with an 'id'"
+    raise UsageError(f"--resume: {path!r} does not look like drumfire output ({why})")
+
+
 def input_error_line(record: Record) -> int | None:
     """The input line of an ``input: line N: ...`` row (id ""), else None."""
     id_, _, error = record
@@ -234,6 +260,7 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
     if fmt not in TABLE_FORMATS:
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             return empty
+        _refuse_foreign(path, fmt)  # before the repair cuts the last line of someone's file
         repair_tail(path)
         if os.path.getsize(path) == 0:
             return empty

@@ -34,6 +34,7 @@ from ._extract import parse_extract_options
 from ._limits import parse_rate
 from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
 from ._progress import rerun_command
+from ._request import _shown
 from ._result import Stats
 from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
 from ._settings import Retry
@@ -54,13 +55,14 @@ def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | N
     return (cert, key) if cert is not None and key is not None else cert
 
 
-def _header_size_option(text: str) -> int:
+def _size_option(option: str, text: str, minimum: int = 0) -> int:
+    """A size option's value; a bad one is one line naming the option."""
     try:
         size = parse_size(text)
     except click.BadParameter as exc:
-        raise click.BadParameter(f"--max-header-size: {exc.format_message()}") from None
-    if size < 1024:
-        raise click.BadParameter(f"--max-header-size {text!r}: at least 1K")
+        raise UsageError(f"{option}: {exc.message}") from None
+    if size < minimum:
+        raise UsageError(f"{option} {text!r}: at least {minimum // 1024}K")
     return size
 
 
@@ -480,8 +482,8 @@ def run_command(
             connect_timeout=connect_timeout,
             verify=False if insecure else (cacert or True),
             cert=_client_cert(cert, key),
-            max_body=parse_size(max_body),
-            max_header_size=_header_size_option(max_header_size),
+            max_body=_size_option("--max-body", max_body),
+            max_header_size=_size_option("--max-header-size", max_header_size, 1024),
             ordered=ordered,
             follow_redirects=max_redirects if follow_redirects else 0,
             pipeline=pipeline,
@@ -639,6 +641,27 @@ def _run(
     return stats, code
 
 
+def _hide_secrets(argv: Sequence[str]) -> list[str]:
+    """``argv`` for a command to paste: header values and URL user info shown as ``***``.
+
+    Header values are never echoed (they hold tokens), so the hint has the user put them back.
+    """
+    shown: list[str] = []
+    header_next = False
+    for arg in argv:
+        if header_next or (arg.startswith(("--header=", "-H")) and arg != "-H"):
+            prefix = "" if header_next else arg[: 9 if arg.startswith("--header=") else 2]
+            name, colon, _ = arg[len(prefix) :].partition(":")
+            arg = f"{prefix}{name}: ***" if colon else f"{prefix}***"
+            header_next = False
+        elif arg in ("-H", "--header"):
+            header_next = True
+        elif "://" in arg:
+            arg = _shown(arg)
+        shown.append(arg)
+    return shown
+
+
 def _finish(
     stats: Stats,
     code: int,
@@ -660,10 +683,11 @@ def _finish(
                 err=True,
             )
             return 1
-    argv = sys.argv[1:]
+    argv = _hide_secrets(sys.argv[1:])
+    hidden = " (header values and URL user info shown as ***)" if argv != sys.argv[1:] else ""
     if code in (130, 143):
         if not quiet and output != "-":
-            click.echo(f"  resume with: {rerun_command(argv, '--resume')}", err=True)
+            click.echo(f"  resume with: {rerun_command(argv, '--resume')}{hidden}", err=True)
         return code
     if not quiet and output != "-":
         failed = Selection(RETRY_FAILED_DEFAULT, "--retry-failed").count(
@@ -671,7 +695,7 @@ def _finish(
         )
         if failed:
             click.echo(
-                f"  re-send the failed rows with: {rerun_command(argv, '--retry-failed')}",
+                f"  re-send the failed rows with: {rerun_command(argv, '--retry-failed')}{hidden}",
                 err=True,
             )
     if code == 0 and failing is not None:

@@ -545,3 +545,14 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert (width, height) == (1200, 1400)
     # A blank or broken page compresses to a few kB; charts and text do not.
     assert len(data) > 40_000
+
+
+def test_reports_never_show_the_password_of_the_url(tmp_path: Path, demo: DemoServer) -> None:
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    url = demo.url("/json").replace("http://", "http://user:S3CRET@")
+    args = [url, "-n", "20", "-c", "2", "--json", str(out_json), "--html", str(out_html)]
+    result = CliRunner().invoke(bench_command, args)
+    assert result.exit_code == 0, result.output
+    assert "http://***@127.0.0.1" in result.output
+    for text in (result.output, out_json.read_text(), out_html.read_text()):
+        assert "S3CRET" not in text

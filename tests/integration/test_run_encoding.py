@@ -290,7 +290,9 @@ def test_the_command_line_refuses_a_bad_header_before_the_first_request(tmp_path
         for header, needle in [
             ("Authorization Bearer s3cret: x", "header 1: its name is not a token"),
             ("Bearer s3cret", "header 1 is not in the form 'Name: value'"),
-            ("X-Key: s3cret\nEvil: 1", "header 'X-Key': its value holds a line break or NUL"),
+            ("X-Key: s3cret\nEvil: 1", "header 'X-Key': its value holds a line break, NUL or"),
+            ("X-Key: s3cret\x01", "header 'X-Key': its value holds a line break, NUL or other"),
+            ("X-Key: s3cret\x7f", "header 'X-Key': its value holds a line break, NUL or other"),
         ]:
             proc = subprocess.run(
                 [*CLI, "run", str(rows), "-q", "-u", server.base_url + "/{v}", "-H", header],
@@ -305,17 +307,22 @@ def test_the_command_line_refuses_a_bad_header_before_the_first_request(tmp_path
 
 
 def test_a_templated_header_that_would_break_the_request_is_an_error_row() -> None:
-    rows = [{"id": "1", "v": "ok"}, {"id": "2", "v": "a\r\nX-Evil: 1"}, {"id": "3", "v": "b\x00"}]
+    rows = [
+        {"id": "1", "v": "ok\tok"},
+        {"id": "2", "v": "a\r\nX-Evil: 1"},
+        {"id": "3", "v": "b\x00"},
+        {"id": "4", "v": "c\x1b[31m"},
+    ]
     with ScriptedServer(echo) as server:
         results = drumfire.run_all(rows, server.base_url + "/h", headers=["X-V: {v}"])
         sent = [r.headers["x-v"] for r in server.requests]
-    assert sent == ["ok"]
+    assert sent == ["ok\tok"]  # a tab is allowed in a field value (RFC 9110)
     errors = {r["id"]: r["error"] for r in results}
     assert errors["1"] == ""
-    for id_ in ("2", "3"):
+    for id_ in ("2", "3", "4"):
         assert errors[id_] == (
-            f"template: row {id_}: the value of header 'X-V' has a line break or NUL "
-            "after substitution"
+            f"template: row {id_}: the value of header 'X-V' has a line break, NUL or other "
+            "control character after substitution"
         )
 
 

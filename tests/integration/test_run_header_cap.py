@@ -127,3 +127,20 @@ def test_max_header_size_refuses_a_bad_value(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "--max-header-size" in done.stderr
+
+
+def test_a_bad_size_is_one_line_naming_its_option(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("http://127.0.0.1:9/\n")
+    for option, value, line in [
+        ("--max-body", "lots", "drumfire: error: --max-body: 'lots' is not a size like 64M"),
+        ("--max-header-size", "lots", "drumfire: error: --max-header-size: 'lots' is not a size"),
+        ("--max-header-size", "10", "drumfire: error: --max-header-size '10': at least 1K"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "drumfire.cli", "run", str(source), option, value],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1
+        assert done.stderr.startswith(line), done.stderr

@@ -452,3 +452,23 @@ def test_fail_on_error_gives_scripts_exit_status_3(tmp_path: Path) -> None:
         assert failing.returncode == 3
         assert "--fail-on-error" in failing.stderr
         assert "re-send the failed rows with: drumfire run " in failing.stderr
+
+
+def test_the_rerun_hint_never_shows_a_header_value_or_a_password(tmp_path: Path) -> None:
+    """The command to paste hides -H values and URL user info, as every message does."""
+    with refused_port() as port:
+        urls = tmp_path / "in.csv"
+        urls.write_text("id\n1\n")
+        out = tmp_path / "out.csv"
+        proc = drumfire("run", urls, "--url", f"http://user:pw-S3CRET@127.0.0.1:{port}/",
+                        "-H", "Authorization: Bearer TOK3N", "--header=X-Key: K3Y",
+                        "--retries", "0", "-o", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    hint = next(line for line in proc.stderr.splitlines() if "re-send the failed" in line)
+    assert "drumfire run " in hint
+    assert "--retry-failed" in hint
+    assert "-H 'Authorization: ***'" in hint
+    assert "'--header=X-Key: ***'" in hint
+    assert f"http://***@127.0.0.1:{port}/" in hint
+    for secret in ("S3CRET", "TOK3N", "K3Y"):
+        assert secret not in proc.stderr

@@ -104,3 +104,12 @@ def test_plan_errors(kwargs: dict[str, Any], message: str) -> None:
     url = kwargs.pop("url", "http://127.0.0.1:8080/x")
     with pytest.raises(UsageError, match=message):
         plan(url, **kwargs)
+
+
+def test_a_malformed_header_is_named_by_position_never_echoed() -> None:
+    from drumfire import TemplateError
+    from drumfire.bench._api import _literal_headers
+
+    with pytest.raises(TemplateError) as info:
+        _literal_headers(["Accept: */*", "Authorization Bearer s3cr3t"])
+    assert str(info.value) == "header 2 is not in the form 'Name: value'"

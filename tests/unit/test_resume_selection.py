@@ -114,3 +114,21 @@ def test_progress_starts_at_the_resumed_count() -> None:
     stats.skipped = 60  # the input had more resumed rows than announced: never past total
     stats.done = 50
     assert str(progress.render(stats, 2.0)).startswith("100/100")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("people.csv", "name,email\nann,a@x\nbob,b@x"),
+        ("people.jsonl", '{"name": "ann"}\n{"name": "bob"}'),
+    ],
+)
+def test_resume_on_a_file_that_is_not_drumfire_output_changes_nothing(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """The torn-line repair must not cut the last line of someone else's file."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UsageError, match="does not look like drumfire output"):
+        scan_output(str(path), name.rpartition(".")[2], lambda record: False)
+    assert path.read_text() == text

@@ -18,7 +18,7 @@ from .._connection import TLS
 from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
-from .._request import RequestPlan
+from .._request import RequestPlan, _shown
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
@@ -55,13 +55,15 @@ def _literal_headers(headers: Headers) -> Headers:
     if isinstance(headers, Mapping):
         return {_escape(str(k)): _escape(str(v)) for k, v in headers.items()}
     out: list[tuple[str, str]] = []
-    for item in headers:
+    items: list[str | tuple[str, str]] = list(headers)
+    for number, item in enumerate(items, 1):
         if isinstance(item, tuple):
             out.append((_escape(item[0]), _escape(item[1])))
             continue
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
-            raise TemplateError(f"header {item!r} is not in the form 'Name: value'")
+            # Never the text itself (it may be a credential missing its name), as `run` says it.
+            raise TemplateError(f"header {number} is not in the form 'Name: value'")
         out.append((_escape(name.strip()), _escape(value.strip())))
     return out
 
@@ -167,8 +169,9 @@ def _plan(
                 f"no usable row in {what}" + (f" (first problem: {problem})" if problem else "")
             )
     settings: dict[str, Any] = {
-        "url": url if rows is None and input is None else None,
-        "url_template": (url or "{url}") if rows is not None or input is not None else None,
+        # Shown in every report: a password in the URL's user info becomes ***.
+        "url": _shown(url) if url is not None and rows is None and input is None else None,
+        "url_template": _shown(url or "{url}") if rows is not None or input is not None else None,
         "input": input,
         "targets": len(targets),
         "rows_skipped": skipped,

@@ -1,0 +1,95 @@
+"""``output=`` / ``resume=True`` of the Python API keep the promises of ``drumfire run -o``.
+
+Real servers on 127.0.0.1; every wait is for an event, never for a guessed time.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from servers import Action, ScriptedServer, respond
+
+import drumfire
+
+Headers = dict[str, str]
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resume_sends_the_cancelled_rows_again(tmp_path: Path) -> None:
+    healed = threading.Event()
+
+    def handler(index: int, method: str, target: str, headers: Headers, body: bytes) -> Action:
+        if healed.is_set() or int(target[1:]) <= 6:
+            return respond(200, {"n": int(target[1:])})
+        return respond(503, b"", [("Retry-After", "30")])
+
+    out = tmp_path / "out.csv"
+    with ScriptedServer(handler) as srv:
+        urls = [srv.url(f"/{i}") for i in range(1, 11)]
+        for seen, _ in enumerate(drumfire.run(urls, concurrency=1, output=out), 1):
+            if seen == 6:  # row 7 is now waiting 30 s for its retry: stop there
+                for _ in range(400):
+                    if any(r.target == "/7" for r in srv.requests):
+                        break
+                    time.sleep(0.05)
+                break
+        first = rows(out)
+        assert ("7", "cancelled") in [(r["id"], r["error"]) for r in first]
+        healed.set()
+        again = list(drumfire.run(urls, concurrency=1, output=out, resume=True))
+    assert "7" in [r.id for r in again]
+    final = rows(out)
+    assert Counter(r["id"] for r in final) == Counter(str(i) for i in range(1, 11))
+    assert all(r["error"] == "" for r in final), final
+
+
+def test_resume_twice_writes_an_input_error_row_once(tmp_path: Path) -> None:
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        src = tmp_path / "in.csv"
+        src.write_text(f'id,u\n1,{srv.url("/1")}\n2,"{srv.url("/2")}\n3,{srv.url("/3")}\n')
+        out = tmp_path / "out.csv"
+        for resume in (False, True, True):
+            list(drumfire.run(src, "{u}", output=out, resume=resume))
+    got = rows(out)
+    assert sorted(r["id"] for r in got) == ["", "1", "3"]
+    assert [r["error"] for r in got if r["id"] == ""] == ["input: line 3: unterminated quote"]
+
+
+def test_a_second_writer_of_the_same_output_is_refused(tmp_path: Path) -> None:
+    """One writer, as with the command line: the API holds the lock while it runs."""
+    release = threading.Event()
+
+    def handler(index: int, method: str, target: str, headers: Headers, body: bytes) -> Action:
+        release.wait(10)
+        return respond(200, {})
+
+    out = tmp_path / "out.csv"
+    with ScriptedServer(handler) as srv:
+        first = drumfire.run([srv.url("/1")], output=out)
+        try:
+            with pytest.raises(drumfire.UsageError, match="being written by another"):
+                drumfire.run([srv.url("/2")], output=out, resume=True)
+        finally:
+            release.set()
+            assert [r.error for r in first] == [""]
+
+
+def test_output_dash_is_standard_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As ``-o -``: rows go to standard output, and no file named '-' appears."""
+    monkeypatch.chdir(tmp_path)
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        got = list(drumfire.run([srv.url("/1")], output="-"))
+    assert [r.error for r in got] == [""]
+    assert not (tmp_path / "-").exists()
+    assert capsys.readouterr().out.startswith("id,status,elapsed_ms,attempts,error\n1,200,")
