@@ -166,7 +166,7 @@ class _Terminal:
 
     def close(self, stats: Stats) -> None:
         self.progress.__exit__(None, None, None)
-        self.console.print("\n".join(_final(stats)), markup=False)
+        self.console.print("\n".join(_final(stats)), markup=False, highlight=False)
 
 
 def open_display(progress: bool | None, clock: Callable[[], float]) -> Display | None:
