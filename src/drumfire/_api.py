@@ -22,7 +22,7 @@ from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
-from ._notebook import Display, chain, open_display, progress_option
+from ._notebook import Display, chain, close_display, open_display, progress_option
 from ._request import RequestPlan, json_body
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
 from ._settings import Retry, Timeouts
@@ -344,8 +344,7 @@ async def _arun(
             engine.stop(grace=0)
             await asyncio.wait([task])
         handle.stats = engine.stats
-        if display is not None:
-            display.close(engine.stats)
+        close_display(display, engine.stats)
         output.close()
         if source.close is not None:
             source.close()
@@ -466,7 +465,7 @@ def _engine_and_display(
     engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
     display = open_display(progress, engine.clock)
     if display is not None:
-        engine.on_tick = chain(engine.on_tick, display.update)
+        engine.on_tick = chain(engine.on_tick, display)
     return engine, display
 
 
@@ -498,8 +497,8 @@ def _drain(
             except RuntimeError:
                 pass  # the loop already closed
             thread.join()
-        if display is not None:  # in the consumer's thread, the engine's is over
-            display.close(engine.stats)
+        # in the consumer's thread, now that the engine's is over
+        close_display(display, engine.stats)
     if "error" in state:
         raise state["error"]
 

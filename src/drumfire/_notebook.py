@@ -27,7 +27,16 @@ from ._errors import UsageError
 from ._progress import Progress, format_summary
 from ._result import Stats
 
-__all__ = ["INTERVAL", "Display", "Throttle", "in_kernel", "open_display", "progress_option"]
+__all__ = [
+    "INTERVAL",
+    "Display",
+    "Throttle",
+    "chain",
+    "close_display",
+    "in_kernel",
+    "open_display",
+    "progress_option",
+]
 
 #: Seconds between two redraws, at least (ten a second at most).
 INTERVAL = 0.1
@@ -186,15 +195,31 @@ def open_display(progress: bool | None, clock: Callable[[], float]) -> Display |
     return None
 
 
-def chain(
-    first: Callable[[Stats], None] | None, then: Callable[[Stats], None]
-) -> Callable[[Stats], None]:
-    """An ``on_tick`` that calls ``first`` (if any) and then ``then``."""
-    if first is None:
-        return then
+def close_display(display: Display | None, stats: Stats) -> None:
+    """Draw the run's figures; a display that fails now is left as it is."""
+    if display is None:
+        return
+    try:
+        display.close(stats)
+    except Exception:
+        pass  # the results and their figures matter more than the picture
 
-    def both(stats: Stats) -> None:
-        first(stats)
-        then(stats)
 
-    return both
+def chain(first: Callable[[Stats], None] | None, display: Display) -> Callable[[Stats], None]:
+    """An ``on_tick`` that calls ``first`` (if any), then updates ``display``.
+
+    A display that fails (a closed front end, a widget gone) is dropped for
+    the rest of the run rather than failing a run of a million rows.
+    """
+    broken: list[BaseException] = []
+
+    def tick(stats: Stats) -> None:
+        if first is not None:
+            first(stats)
+        if not broken:
+            try:
+                display.update(stats)
+            except Exception as exc:
+                broken.append(exc)
+
+    return tick

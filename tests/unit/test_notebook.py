@@ -15,6 +15,7 @@ from drumfire._notebook import (
     Throttle,
     _Terminal,
     _Widget,
+    chain,
     in_kernel,
     open_display,
     progress_option,
@@ -126,3 +127,21 @@ def test_outside_a_kernel_and_a_terminal_the_default_shows_nothing() -> None:
     display = open_display(True, Clock())
     assert isinstance(display, _Terminal)
     display.close(stats_with(Clock(), 0, 0))
+
+
+def test_a_display_that_fails_is_dropped_not_the_run() -> None:
+    calls: list[str] = []
+
+    class Broken:
+        def update(self, stats: Stats) -> None:
+            calls.append("display")
+            raise RuntimeError("the front end went away")
+
+        def close(self, stats: Stats) -> None:
+            pass
+
+    tick = chain(lambda stats: calls.append("output"), Broken())
+    stats = stats_with(Clock(), 0, None)
+    for _ in range(3):
+        tick(stats)
+    assert calls == ["output", "display", "output", "output"]
