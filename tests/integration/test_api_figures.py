@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,14 @@ def test_progress_true_on_arun(demo_server: DemoServer, capsys: pytest.CaptureFi
 def test_a_bad_progress_value_is_a_usage_error(demo_server: DemoServer) -> None:
     with pytest.raises(drumfire.UsageError, match="progress="):
         drumfire.run(ROWS, demo_server.base_url + ECHO, progress="yes")
+
+
+def test_progress_and_output_share_the_engine_tick(
+    demo_server: DemoServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    it = drumfire.run(ROWS, demo_server.base_url + ECHO, output=out, progress=True)
+    assert len(list(it)) == 50
+    assert len(out.read_text().splitlines()) == 50
+    assert it.stats.done == 50
+    assert "50 rows in" in capsys.readouterr().err
