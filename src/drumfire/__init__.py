@@ -8,7 +8,7 @@ answers, keep every result, and tell how fast that was.
 ...     print(result.id, result.status, result.fields)
 """
 
-from ._api import Job, arun, make_job, run, run_all
+from ._api import ARun, Job, Run, arun, make_job, run, run_all
 from ._errors import (
     BodyTooLarge,
     ConnectError,
@@ -34,6 +34,7 @@ from .bench import BenchReport, bench
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARun",
     "BenchReport",
     "BodyTooLarge",
     "ConnectError",
@@ -47,6 +48,7 @@ __all__ = [
     "Response",
     "Result",
     "Retry",
+    "Run",
     "Stats",
     "TLSError",
     "TemplateError",

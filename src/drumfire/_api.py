@@ -12,7 +12,7 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +22,13 @@ from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
+from ._notebook import Display, chain, close_display, open_display, progress_option
 from ._request import RequestPlan, json_body
-from ._result import BASE_COLUMNS, BlankFields, Result
+from ._result import BASE_COLUMNS, BlankFields, Result, Stats
 from ._settings import Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source
 
-__all__ = ["Job", "arun", "run", "run_all"]
+__all__ = ["ARun", "Job", "Run", "arun", "run", "run_all"]
 
 #: Results handed to a consumer that has not taken them yet, before the engine pauses.
 _BACKLOG_HIGH = 10_000
@@ -244,6 +245,9 @@ _DOC_ARGS = """
         output: a file (str or Path) that each result is written to as it
             completes, as ``-o`` (``output_format=`` as ``--output-format``).
         resume: keep the rows already in ``output`` and send only the others.
+        progress: None (the default) shows a progress bar when interactive
+            (a widget in Jupyter, a live line when stderr is a terminal);
+            True always, False never. At most ten redraws a second.
 """
 
 
@@ -256,14 +260,52 @@ def _source_and_job(
     return prepare(rows, url, kwargs, learn)
 
 
-async def arun(
+class ARun:
+    """What :func:`arun` returns: an async iterator of results, and the run's figures.
+
+    ``stats`` is the run's :class:`~drumfire.Stats` (None until it starts; live
+    while it runs, final once the iteration ends): ``stats.summary()`` gives
+    rows/s, counts by status and reason, latency percentiles and requests sent.
+    """
+
+    def __init__(self, make: Callable[[ARun], AsyncGenerator[Result, None]]) -> None:
+        self.stats: Stats | None = None
+        self._gen = make(self)
+
+    def __aiter__(self) -> ARun:
+        return self
+
+    async def __anext__(self) -> Result:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the run early (as leaving an ``async for`` does)."""
+        await self._gen.aclose()
+
+
+def arun(
     rows: Iterable[Any] | Any,
     url: str = "{url}",
     *,
     parse: Callable[[Response], Mapping[str, Any]] | None = None,
     **kwargs: Any,
-) -> AsyncIterator[Result]:
-    """Run a batch on the running event loop; yield each :class:`Result` as it completes."""
+) -> ARun:
+    """Run a batch on the running event loop; yield each :class:`Result` as it completes.
+
+    Returns an :class:`ARun`: iterate it with ``async for``; its ``stats``
+    holds the run's figures once the iteration ends.
+    """
+    return ARun(lambda handle: _arun(handle, rows, url, parse, kwargs))
+
+
+async def _arun(
+    handle: ARun,
+    rows: Iterable[Any] | Any,
+    url: str,
+    parse: Callable[[Response], Mapping[str, Any]] | None,
+    kwargs: dict[str, Any],
+) -> AsyncGenerator[Result, None]:
+    progress = progress_option(kwargs)
     source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
@@ -277,12 +319,13 @@ async def arun(
             engine.pause(True)
 
     try:
-        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+        engine, display = _engine_and_display(job, source, output, on_result, parse, progress)
     except BaseException:
         output.close()
         raise
     task = asyncio.ensure_future(engine.run(source.items, source.total))
     task.add_done_callback(lambda _: wake.set())
+    handle.stats = engine.stats
     try:
         while True:
             while backlog:
@@ -292,7 +335,7 @@ async def arun(
             if task.done():
                 if backlog:
                     continue
-                task.result()
+                handle.stats = task.result()
                 return
             wake.clear()
             await wake.wait()
@@ -300,6 +343,8 @@ async def arun(
         if not task.done():
             engine.stop(grace=0)
             await asyncio.wait([task])
+        handle.stats = engine.stats
+        close_display(display, engine.stats)
         output.close()
         if source.close is not None:
             source.close()
@@ -322,7 +367,13 @@ def run(
 
     Templates are checked against the rows' columns before this returns, so a
     missing column raises :class:`drumfire.TemplateError` at once.
+
+    Returns a :class:`Run`: an iterator whose ``stats`` holds the run's
+    figures (:class:`~drumfire.Stats`; ``stats.summary()`` for a dict) once
+    the iteration ends.
     """
+    progress = progress_option(kwargs)
+    stats_to: list[Run] | None = kwargs.pop("_stats_to", None)  # run_all's
     source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
@@ -339,7 +390,7 @@ def run(
             engine.pause(True)
 
     try:  # raises TemplateError here
-        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+        engine, display = _engine_and_display(job, source, output, on_result, parse, progress)
     except BaseException:
         output.close()
         raise
@@ -363,10 +414,59 @@ def run(
 
     thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
     thread.start()
-    return _drain(out, paused, engine, loop, thread, state)
+    handle = Run(_drain(out, paused, engine, loop, thread, state, display), engine)
+    if stats_to is not None:
+        stats_to.append(handle)
+    return handle
 
 
 run.__doc__ = (run.__doc__ or "") + _DOC_ARGS
+
+
+class Run:
+    """What :func:`run` returns: an iterator of results, and the run's figures.
+
+    ``stats`` is the run's :class:`~drumfire.Stats`: live while the run goes
+    on, final once the iteration ends (``stats.summary()`` gives rows/s,
+    counts by status and reason, latency percentiles, requests sent).
+    ``close()`` stops the run early, as leaving a ``for`` loop does.
+    """
+
+    def __init__(self, results: Iterator[Result], engine: Engine) -> None:
+        self._results = results
+        self._engine = engine
+
+    @property
+    def stats(self) -> Stats:
+        return self._engine.stats
+
+    def __iter__(self) -> Run:
+        return self
+
+    def __next__(self) -> Result:
+        return next(self._results)
+
+    def close(self) -> None:
+        close = getattr(self._results, "close", None)
+        if close is not None:
+            close()
+
+
+def _engine_and_display(
+    job: Job,
+    source: Source,
+    output: Any,
+    on_result: Callable[[Result], None],
+    parse: Callable[[Response], Mapping[str, Any]] | None,
+    progress: bool | None,
+) -> tuple[Engine, Display | None]:
+    """The engine, and the progress display fed from its tick (shown now, if any)."""
+    kwargs = output.engine_kwargs()
+    engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
+    display = open_display(progress, engine.clock)
+    if display is not None:
+        engine.on_tick = chain(engine.on_tick, display)
+    return engine, display
 
 
 def _drain(
@@ -376,6 +476,7 @@ def _drain(
     loop: asyncio.AbstractEventLoop,
     thread: threading.Thread,
     state: dict[str, Any],
+    display: Display | None = None,
 ) -> Iterator[Result]:
     finished = False
     try:
@@ -396,6 +497,8 @@ def _drain(
             except RuntimeError:
                 pass  # the loop already closed
             thread.join()
+        # in the consumer's thread, now that the engine's is over
+        close_display(display, engine.stats)
     if "error" in state:
         raise state["error"]
 
@@ -405,6 +508,7 @@ def run_all(
     url: str = "{url}",
     *,
     as_frame: bool | None = None,
+    return_stats: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Run a batch and return every row: a list of flat dicts, or a pandas
@@ -413,12 +517,29 @@ def run_all(
     Results come in input order. A DataFrame made from a DataFrame keeps its
     index (row i of the result answers row i of the input), and ``status``
     is a nullable integer column (``Int64``: ``<NA>`` where no response came).
+
+    The run's figures: with ``return_stats=True`` the call returns a pair
+    ``(results, stats)`` (a :class:`~drumfire.Stats`; ``stats.summary()`` for
+    a dict); a pandas DataFrame also carries ``stats.summary()`` in
+    ``frame.attrs["drumfire"]``.
     """
     from ._frames import frame_kind, run_all_frame
 
+    runs: list[Run] = []
+    kwargs["_stats_to"] = runs
     kind = frame_kind(rows)
     if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
-        return run_all_frame(rows, kind, url, as_frame, kwargs)
+        table = run_all_frame(rows, kind, url, as_frame, kwargs)
+        if hasattr(table, "attrs") and runs:
+            table.attrs["drumfire"] = runs[0].stats.summary()
+        return (table, runs[0].stats) if return_stats else table
+    result = _run_all(rows, url, as_frame, kwargs)
+    if hasattr(result, "attrs"):
+        result.attrs["drumfire"] = runs[0].stats.summary()
+    return (result, runs[0].stats) if return_stats else result
+
+
+def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any]) -> Any:
     frame_in = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     if as_frame is None:
         as_frame = frame_in

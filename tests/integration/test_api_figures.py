@@ -1,0 +1,129 @@
+"""The Python API returns the run's figures and takes progress= (issue 16), outside Jupyter."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import drumfire
+from drumfire.demo import DemoServer
+
+ECHO = "/echo?n={n}"
+ROWS = [{"n": i} for i in range(50)]
+
+
+def test_run_returns_an_iterator_with_the_figures(demo_server: DemoServer) -> None:
+    it = drumfire.run(ROWS, demo_server.base_url + ECHO)
+    assert isinstance(it, drumfire.Run)
+    assert iter(it) is it
+    results = list(it)
+    assert len(results) == 50
+    summary = it.stats.summary()
+    assert summary["rows"] == 50
+    assert summary["ok"] == 50
+    assert summary["status"] == {"200": 50}
+    assert summary["rows_per_s"] > 0
+    assert set(summary["latency_ms"]) == {"p50", "p90", "p99", "max"}
+
+
+def test_run_all_returns_the_figures_when_asked(demo_server: DemoServer) -> None:
+    rows = [{"code": 200 if i % 5 else 404} for i in range(50)]
+    url = demo_server.base_url + "/status/{code}"
+    records, stats = drumfire.run_all(rows, url, return_stats=True, retries=0)
+    assert len(records) == 50
+    assert isinstance(stats, drumfire.Stats)
+    assert stats.done == 50
+    assert stats.summary()["failures"] == {"http 404": 10}
+    assert stats.summary()["status"] == {"200": 40, "404": 10}
+    plain = drumfire.run_all(ROWS, demo_server.base_url + ECHO)
+    assert isinstance(plain, list)
+
+
+def test_a_pandas_frame_carries_the_figures_in_attrs(demo_server: DemoServer) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = drumfire.run_all(pd.DataFrame(ROWS), demo_server.base_url + ECHO)
+    assert frame.attrs["drumfire"]["rows"] == 50
+    assert frame.attrs["drumfire"]["ok"] == 50
+
+
+def test_a_polars_frame_comes_back_with_its_figures(demo_server: DemoServer) -> None:
+    pl = pytest.importorskip("polars")
+    frame, stats = drumfire.run_all(
+        pl.DataFrame(ROWS), demo_server.base_url + ECHO, return_stats=True
+    )
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.height == 50
+    assert stats.ok == 50
+
+
+def test_arun_returns_an_async_iterator_with_the_figures(demo_server: DemoServer) -> None:
+    async def main() -> tuple[int, drumfire.ARun]:
+        run = drumfire.arun(ROWS, demo_server.base_url + ECHO)
+        got = [r async for r in run]
+        return len(got), run
+
+    count, run = asyncio.run(main())
+    assert count == 50
+    assert run.stats is not None
+    assert run.stats.done == 50
+
+
+def test_arun_stopped_early_keeps_the_figures_so_far(demo_server: DemoServer) -> None:
+    async def main() -> drumfire.ARun:
+        run = drumfire.arun(ROWS, demo_server.base_url + ECHO, concurrency=1)
+        async for _ in run:
+            break
+        await run.aclose()
+        return run
+
+    run = asyncio.run(main())
+    assert run.stats is not None
+    assert 1 <= run.stats.done <= 50
+
+
+def test_progress_true_outside_a_terminal_prints_the_figures_at_the_end(
+    demo_server: DemoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = drumfire.run_all(ROWS, demo_server.base_url + ECHO, progress=True)
+    assert len(results) == 50
+    err = capsys.readouterr().err
+    assert "50 rows in" in err
+    assert "rows/s" in err
+    assert "ok 50" in err
+
+
+@pytest.mark.parametrize("progress", [None, False])
+def test_no_progress_when_not_interactive_or_turned_off(
+    demo_server: DemoServer, capsys: pytest.CaptureFixture[str], progress: bool | None
+) -> None:
+    results = list(drumfire.run(ROWS, demo_server.base_url + ECHO, progress=progress))
+    assert len(results) == 50
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_true_on_arun(demo_server: DemoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    async def main() -> int:
+        return len(
+            [r async for r in drumfire.arun(ROWS, demo_server.base_url + ECHO, progress=True)]
+        )
+
+    assert asyncio.run(main()) == 50
+    assert "50 rows in" in capsys.readouterr().err
+
+
+def test_a_bad_progress_value_is_a_usage_error(demo_server: DemoServer) -> None:
+    with pytest.raises(drumfire.UsageError, match="progress="):
+        drumfire.run(ROWS, demo_server.base_url + ECHO, progress="yes")
+
+
+def test_progress_and_output_share_the_engine_tick(
+    demo_server: DemoServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    it = drumfire.run(ROWS, demo_server.base_url + ECHO, output=out, progress=True)
+    assert len(list(it)) == 50
+    assert len(out.read_text().splitlines()) == 50
+    assert it.stats.done == 50
+    assert "50 rows in" in capsys.readouterr().err

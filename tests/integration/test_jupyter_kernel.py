@@ -1,0 +1,188 @@
+"""A real Jupyter kernel runs drumfire against the demo server (issue 16).
+
+nbclient executes a notebook in an ipykernel started from this Python; the
+notebook's outputs and the widget state the kernel sent over iopub show the
+progress bar and the run's figures. Nothing here waits on the clock: every
+step waits for the kernel's messages, bounded by nbclient's timeouts.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+jupyter_client = pytest.importorskip("jupyter_client")
+
+from drumfire.demo import DemoServer  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+ROWS = 300
+
+
+@pytest.fixture
+def kernel_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A kernel manager for an ipykernel of this very Python (not whatever 'python3' is)."""
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # jupyter_core warns otherwise
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec = tmp_path / "kernels" / "drumfire-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "drumfire test",
+                "language": "python",
+            }
+        )
+    )
+    specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    km = KernelManager(kernel_name="drumfire-test", kernel_spec_manager=specs)
+    try:
+        yield km
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        # nbclient leaves its client's sockets to the garbage collector: collect
+        # them here, so that no ResourceWarning comes later, blamed on another test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del km
+            gc.collect()
+
+
+def execute(cells: list[str], km: Any) -> Any:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(
+        nb,
+        km=km,
+        timeout=120,
+        startup_timeout=120,
+        store_widget_state=True,
+        allow_errors=False,
+    )
+    client.execute()
+    return nb
+
+
+def texts(cell: Any) -> str:
+    """Everything a cell printed or displayed, as text."""
+    parts = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            parts.append(output.text)
+        elif output.output_type in ("display_data", "execute_result"):
+            data = output.get("data", {})
+            parts.append(str(data.get("text/html", "")) + str(data.get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def widget_states(nb: Any) -> list[dict[str, Any]]:
+    store = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {})
+    return [model["state"] for model in store.get("state", {}).values()]
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoServer]:
+    with DemoServer() as server:
+        yield server
+
+
+def test_a_notebook_shows_a_progress_widget_and_the_run_figures(
+    demo: DemoServer, kernel_manager: Any
+) -> None:
+    url = demo.base_url + "/echo?n={n}"
+    nb = execute(
+        [
+            "import drumfire",
+            f"rows = [{{'n': i}} for i in range({ROWS})]",
+            # the default: on, since this is a kernel
+            f"it = drumfire.run(rows, {url!r})\n"
+            "results = list(it)\n"
+            "print('rows', len(results), 'stats', it.stats.summary()['rows'])",
+            # progress=True does not raise TypeError; run_all returns the figures
+            f"frame, stats = drumfire.run_all(rows, {url!r}, progress=True, "
+            "return_stats=True, as_frame=True)\n"
+            "print('frame', len(frame), 'ok', stats.ok, 'attrs', frame.attrs['drumfire']['rows'])",
+            # progress=False: nothing displayed
+            f"quiet = drumfire.run_all(rows, {url!r}, progress=False)\nprint('quiet', len(quiet))",
+        ],
+        kernel_manager,
+    )
+    run_cell, all_cell, quiet_cell = nb.cells[2], nb.cells[3], nb.cells[4]
+    assert f"rows {ROWS} stats {ROWS}" in texts(run_cell)
+    assert f"frame {ROWS} ok {ROWS} attrs {ROWS}" in texts(all_cell)
+    for cell in (run_cell, all_cell):
+        views = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]
+        assert len(views) == 1, cell.outputs
+    assert texts(quiet_cell).strip() == f"quiet {ROWS}"
+    assert not any(WIDGET_VIEW in o.get("data", {}) for o in quiet_cell.outputs)
+    # The widgets' last state, as the kernel sent it: full bars, the figures in the text.
+    states = widget_states(nb)
+    bars = [s for s in states if s.get("_model_name") == "IntProgressModel"]
+    assert len(bars) == 2
+    assert all(b["value"] == ROWS and b["max"] == ROWS for b in bars)
+    assert all(b["bar_style"] == "success" for b in bars)
+    labels = [s["value"] for s in states if s.get("_model_name") == "HTMLModel"]
+    finals = [v for v in labels if f"{ROWS:,} rows in" in v]
+    assert len(finals) == 2, labels
+    assert all("rows/s" in v and "p50" in v and f"ok {ROWS:,}" in v for v in finals)
+
+
+def test_without_ipywidgets_the_notebook_gets_an_updating_html_line(
+    demo: DemoServer, kernel_manager: Any
+) -> None:
+    url = demo.base_url + "/echo?n={n}"
+    nb = execute(
+        [
+            "import sys\nsys.modules['ipywidgets'] = None  # as if not installed",
+            "import drumfire\n"
+            f"a = drumfire.run_all([{{'n': i}} for i in range({ROWS})], {url!r}, "
+            "progress=True)\nprint('done', len(a))",
+        ],
+        kernel_manager,
+    )
+    cell = nb.cells[1]
+    assert not any(WIDGET_VIEW in o.get("data", {}) for o in cell.outputs)
+    html = [o for o in cell.outputs if "text/html" in o.get("data", {})]
+    # one display, updated in place (update_display_data) to the run's figures
+    assert len(html) == 1, cell.outputs
+    final = html[0]["data"]["text/html"]
+    assert f"{ROWS:,} rows in" in final
+    assert "rows/s" in final
+    assert f"done {ROWS}" in texts(cell)
+
+
+def test_an_async_run_in_a_kernel_shows_progress_and_keeps_its_figures(
+    demo: DemoServer, kernel_manager: Any
+) -> None:
+    url = demo.base_url + "/echo?n={n}"
+    nb = execute(
+        [
+            "import drumfire\n"
+            f"run = drumfire.arun([{{'n': i}} for i in range({ROWS})], {url!r})\n"
+            "got = [r async for r in run]\n"
+            "print('async', len(got), run.stats.done, run.stats.summary()['rows_per_s'] > 0)",
+        ],
+        kernel_manager,
+    )
+    cell = nb.cells[0]
+    assert f"async {ROWS} {ROWS} True" in texts(cell)
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in cell.outputs)
