@@ -16,6 +16,7 @@ figures, is drawn when the run ends.
 from __future__ import annotations
 
 import html
+import importlib
 import io
 import sys
 from collections.abc import Callable
@@ -143,7 +144,8 @@ class _HTMLLine:
     """Without ipywidgets: one HTML output, updated in place (``display_id``)."""
 
     def __init__(self, clock: Callable[[], float], display: Callable[..., Any]) -> None:
-        from IPython import display as ipython_display
+        # By module object: IPython 8 does not re-export HTML for mypy, IPython 9 does.
+        ipython_display = importlib.import_module("IPython.display")
 
         self.clock = clock
         self.throttle = Throttle(clock)
