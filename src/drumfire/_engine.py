@@ -15,8 +15,6 @@ A row's life::
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import random
 import time
 from collections import deque
@@ -32,11 +30,10 @@ from ._limits import AdaptiveLimit, FixedLimit, RateMeter
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._settings import Retry, Timeouts
+from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
 
 __all__ = ["WAIT", "Engine", "InputProblem", "row_id"]
 
-_RETRY_ANY_METHOD = frozenset({429, 503})  # the server says it did not process the request
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
 
 
@@ -146,23 +143,6 @@ class Pool:
                     conn.abort("cancelled")
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse ``Retry-After`` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # asctime form: HTTP dates are always GMT (RFC 9110 §5.6.7)
-        when = when.replace(tzinfo=datetime.UTC)
-    wall = time.time() if now is None else now
-    return max(0.0, when.timestamp() - wall)
-
-
 class Engine:
     """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face."""
 
@@ -205,7 +185,6 @@ class Engine:
             else AdaptiveLimit(initial=min(8, max_concurrency), maximum=max_concurrency)
         )
         self.rate = RateMeter(rate) if rate else None
-        self._hold_until = 0.0  # a Retry-After pauses every new start until then
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
@@ -247,7 +226,7 @@ class Engine:
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
         # Statuses that may need more than writing the row (see _settle).
-        self._special = frozenset(self.retry.statuses) | _RETRY_ANY_METHOD
+        self._special = frozenset(self.retry.statuses) | UNPROCESSED_STATUSES
         self.stats = Stats(clock)
         self._items: Iterator[Item] = iter(())
         self._exhausted = False
@@ -493,15 +472,13 @@ class Engine:
                 and self._inflight < self._capacity
                 and not self._paused
             ):
-                if rate is not None or self._hold_until:
-                    now = self.clock()
-                    wait = max(rate.wait(now) if rate else 0.0, self._hold_until - now)
+                if rate is not None:
+                    wait = rate.wait(self.clock())
                     if wait > 0:
                         if not self._ready and self._exhausted:
                             break
                         self._pump_later(wait)
                         break
-                    self._hold_until = 0.0
                 elif self.pipelining:
                     # The usual case while pipelining: fill the connection that
                     # just answered (else the one with most room), many requests
@@ -754,14 +731,7 @@ class Engine:
     def _settle(self, job: Job, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""
         status = response.status
-        retryable = status in self.retry.statuses
-        read = retryable or overload
-        retry_after = retry_after_seconds(response.header("retry-after")) if read else None
-        if overload and retry_after:
-            # Honour Retry-After for the whole run, not only this row.
-            self._hold_until = max(
-                self._hold_until, now + min(retry_after, self.retry.max_retry_after)
-            )
+        retry = self.retry
         if 300 <= status < 400 and self.follow_redirects:
             location = response.header("location")
             if location is not None:
@@ -776,11 +746,16 @@ class Engine:
                     self._ready.append(job)
                     self._pump()
                     return
-        if (
-            retryable
-            and self._budget_left(job)
-            and (status in _RETRY_ANY_METHOD or self._may_resend(job))
-        ):
+        if self._budget_left(job) and retry.is_retry(status, job.prepared.idempotent):
+            # Retry-After delays this row only (as urllib3, Envoy and gRPC do).
+            retry_after = retry.parse_retry_after(response.header("retry-after"))
+            if retry.over_wait(retry_after):
+                # Longer than the user will wait: end the row now with its status,
+                # so a later run (--retry-failed, --resume) can take it.
+                assert retry_after is not None
+                self._pump()
+                self._give_up(job, status, retry.over_wait_error(retry_after))
+                return
             self._retry_later(job, retry_after)
             self._pump()
         else:
@@ -813,7 +788,7 @@ class Engine:
         elif (
             self._budget_left(job)
             and not self._stopping
-            and (reason == "connect" or self._may_resend(job))
+            and self.retry.is_retry_failure(reason, detail, job.prepared.idempotent)
         ):
             self._retry_later(job, None)
         else:

@@ -248,6 +248,15 @@ def main() -> None:
     help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
 )
 @click.option(
+    "--max-retry-wait",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest Retry-After waited for (it delays only its own row); a row asked to "
+    "wait longer ends at once with its status and error retry_after.",
+)
+@click.option(
     "--retry-unsafe",
     is_flag=True,
     help="Also re-send non-idempotent requests (POST, PATCH) that may have reached the server.",
@@ -314,6 +323,7 @@ def run_command(
     read_ahead: bool,
     rate: str | None,
     retries: int,
+    max_retry_wait: float,
     retry_unsafe: bool,
     timeout: float,
     connect_timeout: float,
@@ -351,7 +361,7 @@ def run_command(
             concurrency=concurrency,
             max_concurrency=max_concurrency,
             rate=_rate_option(rate),
-            retry=Retry(retries=retries, unsafe=retry_unsafe),
+            retry=Retry(retries=retries, unsafe=retry_unsafe, max_retry_after=max_retry_wait),
             timeout=timeout,
             connect_timeout=connect_timeout,
             verify=not insecure,

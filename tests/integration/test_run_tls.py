@@ -67,3 +67,9 @@ def test_verification_can_be_turned_off(tls_server: str) -> None:
                        verify=False, concurrency=4, extract={"s": "secure"}))
     assert len(results) == 20
     assert all(r.status == 200 and r.error == "" and r.fields == {"s": True} for r in results)
+
+
+def test_certificate_failures_are_not_retried(tls_server: str) -> None:
+    # Retrying cannot change a certificate verification failure: one attempt per row.
+    results = list(run([{"id": "1"}], tls_server + "/x/{id}", retries=3))
+    assert [(r.status, r.error, r.attempts) for r in results] == [(None, "tls", 1)]
