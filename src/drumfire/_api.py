@@ -54,6 +54,8 @@ class Job:
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
     pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
+    per_host_concurrency: int | None = None  # most in flight to one origin
+    per_host_rate: float | None = None  # most starts per second to one origin
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
@@ -117,6 +119,8 @@ class Job:
             follow_redirects=self.follow_redirects,
             pipeline=self.pipeline,
             text_rows=source.fmt in TEXT_FORMATS,
+            per_host_concurrency=self.per_host_concurrency,
+            per_host_rate=self.per_host_rate,
             **kwargs,
         )
 
@@ -142,6 +146,8 @@ def make_job(
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
     pipeline: int = 64,
+    per_host_concurrency: int | None = None,
+    per_host_rate: float | None = None,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:
@@ -169,6 +175,8 @@ def make_job(
         # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
         follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
         pipeline=pipeline,
+        per_host_concurrency=per_host_concurrency,
+        per_host_rate=per_host_rate,
     )
 
 
@@ -187,6 +195,9 @@ _DOC_ARGS = """
         concurrency: requests in flight at once; None (the default) adapts it
             to the server, up to ``max_concurrency``.
         rate: at most this many requests started per second.
+        per_host_concurrency, per_host_rate: the same limits for each origin
+            (scheme, host, port) on its own; each origin also adapts its own
+            concurrency, and its send rate once it has throttled.
         retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this

@@ -74,13 +74,13 @@ def _processes_option(text: str, url: str) -> int:
     return n
 
 
-def _rate_option(text: str | None) -> float | None:
+def _rate_option(text: str | None, option: str = "--rate") -> float | None:
     if text is None:
         return None
     try:
         return parse_rate(text)
     except ValueError as exc:
-        raise UsageError(f"--rate: {exc}") from None
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def load_parse_function(spec: str) -> Callable[..., Any]:
@@ -248,6 +248,20 @@ def main() -> None:
     help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
 )
 @click.option(
+    "--per-host-concurrency",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    metavar="N",
+    help="At most N requests in flight to each origin (scheme, host, port) "
+    "[default: adaptive per origin, up to --max-concurrency].",
+)
+@click.option(
+    "--per-host-rate",
+    default=None,
+    metavar="RATE",
+    help="Start at most RATE requests per second to each origin (500, 500/s, 100/min).",
+)
+@click.option(
     "--max-retry-wait",
     type=click.FloatRange(0),
     default=60.0,
@@ -323,6 +337,8 @@ def run_command(
     read_ahead: bool,
     rate: str | None,
     retries: int,
+    per_host_concurrency: int | None,
+    per_host_rate: str | None,
     max_retry_wait: float,
     retry_unsafe: bool,
     timeout: float,
@@ -361,6 +377,8 @@ def run_command(
             concurrency=concurrency,
             max_concurrency=max_concurrency,
             rate=_rate_option(rate),
+            per_host_concurrency=per_host_concurrency,
+            per_host_rate=_rate_option(per_host_rate, "--per-host-rate"),
             retry=Retry(retries=retries, unsafe=retry_unsafe, max_retry_after=max_retry_wait),
             timeout=timeout,
             connect_timeout=connect_timeout,

@@ -25,8 +25,11 @@ and retried, so tests assert on events, not on time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import email.utils
+import json
 import threading
 import time
 import zlib
@@ -67,6 +70,10 @@ class _State:
     def __init__(self, behaviour: Behaviour) -> None:
         self.b = behaviour
         self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        behaviour = self.b
         self.requests = 0
         self.statuses: Counter[int] = Counter()
         self.attempts: Counter[str] = Counter()
@@ -76,6 +83,11 @@ class _State:
         self.refilled = 0.0
         self.inflight = 0
         self.peak = 0
+
+    def summary(self) -> bytes:
+        with self.lock:
+            counts = {"requests": self.requests, "statuses": dict(self.statuses), "peak": self.peak}
+        return json.dumps(counts).encode()
 
     def decide(self, id_: str, now: float) -> tuple[int, list[tuple[str, str]], float]:
         """Status, extra headers and delay for one request of ``id_`` arriving at ``now``."""
@@ -150,7 +162,20 @@ class _Protocol(asyncio.Protocol):
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             parts = line.split(" ")
             target = parts[1] if len(parts) == 3 else "/"
-            self._answer(target.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+            path = target.split("?", 1)[0]
+            if path == "/_stats":
+                self._control(self.state.summary())
+            elif path == "/_reset":
+                with self.state.lock:
+                    self.state.reset()
+                self._control(b"{}")
+            else:
+                self._answer(path.rstrip("/").rsplit("/", 1)[-1])
+
+    def _control(self, body: bytes) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        if self.transport is not None:
+            self.transport.write(head + body)
 
     def _answer(self, id_: str) -> None:
         now = self.loop.time()
@@ -266,3 +291,30 @@ class ThrottleServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m drumfire._testing.throttle '{"throttle_share": 0.1}'``: serve until killed.
+
+    Prints the port on its first line. ``GET /_stats`` answers the counts as
+    JSON; ``GET /_reset`` starts them (and the bucket, the outage clock) again.
+    """
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("behaviour", nargs="?", default="{}", help="Behaviour fields as JSON")
+    args = parser.parse_args(argv)
+    fields = json.loads(args.behaviour)
+    if "stuck" in fields:
+        fields["stuck"] = frozenset(fields["stuck"])
+    behaviour = dataclasses.replace(Behaviour(), **fields)
+    server = ThrottleServer(behaviour).start()
+    print(server.port, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
