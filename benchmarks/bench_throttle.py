@@ -80,8 +80,13 @@ SERVERS: dict[str, tuple[str, dict[str, Any], int, list[str], int]] = {
         2000, [], 64,
     ),
     "quota": (
-        "token bucket 200 req/s (burst 10) with X-RateLimit-* and RateLimit headers",
-        {"bucket_rate": 200.0, "bucket_burst": 10.0, "quota_headers": True},
+        "quota of 1,000 per 5 s window, stated by X-RateLimit-Remaining/Reset",
+        {"quota": 1000, "quota_window": 5.0},
+        2000, [], 64,
+    ),
+    "quota-ietf": (
+        "the same, stated by the IETF draft's RateLimit / RateLimit-Policy",
+        {"quota": 1000, "quota_window": 5.0, "quota_style": "ietf"},
         2000, [], 64,
     ),
 }  # fmt: skip

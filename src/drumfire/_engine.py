@@ -26,7 +26,7 @@ import orjson
 from ._connection import BUSY, IDLE, Connection
 from ._extract import Extractor
 from ._http import Response
-from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
+from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter, parse_quota
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
@@ -836,7 +836,7 @@ class Engine:
             status = response.status
             overload = status == 429 or status == 503
             if overload:
-                host.throttled(now, now - job.start)
+                host.throttled(now, now - job.start, self._retry_after(response))
             else:
                 waited += now - job.start
                 calm += 1
@@ -846,6 +846,8 @@ class Engine:
                 usual.append((job, response))  # nothing to retry, wait for or follow
         if calm:
             host.answered(now, waited, calm)
+        if host.watch:
+            self._read_quota(host, answered, now)
         if host.queue:
             self._unpark(host)
         # Put the next requests on the wire first (the first takes this connection,
@@ -854,6 +856,27 @@ class Engine:
         self._pump()
         if usual:
             self._finish_all(usual, now)
+
+    def _retry_after(self, response: Response) -> float | None:
+        """A throttled answer's Retry-After, when it is one the run would wait for."""
+        retry = self.retry
+        wait = retry.parse_retry_after(response.header("retry-after"))
+        return None if retry.over_wait(wait) else wait
+
+    def _read_quota(
+        self, host: OriginLimit, answered: list[tuple[Job, Response]], now: float
+    ) -> None:
+        """Quota headers (RateLimit, X-RateLimit-*): pace the origin, or hold it at zero.
+
+        Looked for in an origin's first answers only, unless it sends them.
+        """
+        wall = time.time()
+        for _job, response in answered:
+            quota = parse_quota(response.header, wall)
+            if quota is not None:
+                host.quota(now, *quota)
+            elif host.watch:
+                host.watch -= 1
 
     def _settle(self, job: Job, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "FixedLimit",
     "OriginLimit",
     "RateMeter",
+    "parse_quota",
     "parse_rate",
 ]
 
@@ -342,11 +344,21 @@ class OriginLimit:
         "meter",
         "origin",
         "queue",
+        "quota_rate",
+        "share",
         "timer",
+        "watch",
     )
 
     #: Seconds over which the accepted rate is measured (AWS SDKs: 0.5 s buckets).
     BUCKET = 0.5
+    #: Share of recent answers throttled above which a Retry-After holds the whole
+    #: origin: the server says "not now" to (nearly) everyone, not to one row.
+    HOLD_SHARE = 0.5
+    #: Weight of one answer in ``share`` (a moving average over about 32 answers).
+    WEIGHT = 1 / 32
+    #: Answers looked at for quota headers before deciding the server sends none.
+    WATCH = 16
 
     def __init__(
         self,
@@ -369,6 +381,10 @@ class OriginLimit:
         self.accepted = 0.0  # answers the server accepted per second, smoothed
         self._acc_n = 0
         self._acc_start: float | None = None
+        self.share = 0.0  # moving average of throttled answers (429, 503)
+        self.quota_rate: float | None = None  # the pace the quota headers state
+        # Answers still to look at for quota headers (0: none; they never came).
+        self.watch = self.WATCH
 
     def room(self, depth: int = 1) -> int:
         """How many more requests may start here now, rate and pauses aside."""
@@ -379,17 +395,24 @@ class OriginLimit:
         wait = self.hold_until - now
         meter = self.meter
         if meter is not None:
-            cubic = self.cubic
-            if cubic is not None and cubic.rate is not None:
-                rate = cubic.at(now)
-                assert rate is not None
-                if self.fixed_rate is not None and self.fixed_rate < rate:
-                    rate = self.fixed_rate
-                meter.interval = 1.0 / rate
+            self._pace(meter, now)
             meter_wait = meter.wait(now)
             if meter_wait > wait:
                 wait = meter_wait
         return wait if wait > 0.0 else 0.0
+
+    def _pace(self, meter: RateMeter, now: float) -> None:
+        """Set the meter to the lowest rate in force: the cap, the found one, the quota's."""
+        cubic = self.cubic
+        rate = self.fixed_rate
+        found = cubic.at(now) if cubic is not None else None
+        if found is not None and (rate is None or found < rate):
+            rate = found
+        quota = self.quota_rate
+        if quota is not None and (rate is None or quota < rate):
+            rate = quota
+        if rate is not None:
+            meter.interval = 1.0 / rate
 
     def take(self, now: float) -> None:
         """A start at ``now``."""
@@ -405,21 +428,56 @@ class OriginLimit:
     def answered(self, now: float, latency_sum: float, count: int) -> None:
         """``count`` answers that were not throttling, read at ``now``."""
         self.limit.sample_all(now, latency_sum, count)
+        if self.share:
+            self.share *= (1.0 - self.WEIGHT) ** count
         if self.cubic is not None:
             self._count_accepted(now, count, latency_sum / count)
 
-    def throttled(self, now: float, latency: float) -> None:
-        """A 429 or 503: maybe a cut of the concurrency, and then of the rate."""
+    def throttled(self, now: float, latency: float, retry_after: float | None = None) -> None:
+        """A 429 or 503: maybe a cut of the concurrency, and then of the rate.
+
+        ``retry_after``: the wait the answer asked for (seconds), already capped.
+        When most recent answers are throttled, it holds the whole origin: the
+        server is saying it to everyone (a full outage), and each row's own
+        wait would only send a probe per row.
+        """
+        self.share += self.WEIGHT * (1.0 - self.share)
+        if retry_after and self.share >= self.HOLD_SHARE:
+            self.hold(now + retry_after)
         limit = self.limit
         limit.sample(now, latency, True)
         cubic = self.cubic
         if cubic is not None and limit.cuts != self._cuts:
             self._cuts = limit.cuts
-            cubic.throttle(now, self.accepted_rate(now))
-            if self.meter is None:
-                assert cubic.rate is not None
-                self.meter = RateMeter(cubic.rate)
-            self.gated = True
+            accepted = self.accepted_rate(now)
+            if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+                cubic.throttle(now, accepted)
+                self._metered(now)
+
+    def hold(self, until: float) -> None:
+        """Start nothing here before ``until``."""
+        if until > self.hold_until:
+            self.hold_until = until
+        self.gated = True
+
+    def quota(self, now: float, remaining: float, reset: float) -> None:
+        """The server's quota headers: ``remaining`` requests until ``reset`` seconds from now.
+
+        Nothing left: hold the origin until the reset. Else pace the starts to
+        the quota (``remaining / reset`` per second), as reqstorm does.
+        """
+        self.watch = self.WATCH  # a server that sends them keeps being read
+        if remaining <= 0:
+            self.hold(now + max(reset, 0.0))
+        elif reset > 0.0:
+            self.quota_rate = remaining / reset
+            self._metered(now)
+
+    def _metered(self, now: float) -> None:
+        if self.meter is None:
+            self.meter = RateMeter(1e9)
+        self._pace(self.meter, now)
+        self.gated = True
 
     def _count_accepted(self, now: float, count: int, latency: float) -> None:
         start = self._acc_start
@@ -449,6 +507,42 @@ class OriginLimit:
 
     def __repr__(self) -> str:
         return f"OriginLimit({self.origin!r}, {self.limit!r}, inflight={self.inflight})"
+
+
+def parse_quota(header: Callable[[str], str | None], wall: float) -> tuple[float, float] | None:
+    """(requests remaining, seconds until the quota resets) from an answer's headers, or None.
+
+    Reads the IETF httpapi draft's ``RateLimit: "policy";r=R;t=T`` (and its
+    earlier ``RateLimit-Remaining`` / ``RateLimit-Reset`` fields) and the common
+    ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``. A reset over 10^9 is a
+    Unix time (GitHub's form), converted with ``wall`` (:func:`time.time`).
+    ``header`` looks a header up by name. Malformed values are ignored.
+    """
+    remaining = reset = None
+    value = header("ratelimit")
+    if value:
+        # A list of items: "name";r=50;t=30, ...; the first item that has r.
+        for item in value.split(","):
+            params = dict(
+                part.strip().partition("=")[::2] for part in item.split(";")[1:] if "=" in part
+            )
+            if "r" in params:
+                remaining, reset = params.get("r"), params.get("t", "0")
+                break
+    if remaining is None:
+        remaining = header("x-ratelimit-remaining") or header("ratelimit-remaining")
+        reset = header("x-ratelimit-reset") or header("ratelimit-reset")
+    if remaining is None or reset is None:
+        return None
+    try:
+        left, when = float(remaining.strip()), float(reset.strip())
+    except ValueError:
+        return None
+    if not (math.isfinite(left) and math.isfinite(when)) or left < 0 or when < 0:
+        return None
+    if when > 1e9:
+        when = max(0.0, when - wall)
+    return left, when
 
 
 _UNITS = {

@@ -227,3 +227,27 @@ def test_per_host_options_are_checked(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: --per-host-rate:") or (
         "--per-host-rate" in proc.stderr
     )
+
+
+# -- a host-wide pause only when the server says so for everyone ----------------------------
+
+
+def test_a_full_outage_costs_about_one_window_of_probes() -> None:
+    # Every answer is 503 + Retry-After: 1 for the first second: once most answers
+    # are throttled the origin is held, rather than each row sending its own probe.
+    with ThrottleServer(Behaviour(outage=1.0, outage_retry_after="1")) as server:
+        got = run(server, 500)
+        throttled = server.throttled
+    assert all(r.status == 200 and r.error == "" for r in got.values())
+    assert throttled <= 64
+
+
+@pytest.mark.parametrize("style", ["x", "ietf"])
+def test_quota_headers_are_followed_without_429s(style: str) -> None:
+    # 200 requests per 2 s window, stated on every answer: drumfire paces to it.
+    behaviour = Behaviour(quota=200, quota_window=2.0, quota_style=style)
+    with ThrottleServer(behaviour) as server:
+        got = run(server, 300)
+        statuses = server.statuses
+    assert all(r.status == 200 and r.error == "" for r in got.values())
+    assert statuses[429] == 0

@@ -12,6 +12,7 @@ from drumfire._limits import (
     FixedLimit,
     OriginLimit,
     RateMeter,
+    parse_quota,
     parse_rate,
 )
 
@@ -226,3 +227,42 @@ def test_origin_limit_per_host_rate() -> None:
     host.take(0.0)
     host.take(0.0)  # one interval of slack
     assert host.wait(0.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-ratelimit-remaining": "10", "x-ratelimit-reset": "30"}, (10.0, 30.0)),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000000060"}, (0.0, 60.0)),
+        ({"ratelimit": '"default";r=50;t=30'}, (50.0, 30.0)),
+        ({"ratelimit": '"a";q=1, "b";r=0;t=5'}, (0.0, 5.0)),
+        ({"ratelimit-remaining": "7", "ratelimit-reset": "2"}, (7.0, 2.0)),
+        ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "2"}, None),
+        ({"x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2"}, None),
+        ({"x-ratelimit-remaining": "5"}, None),
+        ({}, None),
+    ],
+)
+def test_parse_quota(headers: dict[str, str], expected: tuple[float, float] | None) -> None:
+    assert parse_quota(headers.get, 1_000_000_000.0) == expected
+
+
+def test_origin_held_when_most_answers_are_throttled_with_retry_after() -> None:
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True)
+    host.throttled(0.0, 0.001, retry_after=2.0)  # one throttled answer: only its row waits
+    assert host.wait(0.0) == 0.0
+    for i in range(30):
+        host.throttled(0.001 * i, 0.001, retry_after=2.0)
+    assert host.wait(0.1) == pytest.approx(2.0 - 0.1 + 0.029, abs=0.01)
+    assert host.rate is None or host.rate > 0  # nothing accepted: no rate from it
+
+
+def test_origin_quota_paces_and_holds() -> None:
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=100.0, reset=10.0)
+    assert host.gated
+    host.take(0.0)
+    host.take(0.0)
+    assert host.wait(0.0) == pytest.approx(0.1)  # 10 per second
+    host.quota(1.0, remaining=0.0, reset=4.0)
+    assert host.wait(1.0) == pytest.approx(4.0)

@@ -10,8 +10,12 @@ The behaviours of issue 15's table, each an option of :class:`Behaviour`:
   sent as is (``"1"``), or as an HTTP-date that many seconds ahead when it is
   ``"date:2"``, or not at all when None;
 - ``bucket_rate`` / ``bucket_burst``: a token bucket over every request; above
-  it 429 with ``Retry-After: 1``; ``quota_headers`` adds ``X-RateLimit-Limit /
-  Remaining / Reset`` and the IETF draft's ``RateLimit`` / ``RateLimit-Policy``;
+  it 429 with ``Retry-After: 1``;
+- ``quota`` / ``quota_window``: a fixed-window quota (``quota`` requests per
+  ``quota_window`` seconds from the first request), announced on every answer
+  by ``X-RateLimit-Limit / Remaining / Reset`` (``quota_style="x"``) or the
+  IETF draft's ``RateLimit`` / ``RateLimit-Policy`` (``"ietf"``); over it, 429
+  with ``Retry-After`` the seconds to the window's end;
 - ``stuck``: ids that always answer 503 with ``Retry-After: stuck_after``;
 - ``outage``: for that many seconds from the first request, every answer is
   503 with ``Retry-After: outage_retry_after``;
@@ -30,6 +34,7 @@ import asyncio
 import dataclasses
 import email.utils
 import json
+import math
 import threading
 import time
 import zlib
@@ -56,7 +61,9 @@ class Behaviour:
     retry_after: str | None = "1"
     bucket_rate: float | None = None
     bucket_burst: float = 10.0
-    quota_headers: bool = False
+    quota: int | None = None
+    quota_window: float = 5.0
+    quota_style: str = "x"
     stuck: frozenset[str] = field(default_factory=frozenset)
     stuck_after: str = "3600"
     outage: float = 0.0
@@ -80,6 +87,8 @@ class _State:
         self.events: list[tuple[str, int, int]] = []  # (id, attempt, status) in arrival order
         self.first: float | None = None
         self.tokens = behaviour.bucket_burst
+        self.window = -1
+        self.used = 0
         self.refilled = 0.0
         self.inflight = 0
         self.peak = 0
@@ -115,17 +124,28 @@ class _State:
                     self.tokens -= 1.0
                 else:
                     status, headers = 429, [("Retry-After", "1")]
-                if b.quota_headers:
-                    left = int(self.tokens)
-                    reset = max(1, int((1.0 - (self.tokens - left)) / rate + 0.999))
-                    limit = int(b.bucket_burst)
-                    window = max(1, round(b.bucket_burst / rate))
+            if status == 200 and b.quota is not None:
+                since = now - self.first
+                window = int(since // b.quota_window)
+                if window != self.window:
+                    self.window, self.used = window, 0
+                reset = max(1, math.ceil((window + 1) * b.quota_window - since))
+                if self.used >= b.quota:
+                    status, headers = 429, [("Retry-After", str(reset))]
+                else:
+                    self.used += 1
+                left = b.quota - self.used
+                if b.quota_style == "x":
                     headers += [
-                        ("X-RateLimit-Limit", str(limit)),
+                        ("X-RateLimit-Limit", str(b.quota)),
                         ("X-RateLimit-Remaining", str(left)),
                         ("X-RateLimit-Reset", str(reset)),
-                        ("RateLimit-Policy", f'"burst";q={limit};w={window}'),
-                        ("RateLimit", f'"burst";r={left};t={reset}'),
+                    ]
+                else:
+                    w = round(b.quota_window)
+                    headers += [
+                        ("RateLimit-Policy", f'"default";q={b.quota};w={w}'),
+                        ("RateLimit", f'"default";r={left};t={reset}'),
                     ]
             self.statuses[status] += 1
             self.events.append((id_, attempt, status))
