@@ -26,7 +26,14 @@ import orjson
 from ._connection import BUSY, IDLE, Connection
 from ._extract import Extractor
 from ._http import Response
-from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter, parse_quota
+from ._limits import (
+    AdaptiveLimit,
+    FixedLimit,
+    OriginLimit,
+    RateMeter,
+    RetryBudget,
+    parse_quota,
+)
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
@@ -562,7 +569,9 @@ class Engine:
             host = self._hosts.get(origin)
             if host is None:
                 limit = self.limiter if not self._hosts else self._new_limit()
-                host = OriginLimit(origin, limit, self._per_host_rate, self._adaptive)
+                retry = self.retry
+                budget = RetryBudget(retry.budget, retry.budget_floor)
+                host = OriginLimit(origin, limit, self._per_host_rate, self._adaptive, budget)
                 self._hosts[origin] = host
                 self._solo = host if len(self._hosts) == 1 else None
             self._last_host = host
@@ -640,6 +649,7 @@ class Engine:
         if conn is not None:
             self._inflight += 1
             host.inflight += 1
+            host.sent += 1
             job.attempts += 1
             self._busy.add(conn)
             if self.pipelining:
@@ -657,6 +667,7 @@ class Engine:
             if busy is not None:
                 self._inflight += 1
                 host.inflight += 1
+                host.sent += 1
                 job.attempts += 1
                 self.stats.pipelined += 1
                 busy.pipeline([(job, now + self.timeouts.total)], [job.prepared.data])
@@ -669,6 +680,7 @@ class Engine:
                 return False
         self._inflight += 1
         host.inflight += 1
+        host.sent += 1
         job.attempts += 1
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body)
@@ -712,6 +724,7 @@ class Engine:
         if queued:
             self._inflight += len(queued)
             host.inflight += len(queued)
+            host.sent += len(queued)
             self.stats.pipelined += len(queued)
             conn.pipeline(queued, data)
         return len(queued)
@@ -897,7 +910,11 @@ class Engine:
                     self._ready.append(job)
                     self._pump()
                     return
-        if self._budget_left(job) and retry.is_retry(status, job.prepared.idempotent):
+        if (
+            self._budget_left(job)
+            and retry.is_retry(status, job.prepared.idempotent)
+            and self._may_retry(job, now)
+        ):
             # Retry-After delays this row only (as urllib3, Envoy and gRPC do).
             retry_after = retry.parse_retry_after(response.header("retry-after"))
             if retry.over_wait(retry_after):
@@ -942,6 +959,7 @@ class Engine:
             self._budget_left(job)
             and not self._stopping
             and self.retry.is_retry_failure(reason, detail, job.prepared.idempotent)
+            and self._may_retry(job, self.clock())
         ):
             self._retry_later(job, None)
         else:
@@ -951,6 +969,11 @@ class Engine:
     def _budget_left(self, job: Job) -> bool:
         used = job.attempts - (0 if job.free_retry else 1) - job.hops
         return used <= self.retry.retries
+
+    def _may_retry(self, job: Job, now: float) -> bool:
+        """The origin's retry budget (a share of its recent requests) has room for one."""
+        host = job.host
+        return host is None or host.may_retry(now)
 
     def _may_resend(self, job: Job) -> bool:
         return job.prepared.idempotent or self.retry.unsafe

@@ -25,6 +25,7 @@ __all__ = [
     "FixedLimit",
     "OriginLimit",
     "RateMeter",
+    "RetryBudget",
     "parse_quota",
     "parse_rate",
 ]
@@ -316,6 +317,41 @@ class RateMeter:
         self._tat = max(self._tat, now - self.burst * self.interval) + self.interval
 
 
+class RetryBudget:
+    """Retries may add at most ``share`` of the recent requests, plus ``floor`` per second.
+
+    Finagle's ``RetryBudget`` (and in spirit gRPC's retry throttling): every
+    request sent deposits ``share`` of a token, every second deposits
+    ``floor``; a retry takes a whole token, and none is left means no retry. The
+    balance is capped at ``floor * ttl`` plus ``share`` of that many requests, so
+    a long healthy run does not bank an unbounded storm. Requests are counted by
+    the caller (``sent``, a running total) so the hot path only adds one.
+    """
+
+    __slots__ = ("_balance", "_last", "_sent", "cap", "floor", "share")
+
+    def __init__(self, share: float = 0.2, floor: float = 10.0, ttl: float = 10.0) -> None:
+        self.share = share
+        self.floor = floor
+        self.cap = max(1.0, floor * ttl + share * 100 * ttl)
+        self._balance = max(1.0, floor * ttl)
+        self._last: float | None = None
+        self._sent = 0
+
+    def withdraw(self, now: float, sent: int) -> bool:
+        """Take one retry if the budget allows; ``sent``: requests sent so far (a total)."""
+        last = self._last if self._last is not None else now
+        self._balance = min(
+            self.cap,
+            self._balance + (sent - self._sent) * self.share + (now - last) * self.floor,
+        )
+        self._sent, self._last = sent, now
+        if self._balance >= 1.0:
+            self._balance -= 1.0
+            return True
+        return False
+
+
 class OriginLimit:
     """One origin's limits (scheme, host, port): concurrency, send rate, and its waiting rows.
 
@@ -335,6 +371,7 @@ class OriginLimit:
         "_acc_start",
         "_cuts",
         "accepted",
+        "budget",
         "cubic",
         "fixed_rate",
         "gated",
@@ -345,6 +382,7 @@ class OriginLimit:
         "origin",
         "queue",
         "quota_rate",
+        "sent",
         "share",
         "timer",
         "watch",
@@ -366,8 +404,11 @@ class OriginLimit:
         limit: FixedLimit | AdaptiveLimit,
         rate: float | None = None,
         adaptive_rate: bool = False,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.origin = origin
+        self.budget = budget
+        self.sent = 0  # requests sent (the engine counts them), for the retry budget
         self.limit = limit
         self.inflight = 0
         self.queue: deque[Any] = deque()
@@ -400,6 +441,10 @@ class OriginLimit:
             if meter_wait > wait:
                 wait = meter_wait
         return wait if wait > 0.0 else 0.0
+
+    def may_retry(self, now: float) -> bool:
+        """Whether the retry budget lets one more retry go to this origin now."""
+        return self.budget is None or self.budget.withdraw(now, self.sent)
 
     def _pace(self, meter: RateMeter, now: float) -> None:
         """Set the meter to the lowest rate in force: the cap, the found one, the quota's."""

@@ -251,3 +251,18 @@ def test_quota_headers_are_followed_without_429s(style: str) -> None:
         statuses = server.statuses
     assert all(r.status == 200 and r.error == "" for r in got.values())
     assert statuses[429] == 0
+
+
+# -- a retry budget -------------------------------------------------------------------------
+
+
+def test_a_failing_server_is_not_hammered_by_retries() -> None:
+    # Every answer is 503 (no Retry-After), forever. With 10 retries per row and
+    # no budget that is 11 requests per row; the budget lets retries add about
+    # a fifth of the requests (plus a reserve of 100 and 10 per second).
+    behaviour = Behaviour(throttle_share=1.0, throttle_times=1000, retry_after=None)
+    with ThrottleServer(behaviour) as server:
+        got = run(server, 1000, retry=Retry(retries=10, backoff=0.001, max_backoff=0.005))
+        requests = server.requests
+    assert all(r.status == 503 for r in got.values())
+    assert requests < 1.5 * 1000

@@ -12,6 +12,7 @@ from drumfire._limits import (
     FixedLimit,
     OriginLimit,
     RateMeter,
+    RetryBudget,
     parse_quota,
     parse_rate,
 )
@@ -266,3 +267,25 @@ def test_origin_quota_paces_and_holds() -> None:
     assert host.wait(0.0) == pytest.approx(0.1)  # 10 per second
     host.quota(1.0, remaining=0.0, reset=4.0)
     assert host.wait(1.0) == pytest.approx(4.0)
+
+
+def test_retry_budget_allows_a_share_of_requests_plus_a_floor() -> None:
+    budget = RetryBudget(share=0.2, floor=10.0, ttl=10.0)
+    sent, allowed = 0, 0
+    for _ in range(200):  # the banked reserve first: floor x ttl
+        allowed += budget.withdraw(0.0, sent)
+    assert allowed == 100
+    # 1,000 requests at the same instant: 200 more retries, not more.
+    sent += 1000
+    allowed = sum(budget.withdraw(0.0, sent) for _ in range(500))
+    assert allowed == 200
+    # A second later, the floor: 10 more.
+    allowed = sum(budget.withdraw(1.0, sent) for _ in range(50))
+    assert allowed == 10
+
+
+def test_retry_budget_does_not_bank_forever() -> None:
+    budget = RetryBudget(share=0.2, floor=10.0, ttl=10.0)
+    budget.withdraw(0.0, 0)
+    allowed = sum(budget.withdraw(3600.0, 10**6) for _ in range(10_000))
+    assert allowed == budget.cap == 300
