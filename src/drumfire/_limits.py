@@ -369,6 +369,7 @@ class OriginLimit:
     __slots__ = (
         "_acc_n",
         "_acc_start",
+        "_born",
         "_cuts",
         "accepted",
         "budget",
@@ -422,6 +423,7 @@ class OriginLimit:
         self.accepted = 0.0  # answers the server accepted per second, smoothed
         self._acc_n = 0
         self._acc_start: float | None = None
+        self._born: float | None = None  # when the first answered request was sent
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.quota_rate: float | None = None  # the pace the quota headers state
         # Answers still to look at for quota headers (0: none; they never came).
@@ -496,6 +498,13 @@ class OriginLimit:
             self._cuts = limit.cuts
             accepted = self.accepted_rate(now)
             if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+                born = self._born
+                if cubic.rate is None and born is not None and now > born:
+                    # The first cut, early in a run: what was accepted is measured
+                    # over too short a time; what was sent, less the share throttled,
+                    # says as much. Later cuts (if the throttling goes on) go lower.
+                    sent = self.sent / (now - born) * (1.0 - self.share)
+                    accepted = max(accepted, sent)
                 cubic.throttle(now, accepted)
                 self._metered(now)
 
@@ -527,7 +536,7 @@ class OriginLimit:
     def _count_accepted(self, now: float, count: int, latency: float) -> None:
         start = self._acc_start
         if start is None:
-            start = self._acc_start = now - latency
+            start = self._acc_start = self._born = now - latency
         self._acc_n += count
         elapsed = now - start
         if elapsed >= self.BUCKET:
