@@ -536,7 +536,12 @@ class Engine:
                     break
                 host = job.host
                 if host is None:
-                    host = self._host_of(job)
+                    host = self._last_host
+                    # The usual row: the plan's one origin, the very same tuple.
+                    if host is not None and host.origin is job.prepared.origin:
+                        job.host = host
+                    else:
+                        host = self._host_of(job)
                 if (host.gated or host is not solo) and not self._admit(job, host):
                     if self._solo is not None:
                         break  # the only origin must wait: reading on would only park rows
@@ -571,7 +576,9 @@ class Engine:
                 limit = self.limiter if not self._hosts else self._new_limit()
                 retry = self.retry
                 budget = RetryBudget(retry.budget, retry.budget_floor)
-                host = OriginLimit(origin, limit, self._per_host_rate, self._adaptive, budget)
+                host = OriginLimit(
+                    origin, limit, self._per_host_rate, self._adaptive, budget, self.clock()
+                )
                 self._hosts[origin] = host
                 self._solo = host if len(self._hosts) == 1 else None
             self._last_host = host

@@ -406,6 +406,7 @@ class OriginLimit:
         rate: float | None = None,
         adaptive_rate: bool = False,
         budget: RetryBudget | None = None,
+        born: float | None = None,
     ) -> None:
         self.origin = origin
         self.budget = budget
@@ -423,7 +424,7 @@ class OriginLimit:
         self.accepted = 0.0  # answers the server accepted per second, smoothed
         self._acc_n = 0
         self._acc_start: float | None = None
-        self._born: float | None = None  # when the first answered request was sent
+        self._born = born  # when the origin was first seen (its first request)
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.quota_rate: float | None = None  # the pace the quota headers state
         # Answers still to look at for quota headers (0: none; they never came).
@@ -477,8 +478,10 @@ class OriginLimit:
         self.limit.sample_all(now, latency_sum, count)
         if self.share:
             self.share *= (1.0 - self.WEIGHT) ** count
-        if self.cubic is not None:
-            self._count_accepted(now, count, latency_sum / count)
+            # Count accepted answers only once the server has throttled: before,
+            # no rate is needed, and this is the path of every answer.
+            if self.cubic is not None:
+                self._count_accepted(now, count, latency_sum / count)
 
     def throttled(self, now: float, latency: float, retry_after: float | None = None) -> None:
         """A 429 or 503: maybe a cut of the concurrency, and then of the rate.
@@ -491,20 +494,22 @@ class OriginLimit:
         self.share += self.WEIGHT * (1.0 - self.share)
         if retry_after and self.share >= self.HOLD_SHARE:
             self.hold(now + retry_after)
+            # Nothing is answered during the hold: start the count half-way, so
+            # that another hold takes a run of throttled answers after it, not one.
+            self.share = self.HOLD_SHARE / 2
         limit = self.limit
         limit.sample(now, latency, True)
         cubic = self.cubic
         if cubic is not None and limit.cuts != self._cuts:
             self._cuts = limit.cuts
             accepted = self.accepted_rate(now)
+            born = self._born
+            if cubic.rate is None and born is not None and now > born:
+                # The first cut: answers are counted only from the first throttled
+                # one, too short a time; what was sent, less the share throttled,
+                # says as much. Later cuts (if the throttling goes on) go lower.
+                accepted = max(accepted, self.sent / (now - born) * (1.0 - self.share))
             if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
-                born = self._born
-                if cubic.rate is None and born is not None and now > born:
-                    # The first cut, early in a run: what was accepted is measured
-                    # over too short a time; what was sent, less the share throttled,
-                    # says as much. Later cuts (if the throttling goes on) go lower.
-                    sent = self.sent / (now - born) * (1.0 - self.share)
-                    accepted = max(accepted, sent)
                 cubic.throttle(now, accepted)
                 self._metered(now)
 
@@ -536,7 +541,7 @@ class OriginLimit:
     def _count_accepted(self, now: float, count: int, latency: float) -> None:
         start = self._acc_start
         if start is None:
-            start = self._acc_start = self._born = now - latency
+            start = self._acc_start = now - latency
         self._acc_n += count
         elapsed = now - start
         if elapsed >= self.BUCKET:

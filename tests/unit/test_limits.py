@@ -206,11 +206,12 @@ def test_cubic_rate_is_never_cut_below_what_the_server_accepts() -> None:
 
 
 def test_origin_limit_is_gated_only_after_a_cut() -> None:
-    host = OriginLimit(("http", "a", 80), AdaptiveLimit(initial=8), adaptive_rate=True)
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(initial=8), adaptive_rate=True, born=0.0)
     assert not host.gated
     assert host.wait(0.0) == 0.0
     for i in range(20):
         host.answered(0.01 * (i + 1), 0.01 * 8, 8)  # ~800 answers/s accepted
+    host.sent = 240
     for i in range(10):
         host.throttled(0.3 + i * 1e-4, 0.0001)
     assert host.gated
