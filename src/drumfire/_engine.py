@@ -966,7 +966,8 @@ class Engine:
             self._budget_left(job)
             and not self._stopping
             and self.retry.is_retry_failure(reason, detail, job.prepared.idempotent)
-            and self._may_retry(job, self.clock())
+            # A refused connection cost the server nothing: outside the budget.
+            and (reason == "connect" or self._may_retry(job, self.clock()))
         ):
             self._retry_later(job, None)
         else:

@@ -261,11 +261,16 @@ class CubicRate:
         self._k = 0.0
         self._since = 0.0
 
-    def throttle(self, now: float, accepted: float) -> None:
-        """A cut at ``now``; ``accepted``: the rate (per second) the server answered lately."""
+    def throttle(self, now: float, accepted: float, to: float | None = None) -> None:
+        """A cut at ``now``; ``accepted``: the rate (per second) the server answered lately.
+
+        ``to``: cut to this rate exactly (still regrowing to the rate in force).
+        """
         current = self.at(now)
         least = max(self.minimum, self.floor * accepted)
         new = least if current is None else max(self.beta * current, least)
+        if to is not None:
+            new = max(self.minimum, to)
         # The first cut: as if from the rate that would have been cut to this one.
         w_max = new / self.beta if current is None else max(current, new)
         self._w_max = w_max
@@ -497,6 +502,12 @@ class OriginLimit:
             # Nothing is answered during the hold: start the count half-way, so
             # that another hold takes a run of throttled answers after it, not one.
             self.share = self.HOLD_SHARE / 2
+            cubic = self.cubic
+            accepted = self.accepted_rate(now)
+            if cubic is not None and cubic.rate is not None and 0.0 < accepted < cubic.rate:
+                # After the pause, start at what the server did accept, not at a
+                # rate it has just refused (the retried rows would meet it again).
+                cubic.throttle(now, accepted, to=accepted)
         limit = self.limit
         limit.sample(now, latency, True)
         cubic = self.cubic
