@@ -16,15 +16,16 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._connection import TLS
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
-from ._http import Response
+from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
-from ._request import RequestPlan
-from ._result import BASE_COLUMNS, Result
+from ._request import RequestPlan, json_body
+from ._result import BASE_COLUMNS, BlankFields, Result
 from ._settings import Retry, Timeouts
-from ._sources import TEXT_FORMATS, Source, rows_source
+from ._sources import TEXT_FORMATS, Source
 
 __all__ = ["Job", "arun", "run", "run_all"]
 
@@ -50,12 +51,25 @@ class Job:
     retry: Retry = field(default_factory=Retry)
     timeouts: Timeouts = field(default_factory=Timeouts)
     verify: bool = True
+    cacert: str | None = None  # CA certificates to trust (PEM), instead of the system's
+    cert: str | None = None  # a client certificate (PEM)
+    key: str | None = None  # its private key (PEM), if not in ``cert``
     max_body: int = 64 * 1024 * 1024
+    max_header_size: int = MAX_HEADER  # most bytes in a response's header block
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
     pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
+    # Stop when the first N connection attempts all fail to connect (0: never);
+    # ``drumfire run`` sets 50 unless --keep-going.
+    unreachable_after: int = 0
     per_host_concurrency: int | None = None  # most in flight to one origin
     per_host_rate: float | None = None  # most starts per second to one origin
+
+    def tls(self) -> TLS | bool:
+        """The TLS setting for the connections (a plain bool when only ``verify`` is set)."""
+        if self.cacert is None and self.cert is None and self.key is None:
+            return self.verify
+        return TLS(self.verify, self.cacert, self.cert, self.key)
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
@@ -114,11 +128,13 @@ class Job:
             retry=self.retry,
             timeouts=self.timeouts,
             max_body=self.max_body,
-            verify=self.verify,
+            max_header=self.max_header_size,
+            verify=self.tls(),
             ordered=self.ordered,
             follow_redirects=self.follow_redirects,
             pipeline=self.pipeline,
             text_rows=source.fmt in TEXT_FORMATS,
+            unreachable_after=self.unreachable_after,
             per_host_concurrency=self.per_host_concurrency,
             per_host_rate=self.per_host_rate,
             **kwargs,
@@ -140,12 +156,15 @@ def make_job(
     retries: int = 3,
     timeout: float = 30.0,
     connect_timeout: float = 10.0,
-    verify: bool = True,
+    verify: bool | str = True,
+    cert: str | tuple[str, str] | None = None,
     max_body: int = 64 * 1024 * 1024,
+    max_header_size: int = MAX_HEADER,
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
     pipeline: int = 64,
+    json: Any = None,
     per_host_concurrency: int | None = None,
     per_host_rate: float | None = None,
 ) -> Job:
@@ -156,6 +175,19 @@ def make_job(
         header_items = tuple((str(k), str(v)) for k, v in headers.items())
     else:
         header_items = tuple(headers)
+    # As requests: verify=False, True, or the path of the CA certificates to
+    # trust; cert= a client certificate file, or a (certificate, key) pair.
+    cacert = verify if isinstance(verify, str) else None
+    cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
+    tls = TLS(bool(verify), cacert, cert_file, key_file)
+    if cacert is not None or cert_file is not None:
+        tls.check()  # an unusable file is a usage error before the first request
+    if json is not None:  # curl's --json: the body, Content-Type and Accept
+        if data is not None:
+            raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
+        names = [h[0] if isinstance(h, tuple) else h.partition(":")[0] for h in header_items]
+        data, added = json_body(json, names)
+        header_items = (*header_items, *added)
     return Job(
         url=url,
         method=method,
@@ -169,8 +201,12 @@ def make_job(
         rate=rate,
         retry=retry or Retry(retries=retries),
         timeouts=Timeouts(connect=min(connect_timeout, timeout), total=timeout),
-        verify=verify,
+        verify=bool(verify),
+        cacert=cacert,
+        cert=cert_file,
+        key=key_file,
         max_body=max_body,
+        max_header_size=max_header_size,
         ordered=ordered,
         # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
         follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
@@ -182,11 +218,18 @@ def make_job(
 
 _DOC_ARGS = """
     Args:
-        rows: dicts (one per request), URL strings, or a pandas DataFrame.
+        rows: dicts (one per request), URL strings, a pandas DataFrame, a
+            pyarrow Table or a polars DataFrame, or the path of an input file
+            (a ``pathlib.Path``, or a ``str`` naming an existing file; read as
+            ``drumfire run`` reads INPUT, with ``input_format=``, ``encoding=``).
         url: URL template; ``{column}`` is replaced by the row's value. Defaults
             to ``{url}`` (rows that are URLs).
         method, headers, data: templates too; the method defaults to GET, or
             POST when ``data`` is given.
+        json: a JSON body, as ``--json``: a dict or list whose strings may hold
+            placeholders (a string that is exactly ``"{column}"`` becomes the
+            value itself), or a JSON template string. Sets ``Content-Type`` and
+            ``Accept`` to ``application/json``; POST unless ``method`` says.
         extract: ``{name: JMESPath expression}`` evaluated over every JSON body.
         parse: a function ``(response) -> dict`` whose fields join the row.
         keep: input columns copied to each result.
@@ -198,15 +241,30 @@ _DOC_ARGS = """
         per_host_concurrency, per_host_rate: the same limits for each origin
             (scheme, host, port) on its own; each origin also adapts its own
             concurrency, and its send rate once it has throttled.
-        retries, timeout, connect_timeout, verify, max_body, ordered: see the CLI.
+        retries, timeout, connect_timeout, max_body, ordered: see the CLI.
+        verify: True (the default: verify certificates against the system's
+            CAs), False (``--insecure``), or the path of a PEM file of the CA
+            certificates to trust instead (``--cacert``), as in requests.
+        cert: a client certificate (PEM, key included), or a
+            ``(certificate, key)`` pair of paths (``--cert``/``--key``).
+        max_header_size: the most bytes a response's header block may have
+            (64 KiB); past it the row ends with ``header_too_large``.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
         pipeline: the most GET requests queued on one connection once this
             engine's CPU limits the run (1: never pipeline). See the CLI.
+        output: a file (str or Path) that each result is written to as it
+            completes, as ``-o`` (``output_format=`` as ``--output-format``).
+        resume: keep the rows already in ``output`` and send only the others.
 """
 
 
-def _source_and_job(rows: Any, url: str, kwargs: dict[str, Any]) -> tuple[Source, Job]:
-    return rows_source(rows), make_job(url, **kwargs)
+def _source_and_job(
+    rows: Any, url: str, kwargs: dict[str, Any], learn: bool = False
+) -> tuple[Source, Job, Any]:
+    # A file path as rows, Arrow and polars, and output=/resume=: see _files.
+    from ._files import prepare
+
+    return prepare(rows, url, kwargs, learn)
 
 
 async def arun(
@@ -217,18 +275,23 @@ async def arun(
     **kwargs: Any,
 ) -> AsyncIterator[Result]:
     """Run a batch on the running event loop; yield each :class:`Result` as it completes."""
-    source, job = _source_and_job(rows, url, kwargs)
+    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
+    blank = BlankFields(tuple(name for name, _ in job.extract))
 
     def on_result(result: Result) -> None:
-        backlog.append(result)
+        backlog.append(blank(result))
         wake.set()
         if len(backlog) >= _BACKLOG_HIGH and engine is not None:
             engine.pause(True)
 
-    engine = job.engine(source, on_result, parse=parse)
+    try:
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+    except BaseException:
+        output.close()
+        raise
     task = asyncio.ensure_future(engine.run(source.items, source.total))
     task.add_done_callback(lambda _: wake.set())
     try:
@@ -248,6 +311,7 @@ async def arun(
         if not task.done():
             engine.stop(grace=0)
             await asyncio.wait([task])
+        output.close()
         if source.close is not None:
             source.close()
 
@@ -270,21 +334,26 @@ def run(
     Templates are checked against the rows' columns before this returns, so a
     missing column raises :class:`drumfire.TemplateError` at once.
     """
-    source, job = _source_and_job(rows, url, kwargs)
+    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
     # consumer before it asks for a resume; both orders end unpaused or with
     # the flag telling the consumer to resume, so neither side can wait forever.
     paused = [False]
     state: dict[str, Any] = {}
+    blank = BlankFields(tuple(name for name, _ in job.extract))
 
     def on_result(result: Result) -> None:
-        out.put(result)
+        out.put(blank(result))
         if not paused[0] and out.qsize() >= _BACKLOG_HIGH:
             paused[0] = True
             engine.pause(True)
 
-    engine = job.engine(source, on_result, parse=parse)  # raises TemplateError here
+    try:  # raises TemplateError here
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **output.engine_kwargs())
+    except BaseException:
+        output.close()
+        raise
     loop = new_event_loop()
 
     def work() -> None:
@@ -295,6 +364,10 @@ def run(
             state["error"] = exc
         finally:
             loop.close()
+            try:
+                output.close()
+            except BaseException as exc:  # handed to the consumer thread
+                state.setdefault("error", exc)
             if source.close is not None:
                 source.close()
             out.put(_END)
@@ -348,10 +421,18 @@ def run_all(
     """Run a batch and return every row: a list of flat dicts, or a pandas
     DataFrame when ``as_frame`` is true (the default when ``rows`` is one).
 
-    Results come in input order.
+    Results come in input order. A DataFrame made from a DataFrame keeps its
+    index (row i of the result answers row i of the input), and ``status``
+    is a nullable integer column (``Int64``: ``<NA>`` where no response came).
     """
+    from ._frames import frame_kind, run_all_frame
+
+    kind = frame_kind(rows)
+    if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
+        return run_all_frame(rows, kind, url, as_frame, kwargs)
+    frame_in = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     if as_frame is None:
-        as_frame = hasattr(rows, "to_dict") and hasattr(rows, "columns")
+        as_frame = frame_in
     kwargs.setdefault("ordered", True)
     records = [r.as_dict() for r in run(rows, url, **kwargs)]
     if not as_frame:
@@ -360,4 +441,13 @@ def run_all(
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("as_frame=True needs pandas: pip install 'drumfire[pandas]'") from exc
-    return pd.DataFrame.from_records(records)
+    if records:
+        frame = pd.DataFrame.from_records(records)
+    else:
+        frame = pd.DataFrame(columns=list(BASE_COLUMNS))
+    frame["status"] = frame["status"].astype("Int64")
+    index = getattr(rows, "index", None) if frame_in else None
+    if index is not None and kwargs["ordered"] and len(frame) == len(index):
+        # In input order, one result per row: the input's labels fit.
+        frame.index = index
+    return frame

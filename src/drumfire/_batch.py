@@ -18,7 +18,7 @@ from . import _readahead as readahead
 from ._api import Job
 from ._http import Response
 from ._loop import new_event_loop
-from ._progress import Progress, format_summary
+from ._progress import Progress, format_summary, format_unreachable
 from ._result import Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink
@@ -67,8 +67,14 @@ def execute(
     console: Console | None = None,
     skip: Callable[[str], bool] | None = None,
     read_ahead: bool = False,
+    skip_problem: Callable[[int], bool] | None = None,
+    resumed: int = 0,
 ) -> tuple[Stats, int]:
     """Run the batch to the end (or to a signal); return its stats and exit status.
+
+    ``skip``/``skip_problem`` (``--resume``): ids and input-error lines whose
+    rows the output already holds; ``resumed``: how many rows it holds, where
+    the progress display starts counting.
 
     ``read_ahead``: read and prepare the rows in a child process where that
     helps (see :mod:`drumfire._readahead`).
@@ -77,6 +83,7 @@ def execute(
     show = not quiet and console.is_terminal
     clock = time.perf_counter
     progress = Progress(console, clock)
+    progress.resumed = resumed
     last_flush = [clock()]
 
     def on_tick(stats: Stats) -> None:
@@ -100,6 +107,7 @@ def execute(
         on_tick=on_tick,
         clock=clock,
         skip=skip,
+        skip_problem=skip_problem,
         duplicates=DuplicateCounter(),
         on_cpu_bound=reader,
     )
@@ -141,4 +149,8 @@ def execute(
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     if got:
         return stats, 128 + got[0]
+    unreachable = format_unreachable(stats)
+    if unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
+        return stats, 1
     return stats, 0

@@ -30,7 +30,8 @@ url_option = click.option(
     "--url",
     default="{url}",
     show_default=True,
-    help="URL template; {column} is replaced by the row's value.",
+    help="URL template; {column} is replaced by the row's value, percent-encoded for where "
+    "it lands ({+column}: raw, for values that are URL syntax).",
 )
 format_option = click.option(
     "--format",

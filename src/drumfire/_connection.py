@@ -19,18 +19,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import os
 import socket
 import ssl
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ._errors import ProtocolError, RequestError, reason_for
-from ._http import Response, ResponseReader
+from ._errors import ProtocolError, RequestError, UsageError, reason_for
+from ._http import MAX_HEADER, Response, ResponseReader
 
 if TYPE_CHECKING:
     from ._request import Origin
 
-__all__ = ["BUSY", "CLOSED", "CONNECTING", "IDLE", "Connection", "Owner"]
+__all__ = ["BUSY", "CLOSED", "CONNECTING", "IDLE", "TLS", "Connection", "Owner"]
 
 CONNECTING, IDLE, BUSY, CLOSED = "connecting", "idle", "busy", "closed"
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -54,12 +56,14 @@ class Connection(asyncio.Protocol):
     never answered them, so the owner sends them again elsewhere.
     """
 
-    def __init__(self, owner: Owner, origin: Origin, max_body: int) -> None:
+    def __init__(
+        self, owner: Owner, origin: Origin, max_body: int, max_header: int = MAX_HEADER
+    ) -> None:
         self.owner = owner
         self.origin = origin
         self.state = CONNECTING
         self.transport: asyncio.Transport | None = None
-        self.reader = ResponseReader(max_body)
+        self.reader = ResponseReader(max_body, max_header)
         self.job: Any = None  # the request in flight, or the one waiting for the connect
         self.deadline = 0.0  # clock time by which the current phase must end
         self.served = 0  # responses received: >0 means a reused connection
@@ -72,10 +76,18 @@ class Connection(asyncio.Protocol):
 
     # -- owner side ----------------------------------------------------------
 
-    def open(self, loop: asyncio.AbstractEventLoop, verify: bool = True) -> None:
-        """Start connecting to ``origin`` (TLS for https); the owner hears of the outcome."""
+    def open(self, loop: asyncio.AbstractEventLoop, verify: bool | TLS = True) -> None:
+        """Start connecting to ``origin`` (TLS for https); the owner hears of the outcome.
+
+        ``verify``: whether to verify certificates, or the whole :class:`TLS` setting.
+        """
         scheme, host, port = self.origin
-        ctx = client_ssl_context(verify) if scheme == "https" else None
+        if scheme != "https":
+            ctx = None
+        elif isinstance(verify, bool):
+            ctx = client_ssl_context(verify)
+        else:
+            ctx = verify.context()
         fut = asyncio.ensure_future(
             loop.create_connection(
                 lambda: self, host, port, ssl=ctx, server_hostname=host if ctx else None
@@ -141,8 +153,17 @@ class Connection(asyncio.Protocol):
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the job in it is reported failed."""
         job, self.job = self.job, None
-        if self.connecting is not None and not self.connecting.done():
-            self.connecting.cancel()
+        if reason == "timeout" and self.transport is None and self.state != CLOSED:
+            _scheme, host, port = self.origin
+            detail = f"no connection to {host}:{port} within the connect timeout"
+        connecting = self.connecting
+        if connecting is not None:
+            if not connecting.done():
+                connecting.cancel()
+            elif not connecting.cancelled():
+                # Failed, its callback not run yet: the loop may close first, and an
+                # exception nobody retrieved is logged ("Task exception was never retrieved").
+                connecting.exception()
         if self.transport is not None:
             _reset_on_close(self.transport)  # abort() alone still ends with a FIN
             self.transport.abort()
@@ -181,15 +202,20 @@ class Connection(asyncio.Protocol):
     def connect_done(self, fut: asyncio.Future[Any]) -> None:
         """Done-callback of the connect attempt: report a failure if there was one."""
         self.connecting = None
-        if fut.cancelled() or self.state == CLOSED:
+        if fut.cancelled():
             return
-        exc = fut.exception()
-        if exc is None:
+        exc = fut.exception()  # retrieved even when given up on: no "never retrieved" log
+        if exc is None or self.state == CLOSED:
             return
         job, self.job = self.job, None
         self._closed()
         if job is not None:
-            self.owner.on_failure(self, job, reason_for(exc, connecting=True), _describe(exc))
+            reason = reason_for(exc, connecting=True)
+            detail = _describe(exc)
+            if reason == "connect":  # name the place: a run may have many origins
+                _scheme, host, port = self.origin
+                detail = f"{detail} to {host}:{port}"
+            self.owner.on_failure(self, job, reason, detail)
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -283,13 +309,62 @@ class Connection(asyncio.Protocol):
         return bool(self.reader.started)
 
 
+@dataclass(frozen=True, slots=True)
+class TLS:
+    """The client's TLS setting: immutable, picklable (it crosses to worker processes).
+
+    ``cacert``: a PEM file of the certificate authorities to trust, in place of
+    the system's (as curl ``--cacert`` and requests' ``verify=PATH``).
+    ``cert`` and ``key``: a client certificate and its private key (PEM; the
+    key may be in ``cert``), as curl ``--cert``/``--key``.
+    """
+
+    verify: bool = True
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """The shared client context for this setting (built once, then cached)."""
+        return client_ssl_context(self.verify, self.cacert, self.cert, self.key)
+
+    def check(self) -> None:
+        """Build the context now; a file that cannot be used is a :class:`UsageError`.
+
+        The message names the option and the path (never the file's contents).
+        """
+        if self.key is not None and self.cert is None:
+            raise UsageError("--key needs --cert (the client certificate it belongs to)")
+        for option, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key)):
+            if path is not None and not os.path.isfile(path):
+                raise UsageError(f"{option} {path}: no such file")
+        try:
+            ssl.create_default_context(cafile=self.cacert) if self.cacert else None
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--cacert {self.cacert}: no usable PEM certificate ({exc})") from None
+        try:
+            self.context()
+        except (OSError, ssl.SSLError) as exc:
+            which = f"--cert {self.cert}" + (f" / --key {self.key}" if self.key else "")
+            raise UsageError(
+                f"{which}: no usable PEM certificate and private key ({exc})"
+            ) from None
+
+
 @functools.cache
-def client_ssl_context(verify: bool) -> ssl.SSLContext:
+def client_ssl_context(
+    verify: bool = True,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+) -> ssl.SSLContext:
     """One client TLS context per setting, shared (contexts are thread-safe to use)."""
-    ctx = ssl.create_default_context()
+    ctx = ssl.create_default_context(cafile=cacert)
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
     return ctx
 
 
@@ -304,7 +379,20 @@ def _reset_on_close(transport: asyncio.BaseTransport) -> None:
 
 
 def _describe(exc: BaseException | None) -> str:
+    """A short, readable message for the summary's example of a failure."""
     if exc is None:
         return ""
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed
+        # certificate (_ssl.c:1006)" says it twice, and where in C.
+        text = f"certificate verify failed: {exc.verify_message}"
+    elif isinstance(exc, ssl.SSLError) and exc.reason:
+        text = exc.reason.lower().replace("_", " ")  # "tlsv13 alert certificate required"
+        text = text.replace("tlsv13 alert ", "").replace("sslv3 alert ", "")
+    elif isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and exc.errno:
+        # The same words whatever the loop: asyncio says "Connect call failed
+        # ('127.0.0.1', 9)" where uvloop says "Connection refused".
+        text = f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
+    else:
+        text = str(exc) or type(exc).__name__
     return text[:200]

@@ -23,9 +23,10 @@ from typing import Any, cast
 
 import orjson
 
-from ._connection import BUSY, IDLE, Connection
+from ._connection import BUSY, IDLE, TLS, Connection
+from ._errors import explain
 from ._extract import Extractor
-from ._http import Response
+from ._http import MAX_HEADER, Response
 from ._limits import (
     AdaptiveLimit,
     FixedLimit,
@@ -39,7 +40,7 @@ from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
 
-__all__ = ["WAIT", "Engine", "InputProblem", "row_id"]
+__all__ = ["INPUT_ERROR_ID", "WAIT", "Engine", "InputProblem", "row_id"]
 
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
 
@@ -72,6 +73,12 @@ SKIPPED = object()
 def _pipelinable(prepared: Prepared) -> bool:
     """A GET without a body: safe to queue behind other requests and to send again."""
     return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
+
+
+#: The id of an ``input: line N: ...`` row: no real row has it (a row without an
+#: id value takes its row number), so ``--resume`` never mistakes one for the
+#: other; such a row is known by the line in its error instead.
+INPUT_ERROR_ID = ""
 
 
 def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
@@ -169,7 +176,8 @@ class Engine:
         retry: Retry | None = None,
         timeouts: Timeouts | None = None,
         max_body: int = 64 * 1024 * 1024,
-        verify: bool = True,
+        max_header: int = MAX_HEADER,
+        verify: bool | TLS = True,
         ordered: bool = False,
         order_window: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -177,12 +185,14 @@ class Engine:
         on_tick: Callable[[Stats], None] | None = None,
         tick_interval: float = 0.05,
         skip: Callable[[str], bool] | None = None,
+        skip_problem: Callable[[int], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
         pipeline: int = 64,
         cpu_clock: Callable[[], float] = time.thread_time,
         on_cpu_bound: Callable[[Engine], None] | None = None,
         text_rows: bool = False,
+        unreachable_after: int = 0,
         per_host_concurrency: int | None = None,
         per_host_rate: float | None = None,
     ) -> None:
@@ -221,6 +231,7 @@ class Engine:
         self.retry = retry or Retry()
         self.timeouts = timeouts or Timeouts()
         self.max_body = max_body
+        self.max_header = max_header
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_tick = on_tick
@@ -228,9 +239,15 @@ class Engine:
         self.ordered = ordered
         self.follow_redirects = follow_redirects  # most redirects to follow per row; 0: none
         self.skip = skip  # --resume: rows whose result the output already holds
+        self.skip_problem = skip_problem  # --resume: input lines whose error row it holds
         self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * most)
         self._verify = verify
+        # Stop the run when this many connection attempts failed to connect
+        # and none ever connected (0: never; the CLI's default is 50).
+        self.unreachable_after = unreachable_after
+        self._unreached = 0  # connection attempts that failed to connect so far
+        self._reached = False  # a connection was made (or a server answered, even TLS)
         self.pool = Pool(most)
         # Pipelining (see _tick and _pipeline_onto): when the CPU of the thread
         # running this engine (its event loop; not a server in the same process) is
@@ -477,7 +494,9 @@ class Engine:
         """
         line, row = item
         if isinstance(row, InputProblem):
-            return Result(str(line), None, 0.0, 0, f"input: line {row.line}: {row.message}")
+            if self.skip_problem is not None and self.skip_problem(row.line):
+                return SKIPPED
+            return Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {row.line}: {row.message}")
         id_ = row_id(row, line, self.id_column)
         if self.duplicates is not None and self.duplicates.add(id_):
             self.stats.duplicates += 1
@@ -690,7 +709,7 @@ class Engine:
         host.sent += 1
         job.attempts += 1
         self.pool.make_room()
-        conn = Connection(self, origin, self.max_body)
+        conn = Connection(self, origin, self.max_body, self.max_header)
         conn.job = job
         conn.deadline = now + self.timeouts.connect
         self.pool.open += 1
@@ -816,6 +835,7 @@ class Engine:
             conn.flush()
 
     def on_connected(self, conn: Connection) -> None:
+        self._reached = True
         job = conn.job
         if job is None:
             self.pool.give(conn)
@@ -943,6 +963,20 @@ class Engine:
     def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
         self._inflight -= 1
         host = job.host
+        examples = self.stats.examples
+        if detail and reason not in examples and reason != "cancelled":
+            examples[reason] = explain(reason, detail)
+        if (
+            self.unreachable_after
+            and not self._reached
+            and (self.stats.unreachable is not None or self._unreachable(conn, reason, detail))
+        ):
+            # The run stops: the target is unreachable. Rows still failing to
+            # connect are cancelled, as those never sent are: --resume sends them.
+            self._answered_host(host, 1)
+            self._give_up(job, None, "cancelled")
+            self._pump()
+            return
         if reason == "timeout" and host is not None:
             now = self.clock()
             host.limit.sample(now, now - job.start, True)
@@ -973,6 +1007,28 @@ class Engine:
         else:
             self._give_up(job, None, reason)
         self._pump()
+
+    def _unreachable(self, conn: Connection, reason: str, detail: str) -> bool:
+        """Count a failed connect; stop the run when the first ``unreachable_after`` all failed.
+
+        A connection that never got made (refused, no such host, no route,
+        connect timeout) counts; anything else (a TLS failure, a reset, an
+        answer) means the server is there, and counting stops for the run.
+        """
+        if conn.transport is not None or reason not in ("connect", "timeout"):
+            if reason != "cancelled":
+                self._reached = True
+            return False
+        self._unreached += 1
+        if self._unreached < self.unreachable_after or self._stopping:
+            return False
+        _scheme, host, port = conn.origin
+        self.stats.unreachable = (
+            f"{host}:{port}: the first {self._unreached} connection attempts all failed "
+            f"(the last: {reason}: {detail or 'no connection'})"
+        )
+        self.stop(grace=0)
+        return True
 
     def _budget_left(self, job: Job) -> bool:
         used = job.attempts - (0 if job.free_retry else 1) - job.hops
@@ -1060,6 +1116,8 @@ class Engine:
                     error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
                 else:
                     fields = {**fields, **parsed} if fields else dict(parsed)
+            if response.error:  # a body that could not be decoded (encoding: ...)
+                error = response.error
             result = _new_result(
                 Result,
                 (

@@ -12,6 +12,7 @@
         ├── TimeoutError_     "timeout"   connect or total timeout
         ├── TLSError          "tls"       handshake or certificate failure
         ├── ProtocolError     "protocol"  malformed or truncated HTTP
+        │   └── HeaderTooLarge "header_too_large"  a header block over the cap
         └── BodyTooLarge      "body_too_large"
 
 In a batch run nothing here escapes to the caller except :class:`UsageError`;
@@ -28,6 +29,7 @@ __all__ = [
     "BodyTooLarge",
     "ConnectError",
     "DrumfireError",
+    "HeaderTooLarge",
     "InputError",
     "ProtocolError",
     "RequestError",
@@ -36,6 +38,7 @@ __all__ = [
     "TemplateError",
     "TimeoutError_",
     "UsageError",
+    "explain",
     "reason_for",
 ]
 
@@ -47,6 +50,7 @@ REASONS = (
     "tls",
     "protocol",
     "body_too_large",
+    "header_too_large",
     "json",
     "parse",
     "input",
@@ -98,6 +102,18 @@ class ProtocolError(RequestError):
     reason = "protocol"
 
 
+class HeaderTooLarge(ProtocolError):
+    """The response's header block grew past the cap (``--max-header-size``)."""
+
+    reason = "header_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"response header block over {limit} bytes (raise it with --max-header-size)"
+        )
+        self.limit = limit
+
+
 class BodyTooLarge(RequestError):
     reason = "body_too_large"
 
@@ -121,3 +137,30 @@ def reason_for(exc: BaseException | None, *, connecting: bool = False) -> str:
     if connecting:
         return "connect"
     return "reset"
+
+
+#: (reason, words in the detail, hint): the first match adds its hint to an
+#: example message in the summary. The usual causes of a failed run, and what
+#: to do about each; the row itself keeps only the short reason.
+_HINTS = (
+    ("tls", "certificate verify failed", "use --cacert FILE, or -k to skip verification"),
+    ("tls", "certificate required", "the server wants a client certificate: --cert FILE"),
+    ("tls", "wrong version number", "does that port speak TLS? try http:// for it"),
+    ("connect", "refused", "is the server running and listening on that port?"),
+    ("connect", "name or service not known", "check the host name in the URL"),
+    ("connect", "nodename nor servname", "check the host name in the URL"),
+    ("connect", "temporary failure in name resolution", "check the host name and DNS"),
+    ("connect", "unreachable", "check the address and the network"),
+    ("timeout", "connect", "raise --connect-timeout, or check the address and firewall"),
+    ("timeout", "", "the server did not answer within --timeout; raise it, or lower -c"),
+    ("body_too_large", "", "raise --max-body"),
+)
+
+
+def explain(reason: str, detail: str) -> str:
+    """``detail`` with a hint at the usual cause of ``reason``, for the summary."""
+    lowered = detail.lower()
+    for hint_reason, words, hint in _HINTS:
+        if reason == hint_reason and words in lowered:
+            return f"{detail} ({hint})" if detail else hint
+    return detail

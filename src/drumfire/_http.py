@@ -17,14 +17,21 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httptools
 import orjson
 
-from ._errors import BodyTooLarge, ProtocolError
+from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError
 
-__all__ = ["Response", "ResponseReader", "encode_request_head"]
+__all__ = ["MAX_HEADER", "Headers", "Response", "ResponseReader", "encode_request_head"]
+
+#: The default cap on a response's header block (status line and headers): 64 KiB.
+#: h11 stops at 16 KiB, Node.js at 16 KiB, curl at 100 KiB per header, Go at
+#: 1 MiB. 64 KiB holds any sane answer, and 512 connections' worth of it is
+#: 32 MiB: the cap is what keeps a hostile or broken server from filling memory.
+MAX_HEADER = 64 * 1024
 
 _MAX = re.compile(rb"max\s*=\s*(\d{1,9})", re.IGNORECASE)
 
@@ -35,14 +42,76 @@ def _answers_left(keep_alive: bytes) -> int | None:
     return int(found.group(1)) - 1 if found else None
 
 
-class Response:
-    """One HTTP response: status, raw header pairs, decoded body bytes.
+class Headers(Mapping[str, str]):
+    """A response's headers as a read-only, case-insensitive mapping (as in requests and httpx).
 
-    Header names are kept as sent (bytes); use :meth:`header` for a
-    case-insensitive lookup.
+    ``headers["content-type"]``, ``headers.get("Content-Type")``, ``"etag" in
+    headers``; a header sent several times reads as its values joined with
+    ``", "`` (RFC 9110 §5.3), :meth:`get_list` gives them apart. Iteration
+    gives each name once, spelled as first sent. ``raw`` holds the pairs as
+    received (bytes). Names and values are decoded as Latin-1.
     """
 
-    __slots__ = ("body", "headers", "keep_alive", "left", "status")
+    __slots__ = ("_index", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> None:
+        self.raw = raw
+        index: dict[str, tuple[str, list[str]]] = {}
+        for name, value in raw:
+            text = name.decode("latin-1")
+            found = index.get(text.lower())
+            if found is None:
+                index[text.lower()] = (text, [value.decode("latin-1")])
+            else:
+                found[1].append(value.decode("latin-1"))
+        self._index = index
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._index[name.lower()][1])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._index.values())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of header ``name``, in order ([] when absent)."""
+        found = self._index.get(name.lower())
+        return list(found[1]) if found is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return list(self.raw) == list(other.raw)
+        if isinstance(other, list | tuple):  # the raw pairs
+            return list(self.raw) == list(other)
+        if isinstance(other, Mapping):
+            return {k.lower(): v for k, v in self.items()} == {
+                str(k).lower(): v for k, v in other.items()
+            }
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        # Names only: header values may be secrets (cookies, tokens).
+        return f"<Headers {list(self)}>"
+
+
+class Response:
+    """One HTTP response: status, headers, decoded body bytes.
+
+    ``headers`` is a case-insensitive :class:`Headers` mapping, built on first
+    use; ``raw_headers`` the pairs as received; :meth:`header` a quick
+    case-insensitive look-up of one value. ``error`` is "" or, for an answer
+    whose body could not be decoded (an unknown Content-Encoding), the
+    reason the row gets (``encoding: …``).
+    """
+
+    __slots__ = ("_headers", "body", "error", "keep_alive", "left", "raw_headers", "status")
 
     def __init__(
         self,
@@ -51,19 +120,30 @@ class Response:
         body: bytes,
         keep_alive: bool,
         left: int | None = None,
+        error: str = "",
     ) -> None:
         self.status = status
-        self.headers = headers
+        self.raw_headers = headers
+        self._headers: Headers | None = None
         self.body = body
         self.keep_alive = keep_alive
         # Answers the server said (Keep-Alive: max=K) it will still give on this
         # connection after this one; None when it did not say.
         self.left = left
+        self.error = error
+
+    @property
+    def headers(self) -> Headers:
+        """The headers as a case-insensitive mapping (built once, on first use)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers(self.raw_headers)
+        return headers
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
         wanted = name.lower().encode("latin-1")
-        for key, value in self.headers:
+        for key, value in self.raw_headers:
             if key.lower() == wanted:
                 return value.decode("latin-1")
         return None
@@ -94,19 +174,17 @@ def encode_request_head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-class _Decoder:
-    """Incremental gzip/deflate decoding that refuses to grow past ``limit`` bytes."""
+class UnknownEncoding(Exception):
+    """A Content-Encoding drumfire cannot decode: the row keeps its status."""
+
+
+class _Zlib:
+    """gzip or deflate, incrementally, never growing past ``limit`` bytes."""
 
     __slots__ = ("_fed", "_obj", "_pending", "_size", "limit")
 
-    def __init__(self, encoding: bytes, limit: int) -> None:
-        enc = encoding.strip().lower()
-        if enc in (b"gzip", b"x-gzip"):
-            wbits = 16 + zlib.MAX_WBITS
-        elif enc == b"deflate":
-            wbits = zlib.MAX_WBITS
-        else:
-            raise ProtocolError(f"unsupported content-encoding {enc.decode('latin-1')!r}")
+    def __init__(self, enc: bytes, limit: int) -> None:
+        wbits = 16 + zlib.MAX_WBITS if enc in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
         self._obj = zlib.decompressobj(wbits)
         # "deflate" is zlib-wrapped by the RFC but raw in some servers (RFC 9110 §8.4.1.2):
         # hold the first two bytes until the zlib header check can tell which.
@@ -142,6 +220,148 @@ class _Decoder:
         self._size += len(out)
         if self._size > self.limit or self._obj.unconsumed_tail:
             raise BodyTooLarge(self.limit)
+        return out
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Brotli:
+    """br (RFC 7932), incrementally, never growing past ``limit`` bytes."""
+
+    __slots__ = ("_fed", "_obj", "_size", "limit")
+
+    def __init__(self, limit: int) -> None:
+        import brotli
+
+        self._obj = brotli.Decompressor()
+        self._size = 0
+        self._fed = False
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._obj.is_finished()) or not self._fed
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._fed = True
+        import brotli
+
+        out: list[bytes] = []
+        try:
+            # output_buffer_limit bounds each call's output, as max_length does for zlib.
+            piece = self._obj.process(data, output_buffer_limit=self.limit - self._size + 1)
+            while True:
+                self._size += len(piece)
+                out.append(piece)
+                if self._size > self.limit:
+                    raise BodyTooLarge(self.limit)
+                if self._obj.can_accept_more_data():
+                    break
+                piece = self._obj.process(b"", output_buffer_limit=self.limit - self._size + 1)
+        except brotli.error as exc:
+            raise ProtocolError(f"bad compressed body: {exc}") from None
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Zstd:
+    """zstd (RFC 8878): the compressed body is kept, then read out up to ``limit`` bytes.
+
+    zstandard's incremental decompressor has no cap on one call's output, so
+    a small frame could fill memory; its stream reader has one.
+    """
+
+    __slots__ = ("_data", "_done", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._data: list[bytes] = []
+        self._done = False
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        return self._done or not self._data
+
+    def decode(self, data: bytes) -> bytes:
+        if data:
+            self._data.append(data)
+            if sum(map(len, self._data)) > self.limit:
+                raise BodyTooLarge(self.limit)
+        return b""
+
+    def flush(self) -> bytes:
+        if not self._data:
+            return b""
+        import io
+
+        import zstandard
+
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(
+                io.BytesIO(b"".join(self._data)), read_across_frames=True
+            ) as reader:
+                out = reader.read(self.limit + 1)
+        except zstandard.ZstdError as exc:
+            raise ProtocolError(f"bad compressed body: {exc}") from None
+        if len(out) > self.limit:
+            raise BodyTooLarge(self.limit)
+        if not out and self._data:
+            raise ProtocolError("bad compressed body: no zstd frame")
+        self._done = True
+        return bytes(out)
+
+
+_Stage = _Zlib | _Brotli | _Zstd
+
+
+def _stage(enc: bytes, limit: int) -> _Stage:
+    if enc in (b"gzip", b"x-gzip", b"deflate"):
+        return _Zlib(enc, limit)
+    if enc == b"br":
+        return _Brotli(limit)
+    if enc == b"zstd":
+        return _Zstd(limit)
+    raise UnknownEncoding(f"unsupported content-encoding {enc.decode('latin-1')!r}")
+
+
+class _Decoder:
+    """Content decoding (gzip, deflate, br, zstd, or several in a row) capped at ``limit`` bytes.
+
+    ``Content-Encoding: gzip, br`` means gzip was applied first, so br is
+    decoded first (RFC 9110 §8.4). Raises :class:`UnknownEncoding` for a
+    coding it cannot decode.
+    """
+
+    __slots__ = ("_stages", "limit")
+
+    def __init__(self, encoding: bytes, limit: int) -> None:
+        codings = [c.strip().lower() for c in encoding.split(b",")]
+        codings = [c for c in codings if c and c != b"identity"]
+        self._stages = [_stage(c, limit) for c in reversed(codings)]
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        """Every compressed stream ended properly (or no body was sent at all)."""
+        return all(stage.finished for stage in self._stages)
+
+    def decode(self, data: bytes) -> bytes:
+        for stage in self._stages:
+            data = stage.decode(data)
+            if not data:
+                return b""
+        return data
+
+    def flush(self) -> bytes:
+        """The output held back until the end of the body (zstd)."""
+        out = b""
+        for stage in self._stages:
+            out = stage.decode(out) + stage.flush()
         return out
 
 
@@ -276,22 +496,30 @@ class ResponseReader:
         "_encoding",
         "_expected",
         "_head",
+        "_head_fed",
+        "_head_size",
         "_headers",
         "_headers_done",
         "_interim",
         "_left",
         "_out",
         "_parser",
+        "_problem",
         "_size",
         "_until_close",
         "heads",
         "max_body",
+        "max_header",
         "shapes",
         "started",
     )
 
-    def __init__(self, max_body: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_body: int = 64 * 1024 * 1024, max_header: int = MAX_HEADER) -> None:
         self.max_body = max_body
+        # The header block is bounded too: httptools gathers a header's name and
+        # value until the line ends, so a server that never ends one would
+        # otherwise grow the buffer without limit.
+        self.max_header = max_header
         self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
         self.shapes: dict[bytes, _Shape | None] = {}  # the same, by shape (see _shaped)
         self._parser: Any = httptools.HttpResponseParser(self)
@@ -304,10 +532,13 @@ class ResponseReader:
         """Per-response state, for the next response on the wire."""
         self._head = head
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0  # bytes of the headers parsed so far
+        self._head_fed = 0  # bytes fed since the header block began, while it lasts
         self._chunks: list[bytes] = []
         self._size = 0
         self._encoding: bytes | None = None
         self._decoder: _Decoder | None = None
+        self._problem = ""
         self._headers_done = False
         self._until_close = False
         self._left: int | None = None
@@ -340,14 +571,20 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         size = len(name)
+        self._head_size += size + len(value) + 4  # "Name: value\r\n"
+        if self._head_size > self.max_header:
+            raise HeaderTooLarge(self.max_header)
         if size == 16 and name.lower() == b"content-encoding":
-            self._encoding = value if value.strip().lower() not in (b"identity", b"") else None
+            if value.strip().lower() not in (b"identity", b""):
+                # Several header lines list the codings in the order applied.
+                self._encoding = value if self._encoding is None else self._encoding + b"," + value
         elif size == 10 and name.lower() == b"keep-alive":
             # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
             # after this response without saying "Connection: close"; don't reuse it.
             self._left = _answers_left(value)
 
     def on_headers_complete(self) -> None:
+        self._head_fed = 0
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             # An interim response (100 Continue, 103 Early Hints): clients skip
@@ -356,7 +593,12 @@ class ResponseReader:
             return
         self._headers_done = True
         if self._encoding is not None:
-            self._decoder = _Decoder(self._encoding, self.max_body)
+            try:
+                self._decoder = _Decoder(self._encoding, self.max_body)
+            except UnknownEncoding as exc:
+                # The body is kept as sent (within --max-body); the row keeps
+                # its status and says why its body was not decoded.
+                self._problem = f"encoding: {exc}"
         if self._head:
             # llhttp would wait for Content-Length bytes that never come.
             self._finish()
@@ -392,15 +634,24 @@ class ResponseReader:
             self._finish()
 
     def _finish(self) -> None:
-        if self._decoder is not None and not self._decoder.finished:
-            raise ProtocolError("truncated compressed body")
+        if self._decoder is not None:
+            rest = self._decoder.flush()
+            if rest:
+                self._size += len(rest)
+                if self._size > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+                self._chunks.append(rest)
+            if not self._decoder.finished:
+                raise ProtocolError("truncated compressed body")
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         keep_alive = not (self._until_close or self._left == 0) and bool(
             self._parser.should_keep_alive()
         )
         status = self._parser.get_status_code()
-        self._answer(Response(status, self._headers, body, keep_alive, self._left))
+        self._answer(
+            Response(status, self._headers, body, keep_alive, self._left, self._problem)
+        )
         if not self._head:
             self._reset(False)
 
@@ -436,6 +687,8 @@ class ResponseReader:
                 if data and self._done is not None:
                     self._done.keep_alive = False  # more than was asked for
                 return out
+        if not self._headers_done:
+            self._head_fed += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -456,6 +709,10 @@ class ResponseReader:
         if out and self._head:
             # httptools cannot be told a response had no body; start afresh.
             self._parser = httptools.HttpResponseParser(self)
+        if self._head_fed > self.max_header and not self._headers_done and self._expected:
+            # A header block still open past the cap (one endless header line, say):
+            # what httptools holds of it is bounded by the cap and this one read.
+            raise HeaderTooLarge(self.max_header)
         return out
 
     def _quick(self, data: bytes) -> bytes:
@@ -471,6 +728,8 @@ class ResponseReader:
             end = data.find(b"\r\n\r\n", pos) + 4
             if end < 4:
                 break
+            if end - pos > self.max_header:
+                break  # the full path refuses it
             head = data[pos:end]
             try:
                 info = heads[head]

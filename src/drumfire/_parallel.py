@@ -14,9 +14,12 @@ same whatever the number of processes.
 Wire format (orjson):
 
 - parent → worker: ``[[seq, line, row | null, problem | null], ...]``, or ``b"END"``
-  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C);
+  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C), or ``b"UNREACHABLE"``
+  (stop now: another worker found the target unreachable);
 - worker → parent: ``[[seq, id, status, elapsed_ms, attempts, error, fields, kept], ...]``,
-  then ``b"DONE"``.
+  ``{"examples": {reason: message}, "unreachable": str | null}`` when either
+  changed (the summary's failure examples; the target found unreachable, which
+  stops every worker), then ``b"DONE"``.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from rich.console import Console
 
 from ._api import Job
 from ._engine import WAIT, InputProblem, Item, row_id
+from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
-from ._progress import Progress, format_summary
+from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink
@@ -72,8 +76,20 @@ def auto_processes(url_template: str) -> int:
 # -- worker ---------------------------------------------------------------------
 
 
-def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
+def _worker(
+    conn: Connection,
+    job: Job,
+    parse_spec: str | None,
+    parent: int,
+    inherited: tuple[int, ...] = (),
+    fmt: str = "worker",
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # Die with the parent, however it ends (kill -9 included): the kernel's
+    # parent-death signal, and end of file on the pipe, which this worker sees
+    # only once it holds no copy of the parent's ends (a fork copies them all).
+    die_with_parent(parent)
+    close_inherited(inherited)
     parse = None
     if parse_spec:
         from .cli import load_parse_function
@@ -82,7 +98,7 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
     loop = new_event_loop()
     queued: deque[list[Any]] = deque()
     seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq
-    state = {"end": False, "local": 0}
+    state = {"end": False, "gone": False, "local": 0}
     out: list[list[Any]] = []
 
     def items() -> Iterator[Item]:
@@ -97,9 +113,27 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
             else:
                 yield WAIT
 
+    told = [0, False]  # failure examples and "unreachable" already sent to the parent
+
+    def send(data: bytes) -> None:
+        if state["gone"]:
+            return
+        try:
+            conn.send_bytes(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The parent closed its end (it stopped on a file problem, or died):
+            # nobody reads the results any more, so stop sending rows at once.
+            state["gone"] = state["end"] = True
+            engine.stop(grace=0)
+
     def flush() -> None:
+        stats = engine.stats
+        if len(stats.examples) != told[0] or (stats.unreachable is not None) != told[1]:
+            told[:] = [len(stats.examples), stats.unreachable is not None]
+            message = {"examples": stats.examples, "unreachable": stats.unreachable}
+            send(orjson.dumps(message))
         if out:
-            conn.send_bytes(orjson.dumps(out))
+            send(orjson.dumps(out))
             out.clear()
 
     def on_result(result: Result) -> None:
@@ -111,7 +145,7 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
         flush()
 
     engine = job.engine(
-        _WorkerSource(), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
+        _WorkerSource(fmt), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
     )
 
     def receive(message: bytes | None) -> None:
@@ -123,6 +157,11 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
         elif message == b"STOP":
             state["end"] = True
             engine.stop(grace=2.0)
+        elif message == b"UNREACHABLE":  # another worker found the target unreachable
+            state["end"] = True
+            if engine.stats.unreachable is None:
+                engine.stats.unreachable = "found by another worker"  # the parent has it
+            engine.stop(grace=0)
         else:
             queued.extend(orjson.loads(message))
         engine.wake()
@@ -140,7 +179,8 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
                 loop.call_soon_threadsafe(receive, message)
             except RuntimeError:  # the loop is closed: the run is over
                 return
-            if message is None or message in (b"END", b"STOP"):
+            # Not after END: a STOP (Ctrl-C) may still come while rows wait for a retry.
+            if message is None or message in (b"STOP", b"UNREACHABLE"):
                 return
 
     thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)
@@ -148,15 +188,16 @@ def _worker(conn: Connection, job: Job, parse_spec: str | None) -> None:
     try:
         loop.run_until_complete(engine.run(items()))
         flush()
-        conn.send_bytes(b"DONE")
+        send(b"DONE")  # a parent that is gone is not told
     finally:
         loop.close()
         conn.close()
 
 
 class _WorkerSource(Source):
-    def __init__(self) -> None:
-        super().__init__(iter(()), None, "worker")
+    def __init__(self, fmt: str) -> None:
+        # The input's format: CSV cells are text, read as the text input path reads them.
+        super().__init__(iter(()), None, fmt)
 
 
 # -- parent ---------------------------------------------------------------------
@@ -172,6 +213,14 @@ class _Worker:
         self.done = False
 
 
+def _tell(worker: _Worker, message: bytes) -> None:
+    """Send END or a stop; a worker that already ended (its DONE not read yet) needs none."""
+    try:
+        worker.conn.send_bytes(message)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 def execute_parallel(
     job: Job,
     source: Source,
@@ -183,6 +232,8 @@ def execute_parallel(
     parse_spec: str | None = None,
     console: Console | None = None,
     skip: Callable[[str], bool] | None = None,
+    skip_problem: Callable[[int], bool] | None = None,
+    resumed: int = 0,
 ) -> tuple[Stats, int]:
     """Run the batch over ``processes`` workers; same results and exit statuses as ``execute``."""
     console = console or Console(stderr=True)
@@ -206,9 +257,19 @@ def execute_parallel(
         ),
     )
     workers: list[_Worker] = []
+    parent = os.getpid()
     for _ in range(processes):
         parent_end, child_end = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker, args=(child_end, share, parse_spec), daemon=True)
+        # A forked worker inherits the parent's end of its own pipe and of the
+        # pipes of the workers before it; it closes them (spawn inherits none).
+        inherited = (
+            (*(w.conn.fileno() for w in workers), parent_end.fileno()) if method == "fork" else ()
+        )
+        proc = ctx.Process(
+            target=_worker,
+            args=(child_end, share, parse_spec, parent, inherited, source.fmt),
+            daemon=True,
+        )
         proc.start()
         child_end.close()
         workers.append(_Worker(parent_end, proc))
@@ -249,7 +310,11 @@ def execute_parallel(
             seq = seq_counter[0]
             seq_counter[0] += 1
             if isinstance(row, InputProblem):
-                chunk.append([seq, line, None, row.message])
+                if skip_problem is not None and skip_problem(row.line):
+                    stats.skipped += 1  # --resume: its error row is in the output
+                    deliver(seq, None)
+                    continue
+                chunk.append([seq, row.line, None, row.message])  # the line the error names
                 continue
             id_ = row_id(row, line, id_column)
             if duplicates.add(id_):
@@ -277,6 +342,7 @@ def execute_parallel(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(console, clock)
+    progress.resumed = resumed  # --resume: done/total starts at the rows already written
     stopping = False
     ended: set[int] = set()
     last_flush = clock()
@@ -286,18 +352,19 @@ def execute_parallel(
         for w in workers:
             feed(w)
         while not all(w.done for w in workers):
-            if got_signal and not stopping:
+            if (got_signal or stats.unreachable is not None) and not stopping:
                 stopping = True
                 stats.stopped = True
                 exhausted[0] = True
+                halt = b"STOP" if got_signal else b"UNREACHABLE"
                 for w in workers:
                     if not w.done:
-                        w.conn.send_bytes(b"STOP")
+                        _tell(w, halt)
                         ended.add(id(w))
             if exhausted[0]:
                 for w in workers:
                     if id(w) not in ended and not w.done:
-                        w.conn.send_bytes(b"END")
+                        _tell(w, b"END")
                         ended.add(id(w))
             ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
             for w in workers:
@@ -312,6 +379,14 @@ def execute_parallel(
                     w.done = True
                     continue
                 batch = orjson.loads(message)
+                if type(batch) is dict:
+                    for reason, example in batch["examples"].items():
+                        stats.examples.setdefault(reason, example)
+                    if stats.unreachable is None:
+                        stats.unreachable = batch["unreachable"]
+                    if stats.unreachable is not None:
+                        exhausted[0] = True  # no more rows to anyone: the run stops
+                    continue
                 w.outstanding -= len(batch)
                 for seq, id_, status, elapsed, attempts, error, fields, kept in batch:
                     deliver(seq, Result(id_, status, elapsed, attempts, error, fields, kept))
@@ -343,4 +418,8 @@ def execute_parallel(
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     if got_signal:
         return stats, 128 + got_signal[0]
+    unreachable = format_unreachable(stats)
+    if unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
+        return stats, 1
     return stats, 0

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._engine import SKIPPED, WAIT, Job
 from ._errors import InputError
+from ._lifeline import die_with_parent
 from ._request import Prepared
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ CHUNK_ROWS = 512  # entries per message: about 35 kB of pickle for OSRM-like row
 PIPE_BYTES = 1 << 20  # the pipe's capacity: the child may run ~15 chunks ahead
 _HEADER = struct.Struct("<I")
 _HELD = {signal.SIGINT, signal.SIGTERM}
-_PR_SET_PDEATHSIG = 1
 _WAITING: list[Any] = [WAIT]
 _new_prepared = tuple.__new__
 
@@ -298,14 +298,7 @@ def _detach(parent: int, write_fd: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)  # the event loop's, shared with the parent
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
-    try:  # die with the parent, even while blocked reading stdin or a FIFO
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
-        os._exit(0)  # the parent died before prctl
+    die_with_parent(parent)  # even while blocked reading stdin or a FIFO
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):

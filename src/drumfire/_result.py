@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["Result", "Stats"]
+__all__ = ["BlankFields", "Result", "Stats"]
 
 #: Columns every output row starts with, in this order.
 BASE_COLUMNS = ("id", "status", "elapsed_ms", "attempts", "error")
@@ -21,7 +21,10 @@ class Result(NamedTuple):
     response came. ``error`` is "" on success, else a short stable reason
     (``timeout``, ``connect``, ``reset``, ``protocol``, ``json``...), possibly
     followed by ``": detail"`` for input and parse errors. ``fields`` holds the
-    extracted values, ``kept`` the input columns asked for with ``keep``.
+    extracted values (and a parse function's); from :func:`drumfire.run`,
+    :func:`~drumfire.arun` and :func:`~drumfire.run_all` it is a dict on
+    every row, with None for each asked name when no response came. ``kept``
+    holds the input columns asked for with ``keep``.
     """
 
     id: str
@@ -62,6 +65,34 @@ class Result(NamedTuple):
         return out
 
 
+class BlankFields:
+    """Gives a row that has no fields (no response came, an error row) the asked
+    names with None values, so ``result.fields[name]`` works on every row.
+
+    The names are the extracted ones, then those a parse function returned
+    on the first row it answered (rows before that have only the extracted
+    ones). Used by the Python API's drivers.
+    """
+
+    __slots__ = ("_known", "_names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        self._known = False  # the parse function's names are learned
+
+    def __call__(self, result: Result) -> Result:
+        fields = result[5]
+        if fields is not None:
+            if not self._known and len(fields) > len(self._names):
+                self._known = True
+                self._names = tuple(fields)
+            return result
+        return _new_result(Result, (*result[:5], dict.fromkeys(self._names), result[6]))
+
+
+_new_result = tuple.__new__
+
+
 class Stats:
     """Counters and a latency histogram, updated once per finished row.
 
@@ -90,6 +121,13 @@ class Stats:
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
         self.pipelined = 0  # requests sent behind others on a busy connection
+        # One example message per transport failure reason (the first seen), hint
+        # included: the row keeps the short reason, the summary shows what it was.
+        # (Rows like "parse: ..." or "input: line N: ..." carry their own detail.)
+        self.examples: dict[str, str] = {}
+        # Set when the run stopped because no connection could be made
+        # (``host:port: the last error``); see Engine.unreachable_after.
+        self.unreachable: str | None = None
 
     def add(self, result: Result) -> None:
         self.done += 1
@@ -184,4 +222,10 @@ class Stats:
             "skipped": self.skipped,
             "duplicate_ids": self.duplicates,
             "pipelined": self.pipelined,
+            "failure_examples": {
+                reason: self.examples[reason]
+                for reason, _ in self.reasons.most_common()
+                if reason in self.examples
+            },
+            "unreachable": self.unreachable,
         }

@@ -14,16 +14,33 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
+import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 import orjson
 
-from ._errors import UsageError
+from ._errors import REASONS, UsageError
+from ._sinks import TABLE_FORMATS
 
-__all__ = ["DoneIds", "DuplicateCounter", "load_done_ids", "repair_tail"]
+__all__ = [
+    "RETRY_FAILED_DEFAULT",
+    "TRANSPORT",
+    "DoneIds",
+    "DuplicateCounter",
+    "Record",
+    "Resumed",
+    "Selection",
+    "input_error_line",
+    "load_done_ids",
+    "repair_tail",
+    "scan_output",
+    "write_kept",
+]
 
 
 def _key(value: str) -> int:
@@ -104,7 +121,21 @@ def repair_tail(path: str) -> int:
         return size
 
 
-def _csv_ids(path: str) -> Iterator[str]:
+#: What a resumed output row says about itself: (id, status, error).
+Record = tuple[str, "int | None", str]
+
+_INPUT_LINE = re.compile(r"input: line (\d+):")
+
+
+def _status(text: object) -> int | None:
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if isinstance(text, str) and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+def _csv_records(path: str) -> Iterator[tuple[Record, list[str]]]:
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -115,12 +146,22 @@ def _csv_ids(path: str) -> Iterator[str]:
                 f"--resume: {path!r} does not look like drumfire output "
                 "(its first column is not 'id')"
             )
+        yield ("", None, ""), header  # the header: always kept
+        status = header.index("status") if "status" in header else None
+        error = header.index("error") if "error" in header else None
         for row in reader:
             if row:
-                yield row[0]
+                yield (
+                    (
+                        row[0],
+                        _status(row[status]) if status is not None and status < len(row) else None,
+                        row[error] if error is not None and error < len(row) else "",
+                    ),
+                    row,
+                )
 
 
-def _jsonl_ids(path: str) -> Iterator[str]:
+def _jsonl_records(path: str) -> Iterator[tuple[Record, bytes]]:
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -131,21 +172,124 @@ def _jsonl_ids(path: str) -> Iterator[str]:
                 raise UsageError(f"--resume: line {n} of {path!r} is not JSON") from None
             if not isinstance(value, dict) or "id" not in value:
                 raise UsageError(f"--resume: line {n} of {path!r} has no 'id'")
-            yield str(value["id"])
+            error = value.get("error")
+            status = _status(value.get("status"))
+            yield (str(value["id"]), status, error if type(error) is str else ""), line
+
+
+def input_error_line(record: Record) -> int | None:
+    """The input line of an ``input: line N: ...`` row (id ""), else None."""
+    id_, _, error = record
+    if id_ != "":
+        return None
+    m = _INPUT_LINE.match(error)
+    return int(m.group(1)) if m else None
+
+
+class Resumed:
+    """What an existing output holds, for ``--resume``.
+
+    ``done`` holds the ids of the rows kept (their input rows are not sent
+    again), ``problems`` the input lines whose ``input: line N`` row is kept.
+    ``dropped`` rows are to be sent again (``cancelled``, or chosen with
+    ``--retry-failed``): :meth:`OutputLock.rewrite <drumfire._outfile.OutputLock>`
+    removes them from the file before the run appends their new rows.
+    """
+
+    __slots__ = ("done", "dropped", "kept", "problems")
+
+    def __init__(self, done: DoneIds, problems: frozenset[int], kept: int, dropped: int) -> None:
+        self.done = done
+        self.problems = problems
+        self.kept = kept
+        self.dropped = dropped
+
+
+def _records(path: str, fmt: str) -> Iterator[tuple[Record, Any]]:
+    if fmt == "parquet":  # typed outputs: their own modules read them
+        from ._parquet import parquet_records
+
+        if not os.path.isdir(path):
+            return iter(())
+        return ((record, None) for record in parquet_records(path))
+    if fmt == "sqlite":
+        from ._sqlite import sqlite_records
+
+        return ((record, None) for record in sqlite_records(path))
+    return _csv_records(path) if fmt == "csv" else _jsonl_records(path)
+
+
+def holds_rows(path: str, fmt: str) -> bool:
+    """Whether a Parquet or SQLite output already holds a row."""
+    return next(_records(path, fmt), None) is not None
+
+
+def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resumed:
+    """Repair ``path`` and read what it holds; ``resend(record)`` picks rows to send again.
+
+    A header (CSV) is never a row. Raises :class:`UsageError` for a file that
+    is not drumfire output.
+    """
+    empty = Resumed(DoneIds(iter(())), frozenset(), 0, 0)
+    if fmt not in TABLE_FORMATS:
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            return empty
+        repair_tail(path)
+        if os.path.getsize(path) == 0:
+            return empty
+    problems: set[int] = set()
+    counts = [0, 0]  # kept, dropped
+
+    def kept_ids() -> Iterator[str]:
+        first = fmt == "csv"  # typed outputs have no header row
+        for record, _raw in _records(path, fmt):
+            if first:  # the CSV header
+                first = False
+                continue
+            if resend(record):
+                counts[1] += 1
+                continue
+            counts[0] += 1
+            line = input_error_line(record)
+            if line is not None:
+                problems.add(line)
+            else:
+                yield record[0]
+
+    try:
+        done = DoneIds(kept_ids())
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+    return Resumed(done, frozenset(problems), counts[0], counts[1])
+
+
+def write_kept(path: str, fmt: str, resend: Callable[[Record], bool], out: IO[bytes]) -> None:
+    """Copy the rows of ``path`` that ``resend`` does not pick (and the header) to ``out``."""
+    if fmt == "csv":
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+        writer = csv.writer(text, lineterminator="\n")
+        first = True
+        for record, row in _csv_records(path):
+            if first or not resend(record):
+                writer.writerow(row)
+            first = False
+        text.flush()
+        text.detach()
+        return
+    for record, line in _jsonl_records(path):
+        if not resend(record):
+            out.write(line)
 
 
 def load_done_ids(path: str, fmt: str) -> tuple[DoneIds, bool]:
     """Repair ``path`` and read its ids; returns (ids, whether a header exists)."""
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return DoneIds(iter(())), False
-    repair_tail(path)
-    if os.path.getsize(path) == 0:
-        return DoneIds(iter(())), False
-    try:
-        ids = DoneIds(_csv_ids(path) if fmt == "csv" else _jsonl_ids(path))
-    except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
-    return ids, True
+    if fmt in ("parquet", "sqlite"):  # typed outputs: their own modules read them
+        from ._parquet import load_parquet_ids
+        from ._sqlite import load_sqlite_ids
+
+        return load_parquet_ids(path) if fmt == "parquet" else load_sqlite_ids(path)
+    resumed = scan_output(path, fmt, lambda record: False)
+    return resumed.done, os.path.exists(path) and os.path.getsize(path) > 0
 
 
 class DuplicateCounter:
@@ -180,3 +324,78 @@ class DuplicateCounter:
     @property
     def complete(self) -> bool:
         return self.seen is not None
+
+
+#: Reasons a server outage or a network fault leaves behind: retrying may help.
+TRANSPORT = ("connect", "reset", "timeout", "tls", "protocol")
+#: What ``--retry-failed`` alone re-sends: transport errors and "try again" statuses.
+RETRY_FAILED_DEFAULT = "transport,429,502,503,504"
+_ITEM = re.compile(r"(?:[1-5]\d\d|[1-5]xx)")
+
+
+class Selection:
+    """A set of row outcomes named on the command line: ``connect,timeout,503,5xx``.
+
+    Items: a reason (``connect``, ``timeout``, ``cancelled``...), ``transport``
+    (connect, reset, timeout, tls, protocol), ``errors`` (any row whose
+    ``error`` is not empty), a status (``503``) or a class of statuses (``5xx``).
+    """
+
+    __slots__ = ("any_error", "classes", "reasons", "statuses")
+
+    def __init__(self, text: str, option: str) -> None:
+        self.any_error = False
+        reasons: set[str] = set()
+        statuses: set[int] = set()
+        classes: set[int] = set()
+        for raw in text.split(","):
+            item = raw.strip().lower()
+            if not item:
+                continue
+            if item == "errors":
+                self.any_error = True
+            elif item == "transport":
+                reasons.update(TRANSPORT)
+            elif item in REASONS:
+                reasons.add(item)
+            elif _ITEM.fullmatch(item):
+                if item.endswith("xx"):
+                    classes.add(int(item[0]))
+                else:
+                    statuses.add(int(item))
+            else:
+                raise UsageError(
+                    f"{option} {raw.strip()!r}: not a reason or a status; give a comma-separated "
+                    f"list of transport, errors, {', '.join(REASONS)}, a status like 503 or a "
+                    "class like 5xx"
+                )
+        if not (self.any_error or reasons or statuses or classes):
+            raise UsageError(f"{option}: give at least one reason or status")
+        self.reasons = frozenset(reasons)
+        self.statuses = frozenset(statuses)
+        self.classes = frozenset(classes)
+
+    def matches(self, error: str, status: int | None) -> bool:
+        """Whether a row with this ``error`` and ``status`` is one of the selection."""
+        if error and (self.any_error or error.partition(":")[0] in self.reasons):
+            return True
+        if status is None:
+            return False
+        return status in self.statuses or status // 100 in self.classes
+
+    def count(self, reasons: Mapping[str, int], statuses: Mapping[int, int]) -> int:
+        """Rows of a run's figures (``Stats.reasons``, ``Stats.statuses``) in the selection.
+
+        A row counted by its reason and by its status counts twice: this answers
+        "any?", not "how many?" exactly.
+        """
+        n = 0
+        for reason, k in reasons.items():
+            if reason.startswith("http "):
+                continue
+            if self.any_error or reason in self.reasons:
+                n += k
+        for status, k in statuses.items():
+            if status in self.statuses or status // 100 in self.classes:
+                n += k
+        return n

@@ -45,8 +45,8 @@ UNPROCESSED_STATUSES = frozenset({429, 503})
 #: configuration, not luck); ``protocol``: a malformed response, an unsupported
 #: or broken ``Content-Encoding``, a protocol upgrade (but not a response cut
 #: short by a closed connection, which is retried like a reset);
-#: ``body_too_large``: over ``--max-body``; ``headers_too_large``: over the header cap.
-FINAL_REASONS = frozenset({"tls", "protocol", "body_too_large", "headers_too_large"})
+#: ``body_too_large``: over ``--max-body``; ``header_too_large``: over the header cap.
+FINAL_REASONS = frozenset({"tls", "protocol", "body_too_large", "header_too_large"})
 #: ``protocol`` details that mean the connection ended mid-response: transient.
 _CUT_SHORT = ("connection closed mid-response",)
 

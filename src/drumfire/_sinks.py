@@ -29,7 +29,8 @@ __all__ = [
     "output_format_for",
 ]
 
-OUTPUT_FORMATS = ("csv", "jsonl")
+OUTPUT_FORMATS = ("csv", "jsonl", "parquet", "sqlite")
+TABLE_FORMATS = ("parquet", "sqlite")  # typed outputs, in their own modules
 
 
 class Sink(Protocol):
@@ -45,6 +46,8 @@ def output_format_for(path: str, fmt: str | None) -> str:
                 f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})"
             )
         return fmt
+    if path.startswith("sqlite:"):
+        return "sqlite"
     if path == "-":
         return "csv"
     suffix = Path(path).suffix.lower()
@@ -52,8 +55,10 @@ def output_format_for(path: str, fmt: str | None) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv", ".txt", ""):
         return "csv"
-    if suffix == ".parquet":
-        raise UsageError("Parquet output is not available yet; write .csv or .jsonl")
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".sqlite", ".sqlite3", ".db"):
+        return "sqlite"
     raise UsageError(f"cannot tell the output format of {path!r}; say --output-format")
 
 
@@ -68,8 +73,23 @@ def _cell(value: Any) -> Any:
     return orjson.dumps(value).decode()
 
 
+#: The CSV column that holds, as a JSON object, the fields a parse function
+#: returned that the header has no column for (see CsvSink).
+PARSE_EXTRA = "parse_extra"
+#: Rows held back, waiting for an answer to learn the parse columns from.
+_LEARN_WITHIN = 1000
+
+
 class CsvSink:
-    """CSV with the base columns, then extracted fields, then kept columns."""
+    """CSV with the base columns, then extracted fields, then kept columns.
+
+    With a parse function (``parse``), its fields follow the extracted ones:
+    the columns ``parse_columns`` declares, or else those the first answered
+    row's parse function returned (rows before it are held back, up to 1000),
+    then ``parse_extra``: a JSON object of the fields a row returned that the
+    header has no column for ("" when none). A CSV cannot grow columns, and
+    nothing a parse function returns is dropped.
+    """
 
     def __init__(
         self,
@@ -78,36 +98,54 @@ class CsvSink:
         keep: Sequence[str],
         header: bool = True,
         learn: bool = False,
+        parse_columns: Sequence[str] | None = None,
+        parse: bool = False,
     ) -> None:
         self._stream = stream
         self._writer = csv.writer(stream, lineterminator="\n")
-        self._fields = tuple(fields)
         self._keep = tuple(keep)
-        self.columns = [*BASE_COLUMNS, *self._fields, *self._keep]
-        # learn: take extra field names from the first answered row (--parse).
+        self._extract = tuple(fields)
+        self._parse = parse or learn or parse_columns is not None
+        self._set_fields((*self._extract, *(parse_columns or ())))
+        # learn: take the parse fields' names from the first answered row.
+        learn = learn and parse_columns is None
         self._pending_header = header and learn
+        self._learning = learn
         self._early: list[Result] = []
         if header and not learn:
             self._writer.writerow(self.columns)
 
+    def _set_fields(self, names: Sequence[str]) -> None:
+        self._fields = tuple(dict.fromkeys(names))  # in order, once each
+        self._known = frozenset(self._fields)
+        extra = [PARSE_EXTRA] if self._parse else []
+        self.columns = [*BASE_COLUMNS, *self._fields, *extra, *self._keep]
+
     def learn_fields(self, result: Result) -> None:
         """With a parse function the field names are known only from the first answer."""
-        if result.fields and not self._fields:
-            self._fields = tuple(result.fields)
-            self.columns = [*BASE_COLUMNS, *self._fields, *self._keep]
+        if self._learning and result.fields:
+            self._set_fields((*self._extract, *result.fields))
+        self._learning = False
 
     def write(self, result: Result) -> None:
-        if self._pending_header:
-            if result.fields is None and result.status is None:
+        if self._learning:
+            unanswered = result.status is None or result.error.startswith("parse:")
+            if unanswered and self._pending_header and len(self._early) < _LEARN_WITHIN:
                 self._early.append(result)
-                if len(self._early) < 1000:
-                    return
-            self.learn_fields(result)
-            self._pending_header = False
-            self._writer.writerow(self.columns)
-            early, self._early = self._early, []
-            for r in early:
-                self.write(r)
+                return
+            if unanswered:
+                self._learning = False  # long enough: the columns stay as they are
+            else:
+                self.learn_fields(result)
+            if self._pending_header:
+                self._pending_header = False
+                self._writer.writerow(self.columns)
+                early, self._early = self._early, []
+                for r in early:
+                    self._write(r)
+        self._write(result)
+
+    def _write(self, result: Result) -> None:
         id_, status, elapsed, attempts, error, fields, kept = result
         row: list[Any] = [id_, status, f"{elapsed:.3f}", attempts, error]
         if self._fields:
@@ -117,6 +155,10 @@ class CsvSink:
                 for f in self._fields:
                     value = fields.get(f)
                     row.append(value if type(value) in _PLAIN else _cell(value))
+        if self._parse:
+            known = self._known
+            extra = {k: v for k, v in fields.items() if k not in known} if fields else None
+            row.append(orjson.dumps(extra, default=str).decode() if extra else "")
         if self._keep:
             kept = kept or {}
             row.extend([_cell(kept.get(k)) for k in self._keep])
@@ -126,6 +168,12 @@ class CsvSink:
         self._stream.flush()
 
     def close(self) -> None:
+        if self._pending_header:  # no row was answered: the header without parse fields
+            self._pending_header = self._learning = False
+            self._writer.writerow(self.columns)
+            early, self._early = self._early, []
+            for r in early:
+                self._write(r)
         self._stream.flush()
         if self._stream is not sys.stdout:
             self._stream.close()
@@ -153,6 +201,17 @@ class JsonlSink:
             self._stream.close()
 
 
+def _parse_columns_of(path: str, fields: Sequence[str], keep: Sequence[str]) -> list[str] | None:
+    """The parse columns a CSV written with learned ones has (for --resume), or None."""
+    with open(path, encoding="utf-8", newline="") as f:
+        found = next(csv.reader(f), [])
+    head = [*BASE_COLUMNS, *fields]
+    tail = [PARSE_EXTRA, *keep]
+    if found[: len(head)] != head or found[len(found) - len(tail) :] != tail:
+        return None
+    return found[len(head) : len(found) - len(tail)]
+
+
 def _check_csv_header(path: str, columns: list[str]) -> None:
     with open(path, encoding="utf-8", newline="") as f:
         found = next(csv.reader(f), [])
@@ -171,30 +230,66 @@ def open_sink(
     *,
     append: bool = False,
     learn: bool = False,
+    parse_columns: Sequence[str] | None = None,
 ) -> Sink:
     """Open the output; raise :class:`UsageError` if it cannot be written.
 
     ``append`` (for ``--resume``) adds to an existing file, writing the CSV
     header only when the file is new or empty, and checking it otherwise.
+    ``learn`` (a parse function is used): the CSV has its fields, as
+    ``parse_columns`` declares them or else learned (see :class:`CsvSink`);
+    resuming a CSV with learned ones takes them from its header.
     """
     fmt = output_format_for(path, fmt)
+    if fmt in TABLE_FORMATS:
+        return _open_table_sink(path, fmt, fields, keep, append=append, learn=learn)
     existing = append and path != "-" and os.path.exists(path) and os.path.getsize(path) > 0
     mode = "a" if append else "w"
     try:
         if fmt == "csv":
-            columns = [*BASE_COLUMNS, *fields, *keep]
+            parse = learn or parse_columns is not None
+            if existing and learn and parse_columns is None:
+                parse_columns = _parse_columns_of(path, fields, keep)
+            columns = [*BASE_COLUMNS, *fields, *(parse_columns or ()), *keep]
+            if parse:
+                columns[len(columns) - len(keep) : len(columns) - len(keep)] = [PARSE_EXTRA]
             if existing:
                 _check_csv_header(path, columns)
             if path == "-":
                 text: IO[str] = sys.stdout
             else:
                 text = open(path, mode, encoding="utf-8", newline="", buffering=1 << 20)  # noqa: SIM115
-            return CsvSink(text, fields, keep, header=not existing, learn=learn and not fields)
+            return CsvSink(
+                text,
+                fields,
+                keep,
+                header=not existing,
+                learn=learn,
+                parse_columns=parse_columns,
+                parse=parse,
+            )
         if path == "-":
             binary: IO[bytes] = sys.stdout.buffer
         else:
             binary = open(path, mode + "b", buffering=1 << 20)  # noqa: SIM115
         return JsonlSink(binary)
+    except OSError as exc:
+        raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
+
+
+def _open_table_sink(
+    path: str, fmt: str, fields: Sequence[str], keep: Sequence[str], *, append: bool, learn: bool
+) -> Sink:
+    if path == "-":
+        raise UsageError(f"{fmt} output needs a path (-o results.{fmt}), not standard output")
+    try:
+        if fmt == "parquet":
+            from ._parquet import ParquetSink
+
+            return ParquetSink(path, fields, keep, append=append, learn=learn)
+        from ._sqlite import SqliteSink
+
+        return SqliteSink(path, fields, keep, append=append, learn=learn)
     except OSError as exc:
         raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
 

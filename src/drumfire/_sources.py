@@ -8,10 +8,15 @@ read — so a bad row becomes an error row, not a crash or a silent gap.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
+import io
+import itertools
 import os
+import re
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,7 @@ from ._errors import InputError
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
 
-FORMATS = ("csv", "tsv", "jsonl", "text")
+FORMATS = ("csv", "tsv", "jsonl", "text", "parquet")
 TEXT_FORMATS = frozenset({"csv", "tsv", "text"})  # every row value is a str
 _EXTENSIONS = {
     ".csv": "csv",
@@ -36,6 +41,8 @@ _EXTENSIONS = {
     ".txt": "text",
     ".urls": "text",
     ".list": "text",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 
 csv.field_size_limit(64 * 1024 * 1024)
@@ -102,6 +109,10 @@ def open_source(
             f"--encoding {encoding}: only ASCII-compatible encodings are "
             "supported (UTF-8, Latin-1, cp1252...); convert the file to UTF-8"
         )
+    if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
+        from ._parquet import open_parquet_source
+
+        return cast(Source, open_parquet_source(path))
     total: int | None = None
     raw: IO[bytes]
     if path == "-":
@@ -120,7 +131,8 @@ def open_source(
             else:
                 raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
                 if count:
-                    total = count_rows(path, header=fmt in ("csv", "tsv"))
+                    csv_like = fmt in ("csv", "tsv")
+                    total = count_rows(path, header=csv_like, quoted=csv_like)
         except FileNotFoundError:
             raise InputError(f"input file {path!r} does not exist") from None
         except IsADirectoryError:
@@ -130,8 +142,11 @@ def open_source(
     close = raw.close
     try:
         if fmt in ("csv", "tsv"):
-            lines = cast(Iterator[str], _decoded(raw, codec, _BAD + "\n"))
-            return _csv_source(lines, "\t" if fmt == "tsv" else ",", fmt, total, close)
+            delimiter = "\t" if fmt == "tsv" else ","
+            state = _Records()
+            groups = _guarded(raw, codec, delimiter, state, stream=path == "-")
+            lines = itertools.chain.from_iterable(groups)
+            return _csv_source(lines, delimiter, fmt, total, close, state)
         if fmt == "jsonl":
             return Source(_jsonl_items(raw, codec), None, fmt, total, close)
         return Source(
@@ -156,6 +171,226 @@ def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None
             yield bad
 
 
+#: A quoted CSV field may run over at most this many physical lines, or this
+#: many characters of text, before it counts as an unterminated quote: its record becomes one
+#: ``input: line N: unterminated quote`` row and reading goes on at the line
+#: after the one where the quote opened. A quote still open at the end of the
+#: input is one too.
+QUOTE_MAX_LINES = 1000
+QUOTE_MAX_BYTES = 16 * 1024 * 1024
+
+#: Handed to the CSV reader in place of the next line once a quote ran away: it
+#: closes the open quote, then puts a character after it that strict CSV refuses,
+#: so the reader drops the record with an error and starts afresh.
+_RUNAWAY = '"\ufffe\n'
+
+
+class _Records:
+    """What the CSV reader and the lines handed to it tell each other.
+
+    ``done``: the reader's ``line_num`` when it completed its last record (the
+    consumer sets it), so the line feeder knows whether the next line starts a
+    record or continues a quoted field. ``shift``: how far ``line_num`` is ahead
+    of the physical line number (it also counts the lines read again after an
+    unterminated quote, and the stand-in line). ``opened``: the line where a
+    runaway quote opened, while the reader is being made to drop its record;
+    0 otherwise.
+    """
+
+    __slots__ = ("done", "opened", "shift")
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.shift = 0
+        self.opened = 0
+
+    def line(self, line_num: int) -> int:
+        """The physical line number of the reader's ``line_num``."""
+        return line_num - self.shift
+
+
+#: Bytes of input read at a time for the CSV reader (see _guarded).
+_BLOCK = 1 << 16
+
+
+#: Lines of a block holding a quote handed over at a time (see _guarded): the
+#: most a quoted field can run past QUOTE_MAX_LINES before it is cut.
+_STEP = 32
+
+
+def _guarded(
+    raw: IO[bytes], codec: str, delimiter: str, state: _Records, *, stream: bool = False
+) -> Iterator[Iterable[str]]:
+    """The decoded lines of ``raw`` for the CSV reader, in groups, guarded against
+    runaway quotes. Feed it through ``itertools.chain.from_iterable``.
+
+    Each block of whole lines (64 KiB) is decoded at once. One without a
+    quote character is handed over whole: split at ``\\n`` when the reader is
+    between records (then every line is a record), else as a ``StringIO``
+    split at ``\\n`` only with the line endings kept, so the reader sees
+    exactly the lines it would see one by one, at C speed. A block with a
+    quote goes :data:`_STEP` lines at a time, one that does not decode line
+    by line (an undecodable line as ``_BAD``). After each group, the reader's last completed record
+    (``state.done``) tells whether it is inside a quoted field that goes on:
+    then its lines so far are kept, and once they pass
+    :data:`QUOTE_MAX_LINES` or :data:`QUOTE_MAX_BYTES`, or the input ends,
+    the reader is made to drop the record (see ``_RUNAWAY``) and the lines
+    after the one where the quote opened are read again. ``stream``
+    (standard input): hand lines over as soon as they arrive.
+    """
+    blocks = _line_blocks(raw, stream)
+    first = True
+    pulled = 0  # lines handed to the reader: its line_num
+    start_at = 0  # the open record's first line, in the reader's count (0: none)
+    held: list[str] = []  # that record's lines so far
+    size = 0
+    todo: deque[list[str]] = deque()  # groups of lines to hand over next
+    while True:
+        text: str | None = None
+        unit: Iterable[str]
+        if todo:
+            unit = todo.popleft()
+            count = len(unit)
+        else:
+            data = next(blocks, None)
+            if data is None:
+                if pulled == state.done:
+                    return  # the input ended between records
+                unit = ()  # it ended inside a quoted field
+                count = 0
+            else:
+                if first:
+                    first = False
+                    if codec == "utf-8" and data.startswith(codecs.BOM_UTF8):
+                        data = data[3:]
+                try:
+                    text = data.decode(codec)
+                except UnicodeDecodeError:
+                    lines = [_decode_line(line, codec) for line in io.BytesIO(data)]
+                    todo.extend([line] for line in lines)
+                    continue
+                if '"' in text:
+                    lines = _split_lines(text)
+                    todo.extend(lines[i : i + _STEP] for i in range(0, len(lines), _STEP))
+                    continue
+                if pulled == state.done:
+                    # Between records and no quote: every line is a record, so
+                    # the reader needs no line endings (a list is quickest).
+                    unit = text.split("\n")
+                    if not unit[-1]:
+                        unit.pop()  # after the last newline
+                    count = len(unit)
+                else:
+                    unit = io.StringIO(text, newline="\n")
+                    count = text.count("\n") + (not text.endswith("\n"))
+        if start_at and count:
+            # Inside a record that goes on: would these lines take it past the limits?
+            lines = unit if isinstance(unit, list) else _split_lines(text)
+            more = sum(map(len, lines))
+            if len(held) + count > QUOTE_MAX_LINES or size + more > QUOTE_MAX_BYTES:
+                todo.appendleft(list(lines))  # not handed over
+                count = 0
+        if count:
+            begin = pulled
+            pulled += count
+            yield unit
+            # The reader wants the line after these: is it inside a record?
+            if pulled == state.done:
+                if start_at:
+                    start_at = 0
+                    held = []
+                continue
+            lines = unit if isinstance(unit, list) else _split_lines(text)
+            record = state.done + 1
+            if start_at != record:  # it began among these lines
+                start_at = record
+                held = list(lines[record - begin - 1 :])
+                size = sum(map(len, held))
+            else:
+                held.extend(lines)
+                size += sum(map(len, lines))
+            if len(held) <= QUOTE_MAX_LINES and size <= QUOTE_MAX_BYTES:
+                continue
+        # A quote ran away (or the input ended inside it): the reader drops its
+        # record on the stand-in line, then reads again the lines after the one
+        # where the quote opened.
+        opened = _quote_opener(held, delimiter)
+        state.opened = start_at - state.shift + opened
+        pulled += 1
+        state.shift += pulled - start_at - opened
+        again = held[opened + 1 :]
+        todo.extendleft(reversed([again[i : i + _STEP] for i in range(0, len(again), _STEP)]))
+        start_at = 0
+        held = []
+        yield (_RUNAWAY,)
+
+
+def _split_lines(text: str | None) -> list[str]:
+    """``text`` split after each ``\\n`` (only), endings kept."""
+    return io.StringIO(text or "", newline="\n").readlines()
+
+
+def _decode_line(line: bytes, codec: str) -> str:
+    try:
+        return line.decode(codec)
+    except UnicodeDecodeError:
+        return _BAD + "\n"
+
+
+def _line_blocks(raw: IO[bytes], stream: bool) -> Iterator[bytes]:
+    """``raw`` in blocks of whole lines (the last may lack its newline).
+
+    ``stream``: each block as soon as some whole line has arrived (standard
+    input may be a slow producer).
+    """
+    read = raw.read1 if stream and hasattr(raw, "read1") else raw.read
+    tail = b""
+    while chunk := read(_BLOCK):
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            tail += chunk
+            continue
+        yield tail + chunk[: cut + 1]
+        tail = chunk[cut + 1 :]
+    if tail:
+        yield tail
+
+
+def _quote_opener(lines: list[str], delimiter: str) -> int:
+    """The index of the line where the quote still open at the end of ``lines`` opened.
+
+    ``lines`` are one CSV record's lines so far, its first a record's first
+    line; the scan follows the csv module's rules (a quote opens a field only at
+    its start, ``""`` inside quotes is a literal quote).
+    """
+    text = "".join(lines)
+    ends = re.compile(f"[{re.escape(delimiter)}\r\n]")
+    starts = list(itertools.accumulate((len(line) for line in lines), initial=0))
+    end = len(text)
+    i = 0
+    opened = 0
+    while i < end:
+        if text[i] == '"':  # a quoted field
+            opened = i
+            j = i + 1
+            while True:
+                k = text.find('"', j)
+                if k < 0:
+                    return bisect.bisect_right(starts, opened) - 1
+                if text.startswith('"', k + 1):
+                    j = k + 2
+                    continue
+                i = k + 1
+                break
+            if i < end and text[i] in (delimiter, "\r", "\n"):
+                i += 1
+            continue
+        # an unquoted field (or an empty one): up to the next delimiter or line end
+        found = ends.search(text, i)
+        i = found.end() if found else end
+    return bisect.bisect_right(starts, opened) - 1
+
+
 class _Prepend:
     """A binary stream with one line already read put back in front."""
 
@@ -169,25 +404,64 @@ class _Prepend:
         self._first = None
         yield from self._rest
 
+    def read1(self, size: int = -1) -> bytes:
+        if self._first:
+            first, self._first = self._first, None
+            return first
+        self._first = None
+        return self._rest.read1(size)  # type: ignore[attr-defined, no-any-return]
+
     def close(self) -> None:
         pass  # stdin stays open
 
 
-def count_rows(path: str, header: bool) -> int | None:
-    """Count data lines cheaply (newlines in binary), for the progress display's total.
+_NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
 
-    An estimate for CSV with quoted line breaks; None if the file is not a
-    regular file.
+
+def count_rows(path: str, header: bool, quoted: bool = False) -> int | None:
+    """Count the rows cheaply (newlines in binary), for the progress display's total.
+
+    ``quoted`` (CSV/TSV): a line break inside a quoted field does not end a
+    row: newlines are counted only outside quotes, found by splitting each
+    block at its quote characters (a block without any is counted whole).
+    Blank lines are not rows. An estimate when a quote stands inside an
+    unquoted field (``5" screw``); None if the file is not a regular file.
     """
     try:
         if not os.path.isfile(path):
             return None
-        n = 0
+        n = plain = 0  # rows; and lines, in case a quote never closes
         last = b"\n"
+        inside = False  # within a quoted field at the end of the last block
         with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
-                n += chunk.count(b"\n") - chunk.count(b"\n\n") - chunk.count(b"\n\r\n")
+                lines = chunk.count(b"\n") - chunk.count(b"\n\n") - chunk.count(b"\n\r\n")
+                plain += lines
                 last = chunk[-1:]
+                if not quoted or (not inside and b'"' not in chunk):
+                    n += lines
+                    continue
+                # Only quotes and newlines matter, and a pair of quotes side by
+                # side ("" in a quoted cell, or a "" cell) leaves the state as it
+                # was: drop them, then split at the quotes left.
+                parts = chunk.translate(None, _NOT_QUOTE_OR_NEWLINE).replace(b'""', b"").split(b'"')
+                # Even parts lie outside quotes (odd ones, when the block starts inside).
+                within = b"".join(parts[0 if inside else 1 :: 2]).count(b"\n")
+                if within:  # line breaks in quoted cells: count the lines outside them
+                    parts = chunk.split(b'"')
+                    outside = b'"'.join(parts[1 if inside else 0 :: 2])
+                    lines = (
+                        outside.count(b"\n")
+                        - outside.count(b"\n\n")
+                        - outside.count(b"\n\r\n")
+                    )
+                if len(parts) % 2 == 0:
+                    inside = not inside
+                n += lines
+        if inside:
+            # A quote that never closes: drumfire reads on after it (see _guarded),
+            # so the lines are the better estimate.
+            n = plain
         if last != b"\n":
             n += 1
         return max(0, n - 1) if header else n
@@ -196,15 +470,26 @@ def count_rows(path: str, header: bool) -> int | None:
 
 
 def _csv_source(
-    lines: Iterator[str], delimiter: str, fmt: str, total: int | None, close: Any
+    lines: Iterator[str],
+    delimiter: str,
+    fmt: str,
+    total: int | None,
+    close: Any,
+    state: _Records,
 ) -> Source:
-    # ``lines`` stands an undecodable line for _BAD (see open_source), never None.
+    # ``lines`` stands an undecodable line for _BAD (see _guarded), never None.
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
+        state.done = reader.line_num
         while header is not None and (not header or header == [""]):
             header = next(reader, None)  # leading blank lines
+            state.done = reader.line_num
     except csv.Error as exc:
+        if state.opened:
+            raise InputError(
+                f"the header line (line {state.opened}) has an unterminated quote"
+            ) from None
         raise InputError(f"cannot read the header line: {exc}") from None
     if header is None:
         raise InputError("the input is empty: expected a header line naming the columns")
@@ -216,15 +501,16 @@ def _csv_source(
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise InputError(f"the header line names columns more than once: {', '.join(dupes)}")
-    return Source(_csv_items(reader, header), frozenset(header), fmt, total, close)
+    return Source(_csv_items(reader, header, state), frozenset(header), fmt, total, close)
 
 
-def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
+def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item]:
     width = len(header)
     n = 0
     while True:
         try:
             for fields in reader:
+                state.done = reader.line_num  # the next line starts a record
                 # The usual row first: as many fields as the header, and (for a
                 # one-column file) not blank and not an undecodable line.
                 if len(fields) == width and (
@@ -236,20 +522,22 @@ def _csv_items(reader: Any, header: list[str]) -> Iterator[Item]:
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue  # blank line
                 n += 1
+                line = state.line(reader.line_num)
                 if len(fields) == 1 and fields[0] == _BAD:
-                    yield n, InputProblem(reader.line_num, "undecodable bytes (say --encoding)")
+                    yield n, InputProblem(line, "undecodable bytes (say --encoding)")
                 else:
-                    yield (
-                        n,
-                        InputProblem(
-                            reader.line_num, f"expected {width} fields, found {len(fields)}"
-                        ),
-                    )
+                    yield n, InputProblem(line, f"expected {width} fields, found {len(fields)}")
             return
         except csv.Error as exc:
-            # The reader goes on with the next line after a malformed one.
+            # The reader goes on with the next line after a malformed one, or
+            # (an unterminated quote) with the line after the one where it opened.
+            state.done = reader.line_num
             n += 1
-            yield n, InputProblem(reader.line_num, f"malformed CSV: {exc}")
+            if state.opened:
+                yield n, InputProblem(state.opened, "unterminated quote")
+                state.opened = 0
+            else:
+                yield n, InputProblem(state.line(reader.line_num), f"malformed CSV: {exc}")
 
 
 def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:

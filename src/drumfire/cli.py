@@ -7,6 +7,7 @@ leaves everything else to ``_batch.execute``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -18,7 +19,7 @@ import click
 import orjson
 from rich.console import Console
 
-from ._api import make_job
+from ._api import Job, make_job
 from ._cli_common import (
     CONTEXT,
     connect_timeout_option,
@@ -31,12 +32,36 @@ from ._cli_common import (
 from ._errors import UsageError
 from ._extract import parse_extract_options
 from ._limits import parse_rate
-from ._resume import load_done_ids
+from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from ._progress import rerun_command
+from ._result import Stats
+from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
 from ._settings import Retry
-from ._sinks import open_sink, output_format_for
-from ._sources import open_source
+from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
+from ._sources import Source, open_source
 
 __all__ = ["entry", "main"]
+
+
+#: Connection attempts that must all fail to connect, none succeeding, before
+#: ``run`` calls its target unreachable and stops (unless --keep-going).
+UNREACHABLE_AFTER = 50
+
+
+def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | None:
+    if key is not None and cert is None:
+        raise UsageError("--key needs --cert (the client certificate it belongs to)")
+    return (cert, key) if cert is not None and key is not None else cert
+
+
+def _header_size_option(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"--max-header-size: {exc.format_message()}") from None
+    if size < 1024:
+        raise click.BadParameter(f"--max-header-size {text!r}: at least 1K")
+    return size
 
 
 def _fail(message: str) -> NoReturn:
@@ -58,6 +83,26 @@ def _split_columns(values: Sequence[str]) -> list[str]:
     for value in values:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out
+
+
+def _parse_columns_option(
+    values: Sequence[str], parse_spec: str | None, pairs: Sequence[tuple[str, str]], keep: list[str]
+) -> list[str] | None:
+    """``--parse-columns`` as a list (None when not given); checked against the other columns."""
+    from ._result import BASE_COLUMNS
+    from ._sinks import PARSE_EXTRA
+
+    names = _split_columns(values)
+    if not values:
+        return None
+    if parse_spec is None:
+        raise UsageError("--parse-columns needs --parse")
+    taken = {*BASE_COLUMNS, PARSE_EXTRA, *(n for n, _ in pairs), *keep}
+    for name in names:
+        if name in taken:
+            raise UsageError(f"--parse-columns: {name!r} is already an output column")
+        taken.add(name)
+    return names
 
 
 def _processes_option(text: str, url: str) -> int:
@@ -155,6 +200,14 @@ def main() -> None:
 )
 @click.option("-d", "--data", default=None, help="Request body (template); @FILE reads a file.")
 @click.option(
+    "--json",
+    "json_data",
+    default=None,
+    metavar="BODY",
+    help="JSON request body (template); @FILE reads a file. Like curl's --json: "
+    "Content-Type and Accept become application/json, the method POST.",
+)
+@click.option(
     "-e",
     "--extract",
     multiple=True,
@@ -167,6 +220,14 @@ def main() -> None:
     default=None,
     metavar="FILE.py:FUNCTION",
     help="A function (response) -> dict whose fields join the row.",
+)
+@click.option(
+    "--parse-columns",
+    "parse_columns",
+    multiple=True,
+    metavar="NAME",
+    help="The --parse fields that get CSV columns, in order (default: the first answer's); "
+    "others go to parse_extra.",
 )
 @click.option(
     "--id",
@@ -186,12 +247,14 @@ def main() -> None:
     "--output",
     default="-",
     show_default=True,
-    help="Output file (.csv or .jsonl), or - for standard output.",
+    help="Output file (.csv, .jsonl, .parquet directory, .sqlite/.db or "
+    "sqlite:///PATH?table=NAME), or - for standard output. A file that already "
+    "holds rows needs --resume, --retry-failed or --overwrite.",
 )
 @format_option
 @click.option(
     "--output-format",
-    type=click.Choice(["csv", "jsonl"]),
+    type=click.Choice(["csv", "jsonl", "parquet", "sqlite"]),
     default=None,
     help="Output format [default: from the extension].",
 )
@@ -285,10 +348,35 @@ def main() -> None:
 @connect_timeout_option
 @insecure_option
 @click.option(
+    "--cacert",
+    metavar="FILE",
+    default=None,
+    help="Verify servers against the CA certificates in FILE (PEM) instead of the system's.",
+)
+@click.option(
+    "--cert",
+    metavar="FILE",
+    default=None,
+    help="Client certificate (PEM) to present; its key too unless --key is given.",
+)
+@click.option("--key", metavar="FILE", default=None, help="Private key (PEM) of --cert.")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help=f"Send every row even when the first {UNREACHABLE_AFTER} connection attempts all "
+    "fail to connect (by default the run then stops, exit 1: the target is unreachable).",
+)
+@click.option(
     "--max-body",
     default="64M",
     show_default=True,
     help="Largest response body accepted (after decompression).",
+)
+@click.option(
+    "--max-header-size",
+    default="64K",
+    show_default=True,
+    help="Largest response header block accepted; past it the row ends with header_too_large.",
 )
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
@@ -307,12 +395,39 @@ def main() -> None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Keep the rows already in OUTPUT (repairing a torn last line) and send only the rest.",
+    help="Keep the rows already in OUTPUT (repairing a torn last line) and send only the rest; "
+    "rows recorded as cancelled are sent again.",
+)
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[LIST]",
+    help="--resume, and also send again the rows of OUTPUT that ended with these reasons or "
+    f"statuses (comma-separated; 5xx for a class) [default: {RETRY_FAILED_DEFAULT}; "
+    "transport = connect,reset,timeout,tls,protocol]. Their old rows are removed.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace OUTPUT if it already holds rows (without it, that needs --resume).",
+)
+@click.option(
+    "--fail-on-error",
+    "fail_on_error",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[LIST]",
+    help="Exit with status 3 when a row ended with an error [default: any error], or with "
+    "one of LIST (reasons and statuses, as --retry-failed).",
 )
 @click.option(
     "--summary-json",
-    type=click.Path(dir_okay=False, writable=True),
     default=None,
+    metavar="PATH",
     help="Also write the summary figures as JSON to this file.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
@@ -322,8 +437,10 @@ def run_command(
     method: str | None,
     headers: tuple[str, ...],
     data: str | None,
+    json_data: str | None,
     extract: tuple[str, ...],
     parse_spec: str | None,
+    parse_columns: tuple[str, ...],
     id_column: str | None,
     keep: tuple[str, ...],
     output: str,
@@ -344,16 +461,24 @@ def run_command(
     timeout: float,
     connect_timeout: float,
     insecure: bool,
+    cacert: str | None,
+    cert: str | None,
+    key: str | None,
+    keep_going: bool,
     max_body: str,
+    max_header_size: str,
     ordered: bool,
     follow_redirects: bool,
     max_redirects: int,
     resume: bool,
+    retry_failed: str | None,
+    overwrite: bool,
+    fail_on_error: str | None,
     summary_json: str | None,
     quiet: bool,
 ) -> None:
-    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, a text
-    file of URLs, or - for stdin) and write one result row per input row.
+    """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, Parquet, a
+    text file of URLs, or - for stdin) and write one result row per input row.
 
     \b
     Example:
@@ -361,8 +486,6 @@ def run_command(
         --url 'http://127.0.0.1:5000/route/v1/driving/{lon1},{lat1};{lon2},{lat2}' \\
         -e code=code -e 'duration=routes[0].duration' -o results.csv
     """
-    from ._batch import execute
-
     try:
         pairs = parse_extract_options(extract)
         keep_columns = _split_columns(keep)
@@ -371,6 +494,7 @@ def run_command(
             method=method,
             headers=list(headers),
             data=read_data(data),
+            json=read_data(json_data),
             extract=pairs,
             keep=keep_columns,
             id=id_column,
@@ -382,69 +506,213 @@ def run_command(
             retry=Retry(retries=retries, unsafe=retry_unsafe, max_retry_after=max_retry_wait),
             timeout=timeout,
             connect_timeout=connect_timeout,
-            verify=not insecure,
+            verify=False if insecure else (cacert or True),
+            cert=_client_cert(cert, key),
             max_body=parse_size(max_body),
+            max_header_size=_header_size_option(max_header_size),
             ordered=ordered,
             follow_redirects=max_redirects if follow_redirects else 0,
             pipeline=pipeline,
         )
         job.extractor()  # compile expressions now: a bad one is a usage error
+        if not keep_going:  # a dead target ends the run early (see the README)
+            job = dataclasses.replace(job, unreachable_after=UNREACHABLE_AFTER)
         nprocs = _processes_option(processes, url)
         parse = load_parse_function(parse_spec) if parse_spec else None
-        done = None
-        if resume:
-            if output == "-":
-                raise UsageError("--resume needs an output file (-o PATH), not standard output")
-            done, _ = load_done_ids(output, output_format_for(output, output_format))
+        declared = _parse_columns_option(parse_columns, parse_spec, pairs, keep_columns)
+        again = (
+            Selection(retry_failed or RETRY_FAILED_DEFAULT, "--retry-failed")
+            if retry_failed is not None
+            else None
+        )
+        failing = (
+            Selection(fail_on_error or "errors", "--fail-on-error")
+            if fail_on_error is not None
+            else None
+        )
+        resuming = "--retry-failed" if again is not None else "--resume" if resume else None
+        if resuming is not None and overwrite:
+            raise UsageError(
+                f"{resuming} keeps the rows of OUTPUT, --overwrite drops them: choose one"
+            )
+        if resuming is not None and output == "-":
+            raise UsageError(f"{resuming} needs an output file (-o PATH), not standard output")
+        out_fmt = output_format_for(output, output_format)
+        if summary_json:
+            check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and Console(stderr=True).is_terminal
         source = open_source(input_path, input_format, encoding, count=displayed)
+        lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
-            sink = open_sink(
-                output, output_format, [n for n, _ in pairs], keep_columns, append=resume
-            )
+            # One writer: the lock is held from before the output is read until the end.
+            lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
+            if lock is not None and resuming is None:
+                lock.refuse_or_truncate(overwrite)
+            # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
+            append = not (overwrite and out_fmt in TABLE_FORMATS)
+
+            def resend(record: Record) -> bool:
+                _, status, error = record
+                if error.partition(":")[0] == "cancelled":
+                    return True
+                return again is not None and again.matches(error, status)
+
+            resumed = scan_output(output, out_fmt, resend) if resuming else None
+            fields = [n for n, _ in pairs]
+
+            def open_output() -> Sink:
+                return open_sink(
+                    output,
+                    output_format,
+                    fields,
+                    keep_columns,
+                    append=append,
+                    learn=parse_spec is not None,
+                    parse_columns=declared,
+                )
+
+            sink = open_output()
+            if resumed is not None and resumed.dropped and lock is not None:
+                sink.close()  # nothing written yet: the file already has its header
+                lock.rewrite(out_fmt, resend)
+                sink = open_output()
+                if not quiet:
+                    click.echo(
+                        f"drumfire: {resumed.dropped:,} rows of {output} will be sent again "
+                        "(cancelled" + (", or chosen by --retry-failed" if again else "") + ")",
+                        err=True,
+                    )
+            guarded = GuardedSink(sink, output, lock)
+            try:
+                guarded.flush()  # a full disk shows now, before the first request
+            except FileProblem as exc:
+                raise UsageError(str(exc)) from None
         except BaseException:
             if source.close is not None:
                 source.close()
+            if lock is not None:
+                lock.discard_if_unused()
+                lock.close()
             raise
     except UsageError as exc:
         _fail(str(exc))
     except click.BadParameter as exc:
         _fail(exc.format_message())
-    label = None if output == "-" else output
-    skip = done.take if done is not None else None
-    if nprocs > 1:
-        from ._parallel import execute_parallel
-
-        stats, code = execute_parallel(
-            job,
-            source,
-            sink,
-            nprocs,
-            quiet=quiet,
-            output_label=label,
-            parse_spec=parse_spec,
-            skip=skip,
-        )
-    else:
-        stats, code = execute(
-            job,
-            source,
-            sink,
-            quiet=quiet,
-            parse=parse,
-            output_label=label,
-            skip=skip,
-            read_ahead=read_ahead,
-        )
-    if summary_json:
-        Path(summary_json).write_bytes(orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2))
+    stats, code = _run(
+        job, source, guarded, nprocs, quiet, output, parse, parse_spec, read_ahead, resumed
+    )
+    if lock is not None:
+        lock.close()
+    if stats is not None:
+        code = _finish(stats, code, output, summary_json, failing, quiet)
     global _quick_exit
     # Every file is closed (see entry()); a --parse module is user code whose
     # atexit handlers and open files must see the usual shutdown.
     _quick_exit = parse_spec is None
     sys.exit(code)
+
+
+def _run(
+    job: Job,
+    source: Source,
+    sink: GuardedSink,
+    nprocs: int,
+    quiet: bool,
+    output: str,
+    parse: Callable[..., Any] | None,
+    parse_spec: str | None,
+    read_ahead: bool,
+    resumed: Resumed | None,
+) -> tuple[Stats | None, int]:
+    """Run the batch; a file problem met on the way is one line and exit status 1."""
+    from ._batch import execute
+
+    label = None if output == "-" else output
+    skip = resumed.done.take if resumed is not None else None
+    skip_problem = resumed.problems.__contains__ if resumed is not None else None
+    try:
+        if nprocs > 1:
+            from ._parallel import execute_parallel
+
+            stats, code = execute_parallel(
+                job,
+                source,
+                sink,
+                nprocs,
+                quiet=quiet,
+                output_label=label,
+                parse_spec=parse_spec,
+                skip=skip,
+                skip_problem=skip_problem,
+                resumed=resumed.kept if resumed is not None else 0,
+            )
+        else:
+            stats, code = execute(
+                job,
+                source,
+                sink,
+                quiet=quiet,
+                parse=parse,
+                output_label=label,
+                skip=skip,
+                read_ahead=read_ahead,
+                skip_problem=skip_problem,
+                resumed=resumed.kept if resumed is not None else 0,
+            )
+    except FileProblem as exc:
+        click.echo(f"drumfire: error: {exc}", err=True)
+        return None, 1
+    return stats, code
+
+
+def _finish(
+    stats: Stats,
+    code: int,
+    output: str,
+    summary_json: str | None,
+    failing: Selection | None,
+    quiet: bool,
+) -> int:
+    """The summary file, the hints after the summary, and the exit status for scripts."""
+    if summary_json:
+        try:
+            Path(summary_json).write_bytes(
+                orjson.dumps(stats.summary(), option=orjson.OPT_INDENT_2)
+            )
+        except OSError as exc:
+            click.echo(
+                f"drumfire: error: cannot write --summary-json {summary_json!r}: "
+                f"{exc.strerror or exc}",
+                err=True,
+            )
+            return 1
+    argv = sys.argv[1:]
+    if code in (130, 143):
+        if not quiet and output != "-":
+            click.echo(f"  resume with: {rerun_command(argv, '--resume')}", err=True)
+        return code
+    if not quiet and output != "-":
+        failed = Selection(RETRY_FAILED_DEFAULT, "--retry-failed").count(
+            stats.reasons, stats.statuses
+        )
+        if failed:
+            click.echo(
+                f"  re-send the failed rows with: {rerun_command(argv, '--retry-failed')}",
+                err=True,
+            )
+    if code == 0 and failing is not None:
+        n = failing.count(stats.reasons, stats.statuses)
+        if n:
+            if not quiet:
+                click.echo(
+                    f"drumfire: {n:,} rows ended with an outcome --fail-on-error names: "
+                    "exit status 3",
+                    err=True,
+                )
+            return 3
+    return code
 
 
 @main.command("serve", context_settings=CONTEXT)
@@ -464,7 +732,15 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     """Run the demo server: OSRM-shaped /route/v1/driving/..., /quote, /echo, /status/N."""
     from .demo.server import run_server
 
-    run_server(host, port, latency=latency, jitter=jitter)
+    shown = f"[{host}]" if ":" in host else host
+
+    def ready(bound: int) -> None:
+        click.echo(f"drumfire: demo server listening on http://{shown}:{bound} (Ctrl-C to stop)")
+
+    try:
+        run_server(host, port, latency=latency, jitter=jitter, ready=ready)
+    except OSError as exc:  # a busy port, an address not on this machine, a privileged port
+        _fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
 
 
 @main.command("demo", context_settings=CONTEXT)

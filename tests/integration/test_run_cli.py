@@ -389,6 +389,8 @@ def _check_quick_exit(routes: Path, url: str, fail: bool) -> None:
         "from drumfire.cli import entry; sys.argv[0] = 'drumfire'; entry()"
     )
     args = ["run", routes, "--url", url, "-e", "code=code", "--retries", "0", "-o", "-"]
+    if fail:  # every row, although the target is unreachable
+        args.append("--keep-going")
     proc = subprocess.run(
         [sys.executable, "-c", probe, *map(str, args)],
         capture_output=True, text=True, timeout=60, check=False,
@@ -469,3 +471,47 @@ def test_progress_on_a_terminal_shows_the_total(routes: Path, tmp_path: Path) ->
         os.close(master)
     assert proc.returncode == 0
     assert b"/300 (" in shown, shown[-500:]
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_progress_of_a_resumed_run_starts_at_the_rows_done(
+    routes: Path, tmp_path: Path, processes: str
+) -> None:
+    import os
+    import pty
+    import re
+
+    out = tmp_path / "out.csv"
+    with DemoServer() as fast:
+        assert drumfire("run", routes, "--url", fast.base_url + ROUTE, "-o", out).returncode == 0
+    # As if the run had stopped after 200 of its 300 rows.
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:201]))
+    master, slave = pty.openpty()
+    try:
+        with DemoServer(latency=0.02) as slow:  # about 1 s for the last 100: the display draws
+            proc = subprocess.run(
+                [*CLI, "run", str(routes), "--url", slow.base_url + ROUTE, "-c", "2",
+                 "-p", processes, "-o", str(out), "--resume"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                timeout=30, check=False,
+            )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child's side is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    counts = [int(n.replace(b",", b"")) for n in re.findall(rb"([\d,]+)/300 \(", shown)]
+    assert counts, shown[-500:]
+    assert counts[0] >= 200, counts  # the 200 rows already in the output count from the start
+    assert len(read_rows(out)) == 300

@@ -710,3 +710,47 @@ def test_a_consumer_that_raises_on_a_timed_out_row_ends_the_run() -> None:
             timeout=0.3, retries=0,
         )  # fmt: skip
     assert taken == 5
+
+
+# -- a dead target stops the run (issue 14) -----------------------------------------------
+
+
+def run_with_unreachable_after(rows: list[dict[str, str]], after: int) -> tuple[list[Result], Any]:
+    """The engine as ``drumfire run`` sets it up: stop after ``after`` failed connects."""
+    import dataclasses
+
+    from drumfire._api import make_job
+    from drumfire._sources import rows_source
+
+    job = dataclasses.replace(
+        make_job("{url}", concurrency=1, retry=Retry(retries=0)), unreachable_after=after
+    )
+    source = rows_source(rows)
+    results: list[Result] = []
+    engine = job.engine(source, results.append)
+    stats = asyncio.run(asyncio.wait_for(engine.run(source.items), 60))
+    return results, stats
+
+
+def test_connects_that_all_fail_from_the_start_stop_the_run() -> None:
+    with refused_port() as port:
+        rows = [{"id": str(i), "url": f"http://127.0.0.1:{port}/{i}"} for i in range(60)]
+        results, stats = run_with_unreachable_after(rows, 5)
+    assert [r.error for r in results] == ["connect"] * 4 + ["cancelled"]
+    assert stats.unreachable.startswith(f"127.0.0.1:{port}: the first 5 connection attempts")
+    assert "Connection refused" in stats.unreachable
+    assert stats.stopped
+
+
+def test_a_target_that_once_answered_is_never_called_unreachable() -> None:
+    # One connection made (the first row, with concurrency 1), then every other
+    # row refused: the server was there, so the run sends every row.
+    with ScriptedServer(lambda *_: respond(200, {"ok": True})) as srv, refused_port() as port:
+        rows = [{"id": "0", "url": srv.url("/x")}]
+        rows += [{"id": str(i), "url": f"http://127.0.0.1:{port}/{i}"} for i in range(1, 60)]
+        results, stats = run_with_unreachable_after(rows, 5)
+    assert [r.error for r in results] == [""] + ["connect"] * 59
+    assert stats.unreachable is None
+    assert not stats.stopped
+    refused = f"[Errno 111] Connection refused to 127.0.0.1:{port}"
+    assert stats.examples["connect"].startswith(refused)

@@ -18,3 +18,62 @@ def test_room_respects_the_depth_and_the_servers_keep_alive_max() -> None:
     assert conn.room(64) == 1
     conn.left = 5  # fewer than are already in flight: nothing more
     assert conn.room(64) < 0
+
+
+# -- failure messages and hints (issue 14) ---------------------------------------------------
+
+
+def test_failure_messages_are_short_and_the_same_whatever_the_loop() -> None:
+    import socket
+    import ssl
+
+    from drumfire._connection import _describe
+
+    verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] ...")
+    verify.verify_message = "self-signed certificate"
+    assert _describe(verify) == "certificate verify failed: self-signed certificate"
+    # asyncio's words and uvloop's for a refused connection: one message.
+    asyncio_refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)")
+    uvloop_refused = ConnectionRefusedError(111, "Connection refused")
+    assert _describe(asyncio_refused) == _describe(uvloop_refused)
+    assert _describe(uvloop_refused) == "[Errno 111] Connection refused"
+    unknown = socket.gaierror(-2, "Name or service not known")
+    assert _describe(unknown) == "[Errno -2] Name or service not known"
+    assert _describe(None) == ""
+    assert len(_describe(RuntimeError("x" * 1000))) == 200
+
+
+def test_hints_for_the_usual_causes() -> None:
+    from drumfire._errors import explain
+
+    assert explain("tls", "certificate verify failed: self-signed certificate") == (
+        "certificate verify failed: self-signed certificate "
+        "(use --cacert FILE, or -k to skip verification)"
+    )
+    assert explain("connect", "[Errno 111] Connection refused to 127.0.0.1:9").endswith(
+        "(is the server running and listening on that port?)"
+    )
+    assert "check the host name" in explain("connect", "[Errno -2] Name or service not known")
+    assert "--connect-timeout" in explain(
+        "timeout", "no connection to h:1 within the connect timeout"
+    )
+    assert "--timeout" in explain("timeout", "no complete answer in time")
+    assert explain("reset", "[Errno 104] Connection reset by peer") == (
+        "[Errno 104] Connection reset by peer"
+    )
+
+
+def test_a_connect_timeout_names_the_place() -> None:
+    failures: list[tuple[str, str]] = []
+
+    class Recorder:
+        def on_closed(self, conn: Connection) -> None:
+            pass
+
+        def on_failure(self, conn: Connection, job: Any, reason: str, detail: str) -> None:
+            failures.append((reason, detail))
+
+    conn = Connection(cast(Owner, Recorder()), ("http", "10.9.8.7", 81), 1000)
+    conn.job = "a job"
+    conn.abort("timeout", "no complete answer in time")
+    assert failures == [("timeout", "no connection to 10.9.8.7:81 within the connect timeout")]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
+import brotli
 import orjson
 import pytest
+import zstandard
 
 from drumfire._errors import BodyTooLarge, ProtocolError
 from drumfire._http import Response, ResponseReader, encode_request_head
@@ -193,11 +196,131 @@ def test_identity_encoding_is_not_decoded() -> None:
     assert r.body == b"plain"
 
 
-def test_unsupported_encoding_is_a_protocol_error() -> None:
+def test_unknown_encoding_keeps_the_status_and_says_encoding() -> None:
     reader = ResponseReader()
     reader.expect()
-    with pytest.raises(ProtocolError, match="unsupported content-encoding 'br'"):
-        reader.feed(response_bytes(b"xyz", b"Content-Encoding: br"))
+    data = response_bytes(b"xyz", b"Content-Encoding: compress", status=b"404 Not Found")
+    got = reader.feed(data)
+    assert got is not None
+    assert got.status == 404
+    assert got.error == "encoding: unsupported content-encoding 'compress'"
+    assert got.body == b"xyz"  # as sent
+    assert got.keep_alive is True  # the framing was fine: the connection is reusable
+
+
+def test_unknown_encoding_body_still_respects_max_body() -> None:
+    with pytest.raises(BodyTooLarge):
+        read_one(response_bytes(b"x" * 101, b"Content-Encoding: snappy"), max_body=100)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        (b"br", brotli.compress),
+        (b"BR", brotli.compress),
+        (b"zstd", zstandard.compress),
+        (b"gzip, br", lambda d: brotli.compress(gzip.compress(d))),
+        (b"br, zstd", lambda d: zstandard.compress(brotli.compress(d))),
+        (b"zstd, gzip", lambda d: gzip.compress(zstandard.compress(d))),
+        (b"identity, gzip", gzip.compress),
+    ],
+    ids=["br", "BR", "zstd", "gzip-br", "br-zstd", "zstd-gzip", "identity-gzip"],
+)
+@pytest.mark.parametrize("size", [None, 1, 7])
+def test_brotli_zstd_and_several_codings(encoding: bytes, compress: Any, size: int | None) -> None:
+    data = response_bytes(compress(PAYLOAD), b"Content-Encoding: " + encoding)
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, data, size or len(data))
+    assert [(g.body, g.error) for g in got] == [(PAYLOAD, "")]
+
+
+def test_codings_in_separate_header_lines() -> None:
+    body = brotli.compress(gzip.compress(PAYLOAD))
+    data = response_bytes(body, b"Content-Encoding: gzip\r\nContent-Encoding: br")
+    assert read_one(data).body == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [(b"br", brotli.compress), (b"zstd", zstandard.compress)],
+    ids=["br", "zstd"],
+)
+@pytest.mark.parametrize("size", [None, 100])
+def test_brotli_and_zstd_bombs_stop_at_max_body(
+    encoding: bytes, compress: Any, size: int | None
+) -> None:
+    bomb = compress(b"\0" * 20_000_000)
+    assert len(bomb) < 30_000
+    reader = ResponseReader(max_body=10_000)
+    reader.expect()
+    with pytest.raises(BodyTooLarge):
+        feed_pieces(reader, response_bytes(bomb, b"Content-Encoding: " + encoding), size or 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [(b"br", brotli.compress), (b"zstd", zstandard.compress)],
+    ids=["br", "zstd"],
+)
+def test_brotli_and_zstd_exactly_at_max_body(encoding: bytes, compress: Any) -> None:
+    data = response_bytes(compress(PAYLOAD), b"Content-Encoding: " + encoding)
+    assert read_one(data, max_body=len(PAYLOAD)).body == PAYLOAD
+    with pytest.raises(BodyTooLarge):
+        read_one(data, max_body=len(PAYLOAD) - 1)
+
+
+@pytest.mark.parametrize("encoding", [b"br", b"zstd"])
+def test_corrupt_brotli_or_zstd_is_a_protocol_error(encoding: bytes) -> None:
+    with pytest.raises(ProtocolError, match="bad compressed body"):
+        read_one(response_bytes(b"this is not compressed", b"Content-Encoding: " + encoding))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [(b"br", brotli.compress), (b"zstd", zstandard.compress)],
+    ids=["br", "zstd"],
+)
+def test_truncated_brotli_or_zstd_is_a_protocol_error(encoding: bytes, compress: Any) -> None:
+    comp = compress(PAYLOAD * 50)[:-5]
+    with pytest.raises(ProtocolError):
+        read_one(response_bytes(comp, b"Content-Encoding: " + encoding))
+
+
+# -- Response.headers: a case-insensitive mapping ---------------------------------------
+
+
+def test_response_headers_is_a_case_insensitive_mapping() -> None:
+    r = read_one(
+        response_bytes(
+            b"{}", b"Content-Type: application/json\r\nSet-Cookie: a=1\r\nset-cookie: b=2"
+        )
+    )
+    h = r.headers
+    assert isinstance(h, Mapping)
+    assert h.get("content-type") == "application/json"
+    assert h["Content-Type"] == h["CONTENT-TYPE"] == "application/json"
+    assert "content-length" in h
+    assert "x-missing" not in h
+    assert h.get("x-missing") is None
+    assert h.get("x-missing", "d") == "d"
+    assert list(h) == ["Content-Type", "Set-Cookie", "Content-Length"]
+    assert len(h) == 3
+    assert h["set-cookie"] == "a=1, b=2"  # joined, as requests and httpx do
+    assert h.get_list("Set-Cookie") == ["a=1", "b=2"]
+    assert dict(h)["Content-Length"] == "2"
+    assert h == {
+        "content-type": "application/json",
+        "set-cookie": "a=1, b=2",
+        "content-length": "2",
+    }
+    assert r.headers is h  # built once
+    assert "a=1" not in repr(h)  # values are never shown
+    with pytest.raises(KeyError):
+        h["x-missing"]
+    # the raw pairs, as received
+    assert r.raw_headers[0] == (b"Content-Type", b"application/json")
+    assert h.raw is r.raw_headers
 
 
 def test_corrupt_gzip_is_a_protocol_error() -> None:
@@ -806,3 +929,59 @@ def test_quick_path_by_shape_agrees_with_the_full_parser(first: bytes, second: b
         except ProtocolError as exc:
             outcomes.append([type(exc).__name__])
     assert outcomes[0] == outcomes[1]
+
+
+# -- the header block cap (issue 14) -------------------------------------------------
+
+
+@pytest.mark.parametrize("piece", [1, 100, 4096, 1 << 20])
+def test_a_header_block_over_the_cap_is_refused(piece: int) -> None:
+    from drumfire._errors import HeaderTooLarge
+
+    data = response_bytes(b"ok", *(b"X-Filler-%d: %s" % (i, b"v" * 100) for i in range(100)))
+    reader = ResponseReader(max_header=4096)
+    reader.expect()
+    with pytest.raises(HeaderTooLarge) as info:
+        feed_pieces(reader, data, piece)
+    assert info.value.reason == "header_too_large"
+    assert "4096" in str(info.value)
+
+
+@pytest.mark.parametrize("piece", [1000, 65536])
+def test_an_endless_header_line_stops_at_the_cap(piece: int) -> None:
+    # One header whose value never ends: httptools would gather it whole. The
+    # reader stops once the block is past the cap, having taken at most the cap
+    # and one read more.
+    from drumfire._errors import HeaderTooLarge
+
+    reader = ResponseReader(max_header=16 * 1024)
+    reader.expect()
+    fed = 0
+    data = b"HTTP/1.1 200 OK\r\nX-Big: "
+    refused = None
+    while fed < 100 * 1024 * 1024 and refused is None:
+        try:
+            reader.feed_all(data)
+        except HeaderTooLarge as exc:
+            refused = exc
+        fed += len(data)
+        data = b"a" * piece
+    assert refused is not None
+    assert fed <= 16 * 1024 + 2 * piece
+
+
+def test_a_header_block_under_the_cap_is_read_by_both_paths() -> None:
+    extra = tuple(b"X-Filler-%d: %s" % (i, b"v" * 100) for i in range(30))
+    data = response_bytes(b"ok", *extra)
+    for piece in (len(data), 7):  # the quick path (whole), the full parser (in pieces)
+        reader = ResponseReader(max_header=len(data))
+        reader.expect()
+        got = feed_pieces(reader, data, piece)
+        assert [(r.status, r.body, len(r.headers)) for r in got] == [(200, b"ok", 31)]
+
+
+def test_the_cap_counts_each_response_of_a_pipeline_on_its_own() -> None:
+    one = response_bytes(b"ok", b"X-Filler: " + b"v" * 3000)
+    reader = ResponseReader(max_header=4000)
+    reader.expect(count=3)
+    assert [r.body for r in reader.feed_all(one * 3)] == [b"ok"] * 3

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drumfire._errors import TemplateError, UsageError
-from drumfire._request import USER_AGENT, RequestPlan, Template, host_header, split_url
+from drumfire._request import (
+    USER_AGENT,
+    RequestPlan,
+    Template,
+    host_header,
+    json_body,
+    json_template,
+    split_url,
+)
 
 UA = f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n".encode()
 
@@ -253,11 +263,16 @@ def test_dynamic_origin_bad_url_is_value_error() -> None:
     [
         ("a b", b"a%20b"),
         ("caf\xe9", b"caf%C3%A9"),
-        ("x\r\nHost: evil", b"x%0D%0AHost:%20evil"),
+        ("x\r\nHost: evil", b"x%0D%0AHost%3A%20evil"),
         ("tab\there", b"tab%09here"),
         ('q"<>\\^`{|}', b"q%22%3C%3E%5C%5E%60%7B%7C%7D"),
-        ("already%20encoded", b"already%20encoded"),
-        ("a,b;c:d@e", b"a,b;c:d@e"),
+        # Issue 13: a value is data, not URL syntax: '%' is encoded (the old rule kept
+        # it, so "%20" reached the server as a space), and so are ',;:@' in a path.
+        ("already%20encoded", b"already%2520encoded"),
+        ("a,b;c:d@e", b"a%2Cb%3Bc%3Ad%40e"),
+        ("a/b?c#d", b"a%2Fb%3Fc%23d"),
+        ("../x", b"..%2Fx"),
+        ("24.94-_~", b"24.94-_~"),
     ],
 )
 def test_unsafe_characters_are_percent_encoded_in_the_target(value: str, encoded: bytes) -> None:
@@ -314,17 +329,18 @@ def test_headers_as_mapping_override_defaults() -> None:
     )
 
 
-@pytest.mark.parametrize("value", ["a\r\nEvil: x", "a\nb", "a\rb"])
+@pytest.mark.parametrize("value", ["a\r\nEvil: x", "a\nb", "a\rb", "a\x00b"])
 def test_header_value_with_line_break_after_substitution(value: str) -> None:
     plan = RequestPlan("http://h/", headers=["X-A: {v}"])
-    with pytest.raises(ValueError, match="line break"):
+    with pytest.raises(ValueError, match="line break or NUL") as info:
         plan.prepare({"v": value})
+    assert value not in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["X-A: b", "X\r\nB"])
-def test_header_name_with_colon_or_line_break_after_substitution(name: str) -> None:
+@pytest.mark.parametrize("name", ["X-A: b", "X\r\nB", "", "X A", "X(A)", "é"])
+def test_header_name_that_is_not_a_token_after_substitution(name: str) -> None:
     plan = RequestPlan("http://h/", headers=[("{n}", "v")])
-    with pytest.raises(ValueError, match="bad name"):
+    with pytest.raises(ValueError, match="not a token"):
         plan.prepare({"n": name})
 
 
@@ -495,3 +511,369 @@ def test_the_short_preparer_gives_the_same_bytes_as_prepare() -> None:
     assert one.preparer(text_rows=True)({"a": "x"}) == one.prepare({"a": "x"})
     templated = RequestPlan("http://127.0.0.1:8080/{a}", headers=["X-Key: {a}"])
     assert templated.preparer() == templated.prepare
+
+
+# -- issue 13: each value encoded for the place where it lands ---------------------------
+
+HTTP_PUNCT = "".join(chr(c) for c in range(0x20, 0x7F) if not chr(c).isalnum())
+
+
+def _target(url: str, row: dict[str, Any]) -> bytes:
+    return RequestPlan(url).prepare(row).data.split(b"\r\n", 1)[0][4:-9]
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "query", "reserved", "form"),
+    [
+        ("24.94", "24.94", "24.94", "24.94", "24.94"),
+        ("a b", "a%20b", "a%20b", "a%20b", "a+b"),
+        ("a&b=c", "a%26b%3Dc", "a%26b%3Dc", "a&b=c", "a%26b%3Dc"),
+        ("1+1", "1%2B1", "1%2B1", "1+1", "1%2B1"),
+        ("a/b?c", "a%2Fb%3Fc", "a/b?c", "a/b?c", "a%2Fb%3Fc"),
+        ("x#y", "x%23y", "x%23y", "x", "x%23y"),
+        ("100%", "100%25", "100%25", "100%25", "100%25"),
+        ("%41", "%2541", "%2541", "%41", "%2541"),
+        ("a;b,c:d@e", "a%3Bb%2Cc%3Ad%40e", "a%3Bb,c:d@e", "a;b,c:d@e", "a%3Bb%2Cc%3Ad%40e"),
+        ("caf\xe9", "caf%C3%A9", "caf%C3%A9", "caf%C3%A9", "caf%C3%A9"),
+        ("\U0001f600", "%F0%9F%98%80", "%F0%9F%98%80", "%F0%9F%98%80", "%F0%9F%98%80"),
+        ("\r\n\x00", "%0D%0A%00", "%0D%0A%00", "%0D%0A%00", "%0D%0A%00"),
+    ],
+)
+def test_encoding_table(value: str, path: str, query: str, reserved: str, form: str) -> None:
+    # The README's table: each row of it is checked here.
+    row = {"v": value}
+    assert _target("http://h/p/{v}", row) == b"/p/" + path.encode()
+    assert _target("http://h/s?q={v}", row) == b"/s?q=" + query.encode()
+    assert _target("http://h/r/{+v}", row) == b"/r/" + reserved.encode()
+    body = RequestPlan("http://h/", data="v={v}").prepare(row).data.split(b"\r\n\r\n", 1)[1]
+    assert body == b"v=" + form.encode()
+
+
+@given(st.text())
+def test_a_path_value_decodes_back_and_stays_one_segment(value: str) -> None:
+    target = _target("http://h/a/{v}/b", {"v": value}).decode("ascii")
+    segment = target.removeprefix("/a/").removesuffix("/b")
+    assert "/" not in segment
+    assert unquote(segment, errors="strict") == value
+
+
+@given(st.text(), st.text())
+def test_a_query_value_decodes_back_as_exactly_one_parameter(key: str, value: str) -> None:
+    target = _target("http://h/s?{k}={v}&z=1", {"k": key, "v": value}).decode("ascii")
+    query = target.partition("?")[2]
+    assert parse_qsl(query, keep_blank_values=True, errors="strict") == [(key, value), ("z", "1")]
+
+
+@given(st.text(alphabet=st.sampled_from(HTTP_PUNCT + "aZ09é")))
+def test_the_short_preparer_encodes_like_prepare(value: str) -> None:
+    plan = RequestPlan("http://h:81/r/{a},{b}?q={c}&r={+d}")
+    row = {"a": value, "b": "1.5", "c": value, "d": value}
+    expected = plan.prepare(row)
+    assert plan.preparer(text_rows=True)(row) == expected
+    assert plan.preparer()(row) == expected
+    one = RequestPlan("http://h:81/r/{+a}")
+    assert one.preparer(text_rows=True)({"a": value}) == one.prepare({"a": value})
+
+
+def test_non_str_values_in_a_url_are_encoded_too() -> None:
+    plan = RequestPlan("http://h/p/{a}?b={b}&c={c}")
+    row = {"a": {"k": "v w"}, "b": None, "c": True}
+    assert _target("http://h/p/{a}?b={b}&c={c}", row) == (
+        b"/p/%7B%22k%22%3A%22v%20w%22%7D?b=&c=true"
+    )
+    assert plan.preparer()(row) == plan.prepare(row)
+
+
+@pytest.mark.parametrize(
+    ("url", "row", "origin", "target"),
+    [
+        # a whole URL: only what may not be on the wire is encoded, as before
+        ("{url}", {"url": "https://h/a b?c=d&e=%41#f"}, ("https", "h", 443), b"/a%20b?c=d&e=%41"),
+        # the start of a URL; the placeholders after it are encoded where they land
+        ("{base}/x/{a}?q={b}", {"base": "http://h:81/api", "a": "a/b", "b": "&"},
+         ("http", "h", 81), b"/api/x/a%2Fb?q=%26"),
+        ("{scheme}://{host}:{port}/x/{a}", {"scheme": "https", "host": "h", "port": 8443,
+         "a": "?"}, ("https", "h", 8443), b"/x/%3F"),
+        ("http://{host}/", {"host": "[::1]:8080"}, ("http", "::1", 8080), b"/"),
+        ("{url}", {"url": "http://b\xfccher.example/"}, ("http", "xn--bcher-kva.example", 80),
+         b"/"),
+    ],
+)  # fmt: skip
+def test_origin_placeholders(
+    url: str, row: dict[str, Any], origin: tuple[str, str, int], target: bytes
+) -> None:
+    p = RequestPlan(url).prepare(row)
+    assert p.origin == origin
+    assert p.data.split(b"\r\n", 1)[0] == b"GET " + target + b" HTTP/1.1"
+
+
+@pytest.mark.parametrize("host", ["evil.com/x", "a b", "h?x", "h#x", "u@h", "h\r\n"])
+def test_a_host_value_with_url_syntax_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="column 'host' goes into the URL's host") as info:
+        RequestPlan("http://{host}/x").prepare({"host": host})
+    assert host not in str(info.value)
+
+
+def test_query_right_after_the_authority_and_fragments() -> None:
+    plan = RequestPlan("http://h:81?q={q}#frag-{f}")
+    assert plan.preparer() != plan.prepare  # a fixed origin: the short way
+    p = plan.prepare({"q": "a b", "f": "never sent"})
+    assert p.origin == ("http", "h", 81)
+    assert p.data.startswith(b"GET /?q=a%20b HTTP/1.1\r\n")
+    assert RequestPlan("http://h/a#{f}").prepare({}).data.startswith(b"GET /a HTTP/1.1\r\n")
+
+
+def test_url_user_info_becomes_basic_authorization() -> None:
+    static = RequestPlan("http://us%40er:p%3Aw@h/{a}").prepare({"a": "x"})
+    assert b"\r\nAuthorization: Basic dXNAZXI6cDp3\r\n" in static.data  # "us@er:p:w"
+    assert b"us%40er" not in static.data
+    whole = RequestPlan("{url}").prepare({"url": "http://me@h/"})
+    assert b"\r\nAuthorization: Basic bWU6\r\n" in whole.data  # "me:"
+    templated = RequestPlan("http://{u}:{p}@h/").prepare({"u": "a:b", "p": "é/"})
+    assert b"\r\nAuthorization: Basic YTpiOsOpLw==\r\n" in templated.data  # "a:b:é/"
+    explicit = RequestPlan("http://u:p@h/", headers=["authorization: Bearer t"]).prepare({})
+    assert explicit.data.count(b"uthorization") == 1
+    assert b"\r\nauthorization: Bearer t\r\n" in explicit.data
+    assert b"Authorization" not in RequestPlan("http://h/").prepare({}).data
+
+
+def test_error_messages_hide_url_passwords() -> None:
+    with pytest.raises(ValueError, match="only http") as info:
+        RequestPlan("{url}").prepare({"url": "ftp://me:s3cret@h/"})
+    assert "s3cret" not in str(info.value)
+    assert "***@h" in str(info.value)
+
+
+# -- JSON bodies ------------------------------------------------------------------------
+
+JSON_HEAD = b"Content-Type: application/json\r\n"
+
+
+def _body(plan: RequestPlan, row: dict[str, Any], text_rows: bool = False) -> bytes:
+    p = plan.preparer(text_rows=text_rows)(row)
+    head, _, body = p.data.partition(b"\r\n\r\n")
+    assert b"\r\nContent-Length: %d" % len(body) in head
+    return body
+
+
+def test_a_json_body_is_written_as_json() -> None:
+    plan = RequestPlan("http://h/", data='{"text": "{text}", "n": {n}, "o": {"k": [{n}]}}')
+    assert plan.columns == {"text", "n"}
+    body = _body(plan, {"text": 'say "hi"\\\n', "n": 3})
+    assert body == b'{"text": "say \\"hi\\"\\\\\\n", "n": 3, "o": {"k": [3]}}'
+    assert orjson.loads(body)["text"] == 'say "hi"\\\n'
+
+
+def test_the_old_doubled_braces_still_work() -> None:
+    plan = RequestPlan("http://h/", data='{{"id": {id}, "o": {{"n": "{name}"}}}}')
+    assert orjson.loads(_body(plan, {"id": 1, "name": "x"})) == {"id": 1, "o": {"n": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("template", "row", "expected"),
+    [
+        ('{"a": "{{b}}"}', {}, {"a": "{b}"}),  # a literal {column} inside a string
+        ('{"a": "{not a column"}', {}, {"a": "{not a column"}),
+        ('{"a": "}{"}', {}, {"a": "}{"}),
+        ('{"a": {}, "b": [], "c": { "d": 1}}', {}, {"a": {}, "b": [], "c": {"d": 1}}),
+        ('{"{k}": "{v}"}', {"k": "key", "v": "val"}, {"key": "val"}),
+        ('[{v}, "{v}"]', {"v": "x"}, ["x", "x"]),
+        ('{"first name": "{first name}"}', {"first name": "Ann"}, {"first name": "Ann"}),
+    ],
+)
+def test_json_braces(template: str, row: dict[str, Any], expected: Any) -> None:
+    assert orjson.loads(_body(RequestPlan("http://h/", data=template), row)) == expected
+
+
+@pytest.mark.parametrize(
+    ("cell", "value"),
+    [
+        ("", None),
+        ("12", 12),
+        ("-1.5e3", -1500.0),
+        ("true", True),
+        ("false", False),
+        ("null", None),
+        ("[1, 2]", [1, 2]),
+        ('{"a": "b"}', {"a": "b"}),
+        ("007", "007"),  # not a JSON number: kept as text
+        ("+1", "+1"),
+        (" 12", " 12"),
+        ("NaN", "NaN"),
+        ("True", "True"),
+        ("word", "word"),
+        ('"quoted"', '"quoted"'),
+    ],
+)
+def test_a_text_cell_where_a_json_value_goes(cell: str, value: Any) -> None:
+    plan = RequestPlan("http://h/", data='{"v": {v}}')
+    assert orjson.loads(_body(plan, {"v": cell}, text_rows=True)) == {"v": value}
+    # Python and JSON Lines values keep their own type: a str is a string.
+    assert orjson.loads(_body(plan, {"v": cell})) == {"v": cell}
+
+
+@pytest.mark.parametrize("cell", ["[1, 2", "{a: 1}", "{"])
+def test_a_text_cell_that_looks_like_json_but_is_not(cell: str) -> None:
+    plan = RequestPlan("http://h/", data='{"v": {v}}')
+    with pytest.raises(ValueError, match="column 'v' starts like a JSON object or array"):
+        plan.preparer(text_rows=True)({"v": cell})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1, -2.5, True, None, [1, "a", None], {"k": [1.5]}, 2**70, "s", float("nan"), float("inf")],
+)
+def test_python_values_keep_their_json_type(value: Any) -> None:
+    body = _body(RequestPlan("http://h/", data='{"v": {v}, "s": "{v}"}'), {"v": value})
+    doc = orjson.loads(body)
+    if isinstance(value, float) and (value != value or value == float("inf")):
+        assert doc["v"] is None  # NaN (pandas' missing value) and infinities are null
+    elif isinstance(value, int) and not isinstance(value, bool) and value > 2**64:
+        assert body.startswith(b'{"v": %d,' % value)
+    else:
+        assert doc["v"] == value
+
+
+@given(st.text())
+def test_any_text_in_a_json_string_arrives_as_that_string(value: str) -> None:
+    plan = RequestPlan("http://h/", data='{"v": "<{v}>"}')
+    assert orjson.loads(_body(plan, {"v": value})) == {"v": f"<{value}>"}
+    assert orjson.loads(_body(plan, {"v": value}, text_rows=True)) == {"v": f"<{value}>"}
+
+
+@pytest.mark.parametrize(
+    "template", ['{"a": {n} {m}}', '{"a": 1,}', '{"a": "{n}}', "[1, 2", '{"a": 1{n}}']
+)
+def test_a_json_template_that_cannot_be_json_is_a_template_error(template: str) -> None:
+    with pytest.raises(TemplateError, match=r"is sent as JSON .* but cannot be valid JSON"):
+        RequestPlan("http://h/", data=template)
+
+
+def test_raw_json_placeholders_are_checked_on_every_row() -> None:
+    plan = RequestPlan("http://h/", data='{"v": {+frag}}')
+    assert orjson.loads(_body(plan, {"frag": "[1, 2]"})) == {"v": [1, 2]}
+    with pytest.raises(ValueError, match="the body is not valid JSON after substitution"):
+        plan.prepare({"frag": "1, 2"})
+
+
+def test_a_lone_surrogate_is_a_value_error_not_a_crash() -> None:
+    for data in ('{"v": "{v}"}', '{"v": {v}}', "v={v}"):
+        with pytest.raises(ValueError, match="surrogate"):
+            RequestPlan("http://h/", data=data).prepare({"v": 'a\ud800"b'})
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "body"),
+    [
+        (["Content-Type: application/json"], '"{v}"', b'"a\\"b"'),
+        (["Content-Type: application/vnd.api+json; charset=utf-8"], '["{v}"]', b'["a\\"b"]'),
+        # not JSON, or unknown: values as they are, braces doubled (the strict syntax)
+        (["Content-Type: text/plain"], '{{"v": "{v}"}}', b'{"v": "a"b"}'),
+        (["Content-Type: {ct}"], '{{"v": "{v}"}}', b'{"v": "a"b"}'),
+    ],
+)
+def test_json_is_chosen_by_content_type(headers: list[str], data: str, body: bytes) -> None:
+    plan = RequestPlan("http://h/", data=data, headers=headers)
+    assert _body(plan, {"v": 'a"b', "ct": "application/json"}) == body
+
+
+def test_a_form_body_encodes_values_as_form_components() -> None:
+    plan = RequestPlan("http://h/", data="a={a}&b={+b}")
+    assert _body(plan, {"a": "x y&z=1+2%", "b": "p%20q"}) == b"a=x+y%26z%3D1%2B2%25&b=p%20q"
+
+
+@given(st.text(), st.text())
+def test_any_form_value_decodes_back(a: str, b: str) -> None:
+    body = _body(RequestPlan("http://h/", data="a={a}&b={b}"), {"a": a, "b": b})
+    assert parse_qsl(body.decode("ascii"), keep_blank_values=True) == [("a", a), ("b", b)]
+
+
+def test_json_template_from_an_object() -> None:
+    obj = {"n": "{n}", "s": "id {id}", "raw": "{+r}", "k": [1, None, True, "{{x}}"]}
+    assert json_template(obj) == '{"n":{n},"s":"id {id}","raw":{+r},"k":[1,null,true,"{{x}}"]}'
+    plan = RequestPlan("http://h/", data=json_template(obj))
+    assert orjson.loads(_body(plan, {"n": 2.5, "id": 7, "r": "[]"})) == {
+        "n": 2.5,
+        "s": "id 7",
+        "raw": [],
+        "k": [1, None, True, "{x}"],
+    }
+
+
+def test_json_body_headers_follow_curl() -> None:
+    body, added = json_body({"a": 1}, ["X-A"])
+    assert body == '{"a":1}'
+    assert added == [("Content-Type", "application/json"), ("Accept", "application/json")]
+    assert json_body('{"a": {a}}', [" accept "])[1] == [("Content-Type", "application/json")]
+    assert json_body(b"{}", ["content-type", "Accept"]) == (b"{}", [])
+
+
+# -- headers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["X A", "X(A)", "Caf\xe9", "Bearer s3cret token"])
+def test_a_static_header_name_that_is_not_a_token_is_refused(name: str) -> None:
+    with pytest.raises(TemplateError, match="header 1: its name is not a token") as info:
+        RequestPlan("http://h/", headers=[f"{name}: v"])
+    assert name not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["s3cret\r\nX: y", "s3cret\n", "s3cret\x00"])
+def test_a_static_header_value_with_a_line_break_or_nul_is_refused(value: str) -> None:
+    with pytest.raises(TemplateError, match="header 'X-Key': its value holds a line break"):
+        RequestPlan("http://h/", headers=[("X-Key", value)])
+    with pytest.raises(TemplateError) as info:
+        RequestPlan("http://h/", headers={"X-Key": value})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("header", ["Bearer s3cret", "s3cret", ": s3cret"])
+def test_a_malformed_header_option_is_not_echoed(header: str) -> None:
+    with pytest.raises(TemplateError, match="header 2 is not in the form 'Name: value'") as info:
+        RequestPlan("http://h/", headers=["X-A: 1", header])
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_header_value_may_hold_tabs_and_non_ascii() -> None:
+    p = RequestPlan("http://h/", headers=["X-A: {v}"]).prepare({"v": "a\tb \xe9"})
+    assert "\r\nX-A: a\tb \xe9\r\n".encode() in p.data
+
+
+def test_a_malformed_header_value_template_is_not_echoed() -> None:
+    with pytest.raises(TemplateError, match="malformed template in the value of header 'X-J'") as e:
+        RequestPlan("http://h/", headers=["X-J: {s3cret"])
+    assert "s3cret" not in str(e.value)
+    plan = RequestPlan("http://h/", headers=['X-J: {"tok": "s3cret"}', "X-K: {key}"])
+    with pytest.raises(TemplateError, match="header 'X-J' uses a column, which") as e:
+        plan.check({"key"})
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(TemplateError, match="header 'X-K' uses column 'key', which"):
+        RequestPlan("http://h/", headers=["X-K: {key}"]).check({"a"})
+
+
+def test_a_lone_closing_brace_message_says_how_to_write_one() -> None:
+    with pytest.raises(TemplateError, match=r"lone '\}' at position 1 \(write '\}\}' for"):
+        Template("a}b")
+
+
+def test_a_body_that_is_not_text_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="use json= or --json"):
+        RequestPlan("http://h/", data={"a": 1})  # type: ignore[arg-type]
+
+
+def test_odd_python_values_never_escape_as_type_errors() -> None:
+    row = {"v": {(1, 2): "tuple key", 3: [float("nan")]}}
+    p = RequestPlan("http://h/p/{v}").prepare(row)
+    assert p.data.startswith(b"GET /p/%7B%281%2C%202%29%3A%20")  # str() of the dict
+    with pytest.raises(ValueError, match="the body"):
+        RequestPlan("http://h/", data='{"v": {v}}').prepare({"v": {(1, 2): object()}})
+
+
+def test_url_template_messages_hide_the_password() -> None:
+    with pytest.raises(TemplateError, match=r"malformed template 'http://\*\*\*@h/\{a'") as e:
+        RequestPlan("http://me:s3cret@h/{a")
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(TemplateError, match=r"template 'http://\*\*\*@h/\{a\}' uses column 'a'"):
+        RequestPlan("http://me:s3cret@h/{a}").check({"b"})
+    with pytest.raises(TemplateError, match=r"template 'http://h/\{a\}' uses column 'a'"):
+        RequestPlan("http://h/{a}").check({"b"})

@@ -433,3 +433,23 @@ def test_progress_update_is_throttled_and_live_writes_to_the_console() -> None:
 )
 def test_duration(seconds: float, text: str) -> None:
     assert _duration(seconds) == text
+
+
+def test_blank_fields_give_every_row_the_asked_names() -> None:
+    from drumfire._result import BlankFields
+
+    blank = BlankFields(("duration",))
+    failed = Result("1", None, 0.0, 1, "connect")
+    filled = blank(failed)
+    assert filled.fields == {"duration": None}
+    assert filled[:5] == failed[:5]
+    assert type(filled) is Result
+    # A parse function's names are learned from the first row it answered.
+    answered = Result("2", 200, 1.0, 1, "", {"duration": 3.5, "km": 1.2})
+    assert blank(answered) is answered
+    assert blank(Result("3", None, 0.0, 0, "input: line 4: unterminated quote")).fields == {
+        "duration": None,
+        "km": None,
+    }
+    # Nothing asked: still a mapping.
+    assert BlankFields(())(failed).fields == {}

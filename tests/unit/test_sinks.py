@@ -170,10 +170,10 @@ def test_unknown_output_extension() -> None:
         output_format_for("out.xls", None)
 
 
-def test_parquet_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="Parquet"):
-        open_sink(str(tmp_path / "out.parquet"), None, [], [])
-    assert not (tmp_path / "out.parquet").exists()
+def test_typed_formats_from_extension() -> None:  # written by _parquet and _sqlite
+    assert output_format_for("out.parquet", None) == "parquet"
+    assert output_format_for("out.db", None) == "sqlite"
+    assert output_format_for("sqlite:///out.x?table=t", None) == "sqlite"
 
 
 @pytest.mark.parametrize(("name", "cls"), [("o.csv", CsvSink), ("o.jsonl", JsonlSink)])
@@ -217,3 +217,86 @@ def test_directory_as_output_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(UsageError, match="cannot write output"):
         open_sink(str(tmp_path / "d.csv"), None, [], [])
+
+
+# -- --parse fields in CSV ------------------------------------------------------------
+
+
+class _Keep(io.StringIO):
+    def close(self) -> None:  # keep the text readable after the sink closes
+        pass
+
+
+def parsed(
+    id_: str, status: int | None, fields: dict[str, object] | None, error: str = ""
+) -> Result:
+    return Result(id_, status, 1.0, 1, error, fields, None)
+
+
+def test_csv_learns_parse_columns_from_the_first_answer() -> None:
+    out = _Keep()
+    sink = CsvSink(out, ["code"], [], learn=True)
+    sink.write(parsed("0", None, None, "connect"))  # held back: nothing to learn from
+    sink.write(parsed("p", 200, {"code": None}, "parse: KeyError: 'km'"))  # the same
+    sink.write(parsed("1", 200, {"code": "Ok", "km": 1.5, "etag": "x"}))
+    sink.write(parsed("2", 200, {"code": "Ok", "km": 2.0, "etag": "y", "new": [1]}))
+    sink.write(parsed("3", None, {"code": None}, "timeout"))
+    sink.close()
+    assert csv_rows(out.getvalue()) == [
+        [*BASE_COLUMNS, "code", "km", "etag", "parse_extra"],
+        ["0", "", "1.000", "1", "connect", "", "", "", ""],
+        ["p", "200", "1.000", "1", "parse: KeyError: 'km'", "", "", "", ""],
+        ["1", "200", "1.000", "1", "", "Ok", "1.5", "x", ""],
+        ["2", "200", "1.000", "1", "", "Ok", "2.0", "y", '{"new":[1]}'],
+        ["3", "", "1.000", "1", "timeout", "", "", "", ""],
+    ]
+
+
+def test_csv_declared_parse_columns() -> None:
+    out = _Keep()
+    sink = CsvSink(out, [], ["k"], learn=True, parse_columns=["b", "a"])
+    sink.write(Result("1", 200, 1.0, 1, "", {"a": 1, "c": "x"}, {"k": "v"}))
+    sink.close()
+    assert csv_rows(out.getvalue()) == [
+        [*BASE_COLUMNS, "b", "a", "parse_extra", "k"],
+        ["1", "200", "1.000", "1", "", "", "1", '{"c":"x"}', "v"],
+    ]
+
+
+def test_csv_parse_header_written_when_no_row_was_answered() -> None:
+    out = _Keep()
+    sink = CsvSink(out, ["code"], [], learn=True)
+    sink.write(parsed("1", None, None, "connect"))
+    sink.close()
+    assert csv_rows(out.getvalue()) == [
+        [*BASE_COLUMNS, "code", "parse_extra"],
+        ["1", "", "1.000", "1", "connect", "", ""],
+    ]
+
+
+def test_csv_parse_columns_after_1000_unanswered_rows() -> None:
+    out = _Keep()
+    sink = CsvSink(out, [], [], learn=True)
+    for i in range(1001):  # 1000 held back, then the header goes out without them
+        sink.write(parsed(str(i), None, None, "connect"))
+    sink.write(parsed("late", 200, {"km": 1}))
+    sink.close()
+    rows = csv_rows(out.getvalue())
+    assert rows[0] == [*BASE_COLUMNS, "parse_extra"]
+    assert [r[0] for r in rows[1:]] == [*map(str, range(1001)), "late"]
+    assert rows[-1] == ["late", "200", "1.000", "1", "", '{"km":1}']
+
+
+def test_resume_takes_the_learned_parse_columns_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    sink = open_sink(str(path), None, ["code"], ["k"], learn=True)
+    sink.write(Result("1", 200, 1.0, 1, "", {"code": "Ok", "km": 1}, {"k": "a"}))
+    sink.close()
+    again = open_sink(str(path), None, ["code"], ["k"], append=True, learn=True)
+    again.write(Result("2", 200, 1.0, 1, "", {"code": "Ok", "km": 2, "z": 0}, {"k": "b"}))
+    again.close()
+    assert csv_rows(path.read_text()) == [
+        [*BASE_COLUMNS, "code", "km", "parse_extra", "k"],
+        ["1", "200", "1.000", "1", "", "Ok", "1", "", "a"],
+        ["2", "200", "1.000", "1", "", "Ok", "2", '{"z":0}', "b"],
+    ]

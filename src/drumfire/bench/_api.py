@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._connection import TLS
 from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
 from .._request import RequestPlan
-from .._sources import Source, open_source, rows_source
+from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
 from ._schedule import RateProfile, Schedule, parse_duration, parse_rate
@@ -73,13 +74,14 @@ def _load_targets(plan: RequestPlan, source: Source) -> tuple[list[Target], int,
     try:
         if source.columns is not None:
             plan.check(source.columns)
+        prepare = plan.preparer(source.fmt in TEXT_FORMATS)  # CSV cells are text
         for line, row in source.items:
             if isinstance(row, InputProblem):
                 skipped += 1
                 first = first or f"line {row.line}: {row.message}"
                 continue
             try:
-                prepared = plan.prepare(row)
+                prepared = prepare(row)
             except KeyError as exc:
                 skipped += 1
                 first = first or f"row {line} has no column {exc.args[0]!r}"
@@ -113,7 +115,7 @@ def _plan(
     connect_timeout: float,
     shuffle: bool,
     seed: int | None,
-    verify: bool,
+    verify: bool | TLS,
     max_body: int,
 ) -> _Plan:
     if rows is not None and input is not None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-from .._connection import BUSY, CONNECTING, IDLE, Connection
+from .._connection import BUSY, CONNECTING, IDLE, TLS, Connection
 from .._errors import DrumfireError
 from .._http import Response
 from .._request import Origin
@@ -96,7 +96,7 @@ class Runner:
         timeout: float = 10.0,
         connect_timeout: float = 10.0,
         max_body: int = 64 * 1024 * 1024,
-        verify: bool = True,
+        verify: bool | TLS = True,  # or the whole TLS setting (--cacert, --cert)
         shuffle: bool = False,
         seed: int | None = None,
         clock: Callable[[], float] = time.perf_counter,

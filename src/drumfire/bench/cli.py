@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import click
 
 from .._cli_common import CONTEXT, connect_timeout_option, insecure_option, read_data
+from .._connection import TLS
 from .._errors import UsageError
 from .._sources import FORMATS
 from ._api import _plan, run_plan
@@ -131,6 +132,11 @@ def _check_output(path: str | None, option: str) -> None:
 @connect_timeout_option
 @insecure_option
 @click.option(
+    "--cacert", metavar="FILE", default=None, help="Trust the CA certificates in FILE (PEM)."
+)
+@click.option("--cert", metavar="FILE", default=None, help="Client certificate (PEM).")
+@click.option("--key", metavar="FILE", default=None, help="Private key (PEM) of --cert.")
+@click.option(
     "--json",
     "json_path",
     default=None,
@@ -163,6 +169,9 @@ def bench_command(
     timeout: float,
     connect_timeout: float,
     insecure: bool,
+    cacert: str | None,
+    cert: str | None,
+    key: str | None,
     json_path: str | None,
     html_path: str | None,
     quiet: bool,
@@ -196,6 +205,13 @@ def bench_command(
         single = url
     _check_output(json_path, "--json")
     _check_output(html_path, "--html")
+    tls: bool | TLS = not insecure
+    if cacert is not None or cert is not None or key is not None:
+        tls = TLS(not insecure, cacert, cert, key)
+        try:
+            tls.check()  # the same TLS context as drumfire run, checked up front
+        except UsageError as exc:
+            _fail(str(exc))
     try:
         plan = _plan(
             single if single is not None else template,
@@ -214,7 +230,7 @@ def bench_command(
             connect_timeout=connect_timeout,
             shuffle=shuffle,
             seed=seed,
-            verify=not insecure,
+            verify=tls,
             max_body=64 * 1024 * 1024,
         )
     except UsageError as exc:

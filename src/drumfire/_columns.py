@@ -1,0 +1,104 @@
+"""Column typing shared by the typed outputs (Parquet, SQLite).
+
+The base columns have fixed types. An extracted field or a kept column gets
+its type from the first rows written (those of the first flush, about the
+first second of the run), from the kinds of its non-null values:
+
+==========================  ==========
+values seen                 column
+==========================  ==========
+only booleans               bool
+only integers               int64
+integers and floats         float64
+only strings                string
+objects, arrays, a mix,     string (JSON text for anything but a string)
+or no value yet
+==========================  ==========
+
+A later value is converted when that loses nothing (an integer into a float
+column, ``3.0`` into an integer column, anything into a string column as JSON
+text); a value that does not fit (a string in a number column, 2.5 in an
+integer column) is written as null there and kept whole in a side file (see
+:mod:`drumfire._parquet`), so no row and no value is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from ._result import Result
+
+__all__ = ["BOOL", "FLOAT", "INT", "STRING", "UNFIT", "column_kind", "convert", "learn_names"]
+
+BOOL, INT, FLOAT, STRING = "bool", "int64", "float64", "string"
+UNFIT = object()  # what convert() returns for a value its column cannot hold
+_INT64 = 1 << 63
+
+
+def _kind(value: Any) -> str:
+    t = type(value)
+    if t is bool:
+        return BOOL
+    if t is int:
+        return INT
+    if t is float:
+        return FLOAT
+    if t is str:
+        return STRING
+    return "json"
+
+
+def column_kind(values: Iterable[Any]) -> str:
+    """The column type for these (first) values; see the module docstring."""
+    kinds = {_kind(v) for v in values if v is not None}
+    if kinds == {BOOL}:
+        return BOOL
+    if kinds == {INT}:
+        return INT
+    if kinds and kinds <= {INT, FLOAT}:
+        return FLOAT
+    return STRING
+
+
+def json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return str(value)  # Decimal, bytes...: their text
+
+
+def convert(value: Any, kind: str) -> Any:
+    """``value`` as a cell of a ``kind`` column, or :data:`UNFIT`."""
+    if value is None:
+        return None
+    t = type(value)
+    if kind == STRING:
+        return value if t is str else json_text(value)
+    if kind == FLOAT:
+        if t is float or t is int:
+            return float(value)
+    elif kind == INT:
+        if t is int and -_INT64 <= value < _INT64:
+            return value
+        if t is float and value.is_integer() and -_INT64 <= value < _INT64:
+            return int(value)
+    elif kind == BOOL and t is bool:
+        return value
+    return UNFIT
+
+
+def learn_names(results: Sequence[Result]) -> list[str]:
+    """Field names from a ``--parse`` function's rows, in order of first appearance.
+
+    The typed outputs hold their first rows back until one has fields (or
+    100,000 rows wait, or the run ends), as the CSV header waits for them.
+    """
+    names: dict[str, None] = {}
+    for r in results:
+        if r.fields:
+            for name in r.fields:
+                names.setdefault(str(name), None)
+    return list(names)

@@ -1,0 +1,139 @@
+"""Files in the Python API: an input path, and ``output=`` / ``resume=`` as on the command line.
+
+``rows`` may be a :class:`os.PathLike` (``pathlib.Path``) or a ``str`` naming
+an existing file: it is opened as ``drumfire run`` opens INPUT (format from the
+extension, or ``input_format=``; ``encoding=`` for text). Any other ``str``
+raises :class:`~drumfire.InputError` rather than being read as a sequence of
+one-letter URLs; a list of URL strings stays the way to pass URLs.
+
+``output=`` writes each result to a file as it completes (any output format of
+the command line, chosen by extension or ``output_format=``), flushed about
+once a second and at the end, while the results are still yielded or returned.
+``resume=True`` keeps the rows already in that output and sends only the rest;
+the rows skipped are not yielded again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._errors import InputError, UsageError
+from ._frames import frame_kind, frame_source
+from ._result import Result, Stats
+from ._resume import load_done_ids
+from ._sinks import Sink, open_sink, output_format_for
+from ._sources import Source, open_source, rows_source
+
+if TYPE_CHECKING:
+    from ._api import Job
+
+__all__ = ["Output", "open_rows"]
+
+FLUSH_EVERY = 1.0  # seconds, as the command line
+
+
+def open_rows(rows: Any, kwargs: dict[str, Any]) -> Source:
+    """The source for ``rows``; takes ``input_format`` and ``encoding`` out of ``kwargs``."""
+    input_format = kwargs.pop("input_format", None)
+    encoding = kwargs.pop("encoding", "utf-8")
+    if isinstance(rows, str | os.PathLike):
+        path = os.fspath(rows)
+        if not isinstance(path, str):
+            raise InputError(f"rows: give the input path as a str or Path, not {path!r}")
+        if isinstance(rows, str) and not os.path.exists(path):
+            raise InputError(
+                f"rows {path[:200]!r} is a string but no such file exists: give the path of "
+                "an input file, or a list of URL strings or of dicts"
+            )
+        return open_source(path, input_format, encoding)
+    if input_format is not None:
+        raise UsageError("input_format= applies only when rows is a file path")
+    kind = frame_kind(rows)
+    if kind is not None:  # a pyarrow Table or a polars DataFrame
+        return frame_source(rows, kind)
+    return rows_source(rows)
+
+
+class Output:
+    """The ``output=`` file of an API run (nothing when none is given)."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        """Take ``output``, ``output_format`` and ``resume`` out of ``kwargs``."""
+        path = kwargs.pop("output", None)
+        self.fmt: str | None = kwargs.pop("output_format", None)
+        self.resume = bool(kwargs.pop("resume", False))
+        self.path = None if path is None else os.fspath(path)
+        if self.path is not None and not isinstance(self.path, str):
+            raise UsageError(f"output: give a str or Path, not {self.path!r}")
+        if self.resume and self.path is None:
+            raise UsageError("resume=True needs output= (the file to resume)")
+        self.sink: Sink | None = None
+        self.skip: Callable[[str], bool] | None = None
+        self._last = 0.0
+
+    def open(self, job: Job, learn: bool) -> None:
+        """Read the ids to skip (``resume``) and open the sink; check the job first."""
+        if self.path is None:
+            return
+        fmt = output_format_for(self.path, self.fmt)
+        if self.resume:
+            done, _ = load_done_ids(self.path, fmt)
+            self.skip = done.take
+        self.sink = open_sink(
+            self.path,
+            fmt,
+            [name for name, _ in job.extract],
+            list(job.keep),
+            append=self.resume,
+            learn=learn,
+        )
+        self._last = time.monotonic()
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        if self.sink is None:
+            return {}
+        return {"skip": self.skip, "on_tick": self._on_tick}
+
+    def wrap(self, on_result: Callable[[Result], None]) -> Callable[[Result], None]:
+        """``on_result`` that first writes the result to the output."""
+        if self.sink is None:
+            return on_result
+        write = self.sink.write
+
+        def both(result: Result) -> None:
+            write(result)
+            on_result(result)
+
+        return both
+
+    def _on_tick(self, stats: Stats) -> None:
+        now = time.monotonic()
+        if now - self._last >= FLUSH_EVERY and self.sink is not None:
+            self.sink.flush()
+            self._last = now
+
+    def close(self) -> None:
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.close()
+
+
+def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:
+    """Source, job and output of an API call, checked before anything is sent."""
+    from ._api import make_job
+
+    output = Output(kwargs)
+    source = open_rows(rows, kwargs)
+    try:
+        job = make_job(url, **kwargs)
+        job.check(job.plan(), source)  # a template error before the output is touched
+        job.extractor()
+        output.open(job, learn)
+    except BaseException:
+        if source.close is not None:
+            source.close()
+        raise
+    return source, job, output

@@ -1,0 +1,79 @@
+"""Arrow tables and polars frames in the Python API (pyarrow imported only when one is given).
+
+Rows are read from Arrow record batches of 8,192 rows (a polars frame through
+``to_arrow()``, zero-copy), each turned into row mappings only when the engine
+takes it. ``run_all`` returns the same kind it was given, built column by
+column from the results (no dict per row), with the Parquet output's types:
+see :func:`drumfire._parquet.results_table`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ._engine import Item
+from ._sources import Source
+
+__all__ = ["frame_kind", "frame_source", "run_all_frame"]
+
+BATCH_ROWS = 8192
+
+
+def frame_kind(rows: Any) -> str | None:
+    """``"arrow"`` for a pyarrow Table or RecordBatch, ``"polars"`` for a polars DataFrame."""
+    cls = type(rows)
+    module = cls.__module__ or ""
+    if module.startswith("pyarrow") and cls.__name__ in ("Table", "RecordBatch"):
+        return "arrow"
+    if module.startswith("polars") and cls.__name__ == "DataFrame":
+        return "polars"
+    return None
+
+
+def _table(rows: Any, kind: str) -> Any:
+    from ._parquet import require_pyarrow
+
+    pa, _ = require_pyarrow("a polars frame" if kind == "polars" else "an Arrow table")
+    table = rows.to_arrow() if kind == "polars" else rows
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    return table
+
+
+def frame_source(rows: Any, kind: str) -> Source:
+    table = _table(rows, kind)
+    return Source(_items(table), frozenset(table.column_names), kind, table.num_rows)
+
+
+def _items(table: Any) -> Iterator[Item]:
+    n = 0
+    for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
+
+
+def run_all_frame(rows: Any, kind: str, url: str, as_frame: bool | None, kwargs: Any) -> Any:
+    """``run_all`` for an Arrow table or a polars frame: the same kind back, in input order."""
+    from ._api import run
+    from ._parquet import results_table
+
+    kwargs.setdefault("ordered", True)
+    extract = kwargs.get("extract") or ()
+    pairs = list(extract.items() if isinstance(extract, Mapping) else extract)
+    kwargs["extract"] = pairs
+    results = list(run(rows, url, **kwargs))
+    if as_frame is False:
+        return [r.as_dict() for r in results]
+    table = results_table(
+        results,
+        [name for name, _ in pairs],
+        list(kwargs.get("keep", ())),
+        learn=kwargs.get("parse") is not None,
+    )
+    if kind == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    return table

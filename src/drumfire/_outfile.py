@@ -1,0 +1,357 @@
+"""The output file of ``drumfire run``: one writer at a time, no silent overwrite, clear ends.
+
+* **One writer.** :class:`OutputLock` holds an advisory ``flock`` on the
+  output file itself for the whole run, so a second run on the same file
+  stops at once, naming the process that holds it (read from ``/proc/locks``
+  on Linux). The kernel drops the lock whatever ends the process, ``kill -9``
+  included; there is no lock file to clean up. Forked children (``-p N``
+  workers, the read-ahead process) close their copy at once, so a child that
+  outlives its parent for a moment does not keep the output locked.
+* **No silent overwrite.** An existing non-empty output is refused unless
+  the run says ``--resume`` or ``--overwrite``; ``--overwrite`` truncates it
+  only once the lock is held.
+* **Rewriting for resume.** Rows to send again (``cancelled``, or chosen with
+  ``--retry-failed``) are removed by writing the kept rows to a temporary
+  file beside the output, locking it, and renaming it over the output: a
+  crash leaves either the old file or the new one, never half of each. A run
+  that waited on the old file's lock sees the rename (its file is no longer
+  the one at the path) and tries again on the new one.
+* **Clear ends.** :class:`GuardedSink` turns an ``OSError`` of the output
+  (disk full, I/O error) into one :class:`FileProblem` naming the path and
+  the reason, and at each flush checks that the path still leads to the
+  file being written (a directory removed under a run would otherwise make
+  every later row vanish without a word).
+
+Only regular files are locked and checked: ``/dev/null``, ``/dev/full``, a
+FIFO or standard output are written as they are. The typed outputs lock a
+file of their own: a Parquet dataset directory its ``.drumfire.lock``, a
+SQLite output its database file; their sinks replace and resume the rows
+themselves (:meth:`OutputLock.rewrite` and ``--overwrite`` ask them to).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import DrumfireError, UsageError
+from ._resume import Record, holds_rows, write_kept
+from ._sinks import TABLE_FORMATS, Sink
+
+__all__ = ["FileProblem", "GuardedSink", "OutputLock", "check_summary_path"]
+
+
+class FileProblem(DrumfireError):
+    """A file of the run could not be written once requests were under way (exit 1)."""
+
+
+#: Lock descriptors this process holds; a forked child closes its copies.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+def _holder(st: os.stat_result) -> str:
+    """``pid N`` of the process holding a flock on the file of ``st`` (Linux), if it shows."""
+    found = None
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                # "3: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF" ("->" marks a waiter)
+                parts = line.split()
+                if len(parts) < 6 or parts[1] != "FLOCK":
+                    continue
+                dev = parts[5].split(":")
+                if len(dev) != 3 or int(dev[2]) != st.st_ino:
+                    continue
+                same_dev = (int(dev[0], 16), int(dev[1], 16)) == (
+                    os.major(st.st_dev),
+                    os.minor(st.st_dev),
+                )
+                if same_dev or found is None:
+                    found = parts[4]
+                if same_dev:
+                    break
+    except (OSError, ValueError):
+        pass
+    return f"pid {found}" if found else "its pid is not known"
+
+
+def _is_regular(path: str) -> bool | None:
+    """True/False for an existing path, None when it does not exist."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return True  # let opening it report the problem
+
+
+class OutputLock:
+    """An exclusive ``flock`` on the output file, held until :meth:`close`."""
+
+    def __init__(self, path: str, fd: int, created: bool) -> None:
+        self.path = path
+        self.fd = fd
+        self.created = created  # this run made the file (remove it if it stays empty)
+        self.output = path  # the -o value: differs from path for the typed outputs
+        self.fmt = ""  # set for the typed outputs (parquet, sqlite)
+        _HELD.add(fd)
+
+    @classmethod
+    def acquire_output(cls, output: str, fmt: str) -> OutputLock | None:
+        """:meth:`acquire` for ``-o output`` written in ``fmt``."""
+        if fmt not in TABLE_FORMATS:
+            return cls.acquire(output)
+        if fmt == "parquet":
+            try:
+                os.makedirs(output, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
+            from ._parquet import LOCK_NAME
+
+            lock = cls.acquire(os.path.join(output, LOCK_NAME))
+        else:
+            from ._sqlite import sqlite_target
+
+            lock = cls.acquire(sqlite_target(output)[0])
+        if lock is not None:
+            lock.output, lock.fmt = output, fmt
+        return lock
+
+    @classmethod
+    def acquire(cls, path: str) -> OutputLock | None:
+        """Create or open ``path`` and lock it; None for a path that is not a regular file.
+
+        Raises :class:`UsageError` when it cannot be written or another run holds it.
+        """
+        for _ in range(20):  # each turn: the file at the path changed under us
+            regular = _is_regular(path)
+            if regular is False:
+                return None
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as exc:
+                raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    os.close(fd)
+                    return None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UsageError(
+                        f"output {path!r} is being written by another drumfire run "
+                        f"({_holder(st)}); wait for it to end, or choose another -o"
+                    ) from None
+                except OSError:
+                    pass  # a file system without flock (some network ones): go on unlocked
+                try:
+                    now = os.stat(path)
+                except FileNotFoundError:
+                    now = None
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                raise
+            if now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                return cls(path, fd, created=regular is None)
+            os.close(fd)  # renamed or removed after we opened it: open the new one
+        raise UsageError(f"output {path!r} keeps being replaced by another process")
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def refuse_or_truncate(self, overwrite: bool) -> None:
+        """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``.
+
+        A typed output is replaced by its sink (opened without ``append``).
+        """
+        if self.fmt:
+            if not overwrite and holds_rows(self.output, self.fmt):
+                raise UsageError(
+                    f"output {self.output!r} already holds results; add --resume to complete "
+                    "it (--retry-failed to also re-send failed rows), or --overwrite to replace it"
+                )
+            return
+        if self.size() == 0:
+            return
+        if not overwrite:
+            raise UsageError(
+                f"output {self.path!r} already holds results; add --resume to complete it "
+                "(--retry-failed to also re-send failed rows), or --overwrite to replace it"
+            )
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot overwrite output {self.path!r}: {exc.strerror or exc}"
+            ) from None
+
+    def rewrite(self, fmt: str, resend: Callable[[Record], bool]) -> None:
+        """Keep only the rows ``resend`` does not pick: a new file renamed over the old."""
+        if self.fmt == "parquet":  # part by part, each renamed over itself
+            from ._parquet import drop_parquet_rows
+
+            drop_parquet_rows(self.output, resend)
+            return
+        if self.fmt == "sqlite":  # one transaction
+            from ._sqlite import drop_sqlite_rows
+
+            drop_sqlite_rows(self.output, resend)
+            return
+        import tempfile  # only here: it costs `drumfire run` start-up otherwise
+
+        target = os.path.realpath(self.path)  # through a symbolic link, not over it
+        folder, name = os.path.split(target)
+        try:
+            tmp_fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".resume", dir=folder)
+        except OSError as exc:
+            raise UsageError(
+                f"--resume: cannot write beside {self.path!r}: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(tmp_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.fchmod(tmp_fd, stat.S_IMODE(os.fstat(self.fd).st_mode))
+            with os.fdopen(tmp_fd, "wb", buffering=1 << 20, closefd=False) as out:
+                write_kept(self.path, fmt, resend, out)
+            os.fsync(tmp_fd)
+            os.replace(tmp, target)
+        except BaseException as exc:
+            os.close(tmp_fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise UsageError(
+                    f"--resume: cannot rewrite {self.path!r}: {exc.strerror or exc}"
+                ) from None
+            raise
+        old, self.fd = self.fd, tmp_fd
+        _HELD.add(tmp_fd)
+        _HELD.discard(old)
+        os.close(old)
+
+    def gone(self) -> str | None:
+        """Why the path no longer leads to the locked file, or None if it does."""
+        try:
+            now = os.stat(self.path)
+        except OSError as exc:
+            return f"it was removed during the run ({exc.strerror or exc})"
+        st = os.fstat(self.fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return "it was replaced by another file during the run"
+        return None
+
+    def discard_if_unused(self) -> None:
+        """A run that ends before its first row: remove the file if it made it and it is empty."""
+        if self.created and self.size() == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            _HELD.discard(self.fd)
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+class GuardedSink:
+    """A sink whose file problems become one :class:`FileProblem` naming the path.
+
+    After the first problem, later calls raise it again and closing stays
+    quiet: the rows already in the file stay, and the problem is reported once.
+    """
+
+    def __init__(self, sink: Sink, path: str, lock: OutputLock | None = None) -> None:
+        self._sink = sink
+        self._stdout = path == "-"
+        self._what = "standard output" if self._stdout else repr(path)
+        self._lock = lock
+        self.failed: FileProblem | None = None
+
+    def _problem(self, why: str, message: str | None = None) -> FileProblem:
+        if self.failed is None:
+            self.failed = FileProblem(message or f"cannot write output {self._what}: {why}")
+            if self._stdout:
+                # Python would report the same broken pipe again when it exits.
+                with contextlib.suppress(OSError):
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                    os.close(devnull)
+        return self.failed
+
+    def write(self, result: Any) -> None:
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self._sink.write(result)
+        except OSError as exc:
+            raise self._problem(exc.strerror or str(exc)) from None
+        except UsageError as exc:  # the typed sinks say what failed in one line
+            raise self._problem("", str(exc)) from None
+
+    def _check(self) -> None:
+        if self._lock is not None:
+            why = self._lock.gone()
+            if why is not None:
+                raise self._problem(why)
+
+    def flush(self) -> None:
+        """Flush, and check the path still leads to the file (once a second in a run)."""
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self._sink.flush()
+        except OSError as exc:
+            raise self._problem(exc.strerror or str(exc)) from None
+        except UsageError as exc:
+            raise self._problem("", str(exc)) from None
+        self._check()
+
+    def close(self) -> None:
+        already = self.failed is not None
+        try:
+            self._sink.close()
+        except (OSError, UsageError) as exc:
+            problem = (
+                self._problem("", str(exc))
+                if isinstance(exc, UsageError)
+                else self._problem(exc.strerror or str(exc))
+            )
+            if not already:
+                raise problem from None
+            return
+        if not already:
+            self._check()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+
+def check_summary_path(path: str) -> None:
+    """``--summary-json``: make sure it can be written before the first request."""
+    try:
+        if os.path.isdir(path):
+            raise UsageError(f"--summary-json {path!r} is a directory")
+        existed = os.path.lexists(path)
+        with open(path, "ab"):
+            pass
+        if not existed:
+            os.unlink(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write --summary-json {path!r}: {exc.strerror or exc}") from None

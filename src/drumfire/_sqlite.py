@@ -1,0 +1,295 @@
+"""SQLite output: ``-o results.sqlite`` (or ``.db``, ``.sqlite3``), or ``sqlite:///path?table=name``.
+
+Each flush of the run (about once a second, and at the end) inserts the rows
+completed since the last one in one transaction, so a crash loses at most
+about the last second of rows and never leaves half a flush. The database is
+in WAL mode, so another process can query the table while the run writes it.
+
+The URL form follows SQLAlchemy: ``sqlite:///results.db`` is a path relative
+to the current directory, ``sqlite:////tmp/results.db`` an absolute one;
+``?table=`` names the table (default ``results``). Without ``--resume`` that
+table is replaced (other tables in the file are left alone); with it, rows are
+added and the ids already there are skipped.
+
+Column types follow :mod:`drumfire._columns` (declared ``INTEGER``, ``REAL``
+or ``TEXT``); SQLite keeps any value a cell is given, so a later value of
+another kind is stored as it is and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ._columns import BOOL, FLOAT, INT, column_kind, json_text, learn_names
+from ._errors import UsageError
+from ._result import BASE_COLUMNS, Result
+
+__all__ = [
+    "SqliteSink",
+    "drop_sqlite_rows",
+    "load_sqlite_ids",
+    "sqlite_records",
+    "sqlite_target",
+]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DECLARED = {BOOL: "INTEGER", INT: "INTEGER", FLOAT: "REAL"}
+
+
+def sqlite_target(output: str) -> tuple[str, str]:
+    """``(database path, table)`` for ``-o`` (a file path or a ``sqlite:///`` URL)."""
+    if not output.startswith("sqlite:"):
+        return output, "results"
+    parts = urlsplit(output)
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise UsageError(
+            f"output {output!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = unquote(parts.path[1:])
+    query = parse_qs(parts.query)
+    unknown = sorted(set(query) - {"table"})
+    if unknown:
+        raise UsageError(f"output {output!r}: unknown parameter {unknown[0]!r} (only table=)")
+    table = query.get("table", ["results"])[-1]
+    if not _NAME.fullmatch(table):
+        raise UsageError(f"output {output!r}: table name {table!r} must be letters, digits and _")
+    return path, table
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cell(value: Any) -> Any:
+    """A value for an INTEGER or REAL column (SQLite keeps a text value there too)."""
+    if value is None or type(value) in (str, int, float, bytes):
+        return value
+    if type(value) is bool:
+        return int(value)
+    return json_text(value)
+
+
+def _text_cell(value: Any) -> Any:
+    """A value for a TEXT column: JSON text for anything but a string, as in Parquet."""
+    if value is None or type(value) is str:
+        return value
+    return json_text(value)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot write output {path!r}: {exc}") from None
+    return conn
+
+
+def _table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(table)})")]
+
+
+class SqliteSink:
+    """Inserts results into a table, one transaction per flush."""
+
+    def __init__(
+        self,
+        output: str,
+        fields: Sequence[str],
+        keep: Sequence[str],
+        *,
+        append: bool = False,
+        learn: bool = False,
+    ) -> None:
+        self._path, self._table = sqlite_target(output)
+        self._fields = list(fields)
+        self._keep = list(keep)
+        self._learn = learn and not self._fields
+        self._rows: list[Result] = []
+        self._insert: str | None = None
+        self._cells: list[Any] = []  # _cell or _text_cell, for each extracted and kept column
+        self._conn = _connect(self._path)
+        try:
+            existing = _table_columns(self._conn, self._table)
+            if existing and not append:
+                self._conn.execute(f"DROP TABLE {_quote(self._table)}")
+            elif existing:
+                if self._learn and existing[: len(BASE_COLUMNS)] == list(BASE_COLUMNS):
+                    self._fields = existing[len(BASE_COLUMNS) : len(existing) - len(self._keep)]
+                    self._learn = False
+                columns = [*BASE_COLUMNS, *self._fields, *self._keep]
+                if existing != columns:
+                    raise UsageError(
+                        f"--resume: the columns of table {self._table!r} in {self._path!r} "
+                        f"({','.join(existing)}) differ from this run's ({','.join(columns)}); "
+                        "use the same --extract and --keep options"
+                    )
+                self._insert = self._insert_sql(columns)
+                info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})")
+                declared = [row[2].upper() for row in info][len(BASE_COLUMNS) :]
+                self._cells = [_text_cell if t == "TEXT" else _cell for t in declared]
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _insert_sql(self, columns: list[str]) -> str:
+        return (
+            f"INSERT INTO {_quote(self._table)} ({', '.join(map(_quote, columns))}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+
+    def _create(self, rows: list[Result]) -> None:
+        if self._learn:
+            self._fields = learn_names(rows)
+            self._learn = False
+        declared = [
+            ("id", "TEXT"),
+            ("status", "INTEGER"),
+            ("elapsed_ms", "REAL"),
+            ("attempts", "INTEGER"),
+            ("error", "TEXT"),
+        ]
+        for name in self._fields:
+            kind = column_kind((r.fields or {}).get(name) for r in rows)
+            declared.append((name, _DECLARED.get(kind, "TEXT")))
+        for name in self._keep:
+            kind = column_kind((r.kept or {}).get(name) for r in rows)
+            declared.append((name, _DECLARED.get(kind, "TEXT")))
+        extra = declared[len(BASE_COLUMNS) :]
+        self._cells = [_text_cell if t == "TEXT" else _cell for _, t in extra]
+        body = ", ".join(f"{_quote(n)} {t}" for n, t in declared)
+        self._conn.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self._table)} ({body})")
+        self._insert = self._insert_sql([n for n, _ in declared])
+
+    def write(self, result: Result) -> None:
+        self._rows.append(result)
+        if len(self._rows) >= 100_000:  # bounded memory between flushes
+            self.flush(final=True)  # final: no more waiting for --parse field names
+
+    def flush(self, final: bool = False) -> None:
+        if not self._rows:
+            return
+        if self._learn and not final and not any(r.fields for r in self._rows):
+            return  # --parse: no field names yet (only failures so far); see learn_names
+        rows, self._rows = self._rows, []
+        fields, keep = self._fields, self._keep
+        try:
+            conn = self._conn
+            conn.execute("BEGIN")
+            if self._insert is None:
+                self._create(rows)
+                fields, keep = self._fields, self._keep
+            assert self._insert is not None
+            cells, nf = self._cells, len(fields)
+            conn.executemany(
+                self._insert,
+                (
+                    (
+                        r.id,
+                        r.status,
+                        r.elapsed_ms,
+                        r.attempts,
+                        r.error,
+                        *(
+                            c((r.fields or {}).get(n))
+                            for c, n in zip(cells[:nf], fields, strict=True)
+                        ),
+                        *(c((r.kept or {}).get(n)) for c, n in zip(cells[nf:], keep, strict=True)),
+                    )
+                    for r in rows
+                ),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
+
+    def close(self) -> None:
+        try:
+            self.flush(final=True)
+        finally:
+            self._conn.close()
+
+
+def load_sqlite_ids(output: str) -> tuple[Any, bool]:
+    """The ids already in the output table, for ``--resume``."""
+    from ._resume import DoneIds
+
+    path, table = sqlite_target(output)
+    if not os.path.exists(path):
+        return DoneIds(iter(())), False
+    try:
+        conn = sqlite3.connect(path)
+    except sqlite3.Error as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+    try:
+        columns = _table_columns(conn, table)
+        if not columns:
+            return DoneIds(iter(())), False
+        if "id" not in columns:
+            raise UsageError(f"--resume: table {table!r} in {path!r} has no 'id' column")
+
+        def ids() -> Iterator[str]:
+            for (value,) in conn.execute(f"SELECT id FROM {_quote(table)}"):
+                yield str(value)
+
+        return DoneIds(ids()), True
+    except sqlite3.Error as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+    finally:
+        conn.close()
+
+
+#: What an output row says about itself for a resume: (id, status, error).
+Record = tuple[str, "int | None", str]
+
+
+def sqlite_records(output: str) -> Iterator[Record]:
+    """``(id, status, error)`` of every row of the output table."""
+    path, table = sqlite_target(output)
+    if not os.path.exists(path):
+        return
+    conn = sqlite3.connect(path)
+    try:
+        if not _table_columns(conn, table):
+            return
+        query = f"SELECT id, status, error FROM {_quote(table)}"
+        for id_, status, error in conn.execute(query):
+            yield str(id_), status if type(status) is int else None, error or ""
+    except sqlite3.Error as exc:
+        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def drop_sqlite_rows(output: str, resend: Callable[[Record], bool]) -> int:
+    """Delete the rows ``resend(record)`` picks (to be sent again), in one transaction."""
+    path, table = sqlite_target(output)
+    if not os.path.exists(path):
+        return 0
+    conn = _connect(path)
+    try:
+        if not _table_columns(conn, table):
+            return 0
+        rows = conn.execute(f"SELECT rowid, id, status, error FROM {_quote(table)}")
+        gone = [
+            (rowid,)
+            for rowid, id_, status, error in rows
+            if resend((str(id_), status if type(status) is int else None, error or ""))
+        ]
+        conn.execute("BEGIN")
+        conn.executemany(f"DELETE FROM {_quote(table)} WHERE rowid = ?", gone)
+        conn.execute("COMMIT")
+        return len(gone)
+    except sqlite3.Error as exc:
+        raise UsageError(f"--resume: cannot rewrite {path!r}: {exc}") from None
+    finally:
+        conn.close()

@@ -1,0 +1,135 @@
+"""The output file's lock, overwrite rule and rewrite (real files, real forks)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from drumfire._errors import UsageError
+from drumfire._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from drumfire._result import Result
+from drumfire._sinks import open_sink
+
+
+def test_a_second_lock_on_the_same_file_names_the_holder(tmp_path: Path) -> None:
+    path = str(tmp_path / "o.csv")
+    lock = OutputLock.acquire(path)
+    assert lock is not None
+    try:
+        with pytest.raises(UsageError, match=rf"another drumfire run \(pid {os.getpid()}\)"):
+            OutputLock.acquire(path)
+    finally:
+        lock.close()
+    again = OutputLock.acquire(path)
+    assert again is not None
+    again.close()
+
+
+def test_a_forked_child_does_not_keep_the_output_locked(tmp_path: Path) -> None:
+    # -p N workers and the read-ahead process are forks: were they to keep their
+    # copy of the lock, a parent killed with -9 would leave the output locked.
+    path = str(tmp_path / "o.csv")
+    lock = OutputLock.acquire(path)
+    assert lock is not None
+    read_fd, write_fd = os.pipe()
+    ready_r, ready_w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: say it runs (its fork hooks have), wait for the parent, leave
+        try:
+            os.close(write_fd)
+            os.write(ready_w, b"!")
+            os.read(read_fd, 1)
+        finally:
+            os._exit(0)
+    os.close(read_fd)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"!"
+        lock.close()
+        second = OutputLock.acquire(path)  # the child is alive and holds no copy
+        assert second is not None
+        second.close()
+    finally:
+        os.close(write_fd)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
+def test_devices_are_neither_locked_nor_refused() -> None:
+    assert OutputLock.acquire("/dev/null") is None
+
+
+def test_overwrite_rule(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("id\n1\n")
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    try:
+        with pytest.raises(UsageError, match=r"--resume.*--overwrite"):
+            lock.refuse_or_truncate(overwrite=False)
+        assert path.read_text() == "id\n1\n"
+        lock.refuse_or_truncate(overwrite=True)
+        assert path.read_text() == ""
+    finally:
+        lock.close()
+
+
+def test_rewrite_replaces_the_file_and_keeps_it_locked(tmp_path: Path) -> None:
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(b'{"id":"1","error":""}\n{"id":"2","error":"cancelled"}\n')
+    os.chmod(path, 0o640)
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    try:
+        lock.rewrite("jsonl", lambda record: record[2] == "cancelled")
+        assert path.read_bytes() == b'{"id":"1","error":""}\n'
+        assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+        assert lock.gone() is None
+        with pytest.raises(UsageError, match="another drumfire run"):
+            OutputLock.acquire(str(path))
+        assert [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]  # no temporary file left
+    finally:
+        lock.close()
+
+
+def test_a_removed_output_is_a_file_problem_at_the_next_flush(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    sink = GuardedSink(open_sink(str(path), None, [], [], append=True), str(path), lock)
+    sink.write(Result("1", 200, 1.0, 1, ""))
+    sink.flush()
+    path.unlink()
+    with pytest.raises(FileProblem, match="removed during the run"):
+        sink.flush()
+    sink.close()  # reported once: closing stays quiet
+    lock.close()
+
+
+def test_summary_path_checks(tmp_path: Path) -> None:
+    check_summary_path(str(tmp_path / "s.json"))
+    assert not (tmp_path / "s.json").exists()  # checked, not left behind
+    with pytest.raises(UsageError, match="is a directory"):
+        check_summary_path(str(tmp_path))
+    with pytest.raises(UsageError, match="No such file"):
+        check_summary_path(str(tmp_path / "nope" / "s.json"))
+
+
+def test_rewrite_through_a_symbolic_link_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(b'{"id":"1","error":""}\n{"id":"2","error":"cancelled"}\n')
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    lock = OutputLock.acquire(str(link))
+    assert lock is not None
+    try:
+        lock.rewrite("jsonl", lambda record: record[2] == "cancelled")
+    finally:
+        lock.close()
+    assert link.is_symlink()
+    assert real.read_bytes() == b'{"id":"1","error":""}\n'
