@@ -154,8 +154,10 @@ def test_a_tenth_throttled_with_retry_after(status: int, after: str) -> None:
 
 def test_token_bucket_is_met_at_its_rate_with_few_429s() -> None:
     # 200 requests per second (burst 10), 429 + Retry-After: 1 above it.
+    # More retries than the default 3: a row may meet the bucket empty several
+    # times while the rate is first found (the benchmark keeps the defaults).
     with ThrottleServer(Behaviour(bucket_rate=200.0, bucket_burst=10.0)) as server:
-        got = run(server, 600)
+        got = run(server, 600, retry=Retry(retries=8))
         statuses = server.statuses
     assert all(r.status == 200 and r.error == "" for r in got.values())
     assert statuses[200] == 600
