@@ -63,6 +63,8 @@ class Job:
     # Stop when the first N connection attempts all fail to connect (0: never);
     # ``drumfire run`` sets 50 unless --keep-going.
     unreachable_after: int = 0
+    per_host_concurrency: int | None = None  # most in flight to one origin
+    per_host_rate: float | None = None  # most starts per second to one origin
 
     def tls(self) -> TLS | bool:
         """The TLS setting for the connections (a plain bool when only ``verify`` is set)."""
@@ -134,6 +136,8 @@ class Job:
             pipeline=self.pipeline,
             text_rows=source.fmt in TEXT_FORMATS,
             unreachable_after=self.unreachable_after,
+            per_host_concurrency=self.per_host_concurrency,
+            per_host_rate=self.per_host_rate,
             **kwargs,
         )
 
@@ -162,6 +166,8 @@ def make_job(
     follow_redirects: bool | int = False,
     pipeline: int = 64,
     json: Any = None,
+    per_host_concurrency: int | None = None,
+    per_host_rate: float | None = None,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:
@@ -206,6 +212,8 @@ def make_job(
         # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
         follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
         pipeline=pipeline,
+        per_host_concurrency=per_host_concurrency,
+        per_host_rate=per_host_rate,
     )
 
 
@@ -231,6 +239,9 @@ _DOC_ARGS = """
         concurrency: requests in flight at once; None (the default) adapts it
             to the server, up to ``max_concurrency``.
         rate: at most this many requests started per second.
+        per_host_concurrency, per_host_rate: the same limits for each origin
+            (scheme, host, port) on its own; each origin also adapts its own
+            concurrency, and its send rate once it has throttled.
         retries, timeout, connect_timeout, max_body, ordered: see the CLI.
         verify: True (the default: verify certificates against the system's
             CAs), False (``--insecure``), or the path of a PEM file of the CA

@@ -15,8 +15,6 @@ A row's life::
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import random
 import time
 from collections import deque
@@ -29,15 +27,21 @@ from ._connection import BUSY, IDLE, TLS, Connection
 from ._errors import explain
 from ._extract import Extractor
 from ._http import MAX_HEADER, Response
-from ._limits import AdaptiveLimit, FixedLimit, RateMeter
+from ._limits import (
+    AdaptiveLimit,
+    FixedLimit,
+    OriginLimit,
+    RateMeter,
+    RetryBudget,
+    parse_quota,
+)
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._settings import Retry, Timeouts
+from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
 
 __all__ = ["INPUT_ERROR_ID", "WAIT", "Engine", "InputProblem", "row_id"]
 
-_RETRY_ANY_METHOD = frozenset({429, 503})  # the server says it did not process the request
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
 
 
@@ -89,7 +93,7 @@ def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
 class Job:
     """One row in flight (slotted: there are up to ``concurrency`` + retries alive)."""
 
-    __slots__ = ("attempts", "free_retry", "hops", "id", "prepared", "row", "seq", "start")
+    __slots__ = ("attempts", "free_retry", "hops", "host", "id", "prepared", "row", "seq", "start")
 
     def __init__(self, seq: int, id_: str, row: Mapping[str, Any], prepared: Prepared) -> None:
         self.seq = seq
@@ -102,6 +106,7 @@ class Job:
         # turned out to be closed; it does not use the retry budget.
         self.free_retry = True
         self.hops = 0  # redirects followed: like the free re-send, not counted as retries
+        self.host: OriginLimit | None = None  # its origin's limits, once the engine looked
 
 
 class Pool:
@@ -153,23 +158,6 @@ class Pool:
                     conn.abort("cancelled")
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse ``Retry-After`` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # asctime form: HTTP dates are always GMT (RFC 9110 §5.6.7)
-        when = when.replace(tzinfo=datetime.UTC)
-    wall = time.time() if now is None else now
-    return max(0.0, when.timestamp() - wall)
-
-
 class Engine:
     """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face."""
 
@@ -205,17 +193,27 @@ class Engine:
         on_cpu_bound: Callable[[Engine], None] | None = None,
         text_rows: bool = False,
         unreachable_after: int = 0,
+        per_host_concurrency: int | None = None,
+        per_host_rate: float | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        # None: adaptive (the default of the CLI); a number: fixed.
-        self.limiter: FixedLimit | AdaptiveLimit = (
-            FixedLimit(concurrency)
-            if concurrency is not None
-            else AdaptiveLimit(initial=min(8, max_concurrency), maximum=max_concurrency)
-        )
+        if per_host_concurrency is not None and per_host_concurrency < 1:
+            raise ValueError("per-host concurrency must be at least 1")
+        # Each origin has its own limits (see _host_of): None: adaptive (the
+        # default of the CLI), up to max_concurrency; a number: fixed. The run as
+        # a whole never has more than ``concurrency`` (or max_concurrency) in flight.
+        self._adaptive = concurrency is None
+        self._fixed = concurrency
+        self._per_host = per_host_concurrency
+        self._per_host_rate = per_host_rate
+        self._max_concurrency = max_concurrency
+        self._hosts: dict[Origin, OriginLimit] = {}
+        self._solo: OriginLimit | None = None  # the only origin so far (the usual run)
+        self._last_host: OriginLimit | None = None
+        self._parked = 0  # rows waiting in their origin's queue
+        self.limiter: FixedLimit | AdaptiveLimit = self._new_limit()  # the first origin's
         self.rate = RateMeter(rate) if rate else None
-        self._hold_until = 0.0  # a Retry-After pauses every new start until then
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
@@ -226,6 +224,10 @@ class Engine:
         self.keep = tuple(keep)
         self.id_column = id_column
         self.concurrency = most
+        self._total = most  # most requests in flight in the whole run (× depth when pipelining)
+        #: Most rows read ahead into the origins' queues while their origin is full:
+        #: bounded, so one slow origin cannot make the run read its whole input.
+        self.park_limit = max(1024, 4 * most)
         self.retry = retry or Retry()
         self.timeouts = timeouts or Timeouts()
         self.max_body = max_body
@@ -264,7 +266,7 @@ class Engine:
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
         # Statuses that may need more than writing the row (see _settle).
-        self._special = frozenset(self.retry.statuses) | _RETRY_ANY_METHOD
+        self._special = frozenset(self.retry.statuses) | UNPROCESSED_STATUSES
         self.stats = Stats(clock)
         self._items: Iterator[Item] = iter(())
         self._exhausted = False
@@ -305,6 +307,9 @@ class Engine:
                 self._timer.cancel()
             if self._pump_timer is not None:
                 self._pump_timer.cancel()
+            for host in self._hosts.values():
+                if host.timer is not None:
+                    host.timer.cancel()
             self.pool.close_all()
             for conn in list(self._busy):
                 conn.abort("cancelled")
@@ -357,6 +362,10 @@ class Engine:
             conn.abort("cancelled", "stopped before the response came")
         while self._ready:
             self._give_up(self._ready.popleft(), None, "cancelled")
+        for host in self._hosts.values():
+            while host.queue:
+                self._parked -= 1
+                self._give_up(host.queue.popleft(), None, "cancelled")
         self._check_done()
 
     def _sweep_interval(self) -> float:
@@ -372,7 +381,11 @@ class Engine:
             self._watch_cpu(now)
         if self.on_tick is not None:
             self.stats.concurrency = self._inflight
-            self.stats.limit = self.limiter.limit
+            self.stats.limit = (
+                self._solo.limit.limit
+                if self._solo is not None
+                else min(self.concurrency, sum(h.limit.limit for h in self._hosts.values()))
+            )
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run
@@ -426,11 +439,12 @@ class Engine:
             self._capacity = self._conn_cap * self.pipeline
             # The adaptive limit now counts connections' worth of requests: each
             # carries up to ``pipeline``. A fixed -c stays requests in flight.
-            self._depth = self.pipeline if isinstance(self.limiter, AdaptiveLimit) else 1
+            self._depth = self.pipeline if self._adaptive else 1
         else:
             self._conn_cap = self.pool.limit
             self._capacity = float("inf")
             self._depth = 1
+        self._total = self.concurrency * self._depth
         self._pump()
 
     def _fail(self, exc: BaseException) -> None:
@@ -444,7 +458,7 @@ class Engine:
     def _next_job(self) -> Job | None:
         if self._ready:
             return self._ready.popleft()
-        if self._exhausted:
+        if self._exhausted or self._parked >= self.park_limit:
             return None
         if self.ordered and self._seq >= self._next_emit + self.order_window:
             return None  # the oldest row holds the window; wait for it
@@ -505,27 +519,31 @@ class Engine:
         return Job(-1, id_, row, prepared)
 
     def _pump(self) -> None:
-        limiter, rate = self.limiter, self.rate
+        rate = self.rate
         try:
             while (
-                self._inflight < limiter.limit * self._depth
+                self._inflight < self._total
                 and self._inflight < self._capacity
                 and not self._paused
             ):
-                if rate is not None or self._hold_until:
-                    now = self.clock()
-                    wait = max(rate.wait(now) if rate else 0.0, self._hold_until - now)
+                solo = self._solo
+                if solo is not None:
+                    # The usual run, one origin: its limit is the loop's bound.
+                    room = solo.limit.limit * self._depth - solo.inflight
+                    if room <= 0:
+                        break
+                if rate is not None:
+                    wait = rate.wait(self.clock())
                     if wait > 0:
                         if not self._ready and self._exhausted:
                             break
                         self._pump_later(wait)
                         break
-                    self._hold_until = 0.0
-                elif self.pipelining:
+                elif self.pipelining and solo is not None and not solo.gated:
                     # The usual case while pipelining: fill the connection that
                     # just answered (else the one with most room), many requests
                     # in one step.
-                    room = int(min(limiter.limit * self._depth, self._capacity) - self._inflight)
+                    room = int(min(room, self._capacity - self._inflight))
                     conn = self._answered
                     if conn is not None and self._fill(conn, room):
                         continue
@@ -535,6 +553,18 @@ class Engine:
                 job = self._next_job()
                 if job is None:
                     break
+                host = job.host
+                if host is None:
+                    host = self._last_host
+                    # The usual row: the plan's one origin, the very same tuple.
+                    if host is not None and host.origin is job.prepared.origin:
+                        job.host = host
+                    else:
+                        host = self._host_of(job)
+                if (host.gated or host is not solo) and not self._admit(job, host):
+                    if self._solo is not None:
+                        break  # the only origin must wait: reading on would only park rows
+                    continue  # parked with its origin; the next row may go elsewhere
                 if not self._dispatch(job):
                     break  # an answer will pump again
                 if rate is not None:
@@ -543,6 +573,82 @@ class Engine:
             self._fail(exc)
             return
         self._check_done()
+
+    # -- origins ---------------------------------------------------------------
+
+    def _new_limit(self) -> FixedLimit | AdaptiveLimit:
+        """A new origin's concurrency limit."""
+        per_host = self._per_host
+        if not self._adaptive:
+            assert self._fixed is not None
+            return FixedLimit(self._fixed if per_host is None else min(per_host, self._fixed))
+        most = self._max_concurrency if per_host is None else min(per_host, self._max_concurrency)
+        return AdaptiveLimit(initial=min(8, most), maximum=most)
+
+    def _host_of(self, job: Job) -> OriginLimit:
+        """The limits of ``job``'s origin (made on first sight), cached on the job."""
+        origin = job.prepared.origin
+        host = self._last_host
+        if host is None or host.origin != origin:
+            host = self._hosts.get(origin)
+            if host is None:
+                limit = self.limiter if not self._hosts else self._new_limit()
+                retry = self.retry
+                budget = RetryBudget(retry.budget, retry.budget_floor)
+                host = OriginLimit(
+                    origin, limit, self._per_host_rate, self._adaptive, budget, self.clock()
+                )
+                self._hosts[origin] = host
+                self._solo = host if len(self._hosts) == 1 else None
+            self._last_host = host
+        job.host = host
+        return host
+
+    def _admit(self, job: Job, host: OriginLimit) -> bool:
+        """Whether ``job`` may start now at its origin; if not, it waits in the origin's queue."""
+        if host.inflight >= host.limit.limit * self._depth:
+            self._park(job, host)
+            return False
+        if host.gated:
+            now = self.clock()
+            wait = host.wait(now)
+            if wait > 0.0:
+                self._park(job, host)
+                if host.timer is None:
+                    assert self._loop is not None
+                    host.timer = self._loop.call_later(wait, self._host_ready, host)
+                return False
+            host.take(now)
+        return True
+
+    def _park(self, job: Job, host: OriginLimit) -> None:
+        host.queue.append(job)
+        self._parked += 1
+
+    def _unpark(self, host: OriginLimit) -> None:
+        """Hand the rows waiting for ``host`` back to the pump, as many as it has room for."""
+        queue = host.queue
+        room = min(len(queue), host.limit.limit * self._depth - host.inflight)
+        if host.gated and room > 1:
+            room = 1 if host.wait(self.clock()) > 0.0 else room
+        for _ in range(room):
+            self._ready.append(queue.popleft())
+        if room > 0:
+            self._parked -= room
+
+    def _host_ready(self, host: OriginLimit) -> None:
+        """The origin's rate or pause allows a start again."""
+        host.timer = None
+        if host.queue:
+            self._unpark(host)
+        self._pump()
+
+    def _answered_host(self, host: OriginLimit | None, count: int) -> None:
+        """``count`` requests to ``host`` ended (answered, failed or handed back)."""
+        if host is not None:
+            host.inflight -= count
+            if host.queue:
+                self._unpark(host)
 
     def _pump_later(self, delay: float) -> None:
         if self._pump_timer is not None or self._loop is None:
@@ -564,8 +670,12 @@ class Engine:
             conn.close()  # pipelining: fewer connections, deeper queues
             conn = self.pool.take(origin)
         job.start = now = self.clock()
+        host = job.host
+        assert host is not None
         if conn is not None:
             self._inflight += 1
+            host.inflight += 1
+            host.sent += 1
             job.attempts += 1
             self._busy.add(conn)
             if self.pipelining:
@@ -582,6 +692,8 @@ class Engine:
             busy = self._pipeline_onto(job)
             if busy is not None:
                 self._inflight += 1
+                host.inflight += 1
+                host.sent += 1
                 job.attempts += 1
                 self.stats.pipelined += 1
                 busy.pipeline([(job, now + self.timeouts.total)], [job.prepared.data])
@@ -593,6 +705,8 @@ class Engine:
                 self._ready.appendleft(job)
                 return False
         self._inflight += 1
+        host.inflight += 1
+        host.sent += 1
         job.attempts += 1
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body, self.max_header)
@@ -614,28 +728,32 @@ class Engine:
         if room <= 0:
             return 0
         origin = conn.origin
+        host = self._solo
+        assert host is not None
         now = self.clock()
         deadline = now + self.timeouts.total
         queued: list[tuple[Job, float]] = []
         data: list[bytes] = []
-        started = 0
         while len(queued) < room:
             job = self._next_job()
             if job is None:
                 break
             prepared = job.prepared
             if prepared.origin != origin or not job.free_retry or not _pipelinable(prepared):
-                started = 1 if self._dispatch(job) else 0
+                self._ready.appendleft(job)  # the pump starts it the usual way
                 break
+            job.host = host
             job.attempts += 1
             job.start = now
             queued.append((job, deadline))
             data.append(prepared.data)
         if queued:
             self._inflight += len(queued)
+            host.inflight += len(queued)
+            host.sent += len(queued)
             self.stats.pipelined += len(queued)
             conn.pipeline(queued, data)
-        return len(queued) + started
+        return len(queued)
 
     def _roomiest(self) -> Connection | None:
         """The busy connection that may take the most requests, if any may."""
@@ -695,6 +813,7 @@ class Engine:
         ahead of it failed), so this does not count as an attempt.
         """
         self._inflight -= 1
+        self._answered_host(job.host, 1)
         job.attempts -= 1
         if self._stopping:
             self._give_up(job, None, "cancelled")
@@ -735,6 +854,9 @@ class Engine:
     def on_responses(self, conn: Connection, answered: list[tuple[Job, Response]]) -> None:
         """Answers read in one go from ``conn``, oldest first (Owner protocol)."""
         self._inflight -= len(answered)
+        host = answered[0][0].host  # one connection, one origin
+        assert host is not None
+        host.inflight -= len(answered)
         state = conn.state
         if state == IDLE:
             self._busy.discard(conn)
@@ -754,7 +876,7 @@ class Engine:
             status = response.status
             overload = status == 429 or status == 503
             if overload:
-                self.limiter.sample(now, now - job.start, True)
+                host.throttled(now, now - job.start, self._retry_after(response))
             else:
                 waited += now - job.start
                 calm += 1
@@ -763,7 +885,11 @@ class Engine:
             else:
                 usual.append((job, response))  # nothing to retry, wait for or follow
         if calm:
-            self.limiter.sample_all(now, waited, calm)
+            host.answered(now, waited, calm)
+        if host.watch:
+            self._read_quota(host, answered, now)
+        if host.queue:
+            self._unpark(host)
         # Put the next requests on the wire first (the first takes this connection,
         # the most recently idle), then extract and write these rows: the server
         # works on the next answers while the client does its share.
@@ -771,17 +897,31 @@ class Engine:
         if usual:
             self._finish_all(usual, now)
 
+    def _retry_after(self, response: Response) -> float | None:
+        """A throttled answer's Retry-After, when it is one the run would wait for."""
+        retry = self.retry
+        wait = retry.parse_retry_after(response.header("retry-after"))
+        return None if retry.over_wait(wait) else wait
+
+    def _read_quota(
+        self, host: OriginLimit, answered: list[tuple[Job, Response]], now: float
+    ) -> None:
+        """Quota headers (RateLimit, X-RateLimit-*): pace the origin, or hold it at zero.
+
+        Looked for in an origin's first answers only, unless it sends them.
+        """
+        wall = time.time()
+        for _job, response in answered:
+            quota = parse_quota(response.header, wall)
+            if quota is not None:
+                host.quota(now, *quota)
+            elif host.watch:
+                host.watch -= 1
+
     def _settle(self, job: Job, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""
         status = response.status
-        retryable = status in self.retry.statuses
-        read = retryable or overload
-        retry_after = retry_after_seconds(response.header("retry-after")) if read else None
-        if overload and retry_after:
-            # Honour Retry-After for the whole run, not only this row.
-            self._hold_until = max(
-                self._hold_until, now + min(retry_after, self.retry.max_retry_after)
-            )
+        retry = self.retry
         if 300 <= status < 400 and self.follow_redirects:
             location = response.header("location")
             if location is not None:
@@ -792,15 +932,25 @@ class Engine:
                 nxt = redirect(job.prepared, status, location)
                 if nxt is not None:
                     job.prepared = nxt
+                    job.host = None  # perhaps another origin
                     job.hops += 1
                     self._ready.append(job)
                     self._pump()
                     return
         if (
-            retryable
-            and self._budget_left(job)
-            and (status in _RETRY_ANY_METHOD or self._may_resend(job))
+            self._budget_left(job)
+            and retry.is_retry(status, job.prepared.idempotent)
+            and self._may_retry(job, now)
         ):
+            # Retry-After delays this row only (as urllib3, Envoy and gRPC do).
+            retry_after = retry.parse_retry_after(response.header("retry-after"))
+            if retry.over_wait(retry_after):
+                # Longer than the user will wait: end the row now with its status,
+                # so a later run (--retry-failed, --resume) can take it.
+                assert retry_after is not None
+                self._pump()
+                self._give_up(job, status, retry.over_wait_error(retry_after))
+                return
             self._retry_later(job, retry_after)
             self._pump()
         else:
@@ -812,6 +962,7 @@ class Engine:
 
     def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
         self._inflight -= 1
+        host = job.host
         examples = self.stats.examples
         if detail and reason not in examples and reason != "cancelled":
             examples[reason] = explain(reason, detail)
@@ -822,12 +973,14 @@ class Engine:
         ):
             # The run stops: the target is unreachable. Rows still failing to
             # connect are cancelled, as those never sent are: --resume sends them.
+            self._answered_host(host, 1)
             self._give_up(job, None, "cancelled")
             self._pump()
             return
-        if reason == "timeout":
+        if reason == "timeout" and host is not None:
             now = self.clock()
-            self.limiter.sample(now, now - job.start, True)
+            host.limit.sample(now, now - job.start, True)
+        self._answered_host(host, 1)
         if reason == "cancelled":
             self._give_up(job, None, "cancelled")
         elif (
@@ -846,7 +999,9 @@ class Engine:
         elif (
             self._budget_left(job)
             and not self._stopping
-            and (reason == "connect" or self._may_resend(job))
+            and self.retry.is_retry_failure(reason, detail, job.prepared.idempotent)
+            # A refused connection cost the server nothing: outside the budget.
+            and (reason == "connect" or self._may_retry(job, self.clock()))
         ):
             self._retry_later(job, None)
         else:
@@ -878,6 +1033,11 @@ class Engine:
     def _budget_left(self, job: Job) -> bool:
         used = job.attempts - (0 if job.free_retry else 1) - job.hops
         return used <= self.retry.retries
+
+    def _may_retry(self, job: Job, now: float) -> bool:
+        """The origin's retry budget (a share of its recent requests) has room for one."""
+        host = job.host
+        return host is None or host.may_retry(now)
 
     def _may_resend(self, job: Job) -> bool:
         return job.prepared.idempotent or self.retry.unsafe
@@ -1030,6 +1190,7 @@ class Engine:
             and self._exhausted
             and self._waiting == 0
             and not self._ready
+            and not self._parked
             and self._done is not None
             and not self._done.done()
         ):

@@ -14,15 +14,29 @@ tested without sleeping.
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["AdaptiveLimit", "FixedLimit", "RateMeter", "parse_rate"]
+__all__ = [
+    "AdaptiveLimit",
+    "CubicRate",
+    "FixedLimit",
+    "OriginLimit",
+    "RateMeter",
+    "RetryBudget",
+    "parse_quota",
+    "parse_rate",
+]
 
 
 class FixedLimit:
     """``-c N``: always N."""
 
     __slots__ = ("limit",)
+    share = 0.0  # the interface of AdaptiveLimit: nothing is learnt
+    cuts = 0
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -44,16 +58,32 @@ class AdaptiveLimit:
     In the spirit of Netflix's concurrency-limits (Gradient2) and TCP:
 
     * **slow start**: while throughput rises and latency stays near the best
-      seen, double the limit each window (a window is ``limit`` completions,
-      at least 32, about one round trip of every connection);
+      seen, multiply the limit by ``growth`` (4) each round trip (a window of
+      ``limit`` completions; at least 32 when they come faster than 50 ms, so
+      that a fast server's rate is measured over enough answers). Four, not
+      TCP's two: on a far or slow server a round trip costs seconds, and
+      doubling from 8 to 512 takes six of them (2 s each against a 2 s server);
+      the step back on the first sign of congestion is to the limit before
+      the last step (TCP's ssthresh), so the overshoot costs one round trip;
     * **congestion avoidance**: after the first sign of congestion, grow by
-      one per window while latency holds or throughput still rises;
-    * **back off** multiplicatively (x0.75) at once on a timeout, 429 or 503,
-      at most once per round trip; and gently (x0.9) when the window's mean
-      latency exceeds ``tolerance`` x the best while throughput no longer
-      rises (requests queue on the server and buy nothing);
+      one per window (about one round trip) while latency holds or
+      throughput still rises (additive increase, as Netflix's AIMD limit and
+      TCP Reno: see :class:`CubicRate` for why the rate regrows differently);
+    * **back off** multiplicatively (x0.75) on throttling (429, 503) or a
+      timeout, at most once per round trip, and only when they are a real
+      share of the answers: ``share`` is a moving average of throttled answers
+      (each answer weighs ``weight``, 1/32) and must reach ``threshold`` (15 %).
+      A few one-off 503s among healthy answers are the server's noise, not
+      congestion: cutting on each drove the limit to 1 (issue 15). A server
+      that is full answers most requests 503, which reaches the threshold
+      within a few answers;
+    * gently (x0.9) when the window's mean latency exceeds ``tolerance`` x the
+      best while throughput no longer rises (requests queue on the server and
+      buy nothing);
     * the best latency slowly forgets (``decay`` per second) so a server that
       got slower for good does not pin the limit at its floor.
+
+    ``cuts`` counts the multiplicative cuts (an owner watches it to lower a send rate).
     """
 
     initial: int = 8
@@ -62,9 +92,19 @@ class AdaptiveLimit:
     tolerance: float = 2.0
     backoff: float = 0.75
     decay: float = 0.05  # per second
+    growth: int = 4
+    threshold: float = 0.15
+    weight: float = 1 / 32
+
+    #: Seconds: a window of ``limit`` completions (under 32) that lasted this long,
+    #: or whose answers took this long, is a round trip of a slow server: enough.
+    SLOW_WINDOW = 0.05
 
     def __post_init__(self) -> None:
         self.limit = max(self.minimum, min(self.initial, self.maximum))
+        self.share = 0.0  # moving average of throttled answers (0..1)
+        self.cuts = 0
+        self._base = self.limit  # the limit before the last slow-start step
         self._slow_start = True
         self._best = math.inf
         self._sum = 0.0
@@ -79,6 +119,9 @@ class AdaptiveLimit:
         if self._window_start is None:
             self._window_start = now
         if overload:
+            self.share += self.weight * (1.0 - self.share)
+            if self.share < self.threshold:
+                return  # sparse: a one-off error among healthy answers
             # Cut at once, as TCP does on a loss, but at most once per round trip:
             # the requests already in flight were sent before the cut and their
             # 503s say nothing new. Waiting for the window's end lets instant 503s
@@ -86,14 +129,21 @@ class AdaptiveLimit:
             rtt = self._best if self._best < math.inf else latency
             if now - self._last_cut >= rtt:
                 self._last_cut = now
-                self._slow_start = False
-                self.limit = max(self.minimum, int(self.limit * self.backoff))
+                self.cuts += 1
+                if self._slow_start:
+                    # The last step overshot: back to the limit before it.
+                    self._slow_start = False
+                    self.limit = max(self.minimum, min(self._base, self.limit))
+                else:
+                    self.limit = max(self.minimum, int(self.limit * self.backoff))
                 self._restart(now)
             return
+        if self.share:
+            self.share *= 1.0 - self.weight
         self._count += 1
         self._sum += latency
         self._n += 1
-        if self._count >= max(self.limit, 32):  # enough completions for a steady rate
+        if self._count >= self.limit and self._measured(now):
             self._end_window(now)
 
     def sample_all(self, now: float, latency_sum: float, count: int) -> None:
@@ -106,16 +156,32 @@ class AdaptiveLimit:
         """
         if self._window_start is None:
             self._window_start = now
+        if self.share:
+            self.share *= (1.0 - self.weight) ** count
         self._count += count
         self._sum += latency_sum
         self._n += count
-        if self._count >= max(self.limit, 32):
+        if self._count >= self.limit and self._measured(now):
             self._end_window(now)
+
+    def _measured(self, now: float) -> bool:
+        """Whether the window (``limit`` answers at least) says enough to act on.
+
+        32 answers on a fast server; on a slow one (answers that took 50 ms or
+        more, or a window that lasted that long) one round trip is enough.
+        """
+        return (
+            self._count >= 32
+            or self._sum >= self.SLOW_WINDOW * self._n
+            or now - (self._window_start or now) >= self.SLOW_WINDOW
+        )
 
     def _end_window(self, now: float) -> None:
         mean = self._sum / self._n if self._n else math.inf
         elapsed = max(now - (self._window_start or now), 1e-9)
-        rate = self._n / elapsed
+        # A window shorter than a round trip (the first one, or answers that came
+        # together from a slow server) measures no rate: count it as one round trip.
+        rate = self._n / max(elapsed, mean)
         if self._n:
             # Forget the best latency slowly, then learn from this window.
             # (per second, not per window: windows last milliseconds on a fast server)
@@ -128,15 +194,16 @@ class AdaptiveLimit:
         gaining = rate > self._last_rate * 1.05  # beyond window-to-window noise
         if self._slow_start:
             if queueing or not gaining:
-                # Doubling stopped paying (requests queue, or throughput did not
-                # rise): go back to the last limit (TCP's ssthresh) and creep up.
+                # The last step stopped paying (requests queue, or throughput did
+                # not rise): go back to the limit before it (TCP's ssthresh) and creep up.
                 self._slow_start = False
-                self.limit = max(self.minimum, self.limit // 2)
-            elif self.limit * 2 >= self.maximum:
+                self.limit = max(self.minimum, min(self._base, self.limit))
+            elif self.limit * self.growth >= self.maximum:
                 self.limit = self.maximum  # the cap: nothing left to discover
                 self._slow_start = False
             else:
-                self.limit *= 2
+                self._base = self.limit
+                self.limit *= self.growth
         elif queueing and not gaining:
             # Past the knee: requests wait on the server and buy no throughput.
             # A batch wants throughput, so latency alone is no reason to cut.
@@ -152,6 +219,76 @@ class AdaptiveLimit:
         self._n = 0
         self._count = 0
         self._window_start = now
+
+
+class CubicRate:
+    """A send rate found by throttling: cut on a 429/503 burst, regrown on a CUBIC curve.
+
+    As the AWS SDKs' ``adaptive`` retry mode does: once a server has throttled,
+    the client sends at most ``rate`` requests per second; a cut sets it to
+    ``beta`` (0.7) x the rate in force, then it regrows along
+    ``C W_max (t - K)^3 + W_max``, where ``W_max`` is the rate at the cut and
+    ``K`` the time to get back to it (2 s after a full cut): fast at first,
+    flat near the rate that was throttled, then probing beyond it. AWS's ``C``
+    is absolute (0.4 per s³), which suits a few requests per second; here it
+    is relative to ``W_max`` (``scale``), so 200 and 20,000 requests per second
+    regrow in the same time. CUBIC rather than additive increase for
+    a *rate*: its growth depends on time, not on round trips, so a server that
+    answers 429 in 0.1 ms and one that answers in 1 s regrow alike, and it
+    spends most of its time near the rate the server last accepted. (The
+    concurrency limit stays additive: a window there is a round trip.)
+
+    A cut never goes below ``floor`` x the rate the server accepted lately (as
+    Google SRE's client-side throttling compares requests with accepts). A
+    server that throttles a fixed share of requests whatever the load (10 % of
+    first attempts, say) would otherwise drive the rate down fast: each cut
+    lowers what it accepts, and so the next cut. With the floor, and cuts only
+    when 15 % of answers are throttled (:class:`AdaptiveLimit`), such a server
+    leaves the rate near what it accepts, while a token bucket is met at its rate.
+    """
+
+    __slots__ = ("_k", "_since", "_w_max", "beta", "floor", "minimum", "rate", "scale")
+
+    def __init__(
+        self, beta: float = 0.7, scale: float = 0.3, floor: float = 1.0, minimum: float = 0.5
+    ) -> None:
+        self.beta = beta
+        self.scale = scale
+        self.floor = floor
+        self.minimum = minimum
+        self.rate: float | None = None  # None: never throttled, no rate cap
+        self._w_max = 0.0
+        self._k = 0.0
+        self._since = 0.0
+
+    def throttle(self, now: float, accepted: float, to: float | None = None) -> None:
+        """A cut at ``now``; ``accepted``: the rate (per second) the server answered lately.
+
+        ``to``: cut to this rate exactly (still regrowing to the rate in force).
+        """
+        current = self.at(now)
+        least = max(self.minimum, self.floor * accepted)
+        new = least if current is None else max(self.beta * current, least)
+        if to is not None:
+            new = max(self.minimum, to)
+        # The first cut: as if from the rate that would have been cut to this one.
+        w_max = new / self.beta if current is None else max(current, new)
+        self._w_max = w_max
+        self._k = ((w_max - new) / (self.scale * w_max)) ** (1.0 / 3.0)
+        self._since = now
+        self.rate = new
+
+    def at(self, now: float) -> float | None:
+        """The send rate allowed at ``now`` (None: no cap)."""
+        if self.rate is None:
+            return None
+        t = now - self._since - self._k
+        w_max = self._w_max
+        self.rate = max(self.minimum, self.scale * w_max * t * t * t + w_max)
+        return self.rate
+
+    def __repr__(self) -> str:
+        return f"CubicRate(rate={self.rate})"
 
 
 class RateMeter:
@@ -183,6 +320,299 @@ class RateMeter:
         run stays exact; the cost is that after a pause two starts may go at once.
         """
         self._tat = max(self._tat, now - self.burst * self.interval) + self.interval
+
+
+class RetryBudget:
+    """Retries may add at most ``share`` of the recent requests, plus ``floor`` per second.
+
+    Finagle's ``RetryBudget`` (and in spirit gRPC's retry throttling): every
+    request sent deposits ``share`` of a token, every second deposits
+    ``floor``; a retry takes a whole token, and none is left means no retry. The
+    balance is capped at ``floor * ttl`` plus ``share`` of that many requests, so
+    a long healthy run does not bank an unbounded storm. Requests are counted by
+    the caller (``sent``, a running total) so the hot path only adds one.
+    """
+
+    __slots__ = ("_balance", "_last", "_sent", "cap", "floor", "share")
+
+    def __init__(self, share: float = 0.2, floor: float = 10.0, ttl: float = 10.0) -> None:
+        self.share = share
+        self.floor = floor
+        self.cap = max(1.0, floor * ttl + share * 100 * ttl)
+        self._balance = max(1.0, floor * ttl)
+        self._last: float | None = None
+        self._sent = 0
+
+    def withdraw(self, now: float, sent: int) -> bool:
+        """Take one retry if the budget allows; ``sent``: requests sent so far (a total)."""
+        last = self._last if self._last is not None else now
+        self._balance = min(
+            self.cap,
+            self._balance + (sent - self._sent) * self.share + (now - last) * self.floor,
+        )
+        self._sent, self._last = sent, now
+        if self._balance >= 1.0:
+            self._balance -= 1.0
+            return True
+        return False
+
+
+class OriginLimit:
+    """One origin's limits (scheme, host, port): concurrency, send rate, and its waiting rows.
+
+    The engine keeps one per origin and composes it with the run-wide limits:
+    a row starts when the run and its origin both have room. ``limit`` is the
+    origin's concurrency strategy (:class:`FixedLimit` or :class:`AdaptiveLimit`);
+    ``meter`` its start rate (``--per-host-rate``, and once the server has
+    throttled, the :class:`CubicRate` found by it, whichever is lower). ``gated``
+    says whether anything but concurrency can hold a start (so the usual
+    origin, with neither, costs one attribute test per row). ``queue`` holds
+    rows read for this origin while it had no room (the engine bounds the
+    total); ``hold_until`` a pause the server asked for.
+    """
+
+    __slots__ = (
+        "_acc_n",
+        "_acc_start",
+        "_born",
+        "_cuts",
+        "accepted",
+        "budget",
+        "cubic",
+        "fixed_rate",
+        "gated",
+        "hold_until",
+        "inflight",
+        "limit",
+        "meter",
+        "origin",
+        "queue",
+        "quota_rate",
+        "sent",
+        "share",
+        "timer",
+        "watch",
+    )
+
+    #: Seconds over which the accepted rate is measured (AWS SDKs: 0.5 s buckets).
+    BUCKET = 0.5
+    #: Share of recent answers throttled above which a Retry-After holds the whole
+    #: origin: the server says "not now" to (nearly) everyone, not to one row.
+    HOLD_SHARE = 0.5
+    #: Weight of one answer in ``share`` (a moving average over about 32 answers).
+    WEIGHT = 1 / 32
+    #: Answers looked at for quota headers before deciding the server sends none.
+    WATCH = 16
+
+    def __init__(
+        self,
+        origin: Any,
+        limit: FixedLimit | AdaptiveLimit,
+        rate: float | None = None,
+        adaptive_rate: bool = False,
+        budget: RetryBudget | None = None,
+        born: float | None = None,
+    ) -> None:
+        self.origin = origin
+        self.budget = budget
+        self.sent = 0  # requests sent (the engine counts them), for the retry budget
+        self.limit = limit
+        self.inflight = 0
+        self.queue: deque[Any] = deque()
+        self.fixed_rate = rate
+        self.meter = RateMeter(rate) if rate else None
+        self.cubic = CubicRate() if adaptive_rate else None
+        self.gated = self.meter is not None
+        self.hold_until = 0.0
+        self.timer: Any = None
+        self._cuts = 0
+        self.accepted = 0.0  # answers the server accepted per second, smoothed
+        self._acc_n = 0
+        self._acc_start: float | None = None
+        self._born = born  # when the origin was first seen (its first request)
+        self.share = 0.0  # moving average of throttled answers (429, 503)
+        self.quota_rate: float | None = None  # the pace the quota headers state
+        # Answers still to look at for quota headers (0: none; they never came).
+        self.watch = self.WATCH
+
+    def room(self, depth: int = 1) -> int:
+        """How many more requests may start here now, rate and pauses aside."""
+        return self.limit.limit * depth - self.inflight
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next start is allowed by the rate and any pause (0: now)."""
+        wait = self.hold_until - now
+        meter = self.meter
+        if meter is not None:
+            self._pace(meter, now)
+            meter_wait = meter.wait(now)
+            if meter_wait > wait:
+                wait = meter_wait
+        return wait if wait > 0.0 else 0.0
+
+    def may_retry(self, now: float) -> bool:
+        """Whether the retry budget lets one more retry go to this origin now."""
+        return self.budget is None or self.budget.withdraw(now, self.sent)
+
+    def _pace(self, meter: RateMeter, now: float) -> None:
+        """Set the meter to the lowest rate in force: the cap, the found one, the quota's."""
+        cubic = self.cubic
+        rate = self.fixed_rate
+        found = cubic.at(now) if cubic is not None else None
+        if found is not None and (rate is None or found < rate):
+            rate = found
+        quota = self.quota_rate
+        if quota is not None and (rate is None or quota < rate):
+            rate = quota
+        if rate is not None:
+            meter.interval = 1.0 / rate
+
+    def take(self, now: float) -> None:
+        """A start at ``now``."""
+        if self.meter is not None:
+            self.meter.take(now)
+
+    @property
+    def rate(self) -> float | None:
+        """The start rate in force (requests per second), or None."""
+        meter = self.meter
+        return 1.0 / meter.interval if meter is not None else None
+
+    def answered(self, now: float, latency_sum: float, count: int) -> None:
+        """``count`` answers that were not throttling, read at ``now``."""
+        self.limit.sample_all(now, latency_sum, count)
+        if self.share:
+            self.share *= (1.0 - self.WEIGHT) ** count
+            # Count accepted answers only once the server has throttled: before,
+            # no rate is needed, and this is the path of every answer.
+            if self.cubic is not None:
+                self._count_accepted(now, count, latency_sum / count)
+
+    def throttled(self, now: float, latency: float, retry_after: float | None = None) -> None:
+        """A 429 or 503: maybe a cut of the concurrency, and then of the rate.
+
+        ``retry_after``: the wait the answer asked for (seconds), already capped.
+        When most recent answers are throttled, it holds the whole origin: the
+        server is saying it to everyone (a full outage), and each row's own
+        wait would only send a probe per row.
+        """
+        self.share += self.WEIGHT * (1.0 - self.share)
+        if retry_after and self.share >= self.HOLD_SHARE:
+            self.hold(now + retry_after)
+            # Nothing is answered during the hold: start the count half-way, so
+            # that another hold takes a run of throttled answers after it, not one.
+            self.share = self.HOLD_SHARE / 2
+            cubic = self.cubic
+            accepted = self.accepted_rate(now)
+            if cubic is not None and cubic.rate is not None and 0.0 < accepted < cubic.rate:
+                # After the pause, start at what the server did accept, not at a
+                # rate it has just refused (the retried rows would meet it again).
+                cubic.throttle(now, accepted, to=accepted)
+        limit = self.limit
+        limit.sample(now, latency, True)
+        cubic = self.cubic
+        if cubic is not None and limit.cuts != self._cuts:
+            self._cuts = limit.cuts
+            accepted = self.accepted_rate(now)
+            born = self._born
+            if cubic.rate is None and born is not None and now > born:
+                # The first cut: answers are counted only from the first throttled
+                # one, too short a time; what was sent, less the share throttled,
+                # says as much. Later cuts (if the throttling goes on) go lower.
+                accepted = max(accepted, self.sent / (now - born) * (1.0 - self.share))
+            if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+                cubic.throttle(now, accepted)
+                self._metered(now)
+
+    def hold(self, until: float) -> None:
+        """Start nothing here before ``until``."""
+        if until > self.hold_until:
+            self.hold_until = until
+        self.gated = True
+
+    def quota(self, now: float, remaining: float, reset: float) -> None:
+        """The server's quota headers: ``remaining`` requests until ``reset`` seconds from now.
+
+        Nothing left: hold the origin until the reset. Else pace the starts to
+        the quota (``remaining / reset`` per second), as reqstorm does.
+        """
+        self.watch = self.WATCH  # a server that sends them keeps being read
+        if remaining <= 0:
+            self.hold(now + max(reset, 0.0))
+        elif reset > 0.0:
+            self.quota_rate = remaining / reset
+            self._metered(now)
+
+    def _metered(self, now: float) -> None:
+        if self.meter is None:
+            self.meter = RateMeter(1e9)
+        self._pace(self.meter, now)
+        self.gated = True
+
+    def _count_accepted(self, now: float, count: int, latency: float) -> None:
+        start = self._acc_start
+        if start is None:
+            start = self._acc_start = now - latency
+        self._acc_n += count
+        elapsed = now - start
+        if elapsed >= self.BUCKET:
+            measured = self._acc_n / elapsed
+            self.accepted = measured if not self.accepted else 0.8 * measured + 0.2 * self.accepted
+            self._acc_n = 0
+            self._acc_start = now
+
+    def accepted_rate(self, now: float) -> float:
+        """Answers accepted per second lately (the current bucket, blended once one is full)."""
+        start = self._acc_start
+        if start is None:
+            return self.accepted
+        elapsed = now - start
+        if not self.accepted:
+            # Before a full bucket: over at least a tenth of a second, so that the
+            # first answers of a run (a burst) do not pass for a rate.
+            return self._acc_n / max(elapsed, 0.1)
+        current = self._acc_n / elapsed if elapsed > 0.0 else 0.0
+        weight = min(1.0, elapsed / self.BUCKET)
+        return weight * current + (1.0 - weight) * self.accepted
+
+    def __repr__(self) -> str:
+        return f"OriginLimit({self.origin!r}, {self.limit!r}, inflight={self.inflight})"
+
+
+def parse_quota(header: Callable[[str], str | None], wall: float) -> tuple[float, float] | None:
+    """(requests remaining, seconds until the quota resets) from an answer's headers, or None.
+
+    Reads the IETF httpapi draft's ``RateLimit: "policy";r=R;t=T`` (and its
+    earlier ``RateLimit-Remaining`` / ``RateLimit-Reset`` fields) and the common
+    ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``. A reset over 10^9 is a
+    Unix time (GitHub's form), converted with ``wall`` (:func:`time.time`).
+    ``header`` looks a header up by name. Malformed values are ignored.
+    """
+    remaining = reset = None
+    value = header("ratelimit")
+    if value:
+        # A list of items: "name";r=50;t=30, ...; the first item that has r.
+        for item in value.split(","):
+            params = dict(
+                part.strip().partition("=")[::2] for part in item.split(";")[1:] if "=" in part
+            )
+            if "r" in params:
+                remaining, reset = params.get("r"), params.get("t", "0")
+                break
+    if remaining is None:
+        remaining = header("x-ratelimit-remaining") or header("ratelimit-remaining")
+        reset = header("x-ratelimit-reset") or header("ratelimit-reset")
+    if remaining is None or reset is None:
+        return None
+    try:
+        left, when = float(remaining.strip()), float(reset.strip())
+    except ValueError:
+        return None
+    if not (math.isfinite(left) and math.isfinite(when)) or left < 0 or when < 0:
+        return None
+    if when > 1e9:
+        when = max(0.0, when - wall)
+    return left, when
 
 
 _UNITS = {

@@ -251,6 +251,10 @@ def execute_parallel(
         rate=job.rate / processes if job.rate else None,
         max_concurrency=max(1, job.max_concurrency // processes),
         concurrency=-(-job.concurrency // processes) if job.concurrency else None,
+        per_host_rate=job.per_host_rate / processes if job.per_host_rate else None,
+        per_host_concurrency=(
+            -(-job.per_host_concurrency // processes) if job.per_host_concurrency else None
+        ),
     )
     workers: list[_Worker] = []
     parent = os.getpid()

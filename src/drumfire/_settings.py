@@ -7,10 +7,20 @@ boundaries and are shared by every connection.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import random
+import time
 from dataclasses import dataclass, field
 
-__all__ = ["IDEMPOTENT_METHODS", "METHODS", "Retry", "Timeouts"]
+__all__ = [
+    "FINAL_REASONS",
+    "IDEMPOTENT_METHODS",
+    "METHODS",
+    "UNPROCESSED_STATUSES",
+    "Retry",
+    "Timeouts",
+]
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 #: RFC 9110 §9.2.2: methods whose repetition has the same effect as one request.
@@ -25,16 +35,45 @@ class Timeouts:
     total: float = 30.0
 
 
+#: Statuses with which the server says it did not process the request (RFC 9110
+#: §15.5.30 and §15.6.4; RFC 6585 §4): a re-send is safe whatever the method.
+UNPROCESSED_STATUSES = frozenset({429, 503})
+
+#: Row reasons that a retry cannot change: the same request to the same server
+#: gets the same answer. ``tls``: certificate verification and every other
+#: handshake failure (a wrong certificate, protocol version or cipher is
+#: configuration, not luck); ``protocol``: a malformed response, an unsupported
+#: or broken ``Content-Encoding``, a protocol upgrade (but not a response cut
+#: short by a closed connection, which is retried like a reset);
+#: ``body_too_large``: over ``--max-body``; ``header_too_large``: over the header cap.
+FINAL_REASONS = frozenset({"tls", "protocol", "body_too_large", "header_too_large"})
+#: ``protocol`` details that mean the connection ended mid-response: transient.
+_CUT_SHORT = ("connection closed mid-response",)
+
+
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """When to try a request again, and how long to wait first.
+    """The retry policy: what is retried, how long to wait first, how much in all.
 
-    Retried: connection failures, resets, timeouts, truncated responses, and the
-    statuses in ``statuses``. A request that may have reached the server is only
-    re-sent when its method is idempotent, or when ``unsafe`` is set.
+    In the manner of urllib3's ``Retry``, this object owns every retry decision
+    (:meth:`is_retry`, :meth:`is_retry_failure`, :meth:`parse_retry_after`,
+    :meth:`delay`); the engine only asks.
+
+    Retried: connection failures, resets, timeouts, responses cut short, and the
+    statuses in ``statuses``; never the reasons in :data:`FINAL_REASONS`. A
+    request that may have reached the server is only re-sent when its method is
+    idempotent, or when ``unsafe`` is set; 429 and 503 say it was not processed,
+    so they are retried for any method.
     The wait before attempt *n* (n ≥ 2) is a "full jitter" exponential backoff,
     ``uniform(0, min(max_backoff, backoff * 2**(n-2)))``, or the server's
-    ``Retry-After`` when that is longer (capped at ``max_retry_after``).
+    ``Retry-After`` when that is longer. A ``Retry-After`` over
+    ``max_retry_after`` seconds is not waited for: the row ends at once with
+    its status (see :meth:`over_wait`), so that a later ``--retry-failed`` or
+    ``--resume`` run can take it.
+    ``budget`` and ``budget_floor``: retries to one origin may add at most
+    ``budget`` of its recent first attempts, plus ``budget_floor`` per second
+    (gRPC's retry throttling, Finagle's retry budget); beyond that a row that
+    would be retried ends with its last answer.
     """
 
     retries: int = 3
@@ -42,12 +81,65 @@ class Retry:
     max_backoff: float = 10.0
     statuses: frozenset[int] = field(default=frozenset({429, 502, 503, 504}))
     unsafe: bool = False
-    max_retry_after: float = 120.0
+    max_retry_after: float = 60.0
+    budget: float = 0.2
+    budget_floor: float = 10.0
+
+    def is_retry(self, status: int, idempotent: bool) -> bool:
+        """Whether an answer with ``status`` may be retried (attempts left aside)."""
+        return status in self.statuses and (
+            idempotent or self.unsafe or status in UNPROCESSED_STATUSES
+        )
+
+    def is_retry_failure(self, reason: str, detail: str, idempotent: bool) -> bool:
+        """Whether a failed attempt (no answer) may be retried (attempts left aside).
+
+        A connect failure never reached the server: any method is re-sent. Others
+        may have been processed: only idempotent methods, or with ``unsafe``.
+        """
+        if reason in FINAL_REASONS and not (reason == "protocol" and detail in _CUT_SHORT):
+            return False
+        return reason == "connect" or idempotent or self.unsafe
+
+    def over_wait(self, retry_after: float | None) -> bool:
+        """Whether the server asks for a longer wait than this policy will make."""
+        return retry_after is not None and retry_after > self.max_retry_after
+
+    def over_wait_error(self, retry_after: float) -> str:
+        """The row's error when :meth:`over_wait`: a stable reason, then the figures."""
+        return (
+            f"retry_after: {retry_after:.0f}s over --max-retry-wait {self.max_retry_after:g}s"
+        )
+
+    @staticmethod
+    def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+        """Parse ``Retry-After`` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
+
+        Returns seconds from ``now`` (wall-clock time, default :func:`time.time`),
+        0 for a date in the past, None for a missing or malformed value.
+        """
+        if not value:
+            return None
+        value = value.strip()
+        if value.isascii() and value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # asctime form: HTTP dates are always GMT (RFC 9110 §5.6.7)
+            when = when.replace(tzinfo=datetime.UTC)
+        wall = time.time() if now is None else now
+        return max(0.0, when.timestamp() - wall)
 
     def delay(
         self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:
-        """Seconds to wait before attempt number ``attempt + 1``."""
+        """Seconds to wait before attempt number ``attempt + 1``.
+
+        A ``retry_after`` over ``max_retry_after`` is cut to it here; the engine
+        ends such rows instead of waiting (:meth:`over_wait`).
+        """
         cap = min(self.max_backoff, self.backoff * (2 ** max(attempt - 1, 0)))
         wait = (rng or random).uniform(0, cap)
         if retry_after is not None:

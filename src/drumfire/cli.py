@@ -121,13 +121,13 @@ def _processes_option(text: str, url: str) -> int:
     return n
 
 
-def _rate_option(text: str | None) -> float | None:
+def _rate_option(text: str | None, option: str = "--rate") -> float | None:
     if text is None:
         return None
     try:
         return parse_rate(text)
     except ValueError as exc:
-        raise UsageError(f"--rate: {exc}") from None
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def load_parse_function(spec: str) -> Callable[..., Any]:
@@ -313,6 +313,29 @@ def main() -> None:
     help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
 )
 @click.option(
+    "--per-host-concurrency",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    metavar="N",
+    help="At most N requests in flight to each origin (scheme, host, port) "
+    "[default: adaptive per origin, up to --max-concurrency].",
+)
+@click.option(
+    "--per-host-rate",
+    default=None,
+    metavar="RATE",
+    help="Start at most RATE requests per second to each origin (500, 500/s, 100/min).",
+)
+@click.option(
+    "--max-retry-wait",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest Retry-After waited for (it delays only its own row); a row asked to "
+    "wait longer ends at once with its status and error retry_after.",
+)
+@click.option(
     "--retry-unsafe",
     is_flag=True,
     help="Also re-send non-idempotent requests (POST, PATCH) that may have reached the server.",
@@ -433,6 +456,9 @@ def run_command(
     read_ahead: bool,
     rate: str | None,
     retries: int,
+    per_host_concurrency: int | None,
+    per_host_rate: str | None,
+    max_retry_wait: float,
     retry_unsafe: bool,
     timeout: float,
     connect_timeout: float,
@@ -477,7 +503,9 @@ def run_command(
             concurrency=concurrency,
             max_concurrency=max_concurrency,
             rate=_rate_option(rate),
-            retry=Retry(retries=retries, unsafe=retry_unsafe),
+            per_host_concurrency=per_host_concurrency,
+            per_host_rate=_rate_option(per_host_rate, "--per-host-rate"),
+            retry=Retry(retries=retries, unsafe=retry_unsafe, max_retry_after=max_retry_wait),
             timeout=timeout,
             connect_timeout=connect_timeout,
             verify=False if insecure else (cacert or True),

@@ -36,14 +36,16 @@ def test_capacity_bound_server_adaptive_wastes_little() -> None:
     assert rejected == round(extra * 1500)
 
 
-def test_fixed_high_concurrency_wastes_far_more() -> None:
-    # -c 100 against 12 places: most attempts are 503s (some rows even run out of
-    # their 20 retries); the adaptive limit settles near 12.
+def test_fixed_high_concurrency_wastes_more_and_the_retry_budget_bounds_it() -> None:
+    # -c 100 against 12 places: most first attempts are 503s. The retry budget lets
+    # retries add about a fifth of the requests (plus a reserve), so rows end with
+    # their 503 rather than hammer the server with 20 retries each; the adaptive
+    # limit settles near 12 and every row succeeds.
     ok_fixed, extra_fixed, _ = attempts_over_rows(100)
     ok_adaptive, extra_adaptive, _ = attempts_over_rows(None)
     assert ok_adaptive == 1500
-    assert ok_fixed <= ok_adaptive
-    assert extra_fixed > 10 * extra_adaptive
+    assert ok_fixed < ok_adaptive
+    assert extra_adaptive < extra_fixed < 0.5
 
 
 def test_latency_bound_server_adaptive_grows_to_the_cap() -> None:

@@ -311,7 +311,8 @@ def test_sigint_while_rows_wait_for_retry_after(tmp_path: Path) -> None:
     with ScriptedServer(handler) as srv:
         urls.write_text("".join(srv.url(f"/{i}") + "\n" for i in range(4)))
         proc = subprocess.Popen(
-            [*CLI, "run", str(urls), "-c", "4", "-o", str(tmp_path / "out.csv")],
+            [*CLI, "run", str(urls), "-c", "4", "-o", str(tmp_path / "out.csv"),
+             "--max-retry-wait", "1000"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:

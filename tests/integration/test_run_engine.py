@@ -582,7 +582,8 @@ def test_break_while_rows_wait_for_retry_after_returns_promptly() -> None:
 
     rows = [{"p": "ok"}, {"p": "wait"}, {"p": "wait"}]
     with ScriptedServer(handler) as srv:
-        for result in drumfire.run(rows, srv.url("/{p}"), concurrency=3, retry=FAST):
+        wait = Retry(retries=2, backoff=0.01, max_retry_after=1000)  # 100 s is waited for
+        for result in drumfire.run(rows, srv.url("/{p}"), concurrency=3, retry=wait):
             assert result.status == 200
             start = time.monotonic()
             break

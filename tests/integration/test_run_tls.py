@@ -278,3 +278,9 @@ def test_bench_takes_the_same_tls_options(
     assert missing.returncode == 2
     assert "--cacert" in missing.stderr
     assert missing.stderr.count("\n") == 1
+
+
+def test_certificate_failures_are_not_retried(tls_server: str) -> None:
+    # Retrying cannot change a certificate verification failure: one attempt per row.
+    results = list(run([{"id": "1"}], tls_server + "/x/{id}", retries=3))
+    assert [(r.status, r.error, r.attempts) for r in results] == [(None, "tls", 1)]

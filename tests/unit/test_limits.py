@@ -6,7 +6,16 @@ import itertools
 
 import pytest
 
-from drumfire._limits import AdaptiveLimit, FixedLimit, RateMeter, parse_rate
+from drumfire._limits import (
+    AdaptiveLimit,
+    CubicRate,
+    FixedLimit,
+    OriginLimit,
+    RateMeter,
+    RetryBudget,
+    parse_quota,
+    parse_rate,
+)
 
 
 def test_fixed_limit_never_moves() -> None:
@@ -118,3 +127,166 @@ def test_parse_rate(text: str, per_second: float) -> None:
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="rate"):
         parse_rate(text)
+
+
+# -- issue 15: sparse errors, slow start per round trip, per-origin limits, the send rate ------
+
+
+def test_sparse_one_off_503s_do_not_collapse_the_limit() -> None:
+    # 4 % of answers are one-off 503s, spread evenly; latency holds at 10 ms.
+    limit = AdaptiveLimit(initial=8, maximum=512)
+    now = 0.0
+    for i in range(20_000):
+        now += 0.01 / max(limit.limit, 1)
+        limit.sample(now, 0.01, i % 25 == 0)
+    assert limit.cuts == 0
+    assert limit.limit >= 64
+
+
+def test_dense_503s_cut_once_per_round_trip() -> None:
+    limit = AdaptiveLimit(initial=8, maximum=512)
+    for i in range(64):  # a first window, 10 ms round trips
+        limit.sample(0.01 + i * 1e-4, 0.01, False)
+    before = limit.limit
+    for i in range(40):  # 40 instant 503s within 4 ms: one round trip
+        limit.sample(0.02 + i * 1e-4, 0.0001, True)
+    assert limit.cuts == 1
+    assert limit.limit < before
+
+
+def test_slow_start_multiplies_per_round_trip_on_a_slow_server() -> None:
+    # A server answering in 2 s whatever the load: each round trip returns `limit`
+    # answers at once; the limit goes 8 -> 32 -> 128 -> 512 in three round trips.
+    limit = AdaptiveLimit(initial=8, maximum=512)
+    now = 0.0
+    seen = []
+    for _ in range(4):
+        now += 2.0
+        limit.sample_all(now, 2.0 * limit.limit, limit.limit)
+        seen.append(limit.limit)
+    assert seen[:3] == [32, 128, 512]
+
+
+def test_an_overload_in_slow_start_steps_back_to_the_last_good_limit() -> None:
+    limit = AdaptiveLimit(initial=8, maximum=512)
+    limit.sample_all(0.05, 8 * 0.05, 8)  # one slow-ish round trip: 8 -> 32
+    assert limit.limit == 32
+    for i in range(10):
+        limit.sample(0.06 + i * 1e-4, 0.0001, True)
+    assert limit.limit == 8
+
+
+def test_fixed_limit_has_the_interface() -> None:
+    limit = FixedLimit(4)
+    assert (limit.cuts, limit.share) == (0, 0.0)
+
+
+def test_cubic_rate_cuts_and_regrows() -> None:
+    rate = CubicRate()
+    assert rate.at(0.0) is None
+    rate.throttle(10.0, accepted=200.0)
+    assert rate.rate == pytest.approx(200.0)
+    rate.throttle(10.0, accepted=100.0)  # the rate in force was 200: x0.7, not below accepted
+    assert rate.rate == pytest.approx(140.0)
+    assert 140.0 < (rate.at(10.5) or 0) < 200.0  # regrowing, concave
+    assert rate.at(11.0) == pytest.approx(200.0)  # back at W_max a second after a full cut
+    assert (rate.at(12.5) or 0) > 200.0  # then probing beyond
+
+
+def test_cubic_rate_is_never_cut_below_what_the_server_accepts() -> None:
+    # A server that throttles 10 % whatever the load accepts 0.9 x what is sent:
+    # a cut lands there, not at 0.7 x, and the curve climbs back to the old rate.
+    rate = CubicRate()
+    rate.throttle(0.0, accepted=1000.0)
+    rate.throttle(0.0, accepted=900.0)
+    assert rate.rate == pytest.approx(900.0)
+    assert rate.at(5.0) == pytest.approx(1000.0, rel=0.05) or (rate.at(5.0) or 0) > 1000.0
+    rate.throttle(10.0, accepted=0.0)
+    assert (rate.rate or 0) >= 0.5  # the floor of every rate
+
+
+def test_origin_limit_is_gated_only_after_a_cut() -> None:
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(initial=8), adaptive_rate=True, born=0.0)
+    assert not host.gated
+    assert host.wait(0.0) == 0.0
+    for i in range(20):
+        host.answered(0.01 * (i + 1), 0.01 * 8, 8)  # ~800 answers/s accepted
+    host.sent = 240
+    for i in range(10):
+        host.throttled(0.3 + i * 1e-4, 0.0001)
+    assert host.gated
+    assert host.rate is not None
+    assert 100.0 < host.rate < 2000.0
+    host.take(1.0)
+    host.take(1.0)  # one interval of slack, then the rate holds
+    assert host.wait(1.0) > 0.0
+
+
+def test_origin_limit_per_host_rate() -> None:
+    host = OriginLimit(("http", "a", 80), FixedLimit(4), rate=10.0)
+    assert host.gated
+    assert host.room() == 4
+    host.take(0.0)
+    host.take(0.0)  # one interval of slack
+    assert host.wait(0.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-ratelimit-remaining": "10", "x-ratelimit-reset": "30"}, (10.0, 30.0)),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000000060"}, (0.0, 60.0)),
+        ({"ratelimit": '"default";r=50;t=30'}, (50.0, 30.0)),
+        ({"ratelimit": '"a";q=1, "b";r=0;t=5'}, (0.0, 5.0)),
+        ({"ratelimit-remaining": "7", "ratelimit-reset": "2"}, (7.0, 2.0)),
+        ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "2"}, None),
+        ({"x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2"}, None),
+        ({"x-ratelimit-remaining": "5"}, None),
+        ({}, None),
+    ],
+)
+def test_parse_quota(headers: dict[str, str], expected: tuple[float, float] | None) -> None:
+    assert parse_quota(headers.get, 1_000_000_000.0) == expected
+
+
+def test_origin_held_when_most_answers_are_throttled_with_retry_after() -> None:
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True)
+    host.throttled(0.0, 0.001, retry_after=2.0)  # one throttled answer: only its row waits
+    assert host.wait(0.0) == 0.0
+    for i in range(30):
+        host.throttled(0.001 * i, 0.001, retry_after=2.0)
+    assert host.wait(0.1) == pytest.approx(2.0 - 0.1 + 0.029, abs=0.01)
+    assert host.rate is None or host.rate > 0  # nothing accepted: no rate from it
+
+
+def test_origin_quota_paces_and_holds() -> None:
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=100.0, reset=10.0)
+    assert host.gated
+    host.take(0.0)
+    host.take(0.0)
+    assert host.wait(0.0) == pytest.approx(0.1)  # 10 per second
+    host.quota(1.0, remaining=0.0, reset=4.0)
+    assert host.wait(1.0) == pytest.approx(4.0)
+
+
+def test_retry_budget_allows_a_share_of_requests_plus_a_floor() -> None:
+    budget = RetryBudget(share=0.2, floor=10.0, ttl=10.0)
+    sent, allowed = 0, 0
+    for _ in range(200):  # the banked reserve first: floor x ttl
+        allowed += budget.withdraw(0.0, sent)
+    assert allowed == 100
+    # 1,000 requests at the same instant: 200 more retries, not more.
+    sent += 1000
+    allowed = sum(budget.withdraw(0.0, sent) for _ in range(500))
+    assert allowed == 200
+    # A second later, the floor: 10 more.
+    allowed = sum(budget.withdraw(1.0, sent) for _ in range(50))
+    assert allowed == 10
+
+
+def test_retry_budget_does_not_bank_forever() -> None:
+    budget = RetryBudget(share=0.2, floor=10.0, ttl=10.0)
+    budget.withdraw(0.0, 0)
+    allowed = sum(budget.withdraw(3600.0, 10**6) for _ in range(10_000))
+    assert allowed == budget.cap == 300

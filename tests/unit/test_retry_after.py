@@ -1,4 +1,4 @@
-"""Retry-After parsing (drumfire._engine.retry_after_seconds), with a fixed ``now``."""
+"""Retry-After parsing (``Retry.parse_retry_after``), with a fixed ``now``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from drumfire._engine import retry_after_seconds
+from drumfire._settings import Retry
+
+retry_after_seconds = Retry.parse_retry_after
 
 # Wed, 21 Oct 2015 07:28:00 GMT
 NOW = 1445412480.0

@@ -55,7 +55,7 @@ def test_settings_repr() -> None:
     assert repr(Timeouts()) == "Timeouts(connect=10.0, total=30.0)"
     assert repr(Retry(statuses=frozenset({503}))) == (
         "Retry(retries=3, backoff=0.1, max_backoff=10.0, statuses=frozenset({503}), "
-        "unsafe=False, max_retry_after=120.0)"
+        "unsafe=False, max_retry_after=60.0, budget=0.2, budget_floor=10.0)"
     )
 
 

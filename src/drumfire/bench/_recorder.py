@@ -84,6 +84,9 @@ class Recorder:
         self.lat: list[int] = []
         self.sec_failed = 0
         self.sec_errors = 0
+        # Requests that got no answer, at the time they took (a timeout at its
+        # timeout): merged with ``histogram`` for the percentiles "with failures".
+        self.failed_histogram = new_histogram()
 
     # -- hot path --------------------------------------------------------------
 
@@ -98,10 +101,17 @@ class Recorder:
             self.sec_failed += 1
         self.last = now
 
-    def failure(self, now: float, reason: str) -> None:
-        """A request ended without an answer (timeout, reset, connect, ...)."""
+    def failure(self, now: float, reason: str, begin: float | None = None) -> None:
+        """A request ended without an answer (timeout, reset, connect, ...).
+
+        ``begin``: when it began (or was due); its time then counts in the
+        percentiles with failures.
+        """
         if now >= self.sec_end:
             self.roll(now)
+        if begin is not None:
+            us = int((now - begin) * 1e6)
+            self.failed_histogram.record_value(min(max(us, LOWEST_US), HIGHEST_US))
         self.errors[reason] = self.errors.get(reason, 0) + 1
         self.sec_failed += 1
         self.sec_errors += 1
@@ -175,6 +185,13 @@ class Recorder:
     def requests(self) -> int:
         """Measured requests so far: answered or failed (the current second included)."""
         return self.answered + len(self.lat) + sum(self.errors.values())
+
+    def with_failures(self) -> HdrHistogram:
+        """The answered requests' latencies and the failed ones' times, together."""
+        merged = new_histogram()
+        merged.add(self.histogram)
+        merged.add(self.failed_histogram)
+        return merged
 
     def percentile_ms(self, pct: float) -> float:
         """Percentile of the folded latencies, never above the exact maximum."""

@@ -31,7 +31,11 @@ class BenchReport:
     ``rps``, ``latency_ms`` (``mean``, ``p50``, ``p90``, ``p99``, ``p999``,
     ``max``, ...), ``status`` (code as a string → count) and ``errors``
     (reason → count). Latencies are of answered requests (any status), in
-    milliseconds; requests that got no answer are counted in ``errors``.
+    milliseconds; requests that got no answer are counted in ``errors``, and
+    ``latency_with_failures_ms`` gives the percentiles with them counted at the
+    time they took (a timeout at its timeout), so that a run where a quarter
+    time out does not headline a healthy p99. ``throttled`` counts the answers
+    429 (Too Many Requests) and 503 (Service Unavailable).
     """
 
     requests: int
@@ -51,6 +55,8 @@ class BenchReport:
     warnings: list[str] = field(default_factory=list)
     stopped: bool = False
     hdr: str = ""  # the latency HdrHistogram (µs), compressed and base64-encoded
+    throttled: int = 0  # answers 429 or 503
+    latency_with_failures_ms: dict[str, float] = field(default_factory=dict)
 
     # -- conversions ------------------------------------------------------------
 
@@ -74,6 +80,8 @@ class BenchReport:
             "distribution": [list(p) for p in self.distribution],
             "histogram": [dict(b) for b in self.histogram],
             "hdr": self.hdr,
+            "throttled": self.throttled,
+            "latency_with_failures_ms": dict(self.latency_with_failures_ms),
         }
 
     def to_json(self) -> bytes:
@@ -135,6 +143,13 @@ class BenchReport:
             "             average {average:.3f} ms   max minus average "
             "{max_minus_average:.3f} ms".format(**lat),
         ]
+        every = self.latency_with_failures_ms
+        if every:
+            lines.append(
+                "  with failures (no answer, at the time they took: a timeout at its timeout)\n"
+                "             p50 {p50:.3f}   p90 {p90:.3f}   p99 {p99:.3f}   "
+                "p99.9 {p999:.3f}   max {max:.3f} ms".format(**every)
+            )
         if self.histogram:
             lines += ["", "  latency distribution (ms)"]
             top = max(b["count"] for b in self.histogram) or 1
@@ -143,6 +158,11 @@ class BenchReport:
                 lines.append(f"  {b['hi_ms']:>11.3f} [{b['count']:>9,}] |{bar}")
         codes = ", ".join(f"{k}: {v:,}" for k, v in self.status.items()) or "none"
         lines += ["", f"  status     {codes}"]
+        if self.throttled:
+            share = 100.0 * self.throttled / self.requests if self.requests else 0.0
+            lines.append(
+                f"  throttled  {self.throttled:,} answers 429 or 503 ({share:.1f} % of requests)"
+            )
         if self.errors:
             lines.append("  errors     " + ", ".join(f"{k}: {v:,}" for k, v in self.errors.items()))
         for w in self.warnings:
@@ -267,6 +287,13 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
     if requests == 0:
         warnings.append("no request was measured")
     distribution, histogram = _distribution(rec)
+    with_failures: dict[str, float] = {}
+    if rec.failed_histogram.get_total_count():
+        merged = rec.with_failures()
+        top = merged.get_max_value()
+        for key, pct in PERCENTILES:
+            with_failures[key] = _r(min(merged.get_value_at_percentile(pct), top) / 1000.0)
+        with_failures["max"] = _r(top / 1000.0)
     return BenchReport(
         requests=requests,
         duration_s=_r(duration, 4),
@@ -285,4 +312,6 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
         warnings=warnings,
         stopped=run.stopped,
         hdr=hist.encode().decode("ascii") if hist.get_total_count() else "",
+        throttled=rec.status.get(429, 0) + rec.status.get(503, 0),
+        latency_with_failures_ms=with_failures,
     )

@@ -464,7 +464,7 @@ class Runner:
             self._resend(job, now)
             return
         if job >= 0.0 and reason != "cancelled":
-            self.recorder.failure(now, reason)
+            self.recorder.failure(now, reason, job)
         if reason == "connect" and not self.exhausted:
             assert self._loop is not None
             self._loop.call_later(CONNECT_COOLDOWN, self._pump_later)
@@ -545,7 +545,7 @@ class Runner:
                 self.last_send = now
                 if due + self.timeout <= now:
                     # It waited its whole timeout for a connection: given up unsent.
-                    self.recorder.failure(now, "timeout")
+                    self.recorder.failure(now, "timeout", due)
                     continue
                 wait = now - due
                 assert self.queue is not None
