@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InputError, UsageError
+from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES
 
 if TYPE_CHECKING:
     from ._api import Job
@@ -101,6 +102,7 @@ def plan_parts(
             "decompress it first (or convert it to Parquet)"
         )
     csv_like = fmt in ("csv", "tsv")
+    delimiter = 9 if fmt == "tsv" else 44  # tab, comma
     parts: list[Part] = []
     header = b""
     with open(path, "rb", buffering=1 << 20) as f:
@@ -111,7 +113,21 @@ def plan_parts(
             offset, line_no = len(header), 1
         start, first_line, first_row, rows = offset, line_no + 1, 0, 0
         inside = False  # inside a quoted CSV field: a line start there is no row start
-        for line in f:
+        # Where the open quote's line ends, and that record's size so far: a quote
+        # that runs past the reader's limits (or to the end) costs one row there,
+        # and reading goes on after its line, as the reader does (see _guarded).
+        reopen, held_lines, held_bytes = (0, 0), 0, 0
+        while True:
+            line = f.readline()
+            if inside and (
+                not line or held_lines >= QUOTE_MAX_LINES or held_bytes >= QUOTE_MAX_BYTES
+            ):
+                offset, line_no = reopen
+                f.seek(offset)
+                inside = False
+                continue
+            if not line:
+                break
             line_no += 1
             if not inside:
                 if offset - start >= size and rows:
@@ -133,9 +149,14 @@ def plan_parts(
                 text = line.strip()
                 if text and not (fmt == "text" and text.startswith(b"#")):
                     rows += 1
-            if csv_like and line.count(b'"') % 2:
-                inside = not inside
+            else:
+                held_lines += 1
+                held_bytes += len(line)
             offset += len(line)
+            if csv_like and (inside or b'"' in line):
+                was, inside = inside, _ends_inside(line, inside, delimiter)
+                if inside and not was:
+                    reopen, held_lines, held_bytes = (offset, line_no), 0, 0
         if rows or not parts:
             parts.append(
                 Part(
@@ -152,6 +173,29 @@ def plan_parts(
                 )
             )
     return parts
+
+
+def _ends_inside(line: bytes, inside: bool, delimiter: int) -> bool:
+    """Whether ``line`` ends inside a quoted field, by the csv module's rules: a quote
+    opens a field only at its start, ``""`` in a quoted field is a quote, and text
+    after a closing quote goes on unquoted (the reader is not strict)."""
+    quoted, after_quote, at_start = inside, False, not inside
+    for c in line:
+        if quoted:
+            if c == 34:
+                quoted, after_quote = False, True
+            continue
+        if after_quote and c == 34:  # "" inside a quoted field
+            quoted, after_quote = True, False
+            continue
+        after_quote = False
+        if c == delimiter or c in (10, 13):
+            at_start = True
+        elif at_start and c == 34:
+            quoted, at_start = True, False
+        else:
+            at_start = False
+    return quoted
 
 
 def _parquet_files(path: str) -> list[str]:
