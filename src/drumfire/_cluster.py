@@ -295,13 +295,38 @@ def _results(part: Part, job: Job) -> list[Result]:
 
             thread = threading.Thread(target=work, name=f"drumfire-part-{part.index}")
             thread.start()
-            thread.join()
+            report = _reporter(part.index)
+            seen = failed = 0
+            while thread.is_alive():
+                thread.join(REPORT_EVERY)
+                if report is not None:  # rows done so far, for the client's live line
+                    now = len(results)
+                    failed += sum(1 for r in results[seen:now] if r.error)
+                    seen = now
+                    report({"part": part.index, "done": now, "failed": failed})
             if failure:
                 raise failure[0]
         finally:
             if source.close is not None:
                 source.close()
     return results
+
+
+REPORT_EVERY = 0.5  # seconds between a running partition's progress events
+TOPIC = "drumfire-progress"
+
+
+def _reporter(index: int) -> Any:
+    """Sends progress events to the client when running as a Dask task (else None)."""
+    try:
+        worker = _module("distributed").get_worker()
+    except (ImportError, ValueError):
+        return None
+
+    def report(msg: dict[str, Any]) -> None:
+        worker.log_event(TOPIC, msg)
+
+    return report
 
 
 def _count_part(path: str, out_fmt: str) -> tuple[int, int]:
@@ -456,19 +481,42 @@ class _Line:
         self.quiet = quiet
         self.started = time.monotonic()
         self.done = self.failed = self.sent = 0
+        # Rows done so far by partitions still running, from their workers' events
+        # (the latest event of a partition; a re-run after a worker death starts over).
+        self.running: dict[int, tuple[int, int]] = {}
+        self.finished: set[int] = set()
+        self.lock = threading.Lock()
+
+    def event(self, event: Any) -> None:
+        """A worker's progress event (called on the client's event loop)."""
+        msg = event[1]
+        with self.lock:
+            if msg["part"] not in self.finished:
+                self.running[msg["part"]] = (msg["done"], msg["failed"])
+        self.show()
 
     def add(self, figures: dict[str, Any]) -> None:
-        self.done += figures["rows"]
-        self.failed += figures["failed"]
-        if not figures["skipped"]:
-            self.sent += figures["rows"]
-        if self.live:
-            elapsed = max(time.monotonic() - self.started, 1e-9)
-            sys.stderr.write(
-                f"\r{self.done:,}/{self.total:,} rows  {self.sent / elapsed:,.0f} rows/s  "
-                f"{self.failed:,} failed "
-            )
-            sys.stderr.flush()
+        with self.lock:
+            self.finished.add(figures["index"])
+            self.running.pop(figures["index"], None)
+            self.done += figures["rows"]
+            self.failed += figures["failed"]
+            if not figures["skipped"]:
+                self.sent += figures["rows"]
+        self.show()
+
+    def show(self) -> None:
+        if not self.live:
+            return
+        with self.lock:
+            done = self.done + sum(d for d, _ in self.running.values())
+            sent = self.sent + sum(d for d, _ in self.running.values())
+            failed = self.failed + sum(f for _, f in self.running.values())
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        sys.stderr.write(
+            f"\r{done:,}/{self.total:,} rows  {sent / elapsed:,.0f} rows/s  {failed:,} failed "
+        )
+        sys.stderr.flush()
 
 
 def run_cluster(
@@ -527,6 +575,8 @@ def _drive(
     errors: list[str] = []
     try:
         slots = sum(client.nthreads().values()) or 1
+        if line.live:
+            client.subscribe_topic(TOPIC, line.event)
         task_job = split_job(job, slots)
         run_id = uuid.uuid4().hex[:8]
         futures = [

@@ -257,3 +257,36 @@ def test_run_dask_composes_with_a_dask_pipeline(
     by_path = lazy.compute()
     assert sorted(by_path["id"], key=int) == [str(i) for i in range(1, 101)]
     assert (by_path["status"] == 200).all()
+
+
+def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
+    from drumfire._api import make_job
+    from drumfire._cluster import TOPIC, run_part
+
+    _, client = cluster
+    holder = Holder()
+    src = hold_input(tmp_path / "in.csv", at=N - 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    events: list[dict[str, int]] = []
+    progressed = threading.Event()
+
+    def on_event(event: Any) -> None:
+        events.append(event[1])
+        if event[1]["done"] > 0:
+            progressed.set()
+
+    client.subscribe_topic(TOPIC, on_event)
+    with ScriptedServer(holder) as server:
+        (part,) = plan_parts(str(src), "csv", size=1 << 30)
+        job = make_job(server.base_url + "/x?q={q}", concurrency=1)
+        future = client.submit(run_part, part, job, str(out), "parquet")
+        try:
+            assert holder.arrived.wait(WAIT)
+            assert progressed.wait(WAIT), "no progress event while the partition ran"
+        finally:
+            holder.release.set()
+        figures = future.result(timeout=WAIT)
+    assert figures["rows"] == N
+    assert events[-1]["part"] == 0
+    assert 0 < events[-1]["done"] <= N
