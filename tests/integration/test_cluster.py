@@ -72,16 +72,22 @@ def cluster() -> Iterator[Any]:
 
 
 def read_dataset(path: Path) -> Any:
+    if path.suffix == ".jsonl":
+        parts = sorted(path.glob("part-*.jsonl"))
+        return pd.concat([pd.read_json(p, lines=True, dtype=False) for p in parts])
     return pd.read_parquet(path)
 
 
-def test_cluster_run_matches_a_single_process_run(demo: DemoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["out.parquet", "out.jsonl"])
+def test_cluster_run_matches_a_single_process_run(
+    demo: DemoServer, tmp_path: Path, name: str
+) -> None:
     src = write_input(tmp_path / "in.csv")
     url = demo.base_url + "/echo?q={q}"
     common = ("--url", url, "-e", "q=query.q", "--keep", "key")
     one = drumfire("run", src, *common, "-o", tmp_path / "one.csv", "-q")
     assert one.returncode == 0, one.stderr
-    out = tmp_path / "out.parquet"
+    out = tmp_path / name
     many = drumfire(
         "run", src, *common, "-o", out, "--cluster", "local:2", "--partition-size", "1K"
     )
