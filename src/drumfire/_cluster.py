@@ -275,40 +275,46 @@ def _open_part(part: Part, scratch: str) -> Any:
 
 def _results(part: Part, job: Job) -> list[Result]:
     """Run the partition's rows through the engine on its own loop and thread."""
-    from ._loop import new_event_loop
-
-    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="drumfire-part-") as scratch:
         source = _open_part(part, scratch)
         try:
-            engine = job.engine(source, results.append)
-            loop = new_event_loop()
-            failure: list[BaseException] = []
-
-            def work() -> None:
-                try:
-                    loop.run_until_complete(engine.run(source.items, source.total))
-                except BaseException as exc:  # handed to the task's thread
-                    failure.append(exc)
-                finally:
-                    loop.close()
-
-            thread = threading.Thread(target=work, name=f"drumfire-part-{part.index}")
-            thread.start()
-            report = _reporter(part.index)
-            seen = failed = 0
-            while thread.is_alive():
-                thread.join(REPORT_EVERY)
-                if report is not None:  # rows done so far, for the client's live line
-                    now = len(results)
-                    failed += sum(1 for r in results[seen:now] if r.error)
-                    seen = now
-                    report({"part": part.index, "done": now, "failed": failed})
-            if failure:
-                raise failure[0]
+            return _run_source(source, job, part.index)
         finally:
             if source.close is not None:
                 source.close()
+
+
+def _run_source(source: Any, job: Job, index: int) -> list[Result]:
+    """The engine on an event loop of its own, in a thread of its own (the task's
+    thread waits, sending progress events; the worker's own loop is never used)."""
+    from ._loop import new_event_loop
+
+    results: list[Result] = []
+    engine = job.engine(source, results.append)
+    loop = new_event_loop()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            loop.run_until_complete(engine.run(source.items, source.total))
+        except BaseException as exc:  # handed to the task's thread
+            failure.append(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=work, name=f"drumfire-part-{index}")
+    thread.start()
+    report = _reporter(index)
+    seen = failed = 0
+    while thread.is_alive():
+        thread.join(REPORT_EVERY)
+        if report is not None:  # rows done so far, for the client's live line
+            now = len(results)
+            failed += sum(1 for r in results[seen:now] if r.error)
+            seen = now
+            report({"part": index, "done": now, "failed": failed})
+    if failure:
+        raise failure[0]
     return results
 
 
@@ -573,6 +579,8 @@ def _drive(
     line = _Line(sum(p.rows for p in parts), quiet)
     client, cluster = connect(address)
     errors: list[str] = []
+    interrupted = False
+    slots = 0
     try:
         slots = sum(client.nthreads().values()) or 1
         if line.live:
@@ -590,11 +598,16 @@ def _drive(
             )
             for part in parts
         ]
-        for future in as_completed(futures):
-            try:
-                line.add(future.result())
-            except Exception as exc:  # a task that failed for good: its part is missing
-                errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        try:
+            for future in as_completed(futures):
+                try:
+                    line.add(future.result())
+                except Exception as exc:  # a task that failed for good: its part is missing
+                    errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        except KeyboardInterrupt:
+            # Finished parts stay; the tasks are released (a remote cluster may finish
+            # those already running, which --resume then skips).
+            interrupted = True
     finally:
         client.close()
         if cluster is not None:
@@ -612,6 +625,12 @@ def _drive(
             f"{elapsed:.1f} s, {line.sent / max(elapsed, 1e-9):,.0f} rows/s sent on {slots} "
             f"worker threads; output {output}\n"
         )
+    if interrupted:
+        sys.stderr.write(
+            "drumfire: interrupted; the finished parts are kept: "
+            "resume with the same command and --resume\n"
+        )
+        return 130
     for message in errors[:3]:
         sys.stderr.write(f"drumfire: error: a partition failed: {message}\n")
     if errors:
@@ -669,17 +688,8 @@ def _frame_partition(frame: Any, job: Job) -> Any:
     from ._sources import rows_source
 
     source = rows_source(frame)  # ids: the id column, else row numbers in the partition
-    results: list[Result] = []
-    engine = dataclasses.replace(job, ordered=True).engine(source, results.append)
-    from ._loop import new_event_loop
-
-    loop = new_event_loop()
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(engine.run(source.items, len(frame)))
-    )
-    thread.start()
-    thread.join()
-    loop.close()
+    source.total = len(frame)
+    results = _run_source(source, dataclasses.replace(job, ordered=True), -1)
     return _frame(results, job, frame.index if len(results) == len(frame) else None)
 
 

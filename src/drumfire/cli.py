@@ -529,9 +529,16 @@ def run_command(
         if cluster is not None:  # a thin layer: see _cluster.py and "On a Dask cluster"
             from ._cluster import run_cluster
 
-            if parse_spec or nprocs > 1 or retry_failed is not None:
-                what = "--parse" if parse_spec else "-p" if nprocs > 1 else "--retry-failed"
-                raise UsageError(f"--cluster: {what} is not supported with a cluster yet")
+            unsupported = {
+                "--parse": parse_spec,
+                "-p": nprocs > 1,
+                "--retry-failed": retry_failed is not None,
+                "--fail-on-error": fail_on_error is not None,
+                "--summary-json": summary_json,
+            }
+            for what, given in unsupported.items():
+                if given:
+                    raise UsageError(f"--cluster: {what} is not supported with a cluster yet")
             sys.exit(
                 run_cluster(
                     input_path,
