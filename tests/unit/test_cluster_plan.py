@@ -82,3 +82,18 @@ def test_stdin_and_gzip_are_refused(tmp_path: Path) -> None:
     gz.write_bytes(b"")
     with pytest.raises(UsageError, match="decompress"):
         plan_parts(str(gz), "csv")
+
+
+def test_the_run_limits_are_shared_by_the_task_slots() -> None:
+    from drumfire._api import make_job
+    from drumfire._cluster import split_job
+
+    job = make_job("http://h/{q}", rate=100.0, concurrency=10, max_concurrency=512)
+    task = split_job(job, 3)
+    assert task.rate == pytest.approx(100.0 / 3)
+    assert task.concurrency == 4  # rounded up: 3 slots never run below the asked total
+    assert task.max_concurrency == 171
+    adaptive = split_job(make_job("http://h/{q}"), 1000)
+    assert adaptive.rate is None
+    assert adaptive.concurrency is None
+    assert adaptive.max_concurrency == 1
