@@ -425,7 +425,7 @@ def connect(address: str) -> tuple[Any, Any]:
         return Client(cluster), cluster
     try:
         return Client(address, timeout=30), None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreachable, timed out, or not an address
         raise UsageError(f"--cluster {address!r}: cannot reach the scheduler: {exc}") from None
 
 
