@@ -1,7 +1,10 @@
 """``drumfire bench`` against real servers on 127.0.0.1: the demo server, and a server of
 our own that freezes for a while every few seconds (the coordinated-omission case).
 
-Timing claims are generous (the machine may be shared); every run is a few seconds
+The machine may be shared and loaded: by default these tests assert behaviour (counts
+set by the schedule, bounds that a slower machine only makes truer, events such as
+"c requests were in flight at once"); throughput and latency claims are checked only
+with ``pytest --timing`` (the ``timing_claims`` fixture). Every run is a few seconds
 at most.
 """
 
@@ -39,8 +42,9 @@ LATENCY_KEYS = ("mean", "p50", "p90", "p99", "p999", "max")
 class StallServer:
     """HTTP/1.1 keep-alive server that freezes ``freeze`` s in every ``period`` s.
 
-    Freezes are the windows [period - freeze, period) + k*period after start (so a
-    run that starts with the server does not start frozen): a request that arrives
+    Freezes are the windows [period - freeze, period) + k*period after the first
+    request arrived (so a run does not start frozen, and the freezes fall at the
+    same moments of the run however long it took to start): a request that arrives
     in one is answered when it ends. It records every request's path and the
     server-side time from its arrival to its answer (what a tool measuring from the
     send time sees), and the most connections open at once. ``/status/NNN``
@@ -105,6 +109,8 @@ class StallServer:
                         self.buf = self.buf[int(m.group(1)) :]
                     path = head.split(b" ", 2)[1]
                     arrival = time.perf_counter()
+                    if not server.paths:
+                        server.t0 = arrival  # the freezes are timed from the first request
                     server.paths.append(path)
                     if path == b"/hang":
                         continue
@@ -176,24 +182,36 @@ def _check_report(report: BenchReport) -> dict[str, Any]:
 # -- stop conditions, models ----------------------------------------------------------
 
 
-def test_count_stops_at_exactly_n(demo: DemoServer) -> None:
+def test_count_stops_at_exactly_n(demo: DemoServer, timing_claims: bool) -> None:
     report = bench(demo.url("/json"), requests=777, concurrency=5)
     d = _check_report(report)
     assert d["requests"] == 777
     assert d["status"] == {"200": 777}
     assert d["errors"] == {}
     assert d["model"] == "closed"
-    assert 0 < d["latency_ms"]["p50"] < 100
+    assert d["latency_ms"]["p50"] > 0
+    # Latencies in milliseconds: 5 connections, one request at a time each, cannot
+    # spend more than 5 x the run's duration waiting for answers (Little's law).
+    assert d["latency_ms"]["mean"] * 777 <= 5 * d["duration_s"] * 1000 * 1.01
+    if timing_claims:
+        assert d["latency_ms"]["p50"] < 100
 
 
-def test_duration_stops_near_the_duration(demo: DemoServer) -> None:
+def test_duration_stops_near_the_duration(demo: DemoServer, timing_claims: bool) -> None:
+    served = demo.requests_served
     started = time.perf_counter()
     report = bench(demo.url("/json"), duration="1s", concurrency=4)
     took = time.perf_counter() - started
     d = _check_report(report)
-    assert 1.0 <= d["duration_s"] < 1.3
-    assert took < 4.0
-    assert d["requests"] > 100
+    assert 1.0 <= d["duration_s"] <= took
+    assert d["requests"] > 0
+    # It stops: nothing is sent after the duration but the answers it waits for
+    # (the requests in flight then are not counted).
+    assert d["requests"] <= demo.requests_served - served <= d["requests"] + 4
+    if timing_claims:
+        assert d["duration_s"] < 1.3
+        assert took < 4.0
+        assert d["requests"] > 100
     assert [s["t"] for s in d["timeline"]][:1] == [0]
 
 
@@ -210,15 +228,25 @@ def test_warmup_requests_are_not_counted(stall: StallServer) -> None:
     assert len(stall.paths) - before > 200
 
 
-def test_closed_model_keeps_c_connections_busy() -> None:
-    with DemoServer(latency=0.05) as slow:
-        four = bench(slow.url("/json"), concurrency=4, duration=1.0)
-        eight = bench(slow.url("/json"), concurrency=8, duration=1.0)
+def test_closed_model_keeps_c_connections_busy(timing_claims: bool) -> None:
+    # With a capacity set, the demo server counts the requests it holds at once
+    # (its /json fast path does not count: a query string avoids it).
+    with DemoServer(latency=0.05, capacity=1000) as slow:
+        four = bench(slow.url("/json?c=4"), concurrency=4, duration=1.0)
+        peak_four = slow.peak_busy
+        eight = bench(slow.url("/json?c=8"), concurrency=8, duration=1.0)
+        peak_eight = slow.peak_busy
+    # c requests in flight at once, never more.
+    assert (peak_four, peak_eight) == (4, 8)
     # Each connection waits ~50 ms per answer: at most 4 / 0.05 = 80 requests/s.
-    assert 55 <= four.rps <= 82
-    assert 110 <= eight.rps <= 164
+    assert four.rps <= 82
+    assert eight.rps <= 164
     assert four.latency_ms["p50"] >= 50
     assert four.settings["connections_opened"] == 4
+    assert eight.settings["connections_opened"] == 8
+    if timing_claims:
+        assert four.rps >= 55
+        assert eight.rps >= 110
 
 
 def test_connections_stay_within_c_under_rate(stall: StallServer) -> None:
@@ -227,24 +255,30 @@ def test_connections_stay_within_c_under_rate(stall: StallServer) -> None:
     assert stall.max_open <= 3
 
 
-def test_open_model_keeps_the_rate(demo: DemoServer) -> None:
+def test_open_model_keeps_the_rate(demo: DemoServer, timing_claims: bool) -> None:
     report = bench(demo.url("/json"), rate=200, duration="4s", concurrency=4)
     d = _check_report(report)
     assert d["model"] == "open"
-    assert d["requests"] == pytest.approx(800, abs=2)
-    assert d["rps"] == pytest.approx(200, rel=0.05)
-    assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
+    assert d["requests"] == pytest.approx(800, abs=2)  # set by the schedule
+    # Never faster than asked (a loaded machine can only make it slower).
+    assert d["rps"] <= 200 * 1.05
+    assert d["rate"]["sent_per_s"] <= 200 * 1.05
     assert d["rate"]["asked"] == "200/s"
-    assert not [w for w in d["warnings"] if "could not keep" in w]
     per_second = [s["rps"] for s in d["timeline"] if s["span_s"] >= 0.9]
     assert len(per_second) >= 3
-    assert statistics.median(per_second) == pytest.approx(200, rel=0.05)
+    if timing_claims:
+        assert d["rps"] == pytest.approx(200, rel=0.05)
+        assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
+        assert not [w for w in d["warnings"] if "could not keep" in w]
+        assert statistics.median(per_second) == pytest.approx(200, rel=0.05)
 
 
-def test_open_model_count(demo: DemoServer) -> None:
+def test_open_model_count(demo: DemoServer, timing_claims: bool) -> None:
     report = bench(demo.url("/json"), rate=500, requests=300, concurrency=4)
     assert report.requests == 300
-    assert report.duration_s == pytest.approx(0.6, abs=0.1)
+    assert report.duration_s >= 0.6 - 1e-6  # the 301st would have been due at 0.6 s
+    if timing_claims:
+        assert report.duration_s == pytest.approx(0.6, abs=0.1)
 
 
 def test_ramp(demo: DemoServer) -> None:
@@ -257,7 +291,7 @@ def test_ramp(demo: DemoServer) -> None:
     assert curve[-1][1] == pytest.approx(250.0, rel=0.02)
 
 
-def test_freeze_shows_in_the_open_model() -> None:
+def test_freeze_shows_in_the_open_model(timing_claims: bool) -> None:
     """200/s over 4 connections, the server frozen 0.5 s in every 2 s (at 1.5 s and 3.5 s)."""
     server = StallServer(period=2.0, freeze=0.5).start()
     try:
@@ -267,11 +301,11 @@ def test_freeze_shows_in_the_open_model() -> None:
     d = _check_report(report)
     assert d["requests"] == pytest.approx(1000, abs=3)
     assert d["errors"] == {}
-    assert d["rps"] == pytest.approx(200, rel=0.05)
-    assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
+    assert d["rps"] <= 200 * 1.05
+    assert d["rate"]["sent_per_s"] <= 200 * 1.05
     # A quarter of the time frozen: the requests due then waited up to 0.5 s.
     assert d["latency_ms"]["p90"] >= 100
-    assert 400 <= d["latency_ms"]["max"] <= 700
+    assert d["latency_ms"]["max"] >= 400
     assert d["rate"]["queue_ms"]["max"] >= 300
     assert d["rate"]["backlog_max"] >= 20
     # What a tool timing from the send would see: the server's own view, ~1 ms at p90.
@@ -282,7 +316,11 @@ def test_freeze_shows_in_the_open_model() -> None:
     # The timeline shows the freezes as latency spikes.
     p99s = [s["p99_ms"] for s in d["timeline"] if s["requests"]]
     assert max(p99s) >= 300
-    assert min(p99s) < 50
+    if timing_claims:
+        assert d["rps"] == pytest.approx(200, rel=0.05)
+        assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
+        assert d["latency_ms"]["max"] <= 700
+        assert min(p99s) < 50
 
 
 def test_open_model_sends_the_backlog_left_at_the_end() -> None:
@@ -447,7 +485,7 @@ def test_cli_connect_failure_exits_1() -> None:
 def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     code = "from drumfire.bench.cli import bench_command; bench_command()"
-    args = [demo.url("/json"), "-z", "30s", "-c", "2", "--json", str(out)]
+    args = [demo.url("/json"), "-z", "600s", "-c", "2", "--json", str(out)]
     served = demo.requests_served
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
@@ -456,11 +494,11 @@ def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> No
         text=True,
     )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while demo.requests_served < served + 1000:  # wait for the run to be going
             assert time.monotonic() < deadline, "the run did not start"
+            assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=15)
     finally:
@@ -472,7 +510,7 @@ def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> No
     d = orjson.loads(out.read_bytes())
     assert d["stopped"] is True
     assert d["requests"] > 0
-    assert d["duration_s"] < 10
+    assert d["duration_s"] < 600  # stopped before the duration asked
 
 
 # -- the HTML page in a real browser ----------------------------------------------------

@@ -256,7 +256,7 @@ def test_unwritable_output(routes: Path, tmp_path: Path, where: str) -> None:
 
 
 def _wait_for_lines(path: Path, lines: int, proc: subprocess.Popen[str]) -> None:
-    for _ in range(200):  # up to 10 s
+    for _ in range(1200):  # up to a minute: a bounded wait for the event, not a timing claim
         if path.exists() and path.read_bytes().count(b"\n") >= lines:
             return
         assert proc.poll() is None, proc.communicate()
@@ -279,7 +279,7 @@ def test_signal_stops_the_run_keeping_whole_rows(
         try:
             _wait_for_lines(out, 2, proc)  # the run is under way: it flushes once a second
             proc.send_signal(signum)
-            stdout, stderr = proc.communicate(timeout=8)
+            stdout, stderr = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -305,7 +305,7 @@ def test_sigint_while_rows_wait_for_retry_after(tmp_path: Path) -> None:
     def handler(
         index: int, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> Action:
-        return respond(503, b"", [("Retry-After", "6")])
+        return respond(503, b"", [("Retry-After", "100")])
 
     urls = tmp_path / "urls.txt"
     with ScriptedServer(handler) as srv:
@@ -315,21 +315,22 @@ def test_sigint_while_rows_wait_for_retry_after(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            for _ in range(200):
+            for _ in range(1200):  # up to a minute
                 if len(srv.requests) >= 4:
                     break
                 time.sleep(0.05)
-            time.sleep(0.3)
+            assert len(srv.requests) == 4
             start = time.monotonic()
             proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=9)
+            proc.communicate(timeout=60)
             took = time.monotonic() - start
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+        assert len(srv.requests) == 4  # no retry was sent
     assert proc.returncode == 130
-    assert took < 4.0  # 2 s grace for in-flight requests, and there are none
+    assert took < 50  # long before the retries were due (100 s)
 
 
 # -- demo ------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def _no_engine_thread_left() -> Iterator[None]:
     # drumfire.run's engine thread ends right after its last result; give it a moment.
     for thread in threading.enumerate():
         if thread.name == "drumfire-engine":
-            thread.join(timeout=2)
+            thread.join(timeout=30)  # bounded: a loaded machine may be slow to run it
     alive = [t.name for t in threading.enumerate() if t.name == "drumfire-engine"]
     assert not alive, "drumfire.run left its engine thread running"
 
@@ -503,11 +503,10 @@ def test_arun_closed_early_returns_promptly() -> None:
         return out
 
     with DemoServer(latency=0.1) as srv:
-        start = time.monotonic()
         first = asyncio.run(main())
-        took = time.monotonic() - start
+        served = srv.requests_served
     assert len(first) == 3
-    assert took < 5.0  # the whole batch would take about a minute
+    assert served < 1000  # the loop is closed: the rest of the batch (5,000 rows) was not sent
 
 
 def test_run_all_returns_dicts_in_input_order(demo_server: DemoServer) -> None:
@@ -553,16 +552,16 @@ def test_run_all_with_a_dataframe_returns_a_dataframe(demo_server: DemoServer) -
 def test_break_out_of_run_returns_promptly_and_stops_the_engine() -> None:
     rows = route_rows(5000, seed=9)
     with DemoServer(latency=0.2) as srv:
-        start = time.monotonic()
         for result in drumfire.run(rows, srv.base_url + ROUTE, concurrency=8):
             assert result.status in (200, 400)
             break
-        took = time.monotonic() - start
+        # Leaving the loop closed the generator, which stopped the engine and
+        # joined its thread: nothing more can be sent.
+        assert not [t for t in threading.enumerate() if t.name == "drumfire-engine"]
         served = srv.requests_served
         time.sleep(0.3)
         assert srv.requests_served <= served + 8  # nothing new was started
-    assert took < 5.0  # the whole batch would take about two minutes
-    assert not [t for t in threading.enumerate() if t.name == "drumfire-engine"]
+    assert served < 1000  # not the whole batch (5,000 rows)
 
 
 # -- bugs found (strict xfail: they pass once fixed) ------------------------------------------
@@ -573,9 +572,13 @@ def test_break_while_rows_wait_for_retry_after_returns_promptly() -> None:
         index: int, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> Action:
         if target == "/ok":
-            time.sleep(0.3)  # answer after the other rows have started waiting
+            # Answer once the other rows have had their 503 (bounded wait).
+            for _ in range(1000):
+                if sum(r.target == "/wait" for r in srv.requests) >= 2:
+                    break
+                time.sleep(0.01)
             return respond(200, OK_DOC)
-        return respond(503, b"", [("Retry-After", "4")])
+        return respond(503, b"", [("Retry-After", "100")])
 
     rows = [{"p": "ok"}, {"p": "wait"}, {"p": "wait"}]
     with ScriptedServer(handler) as srv:
@@ -584,7 +587,8 @@ def test_break_while_rows_wait_for_retry_after_returns_promptly() -> None:
             start = time.monotonic()
             break
         took = time.monotonic() - start
-    assert took < 2.0
+        assert len(srv.requests) == 3  # no retry was sent
+    assert took < 50  # returned long before the retries were due (100 s)
 
 
 def test_interim_100_continue_is_skipped() -> None:

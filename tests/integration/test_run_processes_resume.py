@@ -89,16 +89,19 @@ def test_parse_option_errors_exit_2(tmp_path: Path) -> None:
         assert proc.stderr.count("\n") == 1
 
 
-def test_rate_cap_is_accurate(server: DemoServer, tmp_path: Path) -> None:
-    routes = write_sample_routes(tmp_path / "routes.csv", 600)
+def test_rate_cap_is_accurate(server: DemoServer, tmp_path: Path, timing_claims: bool) -> None:
+    routes = write_sample_routes(tmp_path / "routes.csv", 300)
     summary = tmp_path / "s.json"
     proc = drumfire("run", routes, "--url", server.base_url + ROUTE, "--rate", "200/s",
                     "-o", tmp_path / "o.csv", "-q", "--summary-json", summary)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(summary.read_text())
-    # 600 starts at 200/s take 3 s (the first is at t=0); within a few percent.
-    assert figures["rows"] == 600
-    assert figures["rows_per_s"] == pytest.approx(200, rel=0.05)
+    # 300 starts at 200/s take 1.5 s (the first is at t=0): never faster (a loaded
+    # machine can only make it slower); within a few percent with --timing.
+    assert figures["rows"] == 300
+    assert figures["rows_per_s"] <= 200 * 1.05
+    if timing_claims:
+        assert figures["rows_per_s"] == pytest.approx(200, rel=0.05)
 
 
 def test_rate_cap_across_processes(server: DemoServer, tmp_path: Path) -> None:
@@ -120,9 +123,11 @@ def ids_in(path: Path, fmt: str) -> list[str]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-@pytest.mark.parametrize("kill_after", [0.3, 0.8, 1.5])
-def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after: float) -> None:
-    # A slow server so the run is mid-flight when killed; then resume against a fast one.
+@pytest.mark.parametrize("kill_after", [1, 300, 900])
+def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after: int) -> None:
+    # A slow server so the run is mid-flight when killed: once the server has
+    # answered that many of the 1,500 rows (before and after the first flush, at
+    # 1 s); then resume against a fast one.
     routes = write_sample_routes(tmp_path / "routes.csv", 1500)
     out = tmp_path / f"out.{fmt}"
     with DemoServer(latency=0.01) as slow:
@@ -131,7 +136,10 @@ def test_resume_after_sigkill(tmp_path: Path, fmt: str, kill_after: float) -> No
              slow.base_url + ROUTE, "-e", "code=code", "-c", "8", "-o", str(out), "-q"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        time.sleep(kill_after)
+        deadline = time.monotonic() + 60
+        while slow.requests_served < kill_after and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended before it was killed"
+            time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     # Simulate the torn write a kill can leave behind.

@@ -29,9 +29,12 @@ def test_server_restart_mid_run_loses_no_row() -> None:
     done = threading.Event()
 
     def restart() -> None:
-        time.sleep(0.3)
+        # Mid-run (an event, not a timer): a tenth of the rows answered.
+        deadline = time.monotonic() + 60
+        while first.requests_served < 300 and time.monotonic() < deadline:
+            time.sleep(0.005)
         first.close()  # in-flight requests are cut, new connects are refused
-        time.sleep(0.3)
+        time.sleep(0.3)  # the outage; the rows' 100 retries outlast it by seconds
         if not done.is_set():
             restarted.append(DemoServer(port=port, latency=0.002).start())
 
@@ -39,7 +42,7 @@ def test_server_restart_mid_run_loses_no_row() -> None:
     thread.start()
     try:
         results = list(run(rows, f"http://127.0.0.1:{port}{ROUTE}", concurrency=8,
-                           retry=Retry(retries=30, backoff=0.02, max_backoff=0.1)))
+                           retry=Retry(retries=100, backoff=0.02, max_backoff=0.1)))
     finally:
         done.set()
         thread.join()

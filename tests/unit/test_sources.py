@@ -564,7 +564,9 @@ BYTES = st.one_of(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=BYTES, ext=st.sampled_from([".csv", ".tsv", ".jsonl", ".txt"]))
 def test_arbitrary_bytes_never_crash(tmp_path: Path, data: bytes, ext: str) -> None:
