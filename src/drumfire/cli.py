@@ -432,6 +432,20 @@ def main() -> None:
     metavar="PATH",
     help="Also write the summary figures as JSON to this file.",
 )
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on a Dask cluster: a scheduler address, or local:N for N local worker "
+    "processes; -o is a dataset directory of parts (pip install 'drumfire[dask]').",
+)
+@click.option(
+    "--partition-size",
+    default="16M",
+    show_default=True,
+    metavar="SIZE",
+    help="With --cluster: input bytes per partition (one task, one part file).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
 def run_command(
     input_path: str,
@@ -477,6 +491,8 @@ def run_command(
     overwrite: bool,
     fail_on_error: str | None,
     summary_json: str | None,
+    cluster: str | None,
+    partition_size: str,
     quiet: bool,
 ) -> None:
     """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, Parquet, a
@@ -540,6 +556,34 @@ def run_command(
         if resuming is not None and output == "-":
             raise UsageError(f"{resuming} needs an output file (-o PATH), not standard output")
         out_fmt = output_format_for(output, output_format)
+        if cluster is not None:  # a thin layer: see _cluster.py and "On a Dask cluster"
+            from ._cluster import run_cluster
+
+            unsupported = {
+                "--parse": parse_spec,
+                "-p": nprocs > 1,
+                "--retry-failed": retry_failed is not None,
+                "--fail-on-error": fail_on_error is not None,
+                "--summary-json": summary_json,
+            }
+            for what, given in unsupported.items():
+                if given:
+                    raise UsageError(f"--cluster: {what} is not supported with a cluster yet")
+            sys.exit(
+                run_cluster(
+                    input_path,
+                    job,
+                    cluster=cluster,
+                    output=output,
+                    out_fmt=out_fmt,
+                    input_format=input_format,
+                    encoding=encoding,
+                    resume=resuming is not None,
+                    overwrite=overwrite,
+                    partition_size=parse_size(partition_size),
+                    quiet=quiet,
+                )
+            )
         if summary_json:
             check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.

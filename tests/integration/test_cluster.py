@@ -1,0 +1,298 @@
+"""``drumfire run --cluster`` and ``run_dask`` on a real Dask LocalCluster of 2 worker processes.
+
+Servers are on 127.0.0.1; a worker or the client is killed with SIGKILL while a
+scripted server holds one request, so the kill always lands mid-partition.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from servers import Action, ScriptedServer, respond
+
+from drumfire._cluster import plan_parts
+from drumfire.demo import DemoServer
+
+pytest.importorskip("distributed")
+pd = pytest.importorskip("pandas")
+
+pytestmark = [pytest.mark.timeout(300)]
+
+N = 600
+WAIT = 120.0  # the most any awaited event may take on a loaded machine
+
+
+def drumfire(*args: object, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drumfire.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=240, check=False, **kw,
+    )  # fmt: skip
+
+
+def write_input(path: Path, n: int = N) -> Path:
+    """A CSV whose values hold commas, quotes and newlines (quoted), with no id column."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["key", "q"])
+        for i in range(n):
+            q = f'two\nlines "{i}", here' if i % 7 == 0 else f"v{i}"
+            writer.writerow([f"k{i}", q])
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoServer]:
+    with DemoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+        Client(local) as client,
+    ):
+        yield local, client
+
+
+def read_dataset(path: Path) -> Any:
+    if path.suffix == ".jsonl":
+        parts = sorted(path.glob("part-*.jsonl"))
+        return pd.concat([pd.read_json(p, lines=True, dtype=False) for p in parts])
+    return pd.read_parquet(path)
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.jsonl"])
+def test_cluster_run_matches_a_single_process_run(
+    demo: DemoServer, tmp_path: Path, name: str
+) -> None:
+    src = write_input(tmp_path / "in.csv")
+    url = demo.base_url + "/echo?q={q}"
+    common = ("--url", url, "-e", "q=query.q", "--keep", "key")
+    one = drumfire("run", src, *common, "-o", tmp_path / "one.csv", "-q")
+    assert one.returncode == 0, one.stderr
+    out = tmp_path / name
+    many = drumfire(
+        "run", src, *common, "-o", out, "--cluster", "local:2", "--partition-size", "1K"
+    )
+    assert many.returncode == 0, many.stderr
+    assert f"{N:,} of {N:,} rows" in many.stderr
+    parts = sorted(p.name for p in out.iterdir() if p.name.startswith("part-"))
+    assert len(parts) > 3  # really cut into partitions
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    got = read_dataset(out)
+    want = pd.read_csv(tmp_path / "one.csv", dtype=str, keep_default_na=False)
+    assert sorted(got["id"]) == sorted(want["id"])  # every row exactly once, same ids
+    got = got.set_index("id").sort_index()
+    want = want.set_index("id").sort_index()
+    assert (got["status"] == 200).all()
+    assert list(got["q"]) == list(want["q"])
+    assert list(got["key"]) == list(want["key"])
+    # the value sent is the row's: quoted newlines were never cut
+    assert got.loc["1", "q"] == 'two\nlines "0", here'
+
+
+def test_cluster_refuses_stdin_and_other_outputs(tmp_path: Path) -> None:
+    r = drumfire("run", "-", "--url", "http://127.0.0.1:9/{q}", "-o", tmp_path / "o.parquet",
+                 "--cluster", "local:1", input="q\n1\n")  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1
+    assert "not stdin" in r.stderr
+    src = write_input(tmp_path / "in.csv", 3)
+    r = drumfire("run", src, "--url", "http://127.0.0.1:9/{q}", "--cluster", "local:1")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1
+    assert "dataset directory" in r.stderr
+
+
+class Holder:
+    """A handler that holds the first request for ``q=HOLD`` until released."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.seen: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(
+        self, index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        q = parse_qs(urlsplit(target).query).get("q", [""])[0]
+        with self.lock:
+            self.seen[q] += 1
+            first = q == "HOLD" and self.seen[q] == 1
+        if first:
+            self.arrived.set()
+            self.release.wait(WAIT)
+        return respond(200, {"q": q})
+
+
+def hold_input(path: Path, at: int) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        f.write("id,q\n")
+        for i in range(N):
+            f.write(f"r{i},{'HOLD' if i == at else f'v{i}'}\n")
+    return path
+
+
+def wait_for(check: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, f"waited too long for {what}"
+        time.sleep(0.05)
+
+
+def assert_exactly_once(out: Path) -> Any:
+    got = read_dataset(out)
+    assert sorted(got["id"]) == sorted(f"r{i}" for i in range(N))
+    assert (got["error"] == "").all()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    return got
+
+
+def test_a_worker_killed_mid_partition_still_gives_every_row_once(
+    cluster: Any, tmp_path: Path
+) -> None:
+    local, client = cluster
+    holder = Holder()
+    src = hold_input(tmp_path / "in.csv", at=N // 2)
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(holder) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "drumfire.cli", "run", src, "--url",
+             server.base_url + "/x?q={q}", "-o", out, "--cluster", local.scheduler_address,
+             "--partition-size", "1K", "--timeout", "100"],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert holder.arrived.wait(WAIT), "the held request never came"
+            # The worker whose task sends the held row: kill it (the nanny restarts it).
+            index = next(
+                p.index
+                for p in plan_parts(str(src), "csv", size=1024)
+                if p.first_row <= N // 2 < p.first_row + p.rows
+            )
+            busy = {
+                addr
+                for addr, keys in client.processing().items()
+                if any(f"drumfire-part-{index:06d}-" in str(k) for k in keys)
+            }
+            assert len(busy) == 1
+            pids = client.run(os.getpid, workers=list(busy))
+            os.kill(next(iter(pids.values())), signal.SIGKILL)
+            holder.release.set()
+            _, err = proc.communicate(timeout=240)
+        finally:
+            holder.release.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert_exactly_once(out)
+    assert holder.seen["HOLD"] == 2  # sent again after the worker died: the stated limit
+
+
+def test_resume_after_the_client_is_killed(tmp_path: Path) -> None:
+    holder = Holder()
+    src = hold_input(tmp_path / "in.csv", at=0)
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(holder) as server:
+        args = ["run", src, "--url", server.base_url + "/x?q={q}", "-o", out,
+                "--cluster", "local:2", "--partition-size", "1K", "--timeout", "100"]  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "drumfire.cli", *map(str, args)],
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            assert holder.arrived.wait(WAIT), "the held request never came"
+            wait_for(lambda: any(p.name.startswith("part-") for p in out.iterdir()), "a part")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the client and its local cluster
+            proc.wait()
+            holder.release.set()
+        done = read_dataset(out)  # the parts complete before the kill
+        assert 0 < len(done) < N
+        again = drumfire(*args, "--resume")
+        assert again.returncode == 0, again.stderr
+        assert f"({len(done):,} already done)" in again.stderr
+        # Without --resume the parts are not silently replaced.
+        refused = drumfire(*args)
+        assert refused.returncode == 2
+        assert "--resume" in refused.stderr
+    assert_exactly_once(out)
+    # Rows in parts finished before the kill were sent once only.
+    assert all(holder.seen[q] == 1 for q in done["id"].str.replace("r", "v"))
+
+
+def test_run_dask_composes_with_a_dask_pipeline(
+    cluster: Any, demo: DemoServer, tmp_path: Path
+) -> None:
+    import dask.dataframe as dd
+
+    from drumfire.cluster import run_dask
+
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(200)], "q": [f"v{i}" for i in range(200)]})
+    ddf = dd.from_pandas(frame, npartitions=4)
+    results = run_dask(ddf, demo.base_url + "/echo?q={q}", extract={"q": "query.q"})
+    assert results.npartitions == 4
+    got = results.compute()
+    assert list(got.index) == list(frame.index)  # each partition keeps its index
+    assert list(got["id"]) == list(frame["id"])
+    assert list(got["q"]) == list(frame["q"])
+    src = write_input(tmp_path / "in.csv", 100)
+    lazy = run_dask(src, demo.base_url + "/echo?q={q}", extract={"q": "query.q"},
+                    partition_size=1024)  # fmt: skip
+    assert lazy.npartitions > 1
+    by_path = lazy.compute()
+    assert sorted(by_path["id"], key=int) == [str(i) for i in range(1, 101)]
+    assert (by_path["status"] == 200).all()
+
+
+def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
+    from drumfire._api import make_job
+    from drumfire._cluster import TOPIC, run_part
+
+    _, client = cluster
+    holder = Holder()
+    src = hold_input(tmp_path / "in.csv", at=N - 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    events: list[dict[str, int]] = []
+    progressed = threading.Event()
+
+    def on_event(event: Any) -> None:
+        events.append(event[1])
+        if event[1]["done"] > 0:
+            progressed.set()
+
+    client.subscribe_topic(TOPIC, on_event)
+    with ScriptedServer(holder) as server:
+        (part,) = plan_parts(str(src), "csv", size=1 << 30)
+        job = make_job(server.base_url + "/x?q={q}", concurrency=1)
+        future = client.submit(run_part, part, job, str(out), "parquet")
+        try:
+            assert holder.arrived.wait(WAIT)
+            assert progressed.wait(WAIT), "no progress event while the partition ran"
+        finally:
+            holder.release.set()
+        figures = future.result(timeout=WAIT)
+    assert figures["rows"] == N
+    assert events[-1]["part"] == 0
+    assert 0 < events[-1]["done"] <= N

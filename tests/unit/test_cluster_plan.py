@@ -1,0 +1,99 @@
+"""The cuts of ``--cluster``: read part by part, an input gives exactly the items it gives whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drumfire._cluster import _open_part, plan_parts
+from drumfire._engine import InputProblem
+from drumfire._sources import open_source
+
+
+def items(source: Any) -> list[tuple[int, Any]]:
+    out = []
+    for n, row in source.items:
+        out.append((n, (row.line, row.message) if isinstance(row, InputProblem) else row))
+    if source.close is not None:
+        source.close()
+    return out
+
+
+def write_messy(path: Path) -> None:
+    lines = ["key,q"]
+    for i in range(3000):
+        if i % 11 == 0 and not 500 <= i < 1600:  # none while the runaway is open
+            lines.append(f'k{i},"two\nlines, ""{i}"""')
+        elif i == 500:
+            lines.append(f'k{i},"runaway')  # unterminated, over 1000 lines before EOF
+        elif i == 2990:
+            lines.append(f'k{i},"to the end')  # unterminated, runs to the end
+        elif i % 97 == 0:
+            lines.append(f"k{i},a,b")  # a wrong field count
+        elif i % 101 == 0:
+            lines.append("")  # blank
+        else:
+            lines.append(f"k{i},v{i}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("size", [700, 4096, 1 << 30])
+def test_parts_read_the_same_items_as_the_whole_file(tmp_path: Path, size: int) -> None:
+    src = tmp_path / "in.csv"
+    write_messy(src)
+    whole = items(open_source(str(src), "csv", count=False))
+    parts = plan_parts(str(src), "csv", size=size)
+    if size < 1 << 20:
+        assert len(parts) > 5
+    got: list[tuple[int, Any]] = []
+    for part in parts:
+        scratch = tmp_path / f"s{part.index}"
+        scratch.mkdir()
+        read = items(_open_part(part, str(scratch)))
+        assert len(read) == part.rows  # the plan counts rows as the reader does
+        got.extend(read)
+    assert got == whole
+    assert sum(p.rows for p in parts) == len(whole)
+
+
+def test_jsonl_and_url_lists_cut_at_lines(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(f'{{"id": "r{i}", "n": {i}}}\n' for i in range(500)) + "nope\n")
+    whole = items(open_source(str(src), "jsonl", count=False))
+    parts = plan_parts(str(src), "jsonl", size=600)
+    got = [x for p in parts for x in items(_open_part(p, str(tmp_path)))]
+    assert len(parts) > 5
+    assert got == whole
+    urls = tmp_path / "in.txt"
+    urls.write_text("# a comment\n" + "".join(f"http://h/{i}\n\n" for i in range(300)))
+    whole = items(open_source(str(urls), "text", count=False))
+    parts = plan_parts(str(urls), "text", size=500)
+    assert [x for p in parts for x in items(_open_part(p, str(tmp_path)))] == whole
+
+
+def test_stdin_and_gzip_are_refused(tmp_path: Path) -> None:
+    from drumfire import UsageError
+
+    with pytest.raises(UsageError, match="not stdin"):
+        plan_parts("-", "csv")
+    gz = tmp_path / "in.csv.gz"
+    gz.write_bytes(b"")
+    with pytest.raises(UsageError, match="decompress"):
+        plan_parts(str(gz), "csv")
+
+
+def test_the_run_limits_are_shared_by_the_task_slots() -> None:
+    from drumfire._api import make_job
+    from drumfire._cluster import split_job
+
+    job = make_job("http://h/{q}", rate=100.0, concurrency=10, max_concurrency=512)
+    task = split_job(job, 3)
+    assert task.rate == pytest.approx(100.0 / 3)
+    assert task.concurrency == 4  # rounded up: 3 slots never run below the asked total
+    assert task.max_concurrency == 171
+    adaptive = split_job(make_job("http://h/{q}"), 1000)
+    assert adaptive.rate is None
+    assert adaptive.concurrency is None
+    assert adaptive.max_concurrency == 1
