@@ -47,7 +47,7 @@ class EndlessHeaderServer:
                 self.sent.append(self._serve(conn))
 
     def _serve(self, conn: socket.socket) -> int:
-        conn.settimeout(10)  # bounded: a client that stops reading ends the test
+        conn.settimeout(60)  # bounded: a client that stops reading ends the test
         head = b""
         while b"\r\n\r\n" not in head:
             data = conn.recv(65536)

@@ -41,7 +41,7 @@ def left_after(pids: list[int], seconds: float) -> list[int]:
     return running
 
 
-def test_kill_9_of_the_parent_ends_every_worker(tmp_path: Path) -> None:
+def test_kill_9_of_the_parent_ends_every_worker(tmp_path: Path, timing_claims: bool) -> None:
     # -p 2 against a slow server, so the workers are mid-run with rows queued
     # when the parent is killed: they must not go on sending, nor wait forever.
     routes = write_sample_routes(tmp_path / "routes.csv", 20_000)
@@ -66,7 +66,11 @@ def test_kill_9_of_the_parent_ends_every_worker(tmp_path: Path) -> None:
             assert out.stat().st_size > 100, "no row came back before the kill"
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-            assert left_after(workers, 5.0) == [], "workers outlived their parent"
+            # The 5 s of the promise is a timing claim (--timing); by default a
+            # bounded wait for the event, as a loaded machine can be slow to show it.
+            assert left_after(workers, 5.0 if timing_claims else 60.0) == [], (
+                "workers outlived their parent"
+            )
         finally:
             for pid in [*workers, proc.pid]:  # the failing case leaves none behind either
                 if alive(pid):

@@ -19,16 +19,16 @@ def test_serve_prints_the_address_it_listens_on() -> None:
     try:
         assert proc.stdout is not None
         # The line comes once the server listens (bounded: a silent server fails).
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
         line = proc.stdout.readline() if ready else ""
         found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert found, line
         assert int(found.group(1)) > 0
-        with urllib.request.urlopen(found.group(0) + "/status/200", timeout=10) as answer:
+        with urllib.request.urlopen(found.group(0) + "/status/200", timeout=60) as answer:
             assert answer.status == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err
 
 
