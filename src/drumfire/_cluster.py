@@ -105,6 +105,12 @@ def plan_parts(
     delimiter = 9 if fmt == "tsv" else 44  # tab, comma
     parts: list[Part] = []
     header = b""
+
+    def part(start: int, end: int, first_row: int, first_line: int, rows: int) -> Part:
+        return Part(
+            len(parts), path, fmt, start, end, first_row, first_line, rows, header, encoding
+        )
+
     with open(path, "rb", buffering=1 << 20) as f:
         offset = 0
         line_no = 0
@@ -131,20 +137,7 @@ def plan_parts(
             line_no += 1
             if not inside:
                 if offset - start >= size and rows:
-                    parts.append(
-                        Part(
-                            len(parts),
-                            path,
-                            fmt,
-                            start,
-                            offset,
-                            first_row,
-                            first_line,
-                            rows,
-                            header,
-                            encoding,
-                        )
-                    )
+                    parts.append(part(start, offset, first_row, first_line, rows))
                     start, first_line, first_row, rows = offset, line_no, first_row + rows, 0
                 text = line.strip()
                 if text and not (fmt == "text" and text.startswith(b"#")):
@@ -158,20 +151,7 @@ def plan_parts(
                 if inside and not was:
                     reopen, held_lines, held_bytes = (offset, line_no), 0, 0
         if rows or not parts:
-            parts.append(
-                Part(
-                    len(parts),
-                    path,
-                    fmt,
-                    start,
-                    offset,
-                    first_row,
-                    first_line,
-                    rows,
-                    header,
-                    encoding,
-                )
-            )
+            parts.append(part(start, offset, first_row, first_line, rows))
     return parts
 
 
