@@ -9,11 +9,13 @@ those of the same run read in-process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -344,15 +346,44 @@ def test_the_child_dies_with_its_parent_while_reading_stdin(tmp_path: Path) -> N
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         assert proc.stdin is not None
-        proc.stdin.write(b"id,lon1,lat1,lon2,lat2\n")
-        proc.stdin.write(b"".join(b"%d,24.94,60.17,24.95,60.18\n" % i for i in range(3000)))
-        proc.stdin.flush()
-        children = wait_for_children(proc)
-        wait_until_reading_stdin(children[0])
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        assert gone(children[0]), "the child outlived its parent"
-        proc.stdin.close()
+        stdin = proc.stdin
+        stdin.write(b"id,lon1,lat1,lon2,lat2\n")
+        # Rows keep coming until the child appears: the engine forks it at its first
+        # sweep, and a run that had already answered every row written so far would
+        # wait for more input instead (on a quiet machine 3,000 rows took < 50 ms).
+        appeared = threading.Event()
+
+        def feed() -> None:
+            for start in range(0, 1_000_000, 1000):
+                if appeared.is_set():
+                    return
+                chunk = b"".join(
+                    b"%d,24.94,60.17,24.95,60.18\n" % i for i in range(start, start + 1000)
+                )
+                try:
+                    stdin.write(chunk)
+                    stdin.flush()
+                except (BrokenPipeError, ValueError):
+                    return
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            try:
+                children = wait_for_children(proc)
+            finally:
+                appeared.set()
+                feeder.join(timeout=60)
+            wait_until_reading_stdin(children[0])
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert gone(children[0]), "the child outlived its parent"
+        finally:  # a failure above leaves no process behind for the next test to meet
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            with contextlib.suppress(OSError):
+                stdin.close()
 
 
 def wait_for_children(proc: subprocess.Popen[bytes]) -> list[int]:
