@@ -24,7 +24,7 @@ from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
 from ._outfile import OutputLock
 from ._result import Result, Stats
-from ._resume import Record, scan_output
+from ._resume import is_cancelled, scan_output
 from ._sinks import Sink, open_sink, output_format_for
 from ._sources import Source, open_source, rows_source
 
@@ -87,9 +87,9 @@ class Output:
         self._lock = None if self.path == "-" else OutputLock.acquire_output(self.path, fmt)
         try:
             if self.resume:
-                resumed = scan_output(self.path, fmt, _cancelled)
+                resumed = scan_output(self.path, fmt, is_cancelled)
                 if resumed.dropped and self._lock is not None:
-                    self._lock.rewrite(fmt, _cancelled)
+                    self._lock.rewrite(fmt, is_cancelled)
                 self.skip = resumed.done.take
                 self.skip_problem = resumed.problems.__contains__
             self.sink = open_sink(
@@ -142,9 +142,6 @@ class Output:
             lock.close()
 
 
-def _cancelled(record: Record) -> bool:
-    """A row to send again on resume: one recorded as ``cancelled``."""
-    return record[2].partition(":")[0] == "cancelled"
 
 
 def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:

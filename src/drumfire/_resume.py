@@ -203,6 +203,11 @@ def _refuse_foreign(path: str, fmt: str) -> None:
     raise UsageError(f"--resume: {path!r} does not look like drumfire output ({why})")
 
 
+def is_cancelled(record: Record) -> bool:
+    """A row that every resume sends again: one recorded as ``cancelled``."""
+    return record[2].partition(":")[0] == "cancelled"
+
+
 def input_error_line(record: Record) -> int | None:
     """The input line of an ``input: line N: ...`` row (id ""), else None."""
     id_, _, error = record

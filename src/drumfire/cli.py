@@ -36,7 +36,14 @@ from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
 from ._progress import rerun_command
 from ._request import _shown
 from ._result import Stats
-from ._resume import RETRY_FAILED_DEFAULT, Record, Resumed, Selection, scan_output
+from ._resume import (
+    RETRY_FAILED_DEFAULT,
+    Record,
+    Resumed,
+    Selection,
+    is_cancelled,
+    scan_output,
+)
 from ._settings import Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
@@ -601,7 +608,7 @@ def run_command(
 
             def resend(record: Record) -> bool:
                 _, status, error = record
-                if error.partition(":")[0] == "cancelled":
+                if is_cancelled(record):
                     return True
                 return again is not None and again.matches(error, status)
 
