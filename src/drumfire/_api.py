@@ -178,6 +178,8 @@ def make_job(
         header_items = tuple(headers)
     # As requests: verify=False, True, or the path of the CA certificates to
     # trust; cert= a client certificate file, or a (certificate, key) pair.
+    if verify == "":  # bool("") is False: an empty path must not turn verification off
+        raise UsageError("verify='' names no CA file: give a path, True or False")
     cacert = verify if isinstance(verify, str) else None
     cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
     tls = TLS(bool(verify), cacert, cert_file, key_file)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drumfire import run
+from drumfire import UsageError, run
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -284,3 +284,9 @@ def test_certificate_failures_are_not_retried(tls_server: str) -> None:
     # Retrying cannot change a certificate verification failure: one attempt per row.
     results = list(run([{"id": "1"}], tls_server + "/x/{id}", retries=3))
     assert [(r.status, r.error, r.attempts) for r in results] == [(None, "tls", 1)]
+
+
+def test_an_empty_verify_path_is_refused_not_taken_for_false() -> None:
+    # bool("") is False: verify="" used to turn certificate checks off without a word.
+    with pytest.raises(UsageError, match="verify=''"):
+        list(run([{"url": "https://127.0.0.1:9/"}], "{url}", verify=""))
