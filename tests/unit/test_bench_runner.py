@@ -35,7 +35,9 @@ class Clock:
 @dataclass
 class FakeConn:
     origin: tuple[str, str, int] = ORIGIN
-    state: str = "busy"  # never handed back to the runner's idle pool
+
+    def is_idle(self) -> bool:
+        return False  # never handed back to the runner's idle pool
 
 
 @dataclass
