@@ -2,7 +2,7 @@
 
 Like the batch engine it is callback-driven: no asyncio Task per request and
 no timer per request. Connections report to the runner (``on_response``,
-``on_failure``, ...), each report records the outcome and calls ``_pump``,
+``on_failure``, ...), each report records the outcome and calls ``pump``,
 which starts as many requests as the model allows; one periodic ``_tick``
 enforces deadlines, closes the seconds of the timeline and feeds the live view.
 
@@ -157,7 +157,7 @@ class Runner:
         self.end = math.inf
         # open model
         self._next = 0
-        self._next_due = math.inf
+        self.next_due = math.inf
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
         self._freed_at = 0.0
@@ -177,7 +177,9 @@ class Runner:
         self._grace_handle: asyncio.TimerHandle | None = None
         self._warm_handle: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
-        self._pump: Callable[[float], None] = (
+        #: Start what the model allows at clock time ``now`` (every report calls it;
+        #: a simulation drives it too, with ``send`` and ``arm`` replaced).
+        self.pump: Callable[[float], None] = (
             self._pump_closed if schedule is None else self._pump_open
         )
 
@@ -202,7 +204,7 @@ class Runner:
                 self._end_handle = loop.call_later(max(self.end - now, 0.0), self._at_end)
             if self.loop is not None and self.warmup > 0:
                 self._warm_handle = loop.call_later(self.warmup, self._warmed)
-            self._pump(now)
+            self.pump(now)
             await self._done
         finally:
             handles = (self._tick_handle, self._end_handle, self._grace_handle, self._wake)
@@ -224,7 +226,7 @@ class Runner:
         if self.stopped:
             window = self._stopped_at
         elif self.schedule is not None:
-            window = min(self.end, self._next_due)
+            window = min(self.end, self.next_due)
         else:
             window = self.end if now >= self.end else self.measure_start
         finish = max(rec.last, window, self.measure_start)
@@ -255,7 +257,7 @@ class Runner:
         if self.schedule is not None:
             self.end = min(self.end, now + self.schedule.length)
             self.queue = new_histogram()
-            self._next_due = now + self.schedule.due(0)
+            self.next_due = now + self.schedule.due(0)
         self.recorder = self.counter.recorder = Recorder(self.measure_start)
         self._tick_due = now + self.tick_interval
         if self.loop is not None and self.warmup <= 0:
@@ -366,8 +368,11 @@ class Runner:
         conn.open(self._loop, self.verify, stamp if target is not None else None, deadline)
         return conn
 
-    def _send(self, stamp: float, deadline: float) -> None:
-        """Send the next target on an idle connection to its origin, or open one."""
+    def send(self, stamp: float, deadline: float) -> None:
+        """Send the next target on an idle connection to its origin, or open one.
+
+        ``stamp``: the time the request counts from (-1: warm-up, not recorded).
+        """
         k = self._k
         target = self.targets[k]
         k += 1
@@ -442,7 +447,7 @@ class Runner:
         self.inflight -= 1
         if conn.is_idle():
             self.pool.give(conn)
-        self._pump(now)
+        self.pump(now)
 
     def on_failure(self, conn: Connection, stamp: float, reason: str, detail: str) -> None:
         now = self.clock()
@@ -460,17 +465,17 @@ class Runner:
             assert self._loop is not None
             self._loop.call_later(CONNECT_COOLDOWN, self._pump_later)
             return
-        self._pump(now)
+        self.pump(now)
 
     def _resend(self, stamp: float, now: float) -> None:
         start = stamp if stamp >= 0.0 else now
         try:
-            self._send(stamp, max(start + self.timeout, now + 0.001))
+            self.send(stamp, max(start + self.timeout, now + 0.001))
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
 
     def _pump_later(self) -> None:
-        self._pump(self.clock())
+        self.pump(self.clock())
 
     # -- the two models ------------------------------------------------------------------
 
@@ -491,9 +496,9 @@ class Runner:
                         self.first_send = now
                     self.sent += 1
                     self.last_send = now
-                    self._send(now, now + self.timeout)
+                    self.send(now, now + self.timeout)
                 else:
-                    self._send(-1.0, now + self.timeout)
+                    self.send(-1.0, now + self.timeout)
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
             return
@@ -506,9 +511,9 @@ class Runner:
         begin = self.begin
         try:
             while not self.exhausted and self.inflight < self.concurrency:
-                due = self._next_due
+                due = self.next_due
                 if due > now + SEND_AHEAD:
-                    self._arm(due)
+                    self.arm(due)
                     break
                 if due >= self.end:
                     self.exhausted = True
@@ -518,10 +523,10 @@ class Runner:
                     self.exhausted = True
                     break
                 self._next += 1
-                self._next_due = begin + schedule.due(self._next)
+                self.next_due = begin + schedule.due(self._next)
                 if not counted:  # warm-up
                     if due + self.timeout > now:
-                        self._send(-1.0, min(due, now) + self.timeout)
+                        self.send(-1.0, min(due, now) + self.timeout)
                     continue
                 if not self.sent:
                     self.first_send = now
@@ -544,18 +549,18 @@ class Runner:
                             self.lag_max = late
                         if late > LATE:
                             self.late += 1
-                    self._send(due, due + self.timeout)
+                    self.send(due, due + self.timeout)
                 else:
                     self.queue.record_value(1)
-                    self._send(now, now + self.timeout)
+                    self.send(now, now + self.timeout)
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
             return
-        if self._next_due >= self.end:
+        if self.next_due >= self.end:
             self.exhausted = True
         self._check_done()
 
-    def _arm(self, due: float) -> None:
+    def arm(self, due: float) -> None:
         """Wake up shortly before ``due`` (one timer for the whole run)."""
         if self._wake is not None:
             if self._wake_at <= due:
@@ -590,7 +595,7 @@ class Runner:
             self.backlog = 0
         if self.schedule is None and not self.exhausted and now >= self.end:
             self.exhausted = True
-        self._pump(now)
+        self.pump(now)
         if self.on_tick is not None:
             try:
                 self.on_tick(self)
