@@ -21,11 +21,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-import orjson
-
 from ._connection import BUSY, IDLE, TLS, Connection
 from ._errors import explain
 from ._extract import Extractor
+from ._finish import Finisher
 from ._http import MAX_HEADER, Response
 from ._limits import (
     AdaptiveLimit,
@@ -35,6 +34,7 @@ from ._limits import (
     RetryBudget,
     parse_quota,
 )
+from ._ordering import Reorder
 from ._pool import Pool
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
@@ -43,8 +43,6 @@ from ._rows import SKIPPED, WAIT, Flight, Item, Rows
 from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
 
 __all__ = ["Engine"]
-
-_new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
 
 
 def _pipelinable(prepared: Prepared) -> bool:
@@ -130,6 +128,8 @@ class Engine:
             skip_problem=skip_problem,  # --resume: input lines whose error row it holds
             duplicates=duplicates,
         )
+        #: Answers -> result rows (extraction, --parse, kept columns).
+        self.finisher = Finisher(self.extractor, parse, self.rows.kept if self.keep else None)
         self.concurrency = most
         self._total = most  # most requests in flight in the whole run (× depth when pipelining)
         #: Most rows read ahead into the origins' queues while their origin is full:
@@ -180,8 +180,8 @@ class Engine:
         self._ready: deque[Flight] = deque()  # retries whose wait is over
         self._sleeping: dict[Flight, asyncio.TimerHandle] = {}  # retries still waiting
         self._busy: set[Connection] = set()
-        self._held: dict[int, Result | None] = {}
-        self._next_emit = 0
+        # --ordered: results wait here for the rows before them.
+        self._order: Reorder[Result] | None = Reorder(on_result) if ordered else None
         self._stopping = False
         self._paused = False
         self._done: asyncio.Future[None] | None = None
@@ -376,7 +376,8 @@ class Engine:
             return self._ready.popleft()
         if self._exhausted or self._parked >= self.park_limit:
             return None
-        if self.ordered and self._seq >= self._next_emit + self.order_window:
+        order = self._order
+        if order is not None and order.ahead(self._seq) >= self.order_window:
             return None  # the oldest row holds the window; wait for it
         make = self.rows.make
         while True:
@@ -759,7 +760,8 @@ class Engine:
             status = response.status
             overload = status == 429 or status == 503
             if overload:
-                host.throttled(now, now - flight.start, self._retry_after(response))
+                wait = self.retry.throttle_wait(response.header("retry-after"))
+                host.throttled(now, now - flight.start, wait)
             else:
                 waited += now - flight.start
                 calm += 1
@@ -779,12 +781,6 @@ class Engine:
         self._pump()
         if usual:
             self._finish_all(usual, now)
-
-    def _retry_after(self, response: Response) -> float | None:
-        """A throttled answer's Retry-After, when it is one the run would wait for."""
-        retry = self.retry
-        wait = retry.parse_retry_after(response.header("retry-after"))
-        return None if retry.over_wait(wait) else wait
 
     def _read_quota(
         self, host: OriginLimit, answered: list[tuple[Flight, Response]], now: float
@@ -867,12 +863,11 @@ class Engine:
         if reason == "cancelled":
             self._give_up(flight, None, "cancelled")
         elif (
-            reason == "reset"
-            and conn.served
-            and flight.free_retry
-            and not conn.received_any
-            and self._may_resend(flight)
+            flight.free_retry
             and not self._stopping
+            and self.retry.is_free_resend(
+                reason, conn.served > 0, conn.received_any, flight.prepared.idempotent
+            )
         ):
             # A kept-alive connection the server had already closed: re-send at
             # once, without using the retry budget (urllib3 and aiohttp do the same).
@@ -914,16 +909,13 @@ class Engine:
         return True
 
     def _budget_left(self, flight: Flight) -> bool:
-        used = flight.attempts - (0 if flight.free_retry else 1) - flight.hops
-        return used <= self.retry.retries
+        free = flight.hops + (0 if flight.free_retry else 1)  # not retries: see Flight
+        return not self.retry.is_exhausted(flight.attempts, free)
 
     def _may_retry(self, flight: Flight, now: float) -> bool:
         """The origin's retry budget (a share of its recent requests) has room for one."""
         host = flight.host
         return host is None or host.may_retry(now)
-
-    def _may_resend(self, flight: Flight) -> bool:
-        return flight.prepared.idempotent or self.retry.unsafe
 
     def _retry_later(self, flight: Flight, retry_after: float | None) -> None:
         if self._stopping:
@@ -958,60 +950,11 @@ class Engine:
 
     def _finish_all(self, answered: list[tuple[Flight, Response]], now: float) -> None:
         """Rows answered at ``now``: decode, extract, count and hand each on."""
-        extractor = self.extractor
-        apply = extractor.apply if extractor is not None else None
-        names = extractor.names if extractor is not None else ()
-        parse = self.parse
-        keep = self.keep
-        ordered = self.ordered
-        loads = orjson.loads
-        done: list[Result] = []
-        for flight, response in answered:
-            status = response.status
-            error = ""
-            fields: dict[str, Any] | None = None
-            if apply is not None:
-                body = response.body
-                try:
-                    document = loads(body) if body else None
-                except orjson.JSONDecodeError:
-                    document = None
-                    if 200 <= status < 300:
-                        error = "json"
-                else:
-                    if (
-                        document is None
-                        and 200 <= status < 300
-                        and status != 204
-                        and flight.prepared.method != "HEAD"
-                    ):
-                        error = "json"
-                fields = apply(document) if document is not None else dict.fromkeys(names)
-            if parse is not None:
-                try:
-                    parsed = parse(response)
-                except Exception as exc:
-                    error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
-                else:
-                    fields = {**fields, **parsed} if fields else dict(parsed)
-            if response.error:  # a body that could not be decoded (encoding: ...)
-                error = response.error
-            result = _new_result(
-                Result,
-                (
-                    flight.id,
-                    status,
-                    (now - flight.start) * 1000.0,
-                    flight.attempts,
-                    error,
-                    fields,
-                    self.rows.kept(flight.row) if keep else None,
-                ),
-            )
-            if ordered:
+        done = self.finisher.results(answered, now)
+        if self._order is not None:
+            for (flight, _response), result in zip(answered, done, strict=True):
                 self._emit(result, flight.seq)
-            else:
-                done.append(result)
+            return
         if done:  # _emit, inlined for the usual case: hand each on, then count them
             on_result = self.on_result
             numbered = self.on_numbered
@@ -1032,39 +975,18 @@ class Engine:
 
     def _skip_seq(self, seq: int) -> None:
         """A row with no result to write (resumed): keep the reorder buffer moving."""
-        if not self.ordered:
-            return
-        if seq == self._next_emit:
-            self._next_emit += 1
-            self._release_held()
-        else:
-            self._held[seq] = None
-
-    def _release_held(self) -> None:
-        held = self._held
-        while held:
-            if self._next_emit not in held:
-                break
-            nxt = held.pop(self._next_emit)
-            if nxt is not None:
-                self.on_result(nxt)
-            self._next_emit += 1
+        if self._order is not None:
+            self._order.put(seq, None)
 
     def _emit(self, result: Result, seq: int) -> None:
         self.stats.add(result)
         try:
-            if not self.ordered:
-                if self.on_numbered is not None:
-                    self.on_numbered(result, seq)
-                else:
-                    self.on_result(result)
-                return
-            if seq != self._next_emit:
-                self._held[seq] = result
-                return
-            self.on_result(result)
-            self._next_emit += 1
-            self._release_held()
+            if self._order is not None:
+                self._order.put(seq, result)
+            elif self.on_numbered is not None:
+                self.on_numbered(result, seq)
+            else:
+                self.on_result(result)
         except Exception as exc:  # a broken sink or consumer ends the run with its error
             # (from a connection's or a timer's callback it would only be logged)
             self._fail(exc)

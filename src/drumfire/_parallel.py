@@ -42,6 +42,7 @@ from rich.console import Console
 from ._api import Job
 from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
+from ._ordering import Reorder
 from ._parse import load_parse_function
 from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
@@ -289,23 +290,17 @@ def execute_parallel(
         child_end.close()
         workers.append(_Worker(parent_end, proc))
 
-    held: dict[int, Result | None] = {}
-    next_emit = [0]
+    # --ordered: the workers run unordered; results wait here for the rows before them.
+    order: Reorder[Result] | None = Reorder(sink.write) if job.ordered else None
     got_signal: list[int] = []
 
     def deliver(seq: int, result: Result | None) -> None:
         if result is not None:
             stats.add(result)
-        if not job.ordered:
-            if result is not None:
-                sink.write(result)
-            return
-        held[seq] = result
-        while next_emit[0] in held:
-            r = held.pop(next_emit[0])
-            if r is not None:
-                sink.write(r)
-            next_emit[0] += 1
+        if order is not None:
+            order.put(seq, result)
+        elif result is not None:
+            sink.write(result)
 
     items = source.items
     seq_counter = [0]
@@ -315,7 +310,7 @@ def execute_parallel(
     def next_chunk() -> list[list[Any]]:
         chunk: list[list[Any]] = []
         while len(chunk) < CHUNK and not exhausted[0]:
-            if job.ordered and seq_counter[0] - next_emit[0] >= window:
+            if order is not None and order.ahead(seq_counter[0]) >= window:
                 break
             try:
                 item = next(items)
