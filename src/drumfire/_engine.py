@@ -26,15 +26,9 @@ from ._errors import explain
 from ._extract import Extractor
 from ._finish import Finisher
 from ._http import MAX_HEADER, Response
-from ._limits import (
-    AdaptiveLimit,
-    FixedLimit,
-    OriginLimit,
-    RateMeter,
-    RetryBudget,
-    parse_quota,
-)
+from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter, parse_quota
 from ._ordering import Reorder
+from ._origins import Origins
 from ._pool import Pool
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
@@ -95,19 +89,20 @@ class Engine:
             raise ValueError("per-host concurrency must be at least 1")
         if on_numbered is not None and ordered:
             raise ValueError("on_numbered is for drivers that put results in order themselves")
-        # Each origin has its own limits (see _host_of): None: adaptive (the
+        # Each origin has its own limits (see _origins): None: adaptive (the
         # default of the CLI), up to max_concurrency; a number: fixed. The run as
         # a whole never has more than ``concurrency`` (or max_concurrency) in flight.
         self._adaptive = concurrency is None
-        self._fixed = concurrency
-        self._per_host = per_host_concurrency
-        self._per_host_rate = per_host_rate
-        self._max_concurrency = max_concurrency
-        self._hosts: dict[Origin, OriginLimit] = {}
-        self._solo: OriginLimit | None = None  # the only origin so far (the usual run)
-        self._last_host: OriginLimit | None = None
-        self._parked = 0  # rows waiting in their origin's queue
-        self.limiter: FixedLimit | AdaptiveLimit = self._new_limit()  # the first origin's
+        self.retry = retry or Retry()
+        self.origins = Origins(
+            concurrency,
+            max_concurrency,
+            per_host_concurrency,
+            per_host_rate,
+            self.retry,
+            clock,
+        )
+        self.limiter: FixedLimit | AdaptiveLimit = self.origins.first  # the first origin's
         self.rate = RateMeter(rate) if rate else None
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
@@ -135,7 +130,6 @@ class Engine:
         #: Most rows read ahead into the origins' queues while their origin is full:
         #: bounded, so one slow origin cannot make the run read its whole input.
         self.park_limit = max(1024, 4 * most)
-        self.retry = retry or Retry()
         self.timeouts = timeouts or Timeouts()
         self.max_body = max_body
         self.max_header = max_header
@@ -210,9 +204,7 @@ class Engine:
                 self._timer.cancel()
             if self._pump_timer is not None:
                 self._pump_timer.cancel()
-            for host in self._hosts.values():
-                if host.timer is not None:
-                    host.timer.cancel()
+            self.origins.cancel_timers()
             self.pool.close_all()
             for conn in list(self._busy):
                 conn.abort("cancelled")
@@ -278,10 +270,8 @@ class Engine:
             conn.abort("cancelled", "stopped before the response came")
         while self._ready:
             self._give_up(self._ready.popleft(), None, "cancelled")
-        for host in self._hosts.values():
-            while host.queue:
-                self._parked -= 1
-                self._give_up(host.queue.popleft(), None, "cancelled")
+        for flight in self.origins.drain():
+            self._give_up(flight, None, "cancelled")
         self._check_done()
 
     def _sweep_interval(self) -> float:
@@ -297,11 +287,7 @@ class Engine:
             self._watch_cpu(now)
         if self.on_tick is not None:
             self.stats.concurrency = self._inflight
-            self.stats.limit = (
-                self._solo.limit.limit
-                if self._solo is not None
-                else min(self.concurrency, sum(h.limit.limit for h in self._hosts.values()))
-            )
+            self.stats.limit = self.origins.limit(self.concurrency)
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run
@@ -374,7 +360,7 @@ class Engine:
     def _next_flight(self) -> Flight | None:
         if self._ready:
             return self._ready.popleft()
-        if self._exhausted or self._parked >= self.park_limit:
+        if self._exhausted or self.origins.parked >= self.park_limit:
             return None
         order = self._order
         if order is not None and order.ahead(self._seq) >= self.order_window:
@@ -406,13 +392,14 @@ class Engine:
 
     def _pump(self) -> None:
         rate = self.rate
+        origins = self.origins
         try:
             while (
                 self._inflight < self._total
                 and self._inflight < self._capacity
                 and not self._paused
             ):
-                solo = self._solo
+                solo = origins.solo
                 if solo is not None:
                     # The usual run, one origin: its limit is the loop's bound.
                     room = solo.limit.limit * self._depth - solo.inflight
@@ -441,14 +428,14 @@ class Engine:
                     break
                 host = flight.host
                 if host is None:
-                    host = self._last_host
+                    host = origins.last
                     # The usual row: the plan's one origin, the very same tuple.
                     if host is not None and host.origin is flight.prepared.origin:
                         flight.host = host
                     else:
-                        host = self._host_of(flight)
+                        host = origins.of(flight)
                 if (host.gated or host is not solo) and not self._admit(flight, host):
-                    if self._solo is not None:
+                    if origins.solo is not None:
                         break  # the only origin must wait: reading on would only park rows
                     continue  # parked with its origin; the next row may go elsewhere
                 if not self._dispatch(flight):
@@ -462,44 +449,16 @@ class Engine:
 
     # -- origins ---------------------------------------------------------------
 
-    def _new_limit(self) -> FixedLimit | AdaptiveLimit:
-        """A new origin's concurrency limit."""
-        per_host = self._per_host
-        if not self._adaptive:
-            assert self._fixed is not None
-            return FixedLimit(self._fixed if per_host is None else min(per_host, self._fixed))
-        most = self._max_concurrency if per_host is None else min(per_host, self._max_concurrency)
-        return AdaptiveLimit(initial=min(8, most), maximum=most)
-
-    def _host_of(self, flight: Flight) -> OriginLimit:
-        """The limits of ``flight``'s origin (made on first sight), cached on the flight."""
-        origin = flight.prepared.origin
-        host = self._last_host
-        if host is None or host.origin != origin:
-            host = self._hosts.get(origin)
-            if host is None:
-                limit = self.limiter if not self._hosts else self._new_limit()
-                retry = self.retry
-                budget = RetryBudget(retry.budget, retry.budget_floor)
-                host = OriginLimit(
-                    origin, limit, self._per_host_rate, self._adaptive, budget, self.clock()
-                )
-                self._hosts[origin] = host
-                self._solo = host if len(self._hosts) == 1 else None
-            self._last_host = host
-        flight.host = host
-        return host
-
     def _admit(self, flight: Flight, host: OriginLimit) -> bool:
         """Whether ``flight`` may start now at its origin; else it waits in the origin's queue."""
         if host.inflight >= host.limit.limit * self._depth:
-            self._park(flight, host)
+            self.origins.park(flight, host)
             return False
         if host.gated:
             now = self.clock()
             wait = host.wait(now)
             if wait > 0.0:
-                self._park(flight, host)
+                self.origins.park(flight, host)
                 if host.timer is None:
                     assert self._loop is not None
                     host.timer = self._loop.call_later(wait, self._host_ready, host)
@@ -507,20 +466,9 @@ class Engine:
             host.take(now)
         return True
 
-    def _park(self, flight: Flight, host: OriginLimit) -> None:
-        host.queue.append(flight)
-        self._parked += 1
-
     def _unpark(self, host: OriginLimit) -> None:
         """Hand the rows waiting for ``host`` back to the pump, as many as it has room for."""
-        queue = host.queue
-        room = min(len(queue), host.limit.limit * self._depth - host.inflight)
-        if host.gated and room > 1:
-            room = 1 if host.wait(self.clock()) > 0.0 else room
-        for _ in range(room):
-            self._ready.append(queue.popleft())
-        if room > 0:
-            self._parked -= room
+        self.origins.unpark(host, self._depth, self._ready)
 
     def _host_ready(self, host: OriginLimit) -> None:
         """The origin's rate or pause allows a start again."""
@@ -612,7 +560,7 @@ class Engine:
         if room <= 0:
             return 0
         origin = conn.origin
-        host = self._solo
+        host = self.origins.solo
         assert host is not None
         now = self.clock()
         deadline = now + self.timeouts.total
@@ -997,7 +945,7 @@ class Engine:
             and self._exhausted
             and self._waiting == 0
             and not self._ready
-            and not self._parked
+            and not self.origins.parked
             and self._done is not None
             and not self._done.done()
         ):
