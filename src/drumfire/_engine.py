@@ -10,6 +10,16 @@ A row's life::
     input item --prepare--> Flight --dispatch--> Connection --response/failure-->
         retry?  --yes--> wait (backoff / Retry-After) --> dispatch again
                 --no---> Result --> (reorder buffer if ordered) --> on_result
+
+Where each concern lives (the engine is one object made of parts, see
+:mod:`drumfire._core`): this module reads rows, dispatches them to
+connections, takes the connections' callbacks and holds the pipelining
+policy (``_watch_cpu``, ``_fill``, ``_pipeline_onto``...; about 200 lines that
+issue 19 moves into a policy object); :mod:`drumfire._lifecycle` starts,
+stops and sweeps; :mod:`drumfire._settle` decides what answers and failures
+mean for their rows. Beside it: :mod:`drumfire._rows` (items to flights),
+:mod:`drumfire._origins` (per-origin limits), :mod:`drumfire._pool`,
+:mod:`drumfire._finish` (answers to result rows), :mod:`drumfire._ordering`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from ._connection import BUSY, IDLE, TLS, Connection
 from ._extract import Extractor
 from ._finish import Finisher
 from ._http import MAX_HEADER, Response
+from ._lifecycle import Lifecycle
 from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
 from ._ordering import Reorder
 from ._origins import Origins
@@ -44,7 +55,7 @@ def _pipelinable(prepared: Prepared) -> bool:
     return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
 
 
-class Engine(Settling):
+class Engine(Settling, Lifecycle):
     """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face."""
 
     def __init__(
@@ -183,75 +194,6 @@ class Engine(Settling):
         self._timer: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
 
-    # -- running -------------------------------------------------------------
-
-    async def run(self, items: Iterator[Item], total: int | None = None) -> Stats:
-        """Process every item; return when each has produced its result."""
-        self._loop = asyncio.get_running_loop()
-        self._done = self._loop.create_future()
-        self._items = items
-        self.stats = Stats(self.clock, total)
-        self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
-        self._cpu_mark = (self.clock(), self.cpu_clock())
-        try:
-            self._pump()
-            await self._done
-        finally:
-            # Whatever ended the run (the last row, a failure), the aborts below
-            # must not start rows on new connections.
-            self._exhausted = self._stopping = True
-            if self._timer is not None:
-                self._timer.cancel()
-            if self._pump_timer is not None:
-                self._pump_timer.cancel()
-            self.origins.cancel_timers()
-            self.pool.close_all()
-            for conn in list(self._busy):
-                conn.abort("cancelled")
-            self.stats.finished = self.clock()
-            # One turn of the loop, so the transports' close callbacks run
-            # before a caller closes the loop.
-            await asyncio.sleep(0)
-        if self._failure is not None:
-            raise self._failure
-        return self.stats
-
-    def stop(self, grace: float = 2.0) -> None:
-        """Start no new row; give in-flight ones ``grace`` seconds, then cancel them."""
-        if self._stopping or self._loop is None:
-            return
-        self._stopping = True
-        self.stats.stopped = True
-        self._exhausted = True
-        # Rows sleeping before a retry (perhaps for a long Retry-After) end now.
-        for flight, handle in list(self._sleeping.items()):
-            handle.cancel()
-            self._waiting -= 1
-            self._give_up(flight, None, "cancelled")
-        self._sleeping.clear()
-        self._loop.call_later(grace, self.cancel_all)
-        self._check_done()
-
-    def hand_over_items(self, take: Callable[[Iterator[Item]], Iterator[Any]]) -> None:
-        """Let ``take`` read the rest of the items; the engine reads what it returns.
-
-        ``take`` may return prepared entries as well as items (see
-        :mod:`drumfire._readahead` and :meth:`_next_flight`).
-        """
-        if not self._exhausted:
-            self._items = take(self._items)
-
-    def wake(self) -> None:
-        """More input is available after a ``WAIT`` item."""
-        if self._done is not None:  # before run() there is nothing to pump yet
-            self._pump()
-
-    def pause(self, paused: bool) -> None:
-        """Hold off starting new rows (a consumer is behind); resume with False."""
-        self._paused = paused
-        if not paused and self._loop is not None:
-            self._loop.call_soon(self._pump)
-
     def watch_cpu(self, now: float) -> None:
         """Take one sample of the engine's CPU share, as each sweep does (a seam for tests).
 
@@ -263,38 +205,6 @@ class Engine(Settling):
     def connection_cap(self) -> int:
         """Most connections kept open now (fewer while pipelining)."""
         return self._conn_cap
-
-    def cancel_all(self) -> None:
-        """Cancel every row now: those in flight, waiting to start or parked (a second Ctrl-C)."""
-        for conn in list(self._busy):
-            conn.abort("cancelled", "stopped before the response came")
-        while self._ready:
-            self._give_up(self._ready.popleft(), None, "cancelled")
-        for flight in self.origins.drain():
-            self._give_up(flight, None, "cancelled")
-        self._check_done()
-
-    def _sweep_interval(self) -> float:
-        return max(
-            0.005, min(self.tick_interval, self.timeouts.total / 10, self.timeouts.connect / 10)
-        )
-
-    def _tick(self) -> None:
-        now = self.clock()
-        for conn in [c for c in self._busy if c.deadline < now]:
-            conn.abort("timeout", "no complete answer in time")
-        if self.pipeline > 1:
-            self._watch_cpu(now)
-        if self.on_tick is not None:
-            self.stats.concurrency = self._inflight
-            self.stats.limit = self.origins.limit(self.concurrency)
-            try:
-                self.on_tick(self.stats)
-            except Exception as exc:  # a broken display must not hang the run
-                self._fail(exc)
-                return
-        assert self._loop is not None
-        self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
 
     #: CPU share of one core above which the client is the bottleneck, and below
     #: which it is no longer; each must hold for CPU_TICKS sweeps in a row. A
@@ -348,12 +258,6 @@ class Engine(Settling):
             self._depth = 1
         self._total = self.concurrency * self._depth
         self._pump()
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._failure is None:  # the first error is the one to report
-            self._failure = exc
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
 
     # -- starting requests ---------------------------------------------------
 
@@ -729,15 +633,3 @@ class Engine(Settling):
         self._pump()
         if usual:
             self._finish_all(usual, now)
-
-    def _check_done(self) -> None:
-        if (
-            self._inflight == 0
-            and self._exhausted
-            and self._waiting == 0
-            and not self._ready
-            and not self.origins.parked
-            and self._done is not None
-            and not self._done.done()
-        ):
-            self._done.set_result(None)

@@ -7,56 +7,28 @@ retry, the end of the row, or that the target is unreachable. ``Retry``
 decides what is retried; this part of the engine acts on it and hands each
 result on (in order with ``--ordered``).
 
-:class:`Settling` is a part of :class:`drumfire._engine.Engine` (the engine
-derives from it): one object, its concerns split over modules. The
-annotations below are the engine's state that this part reads and changes;
-the methods declared at the end are the engine's.
+:class:`Settling` is a part of :class:`drumfire._engine.Engine` (see
+:mod:`drumfire._core`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
-from collections import deque
-from collections.abc import Callable
 
 from ._connection import Connection
+from ._core import EngineCore
 from ._errors import explain
-from ._finish import Finisher
 from ._http import Response
 from ._limits import OriginLimit, parse_quota
-from ._ordering import Reorder
 from ._request import redirect
-from ._result import Result, Stats
-from ._rows import Flight, Rows
-from ._settings import Retry
+from ._result import Result
+from ._rows import Flight
 
 __all__ = ["Settling"]
 
 
-class Settling:
+class Settling(EngineCore):
     """The engine's answers, failures, retries and results (see the module docstring)."""
-
-    stats: Stats
-    retry: Retry
-    clock: Callable[[], float]
-    rng: random.Random
-    rows: Rows
-    finisher: Finisher
-    follow_redirects: int
-    unreachable_after: int
-    on_result: Callable[[Result], None]
-    on_numbered: Callable[[Result, int], None] | None
-    _order: Reorder[Result] | None
-    _ready: deque[Flight]
-    _sleeping: dict[Flight, asyncio.TimerHandle]
-    _loop: asyncio.AbstractEventLoop | None
-    _inflight: int
-    _waiting: int
-    _stopping: bool
-    _reached: bool
-    _unreached: int
 
     def _read_quota(
         self, host: OriginLimit, answered: list[tuple[Flight, Response]], now: float
@@ -266,20 +238,3 @@ class Settling:
         except Exception as exc:  # a broken sink or consumer ends the run with its error
             # (from a connection's or a timer's callback it would only be logged)
             self._fail(exc)
-
-    # -- the engine's (declared here for the type checker) ----------------------
-
-    def _pump(self) -> None:
-        raise NotImplementedError
-
-    def _check_done(self) -> None:
-        raise NotImplementedError
-
-    def _fail(self, exc: BaseException) -> None:
-        raise NotImplementedError
-
-    def _answered_host(self, host: OriginLimit | None, count: int) -> None:
-        raise NotImplementedError
-
-    def stop(self, grace: float = 2.0) -> None:
-        raise NotImplementedError

@@ -353,3 +353,14 @@ def test_input_and_template_errors_keep_their_place() -> None:
     assert results[1].error == "template: row 2 has no column 'n'"
     assert [r.status for r in results] == [200, None, 200]
 
+
+
+def test_every_part_of_the_engine_is_there() -> None:
+    # The parts declare in EngineCore what they call on each other; the engine
+    # must define each of those (else a call would reach the declaration).
+    from drumfire._core import EngineCore
+
+    declared = [n for n, v in vars(EngineCore).items() if callable(v) and not n.startswith("__")]
+    assert declared
+    for name in declared:
+        assert getattr(Engine, name) is not getattr(EngineCore, name), name
