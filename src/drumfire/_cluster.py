@@ -214,7 +214,7 @@ def _plan_parquet(path: str, size: int) -> list[Part]:
 # -- one partition (on a worker) ------------------------------------------------------
 
 
-def _open_part(part: Part, scratch: str) -> Any:
+def open_part(part: Part, scratch: str) -> Any:
     """The partition's rows as a Source, its row numbers and lines those of the whole input."""
     from ._rows import InputProblem
     from ._sources import Source, open_source
@@ -256,7 +256,7 @@ def _open_part(part: Part, scratch: str) -> Any:
 def _results(part: Part, job: Job) -> list[Result]:
     """Run the partition's rows through the engine on its own loop and thread."""
     with tempfile.TemporaryDirectory(prefix="drumfire-part-") as scratch:
-        source = _open_part(part, scratch)
+        source = open_part(part, scratch)
         try:
             return _run_source(source, job, part.index)
         finally:

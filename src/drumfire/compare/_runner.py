@@ -153,7 +153,7 @@ def _outcomes(result: dict[str, Any]) -> tuple[dict[str, _Key], int]:
     return got, duplicates
 
 
-def _figures(report: StrategyReport, result: dict[str, Any]) -> None:
+def copy_figures(report: StrategyReport, result: dict[str, Any]) -> None:
     """Copy one run's figures into ``report``."""
     statuses: Counter[str] = Counter()
     report.ok = report.failed = 0
@@ -171,7 +171,7 @@ def _figures(report: StrategyReport, result: dict[str, Any]) -> None:
     report.statuses = dict(sorted(statuses.items()))
 
 
-def _match(
+def count_mismatches(
     result: dict[str, Any], keys: list[str], ids: list[str], reference: dict[str, _Key] | None
 ) -> tuple[int, dict[str, Any] | None]:
     """Rows of ``result`` that differ from ``reference`` (or are missing, extra, repeated)."""
@@ -304,7 +304,7 @@ def compare(
                     elif "error" in result:
                         report.error = str(result["error"])
                     else:
-                        _figures(report, result)  # this run's, for the progress display
+                        copy_figures(report, result)  # this run's, for the progress display
                         report.runs_rps.append(report.rps or 0.0)
                         runs[strategy.name].append(result)
                 if on_progress is not None:
@@ -319,11 +319,11 @@ def compare(
     ref_rows = _outcomes(done[reference][0])[0] if reference is not None else None
     for name, found in done.items():
         report = reports[name]
-        _figures(report, _median_run(found))
+        copy_figures(report, _median_run(found))
         report.mismatches, report.example_mismatch = 0, None
         for result in found:
             ref = None if name == reference else ref_rows
-            mismatches, example = _match(result, keys, ids, ref)
+            mismatches, example = count_mismatches(result, keys, ids, ref)
             if mismatches > report.mismatches:
                 report.mismatches, report.example_mismatch = mismatches, example
         report.results_match = report.mismatches == 0
