@@ -106,7 +106,7 @@ class Lifecycle(EngineCore):
 
     def _tick(self) -> None:
         now = self.clock()
-        for conn in [c for c in self._busy if c.deadline < now]:
+        for conn in [c for c in self._busy if c.is_overdue(now)]:
             conn.abort("timeout", "no complete answer in time")
         if self.pipeline > 1:
             self._watch_cpu(now)
