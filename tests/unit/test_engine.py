@@ -354,7 +354,6 @@ def test_input_and_template_errors_keep_their_place() -> None:
     assert [r.status for r in results] == [200, None, 200]
 
 
-
 def test_every_part_of_the_engine_is_there() -> None:
     # The parts declare in EngineCore what they call on each other; the engine
     # must define each of those (else a call would reach the declaration).
