@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ._errors import UsageError
+from ._settings import Timeouts
 from ._sources import FORMATS
 
 __all__ = [
@@ -46,7 +47,7 @@ encoding_option = click.option(
 connect_timeout_option = click.option(
     "--connect-timeout",
     type=click.FloatRange(0.001),
-    default=10.0,
+    default=Timeouts().connect,
     show_default=True,
     help="Seconds to open a connection.",
 )

@@ -24,6 +24,7 @@ import httptools
 import orjson
 
 from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError
+from ._settings import MAX_BODY
 
 __all__ = ["MAX_HEADER", "Headers", "Response", "ResponseReader", "encode_request_head"]
 
@@ -514,7 +515,7 @@ class ResponseReader:
         "started",
     )
 
-    def __init__(self, max_body: int = 64 * 1024 * 1024, max_header: int = MAX_HEADER) -> None:
+    def __init__(self, max_body: int = MAX_BODY, max_header: int = MAX_HEADER) -> None:
         self.max_body = max_body
         # The header block is bounded too: httptools gathers a header's name and
         # value until the line ends, so a server that never ends one would

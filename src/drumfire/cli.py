@@ -43,12 +43,15 @@ from ._resume import (
     is_cancelled,
     scan_output,
 )
-from ._settings import Retry
+from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
 from ._url import shown_url
 
 __all__ = ["entry", "main"]
+
+#: The defaults every option shows and uses: the API's own (declared once, in _settings).
+_DEFAULTS = Job()
 
 
 #: Connection attempts that must all fail to connect, none succeeding, before
@@ -76,6 +79,14 @@ def _size_option(option: str, text: str, minimum: int = 0) -> int:
 def _fail(message: str) -> NoReturn:
     click.echo(f"drumfire: error: {message}", err=True)
     sys.exit(2)
+
+
+def size_text(size: int) -> str:
+    """A byte count as ``parse_size`` reads it: ``64M``, ``64K``, or bytes."""
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 def parse_size(text: str) -> int:
@@ -286,14 +297,14 @@ def main() -> None:
 @click.option(
     "--max-concurrency",
     type=click.IntRange(1, 100_000),
-    default=512,
+    default=_DEFAULTS.max_concurrency,
     show_default=True,
     help="Cap for the adaptive concurrency.",
 )
 @click.option(
     "--pipeline",
     type=click.IntRange(1, 256),
-    default=64,
+    default=_DEFAULTS.pipeline,
     show_default=True,
     metavar="N",
     help="Once drumfire's own CPU limits the run (a fast local server), send up to N "
@@ -315,7 +326,7 @@ def main() -> None:
 @click.option(
     "--retries",
     type=click.IntRange(0, 100),
-    default=3,
+    default=_DEFAULTS.retry.retries,
     show_default=True,
     help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
 )
@@ -336,7 +347,7 @@ def main() -> None:
 @click.option(
     "--max-retry-wait",
     type=click.FloatRange(0),
-    default=60.0,
+    default=_DEFAULTS.retry.max_retry_after,
     show_default=True,
     metavar="SECONDS",
     help="Longest Retry-After waited for (it delays only its own row); a row asked to "
@@ -350,7 +361,7 @@ def main() -> None:
 @click.option(
     "--timeout",
     type=click.FloatRange(0.001),
-    default=30.0,
+    default=_DEFAULTS.timeouts.total,
     show_default=True,
     help="Seconds for one attempt, from sending to the last byte.",
 )
@@ -377,13 +388,13 @@ def main() -> None:
 )
 @click.option(
     "--max-body",
-    default="64M",
+    default=size_text(_DEFAULTS.max_body),
     show_default=True,
     help="Largest response body accepted (after decompression).",
 )
 @click.option(
     "--max-header-size",
-    default="64K",
+    default=size_text(_DEFAULTS.max_header_size),
     show_default=True,
     help="Largest response header block accepted; past it the row ends with header_too_large.",
 )
@@ -397,7 +408,7 @@ def main() -> None:
 @click.option(
     "--max-redirects",
     type=click.IntRange(1, 100),
-    default=10,
+    default=MAX_REDIRECTS,
     show_default=True,
     help="Most redirects followed per row with --follow-redirects.",
 )

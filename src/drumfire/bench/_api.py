@@ -19,6 +19,7 @@ from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
 from .._request import RequestPlan
+from .._settings import MAX_BODY
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
 from ._report import BenchReport, build_report
@@ -30,6 +31,8 @@ __all__ = ["DEFAULT_DURATION", "abench", "bench"]
 DEFAULT_DURATION = 10.0  # seconds, when neither a count nor a duration is given
 DEFAULT_CLOSED_CONCURRENCY = 8
 DEFAULT_OPEN_CONCURRENCY = 64
+#: Seconds a request may take, and to open a connection (a load test waits less than a batch).
+DEFAULT_TIMEOUT = 10.0
 
 Headers = list[str] | list[tuple[str, str]] | Mapping[str, str] | None
 
@@ -266,12 +269,12 @@ async def abench(
     requests: int | None = None,
     duration: str | float | None = None,
     warmup: str | float = 0,
-    timeout: float = 10.0,  # noqa: ASYNC109 - a per-request timeout, not the call's
-    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-request timeout, not the call's
+    connect_timeout: float = DEFAULT_TIMEOUT,
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = 64 * 1024 * 1024,
+    max_body: int = MAX_BODY,
     quiet: bool = True,
     clock: Callable[[], float] = time.perf_counter,
 ) -> BenchReport:
@@ -299,12 +302,12 @@ def bench(
     requests: int | None = None,
     duration: str | float | None = None,
     warmup: str | float = 0,
-    timeout: float = 10.0,
-    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float = DEFAULT_TIMEOUT,
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = 64 * 1024 * 1024,
+    max_body: int = MAX_BODY,
     quiet: bool = True,
     clock: Callable[[], float] = time.perf_counter,
 ) -> BenchReport:

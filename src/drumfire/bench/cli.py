@@ -11,8 +11,16 @@ import click
 from .._cli_common import CONTEXT, connect_timeout_option, insecure_option, read_data
 from .._connection import TLS
 from .._errors import UsageError
+from .._settings import MAX_BODY
 from .._sources import FORMATS
-from ._api import _plan, run_plan
+from ._api import (
+    DEFAULT_CLOSED_CONCURRENCY,
+    DEFAULT_DURATION,
+    DEFAULT_OPEN_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    _plan,
+    run_plan,
+)
 from ._runner import BenchError
 
 __all__ = ["bench_command"]
@@ -91,7 +99,8 @@ def _check_output(path: str | None, option: str) -> None:
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
-    help="Connections [default: 8; with --rate, at most 64].",
+    help=f"Connections [default: {DEFAULT_CLOSED_CONCURRENCY}; with --rate, "
+    f"at most {DEFAULT_OPEN_CONCURRENCY}].",
 )
 @click.option(
     "-r",
@@ -114,7 +123,7 @@ def _check_output(path: str | None, option: str) -> None:
     "--duration",
     default=None,
     metavar="DURATION",
-    help="Stop after this long (10s, 2m, 1m30s) [default: 10s unless -n].",
+    help=f"Stop after this long (10s, 2m, 1m30s) [default: {DEFAULT_DURATION:g}s unless -n].",
 )
 @click.option(
     "--warmup",
@@ -125,7 +134,7 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option(
     "--timeout",
     type=click.FloatRange(0.001),
-    default=10.0,
+    default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds a request may take (from its due time under --rate).",
 )
@@ -231,7 +240,7 @@ def bench_command(
             shuffle=shuffle,
             seed=seed,
             verify=tls,
-            max_body=64 * 1024 * 1024,
+            max_body=MAX_BODY,
         )
     except UsageError as exc:
         _fail(str(exc))
