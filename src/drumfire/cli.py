@@ -22,12 +22,16 @@ from rich.console import Console
 from ._api import Job, make_job
 from ._cli_common import (
     CONTEXT,
+    basic_auth_header,
     connect_timeout_option,
     encoding_option,
     format_option,
     insecure_option,
+    looks_like_url,
     read_data,
+    url_from_user,
     url_option,
+    user_option,
 )
 from ._errors import UsageError
 from ._extract import parse_extract_options
@@ -207,6 +211,7 @@ def main() -> None:
 @main.command("run", context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
+@user_option
 @click.option(
     "-X", "--method", default=None, help="Method (template). Default GET, or POST with --data."
 )
@@ -261,6 +266,14 @@ def main() -> None:
     multiple=True,
     metavar="COLUMN",
     help="Input column(s) to copy to the output; repeatable or comma-separated.",
+)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Use only the first N rows of INPUT (as head -n).",
 )
 @click.option(
     "-o",
@@ -400,6 +413,7 @@ def main() -> None:
 )
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
+    "-L",
     "--follow-redirects",
     "follow_redirects",
     is_flag=True,
@@ -410,7 +424,7 @@ def main() -> None:
     type=click.IntRange(1, 100),
     default=MAX_REDIRECTS,
     show_default=True,
-    help="Most redirects followed per row with --follow-redirects.",
+    help="Most redirects followed per row with -L/--follow-redirects.",
 )
 @click.option(
     "--resume",
@@ -468,6 +482,7 @@ def main() -> None:
 def run_command(
     input_path: str,
     url: str,
+    user: str | None,
     method: str | None,
     headers: tuple[str, ...],
     data: str | None,
@@ -477,6 +492,7 @@ def run_command(
     parse_columns: tuple[str, ...],
     id_column: str | None,
     keep: tuple[str, ...],
+    limit: int | None,
     output: str,
     input_format: str | None,
     output_format: str | None,
@@ -523,12 +539,13 @@ def run_command(
         -e code=code -e 'duration=routes[0].duration' -o results.csv
     """
     try:
+        url, header_lines = _credentials(url, user, headers)
         pairs = parse_extract_options(extract)
         keep_columns = _split_columns(keep)
         job = make_job(
             url,
             method=method,
-            headers=list(headers),
+            headers=header_lines,
             data=read_data(data),
             json=read_data(json_data),
             extract=pairs,
@@ -583,6 +600,7 @@ def run_command(
                 "--retry-failed": retry_failed is not None,
                 "--fail-on-error": fail_on_error is not None,
                 "--summary-json": summary_json,
+                "-n/--limit": limit is not None,
             }
             for what, given in unsupported.items():
                 if given:
@@ -607,6 +625,8 @@ def run_command(
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and Console(stderr=True).is_terminal
         source = open_source(input_path, input_format, encoding, count=displayed)
+        if limit is not None:
+            source = _first_rows(source, limit)
         lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
@@ -678,6 +698,25 @@ def run_command(
     sys.exit(code)
 
 
+def _credentials(url: str, user: str | None, headers: Sequence[str]) -> tuple[str, list[str]]:
+    """``-u``: USER:PASSWORD as curl means it (a URL there: its old meaning, with a warning)."""
+    given = click.get_current_context().get_parameter_source("url")
+    old = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
+    if old is not None:
+        return old, list(headers)
+    if user is None:
+        return url, list(headers)
+    return url, [*headers, basic_auth_header(user, headers)]
+
+
+def _first_rows(source: Source, limit: int) -> Source:
+    """``-n/--limit``: the first ``limit`` rows (a bad line counts: it gets its output row)."""
+    import itertools
+
+    total = None if source.total is None else min(source.total, limit)
+    return dataclasses.replace(source, items=itertools.islice(source.items, limit), total=total)
+
+
 def _run(
     job: Job,
     source: Source,
@@ -737,7 +776,7 @@ def _hide_secrets(argv: Sequence[str]) -> list[str]:
     Header values are never echoed (they hold tokens), so the hint has the user put them back.
     """
     shown: list[str] = []
-    header_next = False
+    header_next = user_next = False
     for arg in argv:
         if header_next or (arg.startswith(("--header=", "-H")) and arg != "-H"):
             prefix = "" if header_next else arg[: 9 if arg.startswith("--header=") else 2]
@@ -746,6 +785,14 @@ def _hide_secrets(argv: Sequence[str]) -> list[str]:
             header_next = False
         elif arg in ("-H", "--header"):
             header_next = True
+        elif user_next or (arg.startswith(("--user=", "-u")) and arg != "-u"):
+            prefix = "" if user_next else arg[: 7 if arg.startswith("--user=") else 2]
+            value = arg[len(prefix) :]
+            # the old -u URL: shown as any URL is, without its user info
+            arg = prefix + (shown_url(value) if looks_like_url(value) else "***")
+            user_next = False
+        elif arg in ("-u", "--user"):
+            user_next = True
         elif "://" in arg:
             arg = shown_url(arg)
         shown.append(arg)

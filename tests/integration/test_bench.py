@@ -445,7 +445,7 @@ def test_cli_input_and_rate(tmp_path: Path, stall: StallServer) -> None:
     rows = tmp_path / "q.csv"
     rows.write_text("q\none\ntwo\n")
     args = ["--input", str(rows), "--url", stall.base_url + "/?q={q}"]
-    args += ["--rate", "100", "-z", "0.5s", "-q"]
+    args += ["--rate", "100", "-z", "0.5s", "--quiet"]
     result = CliRunner().invoke(bench_command, args)
     assert result.exit_code == 0, result.output
     assert "open model" in result.output

@@ -15,6 +15,6 @@ moment it was due, so time spent queued behind a stalled server is counted
 from ._api import abench, bench
 from ._report import BenchReport
 from ._runner import BenchError
-from ._schedule import parse_duration, parse_rate
+from ._schedule import parse_duration, parse_rate_profile
 
-__all__ = ["BenchError", "BenchReport", "abench", "bench", "parse_duration", "parse_rate"]
+__all__ = ["BenchError", "BenchReport", "abench", "bench", "parse_duration", "parse_rate_profile"]

@@ -24,7 +24,7 @@ from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
-from ._schedule import RateProfile, Schedule, parse_duration, parse_rate
+from ._schedule import RateProfile, Schedule, parse_duration, parse_rate_profile
 
 __all__ = ["DEFAULT_DURATION", "abench", "bench"]
 
@@ -136,7 +136,7 @@ def _plan(
     length = parse_duration(duration, "-z/--duration") if duration is not None else None
     if length is not None and length <= 0:
         raise UsageError("the duration (-z) must be more than 0")
-    profile: RateProfile | None = parse_rate(rate) if rate is not None else None
+    profile: RateProfile | None = parse_rate_profile(rate) if rate is not None else None
     if length is None and requests is None and (profile is None or math.isinf(profile.length)):
         length = DEFAULT_DURATION
     if profile is not None and not math.isinf(profile.length) and length is None:
