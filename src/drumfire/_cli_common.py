@@ -37,6 +37,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 url_option = click.option(
     "--url",
     default="{url}",
+    metavar="TEMPLATE",
     show_default=True,
     help="URL template; {column} is replaced by the row's value, percent-encoded for where "
     "it lands ({+column}: raw, for values that are URL syntax).",
@@ -58,11 +59,12 @@ format_option = click.option(
     help="Input format [default: from the extension].",
 )
 encoding_option = click.option(
-    "--encoding", default="utf-8", show_default=True, help="Input text encoding."
+    "--encoding", default="utf-8", show_default=True, metavar="NAME", help="Input text encoding."
 )
 connect_timeout_option = click.option(
     "--connect-timeout",
     type=click.FloatRange(0.001),
+    metavar="SECONDS",
     default=Timeouts().connect,
     show_default=True,
     help="Seconds to open a connection.",

@@ -213,7 +213,11 @@ def main() -> None:
 @url_option
 @user_option
 @click.option(
-    "-X", "--method", default=None, help="Method (template). Default GET, or POST with --data."
+    "-X",
+    "--method",
+    default=None,
+    metavar="METHOD",
+    help="Method (template). Default GET, or POST with --data.",
 )
 @click.option(
     "-H",
@@ -223,7 +227,13 @@ def main() -> None:
     metavar="'NAME: VALUE'",
     help="Request header (template); repeatable.",
 )
-@click.option("-d", "--data", default=None, help="Request body (template); @FILE reads a file.")
+@click.option(
+    "-d",
+    "--data",
+    default=None,
+    metavar="BODY",
+    help="Request body (template); @FILE reads a file.",
+)
 @click.option(
     "--json",
     "json_data",
@@ -279,6 +289,7 @@ def main() -> None:
     "-o",
     "--output",
     default="-",
+    metavar="PATH",
     show_default=True,
     help="Output file (.csv, .jsonl, .parquet directory, .sqlite/.db or "
     "sqlite:///PATH?table=NAME), or - for standard output. A file that already "
@@ -297,6 +308,7 @@ def main() -> None:
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
+    metavar="N",
     help="Requests in flight at once (= open connections) [default: adaptive].",
 )
 @click.option(
@@ -310,6 +322,7 @@ def main() -> None:
 @click.option(
     "--max-concurrency",
     type=click.IntRange(1, 100_000),
+    metavar="N",
     default=_DEFAULTS.max_concurrency,
     show_default=True,
     help="Cap for the adaptive concurrency.",
@@ -339,6 +352,7 @@ def main() -> None:
 @click.option(
     "--retries",
     type=click.IntRange(0, 100),
+    metavar="N",
     default=_DEFAULTS.retry.retries,
     show_default=True,
     help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
@@ -374,6 +388,7 @@ def main() -> None:
 @click.option(
     "--timeout",
     type=click.FloatRange(0.001),
+    metavar="SECONDS",
     default=_DEFAULTS.timeouts.total,
     show_default=True,
     help="Seconds for one attempt, from sending to the last byte.",
@@ -402,12 +417,14 @@ def main() -> None:
 @click.option(
     "--max-body",
     default=size_text(_DEFAULTS.max_body),
+    metavar="SIZE",
     show_default=True,
     help="Largest response body accepted (after decompression).",
 )
 @click.option(
     "--max-header-size",
     default=size_text(_DEFAULTS.max_header_size),
+    metavar="SIZE",
     show_default=True,
     help="Largest response header block accepted; past it the row ends with header_too_large.",
 )
@@ -422,6 +439,7 @@ def main() -> None:
 @click.option(
     "--max-redirects",
     type=click.IntRange(1, 100),
+    metavar="N",
     default=MAX_REDIRECTS,
     show_default=True,
     help="Most redirects followed per row with -L/--follow-redirects.",
@@ -849,20 +867,41 @@ def _finish(
 
 
 @main.command("serve", context_settings=CONTEXT)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("-p", "--port", type=int, default=8000, show_default=True)
 @click.option(
-    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to every answer."
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address to listen on.",
+)
+@click.option(
+    "-p",
+    "--port",
+    type=int,
+    default=8000,
+    show_default=True,
+    metavar="N",
+    help="Port to listen on.",
+)
+@click.option(
+    "--latency",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds added to every answer.",
 )
 @click.option(
     "--jitter",
     type=float,
     default=0.0,
+    metavar="SECONDS",
     show_default=True,
     help="Up to this many seconds more, at random.",
 )
 def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
-    """Run the demo server: OSRM-shaped /route/v1/driving/..., /quote, /echo, /status/N."""
+    """Run the demo server: routes shaped like the OSRM routing server's
+    (/route/v1/driving/...), /quote, /echo, /status/N."""
     from .demo.server import run_server
 
     shown = f"[{host}]" if ":" in host else host
@@ -881,6 +920,7 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     "-n",
     "--rows",
     type=click.IntRange(1, 10_000_000),
+    metavar="N",
     default=20_000,
     show_default=True,
     help="Rows in the sample input.",
@@ -898,6 +938,7 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     type=float,
     default=0.0,
     show_default=True,
+    metavar="SECONDS",
     help="Seconds the demo server adds to every answer.",
 )
 @click.option(
@@ -905,10 +946,12 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
+    metavar="N",
     help="Fixed concurrency [default: adaptive, as drumfire run].",
 )
 def demo_command(rows: int, directory: str, latency: float, concurrency: int | None) -> None:
-    """Start the demo server, write a sample input, run the main job, show the results."""
+    """Start the demo server, write a sample input of routes, send it with drumfire run,
+    and show the results."""
     from ._batch import execute
     from .demo.server import DemoServer, write_sample_routes
 

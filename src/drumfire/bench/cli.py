@@ -132,8 +132,14 @@ def _check_output(path: str | None, option: str) -> None:
     help="Input format [default: from the extension].",
 )
 @click.option("--shuffle", is_flag=True, help="Visit the input rows in random order.")
-@click.option("--seed", type=int, default=None, help="Seed for --shuffle.")
-@click.option("-X", "--method", default=None, help="Method. Default GET, or POST with --data.")
+@click.option("--seed", type=int, default=None, metavar="N", help="Seed for --shuffle.")
+@click.option(
+    "-X",
+    "--method",
+    default=None,
+    metavar="METHOD",
+    help="Method. Default GET, or POST with --data.",
+)
 @click.option(
     "-H",
     "--header",
@@ -143,13 +149,18 @@ def _check_output(path: str | None, option: str) -> None:
     help="Request header; repeatable (a template with --input).",
 )
 @click.option(
-    "-d", "--data", default=None, help="Request body; @FILE reads a file (a template with --input)."
+    "-d",
+    "--data",
+    default=None,
+    metavar="BODY",
+    help="Request body; @FILE reads a file (a template with --input).",
 )
 @click.option(
     "-c",
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
+    metavar="N",
     help=f"Connections [default: {DEFAULT_CLOSED_CONCURRENCY}; with --rate, "
     f"at most {DEFAULT_OPEN_CONCURRENCY}].",
 )
@@ -187,6 +198,7 @@ def _check_output(path: str | None, option: str) -> None:
     "--timeout",
     type=click.FloatRange(0.001),
     default=DEFAULT_TIMEOUT,
+    metavar="SECONDS",
     show_default=True,
     help="Seconds a request may take (from its due time under --rate).",
 )

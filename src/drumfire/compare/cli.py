@@ -52,7 +52,11 @@ def _check_installed(strategies: str | None) -> None:
 @url_option
 @user_option
 @click.option(
-    "-X", "--method", default=None, help="Method (template). Default GET, or POST with --data."
+    "-X",
+    "--method",
+    default=None,
+    metavar="METHOD",
+    help="Method (template). Default GET, or POST with --data.",
 )
 @click.option(
     "-H",
@@ -62,7 +66,13 @@ def _check_installed(strategies: str | None) -> None:
     metavar="'NAME: VALUE'",
     help="Request header (template); repeatable.",
 )
-@click.option("-d", "--data", default=None, help="Request body (template); @FILE reads a file.")
+@click.option(
+    "-d",
+    "--data",
+    default=None,
+    metavar="BODY",
+    help="Request body (template); @FILE reads a file.",
+)
 @click.option(
     "-e",
     "--extract",
@@ -75,6 +85,7 @@ def _check_installed(strategies: str | None) -> None:
     "--concurrency",
     type=click.IntRange(1, 10_000),
     default=DEFAULT_CONCURRENCY,
+    metavar="N",
     show_default=True,
     help="Requests in flight, for every strategy where concurrency applies.",
 )
@@ -86,13 +97,19 @@ def _check_installed(strategies: str | None) -> None:
     help="Strategies to run, comma-separated [default: all]: " + ", ".join(STRATEGY_NAMES) + ".",
 )
 @click.option(
-    "-n", "--limit", type=click.IntRange(1), default=None, help="Use only the first N rows."
+    "-n",
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Use only the first N rows.",
 )
 @click.option(
     "-r",
     "--repeat",
     type=click.IntRange(1, 100),
     default=1,
+    metavar="N",
     show_default=True,
     help="Run every strategy this many times, round after round; report each one's median run.",
 )
@@ -110,6 +127,7 @@ def _check_installed(strategies: str | None) -> None:
     "json_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    metavar="PATH",
     help="Write the report as JSON to this file.",
 )
 @click.option(
@@ -117,11 +135,13 @@ def _check_installed(strategies: str | None) -> None:
     "html_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    metavar="PATH",
     help="Write the report as a self-contained HTML page (bar chart and table).",
 )
 @click.option(
     "--max-seconds",
     type=click.FloatRange(0.1),
+    metavar="SECONDS",
     default=None,
     help="Stop a strategy that takes longer than this and report it as failed.",
 )
