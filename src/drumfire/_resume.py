@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._errors import REASONS, UsageError
+from ._errors import Reason, UsageError
 from ._sinks import TABLE_FORMATS
 
 __all__ = [
@@ -41,6 +41,9 @@ __all__ = [
     "scan_output",
     "write_kept",
 ]
+
+#: Every reason --retry-failed and --fail-on-error accept (see drumfire.Reason).
+_REASONS = tuple(r.value for r in Reason)
 
 
 def _key(value: str) -> int:
@@ -388,7 +391,7 @@ class Selection:
                 self.any_error = True
             elif item == "transport":
                 reasons.update(TRANSPORT)
-            elif item in REASONS:
+            elif item in _REASONS:
                 reasons.add(item)
             elif _ITEM.fullmatch(item):
                 if item.endswith("xx"):
@@ -398,7 +401,7 @@ class Selection:
             else:
                 raise UsageError(
                     f"{option} {raw.strip()!r}: not a reason or a status; give a comma-separated "
-                    f"list of transport, errors, {', '.join(REASONS)}, a status like 503 or a "
+                    f"list of transport, errors, {', '.join(_REASONS)}, a status like 503 or a "
                     "class like 5xx"
                 )
         if not (self.any_error or reasons or statuses or classes):
