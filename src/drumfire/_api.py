@@ -159,7 +159,7 @@ def make_job(
     timeout: float = Timeouts().total,
     connect_timeout: float = Timeouts().connect,
     verify: bool | str = True,
-    cert: str | tuple[str, str] | None = None,
+    cert: str | tuple[str | None, str] | None = None,
     max_body: int = MAX_BODY,
     max_header_size: int = MAX_HEADER,
     ordered: bool = False,
@@ -184,8 +184,8 @@ def make_job(
     cacert = verify if isinstance(verify, str) else None
     cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
     tls = TLS(bool(verify), cacert, cert_file, key_file)
-    if cacert is not None or cert_file is not None:
-        tls.check()  # an unusable file is a usage error before the first request
+    if cacert is not None or cert_file is not None or key_file is not None:
+        tls.check()  # an unusable file, or a key without its certificate: a usage error now
     if json is not None:  # curl's --json: the body, Content-Type and Accept
         if data is not None:
             raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
@@ -261,6 +261,9 @@ _DOC_ARGS = """
         output: a file (str or Path) that each result is written to as it
             completes, as ``-o`` (``output_format=`` as ``--output-format``).
         resume: keep the rows already in ``output`` and send only the others.
+        overwrite: replace an ``output`` that already holds results (as
+            ``--overwrite``); without it (or ``resume``) such a file is a
+            :class:`~drumfire.UsageError`, never silently lost.
         progress: None (the default) shows a progress bar when interactive
             (a widget in Jupyter, a live line when stderr is a terminal);
             True always, False never. At most ten redraws a second.

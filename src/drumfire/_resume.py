@@ -36,7 +36,6 @@ __all__ = [
     "Resumed",
     "Selection",
     "input_error_line",
-    "load_done_ids",
     "repair_tail",
     "scan_output",
     "write_kept",
@@ -314,17 +313,6 @@ def write_kept(path: str, fmt: str, resend: Callable[[Record], bool], out: IO[by
     for record, line in _jsonl_records(path):
         if not resend(record):
             out.write(line)
-
-
-def load_done_ids(path: str, fmt: str) -> tuple[DoneIds, bool]:
-    """Repair ``path`` and read its ids; returns (ids, whether a header exists)."""
-    if fmt in ("parquet", "sqlite"):  # typed outputs: their own modules read them
-        from ._parquet import load_parquet_ids
-        from ._sqlite import load_sqlite_ids
-
-        return load_parquet_ids(path) if fmt == "parquet" else load_sqlite_ids(path)
-    resumed = scan_output(path, fmt, lambda record: False)
-    return resumed.done, os.path.exists(path) and os.path.getsize(path) > 0
 
 
 class DuplicateCounter:

@@ -63,12 +63,6 @@ _DEFAULTS = Job()
 UNREACHABLE_AFTER = 50
 
 
-def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | None:
-    if key is not None and cert is None:
-        raise UsageError("--key needs --cert (the client certificate it belongs to)")
-    return (cert, key) if cert is not None and key is not None else cert
-
-
 def _size_option(option: str, text: str, minimum: int = 0) -> int:
     """A size option's value; a bad one is one line naming the option."""
     try:
@@ -578,7 +572,7 @@ def run_command(
             timeout=timeout,
             connect_timeout=connect_timeout,
             verify=False if insecure else (cacert or True),
-            cert=_client_cert(cert, key),
+            cert=(cert, key) if key is not None else cert,  # checked by TLS.check
             max_body=_size_option("--max-body", max_body),
             max_header_size=_size_option("--max-header-size", max_header_size, 1024),
             ordered=ordered,
