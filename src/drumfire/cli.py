@@ -3,6 +3,14 @@
 It parses options into the library's value objects, maps
 :class:`~drumfire.UsageError` to exit status 2 with a one-line message, and
 leaves everything else to ``_batch.execute``.
+
+Why this module is long (about 900 lines): it is the ``run`` command, one click
+command with about fifty options. Their declarations (about 300 lines) are kept
+together so that they read in the order ``--help`` shows them, and the body only
+turns their values into settings, checks the output and prints the hints after
+the summary. Other commands live with their subject (``bench/cli.py``,
+``compare/cli.py``, ``demo/cli.py``: imported only when used), options shared by
+several commands in ``_cli_common.py``, defaults in ``_settings.py``.
 """
 
 from __future__ import annotations
@@ -171,7 +179,7 @@ def load_parse_function(spec: str) -> Callable[..., Any]:
 
 
 class _Commands(click.Group):
-    """The command group; ``bench`` and ``compare`` are imported only when used.
+    """The command group; ``bench``, ``compare``, ``demo``, ``serve`` are imported only when used.
 
     They pull in rich tables, HTML reports and more: about 35 ms of start-up
     that ``drumfire run`` (which counts its own start in its throughput) need
@@ -181,6 +189,8 @@ class _Commands(click.Group):
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("drumfire.bench.cli", "bench_command"),
         "compare": ("drumfire.compare.cli", "compare_command"),
+        "demo": ("drumfire.demo.cli", "demo_command"),
+        "serve": ("drumfire.demo.cli", "serve_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -858,130 +868,6 @@ def _finish(
                 )
             return 3
     return code
-
-
-@main.command("serve", context_settings=CONTEXT)
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    metavar="ADDRESS",
-    help="Address to listen on.",
-)
-@click.option(
-    "-p",
-    "--port",
-    type=int,
-    default=8000,
-    show_default=True,
-    metavar="N",
-    help="Port to listen on.",
-)
-@click.option(
-    "--latency",
-    type=float,
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds added to every answer.",
-)
-@click.option(
-    "--jitter",
-    type=float,
-    default=0.0,
-    metavar="SECONDS",
-    show_default=True,
-    help="Up to this many seconds more, at random.",
-)
-def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
-    """Run the demo server: routes shaped like the OSRM routing server's
-    (/route/v1/driving/...), /quote, /echo, /status/N."""
-    from .demo.server import run_server
-
-    shown = f"[{host}]" if ":" in host else host
-
-    def ready(bound: int) -> None:
-        click.echo(f"drumfire: demo server listening on http://{shown}:{bound} (Ctrl-C to stop)")
-
-    try:
-        run_server(host, port, latency=latency, jitter=jitter, ready=ready)
-    except OSError as exc:  # a busy port, an address not on this machine, a privileged port
-        _fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
-
-
-@main.command("demo", context_settings=CONTEXT)
-@click.option(
-    "-n",
-    "--rows",
-    type=click.IntRange(1, 10_000_000),
-    metavar="N",
-    default=20_000,
-    show_default=True,
-    help="Rows in the sample input.",
-)
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False),
-    default="drumfire-demo",
-    show_default=True,
-    help="Where to write the sample input and the results.",
-)
-@click.option(
-    "--latency",
-    type=float,
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds the demo server adds to every answer.",
-)
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(1, 100_000),
-    default=None,
-    metavar="N",
-    help="Fixed concurrency [default: adaptive, as drumfire run].",
-)
-def demo_command(rows: int, directory: str, latency: float, concurrency: int | None) -> None:
-    """Start the demo server, write a sample input of routes, send it with drumfire run,
-    and show the results."""
-    from ._batch import execute
-    from .demo.server import DemoServer, write_sample_routes
-
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    routes = folder / "routes.csv"
-    results = folder / "results.csv"
-    write_sample_routes(routes, rows)
-    with DemoServer(latency=latency) as server:
-        url = server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}?overview=false"
-        click.echo(f"demo server: {server.base_url}", err=True)
-        click.echo(f"input: {routes} ({rows:,} origin-destination pairs)", err=True)
-        click.echo(
-            f"running: drumfire run {routes} --url '{url}' -e code=code "
-            f"-e 'duration=routes[0].duration' -e 'distance=routes[0].distance' "
-            + (f"-c {concurrency} " if concurrency else "")
-            + f"-o {results}\n",
-            err=True,
-        )
-        job = make_job(
-            url,
-            extract={
-                "code": "code",
-                "duration": "routes[0].duration",
-                "distance": "routes[0].distance",
-            },
-            concurrency=concurrency,
-        )
-        source = open_source(str(routes))
-        sink = open_sink(str(results), None, ["code", "duration", "distance"], [])
-        _, code = execute(job, source, sink, output_label=str(results))
-    if code == 0:
-        with results.open(encoding="utf-8") as f:
-            head = [next(f, "").rstrip("\n") for _ in range(4)]
-        click.echo("\nfirst rows of " + str(results) + ":\n  " + "\n  ".join(head), err=True)
-    sys.exit(code)
 
 
 #: Set by ``run`` once its output, input and workers are closed.
