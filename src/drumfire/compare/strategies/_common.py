@@ -20,6 +20,7 @@ import orjson
 
 from ..._body import default_content_type
 from ..._extract import Extractor
+from ..._settings import Retry, Timeouts
 from ..._template import Template
 
 __all__ = [
@@ -44,11 +45,11 @@ __all__ = [
 #: The key under which the runner stores each row's comparison key (its 1-based position).
 ID_KEY = "__drumfire_compare_id__"
 
-#: Per-attempt timeouts, drumfire's defaults.
-TIMEOUT = 30.0
-CONNECT_TIMEOUT = 10.0
+#: Per-attempt timeouts, drumfire's defaults (read from its settings, declared once there).
+TIMEOUT = Timeouts().total
+CONNECT_TIMEOUT = Timeouts().connect
 #: Retries after a connection failure, drumfire's default.
-RETRIES = 3
+RETRIES = Retry().retries
 #: Sent by the strategies whose library would otherwise ask for gzip (requests, aiohttp), so
 #: that every strategy sends the same request as drumfire and urllib3, which ask for no
 #: compression. A server such as OSRM honours ``gzip`` and compresses every answer, which costs
