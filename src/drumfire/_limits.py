@@ -376,6 +376,8 @@ class OriginLimit:
         "_acc_start",
         "_born",
         "_cuts",
+        "_last_ok",
+        "_rate_cut",
         "accepted",
         "budget",
         "cubic",
@@ -401,6 +403,10 @@ class OriginLimit:
     HOLD_SHARE = 0.5
     #: Weight of one answer in ``share`` (a moving average over about 32 answers).
     WEIGHT = 1 / 32
+    #: Share of recent answers throttled above which a found send rate is checked
+    #: against the accepted one (and cut to it when ``OVER`` times above it).
+    RATE_SHARE = 0.05
+    OVER = 1.05
     #: Answers looked at for quota headers before deciding the server sends none.
     WATCH = 16
 
@@ -430,6 +436,8 @@ class OriginLimit:
         self._acc_n = 0
         self._acc_start: float | None = None
         self._born = born  # when the origin was first seen (its first request)
+        self._last_ok = -math.inf  # when an answer was last accepted (not throttled)
+        self._rate_cut = -math.inf  # when the send rate was last cut to the accepted one
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.quota_rate: float | None = None  # the pace the quota headers state
         # Answers still to look at for quota headers (0: none; they never came).
@@ -481,6 +489,7 @@ class OriginLimit:
     def answered(self, now: float, latency_sum: float, count: int) -> None:
         """``count`` answers that were not throttling, read at ``now``."""
         self.limit.sample_all(now, latency_sum, count)
+        self._last_ok = now
         if self.share:
             self.share *= (1.0 - self.WEIGHT) ** count
             # Count accepted answers only once the server has throttled: before,
@@ -492,12 +501,16 @@ class OriginLimit:
         """A 429 or 503: maybe a cut of the concurrency, and then of the rate.
 
         ``retry_after``: the wait the answer asked for (seconds), already capped.
-        When most recent answers are throttled, it holds the whole origin: the
-        server is saying it to everyone (a full outage), and each row's own
-        wait would only send a probe per row.
+        When most recent answers are throttled and none was accepted for
+        ``BUCKET`` seconds, it holds the whole origin: the server is saying it
+        to everyone (a full outage), and each row's own wait would only send a
+        probe per row. A server that still accepts some (a token bucket met
+        too fast) is not held: its rate is found instead, and only the
+        throttled rows wait (holding it wasted a second of its rate at first
+        contact, when its bucket only refilled to its burst).
         """
         self.share += self.WEIGHT * (1.0 - self.share)
-        if retry_after and self.share >= self.HOLD_SHARE:
+        if retry_after and self.share >= self.HOLD_SHARE and now - self._last_ok >= self.BUCKET:
             self.hold(now + retry_after)
             # Nothing is answered during the hold: start the count half-way, so
             # that another hold takes a run of throttled answers after it, not one.
@@ -521,6 +534,22 @@ class OriginLimit:
                 # says as much. Later cuts (if the throttling goes on) go lower.
                 accepted = max(accepted, self.sent / (now - born) * (1.0 - self.share))
             if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+                self._rate_cut = now
+                cubic.throttle(now, accepted)
+                self._metered(now)
+        elif (
+            cubic is not None
+            and cubic.rate is not None
+            and self.share >= self.RATE_SHARE
+            and now - self._rate_cut >= self.BUCKET
+        ):
+            # The rate is known and the curve probes above it: the server accepts
+            # no more than before while more are throttled (a token bucket). Back
+            # to what it accepts, long before the share would cut the concurrency.
+            accepted = self.accepted_rate(now)
+            rate = cubic.at(now)
+            if rate is not None and 0.0 < accepted * self.OVER < rate:
+                self._rate_cut = now
                 cubic.throttle(now, accepted)
                 self._metered(now)
 

@@ -290,3 +290,57 @@ def test_retry_budget_does_not_bank_forever() -> None:
     budget.withdraw(0.0, 0)
     allowed = sum(budget.withdraw(3600.0, 10**6) for _ in range(10_000))
     assert allowed == budget.cap == 300
+
+
+# -- issue 15: a token bucket met at its rate ------------------------------------------------
+
+
+def simulate_bucket(seconds: float, rate: float = 200.0, burst: float = 10.0) -> tuple[int, int]:
+    """(accepted, throttled): a client that sends as fast as its origin limit lets it
+    (10,000 per second at most), answered at once by a token bucket (429 +
+    Retry-After: 1 above it), on an injected clock."""
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    tokens, refilled, now = burst, 0.0, 0.0
+    ok = throttled = 0
+    while now < seconds:
+        wait = host.wait(now)
+        if wait > 0.0:
+            now += wait
+            continue
+        host.take(now)
+        host.sent += 1
+        tokens = min(burst, tokens + (now - refilled) * rate)
+        refilled = now
+        now += 1e-4  # the client's cost per request, and the answer's round trip
+        if tokens >= 1.0:
+            tokens -= 1.0
+            ok += 1
+            host.answered(now, 1e-4, 1)
+        else:
+            throttled += 1
+            host.throttled(now, 1e-4, retry_after=1.0)
+    return ok, throttled
+
+
+def test_a_token_bucket_is_not_held_at_first_contact() -> None:
+    # The first burst meets an empty bucket: most answers are 429 + Retry-After: 1.
+    # The server still accepts some, so it is a rate to find, not a pause for
+    # everyone: the origin is not held for the Retry-After (the throttled rows wait).
+    ok, _ = simulate_bucket(1.0)
+    assert ok >= 0.85 * 200
+
+
+def test_a_token_bucket_is_met_at_its_rate_with_few_429s() -> None:
+    ok, throttled = simulate_bucket(20.0)
+    assert ok >= 0.9 * 200 * 20
+    # The found rate is cut back to what the server accepts as soon as it probes
+    # 5 % above it, not once 15 % of answers are throttled.
+    assert throttled < 0.09 * (ok + throttled)
+
+
+def test_an_origin_that_accepts_nothing_is_held_for_its_retry_after() -> None:
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    host.answered(0.0, 0.001, 1)
+    for i in range(40):  # throttled for a second: nothing accepted lately
+        host.throttled(0.5 + i * 0.02, 0.001, retry_after=2.0)
+    assert host.wait(1.3) > 1.5
