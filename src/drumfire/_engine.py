@@ -876,7 +876,9 @@ class Engine:
             status = response.status
             overload = status == 429 or status == 503
             if overload:
-                host.throttled(now, now - job.start, self._retry_after(response))
+                host.throttled(
+                    now, now - job.start, self._retry_after(response), job.attempts > 1
+                )
             else:
                 waited += now - job.start
                 calm += 1

@@ -374,6 +374,7 @@ class OriginLimit:
     __slots__ = (
         "_acc_n",
         "_acc_start",
+        "_again_at",
         "_born",
         "_cuts",
         "_last_ok",
@@ -407,6 +408,9 @@ class OriginLimit:
     #: against the accepted one (and cut to it when ``OVER`` times above it).
     RATE_SHARE = 0.05
     OVER = 1.05
+    #: Seconds after a retried request was throttled again during which the found
+    #: rate is cut back to the accepted one (a rate limit throttles retries too).
+    AGAIN = 5.0
     #: Answers looked at for quota headers before deciding the server sends none.
     WATCH = 16
 
@@ -438,6 +442,7 @@ class OriginLimit:
         self._born = born  # when the origin was first seen (its first request)
         self._last_ok = -math.inf  # when an answer was last accepted (not throttled)
         self._rate_cut = -math.inf  # when the send rate was last cut to the accepted one
+        self._again_at = -math.inf  # when a retried request was last throttled again
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.quota_rate: float | None = None  # the pace the quota headers state
         # Answers still to look at for quota headers (0: none; they never came).
@@ -497,7 +502,9 @@ class OriginLimit:
             if self.cubic is not None:
                 self._count_accepted(now, count, latency_sum / count)
 
-    def throttled(self, now: float, latency: float, retry_after: float | None = None) -> None:
+    def throttled(
+        self, now: float, latency: float, retry_after: float | None = None, again: bool = False
+    ) -> None:
         """A 429 or 503: maybe a cut of the concurrency, and then of the rate.
 
         ``retry_after``: the wait the answer asked for (seconds), already capped.
@@ -507,9 +514,12 @@ class OriginLimit:
         probe per row. A server that still accepts some (a token bucket met
         too fast) is not held: its rate is found instead, and only the
         throttled rows wait (holding it wasted a second of its rate at first
-        contact, when its bucket only refilled to its burst).
+        contact, when its bucket only refilled to its burst). ``again``: the
+        request was a retry.
         """
         self.share += self.WEIGHT * (1.0 - self.share)
+        if again:
+            self._again_at = now
         if retry_after and self.share >= self.HOLD_SHARE and now - self._last_ok >= self.BUCKET:
             self.hold(now + retry_after)
             # Nothing is answered during the hold: start the count half-way, so
@@ -542,10 +552,15 @@ class OriginLimit:
             and cubic.rate is not None
             and self.share >= self.RATE_SHARE
             and now - self._rate_cut >= self.BUCKET
+            and now - self._again_at <= self.AGAIN
         ):
             # The rate is known and the curve probes above it: the server accepts
             # no more than before while more are throttled (a token bucket). Back
             # to what it accepts, long before the share would cut the concurrency.
+            # Only while retried rows are throttled too: a server that throttles
+            # some rows' first attempts whatever the rate also accepts less than is
+            # sent (until the retries come back), and cutting it to that every half
+            # second would ratchet its rate down, 0.9x each time.
             accepted = self.accepted_rate(now)
             rate = cubic.at(now)
             if rate is not None and 0.0 < accepted * self.OVER < rate:
