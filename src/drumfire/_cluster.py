@@ -373,7 +373,7 @@ def _plan_parquet(path: str, size: int) -> list[Part]:
 
 def _open_part(part: Part, scratch: str) -> Any:
     """The partition's rows as a Source, its row numbers and lines those of the whole input."""
-    from ._engine import InputProblem
+    from ._rows import InputProblem
     from ._sources import Source, open_source
 
     if part.fmt == "parquet":
@@ -438,7 +438,7 @@ _PARSERS: dict[str, Any] = {}  # loaded --parse functions, per worker process
 
 def _parser(spec: tuple[str, bytes, str]) -> Any:
     """The ``--parse`` function on a worker: the file written once and loaded once."""
-    from .cli import load_parse_function
+    from ._parse import load_parse_function
 
     filename, text, name = spec
     key = hashlib.sha256(text).hexdigest()[:16] + ":" + name
