@@ -278,6 +278,19 @@ class CubicRate:
         self._since = now
         self.rate = new
 
+    def settle(self, now: float, rate: float) -> None:
+        """The server accepts ``rate`` and no more: send at it, then probe beyond.
+
+        A cut whose plateau is the accepted rate itself (``K`` = 0), not the
+        rate in force: the curve starts flat there, where a token bucket is
+        met, and leaves it slowly (+4 % after half a second, +30 % after one).
+        """
+        rate = max(self.minimum, rate)
+        self._w_max = rate
+        self._k = 0.0
+        self._since = now
+        self.rate = rate
+
     def at(self, now: float) -> float | None:
         """The send rate allowed at ``now`` (None: no cap)."""
         if self.rate is None:
@@ -405,9 +418,9 @@ class OriginLimit:
     #: Weight of one answer in ``share`` (a moving average over about 32 answers).
     WEIGHT = 1 / 32
     #: Share of recent answers throttled above which a found send rate is checked
-    #: against the accepted one (and cut to it when ``OVER`` times above it).
-    RATE_SHARE = 0.05
-    OVER = 1.05
+    #: against the accepted one (and set back to it when ``OVER`` times above it).
+    RATE_SHARE = 0.03
+    OVER = 1.03
     #: Seconds after a retried request was throttled again during which the found
     #: rate is cut back to the accepted one (a rate limit throttles retries too).
     AGAIN = 5.0
@@ -565,7 +578,7 @@ class OriginLimit:
             rate = cubic.at(now)
             if rate is not None and 0.0 < accepted * self.OVER < rate:
                 self._rate_cut = now
-                cubic.throttle(now, accepted)
+                cubic.settle(now, accepted)
                 self._metered(now)
 
     def hold(self, until: float) -> None:
