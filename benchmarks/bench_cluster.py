@@ -86,7 +86,7 @@ def main() -> None:
         for n in (1, 2):
             start = time.perf_counter()
             clusters[n] = LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
             )
             print(f"LocalCluster of {n} worker(s) started in {time.perf_counter() - start:.2f} s")
         try:

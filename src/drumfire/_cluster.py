@@ -709,7 +709,7 @@ def connect(address: str) -> tuple[Any, Any]:
         if n < 1:
             raise UsageError(f"--cluster {address!r}: say local:N with N worker processes (N >= 1)")
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
         )
         return Client(cluster), cluster
     try:

@@ -146,7 +146,7 @@ def threads_cluster() -> Any:
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
     ) as local:
         yield local
 
@@ -196,3 +196,27 @@ def test_memory_urls_write_parts_then_their_entries(threads_cluster: Any, out_fm
         ]
     assert sorted(ids) == sorted(f"r{i}" for i in range(N))
     fs.rm(base, recursive=True)
+
+
+def test_local_cluster_starts_while_the_default_dashboard_port_is_taken() -> None:
+    # Another cluster (another user's, another test run) holds dask's default
+    # dashboard port 8787: local:N must still start, without the fallback's
+    # warning (an error under pytest, and noise for users).
+    import contextlib
+    import socket
+
+    from drumfire._cluster import connect
+
+    holder = socket.socket()
+    with contextlib.suppress(OSError):  # already taken: as good
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    try:
+        client, cluster = connect("local:1")
+        try:
+            assert sum(client.nthreads().values()) == 1
+        finally:
+            client.close()
+            cluster.close()
+    finally:
+        holder.close()
