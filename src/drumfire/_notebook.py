@@ -97,6 +97,11 @@ def _line(progress: Progress, stats: Stats, now: float) -> str:
     return progress.render(stats, now).plain.strip()
 
 
+def _html_line(line: str) -> str:
+    """``line`` as HTML, its double spaces between figures kept (HTML would fold them)."""
+    return html.escape(line).replace("  ", " &nbsp;")
+
+
 def _final(stats: Stats) -> list[str]:
     """The run's figures: rows, time and rate; ok and failures; latency."""
     lines = format_summary(stats).splitlines()[:3]
@@ -130,7 +135,7 @@ class _Widget:
             self.bar.value = min(done, stats.total)
         else:  # no total known: a full bar, the count in the text
             self.bar.max, self.bar.value = 1, 1
-        self.label.value = html.escape(_line(self._text, stats, self.clock()))
+        self.label.value = _html_line(_line(self._text, stats, self.clock()))
 
     def close(self, stats: Stats) -> None:
         self._draw(stats)
@@ -156,7 +161,7 @@ class _HTMLLine:
 
     def update(self, stats: Stats) -> None:
         if self.throttle.ready():
-            line = html.escape(_line(self._text, stats, self.clock()))
+            line = _html_line(_line(self._text, stats, self.clock()))
             self.handle.update(self._html(f"<code>{line}</code>"))
 
     def close(self, stats: Stats) -> None:
