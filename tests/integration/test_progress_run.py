@@ -106,3 +106,20 @@ def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path) -> None
     # The live display is drawn in place (transient) and the summary follows it.
     assert b"drumfire: 60 rows in" in text
     assert re.search(rb"ETA (estimating|stalled|\d)", text)
+
+
+def test_off_a_terminal_there_is_no_bar_only_the_summary(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n" + "".join(f"{i}\n" for i in range(1, 21)))
+    handler = Gated()
+    handler.gate.set()
+    with ScriptedServer(handler) as server:
+        done = subprocess.run(
+            [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-o",
+             str(tmp_path / "out.csv")],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0
+    assert "━".encode() not in done.stderr
+    assert b"ETA" not in done.stderr
+    assert done.stderr.startswith(b"drumfire: 20 rows in ")
