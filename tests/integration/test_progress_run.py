@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from servers import Action, ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -59,7 +60,9 @@ def read_until(fd: int, seen: bytearray, wanted: list[bytes], deadline: float) -
     return False
 
 
-def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path, processes: str) -> None:
+    # With -p 2 the workers tell the parent their requests in flight and their limits.
     import pty
 
     rows = tmp_path / "rows.csv"
@@ -73,8 +76,8 @@ def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path) -> None
         with ScriptedServer(handler) as server:
             env = {**os.environ, "COLUMNS": "160", "LINES": "24"}
             proc = subprocess.Popen(
-                [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-c", "32",
-                 "-o", str(out)],
+                [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-c", "40",
+                 "-p", processes, "-o", str(out)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
             )  # fmt: skip
             os.close(slave)
