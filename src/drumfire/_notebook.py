@@ -1,9 +1,9 @@
-"""``progress=`` in the Python API: a widget in Jupyter, a live line on a terminal.
+"""``progress=`` in the Python API: a widget in Jupyter, a live bar on a terminal.
 
 ``progress=None`` (the default) shows the progress when the code runs
 interactively: in a Jupyter kernel (an ipywidgets bar, as ``tqdm.auto``
 shows; an updating HTML line when ipywidgets is missing) or with stderr on a
-terminal (the rich line of ``drumfire run``). ``True`` always shows it (off a
+terminal (the rich bar of ``drumfire run``). ``True`` always shows it (off a
 terminal and outside a kernel: one summary line on stderr at the end);
 ``False`` never does.
 
@@ -170,7 +170,7 @@ class _HTMLLine:
 
 
 class _Terminal:
-    """The live line of ``drumfire run`` on stderr; the run's figures at the end."""
+    """The live bar of ``drumfire run`` on stderr; the run's figures at the end."""
 
     def __init__(self, clock: Callable[[], float], console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, highlight=False)
