@@ -19,17 +19,27 @@ from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
 from .._request import RequestPlan
 from .._rows import InputProblem
+from .._settings import MAX_BODY
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
+from ._display import (
+    BenchDisplay,
+    close_bench_display,
+    guarded,
+    open_bench_display,
+    progress_choice,
+)
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
-from ._schedule import RateProfile, Schedule, parse_duration, parse_rate
+from ._schedule import RateProfile, Schedule, parse_duration, parse_rate_profile
 
 __all__ = ["DEFAULT_DURATION", "abench", "bench"]
 
 DEFAULT_DURATION = 10.0  # seconds, when neither a count nor a duration is given
 DEFAULT_CLOSED_CONCURRENCY = 8
 DEFAULT_OPEN_CONCURRENCY = 64
+#: Seconds a request may take, and to open a connection (a load test waits less than a batch).
+DEFAULT_TIMEOUT = 10.0
 
 Headers = list[str] | list[tuple[str, str]] | Mapping[str, str] | None
 
@@ -133,7 +143,7 @@ def _plan(
     length = parse_duration(duration, "-z/--duration") if duration is not None else None
     if length is not None and length <= 0:
         raise UsageError("the duration (-z) must be more than 0")
-    profile: RateProfile | None = parse_rate(rate) if rate is not None else None
+    profile: RateProfile | None = parse_rate_profile(rate) if rate is not None else None
     if length is None and requests is None and (profile is None or math.isinf(profile.length)):
         length = DEFAULT_DURATION
     if profile is not None and not math.isinf(profile.length) and length is None:
@@ -209,30 +219,21 @@ def _plan(
 async def _run(
     plan: _Plan,
     *,
-    quiet: bool,
+    display: BenchDisplay | None,
     clock: Callable[[], float],
     on_runner: Callable[[Runner], None] | None = None,
 ) -> BenchReport:
-    view = None
-    if not quiet:
-        from ._live import LiveView
-
-        view = LiveView(clock, plan.settings)
     runner = Runner(
         plan.targets,
         clock=clock,
-        on_tick=view.update if view is not None else None,
+        on_tick=guarded(display) if display is not None else None,
         **plan.runner_args,
     )
     if on_runner is not None:
         on_runner(runner)
     settings = dict(plan.settings)
     settings["loop"] = loop_name(asyncio.get_running_loop())
-    if view is not None:
-        with view:
-            data = await runner.run()
-    else:
-        data = await runner.run()
+    data = await runner.run()
     report = build_report(data, settings, plan.rate_text)
     schedule = plan.runner_args["schedule"]
     if report.rate is not None and schedule is not None:
@@ -266,23 +267,31 @@ async def abench(
     requests: int | None = None,
     duration: str | float | None = None,
     warmup: str | float = 0,
-    timeout: float = 10.0,  # noqa: ASYNC109 - a per-request timeout, not the call's
-    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-request timeout, not the call's
+    connect_timeout: float = DEFAULT_TIMEOUT,
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = 64 * 1024 * 1024,
-    quiet: bool = True,
+    max_body: int = MAX_BODY,
+    quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    progress: bool | None = None,
 ) -> BenchReport:
     """:func:`bench` on the running event loop (``await drumfire.bench.abench(...)``)."""
+    shown = progress_choice(progress, quiet)
     plan = _plan(
         url, rows=rows, input=input, input_format=input_format, method=method,
         headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
         shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
     )  # fmt: skip
-    return await _run(plan, quiet=quiet, clock=clock)
+    display = open_bench_display(shown, clock, plan.settings)
+    report: BenchReport | None = None
+    try:
+        report = await _run(plan, display=display, clock=clock)
+    finally:
+        close_bench_display(display, report)
+    return report
 
 
 def bench(
@@ -299,14 +308,15 @@ def bench(
     requests: int | None = None,
     duration: str | float | None = None,
     warmup: str | float = 0,
-    timeout: float = 10.0,
-    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float = DEFAULT_TIMEOUT,
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = 64 * 1024 * 1024,
-    quiet: bool = True,
+    max_body: int = MAX_BODY,
+    quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    progress: bool | None = None,
 ) -> BenchReport:
     """Load ``url`` (or every row of ``rows``/``input`` through the URL template) and measure.
 
@@ -320,7 +330,11 @@ def bench(
     before it is not measured.
 
     Works with or without a running event loop (in a notebook it runs on a
-    background thread). Raises :class:`~drumfire.UsageError` for bad options and
+    background thread). ``progress``: None (the default) shows the progress when
+    interactive (a widget in Jupyter, the live view with stderr on a terminal),
+    True always (elsewhere: the figures on stderr at the end), False never;
+    ``quiet=True`` is the older ``progress=False``. Raises
+    :class:`~drumfire.UsageError` for bad options and
     :class:`~drumfire.bench.BenchError` when no connection can be opened.
 
     >>> report = bench("http://127.0.0.1:8080/", concurrency=16, duration="10s")
@@ -332,26 +346,50 @@ def bench(
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
         shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
     )  # fmt: skip
-    return run_plan(plan, quiet=quiet, clock=clock)
+    return run_plan(plan, progress=progress_choice(progress, quiet), clock=clock, final=True)
 
 
 def run_plan(
     plan: _Plan,
     *,
-    quiet: bool = True,
+    quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
     handle_signals: bool = False,
+    progress: bool | None = None,
+    final: bool = False,
 ) -> BenchReport:
-    """Run on a fresh uvloop: in this thread, or in a helper thread if a loop is running."""
+    """Run on a fresh uvloop: in this thread, or in a helper thread if a loop is running.
+
+    ``quiet``/``progress``: see :func:`progress_choice`. ``final``: the figures
+    after the live view (the API; the command line prints its own summary).
+    """
+    # Opened (and closed) in the caller's thread: in a notebook, where the cell's output goes.
+    display = open_bench_display(
+        progress_choice(progress, quiet), clock, plan.settings, final=final
+    )
+    report: BenchReport | None = None
+    try:
+        report = _run_plan(plan, display, clock, handle_signals)
+    finally:
+        close_bench_display(display, report)
+    return report
+
+
+def _run_plan(
+    plan: _Plan,
+    display: BenchDisplay | None,
+    clock: Callable[[], float],
+    handle_signals: bool,
+) -> BenchReport:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _run_here(plan, quiet=quiet, clock=clock, handle_signals=handle_signals)
+        return _run_here(plan, display=display, clock=clock, handle_signals=handle_signals)
     box: list[Any] = []
 
     def work() -> None:
         try:
-            box.append(_run_here(plan, quiet=quiet, clock=clock, handle_signals=False))
+            box.append(_run_here(plan, display=display, clock=clock, handle_signals=False))
         except BaseException as exc:  # handed to the caller's thread
             box.append(exc)
 
@@ -366,7 +404,11 @@ def run_plan(
 
 
 def _run_here(
-    plan: _Plan, *, quiet: bool, clock: Callable[[], float], handle_signals: bool
+    plan: _Plan,
+    *,
+    display: BenchDisplay | None,
+    clock: Callable[[], float],
+    handle_signals: bool,
 ) -> BenchReport:
     loop = new_event_loop()
     runners: list[Runner] = []
@@ -387,7 +429,7 @@ def _run_here(
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(signum, on_signal, signum)
         return loop.run_until_complete(
-            _run(plan, quiet=quiet, clock=clock, on_runner=runners.append)
+            _run(plan, display=display, clock=clock, on_runner=runners.append)
         )
     finally:
         if handle_signals:
