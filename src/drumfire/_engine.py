@@ -613,7 +613,7 @@ class Engine(Settling, Lifecycle):
             overload = status == 429 or status == 503
             if overload:
                 wait = self.retry.throttle_wait(response.header("retry-after"))
-                host.throttled(now, now - flight.start, wait)
+                host.throttled(now, now - flight.start, wait, flight.attempts > 1)
             else:
                 waited += now - flight.start
                 calm += 1

@@ -7,7 +7,7 @@ the two that cross a process boundary speak these messages, each a
 
 * worker processes (:mod:`drumfire._parallel`), orjson bytes over a pipe:
   parent -> worker :class:`RowChunk`, :class:`End`, :class:`Stop`;
-  worker -> parent :class:`ResultBatch`, :class:`Status`, :class:`Done`.
+  worker -> parent :class:`ResultBatch`, :class:`Status`, :class:`Load`, :class:`Done`.
   Results carry their row's sequence number (the parent puts them in order).
 * the read-ahead child (:mod:`drumfire._readahead`), pickled over a pipe:
   child -> parent :class:`PreparedChunk`.
@@ -29,6 +29,7 @@ from ._result import Result
 __all__ = [
     "Done",
     "End",
+    "Load",
     "PreparedChunk",
     "ResultBatch",
     "RowChunk",
@@ -92,6 +93,16 @@ class Status(NamedTuple):
         return orjson.dumps({"examples": self.examples, "unreachable": self.unreachable})
 
 
+class Load(NamedTuple):
+    """Worker -> parent: its requests in flight and its concurrency limit (the progress bar)."""
+
+    inflight: int
+    limit: int
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"load": [self.inflight, self.limit]})
+
+
 class Done(NamedTuple):
     """Worker -> parent: every row sent to this worker has its result."""
 
@@ -100,7 +111,7 @@ class Done(NamedTuple):
 
 
 ToWorker = RowChunk | End | Stop
-ToParent = ResultBatch | Status | Done
+ToParent = ResultBatch | Status | Load | Done
 
 _END = End()
 _STOP = Stop()
@@ -125,6 +136,9 @@ def from_worker(data: bytes) -> ToParent:
         return _DONE
     decoded = orjson.loads(data)
     if type(decoded) is dict:
+        if "load" in decoded:
+            inflight, limit = decoded["load"]
+            return Load(inflight, limit)
         return Status(decoded["examples"], decoded["unreachable"])
     return ResultBatch(decoded)
 

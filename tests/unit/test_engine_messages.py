@@ -41,3 +41,11 @@ def test_to_parent_round_trip() -> None:
 def test_prepared_chunk_pickles() -> None:
     chunk = PreparedChunk([("1", ("GET",), None), None], 2, "")
     assert pickle.loads(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)) == chunk
+
+
+def test_load_round_trip() -> None:
+    from drumfire._messages import Load
+
+    decoded = from_worker(Load(12, 64).encode())
+    assert type(decoded) is Load
+    assert decoded == Load(12, 64)
