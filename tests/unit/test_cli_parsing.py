@@ -44,3 +44,20 @@ def test_bench_q_without_a_value_is_the_old_quiet(capsys: pytest.CaptureFixture[
     assert _old_quiet(["-q", "200", "-n", "3"]) == ["-q", "200", "-n", "3"]  # the rate
     assert _old_quiet(["--", "-q"]) == ["--", "-q"]
     assert capsys.readouterr().err.count("-q for quiet is deprecated") == 2
+
+
+@pytest.mark.parametrize("value", ["2s", "1m30s", "500ms", "10", "2.5"])
+def test_bench_refuses_a_wrk_duration_as_the_body(value: str) -> None:
+    """wrk reads ``-d 10`` as ten seconds, as it reads ``-d 10s``: neither is POSTed."""
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+
+    # port 9 (discard) is never reached: the refusal comes before any connection
+    result = CliRunner().invoke(bench_command, ["http://127.0.0.1:9/", "-n", "1", "-d", value])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"drumfire bench: error: -d {value!r} looks like a duration (wrk's -d): here -d is the "
+        f"request body, as in curl; for the duration write -z {value} (to send it as a body, "
+        "add -X POST)"
+    ]

@@ -58,7 +58,8 @@ class _OneLineErrors(click.Command):
             _fail(exc.format_message().replace("\n", " "))
 
 
-_DURATION = re.compile(r"\d+(?:\.\d+)?(?:us|ms|s|m|h)(?:\d+(?:\.\d+)?(?:ms|s))?")
+# wrk's -d: 2s, 1m30s, 500ms, or a bare number of seconds (wrk reads "-d 10" as 10 s).
+_DURATION = re.compile(r"\d+(?:\.\d+)?(?:(?:us|ms|s|m|h)(?:\d+(?:\.\d+)?(?:ms|s))?)?")
 
 
 def _refuse_duration_as_body(data: str | None, method: str | None) -> None:
