@@ -16,6 +16,7 @@ from .._cli_common import (
     insecure_option,
     looks_like_url,
     read_data,
+    report_path,
     url_from_user,
     user_option,
     warn,
@@ -290,6 +291,10 @@ def bench_command(
             _fail("give a URL, or --input FILE with a --url template (see --help)")
         template = None
         single = url
+    try:
+        report_path(json_path)
+    except UsageError as exc:
+        _fail(str(exc))
     _check_output(json_path, "--json")
     _check_output(html_path, "--html")
     tls: bool | TLS = not insecure
