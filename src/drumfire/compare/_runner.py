@@ -253,7 +253,7 @@ def compare(
         python: the interpreter for the worker processes (default: this one).
         method, headers, data: the request, as ``-X``, ``-H`` (``"Name: value"`` lines or
             a mapping) and ``-d``, templates as for ``drumfire run``; every strategy sends
-            the same (placeholders are inserted as they are, in URLs too).
+            the same (each value encoded for where it lands, as ``drumfire run`` does).
 
     Each strategy runs in a fresh ``python -m drumfire.compare.worker`` process, one after
     the other. The reference for "same rows" is drumfire, or the first strategy that ran
