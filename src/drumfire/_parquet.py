@@ -28,7 +28,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -487,10 +487,14 @@ def drop_parquet_rows(path: str, resend: Any) -> int:
     return dropped
 
 
-def open_parquet_source(path: str) -> Any:
-    """A streamed :class:`~drumfire._sources.Source` over a Parquet file or dataset directory."""
-    from ._sources import Source
+def open_parquet_source(
+    path: str,
+) -> tuple[Iterator[Item], frozenset[str], int, Callable[[], None]]:
+    """A Parquet file or dataset directory, streamed: its items, columns, row count and closer.
 
+    :func:`drumfire._sources.open_source` makes the ``Source`` of them (this
+    module does not import ``_sources``, which imports it: no import cycle).
+    """
     if path == "-":
         raise InputError("Parquet input cannot be read from standard input; give its path")
     pa, pq = require_pyarrow(f"input {path!r}")
@@ -523,7 +527,7 @@ def open_parquet_source(path: str) -> Any:
         for f in opened:
             f.close()
 
-    return Source(_items(opened, path, pa), frozenset(columns), "parquet", total, close)
+    return _items(opened, path, pa), frozenset(columns), total, close
 
 
 def _items(files: list[Any], path: str, pa: Any) -> Iterator[Item]:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import orjson
 
@@ -112,7 +112,8 @@ def open_source(
     if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
         from ._parquet import open_parquet_source
 
-        return cast(Source, open_parquet_source(path))
+        items, columns, rows, close = open_parquet_source(path)
+        return Source(items, columns, "parquet", rows, close)
     total: int | None = None
     raw: IO[bytes]
     if path == "-":
