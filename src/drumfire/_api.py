@@ -276,7 +276,7 @@ def _source_and_job(
     # A file path as rows, Arrow and polars, and output=/resume=: see _files.
     from ._files import prepare
 
-    return prepare(rows, url, kwargs, learn)
+    return prepare(rows, url, kwargs, learn, make_job)
 
 
 class ARun:
@@ -548,7 +548,7 @@ def run_all(
     kwargs["_stats_to"] = runs
     kind = frame_kind(rows)
     if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
-        table = run_all_frame(rows, kind, url, as_frame, kwargs)
+        table = run_all_frame(rows, kind, url, as_frame, kwargs, run)
         if hasattr(table, "attrs") and runs:
             table.attrs["drumfire"] = runs[0].stats.summary()
         return (table, runs[0].stats) if return_stats else table

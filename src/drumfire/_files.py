@@ -158,10 +158,14 @@ class Output:
 
 
 
-def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:
-    """Source, job and output of an API call, checked before anything is sent."""
-    from ._api import make_job
+def prepare(
+    rows: Any, url: str, kwargs: dict[str, Any], learn: bool, make_job: Callable[..., Job]
+) -> tuple[Source, Job, Output]:
+    """Source, job and output of an API call, checked before anything is sent.
 
+    ``make_job``: :func:`drumfire._api.make_job`, passed in by ``_api`` (which
+    imports this module) so that this module does not import ``_api`` back.
+    """
     output = Output(kwargs)
     source = open_rows(rows, kwargs)
     try:

@@ -9,11 +9,14 @@ see :func:`drumfire._parquet.results_table`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ._rows import Item
 from ._sources import Source
+
+if TYPE_CHECKING:
+    from ._result import Result
 
 __all__ = ["frame_kind", "frame_source", "run_all_frame"]
 
@@ -54,9 +57,19 @@ def _items(table: Any) -> Iterator[Item]:
             yield n, row
 
 
-def run_all_frame(rows: Any, kind: str, url: str, as_frame: bool | None, kwargs: Any) -> Any:
-    """``run_all`` for an Arrow table or a polars frame: the same kind back, in input order."""
-    from ._api import run
+def run_all_frame(
+    rows: Any,
+    kind: str,
+    url: str,
+    as_frame: bool | None,
+    kwargs: Any,
+    run: Callable[..., Iterable[Result]],
+) -> Any:
+    """``run_all`` for an Arrow table or a polars frame: the same kind back, in input order.
+
+    ``run``: :func:`drumfire._api.run`, passed in by ``_api`` (which imports
+    this module) so that this module does not import ``_api`` back.
+    """
     from ._parquet import results_table
 
     kwargs.setdefault("ordered", True)
