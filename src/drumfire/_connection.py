@@ -26,6 +26,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from . import _bodies
 from ._errors import ProtocolError, RequestError, UsageError, reason_for
 from ._http import MAX_HEADER, Response, ResponseReader
 
@@ -73,6 +74,10 @@ class Connection(asyncio.Protocol):
         # Requests the server will still answer here (its last "Keep-Alive: max"),
         # counting those in flight; None: it did not say.
         self.left: int | None = None
+        # A request body streamed from files (drumfire._bodies), and whether the
+        # transport asked to stop writing (its buffer is full) until it drains.
+        self.pump: Any = None
+        self.write_paused = False
 
     # -- owner side ----------------------------------------------------------
 
@@ -110,6 +115,8 @@ class Connection(asyncio.Protocol):
             self._write_later(data)
         else:
             self.transport.write(data)
+        if type(data) is not bytes:  # a body from files, a body to save: see _bodies
+            _bodies.start(self, data)
 
     def pipeline(self, queued: list[tuple[Any, float]], data: list[bytes]) -> None:
         """Write more requests on a BUSY connection, behind those in flight.
@@ -195,6 +202,8 @@ class Connection(asyncio.Protocol):
         self._hand_back()
 
     def _closed(self) -> None:
+        if self.pump is not None or self.reader.sink is not None:
+            _bodies.closed(self)
         if self.state != CLOSED:
             self.state = CLOSED
             self.owner.on_closed(self)
@@ -239,6 +248,8 @@ class Connection(asyncio.Protocol):
         except RequestError as exc:
             self.abort(exc.reason, str(exc))
             return
+        if self.pump is not None:
+            _bodies.answered_early(self, responses)
         if len(responses) == 1:
             self._complete(responses[0])
         elif not responses:
@@ -277,6 +288,14 @@ class Connection(asyncio.Protocol):
             self.left = response.left
         self.close()  # hands back whatever was queued behind
         self.owner.on_responses(self, [(job, response)])
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.pump is not None:
+            self.pump.run()
 
     def eof_received(self) -> bool | None:
         # Let the transport close; connection_lost does the bookkeeping.

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import orjson
 
+from ._bodies import redirect  # keeps a body streamed from files, and the save target
 from ._connection import BUSY, IDLE, TLS, Connection
 from ._errors import explain
 from ._extract import Extractor
@@ -35,9 +36,10 @@ from ._limits import (
     RetryBudget,
     parse_quota,
 )
-from ._request import Origin, Prepared, RequestPlan, redirect
+from ._request import Origin, Prepared, RequestPlan
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
+from ._savebody import RowOutcome
 from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
 
 __all__ = ["INPUT_ERROR_ID", "WAIT", "Engine", "InputProblem", "row_id"]
@@ -218,6 +220,8 @@ class Engine:
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
         self._prepare = plan.preparer(text_rows)
+        # File options (drumfire._bodies.FilePlan): bodies from files, saved bodies.
+        self._files = getattr(plan, "files", None)
         self.on_result = on_result
         self.extractor = extractor if extractor else None
         self.parse = parse
@@ -514,6 +518,8 @@ class Engine:
                 None,
                 self._kept(row),
             )
+        except RowOutcome as exc:  # file options: a file that cannot be sent or saved
+            return Result(id_, None, 0.0, 0, exc.error, exc.fields, self._kept(row))
         except ValueError as exc:
             return Result(id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self._kept(row))
         return Job(-1, id_, row, prepared)
@@ -1087,6 +1093,7 @@ class Engine:
         keep = self.keep
         ordered = self.ordered
         loads = orjson.loads
+        files = self._files
         done: list[Result] = []
         for job, response in answered:
             status = response.status
@@ -1118,6 +1125,8 @@ class Engine:
                     fields = {**fields, **parsed} if fields else dict(parsed)
             if response.error:  # a body that could not be decoded (encoding: ...)
                 error = response.error
+            if files is not None:  # a saved body: its path, size and hash
+                fields, error = files.finish(job.prepared, response, fields, error)
             result = _new_result(
                 Result,
                 (
