@@ -467,3 +467,27 @@ def clean_temps(job: Any) -> int:
     if job.save is None:
         return 0
     return Saver(job.save, str, resume=True).clean()
+
+
+def static_form(specs: Sequence[str]) -> tuple[bytes, str]:
+    """A whole form in memory, and its Content-Type (``drumfire bench -F``: one form,
+    sent many times). Values are taken as they are; a file that cannot be read is a
+    :class:`UsageError` naming it."""
+    parts: list[Part] = []
+    for number, spec in enumerate(specs, 1):
+        field = parse_form_option(spec, number)
+        if not field.is_file:
+            parts.append(Part(field.name, field.value))
+            continue
+        try:
+            with open(field.value, "rb") as f:
+                content = f.read()
+        except OSError as exc:
+            raise UsageError(f"-F {field.name}: {field.value}: {exc.strerror or exc}") from None
+        shown = field.filename if field.filename is not None else os.path.basename(field.value)
+        ctype = field.content_type or content_type_for(shown or field.value)
+        parts.append(Part(field.name, content, shown, ctype))
+    bound = boundary()
+    segments = encode(parts, bound)
+    body = b"".join(s for s in segments if isinstance(s, bytes))
+    return body, f"multipart/form-data; boundary={bound}"

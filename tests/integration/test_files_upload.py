@@ -277,3 +277,25 @@ def test_json_output_names_the_columns(upload_dir: Path, tmp_path: Path) -> None
                     "--data-file", "{p}", "-o", "-", "-q")
     assert proc.returncode == 0, proc.stderr
     assert read_csv(proc.stdout)[0]["error"] == "file: /nonexistent/x: No such file or directory"
+
+
+def test_bench_posts_a_file_and_a_form(upload_dir: Path) -> None:
+    """drumfire bench -d @image.jpg and -F 'data=@image.jpg': the model-endpoint load test."""
+    checker = Checker(upload_dir)
+    image = upload_dir / "f006.jpg"
+    with ScriptedServer(checker.handler) as srv:
+        for url, body in [
+            (srv.url("/raw/f006.jpg"), ["-d", f"@{image}"]),
+            (srv.url("/form/f006.jpg"), ["-F", f"data=@{image}", "-F", "id=f006.jpg"]),
+        ]:
+            proc = drumfire("bench", url, *body, "-n", "30", "-c", "3", "-q")
+            assert proc.returncode == 0, proc.stderr
+            assert "requests   30" in proc.stdout, proc.stdout
+        assert len(srv.requests) >= 60
+        assert {r.method for r in srv.requests} == {"POST"}
+    assert set(checker.checked.values()) == {"ok"}
+    proc = drumfire("bench", "http://127.0.0.1:9/", "-F", "data=@/nonexistent.jpg")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "drumfire bench: error: -F data: /nonexistent.jpg: No such file or directory"
+    )
