@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._bodies import FormField, file_plan, file_settings
+from ._body import json_body
 from ._connection import TLS
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
@@ -24,7 +25,7 @@ from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
-from ._request import RequestPlan, json_body
+from ._request import RequestPlan
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
 from ._savebody import SaveSpec
 from ._settings import Retry, Timeouts

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import UsageError
 from ._multipart import FileSegment, Part, Segment, boundary, content_type_for, encode, length
-from ._request import Prepared, RequestPlan, Template
+from ._request import Prepared, RequestPlan
 from ._request import redirect as _redirect
 from ._savebody import RowOutcome, Saver, SaveSpec, SaveTarget, parse_statuses
+from ._template import Template
 
 if TYPE_CHECKING:
     from ._http import Response
