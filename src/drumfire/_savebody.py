@@ -187,9 +187,6 @@ class SaveTarget:
         self.saver = saver
         self.fields: dict[str, Any] | None = None  # set when a body was saved
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (SaveTarget, (self.path, self.shown, self.saver))
-
     def start(self, status: int) -> Sink | None:
         """A response with ``status`` begins: the sink for its body, or None (not saved)."""
         if status not in self.saver.spec.statuses:
