@@ -63,9 +63,14 @@ class AlreadySaved(RowOutcome):
 
 
 class SaveError(RequestError):
-    """Writing a body to its file failed (disk full, permissions): the row's error."""
+    """Writing a body to its file failed (disk full, permissions): the row's error,
+    ``save: PATH: why`` (the reason names the file, as ``file: …`` does)."""
 
     reason = "save"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = f"save: {message}"
 
 
 def parse_statuses(text: str, option: str = "--save-status") -> frozenset[int]:

@@ -239,3 +239,33 @@ def test_output_columns_in_csv(tmp_path: Path) -> None:
     header = next(csv.reader(io.StringIO(proc.stdout)))
     assert header == ["id", "status", "elapsed_ms", "attempts", "error", "saved_path",
                       "saved_bytes"]
+
+
+def test_a_body_that_cannot_be_written_is_a_save_row(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_bytes(b"a file, not a directory")
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"abc")
+
+    with ScriptedServer(handler) as srv:
+        [result] = run([{"id": "1"}], srv.url("/"), save_body="taken/{id}.bin",
+                       save_dir=str(tmp_path), retries=0)
+    assert result.error.startswith("save: taken/1.bin: "), result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_worker_processes_save_too(served: Path, tmp_path: Path) -> None:
+    names = write_input(served, tmp_path / "in.csv")[:400]
+    with (tmp_path / "in.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name"])
+        w.writerows([n.replace("/", "-"), n] for n in names)
+    out = tmp_path / "dl"
+    with static_nginx(served) as base:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", base + "/{name}", "-p", "2",
+                        "--save-body", "{name}", "--save-dir", out, "-o", tmp_path / "o.csv",
+                        "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv(tmp_path / "o.csv")) == 400
+    assert_identical(served, out, names)
