@@ -269,3 +269,28 @@ def test_worker_processes_save_too(served: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(read_csv(tmp_path / "o.csv")) == 400
     assert_identical(served, out, names)
+
+
+def test_api_output_resume_skips_complete_files(tmp_path: Path) -> None:
+    """output= with resume=True: a row missing from the output whose file is complete
+    is written without a request."""
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, target.encode())
+
+    rows = [{"id": str(i)} for i in range(5)]
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "3.txt").write_bytes(b"/3")  # saved by a run that died before writing its row
+    (out / f".4.txt.dead{TEMP_SUFFIX}").write_bytes(b"/")  # and a half file it left
+    with ScriptedServer(handler) as srv:
+        results = {r.id: r for r in run(rows, srv.url("/{id}"), save_body="{id}.txt",
+                                          save_dir=str(out), output=str(tmp_path / "o.csv"),
+                                          resume=True)}
+        sent = sorted(r.target for r in srv.requests)
+    assert sent == ["/0", "/1", "/2", "/4"]
+    assert results["3"].attempts == 0
+    assert results["3"].fields == {"saved_path": "3.txt", "saved_bytes": 2}
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.txt" for i in range(5)]
+    assert len(read_csv(tmp_path / "o.csv")) == 5

@@ -149,6 +149,23 @@ def test_raw_file_per_row_cli(upload_dir: Path, tmp_path: Path) -> None:
     assert rows["f002.bin"]["type"] == "application/octet-stream"
 
 
+def test_data_at_placeholder_is_a_file_per_row(upload_dir: Path, tmp_path: Path) -> None:
+    """-d @{path} says what --data-file '{path}' says (-d @file stays one file for all)."""
+    names = write_input(upload_dir, tmp_path / "in.csv")[:30]
+    with (tmp_path / "in.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "path", "name"])
+        w.writerows([n, str(upload_dir / n), n] for n in names)
+    checker = Checker(upload_dir)
+    with ScriptedServer(checker.handler) as srv:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/raw/{name}"),
+                        "-d", "@{path}", "-o", "-", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert {r["status"] for r in read_csv(proc.stdout)} == {"200"}
+    assert set(checker.checked.values()) == {"ok"}
+    assert len(checker.checked) == 30
+
+
 def test_multipart_file_per_row_cli(upload_dir: Path, tmp_path: Path) -> None:
     names = write_input(upload_dir, tmp_path / "in.csv")
     checker = Checker(upload_dir)
