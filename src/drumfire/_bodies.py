@@ -160,7 +160,6 @@ class FilePlan:
         self.saver = saver
         self._save_template = Template(save_template) if save_template is not None else None
         self._data_file = Template(data_file) if data_file is not None else None
-        self._form = list(form)
         self._form_templates = [
             (
                 f,
