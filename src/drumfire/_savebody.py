@@ -112,6 +112,8 @@ class SaveSpec:
 
     def check_directory(self) -> None:
         """The target directory must exist (made if missing) and be a directory."""
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise UsageError(f"--save-dir {self.directory}: not a directory")
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:

@@ -280,6 +280,8 @@ def test_form_option_errors_are_one_line(tmp_path: Path) -> None:
         (["--data-file", "{id}", "-F", "a=b"], "the body is given twice"),
         (["--save-status", "200"], "need --save-body"),
         (["--save-body", "{id}", "--save-status", "abc"], "--save-status: 'abc'"),
+        (["--save-body", "{id}", "--save-dir", str(tmp_path / "in.csv")], "not a directory"),
+        (["-F", "a=@{id}", "-H", "Content-Type: text/plain"], "sets its own Content-Type"),
     ]:
         proc = drumfire("run", tmp_path / "in.csv", "--url", "http://127.0.0.1:9/", *args)
         assert proc.returncode == 2, (args, proc.stderr)
