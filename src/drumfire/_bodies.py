@@ -375,6 +375,9 @@ def answered_early(conn: Any, responses: list[Response]) -> None:
         conn.pump = None
         for response in responses:
             response.keep_alive = False
+        # Not close(): it would wait to flush the unsent body to a server that may
+        # never read it. The answer is in hand; drop the rest.
+        conn.transport.abort()
 
 
 def closed(conn: Any) -> None:

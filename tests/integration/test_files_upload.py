@@ -6,12 +6,14 @@ for the test, and compares every byte with the file on disk.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -247,20 +249,85 @@ def test_retry_and_redirect_resend_the_same_body(upload_dir: Path) -> None:
     assert seen == [expected, expected, expected]
 
 
+class EarlyAnswerServer:
+    """Answers 413 to ``/big`` as soon as its head is in and reads nothing more, so the
+    client cannot finish writing a body larger than the socket buffers; reads ``/small``
+    whole and answers 200."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        # A small receive buffer (no autotuning): the unread body cannot all fit.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.threads: list[threading.Thread] = []
+        self.done = threading.Event()
+        self.accepter = threading.Thread(target=self._accept, daemon=True)
+        self.accepter.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # drumfire closes with a reset
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if head.startswith(b"POST /big "):
+                    conn.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+                    self.done.wait(60)  # read no more of the body
+                    return
+                while len(buf) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf[length:]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self.done.set()
+        self.sock.close()
+        for t in self.threads:
+            t.join(timeout=10)
+
+
 def test_early_answer_closes_the_connection(tmp_path: Path) -> None:
-    """A server that answers 413 before reading a large body: the row gets the 413,
-    and the connection is not reused for the next row."""
+    """A server that answers 413 before reading a large body: the row gets the 413, and
+    the connection, whose request body was not all written, is not used again."""
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(3_000_000))
-
-    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
-                ) -> Action:
-        return respond(413 if target == "/big" else 200, {"n": len(body)})
-
-    with ScriptedServer(handler) as srv:
-        results = list(run([{"id": "1", "p": str(big)}], srv.url("/big"), data_file="{p}",
-                           concurrency=1, retries=0))
-    assert results[0].status == 413
+    big.write_bytes(os.urandom(1 << 20) * 16)  # far more than the socket buffers hold
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"tiny")
+    server = EarlyAnswerServer()
+    try:
+        rows = [{"id": "big", "p": str(big)}, {"id": "small", "p": str(small)}]
+        results = {
+            r.id: r
+            for r in run(rows, f"http://127.0.0.1:{server.port}/{{id}}", data_file="{p}",
+                         concurrency=1, retries=0, ordered=True)
+        }
+    finally:
+        server.close()
+    assert results["big"].status == 413
+    assert results["small"].status == 200
+    assert server.connections == 2  # the first connection was closed, not reused
 
 
 def test_json_content_type_header_wins(upload_dir: Path) -> None:
