@@ -362,6 +362,8 @@ def start(conn: Any, data: Any) -> None:
     """Connection hook: after the head of ``data`` is written, its body and its saver."""
     conn.reader.saver = data.save
     if data.segments:
+        if conn.unsent:  # the head waits for the owner's flush (pipelining): not the body
+            conn.flush()
         pump = conn.pump = BodyPump(conn, data.segments)
         pump.run()
 
