@@ -247,7 +247,7 @@ def make_job(
         per_host_concurrency=per_host_concurrency,
         per_host_rate=per_host_rate,
         **file_settings(
-            data if data_file is None else None,
+            data,
             data_file,
             files,
             form,

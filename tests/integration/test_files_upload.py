@@ -24,7 +24,7 @@ import pytest
 from python_multipart.multipart import parse_form
 from servers import Action, ScriptedServer, respond
 
-from drumfire import run
+from drumfire import UsageError, run
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
 # Mixed sizes: empty, tiny, around the 64 KiB chunk and the transport's buffer, and
@@ -349,6 +349,8 @@ def test_form_option_errors_are_one_line(tmp_path: Path) -> None:
         (["--save-body", "{id}", "--save-status", "abc"], "--save-status: 'abc'"),
         (["--save-body", "{id}", "--save-dir", str(tmp_path / "in.csv")], "not a directory"),
         (["-F", "a=@{id}", "-H", "Content-Type: text/plain"], "sets its own Content-Type"),
+        (["--save-body", "{id}", "--save-dir", str(tmp_path), "--cluster", "local:1",
+          "-o", str(tmp_path / "o.parquet")], "--cluster: --data-file, -F or --save-body"),
     ]:
         proc = drumfire("run", tmp_path / "in.csv", "--url", "http://127.0.0.1:9/", *args)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -385,3 +387,10 @@ def test_bench_posts_a_file_and_a_form(upload_dir: Path) -> None:
     assert proc.stderr.strip() == (
         "drumfire bench: error: -F data: /nonexistent.jpg: No such file or directory"
     )
+
+
+def test_api_body_given_twice_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="the body is given twice: data and data_file"):
+        run([{"p": "x"}], "http://127.0.0.1:9/", data="x", data_file="{p}")
+    with pytest.raises(UsageError, match=r"a \(path, content_type\) pair"):
+        run([{"p": "x"}], "http://127.0.0.1:9/", files={"f": 3})
