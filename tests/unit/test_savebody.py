@@ -161,3 +161,12 @@ def test_reader_drops_a_half_body(tmp_path: Path) -> None:
     reader.feed_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123")
     reader.drop_sink()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_row_whose_file_was_complete_counts_as_ok() -> None:
+    from drumfire._result import Result, Stats
+
+    stats = Stats(lambda: 0.0)
+    stats.add(Result("a", None, 0.0, 0, "", {"saved_path": "a", "saved_bytes": 1}))
+    assert stats.ok == 1
+    assert not stats.reasons
