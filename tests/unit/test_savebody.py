@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from drumfire._errors import UsageError
 from drumfire._http import ResponseReader
@@ -170,3 +172,18 @@ def test_a_row_whose_file_was_complete_counts_as_ok() -> None:
     stats.add(Result("a", None, 0.0, 0, "", {"saved_path": "a", "saved_bytes": 1}))
     assert stats.ok == 1
     assert not stats.reasons
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet="./\\a~ ", max_size=12))
+def test_any_path_is_refused_or_inside(tmp_path: Path, path: str) -> None:
+    """Whatever a row renders: either a save: refusal, or a file inside the directory."""
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    try:
+        target = saver(root).target({"p": path})
+    except SaveProblem:
+        return
+    real = os.path.realpath(target.path)
+    assert os.path.commonpath([real, str(root.resolve())]) == str(root.resolve())
+    assert real != str(root.resolve())
