@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import RequestError, UsageError
+from ._errors import Reason, RequestError, UsageError
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -66,11 +66,11 @@ class SaveError(RequestError):
     """Writing a body to its file failed (disk full, permissions): the row's error,
     ``save: PATH: why`` (the reason names the file, as ``file: …`` does)."""
 
-    reason = "save"
+    reason = Reason.SAVE.value
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.reason = f"save: {message}"
+        self.reason = f"{Reason.SAVE.value}: {message}"
 
 
 def parse_statuses(text: str, option: str = "--save-status") -> frozenset[int]:
