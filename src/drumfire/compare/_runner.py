@@ -291,7 +291,7 @@ def compare(
         raise InputError("the input has no rows to send")
     keys = [str(i) for i in range(1, len(loaded) + 1)]
 
-    # In the order given (by default the founding document's), round after round so that a
+    # In the order given (by default the table's order), round after round so that a
     # burst of load on the machine does not fall on one strategy only; rows are compared at
     # the end.
     order = [get(n) for n in names]
