@@ -423,7 +423,10 @@ class OriginLimit:
     OVER = 1.03
     #: Seconds after a retried request was throttled again during which the found
     #: rate is cut back to the accepted one (a rate limit throttles retries too).
-    AGAIN = 5.0
+    AGAIN = 30.0
+    #: Share of recent answers throttled above which every cut of the concurrency
+    #: also lowers a found rate (a rate limit met well above its rate).
+    DENSE = 0.3
     #: Answers looked at for quota headers before deciding the server sends none.
     WATCH = 16
 
@@ -556,7 +559,17 @@ class OriginLimit:
                 # one, too short a time; what was sent, less the share throttled,
                 # says as much. Later cuts (if the throttling goes on) go lower.
                 accepted = max(accepted, self.sent / (now - born) * (1.0 - self.share))
-            if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+            # Later cuts lower the rate only when throttling is dense, or retried
+            # rows are throttled too: a server that throttles a share of rows' first
+            # attempts (10 %, say) has the concurrency cut now and then by bursts of
+            # them, and each lowering the rate to what was accepted in a CPU dip
+            # ratcheted it down.
+            lowers = (
+                cubic.rate is None
+                or self.share >= self.DENSE
+                or now - self._again_at <= self.AGAIN
+            )
+            if accepted > 0.0 and lowers:  # nothing accepted (an outage): no rate from it
                 self._rate_cut = now
                 cubic.throttle(now, accepted)
                 self._metered(now)
