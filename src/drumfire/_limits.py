@@ -9,6 +9,16 @@ Each strategy answers one question, in the manner of aiometer's meters:
 The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
+
+One module (about 700 lines, over issue 18's ~600) on purpose: it is one
+controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
+:class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
+state on every throttled answer; their thresholds are tuned together (the 15 %
+share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
+"dense", the half-second bucket) and the benchmark figures (docs/benchmarks.md)
+hold for them as a set, so a reader changing one needs the others in view. More
+than half of the lines are the reasons for those numbers. The quota and rate
+parsers at the end are the only separable part (60 lines).
 """
 
 from __future__ import annotations
