@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._body import json_body
 from ._connection import TLS
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
@@ -23,7 +24,7 @@ from ._extract import Extractor
 from ._http import MAX_HEADER, Response
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
-from ._request import RequestPlan, json_body
+from ._request import RequestPlan
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
 from ._settings import Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source

@@ -34,7 +34,6 @@ from ._extract import parse_extract_options
 from ._limits import parse_rate
 from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
 from ._progress import rerun_command
-from ._request import _shown
 from ._result import Stats
 from ._resume import (
     RETRY_FAILED_DEFAULT,
@@ -47,6 +46,7 @@ from ._resume import (
 from ._settings import Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
+from ._url import shown_url
 
 __all__ = ["entry", "main"]
 
@@ -736,7 +736,7 @@ def _hide_secrets(argv: Sequence[str]) -> list[str]:
         elif arg in ("-H", "--header"):
             header_next = True
         elif "://" in arg:
-            arg = _shown(arg)
+            arg = shown_url(arg)
         shown.append(arg)
     return shown
 

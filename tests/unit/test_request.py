@@ -1,4 +1,4 @@
-"""Templates and the request plan (drumfire._request)."""
+"""Templates, URLs, bodies and the request plan (drumfire._template, _url, _body, _request)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drumfire._body import json_body, json_template
 from drumfire._errors import TemplateError, UsageError
-from drumfire._request import (
-    USER_AGENT,
-    RequestPlan,
-    Template,
-    host_header,
-    json_body,
-    json_template,
-    split_url,
-)
+from drumfire._request import USER_AGENT, RequestPlan
+from drumfire._template import Template
+from drumfire._url import host_header, split_url
 
 UA = f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n".encode()
 

@@ -18,8 +18,9 @@ from .._connection import TLS
 from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
-from .._request import RequestPlan, _shown
+from .._request import RequestPlan
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
+from .._url import shown_url as _shown
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
 from ._schedule import RateProfile, Schedule, parse_duration, parse_rate

@@ -1,6 +1,6 @@
 """What every strategy shares: the row and outcome shapes, and drumfire's own finishing step.
 
-Every strategy renders URLs with drumfire's :class:`~drumfire._request.Template` (the same
+Every strategy renders URLs with drumfire's :class:`~drumfire._template.Template` (the same
 substitution as ``drumfire run``) and turns a status and body into extracted fields with
 :func:`finish`, which follows the engine's rules exactly: the body is decoded as JSON whatever
 the status (so a 400 ``NoRoute`` still yields ``code``), a body that is not JSON gives ``None``

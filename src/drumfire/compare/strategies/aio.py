@@ -15,7 +15,7 @@ import aiohttp
 
 from ..._extract import Extractor
 from ..._loop import new_event_loop
-from ..._request import Template
+from ..._template import Template
 from ._common import (
     CONNECT_TIMEOUT,
     HEADERS,

@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..._extract import Extractor
-from ..._request import Template
+from ..._template import Template
 from ._common import (
     CONNECT_TIMEOUT,
     HEADERS,

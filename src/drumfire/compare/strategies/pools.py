@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import urllib3
 
 from ..._extract import Extractor
-from ..._request import Template
+from ..._template import Template
 from ._common import CONNECT_TIMEOUT, ID_KEY, RETRIES, TIMEOUT, Outcome, Row, failed, finish
 
 __all__ = ["pool_manager", "retry", "threads", "timeout", "urllib3_pool"]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..._extract import Extractor
-from ..._request import Template
+from ..._template import Template
 from ._common import (
     ID_KEY,
     Outcome,
