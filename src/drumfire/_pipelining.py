@@ -235,7 +235,8 @@ class Pipelining:
         self.setting = OFF
         self._server_cpu: Callable[[], float | None] | None = None
         self._server_port: int | None = None  # the port _server_cpu was looked up for
-        self._mark: _Readings | None = None
+        # Until start(): as if the clocks had started at zero.
+        self._mark: _Readings = (0.0, 0.0, None, None, None, 0)
         self._streak = 0
         self._machine_streak = 0
         self._machine_ok = True  # False once the machine case was found not to help
@@ -272,9 +273,6 @@ class Pipelining:
         ``open_connections``: connections open now (the cap is never above it).
         """
         if self.depth <= 1:
-            return None
-        if self._mark is None:
-            self.start(now, answered)
             return None
         wall0, cpu0, busy0, all0, server0, answered0 = self._mark
         span = now - wall0
@@ -325,7 +323,7 @@ class Pipelining:
             self._server_cpu = self.server(self.local_port)
             if self._server_cpu is None:
                 self._machine_ok = False  # cannot tell who is busy: stay with the client case
-            elif self._mark is not None:
+            else:
                 self._mark = (*self._mark[:4], self._server_cpu(), self._mark[5])
             return None
         if served is None or served < self.SERVER_BUSY:
