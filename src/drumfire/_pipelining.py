@@ -28,6 +28,7 @@ decision changes.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,8 +204,8 @@ class Pipelining:
     #: Seconds: the shortest span a share is measured over. Below the 50 ms sweep:
     #: timers fire up to a millisecond early, and a skipped sweep delays the switch.
     CPU_SPAN = 0.04
-    #: Connections kept while pipelining: a few deep queues mean few, large reads
-    #: and writes. Never more than were open when it started.
+    #: Connections kept while pipelining for the client's CPU: a few deep queues mean
+    #: few, large reads and writes. Never more than were open when it started.
     CONNECTIONS = 4
     #: Busy share of all cores from which the machine is saturated, and below which
     #: it no longer is; held for MACHINE_TICKS sweeps (more than CPU_TICKS: the
@@ -334,7 +335,11 @@ class Pipelining:
             return None
         self._machine_streak = 0
         self._guard = (now, answered, self._rate)
-        return self._turn(Setting(self.depth, self._cap(open_), "machine"))
+        # One connection per core's worth the server uses (it serves each connection's
+        # requests in turn, one thread at a time), and one more to cover the gap while
+        # a connection it closed (osrm-routed: after 512 answers) is opened again.
+        conns = math.ceil(served) + 1
+        return self._turn(Setting(self.depth, min(conns, open_) if open_ else conns, "machine"))
 
     def _while_client(self, thread: float, machine: float | None) -> Setting | None:
         # A local server keeping the machine busy keeps it on too: no flapping
