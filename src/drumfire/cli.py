@@ -296,8 +296,9 @@ def main() -> None:
     default=64,
     show_default=True,
     metavar="N",
-    help="Once drumfire's own CPU limits the run (a fast local server), send up to N "
-    "GET requests on a connection before their answers (HTTP pipelining); 1 turns it off.",
+    help="Once CPU limits the run (drumfire's own, or the machine's with a local server), "
+    "send up to N GET requests on a connection before their answers (HTTP pipelining); "
+    "1 turns it off.",
 )
 @click.option(
     "--read-ahead/--no-read-ahead",
