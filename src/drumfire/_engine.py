@@ -268,6 +268,7 @@ class Engine:
         self._conn_cap = most
         self._capacity = float("inf")  # most requests in flight the connections can take
         self._depth = 1  # requests per unit of the adaptive limit (pipeline when pipelining)
+        self._refill = 1  # a busy connection takes more once this many fit (see _room)
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
         # Statuses that may need more than writing the row (see _settle).
@@ -450,7 +451,9 @@ class Engine:
             # The adaptive limit now counts connections' worth of requests: each
             # carries up to ``depth``. A fixed -c stays requests in flight.
             self._depth = setting.depth if self._adaptive else 1
+            self._refill = setting.refill
         else:
+            self._refill = 1
             self._conn_cap = self.pool.limit
             self._capacity = float("inf")
             self._depth = 1
@@ -812,7 +815,13 @@ class Engine:
         head = conn.job
         if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
             return 0
-        return conn.room(self.pipeline)
+        room = conn.room(self.pipeline)
+        if room < self._refill:
+            # Wait until the queue has room for a batch (one write for many), or is
+            # empty when the connection will never have that much room again (the
+            # server's Keep-Alive: max is near).
+            return room if room + len(conn.behind) < self._refill and not conn.behind else 0
+        return room
 
     # -- connection callbacks (Owner protocol) --------------------------------
 

@@ -54,11 +54,17 @@ _CLK_TCK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 @dataclass(frozen=True, slots=True)
 class Setting:
     """What the engine should do: ``depth`` requests at most per connection (1: no
-    pipelining), on at most ``connections`` connections (None: no cap), and ``why``."""
+    pipelining), on at most ``connections`` connections (None: no cap), and ``why``.
+
+    ``refill``: top a connection's queue up only once this many requests fit (1: as
+    soon as one does). A server that answers one request at a time (osrm-routed)
+    would otherwise get one write per answer, as without pipelining.
+    """
 
     depth: int = 1
     connections: int | None = None
     why: str = ""
+    refill: int = 1
 
     @property
     def on(self) -> bool:
@@ -207,6 +213,9 @@ class Pipelining:
     #: Connections kept while pipelining for the client's CPU: a few deep queues mean
     #: few, large reads and writes. Never more than were open when it started.
     CONNECTIONS = 4
+    #: The client case refills a connection as soon as one request fits: a fast server's
+    #: answers come many per read, and the refill of each loop turn is one write anyway.
+    CLIENT_REFILL = 1
     #: Busy share of all cores from which the machine is saturated, and below which
     #: it no longer is; held for MACHINE_TICKS sweeps (more than CPU_TICKS: the
     #: machine's load moves with everything else running on it).
@@ -313,7 +322,7 @@ class Pipelining:
         self._streak = self._streak + 1 if thread >= self.CPU_BOUND else 0
         if self._streak >= self.CPU_TICKS or thread >= self.CPU_SURE:
             self._streak = self._machine_streak = 0
-            return self._turn(Setting(self.depth, self._cap(open_), "client"))
+            return self._turn(Setting(self.depth, self._cap(open_), "client", self.CLIENT_REFILL))
         if machine is None or machine < self.MACHINE_BUSY:
             self._machine_streak = 0
             return None
@@ -339,7 +348,12 @@ class Pipelining:
         # requests in turn, one thread at a time), and one more to cover the gap while
         # a connection it closed (osrm-routed: after 512 answers) is opened again.
         conns = math.ceil(served) + 1
-        return self._turn(Setting(self.depth, min(conns, open_) if open_ else conns, "machine"))
+        conns = min(conns, open_) if open_ else conns
+        return self._turn(Setting(self.depth, conns, "machine", self.refill_at()))
+
+    def refill_at(self) -> int:
+        """The machine case's refill mark: half the depth (see :class:`Setting`)."""
+        return max(1, self.depth // 2)
 
     def _while_client(self, thread: float, machine: float | None) -> Setting | None:
         # A local server keeping the machine busy keeps it on too: no flapping

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from servers import ScriptedServer
 from test_run_pipeline import FAST, check_answers, echo_n, rows
 
@@ -103,3 +104,37 @@ def test_a_server_in_this_process_is_not_taken_for_a_busy_one() -> None:
     check_answers(results, n)
     assert set(seen) == {""}
     assert stats.pipelined == 0
+
+
+class _Conn:
+    """What Engine._room looks at: a busy GET connection that answered before."""
+
+    def __init__(self, behind: int, left: int | None = None) -> None:
+        from drumfire._connection import BUSY, Connection
+
+        self.state = BUSY
+        self.served = 1
+        self.job = type("J", (), {"prepared": type("P", (), {"method": "GET"})()})()
+        self.behind = [None] * behind
+        self.left = left
+        self.room = lambda depth: Connection.room(self, depth)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("behind", "left", "refill", "room"),
+    [
+        (10, None, 1, 53),  # the client case: as soon as one fits
+        (62, None, 1, 1),
+        (10, None, 32, 53),  # the machine case: once half the depth fits...
+        (40, None, 32, 0),  # ...not before: one write for many requests
+        (31, None, 32, 32),
+        (5, 10, 32, 0),  # near the server's Keep-Alive max: only once the queue is empty
+        (0, 10, 32, 9),
+    ],
+)
+def test_a_busy_connection_is_refilled_in_batches(
+    behind: int, left: int | None, refill: int, room: int
+) -> None:
+    engine = make_job("http://127.0.0.1:9/{n}").engine(rows_source([{"n": "1"}]), [].append)
+    engine._refill = refill
+    assert engine._room(_Conn(behind, left)) == room  # type: ignore[arg-type]

@@ -131,7 +131,7 @@ def test_a_local_server_saturating_the_machine_turns_it_on() -> None:
     p = fake.policy()
     assert sweeps_until_on(fake, p, thread=0.2, machine=0.97) == 1 + Pipelining.MACHINE_TICKS
     # 1.7 cores' worth: a connection for each of its 2 busy threads, and one spare.
-    assert p.setting == Setting(64, 3, "machine")
+    assert p.setting == Setting(64, 3, "machine", 32)
     assert fake.lookups == [5000]  # looked up once
 
 
@@ -291,8 +291,8 @@ def test_the_machine_case_keeps_a_connection_per_busy_server_core_and_one_more()
     fake = Fake(server=5.5, cores=8)
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=16)
-    assert p.setting == Setting(64, 7, "machine")
+    assert p.setting == Setting(64, 7, "machine", 32)
     fake = Fake(server=5.5, cores=8)
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=4)
-    assert p.setting == Setting(64, 4, "machine")  # never more than are open
+    assert p.setting == Setting(64, 4, "machine", 32)  # never more than are open
