@@ -74,17 +74,30 @@ class Setting:
 OFF = Setting()
 
 
+def _read_start(path: str, size: int = 1024) -> bytes | None:
+    """The first ``size`` bytes of a file; None if unreadable. Read every sweep: no
+    buffered file object (its fstat and isatty calls cost more than the read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def machine_cpu(path: str = "/proc/stat") -> tuple[float, float] | None:
     """(busy, all) CPU seconds of every core since boot, or None where unreadable.
 
     Busy is everything but idle and iowait; steal counts as busy (the host took it).
     """
-    try:
-        with open(path, "rb") as fh:
-            first = fh.readline()
-    except OSError:
+    first = _read_start(path)
+    if first is None:
         return None
-    fields = first.split()
+    fields = first.split(b"\n", 1)[0].split()
     if len(fields) < 6 or fields[0] != b"cpu":
         return None
     try:
@@ -101,10 +114,8 @@ def process_cpu(pids: tuple[int, ...], proc: str = "/proc") -> float | None:
     total = 0
     seen = False
     for pid in pids:
-        try:
-            with open(f"{proc}/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
+        stat = _read_start(f"{proc}/{pid}/stat")
+        if stat is None:
             continue
         fields = stat.rpartition(b")")[2].split()
         try:
