@@ -117,7 +117,7 @@ def execute(
     def on_signal(signum: int) -> None:
         if got:  # a second signal: stop waiting for in-flight requests
             engine.stop(grace=0)
-            engine._cancel_all()
+            engine.cancel_all()
             return
         got.append(signum)
         engine.stop(grace=2.0)

@@ -216,7 +216,7 @@ def _plan_parquet(path: str, size: int) -> list[Part]:
 
 def _open_part(part: Part, scratch: str) -> Any:
     """The partition's rows as a Source, its row numbers and lines those of the whole input."""
-    from ._engine import InputProblem
+    from ._rows import InputProblem
     from ._sources import Source, open_source
 
     if part.fmt == "parquet":

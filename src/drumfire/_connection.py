@@ -1,6 +1,10 @@
 """One HTTP/1.1 connection: the only place that owns connection state.
 
-States and what moves a connection between them::
+Every write of ``state``, ``flight`` and ``deadline`` is in this file (as h11
+keeps every transition in ``_state.py``); owners and pools ask predicates
+(:meth:`Connection.is_idle`, :meth:`~Connection.is_busy`, ...) and call the
+transitions below. States (:class:`ConnState`) and what moves a connection
+between them::
 
     CONNECTING --connection_made--> IDLE --send()--> BUSY --response--> IDLE
          |                           |                 |   (keep-alive)
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import functools
 import os
 import socket
@@ -32,28 +37,57 @@ from ._http import MAX_HEADER, Response, ResponseReader
 if TYPE_CHECKING:
     from ._request import Origin
 
-__all__ = ["BUSY", "CLOSED", "CONNECTING", "IDLE", "TLS", "Connection", "Owner"]
+__all__ = [
+    "BUSY",
+    "CLOSED",
+    "CONNECTING",
+    "IDLE",
+    "TLS",
+    "ConnState",
+    "Connection",
+    "Owner",
+    "describe_error",
+]
 
-CONNECTING, IDLE, BUSY, CLOSED = "connecting", "idle", "busy", "closed"
+
+class ConnState(enum.Enum):
+    """Where a :class:`Connection` is in its life (see the module's diagram)."""
+
+    CONNECTING = "connecting"
+    IDLE = "idle"  # open, nothing in flight: may take a request
+    BUSY = "busy"  # a request in flight (and perhaps more pipelined behind it)
+    CLOSED = "closed"
+
+
+CONNECTING, IDLE, BUSY, CLOSED = ConnState
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class Owner(Protocol):
+    """What a connection reports to (the engine, the bench runner)."""
+
     def on_connected(self, conn: Connection) -> None: ...
     def on_responses(self, conn: Connection, answered: list[tuple[Any, Response]]) -> None: ...
-    def on_failure(self, conn: Connection, job: Any, reason: str, detail: str) -> None: ...
+    def on_failure(self, conn: Connection, flight: Any, reason: str, detail: str) -> None: ...
     def on_closed(self, conn: Connection) -> None: ...
-    def on_unanswered(self, conn: Connection, job: Any) -> None: ...
+    def on_unanswered(self, conn: Connection, flight: Any) -> None: ...
     def flush_later(self, conn: Connection) -> None: ...
 
 
 class Connection(asyncio.Protocol):
     """An HTTP/1.1 client connection: one request at a time, or several pipelined.
 
-    ``job`` is the oldest request in flight; :meth:`pipeline` queues more behind
-    it (``behind``). When the connection ends before they are answered, those
-    behind the oldest are handed back through ``on_unanswered``: the server
-    never answered them, so the owner sends them again elsewhere.
+    ``flight`` is what the owner sent (opaque here: the engine's
+    :class:`~drumfire._rows.Flight`, the bench's send time), the oldest in
+    flight; :meth:`pipeline` queues more behind it (``behind``). When the
+    connection ends before they are answered, those behind the oldest are
+    handed back through ``on_unanswered``: the server never answered them, so
+    the owner sends them again elsewhere.
+
+    Read ``state``, ``flight`` and ``deadline``; change them only through the
+    methods. A subclass may take a fast path in ``send``/``data_received``
+    (see :mod:`drumfire.bench._fastconn`) with :meth:`begin`,
+    :meth:`answered_quickly` and :meth:`again`.
     """
 
     def __init__(
@@ -64,7 +98,7 @@ class Connection(asyncio.Protocol):
         self.state = CONNECTING
         self.transport: asyncio.Transport | None = None
         self.reader = ResponseReader(max_body, max_header)
-        self.job: Any = None  # the request in flight, or the one waiting for the connect
+        self.flight: Any = None  # the request in flight, or the one waiting for the connect
         self.deadline = 0.0  # clock time by which the current phase must end
         self.served = 0  # responses received: >0 means a reused connection
         self.connecting: asyncio.Future[Any] | None = None
@@ -76,11 +110,44 @@ class Connection(asyncio.Protocol):
 
     # -- owner side ----------------------------------------------------------
 
-    def open(self, loop: asyncio.AbstractEventLoop, verify: bool | TLS = True) -> None:
+    # -- predicates (what pools and owners ask) ---------------------------------
+
+    def is_idle(self) -> bool:
+        """Open with nothing in flight: it may take a request now."""
+        return self.state is IDLE
+
+    def is_busy(self) -> bool:
+        """A request is in flight."""
+        return self.state is BUSY
+
+    def is_connecting(self) -> bool:
+        return self.state is CONNECTING
+
+    def is_closed(self) -> bool:
+        return self.state is CLOSED
+
+    def is_overdue(self, now: float) -> bool:
+        """Connecting or busy past its deadline (the owner's sweep aborts it)."""
+        return self.deadline < now and self.state is not IDLE
+
+    # -- transitions -------------------------------------------------------------
+
+    def open(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        verify: bool | TLS = True,
+        flight: Any = None,
+        deadline: float = 0.0,
+    ) -> None:
         """Start connecting to ``origin`` (TLS for https); the owner hears of the outcome.
 
         ``verify``: whether to verify certificates, or the whole :class:`TLS` setting.
+        ``flight``: what to send once connected (the owner's ``on_connected``
+        sends it), reported failed if the connect fails; ``deadline``: the clock
+        time by which the connection must be made.
         """
+        self.flight = flight
+        self.deadline = deadline
         scheme, host, port = self.origin
         if scheme != "https":
             ctx = None
@@ -96,13 +163,15 @@ class Connection(asyncio.Protocol):
         self.connecting = fut
         fut.add_done_callback(self.connect_done)
 
-    def send(self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False) -> None:
+    def send(
+        self, flight: Any, data: bytes, head: bool, deadline: float, later: bool = False
+    ) -> None:
         """Write one request on an IDLE connection; the response comes back via the owner.
 
         ``later``: write it with the owner's next flush (see :meth:`pipeline`).
         """
         assert self.transport is not None
-        self.job = job
+        self.flight = flight
         self.deadline = deadline
         self.state = BUSY
         self.reader.expect(head)
@@ -111,16 +180,45 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.write(data)
 
+    def begin(self, flight: Any, deadline: float) -> None:
+        """IDLE -> BUSY with ``flight``, for a subclass that writes the request itself."""
+        self.flight = flight
+        self.deadline = deadline
+        self.state = BUSY
+
+    def answered_quickly(self) -> Any:
+        """BUSY -> IDLE: a subclass's fast path read the whole answer; returns its flight."""
+        flight, self.flight = self.flight, None
+        self.served += 1
+        self.state = IDLE
+        return flight
+
+    def again(self, flight: Any, deadline: float) -> Any:
+        """The answer was read and the next request is already written: stays BUSY.
+
+        Returns the answered flight (a subclass's fast path, as :meth:`answered_quickly`).
+        """
+        answered, self.flight = self.flight, flight
+        self.served += 1
+        self.deadline = deadline
+        return answered
+
+    def drop(self) -> None:
+        """The owner is done (end of run): abort, reporting nothing and handing nothing back."""
+        self.flight = None
+        self.behind.clear()
+        self.abort("cancelled")
+
     def pipeline(self, queued: list[tuple[Any, float]], data: list[bytes]) -> None:
         """Write more requests on a BUSY connection, behind those in flight.
 
-        ``queued`` holds (job, deadline) pairs and ``data`` their requests. Only for
+        ``queued`` holds (flight, deadline) pairs and ``data`` their requests. Only for
         requests that are safe to send twice and have no body; the owner decides
         when (after the connection has answered once). They go out with the
         owner's next flush.
         """
         assert self.transport is not None
-        assert self.state == BUSY
+        assert self.state is BUSY
         self.behind.extend(queued)
         self.reader.expect(False, len(queued))
         if not self.unsent:
@@ -135,7 +233,7 @@ class Connection(asyncio.Protocol):
     def flush(self) -> None:
         """Write the pipelined requests gathered since the last flush, in one call."""
         unsent = self.unsent
-        if unsent and self.transport is not None and self.state == BUSY:
+        if unsent and self.transport is not None and self.state is BUSY:
             self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
         unsent.clear()
 
@@ -151,9 +249,9 @@ class Connection(asyncio.Protocol):
         return most - 1 - len(self.behind)
 
     def abort(self, reason: str, detail: str = "") -> None:
-        """Give up on the connection (timeout, cancel); the job in it is reported failed."""
-        job, self.job = self.job, None
-        if reason == "timeout" and self.transport is None and self.state != CLOSED:
+        """Give up on the connection (timeout, cancel); the flight in it is reported failed."""
+        flight, self.flight = self.flight, None
+        if reason == "timeout" and self.transport is None and self.state is not CLOSED:
             _scheme, host, port = self.origin
             detail = f"no connection to {host}:{port} within the connect timeout"
         connecting = self.connecting
@@ -168,8 +266,8 @@ class Connection(asyncio.Protocol):
             _reset_on_close(self.transport)  # abort() alone still ends with a FIN
             self.transport.abort()
         self._closed()
-        if job is not None:
-            self.owner.on_failure(self, job, reason, detail)
+        if flight is not None:
+            self.owner.on_failure(self, flight, reason, detail)
         self._hand_back()
 
     def _hand_back(self) -> None:
@@ -195,7 +293,7 @@ class Connection(asyncio.Protocol):
         self._hand_back()
 
     def _closed(self) -> None:
-        if self.state != CLOSED:
+        if self.state is not CLOSED:
             self.state = CLOSED
             self.owner.on_closed(self)
 
@@ -205,33 +303,33 @@ class Connection(asyncio.Protocol):
         if fut.cancelled():
             return
         exc = fut.exception()  # retrieved even when given up on: no "never retrieved" log
-        if exc is None or self.state == CLOSED:
+        if exc is None or self.state is CLOSED:
             return
-        job, self.job = self.job, None
+        flight, self.flight = self.flight, None
         self._closed()
-        if job is not None:
+        if flight is not None:
             reason = reason_for(exc, connecting=True)
-            detail = _describe(exc)
+            detail = describe_error(exc)
             if reason == "connect":  # name the place: a run may have many origins
                 _scheme, host, port = self.origin
                 detail = f"{detail} to {host}:{port}"
-            self.owner.on_failure(self, job, reason, detail)
+            self.owner.on_failure(self, flight, reason, detail)
 
     # -- asyncio.Protocol ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, hence no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
-        if self.state == CLOSED:  # given up on while connecting
+        if self.state is CLOSED:  # given up on while connecting
             self.transport.abort()
             return
         self.state = IDLE
         self.owner.on_connected(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.state != BUSY:
+        if self.state is not BUSY:
             # Bytes nobody asked for: the connection can no longer be trusted.
-            if self.state == IDLE:
+            if self.state is IDLE:
                 self.close()
             return
         try:
@@ -256,13 +354,13 @@ class Connection(asyncio.Protocol):
         behind = self.behind
         answered: list[tuple[Any, Response]] = []
         for response in responses:
-            answered.append((self.job, response))
+            answered.append((self.flight, response))
             if response.left is not None:
                 self.left = response.left
             if behind:
-                self.job, self.deadline = behind.popleft()
+                self.flight, self.deadline = behind.popleft()
             else:
-                self.job = None
+                self.flight = None
                 self.state = IDLE
         self.served += len(responses)
         self.owner.on_responses(self, answered)
@@ -271,36 +369,38 @@ class Connection(asyncio.Protocol):
         if response.keep_alive:
             self._answered([response])
             return
-        job, self.job = self.job, None
+        flight, self.flight = self.flight, None
         self.served += 1
         if response.left is not None:
             self.left = response.left
         self.close()  # hands back whatever was queued behind
-        self.owner.on_responses(self, [(job, response)])
+        self.owner.on_responses(self, [(flight, response)])
 
     def eof_received(self) -> bool | None:
         # Let the transport close; connection_lost does the bookkeeping.
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state != BUSY or self.job is None:
+        if self.state is not BUSY or self.flight is None:
             self._closed()
             self._hand_back()
             return
         try:
             response = self.reader.eof()
         except ProtocolError as perr:
-            job, self.job = self.job, None
+            flight, self.flight = self.flight, None
             self._closed()
-            self.owner.on_failure(self, job, "protocol", str(perr))
+            self.owner.on_failure(self, flight, "protocol", str(perr))
             self._hand_back()
             return
         if response is not None:
             self._complete(response)  # not keep-alive: closes and hands back
             return
-        job, self.job = self.job, None
+        flight, self.flight = self.flight, None
         self._closed()
-        self.owner.on_failure(self, job, reason_for(exc), _describe(exc) or "connection closed")
+        self.owner.on_failure(
+            self, flight, reason_for(exc), describe_error(exc) or "connection closed"
+        )
         self._hand_back()
 
     @property
@@ -378,7 +478,7 @@ def _reset_on_close(transport: asyncio.BaseTransport) -> None:
             pass
 
 
-def _describe(exc: BaseException | None) -> str:
+def describe_error(exc: BaseException | None) -> str:
     """A short, readable message for the summary's example of a failure."""
     if exc is None:
         return ""

@@ -7,7 +7,7 @@ enforces deadlines and reports progress.
 
 A row's life::
 
-    input item --prepare--> Job --dispatch--> Connection --response/failure-->
+    input item --prepare--> Flight --dispatch--> Connection --response/failure-->
         retry?  --yes--> wait (backoff / Retry-After) --> dispatch again
                 --no---> Result --> (reorder buffer if ordered) --> on_result
 """
@@ -36,127 +36,21 @@ from ._limits import (
     parse_quota,
 )
 from ._pipelining import CpuTotals, Pipelining, Setting, is_local_host, machine_cpu
+from ._pool import Pool
 from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
+from ._rows import SKIPPED, WAIT, Flight, Item, Rows
 from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
 
-__all__ = ["INPUT_ERROR_ID", "WAIT", "Engine", "InputProblem", "row_id"]
+__all__ = ["Engine"]
 
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
-
-
-class InputProblem:
-    """A source item that could not be read as a row; becomes an ``input`` error row."""
-
-    __slots__ = ("line", "message")
-
-    def __init__(self, line: int, message: str) -> None:
-        self.line = line
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"InputProblem(line={self.line}, {self.message!r})"
-
-
-#: What a source yields: (1-based row number, the row or a problem).
-Item = tuple[int, "Mapping[str, Any] | InputProblem"]
-
-#: A source item meaning "no row yet, but more may come" (worker processes fed
-#: through a pipe); the engine waits for :meth:`Engine.wake`.
-WAIT: Item = (0, InputProblem(0, "waiting for rows"))
-
-
-#: What :meth:`Engine._make` returns for a row whose result the output already holds.
-SKIPPED = object()
 
 
 def _pipelinable(prepared: Prepared) -> bool:
     """A GET without a body: safe to queue behind other requests and to send again."""
     return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
-
-
-#: The id of an ``input: line N: ...`` row: no real row has it (a row without an
-#: id value takes its row number), so ``--resume`` never mistakes one for the
-#: other; such a row is known by the line in its error instead.
-INPUT_ERROR_ID = ""
-
-
-def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
-    """The row's id: its ``column`` value if set and non-empty, else its row number."""
-    if column is not None:
-        value = row.get(column)
-        if value is not None and value != "":
-            return value if type(value) is str else str(value)
-    return str(line)
-
-
-class Job:
-    """One row in flight (slotted: there are up to ``concurrency`` + retries alive)."""
-
-    __slots__ = ("attempts", "free_retry", "hops", "host", "id", "prepared", "row", "seq", "start")
-
-    def __init__(self, seq: int, id_: str, row: Mapping[str, Any], prepared: Prepared) -> None:
-        self.seq = seq
-        self.id = id_
-        self.row = row
-        self.prepared = prepared
-        self.attempts = 0
-        self.start = 0.0
-        # One immediate re-send, on a new connection, after a kept-alive one
-        # turned out to be closed; it does not use the retry budget.
-        self.free_retry = True
-        self.hops = 0  # redirects followed: like the free re-send, not counted as retries
-        self.host: OriginLimit | None = None  # its origin's limits, once the engine looked
-
-
-class Pool:
-    """Idle keep-alive connections per origin, and the count of open ones.
-
-    At most ``limit`` connections are open at once: when a new origin needs a
-    connection and the limit is reached, an idle connection to another origin
-    is closed first. So a run never holds more sockets than its concurrency.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.idle: dict[Origin, list[Connection]] = {}
-        self.open = 0
-
-    def take(self, origin: Origin) -> Connection | None:
-        stack = self.idle.get(origin)
-        while stack:
-            conn = stack.pop()
-            if conn.state == IDLE:
-                return conn
-        return None
-
-    def give(self, conn: Connection) -> None:
-        stack = self.idle.get(conn.origin)
-        if stack is None:
-            stack = self.idle[conn.origin] = []
-        stack.append(conn)
-
-    def make_room(self) -> None:
-        """Close idle connections (to any origin) until one more may be opened."""
-        for stack in self.idle.values():
-            while stack and self.open >= self.limit:
-                stack.pop(0).close()
-            if self.open < self.limit:
-                return
-
-    def close_all(self) -> None:
-        """End of run: drop every idle connection at once.
-
-        An abort, not a close: a TLS close is a shutdown exchange that needs
-        the event loop, which the caller is about to stop; for TCP both end
-        in the same RST (see ``Connection.close``).
-        """
-        for stack in self.idle.values():
-            while stack:
-                conn = stack.pop()
-                if conn.state == IDLE:
-                    conn.abort("cancelled")
 
 
 class Engine:
@@ -197,11 +91,14 @@ class Engine:
         unreachable_after: int = 0,
         per_host_concurrency: int | None = None,
         per_host_rate: float | None = None,
+        on_numbered: Callable[[Result, int], None] | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if per_host_concurrency is not None and per_host_concurrency < 1:
             raise ValueError("per-host concurrency must be at least 1")
+        if on_numbered is not None and ordered:
+            raise ValueError("on_numbered is for drivers that put results in order themselves")
         # Each origin has its own limits (see _host_of): None: adaptive (the
         # default of the CLI), up to max_concurrency; a number: fixed. The run as
         # a whole never has more than ``concurrency`` (or max_concurrency) in flight.
@@ -219,12 +116,22 @@ class Engine:
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
-        self._prepare = plan.preparer(text_rows)
         self.on_result = on_result
+        # Drivers that put results in order elsewhere (worker processes) get each
+        # with its row's sequence number, in place of ``on_result``.
+        self.on_numbered = on_numbered
         self.extractor = extractor if extractor else None
         self.parse = parse
         self.keep = tuple(keep)
-        self.id_column = id_column
+        #: Source items -> flights, error rows or skips (ids, duplicates, --resume).
+        self.rows = Rows(
+            plan.preparer(text_rows),
+            id_column=id_column,
+            keep=self.keep,
+            skip=skip,  # --resume: rows whose result the output already holds
+            skip_problem=skip_problem,  # --resume: input lines whose error row it holds
+            duplicates=duplicates,
+        )
         self.concurrency = most
         self._total = most  # most requests in flight in the whole run (× depth when pipelining)
         #: Most rows read ahead into the origins' queues while their origin is full:
@@ -240,9 +147,6 @@ class Engine:
         self.tick_interval = tick_interval
         self.ordered = ordered
         self.follow_redirects = follow_redirects  # most redirects to follow per row; 0: none
-        self.skip = skip  # --resume: rows whose result the output already holds
-        self.skip_problem = skip_problem  # --resume: input lines whose error row it holds
-        self.duplicates = duplicates
         self.order_window = order_window or max(1024, 64 * most)
         self._verify = verify
         # Stop the run when this many connection attempts failed to connect
@@ -279,8 +183,8 @@ class Engine:
         self._seq = 0
         self._inflight = 0
         self._waiting = 0  # jobs sleeping before a retry
-        self._ready: deque[Job] = deque()  # retries whose wait is over
-        self._sleeping: dict[Job, asyncio.TimerHandle] = {}  # retries still waiting
+        self._ready: deque[Flight] = deque()  # retries whose wait is over
+        self._sleeping: dict[Flight, asyncio.TimerHandle] = {}  # retries still waiting
         self._busy: set[Connection] = set()
         self._held: dict[int, Result | None] = {}
         self._next_emit = 0
@@ -290,7 +194,6 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
-        self.emitting = -1
 
     # -- running -------------------------------------------------------------
 
@@ -335,19 +238,19 @@ class Engine:
         self.stats.stopped = True
         self._exhausted = True
         # Rows sleeping before a retry (perhaps for a long Retry-After) end now.
-        for job, handle in list(self._sleeping.items()):
+        for flight, handle in list(self._sleeping.items()):
             handle.cancel()
             self._waiting -= 1
-            self._give_up(job, None, "cancelled")
+            self._give_up(flight, None, "cancelled")
         self._sleeping.clear()
-        self._loop.call_later(grace, self._cancel_all)
+        self._loop.call_later(grace, self.cancel_all)
         self._check_done()
 
     def hand_over_items(self, take: Callable[[Iterator[Item]], Iterator[Any]]) -> None:
         """Let ``take`` read the rest of the items; the engine reads what it returns.
 
         ``take`` may return prepared entries as well as items (see
-        :mod:`drumfire._readahead` and :meth:`_next_job`).
+        :mod:`drumfire._readahead` and :meth:`_next_flight`).
         """
         if not self._exhausted:
             self._items = take(self._items)
@@ -363,7 +266,20 @@ class Engine:
         if not paused and self._loop is not None:
             self._loop.call_soon(self._pump)
 
-    def _cancel_all(self) -> None:
+    def watch_cpu(self, now: float) -> None:
+        """Take one sample of the engine's CPU share, as each sweep does (a seam for tests).
+
+        Turns pipelining on or off when the share says so (see ``_watch_cpu``).
+        """
+        self._watch_cpu(now)
+
+    @property
+    def connection_cap(self) -> int:
+        """Most connections kept open now (fewer while pipelining)."""
+        return self._conn_cap
+
+    def cancel_all(self) -> None:
+        """Cancel every row now: those in flight, waiting to start or parked (a second Ctrl-C)."""
         for conn in list(self._busy):
             conn.abort("cancelled", "stopped before the response came")
         while self._ready:
@@ -468,13 +384,14 @@ class Engine:
 
     # -- starting requests ---------------------------------------------------
 
-    def _next_job(self) -> Job | None:
+    def _next_flight(self) -> Flight | None:
         if self._ready:
             return self._ready.popleft()
         if self._exhausted or self._parked >= self.park_limit:
             return None
         if self.ordered and self._seq >= self._next_emit + self.order_window:
             return None  # the oldest row holds the window; wait for it
+        make = self.rows.make
         while True:
             try:
                 item = next(self._items)
@@ -483,14 +400,14 @@ class Engine:
                 return None
             if item is WAIT:
                 return None
-            # A source item, or what _make made of one in a read-ahead process.
-            made = self._make(item) if type(item) is tuple else item
+            # A source item, or what Rows.make made of one in a read-ahead process.
+            made = make(item, self.stats) if type(item) is tuple else item
             if type(made) is int:  # duplicate ids the read-ahead process saw
                 self.stats.duplicates += made
                 continue
             seq = self._seq
             self._seq += 1
-            if type(made) is Job:
+            if type(made) is Flight:
                 made.seq = seq
                 return made
             if made is SKIPPED:
@@ -498,38 +415,6 @@ class Engine:
                 self._skip_seq(seq)
                 continue
             self._emit(cast(Result, made), seq)  # an input or template error
-
-    def _make(self, item: Item) -> Job | Result | object:
-        """What a source item becomes: a job, an error row, or SKIPPED (--resume).
-
-        Needs no event loop and no network: a read-ahead process runs it too
-        (its jobs get their ``seq`` from the engine that takes them).
-        """
-        line, row = item
-        if isinstance(row, InputProblem):
-            if self.skip_problem is not None and self.skip_problem(row.line):
-                return SKIPPED
-            return Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {row.line}: {row.message}")
-        id_ = row_id(row, line, self.id_column)
-        if self.duplicates is not None and self.duplicates.add(id_):
-            self.stats.duplicates += 1
-        if self.skip is not None and self.skip(id_):
-            return SKIPPED
-        try:
-            prepared = self._prepare(row)
-        except KeyError as exc:
-            return Result(
-                id_,
-                None,
-                0.0,
-                0,
-                f"template: row {line} has no column {exc.args[0]!r}",
-                None,
-                self._kept(row),
-            )
-        except ValueError as exc:
-            return Result(id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self._kept(row))
-        return Job(-1, id_, row, prepared)
 
     def _pump(self) -> None:
         rate = self.rate
@@ -563,22 +448,22 @@ class Engine:
                     conn = self._answered = self._roomiest()
                     if conn is not None and self._fill(conn, room):
                         continue
-                job = self._next_job()
-                if job is None:
+                flight = self._next_flight()
+                if flight is None:
                     break
-                host = job.host
+                host = flight.host
                 if host is None:
                     host = self._last_host
                     # The usual row: the plan's one origin, the very same tuple.
-                    if host is not None and host.origin is job.prepared.origin:
-                        job.host = host
+                    if host is not None and host.origin is flight.prepared.origin:
+                        flight.host = host
                     else:
-                        host = self._host_of(job)
-                if (host.gated or host is not solo) and not self._admit(job, host):
+                        host = self._host_of(flight)
+                if (host.gated or host is not solo) and not self._admit(flight, host):
                     if self._solo is not None:
                         break  # the only origin must wait: reading on would only park rows
                     continue  # parked with its origin; the next row may go elsewhere
-                if not self._dispatch(job):
+                if not self._dispatch(flight):
                     break  # an answer will pump again
                 if rate is not None:
                     rate.take(self.clock())
@@ -598,9 +483,9 @@ class Engine:
         most = self._max_concurrency if per_host is None else min(per_host, self._max_concurrency)
         return AdaptiveLimit(initial=min(8, most), maximum=most)
 
-    def _host_of(self, job: Job) -> OriginLimit:
-        """The limits of ``job``'s origin (made on first sight), cached on the job."""
-        origin = job.prepared.origin
+    def _host_of(self, flight: Flight) -> OriginLimit:
+        """The limits of ``flight``'s origin (made on first sight), cached on the flight."""
+        origin = flight.prepared.origin
         host = self._last_host
         if host is None or host.origin != origin:
             host = self._hosts.get(origin)
@@ -614,19 +499,19 @@ class Engine:
                 self._hosts[origin] = host
                 self._solo = host if len(self._hosts) == 1 else None
             self._last_host = host
-        job.host = host
+        flight.host = host
         return host
 
-    def _admit(self, job: Job, host: OriginLimit) -> bool:
-        """Whether ``job`` may start now at its origin; if not, it waits in the origin's queue."""
+    def _admit(self, flight: Flight, host: OriginLimit) -> bool:
+        """Whether ``flight`` may start now at its origin; else it waits in the origin's queue."""
         if host.inflight >= host.limit.limit * self._depth:
-            self._park(job, host)
+            self._park(flight, host)
             return False
         if host.gated:
             now = self.clock()
             wait = host.wait(now)
             if wait > 0.0:
-                self._park(job, host)
+                self._park(flight, host)
                 if host.timer is None:
                     assert self._loop is not None
                     host.timer = self._loop.call_later(wait, self._host_ready, host)
@@ -634,8 +519,8 @@ class Engine:
             host.take(now)
         return True
 
-    def _park(self, job: Job, host: OriginLimit) -> None:
-        host.queue.append(job)
+    def _park(self, flight: Flight, host: OriginLimit) -> None:
+        host.queue.append(flight)
         self._parked += 1
 
     def _unpark(self, host: OriginLimit) -> None:
@@ -673,62 +558,60 @@ class Engine:
 
         self._pump_timer = self._loop.call_later(delay, fire)
 
-    def _dispatch(self, job: Job) -> bool:
-        """Start ``job`` on a connection; False if it must wait for one (back in _ready)."""
-        origin = job.prepared.origin
+    def _dispatch(self, flight: Flight) -> bool:
+        """Start ``flight`` on a connection; False if it must wait for one (back in _ready)."""
+        origin = flight.prepared.origin
         # The free re-send after a stale connection goes on a new one: the
         # other idle connections may be just as stale.
-        conn = self.pool.take(origin) if job.free_retry else None
+        conn = self.pool.take(origin) if flight.free_retry else None
         while conn is not None and self.pool.open > self._conn_cap:
             conn.close()  # pipelining: fewer connections, deeper queues
             conn = self.pool.take(origin)
-        job.start = now = self.clock()
-        host = job.host
+        flight.start = now = self.clock()
+        host = flight.host
         assert host is not None
         if conn is not None:
             self._inflight += 1
             host.inflight += 1
             host.sent += 1
-            job.attempts += 1
+            flight.attempts += 1
             self._busy.add(conn)
             if self.pipelining:
                 self._answered = conn  # the next rows may queue behind this one
             conn.send(
-                job,
-                job.prepared.data,
-                job.prepared.method == "HEAD",
+                flight,
+                flight.prepared.data,
+                flight.prepared.method == "HEAD",
                 now + self.timeouts.total,
                 self.pipelining,  # then all writes of a loop turn go out together
             )
             return True
-        if self.pool.open >= self._conn_cap and job.free_retry:
-            busy = self._pipeline_onto(job)
+        if self.pool.open >= self._conn_cap and flight.free_retry:
+            busy = self._pipeline_onto(flight)
             if busy is not None:
                 self._inflight += 1
                 host.inflight += 1
                 host.sent += 1
-                job.attempts += 1
+                flight.attempts += 1
                 self.stats.pipelined += 1
-                busy.pipeline([(job, now + self.timeouts.total)], [job.prepared.data])
+                busy.pipeline([(flight, now + self.timeouts.total)], [flight.prepared.data])
                 return True
             if self.pipelining and self._inflight:
                 # No connection may take it yet (those open are still connecting,
                 # or carry a non-GET): wait for an answer rather than open one past
                 # the cap, which would only be closed again when it falls idle.
-                self._ready.appendleft(job)
+                self._ready.appendleft(flight)
                 return False
         self._inflight += 1
         host.inflight += 1
         host.sent += 1
-        job.attempts += 1
+        flight.attempts += 1
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body, self.max_header)
-        conn.job = job
-        conn.deadline = now + self.timeouts.connect
-        self.pool.open += 1
+        self.pool.opened(conn)
         self._busy.add(conn)
         assert self._loop is not None
-        conn.open(self._loop, self._verify)
+        conn.open(self._loop, self._verify, flight, now + self.timeouts.connect)
         return True
 
     def _fill(self, conn: Connection, most: int) -> int:
@@ -745,20 +628,20 @@ class Engine:
         assert host is not None
         now = self.clock()
         deadline = now + self.timeouts.total
-        queued: list[tuple[Job, float]] = []
+        queued: list[tuple[Flight, float]] = []
         data: list[bytes] = []
         while len(queued) < room:
-            job = self._next_job()
-            if job is None:
+            flight = self._next_flight()
+            if flight is None:
                 break
-            prepared = job.prepared
-            if prepared.origin != origin or not job.free_retry or not _pipelinable(prepared):
-                self._ready.appendleft(job)  # the pump starts it the usual way
+            prepared = flight.prepared
+            if prepared.origin != origin or not flight.free_retry or not _pipelinable(prepared):
+                self._ready.appendleft(flight)  # the pump starts it the usual way
                 break
-            job.host = host
-            job.attempts += 1
-            job.start = now
-            queued.append((job, deadline))
+            flight.host = host
+            flight.attempts += 1
+            flight.start = now
+            queued.append((flight, deadline))
             data.append(prepared.data)
         if queued:
             self._inflight += len(queued)
@@ -778,14 +661,14 @@ class Engine:
                 best, most = conn, room
         return best
 
-    def _pipeline_onto(self, job: Job) -> Connection | None:
-        """The busy connection with the fewest requests queued that may take ``job``.
+    def _pipeline_onto(self, flight: Flight) -> Connection | None:
+        """The busy connection with the fewest requests queued that may take ``flight``.
 
         Pipelined: GET requests without a body, on connections that have
         answered before (so the server keeps connections alive), behind
         anything but a HEAD request.
         """
-        prepared = job.prepared
+        prepared = flight.prepared
         if not _pipelinable(prepared):
             return None
         origin = prepared.origin
@@ -812,7 +695,7 @@ class Engine:
         Only a busy connection that has answered before (so the server keeps
         connections alive) and carries a GET (never behind a HEAD) takes more.
         """
-        head = conn.job
+        head = conn.flight
         if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
             return 0
         room = conn.room(self.pipeline)
@@ -825,20 +708,20 @@ class Engine:
 
     # -- connection callbacks (Owner protocol) --------------------------------
 
-    def on_unanswered(self, conn: Connection, job: Job) -> None:
+    def on_unanswered(self, conn: Connection, flight: Flight) -> None:
         """A pipelined request the connection lost before its answer: send it again.
 
         The server did not answer it (it closed the connection, or the request
         ahead of it failed), so this does not count as an attempt.
         """
         self._inflight -= 1
-        self._answered_host(job.host, 1)
-        job.attempts -= 1
+        self._answered_host(flight.host, 1)
+        flight.attempts -= 1
         if self._stopping:
-            self._give_up(job, None, "cancelled")
+            self._give_up(flight, None, "cancelled")
             self._check_done()
             return
-        self._ready.appendleft(job)
+        self._ready.appendleft(flight)
         self._pump_later(0.0)
 
     def flush_later(self, conn: Connection) -> None:
@@ -855,22 +738,22 @@ class Engine:
 
     def on_connected(self, conn: Connection) -> None:
         self._reached = True
-        job = conn.job
-        if job is None:
+        flight = conn.flight
+        if flight is None:
             self.pool.give(conn)
             return
         conn.send(
-            job,
-            job.prepared.data,
-            job.prepared.method == "HEAD",
+            flight,
+            flight.prepared.data,
+            flight.prepared.method == "HEAD",
             self.clock() + self.timeouts.total,
         )
 
     def on_closed(self, conn: Connection) -> None:
-        self.pool.open -= 1
+        self.pool.closed(conn)
         self._busy.discard(conn)
 
-    def on_responses(self, conn: Connection, answered: list[tuple[Job, Response]]) -> None:
+    def on_responses(self, conn: Connection, answered: list[tuple[Flight, Response]]) -> None:
         """Answers read in one go from ``conn``, oldest first (Owner protocol)."""
         self._inflight -= len(answered)
         host = answered[0][0].host  # one connection, one origin
@@ -888,21 +771,21 @@ class Engine:
         now = self.clock()
         special = self._special
         follow = self.follow_redirects
-        usual: list[tuple[Job, Response]] = []
+        usual: list[tuple[Flight, Response]] = []
         waited = 0.0  # the latencies of the answers that were not overload signals
         calm = 0
-        for job, response in answered:
+        for flight, response in answered:
             status = response.status
             overload = status == 429 or status == 503
             if overload:
-                host.throttled(now, now - job.start, self._retry_after(response))
+                host.throttled(now, now - flight.start, self._retry_after(response))
             else:
-                waited += now - job.start
+                waited += now - flight.start
                 calm += 1
             if follow or status in special:
-                self._settle(job, response, overload, now)
+                self._settle(flight, response, overload, now)
             else:
-                usual.append((job, response))  # nothing to retry, wait for or follow
+                usual.append((flight, response))  # nothing to retry, wait for or follow
         if calm:
             host.answered(now, waited, calm)
         if host.watch:
@@ -923,7 +806,7 @@ class Engine:
         return None if retry.over_wait(wait) else wait
 
     def _read_quota(
-        self, host: OriginLimit, answered: list[tuple[Job, Response]], now: float
+        self, host: OriginLimit, answered: list[tuple[Flight, Response]], now: float
     ) -> None:
         """Quota headers (RateLimit, X-RateLimit-*): pace the origin, or hold it at zero.
 
@@ -937,29 +820,29 @@ class Engine:
             elif host.watch:
                 host.watch -= 1
 
-    def _settle(self, job: Job, response: Response, overload: bool, now: float) -> None:
+    def _settle(self, flight: Flight, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""
         status = response.status
         retry = self.retry
         if 300 <= status < 400 and self.follow_redirects:
             location = response.header("location")
             if location is not None:
-                if job.hops >= self.follow_redirects:
+                if flight.hops >= self.follow_redirects:
                     self._pump()
-                    self._give_up(job, status, "too_many_redirects")
+                    self._give_up(flight, status, "too_many_redirects")
                     return
-                nxt = redirect(job.prepared, status, location)
+                nxt = redirect(flight.prepared, status, location)
                 if nxt is not None:
-                    job.prepared = nxt
-                    job.host = None  # perhaps another origin
-                    job.hops += 1
-                    self._ready.append(job)
+                    flight.prepared = nxt
+                    flight.host = None  # perhaps another origin
+                    flight.hops += 1
+                    self._ready.append(flight)
                     self._pump()
                     return
         if (
-            self._budget_left(job)
-            and retry.is_retry(status, job.prepared.idempotent)
-            and self._may_retry(job, now)
+            self._budget_left(flight)
+            and retry.is_retry(status, flight.prepared.idempotent)
+            and self._may_retry(flight, now)
         ):
             # Retry-After delays this row only (as urllib3, Envoy and gRPC do).
             retry_after = retry.parse_retry_after(response.header("retry-after"))
@@ -968,20 +851,20 @@ class Engine:
                 # so a later run (--retry-failed, --resume) can take it.
                 assert retry_after is not None
                 self._pump()
-                self._give_up(job, status, retry.over_wait_error(retry_after))
+                self._give_up(flight, status, retry.over_wait_error(retry_after))
                 return
-            self._retry_later(job, retry_after)
+            self._retry_later(flight, retry_after)
             self._pump()
         else:
             # Put the next request on the wire first (it takes this connection, the
             # most recently idle), then extract and write this row: the server
             # works on the next answer while the client does its share.
             self._pump()
-            self._finish_all([(job, response)], now)
+            self._finish_all([(flight, response)], now)
 
-    def on_failure(self, conn: Connection, job: Job, reason: str, detail: str) -> None:
+    def on_failure(self, conn: Connection, flight: Flight, reason: str, detail: str) -> None:
         self._inflight -= 1
-        host = job.host
+        host = flight.host
         examples = self.stats.examples
         if detail and reason not in examples and reason != "cancelled":
             examples[reason] = explain(reason, detail)
@@ -993,38 +876,38 @@ class Engine:
             # The run stops: the target is unreachable. Rows still failing to
             # connect are cancelled, as those never sent are: --resume sends them.
             self._answered_host(host, 1)
-            self._give_up(job, None, "cancelled")
+            self._give_up(flight, None, "cancelled")
             self._pump()
             return
         if reason == "timeout" and host is not None:
             now = self.clock()
-            host.limit.sample(now, now - job.start, True)
+            host.limit.sample(now, now - flight.start, True)
         self._answered_host(host, 1)
         if reason == "cancelled":
-            self._give_up(job, None, "cancelled")
+            self._give_up(flight, None, "cancelled")
         elif (
             reason == "reset"
             and conn.served
-            and job.free_retry
+            and flight.free_retry
             and not conn.received_any
-            and self._may_resend(job)
+            and self._may_resend(flight)
             and not self._stopping
         ):
             # A kept-alive connection the server had already closed: re-send at
             # once, without using the retry budget (urllib3 and aiohttp do the same).
             # The attempt still counts in ``attempts``.
-            job.free_retry = False
-            self._ready.append(job)
+            flight.free_retry = False
+            self._ready.append(flight)
         elif (
-            self._budget_left(job)
+            self._budget_left(flight)
             and not self._stopping
-            and self.retry.is_retry_failure(reason, detail, job.prepared.idempotent)
+            and self.retry.is_retry_failure(reason, detail, flight.prepared.idempotent)
             # A refused connection cost the server nothing: outside the budget.
-            and (reason == "connect" or self._may_retry(job, self.clock()))
+            and (reason == "connect" or self._may_retry(flight, self.clock()))
         ):
-            self._retry_later(job, None)
+            self._retry_later(flight, None)
         else:
-            self._give_up(job, None, reason)
+            self._give_up(flight, None, reason)
         self._pump()
 
     def _unreachable(self, conn: Connection, reason: str, detail: str) -> bool:
@@ -1049,55 +932,50 @@ class Engine:
         self.stop(grace=0)
         return True
 
-    def _budget_left(self, job: Job) -> bool:
-        used = job.attempts - (0 if job.free_retry else 1) - job.hops
+    def _budget_left(self, flight: Flight) -> bool:
+        used = flight.attempts - (0 if flight.free_retry else 1) - flight.hops
         return used <= self.retry.retries
 
-    def _may_retry(self, job: Job, now: float) -> bool:
+    def _may_retry(self, flight: Flight, now: float) -> bool:
         """The origin's retry budget (a share of its recent requests) has room for one."""
-        host = job.host
+        host = flight.host
         return host is None or host.may_retry(now)
 
-    def _may_resend(self, job: Job) -> bool:
-        return job.prepared.idempotent or self.retry.unsafe
+    def _may_resend(self, flight: Flight) -> bool:
+        return flight.prepared.idempotent or self.retry.unsafe
 
-    def _retry_later(self, job: Job, retry_after: float | None) -> None:
+    def _retry_later(self, flight: Flight, retry_after: float | None) -> None:
         if self._stopping:
-            self._give_up(job, None, "cancelled")
+            self._give_up(flight, None, "cancelled")
             return
-        delay = self.retry.delay(job.attempts, retry_after, self.rng)
+        delay = self.retry.delay(flight.attempts, retry_after, self.rng)
         if delay <= 0:
-            self._ready.append(job)
+            self._ready.append(flight)
             return
         self._waiting += 1
         assert self._loop is not None
-        self._sleeping[job] = self._loop.call_later(delay, self._wake, job)
+        self._sleeping[flight] = self._loop.call_later(delay, self._wake, flight)
 
-    def _wake(self, job: Job) -> None:
-        self._sleeping.pop(job, None)
+    def _wake(self, flight: Flight) -> None:
+        self._sleeping.pop(flight, None)
         self._waiting -= 1
         if self._stopping:
-            self._give_up(job, None, "cancelled")
+            self._give_up(flight, None, "cancelled")
             self._check_done()
             return
-        self._ready.append(job)
+        self._ready.append(flight)
         self._pump()
 
     # -- finishing rows ------------------------------------------------------
 
-    def _kept(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
-        if not self.keep:
-            return None
-        return {c: row.get(c) for c in self.keep}
-
-    def _give_up(self, job: Job, status: int | None, reason: str) -> None:
-        elapsed = (self.clock() - job.start) * 1000.0 if job.start else 0.0
+    def _give_up(self, flight: Flight, status: int | None, reason: str) -> None:
+        elapsed = (self.clock() - flight.start) * 1000.0 if flight.start else 0.0
+        kept = self.rows.kept(flight.row)
         self._emit(
-            Result(job.id, status, elapsed, job.attempts, reason, None, self._kept(job.row)),
-            job.seq,
+            Result(flight.id, status, elapsed, flight.attempts, reason, None, kept), flight.seq
         )
 
-    def _finish_all(self, answered: list[tuple[Job, Response]], now: float) -> None:
+    def _finish_all(self, answered: list[tuple[Flight, Response]], now: float) -> None:
         """Rows answered at ``now``: decode, extract, count and hand each on."""
         extractor = self.extractor
         apply = extractor.apply if extractor is not None else None
@@ -1107,7 +985,7 @@ class Engine:
         ordered = self.ordered
         loads = orjson.loads
         done: list[Result] = []
-        for job, response in answered:
+        for flight, response in answered:
             status = response.status
             error = ""
             fields: dict[str, Any] | None = None
@@ -1124,7 +1002,7 @@ class Engine:
                         document is None
                         and 200 <= status < 300
                         and status != 204
-                        and job.prepared.method != "HEAD"
+                        and flight.prepared.method != "HEAD"
                     ):
                         error = "json"
                 fields = apply(document) if document is not None else dict.fromkeys(names)
@@ -1140,27 +1018,32 @@ class Engine:
             result = _new_result(
                 Result,
                 (
-                    job.id,
+                    flight.id,
                     status,
-                    (now - job.start) * 1000.0,
-                    job.attempts,
+                    (now - flight.start) * 1000.0,
+                    flight.attempts,
                     error,
                     fields,
-                    self._kept(job.row) if keep else None,
+                    self.rows.kept(flight.row) if keep else None,
                 ),
             )
             if ordered:
-                self._emit(result, job.seq)
+                self._emit(result, flight.seq)
             else:
                 done.append(result)
         if done:  # _emit, inlined for the usual case: hand each on, then count them
             on_result = self.on_result
+            numbered = self.on_numbered
             handed = 0
             try:
-                for (job, _response), result in zip(answered, done, strict=True):
-                    self.emitting = job.seq
-                    on_result(result)
-                    handed += 1
+                if numbered is None:
+                    for result in done:
+                        on_result(result)
+                        handed += 1
+                else:
+                    for (flight, _response), result in zip(answered, done, strict=True):
+                        numbered(result, flight.seq)
+                        handed += 1
             except Exception as exc:  # a broken sink or consumer ends the run with its error
                 self._fail(exc)
             finally:
@@ -1188,10 +1071,12 @@ class Engine:
 
     def _emit(self, result: Result, seq: int) -> None:
         self.stats.add(result)
-        self.emitting = seq  # for drivers that put results in order elsewhere
         try:
             if not self.ordered:
-                self.on_result(result)
+                if self.on_numbered is not None:
+                    self.on_numbered(result, seq)
+                else:
+                    self.on_result(result)
                 return
             if seq != self._next_emit:
                 self._held[seq] = result

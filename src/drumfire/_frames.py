@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._engine import Item
+from ._rows import Item
 from ._sources import Source
 
 __all__ = ["frame_kind", "frame_source", "run_all_frame"]

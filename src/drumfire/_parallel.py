@@ -40,12 +40,13 @@ import orjson
 from rich.console import Console
 
 from ._api import Job
-from ._engine import WAIT, InputProblem, Item, row_id
 from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
+from ._parse import load_parse_function
 from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
+from ._rows import SKIPPED, WAIT, InputProblem, Item, Rows
 from ._sinks import Sink
 from ._sources import Source
 
@@ -92,8 +93,6 @@ def _worker(
     close_inherited(inherited)
     parse = None
     if parse_spec:
-        from .cli import load_parse_function
-
         parse = load_parse_function(parse_spec)
     loop = new_event_loop()
     queued: deque[list[Any]] = deque()
@@ -136,8 +135,8 @@ def _worker(
             send(orjson.dumps(out))
             out.clear()
 
-    def on_result(result: Result) -> None:
-        out.append([seqs.pop(engine.emitting), *result])
+    def on_result(result: Result, local: int) -> None:
+        out.append([seqs.pop(local), *result])
         if len(out) >= RESULT_BATCH:
             flush()
 
@@ -145,7 +144,12 @@ def _worker(
         flush()
 
     engine = job.engine(
-        _WorkerSource(fmt), on_result, parse=parse, on_tick=on_tick, tick_interval=0.01
+        _WorkerSource(fmt),
+        _numbered_only,
+        on_numbered=on_result,
+        parse=parse,
+        on_tick=on_tick,
+        tick_interval=0.01,
     )
 
     def receive(message: bytes | None) -> None:
@@ -192,6 +196,10 @@ def _worker(
     finally:
         loop.close()
         conn.close()
+
+
+def _numbered_only(result: Result) -> None:
+    raise AssertionError("a worker's engine hands on results with their numbers")
 
 
 class _WorkerSource(Source):
@@ -241,7 +249,14 @@ def execute_parallel(
     clock = time.perf_counter
     stats = Stats(clock, source.total)
     id_column = job.check(job.plan(), source)
-    duplicates = DuplicateCounter()
+    # The parent takes ids, counts duplicates and skips (--resume); the workers prepare.
+    rows = Rows(
+        None,
+        id_column=id_column,
+        skip=skip,
+        skip_problem=skip_problem,
+        duplicates=DuplicateCounter(),
+    )
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx: Any = multiprocessing.get_context(method)
     # Each worker gets its share of the limits; the parent puts rows in order.
@@ -303,27 +318,21 @@ def execute_parallel(
             if job.ordered and seq_counter[0] - next_emit[0] >= window:
                 break
             try:
-                line, row = next(items)
+                item = next(items)
             except StopIteration:
                 exhausted[0] = True
                 break
             seq = seq_counter[0]
             seq_counter[0] += 1
-            if isinstance(row, InputProblem):
-                if skip_problem is not None and skip_problem(row.line):
-                    stats.skipped += 1  # --resume: its error row is in the output
-                    deliver(seq, None)
-                    continue
-                chunk.append([seq, row.line, None, row.message])  # the line the error names
-                continue
-            id_ = row_id(row, line, id_column)
-            if duplicates.add(id_):
-                stats.duplicates += 1
-            if skip is not None and skip(id_):
-                stats.skipped += 1
+            screened = rows.screen(item, stats)
+            if screened is SKIPPED:
+                stats.skipped += 1  # --resume: its row (or error row) is in the output
                 deliver(seq, None)
-                continue
-            chunk.append([seq, line, row, None])
+            elif isinstance(screened, InputProblem):
+                # The line the error names
+                chunk.append([seq, screened.line, None, screened.message])
+            else:
+                chunk.append([seq, item[0], item[1], None])
         return chunk
 
     def feed(worker: _Worker) -> None:

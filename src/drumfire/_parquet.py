@@ -34,9 +34,9 @@ from typing import Any
 import orjson
 
 from ._columns import UNFIT, column_kind, convert, learn_names
-from ._engine import Item
 from ._errors import InputError, UsageError
 from ._result import BASE_COLUMNS, Result
+from ._rows import Item
 
 __all__ = [
     "MAX_PART_ROWS",

@@ -3,12 +3,12 @@
 Against a fast local server ``drumfire run`` is limited by its one Python
 core, and about a third of its work per row needs no network: read and split
 the input line, take the id, check for a duplicate and for ``--resume``,
-render the request bytes (:meth:`Engine._make <drumfire._engine.Engine._make>`).
+render the request bytes (:meth:`Rows.make <drumfire._rows.Rows.make>`).
 When the engine finds its own CPU is the limit (the moment it starts
 pipelining), the command line forks a child that takes over the input where
 the engine left it, does that part, and sends the outcome, in input order, in
 chunks over a pipe; the engine turns each prepared row into a
-:class:`~drumfire._engine.Job` with one call. On a slow or remote server the
+:class:`~drumfire._rows.Flight` with one call. On a slow or remote server the
 engine is never CPU-bound, and no child is started.
 
 * **Order and every row.** The child sends one entry per input item: a
@@ -56,13 +56,13 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._engine import SKIPPED, WAIT, Job
 from ._errors import InputError
 from ._lifeline import die_with_parent
 from ._request import Prepared
+from ._rows import SKIPPED, WAIT, Flight, Item
 
 if TYPE_CHECKING:
-    from ._engine import Engine, Item
+    from ._engine import Engine
 
 __all__ = ["ReadAhead", "Starter", "available"]
 
@@ -138,12 +138,12 @@ class ReadAhead:
         self._watching = False
         self._closed = False
 
-    def __iter__(self) -> Iterator[Job | Any]:
+    def __iter__(self) -> Iterator[Flight | Any]:
         # The engine takes the items one by one from C (chain over lists): the
         # generator below runs once per chunk, not once per row.
         return itertools.chain.from_iterable(self._chunks())
 
-    def _chunks(self) -> Iterator[list[Job | Any]]:
+    def _chunks(self) -> Iterator[list[Flight | Any]]:
         while True:
             message = self._message()
             if message is None:  # no whole chunk yet: wait for the pipe
@@ -151,8 +151,8 @@ class ReadAhead:
                 yield _WAITING
                 continue
             entries, duplicates, failure = message
-            items: list[Job | Any] = [
-                Job(-1, e[0], e[2], _new_prepared(Prepared, e[1]))
+            items: list[Flight | Any] = [
+                Flight(-1, e[0], e[2], _new_prepared(Prepared, e[1]))
                 if type(e) is tuple
                 else SKIPPED
                 if e is None
@@ -261,8 +261,9 @@ class Starter:
 def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
     """The child: prepare every item, send the entries in chunks, then the end."""
     stats = engine.stats
-    make = engine._make
-    keep = engine.keep
+    rows = engine.rows
+    make = rows.make
+    keep = rows.keep
     entries: list[Any] = []
     reported = stats.duplicates  # those seen before the fork are counted already
     failure: str | None = ""
@@ -277,9 +278,9 @@ def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
 
     try:
         for item in items:
-            made = make(item)
-            if type(made) is Job:
-                kept = engine._kept(made.row) if keep else None
+            made = make(item, stats)
+            if type(made) is Flight:
+                kept = rows.kept(made.row) if keep else None
                 entries.append((made.id, tuple(made.prepared), kept))
             elif made is SKIPPED:
                 entries.append(None)

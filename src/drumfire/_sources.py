@@ -2,7 +2,7 @@
 
 Every source is streamed (one row at a time from a buffered file) and yields
 ``(row_number, row)`` where row_number counts data rows from 1 and row is a
-mapping, or an :class:`~drumfire._engine.InputProblem` for a row that cannot be
+mapping, or an :class:`~drumfire._rows.InputProblem` for a row that cannot be
 read — so a bad row becomes an error row, not a crash or a silent gap.
 """
 
@@ -24,8 +24,8 @@ from typing import IO, Any, cast
 
 import orjson
 
-from ._engine import InputProblem, Item
 from ._errors import InputError
+from ._rows import InputProblem, Item
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
 

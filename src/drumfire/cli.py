@@ -33,6 +33,7 @@ from ._errors import UsageError
 from ._extract import parse_extract_options
 from ._limits import parse_rate
 from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from ._parse import load_parse_function
 from ._progress import rerun_command
 from ._result import Stats
 from ._resume import (
@@ -135,30 +136,6 @@ def _rate_option(text: str | None, option: str = "--rate") -> float | None:
         return parse_rate(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
-
-
-def load_parse_function(spec: str) -> Callable[..., Any]:
-    """``path/to/file.py:function`` → the function (for ``--parse``)."""
-    path, sep, name = spec.rpartition(":")
-    if not sep or not path or not name:
-        raise UsageError(f"--parse {spec!r}: write FILE.py:FUNCTION")
-    import importlib.util
-
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--parse: {path!r} does not exist")
-    module_spec = importlib.util.spec_from_file_location(f"drumfire_parse_{file.stem}", file)
-    if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"--parse: cannot load {path!r}")
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        raise UsageError(f"--parse: {path!r} failed to load: {type(exc).__name__}: {exc}") from None
-    func = getattr(module, name, None)
-    if not callable(func):
-        raise UsageError(f"--parse: {path!r} has no function {name!r}")
-    return func  # type: ignore[no-any-return]
 
 
 class _Commands(click.Group):

@@ -114,7 +114,7 @@ class _Conn:
 
         self.state = BUSY
         self.served = 1
-        self.job = type("J", (), {"prepared": type("P", (), {"method": "GET"})()})()
+        self.flight = type("J", (), {"prepared": type("P", (), {"method": "GET"})()})()
         self.behind = [None] * behind
         self.left = left
         self.room = lambda depth: Connection.room(self, depth)  # type: ignore[arg-type]

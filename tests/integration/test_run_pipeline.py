@@ -167,7 +167,7 @@ def test_pipelining_keeps_a_few_connections_with_deep_queues() -> None:
     # that would be closed again as surplus (once, nearly one per row).
     assert accepted < 40
     assert max(opened for _, opened in seen) > Engine.PIPELINE_CONNECTIONS
-    assert engine._conn_cap <= Engine.PIPELINE_CONNECTIONS
+    assert engine.connection_cap <= Engine.PIPELINE_CONNECTIONS
     assert engine.pool.open == 0  # all closed at the end of the run
     # While pipelining, no new connection opens, and the surplus goes.
     assert any(on and opened <= Engine.PIPELINE_CONNECTIONS for on, opened in seen)
@@ -210,7 +210,7 @@ def test_how_many_sweeps_start_pipelining(share: float, sweeps: int | None) -> N
     started = None
     for sweep in range(1, 6):
         wall[0] += 0.05
-        engine._watch_cpu(wall[0])
+        engine.watch_cpu(wall[0])
         if engine.pipelining:
             started = sweep
             break

@@ -26,10 +26,11 @@ import pytest
 from drumfire import InputError, Result
 from drumfire._api import make_job
 from drumfire._batch import execute
-from drumfire._engine import WAIT, Engine
+from drumfire._engine import Engine
 from drumfire._readahead import ReadAhead, Starter, available
 from drumfire._result import Stats
 from drumfire._resume import DuplicateCounter
+from drumfire._rows import WAIT
 from drumfire._sinks import CsvSink
 from drumfire._sources import open_source, rows_source
 from drumfire.demo import DemoServer, route_answer, write_sample_routes

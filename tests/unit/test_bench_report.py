@@ -212,13 +212,13 @@ def test_fast_path_and_fallbacks_agree() -> None:
     conn.send(1.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
     conn.data_received(NGINX + b"hello")
     assert owner.events[-1] == ("fast", 200)
-    assert conn.state == "idle"
+    assert conn.is_idle()
     # Split over two chunks: the full parser takes it.
     conn.send(2.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
     conn.data_received(NGINX[:30])
     conn.data_received(NGINX[30:] + b"hello")
     assert owner.events[-1] == ("full", 200)
-    assert conn.state == "idle"
+    assert conn.is_idle()
     # Chunked: the full parser.
     conn.send(3.0, b"GET / HTTP/1.1\r\n\r\n", False, 9.0)
     conn.data_received(
@@ -281,7 +281,7 @@ def test_closed_loop_short_cut_resends_counts_and_stops() -> None:
     )
     assert loop.sent == 3
     assert owner.events[-1] == ("fast", 200)
-    assert conn.state == "idle"
+    assert conn.is_idle()
     assert rec.requests == 3  # the 4th answer went to the runner, which records it
     assert conn.served == 4
     # Past ``until`` the short cut stops too.

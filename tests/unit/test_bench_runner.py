@@ -35,7 +35,9 @@ class Clock:
 @dataclass
 class FakeConn:
     origin: tuple[str, str, int] = ORIGIN
-    state: str = "busy"  # never handed back to the runner's idle pool
+
+    def is_idle(self) -> bool:
+        return False  # never handed back to the runner's idle pool
 
 
 @dataclass
@@ -63,18 +65,18 @@ class Sim:
 
     def run(self) -> RunData:
         r = self.runner
-        r._send = self.send  # type: ignore[method-assign]
-        r._arm = lambda due: None  # type: ignore[method-assign]
+        r.send = self.send  # type: ignore[method-assign]
+        r.arm = lambda due: None  # type: ignore[method-assign]
         r.start(self.clock.now)
-        r._pump(self.clock.now)
+        r.pump(self.clock.now)
         while not (r.exhausted and r.inflight == 0):
-            next_due = r._next_due if r.open_model and r.inflight < r.concurrency else math.inf
+            next_due = r.next_due if r.open_model and r.inflight < r.concurrency else math.inf
             next_answer = self.answers[0][0] if self.answers else math.inf
             if r.exhausted:
                 next_due = math.inf
             if next_due == next_answer == math.inf:
                 self.clock.now = max(self.clock.now, r.end)
-                r._pump(self.clock.now)
+                r.pump(self.clock.now)
                 if not self.answers and r.inflight == 0:
                     break
                 continue
@@ -83,7 +85,7 @@ class Sim:
                 r.on_status(FakeConn(), job, 200)  # type: ignore[arg-type]
             else:
                 self.clock.now = max(self.clock.now, next_due)
-                r._pump_open(self.clock.now, True)
+                r.pump(self.clock.now)
         return r.result()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from drumfire._cluster import _open_part, plan_parts
-from drumfire._engine import InputProblem
+from drumfire._rows import InputProblem
 from drumfire._sources import open_source
 
 

@@ -27,20 +27,20 @@ def test_failure_messages_are_short_and_the_same_whatever_the_loop() -> None:
     import socket
     import ssl
 
-    from drumfire._connection import _describe
+    from drumfire._connection import describe_error
 
     verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] ...")
     verify.verify_message = "self-signed certificate"
-    assert _describe(verify) == "certificate verify failed: self-signed certificate"
+    assert describe_error(verify) == "certificate verify failed: self-signed certificate"
     # asyncio's words and uvloop's for a refused connection: one message.
     asyncio_refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)")
     uvloop_refused = ConnectionRefusedError(111, "Connection refused")
-    assert _describe(asyncio_refused) == _describe(uvloop_refused)
-    assert _describe(uvloop_refused) == "[Errno 111] Connection refused"
+    assert describe_error(asyncio_refused) == describe_error(uvloop_refused)
+    assert describe_error(uvloop_refused) == "[Errno 111] Connection refused"
     unknown = socket.gaierror(-2, "Name or service not known")
-    assert _describe(unknown) == "[Errno -2] Name or service not known"
-    assert _describe(None) == ""
-    assert len(_describe(RuntimeError("x" * 1000))) == 200
+    assert describe_error(unknown) == "[Errno -2] Name or service not known"
+    assert describe_error(None) == ""
+    assert len(describe_error(RuntimeError("x" * 1000))) == 200
 
 
 def test_hints_for_the_usual_causes() -> None:
@@ -70,10 +70,10 @@ def test_a_connect_timeout_names_the_place() -> None:
         def on_closed(self, conn: Connection) -> None:
             pass
 
-        def on_failure(self, conn: Connection, job: Any, reason: str, detail: str) -> None:
+        def on_failure(self, conn: Connection, flight: Any, reason: str, detail: str) -> None:
             failures.append((reason, detail))
 
     conn = Connection(cast(Owner, Recorder()), ("http", "10.9.8.7", 81), 1000)
-    conn.job = "a job"
+    conn.begin("a flight", 0.0)  # never connected: its transport is None
     conn.abort("timeout", "no complete answer in time")
     assert failures == [("timeout", "no connection to 10.9.8.7:81 within the connect timeout")]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drumfire._engine import InputProblem
 from drumfire._errors import InputError, UsageError
+from drumfire._rows import InputProblem
 from drumfire._sources import Source, count_rows, format_for, open_source, rows_source
 
 

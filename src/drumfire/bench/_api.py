@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._connection import TLS
-from .._engine import InputProblem
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
 from .._request import RequestPlan
+from .._rows import InputProblem
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
 from ._report import BenchReport, build_report

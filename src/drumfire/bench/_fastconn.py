@@ -5,11 +5,11 @@ or its body. Most answers arrive as one chunk: ``HTTP/1.1``, a
 ``Content-Length``, no ``Transfer-Encoding``, no ``Connection: close``, and
 exactly that many body bytes. For those, a few byte searches replace
 httptools' per-header callbacks and the ``Response`` object; the owner gets
-``on_status(conn, job, status)``. Every other case (a response split over
-several chunks, chunked or close-delimited bodies, HEAD, 1xx/204/304,
-``Connection: close``, ``Keep-Alive: max=N``, anything malformed) goes to the
-inherited, complete path through :class:`~drumfire._http.ResponseReader`
-unchanged, so the fast path can only decline, never misread.
+``on_status(conn, flight, status)`` (the flight: its send time). Every other
+case (a response split over several chunks, chunked or close-delimited
+bodies, HEAD, 1xx/204/304, ``Connection: close``, ``Keep-Alive: max=N``,
+anything malformed) goes to the inherited, complete path through
+:class:`~drumfire._http.ResponseReader` unchanged, so the fast path can only decline, never misread.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._connection import BUSY, IDLE, Connection, Owner
+from .._connection import Connection, Owner
 from .._http import inspect_head as _inspect_head
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class BenchOwner(Owner, Protocol):
     heads: dict[bytes, tuple[int, int]]  # inspect_head() of header blocks seen, shared
     loop: Loop | None
 
-    def on_status(self, conn: Connection, job: Any, status: int) -> None: ...
+    def on_status(self, conn: Connection, flight: Any, status: int) -> None: ...
 
 
 _HEADS_KEPT = 256  # distinct header blocks remembered (answers differ mostly by Date)
@@ -97,13 +97,13 @@ class BenchConnection(Connection):
         # reset (and fed) when the fast path declines, which keeps send() cheap.
         self.fresh = True
 
-    def send(self, job: Any, data: bytes, head: bool, deadline: float, later: bool = False) -> None:
+    def send(
+        self, flight: Any, data: bytes, head: bool, deadline: float, later: bool = False
+    ) -> None:
         # ``later`` (the run engine's pipelining) never comes from the bench runner.
         transport = self.transport
         assert transport is not None
-        self.job = job
-        self.deadline = deadline
-        self.state = BUSY
+        self.begin(flight, deadline)
         self.head = head
         self.fresh = False
         self.fast = not head
@@ -128,24 +128,19 @@ class BenchConnection(Connection):
                     known = heads[head] = inspect_head(head)
                 status, length = known  # length -1 (declined) never matches below
                 if len(data) == end + 4 + length and length <= self.max_body:
-                    job = self.job
-                    self.served += 1
                     loop = self.loop
                     if loop is not None:
                         now = loop.clock()
                         if now < loop.until and loop.sent < loop.limit:
                             # Closed model, one URL: send again now, record after.
                             loop.sent += 1
-                            self.job = now
-                            self.deadline = now + loop.timeout
                             self.fast = True
                             self.transport.write(loop.data)  # type: ignore[union-attr]
-                            if job >= 0.0:
-                                loop.recorder.response(now, job, status)
+                            stamp = self.again(now, now + loop.timeout)
+                            if stamp >= 0.0:
+                                loop.recorder.response(now, stamp, status)
                             return
-                    self.job = None
-                    self.state = IDLE
-                    self.on_status(self, job, status)
+                    self.on_status(self, self.answered_quickly(), status)
                     return
         self._reader_ready()
         super().data_received(data)

@@ -2,7 +2,7 @@
 
 Like the batch engine it is callback-driven: no asyncio Task per request and
 no timer per request. Connections report to the runner (``on_response``,
-``on_failure``, ...), each report records the outcome and calls ``_pump``,
+``on_failure``, ...), each report records the outcome and calls ``pump``,
 which starts as many requests as the model allows; one periodic ``_tick``
 enforces deadlines, closes the seconds of the timeline and feeds the live view.
 
@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-from .._connection import BUSY, CONNECTING, IDLE, TLS, Connection
+from .._connection import TLS, Connection
 from .._errors import DrumfireError
 from .._http import Response
+from .._pool import Pool
 from .._request import Origin
 from ._fastconn import BenchConnection, Loop
 from ._recorder import HIGHEST_US, Recorder, new_histogram
@@ -133,7 +134,7 @@ class Runner:
         # Closed model with every target on one origin: on_status may re-send directly.
         self._one_origin = schedule is None and len({t[0] for t in self.targets}) == 1
         self._k = 0
-        self._idle: dict[Origin, list[Connection]] = {}
+        self.pool = Pool(concurrency)  # idle connections per origin, the count of open ones
         self._conns: set[Connection] = set()
         self._pending: dict[Connection, Target] = {}
         self.heads: dict[bytes, tuple[int, int]] = {}  # see _fastconn.inspect_head
@@ -145,7 +146,6 @@ class Runner:
         )
         single = schedule is None and len(set(self.targets)) == 1 and not self.targets[0][2]
         self.loop: Loop | None = self.counter if single else None
-        self._open = 0
         self.opened = 0
         self.inflight = 0
         self.first_send = 0.0
@@ -157,7 +157,7 @@ class Runner:
         self.end = math.inf
         # open model
         self._next = 0
-        self._next_due = math.inf
+        self.next_due = math.inf
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
         self._freed_at = 0.0
@@ -177,7 +177,9 @@ class Runner:
         self._grace_handle: asyncio.TimerHandle | None = None
         self._warm_handle: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
-        self._pump: Callable[[float], None] = (
+        #: Start what the model allows at clock time ``now`` (every report calls it;
+        #: a simulation drives it too, with ``send`` and ``arm`` replaced).
+        self.pump: Callable[[float], None] = (
             self._pump_closed if schedule is None else self._pump_open
         )
 
@@ -202,7 +204,7 @@ class Runner:
                 self._end_handle = loop.call_later(max(self.end - now, 0.0), self._at_end)
             if self.loop is not None and self.warmup > 0:
                 self._warm_handle = loop.call_later(self.warmup, self._warmed)
-            self._pump(now)
+            self.pump(now)
             await self._done
         finally:
             handles = (self._tick_handle, self._end_handle, self._grace_handle, self._wake)
@@ -224,7 +226,7 @@ class Runner:
         if self.stopped:
             window = self._stopped_at
         elif self.schedule is not None:
-            window = min(self.end, self._next_due)
+            window = min(self.end, self.next_due)
         else:
             window = self.end if now >= self.end else self.measure_start
         finish = max(rec.last, window, self.measure_start)
@@ -255,7 +257,7 @@ class Runner:
         if self.schedule is not None:
             self.end = min(self.end, now + self.schedule.length)
             self.queue = new_histogram()
-            self._next_due = now + self.schedule.due(0)
+            self.next_due = now + self.schedule.due(0)
         self.recorder = self.counter.recorder = Recorder(self.measure_start)
         self._tick_due = now + self.tick_interval
         if self.loop is not None and self.warmup <= 0:
@@ -279,18 +281,17 @@ class Runner:
 
     def _cancel_all(self) -> None:
         for conn in list(self._conns):
-            if conn.state in (BUSY, CONNECTING):
+            if conn.is_busy() or conn.is_connecting():
                 conn.abort("cancelled", "stopped before the answer came")
         self._check_done()
 
     def _close_all(self) -> None:
         for conn in list(self._conns):
-            if conn.state == IDLE:
+            if conn.is_idle():
                 conn.close()
             else:
-                conn.job = None  # the run is over: nobody to report to
-                conn.abort("cancelled")
-        self._idle.clear()
+                conn.drop()  # the run is over: nobody to report to
+        self.pool.idle.clear()
         self._pending.clear()
 
     def _check_done(self) -> None:
@@ -337,31 +338,41 @@ class Runner:
             await asyncio.wait(futures, timeout=self.connect_timeout)
         problem: BaseException | None = None
         for conn, fut in zip(conns, futures, strict=False):
-            if conn.state == CONNECTING:
+            if conn.is_connecting():
                 conn.abort("timeout")
                 problem = problem or TimeoutError("no connection within the connect timeout")
             elif fut.done() and not fut.cancelled() and fut.exception() is not None:
                 problem = problem or fut.exception()
-        if not any(c.state == IDLE for c in conns):
+        if not any(c.is_idle() for c in conns):
             _, host, port = origin
             detail = str(problem) if problem is not None else "connection closed"
             raise BenchError(f"cannot connect to {host}:{port}: {detail}")
 
-    def _connect(self, origin: Origin, target: Target | None, job: float = -1.0) -> Connection:
+    def _connect(
+        self,
+        origin: Origin,
+        target: Target | None,
+        stamp: float = -1.0,
+        deadline: float | None = None,
+    ) -> Connection:
+        """Open a connection; it sends ``target`` once connected (by ``deadline``)."""
+        if deadline is None:
+            deadline = self.clock() + self.connect_timeout
         assert self._loop is not None
         conn = BenchConnection(self, origin, self.max_body)
-        self._open += 1
+        self.pool.opened(conn)
         self.opened += 1
         self._conns.add(conn)
-        conn.deadline = self.clock() + self.connect_timeout
         if target is not None:
-            conn.job = job
             self._pending[conn] = target
-        conn.open(self._loop, self.verify)
+        conn.open(self._loop, self.verify, stamp if target is not None else None, deadline)
         return conn
 
-    def _send(self, job: float, deadline: float) -> None:
-        """Send the next target on an idle connection to its origin, or open one."""
+    def send(self, stamp: float, deadline: float) -> None:
+        """Send the next target on an idle connection to its origin, or open one.
+
+        ``stamp``: the time the request counts from (-1: warm-up, not recorded).
+        """
         k = self._k
         target = self.targets[k]
         k += 1
@@ -372,53 +383,42 @@ class Runner:
         self._k = k
         self.inflight += 1
         origin = target[0]
-        stack = self._idle.get(origin)
-        while stack:
-            conn = stack.pop()
-            if conn.state == IDLE:
-                conn.send(job, target[1], target[2], deadline)
-                return
-        if self._open >= self.concurrency:
-            self._make_room()
-        self._connect(origin, target, job).deadline = deadline
-
-    def _make_room(self) -> None:
-        """Close an idle connection (to another origin) so that one more may open."""
-        for stack in self._idle.values():
-            while stack and self._open >= self.concurrency:
-                stack.pop(0).close()
-            if self._open < self.concurrency:
-                return
+        conn = self.pool.take(origin)
+        if conn is not None:
+            conn.send(stamp, target[1], target[2], deadline)
+            return
+        self.pool.make_room()
+        self._connect(origin, target, stamp, deadline)
 
     # -- Owner protocol (called by the connections) ------------------------------------
 
     def on_connected(self, conn: Connection) -> None:
         target = self._pending.pop(conn, None)
-        if target is None or conn.job is None:
-            self._give(conn)
+        if target is None or conn.flight is None:
+            self.pool.give(conn)
             return
-        conn.send(conn.job, target[1], target[2], conn.deadline)
+        conn.send(conn.flight, target[1], target[2], conn.deadline)
 
     def on_closed(self, conn: Connection) -> None:
-        self._open -= 1
+        self.pool.closed(conn)
         self._conns.discard(conn)
         self._pending.pop(conn, None)
 
     def on_responses(self, conn: Connection, answered: list[tuple[float, Response]]) -> None:
-        for job, response in answered:  # one: bench never pipelines
-            self.on_status(conn, job, response.status)
+        for stamp, response in answered:  # one: bench never pipelines
+            self.on_status(conn, stamp, response.status)
 
-    def on_unanswered(self, conn: Connection, job: float) -> None:
+    def on_unanswered(self, conn: Connection, stamp: float) -> None:
         raise AssertionError("bench never pipelines")  # pragma: no cover
 
     def flush_later(self, conn: Connection) -> None:
         raise AssertionError("bench never pipelines")  # pragma: no cover
 
-    def on_status(self, conn: Connection, job: float, status: int) -> None:
+    def on_status(self, conn: Connection, stamp: float, status: int) -> None:
         now = self.clock()
         if (
             self._one_origin
-            and conn.state == IDLE
+            and conn.is_idle()
             and self.measure_start <= now < self.end
             and self.sent != self.limit
         ):
@@ -437,23 +437,19 @@ class Runner:
                     self.rng.shuffle(targets)
             self._k = k
             conn.send(now, target[1], target[2], now + self.timeout)
-            if job >= 0.0:
-                self.recorder.response(now, job, status)
+            if stamp >= 0.0:
+                self.recorder.response(now, stamp, status)
             return
-        if job >= 0.0:
-            self.recorder.response(now, job, status)
+        if stamp >= 0.0:
+            self.recorder.response(now, stamp, status)
         if self.inflight == self.concurrency:
             self._freed_at = now
         self.inflight -= 1
-        if conn.state == IDLE:
-            stack = self._idle.get(conn.origin)
-            if stack is None:
-                self._idle[conn.origin] = [conn]
-            else:
-                stack.append(conn)
-        self._pump(now)
+        if conn.is_idle():
+            self.pool.give(conn)
+        self.pump(now)
 
-    def on_failure(self, conn: Connection, job: float, reason: str, detail: str) -> None:
+    def on_failure(self, conn: Connection, stamp: float, reason: str, detail: str) -> None:
         now = self.clock()
         if self.inflight == self.concurrency:
             self._freed_at = now
@@ -461,32 +457,25 @@ class Runner:
         if reason == "reset" and conn.served and not conn.received_any and not self.stopped:
             # A kept-alive connection the server had closed: not the server's answer
             # to this request. Send it again at once; its time keeps running.
-            self._resend(job, now)
+            self._resend(stamp, now)
             return
-        if job >= 0.0 and reason != "cancelled":
-            self.recorder.failure(now, reason, job)
+        if stamp >= 0.0 and reason != "cancelled":
+            self.recorder.failure(now, reason, stamp)
         if reason == "connect" and not self.exhausted:
             assert self._loop is not None
             self._loop.call_later(CONNECT_COOLDOWN, self._pump_later)
             return
-        self._pump(now)
+        self.pump(now)
 
-    def _resend(self, job: float, now: float) -> None:
-        start = job if job >= 0.0 else now
+    def _resend(self, stamp: float, now: float) -> None:
+        start = stamp if stamp >= 0.0 else now
         try:
-            self._send(job, max(start + self.timeout, now + 0.001))
+            self.send(stamp, max(start + self.timeout, now + 0.001))
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
 
     def _pump_later(self) -> None:
-        self._pump(self.clock())
-
-    def _give(self, conn: Connection) -> None:
-        stack = self._idle.get(conn.origin)
-        if stack is None:
-            self._idle[conn.origin] = [conn]
-        else:
-            stack.append(conn)
+        self.pump(self.clock())
 
     # -- the two models ------------------------------------------------------------------
 
@@ -507,9 +496,9 @@ class Runner:
                         self.first_send = now
                     self.sent += 1
                     self.last_send = now
-                    self._send(now, now + self.timeout)
+                    self.send(now, now + self.timeout)
                 else:
-                    self._send(-1.0, now + self.timeout)
+                    self.send(-1.0, now + self.timeout)
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
             return
@@ -522,9 +511,9 @@ class Runner:
         begin = self.begin
         try:
             while not self.exhausted and self.inflight < self.concurrency:
-                due = self._next_due
+                due = self.next_due
                 if due > now + SEND_AHEAD:
-                    self._arm(due)
+                    self.arm(due)
                     break
                 if due >= self.end:
                     self.exhausted = True
@@ -534,10 +523,10 @@ class Runner:
                     self.exhausted = True
                     break
                 self._next += 1
-                self._next_due = begin + schedule.due(self._next)
+                self.next_due = begin + schedule.due(self._next)
                 if not counted:  # warm-up
                     if due + self.timeout > now:
-                        self._send(-1.0, min(due, now) + self.timeout)
+                        self.send(-1.0, min(due, now) + self.timeout)
                     continue
                 if not self.sent:
                     self.first_send = now
@@ -560,18 +549,18 @@ class Runner:
                             self.lag_max = late
                         if late > LATE:
                             self.late += 1
-                    self._send(due, due + self.timeout)
+                    self.send(due, due + self.timeout)
                 else:
                     self.queue.record_value(1)
-                    self._send(now, now + self.timeout)
+                    self.send(now, now + self.timeout)
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
             return
-        if self._next_due >= self.end:
+        if self.next_due >= self.end:
             self.exhausted = True
         self._check_done()
 
-    def _arm(self, due: float) -> None:
+    def arm(self, due: float) -> None:
         """Wake up shortly before ``due`` (one timer for the whole run)."""
         if self._wake is not None:
             if self._wake_at <= due:
@@ -594,7 +583,7 @@ class Runner:
         late = now - self._tick_due
         if late > self.loop_lag_max and now >= self.measure_start:
             self.loop_lag_max = late
-        for conn in [c for c in self._conns if c.state != IDLE and c.deadline < now]:
+        for conn in [c for c in self._conns if c.is_overdue(now)]:
             conn.abort("timeout", "no complete answer in time")
         self.recorder.roll(now)
         if self.schedule is not None and not self.exhausted:
@@ -606,7 +595,7 @@ class Runner:
             self.backlog = 0
         if self.schedule is None and not self.exhausted and now >= self.end:
             self.exhausted = True
-        self._pump(now)
+        self.pump(now)
         if self.on_tick is not None:
             try:
                 self.on_tick(self)

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from .._engine import InputProblem
 from .._errors import InputError, UsageError
 from .._extract import Extractor
 from .._request import RequestPlan
+from .._rows import InputProblem
 from .._sources import Source, open_source, rows_source
 from ._report import CompareReport, StrategyReport
 from .strategies import EXTRA_HINT, STRATEGIES, Strategy, get, missing_modules
