@@ -26,7 +26,7 @@ from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
 from ._request import RequestPlan
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
-from ._settings import Retry, Timeouts
+from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source
 
 __all__ = ["ARun", "Job", "Run", "arun", "run", "run_all"]
@@ -48,7 +48,7 @@ class Job:
     keep: tuple[str, ...] = ()
     id: str | None = None
     concurrency: int | None = None  # None: adaptive
-    max_concurrency: int = 512
+    max_concurrency: int = MAX_CONCURRENCY
     rate: float | None = None  # requests per second, at most
     retry: Retry = field(default_factory=Retry)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -56,11 +56,11 @@ class Job:
     cacert: str | None = None  # CA certificates to trust (PEM), instead of the system's
     cert: str | None = None  # a client certificate (PEM)
     key: str | None = None  # its private key (PEM), if not in ``cert``
-    max_body: int = 64 * 1024 * 1024
+    max_body: int = MAX_BODY
     max_header_size: int = MAX_HEADER  # most bytes in a response's header block
     ordered: bool = False
     follow_redirects: int = 0  # most redirects followed per row; 0: none
-    pipeline: int = 64  # most GET requests per connection when the client is CPU-bound
+    pipeline: int = PIPELINE  # most GET requests per connection when the client is CPU-bound
     # Stop when the first N connection attempts all fail to connect (0: never);
     # ``drumfire run`` sets 50 unless --keep-going.
     unreachable_after: int = 0
@@ -153,19 +153,19 @@ def make_job(
     keep: Sequence[str] = (),
     id: str | None = None,
     concurrency: int | None = None,
-    max_concurrency: int = 512,
+    max_concurrency: int = MAX_CONCURRENCY,
     rate: float | None = None,
-    retries: int = 3,
-    timeout: float = 30.0,
-    connect_timeout: float = 10.0,
+    retries: int = Retry().retries,
+    timeout: float = Timeouts().total,
+    connect_timeout: float = Timeouts().connect,
     verify: bool | str = True,
-    cert: str | tuple[str, str] | None = None,
-    max_body: int = 64 * 1024 * 1024,
+    cert: str | tuple[str | None, str] | None = None,
+    max_body: int = MAX_BODY,
     max_header_size: int = MAX_HEADER,
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
-    pipeline: int = 64,
+    pipeline: int = PIPELINE,
     json: Any = None,
     per_host_concurrency: int | None = None,
     per_host_rate: float | None = None,
@@ -184,8 +184,8 @@ def make_job(
     cacert = verify if isinstance(verify, str) else None
     cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
     tls = TLS(bool(verify), cacert, cert_file, key_file)
-    if cacert is not None or cert_file is not None:
-        tls.check()  # an unusable file is a usage error before the first request
+    if cacert is not None or cert_file is not None or key_file is not None:
+        tls.check()  # an unusable file, or a key without its certificate: a usage error now
     if json is not None:  # curl's --json: the body, Content-Type and Accept
         if data is not None:
             raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
@@ -212,8 +212,10 @@ def make_job(
         max_body=max_body,
         max_header_size=max_header_size,
         ordered=ordered,
-        # True: up to 10 hops, as requests and curl -L (50) do; a number: that many.
-        follow_redirects=(10 if follow_redirects is True else int(follow_redirects)),
+        # True: up to MAX_REDIRECTS hops, as requests (curl -L: 50); a number: that many.
+        follow_redirects=(
+            MAX_REDIRECTS if follow_redirects is True else int(follow_redirects)
+        ),
         pipeline=pipeline,
         per_host_concurrency=per_host_concurrency,
         per_host_rate=per_host_rate,
@@ -260,6 +262,9 @@ _DOC_ARGS = """
         output: a file (str or Path) that each result is written to as it
             completes, as ``-o`` (``output_format=`` as ``--output-format``).
         resume: keep the rows already in ``output`` and send only the others.
+        overwrite: replace an ``output`` that already holds results (as
+            ``--overwrite``); without it (or ``resume``) such a file is a
+            :class:`~drumfire.UsageError`, never silently lost.
         progress: None (the default) shows a progress bar when interactive
             (a widget in Jupyter, a live line when stderr is a terminal);
             True always, False never. At most ten redraws a second.

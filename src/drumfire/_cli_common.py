@@ -6,32 +6,50 @@ templates, so the options that mean the same thing are declared once here.
 
 from __future__ import annotations
 
+import binascii
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from ._errors import UsageError
+from ._settings import Timeouts
 from ._sources import FORMATS
 
 __all__ = [
     "CONTEXT",
+    "basic_auth_header",
     "connect_timeout_option",
     "encoding_option",
     "format_option",
     "insecure_option",
+    "looks_like_url",
     "read_data",
+    "url_from_user",
     "url_option",
+    "user_option",
+    "warn",
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 url_option = click.option(
-    "-u",
     "--url",
     default="{url}",
+    metavar="TEMPLATE",
     show_default=True,
     help="URL template; {column} is replaced by the row's value, percent-encoded for where "
     "it lands ({+column}: raw, for values that are URL syntax).",
+)
+# -u is user:password, as in curl, wget and httpie; it used to be the URL, and a -u
+# value that is a URL (template) is still read as one, with a warning (see url_from_user).
+user_option = click.option(
+    "-u",
+    "--user",
+    default=None,
+    metavar="USER:PASSWORD",
+    help="Basic authentication, as curl's -u: sent as an Authorization header, never printed.",
 )
 format_option = click.option(
     "--format",
@@ -41,12 +59,13 @@ format_option = click.option(
     help="Input format [default: from the extension].",
 )
 encoding_option = click.option(
-    "--encoding", default="utf-8", show_default=True, help="Input text encoding."
+    "--encoding", default="utf-8", show_default=True, metavar="NAME", help="Input text encoding."
 )
 connect_timeout_option = click.option(
     "--connect-timeout",
     type=click.FloatRange(0.001),
-    default=10.0,
+    metavar="SECONDS",
+    default=Timeouts().connect,
     show_default=True,
     help="Seconds to open a connection.",
 )
@@ -65,3 +84,35 @@ def read_data(data: str | None) -> str | bytes | None:
                 f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}"
             ) from None
     return data
+
+
+def warn(message: str, command: str = "drumfire") -> None:
+    """A one-line warning on stderr (a deprecated flag, a choice made for the user)."""
+    click.echo(f"{command}: warning: {message}", err=True)
+
+
+def looks_like_url(text: str) -> bool:
+    """A URL or URL template (``http://…``, ``{url}``), not ``user:password``."""
+    return "://" in text or text.startswith("{")
+
+
+def url_from_user(user: str | None, url_given: bool, command: str = "drumfire") -> str | None:
+    """The URL when ``-u`` was given one, as before ``-u`` meant user:password (deprecated)."""
+    if user is None or not looks_like_url(user):
+        return None
+    if url_given:
+        raise UsageError("-u is USER:PASSWORD now, as in curl; the URL goes in --url only")
+    warn("-u for the URL is deprecated: write --url (-u is now USER:PASSWORD, as in curl)", command)
+    return user
+
+
+def basic_auth_header(user: str, headers: Sequence[str]) -> str:
+    """``-u USER:PASSWORD`` as the header curl sends (RFC 7617); the value is never echoed."""
+    if ":" not in user:
+        raise UsageError("-u/--user: write USER:PASSWORD (a batch cannot prompt for a password)")
+    if any(re.match(r"\s*authorization\s*:", h, re.IGNORECASE) for h in headers):
+        raise UsageError(
+            "-u/--user and an Authorization header (-H) both give credentials: keep one"
+        )
+    token = binascii.b2a_base64(user.encode("utf-8"), newline=False).decode("ascii")
+    return f"Authorization: Basic {token}"

@@ -41,7 +41,7 @@ from ._request import Origin, Prepared, RequestPlan, redirect
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._rows import SKIPPED, WAIT, Flight, Item, Rows
-from ._settings import UNPROCESSED_STATUSES, Retry, Timeouts
+from ._settings import MAX_BODY, MAX_CONCURRENCY, PIPELINE, UNPROCESSED_STATUSES, Retry, Timeouts
 
 __all__ = ["Engine"]
 
@@ -66,11 +66,11 @@ class Engine:
         keep: Sequence[str] = (),
         id_column: str | None = None,
         concurrency: int | None = 8,
-        max_concurrency: int = 512,
+        max_concurrency: int = MAX_CONCURRENCY,
         rate: float | None = None,
         retry: Retry | None = None,
         timeouts: Timeouts | None = None,
-        max_body: int = 64 * 1024 * 1024,
+        max_body: int = MAX_BODY,
         max_header: int = MAX_HEADER,
         verify: bool | TLS = True,
         ordered: bool = False,
@@ -83,7 +83,7 @@ class Engine:
         skip_problem: Callable[[int], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
         follow_redirects: int = 0,
-        pipeline: int = 64,
+        pipeline: int = PIPELINE,
         cpu_clock: Callable[[], float] = time.thread_time,
         machine_cpu: CpuTotals | None = machine_cpu,
         on_cpu_bound: Callable[[Engine], None] | None = None,

@@ -1,63 +1,71 @@
-"""One exception tree for drumfire, and the mapping from low-level errors to row reasons.
+"""What goes wrong: exceptions for what stops a call, :class:`Reason` for a row that failed.
 
-::
+Two kinds of failure, each with one home (as httpx maps transport errors at its
+boundary, ``httpx/_exceptions.py``):
 
-    DrumfireError
-    ├── UsageError            bad options, templates or input found before the run (exit 2)
-    │   ├── TemplateError     a template names a column the input lacks, or is malformed
-    │   └── InputError        the input cannot be opened or its header is unusable
-    └── RequestError          one request failed; in a batch this becomes a row, never a raise
-        ├── ConnectError      "connect"   refused, unreachable, DNS
-        ├── ResetError        "reset"     the peer closed or reset the connection
-        ├── TimeoutError_     "timeout"   connect or total timeout
-        ├── TLSError          "tls"       handshake or certificate failure
-        ├── ProtocolError     "protocol"  malformed or truncated HTTP
-        │   └── HeaderTooLarge "header_too_large"  a header block over the cap
-        └── BodyTooLarge      "body_too_large"
+* A problem that stops a call before the first request is an exception, and
+  these are the only exceptions drumfire raises to its caller (exit status 2 on
+  the command line)::
 
-In a batch run nothing here escapes to the caller except :class:`UsageError`;
-every per-request problem is recorded as a short, stable reason string in the
-result row (see :data:`REASONS`).
+      DrumfireError
+      └── UsageError            bad options, templates or input found before the run
+          ├── TemplateError     a template names a column the input lacks, or is malformed
+          └── InputError        the input cannot be opened or its header is unusable
+
+* A request that fails is a result row, never a raise: ``Result.error`` starts
+  with a :class:`Reason` (a ``str`` enum: ``result.reason == Reason.TIMEOUT``).
+
+Inside the transport, the sans-I/O HTTP reader signals a bad response by raising
+a :class:`RequestError` (``ProtocolError``, ``HeaderTooLarge``, ``BodyTooLarge``,
+each carrying its reason); the connection catches it and, with
+:func:`reason_for` for socket and TLS errors, turns it into the row's reason.
+These are private: they never reach the caller.
 """
 
 from __future__ import annotations
 
+import enum
 import ssl
 
 __all__ = [
-    "REASONS",
     "BodyTooLarge",
-    "ConnectError",
     "DrumfireError",
     "HeaderTooLarge",
     "InputError",
     "ProtocolError",
+    "Reason",
     "RequestError",
-    "ResetError",
-    "TLSError",
     "TemplateError",
-    "TimeoutError_",
     "UsageError",
     "explain",
     "reason_for",
 ]
 
-#: Every reason a row's ``error`` column can hold.
-REASONS = (
-    "connect",
-    "reset",
-    "timeout",
-    "tls",
-    "protocol",
-    "body_too_large",
-    "header_too_large",
-    "json",
-    "parse",
-    "input",
-    "template",
-    "cancelled",
-    "too_many_redirects",
-)
+
+class Reason(enum.StrEnum):
+    """Why a row failed: the stable word that starts its ``error`` (``Result.reason``).
+
+    Some reasons are followed by ``": "`` and a detail (``input: line 7: …``,
+    ``encoding: …``, ``retry_after: 90s over --max-retry-wait 60s``). A member
+    is a ``str``, so ``result.reason == "timeout"`` and
+    ``result.reason == Reason.TIMEOUT`` are the same test.
+    """
+
+    CONNECT = "connect"  # refused, unreachable, DNS, or a connect timeout
+    RESET = "reset"  # the peer closed or reset the connection
+    TIMEOUT = "timeout"  # no full answer within --timeout
+    TLS = "tls"  # handshake or certificate failure
+    PROTOCOL = "protocol"  # a malformed or truncated response
+    BODY_TOO_LARGE = "body_too_large"  # over --max-body
+    HEADER_TOO_LARGE = "header_too_large"  # over --max-header-size
+    ENCODING = "encoding"  # a Content-Encoding that cannot be decoded (the status stays)
+    RETRY_AFTER = "retry_after"  # asked to wait longer than --max-retry-wait
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    JSON = "json"  # a 2xx whose body is not JSON while fields were asked for
+    PARSE = "parse"  # the --parse function raised
+    INPUT = "input"  # a bad input line
+    TEMPLATE = "template"  # a value a template cannot take
+    CANCELLED = "cancelled"  # the run stopped before the row's answer came
 
 
 class DrumfireError(Exception):
@@ -77,35 +85,21 @@ class InputError(UsageError):
 
 
 class RequestError(DrumfireError):
-    """One request failed. ``reason`` is the stable short name written to the row."""
+    """A response the HTTP reader refuses (private: it becomes the row's ``reason``)."""
 
-    reason = "error"
-
-
-class ConnectError(RequestError):
-    reason = "connect"
-
-
-class ResetError(RequestError):
-    reason = "reset"
-
-
-class TimeoutError_(RequestError):
-    reason = "timeout"
-
-
-class TLSError(RequestError):
-    reason = "tls"
+    # Plain str values: rows, counters and their JSON hold plain strings (orjson
+    # refuses a str subclass as a dict key); Reason names them.
+    reason: str = Reason.PROTOCOL.value
 
 
 class ProtocolError(RequestError):
-    reason = "protocol"
+    reason = Reason.PROTOCOL.value
 
 
 class HeaderTooLarge(ProtocolError):
     """The response's header block grew past the cap (``--max-header-size``)."""
 
-    reason = "header_too_large"
+    reason = Reason.HEADER_TOO_LARGE.value
 
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -115,7 +109,7 @@ class HeaderTooLarge(ProtocolError):
 
 
 class BodyTooLarge(RequestError):
-    reason = "body_too_large"
+    reason = Reason.BODY_TOO_LARGE.value
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"response body larger than {limit} bytes")
@@ -131,12 +125,12 @@ def reason_for(exc: BaseException | None, *, connecting: bool = False) -> str:
     if isinstance(exc, RequestError):
         return exc.reason
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return "tls"
+        return Reason.TLS.value
     if isinstance(exc, TimeoutError):
-        return "timeout"
+        return Reason.TIMEOUT.value
     if connecting:
-        return "connect"
-    return "reset"
+        return Reason.CONNECT.value
+    return Reason.RESET.value
 
 
 #: (reason, words in the detail, hint): the first match adds its hint to an

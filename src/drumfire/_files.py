@@ -24,8 +24,8 @@ from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
 from ._outfile import OutputLock
 from ._result import Result, Stats
-from ._resume import is_cancelled, scan_output
-from ._sinks import Sink, open_sink, output_format_for
+from ._resume import holds_rows, is_cancelled, scan_output
+from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source, rows_source
 
 if TYPE_CHECKING:
@@ -62,15 +62,20 @@ class Output:
     """The ``output=`` file of an API run (nothing when none is given)."""
 
     def __init__(self, kwargs: dict[str, Any]) -> None:
-        """Take ``output``, ``output_format`` and ``resume`` out of ``kwargs``."""
+        """Take ``output``, ``output_format``, ``resume`` and ``overwrite`` out of ``kwargs``."""
         path = kwargs.pop("output", None)
         self.fmt: str | None = kwargs.pop("output_format", None)
         self.resume = bool(kwargs.pop("resume", False))
+        self.overwrite = bool(kwargs.pop("overwrite", False))
         self.path = None if path is None else os.fspath(path)
         if self.path is not None and not isinstance(self.path, str):
             raise UsageError(f"output: give a str or Path, not {self.path!r}")
         if self.resume and self.path is None:
             raise UsageError("resume=True needs output= (the file to resume)")
+        if self.overwrite and self.path is None:
+            raise UsageError("overwrite=True needs output= (the file to replace)")
+        if self.resume and self.overwrite:
+            raise UsageError("resume=True keeps the rows of output=, overwrite=True drops them")
         self.sink: Sink | None = None
         self.skip: Callable[[str], bool] | None = None
         self.skip_problem: Callable[[int], bool] | None = None
@@ -86,6 +91,15 @@ class Output:
         # and does not write an input-error row it already holds.
         self._lock = None if self.path == "-" else OutputLock.acquire_output(self.path, fmt)
         try:
+            if self._lock is not None and not self.resume:
+                # As -o: no silent overwrite of a file that already holds results.
+                held = holds_rows(self.path, fmt) if fmt in TABLE_FORMATS else self._lock.size()
+                if held and not self.overwrite:
+                    raise UsageError(
+                        f"output {self.path!r} already holds results; pass resume=True to "
+                        "complete it, or overwrite=True to replace it"
+                    )
+                self._lock.refuse_or_truncate(overwrite=True)
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
                 if resumed.dropped and self._lock is not None:

@@ -635,6 +635,6 @@ def parse_rate(text: str) -> float:
     except ValueError:
         raise ValueError(f"{text!r} is not a rate like 500, 500/s or 100/min") from None
     unit = unit.strip().lower() or "s"
-    if unit not in _UNITS or number <= 0:
+    if unit not in _UNITS or not 0 < number < math.inf:  # nan, inf: not a rate
         raise ValueError(f"{text!r} is not a rate like 500, 500/s or 100/min")
     return number / _UNITS[unit]

@@ -42,7 +42,6 @@ __all__ = [
     "MAX_PART_ROWS",
     "ParquetSink",
     "drop_parquet_rows",
-    "load_parquet_ids",
     "open_parquet_source",
     "parquet_records",
     "results_table",
@@ -435,38 +434,6 @@ def _kind_of(pa: Any, dtype: Any) -> str:
     if pa.types.is_floating(dtype):
         return "float64"
     return "string"
-
-
-def load_parquet_ids(path: str) -> tuple[Any, bool]:
-    """The ids already in a Parquet output directory, for ``--resume``."""
-    from ._resume import DoneIds
-
-    if not os.path.exists(path):
-        return DoneIds(iter(())), False
-    pa, pq = require_pyarrow("--resume")
-    if not os.path.isdir(path):
-        raise UsageError(
-            f"--resume: {path!r} is a single file; drumfire writes Parquet output "
-            "as a directory of part files"
-        )
-    try:
-        parts = [p for _, p in _parts(path, pq)]
-    except (OSError, pa.ArrowException) as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
-
-    def ids() -> Iterator[str]:
-        for part in parts:
-            f = pq.ParquetFile(part)
-            if "id" not in f.schema_arrow.names:
-                raise UsageError(f"--resume: {part!r} has no 'id' column")
-            for batch in f.iter_batches(batch_size=65536, columns=["id"], use_threads=False):
-                for value in batch.column(0).to_pylist():
-                    yield str(value)
-
-    try:
-        return DoneIds(ids()), bool(parts)
-    except (OSError, pa.ArrowException) as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
 
 
 #: What an output row says about itself for a resume: (id, status, error).

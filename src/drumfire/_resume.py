@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._errors import REASONS, UsageError
+from ._errors import Reason, UsageError
 from ._sinks import TABLE_FORMATS
 
 __all__ = [
@@ -36,11 +36,13 @@ __all__ = [
     "Resumed",
     "Selection",
     "input_error_line",
-    "load_done_ids",
     "repair_tail",
     "scan_output",
     "write_kept",
 ]
+
+#: Every reason --retry-failed and --fail-on-error accept (see drumfire.Reason).
+_REASONS = tuple(r.value for r in Reason)
 
 
 def _key(value: str) -> int:
@@ -313,17 +315,6 @@ def write_kept(path: str, fmt: str, resend: Callable[[Record], bool], out: IO[by
             out.write(line)
 
 
-def load_done_ids(path: str, fmt: str) -> tuple[DoneIds, bool]:
-    """Repair ``path`` and read its ids; returns (ids, whether a header exists)."""
-    if fmt in ("parquet", "sqlite"):  # typed outputs: their own modules read them
-        from ._parquet import load_parquet_ids
-        from ._sqlite import load_sqlite_ids
-
-        return load_parquet_ids(path) if fmt == "parquet" else load_sqlite_ids(path)
-    resumed = scan_output(path, fmt, lambda record: False)
-    return resumed.done, os.path.exists(path) and os.path.getsize(path) > 0
-
-
 class DuplicateCounter:
     """Counts ids seen more than once, exactly, for the first ``limit`` ids.
 
@@ -388,7 +379,7 @@ class Selection:
                 self.any_error = True
             elif item == "transport":
                 reasons.update(TRANSPORT)
-            elif item in REASONS:
+            elif item in _REASONS:
                 reasons.add(item)
             elif _ITEM.fullmatch(item):
                 if item.endswith("xx"):
@@ -398,7 +389,7 @@ class Selection:
             else:
                 raise UsageError(
                     f"{option} {raw.strip()!r}: not a reason or a status; give a comma-separated "
-                    f"list of transport, errors, {', '.join(REASONS)}, a status like 503 or a "
+                    f"list of transport, errors, {', '.join(_REASONS)}, a status like 503 or a "
                     "class like 5xx"
                 )
         if not (self.any_error or reasons or statuses or classes):

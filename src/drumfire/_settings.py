@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 __all__ = [
     "FINAL_REASONS",
     "IDEMPOTENT_METHODS",
+    "MAX_BODY",
+    "MAX_CONCURRENCY",
+    "MAX_REDIRECTS",
     "METHODS",
+    "PIPELINE",
     "UNPROCESSED_STATUSES",
     "Retry",
     "Timeouts",
@@ -25,6 +29,18 @@ __all__ = [
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 #: RFC 9110 §9.2.2: methods whose repetition has the same effect as one request.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+# Defaults, declared once: the settings objects (``Timeouts``, ``Retry``,
+# ``drumfire.Job``) hold them, and the CLI, the API, the engine and bench read
+# them from there (``--help`` shows the same figures).
+#: The largest response body accepted, after decompression (``--max-body``).
+MAX_BODY = 64 * 1024 * 1024
+#: The cap of the adaptive concurrency (``--max-concurrency``).
+MAX_CONCURRENCY = 512
+#: The most GET requests queued on one connection once the client's CPU limits the run.
+PIPELINE = 64
+#: Redirects followed per row when following is on (requests' default; curl's is 50).
+MAX_REDIRECTS = 10
 
 
 @dataclass(frozen=True, slots=True)

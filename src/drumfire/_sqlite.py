@@ -32,7 +32,6 @@ from ._result import BASE_COLUMNS, Result
 __all__ = [
     "SqliteSink",
     "drop_sqlite_rows",
-    "load_sqlite_ids",
     "sqlite_records",
     "sqlite_target",
 ]
@@ -217,35 +216,6 @@ class SqliteSink:
             self.flush(final=True)
         finally:
             self._conn.close()
-
-
-def load_sqlite_ids(output: str) -> tuple[Any, bool]:
-    """The ids already in the output table, for ``--resume``."""
-    from ._resume import DoneIds
-
-    path, table = sqlite_target(output)
-    if not os.path.exists(path):
-        return DoneIds(iter(())), False
-    try:
-        conn = sqlite3.connect(path)
-    except sqlite3.Error as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
-    try:
-        columns = _table_columns(conn, table)
-        if not columns:
-            return DoneIds(iter(())), False
-        if "id" not in columns:
-            raise UsageError(f"--resume: table {table!r} in {path!r} has no 'id' column")
-
-        def ids() -> Iterator[str]:
-            for (value,) in conn.execute(f"SELECT id FROM {_quote(table)}"):
-                yield str(value)
-
-        return DoneIds(ids()), True
-    except sqlite3.Error as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
-    finally:
-        conn.close()
 
 
 #: What an output row says about itself for a resume: (id, status, error).

@@ -3,6 +3,14 @@
 It parses options into the library's value objects, maps
 :class:`~drumfire.UsageError` to exit status 2 with a one-line message, and
 leaves everything else to ``_batch.execute``.
+
+Why this module is long (about 900 lines): it is the ``run`` command, one click
+command with about fifty options. Their declarations (about 300 lines) are kept
+together so that they read in the order ``--help`` shows them, and the body only
+turns their values into settings, checks the output and prints the hints after
+the summary. Other commands live with their subject (``bench/cli.py``,
+``compare/cli.py``, ``demo/cli.py``: imported only when used), options shared by
+several commands in ``_cli_common.py``, defaults in ``_settings.py``.
 """
 
 from __future__ import annotations
@@ -22,12 +30,16 @@ from rich.console import Console
 from ._api import Job, make_job
 from ._cli_common import (
     CONTEXT,
+    basic_auth_header,
     connect_timeout_option,
     encoding_option,
     format_option,
     insecure_option,
+    looks_like_url,
     read_data,
+    url_from_user,
     url_option,
+    user_option,
 )
 from ._errors import UsageError
 from ._extract import parse_extract_options
@@ -44,23 +56,20 @@ from ._resume import (
     is_cancelled,
     scan_output,
 )
-from ._settings import Retry
+from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
 from ._url import shown_url
 
 __all__ = ["entry", "main"]
 
+#: The defaults every option shows and uses: the API's own (declared once, in _settings).
+_DEFAULTS = Job()
+
 
 #: Connection attempts that must all fail to connect, none succeeding, before
 #: ``run`` calls its target unreachable and stops (unless --keep-going).
 UNREACHABLE_AFTER = 50
-
-
-def _client_cert(cert: str | None, key: str | None) -> str | tuple[str, str] | None:
-    if key is not None and cert is None:
-        raise UsageError("--key needs --cert (the client certificate it belongs to)")
-    return (cert, key) if cert is not None and key is not None else cert
 
 
 def _size_option(option: str, text: str, minimum: int = 0) -> int:
@@ -77,6 +86,14 @@ def _size_option(option: str, text: str, minimum: int = 0) -> int:
 def _fail(message: str) -> NoReturn:
     click.echo(f"drumfire: error: {message}", err=True)
     sys.exit(2)
+
+
+def size_text(size: int) -> str:
+    """A byte count as ``parse_size`` reads it: ``64M``, ``64K``, or bytes."""
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 def parse_size(text: str) -> int:
@@ -139,7 +156,7 @@ def _rate_option(text: str | None, option: str = "--rate") -> float | None:
 
 
 class _Commands(click.Group):
-    """The command group; ``bench`` and ``compare`` are imported only when used.
+    """The command group; ``bench``, ``compare``, ``demo``, ``serve`` are imported only when used.
 
     They pull in rich tables, HTML reports and more: about 35 ms of start-up
     that ``drumfire run`` (which counts its own start in its throughput) need
@@ -149,6 +166,8 @@ class _Commands(click.Group):
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("drumfire.bench.cli", "bench_command"),
         "compare": ("drumfire.compare.cli", "compare_command"),
+        "demo": ("drumfire.demo.cli", "demo_command"),
+        "serve": ("drumfire.demo.cli", "serve_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -173,8 +192,13 @@ def main() -> None:
 @main.command("run", context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
+@user_option
 @click.option(
-    "-X", "--method", default=None, help="Method (template). Default GET, or POST with --data."
+    "-X",
+    "--method",
+    default=None,
+    metavar="METHOD",
+    help="Method (template). Default GET, or POST with --data.",
 )
 @click.option(
     "-H",
@@ -184,7 +208,13 @@ def main() -> None:
     metavar="'NAME: VALUE'",
     help="Request header (template); repeatable.",
 )
-@click.option("-d", "--data", default=None, help="Request body (template); @FILE reads a file.")
+@click.option(
+    "-d",
+    "--data",
+    default=None,
+    metavar="BODY",
+    help="Request body (template); @FILE reads a file.",
+)
 @click.option(
     "--json",
     "json_data",
@@ -229,9 +259,18 @@ def main() -> None:
     help="Input column(s) to copy to the output; repeatable or comma-separated.",
 )
 @click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Use only the first N rows of INPUT (as head -n).",
+)
+@click.option(
     "-o",
     "--output",
     default="-",
+    metavar="PATH",
     show_default=True,
     help="Output file (.csv, .jsonl, .parquet directory, .sqlite/.db or "
     "sqlite:///PATH?table=NAME), or - for standard output. A file that already "
@@ -250,6 +289,7 @@ def main() -> None:
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
+    metavar="N",
     help="Requests in flight at once (= open connections) [default: adaptive].",
 )
 @click.option(
@@ -263,14 +303,15 @@ def main() -> None:
 @click.option(
     "--max-concurrency",
     type=click.IntRange(1, 100_000),
-    default=512,
+    metavar="N",
+    default=_DEFAULTS.max_concurrency,
     show_default=True,
     help="Cap for the adaptive concurrency.",
 )
 @click.option(
     "--pipeline",
     type=click.IntRange(1, 256),
-    default=64,
+    default=_DEFAULTS.pipeline,
     show_default=True,
     metavar="N",
     help="Once CPU limits the run (drumfire's own, or the machine's with a local server), "
@@ -293,7 +334,8 @@ def main() -> None:
 @click.option(
     "--retries",
     type=click.IntRange(0, 100),
-    default=3,
+    metavar="N",
+    default=_DEFAULTS.retry.retries,
     show_default=True,
     help="Retries after a connect error, reset, timeout, 429, 502, 503 or 504.",
 )
@@ -314,7 +356,7 @@ def main() -> None:
 @click.option(
     "--max-retry-wait",
     type=click.FloatRange(0),
-    default=60.0,
+    default=_DEFAULTS.retry.max_retry_after,
     show_default=True,
     metavar="SECONDS",
     help="Longest Retry-After waited for (it delays only its own row); a row asked to "
@@ -328,7 +370,8 @@ def main() -> None:
 @click.option(
     "--timeout",
     type=click.FloatRange(0.001),
-    default=30.0,
+    metavar="SECONDS",
+    default=_DEFAULTS.timeouts.total,
     show_default=True,
     help="Seconds for one attempt, from sending to the last byte.",
 )
@@ -355,18 +398,21 @@ def main() -> None:
 )
 @click.option(
     "--max-body",
-    default="64M",
+    default=size_text(_DEFAULTS.max_body),
+    metavar="SIZE",
     show_default=True,
     help="Largest response body accepted (after decompression).",
 )
 @click.option(
     "--max-header-size",
-    default="64K",
+    default=size_text(_DEFAULTS.max_header_size),
+    metavar="SIZE",
     show_default=True,
     help="Largest response header block accepted; past it the row ends with header_too_large.",
 )
 @click.option("--ordered", is_flag=True, help="Write rows in input order (bounded reorder buffer).")
 @click.option(
+    "-L",
     "--follow-redirects",
     "follow_redirects",
     is_flag=True,
@@ -375,9 +421,10 @@ def main() -> None:
 @click.option(
     "--max-redirects",
     type=click.IntRange(1, 100),
-    default=10,
+    metavar="N",
+    default=MAX_REDIRECTS,
     show_default=True,
-    help="Most redirects followed per row with --follow-redirects.",
+    help="Most redirects followed per row with -L/--follow-redirects.",
 )
 @click.option(
     "--resume",
@@ -435,6 +482,7 @@ def main() -> None:
 def run_command(
     input_path: str,
     url: str,
+    user: str | None,
     method: str | None,
     headers: tuple[str, ...],
     data: str | None,
@@ -444,6 +492,7 @@ def run_command(
     parse_columns: tuple[str, ...],
     id_column: str | None,
     keep: tuple[str, ...],
+    limit: int | None,
     output: str,
     input_format: str | None,
     output_format: str | None,
@@ -490,12 +539,13 @@ def run_command(
         -e code=code -e 'duration=routes[0].duration' -o results.csv
     """
     try:
+        url, header_lines = _credentials(url, user, headers)
         pairs = parse_extract_options(extract)
         keep_columns = _split_columns(keep)
         job = make_job(
             url,
             method=method,
-            headers=list(headers),
+            headers=header_lines,
             data=read_data(data),
             json=read_data(json_data),
             extract=pairs,
@@ -510,7 +560,7 @@ def run_command(
             timeout=timeout,
             connect_timeout=connect_timeout,
             verify=False if insecure else (cacert or True),
-            cert=_client_cert(cert, key),
+            cert=(cert, key) if key is not None else cert,  # checked by TLS.check
             max_body=_size_option("--max-body", max_body),
             max_header_size=_size_option("--max-header-size", max_header_size, 1024),
             ordered=ordered,
@@ -550,6 +600,7 @@ def run_command(
                 "--retry-failed": retry_failed is not None,
                 "--fail-on-error": fail_on_error is not None,
                 "--summary-json": summary_json,
+                "-n/--limit": limit is not None,
             }
             for what, given in unsupported.items():
                 if given:
@@ -574,6 +625,8 @@ def run_command(
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and Console(stderr=True).is_terminal
         source = open_source(input_path, input_format, encoding, count=displayed)
+        if limit is not None:
+            source = _first_rows(source, limit)
         lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
@@ -645,6 +698,25 @@ def run_command(
     sys.exit(code)
 
 
+def _credentials(url: str, user: str | None, headers: Sequence[str]) -> tuple[str, list[str]]:
+    """``-u``: USER:PASSWORD as curl means it (a URL there: its old meaning, with a warning)."""
+    given = click.get_current_context().get_parameter_source("url")
+    old = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
+    if old is not None:
+        return old, list(headers)
+    if user is None:
+        return url, list(headers)
+    return url, [*headers, basic_auth_header(user, headers)]
+
+
+def _first_rows(source: Source, limit: int) -> Source:
+    """``-n/--limit``: the first ``limit`` rows (a bad line counts: it gets its output row)."""
+    import itertools
+
+    total = None if source.total is None else min(source.total, limit)
+    return dataclasses.replace(source, items=itertools.islice(source.items, limit), total=total)
+
+
 def _run(
     job: Job,
     source: Source,
@@ -704,7 +776,7 @@ def _hide_secrets(argv: Sequence[str]) -> list[str]:
     Header values are never echoed (they hold tokens), so the hint has the user put them back.
     """
     shown: list[str] = []
-    header_next = False
+    header_next = user_next = False
     for arg in argv:
         if header_next or (arg.startswith(("--header=", "-H")) and arg != "-H"):
             prefix = "" if header_next else arg[: 9 if arg.startswith("--header=") else 2]
@@ -713,6 +785,14 @@ def _hide_secrets(argv: Sequence[str]) -> list[str]:
             header_next = False
         elif arg in ("-H", "--header"):
             header_next = True
+        elif user_next or (arg.startswith(("--user=", "-u")) and arg != "-u"):
+            prefix = "" if user_next else arg[: 7 if arg.startswith("--user=") else 2]
+            value = arg[len(prefix) :]
+            # the old -u URL: shown as any URL is, without its user info
+            arg = prefix + (shown_url(value) if looks_like_url(value) else "***")
+            user_next = False
+        elif arg in ("-u", "--user"):
+            user_next = True
         elif "://" in arg:
             arg = shown_url(arg)
         shown.append(arg)
@@ -766,105 +846,6 @@ def _finish(
                 )
             return 3
     return code
-
-
-@main.command("serve", context_settings=CONTEXT)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("-p", "--port", type=int, default=8000, show_default=True)
-@click.option(
-    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to every answer."
-)
-@click.option(
-    "--jitter",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Up to this many seconds more, at random.",
-)
-def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
-    """Run the demo server: OSRM-shaped /route/v1/driving/..., /quote, /echo, /status/N."""
-    from .demo.server import run_server
-
-    shown = f"[{host}]" if ":" in host else host
-
-    def ready(bound: int) -> None:
-        click.echo(f"drumfire: demo server listening on http://{shown}:{bound} (Ctrl-C to stop)")
-
-    try:
-        run_server(host, port, latency=latency, jitter=jitter, ready=ready)
-    except OSError as exc:  # a busy port, an address not on this machine, a privileged port
-        _fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
-
-
-@main.command("demo", context_settings=CONTEXT)
-@click.option(
-    "-n",
-    "--rows",
-    type=click.IntRange(1, 10_000_000),
-    default=20_000,
-    show_default=True,
-    help="Rows in the sample input.",
-)
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False),
-    default="drumfire-demo",
-    show_default=True,
-    help="Where to write the sample input and the results.",
-)
-@click.option(
-    "--latency",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Seconds the demo server adds to every answer.",
-)
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(1, 100_000),
-    default=None,
-    help="Fixed concurrency [default: adaptive, as drumfire run].",
-)
-def demo_command(rows: int, directory: str, latency: float, concurrency: int | None) -> None:
-    """Start the demo server, write a sample input, run the main job, show the results."""
-    from ._batch import execute
-    from .demo.server import DemoServer, write_sample_routes
-
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    routes = folder / "routes.csv"
-    results = folder / "results.csv"
-    write_sample_routes(routes, rows)
-    with DemoServer(latency=latency) as server:
-        url = server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}?overview=false"
-        click.echo(f"demo server: {server.base_url}", err=True)
-        click.echo(f"input: {routes} ({rows:,} origin-destination pairs)", err=True)
-        click.echo(
-            f"running: drumfire run {routes} --url '{url}' -e code=code "
-            f"-e 'duration=routes[0].duration' -e 'distance=routes[0].distance' "
-            + (f"-c {concurrency} " if concurrency else "")
-            + f"-o {results}\n",
-            err=True,
-        )
-        job = make_job(
-            url,
-            extract={
-                "code": "code",
-                "duration": "routes[0].duration",
-                "distance": "routes[0].distance",
-            },
-            concurrency=concurrency,
-        )
-        source = open_source(str(routes))
-        sink = open_sink(str(results), None, ["code", "duration", "distance"], [])
-        _, code = execute(job, source, sink, output_label=str(results))
-    if code == 0:
-        with results.open(encoding="utf-8") as f:
-            head = [next(f, "").rstrip("\n") for _ in range(4)]
-        click.echo("\nfirst rows of " + str(results) + ":\n  " + "\n  ".join(head), err=True)
-    sys.exit(code)
 
 
 #: Set by ``run`` once its output, input and workers are closed.

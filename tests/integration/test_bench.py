@@ -308,15 +308,16 @@ def test_freeze_shows_in_the_open_model(timing_claims: bool) -> None:
     assert d["latency_ms"]["max"] >= 400
     assert d["rate"]["queue_ms"]["max"] >= 300
     assert d["rate"]["backlog_max"] >= 20
-    # What a tool timing from the send would see: the server's own view, ~1 ms at p90.
-    service = sorted(server.service)
-    assert service[int(0.9 * len(service))] < 0.005
-    slow = [s for s in server.service if s > 0.05]
-    assert len(slow) <= 4 * 3  # only the requests in flight when a freeze began
     # The timeline shows the freezes as latency spikes.
     p99s = [s["p99_ms"] for s in d["timeline"] if s["requests"]]
     assert max(p99s) >= 300
     if timing_claims:
+        # What a tool timing from the send would see: the server's own view, ~1 ms at p90
+        # (on a quiet machine: a loaded one stretches any service time).
+        service = sorted(server.service)
+        assert service[int(0.9 * len(service))] < 0.005
+        slow = [s for s in server.service if s > 0.05]
+        assert len(slow) <= 4 * 3  # only the requests in flight when a freeze began
         assert d["rps"] == pytest.approx(200, rel=0.05)
         assert d["rate"]["sent_per_s"] == pytest.approx(200, rel=0.05)
         assert d["latency_ms"]["max"] <= 700
@@ -445,7 +446,7 @@ def test_cli_input_and_rate(tmp_path: Path, stall: StallServer) -> None:
     rows = tmp_path / "q.csv"
     rows.write_text("q\none\ntwo\n")
     args = ["--input", str(rows), "--url", stall.base_url + "/?q={q}"]
-    args += ["--rate", "100", "-z", "0.5s", "-q"]
+    args += ["--rate", "100", "-z", "0.5s", "--quiet"]
     result = CliRunner().invoke(bench_command, args)
     assert result.exit_code == 0, result.output
     assert "open model" in result.output

@@ -190,7 +190,7 @@ def test_a_csv_file_through_the_command_line(tmp_path: Path, processes: str) -> 
         proc = subprocess.run(
             [
                 *CLI, "run", str(rows), "-q", "-o", str(out), "-c", "4", "-p", processes,
-                "-u", server.base_url + "/p/{v}?q={v}&id={id}",
+                "--url", server.base_url + "/p/{v}?q={v}&id={id}",
                 "--json", '{"v": "{v}", "n": {n}}',
             ],
             capture_output=True, text=True, timeout=60, check=False,
@@ -236,7 +236,7 @@ def test_a_csv_cell_that_looks_like_json_but_is_not_is_an_error_row(tmp_path: Pa
     out = tmp_path / "out.csv"
     with ScriptedServer(echo) as server:
         proc = subprocess.run(
-            [*CLI, "run", str(rows), "-q", "-o", str(out), "-u", server.base_url + "/x",
+            [*CLI, "run", str(rows), "-q", "-o", str(out), "--url", server.base_url + "/x",
              "--json", '{"v": {v}}'],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -295,7 +295,7 @@ def test_the_command_line_refuses_a_bad_header_before_the_first_request(tmp_path
             ("X-Key: s3cret\x7f", "header 'X-Key': its value holds a line break, NUL or other"),
         ]:
             proc = subprocess.run(
-                [*CLI, "run", str(rows), "-q", "-u", server.base_url + "/{v}", "-H", header],
+                [*CLI, "run", str(rows), "-q", "--url", server.base_url + "/{v}", "-H", header],
                 capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
             assert proc.returncode == 2, proc.stderr
@@ -339,7 +339,7 @@ def test_a_json_template_that_can_never_be_json_is_a_usage_error(
     rows = tmp_path / "rows.csv"
     rows.write_text("id,n,m\n1,2,3\n", encoding="utf-8")
     proc = subprocess.run(
-        [*CLI, "run", str(rows), "-q", "-u", "http://127.0.0.1:9/x", "--json", template],
+        [*CLI, "run", str(rows), "-q", "--url", "http://127.0.0.1:9/x", "--json", template],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -353,7 +353,7 @@ def test_json_and_data_together_is_a_usage_error_and_json_file_is_sent_as_is(
     rows = tmp_path / "rows.csv"
     rows.write_text("id,v\n1,a\n", encoding="utf-8")
     proc = subprocess.run(
-        [*CLI, "run", str(rows), "-q", "-u", "http://127.0.0.1:9/x", "--json", "{}", "-d", "a"],
+        [*CLI, "run", str(rows), "-q", "--url", "http://127.0.0.1:9/x", "--json", "{}", "-d", "a"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -364,7 +364,7 @@ def test_json_and_data_together_is_a_usage_error_and_json_file_is_sent_as_is(
     body.write_bytes(b'{"raw": "{v}"}')  # a file is bytes, sent as they are
     with ScriptedServer(echo) as server:
         proc = subprocess.run(
-            [*CLI, "run", str(rows), "-q", "-u", server.base_url + "/x", "--json", f"@{body}",
+            [*CLI, "run", str(rows), "-q", "--url", server.base_url + "/x", "--json", f"@{body}",
              "-H", "Accept: text/plain"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip

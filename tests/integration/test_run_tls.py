@@ -262,7 +262,7 @@ def test_bench_takes_the_same_tls_options(
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "drumfire.cli", "bench", url + "/x", "-n", "20", "-c", "2",
-         "-q", "--cacert", str(server_cert), "--cert", str(client_cert), "--key",
+         "--quiet", "--cacert", str(server_cert), "--cert", str(client_cert), "--key",
          str(client_key), "--json", str(report)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

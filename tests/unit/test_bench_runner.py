@@ -17,7 +17,7 @@ import pytest
 from drumfire.bench._recorder import Recorder
 from drumfire.bench._report import build_report
 from drumfire.bench._runner import RunData, Runner
-from drumfire.bench._schedule import Schedule, parse_rate
+from drumfire.bench._schedule import Schedule, parse_rate_profile
 
 ORIGIN = ("http", "127.0.0.1", 8080)
 TARGET = (ORIGIN, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False)
@@ -99,7 +99,11 @@ def _latencies_ms(rec: Recorder) -> list[float]:
 def test_open_model_counts_the_wait_of_a_frozen_server() -> None:
     clock = Clock()
     runner = Runner(
-        [TARGET], concurrency=2, schedule=Schedule(parse_rate(100)), duration=2.0, clock=clock
+        [TARGET],
+        concurrency=2,
+        schedule=Schedule(parse_rate_profile(100)),
+        duration=2.0,
+        clock=clock,
     )
     data = Sim(runner, clock, freeze_from=0.5, freeze_to=1.0).run()
     rec = data.recorder
@@ -137,7 +141,7 @@ def test_open_model_count_stops_exactly_and_skips_warmup() -> None:
     runner = Runner(
         [TARGET],
         concurrency=4,
-        schedule=Schedule(parse_rate(200), warmup=0.5),
+        schedule=Schedule(parse_rate_profile(200), warmup=0.5),
         requests=150,
         warmup=0.5,
         clock=clock,
@@ -155,7 +159,7 @@ def test_queued_requests_that_outlive_the_timeout_are_errors() -> None:
     runner = Runner(
         [TARGET],
         concurrency=1,
-        schedule=Schedule(parse_rate(100)),
+        schedule=Schedule(parse_rate_profile(100)),
         duration=1.0,
         timeout=0.2,
         clock=clock,

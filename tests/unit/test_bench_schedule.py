@@ -7,7 +7,7 @@ import math
 import pytest
 
 from drumfire import UsageError
-from drumfire.bench import parse_duration, parse_rate
+from drumfire.bench import parse_duration, parse_rate_profile
 from drumfire.bench._schedule import Schedule
 
 
@@ -38,23 +38,23 @@ def test_parse_duration_rejects(text: str | float) -> None:
 
 
 def test_fixed_rate() -> None:
-    profile = parse_rate("200")
+    profile = parse_rate_profile("200")
     assert profile.fixed == 200.0
     assert not profile.ramp_over_run
     schedule = Schedule(profile)
     assert [schedule.due(i) for i in range(4)] == pytest.approx([0.0, 0.005, 0.010, 0.015])
     assert schedule.due(2000) == pytest.approx(10.0)
     assert math.isinf(schedule.length)
-    assert parse_rate(50).fixed == 50.0
+    assert parse_rate_profile(50).fixed == 50.0
 
 
 def test_due_times_do_not_drift() -> None:
-    schedule = Schedule(parse_rate("300"))
+    schedule = Schedule(parse_rate_profile("300"))
     assert schedule.due(300 * 3600) == pytest.approx(3600.0, abs=1e-9)
 
 
 def test_ramp_over_the_run() -> None:
-    profile = parse_rate("100:1000")
+    profile = parse_rate_profile("100:1000")
     assert profile.ramp_over_run
     with pytest.raises(UsageError, match="needs a duration"):
         Schedule(profile)
@@ -72,15 +72,15 @@ def test_ramp_over_the_run() -> None:
 
 
 def test_ramp_down_and_from_zero() -> None:
-    down = Schedule(parse_rate("1000:100"), duration=2.0)
+    down = Schedule(parse_rate_profile("1000:100"), duration=2.0)
     assert down.count_before(2.0) == 1100
-    up = Schedule(parse_rate("0:200"), duration=2.0)
+    up = Schedule(parse_rate_profile("0:200"), duration=2.0)
     assert up.count_before(2.0) == 200
     assert up.due(0) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_stages() -> None:
-    profile = parse_rate("100@2s, 0@1s, 50:150@2s")
+    profile = parse_rate_profile("100@2s, 0@1s, 50:150@2s")
     assert profile.length == pytest.approx(5.0)
     schedule = Schedule(profile)
     assert schedule.count_before(2.0) == 200
@@ -93,7 +93,7 @@ def test_stages() -> None:
 
 
 def test_warmup_is_sent_at_the_first_rate() -> None:
-    schedule = Schedule(parse_rate("100:300"), warmup=1.0, duration=2.0)
+    schedule = Schedule(parse_rate_profile("100:300"), warmup=1.0, duration=2.0)
     assert schedule.count_before(1.0) == 100  # warm-up at 100/s
     assert schedule.due(100) == pytest.approx(1.0)
     assert schedule.count_before(3.0) == 100 + 400
@@ -102,11 +102,11 @@ def test_warmup_is_sent_at_the_first_rate() -> None:
 @pytest.mark.parametrize("spec", ["", "0", "-5", "fast", "100,200", "100@", "@10s", "0@5s", "nan"])
 def test_parse_rate_rejects(spec: str) -> None:
     with pytest.raises(UsageError):
-        parse_rate(spec)
+        parse_rate_profile(spec)
 
 
 def test_count_before_agrees_with_due() -> None:
-    schedule = Schedule(parse_rate("37@1.3s,120:7@2.1s"))
+    schedule = Schedule(parse_rate_profile("37@1.3s,120:7@2.1s"))
     for t in (0.0, 0.01, 0.5, 1.3, 1.31, 2.0, 3.4, 10.0):
         n = schedule.count_before(t)
         assert n == sum(1 for i in range(400) if schedule.due(i) < t)

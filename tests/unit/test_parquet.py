@@ -19,10 +19,15 @@ from drumfire._columns import UNFIT, column_kind, convert
 from drumfire._errors import InputError, UsageError
 from drumfire._parquet import ParquetSink, _array
 from drumfire._result import Result
-from drumfire._resume import load_done_ids
+from drumfire._resume import DoneIds, scan_output
 from drumfire._sinks import open_sink
 from drumfire._sources import open_source
 from drumfire._sqlite import SqliteSink, sqlite_target
+
+
+def done_ids(path: str, fmt: str) -> DoneIds:
+    """The ids --resume keeps (what the CLI and the API's resume= read)."""
+    return scan_output(path, fmt, lambda record: False).done
 
 
 def result(i: int, fields: dict[str, Any] | None, kept: dict[str, Any] | None = None) -> Result:
@@ -127,7 +132,7 @@ def test_parquet_resume_keeps_the_schema_and_numbers_parts_on(tmp_path: Path) ->
     sink.write(result(1, {"n": 1}))
     sink.close()
     (tmp_path / "out.parquet" / ".part-00001.parquet.tmp").write_bytes(b"torn")  # a kill -9
-    done, _ = load_done_ids(out, "parquet")
+    done = done_ids(out, "parquet")
     assert len(done) == 1
     assert done.take("r1")
     sink = ParquetSink(out, ["n"], [], append=True)
@@ -155,7 +160,7 @@ def test_a_crash_during_compaction_neither_loses_nor_repeats_rows(tmp_path: Path
     assert pq.ParquetFile(out / "part-00005.parquet").metadata.num_rows == 5
     for name, data in saved.items():  # as if killed after the rename, before the deletions
         (out / name).write_bytes(data)
-    done, _ = load_done_ids(str(out), "parquet")
+    done = done_ids(str(out), "parquet")
     assert len(done) == 5
     source = open_source(str(out))
     assert sorted(row["id"] for _, row in source.items) == [f"r{i}" for i in range(5)]
@@ -244,12 +249,12 @@ def test_sqlite_typed_table_and_resume(tmp_path: Path) -> None:
         ("r2", None, None, None, "3"),
         ("r3", 200, "many", "true", "4"),
     ]
-    done, _ = load_done_ids(str(db), "sqlite")
+    done = done_ids(str(db), "sqlite")
     assert len(done) == 3
     with pytest.raises(UsageError, match="differ from this run's"):
         SqliteSink(str(db), ["n"], [], append=True)
     SqliteSink(str(db), ["n"], []).close()  # replaces the table (created at the first row)
-    assert len(load_done_ids(str(db), "sqlite")[0]) == 0
+    assert len(done_ids(str(db), "sqlite")) == 0
 
 
 def test_sqlite_url() -> None:

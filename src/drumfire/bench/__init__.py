@@ -12,9 +12,28 @@ moment it was due, so time spent queued behind a stalled server is counted
 (no coordinated omission). See ``docs/bench.md``.
 """
 
+import sys
+import types
+from typing import Any
+
 from ._api import abench, bench
 from ._report import BenchReport
 from ._runner import BenchError
-from ._schedule import parse_duration, parse_rate
+from ._schedule import parse_duration, parse_rate_profile
 
-__all__ = ["BenchError", "BenchReport", "abench", "bench", "parse_duration", "parse_rate"]
+__all__ = ["BenchError", "BenchReport", "abench", "bench", "parse_duration", "parse_rate_profile"]
+
+
+class _CallablePackage(types.ModuleType):
+    """This package, callable as :func:`bench`.
+
+    ``drumfire.bench`` names both the load-test function and this package: the
+    first ``import drumfire.bench`` binds the package on ``drumfire``, so the
+    package answers a call as the function does.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BenchReport:
+        return bench(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

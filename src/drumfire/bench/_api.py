@@ -19,17 +19,20 @@ from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
 from .._request import RequestPlan
 from .._rows import InputProblem
+from .._settings import MAX_BODY
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
-from ._schedule import RateProfile, Schedule, parse_duration, parse_rate
+from ._schedule import RateProfile, Schedule, parse_duration, parse_rate_profile
 
 __all__ = ["DEFAULT_DURATION", "abench", "bench"]
 
 DEFAULT_DURATION = 10.0  # seconds, when neither a count nor a duration is given
 DEFAULT_CLOSED_CONCURRENCY = 8
 DEFAULT_OPEN_CONCURRENCY = 64
+#: Seconds a request may take, and to open a connection (a load test waits less than a batch).
+DEFAULT_TIMEOUT = 10.0
 
 Headers = list[str] | list[tuple[str, str]] | Mapping[str, str] | None
 
@@ -133,7 +136,7 @@ def _plan(
     length = parse_duration(duration, "-z/--duration") if duration is not None else None
     if length is not None and length <= 0:
         raise UsageError("the duration (-z) must be more than 0")
-    profile: RateProfile | None = parse_rate(rate) if rate is not None else None
+    profile: RateProfile | None = parse_rate_profile(rate) if rate is not None else None
     if length is None and requests is None and (profile is None or math.isinf(profile.length)):
         length = DEFAULT_DURATION
     if profile is not None and not math.isinf(profile.length) and length is None:
@@ -266,12 +269,12 @@ async def abench(
     requests: int | None = None,
     duration: str | float | None = None,
     warmup: str | float = 0,
-    timeout: float = 10.0,  # noqa: ASYNC109 - a per-request timeout, not the call's
-    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a per-request timeout, not the call's
+    connect_timeout: float = DEFAULT_TIMEOUT,
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = 64 * 1024 * 1024,
+    max_body: int = MAX_BODY,
     quiet: bool = True,
     clock: Callable[[], float] = time.perf_counter,
 ) -> BenchReport:
@@ -299,12 +302,12 @@ def bench(
     requests: int | None = None,
     duration: str | float | None = None,
     warmup: str | float = 0,
-    timeout: float = 10.0,
-    connect_timeout: float = 10.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float = DEFAULT_TIMEOUT,
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = 64 * 1024 * 1024,
+    max_body: int = MAX_BODY,
     quiet: bool = True,
     clock: Callable[[], float] = time.perf_counter,
 ) -> BenchReport:

@@ -35,6 +35,7 @@ from .._errors import DrumfireError
 from .._http import Response
 from .._pool import Pool
 from .._request import Origin
+from .._settings import MAX_BODY
 from ._fastconn import BenchConnection, Loop
 from ._recorder import HIGHEST_US, Recorder, new_histogram
 from ._schedule import Schedule
@@ -96,7 +97,7 @@ class Runner:
         warmup: float = 0.0,
         timeout: float = 10.0,
         connect_timeout: float = 10.0,
-        max_body: int = 64 * 1024 * 1024,
+        max_body: int = MAX_BODY,
         verify: bool | TLS = True,  # or the whole TLS setting (--cacert, --cert)
         shuffle: bool = False,
         seed: int | None = None,

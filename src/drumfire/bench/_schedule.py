@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 
 from .._errors import UsageError
+from .._limits import parse_rate
 
-__all__ = ["RateProfile", "Schedule", "Segment", "parse_duration", "parse_rate"]
+__all__ = ["RateProfile", "Schedule", "Segment", "parse_duration", "parse_rate_profile"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
@@ -112,17 +113,25 @@ class RateProfile:
 
 
 def _rate_number(text: str, spec: str) -> float:
+    """One rate of a profile, in the grammar of ``drumfire run --rate`` (200, 200/s,
+    6000/min); 0 too, where a ramp or a stage starts or pauses."""
     try:
-        value = float(text)
+        if float(text) == 0:
+            return 0.0
     except ValueError:
-        raise UsageError(f"--rate {spec!r}: {text!r} is not a number of requests/s") from None
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"--rate {spec!r}: rates must be finite and not negative")
-    return value
+        pass
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise UsageError(f"--rate {spec!r}: {exc}") from None
 
 
-def parse_rate(spec: str | float | int) -> RateProfile:
+def parse_rate_profile(spec: str | float | int) -> RateProfile:
     """Parse ``--rate``.
+
+    Each rate is written as ``drumfire run --rate`` reads one
+    (:func:`drumfire._limits.parse_rate`: ``200``, ``200/s``, ``6000/min``); a
+    profile adds ramps and stages:
 
     * ``200``: 200 requests/s for the whole run;
     * ``100:1000``: a linear ramp from 100 to 1000/s over the run's duration;

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from .._cli_common import CONTEXT, connect_timeout_option, insecure_option, read_data
+from .._cli_common import (
+    CONTEXT,
+    basic_auth_header,
+    connect_timeout_option,
+    insecure_option,
+    looks_like_url,
+    read_data,
+    url_from_user,
+    user_option,
+    warn,
+)
 from .._connection import TLS
 from .._errors import UsageError
+from .._settings import MAX_BODY
 from .._sources import FORMATS
-from ._api import _plan, run_plan
+from ._api import (
+    DEFAULT_CLOSED_CONCURRENCY,
+    DEFAULT_DURATION,
+    DEFAULT_OPEN_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    _plan,
+    run_plan,
+)
 from ._runner import BenchError
 
 __all__ = ["bench_command"]
@@ -34,9 +53,49 @@ class _OneLineErrors(click.Command):
         **extra: Any,
     ) -> click.Context:
         try:
-            return super().make_context(info_name, args, parent, **extra)
+            return super().make_context(info_name, _old_quiet(args), parent, **extra)
         except click.UsageError as exc:
             _fail(exc.format_message().replace("\n", " "))
+
+
+_DURATION = re.compile(r"\d+(?:\.\d+)?(?:us|ms|s|m|h)(?:\d+(?:\.\d+)?(?:ms|s))?")
+
+
+def _refuse_duration_as_body(data: str | None, method: str | None) -> None:
+    """wrk's ``-d 2s`` is a duration; here -d is the body, as in curl: refuse the mix-up."""
+    if data is not None and method is None and _DURATION.fullmatch(data.strip()):
+        _fail(
+            f"-d {data!r} looks like a duration (wrk's -d): here -d is the request body, as "
+            f"in curl; for the duration write -z {data.strip()} (to send it as a body, add -X POST)"
+        )
+
+
+def _old_flags(
+    rate: str | None, old_rate: str | None, quiet: bool, url: str | None
+) -> tuple[str | None, bool, str | None]:
+    """The rate and quiet flags of before -q was the rate: accepted, with a warning."""
+    if old_rate is not None:
+        if rate is not None:
+            _fail("the rate is given twice: keep -q/--rate")
+        warn("-r for the rate is deprecated: write -q or --rate", "drumfire bench")
+        rate = old_rate
+    if rate is not None and looks_like_url(rate) and url is None:
+        # `bench -q URL`: the -q of before, quiet, took no value
+        warn("-q for quiet is deprecated: write --quiet (-q is now the rate)", "drumfire bench")
+        return None, True, rate
+    return rate, quiet, url
+
+
+def _old_quiet(args: list[str]) -> list[str]:
+    """A ``-q`` with no value after it is the quiet flag of before -q was the rate."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "-q" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            warn("-q for quiet is deprecated: write --quiet (-q is now the rate)", "drumfire bench")
+            out[i] = "--quiet"
+    return out
 
 
 def _check_output(path: str | None, option: str) -> None:
@@ -57,8 +116,8 @@ def _check_output(path: str | None, option: str) -> None:
     metavar="FILE",
     help="Rows (CSV/TSV, JSON Lines, text of URLs, - for stdin) to rotate over.",
 )
+@user_option
 @click.option(
-    "-u",
     "--url",
     "url_template",
     default=None,
@@ -73,8 +132,14 @@ def _check_output(path: str | None, option: str) -> None:
     help="Input format [default: from the extension].",
 )
 @click.option("--shuffle", is_flag=True, help="Visit the input rows in random order.")
-@click.option("--seed", type=int, default=None, help="Seed for --shuffle.")
-@click.option("-X", "--method", default=None, help="Method. Default GET, or POST with --data.")
+@click.option("--seed", type=int, default=None, metavar="N", help="Seed for --shuffle.")
+@click.option(
+    "-X",
+    "--method",
+    default=None,
+    metavar="METHOD",
+    help="Method. Default GET, or POST with --data.",
+)
 @click.option(
     "-H",
     "--header",
@@ -84,23 +149,30 @@ def _check_output(path: str | None, option: str) -> None:
     help="Request header; repeatable (a template with --input).",
 )
 @click.option(
-    "-d", "--data", default=None, help="Request body; @FILE reads a file (a template with --input)."
+    "-d",
+    "--data",
+    default=None,
+    metavar="BODY",
+    help="Request body; @FILE reads a file (a template with --input).",
 )
 @click.option(
     "-c",
     "--concurrency",
     type=click.IntRange(1, 100_000),
     default=None,
-    help="Connections [default: 8; with --rate, at most 64].",
+    metavar="N",
+    help=f"Connections [default: {DEFAULT_CLOSED_CONCURRENCY}; with --rate, "
+    f"at most {DEFAULT_OPEN_CONCURRENCY}].",
 )
 @click.option(
-    "-r",
+    "-q",
     "--rate",
     default=None,
     metavar="RATE",
-    help="Open model: requests/s due on a fixed schedule (200), a ramp over the run "
-    "(100:1000), or stages (100@10s,500@20s).",
+    help="Open model: requests/s due on a fixed schedule (200, 200/s, 6000/min), a ramp "
+    "over the run (100:1000), or stages (100@10s,500@20s). -q as in hey and oha.",
 )
+@click.option("-r", "old_rate", default=None, hidden=True)  # deprecated: -q or --rate
 @click.option(
     "-n",
     "--requests",
@@ -114,7 +186,7 @@ def _check_output(path: str | None, option: str) -> None:
     "--duration",
     default=None,
     metavar="DURATION",
-    help="Stop after this long (10s, 2m, 1m30s) [default: 10s unless -n].",
+    help=f"Stop after this long (10s, 2m, 1m30s) [default: {DEFAULT_DURATION:g}s unless -n].",
 )
 @click.option(
     "--warmup",
@@ -125,7 +197,8 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option(
     "--timeout",
     type=click.FloatRange(0.001),
-    default=10.0,
+    default=DEFAULT_TIMEOUT,
+    metavar="SECONDS",
     show_default=True,
     help="Seconds a request may take (from its due time under --rate).",
 )
@@ -150,10 +223,11 @@ def _check_output(path: str | None, option: str) -> None:
     metavar="PATH",
     help="Write the report as a self-contained HTML page.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No live view (the summary is still printed).")
+@click.option("--quiet", is_flag=True, help="No live view (the summary is still printed).")
 def bench_command(
     url: str | None,
     input_path: str | None,
+    user: str | None,
     url_template: str | None,
     input_format: str | None,
     shuffle: bool,
@@ -163,6 +237,7 @@ def bench_command(
     data: str | None,
     concurrency: int | None,
     rate: str | None,
+    old_rate: str | None,
     requests: int | None,
     duration: str | None,
     warmup: str,
@@ -189,6 +264,17 @@ def bench_command(
       drumfire bench --input queries.jsonl \\
         --url 'http://127.0.0.1:9200/idx/_search?q={q}' --rate 500 -z 1m --html report.html
     """
+    rate, quiet, url = _old_flags(rate, old_rate, quiet, url)
+    header_lines = list(headers)
+    try:
+        old_url = url_from_user(user, url_template is not None, "drumfire bench")
+        if old_url is not None:
+            url_template = old_url
+        elif user is not None:
+            header_lines.append(basic_auth_header(user, headers))
+    except UsageError as exc:
+        _fail(str(exc))
+    _refuse_duration_as_body(data, method)
     if input_path is not None:
         if url is not None and url_template is not None:
             _fail("give the URL template once: as URL or as --url")
@@ -219,7 +305,7 @@ def bench_command(
             input=input_path,
             input_format=input_format,
             method=method,
-            headers=list(headers),
+            headers=header_lines,
             data=read_data(data),
             concurrency=concurrency,
             rate=rate,
@@ -231,7 +317,7 @@ def bench_command(
             shuffle=shuffle,
             seed=seed,
             verify=tls,
-            max_body=64 * 1024 * 1024,
+            max_body=MAX_BODY,
         )
     except UsageError as exc:
         _fail(str(exc))

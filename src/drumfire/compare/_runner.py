@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -194,6 +195,20 @@ def _match(
     return mismatches, example
 
 
+def _header_pairs(headers: Sequence[str] | Mapping[str, str] | None) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    pairs = []
+    for number, line in enumerate(headers, 1):
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():  # never the text: it may be a credential
+            raise UsageError(f"header {number} is not in the form 'Name: value'")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
 def _median_run(found: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median wall time (of two middle ones, the faster)."""
     ranked = sorted(found, key=lambda r: float(r["wall_s"]))
@@ -215,6 +230,9 @@ def compare(
     strategy_timeout: float | None = None,
     on_progress: Progress | None = None,
     python: str | None = None,
+    method: str | None = None,
+    headers: Sequence[str] | Mapping[str, str] | None = None,
+    data: str | bytes | None = None,
 ) -> CompareReport:
     """Send the same rows with every strategy (or those named) and compare them.
 
@@ -233,6 +251,9 @@ def compare(
         on_progress: called with ``(name, None)`` before a strategy runs and
             ``(name, report)`` after.
         python: the interpreter for the worker processes (default: this one).
+        method, headers, data: the request, as ``-X``, ``-H`` (``"Name: value"`` lines or
+            a mapping) and ``-d``, templates as for ``drumfire run``; every strategy sends
+            the same (placeholders are inserted as they are, in URLs too).
 
     Each strategy runs in a fresh ``python -m drumfire.compare.worker`` process, one after
     the other. The reference for "same rows" is drumfire, or the first strategy that ran
@@ -248,7 +269,9 @@ def compare(
         raise UsageError("--limit must be at least 1")
     pairs = _extract_pairs(extract)
     Extractor(pairs)  # a bad expression is a usage error, before anything runs
-    plan = RequestPlan(url)
+    pairs_h = _header_pairs(headers)
+    body = data
+    plan = RequestPlan(url, method=method, headers=pairs_h, data=body)
     label: str | None = None
     if isinstance(rows, str | os.PathLike):
         label = os.fspath(rows)
@@ -263,10 +286,10 @@ def compare(
         if source.close is not None:
             source.close()
         raise
-    data, ids, skipped_rows = _load_rows(source, id_column, limit)
-    if not data:
+    loaded, ids, skipped_rows = _load_rows(source, id_column, limit)
+    if not loaded:
         raise InputError("the input has no rows to send")
-    keys = [str(i) for i in range(1, len(data) + 1)]
+    keys = [str(i) for i in range(1, len(loaded) + 1)]
 
     # In the order given (by default the founding document's), round after round so that a
     # burst of load on the machine does not fall on one strategy only; rows are compared at
@@ -274,7 +297,7 @@ def compare(
     order = [get(n) for n in names]
     reports = {
         s.name: StrategyReport(
-            s.name, s.description, min(concurrency, len(data)) if s.concurrent else 1
+            s.name, s.description, min(concurrency, len(loaded)) if s.concurrent else 1
         )
         for s in order
     }
@@ -282,8 +305,18 @@ def compare(
     with tempfile.TemporaryDirectory(prefix="drumfire-compare-") as tmp:
         folder = Path(tmp)
         rows_path = folder / "rows.json"
-        rows_path.write_bytes(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
-        task = {"rows": str(rows_path), "url": url, "extract": pairs, "concurrency": concurrency}
+        rows_path.write_bytes(orjson.dumps(loaded, option=orjson.OPT_SERIALIZE_NUMPY))
+        task = {
+            "rows": str(rows_path),
+            "url": url,
+            "extract": pairs,
+            "concurrency": concurrency,
+            "method": method,
+            "headers": pairs_h,
+            # bytes (-d @file) travel as base64 in the JSON task
+            "data": body if not isinstance(body, bytes) else None,
+            "data_b64": base64.b64encode(body).decode() if isinstance(body, bytes) else None,
+        }
         for round_ in range(repeat):
             # Each round starts one further along, so no strategy always follows the same one.
             shift = round_ % len(order)
@@ -330,7 +363,7 @@ def compare(
     return CompareReport(
         url=url,
         extract=pairs,
-        rows=len(data),
+        rows=len(loaded),
         concurrency=concurrency,
         reference=reference,
         strategies=list(reports.values()),

@@ -10,11 +10,21 @@ import click
 import orjson
 from rich.console import Console
 
-from .._cli_common import CONTEXT, encoding_option, format_option, url_option
+from .._cli_common import (
+    CONTEXT,
+    basic_auth_header,
+    encoding_option,
+    format_option,
+    read_data,
+    url_from_user,
+    url_option,
+    user_option,
+)
 from .._errors import UsageError
 from .._extract import parse_extract_options
 from ._report import StrategyReport
-from ._runner import DEFAULT_CONCURRENCY, STRATEGY_NAMES, compare
+from ._runner import DEFAULT_CONCURRENCY, STRATEGY_NAMES, compare, parse_strategies
+from .strategies import EXTRA_HINT, get, missing_modules
 
 __all__ = ["compare_command"]
 
@@ -24,9 +34,45 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def _check_installed(strategies: str | None) -> None:
+    """Strategies that cannot run here are a usage error, before any row is sent."""
+    names = parse_strategies(strategies)
+    lacking = {n: missing_modules(get(n)) for n in names}
+    missing = sorted({m for mods in lacking.values() for m in mods})
+    if missing:
+        blocked = ", ".join(n for n, mods in lacking.items() if mods)
+        raise UsageError(
+            f"strategies {blocked} need {', '.join(missing)}, not installed: {EXTRA_HINT} "
+            "(or choose others with -s, e.g. -s drumfire)"
+        )
+
+
 @click.command("compare", context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
+@user_option
+@click.option(
+    "-X",
+    "--method",
+    default=None,
+    metavar="METHOD",
+    help="Method (template). Default GET, or POST with --data.",
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Request header (template); repeatable.",
+)
+@click.option(
+    "-d",
+    "--data",
+    default=None,
+    metavar="BODY",
+    help="Request body (template); @FILE reads a file.",
+)
 @click.option(
     "-e",
     "--extract",
@@ -39,6 +85,7 @@ def _fail(message: str) -> NoReturn:
     "--concurrency",
     type=click.IntRange(1, 10_000),
     default=DEFAULT_CONCURRENCY,
+    metavar="N",
     show_default=True,
     help="Requests in flight, for every strategy where concurrency applies.",
 )
@@ -50,13 +97,19 @@ def _fail(message: str) -> NoReturn:
     help="Strategies to run, comma-separated [default: all]: " + ", ".join(STRATEGY_NAMES) + ".",
 )
 @click.option(
-    "-n", "--limit", type=click.IntRange(1), default=None, help="Use only the first N rows."
+    "-n",
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Use only the first N rows.",
 )
 @click.option(
     "-r",
     "--repeat",
     type=click.IntRange(1, 100),
     default=1,
+    metavar="N",
     show_default=True,
     help="Run every strategy this many times, round after round; report each one's median run.",
 )
@@ -74,6 +127,7 @@ def _fail(message: str) -> NoReturn:
     "json_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    metavar="PATH",
     help="Write the report as JSON to this file.",
 )
 @click.option(
@@ -81,11 +135,13 @@ def _fail(message: str) -> NoReturn:
     "html_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    metavar="PATH",
     help="Write the report as a self-contained HTML page (bar chart and table).",
 )
 @click.option(
     "--max-seconds",
     type=click.FloatRange(0.1),
+    metavar="SECONDS",
     default=None,
     help="Stop a strategy that takes longer than this and report it as failed.",
 )
@@ -93,6 +149,10 @@ def _fail(message: str) -> NoReturn:
 def compare_command(
     input_path: str,
     url: str,
+    user: str | None,
+    method: str | None,
+    headers: tuple[str, ...],
+    data: str | None,
     extract: tuple[str, ...],
     concurrency: int,
     strategies: str | None,
@@ -106,14 +166,14 @@ def compare_command(
     max_seconds: float | None,
     quiet: bool,
 ) -> None:
-    """Send the rows of INPUT with each of the founding document's strategies and with
-    drumfire, check that they all got the same results, and compare their speed, client CPU
-    and memory.
+    """Send the rows of INPUT the usual Python ways (requests, urllib3, aiohttp, thread and
+    process pools) and with drumfire, check that they all got the same results, and compare
+    their speed, client CPU and memory.
 
     Each strategy runs in its own fresh process, one after the other. The strategies other
-    than drumfire need the optional extra: pip install 'drumfire[compare]'. Exit status: 0
-    when every strategy that ran produced the same rows, 1 when one did not or failed, 2 for
-    a usage error.
+    than drumfire need the optional extra: pip install 'drumfire[compare]' (without it,
+    choose -s drumfire). Exit status: 0 when every strategy produced the same rows, 1 when
+    one did not or failed, 2 for a usage error or a missing extra.
 
     \b
     Example:
@@ -139,6 +199,14 @@ def compare_command(
         err.print(line, highlight=False, markup=False)
 
     try:
+        _check_installed(strategies)
+        given = click.get_current_context().get_parameter_source("url")
+        old_url = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
+        header_lines = list(headers)
+        if old_url is not None:
+            url = old_url
+        elif user is not None:
+            header_lines.append(basic_auth_header(user, headers))
         pairs = parse_extract_options(extract)
         report = compare(
             input_path,
@@ -153,6 +221,9 @@ def compare_command(
             encoding=encoding,
             strategy_timeout=max_seconds,
             on_progress=progress,
+            method=method,
+            headers=header_lines,
+            data=read_data(data),
         )
     except UsageError as exc:
         _fail(str(exc))
@@ -163,5 +234,5 @@ def compare_command(
         Path(json_path).write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
     if html_path:
         Path(html_path).write_text(report.to_html(), encoding="utf-8")
-    failed = any(s.error for s in report.strategies)
+    failed = any(s.error or s.skipped for s in report.strategies)
     sys.exit(0 if report.all_match and not failed and report.ran else 1)

@@ -15,6 +15,7 @@ The outcome is JSON: ``{"outcomes": [[id, status, fields, error], ...], ...}``, 
 
 from __future__ import annotations
 
+import base64
 import gc
 import resource
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 
 from .strategies import EXTRA_HINT, get
-from .strategies._common import child_peaks, maxrss_kb
+from .strategies._common import RowRequest, child_peaks, maxrss_kb
 
 __all__ = ["main", "run_task"]
 
@@ -48,7 +49,13 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     gc.collect()
     user0, sys0 = _cpu()
     start = time.perf_counter()
-    outcomes = func(rows, task["url"], extract, int(task["concurrency"]))
+    data = task.get("data")
+    if task.get("data_b64") is not None:
+        data = base64.b64decode(task["data_b64"])
+    request = RowRequest(
+        task["url"], task.get("method"), [tuple(h) for h in task.get("headers", ())], data
+    )
+    outcomes = func(rows, request, extract, int(task["concurrency"]))
     wall = time.perf_counter() - start
     user1, sys1 = _cpu()
     return {

@@ -15,6 +15,10 @@ Endpoints (all answers are JSON with a ``Content-Length``):
 * ``GET /json`` -- a fixed ~560-byte OSRM-shaped document, for throughput tests.
 
 Unknown paths answer 404 and wrong methods 405, both as JSON.
+
+This module is the wire (the HTTP/1.1 protocol) and the running server; the answers are
+computed in :mod:`._answers` (pure functions the tests share) and routed in
+:mod:`._endpoints` (a request in, a reply out, no I/O).
 """
 
 from __future__ import annotations
@@ -22,24 +26,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import http
-import math
-import os
-import random
-import re
 import sys
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, NamedTuple, Self, cast
-from urllib.parse import parse_qsl, unquote_to_bytes
+from typing import Final, Self, cast
 
 import httptools
-import orjson
+
+from ._answers import JSON_DOCUMENT, QUOTES, quote_answer, route_answer, write_sample_routes
+from ._endpoints import Reply, State, dispatch, error
 
 __all__ = [
     "JSON_DOCUMENT",
@@ -52,385 +50,6 @@ __all__ = [
     "serve",
     "write_sample_routes",
 ]
-
-# --------------------------------------------------------------------------------------------
-# Pure answer functions (shared with the tests, which compute expected answers with them)
-# --------------------------------------------------------------------------------------------
-
-EARTH_RADIUS_M: Final = 6_371_008.8
-"""Mean earth radius (IUGG); any fixed value would do, it only has to be stable."""
-
-ROUTE_DETOUR: Final = 1.3
-"""Roads are longer than the great circle; a constant factor keeps answers plausible."""
-
-ROUTE_SPEED_MPS: Final = 11.0
-"""About 40 km/h: a city average, so durations look like OSRM's for Helsinki."""
-
-NO_ROUTE_PERCENT: Final = 30
-"""Share of coordinate pairs answering ``NoRoute``, so clients meet realistic 400s."""
-
-_STREETS: Final = (
-    "Mannerheimintie",
-    "Aleksanterinkatu",
-    "Pohjoisesplanadi",
-    "Hämeentie",
-    "Runeberginkatu",
-    "Fredrikinkatu",
-    "Bulevardi",
-    "Unioninkatu",
-    "Mechelininkatu",
-    "Sörnäisten rantatie",
-    "Itämerenkatu",
-    "Tehtaankatu",
-)
-
-
-def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi = phi2 - phi1
-    dlam = math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlam / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
-def _invalid_url(message: str) -> tuple[int, dict[str, Any]]:
-    return 400, {"code": "InvalidUrl", "message": message}
-
-
-def _waypoint(text: bytes, lon: float, lat: float) -> dict[str, Any]:
-    name = _STREETS[zlib.crc32(text) % len(_STREETS)]
-    return {"hint": "", "distance": 0.0, "name": name, "location": [round(lon, 6), round(lat, 6)]}
-
-
-def route_answer(lon1: float, lat1: float, lon2: float, lat2: float) -> tuple[int, dict[str, Any]]:
-    """Return ``(status, body)`` the server gives for a route, so tests can predict it exactly.
-
-    The distance is the haversine distance times :data:`ROUTE_DETOUR` (rounded to 0.1 m) and
-    the duration is distance / :data:`ROUTE_SPEED_MPS` (rounded to 0.1 s). Whether a pair has
-    no route is decided by the CRC-32 of the coordinates printed with 6 decimals, so it is
-    stable across runs, processes and Python versions.
-    """
-    if not math.isfinite(lon1 + lat1 + lon2 + lat2):
-        return _invalid_url("Coordinates must be finite numbers")
-    if not (-180.0 <= lon1 <= 180.0 and -180.0 <= lon2 <= 180.0):
-        return _invalid_url("Longitude must be within [-180, 180]")
-    if not (-90.0 <= lat1 <= 90.0 and -90.0 <= lat2 <= 90.0):
-        return _invalid_url("Latitude must be within [-90, 90]")
-    first, second = f"{lon1:.6f},{lat1:.6f}".encode(), f"{lon2:.6f},{lat2:.6f}".encode()
-    if zlib.crc32(b"%s;%s" % (first, second)) % 100 < NO_ROUTE_PERCENT:
-        return 400, {"code": "NoRoute", "message": "Impossible route between points"}
-    distance = round(_haversine_m(lon1, lat1, lon2, lat2) * ROUTE_DETOUR, 1)
-    duration = round(distance / ROUTE_SPEED_MPS, 1)
-    leg = {
-        "steps": [],
-        "summary": "",
-        "weight": duration,
-        "duration": duration,
-        "distance": distance,
-    }
-    route = {
-        "duration": duration,
-        "distance": distance,
-        "weight": duration,
-        "weight_name": "routability",
-        "legs": [leg],
-    }
-    return 200, {
-        "code": "Ok",
-        "routes": [route],
-        "waypoints": [_waypoint(first, lon1, lat1), _waypoint(second, lon2, lat2)],
-    }
-
-
-QUOTES: Final[tuple[tuple[str, int, int], ...]] = (
-    # (quote, chapter, part): short sentences written for this project.
-    ("A request that is never sent never fails, and never succeeds either.", 1, 1),
-    ("Measure first; the slow part is rarely where you guessed.", 1, 1),
-    ("Every queue is short until the morning traffic arrives.", 2, 1),
-    ("A timeout is a promise you make to the person waiting.", 2, 1),
-    ("The fastest byte is the one you did not have to send.", 3, 1),
-    ("Keep the connection warm and the handshake rare.", 3, 1),
-    ("A retry without a limit is just a louder failure.", 4, 1),
-    ("Order is cheap to keep and expensive to restore.", 5, 2),
-    ("The map is not the road, but it is cheaper to walk.", 5, 2),
-    ("Every average hides a tail that someone had to wait through.", 6, 2),
-    ("Write it down before the log rotates it away.", 6, 2),
-    ("Two cores are a crowd when both want the same lock.", 7, 2),
-    ("A cache remembers what the database would rather forget.", 7, 2),
-    ("Slow answers are still answers; lost ones are not.", 8, 2),
-    ("Patience is a latency budget you have not spent yet.", 9, 3),
-    ("The last request in the batch is the one everyone remembers.", 9, 3),
-    ("Good defaults are the documentation nobody reads.", 10, 3),
-    ("A route with no way through is still a useful answer.", 10, 3),
-    ("Backpressure is the polite way of saying not yet.", 11, 3),
-    ("Count what you sent, count what came back, and compare.", 11, 3),
-    ("When the benchmark looks too good, check what it skipped.", 12, 3),
-)
-"""The Random Quoter's collection as ``(quote, chapter, part)``; parts are 1..3."""
-
-QUOTE_PARTS: Final = (1, 2, 3)
-SLOW_QUOTE_DELAY: Final = 0.5
-"""What ``slow=true`` adds: long enough to show concurrency helping, short enough for tests."""
-
-
-def quote_answer(index: int, part: int | None = None) -> dict[str, Any]:
-    """Return the quote for a ``seed`` (or request counter) ``index``, optionally within a part.
-
-    Picks ``pool[index % len(pool)]`` -- trivially predictable, which is what tests need.
-    """
-    if part is not None and part not in QUOTE_PARTS:
-        raise ValueError(f"part must be one of {QUOTE_PARTS}, not {part}")
-    pool = QUOTES if part is None else tuple(q for q in QUOTES if q[2] == part)
-    text, chapter, got_part = pool[index % len(pool)]
-    return {"quote": text, "source": {"chapter": chapter, "part": got_part}}
-
-
-JSON_DOCUMENT: Final[bytes] = orjson.dumps(
-    {
-        "code": "Ok",
-        "routes": [
-            {
-                "geometry": "o}`pJmhtwC{@iBsAsCwBcEkB_DgA}AmAeBuCmDcDeD",
-                "legs": [
-                    {
-                        "steps": [],
-                        "summary": "Mannerheimintie",
-                        "weight": 412.3,
-                        "duration": 412.3,
-                        "distance": 4535.6,
-                    }
-                ],
-                "weight_name": "routability",
-                "weight": 412.3,
-                "duration": 412.3,
-                "distance": 4535.6,
-            }
-        ],
-        "waypoints": [
-            {
-                "hint": "nB8ngP___38RAAAAAAAAAAAAAAAAAAAAANx2WkEAAAAAAAAAAAAAAAAR",
-                "distance": 4.231,
-                "name": "Mannerheimintie",
-                "location": [24.938379, 60.169856],
-            },
-            {
-                "hint": "pL8ngP___38JAAAAFAAAAAAAAAAAAAAAAF3pr0BgIJFAAAAAAAAAAAAJ",
-                "distance": 2.818,
-                "name": "Runeberginkatu",
-                "location": [24.922516, 60.176322],
-            },
-        ],
-    }
-)
-"""The fixed ``GET /json`` body: realistic size and shape, zero per-request work."""
-
-
-def write_sample_routes(path: str | os.PathLike[str], n: int, seed: int = 0) -> Path:
-    """Write ``n`` deterministic Helsinki coordinate pairs as CSV, a ready-made demo batch.
-
-    Columns are ``id,lon1,lat1,lon2,lat2``; ids run 1..n; longitudes lie in 24.90–24.99 and
-    latitudes in 60.15–60.20, printed with 6 decimals. The same ``seed`` gives the same file.
-    """
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    rng = random.Random(seed)
-    out = Path(path)
-    with out.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(("id", "lon1", "lat1", "lon2", "lat2"))
-        for i in range(1, n + 1):
-            lon1, lon2 = rng.uniform(24.90, 24.99), rng.uniform(24.90, 24.99)
-            lat1, lat2 = rng.uniform(60.15, 60.20), rng.uniform(60.15, 60.20)
-            writer.writerow((i, f"{lon1:.6f}", f"{lat1:.6f}", f"{lon2:.6f}", f"{lat2:.6f}"))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Request routing
-# --------------------------------------------------------------------------------------------
-
-
-class _Reply(NamedTuple):
-    status: int
-    body: bytes
-    delay: float = 0.0  # extra seconds on top of the server latency (``slow=true``)
-    headers: bytes = b""  # extra raw header lines, each ending in CRLF
-
-
-class _Request(NamedTuple):
-    method: str
-    path: str
-    query: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-
-def _json(status: int, obj: Any) -> _Reply:
-    return _Reply(status, orjson.dumps(obj))
-
-
-def _error(status: int, code: str, message: str) -> _Reply:
-    return _json(status, {"code": code, "message": message})
-
-
-class _State:
-    """Per-server settings and counters, shared by all of its connections."""
-
-    def __init__(self, latency: float, jitter: float, seed: int) -> None:
-        if not (latency >= 0.0 and math.isfinite(latency)):
-            raise ValueError("latency must be a finite number >= 0")
-        if not (jitter >= 0.0 and math.isfinite(jitter)):
-            raise ValueError("jitter must be a finite number >= 0")
-        self.latency = latency
-        self.jitter = jitter
-        self.rng = random.Random(seed)
-        self.served = 0
-        self.quote_counter = 0
-        # capacity: answers in preparation at once; beyond it, 503 at once (a
-        # server that admits N requests at a time, for the adaptive limiter).
-        self.capacity: int | None = None
-        self.busy = 0
-        self.peak_busy = 0  # most answers in preparation at once (with capacity set)
-        self.rejected = 0
-        self.connections: set[_HttpProtocol] = set()
-
-    def delay(self, extra: float) -> float:
-        """Latency plus a uniform draw in ``[0, jitter]``: never below ``latency``."""
-        delay = self.latency + extra
-        if self.jitter:
-            delay += self.rng.uniform(0.0, self.jitter)
-        return delay
-
-    def close_connections(self) -> None:
-        for proto in list(self.connections):
-            proto.close()
-
-
-def _handle_json(state: _State, req: _Request) -> _Reply:
-    return _Reply(200, JSON_DOCUMENT)
-
-
-_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
-_COORDS_RE: Final = re.compile(rf"({_NUM}),({_NUM});({_NUM}),({_NUM})")
-
-
-def _handle_route(state: _State, req: _Request) -> _Reply:
-    text = req.path[len(_ROUTE_PREFIX) :]
-    match = _COORDS_RE.fullmatch(text)
-    if match is None:
-        return _error(400, "InvalidUrl", f"Expected lon1,lat1;lon2,lat2 coordinates, got {text!r}")
-    lon1, lat1, lon2, lat2 = (float(g) for g in match.groups())
-    status, body = route_answer(lon1, lat1, lon2, lat2)
-    return _json(status, body)
-
-
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-
-
-def _handle_quote(state: _State, req: _Request) -> _Reply:
-    params = dict(parse_qsl(req.query, keep_blank_values=True))
-    part: int | None = None
-    if params.get("part"):
-        try:
-            part = int(params["part"])
-        except ValueError:
-            part = 0
-        if part not in QUOTE_PARTS:
-            return _error(400, "InvalidPart", f"part must be 1, 2 or 3, got {params['part']!r}")
-    if params.get("seed"):
-        try:
-            index = int(params["seed"])
-        except ValueError:
-            return _error(400, "InvalidSeed", f"seed must be an integer, got {params['seed']!r}")
-    else:
-        index = state.quote_counter
-        state.quote_counter += 1
-    slow = params.get("slow", "").lower() in _TRUE
-    body = orjson.dumps(quote_answer(index, part))
-    return _Reply(200, body, SLOW_QUOTE_DELAY if slow else 0.0)
-
-
-def _decode_header(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def _handle_echo(state: _State, req: _Request) -> _Reply:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in req.headers:
-        name, value = raw_name.decode("latin-1").lower(), _decode_header(raw_value)
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return _json(
-        200,
-        {
-            "method": req.method,
-            "path": req.path,
-            "query": dict(parse_qsl(req.query, keep_blank_values=True)),
-            "raw_query": req.query,
-            "headers": headers,
-            "body": req.body.decode("utf-8", "replace"),
-            "body_length": len(req.body),
-        },
-    )
-
-
-def _handle_status(state: _State, req: _Request) -> _Reply:
-    text = req.path[len(_STATUS_PREFIX) :]
-    if not (text.isascii() and text.isdigit() and 200 <= int(text) <= 599):
-        return _error(400, "InvalidStatus", f"status must be an integer in 200..599, got {text!r}")
-    code = int(text)
-    return _json(code, {"status": code})
-
-
-_Handler = Callable[[_State, _Request], _Reply]
-_GET: Final = frozenset({"GET"})
-_ROUTE_PREFIX: Final = "/route/v1/driving/"
-_STATUS_PREFIX: Final = "/status/"
-
-_EXACT: Final[dict[str, tuple[frozenset[str], _Handler]]] = {
-    "/json": (_GET, _handle_json),
-    "/quote": (_GET, _handle_quote),
-    "/quote/uniform": (_GET, _handle_quote),
-    "/echo": (frozenset({"GET", "POST"}), _handle_echo),
-}
-_PREFIXES: Final[tuple[tuple[str, tuple[frozenset[str], _Handler]], ...]] = (
-    (_ROUTE_PREFIX, (_GET, _handle_route)),
-    (_STATUS_PREFIX, (_GET, _handle_status)),
-)
-
-
-def _dispatch(
-    state: _State, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-) -> _Reply:
-    """Map one parsed request to its reply; never raises (a bug answers 500)."""
-    try:
-        if target[:4].lower() == b"http":  # absolute-form target, e.g. from a proxy-style client
-            try:
-                parsed = httptools.parse_url(target)
-            except httptools.HttpParserInvalidURLError:
-                return _error(400, "BadRequest", "Malformed request target")
-            target = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
-        raw_path, _, raw_query = target.partition(b"?")
-        raw_path = raw_path.partition(b"#")[0]
-        if b"%" in raw_path:
-            raw_path = unquote_to_bytes(raw_path)
-        path = raw_path.decode("utf-8", "replace")
-        query = raw_query.partition(b"#")[0].decode("utf-8", "replace")
-        entry = _EXACT.get(path)
-        if entry is None:
-            entry = next((e for p, e in _PREFIXES if path.startswith(p)), None)
-            if entry is None:
-                return _error(404, "NotFound", f"No such path: {path}")
-        allowed, handler = entry
-        if method not in allowed:
-            reply = _error(405, "MethodNotAllowed", f"{method} is not allowed on {path}")
-            return reply._replace(headers=b"Allow: %s\r\n" % ", ".join(sorted(allowed)).encode())
-        return handler(state, _Request(method, path, query, headers, body))
-    except Exception as exc:  # pragma: no cover - a bug; answer instead of dropping the client
-        return _error(500, "InternalError", f"{type(exc).__name__}: {exc}")
-
 
 # --------------------------------------------------------------------------------------------
 # HTTP/1.1 protocol
@@ -451,7 +70,7 @@ _CLOSE: Final = b"Connection: close\r\n"
 _NO_BODY: Final = frozenset({204, 304})
 
 
-def _encode(reply: _Reply, keep_alive: bool, head_request: bool = False) -> bytes:
+def _encode(reply: Reply, keep_alive: bool, head_request: bool = False) -> bytes:
     head = _STATUS_LINES[reply.status]
     conn = _KEEP_ALIVE if keep_alive else _CLOSE
     if reply.status in _NO_BODY:
@@ -466,7 +85,7 @@ def _encode(reply: _Reply, keep_alive: bool, head_request: bool = False) -> byte
     )
 
 
-_JSON_KEEP_ALIVE: Final = _encode(_Reply(200, JSON_DOCUMENT), True)
+_JSON_KEEP_ALIVE: Final = _encode(Reply(200, JSON_DOCUMENT), True)
 """``GET /json`` is the throughput benchmark: its whole response is built once."""
 
 
@@ -482,10 +101,10 @@ class _Slot:
         self.counted = False  # holds one of the server's capacity places
 
 
-class _HttpProtocol(asyncio.Protocol):
+class HttpProtocol(asyncio.Protocol):
     """One client connection: parse with httptools, answer in order, honour keep-alive."""
 
-    def __init__(self, state: _State, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, state: State, loop: asyncio.AbstractEventLoop) -> None:
         self._state = state
         self._loop = loop
         self._parser = httptools.HttpRequestParser(self)
@@ -584,12 +203,12 @@ class _HttpProtocol(asyncio.Protocol):
             delay = state.delay(0.0) if state.latency or state.jitter else 0.0
         elif state.capacity is not None and state.busy >= state.capacity:
             state.rejected += 1
-            reply = _error(503, "Overloaded", f"at most {state.capacity} requests at a time")
+            reply = error(503, "Overloaded", f"at most {state.capacity} requests at a time")
             payload = _encode(reply, keep_alive)
             delay = 0.0
         else:
             body = b"".join(self._body)
-            reply = _dispatch(state, method.decode("latin-1"), self._url, self._headers, body)
+            reply = dispatch(state, method.decode("latin-1"), self._url, self._headers, body)
             payload = _encode(reply, keep_alive, head_request=method == b"HEAD")
             delay = state.delay(reply.delay)
             if delay > 0.0 and state.capacity is not None:
@@ -639,7 +258,7 @@ class _HttpProtocol(asyncio.Protocol):
     def _fail(self, message: str) -> None:
         """Answer a request we cannot parse with 400 and close: the stream is out of sync."""
         self._closing = True
-        payload = _encode(_error(400, "BadRequest", message), keep_alive=False)
+        payload = _encode(error(400, "BadRequest", message), keep_alive=False)
         if not self._pending:
             self._write(payload, True)
             return
@@ -666,10 +285,10 @@ def _new_event_loop(use_uvloop: bool = True) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-async def _start(state: _State, host: str, port: int) -> asyncio.Server:
+async def _start(state: State, host: str, port: int) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: _HttpProtocol(state, loop), host, port, backlog=2048, reuse_address=True
+        lambda: HttpProtocol(state, loop), host, port, backlog=2048, reuse_address=True
     )
 
 
@@ -678,7 +297,7 @@ def _bound_port(server: asyncio.Server) -> int:
     return port
 
 
-async def _shutdown(server: asyncio.Server, state: _State) -> None:
+async def _shutdown(server: asyncio.Server, state: State) -> None:
     """Stop listening and close every connection, so nothing leaks a ResourceWarning."""
     server.close()
     state.close_connections()
@@ -703,7 +322,7 @@ async def serve(
     Every answer is delayed by ``latency`` plus a uniform draw in ``[0, jitter]`` seconds,
     using timers rather than sleeping, so slowness never blocks other connections.
     """
-    state = _State(latency, jitter, seed)
+    state = State(latency, jitter, seed)
     server = await _start(state, host, port)
     try:
         if ready is not None:
@@ -752,7 +371,7 @@ class DemoServer:
     ) -> None:
         self.host = host
         self._requested_port = port
-        self._state = _State(latency, jitter, seed)
+        self._state = State(latency, jitter, seed)
         self._state.capacity = capacity
         self._use_uvloop = use_uvloop
         self._port: int | None = None

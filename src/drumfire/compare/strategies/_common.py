@@ -18,7 +18,10 @@ from typing import Any
 
 import orjson
 
+from ..._body import default_content_type
 from ..._extract import Extractor
+from ..._settings import Retry, Timeouts
+from ..._template import Template
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -28,6 +31,7 @@ __all__ = [
     "TIMEOUT",
     "Outcome",
     "Row",
+    "RowRequest",
     "StrategyFunc",
     "child_peaks",
     "cpu_count",
@@ -41,11 +45,11 @@ __all__ = [
 #: The key under which the runner stores each row's comparison key (its 1-based position).
 ID_KEY = "__drumfire_compare_id__"
 
-#: Per-attempt timeouts, drumfire's defaults.
-TIMEOUT = 30.0
-CONNECT_TIMEOUT = 10.0
+#: Per-attempt timeouts, drumfire's defaults (read from its settings, declared once there).
+TIMEOUT = Timeouts().total
+CONNECT_TIMEOUT = Timeouts().connect
 #: Retries after a connection failure, drumfire's default.
-RETRIES = 3
+RETRIES = Retry().retries
 #: Sent by the strategies whose library would otherwise ask for gzip (requests, aiohttp), so
 #: that every strategy sends the same request as drumfire and urllib3, which ask for no
 #: compression. A server such as OSRM honours ``gzip`` and compresses every answer, which costs
@@ -55,7 +59,50 @@ HEADERS = {"Accept-Encoding": "identity"}
 Row = dict[str, Any]
 #: ``(id, status, fields, error)``: status None when no response came; error "" on success.
 Outcome = tuple[str, int | None, dict[str, Any] | None, str]
-StrategyFunc = Callable[[Sequence[Row], str, Sequence[tuple[str, str]], int], list[Outcome]]
+
+
+class RowRequest:
+    """The request each row gets: method, URL, headers and body (``-X``, ``--url``, ``-H``,
+    ``-d``), each a template rendered with :meth:`Template.render`.
+
+    A body sent without a ``Content-Type`` gets the one ``drumfire run`` gives it, so every
+    strategy sends the same request. Picklable (process pools get it as an argument).
+    """
+
+    __slots__ = ("args", "body", "fixed", "headers", "method", "simple", "url")
+
+    def __init__(
+        self,
+        url: str,
+        method: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        data: str | bytes | None = None,
+    ) -> None:
+        #: As given: (url, method, headers, data).
+        self.args = (url, method, tuple(headers), data)
+        verb = method or ("POST" if data is not None else "GET")
+        self.url = Template(url)
+        self.method = Template(verb if "{" in verb else verb.upper())
+        pairs = list(headers)
+        if data is not None and not any(n.strip().lower() == "content-type" for n, _ in pairs):
+            pairs.append(("Content-Type", default_content_type(data)))
+        self.headers = [(Template(n), Template(v)) for n, v in pairs]
+        self.body = Template(data) if isinstance(data, str) else None
+        self.fixed = data if isinstance(data, bytes) else None
+        #: A GET with no header or body of its own: only the URL changes per row.
+        self.simple = self.method.source == "GET" and not pairs and data is None
+
+    def __reduce__(self) -> tuple[type[RowRequest], tuple[Any, ...]]:
+        return (RowRequest, self.args)
+
+    def render(self, row: Row) -> tuple[str, str, dict[str, str], bytes | None]:
+        """``(method, url, headers, body)`` for ``row``; KeyError for a missing column."""
+        body = self.body.render(row).encode("utf-8") if self.body is not None else self.fixed
+        headers = {n.render(row): v.render(row) for n, v in self.headers}
+        return self.method.render(row).upper(), self.url.render(row), headers, body
+
+
+StrategyFunc = Callable[[Sequence[Row], RowRequest, Sequence[tuple[str, str]], int], list[Outcome]]
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError

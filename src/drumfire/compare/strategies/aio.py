@@ -15,7 +15,6 @@ import aiohttp
 
 from ..._extract import Extractor
 from ..._loop import new_event_loop
-from ..._template import Template
 from ._common import (
     CONNECT_TIMEOUT,
     HEADERS,
@@ -24,6 +23,7 @@ from ._common import (
     TIMEOUT,
     Outcome,
     Row,
+    RowRequest,
     failed,
     finish,
 )
@@ -32,18 +32,20 @@ __all__ = ["aiohttp_strategy", "run_aiohttp"]
 
 
 async def _fetch(
-    session: aiohttp.ClientSession, template: Template, extractor: Extractor, row: Row
+    session: aiohttp.ClientSession, request: RowRequest, extractor: Extractor, row: Row
 ) -> Outcome:
     id_ = row[ID_KEY]
     try:
-        target = template.render(row)
+        method, target, headers, body = request.render(row)
     except Exception as exc:
         return failed(id_, exc)
     attempt = 0
     while True:
         attempt += 1
         try:
-            async with session.get(target, allow_redirects=False) as resp:
+            async with session.request(
+                method, target, headers=headers, data=body, allow_redirects=False
+            ) as resp:
                 body = await resp.read()
                 return finish(extractor, id_, resp.status, body)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -55,10 +57,10 @@ async def _fetch(
 
 
 async def run_aiohttp(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """Fetch every row with one ``ClientSession``; outcomes in input order."""
-    template, extractor = Template(url), Extractor(extract)
+    extractor = Extractor(extract)
     results: list[Outcome | None] = [None] * len(rows)
     work = iter(enumerate(rows))
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
@@ -69,15 +71,15 @@ async def run_aiohttp(
 
         async def worker() -> None:
             for i, row in work:
-                results[i] = await _fetch(session, template, extractor, row)
+                results[i] = await _fetch(session, request, extractor, row)
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(rows))))))
     return [r for r in results if r is not None]
 
 
 def aiohttp_strategy(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """aiohttp on a uvloop event loop, ``concurrency`` requests in flight."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(run_aiohttp(rows, url, extract, concurrency))
+        return runner.run(run_aiohttp(rows, request, extract, concurrency))

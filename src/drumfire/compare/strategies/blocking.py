@@ -17,7 +17,6 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..._extract import Extractor
-from ..._template import Template
 from ._common import (
     CONNECT_TIMEOUT,
     HEADERS,
@@ -25,6 +24,7 @@ from ._common import (
     TIMEOUT,
     Outcome,
     Row,
+    RowRequest,
     failed,
     finish,
 )
@@ -38,17 +38,20 @@ _NO_PROXY: Any = {"http": None, "https": None}
 
 
 def serial(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """``requests.get`` in a loop: a new connection (and TIME_WAIT socket) per request."""
-    template, extractor = Template(url), Extractor(extract)
+    extractor = Extractor(extract)
     out: list[Outcome] = []
     for row in rows:
         id_ = row[ID_KEY]
         try:
-            r = requests.get(
-                template.render(row),
-                headers=HEADERS,
+            method, target, headers, body = request.render(row)
+            r = requests.request(
+                method,
+                target,
+                headers={**HEADERS, **headers},
+                data=body,
                 proxies=_NO_PROXY,
                 timeout=(CONNECT_TIMEOUT, TIMEOUT),
                 allow_redirects=False,
@@ -71,17 +74,23 @@ def _session(maxsize: int) -> requests.Session:
 
 
 def session(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """``requests.Session`` in a loop: one kept-alive connection."""
-    template, extractor = Template(url), Extractor(extract)
+    extractor = Extractor(extract)
     out: list[Outcome] = []
     with _session(1) as s:
         for row in rows:
             id_ = row[ID_KEY]
             try:
-                r = s.get(
-                    template.render(row), timeout=(CONNECT_TIMEOUT, TIMEOUT), allow_redirects=False
+                method, target, headers, body = request.render(row)
+                r = s.request(
+                    method,
+                    target,
+                    headers=headers,
+                    data=body,
+                    timeout=(CONNECT_TIMEOUT, TIMEOUT),
+                    allow_redirects=False,
                 )
             except Exception as exc:
                 out.append(failed(id_, exc))
@@ -91,12 +100,12 @@ def session(
 
 
 def requests_futures(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """``FuturesSession`` with ``concurrency`` workers and an adapter pool of that size."""
     from requests_futures.sessions import FuturesSession  # type: ignore[import-untyped,unused-ignore]
 
-    template, extractor = Template(url), Extractor(extract)
+    extractor = Extractor(extract)
     out: list[Outcome] = []
     pending: list[tuple[str, Future[Any] | Outcome]] = []
     adapter = {"pool_connections": 4, "pool_maxsize": concurrency, "max_retries": retry()}
@@ -106,11 +115,18 @@ def requests_futures(
         for row in rows:
             id_ = row[ID_KEY]
             try:
-                target = template.render(row)
+                method, target, headers, body = request.render(row)
             except Exception as exc:
                 pending.append((id_, failed(id_, exc)))
                 continue
-            future = s.get(target, timeout=(CONNECT_TIMEOUT, TIMEOUT), allow_redirects=False)
+            future = s.request(
+                method,
+                target,
+                headers=headers,
+                data=body,
+                timeout=(CONNECT_TIMEOUT, TIMEOUT),
+                allow_redirects=False,
+            )
             pending.append((id_, future))
         for id_, item in pending:
             if isinstance(item, tuple):

@@ -14,10 +14,19 @@ from concurrent.futures import ThreadPoolExecutor
 import urllib3
 
 from ..._extract import Extractor
-from ..._template import Template
-from ._common import CONNECT_TIMEOUT, ID_KEY, RETRIES, TIMEOUT, Outcome, Row, failed, finish
+from ._common import (
+    CONNECT_TIMEOUT,
+    ID_KEY,
+    RETRIES,
+    TIMEOUT,
+    Outcome,
+    Row,
+    RowRequest,
+    failed,
+    finish,
+)
 
-__all__ = ["pool_manager", "retry", "threads", "timeout", "urllib3_pool"]
+__all__ = ["fetch_row", "pool_manager", "retry", "threads", "timeout", "urllib3_pool"]
 
 
 def retry() -> urllib3.Retry:
@@ -33,17 +42,23 @@ def pool_manager(maxsize: int) -> urllib3.PoolManager:
     return urllib3.PoolManager(maxsize=maxsize, block=True, retries=retry(), timeout=timeout())
 
 
+def fetch_row(pool: urllib3.PoolManager, request: RowRequest, row: Row) -> urllib3.BaseHTTPResponse:
+    """One row's request through ``pool``."""
+    method, target, headers, body = request.render(row)
+    return pool.request(method, target, headers=headers or None, body=body)
+
+
 def urllib3_pool(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """urllib3 in a loop over a pool of one kept-alive connection."""
-    template, extractor = Template(url), Extractor(extract)
+    extractor = Extractor(extract)
     out: list[Outcome] = []
     with pool_manager(1) as pool:
         for row in rows:
             id_ = row[ID_KEY]
             try:
-                r = pool.request("GET", template.render(row))
+                r = fetch_row(pool, request, row)
             except Exception as exc:
                 out.append(failed(id_, exc))
                 continue
@@ -52,16 +67,16 @@ def urllib3_pool(
 
 
 def threads(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """``ThreadPoolExecutor`` of ``concurrency`` threads sharing a urllib3 pool of that size."""
-    template, extractor = Template(url), Extractor(extract)
+    extractor = Extractor(extract)
     pool = pool_manager(concurrency)
 
     def fetch(row: Row) -> Outcome:
         id_ = row[ID_KEY]
         try:
-            r = pool.request("GET", template.render(row))
+            r = fetch_row(pool, request, row)
         except Exception as exc:
             return failed(id_, exc)
         return finish(extractor, id_, r.status, r.data)

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..._extract import Extractor
-from ..._template import Template
 from ._common import (
     ID_KEY,
     Outcome,
     Row,
+    RowRequest,
     cpu_count,
     failed,
     finish,
@@ -31,7 +31,7 @@ from ._common import (
     note_child,
     split,
 )
-from .pools import pool_manager
+from .pools import fetch_row, pool_manager
 
 __all__ = ["multiprocessing_asyncio", "multiprocessing_pool"]
 
@@ -39,21 +39,21 @@ __all__ = ["multiprocessing_asyncio", "multiprocessing_pool"]
 _state: dict[str, Any] = {}
 
 
-def _init(url: str, extract: Sequence[tuple[str, str]]) -> None:
-    _state["template"] = Template(url)
+def _init(request: RowRequest, extract: Sequence[tuple[str, str]]) -> None:
+    _state["request"] = request
     _state["extractor"] = Extractor(extract)
     _state["pool"] = pool_manager(1)
 
 
 def _chunk(rows: Sequence[Row]) -> tuple[int, int, list[Outcome]]:
-    template: Template = _state["template"]
+    request: RowRequest = _state["request"]
     extractor: Extractor = _state["extractor"]
     pool = _state["pool"]
     out: list[Outcome] = []
     for row in rows:
         id_ = row[ID_KEY]
         try:
-            r = pool.request("GET", template.render(row))
+            r = fetch_row(pool, request, row)
         except Exception as exc:
             out.append(failed(id_, exc))
             continue
@@ -69,11 +69,11 @@ def _chunks(rows: Sequence[Row], processes: int) -> list[Sequence[Row]]:
 
 
 def multiprocessing_pool(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """``Pool(concurrency, initializer=...)``, each process with its own urllib3 pool."""
     processes = max(1, min(concurrency, len(rows)))
-    pool = mp.Pool(processes, initializer=_init, initargs=(url, list(extract)))
+    pool = mp.Pool(processes, initializer=_init, initargs=(request, list(extract)))
     return _gather(pool, pool.imap(_chunk, _chunks(rows, processes)))
 
 
@@ -93,16 +93,16 @@ def _gather(pool: Any, results: Iterable[Any]) -> list[Outcome]:
     return out
 
 
-def _async_share(args: tuple[Sequence[Row], str, Sequence[tuple[str, str]], int]) -> Any:
+def _async_share(args: tuple[Sequence[Row], RowRequest, Sequence[tuple[str, str]], int]) -> Any:
     from .aio import aiohttp_strategy  # already imported by the parent before the fork
 
-    rows, url, extract, concurrency = args
-    outcomes = aiohttp_strategy(rows, url, extract, concurrency)
+    rows, request, extract, concurrency = args
+    outcomes = aiohttp_strategy(rows, request, extract, concurrency)
     return os.getpid(), maxrss_kb(), outcomes
 
 
 def multiprocessing_asyncio(
-    rows: Sequence[Row], url: str, extract: Sequence[tuple[str, str]], concurrency: int
+    rows: Sequence[Row], request: RowRequest, extract: Sequence[tuple[str, str]], concurrency: int
 ) -> list[Outcome]:
     """One process per CPU, each an aiohttp event loop; ``concurrency`` in flight in all."""
     from . import aio  # noqa: F401  (imported once here, inherited by the forked children)
@@ -111,7 +111,7 @@ def multiprocessing_asyncio(
     shares = split(rows, processes)
     base, extra = divmod(concurrency, len(shares))
     tasks = [
-        (share, url, list(extract), max(1, base + (1 if i < extra else 0)))
+        (share, request, list(extract), max(1, base + (1 if i < extra else 0)))
         for i, share in enumerate(shares)
     ]
     pool = mp.Pool(len(tasks))

@@ -1,0 +1,80 @@
+"""The client command lines: drumfire (installed, or from this checkout) and the
+aiohttp reference client.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from _inputs import BENCH_DIR, SRC_DIR
+from _measure import run_measured
+
+__all__ = ["aiohttp_argv", "drumfire_argv", "drumfire_available", "drumfire_command", "python_env"]
+
+# --------------------------------------------------------------------------- client commands
+
+
+def python_env(extra_pythonpath: Sequence[Path] = ()) -> dict[str, str]:
+    env = dict(os.environ)
+    parts = [str(p) for p in extra_pythonpath]
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    if parts:
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
+def drumfire_command(override: str | None = None) -> list[str]:
+    """How to start the drumfire CLI.
+
+    Default: this checkout's ``src`` through the same entry point as the
+    ``drumfire`` console script (``drumfire.cli:entry``), so the benchmark always
+    measures the working tree, not some older installed copy.
+    """
+    if override:
+        return shlex.split(override)
+    return [sys.executable, "-c", "from drumfire.cli import entry; entry()"]
+
+
+def drumfire_available(cmd: Sequence[str]) -> tuple[bool, str]:
+    try:
+        run = run_measured([*cmd, "run", "--help"], env=python_env([SRC_DIR]), timeout_s=60)
+    except OSError as exc:
+        return False, str(exc)
+    return run.returncode == 0, (run.stderr or run.stdout).strip()[-500:]
+
+
+def drumfire_argv(
+    cmd: Sequence[str],
+    input_csv: Path,
+    url_template: str,
+    extracts: Sequence[str],
+    output_csv: Path,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    argv = [*cmd, "run", str(input_csv), "--url", url_template]
+    for e in extracts:
+        argv += ["-e", e]
+    return [*argv, "-o", str(output_csv), "--quiet", *extra]
+
+
+def aiohttp_argv(
+    input_csv: Path, url_template: str, field: str, output_csv: Path, concurrency: int = 8
+) -> list[str]:
+    return [
+        sys.executable,
+        str(BENCH_DIR / "aiohttp_client.py"),
+        str(input_csv),
+        "--url",
+        url_template,
+        "-c",
+        str(concurrency),
+        "--field",
+        field,
+        "-o",
+        str(output_csv),
+    ]

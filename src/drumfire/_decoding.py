@@ -1,0 +1,205 @@
+"""Content decoding of response bodies (RFC 9110 §8.4), incremental and size-capped, no I/O.
+
+gzip and deflate (zlib), br (brotli) and zstd (zstandard), or several in a row;
+the output never grows past the body limit, so a compressed bomb ends as
+``body_too_large`` instead of filling memory. Used by :class:`drumfire._http.ResponseReader`.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from ._errors import BodyTooLarge, ProtocolError
+
+__all__ = ["Decoder", "UnknownEncoding"]
+
+
+class UnknownEncoding(Exception):
+    """A Content-Encoding drumfire cannot decode: the row keeps its status."""
+
+
+class _Zlib:
+    """gzip or deflate, incrementally, never growing past ``limit`` bytes."""
+
+    __slots__ = ("_fed", "_obj", "_pending", "_size", "limit")
+
+    def __init__(self, enc: bytes, limit: int) -> None:
+        wbits = 16 + zlib.MAX_WBITS if enc in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
+        self._obj = zlib.decompressobj(wbits)
+        # "deflate" is zlib-wrapped by the RFC but raw in some servers (RFC 9110 §8.4.1.2):
+        # hold the first two bytes until the zlib header check can tell which.
+        self._pending: bytes | None = b"" if enc == b"deflate" else None
+        self._size = 0
+        self._fed = False
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        """The compressed stream ended properly (or no body was sent at all)."""
+        return self._obj.eof or not self._fed
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._fed = True
+        if self._pending is not None:
+            data = self._pending + data
+            if len(data) < 2:
+                self._pending = data
+                return b""
+            self._pending = None
+            b0, b1 = data[0], data[1]
+            if not ((b0 & 0x0F) == 8 and (b0 * 256 + b1) % 31 == 0):
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            # max_length bounds the output of one call: a decompression bomb
+            # stops at the cap instead of filling memory.
+            out = self._obj.decompress(data, self.limit - self._size + 1)
+        except zlib.error as exc:
+            raise ProtocolError(f"bad compressed body: {exc}") from None
+        self._size += len(out)
+        if self._size > self.limit or self._obj.unconsumed_tail:
+            raise BodyTooLarge(self.limit)
+        return out
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Brotli:
+    """br (RFC 7932), incrementally, never growing past ``limit`` bytes."""
+
+    __slots__ = ("_fed", "_obj", "_size", "limit")
+
+    def __init__(self, limit: int) -> None:
+        import brotli
+
+        self._obj = brotli.Decompressor()
+        self._size = 0
+        self._fed = False
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._obj.is_finished()) or not self._fed
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._fed = True
+        import brotli
+
+        out: list[bytes] = []
+        try:
+            # output_buffer_limit bounds each call's output, as max_length does for zlib.
+            piece = self._obj.process(data, output_buffer_limit=self.limit - self._size + 1)
+            while True:
+                self._size += len(piece)
+                out.append(piece)
+                if self._size > self.limit:
+                    raise BodyTooLarge(self.limit)
+                if self._obj.can_accept_more_data():
+                    break
+                piece = self._obj.process(b"", output_buffer_limit=self.limit - self._size + 1)
+        except brotli.error as exc:
+            raise ProtocolError(f"bad compressed body: {exc}") from None
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Zstd:
+    """zstd (RFC 8878): the compressed body is kept, then read out up to ``limit`` bytes.
+
+    zstandard's incremental decompressor has no cap on one call's output, so
+    a small frame could fill memory; its stream reader has one.
+    """
+
+    __slots__ = ("_data", "_done", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._data: list[bytes] = []
+        self._done = False
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        return self._done or not self._data
+
+    def decode(self, data: bytes) -> bytes:
+        if data:
+            self._data.append(data)
+            if sum(map(len, self._data)) > self.limit:
+                raise BodyTooLarge(self.limit)
+        return b""
+
+    def flush(self) -> bytes:
+        if not self._data:
+            return b""
+        import io
+
+        import zstandard
+
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(
+                io.BytesIO(b"".join(self._data)), read_across_frames=True
+            ) as reader:
+                out = reader.read(self.limit + 1)
+        except zstandard.ZstdError as exc:
+            raise ProtocolError(f"bad compressed body: {exc}") from None
+        if len(out) > self.limit:
+            raise BodyTooLarge(self.limit)
+        if not out and self._data:
+            raise ProtocolError("bad compressed body: no zstd frame")
+        self._done = True
+        return bytes(out)
+
+
+_Stage = _Zlib | _Brotli | _Zstd
+
+
+def _stage(enc: bytes, limit: int) -> _Stage:
+    if enc in (b"gzip", b"x-gzip", b"deflate"):
+        return _Zlib(enc, limit)
+    if enc == b"br":
+        return _Brotli(limit)
+    if enc == b"zstd":
+        return _Zstd(limit)
+    raise UnknownEncoding(f"unsupported content-encoding {enc.decode('latin-1')!r}")
+
+
+class Decoder:
+    """Content decoding (gzip, deflate, br, zstd, or several in a row) capped at ``limit`` bytes.
+
+    ``Content-Encoding: gzip, br`` means gzip was applied first, so br is
+    decoded first (RFC 9110 §8.4). Raises :class:`UnknownEncoding` for a
+    coding it cannot decode.
+    """
+
+    __slots__ = ("_stages", "limit")
+
+    def __init__(self, encoding: bytes, limit: int) -> None:
+        codings = [c.strip().lower() for c in encoding.split(b",")]
+        codings = [c for c in codings if c and c != b"identity"]
+        self._stages = [_stage(c, limit) for c in reversed(codings)]
+        self.limit = limit
+
+    @property
+    def finished(self) -> bool:
+        """Every compressed stream ended properly (or no body was sent at all)."""
+        return all(stage.finished for stage in self._stages)
+
+    def decode(self, data: bytes) -> bytes:
+        for stage in self._stages:
+            data = stage.decode(data)
+            if not data:
+                return b""
+        return data
+
+    def flush(self) -> bytes:
+        """The output held back until the end of the body (zstd)."""
+        out = b""
+        for stage in self._stages:
+            out = stage.decode(out) + stage.flush()
+        return out

@@ -1,0 +1,72 @@
+"""Errors in the Python API: exceptions stop a call before it starts, a failed request is a row.
+
+The choice of issue 18: the exception tree (DrumfireError > UsageError > TemplateError,
+InputError) is what a caller can catch; a request that fails never raises, its row says why
+with a :class:`drumfire.Reason`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from servers import ScriptedServer, echo, refused_port
+
+import drumfire
+from drumfire import DrumfireError, Reason, TemplateError, UsageError
+
+
+def test_a_problem_before_the_first_request_raises_one_tree() -> None:
+    with pytest.raises(TemplateError, match="nope") as info:
+        list(drumfire.run([{"a": "1"}], "http://127.0.0.1:9/{nope}"))
+    assert isinstance(info.value, UsageError)
+    assert isinstance(info.value, DrumfireError)
+
+
+def test_a_failed_request_is_a_row_with_a_reason() -> None:
+    with refused_port() as port, ScriptedServer(echo) as srv:
+        rows = [{"id": "down", "url": f"http://127.0.0.1:{port}/"}, {"id": "up", "url": srv.url()}]
+        results = {r.id: r for r in drumfire.run(rows, retries=0)}
+    assert results["down"].reason == Reason.CONNECT
+    assert results["down"].reason == "connect"
+    assert isinstance(results["down"].reason, str)
+    assert results["up"].reason == ""
+    assert results["up"].ok
+
+
+def test_output_that_holds_results_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    with ScriptedServer(echo) as srv:
+        rows = [{"id": "1", "url": srv.url("/a")}]
+        first = list(drumfire.run(rows, output=out))
+        with pytest.raises(UsageError, match=r"pass resume=True .* or overwrite=True"):
+            list(drumfire.run(rows, output=out))
+        assert out.read_text(encoding="utf-8").count("\n") == 2  # untouched
+        again = list(drumfire.run([{"id": "2", "url": srv.url("/b")}], output=out, overwrite=True))
+    assert [r.id for r in first] == ["1"]
+    assert [r.id for r in again] == ["2"]
+    assert out.read_text(encoding="utf-8").splitlines()[1].startswith("2,200,")
+    with pytest.raises(UsageError, match="overwrite=True drops them"):
+        list(drumfire.run(rows, output=out, overwrite=True, resume=True))
+    with pytest.raises(UsageError, match="needs output="):
+        list(drumfire.run(rows, overwrite=True))
+
+
+def test_a_key_without_its_certificate_is_one_usage_error(tmp_path: Path) -> None:
+    key = tmp_path / "client.key"
+    key.write_text("not used", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"^--key needs --cert"):
+        drumfire.make_job("https://127.0.0.1:9/", cert=(None, str(key)))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n1\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "drumfire.cli", "run", str(rows), "--url", "https://127.0.0.1:9/",
+         "--key", str(key)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "drumfire: error: --key needs --cert (the client certificate it belongs to)\n"
+    )
