@@ -145,6 +145,7 @@ def listener_pids(port: int, proc: str = "/proc") -> tuple[int, ...] | None:
     Runs once per run, when the machine is first found busy: a few milliseconds.
     """
     inodes: set[str] = set()
+    uids: set[int] = set()  # the sockets' owners: other users' processes are skipped unread
     for table in ("tcp", "tcp6"):
         try:
             with open(f"{proc}/net/{table}", encoding="ascii") as fh:
@@ -155,6 +156,7 @@ def listener_pids(port: int, proc: str = "/proc") -> tuple[int, ...] | None:
                     listening = len(parts) > 9 and parts[3] == "0A"
                     if listening and int(parts[1].rpartition(":")[2], 16) == port:
                         inodes.add(parts[9])
+                        uids.add(int(parts[7]))
         except (OSError, ValueError):
             continue
     if not inodes:
@@ -170,6 +172,8 @@ def listener_pids(port: int, proc: str = "/proc") -> tuple[int, ...] | None:
             continue
         fd_dir = f"{proc}/{entry}/fd"
         try:
+            if os.stat(f"{proc}/{entry}").st_uid not in uids:
+                continue
             fds = os.listdir(fd_dir)
         except OSError:
             continue

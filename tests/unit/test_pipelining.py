@@ -241,7 +241,7 @@ def test_process_cpu_sums_utime_and_stime(tmp_path: Path) -> None:
 def test_listener_pids_finds_the_process_listening_on_the_port(tmp_path: Path) -> None:
     (tmp_path / "net").mkdir()
     header = "  sl  local_address rem_address   st tx_queue rx_queue ... uid  timeout inode\n"
-    tail = "00000000:00000000 00:00000000 00000000     0        0"
+    tail = f"00000000:00000000 00:00000000 00000000 {os.getuid():5}        0"
     rows = [
         # 127.0.0.1:5000 LISTEN, inode 777; the same port connected (01), inode 888.
         f"   0: 0100007F:1388 00000000:0000 0A {tail} 777 1\n",
