@@ -162,8 +162,11 @@ class Engine:
         self.pipeline = max(1, pipeline)
         self.cpu_clock = cpu_clock
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
+        # A plan whose method is fixed and not GET gives no request that may be
+        # pipelined: never turn it on (it would only cut the connections).
+        no_gets = plan.method.is_static and plan.method.source != "GET"
         self.pipelining_policy = Pipelining(
-            self.pipeline, thread_cpu=cpu_clock, machine=machine_cpu
+            1 if no_gets else self.pipeline, thread_cpu=cpu_clock, machine=machine_cpu
         )
         self._local_of: tuple[Origin | None, int | None] = (None, None)
         # Called once, when the engine's own CPU first limits the run (see _watch_cpu).

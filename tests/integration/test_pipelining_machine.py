@@ -94,6 +94,23 @@ def test_an_idle_local_server_behind_a_busy_machine_gets_no_pipelining() -> None
     assert stats.pipelined == 0
 
 
+def test_post_requests_never_turn_the_machine_case_on() -> None:
+    # Nothing could be pipelined: it would only cut the connections to 3.
+    n = 300
+    with ScriptedServer(echo_n) as server:
+        results, stats, engine, seen, _ = run_local(
+            server.url("/item/{n}"),
+            n,
+            lambda port: lambda: 1.7 * time.perf_counter(),
+            method="POST",
+            data='{{"x": {n}}}',
+        )
+    check_answers(results, n)
+    assert set(seen) == {""}
+    assert stats.pipelined == 0
+    assert engine.connection_cap >= 8
+
+
 def test_a_server_in_this_process_is_not_taken_for_a_busy_one() -> None:
     # The default lookup finds the listening socket in this very process (the test's
     # server thread): its CPU is the client's own, so there is no machine case.
