@@ -781,7 +781,9 @@ class Engine:
             status = response.status
             overload = status == 429 or status == 503
             if overload:
-                host.throttled(now, now - flight.start, self._retry_after(response))
+                host.throttled(
+                    now, now - flight.start, self._retry_after(response), flight.attempts > 1
+                )
             else:
                 waited += now - flight.start
                 calm += 1

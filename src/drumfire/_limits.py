@@ -278,6 +278,19 @@ class CubicRate:
         self._since = now
         self.rate = new
 
+    def settle(self, now: float, rate: float) -> None:
+        """The server accepts ``rate`` and no more: send at it, then probe beyond.
+
+        A cut whose plateau is the accepted rate itself (``K`` = 0), not the
+        rate in force: the curve starts flat there, where a token bucket is
+        met, and leaves it slowly (+4 % after half a second, +30 % after one).
+        """
+        rate = max(self.minimum, rate)
+        self._w_max = rate
+        self._k = 0.0
+        self._since = now
+        self.rate = rate
+
     def at(self, now: float) -> float | None:
         """The send rate allowed at ``now`` (None: no cap)."""
         if self.rate is None:
@@ -374,8 +387,11 @@ class OriginLimit:
     __slots__ = (
         "_acc_n",
         "_acc_start",
+        "_again_at",
         "_born",
         "_cuts",
+        "_last_ok",
+        "_rate_cut",
         "accepted",
         "budget",
         "cubic",
@@ -401,6 +417,13 @@ class OriginLimit:
     HOLD_SHARE = 0.5
     #: Weight of one answer in ``share`` (a moving average over about 32 answers).
     WEIGHT = 1 / 32
+    #: Share of recent answers throttled above which a found send rate is checked
+    #: against the accepted one (and set back to it when ``OVER`` times above it).
+    RATE_SHARE = 0.03
+    OVER = 1.03
+    #: Seconds after a retried request was throttled again during which the found
+    #: rate is cut back to the accepted one (a rate limit throttles retries too).
+    AGAIN = 5.0
     #: Answers looked at for quota headers before deciding the server sends none.
     WATCH = 16
 
@@ -430,6 +453,9 @@ class OriginLimit:
         self._acc_n = 0
         self._acc_start: float | None = None
         self._born = born  # when the origin was first seen (its first request)
+        self._last_ok = -math.inf  # when an answer was last accepted (not throttled)
+        self._rate_cut = -math.inf  # when the send rate was last cut to the accepted one
+        self._again_at = -math.inf  # when a retried request was last throttled again
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.quota_rate: float | None = None  # the pace the quota headers state
         # Answers still to look at for quota headers (0: none; they never came).
@@ -481,6 +507,7 @@ class OriginLimit:
     def answered(self, now: float, latency_sum: float, count: int) -> None:
         """``count`` answers that were not throttling, read at ``now``."""
         self.limit.sample_all(now, latency_sum, count)
+        self._last_ok = now
         if self.share:
             self.share *= (1.0 - self.WEIGHT) ** count
             # Count accepted answers only once the server has throttled: before,
@@ -488,16 +515,25 @@ class OriginLimit:
             if self.cubic is not None:
                 self._count_accepted(now, count, latency_sum / count)
 
-    def throttled(self, now: float, latency: float, retry_after: float | None = None) -> None:
+    def throttled(
+        self, now: float, latency: float, retry_after: float | None = None, again: bool = False
+    ) -> None:
         """A 429 or 503: maybe a cut of the concurrency, and then of the rate.
 
         ``retry_after``: the wait the answer asked for (seconds), already capped.
-        When most recent answers are throttled, it holds the whole origin: the
-        server is saying it to everyone (a full outage), and each row's own
-        wait would only send a probe per row.
+        When most recent answers are throttled and none was accepted for
+        ``BUCKET`` seconds, it holds the whole origin: the server is saying it
+        to everyone (a full outage), and each row's own wait would only send a
+        probe per row. A server that still accepts some (a token bucket met
+        too fast) is not held: its rate is found instead, and only the
+        throttled rows wait (holding it wasted a second of its rate at first
+        contact, when its bucket only refilled to its burst). ``again``: the
+        request was a retry.
         """
         self.share += self.WEIGHT * (1.0 - self.share)
-        if retry_after and self.share >= self.HOLD_SHARE:
+        if again:
+            self._again_at = now
+        if retry_after and self.share >= self.HOLD_SHARE and now - self._last_ok >= self.BUCKET:
             self.hold(now + retry_after)
             # Nothing is answered during the hold: start the count half-way, so
             # that another hold takes a run of throttled answers after it, not one.
@@ -521,7 +557,28 @@ class OriginLimit:
                 # says as much. Later cuts (if the throttling goes on) go lower.
                 accepted = max(accepted, self.sent / (now - born) * (1.0 - self.share))
             if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+                self._rate_cut = now
                 cubic.throttle(now, accepted)
+                self._metered(now)
+        elif (
+            cubic is not None
+            and cubic.rate is not None
+            and self.share >= self.RATE_SHARE
+            and now - self._rate_cut >= self.BUCKET
+            and now - self._again_at <= self.AGAIN
+        ):
+            # The rate is known and the curve probes above it: the server accepts
+            # no more than before while more are throttled (a token bucket). Back
+            # to what it accepts, long before the share would cut the concurrency.
+            # Only while retried rows are throttled too: a server that throttles
+            # some rows' first attempts whatever the rate also accepts less than is
+            # sent (until the retries come back), and cutting it to that every half
+            # second would ratchet its rate down, 0.9x each time.
+            accepted = self.accepted_rate(now)
+            rate = cubic.at(now)
+            if rate is not None and 0.0 < accepted * self.OVER < rate:
+                self._rate_cut = now
+                cubic.settle(now, accepted)
                 self._metered(now)
 
     def hold(self, until: float) -> None:

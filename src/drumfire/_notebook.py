@@ -1,9 +1,9 @@
-"""``progress=`` in the Python API: a widget in Jupyter, a live line on a terminal.
+"""``progress=`` in the Python API: a widget in Jupyter, a live bar on a terminal.
 
 ``progress=None`` (the default) shows the progress when the code runs
 interactively: in a Jupyter kernel (an ipywidgets bar, as ``tqdm.auto``
 shows; an updating HTML line when ipywidgets is missing) or with stderr on a
-terminal (the rich line of ``drumfire run``). ``True`` always shows it (off a
+terminal (the rich bar of ``drumfire run``). ``True`` always shows it (off a
 terminal and outside a kernel: one summary line on stderr at the end);
 ``False`` never does.
 
@@ -97,6 +97,11 @@ def _line(progress: Progress, stats: Stats, now: float) -> str:
     return progress.render(stats, now).plain.strip()
 
 
+def _html_line(line: str) -> str:
+    """``line`` as HTML, its double spaces between figures kept (HTML would fold them)."""
+    return html.escape(line).replace("  ", " &nbsp;")
+
+
 def _final(stats: Stats) -> list[str]:
     """The run's figures: rows, time and rate; ok and failures; latency."""
     lines = format_summary(stats).splitlines()[:3]
@@ -130,7 +135,7 @@ class _Widget:
             self.bar.value = min(done, stats.total)
         else:  # no total known: a full bar, the count in the text
             self.bar.max, self.bar.value = 1, 1
-        self.label.value = html.escape(_line(self._text, stats, self.clock()))
+        self.label.value = _html_line(_line(self._text, stats, self.clock()))
 
     def close(self, stats: Stats) -> None:
         self._draw(stats)
@@ -156,7 +161,7 @@ class _HTMLLine:
 
     def update(self, stats: Stats) -> None:
         if self.throttle.ready():
-            line = html.escape(_line(self._text, stats, self.clock()))
+            line = _html_line(_line(self._text, stats, self.clock()))
             self.handle.update(self._html(f"<code>{line}</code>"))
 
     def close(self, stats: Stats) -> None:
@@ -165,7 +170,7 @@ class _HTMLLine:
 
 
 class _Terminal:
-    """The live line of ``drumfire run`` on stderr; the run's figures at the end."""
+    """The live bar of ``drumfire run`` on stderr; the run's figures at the end."""
 
     def __init__(self, clock: Callable[[], float], console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, highlight=False)

@@ -56,6 +56,7 @@ CHUNK = 256  # rows per message to a worker
 QUEUED_CHUNKS = 2  # chunks a worker holds beyond what is in flight
 RESULT_BATCH = 256  # results per message back, or whatever is ready at each flush
 FLUSH_EVERY = 1.0
+LOAD_EVERY = 0.1  # seconds between two (in flight, limit) reports of a worker, at least
 
 
 def auto_processes(url_template: str) -> int:
@@ -140,8 +141,15 @@ def _worker(
         if len(out) >= RESULT_BATCH:
             flush()
 
-    def on_tick(_: Stats) -> None:
+    told_load = [(0, 0)]  # (in flight, limit) last told to the parent, for its progress bar
+    told_at = [0.0]
+
+    def on_tick(stats: Stats) -> None:
         flush()
+        now, load = time.monotonic(), (stats.concurrency, stats.limit)
+        if now - told_at[0] >= LOAD_EVERY and load != told_load[0]:
+            told_at[0], told_load[0] = now, load
+            send(orjson.dumps({"load": load}))
 
     engine = job.engine(
         _WorkerSource(fmt),
@@ -212,13 +220,14 @@ class _WorkerSource(Source):
 
 
 class _Worker:
-    __slots__ = ("conn", "done", "outstanding", "process")
+    __slots__ = ("conn", "done", "load", "outstanding", "process")
 
     def __init__(self, conn: Connection, process: Any) -> None:
         self.conn = conn
         self.process = process
         self.outstanding = 0  # rows sent, results not yet back
         self.done = False
+        self.load: tuple[int, int] | None = None  # its requests in flight and limit, last told
 
 
 def _tell(worker: _Worker, message: bytes) -> None:
@@ -388,6 +397,10 @@ def execute_parallel(
                     w.done = True
                     continue
                 batch = orjson.loads(message)
+                if type(batch) is dict and "load" in batch:
+                    inflight, limit = batch["load"]
+                    w.load = (inflight, limit)
+                    continue
                 if type(batch) is dict:
                     for reason, example in batch["examples"].items():
                         stats.examples.setdefault(reason, example)
@@ -406,7 +419,12 @@ def execute_parallel(
                 sink.flush()
                 last_flush = now
             if show:
-                stats.concurrency = sum(w.outstanding for w in workers)
+                loads = [w.load for w in workers if w.load is not None and not w.done]
+                if loads:  # the workers' requests in flight against their limits
+                    stats.concurrency = sum(inflight for inflight, _ in loads)
+                    stats.limit = sum(limit for _, limit in loads)
+                else:
+                    stats.concurrency = sum(w.outstanding for w in workers)
                 progress.update(stats)
     finally:
         if show:

@@ -1,4 +1,4 @@
-"""The live progress line and the end-of-run summary (stderr, via rich).
+"""The live progress bar and the end-of-run summary (stderr, via rich).
 
 The engine calls :meth:`Progress.update` from its periodic tick; the display
 redraws at most every ``interval`` seconds, so its cost does not grow with
@@ -11,14 +11,16 @@ import shlex
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from ._result import Stats
 
-__all__ = ["Progress", "format_summary", "format_unreachable", "rerun_command"]
+__all__ = ["Progress", "RateEstimator", "format_summary", "format_unreachable", "rerun_command"]
 
 #: Failure reasons the summary gives an example message for, most frequent first.
 EXAMPLES_SHOWN = 5
@@ -35,8 +37,107 @@ def _duration(seconds: float) -> str:
     return f"{s}s"
 
 
+class RateEstimator:
+    """Rows per second over a recent window, and an ETA only once that rate is known.
+
+    The rate is measured over the last ``window`` seconds, not since the start:
+    a run's first seconds (connecting, the first round trips, the adaptive
+    concurrency ramping up) say little about its pace later. Against a slow
+    server the window is longer: ``latencies`` typical latencies (by Little's
+    law, rows in flight over rows per second), so that answers that come in
+    bursts a round trip apart are averaged over several round trips; at most
+    ``max_window`` seconds. The time before the first row is done (connecting,
+    the first round trip) is not part of it.
+
+    The rate is **known**, and an ETA shown, once
+
+    * ``min_rows`` rows have been done in the window,
+    * rows have been done for ``min_span`` seconds and two typical latencies,
+    * and the pace is steady: the rate over the newer half of the window is
+      within ``tolerance`` (25 %) of the rate over all of it. While the
+      concurrency still ramps up (slow start doubles it every round trip), the
+      newer half is much faster, and the ETA says "estimating" instead of the
+      hours that the first seconds' pace would promise.
+
+    A pace that never settles is taken as known after three windows of rows
+    done anyway: the recent window is then the best estimate there is. Once
+    known, the rate stays known (no flicker back to "estimating") and the
+    window keeps its length; with no row done in the whole window, the ETA is
+    None (stalled). Pure: the caller passes the time (an injected clock).
+    """
+
+    def __init__(
+        self,
+        window: float = 5.0,
+        *,
+        min_rows: int = 20,
+        min_span: float = 1.0,
+        tolerance: float = 0.25,
+        latencies: float = 4.0,
+        max_window: float = 60.0,
+    ) -> None:
+        self.window = window
+        self.min_rows = min_rows
+        self.min_span = min_span
+        self.tolerance = tolerance
+        self.latencies = latencies
+        self.max_window = max_window
+        self.known = False
+        self.rate = 0.0
+        self._samples: deque[tuple[float, int]] = deque()
+        self._since: float | None = None  # the last moment with no row done yet
+        self._latency = 0.0
+
+    def span(self) -> float:
+        """The window's length now (longer for a slow server)."""
+        return min(max(self.window, self.latencies * self._latency), self.max_window)
+
+    def observe(self, now: float, done: int, inflight: int = 0) -> float:
+        """Record that ``done`` rows were done at ``now``; the recent rate (rows/s)."""
+        samples = self._samples
+        if done == 0 or self._since is None:
+            samples.clear()
+            self._since = now
+        samples.append((now, done))
+        window = self.span()
+        while len(samples) > 2 and now - samples[1][0] >= window:
+            samples.popleft()
+        t0, d0 = samples[0]
+        self.rate = (done - d0) / (now - t0) if now > t0 else 0.0
+        if not self.known and done > 0:
+            if self.rate > 0 and inflight > 0:
+                # Little's law: in flight = rate x latency. Learned until the rate is
+                # known, then kept (in a stall the rate falls and this would soar).
+                self._latency = inflight / self.rate
+            self.known = self._settled(now, done)
+        return self.rate
+
+    def _settled(self, now: float, done: int) -> bool:
+        assert self._since is not None
+        if now - self._since >= 3 * self.span():
+            return True
+        t0, d0 = self._samples[0]
+        if done - d0 < self.min_rows or now - t0 < max(self.min_span, 2 * self._latency):
+            return False
+        middle = (t0 + now) / 2
+        tm, dm = min(self._samples, key=lambda s: abs(s[0] - middle))
+        if not t0 < tm < now or self.rate <= 0:
+            return False
+        newer = (done - dm) / (now - tm)
+        return abs(newer / self.rate - 1.0) <= self.tolerance
+
+    def eta(self, remaining: int) -> float | None:
+        """Seconds until ``remaining`` more rows are done; None until known, or stalled."""
+        if not self.known or self.rate <= 0:
+            return None
+        return remaining / self.rate
+
+
 class Progress:
-    """done/total, rows/s over the last few seconds, ETA, failures by reason, concurrency."""
+    """A bar, done/total, rows/s over a recent window, ETA, failures so far, concurrency."""
+
+    #: Widest bar drawn, in cells (narrower when the line needs the room).
+    BAR_WIDTH = 30
 
     def __init__(
         self, console: Console, clock: Callable[[], float], interval: float = 0.1, label: str = ""
@@ -47,7 +148,7 @@ class Progress:
         self.label = label
         self._live: Live | None = None
         self._last = -1e9
-        self._window: deque[tuple[float, int]] = deque()
+        self.estimator = RateEstimator()
         #: Rows the output already held (--resume): done/total starts there.
         self.resumed = 0
 
@@ -61,22 +162,20 @@ class Progress:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def rate(self, now: float, done: int) -> float:
-        """Rows per second over roughly the last five seconds."""
-        window = self._window
-        window.append((now, done))
-        while len(window) > 2 and now - window[0][0] > 5.0:
-            window.popleft()
-        t0, d0 = window[0]
-        return (done - d0) / (now - t0) if now > t0 else 0.0
+    def rate(self, now: float, done: int, inflight: int = 0) -> float:
+        """Rows per second over the recent window (see :class:`RateEstimator`)."""
+        return self.estimator.observe(now, done, inflight)
 
-    def render(self, stats: Stats, now: float) -> Text:
-        rate = self.rate(now, stats.done)
+    def _done(self, stats: Stats) -> int:
         # Rows already in the output count as done from the start (--resume);
         # the rate counts only the rows of this run.
         done = stats.done + max(stats.skipped, self.resumed)
-        if stats.total:
-            done = min(done, stats.total)
+        return min(done, stats.total) if stats.total else done
+
+    def render(self, stats: Stats, now: float) -> Text:
+        """The line of figures (without the bar): also the notebook's text."""
+        rate = self.rate(now, stats.done, stats.concurrency)
+        done = self._done(stats)
         line = Text()
         if self.label:
             line.append(f"{self.label} ", style="bold")
@@ -86,22 +185,53 @@ class Progress:
         else:
             line.append(f"{done:,} rows", style="bold")
         line.append(f"  {rate:,.0f} rows/s")
-        if stats.total and rate > 0 and done < stats.total:
-            line.append(f"  ETA {_duration((stats.total - done) / rate)}")
-        line.append(f"  in flight {stats.concurrency}/{stats.limit}")
+        if stats.total and done < stats.total:
+            eta = self.estimator.eta(stats.total - done)
+            if eta is not None:
+                line.append(f"  ETA {_duration(eta)}")
+            elif self.estimator.known:
+                line.append("  ETA stalled", style="yellow")
+            else:
+                line.append("  ETA estimating", style="dim")
+        if stats.limit:
+            line.append(f"  in flight {stats.concurrency}/{stats.limit}")
+        else:  # no limit known (worker processes): what is out
+            line.append(f"  in flight {stats.concurrency}")
         if stats.reasons:
             parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
-            line.append(f"  failed: {parts}", style="yellow")
+            line.append(f"  failed {stats.failed:,}: {parts}", style="yellow")
         if stats.stopped:
             line.append("  stopping…", style="red")
         return line
+
+    def bar(self, stats: Stats, now: float, width: int) -> ProgressBar:
+        """The bar: filled to done/total; without a total, a pulse."""
+        if stats.total:
+            return ProgressBar(total=stats.total, completed=self._done(stats), width=width)
+        return ProgressBar(total=None, pulse=True, width=width, animation_time=now)
+
+    def renderable(self, stats: Stats, now: float) -> RenderableType:
+        """The bar and the line, side by side (the line wraps under a narrow terminal)."""
+        line = self.render(stats, now)
+        room = self.console.width - line.cell_len - 1
+        width = max(10, min(self.BAR_WIDTH, room))
+        if room < 10:  # too narrow for both on one line: the bar above the line
+            rows = Table.grid()
+            rows.add_row(self.bar(stats, now, min(self.BAR_WIDTH, self.console.width)))
+            rows.add_row(line)
+            return rows
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=width, no_wrap=True)
+        grid.add_column()
+        grid.add_row(self.bar(stats, now, width), line)
+        return grid
 
     def update(self, stats: Stats) -> None:
         now = self.clock()
         if now - self._last < self.interval or self._live is None:
             return
         self._last = now
-        self._live.update(self.render(stats, now), refresh=True)
+        self._live.update(self.renderable(stats, now), refresh=True)
 
 
 def format_summary(stats: Stats, output: str | None = None) -> str:

@@ -592,34 +592,34 @@ def run_command(
             raise UsageError(f"{resuming} needs an output file (-o PATH), not standard output")
         out_fmt = output_format_for(output, output_format)
         if cluster is not None:  # a thin layer: see _cluster.py and "On a Dask cluster"
-            from ._cluster import run_cluster
+            from ._cluster import TaskOptions, parse_option, run_cluster
 
-            unsupported = {
-                "--parse": parse_spec,
-                "-p": nprocs > 1,
-                "--retry-failed": retry_failed is not None,
-                "--fail-on-error": fail_on_error is not None,
-                "--summary-json": summary_json,
-                "-n/--limit": limit is not None,
-            }
-            for what, given in unsupported.items():
-                if given:
-                    raise UsageError(f"--cluster: {what} is not supported with a cluster yet")
-            sys.exit(
-                run_cluster(
-                    input_path,
-                    job,
-                    cluster=cluster,
-                    output=output,
-                    out_fmt=out_fmt,
-                    input_format=input_format,
-                    encoding=encoding,
-                    resume=resuming is not None,
-                    overwrite=overwrite,
-                    partition_size=parse_size(partition_size),
-                    quiet=quiet,
+            if limit is not None:
+                raise UsageError("--cluster: -n/--limit is not supported with a cluster yet")
+            if nprocs > 1:
+                raise UsageError(
+                    "--cluster: -p does not apply (each worker process runs one engine); "
+                    "choose the number of worker processes instead (local:N, or the "
+                    "cluster's workers)"
                 )
+            if summary_json:
+                check_summary_path(summary_json)
+            options = TaskOptions(parse_option(parse_spec) if parse_spec else None, again)
+            ran, status = run_cluster(
+                input_path,
+                job,
+                cluster=cluster,
+                output=output,
+                out_fmt=out_fmt,
+                input_format=input_format,
+                encoding=encoding,
+                resume=resuming,
+                overwrite=overwrite,
+                partition_size=parse_size(partition_size),
+                quiet=quiet,
+                options=options,
             )
+            sys.exit(_finish(ran, status, output, summary_json, failing, quiet))
         if summary_json:
             check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -514,38 +513,7 @@ def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> No
     assert d["duration_s"] < 600  # stopped before the duration asked
 
 
-# -- the HTML page in a real browser ----------------------------------------------------
-
-
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt install)")
-def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    with DemoServer(latency=0.002, jitter=0.004) as server:
-        report = bench(server.url("/json"), rate=300, duration=2.0, concurrency=8)
-    page = tmp_path / "report.html"
-    report.save_html(page)
-    shot = tmp_path / "shot.png"
-    argv = [
-        shutil.which("chromium") or "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}",
-        "--window-size=1200,1400",
-        page.as_uri(),
-    ]
-    subprocess.run(argv, capture_output=True, timeout=60, check=False)
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == (1200, 1400)
-    # A blank or broken page compresses to a few kB; charts and text do not.
-    assert len(data) > 40_000
+# -- the HTML page in a real browser: tests/integration/test_bench_html.py -----------
 
 
 def test_reports_never_show_the_password_of_the_url(tmp_path: Path, demo: DemoServer) -> None:

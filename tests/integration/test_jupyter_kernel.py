@@ -186,3 +186,42 @@ def test_an_async_run_in_a_kernel_shows_progress_and_keeps_its_figures(
     cell = nb.cells[0]
     assert f"async {ROWS} {ROWS} True" in texts(cell)
     assert any(WIDGET_VIEW in o.get("data", {}) for o in cell.outputs)
+
+
+def test_bench_in_a_kernel_shows_a_widget_and_its_figures(
+    demo: DemoServer, kernel_manager: Any
+) -> None:
+    url = demo.url("/json")
+    nb = execute(
+        [
+            "from drumfire.bench import bench, abench",
+            # the default: on, since this is a kernel (bench runs on a helper thread here)
+            f"r = bench({url!r}, requests=300, concurrency=4)\nprint('bench', r.requests)",
+            f"r = await abench({url!r}, requests=300, concurrency=4, progress=True)\n"
+            "print('abench', r.requests)",
+            f"r = bench({url!r}, requests=300, concurrency=4, progress=False)\n"
+            "print('quiet', r.requests)",
+            "import sys\nsys.modules['ipywidgets'] = None  # as if not installed\n"
+            f"r = bench({url!r}, requests=300, concurrency=4)\nprint('html', r.requests)",
+        ],
+        kernel_manager,
+    )
+    bench_cell, abench_cell, quiet_cell, html_cell = nb.cells[1:]
+    for cell, name in ((bench_cell, "bench"), (abench_cell, "abench")):
+        assert f"{name} 300" in texts(cell)
+        views = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]
+        assert len(views) == 1, cell.outputs
+    assert texts(quiet_cell).strip() == "quiet 300"
+    assert not any(WIDGET_VIEW in o.get("data", {}) for o in quiet_cell.outputs)
+    states = widget_states(nb)
+    bars = [s for s in states if s.get("_model_name") == "IntProgressModel"]
+    assert len(bars) == 2
+    assert all(b["value"] == b["max"] and b["bar_style"] == "success" for b in bars)
+    labels = [s["value"] for s in states if s.get("_model_name") == "HTMLModel"]
+    finals = [v for v in labels if v.startswith("drumfire bench: 300 requests in")]
+    assert len(finals) == 2, labels
+    assert all("requests/s" in v and "p99" in v for v in finals)
+    html = [o for o in html_cell.outputs if "text/html" in o.get("data", {})]
+    assert len(html) == 1, html_cell.outputs  # one line, updated in place to the figures
+    assert "drumfire bench: 300 requests in" in html[0]["data"]["text/html"]
+    assert "html 300" in texts(html_cell)

@@ -290,3 +290,14 @@ def test_closed_loop_short_cut_resends_counts_and_stops() -> None:
     conn.data_received(NGINX + b"hello")
     assert loop.sent == 3
     assert owner.events[-1] == ("fast", 200)
+
+
+def test_the_percentile_axis_names_each_nine() -> None:
+    from drumfire.bench._html import percentile_chart
+
+    report = _report()
+    report.requests = 10**8  # the axis reaches 99.999999 %
+    svg = percentile_chart(report)
+    labels = re.findall(r'class="tick">([0-9.]+%)</text>', svg)
+    assert labels == ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%",
+                      "99.99999%", "99.999999%"]  # fmt: skip

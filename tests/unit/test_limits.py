@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import deque
 
 import pytest
 
@@ -290,3 +291,90 @@ def test_retry_budget_does_not_bank_forever() -> None:
     budget.withdraw(0.0, 0)
     allowed = sum(budget.withdraw(3600.0, 10**6) for _ in range(10_000))
     assert allowed == budget.cap == 300
+
+
+# -- issue 15: a token bucket met at its rate ------------------------------------------------
+
+
+def simulate_bucket(seconds: float, rate: float = 200.0, burst: float = 10.0) -> tuple[int, int]:
+    """(accepted, throttled): a client that sends as fast as its origin limit lets it
+    (10,000 per second at most), answered at once by a token bucket (429 +
+    Retry-After: 1 above it; the row is sent again a second later), on an
+    injected clock."""
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    tokens, refilled, now = burst, 0.0, 0.0
+    ok = throttled = 0
+    retries: deque[float] = deque()  # when each throttled row may go again
+    while now < seconds:
+        wait = host.wait(now)
+        if wait > 0.0:
+            now += wait
+            continue
+        again = bool(retries) and retries[0] <= now
+        if again:
+            retries.popleft()
+        host.take(now)
+        host.sent += 1
+        tokens = min(burst, tokens + (now - refilled) * rate)
+        refilled = now
+        now += 1e-4  # the client's cost per request, and the answer's round trip
+        if tokens >= 1.0:
+            tokens -= 1.0
+            ok += 1
+            host.answered(now, 1e-4, 1)
+        else:
+            throttled += 1
+            host.throttled(now, 1e-4, 1.0, again)
+            retries.append(now + 1.0)
+    return ok, throttled
+
+
+def test_a_token_bucket_is_not_held_at_first_contact() -> None:
+    # The first burst meets an empty bucket: most answers are 429 + Retry-After: 1.
+    # The server still accepts some, so it is a rate to find, not a pause for
+    # everyone: the origin is not held for the Retry-After (the throttled rows wait).
+    ok, _ = simulate_bucket(1.0)
+    assert ok >= 0.85 * 200
+
+
+def test_a_token_bucket_is_met_at_its_rate_with_few_429s() -> None:
+    ok, throttled = simulate_bucket(20.0)
+    assert ok >= 0.9 * 200 * 20
+    # The found rate is set back to what the server accepts as soon as it probes
+    # 3 % above it (not once 15 % of answers are throttled), and the curve starts
+    # flat there (not at the rate it was cut from).
+    assert throttled < 0.07 * (ok + throttled)
+
+
+def test_an_origin_that_accepts_nothing_is_held_for_its_retry_after() -> None:
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    host.answered(0.0, 0.001, 1)
+    for i in range(40):  # throttled for a second: nothing accepted lately
+        host.throttled(0.5 + i * 0.02, 0.001, retry_after=2.0)
+    assert host.wait(1.3) > 1.5
+
+
+@pytest.mark.parametrize("retries_throttled", [False, True])
+def test_a_found_rate_is_cut_back_to_the_accepted_one_only_for_a_rate_limit(
+    retries_throttled: bool,
+) -> None:
+    # A rate was found (1,000/s). Then the server accepts 500/s while one answer in
+    # ten is throttled. A rate limit (a token bucket) throttles retried rows too:
+    # the rate goes back to what is accepted. A server that throttles some rows'
+    # first attempts whatever the rate never throttles their retries: the rate
+    # stays (cutting it every half second would ratchet it down).
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    assert host.cubic is not None
+    host.cubic.throttle(0.0, accepted=1000.0)
+    now, lowest = 0.0, 1000.0
+    for i in range(2000):  # 4 s
+        now += 0.002
+        if i % 10 == 5:
+            host.throttled(now, 0.001, 1.0, again=retries_throttled)
+        else:
+            host.answered(now, 0.001, 1)
+        lowest = min(lowest, host.cubic.at(now) or 0.0)
+    if retries_throttled:
+        assert lowest < 600.0
+    else:
+        assert lowest == 1000.0

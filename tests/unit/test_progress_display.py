@@ -145,3 +145,16 @@ def test_a_display_that_fails_is_dropped_not_the_run() -> None:
     for _ in range(3):
         tick(stats)
     assert calls == ["output", "display", "output", "output"]
+
+
+def test_the_widget_line_keeps_the_gaps_between_figures() -> None:
+    pytest.importorskip("ipywidgets")
+    clock = Clock()
+    widget = _Widget(clock, lambda _: None)
+    stats = stats_with(clock, 5, 10)
+    stats.limit, stats.concurrency = 8, 5
+    widget.update(stats)
+    # HTML folds runs of spaces: the double spaces of the terminal line are kept as such
+    assert "5/10 (50.0%) &nbsp;0 rows/s &nbsp;ETA estimating &nbsp;in flight 5/8" in (
+        widget.label.value
+    )

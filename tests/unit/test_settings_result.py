@@ -353,12 +353,14 @@ def test_progress_render_with_total_rate_and_eta() -> None:
     clock = FakeClock(0.0)
     stats = Stats(clock, total=1000)
     progress = Progress(console(), clock, label="job")
-    assert progress.render(stats, 0.0).plain == "job 0/1,000 (0.0%)  0 rows/s  in flight 0/0"
-    for _ in range(200):
-        stats.add(Result("x", 200, 1.0, 1, ""))
+    line = progress.render(stats, 0.0).plain
+    assert line == "job 0/1,000 (0.0%)  0 rows/s  ETA estimating  in flight 0"
     stats.concurrency = 8
     stats.limit = 16
-    line = progress.render(stats, 2.0).plain
+    for tick in range(1, 21):  # two seconds at 100 rows/s, drawn ten times a second
+        for _ in range(10):
+            stats.add(Result("x", 200, 1.0, 1, ""))
+        line = progress.render(stats, tick / 10).plain
     assert line == "job 200/1,000 (20.0%)  100 rows/s  ETA 8s  in flight 8/16"
 
 
@@ -370,7 +372,7 @@ def test_progress_shows_failures_and_stopping() -> None:
         stats.add(Result("x", None, 1.0, 1, reason))
     stats.stopped = True
     line = progress.render(stats, 1.0).plain
-    assert line.startswith("6 rows  0 rows/s  in flight 0/0  failed: timeout 2, ")
+    assert line.startswith("6 rows  0 rows/s  in flight 0  failed 6: timeout 2, ")
     assert line.count(",") == 3  # at most four reasons
     assert line.endswith("  stopping…")
 

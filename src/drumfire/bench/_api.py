@@ -22,6 +22,13 @@ from .._rows import InputProblem
 from .._settings import MAX_BODY
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
+from ._display import (
+    BenchDisplay,
+    close_bench_display,
+    guarded,
+    open_bench_display,
+    progress_choice,
+)
 from ._report import BenchReport, build_report
 from ._runner import Runner, Target
 from ._schedule import RateProfile, Schedule, parse_duration, parse_rate_profile
@@ -212,30 +219,21 @@ def _plan(
 async def _run(
     plan: _Plan,
     *,
-    quiet: bool,
+    display: BenchDisplay | None,
     clock: Callable[[], float],
     on_runner: Callable[[Runner], None] | None = None,
 ) -> BenchReport:
-    view = None
-    if not quiet:
-        from ._live import LiveView
-
-        view = LiveView(clock, plan.settings)
     runner = Runner(
         plan.targets,
         clock=clock,
-        on_tick=view.update if view is not None else None,
+        on_tick=guarded(display) if display is not None else None,
         **plan.runner_args,
     )
     if on_runner is not None:
         on_runner(runner)
     settings = dict(plan.settings)
     settings["loop"] = loop_name(asyncio.get_running_loop())
-    if view is not None:
-        with view:
-            data = await runner.run()
-    else:
-        data = await runner.run()
+    data = await runner.run()
     report = build_report(data, settings, plan.rate_text)
     schedule = plan.runner_args["schedule"]
     if report.rate is not None and schedule is not None:
@@ -275,17 +273,25 @@ async def abench(
     seed: int | None = None,
     verify: bool = True,
     max_body: int = MAX_BODY,
-    quiet: bool = True,
+    quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    progress: bool | None = None,
 ) -> BenchReport:
     """:func:`bench` on the running event loop (``await drumfire.bench.abench(...)``)."""
+    shown = progress_choice(progress, quiet)
     plan = _plan(
         url, rows=rows, input=input, input_format=input_format, method=method,
         headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
         shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
     )  # fmt: skip
-    return await _run(plan, quiet=quiet, clock=clock)
+    display = open_bench_display(shown, clock, plan.settings)
+    report: BenchReport | None = None
+    try:
+        report = await _run(plan, display=display, clock=clock)
+    finally:
+        close_bench_display(display, report)
+    return report
 
 
 def bench(
@@ -308,8 +314,9 @@ def bench(
     seed: int | None = None,
     verify: bool = True,
     max_body: int = MAX_BODY,
-    quiet: bool = True,
+    quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    progress: bool | None = None,
 ) -> BenchReport:
     """Load ``url`` (or every row of ``rows``/``input`` through the URL template) and measure.
 
@@ -323,7 +330,11 @@ def bench(
     before it is not measured.
 
     Works with or without a running event loop (in a notebook it runs on a
-    background thread). Raises :class:`~drumfire.UsageError` for bad options and
+    background thread). ``progress``: None (the default) shows the progress when
+    interactive (a widget in Jupyter, the live view with stderr on a terminal),
+    True always (elsewhere: the figures on stderr at the end), False never;
+    ``quiet=True`` is the older ``progress=False``. Raises
+    :class:`~drumfire.UsageError` for bad options and
     :class:`~drumfire.bench.BenchError` when no connection can be opened.
 
     >>> report = bench("http://127.0.0.1:8080/", concurrency=16, duration="10s")
@@ -335,26 +346,50 @@ def bench(
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
         shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
     )  # fmt: skip
-    return run_plan(plan, quiet=quiet, clock=clock)
+    return run_plan(plan, progress=progress_choice(progress, quiet), clock=clock, final=True)
 
 
 def run_plan(
     plan: _Plan,
     *,
-    quiet: bool = True,
+    quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
     handle_signals: bool = False,
+    progress: bool | None = None,
+    final: bool = False,
 ) -> BenchReport:
-    """Run on a fresh uvloop: in this thread, or in a helper thread if a loop is running."""
+    """Run on a fresh uvloop: in this thread, or in a helper thread if a loop is running.
+
+    ``quiet``/``progress``: see :func:`progress_choice`. ``final``: the figures
+    after the live view (the API; the command line prints its own summary).
+    """
+    # Opened (and closed) in the caller's thread: in a notebook, where the cell's output goes.
+    display = open_bench_display(
+        progress_choice(progress, quiet), clock, plan.settings, final=final
+    )
+    report: BenchReport | None = None
+    try:
+        report = _run_plan(plan, display, clock, handle_signals)
+    finally:
+        close_bench_display(display, report)
+    return report
+
+
+def _run_plan(
+    plan: _Plan,
+    display: BenchDisplay | None,
+    clock: Callable[[], float],
+    handle_signals: bool,
+) -> BenchReport:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _run_here(plan, quiet=quiet, clock=clock, handle_signals=handle_signals)
+        return _run_here(plan, display=display, clock=clock, handle_signals=handle_signals)
     box: list[Any] = []
 
     def work() -> None:
         try:
-            box.append(_run_here(plan, quiet=quiet, clock=clock, handle_signals=False))
+            box.append(_run_here(plan, display=display, clock=clock, handle_signals=False))
         except BaseException as exc:  # handed to the caller's thread
             box.append(exc)
 
@@ -369,7 +404,11 @@ def run_plan(
 
 
 def _run_here(
-    plan: _Plan, *, quiet: bool, clock: Callable[[], float], handle_signals: bool
+    plan: _Plan,
+    *,
+    display: BenchDisplay | None,
+    clock: Callable[[], float],
+    handle_signals: bool,
 ) -> BenchReport:
     loop = new_event_loop()
     runners: list[Runner] = []
@@ -390,7 +429,7 @@ def _run_here(
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(signum, on_signal, signum)
         return loop.run_until_complete(
-            _run(plan, quiet=quiet, clock=clock, on_runner=runners.append)
+            _run(plan, display=display, clock=clock, on_runner=runners.append)
         )
     finally:
         if handle_signals:

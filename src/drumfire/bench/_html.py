@@ -215,6 +215,16 @@ def _legend(items: Sequence[tuple[str, str, str]]) -> str:
 # -- the charts --------------------------------------------------------------------
 
 
+#: Width of one character of a ``.mark`` label (13 px, semibold), at most, in
+#: the SVG's units: wide enough for digits, "µ" and "%" in the usual sans fonts.
+MARK_EM = 13 * 0.62
+
+
+def _text_width(text: str, em: float) -> float:
+    """An upper bound on the drawn width of ``text`` (no layout engine here)."""
+    return len(text) * em
+
+
 def _percentile_x(pct: float) -> float:
     return math.log10(1.0 / max(1.0 - pct / 100.0, 1e-12))
 
@@ -230,8 +240,9 @@ def percentile_chart(report: BenchReport, width: int = 1100, height: int = 360) 
     pts.append((xmax, dist[-1][1]))
     ymax = max(ms for _, ms in pts) * 1.1 or 1.0
     f = _Frame(width, height, (0.0, xmax), (0.0, ymax), left=72, right=40)
-    labels = {0: "0%", 1: "90%", 2: "99%", 3: "99.9%", 4: "99.99%", 5: "99.999%", 6: "99.9999%"}
-    xticks = [(float(k), labels.get(k, f"{100 - 10 ** (2 - k):g}%")) for k in range(int(xmax) + 1)]
+    # 0%, 90%, 99%, 99.9%...: written out (":g" would round 99.99999 to "100").
+    labels = {0: "0%", 1: "90%", 2: "99%"}
+    xticks = [(float(k), labels.get(k, "99." + "9" * (k - 2) + "%")) for k in range(int(xmax) + 1)]
     yticks = [(v, _tick_label(v, "ms")) for v in _nice_ticks(0.0, ymax)]
     body = [f.grid(xticks, yticks, "percentile", "latency")]
     area = [(pts[0][0], 0.0), *pts, (pts[-1][0], 0.0)] if pts else []
@@ -251,14 +262,21 @@ def percentile_chart(report: BenchReport, width: int = 1100, height: int = 360) 
             continue
         ms = lat[key]
         cx, cy = f.px(x), f.py(ms)
+        label = f"{name} {_fmt_ms(ms)}"
         # Above the point, unless the max's label (above-left of the max) is near.
         below = mx - cx < 200 and abs(my - cy) < 24
         ty = cy + 22 if below else cy - 9
+        # Right of the point, unless the label would run past the chart's edge
+        # (a point at the right end: p99 of 100 requests): then left of it.
+        if cx + 8 + _text_width(label, MARK_EM) > width:
+            tx, anchor = f"{cx - 8:.1f}", ' text-anchor="end"'
+        else:
+            tx, anchor = f"{cx + 8:.1f}", ""
         body.append(
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="#fff" stroke="{color}" '
             f'stroke-width="2.5"><title>{name}: {_fmt_ms(ms)}</title></circle>'
-            f'<text x="{cx + 8:.1f}" y="{ty:.1f}" class="mark" fill="{color}">'
-            f"{name} {_e(_fmt_ms(ms))}</text>"
+            f'<text x="{tx}" y="{ty:.1f}" class="mark"{anchor} fill="{color}">'
+            f"{_e(label)}</text>"
         )
     cx, cy = mx, my
     body.append(

@@ -1,0 +1,128 @@
+"""``drumfire run``'s progress bar on a real terminal (a pseudo-terminal), against a
+scripted server on 127.0.0.1.
+
+The server answers the first rows at once (some with 500) and holds the others
+until the test has seen the bar show them; no test waits for a guessed time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from servers import Action, ScriptedServer, respond
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+
+ROWS = 60
+ANSWERED = 40  # answered at once; the other 20 wait for the test
+FAILING = {7, 14, 21, 28, 35}  # ids answered 500 (not retried: a failed row)
+
+
+class Gated:
+    """The handler: ids up to ANSWERED answer now, the rest once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def __call__(
+        self, index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        row = int(target.rsplit("/", 1)[1])
+        if row > ANSWERED:
+            self.gate.wait(timeout=60)  # bounded: released by the test (or its cleanup)
+        if row in FAILING:
+            return respond(500, {"error": "boom"})
+        return respond(200, {"row": row})
+
+
+def read_until(fd: int, seen: bytearray, wanted: list[bytes], deadline: float) -> bool:
+    """Read the terminal into ``seen`` until every ``wanted`` is in it (or the deadline)."""
+    while time.monotonic() < deadline:
+        if all(w in seen for w in wanted):
+            return True
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child's side is closed
+                return all(w in seen for w in wanted)
+            if not chunk:
+                return all(w in seen for w in wanted)
+            seen += chunk
+    return False
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path, processes: str) -> None:
+    # With -p 2 the workers tell the parent their requests in flight and their limits.
+    import pty
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n" + "".join(f"{i}\n" for i in range(1, ROWS + 1)))
+    out = tmp_path / "out.csv"
+    handler = Gated()
+    master, slave = pty.openpty()
+    seen = bytearray()
+    proc = None
+    try:
+        with ScriptedServer(handler) as server:
+            env = {**os.environ, "COLUMNS": "160", "LINES": "24"}
+            proc = subprocess.Popen(
+                [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-c", "40",
+                 "-p", processes, "-o", str(out)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
+            )  # fmt: skip
+            os.close(slave)
+            slave = -1
+            wanted = [
+                "━".encode(),  # the bar
+                f"{ANSWERED}/{ROWS} (66.7%)".encode(),  # rows done / total
+                b" rows/s",
+                b"ETA ",
+                f"in flight {ROWS - ANSWERED}/".encode(),  # the held rows, and the limit
+                f"failed {len(FAILING)}: http 500 {len(FAILING)}".encode(),
+            ]
+            found = read_until(master, seen, wanted, time.monotonic() + 60)
+            handler.gate.set()
+            read_until(master, seen, [b"results: "], time.monotonic() + 60)
+            code = proc.wait(timeout=60)
+    finally:
+        handler.gate.set()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    text = bytes(seen)
+    assert found, text[-1500:]
+    assert code == 0
+    assert len(out.read_text().splitlines()) == ROWS + 1
+    # The live display is drawn in place (transient) and the summary follows it.
+    assert b"drumfire: 60 rows in" in text
+    assert re.search(rb"ETA (estimating|stalled|\d)", text)
+
+
+def test_off_a_terminal_there_is_no_bar_only_the_summary(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n" + "".join(f"{i}\n" for i in range(1, 21)))
+    handler = Gated()
+    handler.gate.set()
+    with ScriptedServer(handler) as server:
+        done = subprocess.run(
+            [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-o",
+             str(tmp_path / "out.csv")],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0
+    assert "━".encode() not in done.stderr
+    assert b"ETA" not in done.stderr
+    assert done.stderr.startswith(b"drumfire: 20 rows in ")
