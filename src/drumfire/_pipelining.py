@@ -199,7 +199,8 @@ def server_cpu_reader(port: int) -> Callable[[], float | None] | None:
     return lambda: process_cpu(pids)
 
 
-#: What the machine case reads: (busy share of all cores, server's cores' worth).
+#: One sweep's readings: (clock, thread CPU s, machine busy s, machine all s, server CPU s,
+#: requests answered); None where not read.
 _Readings = tuple[float, float, "float | None", "float | None", "float | None", int]
 
 
