@@ -30,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ __all__ = [
     "OFF",
     "CpuTotals",
     "Pipelining",
+    "ServerCpu",
     "Setting",
     "is_local_host",
     "listener_pids",
@@ -187,16 +189,35 @@ def listener_pids(port: int, proc: str = "/proc") -> tuple[int, ...] | None:
     return tuple(found) or None
 
 
-def server_cpu_reader(port: int) -> Callable[[], float | None] | None:
-    """A reader of the CPU seconds used by the server listening on loopback ``port``.
+class ServerCpu:
+    """The CPU seconds used so far by the server listening on loopback ``port``.
 
-    None when that server cannot be found, or runs in this very process (a test's
-    server thread: its CPU is the client's too).
+    Finding it (:func:`listener_pids`) walks every process's fds: tens of
+    milliseconds on a busy machine, so it runs in a thread and the engine's loop
+    does not wait; until it is done, and when the server cannot be found or runs in
+    this very process (a test's server thread: its CPU is the client's too), a
+    reading is None.
     """
-    pids = listener_pids(port)
-    if not pids or os.getpid() in pids:
-        return None
-    return lambda: process_cpu(pids)
+
+    def __init__(self, port: int) -> None:
+        self._pids: tuple[int, ...] | None = None
+        self.thread = threading.Thread(
+            target=self._look, args=(port,), name="drumfire-find-server", daemon=True
+        )
+        self.thread.start()
+
+    def _look(self, port: int) -> None:
+        pids = listener_pids(port)
+        self._pids = pids if pids and os.getpid() not in pids else ()
+
+    def __call__(self) -> float | None:
+        pids = self._pids
+        return process_cpu(pids) if pids else None
+
+
+def server_cpu_reader(port: int) -> Callable[[], float | None]:
+    """The default way :class:`Pipelining` reads a local server's CPU: :class:`ServerCpu`."""
+    return ServerCpu(port)
 
 
 #: One sweep's readings: (clock, thread CPU s, machine busy s, machine all s, server CPU s,

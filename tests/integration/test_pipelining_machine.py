@@ -20,7 +20,7 @@ from test_run_pipeline import FAST, check_answers, echo_n, rows
 from drumfire import Result
 from drumfire._api import make_job
 from drumfire._engine import Engine
-from drumfire._pipelining import server_cpu_reader
+from drumfire._pipelining import ServerCpu, server_cpu_reader
 from drumfire._result import Stats
 from drumfire._sources import rows_source
 
@@ -116,7 +116,10 @@ def test_a_server_in_this_process_is_not_taken_for_a_busy_one() -> None:
     # server thread): its CPU is the client's own, so there is no machine case.
     n = 600
     with ScriptedServer(echo_n) as server:
-        assert server_cpu_reader(server.port) is None
+        reader = server_cpu_reader(server.port)
+        assert isinstance(reader, ServerCpu)
+        reader.thread.join(10)
+        assert reader() is None
         results, stats, _, seen, _ = run_local(server.url("/item/{n}"), n, None)
     check_answers(results, n)
     assert set(seen) == {""}

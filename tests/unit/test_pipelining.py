@@ -11,6 +11,7 @@ import pytest
 from drumfire._pipelining import (
     OFF,
     Pipelining,
+    ServerCpu,
     Setting,
     is_local_host,
     listener_pids,
@@ -296,3 +297,32 @@ def test_the_machine_case_keeps_a_connection_per_busy_server_core_and_one_more()
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=4)
     assert p.setting == Setting(64, 4, "machine", 32)  # never more than are open
+
+
+def test_server_cpu_reads_a_server_in_another_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+        "print(s.getsockname()[1], flush=True); sys.stdin.read()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            port = int(proc.stdout.readline())
+            reader = ServerCpu(port)
+            reader.thread.join(10)
+            found = listener_pids(port)
+            got = reader()
+        finally:
+            proc.stdin.close()
+            proc.wait(10)
+    if found is None:  # pragma: no cover - /proc not readable here
+        pytest.skip("no /proc/net/tcp")
+    assert found == (proc.pid,)
+    assert got is not None
+    assert got >= 0.0
