@@ -26,6 +26,7 @@ __all__ = [
     "insecure_option",
     "looks_like_url",
     "read_data",
+    "report_path",
     "url_from_user",
     "url_option",
     "user_option",
@@ -116,3 +117,17 @@ def basic_auth_header(user: str, headers: Sequence[str]) -> str:
         )
     token = binascii.b2a_base64(user.encode("utf-8"), newline=False).decode("ascii")
     return f"Authorization: Basic {token}"
+
+
+def report_path(path: str | None) -> str | None:
+    """``--json PATH`` of bench and compare: the report's file, which ``run --json`` is not.
+
+    ``run --json BODY`` is curl's JSON body; given to ``bench`` or ``compare``, such a value
+    would send no body and write the report to a file named like the JSON: refused.
+    """
+    if path is not None and path.lstrip()[:1] in ("{", "["):
+        raise UsageError(
+            "--json PATH is where the report goes (here it is not curl's --json body): "
+            "for a JSON body write -d 'BODY' (sent as application/json when it starts with { or [)"
+        )
+    return path

@@ -371,7 +371,7 @@ def _plan_parquet(path: str, size: int) -> list[Part]:
 # -- one partition (on a worker) ------------------------------------------------------
 
 
-def _open_part(part: Part, scratch: str) -> Any:
+def open_part(part: Part, scratch: str) -> Any:
     """The partition's rows as a Source, its row numbers and lines those of the whole input."""
     from ._rows import InputProblem
     from ._sources import Source, open_source
@@ -462,7 +462,7 @@ def _results(
     """Run the partition's rows through the engine on its own loop and thread."""
     parse = _parser(options.parse) if options is not None and options.parse else None
     with tempfile.TemporaryDirectory(prefix="drumfire-part-") as scratch:
-        source = _open_part(part, scratch)
+        source = open_part(part, scratch)
         try:
             return _run_source(source, job, part.index, parse=parse, skip=skip)
         finally:
@@ -872,7 +872,7 @@ def run_cluster(
                 source.close()
     elif parts:
         with tempfile.TemporaryDirectory(prefix="drumfire-check-") as scratch:
-            source = _open_part(parts[0], scratch)
+            source = open_part(parts[0], scratch)
             try:
                 job.check(job.plan(), source)
             finally:

@@ -11,15 +11,16 @@ as fast as the workers consume it (memory stays flat). Results are put back in
 input order by the parent when ``--ordered`` is set, so output rows are the
 same whatever the number of processes.
 
-Wire format (orjson):
+Messages (:mod:`drumfire._messages`, orjson bytes):
 
-- parent → worker: ``[[seq, line, row | null, problem | null], ...]``, or ``b"END"``
-  (no more rows), or ``b"STOP"`` (stop now: Ctrl-C), or ``b"UNREACHABLE"``
-  (stop now: another worker found the target unreachable);
-- worker → parent: ``[[seq, id, status, elapsed_ms, attempts, error, fields, kept], ...]``,
-  ``{"examples": {reason: message}, "unreachable": str | null}`` when either
-  changed (the summary's failure examples; the target found unreachable, which
-  stops every worker), then ``b"DONE"``.
+- parent → worker: :class:`RowChunk` ``[[seq, line, row | null, problem | null], ...]``,
+  :class:`End` (no more rows), :class:`Stop` (stop now: Ctrl-C, or another
+  worker found the target unreachable);
+- worker → parent: :class:`ResultBatch` ``[[seq, id, status, elapsed_ms, attempts,
+  error, fields, kept], ...]``, :class:`Status` when the failure examples or
+  "unreachable" changed (the target found unreachable stops every worker),
+  :class:`Load` (its requests in flight and limit, for the progress bar),
+  then :class:`Done`.
 """
 
 from __future__ import annotations
@@ -36,12 +37,24 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-import orjson
 from rich.console import Console
 
 from ._api import Job
 from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
+from ._messages import (
+    Done,
+    End,
+    Load,
+    ResultBatch,
+    RowChunk,
+    Status,
+    Stop,
+    ToWorker,
+    from_parent,
+    from_worker,
+)
+from ._ordering import Reorder
 from ._parse import load_parse_function
 from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
@@ -130,10 +143,9 @@ def _worker(
         stats = engine.stats
         if len(stats.examples) != told[0] or (stats.unreachable is not None) != told[1]:
             told[:] = [len(stats.examples), stats.unreachable is not None]
-            message = {"examples": stats.examples, "unreachable": stats.unreachable}
-            send(orjson.dumps(message))
+            send(Status(stats.examples, stats.unreachable).encode())
         if out:
-            send(orjson.dumps(out))
+            send(ResultBatch(out).encode())
             out.clear()
 
     def on_result(result: Result, local: int) -> None:
@@ -149,7 +161,7 @@ def _worker(
         now, load = time.monotonic(), (stats.concurrency, stats.limit)
         if now - told_at[0] >= LOAD_EVERY and load != told_load[0]:
             told_at[0], told_load[0] = now, load
-            send(orjson.dumps({"load": load}))
+            send(Load(*load).encode())
 
     engine = job.engine(
         _WorkerSource(fmt),
@@ -160,22 +172,22 @@ def _worker(
         tick_interval=0.01,
     )
 
-    def receive(message: bytes | None) -> None:
+    def receive(message: ToWorker | None) -> None:
         if message is None:  # the parent went away
             state["end"] = True
             engine.stop(grace=0)
-        elif message == b"END":
+        elif type(message) is RowChunk:
+            queued.extend(message.rows)
+        elif type(message) is End:
             state["end"] = True
-        elif message == b"STOP":
+        elif type(message) is Stop and not message.unreachable:
             state["end"] = True
             engine.stop(grace=2.0)
-        elif message == b"UNREACHABLE":  # another worker found the target unreachable
+        else:  # another worker found the target unreachable
             state["end"] = True
             if engine.stats.unreachable is None:
                 engine.stats.unreachable = "found by another worker"  # the parent has it
             engine.stop(grace=0)
-        else:
-            queued.extend(orjson.loads(message))
         engine.wake()
 
     def reader() -> None:
@@ -184,15 +196,15 @@ def _worker(
         # One hand-off per chunk of rows, not per row.
         while True:
             try:
-                message: bytes | None = conn.recv_bytes()
+                message: ToWorker | None = from_parent(conn.recv_bytes())
             except (EOFError, OSError):
                 message = None
             try:
                 loop.call_soon_threadsafe(receive, message)
             except RuntimeError:  # the loop is closed: the run is over
                 return
-            # Not after END: a STOP (Ctrl-C) may still come while rows wait for a retry.
-            if message is None or message in (b"STOP", b"UNREACHABLE"):
+            # Not after End: a Stop (Ctrl-C) may still come while rows wait for a retry.
+            if message is None or type(message) is Stop:
                 return
 
     thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)
@@ -200,7 +212,7 @@ def _worker(
     try:
         loop.run_until_complete(engine.run(items()))
         flush()
-        send(b"DONE")  # a parent that is gone is not told
+        send(Done().encode())  # a parent that is gone is not told
     finally:
         loop.close()
         conn.close()
@@ -230,10 +242,10 @@ class _Worker:
         self.load: tuple[int, int] | None = None  # its requests in flight and limit, last told
 
 
-def _tell(worker: _Worker, message: bytes) -> None:
-    """Send END or a stop; a worker that already ended (its DONE not read yet) needs none."""
+def _tell(worker: _Worker, message: End | Stop) -> None:
+    """Send End or a Stop; a worker that already ended (its Done not read yet) needs none."""
     try:
-        worker.conn.send_bytes(message)
+        worker.conn.send_bytes(message.encode())
     except (BrokenPipeError, ConnectionResetError):
         pass
 
@@ -298,23 +310,17 @@ def execute_parallel(
         child_end.close()
         workers.append(_Worker(parent_end, proc))
 
-    held: dict[int, Result | None] = {}
-    next_emit = [0]
+    # --ordered: the workers run unordered; results wait here for the rows before them.
+    order: Reorder[Result] | None = Reorder(sink.write) if job.ordered else None
     got_signal: list[int] = []
 
     def deliver(seq: int, result: Result | None) -> None:
         if result is not None:
             stats.add(result)
-        if not job.ordered:
-            if result is not None:
-                sink.write(result)
-            return
-        held[seq] = result
-        while next_emit[0] in held:
-            r = held.pop(next_emit[0])
-            if r is not None:
-                sink.write(r)
-            next_emit[0] += 1
+        if order is not None:
+            order.put(seq, result)
+        elif result is not None:
+            sink.write(result)
 
     items = source.items
     seq_counter = [0]
@@ -324,7 +330,7 @@ def execute_parallel(
     def next_chunk() -> list[list[Any]]:
         chunk: list[list[Any]] = []
         while len(chunk) < CHUNK and not exhausted[0]:
-            if job.ordered and seq_counter[0] - next_emit[0] >= window:
+            if order is not None and order.ahead(seq_counter[0]) >= window:
                 break
             try:
                 item = next(items)
@@ -348,7 +354,7 @@ def execute_parallel(
         while not worker.done and worker.outstanding < CHUNK * QUEUED_CHUNKS:
             chunk = next_chunk()
             if chunk:
-                worker.conn.send_bytes(orjson.dumps(chunk))
+                worker.conn.send_bytes(RowChunk(chunk).encode())
                 worker.outstanding += len(chunk)
             if exhausted[0]:
                 break
@@ -374,7 +380,7 @@ def execute_parallel(
                 stopping = True
                 stats.stopped = True
                 exhausted[0] = True
-                halt = b"STOP" if got_signal else b"UNREACHABLE"
+                halt = Stop(unreachable=not got_signal)
                 for w in workers:
                     if not w.done:
                         _tell(w, halt)
@@ -382,7 +388,7 @@ def execute_parallel(
             if exhausted[0]:
                 for w in workers:
                     if id(w) not in ended and not w.done:
-                        _tell(w, b"END")
+                        _tell(w, End())
                         ended.add(id(w))
             ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
             for w in workers:
@@ -393,25 +399,25 @@ def execute_parallel(
                 except EOFError:
                     w.done = True
                     continue
-                if message == b"DONE":
+                batch = from_worker(message)
+                if type(batch) is Done:
                     w.done = True
                     continue
-                batch = orjson.loads(message)
-                if type(batch) is dict and "load" in batch:
-                    inflight, limit = batch["load"]
-                    w.load = (inflight, limit)
+                if type(batch) is Load:
+                    w.load = (batch.inflight, batch.limit)
                     continue
-                if type(batch) is dict:
-                    for reason, example in batch["examples"].items():
+                if type(batch) is Status:
+                    for reason, example in batch.examples.items():
                         stats.examples.setdefault(reason, example)
                     if stats.unreachable is None:
-                        stats.unreachable = batch["unreachable"]
+                        stats.unreachable = batch.unreachable
                     if stats.unreachable is not None:
                         exhausted[0] = True  # no more rows to anyone: the run stops
                     continue
-                w.outstanding -= len(batch)
-                for seq, id_, status, elapsed, attempts, error, fields, kept in batch:
-                    deliver(seq, Result(id_, status, elapsed, attempts, error, fields, kept))
+                assert type(batch) is ResultBatch
+                w.outstanding -= len(batch.rows)
+                for seq, result in batch.results():
+                    deliver(seq, result)
                 if not stopping:
                     feed(w)
             now = clock()

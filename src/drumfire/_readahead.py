@@ -7,7 +7,8 @@ render the request bytes (:meth:`Rows.make <drumfire._rows.Rows.make>`).
 When the engine finds its own CPU is the limit (the moment it starts
 pipelining), the command line forks a child that takes over the input where
 the engine left it, does that part, and sends the outcome, in input order, in
-chunks over a pipe; the engine turns each prepared row into a
+chunks over a pipe (:class:`~drumfire._messages.PreparedChunk`); the engine
+turns each prepared row into a
 :class:`~drumfire._rows.Flight` with one call. On a slow or remote server the
 engine is never CPU-bound, and no child is started.
 
@@ -58,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import InputError
 from ._lifeline import die_with_parent
+from ._messages import PreparedChunk
 from ._request import Prepared
 from ._rows import SKIPPED, WAIT, Flight, Item
 
@@ -272,7 +274,7 @@ def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
         nonlocal reported
         duplicates = stats.duplicates - reported
         reported = stats.duplicates
-        blob = pickle.dumps((entries, duplicates, end), pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(PreparedChunk(entries, duplicates, end), pickle.HIGHEST_PROTOCOL)
         _write_all(fd, _HEADER.pack(len(blob)) + blob)
         entries.clear()
 

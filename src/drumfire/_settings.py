@@ -72,7 +72,8 @@ class Retry:
     """The retry policy: what is retried, how long to wait first, how much in all.
 
     In the manner of urllib3's ``Retry``, this object owns every retry decision
-    (:meth:`is_retry`, :meth:`is_retry_failure`, :meth:`parse_retry_after`,
+    (:meth:`is_retry`, :meth:`is_retry_failure`, :meth:`is_free_resend`,
+    :meth:`is_exhausted`, :meth:`parse_retry_after`, :meth:`throttle_wait`,
     :meth:`delay`); the engine only asks.
 
     Retried: connection failures, resets, timeouts, responses cut short, and the
@@ -116,6 +117,37 @@ class Retry:
         if reason in FINAL_REASONS and not (reason == "protocol" and detail in _CUT_SHORT):
             return False
         return reason == "connect" or idempotent or self.unsafe
+
+    def is_exhausted(self, attempts: int, not_counted: int = 0) -> bool:
+        """Whether a row sent ``attempts`` times has used up its retries.
+
+        ``not_counted``: attempts that were no retry (redirects followed, the
+        free re-send after a stale connection, see :meth:`is_free_resend`).
+        """
+        return attempts - not_counted > self.retries
+
+    def may_resend(self, idempotent: bool) -> bool:
+        """Whether a request the server may have received may be sent again."""
+        return idempotent or self.unsafe
+
+    def is_free_resend(
+        self, reason: str, reused: bool, received_any: bool, idempotent: bool
+    ) -> bool:
+        """Whether a failure means a kept-alive connection the server had already closed.
+
+        A reset on a reused connection before any byte of the answer: the request
+        is re-sent at once on a new connection, outside the retry budget (as
+        urllib3 and aiohttp do), if it may be sent again at all.
+        """
+        return reason == "reset" and reused and not received_any and self.may_resend(idempotent)
+
+    def throttle_wait(self, value: str | None) -> float | None:
+        """A throttled answer's ``Retry-After`` value in seconds, when this policy would wait.
+
+        None when it is missing, malformed, or over ``max_retry_after``.
+        """
+        wait = self.parse_retry_after(value)
+        return None if self.over_wait(wait) else wait
 
     def over_wait(self, retry_after: float | None) -> bool:
         """Whether the server asks for a longer wait than this policy will make."""

@@ -771,7 +771,7 @@ def _run(
 
 
 def _hide_secrets(argv: Sequence[str]) -> list[str]:
-    """``argv`` for a command to paste: header values and URL user info shown as ``***``.
+    """``argv`` for a command to paste: header values, -u and URL user info shown as ``***``.
 
     Header values are never echoed (they hold tokens), so the hint has the user put them back.
     """
@@ -821,7 +821,7 @@ def _finish(
             )
             return 1
     argv = _hide_secrets(sys.argv[1:])
-    hidden = " (header values and URL user info shown as ***)" if argv != sys.argv[1:] else ""
+    hidden = " (header values, -u and URL user info shown as ***)" if argv != sys.argv[1:] else ""
     if code in (130, 143):
         if not quiet and output != "-":
             click.echo(f"  resume with: {rerun_command(argv, '--resume')}{hidden}", err=True)

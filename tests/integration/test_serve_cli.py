@@ -46,3 +46,43 @@ def test_a_busy_port_is_one_line_and_exit_2() -> None:
     assert len(lines) == 1, done.stderr
     assert f"127.0.0.1:{port}" in lines[0]
     assert "in use" in lines[0]
+
+
+def _drumfire(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drumfire.cli", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_port_out_of_range_is_refused_not_wrapped_around() -> None:
+    """--port 99999 used to listen on 34463 (99999 - 65536), saying nothing."""
+    done = _drumfire("serve", "--port", "99999")
+    assert done.returncode == 2, done.stderr
+    assert "99999 is not in the range 0<=x<=65535" in done.stderr
+    assert "listening" not in done.stdout
+
+
+def test_a_negative_or_endless_delay_is_one_line_not_a_traceback() -> None:
+    for command, option, value in [
+        ("serve", "--latency", "-1"),
+        ("serve", "--jitter", "nan"),
+        ("serve", "--latency", "inf"),
+        ("demo", "--latency", "-0.5"),
+    ]:
+        done = _drumfire(command, "--port" if command == "serve" else "-n", "1", option, value)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert lines == [f"drumfire: error: {option}: give a number of seconds, 0 or more "
+                         f"(not {float(value):g})"]  # fmt: skip
+
+
+def test_demo_in_a_directory_it_cannot_make_is_one_line() -> None:
+    done = _drumfire("demo", "-n", "1", "--dir", "/proc/drumfire-demo-cannot-be-here")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "drumfire: error: cannot write the sample input in "
+        "'/proc/drumfire-demo-cannot-be-here': No such file or directory"
+    ]

@@ -108,8 +108,8 @@ def test_plan_errors(kwargs: dict[str, Any], message: str) -> None:
 
 def test_a_malformed_header_is_named_by_position_never_echoed() -> None:
     from drumfire import TemplateError
-    from drumfire.bench._api import _literal_headers
+    from drumfire.bench._api import literal_headers
 
     with pytest.raises(TemplateError) as info:
-        _literal_headers(["Accept: */*", "Authorization Bearer s3cr3t"])
+        literal_headers(["Accept: */*", "Authorization Bearer s3cr3t"])
     assert str(info.value) == "header 2 is not in the form 'Name: value'"

@@ -110,3 +110,16 @@ def test_count_before_agrees_with_due() -> None:
     for t in (0.0, 0.01, 0.5, 1.3, 1.31, 2.0, 3.4, 10.0):
         n = schedule.count_before(t)
         assert n == sum(1 for i in range(400) if schedule.due(i) < t)
+
+
+def test_rates_with_units_in_ramps_and_stages() -> None:
+    """A rate is written as ``drumfire run --rate`` takes one, zero included, and the profile
+    is shown in requests/s (it showed '5/min:10/s/s')."""
+    ramp = parse_rate_profile("6000/min:10/s")
+    assert (ramp.segments[0].start, ramp.segments[0].end) == (100.0, 10.0)
+    assert ramp.text == "100:10/s"
+    assert parse_rate_profile("0/s:100").segments[0].start == 0.0
+    stages = parse_rate_profile("0/min@1s,120/min@1s")
+    assert [(s.start, s.duration) for s in stages.segments] == [(0.0, 1.0), (2.0, 1.0)]
+    with pytest.raises(UsageError, match="'0/fortnight' is not a rate"):
+        parse_rate_profile("0/fortnight:100")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,50 @@ def test_bench_q_without_a_value_is_the_old_quiet(capsys: pytest.CaptureFixture[
     assert _old_quiet(["-q", "200", "-n", "3"]) == ["-q", "200", "-n", "3"]  # the rate
     assert _old_quiet(["--", "-q"]) == ["--", "-q"]
     assert capsys.readouterr().err.count("-q for quiet is deprecated") == 2
+
+
+@pytest.mark.parametrize("value", ["2s", "1m30s", "500ms", "10", "2.5"])
+def test_bench_refuses_a_wrk_duration_as_the_body(value: str) -> None:
+    """wrk reads ``-d 10`` as ten seconds, as it reads ``-d 10s``: neither is POSTed."""
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+
+    # port 9 (discard) is never reached: the refusal comes before any connection
+    result = CliRunner().invoke(bench_command, ["http://127.0.0.1:9/", "-n", "1", "-d", value])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"drumfire bench: error: -d {value!r} looks like a duration (wrk's -d): here -d is the "
+        f"request body, as in curl; for the duration write -z {value} (to send it as a body, "
+        "add -X POST)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["bench", "compare"])
+def test_a_json_body_given_to_the_report_path_option_is_refused(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run --json BODY`` is curl's body; bench's and compare's ``--json PATH`` is the report:
+    given a body, they used to send none and write the report to a file named like it."""
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+    from drumfire.compare.cli import compare_command
+
+    monkeypatch.chdir(tmp_path)  # where a report named like the body would land
+    body = '{"q": "x"}'
+    if command == "bench":
+        args = ["http://127.0.0.1:9/", "-n", "1", "--json", body]
+        result = CliRunner().invoke(bench_command, args)
+        prefix = "drumfire bench: error: "
+    else:
+        rows = tmp_path / "rows.csv"
+        rows.write_text("id,v\n1,a\n", encoding="utf-8")
+        args = [str(rows), "--url", "http://127.0.0.1:9/{v}", "-s", "drumfire", "--json", body]
+        result = CliRunner().invoke(compare_command, args)
+        prefix = "drumfire: error: "
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(prefix + "--json PATH is where the report goes")
+    assert not (tmp_path / body).exists()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from drumfire._cluster import _open_part, plan_parts
+from drumfire._cluster import open_part, plan_parts
 from drumfire._rows import InputProblem
 from drumfire._sources import open_source
 
@@ -51,7 +51,7 @@ def test_parts_read_the_same_items_as_the_whole_file(tmp_path: Path, size: int) 
     for part in parts:
         scratch = tmp_path / f"s{part.index}"
         scratch.mkdir()
-        read = items(_open_part(part, str(scratch)))
+        read = items(open_part(part, str(scratch)))
         assert len(read) == part.rows  # the plan counts rows as the reader does
         got.extend(read)
     assert got == whole
@@ -63,14 +63,14 @@ def test_jsonl_and_url_lists_cut_at_lines(tmp_path: Path) -> None:
     src.write_text("".join(f'{{"id": "r{i}", "n": {i}}}\n' for i in range(500)) + "nope\n")
     whole = items(open_source(str(src), "jsonl", count=False))
     parts = plan_parts(str(src), "jsonl", size=600)
-    got = [x for p in parts for x in items(_open_part(p, str(tmp_path)))]
+    got = [x for p in parts for x in items(open_part(p, str(tmp_path)))]
     assert len(parts) > 5
     assert got == whole
     urls = tmp_path / "in.txt"
     urls.write_text("# a comment\n" + "".join(f"http://h/{i}\n\n" for i in range(300)))
     whole = items(open_source(str(urls), "text", count=False))
     parts = plan_parts(str(urls), "text", size=500)
-    assert [x for p in parts for x in items(_open_part(p, str(tmp_path)))] == whole
+    assert [x for p in parts for x in items(open_part(p, str(tmp_path)))] == whole
 
 
 def test_stdin_and_gzip_are_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from drumfire import UsageError
 from drumfire._extract import Extractor
 from drumfire.compare import STRATEGY_NAMES, CompareReport, StrategyReport, parse_strategies, worker
-from drumfire.compare._runner import _figures, _match
+from drumfire.compare._runner import copy_figures, count_mismatches
 from drumfire.compare.strategies import EXTRA_HINT, STRATEGIES, Strategy, get, missing_modules
 from drumfire.compare.strategies._common import finish, split
 
@@ -112,7 +112,7 @@ GOOD: list[list[Any]] = [
 
 def test_figures() -> None:
     report = StrategyReport("s", "", 4)
-    _figures(report, _result(GOOD))
+    copy_figures(report, _result(GOOD))
     assert (report.rows, report.ok, report.failed) == (3, 1, 1)
     assert report.statuses == {"200": 1, "400": 1, "none": 1}
     assert report.rps == pytest.approx(1.5)
@@ -127,7 +127,7 @@ def test_match_same_rows_in_any_order_and_shared_failures() -> None:
         "2": (400, {"x": None}),
         "3": (None, None),
     }
-    assert _match(_result(list(reversed(GOOD))), KEYS, IDS, reference) == (0, None)
+    assert count_mismatches(_result(list(reversed(GOOD))), KEYS, IDS, reference) == (0, None)
 
 
 def test_match_reports_differences() -> None:
@@ -141,10 +141,10 @@ def test_match_reports_differences() -> None:
         ["2", 400, {"x": None}, ""],
         ["4", 200, None, ""],
     ]
-    mismatches, example = _match(_result(other), KEYS, IDS, reference)
+    mismatches, example = count_mismatches(_result(other), KEYS, IDS, reference)
     assert mismatches == 3  # row 1 differs, row 3 is missing, row 4 is extra
     assert example == {"row": 1, "id": "a", "expected": '200 {"x":1}', "got": '200 {"x":2}'}
-    _, example = _match(_result(other[1:]), KEYS, IDS, reference)
+    _, example = count_mismatches(_result(other[1:]), KEYS, IDS, reference)
     assert example is not None
     assert example["got"] == "no row"
 
@@ -155,7 +155,7 @@ def test_match_a_failure_only_matters_when_the_reference_differs() -> None:
         "2": (400, {"x": None}),
         "3": (200, {"x": 3}),
     }
-    mismatches, example = _match(_result(GOOD), KEYS, IDS, reference)
+    mismatches, example = count_mismatches(_result(GOOD), KEYS, IDS, reference)
     assert mismatches == 1
     assert example is not None
     assert example["id"] == "c"
@@ -163,7 +163,7 @@ def test_match_a_failure_only_matters_when_the_reference_differs() -> None:
 
 
 def test_match_repeated_rows() -> None:
-    assert _match(_result([*GOOD, GOOD[0]]), KEYS, IDS, None)[0] == 1
+    assert count_mismatches(_result([*GOOD, GOOD[0]]), KEYS, IDS, None)[0] == 1
 
 
 def _report() -> CompareReport:

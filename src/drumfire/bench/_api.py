@@ -60,7 +60,7 @@ def _escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _literal_headers(headers: Headers) -> Headers:
+def literal_headers(headers: Headers) -> Headers:
     if headers is None:
         return None
     if isinstance(headers, Mapping):
@@ -160,7 +160,7 @@ def _plan(
         body = data.encode("utf-8") if isinstance(data, str) else data
         try:
             plan = RequestPlan(
-                _literal_url(url), method=method, headers=_literal_headers(headers), data=body
+                _literal_url(url), method=method, headers=literal_headers(headers), data=body
             )
             prepared = plan.prepare({})
         except ValueError as exc:  # a bad URL

@@ -115,11 +115,14 @@ class RateProfile:
 def _rate_number(text: str, spec: str) -> float:
     """One rate of a profile, in the grammar of ``drumfire run --rate`` (200, 200/s,
     6000/min); 0 too, where a ramp or a stage starts or pauses."""
+    number, slash, unit = text.partition("/")
     try:
-        if float(text) == 0:
+        if float(number) == 0:  # 0, 0/s, 0/min: checked like any rate but for its zero
+            if slash:
+                parse_rate("1/" + unit)
             return 0.0
     except ValueError:
-        pass
+        pass  # not a number, or not a unit: parse_rate says which below
     try:
         return parse_rate(text)
     except ValueError as exc:
@@ -155,7 +158,9 @@ def parse_rate_profile(spec: str | float | int) -> RateProfile:
             raise UsageError("--rate must be more than 0 requests/s")
         if not sep:
             return RateProfile((Segment(start, start, math.inf),), f"{start:g}/s")
-        return RateProfile((Segment(start, end, math.inf),), f"{lo}:{hi}/s", ramp_over_run=True)
+        # in requests/s, whatever unit each end was written in (5/min:10/s)
+        text = f"{start:g}:{end:g}/s"
+        return RateProfile((Segment(start, end, math.inf),), text, ramp_over_run=True)
     segments: list[Segment] = []
     for part in text.split(","):
         rate, at, length = part.partition("@")

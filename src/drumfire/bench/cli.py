@@ -16,6 +16,7 @@ from .._cli_common import (
     insecure_option,
     looks_like_url,
     read_data,
+    report_path,
     url_from_user,
     user_option,
     warn,
@@ -58,7 +59,8 @@ class _OneLineErrors(click.Command):
             _fail(exc.format_message().replace("\n", " "))
 
 
-_DURATION = re.compile(r"\d+(?:\.\d+)?(?:us|ms|s|m|h)(?:\d+(?:\.\d+)?(?:ms|s))?")
+# wrk's -d: 2s, 1m30s, 500ms, or a bare number of seconds (wrk reads "-d 10" as 10 s).
+_DURATION = re.compile(r"\d+(?:\.\d+)?(?:(?:us|ms|s|m|h)(?:\d+(?:\.\d+)?(?:ms|s))?)?")
 
 
 def _refuse_duration_as_body(data: str | None, method: str | None) -> None:
@@ -289,6 +291,10 @@ def bench_command(
             _fail("give a URL, or --input FILE with a --url template (see --help)")
         template = None
         single = url
+    try:
+        report_path(json_path)
+    except UsageError as exc:
+        _fail(str(exc))
     _check_output(json_path, "--json")
     _check_output(html_path, "--html")
     tls: bool | TLS = not insecure

@@ -1,4 +1,4 @@
-"""``drumfire compare``: the founding document's strategy table, on any server, in one command.
+"""``drumfire compare``: the usual ways to send a batch from Python, side by side, on any server.
 
 The same rows are sent by each strategy (serial requests, a Session, a urllib3 pool, threads,
 requests-futures, aiohttp, process pools, and drumfire), each in a fresh process, with the same

@@ -154,7 +154,7 @@ def _outcomes(result: dict[str, Any]) -> tuple[dict[str, _Key], int]:
     return got, duplicates
 
 
-def _figures(report: StrategyReport, result: dict[str, Any]) -> None:
+def copy_figures(report: StrategyReport, result: dict[str, Any]) -> None:
     """Copy one run's figures into ``report``."""
     statuses: Counter[str] = Counter()
     report.ok = report.failed = 0
@@ -172,7 +172,7 @@ def _figures(report: StrategyReport, result: dict[str, Any]) -> None:
     report.statuses = dict(sorted(statuses.items()))
 
 
-def _match(
+def count_mismatches(
     result: dict[str, Any], keys: list[str], ids: list[str], reference: dict[str, _Key] | None
 ) -> tuple[int, dict[str, Any] | None]:
     """Rows of ``result`` that differ from ``reference`` (or are missing, extra, repeated)."""
@@ -253,7 +253,7 @@ def compare(
         python: the interpreter for the worker processes (default: this one).
         method, headers, data: the request, as ``-X``, ``-H`` (``"Name: value"`` lines or
             a mapping) and ``-d``, templates as for ``drumfire run``; every strategy sends
-            the same (placeholders are inserted as they are, in URLs too).
+            the same (each value encoded for where it lands, as ``drumfire run`` does).
 
     Each strategy runs in a fresh ``python -m drumfire.compare.worker`` process, one after
     the other. The reference for "same rows" is drumfire, or the first strategy that ran
@@ -291,7 +291,7 @@ def compare(
         raise InputError("the input has no rows to send")
     keys = [str(i) for i in range(1, len(loaded) + 1)]
 
-    # In the order given (by default the founding document's), round after round so that a
+    # In the order given (by default the table's order), round after round so that a
     # burst of load on the machine does not fall on one strategy only; rows are compared at
     # the end.
     order = [get(n) for n in names]
@@ -337,7 +337,7 @@ def compare(
                     elif "error" in result:
                         report.error = str(result["error"])
                     else:
-                        _figures(report, result)  # this run's, for the progress display
+                        copy_figures(report, result)  # this run's, for the progress display
                         report.runs_rps.append(report.rps or 0.0)
                         runs[strategy.name].append(result)
                 if on_progress is not None:
@@ -352,11 +352,11 @@ def compare(
     ref_rows = _outcomes(done[reference][0])[0] if reference is not None else None
     for name, found in done.items():
         report = reports[name]
-        _figures(report, _median_run(found))
+        copy_figures(report, _median_run(found))
         report.mismatches, report.example_mismatch = 0, None
         for result in found:
             ref = None if name == reference else ref_rows
-            mismatches, example = _match(result, keys, ids, ref)
+            mismatches, example = count_mismatches(result, keys, ids, ref)
             if mismatches > report.mismatches:
                 report.mismatches, report.example_mismatch = mismatches, example
         report.results_match = report.mismatches == 0

@@ -16,6 +16,7 @@ from .._cli_common import (
     encoding_option,
     format_option,
     read_data,
+    report_path,
     url_from_user,
     url_option,
     user_option,
@@ -199,6 +200,7 @@ def compare_command(
         err.print(line, highlight=False, markup=False)
 
     try:
+        report_path(json_path)
         _check_installed(strategies)
         given = click.get_current_context().get_parameter_source("url")
         old_url = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)

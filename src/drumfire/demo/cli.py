@@ -5,6 +5,7 @@ Registered on the ``drumfire`` group by :mod:`drumfire.cli`, imported only when 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +25,13 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def _seconds(option: str, value: float) -> float:
+    """A delay option: a finite number of seconds, 0 or more (one line naming it, else)."""
+    if not (math.isfinite(value) and value >= 0):
+        _fail(f"{option}: give a number of seconds, 0 or more (not {value:g})")
+    return value
+
+
 @click.command("serve", context_settings=CONTEXT)
 @click.option(
     "--host",
@@ -35,7 +43,7 @@ def _fail(message: str) -> NoReturn:
 @click.option(
     "-p",
     "--port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=8000,
     show_default=True,
     metavar="N",
@@ -62,6 +70,7 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     (/route/v1/driving/...), /quote, /echo, /status/N."""
     from .server import run_server
 
+    latency, jitter = _seconds("--latency", latency), _seconds("--jitter", jitter)
     shown = f"[{host}]" if ":" in host else host
 
     def ready(bound: int) -> None:
@@ -113,11 +122,15 @@ def demo_command(rows: int, directory: str, latency: float, concurrency: int | N
     from .._batch import execute
     from .server import DemoServer, write_sample_routes
 
+    latency = _seconds("--latency", latency)
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
     routes = folder / "routes.csv"
     results = folder / "results.csv"
-    write_sample_routes(routes, rows)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_sample_routes(routes, rows)
+    except OSError as exc:  # a missing parent on a read-only file system, a full disk
+        _fail(f"cannot write the sample input in {directory!r}: {exc.strerror or exc}")
     with DemoServer(latency=latency) as server:
         url = server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}?overview=false"
         click.echo(f"demo server: {server.base_url}", err=True)

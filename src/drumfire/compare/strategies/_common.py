@@ -1,11 +1,12 @@
 """What every strategy shares: the row and outcome shapes, and drumfire's own finishing step.
 
-Every strategy renders URLs with drumfire's :class:`~drumfire._template.Template` (the same
-substitution as ``drumfire run``) and turns a status and body into extracted fields with
-:func:`finish`, which follows the engine's rules exactly: the body is decoded as JSON whatever
-the status (so a 400 ``NoRoute`` still yields ``code``), a body that is not JSON gives ``None``
-for every field and, on a 2xx answer, the ``json`` error. JSON is decoded with orjson
-everywhere, so the table measures the HTTP clients, not the JSON decoders.
+Every strategy renders its requests as ``drumfire run`` does (:class:`RowRequest`: each
+value encoded for where it lands, in the URL and in the body) and turns a status and body
+into extracted fields with :func:`finish`, which follows the engine's rules exactly: the
+body is decoded as JSON whatever the status (so a 400 ``NoRoute`` still yields ``code``), a
+body that is not JSON gives ``None`` for every field and, on a 2xx answer, the ``json``
+error. JSON is decoded with orjson everywhere, so the table measures the HTTP clients, not
+the JSON decoders.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 
 import orjson
 
-from ..._body import default_content_type
+from ..._body import Body, default_content_type, media_type_of
+from ..._encode import Fill
 from ..._extract import Extractor
 from ..._settings import Retry, Timeouts
 from ..._template import Template
+from ..._url import url_encoder, url_places
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -63,13 +66,16 @@ Outcome = tuple[str, int | None, dict[str, Any] | None, str]
 
 class RowRequest:
     """The request each row gets: method, URL, headers and body (``-X``, ``--url``, ``-H``,
-    ``-d``), each a template rendered with :meth:`Template.render`.
+    ``-d``), templates filled as ``drumfire run`` fills them.
 
-    A body sent without a ``Content-Type`` gets the one ``drumfire run`` gives it, so every
-    strategy sends the same request. Picklable (process pools get it as an argument).
+    Each value is encoded for where it lands, as ``drumfire run`` does: percent-encoded in
+    the URL's path or query, form-encoded in a form body, JSON-escaped in a JSON body (a
+    body sent without a ``Content-Type`` gets the one ``drumfire run`` gives it); the method
+    and headers take the values as they are. So every strategy sends the same request.
+    Picklable (process pools get it as an argument).
     """
 
-    __slots__ = ("args", "body", "fixed", "headers", "method", "simple", "url")
+    __slots__ = ("_url_fill", "args", "body", "headers", "method", "simple", "url")
 
     def __init__(
         self,
@@ -84,11 +90,20 @@ class RowRequest:
         self.url = Template(url)
         self.method = Template(verb if "{" in verb else verb.upper())
         pairs = list(headers)
-        if data is not None and not any(n.strip().lower() == "content-type" for n, _ in pairs):
+        given = [v for n, v in pairs if n.strip().lower() == "content-type"]
+        if data is not None and not given:
             pairs.append(("Content-Type", default_content_type(data)))
         self.headers = [(Template(n), Template(v)) for n, v in pairs]
-        self.body = Template(data) if isinstance(data, str) else None
-        self.fixed = data if isinstance(data, bytes) else None
+        # The body's encoding follows its media type, as in RequestPlan (a templated
+        # Content-Type: unknown, the values go in as they are).
+        self.body: Body | None = None
+        if data is not None:
+            media_type: str | None = default_content_type(data)
+            if given:
+                fixed = Template(given[0])
+                media_type = media_type_of(fixed.render({})) if fixed.is_static else None
+            self.body = Body(data, media_type)
+        self._url_fill = _url_fill(self.url)
         #: A GET with no header or body of its own: only the URL changes per row.
         self.simple = self.method.source == "GET" and not pairs and data is None
 
@@ -97,9 +112,22 @@ class RowRequest:
 
     def render(self, row: Row) -> tuple[str, str, dict[str, str], bytes | None]:
         """``(method, url, headers, body)`` for ``row``; KeyError for a missing column."""
-        body = self.body.render(row).encode("utf-8") if self.body is not None else self.fixed
+        body = self.body.render(row) if self.body is not None else None
         headers = {n.render(row): v.render(row) for n, v in self.headers}
-        return self.method.render(row).upper(), self.url.render(row), headers, body
+        return self.method.render(row).upper(), self._url_fill.render(row), headers, body
+
+
+def _url_fill(url: Template) -> Fill:
+    """The URL template with drumfire's encoder for each placeholder (see ``_url.url_places``);
+    a fragment is never sent, so the template stops there."""
+    places, cut = url_places(url.literals)
+    literals, columns, raw = list(url.literals), list(url.columns), list(url.raw)
+    if cut is not None:
+        k, pos = cut
+        literals = [*literals[:k], literals[k][:pos]]
+        columns, raw, places = columns[:k], raw[:k], places[:k]
+    encoders = [url_encoder(p, r, c) for p, r, c in zip(places, raw, columns, strict=True)]
+    return Fill(literals, columns, encoders)
 
 
 StrategyFunc = Callable[[Sequence[Row], RowRequest, Sequence[tuple[str, str]], int], list[Outcome]]

@@ -1,6 +1,6 @@
 """The requests strategies: one thread (new connections, or a Session), or requests-futures.
 
-Each is written the way the founding document's author would have ended up writing it with
+Each is written the way a Python user would have ended up writing it with
 hindsight: a session or pool wherever connections can be reused, the pool sized to the
 threads that share it, retries on connection failures (as drumfire does), redirects not
 followed (drumfire does not follow them either), no proxy from the environment, and no

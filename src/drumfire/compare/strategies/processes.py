@@ -1,4 +1,4 @@
-"""Process strategies: the founding document's fastest, done properly.
+"""Process strategies: the fastest of the usual ways (worker processes), done properly.
 
 ``multiprocessing``: a ``multiprocessing.Pool`` of ``concurrency`` processes whose
 ``initializer`` makes one urllib3 pool per process (so every process keeps its connection

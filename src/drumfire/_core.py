@@ -1,0 +1,102 @@
+"""The state the parts of the engine share, declared once for the type checker.
+
+:class:`~drumfire._engine.Engine` is one object whose concerns live in
+several modules: :mod:`drumfire._lifecycle` (start, stop, the periodic
+sweep), :mod:`drumfire._settle` (answers, failures, retries, results) and
+:mod:`drumfire._engine` itself (reading rows, dispatch, pipelining, the
+connection callbacks). Each part derives from :class:`EngineCore`, which
+declares the attributes the engine sets in ``__init__`` and the methods one
+part calls on another; ``Engine`` derives from every part, so each call
+finds the real method before the declaration here
+(``tests/unit/test_engine.py`` checks that none is left undefined).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from ._connection import Connection
+from ._finish import Finisher
+from ._limits import OriginLimit
+from ._ordering import Reorder
+from ._origins import Origins
+from ._pipelining import Pipelining
+from ._pool import Pool
+from ._result import Result, Stats
+from ._rows import Flight, Item, Rows
+from ._settings import Retry, Timeouts
+
+__all__ = ["EngineCore"]
+
+
+class EngineCore:
+    """Declarations only: what every part of the engine may read, change and call."""
+
+    # settings
+    retry: Retry
+    timeouts: Timeouts
+    clock: Callable[[], float]
+    cpu_clock: Callable[[], float]
+    rng: random.Random
+    concurrency: int
+    pipeline: int
+    tick_interval: float
+    follow_redirects: int
+    unreachable_after: int
+    on_result: Callable[[Result], None]
+    on_numbered: Callable[[Result, int], None] | None
+    on_tick: Callable[[Stats], None] | None
+    # the parts it is made of
+    rows: Rows
+    finisher: Finisher
+    origins: Origins
+    pool: Pool
+    stats: Stats
+    # the run's state
+    _loop: asyncio.AbstractEventLoop | None
+    _done: asyncio.Future[None] | None
+    _failure: BaseException | None
+    _items: Iterator[Item]
+    _exhausted: bool
+    _stopping: bool
+    _paused: bool
+    _inflight: int  # requests on the wire
+    _waiting: int  # rows sleeping before a retry
+    _ready: deque[Flight]  # rows to start before reading more input
+    _sleeping: dict[Flight, asyncio.TimerHandle]
+    _busy: set[Connection]
+    _order: Reorder[Result] | None
+    _timer: asyncio.TimerHandle | None
+    _pump_timer: asyncio.TimerHandle | None
+    pipelining_policy: Pipelining  # when to pipeline (see drumfire._pipelining)
+    _reached: bool
+    _unreached: int
+
+    # -- defined by the parts (see the module docstring) -----------------------
+
+    def _pump(self) -> None:
+        raise NotImplementedError
+
+    def _watch_cpu(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _answered_host(self, host: OriginLimit | None, count: int) -> None:
+        raise NotImplementedError
+
+    def _give_up(self, flight: Flight, status: int | None, reason: str) -> None:
+        raise NotImplementedError
+
+    def _check_done(self) -> None:
+        raise NotImplementedError
+
+    def _fail(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def stop(self, grace: float = 2.0) -> None:
+        raise NotImplementedError
+
+    def cancel_all(self) -> None:
+        raise NotImplementedError

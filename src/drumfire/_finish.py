@@ -1,0 +1,97 @@
+"""Answers into result rows: decode the JSON body, extract the fields, run ``--parse``.
+
+No I/O and no engine state: a pure step from (flight, response, time) to a
+:class:`~drumfire._result.Result`, so it can be tested on canned responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from ._extract import Extractor
+from ._http import Response
+from ._result import Result
+from ._rows import Flight
+
+__all__ = ["Finisher"]
+
+_new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
+
+
+class Finisher:
+    """Builds the result row of each answered flight.
+
+    ``extractor``: the ``--extract`` fields (from the JSON body); ``parse``: a
+    ``--parse`` function of the response; ``kept``: the row's ``--keep``
+    columns (None when none are kept).
+    """
+
+    __slots__ = ("extractor", "kept", "parse")
+
+    def __init__(
+        self,
+        extractor: Extractor | None,
+        parse: Callable[[Response], Mapping[str, Any]] | None,
+        kept: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None,
+    ) -> None:
+        self.extractor = extractor
+        self.parse = parse
+        self.kept = kept
+
+    def results(self, answered: list[tuple[Flight, Response]], now: float) -> list[Result]:
+        """The rows of flights answered at ``now``, in the same order."""
+        extractor = self.extractor
+        apply = extractor.apply if extractor is not None else None
+        names = extractor.names if extractor is not None else ()
+        parse = self.parse
+        kept = self.kept
+        loads = orjson.loads
+        done: list[Result] = []
+        for flight, response in answered:
+            status = response.status
+            error = ""
+            fields: dict[str, Any] | None = None
+            if apply is not None:
+                body = response.body
+                try:
+                    document = loads(body) if body else None
+                except orjson.JSONDecodeError:
+                    document = None
+                    if 200 <= status < 300:
+                        error = "json"
+                else:
+                    if (
+                        document is None
+                        and 200 <= status < 300
+                        and status != 204
+                        and flight.prepared.method != "HEAD"
+                    ):
+                        error = "json"
+                fields = apply(document) if document is not None else dict.fromkeys(names)
+            if parse is not None:
+                try:
+                    parsed = parse(response)
+                except Exception as exc:
+                    error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
+                else:
+                    fields = {**fields, **parsed} if fields else dict(parsed)
+            if response.error:  # a body that could not be decoded (encoding: ...)
+                error = response.error
+            done.append(
+                _new_result(
+                    Result,
+                    (
+                        flight.id,
+                        status,
+                        (now - flight.start) * 1000.0,
+                        flight.attempts,
+                        error,
+                        fields,
+                        kept(flight.row) if kept is not None else None,
+                    ),
+                )
+            )
+        return done

@@ -1,0 +1,157 @@
+"""The drivers' message protocol: what crosses a pipe between processes, one type per message.
+
+A driver runs the engine somewhere and moves rows in and results out. The
+in-process driver (:mod:`drumfire._batch`) calls the engine's public methods;
+the two that cross a process boundary speak these messages, each a
+:class:`~typing.NamedTuple` with its encoding next to it:
+
+* worker processes (:mod:`drumfire._parallel`), orjson bytes over a pipe:
+  parent -> worker :class:`RowChunk`, :class:`End`, :class:`Stop`;
+  worker -> parent :class:`ResultBatch`, :class:`Status`, :class:`Load`, :class:`Done`.
+  Results carry their row's sequence number (the parent puts them in order).
+* the read-ahead child (:mod:`drumfire._readahead`), pickled over a pipe:
+  child -> parent :class:`PreparedChunk`.
+
+The bytes on the wire are what they were before the types (a chunk is a
+JSON array, the controls are short words): decoding is a few comparisons
+and one ``orjson.loads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import orjson
+
+from ._result import Result
+
+__all__ = [
+    "Done",
+    "End",
+    "Load",
+    "PreparedChunk",
+    "ResultBatch",
+    "RowChunk",
+    "Status",
+    "Stop",
+    "ToParent",
+    "ToWorker",
+    "from_parent",
+    "from_worker",
+]
+
+
+class RowChunk(NamedTuple):
+    """Parent -> worker: rows to send, each ``[seq, line, row | None, problem | None]``.
+
+    ``problem``: the message of an input line that could not be read (``row`` is None).
+    """
+
+    rows: list[list[Any]]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.rows)
+
+
+class End(NamedTuple):
+    """Parent -> worker: no more rows; finish those you have."""
+
+    def encode(self) -> bytes:
+        return b"END"
+
+
+class Stop(NamedTuple):
+    """Parent -> worker: stop now (Ctrl-C), or because the target is unreachable."""
+
+    unreachable: bool = False
+
+    def encode(self) -> bytes:
+        return b"UNREACHABLE" if self.unreachable else b"STOP"
+
+
+class ResultBatch(NamedTuple):
+    """Worker -> parent: results, each ``[seq, *Result]`` (seq: the parent's number)."""
+
+    rows: list[list[Any]]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.rows)
+
+    def results(self) -> Iterator[tuple[int, Result]]:
+        for seq, id_, status, elapsed, attempts, error, fields, kept in self.rows:
+            yield seq, Result(id_, status, elapsed, attempts, error, fields, kept)
+
+
+class Status(NamedTuple):
+    """Worker -> parent: the summary's failure examples, and whether the target is unreachable."""
+
+    examples: dict[str, str]
+    unreachable: str | None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"examples": self.examples, "unreachable": self.unreachable})
+
+
+class Load(NamedTuple):
+    """Worker -> parent: its requests in flight and its concurrency limit (the progress bar)."""
+
+    inflight: int
+    limit: int
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"load": [self.inflight, self.limit]})
+
+
+class Done(NamedTuple):
+    """Worker -> parent: every row sent to this worker has its result."""
+
+    def encode(self) -> bytes:
+        return b"DONE"
+
+
+ToWorker = RowChunk | End | Stop
+ToParent = ResultBatch | Status | Load | Done
+
+_END = End()
+_STOP = Stop()
+_UNREACHABLE = Stop(unreachable=True)
+_DONE = Done()
+
+
+def from_parent(data: bytes) -> ToWorker:
+    """Decode a message a worker received."""
+    if data == b"END":
+        return _END
+    if data == b"STOP":
+        return _STOP
+    if data == b"UNREACHABLE":
+        return _UNREACHABLE
+    return RowChunk(orjson.loads(data))
+
+
+def from_worker(data: bytes) -> ToParent:
+    """Decode a message the parent received."""
+    if data == b"DONE":
+        return _DONE
+    decoded = orjson.loads(data)
+    if type(decoded) is dict:
+        if "load" in decoded:
+            inflight, limit = decoded["load"]
+            return Load(inflight, limit)
+        return Status(decoded["examples"], decoded["unreachable"])
+    return ResultBatch(decoded)
+
+
+class PreparedChunk(NamedTuple):
+    """Read-ahead child -> parent: prepared rows, in input order (pickled).
+
+    ``entries``: per item, ``(id, prepared request fields, kept columns)``, or
+    None (skipped by ``--resume``), or an error :class:`~drumfire._result.Result`.
+    ``duplicates``: repeated ids seen since the last message. ``end``: None
+    while more follow; "" at the end of the input; else why reading failed.
+    """
+
+    entries: list[Any]
+    duplicates: int
+    end: str | None

@@ -1,0 +1,240 @@
+"""Settling rows: what an answer or a failure means for its row, and handing results on.
+
+An answer may finish its row, or mean a retry (at once or after a backoff or
+a ``Retry-After``), a redirect to follow, or the end of the row with its
+status; a failure may mean the free re-send after a stale connection, a
+retry, the end of the row, or that the target is unreachable. ``Retry``
+decides what is retried; this part of the engine acts on it and hands each
+result on (in order with ``--ordered``).
+
+:class:`Settling` is a part of :class:`drumfire._engine.Engine` (see
+:mod:`drumfire._core`).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._connection import Connection
+from ._core import EngineCore
+from ._errors import explain
+from ._http import Response
+from ._limits import OriginLimit, parse_quota
+from ._request import redirect
+from ._result import Result
+from ._rows import Flight
+
+__all__ = ["Settling"]
+
+
+class Settling(EngineCore):
+    """The engine's answers, failures, retries and results (see the module docstring)."""
+
+    def _read_quota(
+        self, host: OriginLimit, answered: list[tuple[Flight, Response]], now: float
+    ) -> None:
+        """Quota headers (RateLimit, X-RateLimit-*): pace the origin, or hold it at zero.
+
+        Looked for in an origin's first answers only, unless it sends them.
+        """
+        wall = time.time()
+        for _job, response in answered:
+            quota = parse_quota(response.header, wall)
+            if quota is not None:
+                host.quota(now, *quota)
+            elif host.watch:
+                host.watch -= 1
+
+    def _settle(self, flight: Flight, response: Response, overload: bool, now: float) -> None:
+        """An answer that may mean a retry, a wait or a redirect."""
+        status = response.status
+        retry = self.retry
+        if 300 <= status < 400 and self.follow_redirects:
+            location = response.header("location")
+            if location is not None:
+                if flight.hops >= self.follow_redirects:
+                    self._pump()
+                    self._give_up(flight, status, "too_many_redirects")
+                    return
+                nxt = redirect(flight.prepared, status, location)
+                if nxt is not None:
+                    flight.prepared = nxt
+                    flight.host = None  # perhaps another origin
+                    flight.hops += 1
+                    self._ready.append(flight)
+                    self._pump()
+                    return
+        if (
+            self._budget_left(flight)
+            and retry.is_retry(status, flight.prepared.idempotent)
+            and self._may_retry(flight, now)
+        ):
+            # Retry-After delays this row only (as urllib3, Envoy and gRPC do).
+            retry_after = retry.parse_retry_after(response.header("retry-after"))
+            if retry.over_wait(retry_after):
+                # Longer than the user will wait: end the row now with its status,
+                # so a later run (--retry-failed, --resume) can take it.
+                assert retry_after is not None
+                self._pump()
+                self._give_up(flight, status, retry.over_wait_error(retry_after))
+                return
+            self._retry_later(flight, retry_after)
+            self._pump()
+        else:
+            # Put the next request on the wire first (it takes this connection, the
+            # most recently idle), then extract and write this row: the server
+            # works on the next answer while the client does its share.
+            self._pump()
+            self._finish_all([(flight, response)], now)
+
+    def on_failure(self, conn: Connection, flight: Flight, reason: str, detail: str) -> None:
+        self._inflight -= 1
+        host = flight.host
+        examples = self.stats.examples
+        if detail and reason not in examples and reason != "cancelled":
+            examples[reason] = explain(reason, detail)
+        if (
+            self.unreachable_after
+            and not self._reached
+            and (self.stats.unreachable is not None or self._unreachable(conn, reason, detail))
+        ):
+            # The run stops: the target is unreachable. Rows still failing to
+            # connect are cancelled, as those never sent are: --resume sends them.
+            self._answered_host(host, 1)
+            self._give_up(flight, None, "cancelled")
+            self._pump()
+            return
+        if reason == "timeout" and host is not None:
+            now = self.clock()
+            host.limit.sample(now, now - flight.start, True)
+        self._answered_host(host, 1)
+        if reason == "cancelled":
+            self._give_up(flight, None, "cancelled")
+        elif (
+            flight.free_retry
+            and not self._stopping
+            and self.retry.is_free_resend(
+                reason, conn.served > 0, conn.received_any, flight.prepared.idempotent
+            )
+        ):
+            # A kept-alive connection the server had already closed: re-send at
+            # once, without using the retry budget (urllib3 and aiohttp do the same).
+            # The attempt still counts in ``attempts``.
+            flight.free_retry = False
+            self._ready.append(flight)
+        elif (
+            self._budget_left(flight)
+            and not self._stopping
+            and self.retry.is_retry_failure(reason, detail, flight.prepared.idempotent)
+            # A refused connection cost the server nothing: outside the budget.
+            and (reason == "connect" or self._may_retry(flight, self.clock()))
+        ):
+            self._retry_later(flight, None)
+        else:
+            self._give_up(flight, None, reason)
+        self._pump()
+
+    def _unreachable(self, conn: Connection, reason: str, detail: str) -> bool:
+        """Count a failed connect; stop the run when the first ``unreachable_after`` all failed.
+
+        A connection that never got made (refused, no such host, no route,
+        connect timeout) counts; anything else (a TLS failure, a reset, an
+        answer) means the server is there, and counting stops for the run.
+        """
+        if conn.transport is not None or reason not in ("connect", "timeout"):
+            if reason != "cancelled":
+                self._reached = True
+            return False
+        self._unreached += 1
+        if self._unreached < self.unreachable_after or self._stopping:
+            return False
+        _scheme, host, port = conn.origin
+        self.stats.unreachable = (
+            f"{host}:{port}: the first {self._unreached} connection attempts all failed "
+            f"(the last: {reason}: {detail or 'no connection'})"
+        )
+        self.stop(grace=0)
+        return True
+
+    def _budget_left(self, flight: Flight) -> bool:
+        free = flight.hops + (0 if flight.free_retry else 1)  # not retries: see Flight
+        return not self.retry.is_exhausted(flight.attempts, free)
+
+    def _may_retry(self, flight: Flight, now: float) -> bool:
+        """The origin's retry budget (a share of its recent requests) has room for one."""
+        host = flight.host
+        return host is None or host.may_retry(now)
+
+    def _retry_later(self, flight: Flight, retry_after: float | None) -> None:
+        if self._stopping:
+            self._give_up(flight, None, "cancelled")
+            return
+        delay = self.retry.delay(flight.attempts, retry_after, self.rng)
+        if delay <= 0:
+            self._ready.append(flight)
+            return
+        self._waiting += 1
+        assert self._loop is not None
+        self._sleeping[flight] = self._loop.call_later(delay, self._wake, flight)
+
+    def _wake(self, flight: Flight) -> None:
+        self._sleeping.pop(flight, None)
+        self._waiting -= 1
+        if self._stopping:
+            self._give_up(flight, None, "cancelled")
+            self._check_done()
+            return
+        self._ready.append(flight)
+        self._pump()
+
+    # -- finishing rows ------------------------------------------------------
+
+    def _give_up(self, flight: Flight, status: int | None, reason: str) -> None:
+        elapsed = (self.clock() - flight.start) * 1000.0 if flight.start else 0.0
+        kept = self.rows.kept(flight.row)
+        self._emit(
+            Result(flight.id, status, elapsed, flight.attempts, reason, None, kept), flight.seq
+        )
+
+    def _finish_all(self, answered: list[tuple[Flight, Response]], now: float) -> None:
+        """Rows answered at ``now``: decode, extract, count and hand each on."""
+        done = self.finisher.results(answered, now)
+        if self._order is not None:
+            for (flight, _response), result in zip(answered, done, strict=True):
+                self._emit(result, flight.seq)
+            return
+        if done:  # _emit, inlined for the usual case: hand each on, then count them
+            on_result = self.on_result
+            numbered = self.on_numbered
+            handed = 0
+            try:
+                if numbered is None:
+                    for result in done:
+                        on_result(result)
+                        handed += 1
+                else:
+                    for (flight, _response), result in zip(answered, done, strict=True):
+                        numbered(result, flight.seq)
+                        handed += 1
+            except Exception as exc:  # a broken sink or consumer ends the run with its error
+                self._fail(exc)
+            finally:
+                self.stats.add_all(done if handed == len(done) else done[:handed])
+
+    def _skip_seq(self, seq: int) -> None:
+        """A row with no result to write (resumed): keep the reorder buffer moving."""
+        if self._order is not None:
+            self._order.put(seq, None)
+
+    def _emit(self, result: Result, seq: int) -> None:
+        self.stats.add(result)
+        try:
+            if self._order is not None:
+                self._order.put(seq, result)
+            elif self.on_numbered is not None:
+                self.on_numbered(result, seq)
+            else:
+                self.on_result(result)
+        except Exception as exc:  # a broken sink or consumer ends the run with its error
+            # (from a connection's or a timer's callback it would only be logged)
+            self._fail(exc)

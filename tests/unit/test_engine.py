@@ -1,0 +1,365 @@
+"""The engine on a fake network and a virtual clock: milliseconds per test, no sockets.
+
+An asyncio loop whose time is the test's clock and whose selector, instead of
+sleeping, moves that clock to the next timer; ``create_connection`` hands the
+connections a fake transport to a scripted server, which answers each request
+after a chosen (virtual) delay. The engine itself is unchanged: the same
+``Connection`` objects, the same timers, the same sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import selectors
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from drumfire import Result, Retry
+from drumfire._api import make_job
+from drumfire._engine import Engine
+from drumfire._result import Stats
+from drumfire._sources import rows_source
+
+ORIGIN = "http://127.0.0.1:8080"
+
+#: What the scripted server does with a request: (status, headers, body, delay in
+#: seconds); delay None: never answer. ``hits`` is how often that path came before.
+Answer = tuple[int, dict[str, str], bytes, float | None]
+Script = Callable[[str, int], Answer]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class VirtualSelector(selectors.SelectSelector):
+    """Never waits: a wait for ``timeout`` seconds moves the clock on by that much."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is None:
+            raise AssertionError("the engine waits for nothing: it would hang")
+        self.clock.now += max(timeout, 0.0)
+        return []
+
+
+@dataclass
+class Server:
+    """A scripted HTTP/1.1 server behind fake transports."""
+
+    script: Script
+    connects: int = 0
+    requests: list[str] = field(default_factory=list)
+    hits: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Close each connection after this many answers, the last with "Connection:
+    #: close" (as osrm-routed does), or never.
+    close_after: int | None = None
+    unread: int = 0  # requests written after the last one a connection answers
+    #: When each row's result was written (clock time), by id.
+    written: dict[str, float] = field(default_factory=dict)
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self, server: Server, protocol: asyncio.Protocol, loop: Any) -> None:
+        super().__init__()
+        self.server = server
+        self.protocol = protocol
+        self.loop = loop
+        self.buffer = b""
+        self.pending: collections.deque[bytes] = collections.deque()
+        self.answered = 0
+        self.seen = 0  # requests read on this connection
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
+        self.buffer += bytes(data)
+        while b"\r\n\r\n" in self.buffer:  # GET requests: no body
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            last = self.server.close_after
+            if last is not None and self.seen >= last:
+                self.server.unread += 1  # the server reads no more on this connection
+                continue
+            self.seen += 1
+            path = head.split(b" ", 2)[1].decode()
+            hits = self.server.hits[path]
+            self.server.hits[path] += 1
+            self.server.requests.append(path)
+            status, headers, body, delay = self.server.script(path, hits)
+            if delay is None:
+                continue  # never answered
+            lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}"]
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            if self.seen == last:
+                lines.append("Connection: close")
+            self.pending.append(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            self.loop.call_later(delay, self._deliver)
+
+    def _deliver(self) -> None:
+        # Answers leave in request order (HTTP/1.1), whichever timer fires first.
+        if self.closed or not self.pending:
+            return
+        self.protocol.data_received(self.pending.popleft())
+        self.answered += 1
+        if self.server.close_after is not None and self.answered >= self.server.close_after:
+            self._lose()
+
+    def _lose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.call_soon(self.protocol.connection_lost, None)
+
+    def close(self) -> None:
+        self._lose()
+
+    def abort(self) -> None:
+        self._lose()
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def new_loop(clock: Clock, server: Server) -> asyncio.AbstractEventLoop:
+    loop = asyncio.SelectorEventLoop(VirtualSelector(clock))
+    loop.time = clock  # type: ignore[method-assign]
+
+    async def create_connection(
+        factory: Callable[[], asyncio.Protocol], host: str, port: int, **_: Any
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        server.connects += 1
+        protocol = factory()
+        transport = FakeTransport(server, protocol, loop)
+        protocol.connection_made(transport)
+        return transport, protocol
+
+    loop.create_connection = create_connection  # type: ignore[method-assign,assignment]
+    return loop
+
+
+def ok(path: str, hits: int) -> Answer:
+    return 200, {}, b'{"n": "%s"}' % path.encode(), 0.001
+
+
+def run(
+    script: Script,
+    n: int = 10,
+    *,
+    cpu_bound: bool = False,
+    close_after: int | None = None,
+    **kwargs: Any,
+) -> tuple[list[Result], Stats, Server, Clock, Engine]:
+    """Send rows 0..n-1 as GET /{n}; return the results in the order they were written."""
+    clock = Clock()
+    server = Server(script, close_after=close_after)
+    loop = new_loop(clock, server)
+    kwargs.setdefault("retry", Retry(retries=2, backoff=0.1))
+    kwargs.setdefault("id", "n")
+    job = make_job(ORIGIN + "/{n}", **kwargs)
+    source = rows_source([{"n": str(i)} for i in range(n)])
+    results: list[Result] = []
+
+    def write(result: Result) -> None:
+        results.append(result)
+        server.written[result.id] = clock.now
+
+    # A CPU clock as fast as the clock: the engine believes it uses a whole core.
+    cpu: Callable[[], float] = clock if cpu_bound else (lambda: 0.0)
+    engine = job.engine(source, write, clock=clock, cpu_clock=cpu, rng=random.Random(1))
+    try:
+        stats = loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    return results, stats, server, clock, engine
+
+
+def by_id(results: list[Result]) -> dict[str, Result]:
+    return {r.id: r for r in results}
+
+
+def test_every_row_answered_once() -> None:
+    results, stats, server, _clock, _ = run(ok, 50, concurrency=4)
+    assert sorted(int(r.id) for r in results) == list(range(50))
+    assert all((r.status, r.attempts, r.error) == (200, 1, "") for r in results)
+    assert len(server.requests) == 50
+    assert server.connects == 4  # kept alive: one connection per slot
+    assert stats.done == 50
+
+
+def test_retries_then_success_with_backoff() -> None:
+    def flaky(path: str, hits: int) -> Answer:
+        if path == "/3" and hits < 2:
+            return 503, {}, b"", 0.001
+        return ok(path, hits)
+
+    results, _stats, server, clock, _ = run(flaky, 5, concurrency=2)
+    row = by_id(results)["3"]
+    assert (row.status, row.attempts, row.error) == (200, 3, "")
+    assert server.hits["/3"] == 3
+    assert clock.now < 1.0  # two short backoffs (at most 0.1 s and 0.2 s), no real sleep
+
+
+def test_retries_run_out() -> None:
+    results, _, server, _, _ = run(lambda p, h: (502, {}, b"", 0.001), 3, concurrency=1)
+    assert all((r.status, r.attempts) == (502, 3) for r in results)  # 1 + 2 retries
+    assert len(server.requests) == 9
+
+
+def test_retry_after_delays_only_its_row() -> None:
+    def throttled(path: str, hits: int) -> Answer:
+        if path == "/0" and hits == 0:
+            return 503, {"Retry-After": "5"}, b"", 0.001
+        return ok(path, hits)
+
+    results, _, server, _, _ = run(throttled, 20, concurrency=2)
+    assert all(r.status == 200 for r in results)
+    assert by_id(results)["0"].attempts == 2
+    # The throttled row waited its 5 seconds; the others did not wait for it.
+    assert results[-1].id == "0"
+    assert server.written["0"] >= 5.0
+    assert max(t for i, t in server.written.items() if i != "0") < 0.5
+
+
+def test_a_retry_after_over_the_cap_ends_the_row_at_once() -> None:
+    def throttled(path: str, hits: int) -> Answer:
+        return 503, {"Retry-After": "3600"}, b"", 0.001
+
+    results, _, server, clock, _ = run(throttled, 2, concurrency=2)
+    assert all(r.status == 503 and r.error.startswith("retry_after: 3600s") for r in results)
+    assert len(server.requests) == 2
+    assert clock.now < 1.0
+
+
+def test_deadline_ends_an_unanswered_request() -> None:
+    def silent(path: str, hits: int) -> Answer:
+        return (200, {}, b"{}", None) if path == "/1" else ok(path, hits)
+
+    results, stats, server, clock, _ = run(
+        silent, 3, concurrency=3, timeout=2.0, retry=Retry(retries=1, backoff=0.01)
+    )
+    row = by_id(results)["1"]
+    assert (row.status, row.error, row.attempts) == (None, "timeout", 2)
+    assert server.hits["/1"] == 2
+    assert 4.0 <= clock.now < 5.0  # two attempts of 2 s each, found by the sweep
+    assert "timeout" in stats.examples
+
+
+def test_ordered_output_follows_the_input() -> None:
+    def slow_evens(path: str, hits: int) -> Answer:
+        delay = 0.05 if int(path[1:]) % 2 == 0 else 0.001
+        return 200, {}, b"{}", delay
+
+    results, _, _, _, _ = run(slow_evens, 40, concurrency=8, ordered=True)
+    assert [r.id for r in results] == [str(i) for i in range(40)]
+    unordered, _, _, _, _ = run(slow_evens, 40, concurrency=8)
+    assert [r.id for r in unordered] != [str(i) for i in range(40)]
+
+
+def test_pipelining_starts_and_hands_back_what_a_closed_connection_left() -> None:
+    # Each connection closes after 7 answers: requests pipelined behind the 7th
+    # were never answered, go back to the engine and are sent again elsewhere,
+    # without counting as an attempt.
+    results, stats, server, _, engine = run(
+        ok, 2000, cpu_bound=True, close_after=7, concurrency=None, max_concurrency=8
+    )
+    assert stats.pipelined > 0
+    assert engine.pipelining
+    assert sorted(int(r.id) for r in results) == list(range(2000))
+    assert all((r.status, r.attempts, r.error) == (200, 1, "") for r in results)
+    assert server.unread > 0  # those were handed back and sent again
+    assert engine.pool.open == 0
+
+
+def test_watch_cpu_turns_pipelining_on_and_off() -> None:
+    clock = Clock()
+    share = [1.0]
+    cpu = [0.0]
+
+    def cpu_clock() -> float:
+        return cpu[0]
+
+    job = make_job(ORIGIN + "/{n}")
+    source = rows_source([{"n": "1"}])
+    engine = job.engine(source, [].append, clock=clock, cpu_clock=cpu_clock)
+
+    def sweep() -> None:
+        clock.now += 0.05
+        cpu[0] += 0.05 * share[0]
+        engine.watch_cpu(clock.now)
+
+    sweep()
+    assert engine.pipelining  # a whole core for one sweep is enough
+    share[0] = 0.2
+    sweep()
+    assert engine.pipelining  # one idle sweep is not
+    sweep()
+    assert not engine.pipelining
+
+
+def test_numbered_results_for_drivers_that_order_elsewhere() -> None:
+    clock = Clock()
+    server = Server(ok)
+    loop = new_loop(clock, server)
+    job = make_job(ORIGIN + "/{n}", concurrency=3, id="n")
+    source = rows_source([{"n": str(i)} for i in range(30)])
+    got: list[tuple[int, str]] = []
+
+    def unexpected(result: Result) -> None:
+        raise AssertionError(result)
+
+    engine = job.engine(
+        source,
+        unexpected,
+        on_numbered=lambda result, seq: got.append((seq, result.id)),
+        clock=clock,
+        cpu_clock=lambda: 0.0,
+    )
+    try:
+        loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert sorted(got) == [(i, str(i)) for i in range(30)]
+    with pytest.raises(ValueError, match="on_numbered"):
+        make_job(ORIGIN + "/{n}", ordered=True).engine(
+            rows_source([{"n": "1"}]), unexpected, on_numbered=lambda r, s: None
+        )
+
+
+def test_input_and_template_errors_keep_their_place() -> None:
+    clock = Clock()
+    loop = new_loop(clock, Server(ok))
+    job = make_job(ORIGIN + "/{n}", ordered=True, concurrency=2)
+    source = rows_source([{"n": "0"}, {"m": "1"}, {"n": "2"}])
+    results: list[Result] = []
+    engine = job.engine(source, results.append, clock=clock, cpu_clock=lambda: 0.0)
+    try:
+        loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert [r.id for r in results] == ["1", "2", "3"]  # no id column: the row numbers
+    assert results[1].error == "template: row 2 has no column 'n'"
+    assert [r.status for r in results] == [200, None, 200]
+
+
+def test_every_part_of_the_engine_is_there() -> None:
+    # The parts declare in EngineCore what they call on each other; the engine
+    # must define each of those (else a call would reach the declaration).
+    from drumfire._core import EngineCore
+
+    declared = [n for n, v in vars(EngineCore).items() if callable(v) and not n.startswith("__")]
+    assert declared
+    for name in declared:
+        assert getattr(Engine, name) is not getattr(EngineCore, name), name

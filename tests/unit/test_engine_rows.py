@@ -1,0 +1,91 @@
+"""Rows (items -> flights, error rows, skips), the reorder buffer and the finisher, without I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drumfire import Result
+from drumfire._api import make_job
+from drumfire._finish import Finisher
+from drumfire._http import ResponseReader
+from drumfire._ordering import Reorder
+from drumfire._result import Stats
+from drumfire._resume import DuplicateCounter
+from drumfire._rows import SKIPPED, Flight, InputProblem, Rows, row_id
+
+
+def rows(**kwargs: Any) -> Rows:
+    plan = make_job("http://127.0.0.1:9/{n}").plan()
+    return Rows(plan.preparer(), id_column="id", **kwargs)
+
+
+def test_row_id_takes_the_column_else_the_row_number() -> None:
+    assert row_id({"id": 7}, 3, "id") == "7"
+    assert row_id({"id": ""}, 3, "id") == "3"
+    assert row_id({"x": 1}, 3, None) == "3"
+
+
+def test_make_prepares_counts_duplicates_and_skips() -> None:
+    stats = Stats(lambda: 0.0)
+    made = rows(duplicates=DuplicateCounter(), skip=lambda id_: id_ == "b")
+    flight = made.make((1, {"id": "a", "n": "1"}), stats)
+    assert isinstance(flight, Flight)
+    assert (flight.id, flight.seq, flight.prepared.method) == ("a", -1, "GET")
+    assert made.make((2, {"id": "b", "n": "2"}), stats) is SKIPPED
+    made.make((3, {"id": "a", "n": "3"}), stats)
+    assert stats.duplicates == 1
+
+
+def test_make_turns_problems_into_error_rows() -> None:
+    stats = Stats(lambda: 0.0)
+    made = rows(keep=("id",), skip_problem=lambda line: line == 9)
+    error = made.make((4, InputProblem(4, "bad quote")), stats)
+    assert isinstance(error, Result)
+    assert (error.id, error.error) == ("", "input: line 4: bad quote")
+    assert made.make((9, InputProblem(9, "x")), stats) is SKIPPED
+    missing = made.make((5, {"id": "c"}), stats)
+    assert isinstance(missing, Result)
+    assert missing.error == "template: row 5 has no column 'n'"
+    assert missing.kept == {"id": "c"}
+
+
+def test_screen_is_make_without_preparing() -> None:
+    stats = Stats(lambda: 0.0)
+    parent = Rows(None, id_column="id", skip=lambda id_: id_ == "s")
+    assert parent.screen((1, {"id": "x"}), stats) == "x"
+    assert parent.screen((2, {"id": "s"}), stats) is SKIPPED
+    problem = InputProblem(3, "bad")
+    assert parent.screen((3, problem), stats) is problem
+
+
+def test_reorder_holds_early_results_and_passes_skips() -> None:
+    out: list[str] = []
+    order: Reorder[str] = Reorder(out.append)
+    order.put(2, "c")
+    order.put(1, None)  # skipped (--resume): nothing to write
+    assert out == []
+    assert order.ahead(3) == 3
+    order.put(0, "a")
+    assert out == ["a", "c"]
+    assert order.ahead(3) == 0
+    assert not order.held
+
+
+def test_finisher_extracts_and_flags_bad_json() -> None:
+    job = make_job("http://127.0.0.1:9/{n}", extract={"v": "v"}, keep=["n"])
+    finisher = Finisher(job.extractor(), None, lambda row: {"n": row.get("n")})
+    plan = job.plan()
+    good, bad = (
+        Flight(0, "1", {"n": "1"}, plan.prepare({"n": "1"})),
+        Flight(1, "2", {"n": "2"}, plan.prepare({"n": "2"})),
+    )
+    reader = ResponseReader(1 << 20)
+    reader.expect(False, 2)
+    body_ok = b'{"v": 5}'
+    answers = reader.feed_all(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body_ok), body_ok)
+        + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnot"
+    )
+    first, second = finisher.results([(good, answers[0]), (bad, answers[1])], 0.0)
+    assert (first.fields, first.error, first.kept) == ({"v": 5}, "", {"n": "1"})
+    assert (second.fields, second.error) == ({"v": None}, "json")
