@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._bodies import FormField, file_plan, file_settings
 from ._body import json_body
 from ._connection import TLS
 from ._engine import Engine
@@ -26,6 +27,7 @@ from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
 from ._request import RequestPlan
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
+from ._savebody import SaveSpec
 from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source
 
@@ -66,6 +68,22 @@ class Job:
     unreachable_after: int = 0
     per_host_concurrency: int | None = None  # most in flight to one origin
     per_host_rate: float | None = None  # most starts per second to one origin
+    # Files in and out (drumfire._bodies): a file per row as the body (a path
+    # template), a multipart form, each response body saved to a file.
+    data_file: str | None = None
+    form: tuple[FormField, ...] = ()
+    save: SaveSpec | None = None
+    skip_saved: bool = False  # --resume: a row whose file is complete is not sent
+
+    def field_names(self) -> list[str]:
+        """The output columns after the base ones and before the kept ones."""
+        names = [name for name, _ in self.extract]
+        if self.save is not None:
+            names.extend(self.save.columns())
+        return names
+
+    def uses_files(self) -> bool:
+        return self.data_file is not None or bool(self.form) or self.save is not None
 
     def tls(self) -> TLS | bool:
         """The TLS setting for the connections (a plain bool when only ``verify`` is set)."""
@@ -75,12 +93,14 @@ class Job:
 
     def plan(self) -> RequestPlan:
         headers: list[Any] = list(self.headers)
+        if self.uses_files():
+            return file_plan(self, headers)  # type: ignore[return-value]  # the same face
         return RequestPlan(self.url, method=self.method, headers=headers, data=self.data)
 
     def extractor(self) -> Extractor:
         """The compiled expressions; raises UsageError for a bad one or a name clash."""
         taken = set(BASE_COLUMNS)
-        for name in [n for n, _ in self.extract] + list(self.keep):
+        for name in self.field_names() + list(self.keep):
             if name in taken:
                 what = "a column every row has" if name in BASE_COLUMNS else "used twice"
                 raise UsageError(
@@ -134,7 +154,8 @@ class Job:
             verify=self.tls(),
             ordered=self.ordered,
             follow_redirects=self.follow_redirects,
-            pipeline=self.pipeline,
+            # Never pipelined: a request's body or saved answer is its connection's alone.
+            pipeline=1 if self.uses_files() else self.pipeline,
             text_rows=source.fmt in TEXT_FORMATS,
             unreachable_after=self.unreachable_after,
             per_host_concurrency=self.per_host_concurrency,
@@ -169,6 +190,14 @@ def make_job(
     json: Any = None,
     per_host_concurrency: int | None = None,
     per_host_rate: float | None = None,
+    data_file: str | None = None,
+    files: Mapping[str, Any] | None = None,
+    form: Mapping[str, str] | Sequence[str] | None = None,
+    save_body: str | None = None,
+    save_dir: str = ".",
+    save_status: str = "2xx",
+    save_sha256: bool = False,
+    skip_saved: bool = False,
 ) -> Job:
     header_items: tuple[Any, ...]
     if headers is None:
@@ -219,6 +248,17 @@ def make_job(
         pipeline=pipeline,
         per_host_concurrency=per_host_concurrency,
         per_host_rate=per_host_rate,
+        **file_settings(
+            data,
+            data_file,
+            files,
+            form,
+            save_body,
+            save_dir,
+            save_status,
+            save_sha256,
+            skip_saved,
+        ),
     )
 
 
@@ -259,6 +299,15 @@ _DOC_ARGS = """
         pipeline: the most GET requests queued on one connection once CPU limits
             the run: this engine's, or the machine's with a local server (1: never
             pipeline). See the CLI and :mod:`drumfire._pipelining`.
+        data_file: a path template: each row's body is that file, streamed
+            (``--data-file``); ``Content-Type`` from its name unless a header says.
+        files: a multipart form's file parts, as requests' ``files=``:
+            ``{"field": "{path}"}`` or ``{"field": ("{path}", "image/png")}``
+            (path templates); ``form``: its text parts, ``{"name": "{value}"}``.
+        save_body: a path template: each response body (of ``save_status``,
+            default ``"2xx"``) is streamed to that file under ``save_dir``;
+            the result gets ``saved_path``, ``saved_bytes`` (and
+            ``saved_sha256`` with ``save_sha256=True``). See ``--save-body``.
         output: a file (str or Path) that each result is written to as it
             completes, as ``-o`` (``output_format=`` as ``--output-format``).
         resume: keep the rows already in ``output`` and send only the others.
@@ -330,7 +379,7 @@ async def _arun(
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
-    blank = BlankFields(tuple(name for name, _ in job.extract))
+    blank = BlankFields(tuple(job.field_names()))
 
     def on_result(result: Result) -> None:
         backlog.append(blank(result))
@@ -401,7 +450,7 @@ def run(
     # the flag telling the consumer to resume, so neither side can wait forever.
     paused = [False]
     state: dict[str, Any] = {}
-    blank = BlankFields(tuple(name for name, _ in job.extract))
+    blank = BlankFields(tuple(job.field_names()))
 
     def on_result(result: Result) -> None:
         out.put(blank(result))

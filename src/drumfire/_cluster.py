@@ -11,15 +11,16 @@ worker, a retry) writes the same part again, and a task whose part exists
 skips: every input row is in exactly one complete part.
 
 ``dask`` and ``distributed`` are imported inside the functions only: nothing in
-the core imports this module.
+the core imports this module. The work is in four modules: this one drives the
+run from the client (the output directory, the tasks, the live line, the
+summary) and holds the Python API; :mod:`._cluster_plan` cuts the input;
+:mod:`._cluster_task` is the task a worker runs; :mod:`._cluster_store` is
+where input and parts live (local paths, fsspec URLs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import io
 import json
 import math
 import os
@@ -28,658 +29,63 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InputError, UsageError
-from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES
+from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
+from ._cluster_store import (
+    EXTRA,
+    Store,
+    _fs,
+    _module,
+    _require_dask,
+    is_local,
+    local_path,
+    open_binary,
+)
+from ._cluster_task import (
+    REPORT_EVERY,
+    TOPIC,
+    TaskOptions,
+    _results,
+    _run_source,
+    add_figures,
+    figures,
+    open_part,
+    parse_option,
+    run_part,
+)
+from ._errors import UsageError
 
 if TYPE_CHECKING:
     from ._api import Job
     from ._result import Result, Stats
 
-__all__ = ["Part", "plan_parts", "run_cluster", "run_dask", "run_part"]
+__all__ = [
+    "EXTRA",
+    "MANIFEST",
+    "PARTITION_SIZE",
+    "REPORT_EVERY",
+    "TOPIC",
+    "Part",
+    "Store",
+    "TaskOptions",
+    "add_figures",
+    "connect",
+    "figures",
+    "is_local",
+    "local_path",
+    "open_binary",
+    "open_part",
+    "parse_option",
+    "part_name",
+    "plan_parts",
+    "run_cluster",
+    "run_dask",
+    "run_part",
+    "split_job",
+]
 
-EXTRA = "pip install 'drumfire[dask]'"
 MANIFEST = "_drumfire_cluster.json"
-#: Input bytes per partition by default: about 200,000 short CSV rows, so a
-#: re-run after a worker death costs seconds, and the scheduler (about 1 ms of
-#: work per task) is never the limit.
-PARTITION_SIZE = 16 * 1024 * 1024
-_SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "text": ".txt"}
-
-
-def _require_dask(what: str) -> None:
-    try:
-        import dask  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError:
-        raise UsageError(f"{what}: needs dask and distributed: {EXTRA}") from None
-
-
-def _module(name: str) -> Any:
-    """An optional dependency, imported when first used (and typed as Any: it ships no types)."""
-    import importlib
-
-    return importlib.import_module(name)
-
-
-# -- where the input and the parts live: a local path, or any fsspec URL ---------------------
-
-
-def is_local(path: str) -> bool:
-    """A local path (``file://`` included); anything else with ``://`` goes through fsspec."""
-    return "://" not in path or path.startswith("file://")
-
-
-def local_path(path: str) -> str:
-    return os.path.abspath(path[7:] if path.startswith("file://") else path)
-
-
-def _fs(url: str) -> tuple[Any, str]:
-    """``(filesystem, path in it)`` for an fsspec URL (``s3://``, ``gs://``, ``memory://``...)."""
-    try:
-        core = _module("fsspec.core")
-    except ImportError:
-        raise UsageError(f"{url!r}: a URL path needs fsspec: {EXTRA}") from None
-    try:
-        fs, path = core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
-        raise UsageError(f"{url!r}: {exc}".splitlines()[0]) from None
-    return fs, path
-
-
-def open_binary(path: str) -> Any:
-    """A file object to read ``path`` (local, or an fsspec URL) as bytes; seekable."""
-    if is_local(path):
-        return open(local_path(path), "rb", buffering=1 << 20)
-    fs, inner = _fs(path)
-    return fs.open(inner, "rb")
-
-
-def _exists(path: str) -> bool:
-    if is_local(path):
-        return os.path.exists(local_path(path))
-    fs, inner = _fs(path)
-    return bool(fs.exists(inner))
-
-
-class Store:
-    """The output dataset directory: where parts are written, found and counted.
-
-    Local (a path or ``file://``): a part is written under a hidden temporary
-    name, synced, and renamed over its final name (atomic on one file system).
-    Any other fsspec URL (an object store: ``s3://``, ``gs://``, ``az://``;
-    ``memory://`` in tests) has no atomic rename: a part is written to its final
-    name in one write (an object store's PUT, or a multipart upload completed
-    at close, is atomic: the object is whole or absent), and it counts as
-    finished only once its entry ``_drumfire_done/part-NNNNNN.json`` is written
-    after it. A part without its entry is written again by the next attempt
-    or ``--resume``; readers skip the ``_``-prefixed entries.
-    """
-
-    DONE = "_drumfire_done"
-
-    def __init__(self, directory: str) -> None:
-        self.local = is_local(directory)
-        if self.local:
-            self.fs: Any = None
-            self.root = local_path(directory)
-        else:
-            self.fs, self.root = _fs(directory)
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.root, name) if self.local else f"{self.root}/{name}"
-
-    def _entry(self, name: str) -> str:
-        return f"{self.root}/{self.DONE}/{name}.json"
-
-    def makedirs(self) -> None:
-        if self.local:
-            os.makedirs(self.root, exist_ok=True)
-        else:
-            self.fs.makedirs(self.root, exist_ok=True)
-
-    def names(self) -> list[str]:
-        if self.local:
-            return os.listdir(self.root)
-        if not self.fs.exists(self.root):
-            return []
-        return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)]
-
-    def remove(self, name: str) -> None:
-        if self.local:
-            os.unlink(os.path.join(self.root, name))
-        else:
-            self.fs.rm(self.path(name), recursive=True)
-
-    def done(self, name: str) -> bool:
-        """Whether the part ``name`` is complete."""
-        if self.local:
-            return os.path.exists(self.path(name))
-        return bool(self.fs.exists(self._entry(name)))
-
-    def read(self, name: str) -> bytes:
-        if self.local:
-            with open(self.path(name), "rb") as f:
-                return f.read()
-        return bytes(self.fs.cat_file(self.path(name)))
-
-    def write(self, name: str, data: bytes, entry: dict[str, Any]) -> None:
-        """Write the part ``name`` so that a partial one is never taken for a finished one."""
-        if not self.local:
-            self.fs.pipe_file(self.path(name), data)
-            self.fs.pipe_file(self._entry(name), json.dumps(entry).encode())
-            return
-        # A name of its own per attempt: two runs of one task never write one file.
-        temp = os.path.join(self.root, f".{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, self.path(name))  # atomic: the part is complete or absent
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-
-    def put_text(self, name: str, text: str) -> None:
-        if self.local:
-            with open(self.path(name) + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(self.path(name) + ".tmp", self.path(name))
-        else:
-            self.fs.pipe_file(self.path(name), text.encode())
-
-    def get_text(self, name: str) -> str | None:
-        try:
-            return self.read(name).decode()
-        except (OSError, ValueError):  # FileNotFoundError included
-            return None
-
-    def clean(self) -> None:
-        """Remove attempts cut short by a dead worker (local temporary files)."""
-        if self.local:
-            for name in os.listdir(self.root):
-                if name.startswith(".part-") and name.endswith(".tmp"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(self.root, name))
-
-
-@dataclass(frozen=True)
-class Part:
-    """One partition of the input: what a task reads. Picklable."""
-
-    index: int
-    path: str
-    fmt: str  # csv, tsv, jsonl, text, parquet
-    start: int  # a byte offset, or the first row group
-    end: int  # a byte offset, or the row group after the last (exclusive)
-    first_row: int  # rows of the input before this partition
-    first_line: int  # the file line where it starts (1-based; 0 for Parquet)
-    rows: int
-    header: bytes = b""
-    encoding: str = "utf-8"
-
-
-def part_name(index: int, out_fmt: str) -> str:
-    return f"part-{index:06d}.{'parquet' if out_fmt == 'parquet' else 'jsonl'}"
-
-
-# -- planning (on the client) ---------------------------------------------------------
-
-
-def plan_parts(
-    path: str, fmt: str, encoding: str = "utf-8", size: int = PARTITION_SIZE
-) -> list[Part]:
-    """Cut ``path`` into partitions of about ``size`` input bytes."""
-    if path == "-":
-        raise UsageError("--cluster: the workers read the input themselves; give a file, not stdin")
-    if not _exists(path):
-        raise InputError(f"input file {path!r} does not exist")
-    if is_local(path):
-        path = local_path(path)
-    if fmt == "parquet":
-        return _plan_parquet(path, size)
-    if path.endswith(".gz"):
-        raise UsageError(
-            f"--cluster: {path!r} is compressed and cannot be cut into byte ranges; "
-            "decompress it first (or convert it to Parquet)"
-        )
-    csv_like = fmt in ("csv", "tsv")
-    delimiter = 9 if fmt == "tsv" else 44  # tab, comma
-    parts: list[Part] = []
-    header = b""
-
-    def part(start: int, end: int, first_row: int, first_line: int, rows: int) -> Part:
-        return Part(
-            len(parts), path, fmt, start, end, first_row, first_line, rows, header, encoding
-        )
-
-    with open_binary(path) as f:
-        offset = 0
-        line_no = 0
-        if csv_like:
-            header = f.readline()
-            offset, line_no = len(header), 1
-        start, first_line, first_row, rows = offset, line_no + 1, 0, 0
-        inside = False  # inside a quoted CSV field: a line start there is no row start
-        # Where the open quote's line ends, and that record's size so far: a quote
-        # that runs past the reader's limits (or to the end) costs one row there,
-        # and reading goes on after its line, as the reader does (see _guarded).
-        reopen, held_lines, held_bytes = (0, 0), 0, 0
-        while True:
-            line = f.readline()
-            if inside and (
-                not line or held_lines >= QUOTE_MAX_LINES or held_bytes >= QUOTE_MAX_BYTES
-            ):
-                offset, line_no = reopen
-                f.seek(offset)
-                inside = False
-                continue
-            if not line:
-                break
-            line_no += 1
-            if not inside:
-                if offset - start >= size and rows:
-                    parts.append(part(start, offset, first_row, first_line, rows))
-                    start, first_line, first_row, rows = offset, line_no, first_row + rows, 0
-                text = line.strip()
-                if text and not (fmt == "text" and text.startswith(b"#")):
-                    rows += 1
-            else:
-                held_lines += 1
-                held_bytes += len(line)
-            offset += len(line)
-            if csv_like and (inside or b'"' in line):
-                was, inside = inside, _ends_inside(line, inside, delimiter)
-                if inside and not was:
-                    reopen, held_lines, held_bytes = (offset, line_no), 0, 0
-        if rows or not parts:
-            parts.append(part(start, offset, first_row, first_line, rows))
-    return parts
-
-
-def _ends_inside(line: bytes, inside: bool, delimiter: int) -> bool:
-    """Whether ``line`` ends inside a quoted field, by the csv module's rules: a quote
-    opens a field only at its start, ``""`` in a quoted field is a quote, and text
-    after a closing quote goes on unquoted (the reader is not strict)."""
-    quoted, after_quote, at_start = inside, False, not inside
-    for c in line:
-        if quoted:
-            if c == 34:
-                quoted, after_quote = False, True
-            continue
-        if after_quote and c == 34:  # "" inside a quoted field
-            quoted, after_quote = True, False
-            continue
-        after_quote = False
-        if c == delimiter or c in (10, 13):
-            at_start = True
-        elif at_start and c == 34:
-            quoted, at_start = True, False
-        else:
-            at_start = False
-    return quoted
-
-
-def _parquet_files(path: str) -> list[str]:
-    if is_local(path):
-        if os.path.isdir(path):
-            return sorted(
-                os.path.join(path, n)
-                for n in os.listdir(path)
-                if n.endswith((".parquet", ".pq")) and not n.startswith((".", "_"))
-            )
-        return [path]
-    fs, inner = _fs(path)
-    if not fs.isdir(inner):
-        return [path]
-    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(inner, detail=False)]
-    return sorted(
-        f"{path.rstrip('/')}/{n}"
-        for n in names
-        if n.endswith((".parquet", ".pq")) and not n.startswith((".", "_"))
-    )
-
-
-def _plan_parquet(path: str, size: int) -> list[Part]:
-    from ._parquet import require_pyarrow
-
-    _, pq = require_pyarrow("--cluster")
-    parts: list[Part] = []
-    first_row = 0
-    for name in _parquet_files(path):
-        with open_binary(name) as f:
-            meta = pq.ParquetFile(f).metadata
-        start, rows, nbytes = 0, 0, 0
-        for group in range(meta.num_row_groups):
-            if nbytes >= size and rows:
-                parts.append(Part(len(parts), name, "parquet", start, group, first_row, 0, rows))
-                first_row, start, rows, nbytes = first_row + rows, group, 0, 0
-            rows += meta.row_group(group).num_rows
-            nbytes += meta.row_group(group).total_byte_size
-        if rows:
-            parts.append(
-                Part(len(parts), name, "parquet", start, meta.num_row_groups, first_row, 0, rows)
-            )
-            first_row += rows
-    return parts
-
-
-# -- one partition (on a worker) ------------------------------------------------------
-
-
-def open_part(part: Part, scratch: str) -> Any:
-    """The partition's rows as a Source, its row numbers and lines those of the whole input."""
-    from ._rows import InputProblem
-    from ._sources import Source, open_source
-
-    if part.fmt == "parquet":
-        from ._frames import frame_source
-        from ._parquet import require_pyarrow
-
-        _, pq = require_pyarrow("--cluster")
-        with open_binary(part.path) as f:
-            table = pq.ParquetFile(f).read_row_groups(list(range(part.start, part.end)))
-        source = frame_source(table, "arrow")
-        line_shift = 0
-    else:
-        # The worker copies its byte range to a local file (behind the header)
-        # and reads it as drumfire reads any input: same parsing, same input errors.
-        local = os.path.join(scratch, "input" + _SUFFIX[part.fmt])
-        with open_binary(part.path) as src, open(local, "wb") as dst:
-            dst.write(part.header)
-            src.seek(part.start)
-            left = part.end - part.start
-            while left > 0:
-                block = src.read(min(left, 1 << 20))
-                if not block:
-                    break
-                dst.write(block)
-                left -= len(block)
-        source = open_source(local, part.fmt, part.encoding, count=False)
-        line_shift = part.first_line - (2 if part.header else 1)
-
-    def shifted(items: Iterator[Any]) -> Iterator[Any]:
-        for n, row in items:
-            if isinstance(row, InputProblem):
-                row = InputProblem(row.line + line_shift, row.message)
-            yield n + part.first_row, row
-
-    return Source(shifted(source.items), source.columns, source.fmt, part.rows, source.close)
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """What a task needs beyond the job's settings (picklable).
-
-    ``parse``: ``--parse``, as (file name, the file's text, function name): the
-    file travels with the task, so the workers need not share the client's
-    files (what it imports must be installed on them). ``again``:
-    ``--retry-failed``'s :class:`~drumfire._resume.Selection`: the rows of a
-    finished part it picks are sent again and the part rewritten.
-    """
-
-    parse: tuple[str, bytes, str] | None = None
-    again: Any = None
-
-
-def parse_option(spec: str) -> tuple[str, bytes, str]:
-    """``FILE.py:FUNCTION`` (already checked by loading it) as a task carries it."""
-    path, _, name = spec.rpartition(":")
-    with open(path, "rb") as f:
-        return os.path.basename(path), f.read(), name
-
-
-_PARSERS: dict[str, Any] = {}  # loaded --parse functions, per worker process
-
-
-def _parser(spec: tuple[str, bytes, str]) -> Any:
-    """The ``--parse`` function on a worker: the file written once and loaded once."""
-    from ._parse import load_parse_function
-
-    filename, text, name = spec
-    key = hashlib.sha256(text).hexdigest()[:16] + ":" + name
-    func = _PARSERS.get(key)
-    if func is None:
-        folder = os.path.join(tempfile.gettempdir(), f"drumfire-parse-{key[:16]}")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, filename)
-        if not os.path.exists(path):
-            temp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(temp, "wb") as f:
-                f.write(text)
-            os.replace(temp, path)
-        func = _PARSERS[key] = load_parse_function(f"{path}:{name}")
-    return func
-
-
-def _results(
-    part: Part, job: Job, options: TaskOptions | None = None, skip: Any = None
-) -> tuple[list[Result], Stats]:
-    """Run the partition's rows through the engine on its own loop and thread."""
-    parse = _parser(options.parse) if options is not None and options.parse else None
-    with tempfile.TemporaryDirectory(prefix="drumfire-part-") as scratch:
-        source = open_part(part, scratch)
-        try:
-            return _run_source(source, job, part.index, parse=parse, skip=skip)
-        finally:
-            if source.close is not None:
-                source.close()
-
-
-def _run_source(
-    source: Any, job: Job, index: int, *, parse: Any = None, skip: Any = None
-) -> tuple[list[Result], Stats]:
-    """The engine on an event loop of its own, in a thread of its own (the task's
-    thread waits, sending progress events; the worker's own loop is never used).
-
-    ``skip``: ids of rows the part keeps (``--retry-failed``); input-error rows
-    are then kept too (sent again they would fail the same way)."""
-    from ._loop import new_event_loop
-
-    results: list[Result] = []
-    extra: dict[str, Any] = {}
-    if skip is not None:
-        extra = {"skip": skip, "skip_problem": lambda line: True}
-    engine = job.engine(source, results.append, parse=parse, **extra)
-    loop = new_event_loop()
-    failure: list[BaseException] = []
-    stats: list[Stats] = []
-
-    def work() -> None:
-        try:
-            stats.append(loop.run_until_complete(engine.run(source.items, source.total)))
-        except BaseException as exc:  # handed to the task's thread
-            failure.append(exc)
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=work, name=f"drumfire-part-{index}")
-    thread.start()
-    report = _reporter(index)
-    seen = failed = 0
-    while thread.is_alive():
-        thread.join(REPORT_EVERY)
-        if report is not None:  # rows done so far, for the client's live line
-            now = len(results)
-            failed += sum(1 for r in results[seen:now] if r.error)
-            seen = now
-            report({"part": index, "done": now, "failed": failed})
-    if failure:
-        raise failure[0]
-    return results, stats[0]
-
-
-REPORT_EVERY = 0.5  # seconds between a running partition's progress events
-TOPIC = "drumfire-progress"
-
-
-def _reporter(index: int) -> Any:
-    """Sends progress events to the client when running as a Dask task (else None)."""
-    try:
-        worker = _module("distributed").get_worker()
-    except (ImportError, ValueError):
-        return None
-
-    def report(msg: dict[str, Any]) -> None:
-        worker.log_event(TOPIC, msg)
-
-    return report
-
-
-def _records(data: bytes, out_fmt: str) -> list[tuple[str, int | None, str]]:
-    """``(id, status, error)`` of every row of a part, in its order."""
-    if out_fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(data), columns=["id", "status", "error"])
-        return list(
-            zip(
-                (str(i) for i in table.column("id").to_pylist()),
-                table.column("status").to_pylist(),
-                (e or "" for e in table.column("error").to_pylist()),
-                strict=True,
-            )
-        )
-    records = []
-    for line in data.splitlines():
-        row = json.loads(line)
-        records.append((str(row["id"]), row["status"], row["error"] or ""))
-    return records
-
-
-def _encode(results: list[Result], job: Job, out_fmt: str, learn: bool) -> bytes:
-    """A part's bytes: a Parquet file, or JSON Lines."""
-    names = [name for name, _ in job.extract]
-    if out_fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        from ._parquet import results_table
-
-        buffer = io.BytesIO()
-        pq.write_table(results_table(results, names, job.keep, learn=learn), buffer)
-        return buffer.getvalue()
-    from ._result import BlankFields
-
-    blank = BlankFields(tuple(names))
-    return b"".join(
-        json.dumps(blank(r).as_dict(), default=str).encode() + b"\n" for r in results
-    )
-
-
-def _merge(
-    old: bytes, keep: list[bool], results: list[Result], job: Job, out_fmt: str, learn: bool
-) -> bytes:
-    """A rewritten part: the rows it keeps (in order), then the rows sent again."""
-    new = _encode(results, job, out_fmt, learn)
-    if out_fmt != "parquet":
-        kept = [line for line, k in zip(old.splitlines(), keep, strict=True) if k]
-        return b"".join(line + b"\n" for line in kept) + new
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    before = pq.read_table(io.BytesIO(old)).filter(pa.array(keep, pa.bool_()))
-    after = pq.read_table(io.BytesIO(new))
-    try:
-        table = pa.concat_tables([before, after], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # A column typed differently in the two (numbers before, text now): text in both.
-        for name in set(before.column_names) & set(after.column_names):
-            a, b = before.schema.field(name).type, after.schema.field(name).type
-            if a != b:
-                i, j = before.column_names.index(name), after.column_names.index(name)
-                before = before.set_column(i, name, before.column(name).cast(pa.string()))
-                after = after.set_column(j, name, after.column(name).cast(pa.string()))
-        table = pa.concat_tables([before, after], promote_options="permissive")
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
-
-
-def figures(stats: Stats) -> dict[str, Any]:
-    """A partition's :class:`Stats` as plain values, for the client to add up."""
-    return {
-        "done": stats.done,
-        "ok": stats.ok,
-        "requests": stats.requests,
-        "reasons": dict(stats.reasons),
-        "statuses": dict(stats.statuses),
-        "latency": stats.latency.encode(),
-        "examples": dict(stats.examples),
-        "duplicates": stats.duplicates,
-        "pipelined": stats.pipelined,
-    }
-
-
-def add_figures(stats: Stats, got: dict[str, Any]) -> None:
-    """Add a partition's :func:`figures` to the run's ``stats``."""
-    stats.done += got["done"]
-    stats.ok += got["ok"]
-    stats.requests += got["requests"]
-    stats.reasons.update(got["reasons"])
-    stats.statuses.update(got["statuses"])
-    stats.latency.decode_and_add(got["latency"])
-    for reason, example in got["examples"].items():
-        stats.examples.setdefault(reason, example)
-    stats.duplicates += got["duplicates"]
-    stats.pipelined += got["pipelined"]
-
-
-def run_part(
-    part: Part, job: Job, directory: str, out_fmt: str, options: TaskOptions | None = None
-) -> dict[str, Any]:
-    """The Dask task: write the partition's part unless it is there; its figures.
-
-    A finished part is kept as it is, unless some of its rows are to be sent
-    again (``cancelled`` ones, as every resume does, or those ``--retry-failed``
-    picks): then those rows alone are sent and the part is rewritten whole.
-    """
-    from ._resume import DoneIds, is_cancelled
-
-    options = options or TaskOptions()
-    store = Store(directory)
-    name = part_name(part.index, out_fmt)
-    learn = options.parse is not None
-    started = time.monotonic()
-    kept = 0
-    if store.done(name):  # done before (a re-run of this task, or --resume)
-        old = store.read(name)
-        records = _records(old, out_fmt)
-        again = options.again
-        keep = [
-            r[0] == "" or not (is_cancelled(r) or (again is not None and again.matches(r[2], r[1])))
-            for r in records
-        ]
-        failed_kept = sum(1 for r, k in zip(records, keep, strict=True) if k and r[2])
-        if all(keep):
-            return {
-                "index": part.index,
-                "rows": len(records),
-                "failed": failed_kept,
-                "skipped": True,
-            }
-        ids = DoneIds(r[0] for r, k in zip(records, keep, strict=True) if k and r[0] != "")
-        results, stats = _results(part, job, options, skip=ids.take)
-        data = _merge(old, keep, results, job, out_fmt, learn)
-        kept = keep.count(True)
-    else:
-        failed_kept = 0
-        results, stats = _results(part, job, options)
-        data = _encode(results, job, out_fmt, learn)
-    failed = failed_kept + sum(1 for r in results if r.error)
-    store.write(name, data, {"rows": kept + len(results), "failed": failed})
-    return {
-        "index": part.index,
-        "rows": kept + len(results),
-        "failed": failed,
-        "skipped": False,
-        "kept": kept,
-        "seconds": time.monotonic() - started,
-        "stats": figures(stats),
-    }
 
 
 # -- the run (on the client) ----------------------------------------------------------

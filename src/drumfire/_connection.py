@@ -31,6 +31,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from . import _bodies
 from ._errors import ProtocolError, RequestError, UsageError, reason_for
 from ._http import MAX_HEADER, Response, ResponseReader
 
@@ -107,6 +108,10 @@ class Connection(asyncio.Protocol):
         # Requests the server will still answer here (its last "Keep-Alive: max"),
         # counting those in flight; None: it did not say.
         self.left: int | None = None
+        # A request body streamed from files (drumfire._bodies), and whether the
+        # transport asked to stop writing (its buffer is full) until it drains.
+        self.pump: Any = None
+        self.write_paused = False
 
     # -- owner side ----------------------------------------------------------
 
@@ -179,6 +184,8 @@ class Connection(asyncio.Protocol):
             self._write_later(data)
         else:
             self.transport.write(data)
+        if type(data) is not bytes:  # a body from files, a body to save: see _bodies
+            _bodies.start(self, data)
 
     def begin(self, flight: Any, deadline: float) -> None:
         """IDLE -> BUSY with ``flight``, for a subclass that writes the request itself."""
@@ -293,6 +300,8 @@ class Connection(asyncio.Protocol):
         self._hand_back()
 
     def _closed(self) -> None:
+        if self.pump is not None or self.reader.sink is not None:
+            _bodies.closed(self)
         if self.state is not CLOSED:
             self.state = CLOSED
             self.owner.on_closed(self)
@@ -337,6 +346,8 @@ class Connection(asyncio.Protocol):
         except RequestError as exc:
             self.abort(exc.reason, str(exc))
             return
+        if self.pump is not None:
+            _bodies.answered_early(self, responses)
         if len(responses) == 1:
             self._complete(responses[0])
         elif not responses:
@@ -375,6 +386,14 @@ class Connection(asyncio.Protocol):
             self.left = response.left
         self.close()  # hands back whatever was queued behind
         self.owner.on_responses(self, [(flight, response)])
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.pump is not None:
+            self.pump.run()
 
     def eof_received(self) -> bool | None:
         # Let the transport close; connection_lost does the bookkeeping.

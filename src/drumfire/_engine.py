@@ -137,7 +137,13 @@ class Engine(Settling, Lifecycle):
             duplicates=duplicates,
         )
         #: Answers -> result rows (extraction, --parse, kept columns).
-        self.finisher = Finisher(self.extractor, parse, self.rows.kept if self.keep else None)
+        self.finisher = Finisher(
+            self.extractor,
+            parse,
+            self.rows.kept if self.keep else None,
+            # File options (drumfire._bodies.FilePlan): a saved body's path, size, hash.
+            files=getattr(plan, "files", None),
+        )
         self.concurrency = most
         self._total = most  # most requests in flight in the whole run (× depth when pipelining)
         #: Most rows read ahead into the origins' queues while their origin is full:

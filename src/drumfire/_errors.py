@@ -66,6 +66,8 @@ class Reason(enum.StrEnum):
     INPUT = "input"  # a bad input line
     TEMPLATE = "template"  # a value a template cannot take
     CANCELLED = "cancelled"  # the run stopped before the row's answer came
+    FILE = "file"  # a file to send is missing, unreadable or changed (file: PATH: why)
+    SAVE = "save"  # a --save-body path refused, or a body not written (save: PATH: why)
 
 
 class DrumfireError(Exception):

@@ -109,7 +109,7 @@ class Output:
             self.sink = open_sink(
                 self.path,
                 fmt,
-                [name for name, _ in job.extract],
+                job.field_names(),
                 list(job.keep),
                 append=self.resume,
                 learn=learn,
@@ -165,9 +165,15 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
     output = Output(kwargs)
     source = open_rows(rows, kwargs)
     try:
+        if output.resume and kwargs.get("save_body") is not None:
+            kwargs["skip_saved"] = True  # a row whose file is complete is not sent again
         job = make_job(url, **kwargs)
         job.check(job.plan(), source)  # a template error before the output is touched
         job.extractor()
+        if job.skip_saved:
+            from ._bodies import clean_temps
+
+            clean_temps(job)
         output.open(job, learn)
     except BaseException:
         if source.close is not None:

@@ -29,17 +29,19 @@ class Finisher:
     columns (None when none are kept).
     """
 
-    __slots__ = ("extractor", "kept", "parse")
+    __slots__ = ("extractor", "files", "kept", "parse")
 
     def __init__(
         self,
         extractor: Extractor | None,
         parse: Callable[[Response], Mapping[str, Any]] | None,
         kept: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None,
+        files: Any = None,
     ) -> None:
         self.extractor = extractor
         self.parse = parse
         self.kept = kept
+        self.files = files  # drumfire._bodies.FilePlan: saved bodies' fields
 
     def results(self, answered: list[tuple[Flight, Response]], now: float) -> list[Result]:
         """The rows of flights answered at ``now``, in the same order."""
@@ -49,6 +51,7 @@ class Finisher:
         parse = self.parse
         kept = self.kept
         loads = orjson.loads
+        files = self.files
         done: list[Result] = []
         for flight, response in answered:
             status = response.status
@@ -80,6 +83,8 @@ class Finisher:
                     fields = {**fields, **parsed} if fields else dict(parsed)
             if response.error:  # a body that could not be decoded (encoding: ...)
                 error = response.error
+            if files is not None:  # a saved body: its path, size and hash
+                fields, error = files.finish(flight.prepared, response, fields, error)
             done.append(
                 _new_result(
                     Result,

@@ -24,7 +24,7 @@ import httptools
 import orjson
 
 from ._decoding import Decoder, UnknownEncoding
-from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError
+from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError, RequestError
 from ._settings import MAX_BODY
 
 __all__ = ["MAX_HEADER", "Headers", "Response", "ResponseReader", "encode_request_head"]
@@ -321,7 +321,9 @@ class ResponseReader:
         "heads",
         "max_body",
         "max_header",
+        "saver",
         "shapes",
+        "sink",
         "started",
     )
 
@@ -337,6 +339,10 @@ class ResponseReader:
         self._expected = 0  # responses still owed: requests sent and not answered
         self._out: list[Response] = []
         self._done: Response | None = None  # the last response returned
+        # --save-body (see drumfire._savebody): the next response's target, and
+        # the sink its body streams to instead of being kept.
+        self.saver: Any = None
+        self.sink: Any = None
         self._reset(False)
 
     def _reset(self, head: bool) -> None:
@@ -403,6 +409,9 @@ class ResponseReader:
             self._interim = True
             return
         self._headers_done = True
+        if self.saver is not None:
+            saver, self.saver = self.saver, None
+            self.sink = saver.start(status)
         if self._encoding is not None:
             try:
                 self._decoder = Decoder(self._encoding, self.max_body)
@@ -434,6 +443,9 @@ class ResponseReader:
         self._size += len(body)
         if self._size > self.max_body:
             raise BodyTooLarge(self.max_body)
+        if self.sink is not None:
+            self.sink.write(body)
+            return
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
@@ -454,6 +466,11 @@ class ResponseReader:
                 self._chunks.append(rest)
             if not self._decoder.finished:
                 raise ProtocolError("truncated compressed body")
+        if self.sink is not None:  # --save-body: the body went to its file
+            sink, self.sink = self.sink, None
+            sink.write(b"".join(self._chunks))
+            sink.finish()
+            self._chunks = []
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         keep_alive = not (self._until_close or self._left == 0) and bool(
@@ -492,7 +509,7 @@ class ResponseReader:
             if self._done is not None:
                 self._done.keep_alive = False
             return out
-        if not self.started and not self._head:
+        if not self.started and not self._head and self.saver is None:
             data = self._quick(data)
             if not data or self._expected == 0:
                 if data and self._done is not None:
@@ -514,7 +531,7 @@ class ResponseReader:
                 self._parser = httptools.HttpResponseParser(self)
                 return out
             cause = exc.__context__
-            if isinstance(cause, (BodyTooLarge, ProtocolError)):
+            if isinstance(cause, RequestError):  # too large, protocol, save
                 raise cause from None
             raise ProtocolError(f"malformed response: {exc}") from None
         if out and self._head:
@@ -601,6 +618,12 @@ class ResponseReader:
             left = _answers_left(value)
             keep_alive = left is None or left > 0
         return status, tuple(changed), int(digits), keep_alive, left
+
+    def drop_sink(self) -> None:
+        """The response will not complete: remove the body's temporary file (--save-body)."""
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.abort()
 
     def eof(self) -> Response | None:
         """The peer closed: return a close-delimited response, or None.

@@ -9,6 +9,16 @@ Each strategy answers one question, in the manner of aiometer's meters:
 The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
+
+One module (about 700 lines, over issue 18's ~600) on purpose: it is one
+controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
+:class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
+state on every throttled answer; their thresholds are tuned together (the 15 %
+share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
+"dense", the half-second bucket) and the benchmark figures (docs/benchmarks.md)
+hold for them as a set, so a reader changing one needs the others in view. More
+than half of the lines are the reasons for those numbers. The quota and rate
+parsers at the end are the only separable part (60 lines).
 """
 
 from __future__ import annotations
@@ -423,7 +433,10 @@ class OriginLimit:
     OVER = 1.03
     #: Seconds after a retried request was throttled again during which the found
     #: rate is cut back to the accepted one (a rate limit throttles retries too).
-    AGAIN = 5.0
+    AGAIN = 30.0
+    #: Share of recent answers throttled above which every cut of the concurrency
+    #: also lowers a found rate (a rate limit met well above its rate).
+    DENSE = 0.3
     #: Answers looked at for quota headers before deciding the server sends none.
     WATCH = 16
 
@@ -556,7 +569,17 @@ class OriginLimit:
                 # one, too short a time; what was sent, less the share throttled,
                 # says as much. Later cuts (if the throttling goes on) go lower.
                 accepted = max(accepted, self.sent / (now - born) * (1.0 - self.share))
-            if accepted > 0.0:  # nothing accepted (an outage): a rate would mean nothing
+            # Later cuts lower the rate only when throttling is dense, or retried
+            # rows are throttled too: a server that throttles a share of rows' first
+            # attempts (10 %, say) has the concurrency cut now and then by bursts of
+            # them, and each lowering the rate to what was accepted in a CPU dip
+            # ratcheted it down.
+            lowers = (
+                cubic.rate is None
+                or self.share >= self.DENSE
+                or now - self._again_at <= self.AGAIN
+            )
+            if accepted > 0.0 and lowers:  # nothing accepted (an outage): no rate from it
                 self._rate_cut = now
                 cubic.throttle(now, accepted)
                 self._metered(now)

@@ -137,7 +137,8 @@ class Stats:
             self.statuses[status] += 1
         if result.error:
             self.reasons[result.error.partition(":")[0]] += 1
-        elif status is not None and 200 <= status < 300:
+        elif status is None or 200 <= status < 300:
+            # (no status and no error: a row whose file --resume found complete, --save-body)
             self.ok += 1
         else:
             self.reasons[f"http {status}"] += 1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._request import Prepared
 from ._result import Result, Stats
+from ._savebody import RowOutcome
 
 if TYPE_CHECKING:
     from ._limits import OriginLimit
@@ -175,6 +176,8 @@ class Rows:
                 None,
                 self.kept(row),
             )
+        except RowOutcome as exc:  # file options: a file that cannot be sent or saved
+            return Result(id_, None, 0.0, 0, exc.error, exc.fields, self.kept(row))
         except ValueError as exc:
             return Result(id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self.kept(row))
         return Flight(-1, id_, row, prepared)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import time
 
+from ._bodies import redirect  # keeps a body streamed from files, and the save target
 from ._connection import Connection
 from ._core import EngineCore
 from ._errors import explain
 from ._http import Response
 from ._limits import OriginLimit, parse_quota
-from ._request import redirect
 from ._result import Result
 from ._rows import Flight
 

@@ -28,6 +28,7 @@ import orjson
 from rich.console import Console
 
 from ._api import Job, make_job
+from ._bodies import clean_temps
 from ._cli_common import (
     CONTEXT,
     basic_auth_header,
@@ -187,6 +188,62 @@ class _Commands(click.Group):
 def main() -> None:
     """Send a very large batch of HTTP requests as fast as the server answers,
     keep every result, and tell how fast that was."""
+
+
+def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Files in and out (drumfire._bodies): passed to make_job as they are."""
+    options = [
+        click.option(
+            "--data-file",
+            "data_file",
+            default=None,
+            metavar="TEMPLATE",
+            help="A file per row as the body, streamed: a path template ('{path}'; "
+            "-d @{path} says the same). Content-Type from its name unless -H says.",
+        ),
+        click.option(
+            "-F",
+            "--form",
+            "form",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="A multipart form field, as curl's -F: 'name=value' (templated) or "
+            "'name=@{path}' (a file, ;type=MEDIA ;filename=NAME). Repeatable.",
+        ),
+        click.option(
+            "--save-body",
+            "save_body",
+            default=None,
+            metavar="TEMPLATE",
+            help="Save each response body to this path (a template, relative to "
+            "--save-dir), streamed to disk, renamed when complete.",
+        ),
+        click.option(
+            "--save-dir",
+            "save_dir",
+            default=".",
+            show_default=True,
+            metavar="DIR",
+            help="The directory --save-body paths are in; a row's path never leaves it.",
+        ),
+        click.option(
+            "--save-status",
+            "save_status",
+            default="2xx",
+            show_default=True,
+            metavar="LIST",
+            help="Statuses whose body --save-body saves: 200,404, 2xx, all.",
+        ),
+        click.option(
+            "--save-sha256",
+            "save_sha256",
+            is_flag=True,
+            help="Add each saved file's SHA-256 to its row (saved_sha256).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @main.command("run", context_settings=CONTEXT)
@@ -479,6 +536,7 @@ def main() -> None:
     help="With --cluster: input bytes per partition (one task, one part file).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
+@file_options
 def run_command(
     input_path: str,
     url: str,
@@ -528,6 +586,7 @@ def run_command(
     cluster: str | None,
     partition_size: str,
     quiet: bool,
+    **files: Any,
 ) -> None:
     """Send one request per row of INPUT (CSV/TSV with a header, JSON Lines, Parquet, a
     text file of URLs, or - for stdin) and write one result row per input row.
@@ -542,10 +601,14 @@ def run_command(
         url, header_lines = _credentials(url, user, headers)
         pairs = parse_extract_options(extract)
         keep_columns = _split_columns(keep)
+        if data is not None and data.startswith("@") and "{" in data:
+            files["data_file"], data = data[1:], None  # -d @{path}: a file per row
+        files["skip_saved"] = bool(resume or retry_failed is not None)
         job = make_job(
             url,
             method=method,
             headers=header_lines,
+            **files,
             data=read_data(data),
             json=read_data(json_data),
             extract=pairs,
@@ -594,6 +657,10 @@ def run_command(
         if cluster is not None:  # a thin layer: see _cluster.py and "On a Dask cluster"
             from ._cluster import TaskOptions, parse_option, run_cluster
 
+            if job.uses_files():
+                raise UsageError(
+                    "--cluster: --data-file, -F or --save-body is not supported with a cluster yet"
+                )
             if limit is not None:
                 raise UsageError("--cluster: -n/--limit is not supported with a cluster yet")
             if nprocs > 1:
@@ -644,7 +711,9 @@ def run_command(
                 return again is not None and again.matches(error, status)
 
             resumed = scan_output(output, out_fmt, resend) if resuming else None
-            fields = [n for n, _ in pairs]
+            fields = job.field_names()
+            if job.skip_saved:
+                clean_temps(job)  # what a stopped run left (see --save-body)
 
             def open_output() -> Sink:
                 return open_sink(

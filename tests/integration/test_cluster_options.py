@@ -220,3 +220,43 @@ def test_local_cluster_starts_while_the_default_dashboard_port_is_taken() -> Non
             cluster.close()
     finally:
         holder.close()
+
+
+def test_resume_sends_the_cancelled_rows_of_a_finished_part_again(tmp_path: Path) -> None:
+    # A finished part holding `cancelled` rows (its target was unreachable and the
+    # partition stopped): the task of a --resume sends those rows again, and only
+    # those, and rewrites the part whole. (run_part in this process: no cluster needed.)
+    from drumfire._api import make_job
+    from drumfire._cluster import plan_parts, run_part
+
+    src = write_input(tmp_path / "in.csv", 20)
+    (part,) = plan_parts(str(src), "csv", size=1 << 30)
+    out = tmp_path / "out.jsonl"
+    out.mkdir()
+    seen: Counter[str] = Counter()
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        q = parse_qs(urlsplit(target).query).get("q", [""])[0]
+        seen[q] += 1
+        return respond(200, {"q": q})
+
+    with ScriptedServer(handler) as srv:
+        job = make_job(srv.base_url + "/x?q={q}", extract={"q": "q"})
+        first = run_part(part, job, str(out), "jsonl")
+        assert (first["rows"], first["skipped"]) == (20, False)
+        path = out / "part-000000.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for row in rows:
+            if row["id"] in ("r3", "r7"):
+                row.update(status=None, error="cancelled", q=None)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        again = run_part(part, job, str(out), "jsonl")
+        skipped = run_part(part, job, str(out), "jsonl")
+    assert (again["rows"], again["kept"], again["stats"]["done"]) == (20, 18, 2)
+    assert skipped["skipped"]  # nothing left to send: the part stays as it is
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(20))
+    assert all(r["status"] == 200 and r["error"] == "" and r["q"] for r in rows)
+    assert all(seen[f"v{i}"] == (2 if i in (3, 7) else 1) for i in range(20))

@@ -378,3 +378,23 @@ def test_a_found_rate_is_cut_back_to_the_accepted_one_only_for_a_rate_limit(
         assert lowest < 600.0
     else:
         assert lowest == 1000.0
+
+
+def test_bursts_of_throttled_first_attempts_do_not_ratchet_a_found_rate() -> None:
+    # A rate was found (1,000/s). The server then throttles a tenth of rows' first
+    # attempts, in bursts (5 in a row out of 50), and accepts 450/s: the bursts cut
+    # the concurrency, but they are not a rate limit (no retried row is throttled,
+    # and most answers are accepted): the rate is not lowered to what was accepted.
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    assert host.cubic is not None
+    host.cubic.throttle(0.0, accepted=1000.0)
+    now, lowest = 0.0, 1000.0
+    for i in range(2000):  # 4 s
+        now += 0.002
+        if i % 50 < 5:
+            host.throttled(now, 0.001, 1.0)
+        else:
+            host.answered(now, 0.001, 1)
+        lowest = min(lowest, host.cubic.at(now) or 0.0)
+    assert host.limit.cuts > 0  # the concurrency was cut
+    assert lowest == 1000.0

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
+from .._bodies import static_form
 from .._cli_common import (
     CONTEXT,
     basic_auth_header,
@@ -158,6 +159,15 @@ def _check_output(path: str | None, option: str) -> None:
     help="Request body; @FILE reads a file (a template with --input).",
 )
 @click.option(
+    "-F",
+    "--form",
+    "form",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A multipart form field, as curl's -F: 'name=value' or 'name=@FILE' "
+    "(;type=MEDIA ;filename=NAME); the form is built once and sent with every request.",
+)
+@click.option(
     "-c",
     "--concurrency",
     type=click.IntRange(1, 100_000),
@@ -237,6 +247,7 @@ def bench_command(
     method: str | None,
     headers: tuple[str, ...],
     data: str | None,
+    form: tuple[str, ...],
     concurrency: int | None,
     rate: str | None,
     old_rate: str | None,
@@ -305,6 +316,18 @@ def bench_command(
         except UsageError as exc:
             _fail(str(exc))
     try:
+        body = read_data(data)
+    except UsageError as exc:
+        _fail(str(exc))
+    if form:  # an image upload, say: the form is encoded once (see drumfire._bodies)
+        if data is not None:
+            _fail("the body is given twice: -d and -F")
+        try:
+            body, form_type = static_form(form)
+        except UsageError as exc:
+            _fail(str(exc))
+        header_lines.append(f"Content-Type: {form_type}")
+    try:
         plan = _plan(
             single if single is not None else template,
             rows=None,
@@ -312,7 +335,7 @@ def bench_command(
             input_format=input_format,
             method=method,
             headers=header_lines,
-            data=read_data(data),
+            data=body,
             concurrency=concurrency,
             rate=rate,
             requests=requests,

@@ -1,0 +1,498 @@
+"""Files in and out of requests: a file per row as the body, multipart forms, saved bodies.
+
+:class:`FilePlan` wraps a :class:`~drumfire._request.RequestPlan`. Per row it
+renders the file paths, checks each file (a missing or unreadable one is the
+row's error, ``file: PATH: why``), and returns a request whose ``data`` is
+the request head as a :class:`Streamed` (a ``bytes`` subclass) carrying what
+the connection streams after it: the body's *segments* (bytes, and files read
+in bounded chunks when written) and the row's :class:`SaveTarget`.
+
+The connection writes the head as any request, then hands the rest to a
+:class:`BodyPump`, which writes one chunk at a time and stops whenever the
+transport's buffer is full (``pause_writing``) until it drains
+(``resume_writing``): at most a chunk and the transport's high-water mark are
+held per connection, whatever the file sizes. The segments are a description,
+not the bytes, so a retry or a redirect writes the same body again.
+
+A plan without file options is left as it was: nothing here runs, and the
+connection's only cost is one ``type(data) is bytes`` test per request.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._errors import UsageError
+from ._multipart import FileSegment, Part, Segment, boundary, content_type_for, encode, length
+from ._request import Prepared, RequestPlan
+from ._request import redirect as _redirect
+from ._savebody import RowOutcome, Saver, SaveSpec, SaveTarget, parse_statuses
+from ._template import Template
+
+if TYPE_CHECKING:
+    from ._http import Response
+
+__all__ = [
+    "CHUNK",
+    "BodyPump",
+    "FilePlan",
+    "FormField",
+    "Streamed",
+    "parse_form_option",
+    "redirect",
+]
+
+#: Bytes read from a file per write: with the transport's 64 KiB high-water mark,
+#: a connection holds at most about twice this of a body in memory.
+CHUNK = 64 * 1024
+_EMPTY_BODY_END = b"Content-Length: 0\r\n\r\n"
+_new_prepared = tuple.__new__
+
+
+class Streamed(bytes):
+    """A request head whose body (``segments``) is written after it, and the row's
+    :class:`SaveTarget` (``save``) for its response's body. Either may be None."""
+
+    segments: tuple[Segment, ...] | None
+    save: SaveTarget | None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_streamed, (bytes(self), self.segments, self.save))
+
+
+def _streamed(
+    head: bytes, segments: tuple[Segment, ...] | None, save: SaveTarget | None
+) -> Streamed:
+    out = Streamed(head)
+    out.segments = segments
+    out.save = save
+    return out
+
+
+class FormField(NamedTuple):
+    """One ``-F`` field: a text part (``value`` a template) or a file part (``value``
+    the path template), with its optional ``;type=`` and ``;filename=``."""
+
+    name: str
+    value: str
+    is_file: bool = False
+    content_type: str | None = None
+    filename: str | None = None
+
+
+def parse_form_option(spec: str, number: int = 1) -> FormField:
+    """curl's ``-F`` syntax: ``name=value`` (a text part) or ``name=@path`` (a file part)
+    with ``;type=MEDIA`` and ``;filename=NAME`` after the path. Values are templates."""
+    name, eq, rest = spec.partition("=")
+    if not eq or not name.strip():
+        raise UsageError(f"-F {number}: not in the form 'name=value' or 'name=@path'")
+    if not rest.startswith("@"):
+        return FormField(name.strip(), rest)
+    path, *options = rest[1:].split(";")
+    ctype = filename = None
+    for option in options:
+        key, eq, value = option.partition("=")
+        key = key.strip().lower()
+        if key == "type" and eq and value.strip():
+            ctype = value.strip()
+        elif key == "filename" and eq:
+            filename = value
+        else:
+            raise UsageError(f"-F {name.strip()}: unknown option {option!r} (type=, filename=)")
+    if not path:
+        raise UsageError(f"-F {name.strip()}: '@' names no file")
+    return FormField(name.strip(), path, True, ctype, filename)
+
+
+def _file_size(path: str) -> int:
+    """The size of a file to send; a :class:`RowOutcome` ``file: PATH: why`` if it cannot be."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise RowOutcome(f"file: {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise RowOutcome(f"file: {path}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise RowOutcome(f"file: {path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise RowOutcome(f"file: {path}: Permission denied")
+    return st.st_size
+
+
+def _render(template: Template, text_rows: bool) -> Callable[[Mapping[str, Any]], str]:
+    if template.is_static:
+        value = template.render({})
+        return lambda row: value
+    return template.render_text if text_rows else template.render
+
+
+def _head_of(data: bytes) -> bytes:
+    """A body-less request's head without its end (and its ``Content-Length: 0``)."""
+    return data[: -len(_EMPTY_BODY_END)] if data.endswith(_EMPTY_BODY_END) else data[:-2]
+
+
+class FilePlan:
+    """A request plan with a file per row as the body, a multipart form, or saved bodies.
+
+    The engine finds the hooks it calls through ``plan.files`` (None on a
+    plain :class:`RequestPlan`).
+    """
+
+    def __init__(
+        self,
+        inner: RequestPlan,
+        *,
+        data_file: str | None = None,
+        form: Sequence[FormField] = (),
+        saver: Saver | None = None,
+        save_template: str | None = None,
+        content_type: bool = False,
+    ) -> None:
+        if data_file is not None and form:
+            raise UsageError("the body is given twice: --data-file and a form (-F)")
+        if form and content_type:
+            raise UsageError("a form (-F) sets its own Content-Type (with its boundary): drop -H")
+        self.inner = inner
+        self.files = self  # the engine's hooks (see Engine.__init__)
+        self.saver = saver
+        self._save_template = Template(save_template) if save_template is not None else None
+        self._data_file = Template(data_file) if data_file is not None else None
+        self._form_templates = [
+            (
+                f,
+                Template(f.value),
+                Template(f.filename) if f.filename is not None else None,
+            )
+            for f in form
+        ]
+        self._content_type = content_type  # a -H Content-Type: it wins over the file's type
+        self._boundary = boundary()
+        self.columns_added = saver.columns if saver is not None else ()
+
+    # -- RequestPlan's face ------------------------------------------------------
+
+    @property
+    def columns(self) -> set[str]:
+        cols = set(self.inner.columns)
+        for t in self._templates():
+            cols.update(t.columns)
+        return cols
+
+    def _templates(self) -> list[Template]:
+        out = [t for t in (self._data_file, self._save_template) if t is not None]
+        for _f, value, filename in self._form_templates:
+            out.append(value)
+            if filename is not None:
+                out.append(filename)
+        return out
+
+    def check(self, available: set[str] | frozenset[str]) -> None:
+        self.inner.check(available)
+        for t in self._templates():
+            t.check(available)
+
+    def prepare(self, row: Mapping[str, Any], text_rows: bool = False) -> Prepared:
+        return self.preparer(text_rows)(row)
+
+    def preparer(self, text_rows: bool = False) -> Callable[[Mapping[str, Any]], Prepared]:
+        inner = self.inner.preparer(text_rows)
+        save = self.saver
+        data_file = _render(self._data_file, text_rows) if self._data_file is not None else None
+        fields = [
+            (
+                f,
+                _render(value, text_rows),
+                _render(filename, text_rows) if filename is not None else None,
+            )
+            for f, value, filename in self._form_templates
+        ]
+        bound = self._boundary
+        form_type = f"Content-Type: multipart/form-data; boundary={bound}\r\n".encode()
+        typed = self._content_type
+
+        def prepare(row: Mapping[str, Any]) -> Prepared:
+            target = save.target(row) if save is not None else None
+            origin, data, method, idempotent = inner(row)
+            segments: tuple[Segment, ...] | None = None
+            extra = b""
+            if data_file is not None:
+                path = data_file(row)
+                segments = (FileSegment(path, _file_size(path)),)
+                if not typed:
+                    extra = f"Content-Type: {content_type_for(path)}\r\n".encode()
+            elif fields:
+                parts = []
+                for f, value, filename in fields:
+                    text = value(row)
+                    if not f.is_file:
+                        parts.append(Part(f.name, text))
+                        continue
+                    shown = filename(row) if filename is not None else os.path.basename(text)
+                    ctype = f.content_type or content_type_for(shown or text)
+                    parts.append(Part(f.name, FileSegment(text, _file_size(text)), shown, ctype))
+                segments = encode(parts, bound)
+                extra = form_type
+            if segments is not None:
+                data = _head_of(data) + extra + b"Content-Length: %d\r\n\r\n" % length(segments)
+            return _new_prepared(
+                Prepared, (origin, _streamed(data, segments, target), method, idempotent)
+            )
+
+        return prepare
+
+    # -- engine hooks ------------------------------------------------------------
+
+    def finish(
+        self, prepared: Prepared, response: Response, fields: dict[str, Any] | None, error: str
+    ) -> tuple[dict[str, Any] | None, str]:
+        """A row's fields and error once answered: the saved file's path, size and hash."""
+        if not self.columns_added:
+            return fields, error
+        data = prepared.data
+        target = data.save if isinstance(data, Streamed) else None
+        saved = target.fields if target is not None else None
+        if saved is None:
+            added = dict.fromkeys(self.columns_added)
+        else:
+            added = saved
+            if error == "json":  # the body went to its file, not to -e
+                error = ""
+        return ({**fields, **added} if fields else added), error
+
+
+def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
+    """:func:`drumfire._request.redirect`, keeping a streamed body and the save target.
+
+    A 307/308 repeats the method and the body: the same segments are written
+    again (files read again from disk); 301/302 after POST and 303 drop it.
+    """
+    nxt = _redirect(prepared, status, location)
+    data = prepared.data
+    if nxt is None or not isinstance(data, Streamed):
+        return nxt
+    new = nxt.data
+    segments = data.segments
+    if segments is not None and nxt.method == prepared.method:
+        new = _head_of(new) + b"Content-Length: %d\r\n\r\n" % length(segments)
+    else:
+        segments = None
+    return _new_prepared(
+        Prepared, (nxt.origin, _streamed(new, segments, data.save), nxt.method, nxt.idempotent)
+    )
+
+
+class _Writer:
+    """What a :class:`BodyPump` needs of a connection (a ``_connection.Connection``)."""
+
+    transport: Any
+    write_paused: bool
+    pump: BodyPump | None
+
+    def abort(self, reason: str, detail: str = "") -> None: ...
+
+
+class BodyPump:
+    """Writes a request body's segments to a connection, a chunk at a time, with flow control."""
+
+    __slots__ = ("_file", "_index", "_left", "_path", "conn", "segments")
+
+    def __init__(self, conn: _Writer, segments: Sequence[Segment]) -> None:
+        self.conn = conn
+        self.segments = segments
+        self._index = 0
+        self._file: Any = None
+        self._left = 0
+        self._path = ""
+
+    def run(self) -> None:
+        """Write until the transport asks to pause or the body is all written."""
+        conn = self.conn
+        try:
+            while not conn.write_paused:
+                chunk = self._next()
+                if chunk is None:
+                    self.close()
+                    if conn.pump is self:
+                        conn.pump = None
+                    return
+                conn.transport.write(chunk)
+        except OSError as exc:
+            self.close()
+            conn.pump = None
+            conn.abort(f"file: {self._path}: {exc.strerror or exc}")
+
+    def _next(self) -> bytes | None:
+        while True:
+            f = self._file
+            if f is not None:
+                if self._left > 0:
+                    chunk = f.read(min(CHUNK, self._left))
+                    if not chunk:
+                        raise OSError(f"shorter than its {self._size()} bytes: changed while sent")
+                    self._left -= len(chunk)
+                    return bytes(chunk)
+                f.close()
+                self._file = None
+            if self._index >= len(self.segments):
+                return None
+            segment = self.segments[self._index]
+            self._index += 1
+            if isinstance(segment, FileSegment):
+                self._path = segment.path
+                self._left = segment.size
+                # closed when read to its end, or by close()
+                self._file = open(segment.path, "rb", buffering=0)  # noqa: SIM115
+            elif segment:
+                return segment
+
+    def _size(self) -> int:
+        segment = self.segments[self._index - 1]
+        return segment.size if isinstance(segment, FileSegment) else len(segment)
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+
+def start(conn: Any, data: Any) -> None:
+    """Connection hook: after the head of ``data`` is written, its body and its saver."""
+    conn.reader.saver = data.save
+    if data.segments:
+        if conn.unsent:  # the head waits for the owner's flush (pipelining): not the body
+            conn.flush()
+        pump = conn.pump = BodyPump(conn, data.segments)
+        pump.run()
+
+
+def answered_early(conn: Any, responses: list[Response]) -> None:
+    """An answer came before the body was all written: stop writing, and do not reuse
+    the connection (the server would read the rest of the body as the next request)."""
+    pump = conn.pump
+    if pump is not None and responses:
+        pump.close()
+        conn.pump = None
+        for response in responses:
+            response.keep_alive = False
+        # Not close(): it would wait to flush the unsent body to a server that may
+        # never read it. The answer is in hand; drop the rest.
+        conn.transport.abort()
+
+
+def closed(conn: Any) -> None:
+    """Connection hook: it is gone; close the file being sent, drop a half-written body."""
+    pump = conn.pump
+    if pump is not None:
+        pump.close()
+        conn.pump = None
+    conn.reader.drop_sink()
+
+
+def file_settings(
+    data: Any,
+    data_file: str | None,
+    files: Mapping[str, Any] | None,
+    form: Mapping[str, str] | Sequence[str] | None,
+    save_body: str | None,
+    save_dir: str,
+    save_status: str,
+    save_sha256: bool,
+    skip_saved: bool,
+) -> dict[str, Any]:
+    """The :class:`~drumfire._api.Job` fields of the file options (API and CLI alike).
+
+    ``form``: ``{"name": "value"}``, or curl ``-F`` strings (``name=value``,
+    ``name=@path;type=...``) in order; ``files``: ``{"name": "{path}"}`` or
+    ``{"name": ("{path}", "media/type")}``, as requests' ``files=`` (after the
+    text parts, as requests puts them).
+    """
+    fields: list[FormField] = []
+    if isinstance(form, Mapping):
+        fields.extend(FormField(str(k), str(v)) for k, v in form.items())
+    elif form:
+        fields.extend(parse_form_option(spec, n) for n, spec in enumerate(form, 1))
+    for name, value in (files or {}).items():
+        if isinstance(value, str | os.PathLike):
+            fields.append(FormField(str(name), os.fspath(value), True))
+        elif isinstance(value, tuple) and len(value) == 2:
+            fields.append(FormField(str(name), os.fspath(value[0]), True, value[1]))
+        else:
+            raise UsageError(
+                f"files={{{name!r}: ...}}: a path template, or a (path, content_type) pair"
+            )
+    given = [
+        what
+        for what, on in (("data", data is not None), ("data_file", data_file), ("a form", fields))
+        if on
+    ]
+    if len(given) > 1:
+        raise UsageError(f"the body is given twice: {' and '.join(given)}")
+    save = None
+    if save_body is not None:
+        save = SaveSpec(save_body, save_dir, parse_statuses(save_status), save_sha256)
+        save.check_directory()
+    elif save_sha256 or save_status != "2xx" or save_dir != ".":
+        raise UsageError("--save-dir, --save-status and --save-sha256 need --save-body")
+    return {
+        "data_file": data_file,
+        "form": tuple(fields),
+        "save": save,
+        "skip_saved": skip_saved,
+    }
+
+
+def file_plan(job: Any, headers: list[Any]) -> FilePlan:
+    """The request plan of a :class:`~drumfire._api.Job` that uses file options."""
+    body = job.data_file is not None or bool(job.form)
+    method = job.method or ("POST" if body else None)
+    inner = RequestPlan(job.url, method=method, headers=headers, data=job.data)
+    names = [h[0] if isinstance(h, tuple) else str(h).partition(":")[0] for h in headers]
+    typed = any(n.strip().lower() == "content-type" for n in names)
+    saver = None
+    save_template = None
+    if job.save is not None:
+        save_template = job.save.template
+        render = Template(save_template)
+        saver = Saver(job.save, render.render, resume=job.skip_saved)
+    return FilePlan(
+        inner,
+        data_file=job.data_file,
+        form=job.form,
+        saver=saver,
+        save_template=save_template,
+        content_type=typed,
+    )
+
+
+def clean_temps(job: Any) -> int:
+    """Remove the temporary files a stopped run left in the save directory (``--resume``)."""
+    if job.save is None:
+        return 0
+    return Saver(job.save, str, resume=True).clean()
+
+
+def static_form(specs: Sequence[str]) -> tuple[bytes, str]:
+    """A whole form in memory, and its Content-Type (``drumfire bench -F``: one form,
+    sent many times). Values are taken as they are; a file that cannot be read is a
+    :class:`UsageError` naming it."""
+    parts: list[Part] = []
+    for number, spec in enumerate(specs, 1):
+        field = parse_form_option(spec, number)
+        if not field.is_file:
+            parts.append(Part(field.name, field.value))
+            continue
+        try:
+            with open(field.value, "rb") as f:
+                content = f.read()
+        except OSError as exc:
+            raise UsageError(f"-F {field.name}: {field.value}: {exc.strerror or exc}") from None
+        shown = field.filename if field.filename is not None else os.path.basename(field.value)
+        ctype = field.content_type or content_type_for(shown or field.value)
+        parts.append(Part(field.name, content, shown, ctype))
+    bound = boundary()
+    segments = encode(parts, bound)
+    body = b"".join(s for s in segments if isinstance(s, bytes))
+    return body, f"multipart/form-data; boundary={bound}"

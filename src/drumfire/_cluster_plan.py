@@ -1,0 +1,182 @@
+"""Cutting a cluster run's input into partitions (on the client): byte ranges of
+CSV/TSV/JSON Lines/URL files at row starts outside quoted fields, groups of
+Parquet row groups. Part of ``drumfire run --cluster`` (:mod:`drumfire._cluster`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._cluster_store import _exists, _fs, is_local, local_path, open_binary
+from ._errors import InputError, UsageError
+from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES
+
+if TYPE_CHECKING:
+    pass
+
+#: Input bytes per partition by default: about 200,000 short CSV rows, so a
+#: re-run after a worker death costs seconds, and the scheduler (about 1 ms of
+#: work per task) is never the limit.
+PARTITION_SIZE = 16 * 1024 * 1024
+_SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "text": ".txt"}
+@dataclass(frozen=True)
+class Part:
+    """One partition of the input: what a task reads. Picklable."""
+
+    index: int
+    path: str
+    fmt: str  # csv, tsv, jsonl, text, parquet
+    start: int  # a byte offset, or the first row group
+    end: int  # a byte offset, or the row group after the last (exclusive)
+    first_row: int  # rows of the input before this partition
+    first_line: int  # the file line where it starts (1-based; 0 for Parquet)
+    rows: int
+    header: bytes = b""
+    encoding: str = "utf-8"
+
+
+def part_name(index: int, out_fmt: str) -> str:
+    return f"part-{index:06d}.{'parquet' if out_fmt == 'parquet' else 'jsonl'}"
+
+
+# -- planning (on the client) ---------------------------------------------------------
+
+
+def plan_parts(
+    path: str, fmt: str, encoding: str = "utf-8", size: int = PARTITION_SIZE
+) -> list[Part]:
+    """Cut ``path`` into partitions of about ``size`` input bytes."""
+    if path == "-":
+        raise UsageError("--cluster: the workers read the input themselves; give a file, not stdin")
+    if not _exists(path):
+        raise InputError(f"input file {path!r} does not exist")
+    if is_local(path):
+        path = local_path(path)
+    if fmt == "parquet":
+        return _plan_parquet(path, size)
+    if path.endswith(".gz"):
+        raise UsageError(
+            f"--cluster: {path!r} is compressed and cannot be cut into byte ranges; "
+            "decompress it first (or convert it to Parquet)"
+        )
+    csv_like = fmt in ("csv", "tsv")
+    delimiter = 9 if fmt == "tsv" else 44  # tab, comma
+    parts: list[Part] = []
+    header = b""
+
+    def part(start: int, end: int, first_row: int, first_line: int, rows: int) -> Part:
+        return Part(
+            len(parts), path, fmt, start, end, first_row, first_line, rows, header, encoding
+        )
+
+    with open_binary(path) as f:
+        offset = 0
+        line_no = 0
+        if csv_like:
+            header = f.readline()
+            offset, line_no = len(header), 1
+        start, first_line, first_row, rows = offset, line_no + 1, 0, 0
+        inside = False  # inside a quoted CSV field: a line start there is no row start
+        # Where the open quote's line ends, and that record's size so far: a quote
+        # that runs past the reader's limits (or to the end) costs one row there,
+        # and reading goes on after its line, as the reader does (see _guarded).
+        reopen, held_lines, held_bytes = (0, 0), 0, 0
+        while True:
+            line = f.readline()
+            if inside and (
+                not line or held_lines >= QUOTE_MAX_LINES or held_bytes >= QUOTE_MAX_BYTES
+            ):
+                offset, line_no = reopen
+                f.seek(offset)
+                inside = False
+                continue
+            if not line:
+                break
+            line_no += 1
+            if not inside:
+                if offset - start >= size and rows:
+                    parts.append(part(start, offset, first_row, first_line, rows))
+                    start, first_line, first_row, rows = offset, line_no, first_row + rows, 0
+                text = line.strip()
+                if text and not (fmt == "text" and text.startswith(b"#")):
+                    rows += 1
+            else:
+                held_lines += 1
+                held_bytes += len(line)
+            offset += len(line)
+            if csv_like and (inside or b'"' in line):
+                was, inside = inside, _ends_inside(line, inside, delimiter)
+                if inside and not was:
+                    reopen, held_lines, held_bytes = (offset, line_no), 0, 0
+        if rows or not parts:
+            parts.append(part(start, offset, first_row, first_line, rows))
+    return parts
+
+
+def _ends_inside(line: bytes, inside: bool, delimiter: int) -> bool:
+    """Whether ``line`` ends inside a quoted field, by the csv module's rules: a quote
+    opens a field only at its start, ``""`` in a quoted field is a quote, and text
+    after a closing quote goes on unquoted (the reader is not strict)."""
+    quoted, after_quote, at_start = inside, False, not inside
+    for c in line:
+        if quoted:
+            if c == 34:
+                quoted, after_quote = False, True
+            continue
+        if after_quote and c == 34:  # "" inside a quoted field
+            quoted, after_quote = True, False
+            continue
+        after_quote = False
+        if c == delimiter or c in (10, 13):
+            at_start = True
+        elif at_start and c == 34:
+            quoted, at_start = True, False
+        else:
+            at_start = False
+    return quoted
+
+
+def _parquet_files(path: str) -> list[str]:
+    if is_local(path):
+        if os.path.isdir(path):
+            return sorted(
+                os.path.join(path, n)
+                for n in os.listdir(path)
+                if n.endswith((".parquet", ".pq")) and not n.startswith((".", "_"))
+            )
+        return [path]
+    fs, inner = _fs(path)
+    if not fs.isdir(inner):
+        return [path]
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(inner, detail=False)]
+    return sorted(
+        f"{path.rstrip('/')}/{n}"
+        for n in names
+        if n.endswith((".parquet", ".pq")) and not n.startswith((".", "_"))
+    )
+
+
+def _plan_parquet(path: str, size: int) -> list[Part]:
+    from ._parquet import require_pyarrow
+
+    _, pq = require_pyarrow("--cluster")
+    parts: list[Part] = []
+    first_row = 0
+    for name in _parquet_files(path):
+        with open_binary(name) as f:
+            meta = pq.ParquetFile(f).metadata
+        start, rows, nbytes = 0, 0, 0
+        for group in range(meta.num_row_groups):
+            if nbytes >= size and rows:
+                parts.append(Part(len(parts), name, "parquet", start, group, first_row, 0, rows))
+                first_row, start, rows, nbytes = first_row + rows, group, 0, 0
+            rows += meta.row_group(group).num_rows
+            nbytes += meta.row_group(group).total_byte_size
+        if rows:
+            parts.append(
+                Part(len(parts), name, "parquet", start, meta.num_row_groups, first_row, 0, rows)
+            )
+            first_row += rows
+    return parts

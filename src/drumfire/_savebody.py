@@ -1,0 +1,277 @@
+"""``--save-body``: each response body streamed to a file of its own.
+
+A row's path comes from a template rendered with its values, relative to a
+target directory that the row's values can never leave: an absolute path,
+a ``..`` step or a symbolic link that points out is refused as the row's
+error (``save: …``), before anything is sent. The body is written, as it
+arrives, to a temporary name in the same directory, then flushed to disk
+(fsync) and renamed over the final name when it is complete: a file under
+its final name is always whole, whatever stops the run (``kill -9``
+included), so ``--resume`` can take it as done.
+
+The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
+response's headers are in, and writes the body to the :class:`Sink` it gets
+instead of keeping it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import Reason, RequestError, UsageError
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "AlreadySaved",
+    "RowOutcome",
+    "SaveError",
+    "SaveProblem",
+    "SaveSpec",
+    "SaveTarget",
+    "Saver",
+    "Sink",
+    "parse_statuses",
+]
+
+#: The end of a temporary file's name: ``.NAME.<random>.drumfire-part``.
+TEMP_SUFFIX = ".drumfire-part"
+
+
+class RowOutcome(ValueError):
+    """A row that ends before any request: its ``error`` and ``fields`` (file options).
+
+    A ValueError, so a driver that does not know it still makes an error row.
+    """
+
+    def __init__(self, error: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.fields = fields
+
+
+class SaveProblem(RowOutcome):
+    """The rendered path is refused (it would leave the target directory)."""
+
+
+class AlreadySaved(RowOutcome):
+    """``--resume``: the row's file is complete; its row is written without a request."""
+
+
+class SaveError(RequestError):
+    """Writing a body to its file failed (disk full, permissions): the row's error,
+    ``save: PATH: why`` (the reason names the file, as ``file: …`` does)."""
+
+    reason = Reason.SAVE.value
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = f"{Reason.SAVE.value}: {message}"
+
+
+def parse_statuses(text: str, option: str = "--save-status") -> frozenset[int]:
+    """``2xx``, ``200,404``, ``2xx,3xx`` or ``all``: the statuses whose body is saved."""
+    statuses: set[int] = set()
+    for item in (i.strip().lower() for i in text.split(",")):
+        if item in ("all", "any", "*"):
+            statuses.update(range(100, 600))
+        elif len(item) == 3 and item[0] in "12345" and item[1:] == "xx":
+            base = int(item[0]) * 100
+            statuses.update(range(base, base + 100))
+        elif item.isdigit() and 100 <= int(item) <= 599:
+            statuses.add(int(item))
+        else:
+            raise UsageError(
+                f"{option}: {item!r} is not a status (200), a class (2xx) or 'all'"
+            )
+    return frozenset(statuses)
+
+
+@dataclass(frozen=True)
+class SaveSpec:
+    """What ``--save-body`` asks: immutable and picklable (it crosses to worker processes).
+
+    ``template``: the path of each row's file, relative to ``directory``;
+    ``statuses``: whose bodies are saved (others are kept as usual, for ``-e``);
+    ``sha256``: add each file's SHA-256 to its row.
+    """
+
+    template: str
+    directory: str = "."
+    statuses: frozenset[int] = frozenset(range(200, 300))
+    sha256: bool = False
+
+    def columns(self) -> tuple[str, ...]:
+        """The output columns a saved body adds to each row."""
+        base = ("saved_path", "saved_bytes")
+        return (*base, "saved_sha256") if self.sha256 else base
+
+    def check_directory(self) -> None:
+        """The target directory must exist (made if missing) and be a directory."""
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise UsageError(f"--save-dir {self.directory}: not a directory")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"--save-dir {self.directory}: {exc.strerror or exc}"
+            ) from None
+
+
+def _refusal(shown: str) -> str | None:
+    """Why a rendered relative path is refused before looking at the disk, or None."""
+    if not shown or shown.endswith(("/", os.sep)):
+        return "names no file"
+    if "\x00" in shown:
+        return "holds a NUL character"
+    if os.path.isabs(shown) or shown.startswith("\\"):
+        return "is an absolute path"
+    parts = shown.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "has a '..' step out of the target directory"
+    return None
+
+
+class Saver:
+    """Renders each row's path and checks it stays inside the target directory."""
+
+    def __init__(
+        self,
+        spec: SaveSpec,
+        render: Callable[[Mapping[str, Any]], str],
+        resume: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.render = render
+        self.resume = resume
+        self.root = os.path.realpath(spec.directory)
+        self.columns = spec.columns()
+
+    def target(self, row: Mapping[str, Any]) -> SaveTarget:
+        """The row's :class:`SaveTarget`; raises :class:`SaveProblem` or :class:`AlreadySaved`."""
+        shown = self.render(row)
+        why = _refusal(shown)
+        if why is None:
+            full = os.path.join(self.root, os.path.normpath(shown))
+            # realpath follows every symbolic link on the way, the last one included:
+            # a link inside the directory that points out is refused like "..".
+            real = os.path.realpath(full)
+            if os.path.commonpath([real, self.root]) != self.root or real == self.root:
+                why = "leaves the target directory (through a symbolic link)"
+        if why is not None:
+            raise SaveProblem(f"save: {shown!r} {why}")
+        target = SaveTarget(full, shown, self)
+        if self.resume and os.path.isfile(full):
+            raise AlreadySaved("", target.fields_of_file())
+        return target
+
+    def clean(self) -> int:
+        """Remove temporary files a stopped run left (``--resume``); return how many."""
+        removed = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed
+
+
+class SaveTarget:
+    """One row's file: where it goes, and what was saved (``fields``) once it was."""
+
+    __slots__ = ("fields", "path", "saver", "shown")
+
+    def __init__(self, path: str, shown: str, saver: Saver) -> None:
+        self.path = path
+        self.shown = shown
+        self.saver = saver
+        self.fields: dict[str, Any] | None = None  # set when a body was saved
+
+    def start(self, status: int) -> Sink | None:
+        """A response with ``status`` begins: the sink for its body, or None (not saved)."""
+        if status not in self.saver.spec.statuses:
+            return None
+        return Sink(self)
+
+    def fields_of_file(self) -> dict[str, Any]:
+        """The row's fields for a file already complete on disk (``--resume``)."""
+        size = os.path.getsize(self.path)
+        fields: dict[str, Any] = {"saved_path": self.shown, "saved_bytes": size}
+        if self.saver.spec.sha256:
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            fields["saved_sha256"] = digest.hexdigest()
+        return fields
+
+
+class Sink:
+    """A body on its way to disk, under a temporary name until :meth:`finish`."""
+
+    __slots__ = ("_digest", "_fd", "_temp", "size", "target")
+
+    def __init__(self, target: SaveTarget) -> None:
+        self.target = target
+        self.size = 0
+        self._digest = hashlib.sha256() if target.saver.spec.sha256 else None
+        folder, name = os.path.split(target.path)
+        self._temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            self._fd = -1
+            raise SaveError(f"{target.shown}: {exc.strerror or exc}") from None
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._digest is not None:
+            self._digest.update(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.abort()
+            raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
+
+    def finish(self) -> None:
+        """The body is complete: to disk, then under its final name."""
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self._temp, self.target.path)
+        except OSError as exc:
+            self.abort()
+            raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
+        fields: dict[str, Any] = {"saved_path": self.target.shown, "saved_bytes": self.size}
+        if self._digest is not None:
+            fields["saved_sha256"] = self._digest.hexdigest()
+        self.target.fields = fields
+
+    def abort(self) -> None:
+        """The response did not complete: close and remove the temporary file."""
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
+        try:
+            os.unlink(self._temp)
+        except OSError:
+            pass
+
+
+def save_fields(names: Iterable[str]) -> dict[str, Any]:
+    """The save columns of a row whose body was not saved: all empty."""
+    return dict.fromkeys(names)

@@ -1,0 +1,296 @@
+"""Issue 20: each response body saved to its own file, from nginx serving a directory.
+
+Every file must arrive identical, no temporary name may be left behind (also after
+``kill -9`` and ``--resume``), and no row's values may write outside --save-dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from servers import Action, ScriptedServer, respond
+from static_nginx import static_nginx
+
+from drumfire import run
+from drumfire._savebody import TEMP_SUFFIX
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+SIZES = [0, 1, 512, 65535, 65536, 65537, 150_000]
+
+
+def drumfire(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3,000 files of mixed sizes (most small) in two folders."""
+    root = tmp_path_factory.mktemp("served")
+    rng = random.Random(2020)
+    for i in range(3000):
+        folder = root / ("a" if i % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        size = SIZES[i % len(SIZES)] if i % 10 == 0 else rng.randrange(0, 4000)
+        (folder / f"img{i:04d}.jpg").write_bytes(rng.randbytes(size))
+    return root
+
+
+def write_input(root: Path, target: Path) -> list[str]:
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
+    with target.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name"])
+        for name in names:
+            w.writerow([name.replace("/", "-"), name])
+    return names
+
+
+def temp_names(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+def assert_identical(root: Path, saved: Path, names: list[str]) -> None:
+    for name in names:
+        assert (saved / name).read_bytes() == (root / name).read_bytes(), name
+    assert temp_names(saved) == []
+
+
+def test_thousands_of_downloads_are_identical(served: Path, tmp_path: Path) -> None:
+    names = write_input(served, tmp_path / "in.csv")
+    out = tmp_path / "dl"
+    with static_nginx(served) as base:
+        proc = drumfire(
+            "run", tmp_path / "in.csv", "--url", base + "/{name}",
+            "--save-body", "files/{name}", "--save-dir", out, "--save-sha256",
+            "-o", tmp_path / "out.csv", "-q",
+        )
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(tmp_path / "out.csv")
+    assert len(rows) == len(names) == 3000
+    assert {r["status"] for r in rows} == {"200"}
+    assert {r["error"] for r in rows} == {""}
+    assert_identical(served, out / "files", names)
+    for r in rows[:200]:
+        data = (served / r["saved_path"].removeprefix("files/")).read_bytes()
+        assert int(r["saved_bytes"]) == len(data)
+        assert r["saved_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_kill_9_then_resume_completes_them(served: Path, tmp_path: Path) -> None:
+    names = write_input(served, tmp_path / "in.csv")
+    out = tmp_path / "dl"
+    output = tmp_path / "out.csv"
+    args = [
+        "run", tmp_path / "in.csv", "--save-body", "{name}", "--save-dir", out,
+        "-o", output, "-q",
+    ]
+    with static_nginx(served) as base:
+        # Slow enough that it is still running when the first rows are on disk.
+        proc = subprocess.Popen(
+            [*CLI, *map(str, args), "--url", base + "/{name}", "--rate", "400/s"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            for _ in range(600):  # wait for an event (rows flushed), bounded
+                if output.exists() and output.read_text().count("\n") > 50:
+                    break
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        first = read_csv(output) if output.exists() else []
+        assert 0 < len(first) < len(names)
+        again = drumfire(*args, "--url", base + "/{name}", "--resume")
+    assert again.returncode == 0, again.stderr
+    rows = read_csv(output)
+    counts = Counter(r["id"] for r in rows)
+    assert len(counts) == len(names)
+    assert set(counts.values()) == {1}  # every row exactly once
+    assert_identical(served, out, names)
+    # Rows whose file was complete but whose row was lost are written without a request.
+    for r in rows:
+        assert r["error"] == "", r
+        assert int(r["saved_bytes"]) == (served / r["saved_path"]).stat().st_size
+
+
+def test_path_escapes_are_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "link").symlink_to(outside, target_is_directory=True)
+    (target / "filelink").symlink_to(outside / "x.txt")
+    bad = {
+        "dotdot": "../outside/x.txt",
+        "deep": "a/../../outside/x.txt",
+        "abs": str(outside / "x.txt"),
+        "link": "link/x.txt",
+        "filelink": "filelink",
+        "empty": "",
+        "dir": "sub/",
+    }
+    rows = [{"id": k, "p": v} for k, v in bad.items()] + [{"id": "fine", "p": "ok/x.txt"}]
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"payload")
+
+    with ScriptedServer(handler) as srv:
+        results = {r.id: r for r in run(rows, srv.url("/"), save_body="{p}",
+                                          save_dir=str(target))}
+        assert len(srv.requests) == 1  # refused rows are never sent
+    assert results["fine"].status == 200
+    assert results["fine"].fields == {"saved_path": "ok/x.txt", "saved_bytes": 7}
+    assert (target / "ok" / "x.txt").read_bytes() == b"payload"
+    for key in bad:
+        assert results[key].error.startswith("save: "), (key, results[key])
+        assert results[key].status is None
+    assert "'..' step" in results["dotdot"].error
+    assert "absolute path" in results["abs"].error
+    assert "symbolic link" in results["link"].error
+    assert list(outside.iterdir()) == []
+
+
+def test_save_status_and_max_body(tmp_path: Path) -> None:
+    """404 bodies are not saved by default (kept for -e); --max-body caps a saved body."""
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        if target == "/missing":
+            return respond(404, {"why": "gone"})
+        if target == "/big":
+            return respond(200, b"x" * 5000)
+        return respond(200, b"y" * 10)
+
+    rows = [{"id": "missing"}, {"id": "big"}, {"id": "small"}]
+    with ScriptedServer(handler) as srv:
+        results = {r.id: r for r in run(rows, srv.url("/{id}"), save_body="{id}.bin",
+                                          save_dir=str(tmp_path), max_body=1000,
+                                          extract={"why": "why"})}
+        everything = {r.id: r for r in run([{"id": "missing"}], srv.url("/{id}"),
+                                            save_body="all/{id}.bin", save_dir=str(tmp_path),
+                                            save_status="all")}
+    assert results["missing"].status == 404
+    assert results["missing"].fields == {"why": "gone", "saved_path": None, "saved_bytes": None}
+    assert results["big"].error == "body_too_large"
+    assert results["small"].fields == {"why": None, "saved_path": "small.bin", "saved_bytes": 10}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all", "small.bin"]
+    saved = (tmp_path / "all" / "missing.bin").read_bytes()
+    assert json.loads(saved) == {"why": "gone"}
+    assert everything["missing"].fields == {
+        "saved_path": "all/missing.bin",
+        "saved_bytes": len(saved),
+    }
+
+
+def test_cut_short_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A body cut short by the server: the row fails, no half file under any name."""
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        from servers import partial
+
+        return partial(200, b"z" * 100_000, 40_000)
+
+    with ScriptedServer(handler) as srv:
+        results = list(run([{"id": "1"}], srv.url("/"), save_body="{id}.bin",
+                           save_dir=str(tmp_path), retries=1))
+    assert results[0].error == "reset" or results[0].error.startswith("protocol"), results[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_columns_in_csv(tmp_path: Path) -> None:
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"abc")
+
+    (tmp_path / "in.csv").write_text("id\n1\n2\n")
+    with ScriptedServer(handler) as srv:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/{id}"),
+                        "--save-body", "{id}.txt", "--save-dir", tmp_path / "s", "-o", "-",
+                        "-q", "--keep", "id")
+    assert proc.returncode == 2  # --keep id: a column every row has
+    with ScriptedServer(handler) as srv:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/{id}"),
+                        "--save-body", "{id}.txt", "--save-dir", tmp_path / "s", "-o", "-", "-q")
+    assert proc.returncode == 0, proc.stderr
+    header = next(csv.reader(io.StringIO(proc.stdout)))
+    assert header == ["id", "status", "elapsed_ms", "attempts", "error", "saved_path",
+                      "saved_bytes"]
+
+
+def test_a_body_that_cannot_be_written_is_a_save_row(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_bytes(b"a file, not a directory")
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"abc")
+
+    with ScriptedServer(handler) as srv:
+        [result] = run([{"id": "1"}], srv.url("/"), save_body="taken/{id}.bin",
+                       save_dir=str(tmp_path), retries=0)
+    assert result.error.startswith("save: taken/1.bin: "), result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_worker_processes_save_too(served: Path, tmp_path: Path) -> None:
+    names = write_input(served, tmp_path / "in.csv")[:400]
+    with (tmp_path / "in.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name"])
+        w.writerows([n.replace("/", "-"), n] for n in names)
+    out = tmp_path / "dl"
+    with static_nginx(served) as base:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", base + "/{name}", "-p", "2",
+                        "--save-body", "{name}", "--save-dir", out, "-o", tmp_path / "o.csv",
+                        "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv(tmp_path / "o.csv")) == 400
+    assert_identical(served, out, names)
+
+
+def test_api_output_resume_skips_complete_files(tmp_path: Path) -> None:
+    """output= with resume=True: a row missing from the output whose file is complete
+    is written without a request."""
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, target.encode())
+
+    rows = [{"id": str(i)} for i in range(5)]
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "3.txt").write_bytes(b"/3")  # saved by a run that died before writing its row
+    (out / f".4.txt.dead{TEMP_SUFFIX}").write_bytes(b"/")  # and a half file it left
+    with ScriptedServer(handler) as srv:
+        results = {r.id: r for r in run(rows, srv.url("/{id}"), save_body="{id}.txt",
+                                          save_dir=str(out), output=str(tmp_path / "o.csv"),
+                                          resume=True)}
+        sent = sorted(r.target for r in srv.requests)
+    assert sent == ["/0", "/1", "/2", "/4"]
+    assert results["3"].attempts == 0
+    assert results["3"].fields == {"saved_path": "3.txt", "saved_bytes": 2}
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.txt" for i in range(5)]
+    assert len(read_csv(tmp_path / "o.csv")) == 5

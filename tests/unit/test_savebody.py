@@ -1,0 +1,189 @@
+"""--save-body on its own: path confinement, the temporary name and the rename, statuses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drumfire._errors import UsageError
+from drumfire._http import ResponseReader
+from drumfire._savebody import (
+    TEMP_SUFFIX,
+    AlreadySaved,
+    SaveError,
+    SaveProblem,
+    Saver,
+    SaveSpec,
+    parse_statuses,
+)
+
+
+def saver(root: Path, resume: bool = False, **spec: Any) -> Saver:
+    return Saver(SaveSpec("{p}", str(root), **spec), lambda row: str(row["p"]), resume)
+
+
+def test_statuses() -> None:
+    assert parse_statuses("2xx") == frozenset(range(200, 300))
+    assert parse_statuses("200, 404") == {200, 404}
+    assert len(parse_statuses("all")) == 500
+    with pytest.raises(UsageError, match="--save-status: '2x'"):
+        parse_statuses("2x")
+    with pytest.raises(UsageError):
+        parse_statuses("700")
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("../x", "'..' step"),
+        ("a/../../x", "'..' step"),
+        ("/etc/passwd", "absolute path"),
+        ("", "names no file"),
+        ("dir/", "names no file"),
+        ("a\x00b", "NUL"),
+        (".", "leaves the target directory"),
+    ],
+)
+def test_refused_paths(tmp_path: Path, path: str, why: str) -> None:
+    with pytest.raises(SaveProblem, match=r"^save: ") as info:
+        saver(tmp_path).target({"p": path})
+    assert why in info.value.error
+
+
+def test_a_symlink_out_is_refused_one_inside_is_fine(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "in").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    (root / "away").symlink_to(tmp_path / "out")
+    (root / "here").symlink_to(root / "in")
+    with pytest.raises(SaveProblem, match="symbolic link"):
+        saver(root).target({"p": "away/x"})
+    target = saver(root).target({"p": "here/x"})
+    assert target.shown == "here/x"
+
+
+def test_a_dot_dot_inside_a_name_is_fine(tmp_path: Path) -> None:
+    assert saver(tmp_path).target({"p": "a..b/c..d"}).shown == "a..b/c..d"
+
+
+def test_body_goes_to_a_temporary_name_then_is_renamed(tmp_path: Path) -> None:
+    target = saver(tmp_path, sha256=True).target({"p": "sub/f.bin"})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"hello ")
+    temps = [p for p in (tmp_path / "sub").iterdir()]
+    assert len(temps) == 1
+    assert temps[0].name.startswith(".f.bin.")
+    assert temps[0].name.endswith(TEMP_SUFFIX)
+    assert not (tmp_path / "sub" / "f.bin").exists()  # never half a file under its name
+    sink.write(b"world")
+    sink.finish()
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.bin"]
+    assert (tmp_path / "sub" / "f.bin").read_bytes() == b"hello world"
+    assert target.fields == {
+        "saved_path": "sub/f.bin",
+        "saved_bytes": 11,
+        "saved_sha256": hashlib.sha256(b"hello world").hexdigest(),
+    }
+
+
+def test_abort_removes_the_temporary_file(tmp_path: Path) -> None:
+    target = saver(tmp_path).target({"p": "f"})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"part")
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []
+    assert target.fields is None
+
+
+def test_statuses_not_saved_get_no_sink(tmp_path: Path) -> None:
+    target = saver(tmp_path).target({"p": "f"})
+    assert target.start(404) is None
+    assert saver(tmp_path, statuses=frozenset({404})).target({"p": "f"}).start(404) is not None
+
+
+def test_resume_takes_a_complete_file_as_done(tmp_path: Path) -> None:
+    (tmp_path / "done.bin").write_bytes(b"12345")
+    with pytest.raises(AlreadySaved) as info:
+        saver(tmp_path, resume=True).target({"p": "done.bin"})
+    assert info.value.error == ""
+    assert info.value.fields == {"saved_path": "done.bin", "saved_bytes": 5}
+    saver(tmp_path).target({"p": "done.bin"})  # without resume: saved again
+
+
+def test_clean_removes_only_temporary_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / f".x.1234{TEMP_SUFFIX}").write_bytes(b"")
+    (tmp_path / "keep.bin").write_bytes(b"")
+    assert saver(tmp_path).clean() == 1
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a", "keep.bin"]
+
+
+def test_a_target_that_cannot_be_written_is_a_save_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    target = saver(tmp_path).target({"p": "file/under"})
+    with pytest.raises(SaveError) as info:
+        target.start(200)
+    assert info.value.reason.startswith("save: file/under: ")
+
+
+def test_reader_streams_the_body_to_the_sink(tmp_path: Path) -> None:
+    """ResponseReader with a saver: the body goes to the file, chunk by chunk."""
+    reader = ResponseReader(max_body=1 << 20)
+    target = saver(tmp_path).target({"p": "r.bin"})
+    reader.expect()
+    reader.saver = target
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    assert reader.feed_all(head + b"01234") == []
+    assert reader.sink is not None
+    [response] = reader.feed_all(b"56789")
+    assert response.status == 200
+    assert response.body == b""
+    assert (tmp_path / "r.bin").read_bytes() == b"0123456789"
+    assert target.fields == {"saved_path": "r.bin", "saved_bytes": 10}
+    assert os.listdir(tmp_path) == ["r.bin"]
+    # the next answer on the connection is kept as usual
+    reader.expect()
+    [plain] = reader.feed_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert plain.body == b"ok"
+
+
+def test_reader_drops_a_half_body(tmp_path: Path) -> None:
+    reader = ResponseReader()
+    target = saver(tmp_path).target({"p": "h.bin"})
+    reader.expect()
+    reader.saver = target
+    reader.feed_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123")
+    reader.drop_sink()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_row_whose_file_was_complete_counts_as_ok() -> None:
+    from drumfire._result import Result, Stats
+
+    stats = Stats(lambda: 0.0)
+    stats.add(Result("a", None, 0.0, 0, "", {"saved_path": "a", "saved_bytes": 1}))
+    assert stats.ok == 1
+    assert not stats.reasons
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet="./\\a~ ", max_size=12))
+def test_any_path_is_refused_or_inside(tmp_path: Path, path: str) -> None:
+    """Whatever a row renders: either a save: refusal, or a file inside the directory."""
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    try:
+        target = saver(root).target({"p": path})
+    except SaveProblem:
+        return
+    real = os.path.realpath(target.path)
+    assert os.path.commonpath([real, str(root.resolve())]) == str(root.resolve())
+    assert real != str(root.resolve())
