@@ -175,7 +175,8 @@ class Engine(Settling, Lifecycle):
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
         # A plan whose method is fixed and not GET gives no request that may be
         # pipelined: never turn it on (it would only cut the connections).
-        no_gets = plan.method.is_static and plan.method.source != "GET"
+        method = getattr(getattr(plan, "inner", plan), "method", None)  # FilePlan wraps one
+        no_gets = method is not None and method.is_static and method.source != "GET"
         self.pipelining_policy = Pipelining(
             1 if no_gets else self.pipeline, thread_cpu=cpu_clock, machine=machine_cpu
         )
