@@ -21,23 +21,65 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import _common as c
+
+BASE_HELP = (
+    "also measure another drumfire CLI, e.g. main's checkout: "
+    "\"env PYTHONPATH=../main/src python -c 'from drumfire.cli import entry; entry()'\"; "
+    "it runs as tool 'base' in the same rounds (an A/B in one run)"
+)
 
 URL_PATH = c.OSRM_PATH_TEMPLATE
 EXTRACTS = ["duration=routes[0].duration"]
 FIELD = "routes.0.duration"
 
 
+def with_base(
+    client: Callable[[str, Path, int, float], c.Measurement],
+    work: Path,
+    template: str,
+    args: argparse.Namespace,
+    pids: Sequence[int],
+    *,
+    allow_failed_rows: bool,
+) -> Callable[[str, Path, int, float], c.Measurement]:
+    """``client``, plus tool "base": the drumfire CLI of ``--base-cmd``, run the same way."""
+    if not args.base_cmd:
+        return client
+    base = c.client_runner(
+        work,
+        shlex.split(args.base_cmd),
+        template,
+        EXTRACTS,
+        FIELD,
+        args,
+        pids,
+        allow_failed_rows=allow_failed_rows,
+    )
+
+    def run(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
+        if tool == "base":
+            return base("drumfire", csv_in, n, timeout_s)
+        return client(tool, csv_in, n, timeout_s)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200_000, help="rows / distinct URLs (200000)")
     c.add_common_arguments(p)
+    p.add_argument("--base-cmd", default=None, help=BASE_HELP)
     args = p.parse_args(argv)
     tools = requested = c.start(args)
+    if args.base_cmd:  # the A/B: "base" runs in the same rounds, right after drumfire
+        tools = requested = [*tools, "base"]
     if not 1 <= args.requests <= 5_000_000 or not 1 <= args.rounds <= 20:
         p.error("--requests must be in 1..5000000 and --rounds in 1..20")
 
@@ -69,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
             client = c.client_runner(work, drumfire_cmd, template, EXTRACTS, FIELD, args, pids)
 
+            client = with_base(client, work, template, args, pids, allow_failed_rows=False)
             tools = c.preflight(tools, client, input_csv, work)
             if not tools:
                 print("no tool left to measure", file=sys.stderr)
@@ -79,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "drumfire": lambda: client("drumfire", input_csv, args.requests, args.run_timeout),
                 "aiohttp": lambda: client("aiohttp", input_csv, args.requests, args.run_timeout),
+                "base": lambda: client("base", input_csv, args.requests, args.run_timeout),
             }
             results = c.run_rounds(
                 tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu

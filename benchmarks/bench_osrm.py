@@ -22,12 +22,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import _common as c
+
+BASE_HELP = (
+    "also measure another drumfire CLI, e.g. main's checkout: "
+    "\"env PYTHONPATH=../main/src python -c 'from drumfire.cli import entry; entry()'\"; "
+    "it runs as tool 'base' in the same rounds (an A/B in one run)"
+)
 
 sys.path.insert(0, str(c.SRC_DIR))
 
@@ -43,13 +51,47 @@ def _server_pids(server: Any) -> list[int]:
     return c.process_tree(pid) if isinstance(pid, int) else []
 
 
+def with_base(
+    client: Callable[[str, Path, int, float], c.Measurement],
+    work: Path,
+    template: str,
+    args: argparse.Namespace,
+    pids: Sequence[int],
+    *,
+    allow_failed_rows: bool,
+) -> Callable[[str, Path, int, float], c.Measurement]:
+    """``client``, plus tool "base": the drumfire CLI of ``--base-cmd``, run the same way."""
+    if not args.base_cmd:
+        return client
+    base = c.client_runner(
+        work,
+        shlex.split(args.base_cmd),
+        template,
+        EXTRACTS,
+        FIELD,
+        args,
+        pids,
+        allow_failed_rows=allow_failed_rows,
+    )
+
+    def run(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
+        if tool == "base":
+            return base("drumfire", csv_in, n, timeout_s)
+        return client(tool, csv_in, n, timeout_s)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=20_000, help="rows / URLs (20000)")
     c.add_common_arguments(p)
     p.add_argument("--osrm-threads", type=int, default=2, help="osrm-routed -t (2)")
+    p.add_argument("--base-cmd", default=None, help=BASE_HELP)
     args = p.parse_args(argv)
     tools = requested = c.start(args)
+    if args.base_cmd:  # the A/B: "base" runs in the same rounds, right after drumfire
+        tools = requested = [*tools, "base"]
     if not 1 <= args.pairs <= 1_000_000 or not 1 <= args.rounds <= 20:
         p.error("--pairs must be in 1..1000000 and --rounds in 1..20")
 
@@ -94,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 allow_failed_rows=True,  # about half the pairs answer 400 NoRoute
             )
 
+            client = with_base(client, work, template, args, pids, allow_failed_rows=True)
             tools = c.preflight(tools, client, input_csv, work)
             if not tools:
                 print("no tool left to measure", file=sys.stderr)
@@ -104,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "drumfire": lambda: client("drumfire", input_csv, len(rows), args.run_timeout),
                 "aiohttp": lambda: client("aiohttp", input_csv, len(rows), args.run_timeout),
+                "base": lambda: client("base", input_csv, len(rows), args.run_timeout),
             }
             results = c.run_rounds(
                 tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu

@@ -296,8 +296,9 @@ _DOC_ARGS = """
         max_header_size: the most bytes a response's header block may have
             (64 KiB); past it the row ends with ``header_too_large``.
         follow_redirects: True (up to 10 hops) or the most hops to follow.
-        pipeline: the most GET requests queued on one connection once this
-            engine's CPU limits the run (1: never pipeline). See the CLI.
+        pipeline: the most GET requests queued on one connection once CPU limits
+            the run: this engine's, or the machine's with a local server (1: never
+            pipeline). See the CLI and :mod:`drumfire._pipelining`.
         data_file: a path template: each row's body is that file, streamed
             (``--data-file``); ``Content-Type`` from its name unless a header says.
         files: a multipart form's file parts, as requests' ``files=``:

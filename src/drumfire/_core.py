@@ -23,6 +23,7 @@ from ._finish import Finisher
 from ._limits import OriginLimit
 from ._ordering import Reorder
 from ._origins import Origins
+from ._pipelining import Pipelining
 from ._pool import Pool
 from ._result import Result, Stats
 from ._rows import Flight, Item, Rows
@@ -70,7 +71,7 @@ class EngineCore:
     _order: Reorder[Result] | None
     _timer: asyncio.TimerHandle | None
     _pump_timer: asyncio.TimerHandle | None
-    _cpu_mark: tuple[float, float]
+    pipelining_policy: Pipelining  # when to pipeline (see drumfire._pipelining)
     _reached: bool
     _unreached: int
 

@@ -39,6 +39,7 @@ from ._lifecycle import Lifecycle
 from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
 from ._ordering import Reorder
 from ._origins import Origins
+from ._pipelining import CpuTotals, Pipelining, Setting, is_local_host, machine_cpu
 from ._pool import Pool
 from ._request import Origin, Prepared, RequestPlan
 from ._result import Result, Stats
@@ -87,6 +88,7 @@ class Engine(Settling, Lifecycle):
         follow_redirects: int = 0,
         pipeline: int = PIPELINE,
         cpu_clock: Callable[[], float] = time.thread_time,
+        machine_cpu: CpuTotals | None = machine_cpu,
         on_cpu_bound: Callable[[Engine], None] | None = None,
         text_rows: bool = False,
         unreachable_after: int = 0,
@@ -170,14 +172,22 @@ class Engine(Settling, Lifecycle):
         # GET requests on each open one, which saves system calls and wake-ups.
         self.pipeline = max(1, pipeline)
         self.cpu_clock = cpu_clock
+        # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
+        # A plan whose method is fixed and not GET gives no request that may be
+        # pipelined: never turn it on (it would only cut the connections).
+        method = getattr(getattr(plan, "inner", plan), "method", None)  # FilePlan wraps one
+        no_gets = method is not None and method.is_static and method.source != "GET"
+        self.pipelining_policy = Pipelining(
+            1 if no_gets else self.pipeline, thread_cpu=cpu_clock, machine=machine_cpu
+        )
+        self._local_of: tuple[Origin | None, int | None] = (None, None)
         # Called once, when the engine's own CPU first limits the run (see _watch_cpu).
         self.on_cpu_bound = on_cpu_bound
         self.pipelining = False
         self._conn_cap = most
         self._capacity = float("inf")  # most requests in flight the connections can take
         self._depth = 1  # requests per unit of the adaptive limit (pipeline when pipelining)
-        self._cpu_mark = (0.0, 0.0)
-        self._cpu_streak = 0
+        self._refill = 1  # a busy connection takes more once this many fit (see _room)
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
         # Statuses that may need more than writing the row (see _settle).
@@ -212,53 +222,60 @@ class Engine(Settling, Lifecycle):
         """Most connections kept open now (fewer while pipelining)."""
         return self._conn_cap
 
-    #: CPU share of one core above which the client is the bottleneck, and below
-    #: which it is no longer; each must hold for CPU_TICKS sweeps in a row. A
-    #: sweep at CPU_SURE or more is enough: the first 50 ms against nginx, say,
-    #: where every sweep before pipelining runs at a third of the pipelined rate.
-    CPU_BOUND, CPU_FREE, CPU_TICKS, CPU_SURE = 0.85, 0.5, 2, 0.95
-    # Seconds: the shortest span a CPU share is measured over. Below the 50 ms sweep:
-    # timers fire up to a millisecond early, and a skipped sweep delays the switch.
-    CPU_SPAN = 0.04
-    #: Connections kept while pipelining: a few deep queues mean few, large
-    #: reads and writes (fewer system calls and callbacks per request).
-    PIPELINE_CONNECTIONS = 4
+    # The policy's thresholds, settable on the engine (tests and tools tune them
+    # there: ``Engine.CPU_TICKS = 1``); _watch_cpu hands them over.
+    CPU_BOUND, CPU_FREE, CPU_TICKS, CPU_SURE = (
+        Pipelining.CPU_BOUND,
+        Pipelining.CPU_FREE,
+        Pipelining.CPU_TICKS,
+        Pipelining.CPU_SURE,
+    )
+    CPU_SPAN = Pipelining.CPU_SPAN
+    PIPELINE_CONNECTIONS = Pipelining.CONNECTIONS
 
     def _watch_cpu(self, now: float) -> None:
-        """Turn pipelining on while the engine's own CPU (its thread's) limits the run.
+        """Pipeline, or stop, as the policy says from this sweep's CPU readings.
 
         On a fast local server the client spends a core on system calls and
-        bookkeeping while the server idles; more connections cannot help, but
-        several requests per write and several answers per read can. On a slow
-        or remote server the client idles, and nothing changes.
+        bookkeeping; on a local server that saturates the machine each of those
+        microseconds is taken from the server. In both, several requests per
+        write and several answers per read help; elsewhere nothing changes.
         """
-        wall0, cpu0 = self._cpu_mark
-        cpu = self.cpu_clock()
-        if now - wall0 < self.CPU_SPAN:
-            return
-        self._cpu_mark = (now, cpu)
-        busy = (cpu - cpu0) / (now - wall0)
-        switch = busy < self.CPU_FREE if self.pipelining else busy >= self.CPU_BOUND
-        self._cpu_streak = self._cpu_streak + 1 if switch else 0
-        sure = not self.pipelining and busy >= self.CPU_SURE
-        if self._cpu_streak < self.CPU_TICKS and not sure:
-            return
-        self._cpu_streak = 0
-        self.pipelining = not self.pipelining
-        if self.pipelining:
-            if self.on_cpu_bound is not None:
+        policy = self.pipelining_policy
+        policy.CPU_BOUND, policy.CPU_FREE = self.CPU_BOUND, self.CPU_FREE
+        policy.CPU_TICKS, policy.CPU_SURE = self.CPU_TICKS, self.CPU_SURE
+        policy.CPU_SPAN, policy.CONNECTIONS = self.CPU_SPAN, self.PIPELINE_CONNECTIONS
+        solo = self.origins.solo
+        origin = solo.origin if solo is not None else None
+        if origin is not self._local_of[0]:  # the run's only origin: is it on this machine?
+            port = origin[2] if origin is not None and is_local_host(origin[1]) else None
+            self._local_of = (origin, port)
+        policy.local_port = self._local_of[1]
+        setting = policy.sample(now, self.stats.done, self.pool.open)
+        if setting is not None:
+            self._pipeline_as(setting)
+
+    def _pipeline_as(self, setting: Setting) -> None:
+        """Apply a pipelining decision: depth, connections kept, requests in flight."""
+        self.pipelining = setting.on
+        if setting.on:
+            if setting.why == "client" and self.on_cpu_bound is not None:
+                # The engine's own thread is the limit: read the input elsewhere. (Not
+                # for a saturated machine: a child process would take the server's CPU.)
                 hook, self.on_cpu_bound = self.on_cpu_bound, None  # the first time only
                 try:
                     hook(self)
                 except Exception as exc:  # not from the timer: it would stop the sweeps
                     self._fail(exc)
                     return
-            self._conn_cap = max(1, min(self.pool.open, self.PIPELINE_CONNECTIONS))
-            self._capacity = self._conn_cap * self.pipeline
+            self._conn_cap = setting.connections or self.pool.limit
+            self._capacity = self._conn_cap * setting.depth
             # The adaptive limit now counts connections' worth of requests: each
-            # carries up to ``pipeline``. A fixed -c stays requests in flight.
-            self._depth = self.pipeline if self._adaptive else 1
+            # carries up to ``depth``. A fixed -c stays requests in flight.
+            self._depth = setting.depth if self._adaptive else 1
+            self._refill = setting.refill
         else:
+            self._refill = 1
             self._conn_cap = self.pool.limit
             self._capacity = float("inf")
             self._depth = 1
@@ -544,7 +561,13 @@ class Engine(Settling, Lifecycle):
         head = conn.flight
         if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
             return 0
-        return conn.room(self.pipeline)
+        room = conn.room(self.pipeline)
+        if room < self._refill:
+            # Wait until the queue has room for a batch (one write for many), or is
+            # empty when the connection will never have that much room again (the
+            # server's Keep-Alive: max is near).
+            return room if room + len(conn.behind) < self._refill and not conn.behind else 0
+        return room
 
     # -- connection callbacks (Owner protocol) --------------------------------
 

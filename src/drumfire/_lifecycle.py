@@ -29,7 +29,7 @@ class Lifecycle(EngineCore):
         self._items = items
         self.stats = Stats(self.clock, total)
         self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
-        self._cpu_mark = (self.clock(), self.cpu_clock())
+        self.pipelining_policy.start(self.clock())
         try:
             self._pump()
             await self._done

@@ -263,7 +263,7 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
     if s["pipelined"]:
         lines.append(
             f"  pipelined: {s['pipelined']:,} requests went behind others on a busy "
-            "connection (drumfire's CPU was the limit)"
+            "connection (CPU was the limit: drumfire's, or the machine's with a local server)"
         )
     if s["skipped"]:
         lines.append(f"  resumed: {s['skipped']:,} rows were already in the output")

@@ -371,8 +371,9 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     default=_DEFAULTS.pipeline,
     show_default=True,
     metavar="N",
-    help="Once drumfire's own CPU limits the run (a fast local server), send up to N "
-    "GET requests on a connection before their answers (HTTP pipelining); 1 turns it off.",
+    help="Once CPU limits the run (drumfire's own, or the machine's with a local server), "
+    "send up to N GET requests on a connection before their answers (HTTP pipelining); "
+    "1 turns it off.",
 )
 @click.option(
     "--read-ahead/--no-read-ahead",

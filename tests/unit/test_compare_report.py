@@ -117,6 +117,7 @@ def test_figures() -> None:
     assert report.statuses == {"200": 1, "400": 1, "none": 1}
     assert report.rps == pytest.approx(1.5)
     assert report.cpu_ms_per_request == pytest.approx(400 / 3)
+    assert report.cpu_us_per_request == pytest.approx(400_000 / 3)
     assert report.peak_rss_mb == pytest.approx(40.0)
 
 
@@ -195,6 +196,7 @@ def test_report_dict() -> None:
     assert serial["rps"] == 200.0
     assert native["rps"] == 2000.0
     assert serial["cpu_ms_per_request"] == 2.0
+    assert serial["cpu_us_per_request"] == 2000.0
     assert aio["rps"] is None
     assert aio["skipped"].startswith("needs aiohttp")
     for s in data["strategies"]:
@@ -213,6 +215,7 @@ def test_report_prints_at_any_width(width: int) -> None:
     assert "row 3 (id x<3): drumfire got 200 [1], serial got no response" in text
     assert "aiohttp: skipped: needs aiohttp: pip install 'drumfire[compare]'" in text
     assert ("vs drumfire" in text) == (width >= 90)
+    assert "CPU µs/req" in text  # client CPU per request, as in docs/benchmarks.md
 
 
 def test_report_html_is_self_contained_and_escaped() -> None:
@@ -226,6 +229,7 @@ def test_report_html_is_self_contained_and_escaped() -> None:
     assert "id x&lt;3" in page
     assert 'style="width:100.0%"' in page  # the fastest bar is full width
     assert 'style="width:10.0%"' in page
+    assert "<th>CPU µs/req</th>" in page
 
 
 def test_worker_reports_a_missing_library_as_skipped(monkeypatch: pytest.MonkeyPatch) -> None:

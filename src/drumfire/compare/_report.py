@@ -55,6 +55,12 @@ class StrategyReport:
             return None
         return self.cpu_s * 1000.0 / self.rows
 
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """Client CPU per request in microseconds, the unit of docs/benchmarks.md."""
+        ms = self.cpu_ms_per_request
+        return None if ms is None else ms * 1000.0
+
     def to_dict(self) -> dict[str, Any]:
         def r(value: float | None, digits: int) -> float | None:
             return None if value is None else round(value, digits)
@@ -67,6 +73,7 @@ class StrategyReport:
             "wall_s": r(self.wall_s, 3),
             "cpu_s": r(self.cpu_s, 3),
             "cpu_ms_per_request": r(self.cpu_ms_per_request, 4),
+            "cpu_us_per_request": r(self.cpu_us_per_request, 1),
             "peak_rss_mb": r(self.peak_rss_mb, 1),
             "processes": self.processes,
             "runs_rps": [round(x, 1) for x in self.runs_rps],
@@ -190,7 +197,7 @@ class CompareReport:
         if show_bar:
             table.add_column("", no_wrap=True, width=20)
         table.add_column("wall s", justify="right")
-        table.add_column("CPU ms/req", justify="right")
+        table.add_column("CPU µs/req", justify="right")
         table.add_column("MB", justify="right")
         table.add_column("failed", justify="right")
         table.add_column("same", justify="center")
@@ -217,7 +224,7 @@ class CompareReport:
                 cells.append(Text("█" * n, style="green" if s.name == self.fastest else "cyan"))
             cells += [
                 f"{s.wall_s:.2f}",
-                f"{s.cpu_ms_per_request:.3f}" if s.cpu_ms_per_request is not None else "",
+                f"{s.cpu_us_per_request:,.1f}" if s.cpu_us_per_request is not None else "",
                 f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb is not None else "",
                 f"{s.failed:,}",
                 match,
@@ -321,12 +328,12 @@ def _html(report: CompareReport) -> str:
             )
             continue
         match = "<span class=yes>yes</span>" if s.results_match else "<span class=no>NO</span>"
-        cpu = s.cpu_ms_per_request
+        cpu = s.cpu_us_per_request
         mem = s.peak_rss_mb
         rows.append(
             "<tr>"
             f"<td>{esc(s.name)}</td><td>{s.concurrency}</td><td>{(s.rps or 0):,.0f}</td>"
-            f"<td>{s.wall_s:.2f}</td><td>{'' if cpu is None else f'{cpu:.3f}'}</td>"
+            f"<td>{s.wall_s:.2f}</td><td>{'' if cpu is None else f'{cpu:,.1f}'}</td>"
             f"<td>{'' if mem is None else f'{mem:.0f}'}</td><td>{s.processes or ''}</td>"
             f"<td>{s.failed:,}</td><td>{match}</td><td class=desc>{esc(s.description)}</td>"
             "</tr>"
@@ -349,12 +356,12 @@ def _html(report: CompareReport) -> str:
 <div class="chart">{"".join(bars) or "<p>No strategy ran.</p>"}</div>
 <h2>Table</h2>
 <table><thead><tr><th>strategy</th><th>in flight</th><th>req/s</th><th>wall s</th>
-<th>CPU ms/req</th><th>peak MB</th><th>processes</th><th>failed</th><th>same rows</th>
+<th>CPU µs/req</th><th>peak MB</th><th>processes</th><th>failed</th><th>same rows</th>
 <th>how</th></tr></thead><tbody>
 {"".join(rows)}
 </tbody></table>
 <ul>{notes}</ul>
-<p class="sub">CPU ms/req: client CPU time (user + system, all its processes) divided by the
+<p class="sub">CPU µs/req: client CPU time (user + system, all its processes) divided by the
 number of requests. Peak MB: the sum of the peak resident memory of every process the strategy
 used (shared pages of forked processes are counted in each).</p>
 </body></html>

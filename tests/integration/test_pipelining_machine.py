@@ -1,0 +1,160 @@
+"""The machine case of pipelining: a local server keeping the machine's cores busy.
+
+The engine's thread is idle here (a CPU clock that does not move), the machine
+reading says every core is busy, and the server's CPU reading is injected: the
+engine pipelines to the scripted server on 127.0.0.1 because of the machine, not
+because of its own CPU, and the rows stay right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from servers import ScriptedServer
+from test_run_pipeline import FAST, check_answers, echo_n, rows
+
+from drumfire import Result
+from drumfire._api import make_job
+from drumfire._engine import Engine
+from drumfire._pipelining import ServerCpu, server_cpu_reader
+from drumfire._result import Stats
+from drumfire._sources import rows_source
+
+
+def saturated() -> tuple[float, float]:
+    """Two cores, both busy all the time."""
+    t = time.perf_counter()
+    return 2 * t, 2 * t
+
+
+def run_local(
+    url: str,
+    n: int,
+    server: Callable[[int], Callable[[], float | None] | None] | None,
+    **kwargs: Any,
+) -> tuple[list[Result], Stats, Engine, list[str], list[object]]:
+    job = make_job(url, extract={"n": "n"}, retry=FAST, timeout=5.0, **kwargs)
+    source = rows_source(rows(n))
+    results: list[Result] = []
+    seen: list[str] = []
+    hooked: list[object] = []
+    engine = job.engine(
+        source,
+        results.append,
+        cpu_clock=lambda: 0.0,  # the engine's thread is never busy
+        machine_cpu=saturated,
+        tick_interval=0.005,
+        on_tick=lambda _: seen.append(engine.pipelining_policy.why),
+        on_cpu_bound=hooked.append,
+    )
+    engine.CPU_SPAN = 0.005
+    engine.CPU_TICKS = 1
+    policy = engine.pipelining_policy
+    policy.MACHINE_TICKS = 1
+    policy.GUARD_RATIO = 0.0  # a thread-served test server's rate says nothing here
+    if server is not None:
+        policy.server = server
+    stats = asyncio.run(engine.run(source.items, source.total))
+    return results, stats, engine, seen, hooked
+
+
+def test_a_local_server_saturating_the_machine_gets_pipelined_requests() -> None:
+    n = 3000
+    looked_up: list[int] = []
+
+    def busy_server(port: int) -> Callable[[], float | None]:
+        looked_up.append(port)
+        return lambda: 1.7 * time.perf_counter()  # 1.7 cores' worth
+
+    # Like osrm-routed: each connection closes after its 40th answer.
+    with ScriptedServer(echo_n, max_requests=40, keep_alive_header=True) as server:
+        results, stats, _, seen, hooked = run_local(server.url("/item/{n}"), n, busy_server)
+        port = server.port
+    got = check_answers(results, n)
+    assert looked_up == [port]
+    assert "machine" in seen
+    assert "client" not in seen
+    assert stats.pipelined > 0
+    assert all(r.attempts == 1 for r in got.values())
+    assert stats.requests == n
+    # Not the client case: no read-ahead process would help, it would take the server's CPU.
+    assert hooked == []
+
+
+def test_an_idle_local_server_behind_a_busy_machine_gets_no_pipelining() -> None:
+    n = 600
+    with ScriptedServer(echo_n) as server:
+        results, stats, _, seen, _ = run_local(server.url("/item/{n}"), n, lambda port: lambda: 0.0)
+    check_answers(results, n)
+    assert set(seen) == {""}
+    assert stats.pipelined == 0
+
+
+def test_post_requests_never_turn_the_machine_case_on() -> None:
+    # Nothing could be pipelined: it would only cut the connections to 3.
+    n = 300
+    with ScriptedServer(echo_n) as server:
+        results, stats, engine, seen, _ = run_local(
+            server.url("/item/{n}"),
+            n,
+            lambda port: lambda: 1.7 * time.perf_counter(),
+            method="POST",
+            data='{{"x": {n}}}',
+        )
+    check_answers(results, n)
+    assert set(seen) == {""}
+    assert stats.pipelined == 0
+    assert engine.connection_cap >= 8
+
+
+def test_a_server_in_this_process_is_not_taken_for_a_busy_one() -> None:
+    # The default lookup finds the listening socket in this very process (the test's
+    # server thread): its CPU is the client's own, so there is no machine case.
+    n = 600
+    with ScriptedServer(echo_n) as server:
+        reader = server_cpu_reader(server.port)
+        assert isinstance(reader, ServerCpu)
+        reader.thread.join(10)
+        assert reader() is None
+        results, stats, _, seen, _ = run_local(server.url("/item/{n}"), n, None)
+    check_answers(results, n)
+    assert set(seen) == {""}
+    assert stats.pipelined == 0
+
+
+class _Conn:
+    """What Engine._room looks at: a busy GET connection that answered before."""
+
+    def __init__(self, behind: int, left: int | None = None) -> None:
+        from drumfire._connection import BUSY, Connection
+
+        self.state = BUSY
+        self.served = 1
+        self.flight = type("J", (), {"prepared": type("P", (), {"method": "GET"})()})()
+        self.behind = [None] * behind
+        self.left = left
+        self.room = lambda depth: Connection.room(self, depth)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("behind", "left", "refill", "room"),
+    [
+        (10, None, 1, 53),  # the client case: as soon as one fits
+        (62, None, 1, 1),
+        (10, None, 32, 53),  # the machine case: once half the depth fits...
+        (40, None, 32, 0),  # ...not before: one write for many requests
+        (31, None, 32, 32),
+        (5, 10, 32, 0),  # near the server's Keep-Alive max: only once the queue is empty
+        (0, 10, 32, 9),
+    ],
+)
+def test_a_busy_connection_is_refilled_in_batches(
+    behind: int, left: int | None, refill: int, room: int
+) -> None:
+    engine = make_job("http://127.0.0.1:9/{n}").engine(rows_source([{"n": "1"}]), [].append)
+    engine._refill = refill
+    assert engine._room(_Conn(behind, left)) == room  # type: ignore[arg-type]
