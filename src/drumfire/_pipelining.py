@@ -381,10 +381,14 @@ class Pipelining:
             return None
         self._machine_streak = 0
         self._guard = (now, answered, self._rate)
-        # One connection per core's worth the server uses (it serves each connection's
-        # requests in turn, one thread at a time), and one more to cover the gap while
-        # a connection it closed (osrm-routed: after 512 answers) is opened again.
-        conns = math.ceil(served) + 1
+        # Two connections per core's worth the server uses: it serves each connection's
+        # requests in turn, one thread at a time, so each of its threads finds a second
+        # connection's request waiting while the client reads the first one's answers.
+        # One more covers the gap while a connection it closed (osrm-routed: after 512
+        # answers) is opened again. On OSRM with 2 cores that is 5: 0.96x wrk, where
+        # ceil(served) + 1 (3) gave 0.92x and 8 gave 0.95x at more CPU per request
+        # (docs/benchmarks.md, issue 19).
+        conns = 2 * math.ceil(served) + 1
         conns = min(conns, open_) if open_ else conns
         return self._turn(Setting(self.depth, conns, "machine", self.refill_at()))
 

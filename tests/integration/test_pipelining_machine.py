@@ -95,7 +95,7 @@ def test_an_idle_local_server_behind_a_busy_machine_gets_no_pipelining() -> None
 
 
 def test_post_requests_never_turn_the_machine_case_on() -> None:
-    # Nothing could be pipelined: it would only cut the connections to 3.
+    # Nothing could be pipelined: it would only cut the connections to 5.
     n = 300
     with ScriptedServer(echo_n) as server:
         results, stats, engine, seen, _ = run_local(

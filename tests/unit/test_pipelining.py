@@ -131,8 +131,8 @@ def test_a_local_server_saturating_the_machine_turns_it_on() -> None:
     fake = Fake()
     p = fake.policy()
     assert sweeps_until_on(fake, p, thread=0.2, machine=0.97) == 1 + Pipelining.MACHINE_TICKS
-    # 1.7 cores' worth: a connection for each of its 2 busy threads, and one spare.
-    assert p.setting == Setting(64, 3, "machine", 32)
+    # 1.7 cores' worth: two connections for each of its 2 busy threads, and one spare.
+    assert p.setting == Setting(64, 5, "machine", 32)
     assert fake.lookups == [5000]  # looked up once
 
 
@@ -288,11 +288,11 @@ def test_is_local_host(host: str, local: bool) -> None:
     assert is_local_host(host) is local
 
 
-def test_the_machine_case_keeps_a_connection_per_busy_server_core_and_one_more() -> None:
+def test_the_machine_case_keeps_two_connections_per_busy_server_core_and_one_more() -> None:
     fake = Fake(server=5.5, cores=8)
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=16)
-    assert p.setting == Setting(64, 7, "machine", 32)
+    assert p.setting == Setting(64, 13, "machine", 32)
     fake = Fake(server=5.5, cores=8)
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=4)
