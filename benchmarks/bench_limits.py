@@ -65,7 +65,7 @@ def processes(tmp: Path, n: int, rounds: int) -> dict[str, object]:
             for p in ("1", "2"):
                 out = tmp / f"out{p}.csv"
                 wall, _, _ = drumfire("run", routes, "--url", ng.base_url + ROUTE, "--parse",
-                                      f"{parse}:parse", "-p", p, "-o", out, "-q")
+                                      f"{parse}:parse", "-p", p, "-o", out, "--overwrite", "-q")
                 assert len(rows_of(out)) == n
                 figures[p].append(n / wall)
     med = {p: sorted(v)[len(v) // 2] for p, v in figures.items()}
@@ -94,7 +94,7 @@ def adaptive(tmp: Path, n: int, rounds: int) -> dict[str, object]:
             for s in settings:
                 extra = [] if s == "default" else ["-c", s]
                 wall, _, _ = drumfire("run", routes, "--url", url, "-e", "code=code", "-o",
-                                      tmp / "o.csv", "-q", *extra)
+                                      tmp / "o.csv", "--overwrite", "-q", *extra)
                 figures[s].append(n / wall)
     med = {s: sorted(v)[len(v) // 2] for s, v in figures.items()}
     best = max((s for s in settings if s != "default"), key=lambda s: med[s])
