@@ -40,6 +40,8 @@ def open_rows(rows: Any, kwargs: dict[str, Any]) -> Source:
     """The source for ``rows``; takes ``input_format`` and ``encoding`` out of ``kwargs``."""
     input_format = kwargs.pop("input_format", None)
     encoding = kwargs.pop("encoding", "utf-8")
+    if isinstance(rows, Source):  # opened already (drumfire compare's worker)
+        return rows
     if isinstance(rows, str | os.PathLike):
         path = os.fspath(rows)
         if not isinstance(path, str):
@@ -154,8 +156,6 @@ class Output:
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.close()
-
-
 
 
 def prepare(

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from drumfire.cli import main as drumfire_cli
 from drumfire.compare import STRATEGY_NAMES, compare
 from drumfire.compare.cli import compare_command
 from drumfire.compare.strategies import Strategy, missing_modules
@@ -232,3 +233,78 @@ def test_usage_errors_exit_2(server: DemoServer, routes: Path) -> None:
         result = CliRunner().invoke(compare_command, args)
         assert result.exit_code == 2, (args, result.output)
         assert "drumfire: error:" in result.output
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+def test_csv_cells_in_a_json_body_are_typed_as_drumfire_run_types_them(
+    strategy: str, server: DemoServer, tmp_path: Path
+) -> None:
+    # A CSV cell outside a JSON string becomes a JSON value (number, true, null...), as
+    # `drumfire run` sends it; from a CSV file compare's every strategy sends the same.
+    rows = [
+        {"id": "a", "n": "1", ID_KEY: "a"},
+        {"id": "b", "n": "2.50", ID_KEY: "b"},
+        {"id": "c", "n": "x", ID_KEY: "c"},
+        {"id": "d", "n": "", ID_KEY: "d"},
+    ]
+    (tmp_path / "rows.json").write_bytes(orjson.dumps(rows))
+    task = {
+        "strategy": strategy,
+        "rows": str(tmp_path / "rows.json"),
+        "url": server.base_url + "/echo",
+        "extract": [["body", "body"]],
+        "concurrency": 2,
+        "data": '{"n": {n}, "s": "{n}"}',
+        "text_rows": True,
+        "out": str(tmp_path / "out.json"),
+    }
+    (tmp_path / "task.json").write_bytes(orjson.dumps(task))
+    subprocess.run(
+        [sys.executable, "-m", "drumfire.compare.worker", str(tmp_path / "task.json")],
+        check=True,
+        timeout=60,
+    )
+    result = orjson.loads((tmp_path / "out.json").read_bytes())
+    bodies = {id_: json.loads(fields["body"]) for id_, _, fields, _ in result["outcomes"]}
+    assert bodies == {
+        "a": {"n": 1, "s": "1"},
+        "b": {"n": 2.5, "s": "2.50"},
+        "c": {"n": "x", "s": "x"},
+        "d": {"n": None, "s": ""},
+    }
+
+
+def test_compare_from_a_csv_file_sends_json_bodies_as_run_does(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,n\na,1\nb,true\nc,x\n", encoding="utf-8")
+    report = compare(
+        rows,
+        server.base_url + "/echo",
+        extract={"body": "body"},
+        strategies="drumfire,threads",
+        data='{"n": {n}}',
+    )
+    assert report.all_match
+    out = tmp_path / "run.csv"
+    result = CliRunner().invoke(
+        drumfire_cli,
+        [
+            "run",
+            str(rows),
+            "--url",
+            server.base_url + "/echo",
+            "-d",
+            '{"n": {n}}',
+            "-e",
+            "body=body",
+            "-o",
+            str(out),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with out.open(encoding="utf-8") as f:
+        sent = {r["id"]: json.loads(r["body"]) for r in csv.DictReader(f)}
+    assert sent == {"a": {"n": 1}, "b": {"n": True}, "c": {"n": "x"}}

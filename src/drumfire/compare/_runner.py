@@ -20,7 +20,7 @@ from .._errors import InputError, UsageError
 from .._extract import Extractor
 from .._request import RequestPlan
 from .._rows import InputProblem
-from .._sources import Source, open_source, rows_source
+from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from ._report import CompareReport, StrategyReport
 from .strategies import EXTRA_HINT, STRATEGIES, Strategy, get, missing_modules
 from .strategies._common import ID_KEY
@@ -316,6 +316,8 @@ def compare(
             # bytes (-d @file) travel as base64 in the JSON task
             "data": body if not isinstance(body, bytes) else None,
             "data_b64": base64.b64encode(body).decode() if isinstance(body, bytes) else None,
+            # CSV cells are text: the JSON body types them as `drumfire run` does
+            "text_rows": source.fmt in TEXT_FORMATS,
         }
         for round_ in range(repeat):
             # Each round starts one further along, so no strategy always follows the same one.

@@ -53,7 +53,11 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     if task.get("data_b64") is not None:
         data = base64.b64decode(task["data_b64"])
     request = RowRequest(
-        task["url"], task.get("method"), [tuple(h) for h in task.get("headers", ())], data
+        task["url"],
+        task.get("method"),
+        [tuple(h) for h in task.get("headers", ())],
+        data,
+        bool(task.get("text_rows")),
     )
     outcomes = func(rows, request, extract, int(task["concurrency"]))
     wall = time.perf_counter() - start

@@ -72,10 +72,12 @@ class RowRequest:
     the URL's path or query, form-encoded in a form body, JSON-escaped in a JSON body (a
     body sent without a ``Content-Type`` gets the one ``drumfire run`` gives it); the method
     and headers take the values as they are. So every strategy sends the same request.
+    ``text_rows``: the rows come from text input (CSV, TSV), so a cell outside a JSON
+    string in the body becomes a JSON value by the CSV cell rule, as in ``drumfire run``.
     Picklable (process pools get it as an argument).
     """
 
-    __slots__ = ("_url_fill", "args", "body", "headers", "method", "simple", "url")
+    __slots__ = ("_url_fill", "args", "body", "headers", "method", "simple", "text_rows", "url")
 
     def __init__(
         self,
@@ -83,9 +85,11 @@ class RowRequest:
         method: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
         data: str | bytes | None = None,
+        text_rows: bool = False,
     ) -> None:
-        #: As given: (url, method, headers, data).
-        self.args = (url, method, tuple(headers), data)
+        #: As given: (url, method, headers, data, text_rows).
+        self.args = (url, method, tuple(headers), data, text_rows)
+        self.text_rows = text_rows
         verb = method or ("POST" if data is not None else "GET")
         self.url = Template(url)
         self.method = Template(verb if "{" in verb else verb.upper())
@@ -112,7 +116,7 @@ class RowRequest:
 
     def render(self, row: Row) -> tuple[str, str, dict[str, str], bytes | None]:
         """``(method, url, headers, body)`` for ``row``; KeyError for a missing column."""
-        body = self.body.render(row) if self.body is not None else None
+        body = self.body.render(row, self.text_rows) if self.body is not None else None
         headers = {n.render(row): v.render(row) for n, v in self.headers}
         return self.method.render(row).upper(), self._url_fill.render(row), headers, body
 
