@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._api import ARun, Run, arun, run, run_all
 from ._errors import DrumfireError, InputError, Reason, TemplateError, UsageError
-from ._http import Response
 from ._job import Job, make_job
+from ._response import Response
 from ._result import Result, Stats
 from ._settings import Retry, Timeouts
 

@@ -16,10 +16,10 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mappin
 from typing import Any
 
 from ._engine import Engine
-from ._http import Response
 from ._job import Job
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
+from ._response import Response
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
 from ._sources import Source
 

@@ -33,7 +33,7 @@ from ._savebody import RowOutcome, Saver, SaveSpec, SaveTarget, parse_statuses
 from ._template import Template
 
 if TYPE_CHECKING:
-    from ._http import Response
+    from ._response import Response
 
 __all__ = [
     "CHUNK",

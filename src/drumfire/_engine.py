@@ -34,7 +34,7 @@ from typing import Any, cast
 from ._connection import BUSY, IDLE, TLS, Connection
 from ._extract import Extractor
 from ._finish import Finisher
-from ._http import MAX_HEADER, Response
+from ._http import MAX_HEADER
 from ._lifecycle import Lifecycle
 from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
 from ._ordering import Reorder
@@ -42,6 +42,7 @@ from ._origins import Origins
 from ._pipelining import CpuTotals, Pipelining, Setting, is_local_host, machine_cpu
 from ._pool import Pool
 from ._request import Origin, Prepared, RequestPlan
+from ._response import Response
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._rows import SKIPPED, WAIT, Flight, Item, Rows

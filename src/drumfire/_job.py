@@ -19,8 +19,9 @@ from ._connection import TLS
 from ._engine import Engine
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
-from ._http import MAX_HEADER, Response
+from ._http import MAX_HEADER
 from ._request import RequestPlan
+from ._response import Response
 from ._result import BASE_COLUMNS, Result
 from ._savebody import SaveSpec
 from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
