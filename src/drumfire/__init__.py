@@ -17,9 +17,10 @@ whose ``reason`` is a :class:`Reason`, never an exception.
 
 from typing import TYPE_CHECKING, Any
 
-from ._api import ARun, Job, Run, arun, make_job, run, run_all
+from ._api import ARun, Run, arun, run, run_all
 from ._errors import DrumfireError, InputError, Reason, TemplateError, UsageError
-from ._http import Response
+from ._job import Job, make_job
+from ._response import Response
 from ._result import Result, Stats
 from ._settings import Retry, Timeouts
 

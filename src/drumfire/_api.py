@@ -12,254 +12,22 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from ._bodies import FormField, file_plan, file_settings
-from ._body import json_body
-from ._connection import TLS
 from ._engine import Engine
-from ._errors import TemplateError, UsageError
-from ._extract import Extractor
-from ._http import MAX_HEADER, Response
+from ._job import Job
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
-from ._request import RequestPlan
+from ._response import Response
 from ._result import BASE_COLUMNS, BlankFields, Result, Stats
-from ._savebody import SaveSpec
-from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
-from ._sources import TEXT_FORMATS, Source
+from ._sources import Source
 
-__all__ = ["ARun", "Job", "Run", "arun", "run", "run_all"]
+__all__ = ["ARun", "Run", "arun", "run", "run_all"]
 
 #: Results handed to a consumer that has not taken them yet, before the engine pauses.
 _BACKLOG_HIGH = 10_000
 _BACKLOG_LOW = 1_000
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything that describes a batch except its rows. Immutable and picklable."""
-
-    url: str = "{url}"
-    method: str | None = None
-    headers: tuple[tuple[str, str], ...] | tuple[str, ...] = ()
-    data: str | bytes | None = None
-    extract: tuple[tuple[str, str], ...] = ()
-    keep: tuple[str, ...] = ()
-    id: str | None = None
-    concurrency: int | None = None  # None: adaptive
-    max_concurrency: int = MAX_CONCURRENCY
-    rate: float | None = None  # requests per second, at most
-    retry: Retry = field(default_factory=Retry)
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    verify: bool = True
-    cacert: str | None = None  # CA certificates to trust (PEM), instead of the system's
-    cert: str | None = None  # a client certificate (PEM)
-    key: str | None = None  # its private key (PEM), if not in ``cert``
-    max_body: int = MAX_BODY
-    max_header_size: int = MAX_HEADER  # most bytes in a response's header block
-    ordered: bool = False
-    follow_redirects: int = 0  # most redirects followed per row; 0: none
-    pipeline: int = PIPELINE  # most GET requests per connection when the client is CPU-bound
-    # Stop when the first N connection attempts all fail to connect (0: never);
-    # ``drumfire run`` sets 50 unless --keep-going.
-    unreachable_after: int = 0
-    per_host_concurrency: int | None = None  # most in flight to one origin
-    per_host_rate: float | None = None  # most starts per second to one origin
-    # Files in and out (drumfire._bodies): a file per row as the body (a path
-    # template), a multipart form, each response body saved to a file.
-    data_file: str | None = None
-    form: tuple[FormField, ...] = ()
-    save: SaveSpec | None = None
-    skip_saved: bool = False  # --resume: a row whose file is complete is not sent
-
-    def field_names(self) -> list[str]:
-        """The output columns after the base ones and before the kept ones."""
-        names = [name for name, _ in self.extract]
-        if self.save is not None:
-            names.extend(self.save.columns())
-        return names
-
-    def uses_files(self) -> bool:
-        return self.data_file is not None or bool(self.form) or self.save is not None
-
-    def tls(self) -> TLS | bool:
-        """The TLS setting for the connections (a plain bool when only ``verify`` is set)."""
-        if self.cacert is None and self.cert is None and self.key is None:
-            return self.verify
-        return TLS(self.verify, self.cacert, self.cert, self.key)
-
-    def plan(self) -> RequestPlan:
-        headers: list[Any] = list(self.headers)
-        if self.uses_files():
-            return file_plan(self, headers)  # type: ignore[return-value]  # the same face
-        return RequestPlan(self.url, method=self.method, headers=headers, data=self.data)
-
-    def extractor(self) -> Extractor:
-        """The compiled expressions; raises UsageError for a bad one or a name clash."""
-        taken = set(BASE_COLUMNS)
-        for name in self.field_names() + list(self.keep):
-            if name in taken:
-                what = "a column every row has" if name in BASE_COLUMNS else "used twice"
-                raise UsageError(
-                    f"output column {name!r} is {what}; choose another name "
-                    "for -e NAME=... or --keep"
-                )
-            taken.add(name)
-        return Extractor(self.extract)
-
-    def check(self, plan: RequestPlan, source: Source) -> str | None:
-        """Validate templates against the source's columns; return the id column to use."""
-        if source.columns is not None:
-            plan.check(source.columns)
-            for column in self.keep:
-                if column not in source.columns:
-                    raise TemplateError(
-                        f"--keep names column {column!r}, which the input does not have"
-                    )
-            if self.id is not None and self.id not in source.columns:
-                raise TemplateError(f"--id names column {self.id!r}, which the input does not have")
-        if self.id is not None:
-            return self.id
-        if source.columns is None or "id" in source.columns:
-            return "id"
-        return None
-
-    def engine(
-        self,
-        source: Source,
-        on_result: Callable[[Result], None],
-        *,
-        parse: Callable[[Response], Mapping[str, Any]] | None = None,
-        **kwargs: Any,
-    ) -> Engine:
-        plan = self.plan()
-        id_column = self.check(plan, source)
-        return Engine(
-            plan,
-            on_result,
-            extractor=self.extractor(),
-            parse=parse,
-            keep=self.keep,
-            id_column=id_column,
-            concurrency=self.concurrency,
-            max_concurrency=self.max_concurrency,
-            rate=self.rate,
-            retry=self.retry,
-            timeouts=self.timeouts,
-            max_body=self.max_body,
-            max_header=self.max_header_size,
-            verify=self.tls(),
-            ordered=self.ordered,
-            follow_redirects=self.follow_redirects,
-            # Never pipelined: a request's body or saved answer is its connection's alone.
-            pipeline=1 if self.uses_files() else self.pipeline,
-            text_rows=source.fmt in TEXT_FORMATS,
-            unreachable_after=self.unreachable_after,
-            per_host_concurrency=self.per_host_concurrency,
-            per_host_rate=self.per_host_rate,
-            **kwargs,
-        )
-
-
-def make_job(
-    url: str = "{url}",
-    *,
-    method: str | None = None,
-    headers: Mapping[str, str] | Sequence[str] | None = None,
-    data: str | bytes | None = None,
-    extract: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    keep: Sequence[str] = (),
-    id: str | None = None,
-    concurrency: int | None = None,
-    max_concurrency: int = MAX_CONCURRENCY,
-    rate: float | None = None,
-    retries: int = Retry().retries,
-    timeout: float = Timeouts().total,
-    connect_timeout: float = Timeouts().connect,
-    verify: bool | str = True,
-    cert: str | tuple[str | None, str] | None = None,
-    max_body: int = MAX_BODY,
-    max_header_size: int = MAX_HEADER,
-    ordered: bool = False,
-    retry: Retry | None = None,
-    follow_redirects: bool | int = False,
-    pipeline: int = PIPELINE,
-    json: Any = None,
-    per_host_concurrency: int | None = None,
-    per_host_rate: float | None = None,
-    data_file: str | None = None,
-    files: Mapping[str, Any] | None = None,
-    form: Mapping[str, str] | Sequence[str] | None = None,
-    save_body: str | None = None,
-    save_dir: str = ".",
-    save_status: str = "2xx",
-    save_sha256: bool = False,
-    skip_saved: bool = False,
-) -> Job:
-    header_items: tuple[Any, ...]
-    if headers is None:
-        header_items = ()
-    elif isinstance(headers, Mapping):
-        header_items = tuple((str(k), str(v)) for k, v in headers.items())
-    else:
-        header_items = tuple(headers)
-    # As requests: verify=False, True, or the path of the CA certificates to
-    # trust; cert= a client certificate file, or a (certificate, key) pair.
-    if verify == "":  # bool("") is False: an empty path must not turn verification off
-        raise UsageError("verify='' names no CA file: give a path, True or False")
-    cacert = verify if isinstance(verify, str) else None
-    cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
-    tls = TLS(bool(verify), cacert, cert_file, key_file)
-    if cacert is not None or cert_file is not None or key_file is not None:
-        tls.check()  # an unusable file, or a key without its certificate: a usage error now
-    if json is not None:  # curl's --json: the body, Content-Type and Accept
-        if data is not None:
-            raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
-        names = [h[0] if isinstance(h, tuple) else h.partition(":")[0] for h in header_items]
-        data, added = json_body(json, names)
-        header_items = (*header_items, *added)
-    return Job(
-        url=url,
-        method=method,
-        headers=header_items,
-        data=data,
-        extract=tuple(extract.items() if isinstance(extract, Mapping) else (extract or ())),
-        keep=tuple(keep),
-        id=id,
-        concurrency=concurrency,
-        max_concurrency=max_concurrency,
-        rate=rate,
-        retry=retry or Retry(retries=retries),
-        timeouts=Timeouts(connect=min(connect_timeout, timeout), total=timeout),
-        verify=bool(verify),
-        cacert=cacert,
-        cert=cert_file,
-        key=key_file,
-        max_body=max_body,
-        max_header_size=max_header_size,
-        ordered=ordered,
-        # True: up to MAX_REDIRECTS hops, as requests (curl -L: 50); a number: that many.
-        follow_redirects=(
-            MAX_REDIRECTS if follow_redirects is True else int(follow_redirects)
-        ),
-        pipeline=pipeline,
-        per_host_concurrency=per_host_concurrency,
-        per_host_rate=per_host_rate,
-        **file_settings(
-            data,
-            data_file,
-            files,
-            form,
-            save_body,
-            save_dir,
-            save_status,
-            save_sha256,
-            skip_saved,
-        ),
-    )
 
 
 _DOC_ARGS = """
@@ -326,7 +94,7 @@ def _source_and_job(
     # A file path as rows, Arrow and polars, and output=/resume=: see _files.
     from ._files import prepare
 
-    return prepare(rows, url, kwargs, learn, make_job)
+    return prepare(rows, url, kwargs, learn)
 
 
 class ARun:

@@ -15,10 +15,10 @@ from typing import Any
 from rich.console import Console
 
 from . import _readahead as readahead
-from ._api import Job
-from ._http import Response
+from ._job import Job
 from ._loop import new_event_loop
 from ._progress import Progress, format_summary, format_unreachable
+from ._response import Response
 from ._result import Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink

@@ -33,7 +33,7 @@ from ._savebody import RowOutcome, Saver, SaveSpec, SaveTarget, parse_statuses
 from ._template import Template
 
 if TYPE_CHECKING:
-    from ._http import Response
+    from ._response import Response
 
 __all__ = [
     "CHUNK",
@@ -402,7 +402,7 @@ def file_settings(
     save_sha256: bool,
     skip_saved: bool,
 ) -> dict[str, Any]:
-    """The :class:`~drumfire._api.Job` fields of the file options (API and CLI alike).
+    """The :class:`~drumfire._job.Job` fields of the file options (API and CLI alike).
 
     ``form``: ``{"name": "value"}``, or curl ``-F`` strings (``name=value``,
     ``name=@path;type=...``) in order; ``files``: ``{"name": "{path}"}`` or
@@ -445,7 +445,7 @@ def file_settings(
 
 
 def file_plan(job: Any, headers: list[Any]) -> FilePlan:
-    """The request plan of a :class:`~drumfire._api.Job` that uses file options."""
+    """The request plan of a :class:`~drumfire._job.Job` that uses file options."""
     body = job.data_file is not None or bool(job.form)
     method = job.method or ("POST" if body else None)
     inner = RequestPlan(job.url, method=method, headers=headers, data=job.data)

@@ -57,7 +57,7 @@ from ._cluster_task import (
 from ._errors import UsageError
 
 if TYPE_CHECKING:
-    from ._api import Job
+    from ._job import Job
     from ._result import Result, Stats
 
 __all__ = [
@@ -467,7 +467,7 @@ def run_dask(
     _require_dask("run_dask")
     dd = _module("dask.dataframe")
 
-    from ._api import make_job
+    from ._job import make_job
 
     job = make_job(url, **settings)
     job.extractor()

@@ -25,7 +25,7 @@ from ._cluster_plan import _SUFFIX, Part, part_name
 from ._cluster_store import Store, _module, open_binary
 
 if TYPE_CHECKING:
-    from ._api import Job
+    from ._job import Job
     from ._result import Result, Stats
 
 def open_part(part: Part, scratch: str) -> Any:

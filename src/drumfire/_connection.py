@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _bodies
 from ._errors import ProtocolError, RequestError, UsageError, reason_for
-from ._http import MAX_HEADER, Response, ResponseReader
+from ._http import MAX_HEADER, ResponseReader
+from ._response import Response
 
 if TYPE_CHECKING:
     from ._request import Origin

@@ -2,9 +2,10 @@
 
 :class:`~drumfire._engine.Engine` is one object whose concerns live in
 several modules: :mod:`drumfire._lifecycle` (start, stop, the periodic
-sweep), :mod:`drumfire._settle` (answers, failures, retries, results) and
-:mod:`drumfire._engine` itself (reading rows, dispatch, pipelining, the
-connection callbacks). Each part derives from :class:`EngineCore`, which
+sweep), :mod:`drumfire._settle` (answers, failures, retries, results),
+:mod:`drumfire._pipelined` (applying the pipelining policy, queueing requests
+on busy connections) and :mod:`drumfire._engine` itself (reading rows,
+dispatch, the connection callbacks). Each part derives from :class:`EngineCore`, which
 declares the attributes the engine sets in ``__init__`` and the methods one
 part calls on another; ``Engine`` derives from every part, so each call
 finds the real method before the declaration here
@@ -17,6 +18,7 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from ._connection import Connection
 from ._finish import Finisher
@@ -25,6 +27,7 @@ from ._ordering import Reorder
 from ._origins import Origins
 from ._pipelining import Pipelining
 from ._pool import Pool
+from ._request import Origin
 from ._result import Result, Stats
 from ._rows import Flight, Item, Rows
 from ._settings import Retry, Timeouts
@@ -72,12 +75,26 @@ class EngineCore:
     _timer: asyncio.TimerHandle | None
     _pump_timer: asyncio.TimerHandle | None
     pipelining_policy: Pipelining  # when to pipeline (see drumfire._pipelining)
+    # how the engine pipelines (see drumfire._pipelined)
+    pipelining: bool
+    on_cpu_bound: Callable[[Any], None] | None
+    _adaptive: bool  # no fixed -c: the adaptive limit counts connections' worth
+    _total: int  # most requests in flight in the whole run
+    _conn_cap: int  # most connections kept open
+    _capacity: float  # most requests in flight the connections can take
+    _depth: int  # requests per unit of the adaptive limit
+    _refill: int  # a busy connection takes more once this many fit
+    _answered: Connection | None  # the connection that answered last
+    _local_of: tuple[Origin | None, int | None]  # the only origin, its port if local
     _reached: bool
     _unreached: int
 
     # -- defined by the parts (see the module docstring) -----------------------
 
     def _pump(self) -> None:
+        raise NotImplementedError
+
+    def _next_flight(self) -> Flight | None:
         raise NotImplementedError
 
     def _watch_cpu(self, now: float) -> None:

@@ -12,13 +12,14 @@ A row's life::
                 --no---> Result --> (reorder buffer if ordered) --> on_result
 
 Where each concern lives (the engine is one object made of parts, see
-:mod:`drumfire._core`): this module reads rows, dispatches them to
-connections, takes the connections' callbacks and holds the pipelining
-policy (``_watch_cpu``, ``_fill``, ``_pipeline_onto``...; about 200 lines that
-issue 19 moves into a policy object); :mod:`drumfire._lifecycle` starts,
-stops and sweeps; :mod:`drumfire._settle` decides what answers and failures
-mean for their rows. Beside it: :mod:`drumfire._rows` (items to flights),
-:mod:`drumfire._origins` (per-origin limits), :mod:`drumfire._pool`,
+:mod:`drumfire._core`): this module reads rows (``_next_flight``), starts them
+(``_pump``, ``_dispatch``, the per-origin admission) and takes the
+connections' callbacks; :mod:`drumfire._lifecycle` starts, stops and sweeps;
+:mod:`drumfire._settle` decides what answers and failures mean for their rows;
+:mod:`drumfire._pipelined` applies the pipelining policy and queues requests
+on busy connections, while *when* to pipeline is decided by the policy object
+in :mod:`drumfire._pipelining`. Beside it: :mod:`drumfire._rows` (items to
+flights), :mod:`drumfire._origins` (per-origin limits), :mod:`drumfire._pool`,
 :mod:`drumfire._finish` (answers to result rows), :mod:`drumfire._ordering`.
 """
 
@@ -34,14 +35,16 @@ from typing import Any, cast
 from ._connection import BUSY, IDLE, TLS, Connection
 from ._extract import Extractor
 from ._finish import Finisher
-from ._http import MAX_HEADER, Response
+from ._http import MAX_HEADER
 from ._lifecycle import Lifecycle
 from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
 from ._ordering import Reorder
 from ._origins import Origins
-from ._pipelining import CpuTotals, Pipelining, Setting, is_local_host, machine_cpu
+from ._pipelined import PipelinedDispatch
+from ._pipelining import CpuTotals, Pipelining, machine_cpu
 from ._pool import Pool
-from ._request import Origin, Prepared, RequestPlan
+from ._request import Origin, RequestPlan
+from ._response import Response
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._rows import SKIPPED, WAIT, Flight, Item, Rows
@@ -51,12 +54,7 @@ from ._settle import Settling
 __all__ = ["Engine"]
 
 
-def _pipelinable(prepared: Prepared) -> bool:
-    """A GET without a body: safe to queue behind other requests and to send again."""
-    return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
-
-
-class Engine(Settling, Lifecycle):
+class Engine(Settling, Lifecycle, PipelinedDispatch):
     """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face."""
 
     def __init__(
@@ -209,78 +207,6 @@ class Engine(Settling, Lifecycle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
-
-    def watch_cpu(self, now: float) -> None:
-        """Take one sample of the engine's CPU share, as each sweep does (a seam for tests).
-
-        Turns pipelining on or off when the share says so (see ``_watch_cpu``).
-        """
-        self._watch_cpu(now)
-
-    @property
-    def connection_cap(self) -> int:
-        """Most connections kept open now (fewer while pipelining)."""
-        return self._conn_cap
-
-    # The policy's thresholds, settable on the engine (tests and tools tune them
-    # there: ``Engine.CPU_TICKS = 1``); _watch_cpu hands them over.
-    CPU_BOUND, CPU_FREE, CPU_TICKS, CPU_SURE = (
-        Pipelining.CPU_BOUND,
-        Pipelining.CPU_FREE,
-        Pipelining.CPU_TICKS,
-        Pipelining.CPU_SURE,
-    )
-    CPU_SPAN = Pipelining.CPU_SPAN
-    PIPELINE_CONNECTIONS = Pipelining.CONNECTIONS
-
-    def _watch_cpu(self, now: float) -> None:
-        """Pipeline, or stop, as the policy says from this sweep's CPU readings.
-
-        On a fast local server the client spends a core on system calls and
-        bookkeeping; on a local server that saturates the machine each of those
-        microseconds is taken from the server. In both, several requests per
-        write and several answers per read help; elsewhere nothing changes.
-        """
-        policy = self.pipelining_policy
-        policy.CPU_BOUND, policy.CPU_FREE = self.CPU_BOUND, self.CPU_FREE
-        policy.CPU_TICKS, policy.CPU_SURE = self.CPU_TICKS, self.CPU_SURE
-        policy.CPU_SPAN, policy.CONNECTIONS = self.CPU_SPAN, self.PIPELINE_CONNECTIONS
-        solo = self.origins.solo
-        origin = solo.origin if solo is not None else None
-        if origin is not self._local_of[0]:  # the run's only origin: is it on this machine?
-            port = origin[2] if origin is not None and is_local_host(origin[1]) else None
-            self._local_of = (origin, port)
-        policy.local_port = self._local_of[1]
-        setting = policy.sample(now, self.stats.done, self.pool.open)
-        if setting is not None:
-            self._pipeline_as(setting)
-
-    def _pipeline_as(self, setting: Setting) -> None:
-        """Apply a pipelining decision: depth, connections kept, requests in flight."""
-        self.pipelining = setting.on
-        if setting.on:
-            if setting.why == "client" and self.on_cpu_bound is not None:
-                # The engine's own thread is the limit: read the input elsewhere. (Not
-                # for a saturated machine: a child process would take the server's CPU.)
-                hook, self.on_cpu_bound = self.on_cpu_bound, None  # the first time only
-                try:
-                    hook(self)
-                except Exception as exc:  # not from the timer: it would stop the sweeps
-                    self._fail(exc)
-                    return
-            self._conn_cap = setting.connections or self.pool.limit
-            self._capacity = self._conn_cap * setting.depth
-            # The adaptive limit now counts connections' worth of requests: each
-            # carries up to ``depth``. A fixed -c stays requests in flight.
-            self._depth = setting.depth if self._adaptive else 1
-            self._refill = setting.refill
-        else:
-            self._refill = 1
-            self._conn_cap = self.pool.limit
-            self._capacity = float("inf")
-            self._depth = 1
-        self._total = self.concurrency * self._depth
-        self._pump()
 
     # -- starting requests ---------------------------------------------------
 
@@ -476,98 +402,6 @@ class Engine(Settling, Lifecycle):
         assert self._loop is not None
         conn.open(self._loop, self._verify, flight, now + self.timeouts.connect)
         return True
-
-    def _fill(self, conn: Connection, most: int) -> int:
-        """Queue up to ``most`` new GET requests on ``conn``; return how many rows started.
-
-        A row that cannot go there (not a plain GET, another origin, a re-send
-        that wants a new connection) is dispatched the usual way and ends the fill.
-        """
-        room = min(self._room(conn), most)
-        if room <= 0:
-            return 0
-        origin = conn.origin
-        host = self.origins.solo
-        assert host is not None
-        now = self.clock()
-        deadline = now + self.timeouts.total
-        queued: list[tuple[Flight, float]] = []
-        data: list[bytes] = []
-        while len(queued) < room:
-            flight = self._next_flight()
-            if flight is None:
-                break
-            prepared = flight.prepared
-            if prepared.origin != origin or not flight.free_retry or not _pipelinable(prepared):
-                self._ready.appendleft(flight)  # the pump starts it the usual way
-                break
-            flight.host = host
-            flight.attempts += 1
-            flight.start = now
-            queued.append((flight, deadline))
-            data.append(prepared.data)
-        if queued:
-            self._inflight += len(queued)
-            host.inflight += len(queued)
-            host.sent += len(queued)
-            self.stats.pipelined += len(queued)
-            conn.pipeline(queued, data)
-        return len(queued)
-
-    def _roomiest(self) -> Connection | None:
-        """The busy connection that may take the most requests, if any may."""
-        best: Connection | None = None
-        most = 0
-        for conn in self._busy:
-            room = self._room(conn)
-            if room > most:
-                best, most = conn, room
-        return best
-
-    def _pipeline_onto(self, flight: Flight) -> Connection | None:
-        """The busy connection with the fewest requests queued that may take ``flight``.
-
-        Pipelined: GET requests without a body, on connections that have
-        answered before (so the server keeps connections alive), behind
-        anything but a HEAD request.
-        """
-        prepared = flight.prepared
-        if not _pipelinable(prepared):
-            return None
-        origin = prepared.origin
-        hint = self._answered
-        if hint is not None and self._may_queue(hint, origin):
-            return hint  # the connection that just answered has room: the usual case
-        best: Connection | None = None
-        for conn in self._busy:
-            if self._may_queue(conn, origin) and (
-                best is None or len(conn.behind) < len(best.behind)
-            ):
-                best = conn
-                if not conn.behind:
-                    break
-        return best
-
-    def _may_queue(self, conn: Connection, origin: Origin) -> bool:
-        """Whether ``conn`` may take one more GET to ``origin`` behind those it carries."""
-        return conn.origin == origin and self._room(conn) > 0
-
-    def _room(self, conn: Connection) -> int:
-        """How many more GET requests ``conn`` may queue (≤ 0: none).
-
-        Only a busy connection that has answered before (so the server keeps
-        connections alive) and carries a GET (never behind a HEAD) takes more.
-        """
-        head = conn.flight
-        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
-            return 0
-        room = conn.room(self.pipeline)
-        if room < self._refill:
-            # Wait until the queue has room for a batch (one write for many), or is
-            # empty when the connection will never have that much room again (the
-            # server's Keep-Alive: max is near).
-            return room if room + len(conn.behind) < self._refill and not conn.behind else 0
-        return room
 
     # -- connection callbacks (Owner protocol) --------------------------------
 

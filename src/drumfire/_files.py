@@ -18,18 +18,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
+from ._job import Job, make_job
 from ._outfile import OutputLock
 from ._result import Result, Stats
 from ._resume import holds_rows, is_cancelled, scan_output
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source, rows_source
-
-if TYPE_CHECKING:
-    from ._api import Job
 
 __all__ = ["Output", "open_rows"]
 
@@ -158,14 +156,8 @@ class Output:
             lock.close()
 
 
-def prepare(
-    rows: Any, url: str, kwargs: dict[str, Any], learn: bool, make_job: Callable[..., Job]
-) -> tuple[Source, Job, Output]:
-    """Source, job and output of an API call, checked before anything is sent.
-
-    ``make_job``: :func:`drumfire._api.make_job`, passed in by ``_api`` (which
-    imports this module) so that this module does not import ``_api`` back.
-    """
+def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:
+    """Source, job and output of an API call, checked before anything is sent."""
     output = Output(kwargs)
     source = open_rows(rows, kwargs)
     try:

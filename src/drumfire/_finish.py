@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ._extract import Extractor
-from ._http import Response
+from ._response import Response
 from ._result import Result
 from ._rows import Flight
 

@@ -1,10 +1,11 @@
 """HTTP/1.1 framing without I/O.
 
 This module turns request parts into bytes and bytes from one connection into
-:class:`Response` objects. It imports no asyncio and owns no socket, so every
-engine (and every unit test, with canned bytes) uses the same code; the
-connection module only moves bytes between a transport and a
-:class:`ResponseReader`.
+:class:`~drumfire._response.Response` records (those records and their
+:class:`~drumfire._response.Headers` mapping live in ``_response``). It
+imports no asyncio and owns no socket, so every engine (and every unit test,
+with canned bytes) uses the same code; the connection module only moves bytes
+between a transport and a :class:`ResponseReader`.
 
 Parsing is delegated to httptools (llhttp, the parser Node.js uses); this module
 adds what llhttp leaves to its caller: HEAD responses (RFC 9110 §9.3.2: no body
@@ -17,17 +18,16 @@ zstd) are decoded by :mod:`drumfire._decoding`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httptools
-import orjson
 
 from ._decoding import Decoder, UnknownEncoding
 from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError, RequestError
+from ._response import Response
 from ._settings import MAX_BODY
 
-__all__ = ["MAX_HEADER", "Headers", "Response", "ResponseReader", "encode_request_head"]
+__all__ = ["MAX_HEADER", "ResponseReader", "encode_request_head"]
 
 #: The default cap on a response's header block (status line and headers): 64 KiB.
 #: h11 stops at 16 KiB, Node.js at 16 KiB, curl at 100 KiB per header, Go at
@@ -42,124 +42,6 @@ def _answers_left(keep_alive: bytes) -> int | None:
     """From ``Keep-Alive: timeout=5, max=K``: how many answers may follow this one (K-1)."""
     found = _MAX.search(keep_alive)
     return int(found.group(1)) - 1 if found else None
-
-
-class Headers(Mapping[str, str]):
-    """A response's headers as a read-only, case-insensitive mapping (as in requests and httpx).
-
-    ``headers["content-type"]``, ``headers.get("Content-Type")``, ``"etag" in
-    headers``; a header sent several times reads as its values joined with
-    ``", "`` (RFC 9110 §5.3), :meth:`get_list` gives them apart. Iteration
-    gives each name once, spelled as first sent. ``raw`` holds the pairs as
-    received (bytes). Names and values are decoded as Latin-1.
-    """
-
-    __slots__ = ("_index", "raw")
-
-    def __init__(self, raw: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> None:
-        self.raw = raw
-        index: dict[str, tuple[str, list[str]]] = {}
-        for name, value in raw:
-            text = name.decode("latin-1")
-            found = index.get(text.lower())
-            if found is None:
-                index[text.lower()] = (text, [value.decode("latin-1")])
-            else:
-                found[1].append(value.decode("latin-1"))
-        self._index = index
-
-    def __getitem__(self, name: str) -> str:
-        return ", ".join(self._index[name.lower()][1])
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._index.values())
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def get_list(self, name: str) -> list[str]:
-        """Every value of header ``name``, in order ([] when absent)."""
-        found = self._index.get(name.lower())
-        return list(found[1]) if found is not None else []
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Headers):
-            return list(self.raw) == list(other.raw)
-        if isinstance(other, list | tuple):  # the raw pairs
-            return list(self.raw) == list(other)
-        if isinstance(other, Mapping):
-            return {k.lower(): v for k, v in self.items()} == {
-                str(k).lower(): v for k, v in other.items()
-            }
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        # Names only: header values may be secrets (cookies, tokens).
-        return f"<Headers {list(self)}>"
-
-
-class Response:
-    """One HTTP response: status, headers, decoded body bytes.
-
-    ``headers`` is a case-insensitive :class:`Headers` mapping, built on first
-    use; ``raw_headers`` the pairs as received; :meth:`header` a quick
-    case-insensitive look-up of one value. ``error`` is "" or, for an answer
-    whose body could not be decoded (an unknown Content-Encoding), the
-    reason the row gets (``encoding: …``).
-    """
-
-    __slots__ = ("_headers", "body", "error", "keep_alive", "left", "raw_headers", "status")
-
-    def __init__(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        keep_alive: bool,
-        left: int | None = None,
-        error: str = "",
-    ) -> None:
-        self.status = status
-        self.raw_headers = headers
-        self._headers: Headers | None = None
-        self.body = body
-        self.keep_alive = keep_alive
-        # Answers the server said (Keep-Alive: max=K) it will still give on this
-        # connection after this one; None when it did not say.
-        self.left = left
-        self.error = error
-
-    @property
-    def headers(self) -> Headers:
-        """The headers as a case-insensitive mapping (built once, on first use)."""
-        headers = self._headers
-        if headers is None:
-            headers = self._headers = Headers(self.raw_headers)
-        return headers
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        wanted = name.lower().encode("latin-1")
-        for key, value in self.raw_headers:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        return None
-
-    def json(self) -> Any:
-        """The body decoded as JSON (raises ``orjson.JSONDecodeError``)."""
-        return orjson.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {len(self.body)} bytes>"
 
 
 def encode_request_head(
@@ -477,9 +359,7 @@ class ResponseReader:
             self._parser.should_keep_alive()
         )
         status = self._parser.get_status_code()
-        self._answer(
-            Response(status, self._headers, body, keep_alive, self._left, self._problem)
-        )
+        self._answer(Response(status, self._headers, body, keep_alive, self._left, self._problem))
         if not self._head:
             self._reset(False)
 

@@ -10,7 +10,7 @@ The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
 
-One module (about 700 lines, over issue 18's ~600) on purpose: it is one
+Why this module is long (about 700 lines, over issue 18's ~600): it is one
 controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
 :class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
 state on every throttled answer; their thresholds are tuned together (the 15 %
@@ -575,9 +575,7 @@ class OriginLimit:
             # them, and each lowering the rate to what was accepted in a CPU dip
             # ratcheted it down.
             lowers = (
-                cubic.rate is None
-                or self.share >= self.DENSE
-                or now - self._again_at <= self.AGAIN
+                cubic.rate is None or self.share >= self.DENSE or now - self._again_at <= self.AGAIN
             )
             if accepted > 0.0 and lowers:  # nothing accepted (an outage): no rate from it
                 self._rate_cut = now

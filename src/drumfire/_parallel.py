@@ -39,7 +39,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ._api import Job
+from ._job import Job
 from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
 from ._messages import (

@@ -19,8 +19,8 @@ from ._bodies import redirect  # keeps a body streamed from files, and the save 
 from ._connection import Connection
 from ._core import EngineCore
 from ._errors import explain
-from ._http import Response
 from ._limits import OriginLimit, parse_quota
+from ._response import Response
 from ._result import Result
 from ._rows import Flight
 

@@ -27,7 +27,6 @@ import click
 import orjson
 from rich.console import Console
 
-from ._api import Job, make_job
 from ._bodies import clean_temps
 from ._cli_common import (
     CONTEXT,
@@ -44,6 +43,7 @@ from ._cli_common import (
 )
 from ._errors import UsageError
 from ._extract import parse_extract_options
+from ._job import Job, make_job
 from ._limits import parse_rate
 from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
 from ._parse import load_parse_function

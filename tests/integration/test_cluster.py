@@ -266,8 +266,8 @@ def test_run_dask_composes_with_a_dask_pipeline(
 
 
 def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
-    from drumfire._api import make_job
     from drumfire._cluster import TOPIC, run_part
+    from drumfire._job import make_job
 
     _, client = cluster
     holder = Holder()

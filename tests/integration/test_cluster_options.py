@@ -155,8 +155,8 @@ def threads_cluster() -> Any:
 def test_memory_urls_write_parts_then_their_entries(threads_cluster: Any, out_fmt: str) -> None:
     import fsspec
 
-    from drumfire._api import make_job
     from drumfire._cluster import Store, run_cluster
+    from drumfire._job import make_job
 
     fs = fsspec.filesystem("memory")
     base = f"memory://drumfire-test-{out_fmt}"
@@ -226,8 +226,8 @@ def test_resume_sends_the_cancelled_rows_of_a_finished_part_again(tmp_path: Path
     # A finished part holding `cancelled` rows (its target was unreachable and the
     # partition stopped): the task of a --resume sends those rows again, and only
     # those, and rewrites the part whole. (run_part in this process: no cluster needed.)
-    from drumfire._api import make_job
     from drumfire._cluster import plan_parts, run_part
+    from drumfire._job import make_job
 
     src = write_input(tmp_path / "in.csv", 20)
     (part,) = plan_parts(str(src), "csv", size=1 << 30)

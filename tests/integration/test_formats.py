@@ -23,7 +23,7 @@ import pytest
 
 import drumfire
 from drumfire import _readahead as readahead
-from drumfire._api import make_job
+from drumfire._job import make_job
 from drumfire._sources import open_source
 from drumfire.demo import DemoServer, route_answer, write_sample_routes
 

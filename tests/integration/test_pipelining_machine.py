@@ -18,8 +18,8 @@ from servers import ScriptedServer
 from test_run_pipeline import FAST, check_answers, echo_n, rows
 
 from drumfire import Result
-from drumfire._api import make_job
 from drumfire._engine import Engine
+from drumfire._job import make_job
 from drumfire._pipelining import ServerCpu, server_cpu_reader
 from drumfire._result import Stats
 from drumfire._sources import rows_source

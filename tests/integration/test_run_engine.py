@@ -676,7 +676,7 @@ class SinkBroke(Exception):
 
 def run_engine_until_it_raises(url: str, rows: list[dict[str, str]], **kwargs: Any) -> int:
     """Run an engine whose result consumer raises at its 6th row; return the rows it took."""
-    from drumfire._api import make_job
+    from drumfire._job import make_job
     from drumfire._sources import rows_source
 
     taken: list[Result] = []
@@ -726,7 +726,7 @@ def run_with_unreachable_after(rows: list[dict[str, str]], after: int) -> tuple[
     """The engine as ``drumfire run`` sets it up: stop after ``after`` failed connects."""
     import dataclasses
 
-    from drumfire._api import make_job
+    from drumfire._job import make_job
     from drumfire._sources import rows_source
 
     job = dataclasses.replace(

@@ -16,8 +16,8 @@ import pytest
 from servers import Action, ScriptedServer, reset, respond
 
 from drumfire import Result, Retry
-from drumfire._api import make_job
 from drumfire._engine import Engine
+from drumfire._job import make_job
 from drumfire._result import Stats
 from drumfire._sources import rows_source
 from drumfire._testing.osrm import OsrmServer, random_pairs, route_path

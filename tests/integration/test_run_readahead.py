@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from drumfire import InputError, Result
-from drumfire._api import make_job
 from drumfire._batch import execute
 from drumfire._engine import Engine
+from drumfire._job import make_job
 from drumfire._readahead import ReadAhead, Starter, available
 from drumfire._result import Stats
 from drumfire._resume import DuplicateCounter

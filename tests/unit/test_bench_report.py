@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from drumfire._http import Response
+from drumfire._response import Response
 from drumfire.bench import BenchReport
 from drumfire.bench._fastconn import BenchConnection, Loop, inspect_head
 from drumfire.bench._recorder import Recorder

@@ -85,8 +85,8 @@ def test_stdin_and_gzip_are_refused(tmp_path: Path) -> None:
 
 
 def test_the_run_limits_are_shared_by_the_task_slots() -> None:
-    from drumfire._api import make_job
     from drumfire._cluster import split_job
+    from drumfire._job import make_job
 
     job = make_job("http://h/{q}", rate=100.0, concurrency=10, max_concurrency=512)
     task = split_job(job, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drumfire._connection import BUSY, CLOSED, CONNECTING, IDLE, Connection, ConnState
-from drumfire._http import Response
+from drumfire._response import Response
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"

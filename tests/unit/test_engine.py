@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from drumfire import Result, Retry
-from drumfire._api import make_job
 from drumfire._engine import Engine
+from drumfire._job import make_job
 from drumfire._result import Stats
 from drumfire._sources import rows_source
 

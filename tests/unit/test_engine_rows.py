@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from drumfire import Result
-from drumfire._api import make_job
 from drumfire._finish import Finisher
 from drumfire._http import ResponseReader
+from drumfire._job import make_job
 from drumfire._ordering import Reorder
 from drumfire._result import Stats
 from drumfire._resume import DuplicateCounter

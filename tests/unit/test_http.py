@@ -13,7 +13,8 @@ import pytest
 import zstandard
 
 from drumfire._errors import BodyTooLarge, ProtocolError
-from drumfire._http import Response, ResponseReader, encode_request_head
+from drumfire._http import ResponseReader, encode_request_head
+from drumfire._response import Response
 
 PAYLOAD = b'{"code":"Ok","routes":[{"duration":12.5}]}' * 40
 

@@ -32,9 +32,9 @@ from hdrh.histogram import HdrHistogram
 
 from .._connection import TLS, Connection
 from .._errors import DrumfireError
-from .._http import Response
 from .._pool import Pool
 from .._request import Origin
+from .._response import Response
 from .._settings import MAX_BODY
 from ._fastconn import BenchConnection, Loop
 from ._recorder import HIGHEST_US, Recorder, new_histogram

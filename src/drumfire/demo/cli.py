@@ -12,8 +12,8 @@ from typing import NoReturn
 
 import click
 
-from .._api import make_job
 from .._cli_common import CONTEXT
+from .._job import make_job
 from .._sinks import open_sink
 from .._sources import open_source
 

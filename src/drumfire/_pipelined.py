@@ -1,0 +1,195 @@
+"""How the engine pipelines: it applies the policy's settings and queues GETs on busy connections.
+
+*When* to pipeline is :mod:`drumfire._pipelining`'s decision (a policy object
+that reads the CPU and returns a :class:`~drumfire._pipelining.Setting`).
+This module is the engine's side of it: each sweep hands the policy its
+readings (``_watch_cpu``) and applies what comes back (``_pipeline_as``: the
+depth, the connections kept, the requests in flight); while pipelining, the
+pump fills the connection that just answered with many GET requests in one
+write (``_fill``), and a row finds a busy connection with room
+(``_pipeline_onto``, ``_room``). :class:`PipelinedDispatch` is a part of
+:class:`drumfire._engine.Engine` (see :mod:`drumfire._core`).
+"""
+
+from __future__ import annotations
+
+from ._connection import BUSY, Connection
+from ._core import EngineCore
+from ._pipelining import Pipelining, Setting, is_local_host
+from ._request import Origin, Prepared
+from ._rows import Flight
+
+__all__ = ["PipelinedDispatch"]
+
+
+def _pipelinable(prepared: Prepared) -> bool:
+    """A GET without a body: safe to queue behind other requests and to send again."""
+    return prepared.method == "GET" and prepared.data.endswith(b"\r\n\r\n")
+
+
+class PipelinedDispatch(EngineCore):
+    """Applying the pipelining policy, and queueing requests (see the module docstring)."""
+
+    def watch_cpu(self, now: float) -> None:
+        """Take one sample of the engine's CPU share, as each sweep does (a seam for tests).
+
+        Turns pipelining on or off when the share says so (see ``_watch_cpu``).
+        """
+        self._watch_cpu(now)
+
+    @property
+    def connection_cap(self) -> int:
+        """Most connections kept open now (fewer while pipelining)."""
+        return self._conn_cap
+
+    # The policy's thresholds, settable on the engine (tests and tools tune them
+    # there: ``Engine.CPU_TICKS = 1``); _watch_cpu hands them over.
+    CPU_BOUND, CPU_FREE, CPU_TICKS, CPU_SURE = (
+        Pipelining.CPU_BOUND,
+        Pipelining.CPU_FREE,
+        Pipelining.CPU_TICKS,
+        Pipelining.CPU_SURE,
+    )
+    CPU_SPAN = Pipelining.CPU_SPAN
+    PIPELINE_CONNECTIONS = Pipelining.CONNECTIONS
+
+    def _watch_cpu(self, now: float) -> None:
+        """Pipeline, or stop, as the policy says from this sweep's CPU readings.
+
+        On a fast local server the client spends a core on system calls and
+        bookkeeping; on a local server that saturates the machine each of those
+        microseconds is taken from the server. In both, several requests per
+        write and several answers per read help; elsewhere nothing changes.
+        """
+        policy = self.pipelining_policy
+        policy.CPU_BOUND, policy.CPU_FREE = self.CPU_BOUND, self.CPU_FREE
+        policy.CPU_TICKS, policy.CPU_SURE = self.CPU_TICKS, self.CPU_SURE
+        policy.CPU_SPAN, policy.CONNECTIONS = self.CPU_SPAN, self.PIPELINE_CONNECTIONS
+        solo = self.origins.solo
+        origin = solo.origin if solo is not None else None
+        if origin is not self._local_of[0]:  # the run's only origin: is it on this machine?
+            port = origin[2] if origin is not None and is_local_host(origin[1]) else None
+            self._local_of = (origin, port)
+        policy.local_port = self._local_of[1]
+        setting = policy.sample(now, self.stats.done, self.pool.open)
+        if setting is not None:
+            self._pipeline_as(setting)
+
+    def _pipeline_as(self, setting: Setting) -> None:
+        """Apply a pipelining decision: depth, connections kept, requests in flight."""
+        self.pipelining = setting.on
+        if setting.on:
+            if setting.why == "client" and self.on_cpu_bound is not None:
+                # The engine's own thread is the limit: read the input elsewhere. (Not
+                # for a saturated machine: a child process would take the server's CPU.)
+                hook, self.on_cpu_bound = self.on_cpu_bound, None  # the first time only
+                try:
+                    hook(self)
+                except Exception as exc:  # not from the timer: it would stop the sweeps
+                    self._fail(exc)
+                    return
+            self._conn_cap = setting.connections or self.pool.limit
+            self._capacity = self._conn_cap * setting.depth
+            # The adaptive limit now counts connections' worth of requests: each
+            # carries up to ``depth``. A fixed -c stays requests in flight.
+            self._depth = setting.depth if self._adaptive else 1
+            self._refill = setting.refill
+        else:
+            self._refill = 1
+            self._conn_cap = self.pool.limit
+            self._capacity = float("inf")
+            self._depth = 1
+        self._total = self.concurrency * self._depth
+        self._pump()
+
+    def _fill(self, conn: Connection, most: int) -> int:
+        """Queue up to ``most`` new GET requests on ``conn``; return how many rows started.
+
+        A row that cannot go there (not a plain GET, another origin, a re-send
+        that wants a new connection) is dispatched the usual way and ends the fill.
+        """
+        room = min(self._room(conn), most)
+        if room <= 0:
+            return 0
+        origin = conn.origin
+        host = self.origins.solo
+        assert host is not None
+        now = self.clock()
+        deadline = now + self.timeouts.total
+        queued: list[tuple[Flight, float]] = []
+        data: list[bytes] = []
+        while len(queued) < room:
+            flight = self._next_flight()
+            if flight is None:
+                break
+            prepared = flight.prepared
+            if prepared.origin != origin or not flight.free_retry or not _pipelinable(prepared):
+                self._ready.appendleft(flight)  # the pump starts it the usual way
+                break
+            flight.host = host
+            flight.attempts += 1
+            flight.start = now
+            queued.append((flight, deadline))
+            data.append(prepared.data)
+        if queued:
+            self._inflight += len(queued)
+            host.inflight += len(queued)
+            host.sent += len(queued)
+            self.stats.pipelined += len(queued)
+            conn.pipeline(queued, data)
+        return len(queued)
+
+    def _roomiest(self) -> Connection | None:
+        """The busy connection that may take the most requests, if any may."""
+        best: Connection | None = None
+        most = 0
+        for conn in self._busy:
+            room = self._room(conn)
+            if room > most:
+                best, most = conn, room
+        return best
+
+    def _pipeline_onto(self, flight: Flight) -> Connection | None:
+        """The busy connection with the fewest requests queued that may take ``flight``.
+
+        Pipelined: GET requests without a body, on connections that have
+        answered before (so the server keeps connections alive), behind
+        anything but a HEAD request.
+        """
+        prepared = flight.prepared
+        if not _pipelinable(prepared):
+            return None
+        origin = prepared.origin
+        hint = self._answered
+        if hint is not None and self._may_queue(hint, origin):
+            return hint  # the connection that just answered has room: the usual case
+        best: Connection | None = None
+        for conn in self._busy:
+            if self._may_queue(conn, origin) and (
+                best is None or len(conn.behind) < len(best.behind)
+            ):
+                best = conn
+                if not conn.behind:
+                    break
+        return best
+
+    def _may_queue(self, conn: Connection, origin: Origin) -> bool:
+        """Whether ``conn`` may take one more GET to ``origin`` behind those it carries."""
+        return conn.origin == origin and self._room(conn) > 0
+
+    def _room(self, conn: Connection) -> int:
+        """How many more GET requests ``conn`` may queue (≤ 0: none).
+
+        Only a busy connection that has answered before (so the server keeps
+        connections alive) and carries a GET (never behind a HEAD) takes more.
+        """
+        head = conn.flight
+        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
+            return 0
+        room = conn.room(self.pipeline)
+        if room < self._refill:
+            # Wait until the queue has room for a batch (one write for many), or is
+            # empty when the connection will never have that much room again (the
+            # server's Keep-Alive: max is near).
+            return room if room + len(conn.behind) < self._refill and not conn.behind else 0
+        return room

@@ -1,0 +1,134 @@
+"""A response as the API hands it over: :class:`Response` and its :class:`Headers`.
+
+Records with no parsing of their own: :class:`drumfire._http.ResponseReader`
+builds them from a connection's bytes; the engine (settling, extracting the
+fields), a ``parse=`` function and the load test read them. ``drumfire.Response``
+is this module's :class:`Response`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ["Headers", "Response"]
+
+
+class Headers(Mapping[str, str]):
+    """A response's headers as a read-only, case-insensitive mapping (as in requests and httpx).
+
+    ``headers["content-type"]``, ``headers.get("Content-Type")``, ``"etag" in
+    headers``; a header sent several times reads as its values joined with
+    ``", "`` (RFC 9110 §5.3), :meth:`get_list` gives them apart. Iteration
+    gives each name once, spelled as first sent. ``raw`` holds the pairs as
+    received (bytes). Names and values are decoded as Latin-1.
+    """
+
+    __slots__ = ("_index", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> None:
+        self.raw = raw
+        index: dict[str, tuple[str, list[str]]] = {}
+        for name, value in raw:
+            text = name.decode("latin-1")
+            found = index.get(text.lower())
+            if found is None:
+                index[text.lower()] = (text, [value.decode("latin-1")])
+            else:
+                found[1].append(value.decode("latin-1"))
+        self._index = index
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._index[name.lower()][1])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._index.values())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of header ``name``, in order ([] when absent)."""
+        found = self._index.get(name.lower())
+        return list(found[1]) if found is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return list(self.raw) == list(other.raw)
+        if isinstance(other, list | tuple):  # the raw pairs
+            return list(self.raw) == list(other)
+        if isinstance(other, Mapping):
+            return {k.lower(): v for k, v in self.items()} == {
+                str(k).lower(): v for k, v in other.items()
+            }
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        # Names only: header values may be secrets (cookies, tokens).
+        return f"<Headers {list(self)}>"
+
+
+class Response:
+    """One HTTP response: status, headers, decoded body bytes.
+
+    ``headers`` is a case-insensitive :class:`Headers` mapping, built on first
+    use; ``raw_headers`` the pairs as received; :meth:`header` a quick
+    case-insensitive look-up of one value. ``error`` is "" or, for an answer
+    whose body could not be decoded (an unknown Content-Encoding), the
+    reason the row gets (``encoding: …``).
+    """
+
+    __slots__ = ("_headers", "body", "error", "keep_alive", "left", "raw_headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+        left: int | None = None,
+        error: str = "",
+    ) -> None:
+        self.status = status
+        self.raw_headers = headers
+        self._headers: Headers | None = None
+        self.body = body
+        self.keep_alive = keep_alive
+        # Answers the server said (Keep-Alive: max=K) it will still give on this
+        # connection after this one; None when it did not say.
+        self.left = left
+        self.error = error
+
+    @property
+    def headers(self) -> Headers:
+        """The headers as a case-insensitive mapping (built once, on first use)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers(self.raw_headers)
+        return headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw_headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def json(self) -> Any:
+        """The body decoded as JSON (raises ``orjson.JSONDecodeError``)."""
+        return orjson.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
