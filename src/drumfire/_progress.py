@@ -26,7 +26,7 @@ __all__ = ["Progress", "RateEstimator", "format_summary", "format_unreachable", 
 EXAMPLES_SHOWN = 5
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(seconds + 0.5)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -188,7 +188,7 @@ class Progress:
         if stats.total and done < stats.total:
             eta = self.estimator.eta(stats.total - done)
             if eta is not None:
-                line.append(f"  ETA {_duration(eta)}")
+                line.append(f"  ETA {format_duration(eta)}")
             elif self.estimator.known:
                 line.append("  ETA stalled", style="yellow")
             else:

@@ -12,9 +12,9 @@ from rich.console import Console
 
 from drumfire import UsageError
 from drumfire.bench._display import (
-    _Lines,
-    _Terminal,
-    _Widget,
+    Lines,
+    Terminal,
+    Widget,
     close_bench_display,
     figures,
     fraction,
@@ -67,7 +67,7 @@ def test_outside_a_kernel_and_a_terminal() -> None:
     # pytest captures stderr: not a terminal; no IPython kernel runs here.
     assert open_bench_display(None, Clock(), SETTINGS) is None
     assert open_bench_display(False, Clock(), SETTINGS) is None
-    assert isinstance(open_bench_display(True, Clock(), SETTINGS), _Lines)
+    assert isinstance(open_bench_display(True, Clock(), SETTINGS), Lines)
 
 
 def test_the_fraction_follows_the_count_or_the_duration() -> None:
@@ -87,7 +87,7 @@ def test_the_widget_redraws_at_most_ten_times_a_second() -> None:
     pytest.importorskip("ipywidgets")
     clock = Clock()
     shown: list[Any] = []
-    widget = _Widget(clock, SETTINGS, shown.append)
+    widget = Widget(clock, SETTINGS, shown.append)
     assert shown == [widget.box]
     draws: list[str] = []
     widget.label.observe(lambda change: draws.append(change["new"]), names="value")
@@ -108,7 +108,7 @@ def test_the_terminal_view_redraws_at_most_ten_times_a_second_then_shows_the_fig
     clock = Clock()
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
-    terminal = _Terminal(clock, SETTINGS, console)
+    terminal = Terminal(clock, SETTINGS, console)
     drawn: list[float] = []
     render = terminal.view.render
     monkeypatch.setattr(
@@ -126,7 +126,7 @@ def test_the_terminal_view_redraws_at_most_ten_times_a_second_then_shows_the_fig
 
 def test_the_command_line_prints_its_own_summary_after_the_view() -> None:
     out = io.StringIO()
-    terminal = _Terminal(Clock(), SETTINGS, Console(file=out, force_terminal=True), final=False)
+    terminal = Terminal(Clock(), SETTINGS, Console(file=out, force_terminal=True), final=False)
     terminal.close(_report())
     assert "2,004 requests" not in out.getvalue()
 

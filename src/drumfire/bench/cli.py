@@ -31,7 +31,7 @@ from ._api import (
     DEFAULT_DURATION,
     DEFAULT_OPEN_CONCURRENCY,
     DEFAULT_TIMEOUT,
-    _plan,
+    make_plan,
     run_plan,
 )
 from ._runner import BenchError
@@ -328,7 +328,7 @@ def bench_command(
             _fail(str(exc))
         header_lines.append(f"Content-Type: {form_type}")
     try:
-        plan = _plan(
+        plan = make_plan(
             single if single is not None else template,
             rows=None,
             input=input_path,
