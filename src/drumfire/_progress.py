@@ -88,6 +88,11 @@ class RateEstimator:
         self._since: float | None = None  # the last moment with no row done yet
         self._latency = 0.0
 
+    @property
+    def kept(self) -> int:
+        """How many samples the window holds now (bounded: see :meth:`span`)."""
+        return len(self._samples)
+
     def span(self) -> float:
         """The window's length now (longer for a slow server)."""
         return min(max(self.window, self.latencies * self._latency), self.max_window)
@@ -151,6 +156,11 @@ class Progress:
         self.estimator = RateEstimator()
         #: Rows the output already held (--resume): done/total starts there.
         self.resumed = 0
+
+    @property
+    def live(self) -> bool:
+        """Whether the live display is on (inside ``with``)."""
+        return self._live is not None
 
     def __enter__(self) -> Progress:
         self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)

@@ -417,7 +417,8 @@ def test_progress_update_is_throttled_and_live_writes_to_the_console() -> None:
         clock.t = 1.5
         progress.update(stats)
         assert "1/10" in out.getvalue()
-    assert progress._live is None
+        assert progress.live
+    assert not progress.live
 
 
 @pytest.mark.parametrize(
