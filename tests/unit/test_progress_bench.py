@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+from bench_samples import sample_report
 from rich.console import Console
 
 from drumfire import UsageError
@@ -119,7 +120,7 @@ def test_the_terminal_view_redraws_at_most_ten_times_a_second_then_shows_the_fig
         clock.now = tick * 0.005
         terminal.update(r)
     assert 1 <= len(drawn) <= 10
-    report = _report()
+    report = sample_report()
     close_bench_display(terminal, report)
     assert "drumfire bench: 2,004 requests in 3.00 s" in out.getvalue()
 
@@ -127,7 +128,7 @@ def test_the_terminal_view_redraws_at_most_ten_times_a_second_then_shows_the_fig
 def test_the_command_line_prints_its_own_summary_after_the_view() -> None:
     out = io.StringIO()
     terminal = Terminal(Clock(), SETTINGS, Console(file=out, force_terminal=True), final=False)
-    terminal.close(_report())
+    terminal.close(sample_report())
     assert "2,004 requests" not in out.getvalue()
 
 
@@ -150,14 +151,8 @@ def test_a_display_that_fails_is_dropped_not_the_benchmark() -> None:
     close_bench_display(Broken(), None)  # no exception
 
 
-def _report() -> Any:
-    from test_bench_report import _report as build
-
-    return build()
-
-
 def test_the_figures_line() -> None:
-    line = figures(_report())
+    line = figures(sample_report())
     assert line.startswith("drumfire bench: 2,004 requests in 3.00 s — 668.0 requests/s")
     assert "p50 " in line
     assert "p99 " in line
