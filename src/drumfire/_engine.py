@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from ._connection import BUSY, IDLE, TLS, Connection
+from ._connection import BUSY, IDLE, TLS, Connection, pipeline_room
 from ._extract import Extractor
 from ._finish import Finisher
 from ._http import MAX_HEADER, Response
@@ -553,21 +553,8 @@ class Engine(Settling, Lifecycle):
         return conn.origin == origin and self._room(conn) > 0
 
     def _room(self, conn: Connection) -> int:
-        """How many more GET requests ``conn`` may queue (≤ 0: none).
-
-        Only a busy connection that has answered before (so the server keeps
-        connections alive) and carries a GET (never behind a HEAD) takes more.
-        """
-        head = conn.flight
-        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
-            return 0
-        room = conn.room(self.pipeline)
-        if room < self._refill:
-            # Wait until the queue has room for a batch (one write for many), or is
-            # empty when the connection will never have that much room again (the
-            # server's Keep-Alive: max is near).
-            return room if room + len(conn.behind) < self._refill and not conn.behind else 0
-        return room
+        """How many more GET requests ``conn`` may queue (≤ 0: none): see pipeline_room."""
+        return pipeline_room(conn, self.pipeline, self._refill)
 
     # -- connection callbacks (Owner protocol) --------------------------------
 
