@@ -16,6 +16,7 @@ import click
 from ._errors import UsageError
 from ._settings import Timeouts
 from ._sources import FORMATS
+from ._url import shown_url
 
 __all__ = [
     "CONTEXT",
@@ -23,8 +24,10 @@ __all__ = [
     "connect_timeout_option",
     "encoding_option",
     "format_option",
+    "hide_secrets",
     "insecure_option",
     "looks_like_url",
+    "old_quiet",
     "read_data",
     "report_path",
     "url_from_user",
@@ -131,3 +134,44 @@ def report_path(path: str | None) -> str | None:
             "for a JSON body write -d 'BODY' (sent as application/json when it starts with { or [)"
         )
     return path
+
+
+def hide_secrets(argv: Sequence[str]) -> list[str]:
+    """``argv`` for a command to paste: header values, -u and URL user info shown as ``***``.
+
+    Header values are never echoed (they hold tokens), so the hint has the user put them back.
+    """
+    shown: list[str] = []
+    header_next = user_next = False
+    for arg in argv:
+        if header_next or (arg.startswith(("--header=", "-H")) and arg != "-H"):
+            prefix = "" if header_next else arg[: 9 if arg.startswith("--header=") else 2]
+            name, colon, _ = arg[len(prefix) :].partition(":")
+            arg = f"{prefix}{name}: ***" if colon else f"{prefix}***"
+            header_next = False
+        elif arg in ("-H", "--header"):
+            header_next = True
+        elif user_next or (arg.startswith(("--user=", "-u")) and arg != "-u"):
+            prefix = "" if user_next else arg[: 7 if arg.startswith("--user=") else 2]
+            value = arg[len(prefix) :]
+            # the old -u URL: shown as any URL is, without its user info
+            arg = prefix + (shown_url(value) if looks_like_url(value) else "***")
+            user_next = False
+        elif arg in ("-u", "--user"):
+            user_next = True
+        elif "://" in arg:
+            arg = shown_url(arg)
+        shown.append(arg)
+    return shown
+
+
+def old_quiet(args: list[str]) -> list[str]:
+    """A ``-q`` with no value after it is the quiet flag of before -q was the rate."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "-q" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            warn("-q for quiet is deprecated: write --quiet (-q is now the rate)", "drumfire bench")
+            out[i] = "--quiet"
+    return out

@@ -35,24 +35,24 @@ from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
 from ._cluster_store import (
     EXTRA,
     Store,
-    _fs,
-    _module,
-    _require_dask,
+    filesystem,
     is_local,
     local_path,
     open_binary,
+    optional_module,
+    require_dask,
 )
 from ._cluster_task import (
     REPORT_EVERY,
     TOPIC,
     TaskOptions,
-    _results,
-    _run_source,
     add_figures,
     figures,
     open_part,
     parse_option,
+    part_results,
     run_part,
+    run_source,
 )
 from ._errors import UsageError
 
@@ -104,7 +104,7 @@ def split_job(job: Job, slots: int) -> Job:
 
 def connect(address: str) -> tuple[Any, Any]:
     """``(client, cluster)``: ``local:N`` starts a LocalCluster of N worker processes."""
-    dist = _module("distributed")
+    dist = optional_module("distributed")
     Client, LocalCluster = dist.Client, dist.LocalCluster
 
     if address.startswith("local:"):
@@ -129,7 +129,7 @@ def _stamp(path: str) -> tuple[int, Any]:
     if is_local(path):
         st = os.stat(local_path(path))
         return st.st_size, st.st_mtime_ns
-    fs, inner = _fs(path)
+    fs, inner = filesystem(path)
     info = fs.info(inner)
     stamp = info.get("mtime") or info.get("LastModified") or info.get("created") or ""
     return int(info.get("size") or 0), str(stamp)
@@ -265,7 +265,7 @@ def run_cluster(
         raise UsageError("--cluster writes a dataset directory of parts: give -o DIR.parquet")
     if out_fmt not in ("parquet", "jsonl"):
         raise UsageError(f"--cluster writes Parquet or JSON Lines parts, not {out_fmt}")
-    _require_dask("--cluster")
+    require_dask("--cluster")
     fmt = input_format or format_for(input_path, None)
     parts = plan_parts(input_path, fmt, encoding, partition_size)
     # Templates against the columns before anything starts, as without --cluster.
@@ -310,7 +310,7 @@ def _drive(
 ) -> tuple[Stats, int]:
     from ._result import Stats
 
-    as_completed = _module("distributed").as_completed
+    as_completed = optional_module("distributed").as_completed
 
     directory = local_path(output) if is_local(output) else output
     line = _Line(sum(p.rows for p in parts), quiet)
@@ -424,7 +424,7 @@ def _frame(results: list[Result], job: Job, index: Any = None) -> Any:
 
 
 def _path_partition(part: Part, job: Job) -> Any:
-    results, _ = _results(part, dataclasses.replace(job, ordered=True))
+    results, _ = part_results(part, dataclasses.replace(job, ordered=True))
     return _frame(results, job)
 
 
@@ -433,7 +433,7 @@ def _frame_partition(frame: Any, job: Job) -> Any:
 
     source = rows_source(frame)  # ids: the id column, else row numbers in the partition
     source.total = len(frame)
-    results, _ = _run_source(source, dataclasses.replace(job, ordered=True), -1)
+    results, _ = run_source(source, dataclasses.replace(job, ordered=True), -1)
     return _frame(results, job, frame.index if len(results) == len(frame) else None)
 
 
@@ -464,8 +464,8 @@ def run_dask(
     the extracted names, then the kept columns (a ``parse`` function is not
     supported here).
     """
-    _require_dask("run_dask")
-    dd = _module("dask.dataframe")
+    require_dask("run_dask")
+    dd = optional_module("dask.dataframe")
 
     from ._job import make_job
 
@@ -473,7 +473,7 @@ def run_dask(
     job.extractor()
     if workers is None:
         try:
-            workers = sum(_module("distributed").default_client().nthreads().values())
+            workers = sum(optional_module("distributed").default_client().nthreads().values())
         except ValueError:
             workers = 1
     task_job = split_job(job, workers or 1)

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._cluster_store import _exists, _fs, is_local, local_path, open_binary
+from ._cluster_store import filesystem, is_local, local_path, open_binary, path_exists
 from ._errors import InputError, UsageError
 from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 #: re-run after a worker death costs seconds, and the scheduler (about 1 ms of
 #: work per task) is never the limit.
 PARTITION_SIZE = 16 * 1024 * 1024
-_SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "text": ".txt"}
+SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "text": ".txt"}
 @dataclass(frozen=True)
 class Part:
     """One partition of the input: what a task reads. Picklable."""
@@ -50,7 +50,7 @@ def plan_parts(
     """Cut ``path`` into partitions of about ``size`` input bytes."""
     if path == "-":
         raise UsageError("--cluster: the workers read the input themselves; give a file, not stdin")
-    if not _exists(path):
+    if not path_exists(path):
         raise InputError(f"input file {path!r} does not exist")
     if is_local(path):
         path = local_path(path)
@@ -147,7 +147,7 @@ def _parquet_files(path: str) -> list[str]:
                 if n.endswith((".parquet", ".pq")) and not n.startswith((".", "_"))
             )
         return [path]
-    fs, inner = _fs(path)
+    fs, inner = filesystem(path)
     if not fs.isdir(inner):
         return [path]
     names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(inner, detail=False)]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     pass
 
 EXTRA = "pip install 'drumfire[dask]'"
-def _require_dask(what: str) -> None:
+def require_dask(what: str) -> None:
     try:
         import dask  # noqa: F401
         import distributed  # noqa: F401
@@ -28,7 +28,7 @@ def _require_dask(what: str) -> None:
         raise UsageError(f"{what}: needs dask and distributed: {EXTRA}") from None
 
 
-def _module(name: str) -> Any:
+def optional_module(name: str) -> Any:
     """An optional dependency, imported when first used (and typed as Any: it ships no types)."""
     import importlib
 
@@ -47,10 +47,10 @@ def local_path(path: str) -> str:
     return os.path.abspath(path[7:] if path.startswith("file://") else path)
 
 
-def _fs(url: str) -> tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
     """``(filesystem, path in it)`` for an fsspec URL (``s3://``, ``gs://``, ``memory://``...)."""
     try:
-        core = _module("fsspec.core")
+        core = optional_module("fsspec.core")
     except ImportError:
         raise UsageError(f"{url!r}: a URL path needs fsspec: {EXTRA}") from None
     try:
@@ -64,14 +64,14 @@ def open_binary(path: str) -> Any:
     """A file object to read ``path`` (local, or an fsspec URL) as bytes; seekable."""
     if is_local(path):
         return open(local_path(path), "rb", buffering=1 << 20)
-    fs, inner = _fs(path)
+    fs, inner = filesystem(path)
     return fs.open(inner, "rb")
 
 
-def _exists(path: str) -> bool:
+def path_exists(path: str) -> bool:
     if is_local(path):
         return os.path.exists(local_path(path))
-    fs, inner = _fs(path)
+    fs, inner = filesystem(path)
     return bool(fs.exists(inner))
 
 
@@ -97,7 +97,7 @@ class Store:
             self.fs: Any = None
             self.root = local_path(directory)
         else:
-            self.fs, self.root = _fs(directory)
+            self.fs, self.root = filesystem(directory)
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name) if self.local else f"{self.root}/{name}"

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._cluster_plan import _SUFFIX, Part, part_name
-from ._cluster_store import Store, _module, open_binary
+from ._cluster_plan import SUFFIX, Part, part_name
+from ._cluster_store import Store, open_binary, optional_module
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -45,7 +45,7 @@ def open_part(part: Part, scratch: str) -> Any:
     else:
         # The worker copies its byte range to a local file (behind the header)
         # and reads it as drumfire reads any input: same parsing, same input errors.
-        local = os.path.join(scratch, "input" + _SUFFIX[part.fmt])
+        local = os.path.join(scratch, "input" + SUFFIX[part.fmt])
         with open_binary(part.path) as src, open(local, "wb") as dst:
             dst.write(part.header)
             src.seek(part.start)
@@ -113,7 +113,7 @@ def _parser(spec: tuple[str, bytes, str]) -> Any:
     return func
 
 
-def _results(
+def part_results(
     part: Part, job: Job, options: TaskOptions | None = None, skip: Any = None
 ) -> tuple[list[Result], Stats]:
     """Run the partition's rows through the engine on its own loop and thread."""
@@ -121,13 +121,13 @@ def _results(
     with tempfile.TemporaryDirectory(prefix="drumfire-part-") as scratch:
         source = open_part(part, scratch)
         try:
-            return _run_source(source, job, part.index, parse=parse, skip=skip)
+            return run_source(source, job, part.index, parse=parse, skip=skip)
         finally:
             if source.close is not None:
                 source.close()
 
 
-def _run_source(
+def run_source(
     source: Any, job: Job, index: int, *, parse: Any = None, skip: Any = None
 ) -> tuple[list[Result], Stats]:
     """The engine on an event loop of its own, in a thread of its own (the task's
@@ -177,7 +177,7 @@ TOPIC = "drumfire-progress"
 def _reporter(index: int) -> Any:
     """Sends progress events to the client when running as a Dask task (else None)."""
     try:
-        worker = _module("distributed").get_worker()
+        worker = optional_module("distributed").get_worker()
     except (ImportError, ValueError):
         return None
 
@@ -319,12 +319,12 @@ def run_part(
                 "skipped": True,
             }
         ids = DoneIds(r[0] for r, k in zip(records, keep, strict=True) if k and r[0] != "")
-        results, stats = _results(part, job, options, skip=ids.take)
+        results, stats = part_results(part, job, options, skip=ids.take)
         data = _merge(old, keep, results, job, out_fmt, learn)
         kept = keep.count(True)
     else:
         failed_kept = 0
-        results, stats = _results(part, job, options)
+        results, stats = part_results(part, job, options)
         data = _encode(results, job, out_fmt, learn)
     failed = failed_kept + sum(1 for r in results if r.error)
     store.write(name, data, {"rows": kept + len(results), "failed": failed})

@@ -49,6 +49,7 @@ __all__ = [
     "Connection",
     "Owner",
     "describe_error",
+    "pipeline_room",
 ]
 
 
@@ -427,6 +428,25 @@ class Connection(asyncio.Protocol):
     def received_any(self) -> bool:
         """Whether any byte of the current response has arrived."""
         return bool(self.reader.started)
+
+
+def pipeline_room(conn: Connection, depth: int, refill: int) -> int:
+    """How many more GET requests ``conn`` may queue, at most ``depth`` in flight (≤ 0: none).
+
+    Only a busy connection that has answered before (so the server keeps
+    connections alive) and carries a GET (never behind a HEAD) takes more, and
+    only once ``refill`` of them fit (see :class:`drumfire._pipelining.Setting`).
+    """
+    head = conn.flight
+    if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
+        return 0
+    room = conn.room(depth)
+    if room < refill:
+        # Wait until the queue has room for a batch (one write for many), or is
+        # empty when the connection will never have that much room again (the
+        # server's Keep-Alive: max is near).
+        return room if room + len(conn.behind) < refill and not conn.behind else 0
+    return room
 
 
 @dataclass(frozen=True, slots=True)

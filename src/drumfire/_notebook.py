@@ -63,7 +63,7 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _stderr_is_terminal() -> bool:
+def stderr_is_terminal() -> bool:
     try:
         return sys.stderr is not None and sys.stderr.isatty()
     except (AttributeError, ValueError):  # replaced or closed
@@ -108,7 +108,7 @@ def _final(stats: Stats) -> list[str]:
     return [line.strip() for line in lines]
 
 
-class _Widget:
+class Widget:
     """An ipywidgets bar and a line of text under it, as ``tqdm.notebook`` draws."""
 
     def __init__(self, clock: Callable[[], float], display: Callable[[Any], Any]) -> None:
@@ -169,7 +169,7 @@ class _HTMLLine:
         self.handle.update(self._html(f"<code>{lines}</code>"))
 
 
-class _Terminal:
+class Terminal:
     """The live bar of ``drumfire run`` on stderr; the run's figures at the end."""
 
     def __init__(self, clock: Callable[[], float], console: Console | None = None) -> None:
@@ -194,11 +194,11 @@ def open_display(progress: bool | None, clock: Callable[[], float]) -> Display |
 
         display: Callable[..., Any] = ipython_display.display
         try:
-            return _Widget(clock, display)
+            return Widget(clock, display)
         except ImportError:  # no ipywidgets: the text fallback
             return _HTMLLine(clock, display)
-    if progress or _stderr_is_terminal():
-        return _Terminal(clock)
+    if progress or stderr_is_terminal():
+        return Terminal(clock)
     return None
 
 

@@ -256,11 +256,11 @@ class ParquetSink:
         """The rows as an Arrow table of this output's schema, and the unfit values' lines."""
         pa = self._pa
         columns = [
-            _array(pa, [r.id for r in rows], pa.string()),
-            _array(pa, [r.status for r in rows], pa.int32()),
-            _array(pa, [r.elapsed_ms for r in rows], pa.float64()),
-            _array(pa, [r.attempts for r in rows], pa.int32()),
-            _array(pa, [r.error for r in rows], pa.string()),
+            arrow_array(pa, [r.id for r in rows], pa.string()),
+            arrow_array(pa, [r.status for r in rows], pa.int32()),
+            arrow_array(pa, [r.elapsed_ms for r in rows], pa.float64()),
+            arrow_array(pa, [r.attempts for r in rows], pa.int32()),
+            arrow_array(pa, [r.error for r in rows], pa.string()),
         ]
         unfit: list[bytes] = []
         names = [*self._fields, *self._keep]
@@ -284,7 +284,7 @@ class ParquetSink:
                         )
                     )
                 values.append(cell)
-            columns.append(_array(pa, values, schema.field(5 + i).type))
+            columns.append(arrow_array(pa, values, schema.field(5 + i).type))
         return pa.Table.from_arrays(columns, schema=schema), unfit
 
     def _compact(self) -> None:
@@ -382,7 +382,7 @@ def merge_main() -> None:
         merge_parts(job["directory"], names, job["first"] + i)
 
 
-def _array(pa: Any, values: list[Any], dtype: Any) -> Any:
+def arrow_array(pa: Any, values: list[Any], dtype: Any) -> Any:
     """An Arrow array of ``values`` (None: null) of type ``dtype``: string, bool, int or float.
 
     Built from a string builder or NumPy buffers rather than ``pa.array``,

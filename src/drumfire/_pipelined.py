@@ -13,7 +13,7 @@ write (``_fill``), and a row finds a busy connection with room
 
 from __future__ import annotations
 
-from ._connection import BUSY, Connection
+from ._connection import Connection, pipeline_room
 from ._core import EngineCore
 from ._pipelining import Pipelining, Setting, is_local_host
 from ._request import Origin, Prepared
@@ -178,18 +178,5 @@ class PipelinedDispatch(EngineCore):
         return conn.origin == origin and self._room(conn) > 0
 
     def _room(self, conn: Connection) -> int:
-        """How many more GET requests ``conn`` may queue (≤ 0: none).
-
-        Only a busy connection that has answered before (so the server keeps
-        connections alive) and carries a GET (never behind a HEAD) takes more.
-        """
-        head = conn.flight
-        if conn.state != BUSY or not conn.served or head is None or head.prepared.method != "GET":
-            return 0
-        room = conn.room(self.pipeline)
-        if room < self._refill:
-            # Wait until the queue has room for a batch (one write for many), or is
-            # empty when the connection will never have that much room again (the
-            # server's Keep-Alive: max is near).
-            return room if room + len(conn.behind) < self._refill and not conn.behind else 0
-        return room
+        """How many more GET requests ``conn`` may queue (≤ 0: none): :func:`pipeline_room`."""
+        return pipeline_room(conn, self.pipeline, self._refill)

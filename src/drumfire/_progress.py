@@ -26,7 +26,7 @@ __all__ = ["Progress", "RateEstimator", "format_summary", "format_unreachable", 
 EXAMPLES_SHOWN = 5
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(seconds + 0.5)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -87,6 +87,11 @@ class RateEstimator:
         self._samples: deque[tuple[float, int]] = deque()
         self._since: float | None = None  # the last moment with no row done yet
         self._latency = 0.0
+
+    @property
+    def kept(self) -> int:
+        """How many samples the window holds now (bounded: see :meth:`span`)."""
+        return len(self._samples)
 
     def span(self) -> float:
         """The window's length now (longer for a slow server)."""
@@ -152,6 +157,11 @@ class Progress:
         #: Rows the output already held (--resume): done/total starts there.
         self.resumed = 0
 
+    @property
+    def live(self) -> bool:
+        """Whether the live display is on (inside ``with``)."""
+        return self._live is not None
+
     def __enter__(self) -> Progress:
         self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
         self._live.__enter__()
@@ -188,7 +198,7 @@ class Progress:
         if stats.total and done < stats.total:
             eta = self.estimator.eta(stats.total - done)
             if eta is not None:
-                line.append(f"  ETA {_duration(eta)}")
+                line.append(f"  ETA {format_duration(eta)}")
             elif self.estimator.known:
                 line.append("  ETA stalled", style="yellow")
             else:

@@ -34,8 +34,8 @@ from ._cli_common import (
     connect_timeout_option,
     encoding_option,
     format_option,
+    hide_secrets,
     insecure_option,
-    looks_like_url,
     read_data,
     url_from_user,
     url_option,
@@ -60,7 +60,6 @@ from ._resume import (
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
-from ._url import shown_url
 
 __all__ = ["entry", "main"]
 
@@ -839,35 +838,6 @@ def _run(
     return stats, code
 
 
-def _hide_secrets(argv: Sequence[str]) -> list[str]:
-    """``argv`` for a command to paste: header values, -u and URL user info shown as ``***``.
-
-    Header values are never echoed (they hold tokens), so the hint has the user put them back.
-    """
-    shown: list[str] = []
-    header_next = user_next = False
-    for arg in argv:
-        if header_next or (arg.startswith(("--header=", "-H")) and arg != "-H"):
-            prefix = "" if header_next else arg[: 9 if arg.startswith("--header=") else 2]
-            name, colon, _ = arg[len(prefix) :].partition(":")
-            arg = f"{prefix}{name}: ***" if colon else f"{prefix}***"
-            header_next = False
-        elif arg in ("-H", "--header"):
-            header_next = True
-        elif user_next or (arg.startswith(("--user=", "-u")) and arg != "-u"):
-            prefix = "" if user_next else arg[: 7 if arg.startswith("--user=") else 2]
-            value = arg[len(prefix) :]
-            # the old -u URL: shown as any URL is, without its user info
-            arg = prefix + (shown_url(value) if looks_like_url(value) else "***")
-            user_next = False
-        elif arg in ("-u", "--user"):
-            user_next = True
-        elif "://" in arg:
-            arg = shown_url(arg)
-        shown.append(arg)
-    return shown
-
-
 def _finish(
     stats: Stats,
     code: int,
@@ -889,7 +859,7 @@ def _finish(
                 err=True,
             )
             return 1
-    argv = _hide_secrets(sys.argv[1:])
+    argv = hide_secrets(sys.argv[1:])
     hidden = " (header values, -u and URL user info shown as ***)" if argv != sys.argv[1:] else ""
     if code in (130, 143):
         if not quiet and output != "-":

@@ -18,6 +18,7 @@ from servers import ScriptedServer
 from test_run_pipeline import FAST, check_answers, echo_n, rows
 
 from drumfire import Result
+from drumfire._connection import pipeline_room
 from drumfire._engine import Engine
 from drumfire._job import make_job
 from drumfire._pipelining import ServerCpu, server_cpu_reader
@@ -127,7 +128,7 @@ def test_a_server_in_this_process_is_not_taken_for_a_busy_one() -> None:
 
 
 class _Conn:
-    """What Engine._room looks at: a busy GET connection that answered before."""
+    """What pipeline_room looks at: a busy GET connection that answered before."""
 
     def __init__(self, behind: int, left: int | None = None) -> None:
         from drumfire._connection import BUSY, Connection
@@ -156,5 +157,5 @@ def test_a_busy_connection_is_refilled_in_batches(
     behind: int, left: int | None, refill: int, room: int
 ) -> None:
     engine = make_job("http://127.0.0.1:9/{n}").engine(rows_source([{"n": "1"}]), [].append)
-    engine._refill = refill
-    assert engine._room(_Conn(behind, left)) == room  # type: ignore[arg-type]
+    conn = _Conn(behind, left)
+    assert pipeline_room(conn, engine.pipeline, refill) == room  # type: ignore[arg-type]

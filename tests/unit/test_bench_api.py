@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from drumfire import UsageError
-from drumfire.bench._api import DEFAULT_DURATION, _plan
+from drumfire.bench._api import DEFAULT_DURATION, make_plan
 
 BASE: dict[str, Any] = {
     "rows": None,
@@ -31,7 +31,7 @@ BASE: dict[str, Any] = {
 
 
 def plan(url: str | None = "http://127.0.0.1:8080/x", **kwargs: Any) -> Any:
-    return _plan(url, **{**BASE, **kwargs})
+    return make_plan(url, **{**BASE, **kwargs})
 
 
 def test_single_url_is_literal() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 import pytest
+from bench_samples import sample_report
 
 from drumfire._response import Response
-from drumfire.bench import BenchReport
 from drumfire.bench._fastconn import BenchConnection, Loop, inspect_head
 from drumfire.bench._recorder import Recorder
 from drumfire.bench._report import build_report
@@ -19,52 +19,8 @@ REQUIRED = ("requests", "duration_s", "rps", "latency_ms", "status", "errors")
 LATENCY_KEYS = ("mean", "p50", "p90", "p99", "p999", "max")
 
 
-def _report(n: int = 2000, open_model: bool = False) -> BenchReport:
-    rec = Recorder(start=0.0)
-    for i in range(n):  # 3 s of answers taking 2..98 ms, and a few 400 ms more
-        t = i * 2.8 / n
-        rec.response(t + 0.002 + (i % 97) / 1000.0 + (0.4 if i % 500 == 0 else 0), t, 200)
-    rec.response(2.5, 2.49, 404)
-    rec.failure(2.6, "timeout")
-    rec.failure(2.7, "reset")
-    rec.failure(2.8, "timeout")
-    rec.finish(3.0)
-    from drumfire.bench._recorder import new_histogram
-
-    queue = new_histogram() if open_model else None
-    if queue is not None:
-        queue.record_value(1, n)
-    data = RunData(
-        recorder=rec,
-        begin=-1.0,
-        measure_start=0.0,
-        finish=3.0,
-        sent=n + 4,
-        first_send=0.0,
-        last_send=2.99,
-        queue=queue,
-        lag_max=0.0,
-        lag_sum=0.0,
-        late=0,
-        backlog_max=0,
-        loop_lag_max=0.0,
-        connections=8,
-        stopped=False,
-    )
-    settings: dict[str, Any] = {
-        "url": "http://127.0.0.1:9/x?q=<b>&y=1",
-        "concurrency": 8,
-        "rate": "700/s" if open_model else None,
-        "rate_fixed": 700.0 if open_model else None,
-        "warmup_s": 0.0,
-        "duration_s": 3.0,
-        "method": "GET",
-    }
-    return build_report(data, settings, "700/s" if open_model else None)
-
-
 def test_report_keys_values_and_order() -> None:
-    report = _report()
+    report = sample_report()
     d = report.to_dict()
     assert list(d)[: len(REQUIRED)] == list(REQUIRED)
     assert list(d["latency_ms"])[: len(LATENCY_KEYS)] == list(LATENCY_KEYS)
@@ -93,7 +49,7 @@ def test_report_keys_values_and_order() -> None:
 
 
 def test_summary_text() -> None:
-    text = _report().summary_text()
+    text = sample_report().summary_text()
     assert "requests   2,004" in text
     assert "p99.9" in text
     assert "max minus average" in text
@@ -103,7 +59,7 @@ def test_summary_text() -> None:
 
 
 def test_html_is_self_contained_and_escaped() -> None:
-    for report in (_report(), _report(open_model=True)):
+    for report in (sample_report(), sample_report(open_model=True)):
         page = report.to_html()
         assert page.startswith("<!DOCTYPE html>")
         assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
@@ -295,7 +251,7 @@ def test_closed_loop_short_cut_resends_counts_and_stops() -> None:
 def test_the_percentile_axis_names_each_nine() -> None:
     from drumfire.bench._html import percentile_chart
 
-    report = _report()
+    report = sample_report()
     report.requests = 10**8  # the axis reaches 99.999999 %
     svg = percentile_chart(report)
     labels = re.findall(r'class="tick">([0-9.]+%)</text>', svg)

@@ -7,19 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from drumfire._cli_common import basic_auth_header, looks_like_url
+from drumfire._cli_common import basic_auth_header, hide_secrets, looks_like_url, old_quiet
 from drumfire._errors import UsageError
-from drumfire.bench.cli import _old_quiet
-from drumfire.cli import _hide_secrets
 
 
 def test_the_rerun_hint_hides_credentials_given_with_u() -> None:
     argv = ["run", "in.csv", "-u", "alice:pw", "--user=bob:pw2", "-ucarol:pw3", "--url", "http://x/"]
-    assert _hide_secrets(argv) == [
+    assert hide_secrets(argv) == [
         "run", "in.csv", "-u", "***", "--user=***", "-u***", "--url", "http://x/",
     ]  # fmt: skip
     # the old -u URL is shown as any URL is: its user info hidden
-    assert _hide_secrets(["-u", "http://me:pw@h/{v}"]) == ["-u", "http://***@h/{v}"]
+    assert hide_secrets(["-u", "http://me:pw@h/{v}"]) == ["-u", "http://***@h/{v}"]
 
 
 def test_basic_auth_header_is_what_curl_sends() -> None:
@@ -40,10 +38,10 @@ def test_looks_like_url(text: str, url: bool) -> None:
 
 
 def test_bench_q_without_a_value_is_the_old_quiet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _old_quiet(["http://h/", "-q"]) == ["http://h/", "--quiet"]
-    assert _old_quiet(["-q", "-n", "3"]) == ["--quiet", "-n", "3"]
-    assert _old_quiet(["-q", "200", "-n", "3"]) == ["-q", "200", "-n", "3"]  # the rate
-    assert _old_quiet(["--", "-q"]) == ["--", "-q"]
+    assert old_quiet(["http://h/", "-q"]) == ["http://h/", "--quiet"]
+    assert old_quiet(["-q", "-n", "3"]) == ["--quiet", "-n", "3"]
+    assert old_quiet(["-q", "200", "-n", "3"]) == ["-q", "200", "-n", "3"]  # the rate
+    assert old_quiet(["--", "-q"]) == ["--", "-q"]
     assert capsys.readouterr().err.count("-q for quiet is deprecated") == 2
 
 

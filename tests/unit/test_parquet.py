@@ -17,7 +17,7 @@ import pytest
 
 from drumfire._columns import UNFIT, column_kind, convert
 from drumfire._errors import InputError, UsageError
-from drumfire._parquet import ParquetSink, _array
+from drumfire._parquet import ParquetSink, arrow_array
 from drumfire._result import Result
 from drumfire._resume import DoneIds, scan_output
 from drumfire._sinks import open_sink
@@ -303,7 +303,7 @@ def test_parse_fields_are_learnt_after_a_start_of_failures(tmp_path: Path, name:
     ],
 )
 def test_arrays_built_without_pa_array_hold_the_same_values(values: list[Any], dtype: Any) -> None:
-    array = _array(pa, values, dtype)
+    array = arrow_array(pa, values, dtype)
     array.validate(full=True)
     assert array.type == dtype
     assert array.equals(pa.array(values, dtype))

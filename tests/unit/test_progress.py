@@ -264,4 +264,4 @@ def test_the_estimator_costs_constant_memory() -> None:
     est = RateEstimator()
     for step in range(100_000):  # close to three hours of draws
         est.observe(step * TICK, step * 10, 8)
-    assert len(est._samples) <= math.ceil(est.span() / TICK) + 2
+    assert est.kept <= math.ceil(est.span() / TICK) + 2

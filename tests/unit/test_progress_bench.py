@@ -8,13 +8,14 @@ import math
 from typing import Any
 
 import pytest
+from bench_samples import sample_report
 from rich.console import Console
 
 from drumfire import UsageError
 from drumfire.bench._display import (
-    _Lines,
-    _Terminal,
-    _Widget,
+    Lines,
+    Terminal,
+    Widget,
     close_bench_display,
     figures,
     fraction,
@@ -67,7 +68,7 @@ def test_outside_a_kernel_and_a_terminal() -> None:
     # pytest captures stderr: not a terminal; no IPython kernel runs here.
     assert open_bench_display(None, Clock(), SETTINGS) is None
     assert open_bench_display(False, Clock(), SETTINGS) is None
-    assert isinstance(open_bench_display(True, Clock(), SETTINGS), _Lines)
+    assert isinstance(open_bench_display(True, Clock(), SETTINGS), Lines)
 
 
 def test_the_fraction_follows_the_count_or_the_duration() -> None:
@@ -87,7 +88,7 @@ def test_the_widget_redraws_at_most_ten_times_a_second() -> None:
     pytest.importorskip("ipywidgets")
     clock = Clock()
     shown: list[Any] = []
-    widget = _Widget(clock, SETTINGS, shown.append)
+    widget = Widget(clock, SETTINGS, shown.append)
     assert shown == [widget.box]
     draws: list[str] = []
     widget.label.observe(lambda change: draws.append(change["new"]), names="value")
@@ -108,7 +109,7 @@ def test_the_terminal_view_redraws_at_most_ten_times_a_second_then_shows_the_fig
     clock = Clock()
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
-    terminal = _Terminal(clock, SETTINGS, console)
+    terminal = Terminal(clock, SETTINGS, console)
     drawn: list[float] = []
     render = terminal.view.render
     monkeypatch.setattr(
@@ -119,15 +120,15 @@ def test_the_terminal_view_redraws_at_most_ten_times_a_second_then_shows_the_fig
         clock.now = tick * 0.005
         terminal.update(r)
     assert 1 <= len(drawn) <= 10
-    report = _report()
+    report = sample_report()
     close_bench_display(terminal, report)
     assert "drumfire bench: 2,004 requests in 3.00 s" in out.getvalue()
 
 
 def test_the_command_line_prints_its_own_summary_after_the_view() -> None:
     out = io.StringIO()
-    terminal = _Terminal(Clock(), SETTINGS, Console(file=out, force_terminal=True), final=False)
-    terminal.close(_report())
+    terminal = Terminal(Clock(), SETTINGS, Console(file=out, force_terminal=True), final=False)
+    terminal.close(sample_report())
     assert "2,004 requests" not in out.getvalue()
 
 
@@ -150,14 +151,8 @@ def test_a_display_that_fails_is_dropped_not_the_benchmark() -> None:
     close_bench_display(Broken(), None)  # no exception
 
 
-def _report() -> Any:
-    from test_bench_report import _report as build
-
-    return build()
-
-
 def test_the_figures_line() -> None:
-    line = figures(_report())
+    line = figures(sample_report())
     assert line.startswith("drumfire bench: 2,004 requests in 3.00 s — 668.0 requests/s")
     assert "p50 " in line
     assert "p99 " in line

@@ -12,9 +12,9 @@ from rich.console import Console
 from drumfire import UsageError
 from drumfire._notebook import (
     INTERVAL,
+    Terminal,
     Throttle,
-    _Terminal,
-    _Widget,
+    Widget,
     chain,
     in_kernel,
     open_display,
@@ -59,7 +59,7 @@ def test_the_widget_redraws_at_most_ten_times_a_second() -> None:
     pytest.importorskip("ipywidgets")
     clock = Clock()
     shown: list[Any] = []
-    widget = _Widget(clock, shown.append)
+    widget = Widget(clock, shown.append)
     assert shown == [widget.box]
     draws: list[str] = []
     widget.label.observe(lambda change: draws.append(change["new"]), names="value")
@@ -81,7 +81,7 @@ def test_the_widget_redraws_at_most_ten_times_a_second() -> None:
 def test_the_widget_fills_its_bar_when_the_total_is_unknown() -> None:
     pytest.importorskip("ipywidgets")
     clock = Clock()
-    widget = _Widget(clock, lambda _: None)
+    widget = Widget(clock, lambda _: None)
     stats = stats_with(clock, 5, None)
     widget.update(stats)
     assert widget.bar.value == widget.bar.max == 1
@@ -95,7 +95,7 @@ def test_the_terminal_line_redraws_at_most_ten_times_a_second() -> None:
     clock = Clock()
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
-    terminal = _Terminal(clock, console)
+    terminal = Terminal(clock, console)
     drawn: list[float] = []
     render = terminal.progress.render
     terminal.progress.render = lambda stats, now: (drawn.append(now), render(stats, now))[1]  # type: ignore[method-assign]
@@ -125,7 +125,7 @@ def test_outside_a_kernel_and_a_terminal_the_default_shows_nothing() -> None:
     assert open_display(None, Clock()) is None
     assert open_display(False, Clock()) is None
     display = open_display(True, Clock())
-    assert isinstance(display, _Terminal)
+    assert isinstance(display, Terminal)
     display.close(stats_with(Clock(), 0, 0))
 
 
@@ -150,7 +150,7 @@ def test_a_display_that_fails_is_dropped_not_the_run() -> None:
 def test_the_widget_line_keeps_the_gaps_between_figures() -> None:
     pytest.importorskip("ipywidgets")
     clock = Clock()
-    widget = _Widget(clock, lambda _: None)
+    widget = Widget(clock, lambda _: None)
     stats = stats_with(clock, 5, 10)
     stats.limit, stats.concurrency = 8, 5
     widget.update(stats)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from drumfire._progress import Progress, _duration, format_summary
+from drumfire._progress import Progress, format_duration, format_summary
 from drumfire._result import Result, Stats
 from drumfire._settings import IDEMPOTENT_METHODS, METHODS, Retry, Timeouts
 
@@ -417,7 +417,8 @@ def test_progress_update_is_throttled_and_live_writes_to_the_console() -> None:
         clock.t = 1.5
         progress.update(stats)
         assert "1/10" in out.getvalue()
-    assert progress._live is None
+        assert progress.live
+    assert not progress.live
 
 
 @pytest.mark.parametrize(
@@ -434,7 +435,7 @@ def test_progress_update_is_throttled_and_live_writes_to_the_console() -> None:
     ],
 )
 def test_duration(seconds: float, text: str) -> None:
-    assert _duration(seconds) == text
+    assert format_duration(seconds) == text
 
 
 def test_blank_fields_give_every_row_the_asked_names() -> None:

@@ -110,7 +110,7 @@ def _load_targets(plan: RequestPlan, source: Source) -> tuple[list[Target], int,
     return targets, skipped, first
 
 
-def _plan(
+def make_plan(
     url: str | None,
     *,
     rows: Any,
@@ -279,7 +279,7 @@ async def abench(
 ) -> BenchReport:
     """:func:`bench` on the running event loop (``await drumfire.bench.abench(...)``)."""
     shown = progress_choice(progress, quiet)
-    plan = _plan(
+    plan = make_plan(
         url, rows=rows, input=input, input_format=input_format, method=method,
         headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
@@ -340,7 +340,7 @@ def bench(
     >>> report = bench("http://127.0.0.1:8080/", concurrency=16, duration="10s")
     >>> report.latency_ms["p99"], report.rps
     """
-    plan = _plan(
+    plan = make_plan(
         url, rows=rows, input=input, input_format=input_format, method=method,
         headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rich.console import Console
 
 from .._errors import UsageError
-from .._notebook import INTERVAL, Throttle, _stderr_is_terminal, in_kernel
+from .._notebook import INTERVAL, Throttle, in_kernel, stderr_is_terminal
 from ._live import LiveView
 from ._runner import Runner
 
@@ -84,7 +84,7 @@ def figures(report: BenchReport) -> str:
     return line
 
 
-class _Terminal:
+class Terminal:
     """The live view of ``drumfire bench`` on stderr; the figures after it (``figures``)."""
 
     def __init__(
@@ -109,7 +109,7 @@ class _Terminal:
             self.console.print(figures(report), markup=False, highlight=False)
 
 
-class _Lines:
+class Lines:
     """Off a terminal, with ``progress=True``: the figures on stderr at the end."""
 
     def update(self, runner: Runner) -> None:
@@ -125,7 +125,7 @@ def _text(view: LiveView, runner: Runner, now: float) -> str:
     return "<br>".join(html.escape(line) for line in lines)
 
 
-class _Widget:
+class Widget:
     """An ipywidgets bar with the live view's lines beside it, as ``tqdm.notebook`` draws."""
 
     def __init__(
@@ -201,13 +201,13 @@ def open_bench_display(
 
         show: Callable[..., Any] = ipython_display.display
         try:
-            return _Widget(clock, settings, show)
+            return Widget(clock, settings, show)
         except ImportError:  # no ipywidgets: the text fallback
             return _HTMLLine(clock, settings, show)
-    if _stderr_is_terminal():
-        return _Terminal(clock, settings, final=final)
+    if stderr_is_terminal():
+        return Terminal(clock, settings, final=final)
     if progress:
-        return _Lines()
+        return Lines()
     return None
 
 

@@ -16,6 +16,7 @@ from .._cli_common import (
     connect_timeout_option,
     insecure_option,
     looks_like_url,
+    old_quiet,
     read_data,
     report_path,
     url_from_user,
@@ -31,7 +32,7 @@ from ._api import (
     DEFAULT_DURATION,
     DEFAULT_OPEN_CONCURRENCY,
     DEFAULT_TIMEOUT,
-    _plan,
+    make_plan,
     run_plan,
 )
 from ._runner import BenchError
@@ -55,7 +56,7 @@ class _OneLineErrors(click.Command):
         **extra: Any,
     ) -> click.Context:
         try:
-            return super().make_context(info_name, _old_quiet(args), parent, **extra)
+            return super().make_context(info_name, old_quiet(args), parent, **extra)
         except click.UsageError as exc:
             _fail(exc.format_message().replace("\n", " "))
 
@@ -87,18 +88,6 @@ def _old_flags(
         warn("-q for quiet is deprecated: write --quiet (-q is now the rate)", "drumfire bench")
         return None, True, rate
     return rate, quiet, url
-
-
-def _old_quiet(args: list[str]) -> list[str]:
-    """A ``-q`` with no value after it is the quiet flag of before -q was the rate."""
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg == "--":
-            break
-        if arg == "-q" and (i + 1 == len(out) or out[i + 1].startswith("-")):
-            warn("-q for quiet is deprecated: write --quiet (-q is now the rate)", "drumfire bench")
-            out[i] = "--quiet"
-    return out
 
 
 def _check_output(path: str | None, option: str) -> None:
@@ -328,7 +317,7 @@ def bench_command(
             _fail(str(exc))
         header_lines.append(f"Content-Type: {form_type}")
     try:
-        plan = _plan(
+        plan = make_plan(
             single if single is not None else template,
             rows=None,
             input=input_path,
