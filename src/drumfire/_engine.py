@@ -29,7 +29,8 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ._connection import BUSY, IDLE, TLS, Connection
@@ -51,70 +52,121 @@ from ._rows import SKIPPED, WAIT, Flight, Item, Rows
 from ._settings import MAX_BODY, MAX_CONCURRENCY, PIPELINE, UNPROCESSED_STATUSES, Retry, Timeouts
 from ._settle import Settling
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "EngineSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """One run's policy values: immutable, comparable, printable and picklable.
+
+    The engine reads them once, when it is made. What it is given besides (the
+    clocks, the random source, the hooks that report progress, skip rows or
+    count duplicates) is injected apart: that is how a run is driven or tested,
+    not what it does. :meth:`drumfire._job.Job.engine` builds these from a Job.
+
+    - ``keep``: input columns copied into each result row.
+    - ``id_column``: the input column that names each row (None: none).
+    - ``concurrency``: requests in flight, fixed (None: adaptive, per origin,
+      up to ``max_concurrency``). The run as a whole never has more than
+      ``concurrency`` (or ``max_concurrency``) in flight.
+    - ``rate``: requests per second, at most (None: no cap).
+    - ``retry``, ``timeouts``: see :class:`~drumfire._settings.Retry` and
+      :class:`~drumfire._settings.Timeouts`.
+    - ``max_body``: the largest response body accepted, after decompression;
+      ``max_header``: the most bytes in a response's header block.
+    - ``verify``: verify certificates: a bool, or a
+      :class:`~drumfire._connection.TLS` (CA file, client certificate).
+    - ``ordered``: results in input order; ``order_window``: most rows started
+      past the oldest unfinished one (None: ``max(1024, 64 × concurrency)``).
+    - ``follow_redirects``: most redirects followed per row (0: none).
+    - ``pipeline``: most GET requests queued on one connection once the
+      client's CPU limits the run (1: never pipeline).
+    - ``text_rows``: every row value is a ``str`` (CSV, TSV, text input).
+    - ``unreachable_after``: stop the run when this many connection attempts
+      failed to connect and none ever connected (0: never; ``drumfire run``
+      sets 50 unless --keep-going).
+    - ``per_host_concurrency``, ``per_host_rate``: most in flight to, and
+      most starts per second to, one origin (None: no cap).
+    - ``tick_interval``: seconds between the engine's periodic ticks
+      (deadlines, the CPU watch, progress).
+    """
+
+    keep: tuple[str, ...] = ()
+    id_column: str | None = None
+    concurrency: int | None = None
+    max_concurrency: int = MAX_CONCURRENCY
+    rate: float | None = None
+    retry: Retry = field(default_factory=Retry)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_body: int = MAX_BODY
+    max_header: int = MAX_HEADER
+    verify: bool | TLS = True
+    ordered: bool = False
+    order_window: int | None = None
+    follow_redirects: int = 0
+    pipeline: int = PIPELINE
+    text_rows: bool = False
+    unreachable_after: int = 0
+    per_host_concurrency: int | None = None
+    per_host_rate: float | None = None
+    tick_interval: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.per_host_concurrency is not None and self.per_host_concurrency < 1:
+            raise ValueError("per-host concurrency must be at least 1")
 
 
 class Engine(Settling, Lifecycle, PipelinedDispatch):
-    """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face."""
+    """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face.
+
+    ``settings``: the run's policy (:class:`EngineSettings`); the keywords are
+    what drives it: the answers' extraction and parsing, the clocks, the random
+    source for backoff, and the hooks (progress, CPU-bound, numbered results,
+    --resume's skips, duplicate ids).
+    """
 
     def __init__(
         self,
         plan: RequestPlan,
         on_result: Callable[[Result], None],
+        settings: EngineSettings = EngineSettings(),
         *,
         extractor: Extractor | None = None,
         parse: Callable[[Response], Mapping[str, Any]] | None = None,
-        keep: Sequence[str] = (),
-        id_column: str | None = None,
-        concurrency: int | None = 8,
-        max_concurrency: int = MAX_CONCURRENCY,
-        rate: float | None = None,
-        retry: Retry | None = None,
-        timeouts: Timeouts | None = None,
-        max_body: int = MAX_BODY,
-        max_header: int = MAX_HEADER,
-        verify: bool | TLS = True,
-        ordered: bool = False,
-        order_window: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
+        machine_cpu: CpuTotals | None = machine_cpu,
         on_tick: Callable[[Stats], None] | None = None,
-        tick_interval: float = 0.05,
+        on_cpu_bound: Callable[[Engine], None] | None = None,
+        on_numbered: Callable[[Result, int], None] | None = None,
         skip: Callable[[str], bool] | None = None,
         skip_problem: Callable[[int], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
-        follow_redirects: int = 0,
-        pipeline: int = PIPELINE,
-        cpu_clock: Callable[[], float] = time.thread_time,
-        machine_cpu: CpuTotals | None = machine_cpu,
-        on_cpu_bound: Callable[[Engine], None] | None = None,
-        text_rows: bool = False,
-        unreachable_after: int = 0,
-        per_host_concurrency: int | None = None,
-        per_host_rate: float | None = None,
-        on_numbered: Callable[[Result, int], None] | None = None,
     ) -> None:
-        if concurrency is not None and concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if per_host_concurrency is not None and per_host_concurrency < 1:
-            raise ValueError("per-host concurrency must be at least 1")
+        ordered = settings.ordered
         if on_numbered is not None and ordered:
             raise ValueError("on_numbered is for drivers that put results in order themselves")
+        self.settings = settings
+        concurrency = settings.concurrency
+        max_concurrency = settings.max_concurrency
         # Each origin has its own limits (see _origins): None: adaptive (the
         # default of the CLI), up to max_concurrency; a number: fixed. The run as
         # a whole never has more than ``concurrency`` (or max_concurrency) in flight.
         self._adaptive = concurrency is None
-        self.retry = retry or Retry()
+        self.retry = settings.retry
         self.origins = Origins(
             concurrency,
             max_concurrency,
-            per_host_concurrency,
-            per_host_rate,
+            settings.per_host_concurrency,
+            settings.per_host_rate,
             self.retry,
             clock,
         )
         self.limiter: FixedLimit | AdaptiveLimit = self.origins.first  # the first origin's
-        self.rate = RateMeter(rate) if rate else None
+        self.rate = RateMeter(settings.rate) if settings.rate else None
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
@@ -124,11 +176,11 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         self.on_numbered = on_numbered
         self.extractor = extractor if extractor else None
         self.parse = parse
-        self.keep = tuple(keep)
+        self.keep = settings.keep
         #: Source items -> flights, error rows or skips (ids, duplicates, --resume).
         self.rows = Rows(
-            plan.preparer(text_rows),
-            id_column=id_column,
+            plan.preparer(settings.text_rows),
+            id_column=settings.id_column,
             keep=self.keep,
             skip=skip,  # --resume: rows whose result the output already holds
             skip_problem=skip_problem,  # --resume: input lines whose error row it holds
@@ -147,20 +199,20 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         #: Most rows read ahead into the origins' queues while their origin is full:
         #: bounded, so one slow origin cannot make the run read its whole input.
         self.park_limit = max(1024, 4 * most)
-        self.timeouts = timeouts or Timeouts()
-        self.max_body = max_body
-        self.max_header = max_header
+        self.timeouts = settings.timeouts
+        self.max_body = settings.max_body
+        self.max_header = settings.max_header
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_tick = on_tick
-        self.tick_interval = tick_interval
+        self.tick_interval = settings.tick_interval
         self.ordered = ordered
-        self.follow_redirects = follow_redirects  # most redirects to follow per row; 0: none
-        self.order_window = order_window or max(1024, 64 * most)
-        self._verify = verify
+        self.follow_redirects = settings.follow_redirects  # most redirects per row; 0: none
+        self.order_window = settings.order_window or max(1024, 64 * most)
+        self._verify = settings.verify
         # Stop the run when this many connection attempts failed to connect
         # and none ever connected (0: never; the CLI's default is 50).
-        self.unreachable_after = unreachable_after
+        self.unreachable_after = settings.unreachable_after
         self._unreached = 0  # connection attempts that failed to connect so far
         self._reached = False  # a connection was made (or a server answered, even TLS)
         self.pool = Pool(most)
@@ -168,7 +220,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         # running this engine (its event loop; not a server in the same process) is
         # the bottleneck, stop opening connections and queue up to ``pipeline``
         # GET requests on each open one, which saves system calls and wake-ups.
-        self.pipeline = max(1, pipeline)
+        self.pipeline = max(1, settings.pipeline)
         self.cpu_clock = cpu_clock
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
         # A plan whose method is fixed and not GET gives no request that may be

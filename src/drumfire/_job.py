@@ -9,6 +9,7 @@ cluster) can use a Job without importing the API's runners.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from ._bodies import FormField, file_plan, file_settings
 from ._body import json_body
 from ._connection import TLS
-from ._engine import Engine
+from ._engine import Engine, EngineSettings
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._http import MAX_HEADER
@@ -127,15 +128,16 @@ class Job:
         parse: Callable[[Response], Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> Engine:
+        """The engine for ``source``, with this job's settings.
+
+        ``kwargs`` that name an :class:`EngineSettings` field (``tick_interval``,
+        ``order_window``...) override the job's value; the others (clocks and
+        hooks: ``clock``, ``on_tick``, ``skip``...) go to the Engine as they are.
+        """
         plan = self.plan()
-        id_column = self.check(plan, source)
-        return Engine(
-            plan,
-            on_result,
-            extractor=self.extractor(),
-            parse=parse,
+        settings = EngineSettings(
             keep=self.keep,
-            id_column=id_column,
+            id_column=self.check(plan, source),
             concurrency=self.concurrency,
             max_concurrency=self.max_concurrency,
             rate=self.rate,
@@ -152,8 +154,15 @@ class Job:
             unreachable_after=self.unreachable_after,
             per_host_concurrency=self.per_host_concurrency,
             per_host_rate=self.per_host_rate,
-            **kwargs,
         )
+        overrides = {name: kwargs.pop(name) for name in _SETTING_NAMES & kwargs.keys()}
+        if overrides:
+            settings = dataclasses.replace(settings, **overrides)
+        return Engine(plan, on_result, settings, extractor=self.extractor(), parse=parse, **kwargs)
+
+
+#: The keywords of :meth:`Job.engine` that are settings, not clocks or hooks.
+_SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(EngineSettings))
 
 
 def make_job(
