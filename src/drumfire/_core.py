@@ -38,7 +38,7 @@ __all__ = ["EngineCore"]
 class EngineCore:
     """Declarations only: what every part of the engine may read, change and call."""
 
-    # settings
+    # read once from EngineSettings, and the injected clocks and hooks
     retry: Retry
     timeouts: Timeouts
     clock: Callable[[], float]
