@@ -274,3 +274,29 @@ def test_a_failing_server_is_not_hammered_by_retries() -> None:
         requests = server.requests
     assert all(r.status == 503 for r in got.values())
     assert requests < 1.5 * 1000
+
+
+def test_the_throttle_server_closes_connections_left_open_when_it_stops() -> None:
+    # A client connection still open at stop() was left to the garbage collector, which
+    # closed it later with a ResourceWarning inside whichever test ran then (a CI flake).
+    import gc
+    import socket
+    import warnings
+
+    with ThrottleServer(Behaviour()) as server:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"GET /item/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while b'"ok":true' not in answer:
+            chunk = client.recv(4096)
+            assert chunk, "the server closed before answering"
+            answer += chunk
+    with client, warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        gc.collect()
+        # closed by the server at stop: end of stream (or a reset), not a hang
+        client.settimeout(10)
+        try:
+            assert client.recv(1) == b""
+        except ConnectionResetError:
+            pass

@@ -77,6 +77,8 @@ class _State:
     def __init__(self, behaviour: Behaviour) -> None:
         self.b = behaviour
         self.lock = threading.Lock()
+        #: Open connections (their protocols), closed at shutdown; the server's loop only.
+        self.connections: set[_Protocol] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -169,6 +171,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -220,6 +223,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.state.connections.discard(self)
 
 
 class ThrottleServer:
@@ -285,8 +289,7 @@ class ThrottleServer:
             loop.run_until_complete(begin())
             loop.run_forever()
             if self._server is not None:
-                self._server.close()
-                loop.run_until_complete(self._server.wait_closed())
+                loop.run_until_complete(self._shutdown(self._server))
             loop.close()
 
         self._thread = threading.Thread(target=serve, name="throttle-server", daemon=True)
@@ -294,6 +297,20 @@ class ThrottleServer:
         if not ready.wait(10):
             raise RuntimeError("the throttle server did not start")
         return self
+
+    async def _shutdown(self, server: asyncio.Server) -> None:
+        """Stop listening and close every accepted connection: a connection the client
+        had not closed yet would otherwise be garbage-collected later, open, and warn
+        (a ResourceWarning) in whichever test runs then."""
+        server.close()
+        for protocol in list(self._state.connections):
+            if protocol.transport is not None:
+                protocol.transport.abort()
+        await server.wait_closed()
+        for _ in range(100):  # connection_lost comes on a later loop iteration
+            if not self._state.connections:
+                break
+            await asyncio.sleep(0)
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
