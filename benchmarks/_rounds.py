@@ -402,18 +402,22 @@ def client_runner(
     *,
     allow_failed_rows: bool = False,
 ) -> Callable[[str, Path, int, float], Measurement]:
-    """``client(tool, csv_in, n, timeout_s)``: one measured run of drumfire or aiohttp.
+    """``client(tool, csv_in, n, timeout_s)``: one measured run of drumfire, aiohttp or base.
 
     drumfire runs with ``--drumfire-args``, extracting ``extracts``; the aiohttp
-    client extracts ``field``. Both write ``work/out_TOOL.csv``.
+    client extracts ``field``; tool "base" is the drumfire CLI of ``--base-cmd``
+    (another checkout), run as drumfire is. Each writes ``work/out_TOOL.csv``.
     """
     py_env = python_env([SRC_DIR])
+    commands = {"drumfire": drumfire_cmd}
+    if getattr(args, "base_cmd", None):
+        commands["base"] = shlex.split(args.base_cmd)
 
     def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> Measurement:
         out = work / f"out_{tool}.csv"
-        if tool == "drumfire":
+        if tool in commands:
             argv = drumfire_argv(
-                drumfire_cmd, csv_in, template, extracts, out, shlex.split(args.drumfire_args)
+                commands[tool], csv_in, template, extracts, out, shlex.split(args.drumfire_args)
             )
         else:
             argv = aiohttp_argv(csv_in, template, field, out, args.aiohttp_concurrency)

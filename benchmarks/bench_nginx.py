@@ -21,10 +21,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import _common as c
@@ -38,37 +36,6 @@ BASE_HELP = (
 URL_PATH = c.OSRM_PATH_TEMPLATE
 EXTRACTS = ["duration=routes[0].duration"]
 FIELD = "routes.0.duration"
-
-
-def with_base(
-    client: Callable[[str, Path, int, float], c.Measurement],
-    work: Path,
-    template: str,
-    args: argparse.Namespace,
-    pids: Sequence[int],
-    *,
-    allow_failed_rows: bool,
-) -> Callable[[str, Path, int, float], c.Measurement]:
-    """``client``, plus tool "base": the drumfire CLI of ``--base-cmd``, run the same way."""
-    if not args.base_cmd:
-        return client
-    base = c.client_runner(
-        work,
-        shlex.split(args.base_cmd),
-        template,
-        EXTRACTS,
-        FIELD,
-        args,
-        pids,
-        allow_failed_rows=allow_failed_rows,
-    )
-
-    def run(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
-        if tool == "base":
-            return base("drumfire", csv_in, n, timeout_s)
-        return client(tool, csv_in, n, timeout_s)
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
             client = c.client_runner(work, drumfire_cmd, template, EXTRACTS, FIELD, args, pids)
 
-            client = with_base(client, work, template, args, pids, allow_failed_rows=False)
             tools = c.preflight(tools, client, input_csv, work)
             if not tools:
                 print("no tool left to measure", file=sys.stderr)

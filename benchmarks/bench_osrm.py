@@ -22,10 +22,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,37 +47,6 @@ def _server_pids(server: Any) -> list[int]:
     """Pids of the osrm-routed process tree, for server CPU sampling."""
     pid = getattr(server, "pid", None)
     return c.process_tree(pid) if isinstance(pid, int) else []
-
-
-def with_base(
-    client: Callable[[str, Path, int, float], c.Measurement],
-    work: Path,
-    template: str,
-    args: argparse.Namespace,
-    pids: Sequence[int],
-    *,
-    allow_failed_rows: bool,
-) -> Callable[[str, Path, int, float], c.Measurement]:
-    """``client``, plus tool "base": the drumfire CLI of ``--base-cmd``, run the same way."""
-    if not args.base_cmd:
-        return client
-    base = c.client_runner(
-        work,
-        shlex.split(args.base_cmd),
-        template,
-        EXTRACTS,
-        FIELD,
-        args,
-        pids,
-        allow_failed_rows=allow_failed_rows,
-    )
-
-    def run(tool: str, csv_in: Path, n: int, timeout_s: float) -> c.Measurement:
-        if tool == "base":
-            return base("drumfire", csv_in, n, timeout_s)
-        return client(tool, csv_in, n, timeout_s)
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
                 allow_failed_rows=True,  # about half the pairs answer 400 NoRoute
             )
 
-            client = with_base(client, work, template, args, pids, allow_failed_rows=True)
             tools = c.preflight(tools, client, input_csv, work)
             if not tools:
                 print("no tool left to measure", file=sys.stderr)

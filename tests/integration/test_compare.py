@@ -58,7 +58,11 @@ def expected(routes: Path) -> dict[str, tuple[int, dict[str, Any]]]:
     return out
 
 
-def _run_worker(tmp: Path, strategy: str, rows: list[dict[str, str]], url: str) -> dict[str, Any]:
+def _run_worker(
+    tmp: Path, strategy: str, rows: list[dict[str, str]], url: str, **task_fields: Any
+) -> dict[str, Any]:
+    """Run one strategy's worker process on ``rows``; ``task_fields`` add to or replace
+    the task's (``data``, ``text_rows``, ``extract``...)."""
     (tmp / "rows.json").write_bytes(orjson.dumps(rows))
     task = {
         "strategy": strategy,
@@ -67,6 +71,7 @@ def _run_worker(tmp: Path, strategy: str, rows: list[dict[str, str]], url: str) 
         "extract": list(EXTRACT.items()),
         "concurrency": 4,
         "out": str(tmp / "out.json"),
+        **task_fields,
     }
     (tmp / "task.json").write_bytes(orjson.dumps(task))
     subprocess.run(
@@ -247,24 +252,16 @@ def test_csv_cells_in_a_json_body_are_typed_as_drumfire_run_types_them(
         {"id": "c", "n": "x", ID_KEY: "c"},
         {"id": "d", "n": "", ID_KEY: "d"},
     ]
-    (tmp_path / "rows.json").write_bytes(orjson.dumps(rows))
-    task = {
-        "strategy": strategy,
-        "rows": str(tmp_path / "rows.json"),
-        "url": server.base_url + "/echo",
-        "extract": [["body", "body"]],
-        "concurrency": 2,
-        "data": '{"n": {n}, "s": "{n}"}',
-        "text_rows": True,
-        "out": str(tmp_path / "out.json"),
-    }
-    (tmp_path / "task.json").write_bytes(orjson.dumps(task))
-    subprocess.run(
-        [sys.executable, "-m", "drumfire.compare.worker", str(tmp_path / "task.json")],
-        check=True,
-        timeout=60,
+    result = _run_worker(
+        tmp_path,
+        strategy,
+        rows,
+        server.base_url + "/echo",
+        extract=[["body", "body"]],
+        concurrency=2,
+        data='{"n": {n}, "s": "{n}"}',
+        text_rows=True,
     )
-    result = orjson.loads((tmp_path / "out.json").read_bytes())
     bodies = {id_: json.loads(fields["body"]) for id_, _, fields, _ in result["outcomes"]}
     assert bodies == {
         "a": {"n": 1, "s": "1"},
