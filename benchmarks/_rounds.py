@@ -410,7 +410,7 @@ def client_runner(
     """
     py_env = python_env([SRC_DIR])
     commands = {"drumfire": drumfire_cmd}
-    if getattr(args, "base_cmd", None):
+    if args.base_cmd:
         commands["base"] = shlex.split(args.base_cmd)
 
     def client(tool: str, csv_in: Path, n: int, timeout_s: float) -> Measurement:
@@ -518,14 +518,23 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     p.add_argument("--keep", type=Path, default=None, help="keep inputs/outputs in this dir")
+    p.add_argument(
+        "--base-cmd",
+        default=None,
+        help="also measure another drumfire CLI, e.g. main's checkout: "
+        "\"env PYTHONPATH=../main/src python -c 'from drumfire.cli import entry; entry()'\"; "
+        "it runs as tool 'base' in the same rounds (an A/B in one run)",
+    )
 
 
 def start(args: argparse.Namespace) -> list[str]:
-    """After parsing: normalise the shared options, install signal handling; the tools."""
+    """After parsing: normalise the shared options, install signal handling; the tools
+    (with "base" last when ``--base-cmd`` asks for the A/B, right after drumfire)."""
     if args.max_other_cpu < 0:
         args.max_other_cpu = None
     exit_on_signals()
-    return parse_tools(args.tools)
+    tools = parse_tools(args.tools)
+    return [*tools, "base"] if args.base_cmd else tools
 
 
 def drumfire_usable(cmd: Sequence[str]) -> bool:

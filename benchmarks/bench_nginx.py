@@ -27,12 +27,6 @@ from pathlib import Path
 
 import _common as c
 
-BASE_HELP = (
-    "also measure another drumfire CLI, e.g. main's checkout: "
-    "\"env PYTHONPATH=../main/src python -c 'from drumfire.cli import entry; entry()'\"; "
-    "it runs as tool 'base' in the same rounds (an A/B in one run)"
-)
-
 URL_PATH = c.OSRM_PATH_TEMPLATE
 EXTRACTS = ["duration=routes[0].duration"]
 FIELD = "routes.0.duration"
@@ -42,11 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200_000, help="rows / distinct URLs (200000)")
     c.add_common_arguments(p)
-    p.add_argument("--base-cmd", default=None, help=BASE_HELP)
     args = p.parse_args(argv)
     tools = requested = c.start(args)
-    if args.base_cmd:  # the A/B: "base" runs in the same rounds, right after drumfire
-        tools = requested = [*tools, "base"]
     if not 1 <= args.requests <= 5_000_000 or not 1 <= args.rounds <= 20:
         p.error("--requests must be in 1..5000000 and --rounds in 1..20")
 

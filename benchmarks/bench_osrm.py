@@ -29,12 +29,6 @@ from typing import Any
 
 import _common as c
 
-BASE_HELP = (
-    "also measure another drumfire CLI, e.g. main's checkout: "
-    "\"env PYTHONPATH=../main/src python -c 'from drumfire.cli import entry; entry()'\"; "
-    "it runs as tool 'base' in the same rounds (an A/B in one run)"
-)
-
 sys.path.insert(0, str(c.SRC_DIR))
 
 URL_PATH = c.OSRM_PATH_TEMPLATE
@@ -54,11 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=20_000, help="rows / URLs (20000)")
     c.add_common_arguments(p)
     p.add_argument("--osrm-threads", type=int, default=2, help="osrm-routed -t (2)")
-    p.add_argument("--base-cmd", default=None, help=BASE_HELP)
     args = p.parse_args(argv)
     tools = requested = c.start(args)
-    if args.base_cmd:  # the A/B: "base" runs in the same rounds, right after drumfire
-        tools = requested = [*tools, "base"]
     if not 1 <= args.pairs <= 1_000_000 or not 1 <= args.rounds <= 20:
         p.error("--pairs must be in 1..1000000 and --rounds in 1..20")
 
