@@ -240,6 +240,9 @@ def test_usage_errors_exit_2(server: DemoServer, routes: Path) -> None:
         assert "drumfire: error:" in result.output
 
 
+UGLY = 'say "hi" & #1 +50% a/b \\ c\nnext line'
+
+
 @pytest.mark.parametrize("strategy", STRATEGY_NAMES)
 def test_csv_cells_in_a_json_body_are_typed_as_drumfire_run_types_them(
     strategy: str, server: DemoServer, tmp_path: Path
@@ -251,6 +254,7 @@ def test_csv_cells_in_a_json_body_are_typed_as_drumfire_run_types_them(
         {"id": "b", "n": "2.50", ID_KEY: "b"},
         {"id": "c", "n": "x", ID_KEY: "c"},
         {"id": "d", "n": "", ID_KEY: "d"},
+        {"id": "e", "n": UGLY, ID_KEY: "e"},
     ]
     result = _run_worker(
         tmp_path,
@@ -268,6 +272,7 @@ def test_csv_cells_in_a_json_body_are_typed_as_drumfire_run_types_them(
         "b": {"n": 2.5, "s": "2.50"},
         "c": {"n": "x", "s": "x"},
         "d": {"n": None, "s": ""},
+        "e": {"n": UGLY, "s": UGLY},  # not JSON: a string, escaped, in both places
     }
 
 
@@ -276,14 +281,34 @@ def test_compare_from_a_csv_file_sends_json_bodies_as_run_does(
 ) -> None:
     rows = tmp_path / "rows.csv"
     rows.write_text("id,n\na,1\nb,true\nc,x\n", encoding="utf-8")
-    report = compare(
-        rows,
-        server.base_url + "/echo",
-        extract={"body": "body"},
-        strategies="drumfire,threads",
-        data='{"n": {n}}',
-    )
-    assert report.all_match
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"id": "a", "n": "1"}\n', encoding="utf-8")
+    # The workers' interpreter, through a script that keeps each task it is given: the
+    # compare runner must tell them that CSV cells are text (JSON Lines values are not).
+    for source, text in ((rows, True), (lines, False)):
+        tasks = tmp_path / f"tasks-{source.suffix[1:]}"
+        tasks.mkdir()
+        python = tasks / "python"
+        python.write_text(
+            f"#!{sys.executable}\n"
+            "import runpy, shutil, sys\n"
+            f"shutil.copy(sys.argv[-1], {str(tasks)!r})\n"
+            "sys.argv = sys.argv[2:]\n"
+            "runpy.run_module('drumfire.compare.worker', run_name='__main__', alter_sys=True)\n",
+            encoding="utf-8",
+        )
+        python.chmod(0o755)
+        report = compare(
+            source,
+            server.base_url + "/echo",
+            extract={"body": "body"},
+            strategies="drumfire,threads",
+            data='{"n": {n}}',
+            python=str(python),
+        )
+        assert report.all_match
+        told = {t.name: orjson.loads(t.read_bytes())["text_rows"] for t in tasks.glob("*.json")}
+        assert told == {"task-drumfire.json": text, "task-threads.json": text}
     out = tmp_path / "run.csv"
     result = CliRunner().invoke(
         drumfire_cli,
