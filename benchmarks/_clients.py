@@ -1,5 +1,5 @@
-"""The client command lines: drumfire (installed, or from this checkout) and the
-aiohttp reference client.
+"""The client command lines: drumfire (installed, or from this checkout), the
+aiohttp reference client and the pipelined floor.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from pathlib import Path
 from _inputs import BENCH_DIR, SRC_DIR
 from _measure import run_measured
 
-__all__ = ["aiohttp_argv", "drumfire_argv", "drumfire_available", "drumfire_command", "python_env"]
+__all__ = [
+    "aiohttp_argv",
+    "drumfire_argv",
+    "drumfire_available",
+    "drumfire_command",
+    "pipelined_argv",
+    "python_env",
+]
 
 # --------------------------------------------------------------------------- client commands
 
@@ -73,6 +80,21 @@ def aiohttp_argv(
         url_template,
         "-c",
         str(concurrency),
+        "--field",
+        field,
+        "-o",
+        str(output_csv),
+    ]
+
+
+def pipelined_argv(input_csv: Path, url_template: str, field: str, output_csv: Path) -> list[str]:
+    """The floor: ``benchmarks/pipelined_client.py`` with its defaults (4 connections, depth 64)."""
+    return [
+        sys.executable,
+        str(BENCH_DIR / "pipelined_client.py"),
+        str(input_csv),
+        "--url",
+        url_template,
         "--field",
         field,
         "-o",

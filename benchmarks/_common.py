@@ -21,6 +21,7 @@ from _clients import (
     drumfire_argv,
     drumfire_available,
     drumfire_command,
+    pipelined_argv,
     python_env,
 )
 from _inputs import (
@@ -109,6 +110,7 @@ __all__ = [
     "nginx_server",
     "parse_tools",
     "parse_wrk_output",
+    "pipelined_argv",
     "preflight",
     "proc_cpu_seconds",
     "process_tree",

@@ -33,7 +33,7 @@ SRC_DIR = REPO_ROOT / "src"
 LOOPBACK = "127.0.0.1"
 PAIR_COLUMNS = ("id", "lon1", "lat1", "lon2", "lat2")
 OSRM_PATH_TEMPLATE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
-ALL_TOOLS = ("wrk", "drumfire", "aiohttp")
+ALL_TOOLS = ("wrk", "drumfire", "aiohttp", "pipelined")
 
 
 # --------------------------------------------------------------------------- the JSON document

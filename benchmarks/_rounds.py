@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from _clients import aiohttp_argv, drumfire_argv, drumfire_available, python_env
+from _clients import aiohttp_argv, drumfire_argv, drumfire_available, pipelined_argv, python_env
 from _inputs import ALL_TOOLS, SRC_DIR, read_output_csv
 from _measure import DEFAULT_RUN_TIMEOUT_S, proc_cpu_seconds, run_measured, system_busy_seconds
 from _wrk import run_wrk
@@ -402,7 +402,8 @@ def client_runner(
     *,
     allow_failed_rows: bool = False,
 ) -> Callable[[str, Path, int, float], Measurement]:
-    """``client(tool, csv_in, n, timeout_s)``: one measured run of drumfire, aiohttp or base.
+    """``client(tool, csv_in, n, timeout_s)``: one measured run of drumfire, aiohttp,
+    pipelined or base.
 
     drumfire runs with ``--drumfire-args``, extracting ``extracts``; the aiohttp
     client extracts ``field``; tool "base" is the drumfire CLI of ``--base-cmd``
@@ -419,6 +420,8 @@ def client_runner(
             argv = drumfire_argv(
                 commands[tool], csv_in, template, extracts, out, shlex.split(args.drumfire_args)
             )
+        elif tool == "pipelined":
+            argv = pipelined_argv(csv_in, template, field, out)
         else:
             argv = aiohttp_argv(csv_in, template, field, out, args.aiohttp_concurrency)
         return measure_client(
@@ -492,7 +495,9 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """The options bench_nginx.py and bench_osrm.py share."""
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--tools", default=",".join(ALL_TOOLS), help="subset of wrk,drumfire,aiohttp")
+    p.add_argument(
+        "--tools", default=",".join(ALL_TOOLS), help="subset of wrk,drumfire,aiohttp,pipelined"
+    )
     p.add_argument("--wrk-duration", type=float, default=10.0, help="seconds per wrk run (10)")
     p.add_argument("--aiohttp-concurrency", type=int, default=8)
     p.add_argument(

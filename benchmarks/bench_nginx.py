@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -77,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                 "wrk": lambda: c.measure_wrk(
                     server.base_url, paths_file, args.wrk_duration, work, pids
                 ),
-                "drumfire": lambda: client("drumfire", input_csv, args.requests, args.run_timeout),
-                "aiohttp": lambda: client("aiohttp", input_csv, args.requests, args.run_timeout),
-                "base": lambda: client("base", input_csv, args.requests, args.run_timeout),
+                **{
+                    tool: functools.partial(
+                        client, tool, input_csv, args.requests, args.run_timeout
+                    )
+                    for tool in ("drumfire", "aiohttp", "pipelined", "base")
+                },
             }
             results = c.run_rounds(
                 tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu

@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -102,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                 "wrk": lambda: c.measure_wrk(
                     base_url, paths_file, args.wrk_duration, work, pids, allow_errors=True
                 ),
-                "drumfire": lambda: client("drumfire", input_csv, len(rows), args.run_timeout),
-                "aiohttp": lambda: client("aiohttp", input_csv, len(rows), args.run_timeout),
-                "base": lambda: client("base", input_csv, len(rows), args.run_timeout),
+                **{
+                    tool: functools.partial(client, tool, input_csv, len(rows), args.run_timeout)
+                    for tool in ("drumfire", "aiohttp", "pipelined", "base")
+                },
             }
             results = c.run_rounds(
                 tools, args.rounds, runners, max_other_cpu_pct=args.max_other_cpu
