@@ -57,6 +57,7 @@ class Batch:
         self.field = field
         self.writer = writer
         self.done = 0
+        self.failure = ""  # why the run stopped early ("": it did not)
 
     def take(self, n: int) -> list[tuple[str, bytes]]:
         """Up to ``n`` (id, request bytes): requests to send again first, then new rows."""
@@ -115,8 +116,11 @@ class Pipelined(asyncio.Protocol):
                 break
             head = buffer[pos:head_end].lower()
             at = head.find(_LENGTH)
-            if at < 0:
-                raise SystemExit("pipelined_client: an answer without Content-Length")
+            if at < 0:  # chunked or close-delimited: not this yardstick's business
+                self.batch.failure = "an answer without Content-Length"
+                assert self.transport is not None
+                self.transport.abort()
+                return
             line_end = head.find(b"\r\n", at + 2)
             length = int(head[at + len(_LENGTH) : line_end if line_end >= 0 else len(head)])
             end = head_end + 4 + length
@@ -156,6 +160,8 @@ async def run(batch: Batch, host: str, port: int, connections: int, depth: int) 
                 functools.partial(Pipelined, batch, depth, closed), host, port
             )
             await closed
+            if batch.failure:
+                return
             if not batch.retry:  # nothing unanswered: a new connection only for rows left
                 peek = next(batch.rows, None)
                 if peek is None:
@@ -202,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerow((columns[0], "status", "elapsed_ms", "value"))
         batch = Batch(iter(reader), render, field, writer)
         uvloop.run(run(batch, host, port, args.connections, args.depth))
+    if batch.failure:
+        print(f"pipelined_client: {batch.failure}", file=sys.stderr)
+        return 1
     print(f"{batch.done} rows", file=sys.stderr)
     return 0
 
