@@ -19,6 +19,7 @@ __all__ = [
     "PAIR_COLUMNS",
     "REPO_ROOT",
     "SRC_DIR",
+    "field_path",
     "random_coordinate_rows",
     "read_output_csv",
     "rows_to_paths",
@@ -34,6 +35,11 @@ LOOPBACK = "127.0.0.1"
 PAIR_COLUMNS = ("id", "lon1", "lat1", "lon2", "lat2")
 OSRM_PATH_TEMPLATE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
 ALL_TOOLS = ("wrk", "drumfire", "aiohttp", "pipelined")
+
+
+def field_path(spec: str) -> list[str | int]:
+    """A reference client's ``--field``: ``routes.0.duration`` -> ``["routes", 0, "duration"]``."""
+    return [int(p) if p.lstrip("-").isdigit() else p for p in spec.split(".") if p]
 
 
 # --------------------------------------------------------------------------- the JSON document

@@ -405,8 +405,8 @@ def client_runner(
     """``client(tool, csv_in, n, timeout_s)``: one measured run of drumfire, aiohttp,
     pipelined or base.
 
-    drumfire runs with ``--drumfire-args``, extracting ``extracts``; the aiohttp
-    client extracts ``field``; tool "base" is the drumfire CLI of ``--base-cmd``
+    drumfire runs with ``--drumfire-args``, extracting ``extracts``; the aiohttp and
+    pipelined clients extract ``field``; tool "base" is the drumfire CLI of ``--base-cmd``
     (another checkout), run as drumfire is. Each writes ``work/out_TOOL.csv``.
     """
     py_env = python_env([SRC_DIR])

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from _inputs import field_path
 
 try:
     import uvloop
@@ -37,11 +38,6 @@ except ImportError:  # pragma: no cover - uvloop is there wherever the benchmark
 
 class _RowWriter(Protocol):
     def writerow(self, row: Any, /) -> Any: ...
-
-
-def _field_path(spec: str) -> list[str | int]:
-    """``routes.0.duration`` -> ``["routes", 0, "duration"]``."""
-    return [int(p) if p.lstrip("-").isdigit() else p for p in spec.split(".") if p]
 
 
 def _extract(doc: Any, path: list[str | int]) -> Any:
@@ -116,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             iter(csv.DictReader(fin)),
             args.url,
             args.concurrency,
-            _field_path(args.field),
+            field_path(args.field),
             writer,
             args.id_column,
             args.timeout,

@@ -41,12 +41,14 @@ from urllib.parse import urlsplit
 
 import orjson
 import uvloop
+from _inputs import field_path
 
 _LENGTH = b"\r\ncontent-length:"
 
 
 class Batch:
-    """The shared state: the rows not yet sent, the output, the connections still open."""
+    """What the connections share: the rows not yet read, the requests to send again,
+    the output, and why the run stopped early."""
 
     def __init__(
         self, rows: Iterator[list[str]], render: Any, field: list[str | int], writer: Any
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--url: an http:// URL")
     host, port = parts.hostname, parts.port or 80
     path = args.url[args.url.index("/", len("http://")) :]
-    field: list[str | int] = [int(p) if p.isdigit() else p for p in args.field.split(".") if p]
+    field = field_path(args.field)
 
     with (
         open(args.input, newline="") as fin,
