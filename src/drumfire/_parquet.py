@@ -442,7 +442,7 @@ Record = tuple[str, "int | None", str]
 
 def parquet_records(path: str) -> Iterator[Record]:
     """``(id, status, error)`` of every row of a Parquet output directory, part by part."""
-    pa, pq = require_pyarrow("--resume")
+    pa, pq = require_pyarrow(f"output {path!r}")  # read without --resume too (holds_rows)
     try:
         for _, part in _parts(path, pq):
             f = pq.ParquetFile(part)
@@ -463,7 +463,7 @@ def drop_parquet_rows(path: str, resend: Any) -> int:
     name and renamed over itself, so every part stays complete whatever stops
     the rewrite (a row dropped is one the resume sends again).
     """
-    pa, pq = require_pyarrow("--resume")
+    pa, pq = require_pyarrow(f"output {path!r}")
     dropped = 0
     try:
         for _, part in _parts(path, pq, finish=True):

@@ -274,18 +274,41 @@ def test_without_pyarrow_one_line_names_the_extra(tmp_path: Path) -> None:
     fake = tmp_path / "fake" / "pyarrow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('no pyarrow here')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake")}
+    # The fake first, then this drumfire (not another copy installed in the environment).
+    here = Path(drumfire.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(here)])}
     routes = write_sample_routes(tmp_path / "routes.csv", 3)
     (tmp_path / "in.parquet").write_bytes(b"PAR1")
-    for args in (
-        [routes, "-o", tmp_path / "o.parquet"],
-        [tmp_path / "in.parquet", "-o", tmp_path / "o.csv"],
+    output = tmp_path / "o.parquet"
+    for args, named in (
+        ([routes, "-o", output], f"output {str(output)!r}"),
+        (
+            [tmp_path / "in.parquet", "-o", tmp_path / "o.csv"],
+            f"input {str(tmp_path / 'in.parquet')!r}",
+        ),
     ):
         proc = drumfire_cli("run", *args, "--url", "http://127.0.0.1:9/{id}", env=env)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1, proc.stderr
-        assert "pip install 'drumfire[parquet]'" in lines[0]
+        assert lines == [
+            f"drumfire: error: {named}: Parquet needs pyarrow: pip install 'drumfire[parquet]'"
+        ], proc.stderr
+    # The Python API says the same; neither leaves an output directory behind.
+    code = (
+        "import sys, drumfire\n"
+        "try:\n"
+        "    drumfire.run_all([{'id': 'a'}], 'http://127.0.0.1:9/{id}', output=sys.argv[1])\n"
+        "except drumfire.UsageError as exc:\n"
+        "    print(exc)\n"
+    )
+    api_output = tmp_path / "py.parquet"
+    proc = drumfire_cli(api_output, cmd=[sys.executable, "-c", code], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        f"output {str(api_output)!r}: Parquet needs pyarrow: pip install 'drumfire[parquet]'\n"
+    )
+    assert not output.exists()
+    assert not api_output.exists()
 
 
 @pytest.mark.skipif(not readahead.available(), reason="read-ahead needs Linux and 2+ CPUs")
