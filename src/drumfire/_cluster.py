@@ -55,6 +55,7 @@ from ._cluster_task import (
     run_source,
 )
 from ._errors import UsageError
+from ._text import counted
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -367,10 +368,11 @@ def _drive(
     elapsed = stats.finished - line.started
     if not quiet:
         sys.stderr.write(
-            f"drumfire: {line.done:,} of {line.total:,} rows in {len(parts)} partitions "
+            f"drumfire: {line.done:,} of {counted(line.total, 'row')} in "
+            f"{counted(len(parts), 'partition')} "
             f"({line.done - line.sent:,} already done), {line.failed:,} failed, "
-            f"{elapsed:.1f} s, {line.sent / max(elapsed, 1e-9):,.0f} rows/s sent on {slots} "
-            f"worker threads; output {output}\n"
+            f"{elapsed:.1f} s, {line.sent / max(elapsed, 1e-9):,.0f} rows/s sent on "
+            f"{counted(slots, 'worker thread')}; output {output}\n"
         )
     if interrupted:
         sys.stderr.write("drumfire: interrupted; the finished parts are kept\n")

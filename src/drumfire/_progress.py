@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._result import Stats
+from ._text import counted
 
 __all__ = ["Progress", "RateEstimator", "format_summary", "format_unreachable", "rerun_command"]
 
@@ -193,7 +194,7 @@ class Progress:
             pct = 100.0 * done / stats.total if stats.total else 0.0
             line.append(f"{done:,}/{stats.total:,} ({pct:.1f}%)", style="bold")
         else:
-            line.append(f"{done:,} rows", style="bold")
+            line.append(counted(done, "row"), style="bold")
         line.append(f"  {rate:,.0f} rows/s")
         if stats.total and done < stats.total:
             eta = self.estimator.eta(stats.total - done)
@@ -249,7 +250,8 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
     s = stats.summary()
     lat = s["latency_ms"]
     lines = [
-        f"drumfire: {s['rows']:,} rows in {s['wall_s']:.2f} s — {s['rows_per_s']:,.0f} rows/s"
+        f"drumfire: {counted(s['rows'], 'row')} in {s['wall_s']:.2f} s — "
+        f"{s['rows_per_s']:,.0f} rows/s"
         + (" (stopped early)" if s["stopped"] else ""),
         f"  ok {s['ok']:,} · failed {s['failed']:,}"
         + (
@@ -272,14 +274,16 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         )
     if s["pipelined"]:
         lines.append(
-            f"  pipelined: {s['pipelined']:,} requests went behind others on a busy "
+            f"  pipelined: {counted(s['pipelined'], 'request')} went behind others on a busy "
             "connection (CPU was the limit: drumfire's, or the machine's with a local server)"
         )
     if s["skipped"]:
-        lines.append(f"  resumed: {s['skipped']:,} rows were already in the output")
+        was = counted(s["skipped"], "row was", "rows were")
+        lines.append(f"  resumed: {was} already in the output")
     if s["duplicate_ids"]:
         lines.append(
-            f"  warning: {s['duplicate_ids']:,} rows repeat an id seen earlier in the input"
+            f"  warning: {counted(s['duplicate_ids'], 'row repeats', 'rows repeat')} an id "
+            "seen earlier in the input"
         )
     if output:
         lines.append(f"  results: {output}")

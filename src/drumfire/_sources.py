@@ -26,6 +26,7 @@ import orjson
 
 from ._errors import InputError
 from ._rows import InputProblem, Item
+from ._text import with_article
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
 
@@ -610,7 +611,7 @@ def _object_items(first: Any, rest: Iterator[Any]) -> Iterator[Item]:
         elif isinstance(row, Mapping):
             yield n, row
         else:
-            yield n, InputProblem(n, f"row is a {type(row).__name__}, not a mapping")
+            yield n, InputProblem(n, f"row is {with_article(type(row).__name__)}, not a mapping")
 
 
 def _chain(first: Any, rest: Iterable[Any]) -> Iterator[Any]:

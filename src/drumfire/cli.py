@@ -60,6 +60,7 @@ from ._resume import (
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source
+from ._text import counted
 
 __all__ = ["entry", "main"]
 
@@ -735,9 +736,10 @@ def run_command(
                 lock.rewrite(out_fmt, resend)
                 sink = open_output()
                 if not quiet:
+                    why = "cancelled" + (", or chosen by --retry-failed" if again else "")
                     click.echo(
-                        f"drumfire: {resumed.dropped:,} rows of {output} will be sent again "
-                        "(cancelled" + (", or chosen by --retry-failed" if again else "") + ")",
+                        f"drumfire: {counted(resumed.dropped, 'row')} of {output} will be sent "
+                        f"again ({why})",
                         err=True,
                     )
             guarded = GuardedSink(sink, output, lock)
@@ -883,7 +885,7 @@ def _finish(
         if n:
             if not quiet:
                 click.echo(
-                    f"drumfire: {n:,} rows ended with an outcome --fail-on-error names: "
+                    f"drumfire: {counted(n, 'row')} ended with an outcome --fail-on-error names: "
                     "exit status 3",
                     err=True,
                 )

@@ -182,11 +182,18 @@ def test_retry_failed_sends_again_only_the_chosen_failures(tmp_path: Path) -> No
             k: v for k, v in before.items() if k not in "346"
         }  # the successes (and the 404) are byte for byte the same
         assert all(json.loads(after[k])["status"] == 200 for k in "346")
-        # A list names what to send again: here the 404.
+        # A list names what to send again: here the 404 (not quiet: one row, said so).
         sent = len(srv.requests)
-        listed = drumfire(*common, "--retry-failed", "404,connect")
+        loud = [a for a in common if a != "-q"]
+        listed = drumfire(*loud, "--retry-failed", "404,connect")
         assert listed.returncode == 0, listed.stderr
         assert targets(srv, sent) == ["/5"]
+        said = listed.stderr.splitlines()
+        assert said[0] == (
+            f"drumfire: 1 row of {out} will be sent again (cancelled, or chosen by --retry-failed)"
+        )
+        assert said[1].startswith("drumfire: 1 row in ")
+        assert "  resumed: 9 rows were already in the output" in said
         final = [json.loads(line) for line in out.read_text().splitlines()]
         assert sorted(int(r["id"]) for r in final) == list(range(1, 11))
         assert all(r["status"] == 200 and r["error"] == "" for r in final)

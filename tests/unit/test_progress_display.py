@@ -106,7 +106,7 @@ def test_the_terminal_line_redraws_at_most_ten_times_a_second() -> None:
     assert 1 <= len(drawn) <= 10
     stats.add(Result("x", 200, 1.0, 1, None, {}, {}))
     terminal.close(stats)
-    assert "1 rows in" in out.getvalue()
+    assert "1 row in" in out.getvalue()
 
 
 def test_progress_takes_true_false_or_none() -> None:

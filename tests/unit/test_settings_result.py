@@ -326,6 +326,19 @@ def test_format_summary_resume_and_duplicates() -> None:
     assert "  warning: 3 rows repeat an id seen earlier in the input" in lines
 
 
+def test_format_summary_counts_of_one_are_singular() -> None:
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("x", 200, 1.0, 1, ""))
+    stats.skipped = stats.duplicates = stats.pipelined = 1
+    clock.t = 2.0
+    lines = format_summary(stats).splitlines()
+    assert lines[0].startswith("drumfire: 1 row in ")
+    assert "  resumed: 1 row was already in the output" in lines
+    assert "  warning: 1 row repeats an id seen earlier in the input" in lines
+    assert any(line.startswith("  pipelined: 1 request went behind") for line in lines)
+
+
 def test_format_summary_big_numbers_and_stopped() -> None:
     clock = FakeClock(0.0)
     stats = Stats(clock)

@@ -480,6 +480,16 @@ def test_rows_source_bad_later_row_is_a_problem() -> None:
     assert items[2] == (3, {"url": "http://x"})
 
 
+def test_rows_source_bad_row_takes_the_right_article() -> None:
+    # `rows = [{...}, ...]` copied literally: the second row is the Ellipsis.
+    items = list(rows_source([{"a": 1}, ..., [1], 2]).items)
+    assert problems(items) == [
+        (2, 2, "row is an ellipsis, not a mapping"),
+        (3, 3, "row is a list, not a mapping"),
+        (4, 4, "row is an int, not a mapping"),
+    ]
+
+
 def test_rows_source_pandas() -> None:
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._text import counted
+
 __all__ = ["CompareReport", "StrategyReport", "machine_info"]
 
 
@@ -185,7 +187,7 @@ class CompareReport:
         show_bar = width >= 100
         show_ratio = bool(ref_rps) and width >= 90
         title = (
-            f"{self.rows:,} requests, concurrency {self.concurrency}, "
+            f"{counted(self.rows, 'request')}, concurrency {self.concurrency}, "
             f"{self.machine['cpus']} CPUs, {self.machine['python']}"
         )
         if self.repeat > 1:
@@ -260,7 +262,8 @@ class CompareReport:
         for s in self.ran:
             if s.results_match:
                 continue
-            lines.append((f"{s.name}: {s.mismatches:,} of {self.rows:,} rows differ", "red"))
+            differ = f"{s.mismatches:,} of {counted(self.rows, 'row')} differ"
+            lines.append((f"{s.name}: {differ}", "red"))
             if s.example_mismatch:
                 ex = s.example_mismatch
                 lines.append(
@@ -273,7 +276,10 @@ class CompareReport:
         if self.ran and self.all_match:
             lines.append(("every strategy produced the same rows", "green"))
         if self.skipped_rows:
-            lines.append((f"{self.skipped_rows:,} unreadable input rows were left out", "yellow"))
+            were = counted(
+                self.skipped_rows, "unreadable input row was", "unreadable input rows were"
+            )
+            lines.append((f"{were} left out", "yellow"))
         return lines
 
     # -- HTML --------------------------------------------------------------------------------
@@ -348,7 +354,7 @@ def _html(report: CompareReport) -> str:
 <title>drumfire compare</title><style>{_CSS}</style></head>
 <body>
 <h1>drumfire compare</h1>
-<p class="sub">{report.rows:,} requests, concurrency {report.concurrency}{best_of};
+<p class="sub">{counted(report.rows, 'request')}, concurrency {report.concurrency}{best_of};
 {m["cpus"]} CPUs ({esc(str(m["cpu_model"]))}), {esc(str(m["python"]))},
 {esc(str(m["platform"]))}</p>
 <p><code>{esc(report.url)}</code> {extract}</p>

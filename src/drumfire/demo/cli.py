@@ -16,6 +16,7 @@ from .._cli_common import CONTEXT
 from .._job import make_job
 from .._sinks import open_sink
 from .._sources import open_source
+from .._text import counted
 
 __all__ = ["demo_command", "serve_command"]
 
@@ -134,7 +135,7 @@ def demo_command(rows: int, directory: str, latency: float, concurrency: int | N
     with DemoServer(latency=latency) as server:
         url = server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}?overview=false"
         click.echo(f"demo server: {server.base_url}", err=True)
-        click.echo(f"input: {routes} ({rows:,} origin-destination pairs)", err=True)
+        click.echo(f"input: {routes} ({counted(rows, 'origin-destination pair')})", err=True)
         click.echo(
             f"running: drumfire run {routes} --url '{url}' -e code=code "
             f"-e 'duration=routes[0].duration' -e 'distance=routes[0].distance' "
