@@ -38,6 +38,17 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
+def format_wall(seconds: float) -> str:
+    """A run's duration for the summary: seconds to 2 decimals, milliseconds below 1 s.
+
+    A short run said "in 0.00 s" next to its rate; "in 7 ms" says how short.
+    """
+    ms = round(seconds * 1000)
+    if ms >= 1000:
+        return f"{seconds:.2f} s"
+    return f"{ms} ms" if ms else "under 1 ms"
+
+
 class RateEstimator:
     """Rows per second over a recent window, and an ETA only once that rate is known.
 
@@ -250,7 +261,7 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
     s = stats.summary()
     lat = s["latency_ms"]
     lines = [
-        f"drumfire: {counted(s['rows'], 'row')} in {s['wall_s']:.2f} s — "
+        f"drumfire: {counted(s['rows'], 'row')} in {format_wall(s['wall_s'])} — "
         f"{s['rows_per_s']:,.0f} rows/s"
         + (" (stopped early)" if s["stopped"] else ""),
         f"  ok {s['ok']:,} · failed {s['failed']:,}"

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from drumfire._progress import Progress, format_duration, format_summary
+from drumfire._progress import Progress, format_duration, format_summary, format_wall
 from drumfire._result import Result, Stats
 from drumfire._settings import IDEMPOTENT_METHODS, METHODS, Retry, Timeouts
 
@@ -324,6 +324,32 @@ def test_format_summary_resume_and_duplicates() -> None:
     lines = format_summary(stats).splitlines()
     assert "  resumed: 1,500 rows were already in the output" in lines
     assert "  warning: 3 rows repeat an id seen earlier in the input" in lines
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "under 1 ms"),
+        (0.0004, "under 1 ms"),
+        (0.007, "7 ms"),
+        (0.0123, "12 ms"),
+        (0.9994, "999 ms"),
+        (0.9996, "1.00 s"),
+        (4.0, "4.00 s"),
+        (125.456, "125.46 s"),
+    ],
+)
+def test_format_wall(seconds: float, text: str) -> None:
+    assert format_wall(seconds) == text
+
+
+def test_format_summary_of_a_short_run_shows_milliseconds() -> None:
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    for _ in range(8):
+        stats.add(Result("x", 200, 1.0, 1, ""))
+    clock.t = 0.002
+    assert format_summary(stats).splitlines()[0] == "drumfire: 8 rows in 2 ms — 4,000 rows/s"
 
 
 def test_format_summary_counts_of_one_are_singular() -> None:
