@@ -10,6 +10,8 @@ import subprocess
 import sys
 import urllib.request
 
+from drumfire.demo import DemoServer
+
 
 def test_serve_prints_the_address_it_listens_on() -> None:
     proc = subprocess.Popen(
@@ -86,3 +88,20 @@ def test_demo_in_a_directory_it_cannot_make_is_one_line() -> None:
         "drumfire: error: cannot write the sample input in "
         "'/proc/drumfire-demo-cannot-be-here': No such file or directory"
     ]
+
+
+def test_help_names_every_endpoint_and_each_one_answers() -> None:
+    """The help once left out /json, which the README lists."""
+    shown = " ".join(_drumfire("serve", "--help").stdout.split())  # as wrapped, one line
+    endpoints = {
+        "/route/v1/driving/...": "/route/v1/driving/24.9,60.1;24.95,60.2",
+        "/quote": "/quote",
+        "/echo": "/echo?a=1",
+        "/status/N": "/status/204",
+        "/json": "/json",
+    }
+    with DemoServer() as server:
+        for named, path in endpoints.items():
+            assert named in shown, named
+            with urllib.request.urlopen(server.base_url + path, timeout=60) as answer:
+                assert answer.status in (200, 204), path

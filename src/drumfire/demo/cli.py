@@ -68,7 +68,8 @@ def _seconds(option: str, value: float) -> float:
 )
 def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
     """Run the demo server: routes shaped like the OSRM routing server's
-    (/route/v1/driving/...), /quote, /echo, /status/N."""
+    (/route/v1/driving/...), /quote, /echo, /status/N, and /json (one fixed
+    answer, for throughput tests)."""
     from .server import run_server
 
     latency, jitter = _seconds("--latency", latency), _seconds("--jitter", jitter)
