@@ -6,12 +6,16 @@ Each test runs drumfire against a real server on 127.0.0.1 and checks the rows t
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import csv
 import gzip
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import brotli
 import pytest
@@ -22,6 +26,7 @@ import drumfire
 from drumfire.demo import DemoServer
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -97,6 +102,30 @@ def test_fields_is_a_mapping_on_failed_rows(demo_server: DemoServer) -> None:
         "refused": ("connect", None),
         "no-column": ("template", None),
     }
+
+
+def test_the_readme_python_example_runs_as_written(
+    demo_server: DemoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its rows once ended in a literal ``...``, sent as one more row that failed."""
+    pd = pytest.importorskip("pandas")
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("### From Python")) + len("```python\n")
+    code = text[start : text.index("```", start)]
+    assert "http://127.0.0.1:5000/" in code
+    code = code.replace("http://127.0.0.1:5000/", demo_server.base_url + "/")
+    # `df` is the reader's own DataFrame: here, of the example's rows.
+    assert code.count("drumfire.run_all(df,") == 1
+    code = code.replace("drumfire.run_all(df,", "drumfire.run_all(pd.DataFrame(rows),")
+    # As a notebook cell runs it: `async for` at the top level.
+    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    namespace: dict[str, Any] = {"pd": pd}
+    ran = eval(compiled, namespace)
+    if isinstance(ran, types.CoroutineType):
+        asyncio.run(ran)
+    assert capsys.readouterr().out.split() == ["a", "200", "146.8"]
+    assert namespace["frame"]["error"].tolist() == [""]
+    assert namespace["r"].error == ""
 
 
 def test_run_all_keeps_the_index_and_an_integer_status(demo_server: DemoServer) -> None:
