@@ -87,10 +87,6 @@ class Output:
         if self.path is None:
             return
         fmt = output_format_for(self.path, self.fmt)
-        if fmt == "parquet":  # before acquire_output makes the directory
-            from ._parquet import require_pyarrow
-
-            require_pyarrow(f"output {self.path!r}")
         # As ``drumfire run -o``: one writer, and resume sends the cancelled rows again
         # and does not write an input-error row it already holds.
         self._lock = None if self.path == "-" else OutputLock.acquire_output(self.path, fmt)

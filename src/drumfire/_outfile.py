@@ -117,11 +117,13 @@ class OutputLock:
         if fmt not in TABLE_FORMATS:
             return cls.acquire(output)
         if fmt == "parquet":
+            from ._parquet import LOCK_NAME, require_pyarrow
+
+            require_pyarrow(f"output {output!r}")  # before the directory: nothing is left
             try:
                 os.makedirs(output, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
-            from ._parquet import LOCK_NAME
 
             lock = cls.acquire(os.path.join(output, LOCK_NAME))
         else:

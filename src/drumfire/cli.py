@@ -697,10 +697,6 @@ def run_command(
         lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
-            if out_fmt == "parquet":  # before acquire_output makes the directory
-                from ._parquet import require_pyarrow
-
-                require_pyarrow(f"output {output!r}")
             # One writer: the lock is held from before the output is read until the end.
             lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
             if lock is not None and resuming is None:
