@@ -177,14 +177,14 @@ class ParquetSink:
         try:
             parts = _parts(path, self._pq, finish=True)
         except (OSError, self._pa.ArrowException) as exc:
-            raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+            raise UsageError(f"cannot read output {path!r}: {exc}") from None
         if not parts:
             return
         self._next = parts[-1][0] + 1
         try:
             schema = self._pq.read_schema(parts[0][1])
         except (OSError, self._pa.ArrowException) as exc:
-            raise UsageError(f"--resume: cannot read {parts[0][1]!r}: {exc}") from None
+            raise UsageError(f"cannot read output {parts[0][1]!r}: {exc}") from None
         names = list(schema.names)
         if self._learn and names[: len(BASE_COLUMNS)] == list(BASE_COLUMNS):
             self._fields = names[len(BASE_COLUMNS) : len(names) - len(self._keep)]
@@ -453,7 +453,7 @@ def parquet_records(path: str) -> Iterator[Record]:
                 for id_, status, error in zip(ids, statuses, errors, strict=True):
                     yield str(id_), status, error or ""
     except (OSError, pa.ArrowException) as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+        raise UsageError(f"cannot read output {path!r}: {exc}") from None
 
 
 def drop_parquet_rows(path: str, resend: Any) -> int:

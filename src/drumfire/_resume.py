@@ -293,7 +293,7 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
     try:
         done = DoneIds(kept_ids())
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+        raise UsageError(f"cannot read output {path!r}: {exc}") from None
     return Resumed(done, frozenset(problems), counts[0], counts[1])
 
 

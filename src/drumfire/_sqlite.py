@@ -235,7 +235,7 @@ def sqlite_records(output: str) -> Iterator[Record]:
         for id_, status, error in conn.execute(query):
             yield str(id_), status if type(status) is int else None, error or ""
     except sqlite3.Error as exc:
-        raise UsageError(f"--resume: cannot read {path!r}: {exc}") from None
+        raise UsageError(f"cannot read output {path!r}: {exc}") from None
     finally:
         conn.close()
 

@@ -278,6 +278,24 @@ def test_an_existing_output_is_kept_unless_the_user_says_otherwise(
     assert len(list(csv.DictReader(io.StringIO(to_stdout.stdout)))) == 30
 
 
+def test_an_output_that_cannot_be_read_is_named_in_one_line(tmp_path: Path) -> None:
+    # Read to see whether it holds results, with or without --resume: the line names
+    # the output, not an option the user did not give.
+    routes = write_sample_routes(tmp_path / "routes.csv", 3)
+    url = "http://127.0.0.1:9" + ROUTE  # nothing is sent
+    broken_csv = tmp_path / "o.csv"
+    broken_csv.write_bytes(b"id,status\n\xff\xfe,1\n")
+    resumed = drumfire("run", routes, "--url", url, "-o", broken_csv, "--resume")
+    line = one_error_line(resumed, 2, f"cannot read output '{broken_csv}'", "utf-8")
+    assert "--resume" not in line
+    broken_parquet = tmp_path / "o.parquet"
+    broken_parquet.mkdir()
+    (broken_parquet / "part-00000.parquet").write_bytes(b"junk")
+    fresh = drumfire("run", routes, "--url", url, "-o", broken_parquet)
+    line = one_error_line(fresh, 2, f"cannot read output '{broken_parquet}'")
+    assert "--resume" not in line
+
+
 def test_a_usage_error_leaves_no_new_output_behind(tmp_path: Path) -> None:
     routes = write_sample_routes(tmp_path / "routes.csv", 3)
     out = tmp_path / "out.csv"
