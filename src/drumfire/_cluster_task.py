@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import SUFFIX, Part, part_name
 from ._cluster_store import Store, open_binary, optional_module
+from ._result import is_failure
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -162,7 +163,7 @@ def run_source(
         thread.join(REPORT_EVERY)
         if report is not None:  # rows done so far, for the client's live line
             now = len(results)
-            failed += sum(1 for r in results[seen:now] if r.error)
+            failed += sum(1 for r in results[seen:now] if is_failure(r.status, r.error))
             seen = now
             report({"part": index, "done": now, "failed": failed})
     if failure:
@@ -310,7 +311,9 @@ def run_part(
             r[0] == "" or not (is_cancelled(r) or (again is not None and again.matches(r[2], r[1])))
             for r in records
         ]
-        failed_kept = sum(1 for r, k in zip(records, keep, strict=True) if k and r[2])
+        failed_kept = sum(
+            1 for r, k in zip(records, keep, strict=True) if k and is_failure(r[1], r[2])
+        )
         if all(keep):
             return {
                 "index": part.index,
@@ -326,7 +329,7 @@ def run_part(
         failed_kept = 0
         results, stats = part_results(part, job, options)
         data = _encode(results, job, out_fmt, learn)
-    failed = failed_kept + sum(1 for r in results if r.error)
+    failed = failed_kept + sum(1 for r in results if is_failure(r.status, r.error))
     store.write(name, data, {"rows": kept + len(results), "failed": failed})
     return {
         "index": part.index,

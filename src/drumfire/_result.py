@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["BlankFields", "Result", "Stats"]
+__all__ = ["BlankFields", "Result", "Stats", "is_failure"]
 
 #: Columns every output row starts with, in this order.
 BASE_COLUMNS = ("id", "status", "elapsed_ms", "attempts", "error")
@@ -93,6 +93,15 @@ class BlankFields:
 _new_result = tuple.__new__
 
 
+def is_failure(status: int | None, error: str) -> bool:
+    """Whether a row counts as failed: an error, or a status other than 2xx.
+
+    The rule of :meth:`Stats.add` (``failed`` = ``done`` - ``ok``), for
+    counting rows read back from an output (the ``--cluster`` parts).
+    """
+    return bool(error) or (status is not None and not 200 <= status < 300)
+
+
 class Stats:
     """Counters and a latency histogram, updated once per finished row.
 
@@ -137,7 +146,7 @@ class Stats:
             self.statuses[status] += 1
         if result.error:
             self.reasons[result.error.partition(":")[0]] += 1
-        elif status is None or 200 <= status < 300:
+        elif status is None or 200 <= status < 300:  # not is_failure(status, error)
             # (no status and no error: a row whose file --resume found complete, --save-body)
             self.ok += 1
         else:

@@ -108,6 +108,22 @@ def test_cluster_run_matches_a_single_process_run(
     assert got.loc["1", "q"] == 'two\nlines "0", here'
 
 
+def test_the_cluster_summary_counts_failures_as_a_run_does(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    # An HTTP 404 is a failed row (no error text): counted as a single run counts it.
+    src = tmp_path / "in.csv"
+    src.write_text("id,code\n" + "".join(f"r{i},{404 if i % 3 == 0 else 200}\n" for i in range(30)))
+    url = demo.base_url + "/status/{code}"
+    single = drumfire("run", src, "--url", url, "-o", tmp_path / "one.csv")
+    assert single.returncode == 0, single.stderr
+    assert "failed 10 (http 404: 10)" in single.stderr
+    out = tmp_path / "out.parquet"
+    many = drumfire("run", src, "--url", url, "-o", out, "--cluster", "local:1")
+    assert many.returncode == 0, many.stderr
+    assert "30 of 30 rows in 1 partition (0 already done), 10 failed," in many.stderr
+
+
 def test_cluster_refuses_stdin_and_other_outputs(tmp_path: Path) -> None:
     r = drumfire("run", "-", "--url", "http://127.0.0.1:9/{q}", "-o", tmp_path / "o.parquet",
                  "--cluster", "local:1", input="q\n1\n")  # fmt: skip
