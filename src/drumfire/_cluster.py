@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
@@ -54,6 +55,7 @@ from ._cluster_task import (
     run_part,
     run_source,
 )
+from ._columns import BOOL, FLOAT, INT, STRING, UNFIT, convert, json_text
 from ._errors import UsageError
 from ._text import counted
 
@@ -388,55 +390,95 @@ def _drive(
 # -- the Python API ---------------------------------------------------------------------
 
 
-def _meta(job: Job, extra: tuple[str, ...] = ()) -> Any:
+#: The pandas dtype of each column kind (see drumfire._columns), nullable: a row
+#: without a value (a failed request, an error row) holds <NA> there.
+_PANDAS = {BOOL: "boolean", INT: "Int64", FLOAT: "float64", STRING: "string"}
+
+
+def _kind_of(dtype: Any) -> str:
+    """The column kind that holds a kept column of this input dtype."""
     import pandas as pd
 
+    if pd.api.types.is_bool_dtype(dtype):
+        return BOOL
+    if pd.api.types.is_integer_dtype(dtype):
+        return INT
+    if pd.api.types.is_float_dtype(dtype):
+        return FLOAT
+    return STRING
+
+
+def _kinds(job: Job, dtypes: Mapping[str, str] | None, given: Any = None) -> dict[str, str]:
+    """Each extracted and kept column's kind: ``dtypes``'s, else a kept column's
+    input dtype (``given``: the input frame's dtypes), else string."""
+    names = [n for n, _ in job.extract] + list(job.keep)
+    declared = dict(dtypes or {})
+    for name, kind in declared.items():
+        if name not in names:
+            raise UsageError(
+                f"run_dask: dtypes names {name!r}, which is neither extracted nor kept"
+            )
+        if kind not in _PANDAS:
+            raise UsageError(
+                f"run_dask: dtypes: {name!r}: {kind!r} is not one of {', '.join(_PANDAS)}"
+            )
+    kinds = dict.fromkeys(names, STRING)
+    if given is not None:
+        for name in job.keep:
+            if name in given:
+                kinds[name] = _kind_of(given[name])
+    kinds.update(declared)
+    return kinds
+
+
+def _frame(results: list[Result], job: Job, kinds: dict[str, str], index: Any = None) -> Any:
+    """The rows as a pandas frame of the declared column types (the empty one: the meta).
+
+    A value that does not fit its column (a string where ``dtypes`` says
+    float64) ends the partition with a one-line :class:`UsageError`: no value
+    is dropped without a word.
+    """
+    import pandas as pd
+
+    kept = set(job.keep)  # a name both extracted and kept holds the kept value (as_dict)
     columns: dict[str, Any] = {
-        "id": pd.Series([], dtype=object),
-        "status": pd.Series([], dtype="Int64"),
-        "elapsed_ms": pd.Series([], dtype="float64"),
-        "attempts": pd.Series([], dtype="int64"),
-        "error": pd.Series([], dtype=object),
+        "id": pd.Series([r.id for r in results], dtype="string"),
+        "status": pd.Series([r.status for r in results], dtype="Int64"),
+        "elapsed_ms": pd.Series([r.elapsed_ms for r in results], dtype="float64"),
+        "attempts": pd.Series([r.attempts for r in results], dtype="int64"),
+        "error": pd.Series([r.error for r in results], dtype="string"),
     }
-    for name in [n for n, _ in job.extract] + list(job.keep) + list(extra):
-        columns[name] = pd.Series([], dtype=object)
-    return pd.DataFrame(columns)
-
-
-def _frame(results: list[Result], job: Job, index: Any = None) -> Any:
-    import pandas as pd
-
-    from ._result import BlankFields
-
-    blank = BlankFields(tuple(name for name, _ in job.extract))
-    meta = _meta(job)
-    if not results:
-        return meta
-    frame = pd.DataFrame.from_records([blank(r).as_dict() for r in results])
-    for column in meta.columns:
-        if column not in frame:
-            frame[column] = None
-    frame["status"] = frame["status"].astype("Int64")
-    frame["attempts"] = frame["attempts"].astype("int64")
-    for column in meta.columns[5:]:
-        frame[column] = frame[column].astype(object)
+    for name, kind in kinds.items():
+        values = []
+        for r in results:
+            holder = r.kept if name in kept else r.fields
+            value = convert(holder.get(name) if holder else None, kind)
+            if value is UNFIT:
+                raise UsageError(
+                    f"run_dask: row {r.id!r}: {json_text(holder.get(name) if holder else None)} "
+                    f"does not fit column {name!r} ({kind}); declare it 'string' in dtypes= "
+                    "to keep any value"
+                )
+            values.append(value)
+        columns[name] = pd.Series(values, dtype=_PANDAS[kind])
+    frame = pd.DataFrame(columns)
     if index is not None:
         frame.index = index
-    return frame[list(meta.columns)]
+    return frame
 
 
-def _path_partition(part: Part, job: Job) -> Any:
+def _path_partition(part: Part, job: Job, kinds: dict[str, str]) -> Any:
     results, _ = part_results(part, dataclasses.replace(job, ordered=True))
-    return _frame(results, job)
+    return _frame(results, job, kinds)
 
 
-def _frame_partition(frame: Any, job: Job) -> Any:
+def _frame_partition(frame: Any, job: Job, kinds: dict[str, str]) -> Any:
     from ._sources import rows_source
 
     source = rows_source(frame)  # ids: the id column, else row numbers in the partition
     source.total = len(frame)
     results, _ = run_source(source, dataclasses.replace(job, ordered=True), -1)
-    return _frame(results, job, frame.index if len(results) == len(frame) else None)
+    return _frame(results, job, kinds, frame.index if len(results) == len(frame) else None)
 
 
 def run_dask(
@@ -447,6 +489,7 @@ def run_dask(
     partition_size: int = PARTITION_SIZE,
     input_format: str | None = None,
     encoding: str = "utf-8",
+    dtypes: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> Any:
     """A lazy ``dask.dataframe.DataFrame`` of results, one partition per input partition.
@@ -460,11 +503,16 @@ def run_dask(
         workers: how many partitions run at once, to share the limits; default:
             the worker threads of the current Dask client, else 1.
         partition_size: input bytes per partition, for a path.
+        dtypes: the type of extracted or kept columns, by name: ``"bool"``,
+            ``"int64"``, ``"float64"`` or ``"string"`` (nullable in pandas).
+            Default: a kept column keeps its input frame's type; any other is
+            ``"string"`` (JSON text for a number or an object, as the CSV has it).
 
     Nothing is sent until the frame is computed; rows are in input order
     within each partition. Columns: ``id status elapsed_ms attempts error``,
     the extracted names, then the kept columns (a ``parse`` function is not
-    supported here).
+    supported here). Every column has a declared type, so the frame's
+    ``to_parquet`` writes one schema for all partitions.
     """
     require_dask("run_dask")
     dd = optional_module("dask.dataframe")
@@ -485,5 +533,8 @@ def run_dask(
         path = os.fspath(data)
         fmt = input_format or format_for(path, None)
         parts = plan_parts(path, fmt, encoding, partition_size)
-        return dd.from_map(_path_partition, parts, job=task_job, meta=_meta(job))
-    return data.map_partitions(_frame_partition, task_job, meta=_meta(job))
+        kinds = _kinds(job, dtypes)
+        meta = _frame([], job, kinds)
+        return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)
+    kinds = _kinds(job, dtypes, data.dtypes)
+    return data.map_partitions(_frame_partition, task_job, kinds, meta=_frame([], job, kinds))

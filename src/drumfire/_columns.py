@@ -31,7 +31,17 @@ import orjson
 
 from ._result import Result
 
-__all__ = ["BOOL", "FLOAT", "INT", "STRING", "UNFIT", "column_kind", "convert", "learn_names"]
+__all__ = [
+    "BOOL",
+    "FLOAT",
+    "INT",
+    "STRING",
+    "UNFIT",
+    "column_kind",
+    "convert",
+    "json_text",
+    "learn_names",
+]
 
 BOOL, INT, FLOAT, STRING = "bool", "int64", "float64", "string"
 UNFIT = object()  # what convert() returns for a value its column cannot hold

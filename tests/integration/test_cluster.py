@@ -281,6 +281,43 @@ def test_run_dask_composes_with_a_dask_pipeline(
     assert (by_path["status"] == 200).all()
 
 
+def test_run_dask_results_have_one_typed_schema_for_to_parquet(
+    cluster: Any, demo: DemoServer, tmp_path: Path
+) -> None:
+    # The README's example: run_dask(...).to_parquet(...). Every column has a declared
+    # type (object columns made Dask's writer fail), the same in every partition.
+    import dask.dataframe as dd
+
+    from drumfire.cluster import run_dask
+    from drumfire.demo import write_sample_routes
+
+    routes = pd.read_csv(write_sample_routes(tmp_path / "routes.csv", 120), dtype=str)
+    routes["n"] = range(len(routes))
+    url = demo.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
+    extract = {"duration": "routes[0].duration", "code": "code"}
+    results = run_dask(dd.from_pandas(routes, npartitions=3), url, extract=extract,
+                       keep=["n"], dtypes={"duration": "float64"})  # fmt: skip
+    results.to_parquet(tmp_path / "durations")
+    got = pd.read_parquet(tmp_path / "durations")
+    assert len(got) == 120 and set(got["id"]) == set(routes["id"])
+    types = {name: str(dtype) for name, dtype in got.dtypes.items()}
+    assert types["duration"] == "float64"  # declared
+    assert types["n"] == "Int64"  # a kept column keeps the input's type (nullable)
+    assert types["code"].startswith(("str", "string"))  # the default: text
+    assert got["status"].isin([200, 400]).all()
+    assert got.loc[got["status"] == 200, "duration"].notna().all()
+    assert got.loc[got["status"] == 400, "duration"].isna().all()  # NoRoute: no value
+    by_path = run_dask(tmp_path / "routes.csv", url, extract=extract)
+    by_path.to_parquet(tmp_path / "by_path")
+    assert len(pd.read_parquet(tmp_path / "by_path")) == 120
+    # A value its declared column cannot hold is one clear error, not a lost value.
+    wrong = run_dask(tmp_path / "routes.csv", url, extract=extract, dtypes={"code": "int64"})
+    with pytest.raises(Exception, match=r"does not fit column 'code' \(int64\)"):
+        wrong.compute()
+    with pytest.raises(Exception, match="neither extracted nor kept"):
+        run_dask(tmp_path / "routes.csv", url, extract=extract, dtypes={"x": "int64"})
+
+
 def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
     from drumfire._cluster import TOPIC, run_part
     from drumfire._job import make_job
