@@ -299,7 +299,8 @@ def test_run_dask_results_have_one_typed_schema_for_to_parquet(
                        keep=["n"], dtypes={"duration": "float64"})  # fmt: skip
     results.to_parquet(tmp_path / "durations")
     got = pd.read_parquet(tmp_path / "durations")
-    assert len(got) == 120 and set(got["id"]) == set(routes["id"])
+    assert len(got) == 120
+    assert set(got["id"]) == set(routes["id"])
     types = {name: str(dtype) for name, dtype in got.dtypes.items()}
     assert types["duration"] == "float64"  # declared
     assert types["n"] == "Int64"  # a kept column keeps the input's type (nullable)
