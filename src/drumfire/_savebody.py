@@ -132,7 +132,8 @@ def _refusal(shown: str) -> str | None:
         return "is an absolute path"
     parts = shown.replace("\\", "/").split("/")
     if ".." in parts:
-        return "has a '..' step out of the target directory"
+        # Any '..', even one that would end inside: no path can climb out, however written.
+        return "has a '..' step (refused in any saved path, so none can leave --save-dir)"
     return None
 
 
