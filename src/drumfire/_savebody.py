@@ -161,7 +161,9 @@ class Saver:
             # realpath follows every symbolic link on the way, the last one included:
             # a link inside the directory that points out is refused like "..".
             real = os.path.realpath(full)
-            if os.path.commonpath([real, self.root]) != self.root or real == self.root:
+            if real == self.root:  # '.', or a link to the directory itself
+                why = "names the target directory itself, not a file in it"
+            elif os.path.commonpath([real, self.root]) != self.root:
                 why = "leaves the target directory (through a symbolic link)"
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")

@@ -47,7 +47,7 @@ def test_statuses() -> None:
         ("", "names no file"),
         ("dir/", "names no file"),
         ("a\x00b", "NUL"),
-        (".", "leaves the target directory"),
+        (".", "names the target directory itself"),  # no link: it said "through a link"
     ],
 )
 def test_refused_paths(tmp_path: Path, path: str, why: str) -> None:
