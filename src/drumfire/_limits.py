@@ -713,6 +713,8 @@ def parse_rate(text: str) -> float:
     except ValueError:
         raise ValueError(f"{text!r} is not a rate like 500, 500/s or 100/min") from None
     unit = unit.strip().lower() or "s"
-    if unit not in _UNITS or not 0 < number < math.inf:  # nan, inf: not a rate
+    if unit not in _UNITS or not -math.inf < number < math.inf:  # nan, inf: not a rate
         raise ValueError(f"{text!r} is not a rate like 500, 500/s or 100/min")
+    if number <= 0:
+        raise ValueError(f"{text!r}: a rate must be above zero (500, 500/s or 100/min)")
     return number / _UNITS[unit]

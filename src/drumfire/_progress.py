@@ -271,9 +271,12 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             else ""
         )
         + f" · requests sent {s['requests']:,}",
-        f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
-        f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms",
     ]
+    if s["requests"]:  # with none (a --resume with nothing left), no latency to show
+        lines.append(
+            f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
+            f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms"
+        )
     examples = list(s["failure_examples"].items())[:EXAMPLES_SHOWN]
     if examples:
         # The detail behind each short reason, with a hint at the usual cause.

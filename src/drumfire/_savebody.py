@@ -132,7 +132,8 @@ def _refusal(shown: str) -> str | None:
         return "is an absolute path"
     parts = shown.replace("\\", "/").split("/")
     if ".." in parts:
-        return "has a '..' step out of the target directory"
+        # Any '..', even one that would end inside: no path can climb out, however written.
+        return "has a '..' step (refused in any saved path, so none can leave --save-dir)"
     return None
 
 
@@ -160,7 +161,9 @@ class Saver:
             # realpath follows every symbolic link on the way, the last one included:
             # a link inside the directory that points out is refused like "..".
             real = os.path.realpath(full)
-            if os.path.commonpath([real, self.root]) != self.root or real == self.root:
+            if real == self.root:  # '.', or a link to the directory itself
+                why = "names the target directory itself, not a file in it"
+            elif os.path.commonpath([real, self.root]) != self.root:
                 why = "leaves the target directory (through a symbolic link)"
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")

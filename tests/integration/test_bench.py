@@ -368,6 +368,20 @@ def test_rows_rotate_in_order_or_shuffled(stall: StallServer) -> None:
     assert stall.paths[:15] != [b"/s?q=a", b"/s?q=b", b"/s?q=c"] * 5
 
 
+def test_the_summary_names_what_was_benchmarked(tmp_path: Path, demo: DemoServer) -> None:
+    """``bench(url, rows=...)``'s summary once began 'drumfire bench ' and nothing more."""
+    template = demo.url("/echo?q={q}")
+    queries = tmp_path / "q.csv"
+    queries.write_text("q\nx\n")
+    for report, target in [
+        (bench(template, rows=[{"q": "x"}], requests=3), f"{template} ← rows"),
+        (bench(template, input=str(queries), requests=3), f"{template} ← {queries}"),
+        (bench(demo.url("/json"), requests=3), demo.url("/json")),
+    ]:
+        assert report.summary_text().splitlines()[0] == f"drumfire bench {target}"
+        assert f"<title>drumfire bench — {target}</title>" in report.to_html()
+
+
 def test_input_file_with_method_headers_body(tmp_path: Path, demo: DemoServer) -> None:
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"q": "x"}\n{"q": "y"}\nnot json\n')

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from python_multipart.multipart import parse_form
-from servers import Action, ScriptedServer, respond
+from servers import Action, ScriptedServer, echo, respond
 
 from drumfire import UsageError, run
 
@@ -387,6 +387,29 @@ def test_bench_posts_a_file_and_a_form(upload_dir: Path) -> None:
     assert proc.stderr.strip() == (
         "drumfire bench: error: -F data: /nonexistent.jpg: No such file or directory"
     )
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_a_literal_data_file_is_form_data_unless_a_header_says(
+    command: str, tmp_path: Path
+) -> None:
+    """-d @image.jpg (no placeholder) is labelled as curl labels it, form data, whatever the
+    file's name; -H 'Content-Type: image/jpeg' replaces that label, on run and on bench."""
+    image = tmp_path / "kitten.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)  # a JPEG's first bytes
+    (tmp_path / "in.csv").write_text("id\n1\n2\n")
+    seen: dict[str, set[str | None]] = {}
+    for label, header in [("default", []), ("header", ["-H", "Content-Type: image/jpeg"])]:
+        with ScriptedServer(echo) as srv:
+            if command == "run":
+                args = ["run", tmp_path / "in.csv", "--url", srv.url("/up"), "-o", "-"]
+            else:
+                args = ["bench", srv.url("/up"), "-n", "3", "-c", "1"]
+            proc = drumfire(*args, "-d", f"@{image}", *header, "-q")
+            assert proc.returncode == 0, proc.stderr
+            assert {r.body for r in srv.requests} == {image.read_bytes()}  # sent as it is
+            seen[label] = {r.headers.get("content-type") for r in srv.requests}
+    assert seen == {"default": {"application/x-www-form-urlencoded"}, "header": {"image/jpeg"}}
 
 
 def test_api_body_given_twice_is_a_usage_error() -> None:

@@ -11,6 +11,7 @@ import asyncio
 import csv
 import gzip
 import json
+import re
 import subprocess
 import sys
 import types
@@ -126,6 +127,23 @@ def test_the_readme_python_example_runs_as_written(
     assert capsys.readouterr().out.split() == ["a", "200", "146.8"]
     assert namespace["frame"]["error"].tolist() == [""]
     assert namespace["r"].error == ""
+
+
+def test_the_readme_join_works_on_the_readme_rows(demo_server: DemoServer) -> None:
+    """``result.join(df)`` once raised on them: both frames have an ``id`` column."""
+    pd = pytest.importorskip("pandas")
+    text = README.read_text(encoding="utf-8")
+    joins = set(re.findall(r"`(result\.join\(df[^`]*\))` lines up by label", text))
+    assert len(joins) == 1, joins
+    df = pd.DataFrame(
+        [{"id": "a", "lon1": "24.94", "lat1": "60.17", "lon2": "24.95", "lat2": "60.16"}],
+        index=pd.Index(["x"]),
+    )
+    url = demo_server.base_url + "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
+    result = drumfire.run_all(df, url)
+    joined = eval(joins.pop(), {"result": result, "df": df})
+    assert joined.loc["x", "status"] == 200
+    assert joined.loc["x", "lat2"] == "60.16"
 
 
 def test_run_all_keeps_the_index_and_an_integer_status(demo_server: DemoServer) -> None:

@@ -90,3 +90,44 @@ def test_a_json_body_given_to_the_report_path_option_is_refused(
     assert len(lines) == 1
     assert lines[0].startswith(prefix + "--json PATH is where the report goes")
     assert not (tmp_path / body).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--rate", "0"], "drumfire: error: --rate: '0': a rate must be above zero"),
+        (["--per-host-rate", "-2/min"],
+         "drumfire: error: --per-host-rate: '-2/min': a rate must be above zero"),
+        (["--rate", "fast"], "drumfire: error: --rate: 'fast' is not a rate like 500"),
+    ],
+)  # fmt: skip
+def test_run_rates_say_why_they_are_refused(args: list[str], line: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from drumfire.cli import main
+
+    (tmp_path / "in.txt").write_text("http://127.0.0.1:9/\n")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "in.txt"), *args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(line), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("rate", "line"),
+    [
+        ("0", "--rate '0': a rate must be above zero (500, 500/s or 100/min)"),
+        ("0/min:0", "--rate '0/min:0': a rate must be above zero (500, 500/s or 100/min)"),
+        ("-5", "--rate '-5': '-5': a rate must be above zero (500, 500/s or 100/min)"),
+    ],
+)
+def test_bench_rates_say_a_rate_is_above_zero(rate: str, line: str) -> None:
+    """bench --rate reads each rate with run's parser, and words a zero the same."""
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+
+    result = CliRunner().invoke(bench_command, ["http://127.0.0.1:9/", f"--rate={rate}"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"drumfire bench: error: {line}"]

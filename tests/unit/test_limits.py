@@ -124,10 +124,18 @@ def test_parse_rate(text: str, per_second: float) -> None:
     assert parse_rate(text) == pytest.approx(per_second)
 
 
-@pytest.mark.parametrize("text", ["", "fast", "0", "-3/s", "10/week"])
+@pytest.mark.parametrize("text", ["", "fast", "10/week", "nan", "inf", "0/fortnight"])
 def test_parse_rate_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="rate"):
+    with pytest.raises(ValueError, match=r"is not a rate like 500, 500/s or 100/min$"):
         parse_rate(text)
+
+
+@pytest.mark.parametrize("text", ["0", "-3/s", "0/min", "-0.5"])
+def test_parse_rate_says_a_rate_is_above_zero(text: str) -> None:
+    """A zero or negative rate is a number in the grammar, just not one that sends."""
+    with pytest.raises(ValueError, match="above zero") as caught:
+        parse_rate(text)
+    assert str(caught.value) == f"{text!r}: a rate must be above zero (500, 500/s or 100/min)"
 
 
 # -- issue 15: sparse errors, slow start per round trip, per-origin limits, the send rate ------

@@ -47,13 +47,25 @@ def test_statuses() -> None:
         ("", "names no file"),
         ("dir/", "names no file"),
         ("a\x00b", "NUL"),
-        (".", "leaves the target directory"),
+        (".", "names the target directory itself"),  # no link: it said "through a link"
     ],
 )
 def test_refused_paths(tmp_path: Path, path: str, why: str) -> None:
     with pytest.raises(SaveProblem, match=r"^save: ") as info:
         saver(tmp_path).target({"p": path})
     assert why in info.value.error
+
+
+@pytest.mark.parametrize("path", ["../x", "images/evil/../../x.jpg", "a/../b", "a\\..\\b"])
+def test_any_dotdot_is_refused_and_the_message_says_so(tmp_path: Path, path: str) -> None:
+    """'a/../b' would stay inside, and is refused all the same: the message does not claim
+    that it steps out (it once said "a '..' step out of the target directory")."""
+    with pytest.raises(SaveProblem) as info:
+        saver(tmp_path).target({"p": path})
+    assert info.value.error == (
+        f"save: {path!r} has a '..' step (refused in any saved path, so none can leave "
+        "--save-dir)"
+    )
 
 
 def test_a_symlink_out_is_refused_one_inside_is_fine(tmp_path: Path) -> None:

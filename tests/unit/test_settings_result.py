@@ -317,6 +317,23 @@ def test_format_summary() -> None:
     assert len(lines) == 4
 
 
+def test_format_summary_without_a_request_has_no_latency_line() -> None:
+    """A --resume with nothing left once printed 'latency p50 0.0 ms · p90 0.0 ms ...'."""
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.skipped = 300
+    clock.t = 0.05
+    assert format_summary(stats, "out.csv").splitlines() == [
+        "drumfire: 0 rows in 50 ms — 0 rows/s",
+        "  ok 0 · failed 0 · requests sent 0",
+        "  resumed: 300 rows were already in the output",
+        "  results: out.csv",
+    ]
+    # Rows but no request either: files that could not be read, say.
+    stats.add(Result("a", None, 0.0, 0, "file: a.jpg: No such file or directory"))
+    assert not any("latency" in line for line in format_summary(stats).splitlines())
+
+
 def test_format_summary_resume_and_duplicates() -> None:
     _, stats = make_stats()
     stats.skipped = 1500

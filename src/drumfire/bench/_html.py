@@ -504,7 +504,7 @@ def _describe(report: BenchReport) -> str:
 def _body(report: BenchReport) -> str:
     s = report.settings
     lat = report.latency_ms
-    target = s.get("url") or f"{s.get('url_template')}  ←  {s.get('input') or 'rows'}"
+    target = report.target
     parts = [
         "<header>",
         "<h1><span>drumfire</span> bench</h1>",
@@ -597,7 +597,7 @@ def _body(report: BenchReport) -> str:
 
 
 def render_page(report: BenchReport) -> str:
-    title = f"drumfire bench — {report.settings.get('url') or report.settings.get('input') or ''}"
+    title = f"drumfire bench — {report.target}"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

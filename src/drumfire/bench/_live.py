@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from ._report import target_of
 from ._runner import Runner
 
 __all__ = ["LiveView"]
@@ -54,7 +55,7 @@ class LiveView:
     def render(self, runner: Runner, now: float) -> Text:
         rec = runner.recorder
         text = Text()
-        target = self.settings.get("url") or self.settings.get("input") or ""
+        target = target_of(self.settings)
         model = (
             f"open {self.settings.get('rate')}" if runner.open_model else "closed"
         ) + f", {runner.concurrency} conn."

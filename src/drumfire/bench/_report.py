@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,21 @@ import orjson
 from ._recorder import Recorder
 from ._runner import RunData
 
-__all__ = ["PERCENTILES", "BenchReport", "build_report"]
+__all__ = ["PERCENTILES", "BenchReport", "build_report", "target_of"]
 
 #: The percentiles of ``latency_ms`` (key, percentile).
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
+
+
+def target_of(settings: Mapping[str, Any]) -> str:
+    """What a run was aimed at: its URL, or its URL template and where the rows came from
+    (``http://h/{id} ← rows.csv``; ``← rows`` for rows given in Python)."""
+    url = settings.get("url")
+    if url:
+        return str(url)
+    template = settings.get("url_template")
+    source = settings.get("input") or "rows"
+    return f"{template} ← {source}" if template else str(settings.get("input") or "")
 
 
 def _r(value: float, digits: int = 3) -> float:
@@ -104,6 +116,11 @@ class BenchReport:
 
         return render_fragment(self)
 
+    @property
+    def target(self) -> str:
+        """The URL, or the URL template and its rows' source (:func:`target_of`)."""
+        return target_of(self.settings)
+
     def __str__(self) -> str:
         return self.summary_text()
 
@@ -113,7 +130,7 @@ class BenchReport:
         """The terminal summary: throughput, latency percentiles, a small distribution."""
         lat = self.latency_ms
         s = self.settings
-        target = s.get("url") or s.get("input") or ""
+        target = target_of(s)
         if self.model == "open":
             how = f"open model, rate {self.rate['asked'] if self.rate else '?'}, " + (
                 f"at most {s.get('concurrency')} connections"

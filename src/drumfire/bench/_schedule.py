@@ -129,6 +129,11 @@ def _rate_number(text: str, spec: str) -> float:
         raise UsageError(f"--rate {spec!r}: {exc}") from None
 
 
+def _not_above_zero(spec: str | float) -> UsageError:
+    """A profile that never sends: worded as ``drumfire run --rate 0`` is."""
+    return UsageError(f"--rate {spec!r}: a rate must be above zero (500, 500/s or 100/min)")
+
+
 def parse_rate_profile(spec: str | float | int) -> RateProfile:
     """Parse ``--rate``.
 
@@ -143,7 +148,7 @@ def parse_rate_profile(spec: str | float | int) -> RateProfile:
     if isinstance(spec, int | float) and not isinstance(spec, bool):
         value = _rate_number(str(spec), str(spec))
         if value <= 0:
-            raise UsageError("--rate must be more than 0 requests/s")
+            raise _not_above_zero(spec)
         return RateProfile((Segment(value, value, math.inf),), f"{value:g}/s")
     text = str(spec).strip().replace(" ", "")
     if not text:
@@ -155,7 +160,7 @@ def parse_rate_profile(spec: str | float | int) -> RateProfile:
         start = _rate_number(lo, text)
         end = _rate_number(hi, text) if sep else start
         if start <= 0 and end <= 0:
-            raise UsageError("--rate must be more than 0 requests/s")
+            raise _not_above_zero(spec)
         if not sep:
             return RateProfile((Segment(start, start, math.inf),), f"{start:g}/s")
         # in requests/s, whatever unit each end was written in (5/min:10/s)
