@@ -265,6 +265,22 @@ def test_gzipped_csv(tmp_path: Path) -> None:
     assert rows(items) == [{"a": "1", "b": "2"}]
 
 
+def test_a_gzip_that_cannot_be_read_is_one_input_error(tmp_path: Path) -> None:
+    not_gzip = write(tmp_path, "plain.csv.gz", b"a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"^cannot read input '.*plain\.csv\.gz': Not a gzip"):
+        open_source(not_gzip)
+    whole = gzip.compress(b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(100_000)))
+    cut = write(tmp_path, "cut.csv.gz", whole[: len(whole) // 2])
+    source = open_source(cut)  # the header reads fine: the end is missing
+    with pytest.raises(InputError, match=r"^cannot read input '.*cut\.csv\.gz': Compressed file"):
+        list(source.items)
+    assert source.close is not None
+    source.close()
+    lines = write(tmp_path, "cut.jsonl.gz", whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"^cannot read input '.*cut\.jsonl\.gz'"):
+        list(open_source(lines).items)
+
+
 # -- JSON Lines ------------------------------------------------------------------------
 
 
@@ -275,6 +291,14 @@ def test_jsonl(tmp_path: Path, ext: str) -> None:
     assert source.fmt == "jsonl"
     assert source.columns is None
     assert items == [(1, {"a": 1, "b": {"c": [1]}}), (2, {"a": "x"})]
+
+
+def test_jsonl_integers_outside_64_bits_stay_exact(tmp_path: Path) -> None:
+    # orjson reads them as floats: an id of 23 digits would become 1e+23.
+    data = b'{"id": 99999999999999999999999, "n": -9223372036854775809}\n{"f": 1.5}\n'
+    _, items = read_all(write(tmp_path, "in.jsonl", data))
+    big = {"id": 99999999999999999999999, "n": -9223372036854775809}
+    assert items == [(1, big), (2, {"f": 1.5})]
 
 
 def test_jsonl_problems(tmp_path: Path) -> None:
