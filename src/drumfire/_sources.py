@@ -492,6 +492,7 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
     while True:
         try:
             for fields in reader:
+                begun = state.done  # the record began on the line after this one
                 state.done = reader.line_num  # the next line starts a record
                 # The usual row first: as many fields as the header, and (for a
                 # one-column file) not blank and not an undecodable line.
@@ -508,18 +509,32 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
                 if len(fields) == 1 and fields[0] == _BAD:
                     yield n, InputProblem(line, "undecodable bytes (say --encoding)")
                 else:
-                    yield n, InputProblem(line, f"expected {width} fields, found {len(fields)}")
+                    first = state.line(begun + 1)
+                    yield n, InputProblem(
+                        first, f"expected {width} fields, found {len(fields)}" + _span(first, line)
+                    )
             return
         except csv.Error as exc:
             # The reader goes on with the next line after a malformed one, or
             # (an unterminated quote) with the line after the one where it opened.
-            state.done = reader.line_num
             n += 1
             if state.opened:
                 yield n, InputProblem(state.opened, "unterminated quote")
                 state.opened = 0
             else:
-                yield n, InputProblem(state.line(reader.line_num), f"malformed CSV: {exc}")
+                first, line = state.line(state.done + 1), state.line(reader.line_num)
+                yield n, InputProblem(first, f"malformed CSV: {exc}" + _span(first, line))
+            state.done = reader.line_num
+
+
+def _span(first: int, last: int) -> str:
+    """For a record over several lines (a quote opened on ``first``): where it ends."""
+    if last <= first:
+        return ""
+    return (
+        f" (lines {first} to {last} are one record: a quoted field opened on line {first}"
+        f" goes on to line {last})"
+    )
 
 
 #: 19 digits in a row: perhaps an integer orjson cannot hold (see _jsonl_items).

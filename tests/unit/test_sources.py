@@ -265,6 +265,25 @@ def test_gzipped_csv(tmp_path: Path) -> None:
     assert rows(items) == [{"a": "1", "b": "2"}]
 
 
+def test_a_record_over_several_lines_is_named_by_its_first_line_and_its_span(
+    tmp_path: Path,
+) -> None:
+    # A stray quote on line 4, "closed" by an unrelated one on line 12: lines 4-12 are one
+    # record (as any CSV reader sees it); its error row says so, from where it began.
+    lines = ["a,b", "1,x", "2,x", '"stray,3', *(f"{i},y" for i in range(5, 12))]
+    lines.append('it\'s "q" here,12')
+    _, items = read_all(write(tmp_path, "in.csv", ("\n".join([*lines, "13,z"]) + "\n").encode()))
+    (n, line, why), = problems(items)
+    assert (n, line) == (3, 4)
+    assert why.startswith("malformed CSV: ")
+    assert why.endswith("(lines 4 to 12 are one record: a quoted field opened on line 4 goes on "
+                        "to line 12)")  # fmt: skip
+    assert rows(items)[-1] == {"a": "13", "b": "z"}  # reading goes on after it
+    _, items = read_all(write(tmp_path, "more.csv", b'a,b\n1,2\n3,"x\ny\nz",4\n5,6\n'))
+    assert problems(items) == [(2, 3, "expected 2 fields, found 3 (lines 3 to 5 are one record: "
+                                "a quoted field opened on line 3 goes on to line 5)")]  # fmt: skip
+
+
 def test_a_gzip_that_cannot_be_read_is_one_input_error(tmp_path: Path) -> None:
     not_gzip = write(tmp_path, "plain.csv.gz", b"a,b\n1,2\n")
     with pytest.raises(InputError, match=r"^cannot read input '.*plain\.csv\.gz': Not a gzip"):
