@@ -290,6 +290,8 @@ def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
                 entries.append(made)
             if len(entries) >= CHUNK_ROWS:
                 send(None)
+    except InputError as exc:  # already one line naming the input
+        failure = str(exc)[:500]
     except Exception as exc:  # an unreadable input: the parent ends the run with it
         failure = f"reading or preparing the input failed: {type(exc).__name__}: {exc}"[:500]
     send(failure)

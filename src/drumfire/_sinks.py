@@ -243,6 +243,8 @@ def open_sink(
     fmt = output_format_for(path, fmt)
     if fmt in TABLE_FORMATS:
         return _open_table_sink(path, fmt, fields, keep, append=append, learn=learn)
+    if path == "-" and sys.stdout is None:  # started with standard output closed (>&-)
+        raise UsageError("cannot write output standard output: it is closed")
     existing = append and path != "-" and os.path.exists(path) and os.path.getsize(path) > 0
     mode = "a" if append else "w"
     try:

@@ -13,6 +13,7 @@ import codecs
 import csv
 import io
 import itertools
+import json
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ from typing import IO, Any
 import orjson
 
 from ._errors import InputError
+from ._instream import Guarded, Prepend
 from ._rows import InputProblem, Item
 from ._text import with_article
 
@@ -122,7 +124,7 @@ def open_source(
         if fmt is None:
             first = raw.readline()
             fmt = _sniff(first.decode(codec, "replace"))
-            raw = _Prepend(first, raw)  # type: ignore[assignment]
+            raw = Prepend(first, raw)  # type: ignore[assignment]
     else:
         fmt = format_for(path, fmt)
         try:
@@ -142,6 +144,8 @@ def open_source(
         except OSError as exc:
             raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from None
     close = raw.close
+    # A read error on the way (a truncated .gz, an I/O error): one line naming the input.
+    raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     try:
         if fmt in ("csv", "tsv"):
             delimiter = "\t" if fmt == "tsv" else ","
@@ -393,30 +397,6 @@ def _quote_opener(lines: list[str], delimiter: str) -> int:
     return bisect.bisect_right(starts, opened) - 1
 
 
-class _Prepend:
-    """A binary stream with one line already read put back in front."""
-
-    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
-        self._first: bytes | None = first
-        self._rest = rest
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._first:
-            yield self._first
-        self._first = None
-        yield from self._rest
-
-    def read1(self, size: int = -1) -> bytes:
-        if self._first:
-            first, self._first = self._first, None
-            return first
-        self._first = None
-        return self._rest.read1(size)  # type: ignore[attr-defined, no-any-return]
-
-    def close(self) -> None:
-        pass  # stdin stays open
-
-
 _NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
 
 
@@ -512,6 +492,7 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
     while True:
         try:
             for fields in reader:
+                begun = state.done  # the record began on the line after this one
                 state.done = reader.line_num  # the next line starts a record
                 # The usual row first: as many fields as the header, and (for a
                 # one-column file) not blank and not an undecodable line.
@@ -528,18 +509,36 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
                 if len(fields) == 1 and fields[0] == _BAD:
                     yield n, InputProblem(line, "undecodable bytes (say --encoding)")
                 else:
-                    yield n, InputProblem(line, f"expected {width} fields, found {len(fields)}")
+                    first = state.line(begun + 1)
+                    yield n, InputProblem(
+                        first, f"expected {width} fields, found {len(fields)}" + _span(first, line)
+                    )
             return
         except csv.Error as exc:
             # The reader goes on with the next line after a malformed one, or
             # (an unterminated quote) with the line after the one where it opened.
-            state.done = reader.line_num
             n += 1
             if state.opened:
                 yield n, InputProblem(state.opened, "unterminated quote")
                 state.opened = 0
             else:
-                yield n, InputProblem(state.line(reader.line_num), f"malformed CSV: {exc}")
+                first, line = state.line(state.done + 1), state.line(reader.line_num)
+                yield n, InputProblem(first, f"malformed CSV: {exc}" + _span(first, line))
+            state.done = reader.line_num
+
+
+def _span(first: int, last: int) -> str:
+    """For a record over several lines (a quote opened on ``first``): where it ends."""
+    if last <= first:
+        return ""
+    return (
+        f" (lines {first} to {last} are one record: a quoted field opened on line {first}"
+        f" goes on to line {last})"
+    )
+
+
+#: 19 digits in a row: perhaps an integer orjson cannot hold (see _jsonl_items).
+_LONG_DIGITS = re.compile(rb"\d{19}").search
 
 
 def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
@@ -552,7 +551,12 @@ def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
         n += 1
         try:
             # orjson reads UTF-8 bytes directly; other encodings are decoded first.
-            value = orjson.loads(line if codec == "utf-8" else line.decode(codec))
+            text = line if codec == "utf-8" else line.decode(codec)
+            value = orjson.loads(text)
+            if _LONG_DIGITS(line):
+                # orjson turns an integer outside 64 bits into a float (an id of 23
+                # digits would be sent as 1e+23): the standard parser keeps it exact.
+                value = json.loads(text)
         except orjson.JSONDecodeError as exc:
             yield n, InputProblem(line_no, f"not JSON: {exc}")
             continue

@@ -41,7 +41,7 @@ from ._cli_common import (
     url_option,
     user_option,
 )
-from ._errors import UsageError
+from ._errors import InputError, UsageError
 from ._extract import parse_extract_options
 from ._job import Job, make_job
 from ._limits import parse_rate
@@ -799,7 +799,8 @@ def _run(
     read_ahead: bool,
     resumed: Resumed | None,
 ) -> tuple[Stats | None, int]:
-    """Run the batch; a file problem met on the way is one line and exit status 1."""
+    """Run the batch; a file problem met on the way (the output's, or an input that
+    cannot be read on: a truncated .gz) is one line and exit status 1."""
     from ._batch import execute
 
     label = None if output == "-" else output
@@ -834,7 +835,7 @@ def _run(
                 skip_problem=skip_problem,
                 resumed=resumed.kept if resumed is not None else 0,
             )
-    except FileProblem as exc:
+    except (FileProblem, InputError) as exc:  # the output or the input failed under way
         click.echo(f"drumfire: error: {exc}", err=True)
         return None, 1
     return stats, code

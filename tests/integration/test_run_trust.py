@@ -8,8 +8,10 @@ for a guessed time.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -385,6 +387,35 @@ def test_a_full_disk_under_way_is_one_line_and_exit_1(tmp_path: Path, processes:
                         "--keep", "lon1,lat1,lon2,lat2", "--output-format", "jsonl",
                         "-o", "/dev/full", timeout=110)  # fmt: skip
     one_error_line(proc, 1, "cannot write output '/dev/full': No space left on device")
+
+
+@pytest.mark.parametrize("how", ["read-ahead", "--no-read-ahead", "-p 2"])
+def test_an_input_cut_short_is_one_line_and_exit_1(
+    demo_server: DemoServer, tmp_path: Path, how: str
+) -> None:
+    # A .gz whose end is missing: the rows before it are sent, then one line names the input.
+    whole = gzip.compress(b"id,q\n" + b"".join(b"%d,v%d\n" % (i, i) for i in range(60_000)))
+    cut = tmp_path / "in.csv.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    out = tmp_path / "out.csv"
+    extra = [] if how == "read-ahead" else how.split()
+    proc = drumfire("run", cut, "--url", demo_server.base_url + "/echo?q={q}", "-o", out, "-q",
+                    *extra, timeout=110)  # fmt: skip
+    one_error_line(proc, 1, f"cannot read input '{cut}': Compressed file ended")
+    assert len(rows(out)) > 1000  # those read before the end were sent and written
+    plain = tmp_path / "plain.csv.gz"
+    plain.write_bytes(b"id,q\n1,v\n")  # not gzip at all: found before the first request
+    early = drumfire("run", plain, "--url", demo_server.base_url + "/echo?q={q}", *extra)
+    one_error_line(early, 2, f"cannot read input '{plain}': Not a gzipped file")
+
+
+def test_standard_output_closed_is_one_line(demo_server: DemoServer, tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text(demo_server.base_url + "/json\n")
+    argv = shlex.join([*CLI, "run", str(urls), "-o", "-"])
+    proc = subprocess.run(["bash", "-c", f"exec {argv} >&-"], capture_output=False,
+                          stderr=subprocess.PIPE, text=True, timeout=60, check=False)  # fmt: skip
+    one_error_line(proc, 2, "cannot write output standard output: it is closed")
 
 
 @pytest.mark.parametrize(

@@ -265,6 +265,41 @@ def test_gzipped_csv(tmp_path: Path) -> None:
     assert rows(items) == [{"a": "1", "b": "2"}]
 
 
+def test_a_record_over_several_lines_is_named_by_its_first_line_and_its_span(
+    tmp_path: Path,
+) -> None:
+    # A stray quote on line 4, "closed" by an unrelated one on line 12: lines 4-12 are one
+    # record (as any CSV reader sees it); its error row says so, from where it began.
+    lines = ["a,b", "1,x", "2,x", '"stray,3', *(f"{i},y" for i in range(5, 12))]
+    lines.append('it\'s "q" here,12')
+    _, items = read_all(write(tmp_path, "in.csv", ("\n".join([*lines, "13,z"]) + "\n").encode()))
+    (n, line, why), = problems(items)
+    assert (n, line) == (3, 4)
+    assert why.startswith("malformed CSV: ")
+    assert why.endswith("(lines 4 to 12 are one record: a quoted field opened on line 4 goes on "
+                        "to line 12)")  # fmt: skip
+    assert rows(items)[-1] == {"a": "13", "b": "z"}  # reading goes on after it
+    _, items = read_all(write(tmp_path, "more.csv", b'a,b\n1,2\n3,"x\ny\nz",4\n5,6\n'))
+    assert problems(items) == [(2, 3, "expected 2 fields, found 3 (lines 3 to 5 are one record: "
+                                "a quoted field opened on line 3 goes on to line 5)")]  # fmt: skip
+
+
+def test_a_gzip_that_cannot_be_read_is_one_input_error(tmp_path: Path) -> None:
+    not_gzip = write(tmp_path, "plain.csv.gz", b"a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"^cannot read input '.*plain\.csv\.gz': Not a gzip"):
+        open_source(not_gzip)
+    whole = gzip.compress(b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(100_000)))
+    cut = write(tmp_path, "cut.csv.gz", whole[: len(whole) // 2])
+    source = open_source(cut)  # the header reads fine: the end is missing
+    with pytest.raises(InputError, match=r"^cannot read input '.*cut\.csv\.gz': Compressed file"):
+        list(source.items)
+    assert source.close is not None
+    source.close()
+    lines = write(tmp_path, "cut.jsonl.gz", whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"^cannot read input '.*cut\.jsonl\.gz'"):
+        list(open_source(lines).items)
+
+
 # -- JSON Lines ------------------------------------------------------------------------
 
 
@@ -275,6 +310,14 @@ def test_jsonl(tmp_path: Path, ext: str) -> None:
     assert source.fmt == "jsonl"
     assert source.columns is None
     assert items == [(1, {"a": 1, "b": {"c": [1]}}), (2, {"a": "x"})]
+
+
+def test_jsonl_integers_outside_64_bits_stay_exact(tmp_path: Path) -> None:
+    # orjson reads them as floats: an id of 23 digits would become 1e+23.
+    data = b'{"id": 99999999999999999999999, "n": -9223372036854775809}\n{"f": 1.5}\n'
+    _, items = read_all(write(tmp_path, "in.jsonl", data))
+    big = {"id": 99999999999999999999999, "n": -9223372036854775809}
+    assert items == [(1, big), (2, {"f": 1.5})]
 
 
 def test_jsonl_problems(tmp_path: Path) -> None:

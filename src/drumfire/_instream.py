@@ -1,0 +1,90 @@
+"""The input's byte stream: read errors named in one line, and standard input's first line.
+
+A truncated ``.gz`` (``EOFError``), a file that is not gzip at all, a corrupt
+deflate stream (``zlib.error``) or an I/O error while reading would surface as a
+traceback from deep in the reader; :class:`Guarded` turns each into one
+:class:`~drumfire._errors.InputError` naming the input, whether it happens
+before the first request (exit status 2) or under way (the run stops, exit
+status 1). :class:`Prepend` puts back the line read from standard input to
+tell its format.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import IO
+
+from ._errors import InputError
+
+__all__ = ["Guarded", "Prepend"]
+
+#: What reading a file or a gzip stream may raise.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+class Guarded:
+    """``raw`` whose read errors are one :class:`InputError` naming ``what`` (the input)."""
+
+    def __init__(self, raw: IO[bytes], what: str) -> None:
+        self._raw = raw
+        self._what = what
+        self.close = raw.close
+
+    def _error(self, exc: BaseException) -> InputError:
+        why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+        return InputError(f"cannot read {self._what}: {why}")
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._raw.read(size)
+        except _READ_ERRORS as exc:
+            raise self._error(exc) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        read1 = getattr(self._raw, "read1", self._raw.read)
+        try:
+            return read1(size)
+        except _READ_ERRORS as exc:
+            raise self._error(exc) from None
+
+    def readline(self) -> bytes:
+        try:
+            return self._raw.readline()
+        except _READ_ERRORS as exc:
+            raise self._error(exc) from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        lines = iter(self._raw)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except _READ_ERRORS as exc:
+                raise self._error(exc) from None
+            yield line
+
+
+class Prepend:
+    """A binary stream with one line already read put back in front."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first:
+            yield self._first
+        self._first = None
+        yield from self._rest
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._first:
+            first, self._first = self._first, None
+            return first
+        self._first = None
+        return self._rest.read1(size)  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        pass  # stdin stays open
