@@ -42,7 +42,7 @@ class Guarded:
             raise self._error(exc) from None
 
     def read1(self, size: int = -1) -> bytes:
-        read1 = getattr(self._raw, "read1", self._raw.read)
+        read1 = getattr(self._raw, "read1", None) or self._raw.read  # stdin's Prepend: read1
         try:
             return read1(size)
         except _READ_ERRORS as exc:
