@@ -528,12 +528,17 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
 
 
 def _span(first: int, last: int) -> str:
-    """For a record over several lines (a quote opened on ``first``): where it ends."""
+    """For a record over several lines (a quote opened on ``first``): how far it goes.
+
+    Relative, not line numbers: a ``--cluster`` part shifts its problems' line
+    numbers to the whole file's, not the text of their messages.
+    """
     if last <= first:
         return ""
+    more = last - first
     return (
-        f" (lines {first} to {last} are one record: a quoted field opened on line {first}"
-        f" goes on to line {last})"
+        f" (a quoted field opened on this line makes it one record with the next {more} "
+        f"line{'s' if more > 1 else ''})"
     )
 
 

@@ -276,12 +276,12 @@ def test_a_record_over_several_lines_is_named_by_its_first_line_and_its_span(
     (n, line, why), = problems(items)
     assert (n, line) == (3, 4)
     assert why.startswith("malformed CSV: ")
-    assert why.endswith("(lines 4 to 12 are one record: a quoted field opened on line 4 goes on "
-                        "to line 12)")  # fmt: skip
+    assert why.endswith("(a quoted field opened on this line makes it one record with the "
+                        "next 8 lines)")  # fmt: skip
     assert rows(items)[-1] == {"a": "13", "b": "z"}  # reading goes on after it
     _, items = read_all(write(tmp_path, "more.csv", b'a,b\n1,2\n3,"x\ny\nz",4\n5,6\n'))
-    assert problems(items) == [(2, 3, "expected 2 fields, found 3 (lines 3 to 5 are one record: "
-                                "a quoted field opened on line 3 goes on to line 5)")]  # fmt: skip
+    assert problems(items) == [(2, 3, "expected 2 fields, found 3 (a quoted field opened on this "
+                                "line makes it one record with the next 2 lines)")]  # fmt: skip
 
 
 def test_a_gzip_that_cannot_be_read_is_one_input_error(tmp_path: Path) -> None:
