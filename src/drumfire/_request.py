@@ -142,6 +142,7 @@ class RequestPlan:
 
     def _check_static_headers(self) -> None:
         """A fixed header that would break the request stops the run before it starts."""
+        hosts = 0
         for number, (name, value) in enumerate(self.headers, 1):
             if name.is_static and _TOKEN.fullmatch(name.render({})) is None:
                 # The name is not printed: a mistyped header may hold a credential.
@@ -149,6 +150,10 @@ class RequestPlan:
                     f"header {number}: its name is not a token (RFC 9110: letters, digits "
                     "and !#$%&'*+-.^_`|~ only)"
                 )
+            lower = name.source.lower() if name.is_static else ""
+            hosts += lower == "host"
+            if hosts > 1:
+                raise TemplateError("header 'Host' (-H) is given twice: a request has one Host")
             if value.is_static and _bad_header_value(value.render({})) is not None:
                 raise TemplateError(
                     f"header {name.source!r}: its value holds a line break, NUL or other "
@@ -235,11 +240,15 @@ class RequestPlan:
     def _header_block(
         self, origin: Origin, row: Mapping[str, Any] | None, auth: str | None = None
     ) -> bytes:
-        lines = [f"Host: {host_header(origin)}"]
+        # Host comes first (RFC 9112 §3.2); a Host header of the user's takes its
+        # place, so the request has exactly one (as curl: for virtual hosts).
+        lines = [""]
+        host: str | None = None
         values = row if row is not None else {}
         for name_t, value_t in self.headers:
             name = name_t.render(values)
             value = value_t.render(values)
+            lower = name.lower()
             if not name_t.is_static and _TOKEN.fullmatch(name) is None:
                 raise ValueError(f"header name {name_t.source!r} is not a token after substitution")
             if not value_t.is_static and _bad_header_value(value) is not None:
@@ -247,7 +256,13 @@ class RequestPlan:
                     f"the value of header {name!r} has a line break, NUL or other control "
                     "character after substitution"
                 )
+            if lower == "host":
+                if host is not None:
+                    raise ValueError("two Host headers after substitution: a request has one")
+                host = f"{name}: {value}"
+                continue
             lines.append(f"{name}: {value}")
+        lines[0] = host if host is not None else f"Host: {host_header(origin)}"
         lines.extend(f"{n}: {v}" for n, v in self._extra)
         if auth is not None:
             lines.append(f"Authorization: {auth}")
@@ -442,8 +457,13 @@ def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
         drop_body = False
     cross = origin != prepared.origin
     kept: list[str] = []
+    # The Host the request had (a -H Host too) stays for the same origin; another
+    # origin gets its own (as curl keeps a custom Host only for the first host).
+    host = f"Host: {host_header(origin)}"
     for line in lines[1:]:
         name = line.partition(":")[0].strip().lower()
+        if name == "host" and not cross:
+            host = line
         if name in ("host", "content-length"):
             continue
         if cross and name in CREDENTIAL_HEADERS:
@@ -451,7 +471,7 @@ def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
         if drop_body and name == "content-type":
             continue
         kept.append(line)
-    block = "\r\n".join([f"{method} {new_target} HTTP/1.1", f"Host: {host_header(origin)}", *kept])
+    block = "\r\n".join([f"{method} {new_target} HTTP/1.1", host, *kept])
     data = block.encode("utf-8", "surrogateescape") + b"\r\n"
     if body or (method in _BODY_METHODS and not drop_body):
         data += b"Content-Length: %d\r\n\r\n" % len(body) + body

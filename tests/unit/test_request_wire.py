@@ -1,0 +1,84 @@
+"""The request a row makes is exactly what it says (drumfire._request).
+
+One ``Host`` (a ``-H Host`` replaces drumfire's). The bytes on a real socket
+are checked in ``tests/integration/test_run_wire.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from drumfire._errors import TemplateError
+from drumfire._request import USER_AGENT, RequestPlan, redirect
+
+UA = f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n".encode()
+
+
+def _same_both_ways(plan: RequestPlan, row: dict[str, Any]) -> bytes | str:
+    """The request bytes, or the error; the short preparers must say the same."""
+    ways = [plan.prepare, plan.preparer()]
+    if all(type(v) is str for v in row.values()):  # the preparer for text rows (CSV)
+        ways.append(plan.preparer(text_rows=True))
+    outcomes: list[bytes | str] = []
+    for prepare in ways:
+        try:
+            outcomes.append(prepare(row).data)
+        except ValueError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[1:] == outcomes[:1] * (len(ways) - 1)
+    return outcomes[0]
+
+
+# -- Host ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "row", "line"),
+    [
+        (["Host: api.example.com"], {}, b"Host: api.example.com"),
+        (["host: api.example.com:8080"], {}, b"host: api.example.com:8080"),
+        (["Host: {h}"], {"h": "v.test"}, b"Host: v.test"),
+        (["{n}: {h}"], {"n": "HOST", "h": "v.test"}, b"HOST: v.test"),
+        ({"Host": "m.test"}, {}, b"Host: m.test"),
+    ],
+)
+def test_a_host_header_replaces_drumfires_own_in_its_place(
+    headers: Any, row: dict[str, Any], line: bytes
+) -> None:
+    plan = RequestPlan("http://127.0.0.1:8080/x", headers=[*headers, "X-A: 1"]
+                       if isinstance(headers, list) else headers)  # fmt: skip
+    data = _same_both_ways(plan, row)
+    assert isinstance(data, bytes)
+    extra = b"X-A: 1\r\n" if isinstance(headers, list) else b""
+    assert data == b"GET /x HTTP/1.1\r\n" + line + b"\r\n" + extra + UA + b"\r\n"
+
+
+def test_without_a_host_header_the_url_gives_it() -> None:
+    plan = RequestPlan("http://127.0.0.1:8080/x", headers=["{n}: 1"])
+    data = plan.prepare({"n": "X-Host"}).data
+    assert data == b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Host: 1\r\n" + UA + b"\r\n"
+
+
+def test_two_host_headers_are_refused() -> None:
+    with pytest.raises(TemplateError, match=r"^header 'Host' \(-H\) is given twice"):
+        RequestPlan("http://h/", headers=["Host: a", "HOST: b"])
+    plan = RequestPlan("http://h/", headers=["Host: a", "{n}: b"])
+    with pytest.raises(ValueError, match=r"^two Host headers after substitution"):
+        plan.prepare({"n": "host"})
+
+
+def test_a_redirect_keeps_a_host_header_for_the_same_origin_only() -> None:
+    sent = RequestPlan("http://127.0.0.1:8080/a", headers=["Host: v.test"]).prepare({})
+    same = redirect(sent, 302, "/b")
+    assert same is not None
+    assert same.data.startswith(b"GET /b HTTP/1.1\r\nHost: v.test\r\n")
+    assert same.data.count(b"Host:") == 1
+    other = redirect(sent, 302, "http://other.test/c")
+    assert other is not None
+    assert other.data.startswith(b"GET /c HTTP/1.1\r\nHost: other.test\r\n")
+    assert other.data.count(b"Host:") == 1
+    plain = redirect(RequestPlan("http://127.0.0.1:8080/a").prepare({}), 302, "/b")
+    assert plain is not None
+    assert plain.data.startswith(b"GET /b HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n")
