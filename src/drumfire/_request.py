@@ -29,7 +29,15 @@ from ._url import (
     url_places,
 )
 
-__all__ = ["CREDENTIAL_HEADERS", "USER_AGENT", "Origin", "Prepared", "RequestPlan", "redirect"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "USER_AGENT",
+    "Origin",
+    "Prepared",
+    "RequestPlan",
+    "asks_close",
+    "redirect",
+]
 
 USER_AGENT = "drumfire/0.1"
 
@@ -51,6 +59,13 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 9110 §5.5: a field value is visible characters, spaces and tabs; servers answer 400
 # to any other control character, so it is refused here instead (the tab stays).
 _bad_header_value = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
+# The message framing (RFC 9112 §6) is drumfire's: a second Content-Length or a
+# Transfer-Encoding beside its own makes the request ambiguous (request smuggling,
+# RFC 9112 §6.3, §11.2), so a header that would set it is refused.
+_FRAMING = {
+    "content-length": "drumfire sets it from the body",
+    "transfer-encoding": "drumfire sends a body with Content-Length, never chunked",
+}
 
 
 class RequestPlan:
@@ -91,6 +106,14 @@ class RequestPlan:
             (Template(n), Template(v, label=f"in the value of header {n!r}")) for n, v in pairs
         ]
         self._check_static_headers()
+        # A Connection header of the user's is sent as given. One with the "close"
+        # option is honoured (RFC 9112 §9.6): when a request may carry it, nothing is
+        # pipelined, and the engine closes the connection once it is answered.
+        self.may_close = any(
+            not n.is_static
+            or (n.source.lower() == "connection" and (not v.is_static or _closes(v.source)))
+            for n, v in self.headers
+        )
         lower = {n.lower() for n, _ in pairs}
         self._explicit_auth = "authorization" in lower
         extra: list[tuple[str, str]] = []
@@ -151,6 +174,8 @@ class RequestPlan:
                     "and !#$%&'*+-.^_`|~ only)"
                 )
             lower = name.source.lower() if name.is_static else ""
+            if lower in _FRAMING:
+                raise TemplateError(f"header {name.source!r} (-H): {_FRAMING[lower]}; remove it")
             hosts += lower == "host"
             if hosts > 1:
                 raise TemplateError("header 'Host' (-H) is given twice: a request has one Host")
@@ -249,8 +274,16 @@ class RequestPlan:
             name = name_t.render(values)
             value = value_t.render(values)
             lower = name.lower()
-            if not name_t.is_static and _TOKEN.fullmatch(name) is None:
-                raise ValueError(f"header name {name_t.source!r} is not a token after substitution")
+            if not name_t.is_static:
+                if _TOKEN.fullmatch(name) is None:
+                    raise ValueError(
+                        f"header name {name_t.source!r} is not a token after substitution"
+                    )
+                if lower in _FRAMING:
+                    raise ValueError(
+                        f"header name {name_t.source!r} is {name!r} after substitution: "
+                        f"{_FRAMING[lower]}"
+                    )
             if not value_t.is_static and _bad_header_value(value) is not None:
                 raise ValueError(
                     f"the value of header {name!r} has a line break, NUL or other control "
@@ -426,6 +459,22 @@ def _header_pairs(
             raise TemplateError(f"header {number} is not in the form 'Name: value'")
         pairs.append((name.strip(), value.strip()))
     return pairs
+
+
+def _closes(value: str) -> bool:
+    """Whether a ``Connection`` value holds the "close" option (a comma-separated list)."""
+    return any(option.strip().lower() == "close" for option in value.split(","))
+
+
+def asks_close(data: bytes) -> bool:
+    """Whether a request's head has ``Connection: close`` (RFC 9112 §9.6): the client
+    must then close the connection once the answer is read."""
+    head = data.partition(b"\r\n\r\n")[0].decode("latin-1")
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "connection" and _closes(value):
+            return True
+    return False
 
 
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})

@@ -1,7 +1,8 @@
 """The request on the wire is exactly what the row says, whatever its values.
 
 Each test reads the request head as it came off the socket (the raw-socket
-:class:`ScriptedServer` keeps it in ``Request.head``): one ``Host``.
+:class:`ScriptedServer` keeps it in ``Request.head``): one ``Host`` and drumfire's
+own framing only.
 """
 
 from __future__ import annotations
@@ -94,3 +95,86 @@ def test_two_host_headers_are_refused() -> None:
     [request] = sent
     assert _hosts(request) == ["Host: a"]
     assert "X-Other: b" in _lines(request)
+
+
+# -- framing: Content-Length and Transfer-Encoding are drumfire's ---------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Content-Length: 5", "header 'Content-Length' (-H): drumfire sets it from the body"),
+        ("content-length: 0", "header 'content-length' (-H): drumfire sets it from the body"),
+        (
+            "Transfer-Encoding: chunked",
+            "header 'Transfer-Encoding' (-H): drumfire sends a body with Content-Length, "
+            "never chunked",
+        ),
+    ],
+)
+def test_a_framing_header_is_a_usage_error_in_run_and_bench(
+    tmp_path: Path, header: str, message: str
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n1\n", encoding="utf-8")
+    with ScriptedServer(echo) as server:
+        for args in (
+            ["run", str(rows), "-q", "--url", server.url("/x"), "-d", "a=1"],
+            ["run", str(rows), "-q", "--url", server.url("/x")],
+            ["bench", server.url("/x"), "-n", "3"],
+            ["bench", "-i", str(rows), "--url", server.url("/x"), "-n", "3"],
+        ):
+            proc = _cli(*args, "-H", header)
+            assert proc.returncode == 2, proc.stderr
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1, proc.stderr
+            assert lines[0].endswith(f"error: {message}; remove it"), proc.stderr
+        assert server.requests == []
+
+
+def test_a_templated_header_name_that_gives_a_framing_header_is_an_error_row() -> None:
+    rows = [
+        {"id": "1", "n": "Content-Length", "v": "5"},
+        {"id": "2", "n": "TRANSFER-ENCODING", "v": "chunked"},
+        {"id": "3", "n": "X-Fine", "v": "5"},
+    ]
+    with ScriptedServer(echo) as server:
+        results = drumfire.run_all(rows, server.url("/x"), headers=["{n}: {v}"], data="a=1")
+        sent = list(server.requests)
+    errors = {r["id"]: r["error"] for r in results}
+    assert errors == {
+        "1": "template: row 1: header name '{n}' is 'Content-Length' after substitution: "
+        "drumfire sets it from the body",
+        "2": "template: row 2: header name '{n}' is 'TRANSFER-ENCODING' after substitution: "
+        "drumfire sends a body with Content-Length, never chunked",
+        "3": "",
+    }
+    [request] = sent
+    framing = [
+        line
+        for line in _lines(request)
+        if line.lower().startswith(("content-length:", "transfer-encoding:"))
+    ]
+    assert framing == ["Content-Length: 3"]
+    assert request.body == b"a=1"
+
+
+def test_connection_close_is_sent_and_honoured() -> None:
+    # This server keeps every connection open: drumfire closes it itself after
+    # the answer to a request that said Connection: close (RFC 9112 §9.6).
+    rows = [{"id": str(i)} for i in range(6)]
+    with ScriptedServer(echo) as server:
+        results = drumfire.run_all(
+            rows, server.url("/c/{id}"), headers=["Connection: close"], concurrency=1
+        )
+        closing = list(server.requests)
+    with ScriptedServer(echo) as server:
+        drumfire.run_all(rows, server.url("/k/{id}"), headers=["Connection: keep-alive"],
+                         concurrency=1)  # fmt: skip
+        kept = list(server.requests)
+    assert [r["status"] for r in results] == [200] * 6
+    assert all("Connection: close" in _lines(r) for r in closing)
+    assert sorted(r.connection for r in closing) == list(range(6))  # one connection each
+    assert all(r.position == 0 for r in closing)
+    assert all("Connection: keep-alive" in _lines(r) for r in kept)
+    assert {r.connection for r in kept} == {0}  # kept alive: one connection for all

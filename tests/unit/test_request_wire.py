@@ -1,7 +1,8 @@
 """The request a row makes is exactly what it says (drumfire._request).
 
-One ``Host`` (a ``-H Host`` replaces drumfire's). The bytes on a real socket
-are checked in ``tests/integration/test_run_wire.py``.
+One ``Host`` (a ``-H Host`` replaces drumfire's) and drumfire's own framing
+only. The bytes on a real socket are checked in
+``tests/integration/test_run_wire.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from drumfire._errors import TemplateError
-from drumfire._request import USER_AGENT, RequestPlan, redirect
+from drumfire._request import USER_AGENT, RequestPlan, asks_close, redirect
 
 UA = f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n".encode()
 
@@ -82,3 +83,56 @@ def test_a_redirect_keeps_a_host_header_for_the_same_origin_only() -> None:
     plain = redirect(RequestPlan("http://127.0.0.1:8080/a").prepare({}), 302, "/b")
     assert plain is not None
     assert plain.data.startswith(b"GET /b HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n")
+
+
+# -- framing -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Content-Length: 5", "header 'Content-Length' (-H): drumfire sets it from the body"),
+        ("CONTENT-LENGTH: {n}", "header 'CONTENT-LENGTH' (-H): drumfire sets it from the body"),
+        (
+            "Transfer-Encoding: chunked",
+            "header 'Transfer-Encoding' (-H): drumfire sends a body with Content-Length, "
+            "never chunked",
+        ),
+    ],
+)
+def test_a_framing_header_is_refused_before_the_first_request(header: str, message: str) -> None:
+    for data in (None, "a={n}"):
+        with pytest.raises(TemplateError) as caught:
+            RequestPlan("http://h/", headers=[header], data=data)
+        assert str(caught.value) == message + "; remove it"
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "transfer-encoding"])
+def test_a_templated_name_that_gives_a_framing_header_is_a_value_error(name: str) -> None:
+    plan = RequestPlan("http://h/", headers=["{n}: 1"], data="a=1")
+    with pytest.raises(ValueError, match=f"^header name '{{n}}' is '{name}' after substitution: "):
+        plan.prepare({"n": name})
+    data = plan.prepare({"n": "X-Length"}).data
+    assert data.count(b"Content-Length") == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "may_close", "row", "closes"),
+    [
+        ([], False, {}, False),
+        (["Connection: close"], True, {}, True),
+        (["connection: Keep-Alive, CLOSE"], True, {}, True),
+        (["Connection: keep-alive"], False, {}, False),
+        (["Connection: {c}"], True, {"c": "close"}, True),
+        (["Connection: {c}"], True, {"c": "keep-alive"}, False),
+        (["{n}: close"], True, {"n": "Connection"}, True),
+        (["{n}: close"], True, {"n": "X-Connection"}, False),
+        (["X-Note: Connection: close"], False, {}, False),
+    ],
+)
+def test_connection_close_is_sent_as_given_and_seen(
+    headers: list[str], may_close: bool, row: dict[str, str], closes: bool
+) -> None:
+    plan = RequestPlan("http://h/", headers=headers)
+    assert plan.may_close is may_close
+    assert asks_close(plan.prepare(row).data) is closes
