@@ -19,8 +19,10 @@ from ._settings import IDEMPOTENT_METHODS, METHODS
 from ._template import Template, as_text
 from ._url import (
     AFTER_AUTHORITY,
+    DotSegments,
     Origin,
     clean_target,
+    dot_segment_check,
     host_header,
     shown_url,
     split_url,
@@ -140,6 +142,8 @@ class RequestPlan:
         self._whole: Fill | None = None  # the whole URL, when it is not
         self._url_column: str | None = None  # the template is only {column}: a URL
         self._cut_hash = False  # a {+x} value may bring a fragment: cut it off
+        # Refuses a row whose value would be a '.' or '..' path segment (None: none can).
+        self._dots: DotSegments | None = None
         self._compile_url()
         # The usual plan (one origin, a fixed method and headers, no body) has
         # a shorter way through prepare(): see preparer().
@@ -218,6 +222,7 @@ class RequestPlan:
         end = AFTER_AUTHORITY.search(prefix, scheme_end + 3) if scheme_end != -1 else None
         if end is None:
             self._whole = Fill(literals, columns, encoders)
+            self._dots = dot_segment_check(literals, columns, places, raw)
             if literals == ["", ""]:  # only a whole URL ({url}, the URL-list input)
                 self._url_column = columns[0]
             return
@@ -225,12 +230,9 @@ class RequestPlan:
         self._set_static_origin(origin, auth)
         head = prefix[end.start() :]
         literals[0] = head if head.startswith("/") else "/" + head
-        self._target = Fill(
-            [clean_target(lit) for lit in literals],
-            columns,
-            encoders,
-            quick=True,
-        )
+        cleaned = [clean_target(lit) for lit in literals]
+        self._target = Fill(cleaned, columns, encoders, quick=True)
+        self._dots = dot_segment_check(cleaned, columns, places, raw)
         self._cut_hash = any(raw)
 
     def _set_static_origin(self, origin: Origin, auth: str | None) -> None:
@@ -323,6 +325,8 @@ class RequestPlan:
             target = self._target.render(row, text_rows)
             if self._cut_hash:
                 target = target.partition("#")[0]
+            if self._dots is not None:
+                self._dots(row)
         else:
             column = self._url_column
             if column is not None:
@@ -332,6 +336,8 @@ class RequestPlan:
             else:
                 assert self._whole is not None
                 url = self._whole.render(row, text_rows)
+                if self._dots is not None:
+                    self._dots(row)
             origin, target, auth = split_with_auth(url)
             if self._explicit_auth:
                 auth = None
@@ -367,6 +373,16 @@ class RequestPlan:
         start, tail, origin, method, idempotent = self._fast
         fmt = fill.fmt.format
         cut = self._cut_hash
+        dots = self._dots
+        # The dot-segment check, cheaply: a value looked up in the few that would
+        # make its segment '.' or '..' (the call only to raise), or, when a
+        # segment holds several values, the call on every row.
+        single = dots.single if dots is not None and not dots.several else ()
+        named = dots.named if dots is not None and not dots.several else ()
+        every = dots if dots is not None and dots.several else None
+        refuse: Callable[[Mapping[str, Any]], None] = dots if dots is not None else _no_check
+        # Without a dot in any value, none is '.' or '..' (the usual row: one search).
+        dotless = "" if dots is not None and dots.empty else "."
         quick = not_unreserved
         if not text_rows and fill.quick and fill.get is not None:
             get_any = fill.get
@@ -376,12 +392,19 @@ class RequestPlan:
             def prepare_any(row: Mapping[str, Any]) -> Prepared:
                 """prepare_fast for columns of any values: see prepare_text."""
                 values = [v if type(v) is str else as_text(v) for v in get_any(row)]
-                if quick(join_any(values)) is None:
+                joined = join_any(values)
+                if quick(joined) is None:
                     target = fmt(*values)
                 else:
                     target = fmt(*[e(v) for e, v in zip(encoders_any, values, strict=True)])
                     if cut:
                         target = target.partition("#")[0]
+                if single and dotless in joined:
+                    for i, bad in single:
+                        if values[i] in bad:
+                            refuse(row)
+                elif every is not None:
+                    every(row)
                 return _new_prepared(
                     Prepared, (origin, (start + target).encode() + tail, method, idempotent)
                 )
@@ -395,6 +418,12 @@ class RequestPlan:
                 target = render(row)
                 if cut:
                     target = target.partition("#")[0]
+                for name, bad in named:
+                    value = row[name]
+                    if (value if type(value) is str else as_text(value)) in bad:
+                        refuse(row)
+                if every is not None:
+                    every(row)
                 return _new_prepared(
                     Prepared, (origin, (start + target).encode() + tail, method, idempotent)
                 )
@@ -404,6 +433,7 @@ class RequestPlan:
         encoders = fill.enc_text
         if fill.get is None:
             column, encode = fill.columns[0], encoders[0]
+            bad_one = single[0][1] if single else None
 
             def prepare_one(row: Mapping[str, Any]) -> Prepared:
                 """prepare_fast for one column of text."""
@@ -414,6 +444,8 @@ class RequestPlan:
                     target = fmt(encode(value))
                     if cut:
                         target = target.partition("#")[0]
+                if bad_one is not None and value in bad_one:
+                    refuse(row)
                 return _new_prepared(
                     Prepared, (origin, (start + target).encode() + tail, method, idempotent)
                 )
@@ -427,17 +459,28 @@ class RequestPlan:
             """prepare_fast for columns of text: when no value holds anything but unreserved
             characters (numbers, ids), one search over them all replaces every encoder."""
             values = get(row)
-            if quick(join(values)) is None:
+            joined = join(values)
+            if quick(joined) is None:
                 target = fmt(*values)
             else:
                 target = fmt(*[e(v) for e, v in zip(encoders, values, strict=True)])
                 if cut:
                     target = target.partition("#")[0]
+            if single and dotless in joined:
+                for i, bad in single:
+                    if values[i] in bad:
+                        refuse(row)
+            elif every is not None:
+                every(row)
             return _new_prepared(
                 Prepared, (origin, (start + target).encode() + tail, method, idempotent)
             )
 
         return prepare_text
+
+
+def _no_check(row: Mapping[str, Any]) -> None:
+    pass
 
 
 def _header_pairs(

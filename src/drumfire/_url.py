@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ._encode import host_value, path_value, query_value, reserved_value, verbatim
+from ._template import as_text
 
 __all__ = [
     "AFTER_AUTHORITY",
+    "DotSegments",
     "Origin",
     "clean_target",
+    "dot_segment_check",
     "host_header",
     "shown_url",
     "split_url",
@@ -167,3 +171,103 @@ def url_encoder(place: str, raw: bool, column: str) -> Callable[[str], str]:
     if place == "host":
         return host_value(column)
     return query_value if place == "query" else path_value  # userinfo: as a path segment
+
+
+_DOTS = (".", "..")
+
+
+class DotSegments:
+    """The check that no row's values make a whole path segment ``.`` or ``..``.
+
+    Servers remove such segments (RFC 3986 §5.2.4), and ``%2E`` is a dot to them
+    (§6.2.2.2), so no encoding can send one as a value: ``/p/{v}/end`` with ``..``
+    would reach ``/end``. Calling the check with a row raises ValueError for such
+    a row. Made by :func:`dot_segment_check` for the segments it could happen
+    to: those with a ``{column}`` in the path and no literal text but dots.
+
+    ``single``: per segment of one placeholder, (its index among the template's
+    columns, the values that would make it a dot segment), for the short
+    preparers to look up without a call (``named``: the same by column name;
+    ``empty``: whether an empty value is one of them); ``several``: a segment
+    holds more than one placeholder (then only a call tells).
+    """
+
+    __slots__ = ("_names", "_segments", "empty", "named", "several", "single")
+
+    def __init__(self, segments: list[tuple[str | int, ...]], columns: Sequence[str]) -> None:
+        self._segments = segments
+        self._names = tuple(columns)
+        single: list[tuple[int, frozenset[str]]] = []
+        for segment in segments:
+            found = [p for p in segment if isinstance(p, int)]
+            if len(found) == 1:
+                k = segment.index(found[0])
+                before = "".join(p for p in segment[:k] if isinstance(p, str))
+                after = "".join(p for p in segment[k + 1 :] if isinstance(p, str))
+                bad = frozenset(v for v in ("", ".", "..") if before + v + after in _DOTS)
+                single.append((found[0], bad))
+        self.single = tuple(single)
+        self.named = tuple((self._names[i], bad) for i, bad in single)
+        self.empty = any("" in bad for _, bad in single)  # an empty value can make one
+        self.several = len(single) < len(segments)
+
+    def __call__(self, row: Mapping[str, Any]) -> None:
+        for name, bad in self.named:
+            value = row[name]
+            if (value if type(value) is str else as_text(value)) in bad:
+                self._check_segments(row)
+        if self.several:
+            self._check_segments(row)
+
+    def _check_segments(self, row: Mapping[str, Any]) -> None:
+        """Raise the error for the first segment of ``row`` that is '.' or '..', if any."""
+        names = self._names
+        for segment in self._segments:
+            values = {
+                p: (v if type(v := row[names[p]]) is str else as_text(v))
+                for p in segment
+                if isinstance(p, int)
+            }
+            made = "".join(p if isinstance(p, str) else values[p] for p in segment)
+            if made in _DOTS:
+                shown = ", ".join(repr(v) for v in values.values())
+                cols = ", ".join(repr(names[i]) for i in values)
+                many = len(values) > 1
+                raise ValueError(
+                    f"the value{'s' * many} {shown} (column{'s' * many} {cols}) would be a "
+                    f"{made!r} path segment, which moves the path"
+                )
+
+
+def dot_segment_check(
+    literals: Sequence[str], columns: Sequence[str], places: Sequence[str], raw: Sequence[bool]
+) -> DotSegments | None:
+    """The :class:`DotSegments` check of a URL template, or None when no value can
+    make a dot segment. A ``{+column}`` may carry URL syntax, dot segments
+    included: its segment is not checked."""
+    segments: list[list[str | int]] = []
+    current: list[str | int] = []
+    for k, lit in enumerate(literals):
+        end = _AFTER_PATH.search(lit)  # the query (or fragment) starts: no more path
+        head, *rest = (lit if end is None else lit[: end.start()]).split("/")
+        current.append(head)
+        for part in rest:
+            segments.append(current)
+            current = [part]
+        if end is not None:
+            break
+        if k < len(columns):
+            current.append(k)
+    segments.append(current)
+    checked: list[tuple[str | int, ...]] = []
+    for segment in segments:
+        found = [p for p in segment if isinstance(p, int)]
+        text = "".join(p for p in segment if isinstance(p, str))
+        if (
+            found
+            and len(text) <= 2
+            and not text.strip(".")
+            and all(places[i] == "path" and not raw[i] for i in found)
+        ):
+            checked.append(tuple(p for p in segment if p != ""))
+    return DotSegments(checked, columns) if checked else None

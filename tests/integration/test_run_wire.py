@@ -1,8 +1,8 @@
 """The request on the wire is exactly what the row says, whatever its values.
 
 Each test reads the request head as it came off the socket (the raw-socket
-:class:`ScriptedServer` keeps it in ``Request.head``): one ``Host`` and drumfire's
-own framing only.
+:class:`ScriptedServer` keeps it in ``Request.head``): one ``Host``, drumfire's
+own framing only, and no path moved by a ``.``/``..`` value.
 """
 
 from __future__ import annotations
@@ -178,3 +178,37 @@ def test_connection_close_is_sent_and_honoured() -> None:
     assert all(r.position == 0 for r in closing)
     assert all("Connection: keep-alive" in _lines(r) for r in kept)
     assert {r.connection for r in kept} == {0}  # kept alive: one connection for all
+
+
+# -- a '.' or '..' value never moves the path -----------------------------------------
+
+
+def test_a_dot_segment_value_is_an_error_row_and_others_arrive_as_they_are() -> None:
+    values = ["..", ".", "a..b", "..x", "x.", "...", "%2E%2E", ""]
+    rows = [{"id": str(i), "v": v} for i, v in enumerate(values)]
+    with ScriptedServer(echo) as server:
+        results = drumfire.run_all(rows, server.url("/p/{v}/end"), headers=["X-Row: {id}"])
+        raw = drumfire.run_all(rows[:2], server.url("/r/{+v}/end"), headers=["X-Row: r{id}"])
+        sent = {r.headers["x-row"]: r for r in server.requests}
+    errors = {r["id"]: r["error"] for r in results}
+    assert errors["0"] == (
+        "template: row 1: the value '..' (column 'v') would be a '..' path segment, "
+        "which moves the path"
+    )
+    assert errors["1"] == (
+        "template: row 2: the value '.' (column 'v') would be a '.' path segment, "
+        "which moves the path"
+    )
+    assert "0" not in sent
+    assert "1" not in sent
+    targets = {k: _lines(r)[0] for k, r in sent.items()}
+    assert targets["2"] == "GET /p/a..b/end HTTP/1.1"
+    assert targets["3"] == "GET /p/..x/end HTTP/1.1"
+    assert targets["4"] == "GET /p/x./end HTTP/1.1"
+    assert targets["5"] == "GET /p/.../end HTTP/1.1"
+    assert targets["6"] == "GET /p/%252E%252E/end HTTP/1.1"
+    assert targets["7"] == "GET /p//end HTTP/1.1"
+    # {+v} is the user's way to send URL syntax: dot segments included.
+    assert [r["error"] for r in raw] == ["", ""]
+    assert targets["r0"] == "GET /r/../end HTTP/1.1"
+    assert targets["r1"] == "GET /r/./end HTTP/1.1"

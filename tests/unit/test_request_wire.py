@@ -1,8 +1,8 @@
-"""The request a row makes is exactly what it says (drumfire._request).
+"""The request a row makes is exactly what it says (drumfire._request, _url).
 
-One ``Host`` (a ``-H Host`` replaces drumfire's) and drumfire's own framing
-only. The bytes on a real socket are checked in
-``tests/integration/test_run_wire.py``.
+One ``Host`` (a ``-H Host`` replaces drumfire's), drumfire's own framing only
+and no ``.``/``..`` value that moves the path. The bytes on a real socket are
+checked in ``tests/integration/test_run_wire.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drumfire._errors import TemplateError
 from drumfire._request import USER_AGENT, RequestPlan, asks_close, redirect
@@ -136,3 +138,76 @@ def test_connection_close_is_sent_as_given_and_seen(
     plan = RequestPlan("http://h/", headers=headers)
     assert plan.may_close is may_close
     assert asks_close(plan.prepare(row).data) is closes
+
+
+# -- dot segments ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "row", "result"),
+    [
+        ("http://h/p/{v}/end", {"v": ".."}, "the value '..' (column 'v') would be a '..'"),
+        ("http://h/p/{v}/end", {"v": "."}, "the value '.' (column 'v') would be a '.'"),
+        ("http://h/p/{v}", {"v": ".."}, "would be a '..'"),
+        ("http://h/{v}?q=1", {"v": "."}, "would be a '.'"),
+        ("http://h/p/{v}#f", {"v": ".."}, "would be a '..'"),
+        ("http://h:{port}/p/{v}", {"port": "81", "v": ".."}, "would be a '..'"),
+        ("{base}/p/{v}/end", {"base": "http://h", "v": ".."}, "would be a '..'"),
+        ("http://h/p/{a}{b}", {"a": ".", "b": "."}, "the values '.', '.' (columns 'a', 'b')"),
+        ("http://h/p/.{v}/", {"v": "."}, "the value '.' (column 'v') would be a '..'"),
+        ("http://h/p/{v}./", {"v": ""}, "the value '' (column 'v') would be a '.'"),
+        ("http://h/p/{a}/{b}", {"a": "x", "b": ".."}, "(column 'b') would be a '..'"),
+        ("http://h/p/{v}/end", {"v": "a..b"}, "/p/a..b/end"),
+        ("http://h/p/{v}/end", {"v": "..x"}, "/p/..x/end"),
+        ("http://h/p/{v}/end", {"v": "..."}, "/p/.../end"),
+        ("http://h/p/{v}/end", {"v": ""}, "/p//end"),
+        ("http://h/p/{v}/end", {"v": "%2E%2E"}, "/p/%252E%252E/end"),
+        ("http://h/p/x{v}/", {"v": "."}, "/p/x./"),
+        ("http://h/p/{a},{b}", {"a": ".", "b": "."}, "/p/.,."),
+        ("http://h/p/..{v}/", {"v": "."}, "/p/.../"),
+        ("http://h/p?q={v}", {"v": ".."}, "/p?q=.."),
+        ("http://h/p?q=/{v}/", {"v": ".."}, "/p?q=/../"),
+        ("http://h/r/{+v}/end", {"v": ".."}, "/r/../end"),
+        ("http://h/r/{+a}{b}/end", {"a": ".", "b": "."}, "/r/../end"),
+        ("http://h/r/{+v}", {"v": "../x"}, "/r/../x"),
+        ("{url}", {"url": "http://h/a/../b"}, "/a/../b"),
+        ("http://h/p/{v}", {"v": None}, "/p/"),
+        ("http://h/p/{v}", {"v": 1.5}, "/p/1.5"),
+    ],
+)
+def test_a_value_that_would_be_a_dot_segment_is_refused(
+    url: str, row: dict[str, Any], result: str
+) -> None:
+    got = _same_both_ways(RequestPlan(url), row)
+    if result.startswith("/"):
+        assert isinstance(got, bytes)
+        assert got.startswith(f"GET {result} HTTP/1.1\r\n".encode())
+    else:
+        assert isinstance(got, str)
+        assert result in got
+        assert got.endswith("path segment, which moves the path")
+
+
+@given(st.text(alphabet=".a/%", max_size=4), st.text(alphabet=".a/%", max_size=4))
+def test_only_a_segment_of_exactly_dots_is_refused(a: str, b: str) -> None:
+    got = _same_both_ways(RequestPlan("http://h/s/{a}/{b}{a}/e?q={b}"), {"a": a, "b": b})
+    if isinstance(got, str):
+        assert a in (".", "..") or b + a in (".", "..")
+    else:
+        path = got.split(b" ")[1].partition(b"?")[0]
+        assert b"/./" not in path
+        assert b"/../" not in path
+
+
+def test_the_readme_table_row_for_dot_dot() -> None:
+    # README, Templates: `..` is a template: row in a path, itself everywhere else.
+    row = {"v": ".."}
+    with pytest.raises(ValueError, match="path segment, which moves the path"):
+        RequestPlan("http://h/p/{v}").prepare(row)
+    assert RequestPlan("http://h/s?q={v}").prepare(row).data.startswith(b"GET /s?q=.. ")
+    assert RequestPlan("http://h/r/{+v}").prepare(row).data.startswith(b"GET /r/.. ")
+    assert RequestPlan("http://h/", data="q={v}").prepare(row).data.endswith(b"\r\n\r\nq=..")
+    json_string = RequestPlan("http://h/", data='{"s": "{v}"}').prepare(row).data
+    assert json_string.endswith(b'{"s": ".."}')
+    json_value = RequestPlan("http://h/", data='{"s": {v}}').prepare(row, text_rows=True).data
+    assert json_value.endswith(b'{"s": ".."}')
