@@ -29,18 +29,31 @@ __all__ = [
 Origin = tuple[str, str, int]  # scheme, host, port
 
 # Characters that may not appear raw in a request-target (RFC 3986 §2, RFC 9112 §3.2):
-# controls, space, non-ASCII and a few delimiters. '%' is left alone so existing
-# escapes survive. One negated class (printable ASCII less those delimiters): 4x
-# faster than an alternation.
+# controls, space, non-ASCII and a few delimiters. One negated class (printable ASCII
+# less those delimiters): 4x faster than an alternation. '%' is looked at apart
+# (_TARGET_WITH_PERCENT), so that existing escapes survive.
 _UNSAFE_TARGET = re.compile(r"[^\x21\x23-\x3b\x3d\x3f-\x5b\x5d\x5f\x61-\x7a\x7e]")
+_TARGET_WITH_PERCENT = re.compile(r"[^\x21\x23\x24\x26-\x3b\x3d\x3f-\x5b\x5d\x5f\x61-\x7a\x7e]")
 _SAFE_CHARS = "!#$%&'()*+,-./:;=?@[]~_"
 _HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%:-]+")
+# RFC 3986 §2.1: '%' starts an escape of two hex digits; any other '%' is a '%' (%25).
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# What urlsplit removes from a URL anywhere in it (WHATWG URL: tab, CR, LF).
+_STRIPPED = re.compile(r"[\t\r\n]")
+_STRIPPED_ESCAPES = {"\t": "%09", "\r": "%0D", "\n": "%0A"}
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+# An escaped control character in a host: no host name has one.
+_ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
 
 
 def clean_target(target: str) -> str:
-    if _UNSAFE_TARGET.search(target) is None:
+    """``target`` as a valid request-target: what may not appear raw is percent-encoded,
+    and a '%' that does not start an escape becomes ``%25``; existing escapes stay."""
+    if _TARGET_WITH_PERCENT.search(target) is None:
         return target
-    return quote(target, safe=_SAFE_CHARS)
+    if _UNSAFE_TARGET.search(target) is not None:
+        target = quote(target, safe=_SAFE_CHARS)
+    return _LONE_PERCENT.sub("%25", target)
 
 
 def shown_url(url: str) -> str:
@@ -61,7 +74,16 @@ def _basic_auth(username: str | None, password: str | None) -> str | None:
 
 
 def split_with_auth(url: str) -> tuple[Origin, str, str | None]:
-    """``http://u:p@host:port/path?q`` → ((scheme, host, port), '/path?q', Basic auth)."""
+    """``http://u:p@host:port/path?q`` → ((scheme, host, port), '/path?q', Basic auth).
+
+    Control characters and spaces around the URL are trimmed (as WHATWG URL parsers
+    do: a line read from a file keeps its line break). Inside it, tab, CR and LF are
+    percent-encoded like every other control character: urlsplit would drop them,
+    and the request would not be what the URL says.
+    """
+    url = url.strip(_C0_OR_SPACE)
+    if _STRIPPED.search(url) is not None:
+        url = _STRIPPED.sub(lambda m: _STRIPPED_ESCAPES[m.group()], url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -71,6 +93,8 @@ def split_with_auth(url: str) -> tuple[Origin, str, str | None]:
     host = parts.hostname
     if not host:
         raise ValueError(f"URL {shown_url(url)!r} has no host")
+    if _ESCAPED_CONTROL.search(host) is not None:
+        raise ValueError(f"URL {shown_url(url)!r} has a bad host")
     if _HOST.fullmatch(host) is None:
         try:  # an internationalized name: its ASCII form (IDNA), as browsers send it
             host = host.encode("idna").decode("ascii")

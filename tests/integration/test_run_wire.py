@@ -2,11 +2,13 @@
 
 Each test reads the request head as it came off the socket (the raw-socket
 :class:`ScriptedServer` keeps it in ``Request.head``): one ``Host``, drumfire's
-own framing only, and no path moved by a ``.``/``..`` value.
+own framing only, no path moved by a ``.``/``..`` value, nothing dropped from
+a whole-URL value, and no raw ``%`` that does not start an escape.
 """
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +214,51 @@ def test_a_dot_segment_value_is_an_error_row_and_others_arrive_as_they_are() -> 
     assert [r["error"] for r in raw] == ["", ""]
     assert targets["r0"] == "GET /r/../end HTTP/1.1"
     assert targets["r1"] == "GET /r/./end HTTP/1.1"
+
+
+# -- whole-URL values: nothing dropped, no lone '%' -----------------------------------
+
+
+def test_a_whole_url_value_keeps_tab_cr_lf_and_encodes_a_lone_percent(tmp_path: Path) -> None:
+    with ScriptedServer(echo) as server:
+        base = server.url("/p")
+        urls = tmp_path / "urls.txt"
+        urls.write_text(
+            f"{base}?q=a\tb&id=1\n{base}?q=100%&id=2\n{base}?q=%zz&r=%41%4&id=3\n"
+            f"{base}?q=a\x01b&id=4\n",
+            encoding="utf-8",
+        )
+        proc = _cli("run", str(urls), "-q", "-o", str(tmp_path / "out.csv"))
+        assert proc.returncode == 0, proc.stderr
+        # A CSV column used as --url '{url}': CR and LF inside a quoted cell too.
+        rows = tmp_path / "rows.csv"
+        with rows.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(
+                [["id", "url"], ["5", f"{base}?q=a\r\nb&id=5"], ["6", f"{base}/a\tb%/?id=6"]]
+            )
+        proc = _cli("run", str(rows), "-q", "--url", "{url}", "-o", str(tmp_path / "out2.csv"))
+        assert proc.returncode == 0, proc.stderr
+        lines = sorted(_lines(r)[0] for r in server.requests)
+    assert lines == [
+        "GET /p/a%09b%25/?id=6 HTTP/1.1",
+        "GET /p?q=%25zz&r=%41%254&id=3 HTTP/1.1",
+        "GET /p?q=100%25&id=2 HTTP/1.1",
+        "GET /p?q=a%01b&id=4 HTTP/1.1",
+        "GET /p?q=a%09b&id=1 HTTP/1.1",
+        "GET /p?q=a%0D%0Ab&id=5 HTTP/1.1",
+    ]
+
+
+def test_a_control_character_in_a_whole_url_host_is_an_error_row() -> None:
+    with ScriptedServer(echo) as server:
+        good = server.url("/ok")
+        results = drumfire.run_all(
+            [{"id": "1", "url": f"http://127.0.0.1\t:{server.port}/x"}, {"id": "2", "url": good}],
+            "{url}",
+        )
+        sent = [r.target for r in server.requests]
+    errors = {r["id"]: r["error"] for r in results}
+    assert errors["1"].startswith("template: row 1: URL 'http://127.0.0.1%09:")
+    assert errors["1"].endswith("has a bad host")
+    assert errors["2"] == ""
+    assert sent == ["/ok"]

@@ -1,8 +1,9 @@
 """The request a row makes is exactly what it says (drumfire._request, _url).
 
-One ``Host`` (a ``-H Host`` replaces drumfire's), drumfire's own framing only
-and no ``.``/``..`` value that moves the path. The bytes on a real socket are
-checked in ``tests/integration/test_run_wire.py``.
+One ``Host`` (a ``-H Host`` replaces drumfire's), drumfire's own framing only,
+no ``.``/``..`` value that moves the path, nothing dropped from a whole URL and
+no lone ``%`` in a request-target. The bytes on a real socket are checked in
+``tests/integration/test_run_wire.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from drumfire._errors import TemplateError
 from drumfire._request import USER_AGENT, RequestPlan, asks_close, redirect
+from drumfire._url import clean_target, split_url
 
 UA = f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n".encode()
 
@@ -211,3 +213,47 @@ def test_the_readme_table_row_for_dot_dot() -> None:
     assert json_string.endswith(b'{"s": ".."}')
     json_value = RequestPlan("http://h/", data='{"s": {v}}').prepare(row, text_rows=True).data
     assert json_value.endswith(b'{"s": ".."}')
+
+
+# -- whole URLs: nothing dropped, no lone '%' ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://h/p?q=a\tb", "/p?q=a%09b"),
+        ("http://h/p?q=a\r\nb", "/p?q=a%0D%0Ab"),
+        ("http://h/a\tb/c", "/a%09b/c"),
+        ("http://h/p?q=a\x01b", "/p?q=a%01b"),
+        ("http://h/p?q=100%", "/p?q=100%25"),
+        ("http://h/p?q=%zz&r=%4", "/p?q=%25zz&r=%254"),
+        ("http://h/p?q=%41%2f%E9", "/p?q=%41%2f%E9"),
+        ("http://h/%/a b%", "/%25/a%20b%25"),
+        ("  http://h/p?q=1\r\n", "/p?q=1"),  # around the URL: trimmed (a line from a file)
+    ],
+)
+def test_a_whole_url_keeps_every_character_and_encodes_a_lone_percent(
+    url: str, target: str
+) -> None:
+    assert split_url(url) == (("http", "h", 80), target)
+    got = _same_both_ways(RequestPlan("{url}"), {"url": url})
+    assert isinstance(got, bytes)
+    assert got.startswith(f"GET {target} HTTP/1.1\r\nHost: h\r\n".encode())
+
+
+def test_a_lone_percent_in_the_url_template_is_encoded_too() -> None:
+    plan = RequestPlan("http://h/100%/{v}?r=%zz&s=%41")
+    assert plan.prepare({"v": "x"}).data.startswith(b"GET /100%25/x?r=%25zz&s=%41 HTTP/1.1\r\n")
+    assert clean_target("/%") == "/%25"
+    assert clean_target("/%4") == "/%254"
+
+
+@pytest.mark.parametrize("url", ["http://h\t.test/", "http://h%09.test/", "http://h%7f/"])
+def test_a_control_character_in_a_host_is_a_bad_host(url: str) -> None:
+    with pytest.raises(ValueError, match="has a bad host"):
+        split_url(url)
+
+
+def test_user_info_keeps_its_tab() -> None:
+    data = RequestPlan("{url}").prepare({"url": "http://u:p\tw@h/"}).data
+    assert b"\r\nAuthorization: Basic dTpwCXc=\r\n" in data  # base64 of "u:p\tw"
