@@ -262,3 +262,23 @@ def test_a_control_character_in_a_whole_url_host_is_an_error_row() -> None:
     assert errors["1"].endswith("has a bad host")
     assert errors["2"] == ""
     assert sent == ["/ok"]
+
+
+# -- methods ---------------------------------------------------------------------------
+
+
+def test_a_method_is_sent_in_upper_case(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,m\n1,post\n2,Delete\n", encoding="utf-8")
+    with ScriptedServer(echo) as server:
+        for method in ("post", "{m}"):
+            proc = _cli("run", str(rows), "-q", "--url", server.url("/m/{id}"), "-X", method,
+                        "-o", str(tmp_path / "out.csv"), "--overwrite")  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+        lines = sorted(_lines(r)[0] for r in server.requests)
+    assert lines == [
+        "DELETE /m/2 HTTP/1.1",
+        "POST /m/1 HTTP/1.1",
+        "POST /m/1 HTTP/1.1",
+        "POST /m/2 HTTP/1.1",
+    ]
