@@ -44,7 +44,7 @@ from ._origins import Origins
 from ._pipelined import PipelinedDispatch
 from ._pipelining import CpuTotals, Pipelining, machine_cpu
 from ._pool import Pool
-from ._request import Origin, RequestPlan
+from ._request import Origin, RequestPlan, asks_close
 from ._response import Response
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
@@ -225,10 +225,16 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
         # A plan whose method is fixed and not GET gives no request that may be
         # pipelined: never turn it on (it would only cut the connections).
-        method = getattr(getattr(plan, "inner", plan), "method", None)  # FilePlan wraps one
+        inner = getattr(plan, "inner", plan)  # FilePlan wraps one
+        method = getattr(inner, "method", None)
         no_gets = method is not None and method.is_static and method.source != "GET"
+        # A request with a -H 'Connection: close' is its connection's last (RFC 9112
+        # §9.6): nothing is queued behind it, and the connection closes once it is answered.
+        self._may_close = bool(getattr(inner, "may_close", False))
         self.pipelining_policy = Pipelining(
-            1 if no_gets else self.pipeline, thread_cpu=cpu_clock, machine=machine_cpu
+            1 if no_gets or self._may_close else self.pipeline,
+            thread_cpu=cpu_clock,
+            machine=machine_cpu,
         )
         self._local_of: tuple[Origin | None, int | None] = (None, None)
         # Called once, when the engine's own CPU first limits the run (see _watch_cpu).
@@ -513,6 +519,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             self._busy.discard(conn)
             if self.pool.open > self._conn_cap:
                 conn.close()  # pipelining: fewer connections, deeper queues
+            elif self._may_close and asks_close(answered[-1][0].prepared.data):
+                conn.close()  # the request said Connection: close
             else:
                 self.pool.give(conn)
         elif state == BUSY:

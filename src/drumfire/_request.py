@@ -19,8 +19,10 @@ from ._settings import IDEMPOTENT_METHODS, METHODS
 from ._template import Template, as_text
 from ._url import (
     AFTER_AUTHORITY,
+    DotSegments,
     Origin,
     clean_target,
+    dot_segment_check,
     host_header,
     shown_url,
     split_url,
@@ -29,7 +31,15 @@ from ._url import (
     url_places,
 )
 
-__all__ = ["CREDENTIAL_HEADERS", "USER_AGENT", "Origin", "Prepared", "RequestPlan", "redirect"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "USER_AGENT",
+    "Origin",
+    "Prepared",
+    "RequestPlan",
+    "asks_close",
+    "redirect",
+]
 
 USER_AGENT = "drumfire/0.1"
 
@@ -51,6 +61,13 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 9110 §5.5: a field value is visible characters, spaces and tabs; servers answer 400
 # to any other control character, so it is refused here instead (the tab stays).
 _bad_header_value = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
+# The message framing (RFC 9112 §6) is drumfire's: a second Content-Length or a
+# Transfer-Encoding beside its own makes the request ambiguous (request smuggling,
+# RFC 9112 §6.3, §11.2), so a header that would set it is refused.
+_FRAMING = {
+    "content-length": "drumfire sets it from the body",
+    "transfer-encoding": "drumfire sends a body with Content-Length, never chunked",
+}
 
 
 class RequestPlan:
@@ -91,6 +108,14 @@ class RequestPlan:
             (Template(n), Template(v, label=f"in the value of header {n!r}")) for n, v in pairs
         ]
         self._check_static_headers()
+        # A Connection header of the user's is sent as given. One with the "close"
+        # option is honoured (RFC 9112 §9.6): when a request may carry it, nothing is
+        # pipelined, and the engine closes the connection once it is answered.
+        self.may_close = any(
+            not n.is_static
+            or (n.source.lower() == "connection" and (not v.is_static or _closes(v.source)))
+            for n, v in self.headers
+        )
         lower = {n.lower() for n, _ in pairs}
         self._explicit_auth = "authorization" in lower
         extra: list[tuple[str, str]] = []
@@ -117,6 +142,8 @@ class RequestPlan:
         self._whole: Fill | None = None  # the whole URL, when it is not
         self._url_column: str | None = None  # the template is only {column}: a URL
         self._cut_hash = False  # a {+x} value may bring a fragment: cut it off
+        # Refuses a row whose value would be a '.' or '..' path segment (None: none can).
+        self._dots: DotSegments | None = None
         self._compile_url()
         # The usual plan (one origin, a fixed method and headers, no body) has
         # a shorter way through prepare(): see preparer().
@@ -142,6 +169,7 @@ class RequestPlan:
 
     def _check_static_headers(self) -> None:
         """A fixed header that would break the request stops the run before it starts."""
+        hosts = 0
         for number, (name, value) in enumerate(self.headers, 1):
             if name.is_static and _TOKEN.fullmatch(name.render({})) is None:
                 # The name is not printed: a mistyped header may hold a credential.
@@ -149,6 +177,12 @@ class RequestPlan:
                     f"header {number}: its name is not a token (RFC 9110: letters, digits "
                     "and !#$%&'*+-.^_`|~ only)"
                 )
+            lower = name.source.lower() if name.is_static else ""
+            if lower in _FRAMING:
+                raise TemplateError(f"header {name.source!r} (-H): {_FRAMING[lower]}; remove it")
+            hosts += lower == "host"
+            if hosts > 1:
+                raise TemplateError("header 'Host' (-H) is given twice: a request has one Host")
             if value.is_static and _bad_header_value(value.render({})) is not None:
                 raise TemplateError(
                     f"header {name.source!r}: its value holds a line break, NUL or other "
@@ -188,6 +222,7 @@ class RequestPlan:
         end = AFTER_AUTHORITY.search(prefix, scheme_end + 3) if scheme_end != -1 else None
         if end is None:
             self._whole = Fill(literals, columns, encoders)
+            self._dots = dot_segment_check(literals, columns, places, raw)
             if literals == ["", ""]:  # only a whole URL ({url}, the URL-list input)
                 self._url_column = columns[0]
             return
@@ -195,12 +230,9 @@ class RequestPlan:
         self._set_static_origin(origin, auth)
         head = prefix[end.start() :]
         literals[0] = head if head.startswith("/") else "/" + head
-        self._target = Fill(
-            [clean_target(lit) for lit in literals],
-            columns,
-            encoders,
-            quick=True,
-        )
+        cleaned = [clean_target(lit) for lit in literals]
+        self._target = Fill(cleaned, columns, encoders, quick=True)
+        self._dots = dot_segment_check(cleaned, columns, places, raw)
         self._cut_hash = any(raw)
 
     def _set_static_origin(self, origin: Origin, auth: str | None) -> None:
@@ -235,19 +267,37 @@ class RequestPlan:
     def _header_block(
         self, origin: Origin, row: Mapping[str, Any] | None, auth: str | None = None
     ) -> bytes:
-        lines = [f"Host: {host_header(origin)}"]
+        # Host comes first (RFC 9112 §3.2); a Host header of the user's takes its
+        # place, so the request has exactly one (as curl: for virtual hosts).
+        lines = [""]
+        host: str | None = None
         values = row if row is not None else {}
         for name_t, value_t in self.headers:
             name = name_t.render(values)
             value = value_t.render(values)
-            if not name_t.is_static and _TOKEN.fullmatch(name) is None:
-                raise ValueError(f"header name {name_t.source!r} is not a token after substitution")
+            lower = name.lower()
+            if not name_t.is_static:
+                if _TOKEN.fullmatch(name) is None:
+                    raise ValueError(
+                        f"header name {name_t.source!r} is not a token after substitution"
+                    )
+                if lower in _FRAMING:
+                    raise ValueError(
+                        f"header name {name_t.source!r} is {name!r} after substitution: "
+                        f"{_FRAMING[lower]}"
+                    )
             if not value_t.is_static and _bad_header_value(value) is not None:
                 raise ValueError(
                     f"the value of header {name!r} has a line break, NUL or other control "
                     "character after substitution"
                 )
+            if lower == "host":
+                if host is not None:
+                    raise ValueError("two Host headers after substitution: a request has one")
+                host = f"{name}: {value}"
+                continue
             lines.append(f"{name}: {value}")
+        lines[0] = host if host is not None else f"Host: {host_header(origin)}"
         lines.extend(f"{n}: {v}" for n, v in self._extra)
         if auth is not None:
             lines.append(f"Authorization: {auth}")
@@ -275,6 +325,8 @@ class RequestPlan:
             target = self._target.render(row, text_rows)
             if self._cut_hash:
                 target = target.partition("#")[0]
+            if self._dots is not None:
+                self._dots(row)
         else:
             column = self._url_column
             if column is not None:
@@ -284,6 +336,8 @@ class RequestPlan:
             else:
                 assert self._whole is not None
                 url = self._whole.render(row, text_rows)
+                if self._dots is not None:
+                    self._dots(row)
             origin, target, auth = split_with_auth(url)
             if self._explicit_auth:
                 auth = None
@@ -319,6 +373,16 @@ class RequestPlan:
         start, tail, origin, method, idempotent = self._fast
         fmt = fill.fmt.format
         cut = self._cut_hash
+        dots = self._dots
+        # The dot-segment check, cheaply: a value looked up in the few that would
+        # make its segment '.' or '..' (the call only to raise), or, when a
+        # segment holds several values, the call on every row.
+        single = dots.single if dots is not None and not dots.several else ()
+        named = dots.named if dots is not None and not dots.several else ()
+        every = dots if dots is not None and dots.several else None
+        refuse: Callable[[Mapping[str, Any]], None] = dots if dots is not None else _no_check
+        # Without a dot in any value, none is '.' or '..' (the usual row: one search).
+        dotless = "" if dots is not None and dots.empty else "."
         quick = not_unreserved
         if not text_rows and fill.quick and fill.get is not None:
             get_any = fill.get
@@ -328,12 +392,19 @@ class RequestPlan:
             def prepare_any(row: Mapping[str, Any]) -> Prepared:
                 """prepare_fast for columns of any values: see prepare_text."""
                 values = [v if type(v) is str else as_text(v) for v in get_any(row)]
-                if quick(join_any(values)) is None:
+                joined = join_any(values)
+                if quick(joined) is None:
                     target = fmt(*values)
                 else:
                     target = fmt(*[e(v) for e, v in zip(encoders_any, values, strict=True)])
                     if cut:
                         target = target.partition("#")[0]
+                if single and dotless in joined:
+                    for i, bad in single:
+                        if values[i] in bad:
+                            refuse(row)
+                elif every is not None:
+                    every(row)
                 return _new_prepared(
                     Prepared, (origin, (start + target).encode() + tail, method, idempotent)
                 )
@@ -347,6 +418,12 @@ class RequestPlan:
                 target = render(row)
                 if cut:
                     target = target.partition("#")[0]
+                for name, bad in named:
+                    value = row[name]
+                    if (value if type(value) is str else as_text(value)) in bad:
+                        refuse(row)
+                if every is not None:
+                    every(row)
                 return _new_prepared(
                     Prepared, (origin, (start + target).encode() + tail, method, idempotent)
                 )
@@ -356,6 +433,7 @@ class RequestPlan:
         encoders = fill.enc_text
         if fill.get is None:
             column, encode = fill.columns[0], encoders[0]
+            bad_one = single[0][1] if single else None
 
             def prepare_one(row: Mapping[str, Any]) -> Prepared:
                 """prepare_fast for one column of text."""
@@ -366,6 +444,8 @@ class RequestPlan:
                     target = fmt(encode(value))
                     if cut:
                         target = target.partition("#")[0]
+                if bad_one is not None and value in bad_one:
+                    refuse(row)
                 return _new_prepared(
                     Prepared, (origin, (start + target).encode() + tail, method, idempotent)
                 )
@@ -379,17 +459,28 @@ class RequestPlan:
             """prepare_fast for columns of text: when no value holds anything but unreserved
             characters (numbers, ids), one search over them all replaces every encoder."""
             values = get(row)
-            if quick(join(values)) is None:
+            joined = join(values)
+            if quick(joined) is None:
                 target = fmt(*values)
             else:
                 target = fmt(*[e(v) for e, v in zip(encoders, values, strict=True)])
                 if cut:
                     target = target.partition("#")[0]
+            if single and dotless in joined:
+                for i, bad in single:
+                    if values[i] in bad:
+                        refuse(row)
+            elif every is not None:
+                every(row)
             return _new_prepared(
                 Prepared, (origin, (start + target).encode() + tail, method, idempotent)
             )
 
         return prepare_text
+
+
+def _no_check(row: Mapping[str, Any]) -> None:
+    pass
 
 
 def _header_pairs(
@@ -411,6 +502,22 @@ def _header_pairs(
             raise TemplateError(f"header {number} is not in the form 'Name: value'")
         pairs.append((name.strip(), value.strip()))
     return pairs
+
+
+def _closes(value: str) -> bool:
+    """Whether a ``Connection`` value holds the "close" option (a comma-separated list)."""
+    return any(option.strip().lower() == "close" for option in value.split(","))
+
+
+def asks_close(data: bytes) -> bool:
+    """Whether a request's head has ``Connection: close`` (RFC 9112 §9.6): the client
+    must then close the connection once the answer is read."""
+    head = data.partition(b"\r\n\r\n")[0].decode("latin-1")
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "connection" and _closes(value):
+            return True
+    return False
 
 
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -442,8 +549,13 @@ def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
         drop_body = False
     cross = origin != prepared.origin
     kept: list[str] = []
+    # The Host the request had (a -H Host too) stays for the same origin; another
+    # origin gets its own (as curl keeps a custom Host only for the first host).
+    host = f"Host: {host_header(origin)}"
     for line in lines[1:]:
         name = line.partition(":")[0].strip().lower()
+        if name == "host" and not cross:
+            host = line
         if name in ("host", "content-length"):
             continue
         if cross and name in CREDENTIAL_HEADERS:
@@ -451,7 +563,7 @@ def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
         if drop_body and name == "content-type":
             continue
         kept.append(line)
-    block = "\r\n".join([f"{method} {new_target} HTTP/1.1", f"Host: {host_header(origin)}", *kept])
+    block = "\r\n".join([f"{method} {new_target} HTTP/1.1", host, *kept])
     data = block.encode("utf-8", "surrogateescape") + b"\r\n"
     if body or (method in _BODY_METHODS and not drop_body):
         data += b"Content-Length: %d\r\n\r\n" % len(body) + body

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ._encode import host_value, path_value, query_value, reserved_value, verbatim
+from ._template import as_text
 
 __all__ = [
     "AFTER_AUTHORITY",
+    "DotSegments",
     "Origin",
     "clean_target",
+    "dot_segment_check",
     "host_header",
     "shown_url",
     "split_url",
@@ -25,18 +29,31 @@ __all__ = [
 Origin = tuple[str, str, int]  # scheme, host, port
 
 # Characters that may not appear raw in a request-target (RFC 3986 §2, RFC 9112 §3.2):
-# controls, space, non-ASCII and a few delimiters. '%' is left alone so existing
-# escapes survive. One negated class (printable ASCII less those delimiters): 4x
-# faster than an alternation.
+# controls, space, non-ASCII and a few delimiters. One negated class (printable ASCII
+# less those delimiters): 4x faster than an alternation. '%' is looked at apart
+# (_TARGET_WITH_PERCENT), so that existing escapes survive.
 _UNSAFE_TARGET = re.compile(r"[^\x21\x23-\x3b\x3d\x3f-\x5b\x5d\x5f\x61-\x7a\x7e]")
+_TARGET_WITH_PERCENT = re.compile(r"[^\x21\x23\x24\x26-\x3b\x3d\x3f-\x5b\x5d\x5f\x61-\x7a\x7e]")
 _SAFE_CHARS = "!#$%&'()*+,-./:;=?@[]~_"
 _HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%:-]+")
+# RFC 3986 §2.1: '%' starts an escape of two hex digits; any other '%' is a '%' (%25).
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# What urlsplit removes from a URL anywhere in it (WHATWG URL: tab, CR, LF).
+_STRIPPED = re.compile(r"[\t\r\n]")
+_STRIPPED_ESCAPES = {"\t": "%09", "\r": "%0D", "\n": "%0A"}
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+# An escaped control character in a host: no host name has one.
+_ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
 
 
 def clean_target(target: str) -> str:
-    if _UNSAFE_TARGET.search(target) is None:
+    """``target`` as a valid request-target: what may not appear raw is percent-encoded,
+    and a '%' that does not start an escape becomes ``%25``; existing escapes stay."""
+    if _TARGET_WITH_PERCENT.search(target) is None:
         return target
-    return quote(target, safe=_SAFE_CHARS)
+    if _UNSAFE_TARGET.search(target) is not None:
+        target = quote(target, safe=_SAFE_CHARS)
+    return _LONE_PERCENT.sub("%25", target)
 
 
 def shown_url(url: str) -> str:
@@ -57,7 +74,16 @@ def _basic_auth(username: str | None, password: str | None) -> str | None:
 
 
 def split_with_auth(url: str) -> tuple[Origin, str, str | None]:
-    """``http://u:p@host:port/path?q`` → ((scheme, host, port), '/path?q', Basic auth)."""
+    """``http://u:p@host:port/path?q`` → ((scheme, host, port), '/path?q', Basic auth).
+
+    Control characters and spaces around the URL are trimmed (as WHATWG URL parsers
+    do: a line read from a file keeps its line break). Inside it, tab, CR and LF are
+    percent-encoded like every other control character: urlsplit would drop them,
+    and the request would not be what the URL says.
+    """
+    url = url.strip(_C0_OR_SPACE)
+    if _STRIPPED.search(url) is not None:
+        url = _STRIPPED.sub(lambda m: _STRIPPED_ESCAPES[m.group()], url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -67,6 +93,8 @@ def split_with_auth(url: str) -> tuple[Origin, str, str | None]:
     host = parts.hostname
     if not host:
         raise ValueError(f"URL {shown_url(url)!r} has no host")
+    if _ESCAPED_CONTROL.search(host) is not None:
+        raise ValueError(f"URL {shown_url(url)!r} has a bad host")
     if _HOST.fullmatch(host) is None:
         try:  # an internationalized name: its ASCII form (IDNA), as browsers send it
             host = host.encode("idna").decode("ascii")
@@ -167,3 +195,103 @@ def url_encoder(place: str, raw: bool, column: str) -> Callable[[str], str]:
     if place == "host":
         return host_value(column)
     return query_value if place == "query" else path_value  # userinfo: as a path segment
+
+
+_DOTS = (".", "..")
+
+
+class DotSegments:
+    """The check that no row's values make a whole path segment ``.`` or ``..``.
+
+    Servers remove such segments (RFC 3986 §5.2.4), and ``%2E`` is a dot to them
+    (§6.2.2.2), so no encoding can send one as a value: ``/p/{v}/end`` with ``..``
+    would reach ``/end``. Calling the check with a row raises ValueError for such
+    a row. Made by :func:`dot_segment_check` for the segments it could happen
+    to: those with a ``{column}`` in the path and no literal text but dots.
+
+    ``single``: per segment of one placeholder, (its index among the template's
+    columns, the values that would make it a dot segment), for the short
+    preparers to look up without a call (``named``: the same by column name;
+    ``empty``: whether an empty value is one of them); ``several``: a segment
+    holds more than one placeholder (then only a call tells).
+    """
+
+    __slots__ = ("_names", "_segments", "empty", "named", "several", "single")
+
+    def __init__(self, segments: list[tuple[str | int, ...]], columns: Sequence[str]) -> None:
+        self._segments = segments
+        self._names = tuple(columns)
+        single: list[tuple[int, frozenset[str]]] = []
+        for segment in segments:
+            found = [p for p in segment if isinstance(p, int)]
+            if len(found) == 1:
+                k = segment.index(found[0])
+                before = "".join(p for p in segment[:k] if isinstance(p, str))
+                after = "".join(p for p in segment[k + 1 :] if isinstance(p, str))
+                bad = frozenset(v for v in ("", ".", "..") if before + v + after in _DOTS)
+                single.append((found[0], bad))
+        self.single = tuple(single)
+        self.named = tuple((self._names[i], bad) for i, bad in single)
+        self.empty = any("" in bad for _, bad in single)  # an empty value can make one
+        self.several = len(single) < len(segments)
+
+    def __call__(self, row: Mapping[str, Any]) -> None:
+        for name, bad in self.named:
+            value = row[name]
+            if (value if type(value) is str else as_text(value)) in bad:
+                self._check_segments(row)
+        if self.several:
+            self._check_segments(row)
+
+    def _check_segments(self, row: Mapping[str, Any]) -> None:
+        """Raise the error for the first segment of ``row`` that is '.' or '..', if any."""
+        names = self._names
+        for segment in self._segments:
+            values = {
+                p: (v if type(v := row[names[p]]) is str else as_text(v))
+                for p in segment
+                if isinstance(p, int)
+            }
+            made = "".join(p if isinstance(p, str) else values[p] for p in segment)
+            if made in _DOTS:
+                shown = ", ".join(repr(v) for v in values.values())
+                cols = ", ".join(repr(names[i]) for i in values)
+                many = len(values) > 1
+                raise ValueError(
+                    f"the value{'s' * many} {shown} (column{'s' * many} {cols}) would be a "
+                    f"{made!r} path segment, which moves the path"
+                )
+
+
+def dot_segment_check(
+    literals: Sequence[str], columns: Sequence[str], places: Sequence[str], raw: Sequence[bool]
+) -> DotSegments | None:
+    """The :class:`DotSegments` check of a URL template, or None when no value can
+    make a dot segment. A ``{+column}`` may carry URL syntax, dot segments
+    included: its segment is not checked."""
+    segments: list[list[str | int]] = []
+    current: list[str | int] = []
+    for k, lit in enumerate(literals):
+        end = _AFTER_PATH.search(lit)  # the query (or fragment) starts: no more path
+        head, *rest = (lit if end is None else lit[: end.start()]).split("/")
+        current.append(head)
+        for part in rest:
+            segments.append(current)
+            current = [part]
+        if end is not None:
+            break
+        if k < len(columns):
+            current.append(k)
+    segments.append(current)
+    checked: list[tuple[str | int, ...]] = []
+    for segment in segments:
+        found = [p for p in segment if isinstance(p, int)]
+        text = "".join(p for p in segment if isinstance(p, str))
+        if (
+            found
+            and len(text) <= 2
+            and not text.strip(".")
+            and all(places[i] == "path" and not raw[i] for i in found)
+        ):
+            checked.append(tuple(p for p in segment if p != ""))
+    return DotSegments(checked, columns) if checked else None

@@ -232,6 +232,7 @@ class Request:
     target: str
     headers: dict[str, str]
     body: bytes
+    head: bytes = b""  # the request line and header lines, exactly as they came
 
 
 class _PeerGone(Exception):
@@ -350,11 +351,11 @@ class ScriptedServer:
                 parsed = self._read_request(conn, buf)
                 if parsed is None:
                     return
-                method, target, headers, body = parsed
+                method, target, headers, body, head = parsed
                 with self._lock:
                     index = len(self.requests)
                     self.requests.append(
-                        Request(index, number, position, method, target, headers, body)
+                        Request(index, number, position, method, target, headers, body, head)
                     )
                 position += 1
                 action = self.handler(index, method, target, headers, body)
@@ -397,7 +398,7 @@ class ScriptedServer:
 
     def _read_request(
         self, conn: socket.socket, buf: bytearray
-    ) -> tuple[str, str, dict[str, str], bytes] | None:
+    ) -> tuple[str, str, dict[str, str], bytes, bytes] | None:
         while True:
             end = buf.find(b"\r\n\r\n")
             if end != -1:
@@ -412,7 +413,8 @@ class ScriptedServer:
                     return None
                 continue
             buf += chunk
-        head = bytes(buf[:end]).decode("latin-1")
+        raw_head = bytes(buf[:end])
+        head = raw_head.decode("latin-1")
         del buf[: end + 4]
         request_line, *lines = head.split("\r\n")
         method, target, _version = request_line.split(" ", 2)
@@ -434,7 +436,7 @@ class ScriptedServer:
             buf += chunk
         body = bytes(buf[:length])
         del buf[:length]
-        return method, target, headers, body
+        return method, target, headers, body, raw_head
 
 
 @contextlib.contextmanager

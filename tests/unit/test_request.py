@@ -546,6 +546,10 @@ def test_encoding_table(value: str, path: str, query: str, reserved: str, form: 
 
 @given(st.text())
 def test_a_path_value_decodes_back_and_stays_one_segment(value: str) -> None:
+    if value in (".", ".."):  # a dot segment would move the path: refused
+        with pytest.raises(ValueError, match="path segment, which moves the path"):
+            _target("http://h/a/{v}/b", {"v": value})
+        return
     target = _target("http://h/a/{v}/b", {"v": value}).decode("ascii")
     segment = target.removeprefix("/a/").removesuffix("/b")
     assert "/" not in segment
