@@ -15,6 +15,9 @@ objects, arrays, a mix,     string (JSON text for anything but a string)
 or no value yet
 ==========================  ==========
 
+In a string column, a value whose JSON is a string (a date, a decimal: see
+:mod:`drumfire._values`) is that string, without quotes.
+
 A later value is converted when that loses nothing (an integer into a float
 column, ``3.0`` into an integer column, anything into a string column as JSON
 text); a value that does not fit (a string in a number column, 2.5 in an
@@ -27,9 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from ._result import Result
+from ._values import cell_text, dumps
 
 __all__ = [
     "BOOL",
@@ -74,10 +76,8 @@ def column_kind(values: Iterable[Any]) -> str:
 
 
 def json_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:
-        return str(value)  # Decimal, bytes...: their text
+    """``value`` as JSON text (a string in quotes), whatever it is (see :mod:`drumfire._values`)."""
+    return dumps(value).decode()
 
 
 def convert(value: Any, kind: str) -> Any:
@@ -86,7 +86,7 @@ def convert(value: Any, kind: str) -> Any:
         return None
     t = type(value)
     if kind == STRING:
-        return value if t is str else json_text(value)
+        return value if t is str else cell_text(value)
     if kind == FLOAT:
         if t is float or t is int:
             return float(value)

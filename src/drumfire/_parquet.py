@@ -37,6 +37,7 @@ from ._columns import UNFIT, column_kind, convert, learn_names
 from ._errors import InputError, UsageError
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item
+from ._values import dumps
 
 __all__ = [
     "MAX_PART_ROWS",
@@ -277,10 +278,9 @@ class ParquetSink:
                     self.unfit += 1
                     self._unfit_first = self._unfit_first or name
                     unfit.append(
-                        orjson.dumps(
+                        dumps(
                             {"id": r.id, "column": name, "value": value},
-                            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                            default=str,
+                            orjson.OPT_APPEND_NEWLINE,
                         )
                     )
                 values.append(cell)

@@ -13,7 +13,8 @@ added and the ids already there are skipped.
 
 Column types follow :mod:`drumfire._columns` (declared ``INTEGER``, ``REAL``
 or ``TEXT``); SQLite keeps any value a cell is given, so a later value of
-another kind is stored as it is and nothing is lost.
+another kind is stored as it is and nothing is lost; ``bytes`` are stored as a
+``BLOB``, and a value JSON has no type for as its text (:mod:`drumfire._values`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._columns import BOOL, FLOAT, INT, column_kind, json_text, learn_names
+from ._columns import BOOL, FLOAT, INT, column_kind, learn_names
 from ._errors import UsageError
 from ._result import BASE_COLUMNS, Result
+from ._values import cell_text
 
 __all__ = [
     "SqliteSink",
@@ -70,14 +72,14 @@ def _cell(value: Any) -> Any:
         return value
     if type(value) is bool:
         return int(value)
-    return json_text(value)
+    return cell_text(value)
 
 
 def _text_cell(value: Any) -> Any:
-    """A value for a TEXT column: JSON text for anything but a string, as in Parquet."""
-    if value is None or type(value) is str:
+    """A value for a TEXT column: JSON text for objects, as in Parquet (``_values``)."""
+    if value is None or type(value) in (str, bytes):
         return value
-    return json_text(value)
+    return cell_text(value)
 
 
 def _connect(path: str) -> sqlite3.Connection:

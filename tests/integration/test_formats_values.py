@@ -1,0 +1,109 @@
+"""Values JSON has no type for (decimals, timestamps, durations, binary, big integers), from
+the command line against the demo server on 127.0.0.1: every input row gives its row, in
+every output, with one process or several."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from drumfire.demo import DemoServer
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+UTC = dt.UTC
+
+
+def drumfire_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def read_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The rows of a CSV or JSON Lines output by id (an input error row: by its error)."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows: list[dict[str, Any]] = list(csv.DictReader(f))
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["id"] or r["error"]: r for r in rows}
+
+
+#: Columns of a Parquet input whose values JSON has no type for, and their text.
+TYPED = {
+    "dec": (pa.array([Decimal("1.10"), Decimal("-3.00")], pa.decimal128(10, 2)), ["1.10", "-3.00"]),
+    "tz": (
+        pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC), None],
+                 pa.timestamp("us", tz="Europe/Paris")),
+        ["2024-01-02T04:04:05.123456+01:00", None],
+    ),
+    "ns": (
+        pa.array([1704164645123456789, 1], pa.timestamp("ns")),
+        ["2024-01-02T03:04:05.123456789", "1970-01-01T00:00:00.000000001"],
+    ),
+    "dur": (
+        pa.array([dt.timedelta(seconds=90, microseconds=5), dt.timedelta(days=-1)],
+                 pa.duration("us")),
+        ["PT90.000005S", "-PT86400S"],
+    ),
+}  # fmt: skip
+
+
+def write_parquet(path: Path, **columns: Any) -> Path:
+    pq.write_table(pa.table({"q": ["a", "b"], **columns}), path)
+    return path
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_kept_values_json_has_no_type_for_are_their_text(
+    demo_server: DemoServer, tmp_path: Path, suffix: str, processes: int
+) -> None:
+    # They made a traceback and lost rows; with -p 2 any such column did, used or not.
+    source = write_parquet(tmp_path / "in.parquet", **{k: a for k, (a, _) in TYPED.items()})
+    out = tmp_path / f"out.{suffix}"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?q={q}&d={dec}",
+        "-e", "d=query.d", "--keep", ",".join(TYPED), "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert sorted(rows) == ["1", "2"]
+    for name, (_, texts) in TYPED.items():
+        empty = "" if suffix == "csv" else None
+        assert [rows[i][name] for i in ("1", "2")] == [empty if t is None else t for t in texts]
+    assert [rows[i]["d"] for i in ("1", "2")] == ["1.10", "-3.00"]  # sent as the same text
+
+
+PARSE = """
+import datetime, decimal
+def parse(response):
+    return {"dec": decimal.Decimal("0.10"), "raw": b"\\xff\\x00", "at": datetime.date(2024, 1, 2)}
+"""
+
+
+def test_a_parse_function_may_return_them_with_worker_processes(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    (tmp_path / "p.py").write_text(PARSE)
+    source = write_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.csv"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?q={q}",
+        "--parse", f"{tmp_path / 'p.py'}:parse", "-p", 2, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    got = [(r["dec"], r["raw"], r["at"]) for r in rows.values()]
+    assert got == [("0.10", "/wA=", "2024-01-02")] * 2  # bytes not UTF-8: base64
+
