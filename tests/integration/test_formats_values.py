@@ -107,3 +107,29 @@ def test_a_parse_function_may_return_them_with_worker_processes(
     got = [(r["dec"], r["raw"], r["at"]) for r in rows.values()]
     assert got == [("0.10", "/wA=", "2024-01-02")] * 2  # bytes not UTF-8: base64
 
+
+YEAR_10000_US = 253402300800000000  # 10000-01-01T00:00:00, in microseconds since 1970
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_timestamps_out_of_python_range_lose_no_row(
+    demo_server: DemoServer, tmp_path: Path, processes: int
+) -> None:
+    # Before: OverflowError "date value out of range" for the batch, even from an unused column.
+    n = 20
+    source = tmp_path / "in.parquet"
+    far = pa.array([YEAR_10000_US if i % 3 == 0 else i for i in range(n)], pa.timestamp("us"))
+    unused = pa.array([2932897 if i % 2 else i for i in range(n)], pa.date32())
+    queries = [f"q{i}" for i in range(n)]
+    pq.write_table(pa.table({"q": queries, "far": far, "unused": unused}), source)
+    out = tmp_path / "out.csv"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?q={q}&t={far}",
+        "-e", "t=query.t", "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert sorted(rows, key=int) == [str(i) for i in range(1, n + 1)]
+    assert rows["1"]["t"] == "10000-01-01T00:00:00.000000"
+    assert rows["2"]["t"] == "1970-01-01T00:00:00.000001"
+    assert all(r["status"] == "200" for r in rows.values())
