@@ -133,3 +133,23 @@ def test_timestamps_out_of_python_range_lose_no_row(
     assert rows["1"]["t"] == "10000-01-01T00:00:00.000000"
     assert rows["2"]["t"] == "1970-01-01T00:00:00.000001"
     assert all(r["status"] == "200" for r in rows.values())
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_binary_is_sent_as_its_text_or_is_an_error_row(
+    demo_server: DemoServer, tmp_path: Path, processes: int
+) -> None:
+    # Before: the Python repr went out, q=b'%5Cx00%5Cxff%26%3D%23'.
+    binary = pa.array([b"caf\xc3\xa9 &=#", b"\x00\xff&=#"], pa.binary())
+    source = write_parquet(tmp_path / "in.parquet", b=binary)
+    out = tmp_path / "out.jsonl"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?b={b}", "--json", '{"b": "{b}"}',
+        "-e", "query=raw_query", "-e", "body=body", "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert rows["1"]["query"] == "b=caf%C3%A9%20%26%3D%23"
+    assert json.loads(rows["1"]["body"]) == {"b": "café &=#"}
+    error = "input: line 2: column 'b' is binary, not UTF-8 text"
+    assert rows[error]["status"] is None  # the row is in the output, naming its line

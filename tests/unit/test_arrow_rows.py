@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drumfire import _frames as frames
+from drumfire._rows import InputProblem
 from drumfire._sources import open_source
 
 YEAR_10000_US = 253402300800000000  # 10000-01-01T00:00:00, in microseconds since 1970
@@ -87,6 +88,30 @@ def test_temporal_and_decimal_columns_are_read_as_text(tmp_path: Path) -> None:
     ]
 
 
+def test_binary_is_text_when_utf_8_and_else_an_error_row(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "id": ["r1", "r2", "r3", "r4"],
+            "b": pa.array([b"caf\xc3\xa9 &=#", b"\x00\xff", None, b"ok"], pa.binary()),
+            "fixed": pa.array([b"ab", b"cd", b"ef", b"\xfe\xff"], pa.binary(2)),
+            "deep": pa.array([[b"x"], [b"y"], [b"\xc3("], []], pa.list_(pa.large_binary())),
+        }
+    )
+    path = tmp_path / "in.parquet"
+    pq.write_table(table, path)
+    source = open_source(str(path))
+    items = list(source.items)
+    source.close()
+    assert items[0] == (1, {"id": "r1", "b": "café &=#", "fixed": "ab", "deep": ["x"]})
+    # Not UTF-8: no text to send, so the row is an input error naming its line and column.
+    problems = [(n, p.line, p.message) for n, p in items[1:] if isinstance(p, InputProblem)]
+    assert problems == [
+        (2, 2, "column 'b' is binary, not UTF-8 text"),
+        (3, 3, "column 'deep' is binary, not UTF-8 text"),
+        (4, 4, "column 'fixed' is binary, not UTF-8 text"),
+    ]
+
+
 def test_an_arrow_table_in_sliced_batches_is_read_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -101,6 +126,7 @@ def test_an_arrow_table_in_sliced_batches_is_read_the_same(
                 [None if i == 2 else {"d": Decimal(i)} for i in range(n)],
                 pa.struct([("d", pa.decimal128(3, 0))]),
             ),
+            "b": pa.array([b"\xff" if i == 3 else b"t" for i in range(n)], pa.binary()),
             "pair": pa.array(
                 [None if i == 1 else [Decimal(i), None] for i in range(n)],
                 pa.list_(pa.decimal128(3, 0), 2),
@@ -111,7 +137,10 @@ def test_an_arrow_table_in_sliced_batches_is_read_the_same(
     assert [n for n, _ in items] == [1, 2, 3, 4, 5]
     rows = [row for _, row in items]
     first, third = ["1970-01-01T00:00:00.000000", None], ["1970-01-01T00:00:02.000000", None]
-    assert rows[0] == {"i": 0, "ts": first, "st": {"d": "0"}, "pair": ["0", None]}
+    assert rows[0] == {"i": 0, "ts": first, "st": {"d": "0"}, "b": "t", "pair": ["0", None]}
     assert rows[1]["pair"] is None
-    assert rows[2] == {"i": 2, "ts": third, "st": None, "pair": ["2", None]}
+    assert rows[2] == {"i": 2, "ts": third, "st": None, "b": "t", "pair": ["2", None]}
+    problem = rows[3]
+    assert isinstance(problem, InputProblem)
+    assert (problem.line, problem.message) == (4, "column 'b' is binary, not UTF-8 text")
     assert (rows[4]["st"], rows[4]["pair"]) == ({"d": "4"}, ["4", None])
