@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import sqlite3
 import subprocess
 import sys
 from decimal import Decimal
@@ -153,3 +154,21 @@ def test_binary_is_sent_as_its_text_or_is_an_error_row(
     assert json.loads(rows["1"]["body"]) == {"b": "café &=#"}
     error = "input: line 2: column 'b' is binary, not UTF-8 text"
     assert rows[error]["status"] is None  # the row is in the output, naming its line
+
+
+def test_integers_beyond_64_bits_into_sqlite(demo_server: DemoServer, tmp_path: Path) -> None:
+    # Before: OverflowError "Python int too large to convert to SQLite INTEGER", no table.
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"n": 18446744073709551615}\n{"n": 5}\n')
+    out = tmp_path / "u64.sqlite"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?n={n}", "--keep", "n",
+        "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    conn = sqlite3.connect(out)
+    try:
+        rows = conn.execute("SELECT id, n, typeof(n) FROM results ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("1", "18446744073709551615", "text"), ("2", "5", "text")]  # exact
