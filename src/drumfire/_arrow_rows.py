@@ -14,6 +14,8 @@ the parent would):
 * date and time: ISO 8601 (``2024-01-02``, ``03:04:05.123``);
 * duration: ISO 8601 in seconds, exact (``PT90.5S``, ``-PT0.000000001S``);
   see :func:`drumfire._values.duration_text`;
+* float32: the shortest decimal that reads back as the same float32 (``1.1``,
+  not ``1.100000023841858``), as a float;
 * binary: its text when it is UTF-8 (strings written without Parquet's UTF-8
   annotation); a value that is not makes its row an error row,
   ``input: line N: column 'x' is binary, not UTF-8 text`` (no template could
@@ -53,7 +55,8 @@ def _needs(pa: Any, t: Any) -> bool:
         return not types.is_interval(t)
     binary_view = getattr(types, "is_binary_view", None)  # pyarrow 16
     return bool(
-        types.is_decimal(t)
+        types.is_float32(t)
+        or types.is_decimal(t)
         or types.is_binary(t)
         or types.is_large_binary(t)
         or types.is_fixed_size_binary(t)
@@ -125,6 +128,8 @@ def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
             return _nested(pa, array, mask)
         except TypeError:  # no mask= in this pyarrow: its values as to_pylist gives them
             return array, []
+    if types.is_float32(t):
+        return array.cast(pa.string()).cast(pa.float64()), []
     if types.is_timestamp(t):
         return pc.strftime(array, "%Y-%m-%dT%H:%M:%S" + ("%Ez" if t.tz else "")), []
     if types.is_duration(t):

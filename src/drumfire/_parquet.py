@@ -20,7 +20,7 @@ value), which Parquet readers skip too.
 Input is read record batch by record batch (:meth:`pyarrow.parquet.ParquetFile.iter_batches`),
 so memory holds one batch, never the file; values keep their types (an int64
 column gives ``int`` values, rendered ``3`` in a template), and those JSON has
-no type for (decimal, timestamp, duration...) are read as text: see
+no type for (decimal, timestamp, duration, binary...) are read as text: see
 :mod:`drumfire._arrow_rows`.
 """
 

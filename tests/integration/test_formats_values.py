@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -172,3 +173,23 @@ def test_integers_beyond_64_bits_into_sqlite(demo_server: DemoServer, tmp_path: 
     finally:
         conn.close()
     assert rows == [("1", "18446744073709551615", "text"), ("2", "5", "text")]  # exact
+
+
+def test_kept_timestamps_in_a_parquet_output_are_plain_text(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # Before: "\"2024-01-02T03:04:05.123456\"", JSON quotes inside the string.
+    ts = pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 123456), None], pa.timestamp("us"))
+    source = write_parquet(tmp_path / "in.parquet", ts=ts, f=pa.array([1.1, 2.5], pa.float32()))
+    out = tmp_path / "out.parquet"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?f={f}", "-e", "sent=query.f",
+        "--keep", "ts,f", "-o", out, "-q", "--ordered",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    table = ds.dataset(str(out)).to_table()
+    assert table.column("ts").to_pylist() == ["2024-01-02T03:04:05.123456", None]
+    assert table.column("f").to_pylist() == [1.1, 2.5]  # kept as the float32's shortest decimal
+    assert table.column("f").type == pa.float64()
+    # Sent as 1.1, not 1.100000023841858 (the value's float64).
+    assert table.column("sent").to_pylist() == ["1.1", "2.5"]

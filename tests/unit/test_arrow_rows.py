@@ -88,6 +88,17 @@ def test_temporal_and_decimal_columns_are_read_as_text(tmp_path: Path) -> None:
     ]
 
 
+def test_float32_reads_as_its_shortest_decimal(tmp_path: Path) -> None:
+    # A float32 1.1 read as a float64 is 1.100000023841858, which a template would send.
+    table = pa.table({"f": pa.array([1.1, None, 3.4e38, float("inf")], pa.float32())})
+    assert [row["f"] for row in read(tmp_path / "in.parquet", table)] == [
+        1.1,
+        None,
+        3.4e38,
+        float("inf"),
+    ]
+
+
 def test_binary_is_text_when_utf_8_and_else_an_error_row(tmp_path: Path) -> None:
     table = pa.table(
         {
