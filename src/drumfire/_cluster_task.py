@@ -42,7 +42,7 @@ def open_part(part: Part, scratch: str) -> Any:
         with open_binary(part.path) as f:
             table = pq.ParquetFile(f).read_row_groups(list(range(part.start, part.end)))
         source = frame_source(table, "arrow")
-        line_shift = 0
+        line_shift = part.first_row  # an input error row names the row of the whole input
     else:
         # The worker copies its byte range to a local file (behind the header)
         # and reads it as drumfire reads any input: same parsing, same input errors.

@@ -15,11 +15,16 @@ objects, arrays, a mix,     string (JSON text for anything but a string)
 or no value yet
 ==========================  ==========
 
+An integer beyond int64 counts as an object: a column of such is a string
+column (their exact digits). In a string column, a value whose JSON is a string
+(a date, a decimal: see :mod:`drumfire._values`) is that string, without quotes.
+
 A later value is converted when that loses nothing (an integer into a float
 column, ``3.0`` into an integer column, anything into a string column as JSON
 text); a value that does not fit (a string in a number column, 2.5 in an
-integer column) is written as null there and kept whole in a side file (see
-:mod:`drumfire._parquet`), so no row and no value is lost.
+integer column, an integer beyond int64 there) is written as null there and
+kept whole in a side file (see :mod:`drumfire._parquet`), or a side table
+(:mod:`drumfire._sqlite`), so no row and no value is lost.
 """
 
 from __future__ import annotations
@@ -27,9 +32,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from ._result import Result
+from ._values import cell_text, dumps
 
 __all__ = [
     "BOOL",
@@ -53,7 +57,7 @@ def _kind(value: Any) -> str:
     if t is bool:
         return BOOL
     if t is int:
-        return INT
+        return INT if -_INT64 <= value < _INT64 else "json"
     if t is float:
         return FLOAT
     if t is str:
@@ -74,10 +78,8 @@ def column_kind(values: Iterable[Any]) -> str:
 
 
 def json_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:
-        return str(value)  # Decimal, bytes...: their text
+    """``value`` as JSON text (a string in quotes), whatever it is (see :mod:`drumfire._values`)."""
+    return dumps(value).decode()
 
 
 def convert(value: Any, kind: str) -> Any:
@@ -86,10 +88,15 @@ def convert(value: Any, kind: str) -> Any:
         return None
     t = type(value)
     if kind == STRING:
-        return value if t is str else json_text(value)
+        return value if t is str else cell_text(value)
     if kind == FLOAT:
-        if t is float or t is int:
-            return float(value)
+        if t is float:
+            return value
+        if t is int:
+            try:
+                return float(value)
+            except OverflowError:  # beyond float64's range
+                return UNFIT
     elif kind == INT:
         if t is int and -_INT64 <= value < _INT64:
             return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._arrow_rows import BatchRows
 from ._rows import Item
 from ._sources import Source
 
@@ -50,11 +51,11 @@ def frame_source(rows: Any, kind: str) -> Source:
 
 
 def _items(table: Any) -> Iterator[Item]:
-    n = 0
+    import pyarrow as pa  # there since the table is one
+
+    reader = BatchRows(pa)  # as a Parquet input: decimals, timestamps... as text
     for batch in table.to_batches(max_chunksize=BATCH_ROWS):
-        for row in batch.to_pylist():
-            n += 1
-            yield n, row
+        yield from reader.rows(batch)
 
 
 def run_all_frame(

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._result import Result
+from ._values import dumps
 
 __all__ = [
     "Done",
@@ -51,7 +52,7 @@ class RowChunk(NamedTuple):
     rows: list[list[Any]]
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.rows)
+        return dumps(self.rows)  # a value JSON has no type for as its text (see _values)
 
 
 class End(NamedTuple):
@@ -76,7 +77,7 @@ class ResultBatch(NamedTuple):
     rows: list[list[Any]]
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.rows)
+        return dumps(self.rows)
 
     def results(self) -> Iterator[tuple[int, Result]]:
         for seq, id_, status, elapsed, attempts, error, fields, kept in self.rows:

@@ -19,7 +19,9 @@ value), which Parquet readers skip too.
 
 Input is read record batch by record batch (:meth:`pyarrow.parquet.ParquetFile.iter_batches`),
 so memory holds one batch, never the file; values keep their types (an int64
-column gives ``int`` values, rendered ``3`` in a template).
+column gives ``int`` values, rendered ``3`` in a template), and those JSON has
+no type for (decimal, timestamp, duration, binary...) are read as text: see
+:mod:`drumfire._arrow_rows`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from typing import Any
 
 import orjson
 
+from ._arrow_rows import BatchRows
 from ._columns import UNFIT, column_kind, convert, learn_names
 from ._errors import InputError, UsageError
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item
+from ._values import dumps
 
 __all__ = [
     "MAX_PART_ROWS",
@@ -277,10 +281,9 @@ class ParquetSink:
                     self.unfit += 1
                     self._unfit_first = self._unfit_first or name
                     unfit.append(
-                        orjson.dumps(
+                        dumps(
                             {"id": r.id, "column": name, "value": value},
-                            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                            default=str,
+                            orjson.OPT_APPEND_NEWLINE,
                         )
                     )
                 values.append(cell)
@@ -531,13 +534,11 @@ def open_parquet_source(
 
 
 def _items(files: list[Any], path: str, pa: Any) -> Iterator[Item]:
-    n = 0
+    reader = BatchRows(pa)  # values JSON has no type for read as text (see _arrow_rows)
     try:
         for f in files:
             # use_threads=False: the read-ahead process is a fork, and batches are small.
             for batch in f.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
-                for row in batch.to_pylist():
-                    n += 1
-                    yield n, row
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"cannot read input {path!r} after row {n}: {exc}") from None
+                yield from reader.rows(batch)
+    except (OSError, OverflowError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read input {path!r} after row {reader.count}: {exc}") from None

@@ -18,6 +18,7 @@ import orjson
 
 from ._errors import UsageError
 from ._result import BASE_COLUMNS, Result
+from ._values import cell_text, dumps
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -66,11 +67,10 @@ _PLAIN = frozenset({str, int, float, type(None)})  # written as they are
 
 
 def _cell(value: Any) -> Any:
+    """A CSV cell: objects as JSON text, a date or a decimal as its text (``_values``)."""
     if value is None or type(value) in (str, int, float):
         return value
-    if type(value) is bool:
-        return "true" if value else "false"
-    return orjson.dumps(value).decode()
+    return cell_text(value)
 
 
 #: The CSV column that holds, as a JSON object, the fields a parse function
@@ -158,7 +158,7 @@ class CsvSink:
         if self._parse:
             known = self._known
             extra = {k: v for k, v in fields.items() if k not in known} if fields else None
-            row.append(orjson.dumps(extra, default=str).decode() if extra else "")
+            row.append(dumps(extra).decode() if extra else "")
         if self._keep:
             kept = kept or {}
             row.extend([_cell(kept.get(k)) for k in self._keep])
@@ -188,9 +188,7 @@ class JsonlSink:
     def write(self, result: Result) -> None:
         d = result.as_dict()
         d["elapsed_ms"] = round(result.elapsed_ms, 3)
-        self._stream.write(
-            orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
-        )
+        self._stream.write(dumps(d, orjson.OPT_APPEND_NEWLINE))
 
     def flush(self) -> None:
         self._stream.flush()

@@ -13,7 +13,16 @@ added and the ids already there are skipped.
 
 Column types follow :mod:`drumfire._columns` (declared ``INTEGER``, ``REAL``
 or ``TEXT``); SQLite keeps any value a cell is given, so a later value of
-another kind is stored as it is and nothing is lost.
+another kind is stored as it is and nothing is lost; ``bytes`` are stored as a
+``BLOB``, and a value JSON has no type for as its text (:mod:`drumfire._values`).
+
+Except one: an integer beyond SQLite's 64 bits. A column whose first values
+hold one is ``TEXT`` (its exact digits); one arriving later in an ``INTEGER``
+column cannot be stored as text either (SQLite would make that text a REAL,
+rounded), so, as in the Parquet output, its cell is null and the value is kept
+whole in the table ``<table>_unfit`` (``id``, ``column``, ``value`` as JSON
+text), with a warning at the end. In a ``REAL`` column it is a float, as in
+Parquet. That table is replaced and resumed with its table.
 """
 
 from __future__ import annotations
@@ -21,13 +30,15 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._columns import BOOL, FLOAT, INT, column_kind, json_text, learn_names
+from ._columns import BOOL, FLOAT, INT, UNFIT, column_kind, convert, json_text, learn_names
 from ._errors import UsageError
 from ._result import BASE_COLUMNS, Result
+from ._values import cell_text
 
 __all__ = [
     "SqliteSink",
@@ -38,6 +49,8 @@ __all__ = [
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DECLARED = {BOOL: "INTEGER", INT: "INTEGER", FLOAT: "REAL"}
+_UNFIT = "_unfit"  # the table of values no cell could hold: "<table>_unfit"
+_INT64 = 1 << 63  # SQLite's INTEGER: -2**63 to 2**63 - 1
 
 
 def sqlite_target(output: str) -> tuple[str, str]:
@@ -65,19 +78,33 @@ def _quote(name: str) -> str:
 
 
 def _cell(value: Any) -> Any:
-    """A value for an INTEGER or REAL column (SQLite keeps a text value there too)."""
-    if value is None or type(value) in (str, int, float, bytes):
+    """A value for an INTEGER column (SQLite keeps a text value there too), or UNFIT."""
+    t = type(value)
+    if value is None or t in (str, float, bytes):
         return value
-    if type(value) is bool:
+    if t is int:
+        return value if -_INT64 <= value < _INT64 else UNFIT
+    if t is bool:
         return int(value)
-    return json_text(value)
+    return cell_text(value)
+
+
+def _real_cell(value: Any) -> Any:
+    """A value for a REAL column: as :func:`_cell`, an integer beyond 64 bits a float."""
+    if type(value) is int and not -_INT64 <= value < _INT64:
+        return convert(value, FLOAT)
+    return _cell(value)
 
 
 def _text_cell(value: Any) -> Any:
-    """A value for a TEXT column: JSON text for anything but a string, as in Parquet."""
-    if value is None or type(value) is str:
+    """A value for a TEXT column: JSON text for objects, as in Parquet (``_values``)."""
+    if value is None or type(value) in (str, bytes):
         return value
-    return json_text(value)
+    return cell_text(value)
+
+
+#: The cell function of each declared type (any other: _text_cell).
+_CELLS = {"INTEGER": _cell, "REAL": _real_cell}
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -112,10 +139,14 @@ class SqliteSink:
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
         self._insert: str | None = None
-        self._cells: list[Any] = []  # _cell or _text_cell, for each extracted and kept column
+        self._cells: list[Any] = []  # a _CELLS function for each extracted and kept column
+        self.unfit = 0
+        self._unfit_first = ""
         self._conn = _connect(self._path)
         try:
             existing = _table_columns(self._conn, self._table)
+            if not append:
+                self._conn.execute(f"DROP TABLE IF EXISTS {_quote(self._table + _UNFIT)}")
             if existing and not append:
                 self._conn.execute(f"DROP TABLE {_quote(self._table)}")
             elif existing:
@@ -132,7 +163,7 @@ class SqliteSink:
                 self._insert = self._insert_sql(columns)
                 info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})")
                 declared = [row[2].upper() for row in info][len(BASE_COLUMNS) :]
-                self._cells = [_text_cell if t == "TEXT" else _cell for t in declared]
+                self._cells = [_CELLS.get(t, _text_cell) for t in declared]
         except sqlite3.Error as exc:
             self._conn.close()
             raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
@@ -164,7 +195,7 @@ class SqliteSink:
             kind = column_kind((r.kept or {}).get(name) for r in rows)
             declared.append((name, _DECLARED.get(kind, "TEXT")))
         extra = declared[len(BASE_COLUMNS) :]
-        self._cells = [_text_cell if t == "TEXT" else _cell for _, t in extra]
+        self._cells = [_CELLS.get(t, _text_cell) for _, t in extra]
         body = ", ".join(f"{_quote(n)} {t}" for n, t in declared)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self._table)} ({body})")
         self._insert = self._insert_sql([n for n, _ in declared])
@@ -188,34 +219,47 @@ class SqliteSink:
                 self._create(rows)
                 fields, keep = self._fields, self._keep
             assert self._insert is not None
-            cells, nf = self._cells, len(fields)
-            conn.executemany(
-                self._insert,
-                (
-                    (
-                        r.id,
-                        r.status,
-                        r.elapsed_ms,
-                        r.attempts,
-                        r.error,
-                        *(
-                            c((r.fields or {}).get(n))
-                            for c, n in zip(cells[:nf], fields, strict=True)
-                        ),
-                        *(c((r.kept or {}).get(n)) for c, n in zip(cells[nf:], keep, strict=True)),
-                    )
-                    for r in rows
-                ),
-            )
+            unfit: list[tuple[str, str, str]] = []
+            conn.executemany(self._insert, (self._row(r, fields, keep, unfit) for r in rows))
+            if unfit:  # in the same transaction: the row and its value, or neither
+                table = _quote(self._table + _UNFIT)
+                columns = 'id TEXT, "column" TEXT, value TEXT'
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+                conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)", unfit)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
+
+    def _row(
+        self, r: Result, fields: list[str], keep: list[str], unfit: list[tuple[str, str, str]]
+    ) -> list[Any]:
+        """The values to insert for ``r``; a value no cell can hold goes to ``unfit``."""
+        row: list[Any] = [r.id, r.status, r.elapsed_ms, r.attempts, r.error]
+        nf = len(fields)
+        for i, cell in enumerate(self._cells):
+            name, holder = (fields[i], r.fields) if i < nf else (keep[i - nf], r.kept)
+            value = holder.get(name) if holder else None
+            stored = cell(value)
+            if stored is UNFIT:
+                stored = None
+                self.unfit += 1
+                self._unfit_first = self._unfit_first or name
+                unfit.append((r.id, name, json_text(value)))
+            row.append(stored)
+        return row
 
     def close(self) -> None:
         try:
             self.flush(final=True)
         finally:
             self._conn.close()
+        if self.unfit:
+            print(
+                f"drumfire: warning: {self.unfit} value(s) did not fit the type of their column "
+                f"(first in {self._unfit_first!r}); they are null there and kept whole in table "
+                f"{self._table + _UNFIT!r} of {self._path}",
+                file=sys.stderr,
+            )
 
 
 #: What an output row says about itself for a resume: (id, status, error).

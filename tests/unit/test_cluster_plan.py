@@ -73,6 +73,21 @@ def test_jsonl_and_url_lists_cut_at_lines(tmp_path: Path) -> None:
     assert [x for p in parts for x in items(open_part(p, str(tmp_path)))] == whole
 
 
+def test_parquet_row_groups_read_the_same_items_as_the_whole_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Binary that is not UTF-8 is an input error row: it names the row of the whole input.
+    src = tmp_path / "in.parquet"
+    values = [b"\xff" if i % 40 == 7 else f"v{i}".encode() for i in range(200)]
+    pq.write_table(pa.table({"b": pa.array(values, pa.binary())}), src, row_group_size=30)
+    whole = items(open_source(str(src), "parquet", count=False))
+    parts = plan_parts(str(src), "parquet", size=1)
+    assert len(parts) > 3
+    assert [x for p in parts for x in items(open_part(p, str(tmp_path)))] == whole
+    assert whole[7] == (8, (8, "column 'b' is binary, not UTF-8 text"))
+
+
 def test_stdin_and_gzip_are_refused(tmp_path: Path) -> None:
     from drumfire import UsageError
 

@@ -257,6 +257,56 @@ def test_sqlite_typed_table_and_resume(tmp_path: Path) -> None:
     assert len(done_ids(str(db), "sqlite")) == 0
 
 
+def test_integers_beyond_64_bits_lose_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    u64 = (1 << 64) - 1
+    # Among the first values: a text column (Parquet string, SQLite TEXT) of exact digits.
+    assert column_kind([1, u64]) == "string"
+    assert convert(u64, "string") == "18446744073709551615"
+    assert convert(1 << 1100, "float64") is UNFIT  # beyond float64: not an OverflowError
+    db = tmp_path / "out.db"
+    sink = SqliteSink(str(db), ["n", "x"], ["u"])
+    sink.write(result(1, {"n": 1, "x": 0.5}, {"u": u64}))
+    sink.flush()
+    # Later, in an INTEGER column: SQLite would round its text to a REAL, so it is set aside.
+    sink.write(result(2, {"n": u64, "x": 1 << 64}, {"u": 2}))
+    sink.write(result(3, {"n": -(1 << 63), "x": 1 << 1100}, {"u": -(1 << 70)}))
+    sink.close()
+    warning = capsys.readouterr().err
+    assert "2 value(s) did not fit the type of their column (first in 'n')" in warning
+    assert "table 'results_unfit'" in warning
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT id, n, x, u, typeof(u) FROM results ORDER BY id").fetchall()
+        unfit = conn.execute('SELECT id, "column", value FROM results_unfit').fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        ("r1", 1, 0.5, str(u64), "text"),
+        ("r2", None, float(1 << 64), "2", "text"),
+        ("r3", -(1 << 63), None, str(-(1 << 70)), "text"),
+    ]
+    assert unfit == [("r2", "n", str(u64)), ("r3", "x", str(1 << 1100))]
+    SqliteSink(str(db), ["n", "x"], ["u"], append=True).close()  # --resume keeps them
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM results_unfit").fetchone() == (2,)
+    finally:
+        conn.close()
+    SqliteSink(str(db), ["n", "x"], ["u"]).close()  # replaced with its table
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    finally:
+        conn.close()
+    out = tmp_path / "out.parquet"
+    parquet = ParquetSink(str(out), [], ["u"])
+    parquet.write(result(1, None, {"u": u64}))
+    parquet.close()
+    assert ds.dataset(str(out)).to_table().column("u").to_pylist() == [str(u64)]
+
+
 def test_sqlite_url() -> None:
     assert sqlite_target("sqlite:///rel/out.db?table=runs") == ("rel/out.db", "runs")
     assert sqlite_target("sqlite:////abs/out.db") == ("/abs/out.db", "results")

@@ -1,0 +1,184 @@
+"""Arrow record batches as rows (Parquet input, Arrow tables and polars frames).
+
+``RecordBatch.to_pylist`` makes a ``Decimal``, a ``datetime`` or ``bytes`` of
+a value JSON has no type for, and raises ``OverflowError`` (losing the whole
+batch) for a timestamp or date out of Python's years 1 to 9999. So a column of
+such a type is converted by Arrow first, into values every driver, template
+and output treats alike (a worker process gets the same text a template in
+the parent would):
+
+* decimal: its exact text (``"1.10"`` for decimal(5, 2));
+* timestamp: ISO 8601 with ``T``, the column's precision (``2024-01-02T03:04:05.123456``
+  for microseconds), and its UTC offset when it has a time zone (``+01:00``);
+  also outside years 1 to 9999 (``10000-01-01T00:00:00.000000``);
+* date and time: ISO 8601 (``2024-01-02``, ``03:04:05.123``);
+* duration: ISO 8601 in seconds, exact (``PT90.5S``, ``-PT0.000000001S``);
+  see :func:`drumfire._values.duration_text`;
+* float32: the shortest decimal that reads back as the same float32 (``1.1``,
+  not ``1.100000023841858``), as a float;
+* binary: its text when it is UTF-8 (strings written without Parquet's UTF-8
+  annotation); a value that is not makes its row an error row,
+  ``input: line N: column 'x' is binary, not UTF-8 text`` (no template could
+  send it as text, and drumfire cannot tell whether one uses the column);
+* inside lists, structs and maps the same.
+
+Other columns, the most common, go through ``to_pylist`` as they are, with no
+cost added. pyarrow is imported only when a batch is converted.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from typing import Any
+
+from ._rows import InputProblem, Item
+from ._values import duration_text
+
+__all__ = ["BatchRows"]
+
+_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+
+
+def _needs(pa: Any, t: Any) -> bool:
+    """Whether a column of Arrow type ``t`` must be converted before ``to_pylist``."""
+    types = pa.types
+    if types.is_dictionary(t):
+        return _needs(pa, t.value_type)
+    if types.is_struct(t):
+        return any(_needs(pa, t.field(i).type) for i in range(t.num_fields))
+    if types.is_map(t):
+        return _needs(pa, t.key_type) or _needs(pa, t.item_type)
+    if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
+        return _needs(pa, t.value_type)
+    if types.is_temporal(t):  # timestamp, date, time, duration; not an interval
+        return not types.is_interval(t)
+    binary_view = getattr(types, "is_binary_view", None)  # pyarrow 16
+    return bool(
+        types.is_float32(t)
+        or types.is_decimal(t)
+        or types.is_binary(t)
+        or types.is_large_binary(t)
+        or types.is_fixed_size_binary(t)
+        or (binary_view is not None and binary_view(t))
+    )
+
+
+def _strings(pa: Any, texts: list[str | None]) -> Any:
+    """A string array of ``texts`` (a builder: ``pa.array`` would import pandas)."""
+    builder_type = getattr(pa.lib, "StringBuilder", None)
+    if builder_type is None:  # pragma: no cover - other pyarrow builds
+        return pa.array(texts, pa.string())
+    builder = builder_type()
+    builder.append_values(texts)
+    return builder.finish()
+
+
+def _parents(offsets: Any, bad: list[int], n: int) -> list[int]:
+    """The list entries (of ``n``) that hold the child values at positions ``bad``."""
+    if not bad:
+        return bad
+    starts = offsets.to_pylist()
+    found = {bisect.bisect_right(starts, i) - 1 for i in bad}
+    return sorted(i for i in found if 0 <= i < n)
+
+
+def _nested(pa: Any, array: Any, mask: Any) -> tuple[Any, list[int]]:
+    """A list, struct or map array with its values converted, and its entries holding bad ones."""
+    t = array.type
+    types = pa.types
+    masked = {} if mask is None else {"mask": mask}  # a map's mask: pyarrow 17
+    if types.is_struct(t):
+        children, found = [], set()
+        for i in range(t.num_fields):
+            child, child_bad = _convert(pa, array.field(i))
+            children.append(child)
+            found.update(child_bad)
+        fields = [pa.field(t.field(i).name, c.type) for i, c in enumerate(children)]
+        return pa.StructArray.from_arrays(children, fields=fields, **masked), sorted(found)
+    if types.is_map(t):
+        keys, keys_bad = _convert(pa, array.keys)
+        items, items_bad = _convert(pa, array.items)
+        entries = _parents(array.offsets, sorted({*keys_bad, *items_bad}), len(array))
+        return pa.MapArray.from_arrays(array.offsets, keys, items, **masked), entries
+    if types.is_fixed_size_list(t):
+        size = t.list_size  # not flatten(): it leaves out the values of null entries
+        own = array.values.slice(array.offset * size, len(array) * size)
+        values, values_bad = _convert(pa, own)
+        converted = pa.FixedSizeListArray.from_arrays(values, size, **masked)
+        return converted, sorted({i // size for i in values_bad})
+    values, values_bad = _convert(pa, array.values)
+    entries = _parents(array.offsets, values_bad, len(array))
+    return type(array).from_arrays(array.offsets, values, **masked), entries
+
+
+def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
+    """``array`` converted (see the module docstring), and the positions of its non-UTF-8 values."""
+    import pyarrow.compute as pc
+
+    t = array.type
+    types = pa.types
+    if not _needs(pa, t):
+        return array, []
+    if types.is_dictionary(t):
+        return _convert(pa, array.dictionary_decode())
+    if types.is_nested(t):
+        mask = array.is_null() if array.null_count else None
+        try:
+            return _nested(pa, array, mask)
+        except TypeError:  # no mask= in this pyarrow: its values as to_pylist gives them
+            return array, []
+    if types.is_float32(t):
+        return array.cast(pa.string()).cast(pa.float64()), []
+    if types.is_timestamp(t):
+        return pc.strftime(array, "%Y-%m-%dT%H:%M:%S" + ("%Ez" if t.tz else "")), []
+    if types.is_duration(t):
+        digits = _DIGITS[t.unit]
+        counts = array.cast(pa.int64()).to_pylist()
+        return _strings(pa, [None if c is None else duration_text(c, digits) for c in counts]), []
+    try:  # decimal, date, time; binary, when it is UTF-8
+        return array.cast(pa.string()), []
+    except pa.ArrowInvalid:
+        if types.is_decimal(t) or types.is_temporal(t):
+            raise
+    texts: list[str | None] = []
+    bad: list[int] = []
+    for i, value in enumerate(array.to_pylist()):
+        try:
+            texts.append(None if value is None else value.decode("utf-8"))
+        except UnicodeDecodeError:
+            texts.append(None)
+            bad.append(i)
+    return _strings(pa, texts), bad
+
+
+class BatchRows:
+    """Rows of record batches, numbered on from one batch to the next (see the module docstring)."""
+
+    def __init__(self, pa: Any) -> None:
+        self._pa = pa
+        self._schema: Any = None
+        self._needs: list[bool] = []
+        self.count = 0  # rows given so far
+
+    def rows(self, batch: Any) -> Iterator[Item]:
+        """The rows of ``batch`` as items: ``(row number, row or InputProblem)``."""
+        pa = self._pa
+        if batch.schema is not self._schema and batch.schema != self._schema:
+            self._schema = batch.schema
+            self._needs = [_needs(pa, f.type) for f in batch.schema]
+        problems: dict[int, str] = {}
+        if any(self._needs):
+            columns = list(batch.columns)
+            for i, need in enumerate(self._needs):
+                if need:
+                    columns[i], bad = _convert(pa, columns[i])
+                    for j in bad:
+                        name = batch.schema.field(i).name
+                        problems.setdefault(j, f"column {name!r} is binary, not UTF-8 text")
+            batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        n = self.count
+        for j, row in enumerate(batch.to_pylist()):
+            n += 1
+            self.count = n
+            yield n, row if j not in problems else InputProblem(n, problems[j])

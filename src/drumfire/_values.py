@@ -1,0 +1,136 @@
+"""Values that JSON has no type for, as text: the one converter every output uses.
+
+Rows and results hold what their source gave: JSON values from JSON Lines,
+strings from CSV, and from the Python API anything (a ``Decimal``, a
+``datetime``, a pandas ``Timestamp``, ``bytes``, numpy numbers). Every output
+writes such a value the same way, through :func:`dumps` (JSON Lines, the worker
+processes' pipes, ``_unfit.jsonl``) or :func:`cell_text` (a CSV cell, a
+Parquet or SQLite text cell), never raising:
+
+* ``Decimal``: its exact text (``str``: ``"1.10"`` stays ``"1.10"``);
+* ``datetime`` (pandas ``Timestamp`` too), ``date``, ``time``: ISO 8601 with
+  ``T`` (``isoformat``, as orjson writes a ``datetime``: ``2024-01-02T03:04:05.123456+01:00``);
+* ``timedelta`` (pandas ``Timedelta`` too): an ISO 8601 duration in seconds,
+  exact: ``PT90.5S``, ``-PT86400S``, ``PT0.000000001S`` (see :func:`duration_text`);
+* ``bytes``: their text if they are UTF-8, else their base64 (standard alphabet);
+* numpy numbers: the Python number (orjson's ``OPT_SERIALIZE_NUMPY``);
+* sets and tuples of any kind (a named tuple): a JSON array;
+* an integer beyond JSON's 64 bits: the JSON number all the same, exactly;
+* anything else: ``str(value)``.
+
+In JSON these are strings (``"1.10"``); in a CSV cell or a text column their
+text without quotes (:func:`cell_text`: a value whose JSON is a string is
+written as that string; objects, arrays and numbers as JSON text).
+
+Parquet input and Arrow tables are converted as they are read, so their rows
+hold such values as text already (see :mod:`drumfire._arrow_rows`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+import orjson
+
+__all__ = ["cell_text", "dumps", "duration_text", "json_default"]
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+#: The integers orjson writes: int64's least to uint64's greatest.
+_LEAST, _MOST = -(1 << 63), (1 << 64) - 1
+_KEYS = (str, int, float, bool, type(None))  # dict keys kept as they are (else their text)
+
+
+def duration_text(count: int, digits: int) -> str:
+    """``count`` units of ``10**-digits`` seconds as an ISO 8601 duration: ``PT90.5S``.
+
+    Seconds only, exact, no trailing zeros; a negative one has a leading
+    minus (as XML Schema's ``xs:duration``): ``-PT86400S``.
+    """
+    sign = "-" if count < 0 else ""
+    whole, part = divmod(abs(count), 10**digits)
+    fraction = f"{part:0{digits}d}".rstrip("0") if digits else ""
+    return f"{sign}PT{whole}{'.' + fraction if fraction else ''}S"
+
+
+def json_default(value: Any) -> Any:
+    """orjson's ``default=``: a value JSON has no type for as one it has (module docstring)."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        nanoseconds = getattr(value, "value", None)  # pandas Timedelta: nanoseconds
+        if type(nanoseconds) is int:
+            return duration_text(nanoseconds, 9)
+        micro = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+        return duration_text(micro, 6)
+    if isinstance(value, dt.date | dt.time):  # a datetime subclass (pandas Timestamp)
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(data).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, tuple | set | frozenset):  # a named tuple, a set: an array
+        return list(value)
+    return str(value)
+
+
+def _key(key: Any) -> Any:
+    """A dict key orjson writes (``OPT_NON_STR_KEYS``), or else its text."""
+    if type(key) in _KEYS and not (type(key) is int and not _LEAST <= key <= _MOST):
+        return _jsonable(key) if type(key) is str else key
+    return str(key)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with what orjson refuses even with a default replaced (see :func:`dumps`)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _LEAST <= value <= _MOST else orjson.Fragment(str(int(value)))
+    if isinstance(value, str):  # a lone surrogate: escaped (orjson writes UTF-8 only)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dumps(value: Any, option: int = 0) -> bytes:
+    """``value`` as JSON, whatever it holds (see the module docstring); never raises.
+
+    orjson refuses integers beyond 64 bits, some dict keys (tuples) and strings
+    that are not UTF-8 (a lone surrogate) before asking ``default``: only then
+    is the value walked, and those replaced (an integer by its exact JSON
+    number, a key by its text, a lone surrogate by its ``\\udXXX`` escape).
+    """
+    try:
+        return orjson.dumps(value, default=json_default, option=option | _OPTIONS)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(_jsonable(value), default=json_default, option=option | _OPTIONS)
+    except TypeError:  # a dict key orjson cannot write even as text: the value's text
+        return orjson.dumps(_jsonable(str(value)), option=option)
+
+
+def cell_text(value: Any) -> str:
+    """``value`` as the text of a cell: a string as it is, a value whose JSON is a
+    string (a ``Decimal``, a ``datetime``) as that string, others as JSON text."""
+    if type(value) is str:
+        return value
+    text = dumps(value)
+    if text[:1] == b'"':
+        found = orjson.loads(text)
+        if type(found) is str:
+            return found
+    return text.decode()

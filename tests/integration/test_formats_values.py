@@ -1,0 +1,195 @@
+"""Values JSON has no type for (decimals, timestamps, durations, binary, big integers), from
+the command line against the demo server on 127.0.0.1: every input row gives its row, in
+every output, with one process or several."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sqlite3
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from drumfire.demo import DemoServer
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+UTC = dt.UTC
+
+
+def drumfire_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def read_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The rows of a CSV or JSON Lines output by id (an input error row: by its error)."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows: list[dict[str, Any]] = list(csv.DictReader(f))
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["id"] or r["error"]: r for r in rows}
+
+
+#: Columns of a Parquet input whose values JSON has no type for, and their text.
+TYPED = {
+    "dec": (pa.array([Decimal("1.10"), Decimal("-3.00")], pa.decimal128(10, 2)), ["1.10", "-3.00"]),
+    "tz": (
+        pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC), None],
+                 pa.timestamp("us", tz="Europe/Paris")),
+        ["2024-01-02T04:04:05.123456+01:00", None],
+    ),
+    "ns": (
+        pa.array([1704164645123456789, 1], pa.timestamp("ns")),
+        ["2024-01-02T03:04:05.123456789", "1970-01-01T00:00:00.000000001"],
+    ),
+    "dur": (
+        pa.array([dt.timedelta(seconds=90, microseconds=5), dt.timedelta(days=-1)],
+                 pa.duration("us")),
+        ["PT90.000005S", "-PT86400S"],
+    ),
+}  # fmt: skip
+
+
+def write_parquet(path: Path, **columns: Any) -> Path:
+    pq.write_table(pa.table({"q": ["a", "b"], **columns}), path)
+    return path
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_kept_values_json_has_no_type_for_are_their_text(
+    demo_server: DemoServer, tmp_path: Path, suffix: str, processes: int
+) -> None:
+    # They made a traceback and lost rows; with -p 2 any such column did, used or not.
+    source = write_parquet(tmp_path / "in.parquet", **{k: a for k, (a, _) in TYPED.items()})
+    out = tmp_path / f"out.{suffix}"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?q={q}&d={dec}",
+        "-e", "d=query.d", "--keep", ",".join(TYPED), "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert sorted(rows) == ["1", "2"]
+    for name, (_, texts) in TYPED.items():
+        empty = "" if suffix == "csv" else None
+        assert [rows[i][name] for i in ("1", "2")] == [empty if t is None else t for t in texts]
+    assert [rows[i]["d"] for i in ("1", "2")] == ["1.10", "-3.00"]  # sent as the same text
+
+
+PARSE = """
+import datetime, decimal
+def parse(response):
+    return {"dec": decimal.Decimal("0.10"), "raw": b"\\xff\\x00", "at": datetime.date(2024, 1, 2)}
+"""
+
+
+def test_a_parse_function_may_return_them_with_worker_processes(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    (tmp_path / "p.py").write_text(PARSE)
+    source = write_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "out.csv"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?q={q}",
+        "--parse", f"{tmp_path / 'p.py'}:parse", "-p", 2, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    got = [(r["dec"], r["raw"], r["at"]) for r in rows.values()]
+    assert got == [("0.10", "/wA=", "2024-01-02")] * 2  # bytes not UTF-8: base64
+
+
+YEAR_10000_US = 253402300800000000  # 10000-01-01T00:00:00, in microseconds since 1970
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_timestamps_out_of_python_range_lose_no_row(
+    demo_server: DemoServer, tmp_path: Path, processes: int
+) -> None:
+    # Before: OverflowError "date value out of range" for the batch, even from an unused column.
+    n = 20
+    source = tmp_path / "in.parquet"
+    far = pa.array([YEAR_10000_US if i % 3 == 0 else i for i in range(n)], pa.timestamp("us"))
+    unused = pa.array([2932897 if i % 2 else i for i in range(n)], pa.date32())
+    queries = [f"q{i}" for i in range(n)]
+    pq.write_table(pa.table({"q": queries, "far": far, "unused": unused}), source)
+    out = tmp_path / "out.csv"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?q={q}&t={far}",
+        "-e", "t=query.t", "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert sorted(rows, key=int) == [str(i) for i in range(1, n + 1)]
+    assert rows["1"]["t"] == "10000-01-01T00:00:00.000000"
+    assert rows["2"]["t"] == "1970-01-01T00:00:00.000001"
+    assert all(r["status"] == "200" for r in rows.values())
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_binary_is_sent_as_its_text_or_is_an_error_row(
+    demo_server: DemoServer, tmp_path: Path, processes: int
+) -> None:
+    # Before: the Python repr went out, q=b'%5Cx00%5Cxff%26%3D%23'.
+    binary = pa.array([b"caf\xc3\xa9 &=#", b"\x00\xff&=#"], pa.binary())
+    source = write_parquet(tmp_path / "in.parquet", b=binary)
+    out = tmp_path / "out.jsonl"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?b={b}", "--json", '{"b": "{b}"}',
+        "-e", "query=raw_query", "-e", "body=body", "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert rows["1"]["query"] == "b=caf%C3%A9%20%26%3D%23"
+    assert json.loads(rows["1"]["body"]) == {"b": "café &=#"}
+    error = "input: line 2: column 'b' is binary, not UTF-8 text"
+    assert rows[error]["status"] is None  # the row is in the output, naming its line
+
+
+def test_integers_beyond_64_bits_into_sqlite(demo_server: DemoServer, tmp_path: Path) -> None:
+    # Before: OverflowError "Python int too large to convert to SQLite INTEGER", no table.
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"n": 18446744073709551615}\n{"n": 5}\n')
+    out = tmp_path / "u64.sqlite"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?n={n}", "--keep", "n",
+        "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    conn = sqlite3.connect(out)
+    try:
+        rows = conn.execute("SELECT id, n, typeof(n) FROM results ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("1", "18446744073709551615", "text"), ("2", "5", "text")]  # exact
+
+
+def test_kept_timestamps_in_a_parquet_output_are_plain_text(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # Before: "\"2024-01-02T03:04:05.123456\"", JSON quotes inside the string.
+    ts = pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 123456), None], pa.timestamp("us"))
+    source = write_parquet(tmp_path / "in.parquet", ts=ts, f=pa.array([1.1, 2.5], pa.float32()))
+    out = tmp_path / "out.parquet"
+    proc = drumfire_cli(
+        "run", source, "--url", demo_server.base_url + "/echo?f={f}", "-e", "sent=query.f",
+        "--keep", "ts,f", "-o", out, "-q", "--ordered",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    table = ds.dataset(str(out)).to_table()
+    assert table.column("ts").to_pylist() == ["2024-01-02T03:04:05.123456", None]
+    assert table.column("f").to_pylist() == [1.1, 2.5]  # kept as the float32's shortest decimal
+    assert table.column("f").type == pa.float64()
+    # Sent as 1.1, not 1.100000023841858 (the value's float64).
+    assert table.column("sent").to_pylist() == ["1.1", "2.5"]

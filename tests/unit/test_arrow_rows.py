@@ -1,0 +1,157 @@
+"""Parquet input and Arrow tables read as rows (drumfire._arrow_rows): values JSON has no
+type for arrive as text, and no value makes a batch of rows fail."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from drumfire import _frames as frames
+from drumfire._rows import InputProblem
+from drumfire._sources import open_source
+
+YEAR_10000_US = 253402300800000000  # 10000-01-01T00:00:00, in microseconds since 1970
+BEFORE_YEAR_1_US = -62135596800000001  # 0000-12-31T23:59:59.999999
+
+
+def read(path: Path, table: pa.Table) -> list[Any]:
+    pq.write_table(table, path)
+    source = open_source(str(path))
+    try:
+        return [row for _, row in source.items]
+    finally:
+        source.close()
+
+
+def test_out_of_range_timestamps_and_dates_are_read_as_iso_text(tmp_path: Path) -> None:
+    # to_pylist raised OverflowError ("date value out of range") and the batch's rows were lost.
+    table = pa.table(
+        {
+            "q": ["a", "b", "c"],
+            "far": pa.array([YEAR_10000_US, BEFORE_YEAR_1_US, None], pa.timestamp("us")),
+            "day": pa.array([2932897, -719163, 0], pa.date32()),  # 10000-01-01, 0000-12-31
+            "in_list": pa.array([[YEAR_10000_US], [], None], pa.list_(pa.timestamp("us"))),
+        }
+    )
+    assert read(tmp_path / "in.parquet", table) == [
+        {
+            "q": "a",
+            "far": "10000-01-01T00:00:00.000000",
+            "day": "10000-01-01",
+            "in_list": ["10000-01-01T00:00:00.000000"],
+        },
+        {"q": "b", "far": "0000-12-31T23:59:59.999999", "day": "0000-12-31", "in_list": []},
+        {"q": "c", "far": None, "day": "1970-01-01", "in_list": None},
+    ]
+
+
+def test_temporal_and_decimal_columns_are_read_as_text(tmp_path: Path) -> None:
+    second = 1704164645  # 2024-01-02T03:04:05Z
+    table = pa.table(
+        {
+            "s": pa.array([second], pa.timestamp("s")),
+            "ms_tz": pa.array([second * 1000 + 5], pa.timestamp("ms", tz="Europe/Paris")),
+            "us_utc": pa.array([second * 10**6], pa.timestamp("us", tz="UTC")),
+            "ns": pa.array([second * 10**9 + 7], pa.timestamp("ns")),
+            "time": pa.array([dt.time(3, 4, 5, 6000)], pa.time64("us")),
+            "dec": pa.array([Decimal("12.500")], pa.decimal128(8, 3)),
+            "big_dec": pa.array([Decimal("1" * 40)], pa.decimal256(40, 0)),
+            "dur_ms": pa.array([-1500], pa.duration("ms")),
+            "dur_s": pa.array([0], pa.duration("s")),
+            "nested": pa.array(
+                [{"d": Decimal("0.5"), "m": [("k", dt.timedelta(microseconds=1))]}],
+                pa.struct(
+                    [("d", pa.decimal128(3, 1)), ("m", pa.map_(pa.string(), pa.duration("us")))]
+                ),
+            ),
+        }
+    )  # fmt: skip
+    assert read(tmp_path / "in.parquet", table) == [
+        {
+            "s": "2024-01-02T03:04:05.000",  # Parquet keeps seconds as milliseconds
+            "ms_tz": "2024-01-02T04:04:05.005+01:00",
+            "us_utc": "2024-01-02T03:04:05.000000+00:00",
+            "ns": "2024-01-02T03:04:05.000000007",
+            "time": "03:04:05.006000",
+            "dec": "12.500",
+            "big_dec": "1" * 40,
+            "dur_ms": "-PT1.5S",
+            "dur_s": "PT0S",
+            "nested": {"d": "0.5", "m": [("k", "PT0.000001S")]},
+        }
+    ]
+
+
+def test_float32_reads_as_its_shortest_decimal(tmp_path: Path) -> None:
+    # A float32 1.1 read as a float64 is 1.100000023841858, which a template would send.
+    table = pa.table({"f": pa.array([1.1, None, 3.4e38, float("inf")], pa.float32())})
+    assert [row["f"] for row in read(tmp_path / "in.parquet", table)] == [
+        1.1,
+        None,
+        3.4e38,
+        float("inf"),
+    ]
+
+
+def test_binary_is_text_when_utf_8_and_else_an_error_row(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "id": ["r1", "r2", "r3", "r4"],
+            "b": pa.array([b"caf\xc3\xa9 &=#", b"\x00\xff", None, b"ok"], pa.binary()),
+            "fixed": pa.array([b"ab", b"cd", b"ef", b"\xfe\xff"], pa.binary(2)),
+            "deep": pa.array([[b"x"], [b"y"], [b"\xc3("], []], pa.list_(pa.large_binary())),
+        }
+    )
+    path = tmp_path / "in.parquet"
+    pq.write_table(table, path)
+    source = open_source(str(path))
+    items = list(source.items)
+    source.close()
+    assert items[0] == (1, {"id": "r1", "b": "café &=#", "fixed": "ab", "deep": ["x"]})
+    # Not UTF-8: no text to send, so the row is an input error naming its line and column.
+    problems = [(n, p.line, p.message) for n, p in items[1:] if isinstance(p, InputProblem)]
+    assert problems == [
+        (2, 2, "column 'b' is binary, not UTF-8 text"),
+        (3, 3, "column 'deep' is binary, not UTF-8 text"),
+        (4, 4, "column 'fixed' is binary, not UTF-8 text"),
+    ]
+
+
+def test_an_arrow_table_in_sliced_batches_is_read_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # to_batches(max_chunksize=) slices: nested columns are rebuilt from their offsets.
+    monkeypatch.setattr(frames, "BATCH_ROWS", 2)
+    n = 5
+    table = pa.table(
+        {
+            "i": list(range(n)),
+            "ts": pa.array([[i * 10**6, None] for i in range(n)], pa.list_(pa.timestamp("us"))),
+            "st": pa.array(
+                [None if i == 2 else {"d": Decimal(i)} for i in range(n)],
+                pa.struct([("d", pa.decimal128(3, 0))]),
+            ),
+            "b": pa.array([b"\xff" if i == 3 else b"t" for i in range(n)], pa.binary()),
+            "pair": pa.array(
+                [None if i == 1 else [Decimal(i), None] for i in range(n)],
+                pa.list_(pa.decimal128(3, 0), 2),
+            ),
+        }
+    )
+    items = list(frames.frame_source(table, "arrow").items)
+    assert [n for n, _ in items] == [1, 2, 3, 4, 5]
+    rows = [row for _, row in items]
+    first, third = ["1970-01-01T00:00:00.000000", None], ["1970-01-01T00:00:02.000000", None]
+    assert rows[0] == {"i": 0, "ts": first, "st": {"d": "0"}, "b": "t", "pair": ["0", None]}
+    assert rows[1]["pair"] is None
+    assert rows[2] == {"i": 2, "ts": third, "st": None, "b": "t", "pair": ["2", None]}
+    problem = rows[3]
+    assert isinstance(problem, InputProblem)
+    assert (problem.line, problem.message) == (4, "column 'b' is binary, not UTF-8 text")
+    assert (rows[4]["st"], rows[4]["pair"]) == ({"d": "4"}, ["4", None])

@@ -1,0 +1,126 @@
+"""Values JSON has no type for, in every output and on the worker pipes (drumfire._values)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import sqlite3
+from collections import namedtuple
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from drumfire._columns import convert
+from drumfire._messages import ResultBatch, RowChunk, from_parent, from_worker
+from drumfire._parquet import ParquetSink
+from drumfire._result import Result
+from drumfire._sinks import CsvSink, JsonlSink
+from drumfire._sqlite import SqliteSink
+from drumfire._values import cell_text, dumps, duration_text
+
+PARIS = dt.timezone(dt.timedelta(hours=1))
+#: A value, and its text in a cell (CSV, a string column); in JSON that text is a string.
+AS_TEXT: list[tuple[Any, str]] = [
+    (decimal.Decimal("1.10"), "1.10"),
+    (decimal.Decimal("-3.000"), "-3.000"),
+    (dt.datetime(2024, 1, 2, 3, 4, 5, 123456), "2024-01-02T03:04:05.123456"),
+    (dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=PARIS), "2024-01-02T03:04:05+01:00"),
+    (pd.Timestamp("2024-01-02T03:04:05.123456789"), "2024-01-02T03:04:05.123456789"),
+    (dt.date(2024, 1, 2), "2024-01-02"),
+    (dt.time(3, 4, 5, 500000), "03:04:05.500000"),
+    (dt.timedelta(seconds=90, microseconds=5), "PT90.000005S"),
+    (dt.timedelta(days=-1), "-PT86400S"),
+    (pd.Timedelta(90_000_000_005), "PT90.000000005S"),
+    (b"caf\xc3\xa9 &=#", "café &=#"),  # UTF-8: its text
+    (b"\x00\xff&=#", "AP8mPSM="),  # not UTF-8: base64
+]
+#: Values whose JSON is not a string: in a cell, their JSON text.
+AS_JSON: list[tuple[Any, str]] = [
+    (np.float32(1.5), "1.5"),
+    (np.int64(7), "7"),
+    (namedtuple("P", "a b")(1, 2), "[1,2]"),
+    (1 << 64, "18446744073709551616"),  # beyond orjson's 64 bits: the exact number
+    ({"k": decimal.Decimal("2"), "big": -(1 << 70)}, '{"k":"2","big":-1180591620717411303424}'),
+    ({(1, 2): "tuple key"}, '{"(1, 2)":"tuple key"}'),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), AS_TEXT)
+def test_a_value_json_has_no_type_for_is_its_text(value: Any, text: str) -> None:
+    assert cell_text(value) == text
+    assert json.loads(dumps(value)) == text
+    assert convert(value, "string") == text  # a Parquet or SQLite text column: no quotes
+
+
+@pytest.mark.parametrize(("value", "text"), AS_JSON)
+def test_other_values_are_their_json(value: Any, text: str) -> None:
+    assert cell_text(value) == text
+    assert dumps(value).decode() == text
+
+
+def test_durations_are_iso_8601_seconds() -> None:
+    assert duration_text(0, 6) == "PT0S"
+    assert duration_text(1_500, 3) == "PT1.5S"
+    assert duration_text(-1, 9) == "-PT0.000000001S"
+    assert duration_text(90, 0) == "PT90S"
+
+
+def result(i: int, kept: dict[str, Any]) -> Result:
+    return Result(f"r{i}", 200, 1.0, 1, "", {"f": kept["v"]}, kept)
+
+
+def test_every_output_writes_them_as_text(tmp_path: Path) -> None:
+    values = [v for v, _ in AS_TEXT]
+    texts = [t for _, t in AS_TEXT]
+    rows = [result(i, {"v": v}) for i, v in enumerate(values)]
+
+    out = io.StringIO()
+    csv_sink = CsvSink(out, ["f"], ["v"])
+    for r in rows:
+        csv_sink.write(r)
+    written = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["f"], r["v"]) for r in written] == list(zip(texts, texts, strict=True))
+
+    binary = io.BytesIO()
+    jsonl = JsonlSink(binary)
+    for r in rows:
+        jsonl.write(r)
+    lines = [json.loads(line) for line in binary.getvalue().splitlines()]
+    assert [(r["f"], r["v"]) for r in lines] == list(zip(texts, texts, strict=True))
+
+    parquet = ParquetSink(str(tmp_path / "out.parquet"), ["f"], ["v"])
+    for r in rows:
+        parquet.write(r)
+    parquet.close()
+    table = ds.dataset(str(tmp_path / "out.parquet")).to_table()
+    assert table.column("v").to_pylist() == texts  # a string column, without JSON quotes
+
+    sqlite = SqliteSink(str(tmp_path / "out.db"), ["f"], ["v"])
+    for r in rows:
+        sqlite.write(r)
+    sqlite.close()
+    conn = sqlite3.connect(tmp_path / "out.db")
+    try:
+        stored = [v for (v,) in conn.execute("SELECT v FROM results ORDER BY rowid")]
+    finally:
+        conn.close()
+    # SQLite keeps bytes as they are, in a BLOB; the others as their text.
+    assert stored == [v if isinstance(v, bytes) else t for v, t in AS_TEXT]
+
+
+def test_the_worker_pipes_carry_them_as_text() -> None:
+    row = {"q": "a", "d": decimal.Decimal("1.10"), "t": pd.Timestamp("2024-01-02T03:04:05")}
+    chunk = from_parent(RowChunk([[0, 1, row, None]]).encode())
+    assert isinstance(chunk, RowChunk)
+    assert chunk.rows == [[0, 1, {"q": "a", "d": "1.10", "t": "2024-01-02T03:04:05"}, None]]
+    sent = Result("1", 200, 1.0, 1, "", {"b": b"\x00\xff"}, {"d": decimal.Decimal("2.5")})
+    batch = from_worker(ResultBatch([[0, *sent]]).encode())
+    assert isinstance(batch, ResultBatch)
+    assert list(batch.results()) == [(0, sent._replace(fields={"b": "AP8="}, kept={"d": "2.5"}))]
