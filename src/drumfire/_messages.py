@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._result import Result
-from ._values import dumps
+from ._values import dumps, loads_exact
 
 __all__ = [
     "Done",
@@ -128,14 +128,14 @@ def from_parent(data: bytes) -> ToWorker:
         return _STOP
     if data == b"UNREACHABLE":
         return _UNREACHABLE
-    return RowChunk(orjson.loads(data))
+    return RowChunk(loads_exact(data))  # a JSON Lines row's big integer stays exact
 
 
 def from_worker(data: bytes) -> ToParent:
     """Decode a message the parent received."""
     if data == b"DONE":
         return _DONE
-    decoded = orjson.loads(data)
+    decoded = loads_exact(data)
     if type(decoded) is dict:
         if "load" in decoded:
             inflight, limit = decoded["load"]

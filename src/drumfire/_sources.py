@@ -13,7 +13,6 @@ import codecs
 import csv
 import io
 import itertools
-import json
 import os
 import re
 import sys
@@ -29,6 +28,7 @@ from ._errors import InputError
 from ._instream import Guarded, Prepend
 from ._rows import InputProblem, Item
 from ._text import with_article
+from ._values import loads_exact
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
 
@@ -542,10 +542,6 @@ def _span(first: int, last: int) -> str:
     )
 
 
-#: 19 digits in a row: perhaps an integer orjson cannot hold (see _jsonl_items).
-_LONG_DIGITS = re.compile(rb"\d{19}").search
-
-
 def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
     n = 0
     for line_no, line in enumerate(raw, 1):
@@ -556,12 +552,8 @@ def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
         n += 1
         try:
             # orjson reads UTF-8 bytes directly; other encodings are decoded first.
-            text = line if codec == "utf-8" else line.decode(codec)
-            value = orjson.loads(text)
-            if _LONG_DIGITS(line):
-                # orjson turns an integer outside 64 bits into a float (an id of 23
-                # digits would be sent as 1e+23): the standard parser keeps it exact.
-                value = json.loads(text)
+            # An integer past 64 bits stays exact (orjson alone makes it a float).
+            value = loads_exact(line if codec == "utf-8" else line.decode(codec).encode())
         except orjson.JSONDecodeError as exc:
             yield n, InputProblem(line_no, f"not JSON: {exc}")
             continue

@@ -31,12 +31,27 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import json
+import re
 import uuid
 from typing import Any
 
 import orjson
 
-__all__ = ["cell_text", "dumps", "duration_text", "json_default"]
+__all__ = ["cell_text", "dumps", "duration_text", "json_default", "loads_exact"]
+
+#: Text that may hold an integer orjson cannot read exactly: it reads -2**63 to
+#: 2**64 - 1 and makes a float of anything past that (a 23-digit id: 1e+23).
+_LONG_INT = re.compile(rb"\d{20}|-\d{19}").search
+
+
+def loads_exact(data: bytes) -> Any:
+    """``orjson.loads``, with every integer exact: text that may hold one past 64 bits
+    is read by the ``json`` module instead (JSON Lines input, the worker pipes)."""
+    value = orjson.loads(data)
+    if _LONG_INT(data) is not None:
+        return json.loads(data)
+    return value
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 #: The integers orjson writes: int64's least to uint64's greatest.

@@ -409,6 +409,21 @@ def test_an_input_cut_short_is_one_line_and_exit_1(
     one_error_line(early, 2, f"cannot read input '{plain}': Not a gzipped file")
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_json_lines_integers_past_64_bits_go_out_exact(
+    demo_server: DemoServer, tmp_path: Path, processes: str
+) -> None:
+    # orjson reads them as floats; so did the worker processes' pipe (-p 2).
+    rows_in = tmp_path / "in.jsonl"
+    rows_in.write_text('{"id": "a", "n": 1234567890123456789012}\n{"id": "b", "n": 5}\n')
+    out = tmp_path / "out.csv"
+    proc = drumfire("run", rows_in, "--url", demo_server.base_url + "/echo?q={n}",
+                    "-e", "q=query.q", "--keep", "n", "-o", out, "-q", "-p", processes)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = {r["id"]: (r["q"], r["n"]) for r in rows(out)}
+    assert got == {"a": ("1234567890123456789012",) * 2, "b": ("5", "5")}
+
+
 def test_standard_output_closed_is_one_line(demo_server: DemoServer, tmp_path: Path) -> None:
     urls = tmp_path / "urls.txt"
     urls.write_text(demo_server.base_url + "/json\n")

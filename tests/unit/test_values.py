@@ -124,3 +124,15 @@ def test_the_worker_pipes_carry_them_as_text() -> None:
     batch = from_worker(ResultBatch([[0, *sent]]).encode())
     assert isinstance(batch, ResultBatch)
     assert list(batch.results()) == [(0, sent._replace(fields={"b": "AP8="}, kept={"d": "2.5"}))]
+
+
+def test_loads_exact_keeps_integers_past_64_bits() -> None:
+    from drumfire._values import loads_exact
+
+    data = b'[{"id": 99999999999999999999999, "n": -9223372036854775809, "f": 1.5}, '
+    data += b"18446744073709551615]"
+    assert loads_exact(data) == [
+        {"id": 99999999999999999999999, "n": -9223372036854775809, "f": 1.5},
+        18446744073709551615,
+    ]
+    assert loads_exact(b'{"n": 1234567890123456789}') == {"n": 1234567890123456789}  # orjson's
