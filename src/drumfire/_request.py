@@ -55,6 +55,8 @@ class Prepared(NamedTuple):
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _new_prepared = tuple.__new__  # Prepared(...) without NamedTuple's Python-level __new__
+#: Values whose text has no dot-only form: not checked for '.' or '..' segments.
+_NEVER_DOTS = frozenset({int, float, bool})
 
 # RFC 9110 §5.6.2: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -183,6 +185,10 @@ class RequestPlan:
             hosts += lower == "host"
             if hosts > 1:
                 raise TemplateError("header 'Host' (-H) is given twice: a request has one Host")
+            if lower == "host" and value.is_static and not value.source.strip():
+                # RFC 9112 §3.2: a request to a URL with a host sends it (curl's -H 'Host:'
+                # removes the header; here the URL's host is sent when -H Host is left out).
+                raise TemplateError("header 'Host' (-H) is empty; leave it out to send the URL's")
             if value.is_static and _bad_header_value(value.render({})) is not None:
                 raise TemplateError(
                     f"header {name.source!r}: its value holds a line break, NUL or other "
@@ -294,6 +300,8 @@ class RequestPlan:
             if lower == "host":
                 if host is not None:
                     raise ValueError("two Host headers after substitution: a request has one")
+                if not value.strip():
+                    raise ValueError("the Host header is empty after substitution")
                 host = f"{name}: {value}"
                 continue
             lines.append(f"{name}: {value}")
@@ -420,8 +428,11 @@ class RequestPlan:
                     target = target.partition("#")[0]
                 for name, bad in named:
                     value = row[name]
-                    if (value if type(value) is str else as_text(value)) in bad:
-                        refuse(row)
+                    if type(value) is str:
+                        if value in bad:
+                            refuse(row)
+                    elif type(value) not in _NEVER_DOTS and as_text(value) in bad:
+                        refuse(row)  # a number's text is never '.' or '..': not looked at
                 if every is not None:
                     every(row)
                 return _new_prepared(

@@ -49,10 +49,12 @@ _ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
 def clean_target(target: str) -> str:
     """``target`` as a valid request-target: what may not appear raw is percent-encoded,
     and a '%' that does not start an escape becomes ``%25``; existing escapes stay."""
-    if _TARGET_WITH_PERCENT.search(target) is None:
+    if _TARGET_WITH_PERCENT.search(target) is None:  # the usual target: one search
         return target
     if _UNSAFE_TARGET.search(target) is not None:
         target = quote(target, safe=_SAFE_CHARS)
+    elif _LONE_PERCENT.search(target) is None:  # only valid escapes: as it is
+        return target
     return _LONE_PERCENT.sub("%25", target)
 
 

@@ -74,6 +74,15 @@ def test_two_host_headers_are_refused() -> None:
         plan.prepare({"n": "host"})
 
 
+def test_an_empty_host_header_is_refused() -> None:
+    # RFC 9112 §3.2: a request to a URL with a host sends it; "Host: " gets a 400.
+    with pytest.raises(TemplateError, match=r"^header 'Host' \(-H\) is empty"):
+        RequestPlan("http://h/", headers=["Host:"])
+    plan = RequestPlan("http://h/", headers=["Host: {h}"])
+    with pytest.raises(ValueError, match=r"^the Host header is empty after substitution"):
+        plan.prepare({"h": ""})
+
+
 def test_a_redirect_keeps_a_host_header_for_the_same_origin_only() -> None:
     sent = RequestPlan("http://127.0.0.1:8080/a", headers=["Host: v.test"]).prepare({})
     same = redirect(sent, 302, "/b")
