@@ -42,6 +42,7 @@ _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _STRIPPED = re.compile(r"[\t\r\n]")
 _STRIPPED_ESCAPES = {"\t": "%09", "\r": "%0D", "\n": "%0A"}
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_ESCAPED_DOT = re.compile(r"%2[eE]")
 # An escaped control character in a host: no host name has one.
 _ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
 
@@ -275,7 +276,9 @@ def dot_segment_check(
     current: list[str | int] = []
     for k, lit in enumerate(literals):
         end = _AFTER_PATH.search(lit)  # the query (or fragment) starts: no more path
-        head, *rest = (lit if end is None else lit[: end.start()]).split("/")
+        # '%2E' is a '.' (RFC 3986 §6.2.2.2): a literal one counts as one here.
+        path = _ESCAPED_DOT.sub(".", lit if end is None else lit[: end.start()])
+        head, *rest = path.split("/")
         current.append(head)
         for part in rest:
             segments.append(current)

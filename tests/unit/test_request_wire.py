@@ -184,6 +184,8 @@ def test_connection_close_is_sent_as_given_and_seen(
         ("{url}", {"url": "http://h/a/../b"}, "/a/../b"),
         ("http://h/p/{v}", {"v": None}, "/p/"),
         ("http://h/p/{v}", {"v": 1.5}, "/p/1.5"),
+        ("http://h/p/%2E{v}/end", {"v": "."}, "'..' path segment"),  # %2E is a '.'
+        ("http://h/p/%2e{v}/end", {"v": "x"}, "/p/%2ex/end"),
     ],
 )
 def test_a_value_that_would_be_a_dot_segment_is_refused(
