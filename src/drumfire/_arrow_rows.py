@@ -83,6 +83,21 @@ def _parents(offsets: Any, bad: list[int], n: int) -> list[int]:
     return sorted(i for i in found if 0 <= i < n)
 
 
+def _own(pa: Any, offsets: Any, *children: Any) -> tuple[Any, list[Any]]:
+    """The offsets of a (sliced) list or map array from 0, and the part of ``children`` it uses.
+
+    ``.values``, ``.keys`` and ``.items`` ignore a slice (``to_batches`` slices
+    every chunk over ``BATCH_ROWS``), and ``from_arrays`` refuses a mask with
+    offsets that are a slice (even one starting at 0); so new offsets, always,
+    and each batch converts only its own values.
+    """
+    import pyarrow.compute as pc
+
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    offsets = pc.subtract(offsets, pa.scalar(start, offsets.type))
+    return offsets, [child.slice(start, end - start) for child in children]
+
+
 def _nested(pa: Any, array: Any, mask: Any) -> tuple[Any, list[int]]:
     """A list, struct or map array with its values converted, and its entries holding bad ones."""
     t = array.type
@@ -97,19 +112,21 @@ def _nested(pa: Any, array: Any, mask: Any) -> tuple[Any, list[int]]:
         fields = [pa.field(t.field(i).name, c.type) for i, c in enumerate(children)]
         return pa.StructArray.from_arrays(children, fields=fields, **masked), sorted(found)
     if types.is_map(t):
-        keys, keys_bad = _convert(pa, array.keys)
-        items, items_bad = _convert(pa, array.items)
-        entries = _parents(array.offsets, sorted({*keys_bad, *items_bad}), len(array))
-        return pa.MapArray.from_arrays(array.offsets, keys, items, **masked), entries
+        offsets, (keys, items) = _own(pa, array.offsets, array.keys, array.items)
+        keys, keys_bad = _convert(pa, keys)
+        items, items_bad = _convert(pa, items)
+        entries = _parents(offsets, sorted({*keys_bad, *items_bad}), len(array))
+        return pa.MapArray.from_arrays(offsets, keys, items, **masked), entries
     if types.is_fixed_size_list(t):
         size = t.list_size  # not flatten(): it leaves out the values of null entries
         own = array.values.slice(array.offset * size, len(array) * size)
         values, values_bad = _convert(pa, own)
         converted = pa.FixedSizeListArray.from_arrays(values, size, **masked)
         return converted, sorted({i // size for i in values_bad})
-    values, values_bad = _convert(pa, array.values)
-    entries = _parents(array.offsets, values_bad, len(array))
-    return type(array).from_arrays(array.offsets, values, **masked), entries
+    offsets, (own,) = _own(pa, array.offsets, array.values)
+    values, values_bad = _convert(pa, own)
+    entries = _parents(offsets, values_bad, len(array))
+    return type(array).from_arrays(offsets, values, **masked), entries
 
 
 def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:

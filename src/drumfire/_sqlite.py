@@ -12,17 +12,21 @@ table is replaced (other tables in the file are left alone); with it, rows are
 added and the ids already there are skipped.
 
 Column types follow :mod:`drumfire._columns` (declared ``INTEGER``, ``REAL``
-or ``TEXT``); SQLite keeps any value a cell is given, so a later value of
-another kind is stored as it is and nothing is lost; ``bytes`` are stored as a
-``BLOB``, and a value JSON has no type for as its text (:mod:`drumfire._values`).
+or ``TEXT``). A ``TEXT`` column takes any later value, as its text (a value
+JSON has no type for: :mod:`drumfire._values`); ``bytes`` are stored as a
+``BLOB`` in any column; a number in an ``INTEGER`` or ``REAL`` column is
+stored as a number.
 
-Except one: an integer beyond SQLite's 64 bits. A column whose first values
-hold one is ``TEXT`` (its exact digits); one arriving later in an ``INTEGER``
-column cannot be stored as text either (SQLite would make that text a REAL,
-rounded), so, as in the Parquet output, its cell is null and the value is kept
-whole in the table ``<table>_unfit`` (``id``, ``column``, ``value`` as JSON
-text), with a warning at the end. In a ``REAL`` column it is a float, as in
-Parquet. That table is replaced and resumed with its table.
+Except what a number column cannot keep exactly: text, and an integer beyond
+SQLite's 64 bits. SQLite's column affinity makes text that looks like a number
+a number (``'0012'`` becomes 12, a ``Decimal('1.10')``'s text 1.1, long
+digits a rounded REAL), so a string, or a value written as its text, arriving
+in an ``INTEGER`` or ``REAL`` column, and an integer beyond 64 bits in an
+``INTEGER`` column, are, as in the Parquet output, a null cell and the value
+kept whole in the table ``<table>_unfit`` (``id``, ``column``, ``value`` as
+JSON text), with a warning at the end. A column whose first values hold such an
+integer is ``TEXT`` (its exact digits); in a ``REAL`` column it is a float, as
+in Parquet. That table is replaced and resumed with its table.
 """
 
 from __future__ import annotations
@@ -78,15 +82,20 @@ def _quote(name: str) -> str:
 
 
 def _cell(value: Any) -> Any:
-    """A value for an INTEGER column (SQLite keeps a text value there too), or UNFIT."""
+    """A value for an INTEGER column, or UNFIT.
+
+    Text is UNFIT, whatever it is: the column's affinity would make text that
+    looks like a number a number ('0012' 12, '1.10' 1.1, long digits a rounded
+    REAL). A value JSON has no type for would be its text (a Decimal's "1.10").
+    """
     t = type(value)
-    if value is None or t in (str, float, bytes):
+    if value is None or t in (float, bytes):
         return value
     if t is int:
         return value if -_INT64 <= value < _INT64 else UNFIT
     if t is bool:
         return int(value)
-    return cell_text(value)
+    return UNFIT
 
 
 def _real_cell(value: Any) -> Any:

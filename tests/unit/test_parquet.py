@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,7 @@ def test_sqlite_typed_table_and_resume(tmp_path: Path) -> None:
     sink.write(result(1, {"n": 1, "obj": {"a": 1}}, {"lon": "2"}))
     sink.write(result(2, None, {"lon": "3"}))
     sink.flush()
-    sink.write(result(3, {"n": "many", "obj": True}, {"lon": "4"}))  # kept as it is
+    sink.write(result(3, {"n": "many", "obj": True}, {"lon": "4"}))  # "many": see _unfit
     sink.close()
     conn = sqlite3.connect(db)
     try:
@@ -247,7 +248,7 @@ def test_sqlite_typed_table_and_resume(tmp_path: Path) -> None:
     assert rows == [
         ("r1", 200, 1, '{"a":1}', "2"),
         ("r2", None, None, None, "3"),
-        ("r3", 200, "many", "true", "4"),
+        ("r3", 200, None, "true", "4"),
     ]
     done = done_ids(str(db), "sqlite")
     assert len(done) == 3
@@ -255,6 +256,33 @@ def test_sqlite_typed_table_and_resume(tmp_path: Path) -> None:
         SqliteSink(str(db), ["n"], [], append=True)
     SqliteSink(str(db), ["n"], []).close()  # replaces the table (created at the first row)
     assert len(done_ids(str(db), "sqlite")) == 0
+
+
+def test_text_in_a_number_column_is_kept_exactly_in_unfit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: SQLite's column affinity made them numbers: 12, 1.1, 1.2345678901234569e+23.
+    texts = ["0012", Decimal("1.10"), "123456789012345678901234"]
+    db = tmp_path / "out.db"
+    sink = SqliteSink(str(db), ["v"], ["r"])
+    sink.write(result(0, {"v": 1}, {"r": 0.5}))  # INTEGER and REAL columns
+    sink.flush()
+    for i, text in enumerate(texts, 1):
+        sink.write(result(i, {"v": text}, {"r": text}))
+    sink.close()
+    warning = capsys.readouterr().err
+    assert "6 value(s) did not fit the type of their column (first in 'v')" in warning
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT id, v, r FROM results ORDER BY id").fetchall()
+        unfit = conn.execute('SELECT id, "column", value FROM results_unfit').fetchall()
+    finally:
+        conn.close()
+    assert rows == [("r0", 1, 0.5), ("r1", None, None), ("r2", None, None), ("r3", None, None)]
+    exact = ['"0012"', '"1.10"', '"123456789012345678901234"']  # JSON text of the exact text
+    assert unfit == [
+        (f"r{i}", column, value) for i, value in enumerate(exact, 1) for column in ("v", "r")
+    ]
 
 
 def test_integers_beyond_64_bits_lose_nothing(
