@@ -389,6 +389,13 @@ class RequestPlan:
         named = dots.named if dots is not None and not dots.several else ()
         every = dots if dots is not None and dots.several else None
         refuse: Callable[[Mapping[str, Any]], None] = dots if dots is not None else _no_check
+
+        def check_values(values: list[str], row: Mapping[str, Any]) -> None:
+            """Refuse ``row`` if one of its values makes its segment '.' or '..'."""
+            for i, bad in single:
+                if values[i] in bad:
+                    refuse(row)
+
         # Without a dot in any value, none is '.' or '..' (the usual row: one search).
         dotless = "" if dots is not None and dots.empty else "."
         quick = not_unreserved
@@ -408,9 +415,7 @@ class RequestPlan:
                     if cut:
                         target = target.partition("#")[0]
                 if single and dotless in joined:
-                    for i, bad in single:
-                        if values[i] in bad:
-                            refuse(row)
+                    check_values(values, row)
                 elif every is not None:
                     every(row)
                 return _new_prepared(
@@ -478,9 +483,7 @@ class RequestPlan:
                 if cut:
                     target = target.partition("#")[0]
             if single and dotless in joined:
-                for i, bad in single:
-                    if values[i] in bad:
-                        refuse(row)
+                check_values(values, row)
             elif every is not None:
                 every(row)
             return _new_prepared(
