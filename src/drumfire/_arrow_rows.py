@@ -195,7 +195,10 @@ class BatchRows:
                         problems.setdefault(j, f"column {name!r} is binary, not UTF-8 text")
             batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
         n = self.count
-        for j, row in enumerate(batch.to_pylist()):
+        rows: list[Any] = batch.to_pylist()
+        for j, why in problems.items():  # rare: binary that is not UTF-8
+            rows[j] = InputProblem(n + j + 1, why)
+        for row in rows:
             n += 1
             self.count = n
-            yield n, row if j not in problems else InputProblem(n, problems[j])
+            yield n, row

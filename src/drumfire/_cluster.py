@@ -452,10 +452,11 @@ def _frame(results: list[Result], job: Job, kinds: dict[str, str], index: Any = 
         values = []
         for r in results:
             holder = r.kept if name in kept else r.fields
-            value = convert(holder.get(name) if holder else None, kind)
+            given = holder.get(name) if holder else None
+            value = convert(given, kind)
             if value is UNFIT:
                 raise UsageError(
-                    f"run_dask: row {r.id!r}: {json_text(holder.get(name) if holder else None)} "
+                    f"run_dask: row {r.id!r}: {json_text(given)} "
                     f"does not fit column {name!r} ({kind}); declare it 'string' in dtypes= "
                     "to keep any value"
                 )

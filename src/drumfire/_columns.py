@@ -45,6 +45,7 @@ __all__ = [
     "convert",
     "json_text",
     "learn_names",
+    "unfit_warning",
 ]
 
 BOOL, INT, FLOAT, STRING = "bool", "int64", "float64", "string"
@@ -75,6 +76,14 @@ def column_kind(values: Iterable[Any]) -> str:
     if kinds and kinds <= {INT, FLOAT}:
         return FLOAT
     return STRING
+
+
+def unfit_warning(count: int, first: str, where: str) -> str:
+    """The end-of-run line about values kept aside (``where``: a side file or table)."""
+    return (
+        f"drumfire: warning: {count} value(s) did not fit the type of their column "
+        f"(first in {first!r}); they are null there and kept whole in {where}"
+    )
 
 
 def json_text(value: Any) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from ._arrow_rows import BatchRows
-from ._columns import UNFIT, column_kind, convert, learn_names
+from ._columns import UNFIT, column_kind, convert, learn_names, unfit_warning
 from ._errors import InputError, UsageError
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item
@@ -336,12 +336,8 @@ class ParquetSink:
         if self._schema is not None:
             self._compact()
         if self.unfit and self._dir is not None:
-            print(
-                f"drumfire: warning: {self.unfit} value(s) did not fit the type of their column "
-                f"(first in {self._unfit_first!r}); they are null there and kept whole in "
-                f"{os.path.join(self._dir, _UNFIT)}",
-                file=sys.stderr,
-            )
+            where = os.path.join(self._dir, _UNFIT)
+            print(unfit_warning(self.unfit, self._unfit_first, where), file=sys.stderr)
 
 
 def merge_parts(directory: str, names: list[str], number: int) -> None:

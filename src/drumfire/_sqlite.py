@@ -39,7 +39,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._columns import BOOL, FLOAT, INT, UNFIT, column_kind, convert, json_text, learn_names
+from ._columns import (
+    BOOL,
+    FLOAT,
+    INT,
+    UNFIT,
+    column_kind,
+    convert,
+    json_text,
+    learn_names,
+    unfit_warning,
+)
 from ._errors import UsageError
 from ._result import BASE_COLUMNS, Result
 from ._values import cell_text
@@ -263,12 +273,8 @@ class SqliteSink:
         finally:
             self._conn.close()
         if self.unfit:
-            print(
-                f"drumfire: warning: {self.unfit} value(s) did not fit the type of their column "
-                f"(first in {self._unfit_first!r}); they are null there and kept whole in table "
-                f"{self._table + _UNFIT!r} of {self._path}",
-                file=sys.stderr,
-            )
+            where = f"table {self._table + _UNFIT!r} of {self._path}"
+            print(unfit_warning(self.unfit, self._unfit_first, where), file=sys.stderr)
 
 
 #: What an output row says about itself for a resume: (id, status, error).
