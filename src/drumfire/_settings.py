@@ -85,12 +85,14 @@ class Retry:
     ``uniform(0, min(max_backoff, backoff * 2**(n-2)))``, or the server's
     ``Retry-After`` when that is longer. A ``Retry-After`` over
     ``max_retry_after`` seconds is not waited for: the row ends at once with
-    its status (see :meth:`over_wait`), so that a later ``--retry-failed`` or
-    ``--resume`` run can take it.
+    its status and the error :meth:`over_wait_error`, so that a later
+    ``--retry-failed`` or ``--resume`` run can take it (0: no ``Retry-After``
+    is waited for; ``Retry-After: 0`` asks for no wait).
     ``budget`` and ``budget_floor``: retries to one origin may add at most
     ``budget`` of its recent first attempts, plus ``budget_floor`` per second
     (gRPC's retry throttling, Finagle's retry budget); beyond that a row that
-    would be retried ends with its last answer.
+    would be retried ends with its last answer. A row over ``max_retry_after``
+    would not be retried, so the budget is not asked and it says why.
     """
 
     retries: int = 3
