@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -156,10 +157,18 @@ class Retry:
         return retry_after is not None and retry_after > self.max_retry_after
 
     def over_wait_error(self, retry_after: float) -> str:
-        """The row's error when :meth:`over_wait`: a stable reason, then the figures."""
-        return (
-            f"retry_after: {retry_after:.0f}s over --max-retry-wait {self.max_retry_after:g}s"
-        )
+        """The row's error when :meth:`over_wait`: a stable reason, then the figures.
+
+        Whole seconds as they are (delay-seconds always are); a fraction (an
+        HTTP-date's distance from now) rounded up to a tenth, so the figure is
+        over the cap as the wait was: rounded to the second, 0.4 s over a cap
+        of 0 read ``0s over --max-retry-wait 0s``.
+        """
+        if float(retry_after).is_integer():
+            asked = f"{retry_after:.0f}"
+        else:  # round() first: 1.1 * 10 is 11.000000000000002
+            asked = f"{math.ceil(round(retry_after * 10, 6)) / 10:.1f}"
+        return f"retry_after: {asked}s over --max-retry-wait {self.max_retry_after:g}s"
 
     @staticmethod
     def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
