@@ -225,6 +225,19 @@ def test_template_naming_a_missing_column(routes: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_format_spec_in_the_url_is_one_line_saying_what_templates_take(
+    routes: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    url = "http://127.0.0.1:9/{lon1:.3f}/{lat1}"
+    proc = drumfire("run", routes, "--url", url, "-o", out)
+    message = assert_usage_error(
+        proc, f"--url {url!r}: placeholder {{lon1:.3f}} is not supported: for column 'lon1' write "
+    )
+    assert "{column} and {+column} only (RFC 6570 levels 1 and 2" in message
+    assert not out.exists()
+
+
 def test_a_bad_port_in_the_url_is_a_usage_error(routes: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     proc = drumfire("run", routes, "--url", "http://127.0.0.1:80x/{lon1}", "-o", out)
