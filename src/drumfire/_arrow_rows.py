@@ -14,6 +14,9 @@ the parent would):
 * date and time: ISO 8601 (``2024-01-02``, ``03:04:05.123``);
 * duration: ISO 8601 in seconds, exact (``PT90.5S``, ``-PT0.000000001S``);
   see :func:`drumfire._values.duration_text`;
+* interval (``month_day_nano_interval``): ISO 8601 with months, days and exact
+  seconds (``P1M2DT0.5S``), not the ``MonthDayNano(months=1, ...)`` that
+  ``to_pylist`` gives; see :func:`drumfire._values.interval_text`;
 * float32: the shortest decimal that reads back as the same float32 (``1.1``,
   not ``1.100000023841858``), as a float;
 * binary: its text when it is UTF-8 (strings written without Parquet's UTF-8
@@ -33,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._rows import InputProblem, Item
-from ._values import duration_text
+from ._values import duration_text, interval_text
 
 __all__ = ["BatchRows"]
 
@@ -51,8 +54,8 @@ def _needs(pa: Any, t: Any) -> bool:
         return _needs(pa, t.key_type) or _needs(pa, t.item_type)
     if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
         return _needs(pa, t.value_type)
-    if types.is_temporal(t):  # timestamp, date, time, duration; not an interval
-        return not types.is_interval(t)
+    if types.is_temporal(t):  # timestamp, date, time, duration, interval
+        return True
     binary_view = getattr(types, "is_binary_view", None)  # pyarrow 16
     return bool(
         types.is_float32(t)
@@ -153,6 +156,9 @@ def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
         digits = _DIGITS[t.unit]
         counts = array.cast(pa.int64()).to_pylist()
         return _strings(pa, [None if c is None else duration_text(c, digits) for c in counts]), []
+    if types.is_interval(t):  # MonthDayNano(months, days, nanoseconds) tuples
+        spans = array.to_pylist()
+        return _strings(pa, [None if v is None else interval_text(*v) for v in spans]), []
     try:  # decimal, date, time; binary, when it is UTF-8
         return array.cast(pa.string()), []
     except pa.ArrowInvalid:

@@ -21,6 +21,7 @@ from ._url import shown_url
 __all__ = [
     "CONTEXT",
     "basic_auth_header",
+    "column_list",
     "connect_timeout_option",
     "encoding_option",
     "format_option",
@@ -76,6 +77,62 @@ connect_timeout_option = click.option(
 insecure_option = click.option(
     "-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."
 )
+
+
+def column_list(values: Sequence[str], option: str) -> list[str]:
+    """Column names from a repeatable, comma-separated option (``--keep a,b --keep c``).
+
+    A name that holds a comma is written in double quotes, as in a CSV header
+    and as xsv's column selections take it: ``--keep '"lat, lon",id'``; a quote
+    inside it is doubled, as in CSV. A quoted name is taken exactly
+    (spaces kept); an unquoted one is stripped of spaces around it, and empty
+    ones are skipped, as before quoting existed. A quote that does not start a
+    name is an ordinary character (``a"b``).
+    """
+    out: list[str] = []
+    for value in values:
+        i, n = 0, len(value)
+        while i <= n:
+            start = i
+            while i < n and value[i] in " \t":
+                i += 1
+            if i < n and value[i] == '"':
+                name, i = _quoted_name(value, i, option)
+                while i < n and value[i] in " \t":
+                    i += 1
+                if i < n and value[i] != ",":
+                    raise UsageError(
+                        f"{option} {value!r}: text after the quoted name {name!r}; "
+                        "separate names with commas"
+                    )
+                out.append(name)
+            else:
+                end = value.find(",", i)
+                i = n if end == -1 else end
+                name = value[start:i].strip()
+                if name:
+                    out.append(name)
+            i += 1  # past the comma
+    return out
+
+
+def _quoted_name(value: str, i: int, option: str) -> tuple[str, int]:
+    """The name quoted at ``value[i]`` (a ``"``) and the position after its closing quote."""
+    parts: list[str] = []
+    j = i + 1
+    while True:
+        end = value.find('"', j)
+        if end == -1:
+            raise UsageError(
+                f"{option} {value!r}: the quote at position {i} is not closed "
+                '(a name with a comma is written "a,b"; a quote in it is doubled)'
+            )
+        parts.append(value[j:end])
+        if value.startswith('""', end):
+            parts.append('"')
+            j = end + 2
+            continue
+        return "".join(parts), end + 1
 
 
 def read_data(data: str | None) -> str | bytes | None:

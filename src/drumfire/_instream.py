@@ -6,7 +6,8 @@ traceback from deep in the reader; :class:`Guarded` turns each into one
 :class:`~drumfire._errors.InputError` naming the input, whether it happens
 before the first request (exit status 2) or under way (the run stops, exit
 status 1). :class:`Prepend` puts back the line read from standard input to
-tell its format.
+tell its format; :func:`check_stdin_start` refuses, in one line, what standard
+input cannot carry (Parquet, gzip).
 """
 
 from __future__ import annotations
@@ -17,10 +18,42 @@ from typing import IO
 
 from ._errors import InputError
 
-__all__ = ["Guarded", "Prepend"]
+__all__ = ["STDIN_PARQUET", "Guarded", "Prepend", "check_stdin_start", "stdin_start"]
 
 #: What reading a file or a gzip stream may raise.
 _READ_ERRORS = (OSError, EOFError, zlib.error)
+
+#: Parquet keeps the place of its row groups in a footer at the end of the file, so
+#: it is read from a path (pyarrow and pandas need a seekable file too), never a pipe.
+STDIN_PARQUET = (
+    "standard input (-) holds Parquet, which drumfire reads only from a path (a Parquet "
+    "file is read from its footer, at its end): give the file's path instead of -"
+)
+#: gzip is decompressed by the name of the file (as pandas infers it), which a pipe lacks.
+_STDIN_GZIP = (
+    "standard input (-) is gzip-compressed: give the file's path instead of - (a .gz file "
+    "is decompressed as it is read), or decompress it into the pipe: gunzip -c FILE.gz | "
+    "drumfire ... -"
+)
+
+
+def stdin_start(raw: IO[bytes]) -> bytes:
+    """The first bytes waiting on standard input, left in place (``b""`` if it cannot peek)."""
+    peek = getattr(raw, "peek", None)
+    if peek is None:
+        return b""
+    try:
+        return bytes(peek(4)[:4])
+    except (OSError, ValueError):  # closed or unreadable: the reader reports it
+        return b""
+
+
+def check_stdin_start(start: bytes) -> None:
+    """Raise one :class:`InputError` when standard input starts like Parquet or gzip."""
+    if start.startswith(b"PAR1"):
+        raise InputError(STDIN_PARQUET)
+    if start.startswith(b"\x1f\x8b"):
+        raise InputError(_STDIN_GZIP)
 
 
 class Guarded:

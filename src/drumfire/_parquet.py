@@ -38,6 +38,7 @@ import orjson
 from ._arrow_rows import BatchRows
 from ._columns import UNFIT, column_kind, convert, learn_names, unfit_warning
 from ._errors import InputError, UsageError
+from ._instream import STDIN_PARQUET
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item
 from ._values import dumps
@@ -495,7 +496,7 @@ def open_parquet_source(
     module does not import ``_sources``, which imports it: no import cycle).
     """
     if path == "-":
-        raise InputError("Parquet input cannot be read from standard input; give its path")
+        raise InputError(STDIN_PARQUET)
     pa, pq = require_pyarrow(f"input {path!r}")
     if os.path.isdir(path):
         try:

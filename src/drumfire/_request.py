@@ -261,7 +261,9 @@ class RequestPlan:
 
     def check(self, available: set[str] | frozenset[str]) -> None:
         """Raise :class:`TemplateError` when a template names a column not in ``available``."""
-        self.url.check(available, label=f"template {self._url_shown}")
+        # The URL's placeholders are shown: a brace in its literal text (a password
+        # included) must be doubled, so single braces hold what the user meant as one.
+        self.url.check(available, label=f"--url {self._url_shown}", secret=False)
         self.method.check(available)
         for name, value in self.headers:
             name.check(available)

@@ -25,7 +25,7 @@ from typing import IO, Any
 import orjson
 
 from ._errors import InputError
-from ._instream import Guarded, Prepend
+from ._instream import Guarded, Prepend, check_stdin_start, stdin_start
 from ._rows import InputProblem, Item
 from ._text import with_article
 from ._values import loads_exact
@@ -123,8 +123,11 @@ def open_source(
         raw = sys.stdin.buffer
         if fmt is None:
             first = raw.readline()
+            check_stdin_start(first)  # Parquet or gzip: one line saying what works
             fmt = _sniff(first.decode(codec, "replace"))
             raw = Prepend(first, raw)  # type: ignore[assignment]
+        else:
+            check_stdin_start(stdin_start(raw))
     else:
         fmt = format_for(path, fmt)
         try:

@@ -203,6 +203,14 @@ def _parse_json(source: str) -> tuple[list[str], list[str], list[str]]:
 
 _NAME_LIKE = re.compile(r"[\w .-]{1,64}").fullmatch
 
+# Template syntax drumfire does not take, when a placeholder that names no column
+# holds it: RFC 6570's operators other than '+' ({?q} {/q} {#q} {.q} {;q} {&q}), its
+# value modifiers ({q:3} a prefix, {q*} explode) and lists ({a,b}), and Python's
+# format syntax ({q:>8} {q!r} {q[0]}). Names may hold any of these (a JSON Lines key
+# "geo:lat"), so a placeholder is only read as syntax when no column has its name.
+_OPERATORS = "#./;?&=,!@|"
+_MODIFIERS = re.compile(r"[:!*\[\],.]")
+
 
 def format_string(literals: Sequence[str]) -> str:
     """Literal texts joined by positional fields, their braces escaped for str.format."""
@@ -264,24 +272,61 @@ class Template:
             return self.render(row)
         return self._fmt.format(*get(row))
 
-    def check(self, available: set[str] | frozenset[str], label: str | None = None) -> None:
+    def check(
+        self,
+        available: set[str] | frozenset[str],
+        label: str | None = None,
+        *,
+        secret: bool | None = None,
+    ) -> None:
         """Raise :class:`TemplateError` if a placeholder names a column not in ``available``.
 
         ``label`` replaces the template's text in the message (header values may
-        hold credentials and are never printed).
+        hold credentials and are never printed). ``secret`` (default: when there
+        is a label) shows a placeholder's text only if it looks like a name.
         """
-        for column in self.columns:
+        for column, plus in zip(self.columns, self.raw, strict=True):
             if column not in available:
-                known = ", ".join(sorted(available)) or "none"
                 what = label or f"template {self.source!r}"
-                # With a label, the name is shown only if it looks like one: text
-                # between braces in a header value may be a secret, not a column.
-                name = repr(column) if label is None or _NAME_LIKE(column) else "a column"
-                if name != "a column":
-                    name = f"column {name}"
+                # A secret template's placeholder is shown only if it looks like a
+                # name: text between braces in a header value may be a secret.
+                hidden = (label is not None if secret is None else secret) and not _NAME_LIKE(
+                    column
+                )
+                unsupported = None if hidden else _unsupported(column, plus, available)
+                if unsupported is not None:
+                    raise TemplateError(f"{what}: {unsupported}")
+                known = ", ".join(sorted(available)) or "none"
+                name = "a column" if hidden else f"column {column!r}"
                 raise TemplateError(
                     f"{what} uses {name}, which the input does not have (columns: {known})"
                 )
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _unsupported(name: str, plus: bool, available: set[str] | frozenset[str]) -> str | None:
+    """Why ``{name}`` (``{+name}``), which names no column, is syntax drumfire does not take.
+
+    None when it does not look like such syntax: then it is a missing column. A
+    ``.`` alone counts only when the text before it is a column (``{q.x}``), as
+    dotted names are common (``a.b`` from ``pandas.json_normalize``).
+    """
+    op = name[:1] if name[:1] and name[0] in _OPERATORS else ""
+    stem = name[len(op) :]
+    base = _MODIFIERS.split(stem, 1)[0]
+    syntax = bool(op) or _MODIFIERS.search(stem.replace(".", "")) is not None
+    if base == name or not (syntax or base in available):
+        return None
+    shown = f"{{{'+' if plus else ''}{name}}}"
+    # What RFC 6570's expansion would have written around the value, if anything.
+    around = {"?": f"?{base}=", "&": f"&{base}=", ";": f";{base}=", "/": "/", ".": "."}
+    supported = (
+        "templates take {column} and {+column} only (RFC 6570 levels 1 and 2: no format "
+        "spec, ':N' prefix, '*' explode, list or operator such as {?q} or {/q})"
+    )
+    if base not in available:
+        return f"placeholder {shown} names no column and is not supported syntax; {supported}"
+    write = around.get(op, "") + f"{{{'+' if plus else ''}{base}}}"
+    return f"placeholder {shown} is not supported: for column {base!r} write {write}; {supported}"

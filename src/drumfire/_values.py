@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["cell_text", "dumps", "duration_text", "json_default", "loads_exact"]
+__all__ = ["cell_text", "dumps", "duration_text", "interval_text", "json_default", "loads_exact"]
 
 #: Text that may hold an integer orjson cannot read exactly: it reads -2**63 to
 #: 2**64 - 1 and makes a float of anything past that (a 23-digit id: 1e+23).
@@ -59,6 +59,14 @@ _LEAST, _MOST = -(1 << 63), (1 << 64) - 1
 _KEYS = (str, int, float, bool, type(None))  # dict keys kept as they are (else their text)
 
 
+def _seconds(count: int, digits: int) -> str:
+    """``count`` units of ``10**-digits`` seconds as exact decimal seconds: ``90.5``, ``-1``."""
+    sign = "-" if count < 0 else ""
+    whole, part = divmod(abs(count), 10**digits)
+    fraction = f"{part:0{digits}d}".rstrip("0") if digits else ""
+    return f"{sign}{whole}{'.' + fraction if fraction else ''}"
+
+
 def duration_text(count: int, digits: int) -> str:
     """``count`` units of ``10**-digits`` seconds as an ISO 8601 duration: ``PT90.5S``.
 
@@ -66,9 +74,25 @@ def duration_text(count: int, digits: int) -> str:
     minus (as XML Schema's ``xs:duration``): ``-PT86400S``.
     """
     sign = "-" if count < 0 else ""
-    whole, part = divmod(abs(count), 10**digits)
-    fraction = f"{part:0{digits}d}".rstrip("0") if digits else ""
-    return f"{sign}PT{whole}{'.' + fraction if fraction else ''}S"
+    return f"{sign}PT{_seconds(abs(count), digits)}S"
+
+
+def interval_text(months: int, days: int, nanoseconds: int) -> str:
+    """An Arrow ``month_day_nano_interval`` as an ISO 8601 duration: ``P1M2DT3.5S``.
+
+    Months, days and seconds stay apart, as the interval keeps them (a month has
+    no fixed number of days, nor a day of seconds across a DST change); seconds
+    exact, as :func:`duration_text` writes them, which it equals when only
+    nanoseconds are set. A negative interval has a leading minus (``-P1M``);
+    parts of mixed signs, which ISO 8601 cannot write, carry their own
+    (``P1M-2D``), as PostgreSQL's ``iso_8601`` interval style writes them.
+    """
+    if months <= 0 and days <= 0 and nanoseconds <= 0 and (months or days or nanoseconds):
+        return "-" + interval_text(-months, -days, -nanoseconds)
+    date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    if nanoseconds or not date:
+        return f"P{date}T{_seconds(nanoseconds, 9)}S"
+    return f"P{date}"
 
 
 def json_default(value: Any) -> Any:

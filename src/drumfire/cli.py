@@ -32,6 +32,7 @@ from ._bodies import clean_temps
 from ._cli_common import (
     CONTEXT,
     basic_auth_header,
+    column_list,
     connect_timeout_option,
     encoding_option,
     format_option,
@@ -107,13 +108,6 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * factor)
 
 
-def _split_columns(values: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        out.extend(v.strip() for v in value.split(",") if v.strip())
-    return out
-
-
 def _parse_columns_option(
     values: Sequence[str], parse_spec: str | None, pairs: Sequence[tuple[str, str]], keep: list[str]
 ) -> list[str] | None:
@@ -121,7 +115,7 @@ def _parse_columns_option(
     from ._result import BASE_COLUMNS
     from ._sinks import PARSE_EXTRA
 
-    names = _split_columns(values)
+    names = column_list(values, "--parse-columns")
     if not values:
         return None
     if parse_spec is None:
@@ -318,7 +312,7 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     multiple=True,
     metavar="NAME",
     help="The --parse fields that get CSV columns, in order (default: the first answer's); "
-    "others go to parse_extra.",
+    "others go to parse_extra. Comma-separated, as --keep.",
 )
 @click.option(
     "--id",
@@ -331,7 +325,8 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "--keep",
     multiple=True,
     metavar="COLUMN",
-    help="Input column(s) to copy to the output; repeatable or comma-separated.",
+    help="Input column(s) to copy to the output; repeatable or comma-separated (a name "
+    "with a comma in double quotes: --keep '\"lat, lon\",id').",
 )
 @click.option(
     "-n",
@@ -617,7 +612,7 @@ def run_command(
     try:
         url, header_lines = _credentials(url, user, headers)
         pairs = parse_extract_options(extract)
-        keep_columns = _split_columns(keep)
+        keep_columns = column_list(keep, "--keep")
         if data is not None and data.startswith("@") and "{" in data:
             files["data_file"], data = data[1:], None  # -d @{path}: a file per row
         files["skip_saved"] = bool(resume or retry_failed is not None)

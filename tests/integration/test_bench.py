@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
+from servers import ScriptedServer, echo
 
 from drumfire import UsageError
 from drumfire.bench import BenchError, BenchReport, abench, bench
@@ -407,6 +408,49 @@ def test_single_url_body_is_literal(stall: StallServer) -> None:
         stall.base_url + "/p", method="POST", data='{"data": "def quicksort():"}', requests=3
     )
     assert report.status == {"200": 3}
+
+
+@pytest.mark.parametrize("model", ["closed", "open"])
+def test_connection_close_is_honoured_when_the_server_keeps_the_connection(model: str) -> None:
+    # This server keeps every connection open: bench closes it itself after the answer
+    # to a request that said Connection: close (RFC 9112 §9.6), as drumfire run does,
+    # and the next request goes on a new connection.
+    paced: dict[str, Any] = {"rate": 200} if model == "open" else {}
+    with ScriptedServer(echo) as server:
+        report = bench(server.url("/c"), headers=["Connection: close"], requests=12,
+                       concurrency=2, **paced)  # fmt: skip
+        closing = list(server.requests)
+    with ScriptedServer(echo) as server:
+        bench(server.url("/k"), headers=["Connection: keep-alive"], requests=12, concurrency=2,
+              **paced)  # fmt: skip
+        kept = list(server.requests)
+    assert report.status == {"200": 12}
+    assert report.errors == {}
+    assert report.settings["connections_opened"] == 12
+    assert len(closing) == 12
+    assert all(r.headers["connection"] == "close" for r in closing)
+    assert sorted(r.connection for r in closing) == list(range(12))  # one connection each
+    assert len(kept) == 12
+    assert {r.connection for r in kept} <= {0, 1}  # kept alive: the two connections of -c 2
+
+
+def test_a_templated_connection_close_closes_only_after_those_requests() -> None:
+    rows = [{"c": "close"}, {"c": "keep-alive"}, {"c": "keep-alive"}]
+    with ScriptedServer(echo) as server:
+        report = bench(server.url("/{c}"), rows=rows, headers=["Connection: {c}"],
+                       requests=9, concurrency=1)  # fmt: skip
+        seen = list(server.requests)
+    assert report.status == {"200": 9}
+    by_connection: dict[int, list[str]] = {}
+    for r in seen:
+        by_connection.setdefault(r.connection, []).append(r.headers["connection"])
+    # One connection at a time: each "close" is the last request on its connection.
+    assert list(by_connection.values()) == [
+        ["close"],
+        ["keep-alive", "keep-alive", "close"],
+        ["keep-alive", "keep-alive", "close"],
+        ["keep-alive", "keep-alive"],
+    ]
 
 
 def test_bench_inside_a_running_loop(demo: DemoServer) -> None:

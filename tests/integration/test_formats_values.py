@@ -87,6 +87,25 @@ def test_kept_values_json_has_no_type_for_are_their_text(
     assert [rows[i]["d"] for i in ("1", "2")] == ["1.10", "-3.00"]  # sent as the same text
 
 
+def test_arrow_intervals_are_sent_and_written_as_iso_8601(demo_server: DemoServer) -> None:
+    # A month_day_nano_interval column (Arrow tables; Parquet cannot hold one) reached the
+    # URL as "MonthDayNano(months=1, days=2, nanoseconds=3000000000)".
+    import drumfire
+
+    spans = [pa.MonthDayNano([1, 2, 3_000_000_000]), pa.MonthDayNano([0, 0, -5]), None]
+    table = pa.table({"id": ["a", "b", "c"], "iv": pa.array(spans, pa.month_day_nano_interval())})
+    results = drumfire.run_all(
+        table, demo_server.base_url + "/echo?iv={iv}", extract={"sent": "query.iv"},
+        keep=["iv"], progress=False,
+    )  # fmt: skip
+    got = {r["id"]: (r["status"], r["sent"], r["iv"]) for r in results.to_pylist()}
+    assert got == {
+        "a": (200, "P1M2DT3S", "P1M2DT3S"),
+        "b": (200, "-PT0.000000005S", "-PT0.000000005S"),
+        "c": (200, "", None),  # null renders as empty, as any null
+    }
+
+
 PARSE = """
 import datetime, decimal
 def parse(response):

@@ -156,6 +156,30 @@ def test_keep_id_and_ordered(demo_server: DemoServer, routes: Path, tmp_path: Pa
     assert [r[6] for r in rows] == [row["lon1"] for row in inputs]
 
 
+def test_keep_names_a_column_with_a_comma_in_double_quotes(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # The value of --keep is split on commas; a name holding one is quoted, as in
+    # a CSV header (and as xsv takes it). Plain names and repeated --keep as before.
+    source = tmp_path / "in.csv"
+    source.write_text('id,q,"lat, lon","say ""hi""",plain\n1,x,"60.1, 24.9",yes,p\n')
+    out = tmp_path / "out.csv"
+    proc = drumfire(
+        "run", source, "--url", demo_server.url("/status/200?q={q}"),
+        "--keep", '"lat, lon", plain', "--keep", '"say ""hi""",q', "-o", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with out.open(newline="", encoding="utf-8") as fh:
+        header, row = list(csv.reader(fh))
+    assert header == [*BASE_COLUMNS, "lat, lon", "plain", 'say "hi"', "q"]
+    assert row[5:] == ["60.1, 24.9", "p", "yes", "x"]
+    # without the quotes, the name is cut at its comma, and named as the user wrote it
+    proc = drumfire("run", source, "--url", demo_server.url("/"), "--keep", "lat, lon")
+    assert_usage_error(proc, "--keep names column 'lat'")
+    proc = drumfire("run", source, "--url", demo_server.url("/"), "--keep", '"lat, lon')
+    assert_usage_error(proc, "--keep '\"lat, lon': the quote at position 0 is not closed")
+
+
 def test_keeping_a_column_named_like_an_output_column_is_refused(
     demo_server: DemoServer, routes: Path, tmp_path: Path
 ) -> None:
@@ -198,6 +222,19 @@ def test_template_naming_a_missing_column(routes: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     proc = drumfire("run", routes, "--url", "http://127.0.0.1:9/{lon1}/{nope}", "-o", out)
     assert_usage_error(proc, "'nope'")
+    assert not out.exists()
+
+
+def test_a_format_spec_in_the_url_is_one_line_saying_what_templates_take(
+    routes: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    url = "http://127.0.0.1:9/{lon1:.3f}/{lat1}"
+    proc = drumfire("run", routes, "--url", url, "-o", out)
+    message = assert_usage_error(
+        proc, f"--url {url!r}: placeholder {{lon1:.3f}} is not supported: for column 'lon1' write "
+    )
+    assert "{column} and {+column} only (RFC 6570 levels 1 and 2" in message
     assert not out.exists()
 
 

@@ -409,6 +409,36 @@ def test_an_input_cut_short_is_one_line_and_exit_1(
     one_error_line(early, 2, f"cannot read input '{plain}': Not a gzipped file")
 
 
+@pytest.mark.parametrize("fmt", [None, "csv", "jsonl", "text", "parquet"])
+@pytest.mark.parametrize("kind", ["parquet", "gzip"])
+def test_parquet_or_gzip_on_standard_input_is_one_line_saying_what_works(
+    tmp_path: Path, kind: str, fmt: str | None
+) -> None:
+    # Neither can be read from stdin (Parquet needs its footer, gzip is known by the
+    # file's name): one line says to give the path, before any request.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if kind == "parquet":
+        pq.write_table(pa.table({"id": ["1"], "q": ["v"]}), tmp_path / "in.parquet")
+        data = (tmp_path / "in.parquet").read_bytes()
+        needle = "standard input (-) holds Parquet, which drumfire reads only from a path"
+    else:
+        data = gzip.compress(b"id,q\n1,v\n")
+        needle = "standard input (-) is gzip-compressed: give the file's path instead of -"
+    if fmt == "parquet":  # said with --format: the same line, whatever the bytes
+        needle = "standard input (-) holds Parquet"
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        given = [] if fmt is None else ["--format", fmt]
+        proc = subprocess.run(
+            [*CLI, "run", "-", *given, "--url", srv.url("/?q={q}"), "-o", tmp_path / "out.csv"],
+            input=data, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert srv.requests == []
+    text = subprocess.CompletedProcess(proc.args, proc.returncode, "", proc.stderr.decode())
+    one_error_line(text, 2, needle)
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_json_lines_integers_past_64_bits_go_out_exact(
     demo_server: DemoServer, tmp_path: Path, processes: str

@@ -89,6 +89,29 @@ def test_temporal_and_decimal_columns_are_read_as_text(tmp_path: Path) -> None:
     ]
 
 
+def test_intervals_are_read_as_iso_8601_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # to_pylist gives MonthDayNano tuples: a template rendered their repr
+    # ("MonthDayNano(months=1, days=2, nanoseconds=3000000000)") and outputs a JSON array.
+    # Parquet cannot hold this type (pyarrow refuses to write it): Arrow tables can.
+    monkeypatch.setattr(frames, "BATCH_ROWS", 2)  # sliced batches, nested columns too
+    mdn = pa.month_day_nano_interval()
+    spans = [pa.MonthDayNano([1, 2, 3_000_000_000]), None, pa.MonthDayNano([-1, 0, -5])]
+    table = pa.table(
+        {
+            "i": [0, 1, 2],
+            "iv": pa.array(spans, mdn),
+            "xs": pa.array([[spans[0], None], None, []], pa.list_(mdn)),
+            "st": pa.array([{"d": spans[2]}, {"d": None}, None], pa.struct([("d", mdn)])),
+        }
+    )
+    rows = [row for _, row in frames.frame_source(table, "arrow").items]
+    assert rows == [
+        {"i": 0, "iv": "P1M2DT3S", "xs": ["P1M2DT3S", None], "st": {"d": "-P1MT0.000000005S"}},
+        {"i": 1, "iv": None, "xs": None, "st": {"d": None}},
+        {"i": 2, "iv": "-P1MT0.000000005S", "xs": [], "st": None},
+    ]
+
+
 def test_float32_reads_as_its_shortest_decimal(tmp_path: Path) -> None:
     # A float32 1.1 read as a float64 is 1.100000023841858, which a template would send.
     table = pa.table({"f": pa.array([1.1, None, 3.4e38, float("inf")], pa.float32())})

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from drumfire._cli_common import basic_auth_header, hide_secrets, looks_like_url, old_quiet
+from drumfire._cli_common import (
+    basic_auth_header,
+    column_list,
+    hide_secrets,
+    looks_like_url,
+    old_quiet,
+)
 from drumfire._errors import UsageError
 
 
@@ -27,6 +33,37 @@ def test_basic_auth_header_is_what_curl_sends() -> None:
         basic_auth_header("alice", [])
     with pytest.raises(UsageError, match="keep one"):
         basic_auth_header("a:b", ["authorization: Bearer x"])
+
+
+@pytest.mark.parametrize(
+    ("values", "names"),
+    [
+        (["a,b", " c , ,d ", ""], ["a", "b", "c", "d"]),  # as before quoting existed
+        (['"lat, lon",id'], ["lat, lon", "id"]),
+        (['id, "lat, lon" ,x'], ["id", "lat, lon", "x"]),
+        (['" padded ",""'], [" padded ", ""]),  # quoted: taken exactly
+        (['"say ""hi""",b'], ['say "hi"', "b"]),
+        (['a"b,c"'], ['a"b', 'c"']),  # a quote that does not start a name is a character
+        (["a,b", '"c,d"'], ["a", "b", "c,d"]),  # repeated
+    ],
+)
+def test_column_list_splits_on_commas_outside_quotes(values: list[str], names: list[str]) -> None:
+    assert column_list(values, "--keep") == names
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"a,b', "--keep '\"a,b': the quote at position 0 is not closed"),
+        ('x,"a""', '--keep \'x,"a""\': the quote at position 2 is not closed'),
+        ('"a,b"c,d', "--keep '\"a,b\"c,d': text after the quoted name 'a,b'"),
+    ],
+)
+def test_column_list_names_the_option_and_the_value(value: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        column_list([value], "--keep")
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -872,7 +872,59 @@ def test_url_template_messages_hide_the_password() -> None:
     with pytest.raises(TemplateError, match=r"malformed template 'http://\*\*\*@h/\{a'") as e:
         RequestPlan("http://me:s3cret@h/{a")
     assert "s3cret" not in str(e.value)
-    with pytest.raises(TemplateError, match=r"template 'http://\*\*\*@h/\{a\}' uses column 'a'"):
+    with pytest.raises(TemplateError, match=r"--url 'http://\*\*\*@h/\{a\}' uses column 'a'"):
         RequestPlan("http://me:s3cret@h/{a}").check({"b"})
-    with pytest.raises(TemplateError, match=r"template 'http://h/\{a\}' uses column 'a'"):
+    with pytest.raises(TemplateError, match=r"--url 'http://h/\{a\}' uses column 'a'"):
         RequestPlan("http://h/{a}").check({"b"})
+
+
+SUPPORTED = (
+    "templates take {column} and {+column} only (RFC 6570 levels 1 and 2: no format spec, "
+    "':N' prefix, '*' explode, list or operator such as {?q} or {/q})"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h/s?q={q:3}", "placeholder {q:3} is not supported: for column 'q' write {q}"),
+        ("http://h/s?q={q!r}", "placeholder {q!r} is not supported: for column 'q' write {q}"),
+        ("http://h/s?q={q[0]}", "placeholder {q[0]} is not supported: for column 'q' write {q}"),
+        ("http://h/s?q={q.x}", "placeholder {q.x} is not supported: for column 'q' write {q}"),
+        ("http://h/s?q={q*}", "placeholder {q*} is not supported: for column 'q' write {q}"),
+        ("http://h/s?q={+q:3}", "placeholder {+q:3} is not supported: for column 'q' write {+q}"),
+        ("http://h/s{?q}", "placeholder {?q} is not supported: for column 'q' write ?q={q}"),
+        ("http://h/s?a=1{&q}", "placeholder {&q} is not supported: for column 'q' write &q={q}"),
+        ("http://h/s{/q}", "placeholder {/q} is not supported: for column 'q' write /{q}"),
+        ("http://h/s?q={q,id}", "placeholder {q,id} is not supported: for column 'q' write {q}"),
+        ("http://h/s?q={n:>8}", "placeholder {n:>8} names no column and is not supported syntax"),
+    ],
+)
+def test_unsupported_placeholder_syntax_is_named_with_what_to_write(url: str, message: str) -> None:
+    # One line naming the option, the URL and the placeholder; then what templates take.
+    with pytest.raises(TemplateError) as info:
+        RequestPlan(url).check({"id", "q"})
+    assert str(info.value) == f"--url {url!r}: {message}; {SUPPORTED}"
+
+
+def test_names_that_look_like_syntax_are_columns_when_the_input_has_them() -> None:
+    # JSON Lines keys and CSV headers may hold ':' ',' '.' '*': such a column is used.
+    for name in ("geo:lat", "a,b", "q.x", "n*", "?q"):
+        plan = RequestPlan(f"http://h/p/{{{name}}}")
+        plan.check({name, "q"})
+        assert plan.prepare({name: "v", "q": "w"}).data.startswith(b"GET /p/v ")
+    # a dotted name the input lacks, whose stem is no column either: a missing column
+    with pytest.raises(TemplateError, match=r"uses column 'a\.b', which the input does not have"):
+        RequestPlan("http://h/{a.b}").check({"q"})
+
+
+def test_unsupported_syntax_in_bodies_and_methods_is_named_too() -> None:
+    with pytest.raises(TemplateError, match=r"^template '\{\"a\": \{q:3\}\}': placeholder \{q:3\}"):
+        RequestPlan("http://h/", data='{"a": {q:3}}').check({"q"})
+    with pytest.raises(TemplateError, match=r"^template 'a=\{q!s\}': placeholder \{q!s\} is not"):
+        RequestPlan("http://h/", data="a={q!s}").check({"q"})
+    # a header value may hold a secret: its placeholder is not echoed, as before
+    with pytest.raises(TemplateError) as info:
+        RequestPlan("http://h/", headers=["X-A: {q:s3cret}"]).check({"q"})
+    assert str(info.value).startswith("the value of header 'X-A' uses a column, which")
+    assert "s3cret" not in str(info.value)

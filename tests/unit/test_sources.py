@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drumfire._errors import InputError, UsageError
+from drumfire._instream import check_stdin_start, stdin_start
 from drumfire._rows import InputProblem
 from drumfire._sources import Source, count_rows, format_for, open_source, rows_source
 
@@ -677,3 +678,30 @@ def test_blocks_do_not_change_what_is_read(tmp_path: Path, data: list[bytes], bl
         mp.setattr("drumfire._sources._BLOCK", block)
         _, items = read_all(path)
     assert [(n, repr(r)) for n, r in items] == [(n, repr(r)) for n, r in reference]
+
+
+def test_the_start_of_standard_input_is_peeked_and_left_in_place() -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as reader, open(write_end, "wb") as writer:
+        writer.write(b"\x1f\x8b\x08\x00rest")
+        writer.close()
+        assert stdin_start(reader) == b"\x1f\x8b\x08\x00"
+        assert reader.read() == b"\x1f\x8b\x08\x00rest"  # nothing was consumed
+    assert stdin_start(io.StringIO("no peek")) == b""  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        (b"PAR1", r"^standard input \(-\) holds Parquet, which drumfire reads only from a path"),
+        (b"\x1f\x8b\x08", r"^standard input \(-\) is gzip-compressed: give the file's path"),
+    ],
+)
+def test_parquet_or_gzip_on_standard_input_is_refused(start: bytes, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        check_stdin_start(start)
+    assert "\n" not in str(info.value)
+    for text in (b"id,q\n", b"PAR", b"\x1f", b"", b'{"a": 1}\n'):
+        check_stdin_start(text)  # text, or too little to tell: read as before

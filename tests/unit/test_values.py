@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drumfire._columns import convert
 from drumfire._messages import ResultBatch, RowChunk, from_parent, from_worker
@@ -23,7 +25,7 @@ from drumfire._parquet import ParquetSink
 from drumfire._result import Result
 from drumfire._sinks import CsvSink, JsonlSink
 from drumfire._sqlite import SqliteSink
-from drumfire._values import cell_text, dumps, duration_text
+from drumfire._values import cell_text, dumps, duration_text, interval_text
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 #: A value, and its text in a cell (CSV, a string column); in JSON that text is a string.
@@ -70,6 +72,33 @@ def test_durations_are_iso_8601_seconds() -> None:
     assert duration_text(1_500, 3) == "PT1.5S"
     assert duration_text(-1, 9) == "-PT0.000000001S"
     assert duration_text(90, 0) == "PT90S"
+
+
+@pytest.mark.parametrize(
+    ("months", "days", "nanoseconds", "text"),
+    [
+        (1, 2, 3_000_000_000, "P1M2DT3S"),
+        (14, 0, 0, "P14M"),  # months stay months: a year is not assumed
+        (0, 30, 0, "P30D"),  # days stay days: a day is not assumed to be 86,400 s
+        (0, 0, 90_500_000_000, "PT90.5S"),
+        (0, 0, 0, "PT0S"),
+        (0, 1, 1, "P1DT0.000000001S"),
+        (-1, 0, -5, "-P1MT0.000000005S"),  # all negative: one leading minus
+        (-1, -2, 0, "-P1M2D"),
+        (1, -2, 0, "P1M-2D"),  # mixed signs: each part its own, as PostgreSQL writes them
+        (-1, 2, 3_000_000_000, "P-1M2DT3S"),
+        (0, 1, -1_500_000_000, "P1DT-1.5S"),
+    ],
+)
+def test_intervals_are_iso_8601_months_days_and_seconds(
+    months: int, days: int, nanoseconds: int, text: str
+) -> None:
+    assert interval_text(months, days, nanoseconds) == text
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_an_interval_of_nanoseconds_only_reads_as_that_duration(nanoseconds: int) -> None:
+    assert interval_text(0, 0, nanoseconds) == duration_text(nanoseconds, 9)
 
 
 def result(i: int, kept: dict[str, Any]) -> Result:

@@ -91,6 +91,7 @@ class BenchConnection(Connection):
         self.heads: dict[bytes, tuple[int, int]] = owner.heads
         self.loop: Loop | None = owner.loop
         self.head = False
+        self.request = b""  # the request in flight, for the runner's Connection: close rule
         self.fast = False  # a response is awaited that the fast path may take
         self.max_body = max_body
         # Whether the ResponseReader was reset for the response in flight. It is only
@@ -105,6 +106,7 @@ class BenchConnection(Connection):
         assert transport is not None
         self.begin(flight, deadline)
         self.head = head
+        self.request = data
         self.fresh = False
         self.fast = not head
         transport.write(data)

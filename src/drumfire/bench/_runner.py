@@ -27,13 +27,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from hdrh.histogram import HdrHistogram
 
 from .._connection import TLS, Connection
 from .._errors import DrumfireError
 from .._pool import Pool
-from .._request import Origin
+from .._request import Origin, asks_close
 from .._response import Response
 from .._settings import MAX_BODY
 from ._fastconn import BenchConnection, Loop
@@ -147,6 +148,13 @@ class Runner:
         )
         single = schedule is None and len(set(self.targets)) == 1 and not self.targets[0][2]
         self.loop: Loop | None = self.counter if single else None
+        # Requests that say "Connection: close" (RFC 9112 §9.6): the connection is closed
+        # once their answer is read, even when the server keeps it open, as drumfire run
+        # does; the closed model's short cuts, which send again on it, are off then.
+        self.closing = frozenset(t[1] for t in self.targets if asks_close(t[1]))
+        if self.closing:
+            self.loop = None
+            self._one_origin = False
         self.opened = 0
         self.inflight = 0
         self.first_send = 0.0
@@ -447,7 +455,10 @@ class Runner:
             self._freed_at = now
         self.inflight -= 1
         if conn.is_idle():
-            self.pool.give(conn)
+            if self.closing and cast(BenchConnection, conn).request in self.closing:
+                conn.close()
+            else:
+                self.pool.give(conn)
         self.pump(now)
 
     def on_failure(self, conn: Connection, stamp: float, reason: str, detail: str) -> None:
