@@ -3,7 +3,13 @@
 Every source is streamed (one row at a time from a buffered file) and yields
 ``(row_number, row)`` where row_number counts data rows from 1 and row is a
 mapping, or an :class:`~drumfire._rows.InputProblem` for a row that cannot be
-read — so a bad row becomes an error row, not a crash or a silent gap.
+read — so a bad row becomes an error row, not a crash or a silent gap. Each
+source of lines also keeps a :class:`~drumfire._rows.LineMap`: the line each
+row starts on, for the error rows that name it.
+
+Why this module is long: the CSV reader is most of it, guarded against runaway
+quotes (``_guarded``) and naming every problem's first line; the line
+bookkeeping it shares with the other formats reads best next to them.
 """
 
 from __future__ import annotations
@@ -474,7 +480,7 @@ def _csv_source(
             raise InputError(
                 f"the header line (line {state.opened}) has an unterminated quote"
             ) from None
-        if _is_lone_cr(exc):
+        if _LONE_CR in str(exc):
             raise InputError(
                 "the header line has a carriage return (CR) that does not end a line: lines "
                 "must end with LF or CRLF (a file whose lines end with CR alone, as from an "
@@ -537,18 +543,14 @@ def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) 
                 state.opened = 0
             else:
                 first, line = state.line(state.done + 1), state.line(reader.line_num)
-                what = _LONE_CR if _is_lone_cr(exc) else f"malformed CSV: {exc}"
-                yield n, InputProblem(first, what + _span(first, line))
+                what = _CR_WORDS if _LONE_CR in str(exc) else str(exc)
+                yield n, InputProblem(first, f"malformed CSV: {what}" + _span(first, line))
             state.done = reader.line_num
 
 
-#: The CSV reader's words for a CR inside an unquoted field, and drumfire's.
-_CR_ERROR = "new-line character seen in unquoted field"
-_LONE_CR = "malformed CSV: a carriage return (CR) inside an unquoted field (quote the field)"
-
-
-def _is_lone_cr(exc: csv.Error) -> bool:
-    return _CR_ERROR in str(exc)
+#: The CSV reader's words for a carriage return inside an unquoted field, and drumfire's.
+_LONE_CR = "new-line character seen in unquoted field"
+_CR_WORDS = "a carriage return (CR) inside an unquoted field (quote the field)"
 
 
 def _span(first: int, last: int) -> str:
