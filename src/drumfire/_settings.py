@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -85,12 +86,14 @@ class Retry:
     ``uniform(0, min(max_backoff, backoff * 2**(n-2)))``, or the server's
     ``Retry-After`` when that is longer. A ``Retry-After`` over
     ``max_retry_after`` seconds is not waited for: the row ends at once with
-    its status (see :meth:`over_wait`), so that a later ``--retry-failed`` or
-    ``--resume`` run can take it.
+    its status and the error :meth:`over_wait_error`, so that a later
+    ``--retry-failed`` or ``--resume`` run can take it (0: no ``Retry-After``
+    is waited for; ``Retry-After: 0`` asks for no wait).
     ``budget`` and ``budget_floor``: retries to one origin may add at most
     ``budget`` of its recent first attempts, plus ``budget_floor`` per second
     (gRPC's retry throttling, Finagle's retry budget); beyond that a row that
-    would be retried ends with its last answer.
+    would be retried ends with its last answer. A row over ``max_retry_after``
+    would not be retried, so the budget is not asked and it says why.
     """
 
     retries: int = 3
@@ -154,10 +157,18 @@ class Retry:
         return retry_after is not None and retry_after > self.max_retry_after
 
     def over_wait_error(self, retry_after: float) -> str:
-        """The row's error when :meth:`over_wait`: a stable reason, then the figures."""
-        return (
-            f"retry_after: {retry_after:.0f}s over --max-retry-wait {self.max_retry_after:g}s"
-        )
+        """The row's error when :meth:`over_wait`: a stable reason, then the figures.
+
+        Whole seconds as they are (delay-seconds always are); a fraction (an
+        HTTP-date's distance from now) rounded up to a tenth, so the figure is
+        over the cap as the wait was: rounded to the second, 0.4 s over a cap
+        of 0 read ``0s over --max-retry-wait 0s``.
+        """
+        if float(retry_after).is_integer():
+            asked = f"{retry_after:.0f}"
+        else:  # round() first: 1.1 * 10 is 11.000000000000002
+            asked = f"{math.ceil(round(retry_after * 10, 6)) / 10:.1f}"
+        return f"retry_after: {asked}s over --max-retry-wait {self.max_retry_after:g}s"
 
     @staticmethod
     def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

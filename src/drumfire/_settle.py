@@ -64,28 +64,28 @@ class Settling(EngineCore):
                     self._ready.append(flight)
                     self._pump()
                     return
-        if (
-            self._budget_left(flight)
-            and retry.is_retry(status, flight.prepared.idempotent)
-            and self._may_retry(flight, now)
-        ):
+        if self._budget_left(flight) and retry.is_retry(status, flight.prepared.idempotent):
             # Retry-After delays this row only (as urllib3, Envoy and gRPC do).
             retry_after = retry.parse_retry_after(response.header("retry-after"))
             if retry.over_wait(retry_after):
                 # Longer than the user will wait: end the row now with its status,
-                # so a later run (--retry-failed, --resume) can take it.
+                # so a later run (--retry-failed, --resume) can take it. Asked before
+                # the origin's retry budget: this row is not retried, so it takes no
+                # token (a run of them emptied the budget, and the rows after ended
+                # with a bare status, not saying why, and left others no retries).
                 assert retry_after is not None
                 self._pump()
                 self._give_up(flight, status, retry.over_wait_error(retry_after))
                 return
-            self._retry_later(flight, retry_after)
-            self._pump()
-        else:
-            # Put the next request on the wire first (it takes this connection, the
-            # most recently idle), then extract and write this row: the server
-            # works on the next answer while the client does its share.
-            self._pump()
-            self._finish_all([(flight, response)], now)
+            if self._may_retry(flight, now):
+                self._retry_later(flight, retry_after)
+                self._pump()
+                return
+        # Put the next request on the wire first (it takes this connection, the
+        # most recently idle), then extract and write this row: the server works
+        # on the next answer while the client does its share.
+        self._pump()
+        self._finish_all([(flight, response)], now)
 
     def on_failure(self, conn: Connection, flight: Flight, reason: str, detail: str) -> None:
         self._inflight -= 1

@@ -16,6 +16,7 @@ several commands in ``_cli_common.py``, defaults in ``_settings.py``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -154,6 +155,23 @@ def _rate_option(text: str | None, option: str = "--rate") -> float | None:
         return parse_rate(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
+
+
+def _wait_option(text: str, option: str = "--max-retry-wait") -> float:
+    """Seconds, 0 or more (0: wait for no ``Retry-After``); a bad value is one line.
+
+    Not a ``click.FloatRange``: that lets ``nan`` through (no wait is over it:
+    no cap at all) and refuses in three lines of usage.
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(
+            f"{option} {text!r}: give a number of seconds, 0 or more (0: wait for no Retry-After)"
+        )
+    return seconds
 
 
 class _Commands(click.Group):
@@ -412,12 +430,11 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--max-retry-wait",
-    type=click.FloatRange(0),
-    default=_DEFAULTS.retry.max_retry_after,
+    default=f"{_DEFAULTS.retry.max_retry_after:g}",
     show_default=True,
     metavar="SECONDS",
-    help="Longest Retry-After waited for (it delays only its own row); a row asked to "
-    "wait longer ends at once with its status and error retry_after.",
+    help="Longest Retry-After waited for (it delays only its own row; 0: none); a row "
+    "asked to wait longer ends at once with its status and error retry_after.",
 )
 @click.option(
     "--retry-unsafe",
@@ -564,7 +581,7 @@ def run_command(
     retries: int,
     per_host_concurrency: int | None,
     per_host_rate: str | None,
-    max_retry_wait: float,
+    max_retry_wait: str,
     retry_unsafe: bool,
     timeout: float,
     connect_timeout: float,
@@ -619,7 +636,11 @@ def run_command(
             rate=_rate_option(rate),
             per_host_concurrency=per_host_concurrency,
             per_host_rate=_rate_option(per_host_rate, "--per-host-rate"),
-            retry=Retry(retries=retries, unsafe=retry_unsafe, max_retry_after=max_retry_wait),
+            retry=Retry(
+                retries=retries,
+                unsafe=retry_unsafe,
+                max_retry_after=_wait_option(max_retry_wait),
+            ),
             timeout=timeout,
             connect_timeout=connect_timeout,
             verify=False if insecure else (cacert or True),

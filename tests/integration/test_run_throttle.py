@@ -8,8 +8,10 @@ the rows, never on wall-clock time.
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,34 @@ def test_max_retry_wait_option(tmp_path: Path) -> None:
     [row] = [line for line in lines if line.startswith("r3,")]
     assert row.startswith("r3,503,")
     assert "retry_after: 5s over --max-retry-wait 2.5s" in row
+
+
+def test_max_retry_wait_0_ends_every_throttled_row_saying_why(tmp_path: Path) -> None:
+    # Every answer is 503 + Retry-After: 5 and --max-retry-wait 0 waits for none: each
+    # row ends at its first answer with the same error. Before, only the first ~300
+    # said so; the rest ended with a bare 503, as if --retries were used up: the rows
+    # before had each taken a token of the retry budget without retrying, and an
+    # empty budget was asked first.
+    n = 1000
+    src = tmp_path / "in.csv"
+    src.write_text("id\n" + "".join(f"r{i}\n" for i in range(n)))
+    out = tmp_path / "out.csv"
+    behaviour = Behaviour(throttle_share=1.0, throttle_times=10**6, retry_after="5")
+    with ThrottleServer(behaviour) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "drumfire.cli", "run", str(src), "--url", server.url,
+             "-o", str(out), "-q", "--max-retry-wait", "0"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        requests = server.requests
+    assert proc.returncode == 0, proc.stderr
+    with out.open(newline="") as f:
+        got = list(csv.DictReader(f))
+    assert sorted(r["id"] for r in got) == sorted(f"r{i}" for i in range(n))
+    assert Counter((r["status"], r["attempts"], r["error"]) for r in got) == {
+        ("503", "1", "retry_after: 5s over --max-retry-wait 0s"): n
+    }
+    assert requests == n
 
 
 # -- failures that retrying cannot change ---------------------------------------------------

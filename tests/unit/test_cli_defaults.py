@@ -26,7 +26,7 @@ def test_run_options_default_to_the_job_settings() -> None:
     assert shown["max_concurrency"] == job.max_concurrency == _settings.MAX_CONCURRENCY
     assert shown["pipeline"] == job.pipeline == _settings.PIPELINE
     assert shown["retries"] == job.retry.retries == Retry().retries
-    assert shown["max_retry_wait"] == job.retry.max_retry_after
+    assert float(str(shown["max_retry_wait"])) == job.retry.max_retry_after
     assert shown["timeout"] == job.timeouts.total == Timeouts().total
     assert shown["connect_timeout"] == job.timeouts.connect == Timeouts().connect
     assert parse_size(str(shown["max_body"])) == job.max_body == MAX_BODY

@@ -114,6 +114,23 @@ def test_run_rates_say_why_they_are_refused(args: list[str], line: str, tmp_path
     assert lines[0].startswith(line), lines[0]
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon", "", "5s"])
+def test_max_retry_wait_refuses_in_one_line_naming_the_option(value: str, tmp_path: Path) -> None:
+    """Seconds, 0 or more: ``nan`` used to pass click's range and mean no cap at all,
+    and a negative took three lines of usage."""
+    from click.testing import CliRunner
+
+    from drumfire.cli import main
+
+    (tmp_path / "in.txt").write_text("http://127.0.0.1:9/\n")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "in.txt"), "--max-retry-wait", value])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"drumfire: error: --max-retry-wait {value!r}: give a number of seconds, 0 or more "
+        "(0: wait for no Retry-After)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("rate", "line"),
     [

@@ -243,6 +243,26 @@ def test_a_retry_after_over_the_cap_ends_the_row_at_once() -> None:
     assert clock.now < 1.0
 
 
+def test_rows_over_the_cap_all_say_so_and_leave_the_retry_budget_alone() -> None:
+    # 1000 rows asked to wait an hour, over the cap: each ends at its first answer
+    # with retry_after. They used to take a token of the origin's retry budget
+    # (100 at first, a fifth per request sent) without retrying: once it ran out,
+    # the rest ended with a bare 503, and later rows found no budget for their
+    # retries. Rows 1000-1099 answer 502 once: every one of them is retried.
+    def script(path: str, hits: int) -> Answer:
+        if int(path[1:]) < 1000:
+            return 503, {"Retry-After": "3600"}, b"", 0.001
+        return (502, {}, b"", 0.001) if hits == 0 else ok(path, hits)
+
+    results, _, server, _, _ = run(script, 1100, concurrency=16)
+    got = by_id(results)
+    over = collections.Counter((got[str(i)].status, got[str(i)].attempts, got[str(i)].error)
+                               for i in range(1000))  # fmt: skip
+    assert over == {(503, 1, "retry_after: 3600s over --max-retry-wait 60s"): 1000}
+    assert all((got[str(i)].status, got[str(i)].attempts) == (200, 2) for i in range(1000, 1100))
+    assert len(server.requests) == 1200
+
+
 def test_deadline_ends_an_unanswered_request() -> None:
     def silent(path: str, hits: int) -> Answer:
         return (200, {}, b"{}", None) if path == "/1" else ok(path, hits)

@@ -68,6 +68,25 @@ def test_over_wait() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("cap", "asked", "error"),
+    [
+        (0.0, 0.4, "retry_after: 0.4s over --max-retry-wait 0s"),
+        (0.0, 0.01, "retry_after: 0.1s over --max-retry-wait 0s"),
+        (3.0, 3.04, "retry_after: 3.1s over --max-retry-wait 3s"),
+        (0.0, 1.1, "retry_after: 1.1s over --max-retry-wait 0s"),
+        (60.0, 3599.6, "retry_after: 3599.6s over --max-retry-wait 60s"),
+        (0.0, 5.0, "retry_after: 5s over --max-retry-wait 0s"),
+    ],
+)
+def test_over_wait_error_shows_a_wait_over_the_cap(cap: float, asked: float, error: str) -> None:
+    # An HTTP-date's wait is a fraction of a second off whole: rounded to the second,
+    # 0.4 s over a cap of 0 read "0s over --max-retry-wait 0s".
+    retry = Retry(max_retry_after=cap)
+    assert retry.over_wait(asked)
+    assert retry.over_wait_error(asked) == error
+
+
 def test_default_cap_is_a_minute() -> None:
     assert Retry().max_retry_after == 60.0
     rng = random.Random(1)
