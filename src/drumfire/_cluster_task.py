@@ -66,7 +66,10 @@ def open_part(part: Part, scratch: str) -> Any:
                 row = InputProblem(row.line + line_shift, row.message)
             yield n + part.first_row, row
 
-    return Source(shifted(source.items), source.columns, source.fmt, part.rows, source.close)
+    if source.lines is not None:  # template error rows name the whole input's lines
+        source.lines.moved(part.first_row, line_shift)
+    items = shifted(source.items)
+    return Source(items, source.columns, source.fmt, part.rows, source.close, source.lines)
 
 
 @dataclass(frozen=True)

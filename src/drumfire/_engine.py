@@ -124,7 +124,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
     ``settings``: the run's policy (:class:`EngineSettings`); the keywords are
     what drives it: the answers' extraction and parsing, the clocks, the random
     source for backoff, and the hooks (progress, CPU-bound, numbered results,
-    --resume's skips, duplicate ids).
+    --resume's skips, duplicate ids, the input line of a row number).
     """
 
     def __init__(
@@ -145,6 +145,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         skip: Callable[[str], bool] | None = None,
         skip_problem: Callable[[int], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
+        line_of: Callable[[int], int | None] | None = None,
     ) -> None:
         ordered = settings.ordered
         if on_numbered is not None and ordered:
@@ -185,6 +186,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             skip=skip,  # --resume: rows whose result the output already holds
             skip_problem=skip_problem,  # --resume: input lines whose error row it holds
             duplicates=duplicates,
+            line_of=line_of,  # the input line a template error names
         )
         #: Answers -> result rows (extraction, --parse, kept columns).
         self.finisher = Finisher(

@@ -155,6 +155,8 @@ class Job:
             per_host_concurrency=self.per_host_concurrency,
             per_host_rate=self.per_host_rate,
         )
+        if source.lines is not None:  # template error rows name their input line
+            kwargs.setdefault("line_of", source.lines.line_of)
         overrides = {name: kwargs.pop(name) for name in _SETTING_NAMES & kwargs.keys()}
         if overrides:
             settings = dataclasses.replace(settings, **overrides)

@@ -47,12 +47,17 @@ class RowChunk(NamedTuple):
     """Parent -> worker: rows to send, each ``[seq, line, row | None, problem | None]``.
 
     ``problem``: the message of an input line that could not be read (``row`` is None).
+    ``lines``: where these rows start in the input, as ``[row, line]`` marks
+    (:meth:`LineMap.between <drumfire._rows.LineMap.between>`; empty when the
+    input has rows, not lines).
     """
 
     rows: list[list[Any]]
+    lines: list[tuple[int, int]]
 
     def encode(self) -> bytes:
-        return dumps(self.rows)  # a value JSON has no type for as its text (see _values)
+        # A value JSON has no type for goes as its text (see _values).
+        return dumps([self.rows, self.lines])
 
 
 class End(NamedTuple):
@@ -128,7 +133,8 @@ def from_parent(data: bytes) -> ToWorker:
         return _STOP
     if data == b"UNREACHABLE":
         return _UNREACHABLE
-    return RowChunk(loads_exact(data))  # a JSON Lines row's big integer stays exact
+    rows, lines = loads_exact(data)  # a JSON Lines row's big integer stays exact
+    return RowChunk(rows, [(n, line) for n, line in lines])
 
 
 def from_worker(data: bytes) -> ToParent:

@@ -59,7 +59,7 @@ from ._parse import load_parse_function
 from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._rows import SKIPPED, WAIT, InputProblem, Item, Rows
+from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows
 from ._sinks import Sink
 from ._sources import Source
 
@@ -110,6 +110,7 @@ def _worker(
         parse = load_parse_function(parse_spec)
     loop = new_event_loop()
     queued: deque[list[Any]] = deque()
+    lines = LineMap()  # where the rows start in the input, as the parent tells
     seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq
     state = {"end": False, "gone": False, "local": 0}
     out: list[list[Any]] = []
@@ -170,6 +171,7 @@ def _worker(
         parse=parse,
         on_tick=on_tick,
         tick_interval=0.01,
+        line_of=lines.line_of,
     )
 
     def receive(message: ToWorker | None) -> None:
@@ -178,6 +180,7 @@ def _worker(
             engine.stop(grace=0)
         elif type(message) is RowChunk:
             queued.extend(message.rows)
+            lines.extend(message.lines)
         elif type(message) is End:
             state["end"] = True
         elif type(message) is Stop and not message.unreachable:
@@ -327,6 +330,8 @@ def execute_parallel(
     exhausted = [False]
     window = 64 * job.max_concurrency + CHUNK * QUEUED_CHUNKS * processes
 
+    span = [0, 0]  # the row numbers of the last chunk's first and last items
+
     def next_chunk() -> list[list[Any]]:
         chunk: list[list[Any]] = []
         while len(chunk) < CHUNK and not exhausted[0]:
@@ -337,6 +342,9 @@ def execute_parallel(
             except StopIteration:
                 exhausted[0] = True
                 break
+            if not chunk:
+                span[0] = item[0]
+            span[1] = item[0]
             seq = seq_counter[0]
             seq_counter[0] += 1
             screened = rows.screen(item, stats)
@@ -354,7 +362,9 @@ def execute_parallel(
         while not worker.done and worker.outstanding < CHUNK * QUEUED_CHUNKS:
             chunk = next_chunk()
             if chunk:
-                worker.conn.send_bytes(RowChunk(chunk).encode())
+                first, last = span
+                marks = source.lines.between(first, last) if source.lines is not None else []
+                worker.conn.send_bytes(RowChunk(chunk, marks).encode())
                 worker.outstanding += len(chunk)
             if exhausted[0]:
                 break

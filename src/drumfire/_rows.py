@@ -12,7 +12,9 @@ prepared request logic is written once::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._request import Prepared
@@ -30,8 +32,10 @@ __all__ = [
     "Flight",
     "InputProblem",
     "Item",
+    "LineMap",
     "Rows",
     "row_id",
+    "row_place",
 ]
 
 
@@ -73,6 +77,72 @@ def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
     return str(line)
 
 
+class LineMap:
+    """On which input line each row of a line-based input (CSV, JSON Lines, text) starts.
+
+    Row ``n`` starts on line ``n + shift``, and the shift changes only where
+    the input is irregular (a blank line skipped, a record over several lines,
+    a runaway quote): the source :meth:`mark` s the row's first line, and only
+    the rows where the shift changes are kept. So a ``template:`` error row
+    names its input line, as an ``input:`` one does, at the cost of one
+    comparison per row in the source. At most :attr:`LIMIT` changes are kept
+    (the latest): a row older than those has no known line (``None``).
+    """
+
+    __slots__ = ("_at", "_rows", "_shifts")
+
+    LIMIT = 1 << 20
+
+    def __init__(self) -> None:
+        self._rows = array("q")  # rows where a shift starts, ascending
+        self._shifts = array("q")
+        self._at = (0, 0)  # rows and lines before this input's first ones (see moved)
+
+    def moved(self, rows: int, lines: int) -> None:
+        """The input is part of a larger one (a ``--cluster`` part): ``rows`` rows and
+        ``lines`` lines come before it. :meth:`line_of` and :meth:`between` then
+        take and give the larger input's numbers; :meth:`mark` keeps the part's."""
+        self._at = (rows, lines)
+
+    def mark(self, n: int, line: int) -> None:
+        """Row ``n`` starts on ``line`` (and so do the rows after it, one line each)."""
+        rows, shifts = self._rows, self._shifts
+        if rows and (n <= rows[-1] or shifts[-1] == line - n):
+            return  # known already (marks come in row order), or no change
+        rows.append(n)
+        shifts.append(line - n)
+        if len(shifts) > self.LIMIT:
+            half = self.LIMIT // 2
+            del rows[:half]
+            del shifts[:half]
+
+    def line_of(self, n: int) -> int | None:
+        """The line where row ``n`` starts, if known."""
+        rows, lines = self._at
+        n -= rows
+        i = bisect_right(self._rows, n) - 1
+        return n + self._shifts[i] + lines if i >= 0 else None
+
+    def between(self, first: int, last: int) -> list[tuple[int, int]]:
+        """What :meth:`line_of` needs for rows ``first`` to ``last``: (row, line) marks."""
+        at_rows, at_lines = self._at
+        rows, shifts = self._rows, self._shifts
+        lo = max(bisect_right(rows, first - at_rows) - 1, 0)
+        hi = bisect_right(rows, last - at_rows)
+        return [(rows[i] + at_rows, rows[i] + shifts[i] + at_lines) for i in range(lo, hi)]
+
+    def extend(self, marks: Iterable[tuple[int, int]]) -> None:
+        """Take marks from :meth:`between` of another map (a worker's from its parent's)."""
+        for n, line in marks:
+            self.mark(n, line)
+
+
+def row_place(n: int, line_of: Callable[[int], int | None] | None) -> str:
+    """How an error row names row ``n``: ``line L`` when its input line is known, else ``row n``."""
+    line = line_of(n) if line_of is not None else None
+    return f"line {line}" if line is not None else f"row {n}"
+
+
 class Flight:
     """One row from its preparation to its result: sent, waiting for a retry, or parked.
 
@@ -104,9 +174,11 @@ class Rows:
     number). ``keep``: input columns copied to the output. ``skip`` and
     ``skip_problem`` (``--resume``): ids, and input-error lines, whose rows the
     output already holds. ``duplicates``: ids seen so far, to count repeats.
+    ``line_of``: a row number's input line (:meth:`LineMap.line_of`), for the
+    ``template:`` error rows; without it they name the row number.
     """
 
-    __slots__ = ("duplicates", "id_column", "keep", "prepare", "skip", "skip_problem")
+    __slots__ = ("duplicates", "id_column", "keep", "line_of", "prepare", "skip", "skip_problem")
 
     def __init__(
         self,
@@ -117,8 +189,10 @@ class Rows:
         skip: Callable[[str], bool] | None = None,
         skip_problem: Callable[[int], bool] | None = None,
         duplicates: DuplicateCounter | None = None,
+        line_of: Callable[[int], int | None] | None = None,
     ) -> None:
         self.prepare = prepare
+        self.line_of = line_of
         self.id_column = id_column
         self.keep = keep
         self.skip = skip
@@ -172,12 +246,13 @@ class Rows:
                 None,
                 0.0,
                 0,
-                f"template: row {line} has no column {exc.args[0]!r}",
+                f"template: {row_place(line, self.line_of)} has no column {exc.args[0]!r}",
                 None,
                 self.kept(row),
             )
         except RowOutcome as exc:  # file options: a file that cannot be sent or saved
             return Result(id_, None, 0.0, 0, exc.error, exc.fields, self.kept(row))
         except ValueError as exc:
-            return Result(id_, None, 0.0, 0, f"template: row {line}: {exc}", None, self.kept(row))
+            error = f"template: {row_place(line, self.line_of)}: {exc}"
+            return Result(id_, None, 0.0, 0, error, None, self.kept(row))
         return Flight(-1, id_, row, prepared)

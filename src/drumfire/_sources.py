@@ -3,7 +3,13 @@
 Every source is streamed (one row at a time from a buffered file) and yields
 ``(row_number, row)`` where row_number counts data rows from 1 and row is a
 mapping, or an :class:`~drumfire._rows.InputProblem` for a row that cannot be
-read — so a bad row becomes an error row, not a crash or a silent gap.
+read — so a bad row becomes an error row, not a crash or a silent gap. Each
+source of lines also keeps a :class:`~drumfire._rows.LineMap`: the line each
+row starts on, for the error rows that name it.
+
+Why this module is long: the CSV reader is most of it, guarded against runaway
+quotes (``_guarded``) and naming every problem's first line; the line
+bookkeeping it shares with the other formats reads best next to them.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import orjson
 
 from ._errors import InputError
 from ._instream import Guarded, Prepend, check_stdin_start, stdin_start
-from ._rows import InputProblem, Item
+from ._rows import InputProblem, Item, LineMap
 from ._text import with_article
 from ._values import loads_exact
 
@@ -60,6 +66,8 @@ class Source:
     fmt: str
     total: int | None = None
     close: Any = None
+    #: Where each row starts in a line-based input (``None``: rows, not lines).
+    lines: LineMap | None = None
 
 
 def format_for(path: str, fmt: str | None) -> str:
@@ -156,11 +164,11 @@ def open_source(
             groups = _guarded(raw, codec, delimiter, state, stream=path == "-")
             lines = itertools.chain.from_iterable(groups)
             return _csv_source(lines, delimiter, fmt, total, close, state)
+        starts = LineMap()
         if fmt == "jsonl":
-            return Source(_jsonl_items(raw, codec), None, fmt, total, close)
-        return Source(
-            _text_items(_decoded(raw, codec, None)), frozenset({"url"}), fmt, total, close
-        )
+            return Source(_jsonl_items(raw, codec, starts), None, fmt, total, close, starts)
+        items = _text_items(_decoded(raw, codec, None), starts)
+        return Source(items, frozenset({"url"}), fmt, total, close, starts)
     except BaseException:
         raw.close()
         raise
@@ -475,6 +483,12 @@ def _csv_source(
             raise InputError(
                 f"the header line (line {state.opened}) has an unterminated quote"
             ) from None
+        if _LONE_CR in str(exc):
+            raise InputError(
+                "the header line has a carriage return (CR) that does not end a line: lines "
+                "must end with LF or CRLF (a file whose lines end with CR alone, as from an "
+                "old Mac, converts with: tr '\\r' '\\n')"
+            ) from None
         raise InputError(f"cannot read the header line: {exc}") from None
     if header is None:
         raise InputError("the input is empty: expected a header line naming the columns")
@@ -486,12 +500,15 @@ def _csv_source(
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise InputError(f"the header line names columns more than once: {', '.join(dupes)}")
-    return Source(_csv_items(reader, header, state), frozenset(header), fmt, total, close)
+    starts = LineMap()
+    items = _csv_items(reader, header, state, starts)
+    return Source(items, frozenset(header), fmt, total, close, starts)
 
 
-def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item]:
+def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) -> Iterator[Item]:
     width = len(header)
     n = 0
+    usual = -1  # begun - n while rows take one line each (-1: no row yet)
     while True:
         try:
             for fields in reader:
@@ -503,6 +520,9 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
                     width > 1 or (fields[0] != _BAD and fields[0].strip())
                 ):
                     n += 1
+                    if begun - n != usual:  # lines skipped, or a record over several
+                        usual = begun - n
+                        lines.mark(n, state.line(begun + 1))
                     yield n, dict(zip(header, fields, strict=True))
                     continue
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
@@ -526,8 +546,14 @@ def _csv_items(reader: Any, header: list[str], state: _Records) -> Iterator[Item
                 state.opened = 0
             else:
                 first, line = state.line(state.done + 1), state.line(reader.line_num)
-                yield n, InputProblem(first, f"malformed CSV: {exc}" + _span(first, line))
+                what = _CR_WORDS if _LONE_CR in str(exc) else str(exc)
+                yield n, InputProblem(first, f"malformed CSV: {what}" + _span(first, line))
             state.done = reader.line_num
+
+
+#: The CSV reader's words for a carriage return inside an unquoted field, and drumfire's.
+_LONE_CR = "new-line character seen in unquoted field"
+_CR_WORDS = "a carriage return (CR) inside an unquoted field (quote the field)"
 
 
 def _span(first: int, last: int) -> str:
@@ -545,8 +571,9 @@ def _span(first: int, last: int) -> str:
     )
 
 
-def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
+def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
     n = 0
+    usual = -1  # line_no - n while no line is skipped (-1: no row yet)
     for line_no, line in enumerate(raw, 1):
         if line_no == 1 and line.startswith(codecs.BOM_UTF8):
             line = line[3:]
@@ -566,12 +593,16 @@ def _jsonl_items(raw: IO[bytes], codec: str) -> Iterator[Item]:
         if type(value) is not dict:
             yield n, InputProblem(line_no, f"not a JSON object but {type(value).__name__}")
             continue
+        if line_no - n != usual:  # blank lines skipped
+            usual = line_no - n
+            lines.mark(n, line_no)
         yield n, value
 
 
-def _text_items(lines: Iterator[str | None]) -> Iterator[Item]:
+def _text_items(texts: Iterator[str | None], lines: LineMap) -> Iterator[Item]:
     n = 0
-    for line_no, line in enumerate(lines, 1):
+    usual = -1  # line_no - n while no line is skipped (-1: no row yet)
+    for line_no, line in enumerate(texts, 1):
         if line is None:
             n += 1
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
@@ -580,6 +611,9 @@ def _text_items(lines: Iterator[str | None]) -> Iterator[Item]:
         if not url or url.startswith("#"):
             continue
         n += 1
+        if line_no - n != usual:  # blank or comment lines skipped
+            usual = line_no - n
+            lines.mark(n, line_no)
         yield n, {"url": url}
 
 

@@ -928,8 +928,9 @@ def entry() -> None:
         if not _quick_exit or not isinstance(exc.code, int):
             raise
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None: that descriptor was closed (``2>&-``)
+                    stream.flush()
         except OSError:
             raise exc from None  # a closed pipe: let the usual exit report it
         os._exit(exc.code)

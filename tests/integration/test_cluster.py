@@ -350,3 +350,33 @@ def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_pa
     assert figures["rows"] == N
     assert events[-1]["part"] == 0
     assert 0 < events[-1]["done"] <= N
+
+
+def test_a_template_error_row_names_the_whole_inputs_line(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    # Each partition reads its byte range as a file of its own: the lines it
+    # names must be those of the whole input (records over two lines included).
+    src = tmp_path / "in.csv"
+    text = "id,v,note\n"
+    bad: dict[str, int] = {}
+    for i in range(400):
+        line = text.count("\n") + 1
+        v = ".." if i % 90 == 45 else str(i)
+        if v == "..":
+            bad[f"r{i}"] = line
+        note = '"two\nlines"' if i % 7 == 0 else "one"
+        text += f"r{i},{v},{note}\n" + ("\n" if i % 50 == 0 else "")
+    src.write_text(text, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    url = demo.base_url + "/status/200/{v}"
+    many = drumfire(
+        "run", src, "--url", url, "-o", out, "--cluster", "local:2", "--partition-size", "2K"
+    )
+    assert many.returncode == 0, many.stderr
+    assert len([p for p in out.iterdir() if p.name.startswith("part-")]) > 2
+    got = read_dataset(out)
+    errors = {r.id: r.error for r in got.itertuples() if r.error}
+    assert sorted(errors) == sorted(bad)
+    for id_, line in bad.items():
+        assert errors[id_].startswith(f"template: line {line}: the value '..' (column 'v')")

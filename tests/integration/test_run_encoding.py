@@ -262,7 +262,7 @@ def test_a_csv_cell_that_looks_like_json_but_is_not_is_an_error_row(tmp_path: Pa
     with out.open(newline="", encoding="utf-8") as fh:
         rows_out = {r["id"]: r for r in csv.DictReader(fh)}
     assert rows_out["2"]["status"] == ""
-    assert rows_out["2"]["error"].startswith("template: row 2: column 'v' starts like a JSON")
+    assert rows_out["2"]["error"].startswith("template: line 3: column 'v' starts like a JSON")
 
 
 def test_url_user_info_becomes_basic_authorization() -> None:

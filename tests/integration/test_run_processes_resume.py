@@ -179,3 +179,36 @@ def test_resume_with_duplicate_ids_sends_the_missing_occurrence(
     assert proc.returncode == 0, proc.stderr
     assert sorted(ids_in(out, "csv")) == ["0", "0", "1", "1", "2", "2"]
     assert "repeat an id" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_template_error_row_names_its_input_line_with_workers_too(
+    server: DemoServer, tmp_path: Path, fmt: str
+) -> None:
+    # The workers prepare the rows; the parent reads the input and knows its lines.
+    lines = ["id,v,note"] if fmt == "csv" else []
+    bad: dict[str, int] = {}
+    for i in range(1200):
+        if i % 100 == 0:
+            lines.append("")  # a blank line: the rows after it are one line further on
+        v = ".." if i % 400 == 7 else str(i)
+        if fmt == "csv":
+            note = '"two\nlines"' if i % 150 == 0 else "one"
+            lines.append(f"r{i},{v},{note}")
+        else:
+            lines.append(json.dumps({"id": f"r{i}", "v": v}))
+        if v == "..":
+            bad[f"r{i}"] = sum(entry.count("\n") + 1 for entry in lines)  # its line
+    src = tmp_path / f"in.{fmt}"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    url = server.base_url + "/status/200/{v}"
+    errors: dict[str, dict[str, str]] = {}
+    for procs in ("1", "2"):
+        out = tmp_path / f"out{procs}.csv"
+        proc = drumfire("run", src, "--url", url, "-o", out, "-q", "-p", procs)
+        assert proc.returncode == 0, proc.stderr
+        errors[procs] = {r["id"]: r["error"] for r in read_csv(out) if r["error"]}
+    assert errors["1"] == errors["2"]
+    assert sorted(errors["2"]) == sorted(bad)
+    for id_, line in bad.items():
+        assert errors["2"][id_].startswith(f"template: line {line}: the value '..' (column 'v')")

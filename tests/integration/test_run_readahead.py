@@ -32,7 +32,7 @@ from drumfire._result import Stats
 from drumfire._resume import DuplicateCounter
 from drumfire._rows import WAIT
 from drumfire._sinks import CsvSink
-from drumfire._sources import open_source, rows_source
+from drumfire._sources import Source, open_source, rows_source
 from drumfire.demo import DemoServer, route_answer, write_sample_routes
 
 pytestmark = pytest.mark.skipif(not available(), reason="read-ahead needs Linux and 2+ CPUs")
@@ -65,7 +65,7 @@ def run_engine(
     skip: Callable[[str], bool] | None = kwargs.pop("skip", None)
     on_tick: Callable[[Stats], None] | None = kwargs.pop("on_tick", None)
     job = make_job(url, **kwargs)
-    source = rows_source(rows)
+    source = rows if isinstance(rows, Source) else rows_source(rows)
     results: list[Result] = []
     starter = Starter() if read_ahead else None
     engine = job.engine(
@@ -86,6 +86,39 @@ def run_engine(
         if starter is not None:
             starter.close()
     return results, stats, starter
+
+
+def test_a_template_error_row_names_its_input_line_from_the_child_too(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # The child reads on where the engine stopped: its rows' lines must follow on.
+    lines = ["id,v,note"]
+    for i in range(3000):
+        if i % 250 == 0:
+            lines.append("")  # a blank line: the rows after it are one line further on
+        note = '"two\nlines"' if i % 300 == 0 else "one"
+        lines.append(f"r{i},{'..' if i in (5, 2600) else i},{note}")
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8").split("\n")
+    want = {f"r{i}": text.index(f"r{i},..,one") + 1 for i in (5, 2600)}
+    url = demo_server.base_url + "/status/200/{v}"
+    got = {}
+    for read_ahead in (True, False):
+        source = open_source(str(path))
+        try:
+            results, _, starter = run_engine(url, source, read_ahead=read_ahead)
+        finally:
+            source.close()
+        if read_ahead:
+            assert starter is not None
+            assert starter.reader is not None
+        errors = {r.id: r.error for r in results if r.error}
+        assert sorted(errors) == ["r2600", "r5"]
+        got[read_ahead] = errors
+    assert got[True] == got[False]
+    for id_, line in want.items():
+        assert got[True][id_].startswith(f"template: line {line}: the value '..' (column 'v')")
 
 
 def rows_of(results: list[Result]) -> list[tuple[Any, ...]]:

@@ -463,6 +463,21 @@ def test_standard_output_closed_is_one_line(demo_server: DemoServer, tmp_path: P
     one_error_line(proc, 2, "cannot write output standard output: it is closed")
 
 
+@pytest.mark.parametrize("quiet", [["-q"], []], ids=["quiet", "progress"])
+def test_standard_error_closed_changes_nothing(
+    demo_server: DemoServer, tmp_path: Path, quiet: list[str]
+) -> None:
+    # `2>&-` (cron jobs, daemons): nothing to say it on, and nothing went wrong.
+    urls = tmp_path / "urls.txt"
+    urls.write_text(demo_server.base_url + "/json\n")
+    out = tmp_path / "out.csv"
+    argv = shlex.join([*CLI, "run", str(urls), "-o", str(out), *quiet])
+    proc = subprocess.run(["bash", "-c", f"exec {argv} 2>&-"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0
+    assert out.read_text().count("\n") == 2  # the header and the row
+
+
 @pytest.mark.parametrize(
     "where", ["missing-dir/s.json", "a-dir", "a-file/s.json"], ids=["no-dir", "dir", "under-file"]
 )

@@ -36,3 +36,15 @@ def test_every_option_has_a_help_text() -> None:
             if getattr(param, "hidden", False) or param.param_type_name != "option":
                 continue
             assert getattr(param, "help", None), (command, param.name)
+
+
+def test_python_dash_m_drumfire_is_the_command() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "drumfire", "run", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "drumfire run [OPTIONS] INPUT" in proc.stdout

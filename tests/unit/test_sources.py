@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from drumfire._errors import InputError, UsageError
 from drumfire._instream import check_stdin_start, stdin_start
-from drumfire._rows import InputProblem
+from drumfire._rows import InputProblem, LineMap
 from drumfire._sources import Source, count_rows, format_for, open_source, rows_source
 
 
@@ -705,3 +705,86 @@ def test_parquet_or_gzip_on_standard_input_is_refused(start: bytes, message: str
     assert "\n" not in str(info.value)
     for text in (b"id,q\n", b"PAR", b"\x1f", b"", b'{"a": 1}\n'):
         check_stdin_start(text)  # text, or too little to tell: read as before
+
+
+# -- the line each row starts on (template error rows name it) ------------------------
+
+
+def test_line_map_keeps_only_where_the_shift_changes() -> None:
+    lines = LineMap()
+    assert lines.line_of(1) is None  # nothing read yet
+    for n, line in [(1, 2), (2, 3), (3, 5), (4, 6), (5, 9)]:
+        lines.mark(n, line)
+    assert [lines.line_of(n) for n in range(1, 8)] == [2, 3, 5, 6, 9, 10, 11]
+    assert lines.between(2, 4) == [(1, 2), (3, 5)]  # the mark in force at row 2, then row 3's
+    other = LineMap()
+    other.extend(lines.between(4, 7))
+    assert [other.line_of(n) for n in range(4, 8)] == [6, 9, 10, 11]
+    lines.moved(100, 1000)  # a --cluster part: 100 rows and 1000 lines before it
+    assert lines.line_of(103) == 1005
+    assert lines.between(103, 103) == [(103, 1005)]
+
+
+def test_line_map_forgets_the_oldest_changes_past_its_limit(monkeypatch: Any) -> None:
+    monkeypatch.setattr(LineMap, "LIMIT", 4)
+    lines = LineMap()
+    for n in range(1, 7):
+        lines.mark(n, 2 * n)  # every row one line further: a change at each
+    assert lines.line_of(1) is None  # forgotten: the error row names the row number
+    assert lines.line_of(6) == 12
+
+
+def test_each_row_knows_its_first_line(tmp_path: Path) -> None:
+    data = b'id,v\n1,a\n\n2,"x\ny"\n3,b\n\n\n4,"p\nq\nr"\n5,c\n'
+    source, items = read_all(write(tmp_path, "in.csv", data))
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n, _ in items] == [2, 4, 6, 9, 12]
+    data = b'{"v": 1}\n\n{"v": 2}\nnot json\n\n{"v": 3}\n'
+    source, items = read_all(write(tmp_path, "in.jsonl", data))
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n, r in items if not isinstance(r, InputProblem)] == [
+        1,
+        3,
+        6,
+    ]
+    data = b"# urls\nhttp://a/1\n\nhttp://a/2\n"
+    source, items = read_all(write(tmp_path, "in.txt", data))
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n, _ in items] == [2, 4]
+    assert rows_source([{"v": 1}]).lines is None  # rows, not lines
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # blank lines before the record
+            st.text(alphabet="ab,\n\"", max_size=6),  # a value, quoted when it must be
+        ),
+        max_size=30,
+    )
+)
+def test_a_csv_rows_line_is_where_its_record_starts(tmp_path: Path, records: Any) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "v"])
+    starts: list[int] = []
+    for i, (blanks, value) in enumerate(records):
+        out.write("\n" * blanks)
+        starts.append(out.getvalue().count("\n") + 1)
+        writer.writerow([f"r{i}", value])
+    source, items = read_all(write(tmp_path, "in.csv", out.getvalue().encode()))
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n, _ in items] == starts
+
+
+def test_lines_ended_by_a_lone_cr_are_named_in_plain_words(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"carriage return \(CR\) that does not end a line.*tr"):
+        read_all(write(tmp_path, "mac.csv", b"id,v\r1,a\r2,b\r"))
+    _, items = read_all(write(tmp_path, "in.csv", b"id,v\n1,a\rb\n2,c\n"))
+    assert problems(items) == [
+        (1, 2, "malformed CSV: a carriage return (CR) inside an unquoted field (quote the field)")
+    ]
+    assert items[1] == (2, {"id": "2", "v": "c"})

@@ -146,7 +146,7 @@ def test_every_output_writes_them_as_text(tmp_path: Path) -> None:
 
 def test_the_worker_pipes_carry_them_as_text() -> None:
     row = {"q": "a", "d": decimal.Decimal("1.10"), "t": pd.Timestamp("2024-01-02T03:04:05")}
-    chunk = from_parent(RowChunk([[0, 1, row, None]]).encode())
+    chunk = from_parent(RowChunk([[0, 1, row, None]], []).encode())
     assert isinstance(chunk, RowChunk)
     assert chunk.rows == [[0, 1, {"q": "a", "d": "1.10", "t": "2024-01-02T03:04:05"}, None]]
     sent = Result("1", 200, 1.0, 1, "", {"b": b"\x00\xff"}, {"d": decimal.Decimal("2.5")})

@@ -18,7 +18,7 @@ from .._connection import TLS
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
 from .._request import RequestPlan
-from .._rows import InputProblem
+from .._rows import InputProblem, row_place
 from .._settings import MAX_BODY
 from .._sources import TEXT_FORMATS, Source, open_source, rows_source
 from .._url import shown_url as _shown
@@ -88,6 +88,7 @@ def _load_targets(plan: RequestPlan, source: Source) -> tuple[list[Target], int,
         if source.columns is not None:
             plan.check(source.columns)
         prepare = plan.preparer(source.fmt in TEXT_FORMATS)  # CSV cells are text
+        line_of = source.lines.line_of if source.lines is not None else None
         for line, row in source.items:
             if isinstance(row, InputProblem):
                 skipped += 1
@@ -97,11 +98,11 @@ def _load_targets(plan: RequestPlan, source: Source) -> tuple[list[Target], int,
                 prepared = prepare(row)
             except KeyError as exc:
                 skipped += 1
-                first = first or f"row {line} has no column {exc.args[0]!r}"
+                first = first or f"{row_place(line, line_of)} has no column {exc.args[0]!r}"
                 continue
             except ValueError as exc:
                 skipped += 1
-                first = first or f"row {line}: {exc}"
+                first = first or f"{row_place(line, line_of)}: {exc}"
                 continue
             targets.append((prepared.origin, prepared.data, prepared.method == "HEAD"))
     finally:
