@@ -25,6 +25,17 @@ text); a value that does not fit (a string in a number column, 2.5 in an
 integer column, an integer beyond int64 there) is written as null there and
 kept whole in a side file (see :mod:`drumfire._parquet`), or a side table
 (:mod:`drumfire._sqlite`), so no row and no value is lost.
+
+The side store describes the rows the output holds, nothing else. A row sent
+again (``--retry-failed``, and the ``cancelled`` rows of any resume) is
+removed before its new result is written, and its values set aside go with it:
+whenever a sink opens an output to add to it, it first drops the entries that
+no row holds any more, those for which no row of their id has a null in their
+column (an entry always stands for such a cell). That is also what mends a
+crash between writing entries and writing their rows. Entries name a row by its
+id alone: when an id appears more than once in the input and only some of its
+rows are sent again, an entry stays while one of the rows kept has a null in
+its column.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ in an ``INTEGER`` or ``REAL`` column, and an integer beyond 64 bits in an
 kept whole in the table ``<table>_unfit`` (``id``, ``column``, ``value`` as
 JSON text), with a warning at the end. A column whose first values hold such an
 integer is ``TEXT`` (its exact digits); in a ``REAL`` column it is a float, as
-in Parquet. That table is replaced and resumed with its table.
+in Parquet. That table is replaced and resumed with its table; a resume first
+deletes the entries whose rows are gone (sent again): see :meth:`SqliteSink._prune_unfit`.
 """
 
 from __future__ import annotations
@@ -183,12 +184,45 @@ class SqliteSink:
                 info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})")
                 declared = [row[2].upper() for row in info][len(BASE_COLUMNS) :]
                 self._cells = [_CELLS.get(t, _text_cell) for t in declared]
+            if append:
+                self._prune_unfit(existing)
         except sqlite3.Error as exc:
             self._conn.close()
             raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
         except BaseException:
             self._conn.close()
             raise
+
+    def _prune_unfit(self, columns: list[str]) -> None:
+        """Delete the ``<table>_unfit`` entries no row of the table holds (see :mod:`._columns`).
+
+        Opening to add (``--resume``, ``--retry-failed``): the rows to send
+        again are deleted already, so their entries go too before their new
+        rows bring new ones. One statement a column named by an entry, in one
+        transaction; nothing when the table of entries is empty or absent.
+        """
+        conn, table = self._conn, _quote(self._table)
+        unfit = _quote(self._table + _UNFIT)
+        if not _table_columns(conn, self._table + _UNFIT):
+            return
+        if not columns:  # no table of results: nothing holds them
+            conn.execute(f"DROP TABLE {unfit}")
+            return
+        named = [row[0] for row in conn.execute(f'SELECT DISTINCT "column" FROM {unfit}')]
+        if not named:
+            return
+        ours = set(columns[len(BASE_COLUMNS) :])
+        conn.execute("BEGIN")
+        for name in named:
+            if name in ours:
+                conn.execute(
+                    f'DELETE FROM {unfit} WHERE "column" = ? AND id NOT IN '
+                    f"(SELECT id FROM {table} WHERE {_quote(name)} IS NULL AND id IS NOT NULL)",
+                    (name,),
+                )
+            elif name is not None:  # not a column of the table: no cell of it is null
+                conn.execute(f'DELETE FROM {unfit} WHERE "column" = ?', (name,))
+        conn.execute("COMMIT")
 
     def _insert_sql(self, columns: list[str]) -> str:
         return (
