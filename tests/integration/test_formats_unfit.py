@@ -135,3 +135,23 @@ def test_overwrite_takes_the_values_kept_aside_with_the_rows(tmp_path: Path, fmt
     assert output_rows(out, fmt, "k") == {"1": (200, "1")}
     assert unfit_entries(out, fmt) == []
 
+
+@pytest.mark.timeout(300)
+def test_a_cluster_run_over_a_parquet_output_takes_its_values_kept_aside(
+    tmp_path: Path,
+) -> None:
+    # Before: --cluster --overwrite replaced the parts and left _unfit.jsonl, whose
+    # "n/a" for row 2 then stood beside a row 2 that never had it.
+    pytest.importorskip("distributed")
+    out = tmp_path / "out.parquet"
+    cancelled_output(out, "parquet")
+    source = tmp_path / "in.csv"
+    source.write_text("id,k\n1,1\n2,2\n")
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        proc = drumfire_cli(
+            "run", source, "--url", srv.url("/{id}"), "--keep", "k", "-o", out, "--overwrite",
+            "--cluster", "local:1", "-q",
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(ds.dataset(str(out)).to_table().column("id").to_pylist()) == ["1", "2"]
+    assert not (out / "_unfit.jsonl").exists()
