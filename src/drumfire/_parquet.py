@@ -38,11 +38,10 @@ from typing import Any
 import orjson
 
 from ._arrow_rows import BatchRows
-from ._columns import UNFIT, column_kind, convert, learn_names, unfit_warning
+from ._columns import UNFIT, column_kind, convert, learn_names, unfit_line, unfit_warning
 from ._errors import InputError, UsageError
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item
-from ._values import dumps
 
 __all__ = [
     "MAX_PART_ROWS",
@@ -354,12 +353,7 @@ class ParquetSink:
                     cell = None
                     self.unfit += 1
                     self._unfit_first = self._unfit_first or name
-                    unfit.append(
-                        dumps(
-                            {"id": r.id, "column": name, "value": value},
-                            orjson.OPT_APPEND_NEWLINE,
-                        )
-                    )
+                    unfit.append(unfit_line(r.id, name, value))
                 values.append(cell)
             columns.append(arrow_array(pa, values, schema.field(5 + i).type))
         return pa.Table.from_arrays(columns, schema=schema), unfit
@@ -505,7 +499,7 @@ def _unfit_key(line: bytes) -> tuple[str, str] | tuple[()] | None:
     if not line.endswith(b"\n"):
         return ()
     try:
-        entry = json.loads(line)
+        entry = json.loads(line)  # not orjson: a value may be NaN (see _columns.json_text)
     except ValueError:
         return None
     if not isinstance(entry, dict):

@@ -4,10 +4,12 @@ a row of its id has a null in its column, whatever a crash or a rewrite left."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from drumfire._errors import UsageError
@@ -158,3 +160,50 @@ def test_the_resume_rewrite_then_the_sink_keep_each_row_s_entries(tmp_path: Path
             assert parquet_entries(out) == [("3", "n", "y")]
         else:
             assert sqlite_entries(out) == [("3", "n", '"y"')]
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+COLUMNS = ["x", "n", "b", "s"]
+#: The first row types the columns (x float, n integer, b bool, s string); the later
+#: values are a NaN, infinities and booleans in each.
+FIRST = [result("0", {"x": 0.5, "n": 1, "b": True, "s": "a"})]
+LATER = [
+    result("1", {"x": NAN, "n": NAN, "b": NAN, "s": NAN}),
+    result("2", {"x": True, "n": True, "b": 1, "s": True}),
+    result("3", {"x": INF, "n": -INF, "b": False, "s": -INF}),
+    result("4", {"x": None, "n": None, "b": None, "s": None}),
+]
+
+
+def test_parquet_keeps_a_nan_and_the_infinities_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.parquet"
+    write(ParquetSink(str(out), COLUMNS, []), FIRST, LATER)
+    capsys.readouterr()
+    rows = {r["id"]: r for r in pq.read_table(out).to_pylist()}
+    assert math.isnan(rows["1"]["x"])  # a float64 column keeps NaN: not null
+    # Before: the text "null" in a string column, for a NaN or an infinity alike.
+    assert [rows["1"][c] for c in ("n", "b", "s")] == [None, None, "NaN"]
+    assert [rows["3"][c] for c in COLUMNS] == [INF, None, False, "-Infinity"]
+    assert [rows["2"][c] for c in COLUMNS] == [None, None, None, "true"]
+    lines = (out / "_unfit.jsonl").read_text().splitlines()
+    # Before: "value":null for the NaN and the infinity, which lost them.
+    assert sorted(lines) == sorted(
+        [
+            '{"id":"1","column":"n","value":NaN}',
+            '{"id":"3","column":"n","value":-Infinity}',
+            '{"id":"2","column":"n","value":true}',
+            '{"id":"1","column":"b","value":NaN}',
+            '{"id":"2","column":"b","value":1}',
+            '{"id":"2","column":"x","value":true}',
+        ]
+    )
+    first_nan = next(line for line in lines if "NaN" in line)
+    assert math.isnan(json.loads(first_nan)["value"])  # as Python's json module reads it
+    # A resume reads these entries back (its rule: a null cell of their row holds them).
+    ParquetSink(str(out), COLUMNS, [], append=True).close()
+    assert len((out / "_unfit.jsonl").read_text().splitlines()) == 6
+
