@@ -207,3 +207,27 @@ def test_parquet_keeps_a_nan_and_the_infinities_as_they_are(
     ParquetSink(str(out), COLUMNS, [], append=True).close()
     assert len((out / "_unfit.jsonl").read_text().splitlines()) == 6
 
+
+def test_sqlite_sets_aside_a_nan_and_a_boolean_in_a_real_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As Parquet does: a NaN stays distinguishable from a missing value, and a boolean
+    is never the number 1.0."""
+    db = tmp_path / "out.db"
+    write(SqliteSink(str(db), COLUMNS, []), FIRST, LATER)
+    assert "4 value(s) did not fit" in capsys.readouterr().err
+    with sqlite3.connect(db) as conn:
+        cells = conn.execute("SELECT id, x, n, b, s FROM results ORDER BY id").fetchall()
+    # Before: NaN was NULL with nothing aside (x, n, b); True was 1.0 in x.
+    assert cells[1:] == [
+        ("1", None, None, None, "NaN"),
+        ("2", None, 1, 1, "true"),  # an INTEGER column: SQLite's booleans are 1 and 0
+        ("3", INF, -INF, 0, "-Infinity"),  # a REAL, kept
+        ("4", None, None, None, None),
+    ]
+    assert sorted(sqlite_entries(db) or []) == [
+        ("1", "b", "NaN"),
+        ("1", "n", "NaN"),
+        ("1", "x", "NaN"),
+        ("2", "x", "true"),
+    ]
