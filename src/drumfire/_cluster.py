@@ -157,8 +157,15 @@ def _prepare_directory(
     store = Store(output)
     store.makedirs()
     names = store.names()
-    ours = [n for n in names if n.startswith(("part-", ".part-")) or n in (MANIFEST, Store.DONE)]
-    other = [n for n in names if n not in ours and n not in (".drumfire.lock", "_unfit.jsonl")]
+    # A single-process run's values kept aside (see _parquet) go with its parts:
+    # they would describe rows this run replaces.
+    ours = [
+        n
+        for n in names
+        if n.startswith(("part-", ".part-"))
+        or n in (MANIFEST, Store.DONE, "_unfit.jsonl", "._unfit.jsonl.tmp")
+    ]
+    other = [n for n in names if n not in ours and n != ".drumfire.lock"]
     if other:
         raise UsageError(
             f"output {output!r} holds files drumfire did not write ({other[0]!r}); "

@@ -21,10 +21,22 @@ column (their exact digits). In a string column, a value whose JSON is a string
 
 A later value is converted when that loses nothing (an integer into a float
 column, ``3.0`` into an integer column, anything into a string column as JSON
-text); a value that does not fit (a string in a number column, 2.5 in an
-integer column, an integer beyond int64 there) is written as null there and
-kept whole in a side file (see :mod:`drumfire._parquet`), or a side table
-(:mod:`drumfire._sqlite`), so no row and no value is lost.
+text; a NaN stays a NaN in a float column); a value that does not fit (a string
+in a number column, 2.5 or a NaN in an integer column, an integer beyond int64
+there, a boolean in a number column or a number in a boolean one) is written as
+null there and kept whole in a side file (see :mod:`drumfire._parquet`), or a
+side table (:mod:`drumfire._sqlite`), so no row and no value is lost.
+
+The side store describes the rows the output holds, nothing else. A row sent
+again (``--retry-failed``, and the ``cancelled`` rows of any resume) is
+removed before its new result is written, and its values set aside go with it:
+whenever a sink opens an output to add to it, it first drops the entries that
+no row holds any more, those for which no row of their id has a null in their
+column (an entry always stands for such a cell). That is also what mends a
+crash between writing entries and writing their rows. Entries name a row by its
+id alone: when an id appears more than once in the input and only some of its
+rows are sent again, an entry stays while one of the rows kept has a null in
+its column.
 """
 
 from __future__ import annotations
@@ -32,8 +44,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
+
 from ._result import Result
-from ._values import cell_text, dumps
+from ._values import cell_text, dumps, float_text
 
 __all__ = [
     "BOOL",
@@ -45,6 +59,7 @@ __all__ = [
     "convert",
     "json_text",
     "learn_names",
+    "unfit_line",
     "unfit_warning",
 ]
 
@@ -87,8 +102,19 @@ def unfit_warning(count: int, first: str, where: str) -> str:
 
 
 def json_text(value: Any) -> str:
-    """``value`` as JSON text (a string in quotes), whatever it is (see :mod:`drumfire._values`)."""
-    return dumps(value).decode()
+    """``value`` as JSON text (a string in quotes), whatever it is (see :mod:`drumfire._values`).
+
+    A NaN or an infinity is ``NaN``, ``Infinity`` or ``-Infinity``, not JSON's
+    ``null``, which would lose it (:func:`drumfire._values.float_text`).
+    """
+    text = float_text(value)
+    return dumps(value).decode() if text is None else text
+
+
+def unfit_line(id_: str, column: str, value: Any) -> bytes:
+    """A line of ``_unfit.jsonl``: ``{"id", "column", "value"}``, the value as :func:`json_text`."""
+    entry = {"id": id_, "column": column, "value": orjson.Fragment(json_text(value))}
+    return dumps(entry, orjson.OPT_APPEND_NEWLINE)
 
 
 def convert(value: Any, kind: str) -> Any:

@@ -15,7 +15,8 @@ table. ``--resume`` reads the ``id`` column of the parts and adds new ones.
 Column types: see :mod:`drumfire._columns`. Values that do not fit the type
 their column took from the first rows are written as null and kept whole in
 ``_unfit.jsonl`` in the same directory (one JSON object per value: id, column,
-value), which Parquet readers skip too.
+value), which Parquet readers skip too. A resume first drops the entries whose
+rows are gone (sent again): see :meth:`ParquetSink._prune_unfit`.
 
 Input is read record batch by record batch (:meth:`pyarrow.parquet.ParquetFile.iter_batches`),
 so memory holds one batch, never the file; values keep their types (an int64
@@ -26,6 +27,7 @@ no type for (decimal, timestamp, duration, binary...) are read as text: see
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -36,12 +38,11 @@ from typing import Any
 import orjson
 
 from ._arrow_rows import BatchRows
-from ._columns import UNFIT, column_kind, convert, learn_names, unfit_warning
+from ._columns import UNFIT, column_kind, convert, learn_names, unfit_line, unfit_warning
 from ._errors import InputError, UsageError
 from ._instream import STDIN_PARQUET
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item
-from ._values import dumps
 
 __all__ = [
     "MAX_PART_ROWS",
@@ -58,6 +59,7 @@ MAX_PART_ROWS = 100_000
 BATCH_ROWS = 8192
 _PART = re.compile(r"part-(\d+)\.parquet")
 _UNFIT = "_unfit.jsonl"
+_UNFIT_TEMP = "._unfit.jsonl.tmp"  # _UNFIT rewritten (a resume), renamed over it
 _REPLACES = b"drumfire.replaces"  # in a compacted part's schema metadata: the parts it holds
 #: At the end of a run, its parts under this many rows are merged (see ParquetSink._compact).
 COMPACT_BELOW = 50_000
@@ -117,7 +119,7 @@ LOCK_NAME = ".drumfire.lock"
 def _is_ours(name: str) -> bool:
     return (
         bool(_PART.fullmatch(name))
-        or name in (_UNFIT, LOCK_NAME)
+        or name in (_UNFIT, _UNFIT_TEMP, LOCK_NAME)
         or name.endswith(".parquet.tmp")
     )
 
@@ -164,7 +166,7 @@ class ParquetSink:
             return
         entries = os.listdir(path)
         for name in entries:
-            if name.endswith(".parquet.tmp"):  # a part a crash left unfinished
+            if name.endswith(".parquet.tmp") or name == _UNFIT_TEMP:  # a crash left it unfinished
                 os.remove(os.path.join(path, name))
         if not append:
             foreign = sorted(n for n in entries if not _is_ours(n))
@@ -184,6 +186,7 @@ class ParquetSink:
         except (OSError, self._pa.ArrowException) as exc:
             raise UsageError(f"cannot read output {path!r}: {exc}") from None
         if not parts:
+            self._prune_unfit(parts)
             return
         self._next = parts[-1][0] + 1
         try:
@@ -202,6 +205,74 @@ class ParquetSink:
             )
         self._schema = schema
         self._kinds = [_kind_of(self._pa, schema.field(n).type) for n in columns[5:]]
+        self._prune_unfit(parts)
+
+    def _prune_unfit(self, parts: list[tuple[int, str]]) -> None:
+        """Drop the ``_unfit.jsonl`` entries no row of ``parts`` holds (see :mod:`._columns`).
+
+        Opening to add (``--resume``, ``--retry-failed``): the rows to send
+        again are gone from the parts already, so their entries go too before
+        their new rows bring new ones; and entries a crash left without their
+        part (written first), or a torn last line, go as well. A line that is
+        not such an entry is left as it is. The file is rewritten under a
+        temporary name renamed over it; the parts are read only when it has an
+        entry.
+        """
+        assert self._dir is not None
+        path = os.path.join(self._dir, _UNFIT)
+        try:
+            with open(path, "rb") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise UsageError(f"cannot read output {path!r}: {exc.strerror or exc}") from None
+        keys = [_unfit_key(line) for line in lines]
+        wanted: dict[str, set[str]] = {}
+        for key in keys:
+            if key:
+                wanted.setdefault(key[0], set()).add(key[1])
+        held = self._held(parts, wanted) if wanted else set()
+        kept = [line for line, key in zip(lines, keys, strict=True) if key is None or key in held]
+        if len(kept) == len(lines):
+            return
+        temp = os.path.join(self._dir, _UNFIT_TEMP)
+        try:
+            if kept:
+                with open(temp, "wb") as f:
+                    f.writelines(kept)
+                os.replace(temp, path)
+            else:
+                os.remove(path)
+        except OSError as exc:
+            raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
+
+    def _held(
+        self, parts: list[tuple[int, str]], wanted: dict[str, set[str]]
+    ) -> set[tuple[str, str]]:
+        """The ``(id, column)`` of ``wanted`` for which a row of ``parts`` has a null cell."""
+        import pyarrow.compute as pc
+
+        pa, pq = self._pa, self._pq
+        named = set().union(*wanted.values())
+        ids = pa.array(list(wanted), pa.string())
+        held: set[tuple[str, str]] = set()
+        try:
+            for _, part in parts:
+                f = pq.ParquetFile(part)
+                columns = sorted(named.intersection(f.schema_arrow.names) - set(BASE_COLUMNS))
+                if not columns:
+                    continue
+                table = f.read(columns=["id", *columns], use_threads=False)
+                table = table.filter(pc.is_in(table.column("id"), value_set=ids))
+                for row in table.to_pylist():
+                    id_ = row["id"]
+                    for name in wanted[id_]:
+                        if name in row and row[name] is None:
+                            held.add((id_, name))
+        except (OSError, pa.ArrowException) as exc:
+            raise UsageError(f"cannot read output {self._dir!r}: {exc}") from None
+        return held
 
     def _decide(self, rows: list[Result]) -> None:
         pa = self._pa
@@ -249,7 +320,9 @@ class ParquetSink:
         final = os.path.join(self._dir, name)
         temp = os.path.join(self._dir, f".{name}.tmp")
         try:
-            if unfit:  # before the part: a crash between them repeats an entry, loses none
+            # Before the part: a crash between them loses no entry; the entries
+            # left without their rows go when the output is resumed (_prune_unfit).
+            if unfit:
                 with open(os.path.join(self._dir, _UNFIT), "ab") as f:
                     f.writelines(unfit)
             self._pq.write_table(table, temp)
@@ -281,12 +354,7 @@ class ParquetSink:
                     cell = None
                     self.unfit += 1
                     self._unfit_first = self._unfit_first or name
-                    unfit.append(
-                        dumps(
-                            {"id": r.id, "column": name, "value": value},
-                            orjson.OPT_APPEND_NEWLINE,
-                        )
-                    )
+                    unfit.append(unfit_line(r.id, name, value))
                 values.append(cell)
             columns.append(arrow_array(pa, values, schema.field(5 + i).type))
         return pa.Table.from_arrays(columns, schema=schema), unfit
@@ -424,6 +492,23 @@ def results_table(
     builder._decide(results)
     table, _ = builder._table(results)
     return table
+
+
+def _unfit_key(line: bytes) -> tuple[str, str] | tuple[()] | None:
+    """``(id, column)`` of an ``_unfit.jsonl`` line; ``()`` for a torn last line (a
+    crash), dropped; None for a line that is no such entry, kept as it is."""
+    if not line.endswith(b"\n"):
+        return ()
+    try:
+        entry = json.loads(line)  # not orjson: a value may be NaN (see _columns.json_text)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    id_, column = entry.get("id"), entry.get("column")
+    if type(id_) is not str or type(column) is not str:
+        return None
+    return id_, column
 
 
 def _kind_of(pa: Any, dtype: Any) -> str:

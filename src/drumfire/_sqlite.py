@@ -17,16 +17,20 @@ JSON has no type for: :mod:`drumfire._values`); ``bytes`` are stored as a
 ``BLOB`` in any column; a number in an ``INTEGER`` or ``REAL`` column is
 stored as a number.
 
-Except what a number column cannot keep exactly: text, and an integer beyond
-SQLite's 64 bits. SQLite's column affinity makes text that looks like a number
-a number (``'0012'`` becomes 12, a ``Decimal('1.10')``'s text 1.1, long
-digits a rounded REAL), so a string, or a value written as its text, arriving
-in an ``INTEGER`` or ``REAL`` column, and an integer beyond 64 bits in an
-``INTEGER`` column, are, as in the Parquet output, a null cell and the value
-kept whole in the table ``<table>_unfit`` (``id``, ``column``, ``value`` as
-JSON text), with a warning at the end. A column whose first values hold such an
-integer is ``TEXT`` (its exact digits); in a ``REAL`` column it is a float, as
-in Parquet. That table is replaced and resumed with its table.
+Except what a number column cannot keep exactly. SQLite's column affinity
+makes text that looks like a number a number (``'0012'`` becomes 12, a
+``Decimal('1.10')``'s text 1.1, long digits a rounded REAL); it stores a NaN as
+NULL, a missing value; a ``REAL`` column makes a boolean 1.0. So a string, or a
+value written as its text, in an ``INTEGER`` or ``REAL`` column, an integer
+beyond 64 bits in an ``INTEGER`` column, a NaN in either, and a boolean in a
+``REAL`` column are, as in the Parquet output, a null cell and the value kept
+whole in the table ``<table>_unfit`` (``id``, ``column``, ``value`` as JSON
+text; a NaN as ``NaN``), with a warning at the end. In an ``INTEGER`` column a
+boolean is 1 or 0, as SQLite keeps booleans, and an infinity is a ``REAL``. A
+column whose first values hold an integer beyond 64 bits is ``TEXT`` (its exact
+digits); in a ``REAL`` column it is a float, as in Parquet. That table is
+replaced and resumed with its table; a resume first deletes the entries whose
+rows are gone (sent again): see :meth:`SqliteSink._prune_unfit`.
 """
 
 from __future__ import annotations
@@ -97,22 +101,34 @@ def _cell(value: Any) -> Any:
     Text is UNFIT, whatever it is: the column's affinity would make text that
     looks like a number a number ('0012' 12, '1.10' 1.1, long digits a rounded
     REAL). A value JSON has no type for would be its text (a Decimal's "1.10").
+    A NaN is UNFIT: SQLite stores it as NULL, a missing value. A boolean is 1
+    or 0, as SQLite keeps booleans (it has no type for them: a column of
+    booleans is declared INTEGER, so a resume cannot tell it from integers).
     """
     t = type(value)
-    if value is None or t in (float, bytes):
-        return value
     if t is int:
         return value if -_INT64 <= value < _INT64 else UNFIT
+    if value is None or t is bytes:
+        return value
+    if t is float:
+        return value if value == value else UNFIT  # an infinity is a REAL: kept
     if t is bool:
         return int(value)
     return UNFIT
 
 
 def _real_cell(value: Any) -> Any:
-    """A value for a REAL column: as :func:`_cell`, an integer beyond 64 bits a float."""
-    if type(value) is int and not -_INT64 <= value < _INT64:
-        return convert(value, FLOAT)
-    return _cell(value)
+    """A value for a REAL column, or UNFIT: as :func:`_cell`, except that an integer
+    beyond 64 bits is a float, and that a boolean is UNFIT, as in Parquet (REAL
+    would make it 1.0, a number like any other, not SQLite's boolean 1)."""
+    t = type(value)
+    if t is float:
+        return value if value == value else UNFIT
+    if t is int:
+        return value if -_INT64 <= value < _INT64 else convert(value, FLOAT)
+    if value is None or t is bytes:
+        return value
+    return UNFIT
 
 
 def _text_cell(value: Any) -> Any:
@@ -183,12 +199,45 @@ class SqliteSink:
                 info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})")
                 declared = [row[2].upper() for row in info][len(BASE_COLUMNS) :]
                 self._cells = [_CELLS.get(t, _text_cell) for t in declared]
+            if append:
+                self._prune_unfit(existing)
         except sqlite3.Error as exc:
             self._conn.close()
             raise UsageError(f"cannot write output {self._path!r}: {exc}") from None
         except BaseException:
             self._conn.close()
             raise
+
+    def _prune_unfit(self, columns: list[str]) -> None:
+        """Delete the ``<table>_unfit`` entries no row of the table holds (see :mod:`._columns`).
+
+        Opening to add (``--resume``, ``--retry-failed``): the rows to send
+        again are deleted already, so their entries go too before their new
+        rows bring new ones. One statement a column named by an entry, in one
+        transaction; nothing when the table of entries is empty or absent.
+        """
+        conn, table = self._conn, _quote(self._table)
+        unfit = _quote(self._table + _UNFIT)
+        if not _table_columns(conn, self._table + _UNFIT):
+            return
+        if not columns:  # no table of results: nothing holds them
+            conn.execute(f"DROP TABLE {unfit}")
+            return
+        named = [row[0] for row in conn.execute(f'SELECT DISTINCT "column" FROM {unfit}')]
+        if not named:
+            return
+        ours = set(columns[len(BASE_COLUMNS) :])
+        conn.execute("BEGIN")
+        for name in named:
+            if name in ours:
+                conn.execute(
+                    f'DELETE FROM {unfit} WHERE "column" = ? AND id NOT IN '
+                    f"(SELECT id FROM {table} WHERE {_quote(name)} IS NULL AND id IS NOT NULL)",
+                    (name,),
+                )
+            elif name is not None:  # not a column of the table: no cell of it is null
+                conn.execute(f'DELETE FROM {unfit} WHERE "column" = ?', (name,))
+        conn.execute("COMMIT")
 
     def _insert_sql(self, columns: list[str]) -> str:
         return (

@@ -16,6 +16,11 @@ Parquet or SQLite text cell), never raising:
 * numpy numbers: the Python number (orjson's ``OPT_SERIALIZE_NUMPY``);
 * sets and tuples of any kind (a named tuple): a JSON array;
 * an integer beyond JSON's 64 bits: the JSON number all the same, exactly;
+* a NaN or an infinity, which JSON has no number for: ``NaN``, ``Infinity``,
+  ``-Infinity`` in a text cell of Parquet or SQLite and in the values they keep
+  aside (:func:`float_text`), where orjson's ``null`` would lose it (a CSV cell
+  holds Python's ``nan``, ``inf``); JSON Lines, and a value inside an object or
+  an array, keep JSON's ``null``;
 * anything else: ``str(value)``.
 
 In JSON these are strings (``"1.10"``); in a CSV cell or a text column their
@@ -32,13 +37,22 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 import re
 import uuid
 from typing import Any
 
 import orjson
 
-__all__ = ["cell_text", "dumps", "duration_text", "interval_text", "json_default", "loads_exact"]
+__all__ = [
+    "cell_text",
+    "dumps",
+    "duration_text",
+    "float_text",
+    "interval_text",
+    "json_default",
+    "loads_exact",
+]
 
 #: Text that may hold an integer orjson cannot read exactly: it reads -2**63 to
 #: 2**64 - 1 and makes a float of anything past that (a 23-digit id: 1e+23).
@@ -162,14 +176,32 @@ def dumps(value: Any, option: int = 0) -> bytes:
         return orjson.dumps(_jsonable(str(value)), option=option)
 
 
+def float_text(value: Any) -> str | None:
+    """``NaN``, ``Infinity`` or ``-Infinity`` for such a float (numpy's too), else None.
+
+    JSON has no number for them (orjson writes ``null``, a missing value);
+    these are the tokens Python's ``json`` module writes and reads back, as
+    pandas and pyarrow read them (strict JSON readers refuse them).
+    """
+    if not isinstance(value, float) or math.isfinite(value):
+        return None
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
 def cell_text(value: Any) -> str:
     """``value`` as the text of a cell: a string as it is, a value whose JSON is a
-    string (a ``Decimal``, a ``datetime``) as that string, others as JSON text."""
+    string (a ``Decimal``, a ``datetime``) as that string, a NaN or an infinity as
+    :func:`float_text` writes it, others as JSON text."""
     if type(value) is str:
         return value
     text = dumps(value)
-    if text[:1] == b'"':
+    first = text[:1]
+    if first == b'"':
         found = orjson.loads(text)
         if type(found) is str:
             return found
+    elif first == b"n":  # null: orjson's for a NaN or an infinity too
+        return float_text(value) or "null"
     return text.decode()

@@ -212,3 +212,53 @@ def test_kept_timestamps_in_a_parquet_output_are_plain_text(
     assert table.column("f").type == pa.float64()
     # Sent as 1.1, not 1.100000023841858 (the value's float64).
     assert table.column("sent").to_pylist() == ["1.1", "2.5"]
+
+
+def test_a_nan_stays_distinguishable_from_a_missing_value(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # Before: SQLite stored the NaN as NULL, nothing set aside: a missing value to any reader.
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"q": ["a", "b", "c"], "f": [0.5, float("nan"), None]}), source)
+    url = demo_server.base_url + "/echo?q={q}"
+    warnings = []
+    for out in (tmp_path / "out.sqlite", tmp_path / "out.parquet"):
+        proc = drumfire_cli("run", source, "--url", url, "--keep", "f", "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        warnings.append("did not fit" in proc.stderr)
+    assert warnings == [True, False]
+    with sqlite3.connect(tmp_path / "out.sqlite") as db:
+        cells = db.execute("SELECT id, f FROM results ORDER BY id").fetchall()
+        aside = db.execute('SELECT id, "column", value FROM results_unfit').fetchall()
+    assert cells == [("1", 0.5), ("2", None), ("3", None)]
+    assert aside == [("2", "f", "NaN")]  # SQLite has no NaN: null, and the value aside
+    table = ds.dataset(str(tmp_path / "out.parquet")).to_table()
+    f = table.sort_by("id").column("f").to_pylist()
+    assert f[0] == 0.5
+    assert f[1] != f[1]  # NaN, in a float64 column
+    assert f[2] is None
+    assert not (tmp_path / "out.parquet" / "_unfit.jsonl").exists()
+
+
+def test_a_boolean_in_a_real_column_is_set_aside_as_in_parquet(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # Before: SQLite stored true as 1.0 in the REAL column, a number like any other.
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "1", "v": 0.5}\n{"id": "2", "v": true}\n{"id": "3", "v": 2}\n')
+    url = demo_server.base_url + "/echo?id={id}"
+    for out in (tmp_path / "out.sqlite", tmp_path / "out.parquet"):
+        common = ("run", source, "--url", url, "--keep", "v", "-o", out, "-q")
+        first = drumfire_cli(*common, "-n", "1")  # v: a float column
+        assert first.returncode == 0, first.stderr
+        rest = drumfire_cli(*common, "--resume")
+        assert rest.returncode == 0, rest.stderr
+    with sqlite3.connect(tmp_path / "out.sqlite") as db:
+        cells = db.execute("SELECT id, v, typeof(v) FROM results ORDER BY id").fetchall()
+        aside = db.execute('SELECT id, "column", value FROM results_unfit').fetchall()
+    assert cells == [("1", 0.5, "real"), ("2", None, "null"), ("3", 2.0, "real")]
+    assert aside == [("2", "v", "true")]
+    table = ds.dataset(str(tmp_path / "out.parquet")).to_table().to_pydict()
+    assert dict(zip(table["id"], table["v"], strict=True)) == {"1": 0.5, "2": None, "3": 2.0}
+    lines = (tmp_path / "out.parquet" / "_unfit.jsonl").read_text().splitlines()
+    assert lines == ['{"id":"2","column":"v","value":true}']

@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import io
 import json
+import math
 import sqlite3
 from collections import namedtuple
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drumfire._columns import convert
+from drumfire._columns import convert, json_text
 from drumfire._messages import ResultBatch, RowChunk, from_parent, from_worker
 from drumfire._parquet import ParquetSink
 from drumfire._result import Result
@@ -65,6 +66,26 @@ def test_a_value_json_has_no_type_for_is_its_text(value: Any, text: str) -> None
 def test_other_values_are_their_json(value: Any, text: str) -> None:
     assert cell_text(value) == text
     assert dumps(value).decode() == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (float("-inf"), "-Infinity"),
+        (np.float64("nan"), "NaN"),
+    ],
+)
+def test_a_nan_or_an_infinity_is_not_null_in_a_cell(value: Any, text: str) -> None:
+    # Before: "null", orjson's JSON for them, which is a missing value's.
+    assert cell_text(value) == text
+    assert convert(value, "string") == text
+    assert json_text(value) == text  # the value kept aside (_unfit)
+    back = json.loads(text)  # Python's json module reads it back
+    assert back == value or (math.isnan(back) and math.isnan(value))
+    assert dumps(value) == b"null"  # JSON Lines keeps JSON's null
+    assert cell_text(None) == json_text(None) == "null"
 
 
 def test_durations_are_iso_8601_seconds() -> None:
