@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._result import Result
-from ._values import dumps, loads_exact
+from ._values import pipe_dumps, pipe_loads
 
 __all__ = [
     "Done",
@@ -55,9 +55,10 @@ class RowChunk(NamedTuple):
     rows: list[list[Any]]
     lines: list[tuple[int, int]]
 
-    def encode(self) -> bytes:
-        # A value JSON has no type for goes as its text (see _values).
-        return dumps([self.rows, self.lines])
+    def encode(self, floats: bool = True) -> bytes:
+        """``floats``: whether a row may hold a NaN or an infinity (see ``pipe_dumps``)."""
+        # A value JSON has no type for goes as its text, a NaN as itself (see _values).
+        return pipe_dumps([self.rows, self.lines], floats)
 
 
 class End(NamedTuple):
@@ -81,8 +82,9 @@ class ResultBatch(NamedTuple):
 
     rows: list[list[Any]]
 
-    def encode(self) -> bytes:
-        return dumps(self.rows)
+    def encode(self, floats: bool = True) -> bytes:
+        """``floats``: whether a result may hold a NaN or an infinity (see ``pipe_dumps``)."""
+        return pipe_dumps(self.rows, floats)
 
     def results(self) -> Iterator[tuple[int, Result]]:
         for seq, id_, status, elapsed, attempts, error, fields, kept in self.rows:
@@ -133,7 +135,7 @@ def from_parent(data: bytes) -> ToWorker:
         return _STOP
     if data == b"UNREACHABLE":
         return _UNREACHABLE
-    rows, lines = loads_exact(data)  # a JSON Lines row's big integer stays exact
+    rows, lines = pipe_loads(data)  # a JSON Lines row's big integer stays exact
     return RowChunk(rows, [(n, line) for n, line in lines])
 
 
@@ -141,7 +143,7 @@ def from_worker(data: bytes) -> ToParent:
     """Decode a message the parent received."""
     if data == b"DONE":
         return _DONE
-    decoded = loads_exact(data)
+    decoded = pipe_loads(data)
     if type(decoded) is dict:
         if "load" in decoded:
             inflight, limit = decoded["load"]

@@ -109,6 +109,9 @@ def _worker(
     if parse_spec:
         parse = load_parse_function(parse_spec)
     loop = new_event_loop()
+    # Whether a result may hold a NaN or an infinity: a kept value from a
+    # Parquet or Python row, a --parse field (JSON answers and text rows hold none).
+    floats = fmt not in _NO_FLOATS or parse is not None
     queued: deque[list[Any]] = deque()
     lines = LineMap()  # where the rows start in the input, as the parent tells
     seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq
@@ -146,7 +149,7 @@ def _worker(
             told[:] = [len(stats.examples), stats.unreachable is not None]
             send(Status(stats.examples, stats.unreachable).encode())
         if out:
-            send(ResultBatch(out).encode())
+            send(ResultBatch(out).encode(floats))
             out.clear()
 
     def on_result(result: Result, local: int) -> None:
@@ -219,6 +222,10 @@ def _worker(
     finally:
         loop.close()
         conn.close()
+
+
+#: Input formats whose rows never hold a NaN or an infinity: text, and JSON (no token for them).
+_NO_FLOATS = frozenset({"csv", "tsv", "text", "jsonl"})
 
 
 def _numbered_only(result: Result) -> None:
@@ -326,6 +333,7 @@ def execute_parallel(
             sink.write(result)
 
     items = source.items
+    floats = source.fmt not in _NO_FLOATS  # rows that may hold a NaN (see RowChunk.encode)
     seq_counter = [0]
     exhausted = [False]
     window = 64 * job.max_concurrency + CHUNK * QUEUED_CHUNKS * processes
@@ -364,7 +372,7 @@ def execute_parallel(
             if chunk:
                 first, last = span
                 marks = source.lines.between(first, last) if source.lines is not None else []
-                worker.conn.send_bytes(RowChunk(chunk, marks).encode())
+                worker.conn.send_bytes(RowChunk(chunk, marks).encode(floats))
                 worker.outstanding += len(chunk)
             if exhausted[0]:
                 break

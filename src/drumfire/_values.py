@@ -52,6 +52,8 @@ __all__ = [
     "interval_text",
     "json_default",
     "loads_exact",
+    "pipe_dumps",
+    "pipe_loads",
 ]
 
 #: Text that may hold an integer orjson cannot read exactly: it reads -2**63 to
@@ -174,6 +176,58 @@ def dumps(value: Any, option: int = 0) -> bytes:
         return orjson.dumps(_jsonable(value), default=json_default, option=option | _OPTIONS)
     except TypeError:  # a dict key orjson cannot write even as text: the value's text
         return orjson.dumps(_jsonable(str(value)), option=option)
+
+
+#: How the worker pipes carry a NaN or an infinity, which JSON has no number for
+#: (orjson writes ``null``): ``{"\u0000float": "NaN"}``, a key no row has.
+_FLOAT_KEY = "\x00float"
+_FLOAT_MARK = b'"\\u0000float"'
+
+
+def pipe_dumps(value: Any, floats: bool = True) -> bytes:
+    """:func:`dumps` for the worker processes' pipes: a NaN or an infinity survives.
+
+    ``floats``: whether ``value`` may hold one (False for rows read from CSV,
+    text or JSON Lines, which hold none: then nothing more is done). Else only
+    a message in whose JSON ``null`` appears is walked (orjson writes a NaN or
+    an infinity as ``null``).
+    """
+    data = dumps(value)
+    if floats and b"null" in data:
+        marked = _mark_floats(value)
+        if marked is not value:
+            data = dumps(marked)
+    return data
+
+
+def pipe_loads(data: bytes) -> Any:
+    """What :func:`pipe_dumps` wrote, integers past 64 bits and non-finite floats as they were."""
+    value = loads_exact(data)
+    return _unmark_floats(value) if _FLOAT_MARK in data else value
+
+
+def _mark_floats(value: Any) -> Any:
+    """``value`` with each NaN or infinity as ``{_FLOAT_KEY: text}``; itself if it has none."""
+    if isinstance(value, float):
+        text = float_text(value)
+        return value if text is None else {_FLOAT_KEY: text}
+    if isinstance(value, dict):
+        items = {k: _mark_floats(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if isinstance(value, list | tuple):
+        marked = [_mark_floats(v) for v in value]
+        return value if all(m is v for m, v in zip(marked, value, strict=True)) else marked
+    return value
+
+
+def _unmark_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _FLOAT_KEY in value:
+            return float(value[_FLOAT_KEY])  # float() reads NaN, Infinity, -Infinity
+        return {k: _unmark_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmark_floats(v) for v in value]
+    return value
 
 
 def float_text(value: Any) -> str | None:

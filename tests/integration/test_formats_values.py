@@ -262,3 +262,35 @@ def test_a_boolean_in_a_real_column_is_set_aside_as_in_parquet(
     assert dict(zip(table["id"], table["v"], strict=True)) == {"1": 0.5, "2": None, "3": 2.0}
     lines = (tmp_path / "out.parquet" / "_unfit.jsonl").read_text().splitlines()
     assert lines == ['{"id":"2","column":"v","value":true}']
+
+
+PARSE_NAN = """
+def parse(response):
+    return {"ratio": float("nan"), "top": float("-inf")}
+"""
+
+
+def test_worker_processes_carry_a_nan_and_an_infinity(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # The pipes are JSON, which writes NaN and infinities as null: with -p 2 the
+    # request said q= (empty) and the kept value was lost, where -p 1 sends q=nan.
+    source = tmp_path / "in.parquet"
+    floats = [0.5, float("nan"), None, float("inf")]
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "f": floats}), source)
+    (tmp_path / "p.py").write_text(PARSE_NAN)
+    got = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}.csv"
+        proc = drumfire_cli(
+            "run", source, "--url", demo_server.base_url + "/echo?q={f}", "--keep", "f",
+            "-e", "sent=query.q", "--parse", f"{tmp_path / 'p.py'}:parse",
+            "-p", processes, "-o", out, "-q",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        rows = read_rows(out)
+        got[processes] = {i: (r["sent"], r["f"], r["ratio"], r["top"]) for i, r in rows.items()}
+    assert got[2] == got[1]
+    assert got[2]["b"] == ("nan", "nan", "nan", "-inf")
+    assert got[2]["c"] == ("", "", "nan", "-inf")  # a null stays a null
+    assert got[2]["d"][:2] == ("inf", "inf")

@@ -26,7 +26,7 @@ from drumfire._parquet import ParquetSink
 from drumfire._result import Result
 from drumfire._sinks import CsvSink, JsonlSink
 from drumfire._sqlite import SqliteSink
-from drumfire._values import cell_text, dumps, duration_text, interval_text
+from drumfire._values import cell_text, dumps, duration_text, interval_text, pipe_dumps, pipe_loads
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 #: A value, and its text in a cell (CSV, a string column); in JSON that text is a string.
@@ -186,3 +186,16 @@ def test_loads_exact_keeps_integers_past_64_bits() -> None:
         18446744073709551615,
     ]
     assert loads_exact(b'{"n": 1234567890123456789}') == {"n": 1234567890123456789}  # orjson's
+
+
+def test_the_pipes_carry_nan_and_infinities_and_nothing_else_changes() -> None:
+    nan, inf = float("nan"), float("inf")
+    value = [[1, 2, {"f": nan, "g": [inf, -inf, None], "big": 10**25}, None], ["x"]]
+    back = pipe_loads(pipe_dumps(value))
+    assert math.isnan(back[0][2]["f"])
+    assert back[0][2]["g"] == [inf, -inf, None]
+    assert back[0][2]["big"] == 10**25
+    assert back[1] == ["x"]
+    plain = [[1, {"a": "b", "n": None}]]
+    assert pipe_dumps(plain) == dumps(plain)  # nothing to mark: the same bytes
+    assert pipe_loads(pipe_dumps([nan], floats=False)) == [None]  # told there are none
