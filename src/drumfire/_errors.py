@@ -60,6 +60,7 @@ class Reason(enum.StrEnum):
     HEADER_TOO_LARGE = "header_too_large"  # over --max-header-size
     ENCODING = "encoding"  # a Content-Encoding that cannot be decoded (the status stays)
     RETRY_AFTER = "retry_after"  # asked to wait longer than --max-retry-wait
+    RETRY_BUDGET = "retry_budget"  # a retryable answer the origin's retry budget did not retry
     TOO_MANY_REDIRECTS = "too_many_redirects"
     JSON = "json"  # a 2xx whose body is not JSON while fields were asked for
     PARSE = "parse"  # the --parse function raised

@@ -92,7 +92,8 @@ class Retry:
     ``budget`` and ``budget_floor``: retries to one origin may add at most
     ``budget`` of its recent first attempts, plus ``budget_floor`` per second
     (gRPC's retry throttling, Finagle's retry budget); beyond that a row that
-    would be retried ends with its last answer. A row over ``max_retry_after``
+    would be retried ends with its last answer and, for an answer, the error
+    :meth:`budget_error` (``retry_budget: …``). A row over ``max_retry_after``
     would not be retried, so the budget is not asked and it says why.
     """
 
@@ -155,6 +156,13 @@ class Retry:
     def over_wait(self, retry_after: float | None) -> bool:
         """Whether the server asks for a longer wait than this policy will make."""
         return retry_after is not None and retry_after > self.max_retry_after
+
+    def budget_error(self) -> str:
+        """The error of a row whose retry the origin's budget did not allow."""
+        return (
+            f"retry_budget: retries to this origin are at {self.budget:.0%} of its recent "
+            f"requests plus {self.budget_floor:g}/s"
+        )
 
     def over_wait_error(self, retry_after: float) -> str:
         """The row's error when :meth:`over_wait`: a stable reason, then the figures.

@@ -81,6 +81,13 @@ class Settling(EngineCore):
                 self._retry_later(flight, retry_after)
                 self._pump()
                 return
+            # The origin's retry budget is spent: the row ends with this answer and
+            # says why (a bare status read as "its retries were used up").
+            self._pump()
+            for result in self.finisher.results([(flight, response)], now):
+                error = result.error or retry.budget_error()
+                self._emit(result._replace(error=error), flight.seq)
+            return
         # Put the next request on the wire first (it takes this connection, the
         # most recently idle), then extract and write this row: the server works
         # on the next answer while the client does its share.

@@ -263,6 +263,27 @@ def test_rows_over_the_cap_all_say_so_and_leave_the_retry_budget_alone() -> None
     assert len(server.requests) == 1200
 
 
+def test_a_row_the_retry_budget_does_not_retry_says_so() -> None:
+    # Every answer a 503: the budget (no share, no floor: only its reserve) lets
+    # some rows retry; the others end with their 503 and say why, where they ended
+    # with a bare 503, as if their --retries had been used up.
+    def down(path: str, hits: int) -> Answer:
+        return 503, {}, b"", 0.001
+
+    retry = Retry(retries=1, backoff=0.001, budget=0.0, budget_floor=0.0)
+    results, _, server, _, _ = run(down, 300, concurrency=8, retry=retry)
+    outcomes = collections.Counter((r.status, r.attempts, r.error) for r in results)
+    refused = outcomes[(503, 1, retry.budget_error())]
+    retried = outcomes[(503, 2, "")]
+    assert refused > 0
+    assert retried > 0
+    assert refused + retried == 300
+    assert len(server.requests) == 300 + retried
+    assert retry.budget_error() == (
+        "retry_budget: retries to this origin are at 0% of its recent requests plus 0/s"
+    )
+
+
 def test_deadline_ends_an_unanswered_request() -> None:
     def silent(path: str, hits: int) -> Answer:
         return (200, {}, b"{}", None) if path == "/1" else ok(path, hits)
