@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import UsageError
@@ -394,27 +394,31 @@ def closed(conn: Any) -> None:
 def file_settings(
     data: Any,
     data_file: str | None,
-    files: Mapping[str, Any] | None,
-    form: Mapping[str, str] | Sequence[str] | None,
+    files: Any,
+    form: Any,
     save_body: str | None,
-    save_dir: str,
-    save_status: str,
+    save_dir: str | None,
+    save_status: str | None,
     save_sha256: bool,
     skip_saved: bool,
 ) -> dict[str, Any]:
     """The :class:`~drumfire._job.Job` fields of the file options (API and CLI alike).
 
-    ``form``: ``{"name": "value"}``, or curl ``-F`` strings (``name=value``,
-    ``name=@path;type=...``) in order; ``files``: ``{"name": "{path}"}`` or
-    ``{"name": ("{path}", "media/type")}``, as requests' ``files=`` (after the
-    text parts, as requests puts them).
+    ``form``: ``{"name": "value"}``, or in order curl ``-F`` strings
+    (``name=value``, ``name=@path;type=...``) or ``(name, value)`` pairs;
+    ``files``: ``{"name": "{path}"}`` or ``{"name": ("{path}", "media/type")}``, or
+    a list of such ``(name, value)`` pairs (a name may repeat), as requests'
+    ``files=`` (after the text parts, as requests puts them). ``save_dir`` and
+    ``save_status``: None when not given (``.`` and ``2xx``).
     """
     fields: list[FormField] = []
-    if isinstance(form, Mapping):
-        fields.extend(FormField(str(k), str(v)) for k, v in form.items())
-    elif form:
-        fields.extend(parse_form_option(spec, n) for n, spec in enumerate(form, 1))
-    for name, value in (files or {}).items():
+    for number, spec in enumerate(_items(form, "form"), 1):
+        if isinstance(spec, str):
+            fields.append(parse_form_option(spec, number))
+        else:
+            name, value = spec
+            fields.append(FormField(str(name), str(value)))
+    for name, value in _items(files, "files"):
         if isinstance(value, str | os.PathLike):
             fields.append(FormField(str(name), os.fspath(value), True))
         elif isinstance(value, tuple) and len(value) == 2:
@@ -432,9 +436,10 @@ def file_settings(
         raise UsageError(f"the body is given twice: {' and '.join(given)}")
     save = None
     if save_body is not None:
-        save = SaveSpec(save_body, save_dir, parse_statuses(save_status), save_sha256)
+        statuses = parse_statuses("2xx" if save_status is None else save_status)
+        save = SaveSpec(save_body, "." if save_dir is None else save_dir, statuses, save_sha256)
         save.check_directory()
-    elif save_sha256 or save_status != "2xx" or save_dir != ".":
+    elif save_sha256 or save_status not in (None, "2xx") or save_dir not in (None, "."):
         raise UsageError("--save-dir, --save-status and --save-sha256 need --save-body")
     return {
         "data_file": data_file,
@@ -442,6 +447,24 @@ def file_settings(
         "save": save,
         "skip_saved": skip_saved,
     }
+
+
+def _items(given: Any, option: str) -> list[Any]:
+    """A dict's items, or a list's: ``-F`` strings, or ``(name, value)`` pairs (requests'
+    list form, where a name may repeat)."""
+    if not given:
+        return []
+    if isinstance(given, Mapping):
+        return list(given.items())
+    pair = "'name=value' strings or " if option == "form" else ""
+    if not isinstance(given, str | bytes):
+        items = list(given) if isinstance(given, Iterable) else None
+        if items is not None and all(
+            (isinstance(i, str) and option == "form") or (isinstance(i, tuple) and len(i) == 2)
+            for i in items
+        ):
+            return items
+    raise UsageError(f"{option}={given!r}: give a dict, or a list of {pair}(name, value) pairs")
 
 
 def file_plan(job: Any, headers: list[Any]) -> FilePlan:

@@ -417,3 +417,38 @@ def test_api_body_given_twice_is_a_usage_error() -> None:
         run([{"p": "x"}], "http://127.0.0.1:9/", data="x", data_file="{p}")
     with pytest.raises(UsageError, match=r"a \(path, content_type\) pair"):
         run([{"p": "x"}], "http://127.0.0.1:9/", files={"f": 3})
+
+
+def form_parts(request: Any) -> list[tuple[str, str | None, str | None, bytes]]:
+    """A multipart request's parts in order: (name, filename, content type, bytes)."""
+    parts: list[tuple[str, str | None, str | None, bytes]] = []
+
+    def on_field(field: Any) -> None:
+        parts.append((field.field_name.decode(), None, None, field.value))
+
+    def on_file(file: Any) -> None:
+        file.file_object.seek(0)
+        name = file.file_name.decode() if file.file_name is not None else None
+        parts.append((file.field_name.decode(), name, file.content_type, file.file_object.read()))
+
+    headers = {
+        "Content-Type": request.headers["content-type"].encode(),
+        "Content-Length": str(len(request.body)).encode(),
+    }
+    parse_form(headers, io.BytesIO(request.body), on_field, on_file)
+    return parts
+
+
+def test_api_takes_paths_and_requests_list_of_pairs(upload_dir: Path) -> None:
+    """files= as requests' list of (name, value) pairs (a name may repeat), and a
+    pathlib.Path as data_file=: they raised AttributeError and TypeError."""
+    jpg, csv_file = upload_dir / "f000.jpg", upload_dir / "f001.csv"
+    with ScriptedServer(echo) as srv:
+        list(run([{"a": str(jpg)}], srv.url("/form"), files=[("f", "{a}"), ("f", csv_file)]))
+        list(run([{"id": "1"}], srv.url("/raw"), data_file=jpg))
+        form, raw = srv.requests
+    assert form_parts(form) == [
+        ("f", "f000.jpg", "image/jpeg", jpg.read_bytes()),
+        ("f", "f001.csv", "text/csv", csv_file.read_bytes()),
+    ]
+    assert (raw.body, raw.headers["content-type"]) == (jpg.read_bytes(), "image/jpeg")
