@@ -73,38 +73,106 @@ def _streamed(
 
 
 class FormField(NamedTuple):
-    """One ``-F`` field: a text part (``value`` a template) or a file part (``value``
-    the path template), with its optional ``;type=`` and ``;filename=``."""
+    """One ``-F`` field: a text part (``value`` a template), a file part (``value`` the
+    path template), or with ``as_text`` a file's contents as a text part (curl's
+    ``<``: no filename); with its optional ``;type=`` and ``;filename=``."""
 
     name: str
     value: str
     is_file: bool = False
     content_type: str | None = None
     filename: str | None = None
+    as_text: bool = False
+
+
+_SPACE = " \t\r\n\f\v"
+
+
+def _word(text: str, at: int) -> tuple[str, int, bool]:
+    """A value of ``-F`` from ``at``, as curl's ``get_param_word`` reads it: up to the next
+    ``;`` with the spaces around it dropped, or in double quotes (``\\"`` and ``\\\\``
+    escaped inside; an unclosed quote is taken as it is). Returns the value, where it
+    ends (a ``;`` or the end), and False when more than spaces follows a closing quote
+    (curl warns and drops it; refused here)."""
+    while at < len(text) and text[at] in _SPACE:
+        at += 1
+    if text.startswith('"', at):
+        out: list[str] = []
+        i = at + 1
+        while i < len(text):
+            c = text[i]
+            if c == "\\" and text[i + 1 : i + 2] in ('"', "\\"):
+                out.append(text[i + 1])
+                i += 2
+            elif c == '"':
+                end = _end(text, i + 1)
+                trailing = text[i + 1 : end].strip(_SPACE)
+                return "".join(out), end, not trailing
+            else:
+                out.append(c)
+                i += 1
+    end = _end(text, at)
+    return text[at:end].rstrip(_SPACE), end, True
+
+
+def _end(text: str, at: int) -> int:
+    end = text.find(";", at)
+    return len(text) if end < 0 else end
 
 
 def parse_form_option(spec: str, number: int = 1) -> FormField:
-    """curl's ``-F`` syntax: ``name=value`` (a text part) or ``name=@path`` (a file part)
-    with ``;type=MEDIA`` and ``;filename=NAME`` after the path. Values are templates."""
+    """curl's ``-F`` syntax: ``name=value`` a text part, ``name=@path`` a file part,
+    ``name=<path`` a file's contents as a text part (no filename); then ``;type=MEDIA``
+    (its parameters too: ``;type=text/plain;charset=utf-8``) and, but after ``<``,
+    ``;filename=NAME``. A value in double quotes may hold ``;``; spaces around an
+    unquoted one are dropped (curl's ``tool_formparse.c``). Values are templates,
+    parsed here once: a row's value is inserted later, never parsed. Where curl warns
+    and skips an unknown ``;option``, it is refused (it is mostly a ``;`` meant as text).
+    """
     name, eq, rest = spec.partition("=")
-    if not eq or not name.strip():
+    name = name.strip()
+    if not eq or not name:
         raise UsageError(f"-F {number}: not in the form 'name=value' or 'name=@path'")
-    if not rest.startswith("@"):
-        return FormField(name.strip(), rest)
-    path, *options = rest[1:].split(";")
-    ctype = filename = None
-    for option in options:
-        key, eq, value = option.partition("=")
-        key = key.strip().lower()
-        if key == "type" and eq and value.strip():
-            ctype = value.strip()
-        elif key == "filename" and eq:
-            filename = value
-        else:
-            raise UsageError(f"-F {name.strip()}: unknown option {option!r} (type=, filename=)")
-    if not path:
-        raise UsageError(f"-F {name.strip()}: '@' names no file")
-    return FormField(name.strip(), path, True, ctype, filename)
+    kind = rest[:1] if rest[:1] in ("@", "<") else ""
+    allowed = "type=" if kind == "<" else "type=, filename="
+    value, at, clean = _word(rest, len(kind))
+    ctype: str | None = None
+    filename: str | None = None
+    type_at = -1  # where the type being read starts
+    while clean and at < len(rest):  # rest[at] is the ';' before an option
+        at += 1
+        while at < len(rest) and rest[at] in _SPACE:
+            at += 1
+        option = rest[at : _end(rest, at)]
+        key = option[: option.find("=") + 1].lower()
+        if key == "filename=" and kind != "<":
+            type_at = -1
+            filename, at, clean = _word(rest, at + len(key))
+            continue
+        if key == "type=" and type_at < 0:
+            type_at = at + len(key)
+        elif type_at < 0 or key in ("filename=", "headers=", "encoder="):
+            raise UsageError(
+                f"-F {name}: unknown option {option!r} ({allowed}; a value with ';' "
+                'goes in double quotes: name="a;b")'
+            )
+        at += len(option)  # an option after type= is one of its parameters, as in curl
+        ctype = rest[type_at:at].strip(_SPACE)
+    if not clean:
+        raise UsageError(f"-F {name}: text after a closing quote (a value in quotes ends there)")
+    if ctype == "":
+        raise UsageError(f"-F {name}: ';type=' names no type")
+    if kind and not value:
+        raise UsageError(f"-F {name}: '{kind}' names no file")
+    return FormField(name, value, bool(kind), ctype, filename, kind == "<")
+
+
+def _text_type(field: FormField, filename: str | None) -> str | None:
+    """A text part's Content-Type: its ``;type=``; with a ``;filename=``, the name's type
+    when it has a known one (as curl); else none (text/plain, RFC 7578 §4.4)."""
+    if field.content_type is not None or not filename:
+        return field.content_type
+    return content_type_for(filename, None)
 
 
 def _file_size(path: str) -> int:
@@ -228,7 +296,12 @@ class FilePlan:
                 for f, value, filename in fields:
                     text = value(row)
                     if not f.is_file:
-                        parts.append(Part(f.name, text))
+                        named = filename(row) if filename is not None else None
+                        parts.append(Part(f.name, text, named, _text_type(f, named)))
+                        continue
+                    if f.as_text:  # curl's '<': the file's contents, no filename
+                        content = FileSegment(text, _file_size(text))
+                        parts.append(Part(f.name, content, None, f.content_type))
                         continue
                     shown = filename(row) if filename is not None else os.path.basename(text)
                     ctype = f.content_type or content_type_for(shown or text)
@@ -505,13 +578,17 @@ def static_form(specs: Sequence[str]) -> tuple[bytes, str]:
     for number, spec in enumerate(specs, 1):
         field = parse_form_option(spec, number)
         if not field.is_file:
-            parts.append(Part(field.name, field.value))
+            named = field.filename
+            parts.append(Part(field.name, field.value, named, _text_type(field, named)))
             continue
         try:
             with open(field.value, "rb") as f:
                 content = f.read()
         except OSError as exc:
             raise UsageError(f"-F {field.name}: {field.value}: {exc.strerror or exc}") from None
+        if field.as_text:
+            parts.append(Part(field.name, content, None, field.content_type))
+            continue
         shown = field.filename if field.filename is not None else os.path.basename(field.value)
         ctype = field.content_type or content_type_for(shown or field.value)
         parts.append(Part(field.name, content, shown, ctype))

@@ -202,8 +202,9 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "form",
             multiple=True,
             metavar="NAME=VALUE",
-            help="A multipart form field, as curl's -F: 'name=value' (templated) or "
-            "'name=@{path}' (a file, ;type=MEDIA ;filename=NAME). Repeatable.",
+            help="A multipart form field, as curl's -F: 'name=value' (templated), "
+            "'name=@{path}' (a file) or 'name=<{path}' (its contents as text); then "
+            ";type=MEDIA ;filename=NAME. Repeatable.",
         ),
         click.option(
             "--save-body",

@@ -452,3 +452,32 @@ def test_api_takes_paths_and_requests_list_of_pairs(upload_dir: Path) -> None:
         ("f", "f001.csv", "text/csv", csv_file.read_bytes()),
     ]
     assert (raw.body, raw.headers["content-type"]) == (jpg.read_bytes(), "image/jpeg")
+
+
+def raw_parts(request: Any) -> list[tuple[bytes, bytes]]:
+    """A multipart body's parts in order, each (its header lines, its content)."""
+    bound = request.headers["content-type"].split("boundary=")[1].encode()
+    chunks = request.body.split(b"--" + bound)[1:-1]
+    return [tuple(chunk[2:-2].split(b"\r\n\r\n", 1)) for chunk in chunks]  # type: ignore[misc]
+
+
+def test_form_text_parts_are_sent_as_curl_sends_them(tmp_path: Path) -> None:
+    """-F 'a=hello;type=application/json' is hello with that type, -F 'b=<{path}' the
+    file's contents as a text part, a quoted value may hold ';': all three were sent as
+    their literal text ('hello;type=application/json', '<…')."""
+    text = tmp_path / "a b.txt"
+    text.write_bytes(b"hello\r\nfrom the file")
+    (tmp_path / "in.csv").write_text(f"id,path\n1,{text}\n")
+    with ScriptedServer(echo) as srv:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/f"), "-q", "-o", "-",
+                        "-F", "a=hello;type=application/json", "-F", "b=<{path}",
+                        "-F", 'c="x;y";filename={id}.txt', "-F", "d={id}")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        (request,) = srv.requests
+    assert raw_parts(request) == [
+        (b'Content-Disposition: form-data; name="a"\r\nContent-Type: application/json', b"hello"),
+        (b'Content-Disposition: form-data; name="b"', b"hello\r\nfrom the file"),
+        (b'Content-Disposition: form-data; name="c"; filename="1.txt"\r\n'
+         b"Content-Type: text/plain", b"x;y"),
+        (b'Content-Disposition: form-data; name="d"', b"1"),
+    ]  # fmt: skip
