@@ -48,9 +48,22 @@ def content_type_for(path: str, default: str | None) -> str | None: ...
 
 
 def content_type_for(path: str, default: str | None = "application/octet-stream") -> str | None:
-    """The media type of a file from its name (``mimetypes``), else ``default``."""
-    guessed, _encoding = mimetypes.guess_type(os.path.basename(path), strict=False)
+    """The media type of a file from its name (``mimetypes``), else ``default``.
+
+    A compressed file is labelled as what its bytes are: ``data.csv.gz`` is
+    ``application/gzip`` (RFC 6713), not the ``text/csv`` inside, which mimetypes
+    gives with the encoding apart (Content-Encoding is no answer: it would ask the
+    server to decompress). Other encodings (``.bz2``, ``.xz``, ``.Z``, ``.br``) have
+    no registered type: octet-stream, as curl sends for all of them.
+    """
+    guessed, encoding = mimetypes.guess_type(os.path.basename(path), strict=False)
+    if encoding is not None:
+        return _COMPRESSED.get(encoding, "application/octet-stream")
     return guessed or default
+
+
+#: The media type of a file compressed with a mimetypes encoding.
+_COMPRESSED = {"gzip": "application/gzip"}
 
 
 def _quoted(value: str) -> str:

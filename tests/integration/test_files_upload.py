@@ -481,3 +481,24 @@ def test_form_text_parts_are_sent_as_curl_sends_them(tmp_path: Path) -> None:
          b"Content-Type: text/plain", b"x;y"),
         (b'Content-Disposition: form-data; name="d"', b"1"),
     ]  # fmt: skip
+
+
+def test_a_compressed_file_is_labelled_as_what_its_bytes_are(tmp_path: Path) -> None:
+    """data.csv.gz went as text/csv (the type inside, gzip bytes): now application/gzip,
+    as the raw body (--data-file) and as a form's file part (-F)."""
+    import gzip
+
+    packed = tmp_path / "data.csv.gz"
+    packed.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    (tmp_path / "in.csv").write_text(f"id,path\n1,{packed}\n")
+    with ScriptedServer(echo) as srv:
+        for body in (["--data-file", "{path}"], ["-F", "f=@{path}"]):
+            proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/up"), "-q", "-o", "-",
+                            *body)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+        raw, form = srv.requests
+    assert (raw.headers["content-type"], raw.body) == ("application/gzip", packed.read_bytes())
+    assert raw_parts(form) == [
+        (b'Content-Disposition: form-data; name="f"; filename="data.csv.gz"\r\n'
+         b"Content-Type: application/gzip", packed.read_bytes()),
+    ]  # fmt: skip

@@ -90,6 +90,13 @@ def test_content_type_from_the_name() -> None:
     assert content_type_for("/x/kitten.JPG") == "image/jpeg"
     assert content_type_for("a.csv") == "text/csv"
     assert content_type_for("noext") == "application/octet-stream"
+    # Compressed: what the bytes are, not the type inside (it was text/csv for data.csv.gz).
+    assert content_type_for("up/data.csv.gz") == "application/gzip"
+    assert content_type_for("x.gz") == content_type_for("a.tgz") == "application/gzip"
+    assert content_type_for("a.json.bz2") == content_type_for("a.txt.xz") == (
+        "application/octet-stream"
+    )
+    assert content_type_for("a.csv.gz", None) == "application/gzip"
 
 
 def test_form_option_syntax() -> None:
