@@ -465,7 +465,7 @@ def closed(conn: Any) -> None:
 
 
 def file_settings(
-    data: Any,
+    body: str | None,
     data_file: str | None,
     files: Any,
     form: Any,
@@ -476,6 +476,8 @@ def file_settings(
     skip_saved: bool,
 ) -> dict[str, Any]:
     """The :class:`~drumfire._job.Job` fields of the file options (API and CLI alike).
+
+    ``body``: the option that already gives the body, if any (``--data (data=)``).
 
     ``form``: ``{"name": "value"}``, or in order curl ``-F`` strings
     (``name=value``, ``name=@path;type=...``) or ``(name, value)`` pairs;
@@ -500,20 +502,37 @@ def file_settings(
             raise UsageError(
                 f"files={{{name!r}: ...}}: a path template, or a (path, content_type) pair"
             )
+    # Each named as on the command line and in the API: make_job serves both.
     given = [
         what
-        for what, on in (("data", data is not None), ("data_file", data_file), ("a form", fields))
+        for what, on in (
+            (body, body is not None),
+            ("--data-file (data_file=)", data_file is not None),
+            ("-F (form=, files=)", bool(fields)),
+        )
         if on
     ]
     if len(given) > 1:
-        raise UsageError(f"the body is given twice: {' and '.join(given)}")
+        raise UsageError(f"the body is given twice: {' and '.join(map(str, given))}")
     save = None
     if save_body is not None:
         statuses = parse_statuses("2xx" if save_status is None else save_status)
         save = SaveSpec(save_body, "." if save_dir is None else save_dir, statuses, save_sha256)
         save.check_directory()
-    elif save_sha256 or save_status not in (None, "2xx") or save_dir not in (None, "."):
-        raise UsageError("--save-dir, --save-status and --save-sha256 need --save-body")
+    else:
+        # Given without --save-body, even as the default's value, is a mistake to show.
+        unused = [
+            what
+            for what, on in (
+                ("--save-dir (save_dir=)", save_dir is not None),
+                ("--save-status (save_status=)", save_status is not None),
+                ("--save-sha256 (save_sha256=)", save_sha256),
+            )
+            if on
+        ]
+        if unused:
+            need = "needs" if len(unused) == 1 else "need"
+            raise UsageError(f"{' and '.join(unused)} {need} --save-body (save_body=)")
     return {
         "data_file": data_file,
         "form": tuple(fields),

@@ -243,6 +243,7 @@ def make_job(
     if retry is not None and not isinstance(retry, Retry):
         raise UsageError(f"retry={retry!r}: give a drumfire.Retry, or retries=N")
     total = check_seconds("timeout", timeout)
+    body = "--json (json=)" if json is not None else "--data (data=)" if data is not None else None
     if json is not None:  # curl's --json: the body, Content-Type and Accept
         if data is not None:
             raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
@@ -281,7 +282,7 @@ def make_job(
         per_host_concurrency=_optional_count("per_host_concurrency", per_host_concurrency),
         per_host_rate=check_rate("per_host_rate", per_host_rate),
         **file_settings(
-            data,
+            body,
             None if data_file is None else check_path("data_file", data_file),
             files,
             form,

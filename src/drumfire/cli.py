@@ -214,21 +214,22 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Save each response body to this path (a template, relative to "
             "--save-dir), streamed to disk, renamed when complete.",
         ),
+        # Their default is None, so that one given without --save-body, even as its
+        # default's value, is refused (as the API does); the help says the value.
         click.option(
             "--save-dir",
             "save_dir",
-            default=".",
-            show_default=True,
+            default=None,
             metavar="DIR",
-            help="The directory --save-body paths are in; a row's path never leaves it.",
+            help="The directory --save-body paths are in; a row's path never leaves it.  "
+            "[default: .]",
         ),
         click.option(
             "--save-status",
             "save_status",
-            default="2xx",
-            show_default=True,
+            default=None,
             metavar="LIST",
-            help="Statuses whose body --save-body saves: 200,404, 2xx, all.",
+            help="Statuses whose body --save-body saves: 200,404, 2xx, all.  [default: 2xx]",
         ),
         click.option(
             "--save-sha256",
@@ -606,7 +607,7 @@ def run_command(
             headers=header_lines,
             **files,
             data=read_data(data),
-            json=read_data(json_data),
+            json=read_data(json_data, "--json"),
             extract=pairs,
             keep=keep_columns,
             id=id_column,

@@ -344,8 +344,17 @@ def test_form_option_errors_are_one_line(tmp_path: Path) -> None:
     for args, needle in [
         (["-F", "novalue"], "-F 1: not in the form"),
         (["-F", "a=@x;colour=red"], "-F a: unknown option"),
-        (["--data-file", "{id}", "-F", "a=b"], "the body is given twice"),
-        (["--save-status", "200"], "need --save-body"),
+        (["--data-file", "{id}", "-F", "a=b"],
+         "the body is given twice: --data-file (data_file=) and -F (form=, files=)"),
+        (["--json", "{}", "--data-file", "{id}"],
+         "the body is given twice: --json (json=) and --data-file (data_file=)"),
+        (["--json", "@{id}"], "cannot read --json file '{id}': No such file or directory (a "
+                              "file per row is --data-file '{id}')"),
+        (["--save-status", "200"], "--save-status (save_status=) needs --save-body (save_body=)"),
+        # Given as the default's value: refused too, as the API refuses it (it was run).
+        (["--save-status", "2xx"], "--save-status (save_status=) needs --save-body"),
+        (["--save-dir", ".", "--save-sha256"],
+         "--save-dir (save_dir=) and --save-sha256 (save_sha256=) need --save-body"),
         (["--save-body", "{id}", "--save-status", "abc"], "--save-status: 'abc'"),
         (["--save-body", "{id}", "--save-dir", str(tmp_path / "in.csv")], "not a directory"),
         (["-F", "a=@{id}", "-H", "Content-Type: text/plain"], "sets its own Content-Type"),
@@ -413,8 +422,13 @@ def test_a_literal_data_file_is_form_data_unless_a_header_says(
 
 
 def test_api_body_given_twice_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="the body is given twice: data and data_file"):
+    with pytest.raises(
+        UsageError, match=r"^the body is given twice: --data \(data=\) and --data-file"
+    ):
         run([{"p": "x"}], "http://127.0.0.1:9/", data="x", data_file="{p}")
+    for given in ({"save_dir": "."}, {"save_status": "2xx"}):  # the defaults' values, given
+        with pytest.raises(UsageError, match=r"needs --save-body \(save_body=\)$"):
+            run([{"p": "x"}], "http://127.0.0.1:9/", **given)
     with pytest.raises(UsageError, match=r"a \(path, content_type\) pair"):
         run([{"p": "x"}], "http://127.0.0.1:9/", files={"f": 3})
 
