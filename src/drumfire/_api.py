@@ -71,9 +71,11 @@ _DOC_ARGS = """
             (``--data-file``); ``Content-Type`` from its name unless a header says.
         files: a multipart form's file parts, as requests' ``files=``:
             ``{"field": "{path}"}`` or ``{"field": ("{path}", "image/png")}``
-            (path templates); ``form``: its text parts, ``{"name": "{value}"}``.
+            (path templates), or a list of ``(field, value)`` pairs; ``form``:
+            its text parts, ``{"name": "{value}"}`` or a list of pairs.
         save_body: a path template: each response body (of ``save_status``,
-            default ``"2xx"``) is streamed to that file under ``save_dir``;
+            default ``"2xx"``; also ``200`` or a list) is streamed to that file
+            under ``save_dir`` (default the current directory);
             the result gets ``saved_path``, ``saved_bytes`` (and
             ``saved_sha256`` with ``save_sha256=True``). See ``--save-body``.
         output: a file (str or Path) that each result is written to as it
@@ -82,6 +84,10 @@ _DOC_ARGS = """
         overwrite: replace an ``output`` that already holds results (as
             ``--overwrite``); without it (or ``resume``) such a file is a
             :class:`~drumfire.UsageError`, never silently lost.
+        Every value is checked before the first request: a wrong type or
+            range is one :class:`~drumfire.UsageError` line naming it. Numbers
+            are numbers; sizes and rates also take the CLI's text (``"64M"``,
+            ``"10/s"``); paths are ``str`` or ``os.PathLike``.
         progress: None (the default) shows a progress bar when interactive
             (a widget in Jupyter, a live line when stderr is a terminal);
             True always, False never. At most ten redraws a second.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import UsageError
@@ -73,38 +73,106 @@ def _streamed(
 
 
 class FormField(NamedTuple):
-    """One ``-F`` field: a text part (``value`` a template) or a file part (``value``
-    the path template), with its optional ``;type=`` and ``;filename=``."""
+    """One ``-F`` field: a text part (``value`` a template), a file part (``value`` the
+    path template), or with ``as_text`` a file's contents as a text part (curl's
+    ``<``: no filename); with its optional ``;type=`` and ``;filename=``."""
 
     name: str
     value: str
     is_file: bool = False
     content_type: str | None = None
     filename: str | None = None
+    as_text: bool = False
+
+
+_SPACE = " \t\r\n\f\v"
+
+
+def _word(text: str, at: int) -> tuple[str, int, bool]:
+    """A value of ``-F`` from ``at``, as curl's ``get_param_word`` reads it: up to the next
+    ``;`` with the spaces around it dropped, or in double quotes (``\\"`` and ``\\\\``
+    escaped inside; an unclosed quote is taken as it is). Returns the value, where it
+    ends (a ``;`` or the end), and False when more than spaces follows a closing quote
+    (curl warns and drops it; refused here)."""
+    while at < len(text) and text[at] in _SPACE:
+        at += 1
+    if text.startswith('"', at):
+        out: list[str] = []
+        i = at + 1
+        while i < len(text):
+            c = text[i]
+            if c == "\\" and text[i + 1 : i + 2] in ('"', "\\"):
+                out.append(text[i + 1])
+                i += 2
+            elif c == '"':
+                end = _end(text, i + 1)
+                trailing = text[i + 1 : end].strip(_SPACE)
+                return "".join(out), end, not trailing
+            else:
+                out.append(c)
+                i += 1
+    end = _end(text, at)
+    return text[at:end].rstrip(_SPACE), end, True
+
+
+def _end(text: str, at: int) -> int:
+    end = text.find(";", at)
+    return len(text) if end < 0 else end
 
 
 def parse_form_option(spec: str, number: int = 1) -> FormField:
-    """curl's ``-F`` syntax: ``name=value`` (a text part) or ``name=@path`` (a file part)
-    with ``;type=MEDIA`` and ``;filename=NAME`` after the path. Values are templates."""
+    """curl's ``-F`` syntax: ``name=value`` a text part, ``name=@path`` a file part,
+    ``name=<path`` a file's contents as a text part (no filename); then ``;type=MEDIA``
+    (its parameters too: ``;type=text/plain;charset=utf-8``) and, but after ``<``,
+    ``;filename=NAME``. A value in double quotes may hold ``;``; spaces around an
+    unquoted one are dropped (curl's ``tool_formparse.c``). Values are templates,
+    parsed here once: a row's value is inserted later, never parsed. Where curl warns
+    and skips an unknown ``;option``, it is refused (it is mostly a ``;`` meant as text).
+    """
     name, eq, rest = spec.partition("=")
-    if not eq or not name.strip():
+    name = name.strip()
+    if not eq or not name:
         raise UsageError(f"-F {number}: not in the form 'name=value' or 'name=@path'")
-    if not rest.startswith("@"):
-        return FormField(name.strip(), rest)
-    path, *options = rest[1:].split(";")
-    ctype = filename = None
-    for option in options:
-        key, eq, value = option.partition("=")
-        key = key.strip().lower()
-        if key == "type" and eq and value.strip():
-            ctype = value.strip()
-        elif key == "filename" and eq:
-            filename = value
-        else:
-            raise UsageError(f"-F {name.strip()}: unknown option {option!r} (type=, filename=)")
-    if not path:
-        raise UsageError(f"-F {name.strip()}: '@' names no file")
-    return FormField(name.strip(), path, True, ctype, filename)
+    kind = rest[:1] if rest[:1] in ("@", "<") else ""
+    allowed = "type=" if kind == "<" else "type=, filename="
+    value, at, clean = _word(rest, len(kind))
+    ctype: str | None = None
+    filename: str | None = None
+    type_at = -1  # where the type being read starts
+    while clean and at < len(rest):  # rest[at] is the ';' before an option
+        at += 1
+        while at < len(rest) and rest[at] in _SPACE:
+            at += 1
+        option = rest[at : _end(rest, at)]
+        key = option[: option.find("=") + 1].lower()
+        if key == "filename=" and kind != "<":
+            type_at = -1
+            filename, at, clean = _word(rest, at + len(key))
+            continue
+        if key == "type=" and type_at < 0:
+            type_at = at + len(key)
+        elif type_at < 0 or key in ("filename=", "headers=", "encoder="):
+            raise UsageError(
+                f"-F {name}: unknown option {option!r} ({allowed}; a value with ';' "
+                'goes in double quotes: name="a;b")'
+            )
+        at += len(option)  # an option after type= is one of its parameters, as in curl
+        ctype = rest[type_at:at].strip(_SPACE)
+    if not clean:
+        raise UsageError(f"-F {name}: text after a closing quote (a value in quotes ends there)")
+    if ctype == "":
+        raise UsageError(f"-F {name}: ';type=' names no type")
+    if kind and not value:
+        raise UsageError(f"-F {name}: '{kind}' names no file")
+    return FormField(name, value, bool(kind), ctype, filename, kind == "<")
+
+
+def _text_type(field: FormField, filename: str | None) -> str | None:
+    """A text part's Content-Type: its ``;type=``; with a ``;filename=``, the name's type
+    when it has a known one (as curl); else none (text/plain, RFC 7578 §4.4)."""
+    if field.content_type is not None or not filename:
+        return field.content_type
+    return content_type_for(filename, None)
 
 
 def _file_size(path: str) -> int:
@@ -228,7 +296,12 @@ class FilePlan:
                 for f, value, filename in fields:
                     text = value(row)
                     if not f.is_file:
-                        parts.append(Part(f.name, text))
+                        named = filename(row) if filename is not None else None
+                        parts.append(Part(f.name, text, named, _text_type(f, named)))
+                        continue
+                    if f.as_text:  # curl's '<': the file's contents, no filename
+                        content = FileSegment(text, _file_size(text))
+                        parts.append(Part(f.name, content, None, f.content_type))
                         continue
                     shown = filename(row) if filename is not None else os.path.basename(text)
                     ctype = f.content_type or content_type_for(shown or text)
@@ -392,29 +465,35 @@ def closed(conn: Any) -> None:
 
 
 def file_settings(
-    data: Any,
+    body: str | None,
     data_file: str | None,
-    files: Mapping[str, Any] | None,
-    form: Mapping[str, str] | Sequence[str] | None,
+    files: Any,
+    form: Any,
     save_body: str | None,
-    save_dir: str,
-    save_status: str,
+    save_dir: str | None,
+    save_status: str | None,
     save_sha256: bool,
     skip_saved: bool,
 ) -> dict[str, Any]:
     """The :class:`~drumfire._job.Job` fields of the file options (API and CLI alike).
 
-    ``form``: ``{"name": "value"}``, or curl ``-F`` strings (``name=value``,
-    ``name=@path;type=...``) in order; ``files``: ``{"name": "{path}"}`` or
-    ``{"name": ("{path}", "media/type")}``, as requests' ``files=`` (after the
-    text parts, as requests puts them).
+    ``body``: the option that already gives the body, if any (``--data (data=)``).
+
+    ``form``: ``{"name": "value"}``, or in order curl ``-F`` strings
+    (``name=value``, ``name=@path;type=...``) or ``(name, value)`` pairs;
+    ``files``: ``{"name": "{path}"}`` or ``{"name": ("{path}", "media/type")}``, or
+    a list of such ``(name, value)`` pairs (a name may repeat), as requests'
+    ``files=`` (after the text parts, as requests puts them). ``save_dir`` and
+    ``save_status``: None when not given (``.`` and ``2xx``).
     """
     fields: list[FormField] = []
-    if isinstance(form, Mapping):
-        fields.extend(FormField(str(k), str(v)) for k, v in form.items())
-    elif form:
-        fields.extend(parse_form_option(spec, n) for n, spec in enumerate(form, 1))
-    for name, value in (files or {}).items():
+    for number, spec in enumerate(_items(form, "form"), 1):
+        if isinstance(spec, str):
+            fields.append(parse_form_option(spec, number))
+        else:
+            name, value = spec
+            fields.append(FormField(str(name), str(value)))
+    for name, value in _items(files, "files"):
         if isinstance(value, str | os.PathLike):
             fields.append(FormField(str(name), os.fspath(value), True))
         elif isinstance(value, tuple) and len(value) == 2:
@@ -423,25 +502,61 @@ def file_settings(
             raise UsageError(
                 f"files={{{name!r}: ...}}: a path template, or a (path, content_type) pair"
             )
+    # Each named as on the command line and in the API: make_job serves both.
     given = [
         what
-        for what, on in (("data", data is not None), ("data_file", data_file), ("a form", fields))
+        for what, on in (
+            (body, body is not None),
+            ("--data-file (data_file=)", data_file is not None),
+            ("-F (form=, files=)", bool(fields)),
+        )
         if on
     ]
     if len(given) > 1:
-        raise UsageError(f"the body is given twice: {' and '.join(given)}")
+        raise UsageError(f"the body is given twice: {' and '.join(map(str, given))}")
     save = None
     if save_body is not None:
-        save = SaveSpec(save_body, save_dir, parse_statuses(save_status), save_sha256)
+        statuses = parse_statuses("2xx" if save_status is None else save_status)
+        save = SaveSpec(save_body, "." if save_dir is None else save_dir, statuses, save_sha256)
         save.check_directory()
-    elif save_sha256 or save_status != "2xx" or save_dir != ".":
-        raise UsageError("--save-dir, --save-status and --save-sha256 need --save-body")
+    else:
+        # Given without --save-body, even as the default's value, is a mistake to show.
+        unused = [
+            what
+            for what, on in (
+                ("--save-dir (save_dir=)", save_dir is not None),
+                ("--save-status (save_status=)", save_status is not None),
+                ("--save-sha256 (save_sha256=)", save_sha256),
+            )
+            if on
+        ]
+        if unused:
+            need = "needs" if len(unused) == 1 else "need"
+            raise UsageError(f"{' and '.join(unused)} {need} --save-body (save_body=)")
     return {
         "data_file": data_file,
         "form": tuple(fields),
         "save": save,
         "skip_saved": skip_saved,
     }
+
+
+def _items(given: Any, option: str) -> list[Any]:
+    """A dict's items, or a list's: ``-F`` strings, or ``(name, value)`` pairs (requests'
+    list form, where a name may repeat)."""
+    if not given:
+        return []
+    if isinstance(given, Mapping):
+        return list(given.items())
+    pair = "'name=value' strings or " if option == "form" else ""
+    if not isinstance(given, str | bytes):
+        items = list(given) if isinstance(given, Iterable) else None
+        if items is not None and all(
+            (isinstance(i, str) and option == "form") or (isinstance(i, tuple) and len(i) == 2)
+            for i in items
+        ):
+            return items
+    raise UsageError(f"{option}={given!r}: give a dict, or a list of {pair}(name, value) pairs")
 
 
 def file_plan(job: Any, headers: list[Any]) -> FilePlan:
@@ -482,13 +597,17 @@ def static_form(specs: Sequence[str]) -> tuple[bytes, str]:
     for number, spec in enumerate(specs, 1):
         field = parse_form_option(spec, number)
         if not field.is_file:
-            parts.append(Part(field.name, field.value))
+            named = field.filename
+            parts.append(Part(field.name, field.value, named, _text_type(field, named)))
             continue
         try:
             with open(field.value, "rb") as f:
                 content = f.read()
         except OSError as exc:
             raise UsageError(f"-F {field.name}: {field.value}: {exc.strerror or exc}") from None
+        if field.as_text:
+            parts.append(Part(field.name, content, None, field.content_type))
+            continue
         shown = field.filename if field.filename is not None else os.path.basename(field.value)
         ctype = field.content_type or content_type_for(shown or field.value)
         parts.append(Part(field.name, content, shown, ctype))

@@ -135,14 +135,16 @@ def _quoted_name(value: str, i: int, option: str) -> tuple[str, int]:
         return "".join(parts), end + 1
 
 
-def read_data(data: str | None) -> str | bytes | None:
-    """``--data``: the text itself, or the bytes of a file given as ``@path``."""
+def read_data(data: str | None, option: str = "--data") -> str | bytes | None:
+    """``--data`` (or ``--json``, named by ``option``): the text itself, or the bytes of
+    a file given as ``@path``."""
     if data is not None and data.startswith("@"):
         try:
             return Path(data[1:]).read_bytes()
         except OSError as exc:
+            per_row = f" (a file per row is --data-file {data[1:]!r})" if "{" in data else ""
             raise UsageError(
-                f"cannot read --data file {data[1:]!r}: {exc.strerror or exc}"
+                f"cannot read {option} file {data[1:]!r}: {exc.strerror or exc}{per_row}"
             ) from None
     return data
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _bodies
-from ._errors import ProtocolError, RequestError, UsageError, reason_for
+from ._errors import ProtocolError, Reason, RequestError, UsageError, reason_for
 from ._http import MAX_HEADER, ResponseReader
 from ._response import Response
 
@@ -419,9 +419,14 @@ class Connection(asyncio.Protocol):
             return
         flight, self.flight = self.flight, None
         self._closed()
-        self.owner.on_failure(
-            self, flight, reason_for(exc), describe_error(exc) or "connection closed"
-        )
+        if exc is None or isinstance(exc, OSError):  # the peer, the network or TLS
+            reason, detail = reason_for(exc), describe_error(exc) or "connection closed"
+        else:
+            # An exception in this protocol's own callbacks, which asyncio logs and
+            # closes the transport with: a bug, never a reset to retry.
+            reason = Reason.PROTOCOL.value
+            detail = f"internal error: {type(exc).__name__}: {describe_error(exc)}"
+        self.owner.on_failure(self, flight, reason, detail)
         self._hand_back()
 
     @property

@@ -10,6 +10,7 @@ cluster) can use a Job without importing the API's runners.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,15 @@ from ._engine import Engine, EngineSettings
 from ._errors import TemplateError, UsageError
 from ._extract import Extractor
 from ._http import MAX_HEADER
+from ._options import (
+    check_count,
+    check_flag,
+    check_path,
+    check_rate,
+    check_seconds,
+    check_size,
+    statuses_text,
+)
 from ._request import RequestPlan
 from ._response import Response
 from ._result import BASE_COLUMNS, Result
@@ -178,30 +188,42 @@ def make_job(
     id: str | None = None,
     concurrency: int | None = None,
     max_concurrency: int = MAX_CONCURRENCY,
-    rate: float | None = None,
+    rate: float | str | None = None,
     retries: int = Retry().retries,
     timeout: float = Timeouts().total,
     connect_timeout: float = Timeouts().connect,
-    verify: bool | str = True,
-    cert: str | tuple[str | None, str] | None = None,
-    max_body: int = MAX_BODY,
-    max_header_size: int = MAX_HEADER,
+    verify: bool | str | os.PathLike[str] = True,
+    cert: str | os.PathLike[str] | tuple[str | os.PathLike[str] | None, str] | None = None,
+    max_body: int | str = MAX_BODY,
+    max_header_size: int | str = MAX_HEADER,
     ordered: bool = False,
     retry: Retry | None = None,
     follow_redirects: bool | int = False,
     pipeline: int = PIPELINE,
     json: Any = None,
     per_host_concurrency: int | None = None,
-    per_host_rate: float | None = None,
-    data_file: str | None = None,
-    files: Mapping[str, Any] | None = None,
-    form: Mapping[str, str] | Sequence[str] | None = None,
-    save_body: str | None = None,
-    save_dir: str = ".",
-    save_status: str = "2xx",
+    per_host_rate: float | str | None = None,
+    data_file: str | os.PathLike[str] | None = None,
+    files: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+    form: Mapping[str, str] | Sequence[str | tuple[str, str]] | None = None,
+    save_body: str | os.PathLike[str] | None = None,
+    save_dir: str | os.PathLike[str] | None = None,
+    save_status: str | int | Iterable[str | int] | None = None,
     save_sha256: bool = False,
     skip_saved: bool = False,
 ) -> Job:
+    """The :class:`Job` of these settings (the keyword arguments of :func:`drumfire.run`).
+
+    Each value is checked here, once (see :mod:`drumfire._options`): numbers
+    are numbers, paths ``str`` or ``os.PathLike``, flags ``bool``; a size or a
+    rate may also be written as on the command line (``"64M"``, ``"10/s"``).
+    ``save_dir`` and ``save_status`` default to ``"."`` and ``"2xx"``; giving
+    either (or ``save_sha256``) needs ``save_body``.
+
+    Raises:
+        UsageError: a value of the wrong type or out of range, in one line
+            naming its keyword; or settings that do not go together.
+    """
     header_items: tuple[Any, ...]
     if headers is None:
         header_items = ()
@@ -213,11 +235,17 @@ def make_job(
     # trust; cert= a client certificate file, or a (certificate, key) pair.
     if verify == "":  # bool("") is False: an empty path must not turn verification off
         raise UsageError("verify='' names no CA file: give a path, True or False")
-    cacert = verify if isinstance(verify, str) else None
-    cert_file, key_file = (cert, None) if cert is None or isinstance(cert, str) else cert
+    if not isinstance(verify, bool | str | os.PathLike):  # None would turn verification off
+        raise UsageError(f"verify={verify!r}: give True, False or the path of a CA file")
+    cacert = None if isinstance(verify, bool) else check_path("verify", verify)
+    cert_file, key_file = _cert_pair(cert)
     tls = TLS(bool(verify), cacert, cert_file, key_file)
     if cacert is not None or cert_file is not None or key_file is not None:
         tls.check()  # an unusable file, or a key without its certificate: a usage error now
+    if retry is not None and not isinstance(retry, Retry):
+        raise UsageError(f"retry={retry!r}: give a drumfire.Retry, or retries=N")
+    total = check_seconds("timeout", timeout)
+    body = "--json (json=)" if json is not None else "--data (data=)" if data is not None else None
     if json is not None:  # curl's --json: the body, Content-Type and Accept
         if data is not None:
             raise UsageError("the body is given twice: use --data (data=) or --json (json=)")
@@ -232,32 +260,64 @@ def make_job(
         extract=tuple(extract.items() if isinstance(extract, Mapping) else (extract or ())),
         keep=tuple(keep),
         id=id,
-        concurrency=concurrency,
-        max_concurrency=max_concurrency,
-        rate=rate,
-        retry=retry or Retry(retries=retries),
-        timeouts=Timeouts(connect=min(connect_timeout, timeout), total=timeout),
+        concurrency=_optional_count("concurrency", concurrency),
+        max_concurrency=check_count("max_concurrency", max_concurrency, 1, _MOST_IN_FLIGHT),
+        rate=check_rate("rate", rate),
+        retry=retry or Retry(retries=check_count("retries", retries, 0, _MOST_RETRIES)),
+        timeouts=Timeouts(
+            connect=min(check_seconds("connect_timeout", connect_timeout), total), total=total
+        ),
         verify=bool(verify),
         cacert=cacert,
         cert=cert_file,
         key=key_file,
-        max_body=max_body,
-        max_header_size=max_header_size,
-        ordered=ordered,
+        max_body=check_size("max_body", max_body),
+        max_header_size=check_size("max_header_size", max_header_size, _LEAST_HEADER),
+        ordered=check_flag("ordered", ordered),
         # True: up to MAX_REDIRECTS hops, as requests (curl -L: 50); a number: that many.
-        follow_redirects=(MAX_REDIRECTS if follow_redirects is True else int(follow_redirects)),
-        pipeline=pipeline,
-        per_host_concurrency=per_host_concurrency,
-        per_host_rate=per_host_rate,
+        follow_redirects=(
+            (MAX_REDIRECTS if follow_redirects else 0)
+            if isinstance(follow_redirects, bool)
+            else check_count("follow_redirects", follow_redirects, 0, _MOST_REDIRECTS)
+        ),
+        pipeline=check_count("pipeline", pipeline, 1, _MOST_PIPELINED),
+        per_host_concurrency=_optional_count("per_host_concurrency", per_host_concurrency),
+        per_host_rate=check_rate("per_host_rate", per_host_rate),
         **file_settings(
-            data,
-            data_file,
+            body,
+            None if data_file is None else check_path("data_file", data_file),
             files,
             form,
-            save_body,
-            save_dir,
-            save_status,
-            save_sha256,
-            skip_saved,
+            None if save_body is None else check_path("save_body", save_body),
+            None if save_dir is None else check_path("save_dir", save_dir),
+            None if save_status is None else statuses_text("save_status", save_status),
+            check_flag("save_sha256", save_sha256),
+            check_flag("skip_saved", skip_saved),
         ),
     )
+
+
+# The ranges the command line's options allow (click's IntRange there).
+_MOST_IN_FLIGHT = 100_000
+_MOST_RETRIES = 100
+_MOST_REDIRECTS = 100
+_MOST_PIPELINED = 256
+_LEAST_HEADER = 1024
+
+
+def _optional_count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    return check_count(name, value, 1, _MOST_IN_FLIGHT, ", or None (adaptive)")
+
+
+def _cert_pair(cert: Any) -> tuple[str | None, str | None]:
+    """``cert=``: a file (certificate and key), or a ``(certificate, key)`` pair of paths."""
+    if cert is None:
+        return None, None
+    if isinstance(cert, tuple | list) and len(cert) == 2:
+        first, key = cert
+        return (None if first is None else check_path("cert", first)), check_path("cert", key)
+    if isinstance(cert, str | os.PathLike):
+        return check_path("cert", cert), None
+    raise UsageError(f"cert={cert!r}: give a certificate file, or a (certificate, key) pair")

@@ -12,7 +12,7 @@ import mimetypes
 import os
 import secrets
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 __all__ = [
     "FileSegment",
@@ -41,10 +41,29 @@ def boundary() -> str:
     return "drumfire-" + secrets.token_hex(16)
 
 
-def content_type_for(path: str) -> str:
-    """The media type of a file from its name (``mimetypes``), else octet-stream."""
-    guessed, _encoding = mimetypes.guess_type(os.path.basename(path), strict=False)
-    return guessed or "application/octet-stream"
+@overload
+def content_type_for(path: str) -> str: ...
+@overload
+def content_type_for(path: str, default: str | None) -> str | None: ...
+
+
+def content_type_for(path: str, default: str | None = "application/octet-stream") -> str | None:
+    """The media type of a file from its name (``mimetypes``), else ``default``.
+
+    A compressed file is labelled as what its bytes are: ``data.csv.gz`` is
+    ``application/gzip`` (RFC 6713), not the ``text/csv`` inside, which mimetypes
+    gives with the encoding apart (Content-Encoding is no answer: it would ask the
+    server to decompress). Other encodings (``.bz2``, ``.xz``, ``.Z``, ``.br``) have
+    no registered type: octet-stream, as curl sends for all of them.
+    """
+    guessed, encoding = mimetypes.guess_type(os.path.basename(path), strict=False)
+    if encoding is not None:
+        return _COMPRESSED.get(encoding, "application/octet-stream")
+    return guessed or default
+
+
+#: The media type of a file compressed with a mimetypes encoding.
+_COMPRESSED = {"gzip": "application/gzip"}
 
 
 def _quoted(value: str) -> str:
@@ -61,8 +80,8 @@ class Part(NamedTuple):
 
     name: str
     value: str | bytes | FileSegment
-    filename: str | None = None  # set for a file part (its basename, unless given)
-    content_type: str | None = None  # a file part's type (default: from its name)
+    filename: str | None = None  # a file part's (its basename unless given); a text part's if any
+    content_type: str | None = None  # its Content-Type (a file part's default: from its name)
 
 
 def _head(bound: str, part: Part) -> bytes:
@@ -81,7 +100,7 @@ def encode(parts: Iterable[Part], bound: str) -> tuple[Segment, ...]:
 
     RFC 7578 §4: each part starts with ``--boundary``, its headers, an empty
     line, then its content; the body ends with ``--boundary--``. Text values
-    are UTF-8 with no Content-Type (text/plain by default, §4.4).
+    are UTF-8, with no Content-Type unless given (text/plain by default, §4.4).
     """
     out: list[Segment] = []
     pending = bytearray()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,6 +46,7 @@ from ._errors import InputError, UsageError
 from ._extract import parse_extract_options
 from ._job import Job, make_job
 from ._limits import parse_rate
+from ._options import parse_size, size_text
 from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
 from ._parse import load_parse_function
 from ._progress import rerun_command
@@ -79,33 +79,16 @@ def _size_option(option: str, text: str, minimum: int = 0) -> int:
     """A size option's value; a bad one is one line naming the option."""
     try:
         size = parse_size(text)
-    except click.BadParameter as exc:
-        raise UsageError(f"{option}: {exc.message}") from None
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
     if size < minimum:
-        raise UsageError(f"{option} {text!r}: at least {minimum // 1024}K")
+        raise UsageError(f"{option} {text!r}: at least {size_text(minimum)}")
     return size
 
 
 def _fail(message: str) -> NoReturn:
     click.echo(f"drumfire: error: {message}", err=True)
     sys.exit(2)
-
-
-def size_text(size: int) -> str:
-    """A byte count as ``parse_size`` reads it: ``64M``, ``64K``, or bytes."""
-    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
-
-
-def parse_size(text: str) -> int:
-    """``10M``, ``512k``, ``1G`` or a byte count."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
-    if not m:
-        raise click.BadParameter(f"{text!r} is not a size like 64M")
-    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
-    return int(float(m.group(1)) * factor)
 
 
 def _parse_columns_option(
@@ -219,8 +202,9 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "form",
             multiple=True,
             metavar="NAME=VALUE",
-            help="A multipart form field, as curl's -F: 'name=value' (templated) or "
-            "'name=@{path}' (a file, ;type=MEDIA ;filename=NAME). Repeatable.",
+            help="A multipart form field, as curl's -F: 'name=value' (templated), "
+            "'name=@{path}' (a file) or 'name=<{path}' (its contents as text); then "
+            ";type=MEDIA ;filename=NAME. Repeatable.",
         ),
         click.option(
             "--save-body",
@@ -230,21 +214,22 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Save each response body to this path (a template, relative to "
             "--save-dir), streamed to disk, renamed when complete.",
         ),
+        # Their default is None, so that one given without --save-body, even as its
+        # default's value, is refused (as the API does); the help says the value.
         click.option(
             "--save-dir",
             "save_dir",
-            default=".",
-            show_default=True,
+            default=None,
             metavar="DIR",
-            help="The directory --save-body paths are in; a row's path never leaves it.",
+            help="The directory --save-body paths are in; a row's path never leaves it.  "
+            "[default: .]",
         ),
         click.option(
             "--save-status",
             "save_status",
-            default="2xx",
-            show_default=True,
+            default=None,
             metavar="LIST",
-            help="Statuses whose body --save-body saves: 200,404, 2xx, all.",
+            help="Statuses whose body --save-body saves: 200,404, 2xx, all.  [default: 2xx]",
         ),
         click.option(
             "--save-sha256",
@@ -622,7 +607,7 @@ def run_command(
             headers=header_lines,
             **files,
             data=read_data(data),
-            json=read_data(json_data),
+            json=read_data(json_data, "--json"),
             extract=pairs,
             keep=keep_columns,
             id=id_column,
@@ -698,7 +683,7 @@ def run_command(
                 encoding=encoding,
                 resume=resuming,
                 overwrite=overwrite,
-                partition_size=parse_size(partition_size),
+                partition_size=_size_option("--partition-size", partition_size, 1),
                 quiet=quiet,
                 options=options,
             )

@@ -70,3 +70,41 @@ def test_a_key_without_its_certificate_is_one_usage_error(tmp_path: Path) -> Non
     assert done.stderr == (
         "drumfire: error: --key needs --cert (the client certificate it belongs to)\n"
     )
+
+
+def test_a_bad_argument_is_one_usage_error_before_any_request() -> None:
+    # It used to reach the connection: a TypeError there, every row 'reset' after 4 attempts.
+    with ScriptedServer(echo) as srv:
+        for kwargs, start in [
+            ({"max_body": "lots"}, "max_body='lots': "),
+            ({"max_body": -1}, "max_body=-1: "),
+            ({"timeout": "5"}, "timeout='5': "),
+            ({"concurrency": "8"}, "concurrency='8': "),
+        ]:
+            with pytest.raises(UsageError, match=f"^{start}"):
+                drumfire.run_all([{"id": "1"}], srv.url("/x"), progress=False, **kwargs)
+        results = drumfire.run_all(
+            [{"id": "1"}], srv.url("/x"), max_body="1K", rate="100/s", progress=False
+        )
+        assert srv.requests  # the CLI's size and rate syntax, accepted
+    assert [(r["status"], r["error"]) for r in results] == [(200, "")]
+
+
+def test_an_internal_error_in_a_connection_is_not_a_reset_to_retry() -> None:
+    """A bug inside the transport (here a Job built by hand with a str max_body, which
+    make_job refuses) ends its row once, as protocol, the summary naming the error; it
+    used to be a reset, retried four times, as if the network had failed."""
+    import asyncio
+    import dataclasses
+
+    from drumfire._sources import rows_source
+
+    job = dataclasses.replace(drumfire.make_job("{url}", concurrency=1), max_body="100")
+    with ScriptedServer(echo) as srv:
+        source = rows_source([{"id": "1", "url": srv.url("/x")}])
+        results: list[drumfire.Result] = []
+        engine = job.engine(source, results.append)
+        stats = asyncio.run(asyncio.wait_for(engine.run(source.items), 30))
+        assert len(srv.requests) == 1
+    assert [(r.reason, r.attempts) for r in results] == [(Reason.PROTOCOL, 1)]
+    assert stats.examples["protocol"].startswith("internal error: TypeError: ")

@@ -344,8 +344,17 @@ def test_form_option_errors_are_one_line(tmp_path: Path) -> None:
     for args, needle in [
         (["-F", "novalue"], "-F 1: not in the form"),
         (["-F", "a=@x;colour=red"], "-F a: unknown option"),
-        (["--data-file", "{id}", "-F", "a=b"], "the body is given twice"),
-        (["--save-status", "200"], "need --save-body"),
+        (["--data-file", "{id}", "-F", "a=b"],
+         "the body is given twice: --data-file (data_file=) and -F (form=, files=)"),
+        (["--json", "{}", "--data-file", "{id}"],
+         "the body is given twice: --json (json=) and --data-file (data_file=)"),
+        (["--json", "@{id}"], "cannot read --json file '{id}': No such file or directory (a "
+                              "file per row is --data-file '{id}')"),
+        (["--save-status", "200"], "--save-status (save_status=) needs --save-body (save_body=)"),
+        # Given as the default's value: refused too, as the API refuses it (it was run).
+        (["--save-status", "2xx"], "--save-status (save_status=) needs --save-body"),
+        (["--save-dir", ".", "--save-sha256"],
+         "--save-dir (save_dir=) and --save-sha256 (save_sha256=) need --save-body"),
         (["--save-body", "{id}", "--save-status", "abc"], "--save-status: 'abc'"),
         (["--save-body", "{id}", "--save-dir", str(tmp_path / "in.csv")], "not a directory"),
         (["-F", "a=@{id}", "-H", "Content-Type: text/plain"], "sets its own Content-Type"),
@@ -413,7 +422,97 @@ def test_a_literal_data_file_is_form_data_unless_a_header_says(
 
 
 def test_api_body_given_twice_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="the body is given twice: data and data_file"):
+    with pytest.raises(
+        UsageError, match=r"^the body is given twice: --data \(data=\) and --data-file"
+    ):
         run([{"p": "x"}], "http://127.0.0.1:9/", data="x", data_file="{p}")
+    for given in ({"save_dir": "."}, {"save_status": "2xx"}):  # the defaults' values, given
+        with pytest.raises(UsageError, match=r"needs --save-body \(save_body=\)$"):
+            run([{"p": "x"}], "http://127.0.0.1:9/", **given)
     with pytest.raises(UsageError, match=r"a \(path, content_type\) pair"):
         run([{"p": "x"}], "http://127.0.0.1:9/", files={"f": 3})
+
+
+def form_parts(request: Any) -> list[tuple[str, str | None, str | None, bytes]]:
+    """A multipart request's parts in order: (name, filename, content type, bytes)."""
+    parts: list[tuple[str, str | None, str | None, bytes]] = []
+
+    def on_field(field: Any) -> None:
+        parts.append((field.field_name.decode(), None, None, field.value))
+
+    def on_file(file: Any) -> None:
+        file.file_object.seek(0)
+        name = file.file_name.decode() if file.file_name is not None else None
+        parts.append((file.field_name.decode(), name, file.content_type, file.file_object.read()))
+
+    headers = {
+        "Content-Type": request.headers["content-type"].encode(),
+        "Content-Length": str(len(request.body)).encode(),
+    }
+    parse_form(headers, io.BytesIO(request.body), on_field, on_file)
+    return parts
+
+
+def test_api_takes_paths_and_requests_list_of_pairs(upload_dir: Path) -> None:
+    """files= as requests' list of (name, value) pairs (a name may repeat), and a
+    pathlib.Path as data_file=: they raised AttributeError and TypeError."""
+    jpg, csv_file = upload_dir / "f000.jpg", upload_dir / "f001.csv"
+    with ScriptedServer(echo) as srv:
+        list(run([{"a": str(jpg)}], srv.url("/form"), files=[("f", "{a}"), ("f", csv_file)]))
+        list(run([{"id": "1"}], srv.url("/raw"), data_file=jpg))
+        form, raw = srv.requests
+    assert form_parts(form) == [
+        ("f", "f000.jpg", "image/jpeg", jpg.read_bytes()),
+        ("f", "f001.csv", "text/csv", csv_file.read_bytes()),
+    ]
+    assert (raw.body, raw.headers["content-type"]) == (jpg.read_bytes(), "image/jpeg")
+
+
+def raw_parts(request: Any) -> list[tuple[bytes, bytes]]:
+    """A multipart body's parts in order, each (its header lines, its content)."""
+    bound = request.headers["content-type"].split("boundary=")[1].encode()
+    chunks = request.body.split(b"--" + bound)[1:-1]
+    return [tuple(chunk[2:-2].split(b"\r\n\r\n", 1)) for chunk in chunks]  # type: ignore[misc]
+
+
+def test_form_text_parts_are_sent_as_curl_sends_them(tmp_path: Path) -> None:
+    """-F 'a=hello;type=application/json' is hello with that type, -F 'b=<{path}' the
+    file's contents as a text part, a quoted value may hold ';': all three were sent as
+    their literal text ('hello;type=application/json', '<…')."""
+    text = tmp_path / "a b.txt"
+    text.write_bytes(b"hello\r\nfrom the file")
+    (tmp_path / "in.csv").write_text(f"id,path\n1,{text}\n")
+    with ScriptedServer(echo) as srv:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/f"), "-q", "-o", "-",
+                        "-F", "a=hello;type=application/json", "-F", "b=<{path}",
+                        "-F", 'c="x;y";filename={id}.txt', "-F", "d={id}")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        (request,) = srv.requests
+    assert raw_parts(request) == [
+        (b'Content-Disposition: form-data; name="a"\r\nContent-Type: application/json', b"hello"),
+        (b'Content-Disposition: form-data; name="b"', b"hello\r\nfrom the file"),
+        (b'Content-Disposition: form-data; name="c"; filename="1.txt"\r\n'
+         b"Content-Type: text/plain", b"x;y"),
+        (b'Content-Disposition: form-data; name="d"', b"1"),
+    ]  # fmt: skip
+
+
+def test_a_compressed_file_is_labelled_as_what_its_bytes_are(tmp_path: Path) -> None:
+    """data.csv.gz went as text/csv (the type inside, gzip bytes): now application/gzip,
+    as the raw body (--data-file) and as a form's file part (-F)."""
+    import gzip
+
+    packed = tmp_path / "data.csv.gz"
+    packed.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    (tmp_path / "in.csv").write_text(f"id,path\n1,{packed}\n")
+    with ScriptedServer(echo) as srv:
+        for body in (["--data-file", "{path}"], ["-F", "f=@{path}"]):
+            proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/up"), "-q", "-o", "-",
+                            *body)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+        raw, form = srv.requests
+    assert (raw.headers["content-type"], raw.body) == ("application/gzip", packed.read_bytes())
+    assert raw_parts(form) == [
+        (b'Content-Disposition: form-data; name="f"; filename="data.csv.gz"\r\n'
+         b"Content-Type: application/gzip", packed.read_bytes()),
+    ]  # fmt: skip

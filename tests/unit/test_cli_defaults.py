@@ -8,10 +8,11 @@ import click
 
 import drumfire
 from drumfire import _settings
+from drumfire._options import parse_size, size_text
 from drumfire._settings import MAX_BODY, Retry, Timeouts
 from drumfire.bench import _api as bench_api
 from drumfire.bench.cli import bench_command
-from drumfire.cli import parse_size, run_command, size_text
+from drumfire.cli import run_command
 
 SRC = Path(drumfire.__file__).parent
 

@@ -90,6 +90,13 @@ def test_content_type_from_the_name() -> None:
     assert content_type_for("/x/kitten.JPG") == "image/jpeg"
     assert content_type_for("a.csv") == "text/csv"
     assert content_type_for("noext") == "application/octet-stream"
+    # Compressed: what the bytes are, not the type inside (it was text/csv for data.csv.gz).
+    assert content_type_for("up/data.csv.gz") == "application/gzip"
+    assert content_type_for("x.gz") == content_type_for("a.tgz") == "application/gzip"
+    assert content_type_for("a.json.bz2") == content_type_for("a.txt.xz") == (
+        "application/octet-stream"
+    )
+    assert content_type_for("a.csv.gz", None) == "application/gzip"
 
 
 def test_form_option_syntax() -> None:
@@ -101,6 +108,64 @@ def test_form_option_syntax() -> None:
         parse_form_option("=x", 3)
     with pytest.raises(UsageError, match="names no file"):
         parse_form_option("a=@")
+
+
+def test_form_option_reads_text_parts_as_curl_does() -> None:
+    """curl 7.88's tool_formparse.c, checked against curl itself: ;type= and ;filename=
+    after a text value too, '<' for a file's contents as a text part, quotes, spaces."""
+    p = parse_form_option
+    assert p("a=hello;type=application/json") == FormField("a", "hello", False, "application/json")
+    assert p("b=<up/a b.txt") == FormField("b", "up/a b.txt", True, as_text=True)
+    assert p("b=<{path};type=text/csv") == FormField("b", "{path}", True, "text/csv", as_text=True)
+    assert p("d= sp ace ;filename=x.txt") == FormField("d", "sp ace", filename="x.txt")
+    assert p('e="q;uo\\"te\\\\" ') == FormField("e", 'q;uo"te\\')
+    assert p('u="unclosed') == FormField("u", '"unclosed')  # taken as it is, as curl does
+    assert p("f=x;type=text/plain; charset=utf-8") == FormField(
+        "f", "x", False, "text/plain; charset=utf-8"
+    )
+    assert p('j=@"up/x;type=evil.txt"') == FormField("j", "up/x;type=evil.txt", True)
+    assert p('k=@{p} ;type=a/b ;filename= "q r" ') == FormField("k", "{p}", True, "a/b", "q r")
+    assert p("t={a};type=x/y;filename={b}.txt") == FormField("t", "{a}", False, "x/y", "{b}.txt")
+    assert p("q=a&b={c}") == FormField("q", "a&b={c}")  # no ';': as it was
+    for spec, message in [
+        ("h=v;foo=bar", "-F h: unknown option 'foo=bar' (type=, filename=; a value with ';'"),
+        ("h=a;b", "-F h: unknown option 'b'"),
+        ("i=<x;filename=z", "-F i: unknown option 'filename=z' (type=;"),
+        ("a=@x;headers=X-A: 1", "-F a: unknown option 'headers=X-A: 1'"),
+        ('e="x"y', "-F e: text after a closing quote"),
+        ("a=b;type=", "-F a: ';type=' names no type"),
+        ("a=<", "-F a: '<' names no file"),
+    ]:
+        with pytest.raises(UsageError) as info:
+            p(spec)
+        assert str(info.value).startswith(message), (spec, str(info.value))
+
+
+def test_text_parts_with_a_type_a_filename_or_a_files_contents(tmp_path: Path) -> None:
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"from a file")
+    specs = ["a={v};type=application/json", "b=<{p}", "c={v};filename={v}.txt", "d=<{p};type=x/y"]
+    plan = FilePlan(RequestPlan("http://h/up"), form=[parse_form_option(s) for s in specs])
+    data = plan.prepare({"v": "7", "p": str(note)}).data
+    assert isinstance(data, Streamed)
+    assert data.segments is not None
+    assert FileSegment(str(note), 11) in data.segments  # '<' streams the file, too
+    body = to_bytes(data.segments)
+    streamed = data.split(b"boundary=")[1].split(b"\r\n")[0].decode()
+    static, static_type = static_form([s.replace("{v}", "7").replace("{p}", str(note))
+                                       for s in specs])  # fmt: skip
+    for raw, bound in [(body, streamed), (static, static_type.split("boundary=")[1])]:
+        heads = [part.split(b"\r\n\r\n")[0] for part in raw.split(f"--{bound}".encode())[1:-1]]
+        assert heads == [
+            b'\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: application/json',
+            b'\r\nContent-Disposition: form-data; name="b"',  # a text part: no filename, no type
+            b'\r\nContent-Disposition: form-data; name="c"; filename="7.txt"\r\n'
+            b"Content-Type: text/plain",  # from the filename, as curl
+            b'\r\nContent-Disposition: form-data; name="d"\r\nContent-Type: x/y',
+        ]
+        fields, files = parse(raw, f"multipart/form-data; boundary={bound}")
+        assert fields == {"a": b"7", "b": b"from a file", "d": b"from a file"}
+        assert files == {"c": ("7.txt", "text/plain", b"7")}
 
 
 def test_static_form(tmp_path: Path) -> None:

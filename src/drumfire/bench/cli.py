@@ -153,8 +153,9 @@ def _check_output(path: str | None, option: str) -> None:
     "form",
     multiple=True,
     metavar="NAME=VALUE",
-    help="A multipart form field, as curl's -F: 'name=value' or 'name=@FILE' "
-    "(;type=MEDIA ;filename=NAME); the form is built once and sent with every request.",
+    help="A multipart form field, as curl's -F: 'name=value', 'name=@FILE' or "
+    "'name=<FILE' (its contents as text); then ;type=MEDIA ;filename=NAME. The form is "
+    "built once and sent with every request.",
 )
 @click.option(
     "-c",

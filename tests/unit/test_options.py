@@ -1,0 +1,111 @@
+"""make_job checks every keyword argument once: one UsageError line naming it, never a
+TypeError mid-run (or rows that all end ``reset``); sizes and rates also take the
+command line's text, paths take os.PathLike."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drumfire import Retry, UsageError, make_job
+from drumfire._bodies import FormField
+
+URL = "http://127.0.0.1:9/{p}"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "start"),
+    [
+        ({"max_body": "lots"}, "max_body='lots': give a number of bytes, 0 or more, or a size"),
+        ({"max_body": -1}, "max_body=-1: give a number of bytes, 0 or more"),
+        ({"max_body": 3.5}, "max_body=3.5: "),
+        ({"max_body": None}, "max_body=None: "),
+        ({"max_body": True}, "max_body=True: "),
+        ({"max_header_size": 100}, "max_header_size=100: give a number of bytes, 1K or more"),
+        ({"max_header_size": "1x"}, "max_header_size='1x': "),
+        ({"timeout": "5"}, "timeout='5': give a number of seconds above 0"),
+        ({"timeout": 0}, "timeout=0: "),
+        ({"timeout": math.nan}, "timeout=nan: "),
+        ({"connect_timeout": None}, "connect_timeout=None: "),
+        ({"concurrency": "8"}, "concurrency='8': give a whole number from 1 to 100000, or None"),
+        ({"concurrency": 8.0}, "concurrency=8.0: "),
+        ({"concurrency": 0}, "concurrency=0: "),
+        ({"max_concurrency": None}, "max_concurrency=None: give a whole number from 1 to 100000"),
+        ({"per_host_concurrency": "2"}, "per_host_concurrency='2': "),
+        ({"retries": "3"}, "retries='3': give a whole number from 0 to 100"),
+        ({"retries": -1}, "retries=-1: "),
+        ({"pipeline": 0}, "pipeline=0: give a whole number from 1 to 256"),
+        ({"follow_redirects": "yes"}, "follow_redirects='yes': "),
+        ({"rate": "10/x"}, "rate='10/x': '10/x' is not a rate like 500, 500/s or 100/min"),
+        ({"rate": 0}, "rate=0: give requests per second above 0"),
+        ({"rate": math.inf}, "rate=inf: "),
+        ({"per_host_rate": "0/s"}, "per_host_rate='0/s': '0/s': a rate must be above zero"),
+        ({"ordered": "no"}, "ordered='no': give True or False"),
+        ({"save_body": "{p}", "save_sha256": "no"}, "save_sha256='no': give True or False"),
+        ({"save_body": "{p}", "save_status": True}, "save_status=True: give statuses as"),
+        ({"save_body": "{p}", "save_status": []}, "save_status=[]: "),
+        ({"save_body": "{p}", "save_status": [2.5]}, "save_status=[2.5]: "),
+        ({"save_body": 5}, "save_body=5: give a path, a str or an os.PathLike"),
+        ({"save_body": "{p}", "save_dir": b"d"}, "save_dir=b'd': "),
+        ({"data_file": 1}, "data_file=1: "),
+        ({"files": [("f",)]}, "files=[('f',)]: give a dict, or a list of (name, value) pairs"),
+        ({"files": "{p}"}, "files='{p}': "),
+        ({"form": 5}, "form=5: give a dict, or a list of 'name=value' strings or (name, value)"),
+        ({"verify": None}, "verify=None: give True, False or the path of a CA file"),
+        ({"cert": 3}, "cert=3: give a certificate file, or a (certificate, key) pair"),
+        ({"retry": 3}, "retry=3: give a drumfire.Retry, or retries=N"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_keyword(
+    kwargs: dict[str, Any], start: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # save_dir defaults to the current directory
+    with pytest.raises(UsageError) as info:
+        make_job(URL, **kwargs)
+    message = str(info.value)
+    assert message.startswith(start), message
+    assert "\n" not in message
+
+
+def test_sizes_and_rates_take_the_command_lines_text() -> None:
+    job = make_job(URL, max_body="64M", max_header_size="64K", rate="10/s", per_host_rate="1/min")
+    assert (job.max_body, job.max_header_size) == (64 * 1024**2, 64 * 1024)
+    assert (job.rate, job.per_host_rate) == (10.0, 1 / 60)
+    job = make_job(URL, max_body=0, max_header_size=1024, rate=2, timeout=5, connect_timeout=1)
+    assert (job.max_body, job.max_header_size, job.rate) == (0, 1024, 2.0)
+    assert (job.timeouts.total, job.timeouts.connect) == (5.0, 1.0)
+    job = make_job(URL, concurrency=None, retries=0, follow_redirects=3, pipeline=1)
+    assert (job.concurrency, job.retry, job.follow_redirects) == (None, Retry(retries=0), 3)
+    assert make_job(URL, follow_redirects=True).follow_redirects == 10
+
+
+def test_paths_take_os_pathlike_and_statuses_take_numbers(tmp_path: Path) -> None:
+    job = make_job(URL, data_file=Path("up") / "{p}")
+    assert job.data_file == "up/{p}"
+    job = make_job(URL, save_body=Path("x") / "{p}.bin", save_dir=tmp_path / "d", save_status=200)
+    assert job.save is not None
+    assert (job.save.template, job.save.directory) == ("x/{p}.bin", str(tmp_path / "d"))
+    assert job.save.statuses == {200}
+    job = make_job(URL, save_body="{p}", save_dir=tmp_path, save_status=["404", 200, "3xx"])
+    assert job.save is not None
+    assert job.save.statuses == {404, 200, *range(300, 400)}
+    job = make_job(URL, save_body="{p}", save_dir=None, save_status=None)  # the defaults
+    assert job.save is not None
+    assert (job.save.directory, job.save.statuses) == (".", frozenset(range(200, 300)))
+
+
+def test_files_and_form_take_requests_list_of_pairs() -> None:
+    job = make_job(
+        URL,
+        files=[("f", "{a}"), ("f", (Path("{b}"), "image/png"))],
+        form=[("n", "{n}"), "m=2"],
+    )
+    assert job.form == (
+        FormField("n", "{n}"),
+        FormField("m", "2"),
+        FormField("f", "{a}", True),
+        FormField("f", "{b}", True, "image/png"),
+    )
