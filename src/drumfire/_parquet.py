@@ -26,6 +26,7 @@ no type for (decimal, timestamp, duration, binary...) are read as text: see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -144,6 +145,7 @@ class ParquetSink:
         self._kinds: list[str] = []
         self._next = 0
         self._written: list[tuple[str, int]] = []  # this run's parts: (name, rows)
+        self._failed = False  # a part could not be written (see _write_part)
         self.unfit = 0
         self._unfit_first = ""
         if directory is not None:  # None: only to build tables (results_table)
@@ -244,7 +246,6 @@ class ParquetSink:
         table, unfit = self._table(rows)
         name = f"part-{self._next:05d}.parquet"
         self._next += 1
-        self._written.append((name, len(rows)))
         assert self._dir is not None
         final = os.path.join(self._dir, name)
         temp = os.path.join(self._dir, f".{name}.tmp")
@@ -255,7 +256,13 @@ class ParquetSink:
             self._pq.write_table(table, temp)
             os.replace(temp, final)
         except OSError as exc:
+            # A full disk: the room the half part took is given back, and the
+            # parts written stay as they are (a merge would need room too).
+            self._failed = True
+            with contextlib.suppress(OSError):
+                os.remove(temp)
             raise UsageError(f"cannot write output {final!r}: {exc.strerror or exc}") from None
+        self._written.append((name, len(rows)))
 
     def _table(self, rows: list[Result]) -> tuple[Any, list[bytes]]:
         """The rows as an Arrow table of this output's schema, and the unfit values' lines."""
@@ -333,8 +340,9 @@ class ParquetSink:
             )
 
     def close(self) -> None:
-        self.flush(final=True)
-        if self._schema is not None:
+        if not self._failed:
+            self.flush(final=True)
+        if self._schema is not None and not self._failed:
             self._compact()
         if self.unfit and self._dir is not None:
             where = os.path.join(self._dir, _UNFIT)
@@ -359,17 +367,22 @@ def merge_parts(directory: str, names: list[str], number: int) -> None:
     schema = schema.with_metadata({_REPLACES: ",".join(names).encode()})
     pending: list[Any] = []
     count = 0
-    with pq.ParquetWriter(temp, schema) as writer:
-        for part in names:
-            path = os.path.join(directory, part)
-            table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
-            pending.append(table)
-            count += table.num_rows
-            if count >= ROW_GROUP_ROWS:
+    try:
+        with pq.ParquetWriter(temp, schema) as writer:
+            for part in names:
+                path = os.path.join(directory, part)
+                table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
+                pending.append(table)
+                count += table.num_rows
+                if count >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=count)
+                    pending, count = [], 0
+            if pending:
                 writer.write_table(pa.concat_tables(pending), row_group_size=count)
-                pending, count = [], 0
-        if pending:
-            writer.write_table(pa.concat_tables(pending), row_group_size=count)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)  # a full disk gets its room back; the parts are as they were
+        raise
     os.replace(temp, final)
     for part in names:
         os.remove(os.path.join(directory, part))

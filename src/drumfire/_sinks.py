@@ -174,9 +174,7 @@ class CsvSink:
             early, self._early = self._early, []
             for r in early:
                 self._write(r)
-        self._stream.flush()
-        if self._stream is not sys.stdout:
-            self._stream.close()
+        _close(self._stream, sys.stdout)
 
 
 class JsonlSink:
@@ -194,9 +192,20 @@ class JsonlSink:
         self._stream.flush()
 
     def close(self) -> None:
-        self._stream.flush()
-        if self._stream is not sys.stdout.buffer:
-            self._stream.close()
+        _close(self._stream, sys.stdout.buffer)
+
+
+def _close(stream: IO[Any], stdout: IO[Any]) -> None:
+    """Flush and close ``stream`` (only flush standard output).
+
+    ``close`` closes the file even when its flush fails (a full disk): the
+    rows left in the buffer are dropped then, never written later by the
+    garbage collector after a ``--resume`` has appended them again.
+    """
+    if stream is stdout:
+        stream.flush()
+    else:
+        stream.close()
 
 
 def _parse_columns_of(path: str, fields: Sequence[str], keep: Sequence[str]) -> list[str] | None:

@@ -127,11 +127,14 @@ _CELLS = {"INTEGER": _cell, "REAL": _real_cell}
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    conn = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.Error as exc:
+        if conn is not None:  # a full disk fails the first PRAGMA: the file is not kept open
+            conn.close()
         raise UsageError(f"cannot write output {path!r}: {exc}") from None
     return conn
 
