@@ -252,6 +252,7 @@ def run(
     thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
     thread.start()
     handle = Run(_drain(out, paused, engine, loop, thread, state, display), engine)
+    handle._field_names = job.field_names()
     if stats_to is not None:
         stats_to.append(handle)
     return handle
@@ -272,6 +273,7 @@ class Run:
     def __init__(self, results: Iterator[Result], engine: Engine) -> None:
         self._results = results
         self._engine = engine
+        self._field_names: list[str] = []  # run_all's columns (see _collect)
 
     @property
     def stats(self) -> Stats:
@@ -366,7 +368,7 @@ def run_all(
     kwargs["_stats_to"] = runs
     kind = frame_kind(rows)
     if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
-        table = run_all_frame(rows, kind, url, as_frame, kwargs, run)
+        table = run_all_frame(rows, kind, url, as_frame, kwargs, _collect)
         if hasattr(table, "attrs") and runs:
             table.attrs["drumfire"] = runs[0].stats.summary()
         return (table, runs[0].stats) if return_stats else table
@@ -374,6 +376,15 @@ def run_all(
     if hasattr(result, "attrs"):
         result.attrs["drumfire"] = runs[0].stats.summary()
     return (result, runs[0].stats) if return_stats else result
+
+
+def _collect(rows: Any, url: str, **kwargs: Any) -> tuple[list[Result], list[str]]:
+    """Every result of :func:`run`, and the names of the fields the job asks for
+    (extracted, then saved: ``saved_path``...), known even when no row came."""
+    handle = run(rows, url, **kwargs)
+    assert isinstance(handle, Run)
+    results = list(handle)
+    return results, handle._field_names
 
 
 def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any]) -> Any:

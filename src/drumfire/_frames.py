@@ -9,7 +9,7 @@ see :func:`drumfire._parquet.results_table`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._arrow_rows import BatchRows
@@ -64,28 +64,26 @@ def run_all_frame(
     url: str,
     as_frame: bool | None,
     kwargs: Any,
-    run: Callable[..., Iterable[Result]],
+    collect: Callable[..., tuple[list[Result], list[str]]],
 ) -> Any:
     """``run_all`` for an Arrow table or a polars frame: the same kind back, in input order.
 
-    ``run``: :func:`drumfire._api.run`, passed in by ``_api`` (which imports
-    this module) so that this module does not import ``_api`` back.
+    ``collect``: runs :func:`drumfire._api.run` and returns its results and
+    the names of the fields the job asks for (extracted, then ``saved_path``...
+    with ``save_body``); passed in by ``_api`` (which imports this module) so
+    that this module does not import ``_api`` back. A parse function's fields
+    follow those, in the order the rows first return them.
     """
+    from ._columns import learn_names
     from ._parquet import results_table
 
     kwargs.setdefault("ordered", True)
-    extract = kwargs.get("extract") or ()
-    pairs = list(extract.items() if isinstance(extract, Mapping) else extract)
-    kwargs["extract"] = pairs
-    results = list(run(rows, url, **kwargs))
+    results, names = collect(rows, url, **kwargs)
     if as_frame is False:
         return [r.as_dict() for r in results]
-    table = results_table(
-        results,
-        [name for name, _ in pairs],
-        list(kwargs.get("keep", ())),
-        learn=kwargs.get("parse") is not None,
-    )
+    if kwargs.get("parse") is not None:
+        names = list(dict.fromkeys([*names, *learn_names(results)]))
+    table = results_table(results, names, list(kwargs.get("keep", ())))
     if kind == "polars":
         import polars as pl
 

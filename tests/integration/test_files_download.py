@@ -23,7 +23,7 @@ import pytest
 from servers import Action, ScriptedServer, respond
 from static_nginx import static_nginx
 
-from drumfire import run
+from drumfire import run, run_all
 from drumfire._savebody import TEMP_SUFFIX
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -294,3 +294,44 @@ def test_api_output_resume_skips_complete_files(tmp_path: Path) -> None:
     assert results["3"].fields == {"saved_path": "3.txt", "saved_bytes": 2}
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.txt" for i in range(5)]
     assert len(read_csv(tmp_path / "o.csv")) == 5
+
+
+@pytest.mark.parametrize("kind", ["list", "pandas", "arrow", "batch", "polars"])
+def test_run_all_has_the_save_columns_whatever_it_is_given(tmp_path: Path, kind: str) -> None:
+    """Every kind run_all gives back has saved_path, saved_bytes and saved_sha256
+    (Arrow and polars dropped them: their columns were the extracted names only)."""
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(404, b"no") if target == "/b" else respond(200, b"hello")
+
+    pa = pytest.importorskip("pyarrow")
+    given: list[dict[str, str]] = [{"id": "a"}, {"id": "b"}]
+    rows: object = given
+    if kind == "pandas":
+        rows = pytest.importorskip("pandas").DataFrame(given)
+    elif kind in ("arrow", "batch"):
+        table = pa.Table.from_pylist(given)
+        rows = table if kind == "arrow" else table.to_batches()[0]
+    elif kind == "polars":
+        rows = pytest.importorskip("polars").DataFrame(given)
+    with ScriptedServer(handler) as srv:
+        got = run_all(rows, srv.url("/{id}"), save_body="{id}.bin", save_dir=str(tmp_path),
+                      save_sha256=True)  # fmt: skip
+    if kind == "list":
+        records = got
+    elif kind == "pandas":
+        records = [{k: None if v is None or v != v else v for k, v in r.items()}
+                   for r in got.to_dict("records")]  # fmt: skip
+    elif kind == "polars":
+        records = got.to_dicts()
+    else:
+        records = got.to_pylist()
+    saved = [{k: r[k] for k in ("id", "saved_path", "saved_bytes", "saved_sha256")}
+             for r in records]  # fmt: skip
+    assert saved == [
+        {"id": "a", "saved_path": "a.bin", "saved_bytes": 5,
+         "saved_sha256": hashlib.sha256(b"hello").hexdigest()},
+        {"id": "b", "saved_path": None, "saved_bytes": None, "saved_sha256": None},
+    ]  # fmt: skip
+    assert (tmp_path / "a.bin").read_bytes() == b"hello"
