@@ -114,6 +114,7 @@ class Output:
                 list(job.keep),
                 append=self.resume,
                 learn=learn,
+                kinds=job.field_kinds(),
             )
             if self._lock is not None:
                 self._lock.check_room()  # a full disk: nothing is sent (see _outfile)

@@ -31,7 +31,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -134,10 +134,12 @@ class ParquetSink:
         *,
         append: bool = False,
         learn: bool = False,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._pa, self._pq = require_pyarrow(f"output {directory!r}" if directory else "Arrow")
         self._dir = directory
         self._fields = list(fields)
+        self._declared = dict(kinds or {})  # fields of fixed types (saved_bytes...)
         self._keep = list(keep)
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
@@ -210,7 +212,10 @@ class ParquetSink:
         if self._learn:
             self._fields = learn_names(rows)
             self._learn = False
-        self._kinds = [column_kind((r.fields or {}).get(n) for r in rows) for n in self._fields]
+        self._kinds = [
+            self._declared.get(n) or column_kind((r.fields or {}).get(n) for r in rows)
+            for n in self._fields
+        ]
         self._kinds += [column_kind((r.kept or {}).get(n) for r in rows) for n in self._keep]
         types = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
         self._schema = pa.schema(
@@ -426,14 +431,20 @@ def arrow_array(pa: Any, values: list[Any], dtype: Any) -> Any:
 
 
 def results_table(
-    results: list[Result], fields: Sequence[str], keep: Sequence[str], *, learn: bool = False
+    results: list[Result],
+    fields: Sequence[str],
+    keep: Sequence[str],
+    *,
+    learn: bool = False,
+    kinds: Mapping[str, str] | None = None,
 ) -> Any:
     """A pyarrow Table of ``results``, built column by column (no dict per row).
 
     The types follow the Parquet output's rules, decided here from every row,
-    so no value is unfit: a column whose rows disagree is string (JSON text).
+    so no value is unfit: a column whose rows disagree is string (JSON text);
+    ``kinds`` fixes some fields' (``Job.field_kinds``).
     """
-    builder = ParquetSink(None, fields, keep, learn=learn)
+    builder = ParquetSink(None, fields, keep, learn=learn, kinds=kinds)
     builder._decide(results)
     table, _ = builder._table(results)
     return table

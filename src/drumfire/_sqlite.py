@@ -35,7 +35,7 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -154,9 +154,11 @@ class SqliteSink:
         *,
         append: bool = False,
         learn: bool = False,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._path, self._table = sqlite_target(output)
         self._fields = list(fields)
+        self._declared = dict(kinds or {})  # fields of fixed types (saved_bytes...)
         self._keep = list(keep)
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
@@ -211,7 +213,7 @@ class SqliteSink:
             ("error", "TEXT"),
         ]
         for name in self._fields:
-            kind = column_kind((r.fields or {}).get(name) for r in rows)
+            kind = self._declared.get(name) or column_kind((r.fields or {}).get(name) for r in rows)
             declared.append((name, _DECLARED.get(kind, "TEXT")))
         for name in self._keep:
             kind = column_kind((r.kept or {}).get(name) for r in rows)

@@ -740,6 +740,7 @@ def run_command(
                     append=append,
                     learn=parse_spec is not None,
                     parse_columns=declared,
+                    kinds=job.field_kinds(),
                 )
 
             sink = open_output()
