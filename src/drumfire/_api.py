@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ._columns import INT
 from ._engine import Engine
 from ._job import Job
 from ._loop import new_event_loop
@@ -257,7 +258,7 @@ def run(
 
     thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
     thread.start()
-    handle = Run(_drain(out, paused, engine, loop, thread, state, display), engine)
+    handle = Run(_drain(out, paused, engine, loop, thread, state, display), engine, job)
     if stats_to is not None:
         stats_to.append(handle)
     return handle
@@ -275,9 +276,10 @@ class Run:
     ``close()`` stops the run early, as leaving a ``for`` loop does.
     """
 
-    def __init__(self, results: Iterator[Result], engine: Engine) -> None:
+    def __init__(self, results: Iterator[Result], engine: Engine, job: Job) -> None:
         self._results = results
         self._engine = engine
+        self._job = job  # its columns, for run_all (see _collect)
 
     @property
     def stats(self) -> Stats:
@@ -372,7 +374,7 @@ def run_all(
     kwargs["_stats_to"] = runs
     kind = frame_kind(rows)
     if kind is not None:  # a pyarrow Table or a polars DataFrame: the same kind back
-        table = run_all_frame(rows, kind, url, as_frame, kwargs, run)
+        table = run_all_frame(rows, kind, url, as_frame, kwargs, _collect)
         if hasattr(table, "attrs") and runs:
             table.attrs["drumfire"] = runs[0].stats.summary()
         return (table, runs[0].stats) if return_stats else table
@@ -382,12 +384,22 @@ def run_all(
     return (result, runs[0].stats) if return_stats else result
 
 
+def _collect(rows: Any, url: str, **kwargs: Any) -> tuple[list[Result], Job]:
+    """Every result of :func:`run`, and its job: the fields it asks for (extracted, then
+    saved: ``saved_path``...), known even when no row came, and their fixed types."""
+    handle = run(rows, url, **kwargs)
+    assert isinstance(handle, Run)
+    results = list(handle)
+    return results, handle._job
+
+
 def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any]) -> Any:
     frame_in = hasattr(rows, "to_dict") and hasattr(rows, "columns")
     if as_frame is None:
         as_frame = frame_in
     kwargs.setdefault("ordered", True)
-    records = [r.as_dict() for r in run(rows, url, **kwargs)]
+    results, job = _collect(rows, url, **kwargs)
+    records = [r.as_dict() for r in results]
     if not as_frame:
         return records
     try:
@@ -399,6 +411,12 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
     else:
         frame = pd.DataFrame(columns=list(BASE_COLUMNS))
     frame["status"] = frame["status"].astype("Int64")
+    # drumfire's own fields (saved_bytes...) have one type whatever the rows hold: an
+    # integer column with gaps as status, text as pandas holds the id (str, or object)
+    text = pd.Series(["text"]).dtype
+    for name, kind in job.field_kinds().items():
+        if name in frame.columns:
+            frame[name] = frame[name].astype("Int64" if kind == INT else text)
     index = getattr(rows, "index", None) if frame_in else None
     if index is not None and kwargs["ordered"] and len(frame) == len(index):
         # In input order, one result per row: the input's labels fit.

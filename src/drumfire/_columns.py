@@ -1,8 +1,11 @@
 """Column typing shared by the typed outputs (Parquet, SQLite).
 
-The base columns have fixed types. An extracted field or a kept column gets
-its type from the first rows written (those of the first flush, about the
-first second of the run), from the kinds of its non-null values:
+The base columns have fixed types, and so have the columns ``--save-body``
+adds (:data:`SAVED`: drumfire fills them, so a first flush of 404s, whose
+``saved_bytes`` are all null, does not make it a string column). Any other
+extracted field or kept column gets its type from the first rows written
+(those of the first flush, about the first second of the run), from the
+kinds of its non-null values:
 
 ==========================  ==========
 values seen                 column
@@ -53,6 +56,7 @@ __all__ = [
     "BOOL",
     "FLOAT",
     "INT",
+    "SAVED",
     "STRING",
     "UNFIT",
     "column_kind",
@@ -65,6 +69,8 @@ __all__ = [
 
 BOOL, INT, FLOAT, STRING = "bool", "int64", "float64", "string"
 UNFIT = object()  # what convert() returns for a value its column cannot hold
+#: The kinds of the columns a saved body adds (see ``Job.field_kinds``).
+SAVED = {"saved_path": STRING, "saved_bytes": INT, "saved_sha256": STRING}
 _INT64 = 1 << 63
 
 

@@ -15,6 +15,7 @@ the rows skipped are not yielded again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -113,8 +114,15 @@ class Output:
                 list(job.keep),
                 append=self.resume,
                 learn=learn,
+                kinds=job.field_kinds(),
             )
+            if self._lock is not None:
+                self._lock.check_room()  # a full disk: nothing is sent (see _outfile)
         except BaseException:
+            if self.sink is not None:
+                sink, self.sink = self.sink, None
+                with contextlib.suppress(OSError, UsageError):
+                    sink.close()
             self._close_lock()
             raise
         self._last = time.monotonic()

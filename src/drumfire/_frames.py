@@ -9,7 +9,7 @@ see :func:`drumfire._parquet.results_table`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._arrow_rows import BatchRows
@@ -17,6 +17,7 @@ from ._rows import Item
 from ._sources import Source
 
 if TYPE_CHECKING:
+    from ._job import Job
     from ._result import Result
 
 __all__ = ["frame_kind", "frame_source", "run_all_frame"]
@@ -64,28 +65,27 @@ def run_all_frame(
     url: str,
     as_frame: bool | None,
     kwargs: Any,
-    run: Callable[..., Iterable[Result]],
+    collect: Callable[..., tuple[list[Result], Job]],
 ) -> Any:
     """``run_all`` for an Arrow table or a polars frame: the same kind back, in input order.
 
-    ``run``: :func:`drumfire._api.run`, passed in by ``_api`` (which imports
-    this module) so that this module does not import ``_api`` back.
+    ``collect``: runs :func:`drumfire._api.run` and returns its results and
+    its job, whose fields are the columns (extracted, then ``saved_path``...
+    with ``save_body``, of fixed types); passed in by ``_api`` (which imports
+    this module) so that this module does not import ``_api`` back. A parse
+    function's fields follow those, in the order the rows first return them.
     """
+    from ._columns import learn_names
     from ._parquet import results_table
 
     kwargs.setdefault("ordered", True)
-    extract = kwargs.get("extract") or ()
-    pairs = list(extract.items() if isinstance(extract, Mapping) else extract)
-    kwargs["extract"] = pairs
-    results = list(run(rows, url, **kwargs))
+    results, job = collect(rows, url, **kwargs)
     if as_frame is False:
         return [r.as_dict() for r in results]
-    table = results_table(
-        results,
-        [name for name, _ in pairs],
-        list(kwargs.get("keep", ())),
-        learn=kwargs.get("parse") is not None,
-    )
+    names = job.field_names()
+    if kwargs.get("parse") is not None:
+        names = list(dict.fromkeys([*names, *learn_names(results)]))
+    table = results_table(results, names, list(job.keep), kinds=job.field_kinds())
     if kind == "polars":
         import polars as pl
 

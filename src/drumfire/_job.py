@@ -17,6 +17,7 @@ from typing import Any
 
 from ._bodies import FormField, file_plan, file_settings
 from ._body import json_body
+from ._columns import SAVED
 from ._connection import TLS
 from ._engine import Engine, EngineSettings
 from ._errors import TemplateError, UsageError
@@ -84,6 +85,11 @@ class Job:
         if self.save is not None:
             names.extend(self.save.columns())
         return names
+
+    def field_kinds(self) -> dict[str, str]:
+        """The fixed kinds (:mod:`drumfire._columns`) of the field columns drumfire
+        fills itself, ``saved_path``...; the others take theirs from the rows."""
+        return {name: SAVED[name] for name in self.save.columns()} if self.save is not None else {}
 
     def uses_files(self) -> bool:
         return self.data_file is not None or bool(self.form) or self.save is not None

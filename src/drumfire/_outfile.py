@@ -16,6 +16,11 @@
   crash leaves either the old file or the new one, never half of each. A run
   that waited on the old file's lock sees the rename (its file is no longer
   the one at the path) and tries again on the new one.
+* **Room before the first request.** :meth:`OutputLock.check_room` reserves
+  :data:`ROOM` bytes on the output's disk and gives them back, so a full disk
+  (or quota, or file size limit) stops the run before anything is sent:
+  JSON Lines and Parquet write nothing before their first flush, and a run
+  that met the full disk only then would have sent every request in vain.
 * **Clear ends.** :class:`GuardedSink` turns an ``OSError`` of the output
   (disk full, I/O error) into one :class:`FileProblem` naming the path and
   the reason, and at each flush checks that the path still leads to the
@@ -32,6 +37,7 @@ themselves (:meth:`OutputLock.rewrite` and ``--overwrite`` ask them to).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -43,7 +49,14 @@ from ._errors import DrumfireError, UsageError
 from ._resume import Record, holds_rows, write_kept
 from ._sinks import TABLE_FORMATS, Sink
 
-__all__ = ["FileProblem", "GuardedSink", "OutputLock", "check_summary_path"]
+__all__ = ["ROOM", "FileProblem", "GuardedSink", "OutputLock", "check_summary_path"]
+
+#: The room a run must find on the output's disk before its first request: a
+#: few hundred rows, so a disk that is full, or all but, is found then.
+ROOM = 64 * 1024
+#: What posix_fallocate says when the room is not there (a file size limit:
+#: EFBIG); other errors (a file system without it) leave the check to the first flush.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 class FileProblem(DrumfireError):
@@ -177,6 +190,28 @@ class OutputLock:
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
+
+    def check_room(self) -> None:
+        """Raise :class:`UsageError` when the output's disk has no :data:`ROOM` left.
+
+        ``posix_fallocate`` reserves the room past the end of the locked file
+        (the output itself, or a typed output's lock file or database) and
+        ``ftruncate`` gives it back: nothing is written, a few microseconds.
+        A ``kill -9`` between the two leaves zeros past the end: a CSV or JSON
+        Lines output's ``--resume`` cuts them off as a torn line, SQLite reads
+        its pages by the size in its header, and a lock file holds nothing.
+        """
+        size = self.size()
+        try:
+            os.posix_fallocate(self.fd, size, ROOM)
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise UsageError(
+                    f"cannot write output {self.output!r}: {exc.strerror or exc}"
+                ) from None
+        finally:
+            if self.size() != size:
+                os.ftruncate(self.fd, size)
 
     def refuse_or_truncate(self, overwrite: bool) -> None:
         """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``.

@@ -27,12 +27,13 @@ no type for (decimal, timestamp, duration, binary...) are read as text: see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -135,10 +136,12 @@ class ParquetSink:
         *,
         append: bool = False,
         learn: bool = False,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._pa, self._pq = require_pyarrow(f"output {directory!r}" if directory else "Arrow")
         self._dir = directory
         self._fields = list(fields)
+        self._declared = dict(kinds or {})  # fields of fixed types (saved_bytes...)
         self._keep = list(keep)
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
@@ -146,6 +149,7 @@ class ParquetSink:
         self._kinds: list[str] = []
         self._next = 0
         self._written: list[tuple[str, int]] = []  # this run's parts: (name, rows)
+        self._failed = False  # a part could not be written (see _write_part)
         self.unfit = 0
         self._unfit_first = ""
         if directory is not None:  # None: only to build tables (results_table)
@@ -279,7 +283,10 @@ class ParquetSink:
         if self._learn:
             self._fields = learn_names(rows)
             self._learn = False
-        self._kinds = [column_kind((r.fields or {}).get(n) for r in rows) for n in self._fields]
+        self._kinds = [
+            self._declared.get(n) or column_kind((r.fields or {}).get(n) for r in rows)
+            for n in self._fields
+        ]
         self._kinds += [column_kind((r.kept or {}).get(n) for r in rows) for n in self._keep]
         types = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64()}
         self._schema = pa.schema(
@@ -315,7 +322,6 @@ class ParquetSink:
         table, unfit = self._table(rows)
         name = f"part-{self._next:05d}.parquet"
         self._next += 1
-        self._written.append((name, len(rows)))
         assert self._dir is not None
         final = os.path.join(self._dir, name)
         temp = os.path.join(self._dir, f".{name}.tmp")
@@ -328,7 +334,13 @@ class ParquetSink:
             self._pq.write_table(table, temp)
             os.replace(temp, final)
         except OSError as exc:
+            # A full disk: the room the half part took is given back, and the
+            # parts written stay as they are (a merge would need room too).
+            self._failed = True
+            with contextlib.suppress(OSError):
+                os.remove(temp)
             raise UsageError(f"cannot write output {final!r}: {exc.strerror or exc}") from None
+        self._written.append((name, len(rows)))
 
     def _table(self, rows: list[Result]) -> tuple[Any, list[bytes]]:
         """The rows as an Arrow table of this output's schema, and the unfit values' lines."""
@@ -401,8 +413,9 @@ class ParquetSink:
             )
 
     def close(self) -> None:
-        self.flush(final=True)
-        if self._schema is not None:
+        if not self._failed:
+            self.flush(final=True)
+        if self._schema is not None and not self._failed:
             self._compact()
         if self.unfit and self._dir is not None:
             where = os.path.join(self._dir, _UNFIT)
@@ -427,17 +440,22 @@ def merge_parts(directory: str, names: list[str], number: int) -> None:
     schema = schema.with_metadata({_REPLACES: ",".join(names).encode()})
     pending: list[Any] = []
     count = 0
-    with pq.ParquetWriter(temp, schema) as writer:
-        for part in names:
-            path = os.path.join(directory, part)
-            table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
-            pending.append(table)
-            count += table.num_rows
-            if count >= ROW_GROUP_ROWS:
+    try:
+        with pq.ParquetWriter(temp, schema) as writer:
+            for part in names:
+                path = os.path.join(directory, part)
+                table = pq.ParquetFile(path).read(use_threads=False).cast(schema)
+                pending.append(table)
+                count += table.num_rows
+                if count >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=count)
+                    pending, count = [], 0
+            if pending:
                 writer.write_table(pa.concat_tables(pending), row_group_size=count)
-                pending, count = [], 0
-        if pending:
-            writer.write_table(pa.concat_tables(pending), row_group_size=count)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)  # a full disk gets its room back; the parts are as they were
+        raise
     os.replace(temp, final)
     for part in names:
         os.remove(os.path.join(directory, part))
@@ -481,14 +499,20 @@ def arrow_array(pa: Any, values: list[Any], dtype: Any) -> Any:
 
 
 def results_table(
-    results: list[Result], fields: Sequence[str], keep: Sequence[str], *, learn: bool = False
+    results: list[Result],
+    fields: Sequence[str],
+    keep: Sequence[str],
+    *,
+    learn: bool = False,
+    kinds: Mapping[str, str] | None = None,
 ) -> Any:
     """A pyarrow Table of ``results``, built column by column (no dict per row).
 
     The types follow the Parquet output's rules, decided here from every row,
-    so no value is unfit: a column whose rows disagree is string (JSON text).
+    so no value is unfit: a column whose rows disagree is string (JSON text);
+    ``kinds`` fixes some fields' (``Job.field_kinds``).
     """
-    builder = ParquetSink(None, fields, keep, learn=learn)
+    builder = ParquetSink(None, fields, keep, learn=learn, kinds=kinds)
     builder._decide(results)
     table, _ = builder._table(results)
     return table

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -174,9 +174,7 @@ class CsvSink:
             early, self._early = self._early, []
             for r in early:
                 self._write(r)
-        self._stream.flush()
-        if self._stream is not sys.stdout:
-            self._stream.close()
+        _close(self._stream, sys.stdout)
 
 
 class JsonlSink:
@@ -194,9 +192,20 @@ class JsonlSink:
         self._stream.flush()
 
     def close(self) -> None:
-        self._stream.flush()
-        if self._stream is not sys.stdout.buffer:
-            self._stream.close()
+        _close(self._stream, sys.stdout.buffer)
+
+
+def _close(stream: IO[Any], stdout: IO[Any]) -> None:
+    """Flush and close ``stream`` (only flush standard output).
+
+    ``close`` closes the file even when its flush fails (a full disk): the
+    rows left in the buffer are dropped then, never written later by the
+    garbage collector after a ``--resume`` has appended them again.
+    """
+    if stream is stdout:
+        stream.flush()
+    else:
+        stream.close()
 
 
 def _parse_columns_of(path: str, fields: Sequence[str], keep: Sequence[str]) -> list[str] | None:
@@ -229,6 +238,7 @@ def open_sink(
     append: bool = False,
     learn: bool = False,
     parse_columns: Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> Sink:
     """Open the output; raise :class:`UsageError` if it cannot be written.
 
@@ -237,10 +247,11 @@ def open_sink(
     ``learn`` (a parse function is used): the CSV has its fields, as
     ``parse_columns`` declares them or else learned (see :class:`CsvSink`);
     resuming a CSV with learned ones takes them from its header.
+    ``kinds``: the fixed types of some fields in a typed output (``Job.field_kinds``).
     """
     fmt = output_format_for(path, fmt)
     if fmt in TABLE_FORMATS:
-        return _open_table_sink(path, fmt, fields, keep, append=append, learn=learn)
+        return _open_table_sink(path, fmt, fields, keep, append=append, learn=learn, kinds=kinds)
     if path == "-" and sys.stdout is None:  # started with standard output closed (>&-)
         raise UsageError("cannot write output standard output: it is closed")
     existing = append and path != "-" and os.path.exists(path) and os.path.getsize(path) > 0
@@ -278,7 +289,14 @@ def open_sink(
 
 
 def _open_table_sink(
-    path: str, fmt: str, fields: Sequence[str], keep: Sequence[str], *, append: bool, learn: bool
+    path: str,
+    fmt: str,
+    fields: Sequence[str],
+    keep: Sequence[str],
+    *,
+    append: bool,
+    learn: bool,
+    kinds: Mapping[str, str] | None,
 ) -> Sink:
     if path == "-":
         raise UsageError(f"{fmt} output needs a path (-o results.{fmt}), not standard output")
@@ -286,10 +304,10 @@ def _open_table_sink(
         if fmt == "parquet":
             from ._parquet import ParquetSink
 
-            return ParquetSink(path, fields, keep, append=append, learn=learn)
+            return ParquetSink(path, fields, keep, append=append, learn=learn, kinds=kinds)
         from ._sqlite import SqliteSink
 
-        return SqliteSink(path, fields, keep, append=append, learn=learn)
+        return SqliteSink(path, fields, keep, append=append, learn=learn, kinds=kinds)
     except OSError as exc:
         raise UsageError(f"cannot write output {path!r}: {exc.strerror or exc}") from None
 

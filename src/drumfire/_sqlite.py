@@ -39,7 +39,7 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -143,11 +143,14 @@ _CELLS = {"INTEGER": _cell, "REAL": _real_cell}
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    conn = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.Error as exc:
+        if conn is not None:  # a full disk fails the first PRAGMA: the file is not kept open
+            conn.close()
         raise UsageError(f"cannot write output {path!r}: {exc}") from None
     return conn
 
@@ -167,9 +170,11 @@ class SqliteSink:
         *,
         append: bool = False,
         learn: bool = False,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._path, self._table = sqlite_target(output)
         self._fields = list(fields)
+        self._declared = dict(kinds or {})  # fields of fixed types (saved_bytes...)
         self._keep = list(keep)
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
@@ -257,7 +262,7 @@ class SqliteSink:
             ("error", "TEXT"),
         ]
         for name in self._fields:
-            kind = column_kind((r.fields or {}).get(name) for r in rows)
+            kind = self._declared.get(name) or column_kind((r.fields or {}).get(name) for r in rows)
             declared.append((name, _DECLARED.get(kind, "TEXT")))
         for name in self._keep:
             kind = column_kind((r.kept or {}).get(name) for r in rows)

@@ -725,6 +725,7 @@ def run_command(
                     append=append,
                     learn=parse_spec is not None,
                     parse_columns=declared,
+                    kinds=job.field_kinds(),
                 )
 
             sink = open_output()
@@ -744,6 +745,8 @@ def run_command(
                 guarded.flush()  # a full disk shows now, before the first request
             except FileProblem as exc:
                 raise UsageError(str(exc)) from None
+            if lock is not None:
+                lock.check_room()  # JSON Lines and Parquet have written nothing yet
         except BaseException:
             if source.close is not None:
                 source.close()

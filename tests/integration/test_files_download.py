@@ -23,7 +23,7 @@ import pytest
 from servers import Action, ScriptedServer, respond
 from static_nginx import static_nginx
 
-from drumfire import run
+from drumfire import run, run_all
 from drumfire._savebody import TEMP_SUFFIX
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -294,3 +294,121 @@ def test_api_output_resume_skips_complete_files(tmp_path: Path) -> None:
     assert results["3"].fields == {"saved_path": "3.txt", "saved_bytes": 2}
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.txt" for i in range(5)]
     assert len(read_csv(tmp_path / "o.csv")) == 5
+
+
+@pytest.mark.parametrize("kind", ["list", "pandas", "arrow", "batch", "polars"])
+def test_run_all_has_the_save_columns_whatever_it_is_given(tmp_path: Path, kind: str) -> None:
+    """Every kind run_all gives back has saved_path, saved_bytes and saved_sha256
+    (Arrow and polars dropped them: their columns were the extracted names only)."""
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(404, b"no") if target == "/b" else respond(200, b"hello")
+
+    pa = pytest.importorskip("pyarrow")
+    given: list[dict[str, str]] = [{"id": "a"}, {"id": "b"}]
+    rows: object = given
+    if kind == "pandas":
+        rows = pytest.importorskip("pandas").DataFrame(given)
+    elif kind in ("arrow", "batch"):
+        table = pa.Table.from_pylist(given)
+        rows = table if kind == "arrow" else table.to_batches()[0]
+    elif kind == "polars":
+        rows = pytest.importorskip("polars").DataFrame(given)
+    with ScriptedServer(handler) as srv:
+        got = run_all(rows, srv.url("/{id}"), save_body="{id}.bin", save_dir=str(tmp_path),
+                      save_sha256=True)  # fmt: skip
+    if kind == "list":
+        records = got
+    elif kind == "pandas":
+        records = [{k: None if v is None or v != v else v for k, v in r.items()}
+                   for r in got.to_dict("records")]  # fmt: skip
+    elif kind == "polars":
+        records = got.to_dicts()
+    else:
+        records = got.to_pylist()
+    saved = [{k: r[k] for k in ("id", "saved_path", "saved_bytes", "saved_sha256")}
+             for r in records]  # fmt: skip
+    assert saved == [
+        {"id": "a", "saved_path": "a.bin", "saved_bytes": 5,
+         "saved_sha256": hashlib.sha256(b"hello").hexdigest()},
+        {"id": "b", "saved_path": None, "saved_bytes": None, "saved_sha256": None},
+    ]  # fmt: skip
+    assert (tmp_path / "a.bin").read_bytes() == b"hello"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "sqlite"])
+def test_the_save_columns_have_their_types_whatever_the_first_flush_holds(
+    tmp_path: Path, fmt: str
+) -> None:
+    """A first run of 404s only (no saved_bytes yet) made saved_bytes a string column,
+    kept by --resume: drumfire's own columns have fixed types, as the base ones."""
+    import pyarrow.parquet as pq
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"hello") if target == "/ok" else respond(404, b"no")
+
+    first, every = tmp_path / "first.csv", tmp_path / "every.csv"
+    first.write_text("id,p\n1,no\n2,no\n")
+    every.write_text("id,p\n1,no\n2,no\n3,ok\n")
+    out = tmp_path / f"out.{fmt}"
+    with ScriptedServer(handler) as srv:
+        args = ["--url", srv.url("/{p}"), "--save-body", "{id}.bin", "--save-sha256",
+                "--save-dir", tmp_path / "saved", "-o", out, "-q"]  # fmt: skip
+        assert drumfire("run", first, *args).returncode == 0
+        done = drumfire("run", every, *args, "--resume")
+    assert done.returncode == 0, done.stderr
+    if fmt == "parquet":
+        table = pq.read_table(out)
+        types = {name: str(table.schema.field(name).type) for name in table.column_names[5:]}
+        assert types == {"saved_path": "string", "saved_bytes": "int64", "saved_sha256": "string"}
+        rows = {r["id"]: r["saved_bytes"] for r in table.to_pylist()}
+    else:
+        import sqlite3
+
+        with sqlite3.connect(out) as db:
+            declared = {r[1]: r[2] for r in db.execute("PRAGMA table_info(results)")}
+            rows = dict(db.execute("SELECT id, saved_bytes FROM results").fetchall())
+        assert [declared[n] for n in ("saved_path", "saved_bytes", "saved_sha256")] == [
+            "TEXT", "INTEGER", "TEXT",
+        ]  # fmt: skip
+    assert rows == {"1": None, "2": None, "3": 5}
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow", "polars"])
+@pytest.mark.parametrize("saved", [True, False])
+def test_run_all_save_columns_have_one_type_whether_or_not_a_row_saved(
+    tmp_path: Path, kind: str, saved: bool
+) -> None:
+    """saved_bytes is an integer column (pandas: Int64, as status) and saved_path and
+    saved_sha256 text, in a frame of 404s only too (pandas gave float64, or object)."""
+    pa = pytest.importorskip("pyarrow")
+    given = [{"id": "a", "p": "ok" if saved else "no"}, {"id": "b", "p": "no"}]
+    rows: object = pa.Table.from_pylist(given)
+    if kind == "pandas":
+        rows = pytest.importorskip("pandas").DataFrame(given)
+    elif kind == "polars":
+        rows = pytest.importorskip("polars").DataFrame(given)
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"hello") if target == "/ok" else respond(404, b"no")
+
+    with ScriptedServer(handler) as srv:
+        got = run_all(rows, srv.url("/{p}"), save_body="{id}.bin", save_dir=str(tmp_path),
+                      save_sha256=True)  # fmt: skip
+    names = ["saved_path", "saved_bytes", "saved_sha256"]
+    if kind == "pandas":
+        import pandas as pd
+
+        text = pd.Series(["x"]).dtype  # the id column's: str (pandas 3) or object
+        assert [str(got[n].dtype) for n in ["id", *names]] == [str(text), str(text), "Int64",
+                                                              str(text)]  # fmt: skip
+        assert got["saved_bytes"].tolist() == ([5] if saved else [pd.NA]) + [pd.NA]
+    elif kind == "polars":
+        assert [str(got.schema[n]) for n in names] == ["String", "Int64", "String"]
+        assert got["saved_bytes"].to_list() == [5 if saved else None, None]
+    else:
+        assert [str(got.schema.field(n).type) for n in names] == ["string", "int64", "string"]
+        assert got.column("saved_bytes").to_pylist() == [5 if saved else None, None]

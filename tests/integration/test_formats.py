@@ -362,6 +362,18 @@ def test_run_all_gives_back_an_arrow_table_or_a_polars_frame(demo_server: DemoSe
     assert frame["q"].to_list() == ["1", "2", ""]
 
 
+def test_run_all_arrow_has_a_parse_functions_fields_after_the_extracted(
+    demo_server: DemoServer,
+) -> None:
+    # As a pandas frame has them (they were dropped once a field was extracted).
+    table = pa.table({"id": ["a", "b"], "n": ["1", "22"]})
+    got = drumfire.run_all(table, demo_server.base_url + "/echo?n={n}", extract={"q": "query.n"},
+                           parse=lambda r: {"size": len(r.body)})  # fmt: skip
+    assert got.column_names[5:] == ["q", "size"]
+    assert got.column("q").to_pylist() == ["1", "22"]
+    assert got.schema.field("size").type == pa.int64()
+
+
 def typed_ids(out: Path, fmt: str) -> list[tuple[str, int | None]]:
     if fmt == "parquet":
         table = pq.read_table(out).to_pydict()

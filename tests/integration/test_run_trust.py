@@ -372,7 +372,8 @@ def test_a_full_disk_found_before_the_first_request_exits_2(tmp_path: Path) -> N
         proc = drumfire("run", urls, "-o", "/dev/full")  # the CSV header is written first
         one_error_line(proc, 2, "'/dev/full'", "No space left on device")
         assert srv.requests == []
-        # JSON Lines has no header: the first flush meets the full disk.
+        # JSON Lines has no header, and /dev/full is not a file, where room could be
+        # reserved first (a full disk is: test_run_full_disk.py): the first flush meets it.
         late = drumfire("run", urls, "-o", "/dev/full", "--output-format", "jsonl")
         one_error_line(late, 1, "'/dev/full'", "No space left on device")
         assert "Traceback" not in late.stderr

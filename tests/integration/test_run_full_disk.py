@@ -1,0 +1,187 @@
+"""A full disk, in every output format: found before the first request, or, when it
+fills under way, one line and exit 1 with the rows written kept for ``--resume``.
+
+Without root, a file size limit (``RLIMIT_FSIZE``, set in the child before it
+starts drumfire) stands for the full disk: writes past it fail with ``EFBIG``
+as they fail with ``ENOSPC`` on a full one. As root, a small tmpfs is filled
+for the real thing (skipped where mounting is not permitted).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import ScriptedServer, respond
+
+from drumfire._outfile import ROOM
+
+FORMATS = ["csv", "jsonl", "parquet", "sqlite"]
+#: Runs ``python ARGS...`` with its file size limit set to the first argument.
+LIMITED = [
+    sys.executable,
+    "-c",
+    "import os, resource, sys\n"
+    "_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), hard))\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])",
+]
+
+
+def drumfire(*args: str | Path, limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "drumfire.cli", *map(str, args)]
+    if limit is not None:
+        command = [*LIMITED, str(limit), *command[1:]]
+    return subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("drumfire: error: cannot write output "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def ids_of(path: Path, fmt: str) -> list[str]:
+    """The ids of an output's complete rows, in the order written (not a torn last line)."""
+    if fmt in ("csv", "jsonl"):
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+        if fmt == "csv":
+            return [row["id"] for row in csv.DictReader(lines)]
+        return [json.loads(line)["id"] for line in lines]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        parts = sorted(path.glob("part-*.parquet"))
+        return [i for part in parts for i in pq.read_table(part)["id"].to_pylist()]
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT id FROM results ORDER BY rowid")]
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_no_room_is_found_before_the_first_request(
+    tmp_path: Path, server: ScriptedServer, fmt: str
+) -> None:
+    # JSON Lines and Parquet write nothing before their first flush: the room
+    # is reserved first, so the run stops before sending (it sent every row).
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(server.url(f"/{i}") + "\n" for i in range(50)))
+    out = tmp_path / f"out.{fmt}"
+    proc = drumfire("run", urls, "-o", out, limit=ROOM // 2)
+    one_error_line(proc, 2, repr(str(out)), "File too large")
+    assert server.requests == []
+
+
+def test_no_room_is_found_before_the_first_request_in_the_api(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    script = (
+        "import sys, drumfire\n"
+        "try:\n"
+        "    drumfire.run_all([{'id': str(i)} for i in range(50)], sys.argv[1], "
+        "output=sys.argv[2])\n"
+        "except drumfire.UsageError as exc:\n"
+        "    sys.exit(f'UsageError: {exc}')\n"
+    )
+    out = tmp_path / "out.jsonl"
+    command = [*LIMITED, str(ROOM // 2), "-c", script, server.url("/{id}"), str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
+    assert proc.stderr.strip() == f"UsageError: cannot write output {str(out)!r}: File too large"
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_disk_that_fills_under_way_keeps_its_rows_for_resume(
+    tmp_path: Path, server: ScriptedServer, fmt: str
+) -> None:
+    # Rows 1-5 are written by a first run; then rows of 100 kB each meet a
+    # limit of twice ROOM (room enough at the start): exit 1, one line, the
+    # rows written stay, and --resume without the limit completes the output.
+    rows = tmp_path / "rows.jsonl"
+    with rows.open("w") as f:
+        for i in range(1, 21):
+            pad = "" if i <= 5 else random.Random(i).randbytes(50_000).hex()
+            f.write(json.dumps({"id": str(i), "pad": pad}) + "\n")
+    out = tmp_path / f"out.{fmt}"
+    args = ["run", rows, "--url", server.url("/{id}"), "--keep", "pad", "-o", out, "-q"]
+    assert drumfire(*args, "-n", "5").returncode == 0
+    full = drumfire(*args, "--resume", limit=2 * ROOM)
+    one_error_line(full, 1, "File too large" if fmt != "sqlite" else "")
+    assert sorted(ids_of(out, fmt)[:5]) == ["1", "2", "3", "4", "5"]
+    done = drumfire(*args, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert sorted(ids_of(out, fmt), key=int) == [str(i) for i in range(1, 21)]
+    if fmt == "parquet":  # no half part left behind
+        assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- a real full disk (root) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 256 kB filled to the last byte, unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk]
+    try:
+        mounted = subprocess.run(mount, capture_output=True, timeout=30, check=False)
+    except OSError as exc:
+        pytest.skip(f"cannot run mount: {exc}")
+    if mounted.returncode != 0:
+        pytest.skip(f"mount not permitted here: {mounted.stderr.decode().strip()}")
+    try:
+        fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+        yield disk
+    finally:
+        done = subprocess.run(["umount", disk], capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:  # a file left open on it: a leak
+            subprocess.run(["umount", "-l", disk], capture_output=True, timeout=30, check=False)
+            pytest.fail(f"the full disk was still in use: {done.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_full_disk_is_exit_2_before_anything_is_sent(
+    tmp_path: Path, server: ScriptedServer, full_disk: Path, fmt: str
+) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(server.url(f"/{i}") + "\n" for i in range(50)))
+    out = full_disk / f"out.{fmt}"
+    proc = drumfire("run", urls, "-o", out)
+    one_error_line(proc, 2, repr(str(out)))
+    assert server.requests == []
+
+
+def test_a_full_disk_is_a_usage_error_in_the_api(server: ScriptedServer, full_disk: Path) -> None:
+    import drumfire as api
+
+    rows = [{"id": str(i)} for i in range(50)]
+    for fmt in FORMATS:
+        with pytest.raises(api.UsageError, match="cannot write output"):
+            api.run_all(rows, server.url("/{id}"), output=full_disk / f"out.{fmt}")
+    assert server.requests == []
