@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._bodies import saved_rows
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
 from ._job import Job, make_job
@@ -79,6 +80,7 @@ class Output:
         self.sink: Sink | None = None
         self.skip: Callable[[str], bool] | None = None
         self.skip_problem: Callable[[int], bool] | None = None
+        self.saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None
         self._lock: OutputLock | None = None
         self._last = 0.0
 
@@ -106,6 +108,7 @@ class Output:
                     self._lock.rewrite(fmt, is_cancelled)
                 self.skip = resumed.done.take
                 self.skip_problem = resumed.problems.__contains__
+                self.saved = saved_rows(job, resumed.again.take)
             self.sink = open_sink(
                 self.path,
                 fmt,
@@ -122,7 +125,12 @@ class Output:
     def engine_kwargs(self) -> dict[str, Any]:
         if self.sink is None:
             return {}
-        return {"skip": self.skip, "skip_problem": self.skip_problem, "on_tick": self._on_tick}
+        return {
+            "skip": self.skip,
+            "skip_problem": self.skip_problem,
+            "saved": self.saved,
+            "on_tick": self._on_tick,
+        }
 
     def wrap(self, on_result: Callable[[Result], None]) -> Callable[[Result], None]:
         """``on_result`` that first writes the result to the output."""

@@ -5,13 +5,16 @@ target directory that the row's values can never leave: an absolute path,
 a ``..`` step or a symbolic link that points out is refused as the row's
 error (``save: …``), before anything is sent. The body is written, as it
 arrives, to a temporary name in the same directory, then flushed to disk
-(fsync) and renamed over the final name when it is complete: a file under
-its final name is always whole, whatever stops the run (``kill -9``
-included), so ``--resume`` can take it as done.
+(fsync) when it is complete, and renamed over the final name only once
+the engine knows it is the row's final answer: a file under its final name
+is always whole, whatever stops the run (``kill -9`` included), so
+``--resume`` can take it as done, and it is always the answer its row
+reports (a body of an attempt that was retried or redirected is removed).
 
 The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
 response's headers are in, and writes the body to the :class:`Sink` it gets
-instead of keeping it.
+instead of keeping it. The engine then calls :meth:`SaveTarget.commit` for
+the row's final answer, or :meth:`SaveTarget.discard` for any other.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from ._errors import Reason, RequestError, UsageError
 
 __all__ = [
     "TEMP_SUFFIX",
-    "AlreadySaved",
     "RowOutcome",
     "SaveError",
     "SaveProblem",
@@ -43,23 +45,18 @@ TEMP_SUFFIX = ".drumfire-part"
 
 
 class RowOutcome(ValueError):
-    """A row that ends before any request: its ``error`` and ``fields`` (file options).
+    """A row that ends before any request with this ``error`` (file options).
 
     A ValueError, so a driver that does not know it still makes an error row.
     """
 
-    def __init__(self, error: str, fields: dict[str, Any] | None = None) -> None:
+    def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
-        self.fields = fields
 
 
 class SaveProblem(RowOutcome):
     """The rendered path is refused (it would leave the target directory)."""
-
-
-class AlreadySaved(RowOutcome):
-    """``--resume``: the row's file is complete; its row is written without a request."""
 
 
 class SaveError(RequestError):
@@ -140,20 +137,14 @@ def _refusal(shown: str) -> str | None:
 class Saver:
     """Renders each row's path and checks it stays inside the target directory."""
 
-    def __init__(
-        self,
-        spec: SaveSpec,
-        render: Callable[[Mapping[str, Any]], str],
-        resume: bool = False,
-    ) -> None:
+    def __init__(self, spec: SaveSpec, render: Callable[[Mapping[str, Any]], str]) -> None:
         self.spec = spec
         self.render = render
-        self.resume = resume
         self.root = os.path.realpath(spec.directory)
         self.columns = spec.columns()
 
-    def target(self, row: Mapping[str, Any]) -> SaveTarget:
-        """The row's :class:`SaveTarget`; raises :class:`SaveProblem` or :class:`AlreadySaved`."""
+    def _locate(self, row: Mapping[str, Any]) -> tuple[str, str]:
+        """The row's path as rendered, and on disk; raises :class:`SaveProblem`."""
         shown = self.render(row)
         why = _refusal(shown)
         if why is None:
@@ -167,10 +158,26 @@ class Saver:
                 why = "leaves the target directory (through a symbolic link)"
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")
-        target = SaveTarget(full, shown, self)
-        if self.resume and os.path.isfile(full):
-            raise AlreadySaved("", target.fields_of_file())
-        return target
+        return shown, full
+
+    def target(self, row: Mapping[str, Any]) -> SaveTarget:
+        """The row's :class:`SaveTarget`; raises :class:`SaveProblem`."""
+        shown, full = self._locate(row)
+        return SaveTarget(full, shown, self)
+
+    def complete(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``--resume``: the row's fields if its file is complete on disk, else None.
+
+        A path that is refused or cannot be rendered is None too: preparing the row
+        reports why; so is a file that cannot be read (it is saved again).
+        """
+        try:
+            shown, full = self._locate(row)
+            if not os.path.isfile(full):
+                return None
+            return SaveTarget(full, shown, self).fields_of_file()
+        except (KeyError, ValueError, OSError):  # SaveProblem is a ValueError
+            return None
 
     def clean(self) -> int:
         """Remove temporary files a stopped run left (``--resume``); return how many."""
@@ -187,21 +194,39 @@ class Saver:
 
 
 class SaveTarget:
-    """One row's file: where it goes, and what was saved (``fields``) once it was."""
+    """One row's file: where it goes, and the body of its latest answer (``done``), saved
+    under a temporary name until :meth:`commit` or :meth:`discard`."""
 
-    __slots__ = ("fields", "path", "saver", "shown")
+    __slots__ = ("done", "path", "saver", "shown")
 
     def __init__(self, path: str, shown: str, saver: Saver) -> None:
         self.path = path
         self.shown = shown
         self.saver = saver
-        self.fields: dict[str, Any] | None = None  # set when a body was saved
+        self.done: Sink | None = None  # a complete body, not yet under the final name
 
     def start(self, status: int) -> Sink | None:
         """A response with ``status`` begins: the sink for its body, or None (not saved)."""
+        self.discard()  # an earlier answer's body: this one replaces it, saved or not
         if status not in self.saver.spec.statuses:
             return None
         return Sink(self)
+
+    def commit(self) -> dict[str, Any] | None:
+        """The row's final answer: its body under the final name, and the row's fields.
+
+        None when that answer's body was not saved (its status is not one to save).
+        Raises :class:`SaveError` when the rename fails (a directory under that name).
+        """
+        sink, self.done = self.done, None
+        return sink.commit() if sink is not None else None
+
+    def discard(self) -> None:
+        """The latest answer is not the row's last (retried, redirected) or the row
+        failed: remove its body, so no file claims to be an answer the row did not get."""
+        sink, self.done = self.done, None
+        if sink is not None:
+            sink.abort()
 
     def fields_of_file(self) -> dict[str, Any]:
         """The row's fields for a file already complete on disk (``--resume``)."""
@@ -247,11 +272,20 @@ class Sink:
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
 
     def finish(self) -> None:
-        """The body is complete: to disk, then under its final name."""
+        """The body is complete: to disk, kept under its temporary name until
+        :meth:`SaveTarget.commit` (the row's final answer) or :meth:`abort`."""
         try:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+        except OSError as exc:
+            self.abort()
+            raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
+        self.target.done = self
+
+    def commit(self) -> dict[str, Any]:
+        """Rename the complete body over the final name; the row's fields."""
+        try:
             os.replace(self._temp, self.target.path)
         except OSError as exc:
             self.abort()
@@ -259,7 +293,7 @@ class Sink:
         fields: dict[str, Any] = {"saved_path": self.target.shown, "saved_bytes": self.size}
         if self._digest is not None:
             fields["saved_sha256"] = self._digest.hexdigest()
-        self.target.fields = fields
+        return fields
 
     def abort(self) -> None:
         """The response did not complete: close and remove the temporary file."""

@@ -15,7 +15,6 @@ from drumfire._errors import UsageError
 from drumfire._http import ResponseReader
 from drumfire._savebody import (
     TEMP_SUFFIX,
-    AlreadySaved,
     SaveError,
     SaveProblem,
     Saver,
@@ -24,8 +23,8 @@ from drumfire._savebody import (
 )
 
 
-def saver(root: Path, resume: bool = False, **spec: Any) -> Saver:
-    return Saver(SaveSpec("{p}", str(root), **spec), lambda row: str(row["p"]), resume)
+def saver(root: Path, **spec: Any) -> Saver:
+    return Saver(SaveSpec("{p}", str(root), **spec), lambda row: str(row["p"]))
 
 
 def test_statuses() -> None:
@@ -96,13 +95,16 @@ def test_body_goes_to_a_temporary_name_then_is_renamed(tmp_path: Path) -> None:
     assert not (tmp_path / "sub" / "f.bin").exists()  # never half a file under its name
     sink.write(b"world")
     sink.finish()
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.bin"]
-    assert (tmp_path / "sub" / "f.bin").read_bytes() == b"hello world"
-    assert target.fields == {
+    # Complete, but not the final name until the engine knows it is the row's last answer.
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == [temps[0].name]
+    assert target.commit() == {
         "saved_path": "sub/f.bin",
         "saved_bytes": 11,
         "saved_sha256": hashlib.sha256(b"hello world").hexdigest(),
     }
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.bin"]
+    assert (tmp_path / "sub" / "f.bin").read_bytes() == b"hello world"
+    assert target.commit() is None  # committed once
 
 
 def test_abort_removes_the_temporary_file(tmp_path: Path) -> None:
@@ -112,7 +114,42 @@ def test_abort_removes_the_temporary_file(tmp_path: Path) -> None:
     sink.write(b"part")
     sink.abort()
     assert list(tmp_path.iterdir()) == []
-    assert target.fields is None
+    assert target.commit() is None
+
+
+def test_an_answer_that_is_not_the_last_leaves_no_file(tmp_path: Path) -> None:
+    """A retried or redirected answer's body is discarded; a later answer replaces an
+    earlier one that was not discarded, saved or not: never an earlier body under the name."""
+    (tmp_path / "f").write_bytes(b"from an earlier run")
+    target = saver(tmp_path, statuses=frozenset({503})).target({"p": "f"})
+    sink = target.start(503)
+    assert sink is not None
+    sink.write(b"first attempt")
+    sink.finish()
+    target.discard()  # the engine retries it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+    sink = target.start(503)
+    assert sink is not None
+    sink.write(b"second attempt")
+    sink.finish()
+    assert target.start(200) is None  # the next answer is not saved: nor is the one before
+    assert target.commit() is None
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+    assert (tmp_path / "f").read_bytes() == b"from an earlier run"  # not claimed by the row
+
+
+def test_a_directory_under_the_final_name_is_a_save_error_at_commit(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "inside").write_bytes(b"")
+    target = saver(tmp_path).target({"p": "d"})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"body")
+    sink.finish()
+    with pytest.raises(SaveError) as info:
+        target.commit()
+    assert info.value.reason.startswith("save: d: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # the temporary file is gone
 
 
 def test_statuses_not_saved_get_no_sink(tmp_path: Path) -> None:
@@ -123,11 +160,20 @@ def test_statuses_not_saved_get_no_sink(tmp_path: Path) -> None:
 
 def test_resume_takes_a_complete_file_as_done(tmp_path: Path) -> None:
     (tmp_path / "done.bin").write_bytes(b"12345")
-    with pytest.raises(AlreadySaved) as info:
-        saver(tmp_path, resume=True).target({"p": "done.bin"})
-    assert info.value.error == ""
-    assert info.value.fields == {"saved_path": "done.bin", "saved_bytes": 5}
-    saver(tmp_path).target({"p": "done.bin"})  # without resume: saved again
+    (tmp_path / "dir").mkdir()
+    assert saver(tmp_path).complete({"p": "done.bin"}) == {
+        "saved_path": "done.bin",
+        "saved_bytes": 5,
+    }
+    assert saver(tmp_path, sha256=True).complete({"p": "done.bin"}) == {
+        "saved_path": "done.bin",
+        "saved_bytes": 5,
+        "saved_sha256": hashlib.sha256(b"12345").hexdigest(),
+    }
+    assert saver(tmp_path).complete({"p": "missing.bin"}) is None
+    assert saver(tmp_path).complete({"p": "dir"}) is None
+    assert saver(tmp_path).complete({"p": "../done.bin"}) is None  # the prepare refuses it
+    assert saver(tmp_path).complete({}) is None  # no column: the prepare says so
 
 
 def test_clean_removes_only_temporary_files(tmp_path: Path) -> None:
@@ -158,8 +204,8 @@ def test_reader_streams_the_body_to_the_sink(tmp_path: Path) -> None:
     [response] = reader.feed_all(b"56789")
     assert response.status == 200
     assert response.body == b""
+    assert target.commit() == {"saved_path": "r.bin", "saved_bytes": 10}
     assert (tmp_path / "r.bin").read_bytes() == b"0123456789"
-    assert target.fields == {"saved_path": "r.bin", "saved_bytes": 10}
     assert os.listdir(tmp_path) == ["r.bin"]
     # the next answer on the connection is kept as usual
     reader.expect()

@@ -1,0 +1,192 @@
+"""--save-body keeps the row's final answer only: never an earlier attempt's body, and
+--retry-failed sends the chosen rows again (their files replaced)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+from servers import Action, ScriptedServer, partial, refused_port, respond
+
+from drumfire import Retry, run
+from drumfire._savebody import TEMP_SUFFIX
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+NO_WAIT = Retry(backoff=0.0)  # retries at once: the tests wait for nothing
+
+
+def drumfire(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as fh:
+        return {row["id"]: row for row in csv.DictReader(fh)}
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def first_503_then(second: Action) -> object:
+    """A handler: each target's first request gets a 503, later ones ``second``."""
+    seen: set[str] = set()
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        if target not in seen:
+            seen.add(target)
+            return respond(503, b"first-attempt-503-body")
+        return second
+
+    return handler
+
+
+def test_a_retried_answer_is_not_saved_under_the_final_name(tmp_path: Path) -> None:
+    """503 (a status to save) then 200 (not one): the row is the 200, and no file claims it
+    (the 503's body was saved under the row's name and the row named it)."""
+    with ScriptedServer(first_503_then(respond(200, b"second-attempt-200-body"))) as srv:
+        [result] = run([{"id": "r1"}], srv.url("/{id}"), save_body="{id}.bin",
+                       save_dir=str(tmp_path), save_status="5xx", retry=NO_WAIT)
+    assert (result.status, result.attempts, result.error) == (200, 2, "")
+    assert result.fields == {"saved_path": None, "saved_bytes": None}
+    assert files_in(tmp_path) == {}
+
+
+def test_the_final_answer_is_the_one_saved(tmp_path: Path) -> None:
+    with ScriptedServer(first_503_then(respond(200, b"second-attempt-200-body"))) as srv:
+        [result] = run([{"id": "r1"}], srv.url("/{id}"), save_body="{id}.bin",
+                       save_dir=str(tmp_path), save_status="all", retry=NO_WAIT)
+    assert (result.status, result.attempts) == (200, 2)
+    assert result.fields == {"saved_path": "r1.bin", "saved_bytes": 23}
+    assert files_in(tmp_path) == {"r1.bin": b"second-attempt-200-body"}
+
+
+def test_a_row_that_fails_after_a_saved_answer_names_no_file(tmp_path: Path) -> None:
+    """A 503 saved (--save-status all) then a body cut short; a 302 saved, followed to a
+    port that refuses: the rows fail, and neither body is left under any name."""
+    with refused_port() as dead:
+
+        def handler(index: int, method: str, target: str, headers: dict[str, str],
+                    body: bytes) -> Action:
+            if target == "/cut":
+                return (respond(503, b"first-attempt-503-body") if index == 0
+                        else partial(200, b"y" * 1000, 10))
+            return respond(302, b"redirect-body",
+                           [("Location", f"http://127.0.0.1:{dead}/gone")])
+
+        with ScriptedServer(handler) as srv:
+            cut = list(run([{"id": "c1", "p": "cut"}], srv.url("/{p}"), save_body="{id}.bin",
+                           save_dir=str(tmp_path), save_status="all",
+                           retry=Retry(backoff=0.0, retries=1)))
+            moved = list(run([{"id": "c2", "p": "moved"}], srv.url("/{p}"),
+                             save_body="{id}.bin", save_dir=str(tmp_path), save_status="all",
+                             retry=Retry(backoff=0.0, retries=1), follow_redirects=True))
+    assert (cut[0].status, cut[0].attempts) == (None, 2)
+    assert cut[0].error in ("reset", "protocol"), cut[0]
+    assert (moved[0].status, moved[0].error) == (None, "connect")
+    for result in (*cut, *moved):
+        assert result.fields == {"saved_path": None, "saved_bytes": None}
+    assert files_in(tmp_path) == {}
+
+
+def test_retry_failed_sends_the_rows_again_and_replaces_their_files(tmp_path: Path) -> None:
+    """Rows chosen by --retry-failed are sent, whatever file is under their name (it used
+    to be taken as complete: no request, and the row claimed a body it never got)."""
+    (tmp_path / "in.csv").write_text("id\nok\nbad\nlost\n")
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+    healthy = [False]
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        if target == "/bad" and not healthy[0]:
+            return respond(503, b"down")
+        return respond(200, b"body of " + target.encode())
+
+    with ScriptedServer(handler) as srv:
+        args = ["run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "--save-body",
+                "{id}.bin", "--save-dir", saved, "--save-status", "all", "-o", out, "-q",
+                "--retries", "0"]
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        rows = read_csv(out)
+        assert rows["bad"]["status"] == "503"
+        # A row whose file was saved but whose row was lost (kill -9 in between) ...
+        lines = out.read_text().splitlines()
+        out.write_text("\n".join(line for line in lines if not line.startswith("lost,")) + "\n")
+        # ... and a file under the failed row's name, left by some earlier run.
+        (saved / "bad.bin").write_bytes(b"stale")
+        healthy[0] = True
+        sent = len(srv.requests)
+        again = drumfire(*args, "--retry-failed", "503")
+        assert again.returncode == 0, again.stderr
+        resent = sorted(r.target for r in srv.requests[sent:])
+    assert resent == ["/bad"]  # the chosen row; the lost row's file is complete
+    rows = read_csv(out)
+    assert sorted(rows) == ["bad", "lost", "ok"]
+    assert (rows["bad"]["status"], rows["bad"]["attempts"]) == ("200", "1")
+    assert (rows["lost"]["status"], rows["lost"]["attempts"]) == ("", "0")
+    assert files_in(saved) == {
+        "ok.bin": b"body of /ok",
+        "bad.bin": b"body of /bad",
+        "lost.bin": b"body of /lost",
+    }
+
+
+def test_retry_failed_sends_a_chosen_success_again(tmp_path: Path) -> None:
+    """--retry-failed 200 chooses rows whose file is complete: they are sent all the same."""
+    (tmp_path / "in.csv").write_text("id\na\n")
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+    version = [1]
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"version %d" % version[0])
+
+    with ScriptedServer(handler) as srv:
+        args = ["run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "--save-body",
+                "{id}.bin", "--save-dir", saved, "-o", out, "-q"]
+        assert drumfire(*args).returncode == 0
+        version[0] = 2
+        again = drumfire(*args, "--retry-failed", "200")
+        assert again.returncode == 0, again.stderr
+        assert len(srv.requests) == 2
+    assert read_csv(out)["a"]["attempts"] == "1"
+    assert files_in(saved) == {"a.bin": b"version 2"}
+    assert not [p for p in saved.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+def test_worker_processes_resume_alike(tmp_path: Path) -> None:
+    """-p 2: the parent takes a lost row's complete file as done; a cancelled row is sent
+    again (its file replaced), as without workers."""
+    (tmp_path / "in.csv").write_text("id\na\nb\nc\n")
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+    saved.mkdir()
+    out.write_text(
+        "id,status,elapsed_ms,attempts,error,saved_path,saved_bytes\n"
+        "a,200,1.000,1,,a.bin,9\n"
+        "b,,0.000,1,cancelled,,\n"
+    )
+    (saved / "a.bin").write_bytes(b"body of a")
+    (saved / "b.bin").write_bytes(b"stale")  # not the row's answer: it was cancelled
+    (saved / "c.bin").write_bytes(b"body of c")  # complete, its row lost
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"body of " + target.lstrip("/").encode())
+
+    with ScriptedServer(handler) as srv:
+        proc = drumfire("run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "-p", "2",
+                        "--save-body", "{id}.bin", "--save-dir", saved, "-o", out, "-q",
+                        "--resume")
+        assert proc.returncode == 0, proc.stderr
+        assert [r.target for r in srv.requests] == ["/b"]
+    rows = read_csv(out)
+    assert (rows["b"]["status"], rows["b"]["saved_bytes"]) == ("200", "9")
+    assert (rows["c"]["attempts"], rows["c"]["saved_path"]) == ("0", "c.bin")
+    assert files_in(saved) == {"a.bin": b"body of a", "b.bin": b"body of b",
+                               "c.bin": b"body of c"}
