@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import Reason, RequestError, UsageError
+from ._errors import Reason, SinkError, UsageError
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -59,7 +59,7 @@ class SaveProblem(RowOutcome):
     """The rendered path is refused (it would leave the target directory)."""
 
 
-class SaveError(RequestError):
+class SaveError(SinkError):
     """Writing a body to its file failed (disk full, permissions): the row's error,
     ``save: PATH: why`` (the reason names the file, as ``file: …`` does)."""
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servers import Action, ScriptedServer, partial, refused_port, respond
+from servers import Action, ScriptedServer, chunked, partial, refused_port, respond
 
-from drumfire import Retry, run
+from drumfire import Result, Retry, run
 from drumfire._savebody import TEMP_SUFFIX
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -190,3 +190,133 @@ def test_worker_processes_resume_alike(tmp_path: Path) -> None:
     assert (rows["c"]["attempts"], rows["c"]["saved_path"]) == ("0", "c.bin")
     assert files_in(saved) == {"a.bin": b"body of a", "b.bin": b"body of b",
                                "c.bin": b"body of c"}
+
+
+# -- local failures end the row at once (D6): no retry, the server's status kept ---------------
+
+
+def test_a_body_that_cannot_be_saved_keeps_its_status_and_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    """A directory under the final name, a name too long for the file system: local
+    failures that a retry cannot mend (each used to be sent 4 times, status empty)."""
+    (tmp_path / "isdir").mkdir()
+    (tmp_path / "isdir" / "inside").write_bytes(b"")
+    long_name = "a" * 300  # over any file system's NAME_MAX (255)
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"payload")
+
+    rows = [{"id": "d", "p": "isdir"}, {"id": "l", "p": long_name}, {"id": "ok", "p": "ok"}]
+    with ScriptedServer(handler) as srv:
+        results = {r.id: r for r in run(rows, srv.url("/{id}"), save_body="{p}",
+                                          save_dir=str(tmp_path), retry=NO_WAIT)}
+        assert len(srv.requests) == 3
+    assert (results["d"].status, results["d"].attempts) == (200, 1)
+    assert results["d"].error == "save: isdir: Is a directory"
+    assert (results["l"].status, results["l"].attempts) == (200, 1)
+    assert results["l"].error == f"save: {long_name}: File name too long"
+    assert results["ok"].error == ""
+    assert files_in(tmp_path) == {"isdir/inside": b"", "ok": b"payload"}
+
+
+def test_a_full_disk_keeps_the_status_and_is_not_retried(tmp_path: Path) -> None:
+    """A write that fails (RLIMIT_FSIZE stands for a full disk: EFBIG as ENOSPC) ends the
+    answer there: its status, save: NAME: why, one attempt; the next rows go on."""
+    import resource
+
+    def small_files() -> None:  # in the child: files over 64 KiB cannot be written
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    (tmp_path / "in.csv").write_text(
+        "id,kind\nbig,length\nchunks,chunked\nclose,close\nsmall,small\n"
+    )
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        if target == "/small":
+            return respond(200, b"fits")
+        if target == "/chunked":
+            return chunked(200, b"c" * 200_000, size=50_000)
+        return respond(200, b"x" * 200_000, then="close" if target == "/close" else "keep",
+                       length=target != "/close")
+
+    with ScriptedServer(handler) as srv:
+        proc = subprocess.run(
+            [*CLI, "run", str(tmp_path / "in.csv"), "--url", srv.url("/{kind}"),
+             "--save-body", "{id}.bin", "--save-dir", str(tmp_path / "dl"), "-o", "-", "-q",
+             "-c", "1"],
+            capture_output=True, text=True, timeout=120, check=False, preexec_fn=small_files,
+        )
+        assert len(srv.requests) == 4, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r for r in csv.DictReader(proc.stdout.splitlines())}
+    for name in ("big", "chunks", "close"):
+        assert (rows[name]["status"], rows[name]["attempts"]) == ("200", "1"), rows[name]
+        assert rows[name]["error"] == f"save: {name}.bin: File too large"
+        assert rows[name]["saved_path"] == ""
+    assert rows["small"]["saved_path"] == "small.bin"
+    assert files_in(tmp_path / "dl") == {"small.bin": b"fits"}
+
+
+def test_a_file_that_shrinks_while_sent_is_not_sent_again(tmp_path: Path) -> None:
+    """PUT a file that shrinks while it is being sent: file: PATH: why, one attempt (a
+    retry sent the same stale Content-Length again, three more times)."""
+    import socket
+    import threading
+
+    upload = tmp_path / "up.bin"
+    with upload.open("wb") as fh:
+        fh.truncate(64 << 20)  # sparse: far more than the socket buffers hold
+    headed, go, stop = threading.Event(), threading.Event(), threading.Event()
+    heads: list[bytes] = []
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no autotuning
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.05)
+
+    def serve() -> None:  # reads a request head, then the body only once told to
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                heads.append(data.partition(b"\r\n\r\n")[0])
+                headed.set()
+                go.wait(30)
+                try:
+                    while conn.recv(1 << 20):
+                        pass
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/put"
+        results: list[Result] = []
+        sender = threading.Thread(target=lambda: results.extend(
+            run([{"id": "1", "path": str(upload)}], url, method="PUT", data_file="{path}",
+                retry=NO_WAIT)))
+        sender.start()
+        assert headed.wait(30)  # the head is sent and the body has filled the buffers
+        upload.write_bytes(b"short now")
+        go.set()
+        sender.join(60)
+    finally:
+        stop.set()
+        go.set()
+        thread.join()
+        listener.close()
+    [result] = results
+    assert (result.attempts, result.status) == (1, None), result
+    assert result.error == (
+        f"file: {upload}: shorter than its {64 << 20} bytes: changed while sent"
+    )
+    assert len(heads) == 1

@@ -213,6 +213,21 @@ def test_reader_streams_the_body_to_the_sink(tmp_path: Path) -> None:
     assert plain.body == b"ok"
 
 
+def test_reader_ends_an_answer_whose_body_cannot_be_saved(tmp_path: Path) -> None:
+    """A sink that fails (here its file cannot be made) ends the answer at once: its
+    status, the save reason, and a connection not to reuse (the rest is unread)."""
+    (tmp_path / "file").write_bytes(b"")
+    reader = ResponseReader()
+    reader.expect()
+    reader.saver = saver(tmp_path).target({"p": "file/under"})
+    [response] = reader.feed_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123")
+    assert (response.status, response.body, response.keep_alive) == (200, b"", False)
+    assert response.error.startswith("save: file/under: ")
+    assert reader.sink is None
+    assert reader.outstanding == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_reader_drops_a_half_body(tmp_path: Path) -> None:
     reader = ResponseReader()
     target = saver(tmp_path).target({"p": "h.bin"})
