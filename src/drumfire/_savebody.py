@@ -19,6 +19,7 @@ the row's final answer, or :meth:`SaveTarget.discard` for any other.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -241,6 +242,25 @@ class SaveTarget:
         return fields
 
 
+def _create_temp(folder: str, name: str) -> tuple[str, int]:
+    """A new temporary file in ``folder`` for the final ``name``: its path and descriptor.
+
+    ``.NAME.<random>.drumfire-part`` says whose it is, but is 24 bytes longer than
+    ``NAME``: when the file system refuses it (a name near NAME_MAX, 255 bytes on
+    most), ``.<random>.drumfire-part``, so any name that fits can be saved.
+    """
+    token = secrets.token_hex(4)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    temp = os.path.join(folder, f".{name}.{token}{TEMP_SUFFIX}")
+    try:
+        return temp, os.open(temp, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+    temp = os.path.join(folder, f".{token}{TEMP_SUFFIX}")
+    return temp, os.open(temp, flags, 0o644)
+
+
 class Sink:
     """A body on its way to disk, under a temporary name until :meth:`finish`."""
 
@@ -251,12 +271,11 @@ class Sink:
         self.size = 0
         self._digest = hashlib.sha256() if target.saver.spec.sha256 else None
         folder, name = os.path.split(target.path)
-        self._temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             os.makedirs(folder, exist_ok=True)
-            self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._temp, self._fd = _create_temp(folder, name)
         except OSError as exc:
-            self._fd = -1
+            self._temp, self._fd = "", -1
             raise SaveError(f"{target.shown}: {exc.strerror or exc}") from None
 
     def write(self, data: bytes) -> None:

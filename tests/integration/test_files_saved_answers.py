@@ -320,3 +320,19 @@ def test_a_file_that_shrinks_while_sent_is_not_sent_again(tmp_path: Path) -> Non
         f"file: {upload}: shorter than its {64 << 20} bytes: changed while sent"
     )
     assert len(heads) == 1
+
+
+def test_a_long_name_that_fits_is_saved(tmp_path: Path) -> None:
+    """A 240-byte name: curl -o saves it; its temporary name is 24 bytes longer (D7)."""
+    name = "a" * 240
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"payload")
+
+    with ScriptedServer(handler) as srv:
+        [result] = run([{"id": "1", "p": name}], srv.url("/"), save_body="{p}",
+                       save_dir=str(tmp_path))
+    assert (result.status, result.error) == (200, "")
+    assert result.fields == {"saved_path": name, "saved_bytes": 7}
+    assert files_in(tmp_path) == {name: b"payload"}

@@ -107,6 +107,28 @@ def test_body_goes_to_a_temporary_name_then_is_renamed(tmp_path: Path) -> None:
     assert target.commit() is None  # committed once
 
 
+def test_a_name_that_fits_is_saved_though_its_temporary_name_would_not(tmp_path: Path) -> None:
+    """240 bytes fit NAME_MAX (255); '.NAME.<random>.drumfire-part' would not: the
+    temporary file takes a short name instead (curl -o saves such a name too)."""
+    name = "é" * 120  # 240 bytes in UTF-8
+    target = saver(tmp_path).target({"p": name})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"long")
+    [temp] = os.listdir(tmp_path)
+    assert temp.startswith(".")
+    assert temp.endswith(TEMP_SUFFIX)
+    assert len(temp) < len(name)
+    assert saver(tmp_path).clean() == 1  # still known for what it is
+    target = saver(tmp_path).target({"p": name})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"long")
+    sink.finish()
+    assert target.commit() == {"saved_path": name, "saved_bytes": 4}
+    assert os.listdir(tmp_path) == [name]
+
+
 def test_abort_removes_the_temporary_file(tmp_path: Path) -> None:
     target = saver(tmp_path).target({"p": "f"})
     sink = target.start(200)
