@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._bodies import saved_rows
+from ._bodies import clean_temps, saved_rows
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
 from ._job import Job, make_job
@@ -174,11 +174,11 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
         job = make_job(url, **kwargs)
         job.check(job.plan(), source)  # a template error before the output is touched
         job.extractor()
-        if job.skip_saved:
-            from ._bodies import clean_temps
-
-            clean_temps(job)
         output.open(job, learn)
+        if job.skip_saved:
+            # Once the output is ours (a call refused for another run's lock removes
+            # nothing); only the temporary files no live run holds (see _savebody).
+            clean_temps(job)
     except BaseException:
         if source.close is not None:
             source.close()

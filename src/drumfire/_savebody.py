@@ -11,6 +11,12 @@ is always whole, whatever stops the run (``kill -9`` included), so
 ``--resume`` can take it as done, and it is always the answer its row
 reports (a body of an attempt that was retried or redirected is removed).
 
+Each temporary file is held under an advisory ``flock`` from its creation to
+its rename or removal, so ``--resume`` (:meth:`Saver.clean`) removes only the
+temporary files no live process holds: those a stopped run left, never those
+of another run still saving into the same directory. The kernel drops the
+lock however the process ends (``kill -9`` included).
+
 The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
 response's headers are in, and writes the body to the :class:`Sink` it gets
 instead of keeping it. The engine then calls :meth:`SaveTarget.commit` for
@@ -20,6 +26,7 @@ the row's final answer, or :meth:`SaveTarget.discard` for any other.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import secrets
@@ -181,16 +188,19 @@ class Saver:
             return None
 
     def clean(self) -> int:
-        """Remove temporary files a stopped run left (``--resume``); return how many."""
+        """Remove temporary files a stopped run left (``--resume``); return how many.
+
+        A file whose lock is held belongs to a live process (another run saving
+        into this directory) and stays. The lock is taken before the file is
+        removed and held while it is: a run that has just created the file and
+        not yet locked it sees its name gone once it has the lock, and makes
+        another (see :func:`_create_temp`).
+        """
         removed = 0
         for folder, _dirs, files in os.walk(self.root):
             for name in files:
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                    try:
-                        os.unlink(os.path.join(folder, name))
-                        removed += 1
-                    except OSError:
-                        pass
+                    removed += _remove_unheld(os.path.join(folder, name))
         return removed
 
 
@@ -242,23 +252,70 @@ class SaveTarget:
         return fields
 
 
+def _lock(fd: int) -> bool:
+    """Take the file's ``flock`` without waiting: False if a live process holds it.
+
+    On a file system without ``flock`` (some network ones) it is True, unlocked:
+    runs go on as the output's lock does there (see ``drumfire._outfile``).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _remove_unheld(path: str) -> int:
+    """Remove the temporary file ``path`` unless a live process holds it: 1 if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0  # gone already, or not a file drumfire made
+    try:
+        if not _lock(fd):
+            return 0
+        os.unlink(path)  # by name: a file its run renamed meanwhile is not there
+        return 1
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
 def _create_temp(folder: str, name: str) -> tuple[str, int]:
-    """A new temporary file in ``folder`` for the final ``name``: its path and descriptor.
+    """A new temporary file in ``folder`` for the final ``name``, locked: its path and
+    descriptor.
 
     ``.NAME.<random>.drumfire-part`` says whose it is, but is 24 bytes longer than
     ``NAME``: when the file system refuses it (a name near NAME_MAX, 255 bytes on
     most), ``.<random>.drumfire-part``, so any name that fits can be saved.
+    Between its creation and its lock another run's :meth:`Saver.clean` may take
+    the file for a stopped run's and remove it: once locked, it must still be
+    under its name, else another one is made.
     """
-    token = secrets.token_hex(4)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    temp = os.path.join(folder, f".{name}.{token}{TEMP_SUFFIX}")
-    try:
-        return temp, os.open(temp, flags, 0o644)
-    except OSError as exc:
-        if exc.errno != errno.ENAMETOOLONG:
-            raise
-    temp = os.path.join(folder, f".{token}{TEMP_SUFFIX}")
-    return temp, os.open(temp, flags, 0o644)
+    prefix = f".{name}."
+    for _ in range(8):
+        temp = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            fd = os.open(temp, flags, 0o644)
+        except FileExistsError:  # the same random name: draw again
+            continue
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG or prefix == ".":
+                raise
+            prefix = "."  # NAME is too long to be part of it
+            continue
+        try:
+            held = _lock(fd) and os.path.samestat(os.stat(temp), os.fstat(fd))
+        except OSError:  # its name is gone: removed by a cleaner before the lock
+            held = False
+        if held:
+            return temp, fd
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "temporary files keep being removed by another process")
 
 
 class Sink:
@@ -291,12 +348,10 @@ class Sink:
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
 
     def finish(self) -> None:
-        """The body is complete: to disk, kept under its temporary name until
-        :meth:`SaveTarget.commit` (the row's final answer) or :meth:`abort`."""
+        """The body is complete: to disk, kept under its temporary name (and its lock)
+        until :meth:`SaveTarget.commit` (the row's final answer) or :meth:`abort`."""
         try:
             os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
         except OSError as exc:
             self.abort()
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
@@ -309,23 +364,29 @@ class Sink:
         except OSError as exc:
             self.abort()
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
+        self._close()  # renamed first: no cleaner can take it for a stopped run's
         fields: dict[str, Any] = {"saved_path": self.target.shown, "saved_bytes": self.size}
         if self._digest is not None:
             fields["saved_sha256"] = self._digest.hexdigest()
         return fields
 
     def abort(self) -> None:
-        """The response did not complete: close and remove the temporary file."""
+        """The response did not complete (or is not the row's last): remove the
+        temporary file, then let go of it."""
+        if self._temp:
+            try:
+                os.unlink(self._temp)
+            except OSError:
+                pass
+        self._close()
+
+    def _close(self) -> None:
         if self._fd >= 0:
             try:
                 os.close(self._fd)
             except OSError:
                 pass
             self._fd = -1
-        try:
-            os.unlink(self._temp)
-        except OSError:
-            pass
 
 
 def save_fields(names: Iterable[str]) -> dict[str, Any]:

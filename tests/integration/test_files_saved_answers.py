@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import subprocess
 import sys
@@ -336,3 +337,94 @@ def test_a_long_name_that_fits_is_saved(tmp_path: Path) -> None:
     assert (result.status, result.error) == (200, "")
     assert result.fields == {"saved_path": name, "saved_bytes": 7}
     assert files_in(tmp_path) == {name: b"payload"}
+
+
+# -- --resume removes only what a stopped run left (D4) ----------------------------------------
+
+
+class HalfThenRest:
+    """A raw server whose one answer stops halfway until ``go`` is set: a download in
+    progress, for as long as the test needs."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.half_sent, self.go = threading.Event(), threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+            self.half_sent.set()
+            if self.go.wait(60):
+                conn.sendall(b"56789")
+                with contextlib.suppress(OSError):
+                    conn.recv(1)  # until the client closes (drumfire resets)
+
+    def __enter__(self) -> HalfThenRest:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.go.set()
+        self.thread.join()
+        self.listener.close()
+
+
+def test_resume_leaves_the_temporary_files_of_a_live_run(tmp_path: Path) -> None:
+    """Another run downloading into the same --save-dir keeps its temporary file through a
+    --resume (CLI), and a refused API call (resume=True on its locked output) removes
+    nothing; a stopped run's temporary file is removed."""
+    import time
+
+    import pytest
+
+    from drumfire import UsageError, run_all
+
+    saved = tmp_path / "dl"
+    (tmp_path / "a.csv").write_text("id\nlive\n")
+    (tmp_path / "none.csv").write_text("id\n")
+    with HalfThenRest() as server:
+        first = subprocess.Popen(
+            [*CLI, "run", str(tmp_path / "a.csv"), "--url", server.url, "--save-body",
+             "{id}.bin", "--save-dir", str(saved), "-o", str(tmp_path / "a_out.csv"), "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert server.half_sent.wait(60)
+            for _ in range(1200):  # bounded: the first run writes its half body
+                live = [p for p in saved.glob(f".live.bin.*{TEMP_SUFFIX}")
+                        if p.stat().st_size == 5] if saved.exists() else []
+                if live:
+                    break
+                time.sleep(0.05)
+            [live_temp] = live
+            stale = saved / f".gone.bin.0123abcd{TEMP_SUFFIX}"
+            stale.write_bytes(b"left by a run that was killed")
+            with pytest.raises(UsageError, match="being written by another drumfire run"):
+                run_all(tmp_path / "none.csv", server.url, save_body="{id}.bin",
+                        save_dir=str(saved), output=str(tmp_path / "a_out.csv"), resume=True)
+            assert stale.exists()  # refused before it cleaned anything
+            resumed = drumfire("run", tmp_path / "none.csv", "--url", server.url,
+                               "--save-body", "{id}.bin", "--save-dir", saved,
+                               "-o", tmp_path / "b_out.csv", "--resume", "-q")
+            assert resumed.returncode == 0, resumed.stderr
+            assert not stale.exists()
+            assert live_temp.exists()
+            server.go.set()
+            assert first.wait(60) == 0, first.stderr.read() if first.stderr else ""
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+            if first.stderr is not None:
+                first.stderr.close()
+    assert read_csv(tmp_path / "a_out.csv")["live"]["saved_bytes"] == "10"
+    assert files_in(saved) == {"live.bin": b"0123456789"}

@@ -119,11 +119,6 @@ def test_a_name_that_fits_is_saved_though_its_temporary_name_would_not(tmp_path:
     assert temp.startswith(".")
     assert temp.endswith(TEMP_SUFFIX)
     assert len(temp) < len(name)
-    assert saver(tmp_path).clean() == 1  # still known for what it is
-    target = saver(tmp_path).target({"p": name})
-    sink = target.start(200)
-    assert sink is not None
-    sink.write(b"long")
     sink.finish()
     assert target.commit() == {"saved_path": name, "saved_bytes": 4}
     assert os.listdir(tmp_path) == [name]
@@ -201,9 +196,59 @@ def test_resume_takes_a_complete_file_as_done(tmp_path: Path) -> None:
 def test_clean_removes_only_temporary_files(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / f".x.1234{TEMP_SUFFIX}").write_bytes(b"")
+    (tmp_path / "a" / f".0123abcd{TEMP_SUFFIX}").write_bytes(b"")  # a long name's
     (tmp_path / "keep.bin").write_bytes(b"")
-    assert saver(tmp_path).clean() == 1
+    assert saver(tmp_path).clean() == 2
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a", "keep.bin"]
+
+
+def test_clean_leaves_the_files_a_live_process_holds(tmp_path: Path) -> None:
+    """Another run's body on its way (or complete, not yet renamed) is locked: --resume's
+    cleaning leaves it; the file of a run that stopped (no lock) goes."""
+    writing = saver(tmp_path).target({"p": "writing"})
+    sink = writing.start(200)
+    assert sink is not None
+    sink.write(b"half")
+    complete = saver(tmp_path).target({"p": "complete"})
+    done = complete.start(200)
+    assert done is not None
+    done.write(b"whole")
+    done.finish()
+    (tmp_path / f".stopped.1234abcd{TEMP_SUFFIX}").write_bytes(b"")
+    assert saver(tmp_path).clean() == 1
+    assert len(list(tmp_path.iterdir())) == 2
+    sink.write(b" and the rest")
+    sink.finish()
+    assert writing.commit() == {"saved_path": "writing", "saved_bytes": 17}
+    assert complete.commit() == {"saved_path": "complete", "saved_bytes": 5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["complete", "writing"]
+
+
+def test_a_temporary_file_removed_before_its_lock_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race between creating a temporary file and locking it: another run's cleaning
+    comes in between and removes it (it is not locked yet); a new one is made."""
+    import fcntl
+
+    flock = fcntl.flock
+    cleaned: list[int] = []
+
+    def late_flock(fd: int, how: int) -> None:
+        if not cleaned:  # the first lock: another run cleans just before it
+            cleaned.append(-1)
+            cleaned[0] = saver(tmp_path).clean()
+        flock(fd, how)
+
+    monkeypatch.setattr(fcntl, "flock", late_flock)
+    target = saver(tmp_path).target({"p": "f"})
+    sink = target.start(200)
+    assert sink is not None
+    assert cleaned == [1]
+    sink.write(b"body")
+    sink.finish()
+    assert target.commit() == {"saved_path": "f", "saved_bytes": 4}
+    assert os.listdir(tmp_path) == ["f"]
 
 
 def test_a_target_that_cannot_be_written_is_a_save_error(tmp_path: Path) -> None:
