@@ -152,7 +152,12 @@ class Saver:
         self.columns = spec.columns()
 
     def _locate(self, row: Mapping[str, Any]) -> tuple[str, str]:
-        """The row's path as rendered, and on disk; raises :class:`SaveProblem`."""
+        """The row's path as rendered, and on disk; raises :class:`SaveProblem`.
+
+        On disk is where its symbolic links lead, checked inside the directory:
+        a link under the final name is followed (as curl -o writes through it),
+        so the file it leads to is the one replaced, and the link stays.
+        """
         shown = self.render(row)
         why = _refusal(shown)
         if why is None:
@@ -166,12 +171,12 @@ class Saver:
                 why = "leaves the target directory (through a symbolic link)"
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")
-        return shown, full
+        return shown, real
 
     def target(self, row: Mapping[str, Any]) -> SaveTarget:
         """The row's :class:`SaveTarget`; raises :class:`SaveProblem`."""
-        shown, full = self._locate(row)
-        return SaveTarget(full, shown, self)
+        shown, path = self._locate(row)
+        return SaveTarget(path, shown, self)
 
     def complete(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
         """``--resume``: the row's fields if its file is complete on disk, else None.
@@ -180,10 +185,10 @@ class Saver:
         reports why; so is a file that cannot be read (it is saved again).
         """
         try:
-            shown, full = self._locate(row)
-            if not os.path.isfile(full):
+            shown, path = self._locate(row)
+            if not os.path.isfile(path):
                 return None
-            return SaveTarget(full, shown, self).fields_of_file()
+            return SaveTarget(path, shown, self).fields_of_file()
         except (KeyError, ValueError, OSError):  # SaveProblem is a ValueError
             return None
 

@@ -428,3 +428,22 @@ def test_resume_leaves_the_temporary_files_of_a_live_run(tmp_path: Path) -> None
                 first.stderr.close()
     assert read_csv(tmp_path / "a_out.csv")["live"]["saved_bytes"] == "10"
     assert files_in(saved) == {"live.bin": b"0123456789"}
+
+
+def test_a_link_under_the_final_name_is_followed(tmp_path: Path) -> None:
+    """As curl -o: the body goes to the file the link leads to, and the link stays (D10)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "target.bin").write_bytes(b"old")
+    (tmp_path / "link.bin").symlink_to("real/target.bin")
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"payload")
+
+    with ScriptedServer(handler) as srv:
+        [result] = run([{"id": "1"}], srv.url("/"), save_body="link.bin",
+                       save_dir=str(tmp_path))
+    assert result.fields == {"saved_path": "link.bin", "saved_bytes": 7}
+    assert (tmp_path / "link.bin").is_symlink()
+    assert (tmp_path / "real" / "target.bin").read_bytes() == b"payload"
+    assert files_in(tmp_path / "real") == {"target.bin": b"payload"}

@@ -79,6 +79,30 @@ def test_a_symlink_out_is_refused_one_inside_is_fine(tmp_path: Path) -> None:
     assert target.shown == "here/x"
 
 
+def test_a_link_under_the_final_name_is_followed(tmp_path: Path) -> None:
+    """As curl -o writes through it: the file the link leads to is replaced (whole, by a
+    rename beside it), the link stays; a dangling link inside makes its file."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "target.bin").write_bytes(b"old")
+    (tmp_path / "link.bin").symlink_to("real/target.bin")
+    (tmp_path / "dangling.bin").symlink_to("real/new.bin")
+    for name in ("link.bin", "dangling.bin"):
+        target = saver(tmp_path).target({"p": name})
+        sink = target.start(200)
+        assert sink is not None
+        sink.write(b"new body")
+        sink.finish()
+        assert target.commit() == {"saved_path": name, "saved_bytes": 8}
+    assert (tmp_path / "link.bin").is_symlink()
+    assert (tmp_path / "dangling.bin").is_symlink()
+    assert (tmp_path / "real" / "target.bin").read_bytes() == b"new body"
+    assert (tmp_path / "real" / "new.bin").read_bytes() == b"new body"
+    assert saver(tmp_path).complete({"p": "link.bin"}) == {
+        "saved_path": "link.bin",
+        "saved_bytes": 8,
+    }
+
+
 def test_a_dot_dot_inside_a_name_is_fine(tmp_path: Path) -> None:
     assert saver(tmp_path).target({"p": "a..b/c..d"}).shown == "a..b/c..d"
 
