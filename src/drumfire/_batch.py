@@ -68,13 +68,15 @@ def execute(
     skip: Callable[[str], bool] | None = None,
     read_ahead: bool = False,
     skip_problem: Callable[[int], bool] | None = None,
+    saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
     resumed: int = 0,
 ) -> tuple[Stats, int]:
     """Run the batch to the end (or to a signal); return its stats and exit status.
 
     ``skip``/``skip_problem`` (``--resume``): ids and input-error lines whose
-    rows the output already holds; ``resumed``: how many rows it holds, where
-    the progress display starts counting.
+    rows the output already holds; ``saved``: rows whose saved file is complete
+    (:func:`drumfire._bodies.saved_rows`); ``resumed``: how many rows it holds,
+    where the progress display starts counting.
 
     ``read_ahead``: read and prepare the rows in a child process where that
     helps (see :mod:`drumfire._readahead`).
@@ -108,6 +110,7 @@ def execute(
         clock=clock,
         skip=skip,
         skip_problem=skip_problem,
+        saved=saved,
         duplicates=DuplicateCounter(),
         on_cpu_bound=reader,
     )

@@ -29,7 +29,7 @@ from ._errors import UsageError
 from ._multipart import FileSegment, Part, Segment, boundary, content_type_for, encode, length
 from ._request import Prepared, RequestPlan
 from ._request import redirect as _redirect
-from ._savebody import RowOutcome, Saver, SaveSpec, SaveTarget, parse_statuses
+from ._savebody import RowOutcome, SaveError, Saver, SaveSpec, SaveTarget, parse_statuses
 from ._template import Template
 
 if TYPE_CHECKING:
@@ -321,12 +321,17 @@ class FilePlan:
     def finish(
         self, prepared: Prepared, response: Response, fields: dict[str, Any] | None, error: str
     ) -> tuple[dict[str, Any] | None, str]:
-        """A row's fields and error once answered: the saved file's path, size and hash."""
+        """The row's final answer: its saved body under the final name, and the row's
+        fields and error (the file's path, size and hash; ``save: …`` if the rename failed)."""
         if not self.columns_added:
             return fields, error
         data = prepared.data
         target = data.save if isinstance(data, Streamed) else None
-        saved = target.fields if target is not None else None
+        try:
+            saved = target.commit() if target is not None else None
+        except SaveError as exc:  # the answer stands (its status); its file is not there
+            saved = None
+            error = exc.reason
         if saved is None:
             added = dict.fromkeys(self.columns_added)
         else:
@@ -334,6 +339,13 @@ class FilePlan:
             if error == "json":  # the body went to its file, not to -e
                 error = ""
         return ({**fields, **added} if fields else added), error
+
+    def abandon(self, prepared: Prepared) -> None:
+        """The row's latest answer is not its final one (a retry or a redirect follows),
+        or the row ends without one: remove that answer's saved body."""
+        data = prepared.data
+        if isinstance(data, Streamed) and data.save is not None:
+            data.save.discard()
 
 
 def redirect(prepared: Prepared, status: int, location: str) -> Prepared | None:
@@ -571,7 +583,7 @@ def file_plan(job: Any, headers: list[Any]) -> FilePlan:
     if job.save is not None:
         save_template = job.save.template
         render = Template(save_template)
-        saver = Saver(job.save, render.render, resume=job.skip_saved)
+        saver = Saver(job.save, render.render)
     return FilePlan(
         inner,
         data_file=job.data_file,
@@ -586,7 +598,27 @@ def clean_temps(job: Any) -> int:
     """Remove the temporary files a stopped run left in the save directory (``--resume``)."""
     if job.save is None:
         return 0
-    return Saver(job.save, str, resume=True).clean()
+    return Saver(job.save, str).clean()
+
+
+def saved_rows(
+    job: Any, again: Callable[[str], bool]
+) -> Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None:
+    """``--resume``'s hook for a row the output does not hold (see :class:`~drumfire._rows.Rows`):
+    the fields of its file when that is complete on disk, so it is written without a request.
+
+    ``again(id)``: the row was in the output and is to be sent again (``cancelled``, or
+    chosen by ``--retry-failed``): it is sent, whatever its file, and its file replaced.
+    None when the job saves no bodies or does not resume.
+    """
+    if job.save is None or not job.skip_saved:
+        return None
+    saver = Saver(job.save, Template(job.save.template).render)
+
+    def saved(id_: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        return None if again(id_) else saver.complete(row)
+
+    return saved
 
 
 def static_form(specs: Sequence[str]) -> tuple[bytes, str]:

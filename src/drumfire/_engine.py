@@ -144,6 +144,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         on_numbered: Callable[[Result, int], None] | None = None,
         skip: Callable[[str], bool] | None = None,
         skip_problem: Callable[[int], bool] | None = None,
+        saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
         duplicates: DuplicateCounter | None = None,
         line_of: Callable[[int], int | None] | None = None,
     ) -> None:
@@ -185,6 +186,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             keep=self.keep,
             skip=skip,  # --resume: rows whose result the output already holds
             skip_problem=skip_problem,  # --resume: input lines whose error row it holds
+            saved=saved,  # --resume: rows whose saved file is complete (see _bodies)
             duplicates=duplicates,
             line_of=line_of,  # the input line a template error names
         )

@@ -19,6 +19,8 @@ Inside the transport, the sans-I/O HTTP reader signals a bad response by raising
 a :class:`RequestError` (``ProtocolError``, ``HeaderTooLarge``, ``BodyTooLarge``,
 each carrying its reason); the connection catches it and, with
 :func:`reason_for` for socket and TLS errors, turns it into the row's reason.
+A :class:`SinkError` (a ``--save-body`` file that cannot be written) is not the
+response's fault: the reader ends the answer with its status and that reason.
 These are private: they never reach the caller.
 """
 
@@ -35,6 +37,7 @@ __all__ = [
     "ProtocolError",
     "Reason",
     "RequestError",
+    "SinkError",
     "TemplateError",
     "UsageError",
     "explain",
@@ -97,6 +100,12 @@ class RequestError(DrumfireError):
 
 class ProtocolError(RequestError):
     reason = Reason.PROTOCOL.value
+
+
+class SinkError(RequestError):
+    """The body could not be written where it goes (``--save-body``: a full disk, a name
+    too long): a local failure, not the server's. The reader ends the answer there with
+    its status and this reason (``Response.error``), and does not reuse the connection."""
 
 
 class HeaderTooLarge(ProtocolError):

@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._bodies import clean_temps, saved_rows
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
 from ._job import Job, make_job
@@ -80,6 +81,7 @@ class Output:
         self.sink: Sink | None = None
         self.skip: Callable[[str], bool] | None = None
         self.skip_problem: Callable[[int], bool] | None = None
+        self.saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None
         self._lock: OutputLock | None = None
         self._last = 0.0
 
@@ -107,6 +109,7 @@ class Output:
                     self._lock.rewrite(fmt, is_cancelled)
                 self.skip = resumed.done.take
                 self.skip_problem = resumed.problems.__contains__
+                self.saved = saved_rows(job, resumed.again.take)
             self.sink = open_sink(
                 self.path,
                 fmt,
@@ -130,7 +133,12 @@ class Output:
     def engine_kwargs(self) -> dict[str, Any]:
         if self.sink is None:
             return {}
-        return {"skip": self.skip, "skip_problem": self.skip_problem, "on_tick": self._on_tick}
+        return {
+            "skip": self.skip,
+            "skip_problem": self.skip_problem,
+            "saved": self.saved,
+            "on_tick": self._on_tick,
+        }
 
     def wrap(self, on_result: Callable[[Result], None]) -> Callable[[Result], None]:
         """``on_result`` that first writes the result to the output."""
@@ -174,11 +182,11 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
         job = make_job(url, **kwargs)
         job.check(job.plan(), source)  # a template error before the output is touched
         job.extractor()
-        if job.skip_saved:
-            from ._bodies import clean_temps
-
-            clean_temps(job)
         output.open(job, learn)
+        if job.skip_saved:
+            # Once the output is ours (a call refused for another run's lock removes
+            # nothing); only the temporary files no live run holds (see _savebody).
+            clean_temps(job)
     except BaseException:
         if source.close is not None:
             source.close()

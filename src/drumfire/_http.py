@@ -23,7 +23,7 @@ from typing import Any
 import httptools
 
 from ._decoding import Decoder, UnknownEncoding
-from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError, RequestError
+from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError, RequestError, SinkError
 from ._response import Response
 from ._settings import MAX_BODY
 
@@ -411,7 +411,10 @@ class ResponseReader:
                 self._parser = httptools.HttpResponseParser(self)
                 return out
             cause = exc.__context__
-            if isinstance(cause, RequestError):  # too large, protocol, save
+            if isinstance(cause, SinkError):  # --save-body: the answer stands, unsaved
+                self._sink_failed(cause)
+                return out
+            if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
             raise ProtocolError(f"malformed response: {exc}") from None
         if out and self._head:
@@ -505,6 +508,18 @@ class ResponseReader:
         if sink is not None:
             sink.abort()
 
+    def _sink_failed(self, exc: SinkError) -> Response:
+        """The body could not be saved (a full disk, a name too long): the answer ends
+        here with its status and ``exc``'s reason, the rest of its body unread, so
+        the connection is not reused. A local failure: a retry would not mend it."""
+        self.drop_sink()
+        status = self._parser.get_status_code()
+        response = Response(status, self._headers, b"", False, self._left, exc.reason)
+        self._answer(response)
+        self._parser = httptools.HttpResponseParser(self)
+        self._reset(False)
+        return response
+
     def eof(self) -> Response | None:
         """The peer closed: return a close-delimited response, or None.
 
@@ -514,7 +529,10 @@ class ResponseReader:
             return None
         if self._until_close and self._headers_done:
             self._out = []
-            self._finish()
+            try:
+                self._finish()
+            except SinkError as exc:
+                return self._sink_failed(exc)
             done = self._out[0]
             done.keep_alive = False
             return done

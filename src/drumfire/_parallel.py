@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -272,6 +272,7 @@ def execute_parallel(
     console: Console | None = None,
     skip: Callable[[str], bool] | None = None,
     skip_problem: Callable[[int], bool] | None = None,
+    saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
     resumed: int = 0,
 ) -> tuple[Stats, int]:
     """Run the batch over ``processes`` workers; same results and exit statuses as ``execute``."""
@@ -286,6 +287,7 @@ def execute_parallel(
         id_column=id_column,
         skip=skip,
         skip_problem=skip_problem,
+        saved=saved,
         duplicates=DuplicateCounter(),
     )
     method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -359,6 +361,8 @@ def execute_parallel(
             if screened is SKIPPED:
                 stats.skipped += 1  # --resume: its row (or error row) is in the output
                 deliver(seq, None)
+            elif isinstance(screened, Result):  # --resume: its saved file is complete
+                deliver(seq, screened)
             elif isinstance(screened, InputProblem):
                 # The line the error names
                 chunk.append([seq, screened.line, None, screened.message])

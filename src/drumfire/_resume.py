@@ -19,7 +19,7 @@ import os
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import orjson
@@ -64,8 +64,9 @@ class DoneIds:
 
     __slots__ = ("_keys", "_used")
 
-    def __init__(self, ids: Iterator[str]) -> None:
-        keys = array("q", (_key(i) for i in ids))
+    def __init__(self, ids: Iterable[str] = (), keys: array[int] | None = None) -> None:
+        if keys is None:
+            keys = array("q", (_key(i) for i in ids))
         self._keys = array("q", sorted(keys))
         self._used = bytearray(len(self._keys))
 
@@ -226,16 +227,25 @@ class Resumed:
     again), ``problems`` the input lines whose ``input: line N`` row is kept.
     ``dropped`` rows are to be sent again (``cancelled``, or chosen with
     ``--retry-failed``): :meth:`OutputLock.rewrite <drumfire._outfile.OutputLock>`
-    removes them from the file before the run appends their new rows.
+    removes them from the file before the run appends their new rows; ``again``
+    holds their ids (a row sent again is sent even if its saved file is there).
     """
 
-    __slots__ = ("done", "dropped", "kept", "problems")
+    __slots__ = ("again", "done", "dropped", "kept", "problems")
 
-    def __init__(self, done: DoneIds, problems: frozenset[int], kept: int, dropped: int) -> None:
+    def __init__(
+        self,
+        done: DoneIds,
+        problems: frozenset[int],
+        kept: int,
+        dropped: int,
+        again: DoneIds | None = None,
+    ) -> None:
         self.done = done
         self.problems = problems
         self.kept = kept
         self.dropped = dropped
+        self.again = again if again is not None else DoneIds()
 
 
 def _records(path: str, fmt: str) -> Iterator[tuple[Record, Any]]:
@@ -273,6 +283,7 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
             return empty
     problems: set[int] = set()
     counts = [0, 0]  # kept, dropped
+    again = array("q")  # the ids of the rows dropped, as DoneIds keeps them
 
     def kept_ids() -> Iterator[str]:
         first = fmt == "csv"  # typed outputs have no header row
@@ -282,6 +293,8 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
                 continue
             if resend(record):
                 counts[1] += 1
+                if record[0]:  # not an input-error row
+                    again.append(_key(record[0]))
                 continue
             counts[0] += 1
             line = input_error_line(record)
@@ -294,7 +307,7 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
         done = DoneIds(kept_ids())
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read output {path!r}: {exc}") from None
-    return Resumed(done, frozenset(problems), counts[0], counts[1])
+    return Resumed(done, frozenset(problems), counts[0], counts[1], DoneIds(keys=again))
 
 
 def write_kept(path: str, fmt: str, resend: Callable[[Record], bool], out: IO[bytes]) -> None:

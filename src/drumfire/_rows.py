@@ -6,8 +6,8 @@ child, the worker processes' parent) turns them into requests with one
 :class:`Rows` object, so the row -> id / duplicate / ``--resume`` skip /
 prepared request logic is written once::
 
-    Item --Rows.screen--> id | SKIPPED | InputProblem
-         --Rows.make----> Flight | Result (input or template error) | SKIPPED
+    Item --Rows.screen--> id | SKIPPED | InputProblem | Result (--resume: its file is saved)
+         --Rows.make----> Flight | Result (input or template error, saved file) | SKIPPED
 """
 
 from __future__ import annotations
@@ -173,12 +173,24 @@ class Rows:
     used, only :meth:`screen`). ``id_column``: where a row's id is (else its row
     number). ``keep``: input columns copied to the output. ``skip`` and
     ``skip_problem`` (``--resume``): ids, and input-error lines, whose rows the
-    output already holds. ``duplicates``: ids seen so far, to count repeats.
+    output already holds. ``saved`` (``--resume`` with ``--save-body``, asked only
+    with ``skip``): for a row the output does not hold, ``saved(id, row)`` gives
+    the fields of its file when that is already complete, and the row is written
+    without a request. ``duplicates``: ids seen so far, to count repeats.
     ``line_of``: a row number's input line (:meth:`LineMap.line_of`), for the
     ``template:`` error rows; without it they name the row number.
     """
 
-    __slots__ = ("duplicates", "id_column", "keep", "line_of", "prepare", "skip", "skip_problem")
+    __slots__ = (
+        "duplicates",
+        "id_column",
+        "keep",
+        "line_of",
+        "prepare",
+        "saved",
+        "skip",
+        "skip_problem",
+    )
 
     def __init__(
         self,
@@ -188,6 +200,7 @@ class Rows:
         keep: tuple[str, ...] = (),
         skip: Callable[[str], bool] | None = None,
         skip_problem: Callable[[int], bool] | None = None,
+        saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
         duplicates: DuplicateCounter | None = None,
         line_of: Callable[[int], int | None] | None = None,
     ) -> None:
@@ -197,6 +210,7 @@ class Rows:
         self.keep = keep
         self.skip = skip
         self.skip_problem = skip_problem
+        self.saved = saved
         self.duplicates = duplicates
 
     def kept(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -205,8 +219,9 @@ class Rows:
             return None
         return {c: row.get(c) for c in self.keep}
 
-    def screen(self, item: Item, counts: Stats) -> str | InputProblem | object:
-        """An item's id, its :class:`InputProblem`, or :data:`SKIPPED` (``--resume``).
+    def screen(self, item: Item, counts: Stats) -> str | InputProblem | Result | object:
+        """An item's id, its :class:`InputProblem`, or :data:`SKIPPED` (``--resume``),
+        or (``--resume``, ``saved``) the row of a file already complete.
 
         A repeated id is counted in ``counts.duplicates`` (the run's
         :class:`~drumfire._result.Stats`); its row is still sent.
@@ -219,8 +234,13 @@ class Rows:
         id_ = row_id(row, line, self.id_column)
         if self.duplicates is not None and self.duplicates.add(id_):
             counts.duplicates += 1
-        if self.skip is not None and self.skip(id_):
-            return SKIPPED
+        if self.skip is not None:  # --resume: nothing more to ask on other runs
+            if self.skip(id_):
+                return SKIPPED
+            if self.saved is not None:
+                fields = self.saved(id_, row)
+                if fields is not None:
+                    return Result(id_, None, 0.0, 0, "", fields, self.kept(row))
         return id_
 
     def make(self, item: Item, counts: Stats) -> Flight | Result | object:
@@ -231,8 +251,8 @@ class Rows:
         """
         id_ = self.screen(item, counts)
         if not isinstance(id_, str):
-            if id_ is SKIPPED:
-                return SKIPPED
+            if id_ is SKIPPED or isinstance(id_, Result):
+                return id_
             assert isinstance(id_, InputProblem)
             return Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {id_.line}: {id_.message}")
         line, row = item
@@ -251,7 +271,7 @@ class Rows:
                 self.kept(row),
             )
         except RowOutcome as exc:  # file options: a file that cannot be sent or saved
-            return Result(id_, None, 0.0, 0, exc.error, exc.fields, self.kept(row))
+            return Result(id_, None, 0.0, 0, exc.error, None, self.kept(row))
         except ValueError as exc:
             error = f"template: {row_place(line, self.line_of)}: {exc}"
             return Result(id_, None, 0.0, 0, error, None, self.kept(row))

@@ -5,17 +5,28 @@ target directory that the row's values can never leave: an absolute path,
 a ``..`` step or a symbolic link that points out is refused as the row's
 error (``save: …``), before anything is sent. The body is written, as it
 arrives, to a temporary name in the same directory, then flushed to disk
-(fsync) and renamed over the final name when it is complete: a file under
-its final name is always whole, whatever stops the run (``kill -9``
-included), so ``--resume`` can take it as done.
+(fsync) when it is complete, and renamed over the final name only once
+the engine knows it is the row's final answer: a file under its final name
+is always whole, whatever stops the run (``kill -9`` included), so
+``--resume`` can take it as done, and it is always the answer its row
+reports (a body of an attempt that was retried or redirected is removed).
+
+Each temporary file is held under an advisory ``flock`` from its creation to
+its rename or removal, so ``--resume`` (:meth:`Saver.clean`) removes only the
+temporary files no live process holds: those a stopped run left, never those
+of another run still saving into the same directory. The kernel drops the
+lock however the process ends (``kill -9`` included).
 
 The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
 response's headers are in, and writes the body to the :class:`Sink` it gets
-instead of keeping it.
+instead of keeping it. The engine then calls :meth:`SaveTarget.commit` for
+the row's final answer, or :meth:`SaveTarget.discard` for any other.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import secrets
@@ -23,11 +34,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import Reason, RequestError, UsageError
+from ._errors import Reason, SinkError, UsageError
 
 __all__ = [
     "TEMP_SUFFIX",
-    "AlreadySaved",
     "RowOutcome",
     "SaveError",
     "SaveProblem",
@@ -43,26 +53,21 @@ TEMP_SUFFIX = ".drumfire-part"
 
 
 class RowOutcome(ValueError):
-    """A row that ends before any request: its ``error`` and ``fields`` (file options).
+    """A row that ends before any request with this ``error`` (file options).
 
     A ValueError, so a driver that does not know it still makes an error row.
     """
 
-    def __init__(self, error: str, fields: dict[str, Any] | None = None) -> None:
+    def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
-        self.fields = fields
 
 
 class SaveProblem(RowOutcome):
     """The rendered path is refused (it would leave the target directory)."""
 
 
-class AlreadySaved(RowOutcome):
-    """``--resume``: the row's file is complete; its row is written without a request."""
-
-
-class SaveError(RequestError):
+class SaveError(SinkError):
     """Writing a body to its file failed (disk full, permissions): the row's error,
     ``save: PATH: why`` (the reason names the file, as ``file: …`` does)."""
 
@@ -140,20 +145,19 @@ def _refusal(shown: str) -> str | None:
 class Saver:
     """Renders each row's path and checks it stays inside the target directory."""
 
-    def __init__(
-        self,
-        spec: SaveSpec,
-        render: Callable[[Mapping[str, Any]], str],
-        resume: bool = False,
-    ) -> None:
+    def __init__(self, spec: SaveSpec, render: Callable[[Mapping[str, Any]], str]) -> None:
         self.spec = spec
         self.render = render
-        self.resume = resume
         self.root = os.path.realpath(spec.directory)
         self.columns = spec.columns()
 
-    def target(self, row: Mapping[str, Any]) -> SaveTarget:
-        """The row's :class:`SaveTarget`; raises :class:`SaveProblem` or :class:`AlreadySaved`."""
+    def _locate(self, row: Mapping[str, Any]) -> tuple[str, str]:
+        """The row's path as rendered, and on disk; raises :class:`SaveProblem`.
+
+        On disk is where its symbolic links lead, checked inside the directory:
+        a link under the final name is followed (as curl -o writes through it),
+        so the file it leads to is the one replaced, and the link stays.
+        """
         shown = self.render(row)
         why = _refusal(shown)
         if why is None:
@@ -167,41 +171,78 @@ class Saver:
                 why = "leaves the target directory (through a symbolic link)"
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")
-        target = SaveTarget(full, shown, self)
-        if self.resume and os.path.isfile(full):
-            raise AlreadySaved("", target.fields_of_file())
-        return target
+        return shown, real
+
+    def target(self, row: Mapping[str, Any]) -> SaveTarget:
+        """The row's :class:`SaveTarget`; raises :class:`SaveProblem`."""
+        shown, path = self._locate(row)
+        return SaveTarget(path, shown, self)
+
+    def complete(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``--resume``: the row's fields if its file is complete on disk, else None.
+
+        A path that is refused or cannot be rendered is None too: preparing the row
+        reports why; so is a file that cannot be read (it is saved again).
+        """
+        try:
+            shown, path = self._locate(row)
+            if not os.path.isfile(path):
+                return None
+            return SaveTarget(path, shown, self).fields_of_file()
+        except (KeyError, ValueError, OSError):  # SaveProblem is a ValueError
+            return None
 
     def clean(self) -> int:
-        """Remove temporary files a stopped run left (``--resume``); return how many."""
+        """Remove temporary files a stopped run left (``--resume``); return how many.
+
+        A file whose lock is held belongs to a live process (another run saving
+        into this directory) and stays. The lock is taken before the file is
+        removed and held while it is: a run that has just created the file and
+        not yet locked it sees its name gone once it has the lock, and makes
+        another (see :func:`_create_temp`).
+        """
         removed = 0
         for folder, _dirs, files in os.walk(self.root):
             for name in files:
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                    try:
-                        os.unlink(os.path.join(folder, name))
-                        removed += 1
-                    except OSError:
-                        pass
+                    removed += _remove_unheld(os.path.join(folder, name))
         return removed
 
 
 class SaveTarget:
-    """One row's file: where it goes, and what was saved (``fields``) once it was."""
+    """One row's file: where it goes, and the body of its latest answer (``done``), saved
+    under a temporary name until :meth:`commit` or :meth:`discard`."""
 
-    __slots__ = ("fields", "path", "saver", "shown")
+    __slots__ = ("done", "path", "saver", "shown")
 
     def __init__(self, path: str, shown: str, saver: Saver) -> None:
         self.path = path
         self.shown = shown
         self.saver = saver
-        self.fields: dict[str, Any] | None = None  # set when a body was saved
+        self.done: Sink | None = None  # a complete body, not yet under the final name
 
     def start(self, status: int) -> Sink | None:
         """A response with ``status`` begins: the sink for its body, or None (not saved)."""
+        self.discard()  # an earlier answer's body: this one replaces it, saved or not
         if status not in self.saver.spec.statuses:
             return None
         return Sink(self)
+
+    def commit(self) -> dict[str, Any] | None:
+        """The row's final answer: its body under the final name, and the row's fields.
+
+        None when that answer's body was not saved (its status is not one to save).
+        Raises :class:`SaveError` when the rename fails (a directory under that name).
+        """
+        sink, self.done = self.done, None
+        return sink.commit() if sink is not None else None
+
+    def discard(self) -> None:
+        """The latest answer is not the row's last (retried, redirected) or the row
+        failed: remove its body, so no file claims to be an answer the row did not get."""
+        sink, self.done = self.done, None
+        if sink is not None:
+            sink.abort()
 
     def fields_of_file(self) -> dict[str, Any]:
         """The row's fields for a file already complete on disk (``--resume``)."""
@@ -216,6 +257,72 @@ class SaveTarget:
         return fields
 
 
+def _lock(fd: int) -> bool:
+    """Take the file's ``flock`` without waiting: False if a live process holds it.
+
+    On a file system without ``flock`` (some network ones) it is True, unlocked:
+    runs go on as the output's lock does there (see ``drumfire._outfile``).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _remove_unheld(path: str) -> int:
+    """Remove the temporary file ``path`` unless a live process holds it: 1 if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0  # gone already, or not a file drumfire made
+    try:
+        if not _lock(fd):
+            return 0
+        os.unlink(path)  # by name: a file its run renamed meanwhile is not there
+        return 1
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def _create_temp(folder: str, name: str) -> tuple[str, int]:
+    """A new temporary file in ``folder`` for the final ``name``, locked: its path and
+    descriptor.
+
+    ``.NAME.<random>.drumfire-part`` says whose it is, but is 24 bytes longer than
+    ``NAME``: when the file system refuses it (a name near NAME_MAX, 255 bytes on
+    most), ``.<random>.drumfire-part``, so any name that fits can be saved.
+    Between its creation and its lock another run's :meth:`Saver.clean` may take
+    the file for a stopped run's and remove it: once locked, it must still be
+    under its name, else another one is made.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    prefix = f".{name}."
+    for _ in range(8):
+        temp = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            fd = os.open(temp, flags, 0o644)
+        except FileExistsError:  # the same random name: draw again
+            continue
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG or prefix == ".":
+                raise
+            prefix = "."  # NAME is too long to be part of it
+            continue
+        try:
+            held = _lock(fd) and os.path.samestat(os.stat(temp), os.fstat(fd))
+        except OSError:  # its name is gone: removed by a cleaner before the lock
+            held = False
+        if held:
+            return temp, fd
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "temporary files keep being removed by another process")
+
+
 class Sink:
     """A body on its way to disk, under a temporary name until :meth:`finish`."""
 
@@ -226,12 +333,11 @@ class Sink:
         self.size = 0
         self._digest = hashlib.sha256() if target.saver.spec.sha256 else None
         folder, name = os.path.split(target.path)
-        self._temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             os.makedirs(folder, exist_ok=True)
-            self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._temp, self._fd = _create_temp(folder, name)
         except OSError as exc:
-            self._fd = -1
+            self._temp, self._fd = "", -1
             raise SaveError(f"{target.shown}: {exc.strerror or exc}") from None
 
     def write(self, data: bytes) -> None:
@@ -247,32 +353,45 @@ class Sink:
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
 
     def finish(self) -> None:
-        """The body is complete: to disk, then under its final name."""
+        """The body is complete: to disk, kept under its temporary name (and its lock)
+        until :meth:`SaveTarget.commit` (the row's final answer) or :meth:`abort`."""
         try:
             os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+        except OSError as exc:
+            self.abort()
+            raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
+        self.target.done = self
+
+    def commit(self) -> dict[str, Any]:
+        """Rename the complete body over the final name; the row's fields."""
+        try:
             os.replace(self._temp, self.target.path)
         except OSError as exc:
             self.abort()
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
+        self._close()  # renamed first: no cleaner can take it for a stopped run's
         fields: dict[str, Any] = {"saved_path": self.target.shown, "saved_bytes": self.size}
         if self._digest is not None:
             fields["saved_sha256"] = self._digest.hexdigest()
-        self.target.fields = fields
+        return fields
 
     def abort(self) -> None:
-        """The response did not complete: close and remove the temporary file."""
+        """The response did not complete (or is not the row's last): remove the
+        temporary file, then let go of it."""
+        if self._temp:
+            try:
+                os.unlink(self._temp)
+            except OSError:
+                pass
+        self._close()
+
+    def _close(self) -> None:
         if self._fd >= 0:
             try:
                 os.close(self._fd)
             except OSError:
                 pass
             self._fd = -1
-        try:
-            os.unlink(self._temp)
-        except OSError:
-            pass
 
 
 def save_fields(names: Iterable[str]) -> dict[str, Any]:

@@ -62,8 +62,13 @@ UNPROCESSED_STATUSES = frozenset({429, 503})
 #: configuration, not luck); ``protocol``: a malformed response, an unsupported
 #: or broken ``Content-Encoding``, a protocol upgrade (but not a response cut
 #: short by a closed connection, which is retried like a reset);
-#: ``body_too_large``: over ``--max-body``; ``header_too_large``: over the header cap.
-FINAL_REASONS = frozenset({"tls", "protocol", "body_too_large", "header_too_large"})
+#: ``body_too_large``: over ``--max-body``; ``header_too_large``: over the header cap;
+#: ``file`` and ``save`` (``file: PATH: why``): a file to send that is missing or
+#: changed while sent, a body that cannot be written (a full disk, a name too
+#: long): local failures, and a file sent again would go with a stale length.
+FINAL_REASONS = frozenset(
+    {"tls", "protocol", "body_too_large", "header_too_large", "file", "save"}
+)
 #: ``protocol`` details that mean the connection ended mid-response: transient.
 _CUT_SHORT = ("connection closed mid-response",)
 
@@ -118,7 +123,8 @@ class Retry:
         A connect failure never reached the server: any method is re-sent. Others
         may have been processed: only idempotent methods, or with ``unsafe``.
         """
-        if reason in FINAL_REASONS and not (reason == "protocol" and detail in _CUT_SHORT):
+        kind = reason.partition(":")[0]  # "file: PATH: why" is a file reason
+        if kind in FINAL_REASONS and not (kind == "protocol" and detail in _CUT_SHORT):
             return False
         return reason == "connect" or idempotent or self.unsafe
 

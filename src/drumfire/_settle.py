@@ -58,6 +58,7 @@ class Settling(EngineCore):
                     return
                 nxt = redirect(flight.prepared, status, location)
                 if nxt is not None:
+                    self._not_final(flight)
                     flight.prepared = nxt
                     flight.host = None  # perhaps another origin
                     flight.hops += 1
@@ -78,6 +79,7 @@ class Settling(EngineCore):
                 self._give_up(flight, status, retry.over_wait_error(retry_after))
                 return
             if self._may_retry(flight, now):
+                self._not_final(flight)
                 self._retry_later(flight, retry_after)
                 self._pump()
                 return
@@ -196,7 +198,15 @@ class Settling(EngineCore):
 
     # -- finishing rows ------------------------------------------------------
 
+    def _not_final(self, flight: Flight) -> None:
+        """The answer just read is not the row's last (a retry or a redirect follows,
+        or the row ends with an error): a body saved from it must not stay."""
+        files = self.finisher.files
+        if files is not None:
+            files.abandon(flight.prepared)
+
     def _give_up(self, flight: Flight, status: int | None, reason: str) -> None:
+        self._not_final(flight)
         elapsed = (self.clock() - flight.start) * 1000.0 if flight.start else 0.0
         kept = self.rows.kept(flight.row)
         self._emit(

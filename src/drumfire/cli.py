@@ -27,7 +27,7 @@ import click
 import orjson
 from rich.console import Console
 
-from ._bodies import clean_temps
+from ._bodies import clean_temps, saved_rows
 from ._cli_common import (
     CONTEXT,
     basic_auth_header,
@@ -810,6 +810,9 @@ def _run(
     label = None if output == "-" else output
     skip = resumed.done.take if resumed is not None else None
     skip_problem = resumed.problems.__contains__ if resumed is not None else None
+    # --resume with --save-body: a row the output lacks whose file is complete is
+    # written without a request; a row it drops to send again is sent.
+    saved = saved_rows(job, resumed.again.take) if resumed is not None else None
     try:
         if nprocs > 1:
             from ._parallel import execute_parallel
@@ -824,6 +827,7 @@ def _run(
                 parse_spec=parse_spec,
                 skip=skip,
                 skip_problem=skip_problem,
+                saved=saved,
                 resumed=resumed.kept if resumed is not None else 0,
             )
         else:
@@ -837,6 +841,7 @@ def _run(
                 skip=skip,
                 read_ahead=read_ahead,
                 skip_problem=skip_problem,
+                saved=saved,
                 resumed=resumed.kept if resumed is not None else 0,
             )
     except (FileProblem, InputError) as exc:  # the output or the input failed under way

@@ -49,6 +49,27 @@ def test_make_turns_problems_into_error_rows() -> None:
     assert missing.kept == {"id": "c"}
 
 
+def test_resume_writes_a_row_whose_file_is_complete_without_a_request() -> None:
+    """``saved`` is asked for rows the output lacks (not skipped), and only on resume."""
+    stats = Stats(lambda: 0.0)
+    asked: list[str] = []
+
+    def saved(id_: str, row: Any) -> dict[str, Any] | None:
+        asked.append(id_)
+        return {"saved_path": f"{id_}.bin", "saved_bytes": 3} if id_ == "f" else None
+
+    made = rows(keep=("n",), skip=lambda id_: id_ == "s", saved=saved)
+    done = made.make((1, {"id": "f", "n": "1"}), stats)
+    assert done == Result("f", None, 0.0, 0, "", {"saved_path": "f.bin", "saved_bytes": 3},
+                          {"n": "1"})
+    assert isinstance(made.make((2, {"id": "x", "n": "2"}), stats), Flight)
+    assert made.make((3, {"id": "s", "n": "3"}), stats) is SKIPPED
+    parent = Rows(None, id_column="id", skip=lambda id_: False, saved=saved)
+    assert isinstance(parent.screen((4, {"id": "f"}), stats), Result)  # -p: in the parent
+    assert asked == ["f", "x", "f"]
+    assert isinstance(rows(saved=saved).make((5, {"id": "f", "n": "5"}), stats), Flight)
+
+
 def test_screen_is_make_without_preparing() -> None:
     stats = Stats(lambda: 0.0)
     parent = Rows(None, id_column="id", skip=lambda id_: id_ == "s")

@@ -72,6 +72,13 @@ def test_scan_and_rewrite_keep_what_is_not_sent_again(tmp_path: Path) -> None:
     assert (resumed.kept, resumed.dropped) == (3, 3)
     assert resumed.problems == frozenset({6})
     assert [i for i in ("1", "2", "3", "4", "6", "", "7") if i in resumed.done] == ["1", "4"]
+    # The rows to send again, by id (--save-body sends them whatever their file)
+    assert [i for i in ("1", "2", "3", "4", "6", "", "7") if resumed.again.take(i)] == [
+        "2",
+        "3",
+        "6",
+    ]
+    assert not resumed.again.take("2")  # once each, as often as dropped
     out = io.BytesIO()
     write_kept(str(path), "csv", resend, out)
     assert out.getvalue().decode() == (

@@ -46,6 +46,10 @@ def test_is_retry_follows_the_statuses() -> None:
         ("protocol", "unsupported content-encoding 'br'", True, False),
         ("protocol", "connection closed mid-response", True, True),  # cut short: transient
         ("body_too_large", "response body larger than 10 bytes", True, False),
+        # local failures, whatever the method: the row ends at once
+        ("file: a.bin: shorter than its 9 bytes: changed while sent", "", True, False),
+        ("file: a.bin: Permission denied", "", True, False),
+        ("save: a.bin: No space left on device", "", True, False),
     ],
 )
 def test_is_retry_failure(reason: str, detail: str, idempotent: bool, expected: bool) -> None:

@@ -15,7 +15,6 @@ from drumfire._errors import UsageError
 from drumfire._http import ResponseReader
 from drumfire._savebody import (
     TEMP_SUFFIX,
-    AlreadySaved,
     SaveError,
     SaveProblem,
     Saver,
@@ -24,8 +23,8 @@ from drumfire._savebody import (
 )
 
 
-def saver(root: Path, resume: bool = False, **spec: Any) -> Saver:
-    return Saver(SaveSpec("{p}", str(root), **spec), lambda row: str(row["p"]), resume)
+def saver(root: Path, **spec: Any) -> Saver:
+    return Saver(SaveSpec("{p}", str(root), **spec), lambda row: str(row["p"]))
 
 
 def test_statuses() -> None:
@@ -80,6 +79,30 @@ def test_a_symlink_out_is_refused_one_inside_is_fine(tmp_path: Path) -> None:
     assert target.shown == "here/x"
 
 
+def test_a_link_under_the_final_name_is_followed(tmp_path: Path) -> None:
+    """As curl -o writes through it: the file the link leads to is replaced (whole, by a
+    rename beside it), the link stays; a dangling link inside makes its file."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "target.bin").write_bytes(b"old")
+    (tmp_path / "link.bin").symlink_to("real/target.bin")
+    (tmp_path / "dangling.bin").symlink_to("real/new.bin")
+    for name in ("link.bin", "dangling.bin"):
+        target = saver(tmp_path).target({"p": name})
+        sink = target.start(200)
+        assert sink is not None
+        sink.write(b"new body")
+        sink.finish()
+        assert target.commit() == {"saved_path": name, "saved_bytes": 8}
+    assert (tmp_path / "link.bin").is_symlink()
+    assert (tmp_path / "dangling.bin").is_symlink()
+    assert (tmp_path / "real" / "target.bin").read_bytes() == b"new body"
+    assert (tmp_path / "real" / "new.bin").read_bytes() == b"new body"
+    assert saver(tmp_path).complete({"p": "link.bin"}) == {
+        "saved_path": "link.bin",
+        "saved_bytes": 8,
+    }
+
+
 def test_a_dot_dot_inside_a_name_is_fine(tmp_path: Path) -> None:
     assert saver(tmp_path).target({"p": "a..b/c..d"}).shown == "a..b/c..d"
 
@@ -96,13 +119,33 @@ def test_body_goes_to_a_temporary_name_then_is_renamed(tmp_path: Path) -> None:
     assert not (tmp_path / "sub" / "f.bin").exists()  # never half a file under its name
     sink.write(b"world")
     sink.finish()
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.bin"]
-    assert (tmp_path / "sub" / "f.bin").read_bytes() == b"hello world"
-    assert target.fields == {
+    # Complete, but not the final name until the engine knows it is the row's last answer.
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == [temps[0].name]
+    assert target.commit() == {
         "saved_path": "sub/f.bin",
         "saved_bytes": 11,
         "saved_sha256": hashlib.sha256(b"hello world").hexdigest(),
     }
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.bin"]
+    assert (tmp_path / "sub" / "f.bin").read_bytes() == b"hello world"
+    assert target.commit() is None  # committed once
+
+
+def test_a_name_that_fits_is_saved_though_its_temporary_name_would_not(tmp_path: Path) -> None:
+    """240 bytes fit NAME_MAX (255); '.NAME.<random>.drumfire-part' would not: the
+    temporary file takes a short name instead (curl -o saves such a name too)."""
+    name = "é" * 120  # 240 bytes in UTF-8
+    target = saver(tmp_path).target({"p": name})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"long")
+    [temp] = os.listdir(tmp_path)
+    assert temp.startswith(".")
+    assert temp.endswith(TEMP_SUFFIX)
+    assert len(temp) < len(name)
+    sink.finish()
+    assert target.commit() == {"saved_path": name, "saved_bytes": 4}
+    assert os.listdir(tmp_path) == [name]
 
 
 def test_abort_removes_the_temporary_file(tmp_path: Path) -> None:
@@ -112,7 +155,42 @@ def test_abort_removes_the_temporary_file(tmp_path: Path) -> None:
     sink.write(b"part")
     sink.abort()
     assert list(tmp_path.iterdir()) == []
-    assert target.fields is None
+    assert target.commit() is None
+
+
+def test_an_answer_that_is_not_the_last_leaves_no_file(tmp_path: Path) -> None:
+    """A retried or redirected answer's body is discarded; a later answer replaces an
+    earlier one that was not discarded, saved or not: never an earlier body under the name."""
+    (tmp_path / "f").write_bytes(b"from an earlier run")
+    target = saver(tmp_path, statuses=frozenset({503})).target({"p": "f"})
+    sink = target.start(503)
+    assert sink is not None
+    sink.write(b"first attempt")
+    sink.finish()
+    target.discard()  # the engine retries it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+    sink = target.start(503)
+    assert sink is not None
+    sink.write(b"second attempt")
+    sink.finish()
+    assert target.start(200) is None  # the next answer is not saved: nor is the one before
+    assert target.commit() is None
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+    assert (tmp_path / "f").read_bytes() == b"from an earlier run"  # not claimed by the row
+
+
+def test_a_directory_under_the_final_name_is_a_save_error_at_commit(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "inside").write_bytes(b"")
+    target = saver(tmp_path).target({"p": "d"})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"body")
+    sink.finish()
+    with pytest.raises(SaveError) as info:
+        target.commit()
+    assert info.value.reason.startswith("save: d: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # the temporary file is gone
 
 
 def test_statuses_not_saved_get_no_sink(tmp_path: Path) -> None:
@@ -123,19 +201,78 @@ def test_statuses_not_saved_get_no_sink(tmp_path: Path) -> None:
 
 def test_resume_takes_a_complete_file_as_done(tmp_path: Path) -> None:
     (tmp_path / "done.bin").write_bytes(b"12345")
-    with pytest.raises(AlreadySaved) as info:
-        saver(tmp_path, resume=True).target({"p": "done.bin"})
-    assert info.value.error == ""
-    assert info.value.fields == {"saved_path": "done.bin", "saved_bytes": 5}
-    saver(tmp_path).target({"p": "done.bin"})  # without resume: saved again
+    (tmp_path / "dir").mkdir()
+    assert saver(tmp_path).complete({"p": "done.bin"}) == {
+        "saved_path": "done.bin",
+        "saved_bytes": 5,
+    }
+    assert saver(tmp_path, sha256=True).complete({"p": "done.bin"}) == {
+        "saved_path": "done.bin",
+        "saved_bytes": 5,
+        "saved_sha256": hashlib.sha256(b"12345").hexdigest(),
+    }
+    assert saver(tmp_path).complete({"p": "missing.bin"}) is None
+    assert saver(tmp_path).complete({"p": "dir"}) is None
+    assert saver(tmp_path).complete({"p": "../done.bin"}) is None  # the prepare refuses it
+    assert saver(tmp_path).complete({}) is None  # no column: the prepare says so
 
 
 def test_clean_removes_only_temporary_files(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / f".x.1234{TEMP_SUFFIX}").write_bytes(b"")
+    (tmp_path / "a" / f".0123abcd{TEMP_SUFFIX}").write_bytes(b"")  # a long name's
     (tmp_path / "keep.bin").write_bytes(b"")
-    assert saver(tmp_path).clean() == 1
+    assert saver(tmp_path).clean() == 2
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a", "keep.bin"]
+
+
+def test_clean_leaves_the_files_a_live_process_holds(tmp_path: Path) -> None:
+    """Another run's body on its way (or complete, not yet renamed) is locked: --resume's
+    cleaning leaves it; the file of a run that stopped (no lock) goes."""
+    writing = saver(tmp_path).target({"p": "writing"})
+    sink = writing.start(200)
+    assert sink is not None
+    sink.write(b"half")
+    complete = saver(tmp_path).target({"p": "complete"})
+    done = complete.start(200)
+    assert done is not None
+    done.write(b"whole")
+    done.finish()
+    (tmp_path / f".stopped.1234abcd{TEMP_SUFFIX}").write_bytes(b"")
+    assert saver(tmp_path).clean() == 1
+    assert len(list(tmp_path.iterdir())) == 2
+    sink.write(b" and the rest")
+    sink.finish()
+    assert writing.commit() == {"saved_path": "writing", "saved_bytes": 17}
+    assert complete.commit() == {"saved_path": "complete", "saved_bytes": 5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["complete", "writing"]
+
+
+def test_a_temporary_file_removed_before_its_lock_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race between creating a temporary file and locking it: another run's cleaning
+    comes in between and removes it (it is not locked yet); a new one is made."""
+    import fcntl
+
+    flock = fcntl.flock
+    cleaned: list[int] = []
+
+    def late_flock(fd: int, how: int) -> None:
+        if not cleaned:  # the first lock: another run cleans just before it
+            cleaned.append(-1)
+            cleaned[0] = saver(tmp_path).clean()
+        flock(fd, how)
+
+    monkeypatch.setattr(fcntl, "flock", late_flock)
+    target = saver(tmp_path).target({"p": "f"})
+    sink = target.start(200)
+    assert sink is not None
+    assert cleaned == [1]
+    sink.write(b"body")
+    sink.finish()
+    assert target.commit() == {"saved_path": "f", "saved_bytes": 4}
+    assert os.listdir(tmp_path) == ["f"]
 
 
 def test_a_target_that_cannot_be_written_is_a_save_error(tmp_path: Path) -> None:
@@ -158,13 +295,28 @@ def test_reader_streams_the_body_to_the_sink(tmp_path: Path) -> None:
     [response] = reader.feed_all(b"56789")
     assert response.status == 200
     assert response.body == b""
+    assert target.commit() == {"saved_path": "r.bin", "saved_bytes": 10}
     assert (tmp_path / "r.bin").read_bytes() == b"0123456789"
-    assert target.fields == {"saved_path": "r.bin", "saved_bytes": 10}
     assert os.listdir(tmp_path) == ["r.bin"]
     # the next answer on the connection is kept as usual
     reader.expect()
     [plain] = reader.feed_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     assert plain.body == b"ok"
+
+
+def test_reader_ends_an_answer_whose_body_cannot_be_saved(tmp_path: Path) -> None:
+    """A sink that fails (here its file cannot be made) ends the answer at once: its
+    status, the save reason, and a connection not to reuse (the rest is unread)."""
+    (tmp_path / "file").write_bytes(b"")
+    reader = ResponseReader()
+    reader.expect()
+    reader.saver = saver(tmp_path).target({"p": "file/under"})
+    [response] = reader.feed_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123")
+    assert (response.status, response.body, response.keep_alive) == (200, b"", False)
+    assert response.error.startswith("save: file/under: ")
+    assert reader.sink is None
+    assert reader.outstanding == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_reader_drops_a_half_body(tmp_path: Path) -> None:
