@@ -16,8 +16,9 @@ controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
 state on every throttled answer; their thresholds are tuned together (the 15 %
 share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
 "dense", the half-second bucket, the halving a cut must buy) and the benchmark
-figures (docs/benchmarks.md) hold for them as a set, so a reader changing one needs the others in view. More
-than half of the lines are the reasons for those numbers. The quota and rate
+figures (docs/benchmarks.md) hold for them as a set, so a reader changing one
+needs the others in view. More than half of the lines are the reasons for those
+numbers. The quota and rate
 parsers at the end are the only separable part (60 lines).
 """
 
@@ -86,7 +87,8 @@ class AdaptiveLimit:
       A few one-off 503s among healthy answers are the server's noise, not
       congestion: cutting on each drove the limit to 1 (issue 15). A server
       that is full answers most requests 503, which reaches the threshold
-      within a few answers;
+      within a few answers. A server that throttles a share whatever the load
+      (its ``noise``, which :class:`OriginLimit` finds) cuts only above it;
     * gently (x0.9) when the window's mean latency exceeds ``tolerance`` x the
       best while throughput no longer rises (requests queue on the server and
       buy nothing);
@@ -114,6 +116,9 @@ class AdaptiveLimit:
         self.limit = max(self.minimum, min(self.initial, self.maximum))
         self.share = 0.0  # moving average of throttled answers (0..1)
         self.cuts = 0
+        # The share the server throttles whatever the load, as its owner found it
+        # (OriginLimit.KEEP): the threshold counts above it.
+        self.noise = 0.0
         self._base = self.limit  # the limit before the last slow-start step
         self._slow_start = True
         self._best = math.inf
@@ -130,7 +135,7 @@ class AdaptiveLimit:
             self._window_start = now
         if overload:
             self.share += self.weight * (1.0 - self.share)
-            if self.share < self.threshold:
+            if self.share < self.threshold + self.noise:
                 return  # sparse: a one-off error among healthy answers
             # Cut at once, as TCP does on a loss, but at most once per round trip:
             # the requests already in flight were sent before the cut and their
@@ -652,6 +657,8 @@ class OriginLimit:
             share = probe[2] / answers
             if share >= probe[3] * self.KEEP and share < self.NOISE:
                 self.noise = share
+                if isinstance(self.limit, AdaptiveLimit):
+                    self.limit.noise = share  # nor its bursts a congestion
                 cubic = self.cubic
                 assert cubic is not None
                 current = cubic.at(now)
@@ -660,6 +667,8 @@ class OriginLimit:
                     self._metered(now)
             else:
                 self.noise = 0.0
+                if isinstance(self.limit, AdaptiveLimit):
+                    self.limit.noise = 0.0
 
     def hold(self, until: float) -> None:
         """Start nothing here before ``until``."""

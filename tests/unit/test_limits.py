@@ -474,3 +474,32 @@ def test_a_token_bucket_is_still_found_and_kept(rate: float, share: float) -> No
     assert ok >= 0.9 * rate * 20
     assert max(per_second[2:]) <= 1.1 * rate
     assert throttled < (share + 0.07) * (ok + throttled)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_the_concurrency_is_cut_only_above_a_known_noise(noise: float) -> None:
+    # One answer in five throttled (20 %): above the 15 % threshold, but within it
+    # once the server is known to throttle a tenth of everything.
+    limit = AdaptiveLimit(initial=100)
+    limit.noise = noise
+    for i in range(400):
+        limit.sample(i * 0.01, 0.001, i % 5 == 0)
+    assert (limit.cuts > 0) is (noise == 0.0)
+
+
+def test_noise_found_by_the_origin_reaches_its_concurrency_limit() -> None:
+    host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True, born=0.0)
+    assert host.cubic is not None
+    host.cubic.throttle(0.0, accepted=1000.0)
+    draw = random.Random(1).random
+    now = 0.0
+    for _ in range(20_000):  # 5 % throttled whatever the rate, retries too
+        now += 1e-4 + host.wait(now)
+        host.take(now)
+        if draw() < 0.05:
+            host.throttled(now, 1e-4, None, again=True)
+        else:
+            host.answered(now, 1e-4, 1)
+    assert 0.03 < host.noise < 0.07
+    assert isinstance(host.limit, AdaptiveLimit)
+    assert host.limit.noise == host.noise
