@@ -64,6 +64,11 @@ SERVERS: dict[str, tuple[str, dict[str, Any], int, list[str], int]] = {
         {"throttle_share": 0.04, "retry_after": None, "latency": 0.001, "spread": 0.019},
         2000, ["-c", "64"], 64,
     ),
+    "noise": (
+        "5 % of all requests (retries too): 503, no Retry-After, 50 ms latency, 20,000 rows",
+        {"noise_share": 0.05, "retry_after": None, "latency": 0.05},
+        20000, [], 256,
+    ),
     "slow": (
         "2 s latency, no limit, 5,000 rows",
         {"latency": 2.0},

@@ -9,6 +9,9 @@ The behaviours of issue 15's table, each an option of :class:`Behaviour`:
   with ``retry_after`` on their first ``throttle_times`` attempts; the value is
   sent as is (``"1"``), or as an HTTP-date that many seconds ahead when it is
   ``"date:2"``, or not at all when None;
+- ``noise_share``: that share of all requests, retries too (by id and attempt
+  number), answer ``throttle_status`` with ``retry_after``: a server that
+  throttles at random whatever the rate;
 - ``bucket_rate`` / ``bucket_burst``: a token bucket over every request; above
   it 429 with ``Retry-After: 1``;
 - ``quota`` / ``quota_window``: a fixed-window quota (``quota`` requests per
@@ -58,6 +61,7 @@ class Behaviour:
     throttle_share: float = 0.0
     throttle_status: int = 503
     throttle_times: int = 1
+    noise_share: float = 0.0
     retry_after: str | None = "1"
     bucket_rate: float | None = None
     bucket_burst: float = 10.0
@@ -114,7 +118,9 @@ class _State:
                 status, headers = 503, [("Retry-After", b.outage_retry_after)]
             elif id_ in b.stuck:
                 status, headers = 503, [("Retry-After", b.stuck_after)]
-            elif share(id_) < b.throttle_share and attempt <= b.throttle_times:
+            elif (share(id_) < b.throttle_share and attempt <= b.throttle_times) or (
+                b.noise_share and share(f"{id_}#{attempt}") < b.noise_share
+            ):
                 status = b.throttle_status
                 if b.retry_after is not None:
                     headers = [("Retry-After", _retry_after_value(b.retry_after))]
