@@ -57,6 +57,11 @@ class Settling(EngineCore):
                     self._give_up(flight, status, "too_many_redirects")
                     return
                 nxt = redirect(flight.prepared, status, location)
+                if nxt is not None and self._stopping:
+                    # No new request once stopping: --resume sends the row again.
+                    self._give_up(flight, None, "cancelled")
+                    self._pump()
+                    return
                 if nxt is not None:
                     flight.prepared = nxt
                     flight.host = None  # perhaps another origin
