@@ -68,7 +68,7 @@ class Lifecycle(EngineCore):
         for flight, handle in list(self._sleeping.items()):
             handle.cancel()
             self._waiting -= 1
-            self._give_up(flight, None, "cancelled")
+            self._cancel(flight)
         self._sleeping.clear()
         if self._pump_timer is not None:
             self._pump_timer.cancel()
@@ -108,9 +108,9 @@ class Lifecycle(EngineCore):
     def _cancel_unsent(self) -> None:
         """End as ``cancelled`` the rows waiting to start: ready, or parked with their origin."""
         while self._ready:
-            self._give_up(self._ready.popleft(), None, "cancelled")
+            self._cancel(self._ready.popleft())
         for flight in self.origins.drain():
-            self._give_up(flight, None, "cancelled")
+            self._cancel(flight)
 
     def _sweep_interval(self) -> float:
         return max(

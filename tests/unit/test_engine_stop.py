@@ -38,3 +38,43 @@ def test_a_stop_with_a_per_host_rate_sends_nothing_more() -> None:
     )
     assert len(server.requests) == server.sent_before_stop
     assert sum(r.attempts for r in results) == len(server.requests)
+
+
+def test_a_row_cancelled_while_waiting_reports_its_last_attempt_not_the_wait() -> None:
+    # A 429 with Retry-After: 30 answered in 2 ms, then the stop at 1.5 s: the
+    # row's elapsed_ms is that answer's 2 ms, not the 1.5 s it waited since, and
+    # so are the summary's latency figures (they used to say 1.5 s).
+    def throttled(path: str, hits: int) -> Answer:
+        return 429, {"Retry-After": "30"}, b"", 0.002
+
+    results, stats, server, _clock, _ = run(throttled, 20, stop_at=1.5, concurrency=4)
+    assert len(server.requests) == 20
+    assert {(r.error, r.attempts) for r in results} == {("cancelled", 1)}
+    assert all(2.0 <= r.elapsed_ms < 5.0 for r in results), [r.elapsed_ms for r in results]
+    assert stats.percentile_ms(100) < 5.0
+
+
+def test_a_retried_row_cancelled_while_parked_reports_its_last_attempt() -> None:
+    # Each row: a 503 with Retry-After: 1 answered in 3 ms, then 503s answered in
+    # 40 ms. Rows waiting (sleeping, ready, parked with the held origin) when the
+    # stop comes report their last attempt: 3 ms or 40 ms, never the wait.
+    def script(path: str, hits: int) -> Answer:
+        return 503, {"Retry-After": "1"}, b"", 0.003 if hits == 0 else 0.04
+
+    results, stats, _server, _clock, _ = run(
+        script, 200, stop_at=3.2, concurrency=None, retry=Retry(retries=10)
+    )
+    sent = [r for r in results if r.attempts]
+    assert any(r.attempts > 1 for r in sent)
+    assert all(r.error == "cancelled" for r in results)
+    assert all(r.elapsed_ms < 45.0 for r in results), max(r.elapsed_ms for r in results)
+    assert stats.percentile_ms(100) < 45.0
+
+
+def test_rows_over_the_retry_after_cap_report_their_attempt() -> None:
+    def script(path: str, hits: int) -> Answer:
+        return 503, {"Retry-After": "3600"}, b"", 0.002
+
+    results, _stats, _server, _clock, _ = run(script, 10, concurrency=2)
+    assert all(r.error.startswith("retry_after: 3600s") for r in results)
+    assert all(2.0 <= r.elapsed_ms < 3.0 for r in results), [r.elapsed_ms for r in results]
