@@ -3,7 +3,7 @@ after the stop, and the rows not answered end ``cancelled`` with their real figu
 
 from __future__ import annotations
 
-from test_engine import Answer, run
+from test_engine import Answer, ok, run
 
 from drumfire import Retry
 
@@ -78,3 +78,19 @@ def test_rows_over_the_retry_after_cap_report_their_attempt() -> None:
     results, _stats, _server, _clock, _ = run(script, 10, concurrency=2)
     assert all(r.error.startswith("retry_after: 3600s") for r in results)
     assert all(2.0 <= r.elapsed_ms < 3.0 for r in results), [r.elapsed_ms for r in results]
+
+
+def test_a_redirect_answered_during_the_grace_is_not_followed() -> None:
+    # The 302s come 1 s after the stop asked in-flight requests to finish: each
+    # row ends cancelled (--resume sends it from its first URL), nothing is sent.
+    def script(path: str, hits: int) -> Answer:
+        if path.startswith("/to"):
+            return ok(path, hits)
+        return 302, {"Location": "/to" + path[1:]}, b"", 1.0
+
+    results, _stats, server, _clock, _ = run(
+        script, 4, stop_at=0.5, concurrency=4, follow_redirects=True
+    )
+    assert server.requests == ["/0", "/1", "/2", "/3"]
+    assert {(r.status, r.error, r.attempts) for r in results} == {(None, "cancelled", 1)}
+    assert all(1000.0 <= r.elapsed_ms < 1001.0 for r in results)
