@@ -103,7 +103,12 @@ class EngineCore:
     def _answered_host(self, host: OriginLimit | None, count: int) -> None:
         raise NotImplementedError
 
-    def _give_up(self, flight: Flight, status: int | None, reason: str) -> None:
+    def _give_up(
+        self, flight: Flight, status: int | None, reason: str, now: float | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    def _cancel(self, flight: Flight) -> None:
         raise NotImplementedError
 
     def _check_done(self) -> None:

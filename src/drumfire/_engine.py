@@ -477,7 +477,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         self._answered_host(flight.host, 1)
         flight.attempts -= 1
         if self._stopping:
-            self._give_up(flight, None, "cancelled")
+            self._cancel(flight)  # its last answered attempt's figures
             self._check_done()
             return
         self._ready.appendleft(flight)

@@ -60,12 +60,21 @@ class Lifecycle(EngineCore):
         self._stopping = True
         self.stats.stopped = True
         self._exhausted = True
-        # Rows sleeping before a retry (perhaps for a long Retry-After) end now.
+        # No attempt starts from here, first or retry: the rows not on the wire
+        # (sleeping before a retry, perhaps for a long Retry-After, ready to start,
+        # parked with their origin) end now as ``cancelled``, which --resume sends
+        # again, and the timers that would start them (an origin's rate or pause,
+        # the run's --rate) fire no more.
         for flight, handle in list(self._sleeping.items()):
             handle.cancel()
             self._waiting -= 1
-            self._give_up(flight, None, "cancelled")
+            self._cancel(flight)
         self._sleeping.clear()
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+            self._pump_timer = None
+        self.origins.cancel_timers()
+        self._cancel_unsent()
         self._loop.call_later(grace, self.cancel_all)
         self._check_done()
 
@@ -93,11 +102,15 @@ class Lifecycle(EngineCore):
         """Cancel every row now: those in flight, waiting to start or parked (a second Ctrl-C)."""
         for conn in list(self._busy):
             conn.abort("cancelled", "stopped before the response came")
-        while self._ready:
-            self._give_up(self._ready.popleft(), None, "cancelled")
-        for flight in self.origins.drain():
-            self._give_up(flight, None, "cancelled")
+        self._cancel_unsent()
         self._check_done()
+
+    def _cancel_unsent(self) -> None:
+        """End as ``cancelled`` the rows waiting to start: ready, or parked with their origin."""
+        while self._ready:
+            self._cancel(self._ready.popleft())
+        for flight in self.origins.drain():
+            self._cancel(flight)
 
     def _sweep_interval(self) -> float:
         return max(

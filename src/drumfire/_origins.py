@@ -123,10 +123,11 @@ class Origins:
                 yield host.queue.popleft()
 
     def cancel_timers(self) -> None:
-        """End of run: the origins' wake-up timers (rate, pause) fire no more."""
+        """A stop or the end of the run: the origins' wake-up timers (rate, pause) fire no more."""
         for host in self.hosts.values():
             if host.timer is not None:
                 host.timer.cancel()
+                host.timer = None
 
     def limit(self, cap: int) -> int:
         """The run's concurrency limit now: the sum of the origins', at most ``cap``."""

@@ -150,7 +150,18 @@ class Flight:
     row's place in the input, given by the engine that takes it (-1 before).
     """
 
-    __slots__ = ("attempts", "free_retry", "hops", "host", "id", "prepared", "row", "seq", "start")
+    __slots__ = (
+        "attempts",
+        "free_retry",
+        "hops",
+        "host",
+        "id",
+        "prepared",
+        "row",
+        "seq",
+        "start",
+        "took",
+    )
 
     def __init__(self, seq: int, id_: str, row: Mapping[str, Any], prepared: Prepared) -> None:
         self.seq = seq
@@ -158,7 +169,10 @@ class Flight:
         self.row = row
         self.prepared = prepared
         self.attempts = 0
-        self.start = 0.0
+        self.start = 0.0  # when its attempt was sent
+        # How long its last finished attempt took, kept while it waits for the
+        # next: a row cancelled then reports that, not the wait (``elapsed_ms``).
+        self.took = 0.0
         # One immediate re-send, on a new connection, after a kept-alive one
         # turned out to be closed; it does not use the retry budget.
         self.free_retry = True

@@ -54,11 +54,17 @@ class Settling(EngineCore):
             if location is not None:
                 if flight.hops >= self.follow_redirects:
                     self._pump()
-                    self._give_up(flight, status, "too_many_redirects")
+                    self._give_up(flight, status, "too_many_redirects", now)
                     return
                 nxt = redirect(flight.prepared, status, location)
+                if nxt is not None and self._stopping:
+                    # No new request once stopping: --resume sends the row again.
+                    self._give_up(flight, None, "cancelled", now)
+                    self._pump()
+                    return
                 if nxt is not None:
                     self._not_final(flight)
+                    flight.took = now - flight.start
                     flight.prepared = nxt
                     flight.host = None  # perhaps another origin
                     flight.hops += 1
@@ -76,11 +82,11 @@ class Settling(EngineCore):
                 # with a bare status, not saying why, and left others no retries).
                 assert retry_after is not None
                 self._pump()
-                self._give_up(flight, status, retry.over_wait_error(retry_after))
+                self._give_up(flight, status, retry.over_wait_error(retry_after), now)
                 return
             if self._may_retry(flight, now):
                 self._not_final(flight)
-                self._retry_later(flight, retry_after)
+                self._retry_later(flight, retry_after, now)
                 self._pump()
                 return
             # The origin's retry budget is spent: the row ends with this answer and
@@ -130,6 +136,7 @@ class Settling(EngineCore):
             # once, without using the retry budget (urllib3 and aiohttp do the same).
             # The attempt still counts in ``attempts``.
             flight.free_retry = False
+            flight.took = self.clock() - flight.start
             self._ready.append(flight)
         elif (
             self._budget_left(flight)
@@ -138,7 +145,7 @@ class Settling(EngineCore):
             # A refused connection cost the server nothing: outside the budget.
             and (reason == "connect" or self._may_retry(flight, self.clock()))
         ):
-            self._retry_later(flight, None)
+            self._retry_later(flight, None, self.clock())
         else:
             self._give_up(flight, None, reason)
         self._pump()
@@ -174,9 +181,11 @@ class Settling(EngineCore):
         host = flight.host
         return host is None or host.may_retry(now)
 
-    def _retry_later(self, flight: Flight, retry_after: float | None) -> None:
+    def _retry_later(self, flight: Flight, retry_after: float | None, now: float) -> None:
+        """Its attempt ended at ``now``: send the row again, at once or after a wait."""
+        flight.took = now - flight.start
         if self._stopping:
-            self._give_up(flight, None, "cancelled")
+            self._cancel(flight)
             return
         delay = self.retry.delay(flight.attempts, retry_after, self.rng)
         if delay <= 0:
@@ -190,7 +199,7 @@ class Settling(EngineCore):
         self._sleeping.pop(flight, None)
         self._waiting -= 1
         if self._stopping:
-            self._give_up(flight, None, "cancelled")
+            self._cancel(flight)
             self._check_done()
             return
         self._ready.append(flight)
@@ -205,12 +214,29 @@ class Settling(EngineCore):
         if files is not None:
             files.abandon(flight.prepared)
 
-    def _give_up(self, flight: Flight, status: int | None, reason: str) -> None:
+    def _give_up(
+        self, flight: Flight, status: int | None, reason: str, now: float | None = None
+    ) -> None:
+        """End the row whose attempt ended (or was cut) at ``now`` (None: the clock's now)."""
         self._not_final(flight)
-        elapsed = (self.clock() - flight.start) * 1000.0 if flight.start else 0.0
+        if now is None:
+            now = self.clock()
+        elapsed = (now - flight.start) * 1000.0 if flight.attempts else 0.0
         kept = self.rows.kept(flight.row)
         self._emit(
             Result(flight.id, status, elapsed, flight.attempts, reason, None, kept), flight.seq
+        )
+
+    def _cancel(self, flight: Flight) -> None:
+        """End as ``cancelled`` a row waiting for its next attempt (or its first).
+
+        Its ``elapsed_ms`` is its last attempt's, from sending to the last byte,
+        not the time it waited since (a Retry-After, its origin's pause).
+        """
+        kept = self.rows.kept(flight.row)
+        self._emit(
+            Result(flight.id, None, flight.took * 1000.0, flight.attempts, "cancelled", None, kept),
+            flight.seq,
         )
 
     def _finish_all(self, answered: list[tuple[Flight, Response]], now: float) -> None:

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from servers import ScriptedServer, raw, respond, response_head
+from servers import Action, ScriptedServer, raw, respond, response_head
 
 import drumfire
 from drumfire import Result, Retry
@@ -330,3 +330,44 @@ def test_the_throttle_server_closes_connections_left_open_when_it_stops() -> Non
             assert client.recv(1) == b""
         except ConnectionResetError:
             pass
+
+
+# -- a stop sends nothing more ---------------------------------------------------------------
+
+
+def test_no_request_is_sent_after_a_stop() -> None:
+    # Every answer a 503 with Retry-After: 1: rows sleep before their retry, or
+    # wait parked with the held origin. The run is stopped (as Ctrl-C does) at a
+    # sweep that finds nothing on the wire, so every request sent before the stop
+    # has reached the server: it must see no other. The stop used to cancel only
+    # the sleeping rows; the origin's timer then sent the parked ones, first
+    # attempts among them, during the grace period.
+    import asyncio
+
+    from drumfire._job import make_job
+    from drumfire._result import Stats
+    from drumfire._sources import rows_source
+
+    def outage(index: int, method: str, target: str, headers: object, body: bytes) -> Action:
+        return respond(503, b"", [("Retry-After", "1")])
+
+    seen: list[int] = []
+    with ScriptedServer(outage) as srv:
+        source = rows_source([{"id": f"r{i}"} for i in range(300)])
+        results: list[Result] = []
+        job = make_job(srv.url("/{id}"), retry=Retry(retries=5))
+
+        def tick(stats: Stats) -> None:
+            if not seen and stats.concurrency == 0 and engine.origins.parked and srv.requests:
+                seen.append(len(srv.requests))
+                engine.stop()
+
+        engine = job.engine(source, results.append, on_tick=tick, tick_interval=0.01)
+        stats = asyncio.run(asyncio.wait_for(engine.run(source.items, source.total), 60))
+        sent = len(srv.requests)
+    assert seen, "the run ended before a sweep found the origin held"
+    assert sent == seen[0]
+    assert stats.stopped
+    assert {r.error for r in results} == {"cancelled"}
+    assert any(r.attempts == 0 for r in results)  # parked, never sent: --resume sends them
+    assert sum(r.attempts for r in results) == sent

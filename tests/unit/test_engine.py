@@ -69,6 +69,7 @@ class Server:
     unread: int = 0  # requests written after the last one a connection answers
     #: When each row's result was written (clock time), by id.
     written: dict[str, float] = field(default_factory=dict)
+    sent_before_stop: int | None = None  # requests received when the run was stopped
 
 
 class FakeTransport(asyncio.Transport):
@@ -160,9 +161,13 @@ def run(
     *,
     cpu_bound: bool = False,
     close_after: int | None = None,
+    stop_at: float | None = None,
     **kwargs: Any,
 ) -> tuple[list[Result], Stats, Server, Clock, Engine]:
-    """Send rows 0..n-1 as GET /{n}; return the results in the order they were written."""
+    """Send rows 0..n-1 as GET /{n}; return the results in the order they were written.
+
+    ``stop_at``: stop the run then (as Ctrl-C does), noting the requests sent so far.
+    """
     clock = Clock()
     server = Server(script, close_after=close_after)
     loop = new_loop(clock, server)
@@ -179,6 +184,13 @@ def run(
     # A CPU clock as fast as the clock: the engine believes it uses a whole core.
     cpu: Callable[[], float] = clock if cpu_bound else (lambda: 0.0)
     engine = job.engine(source, write, clock=clock, cpu_clock=cpu, rng=random.Random(1))
+    if stop_at is not None:
+
+        def stop() -> None:
+            server.sent_before_stop = len(server.requests)
+            engine.stop()
+
+        loop.call_later(stop_at, stop)
     try:
         stats = loop.run_until_complete(engine.run(source.items, source.total))
     finally:

@@ -60,3 +60,17 @@ def test_job_engine_puts_settings_in_settings_and_hooks_on_the_engine() -> None:
         per_host_rate=7.0,
         tick_interval=0.25,
     )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bound"),
+    [({}, 2048), ({"max_concurrency": 2000}, 8000), ({"concurrency": 100}, 1024),
+     ({"concurrency": 1000}, 4000)],
+)  # fmt: skip
+def test_the_parked_rows_bound_is_the_one_the_readme_states(
+    kwargs: dict[str, int], bound: int
+) -> None:
+    # README, "Throttling": max(1024, 4 × N), N being -c or else --max-concurrency.
+    source = rows_source([{"n": "1"}])
+    engine = make_job("http://127.0.0.1:1/{n}", **kwargs).engine(source, [].append)
+    assert engine.park_limit == bound
