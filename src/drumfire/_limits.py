@@ -17,15 +17,14 @@ state on every throttled answer; their thresholds are tuned together (the 15 %
 share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
 "dense", the half-second bucket) and the benchmark figures (docs/benchmarks.md)
 hold for them as a set, so a reader changing one needs the others in view. More
-than half of the lines are the reasons for those numbers. The quota and rate
-parsers at the end are the only separable part (60 lines).
+than half of the lines are the reasons for those numbers. The rate parser at
+the end is the only separable part (the quota headers' is in ``_quota.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,6 @@ __all__ = [
     "OriginLimit",
     "RateMeter",
     "RetryBudget",
-    "parse_quota",
     "parse_rate",
 ]
 
@@ -655,42 +653,6 @@ class OriginLimit:
 
     def __repr__(self) -> str:
         return f"OriginLimit({self.origin!r}, {self.limit!r}, inflight={self.inflight})"
-
-
-def parse_quota(header: Callable[[str], str | None], wall: float) -> tuple[float, float] | None:
-    """(requests remaining, seconds until the quota resets) from an answer's headers, or None.
-
-    Reads the IETF httpapi draft's ``RateLimit: "policy";r=R;t=T`` (and its
-    earlier ``RateLimit-Remaining`` / ``RateLimit-Reset`` fields) and the common
-    ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``. A reset over 10^9 is a
-    Unix time (GitHub's form), converted with ``wall`` (:func:`time.time`).
-    ``header`` looks a header up by name. Malformed values are ignored.
-    """
-    remaining = reset = None
-    value = header("ratelimit")
-    if value:
-        # A list of items: "name";r=50;t=30, ...; the first item that has r.
-        for item in value.split(","):
-            params = dict(
-                part.strip().partition("=")[::2] for part in item.split(";")[1:] if "=" in part
-            )
-            if "r" in params:
-                remaining, reset = params.get("r"), params.get("t", "0")
-                break
-    if remaining is None:
-        remaining = header("x-ratelimit-remaining") or header("ratelimit-remaining")
-        reset = header("x-ratelimit-reset") or header("ratelimit-reset")
-    if remaining is None or reset is None:
-        return None
-    try:
-        left, when = float(remaining.strip()), float(reset.strip())
-    except ValueError:
-        return None
-    if not (math.isfinite(left) and math.isfinite(when)) or left < 0 or when < 0:
-        return None
-    if when > 1e9:
-        when = max(0.0, when - wall)
-    return left, when
 
 
 _UNITS = {

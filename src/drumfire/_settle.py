@@ -19,7 +19,8 @@ from ._bodies import redirect  # keeps a body streamed from files, and the save 
 from ._connection import Connection
 from ._core import EngineCore
 from ._errors import explain
-from ._limits import OriginLimit, parse_quota
+from ._limits import OriginLimit
+from ._quota import parse_quota, rate_fields
 from ._response import Response
 from ._result import Result
 from ._rows import Flight
@@ -39,7 +40,8 @@ class Settling(EngineCore):
         """
         wall = time.time()
         for _job, response in answered:
-            quota = parse_quota(response.header, wall)
+            fields = rate_fields(response.raw_headers)
+            quota = parse_quota(fields.get, wall) if fields else None
             if quota is not None:
                 host.quota(now, *quota)
             elif host.watch:

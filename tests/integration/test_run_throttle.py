@@ -280,7 +280,7 @@ def test_a_full_outage_costs_about_one_window_of_probes() -> None:
     assert throttled <= 64
 
 
-@pytest.mark.parametrize("style", ["x", "ietf"])
+@pytest.mark.parametrize("style", ["x", "ietf", "ietf-multi", "ietf-split", "draft7"])
 def test_quota_headers_are_followed_without_429s(style: str) -> None:
     # 200 requests per 2 s window, stated on every answer: drumfire paces to it.
     behaviour = Behaviour(quota=200, quota_window=2.0, quota_style=style)

@@ -14,7 +14,6 @@ from drumfire._limits import (
     OriginLimit,
     RateMeter,
     RetryBudget,
-    parse_quota,
     parse_rate,
 )
 
@@ -238,24 +237,6 @@ def test_origin_limit_per_host_rate() -> None:
     host.take(0.0)
     host.take(0.0)  # one interval of slack
     assert host.wait(0.0) == pytest.approx(0.1)
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"x-ratelimit-remaining": "10", "x-ratelimit-reset": "30"}, (10.0, 30.0)),
-        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000000060"}, (0.0, 60.0)),
-        ({"ratelimit": '"default";r=50;t=30'}, (50.0, 30.0)),
-        ({"ratelimit": '"a";q=1, "b";r=0;t=5'}, (0.0, 5.0)),
-        ({"ratelimit-remaining": "7", "ratelimit-reset": "2"}, (7.0, 2.0)),
-        ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "2"}, None),
-        ({"x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2"}, None),
-        ({"x-ratelimit-remaining": "5"}, None),
-        ({}, None),
-    ],
-)
-def test_parse_quota(headers: dict[str, str], expected: tuple[float, float] | None) -> None:
-    assert parse_quota(headers.get, 1_000_000_000.0) == expected
 
 
 def test_origin_held_when_most_answers_are_throttled_with_retry_after() -> None:
