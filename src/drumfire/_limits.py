@@ -399,6 +399,7 @@ class OriginLimit:
         "_born",
         "_cuts",
         "_last_ok",
+        "_longest",
         "_rate_cut",
         "accepted",
         "budget",
@@ -414,6 +415,7 @@ class OriginLimit:
         "quota_rate",
         "sent",
         "share",
+        "spent_until",
         "timer",
         "watch",
     )
@@ -469,6 +471,9 @@ class OriginLimit:
         self._again_at = -math.inf  # when a retried request was last throttled again
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.quota_rate: float | None = None  # the pace the quota headers state
+        # A quota spent until then, longer than the run waits: rows end, not wait.
+        self.spent_until = 0.0
+        self._longest = math.inf  # the longest wait the run makes (--max-retry-wait)
         # Answers still to look at for quota headers (0: none; they never came).
         self.watch = self.WATCH
 
@@ -606,18 +611,45 @@ class OriginLimit:
             self.hold_until = until
         self.gated = True
 
-    def quota(self, now: float, remaining: float, reset: float) -> None:
+    def quota(
+        self, now: float, remaining: float, reset: float, longest: float = math.inf
+    ) -> None:
         """The server's quota headers: ``remaining`` requests until ``reset`` seconds from now.
 
-        Nothing left: hold the origin until the reset. Else pace the starts to
-        the quota (``remaining / reset`` per second), as reqstorm does.
+        Nothing left: hold the origin until the reset, if that is no longer than
+        ``longest`` (``--max-retry-wait``); a longer wait is not made, as a
+        ``Retry-After`` over it is not: ``spent_until`` says until when rows
+        that would start here end at once instead (the engine asks
+        :meth:`spent`). Else pace the starts to the quota (``remaining / reset``
+        per second), as reqstorm does, and forget a spent quota: the server
+        says some is left.
         """
         self.watch = self.WATCH  # a server that sends them keeps being read
+        self._longest = longest
         if remaining <= 0:
-            self.hold(now + max(reset, 0.0))
-        elif reset > 0.0:
+            if reset > longest:
+                self.spent_until = max(self.spent_until, now + reset)
+                self.gated = True
+            else:
+                self.hold(now + max(reset, 0.0))
+            return
+        self.spent_until = 0.0
+        if reset > 0.0:
             self.quota_rate = remaining / reset
             self._metered(now)
+
+    def spent(self, now: float) -> float:
+        """Seconds until a quota spent for longer than the run waits resets (0: none is).
+
+        Once the rest is short enough to wait for, it becomes a :meth:`hold`.
+        """
+        wait = self.spent_until - now
+        if wait > self._longest:
+            return wait
+        if wait > 0.0:
+            self.hold(self.spent_until)
+        self.spent_until = 0.0
+        return 0.0
 
     def _metered(self, now: float) -> None:
         if self.meter is None:

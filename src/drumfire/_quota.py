@@ -15,8 +15,13 @@ from collections.abc import Callable
 
 __all__ = ["parse_quota", "rate_fields"]
 
-#: Resets above this are Unix times, not delays (10^9 s is 31 years ahead, a 2001 date).
+#: Resets above these are Unix times, not delays: in seconds (10^9 s is 31 years
+#: ahead, a 2001 date), and in milliseconds (10^11 s would be the year 5138).
 _UNIX_SECONDS = 1e9
+_UNIX_MILLISECONDS = 1e11
+#: A reset further ahead (seconds) is a malformed value, no quota window: a year
+#: is longer than any quota period in use (most are a minute, an hour or a day).
+_LONGEST_RESET = 366 * 86400.0
 
 
 def rate_fields(
@@ -57,9 +62,11 @@ def parse_quota(header: Callable[[str], str | None], wall: float) -> tuple[float
 
     ``header`` looks a field up by name (lower case), with lines repeated in one
     answer joined by ``", "`` (RFC 9110 §5.3: the draft allows a list split over
-    several ``RateLimit`` lines). A reset over 10^9 is a Unix time (GitHub's
-    form), converted with ``wall`` (:func:`time.time`). A malformed field is
-    ignored (draft §7).
+    several ``RateLimit`` lines). A reset is a delay in seconds, or plainly a Unix
+    time: over 10^9 in seconds (GitHub's form), over 10^11 in milliseconds (some
+    gateways'), either made relative to ``wall`` (:func:`time.time`). A malformed
+    field is ignored (draft §7), and so is a reset more than a year ahead (no
+    quota window is that long; a hold must not last for ever).
     """
     value = header("ratelimit")
     if value:
@@ -80,9 +87,13 @@ def parse_quota(header: Callable[[str], str | None], wall: float) -> tuple[float
 
 
 def _reset_from_now(left: float, when: float, wall: float) -> tuple[float, float] | None:
-    """``(left, when)`` with a Unix-time ``when`` made a delay."""
-    if when > _UNIX_SECONDS:
+    """``(left, when)`` with a Unix-time ``when`` made a delay; None when absurdly far."""
+    if when > _UNIX_MILLISECONDS:
+        when = max(0.0, when / 1000.0 - wall)
+    elif when > _UNIX_SECONDS:
         when = max(0.0, when - wall)
+    if when > _LONGEST_RESET:
+        return None
     return left, when
 
 

@@ -260,6 +260,29 @@ def test_origin_quota_paces_and_holds() -> None:
     assert host.wait(1.0) == pytest.approx(4.0)
 
 
+def test_a_quota_spent_longer_than_the_run_waits_holds_nothing() -> None:
+    # --max-retry-wait 2: a quota spent for 40 s is not waited for; rows end instead.
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=0.0, reset=40.0, longest=2.0)
+    assert host.gated
+    assert host.wait(0.0) == 0.0  # no hold
+    assert host.spent(1.0) == pytest.approx(39.0)
+    assert host.spent(37.0) == pytest.approx(3.0)
+    # The last 2 s are short enough to wait for: a hold, as any spent quota.
+    assert host.spent(38.5) == 0.0
+    assert host.wait(38.5) == pytest.approx(1.5)
+    assert host.spent(39.0) == 0.0
+    # Spent again, then an answer says some is left: no longer spent.
+    host.quota(50.0, remaining=0.0, reset=40.0, longest=2.0)
+    assert host.spent(50.0) == pytest.approx(40.0)
+    host.quota(51.0, remaining=5.0, reset=39.0, longest=2.0)
+    assert host.spent(51.0) == 0.0
+    # Within the cap: held, as before.
+    host.quota(60.0, remaining=0.0, reset=2.0, longest=2.0)
+    assert host.spent(60.0) == 0.0
+    assert host.wait(60.0) == pytest.approx(2.0)
+
+
 def test_retry_budget_allows_a_share_of_requests_plus_a_floor() -> None:
     budget = RetryBudget(share=0.2, floor=10.0, ttl=10.0)
     sent, allowed = 0, 0

@@ -43,6 +43,16 @@ from drumfire._quota import parse_quota, rate_fields
         ({"ratelimit": "limit=10, remaining=0, reset=10"}, (0.0, 10.0)),
         ({"ratelimit": "limit=10, reset=10"}, None),
         ({"ratelimit": "limit=10, remaining=x, reset=10"}, None),
+        # Resets that are plainly Unix times, in seconds or milliseconds (the wall is 10^9).
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000000060000"}, (0.0, 60.0)),
+        ({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "1000000000500"}, (3.0, 0.5)),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "999999990000"}, (0.0, 0.0)),  # past
+        # Absurd resets (over a year ahead) are malformed: never a hold for ever.
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1e15"}, None),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "900000000"}, None),  # 28 years
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2000000000"}, None),  # 2033
+        ({"ratelimit": '"a";r=0;t=999999999999999'}, None),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "31536000"}, (0.0, 31536000.0)),
         ({"ratelimit-remaining": "7", "ratelimit-reset": "2"}, (7.0, 2.0)),
         ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "2"}, None),
         ({"x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2"}, None),

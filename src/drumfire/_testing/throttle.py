@@ -17,7 +17,9 @@ The behaviours of issue 15's table, each an option of :class:`Behaviour`:
   IETF draft's ``RateLimit`` / ``RateLimit-Policy`` (``"ietf"``; ``"ietf-multi"``
   and ``"ietf-split"`` list a looser quota first, in the same line or a line of
   its own; ``"draft7"``: draft-07's ``limit=, remaining=, reset=``); over it, 429
-  with ``Retry-After`` the seconds to the window's end;
+  with ``Retry-After`` the seconds to the window's end. ``quota_reset``: how
+  ``X-RateLimit-Reset`` states the end, ``"delta"`` (seconds to it), ``"unix"``
+  or ``"unix-ms"`` (a Unix time in seconds or milliseconds);
 - ``stuck``: ids that always answer 503 with ``Retry-After: stuck_after``;
 - ``outage``: for that many seconds from the first request, every answer is
   503 with ``Retry-After: outage_retry_after``;
@@ -66,6 +68,7 @@ class Behaviour:
     quota: int | None = None
     quota_window: float = 5.0
     quota_style: str = "x"
+    quota_reset: str = "delta"
     stuck: frozenset[str] = field(default_factory=frozenset)
     stuck_after: str = "3600"
     outage: float = 0.0
@@ -140,10 +143,17 @@ class _State:
                     self.used += 1
                 left = b.quota - self.used
                 if b.quota_style == "x":
+                    # The window's end as a Unix time (``now`` is monotonic).
+                    ends = time.time() + self.first + (window + 1) * b.quota_window - now
+                    stated = {
+                        "delta": str(reset),
+                        "unix": str(math.ceil(ends)),
+                        "unix-ms": str(math.ceil(ends * 1000)),
+                    }[b.quota_reset]
                     headers += [
                         ("X-RateLimit-Limit", str(b.quota)),
                         ("X-RateLimit-Remaining", str(left)),
-                        ("X-RateLimit-Reset", str(reset)),
+                        ("X-RateLimit-Reset", stated),
                     ]
                 elif b.quota_style == "draft7":
                     w = round(b.quota_window)
