@@ -350,9 +350,11 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
                     else:
                         host = origins.of(flight)
                 if (host.gated or host is not solo) and not self._admit(flight, host):
-                    if origins.solo is not None:
+                    if origins.solo is not None and host.queue:
                         break  # the only origin must wait: reading on would only park rows
-                    continue  # parked with its origin; the next row may go elsewhere
+                    # Parked with its origin, the next row may go elsewhere; or
+                    # ended (its origin's quota is spent), the next row too.
+                    continue
                 if not self._dispatch(flight):
                     break  # an answer will pump again
                 if rate is not None:
@@ -365,12 +367,20 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
     # -- origins ---------------------------------------------------------------
 
     def _admit(self, flight: Flight, host: OriginLimit) -> bool:
-        """Whether ``flight`` may start now at its origin; else it waits in the origin's queue."""
+        """Whether ``flight`` may start now at its origin; else it waits in the origin's queue.
+
+        Or it ends now: the origin's quota is spent for longer than ``--max-retry-wait``.
+        """
         if host.inflight >= host.limit.limit * self._depth:
             self.origins.park(flight, host)
             return False
         if host.gated:
             now = self.clock()
+            if host.spent_until:
+                spent = host.spent(now)
+                if spent:  # longer than --max-retry-wait: not waited for
+                    self._give_up(flight, None, self.retry.quota_wait_error(spent))
+                    return False
             wait = host.wait(now)
             if wait > 0.0:
                 self.origins.park(flight, host)

@@ -18,15 +18,14 @@ share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
 "dense", the half-second bucket, the halving a cut must buy) and the benchmark
 figures (docs/benchmarks.md) hold for them as a set, so a reader changing one
 needs the others in view. More than half of the lines are the reasons for those
-numbers. The quota and rate
-parsers at the end are the only separable part (60 lines).
+numbers. The rate parser at the end is the only separable part (the quota
+headers' is in ``_quota.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,6 @@ __all__ = [
     "OriginLimit",
     "RateMeter",
     "RetryBudget",
-    "parse_quota",
     "parse_rate",
 ]
 
@@ -407,6 +405,7 @@ class OriginLimit:
         "_cuts",
         "_last_bucket",
         "_last_ok",
+        "_longest",
         "_probe",
         "_rate_cut",
         "_thr_n",
@@ -425,6 +424,7 @@ class OriginLimit:
         "quota_rate",
         "sent",
         "share",
+        "spent_until",
         "timer",
         "watch",
     )
@@ -497,6 +497,9 @@ class OriginLimit:
         # While a cut is judged (KEEP): [since, accepted, throttled, share before, rate before].
         self._probe: list[float] | None = None
         self.quota_rate: float | None = None  # the pace the quota headers state
+        # A quota spent until then, longer than the run waits: rows end, not wait.
+        self.spent_until = 0.0
+        self._longest = math.inf  # the longest wait the run makes (--max-retry-wait)
         # Answers still to look at for quota headers (0: none; they never came).
         self.watch = self.WATCH
 
@@ -676,18 +679,45 @@ class OriginLimit:
             self.hold_until = until
         self.gated = True
 
-    def quota(self, now: float, remaining: float, reset: float) -> None:
+    def quota(
+        self, now: float, remaining: float, reset: float, longest: float = math.inf
+    ) -> None:
         """The server's quota headers: ``remaining`` requests until ``reset`` seconds from now.
 
-        Nothing left: hold the origin until the reset. Else pace the starts to
-        the quota (``remaining / reset`` per second), as reqstorm does.
+        Nothing left: hold the origin until the reset, if that is no longer than
+        ``longest`` (``--max-retry-wait``); a longer wait is not made, as a
+        ``Retry-After`` over it is not: ``spent_until`` says until when rows
+        that would start here end at once instead (the engine asks
+        :meth:`spent`). Else pace the starts to the quota (``remaining / reset``
+        per second), as reqstorm does, and forget a spent quota: the server
+        says some is left.
         """
         self.watch = self.WATCH  # a server that sends them keeps being read
+        self._longest = longest
         if remaining <= 0:
-            self.hold(now + max(reset, 0.0))
-        elif reset > 0.0:
+            if reset > longest:
+                self.spent_until = max(self.spent_until, now + reset)
+                self.gated = True
+            else:
+                self.hold(now + max(reset, 0.0))
+            return
+        self.spent_until = 0.0
+        if reset > 0.0:
             self.quota_rate = remaining / reset
             self._metered(now)
+
+    def spent(self, now: float) -> float:
+        """Seconds until a quota spent for longer than the run waits resets (0: none is).
+
+        Once the rest is short enough to wait for, it becomes a :meth:`hold`.
+        """
+        wait = self.spent_until - now
+        if wait > self._longest:
+            return wait
+        if wait > 0.0:
+            self.hold(self.spent_until)
+        self.spent_until = 0.0
+        return 0.0
 
     def _metered(self, now: float) -> None:
         if self.meter is None:
@@ -731,42 +761,6 @@ class OriginLimit:
 
     def __repr__(self) -> str:
         return f"OriginLimit({self.origin!r}, {self.limit!r}, inflight={self.inflight})"
-
-
-def parse_quota(header: Callable[[str], str | None], wall: float) -> tuple[float, float] | None:
-    """(requests remaining, seconds until the quota resets) from an answer's headers, or None.
-
-    Reads the IETF httpapi draft's ``RateLimit: "policy";r=R;t=T`` (and its
-    earlier ``RateLimit-Remaining`` / ``RateLimit-Reset`` fields) and the common
-    ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``. A reset over 10^9 is a
-    Unix time (GitHub's form), converted with ``wall`` (:func:`time.time`).
-    ``header`` looks a header up by name. Malformed values are ignored.
-    """
-    remaining = reset = None
-    value = header("ratelimit")
-    if value:
-        # A list of items: "name";r=50;t=30, ...; the first item that has r.
-        for item in value.split(","):
-            params = dict(
-                part.strip().partition("=")[::2] for part in item.split(";")[1:] if "=" in part
-            )
-            if "r" in params:
-                remaining, reset = params.get("r"), params.get("t", "0")
-                break
-    if remaining is None:
-        remaining = header("x-ratelimit-remaining") or header("ratelimit-remaining")
-        reset = header("x-ratelimit-reset") or header("ratelimit-reset")
-    if remaining is None or reset is None:
-        return None
-    try:
-        left, when = float(remaining.strip()), float(reset.strip())
-    except ValueError:
-        return None
-    if not (math.isfinite(left) and math.isfinite(when)) or left < 0 or when < 0:
-        return None
-    if when > 1e9:
-        when = max(0.0, when - wall)
-    return left, when
 
 
 _UNITS = {

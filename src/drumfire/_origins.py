@@ -122,6 +122,13 @@ class Origins:
                 self.parked -= 1
                 yield host.queue.popleft()
 
+    def take_parked(self, host: OriginLimit) -> Iterator[Flight]:
+        """Take the rows parked for ``host`` out of its queue (they end: its quota is spent)."""
+        queue = host.queue
+        while queue:
+            self.parked -= 1
+            yield queue.popleft()
+
     def cancel_timers(self) -> None:
         """A stop or the end of the run: the origins' wake-up timers (rate, pause) fire no more."""
         for host in self.hosts.values():

@@ -364,8 +364,10 @@ class DuplicateCounter:
 
 #: Reasons a server outage or a network fault leaves behind: retrying may help.
 TRANSPORT = ("connect", "reset", "timeout", "tls", "protocol")
-#: What ``--retry-failed`` alone re-sends: transport errors and "try again" statuses.
-RETRY_FAILED_DEFAULT = "transport,429,502,503,504"
+#: What ``--retry-failed`` alone re-sends: transport errors and "try again" statuses,
+#: and rows that were asked to wait longer than ``--max-retry-wait`` (``retry_after``:
+#: those ended by a spent quota were not sent, and have no status).
+RETRY_FAILED_DEFAULT = "transport,retry_after,429,502,503,504"
 _ITEM = re.compile(r"(?:[1-5]\d\d|[1-5]xx)")
 
 

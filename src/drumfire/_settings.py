@@ -93,7 +93,9 @@ class Retry:
     ``max_retry_after`` seconds is not waited for: the row ends at once with
     its status and the error :meth:`over_wait_error`, so that a later
     ``--retry-failed`` or ``--resume`` run can take it (0: no ``Retry-After``
-    is waited for; ``Retry-After: 0`` asks for no wait).
+    is waited for; ``Retry-After: 0`` asks for no wait). A quota the server says
+    is spent for longer is not waited for either: the rows that would start
+    before its reset end unsent, with :meth:`quota_wait_error`.
     ``budget`` and ``budget_floor``: retries to one origin may add at most
     ``budget`` of its recent first attempts, plus ``budget_floor`` per second
     (gRPC's retry throttling, Finagle's retry budget); beyond that a row that
@@ -184,6 +186,18 @@ class Retry:
             asked = f"{math.ceil(round(retry_after * 10, 6)) / 10:.1f}"
         return f"retry_after: {asked}s over --max-retry-wait {self.max_retry_after:g}s"
 
+    def quota_wait_error(self, reset: float) -> str:
+        """The error of a row not sent: the origin's quota is spent for ``reset`` more seconds.
+
+        The reason of a ``Retry-After`` over the cap (the server asks for the
+        same wait), naming the quota: ``retry_after: quota resets in 38s, over
+        --max-retry-wait 2s``.
+        """
+        # Whole seconds, rounded up (so still over the cap): the reset was measured
+        # a moment ago, and 39.997 read as "40.0s".
+        whole, cap = math.ceil(round(reset, 6)), self.max_retry_after
+        return f"retry_after: quota resets in {whole}s, over --max-retry-wait {cap:g}s"
+
     @staticmethod
     def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
         """Parse ``Retry-After`` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
@@ -218,3 +232,4 @@ class Retry:
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
+

@@ -19,7 +19,8 @@ from ._bodies import redirect  # keeps a body streamed from files, and the save 
 from ._connection import Connection
 from ._core import EngineCore
 from ._errors import explain
-from ._limits import OriginLimit, parse_quota
+from ._limits import OriginLimit
+from ._quota import parse_quota, rate_fields
 from ._response import Response
 from ._result import Result
 from ._rows import Flight
@@ -35,15 +36,32 @@ class Settling(EngineCore):
     ) -> None:
         """Quota headers (RateLimit, X-RateLimit-*): pace the origin, or hold it at zero.
 
-        Looked for in an origin's first answers only, unless it sends them.
+        Looked for in an origin's first answers only, unless it sends them. A
+        quota spent for longer than ``--max-retry-wait`` is not waited for: the
+        rows parked for the origin end now, as later ones will when they come
+        to it (``_admit``), with a ``retry_after`` error naming the quota.
         """
         wall = time.time()
+        longest = self.retry.max_retry_after
         for _job, response in answered:
-            quota = parse_quota(response.header, wall)
+            fields = rate_fields(response.raw_headers)
+            quota = parse_quota(fields.get, wall) if fields else None
             if quota is not None:
-                host.quota(now, *quota)
+                left, reset = quota
+                if left <= 0.0 and response.status in (429, 503):
+                    # The draft (§7): a Retry-After takes precedence over the reset.
+                    after = self.retry.parse_retry_after(response.header("retry-after"), wall)
+                    if after is not None:
+                        reset = after
+                host.quota(now, left, reset, longest)
             elif host.watch:
                 host.watch -= 1
+        if host.spent_until and host.queue:
+            spent = host.spent(now)
+            if spent:
+                error = self.retry.quota_wait_error(spent)
+                for flight in list(self.origins.take_parked(host)):
+                    self._give_up(flight, None, error)
 
     def _settle(self, flight: Flight, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""

@@ -414,7 +414,9 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     metavar="SECONDS",
     help="Longest Retry-After waited for (it delays only its own row; 0: none); a row "
-    "asked to wait longer ends at once with its status and error retry_after.",
+    "asked to wait longer ends at once with its status and error retry_after. The same "
+    "for a spent quota (RateLimit, X-RateLimit-*): rows end, unsent, rather than wait "
+    "longer for its reset.",
 )
 @click.option(
     "--retry-unsafe",

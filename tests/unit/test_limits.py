@@ -17,7 +17,6 @@ from drumfire._limits import (
     OriginLimit,
     RateMeter,
     RetryBudget,
-    parse_quota,
     parse_rate,
 )
 
@@ -243,24 +242,6 @@ def test_origin_limit_per_host_rate() -> None:
     assert host.wait(0.0) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"x-ratelimit-remaining": "10", "x-ratelimit-reset": "30"}, (10.0, 30.0)),
-        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1000000060"}, (0.0, 60.0)),
-        ({"ratelimit": '"default";r=50;t=30'}, (50.0, 30.0)),
-        ({"ratelimit": '"a";q=1, "b";r=0;t=5'}, (0.0, 5.0)),
-        ({"ratelimit-remaining": "7", "ratelimit-reset": "2"}, (7.0, 2.0)),
-        ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "2"}, None),
-        ({"x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2"}, None),
-        ({"x-ratelimit-remaining": "5"}, None),
-        ({}, None),
-    ],
-)
-def test_parse_quota(headers: dict[str, str], expected: tuple[float, float] | None) -> None:
-    assert parse_quota(headers.get, 1_000_000_000.0) == expected
-
-
 def test_origin_held_when_most_answers_are_throttled_with_retry_after() -> None:
     host = OriginLimit(("http", "a", 80), AdaptiveLimit(), adaptive_rate=True)
     host.throttled(0.0, 0.001, retry_after=2.0)  # one throttled answer: only its row waits
@@ -280,6 +261,29 @@ def test_origin_quota_paces_and_holds() -> None:
     assert host.wait(0.0) == pytest.approx(0.1)  # 10 per second
     host.quota(1.0, remaining=0.0, reset=4.0)
     assert host.wait(1.0) == pytest.approx(4.0)
+
+
+def test_a_quota_spent_longer_than_the_run_waits_holds_nothing() -> None:
+    # --max-retry-wait 2: a quota spent for 40 s is not waited for; rows end instead.
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=0.0, reset=40.0, longest=2.0)
+    assert host.gated
+    assert host.wait(0.0) == 0.0  # no hold
+    assert host.spent(1.0) == pytest.approx(39.0)
+    assert host.spent(37.0) == pytest.approx(3.0)
+    # The last 2 s are short enough to wait for: a hold, as any spent quota.
+    assert host.spent(38.5) == 0.0
+    assert host.wait(38.5) == pytest.approx(1.5)
+    assert host.spent(39.0) == 0.0
+    # Spent again, then an answer says some is left: no longer spent.
+    host.quota(50.0, remaining=0.0, reset=40.0, longest=2.0)
+    assert host.spent(50.0) == pytest.approx(40.0)
+    host.quota(51.0, remaining=5.0, reset=39.0, longest=2.0)
+    assert host.spent(51.0) == 0.0
+    # Within the cap: held, as before.
+    host.quota(60.0, remaining=0.0, reset=2.0, longest=2.0)
+    assert host.spent(60.0) == 0.0
+    assert host.wait(60.0) == pytest.approx(2.0)
 
 
 def test_retry_budget_allows_a_share_of_requests_plus_a_floor() -> None:

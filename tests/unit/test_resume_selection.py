@@ -25,6 +25,8 @@ def test_selection_items() -> None:
     assert not default.matches("", 200)
     assert not default.matches("input: line 3: not JSON", None)
     assert not default.matches("cancelled", None)  # resume always re-sends those anyway
+    # Rows not sent because the origin's quota was spent for longer than --max-retry-wait.
+    assert default.matches("retry_after: quota resets in 40s, over --max-retry-wait 2s", None)
     classes = Selection("4xx, json", "--fail-on-error")
     assert classes.matches("", 404)
     assert classes.matches("json", 200)

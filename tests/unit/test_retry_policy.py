@@ -91,6 +91,20 @@ def test_over_wait_error_shows_a_wait_over_the_cap(cap: float, asked: float, err
     assert retry.over_wait_error(asked) == error
 
 
+@pytest.mark.parametrize(
+    ("cap", "left", "error"),
+    [
+        (2.0, 39.997, "retry_after: quota resets in 40s, over --max-retry-wait 2s"),
+        (0.0, 0.4, "retry_after: quota resets in 1s, over --max-retry-wait 0s"),
+        (2.5, 2.6, "retry_after: quota resets in 3s, over --max-retry-wait 2.5s"),
+        (60.0, 3600.0, "retry_after: quota resets in 3600s, over --max-retry-wait 60s"),
+    ],
+)
+def test_quota_wait_error_names_the_quota(cap: float, left: float, error: str) -> None:
+    # A spent quota's wait, in whole seconds rounded up: still over the cap.
+    assert Retry(max_retry_after=cap).quota_wait_error(left) == error
+
+
 def test_default_cap_is_a_minute() -> None:
     assert Retry().max_retry_after == 60.0
     rng = random.Random(1)

@@ -17,8 +17,12 @@ The behaviours of issue 15's table, each an option of :class:`Behaviour`:
 - ``quota`` / ``quota_window``: a fixed-window quota (``quota`` requests per
   ``quota_window`` seconds from the first request), announced on every answer
   by ``X-RateLimit-Limit / Remaining / Reset`` (``quota_style="x"``) or the
-  IETF draft's ``RateLimit`` / ``RateLimit-Policy`` (``"ietf"``); over it, 429
-  with ``Retry-After`` the seconds to the window's end;
+  IETF draft's ``RateLimit`` / ``RateLimit-Policy`` (``"ietf"``; ``"ietf-multi"``
+  and ``"ietf-split"`` list a looser quota first, in the same line or a line of
+  its own; ``"draft7"``: draft-07's ``limit=, remaining=, reset=``); over it, 429
+  with ``Retry-After`` the seconds to the window's end. ``quota_reset``: how
+  ``X-RateLimit-Reset`` states the end, ``"delta"`` (seconds to it), ``"unix"``
+  or ``"unix-ms"`` (a Unix time in seconds or milliseconds);
 - ``stuck``: ids that always answer 503 with ``Retry-After: stuck_after``;
 - ``outage``: for that many seconds from the first request, every answer is
   503 with ``Retry-After: outage_retry_after``;
@@ -68,6 +72,7 @@ class Behaviour:
     quota: int | None = None
     quota_window: float = 5.0
     quota_style: str = "x"
+    quota_reset: str = "delta"
     stuck: frozenset[str] = field(default_factory=frozenset)
     stuck_after: str = "3600"
     outage: float = 0.0
@@ -144,17 +149,37 @@ class _State:
                     self.used += 1
                 left = b.quota - self.used
                 if b.quota_style == "x":
+                    # The window's end as a Unix time (``now`` is monotonic).
+                    ends = time.time() + self.first + (window + 1) * b.quota_window - now
+                    stated = {
+                        "delta": str(reset),
+                        "unix": str(math.ceil(ends)),
+                        "unix-ms": str(math.ceil(ends * 1000)),
+                    }[b.quota_reset]
                     headers += [
                         ("X-RateLimit-Limit", str(b.quota)),
                         ("X-RateLimit-Remaining", str(left)),
-                        ("X-RateLimit-Reset", str(reset)),
+                        ("X-RateLimit-Reset", stated),
+                    ]
+                elif b.quota_style == "draft7":
+                    w = round(b.quota_window)
+                    headers += [
+                        ("RateLimit-Policy", f"{b.quota};w={w}"),
+                        ("RateLimit", f"limit={b.quota}, remaining={left}, reset={reset}"),
                     ]
                 else:
                     w = round(b.quota_window)
-                    headers += [
-                        ("RateLimit-Policy", f'"default";q={b.quota};w={w}'),
-                        ("RateLimit", f'"default";r={left};t={reset}'),
-                    ]
+                    item = f'"default";r={left};t={reset}'
+                    headers.append(("RateLimit-Policy", f'"default";q={b.quota};w={w}'))
+                    # A looser quota listed first (900,000 left for 10 minutes): the
+                    # window's is the one that holds, in the same line or the next.
+                    loose = '"hour";r=900000;t=600'
+                    if b.quota_style == "ietf-multi":
+                        headers.append(("RateLimit", f"{loose}, {item}"))
+                    elif b.quota_style == "ietf-split":
+                        headers += [("RateLimit", loose), ("RateLimit", item)]
+                    else:
+                        headers.append(("RateLimit", item))
             self.statuses[status] += 1
             self.events.append((id_, attempt, status))
         delay = b.latency + b.spread * share(id_ + "/latency")
