@@ -338,7 +338,10 @@ class Sink:
             self._temp, self._fd = _create_temp(folder, name)
         except OSError as exc:
             self._temp, self._fd = "", -1
-            raise SaveError(f"{target.shown}: {exc.strerror or exc}") from None
+            why = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError) and not os.path.isdir(folder):
+                why = "Not a directory"  # a file where a folder of the path should be
+            raise SaveError(f"{target.shown}: {why}") from None
 
     def write(self, data: bytes) -> None:
         self.size += len(data)

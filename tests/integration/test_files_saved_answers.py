@@ -203,23 +203,27 @@ def test_a_body_that_cannot_be_saved_keeps_its_status_and_is_not_retried(
     failures that a retry cannot mend (each used to be sent 4 times, status empty)."""
     (tmp_path / "isdir").mkdir()
     (tmp_path / "isdir" / "inside").write_bytes(b"")
+    (tmp_path / "afile").write_bytes(b"")
     long_name = "a" * 300  # over any file system's NAME_MAX (255)
 
     def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
                 ) -> Action:
         return respond(200, b"payload")
 
-    rows = [{"id": "d", "p": "isdir"}, {"id": "l", "p": long_name}, {"id": "ok", "p": "ok"}]
+    rows = [{"id": "d", "p": "isdir"}, {"id": "l", "p": long_name}, {"id": "ok", "p": "ok"},
+            {"id": "f", "p": "afile/x"}]  # fmt: skip
     with ScriptedServer(handler) as srv:
         results = {r.id: r for r in run(rows, srv.url("/{id}"), save_body="{p}",
                                           save_dir=str(tmp_path), retry=NO_WAIT)}
-        assert len(srv.requests) == 3
+        assert len(srv.requests) == 4
     assert (results["d"].status, results["d"].attempts) == (200, 1)
     assert results["d"].error == "save: isdir: Is a directory"
     assert (results["l"].status, results["l"].attempts) == (200, 1)
     assert results["l"].error == f"save: {long_name}: File name too long"
     assert results["ok"].error == ""
-    assert files_in(tmp_path) == {"isdir/inside": b"", "ok": b"payload"}
+    # A file where a folder of the path should be: the cause, not mkdir's "File exists".
+    assert (results["f"].status, results["f"].error) == (200, "save: afile/x: Not a directory")
+    assert files_in(tmp_path) == {"afile": b"", "isdir/inside": b"", "ok": b"payload"}
 
 
 def test_a_full_disk_keeps_the_status_and_is_not_retried(tmp_path: Path) -> None:
