@@ -174,7 +174,7 @@ class CsvSink:
             early, self._early = self._early, []
             for r in early:
                 self._write(r)
-        _close(self._stream, sys.stdout)
+        _close(self._stream)
 
 
 class JsonlSink:
@@ -192,17 +192,20 @@ class JsonlSink:
         self._stream.flush()
 
     def close(self) -> None:
-        _close(self._stream, sys.stdout.buffer)
+        _close(self._stream)
 
 
-def _close(stream: IO[Any], stdout: IO[Any]) -> None:
+def _close(stream: IO[Any]) -> None:
     """Flush and close ``stream`` (only flush standard output).
 
     ``close`` closes the file even when its flush fails (a full disk): the
     rows left in the buffer are dropped then, never written later by the
-    garbage collector after a ``--resume`` has appended them again.
+    garbage collector after a ``--resume`` has appended them again. Standard
+    output is looked up only here: ``sys.stdout`` is None when it is closed
+    (``>&-``), and the rows of a file output must be written all the same.
     """
-    if stream is stdout:
+    out = sys.stdout
+    if out is not None and (stream is out or stream is getattr(out, "buffer", None)):
         stream.flush()
     else:
         stream.close()

@@ -479,6 +479,23 @@ def test_standard_error_closed_changes_nothing(
     assert out.read_text().count("\n") == 2  # the header and the row
 
 
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl"])
+def test_standard_output_closed_loses_no_row_of_a_file_output(
+    demo_server: DemoServer, tmp_path: Path, name: str
+) -> None:
+    # `>&-` with -o FILE: the JSON Lines sink looked up sys.stdout.buffer when it
+    # closed (sys.stdout is None then) and lost its buffered rows with a traceback.
+    urls = tmp_path / "urls.txt"
+    urls.write_text((demo_server.base_url + "/json\n") * 3)
+    out = tmp_path / name
+    argv = shlex.join([*CLI, "run", str(urls), "-o", str(out), "-q"])
+    proc = subprocess.run(["bash", "-c", f"exec {argv} >&-"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert out.read_text().count("\n") == (4 if name.endswith(".csv") else 3)
+
+
 @pytest.mark.parametrize(
     "where", ["missing-dir/s.json", "a-dir", "a-file/s.json"], ids=["no-dir", "dir", "under-file"]
 )
