@@ -108,7 +108,7 @@ class EngineCore:
     ) -> None:
         raise NotImplementedError
 
-    def _cancel(self, flight: Flight) -> None:
+    def _cancel(self, flight: Flight, reason: str = "cancelled") -> None:
         raise NotImplementedError
 
     def _check_done(self) -> None:

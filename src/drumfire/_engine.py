@@ -379,7 +379,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             if host.spent_until:
                 spent = host.spent(now)
                 if spent:  # longer than --max-retry-wait: not waited for
-                    self._give_up(flight, None, self.retry.quota_wait_error(spent))
+                    # Unsent, or waiting after an answer: its last attempt's time.
+                    self._cancel(flight, self.retry.quota_wait_error(spent))
                     return False
             wait = host.wait(now)
             if wait > 0.0:
@@ -540,6 +541,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         elif state == BUSY:
             self._answered = conn
         now = self.clock()
+        if host.watch:  # first: a quota spent past --max-retry-wait stops their retries
+            self._read_quota(host, answered, now)
         special = self._special
         follow = self.follow_redirects
         usual: list[tuple[Flight, Response]] = []
@@ -560,8 +563,6 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
                 usual.append((flight, response))  # nothing to retry, wait for or follow
         if calm:
             host.answered(now, waited, calm)
-        if host.watch:
-            self._read_quota(host, answered, now)
         if host.queue:
             self._unpark(host)
         # Put the next requests on the wire first (the first takes this connection,

@@ -111,7 +111,7 @@ def _worker(
     loop = new_event_loop()
     # Whether a result may hold a NaN or an infinity: a kept value from a
     # Parquet or Python row, a --parse field (JSON answers and text rows hold none).
-    floats = fmt not in _NO_FLOATS or parse is not None
+    floats = bool(fmt not in _NO_FLOATS and job.keep) or parse is not None
     queued: deque[list[Any]] = deque()
     lines = LineMap()  # where the rows start in the input, as the parent tells
     seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq

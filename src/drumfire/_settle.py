@@ -61,7 +61,7 @@ class Settling(EngineCore):
             if spent:
                 error = self.retry.quota_wait_error(spent)
                 for flight in list(self.origins.take_parked(host)):
-                    self._give_up(flight, None, error)
+                    self._cancel(flight, error)  # waiting: its last attempt's time, if any
 
     def _settle(self, flight: Flight, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""
@@ -102,6 +102,13 @@ class Settling(EngineCore):
                 self._pump()
                 self._give_up(flight, status, retry.over_wait_error(retry_after), now)
                 return
+            host = flight.host
+            if host is not None and host.spent_until:
+                spent = host.spent(now)
+                if spent:  # its origin's quota is spent past --max-retry-wait: no retry
+                    self._pump()
+                    self._give_up(flight, status, retry.quota_wait_error(spent), now)
+                    return
             if self._may_retry(flight, now):
                 self._not_final(flight)
                 self._retry_later(flight, retry_after, now)
@@ -245,15 +252,15 @@ class Settling(EngineCore):
             Result(flight.id, status, elapsed, flight.attempts, reason, None, kept), flight.seq
         )
 
-    def _cancel(self, flight: Flight) -> None:
-        """End as ``cancelled`` a row waiting for its next attempt (or its first).
+    def _cancel(self, flight: Flight, reason: str = "cancelled") -> None:
+        """End a row waiting for its next attempt (or its first) with ``reason``.
 
         Its ``elapsed_ms`` is its last attempt's, from sending to the last byte,
         not the time it waited since (a Retry-After, its origin's pause).
         """
         kept = self.rows.kept(flight.row)
         self._emit(
-            Result(flight.id, None, flight.took * 1000.0, flight.attempts, "cancelled", None, kept),
+            Result(flight.id, None, flight.took * 1000.0, flight.attempts, reason, None, kept),
             flight.seq,
         )
 

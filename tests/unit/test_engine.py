@@ -416,3 +416,26 @@ def test_every_part_of_the_engine_is_there() -> None:
     assert declared
     for name in declared:
         assert getattr(Engine, name) is not getattr(EngineCore, name), name
+
+
+def test_a_quota_spent_past_the_cap_ends_answered_rows_with_their_status_and_time() -> None:
+    # After 3 answers every one is a 429 saying the quota is spent for an hour (no
+    # Retry-After). The quota is read before the answers are settled: a row answered
+    # so ends at once with its 429 and its attempt's time. It used to be put to sleep
+    # for a retry first and then ended with no status and its wait as elapsed_ms.
+    def spent(path: str, hits: int) -> Answer:
+        if int(path[1:]) < 3:
+            return ok(path, hits)
+        return 429, {"RateLimit": '"h";r=0;t=3600'}, b"", 0.001
+
+    results, _, server, _, _ = run(
+        spent, 40, concurrency=4, retry=Retry(max_retry_after=2.0, backoff=0.5)
+    )
+    error = "retry_after: quota resets in 3600s, over --max-retry-wait 2s"
+    outcomes = collections.Counter(
+        (r.status, r.attempts, r.error) for r in results if r.status != 200
+    )
+    assert set(outcomes) <= {(429, 1, error), (None, 0, error)}
+    assert outcomes[(429, 1, error)] >= 1
+    assert len(server.requests) == 3 + outcomes[(429, 1, error)]  # none retried
+    assert all(r.elapsed_ms < 100 for r in results)  # an attempt's time, never a wait
