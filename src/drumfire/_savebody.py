@@ -275,7 +275,10 @@ def _lock(fd: int) -> bool:
 def _remove_unheld(path: str) -> int:
     """Remove the temporary file ``path`` unless a live process holds it: 1 if removed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        # For writing: where flock is emulated with fcntl locks (NFS), an exclusive
+        # lock needs it; on a read-only descriptor it fails, and a live run's file
+        # would be taken for a stopped one's.
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return 0  # gone already, or not a file drumfire made
     try:

@@ -67,6 +67,10 @@ class Settling(EngineCore):
         """An answer that may mean a retry, a wait or a redirect."""
         status = response.status
         retry = self.retry
+        if response.error:  # its body could not be saved: no retry or redirect mends that
+            self._pump()
+            self._finish_all([(flight, response)], now)
+            return
         if 300 <= status < 400 and self.follow_redirects:
             location = response.header("location")
             if location is not None:

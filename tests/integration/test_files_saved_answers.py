@@ -451,3 +451,31 @@ def test_a_link_under_the_final_name_is_followed(tmp_path: Path) -> None:
     assert (tmp_path / "link.bin").is_symlink()
     assert (tmp_path / "real" / "target.bin").read_bytes() == b"payload"
     assert files_in(tmp_path / "real") == {"target.bin": b"payload"}
+
+
+def test_an_answer_that_cannot_be_saved_is_not_retried_or_followed(tmp_path: Path) -> None:
+    """A 503 or a 302 whose body cannot be saved (a file where its folder should be)
+    ends the row there with its status and the save error: no retry, no redirect,
+    as the README says (the status alone used to send it again, or follow it)."""
+    (tmp_path / "afile").write_bytes(b"")
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        if target == "/busy":
+            return respond(503, b"later", headers=[("Retry-After", "0")])
+        if target == "/moved":
+            return respond(302, b"see there", headers=[("Location", "/there")])
+        return respond(200, b"there")
+
+    rows = [{"id": "busy"}, {"id": "moved"}]
+    with ScriptedServer(handler) as srv:
+        results = {r.id: r for r in run(rows, srv.url("/{id}"), save_body="afile/{id}",
+                                          save_dir=str(tmp_path), save_status="all",
+                                          follow_redirects=5, retry=NO_WAIT)}
+        targets = [r.target for r in srv.requests]
+    assert targets.count("/busy") == 1
+    assert "/there" not in targets
+    assert (results["busy"].status, results["busy"].attempts) == (503, 1)
+    assert (results["moved"].status, results["moved"].attempts) == (302, 1)
+    for r in results.values():
+        assert r.error == f"save: afile/{r.id}: Not a directory"
