@@ -122,6 +122,10 @@ class Output:
             if self._lock is not None:
                 self._lock.check_room()  # a full disk: nothing is sent (see _outfile)
         except BaseException:
+            if self._lock is not None:
+                # A file this call made and nothing reached (a CSV's header is still
+                # in the buffer): removed, so the next call is not refused for it.
+                self._lock.discard_if_unused()
             if self.sink is not None:
                 sink, self.sink = self.sink, None
                 with contextlib.suppress(OSError, UsageError):

@@ -743,12 +743,14 @@ def run_command(
                         err=True,
                     )
             guarded = GuardedSink(sink, output, lock)
+            if lock is not None:
+                # Before the CSV header is flushed: a file refused for want of room
+                # holds nothing, so it is removed and the next run is not refused.
+                lock.check_room()  # JSON Lines and Parquet have written nothing yet
             try:
                 guarded.flush()  # a full disk shows now, before the first request
             except FileProblem as exc:
                 raise UsageError(str(exc)) from None
-            if lock is not None:
-                lock.check_room()  # JSON Lines and Parquet have written nothing yet
         except BaseException:
             if source.close is not None:
                 source.close()

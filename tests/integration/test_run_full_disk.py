@@ -86,10 +86,17 @@ def test_no_room_is_found_before_the_first_request(
     proc = drumfire("run", urls, "-o", out, limit=ROOM // 2)
     one_error_line(proc, 2, repr(str(out)), "File too large")
     assert server.requests == []
+    # Nothing of it is left (a CSV kept its header: the next run was refused as
+    # "already holds results"); with room, the same command runs.
+    if fmt in ("csv", "jsonl"):  # a Parquet directory, a SQLite file: made before it
+        assert not out.exists()
+    again = drumfire("run", urls, "-o", out, "-q")
+    assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.parametrize("name", ["out.jsonl", "out.csv"])
 def test_no_room_is_found_before_the_first_request_in_the_api(
-    tmp_path: Path, server: ScriptedServer
+    tmp_path: Path, server: ScriptedServer, name: str
 ) -> None:
     script = (
         "import sys, drumfire\n"
@@ -99,11 +106,12 @@ def test_no_room_is_found_before_the_first_request_in_the_api(
         "except drumfire.UsageError as exc:\n"
         "    sys.exit(f'UsageError: {exc}')\n"
     )
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / name
     command = [*LIMITED, str(ROOM // 2), "-c", script, server.url("/{id}"), str(out)]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
     assert proc.stderr.strip() == f"UsageError: cannot write output {str(out)!r}: File too large"
     assert server.requests == []
+    assert not out.exists()  # nothing left to refuse the next call for
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
