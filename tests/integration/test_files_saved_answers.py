@@ -110,8 +110,7 @@ def test_retry_failed_sends_the_rows_again_and_replaces_their_files(tmp_path: Pa
 
     with ScriptedServer(handler) as srv:
         args = ["run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "--save-body",
-                "{id}.bin", "--save-dir", saved, "--save-status", "all", "-o", out, "-q",
-                "--retries", "0"]
+                "{id}.bin", "--save-dir", saved, "-o", out, "-q", "--retries", "0"]
         first = drumfire(*args)
         assert first.returncode == 0, first.stderr
         rows = read_csv(out)
@@ -479,3 +478,36 @@ def test_an_answer_that_cannot_be_saved_is_not_retried_or_followed(tmp_path: Pat
     assert (results["moved"].status, results["moved"].attempts) == (302, 1)
     for r in results.values():
         assert r.error == f"save: afile/{r.id}: Not a directory"
+
+
+def test_a_file_is_taken_as_an_answer_only_when_only_successes_are_saved(
+    tmp_path: Path,
+) -> None:
+    """With --save-status all a file under a row's name may be a 503's body: --resume
+    sends a row missing from the output again rather than write that file as its
+    answer (a --retry-failed run stopped before re-sending left its failures so, and
+    the next --resume wrote them as successes)."""
+    (tmp_path / "in.csv").write_text("id\nok\nbad\n")
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(503, b"down") if target == "/bad" else respond(200, b"fine")
+
+    with ScriptedServer(handler) as srv:
+        args = ["run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "--save-body",
+                "{id}.bin", "--save-dir", saved, "--save-status", "all", "-o", out, "-q",
+                "--retries", "0"]
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        assert files_in(saved) == {"ok.bin": b"fine", "bad.bin": b"down"}
+        # The failed row out of the output, as a stopped --retry-failed run leaves it.
+        lines = out.read_text().splitlines()
+        out.write_text("\n".join(line for line in lines if not line.startswith("bad,")) + "\n")
+        sent = len(srv.requests)
+        again = drumfire(*args, "--resume")
+        assert again.returncode == 0, again.stderr
+        resent = [r.target for r in srv.requests[sent:]]
+    assert resent == ["/bad"]
+    rows = read_csv(out)
+    assert (rows["bad"]["status"], rows["bad"]["attempts"]) == ("503", "1")
