@@ -609,13 +609,10 @@ def saved_rows(
 
     ``again(id)``: the row was in the output and is to be sent again (``cancelled``, or
     chosen by ``--retry-failed``): it is sent, whatever its file, and its file replaced.
-    None when the job saves no bodies or does not resume, and when ``--save-status``
-    saves more than successes: a file under the name may then hold a 503's body, which
-    is no answer to write without a request.
+    None when the job saves no bodies, does not resume, or saves more than successes
+    (``--save-status all``: a file under the name may be a 503's body, not an answer).
     """
-    if job.save is None or not job.skip_saved:
-        return None
-    if any(not 200 <= status < 300 for status in job.save.statuses):
+    if job.save is None or not job.skip_saved or any(s // 100 != 2 for s in job.save.statuses):
         return None
     saver = Saver(job.save, Template(job.save.template).render)
 
