@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_errors import one_error_line
 from servers import Action, ScriptedServer, refused_port, reset, respond, stall
 
 from drumfire.demo import DemoServer, write_sample_routes
@@ -42,16 +43,6 @@ def start(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("drumfire: error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def rows(path: Path) -> list[dict[str, str]]:
