@@ -184,12 +184,14 @@ async def _arun(
             wake.clear()
             await wake.wait()
     finally:
-        if not task.done():
+        ended = task.done()  # by itself: not stopped below
+        if not ended:
             engine.stop(grace=0)
             await asyncio.wait([task])
         handle.stats = engine.stats
         close_display(display, engine.stats)
-        output.close()
+        clean = ended and not task.cancelled() and task.exception() is None
+        output.close(engine.stats if clean else None)
         if source.close is not None:
             source.close()
 
@@ -242,14 +244,15 @@ def run(
 
     def work() -> None:
         asyncio.set_event_loop(loop)
+        finished: Stats | None = None
         try:
-            loop.run_until_complete(engine.run(source.items, source.total))
+            finished = loop.run_until_complete(engine.run(source.items, source.total))
         except BaseException as exc:  # handed to the consumer thread
             state["error"] = exc
         finally:
             loop.close()
             try:
-                output.close()
+                output.close(finished)
             except BaseException as exc:  # handed to the consumer thread
                 state.setdefault("error", exc)
             if source.close is not None:

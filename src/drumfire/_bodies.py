@@ -607,8 +607,8 @@ def saved_rows(
     """``--resume``'s hook for a row the output does not hold (see :class:`~drumfire._rows.Rows`):
     the fields of its file when that is complete on disk, so it is written without a request.
 
-    ``again(id)``: the row was in the output and is to be sent again (``cancelled``, or
-    chosen by ``--retry-failed``): it is sent, whatever its file, and its file replaced.
+    ``again(id)``: the row was dropped from the output to be sent again (by this run
+    or a stopped one): it is sent, whatever its file, and its file replaced.
     None when the job saves no bodies, does not resume, or saves more than successes
     (``--save-status all``: a file under the name may be a 503's body, not an answer).
     """

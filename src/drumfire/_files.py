@@ -105,11 +105,14 @@ class Output:
                 self._lock.refuse_or_truncate(overwrite=True)
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
+                if self._lock is not None and job.save is not None:
+                    # Before the rewrite drops them: no file is their answer until sent.
+                    resumed.pending = self._lock.remember_again(resumed.again)
                 if resumed.dropped and self._lock is not None:
                     self._lock.rewrite(fmt, is_cancelled)
                 self.skip = resumed.done.take
                 self.skip_problem = resumed.problems.__contains__
-                self.saved = saved_rows(job, resumed.again.take)
+                self.saved = saved_rows(job, resumed.sent_again)
             self.sink = open_sink(
                 self.path,
                 fmt,
@@ -162,11 +165,19 @@ class Output:
             self.sink.flush()
             self._last = now
 
-    def close(self) -> None:
+    def close(self, finished: Stats | None = None) -> None:
+        """Close the output; ``finished``: the figures of a run that ended by itself."""
         try:
             if self.sink is not None:
                 sink, self.sink = self.sink, None
                 sink.close()
+            if (
+                self._lock is not None
+                and finished is not None
+                and not finished.stopped
+                and finished.unreachable is None
+            ):
+                self._lock.forget_again()  # the whole input has its rows in the output
         finally:
             self._close_lock()
 

@@ -16,6 +16,11 @@
   crash leaves either the old file or the new one, never half of each. A run
   that waited on the old file's lock sees the rename (its file is no longer
   the one at the path) and tries again on the new one.
+* **Rows sent again stay marked until sent.** Before the rewrite drops them,
+  the ids of the rows to send again are added to a file beside the output
+  (:meth:`OutputLock.remember_again`), removed only by a run that completes
+  the input: a ``--resume`` after a run stopped before it re-sent them sends
+  them, and never takes a file under their name, an older answer's, for theirs.
 * **Room before the first request.** :meth:`OutputLock.check_room` reserves
   :data:`ROOM` bytes on the output's disk and gives them back, so a full disk
   (or quota, or file size limit) stops the run before anything is sent:
@@ -42,14 +47,22 @@ import fcntl
 import os
 import stat
 import sys
+from array import array
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import DrumfireError, UsageError
-from ._resume import Record, holds_rows, write_kept
+from ._resume import DoneIds, Record, holds_rows, write_kept
 from ._sinks import TABLE_FORMATS, Sink
 
-__all__ = ["ROOM", "FileProblem", "GuardedSink", "OutputLock", "check_summary_path"]
+__all__ = [
+    "AGAIN_SUFFIX",
+    "ROOM",
+    "FileProblem",
+    "GuardedSink",
+    "OutputLock",
+    "check_summary_path",
+]
 
 #: The room a run must find on the output's disk before its first request: a
 #: few hundred rows, so a disk that is full, or all but, is found then.
@@ -57,6 +70,10 @@ ROOM = 64 * 1024
 #: What posix_fallocate says when the room is not there (a file size limit:
 #: EFBIG); other errors (a file system without it) leave the check to the first flush.
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+#: The file beside an output that lists the rows dropped to be sent again and
+#: perhaps not sent yet (:meth:`OutputLock.remember_again`): ``.NAME`` + this.
+AGAIN_SUFFIX = ".drumfire-again"
+_AGAIN_HEAD = b"drumfire: ids of rows to send again, 8-byte keys\n"
 
 
 class FileProblem(DrumfireError):
@@ -281,6 +298,82 @@ class OutputLock:
         _HELD.add(tmp_fd)
         _HELD.discard(old)
         os.close(old)
+
+    def _again_path(self) -> str:
+        if self.fmt == "sqlite":  # one file per table of the database
+            from ._sqlite import sqlite_target
+
+            database, table = sqlite_target(self.output)
+            folder, name = os.path.split(os.path.realpath(database))
+            return os.path.join(folder, f".{name}.{table}{AGAIN_SUFFIX}")
+        folder, name = os.path.split(os.path.realpath(self.output))
+        return os.path.join(folder, f".{name}{AGAIN_SUFFIX}")
+
+    def remember_again(self, again: DoneIds) -> DoneIds:
+        """Add the ids of ``again`` (rows this run drops to send again) to the file of
+        such ids beside the output, before the rewrite drops them; return those that
+        earlier runs left there.
+
+        A row dropped from the output and not yet sent again is missing from it,
+        like a row never sent, but a file under its name is an older answer's: a
+        ``--resume`` must send it rather than take that file as its answer (see
+        :func:`drumfire._bodies.saved_rows`). The file goes once a run completes
+        the input (:meth:`forget_again`), every row then being in the output.
+        """
+        path = self._again_path()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = None
+        except OSError as exc:
+            raise UsageError(f"--resume: cannot read {path!r}: {exc.strerror or exc}") from None
+        keys = array("q")
+        if data is not None:
+            body = data[len(_AGAIN_HEAD) :]
+            if not data.startswith(_AGAIN_HEAD) or len(body) % keys.itemsize:
+                raise UsageError(
+                    f"--resume: {path!r} is damaged: remove it to resume (the rows it "
+                    "lists would then be taken from their saved files, if complete)"
+                )
+            keys.frombytes(body)
+            if sys.byteorder == "big":
+                keys.byteswap()
+        pending = DoneIds(keys=keys)
+        if len(again):
+            merged = array("q", sorted(set(keys).union(again.keys())))
+            if sys.byteorder == "big":
+                merged.byteswap()
+            self._write_beside(path, _AGAIN_HEAD + merged.tobytes())
+        return pending
+
+    def _write_beside(self, path: str, data: bytes) -> None:
+        """``data`` as the whole of ``path``, atomically, on disk before the rename."""
+        import tempfile
+
+        folder, name = os.path.split(path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise UsageError(
+                f"--resume: cannot write beside {self.output!r}: {exc.strerror or exc}"
+            ) from None
+
+    def forget_again(self) -> None:
+        """A run completed the input: every row is in the output, none waits to be sent
+        again (see :meth:`remember_again`)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self._again_path())
 
     def gone(self) -> str | None:
         """Why the path no longer leads to the locked file, or None if it does."""

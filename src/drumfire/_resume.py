@@ -81,6 +81,10 @@ class DoneIds:
         i = bisect_left(keys, k)
         return i < len(keys) and keys[i] == k
 
+    def keys(self) -> array[int]:
+        """The ids' 64-bit keys, sorted (as a file of them holds them: see ``_outfile``)."""
+        return self._keys
+
     def take(self, value: str) -> bool:
         """True (and mark it used) if an unused result for ``value`` exists."""
         k = _key(value)
@@ -229,9 +233,11 @@ class Resumed:
     ``--retry-failed``): :meth:`OutputLock.rewrite <drumfire._outfile.OutputLock>`
     removes them from the file before the run appends their new rows; ``again``
     holds their ids (a row sent again is sent even if its saved file is there).
+    ``pending``: the ids earlier runs dropped so and may have been stopped before
+    sending (:meth:`OutputLock.remember_again <drumfire._outfile.OutputLock>`).
     """
 
-    __slots__ = ("again", "done", "dropped", "kept", "problems")
+    __slots__ = ("again", "done", "dropped", "kept", "pending", "problems")
 
     def __init__(
         self,
@@ -246,6 +252,13 @@ class Resumed:
         self.kept = kept
         self.dropped = dropped
         self.again = again if again is not None else DoneIds()
+        self.pending = DoneIds()
+
+    def sent_again(self, id_: str) -> bool:
+        """Whether the row of ``id_`` is sent whatever file is under its name: this run
+        dropped it from the output, or an earlier run that may have stopped before
+        sending it did (its file is then an older answer's, not this batch's)."""
+        return self.again.take(id_) or id_ in self.pending
 
 
 def _records(path: str, fmt: str) -> Iterator[tuple[Record, Any]]:

@@ -714,6 +714,9 @@ def run_command(
                 return again is not None and again.matches(error, status)
 
             resumed = scan_output(output, out_fmt, resend) if resuming else None
+            if resumed is not None and lock is not None and job.save is not None:
+                # Before the rewrite drops them: no file is their answer until sent.
+                resumed.pending = lock.remember_again(resumed.again)
             fields = job.field_names()
             if job.skip_saved:
                 clean_temps(job)  # what a stopped run left (see --save-body)
@@ -766,6 +769,8 @@ def run_command(
         job, source, guarded, nprocs, quiet, output, parse, parse_spec, read_ahead, resumed
     )
     if lock is not None:
+        if stats is not None and code == 0 and limit is None:
+            lock.forget_again()  # the whole input has its rows in the output
         lock.close()
     if stats is not None:
         code = _finish(stats, code, output, summary_json, failing, quiet)
@@ -816,7 +821,7 @@ def _run(
     skip_problem = resumed.problems.__contains__ if resumed is not None else None
     # --resume with --save-body: a row the output lacks whose file is complete is
     # written without a request; a row it drops to send again is sent.
-    saved = saved_rows(job, resumed.again.take) if resumed is not None else None
+    saved = saved_rows(job, resumed.sent_again) if resumed is not None else None
     try:
         if nprocs > 1:
             from ._parallel import execute_parallel

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
 from servers import Action, ScriptedServer, chunked, partial, refused_port, respond
 
-from drumfire import Result, Retry, run
+from drumfire import Result, Retry, run, run_all
 from drumfire._savebody import TEMP_SUFFIX
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -268,7 +272,6 @@ def test_a_file_that_shrinks_while_sent_is_not_sent_again(tmp_path: Path) -> Non
     """PUT a file that shrinks while it is being sent: file: PATH: why, one attempt (a
     retry sent the same stale Content-Length again, three more times)."""
     import socket
-    import threading
 
     upload = tmp_path / "up.bin"
     with upload.open("wb") as fh:
@@ -351,7 +354,6 @@ class HalfThenRest:
 
     def __init__(self) -> None:
         import socket
-        import threading
 
         self.half_sent, self.go = threading.Event(), threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -387,9 +389,7 @@ def test_resume_leaves_the_temporary_files_of_a_live_run(tmp_path: Path) -> None
     nothing; a stopped run's temporary file is removed."""
     import time
 
-    import pytest
-
-    from drumfire import UsageError, run_all
+    from drumfire import UsageError
 
     saved = tmp_path / "dl"
     (tmp_path / "a.csv").write_text("id\nlive\n")
@@ -511,3 +511,106 @@ def test_a_file_is_taken_as_an_answer_only_when_only_successes_are_saved(
     assert resent == ["/bad"]
     rows = read_csv(out)
     assert (rows["bad"]["status"], rows["bad"]["attempts"]) == ("503", "1")
+
+
+@pytest.mark.parametrize(
+    ("stop", "resumer"),
+    [(signal.SIGKILL, "cli"), (signal.SIGINT, "cli"), (signal.SIGKILL, "api")],
+    ids=["kill-9", "ctrl-c", "kill-9-then-api"],
+)
+def test_a_stopped_retry_failed_run_leaves_no_stale_file_to_claim(
+    tmp_path: Path, stop: signal.Signals, resumer: str
+) -> None:
+    """--retry-failed 200 removes its rows from the output, then is stopped (kill -9, or
+    Ctrl-C) before it re-sent them: the next --resume (or resume=True) sends them, rather
+    than take the old success files under their names as their answers (status empty,
+    attempts 0)."""
+    (tmp_path / "in.csv").write_text("id\na\nb\nc\n")
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+    version = [1]
+    held, release = threading.Event(), threading.Event()
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        if version[0] == 2:  # the --retry-failed run: its first request is held
+            held.set()
+            release.wait(60)
+        return respond(200, b"version %d of %s" % (version[0], target.encode()))
+
+    with ScriptedServer(handler) as srv:
+        args = ["run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "--save-body",
+                "{id}.bin", "--save-dir", saved, "-o", out, "-q", "-c", "1"]
+        assert drumfire(*args).returncode == 0
+        version[0] = 2
+        proc = subprocess.Popen([*CLI, *map(str, args), "--retry-failed", "200"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert held.wait(60), proc.stderr.read() if proc.stderr else ""
+            os.kill(proc.pid, stop)
+            assert proc.wait(60) == (130 if stop == signal.SIGINT else -signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            release.set()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        kept = read_csv(out)
+        assert not {"b", "c"} & set(kept)  # removed, never re-sent
+        version[0] = 3
+        sent = len(srv.requests)
+        if resumer == "cli":
+            again = drumfire(*args, "--resume")
+            assert again.returncode == 0, again.stderr
+        else:
+            run_all(tmp_path / "in.csv", srv.url("/{id}"), save_body="{id}.bin",
+                    save_dir=saved, output=out, resume=True, concurrency=1)
+        resent = sorted(r.target for r in srv.requests[sent:])
+    assert resent == ["/a", "/b", "/c"]
+    rows = read_csv(out)
+    assert sorted(rows) == ["a", "b", "c"]
+    for name, row in rows.items():
+        assert (row["status"], row["attempts"], row["error"]) == ("200", "1", ""), row
+        assert row["saved_bytes"] == str(len(b"version 3 of /" + name.encode()))
+    assert files_in(saved) == {f"{n}.bin": b"version 3 of /%s" % n.encode() for n in "abc"}
+    # The run that completed the batch leaves nothing beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl", "in.csv", "out.csv"]
+
+
+def test_rows_to_send_again_stay_listed_until_a_run_reads_the_whole_input(
+    tmp_path: Path,
+) -> None:
+    """A --resume limited by -n leaves the list of rows to send again as it is (the rows
+    past N are not read); the run that reads the whole input sends them and removes it."""
+    from drumfire._outfile import AGAIN_SUFFIX, OutputLock
+    from drumfire._resume import DoneIds
+
+    (tmp_path / "in.csv").write_text("id\na\nb\n")
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+    saved.mkdir()
+    out.write_text("id,status,elapsed_ms,attempts,error,saved_path,saved_bytes\n"
+                   "a,200,1.000,1,,a.bin,9\n")
+    (saved / "a.bin").write_bytes(b"body of a")
+    (saved / "b.bin").write_bytes(b"old b")  # a stopped --retry-failed run dropped b
+    lock = OutputLock.acquire(str(out))
+    assert lock is not None
+    lock.remember_again(DoneIds(["b"]))
+    lock.close()
+    marker = tmp_path / f".out.csv{AGAIN_SUFFIX}"
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"body of " + target.lstrip("/").encode())
+
+    with ScriptedServer(handler) as srv:
+        args = ["run", tmp_path / "in.csv", "--url", srv.url("/{id}"), "--save-body",
+                "{id}.bin", "--save-dir", saved, "-o", out, "-q", "--resume"]
+        first = drumfire(*args, "-n", "1")
+        assert first.returncode == 0, first.stderr
+        assert marker.exists()
+        whole = drumfire(*args)
+        assert whole.returncode == 0, whole.stderr
+        assert [r.target for r in srv.requests] == ["/b"]
+    assert not marker.exists()
+    assert read_csv(out)["b"]["attempts"] == "1"
+    assert (saved / "b.bin").read_bytes() == b"body of b"

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from drumfire._errors import UsageError
-from drumfire._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from drumfire._outfile import (
+    AGAIN_SUFFIX,
+    FileProblem,
+    GuardedSink,
+    OutputLock,
+    check_summary_path,
+)
 from drumfire._result import Result
+from drumfire._resume import DoneIds
 from drumfire._sinks import open_sink
 
 
@@ -133,3 +140,47 @@ def test_rewrite_through_a_symbolic_link_keeps_the_link(tmp_path: Path) -> None:
         lock.close()
     assert link.is_symlink()
     assert real.read_bytes() == b'{"id":"1","error":""}\n'
+
+
+def test_rows_sent_again_are_remembered_until_a_run_completes(tmp_path: Path) -> None:
+    """remember_again adds this run's rows to send again to those earlier runs left
+    (returned), in a file beside the output; forget_again removes it."""
+    path = str(tmp_path / "o.csv")
+    lock = OutputLock.acquire(path)
+    assert lock is not None
+    try:
+        assert len(lock.remember_again(DoneIds())) == 0
+        assert os.listdir(tmp_path) == ["o.csv"]  # nothing to remember: no file
+        assert len(lock.remember_again(DoneIds(["a", "b"]))) == 0
+        marker = tmp_path / f".o.csv{AGAIN_SUFFIX}"
+        assert sorted(os.listdir(tmp_path)) == [marker.name, "o.csv"]
+        pending = lock.remember_again(DoneIds(["b", "c"]))  # a second stopped run
+        assert ("a" in pending, "b" in pending, "c" in pending) == (True, True, False)
+        pending = lock.remember_again(DoneIds())
+        assert [i in pending for i in "abcd"] == [True, True, True, False]
+        marker.write_bytes(marker.read_bytes()[:-1])
+        with pytest.raises(UsageError, match=r"^--resume: '.*' is damaged: remove it"):
+            lock.remember_again(DoneIds())
+        lock.forget_again()
+        assert os.listdir(tmp_path) == ["o.csv"]
+        lock.forget_again()  # none: nothing to do
+    finally:
+        lock.close()
+
+
+def test_each_output_has_its_own_list_of_rows_sent_again(tmp_path: Path) -> None:
+    """Beside the file, a Parquet directory, or a SQLite database (one per table)."""
+    pytest.importorskip("pyarrow")
+    names = []
+    for output, fmt in [(tmp_path / "o.parquet", "parquet"),
+                        (f"sqlite:///{tmp_path}/o.db?table=runs", "sqlite"),
+                        (tmp_path / "o.db", "sqlite")]:  # fmt: skip
+        lock = OutputLock.acquire_output(str(output), fmt)
+        assert lock is not None
+        try:
+            lock.remember_again(DoneIds(["x"]))
+            names.append(sorted(n for n in os.listdir(tmp_path) if n.endswith(AGAIN_SUFFIX)))
+        finally:
+            lock.close()
+    assert names[-1] == [f".o.db.results{AGAIN_SUFFIX}", f".o.db.runs{AGAIN_SUFFIX}",
+                         f".o.parquet{AGAIN_SUFFIX}"]  # fmt: skip
