@@ -141,6 +141,27 @@ def test_form_option_reads_text_parts_as_curl_does() -> None:
         assert str(info.value).startswith(message), (spec, str(info.value))
 
 
+def test_a_second_type_is_a_parameter_of_the_first_as_curl_reads_it() -> None:
+    """What curl 7.88.1 sends for these (checked on the wire; its tool_formparse.c takes
+    'type=' as a type only while none is being read): neither the last wins nor is it
+    refused, as a 'type' parameter is real (multipart/related, RFC 2387). After
+    ;filename= a new ;type= starts, and replaces the first."""
+    p = parse_form_option
+    assert p("f=hi;type=text/a;type=text/b").content_type == "text/a;type=text/b"
+    assert p("f=@x;type=text/a; type=text/b").content_type == "text/a; type=text/b"
+    assert p("f=hi;type=text/a;TYPE=text/b").content_type == "text/a;TYPE=text/b"
+    assert p("f=hi;type=text/a;charset=utf-8;type=text/b").content_type == (
+        "text/a;charset=utf-8;type=text/b"
+    )
+    assert p("f=hi;type=text/a;type=").content_type == "text/a;type="
+    assert p("m=@x;type=multipart/related;type=application/xop+xml") == FormField(
+        "m", "x", True, "multipart/related;type=application/xop+xml"
+    )
+    assert p("f=hi;type=text/a;filename=x;type=text/b") == FormField(
+        "f", "hi", False, "text/b", "x"
+    )
+
+
 def test_text_parts_with_a_type_a_filename_or_a_files_contents(tmp_path: Path) -> None:
     note = tmp_path / "note.txt"
     note.write_bytes(b"from a file")
