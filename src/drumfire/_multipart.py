@@ -54,9 +54,14 @@ def content_type_for(path: str, default: str | None = "application/octet-stream"
     ``application/gzip`` (RFC 6713), not the ``text/csv`` inside, which mimetypes
     gives with the encoding apart (Content-Encoding is no answer: it would ask the
     server to decompress). Other encodings (``.bz2``, ``.xz``, ``.Z``, ``.br``) have
-    no registered type: octet-stream, as curl sends for all of them.
+    no registered type: octet-stream, as curl sends for all of them. A compressed
+    file whose type names its extension (``.svgz``) is that type.
     """
-    guessed, encoding = mimetypes.guess_type(os.path.basename(path), strict=False)
+    name = os.path.basename(path)
+    own = _OWN_TYPE.get(os.path.splitext(name)[1].lower())
+    if own is not None:
+        return own
+    guessed, encoding = mimetypes.guess_type(name, strict=False)
     if encoding is not None:
         return _COMPRESSED.get(encoding, "application/octet-stream")
     return guessed or default
@@ -64,6 +69,12 @@ def content_type_for(path: str, default: str | None = "application/octet-stream"
 
 #: The media type of a file compressed with a mimetypes encoding.
 _COMPRESSED = {"gzip": "application/gzip"}
+#: Extensions of compressed files that their type's registration names as its own,
+#: which mimetypes reads as a type and an encoding (``.svgz`` as ``.svg.gz``): the
+#: image/svg+xml registration (SVG 1.1, appendix P) gives ``svgz`` for gzip-compressed
+#: SVG, and browsers upload it so. ``.tgz`` stays ``application/gzip``: application/x-tar
+#: names ``.tar`` only.
+_OWN_TYPE = {".svgz": "image/svg+xml"}
 
 
 def _quoted(value: str) -> str:

@@ -497,12 +497,18 @@ def test_form_text_parts_are_sent_as_curl_sends_them(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
-def test_a_compressed_file_is_labelled_as_what_its_bytes_are(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "ctype"), [("data.csv.gz", "application/gzip"), ("logo.svgz", "image/svg+xml")]
+)
+def test_a_compressed_file_is_labelled_as_what_its_bytes_are(
+    tmp_path: Path, name: str, ctype: str
+) -> None:
     """data.csv.gz went as text/csv (the type inside, gzip bytes): now application/gzip,
-    as the raw body (--data-file) and as a form's file part (-F)."""
+    as the raw body (--data-file) and as a form's file part (-F); logo.svgz, whose type
+    names that extension (gzip-compressed SVG), is image/svg+xml, not application/gzip."""
     import gzip
 
-    packed = tmp_path / "data.csv.gz"
+    packed = tmp_path / name
     packed.write_bytes(gzip.compress(b"a,b\n1,2\n"))
     (tmp_path / "in.csv").write_text(f"id,path\n1,{packed}\n")
     with ScriptedServer(echo) as srv:
@@ -511,8 +517,8 @@ def test_a_compressed_file_is_labelled_as_what_its_bytes_are(tmp_path: Path) -> 
                             *body)  # fmt: skip
             assert proc.returncode == 0, proc.stderr
         raw, form = srv.requests
-    assert (raw.headers["content-type"], raw.body) == ("application/gzip", packed.read_bytes())
+    assert (raw.headers["content-type"], raw.body) == (ctype, packed.read_bytes())
     assert raw_parts(form) == [
-        (b'Content-Disposition: form-data; name="f"; filename="data.csv.gz"\r\n'
-         b"Content-Type: application/gzip", packed.read_bytes()),
+        (b'Content-Disposition: form-data; name="f"; filename="%s"\r\n'
+         b"Content-Type: %s" % (name.encode(), ctype.encode()), packed.read_bytes()),
     ]  # fmt: skip

@@ -97,6 +97,12 @@ def test_content_type_from_the_name() -> None:
         "application/octet-stream"
     )
     assert content_type_for("a.csv.gz", None) == "application/gzip"
+    # .svgz is SVG's own extension for gzip-compressed SVG (mimetypes: svg + gzip, as
+    # for .svg.gz): image/svg+xml, as browsers send it; .svg.gz is gzip as any .gz.
+    assert content_type_for("up/logo.svgz") == content_type_for("LOGO.SVGZ") == "image/svg+xml"
+    assert content_type_for("logo.svgz", None) == "image/svg+xml"
+    assert content_type_for("logo.svg.gz") == "application/gzip"
+    assert content_type_for("logo.svgz.gz") == "application/gzip"
 
 
 def test_form_option_syntax() -> None:
