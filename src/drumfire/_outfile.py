@@ -216,19 +216,22 @@ class OutputLock:
         ``ftruncate`` gives it back: nothing is written, a few microseconds.
         A ``kill -9`` between the two leaves zeros past the end: a CSV or JSON
         Lines output's ``--resume`` cuts them off as a torn line, SQLite reads
-        its pages by the size in its header, and a lock file holds nothing.
+        its pages by the size in its header, and a lock file holds nothing. Any
+        ``OSError`` on the way (the room given back included) is that one line too.
         """
-        size = self.size()
         try:
-            os.posix_fallocate(self.fd, size, ROOM)
+            size = self.size()
+            try:
+                os.posix_fallocate(self.fd, size, ROOM)
+            except OSError as exc:
+                if exc.errno in _NO_ROOM:
+                    raise
+            finally:
+                if self.size() != size:
+                    os.ftruncate(self.fd, size)
         except OSError as exc:
-            if exc.errno in _NO_ROOM:
-                raise UsageError(
-                    f"cannot write output {self.output!r}: {exc.strerror or exc}"
-                ) from None
-        finally:
-            if self.size() != size:
-                os.ftruncate(self.fd, size)
+            why = exc.strerror or exc
+            raise UsageError(f"cannot write output {self.output!r}: {why}") from None
 
     def refuse_or_truncate(self, overwrite: bool) -> None:
         """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``.

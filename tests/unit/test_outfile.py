@@ -184,3 +184,46 @@ def test_each_output_has_its_own_list_of_rows_sent_again(tmp_path: Path) -> None
             lock.close()
     assert names[-1] == [f".o.db.results{AGAIN_SUFFIX}", f".o.db.runs{AGAIN_SUFFIX}",
                          f".o.parquet{AGAIN_SUFFIX}"]  # fmt: skip
+
+
+def test_giving_the_room_back_fails_as_one_line_naming_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_room's ftruncate (the room given back) raised its OSError raw; it is the line
+    a full disk gives now. A full disk itself, and a file system without fallocate
+    (left to the first flush), as before."""
+    import errno
+
+    path = str(tmp_path / "o.csv")
+    lock = OutputLock.acquire(path)
+    assert lock is not None
+    try:
+        lock.check_room()
+        assert lock.size() == 0
+
+        def fails(fd: int, length: int) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        monkeypatch.setattr(os, "ftruncate", fails)
+        with pytest.raises(UsageError) as info:
+            lock.check_room()  # the room was taken; giving it back failed
+        assert str(info.value) == f"cannot write output {path!r}: Input/output error"
+        monkeypatch.undo()
+        os.ftruncate(lock.fd, 0)
+
+        def no_room(fd: int, offset: int, length: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "posix_fallocate", no_room)
+        with pytest.raises(UsageError) as info:
+            lock.check_room()
+        assert str(info.value) == f"cannot write output {path!r}: No space left on device"
+
+        def unsupported(fd: int, offset: int, length: int) -> None:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+        monkeypatch.setattr(os, "posix_fallocate", unsupported)
+        lock.check_room()  # nothing to say before the first flush
+        assert lock.size() == 0
+    finally:
+        lock.close()
