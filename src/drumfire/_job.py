@@ -26,10 +26,13 @@ from ._http import MAX_HEADER
 from ._options import (
     check_count,
     check_flag,
+    check_kind,
     check_path,
     check_rate,
     check_seconds,
     check_size,
+    check_texts,
+    optional,
     statuses_text,
 )
 from ._request import RequestPlan
@@ -78,6 +81,24 @@ class Job:
     form: tuple[FormField, ...] = ()
     save: SaveSpec | None = None
     skip_saved: bool = False  # --resume: a row whose file is complete is not sent
+
+    def __post_init__(self) -> None:
+        """Check every field, made by :func:`make_job` or directly (see :mod:`drumfire._options`).
+
+        Raises:
+            UsageError: a value of the wrong type or out of range, in one line naming
+                its field (``max_body=-1: give a number of bytes, 0 or more, ...``), or
+                a TLS file that cannot be used. A size or a rate written as on the
+                command line (``"64M"``, ``"10/s"``) becomes its number, a list a tuple.
+        """
+        for name, check in FIELD_CHECKS:
+            value = getattr(self, name)
+            checked = check(name, value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+        if self.cacert is not None or self.cert is not None or self.key is not None:
+            # An unusable file, or a key without its certificate.
+            TLS(self.verify, self.cacert, self.cert, self.key).check()
 
     def field_names(self) -> list[str]:
         """The output columns after the base ones and before the kept ones."""
@@ -245,11 +266,6 @@ def make_job(
         raise UsageError(f"verify={verify!r}: give True, False or the path of a CA file")
     cacert = None if isinstance(verify, bool) else check_path("verify", verify)
     cert_file, key_file = _cert_pair(cert)
-    tls = TLS(bool(verify), cacert, cert_file, key_file)
-    if cacert is not None or cert_file is not None or key_file is not None:
-        tls.check()  # an unusable file, or a key without its certificate: a usage error now
-    if retry is not None and not isinstance(retry, Retry):
-        raise UsageError(f"retry={retry!r}: give a drumfire.Retry, or retries=N")
     total = check_seconds("timeout", timeout)
     body = "--json (json=)" if json is not None else "--data (data=)" if data is not None else None
     if json is not None:  # curl's --json: the body, Content-Type and Accept
@@ -258,6 +274,8 @@ def make_job(
         names = [h[0] if isinstance(h, tuple) else h.partition(":")[0] for h in header_items]
         data, added = json_body(json, names)
         header_items = (*header_items, *added)
+    # Job checks its fields (__post_init__); here only the keywords it has no field for
+    # (timeout, retries, verify, cert, save_*...) or of a wider type (sizes, rates, paths).
     return Job(
         url=url,
         method=method,
@@ -266,10 +284,14 @@ def make_job(
         extract=tuple(extract.items() if isinstance(extract, Mapping) else (extract or ())),
         keep=tuple(keep),
         id=id,
-        concurrency=_optional_count("concurrency", concurrency),
-        max_concurrency=check_count("max_concurrency", max_concurrency, 1, _MOST_IN_FLIGHT),
+        concurrency=concurrency,
+        max_concurrency=max_concurrency,
         rate=check_rate("rate", rate),
-        retry=retry or Retry(retries=check_count("retries", retries, 0, _MOST_RETRIES)),
+        retry=(
+            retry
+            if retry is not None
+            else Retry(retries=check_count("retries", retries, 0, _MOST_RETRIES))
+        ),
         timeouts=Timeouts(
             connect=min(check_seconds("connect_timeout", connect_timeout), total), total=total
         ),
@@ -279,15 +301,15 @@ def make_job(
         key=key_file,
         max_body=check_size("max_body", max_body),
         max_header_size=check_size("max_header_size", max_header_size, _LEAST_HEADER),
-        ordered=check_flag("ordered", ordered),
+        ordered=ordered,
         # True: up to MAX_REDIRECTS hops, as requests (curl -L: 50); a number: that many.
         follow_redirects=(
             (MAX_REDIRECTS if follow_redirects else 0)
             if isinstance(follow_redirects, bool)
-            else check_count("follow_redirects", follow_redirects, 0, _MOST_REDIRECTS)
+            else follow_redirects
         ),
-        pipeline=check_count("pipeline", pipeline, 1, _MOST_PIPELINED),
-        per_host_concurrency=_optional_count("per_host_concurrency", per_host_concurrency),
+        pipeline=pipeline,
+        per_host_concurrency=per_host_concurrency,
         per_host_rate=check_rate("per_host_rate", per_host_rate),
         **file_settings(
             body,
@@ -298,7 +320,7 @@ def make_job(
             None if save_dir is None else check_path("save_dir", save_dir),
             None if save_status is None else statuses_text("save_status", save_status),
             check_flag("save_sha256", save_sha256),
-            check_flag("skip_saved", skip_saved),
+            skip_saved,
         ),
     )
 
@@ -311,10 +333,66 @@ _MOST_PIPELINED = 256
 _LEAST_HEADER = 1024
 
 
+_MOST_ATTEMPTS = 1_000_000_000
+
+
 def _optional_count(name: str, value: Any) -> int | None:
     if value is None:
         return None
     return check_count(name, value, 1, _MOST_IN_FLIGHT, ", or None (adaptive)")
+
+
+def _seconds_of(name: str, value: Any) -> Timeouts:
+    """``timeouts``: a :class:`Timeouts` whose two values are seconds above 0."""
+    if not isinstance(value, Timeouts):
+        raise UsageError(f"{name}={value!r}: give a drumfire.Timeouts")
+    check_seconds(f"{name}.connect", value.connect)
+    check_seconds(f"{name}.total", value.total)
+    return value
+
+
+def _form_fields(name: str, value: Any) -> tuple[FormField, ...]:
+    """``form``: the parts, as make_job makes them of its ``form=`` and ``files=``."""
+    if not isinstance(value, tuple | list) or not all(isinstance(f, FormField) for f in value):
+        raise UsageError(f"{name}={value!r}: give FormField parts (make_job's form=, files=)")
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _range(low: int, high: int) -> Callable[[str, Any], int]:
+    return lambda name, value: check_count(name, value, low, high)
+
+
+#: Each field of a Job and its check (see Job.__post_init__), in the fields' order.
+FIELD_CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
+    ("url", check_kind(str, "the URL template, a str")),
+    ("method", optional(check_kind(str, "a method, a str, or None"))),
+    ("headers", check_texts("'Name: value' strings or (name, value) pairs", pairs=None)),
+    ("data", optional(check_kind((str, bytes), "the body, a str or bytes, or None"))),
+    ("extract", check_texts("(name, expression) pairs of str", pairs=True)),
+    ("keep", check_texts("column names, a tuple of str")),
+    ("id", optional(check_kind(str, "a column name, a str, or None"))),
+    ("concurrency", _optional_count),
+    ("max_concurrency", _range(1, _MOST_IN_FLIGHT)),
+    ("rate", check_rate),
+    ("retry", check_kind(Retry, "a drumfire.Retry (or retries=N to make_job)")),
+    ("timeouts", _seconds_of),
+    ("verify", check_flag),
+    ("cacert", optional(check_path)),
+    ("cert", optional(check_path)),
+    ("key", optional(check_path)),
+    ("max_body", check_size),
+    ("max_header_size", lambda name, value: check_size(name, value, _LEAST_HEADER)),
+    ("ordered", check_flag),
+    ("follow_redirects", _range(0, _MOST_REDIRECTS)),
+    ("pipeline", _range(1, _MOST_PIPELINED)),
+    ("unreachable_after", _range(0, _MOST_ATTEMPTS)),
+    ("per_host_concurrency", _optional_count),
+    ("per_host_rate", check_rate),
+    ("data_file", optional(check_path)),
+    ("form", _form_fields),
+    ("save", optional(check_kind(SaveSpec, "a SaveSpec (make_job's save_body=), or None"))),
+    ("skip_saved", check_flag),
+)
 
 
 def _cert_pair(cert: Any) -> tuple[str | None, str | None]:

@@ -1,4 +1,6 @@
-"""Settings' values as the Python API takes them, checked once in ``make_job``.
+"""Settings' values as the Python API takes them, checked once: each field of a
+:class:`~drumfire.Job` as it is made (by ``make_job`` or directly), and the keywords
+of ``make_job`` that become other fields (``timeout``, ``retries``, ``verify``...).
 
 The command line reads text and click checks it; a keyword argument can be
 anything, and a wrong type used to surface mid-run, far from its cause (a
@@ -19,6 +21,7 @@ import numbers
 import operator
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import UsageError
@@ -27,10 +30,13 @@ from ._limits import parse_rate
 __all__ = [
     "check_count",
     "check_flag",
+    "check_kind",
     "check_path",
     "check_rate",
     "check_seconds",
     "check_size",
+    "check_texts",
+    "optional",
     "parse_size",
     "size_text",
     "statuses_text",
@@ -149,3 +155,43 @@ def statuses_text(name: str, value: Any) -> str:
             f"{name}={value!r}: give statuses as '2xx,404', a status (200) or a list of them"
         )
     return ",".join(texts)
+
+
+def check_kind(kind: type | tuple[type, ...], what: str) -> Callable[[str, Any], Any]:
+    """A check that a value is a ``kind`` (``what`` names it in the message)."""
+
+    def check(name: str, value: Any) -> Any:
+        if not isinstance(value, kind):
+            raise UsageError(f"{name}={value!r}: give {what}")
+        return value
+
+    return check
+
+
+def check_texts(what: str, pairs: bool | None = False) -> Callable[[str, Any], tuple[Any, ...]]:
+    """A check of a list or tuple of ``str`` (``pairs``: of ``(str, str)`` pairs; None:
+    of either), as a tuple; ``what`` says what to give in the message."""
+
+    def fits(item: Any) -> bool:
+        if isinstance(item, str):
+            return pairs is not True
+        return (
+            pairs is not False
+            and isinstance(item, tuple | list)
+            and len(item) == 2
+            and all(isinstance(i, str) for i in item)
+        )
+
+    def check(name: str, value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, tuple | list) or not all(fits(i) for i in value):
+            raise UsageError(f"{name}={value!r}: give {what}")
+        if isinstance(value, tuple) and all(type(i) is not list for i in value):
+            return value
+        return tuple(tuple(i) if isinstance(i, list) else i for i in value)
+
+    return check
+
+
+def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """``check``, or None taken as it is."""
+    return lambda name, value: None if value is None else check(name, value)

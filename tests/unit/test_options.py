@@ -1,6 +1,6 @@
-"""make_job checks every keyword argument once: one UsageError line naming it, never a
-TypeError mid-run (or rows that all end ``reset``); sizes and rates also take the
-command line's text, paths take os.PathLike."""
+"""make_job checks every keyword argument once, and Job every field (made directly too):
+one UsageError line naming it, never a TypeError mid-run (or rows that all end
+``reset``); sizes and rates also take the command line's text, paths take os.PathLike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from drumfire import Retry, UsageError, make_job
+from drumfire import Job, Retry, Timeouts, UsageError, make_job
 from drumfire._bodies import FormField
 
 URL = "http://127.0.0.1:9/{p}"
@@ -56,7 +56,10 @@ URL = "http://127.0.0.1:9/{p}"
         ({"form": 5}, "form=5: give a dict, or a list of 'name=value' strings or (name, value)"),
         ({"verify": None}, "verify=None: give True, False or the path of a CA file"),
         ({"cert": 3}, "cert=3: give a certificate file, or a (certificate, key) pair"),
-        ({"retry": 3}, "retry=3: give a drumfire.Retry, or retries=N"),
+        ({"retry": 3}, "retry=3: give a drumfire.Retry (or retries=N to make_job)"),
+        ({"retry": 0}, "retry=0: give a drumfire.Retry"),  # not taken for None
+        ({"keep": [1]}, "keep=(1,): give column names, a tuple of str"),
+        ({"extract": {"a": 1}}, "extract=(('a', 1),): give (name, expression) pairs of str"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_its_keyword(
@@ -109,3 +112,70 @@ def test_files_and_form_take_requests_list_of_pairs() -> None:
         FormField("f", "{a}", True),
         FormField("f", "{b}", True, "image/png"),
     )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_body": -1}, "max_body=-1: give a number of bytes, 0 or more, or a size like '64M'"),
+        ({"max_header_size": 100}, "max_header_size=100: give a number of bytes, 1K or more"),
+        ({"concurrency": "8"}, "concurrency='8': give a whole number from 1 to 100000, or None"),
+        ({"max_concurrency": 0}, "max_concurrency=0: give a whole number from 1 to 100000"),
+        ({"rate": 0}, "rate=0: give requests per second above 0 (10), a rate like '10/s'"),
+        ({"per_host_rate": "1/x"}, "per_host_rate='1/x': '1/x' is not a rate like 500"),
+        ({"pipeline": 0}, "pipeline=0: give a whole number from 1 to 256"),
+        ({"follow_redirects": True}, "follow_redirects=True: give a whole number from 0 to 100"),
+        ({"unreachable_after": -1}, "unreachable_after=-1: give a whole number from 0 to"),
+        ({"ordered": "no"}, "ordered='no': give True or False"),
+        ({"verify": None}, "verify=None: give True or False"),
+        ({"skip_saved": 1}, "skip_saved=1: give True or False"),
+        ({"retry": 3}, "retry=3: give a drumfire.Retry"),
+        ({"timeouts": 5}, "timeouts=5: give a drumfire.Timeouts"),
+        ({"timeouts": Timeouts(total=0)}, "timeouts.total=0: give a number of seconds above 0"),
+        ({"timeouts": Timeouts(connect="1")}, "timeouts.connect='1': give a number of seconds"),
+        ({"url": None}, "url=None: give the URL template, a str"),
+        ({"method": 1}, "method=1: give a method, a str, or None"),
+        ({"headers": "A: b"}, "headers='A: b': give 'Name: value' strings or (name, value) pairs"),
+        ({"headers": (("A", 1),)}, "headers=(('A', 1),): give 'Name: value' strings or"),
+        ({"data": {"a": 1}}, "data={'a': 1}: give the body, a str or bytes, or None"),
+        ({"extract": ("a=b",)}, "extract=('a=b',): give (name, expression) pairs of str"),
+        ({"keep": "ab"}, "keep='ab': give column names, a tuple of str"),
+        ({"id": 3}, "id=3: give a column name, a str, or None"),
+        ({"cacert": 3}, "cacert=3: give a path, a str or an os.PathLike"),
+        ({"data_file": b"x"}, "data_file=b'x': give a path, a str or an os.PathLike"),
+        ({"form": ("a=b",)}, "form=('a=b',): give FormField parts (make_job's form=, files=)"),
+        ({"save": "{id}.bin"}, "save='{id}.bin': give a SaveSpec (make_job's save_body=), or"),
+        ({"cacert": "/no/such.pem"}, "--cacert /no/such.pem: no such file"),
+    ],
+)
+def test_a_job_made_directly_is_checked_as_make_job_checks(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    """drumfire.Job(...) is public: its fields are checked as make_job's keywords are (the
+    same checks, in Job itself), one UsageError line naming the field; it used to take
+    anything and fail mid-run."""
+    with pytest.raises(UsageError) as info:
+        Job(**kwargs)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_job_made_directly_takes_what_make_job_takes() -> None:
+    """Sizes and rates as on the command line become numbers, lists tuples, paths str;
+    dataclasses.replace checks again; every field has its check."""
+    import dataclasses
+
+    from drumfire._job import FIELD_CHECKS
+
+    job = Job(URL, max_body="64M", rate="10/s", keep=["a"], headers=[["A", "b"], "C: d"],
+              extract=[("d", "routes[0].duration")], data_file=Path("up/{p}.bin"))  # fmt: skip
+    assert (job.max_body, job.rate, job.keep) == (64 * 1024**2, 10.0, ("a",))
+    assert job.headers == (("A", "b"), "C: d")
+    assert (job.extract, job.data_file) == ((("d", "routes[0].duration"),), "up/{p}.bin")
+    assert job == make_job(URL, max_body="64M", rate="10/s", keep=["a"],
+                           headers=[("A", "b"), "C: d"], extract={"d": "routes[0].duration"},
+                           data_file=Path("up/{p}.bin"))  # fmt: skip
+    hash(job)  # a frozen value: its lists became tuples
+    with pytest.raises(UsageError, match=r"^pipeline=0: "):
+        dataclasses.replace(job, pipeline=0)
+    assert [name for name, _ in FIELD_CHECKS] == [f.name for f in dataclasses.fields(Job)]
