@@ -38,7 +38,7 @@ from typing import Any
 from ._rows import InputProblem, Item
 from ._values import duration_text, interval_text
 
-__all__ = ["BatchRows"]
+__all__ = ["BatchRows", "nan_columns"]
 
 _DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 
@@ -65,6 +65,38 @@ def _needs(pa: Any, t: Any) -> bool:
         or types.is_fixed_size_binary(t)
         or (binary_view is not None and binary_view(t))
     )
+
+
+def _may_hold_nan(pa: Any, t: Any) -> bool:
+    """Whether a value of Arrow type ``t``, as a row holds it, may be or hold a NaN or an
+    infinity: a float, or a list, struct or map with one; not an integer, string,
+    boolean, decimal, temporal or binary value (those are ints, str, bool or text here).
+    A type not known to hold none is taken as one that may."""
+    types = pa.types
+    if types.is_dictionary(t):
+        return _may_hold_nan(pa, t.value_type)
+    if types.is_struct(t):
+        return any(_may_hold_nan(pa, t.field(i).type) for i in range(t.num_fields))
+    if types.is_map(t):
+        return _may_hold_nan(pa, t.key_type) or _may_hold_nan(pa, t.item_type)
+    if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
+        return _may_hold_nan(pa, t.value_type)
+    string_view = getattr(types, "is_string_view", None)  # pyarrow 16
+    return not (
+        types.is_integer(t)
+        or types.is_boolean(t)
+        or types.is_null(t)
+        or types.is_string(t)
+        or types.is_large_string(t)
+        or (string_view is not None and string_view(t))
+        or (_needs(pa, t) and not types.is_float32(t))  # decimal, temporal, binary: text
+    )
+
+
+def nan_columns(pa: Any, schemas: list[Any]) -> frozenset[str]:
+    """The columns of ``schemas`` whose values may hold a NaN or an infinity (the
+    worker pipes mark those: :meth:`drumfire._messages.RowChunk.encode`)."""
+    return frozenset(f.name for schema in schemas for f in schema if _may_hold_nan(pa, f.type))
 
 
 def _strings(pa: Any, texts: list[str | None]) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._arrow_rows import BatchRows
+from ._arrow_rows import BatchRows, nan_columns
 from ._rows import Item
 from ._sources import Source
 
@@ -48,7 +48,11 @@ def _table(rows: Any, kind: str) -> Any:
 
 def frame_source(rows: Any, kind: str) -> Source:
     table = _table(rows, kind)
-    return Source(_items(table), frozenset(table.column_names), kind, table.num_rows)
+    import pyarrow as pa  # there since the table is one
+
+    floats = nan_columns(pa, [table.schema])
+    columns = frozenset(table.column_names)
+    return Source(_items(table), columns, kind, table.num_rows, nan_columns=floats)
 
 
 def _items(table: Any) -> Iterator[Item]:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._result import Result
-from ._values import pipe_dumps, pipe_loads
+from ._values import mark_floats, pipe_dumps, pipe_loads
 
 __all__ = [
     "Done",
@@ -55,10 +55,39 @@ class RowChunk(NamedTuple):
     rows: list[list[Any]]
     lines: list[tuple[int, int]]
 
-    def encode(self, floats: bool = True) -> bytes:
-        """``floats``: whether a row may hold a NaN or an infinity (see ``pipe_dumps``)."""
+    def encode(self, floats: frozenset[str] | None = None) -> bytes:
+        """``floats``: the columns whose values may hold a NaN or an infinity, the only
+        ones looked at (an Arrow input's float columns; none for text); None: any
+        value may (Python rows), each is looked at (see ``pipe_dumps``)."""
         # A value JSON has no type for goes as its text, a NaN as itself (see _values).
-        return pipe_dumps([self.rows, self.lines], floats)
+        message = [self.rows, self.lines]
+        if floats is None:
+            return pipe_dumps(message)
+        return pipe_dumps(message, bool(floats), lambda _: [_marked(self.rows, floats), self.lines])
+
+
+def _marked(rows: list[list[Any]], columns: frozenset[str]) -> list[list[Any]]:
+    """``rows`` with the NaN and infinities of ``columns`` marked; ``rows`` if they have none."""
+    out: list[list[Any]] | None = None
+    for i, entry in enumerate(rows):
+        row = entry[2]
+        if row is None:  # an input problem
+            continue
+        changed: dict[str, Any] | None = None
+        for column in columns:
+            value = row.get(column)
+            if value is None:
+                continue
+            marked = mark_floats(value)
+            if marked is not value:
+                if changed is None:
+                    changed = dict(row)
+                changed[column] = marked
+        if changed is not None:
+            if out is None:
+                out = list(rows)
+            out[i] = [entry[0], entry[1], changed, entry[3]]
+    return rows if out is None else out
 
 
 class End(NamedTuple):

@@ -63,7 +63,7 @@ from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows
 from ._sinks import Sink
 from ._sources import Source
 
-__all__ = ["auto_processes", "execute_parallel"]
+__all__ = ["auto_processes", "execute_parallel", "nan_columns"]
 
 CHUNK = 256  # rows per message to a worker
 QUEUED_CHUNKS = 2  # chunks a worker holds beyond what is in flight
@@ -98,6 +98,7 @@ def _worker(
     parent: int,
     inherited: tuple[int, ...] = (),
     fmt: str = "worker",
+    nans: frozenset[str] | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # Die with the parent, however it ends (kill -9 included): the kernel's
@@ -109,9 +110,11 @@ def _worker(
     if parse_spec:
         parse = load_parse_function(parse_spec)
     loop = new_event_loop()
-    # Whether a result may hold a NaN or an infinity: a kept value from a
-    # Parquet or Python row, a --parse field (JSON answers and text rows hold none).
-    floats = bool(fmt not in _NO_FLOATS and job.keep) or parse is not None
+    # Whether a result may hold a NaN or an infinity: a kept value of a column that
+    # may hold one, a --parse field (JSON answers and text rows hold none).
+    floats = parse is not None or (
+        bool(job.keep) if nans is None else any(column in nans for column in job.keep)
+    )
     queued: deque[list[Any]] = deque()
     lines = LineMap()  # where the rows start in the input, as the parent tells
     seqs: dict[int, int] = {}  # the engine's local seq -> the parent's seq
@@ -228,6 +231,12 @@ def _worker(
 _NO_FLOATS = frozenset({"csv", "tsv", "text", "jsonl"})
 
 
+def nan_columns(source: Source) -> frozenset[str] | None:
+    """The columns whose values may hold a NaN or an infinity: none for text, an Arrow
+    input's float columns (its schema says), None for Python rows (any value may)."""
+    return frozenset() if source.fmt in _NO_FLOATS else source.nan_columns
+
+
 def _numbered_only(result: Result) -> None:
     raise AssertionError("a worker's engine hands on results with their numbers")
 
@@ -304,6 +313,7 @@ def execute_parallel(
             -(-job.per_host_concurrency // processes) if job.per_host_concurrency else None
         ),
     )
+    floats = nan_columns(source)  # where a row may hold a NaN (see RowChunk.encode)
     workers: list[_Worker] = []
     parent = os.getpid()
     for _ in range(processes):
@@ -315,7 +325,7 @@ def execute_parallel(
         )
         proc = ctx.Process(
             target=_worker,
-            args=(child_end, share, parse_spec, parent, inherited, source.fmt),
+            args=(child_end, share, parse_spec, parent, inherited, source.fmt, floats),
             daemon=True,
         )
         proc.start()
@@ -335,7 +345,6 @@ def execute_parallel(
             sink.write(result)
 
     items = source.items
-    floats = source.fmt not in _NO_FLOATS  # rows that may hold a NaN (see RowChunk.encode)
     seq_counter = [0]
     exhausted = [False]
     window = 64 * job.max_concurrency + CHUNK * QUEUED_CHUNKS * processes

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from ._arrow_rows import BatchRows
+from ._arrow_rows import BatchRows, nan_columns
 from ._columns import UNFIT, column_kind, convert, learn_names, unfit_line, unfit_warning
 from ._errors import InputError, UsageError
 from ._instream import STDIN_PARQUET
@@ -598,12 +598,9 @@ def drop_parquet_rows(path: str, resend: Any) -> int:
 
 def open_parquet_source(
     path: str,
-) -> tuple[Iterator[Item], frozenset[str], int, Callable[[], None]]:
-    """A Parquet file or dataset directory, streamed: its items, columns, row count and closer.
-
-    :func:`drumfire._sources.open_source` makes the ``Source`` of them (this
-    module does not import ``_sources``, which imports it: no import cycle).
-    """
+) -> tuple[Iterator[Item], frozenset[str], int, Callable[[], None], frozenset[str]]:
+    """A Parquet file or dataset directory, streamed: items, columns, rows, closer, NaN columns,
+    of which :func:`drumfire._sources.open_source` makes the ``Source`` (no import cycle)."""
     if path == "-":
         raise InputError(STDIN_PARQUET)
     pa, pq = require_pyarrow(f"input {path!r}")
@@ -629,14 +626,15 @@ def open_parquet_source(
         opened = [pq.ParquetFile(f) for f in files]
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read input {path!r} as Parquet: {exc}") from None
-    columns = opened[0].schema_arrow.names
+    columns = frozenset(opened[0].schema_arrow.names)
     total = sum(f.metadata.num_rows for f in opened)
+    floats = nan_columns(pa, [f.schema_arrow for f in opened])  # where a NaN may be
 
     def close() -> None:
         for f in opened:
             f.close()
 
-    return _items(opened, path, pa), frozenset(columns), total, close
+    return _items(opened, path, pa), columns, total, close, floats
 
 
 def _items(files: list[Any], path: str, pa: Any) -> Iterator[Item]:

@@ -68,6 +68,9 @@ class Source:
     close: Any = None
     #: Where each row starts in a line-based input (``None``: rows, not lines).
     lines: LineMap | None = None
+    #: The columns whose values may hold a NaN or an infinity, from an Arrow schema
+    #: (``None``: any may, as in Python rows; text inputs hold none, whatever it says).
+    nan_columns: frozenset[str] | None = None
 
 
 def format_for(path: str, fmt: str | None) -> str:
@@ -123,8 +126,8 @@ def open_source(
     if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
         from ._parquet import open_parquet_source
 
-        items, columns, rows, close = open_parquet_source(path)
-        return Source(items, columns, "parquet", rows, close)
+        items, columns, rows, close, floats = open_parquet_source(path)
+        return Source(items, columns, "parquet", rows, close, nan_columns=floats)
     total: int | None = None
     raw: IO[bytes]
     if path == "-":

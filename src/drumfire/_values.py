@@ -40,6 +40,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -52,6 +53,7 @@ __all__ = [
     "interval_text",
     "json_default",
     "loads_exact",
+    "mark_floats",
     "pipe_dumps",
     "pipe_loads",
 ]
@@ -184,17 +186,20 @@ _FLOAT_KEY = "\x00float"
 _FLOAT_MARK = b'"\\u0000float"'
 
 
-def pipe_dumps(value: Any, floats: bool = True) -> bytes:
+def pipe_dumps(
+    value: Any, floats: bool = True, mark: Callable[[Any], Any] | None = None
+) -> bytes:
     """:func:`dumps` for the worker processes' pipes: a NaN or an infinity survives.
 
     ``floats``: whether ``value`` may hold one (False for rows read from CSV,
     text or JSON Lines, which hold none: then nothing more is done). Else only
     a message in whose JSON ``null`` appears is walked (orjson writes a NaN or
-    an infinity as ``null``).
+    an infinity as ``null``), by ``mark`` (default :func:`mark_floats`, every
+    value; a caller that knows where one may be walks only there).
     """
     data = dumps(value)
     if floats and b"null" in data:
-        marked = _mark_floats(value)
+        marked = (mark or mark_floats)(value)
         if marked is not value:
             data = dumps(marked)
     return data
@@ -206,16 +211,17 @@ def pipe_loads(data: bytes) -> Any:
     return _unmark_floats(value) if _FLOAT_MARK in data else value
 
 
-def _mark_floats(value: Any) -> Any:
-    """``value`` with each NaN or infinity as ``{_FLOAT_KEY: text}``; itself if it has none."""
+def mark_floats(value: Any) -> Any:
+    """``value`` with each NaN or infinity as ``{_FLOAT_KEY: text}`` (what
+    :func:`pipe_loads` restores); itself if it has none."""
     if isinstance(value, float):
         text = float_text(value)
         return value if text is None else {_FLOAT_KEY: text}
     if isinstance(value, dict):
-        items = {k: _mark_floats(v) for k, v in value.items()}
+        items = {k: mark_floats(v) for k, v in value.items()}
         return value if all(items[k] is v for k, v in value.items()) else items
     if isinstance(value, list | tuple):
-        marked = [_mark_floats(v) for v in value]
+        marked = [mark_floats(v) for v in value]
         return value if all(m is v for m, v in zip(marked, value, strict=True)) else marked
     return value
 

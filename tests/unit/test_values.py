@@ -26,7 +26,15 @@ from drumfire._parquet import ParquetSink
 from drumfire._result import Result
 from drumfire._sinks import CsvSink, JsonlSink
 from drumfire._sqlite import SqliteSink
-from drumfire._values import cell_text, dumps, duration_text, interval_text, pipe_dumps, pipe_loads
+from drumfire._values import (
+    cell_text,
+    dumps,
+    duration_text,
+    interval_text,
+    mark_floats,
+    pipe_dumps,
+    pipe_loads,
+)
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 #: A value, and its text in a cell (CSV, a string column); in JSON that text is a string.
@@ -186,6 +194,84 @@ def test_loads_exact_keeps_integers_past_64_bits() -> None:
         18446744073709551615,
     ]
     assert loads_exact(b'{"n": 1234567890123456789}') == {"n": 1234567890123456789}  # orjson's
+
+
+def test_a_chunk_is_walked_only_where_its_schema_says_a_nan_may_be(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """-p N: the parent looked over every chunk holding a null for a NaN, value by value;
+    with an Arrow input's float columns known, only their values are looked at (none
+    for a chunk of int and string columns), and a NaN still crosses exactly."""
+    import drumfire._messages as messages
+
+    walked: list[Any] = []
+
+    def counting(value: Any) -> Any:
+        walked.append(value)
+        return mark_floats(value)
+
+    monkeypatch.setattr(messages, "mark_floats", counting)
+    nan, inf = float("nan"), float("-inf")
+    plain = [[i, i + 1, {"n": None if i % 2 else i, "s": None, "id": str(i)}, None]
+             for i in range(256)]  # fmt: skip
+    data = RowChunk(plain, []).encode(frozenset())  # no column may hold one
+    assert (walked, data) == ([], RowChunk(plain, []).encode(frozenset({"absent"})))
+    assert from_parent(data) == RowChunk(plain, [])
+    rows = [[0, 1, {"f": nan, "n": None, "l": [1.5, inf]}, None], [1, 2, None, "bad line"],
+            [2, 3, {"f": None, "n": 7, "l": None}, None],
+            [3, 4, {"f": 0.5, "n": 1, "l": []}, None]]  # fmt: skip
+    back = from_parent(RowChunk(rows, []).encode(frozenset({"f", "l"})))
+    assert isinstance(back, RowChunk)
+    assert math.isnan(back.rows[0][2]["f"])
+    assert back.rows[0][2]["l"] == [1.5, inf]
+    assert [r[2] for r in back.rows[1:]] == [None, rows[2][2], rows[3][2]]
+    assert sorted(map(repr, walked)) == sorted(map(repr, [nan, [1.5, inf], 0.5, []]))
+    walked.clear()  # Python rows (None): any value may hold one, each is looked at
+    back = from_parent(RowChunk(rows, []).encode())
+    assert isinstance(back, RowChunk)
+    assert math.isnan(back.rows[0][2]["f"])
+    assert walked == []  # the whole message is walked by _values, not per column
+    assert pipe_dumps([rows, []]) == RowChunk(rows, []).encode()
+
+
+def test_the_float_columns_of_an_arrow_schema() -> None:
+    """Only values that are or hold a float may be a NaN: integers, strings, booleans and
+    what is read as text (decimal, temporal, binary) never are."""
+    import pyarrow as pa
+
+    from drumfire._arrow_rows import nan_columns
+
+    schema = pa.schema([
+        ("i", pa.int64()), ("s", pa.string()), ("ls", pa.large_string()), ("b", pa.bool_()),
+        ("d", pa.decimal128(5, 2)), ("t", pa.timestamp("us")), ("day", pa.date32()),
+        ("bin", pa.binary()), ("li", pa.list_(pa.int32())), ("z", pa.null()),
+        ("dict", pa.dictionary(pa.int8(), pa.string())),
+        ("f", pa.float64()), ("f32", pa.float32()), ("h", pa.float16()),
+        ("lf", pa.list_(pa.float64())), ("st", pa.struct([("a", pa.int8()), ("x", pa.float32())])),
+        ("m", pa.map_(pa.string(), pa.float64())), ("df", pa.dictionary(pa.int8(), pa.float64())),
+    ])  # fmt: skip
+    assert nan_columns(pa, [schema]) == {"f", "f32", "h", "lf", "st", "m", "df"}
+    other = pa.schema([("i", pa.float64()), ("s", pa.string())])  # a part that differs
+    assert nan_columns(pa, [schema, other]) == {"f", "f32", "h", "lf", "st", "m", "df", "i"}
+
+
+def test_the_parent_knows_where_a_nan_may_be_from_the_source(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from drumfire._parallel import nan_columns
+    from drumfire._sources import open_source, rows_source
+
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ["a"], "n": [1], "f": [0.5]}), path)
+    (tmp_path / "in.csv").write_text("id,f\na,nan\n")
+    for name, expected in (("in.parquet", {"f"}), ("in.csv", frozenset())):
+        source = open_source(str(tmp_path / name))
+        try:
+            assert nan_columns(source) == expected
+        finally:
+            source.close()
+    assert nan_columns(rows_source([{"id": "a", "f": math.nan}])) is None
 
 
 def test_the_pipes_carry_nan_and_infinities_and_nothing_else_changes() -> None:
