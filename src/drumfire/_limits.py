@@ -522,7 +522,8 @@ class OriginLimit:
     KEEP = 0.5
     #: The most that counts as noise (the share :class:`AdaptiveLimit` leaves alone).
     NOISE = 0.15
-    #: Answers looked at for quota headers before deciding the server sends none.
+    #: Answers looked at for quota headers before deciding the server sends none
+    #: (throttled ones are always looked at: many servers send them there alone).
     WATCH = 16
 
     def __init__(
