@@ -772,17 +772,21 @@ class OriginLimit:
         ``longest`` (``--max-retry-wait``); a longer wait is not made, as a
         ``Retry-After`` over it is not: ``spent_until`` says until when rows
         that would start here end at once instead (the engine asks
-        :meth:`spent`). Else pace the starts to the quota (``remaining / reset``
-        per second), as reqstorm does, and forget a spent quota: the server
-        says some is left.
+        :meth:`spent`). The latest answer's reset is the one followed: a quota
+        said to be spent for an hour, then for 20 s, holds the origin for the
+        20 s (the hour used to stand: rows went on ending, unsent, until it
+        came within the cap). Else pace the starts to the quota
+        (``remaining / reset`` per second), as reqstorm does, and forget a
+        spent quota: the server says some is left.
         """
         self.watch = self.WATCH  # a server that sends them keeps being read
         self._longest = longest
         if remaining <= 0:
             if reset > longest:
-                self.spent_until = max(self.spent_until, now + reset)
+                self.spent_until = now + reset
                 self.gated = True
             else:
+                self.spent_until = 0.0
                 self.hold(now + max(reset, 0.0))
             return
         self.spent_until = 0.0

@@ -287,6 +287,25 @@ def test_a_quota_spent_longer_than_the_run_waits_holds_nothing() -> None:
     assert host.wait(60.0) == pytest.approx(2.0)
 
 
+def test_a_quota_spent_for_long_then_stated_within_the_cap_is_held_for() -> None:
+    # --max-retry-wait 60: an answer says the quota resets in an hour (rows end), then
+    # one still in flight says 20 s. The latest word holds: the origin is held 20 s,
+    # and rows wait for it rather than end (the hour stood, and rows went on ending).
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=0.0, reset=3600.0, longest=60.0)
+    assert host.spent(0.0) == pytest.approx(3600.0)
+    host.quota(0.5, remaining=0.0, reset=20.0, longest=60.0)
+    assert host.spent(0.5) == 0.0
+    assert host.wait(0.5) == pytest.approx(20.0)
+    assert host.spent(10.0) == 0.0
+    assert host.wait(10.0) == pytest.approx(10.5)
+    assert host.wait(20.5) == 0.0
+    # And the other way: held for 20 s, then said to be spent for an hour.
+    host.quota(30.0, remaining=0.0, reset=20.0, longest=60.0)
+    host.quota(30.5, remaining=0.0, reset=3600.0, longest=60.0)
+    assert host.spent(31.0) == pytest.approx(3599.5)
+
+
 def test_retry_budget_allows_a_share_of_requests_plus_a_floor() -> None:
     budget = RetryBudget(share=0.2, floor=10.0, ttl=10.0)
     sent, allowed = 0, 0
