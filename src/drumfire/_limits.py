@@ -17,9 +17,9 @@ state on every throttled answer; their thresholds are tuned together (the 15 %
 share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
 "dense", the half-second bucket, the halving a cut must buy, the noise that
 undoes cuts of both) and the benchmark figures (docs/benchmarks.md) hold for
-them as a set, so a reader changing one needs the others in view. More than half of the lines are the reasons for those
-numbers. The rate parser at the end is the only separable part (the quota
-headers' is in ``_quota.py``).
+them as a set, so a reader changing one needs the others in view. More than
+half of the lines are the reasons for those numbers. The rate parser at the
+end is the only separable part (the quota headers' is in ``_quota.py``).
 """
 
 from __future__ import annotations
