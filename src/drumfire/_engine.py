@@ -541,7 +541,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         elif state == BUSY:
             self._answered = conn
         now = self.clock()
-        if host.watch:  # first: a quota spent past --max-retry-wait stops their retries
+        watched = host.watch
+        if watched:  # first: a quota spent past --max-retry-wait stops their retries
             self._read_quota(host, answered, now)
         special = self._special
         follow = self.follow_redirects
@@ -552,6 +553,10 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             status = response.status
             overload = status == 429 or status == 503
             if overload:
+                if not watched:
+                    # Many servers send quota headers on their 429s alone: those are
+                    # always read (they are rare; a 200 costs no header search).
+                    self._read_quota(host, [(flight, response)], now)
                 wait = self.retry.throttle_wait(response.header("retry-after"))
                 host.throttled(now, now - flight.start, wait, flight.attempts > 1)
             else:

@@ -10,16 +10,16 @@ The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
 
-Why this module is long (about 790 lines, over issue 18's ~600): it is one
+Why this module is long (about 870 lines, over issue 18's ~600): it is one
 controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
 :class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
 state on every throttled answer; their thresholds are tuned together (the 15 %
 share that cuts the concurrency, the 3 % that sets a found rate back, the 30 %
-"dense", the half-second bucket, the halving a cut must buy) and the benchmark
-figures (docs/benchmarks.md) hold for them as a set, so a reader changing one
-needs the others in view. More than half of the lines are the reasons for those
-numbers. The rate parser at the end is the only separable part (the quota
-headers' is in ``_quota.py``).
+"dense", the half-second bucket, the halving a cut must buy, the noise that
+undoes cuts of both) and the benchmark figures (docs/benchmarks.md) hold for
+them as a set, so a reader changing one needs the others in view. More than
+half of the lines are the reasons for those numbers. The rate parser at the
+end is the only separable part (the quota headers' is in ``_quota.py``).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class AdaptiveLimit:
       congestion: cutting on each drove the limit to 1 (issue 15). A server
       that is full answers most requests 503, which reaches the threshold
       within a few answers. A server that throttles a share whatever the load
-      (its ``noise``, which :class:`OriginLimit` finds) cuts only above it;
+      (its ``noise``, which :class:`OriginLimit` finds) cuts only above it, and
+      the cuts its bursts made before it was known are undone (:meth:`forgive`);
     * gently (x0.9) when the window's mean latency exceeds ``tolerance`` x the
       best while throughput no longer rises (requests queue on the server and
       buy nothing);
@@ -106,6 +107,8 @@ class AdaptiveLimit:
     threshold: float = 0.15
     weight: float = 1 / 32
 
+    #: Cuts remembered for :meth:`forgive` (the older are never undone).
+    UNDO = 8
     #: Seconds: a window of ``limit`` completions (under 32) that lasted this long,
     #: or whose answers took this long, is a round trip of a slow server: enough.
     SLOW_WINDOW = 0.05
@@ -126,6 +129,11 @@ class AdaptiveLimit:
         self._last_cut = -math.inf
         self._last_rate = 0.0
         self._window_start: float | None = None
+        # The overload cuts that a noise found later may undo, newest last: the
+        # limit, slow start (1.0 or 0.0) and base before each; the throttled and
+        # other answers in the window after it, that window still open (1.0 or
+        # 0.0); its number (cuts). See forgive.
+        self._undo: list[list[float]] = []
 
     def sample(self, now: float, latency: float, overload: bool) -> None:
         """Learn from one completed request (``latency`` in seconds)."""
@@ -133,6 +141,9 @@ class AdaptiveLimit:
             self._window_start = now
         if overload:
             self.share += self.weight * (1.0 - self.share)
+            undo = self._undo
+            if undo and undo[-1][5]:
+                undo[-1][3] += 1.0  # in the window after the last cut
             if self.share < self.threshold + self.noise:
                 return  # sparse: a one-off error among healthy answers
             # Cut at once, as TCP does on a loss, but at most once per round trip:
@@ -143,6 +154,11 @@ class AdaptiveLimit:
             if now - self._last_cut >= rtt:
                 self._last_cut = now
                 self.cuts += 1
+                if undo:
+                    self._close_undo()
+                undo.append([self.limit, float(self._slow_start), self._base, 0, 0, 1, self.cuts])
+                if len(undo) > self.UNDO:
+                    del undo[0]
                 if self._slow_start:
                     # The last step overshot: back to the limit before it.
                     self._slow_start = False
@@ -190,6 +206,8 @@ class AdaptiveLimit:
         )
 
     def _end_window(self, now: float) -> None:
+        if self._undo:
+            self._close_undo()
         mean = self._sum / self._n if self._n else math.inf
         elapsed = max(now - (self._window_start or now), 1e-9)
         # A window shorter than a round trip (the first one, or answers that came
@@ -221,11 +239,57 @@ class AdaptiveLimit:
             # Past the knee: requests wait on the server and buy no throughput.
             # A batch wants throughput, so latency alone is no reason to cut.
             self.limit = max(self.minimum, int(self.limit * 0.9))
+            self._undo.clear()  # a limit found by latency: no cut before it is undone
         elif gaining or mean <= self._best * 1.25:
             # More connections still bring more throughput, or latency holds.
             self.limit = min(self.maximum, self.limit + 1)
         self._last_rate = rate
         self._restart(now)
+
+    def forgive(self, now: float, noise: float) -> bool:
+        """The server throttles ``noise`` of its answers whatever the load: undo its bursts' cuts.
+
+        The send rate's rule (:attr:`OriginLimit.KEEP`: a cut must pay) carried
+        over: a cut after which the answers of the next window (about a round
+        trip: those already in flight, which the cut could not spare, and the
+        first sent under it) were throttled at under ``threshold`` above this
+        noise bought nothing the noise does not explain. Walking back from the
+        last cut, such cuts are undone: the limit goes back to what it was
+        before the earliest of them (in slow start if it was then), unless it
+        has regrown past that. A cut after which more were throttled (a server
+        that was full answers most requests 503 for a round trip) stops the
+        walk, and so does a cut for latency (it clears what is remembered).
+        Without this, bursts of 503s in the first second, before the noise was
+        known, left the limit well below where slow start was heading (5 % of
+        503s at 50 ms: between 8 and 384, where an unthrottled run reaches 512),
+        to regrow by one per round trip. Returns whether the limit is back to
+        before its first cut (the owner then drops the send rate that cut set).
+        """
+        self.noise = noise
+        undo = self._undo
+        if undo and undo[-1][5]:
+            self._close_undo()
+        before = None
+        while undo:
+            throttled, calm = undo[-1][3], undo[-1][4]
+            if throttled and throttled >= (self.threshold + noise) * (throttled + calm):
+                break
+            before = undo.pop()
+        if before is None:
+            return False
+        if before[0] > self.limit:
+            self.limit = int(before[0])
+            self._slow_start = bool(before[1])
+            self._base = int(before[2])
+            self._restart(now)
+        return before[6] == 1
+
+    def _close_undo(self) -> None:
+        """The window after the last cut ends: its other answers are counted."""
+        last = self._undo[-1]
+        if last[5]:
+            last[4] = self._n
+            last[5] = 0
 
     def _restart(self, now: float) -> None:
         self._sum = 0.0
@@ -458,7 +522,8 @@ class OriginLimit:
     KEEP = 0.5
     #: The most that counts as noise (the share :class:`AdaptiveLimit` leaves alone).
     NOISE = 0.15
-    #: Answers looked at for quota headers before deciding the server sends none.
+    #: Answers looked at for quota headers before deciding the server sends none
+    #: (throttled ones are always looked at: many servers send them there alone).
     WATCH = 16
 
     def __init__(
@@ -494,7 +559,8 @@ class OriginLimit:
         self._again_at = -math.inf  # when a retried request was last throttled again
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.noise = 0.0  # the share throttled whatever the rate (see KEEP)
-        # While a cut is judged (KEEP): [since, accepted, throttled, share before, rate before].
+        # While a cut is judged (KEEP): [since, accepted, throttled, share before,
+        # rate before, the highest share since].
         self._probe: list[float] | None = None
         self.quota_rate: float | None = None  # the pace the quota headers state
         # A quota spent until then, longer than the run waits: rows end, not wait.
@@ -532,8 +598,8 @@ class OriginLimit:
         quota = self.quota_rate
         if quota is not None and (rate is None or quota < rate):
             rate = quota
-        if rate is not None:
-            meter.interval = 1.0 / rate
+        # None: nothing caps the rate any more (a found one was undone).
+        meter.interval = 1.0 / rate if rate is not None else 0.0
 
     def take(self, now: float) -> None:
         """A start at ``now``."""
@@ -544,7 +610,7 @@ class OriginLimit:
     def rate(self) -> float | None:
         """The start rate in force (requests per second), or None."""
         meter = self.meter
-        return 1.0 / meter.interval if meter is not None else None
+        return 1.0 / meter.interval if meter is not None and meter.interval else None
 
     def answered(self, now: float, latency_sum: float, count: int) -> None:
         """``count`` answers that were not throttling, read at ``now``."""
@@ -641,7 +707,7 @@ class OriginLimit:
                 self._rate_cut = now
                 cubic.settle(now, accepted)
                 self._metered(now)
-                self._probe = [now, 0.0, 0.0, self.recent_share(), rate]
+                self._probe = [now, 0.0, 0.0, self.recent_share(), rate, 0.0]
 
     def _measure_noise(self, now: float, accepted: int, throttled: int) -> None:
         """Count answers after the rate was set back to an accepted one, then judge the cut.
@@ -649,21 +715,39 @@ class OriginLimit:
         After ``BUCKET`` seconds and the share's horizon (32 answers): if the share
         throttled did not fall below ``KEEP`` x the share before, the cut bought
         nothing: that share is noise, and the rate goes back to where it was.
+
+        Unless the share rose meanwhile to ``NOISE`` above the one found (where
+        the concurrency is cut even with that noise known): a burst the noise
+        does not explain, and the cut of the concurrency (and of the rate) it
+        made, came in between. The share counted its answers, so it is not the
+        noise, and going back would undo that cut's rate: the probe says
+        nothing, and a later one judges again. (A dense burst of 20 answers in
+        a probe of 500 took an 8 % noise for 12 %, and gave the rate back.)
         """
         probe = self._probe
         assert probe is not None
         probe[1] += accepted
-        probe[2] += throttled
+        if throttled:
+            probe[2] += throttled
+            if self.share > probe[5]:
+                probe[5] = self.share
         answers = probe[1] + probe[2]
         if now - probe[0] >= self.BUCKET and answers * self.WEIGHT >= 1.0:
             self._probe = None
             share = probe[2] / answers
             if share >= probe[3] * self.KEEP and share < self.NOISE:
+                if probe[5] >= share + self.NOISE:
+                    return  # a burst the noise does not explain: no verdict
                 self.noise = share
-                if isinstance(self.limit, AdaptiveLimit):
-                    self.limit.noise = share  # nor its bursts a congestion
                 cubic = self.cubic
                 assert cubic is not None
+                limit = self.limit
+                if isinstance(limit, AdaptiveLimit) and limit.forgive(now, share):
+                    # Every cut of the concurrency was the noise's, the first too,
+                    # and that one set the send rate up: it goes with it.
+                    cubic.rate = None
+                    self._metered(now)
+                    return
                 current = cubic.at(now)
                 if current is not None and current < probe[4]:
                     cubic.settle(now, probe[4])
@@ -688,17 +772,21 @@ class OriginLimit:
         ``longest`` (``--max-retry-wait``); a longer wait is not made, as a
         ``Retry-After`` over it is not: ``spent_until`` says until when rows
         that would start here end at once instead (the engine asks
-        :meth:`spent`). Else pace the starts to the quota (``remaining / reset``
-        per second), as reqstorm does, and forget a spent quota: the server
-        says some is left.
+        :meth:`spent`). The latest answer's reset is the one followed: a quota
+        said to be spent for an hour, then for 20 s, holds the origin for the
+        20 s (the hour used to stand: rows went on ending, unsent, until it
+        came within the cap). Else pace the starts to the quota
+        (``remaining / reset`` per second), as reqstorm does, and forget a
+        spent quota: the server says some is left.
         """
         self.watch = self.WATCH  # a server that sends them keeps being read
         self._longest = longest
         if remaining <= 0:
             if reset > longest:
-                self.spent_until = max(self.spent_until, now + reset)
+                self.spent_until = now + reset
                 self.gated = True
             else:
+                self.spent_until = 0.0
                 self.hold(now + max(reset, 0.0))
             return
         self.spent_until = 0.0

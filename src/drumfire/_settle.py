@@ -36,7 +36,8 @@ class Settling(EngineCore):
     ) -> None:
         """Quota headers (RateLimit, X-RateLimit-*): pace the origin, or hold it at zero.
 
-        Looked for in an origin's first answers only, unless it sends them. A
+        Looked for in an origin's first answers, unless it sends them, and in
+        every throttled answer (429, 503: many servers send them there alone). A
         quota spent for longer than ``--max-retry-wait`` is not waited for: the
         rows parked for the origin end now, as later ones will when they come
         to it (``_admit``), with a ``retry_after`` error naming the quota.

@@ -318,6 +318,27 @@ def test_a_quota_spent_longer_than_max_retry_wait_ends_the_rows_at_once(reset: s
     assert waits <= set(range(590, 602)), waits
 
 
+@pytest.mark.parametrize("style", ["x", "ietf"])
+def test_quota_headers_sent_only_on_429s_are_read(style: str) -> None:
+    # 30 requests per 10-minute window, stated on the 429s alone (as many servers do),
+    # --max-retry-wait 2. The first 30 answers (200s) say nothing, so quota headers
+    # were no longer looked for, and every row after them was sent and answered 429
+    # (its Retry-After: 600 over the cap). The 429s are read now: the quota is spent
+    # for 10 minutes, and the rows not yet sent end unsent, naming it.
+    behaviour = Behaviour(quota=30, quota_window=600.0, quota_style=style, quota_on="429")
+    with ThrottleServer(behaviour) as server:
+        got = run(server, 200, retry=Retry(max_retry_after=2.0), concurrency=4)
+        requests = server.requests
+    assert sum(r.status == 200 for r in got.values()) == 30
+    unsent = [r for r in got.values() if r.status is None]
+    assert all(r.reason == "retry_after" and "quota resets in" in r.error for r in unsent)
+    assert all(r.attempts == 0 for r in unsent)
+    # The first 429 is read before its row is settled: at most the 3 other requests
+    # in flight then are answered 429 too.
+    assert requests <= 30 + 4
+    assert len(unsent) >= 200 - 34
+
+
 def test_a_quota_spent_no_longer_than_max_retry_wait_is_waited_for() -> None:
     # 10 requests per 1-second window, the reset stated as a Unix time in milliseconds
     # (it used to read as a hold of 1.8e12 s): each spent window is held until its

@@ -22,7 +22,9 @@ The behaviours of issue 15's table, each an option of :class:`Behaviour`:
   its own; ``"draft7"``: draft-07's ``limit=, remaining=, reset=``); over it, 429
   with ``Retry-After`` the seconds to the window's end. ``quota_reset``: how
   ``X-RateLimit-Reset`` states the end, ``"delta"`` (seconds to it), ``"unix"``
-  or ``"unix-ms"`` (a Unix time in seconds or milliseconds);
+  or ``"unix-ms"`` (a Unix time in seconds or milliseconds). ``quota_on``:
+  ``"all"`` answers carry these fields, or only the ``"429"`` ones (as many
+  servers do);
 - ``stuck``: ids that always answer 503 with ``Retry-After: stuck_after``;
 - ``outage``: for that many seconds from the first request, every answer is
   503 with ``Retry-After: outage_retry_after``;
@@ -73,6 +75,7 @@ class Behaviour:
     quota_window: float = 5.0
     quota_style: str = "x"
     quota_reset: str = "delta"
+    quota_on: str = "all"
     stuck: frozenset[str] = field(default_factory=frozenset)
     stuck_after: str = "3600"
     outage: float = 0.0
@@ -148,7 +151,9 @@ class _State:
                 else:
                     self.used += 1
                 left = b.quota - self.used
-                if b.quota_style == "x":
+                if b.quota_on == "429" and status != 429:
+                    pass  # the quota is stated on 429s alone
+                elif b.quota_style == "x":
                     # The window's end as a Unix time (``now`` is monotonic).
                     ends = time.time() + self.first + (window + 1) * b.quota_window - now
                     stated = {
