@@ -184,13 +184,16 @@ def basic_auth_header(user: str, headers: Sequence[str]) -> str:
 def report_path(path: str | None) -> str | None:
     """``--json PATH`` of bench and compare: the report's file, which ``run --json`` is not.
 
-    ``run --json BODY`` is curl's JSON body; given to ``bench`` or ``compare``, such a value
-    would send no body and write the report to a file named like the JSON: refused.
+    ``run --json BODY`` is curl's JSON body (``@FILE``: read from a file); given to ``bench``
+    or ``compare``, such a value would send no body and write the report to a file named like
+    the JSON (or ``@FILE``): refused. A report whose name starts with ``@`` can be written
+    ``./@name``.
     """
-    if path is not None and path.lstrip()[:1] in ("{", "["):
+    if path is not None and path.lstrip()[:1] in ("{", "[", "@"):
         raise UsageError(
             "--json PATH is where the report goes (here it is not curl's --json body): "
-            "for a JSON body write -d 'BODY' (sent as application/json when it starts with { or [)"
+            "for a JSON body write -d 'BODY' or -d @FILE (sent as application/json when it "
+            "starts with { or [)"
         )
     return path
 

@@ -100,18 +100,20 @@ def test_bench_refuses_a_wrk_duration_as_the_body(value: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["bench", "compare"])
+@pytest.mark.parametrize("body", ['{"q": "x"}', "@body.json"])
 def test_a_json_body_given_to_the_report_path_option_is_refused(
-    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    command: str, body: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``run --json BODY`` is curl's body; bench's and compare's ``--json PATH`` is the report:
-    given a body, they used to send none and write the report to a file named like it."""
+    """``run --json BODY`` is curl's body (``@FILE`` too); bench's and compare's ``--json
+    PATH`` is the report: given a body, they used to send none and write the report to a
+    file named like it (``@body.json`` still was, after a whole benchmark of GETs)."""
     from click.testing import CliRunner
 
     from drumfire.bench.cli import bench_command
     from drumfire.compare.cli import compare_command
 
     monkeypatch.chdir(tmp_path)  # where a report named like the body would land
-    body = '{"q": "x"}'
+    (tmp_path / "body.json").write_text('{"q": "x"}', encoding="utf-8")
     if command == "bench":
         args = ["http://127.0.0.1:9/", "-n", "1", "--json", body]
         result = CliRunner().invoke(bench_command, args)
