@@ -358,9 +358,17 @@ def _drive(
                 line.add(got)
                 if got["skipped"]:
                     stats.skipped += got["rows"]
-                else:
-                    stats.skipped += got.get("kept", 0)
-                    add_figures(stats, got["stats"])
+                    continue
+                stats.skipped += got.get("kept", 0)
+                if "unreachable" in got:
+                    # A dead target stops the run, as without a cluster: the other
+                    # partitions are not started (each would try it 50 times), and the
+                    # stopped one wrote no part, which --resume sends.
+                    stats.unreachable = got["unreachable"]
+                    stats.stopped = True
+                    client.cancel(futures)
+                    break
+                add_figures(stats, got["stats"])
         except KeyboardInterrupt:
             # Finished parts stay; the tasks are released (a remote cluster may finish
             # those already running, which --resume then skips).
@@ -386,6 +394,13 @@ def _drive(
     if interrupted:
         sys.stderr.write("drumfire: interrupted; the finished parts are kept\n")
         return stats, 130
+    if stats.unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        sys.stderr.write(
+            f"drumfire: error: target unreachable: {stats.unreachable}; stopped, the "
+            "partitions not finished are left for --resume (--keep-going sends every row "
+            "regardless)\n"
+        )
+        return stats, 1
     for message in errors[:3]:
         sys.stderr.write(f"drumfire: error: a partition failed: {message}\n")
     if errors:
