@@ -223,9 +223,9 @@ def test_local_cluster_starts_while_the_default_dashboard_port_is_taken() -> Non
 
 
 def test_resume_sends_the_cancelled_rows_of_a_finished_part_again(tmp_path: Path) -> None:
-    # A finished part holding `cancelled` rows (its target was unreachable and the
-    # partition stopped): the task of a --resume sends those rows again, and only
-    # those, and rewrites the part whole. (run_part in this process: no cluster needed.)
+    # A finished part holding `cancelled` rows (as an older drumfire wrote for a partition
+    # its unreachable target stopped): the task of a --resume sends those rows again, and
+    # only those, and rewrites the part whole. (run_part in this process: no cluster needed.)
     from drumfire._cluster import plan_parts, run_part
     from drumfire._job import make_job
 
