@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -309,6 +310,26 @@ def run_cluster(
             lock.close()
 
 
+class _Terminated(Exception):
+    """SIGTERM reached the client (see :func:`_on_sigterm`)."""
+
+
+def _on_sigterm() -> Any:
+    """Until the returned function is called, SIGTERM stops the run as Ctrl-C does (a
+    job scheduler's stop: the finished parts kept, the summary, exit 143); a second one
+    ends the process as before. Only the main thread may set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    before = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, before)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, before)
+
+
 def _drive(
     parts: list[Part],
     job: Job,
@@ -326,10 +347,18 @@ def _drive(
     line = _Line(sum(p.rows for p in parts), quiet)
     stats = Stats(time.monotonic, line.total)
     stats.started = line.started
-    client, cluster = connect(address)
     errors: list[str] = []
-    interrupted = False
+    interrupted = 0  # the signal that stopped the run
     slots = 0
+    restore = _on_sigterm()
+    try:
+        client, cluster = connect(address)
+    except _Terminated:
+        restore()
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except BaseException:
+        restore()
+        raise
     try:
         slots = sum(client.nthreads().values()) or 1
         if line.live:
@@ -369,16 +398,19 @@ def _drive(
                     client.cancel(futures)
                     break
                 add_figures(stats, got["stats"])
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Terminated) as exc:
             # Finished parts stay; the tasks are released (a remote cluster may finish
             # those already running, which --resume then skips).
-            interrupted = True
+            interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
             stats.stopped = True
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        Store(directory).clean()
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+            Store(directory).clean()
+        finally:
+            restore()
     stats.finished = time.monotonic()
     if line.live:
         sys.stderr.write("\n")
@@ -393,7 +425,7 @@ def _drive(
         )
     if interrupted:
         sys.stderr.write("drumfire: interrupted; the finished parts are kept\n")
-        return stats, 130
+        return stats, 128 + interrupted
     if stats.unreachable is not None:  # shown even with --quiet: it is the run's outcome
         sys.stderr.write(
             f"drumfire: error: target unreachable: {stats.unreachable}; stopped, the "

@@ -380,3 +380,40 @@ def test_a_template_error_row_names_the_whole_inputs_line(
     assert sorted(errors) == sorted(bad)
     for id_, line in bad.items():
         assert errors[id_].startswith(f"template: line {line}: the value '..' (column 'v')")
+
+
+def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
+    # A job scheduler's SIGTERM (SLURM, Kubernetes): the finished parts are kept, the
+    # summary and the command to resume are printed, exit 143, as without a cluster
+    # (the client used to die at once: no summary, no hint, no cleaning).
+    holder = Holder()
+    src = hold_input(tmp_path / "in.csv", at=0)
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(holder) as server:
+        args = ["run", src, "--url", server.base_url + "/x?q={q}", "-o", out,
+                "--cluster", "local:2", "--partition-size", "1K", "--timeout", "100"]  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "drumfire.cli", *map(str, args)],
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert holder.arrived.wait(WAIT), "the held request never came"
+            wait_for(lambda: any(p.name.startswith("part-") for p in out.iterdir()), "a part")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=WAIT)
+        finally:
+            holder.release.set()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 143, err
+        assert "drumfire: interrupted; the finished parts are kept" in err
+        hint = [line for line in err.splitlines() if "resume with: drumfire run" in line]
+        assert len(hint) == 1, err
+        assert hint[0].endswith("--resume")
+        assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+        again = drumfire(*args, "--resume")
+        assert again.returncode == 0, again.stderr
+    assert_exactly_once(out)
