@@ -551,8 +551,9 @@ def run_dask(
 
     Args:
         data: a ``dask.dataframe.DataFrame`` (each partition is sent as one
-            batch; the result keeps its index), or the path of an input file,
-            cut as ``drumfire run --cluster`` cuts it.
+            batch; the result keeps its index; without an ``id`` column a row's
+            id is its row number within its partition), or the path of an input
+            file, cut as ``drumfire run --cluster`` cuts it.
         url, settings: as :func:`drumfire.run` (``rate``, ``concurrency`` and
             ``max_concurrency`` are for the whole run: divided by ``workers``).
         workers: how many partitions run at once, to share the limits; default:
