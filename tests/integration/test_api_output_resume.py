@@ -120,3 +120,4 @@ def test_a_resumed_dataframe_keeps_the_labels_of_the_rows_it_sent(tmp_path: Path
             assert again.index.tolist() == frame.index[[1, 4, 5, 6]].tolist()
             joined = again.join(frame.drop(columns="id"))
             assert (joined["path"] == "/" + joined["v"]).all(), joined
+
