@@ -135,14 +135,21 @@ def _quoted_name(value: str, i: int, option: str) -> tuple[str, int]:
         return "".join(parts), end + 1
 
 
-def read_data(data: str | None, option: str = "--data") -> str | bytes | None:
+def read_data(
+    data: str | None, option: str = "--data", one: str | None = None
+) -> str | bytes | None:
     """``--data`` (or ``--json``, named by ``option``): the text itself, or the bytes of
-    a file given as ``@path``."""
+    a file given as ``@path``. ``one``: the command that reads one file for every request
+    (``bench``, ``compare``), which a path with a placeholder then sends to ``run``."""
     if data is not None and data.startswith("@"):
         try:
             return Path(data[1:]).read_bytes()
         except OSError as exc:
-            per_row = f" (a file per row is --data-file {data[1:]!r})" if "{" in data else ""
+            per_row = ""
+            if "{" in data:
+                per_row = f" (a file per row is --data-file {data[1:]!r})"
+                if one is not None:
+                    per_row = f" ({one}: a file per row is drumfire run --data-file {data[1:]!r})"
             raise UsageError(
                 f"cannot read {option} file {data[1:]!r}: {exc.strerror or exc}{per_row}"
             ) from None
