@@ -536,6 +536,19 @@ def _frame_partition(frame: Any, job: Job, kinds: dict[str, str]) -> Any:
     return _frame(results, job, kinds, frame.index if len(results) == len(frame) else None)
 
 
+#: drumfire.run's arguments that run_dask does not take, and what to do instead.
+_NOT_IN_RUN_DASK = {
+    "output": "write the result frame (results.to_parquet(PATH)), or use drumfire run "
+    "--cluster -o DIR",
+    "resume": "run_dask computes every partition; drumfire run --cluster --resume completes "
+    "a dataset directory",
+    "overwrite": "write the result frame where you choose",
+    "progress": "Dask shows a computation's progress (distributed.progress)",
+    "parse": "a parse function is not supported here; extract= the fields, or use drumfire "
+    "run --cluster --parse",
+}
+
+
 def run_dask(
     data: Any,
     url: str = "{url}",
@@ -575,8 +588,16 @@ def run_dask(
 
     from ._job import make_job
 
+    for name, why in _NOT_IN_RUN_DASK.items():
+        if name in settings:
+            raise UsageError(f"run_dask: {name}= is not supported: {why}")
     job = make_job(url, **settings)
     job.extractor()
+    if job.uses_files():  # as --cluster (the saved files would be on the workers, unnamed)
+        raise UsageError(
+            "run_dask: data_file=, files=, form= and save_body= are not supported on a "
+            "cluster yet (as --cluster); use drumfire.run_all on one machine"
+        )
     if workers is None:
         try:
             workers = sum(optional_module("distributed").default_client().nthreads().values())
@@ -592,5 +613,12 @@ def run_dask(
         kinds = _kinds(job, dtypes)
         meta = _frame([], job, kinds)
         return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)
+    import pandas as pd
+
+    from ._sources import rows_source
+
+    # Templates, keep= and id= against the frame's columns now, as drumfire.run does,
+    # rather than in every task once computed.
+    job.check(job.plan(), rows_source(pd.DataFrame(columns=list(data.columns))))
     kinds = _kinds(job, dtypes, data.dtypes)
     return data.map_partitions(_frame_partition, task_job, kinds, meta=_frame([], job, kinds))

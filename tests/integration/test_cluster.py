@@ -417,3 +417,35 @@ def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
         again = drumfire(*args, "--resume")
         assert again.returncode == 0, again.stderr
     assert_exactly_once(out)
+
+
+def test_run_dask_refuses_what_it_cannot_do_before_anything_is_computed(tmp_path: Path) -> None:
+    # drumfire.run's output=, resume=, progress= and parse= were a bare TypeError naming
+    # make_job; the file options ran on the workers, saving into each worker's directory
+    # with no saved_path column to say which row saved what (--cluster refuses them); a
+    # column the frame lacks was found only by a task, inside Dask's traceback.
+    import dask.dataframe as dd
+
+    from drumfire import TemplateError, UsageError
+    from drumfire.cluster import run_dask
+
+    frame = dd.from_pandas(pd.DataFrame({"q": ["a", "b"]}), npartitions=1)
+    url = "http://127.0.0.1:9/x?q={q}"
+    for kwargs, needle in [
+        ({"output": tmp_path / "o.csv"}, "run_dask: output= is not supported: write the "
+                                         "result frame (results.to_parquet(PATH))"),
+        ({"resume": True}, "run_dask: resume= is not supported"),
+        ({"progress": True}, "run_dask: progress= is not supported"),
+        ({"parse": lambda r: {}}, "run_dask: parse= is not supported"),
+        ({"save_body": "{q}"}, "run_dask: data_file=, files=, form= and save_body= are not "
+                               "supported on a cluster yet (as --cluster)"),
+        ({"files": {"f": "{q}"}}, "run_dask: data_file=, files=, form= and save_body="),
+    ]:  # fmt: skip
+        with pytest.raises(UsageError) as caught:
+            run_dask(frame, url, workers=1, **kwargs)
+        assert str(caught.value).startswith(needle), caught.value
+    with pytest.raises(TemplateError, match="--keep names column 'nope'"):
+        run_dask(frame, url, workers=1, keep=["nope"])
+    with pytest.raises(TemplateError, match="'missing'"):
+        run_dask(frame, "http://127.0.0.1:9/x?q={missing}", workers=1)
+    assert not list(tmp_path.iterdir())
