@@ -265,7 +265,7 @@ def run_cluster(
     them themselves.
     """
     from ._outfile import OutputLock
-    from ._sources import format_for, open_source
+    from ._sources import format_for
 
     if resume is True:
         resume = "--resume"
@@ -279,22 +279,7 @@ def run_cluster(
     require_dask("--cluster")
     fmt = input_format or format_for(input_path, None)
     parts = plan_parts(input_path, fmt, encoding, partition_size)
-    # Templates against the columns before anything starts, as without --cluster.
-    if is_local(input_path):
-        source = open_source(local_path(input_path), fmt, encoding, count=False)
-        try:
-            job.check(job.plan(), source)
-        finally:
-            if source.close is not None:
-                source.close()
-    elif parts:
-        with tempfile.TemporaryDirectory(prefix="drumfire-check-") as scratch:
-            source = open_part(parts[0], scratch)
-            try:
-                job.check(job.plan(), source)
-            finally:
-                if source.close is not None:
-                    source.close()
+    _check_columns(job, input_path, fmt, encoding, parts)
     # A local output is locked (DIR/.drumfire.lock); an object store has no locks:
     # one client per output (see docs/scale-out.md).
     lock = (
@@ -310,8 +295,9 @@ def run_cluster(
             lock.close()
 
 
-class _Terminated(Exception):
-    """SIGTERM reached the client (see :func:`_on_sigterm`)."""
+class _Terminated(BaseException):
+    """SIGTERM reached the client (see :func:`_on_sigterm`): a BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` takes it for a task's failure."""
 
 
 def _on_sigterm() -> Any:
@@ -328,6 +314,28 @@ def _on_sigterm() -> Any:
 
     signal.signal(signal.SIGTERM, handler)
     return lambda: signal.signal(signal.SIGTERM, before)
+
+
+def _check_columns(job: Job, path: str, fmt: str, encoding: str, parts: list[Part]) -> None:
+    """Templates, keep and id against the input's columns before anything starts, as
+    without a cluster (a TemplateError)."""
+    from ._sources import open_source
+
+    if is_local(path):
+        source = open_source(local_path(path), fmt, encoding, count=False)
+        try:
+            job.check(job.plan(), source)
+        finally:
+            if source.close is not None:
+                source.close()
+    elif parts:
+        with tempfile.TemporaryDirectory(prefix="drumfire-check-") as scratch:
+            source = open_part(parts[0], scratch)
+            try:
+                job.check(job.plan(), source)
+            finally:
+                if source.close is not None:
+                    source.close()
 
 
 def _drive(
@@ -610,6 +618,7 @@ def run_dask(
         path = os.fspath(data)
         fmt = input_format or format_for(path, None)
         parts = plan_parts(path, fmt, encoding, partition_size)
+        _check_columns(job, path, fmt, encoding, parts)
         kinds = _kinds(job, dtypes)
         meta = _frame([], job, kinds)
         return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)

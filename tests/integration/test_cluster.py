@@ -449,3 +449,6 @@ def test_run_dask_refuses_what_it_cannot_do_before_anything_is_computed(tmp_path
     with pytest.raises(TemplateError, match="'missing'"):
         run_dask(frame, "http://127.0.0.1:9/x?q={missing}", workers=1)
     assert not list(tmp_path.iterdir())
+    src = write_input(tmp_path / "in.csv", 3)  # from a path: the file's columns
+    with pytest.raises(TemplateError, match="'missing'"):
+        run_dask(src, "http://127.0.0.1:9/x?q={missing}", workers=1)
