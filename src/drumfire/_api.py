@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from array import array
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -363,7 +364,8 @@ def run_all(
     DataFrame when ``as_frame`` is true (the default when ``rows`` is one).
 
     Results come in input order. A DataFrame made from a DataFrame keeps its
-    index (row i of the result answers row i of the input), and ``status``
+    index (row i of the result answers row i of the input; with ``resume=True``,
+    the labels of the rows sent again), and ``status``
     is a nullable integer column (``Int64``: ``<NA>`` where no response came).
 
     The run's figures: with ``return_stats=True`` the call returns a pair
@@ -401,6 +403,9 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
     if as_frame is None:
         as_frame = frame_in
     kwargs.setdefault("ordered", True)
+    skipped: array[int] = array("q")  # the input rows resume=True did not send again
+    if frame_in:
+        kwargs["_skipped_to"] = skipped
     results, job = _collect(rows, url, **kwargs)
     records = [r.as_dict() for r in results]
     if not as_frame:
@@ -421,7 +426,9 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
         if name in frame.columns:
             frame[name] = frame[name].astype("Int64" if kind == INT else text)
     index = getattr(rows, "index", None) if frame_in else None
-    if index is not None and kwargs["ordered"] and len(frame) == len(index):
-        # In input order, one result per row: the input's labels fit.
-        frame.index = index
+    if index is not None and kwargs["ordered"] and len(frame) + len(skipped) == len(index):
+        # In input order, one result per row sent: the input's labels fit, less
+        # those of the rows a resume skipped (else result.join(df) would pair a
+        # result with another row's input).
+        frame.index = index.delete(list(skipped)) if skipped else index
     return frame

@@ -135,14 +135,21 @@ def _quoted_name(value: str, i: int, option: str) -> tuple[str, int]:
         return "".join(parts), end + 1
 
 
-def read_data(data: str | None, option: str = "--data") -> str | bytes | None:
+def read_data(
+    data: str | None, option: str = "--data", one: str | None = None
+) -> str | bytes | None:
     """``--data`` (or ``--json``, named by ``option``): the text itself, or the bytes of
-    a file given as ``@path``."""
+    a file given as ``@path``. ``one``: the command that reads one file for every request
+    (``bench``, ``compare``), which a path with a placeholder then sends to ``run``."""
     if data is not None and data.startswith("@"):
         try:
             return Path(data[1:]).read_bytes()
         except OSError as exc:
-            per_row = f" (a file per row is --data-file {data[1:]!r})" if "{" in data else ""
+            per_row = ""
+            if "{" in data:
+                per_row = f" (a file per row is --data-file {data[1:]!r})"
+                if one is not None:
+                    per_row = f" ({one}: a file per row is drumfire run --data-file {data[1:]!r})"
             raise UsageError(
                 f"cannot read {option} file {data[1:]!r}: {exc.strerror or exc}{per_row}"
             ) from None
@@ -184,13 +191,16 @@ def basic_auth_header(user: str, headers: Sequence[str]) -> str:
 def report_path(path: str | None) -> str | None:
     """``--json PATH`` of bench and compare: the report's file, which ``run --json`` is not.
 
-    ``run --json BODY`` is curl's JSON body; given to ``bench`` or ``compare``, such a value
-    would send no body and write the report to a file named like the JSON: refused.
+    ``run --json BODY`` is curl's JSON body (``@FILE``: read from a file); given to ``bench``
+    or ``compare``, such a value would send no body and write the report to a file named like
+    the JSON (or ``@FILE``): refused. A report whose name starts with ``@`` can be written
+    ``./@name``.
     """
-    if path is not None and path.lstrip()[:1] in ("{", "["):
+    if path is not None and path.lstrip()[:1] in ("{", "[", "@"):
         raise UsageError(
             "--json PATH is where the report goes (here it is not curl's --json body): "
-            "for a JSON body write -d 'BODY' (sent as application/json when it starts with { or [)"
+            "for a JSON body write -d 'BODY' or -d @FILE (sent as application/json when it "
+            "starts with { or [)"
         )
     return path
 

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -264,7 +265,7 @@ def run_cluster(
     them themselves.
     """
     from ._outfile import OutputLock
-    from ._sources import format_for, open_source
+    from ._sources import format_for
 
     if resume is True:
         resume = "--resume"
@@ -278,22 +279,7 @@ def run_cluster(
     require_dask("--cluster")
     fmt = input_format or format_for(input_path, None)
     parts = plan_parts(input_path, fmt, encoding, partition_size)
-    # Templates against the columns before anything starts, as without --cluster.
-    if is_local(input_path):
-        source = open_source(local_path(input_path), fmt, encoding, count=False)
-        try:
-            job.check(job.plan(), source)
-        finally:
-            if source.close is not None:
-                source.close()
-    elif parts:
-        with tempfile.TemporaryDirectory(prefix="drumfire-check-") as scratch:
-            source = open_part(parts[0], scratch)
-            try:
-                job.check(job.plan(), source)
-            finally:
-                if source.close is not None:
-                    source.close()
+    _check_columns(job, input_path, fmt, encoding, parts)
     # A local output is locked (DIR/.drumfire.lock); an object store has no locks:
     # one client per output (see docs/scale-out.md).
     lock = (
@@ -307,6 +293,49 @@ def run_cluster(
     finally:
         if lock is not None:
             lock.close()
+
+
+class _Terminated(BaseException):
+    """SIGTERM reached the client (see :func:`_on_sigterm`): a BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` takes it for a task's failure."""
+
+
+def _on_sigterm() -> Any:
+    """Until the returned function is called, SIGTERM stops the run as Ctrl-C does (a
+    job scheduler's stop: the finished parts kept, the summary, exit 143); a second one
+    ends the process as before. Only the main thread may set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    before = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, before)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, before)
+
+
+def _check_columns(job: Job, path: str, fmt: str, encoding: str, parts: list[Part]) -> None:
+    """Templates, keep and id against the input's columns before anything starts, as
+    without a cluster (a TemplateError)."""
+    from ._sources import open_source
+
+    if is_local(path):
+        source = open_source(local_path(path), fmt, encoding, count=False)
+        try:
+            job.check(job.plan(), source)
+        finally:
+            if source.close is not None:
+                source.close()
+    elif parts:
+        with tempfile.TemporaryDirectory(prefix="drumfire-check-") as scratch:
+            source = open_part(parts[0], scratch)
+            try:
+                job.check(job.plan(), source)
+            finally:
+                if source.close is not None:
+                    source.close()
 
 
 def _drive(
@@ -326,10 +355,18 @@ def _drive(
     line = _Line(sum(p.rows for p in parts), quiet)
     stats = Stats(time.monotonic, line.total)
     stats.started = line.started
-    client, cluster = connect(address)
     errors: list[str] = []
-    interrupted = False
+    interrupted = 0  # the signal that stopped the run
     slots = 0
+    restore = _on_sigterm()
+    try:
+        client, cluster = connect(address)
+    except _Terminated:
+        restore()
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except BaseException:
+        restore()
+        raise
     try:
         slots = sum(client.nthreads().values()) or 1
         if line.live:
@@ -358,19 +395,30 @@ def _drive(
                 line.add(got)
                 if got["skipped"]:
                     stats.skipped += got["rows"]
-                else:
-                    stats.skipped += got.get("kept", 0)
-                    add_figures(stats, got["stats"])
-        except KeyboardInterrupt:
+                    continue
+                stats.skipped += got.get("kept", 0)
+                if "unreachable" in got:
+                    # A dead target stops the run, as without a cluster: the other
+                    # partitions are not started (each would try it 50 times), and the
+                    # stopped one wrote no part, which --resume sends.
+                    stats.unreachable = got["unreachable"]
+                    stats.stopped = True
+                    client.cancel(futures)
+                    break
+                add_figures(stats, got["stats"])
+        except (KeyboardInterrupt, _Terminated) as exc:
             # Finished parts stay; the tasks are released (a remote cluster may finish
             # those already running, which --resume then skips).
-            interrupted = True
+            interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
             stats.stopped = True
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        Store(directory).clean()
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+            Store(directory).clean()
+        finally:
+            restore()
     stats.finished = time.monotonic()
     if line.live:
         sys.stderr.write("\n")
@@ -385,7 +433,14 @@ def _drive(
         )
     if interrupted:
         sys.stderr.write("drumfire: interrupted; the finished parts are kept\n")
-        return stats, 130
+        return stats, 128 + interrupted
+    if stats.unreachable is not None:  # shown even with --quiet: it is the run's outcome
+        sys.stderr.write(
+            f"drumfire: error: target unreachable: {stats.unreachable}; stopped, the "
+            "partitions not finished are left for --resume (--keep-going sends every row "
+            "regardless)\n"
+        )
+        return stats, 1
     for message in errors[:3]:
         sys.stderr.write(f"drumfire: error: a partition failed: {message}\n")
     if errors:
@@ -489,6 +544,19 @@ def _frame_partition(frame: Any, job: Job, kinds: dict[str, str]) -> Any:
     return _frame(results, job, kinds, frame.index if len(results) == len(frame) else None)
 
 
+#: drumfire.run's arguments that run_dask does not take, and what to do instead.
+_NOT_IN_RUN_DASK = {
+    "output": "write the result frame (results.to_parquet(PATH)), or use drumfire run "
+    "--cluster -o DIR",
+    "resume": "run_dask computes every partition; drumfire run --cluster --resume completes "
+    "a dataset directory",
+    "overwrite": "write the result frame where you choose",
+    "progress": "Dask shows a computation's progress (distributed.progress)",
+    "parse": "a parse function is not supported here; extract= the fields, or use drumfire "
+    "run --cluster --parse",
+}
+
+
 def run_dask(
     data: Any,
     url: str = "{url}",
@@ -504,8 +572,9 @@ def run_dask(
 
     Args:
         data: a ``dask.dataframe.DataFrame`` (each partition is sent as one
-            batch; the result keeps its index), or the path of an input file,
-            cut as ``drumfire run --cluster`` cuts it.
+            batch; the result keeps its index; without an ``id`` column a row's
+            id is its row number within its partition), or the path of an input
+            file, cut as ``drumfire run --cluster`` cuts it.
         url, settings: as :func:`drumfire.run` (``rate``, ``concurrency`` and
             ``max_concurrency`` are for the whole run: divided by ``workers``).
         workers: how many partitions run at once, to share the limits; default:
@@ -527,8 +596,16 @@ def run_dask(
 
     from ._job import make_job
 
+    for name, why in _NOT_IN_RUN_DASK.items():
+        if name in settings:
+            raise UsageError(f"run_dask: {name}= is not supported: {why}")
     job = make_job(url, **settings)
     job.extractor()
+    if job.uses_files():  # as --cluster (the saved files would be on the workers, unnamed)
+        raise UsageError(
+            "run_dask: data_file=, files=, form= and save_body= are not supported on a "
+            "cluster yet (as --cluster); use drumfire.run_all on one machine"
+        )
     if workers is None:
         try:
             workers = sum(optional_module("distributed").default_client().nthreads().values())
@@ -541,8 +618,16 @@ def run_dask(
         path = os.fspath(data)
         fmt = input_format or format_for(path, None)
         parts = plan_parts(path, fmt, encoding, partition_size)
+        _check_columns(job, path, fmt, encoding, parts)
         kinds = _kinds(job, dtypes)
         meta = _frame([], job, kinds)
         return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)
+    import pandas as pd
+
+    from ._sources import rows_source
+
+    # Templates, keep= and id= against the frame's columns now, as drumfire.run does,
+    # rather than in every task once computed.
+    job.check(job.plan(), rows_source(pd.DataFrame(columns=list(data.columns))))
     kinds = _kinds(job, dtypes, data.dtypes)
     return data.map_partitions(_frame_partition, task_job, kinds, meta=_frame([], job, kinds))

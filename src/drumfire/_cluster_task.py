@@ -332,6 +332,20 @@ def run_part(
         failed_kept = 0
         results, stats = part_results(part, job, options)
         data = _encode(results, job, out_fmt, learn)
+    if stats.unreachable is not None:
+        # The target refused every connection and the engine stopped (as without a
+        # cluster): no request reached a server, and the rows never sent have no
+        # result. A part of its cancelled rows alone would pass for a finished one,
+        # so none is written (a finished part is left as it was): --resume sends the
+        # partition's rows again. The client stops the run and says why.
+        return {
+            "index": part.index,
+            "rows": kept,
+            "failed": failed_kept,
+            "skipped": False,
+            "kept": kept,
+            "unreachable": stats.unreachable,
+        }
     failed = failed_kept + sum(1 for r in results if is_failure(r.status, r.error))
     store.write(name, data, {"rows": kept + len(results), "failed": failed})
     return {

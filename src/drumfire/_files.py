@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,6 +70,8 @@ class Output:
         self.fmt: str | None = kwargs.pop("output_format", None)
         self.resume = bool(kwargs.pop("resume", False))
         self.overwrite = bool(kwargs.pop("overwrite", False))
+        # run_all's: where the number of each row resume skips goes (see _numbered_skips)
+        self._skipped_to: array[int] | None = kwargs.pop("_skipped_to", None)
         self.path = None if path is None else os.fspath(path)
         if self.path is not None and not isinstance(self.path, str):
             raise UsageError(f"output: give a str or Path, not {self.path!r}")
@@ -112,6 +115,10 @@ class Output:
                     self._lock.rewrite(fmt, is_cancelled)
                 self.skip = resumed.done.take
                 self.skip_problem = resumed.problems.__contains__
+                if self._skipped_to is not None:
+                    self.skip, self.skip_problem = _numbered_skips(
+                        self.skip, self.skip_problem, self._skipped_to
+                    )
                 self.saved = saved_rows(job, resumed.sent_again)
             self.sink = open_sink(
                 self.path,
@@ -185,6 +192,34 @@ class Output:
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.close()
+
+
+def _numbered_skips(
+    skip: Callable[[str], bool], skip_problem: Callable[[int], bool], to: array[int]
+) -> tuple[Callable[[str], bool], Callable[[int], bool]]:
+    """``skip`` and ``skip_problem`` that also put the 0-based number of each row they
+    skip in ``to``: the engine asks one of the two once per input row, in input order
+    (:meth:`Rows.screen <drumfire._rows.Rows.screen>`), so run_all can give each
+    result of a resumed DataFrame its input row's label."""
+    asked = [0]
+
+    def numbered_skip(id_: str) -> bool:
+        n = asked[0]
+        asked[0] = n + 1
+        if skip(id_):
+            to.append(n)
+            return True
+        return False
+
+    def numbered_skip_problem(line: int) -> bool:
+        n = asked[0]
+        asked[0] = n + 1
+        if skip_problem(line):
+            to.append(n)
+            return True
+        return False
+
+    return numbered_skip, numbered_skip_problem
 
 
 def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:

@@ -25,7 +25,7 @@ from typing import IO, Any
 import orjson
 
 from ._errors import Reason, UsageError
-from ._sinks import TABLE_FORMATS
+from ._sinks import TABLE_FORMATS, csv_writers, has_cr
 
 __all__ = [
     "RETRY_FAILED_DEFAULT",
@@ -327,11 +327,11 @@ def write_kept(path: str, fmt: str, resend: Callable[[Record], bool], out: IO[by
     """Copy the rows of ``path`` that ``resend`` does not pick (and the header) to ``out``."""
     if fmt == "csv":
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-        writer = csv.writer(text, lineterminator="\n")
+        writer, quoted = csv_writers(text)  # a lone CR quoted, as CsvSink writes it
         first = True
         for record, row in _csv_records(path):
             if first or not resend(record):
-                writer.writerow(row)
+                (quoted if has_cr(row) else writer).writerow(row)
             first = False
         text.flush()
         text.detach()

@@ -66,6 +66,27 @@ def output_format_for(path: str, fmt: str | None) -> str:
 _PLAIN = frozenset({str, int, float, type(None)})  # written as they are
 
 
+def csv_writers(stream: IO[str]) -> tuple[Any, Any]:
+    """The writers of drumfire's CSV: LF line ends and minimal quoting; and the one for a
+    row with a lone carriage return in a cell (see :func:`has_cr`), which quotes every
+    cell but the numbers.
+
+    Python's ``csv.writer`` quotes a cell for the characters of its line terminator only,
+    so with ``\\n`` a CR was written bare; but a CR alone ends a line for CSV readers
+    (Python's ``csv``, pandas, and ``--resume``, which then read one row as two).
+    """
+    return (
+        csv.writer(stream, lineterminator="\n"),
+        csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC),
+    )
+
+
+def has_cr(row: Sequence[Any]) -> bool:
+    """Whether a cell of ``row`` holds a carriage return (written by the second of
+    :func:`csv_writers`)."""
+    return any(type(v) is str and "\r" in v for v in row)
+
+
 def _cell(value: Any) -> Any:
     """A CSV cell: objects as JSON text, a date or a decimal as its text (``_values``)."""
     if value is None or type(value) in (str, int, float):
@@ -102,7 +123,7 @@ class CsvSink:
         parse: bool = False,
     ) -> None:
         self._stream = stream
-        self._writer = csv.writer(stream, lineterminator="\n")
+        self._writer, self._quoted = csv_writers(stream)
         self._keep = tuple(keep)
         self._extract = tuple(fields)
         self._parse = parse or learn or parse_columns is not None
@@ -148,21 +169,29 @@ class CsvSink:
     def _write(self, result: Result) -> None:
         id_, status, elapsed, attempts, error, fields, kept = result
         row: list[Any] = [id_, status, f"{elapsed:.3f}", attempts, error]
+        cr = "\r" in id_ or "\r" in error  # (a lone CR must be quoted: see csv_writers)
         if self._fields:
             if fields is None:
                 row.extend([None] * len(self._fields))
             else:
                 for f in self._fields:
                     value = fields.get(f)
-                    row.append(value if type(value) in _PLAIN else _cell(value))
+                    if type(value) is str:
+                        if "\r" in value:
+                            cr = True
+                        row.append(value)
+                    else:
+                        row.append(value if type(value) in _PLAIN else _cell(value))
         if self._parse:
             known = self._known
             extra = {k: v for k, v in fields.items() if k not in known} if fields else None
             row.append(dumps(extra).decode() if extra else "")
         if self._keep:
             kept = kept or {}
-            row.extend([_cell(kept.get(k)) for k in self._keep])
-        self._writer.writerow(row)
+            cells = [_cell(kept.get(k)) for k in self._keep]
+            cr = cr or has_cr(cells)
+            row.extend(cells)
+        (self._quoted if cr else self._writer).writerow(row)
 
     def flush(self) -> None:
         self._stream.flush()

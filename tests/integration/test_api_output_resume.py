@@ -93,3 +93,31 @@ def test_output_dash_is_standard_output(
     assert [r.error for r in got] == [""]
     assert not (tmp_path / "-").exists()
     assert capsys.readouterr().out.startswith("id,status,elapsed_ms,attempts,error\n1,200,")
+
+
+def test_a_resumed_dataframe_keeps_the_labels_of_the_rows_it_sent(tmp_path: Path) -> None:
+    """run_all(df, resume=True) returns only the rows sent now, each with its input label,
+    so ``result.join(df)`` still pairs every result with its own input row (it used to get
+    a fresh 0..k-1 index: each result joined the input row at that position instead)."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(
+        {"id": [f"r{i}" for i in range(8)], "v": [f"v{i}" for i in range(8)]},
+        index=[10 * i for i in range(8)],
+    )
+    plain = df.reset_index(drop=True)  # a RangeIndex, the usual case
+    extract = {"path": "path"}
+    with ScriptedServer(lambda *a: respond(200, {"path": a[2]})) as srv:
+        url = srv.url("/{v}")
+        for frame, out in ((df, tmp_path / "labels.csv"), (plain, tmp_path / "plain.csv")):
+            first = drumfire.run_all(
+                frame.iloc[[0, 2, 3, 7]], url, extract=extract, output=out, progress=False
+            )
+            assert first.index.tolist() == frame.index[[0, 2, 3, 7]].tolist()
+            again = drumfire.run_all(
+                frame, url, extract=extract, output=out, resume=True, progress=False
+            )
+            assert again["id"].tolist() == ["r1", "r4", "r5", "r6"]
+            assert again.index.tolist() == frame.index[[1, 4, 5, 6]].tolist()
+            joined = again.join(frame.drop(columns="id"))
+            assert (joined["path"] == "/" + joined["v"]).all(), joined
+

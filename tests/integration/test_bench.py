@@ -463,6 +463,41 @@ def test_bench_inside_a_running_loop(demo: DemoServer) -> None:
     assert inside.requests == awaited.requests == 50
 
 
+def test_ctrl_c_of_a_bench_inside_a_running_loop_stops_its_load() -> None:
+    """In a notebook bench() runs on a helper thread: Ctrl-C (the kernel's interrupt) used
+    to reach only the caller, and the helper went on loading the server for the rest of
+    the duration. Now the load stops, and the helper is gone when the interrupt is raised."""
+    main = threading.main_thread().ident
+    assert main is not None
+    assert threading.get_ident() == main  # the signal goes to this thread
+    pressed = threading.Event()
+
+    def handler(index: int, method: str, target: str, headers: Any, body: bytes) -> Any:
+        # Mid-run: the helper sends, so the cell waits for it. The user presses Ctrl-C.
+        if index == 20:
+            pressed.set()
+            signal.pthread_kill(main, signal.SIGINT)
+        return echo(index, method, target, headers, body)
+
+    async def cell() -> BenchReport:
+        return bench(srv.url("/x"), duration=120, concurrency=2, progress=False)
+
+    with ScriptedServer(handler) as srv:
+        # A loop of its own, as a kernel has: asyncio.run's would take the signal itself.
+        loop = asyncio.new_event_loop()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_until_complete(cell())
+        finally:
+            loop.close()
+        assert pressed.is_set()
+        # The helper's load is over, not going on for two minutes: besides the two
+        # requests that may have been in flight, the server sees only the next run's.
+        sent = len(srv.requests)
+        assert bench(srv.url("/x"), requests=3, concurrency=1, progress=False).requests == 3
+        assert len(srv.requests) <= sent + 2 + 3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from servers import Action, ScriptedServer, respond
+from servers import Action, ScriptedServer, refused_port, respond
 
 pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
@@ -223,9 +223,9 @@ def test_local_cluster_starts_while_the_default_dashboard_port_is_taken() -> Non
 
 
 def test_resume_sends_the_cancelled_rows_of_a_finished_part_again(tmp_path: Path) -> None:
-    # A finished part holding `cancelled` rows (its target was unreachable and the
-    # partition stopped): the task of a --resume sends those rows again, and only
-    # those, and rewrites the part whole. (run_part in this process: no cluster needed.)
+    # A finished part holding `cancelled` rows (as an older drumfire wrote for a partition
+    # its unreachable target stopped): the task of a --resume sends those rows again, and
+    # only those, and rewrites the part whole. (run_part in this process: no cluster needed.)
     from drumfire._cluster import plan_parts, run_part
     from drumfire._job import make_job
 
@@ -260,3 +260,33 @@ def test_resume_sends_the_cancelled_rows_of_a_finished_part_again(tmp_path: Path
     assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(20))
     assert all(r["status"] == 200 and r["error"] == "" and r["q"] for r in rows)
     assert all(seen[f"v{i}"] == (2 if i in (3, 7) else 1) for i in range(20))
+
+
+def test_an_unreachable_target_stops_the_run_with_exit_1_and_resume_completes_it(
+    tmp_path: Path,
+) -> None:
+    # As without --cluster: a target that refuses every connection stops the run
+    # (exit 1, one line naming it). A partition stopped so writes no part (no request
+    # reached a server): it used to write its cancelled rows alone, leaving the rows
+    # never sent out of the part, and the run said nothing and exited 0.
+    src = write_input(tmp_path / "in.csv")
+    out = tmp_path / "out.parquet"
+    summary = tmp_path / "s.json"
+    common = ["-o", out, "--cluster", "local:2", "--partition-size", "1K"]
+    with refused_port() as port:
+        dead = drumfire("run", src, "--url", f"http://127.0.0.1:{port}/x?q={{q}}", *common,
+                        "--summary-json", summary)  # fmt: skip
+    assert dead.returncode == 1, dead.stderr
+    lines = [line for line in dead.stderr.splitlines() if "target unreachable" in line]
+    assert len(lines) == 1, dead.stderr
+    assert lines[0].startswith(f"drumfire: error: target unreachable: 127.0.0.1:{port}: ")
+    assert "--resume" in lines[0]
+    assert json.loads(summary.read_text())["unreachable"].startswith(f"127.0.0.1:{port}: ")
+    assert not [p for p in out.iterdir() if p.name.startswith("part-")]
+    with echo_server() as srv:
+        again = drumfire("run", src, "--url", srv.base_url + "/x?q={q}", *common, "--resume",
+                         "-e", "q=q")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    got = pd.read_parquet(out)
+    assert sorted(got["id"]) == sorted(f"r{i}" for i in range(N))  # every row, once
+    assert (got["status"] == 200).all()

@@ -555,3 +555,41 @@ def test_progress_of_a_resumed_run_starts_at_the_rows_done(
     assert counts, shown[-500:]
     assert counts[0] >= 200, counts  # the 200 rows already in the output count from the start
     assert len(read_rows(out)) == 300
+
+
+def test_cells_with_a_lone_carriage_return_resume_and_retry_once(tmp_path: Path) -> None:
+    """A CR alone in an id, an extracted value and a kept value: --resume reads the CSV
+    output back row for row, and --retry-failed rewrites it so. Such cells used to be
+    written bare and read back as two rows each: every resume sent those rows again and
+    wrote them twice, and --retry-failed tore them apart once more."""
+    n = 12
+    ids = [f"r{i}\rx" if i % 3 == 0 else f"r{i}" for i in range(n)]
+    src = tmp_path / "in.csv"
+    with src.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\r\n")  # a CR inside a quoted cell
+        writer.writerow(["id", "n", "k"])
+        writer.writerows([id_, i, f"k\r{i}"] for i, id_ in enumerate(ids))
+    seen: Counter[int] = Counter()
+
+    def handler(index: int, method: str, target: str, headers: Any, body: bytes) -> Action:
+        i = int(target.rsplit("/", 1)[1])
+        seen[i] += 1
+        if i in (0, 4) and seen[i] == 1:  # fails once: --retry-failed sends it again
+            return respond(503, {"v": "a\rb"})
+        return respond(200, {"v": f"v\r{i}"})
+
+    out = tmp_path / "out.csv"
+    with ScriptedServer(handler) as srv:
+        common = [src, "--url", srv.url("/{n}"), "-e", "v=v", "--keep", "k", "-o", out,
+                  "--retries", "0", "-q"]  # fmt: skip
+        first = drumfire("run", *common, "-n", "6")
+        assert first.returncode == 0, first.stderr
+        for again in (["--resume"], ["--retry-failed", "503"], ["--resume"]):
+            proc = drumfire("run", *common, *again)
+            assert proc.returncode == 0, proc.stderr
+    got = read_rows(out)
+    assert Counter(r["id"] for r in got) == Counter(ids)
+    assert all(r["status"] == "200" for r in got), got
+    assert all(r["v"] == f"v\r{i}" and r["k"] == f"k\r{i}" for i, r in
+               ((int(r["v"][2:]), r) for r in got))  # fmt: skip
+    assert seen == Counter({i: 2 if i in (0, 4) else 1 for i in range(n)})

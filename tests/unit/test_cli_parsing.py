@@ -100,18 +100,20 @@ def test_bench_refuses_a_wrk_duration_as_the_body(value: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["bench", "compare"])
+@pytest.mark.parametrize("body", ['{"q": "x"}', "@body.json"])
 def test_a_json_body_given_to_the_report_path_option_is_refused(
-    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    command: str, body: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``run --json BODY`` is curl's body; bench's and compare's ``--json PATH`` is the report:
-    given a body, they used to send none and write the report to a file named like it."""
+    """``run --json BODY`` is curl's body (``@FILE`` too); bench's and compare's ``--json
+    PATH`` is the report: given a body, they used to send none and write the report to a
+    file named like it (``@body.json`` still was, after a whole benchmark of GETs)."""
     from click.testing import CliRunner
 
     from drumfire.bench.cli import bench_command
     from drumfire.compare.cli import compare_command
 
     monkeypatch.chdir(tmp_path)  # where a report named like the body would land
-    body = '{"q": "x"}'
+    (tmp_path / "body.json").write_text('{"q": "x"}', encoding="utf-8")
     if command == "bench":
         args = ["http://127.0.0.1:9/", "-n", "1", "--json", body]
         result = CliRunner().invoke(bench_command, args)
@@ -185,3 +187,41 @@ def test_bench_rates_say_a_rate_is_above_zero(rate: str, line: str) -> None:
     result = CliRunner().invoke(bench_command, ["http://127.0.0.1:9/", f"--rate={rate}"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"drumfire bench: error: {line}"]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "needle"),
+    [
+        ("bench", ["-d", "@{path}"],
+         "cannot read --data file '{path}': No such file or directory (bench sends one body "
+         "for every request: a file per row is drumfire run --data-file '{path}')"),
+        ("bench", ["-F", "data=@{path}"],
+         "-F data: {path}: No such file or directory (bench sends one form for every "
+         "request: a file per row is drumfire run -F)"),
+        ("compare", ["-d", "@{path}"],
+         "cannot read --data file '{path}': No such file or directory (compare reads one "
+         "body file: a file per row is drumfire run --data-file '{path}')"),
+    ],
+)  # fmt: skip
+def test_a_file_per_row_given_to_bench_or_compare_names_drumfire_run(
+    command: str, args: list[str], needle: str, tmp_path: Path
+) -> None:
+    """bench and compare read one body (or form) file; given a per-row path template,
+    the message pointed at --data-file, an option neither of them has."""
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+    from drumfire.compare.cli import compare_command
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,path\n1,a.jpg\n", encoding="utf-8")
+    if command == "bench":
+        argv = ["--input", str(rows), "--url", "http://127.0.0.1:9/", "-n", "1", *args]
+        result = CliRunner().invoke(bench_command, argv)
+    else:
+        argv = [str(rows), "--url", "http://127.0.0.1:9/", "-s", "drumfire", *args]
+        result = CliRunner().invoke(compare_command, argv)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].endswith(needle), lines[0]

@@ -89,6 +89,27 @@ def test_csv_sink_quotes_awkward_values() -> None:
     ]
 
 
+def test_csv_sink_quotes_a_lone_carriage_return() -> None:
+    """A CR alone ends a line for CSV readers (Python's csv, pandas, drumfire's --resume), so a
+    cell holding one is quoted: Python's writer with LF line ends left it bare, and the row
+    read back as two (a --resume then sent it again and wrote it twice)."""
+    out = io.StringIO()
+    sink = CsvSink(out, ["t", "n"], ["k"])
+    sink.write(Result("a\rb", 200, 1.0, 1, "", {"t": "x", "n": 3}, {"k": "v"}))
+    sink.write(Result("c", 200, 1.0, 1, "", {"t": "y\rz", "n": None}, {"k": "v"}))
+    sink.write(Result("d", None, 0.0, 0, "", None, {"k": "w\r"}))
+    sink.write(Result("e", 200, 1.0, 1, "", {"t": "plain", "n": 4}, {"k": "v"}))
+    text = out.getvalue()
+    assert csv_rows(text)[1:] == [
+        ["a\rb", "200", "1.000", "1", "", "x", "3", "v"],
+        ["c", "200", "1.000", "1", "", "y\rz", "", "v"],
+        ["d", "", "0.000", "0", "", "", "", "w\r"],
+        ["e", "200", "1.000", "1", "", "plain", "4", "v"],
+    ]
+    assert text.endswith("\ne,200,1.000,1,,plain,4,v\n")  # other rows as before
+    assert "\r\n" not in text
+
+
 def test_csv_sink_close_closes_its_stream() -> None:
     out = io.StringIO()
     sink = CsvSink(out, [], [])

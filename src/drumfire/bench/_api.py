@@ -387,15 +387,34 @@ def _run_plan(
     except RuntimeError:
         return _run_here(plan, display=display, clock=clock, handle_signals=handle_signals)
     box: list[Any] = []
+    stopper = _Stopper()
+    finished = threading.Event()
 
     def work() -> None:
         try:
-            box.append(_run_here(plan, display=display, clock=clock, handle_signals=False))
+            box.append(
+                _run_here(
+                    plan, display=display, clock=clock, handle_signals=False, stopper=stopper
+                )
+            )
         except BaseException as exc:  # handed to the caller's thread
             box.append(exc)
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=work, name="drumfire-bench", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+        finished.wait()
+    except BaseException:
+        # Ctrl-C in a notebook reaches this thread, not the helper: stop the load
+        # (as it stops without a running loop), wait for the helper to be done
+        # (its requests in flight cancelled), then let the interrupt through. An
+        # Event, not join(): an interrupted join() of Python 3.11 marks the thread
+        # stopped while it runs on (bpo-45274's fix), and the next join() returns.
+        stopper.stop()
+        finished.wait()
+        raise
     thread.join()
     result = box[0]
     if isinstance(result, BaseException):
@@ -404,16 +423,50 @@ def _run_plan(
     return result
 
 
+class _Stopper:
+    """Stops a run on a helper thread's loop from the caller's thread (see _run_plan).
+
+    Either side may come first: the caller sets ``asked`` and then looks for the
+    runner; the helper sets the runner and then looks at ``asked``. A runner stopped
+    before it started stops as it starts (:meth:`Runner.stop`).
+    """
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: Runner | None = None
+
+    def started(self, loop: asyncio.AbstractEventLoop, runner: Runner) -> None:
+        """In the helper's thread, once the run has its runner."""
+        self.loop, self.runner = loop, runner
+        if self.asked:
+            runner.stop(grace=0.0)
+
+    def stop(self) -> None:
+        """In the caller's thread: no more requests; those in flight cancelled."""
+        self.asked = True
+        loop, runner = self.loop, self.runner
+        if loop is not None and runner is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
+                loop.call_soon_threadsafe(runner.stop, 0.0)
+
+
 def _run_here(
     plan: _Plan,
     *,
     display: BenchDisplay | None,
     clock: Callable[[], float],
     handle_signals: bool,
+    stopper: _Stopper | None = None,
 ) -> BenchReport:
     loop = new_event_loop()
     runners: list[Runner] = []
     got: list[int] = []
+
+    def on_runner(runner: Runner) -> None:
+        runners.append(runner)
+        if stopper is not None:
+            stopper.started(loop, runner)
 
     def on_signal(signum: int) -> None:
         if not runners:
@@ -430,7 +483,7 @@ def _run_here(
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(signum, on_signal, signum)
         return loop.run_until_complete(
-            _run(plan, display=display, clock=clock, on_runner=runners.append)
+            _run(plan, display=display, clock=clock, on_runner=on_runner)
         )
     finally:
         if handle_signals:

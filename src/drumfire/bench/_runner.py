@@ -186,6 +186,8 @@ class Runner:
         self._grace_handle: asyncio.TimerHandle | None = None
         self._warm_handle: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
+        self._began = False  # start() ran: the clocks are set
+        self._stop_first: float | None = None  # a stop asked before that (see stop)
         #: Start what the model allows at clock time ``now`` (every report calls it;
         #: a simulation drives it too, with ``send`` and ``arm`` replaced).
         self.pump: Callable[[float], None] = (
@@ -206,6 +208,8 @@ class Runner:
             await self._preconnect()
             now = self.clock()
             self.start(now)
+            if self._stop_first is not None:
+                self.stop(self._stop_first)
             self._tick_handle = loop.call_later(self.tick_interval, self._tick)
             if self.schedule is None and not math.isinf(self.end):
                 # Closed model: stop sending at the end. (The open model stops once the
@@ -261,6 +265,7 @@ class Runner:
     def start(self, now: float) -> None:
         """Set the clocks of the run beginning ``now`` (``run`` calls it once connected)."""
         self.begin = now
+        self._began = True
         self.measure_start = now + self.warmup
         self.end = self.measure_start + self.duration if self.duration is not None else math.inf
         if self.schedule is not None:
@@ -273,8 +278,12 @@ class Runner:
             self.loop.until = self.end
 
     def stop(self, grace: float = 2.0) -> None:
-        """Send nothing more; give the requests in flight ``grace`` seconds, then cancel them."""
-        if self._loop is None:
+        """Send nothing more; give the requests in flight ``grace`` seconds, then cancel them.
+
+        Asked before the run started (while it connects, or from another thread before
+        it runs), the run stops as it starts: start() would set its end again."""
+        if not self._began or self._loop is None:
+            self._stop_first = grace
             return
         if self.stopped:
             if grace <= 0:

@@ -306,7 +306,7 @@ def bench_command(
         except UsageError as exc:
             _fail(str(exc))
     try:
-        body = read_data(data)
+        body = read_data(data, one="bench sends one body for every request")
     except UsageError as exc:
         _fail(str(exc))
     if form:  # an image upload, say: the form is encoded once (see drumfire._bodies)
@@ -315,7 +315,9 @@ def bench_command(
         try:
             body, form_type = static_form(form)
         except UsageError as exc:
-            _fail(str(exc))
+            per_row = any("{" in spec for spec in form) and "No such file" in str(exc)
+            hint = " (bench sends one form for every request: a file per row is drumfire run -F)"
+            _fail(str(exc) + (hint if per_row else ""))
         header_lines.append(f"Content-Type: {form_type}")
     try:
         plan = make_plan(

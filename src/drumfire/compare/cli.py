@@ -225,7 +225,7 @@ def compare_command(
             on_progress=progress,
             method=method,
             headers=header_lines,
-            data=read_data(data),
+            data=read_data(data, one="compare reads one body file"),
         )
     except UsageError as exc:
         _fail(str(exc))
