@@ -594,11 +594,12 @@ def run_dask(
     require_dask("run_dask")
     dd = optional_module("dask.dataframe")
 
-    from ._job import make_job
+    from ._job import check_keywords, make_job
 
     for name, why in _NOT_IN_RUN_DASK.items():
         if name in settings:
             raise UsageError(f"run_dask: {name}= is not supported: {why}")
+    check_keywords(settings, "run_dask")
     job = make_job(url, **settings)
     job.extractor()
     if job.uses_files():  # as --cluster (the saved files would be on the workers, unnamed)

@@ -25,7 +25,7 @@ from typing import Any
 from ._bodies import clean_temps, saved_rows
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
-from ._job import Job, make_job
+from ._job import Job, check_keywords, make_job
 from ._outfile import OutputLock
 from ._result import Result, Stats
 from ._resume import holds_rows, is_cancelled, scan_output
@@ -229,6 +229,7 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
     try:
         if output.resume and kwargs.get("save_body") is not None:
             kwargs["skip_saved"] = True  # a row whose file is complete is not sent again
+        check_keywords(kwargs, "drumfire")
         job = make_job(url, **kwargs)
         job.check(job.plan(), source)  # a template error before the output is touched
         job.extractor()

@@ -10,6 +10,8 @@ cluster) can use a Job without importing the API's runners.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from ._savebody import SaveSpec
 from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
 from ._sources import TEXT_FORMATS, Source
 
-__all__ = ["Job", "make_job"]
+__all__ = ["Job", "check_keywords", "make_job"]
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,23 @@ def make_job(
             skip_saved,
         ),
     )
+
+
+
+#: The keywords :func:`make_job` takes (the API's calls hand theirs on to it).
+_KEYWORDS = tuple(name for name in inspect.signature(make_job).parameters if name != "url")
+
+
+def check_keywords(settings: Mapping[str, Any], where: str) -> None:
+    """One :class:`UsageError` line for a keyword no setting has (a typo: the nearest one).
+
+    Python's own TypeError would name ``make_job``, which the caller never called.
+    """
+    for name in settings:
+        if name not in _KEYWORDS:
+            near = difflib.get_close_matches(name, _KEYWORDS, n=1)
+            hint = f": did you mean {near[0]}=?" if near else ""
+            raise UsageError(f"{where}: no keyword argument {name}={hint}")
 
 
 # The ranges the command line's options allow (click's IntRange there).

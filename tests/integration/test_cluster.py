@@ -440,6 +440,7 @@ def test_run_dask_refuses_what_it_cannot_do_before_anything_is_computed(tmp_path
         ({"save_body": "{q}"}, "run_dask: data_file=, files=, form= and save_body= are not "
                                "supported on a cluster yet (as --cluster)"),
         ({"files": {"f": "{q}"}}, "run_dask: data_file=, files=, form= and save_body="),
+        ({"timout": 3}, "run_dask: no keyword argument timout=: did you mean timeout=?"),
     ]:  # fmt: skip
         with pytest.raises(UsageError) as caught:
             run_dask(frame, url, workers=1, **kwargs)

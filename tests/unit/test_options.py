@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import drumfire
 from drumfire import Job, Retry, Timeouts, UsageError, make_job
 from drumfire._bodies import FormField
 
@@ -179,3 +180,21 @@ def test_a_job_made_directly_takes_what_make_job_takes() -> None:
     with pytest.raises(UsageError, match=r"^pipeline=0: "):
         dataclasses.replace(job, pipeline=0)
     assert [name for name, _ in FIELD_CHECKS] == [f.name for f in dataclasses.fields(Job)]
+
+
+@pytest.mark.parametrize(
+    ("call", "start"),
+    [
+        (lambda: drumfire.run_all([{"p": "a"}], URL, timout=3), "drumfire: no keyword argument "),
+        (lambda: list(drumfire.run([{"p": "a"}], URL, rety=1)), "drumfire: no keyword argument "),
+    ],
+)
+def test_an_unknown_keyword_is_one_line_with_the_nearest_one(call: Any, start: str) -> None:
+    """Not Python's TypeError naming make_job, which the caller never called; nothing is sent."""
+    with pytest.raises(UsageError) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(start), message
+    assert message.endswith(("timout=: did you mean timeout=?", "rety=: did you mean retry=?"))
+    with pytest.raises(UsageError, match=r"^drumfire: no keyword argument zzz=$"):
+        drumfire.run_all([{"p": "a"}], URL, zzz=1)
