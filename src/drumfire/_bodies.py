@@ -179,8 +179,8 @@ def _file_size(path: str) -> int:
     """The size of a file to send; a :class:`RowOutcome` ``file: PATH: why`` if it cannot be."""
     try:
         st = os.stat(path)
-    except OSError as exc:
-        raise RowOutcome(f"file: {path}: {exc.strerror or exc}") from None
+    except OSError as exc:  # an empty cell: "file: no path: …", not "file: : No such file"
+        raise RowOutcome(f"file: {path or 'no path'}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
         raise RowOutcome(f"file: {path}: is a directory")
     if not stat.S_ISREG(st.st_mode):

@@ -208,6 +208,7 @@ def test_missing_and_unreadable_files_are_error_rows(upload_dir: Path, tmp_path:
         {"id": "ok", "path": str(upload_dir / "f003.jpg"), "name": "f003.jpg"},
         {"id": "missing", "path": str(tmp_path / "nope.jpg"), "name": "nope.jpg"},
         {"id": "dir", "path": str(tmp_path), "name": "x"},
+        {"id": "blank", "path": "", "name": "x"},  # an empty cell: said so, not "file: : …"
     ]
     if os.geteuid() != 0:  # root reads anything
         rows.append({"id": "locked", "path": str(locked), "name": "locked.bin"})
@@ -221,6 +222,7 @@ def test_missing_and_unreadable_files_are_error_rows(upload_dir: Path, tmp_path:
     assert results["missing"].status is None
     assert results["missing"].attempts == 0
     assert results["dir"].error == f"file: {tmp_path}: is a directory"
+    assert results["blank"].error == "file: no path: No such file or directory"
     if "locked" in results:
         assert results["locked"].error == f"file: {locked}: Permission denied"
 
