@@ -574,6 +574,14 @@ def _span(first: int, last: int) -> str:
     )
 
 
+def _json_problem(exc: orjson.JSONDecodeError) -> str:
+    """What is wrong with one JSON line and where, in that line's terms: orjson's own
+    ``line 2 column 1 (char 8)`` counts the line break, and names a line that is not there."""
+    if exc.lineno > 1 or exc.pos >= len(exc.doc.rstrip("\r\n")):
+        return f"{exc.msg} at the end of the line"
+    return f"{exc.msg} at column {exc.colno}"
+
+
 def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
     n = 0
     usual = -1  # line_no - n while no line is skipped (-1: no row yet)
@@ -588,7 +596,7 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
             # An integer past 64 bits stays exact (orjson alone makes it a float).
             value = loads_exact(line if codec == "utf-8" else line.decode(codec).encode())
         except orjson.JSONDecodeError as exc:
-            yield n, InputProblem(line_no, f"not JSON: {exc}")
+            yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
             continue
         except UnicodeDecodeError:
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")

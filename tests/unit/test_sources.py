@@ -334,6 +334,18 @@ def test_jsonl_problems(tmp_path: Path) -> None:
     assert found[2][2] == "not a JSON object but str"
 
 
+def test_jsonl_problems_say_where_in_the_line(tmp_path: Path) -> None:
+    # orjson counts the line break: a line cut short said "line 2 column 1 (char 9)"
+    # inside "input: line 1: ...", naming a line that is not there.
+    data = b'{"a": 1\n{"a": x}\n{"\xc3\xa9": 1e400}\n'
+    _, items = read_all(write(tmp_path, "in.jsonl", data))
+    assert [text for _, _, text in problems(items)] == [
+        "not JSON: unexpected end of data at the end of the line",
+        "not JSON: unexpected character, expected a JSON value at column 7",
+        "not JSON: number is infinity when parsed as double at column 7",
+    ]
+
+
 def test_jsonl_blank_lines_keep_line_numbers(tmp_path: Path) -> None:
     _, items = read_all(write(tmp_path, "in.jsonl", b"\n\n{}\n\nnope\n"))
     assert items[0] == (1, {})
