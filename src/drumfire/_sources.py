@@ -498,14 +498,14 @@ def _csv_source(
     if header == [_BAD]:
         raise InputError("the header line is not valid text in this encoding; say --encoding")
     header = [h.strip() for h in header]
-    if any(not h for h in header):
-        raise InputError(f"the header line has an empty column name: {header!r}")
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    # A column without a name (pandas' index, as to_csv writes it: ",id,lon1") cannot be
+    # named by a template or --keep: its fields are counted and read, and nothing uses them.
+    dupes = sorted({h for h in header if h and header.count(h) > 1})
     if dupes:
         raise InputError(f"the header line names columns more than once: {', '.join(dupes)}")
     starts = LineMap()
     items = _csv_items(reader, header, state, starts)
-    return Source(items, frozenset(header), fmt, total, close, starts)
+    return Source(items, frozenset(h for h in header if h), fmt, total, close, starts)
 
 
 def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) -> Iterator[Item]:
