@@ -31,7 +31,7 @@ from typing import IO, Any
 import orjson
 
 from ._errors import InputError
-from ._instream import Guarded, Prepend, check_stdin_start, stdin_start
+from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
 from ._rows import InputProblem, Item, LineMap
 from ._text import with_article
 from ._values import loads_exact
@@ -157,6 +157,12 @@ def open_source(
             raise InputError(f"input {path!r} is a directory") from None
         except OSError as exc:
             raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from None
+    if path != "-":
+        try:
+            check_wide_start(stdin_start(raw), f"input {path!r}")
+        except InputError:
+            raw.close()
+            raise
     close = raw.close
     # A read error on the way (a truncated .gz, an I/O error): one line naming the input.
     raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
@@ -574,6 +580,14 @@ def _span(first: int, last: int) -> str:
     )
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _json_problem(exc: orjson.JSONDecodeError) -> str:
     """What is wrong with one JSON line and where, in that line's terms: orjson's own
     ``line 2 column 1 (char 8)`` counts the line break, and names a line that is not there."""
@@ -596,7 +610,10 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
             # An integer past 64 bits stays exact (orjson alone makes it a float).
             value = loads_exact(line if codec == "utf-8" else line.decode(codec).encode())
         except orjson.JSONDecodeError as exc:
-            yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
+            if not exc.doc and not _is_utf8(line):  # orjson: "str is not valid UTF-8: ..."
+                yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
+            else:
+                yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
             continue
         except UnicodeDecodeError:
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
