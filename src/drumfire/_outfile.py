@@ -150,8 +150,11 @@ class OutputLock:
             from ._parquet import LOCK_NAME, require_pyarrow
 
             require_pyarrow(f"output {output!r}")  # before the directory: nothing is left
-            try:
-                os.makedirs(output, exist_ok=True)
+            try:  # the dataset directory, not its parents: a missing one is a usage error
+                os.mkdir(output)
+            except FileExistsError:
+                if not os.path.isdir(output):
+                    raise UsageError(f"cannot write output {output!r}: Not a directory") from None
             except OSError as exc:
                 raise UsageError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
 

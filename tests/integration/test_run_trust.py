@@ -598,3 +598,18 @@ def test_the_rerun_hint_never_shows_a_header_value_or_a_password(tmp_path: Path)
     assert f"http://***@127.0.0.1:{port}/" in hint
     for secret in ("S3CRET", "TOK3N", "K3Y"):
         assert secret not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl", "out.sqlite", "out.parquet"])
+def test_an_output_in_a_missing_directory_is_found_before_the_first_request(
+    tmp_path: Path, name: str
+) -> None:
+    # A Parquet output (a directory) made every missing parent (`mkdir -p`): a typo in
+    # the path left a new tree and a run where every other format stops at once.
+    where = tmp_path / "missing-dir" / name
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        urls = url_list(tmp_path / "urls.txt", srv, 5)
+        proc = drumfire("run", urls, "-o", where)
+        one_error_line(proc, 2, f"cannot write output {str(where)!r}: No such file or directory")
+        assert srv.requests == []
+    assert not (tmp_path / "missing-dir").exists()
