@@ -62,6 +62,7 @@ __all__ = [
     "GuardedSink",
     "OutputLock",
     "check_summary_path",
+    "refuse_input_as_output",
 ]
 
 #: The room a run must find on the output's disk before its first request: a
@@ -491,3 +492,24 @@ def check_summary_path(path: str) -> None:
             os.unlink(path)
     except OSError as exc:
         raise UsageError(f"cannot write --summary-json {path!r}: {exc.strerror or exc}") from None
+
+
+def refuse_input_as_output(input_path: str, output: str, out_fmt: str) -> None:
+    """Raise :class:`UsageError` when ``-o`` names the input (by any path to it):
+    truncating it, or appending to it, while it is read loses rows and the input."""
+    if input_path == "-" or output == "-":
+        return
+    target = output
+    if out_fmt == "sqlite":
+        from ._sqlite import sqlite_target
+
+        target = sqlite_target(output)[0]
+    try:
+        same = os.path.samefile(input_path, target)
+    except (OSError, ValueError):  # no output yet, or an input that is not a path
+        return
+    if same:
+        raise UsageError(
+            f"output {output!r} is the input file {input_path!r}: writing it would lose the "
+            "rows still to be read; choose another -o"
+        )

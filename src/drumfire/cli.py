@@ -47,7 +47,13 @@ from ._extract import parse_extract_options
 from ._job import Job, make_job
 from ._limits import parse_rate
 from ._options import parse_size, size_text
-from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from ._outfile import (
+    FileProblem,
+    GuardedSink,
+    OutputLock,
+    check_summary_path,
+    refuse_input_as_output,
+)
 from ._parse import load_parse_function
 from ._progress import rerun_command
 from ._result import Stats
@@ -700,7 +706,7 @@ def run_command(
         lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
-            _refuse_input_as_output(input_path, output, out_fmt)
+            refuse_input_as_output(input_path, output, out_fmt)
             # One writer: the lock is held from before the output is read until the end.
             lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
             if lock is not None and resuming is None:
@@ -791,27 +797,6 @@ def _credentials(url: str, user: str | None, headers: Sequence[str]) -> tuple[st
     if user is None:
         return url, list(headers)
     return url, [*headers, basic_auth_header(user, headers)]
-
-
-def _refuse_input_as_output(input_path: str, output: str, out_fmt: str) -> None:
-    """Raise :class:`UsageError` when ``-o`` names the input (by any path to it):
-    truncating it, or appending to it, while it is read loses rows and the input."""
-    if input_path == "-" or output == "-":
-        return
-    target = output
-    if out_fmt == "sqlite":
-        from ._sqlite import sqlite_target
-
-        target = sqlite_target(output)[0]
-    try:
-        same = os.path.samefile(input_path, target)
-    except (OSError, ValueError):  # no output yet, or an input that is not a path
-        return
-    if same:
-        raise UsageError(
-            f"output {output!r} is the input file {input_path!r}: writing it would lose the "
-            "rows still to be read; choose another -o"
-        )
 
 
 def _first_rows(source: Source, limit: int) -> Source:

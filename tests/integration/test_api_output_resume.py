@@ -93,3 +93,17 @@ def test_output_dash_is_standard_output(
     assert [r.error for r in got] == [""]
     assert not (tmp_path / "-").exists()
     assert capsys.readouterr().out.startswith("id,status,elapsed_ms,attempts,error\n1,200,")
+
+
+@pytest.mark.parametrize("mode", [{}, {"overwrite": True}, {"resume": True}])
+def test_the_input_file_as_output_is_refused(tmp_path: Path, mode: dict[str, bool]) -> None:
+    # run_all("routes.csv", ..., output="routes.csv", overwrite=True) emptied the input
+    # while reading it: rows past the first read buffer were lost, and the input with them.
+    source = tmp_path / "routes.csv"
+    source.write_text("id,q\n" + "".join(f"{i},{'x' * 100}\n" for i in range(30_000)))
+    before = source.read_bytes()
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        with pytest.raises(drumfire.UsageError, match="is the input file"):
+            drumfire.run_all(source, srv.url("/{q}"), output=str(source), **mode)
+        assert srv.requests == []
+    assert source.read_bytes() == before
