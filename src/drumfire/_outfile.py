@@ -159,7 +159,7 @@ class OutputLock:
             except OSError as exc:
                 raise UsageError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
 
-            lock = cls.acquire(os.path.join(output, LOCK_NAME))
+            lock = cls.acquire(os.path.join(output, LOCK_NAME), shown=output)
         else:
             from ._sqlite import sqlite_target
 
@@ -169,10 +169,11 @@ class OutputLock:
         return lock
 
     @classmethod
-    def acquire(cls, path: str) -> OutputLock | None:
+    def acquire(cls, path: str, shown: str | None = None) -> OutputLock | None:
         """Create or open ``path`` and lock it; None for a path that is not a regular file.
 
-        Raises :class:`UsageError` when it cannot be written or another run holds it.
+        Raises :class:`UsageError` when it cannot be written or another run holds it,
+        naming ``shown`` (the ``-o`` given: a Parquet directory, not its lock file).
         """
         for _ in range(20):  # each turn: the file at the path changed under us
             regular = _is_regular(path)
@@ -191,7 +192,7 @@ class OutputLock:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise UsageError(
-                        f"output {path!r} is being written by another drumfire run "
+                        f"output {shown or path!r} is being written by another drumfire run "
                         f"({_holder(st)}); wait for it to end, or choose another -o"
                     ) from None
                 except OSError:
