@@ -7,7 +7,8 @@ such a type is converted by Arrow first, into values every driver, template
 and output treats alike (a worker process gets the same text a template in
 the parent would):
 
-* decimal: its exact text (``"1.10"`` for decimal(5, 2));
+* decimal: its exact text in plain notation (``"1.10"`` for decimal(5, 2),
+  ``"0.00000010"`` for decimal(10, 8), where Arrow's own text is ``1.0E-7``);
 * timestamp: ISO 8601 with ``T``, the column's precision (``2024-01-02T03:04:05.123456``
   for microseconds), and its UTC offset when it has a time zone (``+01:00``);
   also outside years 1 to 9999 (``10000-01-01T00:00:00.000000``);
@@ -164,6 +165,22 @@ def _nested(pa: Any, array: Any, mask: Any) -> tuple[Any, list[int]]:
     return type(array).from_arrays(offsets, values, **masked), entries
 
 
+def _decimal_text(pa: Any, array: Any) -> Any:
+    """A decimal array as its exact text in plain notation, at the column's scale.
+
+    Arrow writes a value under 1e-6 or of a negative scale in scientific notation
+    (``1.0E-7`` for 0.00000010 at scale 8, ``1.23E+4``), which a server reading
+    a coordinate or an amount may not take; only those few are redone in Python.
+    """
+    import pyarrow.compute as pc
+
+    texts = array.cast(pa.string())
+    if not pc.any(pc.match_substring(texts, "E")).as_py():
+        return texts
+    plain = [None if v is None else format(v, "f") for v in array.to_pylist()]
+    return pa.array(plain, pa.string())
+
+
 def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
     """``array`` converted (see the module docstring), and the positions of its non-UTF-8 values."""
     import pyarrow.compute as pc
@@ -191,7 +208,9 @@ def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
     if types.is_interval(t):  # MonthDayNano(months, days, nanoseconds) tuples
         spans = array.to_pylist()
         return _strings(pa, [None if v is None else interval_text(*v) for v in spans]), []
-    try:  # decimal, date, time; binary, when it is UTF-8
+    if types.is_decimal(t):
+        return _decimal_text(pa, array), []
+    try:  # date, time; binary, when it is UTF-8
         return array.cast(pa.string()), []
     except pa.ArrowInvalid:
         if types.is_decimal(t) or types.is_temporal(t):

@@ -18,6 +18,11 @@ objects, arrays, a mix,     string (JSON text for anything but a string)
 or no value yet
 ==========================  ==========
 
+So the first flush waits, up to :data:`WAIT_FOR_VALUES` flushes (or a full buffer),
+while a column has had no value at all: OSRM's first second of answers all
+``NoRoute`` would otherwise make ``routes[0].duration`` a string column for the
+whole run. The rows held are written at the end of the run or of that wait.
+
 An integer beyond int64 counts as an object: a column of such is a string
 column (their exact digits). In a string column, a value whose JSON is a string
 (a date, a decimal: see :mod:`drumfire._values`) is that string, without quotes.
@@ -59,9 +64,11 @@ __all__ = [
     "SAVED",
     "STRING",
     "UNFIT",
+    "WAIT_FOR_VALUES",
     "column_kind",
     "convert",
     "json_text",
+    "lacks_values",
     "learn_names",
     "unfit_line",
     "unfit_warning",
@@ -85,6 +92,22 @@ def _kind(value: Any) -> str:
     if t is str:
         return STRING
     return "json"
+
+
+#: How many flushes (about a second each) the first one may be put off while a column
+#: has had no value yet: a column typed from nothing is a string column for the run.
+WAIT_FOR_VALUES = 10
+
+
+def lacks_values(
+    rows: Sequence[Result], fields: Iterable[str], keep: Iterable[str], declared: Iterable[str]
+) -> bool:
+    """Whether a column still to be typed (not ``declared``) has no value in ``rows``."""
+    fixed = set(declared)
+    for name in fields:
+        if name not in fixed and all((r.fields or {}).get(name) is None for r in rows):
+            return True
+    return any(all((r.kept or {}).get(name) is None for r in rows) for name in keep)
 
 
 def column_kind(values: Iterable[Any]) -> str:

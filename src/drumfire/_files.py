@@ -26,7 +26,7 @@ from ._bodies import clean_temps, saved_rows
 from ._errors import InputError, UsageError
 from ._frames import frame_kind, frame_source
 from ._job import Job, check_keywords, make_job
-from ._outfile import OutputLock
+from ._outfile import OutputLock, refuse_input_as_output
 from ._result import Result, Stats
 from ._resume import holds_rows, is_cancelled, scan_output
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
@@ -233,6 +233,9 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
         job = make_job(url, **kwargs)
         job.check(job.plan(), source)  # a template error before the output is touched
         job.extractor()
+        if output.path is not None and isinstance(rows, str | os.PathLike):
+            fmt = output_format_for(output.path, output.fmt)
+            refuse_input_as_output(os.fspath(rows), output.path, fmt)
         output.open(job, learn)
         if job.skip_saved:
             # Once the output is ours (a call refused for another run's lock removes

@@ -12,13 +12,21 @@ input cannot carry (Parquet, gzip).
 
 from __future__ import annotations
 
+import codecs
 import zlib
 from collections.abc import Iterator
 from typing import IO
 
 from ._errors import InputError
 
-__all__ = ["STDIN_PARQUET", "Guarded", "Prepend", "check_stdin_start", "stdin_start"]
+__all__ = [
+    "STDIN_PARQUET",
+    "Guarded",
+    "Prepend",
+    "check_stdin_start",
+    "check_wide_start",
+    "stdin_start",
+]
 
 #: What reading a file or a gzip stream may raise.
 _READ_ERRORS = (OSError, EOFError, zlib.error)
@@ -49,11 +57,33 @@ def stdin_start(raw: IO[bytes]) -> bytes:
 
 
 def check_stdin_start(start: bytes) -> None:
-    """Raise one :class:`InputError` when standard input starts like Parquet or gzip."""
+    """Raise one :class:`InputError` when standard input starts like Parquet, gzip,
+    or UTF-16 or UTF-32 text."""
     if start.startswith(b"PAR1"):
         raise InputError(STDIN_PARQUET)
     if start.startswith(b"\x1f\x8b"):
         raise InputError(_STDIN_GZIP)
+    check_wide_start(start, "standard input (-)")
+
+
+def check_wide_start(start: bytes, what: str) -> None:
+    """Raise one :class:`InputError` when ``start`` is a UTF-16 or UTF-32 byte order mark.
+
+    Excel's "Unicode Text" export is UTF-16: read as UTF-8 its header was "not valid
+    text", and ``--encoding utf-16`` is refused (the readers split lines as bytes).
+    """
+    for bom, wide in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),  # before UTF-16's: it starts with the same bytes
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
+        if start.startswith(bom):
+            raise InputError(
+                f"{what} is {wide} text (it starts with a {wide} byte order mark); only UTF-8 "
+                f"and other ASCII-compatible encodings are read: convert it, e.g. "
+                f"iconv -f {wide} -t UTF-8 FILE > FILE.utf8"
+            )
 
 
 class Guarded:

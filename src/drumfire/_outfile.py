@@ -62,6 +62,7 @@ __all__ = [
     "GuardedSink",
     "OutputLock",
     "check_summary_path",
+    "refuse_input_as_output",
 ]
 
 #: The room a run must find on the output's disk before its first request: a
@@ -150,12 +151,15 @@ class OutputLock:
             from ._parquet import LOCK_NAME, require_pyarrow
 
             require_pyarrow(f"output {output!r}")  # before the directory: nothing is left
-            try:
-                os.makedirs(output, exist_ok=True)
+            try:  # the dataset directory, not its parents: a missing one is a usage error
+                os.mkdir(output)
+            except FileExistsError:
+                if not os.path.isdir(output):
+                    raise UsageError(f"cannot write output {output!r}: Not a directory") from None
             except OSError as exc:
                 raise UsageError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
 
-            lock = cls.acquire(os.path.join(output, LOCK_NAME))
+            lock = cls.acquire(os.path.join(output, LOCK_NAME), shown=output)
         else:
             from ._sqlite import sqlite_target
 
@@ -165,10 +169,11 @@ class OutputLock:
         return lock
 
     @classmethod
-    def acquire(cls, path: str) -> OutputLock | None:
+    def acquire(cls, path: str, shown: str | None = None) -> OutputLock | None:
         """Create or open ``path`` and lock it; None for a path that is not a regular file.
 
-        Raises :class:`UsageError` when it cannot be written or another run holds it.
+        Raises :class:`UsageError` when it cannot be written or another run holds it,
+        naming ``shown`` (the ``-o`` given: a Parquet directory, not its lock file).
         """
         for _ in range(20):  # each turn: the file at the path changed under us
             regular = _is_regular(path)
@@ -187,7 +192,7 @@ class OutputLock:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise UsageError(
-                        f"output {path!r} is being written by another drumfire run "
+                        f"output {shown or path!r} is being written by another drumfire run "
                         f"({_holder(st)}); wait for it to end, or choose another -o"
                     ) from None
                 except OSError:
@@ -488,3 +493,24 @@ def check_summary_path(path: str) -> None:
             os.unlink(path)
     except OSError as exc:
         raise UsageError(f"cannot write --summary-json {path!r}: {exc.strerror or exc}") from None
+
+
+def refuse_input_as_output(input_path: str, output: str, out_fmt: str) -> None:
+    """Raise :class:`UsageError` when ``-o`` names the input (by any path to it):
+    truncating it, or appending to it, while it is read loses rows and the input."""
+    if input_path == "-" or output == "-":
+        return
+    target = output
+    if out_fmt == "sqlite":
+        from ._sqlite import sqlite_target
+
+        target = sqlite_target(output)[0]
+    try:
+        same = os.path.samefile(input_path, target)
+    except (OSError, ValueError):  # no output yet, or an input that is not a path
+        return
+    if same:
+        raise UsageError(
+            f"output {output!r} is the input file {input_path!r}: writing it would lose the "
+            "rows still to be read; choose another -o"
+        )

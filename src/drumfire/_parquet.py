@@ -23,6 +23,11 @@ so memory holds one batch, never the file; values keep their types (an int64
 column gives ``int`` values, rendered ``3`` in a template), and those JSON has
 no type for (decimal, timestamp, duration, binary...) are read as text: see
 :mod:`drumfire._arrow_rows`.
+
+Why this module is long (about 660 lines): the sink's parts, their resume (ids
+read back, values set aside pruned), the merge of small parts and the input side
+share the pyarrow plumbing and the dataset layout; split, each part would reach
+into the others' helpers.
 """
 
 from __future__ import annotations
@@ -39,7 +44,16 @@ from typing import Any
 import orjson
 
 from ._arrow_rows import BatchRows, nan_columns
-from ._columns import UNFIT, column_kind, convert, learn_names, unfit_line, unfit_warning
+from ._columns import (
+    UNFIT,
+    WAIT_FOR_VALUES,
+    column_kind,
+    convert,
+    lacks_values,
+    learn_names,
+    unfit_line,
+    unfit_warning,
+)
 from ._errors import InputError, UsageError
 from ._instream import STDIN_PARQUET
 from ._result import BASE_COLUMNS, Result
@@ -147,6 +161,7 @@ class ParquetSink:
         self._rows: list[Result] = []
         self._schema: Any = None
         self._kinds: list[str] = []
+        self._waited = 0  # flushes put off for a column without a value (see _columns)
         self._next = 0
         self._written: list[tuple[str, int]] = []  # this run's parts: (name, rows)
         self._failed = False  # a part could not be written (see _write_part)
@@ -313,6 +328,11 @@ class ParquetSink:
             return
         if self._learn and not final and not any(r.fields for r in self._rows):
             return  # --parse: no field names yet (only failures so far); see learn_names
+        if self._schema is None and not final and self._waited < WAIT_FOR_VALUES:
+            fields = learn_names(self._rows) if self._learn else self._fields
+            if lacks_values(self._rows, fields, self._keep, self._declared):
+                self._waited += 1
+                return  # a column typed from no value would be a string column
         self._write_part()
 
     def _write_part(self) -> None:

@@ -299,6 +299,10 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             f"  warning: {counted(s['duplicate_ids'], 'row repeats', 'rows repeat')} an id "
             "seen earlier in the input"
         )
+        lines.append(
+            "    rows that share an id cannot be told apart in the output, nor by --resume "
+            "(an empty id is its row's number): give each row its own id (--id)"
+        )
     if output:
         lines.append(f"  results: {output}")
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """Resuming a batch from an existing output file, and noticing duplicate ids.
 
 A run killed with SIGKILL can leave a torn last line (half of a CSV row or of
-a JSON object). :func:`repair_tail` cuts the file back to its last newline so
-that line is neither parsed as data nor left in the way of appended rows; the
-row it belonged to is simply sent again.
+a JSON object). :func:`repair_tail` cuts the file back to its last newline (CSV:
+the last one outside quotes, as a quoted cell may hold line breaks) so that row
+is neither parsed as data nor left in the way of appended rows; it is simply
+sent again.
 
 Ids already done are kept as a sorted ``array('q')`` of 64-bit hashes (8 bytes
 an id instead of ~70 for a set of strings), so resuming a 10-million-row
@@ -99,14 +100,45 @@ class DoneIds:
         return False
 
 
-def repair_tail(path: str) -> int:
-    """Cut a torn last line (no final newline) off ``path``; return the bytes removed."""
+def _csv_records_end(f: IO[bytes]) -> int:
+    """The offset just past the last line break outside quotes: where the last whole
+    CSV record ends. A quoted cell may hold line breaks, so the last physical line
+    is not enough (a doubled quote toggles twice, leaving the state as it was)."""
+    f.seek(0)
+    inside, pos, end = False, 0, 0
+    while chunk := f.read(1 << 20):
+        parts = chunk.split(b'"') if b'"' in chunk else [chunk]
+        at = pos
+        for i, part in enumerate(parts):
+            if not inside:
+                nl = part.rfind(b"\n")
+                if nl != -1:
+                    end = at + nl + 1
+            at += len(part) + 1
+            if i < len(parts) - 1:
+                inside = not inside
+        pos += len(chunk)
+    return end
+
+
+def repair_tail(path: str, fmt: str = "") -> int:
+    """Cut a torn last line (no final newline) off ``path``; return the bytes removed.
+
+    For CSV (``fmt``), a torn last record: one cut inside a quoted cell that holds a
+    line break may end with a newline, or leave lines of that record before the last.
+    """
     try:
         size = os.path.getsize(path)
     except OSError:
         return 0
     if size == 0:
         return 0
+    if fmt == "csv":
+        with open(path, "rb+") as f:
+            end = _csv_records_end(f)
+            if end < size:
+                f.truncate(end)
+            return size - end
     with open(path, "rb+") as f:
         f.seek(size - 1)
         if f.read(1) == b"\n":
@@ -291,7 +323,7 @@ def scan_output(path: str, fmt: str, resend: Callable[[Record], bool]) -> Resume
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             return empty
         _refuse_foreign(path, fmt)  # before the repair cuts the last line of someone's file
-        repair_tail(path)
+        repair_tail(path, fmt)
         if os.path.getsize(path) == 0:
             return empty
     problems: set[int] = set()

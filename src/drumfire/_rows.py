@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._request import Prepared
 from ._result import Result, Stats
 from ._savebody import RowOutcome
+from ._template import as_text
 
 if TYPE_CHECKING:
     from ._limits import OriginLimit
@@ -73,7 +74,8 @@ def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
     if column is not None:
         value = row.get(column)
         if value is not None and value != "":
-            return value if type(value) is str else str(value)
+            # A boolean, object or list as its JSON text, as a template inserts it.
+            return value if type(value) is str else as_text(value)
     return str(line)
 
 

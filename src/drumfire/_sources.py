@@ -31,7 +31,7 @@ from typing import IO, Any
 import orjson
 
 from ._errors import InputError
-from ._instream import Guarded, Prepend, check_stdin_start, stdin_start
+from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
 from ._rows import InputProblem, Item, LineMap
 from ._text import with_article
 from ._values import loads_exact
@@ -157,6 +157,12 @@ def open_source(
             raise InputError(f"input {path!r} is a directory") from None
         except OSError as exc:
             raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from None
+    if path != "-":
+        try:
+            check_wide_start(stdin_start(raw), f"input {path!r}")
+        except InputError:
+            raw.close()
+            raise
     close = raw.close
     # A read error on the way (a truncated .gz, an I/O error): one line naming the input.
     raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
@@ -498,14 +504,14 @@ def _csv_source(
     if header == [_BAD]:
         raise InputError("the header line is not valid text in this encoding; say --encoding")
     header = [h.strip() for h in header]
-    if any(not h for h in header):
-        raise InputError(f"the header line has an empty column name: {header!r}")
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    # A column without a name (pandas' index, as to_csv writes it: ",id,lon1") cannot be
+    # named by a template or --keep: its fields are counted and read, and nothing uses them.
+    dupes = sorted({h for h in header if h and header.count(h) > 1})
     if dupes:
         raise InputError(f"the header line names columns more than once: {', '.join(dupes)}")
     starts = LineMap()
     items = _csv_items(reader, header, state, starts)
-    return Source(items, frozenset(header), fmt, total, close, starts)
+    return Source(items, frozenset(h for h in header if h), fmt, total, close, starts)
 
 
 def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) -> Iterator[Item]:
@@ -574,6 +580,22 @@ def _span(first: int, last: int) -> str:
     )
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _json_problem(exc: orjson.JSONDecodeError) -> str:
+    """What is wrong with one JSON line and where, in that line's terms: orjson's own
+    ``line 2 column 1 (char 8)`` counts the line break, and names a line that is not there."""
+    if exc.lineno > 1 or exc.pos >= len(exc.doc.rstrip("\r\n")):
+        return f"{exc.msg} at the end of the line"
+    return f"{exc.msg} at column {exc.colno}"
+
+
 def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
     n = 0
     usual = -1  # line_no - n while no line is skipped (-1: no row yet)
@@ -588,7 +610,10 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
             # An integer past 64 bits stays exact (orjson alone makes it a float).
             value = loads_exact(line if codec == "utf-8" else line.decode(codec).encode())
         except orjson.JSONDecodeError as exc:
-            yield n, InputProblem(line_no, f"not JSON: {exc}")
+            if not exc.doc and not _is_utf8(line):  # orjson: "str is not valid UTF-8: ..."
+                yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
+            else:
+                yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
             continue
         except UnicodeDecodeError:
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")

@@ -48,9 +48,11 @@ from ._columns import (
     FLOAT,
     INT,
     UNFIT,
+    WAIT_FOR_VALUES,
     column_kind,
     convert,
     json_text,
+    lacks_values,
     learn_names,
     unfit_warning,
 )
@@ -179,6 +181,7 @@ class SqliteSink:
         self._learn = learn and not self._fields
         self._rows: list[Result] = []
         self._insert: str | None = None
+        self._waited = 0  # flushes put off for a column without a value (see _columns)
         self._cells: list[Any] = []  # a _CELLS function for each extracted and kept column
         self.unfit = 0
         self._unfit_first = ""
@@ -283,6 +286,11 @@ class SqliteSink:
             return
         if self._learn and not final and not any(r.fields for r in self._rows):
             return  # --parse: no field names yet (only failures so far); see learn_names
+        if self._insert is None and not final and self._waited < WAIT_FOR_VALUES:
+            fields = learn_names(self._rows) if self._learn else self._fields
+            if lacks_values(self._rows, fields, self._keep, self._declared):
+                self._waited += 1
+                return  # a column typed from no value would be a string column
         rows, self._rows = self._rows, []
         fields, keep = self._fields, self._keep
         try:

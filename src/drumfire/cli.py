@@ -47,7 +47,13 @@ from ._extract import parse_extract_options
 from ._job import Job, make_job
 from ._limits import parse_rate
 from ._options import parse_size, size_text
-from ._outfile import FileProblem, GuardedSink, OutputLock, check_summary_path
+from ._outfile import (
+    FileProblem,
+    GuardedSink,
+    OutputLock,
+    check_summary_path,
+    refuse_input_as_output,
+)
 from ._parse import load_parse_function
 from ._progress import rerun_command
 from ._result import Stats
@@ -700,6 +706,7 @@ def run_command(
         lock: OutputLock | None = None
         try:
             job.check(job.plan(), source)
+            refuse_input_as_output(input_path, output, out_fmt)
             # One writer: the lock is held from before the output is read until the end.
             lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
             if lock is not None and resuming is None:

@@ -121,3 +121,16 @@ def test_a_resumed_dataframe_keeps_the_labels_of_the_rows_it_sent(tmp_path: Path
             joined = again.join(frame.drop(columns="id"))
             assert (joined["path"] == "/" + joined["v"]).all(), joined
 
+
+@pytest.mark.parametrize("mode", [{}, {"overwrite": True}, {"resume": True}])
+def test_the_input_file_as_output_is_refused(tmp_path: Path, mode: dict[str, bool]) -> None:
+    # run_all("routes.csv", ..., output="routes.csv", overwrite=True) emptied the input
+    # while reading it: rows past the first read buffer were lost, and the input with them.
+    source = tmp_path / "routes.csv"
+    source.write_text("id,q\n" + "".join(f"{i},{'x' * 100}\n" for i in range(30_000)))
+    before = source.read_bytes()
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        with pytest.raises(drumfire.UsageError, match="is the input file"):
+            drumfire.run_all(source, srv.url("/{q}"), output=str(source), **mode)
+        assert srv.requests == []
+    assert source.read_bytes() == before

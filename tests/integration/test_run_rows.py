@@ -302,3 +302,40 @@ def test_parse_columns_needs_parse(tmp_path: Path) -> None:
     proc = cli("run", source, "--url", "http://127.0.0.1:9/{id}", "--parse-columns", "a")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["drumfire: error: --parse-columns needs --parse"]
+
+
+# -- a CSV with an unnamed column: pandas' to_csv writes its index so -----------------
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_pandas_csv_with_its_index_is_read(
+    demo_server: DemoServer, tmp_path: Path, processes: str
+) -> None:
+    # DataFrame.to_csv writes the index by default, under an empty name (",id,lon1"): the run
+    # was refused ("the header line has an empty column name"). Such a column cannot be named
+    # by a template or --keep; it is read and left out, as pandas reads it ("Unnamed: 0").
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "lon1": [24.9, 24.8, 24.7]})
+    source = tmp_path / "pairs.csv"
+    frame.to_csv(source)
+    assert source.read_text().splitlines()[0] == ",id,lon1"
+    out = tmp_path / "out.csv"
+    proc = cli(
+        "run", source, "--url", demo_server.base_url + "/echo?x={lon1}", "-e", "x=query.x",
+        "--keep", "lon1", "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = sorted(read_csv(out), key=lambda r: r["id"])
+    assert [(r["id"], r["status"], r["x"], r["lon1"]) for r in rows] == [
+        ("a", "200", "24.9", "24.9"),
+        ("b", "200", "24.8", "24.8"),
+        ("c", "200", "24.7", "24.7"),
+    ]
+    # A template naming the unnamed column by position or as {} finds no such column.
+    proc = cli("run", source, "--url", demo_server.base_url + "/echo?x={0}", "-o", "-", "-q")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"drumfire: error: --url '{demo_server.base_url}/echo?x={{0}}' uses column '0', "
+        "which the input does not have (columns: id, lon1)"
+    ]

@@ -598,3 +598,35 @@ def test_the_rerun_hint_never_shows_a_header_value_or_a_password(tmp_path: Path)
     assert f"http://***@127.0.0.1:{port}/" in hint
     for secret in ("S3CRET", "TOK3N", "K3Y"):
         assert secret not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl", "out.sqlite", "out.parquet"])
+def test_an_output_in_a_missing_directory_is_found_before_the_first_request(
+    tmp_path: Path, name: str
+) -> None:
+    # A Parquet output (a directory) made every missing parent (`mkdir -p`): a typo in
+    # the path left a new tree and a run where every other format stops at once.
+    where = tmp_path / "missing-dir" / name
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        urls = url_list(tmp_path / "urls.txt", srv, 5)
+        proc = drumfire("run", urls, "-o", where)
+        one_error_line(proc, 2, f"cannot write output {str(where)!r}: No such file or directory")
+        assert srv.requests == []
+    assert not (tmp_path / "missing-dir").exists()
+
+
+@pytest.mark.parametrize("mode", [[], ["--overwrite"], ["--resume"], ["--retry-failed"]])
+def test_the_input_as_output_is_refused_before_anything(tmp_path: Path, mode: list[str]) -> None:
+    # `run routes.csv -o routes.csv --overwrite` truncated the input while it was read:
+    # the rows past the first read buffer were lost without a word (exit 0), and so was
+    # the input file. The refusal without --overwrite even suggested --overwrite.
+    with ScriptedServer(lambda *a: respond(200, b"{}")) as srv:
+        source = tmp_path / "routes.csv"
+        source.write_text("id,q\n" + "".join(f"{i},{'x' * 100}\n" for i in range(30_000)))
+        before = source.read_bytes()
+        for output in (source, tmp_path / "." / "routes.csv"):
+            proc = drumfire("run", source, "--url", f"http://127.0.0.1:{srv.port}/{{q}}",
+                            "-o", output, *mode)  # fmt: skip
+            one_error_line(proc, 2, f"output {str(output)!r} is the input file")
+        assert srv.requests == []
+    assert source.read_bytes() == before

@@ -222,3 +222,29 @@ def test_a_table_over_one_batch_with_a_null_list_entry_is_read_whole() -> None:
     table = pa.table({"id": list(range(n)), "xs": xs})
     rows = [row for _, row in frames.frame_source(table, "arrow").items]
     assert rows == [{"id": i, "xs": None if i % 100 == 0 else [1.5]} for i in range(n)]
+
+
+def test_small_and_negative_scale_decimals_are_plain_text(tmp_path: Path) -> None:
+    # Arrow's own text of a decimal is scientific under 1e-6 or with a negative scale:
+    # decimal(10, 8) 0.00000010 was sent and written as "1.0E-7", 12300 at scale -2 as "1.23E+4".
+    table = pa.table(
+        {
+            "small": pa.array(
+                [Decimal("0.00000010"), Decimal("-0.00000001"), None, Decimal("60.1")],
+                pa.decimal128(10, 8),
+            ),
+            "usual": pa.array([Decimal("0.000001"), Decimal("1.10"), None, Decimal("-2")],
+                              pa.decimal128(9, 6)),
+            "in_list": pa.array(
+                [[Decimal("1E-8")], None, [], [None]], pa.list_(pa.decimal128(9, 8))
+            ),
+        }
+    )  # fmt: skip
+    rows = read(tmp_path / "in.parquet", table)
+    assert [r["small"] for r in rows] == ["0.00000010", "-0.00000001", None, "60.10000000"]
+    assert [r["usual"] for r in rows] == ["0.000001", "1.100000", None, "-2.000000"]
+    assert [r["in_list"] for r in rows] == [["0.00000001"], None, [], [None]]
+    # Parquet has no negative scale; an Arrow table may.
+    neg = pa.table({"neg": pa.array([Decimal("12300"), Decimal("0"), None], pa.decimal128(5, -2))})
+    rows = [row for _, row in frames.frame_source(neg, "arrow").items]
+    assert [r["neg"] for r in rows] == ["12300", "0", None]

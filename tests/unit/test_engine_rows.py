@@ -25,6 +25,15 @@ def test_row_id_takes_the_column_else_the_row_number() -> None:
     assert row_id({"x": 1}, 3, None) == "3"
 
 
+def test_row_id_of_a_json_value_is_its_json_text() -> None:
+    # A JSON Lines or Parquet id that is a boolean, an object or a list was Python's text
+    # ("True", "{'x': 1}"), unlike the same value in a template or a kept column.
+    assert row_id({"id": True}, 3, "id") == "true"
+    assert row_id({"id": {"x": "é"}}, 3, "id") == '{"x":"é"}'
+    assert row_id({"id": [1, 2]}, 3, "id") == "[1,2]"
+    assert row_id({"id": 1.5}, 3, "id") == "1.5"
+
+
 def test_make_prepares_counts_duplicates_and_skips() -> None:
     stats = Stats(lambda: 0.0)
     made = rows(duplicates=DuplicateCounter(), skip=lambda id_: id_ == "b")

@@ -227,3 +227,21 @@ def test_giving_the_room_back_fails_as_one_line_naming_the_output(
         assert lock.size() == 0
     finally:
         lock.close()
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.sqlite", "out.csv"])
+def test_a_second_writer_is_told_the_output_it_gave(tmp_path: Path, name: str) -> None:
+    # For a Parquet output the line named the lock file inside it
+    # ("output 'out.parquet/.drumfire.lock' is being written..."), not the -o given.
+    output = str(tmp_path / name)
+    fmt = name.rsplit(".", 1)[1]
+    first = OutputLock.acquire_output(output, "csv" if fmt == "csv" else fmt)
+    assert first is not None
+    try:
+        with pytest.raises(UsageError) as caught:
+            OutputLock.acquire_output(output, "csv" if fmt == "csv" else fmt)
+        assert str(caught.value).startswith(
+            f"output {output!r} is being written by another drumfire run (pid {os.getpid()})"
+        )
+    finally:
+        first.close()

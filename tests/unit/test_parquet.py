@@ -440,3 +440,52 @@ def test_records_and_dropping_rows_to_send_again(tmp_path: Path, name: str) -> N
     assert drop(out, lambda r: r[2] == "cancelled" or r[1] == 503) == 2
     assert list(records(out)) == [("r1", 200, "")]
     assert drop(out, lambda r: False) == 0
+
+
+def _routes(ids: range, duration: float | None) -> list[Result]:
+    return [Result(str(i), 400 if duration is None else 200, 1.0, 1, "",
+                   {"code": "NoRoute" if duration is None else "Ok", "duration": duration})
+            for i in ids]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.sqlite"])
+def test_a_first_flush_without_a_value_waits_for_one(tmp_path: Path, name: str) -> None:
+    # OSRM's first second of answers all NoRoute (a slow start, an input sorted by region):
+    # -e duration=routes[0].duration had no value yet, so it became a string column for
+    # the whole run, durations written as text ("267.9") in Parquet and SQLite alike.
+    out = str(tmp_path / name)
+    sink = open_sink(out, None, ["code", "duration"], [])
+    for r in _routes(range(1, 4), None):
+        sink.write(r)
+    sink.flush()  # held: 'duration' has no value yet
+    for r in _routes(range(4, 6), 267.9):
+        sink.write(r)
+    sink.flush()
+    sink.close()
+    if name.endswith(".parquet"):
+        table = ds.dataset(out).to_table()
+        assert table.schema.field("duration").type == pa.float64()
+        got = sorted((r["id"], r["duration"]) for r in table.to_pylist())
+    else:
+        with sqlite3.connect(out) as conn:
+            got = sorted(conn.execute("SELECT id, duration FROM results").fetchall())
+            [(typ,)] = conn.execute("SELECT DISTINCT typeof(duration) FROM results "
+                                    "WHERE duration IS NOT NULL").fetchall()  # fmt: skip
+            assert typ == "real"
+    assert got == [("1", None), ("2", None), ("3", None), ("4", 267.9), ("5", 267.9)]
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.sqlite"])
+def test_a_column_that_stays_empty_is_written_after_ten_flushes(tmp_path: Path, name: str) -> None:
+    # A field no answer has (a typo in -e) must not hold the rows back for long.
+    out = str(tmp_path / name)
+    sink = open_sink(out, None, ["code", "duration"], [])
+    for flush in range(11):  # ten put off, the eleventh written
+        sink.write(_routes(range(flush + 1, flush + 2), None)[0])
+        sink.flush()
+    if name.endswith(".parquet"):
+        assert ds.dataset(out).count_rows() == 11
+    else:
+        with sqlite3.connect(out) as conn:
+            assert conn.execute("SELECT count(*) FROM results").fetchone() == (11,)
+    sink.close()

@@ -141,3 +141,25 @@ def test_resume_on_a_file_that_is_not_drumfire_output_changes_nothing(
     with pytest.raises(UsageError, match="does not look like drumfire output"):
         scan_output(str(path), name.rpartition(".")[2], lambda record: False)
     assert path.read_text() == text
+
+
+@pytest.mark.parametrize("cut", ["after_a_newline_in_quotes", "inside_quotes", "after_the_quote"])
+def test_a_torn_row_with_line_breaks_in_a_quoted_cell_is_cut_whole(
+    tmp_path: Path, cut: str
+) -> None:
+    # A flush cut short (kill -9 during a large write, a full disk) inside a quoted cell
+    # that holds a line break: only the last physical line was cut, the open quote stayed,
+    # and the rows --resume appended were read back as part of that cell (rows lost).
+    whole = '1,200,1.000,1,,"a\nb ""q"""\n2,200,1.000,1,,plain\n'
+    torn = '3,200,1.000,1,,"x\ny\n'
+    torn = {
+        "after_a_newline_in_quotes": torn[: torn.index("y")],
+        "inside_quotes": torn[: torn.index("y") + 1],
+        "after_the_quote": '3,200,1.000,1,,"x\ny"',
+    }[cut]
+    path = tmp_path / "o.csv"
+    path.write_text("id,status,elapsed_ms,attempts,error,v\n" + whole + torn, newline="")
+    resumed = scan_output(str(path), "csv", lambda record: False)
+    assert path.read_bytes().decode() == "id,status,elapsed_ms,attempts,error,v\n" + whole
+    assert resumed.kept == 2
+    assert [i for i in ("1", "2", "3") if i in resumed.done] == ["1", "2"]

@@ -219,9 +219,17 @@ def test_duplicate_header_names(tmp_path: Path) -> None:
         open_source(write(tmp_path, "in.csv", b"a,b,a\n1,2,3\n"))
 
 
-def test_empty_header_name(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="empty column name"):
-        open_source(write(tmp_path, "in.csv", b"a,,b\n1,2,3\n"))
+def test_a_column_without_a_name_is_left_out(tmp_path: Path) -> None:
+    # pandas' to_csv writes its index so (",a,b"); the run was refused. Such a column
+    # cannot be named: it is counted in each row's fields, and no template sees it.
+    source = open_source(write(tmp_path, "in.csv", b",a,,b\n0,1,x,2\n1,3,y\n"))
+    try:
+        assert source.columns == {"a", "b"}
+        items = list(source.items)
+    finally:
+        source.close()
+    assert {k: v for k, v in items[0][1].items() if k} == {"a": "1", "b": "2"}
+    assert problems(items) == [(2, 3, "expected 4 fields, found 3")]
 
 
 def test_header_with_unbalanced_quote(tmp_path: Path) -> None:
@@ -332,6 +340,52 @@ def test_jsonl_problems(tmp_path: Path) -> None:
     assert found[0][2].startswith("not JSON")
     assert found[1][2] == "not a JSON object but list"
     assert found[2][2] == "not a JSON object but str"
+
+
+def test_jsonl_problems_say_where_in_the_line(tmp_path: Path) -> None:
+    # orjson counts the line break: a line cut short said "line 2 column 1 (char 9)"
+    # inside "input: line 1: ...", naming a line that is not there.
+    data = b'{"a": 1\n{"a": x}\n{"\xc3\xa9": 1e400}\n'
+    _, items = read_all(write(tmp_path, "in.jsonl", data))
+    assert [text for _, _, text in problems(items)] == [
+        "not JSON: unexpected end of data at the end of the line",
+        "not JSON: unexpected character, expected a JSON value at column 7",
+        "not JSON: number is infinity when parsed as double at column 7",
+    ]
+
+
+def test_jsonl_undecodable_bytes_say_so(tmp_path: Path) -> None:
+    # orjson's words were "str is not valid UTF-8: surrogates not allowed" for a \xff byte.
+    _, items = read_all(write(tmp_path, "in.jsonl", b'{"a": 1}\n{"a": "caf\xe9"}\n'))
+    assert problems(items) == [(2, 2, "undecodable bytes (say --encoding)")]
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.tsv", "in.jsonl", "in.txt", "in.csv.gz"])
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_files_are_one_clear_error(tmp_path: Path, name: str, codec: str) -> None:
+    # Excel's "Unicode Text" is UTF-16 with a byte order mark: the header was "not valid text
+    # in this encoding; say --encoding", and --encoding utf-16 is refused; JSON Lines gave a
+    # "not JSON" row per line, a URL list garbled requests.
+    text = "id,q\n1,a\n" if name != "in.jsonl" else '{"id": 1}\n'
+    data = ("\ufeff" + text).encode(codec) if codec.endswith("-be") else text.encode(codec)
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+    path = write(tmp_path, name, data)
+    with pytest.raises(InputError) as caught:
+        open_source(path)
+    wide = "UTF-32" if codec == "utf-32" else "UTF-16"
+    assert str(caught.value) == (
+        f"input {path!r} is {wide} text (it starts with a {wide} byte order mark); "
+        f"only UTF-8 and other ASCII-compatible encodings are read: convert it, e.g. "
+        f"iconv -f {wide} -t UTF-8 FILE > FILE.utf8"
+    )
+
+
+def test_utf16_on_standard_input_is_one_clear_error() -> None:
+    with pytest.raises(InputError, match=r"^standard input \(-\) is UTF-16 text"):
+        check_stdin_start("id,q\n".encode("utf-16")[:4])
+    check_stdin_start(b"id,q")  # UTF-8, with or without its BOM, is read
+    check_stdin_start(b"\xef\xbb\xbfi")
 
 
 def test_jsonl_blank_lines_keep_line_numbers(tmp_path: Path) -> None:
