@@ -132,13 +132,17 @@ class Job:
     def extractor(self) -> Extractor:
         """The compiled expressions; raises UsageError for a bad one or a name clash."""
         taken = set(BASE_COLUMNS)
-        for name in self.field_names() + list(self.keep):
+        fields = self.field_names()
+        for n, name in enumerate(fields + list(self.keep)):
             if name in taken:
                 what = "a column every row has" if name in BASE_COLUMNS else "used twice"
-                raise UsageError(
-                    f"output column {name!r} is {what}; choose another name "
-                    "for -e NAME=... or --keep"
-                )
+                if n < len(fields) or name in fields:  # a kept column's clash too: -e renames
+                    how = "choose another name for -e NAME=..."
+                elif name in BASE_COLUMNS:  # --keep copies a column under its own name
+                    how = "rename it in the input (--keep cannot)"
+                else:
+                    how = "name it once in --keep"
+                raise UsageError(f"output column {name!r} is {what}; {how}")
             taken.add(name)
         return Extractor(self.extract)
 

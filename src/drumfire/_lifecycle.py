@@ -125,7 +125,9 @@ class Lifecycle(EngineCore):
             self._watch_cpu(now)
         if self.on_tick is not None:
             self.stats.concurrency = self._inflight
-            self.stats.limit = self.origins.limit(self.concurrency)
+            # In requests, as in flight: while pipelining, each unit of the adaptive
+            # limit is a connection carrying up to ``_depth`` of them.
+            self.stats.limit = self.origins.limit(self.concurrency) * self._depth
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run

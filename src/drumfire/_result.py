@@ -125,7 +125,7 @@ class Stats:
         # record_value is Python and costs more than the rest of add().
         self._pending: dict[int, int] = {}
         self.concurrency = 0  # requests in flight at the last tick
-        self.limit = 0  # the concurrency limit at the last tick
+        self.limit = 0  # the concurrency limit at the last tick, in requests
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input

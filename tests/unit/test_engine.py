@@ -162,6 +162,7 @@ def run(
     cpu_bound: bool = False,
     close_after: int | None = None,
     stop_at: float | None = None,
+    on_tick: Callable[[Stats], None] | None = None,
     **kwargs: Any,
 ) -> tuple[list[Result], Stats, Server, Clock, Engine]:
     """Send rows 0..n-1 as GET /{n}; return the results in the order they were written.
@@ -184,6 +185,7 @@ def run(
     # A CPU clock as fast as the clock: the engine believes it uses a whole core.
     cpu: Callable[[], float] = clock if cpu_bound else (lambda: 0.0)
     engine = job.engine(source, write, clock=clock, cpu_clock=cpu, rng=random.Random(1))
+    engine.on_tick = on_tick
     if stop_at is not None:
 
         def stop() -> None:
@@ -334,6 +336,24 @@ def test_pipelining_starts_and_hands_back_what_a_closed_connection_left() -> Non
     assert all((r.status, r.attempts, r.error) == (200, 1, "") for r in results)
     assert server.unread > 0  # those were handed back and sent again
     assert engine.pool.open == 0
+
+
+def test_the_limit_shown_counts_requests_as_in_flight_does_while_pipelining() -> None:
+    # The progress line's "in flight 192/12": the adaptive limit counts connections
+    # while pipelining, each carrying up to --pipeline requests; shown in requests now.
+    seen: list[tuple[int, int]] = []
+
+    def tick(stats: Stats) -> None:
+        seen.append((stats.concurrency, stats.limit))
+
+    _, stats, _, _, engine = run(
+        ok, 3000, cpu_bound=True, concurrency=None, max_concurrency=8, on_tick=tick
+    )
+    assert stats.pipelined > 0
+    assert engine.pipelining
+    assert seen
+    assert all(inflight <= limit for inflight, limit in seen), seen
+    assert max(inflight for inflight, _ in seen) > 8  # more than the limit's 8 connections
 
 
 def test_watch_cpu_turns_pipelining_on_and_off() -> None:

@@ -198,3 +198,23 @@ def test_an_unknown_keyword_is_one_line_with_the_nearest_one(call: Any, start: s
     assert message.endswith(("timout=: did you mean timeout=?", "rety=: did you mean retry=?"))
     with pytest.raises(UsageError, match=r"^drumfire: no keyword argument zzz=$"):
         drumfire.run_all([{"p": "a"}], URL, zzz=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"keep": ["status"]}, "output column 'status' is a column every row has; rename it in "
+                               "the input (--keep cannot)"),
+        ({"extract": {"status": "a"}}, "output column 'status' is a column every row has; "
+                                       "choose another name for -e NAME=..."),
+        ({"keep": ["a"], "extract": {"a": "b"}}, "output column 'a' is used twice; choose "
+                                                 "another name for -e NAME=..."),
+        ({"keep": ["a", "a"]}, "output column 'a' is used twice; name it once in --keep"),
+    ],
+)  # fmt: skip
+def test_a_column_name_clash_says_what_can_be_renamed(kwargs: Any, message: str) -> None:
+    # --keep copies an input column under its own name: it used to say "choose another
+    # name for -e NAME=... or --keep", and --keep cannot rename.
+    with pytest.raises(UsageError) as info:
+        make_job("http://127.0.0.1:9/{a}", **kwargs).extractor()
+    assert str(info.value) == message
