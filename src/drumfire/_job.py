@@ -332,8 +332,19 @@ def make_job(
 
 
 
-#: The keywords :func:`make_job` takes (the API's calls hand theirs on to it).
+#: The keywords :func:`make_job` takes (the API's calls hand theirs on to it), and
+#: those the calls take first (the output's, the input's), for the nearest name.
 _KEYWORDS = tuple(name for name in inspect.signature(make_job).parameters if name != "url")
+_NEAR = (*_KEYWORDS, "output", "output_format", "resume", "overwrite", "input_format")
+#: The command line's options a Python call may be given by their names: what to use.
+_CLI_ONLY = {
+    "format": "the API's is input_format=",
+    "retry_failed": "the command line's --retry-failed; in Python, run the failed rows again",
+    "processes": "the command line's -p; in Python, run_dask spreads a batch over processes",
+    "quiet": "the command line's; in Python, progress=False",
+    "limit": "the command line's -n; in Python, give the rows wanted",
+    "user": "the command line's -u; in Python, an Authorization header in headers=",
+}
 
 
 def check_keywords(settings: Mapping[str, Any], where: str) -> None:
@@ -343,9 +354,9 @@ def check_keywords(settings: Mapping[str, Any], where: str) -> None:
     """
     for name in settings:
         if name not in _KEYWORDS:
-            near = difflib.get_close_matches(name, _KEYWORDS, n=1)
-            hint = f": did you mean {near[0]}=?" if near else ""
-            raise UsageError(f"{where}: no keyword argument {name}={hint}")
+            near = difflib.get_close_matches(name, _NEAR, n=1)
+            hint = _CLI_ONLY.get(name) or (f"did you mean {near[0]}=?" if near else "")
+            raise UsageError(f"{where}: no keyword argument {name}=" + (hint and f": {hint}"))
 
 
 # The ranges the command line's options allow (click's IntRange there).

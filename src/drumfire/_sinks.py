@@ -134,7 +134,7 @@ class CsvSink:
         self._learning = learn
         self._early: list[Result] = []
         if header and not learn:
-            self._writer.writerow(self.columns)
+            self._header()
 
     def _set_fields(self, names: Sequence[str]) -> None:
         self._fields = tuple(dict.fromkeys(names))  # in order, once each
@@ -160,7 +160,7 @@ class CsvSink:
                 self.learn_fields(result)
             if self._pending_header:
                 self._pending_header = False
-                self._writer.writerow(self.columns)
+                self._header()
                 early, self._early = self._early, []
                 for r in early:
                     self._write(r)
@@ -176,22 +176,31 @@ class CsvSink:
             else:
                 for f in self._fields:
                     value = fields.get(f)
-                    if type(value) is str:
-                        if "\r" in value:
+                    if type(value) in _PLAIN:
+                        if type(value) is str and "\r" in value:
                             cr = True
                         row.append(value)
-                    else:
-                        row.append(value if type(value) in _PLAIN else _cell(value))
+                    else:  # as text (bytes, a str subclass, a date...): a CR in it too
+                        cell = _cell(value)
+                        if type(cell) is str and "\r" in cell:
+                            cr = True
+                        row.append(cell)
         if self._parse:
             known = self._known
             extra = {k: v for k, v in fields.items() if k not in known} if fields else None
             row.append(dumps(extra).decode() if extra else "")
         if self._keep:
             kept = kept or {}
-            cells = [_cell(kept.get(k)) for k in self._keep]
-            cr = cr or has_cr(cells)
-            row.extend(cells)
+            for k in self._keep:
+                cell = _cell(kept.get(k))
+                if type(cell) is str and "\r" in cell:
+                    cr = True
+                row.append(cell)
         (self._quoted if cr else self._writer).writerow(row)
+
+    def _header(self) -> None:
+        """The header row (a column name with a CR, from --keep or -e, is quoted too)."""
+        (self._quoted if has_cr(self.columns) else self._writer).writerow(self.columns)
 
     def flush(self) -> None:
         self._stream.flush()
@@ -199,7 +208,7 @@ class CsvSink:
     def close(self) -> None:
         if self._pending_header:  # no row was answered: the header without parse fields
             self._pending_header = self._learning = False
-            self._writer.writerow(self.columns)
+            self._header()
             early, self._early = self._early, []
             for r in early:
                 self._write(r)

@@ -201,6 +201,21 @@ def test_an_unknown_keyword_is_one_line_with_the_nearest_one(call: Any, start: s
 
 
 @pytest.mark.parametrize(
+    ("name", "end"),
+    [
+        ("overwrit", ": did you mean overwrite=?"),  # the output's keywords are near too
+        ("retry_failed", ": the command line's --retry-failed; in Python, run the failed rows "
+                         "again"),  # not "did you mean retries=?", another setting
+        ("format", ": the API's is input_format="),
+    ],
+)  # fmt: skip
+def test_a_command_line_option_given_to_python_says_what_to_use(name: str, end: str) -> None:
+    with pytest.raises(UsageError) as info:
+        drumfire.run_all([{"p": "a"}], URL, **{name: True})
+    assert str(info.value) == f"drumfire: no keyword argument {name}={end}"
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"keep": ["status"]}, "output column 'status' is a column every row has; rename it in "

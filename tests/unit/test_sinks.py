@@ -110,6 +110,27 @@ def test_csv_sink_quotes_a_lone_carriage_return() -> None:
     assert "\r\n" not in text
 
 
+class _Text(str):
+    """A str subclass (a StrEnum, numpy.str_ are others), written through the cell's text."""
+
+
+def test_csv_sink_quotes_a_lone_carriage_return_in_any_text_a_value_becomes() -> None:
+    # Only values of type str were looked at: bytes from a --parse function (written as
+    # text) or a str subclass left the CR bare, the row read back as two, and a --resume
+    # took the stray fragment "3," for row 3's result (it was never sent).
+    out = io.StringIO()
+    sink = CsvSink(out, ["raw"], [], parse=True)
+    sink.write(Result("1", 200, 1.0, 1, "", {"raw": b"x\r3"}, None))
+    sink.write(Result("2", 200, 1.0, 1, "", {"raw": _Text("y\r4")}, None))
+    sink.write(Result("5", 200, 1.0, 1, "", {"raw": "plain"}, None))
+    rows = csv_rows(out.getvalue())[1:]
+    assert [row[:2] for row in rows] == [["1", "200"], ["2", "200"], ["5", "200"]]
+    assert [row[5] for row in rows] == ["x\r3", "y\r4", "plain"]
+    header = io.StringIO()
+    CsvSink(header, ["a\rb"], [])  # a column named with a CR: the header is quoted too
+    assert csv_rows(header.getvalue()) == [[*BASE_COLUMNS, "a\rb"]]
+
+
 def test_csv_sink_close_closes_its_stream() -> None:
     out = io.StringIO()
     sink = CsvSink(out, [], [])
