@@ -26,7 +26,15 @@ __all__ = [
 
 
 def python_env(extra_pythonpath: Sequence[Path] = ()) -> dict[str, str]:
+    """The environment of the Python clients: bytecode cached, as an installed package has it.
+
+    This checkout's ``src`` is compiled first (``drumfire_usable``), but with
+    ``PYTHONDONTWRITEBYTECODE`` in the caller's environment (as on the machine of
+    docs/benchmarks.md) a checkout compared with ``--base-cmd`` compiled its modules in
+    every run (0.2 s for all of drumfire's): without it the preflight run writes the cache.
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     parts = [str(p) for p in extra_pythonpath]
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
