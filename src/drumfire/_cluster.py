@@ -301,14 +301,9 @@ class _Terminated(BaseException):
 
 
 class _Sigterm:
-    """While a run is driven, SIGTERM stops it as Ctrl-C does (a job scheduler's stop:
-    the finished parts kept, the summary, exit 143); a second one ends the process as
-    before. Only the main thread may set a handler: elsewhere this does nothing.
-
-    :meth:`hold` is for the cleanup (closing the client and a local cluster, removing
-    the temporary files): a SIGTERM there is recorded in ``came``, not raised, so that
-    the cleanup finishes and the run still ends as stopped.
-    """
+    """While a run is driven, SIGTERM stops it as Ctrl-C does (the parts done kept, the
+    summary, exit 143) and a second one ends the process; in the cleanup (:meth:`hold`) it
+    is only recorded in ``came``. Only the main thread may set a handler: elsewhere, nothing."""
 
     def __init__(self) -> None:
         self.came = False
@@ -387,9 +382,6 @@ def _drive(
         sigterm.restore()
         raise
     try:
-        # Ctrl-C or SIGTERM anywhere from here on, the submission included, stops the
-        # run the same way: the finished parts stay, the tasks are released (a remote
-        # cluster may finish those already running, which --resume then skips).
         slots = sum(client.nthreads().values()) or 1
         if line.live:
             client.subscribe_topic(TOPIC, line.event)
@@ -428,6 +420,8 @@ def _drive(
                 break
             add_figures(stats, got["stats"])
     except (KeyboardInterrupt, _Terminated) as exc:
+        # From the submission on. The parts done stay, the tasks are released (a remote
+        # cluster may finish those running: --resume skips them).
         interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
         stats.stopped = True
     finally:
@@ -440,8 +434,7 @@ def _drive(
         finally:
             sigterm.restore()
     if sigterm.came and not interrupted:  # it came during the cleanup
-        interrupted = signal.SIGTERM
-        stats.stopped = True
+        interrupted, stats.stopped = signal.SIGTERM, True
     stats.finished = time.monotonic()
     if line.live:
         sys.stderr.write("\n")
