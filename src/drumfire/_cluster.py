@@ -300,20 +300,34 @@ class _Terminated(BaseException):
     KeyboardInterrupt is, so that no `except Exception` takes it for a task's failure."""
 
 
-def _on_sigterm() -> Any:
-    """Until the returned function is called, SIGTERM stops the run as Ctrl-C does (a
-    job scheduler's stop: the finished parts kept, the summary, exit 143); a second one
-    ends the process as before. Only the main thread may set a handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    before = signal.getsignal(signal.SIGTERM)
+class _Sigterm:
+    """While a run is driven, SIGTERM stops it as Ctrl-C does (the parts done kept, the
+    summary, exit 143) and a second one ends the process; in the cleanup (:meth:`hold`) it
+    is only recorded in ``came``. Only the main thread may set a handler: elsewhere, nothing."""
 
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, before)
+    def __init__(self) -> None:
+        self.came = False
+        self._main = threading.current_thread() is threading.main_thread()
+        if self._main:
+            self._before = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._stop)
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self._record(signum, frame)
         raise _Terminated
 
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, before)
+    def _record(self, signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, self._before)
+        self.came = True
+
+    def hold(self) -> None:
+        """From now, record a SIGTERM instead of raising (unless one came already)."""
+        if self._main and not self.came:
+            signal.signal(signal.SIGTERM, self._record)
+
+    def restore(self) -> None:
+        if self._main:
+            signal.signal(signal.SIGTERM, self._before)
 
 
 def _check_columns(job: Job, path: str, fmt: str, encoding: str, parts: list[Part]) -> None:
@@ -358,14 +372,14 @@ def _drive(
     errors: list[str] = []
     interrupted = 0  # the signal that stopped the run
     slots = 0
-    restore = _on_sigterm()
+    sigterm = _Sigterm()
     try:
         client, cluster = connect(address)
     except _Terminated:
-        restore()
+        sigterm.restore()
         raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException:
-        restore()
+        sigterm.restore()
         raise
     try:
         slots = sum(client.nthreads().values()) or 1
@@ -385,40 +399,42 @@ def _drive(
             )
             for part in parts
         ]
-        try:
-            for future in as_completed(futures):
-                try:
-                    got = future.result()
-                except Exception as exc:  # a task that failed for good: its part is missing
-                    errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
-                    continue
-                line.add(got)
-                if got["skipped"]:
-                    stats.skipped += got["rows"]
-                    continue
-                stats.skipped += got.get("kept", 0)
-                if "unreachable" in got:
-                    # A dead target stops the run, as without a cluster: the other
-                    # partitions are not started (each would try it 50 times), and the
-                    # stopped one wrote no part, which --resume sends.
-                    stats.unreachable = got["unreachable"]
-                    stats.stopped = True
-                    client.cancel(futures)
-                    break
-                add_figures(stats, got["stats"])
-        except (KeyboardInterrupt, _Terminated) as exc:
-            # Finished parts stay; the tasks are released (a remote cluster may finish
-            # those already running, which --resume then skips).
-            interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
-            stats.stopped = True
+        for future in as_completed(futures):
+            try:
+                got = future.result()
+            except Exception as exc:  # a task that failed for good: its part is missing
+                errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+                continue
+            line.add(got)
+            if got["skipped"]:
+                stats.skipped += got["rows"]
+                continue
+            stats.skipped += got.get("kept", 0)
+            if "unreachable" in got:
+                # A dead target stops the run, as without a cluster: the other
+                # partitions are not started (each would try it 50 times), and the
+                # stopped one wrote no part, which --resume sends.
+                stats.unreachable = got["unreachable"]
+                stats.stopped = True
+                client.cancel(futures)
+                break
+            add_figures(stats, got["stats"])
+    except (KeyboardInterrupt, _Terminated) as exc:
+        # From the submission on. The parts done stay, the tasks are released (a remote
+        # cluster may finish those running: --resume skips them).
+        interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+        stats.stopped = True
     finally:
+        sigterm.hold()  # a SIGTERM now would cut the cleanup short: it is recorded
         try:
             client.close()
             if cluster is not None:
                 cluster.close()
             Store(directory).clean()
         finally:
-            restore()
+            sigterm.restore()
+    if sigterm.came and not interrupted:  # it came during the cleanup
+        interrupted, stats.stopped = signal.SIGTERM, True
     stats.finished = time.monotonic()
     if line.live:
         sys.stderr.write("\n")

@@ -211,19 +211,34 @@ def pipe_loads(data: bytes) -> Any:
     return _unmark_floats(value) if _FLOAT_MARK in data else value
 
 
+#: Types that hold no NaN or infinity, passed over without a call.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def mark_floats(value: Any) -> Any:
     """``value`` with each NaN or infinity as ``{_FLOAT_KEY: text}`` (what
-    :func:`pipe_loads` restores); itself if it has none."""
-    if isinstance(value, float):
-        text = float_text(value)
-        return value if text is None else {_FLOAT_KEY: text}
+    :func:`pipe_loads` restores); itself if it has none.
+
+    A worker marks every result's fields with it, so an object or an array with
+    nothing to mark is only looked at, not copied (about 0.3 µs a result row).
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {_FLOAT_KEY: float_text(value)}
     if isinstance(value, dict):
-        items = {k: mark_floats(v) for k, v in value.items()}
-        return value if all(items[k] is v for k, v in value.items()) else items
+        for v in value.values():
+            if type(v) not in _PLAIN and mark_floats(v) is not v:
+                return {k: mark_floats(v) for k, v in value.items()}
+        return value
     if isinstance(value, list | tuple):
-        marked = [mark_floats(v) for v in value]
-        return value if all(m is v for m, v in zip(marked, value, strict=True)) else marked
-    return value
+        for v in value:
+            if type(v) not in _PLAIN and mark_floats(v) is not v:
+                return [mark_floats(v) for v in value]
+        return value
+    text = float_text(value)  # numpy's float64 too
+    return value if text is None else {_FLOAT_KEY: text}
 
 
 def _unmark_floats(value: Any) -> Any:

@@ -419,6 +419,71 @@ def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
     assert_exactly_once(out)
 
 
+@pytest.mark.parametrize("step", ["submit", "close", "clean"])
+def test_sigterm_while_submitting_or_cleaning_up_ends_as_ctrl_c_does(
+    step: str,
+    demo: DemoServer,
+    cluster: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Only the wait for the tasks caught the SIGTERM: one while the tasks were submitted,
+    # or while the client, the local cluster and the temporary files were cleaned up,
+    # escaped as drumfire._cluster._Terminated (a traceback, exit 1, no summary, the
+    # temporary files left). The signal is raised from inside each step, so it lands
+    # there every time; one in the cleanup lets the cleanup finish.
+    from drumfire import _cluster
+    from drumfire._job import make_job
+
+    local, _ = cluster
+    src = hold_input(tmp_path / "in.csv", at=-1)
+    out = tmp_path / "out.parquet"
+    finished: list[str] = []
+
+    def terminate(where: str) -> None:
+        signal.raise_signal(signal.SIGTERM)  # its handler has run when this returns
+        finished.append(where)
+
+    if step == "submit":
+        split_job = _cluster.split_job
+        monkeypatch.setattr(
+            _cluster, "split_job", lambda *a: (terminate("submit"), split_job(*a))[1]
+        )
+    elif step == "close":
+
+        class LocalCluster:  # stands for the one that local:N starts
+            def close(self) -> None:
+                terminate("close")
+
+        connect = _cluster.connect
+        monkeypatch.setattr(_cluster, "connect", lambda a: (connect(a)[0], LocalCluster()))
+    else:
+        clean = _cluster.Store.clean
+
+        def clean_after_a_sigterm(store: Any) -> None:
+            (out / ".part-000099.parquet.tmp").write_bytes(b"cut short")
+            terminate("clean")
+            clean(store)
+
+        monkeypatch.setattr(_cluster.Store, "clean", clean_after_a_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    job = make_job(demo.base_url + "/echo?q={q}")
+    args = {"cluster": local.scheduler_address, "output": str(out), "out_fmt": "parquet",
+            "partition_size": 4096}  # fmt: skip
+    _, code = _cluster.run_cluster(str(src), job, **args)  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert "drumfire: interrupted; the finished parts are kept" in err
+    assert finished == ([] if step == "submit" else [step])
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    _, code = _cluster.run_cluster(str(src), job, resume=True, **args)  # type: ignore[arg-type]
+    assert code == 0, capsys.readouterr().err
+    assert_exactly_once(out)
+
+
 def test_run_dask_refuses_what_it_cannot_do_before_anything_is_computed(tmp_path: Path) -> None:
     # drumfire.run's output=, resume=, progress= and parse= were a bare TypeError naming
     # make_job; the file options ran on the workers, saving into each worker's directory

@@ -302,3 +302,30 @@ def test_worker_processes_carry_a_nan_and_an_infinity(
     assert got[2]["b"][:7] == ("nan", "nan", "nan", "-inf", "", "", "x")
     assert got[2]["c"][:7] == ("", "", "nan", "-inf", "3", "3", "")  # a null stays a null
     assert got[2]["d"][:2] == ("inf", "inf")
+
+
+def test_worker_processes_carry_a_nan_made_by_an_expression(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # JMESPath's to_number reads NaN and infinities: with -p 2 the worker marked NaN for
+    # the pipe only for --parse and the kept float columns, so the cell came out empty
+    # (a missing value) where -p 1 wrote nan. Rows in two chunks: both workers send.
+    source = tmp_path / "in.csv"
+    values = ["NaN", "inf", "-Infinity", "1.5", "", "x"]
+    source.write_text(
+        "id,v\n" + "".join(f"r{i},{values[i % len(values)]}\n" for i in range(300)),
+        encoding="utf-8",
+    )
+    got = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}.csv"
+        proc = drumfire_cli(
+            "run", source, "--url", demo_server.base_url + "/echo?v={v}",
+            "-e", "x=to_number(query.v)", "-e", "both=[to_number(query.v), query.v]",
+            "-p", processes, "-o", out, "-q",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        got[processes] = {i: (r["x"], r["both"]) for i, r in read_rows(out).items()}
+    assert got[2] == got[1]
+    assert [got[2][f"r{i}"][0] for i in range(6)] == ["nan", "inf", "-inf", "1.5", "", ""]
+    assert got[2]["r4"][1] == '[null,""]'  # a null stays a null
