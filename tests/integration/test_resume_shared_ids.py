@@ -238,3 +238,35 @@ def test_limit_counts_only_the_rows_it_reads(server: DemoServer, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert server.requests_served == before
     assert output_rows(out, "csv") == expected("x,a\nx,b\n")
+
+
+def test_a_cluster_part_sends_every_row_of_an_id_one_of_whose_rows_goes(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    # --cluster: a finished part holds one row per row of its partition; when one row
+    # of x is sent again (cancelled), the other row of x goes too, as which input row
+    # each answered cannot be told. (run_part in this process: no cluster needed.)
+    pytest.importorskip("distributed")
+    from drumfire._cluster import plan_parts, run_part
+    from drumfire._job import make_job
+
+    source = tmp_path / "in.csv"
+    source.write_text("id,v\nx,a\nx,b\ny,c\n")
+    (part,) = plan_parts(str(source), "csv", size=1 << 30)
+    out = tmp_path / "out.jsonl"
+    out.mkdir()
+    job = make_job(server.base_url + URL, extract={"got": "query.v"}, keep=["v"])
+    first = run_part(part, job, str(out), "jsonl")
+    assert first["rows"] == 3
+    path = out / "part-000000.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["v"] == "a":  # the first row of x: the old rule took b's row for it
+            row.update(status=None, error="cancelled", got=None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = server.requests_served
+    again = run_part(part, job, str(out), "jsonl")
+    assert (again["rows"], again["kept"], again["stats"]["done"]) == (3, 1, 2)
+    assert server.requests_served - before == 2
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted((r["id"], r["v"], r["got"]) for r in rows) == expected("x,a\nx,b\ny,c\n")
