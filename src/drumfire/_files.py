@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from ._rows import item_ids
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source, rows_source
 
-__all__ = ["Output", "count_shared_ids", "open_rows", "reopener"]
+__all__ = ["Output", "count_shared_ids", "open_rows", "reopener", "reread"]
 
 FLUSH_EVERY = 1.0  # seconds, as the command line
 
@@ -89,6 +90,21 @@ def count_shared_ids(
             source.close()
 
 
+def reread(path: str, fmt: str | None, encoding: str) -> Callable[[], Source] | None:
+    """How to open the input file ``path`` again, or None when it cannot be read twice:
+    standard input (``-``), a pipe or a device (``<(zcat …)``, ``/dev/stdin``: a
+    second reader would take rows from the first)."""
+    if path == "-":
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # opening it reports the problem
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory: a Parquet dataset
+        return None
+    return lambda: open_source(path, fmt, encoding, count=False)
+
+
 def reopener(rows: Any, kwargs: Mapping[str, Any]) -> Callable[[], Source] | None:
     """How to read API ``rows`` again from the start, or None when they cannot be:
     a file path, a list or tuple, a pandas or polars frame or an Arrow table can;
@@ -96,9 +112,8 @@ def reopener(rows: Any, kwargs: Mapping[str, Any]) -> Callable[[], Source] | Non
     if isinstance(rows, Source):
         return None
     if isinstance(rows, str | os.PathLike):
-        path = os.fspath(rows)
         fmt, encoding = kwargs.get("input_format"), kwargs.get("encoding", "utf-8")
-        return lambda: open_source(str(path), fmt, encoding, count=False)
+        return reread(str(os.fspath(rows)), fmt, encoding)
     kind = frame_kind(rows)
     if kind is not None:
         return lambda: frame_source(rows, kind)

@@ -724,15 +724,11 @@ def run_command(
             shared = 0
             drop: Callable[[Record], bool] = resend
             if resumed is not None:
-                from ._files import count_shared_ids
+                from ._files import count_shared_ids, reread
 
                 # Ids only, before sending: rows that share an id are sent again
                 # together (see count_shared_ids); standard input is read once.
-                reopen = (
-                    None
-                    if input_path == "-"
-                    else lambda: open_source(input_path, input_format, encoding, count=False)
-                )
+                reopen = reread(input_path, input_format, encoding)
                 shared = count_shared_ids(resumed, reopen, id_column, limit)
                 drop = resumed.resends(resend)
             if resumed is not None and lock is not None and job.save is not None:

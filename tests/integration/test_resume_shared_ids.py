@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +272,30 @@ def test_a_cluster_part_sends_every_row_of_an_id_one_of_whose_rows_goes(
     assert server.requests_served - before == 2
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert sorted((r["id"], r["v"], r["got"]) for r in rows) == expected("x,a\nx,b\ny,c\n")
+
+
+def test_a_pipe_as_input_is_read_once(server: DemoServer, tmp_path: Path) -> None:
+    # A named pipe (as `<(zcat in.csv.gz)` gives): a second reader would take rows from
+    # the run, so no counting pass; every row not in the output is still sent.
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.csv"
+    out.write_text("id,status,elapsed_ms,attempts,error,got,v\ny,200,1.0,1,,c,c\n")
+
+    def feed() -> None:
+        with contextlib.suppress(OSError), fifo.open("w") as f:  # waits for the run to open it
+            f.write("id,v\nx,a\nx,b\ny,c\nz,d\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        proc = drumfire_run(
+            fifo, "--format", "csv", "--url", server.base_url + URL, "-e", "got=query.v",
+            "--keep", "v", "-o", out, "--resume", "-q",
+        )  # fmt: skip
+    finally:
+        if writer.is_alive():  # the run never opened it: let the writer's open return
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join()
+    assert proc.returncode == 0, proc.stderr
+    assert output_rows(out, "csv") == expected("x,a\nx,b\ny,c\nz,d\n")
