@@ -314,6 +314,11 @@ def run_part(
             r[0] == "" or not (is_cancelled(r) or (again is not None and again.matches(r[2], r[1])))
             for r in records
         ]
+        # The part holds one row for each row of the partition, but rows that share
+        # an id cannot be told apart: an id one of whose rows goes is sent whole.
+        going = {r[0] for r, k in zip(records, keep, strict=True) if not k}
+        if going:
+            keep = [k and r[0] not in going for r, k in zip(records, keep, strict=True)]
         failed_kept = sum(
             1 for r, k in zip(records, keep, strict=True) if k and is_failure(r[1], r[2])
         )

@@ -16,10 +16,12 @@ the rows skipped are not yielded again.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import stat
 import time
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._bodies import clean_temps, saved_rows
@@ -28,11 +30,12 @@ from ._frames import frame_kind, frame_source
 from ._job import Job, check_keywords, make_job
 from ._outfile import OutputLock, refuse_input_as_output
 from ._result import Result, Stats
-from ._resume import holds_rows, is_cancelled, scan_output
+from ._resume import Resumed, holds_rows, is_cancelled, scan_output
+from ._rows import item_ids
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, open_source, rows_source
 
-__all__ = ["Output", "open_rows"]
+__all__ = ["Output", "count_shared_ids", "open_rows", "reopener", "reread"]
 
 FLUSH_EVERY = 1.0  # seconds, as the command line
 
@@ -59,6 +62,66 @@ def open_rows(rows: Any, kwargs: dict[str, Any]) -> Source:
     if kind is not None:  # a pyarrow Table or a polars DataFrame
         return frame_source(rows, kind)
     return rows_source(rows)
+
+
+def count_shared_ids(
+    resumed: Resumed,
+    reopen: Callable[[], Source] | None,
+    id_column: str | None,
+    limit: int | None = None,
+) -> int:
+    """Resume: read the input's ids once before sending (``reopen`` opens it again),
+    so rows that share an id are all sent again where the output has not as many
+    rows of it (:meth:`Resumed.settle_shared`); return the output rows that drops.
+
+    Nothing is read when no row can share an id (no id column: ids are row numbers),
+    when the output keeps no row, or when the input cannot be read twice
+    (``reopen`` None: standard input, an iterator): the rows of a shared id are
+    then skipped as the output has rows of it, as before (see the README).
+    ``limit``: only the first rows count (``-n``).
+    """
+    if id_column is None or reopen is None or not len(resumed.done):
+        return 0
+    source = reopen()
+    try:
+        items = source.items if limit is None else itertools.islice(source.items, limit)
+        return resumed.settle_shared(item_ids(items, id_column))
+    finally:
+        if source.close is not None:
+            source.close()
+
+
+def reread(path: str, fmt: str | None, encoding: str) -> Callable[[], Source] | None:
+    """How to open the input file ``path`` again, or None when it cannot be read twice:
+    standard input (``-``), a pipe or a device (``<(zcat …)``, ``/dev/stdin``: a
+    second reader would take rows from the first)."""
+    if path == "-":
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # opening it reports the problem
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory: a Parquet dataset
+        return None
+    return lambda: open_source(path, fmt, encoding, count=False)
+
+
+def reopener(rows: Any, kwargs: Mapping[str, Any]) -> Callable[[], Source] | None:
+    """How to read API ``rows`` again from the start, or None when they cannot be:
+    a file path, a list or tuple, a pandas or polars frame or an Arrow table can;
+    an iterator (a generator, a file object) cannot."""
+    if isinstance(rows, Source):
+        return None
+    if isinstance(rows, str | os.PathLike):
+        fmt, encoding = kwargs.get("input_format"), kwargs.get("encoding", "utf-8")
+        return reread(str(os.fspath(rows)), fmt, encoding)
+    kind = frame_kind(rows)
+    if kind is not None:
+        return lambda: frame_source(rows, kind)
+    pandas = hasattr(rows, "to_dict") and hasattr(rows, "columns")  # as rows_source tells
+    if pandas or isinstance(rows, Sequence):
+        return lambda: rows_source(rows)
+    return None
 
 
 class Output:
@@ -88,8 +151,17 @@ class Output:
         self._lock: OutputLock | None = None
         self._last = 0.0
 
-    def open(self, job: Job, learn: bool) -> None:
-        """Read the ids to skip (``resume``) and open the sink; check the job first."""
+    def open(
+        self,
+        job: Job,
+        learn: bool,
+        reopen: Callable[[], Source] | None = None,
+        id_column: str | None = None,
+    ) -> None:
+        """Read the ids to skip (``resume``) and open the sink; check the job first.
+
+        ``reopen`` and ``id_column``: see :func:`count_shared_ids`.
+        """
         if self.path is None:
             return
         fmt = output_format_for(self.path, self.fmt)
@@ -108,11 +180,12 @@ class Output:
                 self._lock.refuse_or_truncate(overwrite=True)
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
+                count_shared_ids(resumed, reopen, id_column)
                 if self._lock is not None and job.save is not None:
                     # Before the rewrite drops them: no file is their answer until sent.
                     resumed.pending = self._lock.remember_again(resumed.again)
                 if resumed.dropped and self._lock is not None:
-                    self._lock.rewrite(fmt, is_cancelled)
+                    self._lock.rewrite(fmt, resumed.resends(is_cancelled))
                 self.skip = resumed.done.take
                 self.skip_problem = resumed.problems.__contains__
                 if self._skipped_to is not None:
@@ -225,18 +298,19 @@ def _numbered_skips(
 def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:
     """Source, job and output of an API call, checked before anything is sent."""
     output = Output(kwargs)
+    reopen = reopener(rows, kwargs) if output.resume else None
     source = open_rows(rows, kwargs)
     try:
         if output.resume and kwargs.get("save_body") is not None:
             kwargs["skip_saved"] = True  # a row whose file is complete is not sent again
         check_keywords(kwargs, "drumfire")
         job = make_job(url, **kwargs)
-        job.check(job.plan(), source)  # a template error before the output is touched
+        id_column = job.check(job.plan(), source)  # a template error before the output
         job.extractor()
         if output.path is not None and isinstance(rows, str | os.PathLike):
             fmt = output_format_for(output.path, output.fmt)
             refuse_input_as_output(os.fspath(rows), output.path, fmt)
-        output.open(job, learn)
+        output.open(job, learn, reopen, id_column)
         if job.skip_saved:
             # Once the output is ours (a call refused for another run's lock removes
             # nothing); only the temporary files no live run holds (see _savebody).

@@ -300,8 +300,9 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             "seen earlier in the input"
         )
         lines.append(
-            "    rows that share an id cannot be told apart in the output, nor by --resume "
-            "(an empty id is its row's number): give each row its own id (--id)"
+            "    rows that share an id cannot be told apart in the output; --resume sends all "
+            "the rows of such an id again unless the output has all (an empty id is its "
+            "row's number): give each row its own id (--id)"
         )
     if output:
         lines.append(f"  results: {output}")

@@ -267,9 +267,12 @@ class Resumed:
     holds their ids (a row sent again is sent even if its saved file is there).
     ``pending``: the ids earlier runs dropped so and may have been stopped before
     sending (:meth:`OutputLock.remember_again <drumfire._outfile.OutputLock>`).
+    ``shared``: ids whose every input row is sent again and whose every output row
+    is dropped, as the input and the output hold different numbers of rows for
+    them (:meth:`settle_shared`).
     """
 
-    __slots__ = ("again", "done", "dropped", "kept", "pending", "problems")
+    __slots__ = ("again", "done", "dropped", "kept", "pending", "problems", "shared")
 
     def __init__(
         self,
@@ -285,12 +288,71 @@ class Resumed:
         self.dropped = dropped
         self.again = again if again is not None else DoneIds()
         self.pending = DoneIds()
+        self.shared = DoneIds()
 
     def sent_again(self, id_: str) -> bool:
         """Whether the row of ``id_`` is sent whatever file is under its name: this run
         dropped it from the output, or an earlier run that may have stopped before
         sending it did (its file is then an older answer's, not this batch's)."""
-        return self.again.take(id_) or id_ in self.pending
+        return self.again.take(id_) or id_ in self.shared or id_ in self.pending
+
+    def settle_shared(self, ids: Iterable[str]) -> int:
+        """Count the input's ``ids`` (every row's, in input order) against the rows kept;
+        return how many kept rows this drops.
+
+        Rows that share an id cannot be told apart in the output, and they finish
+        out of input order: one output row for an id that two input rows have may
+        be either's answer. So where the output keeps some rows of an id but not
+        as many as the input has rows of it (or more: an older run's doubles),
+        every output row of that id is dropped (:meth:`resends` picks them for the
+        rewrite) and every input row of it is sent again. An id with as many rows
+        on both sides is done; one the input does not have keeps its rows.
+
+        Memory: 4 bytes for each row kept, while counting; the ids themselves
+        are hashed one at a time.
+        """
+        keys = self.done.keys()
+        n = len(keys)
+        if not n:
+            return 0
+        counts = array("I", bytes(4 * n))  # input rows per key, at the key's first index
+        top = 0xFFFFFFFF
+        for id_ in ids:
+            k = _key(id_)
+            i = bisect_left(keys, k)
+            if i < n and keys[i] == k and counts[i] < top:
+                counts[i] += 1
+        shared = array("q")
+        kept = array("q")
+        i = 0
+        while i < n:
+            k = keys[i]
+            j = i + 1
+            while j < n and keys[j] == k:
+                j += 1
+            wanted = counts[i]
+            if wanted and wanted != j - i:
+                shared.append(k)
+            else:
+                kept.extend(keys[i:j])
+            i = j
+        if not shared:
+            return 0
+        dropped = n - len(kept)
+        self.done = DoneIds(keys=kept)
+        self.shared = DoneIds(keys=shared)
+        self.again = DoneIds(keys=array("q", [*self.again.keys(), *shared]))
+        self.kept -= dropped
+        self.dropped += dropped
+        return dropped
+
+    def resends(self, resend: Callable[[Record], bool]) -> Callable[[Record], bool]:
+        """``resend`` (rows picked to send again), and the rows of the ids that
+        :meth:`settle_shared` found shared: what the rewrite drops."""
+        shared = self.shared
+        if not len(shared):
+            return resend
+        return lambda record: resend(record) or (record[0] != "" and record[0] in shared)
 
 
 def _records(path: str, fmt: str) -> Iterator[tuple[Record, Any]]:

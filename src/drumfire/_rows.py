@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._request import Prepared
@@ -35,6 +35,7 @@ __all__ = [
     "Item",
     "LineMap",
     "Rows",
+    "item_ids",
     "row_id",
     "row_place",
 ]
@@ -77,6 +78,15 @@ def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
             # A boolean, object or list as its JSON text, as a template inserts it.
             return value if type(value) is str else as_text(value)
     return str(line)
+
+
+def item_ids(items: Iterable[Item], column: str | None) -> Iterator[str]:
+    """The id of every row of ``items``, as :meth:`Rows.screen` gives it (input
+    problems have none): what ``--resume`` counts before sending (see
+    :meth:`Resumed.settle_shared <drumfire._resume.Resumed.settle_shared>`)."""
+    for line, row in items:
+        if not isinstance(row, InputProblem):
+            yield row_id(row, line, column)
 
 
 class LineMap:

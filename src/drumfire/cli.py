@@ -705,7 +705,7 @@ def run_command(
             source = _first_rows(source, limit)
         lock: OutputLock | None = None
         try:
-            job.check(job.plan(), source)
+            id_column = job.check(job.plan(), source)
             refuse_input_as_output(input_path, output, out_fmt)
             # One writer: the lock is held from before the output is read until the end.
             lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
@@ -721,6 +721,16 @@ def run_command(
                 return again is not None and again.matches(error, status)
 
             resumed = scan_output(output, out_fmt, resend) if resuming else None
+            shared = 0
+            drop: Callable[[Record], bool] = resend
+            if resumed is not None:
+                from ._files import count_shared_ids, reread
+
+                # Ids only, before sending: rows that share an id are sent again
+                # together (see count_shared_ids); standard input is read once.
+                reopen = reread(input_path, input_format, encoding)
+                shared = count_shared_ids(resumed, reopen, id_column, limit)
+                drop = resumed.resends(resend)
             if resumed is not None and lock is not None and job.save is not None:
                 # Before the rewrite drops them: no file is their answer until sent.
                 resumed.pending = lock.remember_again(resumed.again)
@@ -743,13 +753,20 @@ def run_command(
             sink = open_output()
             if resumed is not None and resumed.dropped and lock is not None:
                 sink.close()  # nothing written yet: the file already has its header
-                lock.rewrite(out_fmt, resend)
+                lock.rewrite(out_fmt, drop)
                 sink = open_output()
-                if not quiet:
+                if not quiet and resumed.dropped > shared:
                     why = "cancelled" + (", or chosen by --retry-failed" if again else "")
                     click.echo(
-                        f"drumfire: {counted(resumed.dropped, 'row')} of {output} will be sent "
-                        f"again ({why})",
+                        f"drumfire: {counted(resumed.dropped - shared, 'row')} of {output} will "
+                        f"be sent again ({why})",
+                        err=True,
+                    )
+                if not quiet and shared:
+                    click.echo(
+                        f"drumfire: {counted(shared, 'row')} of {output} will be sent again, "
+                        "with every input row of their ids (the output has not as many rows of "
+                        "them as the input, and rows that share an id cannot be told apart)",
                         err=True,
                     )
             guarded = GuardedSink(sink, output, lock)

@@ -342,11 +342,12 @@ def test_format_summary_resume_and_duplicates() -> None:
     assert "  resumed: 1,500 rows were already in the output" in lines
     assert "  warning: 3 rows repeat an id seen earlier in the input" in lines
     # What it means, and where an unexpected one comes from (an empty id cell takes the
-    # row's number, which may be another row's id): --resume cannot tell such rows apart.
+    # row's number, which may be another row's id), and what --resume does about it.
     at = lines.index("  warning: 3 rows repeat an id seen earlier in the input")
     assert lines[at + 1] == (
-        "    rows that share an id cannot be told apart in the output, nor by --resume "
-        "(an empty id is its row's number): give each row its own id (--id)"
+        "    rows that share an id cannot be told apart in the output; --resume sends all "
+        "the rows of such an id again unless the output has all (an empty id is its "
+        "row's number): give each row its own id (--id)"
     )
 
 
