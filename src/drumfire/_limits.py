@@ -10,7 +10,7 @@ The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
 
-Why this module is long (about 870 lines, over issue 18's ~600): it is one
+Why this module is long (about 920 lines, over issue 18's ~600): it is one
 controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
 :class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
 state on every throttled answer; their thresholds are tuned together (the 15 %
@@ -598,7 +598,8 @@ class OriginLimit:
         quota = self.quota_rate
         if quota is not None and (rate is None or quota < rate):
             rate = quota
-        # None: nothing caps the rate any more (a found one was undone).
+        # None: nothing caps the rate (a found one was undone; _metered then
+        # drops the meter, so this is only a guard).
         meter.interval = 1.0 / rate if rate is not None else 0.0
 
     def take(self, now: float) -> None:
@@ -808,6 +809,20 @@ class OriginLimit:
         return 0.0
 
     def _metered(self, now: float) -> None:
+        """A rate changed: pace the starts to the lowest in force, or to none."""
+        cubic = self.cubic
+        if (
+            self.fixed_rate is None
+            and self.quota_rate is None
+            and (cubic is None or cubic.rate is None)
+        ):
+            # Nothing caps the rate any more (a found one was undone): no meter,
+            # and only a pause or a spent quota gates the origin, as if it had
+            # never throttled (the pipelined fast path takes it again). A meter
+            # left at no interval kept every start on the gated path.
+            self.meter = None
+            self.gated = self.hold_until > now or self.spent_until > 0.0
+            return
         if self.meter is None:
             self.meter = RateMeter(1e9)
         self._pace(self.meter, now)

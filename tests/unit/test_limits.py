@@ -599,6 +599,28 @@ def test_the_concurrency_is_given_back_once_random_503s_are_known_as_noise(seed:
     assert sum(limits[-10:]) >= 0.75 * sum(clean[-10:])
 
 
+def test_an_origin_whose_every_cut_is_undone_is_no_longer_gated() -> None:
+    # The same 5 % of random 503s: once the noise is known and the one cut it made is
+    # undone, so is the send rate that cut set up, and the origin runs as if never
+    # throttled. The meter used to stay, at no interval, and the origin gated: every
+    # start still took the engine's gated path, and the pipelined fast path stayed off.
+    draw = random.Random(1).random
+    host, _, _ = round_trips(lambda inflight: draw() < 0.05, 3.0)
+    assert host.limit.cuts == 1
+    assert host.noise > 0.0
+    assert host.cubic is not None
+    assert host.cubic.rate is None
+    assert (host.meter, host.rate, host.gated) == (None, None, False)
+    assert host.wait(3.0) == 0.0
+    host.take(3.0)  # no meter: nothing to take
+    # A later cut sets a rate, and gates the origin, again.
+    host.sent = 10_000
+    for i in range(40):
+        host.throttled(4.0 + i * 1e-4, 0.05, None, again=True)
+    assert host.gated
+    assert host.rate is not None
+
+
 def test_cuts_for_a_server_that_is_full_are_not_given_back() -> None:
     # The same noise, and a server that answers 503 to every request over 200 in
     # flight. The noise is found, and the cuts made when the server was full (most
