@@ -132,7 +132,7 @@ class AdaptiveLimit:
         # The overload cuts that a noise found later may undo, newest last: the
         # limit, slow start (1.0 or 0.0) and base before each; the throttled and
         # other answers in the window after it, that window still open (1.0 or
-        # 0.0); its number (cuts). See forgive.
+        # 0.0); its number (cuts); the noise known when it was made. See forgive.
         self._undo: list[list[float]] = []
 
     def sample(self, now: float, latency: float, overload: bool) -> None:
@@ -156,7 +156,8 @@ class AdaptiveLimit:
                 self.cuts += 1
                 if undo:
                     self._close_undo()
-                undo.append([self.limit, float(self._slow_start), self._base, 0, 0, 1, self.cuts])
+                slow = float(self._slow_start)
+                undo.append([self.limit, slow, self._base, 0, 0, 1, self.cuts, self.noise])
                 if len(undo) > self.UNDO:
                     del undo[0]
                 if self._slow_start:
@@ -258,12 +259,16 @@ class AdaptiveLimit:
         before the earliest of them (in slow start if it was then), unless it
         has regrown past that. A cut after which more were throttled (a server
         that was full answers most requests 503 for a round trip) stops the
-        walk, and so does a cut for latency (it clears what is remembered).
-        Without this, bursts of 503s in the first second, before the noise was
-        known, left the limit well below where slow start was heading (5 % of
-        503s at 50 ms: between 8 and 384, where an unthrottled run reaches 512),
-        to regrow by one per round trip. Returns whether the limit is back to
-        before its first cut (the owner then drops the send rate that cut set).
+        walk, and so does a cut for latency (it clears what is remembered), and
+        one made once a noise was known: the share was then ``threshold`` above
+        that noise, a burst the noise does not explain, whatever its window
+        showed (a later verdict on the same noise used to undo it). Only the
+        cuts made before the noise was known are its bursts'. Without undoing
+        them, bursts of 503s in the first second left the limit well below
+        where slow start was heading (5 % of 503s at 50 ms: between 8 and 384,
+        where an unthrottled run reaches 512), to regrow by one per round trip.
+        Returns whether the limit is back to before its first cut (the owner
+        then drops the send rate that cut set).
         """
         self.noise = noise
         undo = self._undo
@@ -272,6 +277,8 @@ class AdaptiveLimit:
         before = None
         while undo:
             throttled, calm = undo[-1][3], undo[-1][4]
+            if undo[-1][7]:
+                break  # made with a noise known, above it: not the noise's
             if throttled and throttled >= (self.threshold + noise) * (throttled + calm):
                 break
             before = undo.pop()
