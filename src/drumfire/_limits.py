@@ -478,6 +478,7 @@ class OriginLimit:
         "_last_ok",
         "_longest",
         "_probe",
+        "_quota_calm",
         "_rate_cut",
         "_thr_n",
         "accepted",
@@ -575,6 +576,7 @@ class OriginLimit:
         self._longest = math.inf  # the longest wait the run makes (--max-retry-wait)
         # Answers still to look at for quota headers (0: none; they never came).
         self.watch = self.WATCH
+        self._quota_calm = False  # an answer other than a 429 or 503 carried them
 
     def room(self, depth: int = 1) -> int:
         """How many more requests may start here now, rate and pauses aside."""
@@ -772,7 +774,12 @@ class OriginLimit:
         self.gated = True
 
     def quota(
-        self, now: float, remaining: float, reset: float, longest: float = math.inf
+        self,
+        now: float,
+        remaining: float,
+        reset: float,
+        longest: float = math.inf,
+        throttled: bool = False,
     ) -> None:
         """The server's quota headers: ``remaining`` requests until ``reset`` seconds from now.
 
@@ -786,8 +793,17 @@ class OriginLimit:
         came within the cap). Else pace the starts to the quota
         (``remaining / reset`` per second), as reqstorm does, and forget a
         spent quota: the server says some is left.
+
+        ``throttled``: they came with a 429 or 503. Those are read whatever
+        ``watch`` says, so they start the search of the other answers again
+        (``watch``) only once one of the others has carried them: a server
+        that sends them with its 429s alone, and 429s often, had most of its
+        200s searched.
         """
-        self.watch = self.WATCH  # a server that sends them keeps being read
+        if not throttled:
+            self._quota_calm = True
+        if self._quota_calm:
+            self.watch = self.WATCH  # a server that sends them keeps being read
         self._longest = longest
         if remaining <= 0:
             if reset > longest:

@@ -264,6 +264,28 @@ def test_origin_quota_paces_and_holds() -> None:
     assert host.wait(1.0) == pytest.approx(4.0)
 
 
+def test_quota_headers_on_429s_alone_do_not_keep_the_200s_searched() -> None:
+    # A server that sends quota headers with its 429s alone: reading them does not
+    # re-arm the search of the other answers (``watch``), or on a server that
+    # throttles often most 200s had a header search made. Once a 200 carries them,
+    # every answer that does keeps the search going, 429s too.
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    assert host.watch == OriginLimit.WATCH
+    host.watch = 5  # 11 answers looked at, none carried them
+    host.quota(0.0, remaining=100.0, reset=10.0, throttled=True)
+    assert host.watch == 5
+    assert host.quota_rate == pytest.approx(10.0)  # still read, and followed
+    host.watch = 0  # the first 16 answers carried none: 200s are no longer searched
+    host.quota(1.0, remaining=0.0, reset=2.0, throttled=True)
+    assert host.watch == 0
+    assert host.wait(1.0) == pytest.approx(2.0)
+    host.quota(3.0, remaining=50.0, reset=10.0)  # a 200 carried them
+    assert host.watch == OriginLimit.WATCH
+    host.watch = 3
+    host.quota(4.0, remaining=40.0, reset=9.0, throttled=True)
+    assert host.watch == OriginLimit.WATCH
+
+
 def test_a_quota_spent_longer_than_the_run_waits_holds_nothing() -> None:
     # --max-retry-wait 2: a quota spent for 40 s is not waited for; rows end instead.
     host = OriginLimit(("http", "a", 80), FixedLimit(8))
