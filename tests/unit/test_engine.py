@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-import drumfire._settle
-from drumfire import Result, Retry
+from drumfire import Result, Retry, _settle
 from drumfire._engine import Engine
 from drumfire._job import make_job
 from drumfire._limits import OriginLimit
@@ -476,13 +475,13 @@ def test_quota_headers_on_429s_alone_cost_the_200s_no_header_search(
         return ok(path, hits)
 
     searched = [0]  # header searches made
-    real = drumfire._settle.rate_fields
+    real = _settle.rate_fields
 
     def counting(raw: Any) -> Any:
         searched[0] += 1
         return real(raw)
 
-    monkeypatch.setattr(drumfire._settle, "rate_fields", counting)
+    monkeypatch.setattr(_settle, "rate_fields", counting)
     results, _, server, _, engine = run(throttles, 300, concurrency=4)
     throttled = sum(1 for r in results if r.status == 429) * 3  # three attempts each
     assert throttled == 100 * 3
