@@ -10,7 +10,7 @@ The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
 
-Why this module is long (about 870 lines, over issue 18's ~600): it is one
+Why this module is long (about 920 lines, over issue 18's ~600): it is one
 controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
 :class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
 state on every throttled answer; their thresholds are tuned together (the 15 %
@@ -132,7 +132,7 @@ class AdaptiveLimit:
         # The overload cuts that a noise found later may undo, newest last: the
         # limit, slow start (1.0 or 0.0) and base before each; the throttled and
         # other answers in the window after it, that window still open (1.0 or
-        # 0.0); its number (cuts). See forgive.
+        # 0.0); its number (cuts); the noise known when it was made. See forgive.
         self._undo: list[list[float]] = []
 
     def sample(self, now: float, latency: float, overload: bool) -> None:
@@ -156,7 +156,8 @@ class AdaptiveLimit:
                 self.cuts += 1
                 if undo:
                     self._close_undo()
-                undo.append([self.limit, float(self._slow_start), self._base, 0, 0, 1, self.cuts])
+                slow = float(self._slow_start)
+                undo.append([self.limit, slow, self._base, 0, 0, 1, self.cuts, self.noise])
                 if len(undo) > self.UNDO:
                     del undo[0]
                 if self._slow_start:
@@ -258,12 +259,16 @@ class AdaptiveLimit:
         before the earliest of them (in slow start if it was then), unless it
         has regrown past that. A cut after which more were throttled (a server
         that was full answers most requests 503 for a round trip) stops the
-        walk, and so does a cut for latency (it clears what is remembered).
-        Without this, bursts of 503s in the first second, before the noise was
-        known, left the limit well below where slow start was heading (5 % of
-        503s at 50 ms: between 8 and 384, where an unthrottled run reaches 512),
-        to regrow by one per round trip. Returns whether the limit is back to
-        before its first cut (the owner then drops the send rate that cut set).
+        walk, and so does a cut for latency (it clears what is remembered), and
+        one made once a noise was known: the share was then ``threshold`` above
+        that noise, a burst the noise does not explain, whatever its window
+        showed (a later verdict on the same noise used to undo it). Only the
+        cuts made before the noise was known are its bursts'. Without undoing
+        them, bursts of 503s in the first second left the limit well below
+        where slow start was heading (5 % of 503s at 50 ms: between 8 and 384,
+        where an unthrottled run reaches 512), to regrow by one per round trip.
+        Returns whether the limit is back to before its first cut (the owner
+        then drops the send rate that cut set).
         """
         self.noise = noise
         undo = self._undo
@@ -272,6 +277,8 @@ class AdaptiveLimit:
         before = None
         while undo:
             throttled, calm = undo[-1][3], undo[-1][4]
+            if undo[-1][7]:
+                break  # made with a noise known, above it: not the noise's
             if throttled and throttled >= (self.threshold + noise) * (throttled + calm):
                 break
             before = undo.pop()
@@ -471,6 +478,7 @@ class OriginLimit:
         "_last_ok",
         "_longest",
         "_probe",
+        "_quota_calm",
         "_rate_cut",
         "_thr_n",
         "accepted",
@@ -568,6 +576,7 @@ class OriginLimit:
         self._longest = math.inf  # the longest wait the run makes (--max-retry-wait)
         # Answers still to look at for quota headers (0: none; they never came).
         self.watch = self.WATCH
+        self._quota_calm = False  # an answer other than a 429 or 503 carried them
 
     def room(self, depth: int = 1) -> int:
         """How many more requests may start here now, rate and pauses aside."""
@@ -598,7 +607,8 @@ class OriginLimit:
         quota = self.quota_rate
         if quota is not None and (rate is None or quota < rate):
             rate = quota
-        # None: nothing caps the rate any more (a found one was undone).
+        # None: nothing caps the rate (a found one was undone; _metered then
+        # drops the meter, so this is only a guard).
         meter.interval = 1.0 / rate if rate is not None else 0.0
 
     def take(self, now: float) -> None:
@@ -764,7 +774,12 @@ class OriginLimit:
         self.gated = True
 
     def quota(
-        self, now: float, remaining: float, reset: float, longest: float = math.inf
+        self,
+        now: float,
+        remaining: float,
+        reset: float,
+        longest: float = math.inf,
+        throttled: bool = False,
     ) -> None:
         """The server's quota headers: ``remaining`` requests until ``reset`` seconds from now.
 
@@ -778,8 +793,17 @@ class OriginLimit:
         came within the cap). Else pace the starts to the quota
         (``remaining / reset`` per second), as reqstorm does, and forget a
         spent quota: the server says some is left.
+
+        ``throttled``: they came with a 429 or 503. Those are read whatever
+        ``watch`` says, so they start the search of the other answers again
+        (``watch``) only once one of the others has carried them: a server
+        that sends them with its 429s alone, and 429s often, had most of its
+        200s searched.
         """
-        self.watch = self.WATCH  # a server that sends them keeps being read
+        if not throttled:
+            self._quota_calm = True
+        if self._quota_calm:
+            self.watch = self.WATCH  # a server that sends them keeps being read
         self._longest = longest
         if remaining <= 0:
             if reset > longest:
@@ -808,6 +832,20 @@ class OriginLimit:
         return 0.0
 
     def _metered(self, now: float) -> None:
+        """A rate changed: pace the starts to the lowest in force, or to none."""
+        cubic = self.cubic
+        if (
+            self.fixed_rate is None
+            and self.quota_rate is None
+            and (cubic is None or cubic.rate is None)
+        ):
+            # Nothing caps the rate any more (a found one was undone): no meter,
+            # and only a pause or a spent quota gates the origin, as if it had
+            # never throttled (the pipelined fast path takes it again). A meter
+            # left at no interval kept every start on the gated path.
+            self.meter = None
+            self.gated = self.hold_until > now or self.spent_until > 0.0
+            return
         if self.meter is None:
             self.meter = RateMeter(1e9)
         self._pace(self.meter, now)

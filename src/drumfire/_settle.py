@@ -49,12 +49,13 @@ class Settling(EngineCore):
             quota = parse_quota(fields.get, wall) if fields else None
             if quota is not None:
                 left, reset = quota
-                if left <= 0.0 and response.status in (429, 503):
+                throttled = response.status in (429, 503)
+                if left <= 0.0 and throttled:
                     # The draft (§7): a Retry-After takes precedence over the reset.
                     after = self.retry.parse_retry_after(response.header("retry-after"), wall)
                     if after is not None:
                         reset = after
-                host.quota(now, left, reset, longest)
+                host.quota(now, left, reset, longest, throttled)
             elif host.watch:
                 host.watch -= 1
         if host.spent_until and host.queue:

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from drumfire import Result, Retry
+from drumfire import Result, Retry, _settle
 from drumfire._engine import Engine
 from drumfire._job import make_job
+from drumfire._limits import OriginLimit
 from drumfire._result import Stats
 from drumfire._sources import rows_source
 
@@ -459,3 +460,34 @@ def test_a_quota_spent_past_the_cap_ends_answered_rows_with_their_status_and_tim
     assert outcomes[(429, 1, error)] >= 1
     assert len(server.requests) == 3 + outcomes[(429, 1, error)]  # none retried
     assert all(r.elapsed_ms < 100 for r in results)  # an attempt's time, never a wait
+
+
+def test_quota_headers_on_429s_alone_cost_the_200s_no_header_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One row in three is answered 429 with quota headers (some left), every attempt;
+    # the 200s carry none. After the origin's first 16 answers only the 429s are
+    # searched for them: each 429 used to re-arm the search of the next 16 answers,
+    # so most 200s had one.
+    def throttles(path: str, hits: int) -> Answer:
+        if int(path[1:]) % 3 == 0:
+            return 429, {"RateLimit": '"h";r=500;t=1'}, b"", 0.001
+        return ok(path, hits)
+
+    searched = [0]  # header searches made
+    real = _settle.rate_fields
+
+    def counting(raw: Any) -> Any:
+        searched[0] += 1
+        return real(raw)
+
+    monkeypatch.setattr(_settle, "rate_fields", counting)
+    results, _, server, _, engine = run(throttles, 300, concurrency=4)
+    throttled = sum(1 for r in results if r.status == 429) * 3  # three attempts each
+    assert throttled == 100 * 3
+    assert len(server.requests) == 200 + throttled
+    assert searched[0] <= OriginLimit.WATCH + throttled
+    solo = engine.origins.solo
+    assert solo is not None
+    assert solo.watch == 0
+    assert solo.quota_rate == pytest.approx(500.0)
