@@ -591,6 +591,10 @@ class OriginLimit:
             meter_wait = meter.wait(now)
             if meter_wait > wait:
                 wait = meter_wait
+        elif wait <= 0.0 and self.spent_until == 0.0:
+            # A pause is over and no rate is kept: the starts leave the gated path (one
+            # Retry-After used to keep every later start on it, off the pipelined one).
+            self.gated = False
         return wait if wait > 0.0 else 0.0
 
     def may_retry(self, now: float) -> bool:

@@ -264,6 +264,27 @@ def test_origin_quota_paces_and_holds() -> None:
     assert host.wait(1.0) == pytest.approx(4.0)
 
 
+def test_a_pause_over_with_no_rate_kept_leaves_the_gated_path() -> None:
+    # One Retry-After hold used to leave the origin gated for the rest of the run:
+    # every start through the engine's admission, and the pipelined fast path off.
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    assert not host.gated
+    host.hold(5.0)
+    assert host.gated
+    assert host.wait(1.0) == pytest.approx(4.0)
+    assert host.gated  # still held
+    assert host.wait(5.0) == 0.0
+    assert not host.gated
+    paced = OriginLimit(("http", "b", 80), FixedLimit(8), rate=10.0)  # a rate is kept
+    paced.hold(1.0)
+    assert paced.wait(2.0) == 0.0
+    assert paced.gated
+    spent = OriginLimit(("http", "c", 80), FixedLimit(8))
+    spent.quota(0.0, remaining=0.0, reset=40.0, longest=2.0)  # spent past the cap
+    assert spent.wait(0.0) == 0.0
+    assert spent.gated  # rows still asked spent() before they start
+
+
 def test_quota_headers_on_429s_alone_do_not_keep_the_200s_searched() -> None:
     # A server that sends quota headers with its 429s alone: reading them does not
     # re-arm the search of the other answers (``watch``), or on a server that
