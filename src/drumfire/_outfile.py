@@ -241,8 +241,11 @@ class OutputLock:
     def refuse_or_truncate(self, overwrite: bool) -> None:
         """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``.
 
-        A typed output is replaced by its sink (opened without ``append``).
+        A typed output is replaced by its sink (opened without ``append``). The rows
+        the replaced output had to send again (:meth:`remember_again`) go with it.
         """
+        if overwrite:
+            self.forget_again()
         if self.fmt:
             if not overwrite and holds_rows(self.output, self.fmt):
                 raise UsageError(

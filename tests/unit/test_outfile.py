@@ -168,6 +168,22 @@ def test_rows_sent_again_are_remembered_until_a_run_completes(tmp_path: Path) ->
         lock.close()
 
 
+def test_overwrite_drops_the_replaced_outputs_rows_to_send_again(tmp_path: Path) -> None:
+    """They belonged to the output --overwrite replaces: kept, a later --resume would send
+    those rows again though the new output holds them."""
+    path = tmp_path / "o.csv"
+    path.write_text("id,status\na,200\n")
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    try:
+        lock.remember_again(DoneIds(["a"]))
+        lock.refuse_or_truncate(overwrite=True)
+        assert os.listdir(tmp_path) == ["o.csv"]
+        assert path.read_text() == ""
+    finally:
+        lock.close()
+
+
 def test_each_output_has_its_own_list_of_rows_sent_again(tmp_path: Path) -> None:
     """Beside the file, a Parquet directory, or a SQLite database (one per table)."""
     pytest.importorskip("pyarrow")
