@@ -85,7 +85,7 @@ def count_shared_ids(
     source = reopen()
     try:
         items = source.items if limit is None else itertools.islice(source.items, limit)
-        return resumed.settle_shared(item_ids(items, id_column))
+        return resumed.settle_shared(item_ids(items, id_column), limited=limit is not None)
     finally:
         if source.close is not None:
             source.close()

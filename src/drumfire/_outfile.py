@@ -242,10 +242,10 @@ class OutputLock:
         """No silent overwrite: a non-empty file needs ``--resume`` or ``--overwrite``.
 
         A typed output is replaced by its sink (opened without ``append``). The rows
-        the replaced output had to send again (:meth:`remember_again`) go with it.
+        a replaced file had to send again (:meth:`remember_again`) go once it is empty
+        (a typed output's, when the run completes): not before, or a run stopped in
+        between would leave the old rows without the list that guards them.
         """
-        if overwrite:
-            self.forget_again()
         if self.fmt:
             if not overwrite and holds_rows(self.output, self.fmt):
                 raise UsageError(
@@ -266,6 +266,7 @@ class OutputLock:
             raise UsageError(
                 f"cannot overwrite output {self.path!r}: {exc.strerror or exc}"
             ) from None
+        self.forget_again()
 
     def rewrite(self, fmt: str, resend: Callable[[Record], bool]) -> None:
         """Keep only the rows ``resend`` does not pick: a new file renamed over the old."""

@@ -301,8 +301,8 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         )
         lines.append(
             "    rows that share an id cannot be told apart in the output; --resume sends all "
-            "the rows of such an id again unless the output has all (an empty id is its "
-            "row's number): give each row its own id (--id)"
+            "the rows of such an id again unless the output has all (an input read twice: a "
+            "file, not stdin; an empty id is its row's number): give each row its own id (--id)"
         )
     if output:
         lines.append(f"  results: {output}")

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._errors import Reason, UsageError
+from ._errors import InputError, Reason, UsageError
 from ._sinks import TABLE_FORMATS, csv_writers, has_cr
 
 __all__ = [
@@ -75,7 +75,7 @@ class DoneIds:
         return len(self._keys)
 
     def __contains__(self, value: object) -> bool:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not self._keys:  # none: no hash to make
             return False
         k = _key(value)
         keys = self._keys
@@ -296,7 +296,7 @@ class Resumed:
         sending it did (its file is then an older answer's, not this batch's)."""
         return self.again.take(id_) or id_ in self.shared or id_ in self.pending
 
-    def settle_shared(self, ids: Iterable[str]) -> int:
+    def settle_shared(self, ids: Iterable[str], limited: bool = False) -> int:
         """Count the input's ``ids`` (every row's, in input order) against the rows kept;
         return how many kept rows this drops.
 
@@ -308,6 +308,10 @@ class Resumed:
         rewrite) and every input row of it is sent again. An id with as many rows
         on both sides is done; one the input does not have keeps its rows.
 
+        A partial count (``limited``: ``-n``; or the input unreadable from some row on,
+        where the run stops too) drops an id only where the output has fewer rows of it
+        than were counted: more may be the answers of rows past the count, not doubles.
+
         Memory: 4 bytes for each row kept, while counting; the ids themselves
         are hashed one at a time.
         """
@@ -317,11 +321,15 @@ class Resumed:
             return 0
         counts = array("I", bytes(4 * n))  # input rows per key, at the key's first index
         top = 0xFFFFFFFF
-        for id_ in ids:
-            k = _key(id_)
-            i = bisect_left(keys, k)
-            if i < n and keys[i] == k and counts[i] < top:
-                counts[i] += 1
+        complete = not limited
+        try:
+            for id_ in ids:
+                k = _key(id_)
+                i = bisect_left(keys, k)
+                if i < n and keys[i] == k and counts[i] < top:
+                    counts[i] += 1
+        except InputError:  # unreadable from here on: the run stops at the same row
+            complete = False
         shared = array("q")
         kept = array("q")
         i = 0
@@ -331,7 +339,7 @@ class Resumed:
             while j < n and keys[j] == k:
                 j += 1
             wanted = counts[i]
-            if wanted and wanted != j - i:
+            if wanted and (wanted > j - i or (complete and wanted != j - i)):
                 shared.append(k)
             else:
                 kept.extend(keys[i:j])

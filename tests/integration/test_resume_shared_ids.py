@@ -242,6 +242,52 @@ def test_limit_counts_only_the_rows_it_reads(server: DemoServer, tmp_path: Path)
     assert output_rows(out, "csv") == expected("x,a\nx,b\n")
 
 
+def test_a_shorter_limit_keeps_the_rows_past_it(server: DemoServer, tmp_path: Path) -> None:
+    # A whole run, then --resume -n 3: a's second row lies past the limit, so the count
+    # of a (1) is under the output's (2); that is not a double, and nothing is dropped
+    # (it deleted the answer of "a,e" and sent "a,a" again).
+    source = tmp_path / "in.csv"
+    source.write_text("id,v\na,a\nb,b\nc,c\nd,d\na,e\n")
+    out = tmp_path / "out.csv"
+    common = ("--url", server.base_url + URL, "-e", "got=query.v", "--keep", "v", "-o", out)
+    first = drumfire_run(source, *common, "-q")
+    assert first.returncode == 0, first.stderr
+    before = server.requests_served
+    proc = drumfire_run(source, *common, "-n", "3", "--resume", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert server.requests_served == before
+    assert output_rows(out, "csv") == expected("a,a\nb,b\nc,c\nd,d\na,e\n")
+
+
+def test_an_input_unreadable_part_way_is_resumed_up_to_there(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    # A .gz cut short: the ids pass stops where the input does, and the run goes on up
+    # to that row and stops there, exit status 1, as without the pass (it refused the
+    # whole resume with exit 2 and sent nothing).
+    import gzip
+
+    # Values that do not compress to nothing: the cut must lie past the first read.
+    rows = "".join(f"r{i % 500},{i}-{i * 7919 % 100003:05d}{i * 104729 % 99991:05d}\n"
+                   for i in range(20000))  # fmt: skip
+    whole = gzip.compress(("id,v\n" + rows).encode())
+    source = tmp_path / "in.csv.gz"
+    source.write_bytes(whole)
+    out = tmp_path / "out.csv"
+    common = ("--url", server.base_url + URL, "-e", "got=query.v", "--keep", "v", "-o", out)
+    first = drumfire_run(source, *common, "-n", "100", "-q")  # a run stopped early
+    assert first.returncode == 0, first.stderr
+    source.write_bytes(whole[: len(whole) * 2 // 3])
+    proc = drumfire_run(source, *common, "--resume", "-q")
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot read input" in proc.stderr
+    got = output_rows(out, "csv")
+    answered = [(v, g) for _, v, g in got if g]  # the rest: in flight at the stop, cancelled
+    assert len(answered) > 100  # the readable rows past the first run's were sent
+    assert all(v == g for v, g in answered)  # each row its own answer
+    assert len({v for _, v, _ in got}) == len(got)  # none twice
+
+
 def test_a_cluster_part_sends_every_row_of_an_id_one_of_whose_rows_goes(
     server: DemoServer, tmp_path: Path
 ) -> None:

@@ -346,8 +346,8 @@ def test_format_summary_resume_and_duplicates() -> None:
     at = lines.index("  warning: 3 rows repeat an id seen earlier in the input")
     assert lines[at + 1] == (
         "    rows that share an id cannot be told apart in the output; --resume sends all "
-        "the rows of such an id again unless the output has all (an empty id is its "
-        "row's number): give each row its own id (--id)"
+        "the rows of such an id again unless the output has all (an input read twice: a "
+        "file, not stdin; an empty id is its row's number): give each row its own id (--id)"
     )
 
 
