@@ -33,7 +33,7 @@ cost added. pyarrow is imported only when a batch is converted.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._rows import InputProblem, Item
@@ -44,17 +44,28 @@ __all__ = ["BatchRows", "nan_columns"]
 _DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 
 
-def _needs(pa: Any, t: Any) -> bool:
-    """Whether a column of Arrow type ``t`` must be converted before ``to_pylist``."""
+def _inside(pa: Any, t: Any, leaf: Callable[[Any, Any], bool]) -> bool:
+    """Whether ``leaf(pa, t)`` holds for ``t`` or, for a dictionary, struct, map or list
+    type, for a type inside it."""
     types = pa.types
     if types.is_dictionary(t):
-        return _needs(pa, t.value_type)
+        return _inside(pa, t.value_type, leaf)
     if types.is_struct(t):
-        return any(_needs(pa, t.field(i).type) for i in range(t.num_fields))
+        return any(_inside(pa, t.field(i).type, leaf) for i in range(t.num_fields))
     if types.is_map(t):
-        return _needs(pa, t.key_type) or _needs(pa, t.item_type)
+        return _inside(pa, t.key_type, leaf) or _inside(pa, t.item_type, leaf)
     if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
-        return _needs(pa, t.value_type)
+        return _inside(pa, t.value_type, leaf)
+    return leaf(pa, t)
+
+
+def _needs(pa: Any, t: Any) -> bool:
+    """Whether a column of Arrow type ``t`` must be converted before ``to_pylist``."""
+    return _inside(pa, t, _leaf_needs)
+
+
+def _leaf_needs(pa: Any, t: Any) -> bool:
+    types = pa.types
     if types.is_temporal(t):  # timestamp, date, time, duration, interval
         return True
     binary_view = getattr(types, "is_binary_view", None)  # pyarrow 16
@@ -73,15 +84,11 @@ def _may_hold_nan(pa: Any, t: Any) -> bool:
     infinity: a float, or a list, struct or map with one; not an integer, string,
     boolean, decimal, temporal or binary value (those are ints, str, bool or text here).
     A type not known to hold none is taken as one that may."""
+    return _inside(pa, t, _leaf_may_hold_nan)
+
+
+def _leaf_may_hold_nan(pa: Any, t: Any) -> bool:
     types = pa.types
-    if types.is_dictionary(t):
-        return _may_hold_nan(pa, t.value_type)
-    if types.is_struct(t):
-        return any(_may_hold_nan(pa, t.field(i).type) for i in range(t.num_fields))
-    if types.is_map(t):
-        return _may_hold_nan(pa, t.key_type) or _may_hold_nan(pa, t.item_type)
-    if types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t):
-        return _may_hold_nan(pa, t.value_type)
     string_view = getattr(types, "is_string_view", None)  # pyarrow 16
     return not (
         types.is_integer(t)
@@ -90,7 +97,7 @@ def _may_hold_nan(pa: Any, t: Any) -> bool:
         or types.is_string(t)
         or types.is_large_string(t)
         or (string_view is not None and string_view(t))
-        or (_needs(pa, t) and not types.is_float32(t))  # decimal, temporal, binary: text
+        or (_leaf_needs(pa, t) and not types.is_float32(t))  # decimal, temporal, binary: text
     )
 
 
