@@ -485,10 +485,14 @@ def test_ctrl_c_of_a_bench_inside_a_running_loop_stops_its_load() -> None:
     with ScriptedServer(handler) as srv:
         # A loop of its own, as a kernel has: asyncio.run's would take the signal itself.
         loop = asyncio.new_event_loop()
+        # Ctrl-C raising KeyboardInterrupt, as in a kernel: a test run started in the
+        # background (a CI job, `cmd &`) inherits SIGINT ignored, and nothing would come.
+        before = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             with pytest.raises(KeyboardInterrupt):
                 loop.run_until_complete(cell())
         finally:
+            signal.signal(signal.SIGINT, before)
             loop.close()
         assert pressed.is_set()
         # The helper's load is over, not going on for two minutes: besides the two
