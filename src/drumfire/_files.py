@@ -274,25 +274,20 @@ def _numbered_skips(
     skip in ``to``: the engine asks one of the two once per input row, in input order
     (:meth:`Rows.screen <drumfire._rows.Rows.screen>`), so run_all can give each
     result of a resumed DataFrame its input row's label."""
-    asked = [0]
+    asked = [0]  # rows asked about so far, by either
 
-    def numbered_skip(id_: str) -> bool:
-        n = asked[0]
-        asked[0] = n + 1
-        if skip(id_):
-            to.append(n)
-            return True
-        return False
+    def numbered(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        def ask(key: Any) -> bool:
+            n = asked[0]
+            asked[0] = n + 1
+            if test(key):
+                to.append(n)
+                return True
+            return False
 
-    def numbered_skip_problem(line: int) -> bool:
-        n = asked[0]
-        asked[0] = n + 1
-        if skip_problem(line):
-            to.append(n)
-            return True
-        return False
+        return ask
 
-    return numbered_skip, numbered_skip_problem
+    return numbered(skip), numbered(skip_problem)
 
 
 def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[Source, Job, Output]:
