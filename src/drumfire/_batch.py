@@ -105,6 +105,7 @@ def execute(
     engine = job.engine(
         source,
         sink.write,
+        on_results=getattr(sink, "write_all", None),  # rows answered together, one call
         parse=parse,
         on_tick=on_tick,
         clock=clock,

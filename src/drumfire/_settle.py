@@ -282,7 +282,12 @@ class Settling(EngineCore):
             numbered = self.on_numbered
             handed = 0
             try:
-                if numbered is None:
+                if self.on_results is not None:
+                    # All at once (a file's sink). If it fails, none is counted: which
+                    # of them reached the file is not known.
+                    self.on_results(done)
+                    handed = len(done)
+                elif numbered is None:
                     for result in done:
                         on_result(result)
                         handed += 1
