@@ -24,6 +24,7 @@ import asyncio
 import collections
 import enum
 import functools
+import operator
 import os
 import socket
 import ssl
@@ -64,6 +65,8 @@ class ConnState(enum.Enum):
 
 CONNECTING, IDLE, BUSY, CLOSED = ConnState
 _LINGER_RESET = struct.pack("ii", 1, 0)
+_LEFT = operator.attrgetter("left")
+_KEEP_ALIVE = operator.attrgetter("keep_alive")
 
 
 class Owner(Protocol):
@@ -354,7 +357,7 @@ class Connection(asyncio.Protocol):
             self._complete(responses[0])
         elif not responses:
             return  # an answer is still on its way
-        elif all(r.keep_alive for r in responses):
+        elif all(map(_KEEP_ALIVE, responses)):
             # The usual case: hand them over together, the connection's state
             # already moved on.
             self._answered(responses)
@@ -365,18 +368,23 @@ class Connection(asyncio.Protocol):
     def _answered(self, responses: list[Response]) -> None:
         """Responses on a connection that stays open: one call to the owner for all."""
         behind = self.behind
-        answered: list[tuple[Any, Response]] = []
-        for response in responses:
-            answered.append((self.flight, response))
-            if response.left is not None:
-                self.left = response.left
-            if behind:
-                self.flight, self.deadline = behind.popleft()
-            else:
-                self.flight = None
-                self.state = IDLE
-        self.served += len(responses)
-        self.owner.on_responses(self, answered)
+        count = len(responses)
+        if len(behind) < count - 1:  # more answers than requests: the reader never gives that
+            raise AssertionError("more answers than requests on a connection")
+        flights = [self.flight]
+        popleft = behind.popleft
+        for _ in range(count - 1):
+            flights.append(popleft()[0])
+        if behind:
+            self.flight, self.deadline = popleft()
+        else:
+            self.flight = None
+            self.state = IDLE
+        lefts = list(map(_LEFT, responses))  # answers left, where the server said (rarely)
+        if lefts.count(None) != count:
+            self.left = next(left for left in reversed(lefts) if left is not None)
+        self.served += count
+        self.owner.on_responses(self, list(zip(flights, responses, strict=True)))
 
     def _complete(self, response: Response) -> None:
         if response.keep_alive:
