@@ -24,7 +24,6 @@ import asyncio
 import collections
 import enum
 import functools
-import operator
 import os
 import socket
 import ssl
@@ -65,8 +64,6 @@ class ConnState(enum.Enum):
 
 CONNECTING, IDLE, BUSY, CLOSED = ConnState
 _LINGER_RESET = struct.pack("ii", 1, 0)
-_LEFT = operator.attrgetter("left")
-_KEEP_ALIVE = operator.attrgetter("keep_alive")
 
 
 class Owner(Protocol):
@@ -357,7 +354,7 @@ class Connection(asyncio.Protocol):
             self._complete(responses[0])
         elif not responses:
             return  # an answer is still on its way
-        elif all(map(_KEEP_ALIVE, responses)):
+        elif all(r.keep_alive for r in responses):
             # The usual case: hand them over together, the connection's state
             # already moved on.
             self._answered(responses)
@@ -380,9 +377,9 @@ class Connection(asyncio.Protocol):
         else:
             self.flight = None
             self.state = IDLE
-        lefts = list(map(_LEFT, responses))  # answers left, where the server said (rarely)
-        if lefts.count(None) != count:
-            self.left = next(left for left in reversed(lefts) if left is not None)
+        for response in responses:  # the server's count of answers left, if it says
+            if response.left is not None:
+                self.left = response.left
         self.served += count
         self.owner.on_responses(self, list(zip(flights, responses, strict=True)))
 
