@@ -334,6 +334,7 @@ class OutputLock:
         """
         path = self._again_path()
         try:
+            self._drop_stale_tmp(path)  # a run killed while writing the list
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
@@ -360,13 +361,20 @@ class OutputLock:
         return pending
 
     def _write_beside(self, path: str, data: bytes) -> None:
-        """``data`` as the whole of ``path``, atomically, on disk before the rename."""
-        import tempfile
+        """``data`` as the whole of ``path``, atomically, on disk before the rename.
 
-        folder, name = os.path.split(path)
+        The temporary file has one name, ``path`` + ``.tmp``: the output's lock makes
+        this run its only writer, so a run killed while writing it (``kill -9``)
+        leaves a file the next run removes (:meth:`_drop_stale_tmp`) instead of
+        one more random name. It takes the output's mode, as the rewritten output
+        does (:meth:`rewrite`), so the list is as readable as the output it goes with.
+        """
+        tmp = path + ".tmp"
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
+            self._drop_stale_tmp(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
+                os.fchmod(fd, stat.S_IMODE(os.fstat(self.fd).st_mode))
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
@@ -381,11 +389,20 @@ class OutputLock:
                 f"--resume: cannot write beside {self.output!r}: {exc.strerror or exc}"
             ) from None
 
+    @staticmethod
+    def _drop_stale_tmp(path: str) -> None:
+        """Remove the temporary file a killed run left while writing ``path``."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".tmp")
+
     def forget_again(self) -> None:
         """A run completed the input: every row is in the output, none waits to be sent
         again (see :meth:`remember_again`)."""
+        path = self._again_path()
         with contextlib.suppress(OSError):
-            os.unlink(self._again_path())
+            os.unlink(path)
+        with contextlib.suppress(OSError):
+            self._drop_stale_tmp(path)
 
     def gone(self) -> str | None:
         """Why the path no longer leads to the locked file, or None if it does."""

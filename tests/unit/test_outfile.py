@@ -168,6 +168,35 @@ def test_rows_sent_again_are_remembered_until_a_run_completes(tmp_path: Path) ->
         lock.close()
 
 
+def test_the_list_of_rows_sent_again_leaves_no_temporary_file_and_takes_the_outputs_mode(
+    tmp_path: Path,
+) -> None:
+    """A run killed while writing the list (kill -9) left a randomly named .tmp file that
+    nothing removed; its one name is removed by the next run now. The list was written
+    0600 whatever the output's mode; it takes the output's now, as the rewrite does."""
+    path = tmp_path / "o.csv"
+    path.write_text("")
+    os.chmod(path, 0o640)
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    marker = tmp_path / f".o.csv{AGAIN_SUFFIX}"
+    stale = tmp_path / f"{marker.name}.tmp"
+    try:
+        stale.write_bytes(b"half a list")  # what a killed run leaves
+        os.chmod(stale, 0o400)  # even one this run could not open for writing
+        assert len(lock.remember_again(DoneIds())) == 0  # reading the list removes it
+        assert sorted(os.listdir(tmp_path)) == ["o.csv"]
+        stale.write_bytes(b"half a list")
+        lock.remember_again(DoneIds(["a"]))
+        assert sorted(os.listdir(tmp_path)) == [marker.name, "o.csv"]
+        assert marker.stat().st_mode & 0o777 == 0o640
+        stale.write_bytes(b"half a list")
+        lock.forget_again()  # a run that completes the input removes both
+        assert os.listdir(tmp_path) == ["o.csv"]
+    finally:
+        lock.close()
+
+
 def test_overwrite_drops_the_replaced_outputs_rows_to_send_again(tmp_path: Path) -> None:
     """They belonged to the output --overwrite replaces: kept, a later --resume would send
     those rows again though the new output holds them."""
