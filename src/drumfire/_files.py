@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._bodies import clean_temps, saved_rows
-from ._errors import InputError, UsageError
+from ._errors import InputError, UsageError, resume_named
 from ._frames import frame_kind, frame_source
 from ._job import Job, check_keywords, make_job
 from ._outfile import OutputLock, refuse_input_as_output
@@ -204,7 +204,7 @@ class Output:
             )
             if self._lock is not None:
                 self._lock.check_room()  # a full disk: nothing is sent (see _outfile)
-        except BaseException:
+        except BaseException as exc:
             if self._lock is not None:
                 # A file this call made and nothing reached (a CSV's header is still
                 # in the buffer): removed, so the next call is not refused for it.
@@ -214,6 +214,9 @@ class Output:
                 with contextlib.suppress(OSError, UsageError):
                     sink.close()
             self._close_lock()
+            named = resume_named(exc, "resume=True") if isinstance(exc, UsageError) else exc
+            if named is not exc:  # named as the call names it, not as --resume
+                raise named from None
             raise
         self._last = time.monotonic()
 

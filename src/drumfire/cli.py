@@ -42,7 +42,7 @@ from ._cli_common import (
     url_option,
     user_option,
 )
-from ._errors import InputError, UsageError
+from ._errors import InputError, UsageError, resume_named
 from ._extract import parse_extract_options
 from ._job import Job, make_job
 from ._limits import parse_rate
@@ -602,6 +602,7 @@ def run_command(
         --url 'http://127.0.0.1:5000/route/v1/driving/{lon1},{lat1};{lon2},{lat2}' \\
         -e code=code -e 'duration=routes[0].duration' -o results.csv
     """
+    resuming: str | None = None  # the option a resume's messages name (see resume_named)
     try:
         url, header_lines = _credentials(url, user, headers)
         pairs = parse_extract_options(extract)
@@ -786,7 +787,7 @@ def run_command(
                 lock.close()
             raise
     except UsageError as exc:
-        _fail(str(exc))
+        _fail(str(resume_named(exc, resuming) if resuming else exc))
     except click.BadParameter as exc:
         _fail(exc.format_message())
     stats, code = _run(
