@@ -41,7 +41,15 @@ from ._request import RequestPlan
 from ._response import Response
 from ._result import BASE_COLUMNS, Result
 from ._savebody import SaveSpec
-from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
+from ._settings import (
+    MAX_BODY,
+    MAX_CONCURRENCY,
+    MAX_REDIRECTS,
+    MOST_RETRIES,
+    PIPELINE,
+    Retry,
+    Timeouts,
+)
 from ._sources import TEXT_FORMATS, Source
 
 __all__ = ["Job", "check_keywords", "make_job"]
@@ -296,7 +304,7 @@ def make_job(
         retry=(
             retry
             if retry is not None
-            else Retry(retries=check_count("retries", retries, 0, _MOST_RETRIES))
+            else Retry(retries=check_count("retries", retries, 0, MOST_RETRIES))
         ),
         timeouts=Timeouts(
             connect=min(check_seconds("connect_timeout", connect_timeout), total), total=total
@@ -361,7 +369,6 @@ def check_keywords(settings: Mapping[str, Any], where: str) -> None:
 
 # The ranges the command line's options allow (click's IntRange there).
 _MOST_IN_FLIGHT = 100_000
-_MOST_RETRIES = 100
 _MOST_REDIRECTS = 100
 _MOST_PIPELINED = 256
 _LEAST_HEADER = 1024
@@ -374,15 +381,6 @@ def _optional_count(name: str, value: Any) -> int | None:
     if value is None:
         return None
     return check_count(name, value, 1, _MOST_IN_FLIGHT, ", or None (adaptive)")
-
-
-def _seconds_of(name: str, value: Any) -> Timeouts:
-    """``timeouts``: a :class:`Timeouts` whose two values are seconds above 0."""
-    if not isinstance(value, Timeouts):
-        raise UsageError(f"{name}={value!r}: give a drumfire.Timeouts")
-    check_seconds(f"{name}.connect", value.connect)
-    check_seconds(f"{name}.total", value.total)
-    return value
 
 
 def _form_fields(name: str, value: Any) -> tuple[FormField, ...]:
@@ -409,7 +407,7 @@ FIELD_CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
     ("max_concurrency", _range(1, _MOST_IN_FLIGHT)),
     ("rate", check_rate),
     ("retry", check_kind(Retry, "a drumfire.Retry (or retries=N to make_job)")),
-    ("timeouts", _seconds_of),
+    ("timeouts", check_kind(Timeouts, "a drumfire.Timeouts (it checks its seconds)")),
     ("verify", check_flag),
     ("cacert", optional(check_path)),
     ("cert", optional(check_path)),
