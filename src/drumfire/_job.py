@@ -100,12 +100,25 @@ class Job:
                 its field (``max_body=-1: give a number of bytes, 0 or more, ...``), or
                 a TLS file that cannot be used. A size or a rate written as on the
                 command line (``"64M"``, ``"10/s"``) becomes its number, a list a tuple.
+                Two bodies (``data``, ``data_file``, ``form``): one line naming both.
         """
         for name, check in FIELD_CHECKS:
             value = getattr(self, name)
             checked = check(name, value)
             if checked is not value:
                 object.__setattr__(self, name, checked)
+        # One body: make_job and the command line refuse two with their own names.
+        bodies = [
+            name
+            for name, given in (
+                ("data", self.data is not None),
+                ("data_file", self.data_file is not None),
+                ("form", bool(self.form)),
+            )
+            if given
+        ]
+        if len(bodies) > 1:
+            raise UsageError(f"the body is given twice: {'= and '.join(bodies)}=; give one")
         if self.cacert is not None or self.cert is not None or self.key is not None:
             # An unusable file, or a key without its certificate.
             TLS(self.verify, self.cacert, self.cert, self.key).check()

@@ -146,6 +146,11 @@ def test_files_and_form_take_requests_list_of_pairs() -> None:
         ({"form": ("a=b",)}, "form=('a=b',): give FormField parts (make_job's form=, files=)"),
         ({"save": "{id}.bin"}, "save='{id}.bin': give a SaveSpec (make_job's save_body=), or"),
         ({"cacert": "/no/such.pem"}, "--cacert /no/such.pem: no such file"),
+        # two bodies, which make_job and the command line refuse (a Job took them, and
+        # sent one, silently)
+        ({"data": "x", "data_file": "{p}"}, "the body is given twice: data= and data_file=;"),
+        ({"data": b"x", "form": (FormField("a", "b"),)}, "the body is given twice: data= and"),
+        ({"data_file": "{p}", "form": (FormField("a", "b"),)}, "the body is given twice: data_f"),
     ],
 )
 def test_a_job_made_directly_is_checked_as_make_job_checks(
@@ -216,6 +221,8 @@ def test_a_job_made_directly_takes_what_make_job_takes() -> None:
     assert (job.max_body, job.rate, job.keep) == (64 * 1024**2, 10.0, ("a",))
     assert job.headers == (("A", "b"), "C: d")
     assert (job.extract, job.data_file) == ((("d", "routes[0].duration"),), "up/{p}.bin")
+    with pytest.raises(UsageError, match=r"^the body is given twice: data= and data_file=; give"):
+        dataclasses.replace(job, data="x")
     assert job == make_job(URL, max_body="64M", rate="10/s", keep=["a"],
                            headers=[("A", "b"), "C: d"], extract={"d": "routes[0].duration"},
                            data_file=Path("up/{p}.bin"))  # fmt: skip
