@@ -356,7 +356,10 @@ def make_job(
 #: The keywords :func:`make_job` takes (the API's calls hand theirs on to it), and
 #: those the calls take first (the output's, the input's), for the nearest name.
 _KEYWORDS = tuple(name for name in inspect.signature(make_job).parameters if name != "url")
-_NEAR = (*_KEYWORDS, "output", "output_format", "resume", "overwrite", "input_format", "progress")
+_NEAR = (
+    *_KEYWORDS,
+    *("output", "output_format", "resume", "overwrite", "input_format", "delimiter", "progress"),
+)
 #: The command line's options a Python call may be given by their names: what to use.
 _CLI_ONLY = {
     "format": "the API's is input_format=",

@@ -67,7 +67,7 @@ from ._resume import (
 )
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
-from ._sources import Source, open_source
+from ._sources import Source, check_delimiter, open_source
 from ._text import counted
 
 __all__ = ["entry", "main"]
@@ -354,6 +354,13 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @encoding_option
 @click.option(
+    "--delimiter",
+    default=None,
+    metavar="CHAR",
+    help="The character between a CSV input's fields: ';', '|', '\\t' (tab) "
+    "[default: ',', a tab for .tsv/.tab and --format tsv].",
+)
+@click.option(
     "-c",
     "--concurrency",
     type=click.IntRange(1, 100_000),
@@ -568,6 +575,7 @@ def run_command(
     input_format: str | None,
     output_format: str | None,
     encoding: str,
+    delimiter: str | None,
     concurrency: int | None,
     processes: str,
     max_concurrency: int,
@@ -652,6 +660,8 @@ def run_command(
         if not keep_going:  # a dead target ends the run early (see the README)
             job = dataclasses.replace(job, unreachable_after=UNREACHABLE_AFTER)
         nprocs = _processes_option(processes, url)
+        if delimiter is not None:
+            delimiter = check_delimiter(delimiter, "--delimiter")
         parse = load_parse_function(parse_spec) if parse_spec else None
         declared = _parse_columns_option(parse_columns, parse_spec, pairs, keep_columns)
         again = (
@@ -681,6 +691,8 @@ def run_command(
                 )
             if limit is not None:
                 raise UsageError("--cluster: -n/--limit is not supported with a cluster yet")
+            if delimiter is not None:
+                raise UsageError("--cluster: --delimiter is not supported with a cluster yet")
             if nprocs > 1:
                 raise UsageError(
                     "--cluster: -p does not apply (each worker process runs one engine); "
@@ -709,7 +721,9 @@ def run_command(
             check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and Console(stderr=True).is_terminal
-        source = open_source(input_path, input_format, encoding, count=displayed)
+        source = open_source(
+            input_path, input_format, encoding, count=displayed, delimiter=delimiter
+        )
         if limit is not None:
             source = _first_rows(source, limit)
         lock: OutputLock | None = None
@@ -737,7 +751,7 @@ def run_command(
 
                 # Ids only, before sending: rows that share an id are sent again
                 # together (see count_shared_ids); standard input is read once.
-                reopen = reread(input_path, input_format, encoding)
+                reopen = reread(input_path, input_format, encoding, delimiter)
                 shared = count_shared_ids(resumed, reopen, id_column, limit)
                 drop = resumed.resends(resend)
             if resumed is not None and lock is not None and job.save is not None:
