@@ -28,9 +28,11 @@ __all__ = [
     "METHODS",
     "MOST_RETRIES",
     "PIPELINE",
+    "SWEEP_FLOOR",
     "UNPROCESSED_STATUSES",
     "Retry",
     "Timeouts",
+    "sweep_interval",
 ]
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -68,6 +70,18 @@ class Timeouts:
         """
         for name in ("connect", "total"):
             object.__setattr__(self, name, check_seconds(f"Timeouts.{name}", getattr(self, name)))
+
+
+#: The shortest time between two sweeps for connections past their deadline.
+SWEEP_FLOOR = 0.005
+
+
+def sweep_interval(tick: float, *timeouts: float) -> float:
+    """How often an owner of connections (the engine, bench's runner) aborts those past
+    their deadline: a tenth of the shortest timeout, so that a timeout fires at most a
+    tenth late, and at most ``tick`` apart; never under :data:`SWEEP_FLOOR` (a timeout
+    under 50 ms may fire up to 5 ms late), which bounds the sweeps' cost."""
+    return max(SWEEP_FLOOR, min(tick, *(t / 10 for t in timeouts)))
 
 
 #: Statuses with which the server says it did not process the request (RFC 9110

@@ -38,6 +38,7 @@ from ._cli_common import (
     hide_secrets,
     insecure_option,
     read_data,
+    seconds_option,
     url_from_user,
     url_option,
     user_option,
@@ -138,14 +139,6 @@ def _rate_option(text: str | None, option: str = "--rate") -> float | None:
         return parse_rate(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
-
-
-def _seconds_option(option: str, seconds: float) -> float:
-    """``--timeout``, ``--connect-timeout``: click's FloatRange lets ``nan`` and ``inf``
-    through, which make_job would refuse naming its keyword, not the option."""
-    if not math.isfinite(seconds):
-        raise UsageError(f"{option} {seconds}: give a number of seconds above 0 (5 or 2.5)")
-    return seconds
 
 
 def _wait_option(text: str, option: str = "--max-retry-wait") -> float:
@@ -646,8 +639,8 @@ def run_command(
                 unsafe=retry_unsafe,
                 max_retry_after=_wait_option(max_retry_wait),
             ),
-            timeout=_seconds_option("--timeout", timeout),
-            connect_timeout=_seconds_option("--connect-timeout", connect_timeout),
+            timeout=seconds_option("--timeout", timeout),
+            connect_timeout=seconds_option("--connect-timeout", connect_timeout),
             verify=False if insecure else (cacert or True),
             cert=(cert, key) if key is not None else cert,  # checked by TLS.check
             max_body=_size_option("--max-body", max_body),

@@ -188,6 +188,18 @@ def test_a_timeout_that_never_fires_names_the_option(
     ]
 
 
+def test_bench_names_its_timeout_option_too() -> None:
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+
+    result = CliRunner().invoke(bench_command, ["http://127.0.0.1:9/", "--timeout", "nan"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "drumfire bench: error: --timeout nan: give a number of seconds above 0 (5 or 2.5)"
+    )
+
+
 @pytest.mark.parametrize(
     ("rate", "line"),
     [
