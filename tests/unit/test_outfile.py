@@ -11,6 +11,7 @@ import pytest
 from drumfire._errors import UsageError
 from drumfire._outfile import (
     AGAIN_SUFFIX,
+    REWRITE_SUFFIX,
     FileProblem,
     GuardedSink,
     OutputLock,
@@ -100,6 +101,28 @@ def test_rewrite_replaces_the_file_and_keeps_it_locked(tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="another drumfire run"):
             OutputLock.acquire(str(path))
         assert [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]  # no temporary file left
+    finally:
+        lock.close()
+
+
+def test_a_rewrite_killed_midway_leaves_a_file_the_next_one_removes(tmp_path: Path) -> None:
+    """The rewrite's temporary file had a random name (mkstemp): a kill -9 while it was
+    written left it for good. It has one name now, which the next rewrite replaces and
+    a run that completes the input removes."""
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(b'{"id":"1","error":""}\n{"id":"2","error":"cancelled"}\n')
+    stale = tmp_path / f".o.jsonl{REWRITE_SUFFIX}"
+    stale.write_bytes(b'{"id":"1"')  # what a killed run leaves
+    os.chmod(stale, 0o400)
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    try:
+        lock.rewrite("jsonl", lambda record: record[2] == "cancelled")
+        assert path.read_bytes() == b'{"id":"1","error":""}\n'
+        assert [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]
+        stale.write_bytes(b"")
+        lock.forget_again()
+        assert [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]
     finally:
         lock.close()
 
