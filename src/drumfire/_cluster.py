@@ -562,14 +562,14 @@ def _frame_partition(frame: Any, job: Job, kinds: dict[str, str]) -> Any:
 
 #: drumfire.run's arguments that run_dask does not take, and what to do instead.
 _NOT_IN_RUN_DASK = {
-    "output": "write the result frame (results.to_parquet(PATH)), or use drumfire run "
-    "--cluster -o DIR",
+    "output": "write the result frame (results.to_parquet(PATH)), or drumfire run --cluster -o DIR",
     "resume": "run_dask computes every partition; drumfire run --cluster --resume completes "
     "a dataset directory",
     "overwrite": "write the result frame where you choose",
     "progress": "Dask shows a computation's progress (distributed.progress)",
     "parse": "a parse function is not supported here; extract= the fields, or use drumfire "
     "run --cluster --parse",
+    "delimiter": "pass the frame of dask.dataframe.read_csv(PATH, sep=...) instead",
 }
 
 
