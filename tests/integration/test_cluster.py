@@ -410,6 +410,9 @@ def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
                 proc.wait()
         assert proc.returncode == 143, err
         assert "drumfire: interrupted; the finished parts are kept" in err
+        # The LocalCluster's shutdown (the busy worker killed after 4 s, its task
+        # cancelled) printed distributed's WARNING lines: only drumfire's are shown.
+        assert all(line.startswith(("drumfire:", "  ")) for line in err.splitlines()), err
         hint = [line for line in err.splitlines() if "resume with: drumfire run" in line]
         assert len(hint) == 1, err
         assert hint[0].endswith("--resume")
@@ -477,6 +480,73 @@ def test_sigterm_while_submitting_or_cleaning_up_ends_as_ctrl_c_does(
     assert "drumfire: interrupted; the finished parts are kept" in err
     assert finished == ([] if step == "submit" else [step])
     assert signal.getsignal(signal.SIGTERM) is before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    _, code = _cluster.run_cluster(str(src), job, resume=True, **args)  # type: ignore[arg-type]
+    assert code == 0, capsys.readouterr().err
+    assert_exactly_once(out)
+
+
+@pytest.mark.parametrize("step", ["close", "clean"])
+def test_ctrl_c_while_cleaning_up_after_ctrl_c_ends_with_the_summary(
+    step: str,
+    demo: DemoServer,
+    cluster: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A second Ctrl-C while the client closed (the cluster stopping, the temporary
+    # files removed) raised KeyboardInterrupt out of the cleanup: a traceback (or
+    # click's "Aborted!", exit 1), no summary, the cleanup half done. Now it is
+    # recorded and the run ends as after one Ctrl-C: the summary, exit 130. The
+    # first Ctrl-C comes while the tasks are submitted, the second inside the step.
+    from drumfire import _cluster
+    from drumfire._job import make_job
+
+    local, _ = cluster
+    src = hold_input(tmp_path / "in.csv", at=-1)
+    out = tmp_path / "out.parquet"
+    finished: list[str] = []
+
+    def interrupt(where: str) -> None:
+        signal.raise_signal(signal.SIGINT)  # its handler has run when this returns
+        finished.append(where)
+
+    split_job = _cluster.split_job
+    monkeypatch.setattr(_cluster, "split_job", lambda *a: (interrupt("submit"), split_job(*a))[1])
+    if step == "close":
+
+        class LocalCluster:  # stands for the one that local:N starts
+            def close(self) -> None:
+                interrupt("close")
+
+        connect = _cluster.connect
+        monkeypatch.setattr(_cluster, "connect", lambda a: (connect(a)[0], LocalCluster()))
+    else:
+        clean = _cluster.Store.clean
+
+        def clean_after_a_ctrl_c(store: Any) -> None:
+            (out / ".part-000099.parquet.tmp").write_bytes(b"cut short")
+            interrupt("clean")
+            clean(store)
+
+        monkeypatch.setattr(_cluster.Store, "clean", clean_after_a_ctrl_c)
+    # Ctrl-C raising KeyboardInterrupt, as in a terminal: a test run started in the
+    # background inherits SIGINT ignored.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        job = make_job(demo.base_url + "/echo?q={q}")
+        args = {"cluster": local.scheduler_address, "output": str(out), "out_fmt": "parquet",
+                "partition_size": 4096}  # fmt: skip
+        _, code = _cluster.run_cluster(str(src), job, **args)  # type: ignore[arg-type]
+        err = capsys.readouterr().err
+        assert code == 130, err
+        assert err.endswith("drumfire: interrupted; the finished parts are kept\n"), err
+        assert finished == [step]  # the first Ctrl-C stopped the submission at once
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.undo()
     _, code = _cluster.run_cluster(str(src), job, resume=True, **args)  # type: ignore[arg-type]
