@@ -11,12 +11,13 @@ worker, a retry) writes the same part again, and a task whose part exists
 skips: every input row is in exactly one complete part.
 
 ``dask`` and ``distributed`` are imported inside the functions only: nothing in
-the core imports this module. The work is in five modules: this one drives the
+the core imports this module. The work is in six modules: this one drives the
 run from the client (the output directory, the tasks, the live line, the
 summary) and holds the Python API; :mod:`._cluster_plan` cuts the input;
 :mod:`._cluster_task` is the task a worker runs; :mod:`._cluster_store` is
 where input and parts live (local paths, fsspec URLs); :mod:`._cluster_stop`
-handles SIGTERM and Ctrl-C on the client.
+handles SIGTERM and Ctrl-C on the client; :mod:`._cluster_schema` gives the
+Parquet parts one schema at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
+from ._cluster_schema import share_schema
 from ._cluster_stop import StopSignals, Terminated
 from ._cluster_store import (
     EXTRA,
@@ -346,6 +348,7 @@ def _drive(
     stats.started = line.started
     errors: list[str] = []
     interrupted = 0  # the signal that stopped the run
+    unshared: str | None = None
     slots = 0
     stops = StopSignals()
     try:
@@ -409,8 +412,15 @@ def _drive(
             if cluster is not None:
                 cluster.close()
             Store(directory).clean()
+            # Also after a stop: the parts present are read as one table meanwhile.
+            unshared = share_schema(directory) if out_fmt == "parquet" else None
         finally:
             stops.restore()
+    if unshared is not None:
+        sys.stderr.write(
+            f"drumfire: warning: could not give the parts one schema (each is complete as "
+            f"it is): {unshared}\n"
+        )
     if (stops.came or stops.ctrl_c) and not interrupted:  # it came during the cleanup
         interrupted = signal.SIGTERM if stops.came else signal.SIGINT
         stats.stopped = True

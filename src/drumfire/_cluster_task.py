@@ -244,17 +244,22 @@ def _merge(
 
     before = pq.read_table(io.BytesIO(old)).filter(pa.array(keep, pa.bool_()))
     after = pq.read_table(io.BytesIO(new))
-    try:
-        table = pa.concat_tables([before, after], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # A column typed differently in the two (numbers before, text now): text in both.
-        for name in set(before.column_names) & set(after.column_names):
-            a, b = before.schema.field(name).type, after.schema.field(name).type
-            if a != b:
-                i, j = before.column_names.index(name), after.column_names.index(name)
-                before = before.set_column(i, name, before.column(name).cast(pa.string()))
-                after = after.set_column(j, name, after.column(name).cast(pa.string()))
-        table = pa.concat_tables([before, after], promote_options="permissive")
+    for name in set(before.column_names) & set(after.column_names):
+        a, b = before.schema.field(name).type, after.schema.field(name).type
+        if a == b:
+            continue
+        i, j = before.column_names.index(name), after.column_names.index(name)
+        # A side without a value (the rows sent again all failed, or the part's rows
+        # had none) takes the other's type: nulls cast to any (both were made text,
+        # numbers included). Else both are text (numbers before, text now).
+        if after.column(j).null_count == after.num_rows:
+            after = after.set_column(j, before.schema.field(name), after.column(j).cast(a))
+        elif before.column(i).null_count == before.num_rows:
+            before = before.set_column(i, after.schema.field(name), before.column(i).cast(b))
+        else:
+            before = before.set_column(i, name, before.column(i).cast(pa.string()))
+            after = after.set_column(j, name, after.column(j).cast(pa.string()))
+    table = pa.concat_tables([before, after], promote_options="permissive")
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()

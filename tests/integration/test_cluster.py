@@ -319,6 +319,62 @@ def test_run_dask_results_have_one_typed_schema_for_to_parquet(
         run_dask(tmp_path / "routes.csv", url, extract=extract, dtypes={"x": "int64"})
 
 
+def test_parts_without_a_value_share_the_numbers_type_of_the_others(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # A partition whose field got no value (every row failed: an outage, NoRoute) typed
+    # it as text in its part while the others held numbers: pandas and pyarrow.dataset
+    # took the first part's type (numbers read as text), polars refused the dataset.
+    # The client now rewrites such parts with the others' type, and --retry-failed's
+    # rewrite of a part keeps numbers when the rows sent again fail once more.
+    pl = pytest.importorskip("polars")
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    local, _ = cluster
+    src = tmp_path / "in.csv"
+    n = 90
+    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
+    parts = plan_parts(str(src), "csv", size=256)
+    assert len(parts) >= 3
+    values = {}  # every line the same length, so the cuts stay where they are
+    for p in parts:
+        for i in range(p.first_row, p.first_row + p.rows):
+            # The first partition: no value at all; the second: only half of its rows.
+            no = p.index == 0 or (p.index == 1 and i % 2 == 0)
+            values[f"r{i:03d}"] = "none" if no else f"{i:04d}"
+    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
+    assert plan_parts(str(src), "csv", size=256) == parts
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        v = parse_qs(urlsplit(target).query)["v"][0]
+        return respond(404, {}) if v == "none" else respond(200, {"n": int(v) + 0.5})
+
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(handler) as server:
+        args = ["run", src, "--url", server.base_url + "/x?v={v}", "-e", "n=n", "-o", out,
+                "--cluster", local.scheduler_address, "--partition-size", "256"]  # fmt: skip
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        again = drumfire(*args, "--retry-failed", "404")
+        assert again.returncode == 0, again.stderr
+    assert len([p for p in out.iterdir() if p.name.startswith("part-")]) == len(parts)
+    want = {k: None if v == "none" else int(v) + 0.5 for k, v in values.items()}
+    table = ds.dataset(out).to_table()
+    assert table.schema.field("n").type == pa.float64()
+    assert dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(),
+                    strict=True)) == want  # fmt: skip
+    frame = pd.read_parquet(out)
+    assert str(frame["n"].dtype) == "float64"
+    got = dict(zip(frame["id"], frame["n"], strict=True))
+    assert {k: None if pd.isna(v) else v for k, v in got.items()} == want
+    polars = pl.read_parquet(str(out / "*.parquet"))
+    assert polars.schema["n"] == pl.Float64
+    assert len(polars) == n
+
+
 def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
     from drumfire._cluster import TOPIC, run_part
     from drumfire._job import make_job
