@@ -11,7 +11,10 @@ part's type (numbers read as text, or a failed cast), polars refuses
 So at the end of every run the client reads each part's footer (the column
 statistics count the nulls) and rewrites the parts where a column holds no
 value and is typed unlike the one type that the parts holding values agree on:
-a column of nulls casts to any type, so no value changes. A part is rewritten
+a column of nulls casts to any type, so no value changes. Where the parts with
+values hold integers in some and floats in others, the integer parts become
+float64, as one process's output types such a column (an integer beyond 2**53,
+which a float would round, keeps its part as it is). A part is rewritten
 whole and atomically, as a task writes it (:meth:`Store.replace`); a run cut
 short leaves every part complete, and the next run's end does the rest. Parts
 whose values disagree (numbers in one, text in another) are left as they are:
@@ -69,17 +72,26 @@ def share_schema(directory: str) -> str | None:
                 for n in names
                 if column in schemas[n].names and column not in empty[n]
             }
+            if held == {pa.int64(), pa.float64()}:
+                held = {pa.float64()}  # whole numbers in some parts only, as in one process
             if len(held) != 1:
                 continue  # no value anywhere, or values of several types
             (kind,) = held
             for n in names:
-                if column in empty[n] and schemas[n].field(column).type != kind:
+                if column not in schemas[n].names:
+                    continue
+                now = schemas[n].field(column).type
+                if now != kind and (column in empty[n] or now == pa.int64()):
                     targets.setdefault(n, {})[column] = kind
         for name, changes in targets.items():
             table = pq.read_table(io.BytesIO(store.read(name)))
             for column, kind in changes.items():
                 i = table.column_names.index(column)
-                table = table.set_column(i, pa.field(column, kind), table.column(i).cast(kind))
+                try:
+                    cells = table.column(i).cast(kind)  # safe: refuses to change a value
+                except pa.ArrowInvalid:
+                    continue  # an integer beyond 2**53, which a float64 would round
+                table = table.set_column(i, pa.field(column, kind), cells)
             buffer = io.BytesIO()
             pq.write_table(table, buffer)
             store.replace(name, buffer.getvalue())

@@ -325,8 +325,9 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     # A partition whose field got no value (every row failed: an outage, NoRoute) typed
     # it as text in its part while the others held numbers: pandas and pyarrow.dataset
     # took the first part's type (numbers read as text), polars refused the dataset.
-    # The client now rewrites such parts with the others' type, and --retry-failed's
-    # rewrite of a part keeps numbers when the rows sent again fail once more.
+    # The client now rewrites such parts with the others' type (and a part of whole
+    # numbers as float64, as one process types them), and --retry-failed's rewrite of
+    # a part keeps numbers when the rows sent again fail once more.
     pl = pytest.importorskip("polars")
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -336,13 +337,14 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     n = 90
     src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
     parts = plan_parts(str(src), "csv", size=256)
-    assert len(parts) >= 3
+    assert len(parts) >= 4
     values = {}  # every line the same length, so the cuts stay where they are
     for p in parts:
         for i in range(p.first_row, p.first_row + p.rows):
-            # The first partition: no value at all; the second: only half of its rows.
+            # The first partition: no value at all; the second: only half of its rows;
+            # the third: whole numbers only (int64 there, float64 in the others).
             no = p.index == 0 or (p.index == 1 and i % 2 == 0)
-            values[f"r{i:03d}"] = "none" if no else f"{i:04d}"
+            values[f"r{i:03d}"] = "none" if no else f"{'w' if p.index == 2 else 0}{i:03d}"
     src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
     assert plan_parts(str(src), "csv", size=256) == parts
 
@@ -350,7 +352,9 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
         index: int, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> Action:
         v = parse_qs(urlsplit(target).query)["v"][0]
-        return respond(404, {}) if v == "none" else respond(200, {"n": int(v) + 0.5})
+        if v == "none":
+            return respond(404, {})
+        return respond(200, {"n": int(v[1:]) if v[0] == "w" else int(v) + 0.5})
 
     out = tmp_path / "out.parquet"
     with ScriptedServer(handler) as server:
@@ -361,7 +365,10 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
         again = drumfire(*args, "--retry-failed", "404")
         assert again.returncode == 0, again.stderr
     assert len([p for p in out.iterdir() if p.name.startswith("part-")]) == len(parts)
-    want = {k: None if v == "none" else int(v) + 0.5 for k, v in values.items()}
+    want = {
+        k: None if v == "none" else float(v[1:]) if v[0] == "w" else int(v) + 0.5
+        for k, v in values.items()
+    }
     table = ds.dataset(out).to_table()
     assert table.schema.field("n").type == pa.float64()
     assert dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(),
