@@ -189,12 +189,14 @@ class Output:
                         "complete it, or overwrite=True to replace it"
                     )
                 self._lock.refuse_or_truncate(overwrite=True)
+                self._lock.start_batch(job.save is not None)
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
                 count_shared_ids(resumed, reopen, id_column)
                 if self._lock is not None and job.save is not None:
                     # Before the rewrite drops them: no file is their answer until sent.
                     resumed.pending = self._lock.remember_again(resumed.again)
+                    resumed.since = self._lock.batch_began()  # nor an earlier batch's
                 if resumed.dropped and self._lock is not None:
                     self._lock.rewrite(fmt, resumed.resends(is_cancelled))
                 self.skip = resumed.done.take
@@ -203,7 +205,7 @@ class Output:
                     self.skip, self.skip_problem = _numbered_skips(
                         self.skip, self.skip_problem, self._skipped_to
                     )
-                self.saved = saved_rows(job, resumed.sent_again)
+                self.saved = saved_rows(job, resumed.sent_again, resumed.since)
             self.sink = open_sink(
                 self.path,
                 fmt,

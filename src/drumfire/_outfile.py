@@ -77,6 +77,10 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 AGAIN_SUFFIX = ".drumfire-again"
 #: The file :meth:`OutputLock.rewrite` writes the kept rows to: ``.NAME`` + this.
 REWRITE_SUFFIX = ".drumfire-rewrite"
+#: The file beside an output whose modification time is when the output's batch began
+#: (:meth:`OutputLock.start_batch`): ``.NAME`` + this.
+BATCH_SUFFIX = ".drumfire-batch"
+_BATCH_TEXT = b"drumfire: this output's batch began at this file's modification time\n"
 _AGAIN_HEAD = b"drumfire: ids of rows to send again, 8-byte keys\n"
 
 
@@ -322,14 +326,42 @@ class OutputLock:
         return os.path.join(folder, f".{name}{REWRITE_SUFFIX}")
 
     def _again_path(self) -> str:
+        return self._beside(AGAIN_SUFFIX)
+
+    def _beside(self, suffix: str) -> str:
         if self.fmt == "sqlite":  # one file per table of the database
             from ._sqlite import sqlite_target
 
             database, table = sqlite_target(self.output)
             folder, name = os.path.split(os.path.realpath(database))
-            return os.path.join(folder, f".{name}.{table}{AGAIN_SUFFIX}")
+            return os.path.join(folder, f".{name}.{table}{suffix}")
         folder, name = os.path.split(os.path.realpath(self.output))
-        return os.path.join(folder, f".{name}{AGAIN_SUFFIX}")
+        return os.path.join(folder, f".{name}{suffix}")
+
+    def start_batch(self, saves: bool) -> None:
+        """A run that starts the output anew (not ``--resume``) begins its batch: with
+        ``--save-body`` (``saves``), a file beside the output whose modification time
+        says when, written before any body is saved; else an older one goes.
+
+        A ``--resume`` then takes a saved file as a missing row's answer only if it
+        was written since (:meth:`batch_began`): a file of an earlier batch (before
+        ``--overwrite``, or another output's in a shared ``--save-dir``) is sent again.
+        The time is the file system's own clock, as the saved files' are.
+        """
+        path = self._beside(BATCH_SUFFIX)
+        if saves:
+            self._write_beside(path, _BATCH_TEXT)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def batch_began(self) -> int | None:
+        """When the output's batch began (ns, see :meth:`start_batch`), or None: an output
+        written before drumfire kept it, or without ``--save-body``."""
+        try:
+            return os.stat(self._beside(BATCH_SUFFIX)).st_mtime_ns
+        except OSError:
+            return None
 
     def remember_again(self, again: DoneIds) -> DoneIds:
         """Add the ids of ``again`` (rows this run drops to send again) to the file of
@@ -433,6 +465,7 @@ class OutputLock:
         if self.created and self.size() == 0:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+                os.unlink(self._beside(BATCH_SUFFIX))  # the batch it began goes with it
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -727,6 +727,7 @@ def run_command(
             lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
             if lock is not None and resuming is None:
                 lock.refuse_or_truncate(overwrite)
+                lock.start_batch(job.save is not None)
             # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
             append = not (overwrite and out_fmt in TABLE_FORMATS)
 
@@ -750,6 +751,7 @@ def run_command(
             if resumed is not None and lock is not None and job.save is not None:
                 # Before the rewrite drops them: no file is their answer until sent.
                 resumed.pending = lock.remember_again(resumed.again)
+                resumed.since = lock.batch_began()  # nor a file of an earlier batch
             fields = job.field_names()
             if job.skip_saved:
                 clean_temps(job)  # what a stopped run left (see --save-body)
@@ -861,7 +863,7 @@ def _run(
     skip_problem = resumed.problems.__contains__ if resumed is not None else None
     # --resume with --save-body: a row the output lacks whose file is complete is
     # written without a request; a row it drops to send again is sent.
-    saved = saved_rows(job, resumed.sent_again) if resumed is not None else None
+    saved = saved_rows(job, resumed.sent_again, resumed.since) if resumed is not None else None
     try:
         if nprocs > 1:
             from ._parallel import execute_parallel
