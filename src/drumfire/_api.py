@@ -37,7 +37,8 @@ _DOC_ARGS = """
         rows: dicts (one per request), URL strings, a pandas DataFrame, a
             pyarrow Table or a polars DataFrame, or the path of an input file
             (a ``pathlib.Path``, or a ``str`` naming an existing file; read as
-            ``drumfire run`` reads INPUT, with ``input_format=``, ``encoding=``).
+            ``drumfire run`` reads INPUT, with ``input_format=``, ``encoding=``,
+            ``delimiter=``: a CSV's field separator, as ``--delimiter``).
         url: URL template; ``{column}`` is replaced by the row's value. Defaults
             to ``{url}`` (rows that are URLs).
         method, headers, data: templates too; the method defaults to GET, or

@@ -602,13 +602,13 @@ def clean_temps(job: Any) -> int:
 
 
 def saved_rows(
-    job: Any, again: Callable[[str], bool]
+    job: Any, again: Callable[[str], bool], since: int | None = None
 ) -> Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None:
     """``--resume``'s hook for a row the output does not hold (see :class:`~drumfire._rows.Rows`):
     the fields of its file when that is complete on disk, so it is written without a request.
 
-    ``again(id)``: the row was dropped from the output to be sent again (by this run
-    or a stopped one): it is sent, whatever its file, and its file replaced.
+    A row is sent whatever its file if ``again(id)`` (dropped to be sent again, by this
+    run or a stopped one), or if its file is older than ``since`` (ns: an earlier batch's).
     None when the job saves no bodies, does not resume, or saves more than successes
     (``--save-status all``: a file under the name may be a 503's body, not an answer).
     """
@@ -617,7 +617,7 @@ def saved_rows(
     saver = Saver(job.save, Template(job.save.template).render)
 
     def saved(id_: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
-        return None if again(id_) else saver.complete(row)
+        return None if again(id_) else saver.complete(row, since)
 
     return saved
 

@@ -7,6 +7,7 @@ templates, so the options that mean the same thing are declared once here.
 from __future__ import annotations
 
 import binascii
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "old_quiet",
     "read_data",
     "report_path",
+    "seconds_option",
     "url_from_user",
     "url_option",
     "user_option",
@@ -154,6 +156,14 @@ def read_data(
                 f"cannot read {option} file {data[1:]!r}: {exc.strerror or exc}{per_row}"
             ) from None
     return data
+
+
+def seconds_option(option: str, seconds: float) -> float:
+    """``--timeout``, ``--connect-timeout``: click's FloatRange lets ``nan`` and ``inf``
+    through, which the API's checks would refuse naming their keyword, not the option."""
+    if not math.isfinite(seconds):
+        raise UsageError(f"{option} {seconds}: give a number of seconds above 0 (5 or 2.5)")
+    return seconds
 
 
 def warn(message: str, command: str = "drumfire") -> None:

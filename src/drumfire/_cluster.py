@@ -11,17 +11,20 @@ worker, a retry) writes the same part again, and a task whose part exists
 skips: every input row is in exactly one complete part.
 
 ``dask`` and ``distributed`` are imported inside the functions only: nothing in
-the core imports this module. The work is in four modules: this one drives the
+the core imports this module. The work is in six modules: this one drives the
 run from the client (the output directory, the tasks, the live line, the
 summary) and holds the Python API; :mod:`._cluster_plan` cuts the input;
 :mod:`._cluster_task` is the task a worker runs; :mod:`._cluster_store` is
-where input and parts live (local paths, fsspec URLs).
+where input and parts live (local paths, fsspec URLs); :mod:`._cluster_stop`
+handles SIGTERM and Ctrl-C on the client; :mod:`._cluster_schema` gives the
+Parquet parts one schema at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import signal
@@ -34,6 +37,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
+from ._cluster_schema import share_schema
+from ._cluster_stop import StopSignals, Terminated
 from ._cluster_store import (
     EXTRA,
     Store,
@@ -118,8 +123,15 @@ def connect(address: str) -> tuple[Any, Any]:
             n = 0
         if n < 1:
             raise UsageError(f"--cluster {address!r}: say local:N with N worker processes (N >= 1)")
+        # Its log lines below ERROR (a cancelled task's, "still alive after 4 s, killing"
+        # at shutdown) are no news on the terminal of a run that starts and stops it;
+        # the cluster's own, also in its worker processes (distributed's default: WARNING).
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
         )
         return Client(cluster), cluster
     try:
@@ -295,41 +307,6 @@ def run_cluster(
             lock.close()
 
 
-class _Terminated(BaseException):
-    """SIGTERM reached the client (see :func:`_on_sigterm`): a BaseException, as
-    KeyboardInterrupt is, so that no `except Exception` takes it for a task's failure."""
-
-
-class _Sigterm:
-    """While a run is driven, SIGTERM stops it as Ctrl-C does (the parts done kept, the
-    summary, exit 143) and a second one ends the process; in the cleanup (:meth:`hold`) it
-    is only recorded in ``came``. Only the main thread may set a handler: elsewhere, nothing."""
-
-    def __init__(self) -> None:
-        self.came = False
-        self._main = threading.current_thread() is threading.main_thread()
-        if self._main:
-            self._before = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._stop)
-
-    def _stop(self, signum: int, frame: Any) -> None:
-        self._record(signum, frame)
-        raise _Terminated
-
-    def _record(self, signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, self._before)
-        self.came = True
-
-    def hold(self) -> None:
-        """From now, record a SIGTERM instead of raising (unless one came already)."""
-        if self._main and not self.came:
-            signal.signal(signal.SIGTERM, self._record)
-
-    def restore(self) -> None:
-        if self._main:
-            signal.signal(signal.SIGTERM, self._before)
-
-
 def _check_columns(job: Job, path: str, fmt: str, encoding: str, parts: list[Part]) -> None:
     """Templates, keep and id against the input's columns before anything starts, as
     without a cluster (a TemplateError)."""
@@ -371,15 +348,16 @@ def _drive(
     stats.started = line.started
     errors: list[str] = []
     interrupted = 0  # the signal that stopped the run
+    unshared: str | None = None
     slots = 0
-    sigterm = _Sigterm()
+    stops = StopSignals()
     try:
         client, cluster = connect(address)
-    except _Terminated:
-        sigterm.restore()
+    except Terminated:
+        stops.restore()
         raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException:
-        sigterm.restore()
+        stops.restore()
         raise
     try:
         slots = sum(client.nthreads().values()) or 1
@@ -419,22 +397,33 @@ def _drive(
                 client.cancel(futures)
                 break
             add_figures(stats, got["stats"])
-    except (KeyboardInterrupt, _Terminated) as exc:
+    except (KeyboardInterrupt, Terminated) as exc:
         # From the submission on. The parts done stay, the tasks are released (a remote
         # cluster may finish those running: --resume skips them).
-        interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+        interrupted = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         stats.stopped = True
     finally:
-        sigterm.hold()  # a SIGTERM now would cut the cleanup short: it is recorded
+        # A SIGTERM or a Ctrl-C now would cut the cleanup short (the cluster half
+        # closed, temporary files left, a traceback): it is recorded. The cleanup is
+        # bounded: a LocalCluster's nanny kills a worker still busy after 4 s.
+        stops.hold()
         try:
             client.close()
             if cluster is not None:
                 cluster.close()
             Store(directory).clean()
+            # Also after a stop: the parts present are read as one table meanwhile.
+            unshared = share_schema(directory) if out_fmt == "parquet" else None
         finally:
-            sigterm.restore()
-    if sigterm.came and not interrupted:  # it came during the cleanup
-        interrupted, stats.stopped = signal.SIGTERM, True
+            stops.restore()
+    if unshared is not None:
+        sys.stderr.write(
+            f"drumfire: warning: could not give the parts one schema (each is complete as "
+            f"it is): {unshared}\n"
+        )
+    if (stops.came or stops.ctrl_c) and not interrupted:  # it came during the cleanup
+        interrupted = signal.SIGTERM if stops.came else signal.SIGINT
+        stats.stopped = True
     stats.finished = time.monotonic()
     if line.live:
         sys.stderr.write("\n")
@@ -562,14 +551,14 @@ def _frame_partition(frame: Any, job: Job, kinds: dict[str, str]) -> Any:
 
 #: drumfire.run's arguments that run_dask does not take, and what to do instead.
 _NOT_IN_RUN_DASK = {
-    "output": "write the result frame (results.to_parquet(PATH)), or use drumfire run "
-    "--cluster -o DIR",
+    "output": "write the result frame (results.to_parquet(PATH)), or drumfire run --cluster -o DIR",
     "resume": "run_dask computes every partition; drumfire run --cluster --resume completes "
     "a dataset directory",
     "overwrite": "write the result frame where you choose",
     "progress": "Dask shows a computation's progress (distributed.progress)",
     "parse": "a parse function is not supported here; extract= the fields, or use drumfire "
     "run --cluster --parse",
+    "delimiter": "pass the frame of dask.dataframe.read_csv(PATH, sep=...) instead",
 }
 
 

@@ -142,6 +142,23 @@ class Store:
             self.fs.pipe_file(self.path(name), data)
             self.fs.pipe_file(self._entry(name), json.dumps(entry).encode())
             return
+        self._replace_local(name, data)
+
+    def replace(self, name: str, data: bytes) -> None:
+        """Rewrite the finished part ``name`` with the same rows (its entry stays true):
+        the old part or the new one is there, never a partial one."""
+        if self.local:
+            self._replace_local(name, data)
+        else:
+            self.fs.pipe_file(self.path(name), data)
+
+    def open(self, name: str) -> Any:
+        """A seekable file object to read ``name``."""
+        if self.local:
+            return open(self.path(name), "rb")
+        return self.fs.open(self.path(name), "rb")
+
+    def _replace_local(self, name: str, data: bytes) -> None:
         # A name of its own per attempt: two runs of one task never write one file.
         temp = os.path.join(self.root, f".{name}.{uuid.uuid4().hex}.tmp")
         try:

@@ -244,20 +244,43 @@ def _merge(
 
     before = pq.read_table(io.BytesIO(old)).filter(pa.array(keep, pa.bool_()))
     after = pq.read_table(io.BytesIO(new))
-    try:
-        table = pa.concat_tables([before, after], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # A column typed differently in the two (numbers before, text now): text in both.
-        for name in set(before.column_names) & set(after.column_names):
-            a, b = before.schema.field(name).type, after.schema.field(name).type
-            if a != b:
-                i, j = before.column_names.index(name), after.column_names.index(name)
-                before = before.set_column(i, name, before.column(name).cast(pa.string()))
-                after = after.set_column(j, name, after.column(name).cast(pa.string()))
-        table = pa.concat_tables([before, after], promote_options="permissive")
+    for name in set(before.column_names) & set(after.column_names):
+        was, now = before.schema.field(name), after.schema.field(name)
+        if was.type == now.type:
+            continue
+        i, j = before.column_names.index(name), after.column_names.index(name)
+        # A side without a value (the rows sent again all failed, or the part's rows
+        # had none) takes the other's type: nulls cast to any (both were made text,
+        # numbers included); whole numbers (int64) beside fractions become float64,
+        # as in one process. Else both are text (numbers before, text now).
+        floats = {was.type, now.type} == {pa.int64(), pa.float64()}
+        if after.column(j).null_count == after.num_rows or (floats and was.type == pa.float64()):
+            cast = _cast(after, j, was)
+            if cast is not None:
+                after = cast
+                continue
+        if before.column(i).null_count == before.num_rows or (floats and now.type == pa.float64()):
+            cast = _cast(before, i, now)
+            if cast is not None:
+                before = cast
+                continue
+        before = before.set_column(i, name, before.column(i).cast(pa.string()))
+        after = after.set_column(j, name, after.column(j).cast(pa.string()))
+    table = pa.concat_tables([before, after], promote_options="permissive")
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
+
+
+def _cast(table: Any, index: int, field: Any) -> Any:
+    """``table`` with column ``index`` cast to ``field``, or None where that would change
+    a value (an integer beyond 2**53 as a float64)."""
+    import pyarrow as pa
+
+    try:
+        return table.set_column(index, field, table.column(index).cast(field.type))
+    except pa.ArrowInvalid:
+        return None
 
 
 def figures(stats: Stats) -> dict[str, Any]:

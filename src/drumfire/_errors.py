@@ -42,6 +42,7 @@ __all__ = [
     "UsageError",
     "explain",
     "reason_for",
+    "resume_named",
 ]
 
 
@@ -88,6 +89,30 @@ class TemplateError(UsageError):
 
 class InputError(UsageError):
     pass
+
+
+#: What the modules below the command line and the API start a resume's messages
+#: with, and the options they name there; :func:`resume_named` puts each caller's names.
+RESUME = "--resume: "
+_API_NAMES = (("use the same --extract and --keep options", "use the same extract= and keep="),)
+
+
+def resume_named(exc: UsageError, name: str) -> UsageError:
+    """``exc`` naming the resume as its caller asked for it: ``name`` is an option
+    (``--retry-failed``) or a keyword (``resume=True``, whose message names keywords).
+
+    The output readers and writers (``_resume``, ``_outfile``, the sinks) raise with
+    the command line's words, which a Python call never typed; the boundary (the API's
+    ``output=``, the command line) renames them, as httpx maps errors at its boundary.
+    """
+    text = str(exc)
+    if not text.startswith(RESUME):
+        return exc
+    text = f"{name}: {text[len(RESUME):]}"
+    if not name.startswith("-"):
+        for option, keyword in _API_NAMES:
+            text = text.replace(option, keyword)
+    return type(exc)(text)
 
 
 class RequestError(DrumfireError):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._bodies import clean_temps, saved_rows
-from ._errors import InputError, UsageError
+from ._errors import InputError, UsageError, resume_named
 from ._frames import frame_kind, frame_source
 from ._job import Job, check_keywords, make_job
 from ._outfile import OutputLock, refuse_input_as_output
@@ -33,15 +33,23 @@ from ._result import Result, Stats
 from ._resume import Resumed, holds_rows, is_cancelled, scan_output
 from ._rows import item_ids
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
-from ._sources import Source, open_source, rows_source
+from ._sources import Source, check_delimiter, open_source, rows_source
 
 __all__ = ["Output", "count_shared_ids", "open_rows", "reopener", "reread"]
 
 FLUSH_EVERY = 1.0  # seconds, as the command line
 
 
+def _delimiter(kwargs: Mapping[str, Any]) -> str | None:
+    given = kwargs.get("delimiter")
+    return None if given is None else check_delimiter(given, "delimiter")
+
+
 def open_rows(rows: Any, kwargs: dict[str, Any]) -> Source:
-    """The source for ``rows``; takes ``input_format`` and ``encoding`` out of ``kwargs``."""
+    """The source for ``rows``; takes ``input_format``, ``encoding`` and ``delimiter``
+    out of ``kwargs``."""
+    delimiter = _delimiter(kwargs)
+    kwargs.pop("delimiter", None)
     input_format = kwargs.pop("input_format", None)
     encoding = kwargs.pop("encoding", "utf-8")
     if isinstance(rows, Source):  # opened already (drumfire compare's worker)
@@ -55,9 +63,10 @@ def open_rows(rows: Any, kwargs: dict[str, Any]) -> Source:
                 f"rows {path[:200]!r} is a string but no such file exists: give the path of "
                 "an input file, or a list of URL strings or of dicts"
             )
-        return open_source(path, input_format, encoding)
-    if input_format is not None:
-        raise UsageError("input_format= applies only when rows is a file path")
+        return open_source(path, input_format, encoding, delimiter=delimiter)
+    for name, value in (("input_format", input_format), ("delimiter", delimiter)):
+        if value is not None:
+            raise UsageError(f"{name}= applies only when rows is a file path")
     kind = frame_kind(rows)
     if kind is not None:  # a pyarrow Table or a polars DataFrame
         return frame_source(rows, kind)
@@ -91,7 +100,9 @@ def count_shared_ids(
             source.close()
 
 
-def reread(path: str, fmt: str | None, encoding: str) -> Callable[[], Source] | None:
+def reread(
+    path: str, fmt: str | None, encoding: str, delimiter: str | None = None
+) -> Callable[[], Source] | None:
     """How to open the input file ``path`` again, or None when it cannot be read twice:
     standard input (``-``), a pipe or a device (``<(zcat …)``, ``/dev/stdin``: a
     second reader would take rows from the first)."""
@@ -103,7 +114,7 @@ def reread(path: str, fmt: str | None, encoding: str) -> Callable[[], Source] | 
         return None  # opening it reports the problem
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory: a Parquet dataset
         return None
-    return lambda: open_source(path, fmt, encoding, count=False)
+    return lambda: open_source(path, fmt, encoding, count=False, delimiter=delimiter)
 
 
 def reopener(rows: Any, kwargs: Mapping[str, Any]) -> Callable[[], Source] | None:
@@ -114,7 +125,7 @@ def reopener(rows: Any, kwargs: Mapping[str, Any]) -> Callable[[], Source] | Non
         return None
     if isinstance(rows, str | os.PathLike):
         fmt, encoding = kwargs.get("input_format"), kwargs.get("encoding", "utf-8")
-        return reread(str(os.fspath(rows)), fmt, encoding)
+        return reread(str(os.fspath(rows)), fmt, encoding, _delimiter(kwargs))
     kind = frame_kind(rows)
     if kind is not None:
         return lambda: frame_source(rows, kind)
@@ -178,12 +189,14 @@ class Output:
                         "complete it, or overwrite=True to replace it"
                     )
                 self._lock.refuse_or_truncate(overwrite=True)
+                self._lock.start_batch(job.save is not None)
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
                 count_shared_ids(resumed, reopen, id_column)
                 if self._lock is not None and job.save is not None:
                     # Before the rewrite drops them: no file is their answer until sent.
                     resumed.pending = self._lock.remember_again(resumed.again)
+                    resumed.since = self._lock.batch_began()  # nor an earlier batch's
                 if resumed.dropped and self._lock is not None:
                     self._lock.rewrite(fmt, resumed.resends(is_cancelled))
                 self.skip = resumed.done.take
@@ -192,7 +205,7 @@ class Output:
                     self.skip, self.skip_problem = _numbered_skips(
                         self.skip, self.skip_problem, self._skipped_to
                     )
-                self.saved = saved_rows(job, resumed.sent_again)
+                self.saved = saved_rows(job, resumed.sent_again, resumed.since)
             self.sink = open_sink(
                 self.path,
                 fmt,
@@ -204,7 +217,7 @@ class Output:
             )
             if self._lock is not None:
                 self._lock.check_room()  # a full disk: nothing is sent (see _outfile)
-        except BaseException:
+        except BaseException as exc:
             if self._lock is not None:
                 # A file this call made and nothing reached (a CSV's header is still
                 # in the buffer): removed, so the next call is not refused for it.
@@ -214,6 +227,9 @@ class Output:
                 with contextlib.suppress(OSError, UsageError):
                     sink.close()
             self._close_lock()
+            named = resume_named(exc, "resume=True") if isinstance(exc, UsageError) else exc
+            if named is not exc:  # named as the call names it, not as --resume
+                raise named from None
             raise
         self._last = time.monotonic()
 

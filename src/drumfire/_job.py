@@ -40,7 +40,15 @@ from ._request import RequestPlan
 from ._response import Response
 from ._result import BASE_COLUMNS, Result
 from ._savebody import SaveSpec
-from ._settings import MAX_BODY, MAX_CONCURRENCY, MAX_REDIRECTS, PIPELINE, Retry, Timeouts
+from ._settings import (
+    MAX_BODY,
+    MAX_CONCURRENCY,
+    MAX_REDIRECTS,
+    MOST_RETRIES,
+    PIPELINE,
+    Retry,
+    Timeouts,
+)
 from ._sources import TEXT_FORMATS, Source
 
 __all__ = ["Job", "check_keywords", "make_job"]
@@ -91,12 +99,25 @@ class Job:
                 its field (``max_body=-1: give a number of bytes, 0 or more, ...``), or
                 a TLS file that cannot be used. A size or a rate written as on the
                 command line (``"64M"``, ``"10/s"``) becomes its number, a list a tuple.
+                Two bodies (``data``, ``data_file``, ``form``): one line naming both.
         """
         for name, check in FIELD_CHECKS:
             value = getattr(self, name)
             checked = check(name, value)
             if checked is not value:
                 object.__setattr__(self, name, checked)
+        # One body: make_job and the command line refuse two with their own names.
+        bodies = [
+            name
+            for name, given in (
+                ("data", self.data is not None),
+                ("data_file", self.data_file is not None),
+                ("form", bool(self.form)),
+            )
+            if given
+        ]
+        if len(bodies) > 1:
+            raise UsageError(f"the body is given twice: {'= and '.join(bodies)}=; give one")
         if self.cacert is not None or self.cert is not None or self.key is not None:
             # An unusable file, or a key without its certificate.
             TLS(self.verify, self.cacert, self.cert, self.key).check()
@@ -295,7 +316,7 @@ def make_job(
         retry=(
             retry
             if retry is not None
-            else Retry(retries=check_count("retries", retries, 0, _MOST_RETRIES))
+            else Retry(retries=check_count("retries", retries, 0, MOST_RETRIES))
         ),
         timeouts=Timeouts(
             connect=min(check_seconds("connect_timeout", connect_timeout), total), total=total
@@ -334,7 +355,10 @@ def make_job(
 #: The keywords :func:`make_job` takes (the API's calls hand theirs on to it), and
 #: those the calls take first (the output's, the input's), for the nearest name.
 _KEYWORDS = tuple(name for name in inspect.signature(make_job).parameters if name != "url")
-_NEAR = (*_KEYWORDS, "output", "output_format", "resume", "overwrite", "input_format", "progress")
+_NEAR = (
+    *_KEYWORDS,
+    *("output", "output_format", "resume", "overwrite", "input_format", "delimiter", "progress"),
+)
 #: The command line's options a Python call may be given by their names: what to use.
 _CLI_ONLY = {
     "format": "the API's is input_format=",
@@ -362,7 +386,6 @@ def check_keywords(settings: Mapping[str, Any], where: str) -> None:
 
 # The ranges the command line's options allow (click's IntRange there).
 _MOST_IN_FLIGHT = 100_000
-_MOST_RETRIES = 100
 _MOST_REDIRECTS = 100
 _MOST_PIPELINED = 256
 _LEAST_HEADER = 1024
@@ -375,15 +398,6 @@ def _optional_count(name: str, value: Any) -> int | None:
     if value is None:
         return None
     return check_count(name, value, 1, _MOST_IN_FLIGHT, ", or None (adaptive)")
-
-
-def _seconds_of(name: str, value: Any) -> Timeouts:
-    """``timeouts``: a :class:`Timeouts` whose two values are seconds above 0."""
-    if not isinstance(value, Timeouts):
-        raise UsageError(f"{name}={value!r}: give a drumfire.Timeouts")
-    check_seconds(f"{name}.connect", value.connect)
-    check_seconds(f"{name}.total", value.total)
-    return value
 
 
 def _form_fields(name: str, value: Any) -> tuple[FormField, ...]:
@@ -410,7 +424,7 @@ FIELD_CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
     ("max_concurrency", _range(1, _MOST_IN_FLIGHT)),
     ("rate", check_rate),
     ("retry", check_kind(Retry, "a drumfire.Retry (or retries=N to make_job)")),
-    ("timeouts", _seconds_of),
+    ("timeouts", check_kind(Timeouts, "a drumfire.Timeouts (it checks its seconds)")),
     ("verify", check_flag),
     ("cacert", optional(check_path)),
     ("cert", optional(check_path)),

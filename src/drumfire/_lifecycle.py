@@ -15,6 +15,7 @@ from typing import Any
 from ._core import EngineCore
 from ._result import Stats
 from ._rows import Item
+from ._settings import sweep_interval
 
 __all__ = ["Lifecycle"]
 
@@ -113,9 +114,7 @@ class Lifecycle(EngineCore):
             self._cancel(flight)
 
     def _sweep_interval(self) -> float:
-        return max(
-            0.005, min(self.tick_interval, self.timeouts.total / 10, self.timeouts.connect / 10)
-        )
+        return sweep_interval(self.tick_interval, self.timeouts.total, self.timeouts.connect)
 
     def _tick(self) -> None:
         now = self.clock()

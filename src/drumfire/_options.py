@@ -31,6 +31,7 @@ __all__ = [
     "check_count",
     "check_flag",
     "check_kind",
+    "check_number",
     "check_path",
     "check_rate",
     "check_seconds",
@@ -86,6 +87,15 @@ def check_seconds(name: str, value: Any) -> float:
         if math.isfinite(seconds) and seconds > 0:
             return seconds
     raise UsageError(f"{name}={value!r}: give a number of seconds above 0 (5 or 2.5)")
+
+
+def check_number(name: str, value: Any, what: str = "a number, 0 or more") -> float:
+    """A finite number, 0 or more, as a float (a NaN compares as no bound at all)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and number >= 0:
+            return number
+    raise UsageError(f"{name}={value!r}: give {what}")
 
 
 def check_size(name: str, value: Any, minimum: int = 0) -> int:

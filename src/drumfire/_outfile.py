@@ -57,6 +57,7 @@ from ._sinks import TABLE_FORMATS, Sink
 
 __all__ = [
     "AGAIN_SUFFIX",
+    "REWRITE_SUFFIX",
     "ROOM",
     "FileProblem",
     "GuardedSink",
@@ -74,6 +75,12 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 #: The file beside an output that lists the rows dropped to be sent again and
 #: perhaps not sent yet (:meth:`OutputLock.remember_again`): ``.NAME`` + this.
 AGAIN_SUFFIX = ".drumfire-again"
+#: The file :meth:`OutputLock.rewrite` writes the kept rows to: ``.NAME`` + this.
+REWRITE_SUFFIX = ".drumfire-rewrite"
+#: The file beside an output whose modification time is when the output's batch began
+#: (:meth:`OutputLock.start_batch`): ``.NAME`` + this.
+BATCH_SUFFIX = ".drumfire-batch"
+_BATCH_TEXT = b"drumfire: this output's batch began at this file's modification time\n"
 _AGAIN_HEAD = b"drumfire: ids of rows to send again, 8-byte keys\n"
 
 
@@ -280,12 +287,14 @@ class OutputLock:
 
             drop_sqlite_rows(self.output, resend)
             return
-        import tempfile  # only here: it costs `drumfire run` start-up otherwise
-
         target = os.path.realpath(self.path)  # through a symbolic link, not over it
-        folder, name = os.path.split(target)
+        tmp = self._rewrite_path()
         try:
-            tmp_fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".resume", dir=folder)
+            # One name (the lock makes this run its only writer): a run killed while
+            # writing it leaves a file this removes, not one more random name.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            tmp_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise UsageError(
                 f"--resume: cannot write beside {self.path!r}: {exc.strerror or exc}"
@@ -311,15 +320,48 @@ class OutputLock:
         _HELD.discard(old)
         os.close(old)
 
+    def _rewrite_path(self) -> str:
+        """The temporary file :meth:`rewrite` writes beside the output."""
+        folder, name = os.path.split(os.path.realpath(self.path))
+        return os.path.join(folder, f".{name}{REWRITE_SUFFIX}")
+
     def _again_path(self) -> str:
+        return self._beside(AGAIN_SUFFIX)
+
+    def _beside(self, suffix: str) -> str:
         if self.fmt == "sqlite":  # one file per table of the database
             from ._sqlite import sqlite_target
 
             database, table = sqlite_target(self.output)
             folder, name = os.path.split(os.path.realpath(database))
-            return os.path.join(folder, f".{name}.{table}{AGAIN_SUFFIX}")
+            return os.path.join(folder, f".{name}.{table}{suffix}")
         folder, name = os.path.split(os.path.realpath(self.output))
-        return os.path.join(folder, f".{name}{AGAIN_SUFFIX}")
+        return os.path.join(folder, f".{name}{suffix}")
+
+    def start_batch(self, saves: bool) -> None:
+        """A run that starts the output anew (not ``--resume``) begins its batch: with
+        ``--save-body`` (``saves``), a file beside the output whose modification time
+        says when, written before any body is saved; else an older one goes.
+
+        A ``--resume`` then takes a saved file as a missing row's answer only if it
+        was written since (:meth:`batch_began`): a file of an earlier batch (before
+        ``--overwrite``, or another output's in a shared ``--save-dir``) is sent again.
+        The time is the file system's own clock, as the saved files' are.
+        """
+        path = self._beside(BATCH_SUFFIX)
+        if saves:
+            self._write_beside(path, _BATCH_TEXT)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def batch_began(self) -> int | None:
+        """When the output's batch began (ns, see :meth:`start_batch`), or None: an output
+        written before drumfire kept it, or without ``--save-body``."""
+        try:
+            return os.stat(self._beside(BATCH_SUFFIX)).st_mtime_ns
+        except OSError:
+            return None
 
     def remember_again(self, again: DoneIds) -> DoneIds:
         """Add the ids of ``again`` (rows this run drops to send again) to the file of
@@ -334,6 +376,7 @@ class OutputLock:
         """
         path = self._again_path()
         try:
+            self._drop_stale_tmp(path)  # a run killed while writing the list
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
@@ -360,13 +403,20 @@ class OutputLock:
         return pending
 
     def _write_beside(self, path: str, data: bytes) -> None:
-        """``data`` as the whole of ``path``, atomically, on disk before the rename."""
-        import tempfile
+        """``data`` as the whole of ``path``, atomically, on disk before the rename.
 
-        folder, name = os.path.split(path)
+        The temporary file has one name, ``path`` + ``.tmp``: the output's lock makes
+        this run its only writer, so a run killed while writing it (``kill -9``)
+        leaves a file the next run removes (:meth:`_drop_stale_tmp`) instead of
+        one more random name. It takes the output's mode, as the rewritten output
+        does (:meth:`rewrite`), so the list is as readable as the output it goes with.
+        """
+        tmp = path + ".tmp"
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
+            self._drop_stale_tmp(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
+                os.fchmod(fd, stat.S_IMODE(os.fstat(self.fd).st_mode))
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
@@ -381,11 +431,23 @@ class OutputLock:
                 f"--resume: cannot write beside {self.output!r}: {exc.strerror or exc}"
             ) from None
 
+    @staticmethod
+    def _drop_stale_tmp(path: str) -> None:
+        """Remove the temporary file a killed run left while writing ``path``."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".tmp")
+
     def forget_again(self) -> None:
         """A run completed the input: every row is in the output, none waits to be sent
         again (see :meth:`remember_again`)."""
+        path = self._again_path()
         with contextlib.suppress(OSError):
-            os.unlink(self._again_path())
+            os.unlink(path)
+        with contextlib.suppress(OSError):
+            self._drop_stale_tmp(path)
+        if not self.fmt:  # a rewrite's, left by a run killed while writing it
+            with contextlib.suppress(OSError):
+                os.unlink(self._rewrite_path())
 
     def gone(self) -> str | None:
         """Why the path no longer leads to the locked file, or None if it does."""
@@ -403,6 +465,7 @@ class OutputLock:
         if self.created and self.size() == 0:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+                os.unlink(self._beside(BATCH_SUFFIX))  # the batch it began goes with it
 
     def close(self) -> None:
         if self.fd >= 0:

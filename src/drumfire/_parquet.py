@@ -24,7 +24,7 @@ column gives ``int`` values, rendered ``3`` in a template), and those JSON has
 no type for (decimal, timestamp, duration, binary...) are read as text: see
 :mod:`drumfire._arrow_rows`.
 
-Why this module is long (about 660 lines): the sink's parts, their resume (ids
+Why this module is long (about 690 lines): the sink's parts, their resume (ids
 read back, values set aside pruned), the merge of small parts and the input side
 share the pyarrow plumbing and the dataset layout; split, each part would reach
 into the others' helpers.
@@ -202,6 +202,13 @@ class ParquetSink:
             return
         try:
             parts = _parts(path, self._pq, finish=True)
+            if parts and all(self._pq.read_metadata(p).num_rows == 0 for _, p in parts):
+                # Only the empty part a run of no rows leaves (see close), or parts whose
+                # rows all went to be sent again: their types were decided from no value,
+                # so they go, and this run's rows decide (a text column for numbers else).
+                for _, part in parts:
+                    os.remove(part)
+                parts = []
         except (OSError, self._pa.ArrowException) as exc:
             raise UsageError(f"cannot read output {path!r}: {exc}") from None
         if not parts:
@@ -437,10 +444,21 @@ class ParquetSink:
             self.flush(final=True)
         if self._schema is not None and not self._failed:
             self._compact()
+        if self._dir is not None and not self._failed and not _parts(self._dir):
+            self._write_empty()
         if self.unfit and self._dir is not None:
             where = os.path.join(self._dir, _UNFIT)
             print(unfit_warning(self.unfit, self._unfit_first, where), file=sys.stderr)
 
+
+    def _write_empty(self) -> None:
+        """A run of no rows (an empty input, every row skipped) leaves one part of no rows
+        with the output's columns, as pandas and Dask's ``to_parquet`` do: readers refuse
+        a directory without a part. Its types are those of no value (text but for the
+        declared columns); a resume that adds rows replaces it (see :meth:`_open`)."""
+        if self._schema is None:
+            self._decide([])
+        self._write_part()
 
 def merge_parts(directory: str, names: list[str], number: int) -> None:
     """Rewrite the parts ``names`` of ``directory`` as one part, ``part-{number}``.

@@ -270,9 +270,11 @@ class Resumed:
     ``shared``: ids whose every input row is sent again and whose every output row
     is dropped, as the input and the output hold different numbers of rows for
     them (:meth:`settle_shared`).
+    ``since``: when the output's batch began (ns), to tell its saved files from an
+    earlier batch's (:meth:`OutputLock.batch_began <drumfire._outfile.OutputLock>`).
     """
 
-    __slots__ = ("again", "done", "dropped", "kept", "pending", "problems", "shared")
+    __slots__ = ("again", "done", "dropped", "kept", "pending", "problems", "shared", "since")
 
     def __init__(
         self,
@@ -289,6 +291,7 @@ class Resumed:
         self.again = again if again is not None else DoneIds()
         self.pending = DoneIds()
         self.shared = DoneIds()
+        self.since: int | None = None  # when the output's batch began (see _outfile)
 
     def sent_again(self, id_: str) -> bool:
         """Whether the row of ``id_`` is sent whatever file is under its name: this run

@@ -12,6 +12,7 @@ prepared request logic is written once::
 
 from __future__ import annotations
 
+import numbers
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -71,13 +72,42 @@ INPUT_ERROR_ID = ""
 
 
 def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
-    """The row's id: its ``column`` value if set and non-empty, else its row number."""
+    """The row's id: its ``column`` value if set and non-empty, else its row number.
+
+    A missing value as pandas has it (a NaN, ``pd.NA``, ``NaT``: a DataFrame's
+    empty cell of a float, nullable or time column) is empty too, not the text
+    ``nan``, which every such row shared. Text is taken as written: a CSV cell
+    ``NaN`` or ``NA`` (Namibia's code) is an id.
+    """
     if column is not None:
         value = row.get(column)
-        if value is not None and value != "":
+        if type(value) is str:
+            if value:
+                return value
+        elif type(value) is int:
+            return str(value)
+        elif value is not None and not _missing(value):
             # A boolean, object or list as its JSON text, as a template inserts it.
-            return value if type(value) is str else as_text(value)
+            return as_text(value)
     return str(line)
+
+
+#: The types of pandas' missing values that are not a NaN, ``pd.NA`` and ``pd.NaT``,
+#: known by name (pandas is not imported for them; their module moved in pandas 3).
+_PANDAS_MISSING = frozenset({"NAType", "NaTType"})
+
+
+def _missing(value: Any) -> bool:
+    """A NaN (Python's, numpy's, a ``Decimal``'s) or pandas' ``NA``/``NaT``."""
+    if isinstance(value, float):  # numpy's float64 too
+        return value != value
+    if isinstance(value, numbers.Number):  # numpy's other floats, Decimal
+        try:
+            return bool(value != value)
+        except (ArithmeticError, TypeError):  # a signalling Decimal NaN
+            return True
+    kind = type(value)
+    return kind.__name__ in _PANDAS_MISSING and kind.__module__.startswith("pandas")
 
 
 def item_ids(items: Iterable[Item], column: str | None) -> Iterator[str]:

@@ -176,15 +176,18 @@ class Saver:
         shown, path = self._locate(row)
         return SaveTarget(path, shown, self)
 
-    def complete(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    def complete(self, row: Mapping[str, Any], since: int | None = None) -> dict[str, Any] | None:
         """``--resume``: the row's fields if its file is complete on disk, else None.
 
         A path that is refused or cannot be rendered is None too: preparing the row
-        reports why; so is a file that cannot be read (it is saved again).
+        reports why; so is a file that cannot be read (it is saved again), and one
+        last written before ``since`` (ns): an earlier batch's, not this one's answer.
         """
         try:
             shown, path = self._locate(row)
             if not os.path.isfile(path):
+                return None
+            if since is not None and os.stat(path).st_mtime_ns < since:
                 return None
             return SaveTarget(path, shown, self).fields_of_file()
         except (KeyError, ValueError, OSError):  # SaveProblem is a ValueError

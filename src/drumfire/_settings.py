@@ -7,12 +7,17 @@ boundaries and are shared by every connection.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import math
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import UsageError
+from ._options import check_count, check_flag, check_number, check_seconds
 
 __all__ = [
     "FINAL_REASONS",
@@ -21,10 +26,13 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_REDIRECTS",
     "METHODS",
+    "MOST_RETRIES",
     "PIPELINE",
+    "SWEEP_FLOOR",
     "UNPROCESSED_STATUSES",
     "Retry",
     "Timeouts",
+    "sweep_interval",
 ]
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -42,6 +50,8 @@ MAX_CONCURRENCY = 512
 PIPELINE = 64
 #: Redirects followed per row when following is on (requests' default; curl's is 50).
 MAX_REDIRECTS = 10
+#: The most retries of a row (``--retries``' range, ``Retry.retries``').
+MOST_RETRIES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,28 @@ class Timeouts:
 
     connect: float = 10.0
     total: float = 30.0
+
+    def __post_init__(self) -> None:
+        """Each value is a number of seconds above 0 (an int becomes a float).
+
+        Raises:
+            UsageError: one line naming the field (``Timeouts.connect=0: give a number
+                of seconds above 0 (5 or 2.5)``); a NaN or an infinity never fires.
+        """
+        for name in ("connect", "total"):
+            object.__setattr__(self, name, check_seconds(f"Timeouts.{name}", getattr(self, name)))
+
+
+#: The shortest time between two sweeps for connections past their deadline.
+SWEEP_FLOOR = 0.005
+
+
+def sweep_interval(tick: float, *timeouts: float) -> float:
+    """How often an owner of connections (the engine, bench's runner) aborts those past
+    their deadline: a tenth of the shortest timeout, so that a timeout fires at most a
+    tenth late, and at most ``tick`` apart; never under :data:`SWEEP_FLOOR` (a timeout
+    under 50 ms may fire up to 5 ms late), which bounds the sweeps' cost."""
+    return max(SWEEP_FLOOR, min(tick, *(t / 10 for t in timeouts)))
 
 
 #: Statuses with which the server says it did not process the request (RFC 9110
@@ -71,6 +103,22 @@ FINAL_REASONS = frozenset(
 )
 #: ``protocol`` details that mean the connection ended mid-response: transient.
 _CUT_SHORT = ("connection closed mid-response",)
+
+
+_SECONDS = "a number of seconds, 0 or more"
+
+
+def _statuses(value: Any) -> frozenset[int]:
+    """``Retry.statuses``: HTTP statuses (100 to 599), in any iterable, as a frozenset."""
+    codes = None
+    if not isinstance(value, str | bytes):
+        with contextlib.suppress(TypeError, UsageError):
+            codes = frozenset(check_count("status", s, 100, 599) for s in value)
+    if codes is None:
+        raise UsageError(
+            f"Retry.statuses={value!r}: give HTTP statuses (100 to 599), a set of ints like {{503}}"
+        )
+    return codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +160,25 @@ class Retry:
     max_retry_after: float = 60.0
     budget: float = 0.2
     budget_floor: float = 10.0
+
+    def __post_init__(self) -> None:
+        """Check every field: the engine trusts them (a NaN wait or a negative budget
+        would fail mid-run, far from its cause). Numbers become floats, statuses a frozenset.
+
+        Raises:
+            UsageError: one line naming the field (``Retry.backoff=-1: give a number
+                of seconds, 0 or more``).
+        """
+        put = object.__setattr__
+        put(self, "retries", check_count("Retry.retries", self.retries, 0, MOST_RETRIES))
+        for name in ("backoff", "max_backoff", "max_retry_after"):
+            seconds = check_number(f"Retry.{name}", getattr(self, name), _SECONDS)
+            put(self, name, seconds)
+        put(self, "budget", check_number("Retry.budget", self.budget, "a share, 0 or more (0.2)"))
+        floor = "retries per second, 0 or more"
+        put(self, "budget_floor", check_number("Retry.budget_floor", self.budget_floor, floor))
+        put(self, "statuses", _statuses(self.statuses))
+        check_flag("Retry.unsafe", self.unsafe)
 
     def is_retry(self, status: int, idempotent: bool) -> bool:
         """Whether an answer with ``status`` may be retried (attempts left aside)."""

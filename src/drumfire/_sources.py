@@ -30,13 +30,21 @@ from typing import IO, Any
 
 import orjson
 
-from ._errors import InputError
+from ._errors import InputError, UsageError
 from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
 from ._rows import InputProblem, Item, LineMap
 from ._text import with_article
 from ._values import loads_exact
 
-__all__ = ["FORMATS", "TEXT_FORMATS", "Source", "count_rows", "open_source", "rows_source"]
+__all__ = [
+    "FORMATS",
+    "TEXT_FORMATS",
+    "Source",
+    "check_delimiter",
+    "count_rows",
+    "open_source",
+    "rows_source",
+]
 
 FORMATS = ("csv", "tsv", "jsonl", "text", "parquet")
 TEXT_FORMATS = frozenset({"csv", "tsv", "text"})  # every row value is a str
@@ -101,9 +109,35 @@ def _sniff(first: str) -> str:
 
 _BAD = "\ufffe\ufffe"  # stands for an undecodable line inside the CSV reader
 
+#: How a tab may be written where typing one is awkward (``--delimiter '\t'``).
+_TAB_NAMES = ("\\t", "tab", "TAB")
+
+
+def check_delimiter(value: object, name: str) -> str:
+    """``--delimiter`` / ``delimiter=``: the one character between a CSV's fields, as
+    the csv module's ``delimiter`` and pandas' ``sep``; ``\\t`` or ``tab`` for a tab.
+
+    ``name``: how the caller gave it (``--delimiter``, ``delimiter``), for the message.
+    """
+    if isinstance(value, str) and value in _TAB_NAMES:
+        return "\t"
+    if isinstance(value, str) and len(value) == 1 and value not in '"\r\n\0':
+        return value
+    if not isinstance(value, str) or len(value) != 1:
+        why = "give one character (';', '|', '\\t' for a tab)"
+    else:
+        why = "the quote, a line break or NUL cannot separate fields; give another character"
+    sep = " " if name.startswith("-") else "="
+    raise UsageError(f"{name}{sep}{value!r}: {why}")
+
 
 def open_source(
-    path: str, fmt: str | None = None, encoding: str = "utf-8", *, count: bool = True
+    path: str,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+    *,
+    count: bool = True,
+    delimiter: str | None = None,
 ) -> Source:
     """Open ``path`` (or ``-`` for stdin) as a streamed source.
 
@@ -113,6 +147,7 @@ def open_source(
     header: problems found before the first request. ``count``: count the
     rows of a regular file first, for the progress display's total (a read of
     the whole file; the command line skips it when nothing is displayed).
+    ``delimiter``: a CSV's (see :func:`check_delimiter`); None: a comma, a tab for TSV.
     """
     try:
         codec = codecs.lookup(encoding).name
@@ -124,6 +159,7 @@ def open_source(
             "supported (UTF-8, Latin-1, cp1252...); convert the file to UTF-8"
         )
     if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
+        _no_delimiter(delimiter, path, "parquet")
         from ._parquet import open_parquet_source
 
         items, columns, rows, close, floats = open_parquet_source(path)
@@ -168,11 +204,12 @@ def open_source(
     raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     try:
         if fmt in ("csv", "tsv"):
-            delimiter = "\t" if fmt == "tsv" else ","
+            delimiter = delimiter or ("\t" if fmt == "tsv" else ",")
             state = _Records()
             groups = _guarded(raw, codec, delimiter, state, stream=path == "-")
             lines = itertools.chain.from_iterable(groups)
             return _csv_source(lines, delimiter, fmt, total, close, state)
+        _no_delimiter(delimiter, path, fmt)
         starts = LineMap()
         if fmt == "jsonl":
             return Source(_jsonl_items(raw, codec, starts), None, fmt, total, close, starts)
@@ -181,6 +218,13 @@ def open_source(
     except BaseException:
         raw.close()
         raise
+
+
+def _no_delimiter(delimiter: str | None, path: str, fmt: str) -> None:
+    """A delimiter given for an input that has no fields to separate: refused, not ignored."""
+    if delimiter is not None:
+        where = "standard input" if path == "-" else repr(path)
+        raise InputError(f"a delimiter separates CSV fields; {where} is read as {fmt}")
 
 
 def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None]:

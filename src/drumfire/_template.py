@@ -300,10 +300,22 @@ class Template:
                 name = "a column" if hidden else f"column {column!r}"
                 raise TemplateError(
                     f"{what} uses {name}, which the input does not have (columns: {known})"
+                    + _separator_hint(available)
                 )
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _separator_hint(available: set[str] | frozenset[str]) -> str:
+    """A header read as one column that holds another separator: the likely cause."""
+    if len(available) == 1:
+        (only,) = available
+        for sep in (";", "|", "\t"):
+            if sep in only:
+                shown = "'\\t'" if sep == "\t" else repr(sep)
+                return f"; fields separated by {shown}? say --delimiter {shown} (delimiter=)"
+    return ""
 
 
 def _unsupported(name: str, plus: bool, available: set[str] | frozenset[str]) -> str | None:

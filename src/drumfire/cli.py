@@ -37,11 +37,12 @@ from ._cli_common import (
     hide_secrets,
     insecure_option,
     read_data,
+    seconds_option,
     url_from_user,
     url_option,
     user_option,
 )
-from ._errors import InputError, UsageError
+from ._errors import InputError, UsageError, resume_named
 from ._extract import parse_extract_options
 from ._job import Job, make_job
 from ._limits import parse_rate
@@ -66,7 +67,7 @@ from ._resume import (
 )
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
-from ._sources import Source, open_source
+from ._sources import Source, check_delimiter, open_source
 from ._text import counted
 
 __all__ = ["entry", "main"]
@@ -345,6 +346,13 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @encoding_option
 @click.option(
+    "--delimiter",
+    default=None,
+    metavar="CHAR",
+    help="The character between a CSV input's fields: ';', '|', '\\t' (tab) "
+    "[default: ',', a tab for .tsv/.tab and --format tsv].",
+)
+@click.option(
     "-c",
     "--concurrency",
     type=click.IntRange(1, 100_000),
@@ -559,6 +567,7 @@ def run_command(
     input_format: str | None,
     output_format: str | None,
     encoding: str,
+    delimiter: str | None,
     concurrency: int | None,
     processes: str,
     max_concurrency: int,
@@ -601,6 +610,7 @@ def run_command(
         --url 'http://127.0.0.1:5000/route/v1/driving/{lon1},{lat1};{lon2},{lat2}' \\
         -e code=code -e 'duration=routes[0].duration' -o results.csv
     """
+    resuming: str | None = None  # the option a resume's messages name (see resume_named)
     try:
         url, header_lines = _credentials(url, user, headers)
         pairs = parse_extract_options(extract)
@@ -628,8 +638,8 @@ def run_command(
                 unsafe=retry_unsafe,
                 max_retry_after=_wait_option(max_retry_wait),
             ),
-            timeout=timeout,
-            connect_timeout=connect_timeout,
+            timeout=seconds_option("--timeout", timeout),
+            connect_timeout=seconds_option("--connect-timeout", connect_timeout),
             verify=False if insecure else (cacert or True),
             cert=(cert, key) if key is not None else cert,  # checked by TLS.check
             max_body=_size_option("--max-body", max_body),
@@ -642,6 +652,8 @@ def run_command(
         if not keep_going:  # a dead target ends the run early (see the README)
             job = dataclasses.replace(job, unreachable_after=UNREACHABLE_AFTER)
         nprocs = _processes_option(processes, url)
+        if delimiter is not None:
+            delimiter = check_delimiter(delimiter, "--delimiter")
         parse = load_parse_function(parse_spec) if parse_spec else None
         declared = _parse_columns_option(parse_columns, parse_spec, pairs, keep_columns)
         again = (
@@ -671,6 +683,8 @@ def run_command(
                 )
             if limit is not None:
                 raise UsageError("--cluster: -n/--limit is not supported with a cluster yet")
+            if delimiter is not None:
+                raise UsageError("--cluster: --delimiter is not supported with a cluster yet")
             if nprocs > 1:
                 raise UsageError(
                     "--cluster: -p does not apply (each worker process runs one engine); "
@@ -699,7 +713,9 @@ def run_command(
             check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and _stderr_is_terminal()
-        source = open_source(input_path, input_format, encoding, count=displayed)
+        source = open_source(
+            input_path, input_format, encoding, count=displayed, delimiter=delimiter
+        )
         if limit is not None:
             source = _first_rows(source, limit)
         lock: OutputLock | None = None
@@ -710,6 +726,7 @@ def run_command(
             lock = OutputLock.acquire_output(output, out_fmt) if output != "-" else None
             if lock is not None and resuming is None:
                 lock.refuse_or_truncate(overwrite)
+                lock.start_batch(job.save is not None)
             # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
             append = not (overwrite and out_fmt in TABLE_FORMATS)
 
@@ -727,12 +744,13 @@ def run_command(
 
                 # Ids only, before sending: rows that share an id are sent again
                 # together (see count_shared_ids); standard input is read once.
-                reopen = reread(input_path, input_format, encoding)
+                reopen = reread(input_path, input_format, encoding, delimiter)
                 shared = count_shared_ids(resumed, reopen, id_column, limit)
                 drop = resumed.resends(resend)
             if resumed is not None and lock is not None and job.save is not None:
                 # Before the rewrite drops them: no file is their answer until sent.
                 resumed.pending = lock.remember_again(resumed.again)
+                resumed.since = lock.batch_began()  # nor a file of an earlier batch
             fields = job.field_names()
             if job.skip_saved:
                 clean_temps(job)  # what a stopped run left (see --save-body)
@@ -785,7 +803,7 @@ def run_command(
                 lock.close()
             raise
     except UsageError as exc:
-        _fail(str(exc))
+        _fail(str(resume_named(exc, resuming) if resuming else exc))
     except click.BadParameter as exc:
         _fail(exc.format_message())
     stats, code = _run(
@@ -844,7 +862,7 @@ def _run(
     skip_problem = resumed.problems.__contains__ if resumed is not None else None
     # --resume with --save-body: a row the output lacks whose file is complete is
     # written without a request; a row it drops to send again is sent.
-    saved = saved_rows(job, resumed.sent_again) if resumed is not None else None
+    saved = saved_rows(job, resumed.sent_again, resumed.since) if resumed is not None else None
     try:
         if nprocs > 1:
             from ._parallel import execute_parallel

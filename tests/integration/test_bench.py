@@ -351,6 +351,29 @@ def test_status_codes_and_errors_are_counted(stall: StallServer) -> None:
     assert d["latency_ms"]["max"] == 0.0
 
 
+def test_a_short_timeout_fires_between_the_ticks(stall: StallServer) -> None:
+    """Deadlines were enforced by the 0.1 s tick alone: a 20 ms --timeout fired at up to
+    120 ms. A sweep a tenth of the timeout apart (5 ms at least) fires them now: with the
+    tick an hour apart, these two requests end only if the sweep times them out."""
+    from drumfire.bench._api import make_plan
+    from drumfire.bench._runner import Runner
+
+    plan = make_plan(
+        stall.base_url + "/hang", rows=None, input=None, input_format=None, method=None,
+        headers=[], data=None, concurrency=1, rate=None, requests=2, duration=None,
+        warmup=0, timeout=0.02, connect_timeout=10.0, shuffle=False, seed=None,
+        verify=True, max_body=1 << 20,
+    )  # fmt: skip
+
+    async def run() -> Any:
+        runner = Runner(plan.targets, tick_interval=3600.0, **plan.runner_args)
+        assert runner.sweep_interval == 0.005  # a tenth of 20 ms is under the floor
+        return await runner.run()
+
+    data = asyncio.run(run())
+    assert data.recorder.errors == {"timeout": 2}
+
+
 def test_no_server_is_an_error() -> None:
     with contextlib.closing(__import__("socket").socket()) as s:
         s.bind(("127.0.0.1", 0))

@@ -319,6 +319,81 @@ def test_run_dask_results_have_one_typed_schema_for_to_parquet(
         run_dask(tmp_path / "routes.csv", url, extract=extract, dtypes={"x": "int64"})
 
 
+def test_parts_without_a_value_share_the_numbers_type_of_the_others(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # A partition whose field got no value (every row failed: an outage, NoRoute) typed
+    # it as text in its part while the others held numbers: pandas and pyarrow.dataset
+    # took the first part's type (numbers read as text), polars refused the dataset.
+    # The client now rewrites such parts with the others' type (and a part of whole
+    # numbers as float64, as one process types them), and --retry-failed's rewrite of
+    # a part keeps numbers when the rows sent again fail once more or bring integers.
+    pl = pytest.importorskip("polars")
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    local, _ = cluster
+    src = tmp_path / "in.csv"
+    n = 90
+    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
+    parts = plan_parts(str(src), "csv", size=256)
+    assert len(parts) >= 4
+    values = {}  # every line the same length, so the cuts stay where they are
+    for p in parts:
+        for i in range(p.first_row, p.first_row + p.rows):
+            # The first partition: no value at all; the second: only half of its rows;
+            # the third: whole numbers only (int64 there, float64 in the others).
+            no = p.index == 0 or (p.index == 1 and i % 2 == 0)
+            values[f"r{i:03d}"] = "none" if no else f"{'w' if p.index == 2 else 0}{i:03d}"
+    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
+    assert plan_parts(str(src), "csv", size=256) == parts
+
+    fixed = threading.Event()  # the outage is over: whole numbers for the rows it failed
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        v = parse_qs(urlsplit(target).query)["v"][0]
+        if v == "none":
+            return respond(200, {"n": 7}) if fixed.is_set() else respond(404, {})
+        return respond(200, {"n": int(v[1:]) if v[0] == "w" else int(v) + 0.5})
+
+    def check(want: dict[str, float | None]) -> None:
+        assert len([p for p in out.iterdir() if p.name.startswith("part-")]) == len(parts)
+        table = ds.dataset(out).to_table()
+        assert table.schema.field("n").type == pa.float64()
+        assert dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(),
+                        strict=True)) == want  # fmt: skip
+        frame = pd.read_parquet(out)
+        assert str(frame["n"].dtype) == "float64"
+        got = dict(zip(frame["id"], frame["n"], strict=True))
+        assert {k: None if pd.isna(v) else v for k, v in got.items()} == want
+        polars = pl.read_parquet(str(out / "*.parquet"))
+        assert polars.schema["n"] == pl.Float64
+        assert len(polars) == n
+
+    out = tmp_path / "out.parquet"
+    want = {
+        k: None if v == "none" else float(v[1:]) if v[0] == "w" else int(v) + 0.5
+        for k, v in values.items()
+    }
+    with ScriptedServer(handler) as server:
+        args = ["run", src, "--url", server.base_url + "/x?v={v}", "-e", "n=n", "-o", out,
+                "--cluster", local.scheduler_address, "--partition-size", "256"]  # fmt: skip
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        check(want)
+        # The rows sent again fail again: the parts keep their numbers (they were made text).
+        again = drumfire(*args, "--retry-failed", "404")
+        assert again.returncode == 0, again.stderr
+        check(want)
+        # They get whole numbers beside the kept fractions: float64 (they were made text).
+        fixed.set()
+        last = drumfire(*args, "--retry-failed", "404")
+        assert last.returncode == 0, last.stderr
+    check({k: 7.0 if v is None else v for k, v in want.items()})
+
+
 def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
     from drumfire._cluster import TOPIC, run_part
     from drumfire._job import make_job
@@ -410,6 +485,9 @@ def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
                 proc.wait()
         assert proc.returncode == 143, err
         assert "drumfire: interrupted; the finished parts are kept" in err
+        # The LocalCluster's shutdown (the busy worker killed after 4 s, its task
+        # cancelled) printed distributed's WARNING lines: only drumfire's are shown.
+        assert all(line.startswith(("drumfire:", "  ")) for line in err.splitlines()), err
         hint = [line for line in err.splitlines() if "resume with: drumfire run" in line]
         assert len(hint) == 1, err
         assert hint[0].endswith("--resume")
@@ -477,6 +555,73 @@ def test_sigterm_while_submitting_or_cleaning_up_ends_as_ctrl_c_does(
     assert "drumfire: interrupted; the finished parts are kept" in err
     assert finished == ([] if step == "submit" else [step])
     assert signal.getsignal(signal.SIGTERM) is before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    _, code = _cluster.run_cluster(str(src), job, resume=True, **args)  # type: ignore[arg-type]
+    assert code == 0, capsys.readouterr().err
+    assert_exactly_once(out)
+
+
+@pytest.mark.parametrize("step", ["close", "clean"])
+def test_ctrl_c_while_cleaning_up_after_ctrl_c_ends_with_the_summary(
+    step: str,
+    demo: DemoServer,
+    cluster: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A second Ctrl-C while the client closed (the cluster stopping, the temporary
+    # files removed) raised KeyboardInterrupt out of the cleanup: a traceback (or
+    # click's "Aborted!", exit 1), no summary, the cleanup half done. Now it is
+    # recorded and the run ends as after one Ctrl-C: the summary, exit 130. The
+    # first Ctrl-C comes while the tasks are submitted, the second inside the step.
+    from drumfire import _cluster
+    from drumfire._job import make_job
+
+    local, _ = cluster
+    src = hold_input(tmp_path / "in.csv", at=-1)
+    out = tmp_path / "out.parquet"
+    finished: list[str] = []
+
+    def interrupt(where: str) -> None:
+        signal.raise_signal(signal.SIGINT)  # its handler has run when this returns
+        finished.append(where)
+
+    split_job = _cluster.split_job
+    monkeypatch.setattr(_cluster, "split_job", lambda *a: (interrupt("submit"), split_job(*a))[1])
+    if step == "close":
+
+        class LocalCluster:  # stands for the one that local:N starts
+            def close(self) -> None:
+                interrupt("close")
+
+        connect = _cluster.connect
+        monkeypatch.setattr(_cluster, "connect", lambda a: (connect(a)[0], LocalCluster()))
+    else:
+        clean = _cluster.Store.clean
+
+        def clean_after_a_ctrl_c(store: Any) -> None:
+            (out / ".part-000099.parquet.tmp").write_bytes(b"cut short")
+            interrupt("clean")
+            clean(store)
+
+        monkeypatch.setattr(_cluster.Store, "clean", clean_after_a_ctrl_c)
+    # Ctrl-C raising KeyboardInterrupt, as in a terminal: a test run started in the
+    # background inherits SIGINT ignored.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        job = make_job(demo.base_url + "/echo?q={q}")
+        args = {"cluster": local.scheduler_address, "output": str(out), "out_fmt": "parquet",
+                "partition_size": 4096}  # fmt: skip
+        _, code = _cluster.run_cluster(str(src), job, **args)  # type: ignore[arg-type]
+        err = capsys.readouterr().err
+        assert code == 130, err
+        assert err.endswith("drumfire: interrupted; the finished parts are kept\n"), err
+        assert finished == [step]  # the first Ctrl-C stopped the submission at once
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.undo()
     _, code = _cluster.run_cluster(str(src), job, resume=True, **args)  # type: ignore[arg-type]

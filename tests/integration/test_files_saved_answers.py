@@ -573,8 +573,11 @@ def test_a_stopped_retry_failed_run_leaves_no_stale_file_to_claim(
         assert (row["status"], row["attempts"], row["error"]) == ("200", "1", ""), row
         assert row["saved_bytes"] == str(len(b"version 3 of /" + name.encode()))
     assert files_in(saved) == {f"{n}.bin": b"version 3 of /%s" % n.encode() for n in "abc"}
-    # The run that completed the batch leaves nothing beside the output.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl", "in.csv", "out.csv"]
+    # The run that completed the batch leaves no list of rows to send again beside the
+    # output; only the time its batch began (see test_resume_takes_no_file_of_an_earlier_batch).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.csv.drumfire-batch", "dl", "in.csv", "out.csv"
+    ]
 
 
 def test_rows_to_send_again_stay_listed_until_a_run_reads_the_whole_input(
@@ -614,3 +617,59 @@ def test_rows_to_send_again_stay_listed_until_a_run_reads_the_whole_input(
     assert not marker.exists()
     assert read_csv(out)["b"]["attempts"] == "1"
     assert (saved / "b.bin").read_bytes() == b"body of b"
+
+
+@pytest.mark.parametrize(
+    ("case", "by"),
+    [("overwrite", "cli"), ("shared", "cli"), ("overwrite", "api")],
+    ids=["after-overwrite", "shared-save-dir", "after-overwrite-api"],
+)
+def test_resume_takes_no_file_of_an_earlier_batch(tmp_path: Path, case: str, by: str) -> None:
+    """A --resume took a complete file under a missing row's name as its answer even when
+    an earlier batch wrote it (before --overwrite, or for another output sharing the
+    --save-dir): the old answer stood for the new batch's row. The output now keeps
+    when its batch began (a hidden file beside it), and an older file is sent again;
+    a file of the batch itself is still taken."""
+    (tmp_path / "in.csv").write_text("id\na\nb\nc\nd\n")
+    first_out, saved = tmp_path / "out.csv", tmp_path / "dl"
+    out = first_out if case == "overwrite" else tmp_path / "other.csv"
+    version = [b"one"]
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, version[0] + target.encode())
+
+    with ScriptedServer(handler) as srv:
+        url = srv.url("/{id}")
+        args = ["run", tmp_path / "in.csv", "--url", url, "--save-body", "{id}.bin",
+                "--save-dir", saved, "-q"]  # fmt: skip
+        first = drumfire(*args, "-o", first_out)
+        assert first.returncode == 0, first.stderr
+        assert files_in(saved) == {f"{i}.bin": b"one/" + i.encode() for i in "abcd"}
+        version[0] = b"two"
+        # A new batch of the output (or of another output) stopped after two rows...
+        if by == "cli":
+            more = ["--overwrite"] if case == "overwrite" else []
+            stopped = drumfire(*args, "-o", out, *more, "-n", "2")
+            assert stopped.returncode == 0, stopped.stderr
+        else:
+            list(run([{"id": "a"}, {"id": "b"}], url, save_body="{id}.bin",
+                     save_dir=str(saved), output=str(out), overwrite=True))  # fmt: skip
+        # ... and b's row lost though its file is whole (the second before a kill -9).
+        lines = out.read_text().splitlines()
+        out.write_text("\n".join(line for line in lines if not line.startswith("b,")) + "\n")
+        sent = len(srv.requests)
+        if by == "cli":
+            again = drumfire(*args, "-o", out, "--resume")
+            assert again.returncode == 0, again.stderr
+        else:
+            rows = [{"id": i} for i in "abcd"]
+            list(run(rows, url, save_body="{id}.bin", save_dir=str(saved), output=str(out),
+                     resume=True))  # fmt: skip
+        resent = sorted(r.target for r in srv.requests[sent:])
+    assert resent == ["/c", "/d"]  # batch one's files are not this batch's answers
+    assert files_in(saved) == {f"{i}.bin": b"two/" + i.encode() for i in "abcd"}
+    rows_out = read_csv(out)
+    assert sorted(rows_out) == ["a", "b", "c", "d"]
+    assert rows_out["b"]["attempts"] == "0"  # its own batch's file: taken
+    assert (rows_out["c"]["attempts"], rows_out["d"]["attempts"]) == ("1", "1")

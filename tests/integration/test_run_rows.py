@@ -307,6 +307,43 @@ def test_parse_columns_needs_parse(tmp_path: Path) -> None:
 # -- a CSV with an unnamed column: pandas' to_csv writes its index so -----------------
 
 
+def test_a_nan_id_in_a_dataframe_takes_the_row_number(demo_server: DemoServer) -> None:
+    """A NaN in the id column (float, or object with None/NaN mixed in, as pandas makes
+    it) was the id 'nan' for every such row: a missing id now, as an empty one."""
+    import numpy as np
+    import pandas as pd
+
+    url = demo_server.base_url + "/echo?x={x}"
+    frame = pd.DataFrame({"id": ["a", np.nan, "c", None], "x": [1, 2, 3, 4]})
+    result = drumfire.run_all(frame, url, extract={"x": "query.x"})
+    assert list(result["id"]) == ["a", "2", "c", "4"]
+    floats = pd.DataFrame({"id": [1.5, np.nan], "x": [1, 2]})
+    result = drumfire.run_all(floats, url, extract={"x": "query.x"})
+    assert list(zip(result["id"], result["x"], strict=True)) == [("1.5", "1"), ("2", "2")]
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_nan_id_in_parquet_takes_the_row_number(
+    demo_server: DemoServer, tmp_path: Path, processes: str
+) -> None:
+    """The same from a Parquet float column, through the worker processes' pipes too."""
+    import numpy as np
+    import pandas as pd
+
+    pytest.importorskip("pyarrow")
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"id": [1.5, np.nan, 2.5], "x": [1, 2, 3]}).to_parquet(source)
+    out = tmp_path / "out.csv"
+    proc = cli(
+        "run", source, "--url", demo_server.base_url + "/echo?x={x}", "-e", "x=query.x",
+        "-p", processes, "-o", out, "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((r["id"], r["x"]) for r in read_csv(out)) == [
+        ("1.5", "1"), ("2", "2"), ("2.5", "3")
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_pandas_csv_with_its_index_is_read(
     demo_server: DemoServer, tmp_path: Path, processes: str

@@ -170,6 +170,36 @@ def test_max_retry_wait_refuses_in_one_line_naming_the_option(value: str, tmp_pa
     ]
 
 
+@pytest.mark.parametrize(("option", "value"), [("--timeout", "nan"), ("--connect-timeout", "inf")])
+def test_a_timeout_that_never_fires_names_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """click's FloatRange lets nan and inf through; make_job refused them naming its
+    keyword (timeout=nan), which a command line never typed."""
+    from click.testing import CliRunner
+
+    from drumfire.cli import main
+
+    (tmp_path / "in.txt").write_text("http://127.0.0.1:9/\n")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "in.txt"), option, value])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"drumfire: error: {option} {value}: give a number of seconds above 0 (5 or 2.5)"
+    ]
+
+
+def test_bench_names_its_timeout_option_too() -> None:
+    from click.testing import CliRunner
+
+    from drumfire.bench.cli import bench_command
+
+    result = CliRunner().invoke(bench_command, ["http://127.0.0.1:9/", "--timeout", "nan"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "drumfire bench: error: --timeout nan: give a number of seconds above 0 (5 or 2.5)"
+    )
+
+
 @pytest.mark.parametrize(
     ("rate", "line"),
     [

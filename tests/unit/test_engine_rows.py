@@ -34,6 +34,25 @@ def test_row_id_of_a_json_value_is_its_json_text() -> None:
     assert row_id({"id": 1.5}, 3, "id") == "1.5"
 
 
+def test_a_missing_id_as_pandas_has_it_takes_the_row_number() -> None:
+    """A NaN id (a DataFrame's empty cell in a float or object column, numpy's, a
+    Decimal's) or pandas' NA and NaT was the text 'nan' ('<NA>', 'NaT'), shared by every
+    such row; it is empty now, as pandas takes it, so the row number is the id. Text
+    is taken as written: a CSV cell 'nan' is an id."""
+    import decimal
+
+    import numpy as np
+    import pandas as pd
+
+    for missing in (float("nan"), np.float64("nan"), np.float32("nan"), decimal.Decimal("NaN"),
+                    decimal.Decimal("sNaN"), pd.NA, pd.NaT):  # fmt: skip
+        assert row_id({"id": missing}, 3, "id") == "3", missing
+    assert row_id({"id": "nan"}, 3, "id") == "nan"
+    assert row_id({"id": float("inf")}, 3, "id") == "inf"
+    assert row_id({"id": np.int64(4)}, 3, "id") == "4"
+    assert row_id({"id": pd.Timestamp("2024-01-02")}, 3, "id") == "2024-01-02 00:00:00"
+
+
 def test_make_prepares_counts_duplicates_and_skips() -> None:
     stats = Stats(lambda: 0.0)
     made = rows(duplicates=DuplicateCounter(), skip=lambda id_: id_ == "b")

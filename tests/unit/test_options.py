@@ -5,6 +5,7 @@ one UsageError line naming it, never a TypeError mid-run (or rows that all end
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,6 @@ def test_files_and_form_take_requests_list_of_pairs() -> None:
         ({"skip_saved": 1}, "skip_saved=1: give True or False"),
         ({"retry": 3}, "retry=3: give a drumfire.Retry"),
         ({"timeouts": 5}, "timeouts=5: give a drumfire.Timeouts"),
-        ({"timeouts": Timeouts(total=0)}, "timeouts.total=0: give a number of seconds above 0"),
-        ({"timeouts": Timeouts(connect="1")}, "timeouts.connect='1': give a number of seconds"),
         ({"url": None}, "url=None: give the URL template, a str"),
         ({"method": 1}, "method=1: give a method, a str, or None"),
         ({"headers": "A: b"}, "headers='A: b': give 'Name: value' strings or (name, value) pairs"),
@@ -147,6 +146,11 @@ def test_files_and_form_take_requests_list_of_pairs() -> None:
         ({"form": ("a=b",)}, "form=('a=b',): give FormField parts (make_job's form=, files=)"),
         ({"save": "{id}.bin"}, "save='{id}.bin': give a SaveSpec (make_job's save_body=), or"),
         ({"cacert": "/no/such.pem"}, "--cacert /no/such.pem: no such file"),
+        # two bodies, which make_job and the command line refuse (a Job took them, and
+        # sent one, silently)
+        ({"data": "x", "data_file": "{p}"}, "the body is given twice: data= and data_file=;"),
+        ({"data": b"x", "form": (FormField("a", "b"),)}, "the body is given twice: data= and"),
+        ({"data_file": "{p}", "form": (FormField("a", "b"),)}, "the body is given twice: data_f"),
     ],
 )
 def test_a_job_made_directly_is_checked_as_make_job_checks(
@@ -161,6 +165,50 @@ def test_a_job_made_directly_is_checked_as_make_job_checks(
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Timeouts(total=0), "Timeouts.total=0: give a number of seconds above 0"),
+        (lambda: Timeouts(connect="1"), "Timeouts.connect='1': give a number of seconds"),
+        (lambda: Timeouts(connect=-1.5), "Timeouts.connect=-1.5: give a number of seconds"),
+        (lambda: Timeouts(total=math.nan), "Timeouts.total=nan: give a number of seconds"),
+        (lambda: Timeouts(total=math.inf), "Timeouts.total=inf: give a number of seconds"),
+        (lambda: Retry(retries=-1), "Retry.retries=-1: give a whole number from 0 to 100"),
+        (lambda: Retry(retries=2.0), "Retry.retries=2.0: give a whole number from 0 to 100"),
+        (lambda: Retry(backoff=-0.1), "Retry.backoff=-0.1: give a number of seconds, 0 or more"),
+        (lambda: Retry(max_backoff=math.nan), "Retry.max_backoff=nan: give a number of seconds"),
+        (lambda: Retry(max_retry_after=math.nan), "Retry.max_retry_after=nan: give a number"),
+        (lambda: Retry(max_retry_after=-1), "Retry.max_retry_after=-1: give a number of seconds"),
+        (lambda: Retry(budget=-1), "Retry.budget=-1: give a share, 0 or more"),
+        (lambda: Retry(budget_floor=math.inf), "Retry.budget_floor=inf: give retries per second"),
+        (lambda: Retry(statuses={"503"}), "Retry.statuses={'503'}: give HTTP statuses (100 to"),
+        (lambda: Retry(statuses=[503, 600]), "Retry.statuses=[503, 600]: give HTTP statuses"),
+        (lambda: Retry(statuses=503), "Retry.statuses=503: give HTTP statuses"),
+        (lambda: Retry(unsafe="yes"), "Retry.unsafe='yes': give True or False"),
+    ],
+)
+def test_the_settings_objects_check_their_own_values(
+    make: Callable[[], object], message: str
+) -> None:
+    """Retry(...) and Timeouts(...) took a negative, NaN or infinite value and the run
+    failed far from it (a NaN wait never fires); each is one line naming the field now."""
+    with pytest.raises(UsageError) as info:
+        make()
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_settings_objects_take_numbers_as_floats_and_any_statuses() -> None:
+    """An int of seconds becomes a float and an iterable of statuses a frozenset, so
+    equal settings compare and hash equal; 0 is a wait or a budget, never a timeout."""
+    assert Timeouts(connect=1, total=2) == Timeouts(connect=1.0, total=2.0)
+    assert Retry(statuses=[503, 429]) == Retry(statuses=frozenset({429, 503}))
+    assert hash(Retry(statuses=[503])) == hash(Retry(statuses=frozenset({503})))
+    zero = Retry(retries=0, backoff=0, max_backoff=0, max_retry_after=0, budget=0, budget_floor=0)
+    assert (zero.backoff, zero.max_retry_after, zero.statuses) == (0.0, 0.0, Retry().statuses)
+    assert Retry(statuses=()).statuses == frozenset()
+
+
 def test_a_job_made_directly_takes_what_make_job_takes() -> None:
     """Sizes and rates as on the command line become numbers, lists tuples, paths str;
     dataclasses.replace checks again; every field has its check."""
@@ -173,6 +221,8 @@ def test_a_job_made_directly_takes_what_make_job_takes() -> None:
     assert (job.max_body, job.rate, job.keep) == (64 * 1024**2, 10.0, ("a",))
     assert job.headers == (("A", "b"), "C: d")
     assert (job.extract, job.data_file) == ((("d", "routes[0].duration"),), "up/{p}.bin")
+    with pytest.raises(UsageError, match=r"^the body is given twice: data= and data_file=; give"):
+        dataclasses.replace(job, data="x")
     assert job == make_job(URL, max_body="64M", rate="10/s", keep=["a"],
                            headers=[("A", "b"), "C: d"], extract={"d": "routes[0].duration"},
                            data_file=Path("up/{p}.bin"))  # fmt: skip

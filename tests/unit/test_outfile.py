@@ -11,6 +11,7 @@ import pytest
 from drumfire._errors import UsageError
 from drumfire._outfile import (
     AGAIN_SUFFIX,
+    REWRITE_SUFFIX,
     FileProblem,
     GuardedSink,
     OutputLock,
@@ -104,6 +105,28 @@ def test_rewrite_replaces_the_file_and_keeps_it_locked(tmp_path: Path) -> None:
         lock.close()
 
 
+def test_a_rewrite_killed_midway_leaves_a_file_the_next_one_removes(tmp_path: Path) -> None:
+    """The rewrite's temporary file had a random name (mkstemp): a kill -9 while it was
+    written left it for good. It has one name now, which the next rewrite replaces and
+    a run that completes the input removes."""
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(b'{"id":"1","error":""}\n{"id":"2","error":"cancelled"}\n')
+    stale = tmp_path / f".o.jsonl{REWRITE_SUFFIX}"
+    stale.write_bytes(b'{"id":"1"')  # what a killed run leaves
+    os.chmod(stale, 0o400)
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    try:
+        lock.rewrite("jsonl", lambda record: record[2] == "cancelled")
+        assert path.read_bytes() == b'{"id":"1","error":""}\n'
+        assert [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]
+        stale.write_bytes(b"")
+        lock.forget_again()
+        assert [p.name for p in tmp_path.iterdir()] == ["o.jsonl"]
+    finally:
+        lock.close()
+
+
 def test_a_removed_output_is_a_file_problem_at_the_next_flush(tmp_path: Path) -> None:
     path = tmp_path / "o.csv"
     lock = OutputLock.acquire(str(path))
@@ -164,6 +187,35 @@ def test_rows_sent_again_are_remembered_until_a_run_completes(tmp_path: Path) ->
         lock.forget_again()
         assert os.listdir(tmp_path) == ["o.csv"]
         lock.forget_again()  # none: nothing to do
+    finally:
+        lock.close()
+
+
+def test_the_list_of_rows_sent_again_leaves_no_temporary_file_and_takes_the_outputs_mode(
+    tmp_path: Path,
+) -> None:
+    """A run killed while writing the list (kill -9) left a randomly named .tmp file that
+    nothing removed; its one name is removed by the next run now. The list was written
+    0600 whatever the output's mode; it takes the output's now, as the rewrite does."""
+    path = tmp_path / "o.csv"
+    path.write_text("")
+    os.chmod(path, 0o640)
+    lock = OutputLock.acquire(str(path))
+    assert lock is not None
+    marker = tmp_path / f".o.csv{AGAIN_SUFFIX}"
+    stale = tmp_path / f"{marker.name}.tmp"
+    try:
+        stale.write_bytes(b"half a list")  # what a killed run leaves
+        os.chmod(stale, 0o400)  # even one this run could not open for writing
+        assert len(lock.remember_again(DoneIds())) == 0  # reading the list removes it
+        assert sorted(os.listdir(tmp_path)) == ["o.csv"]
+        stale.write_bytes(b"half a list")
+        lock.remember_again(DoneIds(["a"]))
+        assert sorted(os.listdir(tmp_path)) == [marker.name, "o.csv"]
+        assert marker.stat().st_mode & 0o777 == 0o640
+        stale.write_bytes(b"half a list")
+        lock.forget_again()  # a run that completes the input removes both
+        assert os.listdir(tmp_path) == ["o.csv"]
     finally:
         lock.close()
 

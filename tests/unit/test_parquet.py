@@ -144,9 +144,45 @@ def test_parquet_resume_keeps_the_schema_and_numbers_parts_on(tmp_path: Path) ->
     assert ds.dataset(out).to_table().column("n").to_pylist() == [1, 2]
     with pytest.raises(UsageError, match="differ from this run's"):
         ParquetSink(out, ["other"], [], append=True)
-    # Without --resume the output starts again.
+    # Without --resume the output starts again (a run of no rows: one empty part).
     ParquetSink(out, ["n"], []).close()
-    assert os.listdir(out) == []
+    assert os.listdir(out) == ["part-00000.parquet"]
+    assert pq.read_metadata(os.path.join(out, "part-00000.parquet")).num_rows == 0
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_a_run_of_no_rows_leaves_one_empty_part_that_readers_read(
+    tmp_path: Path, learn: bool
+) -> None:
+    # An empty input (or every row skipped) left a directory without a part, which
+    # pandas, pyarrow.dataset and polars refuse. Now one part of no rows, with the
+    # columns (the types of no value: text, but for declared ones), as to_parquet does.
+    pd = pytest.importorskip("pandas")
+    out = tmp_path / "out.parquet"
+    fields = [] if learn else ["n", "saved_bytes"]
+    ParquetSink(str(out), fields, ["lon"], learn=learn, kinds={"saved_bytes": "int64"}).close()
+    assert sorted(os.listdir(out)) == ["part-00000.parquet"]
+    columns = ["id", "status", "elapsed_ms", "attempts", "error", *fields, "lon"]
+    table = ds.dataset(out).to_table()
+    assert table.num_rows == 0
+    assert table.column_names == columns
+    if not learn:
+        assert table.schema.field("n").type == pa.string()
+        assert table.schema.field("saved_bytes").type == pa.int64()
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == columns
+    assert len(frame) == 0
+    # A resume that adds rows does not keep the types of no value: the empty part
+    # goes, and the rows decide (else numbers in a text column, or all unfit).
+    sink = ParquetSink(str(out), ["n"] if learn else fields, ["lon"], append=True)
+    sink.write(result(1, {"n": 1.5, "saved_bytes": 3}, {"lon": 2}))
+    sink.close()
+    assert sink.unfit == 0
+    assert sorted(os.listdir(out)) == ["part-00000.parquet"]
+    table = ds.dataset(out).to_table()
+    assert table.schema.field("n").type == pa.float64()
+    assert table.column("n").to_pylist() == [1.5]
+    assert table.column("lon").to_pylist() == [2]
 
 
 def test_a_crash_during_compaction_neither_loses_nor_repeats_rows(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from .._connection import TLS
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
+from .._options import check_seconds
 from .._request import RequestPlan
 from .._rows import InputProblem, row_place
 from .._settings import MAX_BODY
@@ -138,8 +139,8 @@ def make_plan(
         raise UsageError("the request count (-n) must be at least 1")
     if concurrency is not None and concurrency < 1:
         raise UsageError("the concurrency (-c) must be at least 1")
-    if timeout <= 0 or connect_timeout <= 0:
-        raise UsageError("timeouts must be more than 0 seconds")
+    check_seconds("timeout", timeout)  # a NaN passed "<= 0" and never fired
+    check_seconds("connect_timeout", connect_timeout)
     warm = parse_duration(warmup, "--warmup")
     length = parse_duration(duration, "-z/--duration") if duration is not None else None
     if length is not None and length <= 0:

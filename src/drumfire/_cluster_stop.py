@@ -1,0 +1,68 @@
+"""How a ``--cluster`` run's client stops on SIGTERM and Ctrl-C (see :mod:`drumfire._cluster`).
+
+While the tasks run, Ctrl-C raises KeyboardInterrupt as usual and SIGTERM raises
+:class:`Terminated`; :mod:`drumfire._cluster` catches both, keeps the parts
+done and prints the summary. While the client then closes (the cluster
+stopped, temporary files removed), either signal is only recorded: raised
+there, it left the cleanup half done and ended in a traceback.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+__all__ = ["StopSignals", "Terminated"]
+
+
+class Terminated(BaseException):
+    """SIGTERM reached the client (see :class:`StopSignals`): a BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` takes it for a task's failure."""
+
+
+class StopSignals:
+    """While a run is driven, SIGTERM stops it as Ctrl-C does (the parts done kept, the
+    summary, exit 143) and a second one ends the process; in the cleanup (:meth:`hold`) it
+    is only recorded in ``came``, and so is a Ctrl-C, in ``ctrl_c`` (it raised
+    KeyboardInterrupt out of the cleanup: a traceback, no summary). Only the main thread
+    may set a handler: elsewhere, nothing."""
+
+    def __init__(self) -> None:
+        self.came = False
+        self.ctrl_c = False
+        self._held_int = False
+        self._main = threading.current_thread() is threading.main_thread()
+        if self._main:
+            self._before = signal.getsignal(signal.SIGTERM)
+            self._before_int = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGTERM, self._stop)
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self._record(signum, frame)
+        raise Terminated
+
+    def _record(self, signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, self._before)
+        self.came = True
+
+    def _record_ctrl_c(self, signum: int, frame: Any) -> None:
+        self.ctrl_c = True
+
+    def hold(self) -> None:
+        """From now, record a SIGTERM instead of raising (unless one came already), and a
+        Ctrl-C (unless SIGINT is ignored, as in a background job)."""
+        if not self._main:
+            return
+        if not self.came:
+            signal.signal(signal.SIGTERM, self._record)
+        if self._before_int not in (signal.SIG_IGN, None):  # None: set from C
+            signal.signal(signal.SIGINT, self._record_ctrl_c)
+            self._held_int = True
+
+    def restore(self) -> None:
+        if self._main:
+            signal.signal(signal.SIGTERM, self._before)
+        if self._held_int:
+            signal.signal(signal.SIGINT, self._before_int)
+            self._held_int = False
