@@ -52,6 +52,12 @@ from ._rows import SKIPPED, WAIT, Flight, Item, Rows
 from ._settings import MAX_BODY, MAX_CONCURRENCY, PIPELINE, UNPROCESSED_STATUSES, Retry, Timeouts
 from ._settle import Settling
 
+
+def _raising(exc: Exception) -> Iterator[Item]:
+    """Items that end at once with ``exc``: what the input raised, for the next pull."""
+    raise exc
+    yield  # a generator: it raises when pulled
+
 __all__ = ["Engine", "EngineSettings"]
 
 
@@ -349,6 +355,10 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
                     seq = self._seq
             else:
                 self._exhausted = True
+        except Exception as exc:  # an unreadable input: raised after the rows before it,
+            if not out:  # as _next_flight has it (they are started first)
+                raise
+            self._items = _raising(exc)
         finally:
             self._seq = seq
         return out
