@@ -15,6 +15,7 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 from ._template import as_text, format_string
+from ._values import is_missing
 
 __all__ = [
     "Encoder",
@@ -133,8 +134,14 @@ def json_value(value: Any) -> str:
     if type(value) is int:  # orjson refuses integers beyond 64 bits
         return str(value)
     return orjson.dumps(
-        value, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        value, default=_json_text, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     ).decode()
+
+
+def _json_text(value: Any) -> Any:
+    """orjson's ``default=`` in a JSON body: pandas' ``NA`` and ``NaT`` are ``null``
+    (as ``None``), anything else JSON has no type for its text."""
+    return None if is_missing(value) else str(value)
 
 
 def for_any(encode: Callable[[str], str]) -> Encoder:

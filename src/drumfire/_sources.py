@@ -34,7 +34,7 @@ from ._errors import InputError, UsageError
 from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
 from ._rows import InputProblem, Item, LineMap
 from ._text import with_article
-from ._values import loads_exact
+from ._values import is_missing, loads_exact
 
 __all__ = [
     "FORMATS",
@@ -731,5 +731,32 @@ def _chain(first: Any, rest: Iterable[Any]) -> Iterator[Any]:
 
 def _frame_items(frame: Any) -> Iterator[Item]:
     columns = [str(c) for c in frame.columns]
+    # pandas' missing values become None, as Arrow's nulls do: NA and NaT (a
+    # nullable Int64 or boolean column, a datetime one), and the NaN of a string
+    # column (pandas 3's default ``str`` dtype marks a missing string so), which
+    # there means nothing but "missing". A template then inserts nothing, a JSON
+    # body null, and the outputs keep no '<NA>', 'NaT' or 'nan' text. Only the
+    # columns whose dtype may hold one are looked at: NumPy's numbers, booleans
+    # and strings cannot, and a float column's NaN is a number (see the README).
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None:  # a frame-like object without: every column
+        dtypes = [None] * len(columns)
+    holes = [
+        (c, type(d).__name__ == "StringDtype")
+        for c, d in zip(columns, dtypes, strict=True)
+        if _may_hold_na(d)
+    ]
     for n, values in enumerate(frame.itertuples(index=False, name=None), 1):
-        yield n, dict(zip(columns, values, strict=True))
+        row = dict(zip(columns, values, strict=True))
+        for c, text in holes:
+            value = row[c]
+            if is_missing(value) or (text and type(value) is float and value != value):
+                row[c] = None
+        yield n, row
+
+
+def _may_hold_na(dtype: Any) -> bool:
+    """Whether a pandas column of this dtype may hold ``NA`` or ``NaT``: any but a
+    NumPy dtype of numbers, booleans or fixed-width strings."""
+    numpy_kind = getattr(dtype, "kind", "O") if type(dtype).__module__.startswith("numpy") else "O"
+    return numpy_kind not in "biufcSU"

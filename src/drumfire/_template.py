@@ -38,16 +38,24 @@ from typing import Any
 import orjson
 
 from ._errors import TemplateError
+from ._values import is_missing
 
 __all__ = ["JSON_PLACEHOLDER", "Template", "as_text", "format_string"]
 
 
+#: numpy's boolean scalar type, by name (``bool`` from numpy 2, ``bool_`` before).
+_NUMPY_BOOLS = frozenset({"bool", "bool_"})
+
+
 def as_text(value: Any) -> str:
-    """A row value as the text to insert: strings as they are, others as JSON."""
+    """A row value as the text to insert: strings as they are, others as JSON;
+    nothing for ``None`` and pandas' missing values (``NA``, ``NaT``)."""
     if type(value) is str:
         return value
-    if value is None:
+    if value is None or is_missing(value):
         return ""
+    if type(value).__name__ in _NUMPY_BOOLS and type(value).__module__ == "numpy":
+        value = bool(value)  # a pandas boolean column's: 'true' as a bool, not 'True'
     if isinstance(value, bool | dict | list):
         try:
             return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
