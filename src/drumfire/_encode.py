@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 from ._template import as_text, format_string
-from ._values import is_missing
+from ._values import json_default
 
 __all__ = [
     "Encoder",
@@ -133,15 +133,11 @@ def json_value(value: Any) -> str:
         return '"' + json_chars(value) + '"'
     if type(value) is int:  # orjson refuses integers beyond 64 bits
         return str(value)
+    # A value JSON has no type for as the outputs write it (json_default: pandas'
+    # NA and NaT null, bytes their text, a timedelta PT90.5S, a tuple an array).
     return orjson.dumps(
-        value, default=_json_text, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        value, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     ).decode()
-
-
-def _json_text(value: Any) -> Any:
-    """orjson's ``default=`` in a JSON body: pandas' ``NA`` and ``NaT`` are ``null``
-    (as ``None``), anything else JSON has no type for its text."""
-    return None if is_missing(value) else str(value)
 
 
 def for_any(encode: Callable[[str], str]) -> Encoder:

@@ -329,7 +329,41 @@ def test_pandas_missing_values_are_sent_and_kept_as_missing() -> None:
         {"n": None, "s": None, "b": None, "t": None, "k": None, "id": None}
     ] * 2
     full = [r for r in sent if r not in missing]
-    assert [r.target for r in full] == ["/q?n=1&s=a%20b&b=true&t=2024-01-02%2003:04:05&k=x"]
+    assert [r.target for r in full] == ["/q?n=1&s=a%20b&b=true&t=2024-01-02T03:04:05&k=x"]
     assert json.loads(full[0].body) == {
-        "n": 1, "s": "a b", "b": True, "t": "2024-01-02 03:04:05", "k": "x", "id": 7
+        "n": 1, "s": "a b", "b": True, "t": "2024-01-02T03:04:05", "k": "x", "id": 7
     }  # fmt: skip
+
+
+def test_values_json_has_no_type_for_are_sent_as_the_outputs_write_them(tmp_path: Path) -> None:
+    """A Python row's bytes, tuple, timedelta or datetime is sent in a URL and a JSON
+    body as JSON Lines writes it. A URL had Python's text (b'abc', (1, 'a'),
+    0:01:30.500000, a datetime with a space where the JSON body had a 'T')."""
+    import datetime as dt
+    import decimal
+
+    row = {
+        "b": b"caf\xc3\xa9",
+        "t": (1, "a"),
+        "td": dt.timedelta(seconds=90.5),
+        "when": dt.datetime(2024, 1, 2, 3, 4, 5),
+        "d": decimal.Decimal("1.10"),
+    }
+    out = tmp_path / "out.jsonl"
+    with ScriptedServer(echo) as server:
+        drumfire.run_all(
+            [row],
+            server.url("/v?" + "&".join(f"{k}={{{k}}}" for k in row)),
+            json={k: f"{{{k}}}" for k in row},
+            keep=list(row),
+            output=out,
+        )
+        (sent,) = server.requests
+    written = json.loads(out.read_text(encoding="utf-8"))
+    kept = {k: written[k] for k in row}
+    assert kept == {"b": "café", "t": [1, "a"], "td": "PT90.5S", "when": "2024-01-02T03:04:05",
+                    "d": "1.10"}  # fmt: skip
+    assert json.loads(sent.body) == kept
+    assert sent.target == (
+        "/v?b=caf%C3%A9&t=%5B1,%22a%22%5D&td=PT90.5S&when=2024-01-02T03:04:05&d=1.10"
+    )
