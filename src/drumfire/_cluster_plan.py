@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ._cluster_store import filesystem, is_local, local_path, open_binary, path_exists
 from ._errors import InputError, UsageError
-from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES
+from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES, record_closes
 
 if TYPE_CHECKING:
     pass
@@ -83,10 +83,18 @@ def plan_parts(
         # that runs past the reader's limits (or to the end) costs one row there,
         # and reading goes on after its line, as the reader does (see _guarded).
         reopen, held_lines, held_bytes = (0, 0), 0, 0
+        long_cell = False  # past QUOTE_MAX_LINES, but seen to close: read on, as the reader
         while True:
             line = f.readline()
+            over = inside and line and held_lines >= QUOTE_MAX_LINES
+            if over and not long_cell and held_bytes < QUOTE_MAX_BYTES:
+                here = f.tell()
+                long_cell = _closes_ahead(f, line, QUOTE_MAX_BYTES - held_bytes, delimiter)
+                f.seek(here)
             if inside and (
-                not line or held_lines >= QUOTE_MAX_LINES or held_bytes >= QUOTE_MAX_BYTES
+                not line
+                or (held_lines >= QUOTE_MAX_LINES and not long_cell)
+                or held_bytes >= QUOTE_MAX_BYTES
             ):
                 offset, line_no = reopen
                 f.seek(offset)
@@ -110,9 +118,25 @@ def plan_parts(
                 was, inside = inside, _ends_inside(line, inside, delimiter)
                 if inside and not was:
                     reopen, held_lines, held_bytes = (offset, line_no), 0, 0
+                    long_cell = False
         if rows or not parts:
             parts.append(part(start, offset, first_row, first_line, rows))
     return parts
+
+
+def _closes_ahead(f: IO[bytes], line: bytes, budget: int, delimiter: int) -> bool:
+    """Whether a quoted field open before ``line`` closes cleanly (see
+    :func:`~drumfire._sources.record_closes`) within ``budget`` more bytes: then
+    the reader reads it whole, however many lines it takes. Reads ``f`` on."""
+    while line:
+        budget -= len(line)
+        if budget < 0:
+            return False
+        verdict, _ = record_closes(line.decode("latin-1"), chr(delimiter), True)
+        if verdict is not None:
+            return verdict
+        line = f.readline()
+    return False
 
 
 def _ends_inside(line: bytes, inside: bool, delimiter: int) -> bool:

@@ -72,6 +72,7 @@ class EngineCore:
     _ready: deque[Flight]  # rows to start before reading more input
     _sleeping: dict[Flight, asyncio.TimerHandle]
     _busy: set[Connection]
+    _special: frozenset[int]  # statuses that may need more than writing the row
     _order: Reorder[Result] | None
     _timer: asyncio.TimerHandle | None
     _pump_timer: asyncio.TimerHandle | None

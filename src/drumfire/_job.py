@@ -416,7 +416,16 @@ FIELD_CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
     ("url", check_kind(str, "the URL template, a str")),
     ("method", optional(check_kind(str, "a method, a str, or None"))),
     ("headers", check_texts("'Name: value' strings or (name, value) pairs", pairs=None)),
-    ("data", optional(check_kind((str, bytes), "the body, a str or bytes, or None"))),
+    (
+        "data",
+        optional(
+            check_kind(
+                (str, bytes),
+                "the body, a str or bytes, or None (a form body is its text, "
+                "data='q={q}&n=1', not a dict as in requests; a JSON body goes in json=)",
+            )
+        ),
+    ),
     ("extract", check_texts("(name, expression) pairs of str", pairs=True)),
     ("keep", check_texts("column names, a tuple of str")),
     ("id", optional(check_kind(str, "a column name, a str, or None"))),

@@ -270,7 +270,8 @@ class RequestPlan:
             # The value may hold credentials: name the header, never print the value.
             value.check(available, label=f"the value of header {name.source!r}")
         if self._body_template is not None:
-            self._body_template.check(available)
+            body = self._body_template
+            body.check(available, label=f"the body {body.source!r}", secret=False)
 
     def _header_block(
         self, origin: Origin, row: Mapping[str, Any] | None, auth: str | None = None

@@ -22,6 +22,7 @@ from ._request import Prepared
 from ._result import Result, Stats
 from ._savebody import RowOutcome
 from ._template import as_text
+from ._values import is_missing
 
 if TYPE_CHECKING:
     from ._limits import OriginLimit
@@ -92,11 +93,6 @@ def row_id(row: Mapping[str, Any], line: int, column: str | None) -> str:
     return str(line)
 
 
-#: The types of pandas' missing values that are not a NaN, ``pd.NA`` and ``pd.NaT``,
-#: known by name (pandas is not imported for them; their module moved in pandas 3).
-_PANDAS_MISSING = frozenset({"NAType", "NaTType"})
-
-
 def _missing(value: Any) -> bool:
     """A NaN (Python's, numpy's, a ``Decimal``'s) or pandas' ``NA``/``NaT``."""
     if isinstance(value, float):  # numpy's float64 too
@@ -106,8 +102,7 @@ def _missing(value: Any) -> bool:
             return bool(value != value)
         except (ArithmeticError, TypeError):  # a signalling Decimal NaN
             return True
-    kind = type(value)
-    return kind.__name__ in _PANDAS_MISSING and kind.__module__.startswith("pandas")
+    return is_missing(value)  # pandas' NA, NaT
 
 
 def item_ids(items: Iterable[Item], column: str | None) -> Iterator[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import functools
 import io
 import itertools
 import os
@@ -34,7 +35,7 @@ from ._errors import InputError, UsageError
 from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
 from ._rows import InputProblem, Item, LineMap
 from ._text import with_article
-from ._values import loads_exact
+from ._values import is_missing, loads_exact
 
 __all__ = [
     "FORMATS",
@@ -43,6 +44,7 @@ __all__ = [
     "check_delimiter",
     "count_rows",
     "open_source",
+    "record_closes",
     "rows_source",
 ]
 
@@ -245,7 +247,9 @@ def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None
 #: many characters of text, before it counts as an unterminated quote: its record becomes one
 #: ``input: line N: unterminated quote`` row and reading goes on at the line
 #: after the one where the quote opened. A quote still open at the end of the
-#: input is one too.
+#: input is one too. Past the lines, a field whose quote is seen to close
+#: cleanly within the characters (see :func:`record_closes`) is read whole: a
+#: document of 5,000 lines in one cell is one row, not 5,000 error rows.
 QUOTE_MAX_LINES = 1000
 QUOTE_MAX_BYTES = 16 * 1024 * 1024
 
@@ -314,6 +318,7 @@ def _guarded(
     start_at = 0  # the open record's first line, in the reader's count (0: none)
     held: list[str] = []  # that record's lines so far
     size = 0
+    long_cell = False  # the open record passed QUOTE_MAX_LINES but is seen to close
     todo: deque[list[str]] = deque()  # groups of lines to hand over next
     while True:
         text: str | None = None
@@ -357,9 +362,17 @@ def _guarded(
             # Inside a record that goes on: would these lines take it past the limits?
             lines = unit if isinstance(unit, list) else _split_lines(text)
             more = sum(map(len, lines))
-            if len(held) + count > QUOTE_MAX_LINES or size + more > QUOTE_MAX_BYTES:
+            too_long = len(held) + count > QUOTE_MAX_LINES and not long_cell
+            if size + more > QUOTE_MAX_BYTES:
                 todo.appendleft(list(lines))  # not handed over
                 count = 0
+            elif too_long:
+                # A document in a cell may run over many lines: read on when its
+                # quote closes cleanly within QUOTE_MAX_BYTES, else cut it here.
+                long_cell = _closes_ahead(held, lines, todo, blocks, codec, delimiter, size)
+                if not long_cell:
+                    todo.appendleft(list(lines))
+                    count = 0
         if count:
             begin = pulled
             pulled += count
@@ -369,6 +382,7 @@ def _guarded(
                 if start_at:
                     start_at = 0
                     held = []
+                    long_cell = False
                 continue
             lines = unit if isinstance(unit, list) else _split_lines(text)
             record = state.done + 1
@@ -376,10 +390,11 @@ def _guarded(
                 start_at = record
                 held = list(lines[record - begin - 1 :])
                 size = sum(map(len, held))
+                long_cell = False
             else:
                 held.extend(lines)
                 size += sum(map(len, lines))
-            if len(held) <= QUOTE_MAX_LINES and size <= QUOTE_MAX_BYTES:
+            if (long_cell or len(held) <= QUOTE_MAX_LINES) and size <= QUOTE_MAX_BYTES:
                 continue
         # A quote ran away (or the input ended inside it): the reader drops its
         # record on the stand-in line, then reads again the lines after the one
@@ -392,7 +407,52 @@ def _guarded(
         todo.extendleft(reversed([again[i : i + _STEP] for i in range(0, len(again), _STEP)]))
         start_at = 0
         held = []
+        long_cell = False
         yield (_RUNAWAY,)
+
+
+def _closes_ahead(
+    held: list[str],
+    lines: list[str],
+    todo: deque[list[str]],
+    blocks: Iterator[bytes],
+    codec: str,
+    delimiter: str,
+    size: int,
+) -> bool:
+    """Whether the record of ``held`` (its lines so far, a quoted field open),
+    followed by ``lines``, the groups in ``todo`` and the input still to come,
+    ends cleanly (see :func:`record_closes`) before its text passes
+    :data:`QUOTE_MAX_BYTES`. Blocks read to tell are added to ``todo``, as lines,
+    so nothing is read twice; nothing is handed to the reader.
+    """
+    verdict, quoted = record_closes("".join(held), delimiter, False)
+    if verdict is not None or not quoted:  # not what the reader says: cut as before
+        return False
+
+    def groups() -> Iterator[list[str]]:
+        yield lines
+        yield from list(todo)
+        while (data := next(blocks, None)) is not None:
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                more = [[_decode_line(line, codec)] for line in io.BytesIO(data)]
+            else:
+                found = _split_lines(text)
+                more = [found[i : i + _STEP] for i in range(0, len(found), _STEP)]
+            todo.extend(more)
+            yield from more
+
+    for group in groups():
+        text = "".join(group)
+        size += len(text)
+        if size > QUOTE_MAX_BYTES:
+            return False
+        verdict, quoted = record_closes(text, delimiter, True)
+        if verdict is not None:
+            return verdict
+    return False
 
 
 def _split_lines(text: str | None) -> list[str]:
@@ -459,6 +519,48 @@ def _quote_opener(lines: list[str], delimiter: str) -> int:
         found = ends.search(text, i)
         i = found.end() if found else end
     return bisect.bisect_right(starts, opened) - 1
+
+
+@functools.cache
+def _field_ends(delimiter: str) -> re.Pattern[str]:
+    """Where an unquoted field ends: its delimiter or a line end."""
+    return re.compile(f"[{re.escape(delimiter)}\r\n]")
+
+
+def record_closes(text: str, delimiter: str, quoted: bool) -> tuple[bool | None, bool]:
+    """Whether the CSV record in ``text`` (whole lines) ends, by the strict reader's rules.
+
+    ``quoted`` False: ``text`` starts the record; True: it goes on inside a
+    quoted field. Returns ``(True, _)`` when the record ends within ``text``
+    (its last quoted field closed by a quote followed by a delimiter or a line
+    end), ``(False, _)`` when a closing quote is followed by anything else (the
+    strict reader refuses it: a stray quote closed by the opening quote of an
+    unrelated field), ``(None, quoted)`` when it goes on past ``text``.
+    """
+    i, end = 0, len(text)
+    while i < end:
+        if quoted:
+            k = text.find('"', i)
+            if k < 0:
+                return None, True
+            after = text[k + 1 : k + 2]
+            if after == '"':  # "" inside a quoted field
+                i = k + 2
+            elif after == delimiter:
+                quoted, i = False, k + 2
+            elif after in ("\n", "\r", ""):
+                return True, False
+            else:
+                return False, False
+        elif text.startswith('"', i):
+            quoted, i = True, i + 1
+        else:  # an unquoted field: up to the next delimiter or line end
+            found = _field_ends(delimiter).search(text, i)
+            if found is not None and found.group() == delimiter:
+                i = found.end()
+            else:
+                return True, False
+    return None, quoted
 
 
 _NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
@@ -731,5 +833,32 @@ def _chain(first: Any, rest: Iterable[Any]) -> Iterator[Any]:
 
 def _frame_items(frame: Any) -> Iterator[Item]:
     columns = [str(c) for c in frame.columns]
+    # pandas' missing values become None, as Arrow's nulls do: NA and NaT (a
+    # nullable Int64 or boolean column, a datetime one), and the NaN of a string
+    # column (pandas 3's default ``str`` dtype marks a missing string so), which
+    # there means nothing but "missing". A template then inserts nothing, a JSON
+    # body null, and the outputs keep no '<NA>', 'NaT' or 'nan' text. Only the
+    # columns whose dtype may hold one are looked at: NumPy's numbers, booleans
+    # and strings cannot, and a float column's NaN is a number (see the README).
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None:  # a frame-like object without: every column
+        dtypes = [None] * len(columns)
+    holes = [
+        (c, type(d).__name__ == "StringDtype")
+        for c, d in zip(columns, dtypes, strict=True)
+        if _may_hold_na(d)
+    ]
     for n, values in enumerate(frame.itertuples(index=False, name=None), 1):
-        yield n, dict(zip(columns, values, strict=True))
+        row = dict(zip(columns, values, strict=True))
+        for c, text in holes:
+            value = row[c]
+            if is_missing(value) or (text and type(value) is float and value != value):
+                row[c] = None
+        yield n, row
+
+
+def _may_hold_na(dtype: Any) -> bool:
+    """Whether a pandas column of this dtype may hold ``NA`` or ``NaT``: any but a
+    NumPy dtype of numbers, booleans or fixed-width strings."""
+    numpy_kind = getattr(dtype, "kind", "O") if type(dtype).__module__.startswith("numpy") else "O"
+    return numpy_kind not in "biufcSU"

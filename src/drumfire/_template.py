@@ -38,22 +38,40 @@ from typing import Any
 import orjson
 
 from ._errors import TemplateError
+from ._values import cell_text, is_missing, json_default
 
 __all__ = ["JSON_PLACEHOLDER", "Template", "as_text", "format_string"]
 
 
+#: numpy's boolean scalar type, by name (``bool`` from numpy 2, ``bool_`` before).
+_NUMPY_BOOLS = frozenset({"bool", "bool_"})
+
+
 def as_text(value: Any) -> str:
-    """A row value as the text to insert: strings as they are, others as JSON."""
+    """A row value as the text to insert: strings as they are, numbers as Python
+    writes them (a NaN ``nan``), nothing for ``None`` and pandas' missing values
+    (``NA``, ``NaT``), others as every output writes them (:func:`cell_text`): a
+    ``datetime`` in ISO 8601 with ``T``, ``bytes`` as their text, a tuple as a
+    JSON array, a dict or a list as JSON."""
     if type(value) is str:
         return value
-    if value is None:
+    if value is None or is_missing(value):
         return ""
+    if type(value).__name__ in _NUMPY_BOOLS and type(value).__module__ == "numpy":
+        value = bool(value)  # a pandas boolean column's: 'true' as a bool, not 'True'
     if isinstance(value, bool | dict | list):
         try:
-            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+            text = orjson.dumps(value, default=json_default, option=orjson.OPT_NON_STR_KEYS)
+            return text.decode()
         except TypeError:  # keys orjson cannot write (tuples): Python's own text
             return str(value)
-    return str(value)
+    if isinstance(value, int | float) or getattr(getattr(value, "dtype", None), "kind", "") in (
+        "i", "u", "f", "c"
+    ):  # fmt: skip
+        return str(value)  # numpy's numbers too
+    # What the outputs write (Python's str gave b'abc', (1, 'a'), 0:01:30.500000, and
+    # a datetime with a space where the JSON body had a 'T').
+    return cell_text(value)
 
 
 # -- parsing ------------------------------------------------------------------------

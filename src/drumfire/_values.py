@@ -21,6 +21,10 @@ Parquet or SQLite text cell), never raising:
   aside (:func:`float_text`), where orjson's ``null`` would lose it (a CSV cell
   holds Python's ``nan``, ``inf``); JSON Lines, and a value inside an object or
   an array, keep JSON's ``null``;
+* pandas' missing values ``NA`` and ``NaT`` (a nullable ``Int64``, ``string``
+  or ``boolean`` column, a datetime column): ``null``, as ``None`` and as
+  pandas' ``to_json`` writes them, never their text ``<NA>``, ``NaT``
+  (:func:`is_missing`);
 * anything else: ``str(value)``.
 
 In JSON these are strings (``"1.10"``); in a CSV cell or a text column their
@@ -51,6 +55,7 @@ __all__ = [
     "duration_text",
     "float_text",
     "interval_text",
+    "is_missing",
     "json_default",
     "loads_exact",
     "mark_floats",
@@ -113,8 +118,26 @@ def interval_text(months: int, days: int, nanoseconds: int) -> str:
     return f"P{date}"
 
 
+#: The types of pandas' missing values, by name: drumfire never imports pandas for them.
+_MISSING = frozenset({"NAType", "NaTType"})
+
+
+def is_missing(value: Any) -> bool:
+    """Whether ``value`` is pandas' ``NA`` or ``NaT``: a missing value, as ``None`` is.
+
+    Their text (``<NA>``, ``NaT``) is no value a row means, so a template
+    inserts nothing for them, a JSON body ``null``, and an id falls back to
+    the row number. (A float NaN stays a number in a template, ``nan``: see
+    "NaN is not a missing value" in the README; as an id it names no row.)
+    """
+    kind = type(value)
+    return kind.__name__ in _MISSING and kind.__module__.startswith("pandas")
+
+
 def json_default(value: Any) -> Any:
     """orjson's ``default=``: a value JSON has no type for as one it has (module docstring)."""
+    if is_missing(value):  # before the datetime test: pandas' NaT is a datetime
+        return None
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, dt.timedelta):

@@ -62,6 +62,25 @@ def test_unterminated_quote_on_line_3_of_500(demo_server: DemoServer, tmp_path: 
     assert sorted(r["id"] for r in good) == sorted(f"r{i}" for i in range(1, 501) if i != 2)
 
 
+def test_a_document_of_many_lines_in_one_cell_is_one_row(tmp_path: Path) -> None:
+    """A quoted cell past the 1,000-line limit whose quote closes is read whole: it
+    used to be cut as an 'unterminated quote', and each of its lines read again as a
+    row of its own (1,500 error rows for one, and lines holding a comma sent as rows)."""
+    document = "\n".join(f'line {i}, with a comma and a ""quote""' for i in range(1500))
+    source = tmp_path / "in.csv"
+    source.write_text(f'id,text\na,x\nb,"{document}"\nc,y\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {"n": len(b)})) as server:
+        proc = cli("run", source, "--url", server.url("/d"), "--json", '{"text": "{text}"}',
+                   "-o", out)  # fmt: skip
+        bodies = {json.loads(r.body)["text"] for r in server.requests}
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(out)
+    assert sorted((r["id"], r["error"]) for r in rows) == [("a", ""), ("b", ""), ("c", "")]
+    assert bodies == {"x", document.replace('""', '"'), "y"}
+
+
+
 def test_progress_total_counts_rows_not_lines(tmp_path: Path) -> None:
     # A CSV whose cells hold line breaks: the count pass behind the progress
     # total must count its 3 rows, not its 7 lines.

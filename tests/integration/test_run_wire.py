@@ -9,6 +9,7 @@ a whole-URL value, and no raw ``%`` that does not start an escape.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -282,3 +283,87 @@ def test_a_method_is_sent_in_upper_case(tmp_path: Path) -> None:
         "POST /m/1 HTTP/1.1",
         "POST /m/2 HTTP/1.1",
     ]
+
+
+# -- pandas' missing values ------------------------------------------------------------
+
+
+def test_pandas_missing_values_are_sent_and_kept_as_missing() -> None:
+    """pandas' NA and NaT (nullable Int64, string, boolean, datetime columns) and a
+    string column's NaN are missing values, as None: nothing in a URL, null in a JSON
+    body, the row number as the id. An NA id used to stop the run with a traceback
+    ('boolean value of NA is ambiguous'), and other NAs were sent as the text '<NA>'.
+    A boolean column's numpy True is 'true' in a URL, as a bool is (it was 'True')."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([7, None], dtype="Int64"),
+            "n": pd.array([1, None], dtype="Int64"),
+            "s": pd.array(["a b", None], dtype="string"),
+            "b": pd.array([True, None], dtype="boolean"),
+            "t": pd.to_datetime(["2024-01-02 03:04:05", None]),
+            # pandas 3's default string dtype: a missing string is NaN
+            "k": pd.Series(["x", None], dtype="str"),
+        }
+    )
+    url_t = "/q?n={n}&s={s}&b={b}&t={t}&k={k}"
+    body = {"n": "{n}", "s": "{s}", "b": "{b}", "t": "{t}", "k": "{k}", "id": "{id}"}
+    with ScriptedServer(echo) as server:
+        result = drumfire.run_all(frame, server.url(url_t), json=body, keep=["n", "s", "k"])
+        # the same values in Python rows (as df.to_dict("records") gives them)
+        listed = drumfire.run_all(
+            [{"id": pd.NA, "n": pd.NA, "s": pd.NA, "b": pd.NA, "t": pd.NaT, "k": None}],
+            server.url(url_t),
+            json=body,
+        )
+        sent = sorted(server.requests, key=lambda r: r.body)
+    assert result["id"].tolist() == ["7", "2"]  # no value: the row number
+    assert result["error"].tolist() == ["", ""]
+    assert listed == [{**listed[0], "id": "1", "status": 200, "error": ""}]
+    assert result["n"].isna().tolist() == [False, True]
+    assert result["s"].isna().tolist() == [False, True]
+    assert result["k"].isna().tolist() == [False, True]
+    missing = [r for r in sent if r.target == "/q?n=&s=&b=&t=&k="]
+    assert len(missing) == 2
+    assert [json.loads(r.body) for r in missing] == [
+        {"n": None, "s": None, "b": None, "t": None, "k": None, "id": None}
+    ] * 2
+    full = [r for r in sent if r not in missing]
+    assert [r.target for r in full] == ["/q?n=1&s=a%20b&b=true&t=2024-01-02T03:04:05&k=x"]
+    assert json.loads(full[0].body) == {
+        "n": 1, "s": "a b", "b": True, "t": "2024-01-02T03:04:05", "k": "x", "id": 7
+    }  # fmt: skip
+
+
+def test_values_json_has_no_type_for_are_sent_as_the_outputs_write_them(tmp_path: Path) -> None:
+    """A Python row's bytes, tuple, timedelta or datetime is sent in a URL and a JSON
+    body as JSON Lines writes it. A URL had Python's text (b'abc', (1, 'a'),
+    0:01:30.500000, a datetime with a space where the JSON body had a 'T')."""
+    import datetime as dt
+    import decimal
+
+    row = {
+        "b": b"caf\xc3\xa9",
+        "t": (1, "a"),
+        "td": dt.timedelta(seconds=90.5),
+        "when": dt.datetime(2024, 1, 2, 3, 4, 5),
+        "d": decimal.Decimal("1.10"),
+    }
+    out = tmp_path / "out.jsonl"
+    with ScriptedServer(echo) as server:
+        drumfire.run_all(
+            [row],
+            server.url("/v?" + "&".join(f"{k}={{{k}}}" for k in row)),
+            json={k: f"{{{k}}}" for k in row},
+            keep=list(row),
+            output=out,
+        )
+        (sent,) = server.requests
+    written = json.loads(out.read_text(encoding="utf-8"))
+    kept = {k: written[k] for k in row}
+    assert kept == {"b": "café", "t": [1, "a"], "td": "PT90.5S", "when": "2024-01-02T03:04:05",
+                    "d": "1.10"}  # fmt: skip
+    assert json.loads(sent.body) == kept
+    assert sent.target == (
+        "/v?b=caf%C3%A9&t=%5B1,%22a%22%5D&td=PT90.5S&when=2024-01-02T03:04:05&d=1.10"
+    )

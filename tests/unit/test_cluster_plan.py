@@ -30,6 +30,8 @@ def write_messy(path: Path) -> None:
             lines.append(f'k{i},"runaway')  # unterminated, over 1000 lines before EOF
         elif i == 2990:
             lines.append(f'k{i},"to the end')  # unterminated, runs to the end
+        elif i == 2000:  # a document of 1,200 lines in one cell: closed, so one row
+            lines.append(f'k{i},"' + "\n".join(f'doc, ""{j}""' for j in range(1200)) + '"')
         elif i % 97 == 0:
             lines.append(f"k{i},a,b")  # a wrong field count
         elif i % 101 == 0:
@@ -56,6 +58,8 @@ def test_parts_read_the_same_items_as_the_whole_file(tmp_path: Path, size: int) 
         got.extend(read)
     assert got == whole
     assert sum(p.rows for p in parts) == len(whole)
+    document = [row for _, row in whole if isinstance(row, dict) and row["key"] == "k2000"]
+    assert [row["q"].count("\n") for row in document] == [1199]
 
 
 def test_jsonl_and_url_lists_cut_at_lines(tmp_path: Path) -> None:

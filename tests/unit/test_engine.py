@@ -491,3 +491,31 @@ def test_quota_headers_on_429s_alone_cost_the_200s_no_header_search(
     assert solo is not None
     assert solo.watch == 0
     assert solo.quota_rate == pytest.approx(500.0)
+
+
+def test_answers_are_read_between_runs_of_rows_that_start_nothing() -> None:
+    # --retry-failed on a large output: row 0 is sent, then 2,998 rows the output
+    # keeps are read, then row 2999. The engine read all of them in one go before
+    # the loop could read row 0's answer, so its elapsed_ms counted that work
+    # (580 ms for 100,000 kept rows, against a server answering in 0.3 ms). Now it
+    # reads at most PASS_AT_ONCE (256) such rows at a time, then lets the loop run.
+    clock = Clock()
+    server = Server(lambda path, hits: (200, {}, b"{}", 0.0))
+    loop = new_loop(clock, server)
+    job = make_job(ORIGIN + "/{n}", id="n", concurrency=4)
+    source = rows_source([{"n": str(i)} for i in range(3000)])
+    skipped_then: dict[str, int] = {}
+    engine: Engine
+
+    def write(result: Result) -> None:
+        skipped_then[result.id] = engine.stats.skipped
+
+    engine = job.engine(source, write, clock=clock, skip=lambda id_: id_ not in ("0", "2999"))
+    try:
+        stats = loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert stats.skipped == 2998
+    assert sorted(skipped_then) == ["0", "2999"]
+    assert skipped_then["0"] < 1000  # answered long before the reading ended (it was 2998)
+    assert skipped_then["2999"] == 2998

@@ -50,7 +50,8 @@ def test_a_missing_id_as_pandas_has_it_takes_the_row_number() -> None:
     assert row_id({"id": "nan"}, 3, "id") == "nan"
     assert row_id({"id": float("inf")}, 3, "id") == "inf"
     assert row_id({"id": np.int64(4)}, 3, "id") == "4"
-    assert row_id({"id": pd.Timestamp("2024-01-02")}, 3, "id") == "2024-01-02 00:00:00"
+    # as a template inserts it, and as the outputs write a Timestamp (ISO 8601 with T)
+    assert row_id({"id": pd.Timestamp("2024-01-02")}, 3, "id") == "2024-01-02T00:00:00"
 
 
 def test_make_prepares_counts_duplicates_and_skips() -> None:

@@ -137,7 +137,9 @@ def test_files_and_form_take_requests_list_of_pairs() -> None:
         ({"method": 1}, "method=1: give a method, a str, or None"),
         ({"headers": "A: b"}, "headers='A: b': give 'Name: value' strings or (name, value) pairs"),
         ({"headers": (("A", 1),)}, "headers=(('A', 1),): give 'Name: value' strings or"),
-        ({"data": {"a": 1}}, "data={'a': 1}: give the body, a str or bytes, or None"),
+        ({"data": {"a": 1}}, "data={'a': 1}: give the body, a str or bytes, or None (a form "
+                             "body is its text, data='q={q}&n=1', not a dict as in requests; "
+                             "a JSON body goes in json=)"),
         ({"extract": ("a=b",)}, "extract=('a=b',): give (name, expression) pairs of str"),
         ({"keep": "ab"}, "keep='ab': give column names, a tuple of str"),
         ({"id": 3}, "id=3: give a column name, a str, or None"),

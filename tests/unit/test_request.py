@@ -868,6 +868,14 @@ def test_odd_python_values_never_escape_as_type_errors() -> None:
         RequestPlan("http://h/", data='{"v": {v}}').prepare({"v": {(1, 2): object()}})
 
 
+def test_a_body_template_naming_a_missing_column_says_it_is_the_body() -> None:
+    # It said "template '{"a":{missing}}' uses column ...", not which template.
+    with pytest.raises(TemplateError, match=r"^the body 'a=\{m\}' uses column 'm', which"):
+        RequestPlan("http://h/", data="a={m}").check({"q"})
+    with pytest.raises(TemplateError, match=r"^the body '\{\"a\": \{m\}\}' uses column 'm'"):
+        RequestPlan("http://h/", data='{"a": {m}}').check({"q"})
+
+
 def test_url_template_messages_hide_the_password() -> None:
     with pytest.raises(TemplateError, match=r"malformed template 'http://\*\*\*@h/\{a'") as e:
         RequestPlan("http://me:s3cret@h/{a")
@@ -919,9 +927,9 @@ def test_names_that_look_like_syntax_are_columns_when_the_input_has_them() -> No
 
 
 def test_unsupported_syntax_in_bodies_and_methods_is_named_too() -> None:
-    with pytest.raises(TemplateError, match=r"^template '\{\"a\": \{q:3\}\}': placeholder \{q:3\}"):
+    with pytest.raises(TemplateError, match=r"^the body '\{\"a\": \{q:3\}\}': placeholder \{q:3\}"):
         RequestPlan("http://h/", data='{"a": {q:3}}').check({"q"})
-    with pytest.raises(TemplateError, match=r"^template 'a=\{q!s\}': placeholder \{q!s\} is not"):
+    with pytest.raises(TemplateError, match=r"^the body 'a=\{q!s\}': placeholder \{q!s\} is not"):
         RequestPlan("http://h/", data="a={q!s}").check({"q"})
     # a header value may hold a secret: its placeholder is not echoed, as before
     with pytest.raises(TemplateError) as info:

@@ -154,6 +154,32 @@ def test_a_long_quoted_field_within_the_limits_is_one_field(tmp_path: Path) -> N
     assert rows(items) == [{"id": "1", "text": text}, {"id": "2", "text": "x"}]
 
 
+def test_a_long_quoted_field_that_closes_is_one_field_past_the_line_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past QUOTE_MAX_LINES, a quote that closes cleanly (before a delimiter or a
+    # line end) within QUOTE_MAX_BYTES is a cell of many lines, not a runaway.
+    monkeypatch.setattr("drumfire._sources.QUOTE_MAX_LINES", 5)
+    monkeypatch.setattr("drumfire._sources._BLOCK", 64)  # read on block by block
+    text = "\n".join(f'p{i}, a ""q"" {i}' for i in range(40))
+    data = f'id,text\n1,"{text}"\n2,x\n3,"{text}",\n4,y\n'.encode()
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert rows(items)[:2] == [
+        {"id": "1", "text": text.replace('""', '"')},
+        {"id": "2", "text": "x"},
+    ]
+    # the third record is long and closes too, with a field too many: one error row
+    assert problems(items) == [
+        (3, 43, "expected 2 fields, found 3 (a quoted field opened on this line makes it "
+                "one record with the next 39 lines)")
+    ]  # fmt: skip
+    assert items[3] == (4, {"id": "4", "text": "y"})
+    # Over the bytes, it is cut as before.
+    monkeypatch.setattr("drumfire._sources.QUOTE_MAX_BYTES", 200)
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert problems(items)[0] == (1, 2, "unterminated quote")
+
+
 def test_a_quote_over_the_byte_limit_is_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
