@@ -270,7 +270,14 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             if s["failures"]
             else ""
         )
-        + f" · requests sent {s['requests']:,}",
+        + f" · requests sent {s['requests']:,}"
+        # One per row attempt; a request re-sent because its kept-alive connection
+        # was found closed before any byte of the answer is said apart.
+        + (
+            f" (+{s['resent']:,} re-sent: kept-alive connection found closed)"
+            if s["resent"]
+            else ""
+        ),
     ]
     if s["requests"]:  # with none (a --resume with nothing left), no latency to show
         lines.append(

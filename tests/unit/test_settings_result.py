@@ -520,3 +520,17 @@ def test_blank_fields_give_every_row_the_asked_names() -> None:
     }
     # Nothing asked: still a mapping.
     assert BlankFields(())(failed).fields == {}
+
+
+def test_format_summary_says_the_resent_requests_apart() -> None:
+    """'requests sent' counts row attempts; re-sends after a dead keep-alive connection apart."""
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("a", 200, 5.0, 1, ""))
+    stats.resent = 1
+    clock.t = 1.0
+    line = format_summary(stats).splitlines()[1]
+    assert line == (
+        "  ok 1 · failed 0 · requests sent 1 (+1 re-sent: kept-alive connection found closed)"
+    )
+    assert stats.summary()["resent"] == 1
