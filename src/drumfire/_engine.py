@@ -385,6 +385,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             wait = host.wait(now)
             if wait > 0.0:
                 self.origins.park(flight, host)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # the progress line says what it waits for
                 if host.timer is None:
                     assert self._loop is not None
                     host.timer = self._loop.call_later(wait, self._host_ready, host)

@@ -128,6 +128,7 @@ class Lifecycle(EngineCore):
             # In requests, as in flight: while pipelining, each unit of the adaptive
             # limit is a connection carrying up to ``_depth`` of them.
             self.stats.limit = self.origins.limit(self.concurrency) * self._depth
+            self.stats.held = self.origins.holds(now)
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run

@@ -514,6 +514,7 @@ class OriginLimit:
         "fixed_rate",
         "gated",
         "hold_until",
+        "hold_why",
         "inflight",
         "limit",
         "meter",
@@ -581,6 +582,7 @@ class OriginLimit:
         self.cubic = CubicRate() if adaptive_rate else None
         self.gated = self.meter is not None
         self.hold_until = 0.0
+        self.hold_why = ""  # what the hold is for: "Retry-After" or "quota" (the progress line)
         self.timer: Any = None
         self._cuts = 0
         self.accepted = 0.0  # answers the server accepted per second, smoothed
@@ -689,7 +691,7 @@ class OriginLimit:
             if self._probe is not None:
                 self._measure_noise(now, 0, 1)
         if retry_after and self.share >= self.HOLD_SHARE and now - self._last_ok >= self.BUCKET:
-            self.hold(now + retry_after)
+            self.hold(now + retry_after, "Retry-After")
             # Nothing is answered during the hold: start the count half-way, so
             # that another hold takes a run of throttled answers after it, not one.
             self.share = self.HOLD_SHARE / 2
@@ -798,10 +800,11 @@ class OriginLimit:
                 if isinstance(self.limit, AdaptiveLimit):
                     self.limit.noise = 0.0
 
-    def hold(self, until: float) -> None:
-        """Start nothing here before ``until``."""
+    def hold(self, until: float, why: str = "Retry-After") -> None:
+        """Start nothing here before ``until``; ``why``: what for (``Retry-After``, ``quota``)."""
         if until > self.hold_until:
             self.hold_until = until
+            self.hold_why = why
         self.gated = True
 
     def quota(
@@ -842,7 +845,7 @@ class OriginLimit:
                 self.gated = True
             else:
                 self.spent_until = 0.0
-                self.hold(now + max(reset, 0.0))
+                self.hold(now + max(reset, 0.0), "quota")
             return
         self.spent_until = 0.0
         if reset > 0.0:
@@ -858,7 +861,7 @@ class OriginLimit:
         if wait > self._longest:
             return wait
         if wait > 0.0:
-            self.hold(self.spent_until)
+            self.hold(self.spent_until, "quota")
         self.spent_until = 0.0
         return 0.0
 

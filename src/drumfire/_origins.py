@@ -36,6 +36,7 @@ class Origins:
         "clock",
         "first",
         "fixed",
+        "held",
         "hosts",
         "last",
         "max_concurrency",
@@ -66,6 +67,9 @@ class Origins:
         self.solo: OriginLimit | None = None  # the only origin so far (the usual run)
         self.last: OriginLimit | None = None  # the origin of the last row looked up
         self.parked = 0  # rows waiting in their origin's queue
+        # Origins that rows waited for while held (a Retry-After pause, a spent quota):
+        # the progress line says so. Pruned once their hold is over (see holds).
+        self.held: set[OriginLimit] = set()
         self.first: FixedLimit | AdaptiveLimit = self.new_limit()  # the first origin's limit
 
     def new_limit(self) -> FixedLimit | AdaptiveLimit:
@@ -129,6 +133,21 @@ class Origins:
             self.parked -= 1
             yield queue.popleft()
 
+    def holds(self, now: float) -> list[tuple[str, float, str]]:
+        """The origins held at ``now`` that rows wait for, longest wait first.
+
+        Each as (host, or host:port off the scheme's default; seconds left; what
+        for: ``Retry-After`` or ``quota``).
+        """
+        held = self.held
+        if not held:
+            return []
+        over = [host for host in held if host.hold_until <= now]
+        held.difference_update(over)
+        found = [(_label(host.origin), host.hold_until - now, host.hold_why) for host in held]
+        found.sort(key=lambda h: -h[1])
+        return found
+
     def cancel_timers(self) -> None:
         """A stop or the end of the run: the origins' wake-up timers (rate, pause) fire no more."""
         for host in self.hosts.values():
@@ -141,3 +160,12 @@ class Origins:
         if self.solo is not None:
             return self.solo.limit.limit
         return min(cap, sum(h.limit.limit for h in self.hosts.values()))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _label(origin: Origin) -> str:
+    """An origin as the progress line names it: its host, and its port if not the default."""
+    scheme, host, port = origin
+    return host if _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"

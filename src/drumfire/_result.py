@@ -126,6 +126,9 @@ class Stats:
         self._pending: dict[int, int] = {}
         self.concurrency = 0  # requests in flight at the last tick
         self.limit = 0  # the concurrency limit at the last tick, in requests
+        # Origins held at the last tick that rows wait for, longest wait first: (host,
+        # seconds left, "Retry-After" or "quota"). The progress line says the first.
+        self.held: list[tuple[str, float, str]] = []
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
