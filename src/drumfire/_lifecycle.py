@@ -42,6 +42,7 @@ class Lifecycle(EngineCore):
             if self._pump_timer is not None:
                 self._pump_timer.cancel()
             self.origins.cancel_timers()
+            self.origins.close()  # a failed run's parked rows on disk: the files go
             self.pool.close_all()
             for conn in list(self._busy):
                 conn.abort("cancelled")
@@ -150,6 +151,7 @@ class Lifecycle(EngineCore):
             and self._waiting == 0
             and not self._ready
             and not self.origins.parked
+            and not self.origins.spilled
             and self._done is not None
             and not self._done.done()
         ):

@@ -56,6 +56,8 @@ class Settling(EngineCore):
                     if after is not None:
                         reset = after
                 host.quota(now, left, reset, longest, throttled)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # (see Origins.relieve and holds)
             elif host.watch:
                 host.watch -= 1
         if host.spent_until and host.queue:
