@@ -727,6 +727,16 @@ class OriginLimit:
             if accepted > 0.0 and lowers:  # nothing accepted (an outage): no rate from it
                 cubic.throttle(now, accepted)
                 self._metered(now)
+            if self._probe is None and now - self._again_at > self.AGAIN:
+                # No retried row was throttled lately: nothing says this throttling
+                # follows the load (a rate limit throttles retries like any request),
+                # and the rate is never set back (which is what starts a judgement
+                # below), so a server that throttles some rows' first attempts never
+                # had its noise found, and its bursts' cuts stood (4 % of first
+                # attempts: 16 cuts in 10 s, the limit between 100 and 350 for 512).
+                # This cut is judged as a rate cut is (KEEP): did the share fall?
+                rate = cubic.at(now)
+                self._probe = [now, 0.0, 0.0, self.recent_share(), rate or 0.0, 0.0]
         elif (
             cubic is not None
             and cubic.rate is not None
