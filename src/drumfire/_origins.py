@@ -190,9 +190,10 @@ class Origins:
         if self.spill_at is None or not self.held:
             return False
         now = self.clock()
+        self.held.difference_update([h for h in self.held if h.hold_until <= now])
         for host in self.held:
             queue = host.queue
-            if host.hold_until <= now or len(queue) < 2:
+            if len(queue) < 2:
                 continue
             spill = self.spills.get(host)
             if spill is None:
