@@ -207,6 +207,13 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         #: Most rows read ahead into the origins' queues while their origin is full:
         #: bounded, so one slow origin cannot make the run read its whole input.
         self.park_limit = max(1024, 4 * most)
+        if not ordered and getattr(plan, "files", None) is None:
+            # Past half of it, the rows of an origin held by its server (Retry-After,
+            # a spent quota) go to a file until the hold ends (see _spill), so they
+            # do not stop the reading of other origins' rows. Not with --ordered (the
+            # order window holds the reader anyway) nor files in requests (their
+            # bodies and save targets are objects with state).
+            self.origins.spill_at = self.park_limit // 2
         self.timeouts = settings.timeouts
         self.max_body = settings.max_body
         self.max_header = settings.max_header
@@ -279,7 +286,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
     def _next_flight(self) -> Flight | None:
         if self._ready:
             return self._ready.popleft()
-        if self._exhausted or self.origins.parked >= self.park_limit:
+        if self._exhausted:
+            return None
+        if self.origins.parked >= self.park_limit and not self.origins.relieve(self.park_limit):
             return None
         order = self._order
         if order is not None and order.ahead(self._seq) >= self.order_window:
@@ -398,6 +407,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             wait = host.wait(now)
             if wait > 0.0:
                 self.origins.park(flight, host)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # the progress line says what it waits for
                 if host.timer is None:
                     assert self._loop is not None
                     host.timer = self._loop.call_later(wait, self._host_ready, host)
@@ -572,6 +583,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
                     self._read_quota(host, [(flight, response)], now)
                 wait = self.retry.throttle_wait(response.header("retry-after"))
                 host.throttled(now, now - flight.start, wait, flight.attempts > 1)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # (see Origins.relieve and holds)
             else:
                 waited += now - flight.start
                 calm += 1

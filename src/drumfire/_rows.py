@@ -213,7 +213,7 @@ class Flight:
         # One immediate re-send, on a new connection, after a kept-alive one
         # turned out to be closed; it does not use the retry budget.
         self.free_retry = True
-        self.hops = 0  # redirects followed: like the free re-send, not counted as retries
+        self.hops = 0  # redirects followed: attempts, but not counted as retries
         self.host: OriginLimit | None = None  # its origin's limits, once the engine looked
 
 
