@@ -295,6 +295,7 @@ def figures(stats: Stats) -> dict[str, Any]:
         "examples": dict(stats.examples),
         "duplicates": stats.duplicates,
         "pipelined": stats.pipelined,
+        "resent": stats.resent,
     }
 
 
@@ -310,6 +311,7 @@ def add_figures(stats: Stats, got: dict[str, Any]) -> None:
         stats.examples.setdefault(reason, example)
     stats.duplicates += got["duplicates"]
     stats.pipelined += got["pipelined"]
+    stats.resent += got.get("resent", 0)  # (a part written by an older drumfire: none)
 
 
 def run_part(

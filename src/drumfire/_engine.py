@@ -48,7 +48,7 @@ from ._request import Origin, RequestPlan, asks_close
 from ._response import Response
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._rows import SKIPPED, WAIT, Flight, Item, Rows
+from ._rows import SKIPPED, WAIT, Flight, Item, Rows, raising
 from ._settings import MAX_BODY, MAX_CONCURRENCY, PIPELINE, UNPROCESSED_STATUSES, Retry, Timeouts
 from ._settle import Settling
 
@@ -57,12 +57,6 @@ __all__ = ["PASS_AT_ONCE", "Engine", "EngineSettings"]
 #: The most rows that start no request (kept by ``--resume``, input and template
 #: errors) read in one go before the loop may read answers: a few ms of work.
 PASS_AT_ONCE = 256
-
-
-def _raising(exc: Exception) -> Iterator[Item]:
-    """Items that end at once with ``exc``: what the input raised, for the next pull."""
-    raise exc
-    yield  # a generator: it raises when pulled
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +211,13 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         #: Most rows read ahead into the origins' queues while their origin is full:
         #: bounded, so one slow origin cannot make the run read its whole input.
         self.park_limit = max(1024, 4 * most)
+        if not ordered and getattr(plan, "files", None) is None:
+            # Past half of it, the rows of an origin held by its server (Retry-After,
+            # a spent quota) go to a file until the hold ends (see _spill), so they
+            # do not stop the reading of other origins' rows. Not with --ordered (the
+            # order window holds the reader anyway) nor files in requests (their
+            # bodies and save targets are objects with state).
+            self.origins.spill_at = self.park_limit // 2
         self.timeouts = settings.timeouts
         self.max_body = settings.max_body
         self.max_header = settings.max_header
@@ -289,7 +290,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
     def _next_flight(self) -> Flight | None:
         if self._ready:
             return self._ready.popleft()
-        if self._exhausted or self.origins.parked >= self.park_limit:
+        if self._exhausted:
+            return None
+        if self.origins.parked >= self.park_limit and not self.origins.relieve(self.park_limit):
             return None
         order = self._order
         if order is not None and order.ahead(self._seq) >= self.order_window:
@@ -376,7 +379,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         except Exception as exc:  # an unreadable input: raised after the rows before it,
             if not out:  # as _next_flight has it (they are started first)
                 raise
-            self._items = _raising(exc)
+            self._items = raising(exc)
         finally:
             self._seq = seq
         return out
@@ -461,6 +464,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             wait = host.wait(now)
             if wait > 0.0:
                 self.origins.park(flight, host)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # the progress line says what it waits for
                 if host.timer is None:
                     assert self._loop is not None
                     host.timer = self._loop.call_later(wait, self._host_ready, host)

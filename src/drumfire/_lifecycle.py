@@ -43,6 +43,7 @@ class Lifecycle(EngineCore):
             if self._pump_timer is not None:
                 self._pump_timer.cancel()
             self.origins.cancel_timers()
+            self.origins.close()  # a failed run's parked rows on disk: the files go
             self.pool.close_all()
             for conn in list(self._busy):
                 conn.abort("cancelled")
@@ -127,6 +128,7 @@ class Lifecycle(EngineCore):
             # In requests, as in flight: while pipelining, each unit of the adaptive
             # limit is a connection carrying up to ``_depth`` of them.
             self.stats.limit = self.origins.limit(self.concurrency) * self._depth
+            self.stats.held = self.origins.holds(now)
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run
@@ -148,6 +150,7 @@ class Lifecycle(EngineCore):
             and self._waiting == 0
             and not self._ready
             and not self.origins.parked
+            and not self.origins.spilled
             and self._done is not None
             and not self._done.done()
         ):

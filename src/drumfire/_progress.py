@@ -7,6 +7,7 @@ the request rate.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -50,6 +51,20 @@ def format_wall(seconds: float) -> str:
     if ms >= 1000:
         return f"{seconds:.2f} s"
     return f"{ms} ms" if ms else "under 1 ms"
+
+
+def held_text(held: Sequence[tuple[str, float, str]]) -> str:
+    """What the rows wait for while an origin is held, the longest wait first.
+
+    ``waiting for quota, 12 s (api.example.com)`` or ``held by Retry-After, 20 s
+    (host)``, and ``+N hosts`` when more are held: a run that waits says so, where
+    the ETA alone said ``stalled``.
+    """
+    host, left, why = held[0]
+    seconds = max(1, math.ceil(left))
+    what = "waiting for quota" if why == "quota" else f"held by {why}"
+    more = f" +{counted(len(held) - 1, 'host')}" if len(held) > 1 else ""
+    return f"{what}, {format_duration(seconds)} ({host}){more}"
 
 
 class RateEstimator:
@@ -227,6 +242,8 @@ class Progress:
             line.append(f"  in flight {stats.concurrency}/{stats.limit}")
         else:  # no limit known (worker processes): what is out
             line.append(f"  in flight {stats.concurrency}")
+        if stats.held:
+            line.append(f"  {held_text(stats.held)}", style="yellow")
         if stats.reasons:
             parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
             line.append(f"  failed {stats.failed:,}: {parts}", style="yellow")
@@ -282,7 +299,14 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             if s["failures"]
             else ""
         )
-        + f" · requests sent {s['requests']:,}",
+        + f" · requests sent {s['requests']:,}"
+        # One per row attempt; a request re-sent because its kept-alive connection
+        # was found closed before any byte of the answer is said apart.
+        + (
+            f" (+{s['resent']:,} re-sent: kept-alive connection found closed)"
+            if s["resent"]
+            else ""
+        ),
     ]
     if s["requests"]:  # with none (a --resume with nothing left), no latency to show
         lines.append(

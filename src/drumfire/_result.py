@@ -129,7 +129,7 @@ class Stats:
         self.total = total
         self.done = 0
         self.ok = 0
-        self.requests = 0  # attempts made, retries included
+        self.requests = 0  # row attempts made, retries included (not ``resent``)
         self.reasons: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self._latency = HdrHistogram(1, 3_600_000_000, 3)  # microseconds, up to an hour
@@ -139,10 +139,17 @@ class Stats:
         self._pending: Counter[int] = Counter()
         self.concurrency = 0  # requests in flight at the last tick
         self.limit = 0  # the concurrency limit at the last tick, in requests
+        # Origins held at the last tick that rows wait for, longest wait first: (host,
+        # seconds left, "Retry-After" or "quota"). The progress line says the first.
+        self.held: list[tuple[str, float, str]] = []
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
         self.pipelined = 0  # requests sent behind others on a busy connection
+        # Requests sent again at once, on a new connection, because the kept-alive
+        # one they went on was found closed before any byte of the answer: not
+        # attempts (``requests`` counts one per row attempt, as curl and requests do).
+        self.resent = 0
         # One example message per transport failure reason (the first seen), hint
         # included: the row keeps the short reason, the summary shows what it was.
         # (Rows like "parse: ..." or "input: line N: ..." carry their own detail.)
@@ -273,6 +280,7 @@ class Stats:
             "skipped": self.skipped,
             "duplicate_ids": self.duplicates,
             "pipelined": self.pipelined,
+            "resent": self.resent,
             "failure_examples": {
                 reason: self.examples[reason]
                 for reason, _ in self.reasons.most_common()

@@ -38,6 +38,7 @@ __all__ = [
     "LineMap",
     "Rows",
     "item_ids",
+    "raising",
     "row_id",
     "row_place",
 ]
@@ -180,6 +181,12 @@ def row_place(n: int, line_of: Callable[[int], int | None] | None) -> str:
     return f"line {line}" if line is not None else f"row {n}"
 
 
+def raising(exc: Exception) -> Iterator[Item]:
+    """Items that end at once with ``exc``: what an input raised, for the next pull."""
+    raise exc
+    yield  # a generator: it raises when pulled
+
+
 class Flight:
     """One row from its preparation to its result: sent, waiting for a retry, or parked.
 
@@ -213,7 +220,7 @@ class Flight:
         # One immediate re-send, on a new connection, after a kept-alive one
         # turned out to be closed; it does not use the retry budget.
         self.free_retry = True
-        self.hops = 0  # redirects followed: like the free re-send, not counted as retries
+        self.hops = 0  # redirects followed: attempts, but not counted as retries
         self.host: OriginLimit | None = None  # its origin's limits, once the engine looked
 
 

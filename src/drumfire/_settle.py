@@ -56,6 +56,8 @@ class Settling(EngineCore):
                     if after is not None:
                         reset = after
                 host.quota(now, left, reset, longest, throttled)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # (see Origins.relieve and holds)
             elif host.watch:
                 host.watch -= 1
         if host.spent_until and host.queue:
@@ -87,6 +89,8 @@ class Settling(EngineCore):
                     self._read_quota(host, [(flight, response)], now)
                 wait = self.retry.throttle_wait(response.header("retry-after"))
                 host.throttled(now, now - flight.start, wait, flight.attempts > 1)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # (see Origins.relieve and holds)
             else:
                 waited += now - flight.start
                 calm += 1
@@ -198,8 +202,13 @@ class Settling(EngineCore):
         ):
             # A kept-alive connection the server had already closed: re-send at
             # once, without using the retry budget (urllib3 and aiohttp do the same).
-            # The attempt still counts in ``attempts``.
+            # Not an attempt (as curl and requests report one request; the server
+            # had closed the connection before the request came), but counted apart
+            # in ``resent``, as the pipelined requests a closed connection left
+            # unanswered are (``on_unanswered``).
             flight.free_retry = False
+            flight.attempts -= 1
+            self.stats.resent += 1
             flight.took = self.clock() - flight.start
             self._ready.append(flight)
         elif (
@@ -237,8 +246,8 @@ class Settling(EngineCore):
         return True
 
     def _budget_left(self, flight: Flight) -> bool:
-        free = flight.hops + (0 if flight.free_retry else 1)  # not retries: see Flight
-        return not self.retry.is_exhausted(flight.attempts, free)
+        # Redirects followed are attempts but not retries (the free re-send is neither).
+        return not self.retry.is_exhausted(flight.attempts, flight.hops)
 
     def _may_retry(self, flight: Flight, now: float) -> bool:
         """The origin's retry budget (a share of its recent requests) has room for one."""

@@ -33,6 +33,9 @@ from servers import (
 
 import drumfire
 from drumfire import Result, Retry
+from drumfire._job import make_job
+from drumfire._progress import format_summary
+from drumfire._sources import rows_source
 from drumfire.demo import DemoServer, route_answer
 
 ROUTE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
@@ -153,6 +156,37 @@ def test_server_closing_after_n_requests_silently(announce: bool, n: int) -> Non
             # "max=1" says the server closes next: the client must not try the connection.
             assert all(r.attempts == 1 for r in results)
             assert len(srv.requests) == 150
+
+
+def test_a_resend_on_a_kept_alive_connection_found_closed_is_not_an_attempt() -> None:
+    """The server closes a kept-alive connection as the next request reaches it (an idle
+    timeout racing the request; before any byte of an answer): the request is re-sent at
+    once on a new connection. That is no attempt of the row (curl and requests report one
+    request) and no retry: ``requests sent`` counts 3 for the 3 rows, and the re-send is
+    counted apart (``resent``), as the summary says. It used to count 4."""
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        return close() if index == 1 else respond(200, {"code": "Ok"})
+
+    with ScriptedServer(handler) as srv:
+        job = make_job(srv.url("/n/{id}"), concurrency=1, retry=Retry(retries=0))
+        source = rows_source([{"id": str(i)} for i in range(3)])
+        results: list[Result] = []
+        engine = job.engine(source, results.append)
+        stats = asyncio.run(engine.run(source.items, source.total))
+        assert len(srv.requests) == 4  # the second request was written twice
+        assert srv.connections == 2
+    assert sorted((r.id, r.status, r.attempts, r.error) for r in results) == [
+        ("0", 200, 1, ""),
+        ("1", 200, 1, ""),
+        ("2", 200, 1, ""),
+    ]
+    assert (stats.requests, stats.resent) == (3, 1)
+    assert "requests sent 3 (+1 re-sent: kept-alive connection found closed)" in (
+        format_summary(stats)
+    )
 
 
 @pytest.mark.parametrize("server_closes", [True, False])

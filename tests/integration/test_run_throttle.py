@@ -8,9 +8,11 @@ the rows, never on wall-clock time.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from servers import Action, ScriptedServer, raw, respond, response_head
 
 import drumfire
 from drumfire import Result, Retry
+from drumfire._job import make_job
+from drumfire._sources import rows_source
 from drumfire._testing.throttle import Behaviour, ThrottleServer, share
 
 
@@ -252,6 +256,66 @@ def test_a_slow_origin_does_not_hold_back_the_others() -> None:
     assert len(order) == 206
     third_slow = [i for i, id_ in enumerate(order) if id_.startswith("s")][2]
     assert all(i < third_slow for i, id_ in enumerate(order) if id_.startswith("f"))
+
+
+def test_an_origin_held_by_retry_after_does_not_stop_the_rows_of_others() -> None:
+    """Rows alternate between an origin in a full outage (503, ``Retry-After: 1``, until
+    the other has answered every one of its rows) and a healthy one. The outage's
+    origin is held, and once half the bound on parked rows (2,048: 1,024) is its rows
+    the rest go to a file on disk, so the reader goes on: the healthy origin gets all
+    its rows, the outage ends, and every row is answered 200. The reader used to stop
+    once 2,048 rows were parked, so the healthy origin never got its last rows and the
+    outage never ended (its rows would have ended with their retries used up)."""
+    n = 3000
+    lock = threading.Lock()
+    served = [0]
+    done = threading.Event()
+
+    def healthy(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        with lock:
+            served[0] += 1
+            if served[0] == n:
+                done.set()
+        return respond(200, {"ok": True})
+
+    def outage(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        if done.is_set():
+            return respond(200, {"ok": True})
+        return respond(503, {"busy": True}, [("Retry-After", "1")])
+
+    with ScriptedServer(outage) as held, ScriptedServer(healthy) as fine:
+        urls = [
+            {"id": f"{x}{i}", "url": s.url(f"/{x}{i}")}
+            for i in range(n)
+            for x, s in (("h", held), ("f", fine))
+        ]
+        job = make_job("{url}", retry=Retry(retries=30, backoff=0.1))
+        source = rows_source(urls)
+        results: list[Result] = []
+        engine = job.engine(source, results.append)
+        most = {"parked": 0, "spilled": 0}
+
+        def tick(stats: object) -> None:
+            most["parked"] = max(most["parked"], engine.origins.parked)
+            most["spilled"] = max(most["spilled"], engine.origins.spilled)
+
+        engine.on_tick = tick
+        asyncio.run(engine.run(source.items, source.total))
+        assert done.is_set()
+    assert len(results) == 2 * n
+    assert Counter((r.id[0], r.status, r.error) for r in results) == {
+        ("h", 200, ""): n,
+        ("f", 200, ""): n,
+    }
+    assert most["spilled"] > 0  # the held origin's rows went to disk
+    # Memory kept its bound: never all the held origin's rows at once (rows parked can
+    # pass park_limit only by retries coming back to wait, which were in memory anyway).
+    assert most["parked"] < n
+    assert engine.origins.spills == {}
 
 
 def test_per_host_options_are_checked(tmp_path: Path) -> None:

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from drumfire import Result, Retry, _settle
 from drumfire._engine import Engine
 from drumfire._job import make_job
 from drumfire._limits import OriginLimit
+from drumfire._progress import Progress
 from drumfire._result import Stats
 from drumfire._sources import rows_source
 
@@ -550,3 +552,31 @@ def test_the_pipelined_fill_also_reads_rows_that_start_nothing_a_run_at_a_time()
     # Rows sent before the kept ones were answered while those were read, 256 at a time:
     # some answers came in between (before, the fill read all 3,000 in one go).
     assert {n for n in skipped_then.values() if 0 < n < len(kept)}
+
+
+def test_a_quota_hold_is_shown_on_the_progress_line() -> None:
+    # The first answer says the quota is spent for 12 s (within --max-retry-wait): the
+    # origin is held and the rows wait. The progress line used to show only a rate
+    # falling to nothing and "ETA stalled"; the ticks now carry the hold, and the line
+    # says what the run waits for and how long is left, as for a Retry-After hold.
+    def quota(path: str, hits: int) -> Answer:
+        left = 0 if path == "/0" else 100
+        return 200, {"RateLimit": f'"h";r={left};t=12'}, b"{}", 0.001
+
+    seen: list[tuple[float, list[tuple[str, float, str]]]] = []
+
+    def tick(stats: Stats) -> None:
+        seen.append((stats.clock(), list(stats.held)))
+
+    results, stats, _, clock, _ = run(quota, 5, concurrency=1, on_tick=tick)
+    assert [r.status for r in results] == [200] * 5
+    assert clock.now >= 12.0
+    held = [h for _, h in seen if h]
+    assert held
+    assert all(h == [("127.0.0.1:8080", pytest.approx(h[0][1]), "quota")] for h in held)
+    assert max(h[0][1] for h in held) <= 12.0
+    assert min(h[0][1] for h in held) > 0.0
+    assert seen[-1][1] == []  # over once the quota reset
+    stats.held = [("127.0.0.1:8080", 11.2, "quota")]
+    line = Progress(Console(), clock).render(stats, clock.now).plain
+    assert "waiting for quota, 12s (127.0.0.1:8080)" in line

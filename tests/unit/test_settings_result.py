@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from drumfire._progress import Progress, format_duration, format_summary, format_wall
+from drumfire._progress import Progress, format_duration, format_summary, format_wall, held_text
 from drumfire._result import Result, Stats
 from drumfire._settings import IDEMPOTENT_METHODS, METHODS, Retry, Timeouts
 
@@ -520,3 +520,27 @@ def test_blank_fields_give_every_row_the_asked_names() -> None:
     }
     # Nothing asked: still a mapping.
     assert BlankFields(())(failed).fields == {}
+
+
+def test_format_summary_says_the_resent_requests_apart() -> None:
+    """'requests sent' counts row attempts; re-sends after a dead keep-alive connection apart."""
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("a", 200, 5.0, 1, ""))
+    stats.resent = 1
+    clock.t = 1.0
+    line = format_summary(stats).splitlines()[1]
+    assert line == (
+        "  ok 1 · failed 0 · requests sent 1 (+1 re-sent: kept-alive connection found closed)"
+    )
+    assert stats.summary()["resent"] == 1
+
+
+def test_held_text_says_what_the_rows_wait_for() -> None:
+    assert held_text([("api.example.com", 11.2, "quota")]) == (
+        "waiting for quota, 12s (api.example.com)"
+    )
+    assert held_text([("a:8080", 75.0, "Retry-After"), ("b", 3.0, "quota")]) == (
+        "held by Retry-After, 1m15s (a:8080) +1 host"
+    )
+    assert held_text([("a", 0.01, "quota")]) == "waiting for quota, 1s (a)"
