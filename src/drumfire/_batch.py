@@ -10,9 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from . import _readahead as readahead
 from ._job import Job
@@ -23,6 +21,9 @@ from ._result import Stats
 from ._resume import DuplicateCounter
 from ._sinks import Sink
 from ._sources import Source
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["ensure_fd_limit", "execute"]
 
@@ -81,11 +82,20 @@ def execute(
     ``read_ahead``: read and prepare the rows in a child process where that
     helps (see :mod:`drumfire._readahead`).
     """
-    console = console or Console(stderr=True)
-    show = not quiet and console.is_terminal
+    consoles = [console] if console is not None else []
+
+    def stderr() -> Console:
+        """The console, made on first use: a run that shows nothing needs no rich."""
+        if not consoles:
+            from rich.console import Console
+
+            consoles.append(Console(stderr=True))
+        return consoles[0]
+
     clock = time.perf_counter
-    progress = Progress(console, clock)
-    progress.resumed = resumed
+    progress = Progress(stderr(), clock) if not quiet and stderr().is_terminal else None
+    if progress is not None:
+        progress.resumed = resumed
     last_flush = [clock()]
 
     def on_tick(stats: Stats) -> None:
@@ -93,7 +103,7 @@ def execute(
         if now - last_flush[0] >= FLUSH_EVERY:
             sink.flush()
             last_flush[0] = now
-        if show:
+        if progress is not None:
             progress.update(stats)
 
     # Once the engine's own CPU limits the run, the rest of the input is read
@@ -101,10 +111,11 @@ def execute(
     reader = readahead.Starter() if read_ahead and readahead.available() else None
     fds = ensure_fd_limit(job.concurrency or job.max_concurrency)
     if fds is not None:
-        console.print(f"drumfire: warning: {fds}", highlight=False)
+        stderr().print(f"drumfire: warning: {fds}", highlight=False)
     engine = job.engine(
         source,
         sink.write,
+        on_results=getattr(sink, "write_all", None),  # rows answered together, one call
         parse=parse,
         on_tick=on_tick,
         clock=clock,
@@ -131,7 +142,7 @@ def execute(
                 loop.add_signal_handler(signum, on_signal, signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or not supported here
-        if show:
+        if progress is not None:
             with progress:
                 stats = loop.run_until_complete(engine.run(source.items, source.total))
         else:
@@ -149,11 +160,11 @@ def execute(
                 pass
         loop.close()
     if not quiet:
-        console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
+        stderr().print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     if got:
         return stats, 128 + got[0]
     unreachable = format_unreachable(stats)
     if unreachable is not None:  # shown even with --quiet: it is the run's outcome
-        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
+        stderr().print(unreachable, highlight=False, soft_wrap=True, markup=False)
         return stats, 1
     return stats, 0

@@ -365,18 +365,23 @@ class Connection(asyncio.Protocol):
     def _answered(self, responses: list[Response]) -> None:
         """Responses on a connection that stays open: one call to the owner for all."""
         behind = self.behind
-        answered: list[tuple[Any, Response]] = []
-        for response in responses:
-            answered.append((self.flight, response))
+        count = len(responses)
+        if len(behind) < count - 1:  # more answers than requests: the reader never gives that
+            raise AssertionError("more answers than requests on a connection")
+        flights = [self.flight]
+        popleft = behind.popleft
+        for _ in range(count - 1):
+            flights.append(popleft()[0])
+        if behind:
+            self.flight, self.deadline = popleft()
+        else:
+            self.flight = None
+            self.state = IDLE
+        for response in responses:  # the server's count of answers left, if it says
             if response.left is not None:
                 self.left = response.left
-            if behind:
-                self.flight, self.deadline = behind.popleft()
-            else:
-                self.flight = None
-                self.state = IDLE
-        self.served += len(responses)
-        self.owner.on_responses(self, answered)
+        self.served += count
+        self.owner.on_responses(self, list(zip(flights, responses, strict=True)))
 
     def _complete(self, response: Response) -> None:
         if response.keep_alive:

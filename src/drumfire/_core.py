@@ -51,6 +51,7 @@ class EngineCore:
     unreachable_after: int
     on_result: Callable[[Result], None]
     on_numbered: Callable[[Result, int], None] | None
+    on_results: Callable[[list[Result]], None] | None
     on_tick: Callable[[Stats], None] | None
     # the parts it is made of
     rows: Rows
@@ -71,6 +72,7 @@ class EngineCore:
     _ready: deque[Flight]  # rows to start before reading more input
     _sleeping: dict[Flight, asyncio.TimerHandle]
     _busy: set[Connection]
+    _special: frozenset[int]  # statuses that may need more than writing the row
     _order: Reorder[Result] | None
     _timer: asyncio.TimerHandle | None
     _pump_timer: asyncio.TimerHandle | None
@@ -95,6 +97,9 @@ class EngineCore:
         raise NotImplementedError
 
     def _next_flight(self) -> Flight | None:
+        raise NotImplementedError
+
+    def _next_flights(self, most: int) -> list[Flight]:
         raise NotImplementedError
 
     def _watch_cpu(self, now: float) -> None:

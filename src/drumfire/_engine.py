@@ -48,7 +48,7 @@ from ._request import Origin, RequestPlan, asks_close
 from ._response import Response
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._rows import SKIPPED, WAIT, Flight, Item, Rows
+from ._rows import SKIPPED, WAIT, Flight, Item, Rows, raising
 from ._settings import MAX_BODY, MAX_CONCURRENCY, PIPELINE, UNPROCESSED_STATUSES, Retry, Timeouts
 from ._settle import Settling
 
@@ -146,6 +146,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         on_tick: Callable[[Stats], None] | None = None,
         on_cpu_bound: Callable[[Engine], None] | None = None,
         on_numbered: Callable[[Result, int], None] | None = None,
+        on_results: Callable[[list[Result]], None] | None = None,
         skip: Callable[[str], bool] | None = None,
         skip_problem: Callable[[int], bool] | None = None,
         saved: Callable[[str, Mapping[str, Any]], dict[str, Any] | None] | None = None,
@@ -180,6 +181,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         # Drivers that put results in order elsewhere (worker processes) get each
         # with its row's sequence number, in place of ``on_result``.
         self.on_numbered = on_numbered
+        # Rows answered together, in one call (a file's sink: one write for them);
+        # ``on_result`` still takes the others (errors, retries given up, skips).
+        self.on_results = on_results if on_numbered is None and not ordered else None
         self.extractor = extractor if extractor else None
         self.parse = parse
         self.keep = settings.keep
@@ -326,6 +330,59 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
                 self._skip_seq(seq)
                 continue
             self._emit(cast(Result, made), seq)  # an input or template error
+
+    def _next_flights(self, most: int) -> list[Flight]:
+        """Up to ``most`` rows to start, as as many calls of :meth:`_next_flight` give
+        them, in one call (the pipelined fill takes many at a time)."""
+        if self._ready or self._order is not None:
+            out: list[Flight] = []
+            while len(out) < most:
+                flight = self._next_flight()
+                if flight is None:
+                    break
+                out.append(flight)
+            return out
+        out = []
+        if most <= 0 or self._exhausted or self.origins.parked >= self.park_limit:
+            return out
+        make = self.rows.make
+        stats = self.stats
+        seq = self._seq
+        passed = 0  # rows read that start no request (as in _next_flight)
+        try:
+            for item in self._items:
+                if item is WAIT:
+                    break
+                made = make(item, stats) if type(item) is tuple else item
+                if type(made) is Flight:
+                    made.seq = seq
+                    seq += 1
+                    out.append(made)
+                    if len(out) == most:
+                        break
+                elif type(made) is int:  # duplicate ids the read-ahead process saw
+                    stats.duplicates += made
+                else:
+                    passed += 1
+                    if made is SKIPPED:
+                        stats.skipped += 1
+                        self._skip_seq(seq)
+                    else:
+                        self._emit(cast(Result, made), seq)  # an input or template error
+                    seq = self._seq
+                    if passed >= PASS_AT_ONCE:  # let the loop read the answers in flight
+                        if not out:
+                            self._pump_later(0.0)
+                        break
+            else:
+                self._exhausted = True
+        except Exception as exc:  # an unreadable input: raised after the rows before it,
+            if not out:  # as _next_flight has it (they are started first)
+                raise
+            self._items = raising(exc)
+        finally:
+            self._seq = seq
+        return out
 
     def _pump(self) -> None:
         rate = self.rate
@@ -570,30 +627,16 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             self._read_quota(host, answered, now)
         special = self._special
         follow = self.follow_redirects
-        usual: list[tuple[Flight, Response]] = []
-        waited = 0.0  # the latencies of the answers that were not overload signals
-        calm = 0
+        usual = answered  # unless one of them needs more than writing its row
+        started = 0.0  # the sum of their start times, while all are usual
         for flight, response in answered:
             status = response.status
-            overload = status == 429 or status == 503
-            if overload:
-                if not watched:
-                    # Many servers send quota headers on their 429s alone: those are
-                    # always read (they are rare; a 200 costs no header search).
-                    self._read_quota(host, [(flight, response)], now)
-                wait = self.retry.throttle_wait(response.header("retry-after"))
-                host.throttled(now, now - flight.start, wait, flight.attempts > 1)
-                if host.hold_until > now:
-                    self.origins.held.add(host)  # (see Origins.relieve and holds)
-            else:
-                waited += now - flight.start
-                calm += 1
-            if follow or status in special:
-                self._settle(flight, response, overload, now)
-            else:
-                usual.append((flight, response))  # nothing to retry, wait for or follow
-        if calm:
-            host.answered(now, waited, calm)
+            if follow or status in special or status == 429 or status == 503:
+                usual = self._sort_answers(host, answered, now)
+                break
+            started += flight.start
+        else:  # the usual case: every answer is a row to write
+            host.answered(now, len(answered) * now - started, len(answered))
         if host.queue:
             self._unpark(host)
         # Put the next requests on the wire first (the first takes this connection,

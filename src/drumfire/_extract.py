@@ -9,11 +9,9 @@ else goes through jmespath itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
-
-import jmespath
-import jmespath.exceptions
 
 from ._errors import UsageError
 
@@ -43,27 +41,68 @@ def _steps(node: dict[str, Any]) -> list[str | int] | None:
 def _walker(steps: list[str | int]) -> Getter:
     """A function that walks ``steps`` with JMESPath's semantics, unrolled.
 
-    The body is generated (one ``if``/lookup per step, keys and indexes as
-    literals from ``repr``): half the cost of a loop over the steps. A wrong
-    type, a missing key or an index out of range gives None.
+    The body is generated (the chain of lookups as one expression, keys and
+    indexes as literals from ``repr``) and tried as a whole: a missing key, an
+    index out of range or a wrong type (a key looked up in a list, a number
+    indexed) raises, and gives None, as JMESPath does. The one lookup Python
+    allows where JMESPath does not is an index into a string (``"Ok"[0]``), and
+    it can only end in a string: a string found by a chain with an index in it is
+    walked again step by step (:func:`_careful_walker`).
     """
-    lines = ["def get(value):"]
-    for step in steps:
-        if type(step) is str:
-            lines.append("    if type(value) is not dict: return None")
-            lines.append(f"    value = value.get({step!r})")
-        else:
-            lines.append("    if type(value) is not list: return None")
-            lines.append(f"    try: value = value[{int(step)}]")
-            lines.append("    except IndexError: return None")
+    chain = "".join(f"[{step!r}]" if type(step) is str else f"[{int(step)}]" for step in steps)
+    lines = [
+        "def get(document):",
+        "    try:",
+        f"        value = document{chain}",
+        "    except (KeyError, IndexError, TypeError):",
+        "        return None",
+    ]
+    if any(type(step) is not str for step in steps):
+        lines.append("    if type(value) is str: return careful(document)")
     lines.append("    return value")
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"careful": _careful_walker(steps)}
     exec("\n".join(lines), namespace)  # literals only, built above
     return cast(Getter, namespace["get"])
 
 
+def _careful_walker(steps: list[str | int]) -> Getter:
+    """:func:`_walker`'s steps one by one, each checking the type it steps into."""
+
+    def get(value: Any) -> Any:
+        for step in steps:
+            if type(step) is str:
+                if type(value) is not dict:
+                    return None
+                value = value.get(step)
+            else:
+                if type(value) is not list:
+                    return None
+                try:
+                    value = value[cast(int, step)]
+                except IndexError:
+                    return None
+        return value
+
+    return get
+
+
+#: A chain of unquoted names and indexes (``routes[0].duration``), JMESPath's grammar
+#: for them; other expressions (and these with spaces or quotes) go to jmespath.
+_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[-?[0-9]+\])*")
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]")
+
+
 def compile_expression(expr: str) -> Getter:
-    """Compile one JMESPath expression; raise :class:`UsageError` if malformed."""
+    """Compile one JMESPath expression; raise :class:`UsageError` if malformed.
+
+    The usual chain of names and indexes is read here (jmespath, imported only
+    for the others, costs some milliseconds of every run's start).
+    """
+    if _SIMPLE.fullmatch(expr):
+        return _walker([name or int(index) for name, index in _STEP.findall(expr)])
+    import jmespath
+    import jmespath.exceptions
+
     try:
         parsed = jmespath.compile(expr)
     except jmespath.exceptions.JMESPathError as exc:

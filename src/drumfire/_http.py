@@ -435,11 +435,17 @@ class ResponseReader:
         heads = self.heads
         pos = 0
         size = len(data)
-        while self._expected:
-            end = data.find(b"\r\n\r\n", pos) + 4
+        expected = self._expected
+        max_header = self.max_header
+        max_body = self.max_body
+        out = self._out
+        response = None
+        find = data.find
+        while expected:
+            end = find(b"\r\n\r\n", pos) + 4
             if end < 4:
                 break
-            if end - pos > self.max_header:
+            if end - pos > max_header:
                 break  # the full path refuses it
             head = data[pos:end]
             try:
@@ -450,13 +456,20 @@ class ResponseReader:
                 info = heads[head] = self._shaped(head)
             if info is None:
                 break
-            stop = end + info[2]
-            if stop > size or info[2] > self.max_body:
+            status, headers, length, keep_alive, left = info
+            stop = end + length
+            if stop > size or length > max_body:
                 break
-            self._answer(Response(info[0], list(info[1]), data[end:stop], info[3], info[4]))
+            # The cached header tuple is shared: a Response's headers are not changed.
+            response = Response(status, headers, data[end:stop], keep_alive, left)
+            out.append(response)  # as _answer does, the counts set once below
+            expected -= 1
             pos = stop
-            if not info[3]:
+            if not keep_alive:
                 break  # the server closes after this one
+        if response is not None:
+            self._done = response
+            self._expected = expected
         return data[pos:] if pos else data
 
     def _shaped(self, head: bytes) -> HeadInfo | None:

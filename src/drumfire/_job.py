@@ -10,7 +10,6 @@ cluster) can use a Job without importing the API's runners.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -378,6 +377,8 @@ def check_keywords(settings: Mapping[str, Any], where: str) -> None:
     """
     for name in settings:
         if name not in _KEYWORDS:
+            import difflib  # only for a misspelled keyword
+
             near = difflib.get_close_matches(name, _NEAR, n=1)
             hint = _CLI_ONLY.get(name) or (f"did you mean {near[0]}=?" if near else "")
             raise UsageError(f"{where}: no keyword argument {name}=" + (hint and f": {hint}"))

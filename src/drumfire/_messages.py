@@ -185,7 +185,8 @@ class PreparedChunk(NamedTuple):
     """Read-ahead child -> parent: prepared rows, in input order (pickled).
 
     ``entries``: per item, ``(id, prepared request fields, kept columns)``, or
-    None (skipped by ``--resume``), or an error :class:`~drumfire._result.Result`.
+    None (skipped by ``--resume``), or an error :class:`~drumfire._result.Result`
+    (or none, and ``common``, ``ids`` and ``data``: see below).
     ``duplicates``: repeated ids seen since the last message. ``end``: None
     while more follow; "" at the end of the input; else why reading failed.
     """
@@ -193,3 +194,10 @@ class PreparedChunk(NamedTuple):
     entries: list[Any]
     duplicates: int
     end: str | None
+    #: The usual chunk, in place of ``entries``: every item a row to send, with no
+    #: kept columns, to one origin with one method. ``common`` is
+    #: ``(origin, method, idempotent)``, ``ids`` and ``data`` each row's id and
+    #: request bytes (two lists unpickle faster than a tuple per row).
+    common: tuple[Any, str, bool] | None = None
+    ids: list[str] | None = None
+    data: list[bytes] | None = None

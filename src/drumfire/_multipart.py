@@ -8,9 +8,7 @@ the same segments can be written again for a retry or a redirect.
 
 from __future__ import annotations
 
-import mimetypes
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, overload
 
@@ -38,6 +36,8 @@ Segment = bytes | FileSegment
 def boundary() -> str:
     """A fresh boundary: 32 random hex digits cannot occur in a file by accident
     (RFC 2046 §5.1.1 asks only that it does not; curl uses 22 random characters)."""
+    import secrets  # only for a form with files: not at start-up
+
     return "drumfire-" + secrets.token_hex(16)
 
 
@@ -61,6 +61,8 @@ def content_type_for(path: str, default: str | None = "application/octet-stream"
     own = _OWN_TYPE.get(os.path.splitext(name)[1].lower())
     if own is not None:
         return own
+    import mimetypes  # only for a form with files: not at start-up
+
     guessed, encoding = mimetypes.guess_type(name, strict=False)
     if encoding is not None:
         return _COMPRESSED.get(encoding, "application/octet-stream")

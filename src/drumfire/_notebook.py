@@ -15,18 +15,21 @@ figures, is drawn when the run ends.
 
 from __future__ import annotations
 
-import html
 import importlib
 import io
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import UsageError
 from ._progress import Progress, format_summary
 from ._result import Stats
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich and html are imported where a display is drawn: the API without progress= (and
+# the CLI, which imports this module) does without them at start-up.
 
 __all__ = [
     "INTERVAL",
@@ -99,6 +102,8 @@ def _line(progress: Progress, stats: Stats, now: float) -> str:
 
 def _html_line(line: str) -> str:
     """``line`` as HTML, its double spaces between figures kept (HTML would fold them)."""
+    import html
+
     return html.escape(line).replace("  ", " &nbsp;")
 
 
@@ -113,6 +118,7 @@ class Widget:
 
     def __init__(self, clock: Callable[[], float], display: Callable[[Any], Any]) -> None:
         from ipywidgets import HTML, HBox, IntProgress, Layout
+        from rich.console import Console
 
         self.clock = clock
         self.throttle = Throttle(clock)
@@ -142,6 +148,8 @@ class Widget:
         if stats.total is None:
             self.bar.max = self.bar.value = 1
         self.bar.bar_style = "danger" if stats.stopped or stats.unreachable else "success"
+        import html
+
         self.label.value = "<br>".join(html.escape(line) for line in _final(stats))
 
 
@@ -151,6 +159,7 @@ class _HTMLLine:
     def __init__(self, clock: Callable[[], float], display: Callable[..., Any]) -> None:
         # By module object: IPython 8 does not re-export HTML for mypy, IPython 9 does.
         ipython_display = importlib.import_module("IPython.display")
+        from rich.console import Console
 
         self.clock = clock
         self.throttle = Throttle(clock)
@@ -165,6 +174,8 @@ class _HTMLLine:
             self.handle.update(self._html(f"<code>{line}</code>"))
 
     def close(self, stats: Stats) -> None:
+        import html
+
         lines = "<br>".join(html.escape(line) for line in _final(stats))
         self.handle.update(self._html(f"<code>{lines}</code>"))
 
@@ -173,6 +184,8 @@ class Terminal:
     """The live bar of ``drumfire run`` on stderr; the run's figures at the end."""
 
     def __init__(self, clock: Callable[[], float], console: Console | None = None) -> None:
+        from rich.console import Console
+
         self.console = console or Console(stderr=True, highlight=False)
         self.progress = Progress(self.console, clock, interval=INTERVAL)
         self.progress.__enter__()

@@ -35,9 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from ._job import Job
 from ._lifeline import close_inherited, die_with_parent
@@ -63,6 +61,9 @@ from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows
 from ._sinks import Sink
 from ._sources import Source
 from ._values import mark_floats
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["auto_processes", "execute_parallel", "nan_columns"]
 
@@ -294,7 +295,10 @@ def execute_parallel(
     resumed: int = 0,
 ) -> tuple[Stats, int]:
     """Run the batch over ``processes`` workers; same results and exit statuses as ``execute``."""
-    console = console or Console(stderr=True)
+    if console is None:
+        from rich.console import Console  # a run that shows nothing needs no rich
+
+        console = Console(stderr=True)
     show = not quiet and console.is_terminal
     clock = time.perf_counter
     stats = Stats(clock, source.total)

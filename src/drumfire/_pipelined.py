@@ -118,13 +118,16 @@ class PipelinedDispatch(EngineCore):
         deadline = now + self.timeouts.total
         queued: list[tuple[Flight, float]] = []
         data: list[bytes] = []
-        while len(queued) < room:
-            flight = self._next_flight()
-            if flight is None:
-                break
+        flights = self._next_flights(room)
+        for i, flight in enumerate(flights):
             prepared = flight.prepared
-            if prepared.origin != origin or not flight.free_retry or not _pipelinable(prepared):
-                self._ready.appendleft(flight)  # the pump starts it the usual way
+            if (
+                prepared.origin != origin
+                or not flight.free_retry
+                or prepared.method != "GET"
+                or not prepared.data.endswith(b"\r\n\r\n")  # _pipelinable, inlined
+            ):
+                self._ready.extendleft(reversed(flights[i:]))  # the pump starts them
                 break
             flight.host = host
             flight.attempts += 1

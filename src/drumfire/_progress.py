@@ -11,16 +11,19 @@ import math
 import shlex
 from collections import deque
 from collections.abc import Callable, Sequence
-
-from rich.console import Console, RenderableType
-from rich.live import Live
-from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from ._result import Stats
 from ._text import counted
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.progress_bar import ProgressBar
+    from rich.text import Text
+
+# rich is imported where it draws, not with this module: a run that shows nothing
+# (--quiet, or no terminal) does without it (a fifth of drumfire's start-up).
 
 __all__ = ["Progress", "RateEstimator", "format_summary", "format_unreachable", "rerun_command"]
 
@@ -190,6 +193,9 @@ class Progress:
         return self._live is not None
 
     def __enter__(self) -> Progress:
+        from rich.live import Live
+        from rich.text import Text
+
         self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
         self._live.__enter__()
         return self
@@ -211,6 +217,8 @@ class Progress:
 
     def render(self, stats: Stats, now: float) -> Text:
         """The line of figures (without the bar): also the notebook's text."""
+        from rich.text import Text
+
         rate = self.rate(now, stats.done, stats.concurrency)
         done = self._done(stats)
         line = Text()
@@ -245,12 +253,16 @@ class Progress:
 
     def bar(self, stats: Stats, now: float, width: int) -> ProgressBar:
         """The bar: filled to done/total; without a total, a pulse."""
+        from rich.progress_bar import ProgressBar
+
         if stats.total:
             return ProgressBar(total=stats.total, completed=self._done(stats), width=width)
         return ProgressBar(total=None, pulse=True, width=width, animation_time=now)
 
     def renderable(self, stats: Stats, now: float) -> RenderableType:
         """The bar and the line, side by side (the line wraps under a narrow terminal)."""
+        from rich.table import Table
+
         line = self.render(stats, now)
         room = self.console.width - line.cell_len - 1
         width = max(10, min(self.BAR_WIDTH, room))
@@ -303,6 +315,8 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         )
     examples = list(s["failure_examples"].items())[:EXAMPLES_SHOWN]
     if examples:
+        from rich.markup import escape
+
         # The detail behind each short reason, with a hint at the usual cause.
         lines.append("  why (one example per reason, most frequent first):")
         # (escaped: the summary is printed as rich markup, the message is the server's)

@@ -74,6 +74,7 @@ _HEADER = struct.Struct("<I")
 _HELD = {signal.SIGINT, signal.SIGTERM}
 _WAITING: list[Any] = [WAIT]
 _new_prepared = tuple.__new__
+_NO_ROW: Any = None  # a row's kept columns when there are none (the row itself stays here)
 
 
 def available() -> bool:
@@ -152,15 +153,23 @@ class ReadAhead:
                 self._watch()
                 yield _WAITING
                 continue
-            entries, duplicates, failure = message
-            items: list[Flight | Any] = [
-                Flight(-1, e[0], e[2], _new_prepared(Prepared, e[1]))
-                if type(e) is tuple
-                else SKIPPED
-                if e is None
-                else e  # an error row
-                for e in entries
-            ]
+            entries, duplicates, failure, common, ids, data = message
+            items: list[Flight | Any]
+            if common is not None:  # the usual chunk: rows to send, one origin and method
+                origin, method, idem = common
+                items = [
+                    Flight(-1, id_, _NO_ROW, _new_prepared(Prepared, (origin, d, method, idem)))
+                    for id_, d in zip(ids, data, strict=True)
+                ]
+            else:
+                items = [
+                    Flight(-1, e[0], e[2], _new_prepared(Prepared, e[1]))
+                    if type(e) is tuple
+                    else SKIPPED
+                    if e is None
+                    else e  # an error row
+                    for e in entries
+                ]
             if duplicates:
                 items.append(duplicates)  # counted once the rows before it are taken
             yield items
@@ -267,27 +276,64 @@ def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
     make = rows.make
     keep = rows.keep
     entries: list[Any] = []
+    ids: list[str] = []  # the usual chunk (see PreparedChunk): while ``common`` holds
+    data: list[bytes] = []
+    common: tuple[Any, str, bool] | None = None
+    usual = True
     reported = stats.duplicates  # those seen before the fork are counted already
     failure: str | None = ""
 
     def send(end: str | None) -> None:
-        nonlocal reported
+        nonlocal reported, common, usual
         duplicates = stats.duplicates - reported
         reported = stats.duplicates
-        blob = pickle.dumps(PreparedChunk(entries, duplicates, end), pickle.HIGHEST_PROTOCOL)
+        if ids:
+            chunk = PreparedChunk([], duplicates, end, common, ids, data)
+        else:
+            chunk = PreparedChunk(entries, duplicates, end)
+        blob = pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
         _write_all(fd, _HEADER.pack(len(blob)) + blob)
         entries.clear()
+        ids.clear()
+        data.clear()
+        common, usual = None, True
+
+    def unusual() -> None:
+        """The chunk is not the usual one after all: its rows so far as ``entries``."""
+        nonlocal usual
+        usual = False
+        if ids:
+            assert common is not None
+            origin, method, idempotent = common
+            entries.extend(
+                (id_, (origin, d, method, idempotent), None)
+                for id_, d in zip(ids, data, strict=True)
+            )
+            ids.clear()
+            data.clear()
 
     try:
         for item in items:
             made = make(item, stats)
             if type(made) is Flight:
                 kept = rows.kept(made.row) if keep else None
-                entries.append((made.id, tuple(made.prepared), kept))
-            elif made is SKIPPED:
-                entries.append(None)
+                prepared = made.prepared
+                if usual:
+                    shared = (prepared.origin, prepared.method, prepared.idempotent)
+                    if common is None:
+                        common = shared
+                    if kept is None and shared == common:
+                        ids.append(made.id)
+                        data.append(prepared.data)
+                        if len(ids) >= CHUNK_ROWS:
+                            send(None)
+                        continue
+                    unusual()
+                entries.append((made.id, tuple(prepared), kept))
             else:
-                entries.append(made)
+                if usual:
+                    unusual()
+                entries.append(None if made is SKIPPED else made)
             if len(entries) >= CHUNK_ROWS:
                 send(None)
     except InputError as exc:  # already one line naming the input

@@ -79,7 +79,8 @@ class Response:
     """One HTTP response: status, headers, decoded body bytes.
 
     ``headers`` is a case-insensitive :class:`Headers` mapping, built on first
-    use; ``raw_headers`` the pairs as received; :meth:`header` a quick
+    use; ``raw_headers`` the pairs as received (a sequence not to be changed: answers
+    with the same header block share one tuple); :meth:`header` a quick
     case-insensitive look-up of one value. ``error`` is "" or, for an answer
     whose body could not be decoded (an unknown Content-Encoding), the
     reason the row gets (``encoding: …``).
@@ -90,7 +91,7 @@ class Response:
     def __init__(
         self,
         status: int,
-        headers: list[tuple[bytes, bytes]],
+        headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...],
         body: bytes,
         keep_alive: bool,
         left: int | None = None,

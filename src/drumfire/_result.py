@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -102,6 +103,18 @@ def is_failure(status: int | None, error: str) -> bool:
     return bool(error) or (status is not None and not 200 <= status < 300)
 
 
+_STATUS, _ERROR, _ATTEMPTS, _ELAPSED = (
+    operator.itemgetter(1),
+    operator.itemgetter(4),
+    operator.itemgetter(3),
+    operator.itemgetter(2),
+)
+_TO_MICROS = (1000.0).__mul__  # elapsed_ms * 1000, as add() has it
+#: Distinct latencies kept waiting before they are recorded (hdrh's record_value is
+#: Python: a few microseconds each).
+_PENDING_MOST = 20_000
+
+
 class Stats:
     """Counters and a latency histogram, updated once per finished row.
 
@@ -123,7 +136,7 @@ class Stats:
         # Latencies wait here, rounded to 12 significant bits (finer than the
         # histogram's 3 digits), until the histogram is read: hdrh's
         # record_value is Python and costs more than the rest of add().
-        self._pending: dict[int, int] = {}
+        self._pending: Counter[int] = Counter()
         self.concurrency = 0  # requests in flight at the last tick
         self.limit = 0  # the concurrency limit at the last tick, in requests
         # Origins held at the last tick that rows wait for, longest wait first: (host,
@@ -167,7 +180,31 @@ class Stats:
             pending[us] = pending.get(us, 0) + 1
 
     def add_all(self, results: list[Result]) -> None:
-        """:meth:`add` for many rows at once, the usual row (200, no error) in fewer steps."""
+        """:meth:`add` for many rows at once, the usual row (200, no error) in fewer steps.
+
+        When every row is such a row (the usual hand-over), they are counted with
+        no Python loop: their latencies wait in whole microseconds. That gives the
+        histogram the same figures: the 12 bits :meth:`add` keeps are finer than
+        the histogram's buckets, and round down within them.
+        """
+        count = len(results)
+        if not count:
+            return
+        if list(map(_STATUS, results)).count(200) == count and not any(map(_ERROR, results)):
+            tries: list[int] = list(map(_ATTEMPTS, results))
+            if 0 not in tries:
+                micros = list(map(int, map(_TO_MICROS, map(_ELAPSED, results))))
+                if 0 in micros:
+                    micros = [us or 1 for us in micros]
+                pending = self._pending
+                pending.update(micros)
+                if len(pending) > _PENDING_MOST:
+                    self._fold()
+                self.done += count
+                self.ok += count
+                self.requests += sum(tries)
+                self.statuses[200] += count
+                return
         pending = self._pending
         get = pending.get
         add = self.add
@@ -194,11 +231,15 @@ class Stats:
     def latency(self) -> HdrHistogram:
         """Latency in microseconds of every row that made a request."""
         if self._pending:
-            record = self._latency.record_value
-            for value, count in self._pending.items():
-                record(value, count)
-            self._pending.clear()
+            self._fold()
         return self._latency
+
+    def _fold(self) -> None:
+        """Record the latencies waiting in :attr:`_pending` in the histogram."""
+        record = self._latency.record_value
+        for value, count in self._pending.items():
+            record(value, count)
+        self._pending.clear()
 
     @property
     def failed(self) -> int:

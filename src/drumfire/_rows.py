@@ -38,6 +38,7 @@ __all__ = [
     "LineMap",
     "Rows",
     "item_ids",
+    "raising",
     "row_id",
     "row_place",
 ]
@@ -178,6 +179,12 @@ def row_place(n: int, line_of: Callable[[int], int | None] | None) -> str:
     """How an error row names row ``n``: ``line L`` when its input line is known, else ``row n``."""
     line = line_of(n) if line_of is not None else None
     return f"line {line}" if line is not None else f"row {n}"
+
+
+def raising(exc: Exception) -> Iterator[Item]:
+    """Items that end at once with ``exc``: what an input raised, for the next pull."""
+    raise exc
+    yield  # a generator: it raises when pulled
 
 
 class Flight:

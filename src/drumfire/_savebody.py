@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -252,6 +250,8 @@ class SaveTarget:
         size = os.path.getsize(self.path)
         fields: dict[str, Any] = {"saved_path": self.shown, "saved_bytes": size}
         if self.saver.spec.sha256:
+            import hashlib  # --save-sha256 only
+
             digest = hashlib.sha256()
             with open(self.path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -307,6 +307,8 @@ def _create_temp(folder: str, name: str) -> tuple[str, int]:
     under its name, else another one is made.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    import secrets  # --save-body only: not at start-up
+
     prefix = f".{name}."
     for _ in range(8):
         temp = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{TEMP_SUFFIX}")
@@ -337,7 +339,12 @@ class Sink:
     def __init__(self, target: SaveTarget) -> None:
         self.target = target
         self.size = 0
-        self._digest = hashlib.sha256() if target.saver.spec.sha256 else None
+        if target.saver.spec.sha256:
+            import hashlib  # --save-sha256 only
+
+            self._digest: Any = hashlib.sha256()
+        else:
+            self._digest = None
         folder, name = os.path.split(target.path)
         try:
             os.makedirs(folder, exist_ok=True)

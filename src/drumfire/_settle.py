@@ -67,6 +67,41 @@ class Settling(EngineCore):
                 for flight in list(self.origins.take_parked(host)):
                     self._cancel(flight, error)  # waiting: its last attempt's time, if any
 
+    def _sort_answers(
+        self, host: OriginLimit, answered: list[tuple[Flight, Response]], now: float
+    ) -> list[tuple[Flight, Response]]:
+        """:meth:`on_responses` where some answers need more than writing their row
+        (an overload signal, a retry, a redirect): settle those, count the others'
+        latency, and return the others (the rows to write)."""
+        special = self._special
+        follow = self.follow_redirects
+        watched = host.watch
+        usual: list[tuple[Flight, Response]] = []
+        waited = 0.0  # the latencies of the answers that were not overload signals
+        calm = 0
+        for flight, response in answered:
+            status = response.status
+            overload = status == 429 or status == 503
+            if overload:
+                if not watched:
+                    # Many servers send quota headers on their 429s alone: those are
+                    # always read (they are rare; a 200 costs no header search).
+                    self._read_quota(host, [(flight, response)], now)
+                wait = self.retry.throttle_wait(response.header("retry-after"))
+                host.throttled(now, now - flight.start, wait, flight.attempts > 1)
+                if host.hold_until > now:
+                    self.origins.held.add(host)  # (see Origins.relieve and holds)
+            else:
+                waited += now - flight.start
+                calm += 1
+            if follow or status in special:
+                self._settle(flight, response, overload, now)
+            else:
+                usual.append((flight, response))  # nothing to retry, wait for or follow
+        if calm:
+            host.answered(now, waited, calm)
+        return usual
+
     def _settle(self, flight: Flight, response: Response, overload: bool, now: float) -> None:
         """An answer that may mean a retry, a wait or a redirect."""
         status = response.status
@@ -289,7 +324,12 @@ class Settling(EngineCore):
             numbered = self.on_numbered
             handed = 0
             try:
-                if numbered is None:
+                if self.on_results is not None:
+                    # All at once (a file's sink). If it fails, none is counted: which
+                    # of them reached the file is not known.
+                    self.on_results(done)
+                    handed = len(done)
+                elif numbered is None:
                     for result in done:
                         on_result(result)
                         handed += 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import orjson
 
@@ -99,6 +99,36 @@ def _cell(value: Any) -> Any:
 PARSE_EXTRA = "parse_extra"
 #: Rows held back, waiting for an answer to learn the parse columns from.
 _LEARN_WITHIN = 1000
+#: The mark :meth:`CsvSink._row` ends a row with when a cell holds a lone CR.
+_CR = object()
+
+
+def _fields_row(names: tuple[str, ...]) -> Callable[[Result], list[Any]]:
+    """:meth:`CsvSink._row` for a sink of extracted fields only (no parse function,
+    no kept columns), as generated code: one lookup per field, no loop."""
+    cells = [f", v{i}" for i in range(len(names))]
+    lines = [
+        "def row(result):",
+        "    id_, status, elapsed, attempts, error, fields, kept = result",
+        "    cr = '\\r' in id_ or '\\r' in error",
+        "    if fields is None:",
+        f"        row = [id_, status, f'{{elapsed:.3f}}', attempts, error{', None' * len(names)}]",
+        "    else:",
+    ]
+    for i, name in enumerate(names):
+        lines += [
+            f"        v{i} = fields.get({name!r})",
+            f"        if type(v{i}) not in plain: v{i} = cell(v{i})",
+            f"        if type(v{i}) is str and '\\r' in v{i}: cr = True",
+        ]
+    lines += [
+        f"        row = [id_, status, f'{{elapsed:.3f}}', attempts, error{''.join(cells)}]",
+        "    if cr: row.append(mark)",
+        "    return row",
+    ]
+    namespace: dict[str, Any] = {"plain": _PLAIN, "cell": _cell, "mark": _CR}
+    exec("\n".join(lines), namespace)  # names as literals from repr, built above
+    return cast(Callable[[Result], list[Any]], namespace["row"])
 
 
 class CsvSink:
@@ -138,9 +168,13 @@ class CsvSink:
 
     def _set_fields(self, names: Sequence[str]) -> None:
         self._fields = tuple(dict.fromkeys(names))  # in order, once each
+        self._nones = (None,) * len(self._fields)
         self._known = frozenset(self._fields)
         extra = [PARSE_EXTRA] if self._parse else []
         self.columns = [*BASE_COLUMNS, *self._fields, *extra, *self._keep]
+        # The usual output (extracted fields only) has its row built by generated code.
+        plain = not self._parse and not self._keep
+        self._row_of = _fields_row(self._fields) if plain else self._row
 
     def learn_fields(self, result: Result) -> None:
         """With a parse function the field names are known only from the first answer."""
@@ -166,13 +200,42 @@ class CsvSink:
                     self._write(r)
         self._write(result)
 
+    def write_all(self, results: list[Result]) -> None:
+        """:meth:`write` for the rows answered together (the engine's usual hand-over):
+        one ``writerows`` for them, but for a row with a lone CR (see :func:`csv_writers`)."""
+        if self._learning:
+            for result in results:
+                self.write(result)
+            return
+        row_of = self._row_of
+        rows: list[list[Any]] = []
+        for result in results:
+            row = row_of(result)
+            if row[-1] is _CR:
+                if rows:
+                    self._writer.writerows(rows)
+                    rows = []
+                self._quoted.writerow(row[:-1])
+            else:
+                rows.append(row)
+        if rows:
+            self._writer.writerows(rows)
+
     def _write(self, result: Result) -> None:
+        row = self._row_of(result)
+        if row[-1] is _CR:
+            self._quoted.writerow(row[:-1])
+        else:
+            self._writer.writerow(row)
+
+    def _row(self, result: Result) -> list[Any]:
+        """The row's cells; a row that holds a lone CR anywhere ends with :data:`_CR`."""
         id_, status, elapsed, attempts, error, fields, kept = result
         row: list[Any] = [id_, status, f"{elapsed:.3f}", attempts, error]
         cr = "\r" in id_ or "\r" in error  # (a lone CR must be quoted: see csv_writers)
         if self._fields:
             if fields is None:
-                row.extend([None] * len(self._fields))
+                row.extend(self._nones)
             else:
                 for f in self._fields:
                     value = fields.get(f)
@@ -196,7 +259,9 @@ class CsvSink:
                 if type(cell) is str and "\r" in cell:
                     cr = True
                 row.append(cell)
-        (self._quoted if cr else self._writer).writerow(row)
+        if cr:
+            row.append(_CR)
+        return row
 
     def _header(self) -> None:
         """The header row (a column name with a CR, from --keep or -e, is quoted too)."""

@@ -25,7 +25,6 @@ from typing import Any, ClassVar, NoReturn
 
 import click
 import orjson
-from rich.console import Console
 
 from ._bodies import clean_temps, saved_rows
 from ._cli_common import (
@@ -713,7 +712,7 @@ def run_command(
         if summary_json:
             check_summary_path(summary_json)
         # The total is for the progress display only: no display, no counting pass.
-        displayed = not quiet and Console(stderr=True).is_terminal
+        displayed = not quiet and _stderr_is_terminal()
         source = open_source(
             input_path, input_format, encoding, count=displayed, delimiter=delimiter
         )
@@ -952,6 +951,13 @@ def _finish(
 
 #: Set by ``run`` once its output, input and workers are closed.
 _quick_exit = False
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether rich would draw on stderr (its rules: a TTY, FORCE_COLOR, Jupyter...)."""
+    from rich.console import Console  # only when a display may be drawn
+
+    return Console(stderr=True).is_terminal
 
 
 def entry() -> None:

@@ -401,6 +401,36 @@ def test_an_input_cut_short_is_one_line_and_exit_1(
     one_error_line(early, 2, f"cannot read input '{plain}': Not a gzipped file")
 
 
+def test_a_pipelined_run_sends_every_row_read_before_the_input_fails(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # The pipelined fill takes its rows many at a time: an input that fails among them
+    # must not take the rows read before it along (they are sent, then the error ends it).
+    from drumfire._sources import open_source
+
+    whole = gzip.compress(b"id,q\n" + b"".join(b"%d,v%d\n" % (i, i) for i in range(60_000)))
+    cut = tmp_path / "in.csv.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    source = open_source(str(cut), None, "utf-8", count=False)
+    read: list[object] = []
+    with pytest.raises(Exception, match="Compressed file ended"):
+        read.extend(source.items)  # (extend keeps what it took before the error)
+    readable = len(read)
+    assert readable > 1000
+    out = tmp_path / "out.csv"
+    pipelined = [sys.executable, "-c", "from drumfire._engine import Engine; "
+                 "Engine.CPU_SURE = 0.0; from drumfire.cli import entry; entry()"]  # fmt: skip
+    proc = subprocess.run(
+        [*map(str, pipelined), "run", str(cut), "--url", demo_server.base_url + "/echo?q={q}",
+         "-o", str(out), "-q", "--no-read-ahead"],
+        capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    one_error_line(proc, 1, f"cannot read input '{cut}': Compressed file ended")
+    got = rows(out)
+    assert sorted(int(r["id"]) for r in got) == list(range(readable))
+    assert set(Counter(r["status"] or r["error"] for r in got)) <= {"200", "cancelled"}
+
+
 @pytest.mark.parametrize("fmt", [None, "csv", "jsonl", "text", "parquet"])
 @pytest.mark.parametrize("kind", ["parquet", "gzip"])
 def test_parquet_or_gzip_on_standard_input_is_one_line_saying_what_works(

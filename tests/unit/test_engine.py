@@ -523,6 +523,37 @@ def test_answers_are_read_between_runs_of_rows_that_start_nothing() -> None:
     assert skipped_then["2999"] == 2998
 
 
+def test_the_pipelined_fill_also_reads_rows_that_start_nothing_a_run_at_a_time() -> None:
+    # The pipelined fill takes its rows many at a time (_next_flights): it stops at
+    # PASS_AT_ONCE rows that start nothing too, so the loop reads answers in between.
+    clock = Clock()
+    server = Server(lambda path, hits: (200, {}, b"{}", 0.01))
+    loop = new_loop(clock, server)
+    job = make_job(ORIGIN + "/{n}", id="n")
+    kept = {str(i) for i in range(2000, 5000)}  # what --resume finds in the output
+    source = rows_source([{"n": str(i)} for i in range(6000)])
+    skipped_then: dict[str, int] = {}
+    engine: Engine
+
+    def write(result: Result) -> None:
+        skipped_then[result.id] = engine.stats.skipped
+
+    # The engine's thread busy all along: pipelining from the first sweep.
+    engine = job.engine(
+        source, write, clock=clock, cpu_clock=lambda: clock.now, skip=kept.__contains__
+    )
+    try:
+        stats = loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert stats.skipped == len(kept)
+    assert len(skipped_then) == 6000 - len(kept)
+    assert stats.pipelined > 0
+    # Rows sent before the kept ones were answered while those were read, 256 at a time:
+    # some answers came in between (before, the fill read all 3,000 in one go).
+    assert {n for n in skipped_then.values() if 0 < n < len(kept)}
+
+
 def test_a_quota_hold_is_shown_on_the_progress_line() -> None:
     # The first answer says the quota is spent for 12 s (within --max-retry-wait): the
     # origin is held and the rows wait. The progress line used to show only a rate
