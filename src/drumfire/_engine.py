@@ -625,18 +625,21 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         watched = host.watch
         if watched:  # first: a quota spent past --max-retry-wait stops their retries
             self._read_quota(host, answered, now)
+        # Usually each answer is a row to write; else (a redirect to follow, 429, 503 or
+        # a status to retry: all in _special) _sort_answers settles them.
         special = self._special
-        follow = self.follow_redirects
-        usual = answered  # unless one of them needs more than writing its row
+        usual = answered
         started = 0.0  # the sum of their start times, while all are usual
-        for flight, response in answered:
-            status = response.status
-            if follow or status in special or status == 429 or status == 503:
-                usual = self._sort_answers(host, answered, now)
-                break
-            started += flight.start
-        else:  # the usual case: every answer is a row to write
-            host.answered(now, len(answered) * now - started, len(answered))
+        if self.follow_redirects:
+            usual = self._sort_answers(host, answered, now)
+        else:
+            for flight, response in answered:
+                if response.status in special:
+                    usual = self._sort_answers(host, answered, now)
+                    break
+                started += flight.start
+            else:
+                host.answered(now, len(answered) * now - started, len(answered))
         if host.queue:
             self._unpark(host)
         # Put the next requests on the wire first (the first takes this connection,

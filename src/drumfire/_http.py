@@ -445,20 +445,23 @@ class ResponseReader:
             end = find(b"\r\n\r\n", pos) + 4
             if end < 4:
                 break
-            if end - pos > max_header:
-                break  # the full path refuses it
             head = data[pos:end]
             try:
-                info = heads[head]
+                info = heads[head]  # a block seen before passed the checks below
             except KeyError:
+                if end - pos > max_header:
+                    break  # the full path refuses it
                 if len(heads) >= _HEADS_KEPT:
                     heads.clear()
-                info = heads[head] = self._shaped(head)
+                info = self._shaped(head)
+                if info is not None and info[2] > max_body:
+                    info = None  # the full path refuses it
+                heads[head] = info
             if info is None:
                 break
             status, headers, length, keep_alive, left = info
             stop = end + length
-            if stop > size or length > max_body:
+            if stop > size:
                 break
             # The cached header tuple is shared: a Response's headers are not changed.
             response = Response(status, headers, data[end:stop], keep_alive, left)

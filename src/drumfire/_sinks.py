@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -101,34 +102,51 @@ PARSE_EXTRA = "parse_extra"
 _LEARN_WITHIN = 1000
 #: The mark :meth:`CsvSink._row` ends a row with when a cell holds a lone CR.
 _CR = object()
+#: Text a CSV cell cannot hold as it is: the writer quotes it (a lone CR: csv_writers).
+_QUOTED = re.compile('[,"\n\r]').search
 
 
-def _fields_row(names: tuple[str, ...]) -> Callable[[Result], list[Any]]:
-    """:meth:`CsvSink._row` for a sink of extracted fields only (no parse function,
-    no kept columns), as generated code: one lookup per field, no loop."""
-    cells = [f", v{i}" for i in range(len(names))]
+def _fields_line(names: tuple[str, ...]) -> Callable[[Result], str | None]:
+    """The CSV line of a row of a sink of extracted fields only (no parse function, no
+    kept columns), as generated code; None for a row the csv writer must write.
+
+    The line is what ``csv.writer`` (minimal quoting, LF) writes for the row, text as
+    it is, None as nothing, a float as its repr, an int as its text; so it is given only
+    for rows whose text cells need no quoting (no comma, double quote, LF or CR: see
+    :func:`csv_writers`) and whose cells are of those types. The others go the writer's
+    way (:meth:`CsvSink._row`).
+    """
+    head = "{id_},{status},{elapsed:.3f},{attempts},{error}"  # the base columns
     lines = [
-        "def row(result):",
+        "def line(result):",
         "    id_, status, elapsed, attempts, error, fields, kept = result",
-        "    cr = '\\r' in id_ or '\\r' in error",
+        "    if type(id_) is not str or quoted(id_) or (error and quoted(error)):",
+        "        return None",
+        "    if type(status) is not int or type(attempts) is not int:",
+        "        return None",
         "    if fields is None:",
-        f"        row = [id_, status, f'{{elapsed:.3f}}', attempts, error{', None' * len(names)}]",
-        "    else:",
+        f"        return f'{head}{',' * len(names)}\\n'",
     ]
     for i, name in enumerate(names):
         lines += [
-            f"        v{i} = fields.get({name!r})",
-            f"        if type(v{i}) not in plain: v{i} = cell(v{i})",
-            f"        if type(v{i}) is str and '\\r' in v{i}: cr = True",
+            f"    v = fields.get({name!r})",
+            "    t = type(v)",
+            "    if t is float:",
+            f"        c{i} = repr(v)",
+            "    elif t is int:",
+            f"        c{i} = str(v)",
+            "    elif v is None:",
+            f"        c{i} = ''",
+            "    elif t is str and not quoted(v):",
+            f"        c{i} = v",
+            "    else:",
+            "        return None",
         ]
-    lines += [
-        f"        row = [id_, status, f'{{elapsed:.3f}}', attempts, error{''.join(cells)}]",
-        "    if cr: row.append(mark)",
-        "    return row",
-    ]
-    namespace: dict[str, Any] = {"plain": _PLAIN, "cell": _cell, "mark": _CR}
+    cells = "".join(f",{{c{i}}}" for i in range(len(names)))
+    lines.append(f"    return f'{head}{cells}\\n'")
+    namespace: dict[str, Any] = {"quoted": _QUOTED}
     exec("\n".join(lines), namespace)  # names as literals from repr, built above
-    return cast(Callable[[Result], list[Any]], namespace["row"])
+    return cast(Callable[[Result], "str | None"], namespace["line"])
 
 
 class CsvSink:
@@ -172,9 +190,9 @@ class CsvSink:
         self._known = frozenset(self._fields)
         extra = [PARSE_EXTRA] if self._parse else []
         self.columns = [*BASE_COLUMNS, *self._fields, *extra, *self._keep]
-        # The usual output (extracted fields only) has its row built by generated code.
+        # The usual output (extracted fields only) has its lines made by generated code.
         plain = not self._parse and not self._keep
-        self._row_of = _fields_row(self._fields) if plain else self._row
+        self._line_of = _fields_line(self._fields) if plain else None
 
     def learn_fields(self, result: Result) -> None:
         """With a parse function the field names are known only from the first answer."""
@@ -202,15 +220,30 @@ class CsvSink:
 
     def write_all(self, results: list[Result]) -> None:
         """:meth:`write` for the rows answered together (the engine's usual hand-over):
-        one ``writerows`` for them, but for a row with a lone CR (see :func:`csv_writers`)."""
+        one ``write`` of their lines, or one ``writerows``, but for a row with a lone CR
+        (see :func:`csv_writers`)."""
         if self._learning:
             for result in results:
                 self.write(result)
             return
-        row_of = self._row_of
+        line_of = self._line_of
+        if line_of is not None:
+            lines: list[str] = []
+            for result in results:
+                line = line_of(result)
+                if line is None:  # the csv writer's, after the lines before it
+                    if lines:
+                        self._stream.write("".join(lines))
+                        lines = []
+                    self._write(result)
+                else:
+                    lines.append(line)
+            if lines:
+                self._stream.write("".join(lines))
+            return
         rows: list[list[Any]] = []
         for result in results:
-            row = row_of(result)
+            row = self._row(result)
             if row[-1] is _CR:
                 if rows:
                     self._writer.writerows(rows)
@@ -222,7 +255,7 @@ class CsvSink:
             self._writer.writerows(rows)
 
     def _write(self, result: Result) -> None:
-        row = self._row_of(result)
+        row = self._row(result)
         if row[-1] is _CR:
             self._quoted.writerow(row[:-1])
         else:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drumfire._errors import UsageError
 from drumfire._result import BASE_COLUMNS, Result
@@ -342,3 +344,37 @@ def test_resume_takes_the_learned_parse_columns_from_the_file(tmp_path: Path) ->
         ["1", "200", "1.000", "1", "", "Ok", "1", "", "a"],
         ["2", "200", "1.000", "1", "", "Ok", "2", '{"z":0}', "b"],
     ]
+
+
+_CELLS = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(alphabet=st.sampled_from(list('ab ,"\n\r\té☃{}')), max_size=6),
+    st.binary(max_size=3),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    id_=st.text(alphabet=st.sampled_from(list('1a ,"\n\r{}')), max_size=4),
+    status=st.sampled_from([200, 404, None]),
+    error=st.sampled_from(["", "timeout", "parse: a, b", 'x "y"', "a\rb"]),
+    values=st.one_of(st.none(), st.lists(_CELLS, min_size=2, max_size=2)),
+)
+def test_the_usual_lines_are_what_the_csv_writer_writes(
+    id_: str, status: int | None, error: str, values: list[object] | None
+) -> None:
+    # A sink of extracted fields only makes its lines itself (generated code, no csv
+    # writer) where no cell needs quoting: byte for byte what the writer's way gives.
+    names = ["d", "e,{x}"]
+    fields = None if values is None else dict(zip(names, values, strict=True))
+    result = Result(id_, status, 1.23456, 2, error, fields, None)
+    by_lines, by_writer = io.StringIO(), io.StringIO()
+    CsvSink(by_lines, names, []).write_all([result, OK._replace(fields=None), result])
+    writer = CsvSink(by_writer, names, [])
+    for r in (result, OK._replace(fields=None), result):
+        writer.write(r)  # row by row: the csv writer's way
+    assert by_lines.getvalue() == by_writer.getvalue()
