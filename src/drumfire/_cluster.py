@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
 from ._cluster_schema import share_schema
-from ._cluster_stop import StopSignals, Terminated
+from ._cluster_stop import StopSignals, Terminated, quiet_teardown
 from ._cluster_store import (
     EXTRA,
     Store,
@@ -408,9 +408,10 @@ def _drive(
         # bounded: a LocalCluster's nanny kills a worker still busy after 4 s.
         stops.hold()
         try:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            with quiet_teardown(cluster is not None, stats.stopped):
+                client.close()
+                if cluster is not None:
+                    cluster.close()
             Store(directory).clean()
             # Also after a stop: the parts present are read as one table meanwhile.
             unshared = share_schema(directory) if out_fmt == "parquet" else None

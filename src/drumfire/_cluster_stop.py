@@ -9,11 +9,35 @@ there, it left the cleanup half done and ended in a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["StopSignals", "Terminated"]
+__all__ = ["StopSignals", "Terminated", "quiet_teardown"]
+
+
+@contextlib.contextmanager
+def quiet_teardown(own_cluster: bool, stopped: bool) -> Iterator[None]:
+    """While a stopped run closes the LocalCluster it started, distributed logs nothing.
+
+    Cancelling the tasks of a stopped run makes the cluster's scheduler (in this
+    process) log errors of its own ("Couldn't gather keys ... forgotten"): news of
+    the stop drumfire reports itself, not of a fault. A cluster given by address
+    keeps its logs (they are in its processes anyway), and so does a run not stopped.
+    """
+    if not (own_cluster and stopped):
+        yield
+        return
+    log = logging.getLogger("distributed")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class Terminated(BaseException):
