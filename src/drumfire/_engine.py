@@ -287,12 +287,16 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
 
     # -- starting requests ---------------------------------------------------
 
+    def _may_read(self) -> bool:
+        """More input may be read: not at its end, parked rows under the bound (or moved
+        to disk where they may: Origins.relieve)."""
+        limit = self.park_limit
+        return not self._exhausted and (self.origins.parked < limit or self.origins.relieve(limit))
+
     def _next_flight(self) -> Flight | None:
         if self._ready:
             return self._ready.popleft()
-        if self._exhausted:
-            return None
-        if self.origins.parked >= self.park_limit and not self.origins.relieve(self.park_limit):
+        if not self._may_read():
             return None
         order = self._order
         if order is not None and order.ahead(self._seq) >= self.order_window:
@@ -301,10 +305,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         passed = 0  # rows read that start no request (skipped by --resume, error rows)
         while True:
             if passed >= PASS_AT_ONCE:
-                # Let the loop read the answers in flight before reading on: their
-                # elapsed_ms runs until the loop reads them, and --retry-failed on a
-                # large output read ~100,000 kept rows at once between two sends (each
-                # of its rows took 580 ms against a server answering in 0.3 ms).
+                # Let the loop read the answers in flight (their elapsed_ms runs until
+                # it does: --retry-failed read 100,000 kept rows between two sends).
                 self._pump_later(0.0)
                 return None
             try:
@@ -332,8 +334,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
             self._emit(cast(Result, made), seq)  # an input or template error
 
     def _next_flights(self, most: int) -> list[Flight]:
-        """Up to ``most`` rows to start, as as many calls of :meth:`_next_flight` give
-        them, in one call (the pipelined fill takes many at a time)."""
+        """Up to ``most`` rows to start, as that many :meth:`_next_flight` calls give them."""
         if self._ready or self._order is not None:
             out: list[Flight] = []
             while len(out) < most:
@@ -342,9 +343,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
                     break
                 out.append(flight)
             return out
+        if most <= 0 or not self._may_read():
+            return []
         out = []
-        if most <= 0 or self._exhausted or self.origins.parked >= self.park_limit:
-            return out
         make = self.rows.make
         stats = self.stats
         seq = self._seq
@@ -625,8 +626,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         watched = host.watch
         if watched:  # first: a quota spent past --max-retry-wait stops their retries
             self._read_quota(host, answered, now)
-        # Usually each answer is a row to write; else (a redirect to follow, 429, 503 or
-        # a status to retry: all in _special) _sort_answers settles them.
+        # Usually each answer is a row; else (redirect, 429, 503, retry) _sort_answers.
         special = self._special
         usual = answered
         started = 0.0  # the sum of their start times, while all are usual

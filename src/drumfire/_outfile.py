@@ -321,9 +321,8 @@ class OutputLock:
         os.close(old)
 
     def _rewrite_path(self) -> str:
-        """The temporary file :meth:`rewrite` writes beside the output."""
-        folder, name = os.path.split(os.path.realpath(self.path))
-        return os.path.join(folder, f".{name}{REWRITE_SUFFIX}")
+        """The temporary file :meth:`rewrite` writes beside the output (CSV, JSONL)."""
+        return self._beside(REWRITE_SUFFIX)
 
     def _again_path(self) -> str:
         return self._beside(AGAIN_SUFFIX)
@@ -484,6 +483,7 @@ class GuardedSink:
 
     def __init__(self, sink: Sink, path: str, lock: OutputLock | None = None) -> None:
         self._sink = sink
+        self._write_all: Callable[[list[Any]], None] | None = getattr(sink, "write_all", None)
         self._stdout = path == "-"
         self._what = "standard output" if self._stdout else repr(path)
         self._lock = lock
@@ -501,30 +501,22 @@ class GuardedSink:
         return self.failed
 
     def write(self, result: Any) -> None:
-        if self.failed is not None:
-            raise self.failed
-        try:
-            self._sink.write(result)
-        except OSError as exc:
-            raise self._problem(exc.strerror or str(exc)) from None
-        except UsageError as exc:  # the typed sinks say what failed in one line
-            raise self._problem("", str(exc)) from None
+        self.write_all([result])
 
     def write_all(self, results: list[Any]) -> None:
         """:meth:`write` for rows answered together: the sink's ``write_all`` where it has one."""
         if self.failed is not None:
             raise self.failed
         try:
-            write_all = getattr(self._sink, "write_all", None)
-            if write_all is not None:
-                write_all(results)
+            if self._write_all is not None:
+                self._write_all(results)
             else:
                 write = self._sink.write
                 for result in results:
                     write(result)
         except OSError as exc:
             raise self._problem(exc.strerror or str(exc)) from None
-        except UsageError as exc:
+        except UsageError as exc:  # the typed sinks say what failed in one line
             raise self._problem("", str(exc)) from None
 
     def _check(self) -> None:

@@ -136,8 +136,9 @@ class Stats:
         self.statuses: Counter[int] = Counter()
         self._latency = HdrHistogram(1, 3_600_000_000, 3)  # microseconds, up to an hour
         # Latencies wait here, rounded to 12 significant bits (finer than the
-        # histogram's 3 digits), until the histogram is read: hdrh's
-        # record_value is Python and costs more than the rest of add().
+        # histogram's 3 digits; add_all's usual rows in whole microseconds), until
+        # the histogram is read or they are many: hdrh's record_value is Python and
+        # costs more than the rest of add().
         self._pending: Counter[int] = Counter()
         self.concurrency = 0  # requests in flight at the last tick
         self.limit = 0  # the concurrency limit at the last tick, in requests
