@@ -57,7 +57,8 @@ def json_body(obj: Any, header_names: Sequence[str]) -> tuple[str | bytes, list[
     A str is a JSON body template, bytes are sent as they are, anything else
     (a dict or list holding placeholders) goes through :func:`json_template`.
     ``Content-Type`` and ``Accept`` become ``application/json`` unless
-    ``header_names`` already has them.
+    ``header_names`` already has them. A ``Content-Type`` of the caller's wins
+    (as in requests and httpx) but the body stays JSON: see :class:`Body`'s ``json``.
     """
     body = obj if isinstance(obj, str | bytes) else json_template(obj)
     names = {n.strip().lower() for n in header_names}
@@ -66,9 +67,18 @@ def json_body(obj: Any, header_names: Sequence[str]) -> tuple[str | bytes, list[
 
 
 def default_content_type(data: str | bytes) -> str:
-    """The ``Content-Type`` of a body sent without one: JSON if it looks like JSON, else a form."""
-    sample = data if isinstance(data, str) else data.decode("latin-1")
-    looks_json = sample.lstrip()[:1] in ("{", "[")
+    """The ``Content-Type`` of a body sent without one: JSON if it looks like JSON, else a form.
+
+    A body looks like JSON when its own text starts with ``{`` or ``[``. In a
+    template (a str) the brace of a placeholder is not the body's text: ``{q}``
+    and ``{key}={value}`` are forms, as any body curl's ``-d`` sends without a
+    type; ``{"a": {n}}``, ``[{n}]`` and the doubled ``{{"a": {n}}}`` are JSON.
+    Bytes (``-d @file``) are not a template: their first character decides.
+    """
+    sample = data.lstrip() if isinstance(data, str) else data.decode("latin-1").lstrip()
+    looks_json = sample[:1] in ("{", "[")
+    if looks_json and isinstance(data, str) and JSON_PLACEHOLDER.match(sample) is not None:
+        looks_json = False  # the body starts with a placeholder: its row's text, not JSON's
     return "application/json" if looks_json else "application/x-www-form-urlencoded"
 
 
@@ -77,12 +87,15 @@ class Body:
 
     ``media_type`` (None: set by a templated header, unknown) decides the
     encoding of the placeholders: JSON (:func:`drumfire._encode.json_cell` and
-    friends), form, or as they are.
+    friends), form, or as they are. ``json``: the body is a JSON body
+    (``--json``, ``json=``), encoded as JSON whatever its ``Content-Type``
+    (``text/plain``, ``application/x-ndjson``, a templated one), as requests
+    and httpx encode ``json=`` and send the caller's ``Content-Type``.
     """
 
     __slots__ = ("_check", "_fill", "fixed", "template")
 
-    def __init__(self, data: str | bytes, media_type: str | None) -> None:
+    def __init__(self, data: str | bytes, media_type: str | None, *, json: bool = False) -> None:
         self.template: Template | None = None
         self.fixed: bytes | None = None
         self._fill: Fill | None = None
@@ -90,10 +103,10 @@ class Body:
         if isinstance(data, bytes):
             self.fixed = data  # sent as it is (--data @file)
         else:
-            self._compile(data, media_type)
+            self._compile(data, media_type, json)
 
-    def _compile(self, data: str, media_type: str | None) -> None:
-        if media_type is not None and is_json_type(media_type):
+    def _compile(self, data: str, media_type: str | None, json: bool) -> None:
+        if json or (media_type is not None and is_json_type(media_type)):
             t = Template(data, json=True)
             assert t.places is not None
             self.template = t
@@ -127,9 +140,10 @@ class Body:
                         if t.is_static
                         else "the body template (read with null for each value placeholder)"
                     )
+                    typed = media_type is not None and is_json_type(media_type)
+                    why = f"Content-Type {media_type}" if typed else "--json (json=)"
                     raise TemplateError(
-                        f"{what} is sent as JSON (Content-Type {media_type}) but cannot be "
-                        f"valid JSON: {exc}"
+                        f"{what} is sent as JSON ({why}) but cannot be valid JSON: {exc}"
                     ) from None
             return
         t = Template(data)

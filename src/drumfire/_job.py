@@ -62,6 +62,8 @@ class Job:
     method: str | None = None
     headers: tuple[tuple[str, str], ...] | tuple[str, ...] = ()
     data: str | bytes | None = None
+    # ``data`` is a JSON body (--json, json=): encoded as JSON whatever the Content-Type.
+    data_is_json: bool = False
     extract: tuple[tuple[str, str], ...] = ()
     keep: tuple[str, ...] = ()
     id: str | None = None
@@ -147,7 +149,9 @@ class Job:
         headers: list[Any] = list(self.headers)
         if self.uses_files():
             return file_plan(self, headers)  # type: ignore[return-value]  # the same face
-        return RequestPlan(self.url, method=self.method, headers=headers, data=self.data)
+        return RequestPlan(
+            self.url, method=self.method, headers=headers, data=self.data, json=self.data_is_json
+        )
 
     def extractor(self) -> Extractor:
         """The compiled expressions; raises UsageError for a bad one or a name clash."""
@@ -307,6 +311,7 @@ def make_job(
         method=method,
         headers=header_items,
         data=data,
+        data_is_json=json is not None,
         extract=tuple(extract.items() if isinstance(extract, Mapping) else (extract or ())),
         keep=tuple(keep),
         id=id,
@@ -426,6 +431,7 @@ FIELD_CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
             )
         ),
     ),
+    ("data_is_json", check_flag),
     ("extract", check_texts("(name, expression) pairs of str", pairs=True)),
     ("keep", check_texts("column names, a tuple of str")),
     ("id", optional(check_kind(str, "a column name, a str, or None"))),

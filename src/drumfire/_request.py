@@ -87,7 +87,10 @@ class RequestPlan:
         method: str | None = None,
         headers: list[str] | list[tuple[str, str]] | Mapping[str, str] | None = None,
         data: str | bytes | None = None,
+        json: bool = False,
     ) -> None:
+        """``json``: ``data`` is a JSON body (``--json``, ``json=``), encoded as JSON
+        whatever the ``Content-Type`` (see :class:`~drumfire._body.Body`)."""
         if data is not None and not isinstance(data, str | bytes):
             raise TemplateError(
                 f"the body must be text or bytes, not {type(data).__name__} "
@@ -132,9 +135,9 @@ class RequestPlan:
                 break
         else:
             if data is not None:
-                media_type = default_content_type(data)
+                media_type = "application/json" if json else default_content_type(data)
                 extra.append(("Content-Type", media_type))
-        self._body = Body(data, media_type) if data is not None else None
+        self._body = Body(data, media_type, json=json) if data is not None else None
         self._body_template = self._body.template if self._body is not None else None
         self._extra = extra
         self._static_headers = all(n.is_static and v.is_static for n, v in self.headers)

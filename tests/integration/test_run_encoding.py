@@ -390,3 +390,54 @@ def test_json_and_data_together_is_a_usage_error_and_json_file_is_sent_as_is(
     assert request.body == b'{"raw": "{v}"}'
     assert request.headers["content-type"] == "application/json"
     assert request.headers["accept"] == "text/plain"  # an explicit -H wins
+
+
+@pytest.mark.parametrize(
+    ("args", "content_type", "body"),
+    [
+        # --json with the user's Content-Type: that type is sent, the body stays JSON
+        # (requests and httpx: json= encodes, an explicit header wins). -p 2: the
+        # worker processes get the Job's data_is_json too.
+        (["--json", '{"v": "{v}", "n": {n}}', "-H", "Content-Type: text/plain", "-p", "2"],
+         "text/plain", {"v": 'say "hi"', "n": 12.5}),
+        (["--json", '{"v": "{v}"}', "-H", "content-type: application/x-ndjson"],
+         "application/x-ndjson", {"v": 'say "hi"'}),
+        # -d with a +json type is JSON-encoded, as with application/json.
+        (["-d", '{"v": "{v}", "n": {n}}', "-H", "Content-Type: application/vnd.api+json"],
+         "application/vnd.api+json", {"v": 'say "hi"', "n": 12.5}),
+        # -d '{v}': the body is the placeholder, no JSON text: a form, as curl's -d.
+        (["-d", "{v}"], "application/x-www-form-urlencoded", "say+%22hi%22"),
+        (["-d", '{"v": {v}}'], "application/json", {"v": 'say "hi"'}),
+    ],
+)
+def test_a_json_body_keeps_the_users_content_type_and_a_placeholder_is_not_json(
+    tmp_path: Path, args: list[str], content_type: str, body: Any
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text('id,v,n\n1,"say ""hi""",12.5\n', encoding="utf-8")
+    with ScriptedServer(echo) as server:
+        proc = subprocess.run(
+            [*CLI, "run", str(rows), "-q", "-o", str(tmp_path / "out.csv"),
+             "--url", server.base_url + "/x", *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        [request] = server.requests
+    assert request.method == "POST"
+    assert request.head.lower().count(b"\r\ncontent-type:") == 1
+    assert request.headers["content-type"] == content_type
+    if isinstance(body, str):
+        assert request.body == body.encode()
+    else:
+        assert orjson.loads(request.body) == body
+
+
+def test_json_objects_under_a_templated_content_type_stay_json() -> None:
+    rows = [{"id": "1", "v": 'a"b', "ct": "text/plain"}, {"id": "2", "v": [1], "ct": "x/y"}]
+    with ScriptedServer(echo) as server:
+        results = drumfire.run_all(
+            rows, server.base_url + "/x", json={"v": "{v}"}, headers={"Content-Type": "{ct}"}
+        )
+        sent = {r.headers["content-type"]: orjson.loads(r.body) for r in server.requests}
+    assert {r["error"] for r in results} == {""}
+    assert sent == {"text/plain": {"v": 'a"b'}, "x/y": {"v": [1]}}

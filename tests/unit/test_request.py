@@ -776,6 +776,66 @@ def test_json_is_chosen_by_content_type(headers: list[str], data: str, body: byt
     assert _body(plan, {"v": 'a"b', "ct": "application/json"}) == body
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-ndjson", "Application/Vnd.Api+JSON", "{ct}", "application/json"],
+)
+def test_a_json_body_stays_json_under_the_callers_content_type(content_type: str) -> None:
+    # json= / --json (json=True): encoded as JSON, sent with the caller's Content-Type, as
+    # requests and httpx do; the template is read as JSON (no doubled braces) for any type.
+    plan = RequestPlan(
+        "http://h/", data='{"v": "{v}", "n": {n}}', headers=[f"Content-Type: {content_type}"],
+        json=True,
+    )  # fmt: skip
+    data = plan.prepare({"v": 'a"b', "n": 5, "ct": "text/plain"}).data
+    assert data.endswith(b'\r\n\r\n{"v": "a\\"b", "n": 5}')
+    assert data.count(b"Content-Type") == 1
+    sent = "text/plain" if content_type == "{ct}" else content_type
+    assert f"\r\nContent-Type: {sent}\r\n".encode() in data
+
+
+def test_a_json_body_without_a_content_type_is_application_json() -> None:
+    # A body that is one placeholder is a JSON value here: json=True says it is JSON.
+    data = RequestPlan("http://h/", data="{v}", json=True).prepare({"v": 'a"b'}).data
+    assert b"\r\nContent-Type: application/json\r\n" in data
+    assert data.endswith(b'\r\n\r\n"a\\"b"')
+
+
+def test_a_json_body_that_cannot_be_json_names_json_not_the_content_type() -> None:
+    with pytest.raises(TemplateError, match=r"is sent as JSON \(--json \(json=\)\) but cannot"):
+        RequestPlan("http://h/", data='{"a": 1,}', headers=["Content-Type: text/plain"], json=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "body"),
+    [
+        # The body's own text decides, not the brace of a placeholder (curl's -d: a form).
+        ("{v}", "application/x-www-form-urlencoded", b"a%22b+c"),
+        ("  {v}", "application/x-www-form-urlencoded", b"  a%22b+c"),
+        ("{+v}", "application/x-www-form-urlencoded", b'a"b c'),
+        ("{k}={v}&x=1", "application/x-www-form-urlencoded", b"key=a%22b+c&x=1"),
+        # Literal text that starts with { or [ is JSON, placeholders inside or not.
+        ('{"a": {v}}', "application/json", b'{"a": "a\\"b c"}'),
+        ('{"a": "{v}"}', "application/json", b'{"a": "a\\"b c"}'),
+        ("[{v}]", "application/json", b'["a\\"b c"]'),
+        ('{ "a": 1}', "application/json", b'{ "a": 1}'),
+        ('{{"a": {v}}}', "application/json", b'{"a": "a\\"b c"}'),
+    ],
+)
+def test_data_is_json_when_its_literal_text_starts_like_json(
+    data: str, content_type: str, body: bytes
+) -> None:
+    p = RequestPlan("http://h/", data=data).prepare({"v": 'a"b c', "k": "key"})
+    assert f"\r\nContent-Type: {content_type}\r\n".encode() in p.data
+    assert p.data.endswith(b"\r\n\r\n" + body)
+
+
+def test_a_bytes_body_is_typed_by_its_first_character() -> None:
+    # -d @file is no template: a file that starts with a brace is JSON, as before.
+    p = RequestPlan("http://h/", data=b"{v}").prepare({})
+    assert b"\r\nContent-Type: application/json\r\n" in p.data
+
+
 def test_a_form_body_encodes_values_as_form_components() -> None:
     plan = RequestPlan("http://h/", data="a={a}&b={+b}")
     assert _body(plan, {"a": "x y&z=1+2%", "b": "p%20q"}) == b"a=x+y%26z%3D1%2B2%25&b=p%20q"
