@@ -574,10 +574,8 @@ def _items(given: Any, option: str) -> list[Any]:
 def file_plan(job: Any, headers: list[Any]) -> FilePlan:
     """The request plan of a :class:`~drumfire._job.Job` that uses file options."""
     body = job.data_file is not None or bool(job.form)
-    method = job.method or ("POST" if body else None)
-    inner = RequestPlan(
-        job.url, method=method, headers=headers, data=job.data, json=job.data_is_json
-    )
+    verb = job.method or ("POST" if body else None)
+    inner = RequestPlan(job.url, method=verb, headers=headers, data=job.data, json=job.data_is_json)
     names = [h[0] if isinstance(h, tuple) else str(h).partition(":")[0] for h in headers]
     typed = any(n.strip().lower() == "content-type" for n in names)
     saver = None
