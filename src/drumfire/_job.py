@@ -50,6 +50,7 @@ from ._settings import (
     Timeouts,
 )
 from ._sources import TEXT_FORMATS, Source
+from ._tlsfiles import TLSFileError, check_tls_files
 
 __all__ = ["Job", "check_keywords", "make_job"]
 
@@ -121,8 +122,9 @@ class Job:
         if len(bodies) > 1:
             raise UsageError(f"the body is given twice: {'= and '.join(bodies)}=; give one")
         if self.cacert is not None or self.cert is not None or self.key is not None:
-            # An unusable file, or a key without its certificate.
-            TLS(self.verify, self.cacert, self.cert, self.key).check()
+            # An unusable file, or a key without its certificate (named as fields here;
+            # make_job and the command line rename it: see drumfire._tlsfiles).
+            check_tls_files(self.verify, self.cacert, self.cert, self.key)
 
     def field_names(self) -> list[str]:
         """The output columns after the base ones and before the kept ones."""
@@ -306,7 +308,13 @@ def make_job(
         header_items = (*header_items, *added)
     # Job checks its fields (__post_init__); here only the keywords it has no field for
     # (timeout, retries, verify, cert, save_*...) or of a wider type (sizes, rates, paths).
+    if cacert is not None or cert_file is not None or key_file is not None:
+        try:  # before the Job does, to name the files as this call took them
+            check_tls_files(bool(verify), cacert, cert_file, key_file)
+        except TLSFileError as exc:
+            raise exc.named("api") from None
     return Job(
+
         url=url,
         method=method,
         headers=header_items,

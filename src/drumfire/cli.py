@@ -69,6 +69,7 @@ from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source
 from ._text import counted
+from ._tlsfiles import TLSFileError
 
 __all__ = ["entry", "main"]
 
@@ -618,6 +619,8 @@ def run_command(
         if data is not None and data.startswith("@") and "{" in data:
             files["data_file"], data = data[1:], None  # -d @{path}: a file per row
         files["skip_saved"] = bool(resume or retry_failed is not None)
+        if cacert == "":  # was taken as no --cacert: verified against the system's CAs
+            raise UsageError("--cacert '' names no file: give the CA certificates' PEM file")
         job = make_job(
             url,
             method=method,
@@ -640,8 +643,8 @@ def run_command(
             ),
             timeout=seconds_option("--timeout", timeout),
             connect_timeout=seconds_option("--connect-timeout", connect_timeout),
-            verify=False if insecure else (cacert or True),
-            cert=(cert, key) if key is not None else cert,  # checked by TLS.check
+            verify=False if insecure else (cacert if cacert is not None else True),
+            cert=(cert, key) if key is not None else cert,  # checked: TLSFileError
             max_body=_size_option("--max-body", max_body),
             max_header_size=_size_option("--max-header-size", max_header_size, 1024),
             ordered=ordered,
@@ -802,6 +805,8 @@ def run_command(
                 lock.discard_if_unused()
                 lock.close()
             raise
+    except TLSFileError as exc:  # make_job names the files as keywords: these are options
+        _fail(str(exc.named("cli")))
     except UsageError as exc:
         _fail(str(resume_named(exc, resuming) if resuming else exc))
     except click.BadParameter as exc:

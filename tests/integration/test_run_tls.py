@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drumfire import UsageError, run
+from drumfire import Job, UsageError, run
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -212,6 +212,44 @@ def test_an_unusable_tls_file_is_one_line_and_exit_2(
     assert err.count("\n") == 1, err
     assert named in err
     assert "Traceback" not in err
+
+
+def test_an_unusable_tls_file_is_named_as_the_python_call_gave_it(tmp_path: Path) -> None:
+    # make_job's keywords (verify=PATH, cert=PATH or a pair, as requests) and a Job's
+    # fields, never the command line's --cacert, --cert and --key, which a call never typed.
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    nope = str(tmp_path / "nope.pem")
+    j = str(junk)
+    for kwargs, message in [
+        ({"cert": (None, j)}, f"cert=(None, {j!r}): a key needs its client certificate; "
+                              "give cert=(certificate, key)"),
+        ({"verify": nope}, f"verify={nope!r}: no such file"),
+        ({"verify": j}, f"verify={j!r}: no usable PEM certificate ("),
+        ({"cert": nope}, f"cert={nope!r}: no such file"),
+        ({"cert": (j, nope)}, f"cert=({j!r}, {nope!r}): the key {nope!r}: no such file"),
+        ({"cert": (nope, j)}, f"cert=({nope!r}, {j!r}): the certificate {nope!r}: no such"),
+        ({"cert": (j, j)}, f"cert=({j!r}, {j!r}): no usable PEM certificate and private key ("),
+    ]:
+        with pytest.raises(UsageError) as info:
+            list(run([{"url": "https://127.0.0.1:9/"}], "{url}", **kwargs))
+        assert str(info.value).startswith(message), str(info.value)
+    for fields, message in [
+        ({"key": j}, f"key={j!r} needs cert= (the client certificate it belongs to)"),
+        ({"cacert": j}, f"cacert={j!r}: no usable PEM certificate ("),
+        ({"cert": j, "key": nope}, f"key={nope!r}: no such file"),
+        ({"cert": j, "key": j}, f"cert={j!r}, key={j!r}: no usable PEM certificate and"),
+    ]:
+        with pytest.raises(UsageError) as info:
+            Job(**fields)
+        assert str(info.value).startswith(message), str(info.value)
+
+
+def test_an_empty_cacert_option_is_refused_not_ignored(tmp_path: Path) -> None:
+    # --cacert '' was taken as no --cacert: the system's CAs, without a word.
+    code, rows, err = drumfire_run(tmp_path, "https://127.0.0.1:9", "--cacert", "")
+    assert (code, rows) == (2, [])
+    assert err == "drumfire: error: --cacert '' names no file: give the CA certificates' PEM file\n"
 
 
 def test_the_python_api_takes_verify_path_and_cert_pair(

@@ -28,6 +28,7 @@ from .._connection import TLS
 from .._errors import UsageError
 from .._settings import MAX_BODY
 from .._sources import FORMATS
+from .._tlsfiles import TLSFileError, check_tls_files
 from ._api import (
     DEFAULT_CLOSED_CONCURRENCY,
     DEFAULT_DURATION,
@@ -303,10 +304,10 @@ def bench_command(
     tls: bool | TLS = not insecure
     if cacert is not None or cert is not None or key is not None:
         tls = TLS(not insecure, cacert, cert, key)
-        try:
-            tls.check()  # the same TLS context as drumfire run, checked up front
-        except UsageError as exc:
-            _fail(str(exc))
+        try:  # the same TLS context as drumfire run, checked up front
+            check_tls_files(not insecure, cacert, cert, key)
+        except TLSFileError as exc:
+            _fail(str(exc.named("cli")))
     try:
         body = read_data(data, one="bench sends one body for every request")
     except UsageError as exc:
