@@ -46,8 +46,23 @@ __all__ = [
 _REASONS = tuple(r.value for r in Reason)
 
 
+#: A date-time as Python's str() writes it: a space between the date and the time.
+_SPACED_DATETIME = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?"
+).fullmatch
+
+
 def _key(value: str) -> int:
-    # A stable hash (not Python's salted hash()): identical across processes and runs.
+    """The id's 64-bit key: a stable hash (not Python's salted hash()), identical
+    across processes and runs.
+
+    A date-time written with a space (``2024-01-02 00:00:00``, Python's str(), the
+    id a ``datetime`` or ``Timestamp`` got before ids became ISO 8601) has the key
+    of its ISO 8601 spelling with ``T``: the output of an earlier run holds the old
+    spelling, and resuming it must not send those rows again.
+    """
+    if len(value) > 18 and value[10] == " " and _SPACED_DATETIME(value) is not None:
+        value = value[:10] + "T" + value[11:]
     return int.from_bytes(
         hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
         "little",

@@ -134,3 +134,34 @@ def test_the_input_file_as_output_is_refused(tmp_path: Path, mode: dict[str, boo
             drumfire.run_all(source, srv.url("/{q}"), output=str(source), **mode)
         assert srv.requests == []
     assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_resume_takes_the_old_spelling_of_a_date_time_id_as_that_id(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A datetime id was Python's str() (a space) before ids became ISO 8601 (a T): the
+    rows an earlier run wrote so are done, not sent again on resume=True."""
+    import datetime as dt
+
+    import pandas as pd
+
+    out = tmp_path / f"out{suffix}"
+    stamps = [dt.datetime(2024, 1, 2), pd.Timestamp("2024-01-03 04:05:06.5", tz="UTC"),
+              dt.datetime(2024, 1, 4)]  # fmt: skip
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        urls = [srv.url(f"/{n}") for n in range(3)]
+        # The earlier run's ids, as it wrote them: str(datetime).
+        drumfire.run_all([{"id": str(s), "u": u} for s, u in zip(stamps[:2], urls, strict=False)],
+                         "{u}", output=out)  # fmt: skip
+        assert len(srv.requests) == 2
+        again = drumfire.run_all(
+            [{"id": s, "u": u} for s, u in zip(stamps, urls, strict=True)],
+            "{u}", output=out, resume=True,
+        )  # fmt: skip
+        assert [r.target for r in srv.requests[2:]] == ["/2"]
+    assert [r["id"] for r in again] == ["2024-01-04T00:00:00"]  # the one row not done
+    if suffix == ".csv":
+        assert [r["id"] for r in rows(out)] == [
+            "2024-01-02 00:00:00", "2024-01-03 04:05:06.500000+00:00", "2024-01-04T00:00:00"
+        ]  # fmt: skip

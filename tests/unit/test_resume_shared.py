@@ -45,3 +45,19 @@ def test_nothing_is_counted_without_rows_kept() -> None:
 
     assert r.settle_shared(ids()) == 0
     assert seen == []
+
+
+def test_a_date_time_id_with_a_space_is_the_same_id_as_its_iso_spelling() -> None:
+    # Python's str() of a datetime / Timestamp, the id earlier runs wrote, against the
+    # ISO 8601 id a datetime gets now (2024-01-02T00:00:00): one id for resume, counted
+    # as one by settle_shared (two input rows, two old output rows: done).
+    old = ["2024-01-02 00:00:00", "2024-01-02 00:00:00", "2024-01-03 04:05:06.500000+05:30",
+           "2024-01-04 00:00:00.123456789"]  # fmt: skip
+    r = resumed(*old)
+    new = [o.replace(" ", "T") for o in old]
+    assert r.settle_shared(new) == 0
+    assert [r.done.take(i) for i in new] == [True, True, True, True]
+    assert not r.done.take(new[0])  # both used: a third row of that id is sent
+    # Only a whole date-time: other text with a space is its own id.
+    for text in ("2024-01-02 00:00:00 UTC", "2024-01-02 00:00", "x024-01-02 00:00:00"):
+        assert text.replace(" ", "T", 1) not in DoneIds([text])
