@@ -82,15 +82,6 @@ def check_tls_files(verify: bool, cacert: str | None, cert: str | None, key: str
 def _message(p: _Problem, caller: Caller) -> str:
     unusable_cert = f"no usable PEM certificate and private key ({p.detail})"
     unusable_ca = f"no usable PEM certificate ({p.detail})"
-    if caller == "cli":
-        if p.kind == "key alone":
-            return "--key needs --cert (the client certificate it belongs to)"
-        if p.kind == "no such file":
-            return f"--{p.which} {getattr(p, p.which)}: no such file"
-        if p.kind == "ca unusable":
-            return f"--cacert {p.cacert}: {unusable_ca}"
-        pair = f"--cert {p.cert}" + (f" / --key {p.key}" if p.key is not None else "")
-        return f"{pair}: {unusable_cert}"
     if caller == "api":  # verify=PATH, cert=PATH or cert=(PATH, KEY), as requests
         given = f"cert={p.cert!r}" if p.key is None else f"cert=({p.cert!r}, {p.key!r})"
         if p.kind == "key alone":
@@ -105,12 +96,19 @@ def _message(p: _Problem, caller: Caller) -> str:
         if p.kind == "ca unusable":
             return f"verify={p.cacert!r}: {unusable_ca}"
         return f"{given}: {unusable_cert}"
-    # A Job's fields.
+    # One name a file: the command line's option (--cert c.pem), or a Job's field (cert='c.pem').
+    cli = caller == "cli"
+
+    def name(which: str) -> str:
+        path = getattr(p, which)
+        return f"--{which} {path}" if cli else f"{which}={path!r}"
+
     if p.kind == "key alone":
-        return f"key={p.key!r} needs cert= (the client certificate it belongs to)"
+        needs = "--key needs --cert" if cli else "key= needs cert="
+        return f"{needs} (the client certificate it belongs to)"
     if p.kind == "no such file":
-        return f"{p.which}={getattr(p, p.which)!r}: no such file"
+        return f"{name(p.which)}: no such file"
     if p.kind == "ca unusable":
-        return f"cacert={p.cacert!r}: {unusable_ca}"
-    pair = f"cert={p.cert!r}" + (f", key={p.key!r}" if p.key is not None else "")
+        return f"{name('cacert')}: {unusable_ca}"
+    pair = name("cert") + (f" / {name('key')}" if p.key is not None else "")
     return f"{pair}: {unusable_cert}"

@@ -235,10 +235,10 @@ def test_an_unusable_tls_file_is_named_as_the_python_call_gave_it(tmp_path: Path
             list(run([{"url": "https://127.0.0.1:9/"}], "{url}", **kwargs))
         assert str(info.value).startswith(message), str(info.value)
     for fields, message in [
-        ({"key": j}, f"key={j!r} needs cert= (the client certificate it belongs to)"),
+        ({"key": j}, "key= needs cert= (the client certificate it belongs to)"),
         ({"cacert": j}, f"cacert={j!r}: no usable PEM certificate ("),
         ({"cert": j, "key": nope}, f"key={nope!r}: no such file"),
-        ({"cert": j, "key": j}, f"cert={j!r}, key={j!r}: no usable PEM certificate and"),
+        ({"cert": j, "key": j}, f"cert={j!r} / key={j!r}: no usable PEM certificate and"),
     ]:
         with pytest.raises(UsageError) as info:
             Job(**fields)

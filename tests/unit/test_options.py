@@ -148,7 +148,7 @@ def test_files_and_form_take_requests_list_of_pairs() -> None:
         ({"form": ("a=b",)}, "form=('a=b',): give FormField parts (make_job's form=, files=)"),
         ({"save": "{id}.bin"}, "save='{id}.bin': give a SaveSpec (make_job's save_body=), or"),
         ({"cacert": "/no/such.pem"}, "cacert='/no/such.pem': no such file"),
-        ({"key": "/no/such.pem"}, "key='/no/such.pem' needs cert= (the client certificate"),
+        ({"key": "/no/such.pem"}, "key= needs cert= (the client certificate it belongs to)"),
         # two bodies, which make_job and the command line refuse (a Job took them, and
         # sent one, silently)
         ({"data": "x", "data_file": "{p}"}, "the body is given twice: data= and data_file=;"),
