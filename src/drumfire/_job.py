@@ -306,15 +306,14 @@ def make_job(
         names = [h[0] if isinstance(h, tuple) else h.partition(":")[0] for h in header_items]
         data, added = json_body(json, names)
         header_items = (*header_items, *added)
-    # Job checks its fields (__post_init__); here only the keywords it has no field for
-    # (timeout, retries, verify, cert, save_*...) or of a wider type (sizes, rates, paths).
     if cacert is not None or cert_file is not None or key_file is not None:
         try:  # before the Job does, to name the files as this call took them
             check_tls_files(bool(verify), cacert, cert_file, key_file)
         except TLSFileError as exc:
             raise exc.named("api") from None
+    # Job checks its fields (__post_init__); here only the keywords it has no field for
+    # (timeout, retries, verify, cert, save_*...) or of a wider type (sizes, rates, paths).
     return Job(
-
         url=url,
         method=method,
         headers=header_items,
