@@ -553,6 +553,15 @@ def _body(report: BenchReport) -> str:
     ]
     status_rows = [(f"HTTP {k}", f"{v:,}") for k, v in report.status.items()]
     status_rows += [(k, f"{v:,}") for k, v in report.errors.items()]
+    if report.resent:
+        status_rows.append(("re-sent: kept-alive connection found closed", f"{report.resent:,}"))
+    if report.cancelled:
+        status_rows.append(
+            (
+                f"cancelled when stopped (oldest {_fmt_ms(report.cancelled_max_ms)})",
+                f"{report.cancelled:,}",
+            )
+        )
     targets = s.get("targets") or 1
     run_rows = [
         ("model", report.model),

@@ -16,6 +16,11 @@ from ._runner import RunData
 
 __all__ = ["PERCENTILES", "BenchReport", "build_report", "target_of"]
 
+#: Why a request was re-sent (the words of `drumfire run`'s summary).
+RESENT = "kept-alive connection found closed"
+#: A share of re-sent requests above this gets a warning.
+RESENT_WARN = 0.01
+
 #: The percentiles of ``latency_ms`` (key, percentile).
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
 
@@ -47,7 +52,11 @@ class BenchReport:
     ``latency_with_failures_ms`` gives the percentiles with them counted at the
     time they took (a timeout at its timeout), so that a run where a quarter
     time out does not headline a healthy p99. ``throttled`` counts the answers
-    429 (Too Many Requests) and 503 (Service Unavailable).
+    429 (Too Many Requests) and 503 (Service Unavailable). ``resent`` counts the
+    requests sent again once because the server closed their kept-alive
+    connection without an answer (GET, HEAD, PUT, DELETE, OPTIONS; any other
+    method is a ``reset`` error), and ``cancelled`` the requests still
+    unanswered when the run was stopped (not in ``requests``).
     """
 
     requests: int
@@ -69,6 +78,9 @@ class BenchReport:
     hdr: str = ""  # the latency HdrHistogram (µs), compressed and base64-encoded
     throttled: int = 0  # answers 429 or 503
     latency_with_failures_ms: dict[str, float] = field(default_factory=dict)
+    resent: int = 0  # requests re-sent once: the server closed their kept-alive connection
+    cancelled: int = 0  # requests still unanswered when the run was stopped (not in requests)
+    cancelled_max_ms: float = 0.0  # how long the oldest of them had waited
 
     # -- conversions ------------------------------------------------------------
 
@@ -94,6 +106,9 @@ class BenchReport:
             "hdr": self.hdr,
             "throttled": self.throttled,
             "latency_with_failures_ms": dict(self.latency_with_failures_ms),
+            "resent": self.resent,
+            "cancelled": self.cancelled,
+            "cancelled_max_ms": self.cancelled_max_ms,
         }
 
     def to_json(self) -> bytes:
@@ -142,6 +157,7 @@ class BenchReport:
             f"  {how}" + (f", warm-up {s['warmup_s']:g} s" if s.get("warmup_s") else ""),
             "",
             f"  requests   {self.requests:,} in {self.duration_s:.2f} s"
+            + (f" (+{self.resent:,} re-sent: {RESENT})" if self.resent else "")
             + (" (stopped early)" if self.stopped else ""),
             f"  throughput {self.rps:,.1f} requests/s",
         ]
@@ -182,6 +198,11 @@ class BenchReport:
             )
         if self.errors:
             lines.append("  errors     " + ", ".join(f"{k}: {v:,}" for k, v in self.errors.items()))
+        if self.cancelled:
+            lines.append(
+                f"  cancelled  {self.cancelled:,} requests unanswered when the run was stopped "
+                f"(the oldest after {self.cancelled_max_ms:,.1f} ms; not in the figures above)"
+            )
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
@@ -301,6 +322,14 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
             f"the client's event loop stalled for up to {run.loop_lag_max * 1000:.0f} ms: "
             "it may have been short of CPU"
         )
+    if requests and run.resent / requests > RESENT_WARN:
+        warnings.append(
+            f"the server closed the connection without an answer on {run.resent:,} requests "
+            f"({100 * run.resent / requests:.1f} %) sent on a kept-alive connection: each was "
+            "re-sent once on a new connection and counted from its first send (an idle "
+            "connection's close racing the request looks so, and so does a server dropping "
+            "requests)"
+        )
     if requests == 0:
         warnings.append("no request was measured")
     distribution, histogram = _distribution(rec)
@@ -331,4 +360,7 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
         hdr=hist.encode().decode("ascii") if hist.get_total_count() else "",
         throttled=rec.status.get(429, 0) + rec.status.get(503, 0),
         latency_with_failures_ms=with_failures,
+        resent=run.resent,
+        cancelled=run.cancelled,
+        cancelled_max_ms=_r(run.cancelled_max * 1000.0),
     )

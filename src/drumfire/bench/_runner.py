@@ -39,7 +39,7 @@ from .._errors import DrumfireError
 from .._pool import Pool
 from .._request import Origin, asks_close
 from .._response import Response
-from .._settings import MAX_BODY, sweep_interval
+from .._settings import IDEMPOTENT_METHODS, MAX_BODY, sweep_interval
 from ._fastconn import BenchConnection, Loop
 from ._recorder import HIGHEST_US, Recorder, new_histogram
 from ._schedule import Schedule
@@ -85,6 +85,9 @@ class RunData:
     loop_lag_max: float  # seconds the periodic tick fired late, at most
     connections: int  # connections opened during the run, preconnected ones included
     stopped: bool
+    resent: int = 0  # measured requests re-sent: the server closed their kept-alive connection
+    cancelled: int = 0  # measured requests still unanswered when the stop's grace was over
+    cancelled_max: float = 0.0  # seconds the oldest of them had waited
 
 
 class Runner:
@@ -159,6 +162,15 @@ class Runner:
         if self.closing:
             self.loop = None
             self._one_origin = False
+        # Requests that may not be sent twice (RFC 9110 §9.2.2): one the server dropped on
+        # a reused connection is an error, not re-sent (as `drumfire run` without
+        # --retry-unsafe); it may have been acted on.
+        self.unsafe = frozenset(
+            t[1] for t in self.targets if t[1].partition(b" ")[0].decode() not in IDEMPOTENT_METHODS
+        )
+        self.resent = 0
+        self.cancelled = 0
+        self.cancelled_max = 0.0
         self.opened = 0
         self.inflight = 0
         self.first_send = 0.0
@@ -267,6 +279,9 @@ class Runner:
             loop_lag_max=self.loop_lag_max,
             connections=self.opened,
             stopped=self.stopped,
+            resent=self.resent,
+            cancelled=self.cancelled,
+            cancelled_max=self.cancelled_max,
         )
 
     def start(self, now: float) -> None:
@@ -482,12 +497,29 @@ class Runner:
         if self.inflight == self.concurrency:
             self._freed_at = now
         self.inflight -= 1
-        if reason == "reset" and conn.served and not conn.received_any and not self.stopped:
-            # A kept-alive connection the server had closed: not the server's answer
-            # to this request. Send it again at once; its time keeps running.
-            self._resend(stamp, now)
+        request = cast(BenchConnection, conn).request
+        if (
+            reason == "reset"
+            and conn.served
+            and not conn.received_any
+            and not self.stopped
+            and request not in self.unsafe
+        ):
+            # A kept-alive connection the server had closed, or closed on this request
+            # without an answer: send it again once, on a new connection (a failure there
+            # counts), as HTTP clients do; its time keeps running, and the report counts
+            # it (``resent``): a server that drops requests must not look healthy.
+            if stamp >= 0.0:
+                self.resent += 1
+            self._resend(conn.origin, request, cast(BenchConnection, conn).head, stamp, now)
             return
-        if stamp >= 0.0 and reason != "cancelled":
+        if reason == "cancelled":
+            # Unanswered when the stop's grace was over: counted apart, not as the
+            # server's failure (a stop without grace cancels healthy requests too).
+            if stamp >= 0.0:
+                self.cancelled += 1
+                self.cancelled_max = max(self.cancelled_max, now - stamp)
+        elif stamp >= 0.0:
             self.recorder.failure(now, reason, stamp)
         if reason == "connect" and not self.exhausted:
             assert self._loop is not None
@@ -495,10 +527,14 @@ class Runner:
             return
         self.pump(now)
 
-    def _resend(self, stamp: float, now: float) -> None:
+    def _resend(self, origin: Origin, request: bytes, head: bool, stamp: float, now: float) -> None:
         start = stamp if stamp >= 0.0 else now
         try:
-            self.send(stamp, max(start + self.timeout, now + 0.001))
+            # On a new connection: the other idle ones may be just as stale.
+            self.inflight += 1
+            self.pool.make_room()
+            deadline = max(start + self.timeout, now + 0.001)
+            self._connect(origin, (origin, request, head), stamp, deadline)
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
 

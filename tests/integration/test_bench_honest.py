@@ -1,0 +1,103 @@
+"""``drumfire bench`` counts what a misbehaving server did, against raw-socket servers on
+127.0.0.1: requests it dropped on a reused connection, and requests still unanswered when
+the run was stopped. Neither may vanish from the report."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from servers import Action, ScriptedServer, close, respond, stall
+
+from drumfire.bench import bench
+from drumfire.bench._api import make_plan
+from drumfire.bench._report import build_report
+from drumfire.bench._runner import Runner
+
+
+def _every_fourth_dropped(
+    index: int, method: str, target: str, headers: dict[str, str], body: bytes
+) -> Action:
+    # The server reads the request, then closes the connection without an answer.
+    return close() if index % 4 == 3 else respond(200, "ok")
+
+
+def test_requests_the_server_drops_on_a_reused_connection_are_counted() -> None:
+    """A GET the server closes a kept-alive connection on, before any byte of an answer,
+    is sent again once on a new connection (what HTTP clients do for a connection the
+    server had closed), and the report says how many: ``resent``, on the summary's
+    requests line and in a warning. They used to be re-sent silently, so a server that
+    dropped a quarter of its requests showed none of it."""
+    with ScriptedServer(_every_fourth_dropped) as srv:
+        report = bench(srv.url("/"), requests=40, concurrency=1, progress=False)
+        dropped = len(srv.requests) - 40
+    d = report.to_dict()
+    assert dropped > 0
+    assert (d["status"], d["errors"]) == ({"200": 40}, {})
+    assert d["resent"] == dropped
+    text = report.summary_text()
+    assert f"(+{dropped} re-sent: kept-alive connection found closed)" in text
+    assert any("re-sent" in w for w in d["warnings"])
+    assert "re-sent: kept-alive connection found closed" in report.to_html()
+
+
+def test_a_post_dropped_on_a_reused_connection_is_an_error_not_sent_again() -> None:
+    """A POST may have been acted on: it is not sent again (as `drumfire run` does without
+    --retry-unsafe, and as Go's client that hey uses), but counted as a ``reset``. It used
+    to be re-sent and counted as answered."""
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        return close() if index == 2 else respond(200, "ok")
+
+    with ScriptedServer(handler) as srv:
+        report = bench(
+            srv.url("/"), method="POST", data="x", requests=5, concurrency=1, progress=False
+        )
+        sent = len(srv.requests)
+    d = report.to_dict()
+    assert sent == 5
+    assert (d["status"], d["errors"], d["resent"]) == ({"200": 4}, {"reset": 1}, 0)
+    assert d["failed"] == 1
+
+
+def test_requests_in_flight_when_stopped_are_counted_as_cancelled() -> None:
+    """Requests still unanswered once a stop's grace is over are cancelled: the report
+    counts them (``cancelled``, and how long the oldest had waited) and says so in the
+    summary. They used to vanish: a server hanging on every request showed 0 failures."""
+
+    hanging = threading.Event()
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        if index == 4:  # 3 answered, then one hanging on each of the 2 connections
+            hanging.set()
+        return stall(5.0) if index >= 3 else respond(200, "ok")
+
+    with ScriptedServer(handler) as srv:
+        plan = make_plan(
+            srv.url("/"), rows=None, input=None, input_format=None, method=None,
+            headers=[], data=None, concurrency=2, rate=None, requests=None, duration=60.0,
+            warmup=0, timeout=30.0, connect_timeout=10.0, shuffle=False, seed=None,
+            verify=True, max_body=1 << 20,
+        )  # fmt: skip
+
+        async def run() -> Any:
+            runner = Runner(plan.targets, **plan.runner_args)
+            task = asyncio.ensure_future(runner.run())
+            await asyncio.get_running_loop().run_in_executor(None, hanging.wait, 20.0)
+            runner.stop(grace=0.0)
+            return await task
+
+        data = asyncio.run(run())
+    report = build_report(data, dict(plan.settings), None)
+    d = report.to_dict()
+    assert (d["status"], d["errors"]) == ({"200": 3}, {})
+    assert d["cancelled"] == 2
+    assert d["cancelled_max_ms"] > 0
+    assert d["stopped"] is True
+    assert "cancelled  2 requests unanswered when the run was stopped" in report.summary_text()
+    assert "cancelled when stopped" in report.to_html()
