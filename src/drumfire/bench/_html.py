@@ -551,6 +551,14 @@ def _body(report: BenchReport) -> str:
         ("max", _fmt_ms(lat["max"])),
         ("max minus average", _fmt_ms(lat["max_minus_average"])),
     ]
+    fixed = report.latency_corrected_ms
+    if fixed:
+        lat_rows.append(
+            (
+                "corrected for coordinated omission, as wrk: p50 / p90 / p99 / p99.9",
+                " / ".join(_fmt_ms(fixed[k]) for k in ("p50", "p90", "p99", "p999")),
+            )
+        )
     status_rows = [(f"HTTP {k}", f"{v:,}") for k, v in report.status.items()]
     status_rows += [(k, f"{v:,}") for k, v in report.errors.items()]
     if report.resent:

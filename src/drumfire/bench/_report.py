@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ._omission import corrected_percentiles, expected_interval_us
 from ._recorder import Recorder
 from ._runner import RunData
 
@@ -81,6 +82,9 @@ class BenchReport:
     resent: int = 0  # requests re-sent once: the server closed their kept-alive connection
     cancelled: int = 0  # requests still unanswered when the run was stopped (not in requests)
     cancelled_max_ms: float = 0.0  # how long the oldest of them had waited
+    # Closed model: the percentiles corrected for coordinated omission as wrk does
+    # (see _omission), and the interval used; empty in the open model.
+    latency_corrected_ms: dict[str, float] = field(default_factory=dict)
 
     # -- conversions ------------------------------------------------------------
 
@@ -109,6 +113,7 @@ class BenchReport:
             "resent": self.resent,
             "cancelled": self.cancelled,
             "cancelled_max_ms": self.cancelled_max_ms,
+            "latency_corrected_ms": dict(self.latency_corrected_ms),
         }
 
     def to_json(self) -> bytes:
@@ -176,6 +181,18 @@ class BenchReport:
             "             average {average:.3f} ms   max minus average "
             "{max_minus_average:.3f} ms".format(**lat),
         ]
+        fixed = self.latency_corrected_ms
+        if fixed and _corrected_differs(lat, fixed):
+            lines.append(
+                "  corrected  p50 {p50:.3f}   p90 {p90:.3f}   p99 {p99:.3f}   "
+                "p99.9 {p999:.3f}   max {max:.3f} ms".format(**fixed)
+            )
+            lines.append(
+                "             (closed model: a slow answer held back the requests its "
+                "connection would have sent;\n"
+                "             counted one every {interval_ms:.3f} ms, as wrk corrects "
+                "coordinated omission; --rate measures it)".format(**fixed)
+            )
         every = self.latency_with_failures_ms
         if every:
             lines.append(
@@ -209,6 +226,31 @@ class BenchReport:
 
 
 # -- building -------------------------------------------------------------------
+
+
+def _corrected_differs(raw: Mapping[str, float], fixed: Mapping[str, float]) -> bool:
+    """Whether the correction moved a percentile by more than a tenth (and 1 µs): the
+    summary shows the corrected line then (the JSON always has it)."""
+    return any(
+        fixed[k] - raw[k] > max(0.1 * raw[k], 0.001) for k, _ in PERCENTILES
+    )
+
+
+def _corrected(rec: Recorder, duration: float, connections: int) -> dict[str, float]:
+    """The closed model's latencies corrected for coordinated omission (see _omission)."""
+    hist = rec.histogram
+    if hist.get_total_count() == 0:
+        return {}
+    expected = expected_interval_us(duration, rec.answered, connections)
+    recorded = [
+        (min(int(item.value_iterated_to), rec.max_us), int(item.count_added_in_this_iter_step))
+        for item in hist.get_recorded_iterator()
+    ]
+    values = corrected_percentiles(recorded, expected, [pct for _, pct in PERCENTILES])
+    out = {key: _r(v / 1000.0) for (key, _), v in zip(PERCENTILES, values, strict=True)}
+    out["max"] = _r(rec.max_us / 1000.0)
+    out["interval_ms"] = _r(expected / 1000.0)
+    return out
 
 
 def _distribution(recorder: Recorder) -> tuple[list[list[float]], list[dict[str, Any]]]:
@@ -250,6 +292,12 @@ def _distribution(recorder: Recorder) -> tuple[list[list[float]], list[dict[str,
         for i in range(n)
     ]
     return points, buckets
+
+
+def run_connections(settings: Mapping[str, Any]) -> int:
+    """The closed model's connections (``-c``), as the settings say."""
+    value = settings.get("concurrency")
+    return value if isinstance(value, int) and value > 0 else 1
 
 
 def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None) -> BenchReport:
@@ -360,6 +408,9 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
         hdr=hist.encode().decode("ascii") if hist.get_total_count() else "",
         throttled=rec.status.get(429, 0) + rec.status.get(503, 0),
         latency_with_failures_ms=with_failures,
+        latency_corrected_ms=(
+            {} if run.queue is not None else _corrected(rec, duration, run_connections(settings))
+        ),
         resent=run.resent,
         cancelled=run.cancelled,
         cancelled_max_ms=_r(run.cancelled_max * 1000.0),
