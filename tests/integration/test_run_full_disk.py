@@ -201,7 +201,8 @@ def test_a_full_disk_with_save_body_names_the_output_not_resume(
     urls = tmp_path / "urls.txt"
     urls.write_text("".join(server.url(f"/{i}") + "\n" for i in range(5)))
     out = full_disk / "out.csv"
-    proc = drumfire("run", urls, "-o", out, "--save-body", "{url}.bin", "--save-dir", tmp_path / "d")
+    saving = ["--save-body", "{url}.bin", "--save-dir", tmp_path / "d"]
+    proc = drumfire("run", urls, "-o", out, *saving)
     no_room(proc, 2, repr(str(out)))
     assert "--resume" not in proc.stderr
     assert server.requests == []
