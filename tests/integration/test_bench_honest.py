@@ -139,3 +139,25 @@ def test_the_open_model_needs_no_correction() -> None:
         report = bench(srv.url("/"), rate=200, requests=20, concurrency=2, progress=False)
     assert report.to_dict()["latency_corrected_ms"] == {}
     assert "corrected" not in report.summary_text()
+
+
+def test_requests_given_up_unsent_are_not_counted_as_sent() -> None:
+    """Open model, a server that never answers, one connection: a request holds it until
+    its 0.2 s timeout, found by a sweep every 20 ms while requests fall due every 10 ms,
+    so some of the 100 requests due wait their whole timeout for the connection and time
+    out unsent. The report counted them as sent (``sent 99/s (asked 100/s)`` for a run
+    that wrote about half); it now says how many were given up unsent (``rate.unsent``),
+    and ``sent_per_s`` counts the requests written."""
+    with ScriptedServer(lambda *_: stall(5.0)) as srv:
+        report = bench(
+            srv.url("/"), rate=100, duration=1.0, concurrency=1, timeout=0.2, progress=False
+        )
+        seen = len(srv.requests)
+    d = report.to_dict()
+    assert d["requests"] == 100
+    assert d["errors"] == {"timeout": 100}
+    unsent = d["rate"]["unsent"]
+    assert 0 < unsent <= 100 - seen  # the server saw every request written, or fewer
+    # The last request was due at 0.99 s: the sends spanned that at least.
+    assert d["rate"]["sent_per_s"] <= (100 - unsent - 1) / 0.98
+    assert f"{unsent:,} given up unsent" in report.summary_text()

@@ -596,6 +596,7 @@ def _body(report: BenchReport) -> str:
                 "{mean:.3f} / {max:.2f} ms".format(**r["client_lag_ms"]),
             ),
             ("sends > 1 ms late (client)", f"{r['late_sends']:,}"),
+            ("given up unsent (timed out waiting for a connection)", f"{r.get('unsent', 0):,}"),
         ]
     parts += [
         '<div class="tables">',

@@ -173,6 +173,11 @@ class BenchReport:
                 f"wait for a connection p99 {r['queue_ms']['p99']:.2f} ms, "
                 f"max backlog {r['backlog_max']:,}"
             )
+            if r.get("unsent"):
+                lines.append(
+                    f"             {r['unsent']:,} given up unsent: their --timeout passed "
+                    "while they waited for a connection (counted as timeouts)"
+                )
         lines += [
             "",
             "  latency    mean {mean:.3f} ms   stdev {stdev:.3f} ms".format(**lat),
@@ -322,7 +327,10 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
     rate: dict[str, Any] | None = None
     if run.queue is not None:
         span = run.last_send - run.first_send
-        sent_rate = (run.sent - 1) / span if run.sent > 1 and span > 0 else 0.0
+        # Requests written: those given up unsent (their timeout passed while they
+        # waited for a connection) are timeouts, but they never reached the server.
+        written = run.sent - run.unsent
+        sent_rate = (written - 1) / span if written > 1 and span > 0 else 0.0
         queue = run.queue
         has = queue.get_total_count() > 0
 
@@ -343,6 +351,7 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
                 "max": _r(run.lag_max * 1000.0),
             },
             "late_sends": run.late,
+            "unsent": run.unsent,
         }
         fixed = settings.get("rate_fixed")
         late_share = run.late / run.sent if run.sent else 0.0

@@ -88,6 +88,7 @@ class RunData:
     resent: int = 0  # measured requests re-sent: the server closed their kept-alive connection
     cancelled: int = 0  # measured requests still unanswered when the stop's grace was over
     cancelled_max: float = 0.0  # seconds the oldest of them had waited
+    unsent: int = 0  # open model: measured requests given up unsent (their timeout passed)
 
 
 class Runner:
@@ -171,6 +172,7 @@ class Runner:
         self.resent = 0
         self.cancelled = 0
         self.cancelled_max = 0.0
+        self.unsent = 0  # open model: timed out waiting for a connection, never written
         self.opened = 0
         self.inflight = 0
         self.first_send = 0.0
@@ -282,6 +284,7 @@ class Runner:
             resent=self.resent,
             cancelled=self.cancelled,
             cancelled_max=self.cancelled_max,
+            unsent=self.unsent,
         )
 
     def start(self, now: float) -> None:
@@ -598,6 +601,7 @@ class Runner:
                 self.last_send = now
                 if due + self.timeout <= now:
                     # It waited its whole timeout for a connection: given up unsent.
+                    self.unsent += 1
                     self.recorder.failure(now, "timeout", due)
                     continue
                 wait = now - due
