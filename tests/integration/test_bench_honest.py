@@ -131,7 +131,9 @@ def test_the_closed_model_reports_its_latencies_corrected_for_coordinated_omissi
     text = report.summary_text()
     assert "corrected  p50" in text
     assert "coordinated omission" in text
-    assert "corrected for coordinated omission" in report.to_html()
+    page = report.to_html()
+    assert "corrected p99" in page
+    assert "corrected for coordinated omission" in page
 
 
 def test_the_open_model_needs_no_correction() -> None:
