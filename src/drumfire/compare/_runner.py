@@ -150,7 +150,9 @@ def _outcomes(result: dict[str, Any]) -> tuple[dict[str, _Key], int]:
     for id_, status, fields, _error in result["outcomes"]:
         if id_ in got:
             duplicates += 1
-        got[id_] = (status, fields)
+        # Without -e, drumfire's rows have an empty fields dict (a Result always has
+        # one) and the other strategies' None: both mean "no fields".
+        got[id_] = (status, fields or None)
     return got, duplicates
 
 
