@@ -56,6 +56,9 @@ def test_summary_text() -> None:
     assert "404: 1" in text
     assert "timeout: 2" in text
     assert text.count("|") >= 8  # the small distribution
+    # What counts as a failure, said where the counts are (wrk's "Non-2xx or 3xx
+    # responses"); the summary gave the statuses and errors, never the share.
+    assert "failed     4 of 2,004 (0.2 %): statuses 400 and over, and no answer" in text
 
 
 def test_html_is_self_contained_and_escaped() -> None:

@@ -220,6 +220,12 @@ class BenchReport:
             )
         if self.errors:
             lines.append("  errors     " + ", ".join(f"{k}: {v:,}" for k, v in self.errors.items()))
+        if self.failed:
+            share = 100.0 * self.failed / self.requests if self.requests else 0.0
+            lines.append(
+                f"  failed     {self.failed:,} of {self.requests:,} ({share:.1f} %): "
+                "statuses 400 and over, and no answer"
+            )
         if self.cancelled:
             lines.append(
                 f"  cancelled  {self.cancelled:,} requests unanswered when the run was stopped "
