@@ -12,8 +12,7 @@ from typing import Any
 import orjson
 
 from ._omission import corrected_percentiles, expected_interval_us
-from ._recorder import Recorder
-from ._runner import RunData
+from ._recorder import Recorder, RunData
 
 __all__ = ["PERCENTILES", "BenchReport", "build_report", "target_of"]
 

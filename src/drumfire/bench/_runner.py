@@ -29,7 +29,6 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import cast
 
 from hdrh.histogram import HdrHistogram
@@ -41,7 +40,7 @@ from .._request import Origin, asks_close
 from .._response import Response
 from .._settings import IDEMPOTENT_METHODS, MAX_BODY, sweep_interval
 from ._fastconn import BenchConnection, Loop
-from ._recorder import HIGHEST_US, Recorder, new_histogram
+from ._recorder import HIGHEST_US, Recorder, RunData, new_histogram
 from ._schedule import Schedule
 
 __all__ = ["BenchError", "RunData", "Runner", "Target"]
@@ -64,31 +63,6 @@ CONNECT_COOLDOWN = 0.01
 
 class BenchError(DrumfireError):
     """The run could not start (no connection could be opened)."""
-
-
-@dataclass
-class RunData:
-    """What a run measured, before it is turned into a report."""
-
-    recorder: Recorder
-    begin: float  # clock time the run began (after connecting)
-    measure_start: float  # ... and the measurement (after warm-up)
-    finish: float  # clock time the measurement ended
-    sent: int  # measured requests sent (or given up on before sending)
-    first_send: float
-    last_send: float
-    queue: HdrHistogram | None  # open model: due -> sent of every measured send, µs
-    lag_max: float  # open model: the longest a send was late through the client's fault, s
-    lag_sum: float  # ... and the sum of that lateness over all sends
-    late: int  # sends late by more than LATE through the client's fault
-    backlog_max: int
-    loop_lag_max: float  # seconds the periodic tick fired late, at most
-    connections: int  # connections opened during the run, preconnected ones included
-    stopped: bool
-    resent: int = 0  # measured requests re-sent: the server closed their kept-alive connection
-    cancelled: int = 0  # measured requests still unanswered when the stop's grace was over
-    cancelled_max: float = 0.0  # seconds the oldest of them had waited
-    unsent: int = 0  # open model: measured requests given up unsent (their timeout passed)
 
 
 class Runner:
@@ -163,12 +137,10 @@ class Runner:
         if self.closing:
             self.loop = None
             self._one_origin = False
-        # Requests that may not be sent twice (RFC 9110 §9.2.2): one the server dropped on
-        # a reused connection is an error, not re-sent (as `drumfire run` without
-        # --retry-unsafe); it may have been acted on.
-        self.unsafe = frozenset(
-            t[1] for t in self.targets if t[1].partition(b" ")[0].decode() not in IDEMPOTENT_METHODS
-        )
+        # A request that may have been acted on (not idempotent, RFC 9110 §9.2.2) is never
+        # re-sent, as by `drumfire run` without --retry-unsafe.
+        methods = {t[1]: t[1].partition(b" ")[0].decode() for t in self.targets}
+        self.unsafe = frozenset(r for r, m in methods.items() if m not in IDEMPOTENT_METHODS)
         self.resent = 0
         self.cancelled = 0
         self.cancelled_max = 0.0
@@ -501,17 +473,11 @@ class Runner:
             self._freed_at = now
         self.inflight -= 1
         request = cast(BenchConnection, conn).request
-        if (
-            reason == "reset"
-            and conn.served
-            and not conn.received_any
-            and not self.stopped
-            and request not in self.unsafe
-        ):
-            # A kept-alive connection the server had closed, or closed on this request
-            # without an answer: send it again once, on a new connection (a failure there
-            # counts), as HTTP clients do; its time keeps running, and the report counts
-            # it (``resent``): a server that drops requests must not look healthy.
+        found_closed = reason == "reset" and conn.served and not conn.received_any
+        if found_closed and not self.stopped and request not in self.unsafe:
+            # A kept-alive connection the server had closed, or closed on this request: sent
+            # again once, on a new connection, as HTTP clients do; its time keeps running,
+            # and it is counted (``resent``): a server dropping requests must show it.
             if stamp >= 0.0:
                 self.resent += 1
             self._resend(conn.origin, request, cast(BenchConnection, conn).head, stamp, now)
@@ -532,8 +498,7 @@ class Runner:
 
     def _resend(self, origin: Origin, request: bytes, head: bool, stamp: float, now: float) -> None:
         start = stamp if stamp >= 0.0 else now
-        try:
-            # On a new connection: the other idle ones may be just as stale.
+        try:  # on a new connection: the idle ones may be just as stale
             self.inflight += 1
             self.pool.make_room()
             deadline = max(start + self.timeout, now + 0.001)
