@@ -163,3 +163,39 @@ def test_requests_given_up_unsent_are_not_counted_as_sent() -> None:
     # The last request was due at 0.99 s: the sends spanned that at least.
     assert d["rate"]["sent_per_s"] <= (100 - unsent - 1) / 0.98
     assert f"{unsent:,} given up unsent" in report.summary_text()
+
+
+def test_requests_waiting_for_a_connection_when_stopped_are_cancelled_too() -> None:
+    """Open model, one connection, a server that never answers: the requests falling due
+    queue for the connection. Stopped, they are counted with the one in flight
+    (``cancelled``; they used to vanish), and the rate sent is over the time up to the
+    stop (it was over the first and last send, which said 100/s for a client that sent
+    one request and then waited)."""
+    queued = asyncio.Event()
+
+    def on_tick(runner: Runner) -> None:
+        if runner.backlog >= 5:
+            queued.set()
+
+    with ScriptedServer(lambda *_: stall(5.0)) as srv:
+        plan = make_plan(
+            srv.url("/"), rows=None, input=None, input_format=None, method=None,
+            headers=[], data=None, concurrency=1, rate="100", requests=None, duration=60.0,
+            warmup=0, timeout=30.0, connect_timeout=10.0, shuffle=False, seed=None,
+            verify=True, max_body=1 << 20,
+        )  # fmt: skip
+
+        async def run() -> Any:
+            runner = Runner(plan.targets, on_tick=on_tick, **plan.runner_args)
+            task = asyncio.ensure_future(runner.run())
+            await queued.wait()
+            runner.stop(grace=0.0)
+            return await task
+
+        data = asyncio.run(run())
+    report = build_report(data, dict(plan.settings), "100/s")
+    d = report.to_dict()
+    assert d["requests"] == 0
+    assert d["cancelled"] >= 6  # the one in flight, and at least 5 queued
+    assert d["cancelled_max_ms"] >= 50  # the oldest was due 5 requests (50 ms) before
+    assert d["rate"]["sent_per_s"] == 0.0  # one request written in the whole run

@@ -1,5 +1,9 @@
 """The load generator: drumfire's connections driven by a closed or an open model.
 
+Why this module is long: both models drive the same connections through one owner
+(the callbacks below) and share its accounting (sent, in flight, re-sent, cancelled,
+the stop); split in two, that state would live in two places.
+
 Like the batch engine it is callback-driven: no asyncio Task per request and
 no timer per request. Connections report to the runner (``on_response``,
 ``on_failure``, ...), each report records the outcome and calls ``pump``,
@@ -287,7 +291,14 @@ class Runner:
                 self._cancel_all()
             return
         self.stopped = True
-        self._stopped_at = self.clock()
+        self._stopped_at = now = self.clock()
+        if self.schedule is not None:  # the requests due and waiting for a connection
+            since, until = self.measure_start - self.begin, min(now, self.end) - self.begin
+            waiting, due = self.schedule.due_unsent(self._next, since, until)
+            if waiting:  # cancelled too; the schedule ran up to now
+                self.cancelled += waiting
+                self.cancelled_max = max(self.cancelled_max, until - due)
+                self.last_send = now
         self.end = min(self.end, self._stopped_at)  # also ends on_status's short cut
         self.counter.until = -math.inf
         self.exhausted = True
