@@ -199,3 +199,18 @@ def test_requests_waiting_for_a_connection_when_stopped_are_cancelled_too() -> N
     assert d["cancelled"] >= 6  # the one in flight, and at least 5 queued
     assert d["cancelled_max_ms"] >= 50  # the oldest was due 5 requests (50 ms) before
     assert d["rate"]["sent_per_s"] == 0.0  # one request written in the whole run
+
+
+def test_posts_failing_on_connections_closed_unannounced_get_a_hint() -> None:
+    """A server closing every connection after its answer, without ``Connection: close``:
+    a POST written on the connection before the close is seen fails (not re-sent), half of
+    them. The warning says why and what to do, where a user saw 50 % of ``reset``."""
+    with ScriptedServer(lambda *_: respond(200, "ok", then="close")) as srv:
+        report = bench(
+            srv.url("/"), method="POST", data="x", requests=40, concurrency=1, progress=False
+        )
+    d = report.to_dict()
+    resets = d["errors"].get("reset", 0)
+    assert resets > 0
+    hint = [w for w in d["warnings"] if "Connection: close" in w]
+    assert hint and f"{resets:,} " in hint[0], d["warnings"]

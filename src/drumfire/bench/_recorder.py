@@ -224,3 +224,4 @@ class RunData:
     cancelled: int = 0  # measured requests still unanswered when the stop's grace was over
     cancelled_max: float = 0.0  # seconds the oldest of them had waited
     unsent: int = 0  # open model: measured requests given up unsent (their timeout passed)
+    closed_unsafe: int = 0  # measured non-idempotent requests found closed: errors, not re-sent

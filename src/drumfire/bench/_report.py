@@ -394,6 +394,13 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
             "connection's close racing the request looks so, and so does a server dropping "
             "requests)"
         )
+    if run.closed_unsafe:
+        warnings.append(
+            f"{run.closed_unsafe:,} requests failed with a reset as the server closed their "
+            "kept-alive connection without an answer, not re-sent as they are not idempotent "
+            "(POST, PATCH); a server that closes connections after answering without saying "
+            "'Connection: close' does this to every other request: try -H 'Connection: close'"
+        )
     if requests == 0:
         warnings.append("no request was measured")
     distribution, histogram = _distribution(rec)

@@ -149,6 +149,7 @@ class Runner:
         self.cancelled = 0
         self.cancelled_max = 0.0
         self.unsent = 0  # open model: timed out waiting for a connection, never written
+        self.closed_unsafe = 0  # non-idempotent requests found closed (a reset, not re-sent)
         self.opened = 0
         self.inflight = 0
         self.first_send = 0.0
@@ -261,6 +262,7 @@ class Runner:
             cancelled=self.cancelled,
             cancelled_max=self.cancelled_max,
             unsent=self.unsent,
+            closed_unsafe=self.closed_unsafe,
         )
 
     def start(self, now: float) -> None:
@@ -493,6 +495,8 @@ class Runner:
                 self.resent += 1
             self._resend(conn.origin, request, cast(BenchConnection, conn).head, stamp, now)
             return
+        if found_closed and not self.stopped and stamp >= 0.0:
+            self.closed_unsafe += 1  # a reset below; the report says why (a warning)
         if reason == "cancelled":
             # Unanswered when the stop's grace was over: counted apart, not as the
             # server's failure (a stop without grace cancels healthy requests too).
