@@ -349,7 +349,9 @@ class OutputLock:
         """
         path = self._beside(BATCH_SUFFIX)
         if saves:
-            self._write_beside(path, _BATCH_TEXT)
+            # A new output's own file: a failure is the output's (as check_room says it),
+            # not --resume's, which this run was not given.
+            self._write_beside(path, _BATCH_TEXT, "cannot write output")
         else:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -401,7 +403,9 @@ class OutputLock:
             self._write_beside(path, _AGAIN_HEAD + merged.tobytes())
         return pending
 
-    def _write_beside(self, path: str, data: bytes) -> None:
+    def _write_beside(
+        self, path: str, data: bytes, problem: str = "--resume: cannot write beside"
+    ) -> None:
         """``data`` as the whole of ``path``, atomically, on disk before the rename.
 
         The temporary file has one name, ``path`` + ``.tmp``: the output's lock makes
@@ -426,9 +430,7 @@ class OutputLock:
                     os.unlink(tmp)
                 raise
         except OSError as exc:
-            raise UsageError(
-                f"--resume: cannot write beside {self.output!r}: {exc.strerror or exc}"
-            ) from None
+            raise UsageError(f"{problem} {self.output!r}: {exc.strerror or exc}") from None
 
     @staticmethod
     def _drop_stale_tmp(path: str) -> None:

@@ -137,7 +137,16 @@ def _refusal(shown: str) -> str | None:
     if ".." in parts:
         # Any '..', even one that would end inside: no path can climb out, however written.
         return "has a '..' step (refused in any saved path, so none can leave --save-dir)"
+    if _is_temp_name(parts[-1]):
+        # Saved under it, the file would be taken for a stopped run's leftover and deleted
+        # by the next run's clean-up (Saver.clean), while the output says it is there.
+        return f"is named as drumfire's temporary files are (.NAME.…{TEMP_SUFFIX})"
     return None
+
+
+def _is_temp_name(name: str) -> bool:
+    """Whether a file name is one :meth:`Saver.clean` takes for a temporary file."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
 class Saver:
@@ -205,7 +214,7 @@ class Saver:
         removed = 0
         for folder, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                if _is_temp_name(name):
                     removed += _remove_unheld(os.path.join(folder, name))
         return removed
 

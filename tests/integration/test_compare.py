@@ -162,6 +162,17 @@ def test_subset_and_limit(server: DemoServer, routes: Path) -> None:
     assert len(data["strategies"]) == 2
 
 
+def test_without_extract_the_rows_compare_by_status(server: DemoServer, routes: Path) -> None:
+    """No -e: every strategy's rows are compared by their status. drumfire's rows have an
+    empty fields dict there and the others' none, and every row was reported to differ,
+    'drumfire got 200, urllib3-pool got 200', exit status 1."""
+    report = compare(
+        routes, server.base_url + ROUTE, strategies="urllib3-pool,drumfire", limit=5
+    )
+    assert report.all_match, [(s.name, s.example_mismatch) for s in report.strategies]
+    assert all(s.mismatches == 0 for s in report.strategies)
+
+
 def test_without_drumfire_the_first_strategy_is_the_reference(
     server: DemoServer, routes: Path
 ) -> None:

@@ -190,3 +190,19 @@ def test_a_full_disk_is_a_usage_error_in_the_api(server: ScriptedServer, full_di
         with pytest.raises(api.UsageError, match="cannot write output"):
             api.run_all(rows, server.url("/{id}"), output=full_disk / f"out.{fmt}")
     assert server.requests == []
+
+
+def test_a_full_disk_with_save_body_names_the_output_not_resume(
+    tmp_path: Path, server: ScriptedServer, full_disk: Path
+) -> None:
+    """With --save-body a new output first notes when its batch began, in a file beside
+    it; on a full disk that failed with '--resume: cannot write beside …' in a run that
+    had no --resume. It is the output's line now, as without --save-body."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(server.url(f"/{i}") + "\n" for i in range(5)))
+    out = full_disk / "out.csv"
+    saving = ["--save-body", "{url}.bin", "--save-dir", tmp_path / "d"]
+    proc = drumfire("run", urls, "-o", out, *saving)
+    no_room(proc, 2, repr(str(out)))
+    assert "--resume" not in proc.stderr
+    assert server.requests == []

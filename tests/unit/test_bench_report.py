@@ -56,6 +56,9 @@ def test_summary_text() -> None:
     assert "404: 1" in text
     assert "timeout: 2" in text
     assert text.count("|") >= 8  # the small distribution
+    # What counts as a failure, said where the counts are (wrk's "Non-2xx or 3xx
+    # responses"); the summary gave the statuses and errors, never the share.
+    assert "failed     4 of 2,004 (0.2 %): statuses 400 and over, and no answer" in text
 
 
 def test_html_is_self_contained_and_escaped() -> None:
@@ -257,3 +260,28 @@ def test_the_percentile_axis_names_each_nine() -> None:
     labels = re.findall(r'class="tick">([0-9.]+%)</text>', svg)
     assert labels == ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%",
                       "99.99999%", "99.999999%"]  # fmt: skip
+
+
+def test_a_rate_not_kept_for_busy_connections_is_not_blamed_on_the_client() -> None:
+    """40 sends, 2 of them 1 ms late, against a backlog of 150 (every connection held by a
+    server that hangs): the warning blamed the client ("fell behind ... late by up to 1
+    ms") because 5 % of so few sends were late. A lateness under one request's interval
+    cannot lose the rate: the connections were busy."""
+    from drumfire.bench._recorder import new_histogram
+
+    rec = Recorder(start=0.0)
+    for i in range(36):
+        rec.response(0.01 * i + 0.001, 0.01 * i, 200)
+    rec.finish(2.0)
+    queue = new_histogram()
+    queue.record_value(1, 40)
+    data = RunData(
+        recorder=rec, begin=0.0, measure_start=0.0, finish=2.0, sent=40, first_send=0.0,
+        last_send=2.0, queue=queue, lag_max=0.001, lag_sum=0.002, late=2, backlog_max=150,
+        loop_lag_max=0.0, connections=4, stopped=True,
+    )  # fmt: skip
+    settings: dict[str, Any] = {"url": "http://127.0.0.1:9/", "concurrency": 4,
+                                "rate": "100/s", "rate_fixed": 100.0, "warmup_s": 0.0}
+    warnings = build_report(data, settings, "100/s").warnings
+    assert any("all 4 connections were busy" in w for w in warnings), warnings
+    assert not any("fell behind" in w for w in warnings), warnings

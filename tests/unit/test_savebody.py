@@ -67,6 +67,19 @@ def test_any_dotdot_is_refused_and_the_message_says_so(tmp_path: Path, path: str
     )
 
 
+@pytest.mark.parametrize("path", [".a.drumfire-part", "sub/.x.jpg.1234.drumfire-part"])
+def test_a_name_like_a_temporary_file_is_refused(tmp_path: Path, path: str) -> None:
+    """A saved file named as drumfire's temporary files are (``.NAME.….drumfire-part``)
+    was deleted, complete, by the next run's clean-up of a stopped run's leftovers, while
+    the output still said it was saved there. Such a name is the row's error now."""
+    s = saver(tmp_path)
+    with pytest.raises(SaveProblem) as info:
+        s.target({"p": path})
+    assert "drumfire's temporary files" in info.value.error
+    s.target({"p": "a.drumfire-part"})  # not hidden: the clean-up leaves it alone
+    s.target({"p": ".drumfire-part.jpg"})
+
+
 def test_a_symlink_out_is_refused_one_inside_is_fine(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "in").mkdir(parents=True)

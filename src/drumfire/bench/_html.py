@@ -551,8 +551,23 @@ def _body(report: BenchReport) -> str:
         ("max", _fmt_ms(lat["max"])),
         ("max minus average", _fmt_ms(lat["max_minus_average"])),
     ]
+    fixed = report.latency_corrected_ms
+    if fixed:  # closed model: as wrk corrects coordinated omission (the footer says so)
+        lat_rows += [
+            (f"corrected {name}", _fmt_ms(fixed[key]))
+            for name, key in (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p999"))
+        ]
     status_rows = [(f"HTTP {k}", f"{v:,}") for k, v in report.status.items()]
     status_rows += [(k, f"{v:,}") for k, v in report.errors.items()]
+    if report.resent:
+        status_rows.append(("re-sent: kept-alive connection found closed", f"{report.resent:,}"))
+    if report.cancelled:
+        status_rows.append(
+            (
+                f"cancelled when stopped (oldest {_fmt_ms(report.cancelled_max_ms)})",
+                f"{report.cancelled:,}",
+            )
+        )
     targets = s.get("targets") or 1
     run_rows = [
         ("model", report.model),
@@ -579,6 +594,7 @@ def _body(report: BenchReport) -> str:
                 "{mean:.3f} / {max:.2f} ms".format(**r["client_lag_ms"]),
             ),
             ("sends > 1 ms late (client)", f"{r['late_sends']:,}"),
+            ("given up unsent (timed out waiting for a connection)", f"{r.get('unsent', 0):,}"),
         ]
     parts += [
         '<div class="tables">',
@@ -605,7 +621,8 @@ def render_page(report: BenchReport) -> str:
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>"
         + _body(report)
         + "<footer>drumfire bench · latencies of answered requests, in the order: "
-        "mean, percentiles (HdrHistogram, 3 significant digits), exact max</footer>"
+        "mean, percentiles (HdrHistogram, 3 significant digits), exact max; closed model: "
+        "corrected for coordinated omission as wrk corrects it</footer>"
         + "</main></body></html>\n"
     )
 

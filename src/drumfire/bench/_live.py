@@ -95,6 +95,8 @@ class LiveView:
             parts = [f"{k} {v:,}" for k, v in sorted(rec.errors.items(), key=lambda kv: -kv[1])]
             parts += [f"HTTP {k} {v:,}" for k, v in sorted(rec.status.items()) if k >= 400]
             text.append("   errors: " + ", ".join(parts[:5]), style="red")
+        if runner.resent:
+            text.append(f"   re-sent {runner.resent:,}", style="yellow")
         if runner.stopped:
             text.append("   stopping…", style="red")
         return text

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HIGHEST_US", "LOWEST_US", "Recorder", "Second", "new_histogram"]
+__all__ = ["HIGHEST_US", "LOWEST_US", "Recorder", "RunData", "Second", "new_histogram"]
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
@@ -199,3 +199,29 @@ class Recorder:
             return 0.0
         value = min(self.histogram.get_value_at_percentile(pct), self.max_us)
         return float(value) / 1000.0
+
+
+@dataclass
+class RunData:
+    """What a run measured, before it is turned into a report."""
+
+    recorder: Recorder
+    begin: float  # clock time the run began (after connecting)
+    measure_start: float  # ... and the measurement (after warm-up)
+    finish: float  # clock time the measurement ended
+    sent: int  # measured requests sent (or given up on before sending)
+    first_send: float
+    last_send: float
+    queue: HdrHistogram | None  # open model: due -> sent of every measured send, µs
+    lag_max: float  # open model: the longest a send was late through the client's fault, s
+    lag_sum: float  # ... and the sum of that lateness over all sends
+    late: int  # sends late by more than _runner.LATE through the client's fault
+    backlog_max: int
+    loop_lag_max: float  # seconds the periodic tick fired late, at most
+    connections: int  # connections opened during the run, preconnected ones included
+    stopped: bool
+    resent: int = 0  # measured requests re-sent: the server closed their kept-alive connection
+    cancelled: int = 0  # measured requests still unanswered when the stop's grace was over
+    cancelled_max: float = 0.0  # seconds the oldest of them had waited
+    unsent: int = 0  # open model: measured requests given up unsent (their timeout passed)
+    closed_unsafe: int = 0  # measured non-idempotent requests found closed: errors, not re-sent

@@ -11,10 +11,15 @@ from typing import Any
 
 import orjson
 
-from ._recorder import Recorder
-from ._runner import RunData
+from ._omission import corrected_percentiles, expected_interval_us
+from ._recorder import Recorder, RunData
 
 __all__ = ["PERCENTILES", "BenchReport", "build_report", "target_of"]
+
+#: Why a request was re-sent (the words of `drumfire run`'s summary).
+RESENT = "kept-alive connection found closed"
+#: A share of re-sent requests above this gets a warning.
+RESENT_WARN = 0.01
 
 #: The percentiles of ``latency_ms`` (key, percentile).
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
@@ -47,7 +52,11 @@ class BenchReport:
     ``latency_with_failures_ms`` gives the percentiles with them counted at the
     time they took (a timeout at its timeout), so that a run where a quarter
     time out does not headline a healthy p99. ``throttled`` counts the answers
-    429 (Too Many Requests) and 503 (Service Unavailable).
+    429 (Too Many Requests) and 503 (Service Unavailable). ``resent`` counts the
+    requests sent again once because the server closed their kept-alive
+    connection without an answer (GET, HEAD, PUT, DELETE, OPTIONS; any other
+    method is a ``reset`` error), and ``cancelled`` the requests still
+    unanswered when the run was stopped (not in ``requests``).
     """
 
     requests: int
@@ -69,6 +78,12 @@ class BenchReport:
     hdr: str = ""  # the latency HdrHistogram (µs), compressed and base64-encoded
     throttled: int = 0  # answers 429 or 503
     latency_with_failures_ms: dict[str, float] = field(default_factory=dict)
+    resent: int = 0  # requests re-sent once: the server closed their kept-alive connection
+    cancelled: int = 0  # requests still unanswered when the run was stopped (not in requests)
+    cancelled_max_ms: float = 0.0  # how long the oldest of them had waited
+    # Closed model: the percentiles corrected for coordinated omission as wrk does
+    # (see _omission), and the interval used; empty in the open model.
+    latency_corrected_ms: dict[str, float] = field(default_factory=dict)
 
     # -- conversions ------------------------------------------------------------
 
@@ -94,6 +109,10 @@ class BenchReport:
             "hdr": self.hdr,
             "throttled": self.throttled,
             "latency_with_failures_ms": dict(self.latency_with_failures_ms),
+            "resent": self.resent,
+            "cancelled": self.cancelled,
+            "cancelled_max_ms": self.cancelled_max_ms,
+            "latency_corrected_ms": dict(self.latency_corrected_ms),
         }
 
     def to_json(self) -> bytes:
@@ -142,6 +161,7 @@ class BenchReport:
             f"  {how}" + (f", warm-up {s['warmup_s']:g} s" if s.get("warmup_s") else ""),
             "",
             f"  requests   {self.requests:,} in {self.duration_s:.2f} s"
+            + (f" (+{self.resent:,} re-sent: {RESENT})" if self.resent else "")
             + (" (stopped early)" if self.stopped else ""),
             f"  throughput {self.rps:,.1f} requests/s",
         ]
@@ -152,6 +172,11 @@ class BenchReport:
                 f"wait for a connection p99 {r['queue_ms']['p99']:.2f} ms, "
                 f"max backlog {r['backlog_max']:,}"
             )
+            if r.get("unsent"):
+                lines.append(
+                    f"             {r['unsent']:,} given up unsent: their --timeout passed "
+                    "while they waited for a connection (counted as timeouts)"
+                )
         lines += [
             "",
             "  latency    mean {mean:.3f} ms   stdev {stdev:.3f} ms".format(**lat),
@@ -160,6 +185,18 @@ class BenchReport:
             "             average {average:.3f} ms   max minus average "
             "{max_minus_average:.3f} ms".format(**lat),
         ]
+        fixed = self.latency_corrected_ms
+        if fixed and _corrected_differs(lat, fixed):
+            lines.append(
+                "  corrected  p50 {p50:.3f}   p90 {p90:.3f}   p99 {p99:.3f}   "
+                "p99.9 {p999:.3f}   max {max:.3f} ms".format(**fixed)
+            )
+            lines.append(
+                "             (closed model: a slow answer held back the requests its "
+                "connection would have sent;\n"
+                "             counted one every {interval_ms:.3f} ms, as wrk corrects "
+                "coordinated omission; --rate measures it)".format(**fixed)
+            )
         every = self.latency_with_failures_ms
         if every:
             lines.append(
@@ -182,12 +219,48 @@ class BenchReport:
             )
         if self.errors:
             lines.append("  errors     " + ", ".join(f"{k}: {v:,}" for k, v in self.errors.items()))
+        if self.failed:
+            share = 100.0 * self.failed / self.requests if self.requests else 0.0
+            lines.append(
+                f"  failed     {self.failed:,} of {self.requests:,} ({share:.1f} %): "
+                "statuses 400 and over, and no answer"
+            )
+        if self.cancelled:
+            lines.append(
+                f"  cancelled  {self.cancelled:,} requests unanswered when the run was stopped "
+                f"(the oldest after {self.cancelled_max_ms:,.1f} ms; not in the figures above)"
+            )
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
 
 
 # -- building -------------------------------------------------------------------
+
+
+def _corrected_differs(raw: Mapping[str, float], fixed: Mapping[str, float]) -> bool:
+    """Whether the correction moved a percentile by more than a tenth (and 1 µs): the
+    summary shows the corrected line then (the JSON always has it)."""
+    return any(
+        fixed[k] - raw[k] > max(0.1 * raw[k], 0.001) for k, _ in PERCENTILES
+    )
+
+
+def _corrected(rec: Recorder, duration: float, connections: int) -> dict[str, float]:
+    """The closed model's latencies corrected for coordinated omission (see _omission)."""
+    hist = rec.histogram
+    if hist.get_total_count() == 0:
+        return {}
+    expected = expected_interval_us(duration, rec.answered, connections)
+    recorded = [
+        (min(int(item.value_iterated_to), rec.max_us), int(item.count_added_in_this_iter_step))
+        for item in hist.get_recorded_iterator()
+    ]
+    values = corrected_percentiles(recorded, expected, [pct for _, pct in PERCENTILES])
+    out = {key: _r(v / 1000.0) for (key, _), v in zip(PERCENTILES, values, strict=True)}
+    out["max"] = _r(rec.max_us / 1000.0)
+    out["interval_ms"] = _r(expected / 1000.0)
+    return out
 
 
 def _distribution(recorder: Recorder) -> tuple[list[list[float]], list[dict[str, Any]]]:
@@ -231,6 +304,12 @@ def _distribution(recorder: Recorder) -> tuple[list[list[float]], list[dict[str,
     return points, buckets
 
 
+def run_connections(settings: Mapping[str, Any]) -> int:
+    """The closed model's connections (``-c``), as the settings say."""
+    value = settings.get("concurrency")
+    return value if isinstance(value, int) and value > 0 else 1
+
+
 def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None) -> BenchReport:
     rec = run.recorder
     hist = rec.histogram
@@ -253,7 +332,10 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
     rate: dict[str, Any] | None = None
     if run.queue is not None:
         span = run.last_send - run.first_send
-        sent_rate = (run.sent - 1) / span if run.sent > 1 and span > 0 else 0.0
+        # Requests written: those given up unsent (their timeout passed while they
+        # waited for a connection) are timeouts, but they never reached the server.
+        written = run.sent - run.unsent
+        sent_rate = (written - 1) / span if written > 1 and span > 0 else 0.0
         queue = run.queue
         has = queue.get_total_count() > 0
 
@@ -274,11 +356,14 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
                 "max": _r(run.lag_max * 1000.0),
             },
             "late_sends": run.late,
+            "unsent": run.unsent,
         }
         fixed = settings.get("rate_fixed")
         late_share = run.late / run.sent if run.sent else 0.0
         if fixed and run.sent > 10 and sent_rate < 0.95 * fixed:
-            if run.backlog_max > 1 and late_share < 0.01:
+            # The client is to blame only if its own lateness could lose the rate: more
+            # than 1 % of the sends late, by a request's interval or more.
+            if run.backlog_max > 1 and (late_share < 0.01 or run.lag_max * fixed < 1.0):
                 warnings.append(
                     f"could not keep the asked rate: sent {sent_rate:,.1f}/s of {fixed:g}/s; "
                     f"all {settings.get('concurrency')} connections were busy (backlog up to "
@@ -300,6 +385,21 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
         warnings.append(
             f"the client's event loop stalled for up to {run.loop_lag_max * 1000:.0f} ms: "
             "it may have been short of CPU"
+        )
+    if requests and run.resent / requests > RESENT_WARN:
+        warnings.append(
+            f"the server closed the connection without an answer on {run.resent:,} requests "
+            f"({100 * run.resent / requests:.1f} %) sent on a kept-alive connection: each was "
+            "re-sent once on a new connection and counted from its first send (an idle "
+            "connection's close racing the request looks so, and so does a server dropping "
+            "requests)"
+        )
+    if run.closed_unsafe:
+        warnings.append(
+            f"{run.closed_unsafe:,} requests failed with a reset as the server closed their "
+            "kept-alive connection without an answer, not re-sent as they are not idempotent "
+            "(POST, PATCH); a server that closes connections after answering without saying "
+            "'Connection: close' does this to every other request: try -H 'Connection: close'"
         )
     if requests == 0:
         warnings.append("no request was measured")
@@ -331,4 +431,10 @@ def build_report(run: RunData, settings: dict[str, Any], rate_asked: str | None)
         hdr=hist.encode().decode("ascii") if hist.get_total_count() else "",
         throttled=rec.status.get(429, 0) + rec.status.get(503, 0),
         latency_with_failures_ms=with_failures,
+        latency_corrected_ms=(
+            {} if run.queue is not None else _corrected(rec, duration, run_connections(settings))
+        ),
+        resent=run.resent,
+        cancelled=run.cancelled,
+        cancelled_max_ms=_r(run.cancelled_max * 1000.0),
     )

@@ -1,5 +1,9 @@
 """The load generator: drumfire's connections driven by a closed or an open model.
 
+Why this module is long: both models drive the same connections through one owner
+(the callbacks below) and share its accounting (sent, in flight, re-sent, cancelled,
+the stop); split in two, that state would live in two places.
+
 Like the batch engine it is callback-driven: no asyncio Task per request and
 no timer per request. Connections report to the runner (``on_response``,
 ``on_failure``, ...), each report records the outcome and calls ``pump``,
@@ -29,7 +33,6 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import cast
 
 from hdrh.histogram import HdrHistogram
@@ -39,9 +42,9 @@ from .._errors import DrumfireError
 from .._pool import Pool
 from .._request import Origin, asks_close
 from .._response import Response
-from .._settings import MAX_BODY, sweep_interval
+from .._settings import IDEMPOTENT_METHODS, MAX_BODY, sweep_interval
 from ._fastconn import BenchConnection, Loop
-from ._recorder import HIGHEST_US, Recorder, new_histogram
+from ._recorder import HIGHEST_US, Recorder, RunData, new_histogram
 from ._schedule import Schedule
 
 __all__ = ["BenchError", "RunData", "Runner", "Target"]
@@ -64,27 +67,6 @@ CONNECT_COOLDOWN = 0.01
 
 class BenchError(DrumfireError):
     """The run could not start (no connection could be opened)."""
-
-
-@dataclass
-class RunData:
-    """What a run measured, before it is turned into a report."""
-
-    recorder: Recorder
-    begin: float  # clock time the run began (after connecting)
-    measure_start: float  # ... and the measurement (after warm-up)
-    finish: float  # clock time the measurement ended
-    sent: int  # measured requests sent (or given up on before sending)
-    first_send: float
-    last_send: float
-    queue: HdrHistogram | None  # open model: due -> sent of every measured send, µs
-    lag_max: float  # open model: the longest a send was late through the client's fault, s
-    lag_sum: float  # ... and the sum of that lateness over all sends
-    late: int  # sends late by more than LATE through the client's fault
-    backlog_max: int
-    loop_lag_max: float  # seconds the periodic tick fired late, at most
-    connections: int  # connections opened during the run, preconnected ones included
-    stopped: bool
 
 
 class Runner:
@@ -159,6 +141,15 @@ class Runner:
         if self.closing:
             self.loop = None
             self._one_origin = False
+        # A request that may have been acted on (not idempotent, RFC 9110 §9.2.2) is never
+        # re-sent, as by `drumfire run` without --retry-unsafe.
+        methods = {t[1]: t[1].partition(b" ")[0].decode() for t in self.targets}
+        self.unsafe = frozenset(r for r, m in methods.items() if m not in IDEMPOTENT_METHODS)
+        self.resent = 0
+        self.cancelled = 0
+        self.cancelled_max = 0.0
+        self.unsent = 0  # open model: timed out waiting for a connection, never written
+        self.closed_unsafe = 0  # non-idempotent requests found closed (a reset, not re-sent)
         self.opened = 0
         self.inflight = 0
         self.first_send = 0.0
@@ -267,6 +258,11 @@ class Runner:
             loop_lag_max=self.loop_lag_max,
             connections=self.opened,
             stopped=self.stopped,
+            resent=self.resent,
+            cancelled=self.cancelled,
+            cancelled_max=self.cancelled_max,
+            unsent=self.unsent,
+            closed_unsafe=self.closed_unsafe,
         )
 
     def start(self, now: float) -> None:
@@ -297,7 +293,14 @@ class Runner:
                 self._cancel_all()
             return
         self.stopped = True
-        self._stopped_at = self.clock()
+        self._stopped_at = now = self.clock()
+        if self.schedule is not None:  # the requests due and waiting for a connection
+            since, until = self.measure_start - self.begin, min(now, self.end) - self.begin
+            waiting, due = self.schedule.due_unsent(self._next, since, until)
+            if waiting:  # cancelled too; the schedule ran up to now
+                self.cancelled += waiting
+                self.cancelled_max = max(self.cancelled_max, until - due)
+                self.last_send = now
         self.end = min(self.end, self._stopped_at)  # also ends on_status's short cut
         self.counter.until = -math.inf
         self.exhausted = True
@@ -482,12 +485,25 @@ class Runner:
         if self.inflight == self.concurrency:
             self._freed_at = now
         self.inflight -= 1
-        if reason == "reset" and conn.served and not conn.received_any and not self.stopped:
-            # A kept-alive connection the server had closed: not the server's answer
-            # to this request. Send it again at once; its time keeps running.
-            self._resend(stamp, now)
+        request = cast(BenchConnection, conn).request
+        found_closed = reason == "reset" and conn.served and not conn.received_any
+        if found_closed and not self.stopped and request not in self.unsafe:
+            # A kept-alive connection the server had closed, or closed on this request: sent
+            # again once, on a new connection, as HTTP clients do; its time keeps running,
+            # and it is counted (``resent``): a server dropping requests must show it.
+            if stamp >= 0.0:
+                self.resent += 1
+            self._resend(conn.origin, request, cast(BenchConnection, conn).head, stamp, now)
             return
-        if stamp >= 0.0 and reason != "cancelled":
+        if found_closed and not self.stopped and stamp >= 0.0:
+            self.closed_unsafe += 1  # a reset below; the report says why (a warning)
+        if reason == "cancelled":
+            # Unanswered when the stop's grace was over: counted apart, not as the
+            # server's failure (a stop without grace cancels healthy requests too).
+            if stamp >= 0.0:
+                self.cancelled += 1
+                self.cancelled_max = max(self.cancelled_max, now - stamp)
+        elif stamp >= 0.0:
             self.recorder.failure(now, reason, stamp)
         if reason == "connect" and not self.exhausted:
             assert self._loop is not None
@@ -495,10 +511,13 @@ class Runner:
             return
         self.pump(now)
 
-    def _resend(self, stamp: float, now: float) -> None:
+    def _resend(self, origin: Origin, request: bytes, head: bool, stamp: float, now: float) -> None:
         start = stamp if stamp >= 0.0 else now
-        try:
-            self.send(stamp, max(start + self.timeout, now + 0.001))
+        try:  # on a new connection: the idle ones may be just as stale
+            self.inflight += 1
+            self.pool.make_room()
+            deadline = max(start + self.timeout, now + 0.001)
+            self._connect(origin, (origin, request, head), stamp, deadline)
         except Exception as exc:  # pragma: no cover - an unexpected bug must end the run
             self._fail(exc)
 
@@ -562,6 +581,7 @@ class Runner:
                 self.last_send = now
                 if due + self.timeout <= now:
                     # It waited its whole timeout for a connection: given up unsent.
+                    self.unsent += 1
                     self.recorder.failure(now, "timeout", due)
                     continue
                 wait = now - due

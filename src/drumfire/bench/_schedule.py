@@ -254,6 +254,13 @@ class Schedule:
             count += 1
         return count
 
+    def due_unsent(self, sent: int, since: float, until: float) -> tuple[int, float]:
+        """The requests from index ``sent`` on that are due in [``since``, ``until``)
+        seconds after the start: how many, and when the first of them was due."""
+        first = max(sent, self.count_before(since))
+        n = self.count_before(until) - first
+        return (n, self.due(first)) if n > 0 else (0, 0.0)
+
     def rate_at(self, t: float) -> float:
         """The asked rate (requests/s) at ``t`` seconds after the start."""
         for start, seg in zip(reversed(self._starts), reversed(self.segments), strict=True):

@@ -16,12 +16,19 @@ This package imports none of them; only the worker process of a strategy does.
 """
 
 from ._report import CompareReport, StrategyReport
-from ._runner import DEFAULT_CONCURRENCY, STRATEGY_NAMES, compare, parse_strategies
+from ._runner import (
+    DEFAULT_CONCURRENCY,
+    STRATEGY_NAMES,
+    CompareStopped,
+    compare,
+    parse_strategies,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "STRATEGY_NAMES",
     "CompareReport",
+    "CompareStopped",
     "StrategyReport",
     "compare",
     "parse_strategies",

@@ -134,6 +134,7 @@ class CompareReport:
     input: str | None = None
     skipped_rows: int = 0
     repeat: int = 1
+    stopped: bool = False  # interrupted: the strategies not run are skipped so
 
     @property
     def ran(self) -> list[StrategyReport]:
@@ -169,6 +170,7 @@ class CompareReport:
             "skipped_rows": self.skipped_rows,
             "concurrency": self.concurrency,
             "repeat": self.repeat,
+            "stopped": self.stopped,
             "reference": self.reference,
             "fastest": self.fastest,
             "all_match": self.all_match,
@@ -249,6 +251,8 @@ class CompareReport:
 
     def verdict_lines(self) -> list[tuple[str, str]]:
         lines: list[tuple[str, str]] = []
+        if self.stopped:
+            lines.append(("stopped: the strategies that ran to the end are in the table", "yellow"))
         fastest = self.fastest
         if fastest is not None:
             lines.append((f"fastest: {fastest}", "bold"))

@@ -25,7 +25,13 @@ from ._report import CompareReport, StrategyReport
 from .strategies import EXTRA_HINT, STRATEGIES, Strategy, get, missing_modules
 from .strategies._common import ID_KEY
 
-__all__ = ["DEFAULT_CONCURRENCY", "STRATEGY_NAMES", "compare", "parse_strategies"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "STRATEGY_NAMES",
+    "CompareStopped",
+    "compare",
+    "parse_strategies",
+]
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(s.name for s in STRATEGIES)
 DEFAULT_CONCURRENCY = 8
@@ -150,7 +156,9 @@ def _outcomes(result: dict[str, Any]) -> tuple[dict[str, _Key], int]:
     for id_, status, fields, _error in result["outcomes"]:
         if id_ in got:
             duplicates += 1
-        got[id_] = (status, fields)
+        # Without -e, drumfire's rows have an empty fields dict (a Result always has
+        # one) and the other strategies' None: both mean "no fields".
+        got[id_] = (status, fields or None)
     return got, duplicates
 
 
@@ -193,6 +201,16 @@ def count_mismatches(
             }
     mismatches += len(set(got) - set(keys))
     return mismatches, example
+
+
+class CompareStopped(KeyboardInterrupt):
+    """:func:`compare` was interrupted (Ctrl-C; SIGTERM on the command line) while the
+    strategies ran: ``report`` holds those that ran to the end (the one running stopped,
+    the rest not run). A KeyboardInterrupt, so that code catching that still does."""
+
+    def __init__(self, report: CompareReport) -> None:
+        super().__init__("the comparison was stopped")
+        self.report = report
 
 
 def _header_pairs(headers: Sequence[str] | Mapping[str, str] | None) -> list[tuple[str, str]]:
@@ -258,7 +276,8 @@ def compare(
     Each strategy runs in a fresh ``python -m drumfire.compare.worker`` process, one after
     the other. The reference for "same rows" is drumfire, or the first strategy that ran
     when drumfire is not among them. Raises :class:`~drumfire.UsageError` for bad options,
-    templates or input.
+    templates or input, and :class:`CompareStopped` (a KeyboardInterrupt holding the
+    report of what ran) when interrupted while the strategies run.
     """
     names = parse_strategies(strategies)
     if concurrency < 1:
@@ -319,31 +338,47 @@ def compare(
             # CSV cells are text: the JSON body types them as `drumfire run` does
             "text_rows": source.fmt in TEXT_FORMATS,
         }
-        for round_ in range(repeat):
-            # Each round starts one further along, so no strategy always follows the same one.
-            shift = round_ % len(order)
-            for strategy in order[shift:] + order[:shift]:
-                report = reports[strategy.name]
-                if report.skipped or report.error:
-                    continue
-                if on_progress is not None:
-                    on_progress(strategy.name, None)
-                missing = missing_modules(strategy)
-                if missing:
-                    report.skipped = f"needs {', '.join(missing)}: {EXTRA_HINT}"
-                else:
-                    python = python or sys.executable
-                    result = _run_worker(strategy, task, folder, python, strategy_timeout)
-                    if "skipped" in result:
-                        report.skipped = str(result["skipped"])
-                    elif "error" in result:
-                        report.error = str(result["error"])
+        running: StrategyReport | None = None
+        try:
+            for round_ in range(repeat):
+                # Each round starts one further along, so no strategy always follows the
+                # same one.
+                shift = round_ % len(order)
+                for strategy in order[shift:] + order[:shift]:
+                    report = running = reports[strategy.name]
+                    if report.skipped or report.error:
+                        continue
+                    if on_progress is not None:
+                        on_progress(strategy.name, None)
+                    missing = missing_modules(strategy)
+                    if missing:
+                        report.skipped = f"needs {', '.join(missing)}: {EXTRA_HINT}"
                     else:
-                        copy_figures(report, result)  # this run's, for the progress display
-                        report.runs_rps.append(report.rps or 0.0)
-                        runs[strategy.name].append(result)
-                if on_progress is not None:
-                    on_progress(strategy.name, report)
+                        python = python or sys.executable
+                        result = _run_worker(strategy, task, folder, python, strategy_timeout)
+                        if "skipped" in result:
+                            report.skipped = str(result["skipped"])
+                        elif "error" in result:
+                            report.error = str(result["error"])
+                        else:
+                            copy_figures(report, result)  # this run's, for the progress
+                            report.runs_rps.append(report.rps or 0.0)
+                            runs[strategy.name].append(result)
+                    if on_progress is not None:
+                        on_progress(strategy.name, report)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C (or the command line's SIGTERM): the worker running was killed
+            # with its process group (_run_worker); what ran to the end is reported.
+            interrupt: KeyboardInterrupt | None = exc
+            for report in reports.values():
+                if runs[report.name] or report.skipped or report.error:
+                    continue
+                if report is running:
+                    report.error = "stopped while it ran"
+                else:
+                    report.skipped = "not run: the comparison was stopped"
+        else:
+            interrupt = None
 
     done = {name: found for name, found in runs.items() if found and not reports[name].error}
     reference: str | None = None
@@ -362,7 +397,7 @@ def compare(
             if mismatches > report.mismatches:
                 report.mismatches, report.example_mismatch = mismatches, example
         report.results_match = report.mismatches == 0
-    return CompareReport(
+    whole = CompareReport(
         url=url,
         extract=pairs,
         rows=len(loaded),
@@ -372,4 +407,8 @@ def compare(
         input=label,
         repeat=repeat,
         skipped_rows=skipped_rows,
+        stopped=interrupt is not None,
     )
+    if interrupt is not None:
+        raise CompareStopped(whole) from interrupt  # the cause: which signal it was
+    return whole

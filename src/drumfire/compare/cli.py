@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -24,10 +26,27 @@ from .._cli_common import (
 from .._errors import UsageError
 from .._extract import parse_extract_options
 from ._report import StrategyReport
-from ._runner import DEFAULT_CONCURRENCY, STRATEGY_NAMES, compare, parse_strategies
+from ._runner import (
+    DEFAULT_CONCURRENCY,
+    STRATEGY_NAMES,
+    CompareStopped,
+    compare,
+    parse_strategies,
+)
 from .strategies import EXTRA_HINT, get, missing_modules
 
 __all__ = ["compare_command"]
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: the strategy running is stopped with its
+    worker (which runs in a session of its own, out of reach of the signal) and what ran
+    is reported, as after Ctrl-C; exit 143."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
+    raise _Terminated
 
 
 def _fail(message: str) -> NoReturn:
@@ -199,6 +218,8 @@ def compare_command(
             line = f"  {report.rps or 0:,.0f} req/s, {report.wall_s or 0:.2f} s"
         err.print(line, highlight=False, markup=False)
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    code = 0
     try:
         report_path(json_path)
         _check_installed(strategies)
@@ -231,10 +252,21 @@ def compare_command(
         _fail(str(exc))
     except ValueError as exc:  # a URL template that is not http(s)://host/...
         _fail(str(exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (_Terminated)
+        code = 128 + (signal.SIGTERM if _signalled_term(exc) else signal.SIGINT)
+        if not isinstance(exc, CompareStopped):
+            click.echo("drumfire compare: stopped before any strategy ran", err=True)
+            sys.exit(code)
+        report = exc.report
     report.print(out)
     if json_path:
         Path(json_path).write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
     if html_path:
         Path(html_path).write_text(report.to_html(), encoding="utf-8")
     failed = any(s.error or s.skipped for s in report.strategies)
-    sys.exit(0 if report.all_match and not failed and report.ran else 1)
+    sys.exit(code or (0 if report.all_match and not failed and report.ran else 1))
+
+
+def _signalled_term(exc: BaseException) -> bool:
+    """Whether the interrupt was SIGTERM's (raised inside compare(), so the cause)."""
+    return any(isinstance(e, _Terminated) for e in (exc, exc.__context__, exc.__cause__))
