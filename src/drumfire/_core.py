@@ -29,7 +29,7 @@ from ._pipelining import Pipelining
 from ._pool import Pool
 from ._request import Origin
 from ._result import Result, Stats
-from ._rows import Flight, Item, Rows
+from ._rows import Flight, Item, Rows, UsualRun, UsualRuns
 from ._settings import Retry, Timeouts
 
 __all__ = ["EngineCore"]
@@ -64,6 +64,10 @@ class EngineCore:
     _done: asyncio.Future[None] | None
     _failure: BaseException | None
     _items: Iterator[Item]
+    _runs: UsualRuns | None  # a read-ahead child's usual chunks (see drumfire._intake)
+    _seq: int  # the next row's place in the input
+    park_limit: int
+    order_window: int
     _exhausted: bool
     _stopping: bool
     _paused: bool
@@ -100,6 +104,18 @@ class EngineCore:
         raise NotImplementedError
 
     def _next_flights(self, most: int) -> list[Flight]:
+        raise NotImplementedError
+
+    def _take_run(self, most: int) -> UsualRun | None:
+        raise NotImplementedError
+
+    def _pump_later(self, delay: float) -> None:
+        raise NotImplementedError
+
+    def _skip_seq(self, seq: int) -> None:
+        raise NotImplementedError
+
+    def _emit(self, result: Result, seq: int) -> None:
         raise NotImplementedError
 
     def _watch_cpu(self, now: float) -> None:

@@ -12,9 +12,10 @@ A row's life::
                 --no---> Result --> (reorder buffer if ordered) --> on_result
 
 Where each concern lives (the engine is one object made of parts, see
-:mod:`drumfire._core`): this module reads rows (``_next_flight``), starts them
-(``_pump``, ``_dispatch``, the per-origin admission) and takes the
-connections' callbacks; :mod:`drumfire._lifecycle` starts, stops and sweeps;
+:mod:`drumfire._core`): this module starts rows (``_pump``, ``_dispatch``, the
+per-origin admission) and takes the connections' callbacks;
+:mod:`drumfire._intake` reads them (``_next_flight``, a read-ahead child's runs);
+:mod:`drumfire._lifecycle` starts, stops and sweeps;
 :mod:`drumfire._settle` decides what answers and failures mean for their rows;
 :mod:`drumfire._pipelined` applies the pipelining policy and queues requests
 on busy connections, while *when* to pipeline is decided by the policy object
@@ -31,12 +32,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from ._connection import BUSY, IDLE, TLS, Connection
 from ._extract import Extractor
 from ._finish import Finisher
 from ._http import MAX_HEADER
+from ._intake import PASS_AT_ONCE, Intake
 from ._lifecycle import Lifecycle
 from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
 from ._ordering import Reorder
@@ -48,15 +50,12 @@ from ._request import Origin, RequestPlan, asks_close
 from ._response import Response
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._rows import SKIPPED, WAIT, Flight, Item, Rows, raising
+from ._rows import Flight, Item, Rows, UsualRuns
 from ._settings import MAX_BODY, MAX_CONCURRENCY, PIPELINE, UNPROCESSED_STATUSES, Retry, Timeouts
 from ._settle import Settling
 
 __all__ = ["PASS_AT_ONCE", "Engine", "EngineSettings"]
 
-#: The most rows that start no request (kept by ``--resume``, input and template
-#: errors) read in one go before the loop may read answers: a few ms of work.
-PASS_AT_ONCE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ class EngineSettings:
             raise ValueError("per-host concurrency must be at least 1")
 
 
-class Engine(Settling, Lifecycle, PipelinedDispatch):
+class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
     """Runs a batch on the current event loop. See :func:`drumfire.arun` for the public face.
 
     ``settings``: the run's policy (:class:`EngineSettings`); the keywords are
@@ -271,6 +270,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         self._items: Iterator[Item] = iter(())
         self._exhausted = False
         self._seq = 0
+        self._runs: UsualRuns | None = None  # a read-ahead child's usual chunks
         self._inflight = 0
         self._waiting = 0  # jobs sleeping before a retry
         self._ready: deque[Flight] = deque()  # retries whose wait is over
@@ -286,104 +286,6 @@ class Engine(Settling, Lifecycle, PipelinedDispatch):
         self._failure: BaseException | None = None
 
     # -- starting requests ---------------------------------------------------
-
-    def _may_read(self) -> bool:
-        """More input may be read: not at its end, parked rows under the bound (or moved
-        to disk where they may: Origins.relieve)."""
-        limit = self.park_limit
-        return not self._exhausted and (self.origins.parked < limit or self.origins.relieve(limit))
-
-    def _next_flight(self) -> Flight | None:
-        if self._ready:
-            return self._ready.popleft()
-        if not self._may_read():
-            return None
-        order = self._order
-        if order is not None and order.ahead(self._seq) >= self.order_window:
-            return None  # the oldest row holds the window; wait for it
-        make = self.rows.make
-        passed = 0  # rows read that start no request (skipped by --resume, error rows)
-        while True:
-            if passed >= PASS_AT_ONCE:
-                # Let the loop read the answers in flight (their elapsed_ms runs until
-                # it does: --retry-failed read 100,000 kept rows between two sends).
-                self._pump_later(0.0)
-                return None
-            try:
-                item = next(self._items)
-            except StopIteration:
-                self._exhausted = True
-                return None
-            if item is WAIT:
-                return None
-            # A source item, or what Rows.make made of one in a read-ahead process.
-            made = make(item, self.stats) if type(item) is tuple else item
-            if type(made) is int:  # duplicate ids the read-ahead process saw
-                self.stats.duplicates += made
-                continue
-            seq = self._seq
-            self._seq += 1
-            if type(made) is Flight:
-                made.seq = seq
-                return made
-            passed += 1
-            if made is SKIPPED:
-                self.stats.skipped += 1
-                self._skip_seq(seq)
-                continue
-            self._emit(cast(Result, made), seq)  # an input or template error
-
-    def _next_flights(self, most: int) -> list[Flight]:
-        """Up to ``most`` rows to start, as that many :meth:`_next_flight` calls give them."""
-        if self._ready or self._order is not None:
-            out: list[Flight] = []
-            while len(out) < most:
-                flight = self._next_flight()
-                if flight is None:
-                    break
-                out.append(flight)
-            return out
-        if most <= 0 or not self._may_read():
-            return []
-        out = []
-        make = self.rows.make
-        stats = self.stats
-        seq = self._seq
-        passed = 0  # rows read that start no request (as in _next_flight)
-        try:
-            for item in self._items:
-                if item is WAIT:
-                    break
-                made = make(item, stats) if type(item) is tuple else item
-                if type(made) is Flight:
-                    made.seq = seq
-                    seq += 1
-                    out.append(made)
-                    if len(out) == most:
-                        break
-                elif type(made) is int:  # duplicate ids the read-ahead process saw
-                    stats.duplicates += made
-                else:
-                    passed += 1
-                    if made is SKIPPED:
-                        stats.skipped += 1
-                        self._skip_seq(seq)
-                    else:
-                        self._emit(cast(Result, made), seq)  # an input or template error
-                    seq = self._seq
-                    if passed >= PASS_AT_ONCE:  # let the loop read the answers in flight
-                        if not out:
-                            self._pump_later(0.0)
-                        break
-            else:
-                self._exhausted = True
-        except Exception as exc:  # an unreadable input: raised after the rows before it,
-            if not out:  # as _next_flight has it (they are started first)
-                raise
-            self._items = raising(exc)
-        finally:
-            self._seq = seq
-        return out
 
     def _pump(self) -> None:
         rate = self.rate

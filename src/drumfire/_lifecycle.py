@@ -14,7 +14,7 @@ from typing import Any
 
 from ._core import EngineCore
 from ._result import Stats
-from ._rows import Item
+from ._rows import Item, UsualRuns
 from ._settings import sweep_interval
 
 __all__ = ["Lifecycle"]
@@ -88,6 +88,12 @@ class Lifecycle(EngineCore):
         """
         if not self._exhausted:
             self._items = take(self._items)
+
+    def take_runs(self, runs: UsualRuns) -> None:
+        """Take the usual chunks of ``runs`` (where the items were handed over to) in
+        pieces when filling a pipelined connection (see :mod:`drumfire._intake`)."""
+        if not self._exhausted:
+            self._runs = runs
 
     def wake(self) -> None:
         """More input is available after a ``WAIT`` item."""

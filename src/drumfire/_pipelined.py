@@ -13,6 +13,8 @@ write (``_fill``), and a row finds a busy connection with room
 
 from __future__ import annotations
 
+from itertools import repeat
+
 from ._connection import Connection, pipeline_room
 from ._core import EngineCore
 from ._pipelining import Pipelining, Setting, is_local_host
@@ -116,6 +118,19 @@ class PipelinedDispatch(EngineCore):
         assert host is not None
         now = self.clock()
         deadline = now + self.timeouts.total
+        run = self._take_run(room) if self._runs is not None else None
+        if run is not None:  # a read-ahead child's usual rows: sent as they are made
+            if run.pipelinable and run.origin == origin:
+                sent = run.flights(now, host)
+                count = len(sent)
+                self._inflight += count
+                host.inflight += count
+                host.sent += count
+                self.stats.pipelined += count
+                conn.pipeline(list(zip(sent, repeat(deadline, count), strict=True)), run.data)
+                return count
+            self._ready.extend(run.flights())  # not for this connection: the pump starts them
+            return 0
         queued: list[tuple[Flight, float]] = []
         data: list[bytes] = []
         flights = self._next_flights(room)

@@ -16,7 +16,8 @@ import numbers
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from itertools import count
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._request import Prepared
 from ._result import Result, Stats
@@ -37,6 +38,8 @@ __all__ = [
     "Item",
     "LineMap",
     "Rows",
+    "UsualRun",
+    "UsualRuns",
     "item_ids",
     "raising",
     "row_id",
@@ -55,6 +58,10 @@ class InputProblem:
 
     def __repr__(self) -> str:
         return f"InputProblem(line={self.line}, {self.message!r})"
+
+
+_new_prepared = tuple.__new__  # Prepared(...) without NamedTuple's Python-level __new__
+_NO_ROW: Any = None  # the row of a read-ahead flight: its kept columns (none) stay in the child
 
 
 #: What a source yields: (1-based row number, the row or a problem).
@@ -207,13 +214,22 @@ class Flight:
         "took",
     )
 
-    def __init__(self, seq: int, id_: str, row: Mapping[str, Any], prepared: Prepared) -> None:
+    def __init__(
+        self,
+        seq: int,
+        id_: str,
+        row: Mapping[str, Any],
+        prepared: Prepared,
+        attempts: int = 0,
+        start: float = 0.0,
+        host: OriginLimit | None = None,
+    ) -> None:
         self.seq = seq
         self.id = id_
         self.row = row
         self.prepared = prepared
-        self.attempts = 0
-        self.start = 0.0  # when its attempt was sent
+        self.attempts = attempts
+        self.start = start  # when its attempt was sent
         # How long its last finished attempt took, kept while it waits for the
         # next: a row cancelled then reports that, not the wait (``elapsed_ms``).
         self.took = 0.0
@@ -221,7 +237,54 @@ class Flight:
         # turned out to be closed; it does not use the retry budget.
         self.free_retry = True
         self.hops = 0  # redirects followed: attempts, but not counted as retries
-        self.host: OriginLimit | None = None  # its origin's limits, once the engine looked
+        self.host = host  # its origin's limits, once the engine looked
+
+
+class UsualRun:
+    """Rows of a read-ahead child's usual chunk, taken together: each row a request with
+    no kept columns to ``origin`` by ``method``; ``ids`` and ``data`` each row's id and
+    request bytes. ``pipelinable``: every request is a GET without a body (it may be
+    queued on a busy connection). ``seq``: the first row's place in the input (set by
+    the engine that takes them).
+    """
+
+    __slots__ = ("data", "idempotent", "ids", "method", "origin", "pipelinable", "seq")
+
+    def __init__(
+        self,
+        ids: list[str],
+        data: list[bytes],
+        origin: Any,
+        method: str,
+        idempotent: bool,
+        pipelinable: bool,
+    ) -> None:
+        self.ids = ids
+        self.data = data
+        self.origin = origin
+        self.method = method
+        self.idempotent = idempotent
+        self.pipelinable = pipelinable
+        self.seq = -1
+
+    def flights(self, now: float = 0.0, host: OriginLimit | None = None) -> list[Flight]:
+        """The rows' flights: sent at ``now`` to ``host`` (their first attempt), or
+        (without ``host``) not sent yet."""
+        at, how, idem = self.origin, self.method, self.idempotent
+        new = _new_prepared
+        tried = 0 if host is None else 1
+        return [
+            Flight(seq, id_, _NO_ROW, new(Prepared, (at, data, how, idem)), tried, now, host)
+            for seq, id_, data in zip(count(self.seq), self.ids, self.data, strict=False)
+        ]
+
+
+class UsualRuns(Protocol):
+    """Where the engine takes :class:`UsualRun` pieces (a read-ahead child's pipe)."""
+
+    def take(self, most: int) -> UsualRun | None:
+        """Up to ``most`` rows of the current usual chunk; None when the next rows
+        are not such a run, or have not arrived (the item path reads them)."""
 
 
 class Rows:
@@ -300,6 +363,37 @@ class Rows:
                 if fields is not None:
                     return Result(id_, None, 0.0, 0, "", fields, self.kept(row))
         return id_
+
+    def usual_maker(self, counts: Stats) -> Callable[[Item], tuple[str, Prepared] | None] | None:
+        """:meth:`make` for the usual row, without a :class:`Flight`: ``(id, request)``.
+
+        The function returns None for any other row (an input problem, an id that is
+        not a non-empty text, a row the template refuses), which :meth:`make` then
+        takes, from the start. None instead of a function with ``--resume`` or kept
+        columns. For the read-ahead child, which sends only ids and request bytes.
+        """
+        prepare = self.prepare
+        if prepare is None or self.skip is not None or self.keep:
+            return None
+        column = self.id_column
+        duplicates = self.duplicates
+
+        def usual(item: Item) -> tuple[str, Prepared] | None:
+            line, row = item
+            if type(row) is not dict:  # an InputProblem, or a mapping of another kind
+                return None
+            id_ = str(line) if column is None else row.get(column)
+            if type(id_) is not str or not id_:
+                return None  # row_id's other cases
+            try:
+                prepared = prepare(row)
+            except Exception:  # make prepares it again, and says why
+                return None
+            if duplicates is not None and duplicates.add(id_):
+                counts.duplicates += 1
+            return id_, prepared
+
+        return usual
 
     def make(self, item: Item, counts: Stats) -> Flight | Result | object:
         """What a source item becomes: a :class:`Flight`, an error row, or :data:`SKIPPED`.

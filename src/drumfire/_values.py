@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import decimal
 import json
 import math
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -138,7 +138,8 @@ def json_default(value: Any) -> Any:
     """orjson's ``default=``: a value JSON has no type for as one it has (module docstring)."""
     if is_missing(value):  # before the datetime test: pandas' NaT is a datetime
         return None
-    if isinstance(value, decimal.Decimal):
+    decimal = sys.modules.get("decimal")  # not imported: no value is a Decimal
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, dt.timedelta):
         nanoseconds = getattr(value, "value", None)  # pandas Timedelta: nanoseconds

@@ -164,6 +164,66 @@ def test_read_ahead_gives_the_same_rows(demo_server: DemoServer, ordered: bool) 
         assert [r.id for r in ahead] == [r.id for r in inline]
 
 
+@pytest.mark.parametrize(("ordered", "resume"), [(False, False), (False, True), (True, False)])
+def test_the_usual_chunks_taken_in_pieces_give_the_same_rows(
+    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch, ordered: bool, resume: bool
+) -> None:
+    # No kept columns: the child sends the usual chunk (ids and request bytes), and a
+    # pipelined fill takes it in pieces of the room it has (ReadAhead.take). Between
+    # them come an input problem, a template error and a repeated id (each ends a
+    # chunk's run), rows --resume skips, and the rows the pump starts one by one.
+    taken: list[int] = []
+    take = ReadAhead.take
+
+    def counted(self: ReadAhead, most: int) -> Any:
+        run = take(self, most)
+        if run is not None:
+            taken.append(len(run.ids))
+        return run
+
+    monkeypatch.setattr(ReadAhead, "take", counted)
+    rows = route_rows(6000)
+    skipped = {f"r{i}" for i in range(2000, 2100)} if resume else set()
+    kwargs: dict[str, Any] = {"extract": {"code": "code"}, "ordered": ordered}
+    url = demo_server.base_url + ROUTE
+    ahead, ahead_stats, starter = run_engine(
+        url, rows, read_ahead=True, skip=skipped.__contains__, **kwargs
+    )
+    assert starter is not None
+    assert starter.reader is not None, "the engine never handed its input over"
+    inline, inline_stats, _ = run_engine(
+        url, rows, read_ahead=False, skip=skipped.__contains__, **kwargs
+    )
+    assert rows_of(ahead) == rows_of(inline)
+    assert len(ahead) == 6000 - len(skipped)
+    assert len({r.id for r in ahead}) == len(ahead) - 1  # r1900 repeats r1800's id
+    for stats in (ahead_stats, inline_stats):
+        assert (stats.duplicates, stats.skipped) == (1, len(skipped))
+    if ordered:
+        assert not taken  # the reorder window takes rows one by one
+        assert [r.id for r in ahead] == [r.id for r in inline]
+    else:
+        assert taken, "no pipelined fill took a piece of a usual chunk"
+        assert sum(taken) < 6000
+
+
+def test_usual_chunks_of_gets_with_a_body_are_not_pipelined(demo_server: DemoServer) -> None:
+    # A GET with a body is never queued behind another request: a fill that takes a
+    # usual chunk of them hands its rows to the pump, which starts each on its own.
+    rows = [{"id": f"g{i}", "q": f"text {i}"} for i in range(3000)]
+    kwargs: dict[str, Any] = {"method": "GET", "data": "q={q}", "extract": {"body": "body"}}
+    url = demo_server.base_url + "/echo"
+    ahead, ahead_stats, starter = run_engine(url, rows, read_ahead=True, **kwargs)
+    assert starter is not None
+    assert starter.reader is not None
+    inline, _, _ = run_engine(url, rows, read_ahead=False, **kwargs)
+    assert rows_of(ahead) == rows_of(inline)
+    assert sorted(r.fields["body"] for r in ahead if r.fields) == sorted(
+        f"q=text+{i}" for i in range(3000)
+    )
+    assert ahead_stats.pipelined == 0
+
+
 def test_the_child_is_reaped(demo_server: DemoServer) -> None:
     _, _, starter = run_engine(demo_server.base_url + ROUTE, route_rows(2000), read_ahead=True)
     assert starter is not None

@@ -99,6 +99,47 @@ def test_resume_writes_a_row_whose_file_is_complete_without_a_request() -> None:
     assert isinstance(rows(saved=saved).make((5, {"id": "f", "n": "5"}), stats), Flight)
 
 
+def clock() -> float:
+    return 0.0
+
+
+def test_the_usual_maker_is_make_for_the_usual_row_and_passes_the_others_to_it() -> None:
+    # The read-ahead child's quick path: a row it takes gives make's id and request and
+    # counts a repeated id once; a row it passes (None) is make's, from the start.
+    items: list[Any] = [
+        (1, {"id": "a", "n": "1"}),
+        (2, {"id": "a", "n": "2"}),  # a repeated id
+        (3, {"id": "", "n": "3"}),  # no id: the row number (make's)
+        (4, {"id": 7, "n": "4"}),  # not text (make's)
+        (5, {"id": "e"}),  # no column n: a template error (make's)
+        (6, InputProblem(6, "bad")),  # (make's)
+        (7, {"id": "g", "n": "a b/.."}),  # encoded
+    ]
+    for item in items:
+        quick_rows = rows(duplicates=DuplicateCounter())
+        made_rows = rows(duplicates=DuplicateCounter())
+        quick_counts, made_counts = Stats(clock), Stats(clock)
+        usual = quick_rows.usual_maker(quick_counts)
+        assert usual is not None
+        for earlier in items[: items.index(item)]:  # the ids seen before it
+            for r, counts in ((quick_rows, quick_counts), (made_rows, made_counts)):
+                r.make(earlier, counts)
+        got = usual(item)
+        made = made_rows.make(item, made_counts)
+        if got is None:
+            assert item[0] in (3, 4, 5, 6)
+            again = quick_rows.make(item, quick_counts)
+            assert type(again) is type(made)
+            if isinstance(made, Result):
+                assert again == made
+        else:
+            assert isinstance(made, Flight)
+            assert got == (made.id, made.prepared)
+        assert quick_counts.duplicates == made_counts.duplicates
+    assert rows(keep=("n",)).usual_maker(Stats(clock)) is None  # kept columns
+    assert rows(skip=lambda id_: False).usual_maker(Stats(clock)) is None  # --resume
+
+
 def test_screen_is_make_without_preparing() -> None:
     stats = Stats(lambda: 0.0)
     parent = Rows(None, id_column="id", skip=lambda id_: id_ == "s")
