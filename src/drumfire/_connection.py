@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import _bodies
-from ._errors import ProtocolError, Reason, RequestError, UsageError, reason_for
+from ._errors import ProtocolError, Reason, RequestError, reason_for
 from ._http import MAX_HEADER, ResponseReader
 from ._response import Response
 
@@ -475,28 +475,6 @@ class TLS:
     def context(self) -> ssl.SSLContext:
         """The shared client context for this setting (built once, then cached)."""
         return client_ssl_context(self.verify, self.cacert, self.cert, self.key)
-
-    def check(self) -> None:
-        """Build the context now; a file that cannot be used is a :class:`UsageError`.
-
-        The message names the option and the path (never the file's contents).
-        """
-        if self.key is not None and self.cert is None:
-            raise UsageError("--key needs --cert (the client certificate it belongs to)")
-        for option, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key)):
-            if path is not None and not os.path.isfile(path):
-                raise UsageError(f"{option} {path}: no such file")
-        try:
-            ssl.create_default_context(cafile=self.cacert) if self.cacert else None
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"--cacert {self.cacert}: no usable PEM certificate ({exc})") from None
-        try:
-            self.context()
-        except (OSError, ssl.SSLError) as exc:
-            which = f"--cert {self.cert}" + (f" / --key {self.key}" if self.key else "")
-            raise UsageError(
-                f"{which}: no usable PEM certificate and private key ({exc})"
-            ) from None
 
 
 @functools.cache
