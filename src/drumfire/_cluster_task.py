@@ -57,7 +57,9 @@ def open_part(part: Part, scratch: str) -> Any:
                     break
                 dst.write(block)
                 left -= len(block)
-        source = open_source(local, part.fmt, part.encoding, count=False)
+        source = open_source(
+            local, part.fmt, part.encoding, count=False, delimiter=part.delimiter
+        )
         line_shift = part.first_line - (2 if part.header else 1)
 
     def shifted(items: Iterator[Any]) -> Iterator[Any]:

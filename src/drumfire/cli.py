@@ -683,8 +683,6 @@ def run_command(
                 )
             if limit is not None:
                 raise UsageError("--cluster: -n/--limit is not supported with a cluster yet")
-            if delimiter is not None:
-                raise UsageError("--cluster: --delimiter is not supported with a cluster yet")
             if nprocs > 1:
                 raise UsageError(
                     "--cluster: -p does not apply (each worker process runs one engine); "
@@ -702,6 +700,7 @@ def run_command(
                 out_fmt=out_fmt,
                 input_format=input_format,
                 encoding=encoding,
+                delimiter=delimiter,
                 resume=resuming,
                 overwrite=overwrite,
                 partition_size=_size_option("--partition-size", partition_size, 1),
