@@ -355,15 +355,17 @@ def _drive(
     unshared: str | None = None
     slots = 0
     stops = StopSignals()
+    client = cluster = None
     try:
-        client, cluster = connect(address)
-    except Terminated:
-        stops.restore()
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except BaseException:
-        stops.restore()
-        raise
-    try:
+        if address.startswith("local:"):
+            # Its start is not cut short (worker processes would be left starting, with
+            # nothing to close them): a stop then is recorded, and raised once it is up.
+            stops.hold()
+        try:
+            client, cluster = connect(address)
+        finally:
+            stops.release()
+        stops.stop_recorded()
         slots = sum(client.nthreads().values()) or 1
         if line.live:
             client.subscribe_topic(TOPIC, line.event)
@@ -402,8 +404,8 @@ def _drive(
                 break
             add_figures(stats, got["stats"])
     except (KeyboardInterrupt, Terminated) as exc:
-        # From the submission on. The parts done stay, the tasks are released (a remote
-        # cluster may finish those running: --resume skips them).
+        # From the start of the cluster on. The parts done stay, the tasks are released
+        # (a remote cluster may finish those running: --resume skips them).
         interrupted = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         stats.stopped = True
     finally:
@@ -413,7 +415,8 @@ def _drive(
         stops.hold()
         try:
             with quiet_teardown(cluster is not None, stats.stopped):
-                client.close()
+                if client is not None:
+                    client.close()
                 if cluster is not None:
                     cluster.close()
             Store(directory).clean()

@@ -497,6 +497,69 @@ def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
     assert_exactly_once(out)
 
 
+#: ``drumfire run`` whose ``local:N`` LocalCluster writes ``STARTING`` as its start begins
+#: and ``CLOSED`` once closed; Ctrl-C raises KeyboardInterrupt, as in a terminal (a test run
+#: in the background starts its children with SIGINT ignored).
+FLAGGED = """
+import signal, sys
+if __name__ == "__main__":  # (the worker processes import this file too)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import distributed
+    starting, closed = sys.argv.pop(1), sys.argv.pop(1)
+
+    class Flagged(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            open(starting, "w").close()
+            super().__init__(*args, **kwargs)
+
+        def close(self, *args, **kwargs):
+            done = super().close(*args, **kwargs)
+            open(closed, "w").close()
+            return done
+
+    distributed.LocalCluster = Flagged
+    from drumfire.cli import entry
+    sys.argv[0] = "drumfire"
+    entry()
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_while_the_local_cluster_starts_ends_as_any_stop_does(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    # A first Ctrl-C while local:N started its LocalCluster ended in click's "Aborted!",
+    # exit 1, no summary, and distributed's traceback at exit closing workers still
+    # starting; a SIGTERM there, exit 143 without a summary. Now the stop is recorded
+    # while the cluster starts, then the cluster is closed and the run ends as a stop
+    # of a running one does: the summary, the command to resume, 128 + the signal.
+    script = tmp_path / "flagged.py"
+    script.write_text(FLAGGED)
+    starting, closed = tmp_path / "starting", tmp_path / "closed"
+    src = hold_input(tmp_path / "in.csv", at=-1)
+    out = tmp_path / "out.parquet"
+    proc = subprocess.Popen(
+        [sys.executable, script, starting, closed, "run", src, "--url",
+         "http://127.0.0.1:9/x?q={q}", "-o", out, "--cluster", "local:2"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(starting.exists, "the LocalCluster's start")
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == code, err
+    lines = err.splitlines()
+    assert lines[0].startswith(f"drumfire: 0 of {N} rows in 1 partition (0 already done)"), err
+    assert lines[1] == "drumfire: interrupted; the finished parts are kept", err
+    assert lines[2].startswith("  resume with: drumfire run"), err
+    assert len(lines) == 3, err
+    assert closed.exists()  # the cluster was closed, not left to distributed's exit
+
+
 @pytest.mark.parametrize("step", ["submit", "close", "clean"])
 def test_sigterm_while_submitting_or_cleaning_up_ends_as_ctrl_c_does(
     step: str,

@@ -328,12 +328,11 @@ def test_delimiter_cuts_and_reads_the_parts_as_one_machine_reads_the_file(tmp_pa
     assert dict(zip(frame["id"], frame["q"], strict=True)) == want
     # The delimiter is the dataset's: a resume with it finds every part done, one with
     # another is refused.
-    same = drumfire("run", src, "--url", "http://127.0.0.1:9/x?q={q}", "-o", out, "--cluster",
-                    "local:1", "--partition-size", "1K", "--delimiter", ";", "--resume")  # fmt: skip
+    again = ["-o", out, "--cluster", "local:1", "--partition-size", "1K", "--resume"]
+    same = drumfire("run", src, "--url", "http://127.0.0.1:9/x?q={q}", *again, "--delimiter", ";")
     assert same.returncode == 0, same.stderr
     assert f"({N:,} already done)" in same.stderr
-    other = drumfire("run", src, "--url", "http://127.0.0.1:9/x", "-o", out, "--cluster",
-                     "local:1", "--partition-size", "1K", "--delimiter", "|", "--resume")  # fmt: skip
+    other = drumfire("run", src, "--url", "http://127.0.0.1:9/x", *again, "--delimiter", "|")
     assert other.returncode == 2, other.stderr
     assert "--partition-size or --delimiter changed); use --overwrite" in other.stderr
     import dask.dataframe as dd

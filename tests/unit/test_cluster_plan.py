@@ -96,7 +96,7 @@ def test_a_delimiter_is_refused_for_an_input_without_fields(tmp_path: Path) -> N
 
     src = tmp_path / "in.jsonl"
     src.write_text('{"q": 1}\n')
-    with pytest.raises(InputError, match="a delimiter separates CSV fields; .* is read as jsonl"):
+    with pytest.raises(InputError, match=r"a delimiter separates CSV fields; .* is read as jsonl"):
         plan_parts(str(src), "jsonl", delimiter=";")
 
 
