@@ -394,6 +394,66 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     check({k: 7.0 if v is None else v for k, v in want.items()})
 
 
+def test_parts_whose_values_disagree_are_one_dataset_of_text(cluster: Any, tmp_path: Path) -> None:
+    # A field that is a number in one partition and text in another (and absent in a third,
+    # every row failed) gave parts that polars refused as one dataset, and that pandas and
+    # pyarrow read with the first part's type. Now it is text in every part, as one process
+    # types a column whose values disagree; --retry-failed's rewrite of a part whose kept
+    # numbers meet new text writes them as one process does too (100.0, not Arrow's 100).
+    pl = pytest.importorskip("polars")
+    import pyarrow.dataset as ds
+
+    local, _ = cluster
+    src = tmp_path / "in.csv"
+    n = 60
+    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
+    parts = plan_parts(str(src), "csv", size=256)
+    assert len(parts) >= 3
+    values = {}  # every line the same length, so the cuts stay where they are
+    for p in parts:
+        for i in range(p.first_row, p.first_row + p.rows):
+            # The first partition: numbers, half of them failing at first; the second:
+            # text; the third: nothing (every row fails); the others: numbers.
+            if p.index == 1:
+                values[f"r{i:03d}"] = "text"
+            elif p.index == 2 or (p.index == 0 and i % 2):
+                values[f"r{i:03d}"] = "gone"
+            else:
+                values[f"r{i:03d}"] = "numb"
+    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
+    assert plan_parts(str(src), "csv", size=256) == parts
+    back = threading.Event()  # the failed rows of the first partition now answer text
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        v = parse_qs(urlsplit(target).query)["v"][0]
+        if v == "gone":
+            return respond(200, {"n": "late"}) if back.is_set() else respond(404, {})
+        return respond(200, {"n": 100.0 if v == "numb" else "word"})
+
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(handler) as server:
+        args = ["run", src, "--url", server.base_url + "/x?v={v}", "-e", "n=n", "-o", out,
+                "--cluster", local.scheduler_address, "--partition-size", "256"]  # fmt: skip
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        want = {k: {"numb": "100.0", "text": "word", "gone": None}[v] for k, v in values.items()}
+        table = ds.dataset(out).to_table()
+        assert dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(),
+                        strict=True)) == want  # fmt: skip
+        frame = pd.read_parquet(out)
+        assert {type(v) for v in frame["n"].dropna()} == {str}
+        assert len(pl.read_parquet(str(out / "*.parquet"))) == n
+        back.set()
+        again = drumfire(*args, "--retry-failed", "404")
+        assert again.returncode == 0, again.stderr
+    table = ds.dataset(out).to_table()
+    got = dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(), strict=True))
+    assert got == {k: "late" if w is None else w for k, w in want.items()}
+    assert len(pl.read_parquet(str(out / "*.parquet"))) == n
+
+
 def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
     from drumfire._cluster import TOPIC, run_part
     from drumfire._job import make_job
