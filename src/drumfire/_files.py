@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._bodies import clean_temps, saved_rows
+from ._bodies import clean_temps, for_batch, saved_rows
 from ._errors import InputError, UsageError, resume_named
 from ._frames import frame_kind, frame_source
 from ._job import Job, check_keywords, make_job
@@ -168,13 +168,15 @@ class Output:
         learn: bool,
         reopen: Callable[[], Source] | None = None,
         id_column: str | None = None,
-    ) -> None:
+    ) -> Job:
         """Read the ids to skip (``resume``) and open the sink; check the job first.
+        Returns the job to run: with ``save_body=``, its saved files name the output's
+        batch (see ``_savebody``).
 
         ``reopen`` and ``id_column``: see :func:`count_shared_ids`.
         """
         if self.path is None:
-            return
+            return job
         fmt = output_format_for(self.path, self.fmt)
         # As ``drumfire run -o``: one writer, and resume sends the cancelled rows again
         # and does not write an input-error row it already holds.
@@ -190,6 +192,8 @@ class Output:
                     )
                 self._lock.refuse_or_truncate(overwrite=True)
                 self._lock.start_batch(job.save is not None)
+            if self._lock is not None and job.save is not None:
+                job = for_batch(job, self._lock.batch_id())
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
                 count_shared_ids(resumed, reopen, id_column)
@@ -232,6 +236,7 @@ class Output:
                 raise named from None
             raise
         self._last = time.monotonic()
+        return job
 
     def engine_kwargs(self) -> dict[str, Any]:
         if self.sink is None:
@@ -321,7 +326,7 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
         if output.path is not None and isinstance(rows, str | os.PathLike):
             fmt = output_format_for(output.path, output.fmt)
             refuse_input_as_output(os.fspath(rows), output.path, fmt)
-        output.open(job, learn, reopen, id_column)
+        job = output.open(job, learn, reopen, id_column)
         if job.skip_saved:
             # Once the output is ours (a call refused for another run's lock removes
             # nothing); only the temporary files no live run holds (see _savebody).

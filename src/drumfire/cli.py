@@ -26,7 +26,7 @@ from typing import Any, ClassVar, NoReturn
 import click
 import orjson
 
-from ._bodies import clean_temps, saved_rows
+from ._bodies import clean_temps, for_batch, saved_rows
 from ._cli_common import (
     CONTEXT,
     basic_auth_header,
@@ -726,6 +726,8 @@ def run_command(
             if lock is not None and resuming is None:
                 lock.refuse_or_truncate(overwrite)
                 lock.start_batch(job.save is not None)
+            if lock is not None and job.save is not None:
+                job = for_batch(job, lock.batch_id())  # each file saved names the batch
             # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
             append = not (overwrite and out_fmt in TABLE_FORMATS)
 
