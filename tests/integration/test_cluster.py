@@ -319,6 +319,27 @@ def test_run_dask_results_have_one_typed_schema_for_to_parquet(
         run_dask(tmp_path / "routes.csv", url, extract=extract, dtypes={"x": "int64"})
 
 
+def partitioned(src: Path, n: int, value: Any) -> tuple[list[Any], dict[str, str]]:
+    """An input of ``n`` rows ``id,v`` cut every 256 bytes, each row's ``v`` then set to
+    ``value(partition, row)``, 4 characters: every line the same length, so the cuts
+    stay where they are. Returns the partitions and the values by id."""
+    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
+    parts = plan_parts(str(src), "csv", size=256)
+    rows = [(p.index, i) for p in parts for i in range(p.first_row, p.first_row + p.rows)]
+    values = {f"r{i:03d}": value(index, i) for index, i in rows}
+    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
+    assert plan_parts(str(src), "csv", size=256) == parts
+    return parts, values
+
+
+def first_partitions(index: int, i: int) -> str:
+    """The first partition: no value at all; the second: only half of its rows; the
+    third: whole numbers only (int64 there, float64 in the others)."""
+    if index == 0 or (index == 1 and i % 2 == 0):
+        return "none"
+    return f"{'w' if index == 2 else 0}{i:03d}"
+
+
 def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     cluster: Any, tmp_path: Path
 ) -> None:
@@ -335,18 +356,8 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     local, _ = cluster
     src = tmp_path / "in.csv"
     n = 90
-    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
-    parts = plan_parts(str(src), "csv", size=256)
+    parts, values = partitioned(src, n, first_partitions)
     assert len(parts) >= 4
-    values = {}  # every line the same length, so the cuts stay where they are
-    for p in parts:
-        for i in range(p.first_row, p.first_row + p.rows):
-            # The first partition: no value at all; the second: only half of its rows;
-            # the third: whole numbers only (int64 there, float64 in the others).
-            no = p.index == 0 or (p.index == 1 and i % 2 == 0)
-            values[f"r{i:03d}"] = "none" if no else f"{'w' if p.index == 2 else 0}{i:03d}"
-    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
-    assert plan_parts(str(src), "csv", size=256) == parts
 
     fixed = threading.Event()  # the outage is over: whole numbers for the rows it failed
 
@@ -406,22 +417,16 @@ def test_parts_whose_values_disagree_are_one_dataset_of_text(cluster: Any, tmp_p
     local, _ = cluster
     src = tmp_path / "in.csv"
     n = 60
-    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
-    parts = plan_parts(str(src), "csv", size=256)
+
+    def value(index: int, i: int) -> str:
+        # The first partition: numbers, half of them failing at first; the second:
+        # text; the third: nothing (every row fails); the others: numbers.
+        if index == 1:
+            return "text"
+        return "gone" if index == 2 or (index == 0 and i % 2) else "numb"
+
+    parts, values = partitioned(src, n, value)
     assert len(parts) >= 3
-    values = {}  # every line the same length, so the cuts stay where they are
-    for p in parts:
-        for i in range(p.first_row, p.first_row + p.rows):
-            # The first partition: numbers, half of them failing at first; the second:
-            # text; the third: nothing (every row fails); the others: numbers.
-            if p.index == 1:
-                values[f"r{i:03d}"] = "text"
-            elif p.index == 2 or (p.index == 0 and i % 2):
-                values[f"r{i:03d}"] = "gone"
-            else:
-                values[f"r{i:03d}"] = "numb"
-    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
-    assert plan_parts(str(src), "csv", size=256) == parts
     back = threading.Event()  # the failed rows of the first partition now answer text
 
     def handler(
