@@ -20,7 +20,6 @@ connection's only cost is one ``type(data) is bytes`` test per request.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -600,13 +599,6 @@ def clean_temps(job: Any) -> int:
     if job.save is None:
         return 0
     return Saver(job.save, str).clean()
-
-
-def for_batch(job: Any, batch: str | None) -> Any:
-    """``job`` whose saved files name the output's ``batch`` (see ``_savebody``)."""
-    if job.save is None or job.save.batch == batch:
-        return job
-    return dataclasses.replace(job, save=dataclasses.replace(job.save, batch=batch))
 
 
 def saved_rows(

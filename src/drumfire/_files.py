@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._bodies import clean_temps, for_batch, saved_rows
+from ._bodies import clean_temps, saved_rows
 from ._errors import InputError, UsageError, resume_named
 from ._frames import frame_kind, frame_source
 from ._job import Job, check_keywords, make_job
@@ -32,6 +32,7 @@ from ._outfile import OutputLock, refuse_input_as_output
 from ._result import Result, Stats
 from ._resume import Resumed, holds_rows, is_cancelled, scan_output
 from ._rows import item_ids
+from ._savebody import for_batch
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source, rows_source
 

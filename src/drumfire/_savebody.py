@@ -33,6 +33,7 @@ the row's final answer, or :meth:`SaveTarget.discard` for any other.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -134,6 +135,13 @@ class SaveSpec:
             raise UsageError(
                 f"--save-dir {self.directory}: {exc.strerror or exc}"
             ) from None
+
+
+def for_batch(job: Any, batch: str | None) -> Any:
+    """``job`` whose saved files name the output's ``batch`` (see the module docstring)."""
+    if job.save is None or job.save.batch == batch:
+        return job
+    return dataclasses.replace(job, save=dataclasses.replace(job.save, batch=batch))
 
 
 def _refusal(shown: str) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, NoReturn
 import click
 import orjson
 
-from ._bodies import clean_temps, for_batch, saved_rows
+from ._bodies import clean_temps, saved_rows
 from ._cli_common import (
     CONTEXT,
     basic_auth_header,
@@ -65,6 +65,7 @@ from ._resume import (
     is_cancelled,
     scan_output,
 )
+from ._savebody import for_batch
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source
