@@ -11,9 +11,10 @@ worker, a retry) writes the same part again, and a task whose part exists
 skips: every input row is in exactly one complete part.
 
 ``dask`` and ``distributed`` are imported inside the functions only: nothing in
-the core imports this module. The work is in six modules: this one drives the
+the core imports this module. The work is in seven modules: this one drives the
 run from the client (the output directory, the tasks, the live line, the
-summary) and holds the Python API; :mod:`._cluster_plan` cuts the input;
+summary); :mod:`._cluster_dask` is the Python API (:func:`run_dask`, whose
+partitions run as these tasks do); :mod:`._cluster_plan` cuts the input;
 :mod:`._cluster_task` is the task a worker runs; :mod:`._cluster_store` is
 where input and parts live (local paths, fsspec URLs); :mod:`._cluster_stop`
 handles SIGTERM and Ctrl-C on the client; :mod:`._cluster_schema` gives the
@@ -33,7 +34,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
@@ -57,17 +57,14 @@ from ._cluster_task import (
     figures,
     open_part,
     parse_option,
-    part_results,
     run_part,
-    run_source,
 )
-from ._columns import BOOL, FLOAT, INT, STRING, UNFIT, convert, json_text
 from ._errors import UsageError
 from ._text import counted
 
 if TYPE_CHECKING:
     from ._job import Job
-    from ._result import Result, Stats
+    from ._result import Stats
 
 __all__ = [
     "EXTRA",
@@ -79,6 +76,7 @@ __all__ = [
     "Store",
     "TaskOptions",
     "add_figures",
+    "check_columns",
     "connect",
     "figures",
     "is_local",
@@ -89,7 +87,6 @@ __all__ = [
     "part_name",
     "plan_parts",
     "run_cluster",
-    "run_dask",
     "run_part",
     "split_job",
 ]
@@ -151,9 +148,11 @@ def _stamp(path: str) -> tuple[int, Any]:
     return int(info.get("size") or 0), str(stamp)
 
 
-def _manifest(parts: list[Part], path: str, out_fmt: str, size: int) -> dict[str, Any]:
+def _manifest(
+    parts: list[Part], path: str, out_fmt: str, size: int, delimiter: str | None = None
+) -> dict[str, Any]:
     input_size, mtime = _stamp(parts[0].path if parts else path)
-    return {
+    manifest = {
         "input": local_path(path) if is_local(path) else path,
         "input_size": input_size,
         "input_mtime_ns": mtime,
@@ -161,6 +160,9 @@ def _manifest(parts: list[Part], path: str, out_fmt: str, size: int) -> dict[str
         "partitions": len(parts),
         "output_format": out_fmt,
     }
+    if delimiter is not None:  # only then: a dataset written before --delimiter still resumes
+        manifest["delimiter"] = delimiter
+    return manifest
 
 
 def _prepare_directory(
@@ -194,7 +196,8 @@ def _prepare_directory(
         if before != manifest:
             raise UsageError(
                 f"{resume}: {output!r} was written for another input or partitioning "
-                "(its input file, size or --partition-size changed); use --overwrite"
+                "(its input file, size, --partition-size or --delimiter changed); use "
+                "--overwrite"
             )
         return
     if holds and not overwrite and not resume:
@@ -263,6 +266,7 @@ def run_cluster(
     out_fmt: str,
     input_format: str | None = None,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
     resume: str | bool | None = None,
     overwrite: bool = False,
     partition_size: int = PARTITION_SIZE,
@@ -274,7 +278,7 @@ def run_cluster(
     ``resume``: ``"--resume"`` or ``"--retry-failed"`` (which also needs
     ``options.again``) to complete the dataset, else None. ``input_path`` and
     ``output`` may be fsspec URLs (``s3://...``): the workers read and write
-    them themselves.
+    them themselves. ``delimiter``: a CSV input's, checked (``check_delimiter``).
     """
     from ._outfile import OutputLock
     from ._sources import format_for
@@ -290,30 +294,30 @@ def run_cluster(
         raise UsageError(f"--cluster writes Parquet or JSON Lines parts, not {out_fmt}")
     require_dask("--cluster")
     fmt = input_format or format_for(input_path, None)
-    parts = plan_parts(input_path, fmt, encoding, partition_size)
-    _check_columns(job, input_path, fmt, encoding, parts)
+    parts = plan_parts(input_path, fmt, encoding, partition_size, delimiter)
+    check_columns(job, input_path, fmt, encoding, parts)
     # A local output is locked (DIR/.drumfire.lock); an object store has no locks:
     # one client per output (see docs/scale-out.md).
     lock = (
         OutputLock.acquire_output(local_path(output), "parquet") if is_local(output) else None
     )
     try:
-        _prepare_directory(
-            output, _manifest(parts, input_path, out_fmt, partition_size), resume, overwrite
-        )
+        manifest = _manifest(parts, input_path, out_fmt, partition_size, delimiter)
+        _prepare_directory(output, manifest, resume, overwrite)
         return _drive(parts, job, cluster, output, out_fmt, quiet, options)
     finally:
         if lock is not None:
             lock.close()
 
 
-def _check_columns(job: Job, path: str, fmt: str, encoding: str, parts: list[Part]) -> None:
+def check_columns(job: Job, path: str, fmt: str, encoding: str, parts: list[Part]) -> None:
     """Templates, keep and id against the input's columns before anything starts, as
     without a cluster (a TemplateError)."""
     from ._sources import open_source
 
     if is_local(path):
-        source = open_source(local_path(path), fmt, encoding, count=False)
+        delimiter = parts[0].delimiter if parts else None
+        source = open_source(local_path(path), fmt, encoding, count=False, delimiter=delimiter)
         try:
             job.check(job.plan(), source)
         finally:
@@ -351,15 +355,17 @@ def _drive(
     unshared: str | None = None
     slots = 0
     stops = StopSignals()
+    client = cluster = None
     try:
-        client, cluster = connect(address)
-    except Terminated:
-        stops.restore()
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except BaseException:
-        stops.restore()
-        raise
-    try:
+        if address.startswith("local:"):
+            # Its start is not cut short (worker processes would be left starting, with
+            # nothing to close them): a stop then is recorded, and raised once it is up.
+            stops.hold()
+        try:
+            client, cluster = connect(address)
+        finally:
+            stops.release()
+        stops.stop_recorded()
         slots = sum(client.nthreads().values()) or 1
         if line.live:
             client.subscribe_topic(TOPIC, line.event)
@@ -398,8 +404,8 @@ def _drive(
                 break
             add_figures(stats, got["stats"])
     except (KeyboardInterrupt, Terminated) as exc:
-        # From the submission on. The parts done stay, the tasks are released (a remote
-        # cluster may finish those running: --resume skips them).
+        # From the start of the cluster on. The parts done stay, the tasks are released
+        # (a remote cluster may finish those running: --resume skips them).
         interrupted = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         stats.stopped = True
     finally:
@@ -409,7 +415,8 @@ def _drive(
         stops.hold()
         try:
             with quiet_teardown(cluster is not None, stats.stopped):
-                client.close()
+                if client is not None:
+                    client.close()
                 if cluster is not None:
                     cluster.close()
             Store(directory).clean()
@@ -453,188 +460,3 @@ def _drive(
         sys.stderr.write(f"  resume with the same command and --resume ({len(errors)} missing)\n")
         return stats, 1
     return stats, 0
-
-
-# -- the Python API ---------------------------------------------------------------------
-
-
-#: The pandas dtype of each column kind (see drumfire._columns), nullable: a row
-#: without a value (a failed request, an error row) holds <NA> there.
-_PANDAS = {BOOL: "boolean", INT: "Int64", FLOAT: "float64", STRING: "string"}
-
-
-def _kind_of(dtype: Any) -> str:
-    """The column kind that holds a kept column of this input dtype."""
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(dtype):
-        return BOOL
-    if pd.api.types.is_integer_dtype(dtype):
-        return INT
-    if pd.api.types.is_float_dtype(dtype):
-        return FLOAT
-    return STRING
-
-
-def _kinds(job: Job, dtypes: Mapping[str, str] | None, given: Any = None) -> dict[str, str]:
-    """Each extracted and kept column's kind: ``dtypes``'s, else a kept column's
-    input dtype (``given``: the input frame's dtypes), else string."""
-    names = [n for n, _ in job.extract] + list(job.keep)
-    declared = dict(dtypes or {})
-    for name, kind in declared.items():
-        if name not in names:
-            raise UsageError(
-                f"run_dask: dtypes names {name!r}, which is neither extracted nor kept"
-            )
-        if kind not in _PANDAS:
-            raise UsageError(
-                f"run_dask: dtypes: {name!r}: {kind!r} is not one of {', '.join(_PANDAS)}"
-            )
-    kinds = dict.fromkeys(names, STRING)
-    if given is not None:
-        for name in job.keep:
-            if name in given:
-                kinds[name] = _kind_of(given[name])
-    kinds.update(declared)
-    return kinds
-
-
-def _frame(results: list[Result], job: Job, kinds: dict[str, str], index: Any = None) -> Any:
-    """The rows as a pandas frame of the declared column types (the empty one: the meta).
-
-    A value that does not fit its column (a string where ``dtypes`` says
-    float64) ends the partition with a one-line :class:`UsageError`: no value
-    is dropped without a word.
-    """
-    import pandas as pd
-
-    kept = set(job.keep)  # a name both extracted and kept holds the kept value (as_dict)
-    columns: dict[str, Any] = {
-        "id": pd.Series([r.id for r in results], dtype="string"),
-        "status": pd.Series([r.status for r in results], dtype="Int64"),
-        "elapsed_ms": pd.Series([r.elapsed_ms for r in results], dtype="float64"),
-        "attempts": pd.Series([r.attempts for r in results], dtype="int64"),
-        "error": pd.Series([r.error for r in results], dtype="string"),
-    }
-    for name, kind in kinds.items():
-        values = []
-        for r in results:
-            holder = r.kept if name in kept else r.fields
-            given = holder.get(name) if holder else None
-            value = convert(given, kind)
-            if value is UNFIT:
-                raise UsageError(
-                    f"run_dask: row {r.id!r}: {json_text(given)} "
-                    f"does not fit column {name!r} ({kind}); declare it 'string' in dtypes= "
-                    "to keep any value"
-                )
-            values.append(value)
-        columns[name] = pd.Series(values, dtype=_PANDAS[kind])
-    frame = pd.DataFrame(columns)
-    if index is not None:
-        frame.index = index
-    return frame
-
-
-def _path_partition(part: Part, job: Job, kinds: dict[str, str]) -> Any:
-    results, _ = part_results(part, dataclasses.replace(job, ordered=True))
-    return _frame(results, job, kinds)
-
-
-def _frame_partition(frame: Any, job: Job, kinds: dict[str, str]) -> Any:
-    from ._sources import rows_source
-
-    source = rows_source(frame)  # ids: the id column, else row numbers in the partition
-    source.total = len(frame)
-    results, _ = run_source(source, dataclasses.replace(job, ordered=True), -1)
-    return _frame(results, job, kinds, frame.index if len(results) == len(frame) else None)
-
-
-#: drumfire.run's arguments that run_dask does not take, and what to do instead.
-_NOT_IN_RUN_DASK = {
-    "output": "write the result frame (results.to_parquet(PATH)), or drumfire run --cluster -o DIR",
-    "resume": "run_dask computes every partition; drumfire run --cluster --resume completes "
-    "a dataset directory",
-    "overwrite": "write the result frame where you choose",
-    "progress": "Dask shows a computation's progress (distributed.progress)",
-    "parse": "a parse function is not supported here; extract= the fields, or use drumfire "
-    "run --cluster --parse",
-    "delimiter": "pass the frame of dask.dataframe.read_csv(PATH, sep=...) instead",
-}
-
-
-def run_dask(
-    data: Any,
-    url: str = "{url}",
-    *,
-    workers: int | None = None,
-    partition_size: int = PARTITION_SIZE,
-    input_format: str | None = None,
-    encoding: str = "utf-8",
-    dtypes: Mapping[str, str] | None = None,
-    **settings: Any,
-) -> Any:
-    """A lazy ``dask.dataframe.DataFrame`` of results, one partition per input partition.
-
-    Args:
-        data: a ``dask.dataframe.DataFrame`` (each partition is sent as one
-            batch; the result keeps its index; without an ``id`` column a row's
-            id is its row number within its partition), or the path of an input
-            file, cut as ``drumfire run --cluster`` cuts it.
-        url, settings: as :func:`drumfire.run` (``rate``, ``concurrency`` and
-            ``max_concurrency`` are for the whole run: divided by ``workers``).
-        workers: how many partitions run at once, to share the limits; default:
-            the worker threads of the current Dask client, else 1.
-        partition_size: input bytes per partition, for a path.
-        dtypes: the type of extracted or kept columns, by name: ``"bool"``,
-            ``"int64"``, ``"float64"`` or ``"string"`` (nullable in pandas).
-            Default: a kept column keeps its input frame's type; any other is
-            ``"string"`` (JSON text for a number or an object, as the CSV has it).
-
-    Nothing is sent until the frame is computed; rows are in input order
-    within each partition. Columns: ``id status elapsed_ms attempts error``,
-    the extracted names, then the kept columns (a ``parse`` function is not
-    supported here). Every column has a declared type, so the frame's
-    ``to_parquet`` writes one schema for all partitions.
-    """
-    require_dask("run_dask")
-    dd = optional_module("dask.dataframe")
-
-    from ._job import check_keywords, make_job
-
-    for name, why in _NOT_IN_RUN_DASK.items():
-        if name in settings:
-            raise UsageError(f"run_dask: {name}= is not supported: {why}")
-    check_keywords(settings, "run_dask")
-    job = make_job(url, **settings)
-    job.extractor()
-    if job.uses_files():  # as --cluster (the saved files would be on the workers, unnamed)
-        raise UsageError(
-            "run_dask: data_file=, files=, form= and save_body= are not supported on a "
-            "cluster yet (as --cluster); use drumfire.run_all on one machine"
-        )
-    if workers is None:
-        try:
-            workers = sum(optional_module("distributed").default_client().nthreads().values())
-        except ValueError:
-            workers = 1
-    task_job = split_job(job, workers or 1)
-    if isinstance(data, str | os.PathLike):
-        from ._sources import format_for
-
-        path = os.fspath(data)
-        fmt = input_format or format_for(path, None)
-        parts = plan_parts(path, fmt, encoding, partition_size)
-        _check_columns(job, path, fmt, encoding, parts)
-        kinds = _kinds(job, dtypes)
-        meta = _frame([], job, kinds)
-        return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)
-    import pandas as pd
-
-    from ._sources import rows_source
-
-    # Templates, keep= and id= against the frame's columns now, as drumfire.run does,
-    # rather than in every task once computed.
-    job.check(job.plan(), rows_source(pd.DataFrame(columns=list(data.columns))))
-    kinds = _kinds(job, dtypes, data.dtypes)
-    return data.map_partitions(_frame_partition, task_job, kinds, meta=_frame([], job, kinds))

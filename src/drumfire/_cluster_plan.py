@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 
 from ._cluster_store import filesystem, is_local, local_path, open_binary, path_exists
 from ._errors import InputError, UsageError
-from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES, record_closes
+from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES, codec_name, record_closes
 
 if TYPE_CHECKING:
     pass
@@ -35,6 +35,7 @@ class Part:
     rows: int
     header: bytes = b""
     encoding: str = "utf-8"
+    delimiter: str | None = None  # --delimiter, as given to open_source (None: its default)
 
 
 def part_name(index: int, out_fmt: str) -> str:
@@ -45,9 +46,17 @@ def part_name(index: int, out_fmt: str) -> str:
 
 
 def plan_parts(
-    path: str, fmt: str, encoding: str = "utf-8", size: int = PARTITION_SIZE
+    path: str,
+    fmt: str,
+    encoding: str = "utf-8",
+    size: int = PARTITION_SIZE,
+    delimiter: str | None = None,
 ) -> list[Part]:
-    """Cut ``path`` into partitions of about ``size`` input bytes."""
+    """Cut ``path`` into partitions of about ``size`` input bytes.
+
+    ``delimiter``: a CSV's (``--delimiter``), which decides where a quoted field
+    opens; each part reads its rows with it. None: a comma, a tab for TSV.
+    """
     if path == "-":
         raise UsageError("--cluster: the workers read the input themselves; give a file, not stdin")
     if not path_exists(path):
@@ -62,13 +71,26 @@ def plan_parts(
             "decompress it first (or convert it to Parquet)"
         )
     csv_like = fmt in ("csv", "tsv")
-    delimiter = 9 if fmt == "tsv" else 44  # tab, comma
+    if delimiter is not None and not csv_like:  # as open_source says it
+        raise InputError(f"a delimiter separates CSV fields; {path!r} is read as {fmt}")
+    sep = delimiter or ("\t" if fmt == "tsv" else ",")
+    codec = codec_name(encoding)
     parts: list[Part] = []
     header = b""
 
     def part(start: int, end: int, first_row: int, first_line: int, rows: int) -> Part:
         return Part(
-            len(parts), path, fmt, start, end, first_row, first_line, rows, header, encoding
+            len(parts),
+            path,
+            fmt,
+            start,
+            end,
+            first_row,
+            first_line,
+            rows,
+            header,
+            encoding,
+            delimiter,
         )
 
     with open_binary(path) as f:
@@ -89,7 +111,7 @@ def plan_parts(
             over = inside and line and held_lines >= QUOTE_MAX_LINES
             if over and not long_cell and held_bytes < QUOTE_MAX_BYTES:
                 here = f.tell()
-                long_cell = _closes_ahead(f, line, QUOTE_MAX_BYTES - held_bytes, delimiter)
+                long_cell = _closes_ahead(f, line, QUOTE_MAX_BYTES - held_bytes, sep, codec)
                 f.seek(here)
             if inside and (
                 not line
@@ -115,7 +137,9 @@ def plan_parts(
                 held_bytes += len(line)
             offset += len(line)
             if csv_like and (inside or b'"' in line):
-                was, inside = inside, _ends_inside(line, inside, delimiter)
+                # Decoded, so that a delimiter of several bytes (UTF-8 '§') is one character.
+                decoded = line.decode(codec, "replace")
+                was, inside = inside, _ends_inside(decoded, inside, sep)
                 if inside and not was:
                     reopen, held_lines, held_bytes = (offset, line_no), 0, 0
                     long_cell = False
@@ -124,7 +148,7 @@ def plan_parts(
     return parts
 
 
-def _closes_ahead(f: IO[bytes], line: bytes, budget: int, delimiter: int) -> bool:
+def _closes_ahead(f: IO[bytes], line: bytes, budget: int, delimiter: str, encoding: str) -> bool:
     """Whether a quoted field open before ``line`` closes cleanly (see
     :func:`~drumfire._sources.record_closes`) within ``budget`` more bytes: then
     the reader reads it whole, however many lines it takes. Reads ``f`` on."""
@@ -132,30 +156,30 @@ def _closes_ahead(f: IO[bytes], line: bytes, budget: int, delimiter: int) -> boo
         budget -= len(line)
         if budget < 0:
             return False
-        verdict, _ = record_closes(line.decode("latin-1"), chr(delimiter), True)
+        verdict, _ = record_closes(line.decode(encoding, "replace"), delimiter, True)
         if verdict is not None:
             return verdict
         line = f.readline()
     return False
 
 
-def _ends_inside(line: bytes, inside: bool, delimiter: int) -> bool:
+def _ends_inside(line: str, inside: bool, delimiter: str) -> bool:
     """Whether ``line`` ends inside a quoted field, by the csv module's rules: a quote
     opens a field only at its start, ``""`` in a quoted field is a quote, and text
     after a closing quote goes on unquoted (the reader is not strict)."""
     quoted, after_quote, at_start = inside, False, not inside
     for c in line:
         if quoted:
-            if c == 34:
+            if c == '"':
                 quoted, after_quote = False, True
             continue
-        if after_quote and c == 34:  # "" inside a quoted field
+        if after_quote and c == '"':  # "" inside a quoted field
             quoted, after_quote = True, False
             continue
         after_quote = False
-        if c == delimiter or c in (10, 13):
+        if c == delimiter or c in "\n\r":
             at_start = True
-        elif at_start and c == 34:
+        elif at_start and c == '"':
             quoted, at_start = True, False
         else:
             at_start = False

@@ -4,7 +4,10 @@ While the tasks run, Ctrl-C raises KeyboardInterrupt as usual and SIGTERM raises
 :class:`Terminated`; :mod:`drumfire._cluster` catches both, keeps the parts
 done and prints the summary. While the client then closes (the cluster
 stopped, temporary files removed), either signal is only recorded: raised
-there, it left the cleanup half done and ended in a traceback.
+there, it left the cleanup half done and ended in a traceback. So it is while
+``local:N`` starts its LocalCluster: raised there, it left worker processes
+starting with nothing to close them (click's ``Aborted!``, distributed's
+traceback at exit); recorded, the run stops once the start is done.
 """
 
 from __future__ import annotations
@@ -72,6 +75,25 @@ class StopSignals:
 
     def _record_ctrl_c(self, signum: int, frame: Any) -> None:
         self.ctrl_c = True
+
+    def release(self) -> None:
+        """Raise again, after :meth:`hold` (around a LocalCluster's start): SIGTERM as
+        :class:`Terminated` (unless one came: then it ends the process), Ctrl-C as usual."""
+        if not self._main:
+            return
+        if not self.came:
+            signal.signal(signal.SIGTERM, self._stop)
+        if self._held_int:
+            signal.signal(signal.SIGINT, self._before_int)
+            self._held_int = False
+
+    def stop_recorded(self) -> None:
+        """Raise the stop recorded while held, if any: :class:`Terminated` for a SIGTERM,
+        KeyboardInterrupt for a Ctrl-C."""
+        if self.came:
+            raise Terminated
+        if self.ctrl_c:
+            raise KeyboardInterrupt
 
     def hold(self) -> None:
         """From now, record a SIGTERM instead of raising (unless one came already), and a

@@ -57,7 +57,9 @@ def open_part(part: Part, scratch: str) -> Any:
                     break
                 dst.write(block)
                 left -= len(block)
-        source = open_source(local, part.fmt, part.encoding, count=False)
+        source = open_source(
+            local, part.fmt, part.encoding, count=False, delimiter=part.delimiter
+        )
         line_shift = part.first_line - (2 if part.header else 1)
 
     def shifted(items: Iterator[Any]) -> Iterator[Any]:
@@ -242,6 +244,8 @@ def _merge(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ._cluster_schema import as_text
+
     before = pq.read_table(io.BytesIO(old)).filter(pa.array(keep, pa.bool_()))
     after = pq.read_table(io.BytesIO(new))
     for name in set(before.column_names) & set(after.column_names):
@@ -252,7 +256,8 @@ def _merge(
         # A side without a value (the rows sent again all failed, or the part's rows
         # had none) takes the other's type: nulls cast to any (both were made text,
         # numbers included); whole numbers (int64) beside fractions become float64,
-        # as in one process. Else both are text (numbers before, text now).
+        # as in one process. Else both are text (numbers before, text now), each value
+        # as one process writes it in a string column.
         floats = {was.type, now.type} == {pa.int64(), pa.float64()}
         if after.column(j).null_count == after.num_rows or (floats and was.type == pa.float64()):
             cast = _cast(after, j, was)
@@ -264,8 +269,8 @@ def _merge(
             if cast is not None:
                 before = cast
                 continue
-        before = before.set_column(i, name, before.column(i).cast(pa.string()))
-        after = after.set_column(j, name, after.column(j).cast(pa.string()))
+        before = before.set_column(i, name, as_text(before.column(i)))
+        after = after.set_column(j, name, as_text(after.column(j)))
     table = pa.concat_tables([before, after], promote_options="permissive")
     buffer = io.BytesIO()
     pq.write_table(table, buffer)

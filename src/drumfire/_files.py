@@ -32,6 +32,7 @@ from ._outfile import OutputLock, refuse_input_as_output
 from ._result import Result, Stats
 from ._resume import Resumed, holds_rows, is_cancelled, scan_output
 from ._rows import item_ids
+from ._savebody import for_batch
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source, rows_source
 
@@ -168,13 +169,15 @@ class Output:
         learn: bool,
         reopen: Callable[[], Source] | None = None,
         id_column: str | None = None,
-    ) -> None:
+    ) -> Job:
         """Read the ids to skip (``resume``) and open the sink; check the job first.
+        Returns the job to run: with ``save_body=``, its saved files name the output's
+        batch (see ``_savebody``).
 
         ``reopen`` and ``id_column``: see :func:`count_shared_ids`.
         """
         if self.path is None:
-            return
+            return job
         fmt = output_format_for(self.path, self.fmt)
         # As ``drumfire run -o``: one writer, and resume sends the cancelled rows again
         # and does not write an input-error row it already holds.
@@ -190,6 +193,8 @@ class Output:
                     )
                 self._lock.refuse_or_truncate(overwrite=True)
                 self._lock.start_batch(job.save is not None)
+            if self._lock is not None and job.save is not None:
+                job = for_batch(job, self._lock.batch_id())
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
                 count_shared_ids(resumed, reopen, id_column)
@@ -232,6 +237,7 @@ class Output:
                 raise named from None
             raise
         self._last = time.monotonic()
+        return job
 
     def engine_kwargs(self) -> dict[str, Any]:
         if self.sink is None:
@@ -321,7 +327,7 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
         if output.path is not None and isinstance(rows, str | os.PathLike):
             fmt = output_format_for(output.path, output.fmt)
             refuse_input_as_output(os.fspath(rows), output.path, fmt)
-        output.open(job, learn, reopen, id_column)
+        job = output.open(job, learn, reopen, id_column)
         if job.skip_saved:
             # Once the output is ours (a call refused for another run's lock removes
             # nothing); only the temporary files no live run holds (see _savebody).

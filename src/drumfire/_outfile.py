@@ -47,6 +47,7 @@ import fcntl
 import os
 import stat
 import sys
+import uuid
 from array import array
 from collections.abc import Callable
 from typing import Any
@@ -78,9 +79,10 @@ AGAIN_SUFFIX = ".drumfire-again"
 #: The file :meth:`OutputLock.rewrite` writes the kept rows to: ``.NAME`` + this.
 REWRITE_SUFFIX = ".drumfire-rewrite"
 #: The file beside an output whose modification time is when the output's batch began
-#: (:meth:`OutputLock.start_batch`): ``.NAME`` + this.
+#: (:meth:`OutputLock.start_batch`), and which names the batch: ``.NAME`` + this.
 BATCH_SUFFIX = ".drumfire-batch"
 _BATCH_TEXT = b"drumfire: this output's batch began at this file's modification time\n"
+_BATCH_ID = b"batch "  # the second line: its id, which each file saved in it carries
 _AGAIN_HEAD = b"drumfire: ids of rows to send again, 8-byte keys\n"
 
 
@@ -345,13 +347,19 @@ class OutputLock:
         A ``--resume`` then takes a saved file as a missing row's answer only if it
         was written since (:meth:`batch_began`): a file of an earlier batch (before
         ``--overwrite``, or another output's in a shared ``--save-dir``) is sent again.
-        The time is the file system's own clock, as the saved files' are.
+        The time is the file system's own clock, as the saved files' are. The file
+        also names the batch (:meth:`batch_id`): each file saved in it carries that
+        name where the file system keeps extended attributes (see ``_savebody``).
         """
         path = self._beside(BATCH_SUFFIX)
         if saves:
             # A new output's own file: a failure is the output's (as check_room says it),
             # not --resume's, which this run was not given.
-            self._write_beside(path, _BATCH_TEXT, "cannot write output")
+            self._write_beside(
+                path,
+                _BATCH_TEXT + _BATCH_ID + uuid.uuid4().hex.encode() + b"\n",
+                "cannot write output",
+            )
         else:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -363,6 +371,19 @@ class OutputLock:
             return os.stat(self._beside(BATCH_SUFFIX)).st_mtime_ns
         except OSError:
             return None
+
+    def batch_id(self) -> str | None:
+        """The name of the output's batch (see :meth:`start_batch`), or None: none begun
+        with ``--save-body``, or begun by a drumfire that wrote only its time."""
+        try:
+            with open(self._beside(BATCH_SUFFIX), "rb") as f:
+                lines = f.read(4096).splitlines()
+        except OSError:
+            return None
+        for line in lines[1:2]:
+            if line.startswith(_BATCH_ID) and line[len(_BATCH_ID) :].isalnum():
+                return line[len(_BATCH_ID) :].decode("ascii")
+        return None
 
     def remember_again(self, again: DoneIds) -> DoneIds:
         """Add the ids of ``again`` (rows this run drops to send again) to the file of

@@ -17,6 +17,13 @@ temporary files no live process holds: those a stopped run left, never those
 of another run still saving into the same directory. The kernel drops the
 lock however the process ends (``kill -9`` included).
 
+A file saved for an output's batch carries the batch's name (an extended
+attribute, ``user.drumfire.batch``, where the file system keeps them): a
+``--resume`` takes a file as a missing row's answer only if it carries its
+batch's name, and a file without one (copied, saved by an older drumfire, or
+on a file system without extended attributes) only if it was written since the
+batch began (its modification time; see :meth:`Saver.complete`).
+
 The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
 response's headers are in, and writes the body to the :class:`Sink` it gets
 instead of keeping it. The engine then calls :meth:`SaveTarget.commit` for
@@ -25,6 +32,8 @@ the row's final answer, or :meth:`SaveTarget.discard` for any other.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -100,13 +109,16 @@ class SaveSpec:
 
     ``template``: the path of each row's file, relative to ``directory``;
     ``statuses``: whose bodies are saved (others are kept as usual, for ``-e``);
-    ``sha256``: add each file's SHA-256 to its row.
+    ``sha256``: add each file's SHA-256 to its row; ``batch``: the name of the
+    output's batch (:meth:`~drumfire._outfile.OutputLock.batch_id`), which each file
+    saved carries, or None (no output, or one begun by an older drumfire).
     """
 
     template: str
     directory: str = "."
     statuses: frozenset[int] = frozenset(range(200, 300))
     sha256: bool = False
+    batch: str | None = None
 
     def columns(self) -> tuple[str, ...]:
         """The output columns a saved body adds to each row."""
@@ -123,6 +135,13 @@ class SaveSpec:
             raise UsageError(
                 f"--save-dir {self.directory}: {exc.strerror or exc}"
             ) from None
+
+
+def for_batch(job: Any, batch: str | None) -> Any:
+    """``job`` whose saved files name the output's ``batch`` (see the module docstring)."""
+    if job.save is None or job.save.batch == batch:
+        return job
+    return dataclasses.replace(job, save=dataclasses.replace(job.save, batch=batch))
 
 
 def _refusal(shown: str) -> str | None:
@@ -191,12 +210,19 @@ class Saver:
         A path that is refused or cannot be rendered is None too: preparing the row
         reports why; so is a file that cannot be read (it is saved again), and one
         last written before ``since`` (ns): an earlier batch's, not this one's answer.
+        A file that names its batch is taken if that is the output's (whenever it was
+        written: the clock may have been set back), and never if it is another's
+        (another output's saving into the same directory during this batch).
         """
         try:
             shown, path = self._locate(row)
             if not os.path.isfile(path):
                 return None
-            if since is not None and os.stat(path).st_mtime_ns < since:
+            batch = _batch_of(path) if self.spec.batch is not None else None
+            if batch is not None:
+                if batch != self.spec.batch:
+                    return None
+            elif since is not None and os.stat(path).st_mtime_ns < since:
                 return None
             return SaveTarget(path, shown, self).fields_of_file()
         except (KeyError, ValueError, OSError):  # SaveProblem is a ValueError
@@ -267,6 +293,25 @@ class SaveTarget:
                     digest.update(chunk)
             fields["saved_sha256"] = digest.hexdigest()
         return fields
+
+
+#: The extended attribute that names the batch a saved file was saved for.
+_BATCH_ATTRIBUTE = "user.drumfire.batch"
+
+
+def _tag(fd: int, batch: str) -> None:
+    """Name the batch on the file ``fd``, where the file system (and the platform: Linux)
+    keeps extended attributes; elsewhere the file goes without (its time tells)."""
+    with contextlib.suppress(OSError, AttributeError):  # ENOTSUP; no os.setxattr (macOS)
+        os.setxattr(fd, _BATCH_ATTRIBUTE, batch.encode("ascii"))
+
+
+def _batch_of(path: str) -> str | None:
+    """The batch a saved file names (see :func:`_tag`), or None."""
+    try:
+        return os.getxattr(path, _BATCH_ATTRIBUTE).decode("ascii", "replace")
+    except (OSError, AttributeError):  # none (ENODATA), no extended attributes
+        return None
 
 
 def _lock(fd: int) -> bool:
@@ -380,6 +425,9 @@ class Sink:
     def finish(self) -> None:
         """The body is complete: to disk, kept under its temporary name (and its lock)
         until :meth:`SaveTarget.commit` (the row's final answer) or :meth:`abort`."""
+        batch = self.target.saver.spec.batch
+        if batch is not None:
+            _tag(self._fd, batch)
         try:
             os.fsync(self._fd)
         except OSError as exc:

@@ -42,6 +42,7 @@ __all__ = [
     "TEXT_FORMATS",
     "Source",
     "check_delimiter",
+    "codec_name",
     "count_rows",
     "open_source",
     "record_closes",
@@ -133,6 +134,21 @@ def check_delimiter(value: object, name: str) -> str:
     raise UsageError(f"{name}{sep}{value!r}: {why}")
 
 
+def codec_name(encoding: str) -> str:
+    """The codec of ``--encoding`` / ``encoding=``; an :class:`InputError` for one
+    unknown or not ASCII-compatible (the reader splits lines at the byte ``\\n``)."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding!r} (--encoding)") from None
+    if codec.startswith(("utf-16", "utf-32")):
+        raise InputError(
+            f"--encoding {encoding}: only ASCII-compatible encodings are "
+            "supported (UTF-8, Latin-1, cp1252...); convert the file to UTF-8"
+        )
+    return codec
+
+
 def open_source(
     path: str,
     fmt: str | None = None,
@@ -151,15 +167,7 @@ def open_source(
     the whole file; the command line skips it when nothing is displayed).
     ``delimiter``: a CSV's (see :func:`check_delimiter`); None: a comma, a tab for TSV.
     """
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise InputError(f"unknown encoding {encoding!r} (--encoding)") from None
-    if codec.startswith(("utf-16", "utf-32")):
-        raise InputError(
-            f"--encoding {encoding}: only ASCII-compatible encodings are "
-            "supported (UTF-8, Latin-1, cp1252...); convert the file to UTF-8"
-        )
+    codec = codec_name(encoding)
     if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
         _no_delimiter(delimiter, path, "parquet")
         from ._parquet import open_parquet_source

@@ -65,6 +65,7 @@ from ._resume import (
     is_cancelled,
     scan_output,
 )
+from ._savebody import for_batch
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source
@@ -686,8 +687,6 @@ def run_command(
                 )
             if limit is not None:
                 raise UsageError("--cluster: -n/--limit is not supported with a cluster yet")
-            if delimiter is not None:
-                raise UsageError("--cluster: --delimiter is not supported with a cluster yet")
             if nprocs > 1:
                 raise UsageError(
                     "--cluster: -p does not apply (each worker process runs one engine); "
@@ -705,6 +704,7 @@ def run_command(
                 out_fmt=out_fmt,
                 input_format=input_format,
                 encoding=encoding,
+                delimiter=delimiter,
                 resume=resuming,
                 overwrite=overwrite,
                 partition_size=_size_option("--partition-size", partition_size, 1),
@@ -730,6 +730,8 @@ def run_command(
             if lock is not None and resuming is None:
                 lock.refuse_or_truncate(overwrite)
                 lock.start_batch(job.save is not None)
+            if lock is not None and job.save is not None:
+                job = for_batch(job, lock.batch_id())  # each file saved names the batch
             # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
             append = not (overwrite and out_fmt in TABLE_FORMATS)
 

@@ -319,6 +319,27 @@ def test_run_dask_results_have_one_typed_schema_for_to_parquet(
         run_dask(tmp_path / "routes.csv", url, extract=extract, dtypes={"x": "int64"})
 
 
+def partitioned(src: Path, n: int, value: Any) -> tuple[list[Any], dict[str, str]]:
+    """An input of ``n`` rows ``id,v`` cut every 256 bytes, each row's ``v`` then set to
+    ``value(partition, row)``, 4 characters: every line the same length, so the cuts
+    stay where they are. Returns the partitions and the values by id."""
+    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
+    parts = plan_parts(str(src), "csv", size=256)
+    rows = [(p.index, i) for p in parts for i in range(p.first_row, p.first_row + p.rows)]
+    values = {f"r{i:03d}": value(index, i) for index, i in rows}
+    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
+    assert plan_parts(str(src), "csv", size=256) == parts
+    return parts, values
+
+
+def first_partitions(index: int, i: int) -> str:
+    """The first partition: no value at all; the second: only half of its rows; the
+    third: whole numbers only (int64 there, float64 in the others)."""
+    if index == 0 or (index == 1 and i % 2 == 0):
+        return "none"
+    return f"{'w' if index == 2 else 0}{i:03d}"
+
+
 def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     cluster: Any, tmp_path: Path
 ) -> None:
@@ -335,18 +356,8 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     local, _ = cluster
     src = tmp_path / "in.csv"
     n = 90
-    src.write_text("id,v\n" + "".join(f"r{i:03d},0000\n" for i in range(n)))
-    parts = plan_parts(str(src), "csv", size=256)
+    parts, values = partitioned(src, n, first_partitions)
     assert len(parts) >= 4
-    values = {}  # every line the same length, so the cuts stay where they are
-    for p in parts:
-        for i in range(p.first_row, p.first_row + p.rows):
-            # The first partition: no value at all; the second: only half of its rows;
-            # the third: whole numbers only (int64 there, float64 in the others).
-            no = p.index == 0 or (p.index == 1 and i % 2 == 0)
-            values[f"r{i:03d}"] = "none" if no else f"{'w' if p.index == 2 else 0}{i:03d}"
-    src.write_text("id,v\n" + "".join(f"{k},{v}\n" for k, v in values.items()))
-    assert plan_parts(str(src), "csv", size=256) == parts
 
     fixed = threading.Event()  # the outage is over: whole numbers for the rows it failed
 
@@ -392,6 +403,60 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
         last = drumfire(*args, "--retry-failed", "404")
         assert last.returncode == 0, last.stderr
     check({k: 7.0 if v is None else v for k, v in want.items()})
+
+
+def test_parts_whose_values_disagree_are_one_dataset_of_text(cluster: Any, tmp_path: Path) -> None:
+    # A field that is a number in one partition and text in another (and absent in a third,
+    # every row failed) gave parts that polars refused as one dataset, and that pandas and
+    # pyarrow read with the first part's type. Now it is text in every part, as one process
+    # types a column whose values disagree; --retry-failed's rewrite of a part whose kept
+    # numbers meet new text writes them as one process does too (100.0, not Arrow's 100).
+    pl = pytest.importorskip("polars")
+    import pyarrow.dataset as ds
+
+    local, _ = cluster
+    src = tmp_path / "in.csv"
+    n = 60
+
+    def value(index: int, i: int) -> str:
+        # The first partition: numbers, half of them failing at first; the second:
+        # text; the third: nothing (every row fails); the others: numbers.
+        if index == 1:
+            return "text"
+        return "gone" if index == 2 or (index == 0 and i % 2) else "numb"
+
+    parts, values = partitioned(src, n, value)
+    assert len(parts) >= 3
+    back = threading.Event()  # the failed rows of the first partition now answer text
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        v = parse_qs(urlsplit(target).query)["v"][0]
+        if v == "gone":
+            return respond(200, {"n": "late"}) if back.is_set() else respond(404, {})
+        return respond(200, {"n": 100.0 if v == "numb" else "word"})
+
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(handler) as server:
+        args = ["run", src, "--url", server.base_url + "/x?v={v}", "-e", "n=n", "-o", out,
+                "--cluster", local.scheduler_address, "--partition-size", "256"]  # fmt: skip
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        want = {k: {"numb": "100.0", "text": "word", "gone": None}[v] for k, v in values.items()}
+        table = ds.dataset(out).to_table()
+        assert dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(),
+                        strict=True)) == want  # fmt: skip
+        frame = pd.read_parquet(out)
+        assert {type(v) for v in frame["n"].dropna()} == {str}
+        assert len(pl.read_parquet(str(out / "*.parquet"))) == n
+        back.set()
+        again = drumfire(*args, "--retry-failed", "404")
+        assert again.returncode == 0, again.stderr
+    table = ds.dataset(out).to_table()
+    got = dict(zip(table.column("id").to_pylist(), table.column("n").to_pylist(), strict=True))
+    assert got == {k: "late" if w is None else w for k, w in want.items()}
+    assert len(pl.read_parquet(str(out / "*.parquet"))) == n
 
 
 def test_running_partitions_report_their_rows_to_the_client(cluster: Any, tmp_path: Path) -> None:
@@ -495,6 +560,69 @@ def test_sigterm_of_the_client_ends_as_ctrl_c_does(tmp_path: Path) -> None:
         again = drumfire(*args, "--resume")
         assert again.returncode == 0, again.stderr
     assert_exactly_once(out)
+
+
+#: ``drumfire run`` whose ``local:N`` LocalCluster writes ``STARTING`` as its start begins
+#: and ``CLOSED`` once closed; Ctrl-C raises KeyboardInterrupt, as in a terminal (a test run
+#: in the background starts its children with SIGINT ignored).
+FLAGGED = """
+import signal, sys
+if __name__ == "__main__":  # (the worker processes import this file too)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import distributed
+    starting, closed = sys.argv.pop(1), sys.argv.pop(1)
+
+    class Flagged(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            open(starting, "w").close()
+            super().__init__(*args, **kwargs)
+
+        def close(self, *args, **kwargs):
+            done = super().close(*args, **kwargs)
+            open(closed, "w").close()
+            return done
+
+    distributed.LocalCluster = Flagged
+    from drumfire.cli import entry
+    sys.argv[0] = "drumfire"
+    entry()
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_while_the_local_cluster_starts_ends_as_any_stop_does(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    # A first Ctrl-C while local:N started its LocalCluster ended in click's "Aborted!",
+    # exit 1, no summary, and distributed's traceback at exit closing workers still
+    # starting; a SIGTERM there, exit 143 without a summary. Now the stop is recorded
+    # while the cluster starts, then the cluster is closed and the run ends as a stop
+    # of a running one does: the summary, the command to resume, 128 + the signal.
+    script = tmp_path / "flagged.py"
+    script.write_text(FLAGGED)
+    starting, closed = tmp_path / "starting", tmp_path / "closed"
+    src = hold_input(tmp_path / "in.csv", at=-1)
+    out = tmp_path / "out.parquet"
+    proc = subprocess.Popen(
+        [sys.executable, script, starting, closed, "run", src, "--url",
+         "http://127.0.0.1:9/x?q={q}", "-o", out, "--cluster", "local:2"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(starting.exists, "the LocalCluster's start")
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == code, err
+    lines = err.splitlines()
+    assert lines[0].startswith(f"drumfire: 0 of {N} rows in 1 partition (0 already done)"), err
+    assert lines[1] == "drumfire: interrupted; the finished parts are kept", err
+    assert lines[2].startswith("  resume with: drumfire run"), err
+    assert len(lines) == 3, err
+    assert closed.exists()  # the cluster was closed, not left to distributed's exit
 
 
 @pytest.mark.parametrize("step", ["submit", "close", "clean"])

@@ -290,3 +290,52 @@ def test_an_unreachable_target_stops_the_run_with_exit_1_and_resume_completes_it
     got = pd.read_parquet(out)
     assert sorted(got["id"]) == sorted(f"r{i}" for i in range(N))  # every row, once
     assert (got["status"] == 200).all()
+
+
+def test_delimiter_cuts_and_reads_the_parts_as_one_machine_reads_the_file(tmp_path: Path) -> None:
+    # --delimiter was refused with --cluster and by run_dask. The parts are cut where the
+    # rows start by the delimiter's rules (a quoted cell over two lines holding ';' stays
+    # whole; a quote after a comma opens nothing in a ';' CSV) and each is read with it.
+    from drumfire import UsageError
+    from drumfire.cluster import run_dask
+
+    src = tmp_path / "in.csv"
+    rows = []
+    for i in range(N):
+        q = f'"two;\nlines ""{i}"""' if i % 7 == 0 else f'a,"b{i}' if i % 11 == 0 else f"v{i}"
+        rows.append(f"r{i};{q};x\n")
+    src.write_text("id;q;other\n" + "".join(rows))
+    out = tmp_path / "out.parquet"
+    with echo_server() as srv:
+        url = srv.base_url + "/x?q={q}"
+        common = ["--url", url, "-e", "q=q", "--delimiter", ";"]
+        one = drumfire("run", src, *common, "-o", tmp_path / "one.jsonl", "-q")
+        assert one.returncode == 0, one.stderr
+        many = drumfire("run", src, *common, "-o", out, "--cluster", "local:2",
+                        "--partition-size", "1K")  # fmt: skip
+        assert many.returncode == 0, many.stderr
+        assert f"{N:,} of {N:,} rows" in many.stderr
+        lazy = run_dask(src, url, extract={"q": "q"}, delimiter=";", partition_size=1024)
+        frame = lazy.compute(scheduler="sync")
+    lines = (tmp_path / "one.jsonl").read_text().splitlines()
+    want = {r["id"]: r["q"] for r in map(json.loads, lines)}
+    assert len(want) == N
+    assert want["r0"] == 'two;\nlines "0"'
+    assert want["r11"] == 'a,"b11'
+    got = pd.read_parquet(out)
+    assert len([p for p in out.iterdir() if p.name.startswith("part-")]) > 3
+    assert dict(zip(got["id"], got["q"], strict=True)) == want
+    assert dict(zip(frame["id"], frame["q"], strict=True)) == want
+    # The delimiter is the dataset's: a resume with it finds every part done, one with
+    # another is refused.
+    again = ["-o", out, "--cluster", "local:1", "--partition-size", "1K", "--resume"]
+    same = drumfire("run", src, "--url", "http://127.0.0.1:9/x?q={q}", *again, "--delimiter", ";")
+    assert same.returncode == 0, same.stderr
+    assert f"({N:,} already done)" in same.stderr
+    other = drumfire("run", src, "--url", "http://127.0.0.1:9/x", *again, "--delimiter", "|")
+    assert other.returncode == 2, other.stderr
+    assert "--partition-size or --delimiter changed); use --overwrite" in other.stderr
+    import dask.dataframe as dd
+
+    with pytest.raises(UsageError, match=r"run_dask: delimiter= applies only when data is a file"):
+        run_dask(dd.from_pandas(pd.DataFrame({"q": ["a"]}), npartitions=1), url, delimiter=";")

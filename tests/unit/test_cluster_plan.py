@@ -62,6 +62,44 @@ def test_parts_read_the_same_items_as_the_whole_file(tmp_path: Path, size: int) 
     assert [row["q"].count("\n") for row in document] == [1199]
 
 
+@pytest.mark.parametrize(("delimiter", "encoding"), [(";", "utf-8"), ("\t", "utf-8"),
+                                                   ("§", "utf-8"), ("§", "cp1252")])  # fmt: skip
+def test_parts_read_with_the_delimiter_give_the_whole_files_items(
+    tmp_path: Path, delimiter: str, encoding: str
+) -> None:
+    # --delimiter on a cluster: where a quote opens a field depends on the delimiter
+    # (a quote after a comma is no field start in a ';' CSV), so the cuts follow it,
+    # and every part is read with it. '§' is two bytes in UTF-8, one in cp1252; 'é"'
+    # ends in a byte that '©' (the UTF-8 of '§' is C2 A7) would share if read by bytes.
+    lines = [f"key{delimiter}q{delimiter}r"]
+    for i in range(400):
+        if i % 9 == 0:  # a quoted cell over two lines, holding the delimiter and ""
+            lines.append(f'k{i}{delimiter}"two{delimiter}\nlines ""{i}"""{delimiter}x')
+        elif i % 13 == 0:  # a quote after a comma: text, not a quoted field, here
+            lines.append(f'k{i}{delimiter}a,"b{delimiter}é"c')
+        else:
+            lines.append(f"k{i}{delimiter}v{i},w{delimiter}r{i}")
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n", encoding=encoding)
+    whole = items(open_source(str(src), "csv", encoding, count=False, delimiter=delimiter))
+    assert len(whole) == 400
+    assert all(isinstance(row, dict) and len(row) == 3 for _, row in whole)
+    parts = plan_parts(str(src), "csv", encoding, size=300, delimiter=delimiter)
+    assert len(parts) > 10
+    got = [x for p in parts for x in items(open_part(p, str(tmp_path)))]
+    assert got == whole
+    assert whole[9][1]["q"] == f'two{delimiter}\nlines "9"'
+
+
+def test_a_delimiter_is_refused_for_an_input_without_fields(tmp_path: Path) -> None:
+    from drumfire import InputError
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"q": 1}\n')
+    with pytest.raises(InputError, match=r"a delimiter separates CSV fields; .* is read as jsonl"):
+        plan_parts(str(src), "jsonl", delimiter=";")
+
+
 def test_jsonl_and_url_lists_cut_at_lines(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text("".join(f'{{"id": "r{i}", "n": {i}}}\n' for i in range(500)) + "nope\n")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import pytest
 
-from drumfire._cluster_stop import quiet_teardown
+from drumfire._cluster_stop import StopSignals, Terminated, quiet_teardown
 
 
 class _Kept(logging.Handler):
@@ -39,3 +40,33 @@ def test_a_stopped_run_closes_its_own_cluster_without_distributed_s_errors(
         log.removeHandler(kept)
     assert bool(kept.lines) is shown
     assert log.level == before
+
+
+@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt),
+                                                (signal.SIGTERM, Terminated)])  # fmt: skip
+def test_a_stop_held_while_the_cluster_starts_is_raised_once_released(
+    signum: int, raised: type[BaseException]
+) -> None:
+    # Around a LocalCluster's start: the signal is recorded, not raised (a start cut
+    # short left worker processes starting with nothing to close them); once released,
+    # the recorded stop is raised where the run can end as a stop of a running one.
+    before_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before_term = signal.getsignal(signal.SIGTERM)
+    try:
+        stops = StopSignals()
+        stops.hold()
+        signal.raise_signal(signum)  # recorded: its handler has run when this returns
+        stops.release()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(raised):
+            stops.stop_recorded()
+        stops.restore()
+        assert signal.getsignal(signal.SIGTERM) is before_term
+        quiet = StopSignals()
+        quiet.hold()
+        quiet.release()
+        quiet.stop_recorded()  # nothing came: nothing raised
+        quiet.restore()
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+        signal.signal(signal.SIGTERM, before_term)
