@@ -46,6 +46,43 @@ class Finisher:
     def results(self, answered: list[tuple[Flight, Response]], now: float) -> list[Result]:
         """The rows of flights answered at ``now``, in the same order."""
         extractor = self.extractor
+        plain = self.parse is None and self.kept is None and self.files is None
+        if extractor is None or not plain:
+            return self._rows(answered, now)
+        return self._extracted(answered, now, extractor.apply)
+
+    def _extracted(
+        self,
+        answered: list[tuple[Flight, Response]],
+        now: float,
+        apply: Callable[[Any], dict[str, Any]],
+    ) -> list[Result]:
+        """:meth:`results` of the usual run (``--extract`` alone) for the usual answer, a
+        JSON document; any other answer's row is :meth:`_rows`'."""
+        loads = orjson.loads
+        done: list[Result] = []
+        add = done.append
+        for pair in answered:
+            flight, response = pair
+            body = response.body
+            if body and not response.error:
+                try:
+                    document = loads(body)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    if document is not None:
+                        took = (now - flight.start) * 1000.0
+                        fields = apply(document)
+                        row = (flight.id, response.status, took, flight.attempts, "", fields, None)
+                        add(_new_result(Result, row))
+                        continue
+            done += self._rows([pair], now)
+        return done
+
+    def _rows(self, answered: list[tuple[Flight, Response]], now: float) -> list[Result]:
+        """:meth:`results`, for any answer and any settings."""
+        extractor = self.extractor
         apply = extractor.apply if extractor is not None else None
         names = extractor.names if extractor is not None else ()
         parse = self.parse

@@ -194,6 +194,7 @@ class ResponseReader:
         "_headers",
         "_headers_done",
         "_interim",
+        "_last",
         "_left",
         "_out",
         "_parser",
@@ -217,6 +218,9 @@ class ResponseReader:
         self.max_header = max_header
         self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
         self.shapes: dict[bytes, _Shape | None] = {}  # the same, by shape (see _shaped)
+        # The last header block _quick took, and its inspect_head(): the next answer
+        # usually has the very same one (one comparison, no slice, hash or look-up).
+        self._last: tuple[bytes, HeadInfo | None] = (b"\x00", None)
         self._parser: Any = httptools.HttpResponseParser(self)
         self._expected = 0  # responses still owed: requests sent and not answered
         self._out: list[Response] = []
@@ -441,22 +445,28 @@ class ResponseReader:
         out = self._out
         response = None
         find = data.find
+        last, last_info = self._last
         while expected:
-            end = find(b"\r\n\r\n", pos) + 4
-            if end < 4:
-                break
-            head = data[pos:end]
-            try:
-                info = heads[head]  # a block seen before passed the checks below
-            except KeyError:
-                if end - pos > max_header:
-                    break  # the full path refuses it
-                if len(heads) >= _HEADS_KEPT:
-                    heads.clear()
-                info = self._shaped(head)
-                if info is not None and info[2] > max_body:
-                    info = None  # the full path refuses it
-                heads[head] = info
+            if data.startswith(last, pos):  # the block of the answer before (the usual case)
+                end = pos + len(last)
+                info = last_info
+            else:
+                end = find(b"\r\n\r\n", pos) + 4
+                if end < 4:
+                    break
+                head = data[pos:end]
+                try:
+                    info = heads[head]  # a block seen before passed the checks below
+                except KeyError:
+                    if end - pos > max_header:
+                        break  # the full path refuses it
+                    if len(heads) >= _HEADS_KEPT:
+                        heads.clear()
+                    info = self._shaped(head)
+                    if info is not None and info[2] > max_body:
+                        info = None  # the full path refuses it
+                    heads[head] = info
+                last, last_info = head, info
             if info is None:
                 break
             status, headers, length, keep_alive, left = info
@@ -470,6 +480,7 @@ class ResponseReader:
             pos = stop
             if not keep_alive:
                 break  # the server closes after this one
+        self._last = last, last_info
         if response is not None:
             self._done = response
             self._expected = expected

@@ -180,3 +180,35 @@ def test_finisher_extracts_and_flags_bad_json() -> None:
     first, second = finisher.results([(good, answers[0]), (bad, answers[1])], 0.0)
     assert (first.fields, first.error, first.kept) == ({"v": 5}, "", {"n": "1"})
     assert (second.fields, second.error) == ({"v": None}, "json")
+
+
+def test_the_finisher_of_extracted_fields_alone_agrees_with_the_general_one() -> None:
+    # --extract alone takes a shorter way for an answer that is a JSON document; every
+    # answer's row is the one the general way gives (here made to run by a --keep
+    # that keeps nothing).
+    from drumfire._response import Response
+
+    job = make_job("http://127.0.0.1:9/{n}", extract={"v": "v", "w": "a[0]"})
+    plan = job.plan()
+    usual = Finisher(job.extractor(), None, None)
+    general = Finisher(job.extractor(), None, lambda row: None)
+    bodies = [
+        (200, b'{"v": 5, "a": [1]}', ""),
+        (200, b"null", ""),  # JSON, but no document
+        (200, b"", ""),  # an empty body
+        (204, b"", ""),
+        (200, b"not json", ""),
+        (500, b"<html>", ""),
+        (404, b'{"v": "x"}', ""),
+        (200, b'{"v": 1}', "encoding: unknown coding 'x'"),  # an undecodable body
+        (200, b"[1, 2]", ""),
+    ]
+    answered = [
+        (
+            Flight(k, f"r{k}", {"n": str(k)}, plan.prepare({"n": str(k)}), 1 + k % 2, 0.25),
+            Response(status, [], body, True, None, error),
+        )
+        for k, (status, body, error) in enumerate(bodies)
+    ]
+    assert usual.results(answered, 1.0) == general.results(answered, 1.0)
+    assert usual.results(answered[:1], 1.0)[0] == ("r0", 200, 750.0, 1, "", {"v": 5, "w": 1}, None)

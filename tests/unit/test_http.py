@@ -932,6 +932,40 @@ def test_quick_path_by_shape_agrees_with_the_full_parser(first: bytes, second: b
     assert outcomes[0] == outcomes[1]
 
 
+def test_quick_path_takes_the_block_before_again_only_when_byte_for_byte_the_same() -> None:
+    # Answer after answer usually has the very same header block: the quick path
+    # compares each answer's start with the block before, in one read and across
+    # reads. A block one byte apart (another Date or length, a closing answer, an
+    # osrm-routed max counting down) is looked at on its own.
+    date = b"Date: Thu, 03 Dec 2026 18:00:00 GMT"
+    later = date.replace(b":00 GMT", b":01 GMT")
+    wire = [
+        response_bytes(b'{"n":0}', date),
+        response_bytes(b'{"n":1}', date),
+        response_bytes(b'{"n":22}', date),  # a longer body: another Content-Length
+        response_bytes(b'{"n":3}', later),
+        response_bytes(b'{"n":4}', date),
+        osrm_like(b'{"n":5}', 3),
+        osrm_like(b'{"n":6}', 2),
+        osrm_like(b'{"n":7}', 2),  # (a server's count may stay: the same block again)
+        response_bytes(b'{"n":8}', date, b"Connection: close"),
+    ]
+    data = b"".join(wire)
+    cut = len(b"".join(wire[:2])) + 5  # a read ends inside an answer
+    outcomes = []
+    for pieces in ([data[:cut], data[cut:]], [data], [data[i : i + 1] for i in range(len(data))]):
+        reader = ResponseReader()
+        pipelined(reader, len(wire))
+        got = [r for piece in pieces for r in reader.feed_all(piece)]
+        outcomes.append(
+            [(r.status, r.body, r.keep_alive, r.left, list(r.raw_headers)) for r in got]
+        )
+    assert outcomes[0] == outcomes[1] == outcomes[2]  # the last: httptools, byte by byte
+    assert [orjson.loads(body)["n"] for _, body, *_ in outcomes[0]] == [0, 1, 22, *range(3, 9)]
+    assert [left for *_, left, _ in outcomes[0]][5:8] == [2, 1, 1]  # max - 1: after this one
+    assert [alive for _, _, alive, *_ in outcomes[0]] == [True] * 8 + [False]
+
+
 # -- the header block cap (issue 14) -------------------------------------------------
 
 
