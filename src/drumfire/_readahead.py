@@ -151,6 +151,7 @@ class ReadAhead:
         self._after: tuple[int, str | None] | None = None  # what follows the chunk at hand
         self._pending: Any = None  # a message take() read that the item path takes
         self._listing = False  # the item path is giving another chunk's entries
+        self._final = False  # the last message (the end, or why reading failed) was read
 
     def __iter__(self) -> Iterator[Flight | Any]:
         return self._items()
@@ -230,7 +231,8 @@ class ReadAhead:
 
     def _next_run(self) -> UsualRun | None:
         """The next usual chunk, when nothing else comes before it."""
-        if self._listing or self._pending is not None:
+        if self._listing or self._pending is not None or self._final:
+            # (after the last message nothing more comes: the item path ends the input)
             return None
         after = self._after
         if after is not None:
@@ -270,7 +272,9 @@ class ReadAhead:
                 end = start + size + _HEADER.unpack_from(buffer, start)[0]
                 if len(buffer) >= end:
                     self._taken = end
-                    return pickle.loads(buffer[start + size : end])
+                    message = pickle.loads(buffer[start + size : end])
+                    self._final = message[2] is not None
+                    return message
             if self._eof:
                 raise InputError("the read-ahead process ended before the end of the input")
             if start:
