@@ -135,6 +135,12 @@ def connect(address: str) -> tuple[Any, Any]:
         return Client(address, timeout=30), None
     except (OSError, ValueError) as exc:  # unreachable, timed out, or not an address
         raise UsageError(f"--cluster {address!r}: cannot reach the scheduler: {exc}") from None
+    except Exception as exc:  # something answers there, but not a Dask scheduler
+        # (distributed then fails on what it reads: struct.error, a 3 EiB numpy array...)
+        raise UsageError(
+            f"--cluster {address!r}: cannot reach the scheduler (is a Dask scheduler "
+            f"listening there?): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _stamp(path: str) -> tuple[int, Any]:

@@ -339,3 +339,44 @@ def test_delimiter_cuts_and_reads_the_parts_as_one_machine_reads_the_file(tmp_pa
 
     with pytest.raises(UsageError, match=r"run_dask: delimiter= applies only when data is a file"):
         run_dask(dd.from_pandas(pd.DataFrame({"q": ["a"]}), npartitions=1), url, delimiter=";")
+
+
+def test_an_address_where_something_else_listens_is_one_line(tmp_path: Path) -> None:
+    # Not a Dask scheduler: a server that sends 16 bytes, then waits for the client to
+    # hang up. distributed fails on what it reads (struct.error here; a huge numpy
+    # array elsewhere), which was a traceback: one line, exit 2.
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(20):  # bounded: distributed retries its handshake a few times
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                # distributed's frame count (1), then a frame length it cannot take
+                conn.sendall(bytes.fromhex("0100000000000000ffffffffffffff0f"))
+                conn.settimeout(60)
+                try:
+                    conn.recv(1 << 16)  # until the client gives up
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        proc = drumfire(
+            "run", write_input(tmp_path / "in.csv", 3), "--url", "http://127.0.0.1:9/{q}",
+            "--cluster", f"tcp://127.0.0.1:{port}", "-o", tmp_path / "out.parquet",
+        )  # fmt: skip
+    finally:
+        listener.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"drumfire: error: --cluster 'tcp://127.0.0.1:{port}': cannot reach the scheduler"
+    ), lines
