@@ -77,9 +77,7 @@ CHUNK_ROWS = 512  # entries per message: about 35 kB of pickle for OSRM-like row
 PIPE_BYTES = 1 << 20  # the pipe's capacity: the child may run ~15 chunks ahead
 _HEADER = struct.Struct("<I")
 _HELD = {signal.SIGINT, signal.SIGTERM}
-_WAITING: list[Any] = [WAIT]
 _new_prepared = tuple.__new__
-_NO_ROW: Any = None  # a row's kept columns when there are none (the row itself stays here)
 _HEAD_ENDS = itertools.repeat(b"\r\n\r\n")
 
 
@@ -164,8 +162,7 @@ class ReadAhead:
             if run is not None and self._pos < len(run.ids):
                 i = self._pos
                 self._pos = i + 1
-                prepared = (run.origin, run.data[i], run.method, run.idempotent)
-                yield Flight(-1, run.ids[i], _NO_ROW, _new_prepared(Prepared, prepared))
+                yield run.flight(i)
                 continue  # (take may have moved on meanwhile: look again)
             after, self._after = self._after, None
             if after is not None:  # what followed the usual chunk: its repeats, its end
@@ -251,7 +248,8 @@ class ReadAhead:
     def _load(self, message: Any) -> None:
         _entries, duplicates, failure, common, ids, data = message
         origin, method, idempotent = common
-        # A GET request without a body ends with its header block: it may be pipelined.
+        # A GET request without a body ends with its header block: it may be pipelined
+        # (the pipelined dispatch's rule for one request, checked once for the chunk).
         pipelinable = method == "GET" and all(map(bytes.endswith, data, _HEAD_ENDS))
         self._run = UsualRun(ids, data, origin, method, idempotent, pipelinable)
         self._pos = 0

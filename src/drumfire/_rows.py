@@ -267,6 +267,11 @@ class UsualRun:
         self.pipelinable = pipelinable
         self.seq = -1
 
+    def flight(self, i: int) -> Flight:
+        """Row ``i``'s flight, not sent yet (for the engine that takes rows one by one)."""
+        prepared = (self.origin, self.data[i], self.method, self.idempotent)
+        return Flight(-1, self.ids[i], _NO_ROW, _new_prepared(Prepared, prepared))
+
     def flights(self, now: float = 0.0, host: OriginLimit | None = None) -> list[Flight]:
         """The rows' flights: sent at ``now`` to ``host`` (their first attempt), or
         (without ``host``) not sent yet."""
