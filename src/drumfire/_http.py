@@ -62,6 +62,7 @@ def encode_request_head(
 #: quick path takes.
 HeadInfo = tuple[int, tuple[tuple[bytes, bytes], ...], int, bool, int | None]
 _HEADS_KEPT = 256  # distinct header blocks remembered (answers differ mostly by Date)
+_PATTERNS_KEPT = 4  # patterns of shapes tried on a block not seen before (see _pattern_of)
 
 
 def inspect_head(head: bytes) -> HeadInfo | None:
@@ -110,9 +111,20 @@ def inspect_head(head: bytes) -> HeadInfo | None:
 _LENGTH_LINES = (b"\r\nContent-Length: ", b"\r\ncontent-length: ")
 _KEEP_ALIVE_LINES = (b"\r\nKeep-Alive: ", b"\r\nkeep-alive: ")
 
-#: A header block's shape: status, headers, and the positions of the
-#: Content-Length and Keep-Alive headers in them (-1: none).
-_Shape = tuple[int, tuple[tuple[bytes, bytes], ...], int, int, int | None, bool]
+#: A header block's pattern (see :func:`_pattern_of`): the bytes it starts with and
+#: the ``match`` function of the rest, then the status, headers, positions of
+#: Content-Length and of a Keep-Alive whose max varies (-1: none, or its value is
+#: part of the pattern), keep-alive and answers left.
+_Pattern = tuple[
+    bytes, Any, int, tuple[tuple[bytes, bytes], ...], int, int, bool, "int | None"
+]
+
+#: A header block's shape: status, headers, the positions of the Content-Length
+#: and Keep-Alive headers in them (-1: none), answers left, keep-alive, and its
+#: pattern.
+_Shape = tuple[
+    int, tuple[tuple[bytes, bytes], ...], int, int, "int | None", bool, "_Pattern | None"
+]
 
 #: A header value the quick path may take without httptools: visible ASCII and
 #: inner spaces (no control byte, no bare CR or LF, nothing to trim).
@@ -146,7 +158,64 @@ def _shape_of(info: HeadInfo | None) -> _Shape | None:
     if alives > 1:
         return None
     alive = names.index(b"keep-alive") if alives else -1
-    return status, headers, names.index(b"content-length"), alive, left, keep_alive
+    return status, headers, names.index(b"content-length"), alive, left, keep_alive, None
+
+
+def _pattern_of(
+    head: bytes, length_at: tuple[int, int], alive_at: tuple[int, int] | None, shape: _Shape
+) -> _Pattern | None:
+    """A regular expression for the blocks of ``head``'s shape, for the quick path.
+
+    ``head`` is a block :func:`inspect_head` took, ``length_at`` and ``alive_at``
+    where its Content-Length and Keep-Alive values lie. The pattern is ``head``
+    byte for byte but for those values: any 1 to 15 digits for the length (as
+    :meth:`ResponseReader._shaped` takes them) and, when the Keep-Alive value ends
+    in its ``max=N`` (osrm-routed's ``timeout=5, max=511``), any 1 to 9 digits for
+    N, the rest as it is. A block it matches is one ``_shaped`` would read the
+    same way, with those values: one match in C instead of cutting the block up
+    for its key. A Keep-Alive value of another form stays whole in the pattern
+    (that value only); a value ``_shaped`` refuses gives no pattern. The bytes
+    before the first varying value are compared as they are (``startswith``, a
+    memory comparison); the expression matches the rest.
+    """
+    status, headers, length_index, alive_index, left, keep_alive, _ = shape
+    holes = [(length_at[0], length_at[1], rb"(?P<length>\d{1,15})")]
+    varies = -1
+    if alive_at is not None:
+        start, stop = alive_at
+        value = head[start:stop]
+        if alive_index < 0 or not _PLAIN_VALUE.fullmatch(value):
+            return None
+        found = _MAX.search(value)
+        # Only the last digits of the value vary, and no "max=" comes before them:
+        # then _answers_left of any such value reads those digits.
+        if found and found.end(1) == len(value) and not _MAX.search(value[: found.start(1)]):
+            fixed = re.escape(value[: found.start(1)])
+            holes.append((start, stop, rb"(?P<alive>" + fixed + rb"(?P<most>\d{1,9}))"))
+            varies = alive_index
+    holes.sort()
+    prefix = head[: holes[0][0]]
+    pattern, at = [], len(prefix)
+    for start, stop, hole in holes:
+        pattern += [re.escape(head[at:start]), hole]
+        at = stop
+    pattern.append(re.escape(head[at:]))
+    match = re.compile(b"".join(pattern)).match
+    return prefix, match, status, headers, length_index, varies, keep_alive, left
+
+
+def _matched(found: Any, pattern: _Pattern) -> HeadInfo:
+    """The :func:`inspect_head` of a block ``pattern`` matched (``found``)."""
+    _, _, status, headers, length_index, alive_index, keep_alive, left = pattern
+    digits = found.group("length")
+    changed = list(headers)
+    changed[length_index] = (headers[length_index][0], digits)
+    if alive_index >= 0:
+        value, most = found.group("alive", "most")
+        changed[alive_index] = (headers[alive_index][0], value)
+        left = int(most) - 1
+        keep_alive = left > 0
+    return status, tuple(changed), int(digits), keep_alive, left
 
 
 class _HeadProbe:
@@ -198,6 +267,7 @@ class ResponseReader:
         "_left",
         "_out",
         "_parser",
+        "_patterns",
         "_problem",
         "_size",
         "_until_close",
@@ -221,6 +291,10 @@ class ResponseReader:
         # The last header block _quick took, and its inspect_head(): the next answer
         # usually has the very same one (one comparison, no slice, hash or look-up).
         self._last: tuple[bytes, HeadInfo | None] = (b"\x00", None)
+        # The patterns of the last shapes _shaped read, the latest first: the next
+        # answer with another length or Keep-Alive max usually matches one (see
+        # _pattern_of; osrm-routed answers 200 or 400, two shapes).
+        self._patterns: tuple[_Pattern, ...] = ()
         self._parser: Any = httptools.HttpResponseParser(self)
         self._expected = 0  # responses still owed: requests sent and not answered
         self._out: list[Response] = []
@@ -446,27 +520,45 @@ class ResponseReader:
         response = None
         find = data.find
         last, last_info = self._last
+        patterns = self._patterns
         while expected:
             if data.startswith(last, pos):  # the block of the answer before (the usual case)
                 end = pos + len(last)
                 info = last_info
             else:
-                end = find(b"\r\n\r\n", pos) + 4
-                if end < 4:
-                    break
-                head = data[pos:end]
-                try:
-                    info = heads[head]  # a block seen before passed the checks below
-                except KeyError:
-                    if end - pos > max_header:
-                        break  # the full path refuses it
-                    if len(heads) >= _HEADS_KEPT:
-                        heads.clear()
-                    info = self._shaped(head)
-                    if info is not None and info[2] > max_body:
-                        info = None  # the full path refuses it
-                    heads[head] = info
-                last, last_info = head, info
+                # The block of a shape seen before, but for its length or Keep-Alive max
+                # (osrm-routed): one pattern match each (see _pattern_of).
+                for pattern in patterns:
+                    prefix = pattern[0]
+                    found = (
+                        pattern[1](data, pos + len(prefix))
+                        if data.startswith(prefix, pos)
+                        else None
+                    )
+                    if found is not None:
+                        end = found.end()
+                        info = _matched(found, pattern)
+                        if info[2] > max_body or end - pos > max_header:
+                            info = None  # the full path refuses it
+                        break
+                else:
+                    end = find(b"\r\n\r\n", pos) + 4
+                    if end < 4:
+                        break
+                    head = data[pos:end]
+                    try:
+                        info = heads[head]  # a block seen before passed the checks below
+                    except KeyError:
+                        if end - pos > max_header:
+                            break  # the full path refuses it
+                        if len(heads) >= _HEADS_KEPT:
+                            heads.clear()
+                        info = self._shaped(head)
+                        patterns = self._patterns
+                        if info is not None and info[2] > max_body:
+                            info = None  # the full path refuses it
+                        heads[head] = info
+                    last, last_info = head, info
             if info is None:
                 break
             status, headers, length, keep_alive, left = info
@@ -514,10 +606,15 @@ class ResponseReader:
         except KeyError:
             if len(shapes) >= _HEADS_KEPT:
                 shapes.clear()
-            shape = shapes[key] = _shape_of(inspect_head(head))
+            shape = _shape_of(inspect_head(head))
+            if shape is not None:
+                shape = (*shape[:6], _pattern_of(head, length_at, alive_at, shape))
+            shapes[key] = shape
         if shape is None:
             return None
-        status, headers, length_index, alive_index, left, keep_alive = shape
+        status, headers, length_index, alive_index, left, keep_alive, pattern = shape
+        if pattern is not None and pattern not in self._patterns:
+            self._patterns = (pattern, *self._patterns[: _PATTERNS_KEPT - 1])
         changed = list(headers)
         changed[length_index] = (headers[length_index][0], digits)
         if alive_at is not None:  # else its value is part of the key: as cached

@@ -932,6 +932,90 @@ def test_quick_path_by_shape_agrees_with_the_full_parser(first: bytes, second: b
     assert outcomes[0] == outcomes[1]
 
 
+def _alive(value: bytes, body: bytes = b"ok", status: bytes = b"200 OK") -> bytes:
+    return response_bytes(body, b"Connection: keep-alive", b"Keep-Alive: " + value, status=status)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        # osrm-routed: 200 and 400 in turn, every length and max another
+        [
+            osrm_like(b"x" * (i * 7 % 23), 9 - i, status=b"400 Bad Request" if i % 2 else b"200 OK")
+            for i in range(9)
+        ],
+        # max not last in the value: the value stays whole in the pattern
+        [
+            _alive(b"max=5, timeout=3"),
+            _alive(b"max=5, timeout=3", b"abc"),
+            _alive(b"max=4, timeout=3"),
+        ],
+        # another timeout, or more digits than a max may have: not the pattern's
+        [_alive(v) for v in (b"timeout=5, max=9", b"timeout=6, max=8", b"timeout=5, max=7")],
+        [_alive(v) for v in (b"timeout=5, max=12", b"timeout=5, max=1234567890", b"max=1")],
+        [_alive(v) for v in (b"max=3, max=7", b"max=3, max=6", b"max=2, max=6")],
+        [_alive(v) for v in (b"timeout=5, MAX = 9", b"timeout=5, MAX = 10", b"MAX = 1")],
+        # lengths with leading zeros, and one of 16 digits
+        [
+            H + b"Content-Length: 003\r\n\r\nabc",
+            H + b"Content-Length: 0002\r\n\r\nab",
+            H + b"Content-Length: 0000000000000002\r\n\r\nab",
+            H + b"Content-Length: 1\r\n\r\na",
+        ],
+    ],
+)
+def test_quick_path_by_pattern_agrees_with_the_full_parser(wire: list[bytes]) -> None:
+    # From the second block of a shape on, a block differing only in its length or
+    # Keep-Alive max is matched by the shape's pattern (one at a time, or several
+    # in one read): it gives what the full parser (1 byte at a time) gives.
+    data = b"".join(wire)
+    outcomes = []
+    for pieces in ([w for w in wire], [data], [data[i : i + 1] for i in range(len(data))]):
+        reader = ResponseReader()
+        pipelined(reader, len(wire))
+        try:
+            got = [r for piece in pieces for r in reader.feed_all(piece)]
+            outcomes.append([(r.status, r.headers, r.body, r.keep_alive, r.left) for r in got])
+        except ProtocolError as exc:
+            outcomes.append([type(exc).__name__])
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_quick_path_reads_a_shape_once_then_matches_its_pattern(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # osrm-routed's answers, 200 and 400 in turn: the block of each is cut up for its
+    # shape the first time only; then the shape's pattern takes it, in C.
+    calls: list[bytes] = []
+    shaped = ResponseReader._shaped
+
+    def counting(self: ResponseReader, head: bytes) -> Any:
+        calls.append(head)
+        return shaped(self, head)
+
+    monkeypatch.setattr(ResponseReader, "_shaped", counting)
+    wire = [
+        osrm_like(b"y" * i, 300 - i, status=b"400 Bad Request" if i % 3 else b"200 OK")
+        for i in range(1, 200)
+    ]
+    reader = ResponseReader()
+    pipelined(reader, len(wire))
+    got = [r for w in wire for r in reader.feed_all(w)]
+    assert [r.body for r in got] == [b"y" * i for i in range(1, 200)]
+    assert [r.left for r in got] == [299 - i for i in range(1, 200)]
+    assert len(calls) == 2  # one 200, one 400
+
+
+def test_a_pattern_matched_length_over_max_body_is_refused() -> None:
+    from drumfire._errors import BodyTooLarge
+
+    reader = ResponseReader(max_body=10)
+    pipelined(reader, 2)
+    assert reader.feed_all(osrm_like(b"abc", 9))[0].body == b"abc"
+    with pytest.raises(BodyTooLarge):
+        reader.feed_all(osrm_like(b"z" * 11, 8))
+
+
 def test_quick_path_takes_the_block_before_again_only_when_byte_for_byte_the_same() -> None:
     # Answer after answer usually has the very same header block: the quick path
     # compares each answer's start with the block before, in one read and across
