@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from hdrh.histogram import HdrHistogram
 
@@ -195,25 +195,35 @@ class Stats:
             return
         # (Not for a few rows, as a server that answers one at a time gives: the loop
         # below costs less than these calls then.)
-        if (
-            count >= _MANY
-            and list(map(_STATUS, results)).count(200) == count
-            and not any(map(_ERROR, results))
-        ):
-            tries: list[int] = list(map(_ATTEMPTS, results))
-            if 0 not in tries:
-                micros = list(map(int, map(_TO_MICROS, map(_ELAPSED, results))))
-                if 0 in micros:
-                    micros = [us or 1 for us in micros]
-                pending = self._pending
-                pending.update(micros)
-                if len(pending) > _PENDING_MOST:
-                    self._fold()
-                self.done += count
-                self.ok += count
-                self.requests += sum(tries)
-                self.statuses[200] += count
-                return
+        if count >= _MANY:
+            statuses: list[int | None] = list(map(_STATUS, results))
+            if None not in statuses and not any(map(_ERROR, results)):
+                tries: list[int] = list(map(_ATTEMPTS, results))
+                if 0 not in tries:
+                    micros = list(map(int, map(_TO_MICROS, map(_ELAPSED, results))))
+                    if 0 in micros:
+                        micros = [us or 1 for us in micros]
+                    pending = self._pending
+                    pending.update(micros)
+                    if len(pending) > _PENDING_MOST:
+                        self._fold()
+                    self.done += count
+                    self.requests += sum(tries)
+                    ok = statuses.count(200)
+                    if ok == count:
+                        self.statuses[200] += count
+                    else:  # other statuses too (osrm-routed's 400 NoRoute): as add counts them
+                        by_status = Counter(cast("list[int]", statuses))
+                        self.statuses.update(by_status)
+                        for code, n in by_status.items():
+                            if code == 200:
+                                continue
+                            if 200 <= code < 300:
+                                ok += n
+                            else:
+                                self.reasons[f"http {code}"] += n
+                    self.ok += ok
+                    return
         pending = self._pending
         get = pending.get
         add = self.add
