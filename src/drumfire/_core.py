@@ -27,7 +27,7 @@ from ._ordering import Reorder
 from ._origins import Origins
 from ._pipelining import Pipelining
 from ._pool import Pool
-from ._request import Origin
+from ._request import Origin, Prepared
 from ._result import Result, Stats
 from ._rows import Flight, Item, Rows, UsualRun, UsualRuns
 from ._settings import Retry, Timeouts
@@ -65,6 +65,7 @@ class EngineCore:
     _failure: BaseException | None
     _items: Iterator[Item]
     _runs: UsualRuns | None  # a read-ahead child's usual chunks (see drumfire._intake)
+    _usual: Callable[[Item], tuple[str, Prepared] | None] | None  # Rows.usual_maker's
     _seq: int  # the next row's place in the input
     park_limit: int
     order_window: int

@@ -271,6 +271,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._exhausted = False
         self._seq = 0
         self._runs: UsualRuns | None = None  # a read-ahead child's usual chunks
+        self._usual = None  # the usual row's short way (Rows.usual_maker), set by run
         self._inflight = 0
         self._waiting = 0  # jobs sleeping before a retry
         self._ready: deque[Flight] = deque()  # retries whose wait is over
@@ -320,6 +321,17 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                     conn = self._answered = self._roomiest()
                     if conn is not None and self._fill(conn, room):
                         continue
+                    if (
+                        conn is None
+                        and self._inflight
+                        and not self._ready
+                        and self.pool.open >= self._conn_cap
+                        and not self.pool.may_take(solo.origin)
+                    ):
+                        # No connection may take a row now (none has room for a
+                        # refill, none is idle, no other may open): _dispatch would
+                        # only put the next row back. An answer pumps again.
+                        break
                 flight = self._next_flight()
                 if flight is None:
                     break

@@ -11,7 +11,7 @@ with none of the per-row checks a row of unknown kind needs.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from ._core import EngineCore
 from ._result import Result
@@ -42,6 +42,7 @@ class Intake(EngineCore):
         if order is not None and order.ahead(self._seq) >= self.order_window:
             return None  # the oldest row holds the window; wait for it
         make = self.rows.make
+        usual = self._usual
         passed = 0  # rows read that start no request (skipped by --resume, error rows)
         while True:
             if passed >= PASS_AT_ONCE:
@@ -56,6 +57,11 @@ class Intake(EngineCore):
                 return None
             if item is WAIT:
                 return None
+            if usual is not None and type(item) is tuple and (got := usual(item)) is not None:
+                seq = self._seq
+                self._seq += 1
+                row: Any = item[1]  # a dict: usual() took it
+                return Flight(seq, got[0], row, got[1])
             # A source item, or what Rows.make made of one in a read-ahead process.
             made = make(item, self.stats) if type(item) is tuple else item
             if type(made) is int:  # duplicate ids the read-ahead process saw
@@ -87,6 +93,7 @@ class Intake(EngineCore):
             return []
         out = []
         make = self.rows.make
+        usual = self._usual
         stats = self.stats
         seq = self._seq
         passed = 0  # rows read that start no request (as in _next_flight)
@@ -94,6 +101,15 @@ class Intake(EngineCore):
             for item in self._items:
                 if item is WAIT:
                     break
+                if usual is not None and type(item) is tuple:
+                    got = usual(item)  # the usual row: a text id, a request (Rows.usual_maker)
+                    if got is not None:
+                        row: Any = item[1]  # a dict: usual() took it
+                        out.append(Flight(seq, got[0], row, got[1]))
+                        seq += 1
+                        if len(out) == most:
+                            break
+                        continue
                 made = make(item, stats) if type(item) is tuple else item
                 if type(made) is Flight:
                     made.seq = seq

@@ -29,6 +29,7 @@ class Lifecycle(EngineCore):
         self._done = self._loop.create_future()
         self._items = items
         self.stats = Stats(self.clock, total)
+        self._usual = self.rows.usual_maker(self.stats)
         self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
         self.pipelining_policy.start(self.clock())
         try:

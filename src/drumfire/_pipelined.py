@@ -161,7 +161,12 @@ class PipelinedDispatch(EngineCore):
         """The busy connection that may take the most requests, if any may."""
         best: Connection | None = None
         most = 0
+        # A connection with more than this queued has no room for a refill: not
+        # asked (machine case: most connections, most of the time).
+        full = self.pipeline - 1 - self._refill
         for conn in self._busy:
+            if len(conn.behind) > full:
+                continue
             room = self._room(conn)
             if room > most:
                 best, most = conn, room

@@ -55,6 +55,10 @@ class Pool:
                 return conn
         return None
 
+    def may_take(self, origin: Origin) -> bool:
+        """Whether :meth:`take` may find an idle connection to ``origin`` (False: it will not)."""
+        return bool(self.idle.get(origin))
+
     def give(self, conn: Connection) -> None:
         """``conn`` fell idle: keep it for the next request to its origin."""
         stack = self.idle.get(conn.origin)
