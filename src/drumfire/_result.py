@@ -183,7 +183,8 @@ class Stats:
             pending[us] = pending.get(us, 0) + 1
 
     def add_all(self, results: list[Result]) -> None:
-        """:meth:`add` for many rows at once, the usual row (200, no error) in fewer steps.
+        """:meth:`add` for many rows at once, the usual row (answered, no error, whatever
+        its status) in fewer steps.
 
         When every row is such a row (the usual hand-over), they are counted with
         no Python loop: their latencies wait in whole microseconds. That gives the
@@ -207,44 +208,48 @@ class Stats:
                     pending.update(micros)
                     if len(pending) > _PENDING_MOST:
                         self._fold()
-                    self.done += count
                     self.requests += sum(tries)
-                    ok = statuses.count(200)
-                    if ok == count:
-                        self.statuses[200] += count
-                    else:  # other statuses too (osrm-routed's 400 NoRoute): as add counts them
-                        by_status = Counter(cast("list[int]", statuses))
-                        self.statuses.update(by_status)
-                        for code, n in by_status.items():
-                            if code == 200:
-                                continue
-                            if 200 <= code < 300:
-                                ok += n
-                            else:
-                                self.reasons[f"http {code}"] += n
-                    self.ok += ok
+                    self._answered(cast("list[int]", statuses))
                     return
         pending = self._pending
         get = pending.get
         add = self.add
-        ok = requests = 0
+        requests = 0
+        codes: list[int] = []  # the statuses of the rows answered without an error
         for result in results:
             _id, status, elapsed_ms, attempts, error, _fields, _kept = result
-            if status != 200 or error or not attempts:
+            if error or not attempts or status is None:
                 add(result)
                 continue
-            ok += 1
+            codes.append(status)
             requests += attempts
             us = int(elapsed_ms * 1000) or 1
             shift = us.bit_length() - 12
             if shift > 0:
                 us = us >> shift << shift
             pending[us] = get(us, 0) + 1
-        if ok:
-            self.done += ok
-            self.ok += ok
+        if codes:
             self.requests += requests
-            self.statuses[200] += ok
+            self._answered(codes)
+
+    def _answered(self, codes: list[int]) -> None:
+        """Count rows answered with these statuses and no error, as :meth:`add` does:
+        2xx is ok, any other ``http N`` (osrm-routed's 400 NoRoute)."""
+        count = len(codes)
+        ok = codes.count(200)
+        if ok == count:
+            self.statuses[200] += count
+        else:
+            by_status = Counter(codes)
+            self.statuses.update(by_status)
+            for code, n in by_status.items():
+                if code != 200:
+                    if 200 <= code < 300:
+                        ok += n
+                    else:
+                        self.reasons[f"http {code}"] += n
+        self.done += count
+        self.ok += ok
 
     @property
     def latency(self) -> HdrHistogram:
