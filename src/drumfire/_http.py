@@ -17,13 +17,22 @@ zstd) are decoded by :mod:`drumfire._decoding`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import httptools
 
 from ._decoding import Decoder, UnknownEncoding
 from ._errors import BodyTooLarge, HeaderTooLarge, ProtocolError, RequestError, SinkError
+from ._heads import (
+    HEADS_KEPT,
+    PATTERNS_KEPT,
+    HeadInfo,
+    Pattern,
+    Shape,
+    answers_left,
+    matched,
+    read_shape,
+)
 from ._response import Response
 from ._settings import MAX_BODY
 
@@ -34,15 +43,6 @@ __all__ = ["MAX_HEADER", "ResponseReader", "encode_request_head"]
 #: 1 MiB. 64 KiB holds any sane answer, and 512 connections' worth of it is
 #: 32 MiB: the cap is what keeps a hostile or broken server from filling memory.
 MAX_HEADER = 64 * 1024
-
-_MAX = re.compile(rb"max\s*=\s*(\d{1,9})", re.IGNORECASE)
-
-
-def _answers_left(keep_alive: bytes) -> int | None:
-    """From ``Keep-Alive: timeout=5, max=K``: how many answers may follow this one (K-1)."""
-    found = _MAX.search(keep_alive)
-    return int(found.group(1)) - 1 if found else None
-
 
 def encode_request_head(
     method: str, target: str, host: str, headers: list[tuple[str, str]]
@@ -56,184 +56,6 @@ def encode_request_head(
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-#: (status, headers, Content-Length, keep-alive, answers left) of a header block the
-#: quick path takes.
-HeadInfo = tuple[int, tuple[tuple[bytes, bytes], ...], int, bool, int | None]
-_HEADS_KEPT = 256  # distinct header blocks remembered (answers differ mostly by Date)
-_PATTERNS_KEPT = 4  # patterns of shapes tried on a block not seen before (see _pattern_of)
-
-
-def inspect_head(head: bytes) -> HeadInfo | None:
-    """What the quick path needs from a header block, or None to leave it to the full path.
-
-    ``head`` runs from the status line to the blank line included. It is parsed
-    by httptools as in the full path (so both agree on what is valid); the quick
-    path then takes only plain answers: HTTP/1.1, a final status with a body,
-    one Content-Length, no Transfer-Encoding or Content-Encoding, no
-    ``Connection`` other than keep-alive.
-    """
-    if not head.startswith(b"HTTP/1.1 "):
-        return None
-    probe = _HeadProbe()
-    parser = probe.parser = httptools.HttpResponseParser(probe)
-    try:
-        parser.feed_data(head)
-    except httptools.HttpParserError:
-        return None
-    if not probe.complete:
-        return None
-    status = parser.get_status_code()
-    if status < 200 or status in (204, 304) or not probe.keep_alive:
-        return None
-    length = -1
-    left: int | None = None
-    for name, value in probe.headers:
-        lname = name.lower()
-        if lname == b"content-length":
-            if length >= 0 or not value.strip().isdigit():
-                return None
-            length = int(value)
-        elif lname in (b"transfer-encoding", b"content-encoding") or (
-            lname == b"connection" and value.strip().lower() != b"keep-alive"
-        ):
-            return None
-        elif lname == b"keep-alive":
-            left = _answers_left(value)
-    if length < 0:
-        return None
-    return status, tuple(probe.headers), length, left is None or left > 0, left
-
-
-#: How servers spell the lines whose values vary between answers (a block
-#: spelling them otherwise is looked up whole).
-_LENGTH_LINES = (b"\r\nContent-Length: ", b"\r\ncontent-length: ")
-_KEEP_ALIVE_LINES = (b"\r\nKeep-Alive: ", b"\r\nkeep-alive: ")
-
-#: A header block's pattern (see :func:`_pattern_of`): the bytes it starts with and
-#: the ``match`` function of the rest, then the status, headers, positions of
-#: Content-Length and of a Keep-Alive whose max varies (-1: none, or its value is
-#: part of the pattern), keep-alive and answers left.
-_Pattern = tuple[
-    bytes, Any, int, tuple[tuple[bytes, bytes], ...], int, int, bool, "int | None"
-]
-
-#: A header block's shape: status, headers, the positions of the Content-Length
-#: and Keep-Alive headers in them (-1: none), answers left, keep-alive, and its
-#: pattern.
-_Shape = tuple[
-    int, tuple[tuple[bytes, bytes], ...], int, int, "int | None", bool, "_Pattern | None"
-]
-
-#: A header value the quick path may take without httptools: visible ASCII and
-#: inner spaces (no control byte, no bare CR or LF, nothing to trim).
-_PLAIN_VALUE = re.compile(rb"(?:[!-~](?:[ -~]*[!-~])?)?")
-
-
-def _value_at(head: bytes, lines: tuple[bytes, ...]) -> tuple[int, int] | None:
-    """Where the value of the one header spelled as in ``lines`` lies in ``head``."""
-    for line in lines:
-        start = head.find(line)
-        if start >= 0:
-            start += len(line)
-            stop = head.find(b"\r\n", start)
-            if head.find(line, stop) >= 0:
-                return None  # twice: leave it to the full inspection
-            return start, stop
-    return None
-
-
-def _shape_of(info: HeadInfo | None) -> _Shape | None:
-    """``info`` with the positions of its varying headers; None leaves the block alone.
-
-    A block with several Keep-Alive headers (spelled differently) is left to
-    the full parser: which one counts is its business.
-    """
-    if info is None:
-        return None
-    status, headers, _length, keep_alive, left = info
-    names = [name.lower() for name, _ in headers]
-    alives = names.count(b"keep-alive")
-    if alives > 1:
-        return None
-    alive = names.index(b"keep-alive") if alives else -1
-    return status, headers, names.index(b"content-length"), alive, left, keep_alive, None
-
-
-def _pattern_of(
-    head: bytes, length_at: tuple[int, int], alive_at: tuple[int, int] | None, shape: _Shape
-) -> _Pattern | None:
-    """A regular expression for the blocks of ``head``'s shape, for the quick path.
-
-    ``head`` is a block :func:`inspect_head` took, ``length_at`` and ``alive_at``
-    where its Content-Length and Keep-Alive values lie. The pattern is ``head``
-    byte for byte but for those values: any 1 to 15 digits for the length (as
-    :meth:`ResponseReader._shaped` takes them) and, when the Keep-Alive value ends
-    in its ``max=N`` (osrm-routed's ``timeout=5, max=511``), any 1 to 9 digits for
-    N, the rest as it is. A block it matches is one ``_shaped`` would read the
-    same way, with those values: one match in C instead of cutting the block up
-    for its key. A Keep-Alive value of another form stays whole in the pattern
-    (that value only); a value ``_shaped`` refuses gives no pattern. The bytes
-    before the first varying value are compared as they are (``startswith``, a
-    memory comparison); the expression matches the rest.
-    """
-    status, headers, length_index, alive_index, left, keep_alive, _ = shape
-    holes = [(length_at[0], length_at[1], rb"(?P<length>\d{1,15})")]
-    varies = -1
-    if alive_at is not None:
-        start, stop = alive_at
-        value = head[start:stop]
-        if alive_index < 0 or not _PLAIN_VALUE.fullmatch(value):
-            return None
-        found = _MAX.search(value)
-        # Only the last digits of the value vary, and no "max=" comes before them:
-        # then _answers_left of any such value reads those digits.
-        if found and found.end(1) == len(value) and not _MAX.search(value[: found.start(1)]):
-            fixed = re.escape(value[: found.start(1)])
-            holes.append((start, stop, rb"(?P<alive>" + fixed + rb"(?P<most>\d{1,9}))"))
-            varies = alive_index
-    holes.sort()
-    prefix = head[: holes[0][0]]
-    pattern, at = [], len(prefix)
-    for start, stop, hole in holes:
-        pattern += [re.escape(head[at:start]), hole]
-        at = stop
-    pattern.append(re.escape(head[at:]))
-    match = re.compile(b"".join(pattern)).match
-    return prefix, match, status, headers, length_index, varies, keep_alive, left
-
-
-def _matched(found: Any, pattern: _Pattern) -> HeadInfo:
-    """The :func:`inspect_head` of a block ``pattern`` matched (``found``)."""
-    _, _, status, headers, length_index, alive_index, keep_alive, left = pattern
-    digits = found.group("length")
-    changed = list(headers)
-    changed[length_index] = (headers[length_index][0], digits)
-    if alive_index >= 0:
-        value, most = found.group("alive", "most")
-        changed[alive_index] = (headers[alive_index][0], value)
-        left = int(most) - 1
-        keep_alive = left > 0
-    return status, tuple(changed), int(digits), keep_alive, left
-
-
-class _HeadProbe:
-    __slots__ = ("complete", "headers", "keep_alive", "parser")
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-        self.keep_alive = False
-        self.parser: Any = None
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
-        # Asked now: once an empty body completes the message, llhttp says False.
-        self.keep_alive = bool(self.parser.should_keep_alive())
 
 
 class _Surplus(Exception):
@@ -287,14 +109,14 @@ class ResponseReader:
         # otherwise grow the buffer without limit.
         self.max_header = max_header
         self.heads: dict[bytes, HeadInfo | None] = {}  # inspect_head() of blocks seen
-        self.shapes: dict[bytes, _Shape | None] = {}  # the same, by shape (see _shaped)
+        self.shapes: dict[bytes, Shape | None] = {}  # the same, by shape (see _shaped)
         # The last header block _quick took, and its inspect_head(): the next answer
         # usually has the very same one (one comparison, no slice, hash or look-up).
         self._last: tuple[bytes, HeadInfo | None] = (b"\x00", None)
         # The patterns of the last shapes _shaped read, the latest first: the next
         # answer with another length or Keep-Alive max usually matches one (see
-        # _pattern_of; osrm-routed answers 200 or 400, two shapes).
-        self._patterns: tuple[_Pattern, ...] = ()
+        # drumfire._heads; osrm-routed answers 200 or 400, two shapes).
+        self._patterns: tuple[Pattern, ...] = ()
         self._parser: Any = httptools.HttpResponseParser(self)
         self._expected = 0  # responses still owed: requests sent and not answered
         self._out: list[Response] = []
@@ -358,7 +180,7 @@ class ResponseReader:
         elif size == 10 and name.lower() == b"keep-alive":
             # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
             # after this response without saying "Connection: close"; don't reuse it.
-            self._left = _answers_left(value)
+            self._left = answers_left(value)
 
     def on_headers_complete(self) -> None:
         self._head_fed = 0
@@ -527,7 +349,7 @@ class ResponseReader:
                 info = last_info
             else:
                 # The block of a shape seen before, but for its length or Keep-Alive max
-                # (osrm-routed): one pattern match each (see _pattern_of).
+                # (osrm-routed): one pattern match each (see drumfire._heads).
                 for pattern in patterns:
                     prefix = pattern[0]
                     found = (
@@ -537,7 +359,7 @@ class ResponseReader:
                     )
                     if found is not None:
                         end = found.end()
-                        info = _matched(found, pattern)
+                        info = matched(found, pattern)
                         if info[2] > max_body or end - pos > max_header:
                             info = None  # the full path refuses it
                         break
@@ -551,7 +373,7 @@ class ResponseReader:
                     except KeyError:
                         if end - pos > max_header:
                             break  # the full path refuses it
-                        if len(heads) >= _HEADS_KEPT:
+                        if len(heads) >= HEADS_KEPT:
                             heads.clear()
                         info = self._shaped(head)
                         patterns = self._patterns
@@ -579,52 +401,12 @@ class ResponseReader:
         return data[pos:] if pos else data
 
     def _shaped(self, head: bytes) -> HeadInfo | None:
-        """:func:`inspect_head`, from a block seen before but for its varying values.
-
-        Answers differ in their Content-Length (OSRM's routes, any API's) and
-        often in ``Keep-Alive: max=N``, which counts down on each connection
-        (osrm-routed). The block with those two values cut out is the key of
-        ``shapes``: httptools parses each shape once instead of each answer.
-        """
-        length_at = _value_at(head, _LENGTH_LINES)
-        if length_at is None:
-            return inspect_head(head)
-        start, stop = length_at
-        digits = head[start:stop]
-        if not digits.isdigit() or len(digits) > 15:
-            return inspect_head(head)
-        alive_at = _value_at(head, _KEEP_ALIVE_LINES)
-        if alive_at is None:
-            key = head[:start] + head[stop:]
-        elif alive_at[0] < start:
-            key = head[: alive_at[0]] + head[alive_at[1] : start] + head[stop:]
-        else:
-            key = head[:start] + head[stop : alive_at[0]] + head[alive_at[1] :]
-        shapes = self.shapes
-        try:
-            shape = shapes[key]
-        except KeyError:
-            if len(shapes) >= _HEADS_KEPT:
-                shapes.clear()
-            shape = _shape_of(inspect_head(head))
-            if shape is not None:
-                shape = (*shape[:6], _pattern_of(head, length_at, alive_at, shape))
-            shapes[key] = shape
-        if shape is None:
-            return None
-        status, headers, length_index, alive_index, left, keep_alive, pattern = shape
+        """:func:`inspect_head`, by the block's shape (see :func:`drumfire._heads.read_shape`);
+        the shape's pattern joins those :meth:`_quick` tries first."""
+        info, pattern = read_shape(head, self.shapes)
         if pattern is not None and pattern not in self._patterns:
-            self._patterns = (pattern, *self._patterns[: _PATTERNS_KEPT - 1])
-        changed = list(headers)
-        changed[length_index] = (headers[length_index][0], digits)
-        if alive_at is not None:  # else its value is part of the key: as cached
-            value = head[alive_at[0] : alive_at[1]]
-            if alive_index < 0 or not _PLAIN_VALUE.fullmatch(value):
-                return inspect_head(head)
-            changed[alive_index] = (headers[alive_index][0], value)
-            left = _answers_left(value)
-            keep_alive = left is None or left > 0
-        return status, tuple(changed), int(digits), keep_alive, left
+            self._patterns = (pattern, *self._patterns[: PATTERNS_KEPT - 1])
+        return info
 
     def drop_sink(self) -> None:
         """The response will not complete: remove the body's temporary file (--save-body)."""

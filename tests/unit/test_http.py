@@ -748,7 +748,7 @@ def test_quick_path_gives_the_same_response_as_the_full_parser() -> None:
     ],
 )
 def test_quick_path_leaves_unusual_answers_to_the_full_parser(extra: bytes) -> None:
-    from drumfire._http import inspect_head
+    from drumfire._heads import inspect_head
 
     data = response_bytes(b"abc", extra)
     info = inspect_head(data[: data.index(b"\r\n\r\n") + 4])
@@ -803,7 +803,7 @@ def test_a_close_mid_pipeline_is_reported_for_the_oldest_only() -> None:
 def test_quick_path_takes_an_empty_body_too() -> None:
     # llhttp says "not keep-alive" once an empty body has completed the message;
     # the head is judged before that.
-    from drumfire._http import inspect_head
+    from drumfire._heads import inspect_head
 
     info = inspect_head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
     assert info is not None
@@ -835,16 +835,16 @@ def test_quick_path_inspects_each_shape_once_whatever_the_length_and_keep_alive_
     # Every answer differs in Content-Length and Keep-Alive max: the quick path
     # parses the header block once per shape (here a 200 and a 400) and still
     # gives what the full parser gives, down to the last answer (max=1: close).
-    import drumfire._http as http
+    import drumfire._heads as heads
 
     calls: list[bytes] = []
-    inspect = http.inspect_head
+    inspect = heads.inspect_head
 
     def counting(head: bytes) -> Any:
         calls.append(head)
         return inspect(head)
 
-    monkeypatch.setattr(http, "inspect_head", counting)
+    monkeypatch.setattr(heads, "inspect_head", counting)
     wire = [
         osrm_like(b'{"code":"Ok","n":%s}' % (b"7" * (i % 13)), 20 - i)
         if i % 3
@@ -986,14 +986,16 @@ def test_quick_path_reads_a_shape_once_then_matches_its_pattern(
 ) -> None:
     # osrm-routed's answers, 200 and 400 in turn: the block of each is cut up for its
     # shape the first time only; then the shape's pattern takes it, in C.
+    import drumfire._http as http
+
     calls: list[bytes] = []
-    shaped = ResponseReader._shaped
+    read_shape = http.read_shape
 
-    def counting(self: ResponseReader, head: bytes) -> Any:
+    def counting(head: bytes, shapes: Any) -> Any:
         calls.append(head)
-        return shaped(self, head)
+        return read_shape(head, shapes)
 
-    monkeypatch.setattr(ResponseReader, "_shaped", counting)
+    monkeypatch.setattr(http, "read_shape", counting)
     wire = [
         osrm_like(b"y" * i, 300 - i, status=b"400 Bad Request" if i % 3 else b"200 OK")
         for i in range(1, 200)

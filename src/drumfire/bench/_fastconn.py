@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._connection import Connection, Owner
-from .._http import inspect_head as _inspect_head
+from .._heads import inspect_head as _inspect_head
 
 if TYPE_CHECKING:
     from .._request import Origin
@@ -42,7 +42,7 @@ def inspect_head(head: bytes) -> tuple[int, int]:
     """(status, Content-Length) of a header block the fast path may take, else (0, -1).
 
     ``head`` ends before the blank line. The judgement is the run engine's
-    (:func:`drumfire._http.inspect_head`: plain HTTP/1.1 answers with one
+    (:func:`drumfire._heads.inspect_head`: plain HTTP/1.1 answers with one
     Content-Length), and stricter in one point: any ``Keep-Alive`` header is
     declined, since the closed-model short cut does not count a server's
     ``max``.
