@@ -151,6 +151,9 @@ class BodyTooLarge(RequestError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"response body larger than {limit} bytes")
         self.limit = limit
+        #: The error of a row whose answer keeps its status (a saved body, as curl's
+        #: --max-filesize): the reason, and the limit it passed.
+        self.answer_error = f"{self.reason}: over --max-body ({limit} bytes)"
 
 
 def reason_for(exc: BaseException | None, *, connecting: bool = False) -> str:

@@ -314,6 +314,9 @@ class ResponseReader:
             if isinstance(cause, SinkError):  # --save-body: the answer stands, unsaved
                 self._sink_failed(cause)
                 return out
+            if isinstance(cause, BodyTooLarge) and self.sink is not None:
+                self._sink_failed(cause)  # a download over --max-body: its status stands
+                return out
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
             raise ProtocolError(f"malformed response: {exc}") from None
@@ -414,13 +417,14 @@ class ResponseReader:
         if sink is not None:
             sink.abort()
 
-    def _sink_failed(self, exc: SinkError) -> Response:
-        """The body could not be saved (a full disk, a name too long): the answer ends
-        here with its status and ``exc``'s reason, the rest of its body unread, so
-        the connection is not reused. A local failure: a retry would not mend it."""
+    def _sink_failed(self, exc: SinkError | BodyTooLarge) -> Response:
+        """The body could not be saved (a full disk, a name too long, over --max-body):
+        the answer ends here with its status and ``exc``'s reason, the rest of its body
+        unread, so the connection is not reused. A retry would not mend it."""
         self.drop_sink()
         status = self._parser.get_status_code()
-        response = Response(status, self._headers, b"", False, self._left, exc.reason)
+        error = exc.reason if isinstance(exc, SinkError) else exc.answer_error
+        response = Response(status, self._headers, b"", False, self._left, error)
         self._answer(response)
         self._parser = httptools.HttpResponseParser(self)
         self._reset(False)
@@ -438,6 +442,10 @@ class ResponseReader:
             try:
                 self._finish()
             except SinkError as exc:
+                return self._sink_failed(exc)
+            except BodyTooLarge as exc:
+                if self.sink is None:
+                    raise
                 return self._sink_failed(exc)
             done = self._out[0]
             done.keep_alive = False

@@ -194,7 +194,12 @@ def test_save_status_and_max_body(tmp_path: Path) -> None:
                                             save_status="all")}
     assert results["missing"].status == 404
     assert results["missing"].fields == {"why": "gone", "saved_path": None, "saved_bytes": None}
-    assert results["big"].error == "body_too_large"
+    # The answer came: the row keeps its status, and says which limit it passed.
+    assert (results["big"].status, results["big"].error) == (
+        200,
+        "body_too_large: over --max-body (1000 bytes)",
+    )
+    assert results["big"].reason == "body_too_large"
     assert results["small"].fields == {"why": None, "saved_path": "small.bin", "saved_bytes": 10}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all", "small.bin"]
     saved = (tmp_path / "all" / "missing.bin").read_bytes()
@@ -203,6 +208,38 @@ def test_save_status_and_max_body(tmp_path: Path) -> None:
         "saved_path": "all/missing.bin",
         "saved_bytes": len(saved),
     }
+
+
+def test_a_download_over_max_body_keeps_its_status(tmp_path: Path) -> None:
+    """`--max-body` stops a download as curl's --max-filesize does: status 200, the
+    limit named, no file; plain, chunked and gzip-compressed bodies alike, and the
+    next rows on the same connection are still answered."""
+    from servers import chunked, gzipped
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        name = target.rsplit("/", 1)[1]
+        if name == "plain":
+            return respond(200, b"x" * 5000)
+        if name == "chunked":
+            return chunked(200, b"x" * 5000, size=700)
+        if name == "gzip":
+            return gzipped(200, b"x" * 50_000)
+        return respond(200, b"y" * 10)
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("id\nplain\nchunked\ngzip\nsmall\n")
+    out = tmp_path / "out.csv"
+    with ScriptedServer(handler) as srv:
+        done = drumfire("run", inp, "--url", srv.url("/{id}"), "--save-body", "{id}.bin",
+                        "--save-dir", tmp_path / "saved", "--max-body", "1000", "-o", out, "-q")
+    assert done.returncode == 0, done.stderr
+    rows = {r["id"]: r for r in read_csv(out)}
+    for name in ("plain", "chunked", "gzip"):
+        assert (rows[name]["status"], rows[name]["error"], rows[name]["saved_path"]) == (
+            "200", "body_too_large: over --max-body (1000 bytes)", ""), rows[name]
+    assert (rows["small"]["status"], rows["small"]["error"]) == ("200", "")
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["small.bin"]
 
 
 def test_cut_short_leaves_no_temporary_file(tmp_path: Path) -> None:
