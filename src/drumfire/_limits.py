@@ -114,6 +114,10 @@ class AdaptiveLimit:
     #: it, or ``RUN`` throttled answers in a row: see :meth:`sample`.
     STEADY_WEIGHT = 1 / 256
     RUN = 10
+    #: ... or more, for a larger noise: a run of ``noise`` chances that comes once
+    #: in 10⁸ answers (``log(1e-8) / log(noise)``: 20 at 40 %, where 10 in a row
+    #: came about once a second at 8,000 answers a second, and each cut the limit).
+    CHANCE = math.log(1e-8)
     #: Seconds: a window of ``limit`` completions (under 32) that lasted this long,
     #: or whose answers took this long, is a round trip of a slow server: enough.
     SLOW_WINDOW = 0.05
@@ -158,7 +162,11 @@ class AdaptiveLimit:
                 self._run += 1
             if self.share < self.threshold + noise:
                 return  # sparse: a one-off error among healthy answers
-            if noise and self.steady < noise + self.threshold / 2 and self._run < self.RUN:
+            if (
+                noise
+                and self.steady < noise + self.threshold / 2
+                and self._run < max(self.RUN, self.CHANCE / math.log(noise))
+            ):
                 # The noise is known, the share over the last ~256 answers is still
                 # near it, and the throttled answers are not a run: a burst of that
                 # noise (the 32-answer average meets threshold + noise now and then by
@@ -481,6 +489,20 @@ class RetryBudget:
         return False
 
 
+@dataclass(slots=True)
+class _Probe:
+    """A cut being judged (:attr:`OriginLimit.KEEP`): the answers after it, against before."""
+
+    since: float
+    share: float  # the share throttled before the cut
+    rate: float  # the send rate before it (given back if the cut bought nothing)
+    at_accepted: bool  # the rate was set to the accepted one (a token bucket then calms)
+    lowered: bool  # the cut lowered the send rate (else it cut the concurrency alone)
+    accepted: float = 0.0  # answers accepted since
+    throttled: float = 0.0  # answers throttled since
+    highest: float = 0.0  # the highest moving share since
+
+
 class OriginLimit:
     """One origin's limits (scheme, host, port): concurrency, send rate, and its waiting rows.
 
@@ -547,7 +569,7 @@ class OriginLimit:
     #: also lowers a found rate (a rate limit met well above its rate).
     DENSE = 0.3
     #: A cut must pay: once the found rate is set back to the accepted one, the share
-    #: of answers throttled over the next ``BUCKET`` (and 32 answers at least) must
+    #: of answers throttled over the next ``BUCKET`` (and ``VERDICT`` answers at least) must
     #: fall below ``KEEP`` x the share before. A token bucket's does (it throttles
     #: only above its rate); a server that throttles a share whatever the rate (its
     #: noise: random 503s) keeps it, and then the cut is undone, that share becomes
@@ -556,8 +578,17 @@ class OriginLimit:
     #: the rate by the share (what is accepted is what is sent, less it), every
     #: half second, with no floor: 5 % of 503s took a run from 4,600 to 530 rows/s.
     KEEP = 0.5
-    #: The most that counts as noise (the share :class:`AdaptiveLimit` leaves alone).
+    #: The most that counts as noise (the share :class:`AdaptiveLimit` leaves alone)
+    #: when a cut is judged that may not have reached a token bucket's rate (a cut of
+    #: the concurrency, or of the rate to ``beta`` x itself). A cut to the accepted
+    #: rate itself calms a token bucket (it accepts all that its rate is), so a share
+    #: that did not fall then is noise up to ``HOLD_SHARE``: with 15 % the most, 20 %
+    #: of random 503s had every cut stand, and each lowered the rate to what was
+    #: accepted (20 % less): 1,000 rows/s to 5 in 20 s.
     NOISE = 0.15
+    #: Answers after a cut before it is judged (and ``BUCKET`` seconds): the share
+    #: of 32 strays by 4 % at 5 % (a verdict on 31 answers took 5 % for 12 %).
+    VERDICT = 128
     #: Answers looked at for quota headers before deciding the server sends none
     #: (throttled ones are always looked at: many servers send them there alone).
     WATCH = 16
@@ -596,9 +627,7 @@ class OriginLimit:
         self._again_at = -math.inf  # when a retried request was last throttled again
         self.share = 0.0  # moving average of throttled answers (429, 503)
         self.noise = 0.0  # the share throttled whatever the rate (see KEEP)
-        # While a cut is judged (KEEP): [since, accepted, throttled, share before,
-        # rate before, the highest share since].
-        self._probe: list[float] | None = None
+        self._probe: _Probe | None = None  # while a cut is judged (KEEP)
         self.quota_rate: float | None = None  # the pace the quota headers state
         # A quota spent until then, longer than the run waits: rows end, not wait.
         self.spent_until = 0.0
@@ -719,14 +748,26 @@ class OriginLimit:
             # share of rows' first attempts (10 %, say), or of all requests at
             # random, has the concurrency cut now and then by bursts of them, and
             # each lowering the rate to what was accepted ratcheted it down.
-            lowers = (
-                cubic.rate is None
-                or self.share >= self.DENSE
-                or (not self.noise and now - self._again_at <= self.AGAIN)
+            # While an earlier lowering is judged (KEEP), no further one: each cut
+            # lowered the rate to what was accepted, and a server that throttles a
+            # share whatever the rate accepts that much less each time (20 % of
+            # random 503s: 1,000 rows/s to 5 in 20 s, before a verdict could come).
+            probe = self._probe
+            lowers = cubic.rate is None or (
+                (probe is None or not probe.lowered)
+                and (
+                    self.share >= self.DENSE
+                    or (not self.noise and now - self._again_at <= self.AGAIN)
+                )
             )
             if accepted > 0.0 and lowers:  # nothing accepted (an outage): no rate from it
+                before = cubic.at(now)
                 cubic.throttle(now, accepted)
                 self._metered(now)
+                if before is not None and now - self._again_at <= self.AGAIN:
+                    # Judged as a set-back is (KEEP): did the share fall?
+                    at_accepted = cubic.rate is not None and cubic.rate <= accepted * self.OVER
+                    self._probe = _Probe(now, self.recent_share(), before, at_accepted, True)
             if self._probe is None and now - self._again_at > self.AGAIN:
                 # No retried row was throttled lately: nothing says this throttling
                 # follows the load (a rate limit throttles retries like any request),
@@ -736,7 +777,7 @@ class OriginLimit:
                 # attempts: 16 cuts in 10 s, the limit between 100 and 350 for 512).
                 # This cut is judged as a rate cut is (KEEP): did the share fall?
                 rate = cubic.at(now)
-                self._probe = [now, 0.0, 0.0, self.recent_share(), rate or 0.0, 0.0]
+                self._probe = _Probe(now, self.recent_share(), rate or 0.0, False, False)
         elif (
             cubic is not None
             and cubic.rate is not None
@@ -744,6 +785,7 @@ class OriginLimit:
             and (not self.noise or self.recent_share() >= self.noise + self.RATE_SHARE)
             and now - self._rate_cut >= self.BUCKET
             and now - self._again_at <= self.AGAIN
+            and (self._probe is None or not self._probe.lowered)
         ):
             # The rate is known and the curve probes above it: the server accepts
             # no more than before while more are throttled (a token bucket). Back
@@ -760,12 +802,12 @@ class OriginLimit:
                 self._rate_cut = now
                 cubic.settle(now, accepted)
                 self._metered(now)
-                self._probe = [now, 0.0, 0.0, self.recent_share(), rate, 0.0]
+                self._probe = _Probe(now, self.recent_share(), rate, True, True)
 
     def _measure_noise(self, now: float, accepted: int, throttled: int) -> None:
         """Count answers after the rate was set back to an accepted one, then judge the cut.
 
-        After ``BUCKET`` seconds and the share's horizon (32 answers): if the share
+        After ``BUCKET`` seconds and ``VERDICT`` answers: if the share
         throttled did not fall below ``KEEP`` x the share before, the cut bought
         nothing: that share is noise, and the rate goes back to where it was.
 
@@ -779,17 +821,24 @@ class OriginLimit:
         """
         probe = self._probe
         assert probe is not None
-        probe[1] += accepted
+        probe.accepted += accepted
         if throttled:
-            probe[2] += throttled
-            if self.share > probe[5]:
-                probe[5] = self.share
-        answers = probe[1] + probe[2]
-        if now - probe[0] >= self.BUCKET and answers * self.WEIGHT >= 1.0:
+            probe.throttled += throttled
+            if self.share > probe.highest:
+                probe.highest = self.share
+        answers = probe.accepted + probe.throttled
+        if now - probe.since >= self.BUCKET and answers >= self.VERDICT:
             self._probe = None
-            share = probe[2] / answers
-            if share >= probe[3] * self.KEEP and share < self.NOISE:
-                if probe[5] >= share + self.NOISE:
+            share = probe.throttled / answers
+            if share >= probe.share * self.KEEP and (
+                share < self.NOISE
+                or (probe.at_accepted and share < self.HOLD_SHARE)
+            ):
+                # The burst test: NOISE above the share, or (for a larger share,
+                # whose 32-answer average strays further) five of its standard
+                # deviations (at 30 %, 0.15 above it is met by chance in most probes).
+                spread = 5.0 * math.sqrt(share * (1.0 - share) * self.WEIGHT / (2.0 - self.WEIGHT))
+                if probe.highest >= share + max(self.NOISE, spread):
                     return  # a burst the noise does not explain: no verdict
                 self.noise = share
                 cubic = self.cubic
@@ -802,8 +851,8 @@ class OriginLimit:
                     self._metered(now)
                     return
                 current = cubic.at(now)
-                if current is not None and current < probe[4]:
-                    cubic.settle(now, probe[4])
+                if current is not None and current < probe.rate:
+                    cubic.settle(now, probe.rate)
                     self._metered(now)
             else:
                 self.noise = 0.0
