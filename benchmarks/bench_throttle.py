@@ -69,6 +69,16 @@ SERVERS: dict[str, tuple[str, dict[str, Any], int, list[str], int]] = {
         {"noise_share": 0.05, "retry_after": None, "latency": 0.05},
         20000, [], 256,
     ),
+    "noise-20": (
+        "20 % of all requests (retries too): 503, no Retry-After, 5,000 rows",
+        {"noise_share": 0.2, "retry_after": None},
+        5000, [], 64,
+    ),
+    "first-20": (
+        "20 % of ids answer 503 twice (no Retry-After)",
+        {"throttle_share": 0.2, "throttle_times": 2, "retry_after": None},
+        2000, [], 64,
+    ),
     "slow": (
         "2 s latency, no limit, 5,000 rows",
         {"latency": 2.0},

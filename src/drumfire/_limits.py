@@ -10,7 +10,7 @@ The engine composes them: it starts a request while ``inflight < limit.limit``
 and ``rate.wait(now) == 0``. All take an injected clock value, so they are
 tested without sleeping.
 
-Why this module is long (about 950 lines, over issue 18's ~600): it is one
+Why this module is long (about 1,000 lines, over issue 18's ~600): it is one
 controller. :class:`OriginLimit` composes :class:`AdaptiveLimit`,
 :class:`CubicRate`, :class:`RateMeter` and :class:`RetryBudget` and reads their
 state on every throttled answer; their thresholds are tuned together (the 15 %
