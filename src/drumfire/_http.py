@@ -79,6 +79,7 @@ class ResponseReader:
         "_done",
         "_encoding",
         "_expected",
+        "_failure",
         "_head",
         "_head_fed",
         "_head_size",
@@ -119,6 +120,11 @@ class ResponseReader:
         self._patterns: tuple[Pattern, ...] = ()
         self._parser: Any = httptools.HttpResponseParser(self)
         self._expected = 0  # responses still owed: requests sent and not answered
+        # The error a callback raised, kept here: httptools hands it on as its own
+        # error's __context__, which Python replaces when feed() runs while the caller
+        # handles an exception (bench ran inside an ``except RuntimeError``, and its
+        # answers over --max-body were counted as "protocol").
+        self._failure: BaseException | None = None
         self._out: list[Response] = []
         self._done: Response | None = None  # the last response returned
         # --save-body (see drumfire._savebody): the next response's target, and
@@ -168,45 +174,54 @@ class ResponseReader:
         self.started = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        size = len(name)
-        self._head_size += size + len(value) + 4  # "Name: value\r\n"
-        if self._head_size > self.max_header:
-            raise HeaderTooLarge(self.max_header)
-        if size == 16 and name.lower() == b"content-encoding":
-            if value.strip().lower() not in (b"identity", b""):
-                # Several header lines list the codings in the order applied.
-                self._encoding = value if self._encoding is None else self._encoding + b"," + value
-        elif size == 10 and name.lower() == b"keep-alive":
-            # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
-            # after this response without saying "Connection: close"; don't reuse it.
-            self._left = answers_left(value)
+        try:
+            self._headers.append((name, value))
+            size = len(name)
+            self._head_size += size + len(value) + 4  # "Name: value\r\n"
+            if self._head_size > self.max_header:
+                raise HeaderTooLarge(self.max_header)
+            if size == 16 and name.lower() == b"content-encoding":
+                if value.strip().lower() not in (b"identity", b""):
+                    # Several header lines list the codings in the order applied.
+                    known = self._encoding
+                    self._encoding = value if known is None else known + b"," + value
+            elif size == 10 and name.lower() == b"keep-alive":
+                # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
+                # after this response without saying "Connection: close"; don't reuse it.
+                self._left = answers_left(value)
+        except BaseException as exc:
+            self._failure = exc  # see feed: what the parser's error was about
+            raise
 
     def on_headers_complete(self) -> None:
-        self._head_fed = 0
-        status = self._parser.get_status_code()
-        if 100 <= status < 200:
-            # An interim response (100 Continue, 103 Early Hints): clients skip
-            # it and wait for the final one (RFC 9110 §15.2). 101 raises Upgrade.
-            self._interim = True
-            return
-        self._headers_done = True
-        if self.saver is not None:
-            saver, self.saver = self.saver, None
-            self.sink = saver.start(status)
-        if self._encoding is not None:
-            try:
-                self._decoder = Decoder(self._encoding, self.max_body)
-            except UnknownEncoding as exc:
-                # The body is kept as sent (within --max-body); the row keeps
-                # its status and says why its body was not decoded.
-                self._problem = f"encoding: {exc}"
-        if self._head:
-            # llhttp would wait for Content-Length bytes that never come.
-            self._finish()
-            return
-        if not self._has_length() and status >= 200 and status not in (204, 304):
-            self._until_close = True
+        try:
+            self._head_fed = 0
+            status = self._parser.get_status_code()
+            if 100 <= status < 200:
+                # An interim response (100 Continue, 103 Early Hints): clients skip
+                # it and wait for the final one (RFC 9110 §15.2). 101 raises Upgrade.
+                self._interim = True
+                return
+            self._headers_done = True
+            if self.saver is not None:
+                saver, self.saver = self.saver, None
+                self.sink = saver.start(status)
+            if self._encoding is not None:
+                try:
+                    self._decoder = Decoder(self._encoding, self.max_body)
+                except UnknownEncoding as exc:
+                    # The body is kept as sent (within --max-body); the row keeps
+                    # its status and says why its body was not decoded.
+                    self._problem = f"encoding: {exc}"
+            if self._head:
+                # llhttp would wait for Content-Length bytes that never come.
+                self._finish()
+                return
+            if not self._has_length() and status >= 200 and status not in (204, 304):
+                self._until_close = True
+        except BaseException as exc:
+            self._failure = exc  # see feed: what the parser's error was about
+            raise
 
     def _has_length(self) -> bool:
         for name, value in self._headers:
@@ -218,25 +233,33 @@ class ResponseReader:
         return False
 
     def on_body(self, body: bytes) -> None:
-        if self._expected == 0:  # a body after a HEAD response: not ours
-            raise _Surplus
-        if self._decoder is not None:
-            body = self._decoder.decode(body)
-        self._size += len(body)
-        if self._size > self.max_body:
-            raise BodyTooLarge(self.max_body)
-        if self.sink is not None:
-            self.sink.write(body)
-            return
-        self._chunks.append(body)
+        try:
+            if self._expected == 0:  # a body after a HEAD response: not ours
+                raise _Surplus
+            if self._decoder is not None:
+                body = self._decoder.decode(body)
+            self._size += len(body)
+            if self._size > self.max_body:
+                raise BodyTooLarge(self.max_body)
+            if self.sink is not None:
+                self.sink.write(body)
+                return
+            self._chunks.append(body)
+        except BaseException as exc:
+            self._failure = exc  # see feed: what the parser's error was about
+            raise
 
     def on_message_complete(self) -> None:
-        if self._interim:
-            self._reset(self._head)
-            self.started = True
-            return
-        if self._expected:
-            self._finish()
+        try:
+            if self._interim:
+                self._reset(self._head)
+                self.started = True
+                return
+            if self._expected:
+                self._finish()
+        except BaseException as exc:
+            self._failure = exc  # see feed: what the parser's error was about
+            raise
 
     def _finish(self) -> None:
         if self._decoder is not None:
@@ -310,12 +333,14 @@ class ResponseReader:
                 done.keep_alive = False
                 self._parser = httptools.HttpResponseParser(self)
                 return out
-            cause = exc.__context__
+            cause, self._failure = self._failure, None
             if isinstance(cause, SinkError):  # --save-body: the answer stands, unsaved
                 self._sink_failed(cause)
                 return out
-            if isinstance(cause, BodyTooLarge) and self.sink is not None:
-                self._sink_failed(cause)  # a download over --max-body: its status stands
+            if isinstance(cause, BodyTooLarge) and self._headers_done:
+                # Over --max-body: its status stands, as a download's does (as curl's
+                # --max-filesize and -w %{http_code}); the rest of the body unread.
+                self._sink_failed(cause)
                 return out
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
@@ -418,9 +443,10 @@ class ResponseReader:
             sink.abort()
 
     def _sink_failed(self, exc: SinkError | BodyTooLarge) -> Response:
-        """The body could not be saved (a full disk, a name too long, over --max-body):
-        the answer ends here with its status and ``exc``'s reason, the rest of its body
-        unread, so the connection is not reused. A retry would not mend it."""
+        """The body could not be saved (a full disk, a name too long) or kept (over
+        --max-body): the answer ends here with its status, no body and ``exc``'s reason,
+        the rest of its body unread, so the connection is not reused. A retry would not
+        mend it."""
         self.drop_sink()
         status = self._parser.get_status_code()
         error = exc.reason if isinstance(exc, SinkError) else exc.answer_error
@@ -444,8 +470,6 @@ class ResponseReader:
             except SinkError as exc:
                 return self._sink_failed(exc)
             except BodyTooLarge as exc:
-                if self.sink is None:
-                    raise
                 return self._sink_failed(exc)
             done = self._out[0]
             done.keep_alive = False

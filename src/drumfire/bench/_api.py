@@ -386,6 +386,11 @@ def _run_plan(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        here = True  # no loop running: the run is this thread's (outside the except
+        # clause, which every exception of the run would otherwise chain to)
+    else:
+        here = False
+    if here:
         return _run_here(plan, display=display, clock=clock, handle_signals=handle_signals)
     box: list[Any] = []
     stopper = _Stopper()

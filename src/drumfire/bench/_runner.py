@@ -38,7 +38,7 @@ from typing import cast
 from hdrh.histogram import HdrHistogram
 
 from .._connection import TLS, Connection
-from .._errors import DrumfireError
+from .._errors import DrumfireError, Reason
 from .._pool import Pool
 from .._request import Origin, asks_close
 from .._response import Response
@@ -63,6 +63,8 @@ LATE = 0.001
 #: A failed connect holds its slot this long before the next attempt (a dead server
 #: must not turn the run into a connect loop).
 CONNECT_COOLDOWN = 0.01
+#: An answer over max_body: the reader keeps its status; bench counts the error.
+_OVER = Reason.BODY_TOO_LARGE.value
 
 
 class BenchError(DrumfireError):
@@ -434,6 +436,11 @@ class Runner:
 
     def on_responses(self, conn: Connection, answered: list[tuple[float, Response]]) -> None:
         for stamp, response in answered:  # one: bench never pipelines
+            if response.error.startswith(_OVER):
+                # Over max_body (answered, its body not read, the connection not
+                # reused): counted as that error, as before, not as the status.
+                self.on_failure(conn, stamp, _OVER, response.error)
+                continue
             self.on_status(conn, stamp, response.status)
 
     def on_unanswered(self, conn: Connection, stamp: float) -> None:
