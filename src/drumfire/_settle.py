@@ -106,7 +106,7 @@ class Settling(EngineCore):
         """An answer that may mean a retry, a wait or a redirect."""
         status = response.status
         retry = self.retry
-        if response.error:  # its body could not be saved: no retry or redirect mends that
+        if response.error:  # its body not saved, kept or decoded: no retry or redirect mends that
             self._pump()
             self._finish_all([(flight, response)], now)
             return
