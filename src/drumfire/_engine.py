@@ -478,7 +478,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         """A pipelined request the connection lost before its answer: send it again.
 
         The server did not answer it (it closed the connection, or the request
-        ahead of it failed), so this does not count as an attempt.
+        ahead of it failed), so this does not count as an attempt; the re-send is
+        counted in ``resent``, as a request found on a closed connection is.
         """
         self._inflight -= 1
         self._answered_host(flight.host, 1)
@@ -487,6 +488,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             self._cancel(flight)  # its last answered attempt's figures
             self._check_done()
             return
+        self.stats.resent += 1
         self._ready.appendleft(flight)
         self._pump_later(0.0)
 

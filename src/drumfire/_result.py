@@ -148,10 +148,11 @@ class Stats:
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
-        self.pipelined = 0  # requests sent behind others on a busy connection
+        self.pipelined = 0  # requests sent behind others on a busy connection (re-sends too)
         # Requests sent again at once, on a new connection, because the kept-alive
-        # one they went on was found closed before any byte of the answer: not
-        # attempts (``requests`` counts one per row attempt, as curl and requests do).
+        # one they went on was found closed before any byte of the answer, or closed
+        # with them queued (pipelined) behind an answer: not attempts (``requests``
+        # counts one per row attempt, as curl and requests do).
         self.resent = 0
         # One example message per transport failure reason (the first seen), hint
         # included: the row keeps the short reason, the summary shows what it was.

@@ -86,6 +86,24 @@ def test_pipelined_answers_reach_their_rows_through_silent_closes() -> None:
     assert served >= n  # some queued requests were read by the server but not answered
 
 
+def test_requests_handed_back_by_a_silent_close_are_counted_as_resent() -> None:
+    # Every connection closes after its 40th answer without saying so: the requests
+    # queued behind it are handed back and sent again on another. They are no
+    # attempts (never answered), but they are sent twice: ``resent`` counts them (it
+    # counted only a request found on a closed connection, and the summary said
+    # fewer requests than the server read).
+    n = 3000
+    with ScriptedServer(echo_n, max_requests=40) as server:
+        results, stats, engine = run_engine(rows(n), server.url("/item/{n}"), extract={"n": "n"})
+        served = len(server.requests)
+    got = check_answers(results, n)
+    assert engine.pipelining
+    assert all(r.attempts == 1 for r in got.values())
+    assert stats.requests == n
+    assert served > n  # the server read some of the queued requests before closing
+    assert served <= stats.requests + stats.resent  # every request it read was counted
+
+
 def test_requests_queued_behind_a_reset_are_sent_again() -> None:
     n = 1500
     was_reset: set[str] = set()
