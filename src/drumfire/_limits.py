@@ -324,6 +324,12 @@ class AdaptiveLimit:
             self._slow_start = bool(before[1])
             self._base = int(before[2])
             self._restart(now)
+        elif before[1] and not self._slow_start:
+            # Regrown past it by one per round trip meanwhile (a verdict takes 128
+            # answers): the cut ended a slow start, which goes on from here.
+            self._slow_start = True
+            self._base = self.limit
+            self._restart(now)
         return before[6] == 1
 
     def _close_undo(self) -> None:
@@ -498,6 +504,7 @@ class _Probe:
     rate: float  # the send rate before it (given back if the cut bought nothing)
     at_accepted: bool  # the rate was set to the accepted one (a token bucket then calms)
     lowered: bool  # the cut lowered the send rate (else it cut the concurrency alone)
+    held: float = 0.0  # a lowering's rate, kept while it is judged (0.0: none)
     accepted: float = 0.0  # answers accepted since
     throttled: float = 0.0  # answers throttled since
     highest: float = 0.0  # the highest moving share since
@@ -589,6 +596,9 @@ class OriginLimit:
     #: Answers after a cut before it is judged (and ``BUCKET`` seconds): the share
     #: of 32 strays by 4 % at 5 % (a verdict on 31 answers took 5 % for 12 %).
     VERDICT = 128
+    #: ... or after this many seconds and 32 answers, whichever comes first: a slow
+    #: origin (a token bucket of 5 a second) is not held at a cut rate for 25 s.
+    LONGEST = 5.0
     #: Answers looked at for quota headers before deciding the server sends none
     #: (throttled ones are always looked at: many servers send them there alone).
     WATCH = 16
@@ -664,6 +674,12 @@ class OriginLimit:
         cubic = self.cubic
         rate = self.fixed_rate
         found = cubic.at(now) if cubic is not None else None
+        probe = self._probe
+        if probe is not None and found is not None and probe.held and found > probe.held:
+            # While a lowering is judged, the rate stays where it was cut to (the
+            # curve would regrow past it within the verdict's wait: a token bucket
+            # of 20 a second was then sent 110).
+            found = probe.held
         if found is not None and (rate is None or found < rate):
             rate = found
         quota = self.quota_rate
@@ -767,7 +783,9 @@ class OriginLimit:
                 if before is not None and now - self._again_at <= self.AGAIN:
                     # Judged as a set-back is (KEEP): did the share fall?
                     at_accepted = cubic.rate is not None and cubic.rate <= accepted * self.OVER
-                    self._probe = _Probe(now, self.recent_share(), before, at_accepted, True)
+                    self._probe = _Probe(
+                        now, self.recent_share(), before, at_accepted, True, cubic.rate or 0.0
+                    )
             if self._probe is None and now - self._again_at > self.AGAIN:
                 # No retried row was throttled lately: nothing says this throttling
                 # follows the load (a rate limit throttles retries like any request),
@@ -802,7 +820,7 @@ class OriginLimit:
                 self._rate_cut = now
                 cubic.settle(now, accepted)
                 self._metered(now)
-                self._probe = _Probe(now, self.recent_share(), rate, True, True)
+                self._probe = _Probe(now, self.recent_share(), rate, True, True, accepted)
 
     def _measure_noise(self, now: float, accepted: int, throttled: int) -> None:
         """Count answers after the rate was set back to an accepted one, then judge the cut.
@@ -827,19 +845,29 @@ class OriginLimit:
             if self.share > probe.highest:
                 probe.highest = self.share
         answers = probe.accepted + probe.throttled
-        if now - probe.since >= self.BUCKET and answers >= self.VERDICT:
+        elapsed = now - probe.since
+        if elapsed >= self.BUCKET and (
+            answers >= self.VERDICT or (elapsed >= self.LONGEST and answers * self.WEIGHT >= 1.0)
+        ):
             self._probe = None
             share = probe.throttled / answers
-            if share >= probe.share * self.KEEP and (
+            noise = share >= probe.share * self.KEEP and (
                 share < self.NOISE
                 or (probe.at_accepted and share < self.HOLD_SHARE)
-            ):
+                # the known noise, still (a cut its burst made, to a rate above
+                # what was sent, ended it, and the rate went 0.7x per verdict)
+                or (0.0 < self.noise and share < self.noise + self.RATE_SHARE)
+            )
+            if noise:
                 # The burst test: NOISE above the share, or (for a larger share,
                 # whose 32-answer average strays further) five of its standard
                 # deviations (at 30 %, 0.15 above it is met by chance in most probes).
                 spread = 5.0 * math.sqrt(share * (1.0 - share) * self.WEIGHT / (2.0 - self.WEIGHT))
-                if probe.highest >= share + max(self.NOISE, spread):
-                    return  # a burst the noise does not explain: no verdict
+                noise = probe.highest < share + max(self.NOISE, spread)
+                if not noise:  # a burst the noise does not explain: no verdict
+                    self._release(probe, now)
+                    return
+            if noise:
                 self.noise = share
                 cubic = self.cubic
                 assert cubic is not None
@@ -858,6 +886,16 @@ class OriginLimit:
                 self.noise = 0.0
                 if isinstance(self.limit, AdaptiveLimit):
                     self.limit.noise = 0.0
+                self._release(probe, now)
+
+    def _release(self, probe: _Probe, now: float) -> None:
+        """A lowering judged not to be the noise's: the curve starts again where it was held."""
+        cubic = self.cubic
+        if probe.held and cubic is not None:
+            current = cubic.at(now)
+            if current is not None and current > probe.held:
+                cubic.settle(now, probe.held)
+                self._metered(now)
 
     def hold(self, until: float, why: str = "Retry-After") -> None:
         """Start nothing here before ``until``; ``why``: what for (``Retry-After``, ``quota``)."""
