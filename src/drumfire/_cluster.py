@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cluster_plan import PARTITION_SIZE, Part, part_name, plan_parts
 from ._cluster_schema import share_schema
-from ._cluster_stop import StopSignals, Terminated, quiet_teardown
+from ._cluster_stop import CLIENT_CLOSE, StopSignals, Terminated, close_client, quiet_teardown
 from ._cluster_store import (
     EXTRA,
     Store,
@@ -421,8 +421,11 @@ def _drive(
         stops.hold()
         try:
             with quiet_teardown(cluster is not None, stats.stopped):
-                if client is not None:
-                    client.close()
+                if client is not None and not close_client(client):
+                    sys.stderr.write(
+                        f"drumfire: warning: the Dask client did not close within "
+                        f"{CLIENT_CLOSE:g} s; closing the cluster\n"
+                    )
                 if cluster is not None:
                     cluster.close()
             Store(directory).clean()

@@ -7,7 +7,13 @@ import signal
 
 import pytest
 
-from drumfire._cluster_stop import StopSignals, Terminated, quiet_teardown
+from drumfire._cluster_stop import (
+    CLIENT_CLOSE,
+    StopSignals,
+    Terminated,
+    close_client,
+    quiet_teardown,
+)
 
 
 class _Kept(logging.Handler):
@@ -70,3 +76,24 @@ def test_a_stop_held_while_the_cluster_starts_is_raised_once_released(
     finally:
         signal.signal(signal.SIGINT, before_int)
         signal.signal(signal.SIGTERM, before_term)
+
+
+class _Client:
+    """Stands in for a Dask client: its close() times out, or not."""
+
+    def __init__(self, hangs: bool) -> None:
+        self.hangs = hangs
+        self.timeouts: list[float] = []
+
+    def close(self, timeout: float) -> None:
+        self.timeouts.append(timeout)
+        if self.hangs:
+            raise TimeoutError(f"timed out after {timeout} s.")
+
+
+def test_a_client_that_cannot_close_is_given_up_on_within_the_bound() -> None:
+    # distributed's own bound (60 s) ended a stopped run in a traceback and exit 1.
+    stuck, fine = _Client(hangs=True), _Client(hangs=False)
+    assert close_client(stuck) is False
+    assert close_client(fine) is True
+    assert stuck.timeouts == fine.timeouts == [CLIENT_CLOSE]
