@@ -73,7 +73,7 @@ class Owner(Protocol):
     def on_responses(self, conn: Connection, answered: list[tuple[Any, Response]]) -> None: ...
     def on_failure(self, conn: Connection, flight: Any, reason: str, detail: str) -> None: ...
     def on_closed(self, conn: Connection) -> None: ...
-    def on_unanswered(self, conn: Connection, flight: Any) -> None: ...
+    def on_unanswered(self, conn: Connection, flight: Any, written: bool) -> None: ...
     def flush_later(self, conn: Connection) -> None: ...
 
 
@@ -280,10 +280,17 @@ class Connection(asyncio.Protocol):
         self._hand_back()
 
     def _hand_back(self) -> None:
-        """The connection is gone: requests queued behind the oldest were never answered."""
+        """The connection is gone: requests queued behind the oldest were never answered.
+
+        The last of them may not even have been written (still in ``unsent``, for the
+        owner's next flush): ``written`` says which were.
+        """
         behind = self.behind
+        written = len(behind) - len(self.unsent)
+        self.unsent.clear()
         while behind:
-            self.owner.on_unanswered(self, behind.popleft()[0])
+            self.owner.on_unanswered(self, behind.popleft()[0], written > 0)
+            written -= 1
 
     def close(self) -> None:
         """Close the connection now, with a reset rather than a FIN.

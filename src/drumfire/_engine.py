@@ -474,12 +474,13 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
 
     # -- connection callbacks (Owner protocol) --------------------------------
 
-    def on_unanswered(self, conn: Connection, flight: Flight) -> None:
+    def on_unanswered(self, conn: Connection, flight: Flight, written: bool) -> None:
         """A pipelined request the connection lost before its answer: send it again.
 
         The server did not answer it (it closed the connection, or the request
-        ahead of it failed), so this does not count as an attempt; the re-send is
-        counted in ``resent``, as a request found on a closed connection is.
+        ahead of it failed), so this does not count as an attempt; the re-send of
+        one that was ``written`` is counted in ``resent``, as a request found on a
+        closed connection is.
         """
         self._inflight -= 1
         self._answered_host(flight.host, 1)
@@ -488,7 +489,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             self._cancel(flight)  # its last answered attempt's figures
             self._check_done()
             return
-        self.stats.resent += 1
+        if written:
+            self.stats.resent += 1
         self._ready.appendleft(flight)
         self._pump_later(0.0)
 

@@ -301,8 +301,10 @@ class ResponseReader:
     def feed_all(self, data: bytes) -> list[Response]:
         """Parse ``data``; return the responses it completed, oldest first.
 
-        Raises :class:`ProtocolError` on malformed input and
-        :class:`BodyTooLarge` past ``max_body``.
+        Raises :class:`ProtocolError` on malformed input, :class:`HeaderTooLarge`
+        past ``max_header`` and :class:`BodyTooLarge` past ``max_body`` before the
+        status is known; once it is, an answer over ``max_body`` (or a body that
+        could not be saved) ends with its status, no body and the error.
         """
         out: list[Response] = []
         self._out = out
@@ -325,6 +327,7 @@ class ResponseReader:
         except httptools.HttpParserUpgrade:
             raise ProtocolError("unexpected protocol upgrade") from None
         except httptools.HttpParserError as exc:
+            cause, self._failure = self._failure, None  # consumed here, whatever follows
             done = self._done
             if done is not None and self._expected == 0:
                 # Every response was complete; what followed is not ours (garbage,
@@ -333,7 +336,6 @@ class ResponseReader:
                 done.keep_alive = False
                 self._parser = httptools.HttpResponseParser(self)
                 return out
-            cause, self._failure = self._failure, None
             if isinstance(cause, SinkError):  # --save-body: the answer stands, unsaved
                 self._sink_failed(cause)
                 return out

@@ -856,7 +856,7 @@ class OriginLimit:
                 or (probe.at_accepted and share < self.HOLD_SHARE)
                 # the known noise, still (a cut its burst made, to a rate above
                 # what was sent, ended it, and the rate went 0.7x per verdict)
-                or (0.0 < self.noise and share < self.noise + self.RATE_SHARE)
+                or (self.noise > 0.0 and share < self.noise + self.RATE_SHARE)
             )
             if noise:
                 # The burst test: NOISE above the share, or (for a larger share,

@@ -9,6 +9,8 @@ from typing import Any, NamedTuple, cast
 
 from hdrh.histogram import HdrHistogram
 
+from ._errors import Reason, explain
+
 __all__ = ["BlankFields", "Result", "Stats", "is_failure"]
 
 #: Columns every output row starts with, in this order.
@@ -115,6 +117,8 @@ _TO_MICROS = (1000.0).__mul__  # elapsed_ms * 1000, as add() has it
 _PENDING_MOST = 20_000
 #: Rows at once from which add_all counts without a Python loop.
 _MANY = 8
+#: An answer over --max-body: its row's reason (see Stats.add).
+_OVER = Reason.BODY_TOO_LARGE.value
 
 
 class Stats:
@@ -169,7 +173,12 @@ class Stats:
         if status is not None:
             self.statuses[status] += 1
         if result.error:
-            self.reasons[result.error.partition(":")[0]] += 1
+            reason = result.error.partition(":")[0]
+            self.reasons[reason] += 1
+            if reason == _OVER and reason not in self.examples:
+                # An answer over --max-body is a row, not a transport failure: its
+                # example (with the hint to raise --max-body) is taken here.
+                self.examples[reason] = explain(reason, result.error.partition(": ")[2])
         elif status is None or 200 <= status < 300:  # not is_failure(status, error)
             # (no status and no error: a row whose file --resume found complete, --save-body)
             self.ok += 1

@@ -63,8 +63,15 @@ def test_a_kept_body_over_max_body_keeps_its_status(tmp_path: Path) -> None:
 
 def test_the_api_row_says_which_limit_it_passed() -> None:
     with ScriptedServer(handler) as srv:
-        results = {r.id: r for r in run([{"id": "plain"}, {"id": "ok"}], srv.url("/{id}"),
-                                          max_body=1000, extract={"v": "v"}, progress=False)}
+        ran = run([{"id": "plain"}, {"id": "ok"}], srv.url("/{id}"), max_body=1000,
+                  extract={"v": "v"}, progress=False)  # fmt: skip
+        results = {r.id: r for r in ran}
+    # The summary's example, with its hint (it came with the transport failure before).
+    summary = ran.stats.summary()
+    assert summary["failure_examples"] == {
+        "body_too_large": "over --max-body (1000 bytes) (raise --max-body)"
+    }
+    assert summary["failures"] == {"body_too_large": 1}
     big = results["plain"]
     assert (big.status, big.error, big.reason, big.fields) == (
         200, LIMIT, "body_too_large", {"v": None})

@@ -27,8 +27,8 @@ class Recorder:
     def on_closed(self, conn: Connection) -> None:
         self.events.append(("closed", None))
 
-    def on_unanswered(self, conn: Connection, flight: Any) -> None:
-        self.events.append(("unanswered", flight))
+    def on_unanswered(self, conn: Connection, flight: Any, written: bool) -> None:
+        self.events.append(("unanswered", (flight, written)))
 
     def flush_later(self, conn: Connection) -> None:
         self.events.append(("flush", None))
@@ -101,9 +101,29 @@ def test_a_lost_connection_fails_the_oldest_and_hands_back_the_rest() -> None:
     assert owner.events[-4:] == [
         ("closed", None),
         ("failure", ("b", "reset")),
-        ("unanswered", "c"),
-        ("unanswered", "d"),
+        ("unanswered", ("c", True)),
+        ("unanswered", ("d", True)),
     ]
+
+
+def test_requests_handed_back_before_their_flush_were_never_written() -> None:
+    # A connection lost in the loop turn that queued them: the last requests are still
+    # waiting for the owner's flush. Handed back, they are said unwritten (the engine
+    # then does not count their re-send in ``resent``: they go out once).
+    conn, owner, transport = connected()
+    conn.send("a", GET, False, 5.0)
+    conn.data_received(OK)
+    conn.send("b", GET, False, 5.0)
+    conn.pipeline([("c", 5.0)], [GET])
+    conn.flush()
+    conn.pipeline([("d", 5.0), ("e", 5.0)], [GET, GET])  # not flushed yet
+    conn.connection_lost(None)
+    assert owner.events[-3:] == [
+        ("unanswered", ("c", True)),
+        ("unanswered", ("d", False)),
+        ("unanswered", ("e", False)),
+    ]
+    assert transport.written.count(GET) == 3  # a, b, c: d and e never went out
 
 
 def test_fast_path_transitions_for_subclasses() -> None:

@@ -443,7 +443,7 @@ class Runner:
                 continue
             self.on_status(conn, stamp, response.status)
 
-    def on_unanswered(self, conn: Connection, stamp: float) -> None:
+    def on_unanswered(self, conn: Connection, stamp: float, written: bool) -> None:
         raise AssertionError("bench never pipelines")  # pragma: no cover
 
     def flush_later(self, conn: Connection) -> None:
