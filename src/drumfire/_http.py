@@ -336,13 +336,12 @@ class ResponseReader:
                 done.keep_alive = False
                 self._parser = httptools.HttpResponseParser(self)
                 return out
-            if isinstance(cause, SinkError):  # --save-body: the answer stands, unsaved
-                self._sink_failed(cause)
-                return out
-            if isinstance(cause, BodyTooLarge) and self._headers_done:
-                # Over --max-body: its status stands, as a download's does (as curl's
-                # --max-filesize and -w %{http_code}); the rest of the body unread.
-                self._sink_failed(cause)
+            if isinstance(cause, SinkError) or (
+                isinstance(cause, BodyTooLarge) and self._headers_done
+            ):
+                # Unsaved (--save-body) or over --max-body: the answer stands with its
+                # status (as curl's --max-filesize and -w %{http_code}), its rest unread.
+                self._end_unread(cause)
                 return out
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
@@ -444,7 +443,7 @@ class ResponseReader:
         if sink is not None:
             sink.abort()
 
-    def _sink_failed(self, exc: SinkError | BodyTooLarge) -> Response:
+    def _end_unread(self, exc: SinkError | BodyTooLarge) -> Response:
         """The body could not be saved (a full disk, a name too long) or kept (over
         --max-body): the answer ends here with its status, no body and ``exc``'s reason,
         the rest of its body unread, so the connection is not reused. A retry would not
@@ -470,9 +469,9 @@ class ResponseReader:
             try:
                 self._finish()
             except SinkError as exc:
-                return self._sink_failed(exc)
+                return self._end_unread(exc)
             except BodyTooLarge as exc:
-                return self._sink_failed(exc)
+                return self._end_unread(exc)
             done = self._out[0]
             done.keep_alive = False
             return done

@@ -503,8 +503,9 @@ class _Probe:
     share: float  # the share throttled before the cut
     rate: float  # the send rate before it (given back if the cut bought nothing)
     at_accepted: bool  # the rate was set to the accepted one (a token bucket then calms)
-    lowered: bool  # the cut lowered the send rate (else it cut the concurrency alone)
-    held: float = 0.0  # a lowering's rate, kept while it is judged (0.0: none)
+    # The rate a lowering set, kept while it is judged (0.0: the cut lowered no rate,
+    # it cut the concurrency alone).
+    held: float = 0.0
     accepted: float = 0.0  # answers accepted since
     throttled: float = 0.0  # answers throttled since
     highest: float = 0.0  # the highest moving share since
@@ -770,7 +771,7 @@ class OriginLimit:
             # random 503s: 1,000 rows/s to 5 in 20 s, before a verdict could come).
             probe = self._probe
             lowers = cubic.rate is None or (
-                (probe is None or not probe.lowered)
+                (probe is None or not probe.held)
                 and (
                     self.share >= self.DENSE
                     or (not self.noise and now - self._again_at <= self.AGAIN)
@@ -782,10 +783,10 @@ class OriginLimit:
                 self._metered(now)
                 if before is not None and now - self._again_at <= self.AGAIN:
                     # Judged as a set-back is (KEEP): did the share fall?
-                    at_accepted = cubic.rate is not None and cubic.rate <= accepted * self.OVER
-                    self._probe = _Probe(
-                        now, self.recent_share(), before, at_accepted, True, cubic.rate or 0.0
-                    )
+                    held = cubic.rate
+                    assert held is not None  # (just set by the cut)
+                    at_accepted = held <= accepted * self.OVER
+                    self._probe = _Probe(now, self.recent_share(), before, at_accepted, held)
             if self._probe is None and now - self._again_at > self.AGAIN:
                 # No retried row was throttled lately: nothing says this throttling
                 # follows the load (a rate limit throttles retries like any request),
@@ -795,7 +796,7 @@ class OriginLimit:
                 # attempts: 16 cuts in 10 s, the limit between 100 and 350 for 512).
                 # This cut is judged as a rate cut is (KEEP): did the share fall?
                 rate = cubic.at(now)
-                self._probe = _Probe(now, self.recent_share(), rate or 0.0, False, False)
+                self._probe = _Probe(now, self.recent_share(), rate or 0.0, False)
         elif (
             cubic is not None
             and cubic.rate is not None
@@ -803,7 +804,7 @@ class OriginLimit:
             and (not self.noise or self.recent_share() >= self.noise + self.RATE_SHARE)
             and now - self._rate_cut >= self.BUCKET
             and now - self._again_at <= self.AGAIN
-            and (self._probe is None or not self._probe.lowered)
+            and (self._probe is None or not self._probe.held)
         ):
             # The rate is known and the curve probes above it: the server accepts
             # no more than before while more are throttled (a token bucket). Back
@@ -820,7 +821,7 @@ class OriginLimit:
                 self._rate_cut = now
                 cubic.settle(now, accepted)
                 self._metered(now)
-                self._probe = _Probe(now, self.recent_share(), rate, True, True, accepted)
+                self._probe = _Probe(now, self.recent_share(), rate, True, accepted)
 
     def _measure_noise(self, now: float, accepted: int, throttled: int) -> None:
         """Count answers after the rate was set back to an accepted one, then judge the cut.
@@ -858,15 +859,13 @@ class OriginLimit:
                 # what was sent, ended it, and the rate went 0.7x per verdict)
                 or (self.noise > 0.0 and share < self.noise + self.RATE_SHARE)
             )
-            if noise:
-                # The burst test: NOISE above the share, or (for a larger share,
-                # whose 32-answer average strays further) five of its standard
-                # deviations (at 30 %, 0.15 above it is met by chance in most probes).
-                spread = 5.0 * math.sqrt(share * (1.0 - share) * self.WEIGHT / (2.0 - self.WEIGHT))
-                noise = probe.highest < share + max(self.NOISE, spread)
-                if not noise:  # a burst the noise does not explain: no verdict
-                    self._release(probe, now)
-                    return
+            # The burst test: NOISE above the share, or (for a larger share, whose
+            # 32-answer average strays further) five of its standard deviations (at
+            # 30 %, 0.15 above it is met by chance in most probes).
+            spread = 5.0 * math.sqrt(share * (1.0 - share) * self.WEIGHT / (2.0 - self.WEIGHT))
+            if noise and probe.highest >= share + max(self.NOISE, spread):
+                self._release(probe, now)  # a burst the noise does not explain: no verdict
+                return
             if noise:
                 self.noise = share
                 cubic = self.cubic
