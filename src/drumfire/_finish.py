@@ -111,7 +111,7 @@ class Finisher:
                     ):
                         error = "json"
                 fields = apply(document) if document is not None else dict.fromkeys(names)
-            if parse is not None:
+            if parse is not None and not response.error:  # its body is not the answer's
                 try:
                     parsed = parse(response)
                 except Exception as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from servers import Action, ScriptedServer, chunked, gzipped, respond
 
-from drumfire import run
+from drumfire import Response, run
 
 LIMIT = "body_too_large: over --max-body (1000 bytes)"
 
@@ -95,3 +95,22 @@ def test_bench_counts_an_answer_over_max_body_as_that_error() -> None:
     figures = report.to_dict()
     assert figures["errors"] == {"body_too_large": 10}
     assert (figures["ok"], figures["failed"]) == (20, 10)
+
+
+def test_parse_does_not_run_on_a_body_it_did_not_get() -> None:
+    # The body over the limit was not read: a --parse function would see b"" and could
+    # return made-up fields (a length of 0). It runs on the rows whose body came.
+    seen: list[int] = []
+
+    def parse(response: Response) -> dict[str, int]:
+        seen.append(len(response.body))
+        return {"size": len(response.body)}
+
+    with ScriptedServer(handler) as srv:
+        ran = run([{"id": "plain"}, {"id": "ok"}], srv.url("/{id}"), max_body=1000,
+                  parse=parse, progress=False)  # fmt: skip
+        results = {r.id: r for r in ran}
+    assert (results["plain"].status, results["plain"].error) == (200, LIMIT)
+    assert not (results["plain"].fields or {}).get("size")
+    assert results["ok"].fields == {"size": len(b'{"v": "ok"}')}
+    assert seen == [len(b'{"v": "ok"}')]
