@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ._errors import Reason
 from ._extract import Extractor
 from ._response import Response
 from ._result import Result
@@ -19,6 +20,8 @@ from ._rows import Flight
 __all__ = ["Finisher"]
 
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
+#: An answer over --max-body: its body was not read, so --parse is not called on it.
+_OVER = Reason.BODY_TOO_LARGE.value
 
 
 class Finisher:
@@ -111,7 +114,7 @@ class Finisher:
                     ):
                         error = "json"
                 fields = apply(document) if document is not None else dict.fromkeys(names)
-            if parse is not None and not response.error:  # its body is not the answer's
+            if parse is not None and not response.error.startswith(_OVER):
                 try:
                     parsed = parse(response)
                 except Exception as exc:
