@@ -43,6 +43,7 @@ class EngineCore:
     timeouts: Timeouts
     clock: Callable[[], float]
     cpu_clock: Callable[[], float]
+    sleep: Callable[[float], None]
     rng: random.Random
     concurrency: int
     pipeline: int
@@ -91,7 +92,10 @@ class EngineCore:
     _capacity: float  # most requests in flight the connections can take
     _depth: int  # requests per unit of the adaptive limit
     _refill: int  # a busy connection takes more once this many fit
+    _nap: float  # the longest pause after a turn with answers (0: none)
+    _napping: bool  # a pause is due once this loop turn's callbacks ran
     _answered: Connection | None  # the connection that answered last
+    _unflushed: list[Connection]  # connections whose queued requests are not written yet
     _local_of: tuple[Origin | None, int | None]  # the only origin, its port if local
     _reached: bool
     _unreached: int
@@ -137,6 +141,9 @@ class EngineCore:
         raise NotImplementedError
 
     def _fail(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
         raise NotImplementedError
 
     def stop(self, grace: float = 2.0) -> None:

@@ -141,6 +141,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
         cpu_clock: Callable[[], float] = time.thread_time,
+        sleep: Callable[[float], None] = time.sleep,
         machine_cpu: CpuTotals | None = machine_cpu,
         on_tick: Callable[[Stats], None] | None = None,
         on_cpu_bound: Callable[[Engine], None] | None = None,
@@ -240,6 +241,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         # GET requests on each open one, which saves system calls and wake-ups.
         self.pipeline = max(1, settings.pipeline)
         self.cpu_clock = cpu_clock
+        self.sleep = sleep  # the machine case's pauses (see PipelinedDispatch._take_nap)
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
         # A plan whose method is fixed and not GET gives no request that may be
         # pipelined: never turn it on (it would only cut the connections).
@@ -262,6 +264,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._capacity = float("inf")  # most requests in flight the connections can take
         self._depth = 1  # requests per unit of the adaptive limit (pipeline when pipelining)
         self._refill = 1  # a busy connection takes more once this many fit (see _room)
+        self._nap = 0.0  # the longest pause after a turn with answers (see _take_nap)
+        self._napping = False
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last
         # Statuses that may need more than writing the row (see _settle).
@@ -566,3 +570,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._pump()
         if usual:
             self._finish_all(usual, now)
+        if self._nap and not self._napping:  # once the turn's other answers are read
+            self._napping = True
+            assert self._loop is not None
+            self._loop.call_soon(self._take_nap)

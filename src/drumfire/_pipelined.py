@@ -52,6 +52,7 @@ class PipelinedDispatch(EngineCore):
         Pipelining.CPU_TICKS,
         Pipelining.CPU_SURE,
     )
+    NAP_SHARE = Pipelining.NAP_SHARE
     CPU_SPAN = Pipelining.CPU_SPAN
     PIPELINE_CONNECTIONS = Pipelining.CONNECTIONS
 
@@ -96,8 +97,10 @@ class PipelinedDispatch(EngineCore):
             # carries up to ``depth``. A fixed -c stays requests in flight.
             self._depth = setting.depth if self._adaptive else 1
             self._refill = setting.refill
+            self._nap = setting.nap
         else:
             self._refill = 1
+            self._nap = 0.0
             self._conn_cap = self.pool.limit
             self._capacity = float("inf")
             self._depth = 1
@@ -156,6 +159,31 @@ class PipelinedDispatch(EngineCore):
             self.stats.pipelined += len(queued)
             conn.pipeline(queued, data)
         return len(queued)
+
+    def _take_nap(self) -> None:
+        """Pause the engine's thread after a loop turn with answers (``Setting.nap``).
+
+        The turn's requests are written first. The pause is a share (NAP_SHARE) of
+        the time the server needs for the requests outstanding on the busy
+        connections, at the rate answers came in the last sweeps, and at most the
+        setting's nap: fewer outstanding (the input's end) make it shorter, and
+        fewer than two per connection (rows that could not be pipelined, a
+        connection just opened) none. A blocking sleep, one system call: the loop
+        has nothing to do meanwhile but wait for the same answers, and its timers
+        (the sweep, deadlines) and signals wait at most the nap.
+        """
+        self._napping = False
+        if self._unflushed:
+            self._flush()
+        busy = self._busy
+        rate = self.pipelining_policy.rate
+        if not busy or rate <= 0.0 or not self._nap:
+            return
+        outstanding = sum([len(conn.behind) for conn in busy]) + len(busy)
+        if outstanding < 2 * len(busy):
+            return
+        pause = self.NAP_SHARE * outstanding / rate
+        self.sleep(pause if pause < self._nap else self._nap)
 
     def _roomiest(self) -> Connection | None:
         """The busy connection that may take the most requests, if any may."""

@@ -61,12 +61,22 @@ class Setting:
     ``refill``: top a connection's queue up only once this many requests fit (1: as
     soon as one does). A server that answers one request at a time (osrm-routed)
     would otherwise get one write per answer, as without pipelining.
+
+    ``nap``: the longest pause, in seconds, after a loop turn that brought answers
+    (0: none). A server that answers one request at a time sends each answer alone,
+    and a client that wakes for each one reads them one by one: a system call, a
+    wake-up and the loop's bookkeeping per answer, each taken from the server when
+    the two share the machine. Pausing while the server works through the requests
+    queued on each connection lets the next turn read several answers at once (as a
+    network card's interrupt coalescing does). The engine pauses less when its
+    connections carry fewer requests (``PipelinedDispatch._take_nap``).
     """
 
     depth: int = 1
     connections: int | None = None
     why: str = ""
     refill: int = 1
+    nap: float = 0.0
 
     @property
     def on(self) -> bool:
@@ -263,6 +273,12 @@ class Pipelining:
     #: The machine case is given up for the run when, GUARD_SPAN seconds after it
     #: started, answers come at less than GUARD_RATIO of the rate before it.
     GUARD_SPAN, GUARD_RATIO = 0.3, 0.8
+    #: The machine case's longest pause after a turn with answers (Setting.nap), and the
+    #: share of the time the server needs for the requests outstanding that a pause may
+    #: take: the server does not run out of queued work meanwhile. On OSRM
+    #: (docs/benchmarks.md, "Issue 19, tenth session"): 4-5 answers per read instead of
+    #: one, and about half the client CPU per request.
+    NAP, NAP_SHARE = 0.02, 0.25
 
     def __init__(
         self,
@@ -298,6 +314,11 @@ class Pipelining:
     def why(self) -> str:
         """Why it is on: ``"client"`` or ``"machine"``; ``""`` while off."""
         return self.setting.why
+
+    @property
+    def rate(self) -> float:
+        """Answers per second over the last sweeps (0 before the second sweep)."""
+        return self._rate
 
     def start(self, now: float, answered: int = 0) -> None:
         """Take the first readings (the run starts)."""
@@ -390,7 +411,7 @@ class Pipelining:
         # (docs/benchmarks.md, issue 19).
         conns = 2 * math.ceil(served) + 1
         conns = min(conns, open_) if open_ else conns
-        return self._turn(Setting(self.depth, conns, "machine", self.refill_at()))
+        return self._turn(Setting(self.depth, conns, "machine", self.refill_at(), self.NAP))
 
     def refill_at(self) -> int:
         """The machine case's refill mark: half the depth (see :class:`Setting`)."""

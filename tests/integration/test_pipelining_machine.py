@@ -21,7 +21,7 @@ from drumfire import Result
 from drumfire._connection import pipeline_room
 from drumfire._engine import Engine
 from drumfire._job import make_job
-from drumfire._pipelining import ServerCpu, server_cpu_reader
+from drumfire._pipelining import Pipelining, ServerCpu, server_cpu_reader
 from drumfire._result import Stats
 from drumfire._sources import rows_source
 
@@ -36,6 +36,8 @@ def run_local(
     url: str,
     n: int,
     server: Callable[[int], Callable[[], float | None] | None] | None,
+    sleep: Callable[[float], None] = time.sleep,
+    made: list[Engine] | None = None,
     **kwargs: Any,
 ) -> tuple[list[Result], Stats, Engine, list[str], list[object]]:
     job = make_job(url, extract={"n": "n"}, retry=FAST, timeout=5.0, **kwargs)
@@ -51,7 +53,10 @@ def run_local(
         tick_interval=0.005,
         on_tick=lambda _: seen.append(engine.pipelining_policy.why),
         on_cpu_bound=hooked.append,
+        sleep=sleep,
     )
+    if made is not None:
+        made.append(engine)
     engine.CPU_SPAN = 0.005
     engine.CPU_TICKS = 1
     policy = engine.pipelining_policy
@@ -66,6 +71,12 @@ def run_local(
 def test_a_local_server_saturating_the_machine_gets_pipelined_requests() -> None:
     n = 3000
     looked_up: list[int] = []
+    pauses: list[tuple[float, int]] = []
+    made: list[Engine] = []
+
+    def sleep(seconds: float) -> None:  # the machine case's pauses, recorded
+        pauses.append((seconds, len(made[0]._unflushed)))
+        time.sleep(seconds)
 
     def busy_server(port: int) -> Callable[[], float | None]:
         looked_up.append(port)
@@ -73,7 +84,9 @@ def test_a_local_server_saturating_the_machine_gets_pipelined_requests() -> None
 
     # Like osrm-routed: each connection closes after its 40th answer.
     with ScriptedServer(echo_n, max_requests=40, keep_alive_header=True) as server:
-        results, stats, _, seen, hooked = run_local(server.url("/item/{n}"), n, busy_server)
+        results, stats, _, seen, hooked = run_local(
+            server.url("/item/{n}"), n, busy_server, sleep, made
+        )
         port = server.port
     got = check_answers(results, n)
     assert looked_up == [port]
@@ -84,6 +97,11 @@ def test_a_local_server_saturating_the_machine_gets_pipelined_requests() -> None
     assert stats.requests == n
     # Not the client case: no read-ahead process would help, it would take the server's CPU.
     assert hooked == []
+    # It paused after turns with answers, never longer than the setting's nap, and only
+    # once the turn's requests were written.
+    assert pauses
+    assert all(0 < seconds <= Pipelining.NAP for seconds, _ in pauses)
+    assert all(unflushed == 0 for _, unflushed in pauses)
 
 
 def test_an_idle_local_server_behind_a_busy_machine_gets_no_pipelining() -> None:
@@ -110,6 +128,35 @@ def test_post_requests_never_turn_the_machine_case_on() -> None:
     assert set(seen) == {""}
     assert stats.pipelined == 0
     assert engine.connection_cap >= 8
+
+
+@pytest.mark.parametrize(
+    ("behinds", "nap", "pause"),
+    [
+        ([40, 40, 40, 40, 40], 0.02, 0.02),  # 205 outstanding at 2,000/s: 25 ms, the cap
+        ([10, 10, 10, 10, 10], 0.02, 0.25 * 55 / 2000),  # fewer queued: a shorter pause
+        ([2, 0, 1], 0.02, 0.25 * 6 / 2000),
+        ([0, 0, 1, 0, 0], 0.02, None),  # about nothing queued: not pipelining in earnest
+        ([], 0.02, None),  # nothing in flight
+        ([40, 40], 0.0, None),  # the setting has no nap (the client case, or off)
+    ],
+)
+def test_the_pause_is_a_share_of_the_queued_work(
+    monkeypatch: pytest.MonkeyPatch, behinds: list[int], nap: float, pause: float | None
+) -> None:
+    # The server answers 2,000 requests a second; it has the outstanding requests of
+    # every busy connection to work through while the engine's thread sleeps.
+    slept: list[float] = []
+    engine = make_job("http://127.0.0.1:9/{n}").engine(
+        rows_source([{"n": "1"}]), [].append, sleep=slept.append
+    )
+    monkeypatch.setattr(Pipelining, "rate", property(lambda self: 2000.0))
+    engine._busy = {_Conn(behind) for behind in behinds}  # type: ignore[misc]
+    engine._nap = nap
+    engine._napping = True
+    engine._take_nap()
+    assert not engine._napping
+    assert slept == ([] if pause is None else [pytest.approx(pause)])
 
 
 def test_a_server_in_this_process_is_not_taken_for_a_busy_one() -> None:

@@ -132,8 +132,19 @@ def test_a_local_server_saturating_the_machine_turns_it_on() -> None:
     p = fake.policy()
     assert sweeps_until_on(fake, p, thread=0.2, machine=0.97) == 1 + Pipelining.MACHINE_TICKS
     # 1.7 cores' worth: two connections for each of its 2 busy threads, and one spare.
-    assert p.setting == Setting(64, 5, "machine", 32)
+    # Pausing after each turn with answers, so that the next reads several at once.
+    assert p.setting == Setting(64, 5, "machine", 32, Pipelining.NAP)
     assert fake.lookups == [5000]  # looked up once
+
+
+def test_the_rate_is_answers_per_second_over_the_last_sweeps() -> None:
+    fake = Fake()
+    p = fake.policy()
+    assert p.rate == 0.0
+    fake.sweep(p, rate=2000.0)
+    assert p.rate == pytest.approx(2000.0)
+    fake.sweep(p, rate=1000.0)
+    assert p.rate == pytest.approx(1500.0)  # smoothed
 
 
 def test_the_machine_case_needs_consecutive_saturated_sweeps() -> None:
@@ -292,11 +303,11 @@ def test_the_machine_case_keeps_two_connections_per_busy_server_core_and_one_mor
     fake = Fake(server=5.5, cores=8)
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=16)
-    assert p.setting == Setting(64, 13, "machine", 32)
+    assert p.setting == Setting(64, 13, "machine", 32, Pipelining.NAP)
     fake = Fake(server=5.5, cores=8)
     p = fake.policy()
     sweeps_until_on(fake, p, thread=0.2, machine=0.95, open_connections=4)
-    assert p.setting == Setting(64, 4, "machine", 32)  # never more than are open
+    assert p.setting == Setting(64, 4, "machine", 32, Pipelining.NAP)  # never more than open
 
 
 def test_server_cpu_reads_a_server_in_another_process() -> None:
