@@ -165,7 +165,10 @@ async def _arun(
             engine.pause(True)
 
     try:
-        engine, display = _engine_and_display(job, source, output, on_result, parse, progress)
+        # The caller's loop has other work: the engine never blocks it (no pauses).
+        engine, display = _engine_and_display(
+            job, source, output, on_result, parse, progress, sleep=None
+        )
     except BaseException:
         output.close()
         raise
@@ -309,9 +312,10 @@ def _engine_and_display(
     on_result: Callable[[Result], None],
     parse: Callable[[Response], Mapping[str, Any]] | None,
     progress: bool | None,
+    **engine_kwargs: Any,
 ) -> tuple[Engine, Display | None]:
     """The engine, and the progress display fed from its tick (shown now, if any)."""
-    kwargs = output.engine_kwargs()
+    kwargs = {**output.engine_kwargs(), **engine_kwargs}
     engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
     display = open_display(progress, engine.clock)
     if display is not None:

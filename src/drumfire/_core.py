@@ -43,7 +43,7 @@ class EngineCore:
     timeouts: Timeouts
     clock: Callable[[], float]
     cpu_clock: Callable[[], float]
-    sleep: Callable[[float], None]
+    sleep: Callable[[float], None] | None
     rng: random.Random
     concurrency: int
     pipeline: int

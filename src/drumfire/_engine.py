@@ -44,7 +44,7 @@ from ._limits import AdaptiveLimit, FixedLimit, OriginLimit, RateMeter
 from ._ordering import Reorder
 from ._origins import Origins
 from ._pipelined import PipelinedDispatch
-from ._pipelining import CpuTotals, Pipelining, machine_cpu
+from ._pipelining import OFF, CpuTotals, Pipelining, machine_cpu
 from ._pool import Pool
 from ._request import Origin, RequestPlan, asks_close
 from ._response import Response
@@ -126,8 +126,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
 
     ``settings``: the run's policy (:class:`EngineSettings`); the keywords are
     what drives it: the answers' extraction and parsing, the clocks, the random
-    source for backoff, and the hooks (progress, CPU-bound, numbered results,
-    --resume's skips, duplicate ids, the input line of a row number).
+    source for backoff, the pipelining machine case's ``sleep`` (None: no pauses),
+    and the hooks (progress, CPU-bound, numbered results, --resume's skips,
+    duplicate ids, the input line of a row number).
     """
 
     def __init__(
@@ -141,7 +142,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
         cpu_clock: Callable[[], float] = time.thread_time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = time.sleep,
         machine_cpu: CpuTotals | None = machine_cpu,
         on_tick: Callable[[Stats], None] | None = None,
         on_cpu_bound: Callable[[Engine], None] | None = None,
@@ -241,7 +242,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         # GET requests on each open one, which saves system calls and wake-ups.
         self.pipeline = max(1, settings.pipeline)
         self.cpu_clock = cpu_clock
-        self.sleep = sleep  # the machine case's pauses (see PipelinedDispatch._take_nap)
+        # The machine case's pauses (PipelinedDispatch._take_nap); None: none, for an
+        # engine on a loop it does not own (arun: the caller's loop has other work).
+        self.sleep = sleep
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
         # A plan whose method is fixed and not GET gives no request that may be
         # pipelined: never turn it on (it would only cut the connections).
@@ -264,7 +267,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._capacity = float("inf")  # most requests in flight the connections can take
         self._depth = 1  # requests per unit of the adaptive limit (pipeline when pipelining)
         self._refill = 1  # a busy connection takes more once this many fit (see _room)
-        self._nap = 0.0  # the longest pause after a turn with answers (see _take_nap)
+        self._nap = OFF.nap  # the longest pause after a turn with answers (see _take_nap)
         self._napping = False
         self._unflushed: list[Connection] = []
         self._answered: Connection | None = None  # the connection that answered last

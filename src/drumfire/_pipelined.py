@@ -17,7 +17,7 @@ from itertools import repeat
 
 from ._connection import Connection, pipeline_room
 from ._core import EngineCore
-from ._pipelining import Pipelining, Setting, is_local_host
+from ._pipelining import OFF, Pipelining, Setting, is_local_host
 from ._request import Origin, Prepared
 from ._rows import Flight
 
@@ -52,7 +52,6 @@ class PipelinedDispatch(EngineCore):
         Pipelining.CPU_TICKS,
         Pipelining.CPU_SURE,
     )
-    NAP_SHARE = Pipelining.NAP_SHARE
     CPU_SPAN = Pipelining.CPU_SPAN
     PIPELINE_CONNECTIONS = Pipelining.CONNECTIONS
 
@@ -97,10 +96,10 @@ class PipelinedDispatch(EngineCore):
             # carries up to ``depth``. A fixed -c stays requests in flight.
             self._depth = setting.depth if self._adaptive else 1
             self._refill = setting.refill
-            self._nap = setting.nap
+            self._nap = setting.nap if self.sleep is not None else OFF.nap
         else:
             self._refill = 1
-            self._nap = 0.0
+            self._nap = OFF.nap
             self._conn_cap = self.pool.limit
             self._capacity = float("inf")
             self._depth = 1
@@ -163,27 +162,32 @@ class PipelinedDispatch(EngineCore):
     def _take_nap(self) -> None:
         """Pause the engine's thread after a loop turn with answers (``Setting.nap``).
 
-        The turn's requests are written first. The pause is a share (NAP_SHARE) of
-        the time the server needs for the requests outstanding on the busy
-        connections, at the rate answers came in the last sweeps, and at most the
-        setting's nap: fewer outstanding (the input's end) make it shorter, and
-        fewer than two per connection (rows that could not be pipelined, a
-        connection just opened) none. A blocking sleep, one system call: the loop
-        has nothing to do meanwhile but wait for the same answers, and its timers
-        (the sweep, deadlines) and signals wait at most the nap.
+        The turn's requests are written first. How long: the policy's
+        :meth:`~drumfire._pipelining.Pipelining.pause` for the requests outstanding
+        on the busy connections. It ends before the engine's sweep (deadlines:
+        a timeout still fires on time) and its paced pump (``--rate``, re-sends)
+        are due. A blocking sleep, one system call: the loop has nothing to do
+        meanwhile but wait for the same answers (an engine on a loop it does not
+        own, ``arun``'s, has no ``sleep`` and never pauses); signals wait at most
+        the nap.
         """
         self._napping = False
         if self._unflushed:
             self._flush()
         busy = self._busy
-        rate = self.pipelining_policy.rate
-        if not busy or rate <= 0.0 or not self._nap:
+        sleep = self.sleep
+        if not busy or not self._nap or sleep is None:
             return
         outstanding = sum([len(conn.behind) for conn in busy]) + len(busy)
-        if outstanding < 2 * len(busy):
-            return
-        pause = self.NAP_SHARE * outstanding / rate
-        self.sleep(pause if pause < self._nap else self._nap)
+        pause = self.pipelining_policy.pause(outstanding, len(busy))
+        loop = self._loop
+        if loop is not None:
+            now = loop.time()
+            for timer in (self._timer, self._pump_timer):
+                if timer is not None:
+                    pause = min(pause, timer.when() - now)
+        if pause > 0.0:
+            sleep(pause)
 
     def _roomiest(self) -> Connection | None:
         """The busy connection that may take the most requests, if any may."""

@@ -276,8 +276,8 @@ class Pipelining:
     #: The machine case's longest pause after a turn with answers (Setting.nap), and the
     #: share of the time the server needs for the requests outstanding that a pause may
     #: take: the server does not run out of queued work meanwhile. On OSRM
-    #: (docs/benchmarks.md, "Issue 19, tenth session"): 4-5 answers per read instead of
-    #: one, and about half the client CPU per request.
+    #: (docs/benchmarks.md, "Issue 19, tenth session"): about 6 answers per read instead
+    #: of one, and about half the client CPU per request.
     NAP, NAP_SHARE = 0.02, 0.25
 
     def __init__(
@@ -319,6 +319,22 @@ class Pipelining:
     def rate(self) -> float:
         """Answers per second over the last sweeps (0 before the second sweep)."""
         return self._rate
+
+    def pause(self, outstanding: int, connections: int) -> float:
+        """Seconds to pause after a loop turn with answers (``Setting.nap``), given the
+        requests ``outstanding`` on the ``connections`` that carry them; 0: none.
+
+        A share (NAP_SHARE) of the time the server needs for them at the answer rate
+        of the last sweeps, and at most the setting's nap: fewer outstanding (the
+        input's end) make it shorter, fewer than two per connection (rows that
+        cannot be pipelined, connections just opened) none, and so does an unknown
+        rate.
+        """
+        longest = self.setting.nap
+        rate = self._rate
+        if longest <= 0.0 or rate <= 0.0 or outstanding < 2 * connections:
+            return 0.0
+        return min(self.NAP_SHARE * outstanding / rate, longest)
 
     def start(self, now: float, answered: int = 0) -> None:
         """Take the first readings (the run starts)."""

@@ -147,6 +147,36 @@ def test_the_rate_is_answers_per_second_over_the_last_sweeps() -> None:
     assert p.rate == pytest.approx(1500.0)  # smoothed
 
 
+@pytest.mark.parametrize(
+    ("outstanding", "connections", "pause"),
+    [
+        (205, 5, Pipelining.NAP),  # 205 requests at 2,000/s: a quarter is 25 ms, over the cap
+        (55, 5, 0.25 * 55 / 2000),  # fewer queued (the input's end): a shorter pause
+        (6, 3, 0.25 * 6 / 2000),
+        (6, 5, 0.0),  # fewer than two per connection: not pipelining in earnest
+        (0, 0, 0.0),  # nothing in flight
+    ],
+)
+def test_the_machine_case_pauses_for_a_share_of_the_queued_work(
+    outstanding: int, connections: int, pause: float
+) -> None:
+    fake = Fake()
+    p = fake.policy()
+    sweeps_until_on(fake, p, thread=0.2, machine=0.97, rate=2000.0)
+    assert p.why == "machine"
+    assert p.pause(outstanding, connections) == pytest.approx(pause)
+
+
+def test_no_pause_in_the_client_case_nor_while_off() -> None:
+    fake = Fake()
+    p = fake.policy(port=None)
+    fake.sweep(p, rate=2000.0)
+    assert p.pause(205, 5) == 0.0  # off: the rate is known, the setting has no nap
+    fake.sweep(p, thread=1.0)
+    assert p.why == "client"
+    assert p.pause(205, 5) == 0.0
+
+
 def test_the_machine_case_needs_consecutive_saturated_sweeps() -> None:
     fake = Fake()
     p = fake.policy()
