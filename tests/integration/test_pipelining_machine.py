@@ -193,3 +193,27 @@ def test_a_busy_connection_is_refilled_in_batches(
     engine = make_job("http://127.0.0.1:9/{n}").engine(rows_source([{"n": "1"}]), [].append)
     conn = _Conn(behind, left)
     assert pipeline_room(conn, engine.pipeline, refill) == room  # type: ignore[arg-type]
+
+
+def test_arun_never_pauses_the_callers_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # arun runs on the caller's event loop, which has other work: its engine gets no
+    # sleep, so the machine case pipelines without pausing. run() owns its loop.
+    import drumfire
+
+    sleeps: list[object] = []
+    original = Engine.__init__
+
+    def init(self: Engine, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        sleeps.append(self.sleep)
+
+    monkeypatch.setattr(Engine, "__init__", init)
+
+    async def collect(url: str) -> list[Result]:
+        return [r async for r in drumfire.arun(rows(20), url, extract={"n": "n"})]
+
+    with ScriptedServer(echo_n) as server:
+        url = server.url("/item/{n}")
+        check_answers(asyncio.run(collect(url)), 20)
+        check_answers(list(drumfire.run(rows(20), url, extract={"n": "n"})), 20)
+    assert sleeps == [None, time.sleep]
