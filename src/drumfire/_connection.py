@@ -110,6 +110,11 @@ class Connection(asyncio.Protocol):
         # Requests the server will still answer here (its last "Keep-Alive: max"),
         # counting those in flight; None: it did not say.
         self.left: int | None = None
+        # The most answers the server gives a connection, when it did not say but
+        # was seen (Pool.cut); and whether the server ended this one with requests
+        # unanswered after answering some (``cut``: what Pool.cut learns from).
+        self.limit: int | None = None
+        self.cut = False
         # A request body streamed from files (drumfire._bodies), and whether the
         # transport asked to stop writing (its buffer is full) until it drains.
         self.pump: Any = None
@@ -251,9 +256,12 @@ class Connection(asyncio.Protocol):
 
         A server that announced it closes after K more answers gets at most K
         requests: more would be read by nobody, and a close with unread data
-        is a reset, which may cost the last answer too.
+        is a reset, which may cost the last answer too. One seen to close after
+        N answers without saying so (``limit``) is taken at its word the same way.
         """
         left = self.left
+        if left is None and self.limit is not None:
+            left = self.limit - self.served
         most = depth if left is None or left > depth else left
         return most - 1 - len(self.behind)
 
@@ -396,6 +404,7 @@ class Connection(asyncio.Protocol):
         self.served += 1
         if response.left is not None:
             self.left = response.left
+        self.cut = bool(self.behind)  # closed with requests queued behind this answer
         self.close()  # hands back whatever was queued behind
         self.owner.on_responses(self, [(flight, response)])
 
@@ -428,8 +437,10 @@ class Connection(asyncio.Protocol):
             self._complete(response)  # not keep-alive: closes and hands back
             return
         flight, self.flight = self.flight, None
+        peer = exc is None or isinstance(exc, OSError)  # the peer, the network or TLS
+        self.cut = peer and self.served > 0  # after answers: a count the server may keep
         self._closed()
-        if exc is None or isinstance(exc, OSError):  # the peer, the network or TLS
+        if peer:
             reason, detail = reason_for(exc), describe_error(exc) or "connection closed"
         else:
             # An exception in this protocol's own callbacks, which asyncio logs and

@@ -473,6 +473,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         flight.attempts += 1
         self.pool.make_room()
         conn = Connection(self, origin, self.max_body, self.max_header)
+        conn.limit = self.pool.answers.get(origin)  # seen to close after so many
         self.pool.opened(conn)
         self._busy.add(conn)
         assert self._loop is not None
@@ -527,6 +528,14 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         )
 
     def on_closed(self, conn: Connection) -> None:
+        if conn.cut:  # the server ended it with requests unanswered: learn its limit
+            origin = conn.origin
+            self.pool.cut(origin, conn.served)
+            limit = self.pool.answers.get(origin)
+            if limit is not None:  # the connections open now take no more either
+                for other in (*self._busy, *self.pool.idle.get(origin, ())):
+                    if other.origin == origin and other.limit is None:
+                        other.limit = limit
         self.pool.closed(conn)
         self._busy.discard(conn)
 
@@ -543,6 +552,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                 conn.close()  # pipelining: fewer connections, deeper queues
             elif self._may_close and asks_close(answered[-1][0].prepared.data):
                 conn.close()  # the request said Connection: close
+            elif conn.limit is not None and conn.served >= conn.limit:
+                conn.close()  # the server would close it: no request to lose there
             else:
                 self.pool.give(conn)
         elif state == BUSY:

@@ -26,12 +26,15 @@ class Pool:
     opens (:meth:`opened`) and of each that closed (:meth:`closed`).
     """
 
-    __slots__ = ("_open", "idle", "limit")
+    __slots__ = ("_cuts", "_open", "answers", "idle", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.idle: dict[Origin, list[Connection]] = {}
         self._open = 0
+        #: The most answers an origin's server gives a connection, learned (see :meth:`cut`).
+        self.answers: dict[Origin, int] = {}
+        self._cuts: dict[Origin, int] = {}  # the answers before the origin's last cut
 
     @property
     def open(self) -> int:
@@ -45,6 +48,24 @@ class Pool:
     def closed(self, conn: Connection) -> None:
         """``conn`` closed (its owner's ``on_closed``)."""
         self._open -= 1
+
+    def cut(self, origin: Origin, answers: int) -> None:
+        """A server ended a connection to ``origin`` after ``answers`` answers, with
+        requests unanswered (a ``Connection: close`` behind pipelined requests, or a
+        close without a word).
+
+        Servers that limit requests per connection (nginx's ``keepalive_requests``)
+        end every connection at the same count, and pipelined requests written past
+        it are read by nobody: sent again elsewhere, written twice. The same count
+        twice in a row is taken as the limit (:attr:`answers`), as a
+        ``Keep-Alive: max`` would be; a cut at another count forgets it (resets,
+        a server restarted with another limit).
+        """
+        if self._cuts.get(origin) == answers:
+            self.answers[origin] = answers
+            return
+        self._cuts[origin] = answers
+        self.answers.pop(origin, None)
 
     def take(self, origin: Origin) -> Connection | None:
         """An idle connection to ``origin`` (the most recently used), if any."""

@@ -172,6 +172,7 @@ class _Conn:
         self.flight = type("J", (), {"prepared": type("P", (), {"method": "GET"})()})()
         self.behind = [None] * behind
         self.left = left
+        self.limit = None
         self.room = lambda depth: Connection.room(self, depth)  # type: ignore[arg-type]
 
 

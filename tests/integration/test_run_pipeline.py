@@ -100,8 +100,13 @@ def test_requests_handed_back_by_a_silent_close_are_counted_as_resent() -> None:
     assert engine.pipelining
     assert all(r.attempts == 1 for r in got.values())
     assert stats.requests == n
-    assert served > n  # the server read some of the queued requests before closing
+    assert served >= n  # it may read some of the queued requests before closing
     assert served <= stats.requests + stats.resent  # every request it read was counted
+    # Two connections cut after their 40th answer, and the count is learned: later ones
+    # get no more than 40 requests, so hardly any is written past the close. (It wrote
+    # 5,000 or more of them twice, for 3,000 rows.)
+    assert list(engine.pool.answers.values()) == [40]
+    assert stats.resent < n // 4
 
 
 def test_requests_queued_behind_a_reset_are_sent_again() -> None:

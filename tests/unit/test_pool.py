@@ -69,3 +69,22 @@ def test_close_all_aborts_the_idle_ones() -> None:
     assert idle.aborted == "cancelled"
     assert not busy.closed  # in flight: its owner aborts it
     assert pool.take(A) is None
+
+
+def test_the_same_count_of_answers_before_two_cuts_is_learned() -> None:
+    # A server that ends every connection after its 40th answer without saying so
+    # (nginx's keepalive_requests behind pipelined requests): the second cut at 40
+    # makes 40 the origin's most answers per connection, as a Keep-Alive: max would.
+    pool = Pool(8)
+    pool.cut(A, 40)
+    assert pool.answers == {}  # once could be anything: a reset, an idle timeout
+    pool.cut(B, 40)
+    assert pool.answers == {}  # another origin's count is not this one's
+    pool.cut(A, 40)
+    assert pool.answers == {A: 40}
+    pool.cut(A, 40)
+    assert pool.answers == {A: 40}
+    pool.cut(A, 17)  # a cut at another count: not a fixed limit after all
+    assert pool.answers == {}
+    pool.cut(A, 17)
+    assert pool.answers == {A: 17}
