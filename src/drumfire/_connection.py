@@ -438,7 +438,9 @@ class Connection(asyncio.Protocol):
             return
         flight, self.flight = self.flight, None
         peer = exc is None or isinstance(exc, OSError)  # the peer, the network or TLS
-        self.cut = peer and self.served > 0  # after answers: a count the server may keep
+        # After answers, with requests pipelined behind: a count the server may keep (a
+        # request alone on a stale connection is the usual free re-send, no count).
+        self.cut = peer and self.served > 0 and bool(self.behind)
         self._closed()
         if peer:
             reason, detail = reason_for(exc), describe_error(exc) or "connection closed"
