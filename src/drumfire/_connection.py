@@ -111,8 +111,9 @@ class Connection(asyncio.Protocol):
         # counting those in flight; None: it did not say.
         self.left: int | None = None
         # The most answers the server gives a connection, when it did not say but
-        # was seen (Pool.cut); and whether the server ended this one with requests
-        # unanswered after answering some (``cut``: what Pool.cut learns from).
+        # was seen (Pool.cut); and whether the server ended this one, after ``served``
+        # answers, with a ``Connection: close`` in front of requests pipelined behind
+        # (``cut``: an exact count, what Pool.cut learns from).
         self.limit: int | None = None
         self.cut = False
         # A request body streamed from files (drumfire._bodies), and whether the
@@ -265,6 +266,14 @@ class Connection(asyncio.Protocol):
         most = depth if left is None or left > depth else left
         return most - 1 - len(self.behind)
 
+    def spent(self) -> bool:
+        """Whether the server will answer no more requests here: it said so
+        (``Keep-Alive: max`` counted down to 0) or its learned ``limit`` is reached."""
+        left = self.left
+        if left is None and self.limit is not None:
+            left = self.limit - self.served
+        return left is not None and left <= 0
+
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the flight in it is reported failed."""
         flight, self.flight = self.flight, None
@@ -396,7 +405,7 @@ class Connection(asyncio.Protocol):
         self.served += count
         self.owner.on_responses(self, list(zip(flights, responses, strict=True)))
 
-    def _complete(self, response: Response) -> None:
+    def _complete(self, response: Response, framed: bool = True) -> None:
         if response.keep_alive:
             self._answered([response])
             return
@@ -404,7 +413,10 @@ class Connection(asyncio.Protocol):
         self.served += 1
         if response.left is not None:
             self.left = response.left
-        self.cut = bool(self.behind)  # closed with requests queued behind this answer
+        # An answer framed by its length or chunks, in front of requests queued behind:
+        # the server's count (an error page that closes is no limit; a reset, which
+        # may have lost answers, neither).
+        self.cut = framed and response.status < 400 and bool(self.behind)
         self.close()  # hands back whatever was queued behind
         self.owner.on_responses(self, [(flight, response)])
 
@@ -434,15 +446,11 @@ class Connection(asyncio.Protocol):
             self._hand_back()
             return
         if response is not None:
-            self._complete(response)  # not keep-alive: closes and hands back
+            self._complete(response, False)  # not keep-alive: closes and hands back
             return
         flight, self.flight = self.flight, None
-        peer = exc is None or isinstance(exc, OSError)  # the peer, the network or TLS
-        # After answers, with requests pipelined behind: a count the server may keep (a
-        # request alone on a stale connection is the usual free re-send, no count).
-        self.cut = peer and self.served > 0 and bool(self.behind)
         self._closed()
-        if peer:
+        if exc is None or isinstance(exc, OSError):  # the peer, the network or TLS
             reason, detail = reason_for(exc), describe_error(exc) or "connection closed"
         else:
             # An exception in this protocol's own callbacks, which asyncio logs and

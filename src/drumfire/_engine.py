@@ -532,10 +532,13 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             origin = conn.origin
             self.pool.cut(origin, conn.served)
             limit = self.pool.answers.get(origin)
-            if limit is not None:  # the connections open now take no more either
-                for other in (*self._busy, *self.pool.idle.get(origin, ())):
-                    if other.origin == origin and other.limit is None:
-                        other.limit = limit
+            for other in self._busy:  # the connections open now: learned, or forgotten
+                if other.origin == origin:
+                    other.limit = limit
+            for other in list(self.pool.idle.get(origin, ())):
+                other.limit = limit
+                if other.spent():
+                    other.close()  # reused, it would only be found closed
         self.pool.closed(conn)
         self._busy.discard(conn)
 
@@ -552,8 +555,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                 conn.close()  # pipelining: fewer connections, deeper queues
             elif self._may_close and asks_close(answered[-1][0].prepared.data):
                 conn.close()  # the request said Connection: close
-            elif conn.limit is not None and conn.served >= conn.limit:
-                conn.close()  # the server would close it: no request to lose there
+            elif conn.spent():
+                conn.close()  # the server will close it: no request to lose there
             else:
                 self.pool.give(conn)
         elif state == BUSY:

@@ -16,7 +16,10 @@ the usual actions: :func:`respond`, :func:`close`, :func:`reset`,
 ``ScriptedServer(max_requests=N)`` closes every connection silently after its
 N-th response, like osrm-routed after 512; ``keep_alive_header=True`` also adds
 ``Keep-Alive: timeout=5, max=K`` (K counting down to 1 on the last answer, and
-still no ``Connection: close``), exactly as osrm-routed does.
+still no ``Connection: close``), exactly as osrm-routed does; ``close_header=True``
+instead says ``Connection: close`` on the N-th answer and then closes as nginx does
+after its ``keepalive_requests``: it shuts its side and reads what the client still
+sends (bounded) before closing, so that its answers are not lost to a reset.
 
 Every loop is bounded (socket timeouts of 50 ms, a stop event), every socket is
 closed and every thread joined when the ``with`` block ends.
@@ -248,10 +251,12 @@ class ScriptedServer:
         *,
         max_requests: int | None = None,
         keep_alive_header: bool = False,
+        close_header: bool = False,
     ) -> None:
         self.handler = handler
         self.max_requests = max_requests
         self.keep_alive_header = keep_alive_header
+        self.close_header = close_header
         self.requests: list[Request] = []
         self.errors: list[BaseException] = []
         self.connections = 0
@@ -369,6 +374,11 @@ class ScriptedServer:
                         )
                     if position >= self.max_requests and then == "keep":
                         then = "close"
+                        if self.close_header and data:
+                            data = data.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
+                            conn.sendall(data)
+                            self._linger(conn)
+                            return
                 if data:
                     conn.sendall(data)
                 if action.pause:
@@ -388,6 +398,14 @@ class ScriptedServer:
             if linger:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
+
+    def _linger(self, conn: socket.socket) -> None:
+        """Close as nginx does: no more answers, but read (for at most 2 s) what the
+        client still sends until it closes, so the answers sent are not reset away."""
+        conn.shutdown(socket.SHUT_WR)
+        for _ in range(40):
+            if self._stop.is_set() or self._recv(conn) == b"":
+                return
 
     def _recv(self, conn: socket.socket) -> bytes | None:
         """Some bytes, b"" when the peer closed, None on a poll timeout."""
