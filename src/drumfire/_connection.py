@@ -415,8 +415,9 @@ class Connection(asyncio.Protocol):
             self.left = response.left
         # An answer framed by its length or chunks, in front of requests queued behind:
         # the server's count (an error page that closes is no limit; a reset, which
-        # may have lost answers, neither).
-        self.cut = framed and response.status < 400 and bool(self.behind)
+        # may have lost answers, neither; nor an answer this side stopped reading,
+        # over --max-body or unsaved, which has an error).
+        self.cut = framed and response.status < 400 and not response.error and bool(self.behind)
         self.close()  # hands back whatever was queued behind
         self.owner.on_responses(self, [(flight, response)])
 

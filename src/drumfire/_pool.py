@@ -50,9 +50,9 @@ class Pool:
         self._open -= 1
 
     def cut(self, origin: Origin, answers: int) -> None:
-        """A server ended a connection to ``origin`` after ``answers`` answers, with
-        requests unanswered (a ``Connection: close`` behind pipelined requests, or a
-        close without a word).
+        """A server ended a connection to ``origin`` after ``answers`` answers with a
+        ``Connection: close``, in front of requests pipelined behind (see
+        ``Connection.cut``: only such exact counts).
 
         Servers that limit requests per connection (nginx's ``keepalive_requests``)
         end every connection at the same count, and pipelined requests written past

@@ -402,7 +402,10 @@ class ScriptedServer:
     def _linger(self, conn: socket.socket) -> None:
         """Close as nginx does: no more answers, but read (for at most 2 s) what the
         client still sends until it closes, so the answers sent are not reset away."""
-        conn.shutdown(socket.SHUT_WR)
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:  # the client already reset it
+            return
         for _ in range(40):
             if self._stop.is_set() or self._recv(conn) == b"":
                 return

@@ -111,7 +111,7 @@ def test_a_servers_requests_per_connection_are_learned_from_its_closes() -> None
     # As nginx after its keepalive_requests: the 40th answer says Connection: close,
     # and the requests pipelined behind it are read by nobody. Two connections ending
     # at 40 in a row teach drumfire the count: later ones get no more than 40 requests,
-    # so hardly any is written past the close (without it, 5,000 or more of them for
+    # so hardly any is written past the close (without it, about 1,900 of them for
     # 3,000 rows were written twice).
     n = 3000
     with ScriptedServer(echo_n, max_requests=40, close_header=True) as server:
@@ -256,3 +256,28 @@ def test_how_many_sweeps_start_pipelining(share: float, sweeps: int | None) -> N
             started = sweep
             break
     assert started == sweeps
+
+
+def test_an_answer_over_max_body_teaches_no_count() -> None:
+    # drumfire stops reading an answer over --max-body and closes that connection with
+    # the requests queued behind it: its own close, not the server's limit.
+    n = 600
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        number = int(target.rsplit("/", 1)[1])
+        if number % 10 == 9:
+            return respond(200, {"n": number, "pad": "x" * 5000})
+        return echo_n(index, method, target, headers, body)
+
+    with ScriptedServer(handler) as server:
+        results, stats, engine = run_engine(
+            rows(n), server.url("/item/{n}"), extract={"n": "n"}, max_body=1000
+        )
+    got = by_id(results)
+    assert len(got) == n
+    big = [r for rid, r in got.items() if int(rid[1:]) % 10 == 9]
+    assert all((r.status, r.reason) == (200, "body_too_large") for r in big)
+    assert stats.pipelined > 0
+    assert engine.pool.answers == {}
