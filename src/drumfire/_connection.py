@@ -260,19 +260,23 @@ class Connection(asyncio.Protocol):
         is a reset, which may cost the last answer too. One seen to close after
         N answers without saying so (``limit``) is taken at its word the same way.
         """
-        left = self.left
-        if left is None and self.limit is not None:
-            left = self.limit - self.served
+        left = self.remaining()
         most = depth if left is None or left > depth else left
         return most - 1 - len(self.behind)
 
     def spent(self) -> bool:
         """Whether the server will answer no more requests here: it said so
         (``Keep-Alive: max`` counted down to 0) or its learned ``limit`` is reached."""
+        left = self.remaining()
+        return left is not None and left <= 0
+
+    def remaining(self) -> int | None:
+        """Requests the server will still answer here, counting those in flight: what it
+        said (``left``), else what its learned ``limit`` leaves; None: no limit known."""
         left = self.left
         if left is None and self.limit is not None:
-            left = self.limit - self.served
-        return left is not None and left <= 0
+            return self.limit - self.served
+        return left
 
     def abort(self, reason: str, detail: str = "") -> None:
         """Give up on the connection (timeout, cancel); the flight in it is reported failed."""

@@ -174,6 +174,7 @@ class _Conn:
         self.left = left
         self.limit = None
         self.room = lambda depth: Connection.room(self, depth)  # type: ignore[arg-type]
+        self.remaining = lambda: Connection.remaining(self)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
