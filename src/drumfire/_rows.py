@@ -302,7 +302,9 @@ class Rows:
     output already holds. ``saved`` (``--resume`` with ``--save-body``, asked only
     with ``skip``): for a row the output does not hold, ``saved(id, row)`` gives
     the fields of its file when that is already complete, and the row is written
-    without a request. ``duplicates``: ids seen so far, to count repeats.
+    without a request. ``duplicates``: ids seen so far, to count repeats; not kept
+    without ``id_column``, where every id is its row's number, unique by construction
+    (a set of a million such ids holds about 90 MB, and costs a look-up per row).
     ``line_of``: a row number's input line (:meth:`LineMap.line_of`), for the
     ``template:`` error rows; without it they name the row number.
     """
@@ -337,7 +339,7 @@ class Rows:
         self.skip = skip
         self.skip_problem = skip_problem
         self.saved = saved
-        self.duplicates = duplicates
+        self.duplicates = duplicates if id_column is not None else None
 
     def kept(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
         """The ``keep`` columns of ``row`` (None when none are kept)."""
