@@ -126,7 +126,7 @@ class Intake(EngineCore):
                         self._skip_seq(seq)
                     else:
                         self._emit(cast(Result, made), seq)  # an input or template error
-                    seq = self._seq
+                    seq += 1
                     if passed >= PASS_AT_ONCE:  # let the loop read the answers in flight
                         if not out:
                             self._pump_later(0.0)

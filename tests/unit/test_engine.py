@@ -580,3 +580,36 @@ def test_a_quota_hold_is_shown_on_the_progress_line() -> None:
     stats.held = [("127.0.0.1:8080", 11.2, "quota")]
     line = Progress(Console(), clock).render(stats, clock.now).plain
     assert "waiting for quota, 12s (127.0.0.1:8080)" in line
+
+
+def test_the_pipelined_fill_numbers_each_row_by_its_place_past_rows_that_start_nothing() -> None:
+    # A worker process maps its engine's numbers back to the parent's rows
+    # (on_numbered). The pipelined fill numbered the row after a kept (or error)
+    # row with the number the fill began at, so two rows shared a number and the
+    # worker would file a result under another row's number.
+    clock = Clock()
+    server = Server(lambda path, hits: (200, {}, b"{}", 0.01))
+    loop = new_loop(clock, server)
+    job = make_job(ORIGIN + "/{n}", id="n")
+    kept = {str(i) for i in range(0, 600, 3)}  # every third row found by --resume
+    source = rows_source([{"n": str(i)} for i in range(600)])
+    numbers: dict[str, int] = {}
+
+    def numbered(result: Result, seq: int) -> None:
+        numbers[result.id] = seq
+
+    engine = job.engine(
+        source,
+        lambda result: None,
+        on_numbered=numbered,
+        clock=clock,
+        cpu_clock=lambda: clock.now,
+        skip=kept.__contains__,
+    )
+    try:
+        stats = loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert stats.pipelined > 0
+    assert stats.skipped == len(kept)
+    assert numbers == {str(i): i for i in range(600) if str(i) not in kept}
