@@ -2,11 +2,12 @@
 
 :class:`Intake` is a part of :class:`drumfire._engine.Engine` (see
 :mod:`drumfire._core`). Rows come one at a time (``_next_flight``), a batch of
-them for a pipelined fill (``_next_flights``), or, while a read-ahead child
-sends the usual chunk (every row a request to one origin, no kept columns), as
-a slice of that chunk's ids and request bytes (``_take_run``): the fill then
-makes each row's :class:`~drumfire._rows.Flight` already sent, in one pass,
-with none of the per-row checks a row of unknown kind needs.
+them for a pipelined fill (``_next_flights``), both read by one loop
+(``_read``), or, while a read-ahead child sends the usual chunk (every row a
+request to one origin, no kept columns), as a slice of that chunk's ids and
+request bytes (``_take_run``): the fill then makes each row's
+:class:`~drumfire._rows.Flight` already sent, in one pass, with none of the
+per-row checks a row of unknown kind needs.
 """
 
 from __future__ import annotations
@@ -34,50 +35,14 @@ class Intake(EngineCore):
         return not self._exhausted and (self.origins.parked < limit or self.origins.relieve(limit))
 
     def _next_flight(self) -> Flight | None:
+        """The next row to start: one waiting (``_ready``), or one read (:meth:`_read`)."""
         if self._ready:
             return self._ready.popleft()
-        if not self._may_read():
-            return None
         order = self._order
         if order is not None and order.ahead(self._seq) >= self.order_window:
             return None  # the oldest row holds the window; wait for it
-        make = self.rows.make
-        usual = self._usual
-        passed = 0  # rows read that start no request (skipped by --resume, error rows)
-        while True:
-            if passed >= PASS_AT_ONCE:
-                # Let the loop read the answers in flight (their elapsed_ms runs until
-                # it does: --retry-failed read 100,000 kept rows between two sends).
-                self._pump_later(0.0)
-                return None
-            try:
-                item = next(self._items)
-            except StopIteration:
-                self._exhausted = True
-                return None
-            if item is WAIT:
-                return None
-            if usual is not None and type(item) is tuple and (got := usual(item)) is not None:
-                seq = self._seq
-                self._seq += 1
-                row: Any = item[1]  # a dict: usual() took it
-                return Flight(seq, got[0], row, got[1])
-            # A source item, or what Rows.make made of one in a read-ahead process.
-            made = make(item, self.stats) if type(item) is tuple else item
-            if type(made) is int:  # duplicate ids the read-ahead process saw
-                self.stats.duplicates += made
-                continue
-            seq = self._seq
-            self._seq += 1
-            if type(made) is Flight:
-                made.seq = seq
-                return made
-            passed += 1
-            if made is SKIPPED:
-                self.stats.skipped += 1
-                self._skip_seq(seq)
-                continue
-            self._emit(cast(Result, made), seq)  # an input or template error
+        flights = self._read(1)
+        return flights[0] if flights else None
 
     def _next_flights(self, most: int) -> list[Flight]:
         """Up to ``most`` rows to start, as that many :meth:`_next_flight` calls give them."""
@@ -89,14 +54,22 @@ class Intake(EngineCore):
                     break
                 out.append(flight)
             return out
+        return self._read(most)
+
+    def _read(self, most: int) -> list[Flight]:
+        """Up to ``most`` rows read from the input that start a request, each numbered by
+        its place; the rows between them that start nothing (kept by --resume: skipped;
+        input and template errors: emitted) take their numbers too. Stops early at the
+        input's end, at WAIT (a worker's rows not come yet), and after PASS_AT_ONCE rows
+        that start nothing (the loop then reads the answers in flight)."""
         if most <= 0 or not self._may_read():
             return []
-        out = []
+        out: list[Flight] = []
         make = self.rows.make
         usual = self._usual
         stats = self.stats
         seq = self._seq
-        passed = 0  # rows read that start no request (as in _next_flight)
+        passed = 0  # rows read that start no request
         try:
             for item in self._items:
                 if item is WAIT:
@@ -110,6 +83,7 @@ class Intake(EngineCore):
                         if len(out) == most:
                             break
                         continue
+                # A source item, or what Rows.make made of one in a read-ahead process.
                 made = make(item, stats) if type(item) is tuple else item
                 if type(made) is Flight:
                     made.seq = seq
@@ -127,14 +101,17 @@ class Intake(EngineCore):
                     else:
                         self._emit(cast(Result, made), seq)  # an input or template error
                     seq += 1
-                    if passed >= PASS_AT_ONCE:  # let the loop read the answers in flight
+                    if passed >= PASS_AT_ONCE:
+                        # Let the loop read the answers in flight (their elapsed_ms runs
+                        # until it does: --retry-failed read 100,000 kept rows between two
+                        # sends).
                         if not out:
                             self._pump_later(0.0)
                         break
             else:
                 self._exhausted = True
-        except Exception as exc:  # an unreadable input: raised after the rows before it,
-            if not out:  # as _next_flight has it (they are started first)
+        except Exception as exc:  # an unreadable input: raised after the rows before it
+            if not out:  # (they are started first)
                 raise
             self._items = raising(exc)
         finally:
