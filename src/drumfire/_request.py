@@ -283,6 +283,7 @@ class RequestPlan:
         # place, so the request has exactly one (as curl: for virtual hosts).
         lines = [""]
         host: str | None = None
+        given: set[str] = set()  # the names templated names came out as (lower case)
         values = row if row is not None else {}
         for name_t, value_t in self.headers:
             name = name_t.render(values)
@@ -298,6 +299,7 @@ class RequestPlan:
                         f"header name {name_t.source!r} is {name!r} after substitution: "
                         f"{_FRAMING[lower]}"
                     )
+                given.add(lower)
             if not value_t.is_static and _bad_header_value(value) is not None:
                 raise ValueError(
                     f"the value of header {name!r} has a line break, NUL or other control "
@@ -312,7 +314,15 @@ class RequestPlan:
                 continue
             lines.append(f"{name}: {value}")
         lines[0] = host if host is not None else f"Host: {host_header(origin)}"
-        lines.extend(f"{n}: {v}" for n, v in self._extra)
+        # drumfire's defaults (User-Agent, Accept, Content-Type, the URL's credentials),
+        # unless the user's header gives one: a fixed name left them out already, a
+        # templated name that comes out as one replaces it in this request (as curl's -H).
+        if given:
+            lines.extend(f"{n}: {v}" for n, v in self._extra if n.lower() not in given)
+            if "authorization" in given:
+                auth = None
+        else:
+            lines.extend(f"{n}: {v}" for n, v in self._extra)
         if auth is not None:
             lines.append(f"Authorization: {auth}")
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")

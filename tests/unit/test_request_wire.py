@@ -98,6 +98,37 @@ def test_a_redirect_keeps_a_host_header_for_the_same_origin_only() -> None:
     assert plain.data.startswith(b"GET /b HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n")
 
 
+# -- drumfire's default headers -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("User-Agent", b"User-Agent: v"),
+        ("accept", b"accept: v"),
+        ("CONTENT-TYPE", b"CONTENT-TYPE: v"),
+        ("Authorization", b"Authorization: v"),
+    ],
+)
+@pytest.mark.parametrize("url", ["http://u:p@127.0.0.1:8080/x", "{+url}"])
+def test_a_templated_name_that_gives_a_default_header_replaces_it(
+    name: str, line: bytes, url: str
+) -> None:
+    # -H '{hn}: {hv}' whose name comes out as one of drumfire's defaults (or as the
+    # Authorization the URL's credentials make) used to send both: the default and the
+    # user's. As a fixed name does, it now replaces drumfire's, in this row's request.
+    plan = RequestPlan(url, headers=["{hn}: {hv}"], data="a=1")
+    row = {"hn": name, "hv": "v", "url": "http://u:p@127.0.0.1:8080/x"}
+    data = _same_both_ways(plan, row)
+    assert isinstance(data, bytes)
+    head = data.split(b"\r\n\r\n")[0].lower()
+    assert head.count(name.lower().encode() + b":") == 1
+    assert line + b"\r\n" in data
+    others = plan.prepare({**row, "hn": "X-Other"}).data.lower()
+    for default in (b"user-agent:", b"accept:", b"content-type:", b"authorization: basic"):
+        assert others.count(default) == 1
+
+
 # -- framing -------------------------------------------------------------------------
 
 
