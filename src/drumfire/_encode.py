@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 from ._template import as_text, format_string
-from ._values import json_default
+from ._values import dumps
 
 __all__ = [
     "Encoder",
@@ -134,10 +134,9 @@ def json_value(value: Any) -> str:
     if type(value) is int:  # orjson refuses integers beyond 64 bits
         return str(value)
     # A value JSON has no type for as the outputs write it (json_default: pandas'
-    # NA and NaT null, bytes their text, a timedelta PT90.5S, a tuple an array).
-    return orjson.dumps(
-        value, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    ).decode()
+    # NA and NaT null, bytes their text, a timedelta PT90.5S, a tuple an array); an
+    # integer beyond 64 bits inside an array or object exact, as at the top (dumps).
+    return dumps(value).decode()
 
 
 def for_any(encode: Callable[[str], str]) -> Encoder:

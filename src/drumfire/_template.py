@@ -35,10 +35,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from ._errors import TemplateError
-from ._values import cell_text, is_missing, json_default
+from ._values import cell_text, dumps, is_missing
 
 __all__ = ["JSON_PLACEHOLDER", "Template", "as_text", "format_string"]
 
@@ -60,11 +58,9 @@ def as_text(value: Any) -> str:
     if type(value).__name__ in _NUMPY_BOOLS and type(value).__module__ == "numpy":
         value = bool(value)  # a pandas boolean column's: 'true' as a bool, not 'True'
     if isinstance(value, bool | dict | list):
-        try:
-            text = orjson.dumps(value, default=json_default, option=orjson.OPT_NON_STR_KEYS)
-            return text.decode()
-        except TypeError:  # keys orjson cannot write (tuples): Python's own text
-            return str(value)
+        # JSON, whatever it holds (dumps: an integer beyond 64 bits exact, a tuple key
+        # as its text), never Python's text (single quotes).
+        return dumps(value).decode()
     if isinstance(value, int | float) or getattr(getattr(value, "dtype", None), "kind", "") in (
         "i", "u", "f", "c"
     ):  # fmt: skip
