@@ -12,7 +12,8 @@ values seen                 column
 ==========================  ==========
 only booleans               bool
 only integers               int64
-integers and floats         float64
+integers and floats         float64 (string if an integer
+                            is not exact as a float64)
 only strings                string
 objects, arrays, a mix,     string (JSON text for anything but a string)
 or no value yet
@@ -27,12 +28,13 @@ An integer beyond int64 counts as an object: a column of such is a string
 column (their exact digits). In a string column, a value whose JSON is a string
 (a date, a decimal: see :mod:`drumfire._values`) is that string, without quotes.
 
-A later value is converted when that loses nothing (an integer into a float
-column, ``3.0`` into an integer column, anything into a string column as JSON
-text; a NaN stays a NaN in a float column); a value that does not fit (a string
-in a number column, 2.5 or a NaN in an integer column, an integer beyond int64
-there, a boolean in a number column or a number in a boolean one) is written as
-null there and kept whole in a side file (see :mod:`drumfire._parquet`), or a
+A later value is converted when that loses nothing (an integer a float64 holds
+exactly into a float column, ``3.0`` into an integer column, anything into a
+string column as JSON text; a NaN stays a NaN in a float column); a value that
+does not fit (a string in a number column, 2.5 or a NaN in an integer column,
+an integer beyond int64 there, an integer beyond 2**53 that a float64 would
+round in a float column, a boolean in a number column or a number in a boolean
+one) is written as null there and kept whole in a side file (see :mod:`drumfire._parquet`), or a
 side table (:mod:`drumfire._sqlite`), so no row and no value is lost.
 
 The side store describes the rows the output holds, nothing else. A row sent
@@ -112,14 +114,25 @@ def lacks_values(
 
 def column_kind(values: Iterable[Any]) -> str:
     """The column type for these (first) values; see the module docstring."""
-    kinds = {_kind(v) for v in values if v is not None}
+    seen = [v for v in values if v is not None]
+    kinds = {_kind(v) for v in seen}
     if kinds == {BOOL}:
         return BOOL
     if kinds == {INT}:
         return INT
-    if kinds and kinds <= {INT, FLOAT}:
+    if kinds == {INT, FLOAT} and all(type(v) is float or _exact(v) for v in seen):
+        return FLOAT
+    if kinds == {FLOAT}:
         return FLOAT
     return STRING
+
+
+def _exact(value: int) -> bool:
+    """Whether float64 holds this integer exactly (all up to 2**53, some beyond)."""
+    try:
+        return float(value) == value  # an exact comparison of an int and a float
+    except OverflowError:  # beyond float64's range
+        return False
 
 
 def unfit_warning(count: int, first: str, where: str) -> str:
@@ -156,11 +169,8 @@ def convert(value: Any, kind: str) -> Any:
     if kind == FLOAT:
         if t is float:
             return value
-        if t is int:
-            try:
-                return float(value)
-            except OverflowError:  # beyond float64's range
-                return UNFIT
+        if t is int and _exact(value):  # not one float64 would round
+            return float(value)
     elif kind == INT:
         if t is int and -_INT64 <= value < _INT64:
             return value

@@ -121,13 +121,14 @@ def _cell(value: Any) -> Any:
 
 def _real_cell(value: Any) -> Any:
     """A value for a REAL column, or UNFIT: as :func:`_cell`, except that an integer
-    beyond 64 bits is a float, and that a boolean is UNFIT, as in Parquet (REAL
-    would make it 1.0, a number like any other, not SQLite's boolean 1)."""
+    is a float, UNFIT where a float would round it (beyond 2**53: REAL stores a
+    float), and that a boolean is UNFIT, as in Parquet (REAL would make it 1.0, a
+    number like any other, not SQLite's boolean 1)."""
     t = type(value)
     if t is float:
         return value if value == value else UNFIT
     if t is int:
-        return value if -_INT64 <= value < _INT64 else convert(value, FLOAT)
+        return convert(value, FLOAT)
     if value is None or t is bytes:
         return value
     return UNFIT

@@ -41,6 +41,9 @@ def result(i: int, fields: dict[str, Any] | None, kept: dict[str, Any] | None = 
         ([True, None, False], "bool"),
         ([1, 2, None], "int64"),
         ([1, 2.5], "float64"),
+        ([1 << 60, 2.5], "float64"),  # a power of two: exact as a float64
+        ([(1 << 53) + 1, 2.5], "string"),  # a float64 would round it: text, every digit
+        ([2.5, -(1 << 53) - 1, 1], "string"),
         (["a", None], "string"),
         ([{"a": 1}], "string"),
         ([1, "a"], "string"),
@@ -57,6 +60,11 @@ def test_convert_keeps_what_fits_and_refuses_the_rest() -> None:
     assert convert(3, "float64") == 3.0
     assert type(convert(3, "float64")) is float
     assert convert(3.0, "int64") == 3
+    # An integer a float64 would round (a snowflake id, nanoseconds) is kept whole aside.
+    assert convert(1 << 53, "float64") == float(1 << 53)
+    assert convert((1 << 53) + 1, "float64") is UNFIT
+    assert convert(9007199254740993, "float64") is UNFIT
+    assert convert(1 << 1100, "float64") is UNFIT  # beyond float64's range
     assert convert(2.5, "int64") is UNFIT
     assert convert(1 << 70, "int64") is UNFIT
     assert convert("x", "float64") is UNFIT
@@ -369,6 +377,35 @@ def test_integers_beyond_64_bits_lose_nothing(
     parquet.write(result(1, None, {"u": u64}))
     parquet.close()
     assert ds.dataset(str(out)).to_table().column("u").to_pylist() == [str(u64)]
+
+
+def test_an_integer_a_float_would_round_is_kept_aside_in_a_float_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A float64 column (typed from 1.5) then meets 2**53 + 1 (a snowflake id, a time in
+    # nanoseconds): it was stored as 9007199254740992.0, with no warning.
+    odd = (1 << 53) + 1
+    db = tmp_path / "out.db"
+    out = tmp_path / "out.parquet"
+    sinks = [SqliteSink(str(db), ["x"], []), ParquetSink(str(out), ["x"], [])]
+    for sink in sinks:
+        sink.write(result(1, {"x": 1.5}))
+        sink.flush()
+        sink.write(result(2, {"x": odd}))
+        sink.write(result(3, {"x": 1 << 60}))  # exact as a float: converted
+        sink.close()
+    assert capsys.readouterr().err.count("1 value(s) did not fit") == 2
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT id, x FROM results ORDER BY id").fetchall()
+        unfit = conn.execute('SELECT id, "column", value FROM results_unfit').fetchall()
+    finally:
+        conn.close()
+    assert rows == [("r1", 1.5), ("r2", None), ("r3", float(1 << 60))]
+    assert unfit == [("r2", "x", str(odd))]
+    table = ds.dataset(str(out)).to_table()
+    assert table.column("x").to_pylist() == [1.5, None, float(1 << 60)]
+    assert (out / "_unfit.jsonl").read_text() == f'{{"id":"r2","column":"x","value":{odd}}}\n'
 
 
 def test_sqlite_url() -> None:
