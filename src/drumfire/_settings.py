@@ -86,6 +86,8 @@ def sweep_interval(tick: float, *timeouts: float) -> float:
 #: Statuses with which the server says it did not process the request (RFC 9110
 #: §15.5.30 and §15.6.4; RFC 6585 §4): a re-send is safe whatever the method.
 UNPROCESSED_STATUSES = frozenset({429, 503})
+#: The longest Retry-After delay-seconds taken as it is (RFC 9111 §1.2.2's 2**31).
+_LONGEST_DELAY = float(2**31)
 
 #: Row reasons that a retry cannot change: the same request to the same server
 #: gets the same answer. ``tls``: certificate verification and every other
@@ -269,18 +271,21 @@ class Retry:
         """Parse ``Retry-After`` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
 
         Returns seconds from ``now`` (wall-clock time, default :func:`time.time`),
-        0 for a date in the past, None for a missing or malformed value.
+        0 for a date in the past, None for a missing or malformed value (a date
+        whose fields overflow included). Delay-seconds past 2**31 count as 2**31,
+        as RFC 9111 §1.2.2 has a cache do with a delta-seconds too large to hold:
+        400 digits were an infinity, which no error text could round.
         """
         if not value:
             return None
         value = value.strip()
         if value.isascii() and value.isdigit():
-            return float(value)
+            return float(min(int(value), _LONGEST_DELAY)) if len(value) < 20 else _LONGEST_DELAY
         import email.utils  # only for an HTTP-date: not at start-up (about 4 ms of imports)
 
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:  # asctime form: HTTP dates are always GMT (RFC 9110 §5.6.7)
             when = when.replace(tzinfo=datetime.UTC)

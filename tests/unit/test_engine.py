@@ -260,6 +260,28 @@ def test_a_retry_after_over_the_cap_ends_the_row_at_once() -> None:
     assert clock.now < 1.0
 
 
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("9" * 400, "retry_after: 2147483648s over --max-retry-wait"),
+        ("Thu, 01 Jan 2099 00:00:99999999999999999999 GMT", ""),  # malformed: a retry
+    ],
+)
+def test_a_retry_after_out_of_range_still_ends_each_row(value: str, error: str) -> None:
+    # 400 digits gave an infinity whose error text raised OverflowError, and a date with
+    # huge fields raised it in parsing, inside the answer's handling: a row ended with an
+    # internal error or none at all, and the run hung.
+    def throttled(path: str, hits: int) -> Answer:
+        return (429, {"Retry-After": value}, b"", 0.001) if hits == 0 else ok(path, hits)
+
+    results, _, _, _, _ = run(throttled, 3, concurrency=1)
+    assert len(results) == 3
+    if error:
+        assert all(r.status == 429 and r.error.startswith(error) for r in results)
+    else:
+        assert all(r.status == 200 and r.attempts == 2 for r in results)
+
+
 def test_rows_over_the_cap_all_say_so_and_leave_the_retry_budget_alone() -> None:
     # 1000 rows asked to wait an hour, over the cap: each ends at its first answer
     # with retry_after. They used to take a token of the origin's retry budget

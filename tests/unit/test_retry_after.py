@@ -23,6 +23,10 @@ NOW = 1445412480.0
         (" 7 ", 7.0),
         ("007", 7.0),
         ("86400", 86400.0),
+        # Past 2**31: 2**31 (RFC 9111 §1.2.2's rule for a delta-seconds too large).
+        ("2147483649", 2147483648.0),
+        ("9" * 400, 2147483648.0),  # was an infinity, and its error text an OverflowError
+        ("9" * 5000, 2147483648.0),  # past Python's int() digit limit too
     ],
 )
 def test_delay_seconds(value: str, seconds: float) -> None:
@@ -105,3 +109,8 @@ def test_gmt_date_is_independent_of_the_local_timezone() -> None:
 @pytest.mark.usefixtures("new_york")
 def test_asctime_date_is_gmt() -> None:
     assert retry_after_seconds("Wed Oct 21 07:28:30 2015", now=NOW) == pytest.approx(30.0)
+
+
+def test_an_http_date_whose_fields_overflow_is_malformed() -> None:
+    # email.utils raised OverflowError, which escaped the answer's handling: the run hung.
+    assert retry_after_seconds("Thu, 01 Jan 2099 00:00:99999999999999999999 GMT", NOW) is None
