@@ -350,8 +350,17 @@ class Settling(EngineCore):
     def _emit(self, result: Result, seq: int) -> None:
         self.stats.add(result)
         try:
-            if self._order is not None:
-                self._order.put(seq, result)
+            order = self._order
+            if order is not None:
+                window = self.order_window
+                full = order.ahead(self._seq) >= window
+                order.put(seq, result)
+                if full and order.ahead(self._seq) < window:
+                    # The oldest row's result reopened a full window. The answer's
+                    # handling pumped before this (nothing could start then), and if
+                    # it was the last request in flight nothing else would: the run
+                    # stopped, rows unread, until Ctrl-C.
+                    self._pump_later(0.0)
             elif self.on_numbered is not None:
                 self.on_numbered(result, seq)
             else:

@@ -348,6 +348,21 @@ def test_ordered_output_follows_the_input() -> None:
     assert [r.id for r in unordered] != [str(i) for i in range(40)]
 
 
+def test_ordered_goes_on_when_the_oldest_rows_answer_reopens_a_full_window() -> None:
+    # Row 0 is slow: the rows after it are answered and held until the order window
+    # (1,024 rows at -c 4) is full, and reading stops. Row 0's answer reopens it, but
+    # the answer's handling started new requests before writing the row (none could
+    # start), and it was the last in flight: nothing pumped again and the run stood
+    # still until Ctrl-C (here: a stop at 600 s of the virtual clock).
+    def script(path: str, hits: int) -> Answer:
+        return 200, {}, b"{}", 5.0 if path == "/0" else 0.001
+
+    results, _, _, clock, _ = run(script, 3000, concurrency=4, ordered=True, stop_at=600.0)
+    assert [r.id for r in results] == [str(i) for i in range(3000)]
+    assert all(r.status == 200 for r in results)
+    assert clock.now < 600.0  # ended on its own, not by the stop
+
+
 def test_pipelining_starts_and_hands_back_what_a_closed_connection_left() -> None:
     # Each connection closes after 7 answers: requests pipelined behind the 7th
     # were never answered, go back to the engine and are sent again elsewhere,
