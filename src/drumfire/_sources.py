@@ -295,9 +295,11 @@ class _Records:
     field. ``bad``: the reader's line numbers of the lines handed over that hold
     one and that no record read so far has taken; ``next_bad`` the first of them
     (``_NO_LINE``: none), so that a usual record costs the consumer one comparison.
+    ``unit``, ``begin``: the lines handed over last, and the reader's line number
+    before them, for a look at one line's text (see :meth:`holds_quote`).
     """
 
-    __slots__ = ("bad", "done", "escaped", "next_bad", "opened", "shift")
+    __slots__ = ("bad", "begin", "done", "escaped", "next_bad", "opened", "shift", "unit")
 
     def __init__(self) -> None:
         self.done = 0
@@ -306,6 +308,8 @@ class _Records:
         self.escaped = False
         self.bad: deque[int] = deque()
         self.next_bad = _NO_LINE
+        self.unit: Iterable[str] = ()
+        self.begin = 0
 
     def line(self, line_num: int) -> int:
         """The physical line number of the reader's ``line_num``."""
@@ -328,6 +332,14 @@ class _Records:
             bad.popleft()
         self.next_bad = bad[0] if bad else _NO_LINE
         return True
+
+    def holds_quote(self, line_num: int) -> bool:
+        """Whether the reader's line ``line_num``, among those handed over last, holds a
+        quote character. Only lists of lines can: a block handed over whole (a
+        ``StringIO``) holds none."""
+        unit = self.unit
+        i = line_num - self.begin - 1
+        return isinstance(unit, list) and 0 <= i < len(unit) and '"' in unit[i]
 
 
 #: Bytes of input read at a time for the CSV reader (see _guarded).
@@ -424,6 +436,8 @@ def _guarded(
         if count:
             begin = pulled
             pulled += count
+            state.unit = unit
+            state.begin = begin
             if state.escaped and text is None and isinstance(unit, list):
                 state.mark_bad(unit, begin)  # lines from todo: any may hold some
             yield unit
@@ -458,6 +472,7 @@ def _guarded(
         start_at = 0
         held = []
         long_cell = False
+        state.unit = ()
         yield (_RUNAWAY,)
 
 
@@ -740,10 +755,12 @@ def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) 
                     n += 1
                     yield n, InputProblem(first, _UNDECODABLE + _span(first, line))
                     continue
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # blank line
+                if not fields or (len(fields) == 1 and _blank(fields[0], begun, end, state)):
+                    continue
                 n += 1
-                if len(fields) == width:  # a record past the line _NO_LINE
+                if len(fields) == width:
+                    # A one-column file's quoted blank value (see _blank), or any
+                    # record past the line _NO_LINE: a row.
                     if begun - n != usual:
                         usual = begun - n
                         lines.mark(n, first)
@@ -769,6 +786,14 @@ def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) 
                 what = _CR_WORDS if _LONE_CR in str(exc) else str(exc)
                 yield n, InputProblem(first, f"malformed CSV: {what}" + _span(first, line))
             state.done = reader.line_num
+
+
+def _blank(field: str, begun: int, end: int, state: _Records) -> bool:
+    """Whether a record of one field, on the reader's lines after ``begun`` up to
+    ``end``, is a blank line (skipped): white space only, on one line, and no quote.
+    A quoted empty or blank value (``""``, ``"  "``) is a value, as ``csv.writer``
+    writes a one-column row with an empty value so that it is not a blank line."""
+    return not field.strip() and end == begun + 1 and not state.holds_quote(end)
 
 
 #: The CSV reader's words for a carriage return inside an unquoted field, and drumfire's.

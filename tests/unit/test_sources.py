@@ -81,6 +81,64 @@ def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_a_quoted_blank_record_is_no_blank_line(tmp_path: Path) -> None:
+    # '""' and '"  "' are records of one field, not blank lines: in a file of two
+    # columns each is an error row, as any record of one field is (they were dropped
+    # without a word). Blank and white-space-only lines are still skipped.
+    data = b'id,v\n1,a\n""\n \t\n\n"  "\n"\n"\n2,b\n'
+    source, items = read_all(write(tmp_path, "in.csv", data))
+    span = " (a quoted field opened on this line makes it one record with the next 1 line)"
+    assert problems(items) == [
+        (2, 3, "expected 2 fields, found 1"),
+        (3, 6, "expected 2 fields, found 1"),
+        (4, 7, "expected 2 fields, found 1" + span),
+    ]
+    assert items[0] == (1, {"id": "1", "v": "a"})
+    assert items[4] == (5, {"id": "2", "v": "b"})
+    assert source.lines is not None
+    assert source.lines.line_of(5) == 9
+
+
+def test_a_one_column_files_quoted_blank_value_is_a_row(tmp_path: Path) -> None:
+    # csv.writer writes a one-column row whose value is empty as '""', so that it is
+    # no blank line: a row, as '"  "' is; an empty or white-space-only line is skipped.
+    data = b'url\n""\n\n   \n"  "\nhttp://a/1\n"\n"\n'
+    source, items = read_all(write(tmp_path, "in.csv", data))
+    assert items == [
+        (1, {"url": ""}),
+        (2, {"url": "  "}),
+        (3, {"url": "http://a/1"}),
+        (4, {"url": "\n"}),
+    ]
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n in range(1, 5)] == [2, 5, 6, 7]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(st.text(alphabet=st.sampled_from(list('a ,"\n')), max_size=4), max_size=12),
+    block=st.sampled_from([1, 3, 64, 1 << 16]),
+    step=st.sampled_from([1, 2, 32]),
+)
+def test_a_written_one_column_csv_reads_back_exactly(
+    tmp_path: Path, values: list[str], block: int, step: int
+) -> None:
+    # Every value csv.writer writes in a one-column file comes back, '' too (written
+    # '""'), but a value of spaces only: written bare, it is a blank line, skipped.
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["v"])
+    writer.writerows([v] for v in values)
+    path = write(tmp_path, "one.csv", out.getvalue().encode())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("drumfire._sources._BLOCK", block)
+        mp.setattr("drumfire._sources._STEP", step)
+        _, items = read_all(path)
+    assert rows(items) == [{"v": v} for v in values if v == "" or v.strip(" ")]
+
+
 def test_quoted_newline_in_a_field(tmp_path: Path) -> None:
     _, items = read_all(write(tmp_path, "in.csv", b'a,b\n"line1\nline2",x\n3,4\n'))
     assert rows(items) == [{"a": "line1\nline2", "b": "x"}, {"a": "3", "b": "4"}]
