@@ -110,7 +110,8 @@ def _sniff(first: str) -> str:
     return "tsv" if "\t" in text and "," not in text else "csv"
 
 
-_BAD = "\ufffe\ufffe"  # stands for an undecodable line inside the CSV reader
+#: The message of a row whose line (or, in CSV, record) is not valid text in the encoding.
+_UNDECODABLE = "undecodable bytes (say --encoding)"
 
 #: How a tab may be written where typing one is awkward (``--delimiter '\t'``).
 _TAB_NAMES = ("\\t", "tab", "TAB")
@@ -223,7 +224,7 @@ def open_source(
         starts = LineMap()
         if fmt == "jsonl":
             return Source(_jsonl_items(raw, codec, starts), None, fmt, total, close, starts)
-        items = _text_items(_decoded(raw, codec, None), starts)
+        items = _text_items(_decoded(raw, codec), starts)
         return Source(items, frozenset({"url"}), fmt, total, close, starts)
     except BaseException:
         raw.close()
@@ -237,8 +238,8 @@ def _no_delimiter(delimiter: str | None, path: str, fmt: str) -> None:
         raise InputError(f"a delimiter separates CSV fields; {where} is read as {fmt}")
 
 
-def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None]:
-    """Decode line by line (dropping a UTF-8 BOM); an undecodable line becomes ``bad``."""
+def _decoded(raw: IO[bytes], codec: str) -> Iterator[str | None]:
+    """Decode line by line (dropping a UTF-8 BOM); an undecodable line becomes ``None``."""
     first = True
     for line in raw:
         if first:
@@ -248,7 +249,7 @@ def _decoded(raw: IO[bytes], codec: str, bad: str | None) -> Iterator[str | None
         try:
             yield line.decode(codec)
         except UnicodeDecodeError:
-            yield bad
+            yield None
 
 
 #: A quoted CSV field may run over at most this many physical lines, or this
@@ -267,6 +268,16 @@ QUOTE_MAX_BYTES = 16 * 1024 * 1024
 _RUNAWAY = '"\ufffe\n'
 
 
+#: A byte that is not valid text in the input's encoding, as ``surrogateescape`` decodes it.
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+#: ``_Records.next_bad`` while no line handed to the reader holds undecodable bytes: an
+#: int CPython compares on its fast path (under 2**30; against ``sys.maxsize`` each row's
+#: check cost about twice as much). Records past this line take ``_csv_items``' slower
+#: branch, and are read the same.
+_NO_LINE = (1 << 30) - 1
+
+
 class _Records:
     """What the CSV reader and the lines handed to it tell each other.
 
@@ -277,18 +288,58 @@ class _Records:
     unterminated quote, and the stand-in line). ``opened``: the line where a
     runaway quote opened, while the reader is being made to drop its record;
     0 otherwise.
+
+    Undecodable bytes: a block of the input that does not decode is decoded line
+    by line with ``surrogateescape`` (``escaped`` is then set), so its quotes and
+    delimiters keep their meaning and a bad byte becomes a lone surrogate in its
+    field. ``bad``: the reader's line numbers of the lines handed over that hold
+    one and that no record read so far has taken; ``next_bad`` the first of them
+    (``_NO_LINE``: none), so that a usual record costs the consumer one comparison.
+    ``unit``, ``begin``: the lines handed over last, and the reader's line number
+    before them, for a look at one line's text (see :meth:`holds_quote`).
     """
 
-    __slots__ = ("done", "opened", "shift")
+    __slots__ = ("bad", "begin", "done", "escaped", "next_bad", "opened", "shift", "unit")
 
     def __init__(self) -> None:
         self.done = 0
         self.shift = 0
         self.opened = 0
+        self.escaped = False
+        self.bad: deque[int] = deque()
+        self.next_bad = _NO_LINE
+        self.unit: Iterable[str] = ()
+        self.begin = 0
 
     def line(self, line_num: int) -> int:
         """The physical line number of the reader's ``line_num``."""
         return line_num - self.shift
+
+    def mark_bad(self, unit: list[str], begin: int) -> None:
+        """Note the lines of ``unit``, handed to the reader after its line ``begin``,
+        that hold undecodable bytes."""
+        if _ESCAPED.search("".join(unit)):
+            self.bad.extend(begin + i for i, line in enumerate(unit, 1) if _ESCAPED.search(line))
+            self.next_bad = self.bad[0]
+
+    def took_bad(self, line_num: int) -> bool:
+        """Whether the record that ended on the reader's ``line_num`` holds undecodable
+        bytes; they are then forgotten."""
+        bad = self.bad
+        if not bad or line_num < bad[0]:
+            return False
+        while bad and bad[0] <= line_num:
+            bad.popleft()
+        self.next_bad = bad[0] if bad else _NO_LINE
+        return True
+
+    def holds_quote(self, line_num: int) -> bool:
+        """Whether the reader's line ``line_num``, among those handed over last, holds a
+        quote character. Only lists of lines can: a block handed over whole (a
+        ``StringIO``) holds none."""
+        unit = self.unit
+        i = line_num - self.begin - 1
+        return isinstance(unit, list) and 0 <= i < len(unit) and '"' in unit[i]
 
 
 #: Bytes of input read at a time for the CSV reader (see _guarded).
@@ -312,8 +363,9 @@ def _guarded(
     split at ``\\n`` only with the line endings kept, so the reader sees
     exactly the lines it would see one by one, at C speed. A block with a
     quote goes :data:`_STEP` lines at a time, one that does not decode line
-    by line (an undecodable line as ``_BAD``). After each group, the reader's last completed record
-    (``state.done``) tells whether it is inside a quoted field that goes on:
+    by line (see :class:`_Records` on its undecodable bytes). After each
+    group, the reader's last completed record (``state.done``) tells whether
+    it is inside a quoted field that goes on:
     then its lines so far are kept, and once they pass
     :data:`QUOTE_MAX_LINES` or :data:`QUOTE_MAX_BYTES`, or the input ends,
     the reader is made to drop the record (see ``_RUNAWAY``) and the lines
@@ -349,8 +401,8 @@ def _guarded(
                 try:
                     text = data.decode(codec)
                 except UnicodeDecodeError:
-                    lines = [_decode_line(line, codec) for line in io.BytesIO(data)]
-                    todo.extend([line] for line in lines)
+                    state.escaped = True
+                    todo.extend([line] for line in _decode_lines(data, codec))
                     continue
                 if '"' in text:
                     lines = _split_lines(text)
@@ -377,13 +429,17 @@ def _guarded(
             elif too_long:
                 # A document in a cell may run over many lines: read on when its
                 # quote closes cleanly within QUOTE_MAX_BYTES, else cut it here.
-                long_cell = _closes_ahead(held, lines, todo, blocks, codec, delimiter, size)
+                long_cell = _closes_ahead(held, lines, todo, blocks, codec, state, delimiter, size)
                 if not long_cell:
                     todo.appendleft(list(lines))
                     count = 0
         if count:
             begin = pulled
             pulled += count
+            state.unit = unit
+            state.begin = begin
+            if state.escaped and text is None and isinstance(unit, list):
+                state.mark_bad(unit, begin)  # lines from todo: any may hold some
             yield unit
             # The reader wants the line after these: is it inside a record?
             if pulled == state.done:
@@ -416,6 +472,7 @@ def _guarded(
         start_at = 0
         held = []
         long_cell = False
+        state.unit = ()
         yield (_RUNAWAY,)
 
 
@@ -425,6 +482,7 @@ def _closes_ahead(
     todo: deque[list[str]],
     blocks: Iterator[bytes],
     codec: str,
+    state: _Records,
     delimiter: str,
     size: int,
 ) -> bool:
@@ -432,7 +490,8 @@ def _closes_ahead(
     followed by ``lines``, the groups in ``todo`` and the input still to come,
     ends cleanly (see :func:`record_closes`) before its text passes
     :data:`QUOTE_MAX_BYTES`. Blocks read to tell are added to ``todo``, as lines,
-    so nothing is read twice; nothing is handed to the reader.
+    so nothing is read twice; nothing is handed to the reader (a block that does
+    not decode sets ``state.escaped``, as in :func:`_guarded`).
     """
     verdict, quoted = record_closes("".join(held), delimiter, False)
     if verdict is not None or not quoted:  # not what the reader says: cut as before
@@ -445,7 +504,8 @@ def _closes_ahead(
             try:
                 text = data.decode(codec)
             except UnicodeDecodeError:
-                more = [[_decode_line(line, codec)] for line in io.BytesIO(data)]
+                state.escaped = True
+                more = [[line] for line in _decode_lines(data, codec)]
             else:
                 found = _split_lines(text)
                 more = [found[i : i + _STEP] for i in range(0, len(found), _STEP)]
@@ -468,11 +528,12 @@ def _split_lines(text: str | None) -> list[str]:
     return io.StringIO(text or "", newline="\n").readlines()
 
 
-def _decode_line(line: bytes, codec: str) -> str:
-    try:
-        return line.decode(codec)
-    except UnicodeDecodeError:
-        return _BAD + "\n"
+def _decode_lines(data: bytes, codec: str) -> list[str]:
+    """A block that does not decode, line by line: an undecodable byte becomes a lone
+    surrogate (``surrogateescape``), so the quotes and delimiters around it keep their
+    meaning and its record, however many lines it takes, is one error row (see
+    :meth:`_Records.took_bad`). Line by line, so no codec reads past a line end."""
+    return [line.decode(codec, "surrogateescape") for line in io.BytesIO(data)]
 
 
 def _line_blocks(raw: IO[bytes], stream: bool) -> Iterator[bytes]:
@@ -633,7 +694,6 @@ def _csv_source(
     close: Any,
     state: _Records,
 ) -> Source:
-    # ``lines`` stands an undecodable line for _BAD (see _guarded), never None.
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
@@ -655,7 +715,7 @@ def _csv_source(
         raise InputError(f"cannot read the header line: {exc}") from None
     if header is None:
         raise InputError("the input is empty: expected a header line naming the columns")
-    if header == [_BAD]:
+    if state.took_bad(reader.line_num):
         raise InputError("the header line is not valid text in this encoding; say --encoding")
     header = [h.strip() for h in header]
     # A column without a name (pandas' index, as to_csv writes it: ",id,lon1") cannot be
@@ -676,11 +736,13 @@ def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) 
         try:
             for fields in reader:
                 begun = state.done  # the record began on the line after this one
-                state.done = reader.line_num  # the next line starts a record
-                # The usual row first: as many fields as the header, and (for a
-                # one-column file) not blank and not an undecodable line.
-                if len(fields) == width and (
-                    width > 1 or (fields[0] != _BAD and fields[0].strip())
+                state.done = end = reader.line_num  # the next line starts a record
+                # The usual row first: as many fields as the header, no undecodable
+                # bytes, and (for a one-column file) not blank.
+                if (
+                    len(fields) == width
+                    and end < state.next_bad
+                    and (width > 1 or fields[0].strip())
                 ):
                     n += 1
                     if begun - n != usual:  # lines skipped, or a record over several
@@ -688,30 +750,50 @@ def _csv_items(reader: Any, header: list[str], state: _Records, lines: LineMap) 
                         lines.mark(n, state.line(begun + 1))
                     yield n, dict(zip(header, fields, strict=True))
                     continue
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # blank line
+                first, line = state.line(begun + 1), state.line(end)
+                if state.took_bad(end):  # whatever else is wrong with the record
+                    n += 1
+                    yield n, InputProblem(first, _UNDECODABLE + _span(first, line))
+                    continue
+                if not fields or (len(fields) == 1 and _blank(fields[0], begun, end, state)):
+                    continue
                 n += 1
-                line = state.line(reader.line_num)
-                if len(fields) == 1 and fields[0] == _BAD:
-                    yield n, InputProblem(line, "undecodable bytes (say --encoding)")
-                else:
-                    first = state.line(begun + 1)
-                    yield n, InputProblem(
-                        first, f"expected {width} fields, found {len(fields)}" + _span(first, line)
-                    )
+                if len(fields) == width:
+                    # A one-column file's quoted blank value (see _blank), or any
+                    # record past the line _NO_LINE: a row.
+                    if begun - n != usual:
+                        usual = begun - n
+                        lines.mark(n, first)
+                    yield n, dict(zip(header, fields, strict=True))
+                    continue
+                yield n, InputProblem(
+                    first, f"expected {width} fields, found {len(fields)}" + _span(first, line)
+                )
             return
         except csv.Error as exc:
             # The reader goes on with the next line after a malformed one, or
             # (an unterminated quote) with the line after the one where it opened.
             n += 1
+            first, line = state.line(state.done + 1), state.line(reader.line_num)
             if state.opened:
+                # The lines after the opening one, undecodable bytes among them, are read again.
+                state.took_bad(reader.line_num)
                 yield n, InputProblem(state.opened, "unterminated quote")
                 state.opened = 0
+            elif state.took_bad(reader.line_num):
+                yield n, InputProblem(first, _UNDECODABLE + _span(first, line))
             else:
-                first, line = state.line(state.done + 1), state.line(reader.line_num)
                 what = _CR_WORDS if _LONE_CR in str(exc) else str(exc)
                 yield n, InputProblem(first, f"malformed CSV: {what}" + _span(first, line))
             state.done = reader.line_num
+
+
+def _blank(field: str, begun: int, end: int, state: _Records) -> bool:
+    """Whether a record of one field, on the reader's lines after ``begun`` up to
+    ``end``, is a blank line (skipped): white space only, on one line, and no quote.
+    A quoted empty or blank value (``""``, ``"  "``) is a value, as ``csv.writer``
+    writes a one-column row with an empty value so that it is not a blank line."""
+    return not field.strip() and end == begun + 1 and not state.holds_quote(end)
 
 
 #: The CSV reader's words for a carriage return inside an unquoted field, and drumfire's.

@@ -81,6 +81,31 @@ def test_a_document_of_many_lines_in_one_cell_is_one_row(tmp_path: Path) -> None
 
 
 
+def test_undecodable_bytes_and_quoted_blank_records_are_error_rows(tmp_path: Path) -> None:
+    """A record holding bytes that are not UTF-8 is one error row and nothing is sent
+    for it: inside a quoted cell a stand-in for the line used to be sent in the cell,
+    and on the line opening a quote the cell's rest became a row of its own. A quoted
+    empty record ('""') is a record of one field, not a blank line that vanishes."""
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        b'id,v\n1,"a\n\xff\nb"\n2,c\n3,"caf\xe9\nx,y"\n""\n\n4,d\n'
+    )
+    out = tmp_path / "out.csv"
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server:
+        proc = cli("run", source, "--url", server.url("/p/{v}"), "-o", out, "-c", "1")
+        sent = sorted(r.target for r in server.requests)
+    assert proc.returncode == 0, proc.stderr
+    assert sent == ["/p/c", "/p/d"]
+    one_more = "(a quoted field opened on this line makes it one record with the next {} line"
+    assert sorted((r["id"], r["error"]) for r in read_csv(out)) == [
+        ("", "input: line 2: undecodable bytes (say --encoding) " + one_more.format(2) + "s)"),
+        ("", "input: line 6: undecodable bytes (say --encoding) " + one_more.format(1) + ")"),
+        ("", "input: line 8: expected 2 fields, found 1"),
+        ("2", ""),
+        ("4", ""),
+    ]
+
+
 def test_progress_total_counts_rows_not_lines(tmp_path: Path) -> None:
     # A CSV whose cells hold line breaks: the count pass behind the progress
     # total must count its 3 rows, not its 7 lines.

@@ -81,6 +81,64 @@ def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_a_quoted_blank_record_is_no_blank_line(tmp_path: Path) -> None:
+    # '""' and '"  "' are records of one field, not blank lines: in a file of two
+    # columns each is an error row, as any record of one field is (they were dropped
+    # without a word). Blank and white-space-only lines are still skipped.
+    data = b'id,v\n1,a\n""\n \t\n\n"  "\n"\n"\n2,b\n'
+    source, items = read_all(write(tmp_path, "in.csv", data))
+    span = " (a quoted field opened on this line makes it one record with the next 1 line)"
+    assert problems(items) == [
+        (2, 3, "expected 2 fields, found 1"),
+        (3, 6, "expected 2 fields, found 1"),
+        (4, 7, "expected 2 fields, found 1" + span),
+    ]
+    assert items[0] == (1, {"id": "1", "v": "a"})
+    assert items[4] == (5, {"id": "2", "v": "b"})
+    assert source.lines is not None
+    assert source.lines.line_of(5) == 9
+
+
+def test_a_one_column_files_quoted_blank_value_is_a_row(tmp_path: Path) -> None:
+    # csv.writer writes a one-column row whose value is empty as '""', so that it is
+    # no blank line: a row, as '"  "' is; an empty or white-space-only line is skipped.
+    data = b'url\n""\n\n   \n"  "\nhttp://a/1\n"\n"\n'
+    source, items = read_all(write(tmp_path, "in.csv", data))
+    assert items == [
+        (1, {"url": ""}),
+        (2, {"url": "  "}),
+        (3, {"url": "http://a/1"}),
+        (4, {"url": "\n"}),
+    ]
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n in range(1, 5)] == [2, 5, 6, 7]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(st.text(alphabet=st.sampled_from(list('a ,"\n')), max_size=4), max_size=12),
+    block=st.sampled_from([1, 3, 64, 1 << 16]),
+    step=st.sampled_from([1, 2, 32]),
+)
+def test_a_written_one_column_csv_reads_back_exactly(
+    tmp_path: Path, values: list[str], block: int, step: int
+) -> None:
+    # Every value csv.writer writes in a one-column file comes back, '' too (written
+    # '""'), but a value of spaces only: written bare, it is a blank line, skipped.
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["v"])
+    writer.writerows([v] for v in values)
+    path = write(tmp_path, "one.csv", out.getvalue().encode())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("drumfire._sources._BLOCK", block)
+        mp.setattr("drumfire._sources._STEP", step)
+        _, items = read_all(path)
+    assert rows(items) == [{"v": v} for v in values if v == "" or v.strip(" ")]
+
+
 def test_quoted_newline_in_a_field(tmp_path: Path) -> None:
     _, items = read_all(write(tmp_path, "in.csv", b'a,b\n"line1\nline2",x\n3,4\n'))
     assert rows(items) == [{"a": "line1\nline2", "b": "x"}, {"a": "3", "b": "4"}]
@@ -432,6 +490,125 @@ def test_csv_undecodable_row_after_the_first_block(tmp_path: Path) -> None:
     _, items = read_all(write(tmp_path, "big.csv", data))
     assert len(items) == 5011
     assert problems(items)[0][:2] == (5001, 5002)
+
+
+UNDECODABLE = "undecodable bytes (say --encoding)"
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_undecodable_bytes_in_a_quoted_cell_make_its_record_one_problem(
+    tmp_path: Path, sep: str
+) -> None:
+    # Line 3, inside the quoted cell of the record on lines 2-4, is not UTF-8: the
+    # record is one error row naming its first line (it was sent, a stand-in for
+    # line 3 in its cell), and the rows after it keep their lines.
+    ext = ".csv" if sep == "," else ".tsv"
+    data = f'id{sep}v\n1{sep}"a\n\xff\nb"\n2{sep}c\n'.encode("latin-1")
+    source, items = read_all(write(tmp_path, "in" + ext, data))
+    span = " (a quoted field opened on this line makes it one record with the next 2 lines)"
+    assert problems(items) == [(1, 2, UNDECODABLE + span)]
+    assert items[1] == (2, {"id": "2", "v": "c"})
+    assert source.lines is not None
+    assert source.lines.line_of(2) == 5
+
+
+def test_undecodable_bytes_on_the_line_opening_a_quote_keep_the_quote(tmp_path: Path) -> None:
+    # The quote opened on the undecodable line 2 still makes lines 2-3 one record:
+    # its rest, 'b,c"', used to be read as a row of its own (2 records, 3 rows).
+    _, items = read_all(write(tmp_path, "in.csv", b'id,v\n1,"caf\xe9\nb,c"\n2,d\n'))
+    span = " (a quoted field opened on this line makes it one record with the next 1 line)"
+    assert problems(items) == [(1, 2, UNDECODABLE + span)]
+    assert items[1] == (2, {"id": "2", "v": "d"})
+
+
+def test_undecodable_bytes_outweigh_what_else_is_wrong_with_the_record(tmp_path: Path) -> None:
+    data = b'a,b\n\xff\n1,2\n\xff,\xfe,3\n4,"x\n\xff"y\n5,6\n'
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    span = " (a quoted field opened on this line makes it one record with the next 1 line)"
+    assert problems(items) == [
+        (1, 2, UNDECODABLE),  # one field of two
+        (3, 4, UNDECODABLE),  # three fields
+        (4, 5, UNDECODABLE + span),  # malformed: a closing quote followed by 'y'
+    ]
+    assert items[1] == (2, {"a": "1", "b": "2"})
+    assert items[4] == (5, {"a": "5", "b": "6"})
+
+
+def test_undecodable_bytes_after_an_unterminated_quote_are_read_again(tmp_path: Path) -> None:
+    # The quote on line 2 never closes: the lines after it are read again as rows,
+    # the undecodable one among them an error row of its own.
+    data = b'a,b\n1,"x\n2,y\n3,\xff\n4,z\n'
+    _, items = read_all(write(tmp_path, "in.csv", data))
+    assert problems(items) == [(1, 2, "unterminated quote"), (3, 4, UNDECODABLE)]
+    assert [items[1], items[3]] == [(2, {"a": "2", "b": "y"}), (4, {"a": "4", "b": "z"})]
+
+
+def test_an_undecodable_header_is_one_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^the header line is not valid text in this encoding"):
+        read_all(write(tmp_path, "in.csv", b"i\xffd,v\n1,2\n"))
+    with pytest.raises(InputError, match=r"^the header line is not valid text in this encoding"):
+        read_all(write(tmp_path, "in.csv", b'"i\nd\xff",v\n1,2\n'))  # on its second line
+
+
+#: A cell's text: ``ÿ`` and ``é`` are written as Latin-1 bytes, not valid UTF-8.
+LATIN1_FIELD = st.text(alphabet=st.sampled_from(list('ab,"\n \xff\xe9')), max_size=6)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(
+        st.tuples(st.integers(0, 2), st.lists(LATIN1_FIELD, min_size=2, max_size=2)),
+        min_size=1,
+        max_size=12,
+    ),
+    block=st.sampled_from([1, 3, 7, 64, 1 << 16]),
+    step=st.sampled_from([1, 2, 32]),
+)
+def test_a_record_with_undecodable_bytes_is_one_problem_whatever_the_blocks(
+    tmp_path: Path, records: list[tuple[int, list[str]]], block: int, step: int
+) -> None:
+    # Read as Latin-1 the file is the table csv.writer wrote; read as UTF-8 each
+    # record holding a Latin-1 byte is one error row naming its first line, and
+    # every other row is read as it was written, from its own line.
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["a", "b"])
+    starts: list[int] = []
+    for blanks, fields in records:
+        out.write("\n" * blanks)
+        starts.append(out.getvalue().count("\n") + 1)
+        writer.writerow(fields)
+    path = write(tmp_path, "l.csv", out.getvalue().encode("latin-1"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("drumfire._sources._BLOCK", block)
+        mp.setattr("drumfire._sources._STEP", step)
+        _, as_latin1 = read_all(path, encoding="latin-1")
+        source, items = read_all(path)
+    assert rows(as_latin1) == [{"a": a, "b": b} for _, (a, b) in records]
+    assert len(items) == len(records)
+    assert source.lines is not None
+    for (n, row), start, (_, fields) in zip(items, starts, records, strict=True):
+        if any(c in "".join(fields) for c in "\xff\xe9"):
+            assert isinstance(row, InputProblem)
+            assert (row.line, row.message.startswith(UNDECODABLE)) == (start, True)
+        else:
+            assert row == {"a": fields[0], "b": fields[1]}
+            assert source.lines.line_of(n) == start
+
+
+def test_records_past_the_no_line_mark_are_read_the_same(tmp_path: Path) -> None:
+    # Past _NO_LINE (2**30 lines) every record takes the slower branch: read the same.
+    data = b'a,b\n1,2\n\n"3\n",4\n5\n\xff,6\n7,8\n'
+    path = write(tmp_path, "in.csv", data)
+    _, reference = read_all(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("drumfire._sources._NO_LINE", 2)
+        source, items = read_all(path)
+    assert [(n, repr(r)) for n, r in items] == [(n, repr(r)) for n, r in reference]
+    assert source.lines is not None
+    assert [source.lines.line_of(n) for n in (1, 2, 5)] == [2, 4, 8]
 
 
 # -- text URL lists ------------------------------------------------------------------
