@@ -81,7 +81,7 @@ from ._values import mark_floats
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["auto_processes", "execute_parallel", "nan_columns"]
+__all__ = ["auto_processes", "execute_parallel", "format_deaths", "nan_columns"]
 
 CHUNK = 256  # rows per message to a worker
 QUEUED_CHUNKS = 2  # chunks a worker holds beyond what is in flight
@@ -316,19 +316,18 @@ def _how_it_ended(process: Any) -> str:
     return f"exited with status {code}"
 
 
-def format_deaths(deaths: list[tuple[_Worker, str, int]], processes: int, stopped: bool) -> str:
+def format_deaths(deaths: list[tuple[str, int]], stopped: bool) -> str:
     """The one line that says which worker processes died, and what became of their rows.
 
-    ``deaths``: each dead worker, how it ended, and how many of its rows were cancelled;
-    ``stopped``: none was left, so the rest of the input was not sent.
+    ``deaths``: for each dead worker, what it was and how it ended
+    (``worker process 1 of 2 (pid 7) was killed by SIGKILL``), and how many of its
+    rows were recorded as cancelled; ``stopped``: none was left, so the rest of
+    the input was not sent.
     """
-    named = [
-        f"worker process {w.number} of {processes} (pid {w.process.pid}) {how}"
-        for w, how, _ in deaths
-    ]
+    named = [who for who, _ in deaths]
     who = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
     they = "it" if len(deaths) == 1 else "they"
-    held = sum(n for _, _, n in deaths)
+    held = sum(n for _, n in deaths)
     if held:
         rows = (
             f"the {counted(held, 'row')} {they} held without an answer "
@@ -478,7 +477,7 @@ def execute_parallel(
             if not chunk:
                 return
 
-    deaths: list[tuple[_Worker, str, int]] = []  # dead workers, how each ended, rows lost
+    deaths: list[tuple[str, int]] = []  # each dead worker and how it ended, its rows cancelled
 
     def lost(worker: _Worker) -> None:
         """The worker ended without its Done (killed, the OOM killer, a crash).
@@ -502,7 +501,8 @@ def execute_parallel(
                 id_ = row_id(row, line, id_column)
                 deliver(seq, Result(id_, None, 0.0, 0, error, None, rows.kept(row)))
                 cancelled += 1
-        deaths.append((worker, how, cancelled))
+        who = f"worker process {worker.number} of {processes} (pid {worker.process.pid})"
+        deaths.append((f"{who} {how}", cancelled))
 
     def receive(worker: _Worker) -> None:
         """Take one message from the worker (its pipe is ready to read)."""
@@ -608,7 +608,7 @@ def execute_parallel(
     # Shown even with --quiet: they are the run's outcome.
     outcome = [
         None if got_signal else format_unreachable(stats),
-        format_deaths(deaths, processes, stats.stopped and not got_signal) if deaths else None,
+        format_deaths(deaths, stats.stopped and not got_signal) if deaths else None,
     ]
     for line in outcome:
         if line is not None:
