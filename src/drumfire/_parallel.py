@@ -118,7 +118,11 @@ def _worker(
     fmt: str = "worker",
     nans: frozenset[str] | None = None,
 ) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # The parent decides when to stop: Ctrl-C, and a SIGTERM sent to the whole process
+    # group (systemd, kill -TERM -PGID), reach every worker too; killed by it, a worker
+    # would leave its rows cancelled in doubt rather than end them as the parent's Stop does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Die with the parent, however it ends (kill -9 included): the kernel's
     # parent-death signal, and end of file on the pipe, which this worker sees
     # only once it holds no copy of the parent's ends (a fork copies them all).

@@ -27,9 +27,14 @@ Headers = dict[str, str]
 KILLED = "cancelled: worker process was killed by SIGKILL"
 
 
-def start(*args: str | Path) -> subprocess.Popen[str]:
+def start(*args: str | Path, session: bool = False) -> subprocess.Popen[str]:
+    """``session``: the run leads a process group of its own (its workers in it)."""
     return subprocess.Popen(
-        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CLI, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=session,
     )
 
 
@@ -131,9 +136,11 @@ def write_urls(path: Path, n: int) -> Path:
 # -- a stop (Ctrl-C) ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ordered", [False, True])
+@pytest.mark.parametrize(
+    ("ordered", "group"), [(False, False), (True, False), (True, True)]
+)
 def test_a_stopped_run_writes_every_row_it_counts(
-    held: Held, tmp_path: Path, ordered: bool
+    held: Held, tmp_path: Path, ordered: bool, group: bool
 ) -> None:
     # The worker with row 1 waits for its answer while the other one answers its rows
     # (with --ordered they wait behind row 1); then Ctrl-C. Each worker has rows it
@@ -147,13 +154,17 @@ def test_a_stopped_run_writes_every_row_it_counts(
     url = srv.url("/{id}")
     extra = ["--ordered"] if ordered else []
     proc = start("run", source, "--url", url, "-p", "2", "-c", "2", "-o", out,
-                 "--summary-json", summary, *extra)  # fmt: skip
+                 "--summary-json", summary, *extra, session=group)  # fmt: skip
     wait_until(lambda: len(srv.requests) >= 100, proc)
-    proc.send_signal(signal.SIGINT)
+    if group:  # SIGTERM to the whole process group (systemd, kill -TERM -PGID): the
+        os.killpg(proc.pid, signal.SIGTERM)  # workers leave the stop to the parent
+    else:
+        proc.send_signal(signal.SIGINT)
     release.set()
     stderr = finish(proc)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == (143 if group else 130), stderr
     assert "Traceback" not in stderr
+    assert "drumfire: error:" not in stderr  # no worker died
     written = rows(out)
     ids = [int(r["id"]) for r in written]
     assert len(ids) == len(set(ids))
