@@ -143,9 +143,10 @@ def test_a_stopped_run_writes_every_row_it_counts(
     held: Held, tmp_path: Path, ordered: bool, group: bool
 ) -> None:
     # The worker with row 1 waits for its answer while the other one answers its rows
-    # (with --ordered they wait behind row 1); then Ctrl-C. Each worker has rows it
-    # had not started: they are left out, as rows never read, so that the rows after
-    # them in input order are written and the summary counts what the output holds.
+    # (with --ordered they wait behind row 1); then Ctrl-C (or SIGTERM). Row 1 is
+    # cancelled after the 2 s grace; the rows its worker (and the other one) had not
+    # started are left out, as rows never read, so that the rows after them in input
+    # order are written and the summary counts what the output holds.
     srv, release, hold = held
     hold[0] = lambda index, target: target == "/1"
     n = 2000
@@ -160,8 +161,8 @@ def test_a_stopped_run_writes_every_row_it_counts(
         os.killpg(proc.pid, signal.SIGTERM)  # workers leave the stop to the parent
     else:
         proc.send_signal(signal.SIGINT)
-    release.set()
     stderr = finish(proc)
+    release.set()
     assert proc.returncode == (143 if group else 130), stderr
     assert "Traceback" not in stderr
     assert "drumfire: error:" not in stderr  # no worker died
@@ -211,33 +212,45 @@ def check_rows(out: Path, summary: Path, n: int, bad: int, ordered: bool) -> Non
         assert ids == sorted(ids)
 
 
+BAD = 300  # the input line that is not JSON
+
+
+def both_workers_held(
+    held: Held, tmp_path: Path, n: int, extra: list[str]
+) -> tuple[subprocess.Popen[str], Path, list[int]]:
+    """A ``-p 2 -c 2`` run of ``n`` rows once each worker waits on a request (after
+    40 answered) with rows not started: the run, its input and its workers' pids."""
+    srv, _release, hold = held
+    hold[0] = lambda index, target: index >= 40
+    source = jsonl_input(tmp_path / "in.jsonl", n, BAD)
+    proc = start("run", source, "--url", srv.url("/{id}"), "-p", "2", "-c", "2",
+                 "-o", tmp_path / "out.csv", "-q", "--summary-json", tmp_path / "s.json",
+                 *extra)  # fmt: skip
+    wait_until(lambda: len(srv.requests) >= 42, proc)  # one held request per worker
+    workers = children_of(proc.pid)
+    assert len(workers) == 2
+    return proc, source, workers
+
+
 @pytest.mark.parametrize("ordered", [False, True])
 def test_a_killed_worker_ends_its_rows_and_the_run_says_so(
     held: Held, tmp_path: Path, ordered: bool
 ) -> None:
-    # Both workers wait on a request each (and hold rows not started) when one is
-    # killed (the OOM killer's SIGKILL). With --ordered, more rows are left than the
-    # reorder window (64 x 8 + 1024): the survivor goes on only once the dead one's
-    # rows have their rows.
-    srv, release, hold = held
-    hold[0] = lambda index, target: index >= 40
-    n, bad = 4000, 300
-    source = jsonl_input(tmp_path / "in.jsonl", n, bad)
-    out, summary = tmp_path / "out.csv", tmp_path / "s.json"
-    url = srv.url("/{id}")
+    # One worker is killed (the OOM killer's SIGKILL) while both wait on a request and
+    # hold rows not started. With --ordered, more rows are left than the reorder
+    # window (64 x 8 + 1024): the survivor goes on only once the dead one's rows end.
+    srv, release, _hold = held
+    n = 4000
     extra = ["--ordered", "--max-concurrency", "8"] if ordered else []
-    proc = start("run", source, "--url", url, "-p", "2", "-c", "2", "-o", out, "-q",
-                 "--summary-json", summary, *extra)  # fmt: skip
-    wait_until(lambda: len(srv.requests) >= 42, proc)  # one held request per worker
-    workers = children_of(proc.pid)
-    assert len(workers) == 2
+    proc, source, workers = both_workers_held(held, tmp_path, n, extra)
     os.kill(workers[0], signal.SIGKILL)
     release.set()
     stderr = finish(proc)
     assert proc.returncode == 1, stderr
     check_death_line(stderr)
-    check_rows(out, summary, n, bad, ordered)
-    resume_sends_only_what_is_missing(srv, source, url, out, n, extra, bad)
+    out = tmp_path / "out.csv"
+    check_rows(out, tmp_path / "s.json", n, BAD, ordered)
+    resume_sends_only_what_is_missing(srv, source, srv.url("/{id}"), out, n, extra, BAD)
 
 
 def test_a_worker_that_dies_with_unread_messages_is_no_traceback(
@@ -246,17 +259,11 @@ def test_a_worker_that_dies_with_unread_messages_is_no_traceback(
     # A worker frozen (SIGSTOP) while the parent writes to it (the other one takes the
     # rest of the input, then both are sent "no more rows"), then killed: its end of
     # the pipe closes with bytes unread, which the parent reads as a reset.
-    srv, release, hold = held
-    hold[0] = lambda index, target: index >= 40
-    n, bad = 2000, 300
-    source = jsonl_input(tmp_path / "in.jsonl", n, bad)
-    out, summary = tmp_path / "out.csv", tmp_path / "s.json"
-    url = srv.url("/{id}")
-    proc = start("run", source, "--url", url, "-p", "2", "-c", "2", "-o", out, "-q",
-                 "--summary-json", summary)  # fmt: skip
-    wait_until(lambda: len(srv.requests) >= 42, proc)
+    _srv, release, _hold = held
+    n = 2000
+    proc, _source, workers = both_workers_held(held, tmp_path, n, [])
     # The first worker (the lowest pid) is told "no more rows" before the second.
-    frozen, other = children_of(proc.pid)
+    frozen, other = workers
     os.kill(frozen, signal.SIGSTOP)
     wait_until(lambda: state(frozen) == "T", proc)
     release.set()
@@ -265,4 +272,4 @@ def test_a_worker_that_dies_with_unread_messages_is_no_traceback(
     stderr = finish(proc)
     assert proc.returncode == 1, stderr
     check_death_line(stderr)
-    check_rows(out, summary, n, bad, ordered=False)
+    check_rows(tmp_path / "out.csv", tmp_path / "s.json", n, BAD, ordered=False)
