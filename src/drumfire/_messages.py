@@ -141,7 +141,8 @@ class Load(NamedTuple):
 
 
 class Done(NamedTuple):
-    """Worker -> parent: every row sent to this worker has its result."""
+    """Worker -> parent: every row this worker started has its result; after a Stop
+    (or the target found unreachable), those it had not started have none."""
 
     def encode(self) -> bytes:
         return b"DONE"

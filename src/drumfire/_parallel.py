@@ -11,6 +11,21 @@ as fast as the workers consume it (memory stays flat). Results are put back in
 input order by the parent when ``--ordered`` is set, so output rows are the
 same whatever the number of processes.
 
+Every row the parent reads ends once: written (the summary counts what is
+written) or left out for --resume. The parent keeps each worker's rows sent
+and not answered yet (``pending``), so that:
+
+- a worker told to stop (Ctrl-C, an unreachable target) ends the rows it
+  started and sends Done; the rows it had queued but not started are left out,
+  as rows never read are (--resume sends them), and --ordered holds no row
+  after them;
+- a worker that dies (SIGKILL, the OOM killer, a crash: end of file or a reset
+  on its pipe, a failed send) leaves its pending rows in doubt: whether it had
+  sent them is unknown, so each ends as ``cancelled: worker process ...`` (--resume
+  sends it again, as the rows a stop cuts off in flight), none is given to
+  another worker (a POST would be sent twice), the others go on with the rest
+  of the input, and the run ends with exit status 1 and one line naming it.
+
 Messages (:mod:`drumfire._messages`, orjson bytes):
 
 - parent → worker: :class:`RowChunk` ``[[seq, line, row | null, problem | null], ...]``,
@@ -57,15 +72,16 @@ from ._parse import load_parse_function
 from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows
+from ._rows import INPUT_ERROR_ID, SKIPPED, WAIT, InputProblem, Item, LineMap, Rows, row_id
 from ._sinks import Sink
 from ._sources import Source
+from ._text import counted
 from ._values import mark_floats
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["auto_processes", "execute_parallel", "nan_columns"]
+__all__ = ["auto_processes", "execute_parallel", "format_deaths", "nan_columns"]
 
 CHUNK = 256  # rows per message to a worker
 QUEUED_CHUNKS = 2  # chunks a worker holds beyond what is in flight
@@ -102,7 +118,11 @@ def _worker(
     fmt: str = "worker",
     nans: frozenset[str] | None = None,
 ) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # The parent decides when to stop: Ctrl-C, and a SIGTERM sent to the whole process
+    # group (systemd, kill -TERM -PGID), reach every worker too; killed by it, a worker
+    # would leave its rows cancelled in doubt rather than end them as the parent's Stop does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Die with the parent, however it ends (kill -9 included): the kernel's
     # parent-death signal, and end of file on the pipe, which this worker sees
     # only once it holds no copy of the parent's ends (a fork copies them all).
@@ -261,22 +281,68 @@ class _WorkerSource(Source):
 
 
 class _Worker:
-    __slots__ = ("conn", "done", "load", "outstanding", "process")
+    __slots__ = ("conn", "done", "load", "number", "pending", "process")
 
-    def __init__(self, conn: Connection, process: Any) -> None:
+    def __init__(self, number: int, conn: Connection, process: Any) -> None:
+        self.number = number  # from 1, as the messages name it
         self.conn = conn
         self.process = process
-        self.outstanding = 0  # rows sent, results not yet back
+        # The rows sent whose results are not back yet, by number: each its chunk
+        # entry [seq, line, row, problem], what the parent needs to end it alone.
+        self.pending: dict[int, list[Any]] = {}
         self.done = False
         self.load: tuple[int, int] | None = None  # its requests in flight and limit, last told
 
 
 def _tell(worker: _Worker, message: End | Stop) -> None:
-    """Send End or a Stop; a worker that already ended (its Done not read yet) needs none."""
+    """Send End or a Stop; a worker that already ended (its Done not read yet) needs none.
+
+    One that died is found by the read of its pipe (end of file or a reset)."""
     try:
         worker.conn.send_bytes(message.encode())
-    except (BrokenPipeError, ConnectionResetError):
+    except OSError:  # BrokenPipeError, ConnectionResetError
         pass
+
+
+def _how_it_ended(process: Any) -> str:
+    """How a worker process that closed its pipe without its Done ended (it is reaped)."""
+    process.join(timeout=5)  # end of file comes as it exits: no wait in practice
+    if process.is_alive():  # it closed its pipe and runs on: nobody would read it
+        process.kill()
+        process.join()
+        return "closed its pipe"
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def format_deaths(deaths: list[tuple[str, int]], stopped: bool) -> str:
+    """The one line that says which worker processes died, and what became of their rows.
+
+    ``deaths``: for each dead worker, what it was and how it ended
+    (``worker process 1 of 2 (pid 7) was killed by SIGKILL``), and how many of its
+    rows were recorded as cancelled; ``stopped``: none was left, so the rest of
+    the input was not sent.
+    """
+    named = [who for who, _ in deaths]
+    who = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    they = "it" if len(deaths) == 1 else "they"
+    held = sum(n for _, n in deaths)
+    if held:
+        rows = (
+            f"the {counted(held, 'row')} {they} held without an answer "
+            f"{'is' if held == 1 else 'are'} recorded as cancelled (any {they} had sent "
+            "may have reached the server), which --resume sends again"
+        )
+    else:
+        rows = f"{they} held no row without an answer"
+    if stopped:
+        rows += "; no worker was left, so the run stopped: the rows not sent are left for --resume"
+    return f"drumfire: error: {who}; {rows}"
 
 
 def execute_parallel(
@@ -304,9 +370,11 @@ def execute_parallel(
     stats = Stats(clock, source.total)
     id_column = job.check(job.plan(), source)
     # The parent takes ids, counts duplicates and skips (--resume); the workers prepare.
+    # Its kept columns: a saved file's row (--resume), a dead worker's rows.
     rows = Rows(
         None,
         id_column=id_column,
+        keep=job.keep,
         skip=skip,
         skip_problem=skip_problem,
         saved=saved,
@@ -329,7 +397,7 @@ def execute_parallel(
     floats = nan_columns(source)  # where a row may hold a NaN (see RowChunk.encode)
     workers: list[_Worker] = []
     parent = os.getpid()
-    for _ in range(processes):
+    for number in range(1, processes + 1):
         parent_end, child_end = ctx.Pipe(duplex=True)
         # A forked worker inherits the parent's end of its own pipe and of the
         # pipes of the workers before it; it closes them (spawn inherits none).
@@ -343,7 +411,7 @@ def execute_parallel(
         )
         proc.start()
         child_end.close()
-        workers.append(_Worker(parent_end, proc))
+        workers.append(_Worker(number, parent_end, proc))
 
     # --ordered: the workers run unordered; results wait here for the rows before them.
     order: Reorder[Result] | None = Reorder(sink.write) if job.ordered else None
@@ -364,7 +432,8 @@ def execute_parallel(
 
     span = [0, 0]  # the row numbers of the last chunk's first and last items
 
-    def next_chunk() -> list[list[Any]]:
+    def next_chunk(pending: dict[int, list[Any]]) -> list[list[Any]]:
+        """The next rows for a worker, each also put in its ``pending``."""
         chunk: list[list[Any]] = []
         while len(chunk) < CHUNK and not exhausted[0]:
             if order is not None and order.ahead(seq_counter[0]) >= window:
@@ -385,25 +454,91 @@ def execute_parallel(
                 deliver(seq, None)
             elif isinstance(screened, Result):  # --resume: its saved file is complete
                 deliver(seq, screened)
-            elif isinstance(screened, InputProblem):
-                # The line the error names
-                chunk.append([seq, screened.line, None, screened.message])
             else:
-                chunk.append([seq, item[0], item[1], None])
+                entry: list[Any]
+                if isinstance(screened, InputProblem):  # the line the error names
+                    entry = [seq, screened.line, None, screened.message]
+                else:
+                    entry = [seq, item[0], item[1], None]
+                chunk.append(entry)
+                pending[seq] = entry
         return chunk
 
     def feed(worker: _Worker) -> None:
-        while not worker.done and worker.outstanding < CHUNK * QUEUED_CHUNKS:
-            chunk = next_chunk()
+        pending = worker.pending
+        while not worker.done and len(pending) < CHUNK * QUEUED_CHUNKS:
+            chunk = next_chunk(pending)
             if chunk:
                 first, last = span
                 marks = source.lines.between(first, last) if source.lines is not None else []
-                worker.conn.send_bytes(RowChunk(chunk, marks).encode(floats))
-                worker.outstanding += len(chunk)
+                try:
+                    worker.conn.send_bytes(RowChunk(chunk, marks).encode(floats))
+                except OSError:  # BrokenPipeError, ConnectionResetError: it died
+                    lost(worker)
+                    return
             if exhausted[0]:
                 break
             if not chunk:
                 return
+
+    deaths: list[tuple[str, int]] = []  # each dead worker and how it ended, its rows cancelled
+
+    def lost(worker: _Worker) -> None:
+        """The worker ended without its Done (killed, the OOM killer, a crash).
+
+        Whether it had sent the rows it held is unknown (a POST may have reached
+        the server): each ends as ``cancelled``, saying why, and --resume sends them
+        again, as it does the rows a stop cuts off in flight. None is given to
+        another worker: that would send twice a row the dead one had sent.
+        """
+        worker.done = True
+        worker.conn.close()
+        how = _how_it_ended(worker.process)
+        unfinished, worker.pending = worker.pending, {}
+        error = f"cancelled: worker process {how}"
+        cancelled = 0
+        for seq, (_seq, line, row, problem) in sorted(unfinished.items()):
+            if problem is not None:  # no request: the row it would have written
+                deliver(seq, Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {line}: {problem}"))
+            else:
+                # Its attempts and their time are unknown: 0, as a row never sent has.
+                id_ = row_id(row, line, id_column)
+                deliver(seq, Result(id_, None, 0.0, 0, error, None, rows.kept(row)))
+                cancelled += 1
+        who = f"worker process {worker.number} of {processes} (pid {worker.process.pid})"
+        deaths.append((f"{who} {how}", cancelled))
+
+    def receive(worker: _Worker) -> None:
+        """Take one message from the worker (its pipe is ready to read)."""
+        try:
+            message = worker.conn.recv_bytes()
+        except (EOFError, OSError):  # end of file; a reset when it left bytes unread
+            lost(worker)
+            return
+        batch = from_worker(message)
+        if type(batch) is Done:
+            worker.done = True
+            # Its engine ended every row it started. Told to stop, it started none of
+            # those still pending: they are left out, as rows never read are (--resume
+            # sends them), and --ordered holds no row after them.
+            for seq in sorted(worker.pending):
+                deliver(seq, None)
+            worker.pending.clear()
+        elif type(batch) is Load:
+            worker.load = (batch.inflight, batch.limit)
+        elif type(batch) is Status:
+            for reason, example in batch.examples.items():
+                stats.examples.setdefault(reason, example)
+            if stats.unreachable is None:
+                stats.unreachable = batch.unreachable
+            if stats.unreachable is not None:
+                exhausted[0] = True  # no more rows to anyone: the run stops
+        else:
+            assert type(batch) is ResultBatch
+            pending = worker.pending
+            for seq, result in batch.results():
+                pending.pop(seq, None)
+                deliver(seq, result)
 
     def on_signal(signum: int, _frame: Any) -> None:
         got_signal.append(signum)
@@ -436,33 +571,12 @@ def execute_parallel(
                         ended.add(id(w))
             ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
             for w in workers:
-                if w.conn not in ready:
-                    continue
-                try:
-                    message = w.conn.recv_bytes()
-                except EOFError:
-                    w.done = True
-                    continue
-                batch = from_worker(message)
-                if type(batch) is Done:
-                    w.done = True
-                    continue
-                if type(batch) is Load:
-                    w.load = (batch.inflight, batch.limit)
-                    continue
-                if type(batch) is Status:
-                    for reason, example in batch.examples.items():
-                        stats.examples.setdefault(reason, example)
-                    if stats.unreachable is None:
-                        stats.unreachable = batch.unreachable
-                    if stats.unreachable is not None:
-                        exhausted[0] = True  # no more rows to anyone: the run stops
-                    continue
-                assert type(batch) is ResultBatch
-                w.outstanding -= len(batch.rows)
-                for seq, result in batch.results():
-                    deliver(seq, result)
-                if not stopping:
+                if not w.done and w.conn in ready:
+                    receive(w)
+            if not stopping:
+                # Each live worker, not only those that answered: one may wait for rows
+                # the --ordered window held back until a slow (or dead) one's rows ended.
+                for w in workers:
                     feed(w)
             now = clock()
             if now - last_flush >= FLUSH_EVERY:
@@ -474,7 +588,7 @@ def execute_parallel(
                     stats.concurrency = sum(inflight for inflight, _ in loads)
                     stats.limit = sum(limit for _, limit in loads)
                 else:
-                    stats.concurrency = sum(w.outstanding for w in workers)
+                    stats.concurrency = sum(len(w.pending) for w in workers)
                 progress.update(stats)
     finally:
         if show:
@@ -487,16 +601,22 @@ def execute_parallel(
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join()
+        if deaths and not exhausted[0]:
+            stats.stopped = True  # no worker left to send the rest of the input
         stats.finished = clock()
         sink.close()
         if source.close is not None:
             source.close()
     if not quiet:
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
+    # Shown even with --quiet: they are the run's outcome.
+    outcome = [
+        None if got_signal else format_unreachable(stats),
+        format_deaths(deaths, stats.stopped and not got_signal) if deaths else None,
+    ]
+    for line in outcome:
+        if line is not None:
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
     if got_signal:
         return stats, 128 + got_signal[0]
-    unreachable = format_unreachable(stats)
-    if unreachable is not None:  # shown even with --quiet: it is the run's outcome
-        console.print(unreachable, highlight=False, soft_wrap=True, markup=False)
-        return stats, 1
-    return stats, 0
+    return stats, 1 if any(outcome) else 0
