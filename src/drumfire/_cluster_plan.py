@@ -22,6 +22,7 @@ from typing import IO
 
 from ._cluster_store import filesystem, is_local, local_path, open_binary, path_exists
 from ._errors import InputError, UsageError
+from ._instream import check_wide_start
 from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES, codec_name, record_closes
 
 #: Input bytes per partition by default: about 200,000 short CSV rows, so a
@@ -114,6 +115,10 @@ def plan_parts(
     mark = ord(sep if apart else "\n")
     is_row = functools.partial(_is_row, fmt=fmt, codec=codec, sep=sep)
     with open_binary(path) as f:
+        # A UTF-16/32 file cut at the byte "\n" would split characters: refused in one
+        # line here, as the reader refuses it (--encoding utf-16 is refused by codec_name).
+        check_wide_start(f.read(4), f"input {path!r}")
+        f.seek(0)
         offset = 0
         line_no = 0
         if csv_like:

@@ -274,6 +274,31 @@ def test_url_lists_and_json_lines_skip_what_their_readers_skip(tmp_path: Path) -
     assert read_in_parts(jsonl, "jsonl", "utf-8", 200) == whole
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "text"])
+def test_utf16_is_refused_in_one_line_before_it_is_cut(tmp_path: Path, fmt: str) -> None:
+    # Cut at the byte "\n", a UTF-16 file would be split inside its characters.
+    src = tmp_path / "in.dat"
+    src.write_text("q\n1\n2\n", encoding="utf-16")
+    with pytest.raises(InputError, match=r"^input '.*in.dat' is UTF-16 text .* iconv -f UTF-16"):
+        plan_parts(str(src), fmt)
+    with pytest.raises(InputError, match=r"^--encoding utf-16: only ASCII-compatible"):
+        plan_parts(str(src), fmt, "utf-16")
+
+
+def test_utf16_on_an_object_store_is_refused_by_the_plan() -> None:
+    # No client-side read of a remote input's header follows the plan: without this
+    # refusal every task failed on the workers.
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    with fs.open("/drumfire-plan/in.csv", "wb") as f:
+        f.write("q\n1\n".encode("utf-16"))
+    try:
+        with pytest.raises(InputError, match=r"^input 'memory://drumfire-plan/in.csv' is UTF-16"):
+            plan_parts("memory://drumfire-plan/in.csv", "csv")
+    finally:
+        fs.rm("/drumfire-plan", recursive=True)
+
+
 #: Pieces of lines for the random files below: white space of all kinds, a lone carriage
 #: return, NUL, comment marks, delimiters, letters of one and of several bytes. No quote:
 #: a line of '""' is a row to the plan (see above), and becoming one to the reader.
