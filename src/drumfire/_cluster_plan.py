@@ -1,20 +1,29 @@
 """Cutting a cluster run's input into partitions (on the client): byte ranges of
 CSV/TSV/JSON Lines/URL files at row starts outside quoted fields, groups of
 Parquet row groups. Part of ``drumfire run --cluster`` (:mod:`drumfire._cluster`).
+
+The plan counts rows as the reader (:mod:`drumfire._sources`) reads them, so that
+every part's first row number is the one the whole file gives it: the header is
+the first line past leading blank ones, and a line is blank when its text, decoded
+in the input's encoding, is white space only (``str.strip``, which also drops a
+no-break space or U+3000), unquoted and without a delimiter; in a URL list a
+``#`` comment too. The lines are read as bytes, and only one that could be blank
+once decoded (no printable ASCII byte first after its ASCII white space) is decoded.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import functools
 import os
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from ._cluster_store import filesystem, is_local, local_path, open_binary, path_exists
 from ._errors import InputError, UsageError
+from ._instream import check_wide_start
 from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES, codec_name, record_closes
-
-if TYPE_CHECKING:
-    pass
 
 #: Input bytes per partition by default: about 200,000 short CSV rows, so a
 #: re-run after a worker death costs seconds, and the scheduler (about 1 ms of
@@ -93,12 +102,27 @@ def plan_parts(
             delimiter,
         )
 
+    # A line whose first byte after its ASCII white space is printable ASCII is a row
+    # (or, in a URL list, a comment when that byte is '#'): no decoding can make it
+    # blank. With an encoding that does not read ASCII as ASCII, every line is decoded.
+    plain = _PLAIN if _reads_ascii(codec) else frozenset[int]()
+    comments = fmt == "text"
+    # In UTF-8 and the common one-byte encodings a CSV line that ends with printable
+    # ASCII, or holds the delimiter, is a row too: one that starts with 'É' need not
+    # be decoded. (A byte, as an int: quicker to look for; "\n" is in no stripped line.)
+    apart = csv_like and codec in _ASCII_APART and sep.isascii()
+    ends = plain if apart else frozenset[int]()
+    mark = ord(sep if apart else "\n")
+    is_row = functools.partial(_is_row, fmt=fmt, codec=codec, sep=sep)
     with open_binary(path) as f:
+        # A UTF-16/32 file cut at the byte "\n" would split characters: refused in one
+        # line here, as the reader refuses it (--encoding utf-16 is refused by codec_name).
+        check_wide_start(f.read(4), f"input {path!r}")
+        f.seek(0)
         offset = 0
         line_no = 0
         if csv_like:
-            header = f.readline()
-            offset, line_no = len(header), 1
+            header, offset, line_no = _header(f, codec, sep)
         start, first_line, first_row, rows = offset, line_no + 1, 0, 0
         inside = False  # inside a quoted CSV field: a line start there is no row start
         # Where the open quote's line ends, and that record's size so far: a quote
@@ -130,7 +154,10 @@ def plan_parts(
                     parts.append(part(start, offset, first_row, first_line, rows))
                     start, first_line, first_row, rows = offset, line_no, first_row + rows, 0
                 text = line.strip()
-                if text and not (fmt == "text" and text.startswith(b"#")):
+                if text and text[0] in plain:
+                    if not (comments and text[0] == _HASH):
+                        rows += 1
+                elif (text and (text[-1] in ends or mark in text)) or is_row(line, line_no == 1):
                     rows += 1
             else:
                 held_lines += 1
@@ -146,6 +173,82 @@ def plan_parts(
         if rows or not parts:
             parts.append(part(start, offset, first_row, first_line, rows))
     return parts
+
+
+#: Printable ASCII bytes (not white space in any text), and the one that starts a comment.
+_PLAIN = frozenset(range(0x21, 0x7F))
+_HASH = ord("#")
+
+#: Encodings in which a byte below 0x80 is always that ASCII character, never part of
+#: another one (in Shift_JIS U+3000, white space, is 81 40, '@' its second byte).
+_ASCII_APART = frozenset(
+    ["utf-8", "utf-8-sig", "ascii", "iso8859-1", "iso8859-15", "koi8-r", "koi8-u", "mac-roman"]
+    + [f"cp125{i}" for i in range(9)]
+)
+
+
+@functools.cache
+def _reads_ascii(codec: str) -> bool:
+    """Whether ``codec`` decodes printable ASCII and ASCII white space as ASCII (not
+    UTF-7, where ``+AKA-`` is a no-break space, nor EBCDIC)."""
+    sample = bytes(range(0x20, 0x7F)) + b"\t\n\r\x0b\x0c"
+    try:
+        return sample.decode(codec) == sample.decode("ascii")
+    except (UnicodeError, LookupError):  # LookupError: a codec of bytes to bytes
+        return False
+
+
+def _without_bom(line: bytes, fmt: str, codec: str) -> bytes:
+    """The first line as the reader sees it: a UTF-8 byte order mark dropped, by JSON
+    Lines in any encoding, by CSV and URL lists when the encoding is UTF-8."""
+    if line.startswith(codecs.BOM_UTF8) and (fmt == "jsonl" or codec == "utf-8"):
+        return line[len(codecs.BOM_UTF8) :]
+    return line
+
+
+def _is_row(line: bytes, first: bool, *, fmt: str, codec: str, sep: str) -> bool:
+    """Whether the reader makes a row of ``line`` (outside a quoted field): the exact
+    test, on the decoded text. Not blank (white space only after ``str.strip``, which
+    drops U+00A0, U+3000, U+0085, \\x1c-\\x1f as well as ASCII white space), not a URL
+    list's ``#`` comment; a CSV line holding its delimiter is a record of empty
+    fields, one holding a quote a value (``""``); an undecodable line, or one the
+    csv module refuses (a carriage return inside it), an error row.
+    JSON Lines: blank is ASCII white space only, as that reader tests the bytes."""
+    if first:
+        line = _without_bom(line, fmt, codec)
+    if fmt == "jsonl":
+        return bool(line.strip())
+    try:
+        text = line.decode(codec)
+    except UnicodeDecodeError:
+        return True
+    bare = text.strip()
+    if fmt == "text":
+        return bool(bare) and not bare.startswith("#")
+    if bare or sep in text:
+        return True
+    try:  # white space: a carriage return inside it is malformed CSV, an error row
+        next(csv.reader([text], delimiter=sep, strict=True), None)
+    except csv.Error:
+        return True
+    return False
+
+
+def _header(f: IO[bytes], codec: str, sep: str) -> tuple[bytes, int, int]:
+    """A CSV's header line, the offset after it and its line number, ``f`` read up to
+    there: the first line past the leading ones the reader skips (the csv module reads
+    them as no field or one empty field: ``""``). ``b""`` for a file without one."""
+    offset = line_no = 0
+    while line := f.readline():
+        offset, line_no = offset + len(line), line_no + 1
+        text = _without_bom(line, "csv", codec) if line_no == 1 else line
+        try:
+            fields = next(csv.reader([text.decode(codec)], delimiter=sep, strict=True), [])
+        except (UnicodeDecodeError, csv.Error):  # the header, which the reader refuses
+            return line, offset, line_no
+        if fields not in ([], [""]):
+            return line, offset, line_no
+    return b"", offset, line_no
 
 
 def _closes_ahead(f: IO[bytes], line: bytes, budget: int, delimiter: str, encoding: str) -> bool:

@@ -108,6 +108,34 @@ def test_cluster_run_matches_a_single_process_run(
     assert got.loc["1", "q"] == 'two\nlines "0", here'
 
 
+def test_blank_lines_the_reader_skips_keep_the_single_process_ids(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    # A blank first line: every partition but the first read its first row as the
+    # header (its row lost, the template's column missing, on every --resume too). A
+    # line of a no-break space: every later partition numbered its rows (the ids,
+    # without an id column) one too high.
+    src = tmp_path / "in.csv"
+    body = "".join(f"k{i},x{i}\n" + ("\u00a0\n" if i % 40 == 0 else "") for i in range(200))
+    src.write_text("\n" + "k,v\n" + body, encoding="utf-8")
+    common = ("--url", demo.base_url + "/echo?v={v}", "--keep", "v")
+    one = drumfire("run", src, *common, "-o", tmp_path / "one.csv", "-q")
+    assert one.returncode == 0, one.stderr
+    out = tmp_path / "out.parquet"
+    many = drumfire(
+        "run", src, *common, "-o", out, "--cluster", "local:2", "--partition-size", "600"
+    )
+    assert many.returncode == 0, many.stderr
+    assert "200 of 200 rows" in many.stderr
+    assert len([p for p in out.iterdir() if p.name.startswith("part-")]) > 2
+    got = read_dataset(out)
+    want = pd.read_csv(tmp_path / "one.csv", dtype=str, keep_default_na=False)
+    assert (got["status"] == 200).all()
+    assert sorted(zip(got["id"], got["v"], strict=True)) == sorted(
+        zip(want["id"], want["v"], strict=True)
+    )
+
+
 def test_the_cluster_summary_counts_failures_as_a_run_does(
     demo: DemoServer, tmp_path: Path
 ) -> None:
