@@ -60,7 +60,9 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     parser = probe.parser = httptools.HttpResponseParser(probe)
     try:
         parser.feed_data(head)
-    except httptools.HttpParserError:
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        # A 101 Switching Protocols raises the second, which is no subclass of the
+        # first: the full path says "unexpected protocol upgrade".
         return None
     if not probe.complete:
         return None

@@ -487,6 +487,20 @@ def test_interim_1xx_response_is_skipped() -> None:
     assert got.body == b"final"
 
 
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_101_switching_protocols_is_a_protocol_error_on_both_paths(size: int) -> None:
+    # httptools raises HttpParserUpgrade for it, no subclass of HttpParserError: in one
+    # chunk (the quick path's inspect_head) it escaped as "internal error:
+    # HttpParserUpgrade: 77", with a traceback on stderr.
+    upgrade = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError, match=r"^unexpected protocol upgrade$"):
+        feed_pieces(reader, upgrade, size)
+
+
 # -- connection close and eof() ------------------------------------------------------
 
 

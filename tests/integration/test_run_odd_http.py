@@ -1,0 +1,51 @@
+"""Odd HTTP from the server, end to end through the engine, against raw-socket servers on
+127.0.0.1: an upgrade nobody asked for, folded header lines, a transfer coding after
+chunked, a close-delimited body cut by a reset."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from servers import Action, ScriptedServer, raw
+
+from drumfire import Result, Retry
+from drumfire._job import make_job
+from drumfire._result import Stats
+from drumfire._sources import rows_source
+
+FAST = Retry(retries=2, backoff=0.01)
+
+
+def run_engine(rows: list[dict[str, str]], url: str, **kwargs: Any) -> tuple[list[Result], Stats]:
+    kwargs.setdefault("retry", FAST)
+    kwargs.setdefault("timeout", 5.0)
+    job = make_job(url, **kwargs)
+    source = rows_source(rows)
+    results: list[Result] = []
+    engine = job.engine(source, results.append, cpu_clock=lambda: 0.0)
+    stats = asyncio.run(asyncio.wait_for(engine.run(source.items, source.total), 60))
+    return results, stats
+
+
+def one_row(url: str, **kwargs: Any) -> tuple[Result, Stats]:
+    results, stats = run_engine([{"id": "only"}], url, **kwargs)
+    assert len(results) == 1
+    return results[0], stats
+
+
+def test_an_upgrade_nobody_asked_for_is_a_protocol_error() -> None:
+    # 101 Switching Protocols read in one chunk (the quick path) used to escape as
+    # httptools' own exception: "internal error: HttpParserUpgrade: 77" and a traceback.
+    def handler(*_: Any) -> Action:
+        return raw(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n",
+            then="stall",
+        )
+
+    with ScriptedServer(handler) as server:
+        result, stats = one_row(server.url("/x"), concurrency=1)
+        assert len(server.requests) == 1  # not retried: another try would get the same
+    assert (result.status, result.error, result.attempts) == (None, "protocol", 1)
+    assert stats.examples["protocol"] == "unexpected protocol upgrade"
