@@ -224,13 +224,22 @@ class ResponseReader:
             raise
 
     def _has_length(self) -> bool:
+        """Whether the body is framed by a length or by chunks, not by the close.
+
+        Chunks frame it only when chunked is the last transfer coding (RFC 9112 §6.3
+        rule 4): ``chunked, gzip`` is read until the server closes. "Last" as llhttp,
+        which does the framing, reads it: the last element of the last
+        Transfer-Encoding line, so ``chunked,`` (an empty element last) is no chunked
+        framing either.
+        """
+        chunked = False
         for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length":
                 return True
-            if lname == b"transfer-encoding" and b"chunked" in value.lower():
-                return True
-        return False
+            if lname == b"transfer-encoding":
+                chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
+        return chunked
 
     def on_body(self, body: bytes) -> None:
         try:

@@ -49,3 +49,19 @@ def test_an_upgrade_nobody_asked_for_is_a_protocol_error() -> None:
         assert len(server.requests) == 1  # not retried: another try would get the same
     assert (result.status, result.error, result.attempts) == (None, "protocol", 1)
     assert stats.examples["protocol"] == "unexpected protocol upgrade"
+
+
+def test_a_transfer_coding_after_chunked_is_read_until_the_close() -> None:
+    # RFC 9112 §6.3 rule 4: chunked is not the last coding, so the body is what comes
+    # until the server closes. It used to be taken for chunked framing: the close was
+    # "connection closed mid-response", retried, and the row failed.
+    def handler(*_: Any) -> Action:
+        return raw(
+            b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n{"n": 7}', then="close"
+        )
+
+    with ScriptedServer(handler) as server:
+        result, _ = one_row(server.url("/x"), concurrency=1, extract={"n": "n"})
+        assert len(server.requests) == 1
+    assert (result.status, result.error, result.attempts) == (200, "", 1)
+    assert result.fields == {"n": 7}  # the bytes up to the close, as sent

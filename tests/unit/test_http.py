@@ -536,6 +536,46 @@ def test_close_delimited_gzip_body() -> None:
     assert got.body == PAYLOAD
 
 
+@pytest.mark.parametrize(
+    "codings",
+    [
+        [b"Transfer-Encoding: chunked, gzip"],
+        [b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip"],
+        [b"Transfer-Encoding: gzip"],
+        [b"Transfer-Encoding: Chunked , gzip"],
+        [b"Transfer-Encoding: chunked, "],  # as llhttp reads it: an empty coding last
+    ],
+)
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_a_body_whose_last_transfer_coding_is_not_chunked_ends_with_the_close(
+    codings: list[bytes], size: int
+) -> None:
+    # RFC 9112 §6.3 rule 4 (llhttp reads it so too). "chunked" anywhere in the value
+    # used to count as chunked framing, and the close was "closed mid-response".
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(c + b"\r\n" for c in codings) + b"\r\n"
+    reader = ResponseReader()
+    reader.expect()
+    assert feed_pieces(reader, head + b"5\r\nhello\r\n0\r\n\r\n", size) == []
+    got = reader.eof()
+    assert got is not None
+    # Not dechunked, nor decoded: a transfer coding other than chunked is left as sent.
+    assert (got.status, got.body, got.keep_alive) == (200, b"5\r\nhello\r\n0\r\n\r\n", False)
+
+
+@pytest.mark.parametrize(
+    "coding", [b"chunked", b"Chunked", b"gzip, chunked", b"gzip ,chunked "]
+)
+def test_a_body_whose_last_transfer_coding_is_chunked_is_framed_by_its_chunks(
+    coding: bytes,
+) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + coding + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    got = reader.feed(wire)
+    assert got is not None
+    assert (got.body, got.keep_alive) == (b"hello", True)
+
+
 def test_eof_mid_body_is_a_protocol_error() -> None:
     reader = ResponseReader()
     reader.expect()
