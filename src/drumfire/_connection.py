@@ -374,7 +374,8 @@ class Connection(asyncio.Protocol):
         try:
             responses = self.reader.feed_all(data)
         except RequestError as exc:
-            self.abort(exc.reason, str(exc))
+            # The answers read before the bad one are theirs; the error is the next one's.
+            self._end(self.reader.completed, exc)
             return
         if self.pump is not None:
             _bodies.answered_early(self, responses)
@@ -382,13 +383,13 @@ class Connection(asyncio.Protocol):
             self._complete(responses[0])
         elif not responses:
             return  # an answer is still on its way
-        elif all(r.keep_alive for r in responses):
-            # The usual case: hand them over together, the connection's state
-            # already moved on.
+        elif responses[-1].keep_alive:
+            # The usual case (only the last can close the connection: the reader
+            # reads nothing after such an answer): hand them over together, the
+            # connection's state already moved on.
             self._answered(responses)
         else:  # the last one closes the connection
-            for response in responses:
-                self._complete(response)
+            self._end(responses)
 
     def _answered(self, responses: list[Response]) -> None:
         """Responses on a connection that stays open: one call to the owner for all."""
@@ -409,21 +410,51 @@ class Connection(asyncio.Protocol):
         self.served += count
         self.owner.on_responses(self, list(zip(flights, responses, strict=True)))
 
-    def _complete(self, response: Response, framed: bool = True) -> None:
+    def _complete(self, response: Response) -> None:
         if response.keep_alive:
             self._answered([response])
-            return
-        flight, self.flight = self.flight, None
-        self.served += 1
-        if response.left is not None:
-            self.left = response.left
-        # An answer framed by its length or chunks, in front of requests queued behind:
-        # the server's count (an error page that closes is no limit; a reset, which
-        # may have lost answers, neither; nor an answer this side stopped reading,
-        # over --max-body or unsaved, which has an error).
-        self.cut = framed and response.status < 400 and not response.error and bool(self.behind)
-        self.close()  # hands back whatever was queued behind
-        self.owner.on_responses(self, [(flight, response)])
+        else:
+            self._end([response])
+
+    def _end(
+        self, responses: list[Response], failure: RequestError | None = None, framed: bool = True
+    ) -> None:
+        """The connection ends with what was just read.
+
+        ``responses`` answer the oldest requests in flight, and the last of them closes
+        the connection; or, with ``failure``, the answer after them failed: its request
+        gets the error (not retried if the error is not transient), and the connection
+        is aborted. Either way the requests queued behind are handed back (the server
+        never answered them) and then the owner gets the answers, the connection closed.
+        ``framed``: the last answer was framed by its length or chunks, not by the close.
+        """
+        behind = self.behind
+        answered: list[tuple[Any, Response]] = []
+        if responses:
+            count = len(responses)  # (never more than the requests sent: the reader's count)
+            flights = [self.flight]
+            for _ in range(count - 1):
+                flights.append(behind.popleft()[0])
+            answered = list(zip(flights, responses, strict=True))
+            self.flight = None
+            self.served += count
+            for response in responses:  # the server's count of answers left, if it says
+                if response.left is not None:
+                    self.left = response.left
+            if failure is not None and behind:
+                self.flight, self.deadline = behind.popleft()  # the one whose answer failed
+        if failure is not None:
+            self.abort(failure.reason, str(failure))  # reports self.flight, hands back the rest
+        else:
+            last = responses[-1]
+            # An answer framed by its length or chunks, in front of requests queued behind:
+            # the server's count (an error page that closes is no limit; a reset, which
+            # may have lost answers, neither; nor an answer this side stopped reading,
+            # over --max-body or unsaved, which has an error).
+            self.cut = framed and last.status < 400 and not last.error and bool(behind)
+            self.close()  # hands back whatever was queued behind
+        if answered:
+            self.owner.on_responses(self, answered)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -451,7 +482,7 @@ class Connection(asyncio.Protocol):
             self._hand_back()
             return
         if response is not None:
-            self._complete(response, False)  # not keep-alive: closes and hands back
+            self._end([response], framed=False)  # not keep-alive: closes and hands back
             return
         flight, self.flight = self.flight, None
         self._closed()

@@ -70,7 +70,9 @@ class ResponseReader:
     closes. Several requests may be outstanding (HTTP pipelining, RFC 9112
     §9.3.2) as long as none is a HEAD request; their responses come back in
     order. Bytes beyond the responses expected make the connection
-    non-reusable: the last response gets ``keep_alive = False``.
+    non-reusable: the last response gets ``keep_alive = False``. So does an
+    answer that closes the connection, and nothing after it is read: the
+    requests behind it are its owner's to send again.
     """
 
     __slots__ = (
@@ -298,9 +300,20 @@ class ResponseReader:
     def _answer(self, response: Response) -> None:
         self._out.append(response)
         self._done = response
-        self._expected -= 1
+        # After an answer that closes the connection (Connection: close, Keep-Alive
+        # max=1, a body to the close, one left unread) the server answers no more
+        # here: what follows it, even whole answers (a gateway passing on its
+        # upstream's Keep-Alive), is nobody's, and the requests behind are handed back.
+        self._expected = self._expected - 1 if response.keep_alive else 0
 
     # -- public --------------------------------------------------------------
+
+    @property
+    def completed(self) -> list[Response]:
+        """The responses the last :meth:`feed_all` completed, oldest first; when it
+        raised, those completed before the error (pipelined answers read with a bad
+        one), which the error does not concern."""
+        return self._out
 
     def feed(self, data: bytes) -> Response | None:
         """:meth:`feed_all` for one outstanding request: its response, or None."""
@@ -310,10 +323,15 @@ class ResponseReader:
     def feed_all(self, data: bytes) -> list[Response]:
         """Parse ``data``; return the responses it completed, oldest first.
 
+        Only the last may have ``keep_alive`` False: nothing after an answer that
+        closes the connection is read (see :meth:`_answer`).
+
         Raises :class:`ProtocolError` on malformed input, :class:`HeaderTooLarge`
         past ``max_header`` and :class:`BodyTooLarge` past ``max_body`` before the
         status is known; once it is, an answer over ``max_body`` (or a body that
-        could not be saved) ends with its status, no body and the error.
+        could not be saved) ends with its status, no body and the error. An error
+        is the next outstanding answer's: those ``data`` completed before it are
+        in :attr:`completed`.
         """
         out: list[Response] = []
         self._out = out
@@ -431,7 +449,8 @@ class ResponseReader:
             expected -= 1
             pos = stop
             if not keep_alive:
-                break  # the server closes after this one
+                expected = 0  # the server closes after this one: no more here (see _answer)
+                break
         self._last = last, last_info
         if response is not None:
             self._done = response

@@ -867,6 +867,53 @@ def test_a_close_mid_pipeline_is_reported_for_the_oldest_only() -> None:
         reader.eof()
 
 
+@pytest.mark.parametrize(
+    "closing",
+    [
+        b"Keep-Alive: timeout=5, max=1",  # the quick path's
+        b"Connection: close",  # the full parser's ("Data after `Connection: close`")
+        b"Content-Encoding: gzip\r\nConnection: close",
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 100_000])
+def test_nothing_after_an_answer_that_closes_is_read(closing: bytes, size: int) -> None:
+    # The server said it closes after the second answer; what follows (here whole
+    # answers, as from a gateway passing on its upstream's Keep-Alive) is nobody's.
+    body = gzip.compress(b"b") if b"gzip" in closing else b"b"
+    reader = ResponseReader()
+    pipelined(reader, 4)
+    wire = (
+        response_bytes(b"a") + response_bytes(body, closing) + response_bytes(b"c") * 2
+    )
+    got = feed_pieces_all(reader, wire, size)
+    assert [(r.body, r.keep_alive) for r in got] == [(b"a", True), (b"b", False)]
+    assert reader.outstanding == 0  # the requests behind are not waited for here
+    assert reader.eof() is None
+
+
+def feed_pieces_all(reader: ResponseReader, data: bytes, size: int) -> list[Response]:
+    return [r for i in range(0, len(data), size) for r in reader.feed_all(data[i : i + size])]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\nBad Header\r\nContent-Length: 1\r\n\r\nc", ProtocolError),
+        (response_bytes(b"not gzip", b"Content-Encoding: gzip"), ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 200 + b"\r\n\r\n", HeaderTooLarge),
+    ],
+    ids=["malformed", "bad-gzip", "header-over-the-cap"],
+)
+def test_answers_completed_before_an_error_are_kept(bad: bytes, error: type) -> None:
+    # The error is the third answer's; the two whole ones before it, read in the same
+    # chunk (the first two by the quick path), are no longer thrown away with it.
+    reader = ResponseReader(max_header=100)
+    pipelined(reader, 4)
+    with pytest.raises(error):
+        reader.feed_all(response_bytes(b"a") + response_bytes(b"b") + bad + response_bytes(b"d"))
+    assert [r.body for r in reader.completed] == [b"a", b"b"]
+
+
 def test_quick_path_takes_an_empty_body_too() -> None:
     # llhttp says "not keep-alive" once an empty body has completed the message;
     # the head is judged before that.
