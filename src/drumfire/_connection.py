@@ -474,7 +474,9 @@ class Connection(asyncio.Protocol):
             self._hand_back()
             return
         try:
-            response = self.reader.eof()
+            # A body delimited by the close is whole only if the connection closed
+            # without error (RFC 9112 §8): cut by a reset, it is cut short.
+            response = self.reader.eof(clean=exc is None)
         except ProtocolError as perr:
             flight, self.flight = self.flight, None
             self._closed()

@@ -485,14 +485,18 @@ class ResponseReader:
         self._reset(False)
         return response
 
-    def eof(self) -> Response | None:
+    def eof(self, clean: bool = True) -> Response | None:
         """The peer closed: return a close-delimited response, or None.
+
+        ``clean``: the connection closed without error. Only then does a body
+        delimited by the close end there (RFC 9112 §8); cut by a reset, it is cut
+        short, like a body with a length the close came before.
 
         Raises :class:`ProtocolError` when a response was cut short.
         """
         if self._expected == 0:
             return None
-        if self._until_close and self._headers_done:
+        if self._until_close and self._headers_done and clean:
             self._out = []
             try:
                 self._finish()

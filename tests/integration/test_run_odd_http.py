@@ -65,3 +65,19 @@ def test_a_transfer_coding_after_chunked_is_read_until_the_close() -> None:
         assert len(server.requests) == 1
     assert (result.status, result.error, result.attempts) == (200, "", 1)
     assert result.fields == {"n": 7}  # the bytes up to the close, as sent
+
+
+def test_a_body_to_the_close_cut_by_a_reset_is_cut_short() -> None:
+    # No Content-Length, no chunks: the body ends with the connection, whole only if
+    # it closed without error (RFC 9112 §8). Half a body and a reset used to be a
+    # complete 200.
+    def handler(*_: Any) -> Action:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+        # The pause lets the client read the half body before the reset comes.
+        return Action(head + b'{"code": "Ok", "routes": [1, 2', "reset", pause=0.2)
+
+    with ScriptedServer(handler) as server:
+        result, stats = one_row(server.url("/x"), concurrency=1)
+        assert len(server.requests) == 3  # cut short: retried, as a reset is
+    assert (result.status, result.error, result.attempts) == (None, "protocol", 3)
+    assert stats.examples["protocol"] == "connection closed mid-response"

@@ -261,3 +261,18 @@ def test_each_kind_of_bad_answer_is_its_own_requests(bad: bytes, reason: str) ->
         ("unanswered", ("c", True)),
         ("answer", ("a", 200)),
     ]
+
+
+def test_a_body_to_the_close_cut_by_a_reset_is_cut_short() -> None:
+    # RFC 9112 §8: a body delimited by the close is whole only if the connection closed
+    # without error. A reset half way used to make a complete 200 of half a body.
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+    for exc, event in [
+        (ConnectionResetError(104, "Connection reset by peer"), ("failure", ("a", "protocol"))),
+        (None, ("answer", ("a", 200))),
+    ]:
+        conn, owner, _ = connected()
+        conn.send("a", GET, False, 5.0)
+        conn.data_received(head + b'{"code": "Ok", "routes": [1, 2')
+        conn.connection_lost(exc)
+        assert owner.events[-1] == event

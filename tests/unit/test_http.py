@@ -516,6 +516,16 @@ def test_close_delimited_body_finished_by_eof() -> None:
     assert got.header("x-a") == "1"
 
 
+def test_close_delimited_body_cut_by_an_error_is_cut_short() -> None:
+    # RFC 9112 §8: whole only if the connection closed without error (eof(clean=False):
+    # a reset). Cut short as a body with a length is: retried (see Retry).
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nhalf a bo") is None
+    with pytest.raises(ProtocolError, match=r"^connection closed mid-response$"):
+        reader.eof(clean=False)
+
+
 def test_close_delimited_empty_body() -> None:
     reader = ResponseReader()
     reader.expect()
