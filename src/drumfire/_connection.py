@@ -13,7 +13,9 @@ between them::
 
 The connection moves bytes between its transport and a sans-I/O
 :class:`~drumfire._http.ResponseReader`, and reports to its owner (the engine)
-through ``on_connected``, ``on_responses`` and ``on_failure``.
+through ``on_connected``, ``on_responses`` and ``on_failure``; an exception
+one of those raises comes back to the owner through ``on_error``, which ends
+its run (never a row left without a result).
 It creates no task and no timer; deadlines are checked by the owner's
 periodic sweep (one timer for all connections instead of one per request).
 """
@@ -75,6 +77,9 @@ class Owner(Protocol):
     def on_closed(self, conn: Connection) -> None: ...
     def on_unanswered(self, conn: Connection, flight: Any, written: bool) -> None: ...
     def flush_later(self, conn: Connection) -> None: ...
+    def on_error(self, conn: Connection, exc: Exception) -> None:
+        """One of the callbacks above raised, called from the event loop: end the run
+        with ``exc`` (rows it was settling would otherwise never get a result)."""
 
 
 class Connection(asyncio.Protocol):
@@ -345,14 +350,28 @@ class Connection(asyncio.Protocol):
         if exc is None or self.state is CLOSED:
             return
         flight, self.flight = self.flight, None
-        self._closed()
-        if flight is not None:
-            reason = reason_for(exc, connecting=True)
-            detail = describe_error(exc)
-            if reason == "connect":  # name the place: a run may have many origins
-                _scheme, host, port = self.origin
-                detail = f"{detail} to {host}:{port}"
-            self.owner.on_failure(self, flight, reason, detail)
+        try:
+            self._closed()
+            if flight is not None:
+                reason = reason_for(exc, connecting=True)
+                detail = describe_error(exc)
+                if reason == "connect":  # name the place: a run may have many origins
+                    _scheme, host, port = self.origin
+                    detail = f"{detail} to {host}:{port}"
+                self.owner.on_failure(self, flight, reason, detail)
+        except Exception as error:  # the owner's: see _owner_failed
+            self._owner_failed(error)
+
+    def _owner_failed(self, exc: Exception) -> None:
+        """One of the owner's callbacks raised (a bug, or a broken sink it let through).
+
+        Left to asyncio, it would be logged, the transport closed, and the rows the
+        owner had not settled yet (the rest of a read's answers, those handed back)
+        would have no result: the run would wait for them for ever. The owner ends
+        its run with the error instead (``on_error``), as it does with a failure of
+        its own.
+        """
+        self.owner.on_error(self, exc)
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -363,33 +382,46 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             return
         self.state = IDLE
-        self.owner.on_connected(self)
+        try:
+            self.owner.on_connected(self)
+        except Exception as exc:  # the owner's: see _owner_failed
+            self._owner_failed(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.state is not BUSY:
             # Bytes nobody asked for: the connection can no longer be trusted.
             if self.state is IDLE:
-                self.close()
+                try:
+                    self.close()
+                except Exception as exc:  # the owner's: see _owner_failed
+                    self._owner_failed(exc)
             return
         try:
             responses = self.reader.feed_all(data)
         except RequestError as exc:
             # The answers read before the bad one are theirs; the error is the next one's.
-            self._end(self.reader.completed, exc)
+            try:
+                self._end(self.reader.completed, exc)
+            except Exception as error:  # the owner's: see _owner_failed
+                self._owner_failed(error)
             return
-        if self.pump is not None:
-            _bodies.answered_early(self, responses)
-        if len(responses) == 1:
-            self._complete(responses[0])
-        elif not responses:
-            return  # an answer is still on its way
-        elif responses[-1].keep_alive:
-            # The usual case (only the last can close the connection: the reader
-            # reads nothing after such an answer): hand them over together, the
-            # connection's state already moved on.
-            self._answered(responses)
-        else:  # the last one closes the connection
-            self._end(responses)
+        # (An exception of the reader's own is left to asyncio: see connection_lost.)
+        try:
+            if self.pump is not None:
+                _bodies.answered_early(self, responses)
+            if len(responses) == 1:
+                self._complete(responses[0])
+            elif not responses:
+                return  # an answer is still on its way
+            elif responses[-1].keep_alive:
+                # The usual case (only the last can close the connection: the reader
+                # reads nothing after such an answer): hand them over together, the
+                # connection's state already moved on.
+                self._answered(responses)
+            else:  # the last one closes the connection
+                self._end(responses)
+        except Exception as exc:  # the owner's: see _owner_failed
+            self._owner_failed(exc)
 
     def _answered(self, responses: list[Response]) -> None:
         """Responses on a connection that stays open: one call to the owner for all."""
@@ -469,6 +501,12 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._lost(exc)
+        except Exception as error:  # the owner's: see _owner_failed
+            self._owner_failed(error)
+
+    def _lost(self, exc: Exception | None) -> None:
         if self.state is not BUSY or self.flight is None:
             self._closed()
             self._hand_back()

@@ -35,6 +35,9 @@ class Recorder:
     def flush_later(self, conn: Connection) -> None:
         self.events.append(("flush", None))
 
+    def on_error(self, conn: Connection, exc: Exception) -> None:
+        self.events.append(("error", exc))
+
 
 class Transport:
     def __init__(self) -> None:
@@ -276,3 +279,41 @@ def test_a_body_to_the_close_cut_by_a_reset_is_cut_short() -> None:
         conn.data_received(head + b'{"code": "Ok", "routes": [1, 2')
         conn.connection_lost(exc)
         assert owner.events[-1] == event
+
+
+class Broken(Recorder):
+    """An owner whose on_responses raises once it has seen ``after`` answers."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def on_responses(self, conn: Connection, answered: list[tuple[Any, Response]]) -> None:
+        super().on_responses(conn, answered)
+        if len([e for e in self.events if e[0] == "answer"]) > self.after:
+            raise RuntimeError("a bug in the owner")
+
+
+def test_an_exception_in_the_owners_callback_goes_back_to_the_owner() -> None:
+    # Left to asyncio it was logged, the transport closed, the rows the owner had not
+    # settled were left without a result, and the run waited for them for ever.
+    owner = Broken(after=0)
+    conn = Connection(owner, ("http", "h", 80), 1 << 20)  # type: ignore[arg-type]
+    conn.connection_made(Transport())  # type: ignore[arg-type]
+    conn.send("a", GET, False, 5.0)
+    conn.data_received(OK)  # raises nothing here
+    kinds = [kind for kind, _ in owner.events]
+    assert kinds == ["connected", "answer", "error"]
+    error = owner.events[-1][1]
+    assert isinstance(error, RuntimeError)
+    assert str(error) == "a bug in the owner"
+
+
+def test_an_exception_in_the_owners_callback_on_a_lost_connection_goes_back_too() -> None:
+    owner = Broken(after=0)
+    conn = Connection(owner, ("http", "h", 80), 1 << 20)  # type: ignore[arg-type]
+    conn.connection_made(Transport())  # type: ignore[arg-type]
+    conn.send("a", GET, False, 5.0)
+    conn.data_received(b"HTTP/1.1 200 OK\r\n\r\nto the close")
+    conn.connection_lost(None)
+    assert [kind for kind, _ in owner.events] == ["connected", "closed", "answer", "error"]
