@@ -32,6 +32,7 @@ from ._heads import (
     answers_left,
     matched,
     read_shape,
+    unfold,
 )
 from ._response import Response
 from ._settings import MAX_BODY
@@ -87,6 +88,7 @@ class ResponseReader:
         "_head_size",
         "_headers",
         "_headers_done",
+        "_held",
         "_interim",
         "_last",
         "_left",
@@ -133,6 +135,7 @@ class ResponseReader:
         # the sink its body streams to instead of being kept.
         self.saver: Any = None
         self.sink: Any = None
+        self._held: bytes | None = None  # see _parse
         self._reset(False)
 
     def _reset(self, head: bool) -> None:
@@ -347,6 +350,20 @@ class ResponseReader:
                 if data and self._done is not None:
                     self._done.keep_alive = False  # more than was asked for
                 return out
+        self._parse(data)
+        return out
+
+    def _parse(self, data: bytes) -> None:
+        """The full path of :meth:`feed_all`: httptools over ``data``."""
+        # The bytes of the header block being read, from its first byte, when known
+        # (it starts with this read, or began in one that kept them): a block llhttp
+        # refuses for its folded lines is read again unfolded (see unfold).
+        if not self.started:
+            known: bytes | None = data
+        else:
+            held = self._held
+            known = None if held is None else held + data
+        begun = len(self._out)
         if not self._headers_done:
             self._head_fed += len(data)
         try:
@@ -358,29 +375,43 @@ class ResponseReader:
             done = self._done
             if done is not None and self._expected == 0:
                 # Every response was complete; what followed is not ours (garbage,
-                # an unasked-for response, a body after HEAD). Keep the responses,
-                # drop the connection.
+                # an unasked-for response, a body after HEAD, anything after an
+                # answer that closes). Keep the responses, drop the connection.
                 done.keep_alive = False
                 self._parser = httptools.HttpResponseParser(self)
-                return out
+                return
             if isinstance(cause, SinkError) or (
                 isinstance(cause, BodyTooLarge) and self._headers_done
             ):
                 # Unsaved (--save-body) or over --max-body: the answer stands with its
                 # status (as curl's --max-filesize and -w %{http_code}), its rest unread.
                 self._end_unread(cause)
-                return out
+                return
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
+            if known is not None and not self._headers_done:
+                unfolded = unfold(known)
+                if unfolded is not None:
+                    # Folded lines in the first block of ``known``: the block that failed,
+                    # as one complete before it would have failed too. Read it again.
+                    self._parser = httptools.HttpResponseParser(self)
+                    self._reset(self._head)
+                    self._held = None
+                    self._head_fed = 0
+                    self._parse(unfolded)
+                    return
             raise ProtocolError(f"malformed response: {exc}") from None
-        if out and self._head:
+        # A header block still open, begun with this read's known bytes: keep them.
+        self._held = (
+            known if self.started and not self._headers_done and len(self._out) == begun else None
+        )
+        if self._out and self._head:
             # httptools cannot be told a response had no body; start afresh.
             self._parser = httptools.HttpResponseParser(self)
         if self._head_fed > self.max_header and not self._headers_done and self._expected:
             # A header block still open past the cap (one endless header line, say):
             # what httptools holds of it is bounded by the cap and this one read.
             raise HeaderTooLarge(self.max_header)
-        return out
 
     def _quick(self, data: bytes) -> bytes:
         """Take whole plain answers from the front of ``data``; return the rest.

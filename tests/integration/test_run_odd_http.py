@@ -81,3 +81,23 @@ def test_a_body_to_the_close_cut_by_a_reset_is_cut_short() -> None:
         assert len(server.requests) == 3  # cut short: retried, as a reset is
     assert (result.status, result.error, result.attempts) == (None, "protocol", 3)
     assert stats.examples["protocol"] == "connection closed mid-response"
+
+
+def test_folded_header_lines_are_accepted() -> None:
+    # RFC 9112 §5.2 (obs-fold): a user agent must accept a header line continued on the
+    # next; llhttp refused it, and every row failed with "protocol".
+    def handler(index: int, method: str, target: str, *_: Any) -> Action:
+        doc = b'{"n": %s}' % target.rsplit("/", 1)[1].encode()
+        return raw(
+            b"HTTP/1.1 200 OK\r\nX-Long: one\r\n two\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(doc), doc)
+        )
+
+    with ScriptedServer(handler) as server:
+        results, _ = run_engine(
+            [{"id": str(i)} for i in range(20)], server.url("/x/{id}"), extract={"n": "n"}
+        )
+        assert len(server.requests) == 20
+    assert sorted((r.status, r.error, r.fields["n"]) for r in results if r.fields) == [
+        (200, "", i) for i in range(20)
+    ]

@@ -487,6 +487,78 @@ def test_interim_1xx_response_is_skipped() -> None:
     assert got.body == b"final"
 
 
+FOLDED = (
+    b"HTTP/1.1 200 OK\r\nX-A: one\r\n  two\r\n\tthree\r\nX-B:\r\n b\r\n"
+    b"Content-Length: 2\r\n\r\nok"
+)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 17, 10_000])
+def test_folded_header_lines_are_unfolded(size: int) -> None:
+    # RFC 9112 §5.2: a user agent must accept obs-fold and replace each line break that
+    # a space or tab continues with spaces. llhttp refused it: "Unexpected whitespace
+    # after header value". In one chunk the quick path takes it; in pieces, llhttp
+    # reads it again unfolded, also when the fold comes in a later piece.
+    reader = ResponseReader()
+    reader.expect()
+    (got,) = feed_pieces(reader, FOLDED, size)
+    assert (got.status, got.body, got.keep_alive) == (200, b"ok", True)
+    assert got.header("X-A") == "one   two \tthree"
+    assert got.header("X-B") == "b"
+    if size > len(FOLDED):  # the quick path's: the block's reading is remembered
+        assert [info is not None for info in reader.heads.values()] == [True]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"", b"Keep-Alive: timeout=5,\r\n max=3\r\n", b"Keep-Alive: timeout=5, max=3\r\n"],
+)
+def test_folded_answers_in_a_pipeline_read_by_the_quick_path(extra: bytes) -> None:
+    # Each answer another length, and a Keep-Alive max counting down, folded or not:
+    # what the quick path (shapes, patterns) reads is what the full parser reads.
+    wire = [FOLDED.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n", 1)] * 3
+    data = b"".join(wire)
+    outcomes = []
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        reader = ResponseReader()
+        pipelined(reader, 3)
+        got = [r for piece in pieces for r in reader.feed_all(piece)]
+        outcomes.append([(r.headers, r.body, r.keep_alive, r.left) for r in got])
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0]) == 3
+    if extra:
+        assert outcomes[0][0][3] == 2
+
+
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_a_folded_chunked_answer_is_unfolded(size: int) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    wire = (
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    )
+    (got,) = feed_pieces(reader, wire, size)
+    assert (got.body, got.header("X-A")) == (b"ok", "a  b")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # whitespace before the first header line (RFC 9112 §2.2: may be refused)
+        b"HTTP/1.1 200 OK\r\n X-A: a\r\nContent-Length: 2\r\n\r\nok",
+        # a fold fixes nothing else
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nBad Header\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+def test_what_unfolding_does_not_mend_is_still_refused(bad: bytes) -> None:
+    for size in (1, len(bad)):
+        reader = ResponseReader()
+        reader.expect()
+        with pytest.raises(ProtocolError, match="malformed response"):
+            feed_pieces(reader, bad, size)
+
+
 @pytest.mark.parametrize("size", [1, 10_000])
 def test_101_switching_protocols_is_a_protocol_error_on_both_paths(size: int) -> None:
     # httptools raises HttpParserUpgrade for it, no subclass of HttpParserError: in one
