@@ -13,7 +13,9 @@ between them::
 
 The connection moves bytes between its transport and a sans-I/O
 :class:`~drumfire._http.ResponseReader`, and reports to its owner (the engine)
-through ``on_connected``, ``on_responses`` and ``on_failure``.
+through ``on_connected``, ``on_responses`` and ``on_failure``; an exception
+one of those raises comes back to the owner through ``on_error``, which ends
+its run (never a row left without a result).
 It creates no task and no timer; deadlines are checked by the owner's
 periodic sweep (one timer for all connections instead of one per request).
 """
@@ -75,6 +77,9 @@ class Owner(Protocol):
     def on_closed(self, conn: Connection) -> None: ...
     def on_unanswered(self, conn: Connection, flight: Any, written: bool) -> None: ...
     def flush_later(self, conn: Connection) -> None: ...
+    def on_error(self, conn: Connection, exc: Exception) -> None:
+        """One of the callbacks above raised, called from the event loop: end the run
+        with ``exc`` (rows it was settling would otherwise never get a result)."""
 
 
 class Connection(asyncio.Protocol):
@@ -345,14 +350,28 @@ class Connection(asyncio.Protocol):
         if exc is None or self.state is CLOSED:
             return
         flight, self.flight = self.flight, None
-        self._closed()
-        if flight is not None:
-            reason = reason_for(exc, connecting=True)
-            detail = describe_error(exc)
-            if reason == "connect":  # name the place: a run may have many origins
-                _scheme, host, port = self.origin
-                detail = f"{detail} to {host}:{port}"
-            self.owner.on_failure(self, flight, reason, detail)
+        try:
+            self._closed()
+            if flight is not None:
+                reason = reason_for(exc, connecting=True)
+                detail = describe_error(exc)
+                if reason == "connect":  # name the place: a run may have many origins
+                    _scheme, host, port = self.origin
+                    detail = f"{detail} to {host}:{port}"
+                self.owner.on_failure(self, flight, reason, detail)
+        except Exception as error:  # the owner's: see _owner_failed
+            self._owner_failed(error)
+
+    def _owner_failed(self, exc: Exception) -> None:
+        """One of the owner's callbacks raised (a bug, or a broken sink it let through).
+
+        Left to asyncio, it would be logged, the transport closed, and the rows the
+        owner had not settled yet (the rest of a read's answers, those handed back)
+        would have no result: the run would wait for them for ever. The owner ends
+        its run with the error instead (``on_error``), as it does with a failure of
+        its own.
+        """
+        self.owner.on_error(self, exc)
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -363,32 +382,46 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             return
         self.state = IDLE
-        self.owner.on_connected(self)
+        try:
+            self.owner.on_connected(self)
+        except Exception as exc:  # the owner's: see _owner_failed
+            self._owner_failed(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.state is not BUSY:
             # Bytes nobody asked for: the connection can no longer be trusted.
             if self.state is IDLE:
-                self.close()
+                try:
+                    self.close()
+                except Exception as exc:  # the owner's: see _owner_failed
+                    self._owner_failed(exc)
             return
         try:
             responses = self.reader.feed_all(data)
         except RequestError as exc:
-            self.abort(exc.reason, str(exc))
+            # The answers read before the bad one are theirs; the error is the next one's.
+            try:
+                self._end(self.reader.completed, exc)
+            except Exception as error:  # the owner's: see _owner_failed
+                self._owner_failed(error)
             return
-        if self.pump is not None:
-            _bodies.answered_early(self, responses)
-        if len(responses) == 1:
-            self._complete(responses[0])
-        elif not responses:
-            return  # an answer is still on its way
-        elif all(r.keep_alive for r in responses):
-            # The usual case: hand them over together, the connection's state
-            # already moved on.
-            self._answered(responses)
-        else:  # the last one closes the connection
-            for response in responses:
-                self._complete(response)
+        # (An exception of the reader's own is left to asyncio: see connection_lost.)
+        try:
+            if self.pump is not None:
+                _bodies.answered_early(self, responses)
+            if len(responses) == 1:
+                self._complete(responses[0])
+            elif not responses:
+                return  # an answer is still on its way
+            elif responses[-1].keep_alive:
+                # The usual case (only the last can close the connection: the reader
+                # reads nothing after such an answer): hand them over together, the
+                # connection's state already moved on.
+                self._answered(responses)
+            else:  # the last one closes the connection
+                self._end(responses)
+        except Exception as exc:  # the owner's: see _owner_failed
+            self._owner_failed(exc)
 
     def _answered(self, responses: list[Response]) -> None:
         """Responses on a connection that stays open: one call to the owner for all."""
@@ -409,21 +442,51 @@ class Connection(asyncio.Protocol):
         self.served += count
         self.owner.on_responses(self, list(zip(flights, responses, strict=True)))
 
-    def _complete(self, response: Response, framed: bool = True) -> None:
+    def _complete(self, response: Response) -> None:
         if response.keep_alive:
             self._answered([response])
-            return
-        flight, self.flight = self.flight, None
-        self.served += 1
-        if response.left is not None:
-            self.left = response.left
-        # An answer framed by its length or chunks, in front of requests queued behind:
-        # the server's count (an error page that closes is no limit; a reset, which
-        # may have lost answers, neither; nor an answer this side stopped reading,
-        # over --max-body or unsaved, which has an error).
-        self.cut = framed and response.status < 400 and not response.error and bool(self.behind)
-        self.close()  # hands back whatever was queued behind
-        self.owner.on_responses(self, [(flight, response)])
+        else:
+            self._end([response])
+
+    def _end(
+        self, responses: list[Response], failure: RequestError | None = None, framed: bool = True
+    ) -> None:
+        """The connection ends with what was just read.
+
+        ``responses`` answer the oldest requests in flight, and the last of them closes
+        the connection; or, with ``failure``, the answer after them failed: its request
+        gets the error (not retried if the error is not transient), and the connection
+        is aborted. Either way the requests queued behind are handed back (the server
+        never answered them) and then the owner gets the answers, the connection closed.
+        ``framed``: the last answer was framed by its length or chunks, not by the close.
+        """
+        behind = self.behind
+        answered: list[tuple[Any, Response]] = []
+        if responses:
+            count = len(responses)  # (never more than the requests sent: the reader's count)
+            flights = [self.flight]
+            for _ in range(count - 1):
+                flights.append(behind.popleft()[0])
+            answered = list(zip(flights, responses, strict=True))
+            self.flight = None
+            self.served += count
+            for response in responses:  # the server's count of answers left, if it says
+                if response.left is not None:
+                    self.left = response.left
+            if failure is not None and behind:
+                self.flight, self.deadline = behind.popleft()  # the one whose answer failed
+        if failure is not None:
+            self.abort(failure.reason, str(failure))  # reports self.flight, hands back the rest
+        else:
+            last = responses[-1]
+            # An answer framed by its length or chunks, in front of requests queued behind:
+            # the server's count (an error page that closes is no limit; a reset, which
+            # may have lost answers, neither; nor an answer this side stopped reading,
+            # over --max-body or unsaved, which has an error).
+            self.cut = framed and last.status < 400 and not last.error and bool(behind)
+            self.close()  # hands back whatever was queued behind
+        if answered:
+            self.owner.on_responses(self, answered)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -438,12 +501,20 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._lost(exc)
+        except Exception as error:  # the owner's: see _owner_failed
+            self._owner_failed(error)
+
+    def _lost(self, exc: Exception | None) -> None:
         if self.state is not BUSY or self.flight is None:
             self._closed()
             self._hand_back()
             return
         try:
-            response = self.reader.eof()
+            # A body delimited by the close is whole only if the connection closed
+            # without error (RFC 9112 §8): cut by a reset, it is cut short.
+            response = self.reader.eof(clean=exc is None)
         except ProtocolError as perr:
             flight, self.flight = self.flight, None
             self._closed()
@@ -451,7 +522,7 @@ class Connection(asyncio.Protocol):
             self._hand_back()
             return
         if response is not None:
-            self._complete(response, False)  # not keep-alive: closes and hands back
+            self._end([response], framed=False)  # not keep-alive: closes and hands back
             return
         flight, self.flight = self.flight, None
         self._closed()

@@ -502,6 +502,11 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._ready.appendleft(flight)
         self._pump_later(0.0)
 
+    def on_error(self, conn: Connection, exc: Exception) -> None:
+        """A callback of this protocol raised (a bug): the run ends with the error, as
+        with a broken source or sink, rather than wait for rows it left unsettled."""
+        self._fail(exc)
+
     def flush_later(self, conn: Connection) -> None:
         """Pipelined requests are written once per loop turn, together (Owner protocol)."""
         if not self._unflushed:

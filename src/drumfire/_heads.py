@@ -27,6 +27,7 @@ __all__ = [
     "inspect_head",
     "matched",
     "read_shape",
+    "unfold",
 ]
 
 _MAX = re.compile(rb"max\s*=\s*(\d{1,9})", re.IGNORECASE)
@@ -60,8 +61,11 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     parser = probe.parser = httptools.HttpResponseParser(probe)
     try:
         parser.feed_data(head)
-    except httptools.HttpParserError:
-        return None
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        # A 101 Switching Protocols raises the second, which is no subclass of the
+        # first: the full path says "unexpected protocol upgrade".
+        unfolded = unfold(head)  # llhttp refuses folded lines; RFC 9112 §5.2 takes them
+        return None if unfolded is None else inspect_head(unfolded)
     if not probe.complete:
         return None
     status = parser.get_status_code()
@@ -86,9 +90,34 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     return status, tuple(probe.headers), length, left is None or left > 0, left
 
 
+_FOLD = re.compile(rb"\r\n(?=[ \t])")
+
+
+def unfold(data: bytes) -> bytes | None:
+    """``data`` (an answer from its status line on) with each obs-fold of its header
+    lines replaced by a space; None when they have none.
+
+    RFC 9112 §5.2: a user agent must accept a header line continued on the next
+    one, which starts with a space or a tab, and replace the line break with
+    spaces; llhttp refuses it (short of a leniency that loosens other checks too).
+    Only the header lines are touched: not the status line (a first header line
+    that starts with whitespace stays, and is refused, as RFC 9112 §2.2 allows),
+    nor what follows the blank line. ``data`` may end inside the header block.
+    """
+    start = data.find(b"\r\n") + 2
+    if start < 2:
+        return None
+    end = data.find(b"\r\n\r\n", start - 2)
+    if end < 0:
+        end = len(data)
+    lines, count = _FOLD.subn(b" ", data[start:end])
+    return data[:start] + lines + data[end:] if count else None
+
+
 #: How servers spell the lines whose values vary between answers (a block
 #: spelling them otherwise is looked up whole).
 _LENGTH_LINES = (b"\r\nContent-Length: ", b"\r\ncontent-length: ")
+_FOLDS = (b"\r\n ", b"\r\n\t")  # a value that goes on on the next line (see unfold)
 _KEEP_ALIVE_LINES = (b"\r\nKeep-Alive: ", b"\r\nkeep-alive: ")
 
 #: A header block's pattern (see pattern_of): the bytes it starts with and
@@ -229,13 +258,15 @@ def read_shape(
     each answer.
     """
     length_at = _value_at(head, _LENGTH_LINES)
-    if length_at is None:
+    if length_at is None or head.startswith(_FOLDS, length_at[1]):
         return inspect_head(head), None
     start, stop = length_at
     digits = head[start:stop]
     if not digits.isdigit() or len(digits) > 15:
         return inspect_head(head), None
     alive_at = _value_at(head, _KEEP_ALIVE_LINES)
+    if alive_at is not None and head.startswith(_FOLDS, alive_at[1]):
+        return inspect_head(head), None  # its value goes on on the next line: read it whole
     if alive_at is None:
         key = head[:start] + head[stop:]
     elif alive_at[0] < start:

@@ -32,6 +32,7 @@ from ._heads import (
     answers_left,
     matched,
     read_shape,
+    unfold,
 )
 from ._response import Response
 from ._settings import MAX_BODY
@@ -70,7 +71,9 @@ class ResponseReader:
     closes. Several requests may be outstanding (HTTP pipelining, RFC 9112
     §9.3.2) as long as none is a HEAD request; their responses come back in
     order. Bytes beyond the responses expected make the connection
-    non-reusable: the last response gets ``keep_alive = False``.
+    non-reusable: the last response gets ``keep_alive = False``. So does an
+    answer that closes the connection, and nothing after it is read: the
+    requests behind it are its owner's to send again.
     """
 
     __slots__ = (
@@ -85,6 +88,7 @@ class ResponseReader:
         "_head_size",
         "_headers",
         "_headers_done",
+        "_held",
         "_interim",
         "_last",
         "_left",
@@ -131,6 +135,7 @@ class ResponseReader:
         # the sink its body streams to instead of being kept.
         self.saver: Any = None
         self.sink: Any = None
+        self._held: bytes | None = None  # see _parse
         self._reset(False)
 
     def _reset(self, head: bool) -> None:
@@ -224,13 +229,22 @@ class ResponseReader:
             raise
 
     def _has_length(self) -> bool:
+        """Whether the body is framed by a length or by chunks, not by the close.
+
+        Chunks frame it only when chunked is the last transfer coding (RFC 9112 §6.3
+        rule 4): ``chunked, gzip`` is read until the server closes. "Last" as llhttp,
+        which does the framing, reads it: the last element of the last
+        Transfer-Encoding line, so ``chunked,`` (an empty element last) is no chunked
+        framing either.
+        """
+        chunked = False
         for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length":
                 return True
-            if lname == b"transfer-encoding" and b"chunked" in value.lower():
-                return True
-        return False
+            if lname == b"transfer-encoding":
+                chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
+        return chunked
 
     def on_body(self, body: bytes) -> None:
         try:
@@ -289,9 +303,20 @@ class ResponseReader:
     def _answer(self, response: Response) -> None:
         self._out.append(response)
         self._done = response
-        self._expected -= 1
+        # After an answer that closes the connection (Connection: close, Keep-Alive
+        # max=1, a body to the close, one left unread) the server answers no more
+        # here: what follows it, even whole answers (a gateway passing on its
+        # upstream's Keep-Alive), is nobody's, and the requests behind are handed back.
+        self._expected = self._expected - 1 if response.keep_alive else 0
 
     # -- public --------------------------------------------------------------
+
+    @property
+    def completed(self) -> list[Response]:
+        """The responses the last :meth:`feed_all` completed, oldest first; when it
+        raised, those completed before the error (pipelined answers read with a bad
+        one), which the error does not concern."""
+        return self._out
 
     def feed(self, data: bytes) -> Response | None:
         """:meth:`feed_all` for one outstanding request: its response, or None."""
@@ -301,10 +326,15 @@ class ResponseReader:
     def feed_all(self, data: bytes) -> list[Response]:
         """Parse ``data``; return the responses it completed, oldest first.
 
+        Only the last may have ``keep_alive`` False: nothing after an answer that
+        closes the connection is read (see :meth:`_answer`).
+
         Raises :class:`ProtocolError` on malformed input, :class:`HeaderTooLarge`
         past ``max_header`` and :class:`BodyTooLarge` past ``max_body`` before the
         status is known; once it is, an answer over ``max_body`` (or a body that
-        could not be saved) ends with its status, no body and the error.
+        could not be saved) ends with its status, no body and the error. An error
+        is the next outstanding answer's: those ``data`` completed before it are
+        in :attr:`completed`.
         """
         out: list[Response] = []
         self._out = out
@@ -320,6 +350,20 @@ class ResponseReader:
                 if data and self._done is not None:
                     self._done.keep_alive = False  # more than was asked for
                 return out
+        self._parse(data)
+        return out
+
+    def _parse(self, data: bytes) -> None:
+        """The full path of :meth:`feed_all`: httptools over ``data``."""
+        # The bytes of the header block being read, from its first byte, when known
+        # (it starts with this read, or began in one that kept them): a block llhttp
+        # refuses for its folded lines is read again unfolded (see unfold).
+        if not self.started:
+            known: bytes | None = data
+        else:
+            held = self._held
+            known = None if held is None else held + data
+        begun = len(self._out)
         if not self._headers_done:
             self._head_fed += len(data)
         try:
@@ -331,29 +375,43 @@ class ResponseReader:
             done = self._done
             if done is not None and self._expected == 0:
                 # Every response was complete; what followed is not ours (garbage,
-                # an unasked-for response, a body after HEAD). Keep the responses,
-                # drop the connection.
+                # an unasked-for response, a body after HEAD, anything after an
+                # answer that closes). Keep the responses, drop the connection.
                 done.keep_alive = False
                 self._parser = httptools.HttpResponseParser(self)
-                return out
+                return
             if isinstance(cause, SinkError) or (
                 isinstance(cause, BodyTooLarge) and self._headers_done
             ):
                 # Unsaved (--save-body) or over --max-body: the answer stands with its
                 # status (as curl's --max-filesize and -w %{http_code}), its rest unread.
                 self._end_unread(cause)
-                return out
+                return
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
+            if known is not None and not self._headers_done:
+                unfolded = unfold(known)
+                if unfolded is not None:
+                    # Folded lines in the first block of ``known``: the block that failed,
+                    # as one complete before it would have failed too. Read it again.
+                    self._parser = httptools.HttpResponseParser(self)
+                    self._reset(self._head)
+                    self._held = None
+                    self._head_fed = 0
+                    self._parse(unfolded)
+                    return
             raise ProtocolError(f"malformed response: {exc}") from None
-        if out and self._head:
+        # A header block still open, begun with this read's known bytes: keep them.
+        self._held = (
+            known if self.started and not self._headers_done and len(self._out) == begun else None
+        )
+        if self._out and self._head:
             # httptools cannot be told a response had no body; start afresh.
             self._parser = httptools.HttpResponseParser(self)
         if self._head_fed > self.max_header and not self._headers_done and self._expected:
             # A header block still open past the cap (one endless header line, say):
             # what httptools holds of it is bounded by the cap and this one read.
             raise HeaderTooLarge(self.max_header)
-        return out
 
     def _quick(self, data: bytes) -> bytes:
         """Take whole plain answers from the front of ``data``; return the rest.
@@ -422,7 +480,8 @@ class ResponseReader:
             expected -= 1
             pos = stop
             if not keep_alive:
-                break  # the server closes after this one
+                expected = 0  # the server closes after this one: no more here (see _answer)
+                break
         self._last = last, last_info
         if response is not None:
             self._done = response
@@ -457,14 +516,18 @@ class ResponseReader:
         self._reset(False)
         return response
 
-    def eof(self) -> Response | None:
+    def eof(self, clean: bool = True) -> Response | None:
         """The peer closed: return a close-delimited response, or None.
+
+        ``clean``: the connection closed without error. Only then does a body
+        delimited by the close end there (RFC 9112 §8); cut by a reset, it is cut
+        short, like a body with a length the close came before.
 
         Raises :class:`ProtocolError` when a response was cut short.
         """
         if self._expected == 0:
             return None
-        if self._until_close and self._headers_done:
+        if self._until_close and self._headers_done and clean:
             self._out = []
             try:
                 self._finish()

@@ -20,6 +20,10 @@ still no ``Connection: close``), exactly as osrm-routed does; ``close_header=Tru
 instead says ``Connection: close`` on the N-th answer and then closes as nginx does
 after its ``keepalive_requests``: it shuts its side and reads what the client still
 sends (bounded) before closing, so that its answers are not lost to a reset.
+``batch=True`` sends the answers to the requests that came in one read in one send
+(when the next request is already read, an answer that keeps the connection waits for
+it), so pipelined answers reach the client together, in one read: an answer that
+closes, or a malformed one, then comes with others.
 
 Every loop is bounded (socket timeouts of 50 ms, a stop event), every socket is
 closed and every thread joined when the ``with`` block ends.
@@ -252,11 +256,13 @@ class ScriptedServer:
         max_requests: int | None = None,
         keep_alive_header: bool = False,
         close_header: bool = False,
+        batch: bool = False,
     ) -> None:
         self.handler = handler
         self.max_requests = max_requests
         self.keep_alive_header = keep_alive_header
         self.close_header = close_header
+        self.batch = batch
         self.requests: list[Request] = []
         self.errors: list[BaseException] = []
         self.connections = 0
@@ -351,6 +357,7 @@ class ScriptedServer:
         buf = bytearray()
         position = 0
         linger = False
+        held = b""  # batch: answers waiting for the rest of their read's
         try:
             while not self._stop.is_set():
                 parsed = self._read_request(conn, buf)
@@ -376,9 +383,14 @@ class ScriptedServer:
                         then = "close"
                         if self.close_header and data:
                             data = data.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
-                            conn.sendall(data)
+                            conn.sendall(held + data)
                             self._linger(conn)
                             return
+                if self.batch:
+                    if then == "keep" and not action.pause and b"\r\n\r\n" in buf:
+                        held += data  # the next request is read: answer it in the same send
+                        continue
+                    data, held = held + data, b""
                 if data:
                     conn.sendall(data)
                 if action.pause:

@@ -109,3 +109,33 @@ def test_an_internal_error_in_a_connection_is_not_a_reset_to_retry() -> None:
         assert len(srv.requests) == 1
     assert [(r.reason, r.attempts) for r in results] == [(Reason.PROTOCOL, 1)]
     assert stats.examples["protocol"].startswith("internal error: TypeError: ")
+
+
+def test_an_exception_in_the_engines_own_answer_handling_ends_the_run_with_it() -> None:
+    """A bug in what the engine does with answers (here its on_responses made to raise
+    at the 5th read) ends the run with that error, as a broken sink does. Raised inside
+    the connection's data_received, asyncio only logged it and closed the connection:
+    the rows being settled never got a result and the run waited for them for ever."""
+    import asyncio
+    from typing import Any
+
+    from drumfire._sources import rows_source
+
+    job = drumfire.make_job("{url}", concurrency=4)
+    with ScriptedServer(echo) as srv:
+        source = rows_source([{"id": str(i), "url": srv.url(f"/{i}")} for i in range(50)])
+        results: list[drumfire.Result] = []
+        engine = job.engine(source, results.append)
+        handle = engine.on_responses
+        calls = []
+
+        def broken(conn: Any, answered: Any) -> None:
+            calls.append(answered)
+            if len(calls) == 5:
+                raise RuntimeError("a bug in the engine")
+            handle(conn, answered)
+
+        engine.on_responses = broken  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match=r"^a bug in the engine$"):
+            asyncio.run(asyncio.wait_for(engine.run(source.items), 30))
+    assert len(results) < 50

@@ -487,6 +487,92 @@ def test_interim_1xx_response_is_skipped() -> None:
     assert got.body == b"final"
 
 
+FOLDED = (
+    b"HTTP/1.1 200 OK\r\nX-A: one\r\n  two\r\n\tthree\r\nX-B:\r\n b\r\n"
+    b"Content-Length: 2\r\n\r\nok"
+)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 17, 10_000])
+def test_folded_header_lines_are_unfolded(size: int) -> None:
+    # RFC 9112 §5.2: a user agent must accept obs-fold and replace each line break that
+    # a space or tab continues with spaces. llhttp refused it: "Unexpected whitespace
+    # after header value". In one chunk the quick path takes it; in pieces, llhttp
+    # reads it again unfolded, also when the fold comes in a later piece.
+    reader = ResponseReader()
+    reader.expect()
+    (got,) = feed_pieces(reader, FOLDED, size)
+    assert (got.status, got.body, got.keep_alive) == (200, b"ok", True)
+    assert got.header("X-A") == "one   two \tthree"
+    assert got.header("X-B") == "b"
+    if size > len(FOLDED):  # the quick path's: the block's reading is remembered
+        assert [info is not None for info in reader.heads.values()] == [True]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"", b"Keep-Alive: timeout=5,\r\n max=3\r\n", b"Keep-Alive: timeout=5, max=3\r\n"],
+)
+def test_folded_answers_in_a_pipeline_read_by_the_quick_path(extra: bytes) -> None:
+    # Each answer another length, and a Keep-Alive max counting down, folded or not:
+    # what the quick path (shapes, patterns) reads is what the full parser reads.
+    wire = [FOLDED.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n", 1)] * 3
+    data = b"".join(wire)
+    outcomes = []
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        reader = ResponseReader()
+        pipelined(reader, 3)
+        got = [r for piece in pieces for r in reader.feed_all(piece)]
+        outcomes.append([(r.headers, r.body, r.keep_alive, r.left) for r in got])
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0]) == 3
+    if extra:
+        assert outcomes[0][0][3] == 2
+
+
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_a_folded_chunked_answer_is_unfolded(size: int) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    wire = (
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    )
+    (got,) = feed_pieces(reader, wire, size)
+    assert (got.body, got.header("X-A")) == (b"ok", "a  b")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # whitespace before the first header line (RFC 9112 §2.2: may be refused)
+        b"HTTP/1.1 200 OK\r\n X-A: a\r\nContent-Length: 2\r\n\r\nok",
+        # a fold fixes nothing else
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nBad Header\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+def test_what_unfolding_does_not_mend_is_still_refused(bad: bytes) -> None:
+    for size in (1, len(bad)):
+        reader = ResponseReader()
+        reader.expect()
+        with pytest.raises(ProtocolError, match="malformed response"):
+            feed_pieces(reader, bad, size)
+
+
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_101_switching_protocols_is_a_protocol_error_on_both_paths(size: int) -> None:
+    # httptools raises HttpParserUpgrade for it, no subclass of HttpParserError: in one
+    # chunk (the quick path's inspect_head) it escaped as "internal error:
+    # HttpParserUpgrade: 77", with a traceback on stderr.
+    upgrade = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError, match=r"^unexpected protocol upgrade$"):
+        feed_pieces(reader, upgrade, size)
+
+
 # -- connection close and eof() ------------------------------------------------------
 
 
@@ -500,6 +586,16 @@ def test_close_delimited_body_finished_by_eof() -> None:
     assert got.body == b"hello world"
     assert got.keep_alive is False
     assert got.header("x-a") == "1"
+
+
+def test_close_delimited_body_cut_by_an_error_is_cut_short() -> None:
+    # RFC 9112 §8: whole only if the connection closed without error (eof(clean=False):
+    # a reset). Cut short as a body with a length is: retried (see Retry).
+    reader = ResponseReader()
+    reader.expect()
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nhalf a bo") is None
+    with pytest.raises(ProtocolError, match=r"^connection closed mid-response$"):
+        reader.eof(clean=False)
 
 
 def test_close_delimited_empty_body() -> None:
@@ -520,6 +616,46 @@ def test_close_delimited_gzip_body() -> None:
     got = reader.eof()
     assert got is not None
     assert got.body == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        [b"Transfer-Encoding: chunked, gzip"],
+        [b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip"],
+        [b"Transfer-Encoding: gzip"],
+        [b"Transfer-Encoding: Chunked , gzip"],
+        [b"Transfer-Encoding: chunked, "],  # as llhttp reads it: an empty coding last
+    ],
+)
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_a_body_whose_last_transfer_coding_is_not_chunked_ends_with_the_close(
+    codings: list[bytes], size: int
+) -> None:
+    # RFC 9112 §6.3 rule 4 (llhttp reads it so too). "chunked" anywhere in the value
+    # used to count as chunked framing, and the close was "closed mid-response".
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(c + b"\r\n" for c in codings) + b"\r\n"
+    reader = ResponseReader()
+    reader.expect()
+    assert feed_pieces(reader, head + b"5\r\nhello\r\n0\r\n\r\n", size) == []
+    got = reader.eof()
+    assert got is not None
+    # Not dechunked, nor decoded: a transfer coding other than chunked is left as sent.
+    assert (got.status, got.body, got.keep_alive) == (200, b"5\r\nhello\r\n0\r\n\r\n", False)
+
+
+@pytest.mark.parametrize(
+    "coding", [b"chunked", b"Chunked", b"gzip, chunked", b"gzip ,chunked "]
+)
+def test_a_body_whose_last_transfer_coding_is_chunked_is_framed_by_its_chunks(
+    coding: bytes,
+) -> None:
+    reader = ResponseReader()
+    reader.expect()
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + coding + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    got = reader.feed(wire)
+    assert got is not None
+    assert (got.body, got.keep_alive) == (b"hello", True)
 
 
 def test_eof_mid_body_is_a_protocol_error() -> None:
@@ -811,6 +947,53 @@ def test_a_close_mid_pipeline_is_reported_for_the_oldest_only() -> None:
     assert reader.outstanding == 2
     with pytest.raises(ProtocolError, match="mid-response"):
         reader.eof()
+
+
+@pytest.mark.parametrize(
+    "closing",
+    [
+        b"Keep-Alive: timeout=5, max=1",  # the quick path's
+        b"Connection: close",  # the full parser's ("Data after `Connection: close`")
+        b"Content-Encoding: gzip\r\nConnection: close",
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 100_000])
+def test_nothing_after_an_answer_that_closes_is_read(closing: bytes, size: int) -> None:
+    # The server said it closes after the second answer; what follows (here whole
+    # answers, as from a gateway passing on its upstream's Keep-Alive) is nobody's.
+    body = gzip.compress(b"b") if b"gzip" in closing else b"b"
+    reader = ResponseReader()
+    pipelined(reader, 4)
+    wire = (
+        response_bytes(b"a") + response_bytes(body, closing) + response_bytes(b"c") * 2
+    )
+    got = feed_pieces_all(reader, wire, size)
+    assert [(r.body, r.keep_alive) for r in got] == [(b"a", True), (b"b", False)]
+    assert reader.outstanding == 0  # the requests behind are not waited for here
+    assert reader.eof() is None
+
+
+def feed_pieces_all(reader: ResponseReader, data: bytes, size: int) -> list[Response]:
+    return [r for i in range(0, len(data), size) for r in reader.feed_all(data[i : i + size])]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\nBad Header\r\nContent-Length: 1\r\n\r\nc", ProtocolError),
+        (response_bytes(b"not gzip", b"Content-Encoding: gzip"), ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 200 + b"\r\n\r\n", HeaderTooLarge),
+    ],
+    ids=["malformed", "bad-gzip", "header-over-the-cap"],
+)
+def test_answers_completed_before_an_error_are_kept(bad: bytes, error: type) -> None:
+    # The error is the third answer's; the two whole ones before it, read in the same
+    # chunk (the first two by the quick path), are no longer thrown away with it.
+    reader = ResponseReader(max_header=100)
+    pipelined(reader, 4)
+    with pytest.raises(error):
+        reader.feed_all(response_bytes(b"a") + response_bytes(b"b") + bad + response_bytes(b"d"))
+    assert [r.body for r in reader.completed] == [b"a", b"b"]
 
 
 def test_quick_path_takes_an_empty_body_too() -> None:

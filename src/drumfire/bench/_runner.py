@@ -449,6 +449,10 @@ class Runner:
     def flush_later(self, conn: Connection) -> None:
         raise AssertionError("bench never pipelines")  # pragma: no cover
 
+    def on_error(self, conn: Connection, exc: Exception) -> None:
+        """A callback of this protocol raised (a bug): the run ends with the error."""
+        self._fail(exc)
+
     def on_status(self, conn: Connection, stamp: float, status: int) -> None:
         now = self.clock()
         if (

@@ -1,0 +1,103 @@
+"""Odd HTTP from the server, end to end through the engine, against raw-socket servers on
+127.0.0.1: an upgrade nobody asked for, folded header lines, a transfer coding after
+chunked, a close-delimited body cut by a reset."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from servers import Action, ScriptedServer, raw
+
+from drumfire import Result, Retry
+from drumfire._job import make_job
+from drumfire._result import Stats
+from drumfire._sources import rows_source
+
+FAST = Retry(retries=2, backoff=0.01)
+
+
+def run_engine(rows: list[dict[str, str]], url: str, **kwargs: Any) -> tuple[list[Result], Stats]:
+    kwargs.setdefault("retry", FAST)
+    kwargs.setdefault("timeout", 5.0)
+    job = make_job(url, **kwargs)
+    source = rows_source(rows)
+    results: list[Result] = []
+    engine = job.engine(source, results.append, cpu_clock=lambda: 0.0)
+    stats = asyncio.run(asyncio.wait_for(engine.run(source.items, source.total), 60))
+    return results, stats
+
+
+def one_row(url: str, **kwargs: Any) -> tuple[Result, Stats]:
+    results, stats = run_engine([{"id": "only"}], url, **kwargs)
+    assert len(results) == 1
+    return results[0], stats
+
+
+def test_an_upgrade_nobody_asked_for_is_a_protocol_error() -> None:
+    # 101 Switching Protocols read in one chunk (the quick path) used to escape as
+    # httptools' own exception: "internal error: HttpParserUpgrade: 77" and a traceback.
+    def handler(*_: Any) -> Action:
+        return raw(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n",
+            then="stall",
+        )
+
+    with ScriptedServer(handler) as server:
+        result, stats = one_row(server.url("/x"), concurrency=1)
+        assert len(server.requests) == 1  # not retried: another try would get the same
+    assert (result.status, result.error, result.attempts) == (None, "protocol", 1)
+    assert stats.examples["protocol"] == "unexpected protocol upgrade"
+
+
+def test_a_transfer_coding_after_chunked_is_read_until_the_close() -> None:
+    # RFC 9112 §6.3 rule 4: chunked is not the last coding, so the body is what comes
+    # until the server closes. It used to be taken for chunked framing: the close was
+    # "connection closed mid-response", retried, and the row failed.
+    def handler(*_: Any) -> Action:
+        return raw(
+            b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n{"n": 7}', then="close"
+        )
+
+    with ScriptedServer(handler) as server:
+        result, _ = one_row(server.url("/x"), concurrency=1, extract={"n": "n"})
+        assert len(server.requests) == 1
+    assert (result.status, result.error, result.attempts) == (200, "", 1)
+    assert result.fields == {"n": 7}  # the bytes up to the close, as sent
+
+
+def test_a_body_to_the_close_cut_by_a_reset_is_cut_short() -> None:
+    # No Content-Length, no chunks: the body ends with the connection, whole only if
+    # it closed without error (RFC 9112 §8). Half a body and a reset used to be a
+    # complete 200.
+    def handler(*_: Any) -> Action:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+        # The pause lets the client read the half body before the reset comes.
+        return Action(head + b'{"code": "Ok", "routes": [1, 2', "reset", pause=0.2)
+
+    with ScriptedServer(handler) as server:
+        result, stats = one_row(server.url("/x"), concurrency=1)
+        assert len(server.requests) == 3  # cut short: retried, as a reset is
+    assert (result.status, result.error, result.attempts) == (None, "protocol", 3)
+    assert stats.examples["protocol"] == "connection closed mid-response"
+
+
+def test_folded_header_lines_are_accepted() -> None:
+    # RFC 9112 §5.2 (obs-fold): a user agent must accept a header line continued on the
+    # next; llhttp refused it, and every row failed with "protocol".
+    def handler(index: int, method: str, target: str, *_: Any) -> Action:
+        doc = b'{"n": %s}' % target.rsplit("/", 1)[1].encode()
+        return raw(
+            b"HTTP/1.1 200 OK\r\nX-Long: one\r\n two\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(doc), doc)
+        )
+
+    with ScriptedServer(handler) as server:
+        results, _ = run_engine(
+            [{"id": str(i)} for i in range(20)], server.url("/x/{id}"), extract={"n": "n"}
+        )
+        assert len(server.requests) == 20
+    assert sorted((r.status, r.error, r.fields["n"]) for r in results if r.fields) == [
+        (200, "", i) for i in range(20)
+    ]
