@@ -93,8 +93,9 @@ class PipelinedDispatch(EngineCore):
             self._conn_cap = setting.connections or self.pool.limit
             self._capacity = self._conn_cap * setting.depth
             # The adaptive limit now counts connections' worth of requests: each
-            # carries up to ``depth``. A fixed -c stays requests in flight.
-            self._depth = setting.depth if self._adaptive else 1
+            # carries up to ``depth``. A fixed -c stays requests in flight, and so
+            # does a --per-host-concurrency cap (it allowed 64 times its N).
+            self._depth = setting.depth if self._adaptive and self.origins.per_host is None else 1
             self._refill = setting.refill
             self._nap = setting.nap if self.sleep is not None else OFF.nap
         else:

@@ -378,6 +378,27 @@ def test_pipelining_starts_and_hands_back_what_a_closed_connection_left() -> Non
     assert engine.pool.open == 0
 
 
+def test_a_per_host_cap_stays_requests_in_flight_while_pipelining() -> None:
+    # Pipelining counts the adaptive limit in connections' worth of requests (64 each);
+    # that multiplied a --per-host-concurrency 3 too: 192 requests in flight to a host
+    # the user capped at 3 (an integration test saw it when the machine was busy).
+    seen: list[int] = []
+
+    def tick(stats: Stats) -> None:
+        seen.append(stats.concurrency)
+
+    results, stats, _, _, _ = run(
+        lambda path, hits: (200, {}, b"{}", 0.02),
+        3000,
+        cpu_bound=True,
+        per_host_concurrency=3,
+        on_tick=tick,
+    )
+    assert len(results) == 3000
+    assert stats.pipelined > 0
+    assert 0 < max(seen) <= 3
+
+
 def test_the_limit_shown_counts_requests_as_in_flight_does_while_pipelining() -> None:
     # The progress line's "in flight 192/12": the adaptive limit counts connections
     # while pipelining, each carrying up to --pipeline requests; shown in requests now.
