@@ -135,7 +135,7 @@ class ResponseReader:
         # the sink its body streams to instead of being kept.
         self.saver: Any = None
         self.sink: Any = None
-        self._held: bytes | None = None  # see _parse
+        self._held: list[bytes] | None = None  # see _parse
         self._reset(False)
 
     def _reset(self, head: bool) -> None:
@@ -358,11 +358,14 @@ class ResponseReader:
         # The bytes of the header block being read, from its first byte, when known
         # (it starts with this read, or began in one that kept them): a block llhttp
         # refuses for its folded lines is read again unfolded (see unfold).
+        # Kept as the reads came and joined only when needed: a block that stays open
+        # over many small reads would be copied again at each one.
         if not self.started:
-            known: bytes | None = data
+            known: list[bytes] | None = [data]
         else:
-            held = self._held
-            known = None if held is None else held + data
+            known = self._held
+            if known is not None:
+                known.append(data)
         begun = len(self._out)
         if not self._headers_done:
             self._head_fed += len(data)
@@ -390,7 +393,7 @@ class ResponseReader:
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
             if known is not None and not self._headers_done:
-                unfolded = unfold(known)
+                unfolded = unfold(b"".join(known))
                 if unfolded is not None:
                     # Folded lines in the first block of ``known``: the block that failed,
                     # as one complete before it would have failed too. Read it again.
