@@ -168,6 +168,12 @@ def _manifest(
     }
     if delimiter is not None:  # only then: a dataset written before --delimiter still resumes
         manifest["delimiter"] = delimiter
+    # A directory of Parquet files: the others' stamps too (the first file's alone let a
+    # resume keep parts read from a file since replaced). Only then, so that a dataset
+    # of one file written before this key resumes as it did.
+    others = sorted({part.path for part in parts} - {parts[0].path}) if parts else []
+    if others:
+        manifest["input_files"] = [[name, *_stamp(name)] for name in others]
     return manifest
 
 
@@ -199,6 +205,8 @@ def _prepare_directory(
             before = json.loads(text) if text is not None else None
         except ValueError:
             before = None
+        if isinstance(before, dict) and "input_files" not in before:
+            manifest = {k: v for k, v in manifest.items() if k != "input_files"}  # (older)
         if before != manifest:
             raise UsageError(
                 f"{resume}: {output!r} was written for another input or partitioning "

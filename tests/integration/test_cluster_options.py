@@ -380,3 +380,34 @@ def test_an_address_where_something_else_listens_is_one_line(tmp_path: Path) -> 
     assert lines[0].startswith(
         f"drumfire: error: --cluster 'tcp://127.0.0.1:{port}': cannot reach the scheduler"
     ), lines
+
+
+def test_a_resume_sees_any_file_of_a_parquet_directory_replaced(tmp_path: Path) -> None:
+    # The manifest stamped the first file of the input alone: a directory whose second
+    # file was replaced since (the same row groups, other values) resumed, keeping parts
+    # read from the old file beside parts read from the new. Now every file is stamped.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    src = tmp_path / "in.parquet"  # a directory, as a Parquet dataset is
+    src.mkdir()
+
+    def write(name: str, start: int, prefix: str) -> None:
+        table = pa.table({"id": [f"r{start + i}" for i in range(50)],
+                          "q": [f"{prefix}{i}" for i in range(50)]})  # fmt: skip
+        pq.write_table(table, src / name)
+
+    write("a.parquet", 0, "a")
+    write("b.parquet", 50, "b")
+    out = tmp_path / "out.parquet"
+    with echo_server() as srv:
+        args = ["run", src, "--url", srv.base_url + "/x?q={q}", "-o", out, "-q",
+                "--cluster", "local:1"]  # fmt: skip
+        first = drumfire(*args)
+        assert first.returncode == 0, first.stderr
+        same = drumfire(*args, "--resume")  # nothing changed: every part is done
+        assert same.returncode == 0, same.stderr
+        write("b.parquet", 50, "changed")
+        again = drumfire(*args, "--resume")
+    assert again.returncode == 2, again.stderr
+    assert "was written for another input or partitioning" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
