@@ -72,7 +72,7 @@ from ._parse import load_parse_function
 from ._progress import Progress, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
-from ._rows import INPUT_ERROR_ID, SKIPPED, WAIT, InputProblem, Item, LineMap, Rows, row_id
+from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows, row_id
 from ._sinks import Sink
 from ._sources import Source
 from ._text import counted
@@ -499,7 +499,7 @@ def execute_parallel(
         cancelled = 0
         for seq, (_seq, line, row, problem) in sorted(unfinished.items()):
             if problem is not None:  # no request: the row it would have written
-                deliver(seq, Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {line}: {problem}"))
+                deliver(seq, InputProblem(line, problem).result())
             else:
                 # Its attempts and their time are unknown: 0, as a row never sent has.
                 id_ = row_id(row, line, id_column)

@@ -59,6 +59,10 @@ class InputProblem:
     def __repr__(self) -> str:
         return f"InputProblem(line={self.line}, {self.message!r})"
 
+    def result(self) -> Result:
+        """Its row: no id (none could be read), no request, the line and what is wrong."""
+        return Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {self.line}: {self.message}")
+
 
 _new_prepared = tuple.__new__  # Prepared(...) without NamedTuple's Python-level __new__
 _NO_ROW: Any = None  # the row of a read-ahead flight: its kept columns (none) stay in the child
@@ -413,7 +417,7 @@ class Rows:
             if id_ is SKIPPED or isinstance(id_, Result):
                 return id_
             assert isinstance(id_, InputProblem)
-            return Result(INPUT_ERROR_ID, None, 0.0, 0, f"input: line {id_.line}: {id_.message}")
+            return id_.result()
         line, row = item
         assert not isinstance(row, InputProblem)
         assert self.prepare is not None
