@@ -21,7 +21,7 @@ class UnknownEncoding(Exception):
 class _Zlib:
     """gzip or deflate, incrementally, never growing past ``limit`` bytes."""
 
-    __slots__ = ("_fed", "_obj", "_pending", "_size", "limit")
+    __slots__ = ("_fed", "_gzip", "_obj", "_pending", "_size", "_swallow", "limit")
 
     def __init__(self, enc: bytes, limit: int) -> None:
         wbits = 16 + zlib.MAX_WBITS if enc in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
@@ -31,12 +31,17 @@ class _Zlib:
         self._pending: bytes | None = b"" if enc == b"deflate" else None
         self._size = 0
         self._fed = False
+        # gzip: after the first member, None while members follow (RFC 1952 §2.2: a
+        # gzip file is a series of members, as `cat a.gz b.gz` makes), True once
+        # what follows is not one (trailing garbage, dropped as urllib3 does).
+        self._gzip = wbits > zlib.MAX_WBITS
+        self._swallow = False
         self.limit = limit
 
     @property
     def finished(self) -> bool:
         """The compressed stream ended properly (or no body was sent at all)."""
-        return self._obj.eof or not self._fed
+        return self._swallow or self._obj.eof or not self._fed
 
     def decode(self, data: bytes) -> bytes:
         if not data:
@@ -51,11 +56,29 @@ class _Zlib:
             b0, b1 = data[0], data[1]
             if not ((b0 & 0x0F) == 8 and (b0 * 256 + b1) % 31 == 0):
                 self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+        if self._swallow:
+            return b""
+        out = self._inflate(data, first=True)
+        # A member ended with bytes after it: the next member of a multi-member
+        # gzip body (decoded as urllib3 and Python's gzip module do; one member
+        # alone used to be kept and the rest dropped without a word).
+        while self._gzip and self._obj.eof and self._obj.unused_data:
+            rest = self._obj.unused_data
+            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += self._inflate(rest, first=False)
+            if self._swallow:
+                break
+        return out
+
+    def _inflate(self, data: bytes, first: bool) -> bytes:
         try:
             # max_length bounds the output of one call: a decompression bomb
             # stops at the cap instead of filling memory.
             out = self._obj.decompress(data, self.limit - self._size + 1)
         except zlib.error as exc:
+            if not first:  # not a gzip member after a complete one: trailing garbage
+                self._swallow = True
+                return b""
             raise ProtocolError(f"bad compressed body: {exc}") from None
         self._size += len(out)
         if self._size > self.limit or self._obj.unconsumed_tail:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import json
 import random
 import socket
 import threading
@@ -380,6 +382,35 @@ def test_framings_and_encodings(action: Action) -> None:
             extract={"code": "code", "duration": "routes[0].duration"},
         )
     assert len(by_id(results)) == 20
+    for result in results:
+        assert (result.status, result.error) == (200, ""), result
+        assert result.fields == {"code": "Ok", "duration": 12.5}
+
+
+def _two_members(then_garbage: bool) -> bytes:
+    text = json.dumps(OK_DOC).encode()
+    packed = gzip.compress(text[:10]) + gzip.compress(text[10:])
+    return packed + (b"\0\0not gzip" if then_garbage else b"")
+
+
+@pytest.mark.parametrize("garbage", [False, True], ids=["members", "members-then-garbage"])
+@pytest.mark.parametrize("size", [None, 3], ids=["whole", "chunked-3"])
+def test_multi_member_gzip_body_decoded_whole(garbage: bool, size: int | None) -> None:
+    # RFC 1952: a gzip body may be several members (`cat a.gz b.gz`); every one is
+    # decoded, as urllib3 and Python's gzip module do. Only the first used to be kept:
+    # a silently cut body (a JSON error row here). Bytes after the last member that
+    # are not a member are dropped, as urllib3 drops them.
+    packed = _two_members(garbage)
+    hdrs = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+    action = chunked(200, packed, hdrs, size=size) if size else respond(200, packed, hdrs)
+    with ScriptedServer(lambda *_: action) as srv:
+        results = run(
+            [{"id": str(i)} for i in range(6)],
+            srv.url("/x/{id}"),
+            concurrency=2,
+            extract={"code": "code", "duration": "routes[0].duration"},
+        )
+    assert len(by_id(results)) == 6
     for result in results:
         assert (result.status, result.error) == (200, ""), result
         assert result.fields == {"code": "Ok", "duration": 12.5}
