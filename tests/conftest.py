@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -46,3 +49,34 @@ def osrm_server() -> Iterator[OsrmServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 256 kB filled to the last byte, unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk]
+    try:
+        mounted = subprocess.run(mount, capture_output=True, timeout=30, check=False)
+    except OSError as exc:
+        pytest.skip(f"cannot run mount: {exc}")
+    if mounted.returncode != 0:
+        pytest.skip(f"mount not permitted here: {mounted.stderr.decode().strip()}")
+    try:
+        fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+        yield disk
+    finally:
+        done = subprocess.run(["umount", disk], capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:  # a file left open on it: a leak
+            subprocess.run(["umount", "-l", disk], capture_output=True, timeout=30, check=False)
+            pytest.fail(f"the full disk was still in use: {done.stderr.decode().strip()}")

@@ -15,6 +15,8 @@ out (they are the engine's, given back on reading).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import tempfile
 from typing import IO, TYPE_CHECKING
@@ -66,10 +68,33 @@ class Spill:
             file = self._file
             file.seek(self._write)
             file.write(data)
-        except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
+            # On disk before it counts: a full disk found at a later flush (the next
+            # put's seek, take's) would lose this row, or stop take with the rows
+            # written before it.
+            file.flush()
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise SpillRefused(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            self._drop_unwritten()
             raise SpillRefused(f"{type(exc).__name__}: {exc}") from exc
         self._write += len(data)
         self.count += 1
+
+    def _drop_unwritten(self) -> None:
+        """Forget the bytes a failed write left in the file's buffer.
+
+        A buffered file keeps what it could not write and tries again at its next
+        seek: take's would fail too on a disk still full. The same file, through
+        a new descriptor, with an empty buffer (what was left is past ``_write``,
+        where no row is counted).
+        """
+        file = self._file
+        if file is None:
+            return
+        fd = os.dup(file.fileno())
+        with contextlib.suppress(OSError):
+            file.close()  # its flush fails again; the descriptor is closed anyway
+        self._file = os.fdopen(fd, "r+b")
 
     def take(self, most: int, host: OriginLimit) -> list[Flight]:
         """The ``most`` oldest rows (fewer if there are not as many), back to ``host``."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -139,35 +138,7 @@ def test_a_disk_that_fills_under_way_keeps_its_rows_for_resume(
 # -- a real full disk (root) -------------------------------------------------------------------
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of 256 kB filled to the last byte, unmounted after the test."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk]
-    try:
-        mounted = subprocess.run(mount, capture_output=True, timeout=30, check=False)
-    except OSError as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if mounted.returncode != 0:
-        pytest.skip(f"mount not permitted here: {mounted.stderr.decode().strip()}")
-    try:
-        fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError:
-            pass  # full
-        finally:
-            os.close(fd)
-        yield disk
-    finally:
-        done = subprocess.run(["umount", disk], capture_output=True, timeout=30, check=False)
-        if done.returncode != 0:  # a file left open on it: a leak
-            subprocess.run(["umount", "-l", disk], capture_output=True, timeout=30, check=False)
-            pytest.fail(f"the full disk was still in use: {done.stderr.decode().strip()}")
+# ``full_disk``: tests/conftest.py.
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import deque
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +128,30 @@ def test_relieve_moves_a_held_origins_queue_to_disk() -> None:
 
 def take_all(origins: Origins, host: OriginLimit) -> list[Flight]:
     return list(origins.take_parked(host))
+
+
+def test_a_full_disk_refuses_the_row_and_keeps_every_row_written_before(
+    full_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A buffered write that meets a full disk only at a later flush used to count the
+    # row as written: take then failed with ENOSPC (the flush its seek made), every
+    # row on disk stuck. A row counts once it is on disk; the refused one stays out.
+    (full_disk / "fill").unlink()  # room for a few rows, then full again
+    monkeypatch.setattr(tempfile, "tempdir", str(full_disk))
+    host = OriginLimit(ORIGIN, FixedLimit(1))
+    spill = Spill()
+    refused = None
+    for i in range(100_000):
+        try:
+            spill.put(flight(i, row={"n": "x" * 500}))
+        except SpillRefused:
+            refused = i
+            break
+    assert refused is not None
+    assert spill.count == refused > 0
+    back = spill.take(spill.count, host)
+    assert [f.seq for f in back] == list(range(refused))
+    assert back[-1].row == {"n": "x" * 500}
+    spill.put(flight(refused))  # room again: the file is used from its start
+    assert [f.seq for f in spill.take(1, host)] == [refused]
+    spill.close()
