@@ -3,8 +3,10 @@
 A row's path comes from a template rendered with its values, relative to a
 target directory that the row's values can never leave: an absolute path,
 a ``..`` step or a symbolic link that points out is refused as the row's
-error (``save: …``), before anything is sent. The body is written, as it
-arrives, to a temporary name in the same directory, then flushed to disk
+error (``save: …``), before anything is sent; so is the path of one of the
+run's own files (its input, its output and the files beside it: :func:`guard`).
+The body is written, as it arrives, to a temporary name in the same directory,
+then flushed to disk
 (fsync) when it is complete, and renamed over the final name only once
 the engine knows it is the row's final answer: a file under its final name
 is always whole, whatever stops the run (``kill -9`` included), so
@@ -111,7 +113,9 @@ class SaveSpec:
     ``statuses``: whose bodies are saved (others are kept as usual, for ``-e``);
     ``sha256``: add each file's SHA-256 to its row; ``batch``: the name of the
     output's batch (:meth:`~drumfire._outfile.OutputLock.batch_id`), which each file
-    saved carries, or None (no output, or one begun by an older drumfire).
+    saved carries, or None (no output, or one begun by an older drumfire); ``own``:
+    the run's own files, ``(real path, what it is)``, that no saved body may replace
+    or go inside (see :func:`guard`).
     """
 
     template: str
@@ -119,6 +123,7 @@ class SaveSpec:
     statuses: frozenset[int] = frozenset(range(200, 300))
     sha256: bool = False
     batch: str | None = None
+    own: tuple[tuple[str, str], ...] = ()
 
     def columns(self) -> tuple[str, ...]:
         """The output columns a saved body adds to each row."""
@@ -142,6 +147,18 @@ def for_batch(job: Any, batch: str | None) -> Any:
     if job.save is None or job.save.batch == batch:
         return job
     return dataclasses.replace(job, save=dataclasses.replace(job.save, batch=batch))
+
+
+def guard(job: Any, own: Iterable[tuple[str | None, str]]) -> Any:
+    """``job`` whose saved paths may not be the run's own files: ``own`` is
+    ``(path, what it is)`` pairs (a None or ``-`` path is skipped), the input, the
+    output and the files kept beside it. Renamed over one, a body replaced the input
+    while it was read and the output while it was written: every result was lost."""
+    save = job.save
+    if save is None:
+        return job
+    listed = tuple((os.path.realpath(p), what) for p, what in own if p and p != "-")
+    return dataclasses.replace(job, save=dataclasses.replace(save, own=listed))
 
 
 def _refusal(shown: str) -> str | None:
@@ -195,9 +212,21 @@ class Saver:
                 why = "names the target directory itself, not a file in it"
             elif os.path.commonpath([real, self.root]) != self.root:
                 why = "leaves the target directory (through a symbolic link)"
+            else:
+                why = self._own_file(real)
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")
         return shown, real
+
+    def _own_file(self, real: str) -> str | None:
+        """Why ``real`` is refused as one of the run's own files (or inside one: a
+        Parquet dataset's directory), or None."""
+        for path, what in self.spec.own:
+            if real == path:
+                return f"is {what} of this run: a body saved there would replace it"
+            if real.startswith(path + os.sep):
+                return f"is inside {what} of this run (a directory): a body there would join it"
+        return None
 
     def target(self, row: Mapping[str, Any]) -> SaveTarget:
         """The row's :class:`SaveTarget`; raises :class:`SaveProblem`."""
