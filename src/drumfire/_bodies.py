@@ -181,6 +181,8 @@ def _file_size(path: str) -> int:
         st = os.stat(path)
     except OSError as exc:  # an empty cell: "file: no path: …", not "file: : No such file"
         raise RowOutcome(f"file: {path or 'no path'}: {exc.strerror or exc}") from None
+    except ValueError:  # no file has such a name: the row's file error, not its template's
+        raise RowOutcome(f"file: {path!r}: {_unnameable(path)}") from None
     if stat.S_ISDIR(st.st_mode):
         raise RowOutcome(f"file: {path}: is a directory")
     if not stat.S_ISREG(st.st_mode):
@@ -188,6 +190,13 @@ def _file_size(path: str) -> int:
     if not os.access(path, os.R_OK):
         raise RowOutcome(f"file: {path}: Permission denied")
     return st.st_size
+
+
+def _unnameable(path: str) -> str:
+    """Why ``path`` can name no file (``os.stat`` raised ValueError)."""
+    if "\x00" in path:
+        return "holds a NUL character"
+    return "holds a character no file name can (a lone surrogate)"
 
 
 def _render(template: Template, text_rows: bool) -> Callable[[Mapping[str, Any]], str]:

@@ -167,6 +167,10 @@ def _refusal(shown: str) -> str | None:
         return "names no file"
     if "\x00" in shown:
         return "holds a NUL character"
+    try:
+        os.fsencode(shown)
+    except UnicodeEncodeError:
+        return "holds a character no file name can (a lone surrogate)"
     if os.path.isabs(shown) or shown.startswith("\\"):
         return "is an absolute path"
     parts = shown.replace("\\", "/").split("/")

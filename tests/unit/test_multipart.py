@@ -222,6 +222,24 @@ def test_plan_renders_a_streamed_request(tmp_path: Path) -> None:
         plan.prepare({"id": "1", "p": "/nope"})
 
 
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [("a\x00b.bin", "holds a NUL character"), ("a\ud800.bin", "(a lone surrogate)")],
+)
+@pytest.mark.parametrize("form", [False, True])
+def test_a_path_no_file_can_have_is_the_row_s_file_error(path: str, why: str, form: bool) -> None:
+    """os.stat raised ValueError for these: the row's error was "template: row N: embedded
+    null byte", which named neither the file nor the option. Now it is ``file: PATH: why``."""
+    if form:
+        plan = FilePlan(RequestPlan("http://h/up"), form=[FormField("f", "{p}", is_file=True)])
+    else:
+        plan = FilePlan(RequestPlan("http://h/up"), data_file="{p}")
+    with pytest.raises(RowOutcome) as info:
+        plan.prepare({"p": path})
+    assert info.value.error.startswith(f"file: {path!r}: ")
+    assert info.value.error.endswith(why)
+
+
 def test_redirect_keeps_the_body_for_307_and_drops_it_for_303(tmp_path: Path) -> None:
     f = tmp_path / "b.bin"
     f.write_bytes(b"12345")

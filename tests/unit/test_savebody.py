@@ -46,6 +46,7 @@ def test_statuses() -> None:
         ("", "names no file"),
         ("dir/", "names no file"),
         ("a\x00b", "NUL"),
+        ("a\ud800b", "a lone surrogate"),  # it was "template: row N: 'utf-8' codec can't…"
         (".", "names the target directory itself"),  # no link: it said "through a link"
     ],
 )
