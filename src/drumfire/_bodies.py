@@ -328,16 +328,22 @@ class FilePlan:
     # -- engine hooks ------------------------------------------------------------
 
     def finish(
-        self, prepared: Prepared, response: Response, fields: dict[str, Any] | None, error: str
+        self,
+        prepared: Prepared,
+        response: Response,
+        fields: dict[str, Any] | None,
+        error: str,
+        row_id: str | None = None,
     ) -> tuple[dict[str, Any] | None, str]:
         """The row's final answer: its saved body under the final name, and the row's
-        fields and error (the file's path, size and hash; ``save: …`` if the rename failed)."""
+        fields and error (the file's path, size and hash; ``save: …`` if the rename failed).
+        ``row_id``: the row's id, which the file carries (see ``_savebody``)."""
         if not self.columns_added:
             return fields, error
         data = prepared.data
         target = data.save if isinstance(data, Streamed) else None
         try:
-            saved = target.commit() if target is not None else None
+            saved = target.commit(row_id) if target is not None else None
         except SaveError as exc:  # the answer stands (its status); its file is not there
             saved = None
             error = exc.reason
@@ -626,7 +632,7 @@ def saved_rows(
     saver = Saver(job.save, Template(job.save.template).render)
 
     def saved(id_: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
-        return None if again(id_) else saver.complete(row, since)
+        return None if again(id_) else saver.complete(row, since, id_)
 
     return saved
 

@@ -24,7 +24,9 @@ attribute, ``user.drumfire.batch``, where the file system keeps them): a
 ``--resume`` takes a file as a missing row's answer only if it carries its
 batch's name, and a file without one (copied, saved by an older drumfire, or
 on a file system without extended attributes) only if it was written since the
-batch began (its modification time; see :meth:`Saver.complete`).
+batch began (its modification time; see :meth:`Saver.complete`). A file also names
+its row (``user.drumfire.row``, a hash of the row's id), so rows rendered to the
+same path do not take each other's file as their answer.
 
 The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
 response's headers are in, and writes the body to the :class:`Sink` it gets
@@ -237,7 +239,9 @@ class Saver:
         shown, path = self._locate(row)
         return SaveTarget(path, shown, self)
 
-    def complete(self, row: Mapping[str, Any], since: int | None = None) -> dict[str, Any] | None:
+    def complete(
+        self, row: Mapping[str, Any], since: int | None = None, row_id: str | None = None
+    ) -> dict[str, Any] | None:
         """``--resume``: the row's fields if its file is complete on disk, else None.
 
         A path that is refused or cannot be rendered is None too: preparing the row
@@ -246,10 +250,14 @@ class Saver:
         A file that names its batch is taken if that is the output's (whenever it was
         written: the clock may have been set back), and never if it is another's
         (another output's saving into the same directory during this batch).
+        Nor is a file that names another row (``row_id``: this row's id): rows whose
+        paths are the same (``{category}.json``) each need their own answer.
         """
         try:
             shown, path = self._locate(row)
             if not os.path.isfile(path):
+                return None
+            if row_id is not None and _tag_of(path, _ROW_ATTRIBUTE) not in (None, _row_key(row_id)):
                 return None
             batch = _batch_of(path) if self.spec.batch is not None else None
             if batch is not None:
@@ -297,14 +305,15 @@ class SaveTarget:
             return None
         return Sink(self)
 
-    def commit(self) -> dict[str, Any] | None:
+    def commit(self, row_id: str | None = None) -> dict[str, Any] | None:
         """The row's final answer: its body under the final name, and the row's fields.
 
         None when that answer's body was not saved (its status is not one to save).
         Raises :class:`SaveError` when the rename fails (a directory under that name).
+        ``row_id``: the row's id, named on the file (see :meth:`Saver.complete`).
         """
         sink, self.done = self.done, None
-        return sink.commit() if sink is not None else None
+        return sink.commit(row_id) if sink is not None else None
 
     def discard(self) -> None:
         """The latest answer is not the row's last (retried, redirected) or the row
@@ -330,21 +339,37 @@ class SaveTarget:
 
 #: The extended attribute that names the batch a saved file was saved for.
 _BATCH_ATTRIBUTE = "user.drumfire.batch"
+#: The one that names the row whose answer it is (a hash of its id: :func:`_row_key`).
+_ROW_ATTRIBUTE = "user.drumfire.row"
 
 
-def _tag(fd: int, batch: str) -> None:
-    """Name the batch on the file ``fd``, where the file system (and the platform: Linux)
-    keeps extended attributes; elsewhere the file goes without (its time tells)."""
+def _tag(fd: int, value: str, attribute: str = _BATCH_ATTRIBUTE) -> None:
+    """Name the batch (or the row) on the file ``fd``, where the file system (and the
+    platform: Linux) keeps extended attributes; elsewhere the file goes without (its
+    time tells)."""
     with contextlib.suppress(OSError, AttributeError):  # ENOTSUP; no os.setxattr (macOS)
-        os.setxattr(fd, _BATCH_ATTRIBUTE, batch.encode("ascii"))
+        os.setxattr(fd, attribute, value.encode("ascii"))
+
+
+def _tag_of(path: str, attribute: str) -> str | None:
+    """What a saved file's ``attribute`` names (see :func:`_tag`), or None."""
+    try:
+        return os.getxattr(path, attribute).decode("ascii", "replace")
+    except (OSError, AttributeError):  # none (ENODATA), no extended attributes
+        return None
 
 
 def _batch_of(path: str) -> str | None:
     """The batch a saved file names (see :func:`_tag`), or None."""
-    try:
-        return os.getxattr(path, _BATCH_ATTRIBUTE).decode("ascii", "replace")
-    except (OSError, AttributeError):  # none (ENODATA), no extended attributes
-        return None
+    return _tag_of(path, _BATCH_ATTRIBUTE)
+
+
+def _row_key(row_id: str) -> str:
+    """What a saved file carries of its row's id: a hash, so any id fits an attribute."""
+    import hashlib  # --save-body only: not at start-up
+
+    data = row_id.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _lock(fd: int) -> bool:
@@ -468,8 +493,14 @@ class Sink:
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
         self.target.done = self
 
-    def commit(self) -> dict[str, Any]:
-        """Rename the complete body over the final name; the row's fields."""
+    def commit(self, row_id: str | None = None) -> dict[str, Any]:
+        """Rename the complete body over the final name; the row's fields.
+
+        The file names ``row_id`` first, so a ``--resume`` takes it for no other row
+        rendered to the same path (:meth:`Saver.complete`).
+        """
+        if row_id is not None:
+            _tag(self._fd, _row_key(row_id), _ROW_ATTRIBUTE)
         try:
             os.replace(self._temp, self.target.path)
         except OSError as exc:
