@@ -433,6 +433,11 @@ class BodyPump:
                     if not chunk:
                         raise OSError(f"shorter than its {self._size()} bytes: changed while sent")
                     self._left -= len(chunk)
+                    if not self._left and os.fstat(f.fileno()).st_size > self._size():
+                        # Before its last bytes are written: the server gets no whole
+                        # request of a prefix of the file (a retry read the grown file's
+                        # first N bytes and sent them as the file).
+                        raise OSError(f"longer than its {self._size()} bytes: changed while sent")
                     return bytes(chunk)
                 f.close()
                 self._file = None

@@ -311,6 +311,25 @@ def test_pump_writes_in_bounded_chunks_and_waits_for_the_drain(tmp_path: Path) -
     assert drains > 20
 
 
+def test_pump_reports_a_file_that_grew_before_its_last_bytes(tmp_path: Path) -> None:
+    """A file longer than the Content-Length announced: its first N bytes were sent as
+    the whole file (a retry after the file grew); now the last chunk is held back and
+    the request ends with the file's error, as for a file that shrank."""
+    f = tmp_path / "g.bin"
+    f.write_bytes(b"x" * (CHUNK + 10))
+    conn = FakeConn()
+    conn.pump = BodyPump(conn, (b"head", FileSegment(str(f), CHUNK + 5), b"tail"))
+    conn.pump.run()
+    for _ in range(10):
+        if conn.pump is None:
+            break
+        conn.transport.drain()
+    assert conn.pump is None
+    assert conn.aborted is not None
+    assert conn.aborted[0] == f"file: {f}: longer than its {CHUNK + 5} bytes: changed while sent"
+    assert bytes(conn.transport.out) == b"head" + b"x" * CHUNK  # not its last 5 bytes
+
+
 def test_pump_reports_a_file_that_shrank(tmp_path: Path) -> None:
     f = tmp_path / "s.bin"
     f.write_bytes(b"abc")
