@@ -16,6 +16,11 @@ not the bytes, so a retry or a redirect writes the same body again.
 
 A plan without file options is left as it was: nothing here runs, and the
 connection's only cost is one ``type(data) is bytes`` test per request.
+
+Why this module is long (about 670 lines): the three file options (``--data-file``,
+``-F``, ``--save-body``) share one plan that renders them per row, one writer of
+their bodies and one reading of their settings (API and command line alike); curl's
+``-F`` syntax is read here too, beside the plan that renders its fields.
 """
 
 from __future__ import annotations
