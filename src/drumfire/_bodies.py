@@ -16,6 +16,11 @@ not the bytes, so a retry or a redirect writes the same body again.
 
 A plan without file options is left as it was: nothing here runs, and the
 connection's only cost is one ``type(data) is bytes`` test per request.
+
+Why this module is long (about 670 lines): the three file options (``--data-file``,
+``-F``, ``--save-body``) share one plan that renders them per row, one writer of
+their bodies and one reading of their settings (API and command line alike); curl's
+``-F`` syntax is read here too, beside the plan that renders its fields.
 """
 
 from __future__ import annotations
@@ -181,6 +186,8 @@ def _file_size(path: str) -> int:
         st = os.stat(path)
     except OSError as exc:  # an empty cell: "file: no path: …", not "file: : No such file"
         raise RowOutcome(f"file: {path or 'no path'}: {exc.strerror or exc}") from None
+    except ValueError:  # no file has such a name: the row's file error, not its template's
+        raise RowOutcome(f"file: {path!r}: {_unnameable(path)}") from None
     if stat.S_ISDIR(st.st_mode):
         raise RowOutcome(f"file: {path}: is a directory")
     if not stat.S_ISREG(st.st_mode):
@@ -188,6 +195,13 @@ def _file_size(path: str) -> int:
     if not os.access(path, os.R_OK):
         raise RowOutcome(f"file: {path}: Permission denied")
     return st.st_size
+
+
+def _unnameable(path: str) -> str:
+    """Why ``path`` can name no file (``os.stat`` raised ValueError)."""
+    if "\x00" in path:
+        return "holds a NUL character"
+    return "holds a character no file name can (a lone surrogate)"
 
 
 def _render(template: Template, text_rows: bool) -> Callable[[Mapping[str, Any]], str]:
@@ -319,16 +333,22 @@ class FilePlan:
     # -- engine hooks ------------------------------------------------------------
 
     def finish(
-        self, prepared: Prepared, response: Response, fields: dict[str, Any] | None, error: str
+        self,
+        prepared: Prepared,
+        response: Response,
+        fields: dict[str, Any] | None,
+        error: str,
+        row_id: str | None = None,
     ) -> tuple[dict[str, Any] | None, str]:
         """The row's final answer: its saved body under the final name, and the row's
-        fields and error (the file's path, size and hash; ``save: …`` if the rename failed)."""
+        fields and error (the file's path, size and hash; ``save: …`` if the rename failed).
+        ``row_id``: the row's id, which the file carries (see ``_savebody``)."""
         if not self.columns_added:
             return fields, error
         data = prepared.data
         target = data.save if isinstance(data, Streamed) else None
         try:
-            saved = target.commit() if target is not None else None
+            saved = target.commit(row_id) if target is not None else None
         except SaveError as exc:  # the answer stands (its status); its file is not there
             saved = None
             error = exc.reason
@@ -418,6 +438,11 @@ class BodyPump:
                     if not chunk:
                         raise OSError(f"shorter than its {self._size()} bytes: changed while sent")
                     self._left -= len(chunk)
+                    if not self._left and os.fstat(f.fileno()).st_size > self._size():
+                        # Before its last bytes are written: the server gets no whole
+                        # request of a prefix of the file (a retry read the grown file's
+                        # first N bytes and sent them as the file).
+                        raise OSError(f"longer than its {self._size()} bytes: changed while sent")
                     return bytes(chunk)
                 f.close()
                 self._file = None
@@ -617,7 +642,7 @@ def saved_rows(
     saver = Saver(job.save, Template(job.save.template).render)
 
     def saved(id_: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
-        return None if again(id_) else saver.complete(row, since)
+        return None if again(id_) else saver.complete(row, since, id_)
 
     return saved
 

@@ -32,7 +32,7 @@ from ._outfile import OutputLock, refuse_input_as_output
 from ._result import Result, Stats
 from ._resume import Resumed, holds_rows, is_cancelled, scan_output
 from ._rows import item_ids
-from ._savebody import for_batch
+from ._savebody import for_batch, guard
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source, rows_source
 
@@ -169,14 +169,17 @@ class Output:
         learn: bool,
         reopen: Callable[[], Source] | None = None,
         id_column: str | None = None,
+        own: Sequence[tuple[str | None, str]] = (),
     ) -> Job:
         """Read the ids to skip (``resume``) and open the sink; check the job first.
         Returns the job to run: with ``save_body=``, its saved files name the output's
         batch (see ``_savebody``).
 
-        ``reopen`` and ``id_column``: see :func:`count_shared_ids`.
+        ``reopen`` and ``id_column``: see :func:`count_shared_ids`; ``own``: the run's
+        other files no saved body may replace (the input; see ``_savebody.guard``).
         """
         if self.path is None:
+            job = guard(job, own)
             return job
         fmt = output_format_for(self.path, self.fmt)
         # As ``drumfire run -o``: one writer, and resume sends the cancelled rows again
@@ -195,6 +198,7 @@ class Output:
                 self._lock.start_batch(job.save is not None)
             if self._lock is not None and job.save is not None:
                 job = for_batch(job, self._lock.batch_id())
+            job = guard(job, [*own, *(self._lock.own_files() if self._lock is not None else [])])
             if self.resume:
                 resumed = scan_output(self.path, fmt, is_cancelled)
                 count_shared_ids(resumed, reopen, id_column)
@@ -327,7 +331,8 @@ def prepare(rows: Any, url: str, kwargs: dict[str, Any], learn: bool) -> tuple[S
         if output.path is not None and isinstance(rows, str | os.PathLike):
             fmt = output_format_for(output.path, output.fmt)
             refuse_input_as_output(os.fspath(rows), output.path, fmt)
-        job = output.open(job, learn, reopen, id_column)
+        given = os.fspath(rows) if isinstance(rows, str | os.PathLike) else None
+        job = output.open(job, learn, reopen, id_column, [(given, "the input")])
         if job.skip_saved:
             # Once the output is ours (a call refused for another run's lock removes
             # nothing); only the temporary files no live run holds (see _savebody).

@@ -124,7 +124,7 @@ class Finisher:
             if response.error:  # a body that could not be decoded (encoding: ...)
                 error = response.error
             if files is not None:  # a saved body: its path, size and hash
-                fields, error = files.finish(flight.prepared, response, fields, error)
+                fields, error = files.finish(flight.prepared, response, fields, error, flight.id)
             done.append(
                 _new_result(
                     Result,

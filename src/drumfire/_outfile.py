@@ -339,6 +339,23 @@ class OutputLock:
         folder, name = os.path.split(os.path.realpath(self.output))
         return os.path.join(folder, f".{name}{suffix}")
 
+    def own_files(self) -> list[tuple[str, str]]:
+        """The output's files, ``(path, what it is)``, that no saved body may replace
+        (see ``_savebody.guard``): the output (a Parquet dataset's directory, a SQLite
+        database and its journals) and the files drumfire keeps beside it."""
+        main = self.output
+        files = [(main, "the output")]
+        if self.fmt == "sqlite":
+            from ._sqlite import sqlite_target
+
+            main = sqlite_target(self.output)[0]
+            files = [(main + end, "the output") for end in ("", "-journal", "-wal", "-shm")]
+        beside = "a file drumfire keeps beside the output"
+        for suffix in (AGAIN_SUFFIX, REWRITE_SUFFIX, BATCH_SUFFIX):
+            path = self._beside(suffix)
+            files += [(path, beside), (path + ".tmp", beside)]
+        return files
+
     def start_batch(self, saves: bool) -> None:
         """A run that starts the output anew (not ``--resume``) begins its batch: with
         ``--save-body`` (``saves``), a file beside the output whose modification time

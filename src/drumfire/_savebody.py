@@ -3,8 +3,10 @@
 A row's path comes from a template rendered with its values, relative to a
 target directory that the row's values can never leave: an absolute path,
 a ``..`` step or a symbolic link that points out is refused as the row's
-error (``save: …``), before anything is sent. The body is written, as it
-arrives, to a temporary name in the same directory, then flushed to disk
+error (``save: …``), before anything is sent; so is the path of one of the
+run's own files (its input, its output and the files beside it: :func:`guard`).
+The body is written, as it arrives, to a temporary name in the same directory,
+then flushed to disk
 (fsync) when it is complete, and renamed over the final name only once
 the engine knows it is the row's final answer: a file under its final name
 is always whole, whatever stops the run (``kill -9`` included), so
@@ -22,7 +24,9 @@ attribute, ``user.drumfire.batch``, where the file system keeps them): a
 ``--resume`` takes a file as a missing row's answer only if it carries its
 batch's name, and a file without one (copied, saved by an older drumfire, or
 on a file system without extended attributes) only if it was written since the
-batch began (its modification time; see :meth:`Saver.complete`).
+batch began (its modification time; see :meth:`Saver.complete`). A file also names
+its row (``user.drumfire.row``, a hash of the row's id), so rows rendered to the
+same path do not take each other's file as their answer.
 
 The reader (:mod:`drumfire._http`) calls :meth:`SaveTarget.start` when a
 response's headers are in, and writes the body to the :class:`Sink` it gets
@@ -111,7 +115,9 @@ class SaveSpec:
     ``statuses``: whose bodies are saved (others are kept as usual, for ``-e``);
     ``sha256``: add each file's SHA-256 to its row; ``batch``: the name of the
     output's batch (:meth:`~drumfire._outfile.OutputLock.batch_id`), which each file
-    saved carries, or None (no output, or one begun by an older drumfire).
+    saved carries, or None (no output, or one begun by an older drumfire); ``own``:
+    the run's own files, ``(real path, what it is)``, that no saved body may replace
+    or go inside (see :func:`guard`).
     """
 
     template: str
@@ -119,6 +125,7 @@ class SaveSpec:
     statuses: frozenset[int] = frozenset(range(200, 300))
     sha256: bool = False
     batch: str | None = None
+    own: tuple[tuple[str, str], ...] = ()
 
     def columns(self) -> tuple[str, ...]:
         """The output columns a saved body adds to each row."""
@@ -144,12 +151,28 @@ def for_batch(job: Any, batch: str | None) -> Any:
     return dataclasses.replace(job, save=dataclasses.replace(job.save, batch=batch))
 
 
+def guard(job: Any, own: Iterable[tuple[str | None, str]]) -> Any:
+    """``job`` whose saved paths may not be the run's own files: ``own`` is
+    ``(path, what it is)`` pairs (a None or ``-`` path is skipped), the input, the
+    output and the files kept beside it. Renamed over one, a body replaced the input
+    while it was read and the output while it was written: every result was lost."""
+    save = job.save
+    if save is None:
+        return job
+    listed = tuple((os.path.realpath(p), what) for p, what in own if p and p != "-")
+    return dataclasses.replace(job, save=dataclasses.replace(save, own=listed))
+
+
 def _refusal(shown: str) -> str | None:
     """Why a rendered relative path is refused before looking at the disk, or None."""
     if not shown or shown.endswith(("/", os.sep)):
         return "names no file"
     if "\x00" in shown:
         return "holds a NUL character"
+    try:
+        os.fsencode(shown)
+    except UnicodeEncodeError:
+        return "holds a character no file name can (a lone surrogate)"
     if os.path.isabs(shown) or shown.startswith("\\"):
         return "is an absolute path"
     parts = shown.replace("\\", "/").split("/")
@@ -195,16 +218,30 @@ class Saver:
                 why = "names the target directory itself, not a file in it"
             elif os.path.commonpath([real, self.root]) != self.root:
                 why = "leaves the target directory (through a symbolic link)"
+            else:
+                why = self._own_file(real)
         if why is not None:
             raise SaveProblem(f"save: {shown!r} {why}")
         return shown, real
+
+    def _own_file(self, real: str) -> str | None:
+        """Why ``real`` is refused as one of the run's own files (or inside one: a
+        Parquet dataset's directory), or None."""
+        for path, what in self.spec.own:
+            if real == path:
+                return f"is {what} of this run: a body saved there would replace it"
+            if real.startswith(path + os.sep):
+                return f"is inside {what} of this run (a directory): a body there would join it"
+        return None
 
     def target(self, row: Mapping[str, Any]) -> SaveTarget:
         """The row's :class:`SaveTarget`; raises :class:`SaveProblem`."""
         shown, path = self._locate(row)
         return SaveTarget(path, shown, self)
 
-    def complete(self, row: Mapping[str, Any], since: int | None = None) -> dict[str, Any] | None:
+    def complete(
+        self, row: Mapping[str, Any], since: int | None = None, row_id: str | None = None
+    ) -> dict[str, Any] | None:
         """``--resume``: the row's fields if its file is complete on disk, else None.
 
         A path that is refused or cannot be rendered is None too: preparing the row
@@ -213,10 +250,14 @@ class Saver:
         A file that names its batch is taken if that is the output's (whenever it was
         written: the clock may have been set back), and never if it is another's
         (another output's saving into the same directory during this batch).
+        Nor is a file that names another row (``row_id``: this row's id): rows whose
+        paths are the same (``{category}.json``) each need their own answer.
         """
         try:
             shown, path = self._locate(row)
             if not os.path.isfile(path):
+                return None
+            if row_id is not None and _tag_of(path, _ROW_ATTRIBUTE) not in (None, _row_key(row_id)):
                 return None
             batch = _batch_of(path) if self.spec.batch is not None else None
             if batch is not None:
@@ -264,14 +305,15 @@ class SaveTarget:
             return None
         return Sink(self)
 
-    def commit(self) -> dict[str, Any] | None:
+    def commit(self, row_id: str | None = None) -> dict[str, Any] | None:
         """The row's final answer: its body under the final name, and the row's fields.
 
         None when that answer's body was not saved (its status is not one to save).
         Raises :class:`SaveError` when the rename fails (a directory under that name).
+        ``row_id``: the row's id, named on the file (see :meth:`Saver.complete`).
         """
         sink, self.done = self.done, None
-        return sink.commit() if sink is not None else None
+        return sink.commit(row_id) if sink is not None else None
 
     def discard(self) -> None:
         """The latest answer is not the row's last (retried, redirected) or the row
@@ -297,21 +339,37 @@ class SaveTarget:
 
 #: The extended attribute that names the batch a saved file was saved for.
 _BATCH_ATTRIBUTE = "user.drumfire.batch"
+#: The one that names the row whose answer it is (a hash of its id: :func:`_row_key`).
+_ROW_ATTRIBUTE = "user.drumfire.row"
 
 
-def _tag(fd: int, batch: str) -> None:
-    """Name the batch on the file ``fd``, where the file system (and the platform: Linux)
-    keeps extended attributes; elsewhere the file goes without (its time tells)."""
+def _tag(fd: int, value: str, attribute: str = _BATCH_ATTRIBUTE) -> None:
+    """Name the batch (or the row) on the file ``fd``, where the file system (and the
+    platform: Linux) keeps extended attributes; elsewhere the file goes without (its
+    time tells)."""
     with contextlib.suppress(OSError, AttributeError):  # ENOTSUP; no os.setxattr (macOS)
-        os.setxattr(fd, _BATCH_ATTRIBUTE, batch.encode("ascii"))
+        os.setxattr(fd, attribute, value.encode("ascii"))
+
+
+def _tag_of(path: str, attribute: str) -> str | None:
+    """What a saved file's ``attribute`` names (see :func:`_tag`), or None."""
+    try:
+        return os.getxattr(path, attribute).decode("ascii", "replace")
+    except (OSError, AttributeError):  # none (ENODATA), no extended attributes
+        return None
 
 
 def _batch_of(path: str) -> str | None:
     """The batch a saved file names (see :func:`_tag`), or None."""
-    try:
-        return os.getxattr(path, _BATCH_ATTRIBUTE).decode("ascii", "replace")
-    except (OSError, AttributeError):  # none (ENODATA), no extended attributes
-        return None
+    return _tag_of(path, _BATCH_ATTRIBUTE)
+
+
+def _row_key(row_id: str) -> str:
+    """What a saved file carries of its row's id: a hash, so any id fits an attribute."""
+    import hashlib  # --save-body only: not at start-up
+
+    data = row_id.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _lock(fd: int) -> bool:
@@ -435,8 +493,14 @@ class Sink:
             raise SaveError(f"{self.target.shown}: {exc.strerror or exc}") from None
         self.target.done = self
 
-    def commit(self) -> dict[str, Any]:
-        """Rename the complete body over the final name; the row's fields."""
+    def commit(self, row_id: str | None = None) -> dict[str, Any]:
+        """Rename the complete body over the final name; the row's fields.
+
+        The file names ``row_id`` first, so a ``--resume`` takes it for no other row
+        rendered to the same path (:meth:`Saver.complete`).
+        """
+        if row_id is not None:
+            _tag(self._fd, _row_key(row_id), _ROW_ATTRIBUTE)
         try:
             os.replace(self._temp, self.target.path)
         except OSError as exc:

@@ -65,7 +65,7 @@ from ._resume import (
     is_cancelled,
     scan_output,
 )
-from ._savebody import for_batch
+from ._savebody import for_batch, guard
 from ._settings import MAX_REDIRECTS, Retry
 from ._sinks import TABLE_FORMATS, Sink, open_sink, output_format_for
 from ._sources import Source, check_delimiter, open_source
@@ -732,6 +732,8 @@ def run_command(
                 lock.start_batch(job.save is not None)
             if lock is not None and job.save is not None:
                 job = for_batch(job, lock.batch_id())  # each file saved names the batch
+            own = [(input_path, "the input"), (summary_json, "the --summary-json file")]
+            job = guard(job, [*own, *(lock.own_files() if lock is not None else [])])
             # A typed output (Parquet, SQLite) is replaced by its sink, not truncated.
             append = not (overwrite and out_fmt in TABLE_FORMATS)
 

@@ -173,6 +173,64 @@ def test_path_escapes_are_refused(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
 
 
+def _named_body(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+    return respond(200, b"body of " + target.encode())
+
+
+def test_a_saved_body_never_replaces_the_run_s_own_files(tmp_path: Path) -> None:
+    """A row whose path is the input, the output, a file beside it or --summary-json is
+    refused before it is sent: renamed over them, a body replaced the input while it was
+    read and the output while it was written (the run then lost every result)."""
+    names = ["a.txt", "results.csv", "in.csv", ".results.csv.drumfire-batch",
+             "summary.json", "b.txt"]
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
+    before = source.read_bytes()
+    with ScriptedServer(_named_body) as srv:
+        done = drumfire("run", source, "--url", srv.url("/") + "{name}", "--save-body",
+                        "{name}", "--save-dir", tmp_path, "-o", tmp_path / "results.csv",
+                        "-c", "1", "--summary-json", tmp_path / "summary.json")
+        assert sorted(r.target for r in srv.requests) == ["/a.txt", "/b.txt"]
+    assert done.returncode == 0, done.stderr
+    assert source.read_bytes() == before
+    rows = {names[int(r["id"])]: r for r in read_csv(tmp_path / "results.csv")}
+    assert len(rows) == len(names)
+    assert rows["a.txt"]["saved_path"] == "a.txt"
+    assert (tmp_path / "b.txt").read_bytes() == b"body of /b.txt"
+    assert rows["results.csv"]["error"] == (
+        "save: 'results.csv' is the output of this run: a body saved there would replace it"
+    )
+    assert "is the input of this run" in rows["in.csv"]["error"]
+    assert "beside the output" in rows[".results.csv.drumfire-batch"]["error"]
+    assert "--summary-json" in rows["summary.json"]["error"]
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"] == len(names)
+
+
+def test_the_api_guards_its_input_and_output_too(tmp_path: Path) -> None:
+    """As the command line: rows read from a file, output= and a Parquet output's
+    directory (a body saved inside it would join the dataset)."""
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n1,in.csv\n2,out.jsonl\n3,ok.txt\n")
+    with ScriptedServer(_named_body) as srv:
+        got = run_all(source, srv.url("/") + "{name}", save_body="{name}",
+                      save_dir=str(tmp_path), output=str(tmp_path / "out.jsonl"))
+        assert [r.target for r in srv.requests] == ["/ok.txt"]
+    errors = {r["id"]: r["error"] for r in got}
+    assert "is the input of this run" in errors["1"]
+    assert "is the output of this run" in errors["2"]
+    assert errors["3"] == ""
+    assert source.read_text().startswith("id,name")
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+    pytest.importorskip("pyarrow")
+    rows = [{"id": "1", "name": "out.parquet/part.parquet"}, {"id": "2", "name": "ok2.txt"}]
+    with ScriptedServer(_named_body) as srv:
+        got = run_all(rows, srv.url("/") + "{name}", save_body="{name}",
+                      save_dir=str(tmp_path), output=str(tmp_path / "out.parquet"))
+        assert [r.target for r in srv.requests] == ["/ok2.txt"]
+    assert "is inside the output of this run" in got[0]["error"]
+
+
 def test_save_status_and_max_body(tmp_path: Path) -> None:
     """404 bodies are not saved by default (kept for -e); --max-body caps a saved body."""
 

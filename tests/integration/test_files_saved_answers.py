@@ -734,3 +734,42 @@ def test_resume_tells_its_batch_s_files_by_name_not_by_time(tmp_path: Path, by: 
     assert sorted(rows_out) == ["a", "b", "c", "d"]
     assert rows_out["b"]["attempts"] == "0"  # its own batch's file, whatever its time
     assert rows_out["b"]["saved_path"] == "b.bin"
+
+
+@pytest.mark.parametrize("by", ["cli", "api"])
+def test_resume_takes_no_file_another_row_saved_under_the_same_name(
+    tmp_path: Path, by: str
+) -> None:
+    """Rows whose paths are the same ('{cat}.txt'): a run stopped after two rows left
+    a.txt and b.txt, and --resume took them as the answers of all the rows never sent
+    (status empty, attempts 0, another row's hash). Each saved file now names its row
+    too, and a resume takes a file only as its own row's answer."""
+    if not _keeps_extended_attributes(tmp_path):
+        pytest.skip("this file system keeps no extended attributes (the times tell)")
+    (tmp_path / "in.csv").write_text(
+        "id,cat\n" + "".join(f"r{i},{'ab'[i % 2]}\n" for i in range(6))
+    )
+    out, saved = tmp_path / "out.csv", tmp_path / "dl"
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        return respond(200, b"answer to " + target.encode())
+
+    with ScriptedServer(handler) as srv:
+        url = srv.url("/{id}")
+        save = ["--save-body", "{cat}.txt", "--save-dir", saved, "-q", "-c", "1"]
+        first = drumfire("run", tmp_path / "in.csv", "--url", url, *save, "-o", out, "-n", "2")
+        assert first.returncode == 0, first.stderr
+        if by == "cli":
+            again = drumfire("run", tmp_path / "in.csv", "--url", url, *save, "-o", out,
+                             "--resume")  # fmt: skip
+            assert again.returncode == 0, again.stderr
+        else:
+            list(run(tmp_path / "in.csv", url, save_body="{cat}.txt", save_dir=str(saved),
+                     output=str(out), resume=True, concurrency=1))  # fmt: skip
+        sent = [r.target for r in srv.requests]
+    assert sent == [f"/r{i}" for i in range(6)]  # each row its own request
+    rows_out = read_csv(out)
+    assert all(rows_out[f"r{i}"]["attempts"] == "1" for i in range(6)), rows_out
+    assert (saved / "a.txt").read_bytes() == b"answer to /r4"
+    assert (saved / "b.txt").read_bytes() == b"answer to /r5"

@@ -251,6 +251,30 @@ def test_retry_and_redirect_resend_the_same_body(upload_dir: Path) -> None:
     assert seen == [expected, expected, expected]
 
 
+def test_a_file_that_grew_before_a_retry_is_not_sent_cut_short(tmp_path: Path) -> None:
+    """The file grows after the first attempt (a 503): the retry sent the first 100
+    bytes of the 200 now there as the whole file, and the row was a success. Now the
+    row ends with the file's error, as for a file that shrinks, and no server sees a
+    whole request of a prefix of the file."""
+    upload = tmp_path / "grows.bin"
+    upload.write_bytes(b"A" * 100)
+    seen: list[bytes] = []
+
+    def handler(index: int, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> Action:
+        seen.append(body)
+        with upload.open("ab") as fh:
+            fh.write(b"B" * 100)
+        return respond(503, b"", [("Retry-After", "0")])
+
+    with ScriptedServer(handler) as srv:
+        [result] = run([{"path": str(upload)}], srv.url("/up"), data_file="{path}",
+                       method="PUT")
+    assert seen == [b"A" * 100]  # the retry's body never arrived whole
+    assert (result.status, result.attempts) == (None, 2)
+    assert result.error == f"file: {upload}: longer than its 100 bytes: changed while sent"
+
+
 class EarlyAnswerServer:
     """Answers 413 to ``/big`` as soon as its head is in and reads nothing more, so the
     client cannot finish writing a body larger than the socket buffers; reads ``/small``

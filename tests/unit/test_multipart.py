@@ -222,6 +222,24 @@ def test_plan_renders_a_streamed_request(tmp_path: Path) -> None:
         plan.prepare({"id": "1", "p": "/nope"})
 
 
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [("a\x00b.bin", "holds a NUL character"), ("a\ud800.bin", "(a lone surrogate)")],
+)
+@pytest.mark.parametrize("form", [False, True])
+def test_a_path_no_file_can_have_is_the_row_s_file_error(path: str, why: str, form: bool) -> None:
+    """os.stat raised ValueError for these: the row's error was "template: row N: embedded
+    null byte", which named neither the file nor the option. Now it is ``file: PATH: why``."""
+    if form:
+        plan = FilePlan(RequestPlan("http://h/up"), form=[FormField("f", "{p}", is_file=True)])
+    else:
+        plan = FilePlan(RequestPlan("http://h/up"), data_file="{p}")
+    with pytest.raises(RowOutcome) as info:
+        plan.prepare({"p": path})
+    assert info.value.error.startswith(f"file: {path!r}: ")
+    assert info.value.error.endswith(why)
+
+
 def test_redirect_keeps_the_body_for_307_and_drops_it_for_303(tmp_path: Path) -> None:
     f = tmp_path / "b.bin"
     f.write_bytes(b"12345")
@@ -291,6 +309,25 @@ def test_pump_writes_in_bounded_chunks_and_waits_for_the_drain(tmp_path: Path) -
     assert bytes(conn.transport.out) == b"head-" + data + b"-tail"
     assert conn.transport.biggest <= 64 * 1024 + CHUNK
     assert drains > 20
+
+
+def test_pump_reports_a_file_that_grew_before_its_last_bytes(tmp_path: Path) -> None:
+    """A file longer than the Content-Length announced: its first N bytes were sent as
+    the whole file (a retry after the file grew); now the last chunk is held back and
+    the request ends with the file's error, as for a file that shrank."""
+    f = tmp_path / "g.bin"
+    f.write_bytes(b"x" * (CHUNK + 10))
+    conn = FakeConn()
+    conn.pump = BodyPump(conn, (b"head", FileSegment(str(f), CHUNK + 5), b"tail"))
+    conn.pump.run()
+    for _ in range(10):
+        if conn.pump is None:
+            break
+        conn.transport.drain()
+    assert conn.pump is None
+    assert conn.aborted is not None
+    assert conn.aborted[0] == f"file: {f}: longer than its {CHUNK + 5} bytes: changed while sent"
+    assert bytes(conn.transport.out) == b"head" + b"x" * CHUNK  # not its last 5 bytes
 
 
 def test_pump_reports_a_file_that_shrank(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def test_statuses() -> None:
         ("", "names no file"),
         ("dir/", "names no file"),
         ("a\x00b", "NUL"),
+        ("a\ud800b", "a lone surrogate"),  # it was "template: row N: 'utf-8' codec can't…"
         (".", "names the target directory itself"),  # no link: it said "through a link"
     ],
 )
@@ -228,6 +229,25 @@ def test_resume_takes_a_complete_file_as_done(tmp_path: Path) -> None:
     assert saver(tmp_path).complete({"p": "dir"}) is None
     assert saver(tmp_path).complete({"p": "../done.bin"}) is None  # the prepare refuses it
     assert saver(tmp_path).complete({}) is None  # no column: the prepare says so
+
+
+def test_a_committed_file_is_complete_for_its_own_row_only(tmp_path: Path) -> None:
+    """Rows rendered to one path: the file names the row it was committed for."""
+    s = saver(tmp_path)
+    target = s.target({"p": "same.txt"})
+    sink = target.start(200)
+    assert sink is not None
+    sink.write(b"row a's answer")
+    sink.finish()
+    assert target.commit("a") == {"saved_path": "same.txt", "saved_bytes": 14}
+    try:
+        os.getxattr(tmp_path / "same.txt", "user.drumfire.row")
+    except OSError:
+        pytest.skip("this file system keeps no extended attributes")
+    assert s.complete({"p": "same.txt"}, row_id="a") == {"saved_path": "same.txt",
+                                                         "saved_bytes": 14}
+    assert s.complete({"p": "same.txt"}, row_id="b") is None  # another row's answer
+    assert s.complete({"p": "same.txt"}) is not None  # no id given: as before
 
 
 def test_clean_removes_only_temporary_files(tmp_path: Path) -> None:
