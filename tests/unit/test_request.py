@@ -129,6 +129,10 @@ def test_template_check() -> None:
         ("HTTP://Example.COM:8080/a", ("http", "example.com", 8080), "/a"),
         ("https://example.com/a#frag", ("https", "example.com", 443), "/a"),
         ("http://[::1]:5000/x", ("http", "::1", 5000), "/x"),
+        # An empty query is kept, as curl and wrk send it ('/x?' is not '/x').
+        ("http://example.com/x?", ("http", "example.com", 80), "/x?"),
+        ("http://example.com?#f", ("http", "example.com", 80), "/?"),
+        ("http://example.com/x#f?", ("http", "example.com", 80), "/x"),
     ],
 )
 def test_split_url(url: str, origin: tuple[str, str, int], target: str) -> None:
