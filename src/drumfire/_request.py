@@ -300,11 +300,19 @@ class RequestPlan:
                         f"{_FRAMING[lower]}"
                     )
                 given.add(lower)
-            if not value_t.is_static and _bad_header_value(value) is not None:
-                raise ValueError(
-                    f"the value of header {name!r} has a line break, NUL or other control "
-                    "character after substitution"
-                )
+            if not value_t.is_static and value:
+                if _bad_header_value(value) is not None:
+                    raise ValueError(
+                        f"the value of header {name!r} has a line break, NUL or other control "
+                        "character after substitution"
+                    )
+                if value[0] in " \t" or value[-1] in " \t":
+                    # Not part of the value (RFC 9110 §5.5): the server would read another
+                    # value than the row's. Refused, as httpx (h11) does.
+                    raise ValueError(
+                        f"the value of header {name!r} starts or ends with a space or tab "
+                        "after substitution, which a server would drop (RFC 9110 §5.5)"
+                    )
             if lower == "host":
                 if host is not None:
                     raise ValueError("two Host headers after substitution: a request has one")

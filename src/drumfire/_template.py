@@ -18,7 +18,8 @@ request (RFC 3986, and the expansion rules of URI Templates, RFC 6570 §3.2):
 * JSON bodies: inside a JSON string a value is JSON-escaped; outside one it
   is inserted as a JSON value (see :func:`json_cell`). Form bodies: form
   encoding (space as ``+``). Other bodies, headers and the method: as they are
-  (a header that would break the request is refused).
+  (a header that would break the request, or whose value would lose the spaces
+  around it, is refused).
 
 The syntax has no attribute access, indexing, format spec or code: a compiled
 template is a format string with positional fields (``{0}``, ``{1}``) and the

@@ -110,7 +110,9 @@ def split_with_auth(url: str) -> tuple[Origin, str, str | None]:
     except ValueError:
         raise ValueError(f"URL {shown_url(url)!r} has a bad port") from None
     target = parts.path or "/"
-    if parts.query:
+    # An empty query is kept: '/x?' is not '/x' (RFC 3986 §6.2.3), and curl and wrk
+    # send it. urlsplit says '' for both; a '?' before any '#' starts the query.
+    if parts.query or "?" in url.partition("#")[0]:
         target += "?" + parts.query
     auth = _basic_auth(parts.username, parts.password) if "@" in parts.netloc else None
     return (scheme, host, port), clean_target(target), auth

@@ -129,6 +129,10 @@ def test_template_check() -> None:
         ("HTTP://Example.COM:8080/a", ("http", "example.com", 8080), "/a"),
         ("https://example.com/a#frag", ("https", "example.com", 443), "/a"),
         ("http://[::1]:5000/x", ("http", "::1", 5000), "/x"),
+        # An empty query is kept, as curl and wrk send it ('/x?' is not '/x').
+        ("http://example.com/x?", ("http", "example.com", 80), "/x?"),
+        ("http://example.com?#f", ("http", "example.com", 80), "/?"),
+        ("http://example.com/x#f?", ("http", "example.com", 80), "/x"),
     ],
 )
 def test_split_url(url: str, origin: tuple[str, str, int], target: str) -> None:
@@ -330,6 +334,26 @@ def test_header_value_with_line_break_after_substitution(value: str) -> None:
     with pytest.raises(ValueError, match="line break, NUL or other control") as info:
         plan.prepare({"v": value})
     assert value not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "value"),
+    [("{v}", " a"), ("{v}", "a\t"), ("{v}", " "), ("Bearer {v}", ""), ("{v} x", "\t")],
+)
+def test_header_value_with_spaces_around_it_after_substitution(template: str, value: str) -> None:
+    # A server drops them (RFC 9110 §5.5): it would read another value than the row's.
+    plan = RequestPlan("http://h/", headers=[("X-A", template)])
+    with pytest.raises(ValueError, match="starts or ends with a space or tab") as info:
+        plan.prepare({"v": value})
+    assert str(info.value) == (
+        "the value of header 'X-A' starts or ends with a space or tab after substitution, "
+        "which a server would drop (RFC 9110 §5.5)"
+    )
+    # Inside the value, and an empty value, are sent as they are.
+    for inside in ("a b", "a\tb", ""):
+        assert f"\r\nX-A: {inside}\r\n".encode() in RequestPlan(
+            "http://h/", headers=[("X-A", "{v}")]
+        ).prepare({"v": inside}).data
 
 
 @pytest.mark.parametrize("name", ["X-A: b", "X\r\nB", "", "X A", "X(A)", "é"])
