@@ -37,6 +37,7 @@ __all__ = [
     "url_option",
     "user_option",
     "warn",
+    "write_report",
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -156,6 +157,19 @@ def read_data(
                 f"cannot read {option} file {data[1:]!r}: {exc.strerror or exc}{per_row}"
             ) from None
     return data
+
+
+def write_report(path: str, option: str, data: bytes, command: str) -> bool:
+    """Write the report of ``bench --json/--html`` or ``compare``'s; a failure met now,
+    after the run (a disk that filled up), is one line on stderr and False."""
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        click.echo(
+            f"{command}: error: cannot write {option} {path!r}: {exc.strerror or exc}", err=True
+        )
+        return False
+    return True
 
 
 def seconds_option(option: str, seconds: float) -> float:

@@ -23,9 +23,11 @@ from .._cli_common import (
     url_from_user,
     user_option,
     warn,
+    write_report,
 )
 from .._connection import TLS
 from .._errors import UsageError
+from .._outfile import check_summary_path
 from .._settings import MAX_BODY
 from .._sources import FORMATS
 from .._tlsfiles import TLSFileError, check_tls_files
@@ -93,11 +95,17 @@ def _old_flags(
 
 
 def _check_output(path: str | None, option: str) -> None:
+    """A report's file, before the run: a missing directory, a directory, a file that
+    cannot be written is one line now, not a traceback after the whole run."""
     if path is None:
         return
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
         _fail(f"{option} {path!r}: the directory {str(parent)!r} does not exist")
+    try:
+        check_summary_path(path, option)
+    except UsageError as exc:
+        _fail(str(exc))
 
 
 @click.command("bench", cls=_OneLineErrors, context_settings=CONTEXT)
@@ -350,10 +358,14 @@ def bench_command(
     except BenchError as exc:
         _fail(str(exc), 1)
     click.echo(report.summary_text())
+    written = True
     if json_path:
-        report.save_json(json_path)
-        click.echo(f"  json: {json_path}")
+        written = write_report(json_path, "--json", report.to_json() + b"\n", "drumfire bench")
+        if written:
+            click.echo(f"  json: {json_path}")
     if html_path:
-        report.save_html(html_path)
-        click.echo(f"  html: {html_path}")
-    sys.exit(130 if report.stopped else 0)
+        if write_report(html_path, "--html", report.to_html().encode(), "drumfire bench"):
+            click.echo(f"  html: {html_path}")
+        else:
+            written = False
+    sys.exit(130 if written and report.stopped else 0 if written else 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -22,9 +21,11 @@ from .._cli_common import (
     url_from_user,
     url_option,
     user_option,
+    write_report,
 )
 from .._errors import UsageError
 from .._extract import parse_extract_options
+from .._outfile import check_summary_path
 from ._report import StrategyReport
 from ._runner import (
     DEFAULT_CONCURRENCY,
@@ -145,7 +146,6 @@ def _check_installed(strategies: str | None) -> None:
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, writable=True),
     default=None,
     metavar="PATH",
     help="Write the report as JSON to this file.",
@@ -153,7 +153,6 @@ def _check_installed(strategies: str | None) -> None:
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, writable=True),
     default=None,
     metavar="PATH",
     help="Write the report as a self-contained HTML page (bar chart and table).",
@@ -222,6 +221,9 @@ def compare_command(
     code = 0
     try:
         report_path(json_path)
+        for path, option in ((json_path, "--json"), (html_path, "--html")):
+            if path is not None:  # before the run, not a traceback after it
+                check_summary_path(path, option)
         _check_installed(strategies)
         given = click.get_current_context().get_parameter_source("url")
         old_url = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
@@ -259,11 +261,14 @@ def compare_command(
             sys.exit(code)
         report = exc.report
     report.print(out)
+    written = True
     if json_path:
-        Path(json_path).write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
+        as_json = orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2)
+        written = write_report(json_path, "--json", as_json, "drumfire")
     if html_path:
-        Path(html_path).write_text(report.to_html(), encoding="utf-8")
-    failed = any(s.error or s.skipped for s in report.strategies)
+        html = report.to_html().encode("utf-8")
+        written = write_report(html_path, "--html", html, "drumfire") and written
+    failed = not written or any(s.error or s.skipped for s in report.strategies)
     sys.exit(code or (0 if report.all_match and not failed and report.ran else 1))
 
 
