@@ -9,8 +9,10 @@ from __future__ import annotations
 import binascii
 import math
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -21,6 +23,7 @@ from ._url import shown_url
 
 __all__ = [
     "CONTEXT",
+    "OneLineErrors",
     "basic_auth_header",
     "column_list",
     "connect_timeout_option",
@@ -30,6 +33,7 @@ __all__ = [
     "insecure_option",
     "looks_like_url",
     "old_quiet",
+    "one_line_usage",
     "read_data",
     "report_path",
     "seconds_option",
@@ -41,6 +45,40 @@ __all__ = [
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+def one_line_usage(exc: click.UsageError, command: str) -> NoReturn:
+    """click's usage error (a bad value, an unknown option, a missing argument) as the
+    one line every other usage error is, exit status 2: click prints four lines
+    (usage, a pointer to --help, a blank line, the error). No arguments at all, where
+    click shows the help, still shows it."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # click 8.2
+        raise exc
+    click.echo(f"{command}: error: {exc.format_message().replace(chr(10), ' ')}", err=True)
+    sys.exit(2)
+
+
+class OneLineErrors(click.Command):
+    """A command whose click usage errors are one line (see :func:`one_line_usage`),
+    also when it runs from the group; ``prefix`` starts the line."""
+
+    prefix = "drumfire"
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, self.prepare(args), parent, **extra)
+        except click.UsageError as exc:
+            one_line_usage(exc, self.prefix)
+
+    def prepare(self, args: list[str]) -> list[str]:
+        """The arguments as the command parses them (``bench``: old flags rewritten)."""
+        return args
+
 
 url_option = click.option(
     "--url",

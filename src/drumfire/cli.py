@@ -29,6 +29,7 @@ import orjson
 from ._bodies import clean_temps, saved_rows
 from ._cli_common import (
     CONTEXT,
+    OneLineErrors,
     basic_auth_header,
     column_list,
     connect_timeout_option,
@@ -36,6 +37,7 @@ from ._cli_common import (
     format_option,
     hide_secrets,
     insecure_option,
+    one_line_usage,
     read_data,
     seconds_option,
     url_from_user,
@@ -177,6 +179,26 @@ class _Commands(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.LAZY})
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # drumfire --bogus
+            one_line_usage(exc, "drumfire")
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # drumfire nope
+            one_line_usage(exc, "drumfire")
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.LAZY and cmd_name not in self.commands:
             import importlib
@@ -251,7 +273,7 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@main.command("run", context_settings=CONTEXT)
+@main.command("run", cls=OneLineErrors, context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
 @user_option

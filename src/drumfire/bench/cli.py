@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
 from .._bodies import static_form
 from .._cli_common import (
     CONTEXT,
+    OneLineErrors,
     basic_auth_header,
     connect_timeout_option,
     insecure_option,
@@ -49,20 +50,13 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-class _OneLineErrors(click.Command):
+class _OneLineErrors(OneLineErrors):
     """Usage errors as one line and exit status 2, also when run from the group."""
 
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, old_quiet(args), parent, **extra)
-        except click.UsageError as exc:
-            _fail(exc.format_message().replace("\n", " "))
+    prefix = "drumfire bench"
+
+    def prepare(self, args: list[str]) -> list[str]:
+        return old_quiet(args)
 
 
 # wrk's -d: 2s, 1m30s, 500ms, or a bare number of seconds (wrk reads "-d 10" as 10 s).

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from .._cli_common import (
     CONTEXT,
+    OneLineErrors,
     basic_auth_header,
     encoding_option,
     format_option,
@@ -68,7 +69,7 @@ def _check_installed(strategies: str | None) -> None:
         )
 
 
-@click.command("compare", context_settings=CONTEXT)
+@click.command("compare", cls=OneLineErrors, context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
 @user_option

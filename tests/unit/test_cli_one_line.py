@@ -1,0 +1,62 @@
+"""click's own usage errors (a value out of range, not a number, an unknown option or
+command, a missing argument) are one line naming the option and exit status 2 in every
+command, as the README promises and as ``bench`` already had them; click printed four
+(usage, a pointer to --help, a blank line, the error)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drumfire.cli import main
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "in.csv", "-c", "0"], "'-c' / '--concurrency': 0 is not in the range"),
+        (["run", "in.csv", "--timeout", "30s"], "'--timeout': '30s' is not a valid float"),
+        (["run", "in.csv", "--retries", "-1"], "'--retries': -1 is not in the range"),
+        (["run", "in.csv", "-n", "0"], "'-n' / '--limit': 0 is not in the range"),
+        (["run", "in.csv", "--bogus"], "No such option '--bogus'"),
+        (["run"], "Missing argument 'INPUT'"),
+        (["compare", "in.csv", "-c", "0"], "'-c' / '--concurrency': 0 is not in the range"),
+        (["compare", "in.csv", "--max-seconds", "0"], "'--max-seconds': 0.0 is not in the range"),
+        (["serve", "--port", "-1"], "'-p' / '--port': -1 is not in the range"),
+        (["demo", "-n", "0"], "'-n' / '--rows': 0 is not in the range"),
+        (["bench", "http://127.0.0.1:9/", "-c", "0"], "'-c' / '--concurrency': 0 is not"),
+        (["nope"], "No such command 'nope'"),
+        (["--bogus"], "No such option '--bogus'"),
+    ],
+)
+def test_click_usage_errors_are_one_line(args: list[str], says: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    prefix = "drumfire bench: error: " if args[0] == "bench" else "drumfire: error: "
+    assert lines[0].startswith(prefix), lines
+    assert says in lines[0]
+
+
+def test_the_console_script_says_it_in_one_line_on_stderr() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "drumfire", "run", "in.csv", "--rate", "1/s", "-c", "x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "drumfire: error: Invalid value for '-c' / '--concurrency': 'x' is not a valid "
+        "integer range."
+    ]
+
+
+def test_no_arguments_still_show_the_help() -> None:
+    result = CliRunner().invoke(main, [])
+    assert "Commands:" in result.output
+    assert "error:" not in result.output
