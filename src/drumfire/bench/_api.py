@@ -488,9 +488,12 @@ def _run_here(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(signum, on_signal, signum)
-        return loop.run_until_complete(
+        report = loop.run_until_complete(
             _run(plan, display=display, clock=clock, on_runner=on_runner)
         )
+        if got:
+            report.stop_signal = got[0]
+        return report
     finally:
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):

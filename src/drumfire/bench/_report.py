@@ -84,6 +84,8 @@ class BenchReport:
     # Closed model: the percentiles corrected for coordinated omission as wrk does
     # (see _omission), and the interval used; empty in the open model.
     latency_corrected_ms: dict[str, float] = field(default_factory=dict)
+    # The signal that stopped the run (SIGINT, SIGTERM), for the command's exit status.
+    stop_signal: int | None = None
 
     # -- conversions ------------------------------------------------------------
 

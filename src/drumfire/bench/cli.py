@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -362,4 +363,5 @@ def bench_command(
             click.echo(f"  html: {html_path}")
         else:
             written = False
-    sys.exit(130 if written and report.stopped else 0 if written else 1)
+    stopped = 128 + (report.stop_signal or signal.SIGINT)  # 130, or 143 after SIGTERM
+    sys.exit(1 if not written else stopped if report.stopped else 0)
