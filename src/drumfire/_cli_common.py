@@ -23,6 +23,7 @@ from ._url import shown_url
 
 __all__ = [
     "CONTEXT",
+    "ONE_BODY",
     "OneLineErrors",
     "basic_auth_header",
     "column_list",
@@ -33,6 +34,7 @@ __all__ = [
     "insecure_option",
     "looks_like_url",
     "old_quiet",
+    "once",
     "one_line_usage",
     "read_data",
     "report_path",
@@ -78,6 +80,25 @@ class OneLineErrors(click.Command):
     def prepare(self, args: list[str]) -> list[str]:
         """The arguments as the command parses them (``bench``: old flags rewritten)."""
         return args
+
+
+def once(hint: str) -> Any:
+    """A click callback for an option declared ``multiple=True`` that must be given once:
+    its value (None when not given); given several times, a usage error saying ``hint``.
+    click keeps the last of a repeated option silently, and ``-d a=1 -d b=2`` would
+    send ``b=2`` alone where curl sends ``a=1&b=2``."""
+
+    def check(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> str | None:
+        if len(values) > 1:
+            raise click.BadParameter(f"given {len(values)} times: {hint}", ctx, param)
+        return values[0] if values else None
+
+    return check
+
+
+#: ``-d``: one body; curl joins several with ``&``, which a template or JSON body would
+#: not want: refused, with what to write.
+ONE_BODY = "one body is sent (curl joins several -d with '&': write -d 'a=1&b=2')"
 
 
 url_option = click.option(

@@ -29,6 +29,7 @@ import orjson
 from ._bodies import clean_temps, saved_rows
 from ._cli_common import (
     CONTEXT,
+    ONE_BODY,
     OneLineErrors,
     basic_auth_header,
     column_list,
@@ -37,6 +38,7 @@ from ._cli_common import (
     format_option,
     hide_secrets,
     insecure_option,
+    once,
     one_line_usage,
     read_data,
     seconds_option,
@@ -295,14 +297,16 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "-d",
     "--data",
-    default=None,
+    multiple=True,
+    callback=once(ONE_BODY),
     metavar="BODY",
     help="Request body (template); @FILE reads a file.",
 )
 @click.option(
     "--json",
     "json_data",
-    default=None,
+    multiple=True,
+    callback=once("one JSON body is sent: give it once"),
     metavar="BODY",
     help="JSON request body (template); @FILE reads a file. Like curl's --json: "
     "Content-Type and Accept become application/json, the method POST.",

@@ -60,3 +60,23 @@ def test_no_arguments_still_show_the_help() -> None:
     result = CliRunner().invoke(main, [])
     assert "Commands:" in result.output
     assert "error:" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["run", "in.csv", "-d", "a=1", "-d", "b=2"], "'-d' / '--data'"),
+        (["run", "in.csv", "--data=a=1", "-d", "b=2"], "'-d' / '--data'"),
+        (["run", "in.csv", "--json", '{"a": 1}', "--json", '{"b": 2}'], "'--json'"),
+        (["bench", "http://127.0.0.1:9/", "-X", "POST", "-d", "a", "-d", "b"], "'-d' / '--data'"),
+        (["compare", "in.csv", "-d", "a=1", "-d", "b=2"], "'-d' / '--data'"),
+    ],
+)
+def test_a_body_given_twice_is_refused_not_half_sent(args: list[str], option: str) -> None:
+    """click kept the last -d silently: ``-d a=1 -d b=2`` sent ``b=2``, where curl sends
+    ``a=1&b=2``; one line says what to write instead."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert f"Invalid value for {option}: given 2 times: one " in lines[0]

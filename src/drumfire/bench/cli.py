@@ -13,12 +13,14 @@ import click
 from .._bodies import static_form
 from .._cli_common import (
     CONTEXT,
+    ONE_BODY,
     OneLineErrors,
     basic_auth_header,
     connect_timeout_option,
     insecure_option,
     looks_like_url,
     old_quiet,
+    once,
     read_data,
     report_path,
     seconds_option,
@@ -148,7 +150,8 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option(
     "-d",
     "--data",
-    default=None,
+    multiple=True,
+    callback=once(ONE_BODY),
     metavar="BODY",
     help="Request body; @FILE reads a file (a template with --input).",
 )

@@ -13,10 +13,12 @@ from rich.console import Console
 
 from .._cli_common import (
     CONTEXT,
+    ONE_BODY,
     OneLineErrors,
     basic_auth_header,
     encoding_option,
     format_option,
+    once,
     read_data,
     report_path,
     url_from_user,
@@ -91,7 +93,8 @@ def _check_installed(strategies: str | None) -> None:
 @click.option(
     "-d",
     "--data",
-    default=None,
+    multiple=True,
+    callback=once(ONE_BODY),
     metavar="BODY",
     help="Request body (template); @FILE reads a file.",
 )
