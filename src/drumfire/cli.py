@@ -704,6 +704,9 @@ def run_command(
         if resuming is not None and output == "-":
             raise UsageError(f"{resuming} needs an output file (-o PATH), not standard output")
         out_fmt = output_format_for(output, output_format)
+        partition_bytes = _size_option("--partition-size", partition_size, 1)
+        if cluster is None and _given("partition_size"):  # a typo'd --cluster run, say
+            raise UsageError("--partition-size applies to --cluster runs only")
         if cluster is not None:  # a thin layer: see _cluster.py and "On a Dask cluster"
             from ._cluster import TaskOptions, parse_option, run_cluster
 
@@ -733,7 +736,7 @@ def run_command(
                 delimiter=delimiter,
                 resume=resuming,
                 overwrite=overwrite,
-                partition_size=_size_option("--partition-size", partition_size, 1),
+                partition_size=partition_bytes,
                 quiet=quiet,
                 options=options,
             )
@@ -855,10 +858,15 @@ def run_command(
     sys.exit(code)
 
 
+def _given(name: str) -> bool:
+    """Whether the option ``name`` (its parameter's name) was given, not left at its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is not click.core.ParameterSource.DEFAULT
+
+
 def _credentials(url: str, user: str | None, headers: Sequence[str]) -> tuple[str, list[str]]:
     """``-u``: USER:PASSWORD as curl means it (a URL there: its old meaning, with a warning)."""
-    given = click.get_current_context().get_parameter_source("url")
-    old = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
+    old = url_from_user(user, _given("url"))
     if old is not None:
         return old, list(headers)
     if user is None:

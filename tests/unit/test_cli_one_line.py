@@ -80,3 +80,17 @@ def test_a_body_given_twice_is_refused_not_half_sent(args: list[str], option: st
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert f"Invalid value for {option}: given 2 times: one " in lines[0]
+
+
+def test_partition_size_is_checked_and_refused_without_a_cluster(tmp_path: Path) -> None:
+    """``--partition-size`` matters with ``--cluster`` only: a bad value was taken without
+    a word when the run had no ``--cluster`` (a typo'd cluster run ran on one machine)."""
+    rows = tmp_path / "in.txt"
+    rows.write_text("http://127.0.0.1:9/\n")
+    for value, says in (("abc", "'abc' is not a size like 64M"), ("1M", "--cluster runs only")):
+        result = CliRunner().invoke(main, ["run", str(rows), "-q", "--partition-size", value])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith("drumfire: error: --partition-size")
+        assert says in lines[0]
