@@ -7,10 +7,13 @@ templates, so the options that mean the same thing are declared once here.
 from __future__ import annotations
 
 import binascii
+import contextlib
+import errno
 import math
+import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,6 +42,7 @@ __all__ = [
     "read_data",
     "report_path",
     "seconds_option",
+    "to_stdout",
     "url_from_user",
     "url_option",
     "user_option",
@@ -227,6 +231,29 @@ def write_report(path: str, option: str, data: bytes, command: str) -> bool:
         click.echo(
             f"{command}: error: cannot write {option} {path!r}: {exc.strerror or exc}", err=True
         )
+        return False
+    return True
+
+
+def to_stdout(write: Callable[[], object], command: str) -> bool:
+    """Call ``write``, which prints a summary on standard output; a failure (a closed
+    pipe: ``| head``, a full disk) is one line on stderr and False, not a traceback, as
+    for ``run``'s rows (see ``GuardedSink``)."""
+    try:
+        try:
+            write()
+            if sys.stdout is not None:  # None: closed (``>&-``), the summary is not wanted
+                sys.stdout.flush()
+        except SystemExit:  # rich's Console exits on a broken pipe: the reports are not written
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)) from None
+    except OSError as exc:
+        why = exc.strerror or exc
+        click.echo(f"{command}: error: cannot write to standard output: {why}", err=True)
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            # Python would report the same broken pipe again when it exits.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
         return False
     return True
 

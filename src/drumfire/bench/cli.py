@@ -24,6 +24,7 @@ from .._cli_common import (
     read_data,
     report_path,
     seconds_option,
+    to_stdout,
     url_from_user,
     user_option,
     warn,
@@ -355,16 +356,17 @@ def bench_command(
         report = run_plan(plan, quiet=quiet, handle_signals=True)
     except BenchError as exc:
         _fail(str(exc), 1)
-    click.echo(report.summary_text())
+    shown = to_stdout(lambda: click.echo(report.summary_text()), "drumfire bench")
     written = True
     if json_path:
         written = write_report(json_path, "--json", report.to_json() + b"\n", "drumfire bench")
-        if written:
-            click.echo(f"  json: {json_path}")
+        if written and shown:
+            shown = to_stdout(lambda: click.echo(f"  json: {json_path}"), "drumfire bench")
     if html_path:
-        if write_report(html_path, "--html", report.to_html().encode(), "drumfire bench"):
-            click.echo(f"  html: {html_path}")
-        else:
+        if not write_report(html_path, "--html", report.to_html().encode(), "drumfire bench"):
             written = False
+        elif shown:
+            shown = to_stdout(lambda: click.echo(f"  html: {html_path}"), "drumfire bench")
+    written = written and shown
     stopped = 128 + (report.stop_signal or signal.SIGINT)  # 130, or 143 after SIGTERM
     sys.exit(1 if not written else stopped if report.stopped else 0)

@@ -21,6 +21,7 @@ from .._cli_common import (
     once,
     read_data,
     report_path,
+    to_stdout,
     url_from_user,
     url_option,
     user_option,
@@ -264,11 +265,10 @@ def compare_command(
             click.echo("drumfire compare: stopped before any strategy ran", err=True)
             sys.exit(code)
         report = exc.report
-    report.print(out)
-    written = True
+    written = to_stdout(lambda: report.print(out), "drumfire")
     if json_path:
         as_json = orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2)
-        written = write_report(json_path, "--json", as_json, "drumfire")
+        written = write_report(json_path, "--json", as_json, "drumfire") and written
     if html_path:
         html = report.to_html().encode("utf-8")
         written = write_report(html_path, "--html", html, "drumfire") and written
