@@ -1001,6 +1001,27 @@ def _stderr_is_terminal() -> bool:
     return Console(stderr=True).is_terminal
 
 
+def _hold_standard_fds() -> None:
+    """Point a closed standard descriptor (``<&-``, ``>&-``, ``2>&-``) at ``/dev/null``.
+
+    Its number would go to the next socket, and uvloop aborts the process when it closes
+    a descriptor under 3 (an assertion: ``bench URL <&-`` dumped core, exit 134). Python
+    has already set ``sys.stdin`` (or stdout, stderr) to None for it, so a command that
+    needs the stream still finds it closed (``run -o -``: one line).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def entry() -> None:
     """The console script: :func:`main`, and after ``run`` an exit without the teardown.
 
@@ -1013,6 +1034,7 @@ def entry() -> None:
     """
     global _quick_exit
     _quick_exit = False
+    _hold_standard_fds()
     try:
         main()
     except SystemExit as exc:
