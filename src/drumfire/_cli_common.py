@@ -41,7 +41,9 @@ __all__ = [
     "one_line_usage",
     "read_data",
     "report_path",
+    "same_file",
     "seconds_option",
+    "separate_reports",
     "to_stdout",
     "url_from_user",
     "url_option",
@@ -296,6 +298,31 @@ def basic_auth_header(user: str, headers: Sequence[str]) -> str:
         )
     token = binascii.b2a_base64(user.encode("utf-8"), newline=False).decode("ascii")
     return f"Authorization: Basic {token}"
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (by any path to it; one that does
+    not exist yet by its resolved path)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def separate_reports(json_path: str | None, html_path: str | None, rows: str | None) -> None:
+    """``--json`` and ``--html`` of bench and compare: one file for both would keep the
+    HTML alone, written last; the input's file (``rows``) would lose its rows."""
+    if json_path is not None and html_path is not None and same_file(json_path, html_path):
+        raise UsageError(
+            f"--json and --html name one file, {json_path!r}: the HTML would replace the JSON; "
+            "give each its own path"
+        )
+    for path, option in ((json_path, "--json"), (html_path, "--html")):
+        if path is not None and rows is not None and rows != "-" and same_file(path, rows):
+            raise UsageError(
+                f"{option} {path!r} is the input: the report would replace its rows; "
+                "give it a path of its own"
+            )
 
 
 def report_path(path: str | None) -> str | None:

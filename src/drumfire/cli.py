@@ -41,6 +41,7 @@ from ._cli_common import (
     once,
     one_line_usage,
     read_data,
+    same_file,
     seconds_option,
     url_from_user,
     url_option,
@@ -723,7 +724,7 @@ def run_command(
                     "cluster's workers)"
                 )
             if summary_json:
-                check_summary_path(summary_json)
+                _summary_apart(summary_json, input_path, output, out_fmt)
             options = TaskOptions(parse_option(parse_spec) if parse_spec else None, again)
             ran, status = run_cluster(
                 input_path,
@@ -742,7 +743,7 @@ def run_command(
             )
             sys.exit(_finish(ran, status, output, summary_json, failing, quiet))
         if summary_json:
-            check_summary_path(summary_json)
+            _summary_apart(summary_json, input_path, output, out_fmt)
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and _stderr_is_terminal()
         source = open_source(
@@ -856,6 +857,24 @@ def run_command(
     # atexit handlers and open files must see the usual shutdown.
     _quick_exit = parse_spec is None
     sys.exit(code)
+
+
+def _summary_apart(summary: str, input_path: str, output: str, out_fmt: str) -> None:
+    """``--summary-json``: writable, and neither the output nor the input, whose rows
+    the summary would replace at the end of the run (it did, without a word)."""
+    for path, what in ((output, "the output (-o)"), (input_path, "the input")):
+        if path == "-":
+            continue
+        if path is output and out_fmt == "sqlite":
+            from ._sqlite import sqlite_target
+
+            path = sqlite_target(output)[0]
+        if same_file(summary, path):
+            raise UsageError(
+                f"--summary-json {summary!r} is {what}: the summary would replace its rows; "
+                "give it a path of its own"
+            )
+    check_summary_path(summary)
 
 
 def _given(name: str) -> bool:

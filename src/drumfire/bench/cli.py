@@ -24,6 +24,7 @@ from .._cli_common import (
     read_data,
     report_path,
     seconds_option,
+    separate_reports,
     to_stdout,
     url_from_user,
     user_option,
@@ -308,6 +309,10 @@ def bench_command(
         _fail(str(exc))
     _check_output(json_path, "--json")
     _check_output(html_path, "--html")
+    try:
+        separate_reports(json_path, html_path, input_path)
+    except UsageError as exc:
+        _fail(str(exc))
     tls: bool | TLS = not insecure
     if cacert is not None or cert is not None or key is not None:
         tls = TLS(not insecure, cacert, cert, key)

@@ -21,6 +21,7 @@ from .._cli_common import (
     once,
     read_data,
     report_path,
+    separate_reports,
     to_stdout,
     url_from_user,
     url_option,
@@ -226,6 +227,7 @@ def compare_command(
     code = 0
     try:
         report_path(json_path)
+        separate_reports(json_path, html_path, input_path)
         for path, option in ((json_path, "--json"), (html_path, "--html")):
             if path is not None:  # before the run, not a traceback after it
                 check_summary_path(path, option)
