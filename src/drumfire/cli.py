@@ -4,7 +4,7 @@ It parses options into the library's value objects, maps
 :class:`~drumfire.UsageError` to exit status 2 with a one-line message, and
 leaves everything else to ``_batch.execute``.
 
-Why this module is long (about 900 lines): it is the ``run`` command, one click
+Why this module is long (about 1,070 lines): it is the ``run`` command, one click
 command with about fifty options. Their declarations (about 300 lines) are kept
 together so that they read in the order ``--help`` shows them, and the body only
 turns their values into settings, checks the output and prints the hints after
