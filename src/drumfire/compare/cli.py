@@ -223,7 +223,10 @@ def compare_command(
             line = f"  {report.rps or 0:,.0f} req/s, {report.wall_s or 0:.2f} s"
         err.print(line, highlight=False, markup=False)
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    before = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Put back when the command ends: called in-process (a test, a notebook), the handler
+    # stayed, and a later SIGTERM became this command's _Terminated (a KeyboardInterrupt).
+    click.get_current_context().call_on_close(lambda: signal.signal(signal.SIGTERM, before))
     code = 0
     try:
         report_path(json_path)
