@@ -164,8 +164,9 @@ def _wait_option(text: str, option: str = "--max-retry-wait") -> float:
     return seconds
 
 
-class _Commands(click.Group):
-    """The command group; ``bench``, ``compare``, ``demo``, ``serve`` are imported only when used.
+class _Commands(OneLineErrors, click.Group):
+    """The command group (its usage errors one line, see OneLineErrors); ``bench``,
+    ``compare``, ``demo``, ``serve`` are imported only when used.
 
     They pull in rich tables, HTML reports and more: about 35 ms of start-up
     that ``drumfire run`` (which counts its own start in its throughput) need
@@ -181,18 +182,6 @@ class _Commands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.LAZY})
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:  # drumfire --bogus
-            one_line_usage(exc, "drumfire")
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
