@@ -7,10 +7,15 @@ templates, so the options that mean the same thing are declared once here.
 from __future__ import annotations
 
 import binascii
+import contextlib
+import errno
 import math
+import os
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -21,6 +26,8 @@ from ._url import shown_url
 
 __all__ = [
     "CONTEXT",
+    "ONE_BODY",
+    "OneLineErrors",
     "basic_auth_header",
     "column_list",
     "connect_timeout_option",
@@ -30,16 +37,75 @@ __all__ = [
     "insecure_option",
     "looks_like_url",
     "old_quiet",
+    "once",
+    "one_line_usage",
     "read_data",
     "report_path",
+    "same_file",
     "seconds_option",
+    "separate_reports",
+    "to_stdout",
     "url_from_user",
     "url_option",
     "user_option",
     "warn",
+    "write_report",
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+def one_line_usage(exc: click.UsageError, command: str) -> NoReturn:
+    """click's usage error (a bad value, an unknown option, a missing argument) as the
+    one line every other usage error is, exit status 2: click prints four lines
+    (usage, a pointer to --help, a blank line, the error). No arguments at all, where
+    click shows the help, still shows it."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # click 8.2
+        raise exc
+    click.echo(f"{command}: error: {exc.format_message().replace(chr(10), ' ')}", err=True)
+    sys.exit(2)
+
+
+class OneLineErrors(click.Command):
+    """A command whose click usage errors are one line (see :func:`one_line_usage`),
+    also when it runs from the group; ``prefix`` starts the line."""
+
+    prefix = "drumfire"
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, self.prepare(args), parent, **extra)
+        except click.UsageError as exc:
+            one_line_usage(exc, self.prefix)
+
+    def prepare(self, args: list[str]) -> list[str]:
+        """The arguments as the command parses them (``bench``: old flags rewritten)."""
+        return args
+
+
+def once(hint: str) -> Any:
+    """A click callback for an option declared ``multiple=True`` that must be given once:
+    its value (None when not given); given several times, a usage error saying ``hint``.
+    click keeps the last of a repeated option silently, and ``-d a=1 -d b=2`` would
+    send ``b=2`` alone where curl sends ``a=1&b=2``."""
+
+    def check(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> str | None:
+        if len(values) > 1:
+            raise click.BadParameter(f"given {len(values)} times: {hint}", ctx, param)
+        return values[0] if values else None
+
+    return check
+
+
+#: ``-d``: one body; curl joins several with ``&``, which a template or JSON body would
+#: not want: refused, with what to write.
+ONE_BODY = "one body is sent (curl joins several -d with '&': write -d 'a=1&b=2')"
+
 
 url_option = click.option(
     "--url",
@@ -158,6 +224,42 @@ def read_data(
     return data
 
 
+def write_report(path: str, option: str, data: bytes, command: str) -> bool:
+    """Write the report of ``bench --json/--html`` or ``compare``'s; a failure met now,
+    after the run (a disk that filled up), is one line on stderr and False."""
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        click.echo(
+            f"{command}: error: cannot write {option} {path!r}: {exc.strerror or exc}", err=True
+        )
+        return False
+    return True
+
+
+def to_stdout(write: Callable[[], object], command: str) -> bool:
+    """Call ``write``, which prints a summary on standard output; a failure (a closed
+    pipe: ``| head``, a full disk) is one line on stderr and False, not a traceback, as
+    for ``run``'s rows (see ``GuardedSink``)."""
+    try:
+        try:
+            write()
+            if sys.stdout is not None:  # None: closed (``>&-``), the summary is not wanted
+                sys.stdout.flush()
+        except SystemExit:  # rich's Console exits on a broken pipe: the reports are not written
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)) from None
+    except OSError as exc:
+        why = exc.strerror or exc
+        click.echo(f"{command}: error: cannot write to standard output: {why}", err=True)
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            # Python would report the same broken pipe again when it exits.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return False
+    return True
+
+
 def seconds_option(option: str, seconds: float) -> float:
     """``--timeout``, ``--connect-timeout``: click's FloatRange lets ``nan`` and ``inf``
     through, which the API's checks would refuse naming their keyword, not the option."""
@@ -196,6 +298,31 @@ def basic_auth_header(user: str, headers: Sequence[str]) -> str:
         )
     token = binascii.b2a_base64(user.encode("utf-8"), newline=False).decode("ascii")
     return f"Authorization: Basic {token}"
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (by any path to it; one that does
+    not exist yet by its resolved path)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def separate_reports(json_path: str | None, html_path: str | None, rows: str | None) -> None:
+    """``--json`` and ``--html`` of bench and compare: one file for both would keep the
+    HTML alone, written last; the input's file (``rows``) would lose its rows."""
+    if json_path is not None and html_path is not None and same_file(json_path, html_path):
+        raise UsageError(
+            f"--json and --html name one file, {json_path!r}: the HTML would replace the JSON; "
+            "give each its own path"
+        )
+    for path, option in ((json_path, "--json"), (html_path, "--html")):
+        if path is not None and rows is not None and rows != "-" and same_file(path, rows):
+            raise UsageError(
+                f"{option} {path!r} is the input: the report would replace its rows; "
+                "give it a path of its own"
+            )
 
 
 def report_path(path: str | None) -> str | None:

@@ -597,18 +597,19 @@ class GuardedSink:
         return getattr(self._sink, name)
 
 
-def check_summary_path(path: str) -> None:
-    """``--summary-json``: make sure it can be written before the first request."""
+def check_summary_path(path: str, option: str = "--summary-json") -> None:
+    """``--summary-json`` (or a report's ``option``, as ``bench --json``): make sure it
+    can be written before the first request."""
     try:
         if os.path.isdir(path):
-            raise UsageError(f"--summary-json {path!r} is a directory")
+            raise UsageError(f"{option} {path!r} is a directory")
         existed = os.path.lexists(path)
         with open(path, "ab"):
             pass
         if not existed:
             os.unlink(path)
     except OSError as exc:
-        raise UsageError(f"cannot write --summary-json {path!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {option} {path!r}: {exc.strerror or exc}") from None
 
 
 def refuse_input_as_output(input_path: str, output: str, out_fmt: str) -> None:

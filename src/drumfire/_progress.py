@@ -357,11 +357,12 @@ def rerun_command(argv: Sequence[str], add: str) -> str:
     args = list(argv)
     if "run" not in args:
         return f"the same command with {add}"
-    kept = [a for a in args if a != "--overwrite"]
+    end = args.index("--") if "--" in args else len(args)  # after it: arguments, not options
+    kept = [a for a in args[:end] if a != "--overwrite"]
     name = add.split("=", 1)[0]
     if not any(a == name or a.startswith(name + "=") for a in kept):
         kept.append(add)
-    return "drumfire " + shlex.join(kept)
+    return "drumfire " + shlex.join(kept + args[end:])
 
 
 def format_unreachable(stats: Stats) -> str | None:

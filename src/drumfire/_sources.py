@@ -178,6 +178,8 @@ def open_source(
     total: int | None = None
     raw: IO[bytes]
     if path == "-":
+        if sys.stdin is None:  # closed (``<&-``): Python has no stream for it
+            raise UsageError("INPUT '-' is standard input, which is closed: give a file")
         raw = sys.stdin.buffer
         if fmt is None:
             first = raw.readline()

@@ -4,7 +4,7 @@ It parses options into the library's value objects, maps
 :class:`~drumfire.UsageError` to exit status 2 with a one-line message, and
 leaves everything else to ``_batch.execute``.
 
-Why this module is long (about 900 lines): it is the ``run`` command, one click
+Why this module is long (about 1,070 lines): it is the ``run`` command, one click
 command with about fifty options. Their declarations (about 300 lines) are kept
 together so that they read in the order ``--help`` shows them, and the body only
 turns their values into settings, checks the output and prints the hints after
@@ -29,6 +29,8 @@ import orjson
 from ._bodies import clean_temps, saved_rows
 from ._cli_common import (
     CONTEXT,
+    ONE_BODY,
+    OneLineErrors,
     basic_auth_header,
     column_list,
     connect_timeout_option,
@@ -36,7 +38,10 @@ from ._cli_common import (
     format_option,
     hide_secrets,
     insecure_option,
+    once,
+    one_line_usage,
     read_data,
+    same_file,
     seconds_option,
     url_from_user,
     url_option,
@@ -159,8 +164,9 @@ def _wait_option(text: str, option: str = "--max-retry-wait") -> float:
     return seconds
 
 
-class _Commands(click.Group):
-    """The command group; ``bench``, ``compare``, ``demo``, ``serve`` are imported only when used.
+class _Commands(OneLineErrors, click.Group):
+    """The command group (its usage errors one line, see OneLineErrors); ``bench``,
+    ``compare``, ``demo``, ``serve`` are imported only when used.
 
     They pull in rich tables, HTML reports and more: about 35 ms of start-up
     that ``drumfire run`` (which counts its own start in its throughput) need
@@ -176,6 +182,14 @@ class _Commands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # drumfire nope
+            one_line_usage(exc, "drumfire")
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.LAZY and cmd_name not in self.commands:
@@ -251,7 +265,7 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@main.command("run", context_settings=CONTEXT)
+@main.command("run", cls=OneLineErrors, context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
 @user_option
@@ -273,14 +287,16 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "-d",
     "--data",
-    default=None,
+    multiple=True,
+    callback=once(ONE_BODY),
     metavar="BODY",
     help="Request body (template); @FILE reads a file.",
 )
 @click.option(
     "--json",
     "json_data",
-    default=None,
+    multiple=True,
+    callback=once("one JSON body is sent: give it once"),
     metavar="BODY",
     help="JSON request body (template); @FILE reads a file. Like curl's --json: "
     "Content-Type and Accept become application/json, the method POST.",
@@ -678,6 +694,9 @@ def run_command(
         if resuming is not None and output == "-":
             raise UsageError(f"{resuming} needs an output file (-o PATH), not standard output")
         out_fmt = output_format_for(output, output_format)
+        partition_bytes = _size_option("--partition-size", partition_size, 1)
+        if cluster is None and _given("partition_size"):  # a typo'd --cluster run, say
+            raise UsageError("--partition-size applies to --cluster runs only")
         if cluster is not None:  # a thin layer: see _cluster.py and "On a Dask cluster"
             from ._cluster import TaskOptions, parse_option, run_cluster
 
@@ -694,7 +713,7 @@ def run_command(
                     "cluster's workers)"
                 )
             if summary_json:
-                check_summary_path(summary_json)
+                _summary_apart(summary_json, input_path, output, out_fmt)
             options = TaskOptions(parse_option(parse_spec) if parse_spec else None, again)
             ran, status = run_cluster(
                 input_path,
@@ -707,13 +726,13 @@ def run_command(
                 delimiter=delimiter,
                 resume=resuming,
                 overwrite=overwrite,
-                partition_size=_size_option("--partition-size", partition_size, 1),
+                partition_size=partition_bytes,
                 quiet=quiet,
                 options=options,
             )
             sys.exit(_finish(ran, status, output, summary_json, failing, quiet))
         if summary_json:
-            check_summary_path(summary_json)
+            _summary_apart(summary_json, input_path, output, out_fmt)
         # The total is for the progress display only: no display, no counting pass.
         displayed = not quiet and _stderr_is_terminal()
         source = open_source(
@@ -831,10 +850,33 @@ def run_command(
     sys.exit(code)
 
 
+def _summary_apart(summary: str, input_path: str, output: str, out_fmt: str) -> None:
+    """``--summary-json``: writable, and neither the output nor the input, whose rows
+    the summary would replace at the end of the run (it did, without a word)."""
+    for path, what in ((output, "the output (-o)"), (input_path, "the input")):
+        if path == "-":
+            continue
+        if path is output and out_fmt == "sqlite":
+            from ._sqlite import sqlite_target
+
+            path = sqlite_target(output)[0]
+        if same_file(summary, path):
+            raise UsageError(
+                f"--summary-json {summary!r} is {what}: the summary would replace its rows; "
+                "give it a path of its own"
+            )
+    check_summary_path(summary)
+
+
+def _given(name: str) -> bool:
+    """Whether the option ``name`` (its parameter's name) was given, not left at its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is not click.core.ParameterSource.DEFAULT
+
+
 def _credentials(url: str, user: str | None, headers: Sequence[str]) -> tuple[str, list[str]]:
     """``-u``: USER:PASSWORD as curl means it (a URL there: its old meaning, with a warning)."""
-    given = click.get_current_context().get_parameter_source("url")
-    old = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
+    old = url_from_user(user, _given("url"))
     if old is not None:
         return old, list(headers)
     if user is None:
@@ -969,6 +1011,27 @@ def _stderr_is_terminal() -> bool:
     return Console(stderr=True).is_terminal
 
 
+def _hold_standard_fds() -> None:
+    """Point a closed standard descriptor (``<&-``, ``>&-``, ``2>&-``) at ``/dev/null``.
+
+    Its number would go to the next socket, and uvloop aborts the process when it closes
+    a descriptor under 3 (an assertion: ``bench URL <&-`` dumped core, exit 134). Python
+    has already set ``sys.stdin`` (or stdout, stderr) to None for it, so a command that
+    needs the stream still finds it closed (``run -o -``: one line).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def entry() -> None:
     """The console script: :func:`main`, and after ``run`` an exit without the teardown.
 
@@ -981,6 +1044,7 @@ def entry() -> None:
     """
     global _quick_exit
     _quick_exit = False
+    _hold_standard_fds()
     try:
         main()
     except SystemExit as exc:

@@ -602,7 +602,11 @@ def test_cli_connect_failure_exits_1() -> None:
     assert "cannot connect" in result.output
 
 
-def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_stops_on_sigint_and_reports(
+    signum: int, status: int, demo: DemoServer, tmp_path: Path
+) -> None:
+    """Ctrl-C exits 130 and SIGTERM 143, as run and compare do (SIGTERM exited 130)."""
     out = tmp_path / "r.json"
     code = "from drumfire.bench.cli import bench_command; bench_command()"
     args = [demo.url("/json"), "-z", "600s", "-c", "2", "--json", str(out)]
@@ -619,13 +623,13 @@ def test_cli_stops_on_sigint_and_reports(demo: DemoServer, tmp_path: Path) -> No
             assert time.monotonic() < deadline, "the run did not start"
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         output, _ = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, output
+    assert proc.returncode == status, output
     assert "(stopped early)" in output
     d = orjson.loads(out.read_bytes())
     assert d["stopped"] is True

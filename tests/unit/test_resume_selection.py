@@ -114,6 +114,15 @@ def test_rerun_command() -> None:
     assert rerun_command(["x"], "--resume") == "the same command with --resume"
 
 
+def test_rerun_command_adds_its_option_before_a_double_dash() -> None:
+    """After ``--`` every word is an argument: ``--resume`` put there was an extra INPUT,
+    and the command the hint gave was refused (``Got unexpected extra argument``)."""
+    argv = ["run", "-o", "out.csv", "--overwrite", "--", "-rows.csv"]
+    assert rerun_command(argv, "--resume") == "drumfire run -o out.csv --resume -- -rows.csv"
+    kept = ["run", "-o", "out.csv", "--", "--overwrite"]  # an INPUT named --overwrite stays
+    assert rerun_command(kept, "--resume") == "drumfire run -o out.csv --resume -- --overwrite"
+
+
 def test_progress_starts_at_the_resumed_count() -> None:
     console = Console(file=io.StringIO(), width=200)
     progress = Progress(console, time.perf_counter)

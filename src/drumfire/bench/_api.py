@@ -225,6 +225,11 @@ async def _run(
     clock: Callable[[], float],
     on_runner: Callable[[Runner], None] | None = None,
 ) -> BenchReport:
+    from .._batch import ensure_fd_limit  # as drumfire run: a socket per connection
+
+    # Raised now, or said in the report: past the limit a connection fails as a
+    # `connect` error that is the client's, not the server's.
+    fds = ensure_fd_limit(plan.runner_args["concurrency"])
     runner = Runner(
         plan.targets,
         clock=clock,
@@ -237,6 +242,8 @@ async def _run(
     settings["loop"] = loop_name(asyncio.get_running_loop())
     data = await runner.run()
     report = build_report(data, settings, plan.rate_text)
+    if fds is not None:
+        report.warnings.append(f"{fds}: connect errors may be the client's open-files limit")
     schedule = plan.runner_args["schedule"]
     if report.rate is not None and schedule is not None:
         report.rate["asked_curve"] = _rate_curve(schedule, plan.settings["warmup_s"], report)
@@ -488,9 +495,12 @@ def _run_here(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(signum, on_signal, signum)
-        return loop.run_until_complete(
+        report = loop.run_until_complete(
             _run(plan, display=display, clock=clock, on_runner=on_runner)
         )
+        if got:
+            report.stop_signal = got[0]
+        return report
     finally:
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):

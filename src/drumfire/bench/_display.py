@@ -24,6 +24,7 @@ from rich.console import Console
 from .._errors import UsageError
 from .._notebook import INTERVAL, Throttle, in_kernel, stderr_is_terminal
 from ._live import LiveView
+from ._report import NO_ANSWER
 from ._runner import Runner
 
 if TYPE_CHECKING:
@@ -72,10 +73,14 @@ def fraction(runner: Runner, now: float) -> float:
 def figures(report: BenchReport) -> str:
     """The benchmark's figures in one line."""
     lat = report.latency_ms
+    latency = (
+        f"latency p50 {lat['p50']:.2f} ms · p99 {lat['p99']:.2f} ms · max {lat['max']:.2f} ms"
+        if report.status
+        else f"latency {NO_ANSWER}"
+    )
     line = (
         f"drumfire bench: {report.requests:,} requests in {report.duration_s:.2f} s — "
-        f"{report.rps:,.1f} requests/s · latency p50 {lat['p50']:.2f} ms · "
-        f"p99 {lat['p99']:.2f} ms · max {lat['max']:.2f} ms"
+        f"{report.rps:,.1f} requests/s · {latency}"
     )
     if report.failed:
         line += f" · failed {report.failed:,}"

@@ -481,6 +481,8 @@ def _cards(report: BenchReport) -> str:
         _card("max", _fmt_ms(lat["max"]), f"max − avg {_fmt_ms(lat['max_minus_average'])}"),
         _card("failed", f"{report.failed:,}", f"{failed_pct:.2f} %", tone),
     ]
+    if not report.status:  # no answer: its zeros are no latency (see NO_ANSWER)
+        cards[2:6] = [_card("latency", "none", "no request was answered", "bad")]
     return f'<div class="cards">{"".join(cards)}</div>'
 
 

@@ -21,6 +21,10 @@ RESENT = "kept-alive connection found closed"
 #: A share of re-sent requests above this gets a warning.
 RESENT_WARN = 0.01
 
+#: What the summaries say for the latency of a run where no request was answered
+#: (``latency_ms`` then holds zeros, which are no latency).
+NO_ANSWER = "none: no request was answered"
+
 #: The percentiles of ``latency_ms`` (key, percentile).
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
 
@@ -48,7 +52,8 @@ class BenchReport:
     ``rps``, ``latency_ms`` (``mean``, ``p50``, ``p90``, ``p99``, ``p999``,
     ``max``, ...), ``status`` (code as a string → count) and ``errors``
     (reason → count). Latencies are of answered requests (any status), in
-    milliseconds; requests that got no answer are counted in ``errors``, and
+    milliseconds (all 0 when none was answered: ``status`` is empty, and the
+    summaries say ``none``); requests that got no answer are counted in ``errors``, and
     ``latency_with_failures_ms`` gives the percentiles with them counted at the
     time they took (a timeout at its timeout), so that a run where a quarter
     time out does not headline a healthy p99. ``throttled`` counts the answers
@@ -84,6 +89,8 @@ class BenchReport:
     # Closed model: the percentiles corrected for coordinated omission as wrk does
     # (see _omission), and the interval used; empty in the open model.
     latency_corrected_ms: dict[str, float] = field(default_factory=dict)
+    # The signal that stopped the run (SIGINT, SIGTERM), for the command's exit status.
+    stop_signal: int | None = None
 
     # -- conversions ------------------------------------------------------------
 
@@ -177,14 +184,17 @@ class BenchReport:
                     f"             {r['unsent']:,} given up unsent: their --timeout passed "
                     "while they waited for a connection (counted as timeouts)"
                 )
-        lines += [
-            "",
-            "  latency    mean {mean:.3f} ms   stdev {stdev:.3f} ms".format(**lat),
-            "             p50 {p50:.3f}   p90 {p90:.3f}   p99 {p99:.3f}   "
-            "p99.9 {p999:.3f}   max {max:.3f} ms".format(**lat),
-            "             average {average:.3f} ms   max minus average "
-            "{max_minus_average:.3f} ms".format(**lat),
-        ]
+        if not self.status:  # its figures are zeros: no answer is no latency of 0 ms
+            lines += ["", f"  latency    {NO_ANSWER}"]
+        else:
+            lines += [
+                "",
+                "  latency    mean {mean:.3f} ms   stdev {stdev:.3f} ms".format(**lat),
+                "             p50 {p50:.3f}   p90 {p90:.3f}   p99 {p99:.3f}   "
+                "p99.9 {p999:.3f}   max {max:.3f} ms".format(**lat),
+                "             average {average:.3f} ms   max minus average "
+                "{max_minus_average:.3f} ms".format(**lat),
+            ]
         fixed = self.latency_corrected_ms
         if fixed and _corrected_differs(lat, fixed):
             lines.append(

@@ -186,6 +186,8 @@ class Runner:
         self._failure: BaseException | None = None
         self._began = False  # start() ran: the clocks are set
         self._stop_first: float | None = None  # a stop asked before that (see stop)
+        # Done when a stop is asked while the first connections open (see _preconnect).
+        self._connecting: asyncio.Future[None] | None = None
         #: Start what the model allows at clock time ``now`` (every report calls it;
         #: a simulation drives it too, with ``send`` and ``arm`` replaced).
         self.pump: Callable[[float], None] = (
@@ -289,6 +291,8 @@ class Runner:
         it runs), the run stops as it starts: start() would set its end again."""
         if not self._began or self._loop is None:
             self._stop_first = grace
+            if self._connecting is not None and not self._connecting.done():
+                self._connecting.set_result(None)  # Ctrl-C while connecting: stop waiting
             return
         if self.stopped:
             if grace <= 0:
@@ -364,8 +368,22 @@ class Runner:
             n = min(n, max(self.limit, 1))
         conns = [self._connect(origin, None) for _ in range(n)]
         futures = [c.connecting for c in conns if c.connecting is not None]
-        if futures:
-            await asyncio.wait(futures, timeout=self.connect_timeout)
+        if futures and self._stop_first is None:
+            assert self._loop is not None
+            stop = self._connecting = self._loop.create_future()
+            opened = asyncio.ensure_future(asyncio.wait(futures, timeout=self.connect_timeout))
+            try:
+                # A stop (Ctrl-C, SIGTERM) ends the wait: it used to go on to the connect
+                # timeout (10 s against a server that does not accept), then "cannot connect".
+                await asyncio.wait([opened, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                opened.cancel()
+                self._connecting = None
+        if self._stop_first is not None:
+            for conn in conns:
+                if conn.is_connecting():
+                    conn.abort("cancelled", "stopped before the connection opened")
+            return  # run() stops as it starts: no request, the report says stopped
         problem: BaseException | None = None
         for conn, fut in zip(conns, futures, strict=False):
             if conn.is_connecting():

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
 from .._bodies import static_form
 from .._cli_common import (
     CONTEXT,
+    ONE_BODY,
+    OneLineErrors,
     basic_auth_header,
     connect_timeout_option,
     insecure_option,
     looks_like_url,
     old_quiet,
+    once,
     read_data,
     report_path,
     seconds_option,
+    separate_reports,
+    to_stdout,
     url_from_user,
     user_option,
     warn,
+    write_report,
 )
 from .._connection import TLS
 from .._errors import UsageError
+from .._outfile import check_summary_path
 from .._settings import MAX_BODY
 from .._sources import FORMATS
 from .._tlsfiles import TLSFileError, check_tls_files
@@ -47,20 +55,13 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-class _OneLineErrors(click.Command):
+class _OneLineErrors(OneLineErrors):
     """Usage errors as one line and exit status 2, also when run from the group."""
 
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, old_quiet(args), parent, **extra)
-        except click.UsageError as exc:
-            _fail(exc.format_message().replace("\n", " "))
+    prefix = "drumfire bench"
+
+    def prepare(self, args: list[str]) -> list[str]:
+        return old_quiet(args)
 
 
 # wrk's -d: 2s, 1m30s, 500ms, or a bare number of seconds (wrk reads "-d 10" as 10 s).
@@ -93,11 +94,17 @@ def _old_flags(
 
 
 def _check_output(path: str | None, option: str) -> None:
+    """A report's file, before the run: a missing directory, a directory, a file that
+    cannot be written is one line now, not a traceback after the whole run."""
     if path is None:
         return
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
         _fail(f"{option} {path!r}: the directory {str(parent)!r} does not exist")
+    try:
+        check_summary_path(path, option)
+    except UsageError as exc:
+        _fail(str(exc))
 
 
 @click.command("bench", cls=_OneLineErrors, context_settings=CONTEXT)
@@ -145,7 +152,8 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option(
     "-d",
     "--data",
-    default=None,
+    multiple=True,
+    callback=once(ONE_BODY),
     metavar="BODY",
     help="Request body; @FILE reads a file (a template with --input).",
 )
@@ -301,6 +309,10 @@ def bench_command(
         _fail(str(exc))
     _check_output(json_path, "--json")
     _check_output(html_path, "--html")
+    try:
+        separate_reports(json_path, html_path, input_path)
+    except UsageError as exc:
+        _fail(str(exc))
     tls: bool | TLS = not insecure
     if cacert is not None or cert is not None or key is not None:
         tls = TLS(not insecure, cacert, cert, key)
@@ -349,11 +361,17 @@ def bench_command(
         report = run_plan(plan, quiet=quiet, handle_signals=True)
     except BenchError as exc:
         _fail(str(exc), 1)
-    click.echo(report.summary_text())
+    shown = to_stdout(lambda: click.echo(report.summary_text()), "drumfire bench")
+    written = True
     if json_path:
-        report.save_json(json_path)
-        click.echo(f"  json: {json_path}")
+        written = write_report(json_path, "--json", report.to_json() + b"\n", "drumfire bench")
+        if written and shown:
+            shown = to_stdout(lambda: click.echo(f"  json: {json_path}"), "drumfire bench")
     if html_path:
-        report.save_html(html_path)
-        click.echo(f"  html: {html_path}")
-    sys.exit(130 if report.stopped else 0)
+        if not write_report(html_path, "--html", report.to_html().encode(), "drumfire bench"):
+            written = False
+        elif shown:
+            shown = to_stdout(lambda: click.echo(f"  html: {html_path}"), "drumfire bench")
+    written = written and shown
+    stopped = 128 + (report.stop_signal or signal.SIGINT)  # 130, or 143 after SIGTERM
+    sys.exit(1 if not written else stopped if report.stopped else 0)

@@ -279,6 +279,15 @@ class CompareReport:
                 )
         if self.ran and self.all_match:
             lines.append(("every strategy produced the same rows", "green"))
+        if self.ran and all(s.rows and s.failed == s.rows for s in self.ran):
+            # A server that is down or a wrong --url: the table times failures, not answers.
+            lines.append(
+                (
+                    "every row failed in every strategy (no usable answer): the speeds are "
+                    "of failures, not of the server's answers; check the server and --url",
+                    "yellow",
+                )
+            )
         if self.skipped_rows:
             were = counted(
                 self.skipped_rows, "unreadable input row was", "unreadable input rows were"

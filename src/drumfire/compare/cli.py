@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -14,17 +13,24 @@ from rich.console import Console
 
 from .._cli_common import (
     CONTEXT,
+    ONE_BODY,
+    OneLineErrors,
     basic_auth_header,
     encoding_option,
     format_option,
+    once,
     read_data,
     report_path,
+    separate_reports,
+    to_stdout,
     url_from_user,
     url_option,
     user_option,
+    write_report,
 )
 from .._errors import UsageError
 from .._extract import parse_extract_options
+from .._outfile import check_summary_path
 from ._report import StrategyReport
 from ._runner import (
     DEFAULT_CONCURRENCY,
@@ -67,7 +73,7 @@ def _check_installed(strategies: str | None) -> None:
         )
 
 
-@click.command("compare", context_settings=CONTEXT)
+@click.command("compare", cls=OneLineErrors, context_settings=CONTEXT)
 @click.argument("input_path", metavar="INPUT")
 @url_option
 @user_option
@@ -89,7 +95,8 @@ def _check_installed(strategies: str | None) -> None:
 @click.option(
     "-d",
     "--data",
-    default=None,
+    multiple=True,
+    callback=once(ONE_BODY),
     metavar="BODY",
     help="Request body (template); @FILE reads a file.",
 )
@@ -145,7 +152,6 @@ def _check_installed(strategies: str | None) -> None:
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, writable=True),
     default=None,
     metavar="PATH",
     help="Write the report as JSON to this file.",
@@ -153,7 +159,6 @@ def _check_installed(strategies: str | None) -> None:
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, writable=True),
     default=None,
     metavar="PATH",
     help="Write the report as a self-contained HTML page (bar chart and table).",
@@ -218,10 +223,17 @@ def compare_command(
             line = f"  {report.rps or 0:,.0f} req/s, {report.wall_s or 0:.2f} s"
         err.print(line, highlight=False, markup=False)
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    before = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Put back when the command ends: called in-process (a test, a notebook), the handler
+    # stayed, and a later SIGTERM became this command's _Terminated (a KeyboardInterrupt).
+    click.get_current_context().call_on_close(lambda: signal.signal(signal.SIGTERM, before))
     code = 0
     try:
         report_path(json_path)
+        separate_reports(json_path, html_path, input_path)
+        for path, option in ((json_path, "--json"), (html_path, "--html")):
+            if path is not None:  # before the run, not a traceback after it
+                check_summary_path(path, option)
         _check_installed(strategies)
         given = click.get_current_context().get_parameter_source("url")
         old_url = url_from_user(user, given is not click.core.ParameterSource.DEFAULT)
@@ -258,12 +270,14 @@ def compare_command(
             click.echo("drumfire compare: stopped before any strategy ran", err=True)
             sys.exit(code)
         report = exc.report
-    report.print(out)
+    written = to_stdout(lambda: report.print(out), "drumfire")
     if json_path:
-        Path(json_path).write_bytes(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
+        as_json = orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2)
+        written = write_report(json_path, "--json", as_json, "drumfire") and written
     if html_path:
-        Path(html_path).write_text(report.to_html(), encoding="utf-8")
-    failed = any(s.error or s.skipped for s in report.strategies)
+        html = report.to_html().encode("utf-8")
+        written = write_report(html_path, "--html", html, "drumfire") and written
+    failed = not written or any(s.error or s.skipped for s in report.strategies)
     sys.exit(code or (0 if report.all_match and not failed and report.ran else 1))
 
 

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import click
 
-from .._cli_common import CONTEXT
+from .._cli_common import CONTEXT, OneLineErrors
 from .._job import make_job
 from .._sinks import open_sink
 from .._sources import open_source
@@ -33,7 +33,7 @@ def _seconds(option: str, value: float) -> float:
     return value
 
 
-@click.command("serve", context_settings=CONTEXT)
+@click.command("serve", cls=OneLineErrors, context_settings=CONTEXT)
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -84,7 +84,7 @@ def serve_command(host: str, port: int, latency: float, jitter: float) -> None:
         _fail(f"cannot listen on {shown}:{port}: {exc.strerror or exc}")
 
 
-@click.command("demo", context_settings=CONTEXT)
+@click.command("demo", cls=OneLineErrors, context_settings=CONTEXT)
 @click.option(
     "-n",
     "--rows",
