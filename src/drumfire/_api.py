@@ -212,7 +212,7 @@ def run(
     *,
     parse: Callable[[Response], Mapping[str, Any]] | None = None,
     **kwargs: Any,
-) -> Iterator[Result]:
+) -> Run:
     """Run a batch; yield each :class:`Result` as it completes (completion order
     unless ``ordered=True``). Works with or without a running event loop.
 
@@ -398,7 +398,6 @@ def _collect(rows: Any, url: str, **kwargs: Any) -> tuple[list[Result], Job]:
     """Every result of :func:`run`, and its job: the fields it asks for (extracted, then
     saved: ``saved_path``...), known even when no row came, and their fixed types."""
     handle = run(rows, url, **kwargs)
-    assert isinstance(handle, Run)
     results = list(handle)
     return results, handle._job
 

@@ -127,3 +127,12 @@ def test_progress_and_output_share_the_engine_tick(
     assert len(out.read_text().splitlines()) == 50
     assert it.stats.done == 50
     assert "50 rows in" in capsys.readouterr().err
+
+
+def test_the_annotations_name_what_run_and_arun_return() -> None:
+    """A type checker sees ``stats`` and ``close()`` on what ``run`` returns: its
+    annotation said ``Iterator[Result]``, so ``it.stats`` failed mypy on user code."""
+    import typing
+
+    assert typing.get_type_hints(drumfire.run)["return"] is drumfire.Run
+    assert typing.get_type_hints(drumfire.arun)["return"] is drumfire.ARun
