@@ -23,7 +23,7 @@ import itertools
 import os
 import re
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ __all__ = [
     "TEXT_FORMATS",
     "Source",
     "check_delimiter",
+    "check_unique_columns",
     "codec_name",
     "count_rows",
     "open_source",
@@ -885,9 +886,10 @@ def rows_source(rows: Any) -> Source:
     """A source over Python objects: dicts, strings (URLs), or a pandas DataFrame."""
     total: int | None = None
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame
-        columns = frozenset(str(c) for c in rows.columns)
+        names = [str(c) for c in rows.columns]
+        check_unique_columns(names, "the DataFrame")
         total = len(rows)
-        return Source(_frame_items(rows), columns, "frame", total)
+        return Source(_frame_items(rows), frozenset(names), "frame", total)
     try:
         total = len(rows)
     except TypeError:
@@ -904,6 +906,21 @@ def rows_source(rows: Any) -> Source:
     else:
         raise InputError(f"rows must be mappings or URL strings, not {type(first).__name__}")
     return Source(_object_items(first, it), keys, "rows", total)
+
+
+def check_unique_columns(names: list[str], what: str) -> None:
+    """One line when ``what`` (a DataFrame, an Arrow table) names a column twice.
+
+    A row is a mapping: of two columns with one name (``a`` twice, or ``1`` and
+    ``"1"``, which a template names alike), one would be sent and the other
+    never, silently, as a CSV header naming a column twice is refused.
+    """
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dupes:
+        raise InputError(
+            f"{what} names columns more than once: {', '.join(map(repr, dupes))}; "
+            "give each column its own name"
+        )
 
 
 def _object_items(first: Any, rest: Iterator[Any]) -> Iterator[Item]:
