@@ -942,8 +942,9 @@ def _frame_items(frame: Any) -> Iterator[Item]:
     columns = [str(c) for c in frame.columns]
     # pandas' missing values become None, as Arrow's nulls do: NA and NaT (a
     # nullable Int64 or boolean column, a datetime one), and the NaN of a string
-    # column (pandas 3's default ``str`` dtype marks a missing string so), which
-    # there means nothing but "missing". A template then inserts nothing, a JSON
+    # column (pandas 3's default ``str`` dtype marks a missing string so) or of a
+    # categorical one (whose categories cannot hold a NaN), which there means
+    # nothing but "missing". A template then inserts nothing, a JSON
     # body null, and the outputs keep no '<NA>', 'NaT' or 'nan' text. Only the
     # columns whose dtype may hold one are looked at: NumPy's numbers, booleans
     # and strings cannot, and a float column's NaN is a number (see the README).
@@ -951,7 +952,7 @@ def _frame_items(frame: Any) -> Iterator[Item]:
     if dtypes is None:  # a frame-like object without: every column
         dtypes = [None] * len(columns)
     holes = [
-        (c, type(d).__name__ == "StringDtype")
+        (c, type(d).__name__ in _NAN_IS_MISSING)
         for c, d in zip(columns, dtypes, strict=True)
         if _may_hold_na(d)
     ]
@@ -962,6 +963,10 @@ def _frame_items(frame: Any) -> Iterator[Item]:
             if is_missing(value) or (text and type(value) is float and value != value):
                 row[c] = None
         yield n, row
+
+
+#: pandas dtypes whose NaN is a missing value, never a number.
+_NAN_IS_MISSING = frozenset({"StringDtype", "CategoricalDtype"})
 
 
 def _may_hold_na(dtype: Any) -> bool:
