@@ -948,6 +948,9 @@ def _frame_items(frame: Any) -> Iterator[Item]:
     # body null, and the outputs keep no '<NA>', 'NaT' or 'nan' text. Only the
     # columns whose dtype may hold one are looked at: NumPy's numbers, booleans
     # and strings cannot, and a float column's NaN is a number (see the README).
+    # Those columns (nullable Int64, Float64, boolean, sparse, object) give NumPy
+    # scalars, not the Python numbers a NumPy column gives: they become those, so
+    # that a typed output types the column from them (an Int64 column was text).
     dtypes = getattr(frame, "dtypes", None)
     if dtypes is None:  # a frame-like object without: every column
         dtypes = [None] * len(columns)
@@ -962,7 +965,18 @@ def _frame_items(frame: Any) -> Iterator[Item]:
             value = row[c]
             if is_missing(value) or (text and type(value) is float and value != value):
                 row[c] = None
+            elif type(value).__module__ == "numpy":
+                row[c] = _python_number(value)
         yield n, row
+
+
+def _python_number(value: Any) -> Any:
+    """A NumPy boolean, integer or float64 as the Python one (exact); others as they are
+    (a float32's text is its shortest decimal, ``1.1``, where a Python float's is not)."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind in ("b", "i", "u") or (kind == "f" and isinstance(value, float)):
+        return value.item()
+    return value
 
 
 #: pandas dtypes whose NaN is a missing value, never a number.
