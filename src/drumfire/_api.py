@@ -371,7 +371,8 @@ def run_all(
     Results come in input order. A DataFrame made from a DataFrame keeps its
     index (row i of the result answers row i of the input; with ``resume=True``,
     the labels of the rows sent again), and ``status``
-    is a nullable integer column (``Int64``: ``<NA>`` where no response came).
+    is a nullable integer column (``Int64``: ``<NA>`` where no response came);
+    a kept column is the input's, its dtype and values.
 
     The run's figures: with ``return_stats=True`` the call returns a pair
     ``(results, stats)`` (a :class:`~drumfire.Stats`; ``stats.summary()`` for
@@ -434,5 +435,21 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
         # In input order, one result per row sent: the input's labels fit, less
         # those of the rows a resume skipped (else result.join(df) would pair a
         # result with another row's input).
+        _kept_as_given(frame, rows, job.keep, skipped)
         frame.index = index.delete(list(skipped)) if skipped else index
     return frame
+
+
+def _kept_as_given(frame: Any, rows: Any, keep: Iterable[str], skipped: array[int]) -> None:
+    """The kept columns of ``frame`` (one result per row sent, in input order) as the
+    input DataFrame holds them, its dtypes and all: made from the results' values, a
+    nullable ``Int64`` column with a gap was ``float64``, its integers past 2**53 rounded."""
+    labels = {str(c): c for c in rows.columns}
+    if skipped:
+        sent = [True] * len(rows)
+        for position in skipped:
+            sent[position] = False
+        rows = rows.iloc[sent]
+    for name in keep:
+        if name in frame.columns and name in labels:
+            frame[name] = rows[labels[name]].set_axis(frame.index)
