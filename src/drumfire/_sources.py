@@ -894,7 +894,16 @@ def rows_source(rows: Any) -> Source:
         total = len(rows)
     except TypeError:
         total = None
-    it = iter(rows)
+    try:
+        if isinstance(rows, bytes | bytearray | memoryview):
+            raise TypeError  # iterated, its bytes were rows, each "an int, not a mapping"
+        it = iter(rows)
+    except TypeError:
+        what = "None" if rows is None else with_article(type(rows).__name__)
+        raise InputError(
+            f"rows is {what}: give dicts (one per request), URL "
+            "strings, a DataFrame, an Arrow table or the path of an input file"
+        ) from None
     try:
         first = next(it)
     except StopIteration:

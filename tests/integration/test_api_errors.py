@@ -25,6 +25,14 @@ def test_a_problem_before_the_first_request_raises_one_tree() -> None:
     assert isinstance(info.value, DrumfireError)
 
 
+def test_rows_that_are_no_rows_are_one_input_error() -> None:
+    """``run_all(None, url)`` raised Python's ``TypeError: 'NoneType' object is not
+    iterable``, outside the tree; bytes were iterated as ints ("not int")."""
+    for rows, what in ((None, "None"), (5, "an int"), (b"a,b", "a bytes")):
+        with pytest.raises(drumfire.InputError, match=f"^rows is {what}: give dicts"):
+            drumfire.run_all(rows, "http://127.0.0.1:9/", progress=False)
+
+
 def test_a_failed_request_is_a_row_with_a_reason() -> None:
     with refused_port() as port, ScriptedServer(echo) as srv:
         rows = [{"id": "down", "url": f"http://127.0.0.1:{port}/"}, {"id": "up", "url": srv.url()}]
