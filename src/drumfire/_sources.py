@@ -894,6 +894,11 @@ def rows_source(rows: Any) -> Source:
         total = len(rows)
     except TypeError:
         total = None
+    if isinstance(rows, Mapping):  # iterated, its keys were URL rows
+        raise InputError(
+            "rows is one dict: give a list of dicts, one per request ([row]; a dict of "
+            "columns as pandas.DataFrame(rows))"
+        )
     try:
         if isinstance(rows, bytes | bytearray | memoryview):
             raise TypeError  # iterated, its bytes were rows, each "an int, not a mapping"

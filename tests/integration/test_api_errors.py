@@ -33,6 +33,16 @@ def test_rows_that_are_no_rows_are_one_input_error() -> None:
             drumfire.run_all(rows, "http://127.0.0.1:9/", progress=False)
 
 
+def test_one_dict_as_rows_is_one_input_error() -> None:
+    """A dict was iterated: its keys became URL rows ({"a": 1} sent one request to the
+    template's URL, {"n": [1, 2]} said the input had no column n, only url)."""
+    with ScriptedServer(echo) as srv:
+        for rows in ({"a": 1}, {"n": [1, 2]}):
+            with pytest.raises(drumfire.InputError, match=r"^rows is one dict: give a list"):
+                drumfire.run_all(rows, srv.url("/x"), progress=False)
+        assert not srv.requests
+
+
 def test_a_failed_request_is_a_row_with_a_reason() -> None:
     with refused_port() as port, ScriptedServer(echo) as srv:
         rows = [{"id": "down", "url": f"http://127.0.0.1:{port}/"}, {"id": "up", "url": srv.url()}]
