@@ -18,6 +18,7 @@ from typing import Any
 
 from ._columns import INT
 from ._engine import Engine
+from ._errors import UsageError
 from ._job import Job
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
@@ -98,12 +99,14 @@ _DOC_ARGS = """
 
 
 def _source_and_job(
-    rows: Any, url: str, kwargs: dict[str, Any], learn: bool = False
+    rows: Any, url: str, kwargs: dict[str, Any], parse: Any
 ) -> tuple[Source, Job, Any]:
     # A file path as rows, Arrow and polars, and output=/resume=: see _files.
     from ._files import prepare
 
-    return prepare(rows, url, kwargs, learn)
+    if parse is not None and not callable(parse):  # else every row a 'parse' error
+        raise UsageError(f"parse={parse!r:.60}: give a function (response) -> dict, or None")
+    return prepare(rows, url, kwargs, parse is not None)
 
 
 class ARun:
@@ -152,7 +155,7 @@ async def _arun(
     kwargs: dict[str, Any],
 ) -> AsyncGenerator[Result, None]:
     progress = progress_option(kwargs)
-    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
+    source, job, output = _source_and_job(rows, url, kwargs, parse)
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
@@ -225,7 +228,7 @@ def run(
     """
     progress = progress_option(kwargs)
     stats_to: list[Run] | None = kwargs.pop("_stats_to", None)  # run_all's
-    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
+    source, job, output = _source_and_job(rows, url, kwargs, parse)
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
     # consumer before it asks for a resume; both orders end unpaused or with

@@ -99,6 +99,8 @@ def test_a_bad_argument_is_one_usage_error_before_any_request() -> None:
             ({"max_body": -1}, "max_body=-1: "),
             ({"timeout": "5"}, "timeout='5': "),
             ({"concurrency": "8"}, "concurrency='8': "),
+            # not a function: every row ended with "parse: TypeError: 'int' object ..."
+            ({"parse": 5}, "parse=5: give a function"),
         ]:
             with pytest.raises(UsageError, match=f"^{start}"):
                 drumfire.run_all([{"id": "1"}], srv.url("/x"), progress=False, **kwargs)
