@@ -424,8 +424,8 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
         raise ImportError("as_frame=True needs pandas: pip install 'drumfire[pandas]'") from exc
     if records:
         frame = pd.DataFrame.from_records(records)
-    else:
-        frame = pd.DataFrame(columns=list(BASE_COLUMNS))
+    else:  # the columns rows would have had: a later frame["duration"] finds its column
+        frame = pd.DataFrame(columns=[*BASE_COLUMNS, *job.field_names(), *job.keep])
     frame["status"] = frame["status"].astype("Int64")
     # drumfire's own fields (saved_bytes...) have one type whatever the rows hold: an
     # integer column with gaps as status, text as pandas holds the id (str, or object)
