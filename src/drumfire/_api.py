@@ -9,6 +9,7 @@ when the consumer falls behind so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import queue
 import threading
 from array import array
@@ -208,6 +209,19 @@ arun.__doc__ = (arun.__doc__ or "") + _DOC_ARGS
 
 _END = object()
 
+#: How to stop each :func:`run` whose engine thread is still going (see :func:`_stop_at_exit`).
+_LIVE: set[Callable[[], None]] = set()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """At interpreter exit, stop the runs left going (a ``Run`` not iterated to its end,
+    held by a global) as leaving their ``for`` loop would: the engine's thread is a
+    daemon, frozen mid-run at exit, and the rows of its ``output=``, even those the
+    caller had been given, were lost. The rows in flight end ``cancelled``."""
+    for stop in list(_LIVE):
+        stop()
+
 
 def run(
     rows: Iterable[Any] | Any,
@@ -266,10 +280,20 @@ def run(
             if source.close is not None:
                 source.close()
             out.put(_END)
+            _LIVE.discard(stop)
+
+    def stop() -> None:
+        """Stop the engine (no new row; those in flight cancelled) and wait for its thread."""
+        try:
+            loop.call_soon_threadsafe(engine.stop, 0)
+        except RuntimeError:
+            pass  # the loop already closed
+        thread.join()
 
     thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
+    _LIVE.add(stop)
     thread.start()
-    handle = Run(_drain(out, paused, engine, loop, thread, state, display), engine, job)
+    handle = Run(_drain(out, paused, engine, loop, stop, state, display), engine, job)
     if stats_to is not None:
         stats_to.append(handle)
     return handle
@@ -331,7 +355,7 @@ def _drain(
     paused: list[bool],
     engine: Engine,
     loop: asyncio.AbstractEventLoop,
-    thread: threading.Thread,
+    stop: Callable[[], None],
     state: dict[str, Any],
     display: Display | None = None,
 ) -> Iterator[Result]:
@@ -347,13 +371,8 @@ def _drain(
                 loop.call_soon_threadsafe(engine.pause, False)
             yield item
     finally:
-        if not finished:
-            # The consumer stopped early: stop the engine and wait for its thread.
-            try:
-                loop.call_soon_threadsafe(engine.stop, 0)
-            except RuntimeError:
-                pass  # the loop already closed
-            thread.join()
+        if not finished:  # the consumer stopped early
+            stop()
         # in the consumer's thread, now that the engine's is over
         close_display(display, engine.stats)
     if "error" in state:
