@@ -285,7 +285,9 @@ def run(
     def stop() -> None:
         """Stop the engine (no new row; those in flight cancelled) and wait for its thread."""
         try:
-            loop.call_soon_threadsafe(engine.stop, 0)
+            # One turn later: asked before the engine's run began (close() at once),
+            # its stop would find no run to stop, and every row would be sent.
+            loop.call_soon_threadsafe(loop.call_soon, engine.stop, 0)
         except RuntimeError:
             pass  # the loop already closed
         thread.join()
@@ -293,7 +295,7 @@ def run(
     thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
     _LIVE.add(stop)
     thread.start()
-    handle = Run(_drain(out, paused, engine, loop, stop, state, display), engine, job)
+    handle = Run(_drain(out, paused, engine, loop, stop, state, display), engine, job, stop)
     if stats_to is not None:
         stats_to.append(handle)
     return handle
@@ -311,10 +313,17 @@ class Run:
     ``close()`` stops the run early, as leaving a ``for`` loop does.
     """
 
-    def __init__(self, results: Iterator[Result], engine: Engine, job: Job) -> None:
+    def __init__(
+        self,
+        results: Iterator[Result],
+        engine: Engine,
+        job: Job,
+        stop: Callable[[], None],
+    ) -> None:
         self._results = results
         self._engine = engine
         self._job = job  # its columns, for run_all (see _collect)
+        self._stop = stop
 
     @property
     def stats(self) -> Stats:
@@ -330,6 +339,7 @@ class Run:
         close = getattr(self._results, "close", None)
         if close is not None:
             close()
+        self._stop()  # a generator not started yet runs no cleanup on close
 
 
 def _engine_and_display(

@@ -129,6 +129,19 @@ def test_progress_and_output_share_the_engine_tick(
     assert "50 rows in" in capsys.readouterr().err
 
 
+def test_close_before_iterating_stops_the_run() -> None:
+    """``close()`` on a ``Run`` not iterated yet closed a generator that had not started,
+    which runs no cleanup: the engine went on sending every row."""
+    import threading
+
+    with DemoServer(latency=0.05) as server:
+        it = drumfire.run(ROWS * 20, server.base_url + ECHO, concurrency=2, progress=False)
+        it.close()
+        assert not [t for t in threading.enumerate() if t.name == "drumfire-engine"]
+        assert it.stats.stopped
+        assert list(it) == []
+
+
 def test_the_annotations_name_what_run_and_arun_return() -> None:
     """A type checker sees ``stats`` and ``close()`` on what ``run`` returns: its
     annotation said ``Iterator[Result]``, so ``it.stats`` failed mypy on user code."""
