@@ -99,6 +99,27 @@ _DOC_ARGS = """
 """
 
 
+#: The command line's words in the messages of the checks before the first request
+#: (shared with ``drumfire run``), as a call names them: ``url=``, not ``--url``.
+_KEYWORDS = (
+    ("--keep names column", "keep= names column"),
+    ("--id names column", "id= names column"),
+    ("bad --extract expression", "bad extract= expression"),
+    ("choose another name for -e NAME=...", "choose another name in extract="),
+    ("(--keep cannot)", "(keep= cannot)"),
+    ("name it once in --keep", "name it once in keep="),
+)
+
+
+def _as_called(exc: UsageError) -> UsageError:
+    """``exc`` with the keywords of the call where it names command-line options."""
+    text = str(exc)
+    named = "url=" + text[len("--url ") :] if text.startswith("--url ") else text
+    for option, keyword in _KEYWORDS:
+        named = named.replace(option, keyword)
+    return exc if named == text else type(exc)(named)
+
+
 def _source_and_job(
     rows: Any, url: str, kwargs: dict[str, Any], parse: Any
 ) -> tuple[Source, Job, Any]:
@@ -107,7 +128,13 @@ def _source_and_job(
 
     if parse is not None and not callable(parse):  # else every row a 'parse' error
         raise UsageError(f"parse={parse!r:.60}: give a function (response) -> dict, or None")
-    return prepare(rows, url, kwargs, parse is not None)
+    try:
+        return prepare(rows, url, kwargs, parse is not None)
+    except UsageError as exc:
+        named = _as_called(exc)
+        if named is exc:
+            raise
+        raise named from None
 
 
 class ARun:
@@ -353,7 +380,13 @@ def _engine_and_display(
 ) -> tuple[Engine, Display | None]:
     """The engine, and the progress display fed from its tick (shown now, if any)."""
     kwargs = {**output.engine_kwargs(), **engine_kwargs}
-    engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
+    try:  # the templates are checked against the columns here
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
+    except UsageError as exc:
+        named = _as_called(exc)
+        if named is exc:
+            raise
+        raise named from None
     display = open_display(progress, engine.clock)
     if display is not None:
         engine.on_tick = chain(engine.on_tick, display)

@@ -7,6 +7,7 @@ with a :class:`drumfire.Reason`.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,31 @@ def test_one_dict_as_rows_is_one_input_error() -> None:
             with pytest.raises(drumfire.InputError, match=r"^rows is one dict: give a list"):
                 drumfire.run_all(rows, srv.url("/x"), progress=False)
         assert not srv.requests
+
+
+def test_a_check_before_the_first_request_names_the_keyword_given() -> None:
+    """A Python call names no ``--url`` or ``--keep``: the messages the command line
+    shares say ``url=``, ``keep=``... as the resume's and the option checks' do."""
+    url = "http://127.0.0.1:9/{a}"
+    for call, start in [
+        (lambda: drumfire.run([{"b": 1}], url), "url='http://127.0.0.1:9/{a}' uses column 'a'"),
+        (lambda: drumfire.run_all([{"a": 1}], url, keep=["z"]), "keep= names column 'z',"),
+        (lambda: drumfire.run_all([{"a": 1}], url, id="z"), "id= names column 'z',"),
+        (lambda: drumfire.run_all([{"a": 1}], url, extract={"x": "[["}), "bad extract= exp"),
+        (lambda: drumfire.run_all([{"a": 1, "error": 2}], url, keep=["error"]),
+         "output column 'error' is a column every row has; rename it in the input (keep= "),
+    ]:  # fmt: skip
+        with pytest.raises(UsageError) as info:
+            call()
+        assert str(info.value).startswith(start), info.value
+        assert "--" not in str(info.value)
+
+
+    async def first() -> object:
+        return await anext(drumfire.arun([{"b": 1}], url))
+
+    with pytest.raises(TemplateError, match=r"^url="):  # arun's too; the class stays
+        asyncio.run(first())
 
 
 def test_a_failed_request_is_a_row_with_a_reason() -> None:
