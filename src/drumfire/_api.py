@@ -411,7 +411,10 @@ def _drain(
                 break
             if paused[0] and out.qsize() <= _BACKLOG_LOW:
                 paused[0] = False
-                loop.call_soon_threadsafe(engine.pause, False)
+                try:
+                    loop.call_soon_threadsafe(engine.pause, False)
+                except RuntimeError:
+                    pass  # the loop closed: the run ended paused (its last rows were out)
             yield item
     finally:
         if not finished:  # the consumer stopped early

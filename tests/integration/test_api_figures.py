@@ -142,6 +142,26 @@ def test_close_before_iterating_stops_the_run() -> None:
         assert list(it) == []
 
 
+def test_a_run_that_ends_paused_hands_over_every_result(
+    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine pauses while results wait for a slow consumer; a run that ended so (its
+    last rows in flight at the pause) closed its loop, and asking it to resume raised
+    ``RuntimeError: Event loop is closed`` out of the iteration, the rest of the results lost."""
+    import threading
+
+    from drumfire import _api
+
+    monkeypatch.setattr(_api, "_BACKLOG_HIGH", len(ROWS))  # paused by the last result
+    monkeypatch.setattr(_api, "_BACKLOG_LOW", 10)
+    it = drumfire.run(ROWS, demo_server.base_url + ECHO, progress=False)
+    for thread in threading.enumerate():
+        if thread.name == "drumfire-engine":
+            thread.join()  # the run is over before the consumer takes a result
+    assert len(list(it)) == len(ROWS)
+    assert it.stats.done == len(ROWS)
+
+
 def test_the_annotations_name_what_run_and_arun_return() -> None:
     """A type checker sees ``stats`` and ``close()`` on what ``run`` returns: its
     annotation said ``Iterator[Result]``, so ``it.stats`` failed mypy on user code."""
