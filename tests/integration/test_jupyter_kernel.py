@@ -225,3 +225,87 @@ def test_bench_in_a_kernel_shows_a_widget_and_its_figures(
     assert len(html) == 1, html_cell.outputs  # one line, updated in place to the figures
     assert "drumfire bench: 300 requests in" in html[0]["data"]["text/html"]
     assert "html 300" in texts(html_cell)
+
+
+def _cell(kc: Any, code: str, on_sent: Any = None) -> tuple[str, list[str]]:
+    """Run ``code``; ``on_sent()`` (if given) once it was sent. Its stream text and the
+    names of the errors it raised, once the kernel is idle again (bounded by timeouts)."""
+    msg_id = kc.execute(code)
+    if on_sent is not None:
+        on_sent()
+    text, errors = [], []
+    while True:
+        msg = kc.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            text.append(content["text"])
+        elif kind == "error":
+            errors.append(content["ename"])
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(text), errors
+
+
+def test_interrupting_a_cell_keeps_its_rows_and_the_kernel_runs_on(
+    kernel_manager: Any, tmp_path: Path
+) -> None:
+    """The kernel's interrupt (the ■ button) during run_all: KeyboardInterrupt, the rows
+    done and those in flight (cancelled) in the output, no engine thread left; the same
+    cell again with resume=True sends the others, and the file holds each row once."""
+    import threading
+
+    from servers import ScriptedServer, respond
+
+    gate, in_flight = threading.Event(), threading.Event()
+
+    def handler(index: int, *_: Any) -> Any:
+        if index >= 40 and not gate.is_set():  # 40 answered; the next 8 wait
+            if index == 47:
+                in_flight.set()
+            gate.wait(120)
+        return respond(200, {"index": index})
+
+    out = tmp_path / "out.csv"
+    km = kernel_manager
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        with ScriptedServer(handler) as srv:
+            setup = (
+                "import csv, threading, drumfire, pandas as pd\n"
+                "df = pd.DataFrame({'id': [f'r{i}' for i in range(400)]}, "
+                "index=range(1000, 1400))\n"
+                f"kw = dict(output={str(out)!r}, concurrency=8, retries=0)"
+            )
+            assert _cell(kc, setup) == ("", [])
+            call = f"res = drumfire.run_all(df, {srv.url('/{id}')!r}, **kw"
+
+            def interrupt() -> None:
+                assert in_flight.wait(120)
+                km.interrupt_kernel()
+
+            text, errors = _cell(kc, call + ")", on_sent=interrupt)
+            assert errors == ["KeyboardInterrupt"], text
+            gate.set()
+            text, errors = _cell(
+                kc,
+                f"rows = list(csv.DictReader(open({str(out)!r})))\n"
+                "print(len(rows), sum(r['error'] == 'cancelled' for r in rows), "
+                "[t.name for t in threading.enumerate() if t.name == 'drumfire-engine'])",
+            )
+            assert (text.strip(), errors) == ("48 8 []", [])
+            text, errors = _cell(
+                kc,
+                call + ", resume=True)\n"
+                "rows = list(csv.DictReader(open(" + repr(str(out)) + ")))\n"
+                "labels = (res.index == [1000 + int(i[1:]) for i in res['id']]).all()\n"
+                "print(len(res), labels, len(rows), len({r['id'] for r in rows}), "
+                "sorted({r['error'] for r in rows}))",
+            )
+            assert (text.strip(), errors) == ("360 True 400 400 ['']", [])
+    finally:
+        gate.set()
+        kc.stop_channels()
