@@ -9,7 +9,6 @@ when the consumer falls behind so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import queue
 import threading
 from array import array
@@ -21,6 +20,7 @@ from ._columns import INT
 from ._engine import Engine
 from ._errors import UsageError
 from ._job import Job
+from ._live import Stopper, live, unwatch_sigint, watch_sigint
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
 from ._response import Response
@@ -236,20 +236,6 @@ arun.__doc__ = (arun.__doc__ or "") + _DOC_ARGS
 
 _END = object()
 
-#: How to stop each :func:`run` whose engine thread is still going (see :func:`_stop_at_exit`).
-_LIVE: set[Callable[[], None]] = set()
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    """At interpreter exit, stop the runs left going (a ``Run`` not iterated to its end,
-    held by a global) as leaving their ``for`` loop would: the engine's thread is a
-    daemon, frozen mid-run at exit, and the rows of its ``output=``, even those the
-    caller had been given, were lost. The rows in flight end ``cancelled``."""
-    for stop in list(_LIVE):
-        stop()
-
-
 def run(
     rows: Iterable[Any] | Any,
     url: str = "{url}",
@@ -306,21 +292,14 @@ def run(
                 state.setdefault("error", exc)
             if source.close is not None:
                 source.close()
+            live(stop, False)  # before the end is handed over (see _drain)
             out.put(_END)
-            _LIVE.discard(stop)
 
-    def stop() -> None:
-        """Stop the engine (no new row; those in flight cancelled) and wait for its thread."""
-        try:
-            # One turn later: asked before the engine's run began (close() at once),
-            # its stop would find no run to stop, and every row would be sent.
-            loop.call_soon_threadsafe(loop.call_soon, engine.stop, 0)
-        except RuntimeError:
-            pass  # the loop already closed
-        thread.join()
-
-    thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
-    _LIVE.add(stop)
+    # Stops the engine (no new row; those in flight cancelled): at once, or waiting for
+    # its thread; also at Ctrl-C in the caller's loop body and at exit (see _live).
+    stop = Stopper(engine, loop)
+    stop.thread = thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
+    live(stop, True)
     thread.start()
     handle = Run(_drain(out, paused, engine, loop, stop, state, display), engine, job, stop)
     if stats_to is not None:
@@ -357,6 +336,7 @@ class Run:
         return self._engine.stats
 
     def __iter__(self) -> Run:
+        watch_sigint()  # a for loop in a later notebook cell: Ctrl-C stops the run there too
         return self
 
     def __next__(self) -> Result:
@@ -367,6 +347,7 @@ class Run:
         if close is not None:
             close()
         self._stop()  # a generator not started yet runs no cleanup on close
+        unwatch_sigint()
 
 
 def _engine_and_display(
@@ -419,6 +400,7 @@ def _drain(
     finally:
         if not finished:  # the consumer stopped early
             stop()
+        unwatch_sigint()
         # in the consumer's thread, now that the engine's is over
         close_display(display, engine.stats)
     if "error" in state:
