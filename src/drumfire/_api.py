@@ -18,7 +18,9 @@ from typing import Any
 
 from ._columns import INT
 from ._engine import Engine
+from ._errors import UsageError
 from ._job import Job
+from ._live import Stopper, live, unwatch_sigint, watch_sigint
 from ._loop import new_event_loop
 from ._notebook import Display, chain, close_display, open_display, progress_option
 from ._response import Response
@@ -97,13 +99,42 @@ _DOC_ARGS = """
 """
 
 
+#: The command line's words in the messages of the checks before the first request
+#: (shared with ``drumfire run``), as a call names them: ``url=``, not ``--url``.
+_KEYWORDS = (
+    ("--keep names column", "keep= names column"),
+    ("--id names column", "id= names column"),
+    ("bad --extract expression", "bad extract= expression"),
+    ("choose another name for -e NAME=...", "choose another name in extract="),
+    ("(--keep cannot)", "(keep= cannot)"),
+    ("name it once in --keep", "name it once in keep="),
+)
+
+
+def _as_called(exc: UsageError) -> UsageError:
+    """``exc`` with the keywords of the call where it names command-line options."""
+    text = str(exc)
+    named = "url=" + text[len("--url ") :] if text.startswith("--url ") else text
+    for option, keyword in _KEYWORDS:
+        named = named.replace(option, keyword)
+    return exc if named == text else type(exc)(named)
+
+
 def _source_and_job(
-    rows: Any, url: str, kwargs: dict[str, Any], learn: bool = False
+    rows: Any, url: str, kwargs: dict[str, Any], parse: Any
 ) -> tuple[Source, Job, Any]:
     # A file path as rows, Arrow and polars, and output=/resume=: see _files.
     from ._files import prepare
 
-    return prepare(rows, url, kwargs, learn)
+    if parse is not None and not callable(parse):  # else every row a 'parse' error
+        raise UsageError(f"parse={parse!r:.60}: give a function (response) -> dict, or None")
+    try:
+        return prepare(rows, url, kwargs, parse is not None)
+    except UsageError as exc:
+        named = _as_called(exc)
+        if named is exc:
+            raise
+        raise named from None
 
 
 class ARun:
@@ -152,7 +183,7 @@ async def _arun(
     kwargs: dict[str, Any],
 ) -> AsyncGenerator[Result, None]:
     progress = progress_option(kwargs)
-    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
+    source, job, output = _source_and_job(rows, url, kwargs, parse)
     backlog: deque[Result] = deque()
     wake = asyncio.Event()
     engine: Engine | None = None
@@ -205,14 +236,13 @@ arun.__doc__ = (arun.__doc__ or "") + _DOC_ARGS
 
 _END = object()
 
-
 def run(
     rows: Iterable[Any] | Any,
     url: str = "{url}",
     *,
     parse: Callable[[Response], Mapping[str, Any]] | None = None,
     **kwargs: Any,
-) -> Iterator[Result]:
+) -> Run:
     """Run a batch; yield each :class:`Result` as it completes (completion order
     unless ``ordered=True``). Works with or without a running event loop.
 
@@ -225,7 +255,7 @@ def run(
     """
     progress = progress_option(kwargs)
     stats_to: list[Run] | None = kwargs.pop("_stats_to", None)  # run_all's
-    source, job, output = _source_and_job(rows, url, kwargs, parse is not None)
+    source, job, output = _source_and_job(rows, url, kwargs, parse)
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
     # consumer before it asks for a resume; both orders end unpaused or with
@@ -262,11 +292,16 @@ def run(
                 state.setdefault("error", exc)
             if source.close is not None:
                 source.close()
+            live(stop, False)  # before the end is handed over (see _drain)
             out.put(_END)
 
-    thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
+    # Stops the engine (no new row; those in flight cancelled): at once, or waiting for
+    # its thread; also at Ctrl-C in the caller's loop body and at exit (see _live).
+    stop = Stopper(engine, loop)
+    stop.thread = thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
+    live(stop, True)
     thread.start()
-    handle = Run(_drain(out, paused, engine, loop, thread, state, display), engine, job)
+    handle = Run(_drain(out, paused, engine, loop, stop, state, display), engine, job, stop)
     if stats_to is not None:
         stats_to.append(handle)
     return handle
@@ -284,16 +319,24 @@ class Run:
     ``close()`` stops the run early, as leaving a ``for`` loop does.
     """
 
-    def __init__(self, results: Iterator[Result], engine: Engine, job: Job) -> None:
+    def __init__(
+        self,
+        results: Iterator[Result],
+        engine: Engine,
+        job: Job,
+        stop: Callable[[], None],
+    ) -> None:
         self._results = results
         self._engine = engine
         self._job = job  # its columns, for run_all (see _collect)
+        self._stop = stop
 
     @property
     def stats(self) -> Stats:
         return self._engine.stats
 
     def __iter__(self) -> Run:
+        watch_sigint()  # a for loop in a later notebook cell: Ctrl-C stops the run there too
         return self
 
     def __next__(self) -> Result:
@@ -303,6 +346,8 @@ class Run:
         close = getattr(self._results, "close", None)
         if close is not None:
             close()
+        self._stop()  # a generator not started yet runs no cleanup on close
+        unwatch_sigint()
 
 
 def _engine_and_display(
@@ -316,7 +361,13 @@ def _engine_and_display(
 ) -> tuple[Engine, Display | None]:
     """The engine, and the progress display fed from its tick (shown now, if any)."""
     kwargs = {**output.engine_kwargs(), **engine_kwargs}
-    engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
+    try:  # the templates are checked against the columns here
+        engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
+    except UsageError as exc:
+        named = _as_called(exc)
+        if named is exc:
+            raise
+        raise named from None
     display = open_display(progress, engine.clock)
     if display is not None:
         engine.on_tick = chain(engine.on_tick, display)
@@ -328,7 +379,7 @@ def _drain(
     paused: list[bool],
     engine: Engine,
     loop: asyncio.AbstractEventLoop,
-    thread: threading.Thread,
+    stop: Callable[[], None],
     state: dict[str, Any],
     display: Display | None = None,
 ) -> Iterator[Result]:
@@ -341,16 +392,15 @@ def _drain(
                 break
             if paused[0] and out.qsize() <= _BACKLOG_LOW:
                 paused[0] = False
-                loop.call_soon_threadsafe(engine.pause, False)
+                try:
+                    loop.call_soon_threadsafe(engine.pause, False)
+                except RuntimeError:
+                    pass  # the loop closed: the run ended paused (its last rows were out)
             yield item
     finally:
-        if not finished:
-            # The consumer stopped early: stop the engine and wait for its thread.
-            try:
-                loop.call_soon_threadsafe(engine.stop, 0)
-            except RuntimeError:
-                pass  # the loop already closed
-            thread.join()
+        if not finished:  # the consumer stopped early
+            stop()
+        unwatch_sigint()
         # in the consumer's thread, now that the engine's is over
         close_display(display, engine.stats)
     if "error" in state:
@@ -371,7 +421,8 @@ def run_all(
     Results come in input order. A DataFrame made from a DataFrame keeps its
     index (row i of the result answers row i of the input; with ``resume=True``,
     the labels of the rows sent again), and ``status``
-    is a nullable integer column (``Int64``: ``<NA>`` where no response came).
+    is a nullable integer column (``Int64``: ``<NA>`` where no response came);
+    a kept column is the input's, its dtype and values.
 
     The run's figures: with ``return_stats=True`` the call returns a pair
     ``(results, stats)`` (a :class:`~drumfire.Stats`; ``stats.summary()`` for
@@ -398,7 +449,6 @@ def _collect(rows: Any, url: str, **kwargs: Any) -> tuple[list[Result], Job]:
     """Every result of :func:`run`, and its job: the fields it asks for (extracted, then
     saved: ``saved_path``...), known even when no row came, and their fixed types."""
     handle = run(rows, url, **kwargs)
-    assert isinstance(handle, Run)
     results = list(handle)
     return results, handle._job
 
@@ -421,8 +471,8 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
         raise ImportError("as_frame=True needs pandas: pip install 'drumfire[pandas]'") from exc
     if records:
         frame = pd.DataFrame.from_records(records)
-    else:
-        frame = pd.DataFrame(columns=list(BASE_COLUMNS))
+    else:  # the columns rows would have had: a later frame["duration"] finds its column
+        frame = pd.DataFrame(columns=[*BASE_COLUMNS, *job.field_names(), *job.keep])
     frame["status"] = frame["status"].astype("Int64")
     # drumfire's own fields (saved_bytes...) have one type whatever the rows hold: an
     # integer column with gaps as status, text as pandas holds the id (str, or object)
@@ -435,5 +485,21 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
         # In input order, one result per row sent: the input's labels fit, less
         # those of the rows a resume skipped (else result.join(df) would pair a
         # result with another row's input).
+        _kept_as_given(frame, rows, job.keep, skipped)
         frame.index = index.delete(list(skipped)) if skipped else index
     return frame
+
+
+def _kept_as_given(frame: Any, rows: Any, keep: Iterable[str], skipped: array[int]) -> None:
+    """The kept columns of ``frame`` (one result per row sent, in input order) as the
+    input DataFrame holds them, its dtypes and all: made from the results' values, a
+    nullable ``Int64`` column with a gap was ``float64``, its integers past 2**53 rounded."""
+    labels = {str(c): c for c in rows.columns}
+    if skipped:
+        sent = [True] * len(rows)
+        for position in skipped:
+            sent[position] = False
+        rows = rows.iloc[sent]
+    for name in keep:
+        if name in frame.columns and name in labels:
+            frame[name] = rows[labels[name]].set_axis(frame.index)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._arrow_rows import BatchRows, nan_columns
 from ._rows import Item
-from ._sources import Source
+from ._sources import Source, check_unique_columns
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -50,6 +50,7 @@ def frame_source(rows: Any, kind: str) -> Source:
     table = _table(rows, kind)
     import pyarrow as pa  # there since the table is one
 
+    check_unique_columns(list(table.column_names), "the Arrow table")
     floats = nan_columns(pa, [table.schema])
     columns = frozenset(table.column_names)
     return Source(_items(table), columns, kind, table.num_rows, nan_columns=floats)

@@ -23,7 +23,7 @@ import itertools
 import os
 import re
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ __all__ = [
     "TEXT_FORMATS",
     "Source",
     "check_delimiter",
+    "check_unique_columns",
     "codec_name",
     "count_rows",
     "open_source",
@@ -887,14 +888,29 @@ def rows_source(rows: Any) -> Source:
     """A source over Python objects: dicts, strings (URLs), or a pandas DataFrame."""
     total: int | None = None
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame
-        columns = frozenset(str(c) for c in rows.columns)
+        names = [str(c) for c in rows.columns]
+        check_unique_columns(names, "the DataFrame")
         total = len(rows)
-        return Source(_frame_items(rows), columns, "frame", total)
+        return Source(_frame_items(rows), frozenset(names), "frame", total)
     try:
         total = len(rows)
     except TypeError:
         total = None
-    it = iter(rows)
+    if isinstance(rows, Mapping):  # iterated, its keys were URL rows
+        raise InputError(
+            "rows is one dict: give a list of dicts, one per request ([row]; a dict of "
+            "columns as pandas.DataFrame(rows))"
+        )
+    try:
+        if isinstance(rows, bytes | bytearray | memoryview):
+            raise TypeError  # iterated, its bytes were rows, each "an int, not a mapping"
+        it = iter(rows)
+    except TypeError:
+        what = "None" if rows is None else with_article(type(rows).__name__)
+        raise InputError(
+            f"rows is {what}: give dicts (one per request), URL "
+            "strings, a DataFrame, an Arrow table or the path of an input file"
+        ) from None
     try:
         first = next(it)
     except StopIteration:
@@ -906,6 +922,21 @@ def rows_source(rows: Any) -> Source:
     else:
         raise InputError(f"rows must be mappings or URL strings, not {type(first).__name__}")
     return Source(_object_items(first, it), keys, "rows", total)
+
+
+def check_unique_columns(names: list[str], what: str) -> None:
+    """One line when ``what`` (a DataFrame, an Arrow table) names a column twice.
+
+    A row is a mapping: of two columns with one name (``a`` twice, or ``1`` and
+    ``"1"``, which a template names alike), one would be sent and the other
+    never, silently, as a CSV header naming a column twice is refused.
+    """
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dupes:
+        raise InputError(
+            f"{what} names columns more than once: {', '.join(map(repr, dupes))}; "
+            "give each column its own name"
+        )
 
 
 def _object_items(first: Any, rest: Iterator[Any]) -> Iterator[Item]:
@@ -927,16 +958,20 @@ def _frame_items(frame: Any) -> Iterator[Item]:
     columns = [str(c) for c in frame.columns]
     # pandas' missing values become None, as Arrow's nulls do: NA and NaT (a
     # nullable Int64 or boolean column, a datetime one), and the NaN of a string
-    # column (pandas 3's default ``str`` dtype marks a missing string so), which
-    # there means nothing but "missing". A template then inserts nothing, a JSON
+    # column (pandas 3's default ``str`` dtype marks a missing string so) or of a
+    # categorical one (whose categories cannot hold a NaN), which there means
+    # nothing but "missing". A template then inserts nothing, a JSON
     # body null, and the outputs keep no '<NA>', 'NaT' or 'nan' text. Only the
     # columns whose dtype may hold one are looked at: NumPy's numbers, booleans
     # and strings cannot, and a float column's NaN is a number (see the README).
+    # Those columns (nullable Int64, Float64, boolean, sparse, object) give NumPy
+    # scalars, not the Python numbers a NumPy column gives: they become those, so
+    # that a typed output types the column from them (an Int64 column was text).
     dtypes = getattr(frame, "dtypes", None)
     if dtypes is None:  # a frame-like object without: every column
         dtypes = [None] * len(columns)
     holes = [
-        (c, type(d).__name__ == "StringDtype")
+        (c, type(d).__name__ in _NAN_IS_MISSING)
         for c, d in zip(columns, dtypes, strict=True)
         if _may_hold_na(d)
     ]
@@ -946,7 +981,22 @@ def _frame_items(frame: Any) -> Iterator[Item]:
             value = row[c]
             if is_missing(value) or (text and type(value) is float and value != value):
                 row[c] = None
+            elif type(value).__module__ == "numpy":
+                row[c] = _python_number(value)
         yield n, row
+
+
+def _python_number(value: Any) -> Any:
+    """A NumPy boolean, integer or float64 as the Python one (exact); others as they are
+    (a float32's text is its shortest decimal, ``1.1``, where a Python float's is not)."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind in ("b", "i", "u") or (kind == "f" and isinstance(value, float)):
+        return value.item()
+    return value
+
+
+#: pandas dtypes whose NaN is a missing value, never a number.
+_NAN_IS_MISSING = frozenset({"StringDtype", "CategoricalDtype"})
 
 
 def _may_hold_na(dtype: Any) -> bool:

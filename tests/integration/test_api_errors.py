@@ -7,6 +7,7 @@ with a :class:`drumfire.Reason`.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,49 @@ def test_a_problem_before_the_first_request_raises_one_tree() -> None:
         list(drumfire.run([{"a": "1"}], "http://127.0.0.1:9/{nope}"))
     assert isinstance(info.value, UsageError)
     assert isinstance(info.value, DrumfireError)
+
+
+def test_rows_that_are_no_rows_are_one_input_error() -> None:
+    """``run_all(None, url)`` raised Python's ``TypeError: 'NoneType' object is not
+    iterable``, outside the tree; bytes were iterated as ints ("not int")."""
+    for rows, what in ((None, "None"), (5, "an int"), (b"a,b", "a bytes")):
+        with pytest.raises(drumfire.InputError, match=f"^rows is {what}: give dicts"):
+            drumfire.run_all(rows, "http://127.0.0.1:9/", progress=False)
+
+
+def test_one_dict_as_rows_is_one_input_error() -> None:
+    """A dict was iterated: its keys became URL rows ({"a": 1} sent one request to the
+    template's URL, {"n": [1, 2]} said the input had no column n, only url)."""
+    with ScriptedServer(echo) as srv:
+        for rows in ({"a": 1}, {"n": [1, 2]}):
+            with pytest.raises(drumfire.InputError, match=r"^rows is one dict: give a list"):
+                drumfire.run_all(rows, srv.url("/x"), progress=False)
+        assert not srv.requests
+
+
+def test_a_check_before_the_first_request_names_the_keyword_given() -> None:
+    """A Python call names no ``--url`` or ``--keep``: the messages the command line
+    shares say ``url=``, ``keep=``... as the resume's and the option checks' do."""
+    url = "http://127.0.0.1:9/{a}"
+    for call, start in [
+        (lambda: drumfire.run([{"b": 1}], url), "url='http://127.0.0.1:9/{a}' uses column 'a'"),
+        (lambda: drumfire.run_all([{"a": 1}], url, keep=["z"]), "keep= names column 'z',"),
+        (lambda: drumfire.run_all([{"a": 1}], url, id="z"), "id= names column 'z',"),
+        (lambda: drumfire.run_all([{"a": 1}], url, extract={"x": "[["}), "bad extract= exp"),
+        (lambda: drumfire.run_all([{"a": 1, "error": 2}], url, keep=["error"]),
+         "output column 'error' is a column every row has; rename it in the input (keep= "),
+    ]:  # fmt: skip
+        with pytest.raises(UsageError) as info:
+            call()
+        assert str(info.value).startswith(start), info.value
+        assert "--" not in str(info.value)
+
+
+    async def first() -> object:
+        return await anext(drumfire.arun([{"b": 1}], url))
+
+    with pytest.raises(TemplateError, match=r"^url="):  # arun's too; the class stays
+        asyncio.run(first())
 
 
 def test_a_failed_request_is_a_row_with_a_reason() -> None:
@@ -81,6 +125,8 @@ def test_a_bad_argument_is_one_usage_error_before_any_request() -> None:
             ({"max_body": -1}, "max_body=-1: "),
             ({"timeout": "5"}, "timeout='5': "),
             ({"concurrency": "8"}, "concurrency='8': "),
+            # not a function: every row ended with "parse: TypeError: 'int' object ..."
+            ({"parse": 5}, "parse=5: give a function"),
         ]:
             with pytest.raises(UsageError, match=f"^{start}"):
                 drumfire.run_all([{"id": "1"}], srv.url("/x"), progress=False, **kwargs)

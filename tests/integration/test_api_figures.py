@@ -127,3 +127,45 @@ def test_progress_and_output_share_the_engine_tick(
     assert len(out.read_text().splitlines()) == 50
     assert it.stats.done == 50
     assert "50 rows in" in capsys.readouterr().err
+
+
+def test_close_before_iterating_stops_the_run() -> None:
+    """``close()`` on a ``Run`` not iterated yet closed a generator that had not started,
+    which runs no cleanup: the engine went on sending every row."""
+    import threading
+
+    with DemoServer(latency=0.05) as server:
+        it = drumfire.run(ROWS * 20, server.base_url + ECHO, concurrency=2, progress=False)
+        it.close()
+        assert not [t for t in threading.enumerate() if t.name == "drumfire-engine"]
+        assert it.stats.stopped
+        assert list(it) == []
+
+
+def test_a_run_that_ends_paused_hands_over_every_result(
+    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine pauses while results wait for a slow consumer; a run that ended so (its
+    last rows in flight at the pause) closed its loop, and asking it to resume raised
+    ``RuntimeError: Event loop is closed`` out of the iteration, the rest of the results lost."""
+    import threading
+
+    from drumfire import _api
+
+    monkeypatch.setattr(_api, "_BACKLOG_HIGH", len(ROWS))  # paused by the last result
+    monkeypatch.setattr(_api, "_BACKLOG_LOW", 10)
+    it = drumfire.run(ROWS, demo_server.base_url + ECHO, progress=False)
+    for thread in threading.enumerate():
+        if thread.name == "drumfire-engine":
+            thread.join()  # the run is over before the consumer takes a result
+    assert len(list(it)) == len(ROWS)
+    assert it.stats.done == len(ROWS)
+
+
+def test_the_annotations_name_what_run_and_arun_return() -> None:
+    """A type checker sees ``stats`` and ``close()`` on what ``run`` returns: its
+    annotation said ``Iterator[Result]``, so ``it.stats`` failed mypy on user code."""
+    import typing
+
+    assert typing.get_type_hints(drumfire.run)["return"] is drumfire.Run
+    assert typing.get_type_hints(drumfire.arun)["return"] is drumfire.ARun

@@ -122,6 +122,69 @@ def test_a_resumed_dataframe_keeps_the_labels_of_the_rows_it_sent(tmp_path: Path
             assert (joined["path"] == "/" + joined["v"]).all(), joined
 
 
+def test_run_all_keeps_a_dataframes_kept_columns_as_it_holds_them(tmp_path: Path) -> None:
+    """A kept column has the input's dtype and values, also in a resume (the rows sent
+    now). Made from the results, a nullable Int64 column with a gap was float64: its
+    integers past 2**53 rounded, 1152921504606846977 came back as 1152921504606846976."""
+    pd = pytest.importorskip("pandas")
+    big = 2**60 + 1
+    df = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(6)],
+            "n": pd.array([big, None, 3, big + 2, None, 5], dtype="Int64"),
+            "c": pd.Series(["a", None, "b", "a", "b", None], dtype="category"),
+            "b": pd.array([True, None, False, True, False, None], dtype="boolean"),
+        },
+        index=[10 * i for i in range(6)],
+    )
+    out = tmp_path / "out.csv"
+    keep = ["n", "c", "b"]
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        url = srv.url("/{id}")
+        whole = drumfire.run_all(df, url, keep=keep, progress=False)
+        drumfire.run_all(df.iloc[[0, 3]], url, keep=keep, output=out, progress=False)
+        resumed = drumfire.run_all(df, url, keep=keep, output=out, resume=True, progress=False)
+    pd.testing.assert_frame_equal(whole[keep], df[keep])
+    assert resumed["id"].tolist() == ["r1", "r2", "r4", "r5"]
+    pd.testing.assert_frame_equal(resumed[keep], df[keep].iloc[[1, 2, 4, 5]])
+
+
+LEFT_GOING = """
+import sys
+import drumfire
+url, out = sys.argv[1], sys.argv[2]
+it = drumfire.run([{"id": f"r{i}"} for i in range(2000)], url, output=out, concurrency=4)
+for result in it:
+    print(result.id, flush=True)
+    if result.id == "r19":
+        break  # 'it' stays referenced: the run is left going until the interpreter exits
+"""
+
+
+def test_a_run_left_going_at_exit_keeps_its_rows_in_the_output(tmp_path: Path) -> None:
+    """A script that leaves its ``for`` loop and ends with the ``Run`` still held lost its
+    whole ``output=``, the rows it had been given too: the engine's daemon thread was
+    frozen at exit. Now the run is stopped at exit as a ``close()`` would stop it."""
+    import subprocess
+    import sys
+
+    from drumfire.demo import DemoServer
+
+    out = tmp_path / "out.csv"
+    with DemoServer(latency=0.05) as server:
+        proc = subprocess.run(
+            [sys.executable, "-c", LEFT_GOING, server.base_url + "/echo?id={id}", str(out)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    given = proc.stdout.split()
+    assert given[-1] == "r19"
+    written = {r["id"]: r for r in rows(out)}
+    assert len(written) == len(rows(out))  # each row once
+    assert all(written[i]["status"] == "200" for i in given)
+    assert {r["error"] for r in written.values()} <= {"", "cancelled"}
+
+
 @pytest.mark.parametrize("mode", [{}, {"overwrite": True}, {"resume": True}])
 def test_the_input_file_as_output_is_refused(tmp_path: Path, mode: dict[str, bool]) -> None:
     # run_all("routes.csv", ..., output="routes.csv", overwrite=True) emptied the input

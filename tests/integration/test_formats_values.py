@@ -329,3 +329,39 @@ def test_worker_processes_carry_a_nan_made_by_an_expression(
     assert got[2] == got[1]
     assert [got[2][f"r{i}"][0] for i in range(6)] == ["nan", "inf", "-inf", "1.5", "", ""]
     assert got[2]["r4"][1] == '[null,""]'  # a null stays a null
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "sqlite"])
+def test_a_dataframes_nullable_columns_keep_their_types_in_typed_outputs(
+    demo_server: DemoServer, tmp_path: Path, suffix: str
+) -> None:
+    """pandas' nullable Int64, boolean and Float64 columns give NumPy scalars, where a
+    NumPy column gives Python numbers: kept into Parquet or SQLite, they made text
+    columns ("1152921504606846977", "True")."""
+    pd = pytest.importorskip("pandas")
+    import drumfire
+
+    big = 2**60 + 1  # beyond a float64's exact integers
+    frame = pd.DataFrame(
+        {
+            "n": pd.array([big, None, 3], dtype="Int64"),
+            "b": pd.array([True, None, False], dtype="boolean"),
+            "f": pd.array([1.5, None, 2.0], dtype="Float64"),
+        }
+    )
+    out = tmp_path / f"out.{suffix}"
+    drumfire.run_all(
+        frame, demo_server.base_url + "/echo?n={n}", keep=["n", "b", "f"], output=out
+    )
+    if suffix == "parquet":
+        table = ds.dataset(str(out)).to_table().sort_by("id")
+        assert [str(table.schema.field(c).type) for c in "nbf"] == ["int64", "bool", "double"]
+        got = {c: table.column(c).to_pylist() for c in "nbf"}
+    else:
+        with sqlite3.connect(out) as db:
+            declared = {r[1]: r[2] for r in db.execute("PRAGMA table_info(results)")}
+            cells = db.execute("SELECT n, b, f FROM results ORDER BY id").fetchall()
+        assert [declared[c] for c in "nbf"] == ["INTEGER", "INTEGER", "REAL"]
+        got = {c: [row[i] for row in cells] for i, c in enumerate("nbf")}
+        got["b"] = [None if v is None else bool(v) for v in got["b"]]
+    assert got == {"n": [big, None, 3], "b": [True, None, False], "f": [1.5, None, 2.0]}

@@ -225,3 +225,145 @@ def test_bench_in_a_kernel_shows_a_widget_and_its_figures(
     assert len(html) == 1, html_cell.outputs  # one line, updated in place to the figures
     assert "drumfire bench: 300 requests in" in html[0]["data"]["text/html"]
     assert "html 300" in texts(html_cell)
+
+
+def _cell(
+    kc: Any, code: str, on_sent: Any = None, on_text: Any = None
+) -> tuple[str, list[str]]:
+    """Run ``code``; ``on_sent()`` once it was sent, ``on_text(text)`` for what it prints
+    (if given). Its stream text and the names of the errors it raised, once the kernel is
+    idle again (bounded by timeouts)."""
+    msg_id = kc.execute(code)
+    if on_sent is not None:
+        on_sent()
+    text, errors = [], []
+    while True:
+        msg = kc.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            text.append(content["text"])
+            if on_text is not None:
+                on_text(content["text"])
+        elif kind == "error":
+            errors.append(content["ename"])
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(text), errors
+
+
+def test_interrupting_a_cell_keeps_its_rows_and_the_kernel_runs_on(
+    kernel_manager: Any, tmp_path: Path
+) -> None:
+    """The kernel's interrupt (the ■ button) during run_all: KeyboardInterrupt, the rows
+    done and those in flight (cancelled) in the output, no engine thread left; the same
+    cell again with resume=True sends the others, and the file holds each row once."""
+    import threading
+
+    from servers import ScriptedServer, respond
+
+    gate, in_flight = threading.Event(), threading.Event()
+
+    def handler(index: int, *_: Any) -> Any:
+        if index >= 40 and not gate.is_set():  # 40 answered; the next 8 wait
+            if index == 47:
+                in_flight.set()
+            gate.wait(120)
+        return respond(200, {"index": index})
+
+    out = tmp_path / "out.csv"
+    km = kernel_manager
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        with ScriptedServer(handler) as srv:
+            setup = (
+                "import csv, threading, drumfire, pandas as pd\n"
+                "df = pd.DataFrame({'id': [f'r{i}' for i in range(400)]}, "
+                "index=range(1000, 1400))\n"
+                f"kw = dict(output={str(out)!r}, concurrency=8, retries=0)"
+            )
+            assert _cell(kc, setup) == ("", [])
+            call = f"res = drumfire.run_all(df, {srv.url('/{id}')!r}, **kw"
+
+            def interrupt() -> None:
+                assert in_flight.wait(120)
+                km.interrupt_kernel()
+
+            text, errors = _cell(kc, call + ")", on_sent=interrupt)
+            assert errors == ["KeyboardInterrupt"], text
+            gate.set()
+            text, errors = _cell(
+                kc,
+                f"rows = list(csv.DictReader(open({str(out)!r})))\n"
+                "print(len(rows), sum(r['error'] == 'cancelled' for r in rows), "
+                "[t.name for t in threading.enumerate() if t.name == 'drumfire-engine'])",
+            )
+            assert (text.strip(), errors) == ("48 8 []", [])
+            text, errors = _cell(
+                kc,
+                call + ", resume=True)\n"
+                "rows = list(csv.DictReader(open(" + repr(str(out)) + ")))\n"
+                "labels = (res.index == [1000 + int(i[1:]) for i in res['id']]).all()\n"
+                "print(len(res), labels, len(rows), len({r['id'] for r in rows}), "
+                "sorted({r['error'] for r in rows}))",
+            )
+            assert (text.strip(), errors) == ("360 True 400 400 ['']", [])
+    finally:
+        gate.set()
+        kc.stop_channels()
+
+
+def test_interrupting_a_cell_in_its_loop_body_stops_a_run_held_by_a_variable(
+    kernel_manager: Any,
+) -> None:
+    """``it = drumfire.run(...)`` then ``for r in it: ...``: the interrupt lands in the
+    loop body, not in the iterator, and ``it`` is not closed: the engine went on sending
+    every row in the background. Now it stops (also for a loop in a later cell)."""
+    import threading
+
+    from servers import ScriptedServer, respond
+
+    km = kernel_manager
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+
+    def interrupt(text: str) -> None:
+        if "got" in text:
+            km.interrupt_kernel()
+
+    loop = "for r in it:\n    print('got', flush=True)\n    threading.Event().wait()"
+    check = (
+        "engines = [t for t in threading.enumerate() if t.name == 'drumfire-engine']\n"
+        "[t.join(60) for t in engines]\n"
+        "print(it.stats.stopped, any(t.is_alive() for t in engines))"
+    )
+    try:
+        kc.wait_for_ready(timeout=120)
+        for later in (False, True):  # the loop in the run's cell, or in a later one
+            gate = threading.Event()
+
+            def handler(index: int, *_: Any, gate: threading.Event = gate) -> Any:
+                if index >= 8:
+                    gate.wait(120)  # a run left going cannot end before the check
+                return respond(200, {"index": index})
+
+            with ScriptedServer(handler) as srv:
+                start = (
+                    "import threading, drumfire\n"
+                    f"it = drumfire.run([{{'n': i}} for i in range(400)], {srv.url('/{n}')!r}, "
+                    "concurrency=4, progress=False)\n"
+                )
+                try:
+                    if later:
+                        assert _cell(kc, start) == ("", [])
+                    text, errors = _cell(kc, loop if later else start + loop, on_text=interrupt)
+                    assert errors == ["KeyboardInterrupt"], text
+                    assert _cell(kc, check) == ("True False\n", [])
+                finally:
+                    gate.set()  # before the server stops: its threads wait on it
+    finally:
+        kc.stop_channels()

@@ -222,6 +222,13 @@ def test_run_all_on_an_empty_frame() -> None:
     frame = drumfire.run_all(pd.DataFrame({"url": []}), "{url}")
     assert list(frame.columns[:5]) == ["id", "status", "elapsed_ms", "attempts", "error"]
     assert len(frame) == 0
+    # the extracted and kept columns too, as a pyarrow Table has them (they were missing:
+    # frame["d"] raised KeyError when every row was skipped by a resume, or none was given)
+    frame = drumfire.run_all(
+        pd.DataFrame({"url": [], "k": []}), "{url}", extract={"d": "a.b"}, keep=["k"]
+    )
+    assert list(frame.columns) == ["id", "status", "elapsed_ms", "attempts", "error", "d", "k"]
+    assert str(frame["status"].dtype) == "Int64"
 
 
 # -- response encodings and headers, and --parse fields in CSV ------------------------

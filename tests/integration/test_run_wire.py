@@ -335,6 +335,19 @@ def test_pandas_missing_values_are_sent_and_kept_as_missing() -> None:
     }  # fmt: skip
 
 
+def test_a_missing_categorical_value_is_sent_as_missing() -> None:
+    """A categorical column marks a missing value with a float NaN (its categories
+    cannot hold one): that was sent as the text 'nan', in the URL and the JSON body."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"c": pd.Series(["a", None, "b"], dtype="category")})
+    with ScriptedServer(echo) as server:
+        result = drumfire.run_all(frame, server.url("/c?c={c}"), json={"c": "{c}"}, keep=["c"])
+        sent = {r.target: json.loads(r.body) for r in server.requests}
+    assert sent == {"/c?c=a": {"c": "a"}, "/c?c=": {"c": None}, "/c?c=b": {"c": "b"}}
+    assert result["error"].tolist() == ["", "", ""]
+    assert result["c"].isna().tolist() == [False, True, False]
+
+
 def test_values_json_has_no_type_for_are_sent_as_the_outputs_write_them(tmp_path: Path) -> None:
     """A Python row's bytes, tuple, timedelta or datetime is sent in a URL and a JSON
     body as JSON Lines writes it. A URL had Python's text (b'abc', (1, 'a'),

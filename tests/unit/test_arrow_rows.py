@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from drumfire import InputError
 from drumfire import _frames as frames
 from drumfire._arrow_rows import BatchRows
 from drumfire._rows import InputProblem
@@ -248,3 +249,10 @@ def test_small_and_negative_scale_decimals_are_plain_text(tmp_path: Path) -> Non
     neg = pa.table({"neg": pa.array([Decimal("12300"), Decimal("0"), None], pa.decimal128(5, -2))})
     rows = [row for _, row in frames.frame_source(neg, "arrow").items]
     assert [r["neg"] for r in rows] == ["12300", "0", None]
+
+
+def test_an_arrow_table_naming_a_column_twice_is_one_line() -> None:
+    """Of two columns named ``a``, the second was sent and the first never, silently."""
+    table = pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"])
+    with pytest.raises(InputError, match=r"^the Arrow table names columns more than once: 'a';"):
+        frames.frame_source(table, "arrow")

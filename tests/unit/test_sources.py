@@ -804,6 +804,18 @@ def test_rows_source_pandas() -> None:
     ]
 
 
+def test_a_dataframe_naming_a_column_twice_is_one_line() -> None:
+    """The last of two same-named columns was sent and the other never, silently
+    (``1`` and ``"1"`` too: a template names both ``{1}``), where a CSV header
+    naming a column twice is refused."""
+    pd = pytest.importorskip("pandas")
+    for names, dupe in ((["a", "b", "a"], "'a'"), ([1, "1"], "'1'")):
+        frame = pd.DataFrame([[1, 2, 3][: len(names)]], columns=names)
+        message = f"^the DataFrame names columns more than once: {dupe};"
+        with pytest.raises(InputError, match=message):
+            rows_source(frame)
+
+
 def test_rows_source_frame_like_object() -> None:
     """Duck-typed like a DataFrame (to_dict, columns, itertuples): no pandas needed."""
 
