@@ -191,6 +191,22 @@ def test_blank_lines_before_the_header_are_skipped_as_the_reader_skips_them(
     assert parts[0].first_line == lead.count(b"\n") + 2  # the line after the header
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_a_header_over_several_lines_is_one_record_for_the_plan(tmp_path: Path, eol: str) -> None:
+    # A quoted column name holding line breaks: the planner took the header's first line
+    # alone, so every part's reader refused "an unterminated quote" (and the first part
+    # counted one row too many), while one process reads the file fine.
+    src = tmp_path / "in.csv"
+    rows = [f"k{i},a,b" if i % 37 == 0 else f"k{i},v{i}" for i in range(200)]  # some bad
+    src.write_bytes(eol.join(['id,"multi', "line", 'name"', *rows, ""]).encode())
+    whole = items(open_source(str(src), "csv", count=False))
+    assert len(whole) == 200
+    assert whole[37] == (38, (41, "expected 2 fields, found 3"))  # line 41 of the file
+    assert read_in_parts(src, "csv", "utf-8", 300) == whole
+    parts = plan_parts(str(src), "csv", size=300)
+    assert parts[0].first_line == 4
+
+
 def test_a_file_of_blank_lines_plans_one_empty_part(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     # (A line of spaces is no blank line here: the reader takes it for the header.)
