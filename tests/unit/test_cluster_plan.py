@@ -172,7 +172,8 @@ def read_in_parts(path: Path, fmt: str, encoding: str, size: int, **kw: Any) -> 
 @pytest.mark.parametrize(
     ("lead", "encoding"),
     [(b"\n", "utf-8"), (b"\r\n\n\r\n", "utf-8"), (b'""\n\n', "utf-8"),
-     (BOM_UTF8 + b"\n", "utf-8"), (BOM_UTF8 + b"\n", "utf-8-sig"), (b"\n\n", "cp1252")],
+     (BOM_UTF8 + b"\n", "utf-8"), (BOM_UTF8 + b"\n", "utf-8-sig"), (b"\n\n", "cp1252"),
+     (BOM_UTF8 + b"\n", "latin-1")],
 )  # fmt: skip
 def test_blank_lines_before_the_header_are_skipped_as_the_reader_skips_them(
     tmp_path: Path, lead: bytes, encoding: str
