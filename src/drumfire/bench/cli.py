@@ -302,6 +302,8 @@ def bench_command(
     _check_output(json_path, "--json")
     _check_output(html_path, "--html")
     tls: bool | TLS = not insecure
+    if insecure:  # -k wins, as in drumfire run and curl: no CA file is read
+        cacert = None
     if cacert is not None or cert is not None or key is not None:
         tls = TLS(not insecure, cacert, cert, key)
         try:  # the same TLS context as drumfire run, checked up front
