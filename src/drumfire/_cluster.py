@@ -367,6 +367,7 @@ def _drive(
     errors: list[str] = []
     interrupted = 0  # the signal that stopped the run
     unshared: str | None = None
+    running = False  # stopped while tasks may still run on a remote cluster
     slots = 0
     stops = StopSignals()
     client = cluster = None
@@ -436,11 +437,23 @@ def _drive(
                     )
                 if cluster is not None:
                     cluster.close()
-            Store(directory).clean()
-            # Also after a stop: the parts present are read as one table meanwhile.
-            unshared = share_schema(directory) if out_fmt == "parquet" else None
+            # After a stop, a remote cluster may still run the tasks that were running
+            # (a task cannot be interrupted; only a LocalCluster's workers are ended by
+            # its close): one may be writing its part now, or rewriting a finished one.
+            # Its temporary file and the parts are then left alone (a part rewritten here
+            # meanwhile would undo its rewrite); the next run's end cleans and shares.
+            running = stats.stopped and cluster is None and client is not None
+            if not running:
+                Store(directory).clean()
+                # Also after a stop: the parts present are read as one table meanwhile.
+                unshared = share_schema(directory) if out_fmt == "parquet" else None
         finally:
             stops.restore()
+    if running and out_fmt == "parquet":
+        sys.stderr.write(
+            "drumfire: the partitions still running on the cluster may write their parts "
+            "after this; the next run (--resume) gives the parts one schema\n"
+        )
     if unshared is not None:
         sys.stderr.write(
             f"drumfire: warning: could not give the parts one schema (each is complete as "
