@@ -185,7 +185,8 @@ def open_source(
         if fmt is None:
             first = raw.readline()
             check_stdin_start(first)  # Parquet or gzip: one line saying what works
-            fmt = _sniff(first.decode(codec, "replace"))
+            # Sniffed without a UTF-8 BOM, which the reader drops in any encoding.
+            fmt = _sniff(first.removeprefix(codecs.BOM_UTF8).decode(codec, "replace"))
             raw = Prepend(first, raw)  # type: ignore[assignment]
         else:
             check_stdin_start(stdin_start(raw))

@@ -99,6 +99,23 @@ def test_a_utf8_bom_is_dropped_whatever_the_encoding(
         assert source.columns == frozenset({"id", "url"})
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [(b"id,url\n1,http://a\n", "csv"), (b"http://a\n", "text"),
+     (b'{"id": "1", "url": "http://a"}\n', "jsonl")],
+)  # fmt: skip
+def test_standard_input_with_a_utf8_bom_is_sniffed_without_it(
+    monkeypatch: pytest.MonkeyPatch, encoding: str, data: bytes, fmt: str
+) -> None:
+    # In Latin-1 the mark made a URL list or JSON Lines on stdin look like a CSV whose
+    # header was the first URL (or JSON object), and the run stopped on a missing column.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(BOM_UTF8 + data)))
+    source, items = read_all("-", encoding=encoding)
+    assert source.fmt == fmt
+    assert [row["url"] for _, row in items] == ["http://a"]
+
+
 def test_a_quoted_blank_record_is_no_blank_line(tmp_path: Path) -> None:
     # '""' and '"  "' are records of one field, not blank lines: in a file of two
     # columns each is an error row, as any record of one field is (they were dropped
