@@ -367,6 +367,8 @@ def _drive(
     errors: list[str] = []
     interrupted = 0  # the signal that stopped the run
     unshared: str | None = None
+    unfinished = False  # stopped with tasks not done (running, or queued)
+    futures: list[Any] = []  # the tasks submitted
     slots = 0
     stops = StopSignals()
     client = cluster = None
@@ -385,18 +387,18 @@ def _drive(
             client.subscribe_topic(TOPIC, line.event)
         task_job = split_job(job, slots)
         run_id = uuid.uuid4().hex[:8]
-        futures = [
-            client.submit(
-                run_part,
-                part,
-                task_job,
-                directory,
-                out_fmt,
-                options,
-                key=f"drumfire-part-{part.index:06d}-{run_id}",
+        for part in parts:  # one by one: a stop while submitting knows what was
+            futures.append(
+                client.submit(
+                    run_part,
+                    part,
+                    task_job,
+                    directory,
+                    out_fmt,
+                    options,
+                    key=f"drumfire-part-{part.index:06d}-{run_id}",
+                )
             )
-            for part in parts
-        ]
         for future in as_completed(futures):
             try:
                 got = future.result()
@@ -414,6 +416,7 @@ def _drive(
                 # stopped one wrote no part, which --resume sends.
                 stats.unreachable = got["unreachable"]
                 stats.stopped = True
+                unfinished = any(not f.done() for f in futures)
                 client.cancel(futures)
                 break
             add_figures(stats, got["stats"])
@@ -422,6 +425,7 @@ def _drive(
         # (a remote cluster may finish those running: --resume skips them).
         interrupted = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         stats.stopped = True
+        unfinished = any(not f.done() for f in futures)
     finally:
         # A SIGTERM or a Ctrl-C now would cut the cleanup short (the cluster half
         # closed, temporary files left, a traceback): it is recorded. The cleanup is
@@ -436,11 +440,23 @@ def _drive(
                     )
                 if cluster is not None:
                     cluster.close()
-            Store(directory).clean()
-            # Also after a stop: the parts present are read as one table meanwhile.
-            unshared = share_schema(directory) if out_fmt == "parquet" else None
+            # After a stop, a remote cluster may still run the tasks that were running
+            # (a task cannot be interrupted; only a LocalCluster's workers are ended by
+            # its close): one may be writing its part now, or rewriting a finished one.
+            # Its temporary file and the parts are then left alone (a part rewritten here
+            # meanwhile would undo its rewrite); the next run's end cleans and shares.
+            running = unfinished and cluster is None
+            if not running:
+                Store(directory).clean()
+                # Also after a stop: the parts present are read as one table meanwhile.
+                unshared = share_schema(directory) if out_fmt == "parquet" else None
         finally:
             stops.restore()
+    if running and out_fmt == "parquet":
+        sys.stderr.write(
+            "drumfire: the partitions still running on the cluster may write their parts "
+            "after this; the next run (--resume) gives the parts one schema\n"
+        )
     if unshared is not None:
         sys.stderr.write(
             f"drumfire: warning: could not give the parts one schema (each is complete as "

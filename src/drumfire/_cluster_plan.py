@@ -198,10 +198,10 @@ def _reads_ascii(codec: str) -> bool:
         return False
 
 
-def _without_bom(line: bytes, fmt: str, codec: str) -> bytes:
-    """The first line as the reader sees it: a UTF-8 byte order mark dropped, by JSON
-    Lines in any encoding, by CSV and URL lists when the encoding is UTF-8."""
-    if line.startswith(codecs.BOM_UTF8) and (fmt == "jsonl" or codec == "utf-8"):
+def _without_bom(line: bytes) -> bytes:
+    """The first line as the reader sees it: a UTF-8 byte order mark dropped, whatever
+    the format and the encoding."""
+    if line.startswith(codecs.BOM_UTF8):
         return line[len(codecs.BOM_UTF8) :]
     return line
 
@@ -215,7 +215,7 @@ def _is_row(line: bytes, first: bool, *, fmt: str, codec: str, sep: str) -> bool
     csv module refuses (a carriage return inside it), an error row.
     JSON Lines: blank is ASCII white space only, as that reader tests the bytes."""
     if first:
-        line = _without_bom(line, fmt, codec)
+        line = _without_bom(line)
     if fmt == "jsonl":
         return bool(line.strip())
     try:
@@ -235,13 +235,21 @@ def _is_row(line: bytes, first: bool, *, fmt: str, codec: str, sep: str) -> bool
 
 
 def _header(f: IO[bytes], codec: str, sep: str) -> tuple[bytes, int, int]:
-    """A CSV's header line, the offset after it and its line number, ``f`` read up to
-    there: the first line past the leading ones the reader skips (the csv module reads
-    them as no field or one empty field: ``""``). ``b""`` for a file without one."""
+    """A CSV's header record, the offset after it and its last line's number, ``f`` read
+    up to there: the first record past the leading lines the reader skips (the csv module
+    reads them as no field or one empty field: ``""``). A quoted name may hold line
+    breaks: the record then runs over several lines, as the reader reads it (one that
+    never closes is the reader's to refuse). ``b""`` for a file without one."""
     offset = line_no = 0
     while line := f.readline():
         offset, line_no = offset + len(line), line_no + 1
-        text = _without_bom(line, "csv", codec) if line_no == 1 else line
+        text = _without_bom(line) if line_no == 1 else line
+        if _ends_inside(text.decode(codec, "replace"), False, sep):
+            while more := f.readline():  # a quoted name over several lines
+                line, offset, line_no = line + more, offset + len(more), line_no + 1
+                if not _ends_inside(more.decode(codec, "replace"), True, sep):
+                    break
+            return line, offset, line_no
         try:
             fields = next(csv.reader([text.decode(codec)], delimiter=sep, strict=True), [])
         except (UnicodeDecodeError, csv.Error):  # the header, which the reader refuses

@@ -60,7 +60,9 @@ def open_part(part: Part, scratch: str) -> Any:
         source = open_source(
             local, part.fmt, part.encoding, count=False, delimiter=part.delimiter
         )
-        line_shift = part.first_line - (2 if part.header else 1)
+        # The local file's rows start after the header's lines (a quoted name may hold
+        # line breaks; the header always ends with one when rows follow it).
+        line_shift = part.first_line - part.header.count(b"\n") - 1
 
     def shifted(items: Iterator[Any]) -> Iterator[Any]:
         for n, row in items:

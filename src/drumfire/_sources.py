@@ -162,7 +162,10 @@ def open_source(
     """Open ``path`` (or ``-`` for stdin) as a streamed source.
 
     The file is read as bytes and decoded line by line, so an undecodable line
-    becomes one error row naming its line, and the rows around it go on.
+    becomes one error row naming its line, and the rows around it go on. A UTF-8
+    byte order mark at the start is dropped whatever the encoding (read in Latin-1 it
+    would make the first column ``ï»¿id``, which no template names), as JSON Lines
+    always dropped it.
     Raises :class:`InputError` for a missing or unreadable file or an unusable
     header: problems found before the first request. ``count``: count the
     rows of a regular file first, for the progress display's total (a read of
@@ -185,7 +188,8 @@ def open_source(
         if fmt is None:
             first = raw.readline()
             check_stdin_start(first)  # Parquet or gzip: one line saying what works
-            fmt = _sniff(first.decode(codec, "replace"))
+            # Sniffed without a UTF-8 BOM, which the reader drops in any encoding.
+            fmt = _sniff(first.removeprefix(codecs.BOM_UTF8).decode(codec, "replace"))
             raw = Prepend(first, raw)  # type: ignore[assignment]
         else:
             check_stdin_start(stdin_start(raw))
@@ -242,12 +246,13 @@ def _no_delimiter(delimiter: str | None, path: str, fmt: str) -> None:
 
 
 def _decoded(raw: IO[bytes], codec: str) -> Iterator[str | None]:
-    """Decode line by line (dropping a UTF-8 BOM); an undecodable line becomes ``None``."""
+    """Decode line by line (dropping a UTF-8 BOM, whatever the encoding: see
+    :func:`open_source`); an undecodable line becomes ``None``."""
     first = True
     for line in raw:
         if first:
             first = False
-            if codec == "utf-8" and line.startswith(codecs.BOM_UTF8):
+            if line.startswith(codecs.BOM_UTF8):
                 line = line[3:]
         try:
             yield line.decode(codec)
@@ -399,7 +404,7 @@ def _guarded(
             else:
                 if first:
                     first = False
-                    if codec == "utf-8" and data.startswith(codecs.BOM_UTF8):
+                    if data.startswith(codecs.BOM_UTF8):  # whatever the encoding
                         data = data[3:]
                 try:
                     text = data.decode(codec)

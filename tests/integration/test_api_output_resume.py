@@ -228,3 +228,23 @@ def test_resume_takes_the_old_spelling_of_a_date_time_id_as_that_id(
         assert [r["id"] for r in rows(out)] == [
             "2024-01-02 00:00:00", "2024-01-03 04:05:06.500000+00:00", "2024-01-04T00:00:00"
         ]  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".sqlite"])
+def test_ids_of_values_json_has_no_type_for_resume_as_written(tmp_path: Path, suffix: str) -> None:
+    """bytes, a tuple, a timedelta, a boolean, an object as ids: the text an output holds
+    is the text a resume makes of the same value, in every format (none sent again)."""
+    import datetime as dt
+
+    ids = [b"abc", b"\xff\x00", (1, "a"), dt.timedelta(seconds=90.5), True, {"a": 1}, 10**20]
+    out = tmp_path / f"out{suffix}"
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        given = [{"id": v, "u": srv.url(f"/{n}")} for n, v in enumerate(ids)]
+        first = drumfire.run_all(given, "{u}", output=out)
+        assert len(srv.requests) == len(ids)
+        again = drumfire.run_all(given, "{u}", output=out, resume=True)
+        assert len(srv.requests) == len(ids)  # nothing sent again
+    assert sorted(r["id"] for r in first) == sorted(
+        ["abc", "/wA=", '[1,"a"]', "PT90.5S", "true", '{"a":1}', "100000000000000000000"]
+    )
+    assert len(again) == 0

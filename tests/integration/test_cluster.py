@@ -433,6 +433,75 @@ def test_parts_without_a_value_share_the_numbers_type_of_the_others(
     check({k: 7.0 if v is None else v for k, v in want.items()})
 
 
+def test_a_stop_leaves_the_parts_alone_while_a_remote_cluster_may_still_write(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # After Ctrl-C or SIGTERM a remote cluster runs on the tasks that were running (Dask
+    # cannot interrupt them), and one may rewrite its part then (--resume, --retry-failed)
+    # while the client gave the parts one schema: a part the client read, then replaced
+    # with its cast copy, would undo the task's rewrite (its answers lost). The client now
+    # leaves the parts (and the temporary files) to the next run's end after such a stop.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    local, _ = cluster
+    src = tmp_path / "in.csv"
+    n = 90
+    # The first partition holds the held request; the second no value for n (its
+    # part types n as text), the others numbers.
+    parts, values = partitioned(src, n, lambda index, i: ("HOLD" if i == 0 else "none")
+                                if index < 2 else f"{i:04d}")  # fmt: skip
+    assert len(parts) >= 4
+    arrived, release = threading.Event(), threading.Event()
+
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        v = parse_qs(urlsplit(target).query)["v"][0]
+        if v == "HOLD":
+            arrived.set()
+            release.wait(WAIT)
+        return respond(200, {} if v in ("none", "HOLD") else {"n": int(v)})
+
+    def n_type(index: int) -> Any:
+        return pq.read_schema(out / f"part-{index:06d}.parquet").field("n").type
+
+    out = tmp_path / "out.parquet"
+    with ScriptedServer(handler) as server:
+        args = ["run", src, "--url", server.base_url + "/x?v={v}", "-e", "n=n", "-o", out,
+                "--cluster", local.scheduler_address, "--partition-size", "256",
+                "--timeout", "100"]  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "drumfire.cli", *map(str, args)],
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert arrived.wait(WAIT), "the held request never came"
+            names = {f"part-{p.index:06d}.parquet" for p in parts[1:]}
+            wait_for(lambda: names <= {p.name for p in out.iterdir()}, "the other parts")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=WAIT)
+        finally:
+            release.set()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 143, err
+        assert n_type(1) != pa.int64()  # left as its task wrote it
+        assert "the next run (--resume) gives the parts one schema" in err
+        # The task still running on the cluster writes its part after the client ended.
+        wait_for(lambda: (out / "part-000000.parquet").exists(), "the late part")
+        again = drumfire(*args, "--resume")
+        assert again.returncode == 0, again.stderr
+    assert {n_type(p.index) for p in parts} == {pa.int64()}
+    got = pd.read_parquet(out)
+    assert sorted(got["id"]) == sorted(values)
+    assert (got["error"] == "").all()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_parts_whose_values_disagree_are_one_dataset_of_text(cluster: Any, tmp_path: Path) -> None:
     # A field that is a number in one partition and text in another (and absent in a third,
     # every row failed) gave parts that polars refused as one dataset, and that pandas and

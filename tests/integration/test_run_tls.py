@@ -328,3 +328,27 @@ def test_an_empty_verify_path_is_refused_not_taken_for_false() -> None:
     # bool("") is False: verify="" used to turn certificate checks off without a word.
     with pytest.raises(UsageError, match="verify=''"):
         list(run([{"url": "https://127.0.0.1:9/"}], "{url}", verify=""))
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_insecure_wins_over_cacert_in_run_and_bench(
+    tmp_path: Path, tls_server: str, command: str
+) -> None:
+    # As curl -k --cacert FILE: no verification, so FILE is not read (curl goes on when it
+    # is unusable). drumfire run did so; drumfire bench refused a missing FILE (exit 2).
+    other, _ = make_cert(tmp_path, "other", "127.0.0.1")  # a CA that is not the server's
+    for cacert in (str(other), str(tmp_path / "nothing.pem")):
+        if command == "run":
+            code, rows, err = drumfire_run(tmp_path, tls_server, "-k", "--cacert", cacert)
+            assert code == 0, err
+            assert [(r["status"], r["error"]) for r in rows] == [("200", "")] * 3
+            continue
+        report = tmp_path / "bench.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "drumfire.cli", "bench", tls_server + "/x", "-n", "5",
+             "-c", "1", "--quiet", "-k", "--cacert", cacert, "--json", str(report)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        figures = json.loads(report.read_text())
+        assert (figures["errors"], figures["status"]) == ({}, {"200": 5})

@@ -172,7 +172,8 @@ def read_in_parts(path: Path, fmt: str, encoding: str, size: int, **kw: Any) -> 
 @pytest.mark.parametrize(
     ("lead", "encoding"),
     [(b"\n", "utf-8"), (b"\r\n\n\r\n", "utf-8"), (b'""\n\n', "utf-8"),
-     (BOM_UTF8 + b"\n", "utf-8"), (BOM_UTF8 + b"\n", "utf-8-sig"), (b"\n\n", "cp1252")],
+     (BOM_UTF8 + b"\n", "utf-8"), (BOM_UTF8 + b"\n", "utf-8-sig"), (b"\n\n", "cp1252"),
+     (BOM_UTF8 + b"\n", "latin-1")],
 )  # fmt: skip
 def test_blank_lines_before_the_header_are_skipped_as_the_reader_skips_them(
     tmp_path: Path, lead: bytes, encoding: str
@@ -189,6 +190,22 @@ def test_blank_lines_before_the_header_are_skipped_as_the_reader_skips_them(
     parts = plan_parts(str(src), "csv", encoding, size=600)
     assert {p.header for p in parts} == {b"id,v\n"}
     assert parts[0].first_line == lead.count(b"\n") + 2  # the line after the header
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_a_header_over_several_lines_is_one_record_for_the_plan(tmp_path: Path, eol: str) -> None:
+    # A quoted column name holding line breaks: the planner took the header's first line
+    # alone, so every part's reader refused "an unterminated quote" (and the first part
+    # counted one row too many), while one process reads the file fine.
+    src = tmp_path / "in.csv"
+    rows = [f"k{i},a,b" if i % 37 == 0 else f"k{i},v{i}" for i in range(200)]  # some bad
+    src.write_bytes(eol.join(['id,"multi', "line", 'name"', *rows, ""]).encode())
+    whole = items(open_source(str(src), "csv", count=False))
+    assert len(whole) == 200
+    assert whole[37] == (38, (41, "expected 2 fields, found 3"))  # line 41 of the file
+    assert read_in_parts(src, "csv", "utf-8", 300) == whole
+    parts = plan_parts(str(src), "csv", size=300)
+    assert parts[0].first_line == 4
 
 
 def test_a_file_of_blank_lines_plans_one_empty_part(tmp_path: Path) -> None:

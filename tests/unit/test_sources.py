@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from codecs import BOM_UTF8
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,40 @@ def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
         (2, {"id": "2", "url": "http://b"}),
         (3, {"id": "3", "url": "http://c"}),
     ]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-8-sig", "utf-8"])
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("in.csv", b"id,url\n1,http://a\n"), ("in.tsv", b"id\turl\n1\thttp://a\n"),
+     ("in.txt", b"http://a\n"), ("in.jsonl", b'{"id": "1", "url": "http://a"}\n')],
+)  # fmt: skip
+def test_a_utf8_bom_is_dropped_whatever_the_encoding(
+    tmp_path: Path, encoding: str, name: str, data: bytes
+) -> None:
+    # Read in Latin-1 the mark was the text 'ï»¿': the first column was 'ï»¿id', which no
+    # template names, and a URL list's first URL 'ï»¿http://a' (JSON Lines dropped it).
+    source, items = read_all(write(tmp_path, name, BOM_UTF8 + data), encoding=encoding)
+    assert [row["url"] for _, row in items] == ["http://a"]
+    if name.endswith((".csv", ".tsv")):
+        assert source.columns == frozenset({"id", "url"})
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [(b"id,url\n1,http://a\n", "csv"), (b"http://a\n", "text"),
+     (b'{"id": "1", "url": "http://a"}\n', "jsonl")],
+)  # fmt: skip
+def test_standard_input_with_a_utf8_bom_is_sniffed_without_it(
+    monkeypatch: pytest.MonkeyPatch, encoding: str, data: bytes, fmt: str
+) -> None:
+    # In Latin-1 the mark made a URL list or JSON Lines on stdin look like a CSV whose
+    # header was the first URL (or JSON object), and the run stopped on a missing column.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(BOM_UTF8 + data)))
+    source, items = read_all("-", encoding=encoding)
+    assert source.fmt == fmt
+    assert [row["url"] for _, row in items] == ["http://a"]
 
 
 def test_a_quoted_blank_record_is_no_blank_line(tmp_path: Path) -> None:

@@ -314,6 +314,8 @@ def bench_command(
     except UsageError as exc:
         _fail(str(exc))
     tls: bool | TLS = not insecure
+    if insecure:  # -k wins, as in drumfire run and curl: no CA file is read
+        cacert = None
     if cacert is not None or cert is not None or key is not None:
         tls = TLS(not insecure, cacert, cert, key)
         try:  # the same TLS context as drumfire run, checked up front
