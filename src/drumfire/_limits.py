@@ -437,6 +437,9 @@ class RateMeter:
 
     __slots__ = ("_tat", "burst", "interval")
 
+    #: Seconds: the most a start made late is made up for by the next (see :meth:`take`).
+    SLACK = 0.02
+
     def __init__(self, rate: float, burst: int = 1) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -453,11 +456,17 @@ class RateMeter:
     def take(self, now: float) -> None:
         """Record a start made at ``now``.
 
-        One interval of slack: a start made late (timers fire a little after
-        their time) does not push the whole schedule back, so the rate over a
-        run stays exact; the cost is that after a pause two starts may go at once.
+        Some slack: a start made late (timers fire a little after their time)
+        does not push the whole schedule back, so the rate over a run stays
+        exact. At most ``SLACK`` (and one interval): the slack was a whole
+        interval, so the first start, and the first after any pause, let a
+        second go at once (``--rate 1/h`` sent two requests in its first
+        second). Timers are late by milliseconds; an interval longer than
+        that is kept to within ``SLACK``.
         """
-        self._tat = max(self._tat, now - self.burst * self.interval) + self.interval
+        interval = self.interval
+        slack = interval if interval < self.SLACK else self.SLACK
+        self._tat = max(self._tat, now - (self.burst - 1) * interval - slack) + interval
 
 
 class RetryBudget:

@@ -1,0 +1,33 @@
+"""The run's ``--rate`` and ``--per-host-rate`` on the virtual network of test_engine:
+starts are spaced by the rate from the first one, and a stop ends the wait."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from test_engine import ok, run
+
+from drumfire._limits import RateMeter
+
+
+@pytest.mark.parametrize("option", ["rate", "per_host_rate"])
+def test_a_rate_of_one_a_minute_sends_one_request_a_minute(option: str) -> None:
+    # The meter's slack was a whole interval: the first two rows went at once,
+    # two requests in the first second of a run capped at one a minute (or an hour).
+    results, _stats, server, _clock, _ = run(ok, 3, concurrency=4, **{option: "1/min"})
+    assert [r.status for r in results] == [200, 200, 200]
+    sent = sorted(server.written.values())  # each answered 1 ms after it was sent
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert all(60.0 - RateMeter.SLACK <= gap <= 60.0 for gap in gaps)
+
+
+def test_a_stop_ends_the_wait_for_a_low_rate() -> None:
+    # Ctrl-C ten seconds into a run at one request an hour: one row was sent and
+    # answered; the run ends at once, no second request.
+    results, stats, server, clock, _ = run(ok, 3, concurrency=4, rate="1/h", stop_at=10.0)
+    assert server.requests == ["/0"]
+    assert stats.stopped
+    assert [(r.id, r.status, r.attempts) for r in results if r.status] == [("0", 200, 1)]
+    assert all(r.error == "cancelled" for r in results if not r.status)
+    assert clock.now < 20.0
