@@ -313,6 +313,12 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                 if rate is not None:
                     wait = rate.wait(self.clock())
                     if wait > 0:
+                        if not self._ready and not self._exhausted:
+                            # Read the next row now: at the input's end the run ends
+                            # here, not one interval later (an hour at --rate 1/h).
+                            ahead = self._next_flight()
+                            if ahead is not None:
+                                self._ready.appendleft(ahead)
                         if not self._ready and self._exhausted:
                             break
                         self._pump_later(wait)

@@ -31,3 +31,12 @@ def test_a_stop_ends_the_wait_for_a_low_rate() -> None:
     assert [(r.id, r.status, r.attempts) for r in results if r.status] == [("0", 200, 1)]
     assert all(r.error == "cancelled" for r in results if not r.status)
     assert clock.now < 20.0
+
+
+def test_a_run_at_a_low_rate_ends_with_its_last_row() -> None:
+    # The pump waited for the rate before it read the next row: after the last one
+    # it waited one more interval to find the input's end (an hour at --rate 1/h).
+    results, _stats, server, clock, _ = run(ok, 3, concurrency=4, rate="1/min")
+    assert len(results) == 3
+    assert max(server.written.values()) < 121.0
+    assert clock.now < 125.0  # it used to end at 180 s
