@@ -27,6 +27,7 @@ flights), :mod:`drumfire._origins` (per-origin limits), :mod:`drumfire._pool`,
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -92,6 +93,9 @@ class EngineSettings:
       most starts per second to, one origin (None: no cap).
     - ``tick_interval``: seconds between the engine's periodic ticks
       (deadlines, the CPU watch, progress).
+    - ``rate_phase``: seconds from the engine's making to its first start under
+      ``rate`` (``-p N``: worker k waits k - 1 intervals of the whole run's rate,
+      so that the workers' starts interleave rather than go N at once).
     """
 
     keep: tuple[str, ...] = ()
@@ -113,6 +117,7 @@ class EngineSettings:
     per_host_concurrency: int | None = None
     per_host_rate: float | None = None
     tick_interval: float = 0.05
+    rate_phase: float = 0.0
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -174,7 +179,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             clock,
         )
         self.limiter: FixedLimit | AdaptiveLimit = self.origins.first  # the first origin's
-        self.rate = RateMeter(settings.rate) if settings.rate else None
+        first = clock() + settings.rate_phase if settings.rate_phase else -math.inf
+        self.rate = RateMeter(settings.rate, first=first) if settings.rate else None
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan

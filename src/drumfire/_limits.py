@@ -440,12 +440,13 @@ class RateMeter:
     #: Seconds: the most a start made late is made up for by the next (see :meth:`take`).
     SLACK = 0.02
 
-    def __init__(self, rate: float, burst: int = 1) -> None:
+    def __init__(self, rate: float, burst: int = 1, first: float = -math.inf) -> None:
+        """``first``: no start before then (clock time; a phase among meters sharing a rate)."""
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.interval = 1.0 / rate
         self.burst = max(1, burst)
-        self._tat = -math.inf  # theoretical arrival time of the next start
+        self._tat = first  # theoretical arrival time of the next start
 
     def wait(self, now: float) -> float:
         """Seconds until the next start is allowed (0: now)."""

@@ -6,9 +6,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_engine import ok, run
+from test_engine import ORIGIN, Clock, Server, new_loop, ok, run
 
+from drumfire import Result
+from drumfire._job import make_job
 from drumfire._limits import RateMeter
+from drumfire._sources import rows_source
 
 
 @pytest.mark.parametrize("option", ["rate", "per_host_rate"])
@@ -40,3 +43,27 @@ def test_a_run_at_a_low_rate_ends_with_its_last_row() -> None:
     assert len(results) == 3
     assert max(server.written.values()) < 121.0
     assert clock.now < 125.0  # it used to end at 180 s
+
+
+def test_a_rate_phase_delays_the_first_start_and_keeps_the_interval() -> None:
+    # -p N: worker k starts k - 1 intervals of the whole rate late, so that the
+    # workers' starts interleave (each worker's went at the same moment as the others').
+    clock = Clock()
+    loop = new_loop(clock, Server(ok))
+    job = make_job(ORIGIN + "/{n}", id="n", concurrency=4, rate=1.0)
+    source = rows_source([{"n": str(i)} for i in range(3)])
+    written: list[float] = []  # each row answered 1 ms after it was sent
+
+    def write(result: Result) -> None:
+        assert result.status == 200
+        written.append(clock.now)
+
+    engine = job.engine(source, write, clock=clock, cpu_clock=lambda: 0.0, rate_phase=0.25)
+    try:
+        loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert written[0] == pytest.approx(0.251)
+    gaps = [b - a for a, b in itertools.pairwise(written)]
+    assert len(gaps) == 2
+    assert all(1.0 - RateMeter.SLACK <= gap <= 1.0 for gap in gaps)
