@@ -184,6 +184,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
+        # The URL template fixes the origin: no row can go elsewhere (redirects aside).
+        # (A FilePlan wraps its RequestPlan as ``inner``.)
+        self._one_origin = getattr(plan, "inner", plan).static_origin is not None
         self.on_result = on_result
         # Drivers that put results in order elsewhere (worker processes) get each
         # with its row's sequence number, in place of ``on_result``.
@@ -311,11 +314,16 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                 and not self._paused
             ):
                 solo = origins.solo
+                full = False
                 if solo is not None:
                     # The usual run, one origin: its limit is the loop's bound.
                     room = solo.limit.limit * self._depth - solo.inflight
                     if room <= 0:
-                        break
+                        if self._one_origin:
+                            break
+                        # The rows say their origin: the next may be another's (a slow
+                        # host first in the input held every other host's rows back).
+                        full = True
                 if rate is not None:
                     wait = rate.wait(self.clock())
                     if wait > 0:
@@ -329,7 +337,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                             break
                         self._pump_later(wait)
                         break
-                elif self.pipelining and solo is not None and not solo.gated:
+                elif self.pipelining and solo is not None and not solo.gated and not full:
                     # The usual case while pipelining: fill the connection that
                     # just answered (else the one with most room), many requests
                     # in one step.
@@ -362,8 +370,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                         flight.host = host
                     else:
                         host = origins.of(flight)
-                if (host.gated or host is not solo) and not self._admit(flight, host):
-                    if origins.solo is not None and host.queue:
+                if (full or host.gated or host is not solo) and not self._admit(flight, host):
+                    if origins.solo is not None and host.queue and self._one_origin:
                         break  # the only origin must wait: reading on would only park rows
                     # Parked with its origin, the next row may go elsewhere; or
                     # ended (its origin's quota is spent), the next row too.
