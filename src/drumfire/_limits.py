@@ -951,7 +951,12 @@ class OriginLimit:
                 self.gated = True
             else:
                 self.spent_until = 0.0
-                self.hold(now + max(reset, 0.0), "quota")
+                until = now + max(reset, 0.0)
+                if self.hold_why == "quota" and self.hold_until > until:
+                    # The latest reset holds, a shorter one too (an earlier answer's
+                    # 50 s stood over a later one's 20 s); not a Retry-After's hold.
+                    self.hold_until = until
+                self.hold(until, "quota")
             return
         self.spent_until = 0.0
         if reset > 0.0:

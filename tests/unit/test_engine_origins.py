@@ -28,3 +28,21 @@ def test_a_slow_host_first_in_the_input_does_not_hold_back_the_others(template: 
     assert all(r.status == 200 and r.attempts == 1 for r in results)
     fast = [t for i, t in server.written.items() if int(i) >= 20]
     assert max(fast) < 1.0  # all answered before the slow host's first answer
+
+
+def test_rows_held_for_a_quota_go_at_the_latest_reset_a_shorter_one_too() -> None:
+    # Two rows in flight: the first answer says the quota is spent for 50 s, the
+    # second (half a second later) for 20 s. The rows parked meanwhile go at 20.5 s;
+    # they waited the 50 s (the hold stood, and their timer with it).
+    def script(path: str, hits: int) -> Answer:
+        if path == "/0":
+            return 200, {"RateLimit": '"q";r=0;t=50'}, b"{}", 0.001
+        if path == "/1":
+            return 200, {"RateLimit": '"q";r=0;t=20'}, b"{}", 0.5
+        return 200, {}, b"{}", 0.001
+
+    results, _stats, server, _clock, _ = run(script, 6, concurrency=2)
+    assert [r.status for r in results] == [200] * 6
+    later = [t for i, t in server.written.items() if int(i) >= 2]
+    assert min(later) >= 20.5
+    assert max(later) < 21.0

@@ -954,3 +954,19 @@ def test_a_server_that_throttles_first_attempts_only_gets_its_noise_found(seed: 
     assert host.limit.noise == host.noise
     assert host.rate is None  # every cut undone: the send rate the first set up too
     assert limits[-30:] == [512] * 30
+
+
+def test_a_quota_hold_follows_the_latest_reset_a_shorter_one_too() -> None:
+    # Spent for 50 s, then (an answer still in flight) for 20 s: held 20 s, as the
+    # latest word says; the 50 s stood, and the origin waited 30 s for nothing. A
+    # Retry-After hold is not shortened by a quota's reset.
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=0.0, reset=50.0, longest=60.0)
+    host.quota(0.5, remaining=0.0, reset=20.0, longest=60.0)
+    assert host.wait(0.5) == pytest.approx(20.0)
+    host.quota(1.0, remaining=0.0, reset=30.0, longest=60.0)  # and a longer one
+    assert host.wait(1.0) == pytest.approx(30.0)
+    held = OriginLimit(("http", "b", 80), FixedLimit(8))
+    held.hold(40.0, "Retry-After")
+    held.quota(0.0, remaining=0.0, reset=20.0, longest=60.0)
+    assert held.wait(0.0) == pytest.approx(40.0)
