@@ -27,6 +27,7 @@ flights), :mod:`drumfire._origins` (per-origin limits), :mod:`drumfire._pool`,
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -92,6 +93,9 @@ class EngineSettings:
       most starts per second to, one origin (None: no cap).
     - ``tick_interval``: seconds between the engine's periodic ticks
       (deadlines, the CPU watch, progress).
+    - ``rate_phase``: seconds from the engine's making to its first start under
+      ``rate`` (``-p N``: worker k waits k - 1 intervals of the whole run's rate,
+      so that the workers' starts interleave rather than go N at once).
     """
 
     keep: tuple[str, ...] = ()
@@ -113,6 +117,7 @@ class EngineSettings:
     per_host_concurrency: int | None = None
     per_host_rate: float | None = None
     tick_interval: float = 0.05
+    rate_phase: float = 0.0
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -174,10 +179,14 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             clock,
         )
         self.limiter: FixedLimit | AdaptiveLimit = self.origins.first  # the first origin's
-        self.rate = RateMeter(settings.rate) if settings.rate else None
+        first = clock() + settings.rate_phase if settings.rate_phase else -math.inf
+        self.rate = RateMeter(settings.rate, first=first) if settings.rate else None
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
+        # The URL template fixes the origin: no row can go elsewhere (redirects aside).
+        # (A FilePlan wraps its RequestPlan as ``inner``.)
+        self._one_origin = getattr(plan, "inner", plan).static_origin is not None
         self.on_result = on_result
         # Drivers that put results in order elsewhere (worker processes) get each
         # with its row's sequence number, in place of ``on_result``.
@@ -305,19 +314,30 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                 and not self._paused
             ):
                 solo = origins.solo
+                full = False
                 if solo is not None:
                     # The usual run, one origin: its limit is the loop's bound.
                     room = solo.limit.limit * self._depth - solo.inflight
                     if room <= 0:
-                        break
+                        if self._one_origin:
+                            break
+                        # The rows say their origin: the next may be another's (a slow
+                        # host first in the input held every other host's rows back).
+                        full = True
                 if rate is not None:
                     wait = rate.wait(self.clock())
                     if wait > 0:
+                        if not self._ready and not self._exhausted:
+                            # Read the next row now: at the input's end the run ends
+                            # here, not one interval later (an hour at --rate 1/h).
+                            ahead = self._next_flight()
+                            if ahead is not None:
+                                self._ready.appendleft(ahead)
                         if not self._ready and self._exhausted:
                             break
                         self._pump_later(wait)
                         break
-                elif self.pipelining and solo is not None and not solo.gated:
+                elif self.pipelining and solo is not None and not solo.gated and not full:
                     # The usual case while pipelining: fill the connection that
                     # just answered (else the one with most room), many requests
                     # in one step.
@@ -350,8 +370,8 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
                         flight.host = host
                     else:
                         host = origins.of(flight)
-                if (host.gated or host is not solo) and not self._admit(flight, host):
-                    if origins.solo is not None and host.queue:
+                if (full or host.gated or host is not solo) and not self._admit(flight, host):
+                    if origins.solo is not None and host.queue and self._one_origin:
                         break  # the only origin must wait: reading on would only park rows
                     # Parked with its origin, the next row may go elsewhere; or
                     # ended (its origin's quota is spent), the next row too.

@@ -437,12 +437,16 @@ class RateMeter:
 
     __slots__ = ("_tat", "burst", "interval")
 
-    def __init__(self, rate: float, burst: int = 1) -> None:
+    #: Seconds: the most a start made late is made up for by the next (see :meth:`take`).
+    SLACK = 0.02
+
+    def __init__(self, rate: float, burst: int = 1, first: float = -math.inf) -> None:
+        """``first``: no start before then (clock time; a phase among meters sharing a rate)."""
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.interval = 1.0 / rate
         self.burst = max(1, burst)
-        self._tat = -math.inf  # theoretical arrival time of the next start
+        self._tat = first  # theoretical arrival time of the next start
 
     def wait(self, now: float) -> float:
         """Seconds until the next start is allowed (0: now)."""
@@ -453,11 +457,17 @@ class RateMeter:
     def take(self, now: float) -> None:
         """Record a start made at ``now``.
 
-        One interval of slack: a start made late (timers fire a little after
-        their time) does not push the whole schedule back, so the rate over a
-        run stays exact; the cost is that after a pause two starts may go at once.
+        Some slack: a start made late (timers fire a little after their time)
+        does not push the whole schedule back, so the rate over a run stays
+        exact. At most ``SLACK`` (and one interval): the slack was a whole
+        interval, so the first start, and the first after any pause, let a
+        second go at once (``--rate 1/h`` sent two requests in its first
+        second). Timers are late by milliseconds; an interval longer than
+        that is kept to within ``SLACK``.
         """
-        self._tat = max(self._tat, now - self.burst * self.interval) + self.interval
+        interval = self.interval
+        slack = interval if interval < self.SLACK else self.SLACK
+        self._tat = max(self._tat, now - (self.burst - 1) * interval - slack) + interval
 
 
 class RetryBudget:
@@ -941,7 +951,12 @@ class OriginLimit:
                 self.gated = True
             else:
                 self.spent_until = 0.0
-                self.hold(now + max(reset, 0.0), "quota")
+                until = now + max(reset, 0.0)
+                if self.hold_why == "quota" and self.hold_until > until:
+                    # The latest reset holds, a shorter one too (an earlier answer's
+                    # 50 s stood over a later one's 20 s); not a Retry-After's hold.
+                    self.hold_until = until
+                self.hold(until, "quota")
             return
         self.spent_until = 0.0
         if reset > 0.0:

@@ -117,6 +117,7 @@ def _worker(
     inherited: tuple[int, ...] = (),
     fmt: str = "worker",
     nans: frozenset[str] | None = None,
+    rate_phase: float = 0.0,
 ) -> None:
     # The parent decides when to stop: Ctrl-C, and a SIGTERM sent to the whole process
     # group (systemd, kill -TERM -PGID), reach every worker too; killed by it, a worker
@@ -208,6 +209,7 @@ def _worker(
         on_tick=on_tick,
         tick_interval=0.01,
         line_of=lines.line_of,
+        rate_phase=rate_phase,
     )
 
     def receive(message: ToWorker | None) -> None:
@@ -404,9 +406,12 @@ def execute_parallel(
         inherited = (
             (*(w.conn.fileno() for w in workers), parent_end.fileno()) if method == "fork" else ()
         )
+        # Under --rate, worker k starts k - 1 intervals of the whole rate late: the
+        # workers' starts interleave (they went N at once, each interval of a worker).
+        phase = (number - 1) / job.rate if job.rate else 0.0
         proc = ctx.Process(
             target=_worker,
-            args=(child_end, share, parse_spec, parent, inherited, source.fmt, floats),
+            args=(child_end, share, parse_spec, parent, inherited, source.fmt, floats, phase),
             daemon=True,
         )
         proc.start()
@@ -428,14 +433,20 @@ def execute_parallel(
     items = source.items
     seq_counter = [0]
     exhausted = [False]
-    window = 64 * job.max_concurrency + CHUNK * QUEUED_CHUNKS * processes
+    # Each worker sends at its share of --rate: rows dealt 256 at a time went all
+    # to the first worker in a short run (600 rows at --rate 100/s -p 2: 512 to one,
+    # at 50/s, 10 s for 6), and to one alone at the end of a long one. Under a rate,
+    # a chunk is about half a second of a worker's share, two held beyond those in
+    # flight (see feed).
+    size = CHUNK if share.rate is None else max(1, min(CHUNK, int(share.rate / 2)))
+    window = 64 * job.max_concurrency + size * QUEUED_CHUNKS * processes
 
     span = [0, 0]  # the row numbers of the last chunk's first and last items
 
     def next_chunk(pending: dict[int, list[Any]]) -> list[list[Any]]:
         """The next rows for a worker, each also put in its ``pending``."""
         chunk: list[list[Any]] = []
-        while len(chunk) < CHUNK and not exhausted[0]:
+        while len(chunk) < size and not exhausted[0]:
             if order is not None and order.ahead(seq_counter[0]) >= window:
                 break
             try:
@@ -466,7 +477,12 @@ def execute_parallel(
 
     def feed(worker: _Worker) -> None:
         pending = worker.pending
-        while not worker.done and len(pending) < CHUNK * QUEUED_CHUNKS:
+        held = size * QUEUED_CHUNKS
+        if share.rate is not None and worker.load is not None:
+            # Under a rate its chunks are small: the rows it has in flight (a slow
+            # server's, seconds of them) come on top, or they would cap its rate.
+            held += worker.load[0]
+        while not worker.done and len(pending) < held:
             chunk = next_chunk(pending)
             if chunk:
                 first, last = span

@@ -252,6 +252,11 @@ class RequestPlan:
     # -- rendering ---------------------------------------------------------------
 
     @property
+    def static_origin(self) -> Origin | None:
+        """The origin of every row when the URL template fixes it (None: the rows say)."""
+        return self._static_origin
+
+    @property
     def columns(self) -> set[str]:
         """Every column any template names."""
         cols = set(self.url.columns) | set(self.method.columns)

@@ -55,7 +55,13 @@ class Settling(EngineCore):
                     after = self.retry.parse_retry_after(response.header("retry-after"), wall)
                     if after is not None:
                         reset = after
+                held = host.hold_until
                 host.quota(now, left, reset, longest, throttled)
+                if host.hold_until < held and host.timer is not None:
+                    # Set for the longer hold: the rows parked get one for this one
+                    # (on_responses hands them back to the pump, which parks them again).
+                    host.timer.cancel()
+                    host.timer = None
                 if host.hold_until > now:
                     self.origins.held.add(host)  # (see Origins.relieve and holds)
             elif host.watch:

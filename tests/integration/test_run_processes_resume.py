@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import Action, ScriptedServer, respond
 
 from drumfire.demo.server import DemoServer, write_sample_routes
 
@@ -114,6 +116,35 @@ def test_rate_cap_across_processes(server: DemoServer, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(read_csv(out)) == 400
     assert wall >= 1.9  # 400 rows at 200/s is 2 s, whatever the process count
+
+
+def test_a_short_run_under_a_rate_is_dealt_to_every_process(
+    tmp_path: Path, timing_claims: bool
+) -> None:
+    # Each worker sends at its share of --rate. Rows went to the workers 256 at a
+    # time: 40 rows all to the first, which sent them at half the rate asked (and
+    # 600 rows at --rate 100/s -p 2 took 10 s). Under a rate a chunk is about half a
+    # second of a worker's share, so both workers take rows (-c 2: one connection each).
+    # And their starts interleave: the second starts half its interval after the
+    # first (both went at once, every tenth of a second).
+    rows = tmp_path / "in.csv"
+    rows.write_text("n\n" + "".join(f"{i}\n" for i in range(40)))
+    out = tmp_path / "o.csv"
+    arrived: list[float] = []
+
+    def answer(*_: object) -> Action:
+        arrived.append(time.monotonic())
+        return respond(200, {"ok": 1})
+
+    with ScriptedServer(answer) as srv:
+        proc = drumfire("run", rows, "--url", srv.url("/{n}"), "--rate", "20/s",
+                        "-p", "2", "-c", "2", "-o", out, "-q")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(int(r.target[1:]) for r in srv.requests) == list(range(40))
+        assert len({r.connection for r in srv.requests}) == 2
+    if timing_claims:  # 20/s: about one every 50 ms, not two at once every 100 ms
+        assert min(b - a for a, b in itertools.pairwise(sorted(arrived))) > 0.01
+    assert [r["status"] for r in read_csv(out)] == ["200"] * 40
 
 
 def ids_in(path: Path, fmt: str) -> list[str]:

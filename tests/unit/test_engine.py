@@ -166,19 +166,22 @@ def run(
     close_after: int | None = None,
     stop_at: float | None = None,
     on_tick: Callable[[Stats], None] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    url: str = ORIGIN + "/{n}",
     **kwargs: Any,
 ) -> tuple[list[Result], Stats, Server, Clock, Engine]:
     """Send rows 0..n-1 as GET /{n}; return the results in the order they were written.
 
     ``stop_at``: stop the run then (as Ctrl-C does), noting the requests sent so far.
+    ``rows`` and ``url``: other rows (each with its id in ``n``) and URL template.
     """
     clock = Clock()
     server = Server(script, close_after=close_after)
     loop = new_loop(clock, server)
     kwargs.setdefault("retry", Retry(retries=2, backoff=0.1))
     kwargs.setdefault("id", "n")
-    job = make_job(ORIGIN + "/{n}", **kwargs)
-    source = rows_source([{"n": str(i)} for i in range(n)])
+    job = make_job(url, **kwargs)
+    source = rows_source(rows if rows is not None else [{"n": str(i)} for i in range(n)])
     results: list[Result] = []
 
     def write(result: Result) -> None:

@@ -102,12 +102,24 @@ def test_rate_meter_spaces_starts_evenly() -> None:
 def test_rate_meter_does_not_bank_a_burst_after_a_pause() -> None:
     meter = RateMeter(10.0)
     meter.take(0.0)
-    # After a 5 s pause at most two starts go at once (one interval of slack), not 50.
+    # After a 5 s pause one start goes at once, not 50; the next waits its interval
+    # (less the slack that makes up for late timers).
     assert meter.wait(5.0) == 0
     meter.take(5.0)
-    assert meter.wait(5.0) == 0
-    meter.take(5.0)
-    assert meter.wait(5.0) == pytest.approx(0.1)
+    assert meter.wait(5.0) == pytest.approx(0.1 - RateMeter.SLACK)
+    assert meter.wait(5.1) == 0
+
+
+@pytest.mark.parametrize("rate", [1 / 3600, 1 / 60, 1.0, 10.0])
+def test_a_low_rate_never_lets_two_starts_go_at_once(rate: float) -> None:
+    # The slack used to be a whole interval: the first start, and the first after a
+    # pause, let a second go at once (--rate 1/h sent two requests in its first second).
+    meter = RateMeter(rate)
+    interval = 1 / rate
+    for start in (0.0, 10 * interval):  # the first start, and one after a pause
+        assert meter.wait(start) == 0
+        meter.take(start)
+        assert meter.wait(start) >= interval - RateMeter.SLACK
 
 
 def test_rate_meter_late_starts_do_not_drift() -> None:
@@ -230,7 +242,7 @@ def test_origin_limit_is_gated_only_after_a_cut() -> None:
     assert host.rate is not None
     assert 100.0 < host.rate < 2000.0
     host.take(1.0)
-    host.take(1.0)  # one interval of slack, then the rate holds
+    host.take(1.0)  # an interval under RateMeter.SLACK: one of slack, then the rate holds
     assert host.wait(1.0) > 0.0
 
 
@@ -239,8 +251,7 @@ def test_origin_limit_per_host_rate() -> None:
     assert host.gated
     assert host.room() == 4
     host.take(0.0)
-    host.take(0.0)  # one interval of slack
-    assert host.wait(0.0) == pytest.approx(0.1)
+    assert host.wait(0.0) == pytest.approx(0.1 - RateMeter.SLACK)  # 10 per second
 
 
 def test_origin_held_when_most_answers_are_throttled_with_retry_after() -> None:
@@ -258,8 +269,7 @@ def test_origin_quota_paces_and_holds() -> None:
     host.quota(0.0, remaining=100.0, reset=10.0)
     assert host.gated
     host.take(0.0)
-    host.take(0.0)
-    assert host.wait(0.0) == pytest.approx(0.1)  # 10 per second
+    assert host.wait(0.0) == pytest.approx(0.1 - RateMeter.SLACK)  # 10 per second
     host.quota(1.0, remaining=0.0, reset=4.0)
     assert host.wait(1.0) == pytest.approx(4.0)
 
@@ -944,3 +954,19 @@ def test_a_server_that_throttles_first_attempts_only_gets_its_noise_found(seed: 
     assert host.limit.noise == host.noise
     assert host.rate is None  # every cut undone: the send rate the first set up too
     assert limits[-30:] == [512] * 30
+
+
+def test_a_quota_hold_follows_the_latest_reset_a_shorter_one_too() -> None:
+    # Spent for 50 s, then (an answer still in flight) for 20 s: held 20 s, as the
+    # latest word says; the 50 s stood, and the origin waited 30 s for nothing. A
+    # Retry-After hold is not shortened by a quota's reset.
+    host = OriginLimit(("http", "a", 80), FixedLimit(8))
+    host.quota(0.0, remaining=0.0, reset=50.0, longest=60.0)
+    host.quota(0.5, remaining=0.0, reset=20.0, longest=60.0)
+    assert host.wait(0.5) == pytest.approx(20.0)
+    host.quota(1.0, remaining=0.0, reset=30.0, longest=60.0)  # and a longer one
+    assert host.wait(1.0) == pytest.approx(30.0)
+    held = OriginLimit(("http", "b", 80), FixedLimit(8))
+    held.hold(40.0, "Retry-After")
+    held.quota(0.0, remaining=0.0, reset=20.0, longest=60.0)
+    assert held.wait(0.0) == pytest.approx(40.0)
