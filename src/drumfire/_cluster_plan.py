@@ -319,13 +319,17 @@ def _parquet_files(path: str) -> list[str]:
 
 def _plan_parquet(path: str, size: int) -> list[Part]:
     from ._parquet import require_pyarrow
+    from ._rows import check_unique_columns
 
     _, pq = require_pyarrow("--cluster")
     parts: list[Part] = []
     first_row = 0
     for name in _parquet_files(path):
         with open_binary(name) as f:
-            meta = pq.ParquetFile(f).metadata
+            opened = pq.ParquetFile(f)
+            meta = opened.metadata
+            # Refused before any task, as the single-machine reader refuses it.
+            check_unique_columns(list(opened.schema_arrow.names), f"input {name!r}")
         start, rows, nbytes = 0, 0, 0
         for group in range(meta.num_row_groups):
             if nbytes >= size and rows:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._arrow_rows import BatchRows, nan_columns
-from ._rows import Item
-from ._sources import Source, check_unique_columns
+from ._rows import Item, check_unique_columns
+from ._sources import Source
 
 if TYPE_CHECKING:
     from ._job import Job

@@ -57,7 +57,7 @@ from ._columns import (
 from ._errors import InputError, UsageError
 from ._instream import STDIN_PARQUET
 from ._result import BASE_COLUMNS, Result
-from ._rows import Item
+from ._rows import Item, check_unique_columns
 
 __all__ = [
     "MAX_PART_ROWS",
@@ -664,6 +664,9 @@ def open_parquet_source(
         opened = [pq.ParquetFile(f) for f in files]
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read input {path!r} as Parquet: {exc}") from None
+    for f, name in zip(opened, files, strict=True):
+        # A row is a mapping: of two columns of one name one would be sent, the other never.
+        check_unique_columns(list(f.schema_arrow.names), f"input {name!r}")
     columns = frozenset(opened[0].schema_arrow.names)
     total = sum(f.metadata.num_rows for f in opened)
     floats = nan_columns(pa, [f.schema_arrow for f in opened])  # where a NaN may be

@@ -15,10 +15,12 @@ from __future__ import annotations
 import numbers
 from array import array
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import count
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._errors import InputError
 from ._request import Prepared
 from ._result import Result, Stats
 from ._savebody import RowOutcome
@@ -40,6 +42,7 @@ __all__ = [
     "Rows",
     "UsualRun",
     "UsualRuns",
+    "check_unique_columns",
     "item_ids",
     "raising",
     "row_id",
@@ -439,3 +442,18 @@ class Rows:
             error = f"template: {row_place(line, self.line_of)}: {exc}"
             return Result(id_, None, 0.0, 0, error, None, self.kept(row))
         return Flight(-1, id_, row, prepared)
+
+
+def check_unique_columns(names: list[str], what: str) -> None:
+    """One line when ``what`` (a DataFrame, an Arrow table, a Parquet input) names a column twice.
+
+    A row is a mapping: of two columns with one name (``a`` twice, or ``1`` and
+    ``"1"``, which a template names alike), one would be sent and the other
+    never, silently, as a CSV header naming a column twice is refused.
+    """
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dupes:
+        raise InputError(
+            f"{what} names columns more than once: {', '.join(map(repr, dupes))}; "
+            "give each column its own name"
+        )

@@ -23,7 +23,7 @@ import itertools
 import os
 import re
 import sys
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ import orjson
 
 from ._errors import InputError, UsageError
 from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
-from ._rows import InputProblem, Item, LineMap
+from ._rows import InputProblem, Item, LineMap, check_unique_columns
 from ._text import with_article
 from ._values import is_missing, loads_exact
 
@@ -42,7 +42,6 @@ __all__ = [
     "TEXT_FORMATS",
     "Source",
     "check_delimiter",
-    "check_unique_columns",
     "codec_name",
     "count_rows",
     "open_source",
@@ -927,21 +926,6 @@ def rows_source(rows: Any) -> Source:
     else:
         raise InputError(f"rows must be mappings or URL strings, not {type(first).__name__}")
     return Source(_object_items(first, it), keys, "rows", total)
-
-
-def check_unique_columns(names: list[str], what: str) -> None:
-    """One line when ``what`` (a DataFrame, an Arrow table) names a column twice.
-
-    A row is a mapping: of two columns with one name (``a`` twice, or ``1`` and
-    ``"1"``, which a template names alike), one would be sent and the other
-    never, silently, as a CSV header naming a column twice is refused.
-    """
-    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
-    if dupes:
-        raise InputError(
-            f"{what} names columns more than once: {', '.join(map(repr, dupes))}; "
-            "give each column its own name"
-        )
 
 
 def _object_items(first: Any, rest: Iterator[Any]) -> Iterator[Item]:

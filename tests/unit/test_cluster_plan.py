@@ -130,6 +130,18 @@ def test_parquet_row_groups_read_the_same_items_as_the_whole_file(tmp_path: Path
     assert whole[7] == (8, (8, "column 'b' is binary, not UTF-8 text"))
 
 
+def test_a_parquet_input_naming_a_column_twice_is_refused_before_any_task(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([pa.array(["1"]), pa.array(["2"])], names=["x", "x"]), src)
+    with pytest.raises(InputError, match=r"^input '.*dup\.parquet' names columns more than once"):
+        plan_parts(str(src), "parquet")
+
+
 def test_stdin_and_gzip_are_refused(tmp_path: Path) -> None:
     from drumfire import UsageError
 

@@ -851,6 +851,25 @@ def test_a_dataframe_naming_a_column_twice_is_one_line() -> None:
             rows_source(frame)
 
 
+def test_a_parquet_input_naming_a_column_twice_is_one_line(tmp_path: Path) -> None:
+    """As a DataFrame's: one of two same-named Parquet columns was sent, the other
+    never, silently. A file of a dataset directory is named."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    names = ["id", "x", "x"]
+    dup = pa.table([pa.array(["1"]), pa.array(["a"]), pa.array(["b"])], names=names)
+    pq.write_table(dup, tmp_path / "dup.parquet")
+    twice = r"^input '.*dup\.parquet' names columns more than once: 'x';"
+    with pytest.raises(InputError, match=twice):
+        open_source(str(tmp_path / "dup.parquet"), "parquet", count=False)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": ["1"], "x": ["a"]}), folder / "a.parquet")
+    pq.write_table(dup, folder / "b.parquet")
+    with pytest.raises(InputError, match=r"^input '.*b\.parquet' names columns more than once"):
+        open_source(str(folder), "parquet", count=False)
+
+
 def test_rows_source_frame_like_object() -> None:
     """Duck-typed like a DataFrame (to_dict, columns, itertuples): no pandas needed."""
 
