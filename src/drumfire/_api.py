@@ -316,7 +316,10 @@ class Run:
     ``stats`` is the run's :class:`~drumfire.Stats`: live while the run goes
     on, final once the iteration ends (``stats.summary()`` gives rows/s,
     counts by status and reason, latency percentiles, requests sent).
-    ``close()`` stops the run early, as leaving a ``for`` loop does.
+    ``close()`` stops the run early, as leaving a ``for`` loop does; a ``with``
+    block closes it on the way out, whatever leaves the block (an exception
+    in the loop body too: the run would otherwise go on in the background until
+    the ``Run`` is collected, as an unclosed generator does).
     """
 
     def __init__(
@@ -341,6 +344,12 @@ class Run:
 
     def __next__(self) -> Result:
         return next(self._results)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         close = getattr(self._results, "close", None)

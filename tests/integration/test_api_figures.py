@@ -162,6 +162,24 @@ def test_a_run_that_ends_paused_hands_over_every_result(
     assert it.stats.done == len(ROWS)
 
 
+def test_a_with_block_stops_the_run_whatever_leaves_it() -> None:
+    """An exception in the loop body left a ``Run`` held by a variable going in the
+    background (an unclosed generator); ``with`` closes it, as ``with open()`` does."""
+    import threading
+
+    class Done(Exception):
+        pass
+
+    with DemoServer(latency=0.05) as server:
+        it = drumfire.run(ROWS * 20, server.base_url + ECHO, concurrency=2, progress=False)
+        with pytest.raises(Done), it:  # noqa: PT012 - the with block is what is tested
+            for _ in it:
+                raise Done
+        assert not [t for t in threading.enumerate() if t.name == "drumfire-engine"]
+        assert it.stats.stopped
+        assert list(it) == []
+
+
 def test_the_annotations_name_what_run_and_arun_return() -> None:
     """A type checker sees ``stats`` and ``close()`` on what ``run`` returns: its
     annotation said ``Iterator[Result]``, so ``it.stats`` failed mypy on user code."""
