@@ -159,6 +159,13 @@ class ARun:
         """Stop the run early (as leaving an ``async for`` does)."""
         await self._gen.aclose()
 
+    async def __aenter__(self) -> ARun:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """``async with``: the run stops when the block is left, whatever leaves it."""
+        await self.aclose()
+
 
 def arun(
     rows: Iterable[Any] | Any,

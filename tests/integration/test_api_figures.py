@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,24 @@ def test_arun_stopped_early_keeps_the_figures_so_far(demo_server: DemoServer) ->
     run = asyncio.run(main())
     assert run.stats is not None
     assert 1 <= run.stats.done <= 50
+
+
+def test_arun_in_async_with_stops_when_the_block_is_left(demo_server: DemoServer) -> None:
+    class Done(Exception):
+        pass
+
+    async def main() -> drumfire.ARun:
+        run = drumfire.arun(ROWS * 20, demo_server.base_url + ECHO, concurrency=1)
+        with contextlib.suppress(Done):
+            async with run:
+                async for _ in run:
+                    raise Done
+        assert [r async for r in run] == []  # closed: nothing more comes
+        return run
+
+    run = asyncio.run(main())
+    assert run.stats is not None
+    assert 1 <= run.stats.done < 1000
 
 
 def test_progress_true_outside_a_terminal_prints_the_figures_at_the_end(
