@@ -964,6 +964,14 @@ def _frame_items(frame: Any) -> Iterator[Item]:
         for c, d in zip(columns, dtypes, strict=True)
         if _may_hold_na(d)
     ]
+    # A float32 column's values come out as the float64 of their bits (1.1 as
+    # 1.100000023841858): each becomes its shortest decimal, as pandas' to_csv writes
+    # it and as a Parquet float32 column is read (see _arrow_rows).
+    singles = [
+        c
+        for c, d in zip(columns, dtypes, strict=True)
+        if type(d).__module__.startswith("numpy") and getattr(d, "name", "") == "float32"
+    ]
     for n, values in enumerate(frame.itertuples(index=False, name=None), 1):
         row = dict(zip(columns, values, strict=True))
         for c, text in holes:
@@ -972,7 +980,16 @@ def _frame_items(frame: Any) -> Iterator[Item]:
                 row[c] = None
             elif type(value).__module__ == "numpy":
                 row[c] = _python_number(value)
+        for c in singles:
+            row[c] = _shortest_single(row[c])
         yield n, row
+
+
+def _shortest_single(value: Any) -> Any:
+    """A float32's value as the shortest decimal that reads back as it (``1.1``), a float."""
+    import numpy
+
+    return float(str(numpy.float32(value)))
 
 
 def _python_number(value: Any) -> Any:

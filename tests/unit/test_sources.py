@@ -851,6 +851,22 @@ def test_a_dataframe_naming_a_column_twice_is_one_line() -> None:
             rows_source(frame)
 
 
+def test_a_float32_dataframe_column_gives_its_shortest_decimal() -> None:
+    """pandas hands a float32 column's values out as the float64 of their bits:
+    1.1 was sent as 1.100000023841858, where pandas' to_csv writes 1.1 and a Parquet
+    float32 column is read as 1.1."""
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    values = np.array([1.1, 0.1, float("nan"), -2.5e-7], dtype=np.float32)
+    frame = pd.DataFrame({"f": values, "d": [1.1, 0.1, 0.2, 0.3]})
+    rows = [row for _, row in rows_source(frame).items]
+    assert [r["f"] for r in rows[:2]] == [1.1, 0.1]
+    assert rows[2]["f"] != rows[2]["f"]  # NaN stays a number (see the README)
+    assert rows[3]["f"] == -2.5e-7
+    assert [type(r["f"]) for r in rows] == [float] * 4
+    assert [r["d"] for r in rows] == [1.1, 0.1, 0.2, 0.3]
+
+
 def test_a_parquet_input_naming_a_column_twice_is_one_line(tmp_path: Path) -> None:
     """As a DataFrame's: one of two same-named Parquet columns was sent, the other
     never, silently. A file of a dataset directory is named."""
