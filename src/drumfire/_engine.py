@@ -184,9 +184,9 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan
+        inner = getattr(plan, "inner", plan)  # FilePlan wraps one
         # The URL template fixes the origin: no row can go elsewhere (redirects aside).
-        # (A FilePlan wraps its RequestPlan as ``inner``.)
-        self._one_origin = getattr(plan, "inner", plan).static_origin is not None
+        self._one_origin = inner.static_origin is not None
         self.on_result = on_result
         # Drivers that put results in order elsewhere (worker processes) get each
         # with its row's sequence number, in place of ``on_result``.
@@ -257,7 +257,6 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         # Decides when (see drumfire._pipelining); _watch_cpu applies what it says.
         # A plan whose method is fixed and not GET gives no request that may be
         # pipelined: never turn it on (it would only cut the connections).
-        inner = getattr(plan, "inner", plan)  # FilePlan wraps one
         method = getattr(inner, "method", None)
         no_gets = method is not None and method.is_static and method.source != "GET"
         # A request with a -H 'Connection: close' is its connection's last (RFC 9112
