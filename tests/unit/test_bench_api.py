@@ -99,6 +99,9 @@ def test_rows_and_templates() -> None:
         ({"connect_timeout": float("nan")}, "connect_timeout=nan: give a number of seconds"),
         ({"input": "/nonexistent/file.csv"}, "does not exist"),
         ({"method": "BREW"}, "unsupported method"),
+        # were ignored: one URL has no order to shuffle, a seed without --shuffle no effect
+        ({"shuffle": True}, r"--shuffle \(shuffle=\) visits input rows .*give --input FILE"),
+        ({"seed": 7, "rows": [{"url": "http://h/"}]}, r"--seed \(seed=\) .*give --shuffle too"),
     ],
 )
 def test_plan_errors(kwargs: dict[str, Any], message: str) -> None:
