@@ -93,9 +93,11 @@ class EngineSettings:
       most starts per second to, one origin (None: no cap).
     - ``tick_interval``: seconds between the engine's periodic ticks
       (deadlines, the CPU watch, progress).
-    - ``rate_phase``: seconds from the engine's making to its first start under
-      ``rate`` (``-p N``: worker k waits k - 1 intervals of the whole run's rate,
-      so that the workers' starts interleave rather than go N at once).
+    - ``stagger``: the share of one interval of ``rate`` (and of ``per_host_rate``)
+      by which this engine's first start is late, from its making (an origin's:
+      from its first row). ``-p N``: worker k waits (k - 1) / N of its interval,
+      k - 1 intervals of the whole run's rate, so that the workers' starts
+      interleave rather than go N at once.
     """
 
     keep: tuple[str, ...] = ()
@@ -117,7 +119,7 @@ class EngineSettings:
     per_host_concurrency: int | None = None
     per_host_rate: float | None = None
     tick_interval: float = 0.05
-    rate_phase: float = 0.0
+    stagger: float = 0.0
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -177,10 +179,12 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             settings.per_host_rate,
             self.retry,
             clock,
+            settings.stagger,
         )
         self.limiter: FixedLimit | AdaptiveLimit = self.origins.first  # the first origin's
-        first = clock() + settings.rate_phase if settings.rate_phase else -math.inf
-        self.rate = RateMeter(settings.rate, first=first) if settings.rate else None
+        rate, stagger = settings.rate, settings.stagger
+        first = clock() + stagger / rate if rate and stagger else -math.inf
+        self.rate = RateMeter(rate, first=first) if rate else None
         self._pump_timer: asyncio.TimerHandle | None = None
         most = concurrency if concurrency is not None else max_concurrency
         self.plan = plan

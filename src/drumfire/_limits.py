@@ -622,6 +622,7 @@ class OriginLimit:
         adaptive_rate: bool = False,
         budget: RetryBudget | None = None,
         born: float | None = None,
+        stagger: float = 0.0,
     ) -> None:
         self.origin = origin
         self.budget = budget
@@ -630,7 +631,9 @@ class OriginLimit:
         self.inflight = 0
         self.queue: deque[Any] = deque()
         self.fixed_rate = rate
-        self.meter = RateMeter(rate) if rate else None
+        # -p N: worker k's first start here is (k - 1) / N of an interval late (stagger).
+        first = (born or 0.0) + stagger / rate if rate and stagger else -math.inf
+        self.meter = RateMeter(rate, first=first) if rate else None
         self.cubic = CubicRate() if adaptive_rate else None
         self.gated = self.meter is not None
         self.hold_until = 0.0

@@ -49,6 +49,7 @@ class Origins:
         "spill_at",
         "spilled",
         "spills",
+        "stagger",
     )
 
     def __init__(
@@ -59,11 +60,13 @@ class Origins:
         per_host_rate: float | None,
         retry: Retry,
         clock: Callable[[], float],
+        stagger: float = 0.0,
     ) -> None:
         self.adaptive = concurrency is None
         self.fixed = concurrency
         self.per_host = per_host
         self.per_host_rate = per_host_rate
+        self.stagger = stagger  # see EngineSettings.stagger
         self.max_concurrency = max_concurrency
         self.retry = retry
         self.clock = clock
@@ -102,7 +105,8 @@ class Origins:
                 retry = self.retry
                 budget = RetryBudget(retry.budget, retry.budget_floor)
                 host = OriginLimit(
-                    origin, limit, self.per_host_rate, self.adaptive, budget, self.clock()
+                    origin, limit, self.per_host_rate, self.adaptive, budget, self.clock(),
+                    self.stagger,
                 )
                 self.hosts[origin] = host
                 self.solo = host if len(self.hosts) == 1 else None

@@ -117,7 +117,7 @@ def _worker(
     inherited: tuple[int, ...] = (),
     fmt: str = "worker",
     nans: frozenset[str] | None = None,
-    rate_phase: float = 0.0,
+    stagger: float = 0.0,
 ) -> None:
     # The parent decides when to stop: Ctrl-C, and a SIGTERM sent to the whole process
     # group (systemd, kill -TERM -PGID), reach every worker too; killed by it, a worker
@@ -209,7 +209,7 @@ def _worker(
         on_tick=on_tick,
         tick_interval=0.01,
         line_of=lines.line_of,
-        rate_phase=rate_phase,
+        stagger=stagger,
     )
 
     def receive(message: ToWorker | None) -> None:
@@ -406,12 +406,13 @@ def execute_parallel(
         inherited = (
             (*(w.conn.fileno() for w in workers), parent_end.fileno()) if method == "fork" else ()
         )
-        # Under --rate, worker k starts k - 1 intervals of the whole rate late: the
-        # workers' starts interleave (they went N at once, each interval of a worker).
-        phase = (number - 1) / job.rate if job.rate else 0.0
+        # Under --rate and --per-host-rate, worker k starts k - 1 intervals of the whole
+        # rate late: the workers' starts interleave (they went N at once, each interval
+        # of a worker; an origin's, from the worker's first row for it).
+        stagger = (number - 1) / processes
         proc = ctx.Process(
             target=_worker,
-            args=(child_end, share, parse_spec, parent, inherited, source.fmt, floats, phase),
+            args=(child_end, share, parse_spec, parent, inherited, source.fmt, floats, stagger),
             daemon=True,
         )
         proc.start()

@@ -45,12 +45,14 @@ def test_a_run_at_a_low_rate_ends_with_its_last_row() -> None:
     assert clock.now < 125.0  # it used to end at 180 s
 
 
-def test_a_rate_phase_delays_the_first_start_and_keeps_the_interval() -> None:
+@pytest.mark.parametrize("option", ["rate", "per_host_rate"])
+def test_a_stagger_delays_the_first_start_and_keeps_the_interval(option: str) -> None:
     # -p N: worker k starts k - 1 intervals of the whole rate late, so that the
-    # workers' starts interleave (each worker's went at the same moment as the others').
+    # workers' starts interleave (each worker's went at the same moment as the others';
+    # under --per-host-rate they still did).
     clock = Clock()
     loop = new_loop(clock, Server(ok))
-    job = make_job(ORIGIN + "/{n}", id="n", concurrency=4, rate=1.0)
+    job = make_job(ORIGIN + "/{n}", id="n", concurrency=4, **{option: 1.0})
     source = rows_source([{"n": str(i)} for i in range(3)])
     written: list[float] = []  # each row answered 1 ms after it was sent
 
@@ -58,7 +60,7 @@ def test_a_rate_phase_delays_the_first_start_and_keeps_the_interval() -> None:
         assert result.status == 200
         written.append(clock.now)
 
-    engine = job.engine(source, write, clock=clock, cpu_clock=lambda: 0.0, rate_phase=0.25)
+    engine = job.engine(source, write, clock=clock, cpu_clock=lambda: 0.0, stagger=0.25)
     try:
         loop.run_until_complete(engine.run(source.items, source.total))
     finally:

@@ -136,7 +136,9 @@ def make_plan(
     if rows is not None and input is not None:
         raise UsageError("give rows or an input file, not both")
     if shuffle and rows is None and input is None:  # one URL: nothing to shuffle
-        raise UsageError("--shuffle (shuffle=) visits input rows in random order: give --input FILE")
+        raise UsageError(
+            "--shuffle (shuffle=) visits input rows in random order: give --input FILE"
+        )
     if seed is not None and not shuffle:  # silently ignored, it promised a reproducible order
         raise UsageError("--seed (seed=) is the seed of --shuffle: give --shuffle too")
     if requests is not None and requests < 1:
