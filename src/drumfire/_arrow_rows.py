@@ -9,10 +9,16 @@ the parent would):
 
 * decimal: its exact text in plain notation (``"1.10"`` for decimal(5, 2),
   ``"0.00000010"`` for decimal(10, 8), where Arrow's own text is ``1.0E-7``);
-* timestamp: ISO 8601 with ``T``, the column's precision (``2024-01-02T03:04:05.123456``
-  for microseconds), and its UTC offset when it has a time zone (``+01:00``);
-  also outside years 1 to 9999 (``10000-01-01T00:00:00.000000``);
-* date and time: ISO 8601 (``2024-01-02``, ``03:04:05.123``);
+* timestamp: ISO 8601 with ``T`` and its UTC offset when it has a time zone
+  (``+01:00``), its fraction of a second as Python's ``isoformat`` (and pandas'
+  ``Timestamp``) writes it: none when it is zero, six digits, nine when it has
+  nanoseconds (``2024-01-02T03:04:05``, ``…05.005000+01:00``, ``…05.000000007``),
+  whatever the column's unit: the same text as a DataFrame read from the same
+  file gives (``pandas.read_parquet``), so that a run and its ``--resume`` agree
+  on an id however the file is read; also outside years 1 to 9999
+  (``10000-01-01T00:00:00``);
+* date and time: ISO 8601 (``2024-01-02``, ``03:04:05.123000``: a time's fraction
+  as a timestamp's);
 * duration: ISO 8601 in seconds, exact (``PT90.5S``, ``-PT0.000000001S``);
   see :func:`drumfire._values.duration_text`;
 * interval (``month_day_nano_interval``): ISO 8601 with months, days and exact
@@ -188,6 +194,27 @@ def _decimal_text(pa: Any, array: Any) -> Any:
     return pa.array(plain, pa.string())
 
 
+#: Per unit, the rewrites of Arrow's text of a timestamp or time (the unit's digits
+#: of a second) into isoformat's: no zero fraction; milliseconds as six digits;
+#: nanoseconds as six digits when the last three are zeros. ``$`` or a UTC offset
+#: ends the fraction.
+_ISO_FRACTION = {
+    "s": (),
+    "ms": ((r"\.000($|[+-])", r"\1"), (r"(\.\d{3})($|[+-])", r"\1000\2")),
+    "us": ((r"\.000000($|[+-])", r"\1"),),
+    "ns": ((r"\.000000000($|[+-])", r"\1"), (r"(\.\d{6})000($|[+-])", r"\1\2")),
+}
+
+
+def _iso_fraction(texts: Any, unit: str) -> Any:
+    """Arrow's ``texts`` of timestamps or times of ``unit`` with isoformat's fraction."""
+    import pyarrow.compute as pc
+
+    for pattern, rewrite in _ISO_FRACTION[unit]:
+        texts = pc.replace_substring_regex(texts, pattern, rewrite)
+    return texts
+
+
 def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
     """``array`` converted (see the module docstring), and the positions of its non-UTF-8 values."""
     import pyarrow.compute as pc
@@ -207,7 +234,10 @@ def _convert(pa: Any, array: Any) -> tuple[Any, list[int]]:
     if types.is_float32(t):
         return array.cast(pa.string()).cast(pa.float64()), []
     if types.is_timestamp(t):
-        return pc.strftime(array, "%Y-%m-%dT%H:%M:%S" + ("%Ez" if t.tz else "")), []
+        iso = pc.strftime(array, "%Y-%m-%dT%H:%M:%S" + ("%Ez" if t.tz else ""))
+        return _iso_fraction(iso, t.unit), []
+    if types.is_time(t):
+        return _iso_fraction(array.cast(pa.string()), t.unit), []
     if types.is_duration(t):
         digits = _DIGITS[t.unit]
         counts = array.cast(pa.int64()).to_pylist()

@@ -151,7 +151,7 @@ def test_timestamps_out_of_python_range_lose_no_row(
     assert proc.returncode == 0, proc.stderr
     rows = read_rows(out)
     assert sorted(rows, key=int) == [str(i) for i in range(1, n + 1)]
-    assert rows["1"]["t"] == "10000-01-01T00:00:00.000000"
+    assert rows["1"]["t"] == "10000-01-01T00:00:00"
     assert rows["2"]["t"] == "1970-01-01T00:00:00.000001"
     assert all(r["status"] == "200" for r in rows.values())
 

@@ -16,7 +16,8 @@ from drumfire import InputError
 from drumfire import _frames as frames
 from drumfire._arrow_rows import BatchRows
 from drumfire._rows import InputProblem
-from drumfire._sources import open_source
+from drumfire._sources import open_source, rows_source
+from drumfire._values import cell_text
 
 YEAR_10000_US = 253402300800000000  # 10000-01-01T00:00:00, in microseconds since 1970
 BEFORE_YEAR_1_US = -62135596800000001  # 0000-12-31T23:59:59.999999
@@ -44,9 +45,9 @@ def test_out_of_range_timestamps_and_dates_are_read_as_iso_text(tmp_path: Path) 
     assert read(tmp_path / "in.parquet", table) == [
         {
             "q": "a",
-            "far": "10000-01-01T00:00:00.000000",
+            "far": "10000-01-01T00:00:00",
             "day": "10000-01-01",
-            "in_list": ["10000-01-01T00:00:00.000000"],
+            "in_list": ["10000-01-01T00:00:00"],
         },
         {"q": "b", "far": "0000-12-31T23:59:59.999999", "day": "0000-12-31", "in_list": []},
         {"q": "c", "far": None, "day": "1970-01-01", "in_list": None},
@@ -76,9 +77,9 @@ def test_temporal_and_decimal_columns_are_read_as_text(tmp_path: Path) -> None:
     )  # fmt: skip
     assert read(tmp_path / "in.parquet", table) == [
         {
-            "s": "2024-01-02T03:04:05.000",  # Parquet keeps seconds as milliseconds
-            "ms_tz": "2024-01-02T04:04:05.005+01:00",
-            "us_utc": "2024-01-02T03:04:05.000000+00:00",
+            "s": "2024-01-02T03:04:05",  # as isoformat: no zero fraction
+            "ms_tz": "2024-01-02T04:04:05.005000+01:00",
+            "us_utc": "2024-01-02T03:04:05+00:00",
             "ns": "2024-01-02T03:04:05.000000007",
             "time": "03:04:05.006000",
             "dec": "12.500",
@@ -172,7 +173,7 @@ def test_an_arrow_table_in_sliced_batches_is_read_the_same(
     items = list(frames.frame_source(table, "arrow").items)
     assert [n for n, _ in items] == [1, 2, 3, 4, 5]
     rows = [row for _, row in items]
-    first, third = ["1970-01-01T00:00:00.000000", None], ["1970-01-01T00:00:02.000000", None]
+    first, third = ["1970-01-01T00:00:00", None], ["1970-01-01T00:00:02", None]
     assert rows[0] == {"i": 0, "ts": first, "st": {"d": "0"}, "b": "t", "pair": ["0", None]}
     assert rows[1]["pair"] is None
     assert rows[2] == {"i": 2, "ts": third, "st": None, "b": "t", "pair": ["2", None]}
@@ -256,3 +257,29 @@ def test_an_arrow_table_naming_a_column_twice_is_one_line() -> None:
     table = pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"])
     with pytest.raises(InputError, match=r"^the Arrow table names columns more than once: 'a';"):
         frames.frame_source(table, "arrow")
+
+
+def test_timestamps_and_times_read_as_a_dataframe_of_the_same_file_reads_them(
+    tmp_path: Path,
+) -> None:
+    # A Parquet file gave the column's precision ("…T00:00:00.000000"), the same file
+    # read by pandas.read_parquet and run as a DataFrame isoformat's ("…T00:00:00"):
+    # two URLs for one row, and a --resume of the one never found the other's ids.
+    pd = pytest.importorskip("pandas")
+    values = [0, 1_000, 1_500_000, 123_456_789_000, 123_456_000_007]  # in nanoseconds
+    columns: dict[str, Any] = {"i": list(range(len(values)))}
+    for unit, per in (("s", 10**9), ("ms", 10**6), ("us", 10**3), ("ns", 1)):
+        for tz in (None, "America/New_York"):
+            whole = [v // per * per // per for v in values]
+            columns[f"{unit}_{tz}"] = pa.array(whole, pa.timestamp(unit, tz))
+    columns["t_ms"] = pa.array([v // 10**6 % 86_400_000 for v in values], pa.time32("ms"))
+    columns["t_us"] = pa.array([v // 10**3 % 86_400_000_000 for v in values], pa.time64("us"))
+    path = tmp_path / "in.parquet"
+    from_file = read(path, pa.table(columns))
+    frame = pd.read_parquet(path)
+    source = rows_source(frame)  # as run(frame): Timestamps, written by cell_text
+    from_frame = [{k: cell_text(v) for k, v in row.items()} for _, row in source.items]
+    assert [{k: cell_text(v) for k, v in row.items()} for row in from_file] == from_frame
+    assert from_file[0]["us_None"] == "1970-01-01T00:00:00"
+    assert from_file[2]["ms_America/New_York"] == "1969-12-31T19:00:00.001000-05:00"
+    assert from_file[4]["ns_None"] == "1970-01-01T00:02:03.456000007"
