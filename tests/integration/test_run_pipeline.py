@@ -100,8 +100,12 @@ def test_requests_handed_back_by_a_silent_close_are_counted_as_resent() -> None:
     assert engine.pipelining
     assert all(r.attempts == 1 for r in got.values())
     assert stats.requests == n
-    assert served > n  # the server read some of the queued requests before closing
-    assert served <= stats.requests + stats.resent  # every request it read was counted
+    # The close resets the requests queued behind the 40th, unread: whether the reset
+    # also loses the 40th answer (and the server reads that request twice) depends on
+    # which comes first at the client, so ``served > n`` is not asserted (a loaded
+    # machine failed it). Whatever the server read was counted, sent or re-sent.
+    assert served >= n
+    assert served <= stats.requests + stats.resent
     # A close without a word, which resets the requests it did not read, gives no exact
     # count (answers it had sent may be lost with them): nothing is learned from it.
     assert engine.pool.answers == {}
