@@ -21,7 +21,7 @@ class UnknownEncoding(Exception):
 class _Zlib:
     """gzip or deflate, incrementally, never growing past ``limit`` bytes."""
 
-    __slots__ = ("_fed", "_gzip", "_obj", "_pending", "_size", "_swallow", "limit")
+    __slots__ = ("_fed", "_gzip", "_later", "_obj", "_pending", "_size", "_swallow", "limit")
 
     def __init__(self, enc: bytes, limit: int) -> None:
         wbits = 16 + zlib.MAX_WBITS if enc in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
@@ -35,6 +35,10 @@ class _Zlib:
         # gzip file is a series of members, as `cat a.gz b.gz` makes), True once
         # what follows is not one (trailing garbage, dropped as urllib3 does).
         self._gzip = wbits > zlib.MAX_WBITS
+        # Past the first member: an error from here on is trailing garbage, whichever
+        # read it comes in (it used to count as such only in the read where the
+        # member before it ended: split otherwise, the same body was a protocol error).
+        self._later = False
         self._swallow = False
         self.limit = limit
 
@@ -58,13 +62,14 @@ class _Zlib:
                 self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
         if self._swallow:
             return b""
-        out = self._inflate(data, first=True)
+        out = self._inflate(data, first=not self._later)
         # A member ended with bytes after it: the next member of a multi-member
         # gzip body (decoded as urllib3 and Python's gzip module do; one member
         # alone used to be kept and the rest dropped without a word).
         while self._gzip and self._obj.eof and self._obj.unused_data:
             rest = self._obj.unused_data
             self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._later = True
             out += self._inflate(rest, first=False)
             if self._swallow:
                 break

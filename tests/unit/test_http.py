@@ -364,6 +364,28 @@ def test_truncated_gzip_stream_is_a_protocol_error(framing: str) -> None:
             reader.eof()
 
 
+
+@pytest.mark.parametrize("size", [1, 2, 7, 10_000])
+@pytest.mark.parametrize("members", [1, 2])
+def test_garbage_after_the_last_gzip_member_is_dropped_however_the_body_is_split(
+    size: int, members: int
+) -> None:
+    # Bytes after the last gzip member that are no member are dropped, as urllib3 does.
+    # They were only when they came in the read where the member ended: split
+    # otherwise (here, fed in small pieces) the same body was "protocol: bad
+    # compressed body: incorrect header check".
+    half = len(PAYLOAD) // 2
+    packed = (
+        gzip.compress(PAYLOAD)
+        if members == 1
+        else gzip.compress(PAYLOAD[:half]) + gzip.compress(PAYLOAD[half:])
+    )
+    data = response_bytes(packed + b"JUNK after the body", b"Content-Encoding: gzip")
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, data, size)
+    assert [(r.status, r.body, r.error) for r in got] == [(200, PAYLOAD, "")]
+
 # -- size limits ---------------------------------------------------------------------
 
 
