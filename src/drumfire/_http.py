@@ -10,8 +10,9 @@ between a transport and a :class:`ResponseReader`.
 Parsing is delegated to httptools (llhttp, the parser Node.js uses); this module
 adds what llhttp leaves to its caller: HEAD responses (RFC 9110 §9.3.2: no body
 whatever Content-Length says), bodies delimited by connection close
-(RFC 9112 §6.3 rule 8), content decoding with a size cap, and the
-"unexpected bytes after a response" case. Content codings (gzip, deflate, br,
+(RFC 9112 §6.3 rule 8), a Transfer-Encoding next to a Content-Length (rule 3:
+the first frames the body, and the connection is not reused), content decoding
+with a size cap, and the "unexpected bytes after a response" case. Content codings (gzip, deflate, br,
 zstd) are decoded by :mod:`drumfire._decoding`.
 """
 
@@ -59,6 +60,16 @@ def encode_request_head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def _parser_for(reader: ResponseReader) -> Any:
+    """An httptools parser for ``reader``, which takes a Content-Length next to a
+    Transfer-Encoding (llhttp refuses the pair): RFC 9112 §6.3 rule 3 says the
+    Transfer-Encoding frames the body, and the reader closes the connection after it
+    (see :meth:`ResponseReader._has_length`)."""
+    parser = httptools.HttpResponseParser(reader)
+    parser.set_dangerous_leniencies(lenient_chunked_length=True)
+    return parser
+
+
 class _Surplus(Exception):
     """Bytes beyond the response we asked for: stop parsing, don't reuse the connection."""
 
@@ -78,6 +89,7 @@ class ResponseReader:
 
     __slots__ = (
         "_chunks",
+        "_close",
         "_decoder",
         "_done",
         "_encoding",
@@ -122,7 +134,7 @@ class ResponseReader:
         # answer with another length or Keep-Alive max usually matches one (see
         # drumfire._heads; osrm-routed answers 200 or 400, two shapes).
         self._patterns: tuple[Pattern, ...] = ()
-        self._parser: Any = httptools.HttpResponseParser(self)
+        self._parser: Any = _parser_for(self)
         self._expected = 0  # responses still owed: requests sent and not answered
         # The error a callback raised, kept here: httptools hands it on as its own
         # error's __context__, which Python replaces when feed() runs while the caller
@@ -151,6 +163,7 @@ class ResponseReader:
         self._problem = ""
         self._headers_done = False
         self._until_close = False
+        self._close = False  # not reused after it, framed as it is (see _has_length)
         self._left: int | None = None
         self._interim = False
         self.started = False
@@ -235,15 +248,23 @@ class ResponseReader:
         rule 4): ``chunked, gzip`` is read until the server closes. "Last" as llhttp,
         which does the framing, reads it: the last element of the last
         Transfer-Encoding line, so ``chunked,`` (an empty element last) is no chunked
-        framing either.
+        framing either. A Transfer-Encoding overrides a Content-Length (rule 3): such
+        an answer "ought to be handled as an error" (it may be an attempt at response
+        splitting), so it is read as the Transfer-Encoding frames it, as curl, Go and
+        Python's http.client read it, and the connection is not used again.
         """
-        chunked = False
+        length = False
+        chunked: bool | None = None  # None: no Transfer-Encoding
         for name, value in self._headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                return True
-            if lname == b"transfer-encoding":
+            size = len(name)
+            if size == 14 and name.lower() == b"content-length":
+                length = True
+            elif size == 17 and name.lower() == b"transfer-encoding":
                 chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
+        if chunked is None:
+            return length
+        if length:
+            self._close = True
         return chunked
 
     def on_body(self, body: bytes) -> None:
@@ -292,7 +313,7 @@ class ResponseReader:
             self._chunks = []
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        keep_alive = not (self._until_close or self._left == 0) and bool(
+        keep_alive = not (self._until_close or self._close or self._left == 0) and bool(
             self._parser.should_keep_alive()
         )
         status = self._parser.get_status_code()
@@ -381,7 +402,7 @@ class ResponseReader:
                 # an unasked-for response, a body after HEAD, anything after an
                 # answer that closes). Keep the responses, drop the connection.
                 done.keep_alive = False
-                self._parser = httptools.HttpResponseParser(self)
+                self._parser = _parser_for(self)
                 return
             if isinstance(cause, SinkError) or (
                 isinstance(cause, BodyTooLarge) and self._headers_done
@@ -397,7 +418,7 @@ class ResponseReader:
                 if unfolded is not None:
                     # Folded lines in the first block of ``known``: the block that failed,
                     # as one complete before it would have failed too. Read it again.
-                    self._parser = httptools.HttpResponseParser(self)
+                    self._parser = _parser_for(self)
                     self._reset(self._head)
                     self._held = None
                     self._head_fed = 0
@@ -410,7 +431,7 @@ class ResponseReader:
         )
         if self._out and self._head:
             # httptools cannot be told a response had no body; start afresh.
-            self._parser = httptools.HttpResponseParser(self)
+            self._parser = _parser_for(self)
         if self._head_fed > self.max_header and not self._headers_done and self._expected:
             # A header block still open past the cap (one endless header line, say):
             # what httptools holds of it is bounded by the cap and this one read.
@@ -515,7 +536,7 @@ class ResponseReader:
         error = exc.reason if isinstance(exc, SinkError) else exc.answer_error
         response = Response(status, self._headers, b"", False, self._left, error)
         self._answer(response)
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser = _parser_for(self)
         self._reset(False)
         return response
 

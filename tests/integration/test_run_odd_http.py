@@ -101,3 +101,31 @@ def test_folded_header_lines_are_accepted() -> None:
     assert sorted((r.status, r.error, r.fields["n"]) for r in results if r.fields) == [
         (200, "", i) for i in range(20)
     ]
+
+
+def test_transfer_encoding_wins_over_content_length_and_the_connection_is_not_reused() -> None:
+    # RFC 9112 §6.3 rule 3: with both, Transfer-Encoding frames the body and the
+    # Content-Length is ignored; the answer may be a response-splitting attempt, so the
+    # connection is not used again (curl, Go and Python's http.client read such an answer
+    # too). llhttp refused it: every row failed with "protocol: malformed response:
+    # Content-Length can't be present with Transfer-Encoding".
+    def handler(index: int, method: str, target: str, *_: Any) -> Action:
+        doc = b'{"n": %s}' % target.rsplit("/", 1)[1].encode()
+        # The wrong length first for half the rows, the chunks first for the others;
+        # a Content-Length as short as 3 would end the body inside its first chunk.
+        lines = [b"Content-Length: 3", b"Transfer-Encoding: chunked"]
+        if index % 2:
+            lines.reverse()
+        chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(doc), doc)
+        return raw(b"HTTP/1.1 200 OK\r\n%s\r\n\r\n%s" % (b"\r\n".join(lines), chunks))
+
+    with ScriptedServer(handler) as server:
+        results, _ = run_engine(
+            [{"id": str(i)} for i in range(6)], server.url("/x/{id}"), extract={"n": "n"},
+            concurrency=1,
+        )
+        assert len(server.requests) == 6
+        assert server.connections == 6  # one answer per connection
+    assert sorted((r.status, r.error, r.attempts, r.fields["n"]) for r in results if r.fields) == [
+        (200, "", 1, i) for i in range(6)
+    ]

@@ -680,6 +680,45 @@ def test_a_body_whose_last_transfer_coding_is_chunked_is_framed_by_its_chunks(
     assert (got.body, got.keep_alive) == (b"hello", True)
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"Content-Length: 3", b"Transfer-Encoding: chunked"],
+        [b"Transfer-Encoding: chunked", b"content-length: 300"],
+        [b"Transfer-Encoding: gzip, chunked", b"Content-Length: 0"],
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_transfer_encoding_overrides_content_length_and_ends_the_connection(
+    lines: list[bytes], size: int
+) -> None:
+    # RFC 9112 §6.3 rule 3: the chunks frame the body, the Content-Length is ignored; the
+    # answer may be an attempt at response splitting, so nothing after it is read (the
+    # requests pipelined behind are handed back). llhttp refused the pair: "protocol".
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    reader = ResponseReader()
+    reader.expect(count=2)
+    wire = head + b"5\r\nhello\r\n0\r\n\r\n" + response_bytes(b"next")
+    got = feed_pieces(reader, wire, size)
+    assert [(r.status, r.body, r.keep_alive) for r in got] == [(200, b"hello", False)]
+    assert reader.outstanding == 0
+
+
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_transfer_encoding_not_ending_in_chunked_with_a_content_length_ends_with_the_close(
+    size: int,
+) -> None:
+    # Rule 3 then rule 4: the Transfer-Encoding wins, and as chunked is not its last
+    # coding the body runs to the close, whatever the Content-Length says.
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nhello"
+    reader = ResponseReader()
+    reader.expect()
+    assert feed_pieces(reader, wire, size) == []
+    got = reader.eof()
+    assert got is not None
+    assert (got.status, got.body, got.keep_alive) == (200, b"hello", False)
+
+
 def test_eof_mid_body_is_a_protocol_error() -> None:
     reader = ResponseReader()
     reader.expect()
