@@ -12,8 +12,8 @@ adds what llhttp leaves to its caller: HEAD responses (RFC 9110 §9.3.2: no body
 whatever Content-Length says), bodies delimited by connection close
 (RFC 9112 §6.3 rule 8), a Transfer-Encoding next to a Content-Length (rule 3:
 the first frames the body, and the connection is not reused), content decoding
-with a size cap, and the "unexpected bytes after a response" case. Content codings (gzip, deflate, br,
-zstd) are decoded by :mod:`drumfire._decoding`.
+with a size cap, and the "unexpected bytes after a response" case. Content
+codings (gzip, deflate, br, zstd) are decoded by :mod:`drumfire._decoding`.
 """
 
 from __future__ import annotations
@@ -424,6 +424,13 @@ class ResponseReader:
                     self._head_fed = 0
                     self._parse(unfolded)
                     return
+            if str(exc).startswith("Expected HTTP/"):
+                # Bytes that begin no answer where one should begin. On a connection
+                # that answered before, they are most likely the rest of the answer
+                # before (a body sent with a HEAD or 204 answer, or past its length):
+                # nothing of this answer was read, and its request may be sent again
+                # on another connection (see Retry.is_free_resend).
+                self.started = False
             raise ProtocolError(f"malformed response: {exc}") from None
         # A header block still open, begun with this read's known bytes: keep them.
         self._held = (

@@ -213,13 +213,22 @@ class Retry:
     def is_free_resend(
         self, reason: str, reused: bool, received_any: bool, idempotent: bool
     ) -> bool:
-        """Whether a failure means a kept-alive connection the server had already closed.
+        """Whether a failure means a kept-alive connection the server had already closed,
+        or one out of step.
 
         A reset on a reused connection before any byte of the answer: the request
         is re-sent at once on a new connection, outside the retry budget (as
-        urllib3 and aiohttp do), if it may be sent again at all.
+        urllib3 and aiohttp do), if it may be sent again at all. So is a
+        ``protocol`` failure there with nothing of the answer received: bytes where
+        the answer should begin that begin no answer (the reader says so), the rest
+        of the answer before it (a body sent with a HEAD or 204 answer).
         """
-        return reason == "reset" and reused and not received_any and self.may_resend(idempotent)
+        return (
+            (reason == "reset" or reason == "protocol")
+            and reused
+            and not received_any
+            and self.may_resend(idempotent)
+        )
 
     def throttle_wait(self, value: str | None) -> float | None:
         """A throttled answer's ``Retry-After`` value in seconds, when this policy would wait.

@@ -5,8 +5,10 @@ chunked, a close-delimited body cut by a reset."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
+import pytest
 from servers import Action, ScriptedServer, raw
 
 from drumfire import Result, Retry
@@ -129,3 +131,41 @@ def test_transfer_encoding_wins_over_content_length_and_the_connection_is_not_re
     assert sorted((r.status, r.error, r.attempts, r.fields["n"]) for r in results if r.fields) == [
         (200, "", 1, i) for i in range(6)
     ]
+
+
+@pytest.mark.parametrize(
+    ("method", "head", "rest"),
+    [
+        ("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n", b"{}"),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", b'{"n":0}'),
+    ],
+    ids=["204", "HEAD"],
+)
+def test_a_body_sent_with_a_bodiless_answer_is_not_the_next_rows_answer(
+    method: str, head: bytes, rest: bytes
+) -> None:
+    # A server that sends a body with a 204 or HEAD answer (which has none, RFC 9110
+    # §6.4.1), here only once the next request on the connection has come: those bytes
+    # begin no answer. The next row failed with "protocol: malformed response: Expected
+    # HTTP/" although the server had answered it; now its request is sent again on a new
+    # connection, as one found closed is (not an attempt, counted in resent).
+    left = threading.local()  # per connection (one thread each): bytes not sent yet
+
+    def handler(*_: Any) -> Action:
+        data = getattr(left, "rest", b"") + head
+        left.rest = rest
+        return raw(data)
+
+    n = 6
+    with ScriptedServer(handler) as server:
+        results, stats = run_engine(
+            [{"id": str(i)} for i in range(n)], server.url("/x/{id}"), method=method,
+            concurrency=1,
+        )
+        served = len(server.requests)
+    assert sorted((r.id, r.status, r.error, r.attempts) for r in results) == [
+        (str(i), 204 if method == "GET" else 200, "", 1) for i in range(n)
+    ]
+    # Each connection's second request met the first's leftover and was sent again.
+    assert served == 2 * n - 1
+    assert stats.resent == n - 1

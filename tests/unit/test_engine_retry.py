@@ -30,6 +30,16 @@ def test_free_resend_only_for_a_stale_kept_alive_connection() -> None:
     assert not Retry().may_resend(False)
 
 
+def test_free_resend_for_bytes_that_begin_no_answer_on_a_reused_connection() -> None:
+    # The rest of the answer before (a body sent with a HEAD or 204 answer): the reader
+    # says nothing of this answer was received.
+    retry = Retry()
+    assert retry.is_free_resend("protocol", reused=True, received_any=False, idempotent=True)
+    assert not retry.is_free_resend("protocol", reused=False, received_any=False, idempotent=True)
+    assert not retry.is_free_resend("protocol", reused=True, received_any=True, idempotent=True)
+    assert not retry.is_free_resend("protocol", reused=True, received_any=False, idempotent=False)
+
+
 def test_throttle_wait_is_the_retry_after_the_policy_would_wait_for() -> None:
     retry = Retry(max_retry_after=60.0)
     assert retry.throttle_wait("5") == 5.0

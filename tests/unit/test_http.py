@@ -1057,6 +1057,32 @@ def test_answers_completed_before_an_error_are_kept(bad: bytes, error: type) -> 
     assert [r.body for r in reader.completed] == [b"a", b"b"]
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["same-read", "next-request"])
+def test_bytes_that_begin_no_answer_leave_nothing_of_it_received(later: bool) -> None:
+    # A 204 answer with a body (it has none): the bytes after it begin no answer. The
+    # reader says nothing of the next answer was received (``started``), so the
+    # connection's owner may send its request again, as after a stale connection.
+    reader = ResponseReader()
+    first = b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n"
+    if later:  # the body comes once the next request is sent
+        reader.expect()
+        assert [r.status for r in reader.feed_all(first)] == [204]
+        reader.expect()
+        first = b""
+    else:  # pipelined, in one read
+        pipelined(reader, 2)
+    with pytest.raises(ProtocolError, match="Expected HTTP/"):
+        reader.feed_all(first + b"{}" + response_bytes(b"b"))
+    assert [r.status for r in reader.completed] == ([] if later else [204])
+    assert not reader.started
+    # Bytes that begin an answer, though a bad one, are that answer's.
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError):
+        reader.feed_all(b"HTTP/1.1 2x0 OK\r\n\r\n")
+    assert reader.started
+
+
 def test_quick_path_takes_an_empty_body_too() -> None:
     # llhttp says "not keep-alive" once an empty body has completed the message;
     # the head is judged before that.
