@@ -13,7 +13,7 @@ import orjson
 
 from ._errors import Reason
 from ._extract import Extractor
-from ._response import Response
+from ._response import Response, json_not_utf8
 from ._result import Result
 from ._rows import Flight
 
@@ -99,20 +99,25 @@ class Finisher:
             fields: dict[str, Any] | None = None
             if apply is not None:
                 body = response.body
+                read = True
                 try:
                     document = loads(body) if body else None
                 except orjson.JSONDecodeError:
-                    document = None
-                    if 200 <= status < 300:
-                        error = "json"
-                else:
-                    if (
-                        document is None
-                        and 200 <= status < 300
-                        and status != 204
-                        and flight.prepared.method != "HEAD"
-                    ):
-                        error = "json"
+                    try:  # a byte order mark, UTF-16, a charset named (see json_not_utf8)
+                        document = json_not_utf8(body, response.raw_headers)
+                    except ValueError:
+                        document = None
+                        read = False
+                        if 200 <= status < 300:
+                            error = "json"
+                if (
+                    read
+                    and document is None
+                    and 200 <= status < 300
+                    and status != 204
+                    and flight.prepared.method != "HEAD"
+                ):
+                    error = "json"
                 fields = apply(document) if document is not None else dict.fromkeys(names)
             if parse is not None and not response.error.startswith(_OVER):
                 try:

@@ -13,7 +13,48 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Headers", "Response"]
+__all__ = ["Headers", "Response", "charset_of", "json_not_utf8"]
+
+
+def charset_of(headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> str | None:
+    """The ``charset`` parameter of the first Content-Type header (RFC 9110 §8.3.2), or None."""
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"content-type":
+            for param in value.split(b";")[1:]:
+                key, _, found = param.partition(b"=")
+                if key.strip().lower() == b"charset":
+                    return found.strip().strip(b'"').decode("latin-1") or None
+            return None
+    return None
+
+
+def json_not_utf8(
+    body: bytes, headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
+) -> Any:
+    """The JSON document of a body that orjson, which reads UTF-8 alone, refused.
+
+    Read as Python's ``json.loads`` reads bytes: a UTF-8 byte order mark skipped
+    (RFC 8259 §8.1 lets a parser ignore it; IIS and .NET send one), UTF-16 and
+    UTF-32 told by their first bytes; else, when the Content-Type names a charset
+    (``iso-8859-1``), in that charset, as requests reads it. Only bodies orjson
+    refused come here: the usual answer costs nothing more.
+
+    Raises ``ValueError`` (``orjson.JSONDecodeError`` is one) when it is no JSON that
+    way either.
+    """
+    import json
+
+    encoding: str = json.detect_encoding(body)
+    if encoding == "utf-8":
+        named = charset_of(headers)
+        if named is None:
+            raise ValueError("not JSON in UTF-8")
+        encoding = named
+    try:
+        text = body.decode(encoding)
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON in {encoding}") from exc
+    return orjson.loads(text)
 
 
 class Headers(Mapping[str, str]):
@@ -124,11 +165,27 @@ class Response:
         return None
 
     def json(self) -> Any:
-        """The body decoded as JSON (raises ``orjson.JSONDecodeError``)."""
-        return orjson.loads(self.body)
+        """The body decoded as JSON (raises ``ValueError``, ``orjson.JSONDecodeError``
+        mostly). UTF-8, or else as :func:`json_not_utf8` reads it: a byte order mark
+        skipped, UTF-16 or 32, the Content-Type's charset."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            try:
+                return json_not_utf8(self.body, self.raw_headers)
+            except ValueError:
+                raise exc from None
 
     @property
     def text(self) -> str:
+        """The body as text, in the charset the Content-Type names (UTF-8 when it names
+        none, or one Python does not know); bytes not valid in it become U+FFFD."""
+        charset = charset_of(self.raw_headers)
+        if charset is not None:
+            try:
+                return self.body.decode(charset, "replace")
+            except LookupError:
+                pass
         return self.body.decode("utf-8", "replace")
 
     def __repr__(self) -> str:

@@ -5,11 +5,12 @@ chunked, a close-delimited body cut by a reset."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import threading
 from typing import Any
 
 import pytest
-from servers import Action, ScriptedServer, raw
+from servers import Action, ScriptedServer, raw, respond
 
 from drumfire import Result, Retry
 from drumfire._job import make_job
@@ -169,3 +170,30 @@ def test_a_body_sent_with_a_bodiless_answer_is_not_the_next_rows_answer(
     # Each connection's second request met the first's leftover and was sent again.
     assert served == 2 * n - 1
     assert stats.resent == n - 1
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", codecs.BOM_UTF8 + '{"name": "café"}'.encode()),
+        ("application/json", '{"name": "café"}'.encode("utf-16")),  # with its BOM
+        ("application/json", '{"name": "café"}'.encode("utf-16-le")),
+        ("application/json; charset=utf-32", '{"name": "café"}'.encode("utf-32")),
+        ("application/json; charset=ISO-8859-1", '{"name": "café"}'.encode("latin-1")),
+        ('application/json;charset="windows-1252"', '{"name": "café"}'.encode("cp1252")),
+    ],
+    ids=["utf-8-bom", "utf-16-bom", "utf-16-le", "utf-32", "latin-1", "cp1252"],
+)
+def test_a_json_body_not_in_plain_utf_8_is_read_for_its_fields(
+    content_type: str, body: bytes
+) -> None:
+    # A JSON body with a UTF-8 byte order mark (IIS and .NET send one), in UTF-16 or 32,
+    # or in the charset its Content-Type names: read as Python's json.loads and requests
+    # read them (RFC 8259 §8.1 lets a parser skip the mark). orjson takes UTF-8 alone,
+    # and each such row was a "json" error with no fields.
+    def handler(*_: Any) -> Action:
+        return respond(200, body, [("Content-Type", content_type)])
+
+    with ScriptedServer(handler) as server:
+        result, _ = one_row(server.url("/x"), concurrency=1, extract={"name": "name"})
+    assert (result.status, result.error, result.fields) == (200, "", {"name": "café"})

@@ -884,6 +884,39 @@ def test_json_and_text() -> None:
     assert bad.text == "not json \ufffd"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (b"application/json", b"\xef\xbb\xbf" + '{"b": "é"}'.encode()),
+        (b"application/json", '{"b": "é"}'.encode("utf-16")),
+        (b"application/json", '{"b": "é"}'.encode("utf-32-be")),
+        (b"application/json; charset=ISO-8859-1", '{"b": "é"}'.encode("latin-1")),
+        (b'text/json;Charset="cp1252" ', '{"b": "é"}'.encode("cp1252")),
+    ],
+)
+def test_json_not_in_utf_8_is_read_as_json_loads_and_requests_read_it(
+    content_type: bytes, body: bytes
+) -> None:
+    # orjson reads UTF-8 alone: a byte order mark, UTF-16 or 32, or the charset the
+    # Content-Type names were a JSONDecodeError (and a "json" row with --extract).
+    r = Response(200, [(b"Content-Type", content_type)], body, True)
+    assert r.json() == {"b": "é"}
+    if b"charset" in content_type.lower():
+        assert r.text == '{"b": "é"}'
+
+
+def test_json_not_utf_8_without_a_charset_is_still_refused() -> None:
+    latin = '{"b": "é"}'.encode("latin-1")
+    r = Response(200, [(b"Content-Type", b"application/json")], latin, True)
+    with pytest.raises(orjson.JSONDecodeError):
+        r.json()
+    assert r.text == '{"b": "\ufffd"}'
+    unknown = Response(200, [(b"Content-Type", b"text/plain; charset=nonsense")], b"\xe9", True)
+    assert unknown.text == "\ufffd"
+    with pytest.raises(orjson.JSONDecodeError):
+        unknown.json()
+
+
 # -- encode_request_head -------------------------------------------------------------
 
 
