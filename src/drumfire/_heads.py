@@ -34,9 +34,11 @@ _MAX = re.compile(rb"max\s*=\s*(\d{1,9})", re.IGNORECASE)
 
 
 def answers_left(keep_alive: bytes) -> int | None:
-    """From ``Keep-Alive: timeout=5, max=K``: how many answers may follow this one (K-1)."""
+    """From ``Keep-Alive: timeout=5, max=K``: how many answers may follow this one (K-1;
+    0 for ``max=0`` too, which the reader's full path took for no limit while the quick
+    path closed)."""
     found = _MAX.search(keep_alive)
-    return int(found.group(1)) - 1 if found else None
+    return max(int(found.group(1)) - 1, 0) if found else None
 
 
 #: (status, headers, Content-Length, keep-alive, answers left) of a header block the

@@ -811,6 +811,16 @@ def test_keep_alive(version: bytes, headers: list[bytes], keep_alive: bool) -> N
     assert got.keep_alive is keep_alive
 
 
+@pytest.mark.parametrize("size", [1, 10, 10_000])
+def test_keep_alive_max_0_closes_whichever_path_reads_it(size: int) -> None:
+    # "max=0": no answer may follow. The quick path (the answer in one read) closed; the
+    # full path (in pieces) counted -1 answers left, which is not 0, and kept it alive.
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, response_bytes(b"hello", b"Keep-Alive: timeout=5, max=0"), size)
+    assert [(r.body, r.keep_alive, r.left) for r in got] == [(b"hello", False, 0)]
+
+
 def test_max_1_does_not_leak_into_the_next_response() -> None:
     reader = ResponseReader()
     reader.expect()
