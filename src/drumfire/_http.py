@@ -61,12 +61,19 @@ def encode_request_head(
 
 
 def _parser_for(reader: ResponseReader) -> Any:
-    """An httptools parser for ``reader``, which takes a Content-Length next to a
-    Transfer-Encoding (llhttp refuses the pair): RFC 9112 §6.3 rule 3 says the
-    Transfer-Encoding frames the body, and the reader closes the connection after it
-    (see :meth:`ResponseReader._has_length`)."""
+    """An httptools parser for ``reader``, less strict than llhttp in two places.
+
+    It takes a Content-Length next to a Transfer-Encoding (llhttp refuses the pair):
+    RFC 9112 §6.3 rule 3 says the Transfer-Encoding frames the body, and the reader
+    closes the connection after it (see :meth:`ResponseReader._has_length`). And it
+    takes white space after a chunk's size (``5 ;name=value``, ``5   `` padded),
+    which RFC 9112 §7.1.1 allows before an extension (BWS, which "a recipient MUST
+    parse") and which curl, Go and nginx's proxy skip, llhttp refused.
+    """
     parser = httptools.HttpResponseParser(reader)
-    parser.set_dangerous_leniencies(lenient_chunked_length=True)
+    parser.set_dangerous_leniencies(
+        lenient_chunked_length=True, lenient_spaces_after_chunk_size=True
+    )
     return parser
 
 

@@ -158,6 +158,24 @@ def test_chunk_split_across_feeds() -> None:
     assert got.body == b"0123456789abcdefghij"
 
 
+@pytest.mark.parametrize(
+    "size_line",
+    [b"5;ext=1", b'5;a="b;c";d', b"0005", b"5 ", b"5\t", b"5   ;ext", b"5 ;ext=value"],
+)
+@pytest.mark.parametrize("size", [1, 10_000])
+def test_chunk_size_lines_with_extensions_zeros_and_white_space(
+    size_line: bytes, size: int
+) -> None:
+    # RFC 9112 §7.1.1: white space may come before a chunk extension's ";" (BWS, which a
+    # recipient must parse), and servers pad the size with spaces; curl and Go skip it.
+    # llhttp refused white space after the size: "Invalid character in chunk size".
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s\r\nhello\r\n0 \r\n\r\n"
+    reader = ResponseReader()
+    reader.expect()
+    got = feed_pieces(reader, wire % size_line, size)
+    assert [(r.body, r.keep_alive) for r in got] == [(b"hello", True)]
+
+
 def test_chunked_byte_by_byte() -> None:
     reader = ResponseReader()
     reader.expect()
