@@ -68,7 +68,7 @@ def _parser_for(reader: ResponseReader) -> Any:
     closes the connection after it (see :meth:`ResponseReader._has_length`). And it
     takes white space after a chunk's size (``5 ;name=value``, ``5   `` padded),
     which RFC 9112 §7.1.1 allows before an extension (BWS, which "a recipient MUST
-    parse") and which curl, Go and nginx's proxy skip, llhttp refused.
+    parse") and which curl and Go skip, llhttp refused.
     """
     parser = httptools.HttpResponseParser(reader)
     parser.set_dangerous_leniencies(
