@@ -26,6 +26,7 @@ __all__ = [
     "answers_left",
     "inspect_head",
     "matched",
+    "mend",
     "read_shape",
     "unfold",
 ]
@@ -66,8 +67,8 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         # A 101 Switching Protocols raises the second, which is no subclass of the
         # first: the full path says "unexpected protocol upgrade".
-        unfolded = unfold(head)  # llhttp refuses folded lines; RFC 9112 §5.2 takes them
-        return None if unfolded is None else inspect_head(unfolded)
+        mended = mend(head)  # llhttp refuses folded lines, RFC 9112 §5.2 takes them (...)
+        return None if mended is None else inspect_head(mended)
     if not probe.complete:
         return None
     status = parser.get_status_code()
@@ -114,6 +115,42 @@ def unfold(data: bytes) -> bytes | None:
         end = len(data)
     lines, count = _FOLD.subn(b" ", data[start:end])
     return data[:start] + lines + data[end:] if count else None
+
+
+def mend(data: bytes) -> bytes | None:
+    """``data`` (an answer from its status line on) with its header lines mended where
+    HTTP lets a recipient mend them and llhttp refuses them; None when nothing is.
+
+    Folded lines are unfolded (see :func:`unfold`), and a Content-Length sent more
+    than once with one value (on several lines, or as a list: ``5, 5``) is given once,
+    as RFC 9110 §8.6 lets a recipient do, and as curl and Go read it; different values
+    stay, and are refused (RFC 9112 §6.3 rule 5). Only the first header block is
+    touched, and of a block not yet complete only its complete lines.
+    """
+    unfolded = unfold(data)
+    if unfolded is not None:
+        data = unfolded
+    start = data.find(b"\r\n") + 2
+    if start < 2:
+        return unfolded
+    end = data.find(b"\r\n\r\n", start - 2)
+    if end < 0:  # the block goes on: its last line may be cut short
+        end = data.rfind(b"\r\n", start - 2)
+    lines = data[start:end].split(b"\r\n")
+    found = [
+        i for i, line in enumerate(lines) if line.partition(b":")[0].lower() == b"content-length"
+    ]
+    values = {
+        value.strip() for i in found for value in lines[i].partition(b":")[2].split(b",")
+    }
+    value = values.pop() if len(values) == 1 else b""
+    if not value.isdigit() or (len(found) < 2 and b"," not in lines[found[0]]):
+        return unfolded
+    first = found[0]
+    lines[first] = lines[first].partition(b":")[0] + b": " + value
+    for i in reversed(found[1:]):
+        del lines[i]
+    return data[:start] + b"\r\n".join(lines) + data[end:]
 
 
 #: How servers spell the lines whose values vary between answers (a block

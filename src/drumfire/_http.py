@@ -32,8 +32,8 @@ from ._heads import (
     Shape,
     answers_left,
     matched,
+    mend,
     read_shape,
-    unfold,
 )
 from ._response import Response
 from ._settings import MAX_BODY
@@ -385,7 +385,8 @@ class ResponseReader:
         """The full path of :meth:`feed_all`: httptools over ``data``."""
         # The bytes of the header block being read, from its first byte, when known
         # (it starts with this read, or began in one that kept them): a block llhttp
-        # refuses for its folded lines is read again unfolded (see unfold).
+        # refuses for its folded lines or a repeated Content-Length is read again
+        # mended (see mend).
         # Kept as the reads came and joined only when needed: a block that stays open
         # over many small reads would be copied again at each one.
         if not self.started:
@@ -421,10 +422,15 @@ class ResponseReader:
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
             if known is not None and not self._headers_done:
-                unfolded = unfold(b"".join(known))
+                whole = b"".join(known)
+                unfolded = mend(whole)
+                if unfolded is None and self._mend_later(str(exc), whole, begun):
+                    self._held = known
+                    return
                 if unfolded is not None:
-                    # Folded lines in the first block of ``known``: the block that failed,
-                    # as one complete before it would have failed too. Read it again.
+                    # Folded lines, or a Content-Length given twice, in the first block
+                    # of ``known``: the block that failed, as one complete before it
+                    # would have failed too. Read it again.
                     self._parser = _parser_for(self)
                     self._reset(self._head)
                     self._held = None
@@ -450,6 +456,19 @@ class ResponseReader:
             # A header block still open past the cap (one endless header line, say):
             # what httptools holds of it is bounded by the cap and this one read.
             raise HeaderTooLarge(self.max_header)
+
+    def _mend_later(self, error: str, block: bytes, begun: int) -> bool:
+        """Whether a Content-Length that llhttp refused (``error``) before ``block``, the
+        header block from its first byte, was whole may be mended once it is (see mend:
+        a value given twice); the parser, stopped, refuses each read the same way until
+        then, and the reads are kept. Not past the header cap, nor when an answer
+        completed before it in the read (the block is not known from its start then)."""
+        return (
+            "Content-Length" in error
+            and len(self._out) == begun
+            and block.find(b"\r\n\r\n") < 0
+            and len(block) <= self.max_header
+        )
 
     def _quick(self, data: bytes) -> bytes:
         """Take whole plain answers from the front of ``data``; return the rest.

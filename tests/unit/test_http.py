@@ -717,7 +717,7 @@ def test_transfer_encoding_overrides_content_length_and_ends_the_connection(
     reader = ResponseReader()
     reader.expect(count=2)
     wire = head + b"5\r\nhello\r\n0\r\n\r\n" + response_bytes(b"next")
-    got = feed_pieces(reader, wire, size)
+    got = feed_pieces_all(reader, wire, size)
     assert [(r.status, r.body, r.keep_alive) for r in got] == [(200, b"hello", False)]
     assert reader.outstanding == 0
 
@@ -1459,3 +1459,48 @@ def test_a_callback_error_is_known_while_the_caller_handles_an_exception() -> No
         over_max_body(big.feed(response_bytes(b"x" * 11)), 10)
         with pytest.raises(HeaderTooLarge):
             tall.feed(b"HTTP/1.1 200 OK\r\nX-Long: " + b"y" * 200 + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"Content-Length: 5", b"Content-Length: 5"],
+        [b"Content-Length: 5", b"X-A: a", b"content-length:5 ", b"CONTENT-LENGTH: 5"],
+        [b"Content-Length: 5, 5"],
+        [b"Content-Length: 5,5", b"Content-Length: 5"],
+        [b"X-A: a\r\n b", b"Content-Length: 5", b"Content-Length: 5"],  # folded too
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_a_content_length_given_twice_with_one_value_is_taken(
+    lines: list[bytes], size: int
+) -> None:
+    # RFC 9110 §8.6: a recipient may take a Content-Length repeated with one value as
+    # that value, as curl and Go do; llhttp refused it ("Duplicate Content-Length",
+    # "Invalid character in Content-Length") and the row was a protocol failure. The
+    # next answer, pipelined behind it, is read as usual.
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    reader = ResponseReader()
+    reader.expect(count=2)
+    got = feed_pieces_all(reader, head + b"hello" + response_bytes(b"next"), size)
+    assert [(r.body, r.keep_alive) for r in got] == [(b"hello", True), (b"next", True)]
+    assert [v for n, v in got[0].raw_headers if n.lower() == b"content-length"] == [b"5"]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"Content-Length: 5", b"Content-Length: 6"],
+        [b"Content-Length: 5, 6"],
+        [b"Content-Length: 5, "],
+        [b"Content-Length: +5", b"Content-Length: +5"],
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_content_lengths_that_disagree_are_refused(lines: list[bytes], size: int) -> None:
+    # RFC 9112 §6.3 rule 5: an unrecoverable error; the answer is not read.
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    reader = ResponseReader()
+    reader.expect()
+    with pytest.raises(ProtocolError, match="Content-Length"):
+        feed_pieces(reader, head + b"hello!", size)
