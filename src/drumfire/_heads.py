@@ -25,6 +25,8 @@ __all__ = [
     "Shape",
     "answers_left",
     "inspect_head",
+    "last_start",
+    "lenient_parser",
     "matched",
     "mend",
     "read_shape",
@@ -91,6 +93,67 @@ def inspect_head(head: bytes) -> HeadInfo | None:
     if length < 0:
         return None
     return status, tuple(probe.headers), length, left is None or left > 0, left
+
+
+def lenient_parser(callbacks: Any) -> Any:
+    """An httptools parser calling ``callbacks``, less strict than llhttp in two places.
+
+    It takes a Content-Length next to a Transfer-Encoding (llhttp refuses the pair):
+    RFC 9112 §6.3 rule 3 says the Transfer-Encoding frames the body, and the reader
+    closes the connection after it (see ``ResponseReader._has_length``). And it
+    takes white space after a chunk's size (``5 ;name=value``, ``5   `` padded),
+    which RFC 9112 §7.1.1 allows before an extension (BWS, which "a recipient MUST
+    parse") and which curl and Go skip, llhttp refused.
+    """
+    parser = httptools.HttpResponseParser(callbacks)
+    parser.set_dangerous_leniencies(
+        lenient_chunked_length=True, lenient_spaces_after_chunk_size=True
+    )
+    return parser
+
+
+class _Begins:
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_message_begin(self) -> None:
+        self.count += 1
+
+
+def _begins(data: bytes) -> int:
+    """How many answers llhttp begins in ``data`` (up to where it stops)."""
+    probe = _Begins()
+    try:
+        lenient_parser(probe).feed_data(data)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        pass
+    return probe.count
+
+
+def last_start(data: bytes) -> int:
+    """Where the last answer that llhttp begins in ``data`` begins (``data`` begins
+    with an answer's first byte): the answer a parse of ``data`` stops in.
+
+    llhttp does not say where an answer begins; the smallest prefix of ``data`` in
+    which it begins as many answers as in the whole does (a binary search, some
+    twenty parses of a read at most: a cost for the error path only).
+    """
+    total = _begins(data)
+    low, high = 1, len(data)
+    if total <= 1:
+        low = high = 1
+    while low < high:
+        middle = (low + high) // 2
+        if _begins(data[:middle]) >= total:
+            high = middle
+        else:
+            low = middle + 1
+    start = low - 1
+    while data[start : start + 1] in (b"\r", b"\n"):  # the empty lines llhttp skips
+        start += 1
+    return start
 
 
 _FOLD = re.compile(rb"\r\n(?=[ \t])")

@@ -31,6 +31,8 @@ from ._heads import (
     Pattern,
     Shape,
     answers_left,
+    last_start,
+    lenient_parser,
     matched,
     mend,
     read_shape,
@@ -58,23 +60,6 @@ def encode_request_head(
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _parser_for(reader: ResponseReader) -> Any:
-    """An httptools parser for ``reader``, less strict than llhttp in two places.
-
-    It takes a Content-Length next to a Transfer-Encoding (llhttp refuses the pair):
-    RFC 9112 §6.3 rule 3 says the Transfer-Encoding frames the body, and the reader
-    closes the connection after it (see :meth:`ResponseReader._has_length`). And it
-    takes white space after a chunk's size (``5 ;name=value``, ``5   `` padded),
-    which RFC 9112 §7.1.1 allows before an extension (BWS, which "a recipient MUST
-    parse") and which curl and Go skip, llhttp refused.
-    """
-    parser = httptools.HttpResponseParser(reader)
-    parser.set_dangerous_leniencies(
-        lenient_chunked_length=True, lenient_spaces_after_chunk_size=True
-    )
-    return parser
 
 
 class _Surplus(Exception):
@@ -141,7 +126,7 @@ class ResponseReader:
         # answer with another length or Keep-Alive max usually matches one (see
         # drumfire._heads; osrm-routed answers 200 or 400, two shapes).
         self._patterns: tuple[Pattern, ...] = ()
-        self._parser: Any = _parser_for(self)
+        self._parser: Any = lenient_parser(self)
         self._expected = 0  # responses still owed: requests sent and not answered
         # The error a callback raised, kept here: httptools hands it on as its own
         # error's __context__, which Python replaces when feed() runs while the caller
@@ -395,7 +380,6 @@ class ResponseReader:
             known = self._held
             if known is not None:
                 known.append(data)
-        begun = len(self._out)
         if not self._headers_done:
             self._head_fed += len(data)
         try:
@@ -410,7 +394,7 @@ class ResponseReader:
                 # an unasked-for response, a body after HEAD, anything after an
                 # answer that closes). Keep the responses, drop the connection.
                 done.keep_alive = False
-                self._parser = _parser_for(self)
+                self._parser = lenient_parser(self)
                 return
             if isinstance(cause, SinkError) or (
                 isinstance(cause, BodyTooLarge) and self._headers_done
@@ -423,15 +407,15 @@ class ResponseReader:
                 raise cause from None
             if known is not None and not self._headers_done:
                 whole = b"".join(known)
-                unfolded = mend(whole)
-                if unfolded is None and self._mend_later(str(exc), whole, begun):
+                block = whole[last_start(whole) :]  # the answer that failed, from its start
+                unfolded = mend(block)
+                if unfolded is None and self._mend_later(str(exc), block):
                     self._held = known
                     return
                 if unfolded is not None:
-                    # Folded lines, or a Content-Length given twice, in the first block
-                    # of ``known``: the block that failed, as one complete before it
-                    # would have failed too. Read it again.
-                    self._parser = _parser_for(self)
+                    # Folded lines, or a Content-Length given twice, in the block that
+                    # failed: read it again, mended.
+                    self._parser = lenient_parser(self)
                     self._reset(self._head)
                     self._held = None
                     self._head_fed = 0
@@ -445,27 +429,23 @@ class ResponseReader:
                 # on another connection (see Retry.is_free_resend).
                 self.started = False
             raise ProtocolError(f"malformed response: {exc}") from None
-        # A header block still open, begun with this read's known bytes: keep them.
-        self._held = (
-            known if self.started and not self._headers_done and len(self._out) == begun else None
-        )
+        # A header block still open, its answer begun in known bytes: keep them.
+        self._held = known if self.started and not self._headers_done else None
         if self._out and self._head:
             # httptools cannot be told a response had no body; start afresh.
-            self._parser = _parser_for(self)
+            self._parser = lenient_parser(self)
         if self._head_fed > self.max_header and not self._headers_done and self._expected:
             # A header block still open past the cap (one endless header line, say):
             # what httptools holds of it is bounded by the cap and this one read.
             raise HeaderTooLarge(self.max_header)
 
-    def _mend_later(self, error: str, block: bytes, begun: int) -> bool:
+    def _mend_later(self, error: str, block: bytes) -> bool:
         """Whether a Content-Length that llhttp refused (``error``) before ``block``, the
-        header block from its first byte, was whole may be mended once it is (see mend:
-        a value given twice); the parser, stopped, refuses each read the same way until
-        then, and the reads are kept. Not past the header cap, nor when an answer
-        completed before it in the read (the block is not known from its start then)."""
+        answer from its first byte, had its header block whole may be mended once it has
+        (see mend: a value given twice); the parser, stopped, refuses each read the same
+        way until then, and the reads are kept. Not past the header cap."""
         return (
             "Content-Length" in error
-            and len(self._out) == begun
             and block.find(b"\r\n\r\n") < 0
             and len(block) <= self.max_header
         )
@@ -569,7 +549,7 @@ class ResponseReader:
         error = exc.reason if isinstance(exc, SinkError) else exc.answer_error
         response = Response(status, self._headers, b"", False, self._left, error)
         self._answer(response)
-        self._parser = _parser_for(self)
+        self._parser = lenient_parser(self)
         self._reset(False)
         return response
 

@@ -570,6 +570,42 @@ def test_folded_answers_in_a_pipeline_read_by_the_quick_path(extra: bytes) -> No
         assert outcomes[0][0][3] == 2
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        chunked_bytes(b"abc"),
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n" + response_bytes(b"ab"),
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",  # then the mended one
+        response_bytes(b"a", b"Connection: keep-alive", version=b"HTTP/1.0"),
+    ],
+    ids=["chunked", "204", "100-then-answer", "103", "http-1.0"],
+)
+@pytest.mark.parametrize(
+    "mended",
+    [FOLDED, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"],
+    ids=["folded", "content-length-twice"],
+)
+def test_an_answer_to_mend_behind_one_the_full_parser_read_in_the_same_read(
+    before: bytes, mended: bytes
+) -> None:
+    # Folded lines, or a Content-Length given twice, are mended by reading the answer's
+    # header block again. Only the first block of a read was: behind an answer that the
+    # full parser read in the same read (chunked, a 204, an interim one, HTTP/1.0) the
+    # row was a protocol failure, when byte by byte it was read.
+    data = before + mended + response_bytes(b"last")
+    final = 1 if before.startswith(b"HTTP/1.1 103") else 2
+    outcomes = []
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        reader = ResponseReader()
+        pipelined(reader, final + 1)
+        got = [r for piece in pieces for r in reader.feed_all(piece)]
+        outcomes.append([(r.status, r.body, r.keep_alive) for r in got])
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][-2:] == [(200, b"ok", True), (200, b"last", True)]
+    assert len(outcomes[0]) == final + 1
+
+
 @pytest.mark.parametrize("size", [1, 10_000])
 def test_a_folded_chunked_answer_is_unfolded(size: int) -> None:
     reader = ResponseReader()
