@@ -42,15 +42,17 @@ def json_not_utf8(
     Raises ``ValueError`` (``orjson.JSONDecodeError`` is one) when it is no JSON that
     way either.
     """
+    import codecs
     import json
 
     encoding: str = json.detect_encoding(body)
-    if encoding == "utf-8":
-        named = charset_of(headers)
-        if named is None:
-            raise ValueError("not JSON in UTF-8")
-        encoding = named
     try:
+        if encoding == "utf-8":
+            named = charset_of(headers)
+            # UTF-8 is what orjson read it as: no second try (an HTML page, say).
+            if named is None or codecs.lookup(named).name == "utf-8":
+                raise ValueError("not JSON in UTF-8")
+            encoding = named
         text = body.decode(encoding)
     except (LookupError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON in {encoding}") from exc

@@ -975,6 +975,9 @@ def test_json_not_utf_8_without_a_charset_is_still_refused() -> None:
     with pytest.raises(orjson.JSONDecodeError):
         r.json()
     assert r.text == '{"b": "\ufffd"}'
+    html = Response(200, [(b"Content-Type", b"text/html; charset=UTF8")], b"<p>\xe9", True)
+    with pytest.raises(orjson.JSONDecodeError):
+        html.json()
     unknown = Response(200, [(b"Content-Type", b"text/plain; charset=nonsense")], b"\xe9", True)
     assert unknown.text == "\ufffd"
     with pytest.raises(orjson.JSONDecodeError):
