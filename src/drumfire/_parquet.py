@@ -56,6 +56,7 @@ from ._columns import (
 )
 from ._errors import InputError, UsageError
 from ._instream import STDIN_PARQUET
+from ._lifeline import die_with_parent
 from ._result import BASE_COLUMNS, Result
 from ._rows import Item, check_unique_columns
 
@@ -419,7 +420,9 @@ class ParquetSink:
         merges = [[name for name, _ in group] for group in groups if len(group) > 1]
         if not merges or self._dir is None:
             return
-        job = orjson.dumps({"directory": self._dir, "merges": merges, "first": self._next})
+        job = orjson.dumps(
+            {"directory": self._dir, "merges": merges, "first": self._next, "parent": os.getpid()}
+        )
         self._next += len(merges)
         try:
             proc = subprocess.run(
@@ -500,8 +503,17 @@ def merge_parts(directory: str, names: list[str], number: int) -> None:
 
 
 def merge_main() -> None:
-    """The merging child process: a JSON job on stdin (see :meth:`ParquetSink._compact`)."""
+    """The merging child process: a JSON job on stdin (see :meth:`ParquetSink._compact`).
+
+    It ends with the run (:func:`~drumfire._lifeline.die_with_parent`): the run's
+    lock goes with the run, and a merge that outlived a ``kill -9`` of it went on
+    beside the ``--resume`` that followed, which numbers its new parts from the
+    parts it finds: the merged part, renamed into place, took the name of the
+    resume's first part and replaced it, and those rows were lost. Killed, the
+    merge leaves the small parts or the merged one (see :func:`merge_parts`).
+    """
     job = orjson.loads(sys.stdin.buffer.read())
+    die_with_parent(job["parent"])
     for i, names in enumerate(job["merges"]):
         merge_parts(job["directory"], names, job["first"] + i)
 

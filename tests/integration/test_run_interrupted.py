@@ -1,0 +1,152 @@
+"""Interrupted at chosen points, then resumed: every input row has exactly one output row.
+
+Real ``drumfire run`` processes against a scripted server on 127.0.0.1. Each
+interruption waits for an event (the k-th request reaching the server, a part
+file written, a child process stopped), never for a guessed time; after it,
+``--resume`` must leave one row per input row, each with its own answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from servers import Action, ScriptedServer, respond
+
+CLI = [sys.executable, "-m", "drumfire.cli"]
+Headers = dict[str, str]
+
+
+def wait_until(check: Callable[[], bool], proc: subprocess.Popen[bytes] | None = None) -> None:
+    for _ in range(3000):  # up to a minute: a bounded wait for the event, not a timing claim
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended first (exit {proc.returncode})")
+        time.sleep(0.02)
+    raise AssertionError("the awaited event did not come")
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def state(pid: int) -> str:
+    """The process's state letter (``T`` stopped, ``Z`` ended, not reaped); "" when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def output_rows(out: Path, fmt: str) -> list[tuple[str, int | None, str, str | None]]:
+    """(id, status, error, the answer's ``n``) of every row of ``out``."""
+    if fmt == "csv":
+        with out.open(newline="", encoding="utf-8") as f:
+            return [
+                (r["id"], int(r["status"]) if r["status"] else None, r["error"], r["n"] or None)
+                for r in csv.DictReader(f)
+            ]
+    if fmt == "jsonl":
+        found = [json.loads(line) for line in out.read_text().splitlines()]
+        return [(r["id"], r["status"], r["error"], r["n"]) for r in found]
+    if fmt == "parquet":
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(str(out), format="parquet").to_table().to_pylist()
+        return [(r["id"], r["status"], r["error"], r["n"]) for r in table]
+    with sqlite3.connect(out) as db:
+        return list(db.execute("SELECT id, status, error, n FROM results"))
+
+
+def assert_one_true_row_each(out: Path, fmt: str, n: int) -> None:
+    found = output_rows(out, fmt)
+    counts = Counter(row[0] for row in found)
+    assert sorted(counts, key=int) == [str(i) for i in range(1, n + 1)], "a row is missing"
+    assert [i for i, c in counts.items() if c > 1] == [], "a row is written twice"
+    wrong = [row for row in found if row[1:] != (200, "", row[0])]
+    assert wrong == [], "a row is not its own answer"
+
+
+# -- a Parquet merge left running by a kill -9 of the run ------------------------------------
+
+# Stops a process that is about to merge Parquet parts before it does anything else:
+# the test then holds the merge where a kill -9 can find it, deterministically.
+STOP_THE_MERGE = """\
+import os, signal
+try:
+    with open("/proc/self/cmdline", "rb") as f:
+        if b"merge_main" in f.read():
+            os.kill(os.getpid(), signal.SIGSTOP)
+except OSError:
+    pass
+"""
+
+
+def test_a_parquet_merge_ends_with_a_killed_run(tmp_path: Path) -> None:
+    # A run's last step merges its small Parquet parts in a child process. A kill -9
+    # of the run left that child going: it went on beside the --resume that followed,
+    # and its merged part took the name of the resume's new part, replacing it: the
+    # row the resume sent again (4) was lost.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(STOP_THE_MERGE)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    source = tmp_path / "in.csv"
+    source.write_text("id\n1\n2\n3\n4\n")
+    out = tmp_path / "out.parquet"
+    first = threading.Event()
+    first.set()
+
+    def handler(index: int, method: str, target: str, headers: Headers, body: bytes) -> Action:
+        n = target[1:]
+        if first.is_set() and n == "3":  # the rows before it make a part of their own
+            wait_until((out / "part-00000.parquet").exists)
+        if first.is_set() and n == "4":
+            return respond(503, {"n": n})  # failed: --retry-failed sends it again
+        return respond(200, {"n": n})
+
+    with ScriptedServer(handler) as srv:
+        args = [*CLI, "run", source, "--url", srv.url("/{id}"), "-e", "n=n", "-o", out, "-q"]
+        proc = subprocess.Popen([*map(str, args), "--retries", "0"], env=env)
+        merger: list[int] = []
+
+        def merge_stopped() -> bool:
+            merger[:] = [c for c in children_of(proc.pid) if state(c) == "T"]
+            return bool(merger)
+
+        try:
+            wait_until(merge_stopped, proc)
+            proc.kill()
+            proc.wait(timeout=60)
+            first.clear()
+            again = subprocess.run(
+                [*map(str, args), "--retry-failed"], capture_output=True, text=True, timeout=120,
+                check=False,
+            )  # fmt: skip
+            assert again.returncode == 0, again.stderr
+        finally:
+            for pid in merger:  # let the merge go on, as it would have, and wait for its end
+                if state(pid):
+                    os.kill(pid, signal.SIGCONT)
+            wait_until(lambda: all(state(pid) in ("", "Z") for pid in merger))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=60)
+    assert_one_true_row_each(out, "parquet", 4)
