@@ -608,22 +608,30 @@ def execute_parallel(
                     stats.concurrency = sum(len(w.pending) for w in workers)
                 progress.update(stats)
     finally:
-        if show:
-            progress.__exit__(None, None, None)
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        for w in workers:
-            w.conn.close()
-            w.process.join(timeout=5)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
-        if deaths and not exhausted[0]:
-            stats.stopped = True  # no worker left to send the rest of the input
-        stats.finished = clock()
-        sink.close()
-        if source.close is not None:
-            source.close()
+        # A signal from here on changes nothing (the rows are all ended) and is not let
+        # to raise either: as -p 1's engine does, the handler stays until the output is
+        # closed. The default one raised KeyboardInterrupt in the close (a Parquet
+        # merge, the last flush): "Aborted!", exit 1, no summary, rows not written.
+        signals = len(got_signal)
+        try:
+            if show:
+                progress.__exit__(None, None, None)
+            for w in workers:
+                w.conn.close()
+                w.process.join(timeout=5)
+                if w.process.is_alive():
+                    w.process.kill()
+                    w.process.join()
+            if deaths and not exhausted[0]:
+                stats.stopped = True  # no worker left to send the rest of the input
+            stats.finished = clock()
+            sink.close()
+            if source.close is not None:
+                source.close()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            del got_signal[signals:]
     if not quiet:
         console.print(format_summary(stats, output_label), highlight=False, soft_wrap=True)
     # Shown even with --quiet: they are the run's outcome.

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from servers import Action, ScriptedServer, respond
 
@@ -98,41 +99,58 @@ except OSError:
 """
 
 
-def test_a_parquet_merge_ends_with_a_killed_run(tmp_path: Path) -> None:
-    # A run's last step merges its small Parquet parts in a child process. A kill -9
-    # of the run left that child going: it went on beside the --resume that followed,
-    # and its merged part took the name of the resume's new part, replacing it: the
-    # row the resume sent again (4) was lost.
+def merge_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a run whose Parquet merge stops itself as it starts."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(STOP_THE_MERGE)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    return env
+
+
+def two_parts(out: Path, first: threading.Event) -> Callable[..., Action]:
+    """A server handler: rows answer ``{"n": id}``; while ``first`` is set, row 3 waits
+    until the rows before it are a part of their own (the merge then has two parts)
+    and row 4 fails (503: --retry-failed sends it again)."""
+
+    def handler(index: int, method: str, target: str, headers: Headers, body: bytes) -> Action:
+        n = target[1:]
+        if first.is_set() and n == "3":
+            wait_until((out / "part-00000.parquet").exists)
+        if first.is_set() and n == "4":
+            return respond(503, {"n": n})
+        return respond(200, {"n": n})
+
+    return handler
+
+
+def stopped_child(proc: subprocess.Popen[Any], found: list[int]) -> Callable[[], bool]:
+    """Whether ``proc`` has a stopped child (its merge, see STOP_THE_MERGE), put in ``found``."""
+
+    def check() -> bool:
+        found[:] = [c for c in children_of(proc.pid) if state(c) == "T"]
+        return bool(found)
+
+    return check
+
+
+def test_a_parquet_merge_ends_with_a_killed_run(tmp_path: Path) -> None:
+    # A run's last step merges its small Parquet parts in a child process. A kill -9
+    # of the run left that child going: it went on beside the --resume that followed,
+    # and its merged part took the name of the resume's new part, replacing it: the
+    # row the resume sent again (4) was lost.
     source = tmp_path / "in.csv"
     source.write_text("id\n1\n2\n3\n4\n")
     out = tmp_path / "out.parquet"
     first = threading.Event()
     first.set()
-
-    def handler(index: int, method: str, target: str, headers: Headers, body: bytes) -> Action:
-        n = target[1:]
-        if first.is_set() and n == "3":  # the rows before it make a part of their own
-            wait_until((out / "part-00000.parquet").exists)
-        if first.is_set() and n == "4":
-            return respond(503, {"n": n})  # failed: --retry-failed sends it again
-        return respond(200, {"n": n})
-
-    with ScriptedServer(handler) as srv:
+    with ScriptedServer(two_parts(out, first)) as srv:
         args = [*CLI, "run", source, "--url", srv.url("/{id}"), "-e", "n=n", "-o", out, "-q"]
-        proc = subprocess.Popen([*map(str, args), "--retries", "0"], env=env)
+        proc = subprocess.Popen([*map(str, args), "--retries", "0"], env=merge_env(tmp_path))
         merger: list[int] = []
-
-        def merge_stopped() -> bool:
-            merger[:] = [c for c in children_of(proc.pid) if state(c) == "T"]
-            return bool(merger)
-
         try:
-            wait_until(merge_stopped, proc)
+            wait_until(stopped_child(proc, merger), proc)
             proc.kill()
             proc.wait(timeout=60)
             first.clear()
@@ -150,3 +168,36 @@ def test_a_parquet_merge_ends_with_a_killed_run(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait(timeout=60)
     assert_one_true_row_each(out, "parquet", 4)
+
+
+def test_ctrl_c_while_the_output_closes_with_processes(tmp_path: Path) -> None:
+    # -p 2 put the default Ctrl-C handler back before closing the output: a Ctrl-C
+    # during the close (here the Parquet merge; the last flush of any output) was
+    # "Aborted!", exit 1, no summary, the close cut short. As with -p 1, the rows
+    # are all ended by then: the close goes on and the run ends as it would have.
+    source = tmp_path / "in.csv"
+    source.write_text("id\n1\n2\n3\n")
+    out = tmp_path / "out.parquet"
+    first = threading.Event()
+    first.set()
+    with ScriptedServer(two_parts(out, first)) as srv:
+        proc = subprocess.Popen(
+            [*CLI, "run", str(source), "--url", srv.url("/{id}"), "-e", "n=n", "-o", str(out),
+             "-p", "2"],
+            env=merge_env(tmp_path), stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        merger: list[int] = []
+        try:
+            wait_until(stopped_child(proc, merger), proc)
+            proc.send_signal(signal.SIGINT)  # the merge is stopped: the run is closing
+            os.kill(merger[0], signal.SIGCONT)
+            stderr = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "Aborted" not in stderr
+    assert "ok 3 · failed 0" in stderr
+    assert_one_true_row_each(out, "parquet", 3)
+    assert sorted(p.name for p in out.glob("part-*")) == ["part-00002.parquet"]  # merged
