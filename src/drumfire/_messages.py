@@ -98,12 +98,16 @@ class End(NamedTuple):
 
 
 class Stop(NamedTuple):
-    """Parent -> worker: stop now (Ctrl-C), or because the target is unreachable."""
+    """Parent -> worker: stop now (Ctrl-C), or because the target is unreachable;
+    ``now``: a second Ctrl-C, the rows in flight end at once (no grace)."""
 
     unreachable: bool = False
+    now: bool = False
 
     def encode(self) -> bytes:
-        return b"UNREACHABLE" if self.unreachable else b"STOP"
+        if self.unreachable:
+            return b"UNREACHABLE"
+        return b"STOP NOW" if self.now else b"STOP"
 
 
 class ResultBatch(NamedTuple):
@@ -154,6 +158,7 @@ ToParent = ResultBatch | Status | Load | Done
 _END = End()
 _STOP = Stop()
 _UNREACHABLE = Stop(unreachable=True)
+_STOP_NOW = Stop(now=True)
 _DONE = Done()
 
 
@@ -163,6 +168,8 @@ def from_parent(data: bytes) -> ToWorker:
         return _END
     if data == b"STOP":
         return _STOP
+    if data == b"STOP NOW":
+        return _STOP_NOW
     if data == b"UNREACHABLE":
         return _UNREACHABLE
     rows, lines = pipe_loads(data)  # a JSON Lines row's big integer stays exact

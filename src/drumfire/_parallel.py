@@ -69,13 +69,12 @@ from ._messages import (
 )
 from ._ordering import Reorder
 from ._parse import load_parse_function
-from ._progress import Progress, format_summary, format_unreachable
+from ._progress import Progress, format_deaths, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows, row_id
 from ._sinks import Sink
 from ._sources import Source
-from ._text import counted
 from ._values import mark_floats
 
 if TYPE_CHECKING:
@@ -223,7 +222,9 @@ def _worker(
             state["end"] = True
         elif type(message) is Stop and not message.unreachable:
             state["end"] = True
-            engine.stop(grace=2.0)
+            engine.stop(grace=0 if message.now else 2.0)
+            if message.now:  # a second Ctrl-C: no grace
+                engine.cancel_all()
         else:  # another worker found the target unreachable
             state["end"] = True
             if engine.stats.unreachable is None:
@@ -244,8 +245,8 @@ def _worker(
                 loop.call_soon_threadsafe(receive, message)
             except RuntimeError:  # the loop is closed: the run is over
                 return
-            # Not after End: a Stop (Ctrl-C) may still come while rows wait for a retry.
-            if message is None or type(message) is Stop:
+            # Not after End (a Ctrl-C may come while rows wait for a retry), nor a first Stop.
+            if message is None or (type(message) is Stop and (message.now or message.unreachable)):
                 return
 
     thread = threading.Thread(target=reader, name="drumfire-pipe", daemon=True)
@@ -320,31 +321,6 @@ def _how_it_ended(process: Any) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with status {code}"
-
-
-def format_deaths(deaths: list[tuple[str, int]], stopped: bool) -> str:
-    """The one line that says which worker processes died, and what became of their rows.
-
-    ``deaths``: for each dead worker, what it was and how it ended
-    (``worker process 1 of 2 (pid 7) was killed by SIGKILL``), and how many of its
-    rows were recorded as cancelled; ``stopped``: none was left, so the rest of
-    the input was not sent.
-    """
-    named = [who for who, _ in deaths]
-    who = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
-    they = "it" if len(deaths) == 1 else "they"
-    held = sum(n for _, n in deaths)
-    if held:
-        rows = (
-            f"the {counted(held, 'row')} {they} held without an answer "
-            f"{'is' if held == 1 else 'are'} recorded as cancelled (any {they} had sent "
-            "may have reached the server), which --resume sends again"
-        )
-    else:
-        rows = f"{they} held no row without an answer"
-    if stopped:
-        rows += "; no worker was left, so the run stopped: the rows not sent are left for --resume"
-    return f"drumfire: error: {who}; {rows}"
 
 
 def execute_parallel(
@@ -564,6 +540,7 @@ def execute_parallel(
     progress = Progress(console, clock)
     progress.resumed = resumed  # --resume: done/total starts at the rows already written
     stopping = False
+    hurried = False  # told the workers to end their rows in flight now
     ended: set[int] = set()
     last_flush = clock()
     try:
@@ -581,6 +558,12 @@ def execute_parallel(
                     if not w.done:
                         _tell(w, halt)
                         ended.add(id(w))
+            if len(got_signal) > 1 and not hurried:
+                # A second signal: the workers end their rows in flight now, as -p 1 does.
+                hurried = True
+                for w in workers:
+                    if not w.done:
+                        _tell(w, Stop(now=True))
             if exhausted[0]:
                 for w in workers:
                     if id(w) not in ended and not w.done:
@@ -608,10 +591,8 @@ def execute_parallel(
                     stats.concurrency = sum(len(w.pending) for w in workers)
                 progress.update(stats)
     finally:
-        # A signal from here on changes nothing (the rows are all ended) and is not let
-        # to raise either: as -p 1's engine does, the handler stays until the output is
-        # closed. The default one raised KeyboardInterrupt in the close (a Parquet
-        # merge, the last flush): "Aborted!", exit 1, no summary, rows not written.
+        # Signals from here on change nothing (every row has ended), nor raise in the
+        # close (a Parquet merge, the last flush): the handler stays until it is done.
         signals = len(got_signal)
         try:
             if show:

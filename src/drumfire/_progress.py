@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 # rich is imported where it draws, not with this module: a run that shows nothing
 # (--quiet, or no terminal) does without it (a fifth of drumfire's start-up).
 
-__all__ = ["Progress", "RateEstimator", "format_summary", "format_unreachable", "rerun_command"]
+__all__ = [
+    "Progress",
+    "RateEstimator",
+    "format_deaths",
+    "format_summary",
+    "format_unreachable",
+    "rerun_command",
+]
 
 #: Failure reasons the summary gives an example message for, most frequent first.
 EXAMPLES_SHOWN = 5
@@ -363,6 +370,31 @@ def rerun_command(argv: Sequence[str], add: str) -> str:
     if not any(a == name or a.startswith(name + "=") for a in kept):
         kept.append(add)
     return "drumfire " + shlex.join(kept + args[end:])
+
+
+def format_deaths(deaths: list[tuple[str, int]], stopped: bool) -> str:
+    """The one line that says which worker processes died, and what became of their rows.
+
+    ``deaths``: for each dead worker, what it was and how it ended
+    (``worker process 1 of 2 (pid 7) was killed by SIGKILL``), and how many of its
+    rows were recorded as cancelled; ``stopped``: none was left, so the rest of
+    the input was not sent.
+    """
+    named = [who for who, _ in deaths]
+    who = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    they = "it" if len(deaths) == 1 else "they"
+    held = sum(n for _, n in deaths)
+    if held:
+        rows = (
+            f"the {counted(held, 'row')} {they} held without an answer "
+            f"{'is' if held == 1 else 'are'} recorded as cancelled (any {they} had sent "
+            "may have reached the server), which --resume sends again"
+        )
+    else:
+        rows = f"{they} held no row without an answer"
+    if stopped:
+        rows += "; no worker was left, so the run stopped: the rows not sent are left for --resume"
+    return f"drumfire: error: {who}; {rows}"
 
 
 def format_unreachable(stats: Stats) -> str | None:

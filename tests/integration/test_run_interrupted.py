@@ -201,3 +201,44 @@ def test_ctrl_c_while_the_output_closes_with_processes(tmp_path: Path) -> None:
     assert "ok 3 · failed 0" in stderr
     assert_one_true_row_each(out, "parquet", 3)
     assert sorted(p.name for p in out.glob("part-*")) == ["part-00002.parquet"]  # merged
+
+
+def test_a_second_ctrl_c_ends_the_rows_in_flight_with_processes(
+    tmp_path: Path, timing_claims: bool
+) -> None:
+    # A first Ctrl-C gives the rows in flight 2 seconds, a second none: -p 2's workers
+    # were told once and went on waiting out the grace. The server never answers here,
+    # so the row in flight ends as cancelled either way; how soon is a timing claim.
+    source = tmp_path / "in.csv"
+    source.write_text("id\n1\n2\n3\n")
+    out = tmp_path / "out.csv"
+    release = threading.Event()
+
+    def handler(index: int, method: str, target: str, headers: Headers, body: bytes) -> Action:
+        release.wait(30)  # bounded: a failing test does not hang the suite
+        return respond(200, {"n": target[1:]})
+
+    with ScriptedServer(handler) as srv:
+        proc = subprocess.Popen(
+            [*CLI, "run", str(source), "--url", srv.url("/{id}"), "-e", "n=n", "-o", str(out),
+             "-p", "2", "-c", "2"],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: len(srv.requests) == 1, proc)  # worker 1's one connection
+            # Two signals of one kind sent at once are one (the kernel keeps one pending),
+            # and a SIGTERM is a stop as Ctrl-C is: the second of any two ends the grace.
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGINT)
+            start = time.monotonic()
+            stderr = proc.communicate(timeout=60)[1]
+            took = time.monotonic() - start
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode in (130, 143), stderr
+    assert output_rows(out, "csv") == [("1", None, "cancelled", None)]
+    if timing_claims:
+        assert took < 1.0  # not the first Ctrl-C's 2 seconds

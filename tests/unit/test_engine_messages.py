@@ -20,7 +20,7 @@ from drumfire._messages import (
 
 def test_to_worker_round_trip() -> None:
     chunk = RowChunk([[0, 1, {"a": "x"}, None], [1, 2, None, "bad quote"]], [(1, 2)])
-    for message in (chunk, End(), Stop(), Stop(unreachable=True)):
+    for message in (chunk, End(), Stop(), Stop(unreachable=True), Stop(now=True)):
         assert from_parent(message.encode()) == message
         assert type(from_parent(message.encode())) is type(message)
     assert End().encode() == b"END"  # controls are short words, rows a JSON array

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drumfire._parallel import format_deaths
+from drumfire._progress import format_deaths
 
 ONE = "worker process 1 of 2 (pid 7) was killed by SIGKILL"
 TWO = "worker process 2 of 3 (pid 9) exited with status 1"
