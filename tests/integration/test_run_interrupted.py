@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from servers import Action, ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -242,3 +243,108 @@ def test_a_second_ctrl_c_ends_the_rows_in_flight_with_processes(
     assert output_rows(out, "csv") == [("1", None, "cancelled", None)]
     if timing_claims:
         assert took < 1.0  # not the first Ctrl-C's 2 seconds
+
+
+# -- killed at the k-th request, resumed, perhaps killed again ----------------------------------
+
+N = 60  # rows: enough for rows in flight, written and not yet read at every kill point
+
+
+class Killer:
+    """A server handler that answers ``{"n": id}`` and, in the phase under way, sends the
+    run a signal as its ``k``-th request (from 0) comes in; the requests after it are
+    answered once the run has ended (a Ctrl-C's rows in flight end cancelled, and a
+    fast run cannot finish every row before the signal reaches it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[str] | None = None
+        self.since = 0  # the server's request count when the phase began
+        self.at: tuple[int, signal.Signals] | None = None
+
+    def phase(self, srv: ScriptedServer, at: tuple[int, signal.Signals] | None) -> None:
+        with self.lock:
+            self.since, self.at, self.proc = len(srv.requests), at, None
+
+    def __call__(self, index: int, method: str, target: str, headers: Headers, body: bytes,
+                 ) -> Action:  # fmt: skip
+        with self.lock:
+            proc, at, since = self.proc, self.at, self.since
+        assert proc is not None
+        if at is not None and index - since == at[0]:
+            proc.send_signal(at[1])
+        elif at is not None and index - since > at[0]:
+            wait_until(lambda: proc.poll() is not None)
+        return respond(200, {"n": target[1:]})
+
+
+def run_phase(
+    srv: ScriptedServer, killer: Killer, args: list[str], at: tuple[int, signal.Signals] | None
+) -> tuple[int, str]:
+    killer.phase(srv, at)
+    with killer.lock:
+        proc = killer.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        stderr = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, stderr
+
+
+def case_id(value: object) -> str:
+    """``SIGINT@30`` (a stop at that request), ``p2>1`` (the process counts), ``then-none``."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "then-none"
+    assert isinstance(value, tuple)
+    if isinstance(value[1], signal.Signals):
+        return f"{value[1].name}@{value[0]}"
+    return "p" + ">".join(value)
+
+
+KILL, INT, TERM = signal.SIGKILL, signal.SIGINT, signal.SIGTERM
+EXPECTED = {KILL: -9, INT: 130, TERM: 143}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "first", "then", "processes"),
+    [
+        ("csv", (0, KILL), None, ("1", "2")),
+        ("csv", (30, INT), (5, KILL), ("2", "1", "2")),
+        ("csv", (N - 1, TERM), None, ("1", "1")),
+        ("jsonl", (N - 1, KILL), (0, INT), ("2", "2", "1")),
+        ("jsonl", (30, TERM), None, ("2", "1")),
+        ("parquet", (30, KILL), (3, TERM), ("1", "2", "1")),
+        ("parquet", (N - 1, INT), None, ("2", "2")),
+        ("sqlite", (30, KILL), None, ("2", "1")),
+        ("sqlite", (0, TERM), (N // 4, KILL), ("1", "2", "2")),
+    ],
+    ids=case_id,
+)
+def test_killed_anywhere_then_resumed_gives_one_true_row_each(
+    tmp_path: Path,
+    fmt: str,
+    first: tuple[int, signal.Signals],
+    then: tuple[int, signal.Signals] | None,
+    processes: tuple[str, ...],
+) -> None:
+    # The run is stopped as its k-th request comes in (Ctrl-C and SIGTERM: rows in
+    # flight cancelled; kill -9: whatever the last flush had written, perhaps a torn
+    # row), resumed with another process count, maybe stopped again in that resume,
+    # and resumed once more: each input row ends with one row, its own answer.
+    source = tmp_path / "in.csv"
+    source.write_text("id\n" + "".join(f"{i}\n" for i in range(1, N + 1)))
+    out = tmp_path / f"out.{fmt if fmt != 'sqlite' else 'db'}"
+    killer = Killer()
+    stops = [first, *([then] if then is not None else []), None]
+    with ScriptedServer(killer) as srv:
+        for number, (at, procs) in enumerate(zip(stops, processes, strict=True)):
+            args = [*CLI, "run", str(source), "--url", srv.url("/{id}"), "-e", "n=n", "-o",
+                    str(out), "-c", "4", "-q", "-p", procs]  # fmt: skip
+            args += ["--resume"] if number else []
+            code, stderr = run_phase(srv, killer, args, at)
+            assert code == (0 if at is None else EXPECTED[at[1]]), stderr
+    assert_one_true_row_each(out, fmt, N)
