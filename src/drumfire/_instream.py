@@ -98,6 +98,14 @@ class Guarded:
         why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
         return InputError(f"cannot read {self._what}: {why}")
 
+    def peek(self, size: int = 0) -> bytes:
+        """The next bytes, left in place (see :func:`stdin_start`): a ``.gz`` cut within its
+        first block fails here (it was click's ``Aborted!``, exit 1, the input unnamed)."""
+        try:
+            return bytes(self._raw.peek(size))  # type: ignore[attr-defined]
+        except _READ_ERRORS as exc:
+            raise self._error(exc) from None
+
     def read(self, size: int = -1) -> bytes:
         try:
             return self._raw.read(size)

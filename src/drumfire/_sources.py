@@ -210,15 +210,15 @@ def open_source(
             raise InputError(f"input {path!r} is a directory") from None
         except OSError as exc:
             raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from None
+    close = raw.close
+    # A read error on the way (a truncated .gz, an I/O error): one line naming the input.
+    raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     if path != "-":
         try:
             check_wide_start(stdin_start(raw), f"input {path!r}")
         except InputError:
-            raw.close()
+            close()
             raise
-    close = raw.close
-    # A read error on the way (a truncated .gz, an I/O error): one line naming the input.
-    raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     try:
         if fmt in ("csv", "tsv"):
             delimiter = delimiter or ("\t" if fmt == "tsv" else ",")

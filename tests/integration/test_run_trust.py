@@ -26,6 +26,8 @@ import pytest
 from cli_errors import one_error_line
 from servers import Action, ScriptedServer, refused_port, reset, respond, stall
 
+from drumfire import InputError
+from drumfire import run as run_api
 from drumfire.demo import DemoServer, write_sample_routes
 
 ROUTE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
@@ -399,6 +401,25 @@ def test_an_input_cut_short_is_one_line_and_exit_1(
     plain.write_bytes(b"id,q\n1,v\n")  # not gzip at all: found before the first request
     early = drumfire("run", plain, "--url", demo_server.base_url + "/echo?q={q}", *extra)
     one_error_line(early, 2, f"cannot read input '{plain}': Not a gzipped file")
+
+
+@pytest.mark.parametrize("keep", [12, 30, 5])
+def test_a_gz_cut_in_its_first_block_is_one_line_before_the_first_request(
+    tmp_path: Path, keep: int
+) -> None:
+    # Cut within its first block (a small file, or a copy or a compression stopped
+    # early), the .gz failed on the first look at its bytes (is it UTF-16?), outside
+    # the guard of its reads: click's "Aborted!", exit 1, the input unnamed; the
+    # Python API raised EOFError. (5 bytes: the gzip header cut.)
+    whole = gzip.compress(b"id\n" + b"".join(b"%d\n" % i for i in range(1, 21)))
+    cut = tmp_path / "in.csv.gz"
+    cut.write_bytes(whole[:keep] if keep < 20 else whole[:-keep])
+    out = tmp_path / "out.csv"
+    proc = drumfire("run", cut, "--url", "http://127.0.0.1:9/{id}", "-o", out)
+    one_error_line(proc, 2, f"cannot read input '{cut}': Compressed file ended")
+    assert not out.exists()
+    with pytest.raises(InputError, match="Compressed file ended"):
+        list(run_api(str(cut), "http://127.0.0.1:9/{id}"))
 
 
 def test_a_pipelined_run_sends_every_row_read_before_the_input_fails(
