@@ -834,6 +834,11 @@ def run_command(
         _fail(str(resume_named(exc, resuming) if resuming else exc))
     except click.BadParameter as exc:
         _fail(exc.format_message())
+    except KeyboardInterrupt:
+        # Before the engine's own handler (opening the input, the ids pass and the
+        # rewrite of a --resume): click's "Aborted!" and exit 1 said neither.
+        click.echo("drumfire: stopped by Ctrl-C before the first request", err=True)
+        sys.exit(130)
     stats, code = _run(
         job, source, guarded, nprocs, quiet, output, parse, parse_spec, read_ahead, resumed
     )

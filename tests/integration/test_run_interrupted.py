@@ -348,3 +348,28 @@ def test_killed_anywhere_then_resumed_gives_one_true_row_each(
             code, stderr = run_phase(srv, killer, args, at)
             assert code == (0 if at is None else EXPECTED[at[1]]), stderr
     assert_one_true_row_each(out, fmt, N)
+
+
+def test_ctrl_c_before_the_first_request(tmp_path: Path) -> None:
+    # Before the run's own handler (opening the input, a --resume's ids pass and
+    # rewrite), Ctrl-C was click's "Aborted!", exit 1. The input is a named pipe that
+    # the test opens and leaves empty: the run waits for its first bytes, before any
+    # request, however slow the machine.
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen(
+        [*CLI, "run", str(fifo), "--url", "http://127.0.0.1:9/{id}", "-o", str(out)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with fifo.open("w"):  # returns once the run has opened it
+            proc.send_signal(signal.SIGINT)
+            stderr = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert stderr == "drumfire: stopped by Ctrl-C before the first request\n"
+    assert not out.exists() or out.stat().st_size == 0
