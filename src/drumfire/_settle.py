@@ -199,27 +199,28 @@ class Settling(EngineCore):
         self._answered_host(host, 1)
         if reason == "cancelled":
             self._give_up(flight, None, "cancelled")
-        elif (
-            flight.free_retry
-            and not self._stopping
-            and self.retry.is_free_resend(
-                reason, conn.served > 0, conn.received_any, flight.prepared.idempotent
-            )
+        elif flight.free_retry and self.retry.is_free_resend(
+            reason, conn.served > 0, conn.received_any, flight.prepared.idempotent
         ):
             # A kept-alive connection the server had already closed: re-send at
             # once, without using the retry budget (urllib3 and aiohttp do the same).
             # Not an attempt (as curl and requests report one request; the server
             # had closed the connection before the request came), but counted apart
             # in ``resent``, as the pipelined requests a closed connection left
-            # unanswered are (``on_unanswered``).
+            # unanswered are (``on_unanswered``). Once stopping, cancelled: --resume sends it.
             flight.free_retry = False
             flight.attempts -= 1
-            self.stats.resent += 1
             flight.took = self.clock() - flight.start
-            self._ready.append(flight)
+            if self._stopping:
+                self._cancel(flight)
+            else:
+                self.stats.resent += 1
+                self._ready.append(flight)
         elif (
+            # Once stopping too: a failure a retry would mend during the grace ends the
+            # row cancelled (_retry_later), as the rows waiting for their retry do, so
+            # --resume sends it (it ended with its reason, which only --retry-failed sends).
             self._budget_left(flight)
-            and not self._stopping
             and self.retry.is_retry_failure(reason, detail, flight.prepared.idempotent)
             # A refused connection cost the server nothing: outside the budget.
             and (reason == "connect" or self._may_retry(flight, self.clock()))

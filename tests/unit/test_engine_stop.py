@@ -94,3 +94,25 @@ def test_a_redirect_answered_during_the_grace_is_not_followed() -> None:
     assert server.requests == ["/0", "/1", "/2", "/3"]
     assert {(r.status, r.error, r.attempts) for r in results} == {(None, "cancelled", 1)}
     assert all(1000.0 <= r.elapsed_ms < 1001.0 for r in results)
+
+
+def test_a_failure_during_the_grace_that_would_be_retried_ends_cancelled() -> None:
+    # The stop gives rows in flight 2 s. A row whose attempt fails then in a way a
+    # retry would mend (a timeout here; a reset, a connect error) ended with that
+    # reason, which --resume does not send again (only --retry-failed): the row was
+    # left without its retries, as the rows waiting for theirs are not. It ends
+    # cancelled, as a 503 answered during the grace does.
+    def silent(path: str, hits: int) -> Answer:
+        return 200, {}, b"", None if path == "/1" else 0.001
+
+    results, _stats, server, _clock, _ = run(silent, 2, stop_at=0.5, concurrency=2, timeout=1.0)
+    assert server.requests == ["/0", "/1"]
+    assert {r.id: (r.status, r.error, r.attempts) for r in results} == {
+        "0": (200, "", 1),
+        "1": (None, "cancelled", 1),
+    }
+    # Without retries left (and so on a run with --retries 0), its reason stays.
+    results, _stats, _server, _clock, _ = run(
+        silent, 2, stop_at=0.5, concurrency=2, timeout=1.0, retry=Retry(retries=0)
+    )
+    assert {r.id: r.error for r in results} == {"0": "", "1": "timeout"}
