@@ -550,16 +550,25 @@ def _line_blocks(raw: IO[bytes], stream: bool) -> Iterator[bytes]:
     input may be a slow producer).
     """
     read = raw.read1 if stream and hasattr(raw, "read1") else raw.read
-    tail = b""
+    # A line's pieces are joined once it ends: adding each block to the text so far
+    # copied it again each time, and a 60 MB cell (under csv's field limit) took
+    # half a minute of copying, while the answers in flight waited for the loop.
+    tail: list[bytes] = []
     while chunk := read(_BLOCK):
         cut = chunk.rfind(b"\n")
         if cut < 0:
-            tail += chunk
+            tail.append(chunk)
             continue
-        yield tail + chunk[: cut + 1]
-        tail = chunk[cut + 1 :]
+        if tail:
+            tail.append(chunk[: cut + 1])
+            yield b"".join(tail)
+            tail.clear()
+        else:
+            yield chunk[: cut + 1]
+        if cut + 1 < len(chunk):
+            tail.append(chunk[cut + 1 :])
     if tail:
-        yield tail
+        yield b"".join(tail)
 
 
 def _quote_opener(lines: list[str], delimiter: str) -> int:
