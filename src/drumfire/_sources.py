@@ -229,12 +229,21 @@ def open_source(
         _no_delimiter(delimiter, path, fmt)
         starts = LineMap()
         if fmt == "jsonl":
-            return Source(_jsonl_items(raw, codec, starts), None, fmt, total, close, starts)
-        items = _text_items(_decoded(raw, codec), starts)
+            items = _started(_jsonl_items(raw, codec, starts))
+            return Source(items, None, fmt, total, close, starts)
+        items = _started(_text_items(_decoded(raw, codec), starts))
         return Source(items, frozenset({"url"}), fmt, total, close, starts)
     except BaseException:
         raw.close()
         raise
+
+
+def _started(items: Iterator[Item]) -> Iterator[Item]:
+    """``items`` with the first read now: what stops the run on the first line (a
+    carriage return that does not end it, a read error) stops it before the first
+    request, exit status 2, as a CSV's header line does."""
+    first = next(items, None)
+    return iter(()) if first is None else itertools.chain((first,), items)
 
 
 def _no_delimiter(delimiter: str | None, path: str, fmt: str) -> None:
@@ -723,11 +732,7 @@ def _csv_source(
                 f"the header line (line {state.opened}) has an unterminated quote"
             ) from None
         if _LONE_CR in str(exc):
-            raise InputError(
-                "the header line has a carriage return (CR) that does not end a line: lines "
-                "must end with LF or CRLF (a file whose lines end with CR alone, as from an "
-                "old Mac, converts with: tr '\\r' '\\n')"
-            ) from None
+            raise InputError(f"the header line {_CR_FILE}") from None
         raise InputError(f"cannot read the header line: {exc}") from None
     if header is None:
         raise InputError("the input is empty: expected a header line naming the columns")
@@ -815,6 +820,18 @@ def _blank(field: str, begun: int, end: int, state: _Records) -> bool:
 #: The CSV reader's words for a carriage return inside an unquoted field, and drumfire's.
 _LONE_CR = "new-line character seen in unquoted field"
 _CR_WORDS = "a carriage return (CR) inside an unquoted field (quote the field)"
+#: A first line holding a carriage return that does not end it: the file's lines end so.
+_CR_FILE = (
+    "has a carriage return (CR) that does not end a line: lines must end with LF or CRLF "
+    "(a file whose lines end with CR alone, as from an old Mac, converts with: tr '\\r' '\\n')"
+)
+#: A later line holding one (JSON Lines, URLs): its row's error, after what else is wrong.
+_CR_INSIDE = "a carriage return (CR) inside the line (lines end with LF or CRLF)"
+
+
+def _lone_cr(line: bytes) -> bool:
+    """Whether ``line`` holds a carriage return that does not end it (a lone CR)."""
+    return b"\r" in line.rstrip(b"\r\n")
 
 
 def _span(first: int, last: int) -> str:
@@ -864,6 +881,12 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
         except orjson.JSONDecodeError as exc:
             if not exc.doc and not _is_utf8(line):  # orjson: "str is not valid UTF-8: ..."
                 yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
+            elif _lone_cr(line):
+                # JSON takes a CR for white space, so a line holding one may be good;
+                # this one is not: its rows were lines ended by CR alone, read as one.
+                if n == 1:
+                    raise InputError(f"line {line_no} {_CR_FILE}")
+                yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}; {_CR_INSIDE}")
             else:
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
             continue
@@ -888,7 +911,17 @@ def _text_items(texts: Iterator[str | None], lines: LineMap) -> Iterator[Item]:
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
             continue
         url = line.strip()
-        if not url or url.startswith("#"):
+        if not url:
+            continue
+        if "\r" in url:
+            # Lines ended by CR alone, read as one: their URLs were sent as one, or
+            # skipped as one comment with the first.
+            n += 1
+            if n == 1:
+                raise InputError(f"line {line_no} {_CR_FILE}")
+            yield n, InputProblem(line_no, _CR_INSIDE)
+            continue
+        if url.startswith("#"):
             continue
         n += 1
         if line_no - n != usual:  # blank or comment lines skipped

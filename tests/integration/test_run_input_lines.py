@@ -52,3 +52,60 @@ def test_a_cell_of_60_megabytes_leaves_the_answers_in_flight_alone(tmp_path: Pat
         ("1", "200", "1", ""),  # its first attempt: not timed out and sent again
         ("3", "200", "1", ""),
     ]
+
+
+CR_FILE = (
+    "drumfire: error: line 1 has a carriage return (CR) that does not end a line: lines must "
+    "end with LF or CRLF (a file whose lines end with CR alone, as from an old Mac, converts "
+    "with: tr '\\r' '\\n')\n"
+)
+
+
+def test_urls_on_lines_ended_by_cr_alone_stop_the_run_in_one_line(tmp_path: Path) -> None:
+    """A URL list whose lines end with CR alone was one line: its URLs were sent as one
+    request (``/a%0Dhttp://…/b``), or, after a comment, skipped with it without a word.
+    Such a file stops before the first request, as a CSV one does; a later line holding
+    a CR is its row's error, and the rows around it are sent."""
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server:
+        a, b = server.url("/a"), server.url("/b")
+        for text in (f"{a}\r{b}\r", f"# two routes\r{a}\r{b}\r"):
+            source = tmp_path / "in.txt"
+            source.write_text(text)
+            proc = cli("run", source, "-o", tmp_path / "out.csv")
+            assert (proc.returncode, proc.stderr) == (2, CR_FILE)
+        assert server.requests == []
+        source.write_text(f"{a}\n# note\r{b}\n\n{b}\r\n")
+        out = tmp_path / "out.csv"
+        proc = cli("run", source, "-o", out)
+        sent = [r.target for r in server.requests]
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(sent) == ["/a", "/b"]
+    assert sorted((r["id"], r["error"]) for r in read_csv(out)) == [
+        ("", "input: line 2: a carriage return (CR) inside the line (lines end with LF or CRLF)"),
+        ("1", ""),
+        ("3", ""),
+    ]
+
+
+def test_json_lines_ended_by_cr_alone_say_so(tmp_path: Path) -> None:
+    """JSON Lines ended by CR alone were one line, one error row for all its rows: ``not
+    JSON: unexpected content after document``. JSON takes a CR inside a line for white
+    space, so such a line that parses is a row as before."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": "a"}\r{"id": "b"}\r')
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server:
+        proc = cli("run", source, "--url", server.url("/{id}"), "-o", tmp_path / "first.csv")
+        assert (proc.returncode, proc.stderr) == (2, CR_FILE)
+        assert server.requests == []
+        source.write_bytes(b'{"id": "a",\r"n": 1}\n{"id": "b"}\r{"id": "c"}\n{"id": "d"}\n')
+        out = tmp_path / "out.csv"
+        proc = cli("run", source, "--url", server.url("/{id}"), "-o", out)
+        sent = sorted(r.target for r in server.requests)
+    assert proc.returncode == 0, proc.stderr
+    assert sent == ["/a", "/d"]
+    assert sorted((r["id"], r["error"]) for r in read_csv(out)) == [
+        ("", "input: line 2: not JSON: unexpected content after document at column 13; "
+         "a carriage return (CR) inside the line (lines end with LF or CRLF)"),
+        ("a", ""),
+        ("d", ""),
+    ]  # fmt: skip
