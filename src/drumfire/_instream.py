@@ -7,24 +7,37 @@ traceback from deep in the reader; :class:`Guarded` turns each into one
 before the first request (exit status 2) or under way (the run stops, exit
 status 1). :class:`Prepend` puts back the line read from standard input to
 tell its format; :func:`check_stdin_start` refuses, in one line, what standard
-input cannot carry (Parquet, gzip).
+input cannot carry (Parquet, gzip). :class:`Background` reads the rows of an
+input that may block (a pipe, a terminal) in a thread, so a writer that pauses
+never holds the engine's loop.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import itertools
+import os
+import socket
+import stat
+import threading
 import zlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from ._errors import InputError
+from ._rows import WAIT, Item
 
 __all__ = [
     "STDIN_PARQUET",
+    "Background",
     "Guarded",
     "Prepend",
     "check_stdin_start",
     "check_wide_start",
+    "may_block",
+    "socket_wake",
     "stdin_start",
 ]
 
@@ -159,3 +172,163 @@ class Prepend:
 
     def close(self) -> None:
         pass  # stdin stays open
+
+
+def may_block(raw: IO[bytes]) -> bool:
+    """Whether reading ``raw`` may wait on another process: a pipe, a socket, a
+    terminal (standard input, ``<(zcat …)``), not a regular file or a block device."""
+    try:
+        mode = os.fstat(raw.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):  # no descriptor (gzip, a test's stream)
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISBLK(mode))
+
+
+class Background:
+    """The items of an input that may block, read by a thread once :meth:`attach` ed.
+
+    A row of standard input that came while its writer paused was read in the
+    engine's loop, which then read no answer: a row answered at once waited there
+    (its ``elapsed_ms`` the pause), and past ``--timeout`` it timed out and was
+    sent again (a POST answered in a millisecond ended as a ``timeout``). Attached
+    (the engine's run), a thread reads up to ``bound`` items ahead; the engine gets
+    :data:`~drumfire._rows.WAIT` when none has come, and ``wake`` (called from the
+    thread) when one does. Before that, iterating reads in the caller's thread, as
+    the items themselves (the ``-p`` parent, which measures no answer).
+
+    :meth:`detach` gives the rest to a read-ahead child (a fork, which has no such
+    thread) when the thread is parked, ``bound`` items ahead. :meth:`close` closes
+    the stream, by the thread if it is still reading (a read under way cannot be cut
+    short; the thread is a daemon).
+    """
+
+    def __init__(self, items: Iterator[Item], close: Callable[[], None], bound: int = 4096) -> None:
+        self._items = items
+        self._close = close
+        self._bound = bound
+        self._queue: deque[Item] = deque()
+        self._room = threading.Event()
+        self._full = False  # the thread waits (or is about to) for room
+        self._waiting = False  # the engine got WAIT and wants a wake
+        self._end = False  # the thread has appended every item it will
+        self._failure: BaseException | None = None
+        self._wake: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the thread's state below, and who closes
+        self._parked = False  # the thread waits for room, outside the items
+        self._handed = False  # detached: the thread reads no more
+        self._closed = False  # close() was called
+        self._done = False  # the thread has ended
+
+    def limit(self, most: int) -> None:
+        """Read only the first ``most`` items (``-n``); before :meth:`attach`."""
+        self._items = itertools.islice(self._items, most)
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        """Start the thread; ``wake`` tells the engine an item came after a WAIT."""
+        if self._thread is None:
+            self._wake = wake
+            self._thread = threading.Thread(target=self._read, name="drumfire-input", daemon=True)
+            self._thread.start()
+
+    def detach(self) -> Iterator[Item] | None:
+        """The items not taken yet, to be read by the caller from now on (the thread
+        ends); None while the thread is reading (it cannot be stopped there)."""
+        if self._thread is None:
+            return self._items
+        with self._lock:
+            if not self._parked or self._done:
+                return None
+            self._handed = True
+        self._room.set()
+        return itertools.chain(list(self._queue), self._items)
+
+    def __iter__(self) -> Background:
+        return self
+
+    def __next__(self) -> Item:
+        if self._thread is None:
+            return next(self._items)
+        queue = self._queue
+        if not queue:
+            self._waiting = True  # before looking again: the thread wakes after it appends
+            if not queue:
+                if not self._end:
+                    return WAIT
+                self._waiting = False
+                if not queue:  # the thread appends every item before it sets _end
+                    failure, self._failure = self._failure, None
+                    if failure is not None:
+                        raise failure
+                    raise StopIteration
+            self._waiting = False
+        item = queue.popleft()
+        if self._full and len(queue) <= self._bound >> 1:
+            self._full = False
+            self._room.set()
+        return item
+
+    def _read(self) -> None:
+        queue, room, bound, lock = self._queue, self._room, self._bound, self._lock
+        try:
+            for item in self._items:
+                queue.append(item)
+                if self._waiting:
+                    self._waiting = False
+                    self._call_wake()
+                if len(queue) >= bound:
+                    self._full = True
+                    room.clear()
+                    with lock:
+                        self._parked = True
+                    if len(queue) >= bound and not self._closed:  # room.set() may have run
+                        room.wait()
+                    with lock:
+                        self._parked = False
+                        if self._handed:
+                            self._done = True
+                            return  # detach() took the items: not a step further
+                if self._closed:
+                    break
+        except BaseException as exc:  # an unreadable input: raised in the engine, after the rows
+            self._failure = exc
+        self._end = True
+        self._call_wake()
+        with lock:
+            self._done = True
+            close = self._close if self._closed else None
+        if close is not None:
+            close()
+
+    def _call_wake(self) -> None:
+        try:
+            assert self._wake is not None
+            self._wake()
+        except RuntimeError:  # the engine's loop is closed: nobody waits any more
+            pass
+
+    def close(self) -> None:
+        """Close the stream now, or (a read under way) when the thread's read returns."""
+        with self._lock:
+            self._closed = True
+            self._room.set()
+            reading = self._thread is not None and not self._done
+        if not reading:
+            self._close()
+
+
+def socket_wake(items: Iterator[Item]) -> list[socket.socket]:
+    """Start the thread of ``items`` if they are a :class:`Background`, waking the
+    caller on a socket: its two ends (the first to wait on and read), or none."""
+    if not isinstance(items, Background):
+        return []
+    ends = list(socket.socketpair())
+    for end in ends:
+        end.setblocking(False)
+
+    def wake() -> None:
+        with contextlib.suppress(OSError):  # full: a wake is pending; closed: the run ended
+            ends[1].send(b"\0")
+
+    items.attach(wake)
+    return ends

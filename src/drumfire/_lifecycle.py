@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._core import EngineCore
+from ._instream import Background
 from ._result import Stats
 from ._rows import Item, UsualRuns
 from ._settings import sweep_interval
@@ -28,6 +29,13 @@ class Lifecycle(EngineCore):
         self._loop = asyncio.get_running_loop()
         self._done = self._loop.create_future()
         self._items = items
+        if isinstance(items, Background):  # an input that may block: read by a thread
+            loop, wake = self._loop, self.wake
+
+            def woken() -> None:
+                loop.call_soon_threadsafe(wake)
+
+            items.attach(woken)
         self.stats = Stats(self.clock, total)
         self._usual = self.rows.usual_maker(self.stats)
         self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
@@ -87,8 +95,17 @@ class Lifecycle(EngineCore):
         ``take`` may return prepared entries as well as items (see
         :mod:`drumfire._readahead` and :meth:`_next_flight`).
         """
-        if not self._exhausted:
-            self._items = take(self._items)
+        if self._exhausted:
+            return
+        items = self._items
+        if isinstance(items, Background):
+            # A thread reads them, which a fork would not have: taken from it where it
+            # waits for room, else (reading a pipe that is slow to give) left to it.
+            rest = items.detach()
+            if rest is None:
+                return
+            items = rest
+        self._items = take(items)
 
     def take_runs(self, runs: UsualRuns) -> None:
         """Take the usual chunks of ``runs`` (where the items were handed over to) in

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
+from ._instream import socket_wake
 from ._job import Job
 from ._lifeline import close_inherited, die_with_parent
 from ._loop import new_event_loop
@@ -431,6 +432,8 @@ def execute_parallel(
             except StopIteration:
                 exhausted[0] = True
                 break
+            if item is WAIT:  # a pipe's rows not come: those read go now
+                break
             if not chunk:
                 span[0] = item[0]
             span[1] = item[0]
@@ -536,6 +539,9 @@ def execute_parallel(
     def on_signal(signum: int, _frame: Any) -> None:
         got_signal.append(signum)
 
+    # A pipe's rows, read by a thread, go to the workers as they come (they waited in a
+    # chunk for the writer's next ones); the thread wakes this loop on a socket.
+    woken = socket_wake(items)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(console, clock)
     progress.resumed = resumed  # --resume: done/total starts at the rows already written
@@ -569,7 +575,9 @@ def execute_parallel(
                     if id(w) not in ended and not w.done:
                         _tell(w, End())
                         ended.add(id(w))
-            ready = wait([w.conn for w in workers if not w.done], timeout=0.1)
+            ready = wait([*(w.conn for w in workers if not w.done), *woken[:1]], timeout=0.1)
+            if woken and woken[0] in ready:
+                woken[0].recv(4096)
             for w in workers:
                 if not w.done and w.conn in ready:
                     receive(w)
@@ -597,6 +605,8 @@ def execute_parallel(
         try:
             if show:
                 progress.__exit__(None, None, None)
+            for end in woken:
+                end.close()
             for w in workers:
                 w.conn.close()
                 w.process.join(timeout=5)

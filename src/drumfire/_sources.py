@@ -32,7 +32,15 @@ from typing import IO, Any
 import orjson
 
 from ._errors import InputError, UsageError
-from ._instream import Guarded, Prepend, check_stdin_start, check_wide_start, stdin_start
+from ._instream import (
+    Background,
+    Guarded,
+    Prepend,
+    check_stdin_start,
+    check_wide_start,
+    may_block,
+    stdin_start,
+)
 from ._rows import InputProblem, Item, LineMap, check_unique_columns
 from ._text import with_article
 from ._values import is_missing, loads_exact
@@ -211,6 +219,10 @@ def open_source(
         except OSError as exc:
             raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from None
     close = raw.close
+    # A pipe or a terminal (standard input, <(zcat …)): its rows are read by a thread
+    # (see Background), handed over as they come.
+    blocks = may_block(sys.stdin.buffer if path == "-" else raw)
+    stream = blocks or path == "-"  # lines handed over as they come
     # A read error on the way (a truncated .gz, an I/O error): one line naming the input.
     raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     if path != "-":
@@ -223,19 +235,25 @@ def open_source(
         if fmt in ("csv", "tsv"):
             delimiter = delimiter or ("\t" if fmt == "tsv" else ",")
             state = _Records()
-            groups = _guarded(raw, codec, delimiter, state, stream=path == "-")
+            groups = _guarded(raw, codec, delimiter, state, stream=stream)
             lines = itertools.chain.from_iterable(groups)
-            return _csv_source(lines, delimiter, fmt, total, close, state)
-        _no_delimiter(delimiter, path, fmt)
-        starts = LineMap()
-        if fmt == "jsonl":
-            items = _started(_jsonl_items(raw, codec, starts))
-            return Source(items, None, fmt, total, close, starts)
-        items = _started(_text_items(_decoded(raw, codec), starts))
-        return Source(items, frozenset({"url"}), fmt, total, close, starts)
+            source = _csv_source(lines, delimiter, fmt, total, close, state)
+        else:
+            _no_delimiter(delimiter, path, fmt)
+            starts = LineMap()
+            if fmt == "jsonl":
+                items = _started(_jsonl_items(raw, codec, starts))
+                source = Source(items, None, fmt, total, close, starts)
+            else:
+                items = _started(_text_items(_decoded(raw, codec), starts))
+                source = Source(items, frozenset({"url"}), fmt, total, close, starts)
     except BaseException:
         raw.close()
         raise
+    if blocks:
+        source.items = background = Background(source.items, close)
+        source.close = background.close
+    return source
 
 
 def _started(items: Iterator[Item]) -> Iterator[Item]:
@@ -885,7 +903,7 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
                 # JSON takes a CR for white space, so a line holding one may be good;
                 # this one is not: its rows were lines ended by CR alone, read as one.
                 if n == 1:
-                    raise InputError(f"line {line_no} {_CR_FILE}")
+                    raise InputError(f"line {line_no} {_CR_FILE}") from None
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}; {_CR_INSIDE}")
             else:
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")

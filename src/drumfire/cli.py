@@ -49,6 +49,7 @@ from ._cli_common import (
 )
 from ._errors import InputError, UsageError, resume_named
 from ._extract import parse_extract_options
+from ._instream import Background
 from ._job import Job, make_job
 from ._limits import parse_rate
 from ._options import parse_size, size_text
@@ -894,6 +895,9 @@ def _first_rows(source: Source, limit: int) -> Source:
     import itertools
 
     total = None if source.total is None else min(source.total, limit)
+    if isinstance(source.items, Background):  # the thread reads no further
+        source.items.limit(limit)
+        return dataclasses.replace(source, total=total)
     return dataclasses.replace(source, items=itertools.islice(source.items, limit), total=total)
 
 

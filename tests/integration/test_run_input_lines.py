@@ -11,19 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from servers import ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
 
 
-def cli(*args: str | Path, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,  # type: ignore[call-overload]
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -109,3 +105,48 @@ def test_json_lines_ended_by_cr_alone_say_so(tmp_path: Path) -> None:
         ("a", ""),
         ("d", ""),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_pipe_whose_writer_pauses_holds_no_answer(processes: str) -> None:
+    """Standard input was read in the engine's loop: while its writer paused, no answer
+    was read, so a row answered at once waited for the next line (past --timeout a POST
+    the server had done ended as a timeout). With -p the rows read waited in the
+    parent's chunk for the writer's next ones. Row 1's result now comes while the pipe
+    is open and silent; the rows after the pause follow."""
+    import queue
+    import threading
+
+    with (
+        ScriptedServer(lambda i, m, t, h, b: respond(200, {"got": b.decode()})) as server,
+        subprocess.Popen(
+            [*CLI, "run", "-", "--url", server.url("/r/{id}"), "-d", "{v}", "-e", "got=got",
+             "-o", "-", "-q", "-p", processes],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc,
+    ):  # fmt: skip
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+        reader.start()
+        try:
+            proc.stdin.write("id,v\n1,a\n")
+            proc.stdin.flush()
+            assert lines.get(timeout=60) == "id,status,elapsed_ms,attempts,error,got\n"
+            first = lines.get(timeout=60)  # stdin open, nothing more written
+            proc.stdin.write("2,b\n")
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0
+            reader.join(timeout=60)
+        finally:
+            proc.kill()
+    rest = [lines.get_nowait() for _ in range(lines.qsize())]
+    rows = list(csv.reader([first, *rest]))
+    assert [(r[0], r[1], r[3], r[4], r[5]) for r in rows] == [
+        ("1", "200", "1", "", "a"),
+        ("2", "200", "1", "", "b"),
+    ]
