@@ -741,8 +741,11 @@ def _csv_source(
     try:
         header = next(reader, None)
         state.done = reader.line_num
-        while header is not None and (not header or header == [""]):
-            header = next(reader, None)  # leading blank lines
+        # Leading blank lines, of spaces and tabs too, as blank lines between rows are
+        # (one of spaces was the header: "uses column 'v', which the input does not
+        # have (columns: none)", and the real header a row).
+        while header is not None and (not header or (len(header) == 1 and not header[0].strip())):
+            header = next(reader, None)
             state.done = reader.line_num
     except csv.Error as exc:
         if state.opened:

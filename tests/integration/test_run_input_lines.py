@@ -150,3 +150,24 @@ def test_a_pipe_whose_writer_pauses_holds_no_answer(processes: str) -> None:
         ("1", "200", "1", "", "a"),
         ("2", "200", "1", "", "b"),
     ]
+
+
+def test_lines_of_spaces_before_the_header_are_blank_lines(tmp_path: Path) -> None:
+    """A line of spaces or tabs before a CSV's header was the header (an empty line was
+    skipped): the run stopped on "uses column 'v', which the input does not have
+    (columns: none)". An input of such lines alone is empty, and says so."""
+    source = tmp_path / "in.csv"
+    source.write_text("  \n\t\n\nid,v\n \n1,a\n")
+    out = tmp_path / "out.csv"
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server:
+        proc = cli("run", source, "--url", server.url("/{v}"), "-o", out)
+        sent = [r.target for r in server.requests]
+    assert proc.returncode == 0, proc.stderr
+    assert sent == ["/a"]
+    assert [(r["id"], r["error"]) for r in read_csv(out)] == [("1", "")]
+    source.write_text("  \n \t \n")
+    proc = cli("run", source, "--url", "http://127.0.0.1:9/{v}", "-o", tmp_path / "empty.csv")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "drumfire: error: the input is empty: expected a header line naming the columns\n",
+    )
