@@ -34,6 +34,7 @@ __all__ = [
     "Background",
     "Guarded",
     "Prepend",
+    "check_file_start",
     "check_stdin_start",
     "check_wide_start",
     "may_block",
@@ -79,6 +80,35 @@ def check_stdin_start(start: bytes) -> None:
     check_wide_start(start, "standard input (-)")
 
 
+def check_file_start(raw: IO[bytes], path: str, fmt: str) -> None:
+    """Raise one :class:`InputError` when the file ``path``, to be read as text in
+    ``fmt``, is gzip-compressed (not named ``.gz``), Parquet, or UTF-16 or UTF-32 text.
+
+    A gzip file named ``.csv`` was a header "not valid text in this encoding; say
+    --encoding", and a Parquet one a header of its bytes, whose columns were missing.
+    """
+    start = stdin_start(raw)
+    what = f"input {path!r}"
+    if start.startswith(b"\x1f\x8b") and not path.endswith(".gz"):
+        raise InputError(
+            f"{what} is gzip-compressed: name it .gz (a .gz file is decompressed as it is "
+            "read), or decompress it first: gunzip -c FILE | drumfire ... -"
+        )
+    if start.startswith(b"PAR1") and _ends_parquet(raw):
+        raise InputError(f"{what} is a Parquet file: say --format parquet (or name it .parquet)")
+    check_wide_start(start, what)
+
+
+def _ends_parquet(raw: IO[bytes]) -> bool:
+    """Whether ``raw`` ends as a Parquet file does (a pipe: it may, it cannot be told)."""
+    try:
+        fd = raw.fileno()
+        size = os.fstat(fd).st_size
+        return not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 4, size - 4) == b"PAR1"
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
 def check_wide_start(start: bytes, what: str) -> None:
     """Raise one :class:`InputError` when ``start`` is a UTF-16 or UTF-32 byte order mark.
 
@@ -110,6 +140,9 @@ class Guarded:
     def _error(self, exc: BaseException) -> InputError:
         why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
         return InputError(f"cannot read {self._what}: {why}")
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
 
     def peek(self, size: int = 0) -> bytes:
         """The next bytes, left in place (see :func:`stdin_start`): a ``.gz`` cut within its

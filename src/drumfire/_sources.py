@@ -36,8 +36,8 @@ from ._instream import (
     Background,
     Guarded,
     Prepend,
+    check_file_start,
     check_stdin_start,
-    check_wide_start,
     may_block,
     stdin_start,
 )
@@ -227,7 +227,7 @@ def open_source(
     raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     if path != "-":
         try:
-            check_wide_start(stdin_start(raw), f"input {path!r}")
+            check_file_start(raw, path, fmt)
         except InputError:
             close()
             raise

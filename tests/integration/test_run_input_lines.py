@@ -171,3 +171,38 @@ def test_lines_of_spaces_before_the_header_are_blank_lines(tmp_path: Path) -> No
         2,
         "drumfire: error: the input is empty: expected a header line naming the columns\n",
     )
+
+
+def test_a_gzip_or_parquet_file_named_as_text_says_what_it_is(tmp_path: Path) -> None:
+    """A gzip file named .csv stopped on "the header line is not valid text in this
+    encoding; say --encoding" (no encoding helps), a JSON Lines one gave an error row
+    of its bytes, and a Parquet file named .csv a header of its bytes, whose columns
+    were then missing. Each now says what it is, before the first request."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    packed = tmp_path / "in.csv"
+    packed.write_bytes(gzip.compress(b"id,v\n1,a\n"))
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_bytes(gzip.compress(b'{"v": "a"}\n'))
+    table = tmp_path / "table.csv"
+    pq.write_table(pa.table({"v": ["a"]}), table)
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server:
+        got = [cli("run", path, "--url", server.url("/{v}"), "-o", tmp_path / f"{n}.csv")
+               for n, path in enumerate((packed, jsonl, table))]  # fmt: skip
+        assert server.requests == []
+    gzipped = (
+        "is gzip-compressed: name it .gz (a .gz file is decompressed as it is read), "
+        "or decompress it first: gunzip -c FILE | drumfire ... -"
+    )
+    assert [(p.returncode, p.stderr) for p in got] == [
+        (2, f"drumfire: error: input {str(packed)!r} {gzipped}\n"),
+        (2, f"drumfire: error: input {str(jsonl)!r} {gzipped}\n"),
+        (2, f"drumfire: error: input {str(table)!r} is a Parquet file: say --format parquet "
+            "(or name it .parquet)\n"),
+    ]  # fmt: skip
+    proc = cli("run", table, "--format", "parquet", "--url", "http://127.0.0.1:9/{v}",
+               "-o", tmp_path / "parquet.csv", "--retries", "0", "--keep-going")  # fmt: skip
+    assert "Parquet file" not in proc.stderr
