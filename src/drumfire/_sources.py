@@ -111,8 +111,8 @@ def format_for(path: str, fmt: str | None) -> str:
 
 def _sniff(first: str) -> str:
     text = first.lstrip("\ufeff").lstrip()
-    if text.startswith("{"):
-        return "jsonl"
+    if text.startswith("{") or text.rstrip() == "[" or text.startswith("[{"):
+        return "jsonl"  # an array too, which the JSON Lines reader names
     if text.startswith(("http://", "https://")):
         return "text"
     return "tsv" if "\t" in text and "," not in text else "csv"
@@ -909,18 +909,42 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
                     raise InputError(f"line {line_no} {_CR_FILE}") from None
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}; {_CR_INSIDE}")
             else:
+                if n == 1:
+                    _check_document(line, line_no)
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
             continue
         except UnicodeDecodeError:
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
             continue
         if type(value) is not dict:
+            if n == 1 and type(value) is list:
+                _check_document(b"[", line_no)
             yield n, InputProblem(line_no, f"not a JSON object but {type(value).__name__}")
             continue
         if line_no - n != usual:  # blank lines skipped
             usual = line_no - n
             lines.mark(n, line_no)
         yield n, value
+
+
+def _check_document(line: bytes, line_no: int) -> None:
+    """Raise one :class:`InputError` when the first row's ``line`` starts a JSON document
+    (an array, or an object over several lines), not JSON Lines.
+
+    A pretty-printed array was read line by line: its lines ``[`` and ``{"v": 1},``
+    error rows, a line ``{"v": 2}`` a row sent, and the run ended with exit status 0.
+    """
+    text = line.strip()
+    if text.startswith(b"["):
+        what, jq = "a JSON array", "'.[]'"
+    elif text == b"{":
+        what, jq = "a JSON object over several lines", "."
+    else:
+        return
+    raise InputError(
+        f"line {line_no} starts {what}; JSON Lines hold one object a line: convert the "
+        f"file with: jq -c {jq} FILE > FILE.jsonl"
+    )
 
 
 def _text_items(texts: Iterator[str | None], lines: LineMap) -> Iterator[Item]:

@@ -206,3 +206,33 @@ def test_a_gzip_or_parquet_file_named_as_text_says_what_it_is(tmp_path: Path) ->
     proc = cli("run", table, "--format", "parquet", "--url", "http://127.0.0.1:9/{v}",
                "-o", tmp_path / "parquet.csv", "--retries", "0", "--keep-going")  # fmt: skip
     assert "Parquet file" not in proc.stderr
+
+
+def test_a_json_array_is_no_json_lines_and_says_so(tmp_path: Path) -> None:
+    """A pretty-printed JSON array (data.json) was read line by line: '[' and
+    '{"v": "a"},' error rows, '{"v": "b"}' a row sent, ']' an error row, exit 0. An
+    array, or an object over several lines, now stops before the first request, from a
+    file or standard input, with one line saying how to make JSON Lines of it."""
+    array = tmp_path / "data.json"
+    array.write_text('[\n  {"v": "a"},\n  {"v": "b"}\n]\n')
+    document = tmp_path / "one.json"
+    document.write_text('{\n  "v": "a"\n}\n')
+    line = tmp_path / "line.json"
+    line.write_text('[{"v": "a"}, {"v": "b"}]\n')
+    with ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server:
+        got = [cli("run", path, "--url", server.url("/{v}"), "-o", tmp_path / f"{n}.csv")
+               for n, path in enumerate((array, document, line))]  # fmt: skip
+        piped = subprocess.run(
+            [*CLI, "run", "-", "--url", server.url("/{v}"), "-o", tmp_path / "piped.csv"],
+            input=array.read_text(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert server.requests == []
+    to_lines = "; JSON Lines hold one object a line: convert the file with: jq -c"
+    array_error = f"drumfire: error: line 1 starts a JSON array{to_lines} '.[]' FILE > FILE.jsonl\n"
+    assert [(p.returncode, p.stderr) for p in (*got, piped)] == [
+        (2, array_error),
+        (2, f"drumfire: error: line 1 starts a JSON object over several lines{to_lines} . FILE "
+            "> FILE.jsonl\n"),
+        (2, array_error),
+        (2, array_error),
+    ]  # fmt: skip
