@@ -224,16 +224,19 @@ class Background:
     engine's loop, which then read no answer: a row answered at once waited there
     (its ``elapsed_ms`` the pause), and past ``--timeout`` it timed out and was
     sent again (a POST answered in a millisecond ended as a ``timeout``). Attached
-    (the engine's run), a thread reads up to ``bound`` items ahead; the engine gets
+    (the engine's run), a thread reads up to ``bound`` items ahead; the caller gets
     :data:`~drumfire._rows.WAIT` when none has come, and ``wake`` (called from the
     thread) when one does. Before that, iterating reads in the caller's thread, as
-    the items themselves (the ``-p`` parent, which measures no answer).
+    the items themselves.
 
-    :meth:`detach` gives the rest to a read-ahead child (a fork, which has no such
-    thread) when the thread is parked, ``bound`` items ahead. :meth:`close` closes
-    the stream, by the thread if it is still reading (a read under way cannot be cut
-    short; the thread is a daemon).
+    :meth:`detach` takes the rest from the thread, for a read-ahead child (a fork,
+    which has no such thread). :meth:`close` closes the stream, by the thread if it
+    is still reading (a read under way cannot be cut short; the thread is a daemon).
     """
+
+    #: How long :meth:`detach` waits for the thread to finish the item it reads: a
+    #: pipe that gives as fast as it is read takes microseconds, a paused one longer.
+    DETACH_WAIT = 0.05
 
     def __init__(self, items: Iterator[Item], close: Callable[[], None], bound: int = 4096) -> None:
         self._items = items
@@ -242,14 +245,14 @@ class Background:
         self._queue: deque[Item] = deque()
         self._room = threading.Event()
         self._full = False  # the thread waits (or is about to) for room
-        self._waiting = False  # the engine got WAIT and wants a wake
+        self._waiting = False  # the caller got WAIT and wants a wake
         self._end = False  # the thread has appended every item it will
         self._failure: BaseException | None = None
-        self._wake: Callable[[], None] | None = None
+        self.wake: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # the thread's state below, and who closes
-        self._parked = False  # the thread waits for room, outside the items
-        self._handed = False  # detached: the thread reads no more
+        self._lock = threading.Lock()  # the hand-over, and who closes
+        self._handing = False  # detach() asks the thread to stop after its item
+        self._handed = threading.Event()  # it stopped for detach(): not a read more
         self._closed = False  # close() was called
         self._done = False  # the thread has ended
 
@@ -258,23 +261,31 @@ class Background:
         self._items = itertools.islice(self._items, most)
 
     def attach(self, wake: Callable[[], None]) -> None:
-        """Start the thread; ``wake`` tells the engine an item came after a WAIT."""
+        """Start the thread; ``wake`` tells the caller an item came after a WAIT."""
         if self._thread is None:
-            self._wake = wake
+            self.wake = wake
             self._thread = threading.Thread(target=self._read, name="drumfire-input", daemon=True)
             self._thread.start()
 
-    def detach(self) -> Iterator[Item] | None:
-        """The items not taken yet, to be read by the caller from now on (the thread
-        ends); None while the thread is reading (it cannot be stopped there)."""
-        if self._thread is None:
-            return self._items
+    def detach(self) -> Background | None:
+        """The items not taken yet, unattached, for the caller to hand to a read-ahead
+        child; the thread reads no more. None (nothing changes) when the thread is in
+        a read that has not returned within :data:`DETACH_WAIT`, or has ended."""
         with self._lock:
-            if not self._parked or self._done:
+            if self._thread is None or self._done:
                 return None
-            self._handed = True
+            self._handing = True
         self._room.set()
-        return itertools.chain(list(self._queue), self._items)
+        self._handed.wait(self.DETACH_WAIT)
+        with self._lock:
+            self._handing = False
+            if not self._handed.is_set():
+                return None
+        rest = Background(itertools.chain(list(self._queue), self._items), self._close)
+        rest.wake = self.wake
+        self._queue.clear()
+        self._close = rest.close  # which waits for a thread of its own, if it gets one
+        return rest
 
     def __iter__(self) -> Background:
         return self
@@ -302,7 +313,7 @@ class Background:
         return item
 
     def _read(self) -> None:
-        queue, room, bound, lock = self._queue, self._room, self._bound, self._lock
+        queue, room, bound = self._queue, self._room, self._bound
         try:
             for item in self._items:
                 queue.append(item)
@@ -312,31 +323,34 @@ class Background:
                 if len(queue) >= bound:
                     self._full = True
                     room.clear()
-                    with lock:
-                        self._parked = True
-                    if len(queue) >= bound and not self._closed:  # room.set() may have run
-                        room.wait()
-                    with lock:
-                        self._parked = False
-                        if self._handed:
-                            self._done = True
-                            return  # detach() took the items: not a step further
+                    if len(queue) >= bound and not (self._closed or self._handing):
+                        room.wait()  # (set by the caller, close or detach)
+                if self._handing and self._hand_over():
+                    return  # detach() took the items: not a step further
                 if self._closed:
                     break
-        except BaseException as exc:  # an unreadable input: raised in the engine, after the rows
+        except BaseException as exc:  # an unreadable input: raised to the caller, after the rows
             self._failure = exc
         self._end = True
         self._call_wake()
-        with lock:
+        with self._lock:
             self._done = True
             close = self._close if self._closed else None
         if close is not None:
             close()
 
+    def _hand_over(self) -> bool:
+        with self._lock:
+            if not self._handing:  # detach() gave up waiting
+                return False
+            self._done = True
+            self._handed.set()
+            return True
+
     def _call_wake(self) -> None:
         try:
-            assert self._wake is not None
-            self._wake()
+            assert self.wake is not None
+            self.wake()
         except RuntimeError:  # the engine's loop is closed: nobody waits any more
             pass
 

@@ -99,12 +99,15 @@ class Lifecycle(EngineCore):
             return
         items = self._items
         if isinstance(items, Background):
-            # A thread reads them, which a fork would not have: taken from it where it
-            # waits for room, else (reading a pipe that is slow to give) left to it.
+            # A thread reads them, which a fork would not have: taken from it after the
+            # row it reads (unless a pipe slow to give holds it there: left to it).
             rest = items.detach()
             if rest is None:
                 return
-            items = rest
+            self._items = take(rest)
+            if self._items is rest and rest.wake is not None:  # no child: a thread reads on
+                rest.attach(rest.wake)
+            return
         self._items = take(items)
 
     def take_runs(self, runs: UsualRuns) -> None:

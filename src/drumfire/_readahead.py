@@ -58,11 +58,13 @@ import signal
 import stat
 import struct
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InputError
+from ._instream import Background
 from ._lifeline import die_with_parent
 from ._messages import PreparedChunk
 from ._request import Prepared
@@ -399,8 +401,19 @@ def _serve(engine: Engine, items: Iterator[Item], fd: int) -> None:
 
     quick = rows.usual_maker(stats)
     add_id, add_data = ids.append, data.append  # (send empties the lists in place)
+    # A pipe (see Background): a thread reads it, and the rows read go to the parent
+    # when the next has not come (they waited in the chunk for the writer's next rows).
+    came = threading.Event()
+    if isinstance(items, Background):
+        items.attach(came.set)
     try:
         for item in items:
+            if item is WAIT:
+                if ids or entries:
+                    send(None)
+                came.wait()
+                came.clear()
+                continue
             got = quick(item) if quick is not None else None
             if got is not None:  # the usual row (no kept columns): made without a Flight
                 id_, (origin, request, method, idempotent) = got

@@ -6,6 +6,7 @@ Each test runs drumfire against a real server on 127.0.0.1 and checks the rows t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import subprocess
 import sys
@@ -236,3 +237,64 @@ def test_a_json_array_is_no_json_lines_and_says_so(tmp_path: Path) -> None:
         (2, array_error),
         (2, array_error),
     ]  # fmt: skip
+
+
+def test_the_read_ahead_child_sends_the_rows_of_a_pipe_that_paused() -> None:
+    """Once drumfire's CPU limits the run, a read-ahead child reads the pipe; it held the
+    rows it had read in its chunk until it held 512 (or the input ended): a writer
+    that paused after a row left it unsent. The row now goes as the pipe falls silent."""
+    from drumfire._readahead import available
+
+    if not available():
+        pytest.skip("no read-ahead child on this machine")
+    import queue
+    import threading
+    import time
+
+    force = (
+        "from drumfire._engine import Engine; Engine.CPU_BOUND = 0.0; Engine.CPU_TICKS = 1; "
+        "from drumfire.cli import entry; entry()"
+    )
+    with (
+        ScriptedServer(lambda i, m, t, h, b: respond(200, {})) as server,
+        subprocess.Popen(
+            [sys.executable, "-c", force, "run", "-", "--format", "csv", "--url",
+             server.url("/{id}"), "-o", "-", "-q"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        ) as proc,
+    ):  # fmt: skip
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+        reader.start()
+        try:
+            proc.stdin.write("id\n")
+            child: list[int] = []
+            for start in range(0, 1_000_000, 1000):  # rows until the child appears
+                proc.stdin.write("".join(f"{i}\n" for i in range(start, start + 1000)))
+                proc.stdin.flush()
+                child = _children(proc.pid)
+                if child:
+                    break
+            assert child, "no read-ahead child appeared"
+            proc.stdin.write("last\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + 60
+            seen = ""
+            while not seen.startswith("last,") and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
+                    seen = lines.get(timeout=1)
+            assert seen.startswith("last,200,"), "the row written before the pause never came"
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0
+        finally:
+            proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]

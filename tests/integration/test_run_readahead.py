@@ -495,15 +495,18 @@ def wait_for_children(proc: subprocess.Popen[bytes]) -> list[int]:
 
 
 def wait_until_reading_stdin(pid: int) -> None:
-    """Wait (bounded) until ``pid`` is blocked in ``read(0, ...)``: it has read every row."""
+    """Wait (bounded) until a thread of ``pid`` is blocked in ``read(0, ...)``: it has
+    read every row (the child reads a pipe in a thread of its own: see Background)."""
     read = {"x86_64": "0", "aarch64": "63"}.get(os.uname().machine)
     deadline = time.monotonic() + 30
     while read is not None and time.monotonic() < deadline:
         try:
-            syscall = Path(f"/proc/{pid}/syscall").read_text().split()
+            calls = [p.read_text().split() for p in Path(f"/proc/{pid}/task").glob("*/syscall")]
         except OSError:
-            return  # no /proc/PID/syscall here: the test still kills a reading child
-        if syscall[:2] == [read, "0x0"]:
+            return  # no /proc/PID/task/TID/syscall here: the test still kills a reading child
+        if not calls:
+            return
+        if any(syscall[:2] == [read, "0x0"] for syscall in calls):
             return
         time.sleep(0.01)
     if read is not None:

@@ -79,28 +79,25 @@ def test_unattached_it_reads_in_the_callers_thread_and_limit_stops_the_reading()
     assert [i for i, _ in items] == [1, 2, 3]
 
 
-def test_detach_takes_the_rest_from_a_parked_thread_only() -> None:
+def test_detach_takes_the_rest_after_the_row_the_thread_reads() -> None:
     gate, woken = threading.Event(), threading.Event()
     items = Background(gated(100, gate, 50), lambda: None, bound=8)
     items.attach(woken.set)
     assert take(items, woken)[0] == 1
-    # The thread parks once 8 rows wait: then the rest is handed over whole.
-    for _ in range(3000):
-        rest = items.detach()
-        if rest is not None:
-            break
-        threading.Event().wait(0.01)
+    rest = items.detach()  # the thread waits for room: it stops there
     assert rest is not None
     gate.set()
-    assert [i for i, _ in rest] == list(range(2, 101))
+    came = threading.Event()
+    rest.attach(came.set)  # as a read-ahead child does, with a thread of its own
+    assert drain(rest, came) == list(range(2, 101))
 
 
-def test_detach_while_reading_leaves_the_rows_to_the_thread() -> None:
+def test_detach_while_a_read_waits_leaves_the_rows_to_the_thread() -> None:
     gate, woken = threading.Event(), threading.Event()
     items = Background(gated(5, gate, 2), lambda: None, bound=64)
     items.attach(woken.set)
     assert take(items, woken)[0] == 1
-    assert items.detach() is None  # blocked before row 2: not parked
+    assert items.detach() is None  # blocked before row 2, past DETACH_WAIT
     gate.set()
     assert drain(items, woken) == [2, 3, 4, 5]
 
