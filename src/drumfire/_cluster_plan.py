@@ -155,8 +155,8 @@ def plan_parts(
                     start, first_line, first_row, rows = offset, line_no, first_row + rows, 0
                 text = line.strip()
                 if text and text[0] in plain:
-                    if not (comments and text[0] == _HASH):
-                        rows += 1
+                    if not (comments and text[0] == _HASH) or b"\r" in text:
+                        rows += 1  # (a comment holding a lone CR: an error row, see _is_row)
                 elif (text and (text[-1] in ends or mark in text)) or is_row(line, line_no == 1):
                     rows += 1
             else:
@@ -223,8 +223,8 @@ def _is_row(line: bytes, first: bool, *, fmt: str, codec: str, sep: str) -> bool
     except UnicodeDecodeError:
         return True
     bare = text.strip()
-    if fmt == "text":
-        return bool(bare) and not bare.startswith("#")
+    if fmt == "text":  # a comment holding a lone CR is an error row (lines ended by CR)
+        return bool(bare) and (not bare.startswith("#") or "\r" in bare)
     if bare or sep in text:
         return True
     try:  # white space: a carriage return inside it is malformed CSV, an error row
@@ -237,7 +237,7 @@ def _is_row(line: bytes, first: bool, *, fmt: str, codec: str, sep: str) -> bool
 def _header(f: IO[bytes], codec: str, sep: str) -> tuple[bytes, int, int]:
     """A CSV's header record, the offset after it and its last line's number, ``f`` read
     up to there: the first record past the leading lines the reader skips (the csv module
-    reads them as no field or one empty field: ``""``). A quoted name may hold line
+    reads them as no field or one of white space only: ``""``, spaces). A quoted name may hold line
     breaks: the record then runs over several lines, as the reader reads it (one that
     never closes is the reader's to refuse). ``b""`` for a file without one."""
     offset = line_no = 0
@@ -254,7 +254,7 @@ def _header(f: IO[bytes], codec: str, sep: str) -> tuple[bytes, int, int]:
             fields = next(csv.reader([text.decode(codec)], delimiter=sep, strict=True), [])
         except (UnicodeDecodeError, csv.Error):  # the header, which the reader refuses
             return line, offset, line_no
-        if fields not in ([], [""]):
+        if fields and (len(fields) > 1 or fields[0].strip()):  # not blank, as _sources reads it
             return line, offset, line_no
     return b"", offset, line_no
 

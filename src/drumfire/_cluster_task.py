@@ -58,7 +58,12 @@ def open_part(part: Part, scratch: str) -> Any:
                 dst.write(block)
                 left -= len(block)
         source = open_source(
-            local, part.fmt, part.encoding, count=False, delimiter=part.delimiter
+            local,
+            part.fmt,
+            part.encoding,
+            count=False,
+            delimiter=part.delimiter,
+            whole=part.first_row == 0,
         )
         # The local file's rows start after the header's lines (a quoted name may hold
         # line breaks; the header always ends with one when rows follow it).

@@ -165,6 +165,7 @@ def open_source(
     *,
     count: bool = True,
     delimiter: str | None = None,
+    whole: bool = True,
 ) -> Source:
     """Open ``path`` (or ``-`` for stdin) as a streamed source.
 
@@ -178,6 +179,9 @@ def open_source(
     rows of a regular file first, for the progress display's total (a read of
     the whole file; the command line skips it when nothing is displayed).
     ``delimiter``: a CSV's (see :func:`check_delimiter`); None: a comma, a tab for TSV.
+    ``whole``: False for a ``--cluster`` partition after the first: its first row is
+    not the input's, so what stops the run on the input's first line (a JSON array, a
+    line ended by CR alone) is that row's error, as it is read in one process.
     """
     codec = codec_name(encoding)
     if fmt == "parquet" or (fmt is None and path != "-" and format_for(path, fmt) == "parquet"):
@@ -242,10 +246,10 @@ def open_source(
             _no_delimiter(delimiter, path, fmt)
             starts = LineMap()
             if fmt == "jsonl":
-                items = _started(_jsonl_items(raw, codec, starts))
+                items = _started(_jsonl_items(raw, codec, starts, whole))
                 source = Source(items, None, fmt, total, close, starts)
             else:
-                items = _started(_text_items(_decoded(raw, codec), starts))
+                items = _started(_text_items(_decoded(raw, codec), starts, whole))
                 source = Source(items, frozenset({"url"}), fmt, total, close, starts)
     except BaseException:
         raw.close()
@@ -886,8 +890,9 @@ def _json_problem(exc: orjson.JSONDecodeError) -> str:
     return f"{exc.msg} at column {exc.colno}"
 
 
-def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
+def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap, whole: bool) -> Iterator[Item]:
     n = 0
+    first = 1 if whole else 0  # the row whose line may stop the run (see open_source)
     usual = -1  # line_no - n while no line is skipped (-1: no row yet)
     for line_no, line in enumerate(raw, 1):
         if line_no == 1 and line.startswith(codecs.BOM_UTF8):
@@ -905,11 +910,11 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
             elif _lone_cr(line):
                 # JSON takes a CR for white space, so a line holding one may be good;
                 # this one is not: its rows were lines ended by CR alone, read as one.
-                if n == 1:
+                if n == first:
                     raise InputError(f"line {line_no} {_CR_FILE}") from None
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}; {_CR_INSIDE}")
             else:
-                if n == 1:
+                if n == first:
                     _check_document(line, line_no)
                 yield n, InputProblem(line_no, f"not JSON: {_json_problem(exc)}")
             continue
@@ -917,7 +922,7 @@ def _jsonl_items(raw: IO[bytes], codec: str, lines: LineMap) -> Iterator[Item]:
             yield n, InputProblem(line_no, "undecodable bytes (say --encoding)")
             continue
         if type(value) is not dict:
-            if n == 1 and type(value) is list:
+            if n == first and type(value) is list:
                 _check_document(b"[", line_no)
             yield n, InputProblem(line_no, f"not a JSON object but {type(value).__name__}")
             continue
@@ -947,8 +952,9 @@ def _check_document(line: bytes, line_no: int) -> None:
     )
 
 
-def _text_items(texts: Iterator[str | None], lines: LineMap) -> Iterator[Item]:
+def _text_items(texts: Iterator[str | None], lines: LineMap, whole: bool) -> Iterator[Item]:
     n = 0
+    first = 1 if whole else 0  # the row whose line may stop the run (see open_source)
     usual = -1  # line_no - n while no line is skipped (-1: no row yet)
     for line_no, line in enumerate(texts, 1):
         if line is None:
@@ -962,7 +968,7 @@ def _text_items(texts: Iterator[str | None], lines: LineMap) -> Iterator[Item]:
             # Lines ended by CR alone, read as one: their URLs were sent as one, or
             # skipped as one comment with the first.
             n += 1
-            if n == 1:
+            if n == first:
                 raise InputError(f"line {line_no} {_CR_FILE}")
             yield n, InputProblem(line_no, _CR_INSIDE)
             continue

@@ -371,3 +371,27 @@ def test_random_files_give_the_same_rows_part_by_part(tmp_path: Path, seed: int)
             assert len(read) == part.rows, (trial, data)
             got.extend(read)
         assert got == whole, (trial, data)
+
+
+def test_a_part_starting_on_an_array_or_a_lone_cr_reads_it_as_the_whole_file_does(
+    tmp_path: Path,
+) -> None:
+    # The input's first line stops the run when it starts a JSON array or holds a CR
+    # that does not end it; a later one is its row's error, whichever part it opens.
+    src = tmp_path / "in.jsonl"
+    odd = ["[1, 2]", "[", '{"id": "a"}\r{"id": "b"}']
+    src.write_bytes(
+        "".join((odd[i % 3] if i % 5 == 4 else f'{{"id": "r{i}"}}') + "\n" for i in range(200))
+        .encode()
+    )
+    whole = items(open_source(str(src), "jsonl", count=False))
+    parts = plan_parts(str(src), "jsonl", size=40)
+    assert len(parts) > 20
+    assert [x for p in parts for x in items(open_part(p, str(tmp_path)))] == whole
+    urls = tmp_path / "in.txt"
+    odd_urls = [b"http://h/a\rhttp://h/b\n", b"# note\rhttp://h/c\n", b"# a comment\n"]
+    urls.write_bytes(b"".join(odd_urls[i % 3] if i % 4 == 3 else b"http://h/%d\n" % i
+                              for i in range(100)))  # fmt: skip
+    whole = items(open_source(str(urls), "text", count=False))
+    parts = plan_parts(str(urls), "text", size=40)
+    assert [x for p in parts for x in items(open_part(p, str(tmp_path)))] == whole
