@@ -22,7 +22,7 @@ from typing import IO
 
 from ._cluster_store import filesystem, is_local, local_path, open_binary, path_exists
 from ._errors import InputError, UsageError
-from ._instream import check_wide_start
+from ._instream import check_text_start
 from ._sources import QUOTE_MAX_BYTES, QUOTE_MAX_LINES, codec_name, record_closes
 
 #: Input bytes per partition by default: about 200,000 short CSV rows, so a
@@ -117,7 +117,9 @@ def plan_parts(
     with open_binary(path) as f:
         # A UTF-16/32 file cut at the byte "\n" would split characters: refused in one
         # line here, as the reader refuses it (--encoding utf-16 is refused by codec_name).
-        check_wide_start(f.read(4), f"input {path!r}")
+        # So are a gzip file not named .gz and a Parquet file read as text, before any task.
+        start = f.read(4)
+        check_text_start(start, path, lambda: _ends_parquet(f))
         f.seek(0)
         offset = 0
         line_no = 0
@@ -196,6 +198,12 @@ def _reads_ascii(codec: str) -> bool:
         return sample.decode(codec) == sample.decode("ascii")
     except (UnicodeError, LookupError):  # LookupError: a codec of bytes to bytes
         return False
+
+
+def _ends_parquet(f: IO[bytes]) -> bool:
+    """Whether the file ``f`` ends as a Parquet file does."""
+    f.seek(-4, os.SEEK_END)
+    return f.read(4) == b"PAR1"
 
 
 def _without_bom(line: bytes) -> bytes:

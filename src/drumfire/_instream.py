@@ -36,6 +36,7 @@ __all__ = [
     "Prepend",
     "check_file_start",
     "check_stdin_start",
+    "check_text_start",
     "check_wide_start",
     "may_block",
     "socket_wake",
@@ -80,21 +81,26 @@ def check_stdin_start(start: bytes) -> None:
     check_wide_start(start, "standard input (-)")
 
 
-def check_file_start(raw: IO[bytes], path: str, fmt: str) -> None:
-    """Raise one :class:`InputError` when the file ``path``, to be read as text in
-    ``fmt``, is gzip-compressed (not named ``.gz``), Parquet, or UTF-16 or UTF-32 text.
+def check_file_start(raw: IO[bytes], path: str) -> None:
+    """:func:`check_text_start` for the file ``path``, opened as ``raw``."""
+    check_text_start(stdin_start(raw), path, lambda: _ends_parquet(raw))
+
+
+def check_text_start(start: bytes, path: str, ends_parquet: Callable[[], bool]) -> None:
+    """Raise one :class:`InputError` when the file ``path``, to be read as text, starts
+    (``start``, its first 4 bytes) as gzip (not named ``.gz``), Parquet (and
+    ``ends_parquet()``), or UTF-16 or UTF-32 text.
 
     A gzip file named ``.csv`` was a header "not valid text in this encoding; say
     --encoding", and a Parquet one a header of its bytes, whose columns were missing.
     """
-    start = stdin_start(raw)
     what = f"input {path!r}"
     if start.startswith(b"\x1f\x8b") and not path.endswith(".gz"):
         raise InputError(
             f"{what} is gzip-compressed: name it .gz (a .gz file is decompressed as it is "
             "read), or decompress it first: gunzip -c FILE | drumfire ... -"
         )
-    if start.startswith(b"PAR1") and _ends_parquet(raw):
+    if start.startswith(b"PAR1") and ends_parquet():
         raise InputError(f"{what} is a Parquet file: say --format parquet (or name it .parquet)")
     check_wide_start(start, what)
 

@@ -231,7 +231,7 @@ def open_source(
     raw = Guarded(raw, "standard input" if path == "-" else f"input {path!r}")  # type: ignore[assignment]
     if path != "-":
         try:
-            check_file_start(raw, path, fmt)
+            check_file_start(raw, path)
         except InputError:
             close()
             raise

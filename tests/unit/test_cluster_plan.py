@@ -395,3 +395,24 @@ def test_a_part_starting_on_an_array_or_a_lone_cr_reads_it_as_the_whole_file_doe
     whole = items(open_source(str(urls), "text", count=False))
     parts = plan_parts(str(urls), "text", size=40)
     assert [x for p in parts for x in items(open_part(p, str(tmp_path)))] == whole
+
+
+def test_a_gzip_or_parquet_file_named_as_text_is_refused_before_any_task(tmp_path: Path) -> None:
+    # As a run in one process refuses it: the plan cut its bytes as lines, and each
+    # task named its own scratch copy.
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    packed = tmp_path / "in.csv"
+    packed.write_bytes(gzip.compress(b"id,v\n1,a\n"))
+    with pytest.raises(InputError, match=r"in\.csv' is gzip-compressed: name it \.gz"):
+        plan_parts(str(packed), "csv")
+    table = tmp_path / "table.jsonl"
+    pq.write_table(pa.table({"v": ["a"]}), table)
+    with pytest.raises(InputError, match="is a Parquet file: say --format parquet"):
+        plan_parts(str(table), "jsonl")
+    text = tmp_path / "par.csv"
+    text.write_text("PAR1,v\n1,a\n")  # a header that starts so, in a CSV that ends otherwise
+    assert len(plan_parts(str(text), "csv")) == 1
