@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import ssl
+from collections.abc import Sequence
 
 __all__ = [
     "BodyTooLarge",
@@ -40,6 +41,7 @@ __all__ = [
     "SinkError",
     "TemplateError",
     "UsageError",
+    "columns_differ",
     "explain",
     "reason_for",
     "resume_named",
@@ -94,7 +96,25 @@ class InputError(UsageError):
 #: What the modules below the command line and the API start a resume's messages
 #: with, and the options they name there; :func:`resume_named` puts each caller's names.
 RESUME = "--resume: "
-_API_NAMES = (("use the same --extract and --keep options", "use the same extract= and keep="),)
+_SAME_FIELDS = "use the same --extract and --keep options"
+_SAME_SAVED = "use the same --save-body and --save-sha256 options"
+_API_NAMES = (
+    (_SAME_FIELDS, "use the same extract= and keep="),
+    (_SAME_SAVED, "use the same save_body= and save_sha256="),
+)
+#: The columns --save-body and --save-sha256 add to an output.
+_SAVED_COLUMNS = frozenset({"saved_path", "saved_bytes", "saved_sha256"})
+
+
+def columns_differ(where: str, found: Sequence[str], columns: Sequence[str]) -> UsageError:
+    """A resume's refusal of an output whose columns are not this run's, naming the
+    options that make the difference: a download resumed without the first run's
+    ``--save-sha256`` was told to use the same --extract and --keep, which it did."""
+    saved = _SAVED_COLUMNS.intersection(found) != _SAVED_COLUMNS.intersection(columns)
+    return UsageError(
+        f"{RESUME}the columns of {where} ({','.join(found)}) differ from this run's "
+        f"({','.join(columns)}); {_SAME_SAVED if saved else _SAME_FIELDS}"
+    )
 
 
 def resume_named(exc: UsageError, name: str) -> UsageError:

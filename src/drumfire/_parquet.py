@@ -54,7 +54,7 @@ from ._columns import (
     unfit_line,
     unfit_warning,
 )
-from ._errors import InputError, UsageError
+from ._errors import InputError, UsageError, columns_differ
 from ._instream import STDIN_PARQUET
 from ._lifeline import die_with_parent
 from ._result import BASE_COLUMNS, Result
@@ -226,10 +226,7 @@ class ParquetSink:
             self._learn = False
         columns = [*BASE_COLUMNS, *self._fields, *self._keep]
         if names != columns:
-            raise UsageError(
-                f"--resume: the columns of {path!r} ({','.join(names)}) differ from this "
-                f"run's ({','.join(columns)}); use the same --extract and --keep options"
-            )
+            raise columns_differ(repr(path), names, columns)
         self._schema = schema
         self._kinds = [_kind_of(self._pa, schema.field(n).type) for n in columns[5:]]
         self._prune_unfit(parts)

@@ -17,7 +17,7 @@ from typing import IO, Any, Protocol, cast
 
 import orjson
 
-from ._errors import UsageError
+from ._errors import UsageError, columns_differ
 from ._result import BASE_COLUMNS, Result
 from ._values import cell_text, dumps
 
@@ -362,10 +362,7 @@ def _check_csv_header(path: str, columns: list[str]) -> None:
     with open(path, encoding="utf-8", newline="") as f:
         found = next(csv.reader(f), [])
     if found != columns:
-        raise UsageError(
-            f"--resume: the columns of {path!r} ({','.join(found)}) differ from this run's "
-            f"({','.join(columns)}); use the same --extract and --keep options"
-        )
+        raise columns_differ(repr(path), found, columns)
 
 
 def open_sink(

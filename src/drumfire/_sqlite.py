@@ -56,7 +56,7 @@ from ._columns import (
     learn_names,
     unfit_warning,
 )
-from ._errors import UsageError
+from ._errors import UsageError, columns_differ
 from ._result import BASE_COLUMNS, Result
 from ._values import cell_text
 
@@ -199,11 +199,8 @@ class SqliteSink:
                     self._learn = False
                 columns = [*BASE_COLUMNS, *self._fields, *self._keep]
                 if existing != columns:
-                    raise UsageError(
-                        f"--resume: the columns of table {self._table!r} in {self._path!r} "
-                        f"({','.join(existing)}) differ from this run's ({','.join(columns)}); "
-                        "use the same --extract and --keep options"
-                    )
+                    where = f"table {self._table!r} in {self._path!r}"
+                    raise columns_differ(where, existing, columns)
                 self._insert = self._insert_sql(columns)
                 info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})")
                 declared = [row[2].upper() for row in info][len(BASE_COLUMNS) :]

@@ -56,3 +56,28 @@ def test_the_command_line_names_the_option_it_was_given(tmp_path: Path, url: str
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         one_error_line(proc, 2, f"{option}: {str(foreign)!r} does not look like drumfire output")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".sqlite"])
+def test_a_resume_without_save_sha256_names_the_save_options(
+    tmp_path: Path, url: str, suffix: str
+) -> None:
+    """The README's downloads, resumed without the first run's --save-sha256: the columns
+    differ by ``saved_sha256``, and the message named --extract and --keep, which were the
+    same in both runs."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    src = tmp_path / "in.csv"
+    src.write_text("u\na\n")
+    out = tmp_path / f"out{suffix}"
+    saves = tmp_path / "d"
+    base = [sys.executable, "-m", "drumfire.cli", "run", str(src), "--url", url, "-q",
+            "-o", str(out), "--save-body", "{u}.json", "--save-dir", str(saves)]  # fmt: skip
+    subprocess.run([*base, "--save-sha256"], capture_output=True, timeout=60, check=True)
+    proc = subprocess.run([*base, "--resume"], capture_output=True, text=True, timeout=60)
+    line = one_error_line(proc, 2, "--resume: the columns of ")
+    assert line.endswith("use the same --save-body and --save-sha256 options"), line
+    with pytest.raises(drumfire.UsageError) as info:
+        list(drumfire.run([{"u": "a"}], url, output=out, resume=True, save_body="{u}.json",
+                          save_dir=saves))  # fmt: skip
+    assert str(info.value).endswith("use the same save_body= and save_sha256="), info.value
