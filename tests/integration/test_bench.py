@@ -531,8 +531,8 @@ def test_ctrl_c_of_a_bench_inside_a_running_loop_stops_its_load() -> None:
         ({"duration": "soon"}, "duration"),
         ({"rate": "fast"}, "rate"),
         ({"rate": "100:200", "requests": 5}, "needs a duration"),
-        ({"requests": 0}, "at least 1"),
-        ({"concurrency": 0}, "at least 1"),
+        ({"requests": 0}, "requests=0: give a whole number, 1 or more"),
+        ({"concurrency": 0}, "concurrency=0: give a whole number, 1 or more"),
         ({"warmup": "-1s"}, "warmup"),
     ],
 )

@@ -117,3 +117,28 @@ def test_a_malformed_header_is_named_by_position_never_echoed() -> None:
     with pytest.raises(TemplateError) as info:
         literal_headers(["Accept: */*", "Authorization Bearer s3cr3t"])
     assert str(info.value) == "header 2 is not in the form 'Name: value'"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"concurrency": 0}, "concurrency=0: give a whole number, 1 or more"),
+        ({"requests": 0}, "requests=0: give a whole number, 1 or more"),
+        ({"duration": 0}, "duration=0: give a duration above 0"),
+        ({"duration": "x"}, "duration='x' is not a duration like 30s"),
+        ({"warmup": "x"}, "warmup='x' is not a duration like 30s"),
+        ({"rate": "abc"}, "rate='abc': 'abc' is not a rate like 500"),
+        ({"rate": ""}, "rate='': give a rate"),
+        ({"rate": "100:1000", "requests": 5}, "rate='100:1000/s': a ramp over the run needs a "
+                                              "duration (duration=)"),
+    ],
+)  # fmt: skip
+def test_bench_names_its_keywords(kwargs: dict[str, Any], message: str) -> None:
+    """From Python, bench() said `the concurrency (-c) must be at least 1` and `-z/--duration
+    'x' is not a duration`: options the caller never typed (its timeout= was named already)."""
+    import drumfire
+
+    with pytest.raises(UsageError) as info:
+        drumfire.bench("http://127.0.0.1:8080/x", progress=False, **kwargs)
+    assert str(info.value).startswith(message), info.value
+    assert " -" not in str(info.value), info.value

@@ -10,7 +10,7 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,39 @@ DEFAULT_OPEN_CONCURRENCY = 64
 DEFAULT_TIMEOUT = 10.0
 
 Headers = list[str] | list[tuple[str, str]] | Mapping[str, str] | None
+
+
+#: The command line's names in the messages of the options' own checks, and the keyword
+#: that bench() and abench() take for each: their caller never typed ``-z``.
+_KEYWORDS = (
+    ("-z/--duration ", "duration="),
+    ("--warmup ", "warmup="),
+    ("--rate ", "rate="),
+    ("(-z)", "(duration=)"),
+)
+
+
+@contextlib.contextmanager
+def _keyword_names(keywords: bool) -> Iterator[None]:
+    """Name the settings as bench()'s keywords in the messages raised inside, when asked:
+    the parsers of durations and rates are the command line's, and word their messages so
+    (as :func:`drumfire._errors.resume_named` renames a resume's at the API's boundary)."""
+    try:
+        yield
+    except UsageError as exc:
+        if not keywords:
+            raise
+        text = str(exc)
+        for option, keyword in _KEYWORDS:
+            text = text.replace(option, keyword)
+        raise type(exc)(text) from None
+
+
+def _at_least_one(keywords: bool, keyword: str, option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        if keywords:
+            raise UsageError(f"{keyword}={value!r}: give a whole number, 1 or more")
+        raise UsageError(f"the {option} must be at least 1")
 
 
 @dataclass
@@ -132,7 +165,10 @@ def make_plan(
     seed: int | None,
     verify: bool | TLS,
     max_body: int,
+    keywords: bool = False,
 ) -> _Plan:
+    """The run bench() and ``drumfire bench`` describe; ``keywords``: the messages name
+    the settings as bench()'s keywords (``concurrency=0``), else as the options (``-c``)."""
     if rows is not None and input is not None:
         raise UsageError("give rows or an input file, not both")
     if shuffle and rows is None and input is None:  # one URL: nothing to shuffle
@@ -141,22 +177,25 @@ def make_plan(
         )
     if seed is not None and not shuffle:  # silently ignored, it promised a reproducible order
         raise UsageError("--seed (seed=) is the seed of --shuffle: give --shuffle too")
-    if requests is not None and requests < 1:
-        raise UsageError("the request count (-n) must be at least 1")
-    if concurrency is not None and concurrency < 1:
-        raise UsageError("the concurrency (-c) must be at least 1")
+    _at_least_one(keywords, "requests", "request count (-n)", requests)
+    _at_least_one(keywords, "concurrency", "concurrency (-c)", concurrency)
     check_seconds("timeout", timeout)  # a NaN passed "<= 0" and never fired
     check_seconds("connect_timeout", connect_timeout)
-    warm = parse_duration(warmup, "--warmup")
-    length = parse_duration(duration, "-z/--duration") if duration is not None else None
-    if length is not None and length <= 0:
-        raise UsageError("the duration (-z) must be more than 0")
-    profile: RateProfile | None = parse_rate_profile(rate) if rate is not None else None
-    if length is None and requests is None and (profile is None or math.isinf(profile.length)):
-        length = DEFAULT_DURATION
-    if profile is not None and not math.isinf(profile.length) and length is None:
-        length = profile.length if requests is None else None
-    schedule = Schedule(profile, warm, length) if profile is not None else None
+    with _keyword_names(keywords):
+        warm = parse_duration(warmup, "--warmup")
+        length = parse_duration(duration, "-z/--duration") if duration is not None else None
+        if length is not None and length <= 0:
+            raise UsageError(
+                f"duration={duration!r}: give a duration above 0"
+                if keywords
+                else "the duration (-z) must be more than 0"
+            )
+        profile: RateProfile | None = parse_rate_profile(rate) if rate is not None else None
+        if length is None and requests is None and (profile is None or math.isinf(profile.length)):
+            length = DEFAULT_DURATION
+        if profile is not None and not math.isinf(profile.length) and length is None:
+            length = profile.length if requests is None else None
+        schedule = Schedule(profile, warm, length) if profile is not None else None
     conc = concurrency or (
         DEFAULT_OPEN_CONCURRENCY if profile is not None else DEFAULT_CLOSED_CONCURRENCY
     )
@@ -298,7 +337,7 @@ async def abench(
         url, rows=rows, input=input, input_format=input_format, method=method,
         headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
-        shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
+        shuffle=shuffle, seed=seed, verify=verify, max_body=max_body, keywords=True,
     )  # fmt: skip
     display = open_bench_display(shown, clock, plan.settings)
     report: BenchReport | None = None
@@ -359,7 +398,7 @@ def bench(
         url, rows=rows, input=input, input_format=input_format, method=method,
         headers=headers, data=data, concurrency=concurrency, rate=rate, requests=requests,
         duration=duration, warmup=warmup, timeout=timeout, connect_timeout=connect_timeout,
-        shuffle=shuffle, seed=seed, verify=verify, max_body=max_body,
+        shuffle=shuffle, seed=seed, verify=verify, max_body=max_body, keywords=True,
     )  # fmt: skip
     return run_plan(plan, progress=progress_choice(progress, quiet), clock=clock, final=True)
 

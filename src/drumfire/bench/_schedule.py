@@ -152,7 +152,7 @@ def parse_rate_profile(spec: str | float | int) -> RateProfile:
         return RateProfile((Segment(value, value, math.inf),), f"{value:g}/s")
     text = str(spec).strip().replace(" ", "")
     if not text:
-        raise UsageError("--rate is empty")
+        raise UsageError(f"--rate {spec!r}: give a rate like 500, 500/s or 100/min")
     if "@" not in text:
         if "," in text:
             raise UsageError(f"--rate {spec!r}: give each stage a duration, like 100@10s,200@10s")
@@ -197,7 +197,7 @@ class Schedule:
         if profile.ramp_over_run:
             if duration is None or math.isinf(duration):
                 raise UsageError(
-                    f"--rate {profile.text}: a ramp over the run needs a duration (-z), "
+                    f"--rate {profile.text!r}: a ramp over the run needs a duration (-z), "
                     "or give stages like 100:1000@30s"
                 )
             segs = [Segment(segs[0].start, segs[0].end, duration)]
