@@ -219,6 +219,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             self.rows.kept if self.keep else None,
             # File options (drumfire._bodies.FilePlan): a saved body's path, size, hash.
             files=getattr(plan, "files", None),
+            keep=self.keep,
         )
         self.concurrency = most
         self._total = most  # most requests in flight in the whole run (× depth when pipelining)

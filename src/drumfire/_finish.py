@@ -6,7 +6,7 @@ No I/O and no engine state: a pure step from (flight, response, time) to a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -14,7 +14,7 @@ import orjson
 from ._errors import Reason
 from ._extract import Extractor
 from ._response import Response, json_not_utf8
-from ._result import Result
+from ._result import BASE_COLUMNS, Result
 from ._rows import Flight
 
 __all__ = ["Finisher"]
@@ -22,6 +22,33 @@ __all__ = ["Finisher"]
 _new_result = tuple.__new__  # Result(...) without NamedTuple's Python-level __new__
 #: An answer over --max-body: its body was not read, so --parse is not called on it.
 _OVER = Reason.BODY_TOO_LARGE.value
+#: The columns drumfire writes itself, which no --parse field may take: the row's truth
+#: (its id and status), the CSV's parse_extra, a saved body's path, size and hash.
+_OWN = frozenset((*BASE_COLUMNS, "parse_extra", "saved_path", "saved_bytes", "saved_sha256"))
+
+
+def _quoted(names: Iterable[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return " and ".join(quoted) if len(quoted) < 3 else ", ".join(quoted[:-1]) + ", " + quoted[-1]
+
+
+def parse_problem(parsed: object, kept: frozenset[str]) -> str:
+    """The ``parse:`` error of what a parse function returned, or "" for a dict of new
+    fields. A field named as a column drumfire writes (``return response.json()`` of a
+    document with an ``id``) would replace the row's own, or name a CSV column twice."""
+    if not isinstance(parsed, Mapping):
+        if parsed is None:
+            return "parse: returned None, not a dict of fields (return {} for none)"
+        return f"parse: returned {type(parsed).__name__}, not a dict of fields"
+    if _OWN.isdisjoint(parsed) and kept.isdisjoint(parsed):
+        return ""
+    own = [name for name in parsed if name in _OWN]
+    if own:
+        what = "a column drumfire writes" if len(own) == 1 else "columns drumfire writes"
+    else:
+        own = [name for name in parsed if name in kept]
+        what = "a kept column" if len(own) == 1 else "kept columns"
+    return f"parse: returned {_quoted(own)}, {what}; rename {'it' if len(own) == 1 else 'them'}"
 
 
 class Finisher:
@@ -29,10 +56,10 @@ class Finisher:
 
     ``extractor``: the ``--extract`` fields (from the JSON body); ``parse``: a
     ``--parse`` function of the response; ``kept``: the row's ``--keep``
-    columns (None when none are kept).
+    columns (None when none are kept), ``keep`` their names.
     """
 
-    __slots__ = ("extractor", "files", "kept", "parse")
+    __slots__ = ("extractor", "files", "keep", "kept", "parse")
 
     def __init__(
         self,
@@ -40,11 +67,13 @@ class Finisher:
         parse: Callable[[Response], Mapping[str, Any]] | None,
         kept: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None,
         files: Any = None,
+        keep: Iterable[str] = (),
     ) -> None:
         self.extractor = extractor
         self.parse = parse
         self.kept = kept
         self.files = files  # drumfire._bodies.FilePlan: saved bodies' fields
+        self.keep = frozenset(keep)
 
     def results(self, answered: list[tuple[Flight, Response]], now: float) -> list[Result]:
         """The rows of flights answered at ``now``, in the same order."""
@@ -125,7 +154,11 @@ class Finisher:
                 except Exception as exc:
                     error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
                 else:
-                    fields = {**fields, **parsed} if fields else dict(parsed)
+                    problem = parse_problem(parsed, self.keep)
+                    if problem:
+                        error = error or problem
+                    else:
+                        fields = {**fields, **parsed} if fields else dict(parsed)
             if response.error:  # a body that could not be decoded (encoding: ...)
                 error = response.error
             if files is not None:  # a saved body: its path, size and hash
