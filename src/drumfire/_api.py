@@ -18,7 +18,7 @@ from typing import Any
 
 from ._columns import INT
 from ._engine import Engine
-from ._errors import UsageError
+from ._errors import UsageError, as_called
 from ._job import Job
 from ._live import Stopper, live, unwatch_sigint, watch_sigint
 from ._loop import new_event_loop
@@ -99,27 +99,6 @@ _DOC_ARGS = """
 """
 
 
-#: The command line's words in the messages of the checks before the first request
-#: (shared with ``drumfire run``), as a call names them: ``url=``, not ``--url``.
-_KEYWORDS = (
-    ("--keep names column", "keep= names column"),
-    ("--id names column", "id= names column"),
-    ("bad --extract expression", "bad extract= expression"),
-    ("choose another name for -e NAME=...", "choose another name in extract="),
-    ("(--keep cannot)", "(keep= cannot)"),
-    ("name it once in --keep", "name it once in keep="),
-)
-
-
-def _as_called(exc: UsageError) -> UsageError:
-    """``exc`` with the keywords of the call where it names command-line options."""
-    text = str(exc)
-    named = "url=" + text[len("--url ") :] if text.startswith("--url ") else text
-    for option, keyword in _KEYWORDS:
-        named = named.replace(option, keyword)
-    return exc if named == text else type(exc)(named)
-
-
 def _source_and_job(
     rows: Any, url: str, kwargs: dict[str, Any], parse: Any
 ) -> tuple[Source, Job, Any]:
@@ -131,7 +110,7 @@ def _source_and_job(
     try:
         return prepare(rows, url, kwargs, parse is not None)
     except UsageError as exc:
-        named = _as_called(exc)
+        named = as_called(exc)
         if named is exc:
             raise
         raise named from None
@@ -380,7 +359,7 @@ def _engine_and_display(
     try:  # the templates are checked against the columns here
         engine = job.engine(source, output.wrap(on_result), parse=parse, **kwargs)
     except UsageError as exc:
-        named = _as_called(exc)
+        named = as_called(exc)
         if named is exc:
             raise
         raise named from None

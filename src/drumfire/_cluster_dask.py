@@ -16,7 +16,7 @@ from ._cluster import PARTITION_SIZE, Part, check_columns, plan_parts, split_job
 from ._cluster_store import optional_module, require_dask
 from ._cluster_task import part_results, run_source
 from ._columns import BOOL, FLOAT, INT, STRING, UNFIT, convert, json_text
-from ._errors import UsageError
+from ._errors import UsageError, as_called
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -176,43 +176,49 @@ def run_dask(
         if name in settings:
             raise UsageError(f"run_dask: {name}= is not supported: {why}")
     check_keywords(settings, "run_dask")
-    job = make_job(url, **settings)
-    job.extractor()
-    if job.uses_files():  # as --cluster (the saved files would be on the workers, unnamed)
-        raise UsageError(
-            "run_dask: data_file=, files=, form= and save_body= are not supported on a "
-            "cluster yet (as --cluster); use drumfire.run_all on one machine"
-        )
-    if workers is None:
-        try:
-            workers = sum(optional_module("distributed").default_client().nthreads().values())
-        except ValueError:
-            workers = 1
-    task_job = split_job(job, workers or 1)
-    if isinstance(data, str | os.PathLike):
-        from ._sources import check_delimiter, format_for
-
-        path = os.fspath(data)
-        fmt = input_format or format_for(path, None)
-        if delimiter is not None:
-            delimiter = check_delimiter(delimiter, "delimiter")
-        parts = plan_parts(path, fmt, encoding, partition_size, delimiter)
-        check_columns(job, path, fmt, encoding, parts)
-        kinds = _kinds(job, dtypes)
-        meta = _frame([], job, kinds)
-        return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)
-    for name, value in (("input_format", input_format), ("delimiter", delimiter)):
-        if value is not None:  # as drumfire.run says it for rows that are not a path
+    try:  # the checks are the command line's: named as this call names them (url=, keep=)
+        job = make_job(url, **settings)
+        job.extractor()
+        if job.uses_files():  # as --cluster (the saved files would be on the workers, unnamed)
             raise UsageError(
-                f"run_dask: {name}= applies only when data is a file path; a Dask frame "
-                "is read already (dask.dataframe.read_csv(PATH, sep=...))"
+                "run_dask: data_file=, files=, form= and save_body= are not supported on a "
+                "cluster yet (as --cluster); use drumfire.run_all on one machine"
             )
-    import pandas as pd
+        if workers is None:
+            try:
+                workers = sum(optional_module("distributed").default_client().nthreads().values())
+            except ValueError:
+                workers = 1
+        task_job = split_job(job, workers or 1)
+        if isinstance(data, str | os.PathLike):
+            from ._sources import check_delimiter, format_for
 
-    from ._sources import rows_source
+            path = os.fspath(data)
+            fmt = input_format or format_for(path, None)
+            if delimiter is not None:
+                delimiter = check_delimiter(delimiter, "delimiter")
+            parts = plan_parts(path, fmt, encoding, partition_size, delimiter)
+            check_columns(job, path, fmt, encoding, parts)
+            kinds = _kinds(job, dtypes)
+            meta = _frame([], job, kinds)
+            return dd.from_map(_path_partition, parts, job=task_job, kinds=kinds, meta=meta)
+        for name, value in (("input_format", input_format), ("delimiter", delimiter)):
+            if value is not None:  # as drumfire.run says it for rows that are not a path
+                raise UsageError(
+                    f"run_dask: {name}= applies only when data is a file path; a Dask frame "
+                    "is read already (dask.dataframe.read_csv(PATH, sep=...))"
+                )
+        import pandas as pd
 
-    # Templates, keep= and id= against the frame's columns now, as drumfire.run does,
-    # rather than in every task once computed.
-    job.check(job.plan(), rows_source(pd.DataFrame(columns=list(data.columns))))
-    kinds = _kinds(job, dtypes, data.dtypes)
-    return data.map_partitions(_frame_partition, task_job, kinds, meta=_frame([], job, kinds))
+        from ._sources import rows_source
+
+        # Templates, keep= and id= against the frame's columns now, as drumfire.run does,
+        # rather than in every task once computed.
+        job.check(job.plan(), rows_source(pd.DataFrame(columns=list(data.columns))))
+        kinds = _kinds(job, dtypes, data.dtypes)
+        return data.map_partitions(_frame_partition, task_job, kinds, meta=_frame([], job, kinds))
+    except UsageError as exc:
+        named = as_called(exc)
+        if named is exc:
+            raise
+        raise named from None

@@ -41,6 +41,7 @@ __all__ = [
     "SinkError",
     "TemplateError",
     "UsageError",
+    "as_called",
     "columns_differ",
     "explain",
     "reason_for",
@@ -115,6 +116,30 @@ def columns_differ(where: str, found: Sequence[str], columns: Sequence[str]) -> 
         f"{RESUME}the columns of {where} ({','.join(found)}) differ from this run's "
         f"({','.join(columns)}); {_SAME_SAVED if saved else _SAME_FIELDS}"
     )
+
+
+#: The command line's words in the messages of the checks before the first request
+#: (shared with ``drumfire run``), as a call names them: ``url=``, not ``--url``.
+_KEYWORDS = (
+    ("--keep names column", "keep= names column"),
+    ("--id names column", "id= names column"),
+    ("bad --extract expression", "bad extract= expression"),
+    ("choose another name for -e NAME=...", "choose another name in extract="),
+    ("(--keep cannot)", "(keep= cannot)"),
+    ("name it once in --keep", "name it once in keep="),
+    ("? say --delimiter ", "? say delimiter="),
+)
+
+
+def as_called(exc: UsageError) -> UsageError:
+    """``exc`` with the keywords of a Python call (run, run_all, run_dask) where it names
+    command-line options: the checks are the command line's, and the API's boundary
+    renames their words, as :func:`resume_named` does a resume's."""
+    text = str(exc)
+    named = "url=" + text[len("--url ") :] if text.startswith("--url ") else text
+    for option, keyword in _KEYWORDS:
+        named = named.replace(option, keyword)
+    return exc if named == text else type(exc)(named)
 
 
 def resume_named(exc: UsageError, name: str) -> UsageError:

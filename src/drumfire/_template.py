@@ -329,7 +329,7 @@ def _separator_hint(available: set[str] | frozenset[str]) -> str:
         for sep in (";", "|", "\t"):
             if sep in only:
                 shown = "'\\t'" if sep == "\t" else repr(sep)
-                return f"; fields separated by {shown}? say --delimiter {shown} (delimiter=)"
+                return f"; fields separated by {shown}? say --delimiter {shown}"
     return ""
 
 

@@ -411,3 +411,32 @@ def test_a_resume_sees_any_file_of_a_parquet_directory_replaced(tmp_path: Path) 
     assert again.returncode == 2, again.stderr
     assert "was written for another input or partitioning" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_run_dask_names_its_keywords_not_the_command_line(tmp_path: Path) -> None:
+    """run_dask's template and column checks said --url, --keep, --id, --extract and -e, as
+    the command line's do; drumfire.run says url=, keep=, id=, extract= (README)."""
+    from drumfire import UsageError
+    from drumfire.cluster import run_dask
+
+    src = tmp_path / "in.csv"
+    src.write_text("id;u\na;x\n")
+    frame = pd.DataFrame({"id": ["a"], "u": ["x"]})
+    import dask.dataframe as dd
+
+    lazy = dd.from_pandas(frame, npartitions=1)
+    url = "http://127.0.0.1:9/{u}"
+    cases: list[tuple[Any, dict[str, Any], str]] = [
+        (src, {}, "url='http://127.0.0.1:9/{u}' uses column 'u', which the input does not "
+                  "have (columns: id;u); fields separated by ';'? say delimiter=';'"),
+        (lazy, {"keep": ["z"]}, "keep= names column 'z', which the input does not have"),
+        (lazy, {"id": "z"}, "id= names column 'z', which the input does not have"),
+        (lazy, {"extract": {"x": "[["}}, "bad extract= expression '[['"),
+        (lazy, {"extract": {"status": "a"}}, "output column 'status' is a column every row "
+                                             "has; choose another name in extract="),
+    ]  # fmt: skip
+    for data, kwargs, message in cases:
+        with pytest.raises(UsageError) as info:
+            run_dask(data, url, **kwargs)
+        assert str(info.value).startswith(message), info.value
+        assert "--" not in str(info.value), info.value

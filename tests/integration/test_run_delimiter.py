@@ -126,4 +126,10 @@ def test_a_header_of_one_column_holding_a_separator_says_delimiter(tmp_path: Pat
     source = tmp_path / "in.csv"
     source.write_text("id;u\na;x\n")
     proc = cli("run", source, "--url", "http://127.0.0.1:9/{u}", "-o", "-")
-    one_error_line(proc, 2, "(columns: id;u); fields separated by ';'? say --delimiter ';'")
+    line = one_error_line(proc, 2, "(columns: id;u); fields separated by ';'? say --delimiter ';'")
+    # each names its own words: the command line was also told "(delimiter=)", and a
+    # Python call "say --delimiter ';' (delimiter=)", which it never typed
+    assert line.endswith("say --delimiter ';'"), line
+    with pytest.raises(drumfire.TemplateError) as info:
+        drumfire.run_all(source, "http://127.0.0.1:9/{u}")
+    assert str(info.value).endswith("fields separated by ';'? say delimiter=';'"), info.value
