@@ -92,3 +92,20 @@ def test_the_architecture_tree_names_every_module() -> None:
     for name in set(re.findall(r"(?<![\w.])(_?\w+(?:/\w+)?\.py)\b", tree)):
         found = list(package.glob(f"**/{name}")) + list(ROOT.glob(name))
         assert found or name == "FILE.py", f"the architecture names {name}, which is gone"
+
+
+def test_the_keep_examples_are_accepted() -> None:
+    """The README and --help showed ``--keep '"lat, lon",id'``, which run refuses: ``id``
+    is a column every row has (rename it in the input: --keep cannot)."""
+    from click.testing import CliRunner
+
+    from drumfire._cli_common import column_list
+    from drumfire._job import make_job
+
+    help_text = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
+    examples = re.findall(r"--keep '([^']*(?:'\"'\"'[^']*)*)'", TEXT + help_text)
+    examples = [e for e in examples if '"' in e]  # the quoted names' examples
+    assert len(examples) >= 2, examples
+    for example in examples:
+        names = column_list([example], "--keep")
+        make_job("http://h/", keep=names).extractor()  # raises for a column every row has

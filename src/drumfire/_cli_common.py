@@ -151,7 +151,7 @@ def column_list(values: Sequence[str], option: str) -> list[str]:
     """Column names from a repeatable, comma-separated option (``--keep a,b --keep c``).
 
     A name that holds a comma is written in double quotes, as in a CSV header
-    and as xsv's column selections take it: ``--keep '"lat, lon",id'``; a quote
+    and as xsv's column selections take it: ``--keep '"lat, lon",city'``; a quote
     inside it is doubled, as in CSV. A quoted name is taken exactly
     (spaces kept); an unquoted one is stripped of spaces around it, and empty
     ones are skipped, as before quoting existed. A quote that does not start a

@@ -336,7 +336,7 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     multiple=True,
     metavar="COLUMN",
     help="Input column(s) to copy to the output; repeatable or comma-separated (a name "
-    "with a comma in double quotes: --keep '\"lat, lon\",id').",
+    "with a comma in double quotes: --keep '\"lat, lon\",city').",
 )
 @click.option(
     "-n",
