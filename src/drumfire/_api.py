@@ -9,6 +9,7 @@ when the consumer falls behind so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from array import array
@@ -482,7 +483,24 @@ def _run_all(rows: Any, url: str, as_frame: bool | None, kwargs: dict[str, Any])
         # result with another row's input).
         _kept_as_given(frame, rows, job.keep, skipped)
         frame.index = index.delete(list(skipped)) if skipped else index
+    elif frame_in and records:
+        _kept_typed(frame, rows, job.keep, records)
     return frame
+
+
+def _kept_typed(frame: Any, rows: Any, keep: Iterable[str], records: list[dict[str, Any]]) -> None:
+    """The kept columns of ``frame`` in completion order (``ordered=False``), in the input
+    DataFrame's dtypes: left to pandas' inference, a nullable ``Int64`` column with a gap
+    became ``float64`` (2**60 + 1 came back 1152921504606846976), and a ``category`` or
+    ``boolean`` one text. A column whose values no longer fit its dtype is left as made."""
+    import pandas as pd
+
+    labels = {str(c): c for c in rows.columns}
+    for name in keep:
+        if name in frame.columns and name in labels:
+            values = [record.get(name) for record in records]
+            with contextlib.suppress(TypeError, ValueError):
+                frame[name] = pd.array(values, dtype=rows[labels[name]].dtype)
 
 
 def _kept_as_given(frame: Any, rows: Any, keep: Iterable[str], skipped: array[int]) -> None:

@@ -149,6 +149,27 @@ def test_run_all_keeps_a_dataframes_kept_columns_as_it_holds_them(tmp_path: Path
     pd.testing.assert_frame_equal(resumed[keep], df[keep].iloc[[1, 2, 4, 5]])
 
 
+def test_run_all_unordered_keeps_the_kept_columns_types_and_values() -> None:
+    """With ordered=False (completion order, a fresh index) the kept columns were made from
+    the results' values alone: a nullable Int64 column with a gap came back float64, 2**60 + 1
+    as 1152921504606846976, and a category or boolean column as text or object."""
+    pd = pytest.importorskip("pandas")
+    big = 2**60 + 1
+    df = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(4)],
+            "n": pd.array([big, None, 3, big + 2], dtype="Int64"),
+            "c": pd.Series(["a", None, "b", "a"], dtype="category"),
+            "b": pd.array([True, None, False, True], dtype="boolean"),
+        }
+    )
+    keep = ["n", "c", "b"]
+    with ScriptedServer(lambda *a: respond(200, {})) as srv:
+        got = drumfire.run_all(df, srv.url("/{id}"), keep=keep, ordered=False, progress=False)
+    got = got.set_index("id").loc[df["id"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[keep], df[keep])
+
+
 LEFT_GOING = """
 import sys
 import drumfire
