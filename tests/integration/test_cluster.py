@@ -880,7 +880,7 @@ def test_run_dask_refuses_what_it_cannot_do_before_anything_is_computed(tmp_path
         with pytest.raises(UsageError) as caught:
             run_dask(frame, url, workers=1, **kwargs)
         assert str(caught.value).startswith(needle), caught.value
-    with pytest.raises(TemplateError, match="^keep= names column 'nope'"):
+    with pytest.raises(TemplateError, match=r"^keep= names column 'nope'"):
         run_dask(frame, url, workers=1, keep=["nope"])
     with pytest.raises(TemplateError, match="'missing'"):
         run_dask(frame, "http://127.0.0.1:9/x?q={missing}", workers=1)

@@ -162,6 +162,17 @@ def test_subset_and_limit(server: DemoServer, routes: Path) -> None:
     assert len(data["strategies"]) == 2
 
 
+def test_limit_counts_a_bad_line_as_run_does(server: DemoServer, tmp_path: Path) -> None:
+    """``-n 2`` is the first two rows of INPUT, as ``drumfire run -n 2`` takes them: a bad
+    line is one of them (run gives it its error row; compare leaves it out and says so).
+    compare skipped it and took the next good row instead, so the two sent other rows."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,n\na,1\nb,2,extra\nc,3\n", encoding="utf-8")
+    report = compare(rows, server.base_url + "/status/200?n={n}", strategies="drumfire", limit=2)
+    assert (report.rows, report.skipped_rows) == (1, 1)
+    assert report.to_dict()["skipped_rows"] == 1
+
+
 def test_without_extract_the_rows_compare_by_status(server: DemoServer, routes: Path) -> None:
     """No -e: every strategy's rows are compared by their status. drumfire's rows have an
     empty fields dict there and the others' none, and every row was reported to differ,

@@ -88,8 +88,8 @@ def _load_rows(
     skipped = 0
     try:
         for line, row in source.items:
-            if limit is not None and len(rows) >= limit:
-                break
+            if limit is not None and len(rows) + skipped >= limit:
+                break  # a bad line counts, as with drumfire run -n (it gets its row there)
             if isinstance(row, InputProblem):
                 skipped += 1
                 continue
