@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import drumfire
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,23 @@ def test_bench_is_the_function_whichever_is_imported_first() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     assert drumfire.bench is drumfire.bench  # resolved once, then a plain attribute
     assert callable(drumfire.bench)
+
+
+@pytest.mark.parametrize("first", ["import drumfire", "import drumfire.bench, drumfire"])
+def test_the_bench_names_the_docs_write_dotted_are_there(first: str) -> None:
+    """docs/bench.md and the README write ``drumfire.bench.BenchError``,
+    ``drumfire.bench.bench`` and ``drumfire.bench.parse_rate_profile``: once ``drumfire.bench``
+    was the function, each was an AttributeError ('function' object has no attribute)."""
+    code = (
+        f"{first}\n"
+        "drumfire.bench\n"  # resolved: the function, or the callable package
+        "import sys\n"
+        "package = sys.modules['drumfire.bench']\n"
+        "for name in package.__all__:\n"
+        "    assert getattr(drumfire.bench, name) is getattr(package, name), name\n"
+        "assert issubclass(drumfire.bench.BenchError, Exception)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 def test_every_exported_exception_is_raised_somewhere() -> None:

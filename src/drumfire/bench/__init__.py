@@ -37,3 +37,10 @@ class _CallablePackage(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallablePackage
+
+# Once ``drumfire.bench`` was asked for before this package was imported, it is the function
+# (drumfire.__getattr__): its package's names stay reachable through it as the docs write
+# them, ``drumfire.bench.BenchError`` and the rest ('function' has no attribute, else).
+for _name in __all__:
+    setattr(bench, _name, globals()[_name])
+del _name
