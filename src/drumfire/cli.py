@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -960,6 +961,18 @@ def _run(
     return stats, code
 
 
+def _keeps_rows(output: str) -> bool:
+    """Whether a run can be resumed from ``output``: not standard output, nor a device such
+    as ``/dev/null`` (a hint to add --resume there would send every row again)."""
+    if output == "-":
+        return False
+    try:
+        mode = os.stat(output).st_mode
+    except (OSError, ValueError):  # not there (a sqlite:/// URL, a file not made yet)
+        return True
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
 def _finish(
     stats: Stats,
     code: int,
@@ -983,11 +996,12 @@ def _finish(
             return 1
     argv = hide_secrets(sys.argv[1:])
     hidden = " (header values, -u and URL user info shown as ***)" if argv != sys.argv[1:] else ""
+    keeps = _keeps_rows(output)
     if code in (130, 143):
-        if not quiet and output != "-":
+        if not quiet and keeps:
             click.echo(f"  resume with: {rerun_command(argv, '--resume')}{hidden}", err=True)
         return code
-    if not quiet and output != "-":
+    if not quiet and keeps:
         failed = Selection(RETRY_FAILED_DEFAULT, "--retry-failed").count(
             stats.reasons, stats.statuses
         )

@@ -631,6 +631,18 @@ def test_fail_on_error_gives_scripts_exit_status_3(tmp_path: Path) -> None:
         assert "re-send the failed rows with: drumfire run " in failing.stderr
 
 
+def test_no_rerun_hint_for_an_output_that_keeps_nothing(tmp_path: Path) -> None:
+    """``-o /dev/null`` keeps no row to resume from: the summary said "re-send the failed
+    rows with: drumfire run … -o /dev/null --retry-failed", which sends every row again."""
+    urls = tmp_path / "urls.txt"
+    with refused_port() as port:
+        urls.write_text(f"http://127.0.0.1:{port}/\n")
+        proc = drumfire("run", urls, "--retries", "0", "-o", "/dev/null")
+    assert proc.returncode == 0, proc.stderr
+    assert "connect ×1" in proc.stderr
+    assert "re-send" not in proc.stderr
+
+
 def test_the_rerun_hint_never_shows_a_header_value_or_a_password(tmp_path: Path) -> None:
     """The command to paste hides -H values and URL user info, as every message does."""
     with refused_port() as port:
