@@ -142,3 +142,12 @@ def test_bench_names_its_keywords(kwargs: dict[str, Any], message: str) -> None:
         drumfire.bench("http://127.0.0.1:8080/x", progress=False, **kwargs)
     assert str(info.value).startswith(message), info.value
     assert " -" not in str(info.value), info.value
+
+
+def test_max_body_takes_a_size_as_run_does() -> None:
+    """``bench(max_body="64M")``, as ``run(max_body="64M")`` takes it: the text went to every
+    connection, whose first answer raised TypeError in the transport (a traceback each)."""
+    assert plan(max_body="64M").runner_args["max_body"] == 64 * 1024 * 1024
+    assert plan(max_body=1000).runner_args["max_body"] == 1000
+    with pytest.raises(UsageError, match=r"^max_body=-1: give a number of bytes"):
+        plan(max_body=-1)

@@ -17,7 +17,7 @@ from typing import Any
 from .._connection import TLS
 from .._errors import TemplateError, UsageError
 from .._loop import loop_name, new_event_loop
-from .._options import check_seconds
+from .._options import check_seconds, check_size
 from .._request import RequestPlan
 from .._rows import InputProblem, row_place
 from .._settings import MAX_BODY
@@ -164,7 +164,7 @@ def make_plan(
     shuffle: bool,
     seed: int | None,
     verify: bool | TLS,
-    max_body: int,
+    max_body: int | str,
     keywords: bool = False,
 ) -> _Plan:
     """The run bench() and ``drumfire bench`` describe; ``keywords``: the messages name
@@ -181,6 +181,7 @@ def make_plan(
     _at_least_one(keywords, "concurrency", "concurrency (-c)", concurrency)
     check_seconds("timeout", timeout)  # a NaN passed "<= 0" and never fired
     check_seconds("connect_timeout", connect_timeout)
+    max_body = check_size("max_body", max_body)  # "64M" too, as run takes it
     with _keyword_names(keywords):
         warm = parse_duration(warmup, "--warmup")
         length = parse_duration(duration, "-z/--duration") if duration is not None else None
@@ -326,7 +327,7 @@ async def abench(
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = MAX_BODY,
+    max_body: int | str = MAX_BODY,
     quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
     progress: bool | None = None,
@@ -367,7 +368,7 @@ def bench(
     shuffle: bool = False,
     seed: int | None = None,
     verify: bool = True,
-    max_body: int = MAX_BODY,
+    max_body: int | str = MAX_BODY,
     quiet: bool | None = None,
     clock: Callable[[], float] = time.perf_counter,
     progress: bool | None = None,
