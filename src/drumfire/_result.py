@@ -144,6 +144,10 @@ class Stats:
         # the histogram is read or they are many: hdrh's record_value is Python and
         # costs more than the rest of add().
         self._pending: Counter[int] = Counter()
+        # The longest latency, as the row has it: the histogram gives its bucket's
+        # top, up to 0.1 % above, and the summary's max (and a one-row p50) was a
+        # figure no row of the output had.
+        self.longest_ms = 0.0
         self.concurrency = 0  # requests in flight at the last tick
         self.limit = 0  # the concurrency limit at the last tick, in requests
         # Origins held at the last tick that rows wait for, longest wait first: (host,
@@ -185,7 +189,11 @@ class Stats:
         else:
             self.reasons[f"http {status}"] += 1
         if result.attempts:
-            us = int(result.elapsed_ms * 1000) or 1
+            ms = result.elapsed_ms
+            if ms > self.longest_ms:
+                self.longest_ms = ms
+            # (whole µs rounded, as the output writes elapsed_ms: a row's p50 is its max)
+            us = round(ms * 1000) or 1
             shift = us.bit_length() - 12
             if shift > 0:
                 us = us >> shift << shift
@@ -211,7 +219,11 @@ class Stats:
             if None not in statuses and not any(map(_ERROR, results)):
                 tries: list[int] = list(map(_ATTEMPTS, results))
                 if 0 not in tries:
-                    micros = list(map(int, map(_TO_MICROS, map(_ELAPSED, results))))
+                    took: list[float] = list(map(_ELAPSED, results))
+                    top = max(took)
+                    if top > self.longest_ms:
+                        self.longest_ms = top
+                    micros = list(map(round, map(_TO_MICROS, took)))
                     if 0 in micros:
                         micros = [us or 1 for us in micros]
                     pending = self._pending
@@ -225,6 +237,7 @@ class Stats:
         get = pending.get
         add = self.add
         requests = 0
+        top = self.longest_ms
         codes: list[int] = []  # the statuses of the rows answered without an error
         for result in results:
             _id, status, elapsed_ms, attempts, error, _fields, _kept = result
@@ -233,11 +246,15 @@ class Stats:
                 continue
             codes.append(status)
             requests += attempts
-            us = int(elapsed_ms * 1000) or 1
+            if elapsed_ms > top:
+                top = elapsed_ms
+            us = round(elapsed_ms * 1000) or 1
             shift = us.bit_length() - 12
             if shift > 0:
                 us = us >> shift << shift
             pending[us] = get(us, 0) + 1
+        if top > self.longest_ms:  # (rows given to add() above may have raised it)
+            self.longest_ms = top
         if codes:
             self.requests += requests
             self._answered(codes)
@@ -289,9 +306,16 @@ class Stats:
         return self.done / self.wall
 
     def percentile_ms(self, pct: float) -> float:
+        """The latency percentile ``pct`` (0-100) in ms, to the histogram's 3
+        significant digits, never above the longest latency (:meth:`max_ms`)."""
         if self.latency.get_total_count() == 0:
             return 0.0
-        return float(self.latency.get_value_at_percentile(pct)) / 1000.0
+        return min(float(self.latency.get_value_at_percentile(pct)) / 1000.0, self.max_ms())
+
+    def max_ms(self) -> float:
+        """The longest latency of a row that made a request, to the microsecond as
+        the output writes ``elapsed_ms`` (0.0 when no row made one)."""
+        return round(self.longest_ms, 3)
 
     def summary(self) -> dict[str, Any]:
         """A plain dict of the figures, for ``--json`` and the Python API."""
@@ -308,7 +332,7 @@ class Stats:
                 "p50": self.percentile_ms(50),
                 "p90": self.percentile_ms(90),
                 "p99": self.percentile_ms(99),
-                "max": float(self.latency.get_max_value()) / 1000.0,
+                "max": self.max_ms(),
             },
             "stopped": self.stopped,
             "skipped": self.skipped,

@@ -272,6 +272,24 @@ def test_percentiles_are_ordered(latencies: list[float]) -> None:
     assert p[-1] == pytest.approx(max(latencies), rel=0.002, abs=0.002)
 
 
+
+@pytest.mark.parametrize("latencies", [[206.644], [205.216, 205.274], [1.5] * 3 + [123456.789] * 9])
+def test_max_is_the_longest_row_and_no_percentile_is_above_it(latencies: list[float]) -> None:
+    # The histogram gives its bucket's top (206.719 for one row of 206.644 ms): the
+    # summary said a max, and for one row a p50, that no row of the output had.
+    results = [Result(str(i), 200, ms, 1, "") for i, ms in enumerate(latencies)]
+    one, many = Stats(FakeClock()), Stats(FakeClock())
+    for result in results:
+        one.add(result)
+    many.add_all(results)  # the path without a Python loop (8 rows or more) too
+    for stats in (one, many):
+        lat = stats.summary()["latency_ms"]
+        assert lat["max"] == max(latencies)
+        assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        if len(latencies) == 1:
+            assert lat["p50"] == lat["p99"] == latencies[0]
+        assert lat["p50"] == pytest.approx(sorted(latencies)[(len(latencies) - 1) // 2], rel=1e-3)
+
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(
@@ -568,3 +586,24 @@ def test_held_text_says_what_the_rows_wait_for() -> None:
         "held by Retry-After, 1m15s (a:8080) +1 host"
     )
     assert held_text([("a", 0.01, "quota")]) == "waiting for quota, 1s (a)"
+
+
+def test_a_cluster_run_adds_up_the_parts_longest_latency() -> None:
+    # --cluster adds up each part's figures: the max is the longest row of any part,
+    # also from a part written before the figures carried it (its histogram's max).
+    from drumfire._cluster import add_figures, figures
+
+    parts = []
+    for ms in (12.345, 678.901):
+        part = Stats(FakeClock())
+        part.add(Result("a", 200, ms, 1, ""))
+        parts.append(figures(part))
+    old = dict(parts[0])
+    del old["longest_ms"]
+    total = Stats(FakeClock())
+    for got in parts:
+        add_figures(total, got)
+    assert total.summary()["latency_ms"]["max"] == 678.901
+    alone = Stats(FakeClock())
+    add_figures(alone, old)
+    assert alone.summary()["latency_ms"]["max"] == pytest.approx(12.345, rel=1e-3)
