@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import tempfile
 from codecs import BOM_UTF8
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -759,6 +760,42 @@ def test_count_rows_across_blocks(tmp_path: Path) -> None:
     data = b'a,b\n1,"' + big + b'"\n2,3\n'
     path = write(tmp_path, "big.csv", data)
     assert count_rows(path, header=True, quoted=True) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("c.csv", b"id\na\n\n\nb\n"),  # a run of blank lines
+        ("c.csv", b"id\r\na\r\n\r\n\r\n\r\nb\r\n"),
+        ("c.csv", b"\n\nid\na\n \t\nb\n  "),  # blank before the header, white space alone
+        ("c.csv", b'\xef\xbb\xbfid,v\na,"x\n\n\ny"\n\n\nb,"\n"\n'),  # quoted blank lines
+        ("c.jsonl", b'{"id": 1}\n\n\n  \n{"id": 2}\n'),
+        ("c.txt", b"# urls\nhttp://a/1\n\n\n  # off\nhttp://a/2\n#"),
+    ],
+)
+def test_count_rows_skips_the_lines_the_readers_skip(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    # The progress bar's total: runs of blank lines were counted as rows (the bar
+    # ended at 2/3), as were white space alone and a text list's comments.
+    path = write(tmp_path, name, data)
+    source, items = read_all(path)
+    assert source.total == len(items) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(["1", "", " ", "\t", '"x\n\ny"', "# c", "2,3"]), max_size=12),
+    st.sampled_from(["\n", "\r\n"]),
+    st.sampled_from(["c.csv", "c.txt"]),
+)
+def test_count_rows_is_the_rows_read(lines: list[str], end: str, name: str) -> None:
+    if name == "c.txt":
+        lines = [line for line in lines if '"' not in line]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp), name, ("id" + end + end.join(lines)).encode())
+        source, items = read_all(path)
+    assert source.total == len(items)
 
 
 def test_count_rows_not_a_file(tmp_path: Path) -> None:
