@@ -296,10 +296,16 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
     """The end-of-run summary as plain text lines."""
     s = stats.summary()
     lat = s["latency_ms"]
+    stopped = ""
+    if s["stopped"]:
+        # How much of the input is left: the rows done alone did not say it.
+        left = s["not_done"]
+        stopped = " (stopped early" + (
+            f": {counted(left, 'row')} of {stats.total:,} not done)" if left is not None else ")"
+        )
     lines = [
         f"drumfire: {counted(s['rows'], 'row')} in {format_wall(s['wall_s'])} — "
-        f"{s['rows_per_s']:,.0f} rows/s"
-        + (" (stopped early)" if s["stopped"] else ""),
+        f"{s['rows_per_s']:,.0f} rows/s{stopped}",
         f"  ok {s['ok']:,} · failed {s['failed']:,}"
         + (
             " (" + ", ".join(f"{k}: {v:,}" for k, v in s["failures"].items()) + ")"

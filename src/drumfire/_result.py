@@ -305,6 +305,18 @@ class Stats:
     def rate(self) -> float:
         return self.done / self.wall
 
+    @property
+    def not_done(self) -> int | None:
+        """The input's rows without a result: 0 once the run went to its end; for a
+        run stopped early, those neither done nor skipped (``--resume``) out of the
+        input's count, None when that count is not known (standard input, or a file
+        that was not counted: no progress display)."""
+        if not self.stopped:
+            return 0
+        if self.total is None:
+            return None
+        return max(0, self.total - self.done - self.skipped)
+
     def percentile_ms(self, pct: float) -> float:
         """The latency percentile ``pct`` (0-100) in ms, to the histogram's 3
         significant digits, never above the longest latency (:meth:`max_ms`)."""
@@ -335,6 +347,7 @@ class Stats:
                 "max": self.max_ms(),
             },
             "stopped": self.stopped,
+            "not_done": self.not_done,
             "skipped": self.skipped,
             "duplicate_ids": self.duplicates,
             "pipelined": self.pipelined,

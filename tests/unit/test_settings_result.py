@@ -448,6 +448,26 @@ def test_format_summary_big_numbers_and_stopped() -> None:
     assert "(" not in text.splitlines()[1]
 
 
+def test_a_stopped_run_says_how_many_rows_are_not_done() -> None:
+    # It said "(stopped early)" and the rows done: not what was left of the input.
+    clock = FakeClock(0.0)
+    stats = Stats(clock, total=3000)
+    stats.skipped = 400  # --resume: already in the output
+    for _ in range(600):
+        stats.add(Result("x", 200, 1.0, 1, ""))
+    clock.t = 2.0
+    assert stats.summary()["not_done"] == 0  # not stopped: every row has its result
+    stats.stopped = True
+    assert stats.summary()["not_done"] == 2000
+    assert format_summary(stats).splitlines()[0] == (
+        "drumfire: 600 rows in 2.00 s — 300 rows/s (stopped early: 2,000 rows of 3,000 not done)"
+    )
+    unknown = Stats(clock)  # standard input, or no count made: not said
+    unknown.stopped = True
+    assert unknown.summary()["not_done"] is None
+    assert format_summary(unknown).splitlines()[0].endswith(" (stopped early)")
+
+
 # -- Progress ----------------------------------------------------------------------------
 
 
