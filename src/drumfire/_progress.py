@@ -292,6 +292,14 @@ class Progress:
         self._live.update(self.renderable(stats, now), refresh=True)
 
 
+#: What the rows waited for, as the summary says it (see Stats.note_tick).
+_WAITED_FOR = {
+    "Retry-After": "an origin held by Retry-After",
+    "quota": "a quota's reset",
+    "retry": "retries' Retry-After or back-off",
+}
+
+
 def format_summary(stats: Stats, output: str | None = None) -> str:
     """The end-of-run summary as plain text lines."""
     s = stats.summary()
@@ -336,6 +344,15 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         lines.extend(
             f"    {reason} ×{s['failures'][reason]:,}: {escape(example)}"
             for reason, example in examples
+        )
+    if s["waited_s"]:
+        # The server's pauses are in the run's time, and so in rows/s: said, so that a
+        # fast server that asked for a pause does not look slow.
+        why = [_WAITED_FOR[w] for w in sorted(stats.waited_for) if w in _WAITED_FOR]
+        lines.append(
+            f"  waited {s['waited_s']:,.1f} s with no request in flight, for "
+            + (" and ".join(why) or "the server")
+            + ": in the time and rows/s above"
         )
     if s["pipelined"]:
         lines.append(

@@ -153,6 +153,13 @@ class Stats:
         # Origins held at the last tick that rows wait for, longest wait first: (host,
         # seconds left, "Retry-After" or "quota"). The progress line says the first.
         self.held: list[tuple[str, float, str]] = []
+        # Seconds with no request in flight while rows waited for the server's leave
+        # (a retry's Retry-After or back-off, an origin held, a quota's reset), to a
+        # tick, and what for: the run's rows/s counts that time (see note_tick). None:
+        # not measured (the parent of -p's workers, a --cluster run: no engine ticks).
+        self.waited_s: float | None = None
+        self.waited_for: set[str] = set()
+        self._ticked = self.started
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
@@ -169,6 +176,22 @@ class Stats:
         # Set when the run stopped because no connection could be made
         # (``host:port: the last error``); see Engine.unreachable_after.
         self.unreachable: str | None = None
+
+    def note_tick(
+        self, now: float, held: list[tuple[str, float, str]], inflight: int, retrying: int
+    ) -> None:
+        """The engine's tick: the origins held at ``now`` (see :attr:`held`), the
+        requests in flight and the rows sleeping before a retry. The time since the
+        last tick counts as waited when nothing was in flight and rows waited (so to a
+        tick: a twentieth of a second)."""
+        self.held = held
+        since, self._ticked = self._ticked, now
+        if inflight or not (held or retrying):
+            return
+        self.waited_s = (self.waited_s or 0.0) + (now - since)
+        self.waited_for.update(why for _host, _left, why in held)
+        if retrying:
+            self.waited_for.add("retry")
 
     def add(self, result: Result) -> None:
         self.done += 1
@@ -352,6 +375,7 @@ class Stats:
             "duplicate_ids": self.duplicates,
             "pipelined": self.pipelined,
             "resent": self.resent,
+            "waited_s": None if self.waited_s is None else round(self.waited_s, 1),
             "failure_examples": {
                 reason: self.examples[reason]
                 for reason, _ in self.reasons.most_common()

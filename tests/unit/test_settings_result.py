@@ -627,3 +627,26 @@ def test_a_cluster_run_adds_up_the_parts_longest_latency() -> None:
     alone = Stats(FakeClock())
     add_figures(alone, old)
     assert alone.summary()["latency_ms"]["max"] == pytest.approx(12.345, rel=1e-3)
+
+
+def test_the_time_waited_for_the_server_is_counted_by_the_tick() -> None:
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    assert stats.summary()["waited_s"] is None  # no engine ticks (-p's parent, --cluster)
+    stats.waited_s = 0.0
+    held = [("api.example.com", 3.0, "Retry-After")]
+    stats.note_tick(0.05, [], inflight=4, retrying=0)  # busy
+    stats.note_tick(0.10, held, inflight=2, retrying=0)  # held, but answers still due
+    stats.note_tick(0.15, held, inflight=0, retrying=0)  # nothing sent: waiting
+    stats.note_tick(0.20, [], inflight=0, retrying=3)  # rows sleeping before a retry
+    stats.note_tick(0.25, [], inflight=0, retrying=0)  # idle, nothing waits (slow input)
+    stats.note_tick(0.30, [("q.example.com", 9.0, "quota")], inflight=0, retrying=0)
+    assert stats.held == [("q.example.com", 9.0, "quota")]
+    assert stats.waited_s == pytest.approx(0.15)  # (the summary: to a tenth, 0.1)
+    assert stats.waited_for == {"Retry-After", "retry", "quota"}
+    clock.t = 1.0
+    stats.add(Result("a", 200, 1.0, 2, ""))
+    assert (
+        "  waited 0.1 s with no request in flight, for an origin held by Retry-After and "
+        "a quota's reset and retries' Retry-After or back-off: in the time and rows/s above"
+    ) in format_summary(stats).splitlines()
