@@ -8,6 +8,7 @@ the request rate.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Progress",
     "RateEstimator",
+    "draws_live",
     "format_deaths",
     "format_summary",
     "format_unreachable",
@@ -72,6 +74,26 @@ def held_text(held: Sequence[tuple[str, float, str]]) -> str:
     what = "waiting for quota" if why == "quota" else f"held by {why}"
     more = f" +{counted(len(held) - 1, 'host')}" if len(held) > 1 else ""
     return f"{what}, {format_duration(seconds)} ({host}){more}"
+
+
+def draws_live(console: Console) -> bool:
+    """Whether the live bar is drawn on ``console``: a terminal that is one (``isatty``),
+    as the Python API and ``drumfire bench`` decide.
+
+    Not rich's ``is_terminal`` alone: ``FORCE_COLOR`` (which CI set for colours) or
+    ``TTY_COMPATIBLE=1`` make it true for a log file, and the bar was redrawn into the
+    log ten times a second, cursor codes and all. ``TTY_INTERACTIVE`` (rich's switch for
+    animations) decides when set: 0 never, 1 always.
+    """
+    if not console.is_interactive:  # not a terminal, a dumb one, or TTY_INTERACTIVE=0
+        return False
+    if os.environ.get("TTY_INTERACTIVE") == "1":
+        return True
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # closed
+        return False
 
 
 class RateEstimator:

@@ -175,3 +175,28 @@ def test_the_total_skips_blank_lines_and_a_stopped_run_says_what_is_left(tmp_pat
     assert ANSWERED < written < ROWS  # the rows in flight were cancelled, not the rest
     left = ROWS - written
     assert f"(stopped early: {left} rows of {ROWS} not done)".encode() in text, text[-1500:]
+
+
+@pytest.mark.parametrize("forced", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_a_log_file_gets_no_bar_when_colours_are_forced(tmp_path: Path, forced: str) -> None:
+    # FORCE_COLOR (which CI set for colours) or TTY_COMPATIBLE=1 made rich call a log
+    # file a terminal: the bar was redrawn into it ten times a second, cursor codes
+    # and all. The bar is for a terminal that is one, as with the Python API and bench.
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n" + "".join(f"{i}\n" for i in range(1, 21)))
+    handler = Gated()
+    handler.gate.set()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTY_")}
+    env[forced] = "1"
+    with ScriptedServer(handler) as server:
+        done = subprocess.run(
+            [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-o",
+             str(tmp_path / "out.csv")],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0
+    assert "━".encode() not in done.stderr
+    assert b"\r" not in done.stderr
+    assert b"\x1b[2K" not in done.stderr  # no line erased to redraw it
+    assert b"\x1b[?25l" not in done.stderr  # nor the cursor hidden
+    assert re.sub(rb"\x1b\[[0-9;]*m", b"", done.stderr).startswith(b"drumfire: 20 rows in ")
