@@ -351,7 +351,14 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             else ""
         ),
     ]
-    if s["requests"]:  # with none (a --resume with nothing left), no latency to show
+    if s["requests"] and not s["status"]:
+        # No answer at all (refused, reset, timed out): the times are the failures', and
+        # "p50 0.3 ms" of refused connections read as a fast server (as bench says it).
+        lines.append(
+            f"  latency none: no request was answered (the failures took p50 {lat['p50']:.1f}"
+            f" ms · max {lat['max']:.1f} ms)"
+        )
+    elif s["requests"]:  # with none (a --resume with nothing left), no latency to show
         lines.append(
             f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
             f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servers import Action, ScriptedServer, respond
+from servers import Action, ScriptedServer, reset, respond
 
 
 def test_the_summary_says_the_time_waited_for_a_retry_after(tmp_path: Path) -> None:
@@ -44,3 +44,29 @@ def test_the_summary_says_the_time_waited_for_a_retry_after(tmp_path: Path) -> N
         "waited {:,.1f} s with no request in flight, for retries' Retry-After or back-off: "
         "in the time and rows/s above".format(figures["waited_s"])
     ) in proc.stderr
+
+
+def test_a_run_with_no_answer_says_no_latency(tmp_path: Path) -> None:
+    # Every connection reset: the summary said "latency p50 4.9 ms", the failures'
+    # times, which read as a fast server. It says no request was answered, as bench does.
+    def handler(
+        index: int, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Action:
+        return reset()
+
+    src = tmp_path / "in.csv"
+    src.write_text("id\n" + "".join(f"{i}\n" for i in range(20)))
+    out = tmp_path / "out.csv"
+    with ScriptedServer(handler) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "drumfire.cli", "run", str(src), "--url",
+             server.url("/x/{id}"), "-o", str(out), "--retries", "0"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 20
+    assert all(",reset" in row for row in rows)
+    [line] = [line for line in proc.stderr.splitlines() if "latency" in line]
+    assert line.startswith("  latency none: no request was answered (the failures took p50 ")
+    assert " p90 " not in line

@@ -650,3 +650,17 @@ def test_the_time_waited_for_the_server_is_counted_by_the_tick() -> None:
         "  waited 0.1 s with no request in flight, for an origin held by Retry-After and "
         "a quota's reset and retries' Retry-After or back-off: in the time and rows/s above"
     ) in format_summary(stats).splitlines()
+
+
+def test_a_run_with_no_answer_shows_no_latency_as_the_server_s() -> None:
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("a", None, 0.3, 4, "connect"))
+    stats.add(Result("b", None, 0.4, 4, "connect"))
+    clock.t = 0.5
+    lines = format_summary(stats).splitlines()
+    assert lines[2] == (
+        "  latency none: no request was answered (the failures took p50 0.3 ms · max 0.4 ms)"
+    )
+    stats.add(Result("c", 503, 2.0, 1, ""))  # one answer, a 503: latency figures again
+    assert format_summary(stats).splitlines()[2].startswith("  latency p50 ")
