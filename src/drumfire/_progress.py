@@ -51,6 +51,16 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
+def format_rate(rate: float) -> str:
+    """Rows per second as the bar and the summary say it: whole above 10, else with the
+    figures that count (a slow server's "0.5 rows/s" read "0 rows/s" next to its rows)."""
+    if rate >= 9.95 or rate <= 0:
+        return f"{rate:,.0f}"
+    if rate >= 0.0995:
+        return f"{rate:.1f}"
+    return f"{rate:.2g}"
+
+
 def format_wall(seconds: float) -> str:
     """A run's duration for the summary: seconds to 2 decimals, milliseconds below 1 s.
 
@@ -258,7 +268,7 @@ class Progress:
             line.append(f"{done:,}/{stats.total:,} ({pct:.1f}%)", style="bold")
         else:
             line.append(counted(done, "row"), style="bold")
-        line.append(f"  {rate:,.0f} rows/s")
+        line.append(f"  {format_rate(rate)} rows/s")
         if stats.total and done < stats.total:
             eta = self.estimator.eta(stats.total - done)
             if eta is not None:
@@ -335,7 +345,7 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         )
     lines = [
         f"drumfire: {counted(s['rows'], 'row')} in {format_wall(s['wall_s'])} — "
-        f"{s['rows_per_s']:,.0f} rows/s{stopped}",
+        f"{format_rate(stats.rate)} rows/s{stopped}",
         f"  ok {s['ok']:,} · failed {s['failed']:,}"
         + (
             " (" + ", ".join(f"{k}: {v:,}" for k, v in s["failures"].items()) + ")"

@@ -362,7 +362,8 @@ class Stats:
             "failures": dict(self.reasons.most_common()),
             "status": {str(k): v for k, v in sorted(self.statuses.items())},
             "wall_s": round(self.wall, 3),
-            "rows_per_s": round(self.rate, 1),
+            # (to 0.1, and 3 figures below 1: 1 row in 60 s is not 0.0)
+            "rows_per_s": round(self.rate, 1) if self.rate >= 1 else float(f"{self.rate:.3g}"),
             "latency_ms": {
                 "p50": self.percentile_ms(50),
                 "p90": self.percentile_ms(90),

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from drumfire._progress import Progress, format_duration, format_summary, format_wall, held_text
+from drumfire._progress import (
+    Progress,
+    format_duration,
+    format_rate,
+    format_summary,
+    format_wall,
+    held_text,
+)
 from drumfire._result import Result, Stats
 from drumfire._settings import IDEMPOTENT_METHODS, METHODS, Retry, Timeouts
 
@@ -348,7 +355,7 @@ def test_format_summary() -> None:
     _, stats = make_stats()
     text = format_summary(stats, "out.csv")
     lines = text.splitlines()
-    assert lines[0] == "drumfire: 11 rows in 4.00 s — 3 rows/s"
+    assert lines[0] == "drumfire: 11 rows in 4.00 s — 2.8 rows/s"
     assert "ok 5 · failed 6" in lines[1]
     assert "timeout: 2" in lines[1]
     assert "http 503: 1" in lines[1]
@@ -664,3 +671,19 @@ def test_a_run_with_no_answer_shows_no_latency_as_the_server_s() -> None:
     )
     stats.add(Result("c", 503, 2.0, 1, ""))  # one answer, a 503: latency figures again
     assert format_summary(stats).splitlines()[2].startswith("  latency p50 ")
+
+
+def test_a_slow_rate_is_not_zero() -> None:
+    # 2 rows in 5 s said "0 rows/s" (the bar too, against a server answering in 2 s);
+    # the JSON's 1 row in 60 s said 0.0.
+    assert [format_rate(r) for r in (0.0, 0.0166, 0.4, 2.75, 9.96, 12.4, 12345.6)] == [
+        "0", "0.017", "0.4", "2.8", "10", "12", "12,346"
+    ]
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("a", 200, 2000.0, 1, ""))
+    stats.add(Result("b", 200, 2000.0, 1, ""))
+    clock.t = 5.0
+    assert format_summary(stats).splitlines()[0] == "drumfire: 2 rows in 5.00 s — 0.4 rows/s"
+    clock.t = 60.0
+    assert stats.summary()["rows_per_s"] == 0.0333
