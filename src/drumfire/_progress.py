@@ -283,6 +283,11 @@ class Progress:
             line.append(f"  in flight {stats.concurrency}")
         if stats.held:
             line.append(f"  {held_text(stats.held)}", style="yellow")
+        if stats.retrying:
+            # Rows sleeping for their Retry-After or back-off: with nothing else to do,
+            # the rate falls to 0 and the ETA says stalled, which this explains.
+            waits = counted(stats.retrying, "row waits", "rows wait")
+            line.append(f"  {waits} to retry", style="yellow")
         if stats.reasons:
             parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
             line.append(f"  failed {stats.failed:,}: {parts}", style="yellow")

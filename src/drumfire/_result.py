@@ -159,6 +159,7 @@ class Stats:
         # not measured (the parent of -p's workers, a --cluster run: no engine ticks).
         self.waited_s: float | None = None
         self.waited_for: set[str] = set()
+        self.retrying = 0  # rows sleeping before a retry at the last tick
         self._ticked = self.started
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
@@ -185,6 +186,7 @@ class Stats:
         last tick counts as waited when nothing was in flight and rows waited (so to a
         tick: a twentieth of a second)."""
         self.held = held
+        self.retrying = retrying
         since, self._ticked = self._ticked, now
         if inflight or not (held or retrying):
             return
