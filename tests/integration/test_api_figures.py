@@ -219,3 +219,20 @@ def test_the_latency_max_is_the_longest_row_given(demo_server: DemoServer, count
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     if count == 1:
         assert lat["p50"] == lat["max"]
+
+
+def test_arun_stats_are_live_while_it_runs(demo_server: DemoServer) -> None:
+    # ARun.stats said 0 rows done after 30 rows were yielded (the engine's placeholder,
+    # replaced when its run started), and the total unknown, until the iteration ended.
+    async def main() -> list[tuple[int, int, int | None]]:
+        run = drumfire.arun(ROWS, demo_server.base_url + ECHO, concurrency=4)
+        seen = []
+        async for _ in run:
+            assert run.stats is not None
+            seen.append((len(seen) + 1, run.stats.done, run.stats.total))
+        return seen
+
+    seen = asyncio.run(main())
+    assert len(seen) == len(ROWS)
+    assert all(done >= yielded for yielded, done, _ in seen)  # done before it is yielded
+    assert {total for _, _, total in seen} == {len(ROWS)}
