@@ -682,10 +682,11 @@ def record_closes(text: str, delimiter: str, quoted: bool) -> tuple[bool | None,
 
 
 _NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
-#: A line the readers skip: white space only (bytes.strip()'s), or, in a text input of
-#: URLs, a comment. Found only in blocks where one may be (see _skipped).
-_BLANK = re.compile(rb"^[ \t\r\f\v]*\n", re.MULTILINE)
-_BLANK_OR_COMMENT = re.compile(rb"^[ \t\r\f\v]*(?:#[^\n]*)?\n", re.MULTILINE)
+#: A block's lines by their shape, for counting those the readers skip: white space
+#: (bytes.strip()'s) deleted, a newline kept, ``#`` kept (a text input's comment), any
+#: other byte an ``x``. A blank line is then a newline after a newline.
+_LINE_SHAPE = bytes(c if c in b"\n#" else ord("x") for c in range(256))
+_SPACE = b" \t\r\f\v"
 #: Where a line of a block may be skipped (a line of the block's start is checked
 #: apart): a line that is empty or starts with white space (or ``#``). One search:
 #: faster than the block's newlines counted twice.
@@ -696,37 +697,31 @@ _LINE_START_BLANK_OR_COMMENT = frozenset(b"\n\r \t\f\v#")
 
 
 def _skipped(block: bytes, comments: bool) -> int:
-    """How many lines of ``block`` (whole lines, each ending in a newline) are blank,
-    or (``comments``) comments: the rows a reader skips. Cheap when there is none
-    (one search of the block), a regular expression's scan otherwise."""
+    """How many whole lines of ``block`` (which starts a line) are blank, or
+    (``comments``) comments: the rows a reader skips. Cheap when there is none (one
+    search of the block), a few passes in C otherwise."""
     if comments:
         starts, maybe = _LINE_START_BLANK_OR_COMMENT, _MAYBE_BLANK_OR_COMMENT
-        pattern = _BLANK_OR_COMMENT
     else:
-        starts, maybe, pattern = _LINE_START_BLANK, _MAYBE_BLANK, _BLANK
-    if block[0] not in starts and maybe.search(block) is None:
+        starts, maybe = _LINE_START_BLANK, _MAYBE_BLANK
+    if not block or (block[0] not in starts and maybe.search(block) is None):
         return 0
-    return len(pattern.findall(block))
+    shape = block[: block.rfind(b"\n") + 1].translate(_LINE_SHAPE, _SPACE)
+    # Each line ends in x or # unless it is blank.
+    skipped = shape.count(b"\n") - shape.count(b"x\n") - shape.count(b"#\n")
+    if comments:  # a line that starts with # (after its white space)
+        skipped += shape.count(b"\n#") + shape.startswith(b"#")
+    return skipped
 
 
-def _whole_lines(f: IO[bytes]) -> Iterator[bytes]:
-    """The file in blocks of whole lines (about 4 MiB: fewer steps than
-    :func:`_line_blocks`'), each ending in a newline (one is added to a last line
-    without), a UTF-8 byte order mark dropped as the readers do."""
-    rest = b""
-    first = True
-    while chunk := f.read(1 << 22):
-        if first:
-            first = False
-            chunk = chunk.removeprefix(codecs.BOM_UTF8)
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:  # a line longer than the block
-            rest += chunk
-            continue
-        yield rest + chunk[:cut]
-        rest = chunk[cut:]
-    if rest:
-        yield rest + b"\n"
+def _from_line_start(block: bytes, start: bool) -> bytes:
+    """``block`` from its first line start: all of it when it starts one (``start``),
+    else from after its first newline (a blank line across two blocks is missed: one a
+    block at most, in an estimate)."""
+    if start:
+        return block
+    cut = block.find(b"\n")
+    return block[cut + 1 :] if cut >= 0 else b""
 
 
 def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = False) -> int | None:
@@ -746,9 +741,16 @@ def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = F
             return None
         n = plain = 0  # rows; and lines, in case a quote never closes
         inside = False  # within a quoted field at the end of the last block
+        start = True  # the next block starts a line (the last one ended with its newline)
+        last = b"\n"
         with open(path, "rb") as f:
-            for chunk in _whole_lines(f):
-                lines = chunk.count(b"\n") - _skipped(chunk, comments)
+            # In blocks as read, not whole lines: a file without a newline (a CSV whose
+            # lines end in a lone CR) is counted in a pass, as it was.
+            while chunk := f.read(1 << 22):
+                if last == b"\n":  # the first block (the readers drop a byte order mark)
+                    chunk = chunk.removeprefix(codecs.BOM_UTF8) or b"\n"
+                begins, start, last = start, chunk.endswith(b"\n"), chunk
+                lines = chunk.count(b"\n") - _skipped(_from_line_start(chunk, begins), comments)
                 plain += lines
                 if not quoted or (not inside and b'"' not in chunk):
                     n += lines
@@ -763,12 +765,16 @@ def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = F
                     parts = chunk.split(b'"')
                     # (a quote for each quoted part: a line with one is not blank)
                     outside = b'"' * inside + b'"'.join(parts[1 if inside else 0 :: 2])
-                    lines = outside.count(b"\n")
-                    if outside:
-                        lines -= _skipped(outside, False)
+                    head = _from_line_start(outside, begins and not inside)
+                    lines = outside.count(b"\n") - _skipped(head, False)
                 if len(parts) % 2 == 0:
                     inside = not inside
                 n += lines
+        if not last.endswith(b"\n"):  # a last line without its newline: a row unless blank
+            tail = last[last.rfind(b"\n") + 1 :].strip()
+            if tail and not (comments and tail.startswith(b"#")):
+                n += 1
+                plain += 1
         if inside:
             # A quote that never closes: drumfire reads on after it (see _guarded),
             # so the lines are the better estimate.

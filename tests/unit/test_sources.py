@@ -1164,3 +1164,16 @@ def test_lines_ended_by_a_lone_cr_are_named_in_plain_words(tmp_path: Path) -> No
         (1, 2, "malformed CSV: a carriage return (CR) inside an unquoted field (quote the field)")
     ]
     assert items[1] == (2, {"id": "2", "v": "c"})
+
+
+def test_count_rows_across_blocks_skips_blank_lines_and_reads_a_file_without_newlines(
+    tmp_path: Path,
+) -> None:
+    # Blank lines on both sides of the 4 MiB block boundaries; and a file whose lines end in
+    # a lone CR (no newline at all, 24 MiB): counted in one pass, not block by block again.
+    many = 2_000_000
+    path = write(tmp_path, "blank.csv", b"id\n" + b"x\n\n\n" * many)
+    assert count_rows(path, header=True, quoted=True) == many
+    path = write(tmp_path, "cr.csv", b"id\r" + b"1,2,3\r" * (4 << 20))
+    assert count_rows(path, header=True, quoted=True) == 0
+    assert count_rows(path, header=False) == 1
