@@ -195,6 +195,9 @@ async def _arun(
     handle.stats = engine.stats
     try:
         while True:
+            # The engine's Stats of this run, made once the task runs (the one before
+            # is a placeholder): run.stats was that placeholder, 0 rows, until the end.
+            handle.stats = engine.stats
             while backlog:
                 yield backlog.popleft()
                 if len(backlog) == _BACKLOG_LOW:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import _readahead as readahead
 from ._job import Job
 from ._loop import new_event_loop
-from ._progress import Progress, format_summary, format_unreachable
+from ._progress import Progress, draws_live, format_summary, format_unreachable
 from ._response import Response
 from ._result import Stats
 from ._resume import DuplicateCounter
@@ -93,7 +93,7 @@ def execute(
         return consoles[0]
 
     clock = time.perf_counter
-    progress = Progress(stderr(), clock) if not quiet and stderr().is_terminal else None
+    progress = Progress(stderr(), clock) if not quiet and draws_live(stderr()) else None
     if progress is not None:
         progress.resumed = resumed
     last_flush = [clock()]

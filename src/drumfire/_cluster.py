@@ -60,6 +60,7 @@ from ._cluster_task import (
     run_part,
 )
 from ._errors import UsageError
+from ._progress import format_rate
 from ._text import counted
 
 if TYPE_CHECKING:
@@ -232,6 +233,10 @@ class _Line:
         self.live = not quiet and sys.stderr.isatty()
         self.quiet = quiet
         self.started = time.monotonic()
+        # When the cluster was ready (started, or connected to): rows/s is over the time
+        # since, where it counted a LocalCluster's start of seconds as sending time.
+        self.ready: float | None = None
+        self.last: float | None = None  # when the last partition ended (then the close)
         self.done = self.failed = self.sent = 0
         # Rows done so far by partitions still running, from their workers' events
         # (the latest event of a partition; a re-run after a worker death starts over).
@@ -250,6 +255,7 @@ class _Line:
     def add(self, figures: dict[str, Any]) -> None:
         with self.lock:
             self.finished.add(figures["index"])
+            self.last = time.monotonic()
             self.running.pop(figures["index"], None)
             self.done += figures["rows"]
             self.failed += figures["failed"]
@@ -264,9 +270,10 @@ class _Line:
             done = self.done + sum(d for d, _ in self.running.values())
             sent = self.sent + sum(d for d, _ in self.running.values())
             failed = self.failed + sum(f for _, f in self.running.values())
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        sys.stderr.write(
-            f"\r{done:,}/{self.total:,} rows  {sent / elapsed:,.0f} rows/s  {failed:,} failed "
+        elapsed = max(time.monotonic() - (self.ready or self.started), 1e-9)
+        sys.stderr.write(  # (erased to the line's end: a shorter line left a longer one's tail)
+            f"\r{done:,}/{self.total:,} rows  {format_rate(sent / elapsed)} rows/s  "
+            f"{failed:,} failed\x1b[K"
         )
         sys.stderr.flush()
 
@@ -379,6 +386,7 @@ def _drive(
             stops.hold()
         try:
             client, cluster = connect(address)
+            line.ready = time.monotonic()
         finally:
             stops.release()
         stops.stop_recorded()
@@ -469,13 +477,18 @@ def _drive(
     if line.live:
         sys.stderr.write("\n")
     elapsed = stats.finished - line.started
+    ready = line.ready if line.ready is not None else stats.finished
+    last = max(line.last, ready) if line.last is not None else ready
+    sending = last - ready  # (not the cluster's start, nor its close after the last part)
     if not quiet:
         sys.stderr.write(
             f"drumfire: {line.done:,} of {counted(line.total, 'row')} in "
             f"{counted(len(parts), 'partition')} "
             f"({line.done - line.sent:,} already done), {line.failed:,} failed, "
-            f"{elapsed:.1f} s, {line.sent / max(elapsed, 1e-9):,.0f} rows/s sent on "
-            f"{counted(slots, 'worker thread')}; output {output}\n"
+            f"{elapsed:.1f} s ({ready - line.started:.1f} s of it before the cluster was "
+            f"ready, {stats.finished - last:.1f} s after the last partition), "
+            f"{format_rate(line.sent / sending if sending > 0 else 0.0)} rows/s sent "
+            f"on {counted(slots, 'worker thread')}; output {output}\n"
         )
     if interrupted:
         sys.stderr.write("drumfire: interrupted; the finished parts are kept\n")

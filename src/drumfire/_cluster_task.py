@@ -304,6 +304,7 @@ def figures(stats: Stats) -> dict[str, Any]:
         "reasons": dict(stats.reasons),
         "statuses": dict(stats.statuses),
         "latency": stats.latency.encode(),
+        "longest_ms": stats.longest_ms,
         "examples": dict(stats.examples),
         "duplicates": stats.duplicates,
         "pipelined": stats.pipelined,
@@ -319,6 +320,12 @@ def add_figures(stats: Stats, got: dict[str, Any]) -> None:
     stats.reasons.update(got["reasons"])
     stats.statuses.update(got["statuses"])
     stats.latency.decode_and_add(got["latency"])
+    longest = got.get("longest_ms")
+    if longest is None:  # a part written by an older drumfire: its histogram's max
+        from hdrh.histogram import HdrHistogram
+
+        longest = HdrHistogram.decode(got["latency"]).get_max_value() / 1000.0
+    stats.longest_ms = max(stats.longest_ms, longest)
     for reason, example in got["examples"].items():
         stats.examples.setdefault(reason, example)
     stats.duplicates += got["duplicates"]

@@ -37,6 +37,7 @@ class Lifecycle(EngineCore):
 
             items.attach(woken)
         self.stats = Stats(self.clock, total)
+        self.stats.waited_s = 0.0  # measured, by the tick
         self._usual = self.rows.usual_maker(self.stats)
         self._timer = self._loop.call_later(self._sweep_interval(), self._tick)
         self.pipelining_policy.start(self.clock())
@@ -150,12 +151,13 @@ class Lifecycle(EngineCore):
             conn.abort("timeout", "no complete answer in time")
         if self.pipeline > 1:
             self._watch_cpu(now)
+        # Also with no display: the summary says how long the run waited for the server.
+        self.stats.note_tick(now, self.origins.holds(now), self._inflight, self._waiting)
         if self.on_tick is not None:
             self.stats.concurrency = self._inflight
             # In requests, as in flight: while pipelining, each unit of the adaptive
             # limit is a connection carrying up to ``_depth`` of them.
             self.stats.limit = self.origins.limit(self.concurrency) * self._depth
-            self.stats.held = self.origins.holds(now)
             try:
                 self.on_tick(self.stats)
             except Exception as exc:  # a broken display must not hang the run

@@ -70,7 +70,7 @@ from ._messages import (
 )
 from ._ordering import Reorder
 from ._parse import load_parse_function
-from ._progress import Progress, format_deaths, format_summary, format_unreachable
+from ._progress import Progress, draws_live, format_deaths, format_summary, format_unreachable
 from ._result import Result, Stats
 from ._resume import DuplicateCounter
 from ._rows import SKIPPED, WAIT, InputProblem, Item, LineMap, Rows, row_id
@@ -344,7 +344,7 @@ def execute_parallel(
         from rich.console import Console  # a run that shows nothing needs no rich
 
         console = Console(stderr=True)
-    show = not quiet and console.is_terminal
+    show = not quiet and draws_live(console)
     clock = time.perf_counter
     stats = Stats(clock, source.total)
     id_column = job.check(job.plan(), source)

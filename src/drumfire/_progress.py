@@ -8,6 +8,7 @@ the request rate.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Progress",
     "RateEstimator",
+    "draws_live",
     "format_deaths",
     "format_summary",
     "format_unreachable",
@@ -47,6 +49,16 @@ def format_duration(seconds: float) -> str:
     if m:
         return f"{m}m{s:02d}s"
     return f"{s}s"
+
+
+def format_rate(rate: float) -> str:
+    """Rows per second as the bar and the summary say it: whole above 10, else with the
+    figures that count (a slow server's "0.5 rows/s" read "0 rows/s" next to its rows)."""
+    if rate >= 9.95 or rate <= 0:
+        return f"{rate:,.0f}"
+    if rate >= 0.0995:
+        return f"{rate:.1f}"
+    return f"{rate:.2g}"
 
 
 def format_wall(seconds: float) -> str:
@@ -72,6 +84,26 @@ def held_text(held: Sequence[tuple[str, float, str]]) -> str:
     what = "waiting for quota" if why == "quota" else f"held by {why}"
     more = f" +{counted(len(held) - 1, 'host')}" if len(held) > 1 else ""
     return f"{what}, {format_duration(seconds)} ({host}){more}"
+
+
+def draws_live(console: Console) -> bool:
+    """Whether the live bar is drawn on ``console``: a terminal that is one (``isatty``),
+    as the Python API and ``drumfire bench`` decide.
+
+    Not rich's ``is_terminal`` alone: ``FORCE_COLOR`` (which CI set for colours) or
+    ``TTY_COMPATIBLE=1`` make it true for a log file, and the bar was redrawn into the
+    log ten times a second, cursor codes and all. ``TTY_INTERACTIVE`` (rich's switch for
+    animations) decides when set: 0 never, 1 always.
+    """
+    if not console.is_interactive:  # not a terminal, a dumb one, or TTY_INTERACTIVE=0
+        return False
+    if os.environ.get("TTY_INTERACTIVE") == "1":
+        return True
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # closed
+        return False
 
 
 class RateEstimator:
@@ -236,7 +268,7 @@ class Progress:
             line.append(f"{done:,}/{stats.total:,} ({pct:.1f}%)", style="bold")
         else:
             line.append(counted(done, "row"), style="bold")
-        line.append(f"  {rate:,.0f} rows/s")
+        line.append(f"  {format_rate(rate)} rows/s")
         if stats.total and done < stats.total:
             eta = self.estimator.eta(stats.total - done)
             if eta is not None:
@@ -251,6 +283,11 @@ class Progress:
             line.append(f"  in flight {stats.concurrency}")
         if stats.held:
             line.append(f"  {held_text(stats.held)}", style="yellow")
+        if stats.retrying:
+            # Rows sleeping for their Retry-After or back-off: with nothing else to do,
+            # the rate falls to 0 and the ETA says stalled, which this explains.
+            waits = counted(stats.retrying, "row waits", "rows wait")
+            line.append(f"  {waits} to retry", style="yellow")
         if stats.reasons:
             parts = ", ".join(f"{k} {v:,}" for k, v in stats.reasons.most_common(4))
             line.append(f"  failed {stats.failed:,}: {parts}", style="yellow")
@@ -292,14 +329,28 @@ class Progress:
         self._live.update(self.renderable(stats, now), refresh=True)
 
 
+#: What the rows waited for, as the summary says it (see Stats.note_tick).
+_WAITED_FOR = {
+    "Retry-After": "an origin held by Retry-After",
+    "quota": "a quota's reset",
+    "retry": "retries' Retry-After or back-off",
+}
+
+
 def format_summary(stats: Stats, output: str | None = None) -> str:
     """The end-of-run summary as plain text lines."""
     s = stats.summary()
     lat = s["latency_ms"]
+    stopped = ""
+    if s["stopped"]:
+        # How much of the input is left: the rows done alone did not say it.
+        left = s["not_done"]
+        stopped = " (stopped early" + (
+            f": {counted(left, 'row')} of {stats.total:,} not done)" if left is not None else ")"
+        )
     lines = [
         f"drumfire: {counted(s['rows'], 'row')} in {format_wall(s['wall_s'])} — "
-        f"{s['rows_per_s']:,.0f} rows/s"
-        + (" (stopped early)" if s["stopped"] else ""),
+        f"{format_rate(stats.rate)} rows/s{stopped}",
         f"  ok {s['ok']:,} · failed {s['failed']:,}"
         + (
             " (" + ", ".join(f"{k}: {v:,}" for k, v in s["failures"].items()) + ")"
@@ -315,7 +366,14 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
             else ""
         ),
     ]
-    if s["requests"]:  # with none (a --resume with nothing left), no latency to show
+    if s["requests"] and not s["status"]:
+        # No answer at all (refused, reset, timed out): the times are the failures', and
+        # "p50 0.3 ms" of refused connections read as a fast server (as bench says it).
+        lines.append(
+            f"  latency none: no request was answered (the failures took p50 {lat['p50']:.1f}"
+            f" ms · max {lat['max']:.1f} ms)"
+        )
+    elif s["requests"]:  # with none (a --resume with nothing left), no latency to show
         lines.append(
             f"  latency p50 {lat['p50']:.1f} ms · p90 {lat['p90']:.1f} ms · "
             f"p99 {lat['p99']:.1f} ms · max {lat['max']:.1f} ms"
@@ -330,6 +388,15 @@ def format_summary(stats: Stats, output: str | None = None) -> str:
         lines.extend(
             f"    {reason} ×{s['failures'][reason]:,}: {escape(example)}"
             for reason, example in examples
+        )
+    if s["waited_s"]:
+        # The server's pauses are in the run's time, and so in rows/s: said, so that a
+        # fast server that asked for a pause does not look slow.
+        why = [_WAITED_FOR[w] for w in sorted(stats.waited_for) if w in _WAITED_FOR]
+        lines.append(
+            f"  waited {s['waited_s']:,.1f} s with no request in flight, for "
+            + (" and ".join(why) or "the server")
+            + ": in the time and rows/s above"
         )
     if s["pipelined"]:
         lines.append(

@@ -144,11 +144,23 @@ class Stats:
         # the histogram is read or they are many: hdrh's record_value is Python and
         # costs more than the rest of add().
         self._pending: Counter[int] = Counter()
+        # The longest latency, as the row has it: the histogram gives its bucket's
+        # top, up to 0.1 % above, and the summary's max (and a one-row p50) was a
+        # figure no row of the output had.
+        self.longest_ms = 0.0
         self.concurrency = 0  # requests in flight at the last tick
         self.limit = 0  # the concurrency limit at the last tick, in requests
         # Origins held at the last tick that rows wait for, longest wait first: (host,
         # seconds left, "Retry-After" or "quota"). The progress line says the first.
         self.held: list[tuple[str, float, str]] = []
+        # Seconds with no request in flight while rows waited for the server's leave
+        # (a retry's Retry-After or back-off, an origin held, a quota's reset), to a
+        # tick, and what for: the run's rows/s counts that time (see note_tick). None:
+        # not measured (the parent of -p's workers, a --cluster run: no engine ticks).
+        self.waited_s: float | None = None
+        self.waited_for: set[str] = set()
+        self.retrying = 0  # rows sleeping before a retry at the last tick
+        self._ticked = self.started
         self.stopped = False
         self.skipped = 0  # rows already in the output (--resume)
         self.duplicates = 0  # rows whose id was seen before in this input
@@ -165,6 +177,23 @@ class Stats:
         # Set when the run stopped because no connection could be made
         # (``host:port: the last error``); see Engine.unreachable_after.
         self.unreachable: str | None = None
+
+    def note_tick(
+        self, now: float, held: list[tuple[str, float, str]], inflight: int, retrying: int
+    ) -> None:
+        """The engine's tick: the origins held at ``now`` (see :attr:`held`), the
+        requests in flight and the rows sleeping before a retry. The time since the
+        last tick counts as waited when nothing was in flight and rows waited (so to a
+        tick: a twentieth of a second)."""
+        self.held = held
+        self.retrying = retrying
+        since, self._ticked = self._ticked, now
+        if inflight or not (held or retrying):
+            return
+        self.waited_s = (self.waited_s or 0.0) + (now - since)
+        self.waited_for.update(why for _host, _left, why in held)
+        if retrying:
+            self.waited_for.add("retry")
 
     def add(self, result: Result) -> None:
         self.done += 1
@@ -185,7 +214,11 @@ class Stats:
         else:
             self.reasons[f"http {status}"] += 1
         if result.attempts:
-            us = int(result.elapsed_ms * 1000) or 1
+            ms = result.elapsed_ms
+            if ms > self.longest_ms:
+                self.longest_ms = ms
+            # (whole µs rounded, as the output writes elapsed_ms: a row's p50 is its max)
+            us = round(ms * 1000) or 1
             shift = us.bit_length() - 12
             if shift > 0:
                 us = us >> shift << shift
@@ -211,7 +244,11 @@ class Stats:
             if None not in statuses and not any(map(_ERROR, results)):
                 tries: list[int] = list(map(_ATTEMPTS, results))
                 if 0 not in tries:
-                    micros = list(map(int, map(_TO_MICROS, map(_ELAPSED, results))))
+                    took: list[float] = list(map(_ELAPSED, results))
+                    top = max(took)
+                    if top > self.longest_ms:
+                        self.longest_ms = top
+                    micros = list(map(round, map(_TO_MICROS, took)))
                     if 0 in micros:
                         micros = [us or 1 for us in micros]
                     pending = self._pending
@@ -225,6 +262,7 @@ class Stats:
         get = pending.get
         add = self.add
         requests = 0
+        top = self.longest_ms
         codes: list[int] = []  # the statuses of the rows answered without an error
         for result in results:
             _id, status, elapsed_ms, attempts, error, _fields, _kept = result
@@ -233,11 +271,15 @@ class Stats:
                 continue
             codes.append(status)
             requests += attempts
-            us = int(elapsed_ms * 1000) or 1
+            if elapsed_ms > top:
+                top = elapsed_ms
+            us = round(elapsed_ms * 1000) or 1
             shift = us.bit_length() - 12
             if shift > 0:
                 us = us >> shift << shift
             pending[us] = get(us, 0) + 1
+        if top > self.longest_ms:  # (rows given to add() above may have raised it)
+            self.longest_ms = top
         if codes:
             self.requests += requests
             self._answered(codes)
@@ -288,10 +330,29 @@ class Stats:
     def rate(self) -> float:
         return self.done / self.wall
 
+    @property
+    def not_done(self) -> int | None:
+        """The input's rows without a result: 0 once the run went to its end; for a
+        run stopped early, those neither done nor skipped (``--resume``) out of the
+        input's count, None when that count is not known (standard input, or a file
+        that was not counted: no progress display)."""
+        if not self.stopped:
+            return 0
+        if self.total is None:
+            return None
+        return max(0, self.total - self.done - self.skipped)
+
     def percentile_ms(self, pct: float) -> float:
+        """The latency percentile ``pct`` (0-100) in ms, to the histogram's 3
+        significant digits, never above the longest latency (:meth:`max_ms`)."""
         if self.latency.get_total_count() == 0:
             return 0.0
-        return float(self.latency.get_value_at_percentile(pct)) / 1000.0
+        return min(float(self.latency.get_value_at_percentile(pct)) / 1000.0, self.max_ms())
+
+    def max_ms(self) -> float:
+        """The longest latency of a row that made a request, to the microsecond as
+        the output writes ``elapsed_ms`` (0.0 when no row made one)."""
+        return round(self.longest_ms, 3)
 
     def summary(self) -> dict[str, Any]:
         """A plain dict of the figures, for ``--json`` and the Python API."""
@@ -303,18 +364,21 @@ class Stats:
             "failures": dict(self.reasons.most_common()),
             "status": {str(k): v for k, v in sorted(self.statuses.items())},
             "wall_s": round(self.wall, 3),
-            "rows_per_s": round(self.rate, 1),
+            # (to 0.1, and 3 figures below 1: 1 row in 60 s is not 0.0)
+            "rows_per_s": round(self.rate, 1) if self.rate >= 1 else float(f"{self.rate:.3g}"),
             "latency_ms": {
                 "p50": self.percentile_ms(50),
                 "p90": self.percentile_ms(90),
                 "p99": self.percentile_ms(99),
-                "max": float(self.latency.get_max_value()) / 1000.0,
+                "max": self.max_ms(),
             },
             "stopped": self.stopped,
+            "not_done": self.not_done,
             "skipped": self.skipped,
             "duplicate_ids": self.duplicates,
             "pipelined": self.pipelined,
             "resent": self.resent,
+            "waited_s": None if self.waited_s is None else round(self.waited_s, 1),
             "failure_examples": {
                 reason: self.examples[reason]
                 for reason, _ in self.reasons.most_common()

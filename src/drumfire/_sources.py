@@ -215,7 +215,9 @@ def open_source(
                 raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
                 if count:
                     csv_like = fmt in ("csv", "tsv")
-                    total = count_rows(path, header=csv_like, quoted=csv_like)
+                    total = count_rows(
+                        path, header=csv_like, quoted=csv_like, comments=fmt == "text"
+                    )
         except FileNotFoundError:
             raise InputError(f"input file {path!r} does not exist") from None
         except IsADirectoryError:
@@ -680,28 +682,76 @@ def record_closes(text: str, delimiter: str, quoted: bool) -> tuple[bool | None,
 
 
 _NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
+#: A block's lines by their shape, for counting those the readers skip: white space
+#: (bytes.strip()'s) deleted, a newline kept, ``#`` kept (a text input's comment), any
+#: other byte an ``x``. A blank line is then a newline after a newline.
+_LINE_SHAPE = bytes(c if c in b"\n#" else ord("x") for c in range(256))
+_SPACE = b" \t\r\f\v"
+#: Where a line of a block may be skipped (a line of the block's start is checked
+#: apart): a line that is empty or starts with white space (or ``#``). One search:
+#: faster than the block's newlines counted twice.
+_MAYBE_BLANK = re.compile(rb"\n[\n\r \t\f\v]")
+_MAYBE_BLANK_OR_COMMENT = re.compile(rb"\n[\n\r \t\f\v#]")
+_LINE_START_BLANK = frozenset(b"\n\r \t\f\v")
+_LINE_START_BLANK_OR_COMMENT = frozenset(b"\n\r \t\f\v#")
 
 
-def count_rows(path: str, header: bool, quoted: bool = False) -> int | None:
+def _skipped(block: bytes, comments: bool) -> int:
+    """How many whole lines of ``block`` (which starts a line) are blank, or
+    (``comments``) comments: the rows a reader skips. Cheap when there is none (one
+    search of the block), a few passes in C otherwise."""
+    if comments:
+        starts, maybe = _LINE_START_BLANK_OR_COMMENT, _MAYBE_BLANK_OR_COMMENT
+    else:
+        starts, maybe = _LINE_START_BLANK, _MAYBE_BLANK
+    if not block or (block[0] not in starts and maybe.search(block) is None):
+        return 0
+    shape = block[: block.rfind(b"\n") + 1].translate(_LINE_SHAPE, _SPACE)
+    # Each line ends in x or # unless it is blank.
+    skipped = shape.count(b"\n") - shape.count(b"x\n") - shape.count(b"#\n")
+    if comments:  # a line that starts with # (after its white space)
+        skipped += shape.count(b"\n#") + shape.startswith(b"#")
+    return skipped
+
+
+def _from_line_start(block: bytes, start: bool) -> bytes:
+    """``block`` from its first line start: all of it when it starts one (``start``),
+    else from after its first newline (a blank line across two blocks is missed: one a
+    block at most, in an estimate)."""
+    if start:
+        return block
+    cut = block.find(b"\n")
+    return block[cut + 1 :] if cut >= 0 else b""
+
+
+def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = False) -> int | None:
     """Count the rows cheaply (newlines in binary), for the progress display's total.
 
     ``quoted`` (CSV/TSV): a line break inside a quoted field does not end a
     row: newlines are counted only outside quotes, found by splitting each
     block at its quote characters (a block without any is counted whole).
-    Blank lines are not rows. An estimate when a quote stands inside an
-    unquoted field (``5" screw``); None if the file is not a regular file.
+    Lines of white space only are not rows, nor, with ``comments`` (a text input
+    of URLs), lines starting with ``#``: the readers skip them (a run of blank
+    lines counted as rows left the bar short of its total at the end). An
+    estimate when a quote stands inside an unquoted field (``5" screw``); None
+    if the file is not a regular file.
     """
     try:
         if not os.path.isfile(path):
             return None
         n = plain = 0  # rows; and lines, in case a quote never closes
-        last = b"\n"
         inside = False  # within a quoted field at the end of the last block
+        start = True  # the next block starts a line (the last one ended with its newline)
+        last = b"\n"
         with open(path, "rb") as f:
+            # In blocks as read, not whole lines: a file without a newline (a CSV whose
+            # lines end in a lone CR) is counted in a pass, as it was.
             while chunk := f.read(1 << 22):
-                lines = chunk.count(b"\n") - chunk.count(b"\n\n") - chunk.count(b"\n\r\n")
+                if last == b"\n":  # the first block (the readers drop a byte order mark)
+                    chunk = chunk.removeprefix(codecs.BOM_UTF8) or b"\n"
+                begins, start, last = start, chunk.endswith(b"\n"), chunk
+                lines = chunk.count(b"\n") - _skipped(_from_line_start(chunk, begins), comments)
                 plain += lines
-                last = chunk[-1:]
                 if not quoted or (not inside and b'"' not in chunk):
                     n += lines
                     continue
@@ -713,21 +763,22 @@ def count_rows(path: str, header: bool, quoted: bool = False) -> int | None:
                 within = b"".join(parts[0 if inside else 1 :: 2]).count(b"\n")
                 if within:  # line breaks in quoted cells: count the lines outside them
                     parts = chunk.split(b'"')
-                    outside = b'"'.join(parts[1 if inside else 0 :: 2])
-                    lines = (
-                        outside.count(b"\n")
-                        - outside.count(b"\n\n")
-                        - outside.count(b"\n\r\n")
-                    )
+                    # (a quote for each quoted part: a line with one is not blank)
+                    outside = b'"' * inside + b'"'.join(parts[1 if inside else 0 :: 2])
+                    head = _from_line_start(outside, begins and not inside)
+                    lines = outside.count(b"\n") - _skipped(head, False)
                 if len(parts) % 2 == 0:
                     inside = not inside
                 n += lines
+        if not last.endswith(b"\n"):  # a last line without its newline: a row unless blank
+            tail = last[last.rfind(b"\n") + 1 :].strip()
+            if tail and not (comments and tail.startswith(b"#")):
+                n += 1
+                plain += 1
         if inside:
             # A quote that never closes: drumfire reads on after it (see _guarded),
             # so the lines are the better estimate.
             n = plain
-        if last != b"\n":
-            n += 1
         return max(0, n - 1) if header else n
     except OSError:
         return None

@@ -62,7 +62,7 @@ from ._outfile import (
     refuse_input_as_output,
 )
 from ._parse import load_parse_function
-from ._progress import rerun_command
+from ._progress import draws_live, rerun_command
 from ._result import Stats
 from ._resume import (
     RETRY_FAILED_DEFAULT,
@@ -1028,10 +1028,11 @@ _quick_exit = False
 
 
 def _stderr_is_terminal() -> bool:
-    """Whether rich would draw on stderr (its rules: a TTY, FORCE_COLOR, Jupyter...)."""
+    """Whether the live bar is drawn on stderr (see draws_live: a terminal, not a log
+    file that FORCE_COLOR makes look like one)."""
     from rich.console import Console  # only when a display may be drawn
 
-    return Console(stderr=True).is_terminal
+    return draws_live(Console(stderr=True))
 
 
 def _hold_standard_fds() -> None:

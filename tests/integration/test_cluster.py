@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,16 @@ def test_the_cluster_summary_counts_failures_as_a_run_does(
     many = drumfire("run", src, "--url", url, "-o", out, "--cluster", "local:1")
     assert many.returncode == 0, many.stderr
     assert "30 of 30 rows in 1 partition (0 already done), 10 failed," in many.stderr
+    # rows/s is over the time since the cluster was ready: the LocalCluster's start (its
+    # processes spawned, seconds) was counted as sending time, and said nothing.
+    found = re.search(
+        r", ([\d.]+) s \(([\d.]+) s of it before the cluster was ready, ([\d.]+) s after "
+        r"the last partition\), ([\d.,]+) rows/s sent",
+        many.stderr,
+    )
+    assert found is not None, many.stderr
+    whole, start, close = float(found[1]), float(found[2]), float(found[3])
+    assert start + close <= whole + 0.1
 
 
 def test_cluster_refuses_stdin_and_other_outputs(tmp_path: Path) -> None:

@@ -126,3 +126,77 @@ def test_off_a_terminal_there_is_no_bar_only_the_summary(tmp_path: Path) -> None
     assert "━".encode() not in done.stderr
     assert b"ETA" not in done.stderr
     assert done.stderr.startswith(b"drumfire: 20 rows in ")
+
+
+def test_the_total_skips_blank_lines_and_a_stopped_run_says_what_is_left(tmp_path: Path) -> None:
+    # Runs of blank lines (and white space alone) are no rows: they were counted in the
+    # bar's total (60 rows showed /75). Stopped by Ctrl-C, the summary says how many
+    # rows of the input have no result yet, where it said the rows done alone.
+    import pty
+    import signal
+
+    rows = tmp_path / "rows.csv"
+    lines = "".join(f"{i}\n" + ("\n\n\n" if i % 4 == 0 else "  \n" if i % 5 == 0 else "")
+                    for i in range(1, ROWS + 1))  # fmt: skip
+    rows.write_text("id\n" + lines)
+    out = tmp_path / "out.csv"
+    handler = Gated()
+    master, slave = pty.openpty()
+    seen = bytearray()
+    proc = None
+    try:
+        with ScriptedServer(handler) as server:
+            env = {**os.environ, "COLUMNS": "160", "LINES": "24"}
+            proc = subprocess.Popen(
+                [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-c", "10",
+                 "--retries", "0", "-o", str(out)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
+            )  # fmt: skip
+            os.close(slave)
+            slave = -1
+            shown = f"{ANSWERED}/{ROWS} (".encode()  # the total, without the blank lines
+            found = read_until(master, seen, [shown], time.monotonic() + 60)
+            proc.send_signal(signal.SIGINT)
+            read_until(master, seen, [b"resume with: "], time.monotonic() + 60)
+            code = proc.wait(timeout=60)
+            handler.gate.set()  # the held requests' threads end with the server
+    finally:
+        handler.gate.set()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    text = bytes(seen)
+    assert found, text[-1500:]
+    assert code == 130
+    written = len(out.read_text().splitlines()) - 1
+    assert ANSWERED < written < ROWS  # the rows in flight were cancelled, not the rest
+    left = ROWS - written
+    assert f"(stopped early: {left} rows of {ROWS} not done)".encode() in text, text[-1500:]
+
+
+@pytest.mark.parametrize("forced", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_a_log_file_gets_no_bar_when_colours_are_forced(tmp_path: Path, forced: str) -> None:
+    # FORCE_COLOR (which CI set for colours) or TTY_COMPATIBLE=1 made rich call a log
+    # file a terminal: the bar was redrawn into it ten times a second, cursor codes
+    # and all. The bar is for a terminal that is one, as with the Python API and bench.
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n" + "".join(f"{i}\n" for i in range(1, 21)))
+    handler = Gated()
+    handler.gate.set()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTY_")}
+    env[forced] = "1"
+    with ScriptedServer(handler) as server:
+        done = subprocess.run(
+            [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-o",
+             str(tmp_path / "out.csv")],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0
+    assert "━".encode() not in done.stderr
+    assert b"\r" not in done.stderr
+    assert b"\x1b[2K" not in done.stderr  # no line erased to redraw it
+    assert b"\x1b[?25l" not in done.stderr  # nor the cursor hidden
+    assert re.sub(rb"\x1b\[[0-9;]*m", b"", done.stderr).startswith(b"drumfire: 20 rows in ")

@@ -265,3 +265,23 @@ def test_the_estimator_costs_constant_memory() -> None:
     for step in range(100_000):  # close to three hours of draws
         est.observe(step * TICK, step * 10, 8)
     assert est.kept <= math.ceil(est.span() / TICK) + 2
+
+
+def test_rows_waiting_to_retry_are_said() -> None:
+    # Every row left sleeping for its Retry-After: rows/s fell to 0 and the ETA said
+    # stalled, with nothing on the line to say why.
+    clock = Clock()
+    stats = Stats(clock, total=100)
+    progress = Progress(Console(file=io.StringIO(), width=200), clock)
+    for tick in range(1, 31):
+        clock.now = tick * TICK
+        add(stats, 3)
+        progress.render(stats, clock.now)
+    for tick in range(31, 200):  # then 17 s of nothing: 10 rows sleep before a retry
+        clock.now = tick * TICK
+        stats.note_tick(clock.now, [], inflight=0, retrying=10)
+        line = progress.render(stats, clock.now).plain
+    assert "ETA stalled" in line
+    assert "  10 rows wait to retry" in line
+    stats.note_tick(clock.now, [], inflight=1, retrying=1)
+    assert "  1 row waits to retry" in progress.render(stats, clock.now).plain

@@ -158,3 +158,23 @@ def test_the_widget_line_keeps_the_gaps_between_figures() -> None:
     assert "5/10 (50.0%) &nbsp;0 rows/s &nbsp;ETA estimating &nbsp;in flight 5/8" in (
         widget.label.value
     )
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_bar_is_drawn_on_a_terminal_that_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from drumfire._progress import draws_live
+
+    for name in ("TTY_INTERACTIVE", "TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    assert draws_live(Console(file=_Tty()))
+    assert not draws_live(Console(file=io.StringIO()))
+    # A log file rich is told to colour (FORCE_COLOR, force_terminal): no redraws in it.
+    assert not draws_live(Console(file=io.StringIO(), force_terminal=True))
+    monkeypatch.setenv("TTY_INTERACTIVE", "0")  # rich's switch for animations: off...
+    assert not draws_live(Console(file=_Tty()))
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")  # ...and on, wherever the output goes
+    assert draws_live(Console(file=io.StringIO()))

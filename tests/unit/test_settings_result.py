@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from drumfire._progress import Progress, format_duration, format_summary, format_wall, held_text
+from drumfire._progress import (
+    Progress,
+    format_duration,
+    format_rate,
+    format_summary,
+    format_wall,
+    held_text,
+)
 from drumfire._result import Result, Stats
 from drumfire._settings import IDEMPOTENT_METHODS, METHODS, Retry, Timeouts
 
@@ -272,6 +279,24 @@ def test_percentiles_are_ordered(latencies: list[float]) -> None:
     assert p[-1] == pytest.approx(max(latencies), rel=0.002, abs=0.002)
 
 
+
+@pytest.mark.parametrize("latencies", [[206.644], [205.216, 205.274], [1.5] * 3 + [123456.789] * 9])
+def test_max_is_the_longest_row_and_no_percentile_is_above_it(latencies: list[float]) -> None:
+    # The histogram gives its bucket's top (206.719 for one row of 206.644 ms): the
+    # summary said a max, and for one row a p50, that no row of the output had.
+    results = [Result(str(i), 200, ms, 1, "") for i, ms in enumerate(latencies)]
+    one, many = Stats(FakeClock()), Stats(FakeClock())
+    for result in results:
+        one.add(result)
+    many.add_all(results)  # the path without a Python loop (8 rows or more) too
+    for stats in (one, many):
+        lat = stats.summary()["latency_ms"]
+        assert lat["max"] == max(latencies)
+        assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        if len(latencies) == 1:
+            assert lat["p50"] == lat["p99"] == latencies[0]
+        assert lat["p50"] == pytest.approx(sorted(latencies)[(len(latencies) - 1) // 2], rel=1e-3)
+
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(
@@ -330,7 +355,7 @@ def test_format_summary() -> None:
     _, stats = make_stats()
     text = format_summary(stats, "out.csv")
     lines = text.splitlines()
-    assert lines[0] == "drumfire: 11 rows in 4.00 s — 3 rows/s"
+    assert lines[0] == "drumfire: 11 rows in 4.00 s — 2.8 rows/s"
     assert "ok 5 · failed 6" in lines[1]
     assert "timeout: 2" in lines[1]
     assert "http 503: 1" in lines[1]
@@ -428,6 +453,26 @@ def test_format_summary_big_numbers_and_stopped() -> None:
     assert "ok 12,345 · failed 0 · requests sent 12,345" in text
     assert "results:" not in text
     assert "(" not in text.splitlines()[1]
+
+
+def test_a_stopped_run_says_how_many_rows_are_not_done() -> None:
+    # It said "(stopped early)" and the rows done: not what was left of the input.
+    clock = FakeClock(0.0)
+    stats = Stats(clock, total=3000)
+    stats.skipped = 400  # --resume: already in the output
+    for _ in range(600):
+        stats.add(Result("x", 200, 1.0, 1, ""))
+    clock.t = 2.0
+    assert stats.summary()["not_done"] == 0  # not stopped: every row has its result
+    stats.stopped = True
+    assert stats.summary()["not_done"] == 2000
+    assert format_summary(stats).splitlines()[0] == (
+        "drumfire: 600 rows in 2.00 s — 300 rows/s (stopped early: 2,000 rows of 3,000 not done)"
+    )
+    unknown = Stats(clock)  # standard input, or no count made: not said
+    unknown.stopped = True
+    assert unknown.summary()["not_done"] is None
+    assert format_summary(unknown).splitlines()[0].endswith(" (stopped early)")
 
 
 # -- Progress ----------------------------------------------------------------------------
@@ -568,3 +613,77 @@ def test_held_text_says_what_the_rows_wait_for() -> None:
         "held by Retry-After, 1m15s (a:8080) +1 host"
     )
     assert held_text([("a", 0.01, "quota")]) == "waiting for quota, 1s (a)"
+
+
+def test_a_cluster_run_adds_up_the_parts_longest_latency() -> None:
+    # --cluster adds up each part's figures: the max is the longest row of any part,
+    # also from a part written before the figures carried it (its histogram's max).
+    from drumfire._cluster import add_figures, figures
+
+    parts = []
+    for ms in (12.345, 678.901):
+        part = Stats(FakeClock())
+        part.add(Result("a", 200, ms, 1, ""))
+        parts.append(figures(part))
+    old = dict(parts[0])
+    del old["longest_ms"]
+    total = Stats(FakeClock())
+    for got in parts:
+        add_figures(total, got)
+    assert total.summary()["latency_ms"]["max"] == 678.901
+    alone = Stats(FakeClock())
+    add_figures(alone, old)
+    assert alone.summary()["latency_ms"]["max"] == pytest.approx(12.345, rel=1e-3)
+
+
+def test_the_time_waited_for_the_server_is_counted_by_the_tick() -> None:
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    assert stats.summary()["waited_s"] is None  # no engine ticks (-p's parent, --cluster)
+    stats.waited_s = 0.0
+    held = [("api.example.com", 3.0, "Retry-After")]
+    stats.note_tick(0.05, [], inflight=4, retrying=0)  # busy
+    stats.note_tick(0.10, held, inflight=2, retrying=0)  # held, but answers still due
+    stats.note_tick(0.15, held, inflight=0, retrying=0)  # nothing sent: waiting
+    stats.note_tick(0.20, [], inflight=0, retrying=3)  # rows sleeping before a retry
+    stats.note_tick(0.25, [], inflight=0, retrying=0)  # idle, nothing waits (slow input)
+    stats.note_tick(0.30, [("q.example.com", 9.0, "quota")], inflight=0, retrying=0)
+    assert stats.held == [("q.example.com", 9.0, "quota")]
+    assert stats.waited_s == pytest.approx(0.15)  # (the summary: to a tenth, 0.1)
+    assert stats.waited_for == {"Retry-After", "retry", "quota"}
+    clock.t = 1.0
+    stats.add(Result("a", 200, 1.0, 2, ""))
+    assert (
+        "  waited 0.1 s with no request in flight, for an origin held by Retry-After and "
+        "a quota's reset and retries' Retry-After or back-off: in the time and rows/s above"
+    ) in format_summary(stats).splitlines()
+
+
+def test_a_run_with_no_answer_shows_no_latency_as_the_server_s() -> None:
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("a", None, 0.3, 4, "connect"))
+    stats.add(Result("b", None, 0.4, 4, "connect"))
+    clock.t = 0.5
+    lines = format_summary(stats).splitlines()
+    assert lines[2] == (
+        "  latency none: no request was answered (the failures took p50 0.3 ms · max 0.4 ms)"
+    )
+    stats.add(Result("c", 503, 2.0, 1, ""))  # one answer, a 503: latency figures again
+    assert format_summary(stats).splitlines()[2].startswith("  latency p50 ")
+
+
+def test_a_slow_rate_is_not_zero() -> None:
+    # 2 rows in 5 s said "0 rows/s" (the bar too, against a server answering in 2 s);
+    # the JSON's 1 row in 60 s said 0.0.
+    assert [format_rate(r) for r in (0.0, 0.0166, 0.4, 2.75, 9.96, 12.4, 12345.6)] == [
+        "0", "0.017", "0.4", "2.8", "10", "12", "12,346"
+    ]
+    clock = FakeClock(0.0)
+    stats = Stats(clock)
+    stats.add(Result("a", 200, 2000.0, 1, ""))
+    stats.add(Result("b", 200, 2000.0, 1, ""))
+    clock.t = 5.0
+    assert format_summary(stats).splitlines()[0] == "drumfire: 2 rows in 5.00 s — 0.4 rows/s"
+    clock.t = 60.0
+    assert stats.summary()["rows_per_s"] == 0.0333

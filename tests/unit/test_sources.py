@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import tempfile
 from codecs import BOM_UTF8
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -761,6 +762,42 @@ def test_count_rows_across_blocks(tmp_path: Path) -> None:
     assert count_rows(path, header=True, quoted=True) == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("c.csv", b"id\na\n\n\nb\n"),  # a run of blank lines
+        ("c.csv", b"id\r\na\r\n\r\n\r\n\r\nb\r\n"),
+        ("c.csv", b"\n\nid\na\n \t\nb\n  "),  # blank before the header, white space alone
+        ("c.csv", b'\xef\xbb\xbfid,v\na,"x\n\n\ny"\n\n\nb,"\n"\n'),  # quoted blank lines
+        ("c.jsonl", b'{"id": 1}\n\n\n  \n{"id": 2}\n'),
+        ("c.txt", b"# urls\nhttp://a/1\n\n\n  # off\nhttp://a/2\n#"),
+    ],
+)
+def test_count_rows_skips_the_lines_the_readers_skip(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    # The progress bar's total: runs of blank lines were counted as rows (the bar
+    # ended at 2/3), as were white space alone and a text list's comments.
+    path = write(tmp_path, name, data)
+    source, items = read_all(path)
+    assert source.total == len(items) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(["1", "", " ", "\t", '"x\n\ny"', "# c", "2,3"]), max_size=12),
+    st.sampled_from(["\n", "\r\n"]),
+    st.sampled_from(["c.csv", "c.txt"]),
+)
+def test_count_rows_is_the_rows_read(lines: list[str], end: str, name: str) -> None:
+    if name == "c.txt":
+        lines = [line for line in lines if '"' not in line]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp), name, ("id" + end + end.join(lines)).encode())
+        source, items = read_all(path)
+    assert source.total == len(items)
+
+
 def test_count_rows_not_a_file(tmp_path: Path) -> None:
     assert count_rows(str(tmp_path / "missing.csv"), header=True) is None
     assert count_rows(str(tmp_path), header=True) is None
@@ -1127,3 +1164,16 @@ def test_lines_ended_by_a_lone_cr_are_named_in_plain_words(tmp_path: Path) -> No
         (1, 2, "malformed CSV: a carriage return (CR) inside an unquoted field (quote the field)")
     ]
     assert items[1] == (2, {"id": "2", "v": "c"})
+
+
+def test_count_rows_across_blocks_skips_blank_lines_and_reads_a_file_without_newlines(
+    tmp_path: Path,
+) -> None:
+    # Blank lines on both sides of the 4 MiB block boundaries; and a file whose lines end in
+    # a lone CR (no newline at all, 24 MiB): counted in one pass, not block by block again.
+    many = 2_000_000
+    path = write(tmp_path, "blank.csv", b"id\n" + b"x\n\n\n" * many)
+    assert count_rows(path, header=True, quoted=True) == many
+    path = write(tmp_path, "cr.csv", b"id\r" + b"1,2,3\r" * (4 << 20))
+    assert count_rows(path, header=True, quoted=True) == 0
+    assert count_rows(path, header=False) == 1
