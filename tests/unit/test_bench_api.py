@@ -100,8 +100,10 @@ def test_rows_and_templates() -> None:
         ({"input": "/nonexistent/file.csv"}, "does not exist"),
         ({"method": "BREW"}, "unsupported method"),
         # were ignored: one URL has no order to shuffle, a seed without --shuffle no effect
-        ({"shuffle": True}, r"--shuffle \(shuffle=\) visits input rows .*give --input FILE"),
-        ({"seed": 7, "rows": [{"url": "http://h/"}]}, r"--seed \(seed=\) .*give --shuffle too"),
+        ({"shuffle": True}, r"^--shuffle visits input rows .*give --input FILE$"),
+        ({"seed": 7, "rows": [{"url": "http://h/"}]}, r"^--seed is .*give --shuffle too$"),
+        ({"shuffle": True, "keywords": True}, r"^shuffle=True visits .*give rows= or input=$"),
+        ({"seed": 7, "keywords": True}, r"^seed=7 is the seed of shuffle=True: give that too$"),
     ],
 )
 def test_plan_errors(kwargs: dict[str, Any], message: str) -> None:

@@ -173,10 +173,16 @@ def make_plan(
         raise UsageError("give rows or an input file, not both")
     if shuffle and rows is None and input is None:  # one URL: nothing to shuffle
         raise UsageError(
-            "--shuffle (shuffle=) visits input rows in random order: give --input FILE"
+            "shuffle=True visits the rows in random order: give rows= or input="
+            if keywords
+            else "--shuffle visits input rows in random order: give --input FILE"
         )
     if seed is not None and not shuffle:  # silently ignored, it promised a reproducible order
-        raise UsageError("--seed (seed=) is the seed of --shuffle: give --shuffle too")
+        raise UsageError(
+            f"seed={seed!r} is the seed of shuffle=True: give that too"
+            if keywords
+            else "--seed is the seed of --shuffle: give --shuffle too"
+        )
     _at_least_one(keywords, "requests", "request count (-n)", requests)
     _at_least_one(keywords, "concurrency", "concurrency (-c)", concurrency)
     check_seconds("timeout", timeout)  # a NaN passed "<= 0" and never fired
