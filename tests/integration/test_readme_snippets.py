@@ -90,7 +90,7 @@ def test_progress_and_the_figures(demo_server: DemoServer) -> None:
     assert ns["it"].stats.summary()["rows"] == 30
     documented = ("rows", "ok", "failed", "requests", "resent", "pipelined", "failures", "status",
                   "wall_s", "rows_per_s", "latency_ms", "skipped", "duplicate_ids", "stopped",
-                  "unreachable", "failure_examples")  # fmt: skip
+                  "not_done", "unreachable", "waited_s", "failure_examples")  # fmt: skip
     assert sorted(summary) == sorted(documented)
     assert isinstance(ns["run"], drumfire.ARun)
 
