@@ -23,37 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import children_of, state, wait_until
 from servers import Action, ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
 Headers = dict[str, str]
-
-
-def wait_until(check: Callable[[], bool], proc: subprocess.Popen[bytes] | None = None) -> None:
-    for _ in range(3000):  # up to a minute: a bounded wait for the event, not a timing claim
-        if check():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended first (exit {proc.returncode})")
-        time.sleep(0.02)
-    raise AssertionError("the awaited event did not come")
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def state(pid: int) -> str:
-    """The process's state letter (``T`` stopped, ``Z`` ended, not reaped); "" when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def output_rows(out: Path, fmt: str) -> list[tuple[str, int | None, str, str | None]]:

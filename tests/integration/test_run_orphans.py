@@ -9,17 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from procs import children_of
+
 from drumfire.demo.server import DemoServer, write_sample_routes
 
 ROUTE = "/route/v1/driving/{lon1},{lat1};{lon2},{lat2}"
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def alive(pid: int) -> bool:

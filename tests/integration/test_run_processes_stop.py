@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from procs import children_of, state, wait_until
 from servers import Action, ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -41,34 +41,6 @@ def start(*args: str | Path, session: bool = False) -> subprocess.Popen[str]:
 def rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def wait_until(check: Callable[[], bool], proc: subprocess.Popen[str] | None = None) -> None:
-    for _ in range(3000):  # up to a minute: a bounded wait for the event, not a timing claim
-        if check():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended first: {proc.communicate()}")
-        time.sleep(0.02)
-    raise AssertionError("the awaited event did not come")
-
-
-def children_of(pid: int) -> list[int]:
-    """The run's worker processes, oldest first (pids are handed out in order)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return sorted(int(p) for p in text.split())
-
-
-def state(pid: int) -> str:
-    """The process's state letter (``T`` stopped, ``Z`` ended, not reaped yet); "" when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def sent_ids(srv: ScriptedServer, since: int = 0) -> list[int]:
