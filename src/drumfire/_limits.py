@@ -43,12 +43,13 @@ __all__ = [
 class FixedLimit:
     """``-c N``: always N."""
 
-    __slots__ = ("limit",)
+    __slots__ = ("keep", "limit")
     share = 0.0  # the interface of AdaptiveLimit: nothing is learnt
     cuts = 0
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.keep = 1  # the interface of AdaptiveLimit: N whatever the latency
 
     def sample(self, now: float, latency: float, overload: bool) -> None:
         """Nothing to learn."""
@@ -92,7 +93,12 @@ class AdaptiveLimit:
       best while throughput no longer rises (requests queue on the server and
       buy nothing);
     * the best latency slowly forgets (``decay`` per second) so a server that
-      got slower for good does not pin the limit at its floor.
+      got slower for good does not pin the limit at its floor;
+    * latency alone never takes the limit below ``keep`` (the owner sets it: while
+      pipelining, the connections the policy keeps busy, each a unit of the limit).
+      Their requests queue behind each other on purpose, and a limit below them
+      leaves a server thread without work (issue 19: OSRM's second thread idle
+      about a tenth of the run). Throttling and timeouts still cut below it.
 
     ``cuts`` counts the multiplicative cuts (an owner watches it to lower a send rate).
     """
@@ -124,6 +130,7 @@ class AdaptiveLimit:
 
     def __post_init__(self) -> None:
         self.limit = max(self.minimum, min(self.initial, self.maximum))
+        self.keep = self.minimum  # the latency rule's floor (see the class doc)
         self.share = 0.0  # moving average of throttled answers (0..1)
         self.cuts = 0
         # The share the server throttles whatever the load, as its owner found it
@@ -264,7 +271,8 @@ class AdaptiveLimit:
                 # The last step stopped paying (requests queue, or throughput did
                 # not rise): go back to the limit before it (TCP's ssthresh) and creep up.
                 self._slow_start = False
-                self.limit = max(self.minimum, min(self._base, self.limit))
+                floor = max(self.minimum, min(self.keep, self.limit))
+                self.limit = max(floor, min(self._base, self.limit))
             elif self.limit * self.growth >= self.maximum:
                 self.limit = self.maximum  # the cap: nothing left to discover
                 self._slow_start = False
@@ -274,7 +282,7 @@ class AdaptiveLimit:
         elif queueing and not gaining:
             # Past the knee: requests wait on the server and buy no throughput.
             # A batch wants throughput, so latency alone is no reason to cut.
-            self.limit = max(self.minimum, int(self.limit * 0.9))
+            self.limit = max(self.minimum, min(self.keep, self.limit), int(self.limit * 0.9))
             self._undo.clear()  # a limit found by latency: no cut before it is undone
         elif gaining or mean <= self._best * 1.25:
             # More connections still bring more throughput, or latency holds.

@@ -98,7 +98,9 @@ class PipelinedDispatch(EngineCore):
             self._depth = setting.depth if self._adaptive and self.origins.per_host is None else 1
             self._refill = setting.refill
             self._nap = setting.nap if self.sleep is not None else OFF.nap
+            self._keep((setting.connections or 1) if self._depth > 1 else 1)
         else:
+            self._keep(1)
             self._refill = 1
             self._nap = OFF.nap
             self._conn_cap = self.pool.limit
@@ -106,6 +108,17 @@ class PipelinedDispatch(EngineCore):
             self._depth = 1
         self._total = self.concurrency * self._depth
         self._pump()
+
+    def _keep(self, units: int) -> None:
+        """While pipelining, latency alone does not take the run's only origin below
+        ``units`` connections' worth (:class:`~drumfire._limits.AdaptiveLimit`'s
+        ``keep``): the policy keeps that many connections busy; 1 when it stops."""
+        if self._kept is not None:
+            self._kept.keep = 1
+        solo = self.origins.solo
+        self._kept = solo.limit if solo is not None and units > 1 else None
+        if self._kept is not None:
+            self._kept.keep = units
 
     def _fill(self, conn: Connection, most: int) -> int:
         """Queue up to ``most`` new GET requests on ``conn``; return how many rows started.

@@ -23,7 +23,8 @@ from rich.console import Console
 from drumfire import Result, Retry, _settle
 from drumfire._engine import Engine
 from drumfire._job import make_job
-from drumfire._limits import OriginLimit
+from drumfire._limits import AdaptiveLimit, OriginLimit
+from drumfire._pipelining import Pipelining
 from drumfire._progress import Progress
 from drumfire._result import Stats
 from drumfire._sources import rows_source
@@ -73,6 +74,9 @@ class Server:
     #: When each row's result was written (clock time), by id.
     written: dict[str, float] = field(default_factory=dict)
     sent_before_stop: int | None = None  # requests received when the run was stopped
+    #: Each connection serves its requests one at a time, this many seconds each
+    #: after the one before (osrm-routed's way), not each after its own delay.
+    serial: float | None = None
 
 
 class FakeTransport(asyncio.Transport):
@@ -86,6 +90,7 @@ class FakeTransport(asyncio.Transport):
         self.answered = 0
         self.seen = 0  # requests read on this connection
         self.closed = False
+        self.free_at = 0.0  # Server.serial: when this connection's last answer is due
 
     def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
         self.buffer += bytes(data)
@@ -103,6 +108,10 @@ class FakeTransport(asyncio.Transport):
             status, headers, body, delay = self.server.script(path, hits)
             if delay is None:
                 continue  # never answered
+            if self.server.serial is not None:
+                now = self.loop.time()
+                self.free_at = max(now, self.free_at) + self.server.serial
+                delay = self.free_at - now
             lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}"]
             lines += [f"{k}: {v}" for k, v in headers.items()]
             if self.seen == last:
@@ -418,6 +427,46 @@ def test_the_limit_shown_counts_requests_as_in_flight_does_while_pipelining() ->
     assert seen
     assert all(inflight <= limit for inflight, limit in seen), seen
     assert max(inflight for inflight, _ in seen) > 8  # more than the limit's 8 connections
+
+
+def test_the_limit_learns_a_pipelined_answers_service_time_not_its_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A server that serves each connection's requests one at a time, 10 ms each: a
+    # request pipelined behind 63 others is answered 640 ms after it was sent, though
+    # the server spent 10 ms on it. The adaptive limit took those 64 ms for queueing
+    # and cut, down to one connection's worth (osrm-routed's second thread idle, issue
+    # 19); it learns the time since the connection's previous answer now.
+    learnt: list[float] = []
+    sample_all = AdaptiveLimit.sample_all
+
+    def spy(self: AdaptiveLimit, now: float, latency_sum: float, count: int) -> None:
+        learnt.append(latency_sum / count)
+        sample_all(self, now, latency_sum, count)
+
+    monkeypatch.setattr(AdaptiveLimit, "sample_all", spy)
+    seen: list[int] = []
+
+    def tick(stats: Stats) -> None:
+        seen.append(stats.limit)
+
+    clock = Clock()
+    server = Server(ok, serial=0.01)
+    loop = new_loop(clock, server)
+    job = make_job(ORIGIN + "/{n}", id="n")
+    source = rows_source([{"n": str(i)} for i in range(20_000)])
+    results: list[Result] = []
+    engine = job.engine(source, results.append, clock=clock, cpu_clock=clock)
+    engine.on_tick = tick
+    try:
+        stats = loop.run_until_complete(engine.run(source.items, source.total))
+    finally:
+        loop.close()
+    assert len(results) == 20_000
+    assert stats.pipelined > 19_000
+    assert max(learnt[len(learnt) // 2 :]) <= 0.0101  # 10 ms each, not up to 640
+    pipelining = seen[len(seen) // 4 : -2]  # not the start, nor the input's end
+    assert min(pipelining) >= Pipelining.CONNECTIONS * 64  # each connection kept busy
 
 
 def test_watch_cpu_turns_pipelining_on_and_off() -> None:

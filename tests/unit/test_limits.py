@@ -66,6 +66,23 @@ def test_backs_off_when_latency_queues() -> None:
     assert max(seen[-100:]) <= 40
 
 
+def test_latency_alone_does_not_cut_below_keep_but_overload_does() -> None:
+    # While pipelining, each unit of the limit is a connection the policy keeps busy,
+    # and the owner sets ``keep`` to their number. Pipelined requests wait behind
+    # each other: latency jumps (3 ms to 60 ms here) at the same throughput, which
+    # cut the limit to 1 (a server thread left idle, issue 19); it stops at keep.
+    # 503s still cut below keep.
+    for keep, floor in ((1, 1), (5, 5)):
+        limit = AdaptiveLimit(initial=8, maximum=20)
+        assert drive(limit, lambda c: 0.003, lambda c: False, rounds=20)[-1] == 20
+        limit.keep = keep
+        assert min(drive(limit, lambda c: 0.06, lambda c: False, rounds=20)) == floor
+    limit = AdaptiveLimit(initial=64, maximum=512)
+    limit.keep = 30
+    seen = drive(limit, lambda c: 0.01, lambda c: c > 12, rounds=200)
+    assert max(seen[-100:]) <= 16  # a server that admits 12 at a time
+
+
 def test_sample_all_learns_as_many_samples_at_once() -> None:
     # Answers read together complete at the same time: one call for all of them
     # moves the limit as the same samples one by one do.
