@@ -125,9 +125,6 @@ class Connection(asyncio.Protocol):
         # transport asked to stop writing (its buffer is full) until it drains.
         self.pump: Any = None
         self.write_paused = False
-        # The owner's clock when it last read answers here (kept by the owner): a
-        # pipelined request's wait behind the answers before it ends then.
-        self.read_at = 0.0
 
     # -- owner side ----------------------------------------------------------
 

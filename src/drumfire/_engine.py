@@ -592,28 +592,23 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
         elif state == BUSY:
             self._answered = conn
         now = self.clock()
-        # The limit learns each answer's service time, not its latency: a request
-        # pipelined behind others waited for their answers first, and counting that
-        # wait made pipelining look like a queueing server (the limit fell to one
-        # connection's worth and left osrm-routed's second thread idle). Answers read
-        # together were served together: the first one's time is theirs.
-        served = now - max(answered[0][0].start, conn.read_at)
-        conn.read_at = now
         watched = host.watch
         if watched:  # first: a quota spent past --max-retry-wait stops their retries
             self._read_quota(host, answered, now)
         # Usually each answer is a row; else (redirect, 429, 503, retry) _sort_answers.
         special = self._special
         usual = answered
+        started = 0.0  # the sum of their start times, while all are usual
         if self.follow_redirects:
-            usual = self._sort_answers(host, answered, now, served)
+            usual = self._sort_answers(host, answered, now)
         else:
-            for _, response in answered:
+            for flight, response in answered:
                 if response.status in special:
-                    usual = self._sort_answers(host, answered, now, served)
+                    usual = self._sort_answers(host, answered, now)
                     break
+                started += flight.start
             else:
-                host.answered(now, served, len(answered))
+                host.answered(now, len(answered) * now - started, len(answered))
         if host.queue:
             self._unpark(host)
         # Put the next requests on the wire first (the first takes this connection,

@@ -74,21 +74,16 @@ class Settling(EngineCore):
                     self._cancel(flight, error)  # waiting: its last attempt's time, if any
 
     def _sort_answers(
-        self,
-        host: OriginLimit,
-        answered: list[tuple[Flight, Response]],
-        now: float,
-        served: float,
+        self, host: OriginLimit, answered: list[tuple[Flight, Response]], now: float
     ) -> list[tuple[Flight, Response]]:
         """:meth:`on_responses` where some answers need more than writing their row
         (an overload signal, a retry, a redirect): settle those, count the others'
-        service time (``served``: the first answer's, as on_responses counts it),
-        and return the others (the rows to write)."""
+        latency, and return the others (the rows to write)."""
         special = self._special
         follow = self.follow_redirects
         watched = host.watch
         usual: list[tuple[Flight, Response]] = []
-        waited = 0.0  # the service time of the answers that were not overload signals
+        waited = 0.0  # the latencies of the answers that were not overload signals
         calm = 0
         for flight, response in answered:
             status = response.status
@@ -103,9 +98,8 @@ class Settling(EngineCore):
                 if host.hold_until > now:
                     self.origins.held.add(host)  # (see Origins.relieve and holds)
             else:
-                waited += served
+                waited += now - flight.start
                 calm += 1
-            served = 0.0  # the answers after the first were served with it
             if follow or status in special:
                 self._settle(flight, response, overload, now)
             else:

@@ -23,7 +23,7 @@ from rich.console import Console
 from drumfire import Result, Retry, _settle
 from drumfire._engine import Engine
 from drumfire._job import make_job
-from drumfire._limits import AdaptiveLimit, OriginLimit
+from drumfire._limits import OriginLimit
 from drumfire._pipelining import Pipelining
 from drumfire._progress import Progress
 from drumfire._result import Stats
@@ -429,26 +429,19 @@ def test_the_limit_shown_counts_requests_as_in_flight_does_while_pipelining() ->
     assert max(inflight for inflight, _ in seen) > 8  # more than the limit's 8 connections
 
 
-def test_the_limit_learns_a_pipelined_answers_service_time_not_its_wait(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_latency_alone_leaves_pipelining_its_connections() -> None:
     # A server that serves each connection's requests one at a time, 10 ms each: a
-    # request pipelined behind 63 others is answered 640 ms after it was sent, though
-    # the server spent 10 ms on it. The adaptive limit took those 64 ms for queueing
-    # and cut, down to one connection's worth (osrm-routed's second thread idle, issue
-    # 19); it learns the time since the connection's previous answer now.
-    learnt: list[float] = []
-    sample_all = AdaptiveLimit.sample_all
-
-    def spy(self: AdaptiveLimit, now: float, latency_sum: float, count: int) -> None:
-        learnt.append(latency_sum / count)
-        sample_all(self, now, latency_sum, count)
-
-    monkeypatch.setattr(AdaptiveLimit, "sample_all", spy)
-    seen: list[int] = []
+    # request pipelined behind 63 others is answered 640 ms after it was sent. The
+    # adaptive limit (a connection's worth of requests per unit while pipelining)
+    # took that wait for a queueing server and cut, down to one connection: against
+    # osrm-routed one of its two threads had nothing to do (issue 19). Latency alone
+    # no longer takes it below the connections pipelining keeps.
+    seen: list[tuple[bool, int]] = []
+    engine: Engine | None = None
 
     def tick(stats: Stats) -> None:
-        seen.append(stats.limit)
+        assert engine is not None
+        seen.append((engine.pipelining, stats.limit))
 
     clock = Clock()
     server = Server(ok, serial=0.01)
@@ -464,9 +457,9 @@ def test_the_limit_learns_a_pipelined_answers_service_time_not_its_wait(
         loop.close()
     assert len(results) == 20_000
     assert stats.pipelined > 19_000
-    assert max(learnt[len(learnt) // 2 :]) <= 0.0101  # 10 ms each, not up to 640
-    pipelining = seen[len(seen) // 4 : -2]  # not the start, nor the input's end
-    assert min(pipelining) >= Pipelining.CONNECTIONS * 64  # each connection kept busy
+    limits = [limit for on, limit in seen[:-2] if on]  # not the input's end
+    assert len(limits) > 100
+    assert min(limits) >= Pipelining.CONNECTIONS * 64
 
 
 def test_watch_cpu_turns_pipelining_on_and_off() -> None:
