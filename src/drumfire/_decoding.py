@@ -1,5 +1,7 @@
 """Content decoding of response bodies (RFC 9110 §8.4), incremental and size-capped, no I/O.
 
+Transfer codings other than chunked (RFC 9112 §7) are decoded the same way.
+
 gzip and deflate (zlib), br (brotli) and zstd (zstandard), or several in a row;
 the output never grows past the body limit, so a compressed bomb ends as
 ``body_too_large`` instead of filling memory. Used by :class:`drumfire._http.ResponseReader`.
@@ -187,30 +189,37 @@ class _Zstd:
 _Stage = _Zlib | _Brotli | _Zstd
 
 
-def _stage(enc: bytes, limit: int) -> _Stage:
+def _stage(enc: bytes, limit: int, kind: str) -> _Stage:
     if enc in (b"gzip", b"x-gzip", b"deflate"):
         return _Zlib(enc, limit)
     if enc == b"br":
         return _Brotli(limit)
     if enc == b"zstd":
         return _Zstd(limit)
-    raise UnknownEncoding(f"unsupported content-encoding {enc.decode('latin-1')!r}")
+    raise UnknownEncoding(f"unsupported {kind} {enc.decode('latin-1')!r}")
+
+
+def _codings(listed: bytes) -> list[bytes]:
+    codings = [c.strip().lower() for c in listed.split(b",")]
+    return [c for c in codings if c and c != b"identity"]
 
 
 class Decoder:
     """Content decoding (gzip, deflate, br, zstd, or several in a row) capped at ``limit`` bytes.
 
     ``Content-Encoding: gzip, br`` means gzip was applied first, so br is
-    decoded first (RFC 9110 §8.4). Raises :class:`UnknownEncoding` for a
-    coding it cannot decode.
+    decoded first (RFC 9110 §8.4). ``transfer`` lists the transfer codings
+    other than chunked (``Transfer-Encoding: gzip, chunked``, RFC 9112 §7),
+    applied after the content codings, so decoded before them, the same way.
+    Raises :class:`UnknownEncoding` for a coding it cannot decode.
     """
 
     __slots__ = ("_stages", "limit")
 
-    def __init__(self, encoding: bytes, limit: int) -> None:
-        codings = [c.strip().lower() for c in encoding.split(b",")]
-        codings = [c for c in codings if c and c != b"identity"]
-        self._stages = [_stage(c, limit) for c in reversed(codings)]
+    def __init__(self, encoding: bytes, limit: int, transfer: bytes = b"") -> None:
+        self._stages = [
+            _stage(c, limit, "transfer-coding") for c in reversed(_codings(transfer))
+        ] + [_stage(c, limit, "content-encoding") for c in reversed(_codings(encoding))]
         self.limit = limit
 
     @property

@@ -65,7 +65,7 @@ class Reason(enum.StrEnum):
     PROTOCOL = "protocol"  # a malformed or truncated response
     BODY_TOO_LARGE = "body_too_large"  # over --max-body
     HEADER_TOO_LARGE = "header_too_large"  # over --max-header-size
-    ENCODING = "encoding"  # a Content-Encoding that cannot be decoded (the status stays)
+    ENCODING = "encoding"  # a content or transfer coding not decoded (the status stays)
     RETRY_AFTER = "retry_after"  # asked to wait longer than --max-retry-wait
     RETRY_BUDGET = "retry_budget"  # a retryable answer the origin's retry budget did not retry
     TOO_MANY_REDIRECTS = "too_many_redirects"

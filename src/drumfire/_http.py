@@ -13,7 +13,8 @@ whatever Content-Length says), bodies delimited by connection close
 (RFC 9112 §6.3 rule 8), a Transfer-Encoding next to a Content-Length (rule 3:
 the first frames the body, and the connection is not reused), content decoding
 with a size cap, and the "unexpected bytes after a response" case. Content
-codings (gzip, deflate, br, zstd) are decoded by :mod:`drumfire._decoding`.
+codings (gzip, deflate, br, zstd), and transfer codings other than chunked, are
+decoded by :mod:`drumfire._decoding`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class ResponseReader:
         "_patterns",
         "_problem",
         "_size",
+        "_transfer",
         "_until_close",
         "heads",
         "max_body",
@@ -151,6 +153,7 @@ class ResponseReader:
         self._chunks: list[bytes] = []
         self._size = 0
         self._encoding: bytes | None = None
+        self._transfer: bytes | None = None  # the Transfer-Encoding lines, joined
         self._decoder: Decoder | None = None
         self._problem = ""
         self._headers_done = False
@@ -195,6 +198,9 @@ class ResponseReader:
                     # Several header lines list the codings in the order applied.
                     known = self._encoding
                     self._encoding = value if known is None else known + b"," + value
+            elif size == 17 and name.lower() == b"transfer-encoding":
+                known = self._transfer
+                self._transfer = value if known is None else known + b"," + value
             elif size == 10 and name.lower() == b"keep-alive":
                 # "Keep-Alive: max=1" (osrm-routed's 512th answer): the server will close
                 # after this response without saying "Connection: close"; don't reuse it.
@@ -216,9 +222,10 @@ class ResponseReader:
             if self.saver is not None:
                 saver, self.saver = self.saver, None
                 self.sink = saver.start(status)
-            if self._encoding is not None:
+            transfer = self._transfer_codings()
+            if self._encoding is not None or transfer:
                 try:
-                    self._decoder = Decoder(self._encoding, self.max_body)
+                    self._decoder = Decoder(self._encoding or b"", self.max_body, transfer)
                 except UnknownEncoding as exc:
                     # The body is kept as sent (within --max-body); the row keeps
                     # its status and says why its body was not decoded.
@@ -232,6 +239,21 @@ class ResponseReader:
         except BaseException as exc:
             self._failure = exc  # see feed: what the parser's error was about
             raise
+
+    def _transfer_codings(self) -> bytes:
+        """The transfer codings to decode (``gzip`` of ``Transfer-Encoding: gzip,
+        chunked``), as curl decodes them (Go and h11 refuse such an answer). Only those
+        before a chunked that frames the body (see :meth:`_has_length`), or all when no
+        chunked is listed: with a chunked elsewhere (``chunked, gzip``, read until the
+        close), what the codings after it unwrap are still chunks, and the body is kept
+        as it came."""
+        if self._transfer is None:
+            return b""
+        codings = [c.strip().lower() for c in self._transfer.split(b",")]
+        if codings[-1] == b"chunked":
+            del codings[-1]
+        codings = [c for c in codings if c and c != b"identity"]
+        return b"" if b"chunked" in codings else b",".join(codings)
 
     def _has_length(self) -> bool:
         """Whether the body is framed by a length or by chunks, not by the close.

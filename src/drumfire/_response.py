@@ -125,7 +125,7 @@ class Response:
     use; ``raw_headers`` the pairs as received (a sequence not to be changed: answers
     with the same header block share one tuple); :meth:`header` a quick
     case-insensitive look-up of one value. ``error`` is "" or, for an answer
-    whose body could not be decoded (an unknown Content-Encoding), the
+    whose body could not be decoded (an unknown content or transfer coding), the
     reason the row gets (``encoding: …``).
     """
 

@@ -699,7 +699,7 @@ def test_close_delimited_gzip_body() -> None:
     [
         [b"Transfer-Encoding: chunked, gzip"],
         [b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip"],
-        [b"Transfer-Encoding: gzip"],
+        [b"Transfer-Encoding: identity"],
         [b"Transfer-Encoding: Chunked , gzip"],
         [b"Transfer-Encoding: chunked, "],  # as llhttp reads it: an empty coding last
     ],
@@ -716,12 +716,12 @@ def test_a_body_whose_last_transfer_coding_is_not_chunked_ends_with_the_close(
     assert feed_pieces(reader, head + b"5\r\nhello\r\n0\r\n\r\n", size) == []
     got = reader.eof()
     assert got is not None
-    # Not dechunked, nor decoded: a transfer coding other than chunked is left as sent.
+    # Not dechunked, nor decoded: what a coding after chunked unwraps is still chunks.
     assert (got.status, got.body, got.keep_alive) == (200, b"5\r\nhello\r\n0\r\n\r\n", False)
 
 
 @pytest.mark.parametrize(
-    "coding", [b"chunked", b"Chunked", b"gzip, chunked", b"gzip ,chunked "]
+    "coding", [b"chunked", b"Chunked", b"identity, chunked", b"identity ,chunked "]
 )
 def test_a_body_whose_last_transfer_coding_is_chunked_is_framed_by_its_chunks(
     coding: bytes,
@@ -735,11 +735,76 @@ def test_a_body_whose_last_transfer_coding_is_chunked_is_framed_by_its_chunks(
 
 
 @pytest.mark.parametrize(
+    ("lines", "pack"),
+    [
+        ([b"Transfer-Encoding: gzip, chunked"], gzip.compress),
+        ([b"Transfer-Encoding: deflate", b"Transfer-Encoding: chunked"], zlib.compress),
+        ([b"Transfer-Encoding: x-gzip,identity, Chunked"], gzip.compress),
+        (
+            [b"Content-Encoding: br", b"Transfer-Encoding: gzip, chunked"],
+            lambda data: gzip.compress(brotli.compress(data)),
+        ),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_a_transfer_coding_before_chunked_is_decoded(
+    lines: list[bytes], pack: Any, size: int
+) -> None:
+    # As curl decodes it (Go and h11 refuse the answer), held to --max-body as a
+    # Content-Encoding is; applied after the content codings, it is decoded before
+    # them. The body used to be kept as it came, still compressed.
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    packed = pack(PAYLOAD)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (packed[:9], packed[9:]))
+    reader = ResponseReader()
+    reader.expect(count=2)
+    wire = head + chunks + b"0\r\n\r\n" + response_bytes(b"next")
+    got = feed_pieces_all(reader, wire, size)
+    assert [(r.status, r.body, r.error, r.keep_alive) for r in got] == [
+        (200, PAYLOAD, "", True),
+        (200, b"next", "", True),
+    ]
+
+
+def test_a_transfer_coding_without_chunked_is_decoded_up_to_the_close() -> None:
+    reader = ResponseReader()
+    reader.expect()
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n" + gzip.compress(PAYLOAD)
+    assert feed_pieces(reader, data, 11) == []
+    got = reader.eof()
+    assert got is not None
+    assert (got.body, got.error) == (PAYLOAD, "")
+
+
+def test_a_transfer_coding_bomb_stops_at_max_body() -> None:
+    bomb = gzip.compress(b"\0" * 20_000_000)
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    wire += b"%x\r\n%s\r\n0\r\n\r\n" % (len(bomb), bomb)
+    reader = ResponseReader(max_body=10_000)
+    reader.expect()
+    over_max_body(first_answer(reader, wire, 1000), 10_000)
+
+
+@pytest.mark.parametrize("coding", [b"compress", b"gzip, compress"])
+def test_a_transfer_coding_drumfire_does_not_know_keeps_the_body_as_it_came(
+    coding: bytes,
+) -> None:
+    # As an unknown Content-Encoding does: the status stays, the error names the coding.
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: %s, chunked\r\n\r\n" % coding
+    got = read_one(wire + b"3\r\nabc\r\n0\r\n\r\n")
+    assert (got.status, got.body, got.error) == (
+        200,
+        b"abc",
+        "encoding: unsupported transfer-coding 'compress'",
+    )
+
+
+@pytest.mark.parametrize(
     "lines",
     [
         [b"Content-Length: 3", b"Transfer-Encoding: chunked"],
         [b"Transfer-Encoding: chunked", b"content-length: 300"],
-        [b"Transfer-Encoding: gzip, chunked", b"Content-Length: 0"],
+        [b"Transfer-Encoding: identity, chunked", b"Content-Length: 0"],
     ],
 )
 @pytest.mark.parametrize("size", [1, 7, 10_000])
