@@ -97,10 +97,12 @@ class ResponseReader:
         "_interim",
         "_last",
         "_left",
+        "_length",
         "_out",
         "_parser",
         "_patterns",
         "_problem",
+        "_raw",
         "_size",
         "_transfer",
         "_until_close",
@@ -152,6 +154,10 @@ class ResponseReader:
         self._head_fed = 0  # bytes fed since the header block began, while it lasts
         self._chunks: list[bytes] = []
         self._size = 0
+        # The body's Content-Length when one frames it (-1: none), and the bytes of the
+        # body read so far as they came: where the body ends in a read (see _parse).
+        self._length = -1
+        self._raw = 0
         self._encoding: bytes | None = None
         self._transfer: bytes | None = None  # the Transfer-Encoding lines, joined
         self._decoder: Decoder | None = None
@@ -236,6 +242,8 @@ class ResponseReader:
                 return
             if not self._has_length() and status >= 200 and status not in (204, 304):
                 self._until_close = True
+            elif status in (204, 304):
+                self._length = -1
         except BaseException as exc:
             self._failure = exc  # see feed: what the parser's error was about
             raise
@@ -273,10 +281,13 @@ class ResponseReader:
             size = len(name)
             if size == 14 and name.lower() == b"content-length":
                 length = True
+                # One value, llhttp checked (a list of one value was mended: see mend).
+                self._length = int(value) if value.strip().isdigit() else -1
             elif size == 17 and name.lower() == b"transfer-encoding":
                 chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
         if chunked is None:
             return length
+        self._length = -1
         if length:
             self._close = True
         return chunked
@@ -285,6 +296,7 @@ class ResponseReader:
         try:
             if self._expected == 0:  # a body after a HEAD response: not ours
                 raise _Surplus
+            self._raw += len(body)
             if self._decoder is not None:
                 body = self._decoder.decode(body)
             self._size += len(body)
@@ -396,12 +408,18 @@ class ResponseReader:
         # mended (see mend).
         # Kept as the reads came and joined only when needed: a block that stays open
         # over many small reads would be copied again at each one.
+        # An answer whose body, with a length, began in an earlier read ends in this
+        # one at ``skip``: the bytes from there are known from an answer's first byte.
+        skip = 0
         if not self.started:
             known: list[bytes] | None = [data]
         else:
             known = self._held
             if known is not None:
                 known.append(data)
+            elif self._headers_done and 0 <= self._length - self._raw < len(data):
+                skip = self._length - self._raw
+                known = [data]
         if not self._headers_done:
             self._head_fed += len(data)
         try:
@@ -428,11 +446,11 @@ class ResponseReader:
             if isinstance(cause, RequestError):  # too large, protocol
                 raise cause from None
             if known is not None and not self._headers_done:
-                whole = b"".join(known)
+                whole = b"".join(known)[skip:]
                 block = whole[last_start(whole) :]  # the answer that failed, from its start
                 unfolded = mend(block)
                 if unfolded is None and self._mend_later(str(exc), block):
-                    self._held = known
+                    self._held = [whole] if skip else known
                     return
                 if unfolded is not None:
                     # Folded lines, or a Content-Length given twice, in the block that
@@ -452,7 +470,10 @@ class ResponseReader:
                 self.started = False
             raise ProtocolError(f"malformed response: {exc}") from None
         # A header block still open, its answer begun in known bytes: keep them.
-        self._held = known if self.started and not self._headers_done else None
+        if self.started and not self._headers_done and known is not None:
+            self._held = [data[skip:]] if skip else known
+        else:
+            self._held = None
         if self._out and self._head:
             # httptools cannot be told a response had no body; start afresh.
             self._parser = lenient_parser(self)

@@ -606,6 +606,36 @@ def test_an_answer_to_mend_behind_one_the_full_parser_read_in_the_same_read(
     assert len(outcomes[0]) == final + 1
 
 
+@pytest.mark.parametrize(
+    "between", [b"", response_bytes(b"mid"), b"\r\n"], ids=["next", "after-one", "crlf"]
+)
+@pytest.mark.parametrize(
+    "mended",
+    [FOLDED, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"],
+    ids=["folded", "content-length-twice"],
+)
+@pytest.mark.parametrize("cut", [1, 9])
+def test_an_answer_to_mend_after_a_body_begun_in_an_earlier_read(
+    between: bytes, mended: bytes, cut: int
+) -> None:
+    # The answer before it has a length and its body began in an earlier read: where the
+    # answer to mend begins in this read is where that body ends. The row was a protocol
+    # failure (where the answer began was not known).
+    first = response_bytes(b"0123456789" * 3, b"Content-Type: text/plain")
+    split = first.index(b"\r\n\r\n") + 4 + cut
+    reads = [first[:split], first[split:] + between + mended + response_bytes(b"last")]
+    count = 4 if between.startswith(b"HTTP") else 3
+    reader = ResponseReader()
+    pipelined(reader, count)
+    got = [r for piece in reads for r in reader.feed_all(piece)]
+    assert [(r.status, r.body, r.keep_alive) for r in got[-2:]] == [
+        (200, b"ok", True),
+        (200, b"last", True),
+    ]
+    assert got[0].body == b"0123456789" * 3
+    assert len(got) == count
+
+
 @pytest.mark.parametrize("size", [1, 10_000])
 def test_a_folded_chunked_answer_is_unfolded(size: int) -> None:
     reader = ResponseReader()
