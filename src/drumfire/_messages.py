@@ -135,13 +135,22 @@ class Status(NamedTuple):
 
 
 class Load(NamedTuple):
-    """Worker -> parent: its requests in flight and its concurrency limit (the progress bar)."""
+    """Worker -> parent: what its engine holds now, for the parent's dealing and progress line.
+
+    Its requests in flight and its concurrency limit; ``parked``: its rows parked
+    for origins their server holds (the parent deals it rows past them);
+    ``retrying``: its rows sleeping before a retry; ``held``: the origins held, each
+    ``(host, seconds left, why)`` as :attr:`Stats.held <drumfire._result.Stats.held>`.
+    """
 
     inflight: int
     limit: int
+    parked: int = 0
+    retrying: int = 0
+    held: tuple[tuple[str, float, str], ...] = ()
 
     def encode(self) -> bytes:
-        return orjson.dumps({"load": [self.inflight, self.limit]})
+        return orjson.dumps({"load": [*self[:4], self.held]})
 
 
 class Done(NamedTuple):
@@ -183,8 +192,9 @@ def from_worker(data: bytes) -> ToParent:
     decoded = pipe_loads(data)
     if type(decoded) is dict:
         if "load" in decoded:
-            inflight, limit = decoded["load"]
-            return Load(inflight, limit)
+            inflight, limit, parked, retrying, held = decoded["load"]
+            holds = tuple((host, left, why) for host, left, why in held)
+            return Load(inflight, limit, parked, retrying, holds)
         return Status(decoded["examples"], decoded["unreachable"])
     return ResultBatch(decoded)
 

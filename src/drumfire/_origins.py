@@ -248,6 +248,17 @@ class Origins:
         self.spills.clear()
         self.spilled = 0
 
+    def held_rows(self) -> int:
+        """The rows parked for the origins held at the last :meth:`holds`, in memory and on disk.
+
+        A ``-p N`` worker tells its parent, which deals it rows past them (see
+        :mod:`drumfire._parallel`): they wait for the server, not for this worker.
+        """
+        spills = self.spills
+        return sum(
+            len(host.queue) + (spills[host].count if host in spills else 0) for host in self.held
+        )
+
     def holds(self, now: float) -> list[tuple[str, float, str]]:
         """The origins held at ``now`` that rows wait for, longest wait first.
 

@@ -7,9 +7,10 @@ message per chunk, not one pickled object per row)::
     parent: source --chunks--> worker 1..N (Engine on uvloop) --result batches--> parent: sink
 
 Each worker keeps about two chunks queued, so the parent reads the input only
-as fast as the workers consume it (memory stays flat). Results are put back in
-input order by the parent when ``--ordered`` is set, so output rows are the
-same whatever the number of processes.
+as fast as the workers consume it (memory stays flat), beside the rows it has
+parked for an origin the server holds (up to a bound: see ``parked_most``).
+Results are put back in input order by the parent when ``--ordered`` is set, so
+output rows are the same whatever the number of processes.
 
 Every row the parent reads ends once: written (the summary counts what is
 written) or left out for --resume. The parent keeps each worker's rows sent
@@ -34,8 +35,9 @@ Messages (:mod:`drumfire._messages`, orjson bytes):
 - worker → parent: :class:`ResultBatch` ``[[seq, id, status, elapsed_ms, attempts,
   error, fields, kept], ...]``, :class:`Status` when the failure examples or
   "unreachable" changed (the target found unreachable stops every worker),
-  :class:`Load` (its requests in flight and limit, for the progress bar),
-  then :class:`Done`.
+  :class:`Load` (its requests in flight and limit, its rows parked for origins
+  held and waiting to retry, the origins held: see :mod:`drumfire._loads`), then
+  :class:`Done`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 from ._instream import socket_wake
 from ._job import Job
 from ._lifeline import close_inherited, die_with_parent
+from ._loads import Told, is_news, load_now, note_loads
 from ._loop import new_event_loop
 from ._messages import (
     Done,
@@ -87,7 +90,6 @@ CHUNK = 256  # rows per message to a worker
 QUEUED_CHUNKS = 2  # chunks a worker holds beyond what is in flight
 RESULT_BATCH = 256  # results per message back, or whatever is ready at each flush
 FLUSH_EVERY = 1.0
-LOAD_EVERY = 0.1  # seconds between two (in flight, limit) reports of a worker, at least
 
 
 def auto_processes(url_template: str) -> int:
@@ -191,15 +193,15 @@ def _worker(
         if len(out) >= RESULT_BATCH:
             flush()
 
-    told_load = [(0, 0)]  # (in flight, limit) last told to the parent, for its progress bar
+    told_load = [Load(0, 0)]  # the last told to the parent (see _loads)
     told_at = [0.0]
 
     def on_tick(stats: Stats) -> None:
         flush()
-        now, load = time.monotonic(), (stats.concurrency, stats.limit)
-        if now - told_at[0] >= LOAD_EVERY and load != told_load[0]:
+        now, load = time.monotonic(), load_now(stats, engine.origins.held_rows())
+        if is_news(load, told_load[0], now - told_at[0]):
             told_at[0], told_load[0] = now, load
-            send(Load(*load).encode())
+            send(load.encode())
 
     engine = job.engine(
         _WorkerSource(fmt),
@@ -295,7 +297,7 @@ class _Worker:
         # entry [seq, line, row, problem], what the parent needs to end it alone.
         self.pending: dict[int, list[Any]] = {}
         self.done = False
-        self.load: tuple[int, int] | None = None  # its requests in flight and limit, last told
+        self.load: Told | None = None  # its engine's last Load
 
 
 def _tell(worker: _Worker, message: End | Stop) -> None:
@@ -418,6 +420,11 @@ def execute_parallel(
     # flight (see feed).
     size = CHUNK if share.rate is None else max(1, min(CHUNK, int(share.rate / 2)))
     window = 64 * job.max_concurrency + size * QUEUED_CHUNKS * processes
+    # A worker's rows parked for an origin its server holds wait for the server, not
+    # for the worker (on disk, or in memory past which it reads no more rows): it is
+    # dealt rows past them, up to this many, so the other origins' rows go on. Their
+    # entries in ``pending`` are the parent's memory: 64 x --max-concurrency in all.
+    parked_most = 64 * share.max_concurrency
 
     span = [0, 0]  # the row numbers of the last chunk's first and last items
 
@@ -461,7 +468,9 @@ def execute_parallel(
         if share.rate is not None and worker.load is not None:
             # Under a rate its chunks are small: the rows it has in flight (a slow
             # server's, seconds of them) come on top, or they would cap its rate.
-            held += worker.load[0]
+            held += worker.load.load.inflight
+        if worker.load is not None:
+            held += min(worker.load.load.parked, parked_most)
         while not worker.done and len(pending) < held:
             chunk = next_chunk(pending)
             if chunk:
@@ -521,7 +530,8 @@ def execute_parallel(
                 deliver(seq, None)
             worker.pending.clear()
         elif type(batch) is Load:
-            worker.load = (batch.inflight, batch.limit)
+            tick()  # the time since the last tick was the old Load's
+            worker.load = Told(batch, clock())
         elif type(batch) is Status:
             for reason, example in batch.examples.items():
                 stats.examples.setdefault(reason, example)
@@ -536,6 +546,9 @@ def execute_parallel(
                 pending.pop(seq, None)
                 deliver(seq, result)
 
+    def tick() -> None:  # the workers' last Loads, as one engine's tick (see _loads)
+        note_loads(stats, [(w.load, len(w.pending)) for w in workers if not w.done], clock())
+
     def on_signal(signum: int, _frame: Any) -> None:
         got_signal.append(signum)
 
@@ -549,6 +562,7 @@ def execute_parallel(
     hurried = False  # told the workers to end their rows in flight now
     ended: set[int] = set()
     last_flush = clock()
+    stats.waited_s = 0.0  # measured, from the workers' Loads
     try:
         if show:
             progress.__enter__()
@@ -590,13 +604,8 @@ def execute_parallel(
             if now - last_flush >= FLUSH_EVERY:
                 sink.flush()
                 last_flush = now
+            tick()
             if show:
-                loads = [w.load for w in workers if w.load is not None and not w.done]
-                if loads:  # the workers' requests in flight against their limits
-                    stats.concurrency = sum(inflight for inflight, _ in loads)
-                    stats.limit = sum(limit for _, limit in loads)
-                else:
-                    stats.concurrency = sum(len(w.pending) for w in workers)
                 progress.update(stats)
     finally:
         # Signals from here on change nothing (every row has ended), nor raise in the

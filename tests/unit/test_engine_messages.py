@@ -49,3 +49,5 @@ def test_load_round_trip() -> None:
     decoded = from_worker(Load(12, 64).encode())
     assert type(decoded) is Load
     assert decoded == Load(12, 64)
+    held = Load(0, 8, 700, 3, (("a.example", 29.5, "Retry-After"), ("b.example", 3.0, "quota")))
+    assert from_worker(held.encode()) == held

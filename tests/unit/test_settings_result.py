@@ -639,7 +639,7 @@ def test_a_cluster_run_adds_up_the_parts_longest_latency() -> None:
 def test_the_time_waited_for_the_server_is_counted_by_the_tick() -> None:
     clock = FakeClock(0.0)
     stats = Stats(clock)
-    assert stats.summary()["waited_s"] is None  # no engine ticks (-p's parent, --cluster)
+    assert stats.summary()["waited_s"] is None  # no tick (--cluster)
     stats.waited_s = 0.0
     held = [("api.example.com", 3.0, "Retry-After")]
     stats.note_tick(0.05, [], inflight=4, retrying=0)  # busy
