@@ -87,6 +87,7 @@ __all__ = [
     "parse_option",
     "part_name",
     "plan_parts",
+    "probe",
     "run_cluster",
     "run_part",
     "split_job",
@@ -132,6 +133,7 @@ def connect(address: str) -> tuple[Any, Any]:
             silence_logs=logging.ERROR,
         )
         return Client(cluster), cluster
+    probe(address)
     try:
         return Client(address, timeout=30), None
     except (OSError, ValueError) as exc:  # unreachable, timed out, or not an address
@@ -142,6 +144,45 @@ def connect(address: str) -> tuple[Any, Any]:
             f"--cluster {address!r}: cannot reach the scheduler (is a Dask scheduler "
             f"listening there?): {type(exc).__name__}: {exc}"
         ) from None
+
+
+#: Seconds :func:`probe` waits for a TCP connection to a scheduler's address. A reachable
+#: host answers a connection (accepted, or refused) in far less, even across the world; one
+#: that does not answer is down or behind a firewall that drops the packets.
+PROBE_TIMEOUT = 10.0
+
+
+def probe(address: str) -> None:
+    """One line, at once, when nothing listens at a scheduler's TCP address (``tcp://``,
+    ``tls://``, ``ws://``, ``wss://``, or ``HOST:PORT``): distributed's Client retries a
+    refused connection until its timeout (30 s here), then said only that it timed out.
+
+    A TCP connection opened and closed (no byte sent; a scheduler logs it at INFO, as
+    "closed before handshake completed"). Other schemes, and an address distributed
+    cannot parse, are left to the Client, which says what it finds.
+    """
+    import socket
+
+    addressing = optional_module("distributed.comm.addressing")
+    try:
+        scheme, location = addressing.parse_address(address)
+        host, port = addressing.parse_host_port(location)
+    except ValueError:
+        return
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            return
+    except ConnectionRefusedError:
+        why = "nothing listens there (connection refused)"
+    except TimeoutError:
+        why = f"no answer within {PROBE_TIMEOUT:g} s (the host is down, or a firewall drops)"
+    except socket.gaierror as exc:
+        why = f"unknown host {host!r} ({exc.strerror or exc})"
+    except OSError as exc:
+        why = str(exc.strerror or exc)
+    raise UsageError(f"--cluster {address!r}: cannot reach the scheduler: {why}")
 
 
 def _stamp(path: str) -> tuple[int, Any]:

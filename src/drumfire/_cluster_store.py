@@ -175,6 +175,8 @@ class Store:
         if self.local:
             with open(self.path(name) + ".tmp", "w") as f:
                 f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(self.path(name) + ".tmp", self.path(name))
         else:
             self.fs.pipe_file(self.path(name), text.encode())

@@ -106,15 +106,37 @@ def parse_option(spec: str) -> tuple[str, bytes, str]:
 _PARSERS: dict[str, Any] = {}  # loaded --parse functions, per worker process
 
 
+def scratch_root() -> str | None:
+    """Where a task keeps its scratch files: its Dask worker's local directory (None: the
+    system's temporary directory, when not run by a Dask worker).
+
+    The worker's directory (``dask-scratch-space/worker-*`` under ``TMPDIR``, or Dask's
+    ``temporary-directory``) is removed by Dask when the worker ends, however it ends:
+    its nanny removes it once the process is gone (closed, or killed by a LocalCluster's
+    close, or by a signal), and a worker started without a nanny purges the directories
+    of dead ones on its start. A task cut short there (a stopped run, a closed cluster)
+    never leaves the ``with TemporaryDirectory()`` of its scratch, which was left in
+    ``/tmp``, one a stopped partition.
+    """
+    try:
+        worker = optional_module("distributed").get_worker()
+    except (ImportError, ValueError):
+        return None
+    return str(worker.local_directory)
+
+
 def _parser(spec: tuple[str, bytes, str]) -> Any:
-    """The ``--parse`` function on a worker: the file written once and loaded once."""
+    """The ``--parse`` function on a worker: the file written once and loaded once
+    per worker process (a folder named by the file's hash: files of one name but
+    other texts never meet)."""
     from ._parse import load_parse_function
 
     filename, text, name = spec
     key = hashlib.sha256(text).hexdigest()[:16] + ":" + name
     func = _PARSERS.get(key)
     if func is None:
-        folder = os.path.join(tempfile.gettempdir(), f"drumfire-parse-{key[:16]}")
+        root = scratch_root() or tempfile.gettempdir()
+        folder = os.path.join(root, f"drumfire-parse-{key[:16]}")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, filename)
         if not os.path.exists(path):
@@ -131,7 +153,7 @@ def part_results(
 ) -> tuple[list[Result], Stats]:
     """Run the partition's rows through the engine on its own loop and thread."""
     parse = _parser(options.parse) if options is not None and options.parse else None
-    with tempfile.TemporaryDirectory(prefix="drumfire-part-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="drumfire-part-", dir=scratch_root()) as scratch:
         source = open_part(part, scratch)
         try:
             return run_source(source, job, part.index, parse=parse, skip=skip)

@@ -54,6 +54,7 @@ from ._columns import (
     unfit_line,
     unfit_warning,
 )
+from ._durable import sync_directory, sync_file
 from ._errors import InputError, UsageError, columns_differ
 from ._instream import STDIN_PARQUET
 from ._lifeline import die_with_parent
@@ -265,6 +266,8 @@ class ParquetSink:
             if kept:
                 with open(temp, "wb") as f:
                     f.writelines(kept)
+                    f.flush()
+                    os.fsync(f.fileno())
                 os.replace(temp, path)
             else:
                 os.remove(path)
@@ -356,7 +359,10 @@ class ParquetSink:
             if unfit:
                 with open(os.path.join(self._dir, _UNFIT), "ab") as f:
                     f.writelines(unfit)
+                    f.flush()
+                    os.fsync(f.fileno())  # on disk before the part too
             self._pq.write_table(table, temp)
+            sync_file(temp)  # on disk before its name says complete (see _durable)
             os.replace(temp, final)
         except OSError as exc:
             # A full disk: the room the half part took is given back, and the
@@ -490,11 +496,13 @@ def merge_parts(directory: str, names: list[str], number: int) -> None:
                     pending, count = [], 0
             if pending:
                 writer.write_table(pa.concat_tables(pending), row_group_size=count)
+        sync_file(temp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(temp)  # a full disk gets its room back; the parts are as they were
         raise
     os.replace(temp, final)
+    sync_directory(directory)  # the merged part's name on disk before the parts go
     for part in names:
         os.remove(os.path.join(directory, part))
 
@@ -636,6 +644,7 @@ def drop_parquet_rows(path: str, resend: Any) -> int:
                 continue
             temp = os.path.join(path, "." + os.path.basename(part) + ".tmp")
             pq.write_table(table.filter(pa.array(keep, pa.bool_())), temp)
+            sync_file(temp)
             os.replace(temp, part)
             dropped += gone
     except (OSError, pa.ArrowException) as exc:

@@ -382,6 +382,26 @@ def test_an_address_where_something_else_listens_is_one_line(tmp_path: Path) -> 
     ), lines
 
 
+def test_an_address_where_nothing_listens_says_so_in_one_line(tmp_path: Path) -> None:
+    # distributed's Client retries a refused connection until its timeout: the run
+    # waited 30 s, then said "Timed out trying to connect". drumfire probes the address
+    # first, and a refused connection is one line naming it at once.
+    import socket
+
+    with socket.socket() as bound:  # bound, never listening: a connection is refused
+        bound.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{bound.getsockname()[1]}"
+        proc = drumfire(
+            "run", write_input(tmp_path / "in.csv", 3), "--url", "http://127.0.0.1:9/{q}",
+            "--cluster", address, "-o", tmp_path / "out.parquet",
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"drumfire: error: --cluster '{address}': cannot reach the scheduler: nothing "
+        "listens there (connection refused)"
+    ]
+
+
 def test_a_resume_sees_any_file_of_a_parquet_directory_replaced(tmp_path: Path) -> None:
     # The manifest stamped the first file of the input alone: a directory whose second
     # file was replaced since (the same row groups, other values) resumed, keeping parts
