@@ -123,6 +123,7 @@ class ARun:
     ``stats`` is the run's :class:`~drumfire.Stats` (None until it starts; live
     while it runs, final once the iteration ends): ``stats.summary()`` gives
     rows/s, counts by status and reason, latency percentiles and requests sent.
+    Left early, its figures are those of the rows the caller was given.
     """
 
     def __init__(self, make: Callable[[ARun], AsyncGenerator[Result, None]]) -> None:
@@ -193,13 +194,17 @@ async def _arun(
     task = asyncio.ensure_future(engine.run(source.items, source.total))
     task.add_done_callback(lambda _: wake.set())
     handle.stats = engine.stats
+    given_ms = 0.0  # the longest latency of the rows yielded (see Stats.forget)
     try:
         while True:
             # The engine's Stats of this run, made once the task runs (the one before
             # is a placeholder): run.stats was that placeholder, 0 rows, until the end.
             handle.stats = engine.stats
             while backlog:
-                yield backlog.popleft()
+                result = backlog.popleft()
+                if result.elapsed_ms > given_ms:
+                    given_ms = result.elapsed_ms
+                yield result
                 if len(backlog) == _BACKLOG_LOW:
                     engine.pause(False)
             if task.done():
@@ -215,9 +220,14 @@ async def _arun(
             engine.stop(grace=0)
             await asyncio.wait([task])
         handle.stats = engine.stats
-        close_display(display, engine.stats)
         clean = ended and not task.cancelled() and task.exception() is None
-        output.close(engine.stats if clean else None)
+        try:
+            output.close(engine.stats if clean else None)  # (its file has these rows)
+        finally:
+            # The caller left: the results it was not given are not its run's rows.
+            engine.stats.forget(list(backlog), given_ms)
+            backlog.clear()
+            close_display(display, engine.stats)
         if source.close is not None:
             source.close()
 
@@ -291,7 +301,21 @@ def run(
     stop.thread = thread = threading.Thread(target=work, name="drumfire-engine", daemon=True)
     live(stop, True)
     thread.start()
-    handle = Run(_drain(out, paused, engine, loop, stop, state, display), engine, job, stop)
+    given = [0.0]  # the longest latency of the rows handed over (see Stats.forget)
+
+    def take_back() -> None:
+        """Once the engine's thread is over: the results the caller never took (it
+        left early) are not its run's rows (see Stats.forget)."""
+        left = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = out.get_nowait()
+                if item is not _END:
+                    left.append(item)
+        engine.stats.forget(left, given[0])
+
+    results = _drain(out, paused, engine, loop, stop, state, display, given, take_back)
+    handle = Run(results, engine, job, stop, take_back)
     if stats_to is not None:
         stats_to.append(handle)
     return handle
@@ -306,7 +330,8 @@ class Run:
     ``stats`` is the run's :class:`~drumfire.Stats`: live while the run goes
     on, final once the iteration ends (``stats.summary()`` gives rows/s,
     counts by status and reason, latency percentiles, requests sent).
-    ``close()`` stops the run early, as leaving a ``for`` loop does; a ``with``
+    ``close()`` stops the run early, as leaving a ``for`` loop does (then ``stats``
+    counts the rows the caller was given, with ``stopped`` set); a ``with``
     block closes it on the way out, whatever leaves the block (an exception
     in the loop body too: the run would otherwise go on in the background until
     the ``Run`` is collected, as an unclosed generator does).
@@ -318,11 +343,13 @@ class Run:
         engine: Engine,
         job: Job,
         stop: Callable[[], None],
+        take_back: Callable[[], None],
     ) -> None:
         self._results = results
         self._engine = engine
         self._job = job  # its columns, for run_all (see _collect)
         self._stop = stop
+        self._take_back = take_back
 
     @property
     def stats(self) -> Stats:
@@ -346,6 +373,7 @@ class Run:
         if close is not None:
             close()
         self._stop()  # a generator not started yet runs no cleanup on close
+        self._take_back()
         unwatch_sigint()
 
 
@@ -380,9 +408,12 @@ def _drain(
     loop: asyncio.AbstractEventLoop,
     stop: Callable[[], None],
     state: dict[str, Any],
-    display: Display | None = None,
+    display: Display | None,
+    given: list[float],
+    take_back: Callable[[], None],
 ) -> Iterator[Result]:
     finished = False
+    given_ms = 0.0
     try:
         while True:
             item = out.get()
@@ -395,10 +426,14 @@ def _drain(
                     loop.call_soon_threadsafe(engine.pause, False)
                 except RuntimeError:
                     pass  # the loop closed: the run ended paused (its last rows were out)
+            if item.elapsed_ms > given_ms:
+                given_ms = item.elapsed_ms
             yield item
     finally:
+        given[0] = given_ms
         if not finished:  # the consumer stopped early
             stop()
+            take_back()
         unwatch_sigint()
         # in the consumer's thread, now that the engine's is over
         close_display(display, engine.stats)

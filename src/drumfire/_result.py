@@ -303,6 +303,35 @@ class Stats:
         self.done += count
         self.ok += ok
 
+    def forget(self, results: list[Result], longest_ms: float) -> None:
+        """Take back ``results``, counted here but never handed to the caller (a Python
+        caller that left the iteration early): the figures are then those of the rows
+        it was given, as tqdm's count is the items consumed, and the run is stopped
+        (:attr:`not_done` counts the rows taken back). ``longest_ms``: the longest
+        latency among the rows given (the histogram cannot say it to the µs).
+        ``requests`` keeps their attempts: those requests were sent."""
+        if not results:
+            return
+        self.stopped = True
+        self._fold()
+        record = self._latency.record_value
+        for result in results:
+            self.done -= 1
+            status = result.status
+            if status is not None:
+                self.statuses[status] -= 1
+            if result.error:
+                self.reasons[result.error.partition(":")[0]] -= 1
+            elif status is None or 200 <= status < 300:
+                self.ok -= 1
+            else:
+                self.reasons[f"http {status}"] -= 1
+            if result.attempts:
+                record(round(result.elapsed_ms * 1000) or 1, -1)  # its bucket, as add's
+        self.statuses = +self.statuses  # (the counts now 0 dropped)
+        self.reasons = +self.reasons
+        self.longest_ms = longest_ms
+
     @property
     def latency(self) -> HdrHistogram:
         """Latency in microseconds of every row that made a request."""
