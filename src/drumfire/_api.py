@@ -51,7 +51,8 @@ _DOC_ARGS = """
             value itself), or a JSON template string. Sets ``Content-Type`` and
             ``Accept`` to ``application/json``; POST unless ``method`` says.
         extract: ``{name: JMESPath expression}`` evaluated over every JSON body.
-        parse: a function ``(response) -> dict`` whose fields join the row.
+        parse: a function ``(response) -> dict`` whose fields join the row (named
+            apart from the ``extract`` fields: a clash is the row's ``parse:`` error).
         keep: input columns copied to each result.
         id: the column that holds the row id (default ``id`` if present, else
             the 1-based row number).

@@ -32,15 +32,18 @@ def _quoted(names: Iterable[str]) -> str:
     return " and ".join(quoted) if len(quoted) < 3 else ", ".join(quoted[:-1]) + ", " + quoted[-1]
 
 
-def parse_problem(parsed: object, kept: frozenset[str]) -> str:
+def parse_problem(
+    parsed: object, kept: frozenset[str], extracted: frozenset[str] = frozenset()
+) -> str:
     """The ``parse:`` error of what a parse function returned, or "" for a dict of new
     fields. A field named as a column drumfire writes (``return response.json()`` of a
-    document with an ``id``) would replace the row's own, or name a CSV column twice."""
+    document with an ``id``) would replace the row's own, or name a CSV column twice; one
+    named as an extracted field (``-e``, ``extract=``) silently replaced its value."""
     if not isinstance(parsed, Mapping):
         if parsed is None:
             return "parse: returned None, not a dict of fields (return {} for none)"
         return f"parse: returned {type(parsed).__name__}, not a dict of fields"
-    if _OWN.isdisjoint(parsed) and kept.isdisjoint(parsed):
+    if _OWN.isdisjoint(parsed) and kept.isdisjoint(parsed) and extracted.isdisjoint(parsed):
         return ""
     own = [name for name in parsed if name in _OWN]
     if own:
@@ -48,6 +51,10 @@ def parse_problem(parsed: object, kept: frozenset[str]) -> str:
     else:
         own = [name for name in parsed if name in kept]
         what = "a kept column" if len(own) == 1 else "kept columns"
+    if not own:
+        own = [name for name in parsed if name in extracted]
+        what = "an extracted field's name" if len(own) == 1 else "extracted fields' names"
+        return f"parse: returned {_quoted(own)}, also {what} (-e, extract=); rename one of the two"
     return f"parse: returned {_quoted(own)}, {what}; rename {'it' if len(own) == 1 else 'them'}"
 
 
@@ -59,7 +66,7 @@ class Finisher:
     columns (None when none are kept), ``keep`` their names.
     """
 
-    __slots__ = ("extractor", "files", "keep", "kept", "parse")
+    __slots__ = ("extracted", "extractor", "files", "keep", "kept", "parse")
 
     def __init__(
         self,
@@ -74,6 +81,7 @@ class Finisher:
         self.kept = kept
         self.files = files  # drumfire._bodies.FilePlan: saved bodies' fields
         self.keep = frozenset(keep)
+        self.extracted = frozenset(extractor.names if extractor is not None else ())
 
     def results(self, answered: list[tuple[Flight, Response]], now: float) -> list[Result]:
         """The rows of flights answered at ``now``, in the same order."""
@@ -154,7 +162,7 @@ class Finisher:
                 except Exception as exc:
                     error = error or f"parse: {type(exc).__name__}: {exc}"[:300]
                 else:
-                    problem = parse_problem(parsed, self.keep)
+                    problem = parse_problem(parsed, self.keep, self.extracted)
                     if problem:
                         error = error or problem
                     else:

@@ -315,7 +315,7 @@ def file_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "parse_spec",
     default=None,
     metavar="FILE.py:FUNCTION",
-    help="A function (response) -> dict whose fields join the row.",
+    help="A function (response) -> dict whose fields join the row (named apart from -e fields).",
 )
 @click.option(
     "--parse-columns",

@@ -30,6 +30,9 @@ def some(response):
 
 def document(response):
     return {"id": "theirs", "status": "fine", "n": 1}
+
+def also_got(response):
+    return {"got": "from parse", "more": 1}
 """
 
 
@@ -39,14 +42,16 @@ def server() -> Iterator[DemoServer]:
         yield demo
 
 
-def _run(tmp_path: Path, server: DemoServer, function: str, out: str) -> list[dict[str, str]]:
+def _run(
+    tmp_path: Path, server: DemoServer, function: str, out: str, *more: str
+) -> list[dict[str, str]]:
     source = tmp_path / "in.csv"
     source.write_text("id,code\na,200\nb,404\nc,200\n")
     (tmp_path / "p.py").write_text(PARSE)
     proc = subprocess.run(
         [sys.executable, "-m", "drumfire.cli", "run", str(source), "--url",
          server.base_url + "/status/{code}", "--parse", f"{tmp_path / 'p.py'}:{function}",
-         "-c", "1", "--ordered", "-q", "-o", str(tmp_path / out)],
+         "-c", "1", "--ordered", "-q", "-o", str(tmp_path / out), *more],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -97,3 +102,35 @@ def test_the_api_rows_keep_their_id_and_status(server: DemoServer) -> None:
                                  parse=lambda r: {"code": 5}, keep=["code"])  # fmt: skip
     assert with_keep[0]["code"] == "200"
     assert with_keep[0]["error"] == "parse: returned 'code', a kept column; rename it"
+
+
+EXTRACTED = (
+    "parse: returned 'got', also an extracted field's name (-e, extract=); rename one of the two"
+)
+
+
+@pytest.mark.parametrize("out", ["out.csv", "out.jsonl"])
+def test_a_field_named_as_an_extracted_one_is_refused(
+    tmp_path: Path, server: DemoServer, out: str
+) -> None:
+    # It replaced the -e field's value, silently: the output said 'from parse' under
+    # the name the user gave the extracted value.
+    rows = _run(tmp_path, server, "also_got", out, "-e", "got=status")
+    assert [(r["id"], str(r["status"])) for r in rows] == [("a", "200"), ("b", "404"), ("c", "200")]
+    assert {r["error"] for r in rows} == {EXTRACTED}
+    assert [str(r["got"]) for r in rows] == ["200", "404", "200"]  # the extracted value
+
+
+def test_the_api_refuses_a_parse_field_named_as_an_extracted_one(server: DemoServer) -> None:
+    rows = [{"id": "a", "code": "200"}]
+    url = server.base_url + "/status/{code}"
+    results = drumfire.run_all(rows, url, extract={"got": "status"},
+                               parse=lambda r: {"got": "from parse"})  # fmt: skip
+    assert results[0]["error"] == EXTRACTED
+    assert results[0]["got"] == 200
+    two = drumfire.run_all(rows, url, extract={"got": "status", "n": "status"},
+                           parse=lambda r: {"n": 1, "got": 2, "x": 3})  # fmt: skip
+    assert two[0]["error"] == (
+        "parse: returned 'n' and 'got', also extracted fields' names (-e, extract=); "
+        "rename one of the two"
+    )
