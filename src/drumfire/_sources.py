@@ -716,12 +716,23 @@ def _skipped(block: bytes, comments: bool) -> int:
 
 def _from_line_start(block: bytes, start: bool) -> bytes:
     """``block`` from its first line start: all of it when it starts one (``start``),
-    else from after its first newline (a blank line across two blocks is missed: one a
-    block at most, in an estimate)."""
+    else from after its first newline (the line across the blocks: see :func:`_line_kind`)."""
     if start:
         return block
     cut = block.find(b"\n")
     return block[cut + 1 :] if cut >= 0 else b""
+
+
+def _line_kind(kind: bytes, piece: bytes, comments: bool) -> bytes:
+    """What a line is so far, once ``piece`` (none of its newlines) is added: ``b""``
+    white space alone, ``b"#"`` a comment (with ``comments``), ``b"x"`` a row. A line
+    that a block boundary cuts is seen in two pieces: :func:`_skipped` sees neither."""
+    if kind:
+        return kind
+    rest = piece.lstrip(_SPACE)
+    if not rest:
+        return b""
+    return b"#" if comments and rest.startswith(b"#") else b"x"
 
 
 def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = False) -> int | None:
@@ -743,6 +754,7 @@ def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = F
         inside = False  # within a quoted field at the end of the last block
         start = True  # the next block starts a line (the last one ended with its newline)
         last = b"\n"
+        kind = b""  # the kind of the line the last block ended inside (see _line_kind)
         with open(path, "rb") as f:
             # In blocks as read, not whole lines: a file without a newline (a CSV whose
             # lines end in a lone CR) is counted in a pass, as it was.
@@ -751,6 +763,15 @@ def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = F
                     chunk = chunk.removeprefix(codecs.BOM_UTF8) or b"\n"
                 begins, start, last = start, chunk.endswith(b"\n"), chunk
                 lines = chunk.count(b"\n") - _skipped(_from_line_start(chunk, begins), comments)
+                # The line the boundary cut, where the readers skip it (blank, a comment).
+                cut = chunk.find(b"\n")
+                if cut < 0:
+                    kind = _line_kind(kind, chunk, comments)
+                    across = 0
+                else:
+                    across = not begins and _line_kind(kind, chunk[:cut], comments) != b"x"
+                    kind = _line_kind(b"", chunk[chunk.rfind(b"\n") + 1 :], comments)
+                lines -= across
                 plain += lines
                 if not quoted or (not inside and b'"' not in chunk):
                     n += lines
@@ -766,15 +787,13 @@ def count_rows(path: str, header: bool, quoted: bool = False, comments: bool = F
                     # (a quote for each quoted part: a line with one is not blank)
                     outside = b'"' * inside + b'"'.join(parts[1 if inside else 0 :: 2])
                     head = _from_line_start(outside, begins and not inside)
-                    lines = outside.count(b"\n") - _skipped(head, False)
+                    lines = outside.count(b"\n") - _skipped(head, False) - (across and not inside)
                 if len(parts) % 2 == 0:
                     inside = not inside
                 n += lines
-        if not last.endswith(b"\n"):  # a last line without its newline: a row unless blank
-            tail = last[last.rfind(b"\n") + 1 :].strip()
-            if tail and not (comments and tail.startswith(b"#")):
-                n += 1
-                plain += 1
+        if not last.endswith(b"\n") and kind == b"x":  # a last line without its newline
+            n += 1
+            plain += 1
         if inside:
             # A quote that never closes: drumfire reads on after it (see _guarded),
             # so the lines are the better estimate.
