@@ -20,6 +20,7 @@ from typing import Any
 from ._columns import INT
 from ._engine import Engine
 from ._errors import UsageError, as_called
+from ._instream import Background
 from ._job import Job
 from ._live import Stopper, live, unwatch_sigint, watch_sigint
 from ._loop import new_event_loop
@@ -41,7 +42,10 @@ _DOC_ARGS = """
             pyarrow Table or a polars DataFrame, or the path of an input file
             (a ``pathlib.Path``, or a ``str`` naming an existing file; read as
             ``drumfire run`` reads INPUT, with ``input_format=``, ``encoding=``,
-            ``delimiter=``: a CSV's field separator, as ``--delimiter``).
+            ``delimiter=``: a CSV's field separator, as ``--delimiter``). An
+            iterator (no ``len()``) is read by ``run`` in a thread of its own, so
+            one that blocks holds no request; ``arun`` reads it in the caller's
+            thread (a sqlite3 cursor works only there: see the README).
         url: URL template; ``{column}`` is replaced by the row's value. Defaults
             to ``{url}`` (rows that are URLs).
         method, headers, data: templates too; the method defaults to GET, or
@@ -237,6 +241,11 @@ arun.__doc__ = (arun.__doc__ or "") + _DOC_ARGS
 
 _END = object()
 
+
+def _nothing() -> None:
+    """Closing a Python iterator of rows: the caller's to close, not drumfire's."""
+
+
 def run(
     rows: Iterable[Any] | Any,
     url: str = "{url}",
@@ -257,6 +266,12 @@ def run(
     progress = progress_option(kwargs)
     stats_to: list[Run] | None = kwargs.pop("_stats_to", None)  # run_all's
     source, job, output = _source_and_job(rows, url, kwargs, parse)
+    if source.fmt == "rows" and source.total is None:
+        # An iterator (no len): it may block (a database cursor, a paginated API), and
+        # read in the engine's loop it held every request in flight. A thread reads it,
+        # as a pipe's rows (the engine's thread was not the caller's either).
+        source.items = background = Background(source.items, _nothing)
+        source.close = background.close
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     # paused[0] is set by the engine thread before it pauses, cleared by the
     # consumer before it asks for a resume; both orders end unpaused or with
