@@ -22,7 +22,7 @@ from typing import Any
 
 from ._connection import Connection
 from ._finish import Finisher
-from ._limits import AdaptiveLimit, FixedLimit, OriginLimit
+from ._limits import AdaptiveLimit, OriginLimit
 from ._ordering import Reorder
 from ._origins import Origins
 from ._pipelining import Pipelining
@@ -97,7 +97,7 @@ class EngineCore:
     _answered: Connection | None  # the connection that answered last
     _unflushed: list[Connection]  # connections whose queued requests are not written yet
     _local_of: tuple[Origin | None, int | None]  # the only origin, its port if local
-    _kept: FixedLimit | AdaptiveLimit | None  # the limit whose keep pipelining set
+    _kept: AdaptiveLimit | None  # the limit whose keep pipelining set
     _reached: bool
     _unreached: int
 

@@ -273,7 +273,7 @@ class Engine(Settling, Lifecycle, PipelinedDispatch, Intake):
             machine=machine_cpu,
         )
         self._local_of: tuple[Origin | None, int | None] = (None, None)
-        self._kept: FixedLimit | AdaptiveLimit | None = None
+        self._kept: AdaptiveLimit | None = None
         # Called once, when the engine's own CPU first limits the run (see _watch_cpu).
         self.on_cpu_bound = on_cpu_bound
         self.pipelining = False

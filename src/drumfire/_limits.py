@@ -43,13 +43,12 @@ __all__ = [
 class FixedLimit:
     """``-c N``: always N."""
 
-    __slots__ = ("keep", "limit")
+    __slots__ = ("limit",)
     share = 0.0  # the interface of AdaptiveLimit: nothing is learnt
     cuts = 0
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.keep = 1  # the interface of AdaptiveLimit: N whatever the latency
 
     def sample(self, now: float, latency: float, overload: bool) -> None:
         """Nothing to learn."""

@@ -17,6 +17,7 @@ from itertools import repeat
 
 from ._connection import Connection, pipeline_room
 from ._core import EngineCore
+from ._limits import AdaptiveLimit
 from ._pipelining import OFF, Pipelining, Setting, is_local_host
 from ._request import Origin, Prepared
 from ._rows import Flight
@@ -116,7 +117,8 @@ class PipelinedDispatch(EngineCore):
         if self._kept is not None:
             self._kept.keep = 1
         solo = self.origins.solo
-        self._kept = solo.limit if solo is not None and units > 1 else None
+        limit = solo.limit if solo is not None and units > 1 else None
+        self._kept = limit if isinstance(limit, AdaptiveLimit) else None  # -c N: no floor
         if self._kept is not None:
             self._kept.keep = units
 
