@@ -3,6 +3,8 @@ stop, kill or freeze a run and its children (shared: each test file had its copy
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -37,3 +39,16 @@ def state(pid: int) -> str:
     except OSError:
         return ""
     return stat.rsplit(")", 1)[1].split()[0]
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    """The run's stderr once it ends (a minute at most); if it hung, it and its children
+    are killed, so no process is left behind."""
+    try:
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            for pid in children_of(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.communicate()

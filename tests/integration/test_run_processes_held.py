@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from procs import children_of, wait_until
+from procs import finish, wait_until
 from servers import Action, ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -61,14 +60,9 @@ def test_a_held_origin_does_not_stop_the_other_origins_rows(tmp_path: Path) -> N
         )  # fmt: skip
         try:
             wait_until(done.is_set, proc)  # every healthy row sent while the other is held
-            proc.send_signal(signal.SIGINT)
-            stderr = proc.communicate(timeout=60)[1]
         finally:
-            if proc.poll() is None:  # it hung: no process is left behind
-                for pid in children_of(proc.pid):
-                    os.kill(pid, signal.SIGKILL)
-                proc.kill()
-                proc.communicate()
+            proc.send_signal(signal.SIGINT)  # also when the wait failed: the run ends
+            stderr = finish(proc)  # if it hung: no process is left behind
         held_requests = len(held.requests)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr

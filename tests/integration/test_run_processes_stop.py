@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from procs import children_of, state, wait_until
+from procs import children_of, finish, state, wait_until
 from servers import Action, ScriptedServer, respond
 
 CLI = [sys.executable, "-m", "drumfire.cli"]
@@ -67,17 +67,6 @@ def held() -> Iterator[Held]:
             yield srv, release, hold
         finally:
             release.set()  # the server's threads end
-
-
-def finish(proc: subprocess.Popen[str]) -> str:
-    try:
-        return proc.communicate(timeout=60)[1]
-    finally:
-        if proc.poll() is None:  # it hung: no process is left behind
-            for pid in children_of(proc.pid):
-                os.kill(pid, signal.SIGKILL)
-            proc.kill()
-            proc.communicate()
 
 
 def resume_sends_only_what_is_missing(
