@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,17 @@ def cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[
     return subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def stdout_lines(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
+    """The run's output lines as a thread reads them (a test waits for each, bounded),
+    and that thread."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -115,9 +128,6 @@ def test_a_pipe_whose_writer_pauses_holds_no_answer(processes: str) -> None:
     the server had done ended as a timeout). With -p the rows read waited in the
     parent's chunk for the writer's next ones. Row 1's result now comes while the pipe
     is open and silent; the rows after the pause follow."""
-    import queue
-    import threading
-
     with (
         ScriptedServer(lambda i, m, t, h, b: respond(200, {"got": b.decode()})) as server,
         subprocess.Popen(
@@ -131,9 +141,7 @@ def test_a_pipe_whose_writer_pauses_holds_no_answer(processes: str) -> None:
     ):  # fmt: skip
         assert proc.stdin is not None
         assert proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
-        reader.start()
+        lines, reader = stdout_lines(proc)
         try:
             proc.stdin.write("id,v\n1,a\n")
             proc.stdin.flush()
@@ -247,8 +255,6 @@ def test_the_read_ahead_child_sends_the_rows_of_a_pipe_that_paused() -> None:
 
     if not available():
         pytest.skip("no read-ahead child on this machine")
-    import queue
-    import threading
     import time
 
     force = (
@@ -265,9 +271,7 @@ def test_the_read_ahead_child_sends_the_rows_of_a_pipe_that_paused() -> None:
     ):  # fmt: skip
         assert proc.stdin is not None
         assert proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
-        reader.start()
+        lines, _ = stdout_lines(proc)
         try:
             proc.stdin.write("id\n")
             child: list[int] = []
