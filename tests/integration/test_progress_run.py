@@ -7,6 +7,7 @@ until the test has seen the bar show them; no test waits for a guessed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,28 +62,48 @@ def read_until(fd: int, seen: bytearray, wanted: list[bytes], deadline: float) -
     return False
 
 
+@contextlib.contextmanager
+def on_a_terminal(
+    args: list[str], gate: threading.Event
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``drumfire ARGS`` with its stderr on a pseudo-terminal 160 columns wide: the
+    process and the terminal's reading end. On the way out ``gate`` is set (the held
+    requests end) and a run still going is killed."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = None
+    try:
+        env = {**os.environ, "COLUMNS": "160", "LINES": "24"}
+        proc = subprocess.Popen(
+            [*CLI, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
+        )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        yield proc, master
+    finally:
+        gate.set()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path, processes: str) -> None:
     # With -p 2 the workers tell the parent their requests in flight and their limits.
-    import pty
-
     rows = tmp_path / "rows.csv"
     rows.write_text("id\n" + "".join(f"{i}\n" for i in range(1, ROWS + 1)))
     out = tmp_path / "out.csv"
     handler = Gated()
-    master, slave = pty.openpty()
     seen = bytearray()
-    proc = None
-    try:
-        with ScriptedServer(handler) as server:
-            env = {**os.environ, "COLUMNS": "160", "LINES": "24"}
-            proc = subprocess.Popen(
-                [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-c", "40",
-                 "-p", processes, "-o", str(out)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
-            )  # fmt: skip
-            os.close(slave)
-            slave = -1
+    with ScriptedServer(handler) as server:
+        args = ["run", str(rows), "--url", server.url("/item/{id}"), "-c", "40",
+                "-p", processes, "-o", str(out)]  # fmt: skip
+        with on_a_terminal(args, handler.gate) as (proc, master):
             wanted = [
                 "━".encode(),  # the bar
                 f"{ANSWERED}/{ROWS} (66.7%)".encode(),  # rows done / total
@@ -94,14 +116,6 @@ def test_run_on_a_terminal_shows_a_bar_with_every_figure(tmp_path: Path, process
             handler.gate.set()
             read_until(master, seen, [b"results: "], time.monotonic() + 60)
             code = proc.wait(timeout=60)
-    finally:
-        handler.gate.set()
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if slave >= 0:
-            os.close(slave)
-        os.close(master)
     text = bytes(seen)
     assert found, text[-1500:]
     assert code == 0
@@ -132,7 +146,6 @@ def test_the_total_skips_blank_lines_and_a_stopped_run_says_what_is_left(tmp_pat
     # Runs of blank lines (and white space alone) are no rows: they were counted in the
     # bar's total (60 rows showed /75). Stopped by Ctrl-C, the summary says how many
     # rows of the input have no result yet, where it said the rows done alone.
-    import pty
     import signal
 
     rows = tmp_path / "rows.csv"
@@ -141,33 +154,16 @@ def test_the_total_skips_blank_lines_and_a_stopped_run_says_what_is_left(tmp_pat
     rows.write_text("id\n" + lines)
     out = tmp_path / "out.csv"
     handler = Gated()
-    master, slave = pty.openpty()
     seen = bytearray()
-    proc = None
-    try:
-        with ScriptedServer(handler) as server:
-            env = {**os.environ, "COLUMNS": "160", "LINES": "24"}
-            proc = subprocess.Popen(
-                [*CLI, "run", str(rows), "--url", server.url("/item/{id}"), "-c", "10",
-                 "--retries", "0", "-o", str(out)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
-            )  # fmt: skip
-            os.close(slave)
-            slave = -1
+    with ScriptedServer(handler) as server:
+        args = ["run", str(rows), "--url", server.url("/item/{id}"), "-c", "10",
+                "--retries", "0", "-o", str(out)]  # fmt: skip
+        with on_a_terminal(args, handler.gate) as (proc, master):
             shown = f"{ANSWERED}/{ROWS} (".encode()  # the total, without the blank lines
             found = read_until(master, seen, [shown], time.monotonic() + 60)
             proc.send_signal(signal.SIGINT)
             read_until(master, seen, [b"resume with: "], time.monotonic() + 60)
             code = proc.wait(timeout=60)
-            handler.gate.set()  # the held requests' threads end with the server
-    finally:
-        handler.gate.set()
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if slave >= 0:
-            os.close(slave)
-        os.close(master)
     text = bytes(seen)
     assert found, text[-1500:]
     assert code == 130
